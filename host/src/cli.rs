@@ -1,0 +1,184 @@
+//! The offline and client commands: `check`, `models` and `chat`.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::gateway::Gateway;
+use crate::router::SystemClock;
+
+fn build(path: &Path) -> Result<(crate::config::LoadedConfig, Gateway, Vec<String>), String> {
+    let loaded = crate::config::load(path).map_err(|e| e.to_string())?;
+    let client = crate::server::http_client()?;
+    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    Ok((loaded, gateway, warnings))
+}
+
+/// Validates a config; prints what it serves and every warning.
+pub fn check(path: &Path) -> Result<(), String> {
+    let (loaded, gateway, warnings) = build(path)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "config: {}  (ok)", path.display());
+    let _ = writeln!(out, "\nmodel groups:");
+    for group in gateway.router.groups() {
+        let _ = writeln!(out, "  {}", group.name);
+        for d in &group.deployments {
+            let _ = writeln!(
+                out,
+                "    - {}  provider={} model={}",
+                d.id,
+                d.target.provider(),
+                d.target.upstream_model()
+            );
+        }
+    }
+    for (alias, target) in gateway.router.aliases() {
+        let _ = writeln!(out, "  {alias} -> {target} (alias)");
+    }
+    if !gateway.composites.is_empty() {
+        let _ = writeln!(out, "\ncomposite models:");
+        for (name, c) in &gateway.composites {
+            let _ = writeln!(out, "  {name} -> {}", c.target);
+        }
+    }
+    if let Some(composite) = &loaded.config.general_settings.composite_llm {
+        if !composite.profiles.is_empty() {
+            let _ = writeln!(out, "\nprofiles:");
+            for (name, p) in &composite.profiles {
+                let _ = writeln!(out, "  {name}: strategy={}", p.strategy);
+            }
+        }
+        if !composite.providers.is_empty() {
+            let _ = writeln!(out, "\nprovider bundles:");
+            for name in composite.providers.keys() {
+                let _ = writeln!(out, "  {name}");
+            }
+        }
+    }
+    let mut providers: Vec<&str> = gateway
+        .router
+        .groups()
+        .iter()
+        .flat_map(|g| g.deployments.iter().map(|d| d.target.provider()))
+        .collect();
+    providers.sort();
+    providers.dedup();
+    let _ = writeln!(out, "\nproviders: {}", providers.join(", "));
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "\nwarnings:");
+        for w in &warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    Ok(())
+}
+
+/// Prints the public model names, one per line.
+pub fn models(path: &Path) -> Result<(), String> {
+    let (_, gateway, _) = build(path)?;
+    let mut out = std::io::stdout().lock();
+    for name in gateway.model_names() {
+        let _ = writeln!(out, "{name}");
+    }
+    Ok(())
+}
+
+/// Arguments of `conclave chat`.
+pub struct ChatArgs {
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub show_reasoning: bool,
+    pub stream: bool,
+    pub prompt: String,
+}
+
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// Sends one chat request and prints the answer as it arrives; reasoning
+/// (a composite's stage trace) is printed dimmed before the answer.
+pub async fn chat(args: ChatArgs) -> Result<(), String> {
+    let client = crate::server::http_client()?;
+    let url = format!("{}/v1/chat/completions", args.base_url.trim_end_matches('/'));
+    let mut request = client.post(&url).json(&json!({
+        "model": args.model,
+        "messages": [{"role": "user", "content": args.prompt}],
+        "stream": args.stream,
+    }));
+    if let Some(key) = &args.api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        return Err(format!("{status}: {message}"));
+    }
+    let mut out = std::io::stdout().lock();
+    if !args.stream {
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        let message = &body["choices"][0]["message"];
+        if args.show_reasoning
+            && let Some(r) = message["reasoning_content"].as_str()
+        {
+            let _ = writeln!(out, "{DIM}{r}{RESET}");
+        }
+        let _ = writeln!(out, "{}", message["content"].as_str().unwrap_or_default());
+        return Ok(());
+    }
+    let mut bytes = response.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut in_reasoning = false;
+    while let Some(chunk) = bytes.next().await {
+        let chunk = chunk.map_err(|e| format!("stream broke: {e}"))?;
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buf.drain(..pos + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            for line in text.lines() {
+                let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                    continue;
+                };
+                if data == "[DONE]" {
+                    if in_reasoning {
+                        let _ = write!(out, "{RESET}");
+                    }
+                    let _ = writeln!(out);
+                    return Ok(());
+                }
+                let v: Value = serde_json::from_str(data).map_err(|e| format!("bad chunk: {e}"))?;
+                if let Some(err) = v.get("error") {
+                    let _ = writeln!(out, "{RESET}");
+                    return Err(format!("stream error: {}", err["message"].as_str().unwrap_or("unknown")));
+                }
+                let delta = &v["choices"][0]["delta"];
+                if let Some(r) = delta["reasoning_content"].as_str()
+                    && args.show_reasoning
+                {
+                    if !in_reasoning {
+                        let _ = write!(out, "{DIM}");
+                        in_reasoning = true;
+                    }
+                    let _ = write!(out, "{r}");
+                }
+                if let Some(c) = delta["content"].as_str() {
+                    if in_reasoning && !c.is_empty() {
+                        let _ = write!(out, "{RESET}\n\n");
+                        in_reasoning = false;
+                    }
+                    let _ = write!(out, "{c}");
+                }
+                let _ = out.flush();
+            }
+        }
+    }
+    Err("the stream ended without [DONE]".into())
+}

@@ -1,0 +1,377 @@
+//! Reading a config file: YAML tree, environment substitution, typed
+//! deserialization with key paths, and warnings for keys conclave ignores.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+use super::{Config, Env};
+
+/// A config that loaded, with what the operator should hear about it.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The file it came from (for messages and reloads).
+    pub path: PathBuf,
+    pub config: Config,
+    /// Environment lookups for provider keys that the config does not name.
+    pub env: Env,
+    /// Keys that were accepted but are not used, each naming its path.
+    pub warnings: Vec<String>,
+}
+
+/// One thing wrong in a config, at a key path such as `model_list[2].litellm_params.model`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a config could not be used. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read config: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}: invalid YAML: {reason}")]
+    Syntax { file: String, reason: String },
+    #[error("{}", format_problems(file, problems))]
+    Invalid { file: String, problems: Vec<Problem> },
+}
+
+impl ConfigError {
+    /// Builds the error for problems found after parsing (e.g. by the router).
+    pub fn invalid(file: &Path, problems: Vec<Problem>) -> Self {
+        Self::Invalid {
+            file: file.display().to_string(),
+            problems,
+        }
+    }
+}
+
+fn format_problems(file: &str, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{file}: {}: {}", p.path, p.message));
+    }
+    out
+}
+
+/// The config path when none is given: `CONCLAVE_CONFIG`, then LiteLLM's
+/// `LITELLM_CONFIG` and `CONFIG_FILE_PATH`, then `./config/conclave.yaml`.
+pub fn default_config_path() -> PathBuf {
+    ["CONCLAVE_CONFIG", "LITELLM_CONFIG", "CONFIG_FILE_PATH"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("config/conclave.yaml"))
+}
+
+/// Loads and checks the config at `path`.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let env = Env::beside(path).map_err(|reason| ConfigError::Read {
+        file: file.clone(),
+        reason,
+    })?;
+    load_str(&text, path, env)
+}
+
+/// Loads a config from text; `path` is only used in messages and to resolve
+/// relative paths later.
+pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, ConfigError> {
+    let file = path.display().to_string();
+    let mut tree: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    if tree.is_null() {
+        tree = Value::Mapping(Default::default());
+    }
+    if !tree.is_mapping() {
+        return Err(ConfigError::invalid(
+            path,
+            vec![Problem::new(".", "the config must be a mapping of sections")],
+        ));
+    }
+
+    let env = env.with_config_vars(config_vars(&tree));
+    let mut env_problems = Vec::new();
+    substitute_tree(&mut tree, &mut String::new(), &env, &mut env_problems);
+
+    let mut ignored: Vec<String> = Vec::new();
+    let config: Config = {
+        let mut on_ignored = |p: serde_ignored::Path<'_>| ignored.push(format_ignored_path(&p));
+        let de = serde_ignored::Deserializer::new(tree, &mut on_ignored);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::invalid(Path::new(&file), vec![Problem::new(path, e.into_inner().to_string())])
+        })?
+    };
+
+    // A missing variable only matters where conclave reads the value.
+    env_problems.retain(|p| !ignored.iter().any(|i| is_within(&p.path, i)));
+    if !env_problems.is_empty() {
+        return Err(ConfigError::invalid(path, env_problems));
+    }
+
+    let mut warnings: Vec<String> = ignored
+        .iter()
+        .map(|p| format!("{file}: {p}: unknown key, ignored"))
+        .collect();
+    let mut problems = Vec::new();
+    check(&config, &file, &mut problems, &mut warnings);
+    if !problems.is_empty() {
+        return Err(ConfigError::invalid(path, problems));
+    }
+    Ok(LoadedConfig {
+        path: path.to_path_buf(),
+        config,
+        env,
+        warnings,
+    })
+}
+
+fn config_vars(tree: &Value) -> std::collections::HashMap<String, String> {
+    let mut vars = std::collections::HashMap::new();
+    if let Some(Value::Mapping(map)) = tree.get("environment_variables") {
+        for (k, v) in map {
+            if let (Some(k), Some(v)) = (k.as_str(), scalar_to_string(v)) {
+                vars.insert(k.to_owned(), v);
+            }
+        }
+    }
+    vars
+}
+
+fn scalar_to_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn substitute_tree(value: &mut Value, path: &mut String, env: &Env, problems: &mut Vec<Problem>) {
+    match value {
+        Value::String(s) => match env.substitute(s) {
+            Ok(new) => *s = new,
+            Err(message) => {
+                problems.push(Problem::new(path.clone(), message));
+                s.clear();
+            }
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                substitute_tree(item, path, env, problems);
+                path.truncate(len);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                match k.as_str() {
+                    Some(key) => path.push_str(key),
+                    None => path.push_str(&format!("{k:?}")),
+                }
+                substitute_tree(v, path, env, problems);
+                path.truncate(len);
+            }
+        }
+        Value::Tagged(tagged) => substitute_tree(&mut tagged.value, path, env, problems),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+fn format_ignored_path(p: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", format_ignored_path(parent)),
+        P::Map { parent, key } => {
+            let parent = format_ignored_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            format_ignored_path(parent)
+        }
+    }
+}
+
+/// Whether `path` is `prefix` itself or a key below it.
+fn is_within(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Checks that need more than the types: required keys, ranges, known names.
+fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
+    for (i, entry) in config.model_list.iter().enumerate() {
+        let at = format!("model_list[{i}]");
+        if entry.model_name.trim().is_empty() {
+            problems.push(Problem::new(format!("{at}.model_name"), "is required"));
+        }
+        let params = &entry.litellm_params;
+        if params.model.trim().is_empty() {
+            problems.push(Problem::new(
+                format!("{at}.litellm_params.model"),
+                "is required (e.g. openai/gpt-4o-mini or mock/echo)",
+            ));
+        }
+        for (key, value) in [
+            ("timeout", params.timeout),
+            ("stream_timeout", params.stream_timeout),
+            ("weight", params.weight),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0)
+            {
+                problems.push(Problem::new(
+                    format!("{at}.litellm_params.{key}"),
+                    format!("must be a positive number, got {v}"),
+                ));
+            }
+        }
+    }
+    let rs = &config.router_settings;
+    for (key, value) in [
+        ("router_settings.timeout", rs.timeout),
+        ("router_settings.stream_timeout", rs.stream_timeout),
+        ("router_settings.cooldown_time", rs.cooldown_time),
+        ("router_settings.retry_after", rs.retry_after),
+        ("litellm_settings.request_timeout", config.litellm_settings.request_timeout),
+        ("litellm_settings.cooldown_time", config.litellm_settings.cooldown_time),
+        (
+            "routing_strategy_args.lowest_latency_buffer",
+            rs.routing_strategy_args.lowest_latency_buffer,
+        ),
+    ] {
+        if let Some(v) = value
+            && !(v.is_finite() && v >= 0.0)
+        {
+            problems.push(Problem::new(key, format!("must be a non-negative number, got {v}")));
+        }
+    }
+    if let Some(mb) = config.general_settings.max_request_size_mb
+        && !(mb.is_finite() && mb > 0.0)
+    {
+        problems.push(Problem::new(
+            "general_settings.max_request_size_mb",
+            format!("must be a positive number, got {mb}"),
+        ));
+    }
+    if config.litellm_settings.custom_provider_map.is_some() {
+        warnings.push(format!(
+            "{file}: litellm_settings.custom_provider_map: Python custom providers are not loaded; \
+             composite profiles are served natively"
+        ));
+    }
+    if config.router_settings.enable_pre_call_checks.is_some() {
+        warnings.push(format!(
+            "{file}: router_settings.enable_pre_call_checks: accepted; rpm/tpm limits are checked by usage-based-routing"
+        ));
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<LoadedConfig, ConfigError> {
+        load_str(text, Path::new("test.yaml"), Env::default())
+    }
+
+    #[test]
+    fn type_error_names_file_and_key_path() {
+        let err = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: mock/a}\n  - model_name: b\n    litellm_params: {model: [1]}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("test.yaml: model_list[1].litellm_params.model"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_their_path() {
+        let loaded = load_text(
+            "general_settings:\n  database_url: x\n  master_key: k\nmodel_list: []\nsurprise: 1\n",
+        )
+        .unwrap();
+        let w = loaded.warnings.join("\n");
+        assert!(w.contains("general_settings.database_url: unknown key"), "{w}");
+        assert!(w.contains("surprise: unknown key"), "{w}");
+    }
+
+    #[test]
+    fn unset_env_in_an_ignored_key_is_not_an_error() {
+        let loaded = load_text(
+            "general_settings:\n  database_url: os.environ/CONCLAVE_T_NO_SUCH_DB\nmodel_list: []\n",
+        );
+        assert!(loaded.is_ok());
+    }
+
+    #[test]
+    fn unset_env_in_a_used_key_names_the_variable_and_path() {
+        let err = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/CONCLAVE_T_NO_SUCH_KEY\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("model_list[0].litellm_params.api_key"), "{err}");
+        assert!(err.contains("CONCLAVE_T_NO_SUCH_KEY"), "{err}");
+    }
+
+    #[test]
+    fn config_environment_variables_feed_substitution() {
+        let loaded = load_text(
+            "environment_variables:\n  CONCLAVE_T_BASE: http://h\nmodel_list:\n  - model_name: a\n    litellm_params: {model: openai/x, api_base: $CONCLAVE_T_BASE/v1}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.config.model_list[0].litellm_params.api_base.as_deref(),
+            Some("http://h/v1")
+        );
+    }
+
+    #[test]
+    fn missing_model_is_reported_at_its_path() {
+        let err = load_text("model_list:\n  - model_name: a\n    litellm_params: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model_list[0].litellm_params.model: is required"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Configuration: the LiteLLM-style YAML file, resolved into typed settings.
+//!
+//! Loading happens in three passes so every problem can name the file and the
+//! key path: the YAML is parsed into a tree, environment references in it are
+//! substituted, and the tree is deserialized into [`Config`] while every key
+//! conclave does not use is collected as a warning rather than an error.
+
+mod env;
+mod load;
+mod schema;
+
+pub use env::Env;
+pub use load::{ConfigError, LoadedConfig, Problem, default_config_path, load, load_str};
+pub use schema::*;

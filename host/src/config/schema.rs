@@ -1,0 +1,218 @@
+//! The typed shape of a config file. Names and meanings follow LiteLLM's proxy
+//! config so that existing files load unchanged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::Deserialize;
+
+/// A whole config file after environment substitution.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Deployments; entries sharing a `model_name` form one model group.
+    pub model_list: Vec<ModelEntry>,
+    /// Proxy-wide settings (auth, limits, composite profiles).
+    pub general_settings: GeneralSettings,
+    /// LiteLLM library settings that also apply to the proxy.
+    pub litellm_settings: LitellmSettings,
+    /// Balancing, retries, fallbacks and cooldowns.
+    pub router_settings: RouterSettings,
+    /// Variables made available to `os.environ/` references (lowest priority).
+    pub environment_variables: HashMap<String, String>,
+}
+
+/// One deployment of a model group.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ModelEntry {
+    /// The public name clients send as `model`; `*` and `prefix/*` are wildcards.
+    pub model_name: String,
+    /// How to reach the deployment.
+    pub litellm_params: LitellmParams,
+    /// Free-form metadata; `id` names the deployment in headers and logs.
+    pub model_info: Option<BTreeMap<String, serde_yaml::Value>>,
+}
+
+/// A secret string (API or master key) that never prints itself.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value read from the environment or the config.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Per-deployment parameters, LiteLLM's `litellm_params`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LitellmParams {
+    /// `provider/model`, e.g. `openai/gpt-4o` or `mock/echo`.
+    pub model: String,
+    pub api_base: Option<String>,
+    pub api_key: Option<Secret>,
+    pub api_version: Option<String>,
+    pub organization: Option<String>,
+    pub extra_headers: BTreeMap<String, String>,
+    /// Whole-request timeout in seconds.
+    pub timeout: Option<f64>,
+    /// Seconds to the first chunk of a stream, and between chunks.
+    pub stream_timeout: Option<f64>,
+    pub max_retries: Option<u32>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub weight: Option<f64>,
+    pub order: Option<u32>,
+    /// Upstream model name, when it differs from the one after the provider prefix.
+    pub target_model: Option<String>,
+    /// Injects the provider's reasoning switch when a request carries none.
+    pub supports_reasoning: Option<bool>,
+    /// Accepted for LiteLLM compatibility: the provider when `model` has no prefix.
+    pub custom_llm_provider: Option<String>,
+    /// Everything else: request defaults (temperature, ...) and mock settings.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// `general_settings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GeneralSettings {
+    /// Clients must send this as `Authorization: Bearer <key>`.
+    pub master_key: Option<Secret>,
+    /// Largest request body accepted, in MiB.
+    pub max_request_size_mb: Option<f64>,
+    /// Composite profiles and strategies.
+    pub composite_llm: Option<CompositeSettings>,
+    /// Serves `POST /v1/responses` when true.
+    pub enable_responses_endpoint: Option<bool>,
+    /// Watch the config and strategy files and reload on change.
+    pub hot_reload: Option<bool>,
+}
+
+/// `litellm_settings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LitellmSettings {
+    pub drop_params: Option<bool>,
+    /// Default whole-request timeout in seconds.
+    pub request_timeout: Option<f64>,
+    pub num_retries: Option<u32>,
+    /// LiteLLM's Python custom providers; composite profiles replace them.
+    pub custom_provider_map: Option<serde_yaml::Value>,
+    pub fallbacks: Option<FallbackList>,
+    pub context_window_fallbacks: Option<FallbackList>,
+    pub content_policy_fallbacks: Option<FallbackList>,
+    pub default_fallbacks: Option<Vec<String>>,
+    pub allowed_fails: Option<u32>,
+    pub cooldown_time: Option<f64>,
+    pub set_verbose: Option<bool>,
+    pub json_logs: Option<bool>,
+}
+
+/// LiteLLM's fallback form: a list of `{group: [fallback, ...]}` maps.
+pub type FallbackList = Vec<BTreeMap<String, Vec<String>>>;
+
+/// `router_settings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RouterSettings {
+    pub routing_strategy: Option<String>,
+    pub routing_strategy_args: RoutingStrategyArgs,
+    pub num_retries: Option<u32>,
+    pub retry_policy: Option<RetryPolicyConfig>,
+    /// Minimum seconds to wait before a retry.
+    pub retry_after: Option<f64>,
+    pub allowed_fails: Option<u32>,
+    pub cooldown_time: Option<f64>,
+    pub disable_cooldowns: Option<bool>,
+    pub timeout: Option<f64>,
+    pub stream_timeout: Option<f64>,
+    pub fallbacks: Option<FallbackList>,
+    pub default_fallbacks: Option<Vec<String>>,
+    pub context_window_fallbacks: Option<FallbackList>,
+    pub content_policy_fallbacks: Option<FallbackList>,
+    pub max_fallbacks: Option<u32>,
+    /// Alias to group, or to `{model: group, hidden: bool}`.
+    pub model_group_alias: BTreeMap<String, serde_yaml::Value>,
+    pub enable_pre_call_checks: Option<bool>,
+}
+
+/// `router_settings.routing_strategy_args`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RoutingStrategyArgs {
+    /// Deployments within this fraction of the fastest count as equally fast.
+    pub lowest_latency_buffer: Option<f64>,
+    /// Seconds of history the latency average should favour.
+    pub ttl: Option<f64>,
+}
+
+/// `router_settings.retry_policy`: retries per error class.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[allow(non_snake_case)]
+pub struct RetryPolicyConfig {
+    pub BadRequestErrorRetries: Option<u32>,
+    pub AuthenticationErrorRetries: Option<u32>,
+    pub TimeoutErrorRetries: Option<u32>,
+    pub RateLimitErrorRetries: Option<u32>,
+    pub ContentPolicyViolationErrorRetries: Option<u32>,
+    pub InternalServerErrorRetries: Option<u32>,
+}
+
+/// `general_settings.composite_llm`: composite profiles and their strategies.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CompositeSettings {
+    /// Named parameter bundles (api_key, api_base, ...) shared by topology nodes.
+    pub providers: BTreeMap<String, ProviderBundle>,
+    /// Named profiles: a strategy and its topology.
+    pub profiles: BTreeMap<String, Profile>,
+    /// Strategy name to a component path (relative to the config file).
+    pub strategy_registry: BTreeMap<String, String>,
+    /// Per-request JSONL trace log.
+    pub observability: Observability,
+    /// Sandbox limits applied to every profile unless it sets its own.
+    pub limits: Option<serde_yaml::Value>,
+}
+
+/// A named bundle of `litellm_params` for topology nodes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProviderBundle {
+    pub litellm_params: LitellmParams,
+}
+
+/// A composite profile.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Profile {
+    /// Name of a built-in or registered strategy.
+    pub strategy: String,
+    /// Strategy-specific topology, validated by the strategy itself.
+    pub topology: serde_yaml::Value,
+    /// Per-profile sandbox limits.
+    pub limits: Option<serde_yaml::Value>,
+}
+
+/// `general_settings.composite_llm.observability`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Observability {
+    pub enabled: bool,
+    pub log_file: Option<String>,
+}

@@ -1,0 +1,185 @@
+//! Route handlers. Each model endpoint parses the body once, hands it to the
+//! router, and turns the answer into JSON or SSE with `x-conclave-*` headers.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::sse::event_stream;
+use crate::openai::{Endpoint, ProxyRequest};
+use crate::providers::UpstreamReply;
+use crate::router::{RouteMeta, RouteRequest};
+
+pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, Endpoint::ChatCompletions, request).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, Endpoint::Completions, request).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, Endpoint::Embeddings, request).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let gateway = state.gateway();
+    let bytes = read_body(request, gateway.body_limit).await?;
+    let req: ProxyRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("request body is not valid JSON for this endpoint: {e}"), None))?;
+    drop(bytes);
+    if req.model.trim().is_empty() {
+        return Err(ApiError::invalid("model must not be empty", Some("model")));
+    }
+    let required = endpoint.required_field();
+    if !req.rest.contains_key(required) {
+        return Err(ApiError::invalid(format!("{required} is required"), Some(required)));
+    }
+    if endpoint == Endpoint::ChatCompletions && !req.rest.get("messages").is_some_and(|m| m.is_array()) {
+        return Err(ApiError::invalid("messages must be an array", Some("messages")));
+    }
+    if endpoint == Endpoint::Embeddings && req.stream {
+        return Err(ApiError::invalid("embeddings cannot be streamed", Some("stream")));
+    }
+    if let Some(composite) = gateway.composites.get(&req.model) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "invalid_request_error",
+            format!(
+                "model {:?} is a composite profile ({}); this build does not include the strategy host yet",
+                req.model, composite.target
+            ),
+            Some("model"),
+            Some("composite_unavailable"),
+        ));
+    }
+
+    let routed = gateway
+        .router
+        .route(RouteRequest {
+            endpoint,
+            model: &req.model,
+            stream: req.stream,
+            body: &req.rest,
+            fallbacks: req.fallbacks.as_deref(),
+            disable_fallbacks: req.disable_fallbacks,
+        })
+        .await?;
+
+    let mut response = match routed.reply {
+        UpstreamReply::Json(body) => json_response(body),
+        UpstreamReply::Stream(payloads) => {
+            let mut r = Response::new(Body::from_stream(event_stream(payloads)));
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            r
+        }
+    };
+    route_headers(response.headers_mut(), &routed.meta, started);
+    Ok(response)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with a 413.
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("request body is larger than the limit of {limit} bytes (general_settings.max_request_size_mb)"),
+            None,
+            Some("request_too_large"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(request.into_body(), limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            source = s.source();
+        }
+        ApiError::invalid(format!("could not read the request body: {e}"), None)
+    })
+}
+
+fn json_response(body: Bytes) -> Response {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
+    let overhead = started.elapsed().saturating_sub(meta.upstream_time);
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    put("x-conclave-model-id", &meta.deployment);
+    put("x-conclave-model-group", &meta.group);
+    put("x-conclave-attempts", &meta.attempts.to_string());
+    if let Some(fallback) = &meta.fallback {
+        put("x-conclave-fallback", fallback);
+    }
+    put("x-conclave-overhead-ms", &format!("{:.3}", overhead.as_secs_f64() * 1000.0));
+}
+
+pub async fn models(State(state): State<AppState>) -> Response {
+    json_response(state.gateway().models_json.clone())
+}
+
+pub async fn health(State(state): State<AppState>) -> Response {
+    let gateway = state.gateway();
+    let total: usize = gateway.router.groups().iter().map(|g| g.deployments.len()).sum();
+    let cooling = gateway.router.cooling();
+    let unhealthy: Vec<_> = cooling
+        .iter()
+        .map(|(id, wait)| json!({"model_id": id, "recovers_in_s": (wait.as_secs_f64() * 10.0).ceil() / 10.0}))
+        .collect();
+    let body = json!({
+        "status": if cooling.is_empty() { "healthy" } else { "degraded" },
+        "healthy_count": total - cooling.len(),
+        "unhealthy_count": cooling.len(),
+        "unhealthy_deployments": unhealthy,
+    });
+    Json(body).into_response()
+}
+
+pub async fn liveliness() -> Response {
+    Json(json!("I'm alive!")).into_response()
+}
+
+pub async fn readiness(State(state): State<AppState>) -> Response {
+    let gateway = state.gateway();
+    Json(json!({"status": "ready", "models": gateway.model_names().len()})).into_response()
+}
+
+pub async fn not_found(request: Request) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("no route for {} {}", request.method(), request.uri().path()),
+        None,
+        Some("unknown_url"),
+    )
+    .into_response()
+}

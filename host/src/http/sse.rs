@@ -1,0 +1,32 @@
+//! The SSE body sent to clients: each payload as its own `data:` event the
+//! moment it arrives, `data: [DONE]` at a clean end, and an error event (with
+//! no `[DONE]`) when the upstream fails after the stream has started.
+
+use std::convert::Infallible;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt, stream};
+
+use super::error::ApiError;
+use crate::providers::PayloadStream;
+
+/// Frames payloads as SSE events.
+pub fn event_stream(payloads: PayloadStream) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    stream::unfold(Some(payloads), |state| async move {
+        let mut payloads = state?;
+        match payloads.next().await {
+            Some(Ok(payload)) => {
+                let mut event = BytesMut::with_capacity(payload.len() + 8);
+                event.put_slice(b"data: ");
+                event.put_slice(&payload);
+                event.put_slice(b"\n\n");
+                Some((Ok(event.freeze()), Some(payloads)))
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "stream failed after it started; sending an error event");
+                Some((Ok(ApiError::from(error).sse_event()), None))
+            }
+            None => Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), None)),
+        }
+    })
+}

@@ -1,0 +1,13 @@
+//! conclave: an OpenAI-compatible LLM gateway configured with LiteLLM-style
+//! YAML. The binary's commands live in `main.rs`; everything else is here so
+//! that tests and benchmarks can use the same pieces.
+
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod logging;
+pub mod openai;
+pub mod providers;
+pub mod router;
+pub mod server;

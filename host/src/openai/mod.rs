@@ -1,0 +1,145 @@
+//! OpenAI wire format: the parts of requests conclave reads, and error bodies.
+//!
+//! Requests keep every field the client sent: only the fields the gateway acts
+//! on are typed, the rest stays in a JSON map forwarded as is.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A client request to any of the model endpoints.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProxyRequest {
+    /// The public model (group, alias, wildcard match or composite profile).
+    pub model: String,
+    /// Whether the client wants server-sent events.
+    #[serde(default, deserialize_with = "null_as_false")]
+    pub stream: bool,
+    /// Request-level fallback groups (LiteLLM extension); never forwarded.
+    #[serde(default)]
+    pub fallbacks: Option<Vec<String>>,
+    /// Turns every fallback off for this request (LiteLLM extension); never forwarded.
+    #[serde(default, deserialize_with = "null_as_false")]
+    pub disable_fallbacks: bool,
+    /// Everything else, forwarded unchanged.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
+}
+
+/// Which OpenAI endpoint a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// The path under a provider's api_base.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/chat/completions",
+            Self::Completions => "/completions",
+            Self::Embeddings => "/embeddings",
+        }
+    }
+
+    /// The request field that must be present for this endpoint.
+    pub fn required_field(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "messages",
+            Self::Completions => "prompt",
+            Self::Embeddings => "input",
+        }
+    }
+}
+
+/// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+impl ErrorBody {
+    /// Builds an error body; `kind` is OpenAI's `type` (e.g. `invalid_request_error`).
+    pub fn new(message: impl Into<String>, kind: &str, param: Option<&str>, code: Option<&str>) -> Self {
+        Self {
+            error: ErrorDetail {
+                message: message.into(),
+                kind: kind.to_owned(),
+                param: param.map(str::to_owned),
+                code: code.map(str::to_owned),
+            },
+        }
+    }
+
+    /// The body as JSON bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_else(|_| b"{\"error\":{}}".to_vec()))
+    }
+}
+
+/// Token counts, as OpenAI reports them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// Reads only `usage` from a response or chunk, skipping everything else.
+pub fn usage_of(json: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        usage: Option<Usage>,
+    }
+    serde_json::from_slice::<WithUsage>(json).ok()?.usage
+}
+
+/// Current Unix time in seconds, for `created` fields.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_kept_in_rest() {
+        let req: ProxyRequest = serde_json::from_str(
+            r#"{"model":"m","messages":[],"tools":[{"type":"function"}],"seed":7,"stream":null}"#,
+        )
+        .unwrap();
+        assert!(!req.stream);
+        assert_eq!(req.rest["seed"], 7);
+        assert!(req.rest.contains_key("tools"));
+        assert!(!req.rest.contains_key("model"));
+    }
+
+    #[test]
+    fn usage_is_read_without_the_rest() {
+        let u = usage_of(br#"{"id":"x","choices":[{"a":1}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#);
+        assert_eq!(u.map(|u| u.total_tokens), Some(7));
+    }
+}

@@ -1,0 +1,372 @@
+//! The one HTTP adapter: OpenAI's wire format to any provider in the table.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+use super::table::{Dialect, ProviderSpec};
+use super::{UpstreamCall, UpstreamError, UpstreamReply, retry_after_from, sse};
+use crate::config::{Env, LitellmParams, Secret};
+
+/// Default Azure API version when neither the deployment nor the environment sets one.
+const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+/// How much of an upstream error body is read to build the message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// A deployment reached over HTTP.
+pub struct HttpTarget {
+    spec: &'static ProviderSpec,
+    base_url: String,
+    api_key: Option<Secret>,
+    api_version: Option<String>,
+    upstream_model: String,
+    supports_reasoning: bool,
+    /// Request defaults from litellm_params (temperature, ...), applied when absent.
+    defaults: Map<String, Value>,
+    /// Auth, organization and extra headers, built once.
+    headers: HeaderMap,
+}
+
+/// litellm_params keys that are OpenAI request fields: they become per-request defaults.
+const REQUEST_DEFAULT_KEYS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+    "n",
+    "reasoning_effort",
+    "response_format",
+    "user",
+    "logprobs",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "thinking",
+];
+
+/// Whether `key` in litellm_params is a request default conclave forwards.
+pub fn is_request_default(key: &str) -> bool {
+    REQUEST_DEFAULT_KEYS.contains(&key)
+}
+
+impl HttpTarget {
+    pub(super) fn new(
+        spec: &'static ProviderSpec,
+        model: &str,
+        params: &LitellmParams,
+        env: &Env,
+    ) -> Result<Self, String> {
+        let base = params
+            .api_base
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .or_else(|| spec.base_env.and_then(|name| env.get(name)))
+            .or_else(|| spec.api_base.map(str::to_owned))
+            .ok_or_else(|| format!("provider {} needs an api_base", spec.name))?;
+        let base_url = base.trim().trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(format!("api_base must start with http:// or https://, got {base_url:?}"));
+        }
+        let api_key = params
+            .api_key
+            .clone()
+            .filter(|k| !k.expose().is_empty())
+            .or_else(|| spec.key_env.iter().find_map(|name| env.get(name)).map(Secret::new));
+        let api_version = params
+            .api_version
+            .clone()
+            .or_else(|| (spec.dialect == Dialect::Azure).then(|| env.get("AZURE_API_VERSION")).flatten());
+
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &api_key {
+            let (name, value) = match spec.dialect {
+                Dialect::Azure => (HeaderName::from_static("api-key"), key.expose().to_owned()),
+                Dialect::OpenAi => (http::header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+            };
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| "api_key contains characters not allowed in a header".to_owned())?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        if let Some(org) = &params.organization {
+            let value = HeaderValue::from_str(org).map_err(|_| "organization is not a valid header value".to_owned())?;
+            headers.insert(HeaderName::from_static("openai-organization"), value);
+        }
+        for (name, value) in &params.extra_headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("extra_headers: {name:?} is not a valid header name"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| format!("extra_headers.{name}: not a valid header value"))?;
+            headers.insert(name, value);
+        }
+
+        let mut defaults = Map::new();
+        for (key, value) in &params.extra {
+            if is_request_default(key) {
+                let json = serde_json::to_value(value).map_err(|e| format!("{key}: {e}"))?;
+                defaults.insert(key.clone(), json);
+            }
+        }
+
+        Ok(Self {
+            spec,
+            base_url,
+            api_key,
+            api_version,
+            upstream_model: params.target_model.clone().unwrap_or_else(|| model.to_owned()),
+            supports_reasoning: params.supports_reasoning.unwrap_or(false),
+            defaults,
+            headers,
+        })
+    }
+
+    pub(super) fn upstream_model(&self) -> &str {
+        &self.upstream_model
+    }
+
+    pub(super) fn provider(&self) -> &str {
+        self.spec.name
+    }
+
+    /// Whether a key is configured or found in the environment.
+    pub fn has_key(&self) -> bool {
+        self.api_key.is_some()
+    }
+
+    /// Whether the provider is known to refuse keyless requests.
+    pub fn key_required(&self) -> bool {
+        self.spec.key_required
+    }
+
+    /// The provider's key variables, for the "no key" warning.
+    pub fn key_env(&self) -> &'static [&'static str] {
+        self.spec.key_env
+    }
+
+    pub(super) fn redact(&self, message: &str) -> String {
+        match &self.api_key {
+            Some(key) if key.expose().len() >= 4 => message.replace(key.expose(), "[redacted]"),
+            _ => message.to_owned(),
+        }
+    }
+
+    fn url(&self, model: &str, path: &str) -> String {
+        match self.spec.dialect {
+            Dialect::OpenAi => format!("{}{path}", self.base_url),
+            Dialect::Azure => format!(
+                "{}/openai/deployments/{model}{path}?api-version={}",
+                self.base_url,
+                self.api_version.as_deref().unwrap_or(AZURE_DEFAULT_API_VERSION)
+            ),
+        }
+    }
+
+    pub(super) async fn call(
+        &self,
+        client: &reqwest::Client,
+        call: UpstreamCall<'_>,
+    ) -> Result<UpstreamReply, UpstreamError> {
+        let model = call.model_override.unwrap_or(&self.upstream_model);
+        let body = OutboundBody {
+            model,
+            stream: call.stream,
+            body: call.body,
+            defaults: &self.defaults,
+            inject_reasoning: self.supports_reasoning,
+        };
+        let bytes = serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let request = client
+            .post(self.url(model, call.endpoint.path()))
+            .headers(self.headers.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(bytes);
+
+        if call.stream {
+            let wait = call.timeouts.stream;
+            let response = tokio::time::timeout(wait, request.send())
+                .await
+                .map_err(|_| UpstreamError::Timeout(wait))?
+                .map_err(|e| self.transport_error(e))?;
+            let response = self.check_status(response).await?;
+            let chunks = response.bytes_stream().map(|r| r.map_err(|e| e.to_string()));
+            Ok(UpstreamReply::Stream(sse::decode(chunks, wait)))
+        } else {
+            let wait = call.timeouts.request;
+            let fetch = async {
+                let response = request.send().await.map_err(|e| self.transport_error(e))?;
+                let response = self.check_status(response).await?;
+                response.bytes().await.map_err(|e| self.transport_error(e))
+            };
+            let body = tokio::time::timeout(wait, fetch)
+                .await
+                .map_err(|_| UpstreamError::Timeout(wait))??;
+            Ok(UpstreamReply::Json(body))
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
+        let text = self.redact(&error_chain(&e));
+        if e.is_timeout() {
+            UpstreamError::Timeout(Duration::ZERO)
+        } else if e.is_connect() {
+            UpstreamError::Connect(text)
+        } else if e.is_body() || e.is_decode() {
+            UpstreamError::StreamBroken(text)
+        } else {
+            UpstreamError::Connect(text)
+        }
+    }
+
+    async fn check_status(&self, response: reqwest::Response) -> Result<reqwest::Response, UpstreamError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after_from(response.headers());
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            let room = ERROR_BODY_LIMIT.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= ERROR_BODY_LIMIT {
+                break;
+            }
+        }
+        let (message, code) = error_message(&body, status);
+        Err(UpstreamError::Status {
+            status: status.as_u16(),
+            message: self.redact(&message),
+            code,
+            retry_after,
+        })
+    }
+}
+
+/// The message and code of an upstream error body, OpenAI-shaped or not.
+fn error_message(body: &[u8], status: http::StatusCode) -> (String, Option<String>) {
+    if let Ok(json) = serde_json::from_slice::<Value>(body) {
+        let err = json.get("error").unwrap_or(&json);
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .or_else(|| err.as_str())
+            .map(str::to_owned);
+        let code = err.get("code").and_then(|c| match c {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        if let Some(message) = message {
+            return (message, code);
+        }
+    }
+    let text = String::from_utf8_lossy(body).trim().to_owned();
+    if text.is_empty() {
+        (status.canonical_reason().unwrap_or("error").to_owned(), None)
+    } else {
+        (text, None)
+    }
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The request body sent upstream: the client's fields with the deployment's
+/// model, its defaults where the client set none, and the reasoning switch.
+struct OutboundBody<'a> {
+    model: &'a str,
+    stream: bool,
+    body: &'a Map<String, Value>,
+    defaults: &'a Map<String, Value>,
+    inject_reasoning: bool,
+}
+
+/// Request fields that already choose a reasoning mode.
+const REASONING_FIELDS: &[&str] = &["thinking", "reasoning", "reasoning_effort"];
+
+impl Serialize for OutboundBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("model", self.model)?;
+        if self.stream {
+            map.serialize_entry("stream", &true)?;
+        }
+        for (k, v) in self.body {
+            map.serialize_entry(k, v)?;
+        }
+        for (k, v) in self.defaults {
+            if !self.body.contains_key(k) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        if self.inject_reasoning
+            && !REASONING_FIELDS
+                .iter()
+                .any(|f| self.body.contains_key(*f) || self.defaults.contains_key(*f))
+        {
+            map.serialize_entry("thinking", &serde_json::json!({"type": "enabled"}))?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_body_keeps_client_fields_and_fills_defaults() {
+        let body: Map<String, Value> =
+            serde_json::from_str(r#"{"messages":[],"temperature":0.1,"tools":[1]}"#).unwrap();
+        let defaults: Map<String, Value> = serde_json::from_str(r#"{"temperature":0.9,"seed":3}"#).unwrap();
+        let out = OutboundBody {
+            model: "up",
+            stream: true,
+            body: &body,
+            defaults: &defaults,
+            inject_reasoning: true,
+        };
+        let v: Value = serde_json::to_value(&out).unwrap();
+        assert_eq!(v["model"], "up");
+        assert_eq!(v["stream"], true);
+        assert_eq!(v["temperature"], 0.1);
+        assert_eq!(v["seed"], 3);
+        assert_eq!(v["tools"], serde_json::json!([1]));
+        assert_eq!(v["thinking"]["type"], "enabled");
+    }
+
+    #[test]
+    fn reasoning_switch_is_not_added_when_the_client_chose_one() {
+        let body: Map<String, Value> = serde_json::from_str(r#"{"reasoning_effort":"low"}"#).unwrap();
+        let out = OutboundBody {
+            model: "m",
+            stream: false,
+            body: &body,
+            defaults: &Map::new(),
+            inject_reasoning: true,
+        };
+        let v: Value = serde_json::to_value(&out).unwrap();
+        assert!(v.get("thinking").is_none());
+    }
+
+    #[test]
+    fn error_message_reads_openai_shape_and_plain_text() {
+        let (m, c) = error_message(br#"{"error":{"message":"bad","code":"x"}}"#, http::StatusCode::BAD_REQUEST);
+        assert_eq!((m.as_str(), c.as_deref()), ("bad", Some("x")));
+        let (m, _) = error_message(b"oops", http::StatusCode::BAD_GATEWAY);
+        assert_eq!(m, "oops");
+    }
+}

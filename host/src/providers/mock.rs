@@ -1,0 +1,300 @@
+//! `mock/<name>`: a deterministic in-process provider for the offline demo,
+//! tests and strategy development. It goes through the router like any other
+//! deployment, so retries, fallbacks and streaming behave as in production.
+//!
+//! litellm_params it reads: `mock_response` (template with `{model}`,
+//! `{prompt}`, `{call}`), `mock_latency_ms`, `mock_chunks`,
+//! `mock_chunk_delay_ms`, `mock_error_status`, `mock_error_count` (fail only
+//! the first N calls), `mock_error_message`, `mock_break_after_chunks`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use serde_json::{Map, Value, json};
+
+use super::{UpstreamCall, UpstreamError, UpstreamReply};
+use crate::config::LitellmParams;
+use crate::openai::{Endpoint, unix_now};
+
+const DEFAULT_TEMPLATE: &str = "Mock answer from {model}: you said \"{prompt}\"";
+
+/// A mock deployment.
+pub struct MockTarget {
+    name: String,
+    template: String,
+    latency: Duration,
+    chunks: Option<usize>,
+    chunk_delay: Duration,
+    error_status: Option<u16>,
+    error_count: Option<u64>,
+    error_message: String,
+    break_after_chunks: Option<usize>,
+    calls: AtomicU64,
+}
+
+/// Mock settings accepted in litellm_params.
+pub const MOCK_KEYS: &[&str] = &[
+    "mock_response",
+    "mock_latency_ms",
+    "mock_chunks",
+    "mock_chunk_delay_ms",
+    "mock_error_status",
+    "mock_error_count",
+    "mock_error_message",
+    "mock_break_after_chunks",
+];
+
+impl MockTarget {
+    pub(super) fn from_params(name: &str, params: &LitellmParams) -> Result<Self, String> {
+        let get_u64 = |key: &str| -> Result<Option<u64>, String> {
+            match params.extra.get(key) {
+                None | Some(serde_yaml::Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .map(Some)
+                    .ok_or_else(|| format!("{key} must be a non-negative integer")),
+            }
+        };
+        let template = match params.extra.get("mock_response") {
+            None | Some(serde_yaml::Value::Null) => DEFAULT_TEMPLATE.to_owned(),
+            Some(serde_yaml::Value::String(s)) => s.clone(),
+            Some(_) => return Err("mock_response must be a string".into()),
+        };
+        let error_status = get_u64("mock_error_status")?
+            .map(|s| u16::try_from(s).ok().filter(|s| (400..600).contains(s)))
+            .map(|s| s.ok_or_else(|| "mock_error_status must be an HTTP error status (400-599)".to_owned()))
+            .transpose()?;
+        let error_message = match params.extra.get("mock_error_message") {
+            Some(serde_yaml::Value::String(s)) => s.clone(),
+            _ => "injected mock failure".to_owned(),
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            template,
+            latency: Duration::from_millis(get_u64("mock_latency_ms")?.unwrap_or(0)),
+            chunks: get_u64("mock_chunks")?.map(|n| n.max(1) as usize),
+            chunk_delay: Duration::from_millis(get_u64("mock_chunk_delay_ms")?.unwrap_or(0)),
+            error_status,
+            error_count: get_u64("mock_error_count")?,
+            error_message,
+            break_after_chunks: get_u64("mock_break_after_chunks")?.map(|n| n as usize),
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) async fn call(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        let model = call.model_override.unwrap_or(&self.name).to_owned();
+        if !self.latency.is_zero() {
+            let wait = if call.stream { call.timeouts.stream } else { call.timeouts.request };
+            if self.latency > wait {
+                tokio::time::sleep(wait).await;
+                return Err(UpstreamError::Timeout(wait));
+            }
+            tokio::time::sleep(self.latency).await;
+        }
+        if let Some(status) = self.error_status
+            && self.error_count.is_none_or(|count| n < count)
+        {
+            return Err(UpstreamError::Status {
+                status,
+                message: self.error_message.clone(),
+                code: None,
+                retry_after: None,
+            });
+        }
+        let prompt = prompt_text(call.endpoint, call.body);
+        let text = self
+            .template
+            .replace("{model}", &model)
+            .replace("{prompt}", &prompt)
+            .replace("{call}", &(n + 1).to_string());
+        let prompt_tokens = approx_tokens(&prompt);
+        let id = format!("mock-{n}");
+        match call.endpoint {
+            Endpoint::Embeddings => Ok(UpstreamReply::Json(embeddings(&model, call.body, prompt_tokens))),
+            _ if call.stream => Ok(UpstreamReply::Stream(self.stream(call, id, model, text, prompt_tokens))),
+            Endpoint::ChatCompletions => Ok(UpstreamReply::Json(to_bytes(&json!({
+                "id": format!("chatcmpl-{id}"),
+                "object": "chat.completion",
+                "created": unix_now(),
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": usage(prompt_tokens, approx_tokens(&text)),
+            })))),
+            Endpoint::Completions => Ok(UpstreamReply::Json(to_bytes(&json!({
+                "id": format!("cmpl-{id}"),
+                "object": "text_completion",
+                "created": unix_now(),
+                "model": model,
+                "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
+                "usage": usage(prompt_tokens, approx_tokens(&text)),
+            })))),
+        }
+    }
+
+    fn stream(
+        &self,
+        call: UpstreamCall<'_>,
+        id: String,
+        model: String,
+        text: String,
+        prompt_tokens: u64,
+    ) -> super::PayloadStream {
+        let chat = call.endpoint == Endpoint::ChatCompletions;
+        let include_usage = call
+            .body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let completion_tokens = approx_tokens(&text);
+        let pieces = split_pieces(&text, self.chunks);
+        let created = unix_now();
+        let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+        let base = move |choices: Value| {
+            json!({"id": format!("chatcmpl-{id}"), "object": object, "created": created, "model": model, "choices": choices})
+        };
+        let mut payloads: Vec<Value> = Vec::with_capacity(pieces.len() + 3);
+        if chat {
+            payloads.push(base(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
+        }
+        for piece in &pieces {
+            payloads.push(if chat {
+                base(json!([{"index": 0, "delta": {"content": piece}, "finish_reason": null}]))
+            } else {
+                base(json!([{"index": 0, "text": piece, "finish_reason": null}]))
+            });
+        }
+        payloads.push(if chat {
+            base(json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+        } else {
+            base(json!([{"index": 0, "text": "", "finish_reason": "stop"}]))
+        });
+        if include_usage {
+            let mut last = base(json!([]));
+            last["usage"] = usage(prompt_tokens, completion_tokens);
+            payloads.push(last);
+        }
+        let delay = self.chunk_delay;
+        let break_after = self.break_after_chunks;
+        let items = payloads.into_iter().enumerate();
+        Box::pin(stream::unfold(items, move |mut items| async move {
+            let (i, payload) = items.next()?;
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if break_after.is_some_and(|k| i >= k) {
+                // Drain so the stream ends after this one error.
+                for _ in items.by_ref() {}
+                return Some((Err(UpstreamError::StreamBroken("mock stream broken on purpose".into())), items));
+            }
+            Some((Ok(to_bytes(&payload)), items))
+        }))
+    }
+}
+
+fn to_bytes(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn usage(prompt: u64, completion: u64) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// A rough token count (about four characters per token), so usage is never zero.
+fn approx_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4).max(1)
+}
+
+/// The text a mock answers to: the last user message, the prompt, or the input.
+fn prompt_text(endpoint: Endpoint, body: &Map<String, Value>) -> String {
+    let value = match endpoint {
+        Endpoint::ChatCompletions => body
+            .get("messages")
+            .and_then(Value::as_array)
+            .and_then(|msgs| msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
+            .and_then(|m| m.get("content")),
+        Endpoint::Completions => body.get("prompt"),
+        Endpoint::Embeddings => body.get("input"),
+    };
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.as_str().or_else(|| p.get("text").and_then(Value::as_str)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// Splits `text` into `n` pieces on word boundaries, or one piece per word.
+fn split_pieces(text: &str, n: Option<usize>) -> Vec<String> {
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let n = n.unwrap_or(words.len()).clamp(1, words.len().max(1));
+    let per = words.len().div_ceil(n).max(1);
+    words.chunks(per).map(|c| c.concat()).collect()
+}
+
+fn embeddings(model: &str, body: &Map<String, Value>, prompt_tokens: u64) -> Bytes {
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::Array(items)) => items.iter().map(|i| i.to_string()).collect(),
+        Some(other) => vec![other.to_string()],
+        None => vec![String::new()],
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": pseudo_embedding(text)}))
+        .collect();
+    to_bytes(&json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }))
+}
+
+/// Eight numbers derived from the text, so equal inputs embed equally.
+fn pseudo_embedding(text: &str) -> Vec<f32> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    (0..8)
+        .map(|_| {
+            for b in text.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            h = h.rotate_left(17);
+            ((h % 2000) as f32 / 1000.0) - 1.0
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_text_exactly() {
+        let text = "one two three four five";
+        for n in [None, Some(1), Some(2), Some(3), Some(50)] {
+            assert_eq!(split_pieces(text, n).concat(), text);
+        }
+        assert_eq!(split_pieces(text, Some(2)).len(), 2);
+    }
+
+    #[test]
+    fn prompt_is_the_last_user_message() {
+        let body: Map<String, Value> = serde_json::from_str(
+            r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":[{"type":"text","text":"c"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(prompt_text(Endpoint::ChatCompletions, &body), "c");
+    }
+}

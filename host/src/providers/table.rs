@@ -1,0 +1,116 @@
+//! The provider table: each prefix's default api_base, key variables and
+//! dialect. Every entry speaks OpenAI's wire format at its api_base.
+
+/// How a provider addresses deployments and sends its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `{api_base}/chat/completions`, `Authorization: Bearer`.
+    OpenAi,
+    /// `{api_base}/openai/deployments/{model}/chat/completions?api-version=`, `api-key` header.
+    Azure,
+}
+
+/// One provider prefix.
+#[derive(Debug)]
+pub struct ProviderSpec {
+    pub name: &'static str,
+    /// Used when the deployment sets no api_base; `None` means api_base is required.
+    pub api_base: Option<&'static str>,
+    /// Environment variables that may hold the key, tried in order.
+    pub key_env: &'static [&'static str],
+    /// Environment variable that may hold the api_base.
+    pub base_env: Option<&'static str>,
+    /// Whether the provider refuses requests without a key.
+    pub key_required: bool,
+    pub dialect: Dialect,
+}
+
+const fn spec(
+    name: &'static str,
+    api_base: Option<&'static str>,
+    key_env: &'static [&'static str],
+    key_required: bool,
+) -> ProviderSpec {
+    ProviderSpec {
+        name,
+        api_base,
+        key_env,
+        base_env: None,
+        key_required,
+        dialect: Dialect::OpenAi,
+    }
+}
+
+static PROVIDERS: &[ProviderSpec] = &[
+    ProviderSpec {
+        base_env: Some("OPENAI_API_BASE"),
+        ..spec("openai", Some("https://api.openai.com/v1"), &["OPENAI_API_KEY"], false)
+    },
+    ProviderSpec {
+        base_env: Some("AZURE_API_BASE"),
+        dialect: Dialect::Azure,
+        ..spec("azure", None, &["AZURE_API_KEY", "AZURE_OPENAI_API_KEY"], true)
+    },
+    spec("anthropic", Some("https://api.anthropic.com/v1"), &["ANTHROPIC_API_KEY"], true),
+    spec(
+        "gemini",
+        Some("https://generativelanguage.googleapis.com/v1beta/openai"),
+        &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+        true,
+    ),
+    spec("groq", Some("https://api.groq.com/openai/v1"), &["GROQ_API_KEY"], true),
+    spec("cerebras", Some("https://api.cerebras.ai/v1"), &["CEREBRAS_API_KEY"], true),
+    spec("openrouter", Some("https://openrouter.ai/api/v1"), &["OPENROUTER_API_KEY"], true),
+    spec(
+        "together_ai",
+        Some("https://api.together.xyz/v1"),
+        &["TOGETHERAI_API_KEY", "TOGETHER_API_KEY", "TOGETHER_AI_API_KEY"],
+        true,
+    ),
+    spec(
+        "fireworks_ai",
+        Some("https://api.fireworks.ai/inference/v1"),
+        &["FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"],
+        true,
+    ),
+    spec("deepseek", Some("https://api.deepseek.com/v1"), &["DEEPSEEK_API_KEY"], true),
+    spec("mistral", Some("https://api.mistral.ai/v1"), &["MISTRAL_API_KEY"], true),
+    spec("xai", Some("https://api.x.ai/v1"), &["XAI_API_KEY"], true),
+    spec(
+        "perplexity",
+        Some("https://api.perplexity.ai"),
+        &["PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"],
+        true,
+    ),
+    spec("chutes", Some("https://llm.chutes.ai/v1"), &["CHUTES_API_KEY"], true),
+    ProviderSpec {
+        base_env: Some("HOSTED_VLLM_API_BASE"),
+        ..spec("hosted_vllm", None, &["HOSTED_VLLM_API_KEY"], false)
+    },
+    ProviderSpec {
+        base_env: Some("HOSTED_VLLM_API_BASE"),
+        ..spec("vllm", None, &["HOSTED_VLLM_API_KEY", "VLLM_API_KEY"], false)
+    },
+    ProviderSpec {
+        base_env: Some("OLLAMA_API_BASE"),
+        ..spec("ollama", Some("http://localhost:11434/v1"), &["OLLAMA_API_KEY"], false)
+    },
+    ProviderSpec {
+        base_env: Some("OLLAMA_API_BASE"),
+        ..spec("ollama_chat", Some("http://localhost:11434/v1"), &["OLLAMA_API_KEY"], false)
+    },
+    ProviderSpec {
+        base_env: Some("LM_STUDIO_API_BASE"),
+        ..spec("lm_studio", Some("http://localhost:1234/v1"), &["LM_STUDIO_API_KEY"], false)
+    },
+];
+
+/// The spec for a prefix.
+pub fn lookup(name: &str) -> Option<&'static ProviderSpec> {
+    PROVIDERS.iter().find(|p| p.name == name)
+}
+
+/// Every supported prefix (plus `mock`), for messages and listings.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    PROVIDERS.iter().map(|p| p.name).chain(["mock"])
+}

@@ -1,0 +1,93 @@
+//! One call to one deployment: in-flight accounting, latency and usage
+//! samples, and for streams, waiting for the first chunk so that a stream that
+//! fails before it can still be retried invisibly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+
+use super::deployment::Deployment;
+use super::{RouteRequest, Router};
+use crate::openai::usage_of;
+use crate::providers::{UpstreamCall, UpstreamError, UpstreamReply};
+
+/// A successful call.
+pub(super) struct Answer {
+    pub reply: UpstreamReply,
+    /// Time from sending to the whole body (or first chunk of a stream).
+    pub upstream_time: Duration,
+}
+
+pub(super) async fn attempt(
+    router: &Router,
+    deployment: &Arc<Deployment>,
+    req: &RouteRequest<'_>,
+    capture: Option<&str>,
+) -> Result<Answer, UpstreamError> {
+    let guard = deployment.enter();
+    let minute = router.minute();
+    deployment.with_health(|h| h.record_request(minute));
+    let model_override = capture.and_then(|c| {
+        let m = deployment.target.upstream_model();
+        m.contains('*').then(|| m.replace('*', c))
+    });
+    let call = UpstreamCall {
+        endpoint: req.endpoint,
+        stream: req.stream,
+        body: req.body,
+        model_override: model_override.as_deref(),
+        timeouts: deployment.timeouts,
+    };
+    let started = Instant::now();
+    match deployment.target.call(&router.client, call).await? {
+        UpstreamReply::Json(body) => {
+            let upstream_time = started.elapsed();
+            deployment.record_latency(upstream_time);
+            if deployment.tpm.is_some()
+                && let Some(usage) = usage_of(&body)
+            {
+                deployment.with_health(|h| h.record_tokens(minute, usage.total_tokens));
+            }
+            drop(guard);
+            Ok(Answer {
+                reply: UpstreamReply::Json(body),
+                upstream_time,
+            })
+        }
+        UpstreamReply::Stream(mut chunks) => {
+            let first = match chunks.next().await {
+                None => None,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(payload)) if is_error_payload(&payload) => {
+                    let message = String::from_utf8_lossy(&payload).into_owned();
+                    return Err(UpstreamError::Status {
+                        status: 500,
+                        message: deployment.target.redact(&message),
+                        code: None,
+                        retry_after: None,
+                    });
+                }
+                Some(Ok(payload)) => Some(payload),
+            };
+            let upstream_time = started.elapsed();
+            deployment.record_latency(upstream_time);
+            let head = stream::iter(first.map(Ok));
+            // The guard lives as long as the stream, so least-busy sees it.
+            let rest = chunks.map(move |item| {
+                let _keep = &guard;
+                item
+            });
+            Ok(Answer {
+                reply: UpstreamReply::Stream(Box::pin(head.chain(rest))),
+                upstream_time,
+            })
+        }
+    }
+}
+
+/// Whether a stream payload is an error object instead of a chunk.
+fn is_error_payload(payload: &[u8]) -> bool {
+    let trimmed = payload.trim_ascii_start();
+    trimmed.starts_with(b"{\"error\"")
+}

@@ -1,0 +1,59 @@
+//! Balancing within a model group (`router_settings.routing_strategy`). Each
+//! strategy is a small module behind [`Balancer`]; selection is one pass over
+//! the group's deployments and takes no lock beyond a deployment's own.
+
+mod latency;
+mod least_busy;
+mod shuffle;
+mod usage;
+
+use std::sync::Arc;
+
+use super::deployment::Deployment;
+use crate::config::RoutingStrategyArgs;
+
+/// Chooses a deployment among healthy candidates.
+pub trait Balancer: Send + Sync {
+    /// Whether `deployment` may take one more request this minute.
+    fn admits(&self, _deployment: &Deployment, _minute: u64) -> bool {
+        true
+    }
+
+    /// Index into `candidates` (never empty) of the deployment to use.
+    fn pick(&self, candidates: &[&Arc<Deployment>], minute: u64) -> usize;
+}
+
+/// The strategy names LiteLLM configs use.
+pub const STRATEGY_NAMES: &[&str] = &[
+    "simple-shuffle",
+    "least-busy",
+    "latency-based-routing",
+    "usage-based-routing",
+    "usage-based-routing-v2",
+];
+
+/// Builds the balancer a config names.
+pub fn from_name(name: Option<&str>, args: &RoutingStrategyArgs) -> Result<Box<dyn Balancer>, String> {
+    match name.unwrap_or("simple-shuffle") {
+        "simple-shuffle" => Ok(Box::new(shuffle::SimpleShuffle)),
+        "least-busy" => Ok(Box::new(least_busy::LeastBusy)),
+        "latency-based-routing" => Ok(Box::new(latency::LowestLatency {
+            buffer: args.lowest_latency_buffer.unwrap_or(0.0),
+        })),
+        "usage-based-routing" | "usage-based-routing-v2" => Ok(Box::new(usage::UsageBased)),
+        other => Err(format!(
+            "unknown routing strategy {other:?}; expected one of {}",
+            STRATEGY_NAMES.join(", ")
+        )),
+    }
+}
+
+/// A uniformly random index among those `pred` accepts (at least one must).
+fn random_among(len: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let matching = (0..len).filter(|&i| pred(i)).count();
+    if matching == 0 {
+        return 0;
+    }
+    let nth = fastrand::usize(..matching);
+    (0..len).filter(|&i| pred(i)).nth(nth).unwrap_or(0)
+}

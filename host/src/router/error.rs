@@ -1,0 +1,175 @@
+//! What routing can end in, and how upstream failures are classified. The
+//! HTTP layer maps these to statuses; the strategy host maps them to WIT errors.
+
+use std::time::Duration;
+
+use crate::providers::UpstreamError;
+
+/// LiteLLM's error classes, which `retry_policy` and fallbacks are keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 400 other than the two below: the request itself is wrong.
+    BadRequest,
+    /// 400 because the prompt is longer than the model's context window.
+    ContextWindow,
+    /// 400 because the provider's content filter refused.
+    ContentPolicy,
+    /// 401 / 403.
+    Authentication,
+    /// 404: the upstream does not know the model.
+    NotFound,
+    /// 408 or no answer in time.
+    Timeout,
+    /// 429.
+    RateLimit,
+    /// 409, 5xx, broken streams, malformed bodies.
+    InternalServer,
+    /// The upstream could not be reached.
+    Connection,
+}
+
+impl ErrorClass {
+    /// Whether a retry could help without changing the request.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Timeout | Self::RateLimit | Self::InternalServer | Self::Connection)
+    }
+
+    /// Whether the failure says something about the deployment's health
+    /// (and so counts toward its cooldown), rather than about the request.
+    pub fn counts_against_deployment(self) -> bool {
+        !matches!(self, Self::BadRequest | Self::ContextWindow | Self::ContentPolicy)
+    }
+}
+
+/// Classifies an upstream failure.
+pub fn classify(error: &UpstreamError) -> ErrorClass {
+    match error {
+        UpstreamError::Connect(_) => ErrorClass::Connection,
+        UpstreamError::Timeout(_) => ErrorClass::Timeout,
+        UpstreamError::Protocol(_) | UpstreamError::StreamBroken(_) => ErrorClass::InternalServer,
+        UpstreamError::Status { status, message, code, .. } => match status {
+            400 | 413 | 422 => {
+                let text = format!("{} {}", code.as_deref().unwrap_or(""), message).to_ascii_lowercase();
+                if ["context_length", "context length", "context window", "maximum context", "too many tokens"]
+                    .iter()
+                    .any(|p| text.contains(p))
+                {
+                    ErrorClass::ContextWindow
+                } else if ["content_policy", "content policy", "content_filter", "content management", "safety"]
+                    .iter()
+                    .any(|p| text.contains(p))
+                {
+                    ErrorClass::ContentPolicy
+                } else {
+                    ErrorClass::BadRequest
+                }
+            }
+            401 | 403 => ErrorClass::Authentication,
+            404 => ErrorClass::NotFound,
+            408 => ErrorClass::Timeout,
+            429 => ErrorClass::RateLimit,
+            _ => ErrorClass::InternalServer,
+        },
+    }
+}
+
+/// Why a request could not be routed to a successful answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("model {model:?} is not served here; GET /v1/models lists the models")]
+    ModelNotFound { model: String },
+    #[error("{message}")]
+    InvalidRequest { message: String, param: Option<String> },
+    #[error(
+        "every deployment of model group {group:?} is cooling down after failures; it recovers in {:.1} s",
+        retry_in.as_secs_f64()
+    )]
+    GroupCooling { group: String, retry_in: Duration },
+    #[error(
+        "every deployment of model group {group:?} is at its rpm/tpm limit for this minute; retry in {:.1} s",
+        retry_in.as_secs_f64()
+    )]
+    GroupRateLimited { group: String, retry_in: Duration },
+    #[error("model group {group:?}, deployment {deployment:?}: {error}")]
+    Upstream {
+        group: String,
+        deployment: String,
+        error: UpstreamError,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Which fallback list applies after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackKind {
+    Generic,
+    ContextWindow,
+    ContentPolicy,
+}
+
+impl RouteError {
+    /// The error class, for retry policy and fallback choice.
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            Self::Upstream { error, .. } => Some(classify(error)),
+            _ => None,
+        }
+    }
+
+    /// Which fallbacks may follow this failure; `None` when the request itself
+    /// is at fault and another model would fail the same way.
+    pub fn fallback_kind(&self) -> Option<FallbackKind> {
+        match self {
+            Self::InvalidRequest { .. } => None,
+            Self::Upstream { error, .. } => match classify(error) {
+                ErrorClass::BadRequest => None,
+                ErrorClass::ContextWindow => Some(FallbackKind::ContextWindow),
+                ErrorClass::ContentPolicy => Some(FallbackKind::ContentPolicy),
+                _ => Some(FallbackKind::Generic),
+            },
+            Self::ModelNotFound { .. }
+            | Self::GroupCooling { .. }
+            | Self::GroupRateLimited { .. }
+            | Self::Unavailable(_) => Some(FallbackKind::Generic),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, message: &str) -> UpstreamError {
+        UpstreamError::Status {
+            status,
+            message: message.into(),
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_litellm_classes() {
+        assert_eq!(classify(&status(400, "bad")), ErrorClass::BadRequest);
+        assert_eq!(
+            classify(&status(400, "This model's maximum context length is 8192 tokens")),
+            ErrorClass::ContextWindow
+        );
+        assert_eq!(classify(&status(401, "")), ErrorClass::Authentication);
+        assert_eq!(classify(&status(404, "")), ErrorClass::NotFound);
+        assert_eq!(classify(&status(408, "")), ErrorClass::Timeout);
+        assert_eq!(classify(&status(409, "")), ErrorClass::InternalServer);
+        assert_eq!(classify(&status(429, "")), ErrorClass::RateLimit);
+        assert_eq!(classify(&status(503, "")), ErrorClass::InternalServer);
+    }
+
+    #[test]
+    fn only_transient_classes_are_retryable() {
+        assert!(ErrorClass::InternalServer.is_retryable());
+        assert!(ErrorClass::RateLimit.is_retryable());
+        assert!(!ErrorClass::BadRequest.is_retryable());
+        assert!(!ErrorClass::Authentication.is_retryable());
+        assert!(!ErrorClass::ContextWindow.is_retryable());
+    }
+}

@@ -1,0 +1,67 @@
+//! Fallback tables: which model groups to try when a group fails.
+
+use std::collections::HashMap;
+
+use crate::config::FallbackList;
+
+use super::error::FallbackKind;
+
+/// `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks` and
+/// `default_fallbacks`, merged from router_settings and litellm_settings.
+#[derive(Debug, Clone, Default)]
+pub struct Fallbacks {
+    pub generic: HashMap<String, Vec<String>>,
+    pub context_window: HashMap<String, Vec<String>>,
+    pub content_policy: HashMap<String, Vec<String>>,
+    pub default: Vec<String>,
+    /// How many fallback groups one request may try in all.
+    pub max: usize,
+}
+
+/// Flattens LiteLLM's list-of-single-key-maps form.
+pub fn table(lists: &[Option<&FallbackList>]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for list in lists.iter().flatten() {
+        for entry in list.iter() {
+            for (group, targets) in entry {
+                out.entry(group.clone()).or_default().extend(targets.iter().cloned());
+            }
+        }
+    }
+    out
+}
+
+impl Fallbacks {
+    /// The groups to try after `group` failed with `kind`. A specific list
+    /// (context window, content policy) wins when present; otherwise the
+    /// generic list, then `default_fallbacks`.
+    pub fn after<'a>(&'a self, group: &str, kind: FallbackKind) -> &'a [String] {
+        let specific = match kind {
+            FallbackKind::ContextWindow => self.context_window.get(group),
+            FallbackKind::ContentPolicy => self.content_policy.get(group),
+            FallbackKind::Generic => None,
+        };
+        specific
+            .or_else(|| self.generic.get(group))
+            .map(Vec::as_slice)
+            .unwrap_or(self.default.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specific_list_wins_then_generic_then_default() {
+        let f = Fallbacks {
+            generic: HashMap::from([("a".into(), vec!["g".into()])]),
+            context_window: HashMap::from([("a".into(), vec!["big".into()])]),
+            default: vec!["d".into()],
+            ..Fallbacks::default()
+        };
+        assert_eq!(f.after("a", FallbackKind::ContextWindow), ["big".to_owned()]);
+        assert_eq!(f.after("a", FallbackKind::ContentPolicy), ["g".to_owned()]);
+        assert_eq!(f.after("zzz", FallbackKind::Generic), ["d".to_owned()]);
+    }
+}

@@ -1,0 +1,173 @@
+//! Retries within one model group: how many, how long to wait, and the loop
+//! that tries deployments until one answers. All retry and backoff logic of
+//! the gateway lives here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::attempt::{Answer, attempt};
+use super::deployment::Deployment;
+use super::error::{ErrorClass, RouteError, classify};
+use super::{ModelGroup, RouteRequest, Router};
+use crate::config::RetryPolicyConfig;
+use crate::providers::UpstreamError;
+
+/// First backoff step when the same deployment must be retried.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
+/// Longest backoff step, and longest honoured `retry-after`.
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
+
+/// How many times each error class is retried, from `num_retries`,
+/// `retry_policy` and `retry_after`.
+#[derive(Debug, Clone, Default)]
+pub struct RetryPolicy {
+    pub num_retries: u32,
+    pub per_class: RetryPolicyConfig,
+    /// Minimum wait before any retry.
+    pub min_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// Retries allowed after a failure of `class` on `deployment`: the class's
+    /// `retry_policy` entry, else (for retryable classes) the deployment's
+    /// `max_retries`, else `num_retries`. Non-retryable classes get none
+    /// unless the policy names them.
+    pub fn retries_for(&self, class: ErrorClass, deployment: &Deployment) -> u32 {
+        let p = &self.per_class;
+        let explicit = match class {
+            ErrorClass::BadRequest => p.BadRequestErrorRetries,
+            ErrorClass::Authentication => p.AuthenticationErrorRetries,
+            ErrorClass::Timeout => p.TimeoutErrorRetries,
+            ErrorClass::RateLimit => p.RateLimitErrorRetries,
+            ErrorClass::ContentPolicy => p.ContentPolicyViolationErrorRetries,
+            ErrorClass::InternalServer | ErrorClass::Connection => p.InternalServerErrorRetries,
+            ErrorClass::ContextWindow | ErrorClass::NotFound => None,
+        };
+        match explicit {
+            Some(n) => n,
+            None if class.is_retryable() => deployment.max_retries.unwrap_or(self.num_retries),
+            None => 0,
+        }
+    }
+
+    /// Wait before retry number `retry` (1-based). Moving to another
+    /// deployment waits only the configured minimum; retrying the same one
+    /// backs off exponentially with jitter, and never less than the
+    /// upstream's `retry-after`.
+    pub fn wait(&self, retry: u32, same_deployment: bool, upstream_retry_after: Option<Duration>) -> Duration {
+        if !same_deployment {
+            return self.min_wait;
+        }
+        let exp = BACKOFF_INITIAL.saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let capped = exp.min(BACKOFF_MAX);
+        let jittered = capped.mul_f64(0.5 + fastrand::f64() * 0.5);
+        let hinted = upstream_retry_after.map_or(Duration::ZERO, |d| d.min(RETRY_AFTER_MAX));
+        jittered.max(hinted).max(self.min_wait)
+    }
+}
+
+fn retry_after_of(error: &UpstreamError) -> Option<Duration> {
+    match error {
+        UpstreamError::Status { retry_after, .. } => *retry_after,
+        _ => None,
+    }
+}
+
+/// Tries deployments of `group` until one answers or the retries for the
+/// failures seen are used up. `attempts` counts every upstream call made.
+pub(super) async fn run_group(
+    router: &Router,
+    group: &ModelGroup,
+    req: &RouteRequest<'_>,
+    capture: Option<&str>,
+    attempts: &mut u32,
+) -> Result<(Answer, Arc<Deployment>), RouteError> {
+    let mut tried: Vec<usize> = Vec::new();
+    let mut next = router.select(group, &tried)?;
+    let mut retries = 0u32;
+    loop {
+        let deployment = group.deployments[next].clone();
+        *attempts += 1;
+        let result = attempt(router, &deployment, req, capture).await;
+        let error = match result {
+            Ok(answer) => {
+                tracing::debug!(
+                    deployment = %deployment.id,
+                    group = %group.name,
+                    attempt = *attempts,
+                    upstream_ms = answer.upstream_time.as_millis() as u64,
+                    "upstream answered"
+                );
+                return Ok((answer, deployment));
+            }
+            Err(e) => e,
+        };
+        let class = classify(&error);
+        router.record_failure(&deployment, class, retry_after_of(&error));
+        if !tried.contains(&next) {
+            tried.push(next);
+        }
+        let allowed = router.retry.retries_for(class, &deployment);
+        let failed = RouteError::Upstream {
+            group: group.name.clone(),
+            deployment: deployment.id.clone(),
+            error,
+        };
+        if retries >= allowed {
+            tracing::warn!(deployment = %deployment.id, group = %group.name, ?class, error = %failed, "giving up on group: no retries left for this error");
+            return Err(failed);
+        }
+        retries += 1;
+        let Ok(candidate) = router.select(group, &tried) else {
+            // What the client needs to hear is the failure itself, not that
+            // it has just cooled the last deployment down.
+            tracing::warn!(deployment = %deployment.id, group = %group.name, ?class, error = %failed, "no deployment left to retry on");
+            return Err(failed);
+        };
+        let upstream_hint = match &failed {
+            RouteError::Upstream { error, .. } => retry_after_of(error),
+            _ => None,
+        };
+        let wait = router.retry.wait(retries, candidate == next, upstream_hint);
+        tracing::warn!(
+            deployment = %deployment.id,
+            group = %group.name,
+            ?class,
+            error = %failed,
+            retry = retries,
+            wait_ms = wait.as_millis() as u64,
+            next = %group.deployments[candidate].id,
+            "retrying"
+        );
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        next = candidate;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moving_to_another_deployment_waits_only_the_minimum() {
+        let p = RetryPolicy {
+            min_wait: Duration::from_millis(7),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.wait(3, false, Some(Duration::from_secs(9))), Duration::from_millis(7));
+    }
+
+    #[test]
+    fn backoff_grows_and_honours_retry_after() {
+        let p = RetryPolicy::default();
+        let first = p.wait(1, true, None);
+        assert!(first >= BACKOFF_INITIAL / 2 && first <= BACKOFF_INITIAL, "{first:?}");
+        let third = p.wait(3, true, None);
+        assert!(third >= BACKOFF_INITIAL * 2, "{third:?}");
+        assert!(p.wait(1, true, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
+        assert!(p.wait(30, true, None) <= BACKOFF_MAX);
+    }
+}
