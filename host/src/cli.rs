@@ -13,7 +13,8 @@ use crate::router::SystemClock;
 fn build(path: &Path) -> Result<(crate::config::LoadedConfig, Gateway, Vec<String>), String> {
     let loaded = crate::config::load(path).map_err(|e| e.to_string())?;
     let client = crate::server::http_client()?;
-    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    let (gateway, warnings) =
+        Gateway::build(&loaded, client, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     Ok((loaded, gateway, warnings))
 }
 
@@ -103,7 +104,10 @@ const RESET: &str = "\x1b[0m";
 /// (a composite's stage trace) is printed dimmed before the answer.
 pub async fn chat(args: ChatArgs) -> Result<(), String> {
     let client = crate::server::http_client()?;
-    let url = format!("{}/v1/chat/completions", args.base_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/v1/chat/completions",
+        args.base_url.trim_end_matches('/')
+    );
     let mut request = client.post(&url).json(&json!({
         "model": args.model,
         "messages": [{"role": "user", "content": args.prompt}],
@@ -112,7 +116,10 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
     if let Some(key) = &args.api_key {
         request = request.bearer_auth(key);
     }
-    let response = request.send().await.map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e}"))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
@@ -157,7 +164,10 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
                 let v: Value = serde_json::from_str(data).map_err(|e| format!("bad chunk: {e}"))?;
                 if let Some(err) = v.get("error") {
                     let _ = writeln!(out, "{RESET}");
-                    return Err(format!("stream error: {}", err["message"].as_str().unwrap_or("unknown")));
+                    return Err(format!(
+                        "stream error: {}",
+                        err["message"].as_str().unwrap_or("unknown")
+                    ));
                 }
                 let delta = &v["choices"][0]["delta"];
                 if let Some(r) = delta["reasoning_content"].as_str()

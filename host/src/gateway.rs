@@ -42,7 +42,8 @@ impl Gateway {
         client: reqwest::Client,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Vec<String>), ConfigError> {
-        let build = Router::from_config(loaded, client, clock).map_err(|p| ConfigError::invalid(&loaded.path, p))?;
+        let build = Router::from_config(loaded, client, clock)
+            .map_err(|p| ConfigError::invalid(&loaded.path, p))?;
         let mut warnings = loaded.warnings.clone();
         warnings.extend(build.warnings);
         let router = build.router;
@@ -67,7 +68,12 @@ impl Gateway {
             .master_key
             .clone()
             .filter(|k| !k.expose().is_empty())
-            .or_else(|| std::env::var("CONCLAVE_MASTER_KEY").ok().filter(|k| !k.is_empty()).map(Secret::new));
+            .or_else(|| {
+                std::env::var("CONCLAVE_MASTER_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new)
+            });
         let body_limit = cfg
             .general_settings
             .max_request_size_mb

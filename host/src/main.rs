@@ -8,10 +8,20 @@ use conclave::cli;
 use conclave::logging::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "conclave", version, about = "An OpenAI-compatible LLM gateway with WebAssembly composite strategies")]
+#[command(
+    name = "conclave",
+    version,
+    about = "An OpenAI-compatible LLM gateway with WebAssembly composite strategies"
+)]
 struct Cli {
     /// Log line format.
-    #[arg(long, global = true, value_enum, default_value = "pretty", env = "CONCLAVE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "pretty",
+        env = "CONCLAVE_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -42,7 +52,11 @@ enum Command {
     /// Send one chat request to a running proxy and stream the answer.
     Chat {
         /// The proxy's address.
-        #[arg(long, default_value = "http://localhost:4000", env = "CONCLAVE_BASE_URL")]
+        #[arg(
+            long,
+            default_value = "http://localhost:4000",
+            env = "CONCLAVE_BASE_URL"
+        )]
         base_url: String,
         #[arg(long, short)]
         model: String,
@@ -63,7 +77,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -24,7 +24,10 @@ pub fn http_client() -> Result<reqwest::Client, String> {
 }
 
 /// Loads `path` and builds a gateway from it, logging every warning.
-pub fn load_gateway(path: &Path, client: reqwest::Client) -> Result<(LoadedConfig, Gateway), ConfigError> {
+pub fn load_gateway(
+    path: &Path,
+    client: reqwest::Client,
+) -> Result<(LoadedConfig, Gateway), ConfigError> {
     let loaded = config::load(path)?;
     let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock))?;
     for w in &warnings {

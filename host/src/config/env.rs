@@ -89,7 +89,9 @@ impl Env {
             } else {
                 let len = after
                     .char_indices()
-                    .take_while(|(i, c)| c.is_ascii_alphanumeric() && !(*i == 0 && c.is_ascii_digit()) || *c == '_')
+                    .take_while(|(i, c)| {
+                        c.is_ascii_alphanumeric() && !(*i == 0 && c.is_ascii_digit()) || *c == '_'
+                    })
                     .count();
                 if len == 0 {
                     out.push('$');
@@ -138,7 +140,8 @@ mod tests {
     fn braces_and_bare_forms_substitute_inside_strings() {
         let e = env(&[("CONCLAVE_T_HOST", "h"), ("CONCLAVE_T_PORT", "9")]);
         assert_eq!(
-            e.substitute("http://${CONCLAVE_T_HOST}:$CONCLAVE_T_PORT/v1").unwrap(),
+            e.substitute("http://${CONCLAVE_T_HOST}:$CONCLAVE_T_PORT/v1")
+                .unwrap(),
             "http://h:9/v1"
         );
     }

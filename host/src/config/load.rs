@@ -45,7 +45,10 @@ pub enum ConfigError {
     #[error("{file}: invalid YAML: {reason}")]
     Syntax { file: String, reason: String },
     #[error("{}", format_problems(file, problems))]
-    Invalid { file: String, problems: Vec<Problem> },
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
 }
 
 impl ConfigError {
@@ -107,7 +110,10 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
     if !tree.is_mapping() {
         return Err(ConfigError::invalid(
             path,
-            vec![Problem::new(".", "the config must be a mapping of sections")],
+            vec![Problem::new(
+                ".",
+                "the config must be a mapping of sections",
+            )],
         ));
     }
 
@@ -121,7 +127,10 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         let de = serde_ignored::Deserializer::new(tree, &mut on_ignored);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            ConfigError::invalid(Path::new(&file), vec![Problem::new(path, e.into_inner().to_string())])
+            ConfigError::invalid(
+                Path::new(&file),
+                vec![Problem::new(path, e.into_inner().to_string())],
+            )
         })?
     };
 
@@ -267,8 +276,14 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         ("router_settings.stream_timeout", rs.stream_timeout),
         ("router_settings.cooldown_time", rs.cooldown_time),
         ("router_settings.retry_after", rs.retry_after),
-        ("litellm_settings.request_timeout", config.litellm_settings.request_timeout),
-        ("litellm_settings.cooldown_time", config.litellm_settings.cooldown_time),
+        (
+            "litellm_settings.request_timeout",
+            config.litellm_settings.request_timeout,
+        ),
+        (
+            "litellm_settings.cooldown_time",
+            config.litellm_settings.cooldown_time,
+        ),
         (
             "routing_strategy_args.lowest_latency_buffer",
             rs.routing_strategy_args.lowest_latency_buffer,
@@ -277,7 +292,10 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         if let Some(v) = value
             && !(v.is_finite() && v >= 0.0)
         {
-            problems.push(Problem::new(key, format!("must be a non-negative number, got {v}")));
+            problems.push(Problem::new(
+                key,
+                format!("must be a non-negative number, got {v}"),
+            ));
         }
     }
     if let Some(mb) = config.general_settings.max_request_size_mb
@@ -322,7 +340,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("test.yaml: model_list[1].litellm_params.model"), "{err}");
+        assert!(
+            err.contains("test.yaml: model_list[1].litellm_params.model"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -332,7 +353,10 @@ mod tests {
         )
         .unwrap();
         let w = loaded.warnings.join("\n");
-        assert!(w.contains("general_settings.database_url: unknown key"), "{w}");
+        assert!(
+            w.contains("general_settings.database_url: unknown key"),
+            "{w}"
+        );
         assert!(w.contains("surprise: unknown key"), "{w}");
     }
 
@@ -351,7 +375,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("model_list[0].litellm_params.api_key"), "{err}");
+        assert!(
+            err.contains("model_list[0].litellm_params.api_key"),
+            "{err}"
+        );
         assert!(err.contains("CONCLAVE_T_NO_SUCH_KEY"), "{err}");
     }
 
@@ -362,7 +389,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            loaded.config.model_list[0].litellm_params.api_base.as_deref(),
+            loaded.config.model_list[0]
+                .litellm_params
+                .api_base
+                .as_deref(),
             Some("http://h/v1")
         );
     }
@@ -372,6 +402,9 @@ mod tests {
         let err = load_text("model_list:\n  - model_name: a\n    litellm_params: {}\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("model_list[0].litellm_params.model: is required"), "{err}");
+        assert!(
+            err.contains("model_list[0].litellm_params.model: is required"),
+            "{err}"
+        );
     }
 }

@@ -12,7 +12,10 @@ use super::error::ApiError;
 
 /// The key a client presented, from either header.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
         return Some(
             v.strip_prefix("Bearer ")
@@ -29,13 +32,19 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Rejects requests without the master key when one is configured.
-pub async fn require_master_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_master_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let gateway = state.gateway();
     if let Some(expected) = &gateway.master_key {
         match presented_key(request.headers()) {
             None => {
-                return ApiError::unauthorized("missing API key: send Authorization: Bearer <key> or x-api-key")
-                    .into_response();
+                return ApiError::unauthorized(
+                    "missing API key: send Authorization: Bearer <key> or x-api-key",
+                )
+                .into_response();
             }
             Some(key) if !bool::from(key.as_bytes().ct_eq(expected.expose().as_bytes())) => {
                 return ApiError::unauthorized("invalid API key").into_response();

@@ -28,7 +28,13 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with OpenAI's `type`, optional `param` and `code`.
-    pub fn new(status: StatusCode, kind: &str, message: impl Into<String>, param: Option<&str>, code: Option<&str>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: &str,
+        message: impl Into<String>,
+        param: Option<&str>,
+        code: Option<&str>,
+    ) -> Self {
         Self {
             status,
             body: ErrorBody::new(message, kind, param, code),
@@ -38,12 +44,24 @@ impl ApiError {
 
     /// 400 for a request the gateway cannot use.
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message, param, None)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            message,
+            param,
+            None,
+        )
     }
 
     /// 401 for a missing or wrong key.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message, None, Some("invalid_api_key"))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            message,
+            None,
+            Some("invalid_api_key"),
+        )
     }
 
     /// The error as an SSE event, for failures after a stream has started.
@@ -64,11 +82,21 @@ impl From<UpstreamError> for ApiError {
 
 fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
     match error {
-        UpstreamError::Timeout(_) => {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout_error", message, None, Some("upstream_timeout"))
-        }
+        UpstreamError::Timeout(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout_error",
+            message,
+            None,
+            Some("upstream_timeout"),
+        ),
         UpstreamError::Connect(_) | UpstreamError::Protocol(_) | UpstreamError::StreamBroken(_) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message, None, Some("upstream_unavailable"))
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                message,
+                None,
+                Some("upstream_unavailable"),
+            )
         }
         UpstreamError::Status {
             status,
@@ -78,8 +106,14 @@ fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
         } => {
             let (status, kind) = match *status {
                 429 => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
-                401 | 403 => (StatusCode::from_u16(*status).unwrap_or(StatusCode::UNAUTHORIZED), "authentication_error"),
-                s @ 400..=499 => (StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST), "invalid_request_error"),
+                401 | 403 => (
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::UNAUTHORIZED),
+                    "authentication_error",
+                ),
+                s @ 400..=499 => (
+                    StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
+                    "invalid_request_error",
+                ),
                 _ => (StatusCode::BAD_GATEWAY, "upstream_error"),
             };
             let mut e = ApiError::new(status, kind, message, None, code.as_deref());
@@ -93,10 +127,16 @@ impl From<RouteError> for ApiError {
     fn from(error: RouteError) -> Self {
         let message = error.to_string();
         match error {
-            RouteError::ModelNotFound { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message, Some("model"), Some("model_not_found"))
+            RouteError::ModelNotFound { .. } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                message,
+                Some("model"),
+                Some("model_not_found"),
+            ),
+            RouteError::InvalidRequest { param, .. } => {
+                ApiError::invalid(message, param.as_deref())
             }
-            RouteError::InvalidRequest { param, .. } => ApiError::invalid(message, param.as_deref()),
             RouteError::GroupCooling { retry_in, .. } => {
                 let mut e = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -136,7 +176,10 @@ impl IntoResponse for ApiError {
         let mut response = Response::new(Body::from(self.body.to_bytes()));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(wait) = self.retry_after {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

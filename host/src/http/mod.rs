@@ -53,7 +53,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models", get(routes::models))
         .route("/models", get(routes::models))
         .route("/health", get(routes::health))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_master_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_master_key,
+        ));
     let open = Router::new()
         .route("/health/liveliness", get(routes::liveliness))
         .route("/health/liveness", get(routes::liveliness))

@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::Json;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,36 +19,61 @@ use crate::providers::UpstreamReply;
 use crate::router::{RouteMeta, RouteRequest};
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::ChatCompletions, request).await.unwrap_or_else(IntoResponse::into_response)
+    handle(state, Endpoint::ChatCompletions, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::Completions, request).await.unwrap_or_else(IntoResponse::into_response)
+    handle(state, Endpoint::Completions, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::Embeddings, request).await.unwrap_or_else(IntoResponse::into_response)
+    handle(state, Endpoint::Embeddings, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Result<Response, ApiError> {
+async fn handle(
+    state: AppState,
+    endpoint: Endpoint,
+    request: Request,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let gateway = state.gateway();
     let bytes = read_body(request, gateway.body_limit).await?;
-    let req: ProxyRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid(format!("request body is not valid JSON for this endpoint: {e}"), None))?;
+    let req: ProxyRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid(
+            format!("request body is not valid JSON for this endpoint: {e}"),
+            None,
+        )
+    })?;
     drop(bytes);
     if req.model.trim().is_empty() {
         return Err(ApiError::invalid("model must not be empty", Some("model")));
     }
     let required = endpoint.required_field();
     if !req.rest.contains_key(required) {
-        return Err(ApiError::invalid(format!("{required} is required"), Some(required)));
+        return Err(ApiError::invalid(
+            format!("{required} is required"),
+            Some(required),
+        ));
     }
-    if endpoint == Endpoint::ChatCompletions && !req.rest.get("messages").is_some_and(|m| m.is_array()) {
-        return Err(ApiError::invalid("messages must be an array", Some("messages")));
+    if endpoint == Endpoint::ChatCompletions
+        && !req.rest.get("messages").is_some_and(|m| m.is_array())
+    {
+        return Err(ApiError::invalid(
+            "messages must be an array",
+            Some("messages"),
+        ));
     }
     if endpoint == Endpoint::Embeddings && req.stream {
-        return Err(ApiError::invalid("embeddings cannot be streamed", Some("stream")));
+        return Err(ApiError::invalid(
+            "embeddings cannot be streamed",
+            Some("stream"),
+        ));
     }
     if let Some(composite) = gateway.composites.get(&req.model) {
         return Err(ApiError::new(
@@ -80,7 +105,10 @@ async fn handle(state: AppState, endpoint: Endpoint, request: Request) -> Result
         UpstreamReply::Stream(payloads) => {
             let mut r = Response::new(Body::from_stream(event_stream(payloads)));
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));
             r
@@ -96,7 +124,9 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request_error",
-            format!("request body is larger than the limit of {limit} bytes (general_settings.max_request_size_mb)"),
+            format!(
+                "request body is larger than the limit of {limit} bytes (general_settings.max_request_size_mb)"
+            ),
             None,
             Some("request_too_large"),
         )
@@ -109,21 +139,26 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(request.into_body(), limit).await.map_err(|e| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return too_large();
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                source = s.source();
             }
-            source = s.source();
-        }
-        ApiError::invalid(format!("could not read the request body: {e}"), None)
-    })
+            ApiError::invalid(format!("could not read the request body: {e}"), None)
+        })
 }
 
 fn json_response(body: Bytes) -> Response {
     let mut r = Response::new(Body::from(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -140,7 +175,10 @@ fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
     if let Some(fallback) = &meta.fallback {
         put("x-conclave-fallback", fallback);
     }
-    put("x-conclave-overhead-ms", &format!("{:.3}", overhead.as_secs_f64() * 1000.0));
+    put(
+        "x-conclave-overhead-ms",
+        &format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+    );
 }
 
 pub async fn models(State(state): State<AppState>) -> Response {
@@ -149,7 +187,12 @@ pub async fn models(State(state): State<AppState>) -> Response {
 
 pub async fn health(State(state): State<AppState>) -> Response {
     let gateway = state.gateway();
-    let total: usize = gateway.router.groups().iter().map(|g| g.deployments.len()).sum();
+    let total: usize = gateway
+        .router
+        .groups()
+        .iter()
+        .map(|g| g.deployments.len())
+        .sum();
     let cooling = gateway.router.cooling();
     let unhealthy: Vec<_> = cooling
         .iter()

@@ -11,7 +11,9 @@ use super::error::ApiError;
 use crate::providers::PayloadStream;
 
 /// Frames payloads as SSE events.
-pub fn event_stream(payloads: PayloadStream) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+pub fn event_stream(
+    payloads: PayloadStream,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     stream::unfold(Some(payloads), |state| async move {
         let mut payloads = state?;
         match payloads.next().await {

@@ -76,7 +76,12 @@ pub struct ErrorDetail {
 
 impl ErrorBody {
     /// Builds an error body; `kind` is OpenAI's `type` (e.g. `invalid_request_error`).
-    pub fn new(message: impl Into<String>, kind: &str, param: Option<&str>, code: Option<&str>) -> Self {
+    pub fn new(
+        message: impl Into<String>,
+        kind: &str,
+        param: Option<&str>,
+        code: Option<&str>,
+    ) -> Self {
         Self {
             error: ErrorDetail {
                 message: message.into(),

@@ -71,23 +71,34 @@ impl HttpTarget {
             .ok_or_else(|| format!("provider {} needs an api_base", spec.name))?;
         let base_url = base.trim().trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(format!("api_base must start with http:// or https://, got {base_url:?}"));
+            return Err(format!(
+                "api_base must start with http:// or https://, got {base_url:?}"
+            ));
         }
         let api_key = params
             .api_key
             .clone()
             .filter(|k| !k.expose().is_empty())
-            .or_else(|| spec.key_env.iter().find_map(|name| env.get(name)).map(Secret::new));
-        let api_version = params
-            .api_version
-            .clone()
-            .or_else(|| (spec.dialect == Dialect::Azure).then(|| env.get("AZURE_API_VERSION")).flatten());
+            .or_else(|| {
+                spec.key_env
+                    .iter()
+                    .find_map(|name| env.get(name))
+                    .map(Secret::new)
+            });
+        let api_version = params.api_version.clone().or_else(|| {
+            (spec.dialect == Dialect::Azure)
+                .then(|| env.get("AZURE_API_VERSION"))
+                .flatten()
+        });
 
         let mut headers = HeaderMap::new();
         if let Some(key) = &api_key {
             let (name, value) = match spec.dialect {
                 Dialect::Azure => (HeaderName::from_static("api-key"), key.expose().to_owned()),
-                Dialect::OpenAi => (http::header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+                Dialect::OpenAi => (
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", key.expose()),
+                ),
             };
             let mut value = HeaderValue::from_str(&value)
                 .map_err(|_| "api_key contains characters not allowed in a header".to_owned())?;
@@ -95,13 +106,15 @@ impl HttpTarget {
             headers.insert(name, value);
         }
         if let Some(org) = &params.organization {
-            let value = HeaderValue::from_str(org).map_err(|_| "organization is not a valid header value".to_owned())?;
+            let value = HeaderValue::from_str(org)
+                .map_err(|_| "organization is not a valid header value".to_owned())?;
             headers.insert(HeaderName::from_static("openai-organization"), value);
         }
         for (name, value) in &params.extra_headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("extra_headers: {name:?} is not a valid header name"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| format!("extra_headers.{name}: not a valid header value"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("extra_headers.{name}: not a valid header value"))?;
             headers.insert(name, value);
         }
 
@@ -118,7 +131,10 @@ impl HttpTarget {
             base_url,
             api_key,
             api_version,
-            upstream_model: params.target_model.clone().unwrap_or_else(|| model.to_owned()),
+            upstream_model: params
+                .target_model
+                .clone()
+                .unwrap_or_else(|| model.to_owned()),
             supports_reasoning: params.supports_reasoning.unwrap_or(false),
             defaults,
             headers,
@@ -161,7 +177,9 @@ impl HttpTarget {
             Dialect::Azure => format!(
                 "{}/openai/deployments/{model}{path}?api-version={}",
                 self.base_url,
-                self.api_version.as_deref().unwrap_or(AZURE_DEFAULT_API_VERSION)
+                self.api_version
+                    .as_deref()
+                    .unwrap_or(AZURE_DEFAULT_API_VERSION)
             ),
         }
     }
@@ -179,7 +197,8 @@ impl HttpTarget {
             defaults: &self.defaults,
             inject_reasoning: self.supports_reasoning,
         };
-        let bytes = serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         let request = client
             .post(self.url(model, call.endpoint.path()))
             .headers(self.headers.clone())
@@ -193,7 +212,9 @@ impl HttpTarget {
                 .map_err(|_| UpstreamError::Timeout(wait))?
                 .map_err(|e| self.transport_error(e))?;
             let response = self.check_status(response).await?;
-            let chunks = response.bytes_stream().map(|r| r.map_err(|e| e.to_string()));
+            let chunks = response
+                .bytes_stream()
+                .map(|r| r.map_err(|e| e.to_string()));
             Ok(UpstreamReply::Stream(sse::decode(chunks, wait)))
         } else {
             let wait = call.timeouts.request;
@@ -222,7 +243,10 @@ impl HttpTarget {
         }
     }
 
-    async fn check_status(&self, response: reqwest::Response) -> Result<reqwest::Response, UpstreamError> {
+    async fn check_status(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -267,7 +291,10 @@ fn error_message(body: &[u8], status: http::StatusCode) -> (String, Option<Strin
     }
     let text = String::from_utf8_lossy(body).trim().to_owned();
     if text.is_empty() {
-        (status.canonical_reason().unwrap_or("error").to_owned(), None)
+        (
+            status.canonical_reason().unwrap_or("error").to_owned(),
+            None,
+        )
     } else {
         (text, None)
     }
@@ -331,7 +358,8 @@ mod tests {
     fn outbound_body_keeps_client_fields_and_fills_defaults() {
         let body: Map<String, Value> =
             serde_json::from_str(r#"{"messages":[],"temperature":0.1,"tools":[1]}"#).unwrap();
-        let defaults: Map<String, Value> = serde_json::from_str(r#"{"temperature":0.9,"seed":3}"#).unwrap();
+        let defaults: Map<String, Value> =
+            serde_json::from_str(r#"{"temperature":0.9,"seed":3}"#).unwrap();
         let out = OutboundBody {
             model: "up",
             stream: true,
@@ -350,7 +378,8 @@ mod tests {
 
     #[test]
     fn reasoning_switch_is_not_added_when_the_client_chose_one() {
-        let body: Map<String, Value> = serde_json::from_str(r#"{"reasoning_effort":"low"}"#).unwrap();
+        let body: Map<String, Value> =
+            serde_json::from_str(r#"{"reasoning_effort":"low"}"#).unwrap();
         let out = OutboundBody {
             model: "m",
             stream: false,
@@ -364,7 +393,10 @@ mod tests {
 
     #[test]
     fn error_message_reads_openai_shape_and_plain_text() {
-        let (m, c) = error_message(br#"{"error":{"message":"bad","code":"x"}}"#, http::StatusCode::BAD_REQUEST);
+        let (m, c) = error_message(
+            br#"{"error":{"message":"bad","code":"x"}}"#,
+            http::StatusCode::BAD_REQUEST,
+        );
         assert_eq!((m.as_str(), c.as_deref()), ("bad", Some("x")));
         let (m, _) = error_message(b"oops", http::StatusCode::BAD_GATEWAY);
         assert_eq!(m, "oops");

@@ -64,7 +64,11 @@ impl MockTarget {
         };
         let error_status = get_u64("mock_error_status")?
             .map(|s| u16::try_from(s).ok().filter(|s| (400..600).contains(s)))
-            .map(|s| s.ok_or_else(|| "mock_error_status must be an HTTP error status (400-599)".to_owned()))
+            .map(|s| {
+                s.ok_or_else(|| {
+                    "mock_error_status must be an HTTP error status (400-599)".to_owned()
+                })
+            })
             .transpose()?;
         let error_message = match params.extra.get("mock_error_message") {
             Some(serde_yaml::Value::String(s)) => s.clone(),
@@ -88,11 +92,18 @@ impl MockTarget {
         &self.name
     }
 
-    pub(super) async fn call(&self, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
+    pub(super) async fn call(
+        &self,
+        call: UpstreamCall<'_>,
+    ) -> Result<UpstreamReply, UpstreamError> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let model = call.model_override.unwrap_or(&self.name).to_owned();
         if !self.latency.is_zero() {
-            let wait = if call.stream { call.timeouts.stream } else { call.timeouts.request };
+            let wait = if call.stream {
+                call.timeouts.stream
+            } else {
+                call.timeouts.request
+            };
             if self.latency > wait {
                 tokio::time::sleep(wait).await;
                 return Err(UpstreamError::Timeout(wait));
@@ -118,8 +129,18 @@ impl MockTarget {
         let prompt_tokens = approx_tokens(&prompt);
         let id = format!("mock-{n}");
         match call.endpoint {
-            Endpoint::Embeddings => Ok(UpstreamReply::Json(embeddings(&model, call.body, prompt_tokens))),
-            _ if call.stream => Ok(UpstreamReply::Stream(self.stream(call, id, model, text, prompt_tokens))),
+            Endpoint::Embeddings => Ok(UpstreamReply::Json(embeddings(
+                &model,
+                call.body,
+                prompt_tokens,
+            ))),
+            _ if call.stream => Ok(UpstreamReply::Stream(self.stream(
+                call,
+                id,
+                model,
+                text,
+                prompt_tokens,
+            ))),
             Endpoint::ChatCompletions => Ok(UpstreamReply::Json(to_bytes(&json!({
                 "id": format!("chatcmpl-{id}"),
                 "object": "chat.completion",
@@ -157,10 +178,12 @@ impl MockTarget {
         let completion_tokens = approx_tokens(&text);
         let pieces = split_pieces(&text, self.chunks);
         let created = unix_now();
-        let object = if chat { "chat.completion.chunk" } else { "text_completion" };
-        let base = move |choices: Value| {
-            json!({"id": format!("chatcmpl-{id}"), "object": object, "created": created, "model": model, "choices": choices})
+        let object = if chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
         };
+        let base = move |choices: Value| json!({"id": format!("chatcmpl-{id}"), "object": object, "created": created, "model": model, "choices": choices});
         let mut payloads: Vec<Value> = Vec::with_capacity(pieces.len() + 3);
         if chat {
             payloads.push(base(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
@@ -193,7 +216,12 @@ impl MockTarget {
             if break_after.is_some_and(|k| i >= k) {
                 // Drain so the stream ends after this one error.
                 for _ in items.by_ref() {}
-                return Some((Err(UpstreamError::StreamBroken("mock stream broken on purpose".into())), items));
+                return Some((
+                    Err(UpstreamError::StreamBroken(
+                        "mock stream broken on purpose".into(),
+                    )),
+                    items,
+                ));
             }
             Some((Ok(to_bytes(&payload)), items))
         }))
@@ -219,7 +247,11 @@ fn prompt_text(endpoint: Endpoint, body: &Map<String, Value>) -> String {
         Endpoint::ChatCompletions => body
             .get("messages")
             .and_then(Value::as_array)
-            .and_then(|msgs| msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
+            .and_then(|msgs| {
+                msgs.iter()
+                    .rev()
+                    .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            })
             .and_then(|m| m.get("content")),
         Endpoint::Completions => body.get("prompt"),
         Endpoint::Embeddings => body.get("input"),

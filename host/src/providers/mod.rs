@@ -101,7 +101,11 @@ impl Target {
     }
 
     /// Sends one call.
-    pub async fn call(&self, client: &reqwest::Client, call: UpstreamCall<'_>) -> Result<UpstreamReply, UpstreamError> {
+    pub async fn call(
+        &self,
+        client: &reqwest::Client,
+        call: UpstreamCall<'_>,
+    ) -> Result<UpstreamReply, UpstreamError> {
         match self {
             Self::Http(t) => t.call(client, call).await,
             Self::Mock(t) => t.call(call).await,
@@ -137,7 +141,10 @@ impl Target {
 pub fn split_provider(params: &LitellmParams) -> (&str, &str) {
     match params.model.split_once('/') {
         Some((provider, model)) => (provider, model),
-        None => (params.custom_llm_provider.as_deref().unwrap_or("openai"), params.model.as_str()),
+        None => (
+            params.custom_llm_provider.as_deref().unwrap_or("openai"),
+            params.model.as_str(),
+        ),
     }
 }
 

@@ -43,7 +43,9 @@ where
                 Ok(None) => {
                     st.finished = true;
                     return Some((
-                        Err(UpstreamError::StreamBroken("the stream ended before data: [DONE]".into())),
+                        Err(UpstreamError::StreamBroken(
+                            "the stream ended before data: [DONE]".into(),
+                        )),
                         st,
                     ));
                 }
@@ -104,7 +106,10 @@ fn event_data(raw: Bytes) -> Option<Bytes> {
     let mut found: Vec<Bytes> = Vec::new();
     let mut start = 0;
     while start <= raw.len() {
-        let end = raw[start..].iter().position(|b| *b == b'\n').map_or(raw.len(), |p| start + p);
+        let end = raw[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(raw.len(), |p| start + p);
         let mut line = raw.slice(start..end);
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
@@ -127,17 +132,32 @@ mod tests {
     use super::*;
 
     async fn collect(parts: Vec<&'static str>) -> Vec<Result<String, String>> {
-        let s = stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))));
+        let s = stream::iter(
+            parts
+                .into_iter()
+                .map(|p| Ok(Bytes::from_static(p.as_bytes()))),
+        );
         decode(s, Duration::from_secs(5))
-            .map(|r| r.map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|e| e.to_string()))
+            .map(|r| {
+                r.map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map_err(|e| e.to_string())
+            })
             .collect()
             .await
     }
 
     #[tokio::test]
     async fn events_split_across_reads_are_reassembled() {
-        let out = collect(vec!["data: {\"a\"", ":1}\n\nda", "ta:{\"b\":2}\r\n\r\n: ping\n\ndata: [DONE]\n\n"]).await;
-        assert_eq!(out, vec![Ok("{\"a\":1}".to_owned()), Ok("{\"b\":2}".to_owned())]);
+        let out = collect(vec![
+            "data: {\"a\"",
+            ":1}\n\nda",
+            "ta:{\"b\":2}\r\n\r\n: ping\n\ndata: [DONE]\n\n",
+        ])
+        .await;
+        assert_eq!(
+            out,
+            vec![Ok("{\"a\":1}".to_owned()), Ok("{\"b\":2}".to_owned())]
+        );
     }
 
     #[tokio::test]

@@ -44,27 +44,61 @@ const fn spec(
 static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         base_env: Some("OPENAI_API_BASE"),
-        ..spec("openai", Some("https://api.openai.com/v1"), &["OPENAI_API_KEY"], false)
+        ..spec(
+            "openai",
+            Some("https://api.openai.com/v1"),
+            &["OPENAI_API_KEY"],
+            false,
+        )
     },
     ProviderSpec {
         base_env: Some("AZURE_API_BASE"),
         dialect: Dialect::Azure,
-        ..spec("azure", None, &["AZURE_API_KEY", "AZURE_OPENAI_API_KEY"], true)
+        ..spec(
+            "azure",
+            None,
+            &["AZURE_API_KEY", "AZURE_OPENAI_API_KEY"],
+            true,
+        )
     },
-    spec("anthropic", Some("https://api.anthropic.com/v1"), &["ANTHROPIC_API_KEY"], true),
+    spec(
+        "anthropic",
+        Some("https://api.anthropic.com/v1"),
+        &["ANTHROPIC_API_KEY"],
+        true,
+    ),
     spec(
         "gemini",
         Some("https://generativelanguage.googleapis.com/v1beta/openai"),
         &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
         true,
     ),
-    spec("groq", Some("https://api.groq.com/openai/v1"), &["GROQ_API_KEY"], true),
-    spec("cerebras", Some("https://api.cerebras.ai/v1"), &["CEREBRAS_API_KEY"], true),
-    spec("openrouter", Some("https://openrouter.ai/api/v1"), &["OPENROUTER_API_KEY"], true),
+    spec(
+        "groq",
+        Some("https://api.groq.com/openai/v1"),
+        &["GROQ_API_KEY"],
+        true,
+    ),
+    spec(
+        "cerebras",
+        Some("https://api.cerebras.ai/v1"),
+        &["CEREBRAS_API_KEY"],
+        true,
+    ),
+    spec(
+        "openrouter",
+        Some("https://openrouter.ai/api/v1"),
+        &["OPENROUTER_API_KEY"],
+        true,
+    ),
     spec(
         "together_ai",
         Some("https://api.together.xyz/v1"),
-        &["TOGETHERAI_API_KEY", "TOGETHER_API_KEY", "TOGETHER_AI_API_KEY"],
+        &[
+            "TOGETHERAI_API_KEY",
+            "TOGETHER_API_KEY",
+            "TOGETHER_AI_API_KEY",
+        ],
         true,
     ),
     spec(
@@ -73,8 +107,18 @@ static PROVIDERS: &[ProviderSpec] = &[
         &["FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"],
         true,
     ),
-    spec("deepseek", Some("https://api.deepseek.com/v1"), &["DEEPSEEK_API_KEY"], true),
-    spec("mistral", Some("https://api.mistral.ai/v1"), &["MISTRAL_API_KEY"], true),
+    spec(
+        "deepseek",
+        Some("https://api.deepseek.com/v1"),
+        &["DEEPSEEK_API_KEY"],
+        true,
+    ),
+    spec(
+        "mistral",
+        Some("https://api.mistral.ai/v1"),
+        &["MISTRAL_API_KEY"],
+        true,
+    ),
     spec("xai", Some("https://api.x.ai/v1"), &["XAI_API_KEY"], true),
     spec(
         "perplexity",
@@ -82,26 +126,51 @@ static PROVIDERS: &[ProviderSpec] = &[
         &["PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"],
         true,
     ),
-    spec("chutes", Some("https://llm.chutes.ai/v1"), &["CHUTES_API_KEY"], true),
+    spec(
+        "chutes",
+        Some("https://llm.chutes.ai/v1"),
+        &["CHUTES_API_KEY"],
+        true,
+    ),
     ProviderSpec {
         base_env: Some("HOSTED_VLLM_API_BASE"),
         ..spec("hosted_vllm", None, &["HOSTED_VLLM_API_KEY"], false)
     },
     ProviderSpec {
         base_env: Some("HOSTED_VLLM_API_BASE"),
-        ..spec("vllm", None, &["HOSTED_VLLM_API_KEY", "VLLM_API_KEY"], false)
+        ..spec(
+            "vllm",
+            None,
+            &["HOSTED_VLLM_API_KEY", "VLLM_API_KEY"],
+            false,
+        )
     },
     ProviderSpec {
         base_env: Some("OLLAMA_API_BASE"),
-        ..spec("ollama", Some("http://localhost:11434/v1"), &["OLLAMA_API_KEY"], false)
+        ..spec(
+            "ollama",
+            Some("http://localhost:11434/v1"),
+            &["OLLAMA_API_KEY"],
+            false,
+        )
     },
     ProviderSpec {
         base_env: Some("OLLAMA_API_BASE"),
-        ..spec("ollama_chat", Some("http://localhost:11434/v1"), &["OLLAMA_API_KEY"], false)
+        ..spec(
+            "ollama_chat",
+            Some("http://localhost:11434/v1"),
+            &["OLLAMA_API_KEY"],
+            false,
+        )
     },
     ProviderSpec {
         base_env: Some("LM_STUDIO_API_BASE"),
-        ..spec("lm_studio", Some("http://localhost:1234/v1"), &["LM_STUDIO_API_KEY"], false)
+        ..spec(
+            "lm_studio",
+            Some("http://localhost:1234/v1"),
+            &["LM_STUDIO_API_KEY"],
+            false,
+        )
     },
 ];
 

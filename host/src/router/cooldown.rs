@@ -116,9 +116,15 @@ mod tests {
         let now = Instant::now();
         let mut h = Health::default();
         for _ in 0..3 {
-            assert!(h.record_failure(&policy, ErrorClass::InternalServer, None, now, 0).is_none());
+            assert!(
+                h.record_failure(&policy, ErrorClass::InternalServer, None, now, 0)
+                    .is_none()
+            );
         }
-        assert!(h.record_failure(&policy, ErrorClass::InternalServer, None, now, 0).is_some());
+        assert!(
+            h.record_failure(&policy, ErrorClass::InternalServer, None, now, 0)
+                .is_some()
+        );
         assert!(h.cooling_until(now).is_some());
         assert!(h.cooling_until(now + Duration::from_secs(6)).is_none());
     }
@@ -128,7 +134,10 @@ mod tests {
         let policy = CooldownPolicy::default();
         let now = Instant::now();
         let mut h = Health::default();
-        assert!(h.record_failure(&policy, ErrorClass::Authentication, None, now, 0).is_some());
+        assert!(
+            h.record_failure(&policy, ErrorClass::Authentication, None, now, 0)
+                .is_some()
+        );
     }
 
     #[test]
@@ -138,7 +147,13 @@ mod tests {
             ..CooldownPolicy::default()
         };
         let mut h = Health::default();
-        let got = h.record_failure(&policy, ErrorClass::RateLimit, Some(Duration::from_secs(30)), Instant::now(), 0);
+        let got = h.record_failure(
+            &policy,
+            ErrorClass::RateLimit,
+            Some(Duration::from_secs(30)),
+            Instant::now(),
+            0,
+        );
         assert_eq!(got, Some(Duration::from_secs(30)));
     }
 
@@ -149,7 +164,10 @@ mod tests {
             ..CooldownPolicy::default()
         };
         let mut h = Health::default();
-        assert!(h.record_failure(&policy, ErrorClass::BadRequest, None, Instant::now(), 0).is_none());
+        assert!(
+            h.record_failure(&policy, ErrorClass::BadRequest, None, Instant::now(), 0)
+                .is_none()
+        );
     }
 
     #[test]
@@ -160,7 +178,13 @@ mod tests {
         };
         let now = Instant::now();
         let mut h = Health::default();
-        assert!(h.record_failure(&policy, ErrorClass::Timeout, None, now, 0).is_none());
-        assert!(h.record_failure(&policy, ErrorClass::Timeout, None, now, 1).is_none());
+        assert!(
+            h.record_failure(&policy, ErrorClass::Timeout, None, now, 0)
+                .is_none()
+        );
+        assert!(
+            h.record_failure(&policy, ErrorClass::Timeout, None, now, 1)
+                .is_none()
+        );
     }
 }

@@ -31,13 +31,19 @@ pub enum ErrorClass {
 impl ErrorClass {
     /// Whether a retry could help without changing the request.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Timeout | Self::RateLimit | Self::InternalServer | Self::Connection)
+        matches!(
+            self,
+            Self::Timeout | Self::RateLimit | Self::InternalServer | Self::Connection
+        )
     }
 
     /// Whether the failure says something about the deployment's health
     /// (and so counts toward its cooldown), rather than about the request.
     pub fn counts_against_deployment(self) -> bool {
-        !matches!(self, Self::BadRequest | Self::ContextWindow | Self::ContentPolicy)
+        !matches!(
+            self,
+            Self::BadRequest | Self::ContextWindow | Self::ContentPolicy
+        )
     }
 }
 
@@ -47,17 +53,35 @@ pub fn classify(error: &UpstreamError) -> ErrorClass {
         UpstreamError::Connect(_) => ErrorClass::Connection,
         UpstreamError::Timeout(_) => ErrorClass::Timeout,
         UpstreamError::Protocol(_) | UpstreamError::StreamBroken(_) => ErrorClass::InternalServer,
-        UpstreamError::Status { status, message, code, .. } => match status {
+        UpstreamError::Status {
+            status,
+            message,
+            code,
+            ..
+        } => match status {
             400 | 413 | 422 => {
-                let text = format!("{} {}", code.as_deref().unwrap_or(""), message).to_ascii_lowercase();
-                if ["context_length", "context length", "context window", "maximum context", "too many tokens"]
-                    .iter()
-                    .any(|p| text.contains(p))
+                let text =
+                    format!("{} {}", code.as_deref().unwrap_or(""), message).to_ascii_lowercase();
+                if [
+                    "context_length",
+                    "context length",
+                    "context window",
+                    "maximum context",
+                    "too many tokens",
+                ]
+                .iter()
+                .any(|p| text.contains(p))
                 {
                     ErrorClass::ContextWindow
-                } else if ["content_policy", "content policy", "content_filter", "content management", "safety"]
-                    .iter()
-                    .any(|p| text.contains(p))
+                } else if [
+                    "content_policy",
+                    "content policy",
+                    "content_filter",
+                    "content management",
+                    "safety",
+                ]
+                .iter()
+                .any(|p| text.contains(p))
                 {
                     ErrorClass::ContentPolicy
                 } else {
@@ -79,7 +103,10 @@ pub enum RouteError {
     #[error("model {model:?} is not served here; GET /v1/models lists the models")]
     ModelNotFound { model: String },
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<String> },
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
     #[error(
         "every deployment of model group {group:?} is cooling down after failures; it recovers in {:.1} s",
         retry_in.as_secs_f64()
@@ -153,7 +180,10 @@ mod tests {
     fn statuses_map_to_litellm_classes() {
         assert_eq!(classify(&status(400, "bad")), ErrorClass::BadRequest);
         assert_eq!(
-            classify(&status(400, "This model's maximum context length is 8192 tokens")),
+            classify(&status(
+                400,
+                "This model's maximum context length is 8192 tokens"
+            )),
             ErrorClass::ContextWindow
         );
         assert_eq!(classify(&status(401, "")), ErrorClass::Authentication);

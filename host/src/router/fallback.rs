@@ -24,7 +24,9 @@ pub fn table(lists: &[Option<&FallbackList>]) -> HashMap<String, Vec<String>> {
     for list in lists.iter().flatten() {
         for entry in list.iter() {
             for (group, targets) in entry {
-                out.entry(group.clone()).or_default().extend(targets.iter().cloned());
+                out.entry(group.clone())
+                    .or_default()
+                    .extend(targets.iter().cloned());
             }
         }
     }
@@ -60,7 +62,10 @@ mod tests {
             default: vec!["d".into()],
             ..Fallbacks::default()
         };
-        assert_eq!(f.after("a", FallbackKind::ContextWindow), ["big".to_owned()]);
+        assert_eq!(
+            f.after("a", FallbackKind::ContextWindow),
+            ["big".to_owned()]
+        );
         assert_eq!(f.after("a", FallbackKind::ContentPolicy), ["g".to_owned()]);
         assert_eq!(f.after("zzz", FallbackKind::Generic), ["d".to_owned()]);
     }

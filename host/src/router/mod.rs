@@ -120,13 +120,14 @@ impl Router {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
 
-        let balancer = match balance::from_name(rs.routing_strategy.as_deref(), &rs.routing_strategy_args) {
-            Ok(b) => Some(b),
-            Err(message) => {
-                problems.push(Problem::new("router_settings.routing_strategy", message));
-                None
-            }
-        };
+        let balancer =
+            match balance::from_name(rs.routing_strategy.as_deref(), &rs.routing_strategy_args) {
+                Ok(b) => Some(b),
+                Err(message) => {
+                    problems.push(Problem::new("router_settings.routing_strategy", message));
+                    None
+                }
+            };
         let default_timeout = rs
             .timeout
             .or(ls.request_timeout)
@@ -167,19 +168,26 @@ impl Router {
                 ));
             }
             for key in params.extra.keys() {
-                let known = crate::providers::mock::MOCK_KEYS.contains(&key.as_str()) && provider == "mock"
+                let known = crate::providers::mock::MOCK_KEYS.contains(&key.as_str())
+                    && provider == "mock"
                     || crate::providers::is_request_default(key);
                 if !known {
                     warnings.push(format!("{file}: {at}.{key}: unknown key, ignored"));
                 }
             }
-            let request = params.timeout.map(Duration::from_secs_f64).unwrap_or(default_timeout);
+            let request = params
+                .timeout
+                .map(Duration::from_secs_f64)
+                .unwrap_or(default_timeout);
             let stream = params
                 .stream_timeout
                 .map(Duration::from_secs_f64)
                 .or(default_stream_timeout)
                 .unwrap_or(request);
-            let idx = match grouped.iter().position(|(name, _)| *name == entry.model_name) {
+            let idx = match grouped
+                .iter()
+                .position(|(name, _)| *name == entry.model_name)
+            {
                 Some(idx) => idx,
                 None => {
                     grouped.push((entry.model_name.clone(), Vec::new()));
@@ -190,7 +198,11 @@ impl Router {
                 .model_info
                 .as_ref()
                 .and_then(|info| info.get("id"))
-                .and_then(|id| id.as_str().map(str::to_owned).or_else(|| id.as_u64().map(|n| n.to_string())))
+                .and_then(|id| {
+                    id.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| id.as_u64().map(|n| n.to_string()))
+                })
                 .unwrap_or_else(|| format!("{}.{}", entry.model_name, grouped[idx].1.len()));
             grouped[idx].1.push(Arc::new(Deployment::new(
                 id,
@@ -225,7 +237,9 @@ impl Router {
         for (alias, target) in &rs.model_group_alias {
             let target = match target {
                 serde_yaml::Value::String(s) => Some(s.clone()),
-                serde_yaml::Value::Mapping(m) => m.get("model").and_then(|v| v.as_str()).map(str::to_owned),
+                serde_yaml::Value::Mapping(m) => {
+                    m.get("model").and_then(|v| v.as_str()).map(str::to_owned)
+                }
                 _ => None,
             };
             match target {
@@ -241,10 +255,22 @@ impl Router {
 
         let fallbacks = Fallbacks {
             generic: fallback::table(&[rs.fallbacks.as_ref(), ls.fallbacks.as_ref()]),
-            context_window: fallback::table(&[rs.context_window_fallbacks.as_ref(), ls.context_window_fallbacks.as_ref()]),
-            content_policy: fallback::table(&[rs.content_policy_fallbacks.as_ref(), ls.content_policy_fallbacks.as_ref()]),
-            default: rs.default_fallbacks.clone().or_else(|| ls.default_fallbacks.clone()).unwrap_or_default(),
-            max: rs.max_fallbacks.map_or(DEFAULT_MAX_FALLBACKS, |m| m as usize),
+            context_window: fallback::table(&[
+                rs.context_window_fallbacks.as_ref(),
+                ls.context_window_fallbacks.as_ref(),
+            ]),
+            content_policy: fallback::table(&[
+                rs.content_policy_fallbacks.as_ref(),
+                ls.content_policy_fallbacks.as_ref(),
+            ]),
+            default: rs
+                .default_fallbacks
+                .clone()
+                .or_else(|| ls.default_fallbacks.clone())
+                .unwrap_or_default(),
+            max: rs
+                .max_fallbacks
+                .map_or(DEFAULT_MAX_FALLBACKS, |m| m as usize),
         };
         let composite_names: Vec<&str> = cfg
             .model_list
@@ -285,9 +311,15 @@ impl Router {
                 aliases,
                 balancer,
                 retry: RetryPolicy {
-                    num_retries: rs.num_retries.or(ls.num_retries).unwrap_or(DEFAULT_NUM_RETRIES),
+                    num_retries: rs
+                        .num_retries
+                        .or(ls.num_retries)
+                        .unwrap_or(DEFAULT_NUM_RETRIES),
                     per_class: rs.retry_policy.clone().unwrap_or_default(),
-                    min_wait: rs.retry_after.map(Duration::from_secs_f64).unwrap_or(Duration::ZERO),
+                    min_wait: rs
+                        .retry_after
+                        .map(Duration::from_secs_f64)
+                        .unwrap_or(Duration::ZERO),
                 },
                 cooldown: CooldownPolicy {
                     allowed_fails: rs.allowed_fails.or(ls.allowed_fails).unwrap_or(3),
@@ -311,7 +343,8 @@ impl Router {
     pub async fn route(&self, req: RouteRequest<'_>) -> Result<Routed, RouteError> {
         let (primary, capture) = self.resolve(req.model)?;
         let mut attempts = 0u32;
-        let mut queue: VecDeque<(Arc<ModelGroup>, Option<String>)> = VecDeque::from([(primary.clone(), capture)]);
+        let mut queue: VecDeque<(Arc<ModelGroup>, Option<String>)> =
+            VecDeque::from([(primary.clone(), capture)]);
         let mut visited: Vec<String> = vec![primary.name.clone()];
         let mut fallbacks_left = self.fallbacks.max;
         let mut last_error = None;
@@ -351,7 +384,9 @@ impl Router {
                                     fallbacks_left -= 1;
                                     queue.push_back(target);
                                 }
-                                Err(_) => tracing::warn!(fallback = %name, "fallback group does not exist, skipped"),
+                                Err(_) => {
+                                    tracing::warn!(fallback = %name, "fallback group does not exist, skipped")
+                                }
                             }
                         }
                         if let Some((next, _)) = queue.front() {
@@ -362,7 +397,8 @@ impl Router {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| RouteError::Unavailable(format!("no route for {:?}", req.model))))
+        Err(last_error
+            .unwrap_or_else(|| RouteError::Unavailable(format!("no route for {:?}", req.model))))
     }
 
     /// The group serving `model` (alias, exact name, then longest wildcard),
@@ -379,7 +415,9 @@ impl Router {
                 return Ok((g.clone(), Some(rest.to_owned())));
             }
         }
-        Err(RouteError::ModelNotFound { model: model.to_owned() })
+        Err(RouteError::ModelNotFound {
+            model: model.to_owned(),
+        })
     }
 
     /// Whether `model` names something this router serves.
@@ -431,14 +469,21 @@ impl Router {
             .min()
             .unwrap_or(u32::MAX);
         candidates.retain(|&i| group.deployments[i].order == best_order);
-        let refs: Vec<&Arc<Deployment>> = candidates.iter().map(|&i| &group.deployments[i]).collect();
+        let refs: Vec<&Arc<Deployment>> =
+            candidates.iter().map(|&i| &group.deployments[i]).collect();
         Ok(candidates[self.balancer.pick(&refs, minute).min(candidates.len() - 1)])
     }
 
-    fn record_failure(&self, d: &Deployment, class: ErrorClass, retry_after: Option<Duration>) -> Option<Duration> {
+    fn record_failure(
+        &self,
+        d: &Deployment,
+        class: ErrorClass,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
         let now = self.clock.now();
         let minute = self.minute();
-        let cooled = d.with_health(|h| h.record_failure(&self.cooldown, class, retry_after, now, minute));
+        let cooled =
+            d.with_health(|h| h.record_failure(&self.cooldown, class, retry_after, now, minute));
         if let Some(time) = cooled {
             tracing::warn!(deployment = %d.id, ?class, cooldown_s = time.as_secs_f64(), "deployment cooling down");
         }
@@ -452,7 +497,11 @@ impl Router {
 
     /// Every exact model group, in name order.
     pub fn groups(&self) -> Vec<&Arc<ModelGroup>> {
-        let mut all: Vec<&Arc<ModelGroup>> = self.groups.values().chain(self.wildcards.iter().map(|(_, g)| g)).collect();
+        let mut all: Vec<&Arc<ModelGroup>> = self
+            .groups
+            .values()
+            .chain(self.wildcards.iter().map(|(_, g)| g))
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -463,7 +512,10 @@ impl Router {
         self.groups()
             .iter()
             .flat_map(|g| g.deployments.iter())
-            .filter_map(|d| d.cooling_until(now).map(|u| (d.id.clone(), u.duration_since(now))))
+            .filter_map(|d| {
+                d.cooling_until(now)
+                    .map(|u| (d.id.clone(), u.duration_since(now)))
+            })
             .collect()
     }
 

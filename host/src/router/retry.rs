@@ -55,7 +55,12 @@ impl RetryPolicy {
     /// deployment waits only the configured minimum; retrying the same one
     /// backs off exponentially with jitter, and never less than the
     /// upstream's `retry-after`.
-    pub fn wait(&self, retry: u32, same_deployment: bool, upstream_retry_after: Option<Duration>) -> Duration {
+    pub fn wait(
+        &self,
+        retry: u32,
+        same_deployment: bool,
+        upstream_retry_after: Option<Duration>,
+    ) -> Duration {
         if !same_deployment {
             return self.min_wait;
         }
@@ -157,14 +162,20 @@ mod tests {
             min_wait: Duration::from_millis(7),
             ..RetryPolicy::default()
         };
-        assert_eq!(p.wait(3, false, Some(Duration::from_secs(9))), Duration::from_millis(7));
+        assert_eq!(
+            p.wait(3, false, Some(Duration::from_secs(9))),
+            Duration::from_millis(7)
+        );
     }
 
     #[test]
     fn backoff_grows_and_honours_retry_after() {
         let p = RetryPolicy::default();
         let first = p.wait(1, true, None);
-        assert!(first >= BACKOFF_INITIAL / 2 && first <= BACKOFF_INITIAL, "{first:?}");
+        assert!(
+            first >= BACKOFF_INITIAL / 2 && first <= BACKOFF_INITIAL,
+            "{first:?}"
+        );
         let third = p.wait(3, true, None);
         assert!(third >= BACKOFF_INITIAL * 2, "{third:?}");
         assert!(p.wait(1, true, Some(Duration::from_secs(2))) >= Duration::from_secs(2));

@@ -15,12 +15,21 @@ pub struct LowestLatency {
 
 impl Balancer for LowestLatency {
     fn pick(&self, candidates: &[&Arc<Deployment>], _minute: u64) -> usize {
-        let latencies: Vec<Option<f64>> = candidates.iter().map(|d| d.latency().map(|l| l.as_secs_f64())).collect();
+        let latencies: Vec<Option<f64>> = candidates
+            .iter()
+            .map(|d| d.latency().map(|l| l.as_secs_f64()))
+            .collect();
         if latencies.iter().any(Option::is_none) {
             return random_among(latencies.len(), |i| latencies[i].is_none());
         }
-        let fastest = latencies.iter().flatten().copied().fold(f64::INFINITY, f64::min);
+        let fastest = latencies
+            .iter()
+            .flatten()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
         let limit = fastest * (1.0 + self.buffer.max(0.0));
-        random_among(latencies.len(), |i| latencies[i].is_some_and(|l| l <= limit))
+        random_among(latencies.len(), |i| {
+            latencies[i].is_some_and(|l| l <= limit)
+        })
     }
 }

@@ -33,7 +33,10 @@ pub const STRATEGY_NAMES: &[&str] = &[
 ];
 
 /// Builds the balancer a config names.
-pub fn from_name(name: Option<&str>, args: &RoutingStrategyArgs) -> Result<Box<dyn Balancer>, String> {
+pub fn from_name(
+    name: Option<&str>,
+    args: &RoutingStrategyArgs,
+) -> Result<Box<dyn Balancer>, String> {
     match name.unwrap_or("simple-shuffle") {
         "simple-shuffle" => Ok(Box::new(shuffle::SimpleShuffle)),
         "least-busy" => Ok(Box::new(least_busy::LeastBusy)),

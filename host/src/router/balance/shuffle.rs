@@ -13,9 +13,15 @@ impl Balancer for SimpleShuffle {
         let weights: Vec<f64> = if candidates.iter().any(|d| d.weight.is_some()) {
             candidates.iter().map(|d| d.weight.unwrap_or(1.0)).collect()
         } else if candidates.iter().all(|d| d.rpm.is_some()) {
-            candidates.iter().map(|d| d.rpm.unwrap_or(0) as f64).collect()
+            candidates
+                .iter()
+                .map(|d| d.rpm.unwrap_or(0) as f64)
+                .collect()
         } else if candidates.iter().all(|d| d.tpm.is_some()) {
-            candidates.iter().map(|d| d.tpm.unwrap_or(0) as f64).collect()
+            candidates
+                .iter()
+                .map(|d| d.tpm.unwrap_or(0) as f64)
+                .collect()
         } else {
             return random_among(candidates.len(), |_| true);
         };

@@ -1,0 +1,407 @@
+//! A fake OpenAI-compatible upstream. Each deployment is a path prefix
+//! (`/<name>/v1/...`), so one server plays many deployments; each records
+//! what it received and answers as scripted: delays, error statuses, streams
+//! of N chunks, connections dropped mid-stream, or no answer at all.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures_util::stream;
+use serde_json::{Value, json};
+
+/// How a deployment answers one request.
+#[derive(Debug, Clone)]
+pub struct Behavior {
+    /// 200 answers normally; anything else answers with an error body.
+    pub status: u16,
+    pub error_message: String,
+    /// Extra response headers (e.g. `retry-after`).
+    pub headers: Vec<(String, String)>,
+    /// Wait before sending the response headers.
+    pub delay: Duration,
+    /// The answer text (split into `chunks` pieces when streaming).
+    pub content: String,
+    pub chunks: usize,
+    /// Wait between stream chunks.
+    pub chunk_interval: Duration,
+    /// Close the connection after this many chunks, without `[DONE]`.
+    pub drop_after_chunks: Option<usize>,
+    /// Never answer (until the client gives up).
+    pub hang: bool,
+}
+
+impl Default for Behavior {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            error_message: "fake upstream error".into(),
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+            content: "fake answer".into(),
+            chunks: 3,
+            chunk_interval: Duration::ZERO,
+            drop_after_chunks: None,
+            hang: false,
+        }
+    }
+}
+
+impl Behavior {
+    /// A normal answer with this content.
+    pub fn ok(content: &str) -> Self {
+        Self {
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+
+    /// An error status with this message.
+    pub fn status(status: u16, message: &str) -> Self {
+        Self {
+            status,
+            error_message: message.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a delay before the response headers.
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub deployment: String,
+    /// Path below the deployment prefix, e.g. `/v1/chat/completions`.
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct Script {
+    queued: VecDeque<Behavior>,
+    default: Option<Behavior>,
+}
+
+#[derive(Default)]
+struct Shared {
+    scripts: Mutex<HashMap<String, Script>>,
+    recorded: Mutex<Vec<Recorded>>,
+    /// Requests whose response was dropped before it completed.
+    cancelled: AtomicUsize,
+    completed: AtomicUsize,
+}
+
+/// A running fake upstream; stops when dropped.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeUpstream {
+    /// Starts on an ephemeral port of 127.0.0.1.
+    pub async fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/{deployment}/v1/{*rest}", post(handle))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, shared, task }
+    }
+
+    /// The api_base for deployment `name`.
+    pub fn api_base(&self, name: &str) -> String {
+        format!("http://{}/{name}/v1", self.addr)
+    }
+
+    /// How `name` answers when nothing is queued.
+    pub fn set(&self, name: &str, behavior: Behavior) {
+        self.shared
+            .scripts
+            .lock()
+            .unwrap()
+            .entry(name.into())
+            .or_default()
+            .default = Some(behavior);
+    }
+
+    /// Queues a behaviour for `name`'s next request (before the default).
+    pub fn push(&self, name: &str, behavior: Behavior) {
+        self.shared
+            .scripts
+            .lock()
+            .unwrap()
+            .entry(name.into())
+            .or_default()
+            .queued
+            .push_back(behavior);
+    }
+
+    /// Every request received so far.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.shared.recorded.lock().unwrap().clone()
+    }
+
+    /// Requests `name` received.
+    pub fn calls(&self, name: &str) -> usize {
+        self.shared
+            .recorded
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.deployment == name)
+            .count()
+    }
+
+    /// The last request body `name` received.
+    pub fn last_body(&self, name: &str) -> Option<Value> {
+        self.shared
+            .recorded
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r.deployment == name)
+            .map(|r| r.body.clone())
+    }
+
+    /// Responses dropped by the client before they completed.
+    pub fn cancelled(&self) -> usize {
+        self.shared.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Responses sent to the end.
+    pub fn completed(&self) -> usize {
+        self.shared.completed.load(Ordering::SeqCst)
+    }
+
+    /// Forgets recorded requests.
+    pub fn clear(&self) {
+        self.shared.recorded.lock().unwrap().clear();
+    }
+}
+
+/// Counts a response as cancelled unless it is marked complete before drop.
+struct Completion {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Completion {
+    fn finish(mut self) {
+        self.done = true;
+        self.shared.completed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    Path((deployment, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    shared.recorded.lock().unwrap().push(Recorded {
+        deployment: deployment.clone(),
+        path: format!("/v1/{rest}"),
+        headers,
+        body: body.clone(),
+        at: Instant::now(),
+    });
+    let behavior = {
+        let mut scripts = shared.scripts.lock().unwrap();
+        let script = scripts.entry(deployment.clone()).or_default();
+        script
+            .queued
+            .pop_front()
+            .or_else(|| script.default.clone())
+            .unwrap_or_default()
+    };
+    let completion = Completion {
+        shared: shared.clone(),
+        done: false,
+    };
+    if behavior.hang {
+        std::future::pending::<()>().await;
+    }
+    if !behavior.delay.is_zero() {
+        tokio::time::sleep(behavior.delay).await;
+    }
+    let mut response = if behavior.status != 200 {
+        completion.finish();
+        let status =
+            StatusCode::from_u16(behavior.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            [("content-type", "application/json")],
+            json!({"error": {"message": behavior.error_message, "type": "fake_error", "code": null}}).to_string(),
+        )
+            .into_response()
+    } else if rest.starts_with("embeddings") {
+        completion.finish();
+        axum::Json(json!({
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+            "model": body["model"],
+            "usage": {"prompt_tokens": 2, "total_tokens": 2},
+        }))
+        .into_response()
+    } else if body["stream"] == true {
+        stream_response(&rest, &body, behavior.clone(), completion)
+    } else {
+        completion.finish();
+        axum::Json(complete_response(&rest, &body, &behavior)).into_response()
+    };
+    for (name, value) in &behavior.headers {
+        if let (Ok(n), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            axum::http::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
+}
+
+fn complete_response(rest: &str, body: &Value, behavior: &Behavior) -> Value {
+    let usage = json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12});
+    if rest.starts_with("completions") {
+        json!({
+            "id": "cmpl-fake", "object": "text_completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "text": behavior.content, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage, "system_fingerprint": "fp_fake",
+        })
+    } else {
+        json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": behavior.content}, "finish_reason": "stop"}],
+            "usage": usage, "system_fingerprint": "fp_fake", "x_fake_extra": {"kept": true},
+        })
+    }
+}
+
+fn stream_response(
+    rest: &str,
+    body: &Value,
+    behavior: Behavior,
+    completion: Completion,
+) -> Response {
+    let chat = !rest.starts_with("completions");
+    let model = body["model"].clone();
+    let include_usage = body["stream_options"]["include_usage"] == true;
+    let words: Vec<&str> = behavior.content.split_inclusive(' ').collect();
+    let n = behavior.chunks.max(1);
+    let per = words.len().div_ceil(n).max(1);
+    let mut pieces: Vec<String> = words.chunks(per).map(|c| c.concat()).collect();
+    while pieces.len() < n {
+        pieces.push(String::new());
+    }
+    let mut events: Vec<String> = pieces
+        .iter()
+        .map(|p| {
+            let choice = if chat {
+                json!({"index": 0, "delta": {"content": p}, "finish_reason": null})
+            } else {
+                json!({"index": 0, "text": p, "finish_reason": null})
+            };
+            json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [choice]})
+                .to_string()
+        })
+        .collect();
+    events.push(
+        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        .to_string(),
+    );
+    if include_usage {
+        events.push(
+            json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [],
+                   "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+            .to_string(),
+        );
+    }
+    let interval = behavior.chunk_interval;
+    let drop_after = behavior.drop_after_chunks;
+    struct St {
+        events: std::vec::IntoIter<String>,
+        sent: usize,
+        completion: Option<Completion>,
+        interval: Duration,
+        drop_after: Option<usize>,
+    }
+    let st = St {
+        events: events.into_iter(),
+        sent: 0,
+        completion: Some(completion),
+        interval,
+        drop_after,
+    };
+    let body_stream = stream::unfold(st, |mut st| async move {
+        if st.drop_after.is_some_and(|k| st.sent >= k) {
+            // Dropping the completion here counts as "not completed"; the
+            // error below makes hyper abort the connection mid-body.
+            st.completion.take().map(|c| c.finish());
+            return Some((Err(std::io::Error::other("dropped on purpose")), st));
+        }
+        if st.sent > 0 && !st.interval.is_zero() {
+            tokio::time::sleep(st.interval).await;
+        }
+        match st.events.next() {
+            Some(e) => {
+                st.sent += 1;
+                Some((
+                    Ok::<_, std::io::Error>(Bytes::from(format!("data: {e}\n\n"))),
+                    st,
+                ))
+            }
+            None => {
+                let c = st.completion.take()?;
+                c.finish();
+                Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st))
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(body_stream))
+        .unwrap()
+}

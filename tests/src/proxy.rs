@@ -1,0 +1,218 @@
+//! Runs the real `conclave` binary on an ephemeral port with a config written
+//! to a fresh temporary directory, and collects its log output.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `conclave` binary built alongside these tests (target/<profile>/conclave).
+pub fn conclave_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join(format!("conclave{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} does not exist; `cargo test --workspace` builds it (or run `cargo build -p conclave`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "conclave-e2e-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `content` to `name` inside the directory.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `conclave <args>` to completion with extra environment variables.
+pub async fn run_conclave(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(conclave_bin());
+    cmd.args(args).env_remove("RUST_LOG").kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("conclave did not finish within 60 s")
+        .expect("conclave runs")
+}
+
+/// A running `conclave serve`; killed on drop.
+pub struct Proxy {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    logs: Arc<Mutex<String>>,
+    pub dir: TempDir,
+    pub client: reqwest::Client,
+}
+
+impl Proxy {
+    /// Starts conclave on `yaml` and waits until it listens.
+    pub async fn start(yaml: &str) -> Self {
+        Self::start_with(yaml, &[], &[]).await
+    }
+
+    /// Starts conclave with extra environment variables and extra files
+    /// (e.g. `.env`) beside the config.
+    pub async fn start_with(yaml: &str, env: &[(&str, &str)], files: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new();
+        let config = dir.write("config.yaml", yaml);
+        for (name, content) in files {
+            dir.write(name, content);
+        }
+        let mut cmd = Command::new(conclave_bin());
+        cmd.args([
+            "--log-format",
+            "json",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--config",
+        ])
+        .arg(&config)
+        .env("RUST_LOG", "info,conclave=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn conclave");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<String>();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut addr_tx = Some(addr_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(tx) = addr_tx.take_if(|_| line.contains("conclave listening")) {
+                    let addr = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| v["address"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    let _ = tx.send(addr);
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(30), addr_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                let status = child.try_wait().ok().flatten();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!(
+                    "conclave did not start (exit: {status:?}); logs:\n{}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            logs,
+            dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything conclave logged so far (JSON lines).
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// POSTs JSON to `path`.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request to conclave")
+    }
+
+    /// POSTs a chat completion and returns status, headers and parsed body.
+    pub async fn chat(
+        &self,
+        body: &serde_json::Value,
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let r = self.post("/v1/chat/completions", body).await;
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, headers, json)
+    }
+
+    /// Sends SIGTERM-like kill and waits.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit on its own.
+    pub async fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
