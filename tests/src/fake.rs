@@ -379,7 +379,9 @@ fn stream_response(
         if st.drop_after.is_some_and(|k| st.sent >= k) {
             // Dropping the completion here counts as "not completed"; the
             // error below makes hyper abort the connection mid-body.
-            st.completion.take().map(|c| c.finish());
+            if let Some(c) = st.completion.take() {
+                c.finish();
+            }
             return Some((Err(std::io::Error::other("dropped on purpose")), st));
         }
         if st.sent > 0 && !st.interval.is_zero() {
