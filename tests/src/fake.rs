@@ -84,6 +84,27 @@ impl Behavior {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Streams in `chunks` pieces with `interval` between them.
+    pub fn chunked(mut self, chunks: usize, interval: Duration) -> Self {
+        self.chunks = chunks;
+        self.chunk_interval = interval;
+        self
+    }
+
+    /// Closes the connection after `n` stream chunks, without `[DONE]`.
+    pub fn drop_after(mut self, n: usize) -> Self {
+        self.drop_after_chunks = Some(n);
+        self
+    }
+
+    /// Never answers.
+    pub fn hanging() -> Self {
+        Self {
+            hang: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// One request the fake received.
@@ -110,6 +131,8 @@ struct Shared {
     /// Requests whose response was dropped before it completed.
     cancelled: AtomicUsize,
     completed: AtomicUsize,
+    /// Woken whenever a request is recorded, completed or cancelled.
+    changed: tokio::sync::Notify,
 }
 
 /// A running fake upstream; stops when dropped.
@@ -206,6 +229,23 @@ impl FakeUpstream {
         self.shared.completed.load(Ordering::SeqCst)
     }
 
+    /// Waits until `done(self)` holds, re-checking whenever a request is
+    /// recorded, completed or cancelled; false if `limit` passes first.
+    pub async fn wait_until(&self, limit: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.shared.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if done(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return done(self);
+            }
+        }
+    }
+
     /// Forgets recorded requests.
     pub fn clear(&self) {
         self.shared.recorded.lock().unwrap().clear();
@@ -222,6 +262,7 @@ impl Completion {
     fn finish(mut self) {
         self.done = true;
         self.shared.completed.fetch_add(1, Ordering::SeqCst);
+        self.shared.changed.notify_waiters();
     }
 }
 
@@ -229,6 +270,7 @@ impl Drop for Completion {
     fn drop(&mut self) {
         if !self.done {
             self.shared.cancelled.fetch_add(1, Ordering::SeqCst);
+            self.shared.changed.notify_waiters();
         }
     }
 }
@@ -247,6 +289,7 @@ async fn handle(
         body: body.clone(),
         at: Instant::now(),
     });
+    shared.changed.notify_waiters();
     let behavior = {
         let mut scripts = shared.scripts.lock().unwrap();
         let script = scripts.entry(deployment.clone()).or_default();

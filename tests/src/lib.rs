@@ -42,3 +42,44 @@ pub fn sse_content(payloads: &[String]) -> String {
         })
         .collect()
 }
+
+/// One `model_list` entry (YAML, indented for a top-level `model_list:`)
+/// for an OpenAI-compatible deployment at `api_base`, with extra
+/// `litellm_params` lines such as `"timeout: 0.5"`.
+pub fn deployment(model_name: &str, model: &str, api_base: &str, extra: &[&str]) -> String {
+    let mut out = format!(
+        "  - model_name: {model_name:?}\n    litellm_params:\n      model: {model:?}\n      api_base: {api_base}\n      api_key: sk-test-key\n"
+    );
+    for line in extra {
+        out.push_str("      ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads a whole response body as text, failing after `limit`.
+pub async fn body_text(response: reqwest::Response, limit: std::time::Duration) -> String {
+    tokio::time::timeout(limit, response.text())
+        .await
+        .expect("response body within the time limit")
+        .expect("response body")
+}
+
+/// Checks that `body` is OpenAI's error shape with exactly the four keys,
+/// and returns its `error` object.
+pub fn error_object(body: &serde_json::Value) -> &serde_json::Value {
+    let error = &body["error"];
+    let obj = error
+        .as_object()
+        .unwrap_or_else(|| panic!("not an OpenAI error body: {body}"));
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["code", "message", "param", "type"], "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(error["type"].is_string(), "{body}");
+    error
+}

@@ -1,0 +1,1 @@
+pub mod bindings { wit_bindgen::generate!({ world: "strategy", path: "../../wit", pub_export_macro: true, export_macro_name: "export_strategy", default_bindings_module: "conclave_strategy_sdk::bindings" }); }
