@@ -35,6 +35,9 @@ pub struct Behavior {
     pub chunk_interval: Duration,
     /// Close the connection after this many chunks, without `[DONE]`.
     pub drop_after_chunks: Option<usize>,
+    /// After this many chunks, send `data: {"error": ...}` with
+    /// `error_message` and end the stream cleanly, without `[DONE]`.
+    pub error_after_chunks: Option<usize>,
     /// Never answer (until the client gives up).
     pub hang: bool,
 }
@@ -50,6 +53,7 @@ impl Default for Behavior {
             chunks: 3,
             chunk_interval: Duration::ZERO,
             drop_after_chunks: None,
+            error_after_chunks: None,
             hang: false,
         }
     }
@@ -95,6 +99,13 @@ impl Behavior {
     /// Closes the connection after `n` stream chunks, without `[DONE]`.
     pub fn drop_after(mut self, n: usize) -> Self {
         self.drop_after_chunks = Some(n);
+        self
+    }
+
+    /// Sends an error event with `message` after `n` stream chunks.
+    pub fn error_after(mut self, n: usize, message: &str) -> Self {
+        self.error_after_chunks = Some(n);
+        self.error_message = message.into();
         self
     }
 
@@ -402,6 +413,13 @@ fn stream_response(
             .to_string(),
         );
     }
+    if let Some(k) = behavior.error_after_chunks {
+        events.truncate(k);
+        events.push(
+            json!({"error": {"message": behavior.error_message, "type": "fake_error", "code": null}})
+                .to_string(),
+        );
+    }
     let interval = behavior.chunk_interval;
     let drop_after = behavior.drop_after_chunks;
     struct St {
@@ -410,6 +428,7 @@ fn stream_response(
         completion: Option<Completion>,
         interval: Duration,
         drop_after: Option<usize>,
+        done_marker: bool,
     }
     let st = St {
         events: events.into_iter(),
@@ -417,11 +436,14 @@ fn stream_response(
         completion: Some(completion),
         interval,
         drop_after,
+        done_marker: behavior.error_after_chunks.is_none(),
     };
     let body_stream = stream::unfold(st, |mut st| async move {
         if st.drop_after.is_some_and(|k| st.sent >= k) {
-            // Dropping the completion here counts as "not completed"; the
-            // error below makes hyper abort the connection mid-body.
+            // Give hyper a moment to flush the chunks already sent: the
+            // error below makes it abort the connection mid-body, dropping
+            // whatever is still buffered.
+            tokio::time::sleep(st.interval.max(Duration::from_millis(20))).await;
             if let Some(c) = st.completion.take() {
                 c.finish();
             }
@@ -441,6 +463,9 @@ fn stream_response(
             None => {
                 let c = st.completion.take()?;
                 c.finish();
+                if !st.done_marker {
+                    return None;
+                }
                 Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st))
             }
         }

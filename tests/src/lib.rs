@@ -83,3 +83,40 @@ pub fn error_object(body: &serde_json::Value) -> &serde_json::Value {
     assert!(error["type"].is_string(), "{body}");
     error
 }
+
+/// Reads a streaming response event by event.
+pub struct SseReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            stream: Box::pin(response.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// The next `data:` payload, or `None` at the end of the body; fails
+    /// after `limit`.
+    pub async fn next(&mut self, limit: std::time::Duration) -> Option<String> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let event: String = self.buf.drain(..end + 2).collect();
+                if let Some(p) = sse_payloads(&event).pop() {
+                    return Some(p);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("next SSE event within the time limit")?;
+            self.buf
+                .push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+        }
+    }
+}

@@ -134,8 +134,11 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         })?
     };
 
-    // A missing variable only matters where conclave reads the value.
-    env_problems.retain(|p| !ignored.iter().any(|i| is_within(&p.path, i)));
+    // A missing variable only matters where conclave reads the value: not in
+    // ignored keys, litellm_params nothing reads, or deployments of providers
+    // that are skipped.
+    let unread = unread_params(&config);
+    env_problems.retain(|p| !ignored.iter().chain(&unread).any(|i| is_within(&p.path, i)));
     if !env_problems.is_empty() {
         return Err(ConfigError::invalid(path, env_problems));
     }
@@ -231,6 +234,30 @@ fn format_ignored_path(p: &serde_ignored::Path<'_>) -> String {
             format_ignored_path(parent)
         }
     }
+}
+
+/// Key paths of `model_list` that no deployment reads: whole entries of
+/// unsupported providers (skipped with a warning when the router is built) and
+/// extra `litellm_params` keys that are neither request defaults nor mock
+/// settings (warned about as unknown).
+fn unread_params(config: &Config) -> Vec<String> {
+    let mut unread = Vec::new();
+    for (i, entry) in config.model_list.iter().enumerate() {
+        if crate::router::is_composite(entry) {
+            continue;
+        }
+        let (provider, _) = crate::providers::split_provider(&entry.litellm_params);
+        if !crate::providers::is_supported(provider) {
+            unread.push(format!("model_list[{i}]"));
+            continue;
+        }
+        for key in entry.litellm_params.extra.keys() {
+            if !crate::providers::reads_extra_param(provider, key) {
+                unread.push(format!("model_list[{i}].litellm_params.{key}"));
+            }
+        }
+    }
+    unread
 }
 
 /// Whether `path` is `prefix` itself or a key below it.
@@ -366,6 +393,23 @@ mod tests {
             "general_settings:\n  database_url: os.environ/CONCLAVE_T_NO_SUCH_DB\nmodel_list: []\n",
         );
         assert!(loaded.is_ok());
+    }
+
+    #[test]
+    fn unset_env_in_a_skipped_deployment_or_unread_param_is_not_an_error() {
+        let loaded = load_text(
+            "model_list:\n  - model_name: b\n    litellm_params:\n      model: bedrock/x\n      aws_secret_access_key: os.environ/CONCLAVE_T_NO_SUCH_AWS\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: k\n      aws_region_name: os.environ/CONCLAVE_T_NO_SUCH_REGION\n",
+        );
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        let err = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      temperature: os.environ/CONCLAVE_T_NO_SUCH_TEMP\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("model_list[0].litellm_params.temperature"),
+            "{err}"
+        );
     }
 
     #[test]

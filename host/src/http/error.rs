@@ -1,7 +1,8 @@
 //! The HTTP face of every error: OpenAI's error shape with the right status.
 //!
 //! Mapping: malformed JSON and invalid fields 400; missing or wrong key 401;
-//! unknown model 404 (`model_not_found`, as OpenAI does); body too large 413;
+//! unknown model 404 (`model_not_found`, as OpenAI does), unknown path 404
+//! (`unknown_url`); wrong method 405 (`method_not_allowed`); body too large 413;
 //! an upstream 4xx keeps its status (429 stays 429); upstream 5xx, broken or
 //! unreachable upstreams 502; upstream timeout 504; a model group whose
 //! deployments are all cooling down 503 and all at their rpm/tpm limit 429,

@@ -64,6 +64,8 @@ pub fn app(state: AppState) -> Router {
     authenticated
         .merge(open)
         .fallback(routes::not_found)
+        // After every route is added: it applies to the routes present.
+        .method_not_allowed_fallback(routes::method_not_allowed)
         // Bodies are read with the configured limit by the handlers, which
         // answer 413 in OpenAI's error shape.
         .layer(DefaultBodyLimit::disable())

@@ -226,3 +226,18 @@ pub async fn not_found(request: Request) -> Response {
     )
     .into_response()
 }
+
+pub async fn method_not_allowed(request: Request) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+        None,
+        Some("method_not_allowed"),
+    )
+    .into_response()
+}

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -215,7 +216,17 @@ impl HttpTarget {
             let chunks = response
                 .bytes_stream()
                 .map(|r| r.map_err(|e| e.to_string()));
-            Ok(UpstreamReply::Stream(sse::decode(chunks, wait)))
+            let payloads = sse::decode(chunks, wait);
+            // An error event in the middle of a stream is forwarded as is,
+            // so it must not carry the key either.
+            let payloads = match self.api_key.clone().filter(|k| k.expose().len() >= 4) {
+                Some(key) => Box::pin(
+                    payloads
+                        .map(move |item| item.map(|payload| redact_payload(payload, key.expose()))),
+                ),
+                None => payloads,
+            };
+            Ok(UpstreamReply::Stream(payloads))
         } else {
             let wait = call.timeouts.request;
             let fetch = async {
@@ -269,6 +280,23 @@ impl HttpTarget {
             retry_after,
         })
     }
+}
+
+/// `payload` with every occurrence of `key` replaced by `[redacted]`.
+fn redact_payload(payload: Bytes, key: &str) -> Bytes {
+    let key = key.as_bytes();
+    if key.is_empty() || !payload.windows(key.len()).any(|w| w == key) {
+        return payload;
+    }
+    let mut out = Vec::with_capacity(payload.len());
+    let mut rest: &[u8] = &payload;
+    while let Some(pos) = rest.windows(key.len()).position(|w| w == key) {
+        out.extend_from_slice(&rest[..pos]);
+        out.extend_from_slice(b"[redacted]");
+        rest = &rest[pos + key.len()..];
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
 }
 
 /// The message and code of an upstream error body, OpenAI-shaped or not.
@@ -389,6 +417,17 @@ mod tests {
         };
         let v: Value = serde_json::to_value(&out).unwrap();
         assert!(v.get("thinking").is_none());
+    }
+
+    #[test]
+    fn payloads_lose_every_copy_of_the_key() {
+        let p = Bytes::from_static(br#"{"error":{"message":"k sk-1234 and sk-1234!"}}"#);
+        assert_eq!(
+            redact_payload(p, "sk-1234"),
+            Bytes::from_static(br#"{"error":{"message":"k [redacted] and [redacted]!"}}"#)
+        );
+        let clean = Bytes::from_static(b"{}");
+        assert_eq!(redact_payload(clean.clone(), "sk-1234"), clean);
     }
 
     #[test]

@@ -137,6 +137,17 @@ impl Target {
     }
 }
 
+/// Whether conclave can serve deployments of `provider` (a table entry or `mock`).
+pub fn is_supported(provider: &str) -> bool {
+    provider == "mock" || table::lookup(provider).is_some()
+}
+
+/// Whether a deployment of `provider` reads `key` from the litellm_params
+/// that have no field of their own (request defaults, mock settings).
+pub fn reads_extra_param(provider: &str, key: &str) -> bool {
+    is_request_default(key) || provider == "mock" && mock::MOCK_KEYS.contains(&key)
+}
+
 /// Splits `provider/model`; a bare name is taken as OpenAI's, as LiteLLM does.
 pub fn split_provider(params: &LitellmParams) -> (&str, &str) {
     match params.model.split_once('/') {

@@ -40,7 +40,14 @@ pub(super) async fn attempt(
         timeouts: deployment.timeouts,
     };
     let started = Instant::now();
-    match deployment.target.call(&router.client, call).await? {
+    let reply = match deployment.target.call(&router.client, call).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            record_timeout(deployment, &e, started);
+            return Err(e);
+        }
+    };
+    match reply {
         UpstreamReply::Json(body) => {
             let upstream_time = started.elapsed();
             deployment.record_latency(upstream_time);
@@ -58,7 +65,10 @@ pub(super) async fn attempt(
         UpstreamReply::Stream(mut chunks) => {
             let first = match chunks.next().await {
                 None => None,
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    record_timeout(deployment, &e, started);
+                    return Err(e);
+                }
                 Some(Ok(payload)) if is_error_payload(&payload) => {
                     let message = String::from_utf8_lossy(&payload).into_owned();
                     return Err(UpstreamError::Status {
@@ -83,6 +93,15 @@ pub(super) async fn attempt(
                 upstream_time,
             })
         }
+    }
+}
+
+/// A timeout is a latency sample too: the deployment took at least this long.
+/// Without it a deployment that only ever times out has no sample, and
+/// latency-based routing would keep trying it first as "not measured yet".
+fn record_timeout(deployment: &Deployment, error: &UpstreamError, started: Instant) {
+    if matches!(error, UpstreamError::Timeout(_)) {
+        deployment.record_latency(started.elapsed());
     }
 }
 

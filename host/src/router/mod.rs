@@ -343,13 +343,18 @@ impl Router {
     pub async fn route(&self, req: RouteRequest<'_>) -> Result<Routed, RouteError> {
         let (primary, capture) = self.resolve(req.model)?;
         let mut attempts = 0u32;
+        // Groups are told apart by what they resolve to (group and wildcard
+        // capture), not by the name a list used: an alias of a group already
+        // tried is that group.
+        let mut visited: Vec<(String, Option<String>)> =
+            vec![(primary.name.clone(), capture.clone())];
         let mut queue: VecDeque<(Arc<ModelGroup>, Option<String>)> =
-            VecDeque::from([(primary.clone(), capture)]);
-        let mut visited: Vec<String> = vec![primary.name.clone()];
+            VecDeque::from([(primary, capture)]);
         let mut fallbacks_left = self.fallbacks.max;
         let mut last_error = None;
+        let mut first = true;
         while let Some((group, capture)) = queue.pop_front() {
-            let is_primary = Arc::ptr_eq(&group, &primary);
+            let is_primary = std::mem::replace(&mut first, false);
             match retry::run_group(self, &group, &req, capture.as_deref(), &mut attempts).await {
                 Ok((answer, deployment)) => {
                     return Ok(Routed {
@@ -375,14 +380,15 @@ impl Router {
                             if fallbacks_left == 0 {
                                 break;
                             }
-                            if visited.iter().any(|v| v == name) {
-                                continue;
-                            }
-                            visited.push(name.clone());
                             match self.resolve(name) {
-                                Ok(target) => {
+                                Ok((target, capture)) => {
+                                    let key = (target.name.clone(), capture.clone());
+                                    if visited.contains(&key) {
+                                        continue;
+                                    }
+                                    visited.push(key);
                                     fallbacks_left -= 1;
-                                    queue.push_back(target);
+                                    queue.push_back((target, capture));
                                 }
                                 Err(_) => {
                                     tracing::warn!(fallback = %name, "fallback group does not exist, skipped")
@@ -425,8 +431,8 @@ impl Router {
         self.resolve(model).is_ok()
     }
 
-    /// Index of the deployment to call next: healthy, within limits, untried
-    /// if possible, lowest `order`, then the balancer's choice.
+    /// Index of the deployment to call next: healthy, within limits, lowest
+    /// `order`, untried within that order if possible, then the balancer's choice.
     fn select(&self, group: &ModelGroup, tried: &[usize]) -> Result<usize, RouteError> {
         let now = self.clock.now();
         let minute = self.minute();
@@ -460,15 +466,15 @@ impl Router {
                 RouteError::Unavailable(format!("model group {:?} has no deployments", group.name))
             });
         }
-        if candidates.iter().any(|i| !tried.contains(i)) {
-            candidates.retain(|i| !tried.contains(i));
-        }
         let best_order = candidates
             .iter()
             .map(|&i| group.deployments[i].order)
             .min()
             .unwrap_or(u32::MAX);
         candidates.retain(|&i| group.deployments[i].order == best_order);
+        if candidates.iter().any(|i| !tried.contains(i)) {
+            candidates.retain(|i| !tried.contains(i));
+        }
         let refs: Vec<&Arc<Deployment>> =
             candidates.iter().map(|&i| &group.deployments[i]).collect();
         Ok(candidates[self.balancer.pick(&refs, minute).min(candidates.len() - 1)])

@@ -119,12 +119,17 @@ pub(super) async fn run_group(
             deployment: deployment.id.clone(),
             error,
         };
-        if retries >= allowed {
+        let candidate = router.select(group, &tried).ok();
+        // A bad key or unknown model is this deployment's problem: a healthy
+        // sibling that has not been tried may still answer.
+        let sibling_may_help = matches!(class, ErrorClass::Authentication | ErrorClass::NotFound)
+            && candidate.is_some_and(|c| !tried.contains(&c));
+        if retries >= allowed && !sibling_may_help {
             tracing::warn!(deployment = %deployment.id, group = %group.name, ?class, error = %failed, "giving up on group: no retries left for this error");
             return Err(failed);
         }
         retries += 1;
-        let Ok(candidate) = router.select(group, &tried) else {
+        let Some(candidate) = candidate else {
             // What the client needs to hear is the failure itself, not that
             // it has just cooled the last deployment down.
             tracing::warn!(deployment = %deployment.id, group = %group.name, ?class, error = %failed, "no deployment left to retry on");
