@@ -10,17 +10,18 @@ use serde_json::{Value, json};
 use crate::gateway::Gateway;
 use crate::router::SystemClock;
 
-fn build(path: &Path) -> Result<(crate::config::LoadedConfig, Gateway, Vec<String>), String> {
+async fn build(path: &Path) -> Result<(crate::config::LoadedConfig, Gateway, Vec<String>), String> {
     let loaded = crate::config::load(path).map_err(|e| e.to_string())?;
     let client = crate::server::http_client()?;
-    let (gateway, warnings) =
-        Gateway::build(&loaded, client, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((loaded, gateway, warnings))
 }
 
 /// Validates a config; prints what it serves and every warning.
-pub fn check(path: &Path) -> Result<(), String> {
-    let (loaded, gateway, warnings) = build(path)?;
+pub async fn check(path: &Path) -> Result<(), String> {
+    let (loaded, gateway, warnings) = build(path).await?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "config: {}  (ok)", path.display());
     let _ = writeln!(out, "\nmodel groups:");
@@ -39,24 +40,40 @@ pub fn check(path: &Path) -> Result<(), String> {
     for (alias, target) in gateway.router.aliases() {
         let _ = writeln!(out, "  {alias} -> {target} (alias)");
     }
-    if !gateway.composites.is_empty() {
-        let _ = writeln!(out, "\ncomposite models:");
-        for (name, c) in &gateway.composites {
-            let _ = writeln!(out, "  {name} -> {}", c.target);
+    let mut profiles: Vec<_> = gateway.strategies.profiles().values().collect();
+    profiles.sort_by(|a, b| a.plan.name.cmp(&b.plan.name));
+    if !profiles.is_empty() {
+        let _ = writeln!(out, "\nprofiles:");
+        for p in profiles {
+            let status = match &p.strategy {
+                Some(s) => format!("{} ({}, {})", p.plan.strategy, s.source, s.hash),
+                None => format!(
+                    "{} (not in this build: requests are refused)",
+                    p.plan.strategy
+                ),
+            };
+            let _ = writeln!(out, "  {}: {status}", p.plan.name);
         }
     }
-    if let Some(composite) = &loaded.config.general_settings.composite_llm {
-        if !composite.profiles.is_empty() {
-            let _ = writeln!(out, "\nprofiles:");
-            for (name, p) in &composite.profiles {
-                let _ = writeln!(out, "  {name}: strategy={}", p.strategy);
-            }
-        }
-        if !composite.providers.is_empty() {
-            let _ = writeln!(out, "\nprovider bundles:");
-            for name in composite.providers.keys() {
-                let _ = writeln!(out, "  {name}");
-            }
+    let mut public: Vec<_> = gateway.strategies.public_names().collect();
+    public.sort();
+    if !public.is_empty() {
+        let _ = writeln!(
+            out,
+            "\ncomposite models: {}",
+            public
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(composite) = &loaded.config.general_settings.composite_llm
+        && !composite.providers.is_empty()
+    {
+        let _ = writeln!(out, "\nprovider bundles:");
+        for name in composite.providers.keys() {
+            let _ = writeln!(out, "  {name}");
         }
     }
     let mut providers: Vec<&str> = gateway
@@ -78,10 +95,10 @@ pub fn check(path: &Path) -> Result<(), String> {
 }
 
 /// Prints the public model names, one per line.
-pub fn models(path: &Path) -> Result<(), String> {
-    let (_, gateway, _) = build(path)?;
+pub async fn models(path: &Path) -> Result<(), String> {
+    let (_, gateway, _) = build(path).await?;
     let mut out = std::io::stdout().lock();
-    for name in gateway.model_names() {
+    for name in &gateway.model_names {
         let _ = writeln!(out, "{name}");
     }
     Ok(())

@@ -11,3 +11,4 @@ pub mod openai;
 pub mod providers;
 pub mod router;
 pub mod server;
+pub mod strategy;

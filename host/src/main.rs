@@ -94,10 +94,10 @@ fn main() -> ExitCode {
                 conclave::server::serve(&path, &host, port).await
             }
             Command::Check { config } => {
-                cli::check(&config.unwrap_or_else(conclave::config::default_config_path))
+                cli::check(&config.unwrap_or_else(conclave::config::default_config_path)).await
             }
             Command::Models { config } => {
-                cli::models(&config.unwrap_or_else(conclave::config::default_config_path))
+                cli::models(&config.unwrap_or_else(conclave::config::default_config_path)).await
             }
             Command::Chat {
                 base_url,

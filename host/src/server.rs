@@ -24,12 +24,12 @@ pub fn http_client() -> Result<reqwest::Client, String> {
 }
 
 /// Loads `path` and builds a gateway from it, logging every warning.
-pub fn load_gateway(
+pub async fn load_gateway(
     path: &Path,
     client: reqwest::Client,
 ) -> Result<(LoadedConfig, Gateway), ConfigError> {
     let loaded = config::load(path)?;
-    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock))?;
+    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock)).await?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -39,8 +39,10 @@ pub fn load_gateway(
 /// Serves until a shutdown signal. Config errors return before any port is bound.
 pub async fn serve(config_path: &Path, host: &str, port: u16) -> Result<(), String> {
     let client = http_client()?;
-    let (_, gateway) = load_gateway(config_path, client).map_err(|e| e.to_string())?;
-    let models = gateway.model_names().len();
+    let (_, gateway) = load_gateway(config_path, client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let models = gateway.model_names.len();
     let state = AppState::new(gateway);
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()

@@ -120,3 +120,19 @@ impl SseReader {
         }
     }
 }
+
+/// A strategy component built from strategies/ for the tests (e.g. `probe`).
+pub fn strategy_component(name: &str) -> std::path::PathBuf {
+    let target = conclave_bin()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target directory")
+        .to_path_buf();
+    let path = target.join(format!("wasm-strategies/wasm32-wasip2/release/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} was not built (host/build.rs builds it)",
+        path.display()
+    );
+    path
+}

@@ -75,6 +75,12 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.body.error.message)
+    }
+}
+
 impl From<UpstreamError> for ApiError {
     fn from(error: UpstreamError) -> Self {
         upstream_error(error.to_string(), &error)

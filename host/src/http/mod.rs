@@ -2,6 +2,7 @@
 //! [`app`] assembles the whole stack in one place, top to bottom.
 
 mod auth;
+mod composite;
 pub mod error;
 mod routes;
 mod sse;

@@ -75,17 +75,18 @@ async fn handle(
             Some("stream"),
         ));
     }
-    if let Some(composite) = gateway.composites.get(&req.model) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "invalid_request_error",
-            format!(
-                "model {:?} is a composite profile ({}); this build does not include the strategy host yet",
-                req.model, composite.target
-            ),
-            Some("model"),
-            Some("composite_unavailable"),
-        ));
+    if let Some(profile) = gateway.strategies.profile_for(&req.model) {
+        if endpoint != Endpoint::ChatCompletions {
+            return Err(ApiError::invalid(
+                format!(
+                    "model {:?} is a composite profile and serves only /v1/chat/completions",
+                    req.model
+                ),
+                Some("model"),
+            ));
+        }
+        let profile = profile.clone();
+        return super::composite::handle(&gateway, &profile, &req).await;
     }
 
     let routed = gateway
@@ -213,7 +214,7 @@ pub async fn liveliness() -> Response {
 
 pub async fn readiness(State(state): State<AppState>) -> Response {
     let gateway = state.gateway();
-    Json(json!({"status": "ready", "models": gateway.model_names().len()})).into_response()
+    Json(json!({"status": "ready", "models": gateway.model_names.len()})).into_response()
 }
 
 pub async fn not_found(request: Request) -> Response {

@@ -8,12 +8,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, stream};
 
 use super::error::ApiError;
-use crate::providers::PayloadStream;
 
-/// Frames payloads as SSE events.
-pub fn event_stream(
-    payloads: PayloadStream,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+/// Frames payloads as SSE events; the first error ends the stream with an
+/// error event.
+pub fn event_stream<S, E>(payloads: S) -> impl Stream<Item = Result<Bytes, Infallible>> + Send
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Into<ApiError> + std::fmt::Display + Send,
+{
     stream::unfold(Some(payloads), |state| async move {
         let mut payloads = state?;
         match payloads.next().await {
@@ -26,7 +28,7 @@ pub fn event_stream(
             }
             Some(Err(error)) => {
                 tracing::warn!(%error, "stream failed after it started; sending an error event");
-                Some((Ok(ApiError::from(error).sse_event()), None))
+                Some((Ok(error.into().sse_event()), None))
             }
             None => Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), None)),
         }

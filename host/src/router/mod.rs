@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::config::{LoadedConfig, Problem};
+use crate::config::{LoadedConfig, ModelEntry, Problem};
 use crate::openai::Endpoint;
 use crate::providers::{Target, Timeouts, UpstreamReply, split_provider, table};
 
@@ -108,8 +108,11 @@ pub fn is_composite(entry: &crate::config::ModelEntry) -> bool {
 impl Router {
     /// Builds the router for `loaded`. Problems name their key paths; entries
     /// for providers conclave does not speak are skipped with a warning.
+    /// `extra` are deployments the config implies but does not list (composite
+    /// topology nodes); they are routed like model_list entries.
     pub fn from_config(
         loaded: &LoadedConfig,
+        extra: &[ModelEntry],
         client: reqwest::Client,
         clock: Arc<dyn Clock>,
     ) -> Result<RouterBuild, Vec<Problem>> {
@@ -136,11 +139,25 @@ impl Router {
         let default_stream_timeout = rs.stream_timeout.map(Duration::from_secs_f64);
 
         let mut grouped: Vec<(String, Vec<Arc<Deployment>>)> = Vec::new();
-        for (i, entry) in cfg.model_list.iter().enumerate() {
+        let entries = cfg
+            .model_list
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("model_list[{i}]"), e))
+            .chain(extra.iter().map(|e| {
+                (
+                    format!(
+                        "general_settings.composite_llm (topology node {:?})",
+                        e.model_name
+                    ),
+                    e,
+                )
+            }));
+        for (entry_path, entry) in entries {
             if is_composite(entry) {
                 continue;
             }
-            let at = format!("model_list[{i}].litellm_params");
+            let at = format!("{entry_path}.litellm_params");
             let params = &entry.litellm_params;
             let (provider, _) = split_provider(params);
             if provider != "mock" && table::lookup(provider).is_none() {

@@ -93,7 +93,11 @@ fn plan(t: &Topology, s: &Settings) -> Result<Plan, String> {
     if let Some((i, _)) = layers.iter().enumerate().find(|(_, l)| l.is_empty()) {
         return Err(format!("layers[{i}]: a layer needs at least one proposer"));
     }
-    if let Some((i, l)) = layers.iter().enumerate().find(|(_, l)| l.len() < s.min_proposers) {
+    if let Some((i, l)) = layers
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.len() < s.min_proposers)
+    {
         return Err(format!(
             "settings.min_proposers: {} is more than the {} proposer(s) of layer {}",
             s.min_proposers,
@@ -131,7 +135,11 @@ impl Strategy for Moa {
         let mut previous: Vec<(String, String)> = Vec::new();
         let layer_count = plan.layers.len();
         for (layer, proposers) in plan.layers.iter().enumerate() {
-            let stage = if layer_count > 1 { format!("proposals (layer {})", layer + 1) } else { "proposals".to_owned() };
+            let stage = if layer_count > 1 {
+                format!("proposals (layer {})", layer + 1)
+            } else {
+                "proposals".to_owned()
+            };
             trace(&stage, format!("asking {} proposer(s)", proposers.len()));
             let layer_messages = if previous.is_empty() {
                 messages.clone()
@@ -146,10 +154,16 @@ impl Strategy for Moa {
             for (node, result) in proposers.iter().zip(complete_all(&requests)) {
                 match result {
                     Ok(r) => {
-                        trace(&stage, format!("{} answered: {}", node.model, preview(&r.content, 160)));
+                        trace(
+                            &stage,
+                            format!("{} answered: {}", node.model, preview(&r.content, 160)),
+                        );
                         answers.push((node.model.clone(), r.content));
                     }
-                    Err(e) => trace(&stage, format!("{} failed and is left out: {}", node.model, describe(&e))),
+                    Err(e) => trace(
+                        &stage,
+                        format!("{} failed and is left out: {}", node.model, describe(&e)),
+                    ),
                 }
             }
             if answers.len() < s.min_proposers.max(1) {
@@ -164,9 +178,23 @@ impl Strategy for Moa {
             previous = answers;
         }
         let instructions = s.aggregator_instructions.as_deref().unwrap_or(SYNTHESIS);
-        trace("aggregation", format!("{} writes the answer from {} proposal(s)", plan.aggregator.model, previous.len()));
-        let final_messages = with_system(messages, format!("{instructions}\n\n{}", numbered(&previous)));
-        respond(&plan.aggregator.request_with(final_messages, &inv.request.params()))
+        trace(
+            "aggregation",
+            format!(
+                "{} writes the answer from {} proposal(s)",
+                plan.aggregator.model,
+                previous.len()
+            ),
+        );
+        let final_messages = with_system(
+            messages,
+            format!("{instructions}\n\n{}", numbered(&previous)),
+        );
+        respond(
+            &plan
+                .aggregator
+                .request_with(final_messages, &inv.request.params()),
+        )
     }
 }
 

@@ -20,6 +20,7 @@
 //! ```
 
 /// Bindings generated from wit/ (the `conclave:strategy` world).
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "strategy",
@@ -31,9 +32,11 @@ pub mod bindings {
 }
 
 use bindings::conclave::strategy::host;
-pub use bindings::conclave::strategy::types::{ChatRequest, ChatResponse, Error, Invocation, Message, Usage};
-use serde::de::DeserializeOwned;
+pub use bindings::conclave::strategy::types::{
+    ChatRequest, ChatResponse, Error, Invocation, Message, Usage,
+};
 pub use serde::Deserialize;
+use serde::de::DeserializeOwned;
 pub use serde_json::{self, Map, Value, json};
 
 /// A strategy: typed topology and settings, and the logic that uses them.
@@ -45,7 +48,11 @@ pub trait Strategy {
     type Settings: DeserializeOwned + Default;
 
     /// Answers one request.
-    fn run(inv: &Invocation, topology: Self::Topology, settings: Self::Settings) -> Result<ChatResponse, Error>;
+    fn run(
+        inv: &Invocation,
+        topology: Self::Topology,
+        settings: Self::Settings,
+    ) -> Result<ChatResponse, Error>;
 
     /// Extra checks at config load, beyond what deserialization enforces.
     fn validate(_topology: &Self::Topology, _settings: &Self::Settings) -> Result<(), String> {
@@ -60,8 +67,10 @@ macro_rules! strategy {
         struct __ConclaveExport;
         impl $crate::bindings::Guest for __ConclaveExport {
             fn run(inv: $crate::Invocation) -> Result<$crate::ChatResponse, $crate::Error> {
-                let topology = $crate::parse_json(&inv.topology_json, "topology").map_err($crate::Error::InvalidRequest)?;
-                let settings = $crate::parse_settings(&inv.settings_json).map_err($crate::Error::InvalidRequest)?;
+                let topology = $crate::parse_json(&inv.topology_json, "topology")
+                    .map_err($crate::Error::InvalidRequest)?;
+                let settings = $crate::parse_settings(&inv.settings_json)
+                    .map_err($crate::Error::InvalidRequest)?;
                 <$strategy as $crate::Strategy>::run(&inv, topology, settings)
             }
             fn validate(topology_json: String, settings_json: String) -> Result<(), String> {
@@ -176,7 +185,14 @@ impl ChatRequest {
 /// (only the final stage may call tools).
 pub fn params_without_tools(req: &ChatRequest) -> Map<String, Value> {
     let mut p = req.params();
-    for key in ["tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "stream_options"] {
+    for key in [
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "stream_options",
+    ] {
         p.remove(key);
     }
     p

@@ -62,9 +62,13 @@ impl Strategy for Probe {
             }
             "sandbox" => {
                 let file = std::fs::read_to_string("/etc/hostname").map_err(|e| e.to_string());
-                let dir = std::fs::read_dir(".").map(|d| d.count()).map_err(|e| e.to_string());
+                let dir = std::fs::read_dir(".")
+                    .map(|d| d.count())
+                    .map_err(|e| e.to_string());
                 let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-                let socket = std::net::TcpStream::connect(("127.0.0.1", s.port)).map(|_| ()).map_err(|e| e.to_string());
+                let socket = std::net::TcpStream::connect(("127.0.0.1", s.port))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
                 let report = json!({
                     "file": file.is_ok(),
                     "dir": dir.is_ok(),
@@ -81,7 +85,8 @@ impl Strategy for Probe {
                 }
                 let echoed = complete(&request(&s.model, vec![Message::user(mine.clone())]))?;
                 let after = SEEN.lock().map(|g| g.clone()).unwrap_or_default();
-                let report = json!({"mine": mine, "before": before, "after": after, "echo": echoed.content});
+                let report =
+                    json!({"mine": mine, "before": before, "after": after, "echo": echoed.content});
                 Ok(reply(report.to_string()))
             }
             other => Err(Error::InvalidRequest(format!("unknown mode {other:?}"))),

@@ -1,0 +1,11 @@
+//! Host-side bindings of the `strategy` world in wit/.
+
+wasmtime::component::bindgen!({
+    world: "strategy",
+    path: "../wit",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+pub use conclave::strategy::host::Host;
+pub use conclave::strategy::types::{ChatRequest, Host as TypesHost, Message, Usage};

@@ -1,0 +1,40 @@
+//! Why a strategy run failed. The HTTP layer maps these to statuses: 504 for
+//! the deadline, the guest's own error class where it returned one, else 500.
+
+use super::bindings::Error as GuestError;
+
+/// A failed strategy run; every variant names the profile.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StrategyError {
+    #[error("profile {profile:?}: {message}")]
+    InvalidRequest { profile: String, message: String },
+    #[error("profile {profile:?}: model not found: {message}")]
+    ModelNotFound { profile: String, message: String },
+    #[error("profile {profile:?}: a model call failed: {message}")]
+    Upstream { profile: String, message: String },
+    #[error("profile {profile:?}: the strategy ran past its deadline of {seconds:.1} s")]
+    Deadline { profile: String, seconds: f64 },
+    #[error("profile {profile:?}: {message}")]
+    LimitExceeded { profile: String, message: String },
+    #[error("profile {profile:?}: the strategy crashed: {message}")]
+    Trap { profile: String, message: String },
+    #[error("profile {profile:?}: {message}")]
+    Unavailable { profile: String, message: String },
+}
+
+impl StrategyError {
+    /// The error a guest returned from `run`.
+    pub fn from_guest(profile: &str, error: GuestError) -> Self {
+        let profile = profile.to_owned();
+        match error {
+            GuestError::InvalidRequest(message) => Self::InvalidRequest { profile, message },
+            GuestError::ModelNotFound(message) => Self::ModelNotFound { profile, message },
+            GuestError::Upstream(message) => Self::Upstream { profile, message },
+            GuestError::Timeout => Self::Upstream {
+                profile,
+                message: "a model call timed out".into(),
+            },
+            GuestError::LimitExceeded(message) => Self::LimitExceeded { profile, message },
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Sandbox limits of a strategy run, from `composite_llm.limits` (defaults for
+//! every profile) and a profile's own `limits`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How much a single strategy run may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory cap of the guest.
+    pub memory_bytes: usize,
+    /// Guest CPU time (measured in epoch ticks while guest code runs).
+    pub cpu_time: Duration,
+    /// Wall-clock deadline of the whole run, model calls included.
+    pub deadline: Duration,
+    /// Model calls per request (each item of a fan-out counts).
+    pub max_calls: u32,
+    /// Largest `complete-all` list.
+    pub max_fanout: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            cpu_time: Duration::from_secs(2),
+            deadline: Duration::from_secs(300),
+            max_calls: 64,
+            max_fanout: 16,
+        }
+    }
+}
+
+/// The YAML form; every key optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub memory_mb: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub timeout_s: Option<f64>,
+    pub max_calls: Option<u32>,
+    pub max_fanout: Option<u32>,
+}
+
+/// The largest memory cap a profile may ask for (the pool's slot size).
+pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+impl Limits {
+    /// These limits with `config`'s values applied on top.
+    pub fn apply(self, config: &LimitsConfig) -> Result<Self, String> {
+        let mut out = self;
+        if let Some(mb) = config.memory_mb {
+            let bytes = usize::try_from(mb << 20).unwrap_or(usize::MAX);
+            if bytes == 0 || bytes > MAX_MEMORY_BYTES {
+                return Err(format!(
+                    "memory_mb must be between 1 and {}",
+                    MAX_MEMORY_BYTES >> 20
+                ));
+            }
+            out.memory_bytes = bytes;
+        }
+        if let Some(ms) = config.cpu_ms {
+            out.cpu_time = Duration::from_millis(ms.max(1));
+        }
+        if let Some(s) = config.timeout_s {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(format!("timeout_s must be a positive number, got {s}"));
+            }
+            out.deadline = Duration::from_secs_f64(s);
+        }
+        if let Some(n) = config.max_calls {
+            out.max_calls = n;
+        }
+        if let Some(n) = config.max_fanout {
+            out.max_fanout = n.max(1);
+        }
+        Ok(out)
+    }
+
+    /// Parses and applies an optional YAML `limits` block.
+    pub fn apply_yaml(self, value: Option<&serde_yaml::Value>) -> Result<Self, String> {
+        match value {
+            None | Some(serde_yaml::Value::Null) => Ok(self),
+            Some(v) => {
+                let config: LimitsConfig =
+                    serde_yaml::from_value(v.clone()).map_err(|e| e.to_string())?;
+                self.apply(&config)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_values_override_defaults() {
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str("{memory_mb: 32, max_calls: 3}").unwrap();
+        let l = Limits::default().apply_yaml(Some(&yaml)).unwrap();
+        assert_eq!(l.memory_bytes, 32 << 20);
+        assert_eq!(l.max_calls, 3);
+        assert_eq!(l.max_fanout, Limits::default().max_fanout);
+    }
+
+    #[test]
+    fn unknown_limit_keys_are_rejected() {
+        let yaml: serde_yaml::Value = serde_yaml::from_str("{memory: 32}").unwrap();
+        assert!(Limits::default().apply_yaml(Some(&yaml)).is_err());
+    }
+}

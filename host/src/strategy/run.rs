@@ -1,0 +1,510 @@
+//! One strategy run: a fresh store, the host imports the guest calls, the
+//! limits that stop it, and the trace it leaves.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{ChatRequest, ChatResponse, Error, Host, Invocation, TypesHost, Usage};
+use super::convert::{StreamAccumulator, body_from_request, response_from_json};
+use super::engine::{CompiledStrategy, EPOCH_TICK};
+use super::error::StrategyError;
+use super::limits::Limits;
+use super::trace::{Trace, TraceNode};
+use crate::openai::Endpoint;
+use crate::providers::{UpstreamError, UpstreamReply};
+use crate::router::{RouteError, RouteRequest, Router};
+
+/// How much of the guest's stderr is kept for crash messages.
+const STDERR_CAPTURE: usize = 16 * 1024;
+
+/// Where streamed output goes: chunk payloads (JSON text) for the client.
+pub type SinkItem = Result<Bytes, StrategyError>;
+
+/// The client-facing stream of a composite request.
+pub struct Sink {
+    pub tx: mpsc::Sender<SinkItem>,
+    pub id: String,
+    pub model: String,
+    pub created: u64,
+}
+
+impl Sink {
+    /// Sends one chunk with `delta`; false when the client has gone.
+    pub async fn delta(&self, delta: Value, finish_reason: Option<&str>) -> bool {
+        let chunk = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        });
+        self.send(chunk).await
+    }
+
+    /// Sends a raw chunk object.
+    pub async fn send(&self, chunk: Value) -> bool {
+        self.tx
+            .send(Ok(Bytes::from(chunk.to_string())))
+            .await
+            .is_ok()
+    }
+}
+
+/// Per-run state: the store's data.
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    limits: Limits,
+    calls_made: u32,
+    cpu_ticks: u64,
+    cpu_exceeded: bool,
+    memory_exceeded: bool,
+    router: Arc<Router>,
+    sink: Option<Sink>,
+    include_trace: bool,
+    /// Stage trace text, for `reasoning_content` of a non-streamed answer.
+    pub reasoning: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub trace: Trace,
+    /// Whether `respond` already streamed the answer's content.
+    pub streamed_answer: bool,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for RunState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limits.memory_bytes {
+            self.memory_exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// What a run leaves behind besides its answer (plain data, safe to hold
+/// across awaits).
+pub struct RunSummary {
+    pub reasoning: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub trace: Trace,
+    pub streamed_answer: bool,
+}
+
+impl RunState {
+    fn into_summary(self) -> RunSummary {
+        RunSummary {
+            reasoning: self.reasoning,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            trace: self.trace,
+            streamed_answer: self.streamed_answer,
+        }
+    }
+}
+
+/// Everything a run needs besides the component.
+pub struct RunInput {
+    pub profile: String,
+    pub invocation: Invocation,
+    pub limits: Limits,
+    pub include_trace: bool,
+    pub router: Arc<Router>,
+    pub sink: Option<Sink>,
+}
+
+fn sandbox() -> (WasiCtx, MemoryOutputPipe) {
+    let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+    let mut builder = WasiCtx::builder();
+    builder
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    (builder.build(), stderr)
+}
+
+fn new_store(strategy: &CompiledStrategy, state: RunState) -> Store<RunState> {
+    let mut store = Store::new(strategy.pre.engine(), state);
+    store.limiter(|s| s as &mut dyn ResourceLimiter);
+    let max_ticks = (state_ticks(&store.data().limits)).max(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        let s = ctx.data_mut();
+        s.cpu_ticks += 1;
+        if s.cpu_ticks > max_ticks {
+            s.cpu_exceeded = true;
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store.set_epoch_deadline(1);
+    store
+}
+
+fn state_ticks(limits: &Limits) -> u64 {
+    (limits.cpu_time.as_millis() / EPOCH_TICK.as_millis().max(1)) as u64
+}
+
+/// Runs `strategy` once in a fresh store; the deadline covers everything.
+/// The run's state (usage, trace, reasoning) comes back even on failure.
+pub async fn run(
+    strategy: &CompiledStrategy,
+    input: RunInput,
+) -> (Result<ChatResponse, StrategyError>, RunSummary) {
+    let profile = input.profile.clone();
+    let deadline = input.limits.deadline;
+    let (wasi, stderr) = sandbox();
+    let state = RunState {
+        wasi,
+        table: ResourceTable::new(),
+        stderr,
+        limits: input.limits,
+        calls_made: 0,
+        cpu_ticks: 0,
+        cpu_exceeded: false,
+        memory_exceeded: false,
+        router: input.router,
+        sink: input.sink,
+        include_trace: input.include_trace,
+        reasoning: String::new(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        trace: Trace::new(&profile),
+        streamed_answer: false,
+    };
+    let mut store = new_store(strategy, state);
+    let invocation = input.invocation;
+    let outcome = tokio::time::timeout(deadline, async {
+        let instance = strategy.pre.instantiate_async(&mut store).await?;
+        instance.call_run(&mut store, &invocation).await
+    })
+    .await;
+    let result = match outcome {
+        Err(_) => Err(StrategyError::Deadline {
+            profile: profile.clone(),
+            seconds: deadline.as_secs_f64(),
+        }),
+        Ok(Ok(Ok(response))) => Ok(response),
+        Ok(Ok(Err(guest_error))) => Err(StrategyError::from_guest(&profile, guest_error)),
+        Ok(Err(trap)) => Err(explain_trap(&profile, store.data(), &trap)),
+    };
+    (result, store.into_data().into_summary())
+}
+
+/// Calls the component's `validate` export for a profile.
+pub async fn validate(
+    strategy: &CompiledStrategy,
+    router: Arc<Router>,
+    topology_json: &str,
+    settings_json: &str,
+) -> Result<Result<(), String>, String> {
+    let (wasi, stderr) = sandbox();
+    let state = RunState {
+        wasi,
+        table: ResourceTable::new(),
+        stderr,
+        limits: Limits::default(),
+        calls_made: 0,
+        cpu_ticks: 0,
+        cpu_exceeded: false,
+        memory_exceeded: false,
+        router,
+        sink: None,
+        include_trace: false,
+        reasoning: String::new(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        trace: Trace::new("validate"),
+        streamed_answer: false,
+    };
+    let mut store = new_store(strategy, state);
+    let work = async {
+        let instance = strategy.pre.instantiate_async(&mut store).await?;
+        instance
+            .call_validate(&mut store, topology_json, settings_json)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), work).await {
+        Err(_) => Err("validate did not finish within 10 s".into()),
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(trap)) => Err(explain_trap("validate", store.data(), &trap).to_string()),
+    }
+}
+
+fn explain_trap(profile: &str, state: &RunState, trap: &wasmtime::Error) -> StrategyError {
+    let profile = profile.to_owned();
+    if state.cpu_exceeded {
+        return StrategyError::LimitExceeded {
+            profile,
+            message: format!(
+                "the strategy used more than its CPU limit of {} ms",
+                state.limits.cpu_time.as_millis()
+            ),
+        };
+    }
+    if state.memory_exceeded {
+        return StrategyError::LimitExceeded {
+            profile,
+            message: format!(
+                "the strategy tried to use more than its memory limit of {} MiB",
+                state.limits.memory_bytes >> 20
+            ),
+        };
+    }
+    let stderr = String::from_utf8_lossy(&state.stderr.contents())
+        .trim()
+        .to_owned();
+    let reason = trap
+        .downcast_ref::<wasmtime::Trap>()
+        .map_or_else(|| format!("{trap:#}"), |t| t.to_string());
+    let message = if stderr.is_empty() {
+        reason
+    } else {
+        let last: Vec<&str> = stderr
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("{reason}; guest stderr: {}", last.join(" | "))
+    };
+    StrategyError::Trap { profile, message }
+}
+
+fn guest_error(error: RouteError) -> Error {
+    match error {
+        RouteError::ModelNotFound { model } => Error::ModelNotFound(model),
+        RouteError::InvalidRequest { message, .. } => Error::InvalidRequest(message),
+        RouteError::Upstream {
+            error: UpstreamError::Timeout(_),
+            ..
+        } => Error::Timeout,
+        other => Error::Upstream(other.to_string()),
+    }
+}
+
+impl RunState {
+    fn charge(&mut self, calls: u32) -> Result<(), Error> {
+        if self.calls_made.saturating_add(calls) > self.limits.max_calls {
+            return Err(Error::LimitExceeded(format!(
+                "the profile allows {} model calls per request",
+                self.limits.max_calls
+            )));
+        }
+        self.calls_made += calls;
+        Ok(())
+    }
+
+    fn count(&mut self, usage: &Usage) {
+        self.prompt_tokens += u64::from(usage.prompt_tokens);
+        self.completion_tokens += u64::from(usage.completion_tokens);
+    }
+
+    fn record(&mut self, model: &str, started: Instant, result: &Result<ChatResponse, Error>) {
+        let node = match result {
+            Ok(r) => TraceNode::call(
+                model,
+                started.elapsed(),
+                Some(&r.usage),
+                Some(&r.content),
+                None,
+            ),
+            Err(e) => TraceNode::call(
+                model,
+                started.elapsed(),
+                None,
+                None,
+                Some(&format!("{e:?}")),
+            ),
+        };
+        self.trace.push_call(node);
+    }
+}
+
+/// One non-streaming completion through the router.
+async fn complete_via(router: &Router, req: &ChatRequest) -> Result<ChatResponse, Error> {
+    let body = body_from_request(req)?;
+    let routed = router
+        .route(RouteRequest {
+            endpoint: Endpoint::ChatCompletions,
+            model: &req.model,
+            stream: false,
+            body: &body,
+            fallbacks: None,
+            disable_fallbacks: false,
+        })
+        .await
+        .map_err(guest_error)?;
+    match routed.reply {
+        UpstreamReply::Json(bytes) => response_from_json(&bytes),
+        UpstreamReply::Stream(_) => Err(Error::Upstream("unexpected stream".into())),
+    }
+}
+
+impl TypesHost for RunState {}
+
+impl Host for RunState {
+    async fn complete(&mut self, req: ChatRequest) -> Result<ChatResponse, Error> {
+        self.charge(1)?;
+        let started = Instant::now();
+        let result = complete_via(&self.router, &req).await;
+        if let Ok(r) = &result {
+            self.count(&r.usage);
+        }
+        self.record(&req.model, started, &result);
+        result
+    }
+
+    async fn complete_all(&mut self, reqs: Vec<ChatRequest>) -> Vec<Result<ChatResponse, Error>> {
+        let width = reqs.len();
+        let refused = |msg: String| {
+            (0..width)
+                .map(|_| Err(Error::LimitExceeded(msg.clone())))
+                .collect()
+        };
+        if width > self.limits.max_fanout as usize {
+            return refused(format!(
+                "complete-all with {width} requests exceeds the profile's max fan-out of {}",
+                self.limits.max_fanout
+            ));
+        }
+        if let Err(Error::LimitExceeded(msg)) = self.charge(width as u32) {
+            return refused(msg);
+        }
+        let started = Instant::now();
+        let router = self.router.clone();
+        let results: Vec<Result<ChatResponse, Error>> =
+            futures_util::future::join_all(reqs.iter().map(|r| complete_via(&router, r))).await;
+        for (req, result) in reqs.iter().zip(&results) {
+            if let Ok(r) = result {
+                self.count(&r.usage);
+            }
+            self.record(&req.model, started, result);
+        }
+        results
+    }
+
+    async fn respond(&mut self, req: ChatRequest) -> Result<ChatResponse, Error> {
+        self.charge(1)?;
+        let started = Instant::now();
+        let Some(sink) = self.sink.as_ref() else {
+            let result = complete_via(&self.router, &req).await;
+            if let Ok(r) = &result {
+                self.count(&r.usage);
+            }
+            self.record(&req.model, started, &result);
+            return result;
+        };
+        let mut body = body_from_request(&req)?;
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+        let routed = self
+            .router
+            .route(RouteRequest {
+                endpoint: Endpoint::ChatCompletions,
+                model: &req.model,
+                stream: true,
+                body: &body,
+                fallbacks: None,
+                disable_fallbacks: false,
+            })
+            .await;
+        let mut chunks = match routed {
+            Ok(r) => match r.reply {
+                UpstreamReply::Stream(s) => s,
+                UpstreamReply::Json(bytes) => {
+                    let result = response_from_json(&bytes);
+                    self.record(&req.model, started, &result);
+                    return result;
+                }
+            },
+            Err(e) => {
+                let result = Err(guest_error(e));
+                self.record(&req.model, started, &result);
+                return result;
+            }
+        };
+        let mut acc = StreamAccumulator::default();
+        let include_trace = self.include_trace;
+        let mut outcome = Ok(());
+        while let Some(item) = chunks.next().await {
+            match item {
+                Ok(payload) => {
+                    let delta = acc.push(&payload);
+                    let mut out = serde_json::Map::new();
+                    if let Some(c) = delta.content {
+                        out.insert("content".into(), Value::String(c));
+                    }
+                    if let Some(r) = delta.reasoning.filter(|_| include_trace) {
+                        out.insert("reasoning_content".into(), Value::String(r));
+                    }
+                    if let Some(t) = delta.tool_calls {
+                        out.insert("tool_calls".into(), t);
+                    }
+                    if !out.is_empty() && !sink.delta(Value::Object(out), None).await {
+                        outcome = Err(Error::Upstream("the client disconnected".into()));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(Error::Upstream(e.to_string()));
+                    break;
+                }
+            }
+        }
+        self.streamed_answer = true;
+        let response = acc.finish();
+        let result = outcome.map(|()| response);
+        if let Ok(r) = &result {
+            self.count(&r.usage);
+        }
+        self.record(&req.model, started, &result);
+        result
+    }
+
+    async fn trace(&mut self, stage: String, text: String) {
+        self.trace.push_stage(&stage, &text);
+        if !self.include_trace {
+            return;
+        }
+        let line = format!("[{stage}] {text}\n");
+        match &self.sink {
+            Some(sink) => {
+                sink.delta(json!({"reasoning_content": line}), None).await;
+            }
+            None => self.reasoning.push_str(&line),
+        }
+    }
+}
