@@ -7,5 +7,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use conclave::strategy::host::Host;
-pub use conclave::strategy::types::{ChatRequest, Host as TypesHost, Message, Usage};
+pub use self::conclave::strategy::host::Host;
+pub use self::conclave::strategy::types::{ChatRequest, Host as TypesHost, Message, Usage};
