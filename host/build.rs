@@ -7,7 +7,14 @@ use std::process::{Command, ExitCode};
 
 /// Components the host embeds; the rest of the workspace (test probes) is
 /// built too, for the end-to-end tests to load from disk.
-const EMBEDDED: &[&str] = &["passthrough", "moa"];
+const EMBEDDED: &[&str] = &[
+    "passthrough",
+    "moa",
+    "council",
+    "self-consistency",
+    "best-of-n",
+    "cascade",
+];
 const TARGET: &str = "wasm32-wasip2";
 
 fn fail(message: &str) -> ExitCode {
@@ -33,7 +40,7 @@ fn main() -> ExitCode {
         "cargo:rerun-if-changed={}",
         strategies.join("Cargo.lock").display()
     );
-    for dir in ["sdk", "passthrough", "moa", "testing"] {
+    for dir in ["sdk", "testing"].iter().chain(EMBEDDED) {
         println!("cargo:rerun-if-changed={}", strategies.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
@@ -79,7 +86,8 @@ fn main() -> ExitCode {
         return fail(&format!("cannot create {}: {e}", dest.display()));
     }
     for name in EMBEDDED {
-        let from = built.join(format!("{name}.wasm"));
+        // Cargo names a cdylib after its lib target: `-` becomes `_`.
+        let from = built.join(format!("{}.wasm", name.replace('-', "_")));
         if let Err(e) = std::fs::copy(&from, dest.join(format!("{name}.wasm"))) {
             return fail(&format!("cannot copy {}: {e}", from.display()));
         }

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde_json::json;
@@ -29,7 +30,13 @@ pub struct Gateway {
     pub model_names: Vec<String>,
     /// The `/v1/models` body, built once per version.
     pub models_json: Bytes,
+    /// The `/v1/model/info` body (deployments without secrets).
+    pub model_info_json: Bytes,
     pub config_path: PathBuf,
+    /// When this version was built.
+    pub loaded_at: SystemTime,
+    /// `general_settings.hot_reload`.
+    pub hot_reload: bool,
 }
 
 impl Gateway {
@@ -82,6 +89,7 @@ impl Gateway {
         model_names.sort();
         model_names.dedup();
         let models_json = models_listing(&model_names);
+        let model_info_json = crate::admin::model_info_listing(cfg);
         Ok((
             Self {
                 router,
@@ -90,7 +98,10 @@ impl Gateway {
                 body_limit,
                 model_names,
                 models_json,
+                model_info_json,
                 config_path: loaded.path.clone(),
+                loaded_at: SystemTime::now(),
+                hot_reload: cfg.general_settings.hot_reload.unwrap_or(false),
             },
             warnings,
         ))

@@ -2,13 +2,16 @@
 //! YAML. The binary's commands live in `main.rs`; everything else is here so
 //! that tests and benchmarks can use the same pieces.
 
+pub mod admin;
 pub mod cli;
+pub mod compile_cache;
 pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod logging;
 pub mod openai;
 pub mod providers;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod strategy;

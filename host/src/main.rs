@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use conclave::cli;
 use conclave::logging::{self, LogFormat};
 
+mod scaffold;
+
 #[derive(Parser)]
 #[command(
     name = "conclave",
@@ -38,6 +40,19 @@ enum Command {
         host: String,
         #[arg(long, short, default_value_t = 4000, env = "CONCLAVE_PORT")]
         port: u16,
+        /// Reload when the config, its .env or a strategy component changes
+        /// (also general_settings.hot_reload: true). SIGHUP and POST
+        /// /admin/reload always reload.
+        #[arg(long)]
+        watch: bool,
+        /// Compile strategy components on every start instead of caching them
+        /// on disk (also CONCLAVE_NO_COMPILE_CACHE=1).
+        #[arg(long)]
+        no_compile_cache: bool,
+        /// Keep models registered through /admin/models in FILE across
+        /// restarts (loaded at start, rewritten after each change).
+        #[arg(long, value_name = "FILE")]
+        persist_admin_changes: Option<PathBuf>,
     },
     /// Validate a config and print its models, groups, providers and profiles.
     Check {
@@ -72,6 +87,27 @@ enum Command {
         /// The prompt.
         prompt: String,
     },
+    /// Send one prompt to several models at once and print a summary table.
+    Compare {
+        #[arg(
+            long,
+            default_value = "http://localhost:4000",
+            env = "CONCLAVE_BASE_URL"
+        )]
+        base_url: String,
+        /// Comma-separated model names, e.g. `llama-8b,llama-70b,moa_light`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        models: Vec<String>,
+        #[arg(long, env = "CONCLAVE_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// The prompt.
+        prompt: String,
+    },
+    /// Create or build a strategy component (Rust, Python or JavaScript).
+    Strategy {
+        #[command(subcommand)]
+        command: scaffold::StrategyCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,9 +125,23 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config, host, port } => {
-                let path = config.unwrap_or_else(conclave::config::default_config_path);
-                conclave::server::serve(&path, &host, port).await
+            Command::Serve {
+                config,
+                host,
+                port,
+                watch,
+                no_compile_cache,
+                persist_admin_changes,
+            } => {
+                conclave::server::serve(conclave::server::ServeOptions {
+                    config_path: config.unwrap_or_else(conclave::config::default_config_path),
+                    host,
+                    port,
+                    watch,
+                    no_compile_cache,
+                    persist_admin_changes,
+                })
+                .await
             }
             Command::Check { config } => {
                 cli::check(&config.unwrap_or_else(conclave::config::default_config_path)).await
@@ -99,6 +149,12 @@ fn main() -> ExitCode {
             Command::Models { config } => {
                 cli::models(&config.unwrap_or_else(conclave::config::default_config_path)).await
             }
+            Command::Compare {
+                base_url,
+                models,
+                api_key,
+                prompt,
+            } => cli::compare(&base_url, &models, api_key.as_deref(), &prompt).await,
             Command::Chat {
                 base_url,
                 model,
@@ -117,6 +173,7 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Command::Strategy { command } => scaffold::run(command),
         }
     });
     match result {

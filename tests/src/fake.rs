@@ -40,6 +40,9 @@ pub struct Behavior {
     pub error_after_chunks: Option<usize>,
     /// Never answer (until the client gives up).
     pub hang: bool,
+    /// Answer with a call of this tool (`(name, arguments JSON)`) instead
+    /// of `content`, with `finish_reason: tool_calls`.
+    pub tool_call: Option<(String, String)>,
 }
 
 impl Default for Behavior {
@@ -55,6 +58,7 @@ impl Default for Behavior {
             drop_after_chunks: None,
             error_after_chunks: None,
             hang: false,
+            tool_call: None,
         }
     }
 }
@@ -107,6 +111,16 @@ impl Behavior {
         self.error_after_chunks = Some(n);
         self.error_message = message.into();
         self
+    }
+
+    /// Answers with one call of tool `name` with `arguments` (JSON text);
+    /// the call's id is `call_fake_1`.
+    pub fn tool_call(name: &str, arguments: &str) -> Self {
+        Self {
+            content: String::new(),
+            tool_call: Some((name.into(), arguments.into())),
+            ..Self::default()
+        }
     }
 
     /// Never answers.
@@ -356,12 +370,23 @@ async fn handle(
     response
 }
 
+/// The id of the tool call a [`Behavior::tool_call`] answer makes.
+pub const FAKE_CALL_ID: &str = "call_fake_1";
+
 fn complete_response(rest: &str, body: &Value, behavior: &Behavior) -> Value {
     let usage = json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12});
     if rest.starts_with("completions") {
         json!({
             "id": "cmpl-fake", "object": "text_completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "text": behavior.content, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage, "system_fingerprint": "fp_fake",
+        })
+    } else if let Some((name, arguments)) = &behavior.tool_call {
+        json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": FAKE_CALL_ID, "type": "function", "function": {"name": name, "arguments": arguments}}
+            ]}, "finish_reason": "tool_calls"}],
             "usage": usage, "system_fingerprint": "fp_fake",
         })
     } else {
@@ -401,9 +426,32 @@ fn stream_response(
                 .to_string()
         })
         .collect();
+    let mut finish = "stop";
+    if let (true, Some((name, arguments))) = (chat, &behavior.tool_call) {
+        // The call's name first, then its arguments in two pieces.
+        let half = arguments.len() / 2;
+        let half = (0..=half)
+            .rev()
+            .find(|i| arguments.is_char_boundary(*i))
+            .unwrap_or(0);
+        let parts = [
+            json!({"index": 0, "id": FAKE_CALL_ID, "type": "function", "function": {"name": name, "arguments": ""}}),
+            json!({"index": 0, "function": {"arguments": &arguments[..half]}}),
+            json!({"index": 0, "function": {"arguments": &arguments[half..]}}),
+        ];
+        events = parts
+            .into_iter()
+            .map(|call| {
+                json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+                       "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": null}]})
+                .to_string()
+            })
+            .collect();
+        finish = "tool_calls";
+    }
     events.push(
         json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
-               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+               "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         .to_string(),
     );
     if include_usage {

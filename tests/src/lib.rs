@@ -5,8 +5,8 @@
 pub mod fake;
 pub mod proxy;
 
-pub use fake::{Behavior, FakeUpstream, Recorded};
-pub use proxy::{Proxy, conclave_bin, run_conclave};
+pub use fake::{Behavior, FAKE_CALL_ID, FakeUpstream, Recorded};
+pub use proxy::{Launch, Proxy, conclave_bin, replace_atomically, run_conclave};
 
 /// A JSON chat request body for `model` with one user message.
 pub fn chat_body(model: &str, prompt: &str) -> serde_json::Value {
@@ -135,4 +135,60 @@ pub fn strategy_component(name: &str) -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+/// A config for composite-strategy tests: one fake deployment per name in
+/// `deployments` (model group `<name>`, upstream model `<name>-up`), the
+/// public composite models `(model_name, profile)`, and `profiles`: YAML for
+/// `general_settings.composite_llm.profiles`, indented by six spaces (none
+/// when empty). The router does not retry, so call counts are exact.
+pub fn composite_config(
+    up: &FakeUpstream,
+    deployments: &[&str],
+    public: &[(&str, &str)],
+    profiles: &str,
+) -> String {
+    let mut yaml = String::from("model_list:\n");
+    for name in deployments {
+        yaml.push_str(&deployment(
+            name,
+            &format!("openai/{name}-up"),
+            &up.api_base(name),
+            &[],
+        ));
+    }
+    for (model_name, profile) in public {
+        yaml.push_str(&format!(
+            "  - model_name: {model_name}\n    litellm_params:\n      model: composite/profile/{profile}\n"
+        ));
+    }
+    yaml.push_str("router_settings:\n  num_retries: 0\n  retry_after: 0\n");
+    if !profiles.is_empty() {
+        yaml.push_str("general_settings:\n  composite_llm:\n    profiles:\n");
+        yaml.push_str(profiles);
+    }
+    yaml
+}
+
+/// The text of every message a model received, one string (for checking
+/// what a stage saw, without the request's other fields).
+pub fn messages_text(body: &serde_json::Value) -> String {
+    body["messages"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Every request body deployment `name` received, oldest first.
+pub fn bodies(up: &FakeUpstream, name: &str) -> Vec<serde_json::Value> {
+    up.recorded()
+        .into_iter()
+        .filter(|r| r.deployment == name)
+        .map(|r| r.body)
+        .collect()
 }

@@ -81,6 +81,24 @@ pub async fn run_conclave(args: &[&str], env: &[(&str, &str)]) -> std::process::
         .expect("conclave runs")
 }
 
+/// How [`Proxy::launch`] starts conclave beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Extra `serve` arguments, e.g. `--watch`.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Files written beside the config before the start (name, contents).
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Replaces `path` with `contents` the way careful tools do: a temporary
+/// file in the same directory, then a rename.
+pub fn replace_atomically(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("tmp-replace");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// A running `conclave serve`; killed on drop.
 pub struct Proxy {
     child: Child,
@@ -100,10 +118,35 @@ impl Proxy {
     /// Starts conclave with extra environment variables and extra files
     /// (e.g. `.env`) beside the config.
     pub async fn start_with(yaml: &str, env: &[(&str, &str)], files: &[(&str, &str)]) -> Self {
+        Self::launch(
+            yaml,
+            Launch {
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                files: files
+                    .iter()
+                    .map(|(n, c)| (n.to_string(), c.as_bytes().to_vec()))
+                    .collect(),
+                ..Launch::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts conclave with extra `serve` arguments, environment variables
+    /// and files (binary or not) beside the config. Unless the environment
+    /// says otherwise, the compile cache is a fresh directory of the proxy's.
+    pub async fn launch(yaml: &str, launch: Launch) -> Self {
         let dir = TempDir::new();
         let config = dir.write("config.yaml", yaml);
-        for (name, content) in files {
-            dir.write(name, content);
+        for (name, content) in &launch.files {
+            let p = dir.path().join(name);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            std::fs::write(p, content).unwrap();
         }
         let mut cmd = Command::new(conclave_bin());
         cmd.args([
@@ -117,11 +160,14 @@ impl Proxy {
             "--config",
         ])
         .arg(&config)
+        .args(&launch.args)
         .env("RUST_LOG", "info,conclave=debug")
+        .env("CONCLAVE_CACHE_DIR", dir.path().join(".compile-cache"))
+        .env_remove("CONCLAVE_NO_COMPILE_CACHE")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-        for (k, v) in env {
+        for (k, v) in &launch.env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn conclave");
@@ -206,6 +252,21 @@ impl Proxy {
     /// The process id (for signals).
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Sends a signal (e.g. `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("conclave is running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} {pid} failed");
+    }
+
+    /// The config file conclave was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
     }
 
     /// Waits for the process to exit on its own.

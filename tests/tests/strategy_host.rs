@@ -407,7 +407,75 @@ async fn a_config_written_the_seed_projects_way_passes_check() {
     for name in ["moa_light", "moa_hard", "council_basic"] {
         assert!(stdout.contains(name), "{stdout}");
     }
-    // The council strategy is reported clearly rather than failing the load.
-    assert!(stdout.contains("council (not in this build"), "{stdout}");
+    // The Python class paths map to the built-in strategies, council included.
+    assert!(
+        stdout.contains("council_basic: council (builtin:council"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not in this build"), "{stdout}");
     assert!(stdout.contains("Python import path"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_direct_form_takes_its_settings_from_the_request() {
+    let up = FakeUpstream::start().await;
+    up.set("p1", Behavior::ok("FROM-P1"));
+    up.set("p2", Behavior::ok("FROM-P2"));
+    up.set("agg", Behavior::ok("direct answer"));
+    let mut yaml = config(&up, "");
+    yaml = yaml.replacen(
+        "model_list:\n",
+        &format!(
+            "model_list:\n{}  - model_name: moa-direct\n    litellm_params:\n      model: composite/moa/openai/agg-direct\n",
+            deployment("openai/agg-direct", "openai/agg-up", &up.api_base("agg"), &[])
+        ),
+        1,
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let mut body = chat_body("moa-direct", "question");
+    body["proposers"] = json!(["p1", "p2"]);
+    let (status, _, body) = chat(&proxy, body).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "direct answer");
+    assert_eq!((up.calls("p1"), up.calls("p2"), up.calls("p3")), (1, 1, 0));
+    let sent = up.last_body("agg").unwrap();
+    assert!(sent.to_string().contains("FROM-P1") && sent.to_string().contains("FROM-P2"));
+    assert!(
+        sent.get("proposers").is_none(),
+        "a strategy setting was forwarded: {sent}"
+    );
+}
+
+#[tokio::test]
+async fn max_fanout_refuses_a_wider_complete_all() {
+    let up = FakeUpstream::start().await;
+    let extra = "        limits: {max_fanout: 2}\n";
+    let proxy = Proxy::start(&config(&up, "").replace(
+        "          settings: {}\n",
+        &format!("          settings: {{}}\n{extra}"),
+    ))
+    .await;
+    let (status, _, body) = chat(&proxy, chat_body("moa-test", "question")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        up.calls("p1") + up.calls("p2") + up.calls("p3") + up.calls("agg"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_provider_bundle_is_a_config_error_with_its_path() {
+    let up = FakeUpstream::start().await;
+    let yaml = config(&up, "").replace("{model: p2}", "{model: openai/x, provider: nowhere}");
+    let dir = conclave_e2e::proxy::TempDir::new();
+    let path = dir.write("bad.yaml", &yaml);
+    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "general_settings.composite_llm.profiles.moa_test.topology.proposers[1].provider"
+        ) && stderr.contains("nowhere"),
+        "{stderr}"
+    );
 }

@@ -11,6 +11,8 @@ use std::path::Path;
 pub struct Env {
     dotenv: HashMap<String, String>,
     config_vars: HashMap<String, String>,
+    /// The config file's directory, which relative paths in values resolve against.
+    base_dir: Option<std::path::PathBuf>,
 }
 
 impl Env {
@@ -30,7 +32,16 @@ impl Env {
         Ok(Self {
             dotenv,
             config_vars: HashMap::new(),
+            base_dir: Some(dir.to_path_buf()),
         })
+    }
+
+    /// `path` resolved against the config file's directory.
+    pub fn resolve_path(&self, path: &str) -> std::path::PathBuf {
+        match &self.base_dir {
+            Some(dir) => dir.join(path),
+            None => std::path::PathBuf::from(path),
+        }
     }
 
     /// Adds the config file's own `environment_variables` block (lowest priority).

@@ -101,6 +101,8 @@ pub struct GeneralSettings {
     pub enable_responses_endpoint: Option<bool>,
     /// Watch the config and strategy files and reload on change.
     pub hot_reload: Option<bool>,
+    /// Directory of the compiled-component cache (relative to the config file).
+    pub compile_cache_dir: Option<String>,
 }
 
 /// `litellm_settings`.

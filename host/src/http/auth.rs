@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::config::Secret;
 
 /// The key a client presented, from either header.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -38,21 +39,25 @@ pub async fn require_master_key(
     next: Next,
 ) -> Response {
     let gateway = state.gateway();
-    if let Some(expected) = &gateway.master_key {
-        match presented_key(request.headers()) {
-            None => {
-                return ApiError::unauthorized(
-                    "missing API key: send Authorization: Bearer <key> or x-api-key",
-                )
-                .into_response();
-            }
-            Some(key) if !bool::from(key.as_bytes().ct_eq(expected.expose().as_bytes())) => {
-                return ApiError::unauthorized("invalid API key").into_response();
-            }
-            Some(_) => {}
-        }
+    if let Some(expected) = &gateway.master_key
+        && let Err(e) = check_key(request.headers(), expected)
+    {
+        return e.into_response();
     }
     next.run(request).await
+}
+
+/// Checks the presented key against `expected` in constant time.
+pub(super) fn check_key(headers: &HeaderMap, expected: &Secret) -> Result<(), ApiError> {
+    match presented_key(headers) {
+        None => Err(ApiError::unauthorized(
+            "missing API key: send Authorization: Bearer <key> or x-api-key",
+        )),
+        Some(key) if !bool::from(key.as_bytes().ct_eq(expected.expose().as_bytes())) => {
+            Err(ApiError::unauthorized("invalid API key"))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]

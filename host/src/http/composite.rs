@@ -1,7 +1,8 @@
 //! Composite requests: a public model backed by a strategy profile. The
 //! strategy host answers with one JSON body, or with a stream whose
 //! `reasoning_content` carries the stage trace and whose content is the final
-//! stage's tokens as they arrive.
+//! stage's tokens as they arrive. A JSON answer also names the model that
+//! gave the final answer in `x-conclave-final-model`.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -84,12 +85,21 @@ pub async fn handle(
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
         r
     } else {
-        let body = strategies.execute(profile, &req.model, req, router).await?;
-        let mut r = Response::new(Body::from(body));
+        let answer = strategies
+            .execute_answer(profile, &req.model, req, router)
+            .await?;
+        let mut r = Response::new(Body::from(answer.body));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // Streams start before the final model is known: there only the
+        // trace names it.
+        if !answer.final_model.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&answer.final_model)
+        {
+            r.headers_mut().insert("x-conclave-final-model", v);
+        }
         r
     };
     if let Ok(v) = HeaderValue::from_str(&profile.plan.name) {

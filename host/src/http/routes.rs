@@ -120,7 +120,7 @@ async fn handle(
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413.
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -184,6 +184,11 @@ fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
 
 pub async fn models(State(state): State<AppState>) -> Response {
     json_response(state.gateway().models_json.clone())
+}
+
+/// LiteLLM's `/model/info`: every deployment, without secrets.
+pub async fn model_info(State(state): State<AppState>) -> Response {
+    json_response(state.gateway().model_info_json.clone())
 }
 
 pub async fn health(State(state): State<AppState>) -> Response {

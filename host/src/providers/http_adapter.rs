@@ -349,6 +349,26 @@ struct OutboundBody<'a> {
     inject_reasoning: bool,
 }
 
+/// Encodes the body an attempt sends upstream, exactly as [`HttpTarget`]
+/// does: `model`, `stream`, the client's fields, the deployment's request
+/// defaults where the client set none, and the reasoning switch. Public for
+/// the benchmarks (`bench/`); the adapter serializes the same value inline.
+pub fn encode_outbound_body(
+    model: &str,
+    stream: bool,
+    body: &Map<String, Value>,
+    defaults: &Map<String, Value>,
+    inject_reasoning: bool,
+) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&OutboundBody {
+        model,
+        stream,
+        body,
+        defaults,
+        inject_reasoning,
+    })
+}
+
 /// Request fields that already choose a reasoning mode.
 const REASONING_FIELDS: &[&str] = &["thinking", "reasoning", "reasoning_effort"];
 

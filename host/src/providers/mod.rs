@@ -4,8 +4,9 @@
 //! Almost every provider speaks OpenAI's wire format, so one adapter serves
 //! them all from a table of prefixes ([`table`]); `mock/` answers in-process.
 
+pub mod exec;
 mod http_adapter;
-pub use http_adapter::is_request_default;
+pub use http_adapter::{encode_outbound_body, is_request_default};
 pub mod mock;
 pub mod sse;
 pub mod table;
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::config::{Env, LitellmParams};
 use crate::openai::Endpoint;
 
+pub use exec::ExecTarget;
 pub use http_adapter::HttpTarget;
 pub use mock::MockTarget;
 
@@ -80,6 +82,7 @@ pub struct UpstreamCall<'a> {
 pub enum Target {
     Http(HttpTarget),
     Mock(MockTarget),
+    Exec(ExecTarget),
 }
 
 impl Target {
@@ -87,8 +90,10 @@ impl Target {
     /// cannot be served (unknown provider, missing api_base, ...).
     pub fn from_params(params: &LitellmParams, env: &Env) -> Result<Self, String> {
         let (provider, model) = split_provider(params);
-        if provider == "mock" {
-            return MockTarget::from_params(model, params).map(Target::Mock);
+        match provider {
+            "mock" => return MockTarget::from_params(model, params).map(Target::Mock),
+            "exec" => return ExecTarget::from_params(model, params, env).map(Target::Exec),
+            _ => {}
         }
         let spec = table::lookup(provider).ok_or_else(|| {
             format!(
@@ -109,6 +114,7 @@ impl Target {
         match self {
             Self::Http(t) => t.call(client, call).await,
             Self::Mock(t) => t.call(call).await,
+            Self::Exec(t) => t.call(call).await,
         }
     }
 
@@ -117,6 +123,7 @@ impl Target {
         match self {
             Self::Http(t) => t.upstream_model(),
             Self::Mock(t) => t.name(),
+            Self::Exec(t) => t.name(),
         }
     }
 
@@ -125,6 +132,7 @@ impl Target {
         match self {
             Self::Http(t) => t.provider(),
             Self::Mock(_) => "mock",
+            Self::Exec(_) => "exec",
         }
     }
 
@@ -132,20 +140,22 @@ impl Target {
     pub fn redact(&self, message: &str) -> String {
         match self {
             Self::Http(t) => t.redact(message),
-            Self::Mock(_) => message.to_owned(),
+            Self::Mock(_) | Self::Exec(_) => message.to_owned(),
         }
     }
 }
 
-/// Whether conclave can serve deployments of `provider` (a table entry or `mock`).
+/// Whether conclave can serve deployments of `provider` (a table entry, `mock` or `exec`).
 pub fn is_supported(provider: &str) -> bool {
-    provider == "mock" || table::lookup(provider).is_some()
+    provider == "mock" || provider == "exec" || table::lookup(provider).is_some()
 }
 
 /// Whether a deployment of `provider` reads `key` from the litellm_params
 /// that have no field of their own (request defaults, mock settings).
 pub fn reads_extra_param(provider: &str, key: &str) -> bool {
-    is_request_default(key) || provider == "mock" && mock::MOCK_KEYS.contains(&key)
+    is_request_default(key)
+        || provider == "mock" && mock::MOCK_KEYS.contains(&key)
+        || provider == "exec" && exec::EXEC_KEYS.contains(&key)
 }
 
 /// Splits `provider/model`; a bare name is taken as OpenAI's, as LiteLLM does.

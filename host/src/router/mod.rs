@@ -160,7 +160,7 @@ impl Router {
             let at = format!("{entry_path}.litellm_params");
             let params = &entry.litellm_params;
             let (provider, _) = split_provider(params);
-            if provider != "mock" && table::lookup(provider).is_none() {
+            if !crate::providers::is_supported(provider) {
                 warnings.push(format!(
                     "{file}: {at}.model: provider {provider:?} is not supported, deployment skipped \
                      (supported: {}; any OpenAI-compatible server works as openai/<model> with api_base)",
@@ -185,10 +185,7 @@ impl Router {
                 ));
             }
             for key in params.extra.keys() {
-                let known = crate::providers::mock::MOCK_KEYS.contains(&key.as_str())
-                    && provider == "mock"
-                    || crate::providers::is_request_default(key);
-                if !known {
+                if !crate::providers::reads_extra_param(provider, key) {
                     warnings.push(format!("{file}: {at}.{key}: unknown key, ignored"));
                 }
             }

@@ -12,6 +12,22 @@ pub fn bytes(name: &str) -> Option<&'static [u8]> {
             env!("OUT_DIR"),
             "/strategies/moa.wasm"
         ))),
+        "council" => Some(include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/strategies/council.wasm"
+        ))),
+        "self-consistency" => Some(include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/strategies/self-consistency.wasm"
+        ))),
+        "best-of-n" => Some(include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/strategies/best-of-n.wasm"
+        ))),
+        "cascade" => Some(include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/strategies/cascade.wasm"
+        ))),
         _ => None,
     }
 }

@@ -41,6 +41,43 @@ const SETTINGS_KEY: &str = "composite_settings";
 /// The setting that turns the stage trace in `reasoning_content` on or off.
 const TRACE_SETTING: &str = "include_stage_summaries_in_reasoning";
 
+/// OpenAI chat request fields: in the direct form every other request field
+/// is a strategy setting (as the seed's `optional_params` were).
+const OPENAI_CHAT_FIELDS: &[&str] = &[
+    "messages",
+    "model",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+    "service_tier",
+    "store",
+    "metadata",
+    "modalities",
+    "audio",
+    "prediction",
+    "functions",
+    "function_call",
+    "thinking",
+    "web_search_options",
+];
+
 /// A profile ready to run.
 pub struct LoadedProfile {
     pub plan: ProfilePlan,
@@ -55,6 +92,16 @@ pub struct StrategyHost {
     /// Public model name to profile name.
     public: HashMap<String, String>,
     observability_log: Option<PathBuf>,
+}
+
+/// A finished non-streamed composite answer.
+pub struct CompositeAnswer {
+    /// The chat.completion body.
+    pub body: Bytes,
+    /// The `model` of the response the strategy returned: the model that
+    /// gave the final answer (a strategy may set it, e.g. cascade's
+    /// accepted tier); empty when unknown.
+    pub final_model: String,
 }
 
 /// What a composite request produced besides its body.
@@ -172,6 +219,20 @@ impl StrategyHost {
         request: &ProxyRequest,
         router: Arc<Router>,
     ) -> Result<Bytes, StrategyError> {
+        self.execute_answer(profile, public_model, request, router)
+            .await
+            .map(|a| a.body)
+    }
+
+    /// Runs a composite request to one JSON answer, with the model that
+    /// gave the final answer.
+    pub async fn execute_answer(
+        &self,
+        profile: &Arc<LoadedProfile>,
+        public_model: &str,
+        request: &ProxyRequest,
+        router: Arc<Router>,
+    ) -> Result<CompositeAnswer, StrategyError> {
         let prepared = prepare(profile, request)?;
         let strategy = strategy_of(profile)?;
         let started = Instant::now();
@@ -190,7 +251,10 @@ impl StrategyHost {
         self.log_run(public_model, &profile.plan.name, started, &result, &state)
             .await;
         let response = result?;
-        Ok(completion_body(public_model, &response, &state))
+        Ok(CompositeAnswer {
+            body: completion_body(public_model, &response, &state),
+            final_model: response.model,
+        })
     }
 
     /// Runs a composite request as a stream of chunk payloads. The run is
@@ -360,11 +424,12 @@ fn prepare(profile: &LoadedProfile, request: &ProxyRequest) -> Result<Prepared, 
             });
         }
     }
-    let keys: Vec<String> = body
-        .keys()
-        .filter(|k| profile.plan.settings.contains_key(*k) || k.as_str() == TRACE_SETTING)
-        .cloned()
-        .collect();
+    let is_setting = |k: &str| {
+        profile.plan.settings.contains_key(k)
+            || k == TRACE_SETTING
+            || (profile.plan.direct && !OPENAI_CHAT_FIELDS.contains(&k))
+    };
+    let keys: Vec<String> = body.keys().filter(|k| is_setting(k)).cloned().collect();
     for k in keys {
         if let Some(v) = body.remove(&k) {
             settings.insert(k, v);

@@ -15,19 +15,23 @@ use serde_json::{Map, Value};
 
 use super::limits::Limits;
 use crate::config::{LitellmParams, LoadedConfig, ModelEntry, Problem};
-use crate::providers::{split_provider, table};
+use crate::providers::split_provider;
 use crate::router::is_composite;
 
 /// Strategies compiled into the binary.
-pub const BUILTIN: &[&str] = &["passthrough", "moa"];
-/// Strategies of the library that this build does not include yet.
-pub const PLANNED: &[&str] = &[
+pub const BUILTIN: &[&str] = &[
+    "passthrough",
+    "moa",
     "council",
     "self-consistency",
     "best-of-n",
     "cascade",
-    "composer-cli",
 ];
+/// Strategies of the library that this build does not include yet.
+pub const PLANNED: &[&str] = &[];
+/// The seed project's coding-agent CLI strategy: served by an `exec/`
+/// deployment behind the built-in passthrough (guests never spawn processes).
+pub const COMPOSER_CLI: &str = "composer-cli";
 
 /// Where a strategy's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,6 +55,9 @@ pub struct ProfilePlan {
     pub limits: Limits,
     /// Key path of the profile, for messages.
     pub path: String,
+    /// The direct form `composite/<strategy>/<provider>/<model>`: settings
+    /// come from the request's non-OpenAI fields.
+    pub direct: bool,
 }
 
 /// A model_list entry that exposes a profile as a public model.
@@ -134,6 +141,17 @@ pub fn plan(loaded: &LoadedConfig) -> Result<(Plan, Vec<String>), Vec<Problem>> 
 
     for (name, profile) in &composite.profiles {
         let at = format!("{root}.profiles.{name}");
+        if profile.strategy == COMPOSER_CLI {
+            let topology = serde_json::to_value(&profile.topology).unwrap_or(Value::Null);
+            match composer_cli(name, &topology, &at, defaults) {
+                Ok((p, entry)) => {
+                    plan.hidden.push(entry);
+                    plan.profiles.insert(name.clone(), p);
+                }
+                Err(problem) => problems.push(problem),
+            }
+            continue;
+        }
         let source = match registry.get(&profile.strategy) {
             Some(s) => s.clone(),
             None if BUILTIN.contains(&profile.strategy.as_str()) => {
@@ -200,6 +218,7 @@ pub fn plan(loaded: &LoadedConfig) -> Result<(Plan, Vec<String>), Vec<Problem>> 
                 settings,
                 limits,
                 path: at,
+                direct: false,
             },
         );
     }
@@ -228,6 +247,22 @@ pub fn plan(loaded: &LoadedConfig) -> Result<(Plan, Vec<String>), Vec<Problem>> 
                 format!("no profile named {p:?} under {root}.profiles"),
             )),
             None => {
+                // The seed's composite/composer-cli/<model>.
+                if let Some(model) = rest.strip_prefix("composer-cli/") {
+                    let name = format!("{}#direct", entry.model_name);
+                    match composer_cli(&name, &serde_json::json!({"model": model}), &at, defaults) {
+                        Ok((p, hidden)) => {
+                            plan.hidden.push(hidden);
+                            plan.profiles.insert(name.clone(), p);
+                            plan.public.push(PublicComposite {
+                                model_name: entry.model_name.clone(),
+                                profile: name,
+                            });
+                        }
+                        Err(problem) => problems.push(problem),
+                    }
+                    continue;
+                }
                 // Direct form: composite/<strategy>/<provider>/<model>.
                 let Some((strategy, target)) = rest.split_once('/') else {
                     problems.push(Problem::new(at, "expected composite/profile/<name> or composite/<strategy>/<provider>/<model>"));
@@ -262,6 +297,7 @@ pub fn plan(loaded: &LoadedConfig) -> Result<(Plan, Vec<String>), Vec<Problem>> 
                         settings: Map::new(),
                         limits: defaults,
                         path: at,
+                        direct: true,
                     },
                 );
                 plan.public.push(PublicComposite {
@@ -358,7 +394,7 @@ fn routable_name(
     };
     params.model = model.to_owned();
     let (prefix, _) = split_provider(&params);
-    if !model.contains('/') || (prefix != "mock" && table::lookup(prefix).is_none()) {
+    if !model.contains('/') || !crate::providers::is_supported(prefix) {
         return Err(Problem::new(
             format!("{path}.model"),
             format!("{model:?} is not a model_list name and not a supported provider/model"),
@@ -377,4 +413,62 @@ fn routable_name(
         });
     }
     Ok(name)
+}
+
+/// Maps a `composer-cli` profile (topology `{model, settings: {cli_command,
+/// timeout_seconds, max_output_bytes, io_log_path}}`) onto a hidden `exec/`
+/// deployment served through the built-in passthrough.
+fn composer_cli(
+    name: &str,
+    topology: &Value,
+    at: &str,
+    limits: Limits,
+) -> Result<(ProfilePlan, ModelEntry), Problem> {
+    let model = topology
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Problem::new(format!("{at}.topology.model"), "is required (the CLI's model name)"))?;
+    let settings = topology.get("settings").cloned().unwrap_or(Value::Null);
+    let setting = |key: &str| settings.get(key).filter(|v| !v.is_null());
+    let yaml = |v: &Value| serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null);
+    let mut params = LitellmParams {
+        model: format!("exec/{model}"),
+        ..LitellmParams::default()
+    };
+    let command = setting("cli_command").and_then(Value::as_str).unwrap_or("agent");
+    params.extra.insert("command".into(), serde_yaml::Value::String(command.to_owned()));
+    params.extra.insert(
+        "args".into(),
+        yaml(&serde_json::json!(["-p", "{prompt}", "--model", "{model}", "--mode=ask"])),
+    );
+    for (from, to) in [("max_output_bytes", "max_output_bytes"), ("io_log_path", "io_log_path")] {
+        if let Some(v) = setting(from) {
+            params.extra.insert(to.into(), yaml(v));
+        }
+    }
+    if let Some(t) = setting("timeout_seconds") {
+        let seconds = t.as_f64().filter(|s| *s > 0.0).ok_or_else(|| {
+            Problem::new(format!("{at}.topology.settings.timeout_seconds"), "must be a positive number")
+        })?;
+        params.timeout = Some(seconds);
+        params.stream_timeout = Some(seconds);
+    }
+    let hidden = format!("composer-cli/{name}");
+    Ok((
+        ProfilePlan {
+            name: name.to_owned(),
+            strategy: COMPOSER_CLI.to_owned(),
+            source: Source::Builtin("passthrough".into()),
+            topology: serde_json::json!({"model": hidden}),
+            settings: Map::new(),
+            limits,
+            path: at.to_owned(),
+            direct: false,
+        },
+        ModelEntry {
+            model_name: hidden,
+            litellm_params: params,
+            model_info: None,
+        },
+    ))
 }

@@ -49,11 +49,16 @@ impl TraceNode {
     }
 }
 
-fn preview(text: &str) -> String {
-    match text.char_indices().nth(PREVIEW_CHARS) {
+/// The first `n` characters of `text`, with an ellipsis when cut.
+pub fn preview_chars(text: &str, n: usize) -> String {
+    match text.char_indices().nth(n) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
+}
+
+fn preview(text: &str) -> String {
+    preview_chars(text, PREVIEW_CHARS)
 }
 
 /// The trace of one run.

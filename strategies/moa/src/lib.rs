@@ -141,10 +141,12 @@ impl Strategy for Moa {
                 "proposals".to_owned()
             };
             trace(&stage, format!("asking {} proposer(s)", proposers.len()));
+            // Proposers get no tools, so tool turns reach them as plain text.
+            let plain = without_tool_turns(messages);
             let layer_messages = if previous.is_empty() {
-                messages.clone()
+                plain
             } else {
-                with_system(messages, format!("{REFINE}\n\n{}", numbered(&previous)))
+                with_system(&plain, format!("{REFINE}\n\n{}", numbered(&previous)))
             };
             let requests: Vec<ChatRequest> = proposers
                 .iter()

@@ -120,6 +120,16 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node for a bare model name (settings that list model names, the
+    /// direct form's `{model}`).
+    pub fn named(model: &str) -> Self {
+        Self {
+            model: model.to_owned(),
+            provider: None,
+            params: None,
+        }
+    }
+
     /// A request to this node with its own params.
     pub fn request(&self, messages: Vec<Message>) -> ChatRequest {
         self.request_with(messages, &Map::new())
@@ -196,6 +206,221 @@ pub fn params_without_tools(req: &ChatRequest) -> Map<String, Value> {
         p.remove(key);
     }
     p
+}
+
+/// Sets the sampling temperature of a stage that draws several samples:
+/// `setting` when given, else the client's own `temperature` (already in
+/// `params`), else `default`.
+pub fn sampling_temperature(params: &mut Map<String, Value>, setting: Option<f64>, default: f64) {
+    match setting {
+        Some(t) => {
+            params.insert("temperature".into(), json!(t));
+        }
+        None => {
+            params
+                .entry("temperature")
+                .or_insert_with(|| json!(default));
+        }
+    }
+}
+
+/// Whether the client offered tools (`tools` or the legacy `functions`).
+pub fn has_tools(req: &ChatRequest) -> bool {
+    let p = req.params();
+    ["tools", "functions"].iter().any(|k| {
+        p.get(*k)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    })
+}
+
+/// The conversation for a stage that gets no tools: assistant tool calls and
+/// `role: tool` results become plain text (providers refuse tool turns in a
+/// request that defines no tools), and consecutive results merge into one
+/// user message. Other messages are kept as they are.
+pub fn without_tool_turns(messages: &[Message]) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::with_capacity(messages.len());
+    let mut merging_results = false;
+    for m in messages {
+        if m.role == "tool" {
+            let id = m.tool_call_id.as_deref().unwrap_or("?");
+            let text = format!("[tool result for call {id}]\n{}", m.content);
+            match out.last_mut() {
+                Some(last) if merging_results => {
+                    last.content.push_str("\n\n");
+                    last.content.push_str(&text);
+                }
+                _ => out.push(Message::user(text)),
+            }
+            merging_results = true;
+            continue;
+        }
+        merging_results = false;
+        let mut plain = Message::of(&m.role, m.content.clone());
+        plain.name = m.name.clone();
+        if let Some(calls) = m.tool_calls_json.as_deref() {
+            let described = describe_tool_calls(calls);
+            if !plain.content.is_empty() {
+                plain.content.push_str("\n\n");
+            }
+            plain.content.push_str(&described);
+        }
+        out.push(plain);
+    }
+    out
+}
+
+fn describe_tool_calls(json: &str) -> String {
+    let calls = serde_json::from_str::<Value>(json).unwrap_or(Value::Null);
+    let lines: Vec<String> = calls
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|c| {
+                    let id = c["id"].as_str().unwrap_or("?");
+                    let name = c["function"]["name"].as_str().unwrap_or("?");
+                    let args = c["function"]["arguments"].as_str().unwrap_or("");
+                    format!("[called tool {name} with {args} (call {id})]")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if lines.is_empty() {
+        "[called tools]".to_owned()
+    } else {
+        lines.join("\n")
+    }
+}
+
+/// The final stage of a strategy that picked an answer (a vote, a judge, a
+/// verifier). Without client tools the picked response is the answer as it
+/// is (no extra call). With tools, the picked answer's node is asked once
+/// more through [`respond`], with the client's whole conversation and
+/// params (tools included) and `note` plus the picked text as a system
+/// message, so it can answer or call a tool; only this call sees the tools.
+pub fn deliver(
+    inv: &Invocation,
+    node: &Node,
+    picked: ChatResponse,
+    note: &str,
+) -> Result<ChatResponse, Error> {
+    if !has_tools(&inv.request) {
+        return Ok(picked);
+    }
+    let messages = with_system(
+        &inv.request.messages,
+        format!("{note}\n\n{}", picked.content),
+    );
+    respond(&node.request_with(messages, &inv.request.params()))
+}
+
+/// What a fan-out returned: the successes and failures, by request index.
+pub struct Gathered {
+    pub ok: Vec<(usize, ChatResponse)>,
+    pub failed: Vec<(usize, Error)>,
+    /// How many requests were sent.
+    pub asked: usize,
+    names: Vec<String>,
+}
+
+/// Sends `reqs` concurrently ([`complete_all`]) and traces each result under
+/// `stage`, naming request `i` by `names[i]` (its model when absent).
+pub fn gather(stage: &str, reqs: &[ChatRequest], names: &[String]) -> Gathered {
+    let names: Vec<String> = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| names.get(i).cloned().unwrap_or_else(|| r.model.clone()))
+        .collect();
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (i, result) in complete_all(reqs).into_iter().enumerate() {
+        match result {
+            Ok(r) => {
+                let flat = r.content.split_whitespace().collect::<Vec<_>>().join(" ");
+                trace(
+                    stage,
+                    format!("{} answered: {}", names[i], preview(&flat, 160)),
+                );
+                ok.push((i, r));
+            }
+            Err(e) => {
+                trace(
+                    stage,
+                    format!("{} failed and is left out: {}", names[i], describe(&e)),
+                );
+                failed.push((i, e));
+            }
+        }
+    }
+    Gathered {
+        ok,
+        failed,
+        asked: reqs.len(),
+        names,
+    }
+}
+
+impl Gathered {
+    /// An error when fewer than `min` requests succeeded: `what` names the
+    /// askers (e.g. `council members`), and the failures are listed. A
+    /// sandbox limit among the failures is reported as such.
+    pub fn require(&self, min: usize, what: &str, setting: &str) -> Result<(), Error> {
+        let min = min.max(1);
+        if self.ok.len() >= min {
+            return Ok(());
+        }
+        let reasons: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(i, e)| format!("{}: {}", self.names[*i], describe(e)))
+            .collect();
+        let message = format!(
+            "only {} of {} {what} answered; {setting} is {min}{}",
+            self.ok.len(),
+            self.asked,
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join("; "))
+            }
+        );
+        if self
+            .failed
+            .iter()
+            .any(|(_, e)| matches!(e, Error::LimitExceeded(_)))
+        {
+            Err(Error::LimitExceeded(message))
+        } else {
+            Err(Error::Upstream(message))
+        }
+    }
+}
+
+/// Titled blocks (`### title` then the text), for prompts that quote
+/// several answers.
+pub fn sections<'a>(items: impl IntoIterator<Item = (String, &'a str)>) -> String {
+    items
+        .into_iter()
+        .map(|(title, text)| format!("### {title}\n{}", text.trim()))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// A Markdown table, for traces.
+pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let line = |cells: Vec<String>| format!("| {} |", cells.join(" | "));
+    let mut out = vec![
+        line(headers.iter().map(|h| (*h).to_owned()).collect()),
+        line(headers.iter().map(|_| "---".to_owned()).collect()),
+    ];
+    out.extend(rows.iter().map(|r| {
+        line(
+            r.iter()
+                .map(|c| c.replace('|', "\\|").replace('\n', " "))
+                .collect(),
+        )
+    }));
+    out.join("\n")
 }
 
 impl Message {

@@ -1,0 +1,105 @@
+//! The conclave process under test: start, readiness, memory, stop.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Result, fail};
+
+/// A free port on 127.0.0.1 (bound and released: another process could take
+/// it in between, which on a benchmark machine does not happen in practice).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Whether `GET path` on 127.0.0.1:`port` answers 200.
+pub fn get_ok(port: u16, path: &str) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// A running `conclave serve`; killed when dropped.
+pub struct Conclave {
+    child: Child,
+    pub port: u16,
+    pub started: Instant,
+}
+
+impl Drop for Conclave {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Conclave {
+    /// Starts `bin serve --config config` on 127.0.0.1:`port`, logging to `log`.
+    pub fn spawn(bin: &Path, config: &Path, port: u16, log: &Path) -> Result<Conclave> {
+        let log_out = File::create(log)?;
+        let log_err = log_out.try_clone()?;
+        let started = Instant::now();
+        let child = Command::new(bin)
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(config)
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_out)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| fail(format!("cannot start {}: {e}", bin.display())))?;
+        Ok(Conclave {
+            child,
+            port,
+            started,
+        })
+    }
+
+    /// Polls `/health` every millisecond; the time from spawning to the
+    /// first 200.
+    pub fn wait_healthy(&mut self, limit: Duration) -> Result<Duration> {
+        loop {
+            if get_ok(self.port, "/health") {
+                return Ok(self.started.elapsed());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(fail(format!("conclave exited during start-up ({status})")));
+            }
+            if self.started.elapsed() > limit {
+                return Err(fail(format!("conclave did not answer /health within {limit:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `(VmRSS, VmHWM)` in MiB, from /proc/<pid>/status.
+    pub fn memory_mib(&self) -> Result<(f64, f64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let field = |name: &str| -> Result<f64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map(|kb| kb / 1024.0)
+                .ok_or_else(|| fail(format!("no {name} in /proc/<pid>/status")))
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}

@@ -1,0 +1,516 @@
+//! One measurement run against a running mock, and the setup it needs: the
+//! conclave config, the request body file, and the phases in order.
+//!
+//! Every loop is bounded twice: by a count and by a wall-clock deadline
+//! ([`Plan::loop_limit`]); oha runs are bounded by `-z` and killed 30 s
+//! after it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::body::{chat_body, short_body};
+use crate::client::{Conn, StreamTiming};
+use crate::mock::{self, Mock};
+use crate::oha::{Load, LoadResult, Oha};
+use crate::procs::{Conclave, free_port};
+use crate::stats::{Summary, ms, summarize};
+use crate::{Result, fail};
+
+/// Proposer latencies of the composite test, and the aggregator's.
+pub const MOA_PROPOSERS_MS: [u64; 3] = [40, 50, 60];
+pub const MOA_AGGREGATOR_MS: u64 = 30;
+/// Fixed request rates.
+pub const RATES: [f64; 3] = [500.0, 1000.0, 2000.0];
+/// Connections of the saturation test.
+pub const SATURATION_CONNECTIONS: usize = 64;
+/// Connections available to the fixed-rate runs (the rate, not these, sets the load).
+pub const FIXED_RATE_CONNECTIONS: usize = 32;
+/// How long conclave may take to answer /health.
+const START_LIMIT: Duration = Duration::from_secs(120);
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Each oha phase.
+    pub phase: Duration,
+    pub warmup: Duration,
+    pub streams: usize,
+    pub moa_requests: usize,
+    pub passthrough_requests: usize,
+    /// Deadline of each sequential loop.
+    pub loop_limit: Duration,
+}
+
+impl Plan {
+    pub fn full() -> Plan {
+        Plan {
+            phase: Duration::from_secs(6),
+            warmup: Duration::from_secs(2),
+            streams: 20,
+            moa_requests: 30,
+            passthrough_requests: 300,
+            loop_limit: Duration::from_secs(30),
+        }
+    }
+
+    pub fn quick() -> Plan {
+        Plan {
+            phase: Duration::from_secs(2),
+            warmup: Duration::from_secs(1),
+            streams: 8,
+            moa_requests: 10,
+            passthrough_requests: 100,
+            loop_limit: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a run uses.
+pub struct Setup {
+    pub conclave_bin: PathBuf,
+    pub oha: Oha,
+    pub mock: Mock,
+    pub work: PathBuf,
+    pub config: PathBuf,
+    pub body_file: PathBuf,
+    pub plan: Plan,
+}
+
+/// Writes the config conclave is started with: a plain group on the mock,
+/// the moa members on latency paths, and two composite profiles.
+pub fn write_config(work: &Path, mock: SocketAddr) -> Result<PathBuf> {
+    let cache = work.join("compile-cache");
+    let base = |latency_ms: u64| format!("http://{mock}{}", mock::api_path(latency_ms));
+    let mut yaml = String::from("# Written by conclave-bench; rewritten on every run.\nmodel_list:\n");
+    let mut deployment = |name: &str, api_base: String| {
+        yaml.push_str(&format!(
+            "  - model_name: {name}\n    litellm_params:\n      model: openai/bench-model\n      api_base: {api_base}\n      api_key: sk-bench\n"
+        ));
+    };
+    deployment("bench", base(0));
+    for ms in MOA_PROPOSERS_MS {
+        deployment(&format!("bench-p{ms}"), base(ms));
+    }
+    deployment(&format!("bench-agg{MOA_AGGREGATOR_MS}"), base(MOA_AGGREGATOR_MS));
+    let proposers: Vec<String> = MOA_PROPOSERS_MS
+        .iter()
+        .map(|ms| format!("{{model: bench-p{ms}}}"))
+        .collect();
+    yaml.push_str(&format!(
+        "  - model_name: bench-moa
+    litellm_params:
+      model: composite/profile/bench_moa
+  - model_name: bench-passthrough
+    litellm_params:
+      model: composite/profile/bench_passthrough
+general_settings:
+  compile_cache_dir: {cache}
+  composite_llm:
+    profiles:
+      bench_moa:
+        strategy: moa
+        topology:
+          aggregator: {{model: bench-agg{MOA_AGGREGATOR_MS}}}
+          proposers: [{proposers}]
+      bench_passthrough:
+        strategy: passthrough
+        topology: {{model: bench}}
+",
+        cache = cache.display(),
+        proposers = proposers.join(", "),
+    ));
+    let path = work.join("conclave-bench.yaml");
+    std::fs::write(&path, yaml)?;
+    Ok(path)
+}
+
+/// Both sides of a fixed-rate comparison. Latencies in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RateResult {
+    pub rate: f64,
+    pub direct: LoadResult,
+    pub conclave: LoadResult,
+    pub overhead_p50_ms: f64,
+    pub overhead_p90_ms: f64,
+    pub overhead_p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Saturation {
+    pub connections: f64,
+    pub direct: LoadResult,
+    pub conclave: LoadResult,
+    /// conclave's throughput over the mock's.
+    pub ratio: f64,
+}
+
+/// Streams of one side, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StreamStats {
+    pub streams: f64,
+    pub ttfb_ms: Summary,
+    pub total_ms: Summary,
+    /// Fewest data events any stream delivered (50 expected).
+    pub min_events: f64,
+    /// Most events one body frame completed, over all streams (1: never coalesced).
+    pub max_events_per_frame: f64,
+    /// Every gap between consecutive events, pooled.
+    pub gap_ms: Summary,
+    /// Gaps under 1 ms (events bunched together: coalesced or held back).
+    pub bunched_gaps: f64,
+    /// Gaps over the sent gap + 2 ms (an event delayed).
+    pub late_gaps: f64,
+    /// Streams that ended with `data: [DONE]`.
+    pub completed: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Streaming {
+    pub chunks_sent: f64,
+    pub gap_sent_ms: f64,
+    pub direct: StreamStats,
+    pub conclave: StreamStats,
+    pub ttfb_overhead_p50_ms: f64,
+    pub ttfb_overhead_p90_ms: f64,
+    pub total_overhead_p50_ms: f64,
+    pub total_overhead_p90_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Moa {
+    pub requests: f64,
+    /// Slowest proposer + aggregator, as configured.
+    pub nominal_critical_path_ms: f64,
+    /// The same fan-out done by this client straight against the mock:
+    /// three proposers concurrently, then the aggregator.
+    pub direct_fanout_ms: Summary,
+    pub composite_ms: Summary,
+    pub over_direct_p50_ms: f64,
+    pub over_direct_p90_ms: f64,
+    pub over_nominal_p50_ms: f64,
+    pub over_nominal_p90_ms: f64,
+}
+
+/// Sequential requests over HTTP: a plain routed request against the same
+/// request through the `passthrough` strategy (zero-latency upstream).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PassthroughHttp {
+    pub requests: f64,
+    pub direct_ms: Summary,
+    pub plain_ms: Summary,
+    pub passthrough_ms: Summary,
+    /// conclave's own `x-conclave-overhead-ms` on the plain requests.
+    pub plain_self_reported_overhead_ms: Summary,
+    pub plain_over_direct_p50_us: f64,
+    pub passthrough_over_plain_p50_us: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Memory {
+    pub idle_rss_mib: f64,
+    pub after_load_rss_mib: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// One run's measurements.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Time to the first /health 200 of two starts with a warm compile cache.
+    pub startup_warm_ms: [f64; 2],
+    pub memory: Memory,
+    pub fixed_rate: Vec<RateResult>,
+    pub saturation: Saturation,
+    pub streaming: Streaming,
+    pub moa: Moa,
+    pub passthrough_http: PassthroughHttp,
+}
+
+/// Starts conclave and waits for /health; the time it took.
+pub fn start_conclave(setup: &Setup, label: &str) -> Result<(Conclave, Duration)> {
+    let port = free_port()?;
+    let log = setup.work.join(format!("conclave-{label}.log"));
+    let mut c = Conclave::spawn(&setup.conclave_bin, &setup.config, port, &log)?;
+    let took = c.wait_healthy(START_LIMIT).map_err(|e| {
+        fail(format!(
+            "{e}; its log is {}",
+            log.display()
+        ))
+    })?;
+    Ok((c, took))
+}
+
+/// One full run: start-up, memory, fixed rates, saturation, streaming,
+/// composite requests.
+pub fn run(setup: &Setup, rt: &tokio::runtime::Runtime, index: usize) -> Result<RunResult> {
+    let plan = setup.plan;
+    let say = |what: &str| eprintln!("bench: run {}: {what}", index + 1);
+
+    say("start-up (warm compile cache) x2");
+    let mut startup = [0.0; 2];
+    for (i, slot) in startup.iter_mut().enumerate() {
+        let (c, took) = start_conclave(setup, &format!("start{}", i + 1))?;
+        *slot = ms(took);
+        drop(c);
+    }
+
+    let (conclave, _) = start_conclave(setup, "main")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let (idle_rss, _) = conclave.memory_mib()?;
+
+    let mock_addr = setup.mock.addr();
+    let direct_url = format!("http://{mock_addr}/v1/chat/completions");
+    let conclave_url = format!("http://127.0.0.1:{}/v1/chat/completions", conclave.port);
+    let direct_body = setup.body_file.with_extension("direct.json");
+    let load = |url: &str, body: &Path, connections: usize, duration: Duration, rate: Option<f64>| {
+        setup.oha.run(&Load {
+            url,
+            body_file: body,
+            connections,
+            duration,
+            rate,
+        })
+    };
+
+    say("warm-up");
+    load(&direct_url, &direct_body, SATURATION_CONNECTIONS, plan.warmup, None)?;
+    load(&conclave_url, &setup.body_file, SATURATION_CONNECTIONS, plan.warmup, None)?;
+
+    let mut fixed_rate = Vec::new();
+    for rate in RATES {
+        say(&format!("{rate} req/s, direct and through conclave"));
+        let direct = load(&direct_url, &direct_body, FIXED_RATE_CONNECTIONS, plan.phase, Some(rate))?;
+        let through = load(&conclave_url, &setup.body_file, FIXED_RATE_CONNECTIONS, plan.phase, Some(rate))?;
+        fixed_rate.push(RateResult {
+            rate,
+            overhead_p50_ms: through.p50_ms - direct.p50_ms,
+            overhead_p90_ms: through.p90_ms - direct.p90_ms,
+            overhead_p99_ms: through.p99_ms - direct.p99_ms,
+            direct,
+            conclave: through,
+        });
+    }
+
+    say("saturation, 64 connections, direct and through conclave");
+    let direct = load(&direct_url, &direct_body, SATURATION_CONNECTIONS, plan.phase, None)?;
+    let through = load(&conclave_url, &setup.body_file, SATURATION_CONNECTIONS, plan.phase, None)?;
+    let saturation = Saturation {
+        connections: SATURATION_CONNECTIONS as f64,
+        ratio: through.rps / direct.rps,
+        direct,
+        conclave: through,
+    };
+    let (after_rss, peak_rss) = conclave.memory_mib()?;
+
+    let conclave_addr = SocketAddr::from(([127, 0, 0, 1], conclave.port));
+    say("streaming");
+    let streaming = rt.block_on(streaming(mock_addr, conclave_addr, &plan))?;
+    say("composite moa and passthrough");
+    let moa = rt.block_on(moa(mock_addr, conclave_addr, &plan))?;
+    let passthrough_http = rt.block_on(passthrough(mock_addr, conclave_addr, &plan))?;
+    drop(conclave);
+
+    Ok(RunResult {
+        startup_warm_ms: startup,
+        memory: Memory {
+            idle_rss_mib: idle_rss,
+            after_load_rss_mib: after_rss,
+            peak_rss_mib: peak_rss,
+        },
+        fixed_rate,
+        saturation,
+        streaming,
+        moa,
+        passthrough_http,
+    })
+}
+
+fn stream_stats(timings: &[StreamTiming], gap: Duration) -> StreamStats {
+    let ttfb: Vec<f64> = timings.iter().filter_map(|t| t.ttfb()).map(ms).collect();
+    let total: Vec<f64> = timings.iter().filter_map(|t| t.done).map(ms).collect();
+    let gaps: Vec<f64> = timings.iter().flat_map(StreamTiming::gaps_ms).collect();
+    let late = ms(gap) + 2.0;
+    StreamStats {
+        streams: timings.len() as f64,
+        ttfb_ms: summarize(&ttfb),
+        total_ms: summarize(&total),
+        min_events: timings.iter().map(|t| t.events.len()).min().unwrap_or(0) as f64,
+        max_events_per_frame: timings
+            .iter()
+            .map(|t| t.max_events_per_frame)
+            .max()
+            .unwrap_or(0) as f64,
+        bunched_gaps: gaps.iter().filter(|g| **g < 1.0).count() as f64,
+        late_gaps: gaps.iter().filter(|g| **g > late).count() as f64,
+        gap_ms: summarize(&gaps),
+        completed: timings.iter().filter(|t| t.done.is_some()).count() as f64,
+    }
+}
+
+/// Sequential streams, alternating direct and through conclave.
+async fn streaming(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Result<Streaming> {
+    let direct_body = Bytes::from(chat_body("bench-model", true));
+    let conclave_body = Bytes::from(chat_body("bench", true));
+    let mut direct_conn = Conn::connect(mock).await?;
+    let mut conclave_conn = Conn::connect(conclave).await?;
+    // One of each to warm the connections (and conclave's pool) up.
+    direct_conn.post_stream("/v1/chat/completions", &direct_body).await?;
+    conclave_conn.post_stream("/v1/chat/completions", &conclave_body).await?;
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + plan.loop_limit;
+    for _ in 0..plan.streams {
+        if Instant::now() > deadline {
+            break;
+        }
+        let d = direct_conn.post_stream("/v1/chat/completions", &direct_body).await?;
+        let c = conclave_conn.post_stream("/v1/chat/completions", &conclave_body).await?;
+        if d.status != 200 || c.status != 200 {
+            return Err(fail(format!(
+                "streaming answered {} (direct) / {} (conclave)",
+                d.status, c.status
+            )));
+        }
+        direct.push(d);
+        through.push(c);
+    }
+    let d = stream_stats(&direct, mock::DEFAULT_GAP);
+    let c = stream_stats(&through, mock::DEFAULT_GAP);
+    Ok(Streaming {
+        chunks_sent: mock::DEFAULT_CHUNKS as f64,
+        gap_sent_ms: ms(mock::DEFAULT_GAP),
+        ttfb_overhead_p50_ms: c.ttfb_ms.p50 - d.ttfb_ms.p50,
+        ttfb_overhead_p90_ms: c.ttfb_ms.p90 - d.ttfb_ms.p90,
+        total_overhead_p50_ms: c.total_ms.p50 - d.total_ms.p50,
+        total_overhead_p90_ms: c.total_ms.p90 - d.total_ms.p90,
+        direct: d,
+        conclave: c,
+    })
+}
+
+fn check(reply: &crate::client::Reply, what: &str) -> Result<()> {
+    if reply.status != http::StatusCode::OK {
+        return Err(fail(format!(
+            "{what} answered {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        )));
+    }
+    Ok(())
+}
+
+/// The moa composite against the same fan-out done directly.
+async fn moa(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Result<Moa> {
+    let body = Bytes::from(short_body("bench-model", false));
+    let composite_body = Bytes::from(short_body("bench-moa", false));
+    let mut proposers = Vec::new();
+    for _ in MOA_PROPOSERS_MS {
+        proposers.push(Conn::connect(mock).await?);
+    }
+    let mut aggregator = Conn::connect(mock).await?;
+    let mut gateway = Conn::connect(conclave).await?;
+    let paths: Vec<String> = MOA_PROPOSERS_MS
+        .iter()
+        .map(|ms| format!("{}/chat/completions", mock::api_path(*ms)))
+        .collect();
+    let agg_path = format!("{}/chat/completions", mock::api_path(MOA_AGGREGATOR_MS));
+    let (mut direct, mut composite) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + plan.loop_limit;
+    // The first composite request is a warm-up (pool connections to each path).
+    for i in 0..=plan.moa_requests {
+        if Instant::now() > deadline {
+            break;
+        }
+        let started = Instant::now();
+        let replies = futures_util::future::join_all(
+            proposers
+                .iter_mut()
+                .zip(&paths)
+                .map(|(conn, path)| conn.post(path, &body)),
+        )
+        .await;
+        for r in replies {
+            check(&r?, "a direct proposer")?;
+        }
+        check(&aggregator.post(&agg_path, &body).await?, "the direct aggregator")?;
+        let direct_took = started.elapsed();
+        let reply = gateway.post("/v1/chat/completions", &composite_body).await?;
+        check(&reply, "the moa composite")?;
+        if i > 0 {
+            direct.push(ms(direct_took));
+            composite.push(ms(reply.elapsed));
+        }
+    }
+    let nominal = (MOA_PROPOSERS_MS.iter().max().copied().unwrap_or(0) + MOA_AGGREGATOR_MS) as f64;
+    let d = summarize(&direct);
+    let c = summarize(&composite);
+    Ok(Moa {
+        requests: composite.len() as f64,
+        nominal_critical_path_ms: nominal,
+        over_direct_p50_ms: c.p50 - d.p50,
+        over_direct_p90_ms: c.p90 - d.p90,
+        over_nominal_p50_ms: c.p50 - nominal,
+        over_nominal_p90_ms: c.p90 - nominal,
+        direct_fanout_ms: d,
+        composite_ms: c,
+    })
+}
+
+/// Direct, plain routed and passthrough requests in turn, one connection each.
+async fn passthrough(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Result<PassthroughHttp> {
+    let direct_body = Bytes::from(chat_body("bench-model", false));
+    let plain_body = Bytes::from(chat_body("bench", false));
+    let pt_body = Bytes::from(chat_body("bench-passthrough", false));
+    let mut direct_conn = Conn::connect(mock).await?;
+    let mut plain_conn = Conn::connect(conclave).await?;
+    let mut pt_conn = Conn::connect(conclave).await?;
+    let (mut direct, mut plain, mut pt, mut reported) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let path = "/v1/chat/completions";
+    let deadline = Instant::now() + plan.loop_limit;
+    for i in 0..plan.passthrough_requests + 10 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let d = direct_conn.post(path, &direct_body).await?;
+        check(&d, "the mock")?;
+        let p = plain_conn.post(path, &plain_body).await?;
+        check(&p, "a plain request")?;
+        let t = pt_conn.post(path, &pt_body).await?;
+        check(&t, "a passthrough request")?;
+        // The first ten warm the connections, the pool and the pooling allocator.
+        if i >= 10 {
+            direct.push(ms(d.elapsed));
+            plain.push(ms(p.elapsed));
+            pt.push(ms(t.elapsed));
+            if let Some(v) = p
+                .headers
+                .get("x-conclave-overhead-ms")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<f64>().ok())
+            {
+                reported.push(v);
+            }
+        }
+    }
+    let (d, p, t) = (summarize(&direct), summarize(&plain), summarize(&pt));
+    Ok(PassthroughHttp {
+        requests: plain.len() as f64,
+        plain_over_direct_p50_us: (p.p50 - d.p50) * 1000.0,
+        passthrough_over_plain_p50_us: (t.p50 - p.p50) * 1000.0,
+        direct_ms: d,
+        plain_ms: p,
+        passthrough_ms: t,
+        plain_self_reported_overhead_ms: summarize(&reported),
+    })
+}
+
+/// Writes the oha request bodies: through conclave (model `bench`) and
+/// straight to the mock (the model name conclave would send).
+pub fn write_bodies(work: &Path) -> Result<PathBuf> {
+    let path = work.join("body.json");
+    std::fs::write(&path, chat_body("bench", false))?;
+    std::fs::write(path.with_extension("direct.json"), chat_body("bench-model", false))?;
+    Ok(path)
+}

@@ -1,0 +1,491 @@
+//! Runtime models through the admin API of the real binary: registration,
+//! replacement, fallbacks and deletion, `/v1/model/info`, registrations
+//! surviving reloads and (persisted) restarts, and the admin API's key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use conclave_e2e::proxy::TempDir;
+use conclave_e2e::{
+    Behavior, FakeUpstream, Launch, Proxy, chat_body, deployment, error_object, replace_atomically,
+};
+use serde_json::{Value, json};
+
+const MASTER: &str = "sk-admin-master";
+const SECRET: &str = "sk-runtime-secret-4242";
+
+/// `echo` and `backup` on the fake, optionally a master key.
+fn config(up: &FakeUpstream, master_key: Option<&str>, extra: &[&str]) -> String {
+    let mut yaml = String::from("model_list:\n");
+    for name in ["echo", "backup"].iter().chain(extra) {
+        yaml.push_str(&deployment(
+            name,
+            &format!("openai/{name}-up"),
+            &up.api_base(name),
+            &[],
+        ));
+    }
+    yaml.push_str("router_settings:\n  num_retries: 0\n");
+    if let Some(key) = master_key {
+        yaml.push_str(&format!("general_settings:\n  master_key: {key}\n"));
+    }
+    yaml
+}
+
+async fn start(yaml: &str, args: &[String]) -> Proxy {
+    Proxy::launch(
+        yaml,
+        Launch {
+            args: args.to_vec(),
+            ..Launch::default()
+        },
+    )
+    .await
+}
+
+/// Sends an admin (or any) request with an optional key; status and JSON.
+async fn call(
+    proxy: &Proxy,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let mut r = proxy.client.request(method, proxy.url(path));
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = tokio::time::timeout(Duration::from_secs(60), r.send())
+        .await
+        .expect("answer within 60 s")
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn register(proxy: &Proxy, body: Value) -> (u16, Value) {
+    call(
+        proxy,
+        reqwest::Method::POST,
+        "/admin/models",
+        Some(body),
+        None,
+    )
+    .await
+}
+
+async fn chat(proxy: &Proxy, model: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    proxy.chat(&chat_body(model, "x")).await
+}
+
+#[tokio::test]
+async fn a_runtime_model_is_registered_replaced_and_deleted() {
+    let up = FakeUpstream::start().await;
+    up.set("rt1", Behavior::ok("from rt1"));
+    up.set("rt2", Behavior::ok("from rt2"));
+    let proxy = start(&config(&up, None, &[]), &[]).await;
+
+    let (status, body) = register(
+        &proxy,
+        json!({"model_name": "rt", "api_base": up.api_base("rt1"), "api_key": SECRET,
+               "target_model": "gpt-rt", "request_timeout": 30, "supports_reasoning": false}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["replaced"], false);
+    assert!(!body.to_string().contains(SECRET), "{body}");
+
+    let (status, headers, body) = chat(&proxy, "rt").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "from rt1");
+    assert_eq!(headers["x-conclave-model-id"], "runtime:rt");
+    let sent = up
+        .recorded()
+        .into_iter()
+        .find(|r| r.deployment == "rt1")
+        .unwrap();
+    assert_eq!(sent.body["model"], "gpt-rt");
+    assert_eq!(sent.headers["authorization"], format!("Bearer {SECRET}"));
+
+    let models = proxy
+        .client
+        .get(proxy.url("/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert!(models.text().await.unwrap().contains("\"rt\""));
+    let info = proxy
+        .client
+        .get(proxy.url("/v1/model/info"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 200);
+    let text = info.text().await.unwrap();
+    assert!(
+        !text.contains(SECRET) && !text.contains("sk-test-key"),
+        "{text}"
+    );
+    let info: Value = serde_json::from_str(&text).unwrap();
+    let rt = info["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["model_name"] == "rt")
+        .unwrap_or_else(|| panic!("{info}"));
+    assert_eq!(rt["litellm_params"]["model"], "openai/gpt-rt");
+    assert_eq!(rt["litellm_params"]["api_base"], up.api_base("rt1"));
+    assert_eq!(rt["litellm_params"]["timeout"], 30.0);
+    assert!(rt["litellm_params"].get("api_key").is_none());
+    assert_eq!(rt["model_info"]["id"], "runtime:rt");
+    assert_eq!(rt["model_info"]["db_model"], true);
+    let echo = info["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["model_name"] == "echo")
+        .unwrap();
+    assert_eq!(echo["model_info"]["id"], "echo.0");
+    assert_eq!(echo["model_info"]["db_model"], false);
+
+    // Registering the same name replaces it.
+    let (status, body) = register(
+        &proxy,
+        json!({"model_name": "rt", "api_base": up.api_base("rt2"), "api_key": SECRET}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replaced"], true);
+    let (_, _, body) = chat(&proxy, "rt").await;
+    assert_eq!(body["choices"][0]["message"]["content"], "from rt2");
+    assert_eq!(up.last_body("rt2").unwrap()["model"], "rt");
+
+    let (status, listed) = call(&proxy, reqwest::Method::GET, "/admin/models", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["data"][0]["model_name"], "rt", "{listed}");
+    assert!(!listed.to_string().contains(SECRET));
+
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::DELETE,
+        "/admin/models/rt",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = chat(&proxy, "rt").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(error_object(&body)["code"], "model_not_found");
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::DELETE,
+        "/admin/models/rt",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    error_object(&body);
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::DELETE,
+        "/admin/models/echo",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        error_object(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("config")
+    );
+
+    assert!(!proxy.logs().contains(SECRET), "the key reached the logs");
+}
+
+#[tokio::test]
+async fn a_registration_can_replace_a_config_model_and_set_its_fallbacks() {
+    let up = FakeUpstream::start().await;
+    up.set("broken", Behavior::status(500, "down"));
+    up.set("backup", Behavior::ok("from backup"));
+    let proxy = start(&config(&up, None, &[]), &[]).await;
+
+    // `echo` comes from the config; the registration replaces it with a
+    // failing deployment whose fallback is `backup` (a string).
+    let (status, body) = register(
+        &proxy,
+        json!({"model_name": "echo", "api_base": up.api_base("broken"), "api_key": "k", "fallbacks": "backup"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, headers, body) = chat(&proxy, "echo").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "from backup");
+    assert_eq!(headers["x-conclave-fallback"], "backup");
+    assert_eq!(up.calls("echo"), 0);
+
+    // An empty list clears them.
+    let (status, body) = register(
+        &proxy,
+        json!({"model_name": "echo", "api_base": up.api_base("broken"), "api_key": "k", "fallbacks": []}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = chat(&proxy, "echo").await;
+    assert_eq!(status, 502, "{body}");
+
+    // Deleting the registration brings the config's deployment back.
+    let (status, _) = call(
+        &proxy,
+        reqwest::Method::DELETE,
+        "/admin/models/echo",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, body) = chat(&proxy, "echo").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(up.calls("echo"), 1);
+}
+
+#[tokio::test]
+async fn bad_admin_bodies_get_400_naming_the_field() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&config(&up, None, &[]), &[]).await;
+    for (body, param) in [
+        (json!({}), Some("model_name")),
+        (json!({"model_name": ""}), Some("model_name")),
+        (
+            json!({"model_name": "m", "request_timeout": "soon"}),
+            Some("request_timeout"),
+        ),
+        (
+            json!({"model_name": "m", "request_timeout": 0}),
+            Some("request_timeout"),
+        ),
+        (
+            json!({"model_name": "m", "supports_reasoning": "yes"}),
+            Some("supports_reasoning"),
+        ),
+        (
+            json!({"model_name": "m", "fallbacks": {"a": 1}}),
+            Some("fallbacks"),
+        ),
+        (
+            json!({"model_name": "m", "api_base": "localhost:1"}),
+            Some("api_base"),
+        ),
+        (json!({"model_name": "m", "api_key": 12}), Some("api_key")),
+        (
+            json!({"model_name": "m", "model": "exec/anything"}),
+            Some("model"),
+        ),
+        (json!({"model_name": "m", "model": "nope"}), Some("model")),
+        (
+            json!({"model_name": "m", "litellm_params": {}}),
+            Some("litellm_params"),
+        ),
+        (json!(["m"]), None),
+    ] {
+        let (status, answer) = register(&proxy, body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        let error = error_object(&answer);
+        assert_eq!(error["type"], "invalid_request_error");
+        assert_eq!(error["param"].as_str(), param, "{body} -> {answer}");
+        if let Some(p) = param {
+            assert!(error["message"].as_str().unwrap().contains(p), "{answer}");
+        }
+    }
+    let r = proxy
+        .client
+        .post(proxy.url("/admin/models"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    error_object(&r.json().await.unwrap());
+    // Nothing was registered.
+    let (_, listed) = call(&proxy, reqwest::Method::GET, "/admin/models", None, None).await;
+    assert_eq!(listed["data"], json!([]));
+}
+
+#[tokio::test]
+async fn registrations_survive_a_config_reload() {
+    let up = FakeUpstream::start().await;
+    up.set("rt", Behavior::ok("from rt"));
+    up.set("fresh", Behavior::ok("from fresh"));
+    let proxy = start(&config(&up, None, &[]), &["--watch".into()]).await;
+    let (status, body) = register(
+        &proxy,
+        json!({"model_name": "rt", "api_base": up.api_base("rt"), "api_key": "k"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    replace_atomically(
+        &proxy.config_path(),
+        config(&up, None, &["fresh"]).as_bytes(),
+    );
+    let (status, body) = call(&proxy, reqwest::Method::POST, "/admin/reload", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    for (model, answer) in [("rt", "from rt"), ("fresh", "from fresh")] {
+        let (status, _, body) = chat(&proxy, model).await;
+        assert_eq!(status, 200, "{model}: {body}");
+        assert_eq!(body["choices"][0]["message"]["content"], answer);
+    }
+}
+
+#[tokio::test]
+async fn persisted_registrations_survive_a_restart() {
+    let up = FakeUpstream::start().await;
+    up.set("rt", Behavior::ok("from rt"));
+    let state = TempDir::new();
+    let file = state.path().join("admin-models.json");
+    let args = vec![
+        "--persist-admin-changes".to_owned(),
+        file.display().to_string(),
+    ];
+    let yaml = config(&up, None, &[]);
+
+    let first = start(&yaml, &args).await;
+    let (status, body) = register(
+        &first,
+        json!({"model_name": "rt", "api_base": up.api_base("rt"), "api_key": SECRET, "fallbacks": ["backup"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved["models"][0]["model_name"], "rt", "{saved}");
+    assert_eq!(saved["models"][0]["api_key"], SECRET);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the file holds keys");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(state.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
+    first.stop().await;
+
+    let second = start(&yaml, &args).await;
+    let (status, _, body) = chat(&second, "rt").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "from rt");
+    let (status, _) = call(
+        &second,
+        reqwest::Method::DELETE,
+        "/admin/models/rt",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    second.stop().await;
+
+    let third = start(&yaml, &args).await;
+    let (status, _, _) = chat(&third, "rt").await;
+    assert_eq!(status, 404);
+    // Without the flag, registrations last until the process ends.
+    let plain = start(&yaml, &[]).await;
+    register(
+        &plain,
+        json!({"model_name": "rt", "api_base": up.api_base("rt"), "api_key": "k"}),
+    )
+    .await;
+    plain.stop().await;
+    let plain = start(&yaml, &[]).await;
+    let (status, _, _) = chat(&plain, "rt").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_the_master_key_when_there_is_one() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;
+    for (method, path, body) in [
+        (reqwest::Method::GET, "/admin/status", None),
+        (reqwest::Method::POST, "/admin/reload", None),
+        (reqwest::Method::GET, "/admin/models", None),
+        (
+            reqwest::Method::POST,
+            "/admin/models",
+            Some(json!({"model_name": "m"})),
+        ),
+        (reqwest::Method::DELETE, "/admin/models/m", None),
+    ] {
+        for key in [None, Some("sk-wrong")] {
+            let (status, answer) = call(&proxy, method.clone(), path, body.clone(), key).await;
+            assert_eq!(status, 401, "{method} {path} with {key:?}: {answer}");
+            assert_eq!(error_object(&answer)["type"], "authentication_error");
+        }
+    }
+    let (status, s) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/admin/status",
+        None,
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    let (status, body) = call(
+        &proxy,
+        reqwest::Method::POST,
+        "/admin/models",
+        Some(json!({"model_name": "m", "api_base": up.api_base("m"), "api_key": "k"})),
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // x-api-key works as for the other routes.
+    let r = proxy
+        .client
+        .get(proxy.url("/admin/status"))
+        .header("x-api-key", MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // /v1/model/info is a normal route: the same key.
+    let (status, _) = call(&proxy, reqwest::Method::GET, "/v1/model/info", None, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &proxy,
+        reqwest::Method::GET,
+        "/v1/model/info",
+        None,
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn without_a_master_key_the_admin_api_answers_on_loopback_only() {
+    let up = FakeUpstream::start().await;
+    // The harness listens on 127.0.0.1: admitted without a key. (A server
+    // on a non-loopback address refuses with 403; see the unit tests of
+    // http::admin, since these tests never listen beyond loopback.)
+    let proxy = start(&config(&up, None, &[]), &[]).await;
+    let (status, s) = call(&proxy, reqwest::Method::GET, "/admin/status", None, None).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["watching"], false);
+    assert!(s["config"].as_str().unwrap().ends_with("config.yaml"));
+}
