@@ -9,6 +9,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod logging;
+pub mod observe;
 pub mod openai;
 pub mod providers;
 pub mod reload;

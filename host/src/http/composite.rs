@@ -11,7 +11,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::ApiError;
-use super::sse::event_stream;
+use super::sse::sse_response;
 use crate::gateway::Gateway;
 use crate::openai::ProxyRequest;
 use crate::strategy::{LoadedProfile, StrategyError};
@@ -75,15 +75,7 @@ pub async fn handle(
             let _keep = &abort;
             item.map_err(ApiError::from)
         });
-        let mut r = Response::new(Body::from_stream(event_stream(Box::pin(payloads))));
-        let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        r
+        sse_response(Box::pin(payloads))
     } else {
         let answer = strategies
             .execute_answer(profile, &req.model, req, router)

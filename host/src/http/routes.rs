@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::sse::event_stream;
+use super::sse::sse_response;
 use crate::openai::{Endpoint, ProxyRequest};
 use crate::providers::UpstreamReply;
 use crate::router::{RouteMeta, RouteRequest};
@@ -103,17 +103,7 @@ async fn handle(
 
     let mut response = match routed.reply {
         UpstreamReply::Json(body) => json_response(body),
-        UpstreamReply::Stream(payloads) => {
-            let mut r = Response::new(Body::from_stream(event_stream(payloads)));
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            r
-        }
+        UpstreamReply::Stream(payloads) => sse_response(payloads),
     };
     route_headers(response.headers_mut(), &routed.meta, started);
     Ok(response)

@@ -7,6 +7,10 @@ use std::convert::Infallible;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, stream};
 
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, header};
+
 use super::error::ApiError;
 
 /// Frames payloads as SSE events; the first error ends the stream with an
@@ -33,4 +37,22 @@ where
             None => Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), None)),
         }
     })
+}
+
+/// A streaming response: SSE headers that keep proxies from buffering, and
+/// the framed events as the body.
+pub fn sse_response<S, E>(payloads: S) -> Response
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Into<ApiError> + std::fmt::Display + Send + 'static,
+{
+    let mut r = Response::new(Body::from_stream(event_stream(payloads)));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
 }

@@ -396,13 +396,12 @@ async fn failed(
 }
 
 async fn write_log(
-    path: &PathBuf,
+    path: &std::path::Path,
     model: &str,
     prompt: &str,
     result: Result<&str, &UpstreamError>,
     started: Instant,
 ) {
-    use tokio::io::AsyncWriteExt;
     let line = json!({
         "timestamp": unix_now(),
         "model": model,
@@ -411,20 +410,7 @@ async fn write_log(
         "output": result.as_ref().ok(),
         "error": result.as_ref().err().map(|e| e.to_string()),
     });
-    let mut text = line.to_string();
-    text.push('\n');
-    let write = async {
-        let mut f = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
-        f.write_all(text.as_bytes()).await?;
-        f.flush().await
-    };
-    if let Err(e) = write.await {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the exec io log");
-    }
+    crate::observe::append_json_line(path, &line, "exec io log").await;
 }
 
 /// The conversation as one prompt, each message under a role delimiter.

@@ -235,20 +235,8 @@ impl StrategyHost {
     ) -> Result<CompositeAnswer, StrategyError> {
         let prepared = prepare(profile, request)?;
         let strategy = strategy_of(profile)?;
-        let started = Instant::now();
-        let (result, state) = run::run(
-            &strategy,
-            RunInput {
-                profile: profile.plan.name.clone(),
-                invocation: prepared.invocation,
-                limits: profile.plan.limits,
-                include_trace: prepared.include_trace,
-                router,
-                sink: None,
-            },
-        )
-        .await;
-        self.log_run(public_model, &profile.plan.name, started, &result, &state)
+        let (result, state) = self
+            .run_logged(&strategy, profile, prepared, router, None, public_model)
             .await;
         let response = result?;
         Ok(CompositeAnswer {
@@ -285,21 +273,16 @@ impl StrategyHost {
         let profile = profile.clone();
         let public_model = public_model.to_owned();
         let handle = tokio::spawn(async move {
-            let started = Instant::now();
             let (id, model, created) = (sink.id.clone(), sink.model.clone(), sink.created);
-            let (result, state) = run::run(
-                &strategy,
-                RunInput {
-                    profile: profile.plan.name.clone(),
-                    invocation: prepared.invocation,
-                    limits: profile.plan.limits,
-                    include_trace: prepared.include_trace,
+            let (result, state) = host
+                .run_logged(
+                    &strategy,
+                    &profile,
+                    prepared,
                     router,
-                    sink: Some(sink),
-                },
-            )
-            .await;
-            host.log_run(&public_model, &profile.plan.name, started, &result, &state)
+                    Some(sink),
+                    &public_model,
+                )
                 .await;
             let sink = Sink {
                 tx,
@@ -315,6 +298,34 @@ impl StrategyHost {
             }
         });
         Ok((rx, AbortOnDrop(handle)))
+    }
+
+    /// Runs the strategy and writes the observability line for it.
+    async fn run_logged(
+        &self,
+        strategy: &CompiledStrategy,
+        profile: &LoadedProfile,
+        prepared: Prepared,
+        router: Arc<Router>,
+        sink: Option<Sink>,
+        public_model: &str,
+    ) -> (Result<ChatResponse, StrategyError>, RunSummary) {
+        let started = Instant::now();
+        let (result, state) = run::run(
+            strategy,
+            RunInput {
+                profile: profile.plan.name.clone(),
+                invocation: prepared.invocation,
+                limits: profile.plan.limits,
+                include_trace: prepared.include_trace,
+                router,
+                sink,
+            },
+        )
+        .await;
+        self.log_run(public_model, &profile.plan.name, started, &result, &state)
+            .await;
+        (result, state)
     }
 
     async fn log_run(
@@ -340,22 +351,7 @@ impl StrategyHost {
             "error": error,
             "trace": trace::to_json(&state.trace.snapshot(error.clone())),
         });
-        let mut text = line.to_string();
-        text.push('\n');
-        let write = async {
-            use tokio::io::AsyncWriteExt;
-            let mut f = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .await?;
-            f.write_all(text.as_bytes()).await?;
-            // tokio's File writes in the background until flushed.
-            f.flush().await
-        };
-        if let Err(e) = write.await {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the composite trace log");
-        }
+        crate::observe::append_json_line(path, &line, "composite trace log").await;
     }
 }
 

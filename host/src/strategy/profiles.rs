@@ -427,7 +427,12 @@ fn composer_cli(
     let model = topology
         .get("model")
         .and_then(Value::as_str)
-        .ok_or_else(|| Problem::new(format!("{at}.topology.model"), "is required (the CLI's model name)"))?;
+        .ok_or_else(|| {
+            Problem::new(
+                format!("{at}.topology.model"),
+                "is required (the CLI's model name)",
+            )
+        })?;
     let settings = topology.get("settings").cloned().unwrap_or(Value::Null);
     let setting = |key: &str| settings.get(key).filter(|v| !v.is_null());
     let yaml = |v: &Value| serde_yaml::to_value(v).unwrap_or(serde_yaml::Value::Null);
@@ -435,20 +440,37 @@ fn composer_cli(
         model: format!("exec/{model}"),
         ..LitellmParams::default()
     };
-    let command = setting("cli_command").and_then(Value::as_str).unwrap_or("agent");
-    params.extra.insert("command".into(), serde_yaml::Value::String(command.to_owned()));
+    let command = setting("cli_command")
+        .and_then(Value::as_str)
+        .unwrap_or("agent");
+    params.extra.insert(
+        "command".into(),
+        serde_yaml::Value::String(command.to_owned()),
+    );
     params.extra.insert(
         "args".into(),
-        yaml(&serde_json::json!(["-p", "{prompt}", "--model", "{model}", "--mode=ask"])),
+        yaml(&serde_json::json!([
+            "-p",
+            "{prompt}",
+            "--model",
+            "{model}",
+            "--mode=ask"
+        ])),
     );
-    for (from, to) in [("max_output_bytes", "max_output_bytes"), ("io_log_path", "io_log_path")] {
+    for (from, to) in [
+        ("max_output_bytes", "max_output_bytes"),
+        ("io_log_path", "io_log_path"),
+    ] {
         if let Some(v) = setting(from) {
             params.extra.insert(to.into(), yaml(v));
         }
     }
     if let Some(t) = setting("timeout_seconds") {
         let seconds = t.as_f64().filter(|s| *s > 0.0).ok_or_else(|| {
-            Problem::new(format!("{at}.topology.settings.timeout_seconds"), "must be a positive number")
+            Problem::new(
+                format!("{at}.topology.settings.timeout_seconds"),
+                "must be a positive number",
+            )
         })?;
         params.timeout = Some(seconds);
         params.stream_timeout = Some(seconds);
