@@ -192,6 +192,7 @@ fn template(lang: Lang) -> Vec<(&'static str, String)> {
         }
         Lang::Python => {
             files.push(("app.py", PYTHON_APP.to_owned()));
+            files.push(("pyproject.toml", PYTHON_PROJECT.to_owned()));
             files.push((
                 ".gitignore",
                 "*.wasm\n__pycache__/\n.venv/\n# componentize-py bindings (for editors)\nwit_world/\ncomponentize_py_*\npoll_loop.py\n"
@@ -604,7 +605,10 @@ fn build_python(dir: &Path, force: bool) -> Result<(PathBuf, bool), String> {
             dir.display()
         ));
     }
-    let name = dir_name(dir)?;
+    let name = match pyproject_name(dir) {
+        Some(name) => name,
+        None => dir_name(dir)?,
+    };
     let tool = componentize_py()?;
     let wit = wit_dir(dir)?;
     let out = dir.join(format!("{name}.wasm"));
@@ -622,6 +626,24 @@ fn build_python(dir: &Path, force: bool) -> Result<(PathBuf, bool), String> {
         "componentize-py",
     )?;
     Ok((out, true))
+}
+
+/// `[project] name` of the project's pyproject.toml, if it has one.
+fn pyproject_name(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("pyproject.toml")).ok()?;
+    let mut in_project = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_project = line == "[project]";
+        } else if in_project
+            && let Some((key, value)) = line.split_once('=')
+            && key.trim() == "name"
+        {
+            let name = value.trim().trim_matches(|c| c == '"' || c == '\'');
+            return (!name.is_empty()).then(|| name.to_owned());
+        }
+    }
+    None
 }
 
 /// The project's name for its output file: its directory's name.
@@ -864,6 +886,7 @@ cp target/wasm32-wasip2/release/{{crate}}.wasm {{name}}.wasm
 const PYTHON_LAYOUT: &str = r#"## Files
 
 - `app.py`: the strategy, class `WitWorld` of module `app`
+- `pyproject.toml`: its name (the component is `<name>.wasm`)
 - `wit/strategy.wit`: the contract, as served by the conclave that created this project
 
 "#;
@@ -938,6 +961,9 @@ const RUST_LIB: &str = r#"//! {{name}}: a conclave composite strategy.
 //! Topology: `{model, params?}`, the model that answers and request params of
 //! its own. Settings: `system_prompt` (optional), put before the conversation.
 
+// Some generated binding functions take many arguments.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({ world: "strategy", path: "wit" });
 
 // The world's `use` brings ChatResponse, Error and Invocation to the crate root.
@@ -958,7 +984,11 @@ fn parse(topology_json: &str, settings_json: &str) -> Result<Config, String> {
         serde_json::from_str(topology_json).map_err(|e| format!("topology: not JSON: {e}"))?;
     let model = match topology.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        _ => return Err("model: missing (the model that answers, e.g. {model: gpt-4o-mini})".into()),
+        _ => {
+            return Err(
+                "model: missing (the model that answers, e.g. {model: gpt-4o-mini})".into(),
+            );
+        }
     };
     let params = match topology.get("params") {
         None | Some(Value::Null) => Map::new(),
@@ -990,7 +1020,8 @@ impl Guest for Component {
     }
 
     fn run(inv: Invocation) -> Result<ChatResponse, Error> {
-        let config = parse(&inv.topology_json, &inv.settings_json).map_err(Error::InvalidRequest)?;
+        let config =
+            parse(&inv.topology_json, &inv.settings_json).map_err(Error::InvalidRequest)?;
         let mut messages = inv.request.messages.clone();
         if let Some(prompt) = config.system_prompt {
             host::trace("prepare", "adding the system prompt from the settings");
@@ -1093,6 +1124,13 @@ class WitWorld(wit_world.WitWorld):
         # respond() streams the answer to the client when it asked for a
         # stream; a failed call raises Err(error), which fails the run with it.
         return host.respond(ChatRequest(model, messages, json.dumps(params) if params else None))
+"#;
+
+const PYTHON_PROJECT: &str = r#"[project]
+name = "{{name}}"
+version = "0.1.0"
+description = "A conclave composite strategy, built with componentize-py"
+requires-python = ">=3.10"
 "#;
 
 const JS_PACKAGE: &str = r#"{
@@ -1237,6 +1275,16 @@ mod tests {
                 assert!(!text.contains("{{"), "{lang:?} {path}");
             }
         }
+    }
+
+    #[test]
+    fn the_python_name_comes_from_pyproject() {
+        let dir = std::env::temp_dir().join(format!("conclave-pyproject-{}", std::process::id()));
+        create("named-one", Lang::Python, &dir).unwrap();
+        assert_eq!(pyproject_name(&dir).as_deref(), Some("named-one"));
+        std::fs::write(dir.join("pyproject.toml"), "[tool.x]\nname = 'no'\n").unwrap();
+        assert_eq!(pyproject_name(&dir), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

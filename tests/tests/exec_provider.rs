@@ -155,8 +155,16 @@ async fn composer_cli_profiles_run_the_cli_like_the_seed_did() {
     let script = agent(&tools);
     // The direct form runs a program named `agent` found on PATH.
     std::fs::copy(&script, tools.path().join("agent")).unwrap();
-    std::fs::set_permissions(tools.path().join("agent"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", tools.path().display(), std::env::var("PATH").unwrap_or_default());
+    std::fs::set_permissions(
+        tools.path().join("agent"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let yaml = format!(
         "model_list:\n  - model_name: composer\n    litellm_params:\n      model: composite/profile/composer_ask\n  \
          - model_name: composer-direct\n    litellm_params:\n      model: composite/composer-cli/composer-1\n\
@@ -165,14 +173,31 @@ async fn composer_cli_profiles_run_the_cli_like_the_seed_did() {
          max_output_bytes: 4096, io_log_path: composer.jsonl}}\n"
     );
     let proxy = Proxy::start_with(&yaml, &[("PATH", &path)], &[]).await;
-    let (status, headers, body) = proxy.chat(&chat_body("composer", "explain this repo")).await;
+    let (status, headers, body) = proxy
+        .chat(&chat_body("composer", "explain this repo"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(headers["x-conclave-strategy"], "composer_ask");
     let text = body["choices"][0]["message"]["content"].as_str().unwrap();
-    assert!(text.contains("model=composer-2") && text.contains("argc=5") && text.contains("explain this repo"), "{text}");
-    assert!(std::fs::read_to_string(proxy.dir.path().join("composer.jsonl")).unwrap().contains("explain this repo"));
+    assert!(
+        text.contains("model=composer-2")
+            && text.contains("argc=5")
+            && text.contains("explain this repo"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_to_string(proxy.dir.path().join("composer.jsonl"))
+            .unwrap()
+            .contains("explain this repo")
+    );
 
     let (status, _, body) = proxy.chat(&chat_body("composer-direct", "hello")).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("model=composer-1"), "{body}");
+    assert!(
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("model=composer-1"),
+        "{body}"
+    );
 }

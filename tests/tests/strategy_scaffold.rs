@@ -35,7 +35,7 @@ fn assert_scaffold(dir: &Path, lang: &str) {
     }
     let expected: &[&str] = match lang {
         "rust" => &["Cargo.toml", "src/lib.rs", ".gitignore"],
-        "python" => &["app.py", ".gitignore"],
+        "python" => &["app.py", "pyproject.toml", ".gitignore"],
         _ => &["package.json", "strategy.js", "build.mjs", ".gitignore"],
     };
     for file in expected {

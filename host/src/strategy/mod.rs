@@ -156,7 +156,14 @@ impl StrategyHost {
             let topology_json = plan_profile.topology.to_string();
             if let Some(strategy) = &strategy {
                 let settings_json = Value::Object(plan_profile.settings.clone()).to_string();
-                match run::validate(strategy, router.clone(), &topology_json, &settings_json).await
+                match run::validate(
+                    strategy,
+                    router.clone(),
+                    plan_profile.limits,
+                    &topology_json,
+                    &settings_json,
+                )
+                .await
                 {
                     Ok(Ok(())) => {}
                     Ok(Err(reason)) => problems.push(Problem::new(

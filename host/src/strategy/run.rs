@@ -23,6 +23,8 @@ use crate::openai::Endpoint;
 use crate::providers::{UpstreamError, UpstreamReply};
 use crate::router::{RouteError, RouteRequest, Router};
 
+/// Lines of the guest's stderr quoted in a crash message (a traceback's tail).
+const GUEST_STDERR_LINES: usize = 12;
 /// How much of the guest's stderr is kept for crash messages.
 const STDERR_CAPTURE: usize = 16 * 1024;
 
@@ -155,6 +157,37 @@ fn sandbox() -> (WasiCtx, MemoryOutputPipe) {
     (builder.build(), stderr)
 }
 
+impl RunState {
+    /// Fresh state for one run: an empty sandbox and no usage yet.
+    fn new(
+        limits: Limits,
+        router: Arc<Router>,
+        sink: Option<Sink>,
+        include_trace: bool,
+        profile: &str,
+    ) -> Self {
+        let (wasi, stderr) = sandbox();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            limits,
+            calls_made: 0,
+            cpu_ticks: 0,
+            cpu_exceeded: false,
+            memory_exceeded: false,
+            router,
+            sink,
+            include_trace,
+            reasoning: String::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            trace: Trace::new(profile),
+            streamed_answer: false,
+        }
+    }
+}
+
 fn new_store(strategy: &CompiledStrategy, state: RunState) -> Store<RunState> {
     let mut store = Store::new(strategy.pre.engine(), state);
     store.limiter(|s| s as &mut dyn ResourceLimiter);
@@ -184,25 +217,13 @@ pub async fn run(
 ) -> (Result<ChatResponse, StrategyError>, RunSummary) {
     let profile = input.profile.clone();
     let deadline = input.limits.deadline;
-    let (wasi, stderr) = sandbox();
-    let state = RunState {
-        wasi,
-        table: ResourceTable::new(),
-        stderr,
-        limits: input.limits,
-        calls_made: 0,
-        cpu_ticks: 0,
-        cpu_exceeded: false,
-        memory_exceeded: false,
-        router: input.router,
-        sink: input.sink,
-        include_trace: input.include_trace,
-        reasoning: String::new(),
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        trace: Trace::new(&profile),
-        streamed_answer: false,
-    };
+    let state = RunState::new(
+        input.limits,
+        input.router,
+        input.sink,
+        input.include_trace,
+        &profile,
+    );
     let mut store = new_store(strategy, state);
     let invocation = input.invocation;
     let outcome = tokio::time::timeout(deadline, async {
@@ -226,28 +247,11 @@ pub async fn run(
 pub async fn validate(
     strategy: &CompiledStrategy,
     router: Arc<Router>,
+    limits: Limits,
     topology_json: &str,
     settings_json: &str,
 ) -> Result<Result<(), String>, String> {
-    let (wasi, stderr) = sandbox();
-    let state = RunState {
-        wasi,
-        table: ResourceTable::new(),
-        stderr,
-        limits: Limits::default(),
-        calls_made: 0,
-        cpu_ticks: 0,
-        cpu_exceeded: false,
-        memory_exceeded: false,
-        router,
-        sink: None,
-        include_trace: false,
-        reasoning: String::new(),
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        trace: Trace::new("validate"),
-        streamed_answer: false,
-    };
+    let state = RunState::new(limits, router, None, false, "validate");
     let mut store = new_store(strategy, state);
     let work = async {
         let instance = strategy.pre.instantiate_async(&mut store).await?;
@@ -294,7 +298,7 @@ fn explain_trap(profile: &str, state: &RunState, trap: &wasmtime::Error) -> Stra
         let last: Vec<&str> = stderr
             .lines()
             .rev()
-            .take(3)
+            .take(GUEST_STDERR_LINES)
             .collect::<Vec<_>>()
             .into_iter()
             .rev()
