@@ -31,6 +31,13 @@ fn codec(c: &mut Criterion) {
             black_box(r.map(|r| r.rest.len()).unwrap_or(0))
         })
     });
+    // The floor for parsing: the same bytes into a plain JSON map.
+    group.bench_function("parse_json_map_reference", |b| {
+        b.iter(|| {
+            let r: Result<Map<String, Value>, _> = serde_json::from_slice(black_box(&body));
+            black_box(r.map(|m| m.len()).unwrap_or(0))
+        })
+    });
     group.bench_function("encode_outbound_body", |b| {
         b.iter(|| {
             let out = encode_outbound_body(

@@ -132,7 +132,8 @@ fn strategy_host(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("strategy_host");
     group.bench_function("route_plain", |b| {
-        b.to_async(&rt).iter(|| async { black_box(route(&f).await) })
+        b.to_async(&rt)
+            .iter(|| async { black_box(route(&f).await) })
     });
     group.bench_function("passthrough", |b| {
         b.to_async(&rt)

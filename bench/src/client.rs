@@ -147,7 +147,11 @@ impl Conn {
         };
         tokio::time::timeout(REQUEST_LIMIT, run)
             .await
-            .map_err(|_| fail(format!("stream from {path} took longer than {REQUEST_LIMIT:?}")))?
+            .map_err(|_| {
+                fail(format!(
+                    "stream from {path} took longer than {REQUEST_LIMIT:?}"
+                ))
+            })?
     }
 }
 
@@ -198,14 +202,21 @@ mod tests {
     fn splitter_finds_events_across_pieces() {
         let mut s = EventSplitter::default();
         assert_eq!(s.push(b"data: {\"a\":1}\n"), vec![]);
-        assert_eq!(s.push(b"\ndata: {}\n\n: ping\n\n"), vec![Event::Data, Event::Data, Event::Other]);
+        assert_eq!(
+            s.push(b"\ndata: {}\n\n: ping\n\n"),
+            vec![Event::Data, Event::Data, Event::Other]
+        );
         assert_eq!(s.push(b"data: [DONE]\n\n"), vec![Event::Done]);
     }
 
     #[test]
     fn gaps_and_ttfb() {
         let t = StreamTiming {
-            events: vec![Duration::from_millis(2), Duration::from_millis(7), Duration::from_millis(13)],
+            events: vec![
+                Duration::from_millis(2),
+                Duration::from_millis(7),
+                Duration::from_millis(13),
+            ],
             ..StreamTiming::default()
         };
         assert_eq!(t.ttfb(), Some(Duration::from_millis(2)));

@@ -21,7 +21,10 @@ use conclave_bench::suite::{self, Plan, Setup};
 use conclave_bench::{Result, fail, stats};
 
 #[derive(Parser)]
-#[command(name = "conclave-bench", about = "Benchmarks conclave against a mock upstream")]
+#[command(
+    name = "conclave-bench",
+    about = "Benchmarks conclave against a mock upstream"
+)]
 struct Args {
     /// Directory for latest.json and latest.md.
     #[arg(long, default_value = "bench/results")]
@@ -47,6 +50,10 @@ struct Args {
     /// The oha binary (default: <target>/bench-tools/bin/oha, installed if missing).
     #[arg(long)]
     oha: Option<PathBuf>,
+    /// Only serve the mock upstream for this many seconds (for profiling by
+    /// hand), printing its address; measures nothing.
+    #[arg(long, value_name = "SECONDS")]
+    serve_mock: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -70,7 +77,11 @@ fn workspace_root() -> PathBuf {
 fn target_dir(root: &Path) -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
-        return if dir.is_absolute() { dir } else { root.join(dir) };
+        return if dir.is_absolute() {
+            dir
+        } else {
+            root.join(dir)
+        };
     }
     std::env::current_exe()
         .ok()
@@ -123,18 +134,32 @@ fn load_average() -> String {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(secs) = args.serve_mock {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let mock = Mock::start(threads)?;
+        println!("http://{}/v1", mock.addr());
+        std::thread::sleep(Duration::from_secs(secs.min(24 * 3600)));
+        return Ok(());
+    }
     let root = workspace_root();
     let target = target_dir(&root);
     let cargo = cargo();
     let nproc = std::thread::available_parallelism().map_or(2, usize::from);
-    let mut plan = if args.quick { Plan::quick() } else { Plan::full() };
+    let mut plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
     if let Some(secs) = args.phase_seconds {
         if !(0.5..=120.0).contains(&secs) {
             return Err(fail("--phase-seconds must be between 0.5 and 120"));
         }
         plan.phase = Duration::from_secs_f64(secs);
     }
-    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).clamp(1, 20);
+    let runs = args
+        .runs
+        .unwrap_or(if args.quick { 1 } else { 3 })
+        .clamp(1, 20);
     let micro_enabled = !args.skip_micro;
 
     if !args.skip_build {
@@ -144,7 +169,9 @@ fn run(args: Args) -> Result<()> {
             .arg(root.join("Cargo.toml"))
             .status()?;
         if !status.success() {
-            return Err(fail(format!("cargo build --release -p conclave failed ({status})")));
+            return Err(fail(format!(
+                "cargo build --release -p conclave failed ({status})"
+            )));
         }
         if micro_enabled {
             eprintln!("bench: compiling the micro-benchmarks (cargo bench --no-run)");
@@ -188,6 +215,7 @@ fn run(args: Args) -> Result<()> {
         config,
         body_file,
         plan,
+        ticks: conclave_bench::procs::clock_ticks(),
     };
     eprintln!(
         "bench: mock upstream on {}; conclave {}; {oha_version}; {runs} run(s) of {:?} phases",
@@ -210,7 +238,10 @@ fn run(args: Args) -> Result<()> {
         let result = suite::run(&setup, &rt, i)?;
         results.push(serde_json::to_value(&result)?);
     }
-    eprintln!("bench: the mock answered {} chat requests", setup.mock.requests());
+    eprintln!(
+        "bench: the mock answered {} chat requests",
+        setup.mock.requests()
+    );
     drop(setup);
     drop(rt);
 
@@ -228,9 +259,9 @@ fn run(args: Args) -> Result<()> {
 
     let median = stats::median_json(&results);
     let targets = report::targets(&median, micro.as_ref());
+    let problems = report::problems(&results);
     let git = output_of(Path::new("git"), &["rev-parse", "--short", "HEAD"], &root);
-    let dirty = !output_of(Path::new("git"), &["status", "--porcelain"], &root)
-        .eq("unknown");
+    let dirty = !output_of(Path::new("git"), &["status", "--porcelain"], &root).eq("unknown");
     let meta = Meta {
         timestamp_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -250,8 +281,9 @@ fn run(args: Args) -> Result<()> {
         oha_worker_threads: nproc,
         mock_threads: nproc,
         phase_seconds: plan.phase.as_secs_f64(),
-        note: "load generator, mock upstream and conclave run on the same machine and share its cores"
-            .to_owned(),
+        note:
+            "load generator, mock upstream and conclave run on the same machine and share its cores"
+                .to_owned(),
     };
     let report = Report {
         meta,
@@ -260,6 +292,7 @@ fn run(args: Args) -> Result<()> {
         runs: results,
         micro,
         targets,
+        problems,
     };
     report::write(&args.out, &report)?;
     println!("{}", report::markdown(&report));

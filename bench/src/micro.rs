@@ -14,6 +14,7 @@ pub const ROUTE_PLAIN: (&str, &str) = ("strategy_host", "route_plain");
 pub const PASSTHROUGH: (&str, &str) = ("strategy_host", "passthrough");
 pub const MOA: (&str, &str) = ("strategy_host", "moa_3_proposers");
 pub const PARSE: (&str, &str) = ("codec", "parse_proxy_request");
+pub const PARSE_MAP: (&str, &str) = ("codec", "parse_json_map_reference");
 pub const ENCODE: (&str, &str) = ("codec", "encode_outbound_body");
 
 /// Medians in nanoseconds, and the overheads derived from them.
@@ -23,6 +24,8 @@ pub struct Micro {
     pub passthrough_ns: f64,
     pub moa_ns: f64,
     pub parse_ns: f64,
+    /// The same body into a plain JSON map: the floor for `parse_ns`.
+    pub parse_map_ns: f64,
     pub encode_ns: f64,
     /// passthrough − plain route: what the strategy host adds to one
     /// composite request (instantiate, run, host calls, answer).
@@ -36,7 +39,14 @@ fn cargo_bench(cargo: &Path, root: &Path) -> Command {
     cmd.arg("bench")
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
-        .args(["-p", "conclave-bench", "--bench", "strategy_host", "--bench", "codec"]);
+        .args([
+            "-p",
+            "conclave-bench",
+            "--bench",
+            "strategy_host",
+            "--bench",
+            "codec",
+        ]);
     cmd
 }
 
@@ -52,7 +62,14 @@ pub fn build(cargo: &Path, root: &Path) -> Result<()> {
 /// Runs the benches with results under `home`, and reads them.
 pub fn run(cargo: &Path, root: &Path, home: &Path, quick: bool) -> Result<Micro> {
     let times: &[&str] = if quick {
-        &["--warm-up-time", "0.5", "--measurement-time", "1", "--sample-size", "20"]
+        &[
+            "--warm-up-time",
+            "0.5",
+            "--measurement-time",
+            "1",
+            "--sample-size",
+            "20",
+        ]
     } else {
         &["--warm-up-time", "1", "--measurement-time", "3"]
     };
@@ -74,6 +91,7 @@ pub fn run(cargo: &Path, root: &Path, home: &Path, quick: bool) -> Result<Micro>
         passthrough_ns: passthrough,
         moa_ns: moa,
         parse_ns: read(PARSE)?,
+        parse_map_ns: read(PARSE_MAP)?,
         encode_ns: read(ENCODE)?,
         host_overhead_us: (passthrough - route) / 1000.0,
         moa_host_overhead_us: (moa - 4.0 * route) / 1000.0,

@@ -306,12 +306,18 @@ mod tests {
 
     #[test]
     fn paths_select_specs() {
-        assert_eq!(Spec::from_path("/v1/chat/completions"), Some(Spec::default()));
+        assert_eq!(
+            Spec::from_path("/v1/chat/completions"),
+            Some(Spec::default())
+        );
         let s = Spec::from_path("/lat40/v1/chat/completions").unwrap();
         assert_eq!(s.latency, Duration::from_millis(40));
         assert_eq!(s.chunks, DEFAULT_CHUNKS);
         let s = Spec::from_path("/lat5-n3-gap0/v1/chat/completions").unwrap();
-        assert_eq!((s.latency.as_millis(), s.chunks, s.gap), (5, 3, Duration::ZERO));
+        assert_eq!(
+            (s.latency.as_millis(), s.chunks, s.gap),
+            (5, 3, Duration::ZERO)
+        );
         assert_eq!(Spec::from_path("/v1/embeddings"), None);
         assert_eq!(Spec::from_path("/x/y/v1/chat/completions"), None);
         assert_eq!(Spec::from_path("/fast/v1/chat/completions"), None);
@@ -328,7 +334,10 @@ mod tests {
         assert_eq!(reply.status, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(v["object"], "chat.completion");
-        let reply = conn.post("/lat20/v1/chat/completions", &body).await.unwrap();
+        let reply = conn
+            .post("/lat20/v1/chat/completions", &body)
+            .await
+            .unwrap();
         assert!(reply.elapsed >= Duration::from_millis(20));
         let reply = conn.post("/v1/embeddings", &body).await.unwrap();
         assert_eq!(reply.status, StatusCode::NOT_FOUND);

@@ -96,7 +96,10 @@ impl Oha {
 }
 
 /// Waits for a child's output, killing it after `limit`.
-pub fn wait_output(mut child: std::process::Child, limit: Duration) -> Result<std::process::Output> {
+pub fn wait_output(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> Result<std::process::Output> {
     // Read the pipes on threads so a chatty child never blocks on a full pipe.
     let out_thread = drain(child.stdout.take());
     let err_thread = drain(child.stderr.take());
@@ -108,12 +111,18 @@ pub fn wait_output(mut child: std::process::Child, limit: Duration) -> Result<st
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(fail(format!("a child process ran past {limit:?} and was killed")));
+            return Err(fail(format!(
+                "a child process ran past {limit:?} and was killed"
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let stdout = out_thread.join().map_err(|_| fail("stdout reader failed"))?;
-    let stderr = err_thread.join().map_err(|_| fail("stderr reader failed"))?;
+    let stdout = out_thread
+        .join()
+        .map_err(|_| fail("stdout reader failed"))?;
+    let stderr = err_thread
+        .join()
+        .map_err(|_| fail("stderr reader failed"))?;
     Ok(std::process::Output {
         status,
         stdout,
@@ -133,8 +142,8 @@ fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::Joi
 
 /// Reads oha's `--output-format json` report (latencies in seconds).
 pub fn parse(json: &[u8]) -> Result<LoadResult> {
-    let v: Value = serde_json::from_slice(json)
-        .map_err(|e| fail(format!("oha's report is not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(json).map_err(|e| fail(format!("oha's report is not JSON: {e}")))?;
     let num = |ptr: &str| -> Result<f64> {
         v.pointer(ptr)
             .and_then(Value::as_f64)
@@ -183,7 +192,10 @@ pub fn ensure(cargo: &Path, target_dir: &Path) -> Result<PathBuf> {
     if bin.is_file() {
         return Ok(bin);
     }
-    eprintln!("bench: installing oha {VERSION} into {}", target_dir.join("bench-tools").display());
+    eprintln!(
+        "bench: installing oha {VERSION} into {}",
+        target_dir.join("bench-tools").display()
+    );
     let status = Command::new(cargo)
         .args(["install", "oha", "--locked", "--version", VERSION])
         .args(["--no-default-features", "--features", "native-tls"])

@@ -30,6 +30,41 @@ pub fn get_ok(port: u16, path: &str) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
+/// Clock ticks per second of /proc/<pid>/stat times (`getconf CLK_TCK`, else 100).
+pub fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// CPU time (user + system, all threads) of process `pid` so far, in seconds.
+pub fn cpu_seconds(pid: &str, ticks: f64) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may contain spaces: fields start after its ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| fail("malformed /proc/<pid>/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    let field = |i: usize| -> Result<f64> {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| fail("malformed /proc/<pid>/stat"))
+    };
+    Ok((field(14)? + field(15)?) / ticks)
+}
+
 /// A running `conclave serve`; killed when dropped.
 pub struct Conclave {
     child: Child,
@@ -78,7 +113,9 @@ impl Conclave {
                 return Err(fail(format!("conclave exited during start-up ({status})")));
             }
             if self.started.elapsed() > limit {
-                return Err(fail(format!("conclave did not answer /health within {limit:?}")));
+                return Err(fail(format!(
+                    "conclave did not answer /health within {limit:?}"
+                )));
             }
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -54,6 +54,43 @@ pub struct Report {
     pub runs: Vec<Value>,
     pub micro: Option<Micro>,
     pub targets: Vec<Check>,
+    /// Failed requests and other things that make a figure suspect.
+    pub problems: Vec<String>,
+}
+
+/// Load phases that had failed requests, in any run.
+pub fn problems(runs: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let mut phases: Vec<(String, String)> = vec![
+            ("saturation, direct".into(), "/saturation/direct".into()),
+            ("saturation, conclave".into(), "/saturation/conclave".into()),
+        ];
+        let rates = run
+            .get("fixed_rate")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        for r in 0..rates {
+            let rate = f(at(run, &format!("/fixed_rate/{r}/rate")), 0);
+            for side in ["direct", "conclave"] {
+                phases.push((
+                    format!("{rate} req/s, {side}"),
+                    format!("/fixed_rate/{r}/{side}"),
+                ));
+            }
+        }
+        for (label, pointer) in phases {
+            let failures = at(run, &format!("{pointer}/failures")).unwrap_or(0.0);
+            if failures > 0.0 {
+                out.push(format!(
+                    "run {}: {label}: {failures} of {} requests failed",
+                    i + 1,
+                    f(at(run, &format!("{pointer}/requests")), 0)
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// A number at a JSON pointer.
@@ -183,12 +220,13 @@ pub fn targets(median: &Value, micro: Option<&Micro>) -> Vec<Check> {
         "< 2 ms",
         |x| x < 2.0,
         format!(
-            "moa p50 {} ms; the same fan-out direct {} ms; nominal {} ms (+{} ms); p90 over direct {} ms",
+            "moa p50 {} ms; the same fan-out direct {} ms; nominal {} ms (+{} ms); p90 over direct {} ms; with zero-latency members {} ms over direct",
             f(at(median, "/moa/composite_ms/p50"), 2),
             f(at(median, "/moa/direct_fanout_ms/p50"), 2),
             f(at(median, "/moa/nominal_critical_path_ms"), 0),
             f(at(median, "/moa/over_nominal_p50_ms"), 2),
-            f(at(median, "/moa/over_direct_p90_ms"), 2)
+            f(at(median, "/moa/over_direct_p90_ms"), 2),
+            f(at(median, "/moa/zero_latency_over_direct_p50_ms"), 2)
         ),
     ));
     let s1 = at(median, "/startup_warm_ms/0");
@@ -211,7 +249,10 @@ pub fn targets(median: &Value, micro: Option<&Micro>) -> Vec<Check> {
 /// Writes `latest.json` and `latest.md` into `out`.
 pub fn write(out: &Path, report: &Report) -> Result<()> {
     std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("latest.json"), serde_json::to_string_pretty(report)?)?;
+    std::fs::write(
+        out.join("latest.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
     std::fs::write(out.join("latest.md"), markdown(report))?;
     Ok(())
 }
@@ -246,9 +287,17 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "conclave {} (git {}), {}; phases of {} s.\n",
+        "{} (git {}), {}; phases of {} s.\n",
         meta.conclave_version, meta.git_revision, meta.rustc, meta.phase_seconds
     );
+
+    if !report.problems.is_empty() {
+        let _ = writeln!(s, "## Problems\n");
+        for p in &report.problems {
+            let _ = writeln!(s, "- {p}");
+        }
+        let _ = writeln!(s);
+    }
 
     let _ = writeln!(s, "## Targets\n");
     let _ = writeln!(s, "| measure | result | target | verdict | detail |");
@@ -259,7 +308,13 @@ pub fn markdown(report: &Report) -> String {
             Some(false) => "**missed**",
             None => "not measured",
         };
-        let digits = if c.unit == "x direct" { 2 } else if c.unit == "ms" { 3 } else { 1 };
+        let digits = if c.unit == "x direct" {
+            2
+        } else if c.unit == "ms" {
+            3
+        } else {
+            1
+        };
         let _ = writeln!(
             s,
             "| {} | {} {} | {} | {} | {} |",
@@ -272,18 +327,21 @@ pub fn markdown(report: &Report) -> String {
         );
     }
 
-    let _ = writeln!(s, "\n## Fixed request rates (oha, open loop with latency correction, 32 connections)\n");
     let _ = writeln!(
         s,
-        "| rate (req/s) | direct p50 / p90 / p99 (ms) | conclave p50 / p90 / p99 (ms) | overhead p50 / p90 / p99 (ms) | achieved req/s direct / conclave | failures |"
+        "\n## Fixed request rates (oha, open loop with latency correction, 32 connections)\n"
     );
-    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        s,
+        "| rate (req/s) | direct p50 / p90 / p99 (ms) | conclave p50 / p90 / p99 (ms) | overhead p50 / p90 / p99 (ms) | achieved req/s direct / conclave | failures | CPU per request, conclave / mock (µs) |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- |");
     if let Some(rates) = m.get("fixed_rate").and_then(Value::as_array) {
         for (i, _) in rates.iter().enumerate() {
             let g = |k: &str| at(m, &format!("/fixed_rate/{i}/{k}"));
             let _ = writeln!(
                 s,
-                "| {} | {} / {} / {} | {} / {} / {} | {} / {} / {} | {} / {} | {} / {} |",
+                "| {} | {} / {} / {} | {} / {} / {} | {} / {} / {} | {} / {} | {} / {} | {} / {} |",
                 f(g("rate"), 0),
                 f(g("direct/p50_ms"), 3),
                 f(g("direct/p90_ms"), 3),
@@ -298,6 +356,8 @@ pub fn markdown(report: &Report) -> String {
                 f(g("conclave/rps"), 0),
                 f(g("direct/failures"), 0),
                 f(g("conclave/failures"), 0),
+                f(g("conclave_cpu_us_per_request"), 1),
+                f(g("mock_cpu_us_per_request_direct"), 1),
             );
         }
     }
@@ -309,12 +369,27 @@ pub fn markdown(report: &Report) -> String {
     );
 
     let _ = writeln!(s, "\n## Saturation (64 connections, closed loop)\n");
-    let _ = writeln!(s, "| | req/s | p50 (ms) | p99 (ms) | per run (req/s) |");
-    let _ = writeln!(s, "| --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        s,
+        "| | req/s | p50 (ms) | p99 (ms) | per run (req/s) | CPU per request, conclave / mock (µs) |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
     for side in ["direct", "conclave"] {
+        let cpu = if side == "direct" {
+            format!(
+                "– / {}",
+                f(at(m, "/saturation/mock_cpu_us_per_request_direct"), 1)
+            )
+        } else {
+            format!(
+                "{} / {}",
+                f(at(m, "/saturation/conclave_cpu_us_per_request"), 1),
+                f(at(m, "/saturation/mock_cpu_us_per_request_through"), 1)
+            )
+        };
         let _ = writeln!(
             s,
-            "| {side} | {} | {} | {} | {} |",
+            "| {side} | {} | {} | {} | {} | {cpu} |",
             f(at(m, &format!("/saturation/{side}/rps")), 0),
             f(at(m, &format!("/saturation/{side}/p50_ms")), 3),
             f(at(m, &format!("/saturation/{side}/p99_ms")), 3),
@@ -391,6 +466,29 @@ pub fn markdown(report: &Report) -> String {
             f(at(m, &format!("/moa/{key}/max")), 2),
         );
     }
+    for (label, key) in [
+        (
+            "zero-latency members: fan-out direct",
+            "zero_latency_direct_fanout_ms",
+        ),
+        (
+            "zero-latency members: moa through conclave",
+            "zero_latency_composite_ms",
+        ),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} |",
+            f(at(m, &format!("/moa/{key}/p50")), 3),
+            f(at(m, &format!("/moa/{key}/p90")), 3),
+            f(at(m, &format!("/moa/{key}/max")), 3),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nWith zero-latency members, moa costs {} ms over the direct fan-out (p50): the host's own share.",
+        f(at(m, "/moa/zero_latency_over_direct_p50_ms"), 3)
+    );
     let _ = writeln!(
         s,
         "\nmoa over the direct fan-out p50 / p90: {} / {} ms; over the nominal path p50: {} ms.",
@@ -410,7 +508,10 @@ pub fn markdown(report: &Report) -> String {
         ("direct to the mock", "direct_ms"),
         ("plain request through conclave", "plain_ms"),
         ("passthrough composite through conclave", "passthrough_ms"),
-        ("conclave's x-conclave-overhead-ms (plain)", "plain_self_reported_overhead_ms"),
+        (
+            "conclave's x-conclave-overhead-ms (plain)",
+            "plain_self_reported_overhead_ms",
+        ),
     ] {
         let _ = writeln!(
             s,
@@ -456,10 +557,17 @@ pub fn markdown(report: &Report) -> String {
             let _ = writeln!(s, "| benchmark | time |");
             let _ = writeln!(s, "| --- | --- |");
             for (label, ns) in [
-                ("plain route to an in-process mock deployment", mi.route_plain_ns),
+                (
+                    "plain route to an in-process mock deployment",
+                    mi.route_plain_ns,
+                ),
                 ("passthrough strategy over the same mock", mi.passthrough_ns),
                 ("moa, 3 proposers + aggregator, same mock", mi.moa_ns),
                 ("parse a chat request (ProxyRequest)", mi.parse_ns),
+                (
+                    "the same bytes into a plain JSON map (reference)",
+                    mi.parse_map_ns,
+                ),
                 ("encode the outbound body", mi.encode_ns),
             ] {
                 let _ = writeln!(s, "| {label} | {} µs |", f(Some(ns / 1000.0), 2));
@@ -501,7 +609,15 @@ mod tests {
         let met: Vec<Option<bool>> = t.iter().map(|c| c.met).collect();
         assert_eq!(
             met,
-            vec![Some(true), Some(false), Some(true), Some(true), Some(true), Some(true), Some(false)]
+            vec![
+                Some(true),
+                Some(false),
+                Some(true),
+                Some(true),
+                Some(true),
+                Some(true),
+                Some(false)
+            ]
         );
         assert_eq!(t[0].measured, Some(0.4));
         assert_eq!(t[6].measured, Some(310.0));

@@ -16,7 +16,7 @@ use crate::body::{chat_body, short_body};
 use crate::client::{Conn, StreamTiming};
 use crate::mock::{self, Mock};
 use crate::oha::{Load, LoadResult, Oha};
-use crate::procs::{Conclave, free_port};
+use crate::procs::{Conclave, cpu_seconds, free_port};
 use crate::stats::{Summary, ms, summarize};
 use crate::{Result, fail};
 
@@ -78,6 +78,45 @@ pub struct Setup {
     pub config: PathBuf,
     pub body_file: PathBuf,
     pub plan: Plan,
+    /// Clock ticks per second of /proc/<pid>/stat.
+    pub ticks: f64,
+}
+
+/// A load run with the CPU time conclave and the mock (this process) spent
+/// on it, in µs per request.
+struct Measured {
+    load: LoadResult,
+    conclave_us: f64,
+    mock_us: f64,
+}
+
+fn measured(
+    setup: &Setup,
+    conclave: &Conclave,
+    run: impl FnOnce() -> Result<LoadResult>,
+) -> Result<Measured> {
+    let pid = conclave.pid().to_string();
+    let (c0, m0) = (
+        cpu_seconds(&pid, setup.ticks)?,
+        cpu_seconds("self", setup.ticks)?,
+    );
+    let load = run()?;
+    let (c1, m1) = (
+        cpu_seconds(&pid, setup.ticks)?,
+        cpu_seconds("self", setup.ticks)?,
+    );
+    let per = |d: f64| {
+        if load.requests > 0.0 {
+            d * 1e6 / load.requests
+        } else {
+            f64::NAN
+        }
+    };
+    Ok(Measured {
+        conclave_us: per(c1 - c0),
+        mock_us: per(m1 - m0),
+        load,
+    })
 }
 
 /// Writes the config conclave is started with: a plain group on the mock,
@@ -85,7 +124,8 @@ pub struct Setup {
 pub fn write_config(work: &Path, mock: SocketAddr) -> Result<PathBuf> {
     let cache = work.join("compile-cache");
     let base = |latency_ms: u64| format!("http://{mock}{}", mock::api_path(latency_ms));
-    let mut yaml = String::from("# Written by conclave-bench; rewritten on every run.\nmodel_list:\n");
+    let mut yaml =
+        String::from("# Written by conclave-bench; rewritten on every run.\nmodel_list:\n");
     let mut deployment = |name: &str, api_base: String| {
         yaml.push_str(&format!(
             "  - model_name: {name}\n    litellm_params:\n      model: openai/bench-model\n      api_base: {api_base}\n      api_key: sk-bench\n"
@@ -95,7 +135,10 @@ pub fn write_config(work: &Path, mock: SocketAddr) -> Result<PathBuf> {
     for ms in MOA_PROPOSERS_MS {
         deployment(&format!("bench-p{ms}"), base(ms));
     }
-    deployment(&format!("bench-agg{MOA_AGGREGATOR_MS}"), base(MOA_AGGREGATOR_MS));
+    deployment(
+        &format!("bench-agg{MOA_AGGREGATOR_MS}"),
+        base(MOA_AGGREGATOR_MS),
+    );
     let proposers: Vec<String> = MOA_PROPOSERS_MS
         .iter()
         .map(|ms| format!("{{model: bench-p{ms}}}"))
@@ -107,6 +150,9 @@ pub fn write_config(work: &Path, mock: SocketAddr) -> Result<PathBuf> {
   - model_name: bench-passthrough
     litellm_params:
       model: composite/profile/bench_passthrough
+  - model_name: bench-moa-zero
+    litellm_params:
+      model: composite/profile/bench_moa_zero
 general_settings:
   compile_cache_dir: {cache}
   composite_llm:
@@ -119,6 +165,11 @@ general_settings:
       bench_passthrough:
         strategy: passthrough
         topology: {{model: bench}}
+      bench_moa_zero:
+        strategy: moa
+        topology:
+          aggregator: {{model: bench}}
+          proposers: [{{model: bench}}, {{model: bench}}, {{model: bench}}]
 ",
         cache = cache.display(),
         proposers = proposers.join(", "),
@@ -137,6 +188,10 @@ pub struct RateResult {
     pub overhead_p50_ms: f64,
     pub overhead_p90_ms: f64,
     pub overhead_p99_ms: f64,
+    /// conclave's CPU time (all threads) over the requests of its run.
+    pub conclave_cpu_us_per_request: f64,
+    /// The mock's CPU time per request in the direct run.
+    pub mock_cpu_us_per_request_direct: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -146,6 +201,10 @@ pub struct Saturation {
     pub conclave: LoadResult,
     /// conclave's throughput over the mock's.
     pub ratio: f64,
+    /// CPU time per request (all threads of the process, user + system).
+    pub conclave_cpu_us_per_request: f64,
+    pub mock_cpu_us_per_request_direct: f64,
+    pub mock_cpu_us_per_request_through: f64,
 }
 
 /// Streams of one side, in milliseconds.
@@ -193,6 +252,11 @@ pub struct Moa {
     pub over_direct_p90_ms: f64,
     pub over_nominal_p50_ms: f64,
     pub over_nominal_p90_ms: f64,
+    /// The same with every member answering at once: what the composite
+    /// costs without the idle waits between stages.
+    pub zero_latency_direct_fanout_ms: Summary,
+    pub zero_latency_composite_ms: Summary,
+    pub zero_latency_over_direct_p50_ms: f64,
 }
 
 /// Sequential requests over HTTP: a plain routed request against the same
@@ -234,12 +298,9 @@ pub fn start_conclave(setup: &Setup, label: &str) -> Result<(Conclave, Duration)
     let port = free_port()?;
     let log = setup.work.join(format!("conclave-{label}.log"));
     let mut c = Conclave::spawn(&setup.conclave_bin, &setup.config, port, &log)?;
-    let took = c.wait_healthy(START_LIMIT).map_err(|e| {
-        fail(format!(
-            "{e}; its log is {}",
-            log.display()
-        ))
-    })?;
+    let took = c
+        .wait_healthy(START_LIMIT)
+        .map_err(|e| fail(format!("{e}; its log is {}", log.display())))?;
     Ok((c, took))
 }
 
@@ -265,43 +326,93 @@ pub fn run(setup: &Setup, rt: &tokio::runtime::Runtime, index: usize) -> Result<
     let direct_url = format!("http://{mock_addr}/v1/chat/completions");
     let conclave_url = format!("http://127.0.0.1:{}/v1/chat/completions", conclave.port);
     let direct_body = setup.body_file.with_extension("direct.json");
-    let load = |url: &str, body: &Path, connections: usize, duration: Duration, rate: Option<f64>| {
-        setup.oha.run(&Load {
-            url,
-            body_file: body,
-            connections,
-            duration,
-            rate,
-        })
-    };
+    let load =
+        |url: &str, body: &Path, connections: usize, duration: Duration, rate: Option<f64>| {
+            setup.oha.run(&Load {
+                url,
+                body_file: body,
+                connections,
+                duration,
+                rate,
+            })
+        };
 
     say("warm-up");
-    load(&direct_url, &direct_body, SATURATION_CONNECTIONS, plan.warmup, None)?;
-    load(&conclave_url, &setup.body_file, SATURATION_CONNECTIONS, plan.warmup, None)?;
+    load(
+        &direct_url,
+        &direct_body,
+        SATURATION_CONNECTIONS,
+        plan.warmup,
+        None,
+    )?;
+    load(
+        &conclave_url,
+        &setup.body_file,
+        SATURATION_CONNECTIONS,
+        plan.warmup,
+        None,
+    )?;
 
     let mut fixed_rate = Vec::new();
     for rate in RATES {
         say(&format!("{rate} req/s, direct and through conclave"));
-        let direct = load(&direct_url, &direct_body, FIXED_RATE_CONNECTIONS, plan.phase, Some(rate))?;
-        let through = load(&conclave_url, &setup.body_file, FIXED_RATE_CONNECTIONS, plan.phase, Some(rate))?;
+        let direct = measured(setup, &conclave, || {
+            load(
+                &direct_url,
+                &direct_body,
+                FIXED_RATE_CONNECTIONS,
+                plan.phase,
+                Some(rate),
+            )
+        })?;
+        let through = measured(setup, &conclave, || {
+            load(
+                &conclave_url,
+                &setup.body_file,
+                FIXED_RATE_CONNECTIONS,
+                plan.phase,
+                Some(rate),
+            )
+        })?;
         fixed_rate.push(RateResult {
             rate,
-            overhead_p50_ms: through.p50_ms - direct.p50_ms,
-            overhead_p90_ms: through.p90_ms - direct.p90_ms,
-            overhead_p99_ms: through.p99_ms - direct.p99_ms,
-            direct,
-            conclave: through,
+            overhead_p50_ms: through.load.p50_ms - direct.load.p50_ms,
+            overhead_p90_ms: through.load.p90_ms - direct.load.p90_ms,
+            overhead_p99_ms: through.load.p99_ms - direct.load.p99_ms,
+            conclave_cpu_us_per_request: through.conclave_us,
+            mock_cpu_us_per_request_direct: direct.mock_us,
+            direct: direct.load,
+            conclave: through.load,
         });
     }
 
     say("saturation, 64 connections, direct and through conclave");
-    let direct = load(&direct_url, &direct_body, SATURATION_CONNECTIONS, plan.phase, None)?;
-    let through = load(&conclave_url, &setup.body_file, SATURATION_CONNECTIONS, plan.phase, None)?;
+    let direct = measured(setup, &conclave, || {
+        load(
+            &direct_url,
+            &direct_body,
+            SATURATION_CONNECTIONS,
+            plan.phase,
+            None,
+        )
+    })?;
+    let through = measured(setup, &conclave, || {
+        load(
+            &conclave_url,
+            &setup.body_file,
+            SATURATION_CONNECTIONS,
+            plan.phase,
+            None,
+        )
+    })?;
     let saturation = Saturation {
         connections: SATURATION_CONNECTIONS as f64,
-        ratio: through.rps / direct.rps,
-        direct,
-        conclave: through,
+        ratio: through.load.rps / direct.load.rps,
+        conclave_cpu_us_per_request: through.conclave_us,
+        mock_cpu_us_per_request_direct: direct.mock_us,
+        mock_cpu_us_per_request_through: through.mock_us,
+        direct: direct.load,
+        conclave: through.load,
     };
     let (after_rss, peak_rss) = conclave.memory_mib()?;
 
@@ -357,16 +468,24 @@ async fn streaming(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Resul
     let mut direct_conn = Conn::connect(mock).await?;
     let mut conclave_conn = Conn::connect(conclave).await?;
     // One of each to warm the connections (and conclave's pool) up.
-    direct_conn.post_stream("/v1/chat/completions", &direct_body).await?;
-    conclave_conn.post_stream("/v1/chat/completions", &conclave_body).await?;
+    direct_conn
+        .post_stream("/v1/chat/completions", &direct_body)
+        .await?;
+    conclave_conn
+        .post_stream("/v1/chat/completions", &conclave_body)
+        .await?;
     let (mut direct, mut through) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + plan.loop_limit;
     for _ in 0..plan.streams {
         if Instant::now() > deadline {
             break;
         }
-        let d = direct_conn.post_stream("/v1/chat/completions", &direct_body).await?;
-        let c = conclave_conn.post_stream("/v1/chat/completions", &conclave_body).await?;
+        let d = direct_conn
+            .post_stream("/v1/chat/completions", &direct_body)
+            .await?;
+        let c = conclave_conn
+            .post_stream("/v1/chat/completions", &conclave_body)
+            .await?;
         if d.status != 200 || c.status != 200 {
             return Err(fail(format!(
                 "streaming answered {} (direct) / {} (conclave)",
@@ -402,24 +521,44 @@ fn check(reply: &crate::client::Reply, what: &str) -> Result<()> {
 }
 
 /// The moa composite against the same fan-out done directly.
-async fn moa(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Result<Moa> {
+/// Medians of a composite and of the same fan-out done directly.
+struct FanOut {
+    direct: Vec<f64>,
+    composite: Vec<f64>,
+}
+
+/// `requests` moa requests through conclave (model `model`), each after
+/// the same fan-out done directly against the mock: proposers on
+/// `proposer_ms` latency paths concurrently, then the aggregator.
+async fn fan_out(
+    mock: SocketAddr,
+    conclave: SocketAddr,
+    model: &str,
+    proposer_ms: &[u64],
+    aggregator_ms: u64,
+    requests: usize,
+    limit: Duration,
+) -> Result<FanOut> {
     let body = Bytes::from(short_body("bench-model", false));
-    let composite_body = Bytes::from(short_body("bench-moa", false));
+    let composite_body = Bytes::from(short_body(model, false));
     let mut proposers = Vec::new();
-    for _ in MOA_PROPOSERS_MS {
+    for _ in proposer_ms {
         proposers.push(Conn::connect(mock).await?);
     }
     let mut aggregator = Conn::connect(mock).await?;
     let mut gateway = Conn::connect(conclave).await?;
-    let paths: Vec<String> = MOA_PROPOSERS_MS
+    let paths: Vec<String> = proposer_ms
         .iter()
         .map(|ms| format!("{}/chat/completions", mock::api_path(*ms)))
         .collect();
-    let agg_path = format!("{}/chat/completions", mock::api_path(MOA_AGGREGATOR_MS));
-    let (mut direct, mut composite) = (Vec::new(), Vec::new());
-    let deadline = Instant::now() + plan.loop_limit;
-    // The first composite request is a warm-up (pool connections to each path).
-    for i in 0..=plan.moa_requests {
+    let agg_path = format!("{}/chat/completions", mock::api_path(aggregator_ms));
+    let mut out = FanOut {
+        direct: Vec::new(),
+        composite: Vec::new(),
+    };
+    let deadline = Instant::now() + limit;
+    // The first round is a warm-up (pool connections to each path).
+    for i in 0..=requests {
         if Instant::now() > deadline {
             break;
         }
@@ -434,20 +573,53 @@ async fn moa(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Result<Moa>
         for r in replies {
             check(&r?, "a direct proposer")?;
         }
-        check(&aggregator.post(&agg_path, &body).await?, "the direct aggregator")?;
+        check(
+            &aggregator.post(&agg_path, &body).await?,
+            "the direct aggregator",
+        )?;
         let direct_took = started.elapsed();
-        let reply = gateway.post("/v1/chat/completions", &composite_body).await?;
+        let reply = gateway
+            .post("/v1/chat/completions", &composite_body)
+            .await?;
         check(&reply, "the moa composite")?;
         if i > 0 {
-            direct.push(ms(direct_took));
-            composite.push(ms(reply.elapsed));
+            out.direct.push(ms(direct_took));
+            out.composite.push(ms(reply.elapsed));
         }
     }
+    Ok(out)
+}
+
+/// The moa composite against the same fan-out done directly, with the
+/// configured member latencies and with zero-latency members.
+async fn moa(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Result<Moa> {
+    let timed = fan_out(
+        mock,
+        conclave,
+        "bench-moa",
+        &MOA_PROPOSERS_MS,
+        MOA_AGGREGATOR_MS,
+        plan.moa_requests,
+        plan.loop_limit,
+    )
+    .await?;
+    let zero = fan_out(
+        mock,
+        conclave,
+        "bench-moa-zero",
+        &[0; MOA_PROPOSERS_MS.len()],
+        0,
+        plan.moa_requests * 3,
+        plan.loop_limit,
+    )
+    .await?;
     let nominal = (MOA_PROPOSERS_MS.iter().max().copied().unwrap_or(0) + MOA_AGGREGATOR_MS) as f64;
-    let d = summarize(&direct);
-    let c = summarize(&composite);
+    let d = summarize(&timed.direct);
+    let c = summarize(&timed.composite);
+    let zd = summarize(&zero.direct);
+    let zc = summarize(&zero.composite);
     Ok(Moa {
-        requests: composite.len() as f64,
+        requests: timed.composite.len() as f64,
         nominal_critical_path_ms: nominal,
         over_direct_p50_ms: c.p50 - d.p50,
         over_direct_p90_ms: c.p90 - d.p90,
@@ -455,18 +627,26 @@ async fn moa(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Result<Moa>
         over_nominal_p90_ms: c.p90 - nominal,
         direct_fanout_ms: d,
         composite_ms: c,
+        zero_latency_over_direct_p50_ms: zc.p50 - zd.p50,
+        zero_latency_direct_fanout_ms: zd,
+        zero_latency_composite_ms: zc,
     })
 }
 
 /// Direct, plain routed and passthrough requests in turn, one connection each.
-async fn passthrough(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Result<PassthroughHttp> {
+async fn passthrough(
+    mock: SocketAddr,
+    conclave: SocketAddr,
+    plan: &Plan,
+) -> Result<PassthroughHttp> {
     let direct_body = Bytes::from(chat_body("bench-model", false));
     let plain_body = Bytes::from(chat_body("bench", false));
     let pt_body = Bytes::from(chat_body("bench-passthrough", false));
     let mut direct_conn = Conn::connect(mock).await?;
     let mut plain_conn = Conn::connect(conclave).await?;
     let mut pt_conn = Conn::connect(conclave).await?;
-    let (mut direct, mut plain, mut pt, mut reported) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut direct, mut plain, mut pt, mut reported) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let path = "/v1/chat/completions";
     let deadline = Instant::now() + plan.loop_limit;
     for i in 0..plan.passthrough_requests + 10 {
@@ -511,6 +691,9 @@ async fn passthrough(mock: SocketAddr, conclave: SocketAddr, plan: &Plan) -> Res
 pub fn write_bodies(work: &Path) -> Result<PathBuf> {
     let path = work.join("body.json");
     std::fs::write(&path, chat_body("bench", false))?;
-    std::fs::write(path.with_extension("direct.json"), chat_body("bench-model", false))?;
+    std::fs::write(
+        path.with_extension("direct.json"),
+        chat_body("bench-model", false),
+    )?;
     Ok(path)
 }

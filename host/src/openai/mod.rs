@@ -8,26 +8,66 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A client request to any of the model endpoints.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct ProxyRequest {
     /// The public model (group, alias, wildcard match or composite profile).
     pub model: String,
     /// Whether the client wants server-sent events.
-    #[serde(default, deserialize_with = "null_as_false")]
     pub stream: bool,
     /// Request-level fallback groups (LiteLLM extension); never forwarded.
-    #[serde(default)]
     pub fallbacks: Option<Vec<String>>,
     /// Turns every fallback off for this request (LiteLLM extension); never forwarded.
-    #[serde(default, deserialize_with = "null_as_false")]
     pub disable_fallbacks: bool,
     /// Everything else, forwarded unchanged.
-    #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
-fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
+impl<'de> Deserialize<'de> for ProxyRequest {
+    /// Reads the body straight into a map and takes the typed fields out of
+    /// it: one pass, where `#[serde(flatten)]` would buffer the whole body
+    /// first.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut rest = Map::<String, Value>::deserialize(d)?;
+        let model = match rest.remove("model") {
+            Some(Value::String(m)) => m,
+            Some(_) => return Err(D::Error::custom("`model` must be a string")),
+            None => return Err(D::Error::missing_field("model")),
+        };
+        let flag = |v: Option<Value>, name: &str| match v {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(D::Error::custom(format!("`{name}` must be a boolean"))),
+        };
+        let stream = flag(rest.remove("stream"), "stream")?;
+        let disable_fallbacks = flag(rest.remove("disable_fallbacks"), "disable_fallbacks")?;
+        let fallbacks = match rest.remove("fallbacks") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s),
+                        _ => Err(D::Error::custom(
+                            "`fallbacks` must be a list of model names",
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "`fallbacks` must be a list of model names",
+                ));
+            }
+        };
+        Ok(Self {
+            model,
+            stream,
+            fallbacks,
+            disable_fallbacks,
+            rest,
+        })
+    }
 }
 
 /// Which OpenAI endpoint a request is for.
@@ -140,6 +180,23 @@ mod tests {
         assert_eq!(req.rest["seed"], 7);
         assert!(req.rest.contains_key("tools"));
         assert!(!req.rest.contains_key("model"));
+        assert!(!req.rest.contains_key("stream"));
+    }
+
+    #[test]
+    fn typed_fields_of_the_wrong_type_are_refused() {
+        assert!(serde_json::from_str::<ProxyRequest>(r#"{"model":1}"#).is_err());
+        assert!(serde_json::from_str::<ProxyRequest>(r#"{"messages":[]}"#).is_err());
+        assert!(serde_json::from_str::<ProxyRequest>(r#"{"model":"m","stream":"yes"}"#).is_err());
+        assert!(serde_json::from_str::<ProxyRequest>(r#"{"model":"m","fallbacks":[1]}"#).is_err());
+        let req: ProxyRequest =
+            serde_json::from_str(r#"{"model":"m","fallbacks":["a","b"],"disable_fallbacks":true}"#)
+                .unwrap();
+        assert_eq!(
+            req.fallbacks.as_deref(),
+            Some(&["a".to_owned(), "b".to_owned()][..])
+        );
+        assert!(req.disable_fallbacks);
     }
 
     #[test]
