@@ -521,7 +521,7 @@ fn check(reply: &crate::client::Reply, what: &str) -> Result<()> {
 }
 
 /// The moa composite against the same fan-out done directly.
-/// Medians of a composite and of the same fan-out done directly.
+/// Latencies (ms) of composite requests and of the same fan-out done directly.
 struct FanOut {
     direct: Vec<f64>,
     composite: Vec<f64>,
