@@ -192,3 +192,17 @@ pub fn bodies(up: &FakeUpstream, name: &str) -> Vec<serde_json::Value> {
         .map(|r| r.body)
         .collect()
 }
+
+/// `choices[0].message.content` of a chat answer ("" when absent).
+pub fn answer_content(body: &serde_json::Value) -> &str {
+    body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// `choices[0].message.reasoning_content` of a chat answer ("" when absent).
+pub fn answer_reasoning(body: &serde_json::Value) -> &str {
+    body["choices"][0]["message"]["reasoning_content"]
+        .as_str()
+        .unwrap_or_default()
+}

@@ -2,8 +2,8 @@
 //! a judge that sees them shuffled, and the pick.
 
 use conclave_e2e::{
-    Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, bodies, chat_body, composite_config, error_object,
-    messages_text,
+    Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, answer_content, answer_reasoning, bodies,
+    chat_body, composite_config, error_object, messages_text,
 };
 use serde_json::{Value, json};
 
@@ -36,18 +36,6 @@ async fn start(up: &FakeUpstream, profile: &str) -> Proxy {
     .await
 }
 
-fn content(body: &Value) -> &str {
-    body["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap_or_default()
-}
-
-fn reasoning(body: &Value) -> &str {
-    body["choices"][0]["message"]["reasoning_content"]
-        .as_str()
-        .unwrap_or_default()
-}
-
 /// The candidate texts in the order the judge's prompt shows them.
 fn shown_order(judge_body: &Value) -> Vec<&'static str> {
     let text = messages_text(judge_body);
@@ -77,7 +65,7 @@ async fn the_judge_sees_the_candidates_shuffled_and_its_pick_is_the_answer() {
     assert_eq!(shown.len(), 4, "every candidate is shown: {judge}");
     assert_ne!(shown, TEXTS, "the judge saw the generation order");
     // The judge's "2" is the second candidate it was shown.
-    assert_eq!(content(&body), shown[1]);
+    assert_eq!(answer_content(&body), shown[1]);
     let picked = TEXTS.iter().position(|t| *t == shown[1]).unwrap();
     assert_eq!(
         headers["x-conclave-final-model"],
@@ -87,7 +75,7 @@ async fn the_judge_sees_the_candidates_shuffled_and_its_pick_is_the_answer() {
     assert!(judge_text.contains("explain tides"), "{judge_text}");
     assert!(judge_text.contains("### Candidate 1\n"), "{judge_text}");
     assert!(!judge_text.contains("cand-"), "{judge_text}");
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(
         trace.contains(&format!("picked candidate {} (shown as 2)", picked + 1)),
         "{trace}"
@@ -122,7 +110,7 @@ async fn two_candidates_are_never_shown_in_generation_order() {
         assert_eq!(status, 200, "{body}");
         let shown = shown_order(&up.last_body("judge").unwrap());
         assert_eq!(shown, ["TEXT-TWO", "TEXT-ONE"], "prompt {prompt}");
-        assert_eq!(content(&body), "TEXT-TWO");
+        assert_eq!(answer_content(&body), "TEXT-TWO");
     }
 }
 
@@ -143,7 +131,7 @@ async fn a_generator_is_sampled_n_times_at_the_settings_or_the_requests_temperat
     assert!(sent.iter().all(|b| b["temperature"] == 1.1), "{sent:?}");
     // The judge is not sampled.
     assert!(up.last_body("judge").unwrap().get("temperature").is_none());
-    assert!(reasoning(&body).contains("(shown as 3)"), "{body}");
+    assert!(answer_reasoning(&body).contains("(shown as 3)"), "{body}");
 
     // A request's temperature overrides the profile's, like any setting.
     up.clear();
@@ -170,8 +158,8 @@ async fn an_unreadable_or_failed_judgement_falls_back_to_the_first_candidate() {
     let (status, _, body) = proxy.chat(&chat_body("bon", "q")).await;
     assert_eq!(status, 200, "{body}");
     // cand-1 failed: the first successful candidate is cand-2.
-    assert_eq!(content(&body), "TEXT-TWO");
-    let trace = reasoning(&body);
+    assert_eq!(answer_content(&body), "TEXT-TWO");
+    let trace = answer_reasoning(&body);
     assert!(trace.contains("candidate 1 (cand-1) failed"), "{trace}");
     assert!(
         trace.contains("the judge's choice could not be read"),
@@ -185,8 +173,11 @@ async fn an_unreadable_or_failed_judgement_falls_back_to_the_first_candidate() {
     up.set("judge", Behavior::status(500, "judge is down"));
     let (status, _, body) = proxy.chat(&chat_body("bon", "q")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "TEXT-TWO");
-    assert!(reasoning(&body).contains("the judge failed"), "{body}");
+    assert_eq!(answer_content(&body), "TEXT-TWO");
+    assert!(
+        answer_reasoning(&body).contains("the judge failed"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -257,7 +248,7 @@ async fn only_the_picked_candidate_gets_the_tools_and_its_tool_call_reaches_the_
     follow_up["tools"] = tools.clone();
     let (status, _, body) = proxy.chat(&follow_up).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "The moon pulls the sea.");
+    assert_eq!(answer_content(&body), "The moon pulls the sea.");
     let judge = up.last_body("judge").unwrap();
     assert!(messages_text(&judge).contains("MOON-GRAVITY"));
     assert!(!judge.to_string().contains("\"role\":\"tool\""));

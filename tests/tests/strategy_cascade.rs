@@ -2,8 +2,8 @@
 //! first, a verifier or a rule deciding when to stop.
 
 use conclave_e2e::{
-    Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, SseReader, bodies, chat_body, composite_config,
-    error_object, messages_text,
+    Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, SseReader, answer_content, answer_reasoning,
+    bodies, chat_body, composite_config, error_object, messages_text,
 };
 use serde_json::{Value, json};
 
@@ -29,18 +29,6 @@ async fn start(up: &FakeUpstream, profile: &str) -> Proxy {
     .await
 }
 
-fn content(body: &Value) -> &str {
-    body["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap_or_default()
-}
-
-fn reasoning(body: &Value) -> &str {
-    body["choices"][0]["message"]["reasoning_content"]
-        .as_str()
-        .unwrap_or_default()
-}
-
 fn calls(up: &FakeUpstream) -> (usize, usize, usize, usize) {
     (
         up.calls("tier-a"),
@@ -64,7 +52,7 @@ async fn the_cascade_escalates_until_the_verifier_approves_and_stops_there() {
     let proxy = start(&up, &profile(&with_verifier(), "{}")).await;
     let (status, headers, body) = proxy.chat(&chat_body("cascade", "capital of Peru?")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "B-ANSWER");
+    assert_eq!(answer_content(&body), "B-ANSWER");
     assert_eq!(calls(&up), (1, 1, 0, 2));
     assert_eq!(headers["x-conclave-final-model"], "tier-b");
     let checks = bodies(&up, "checker");
@@ -74,7 +62,7 @@ async fn the_cascade_escalates_until_the_verifier_approves_and_stops_there() {
         "{first}"
     );
     assert!(messages_text(&checks[1]).contains("B-ANSWER"));
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(
         trace.contains("[tier 1] verifier checker rejected it"),
         "{trace}"
@@ -100,10 +88,10 @@ async fn the_last_tier_is_accepted_without_asking_the_verifier() {
     let proxy = start(&up, &profile(&with_verifier(), "{}")).await;
     let (status, headers, body) = proxy.chat(&chat_body("cascade", "q")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "C-FINAL");
+    assert_eq!(answer_content(&body), "C-FINAL");
     assert_eq!(calls(&up), (1, 1, 1, 2));
     assert_eq!(headers["x-conclave-final-model"], "tier-c");
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(trace.contains("verdict could not be read"), "{trace}");
     assert!(
         trace.contains("[tier 3] tier-c is the last tier"),
@@ -136,11 +124,12 @@ async fn a_rule_accepts_without_a_verifier_when_pattern_and_length_both_hold() {
     up.set("tier-b", Behavior::ok("FINAL: Lima, on the Pacific coast."));
     let (status, headers, body) = proxy.chat(&chat_body("cascade", "q")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "FINAL: Lima, on the Pacific coast.");
+    assert_eq!(answer_content(&body), "FINAL: Lima, on the Pacific coast.");
     assert_eq!(calls(&up), (1, 1, 0, 0));
     assert_eq!(headers["x-conclave-final-model"], "tier-b");
     assert!(
-        reasoning(&body).contains("rule: accept_pattern matched, 34 characters >= min_length 20"),
+        answer_reasoning(&body)
+            .contains("rule: accept_pattern matched, 34 characters >= min_length 20"),
         "{body}"
     );
 }
@@ -155,10 +144,10 @@ async fn a_failing_tier_or_verifier_escalates_instead_of_failing_the_request() {
     let proxy = start(&up, &profile(&with_verifier(), "{}")).await;
     let (status, _, body) = proxy.chat(&chat_body("cascade", "q")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "C-ANSWER");
+    assert_eq!(answer_content(&body), "C-ANSWER");
     // tier-a fails (no verification), tier-b's check fails, tier-c is last.
     assert_eq!(calls(&up), (1, 1, 1, 1));
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(trace.contains("tier-a failed"), "{trace}");
     assert!(trace.contains("verifier checker failed"), "{trace}");
 }
@@ -222,7 +211,7 @@ async fn only_the_accepted_tier_gets_the_tools_and_its_tool_call_reaches_the_cli
     follow_up["tools"] = tools.clone();
     let (status, _, body) = proxy.chat(&follow_up).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "The capital of Peru is Lima.");
+    assert_eq!(answer_content(&body), "The capital of Peru is Lima.");
     let sent = bodies(&up, "tier-a");
     assert!(
         !sent[0].to_string().contains("\"role\":\"tool\""),

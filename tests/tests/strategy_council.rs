@@ -2,8 +2,8 @@
 //! reviewers rank anonymized answers, the chairman writes the answer.
 
 use conclave_e2e::{
-    Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, SseReader, bodies, chat_body, composite_config,
-    deployment, error_object, messages_text,
+    Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, SseReader, answer_reasoning, bodies, chat_body,
+    composite_config, deployment, error_object, messages_text,
 };
 use serde_json::{Value, json};
 
@@ -53,12 +53,6 @@ fn ranking(order: &[&str]) -> String {
     )
 }
 
-fn reasoning(body: &Value) -> &str {
-    body["choices"][0]["message"]["reasoning_content"]
-        .as_str()
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn the_chairman_sees_every_successful_answer_and_no_failed_one() {
     let up = FakeUpstream::start().await;
@@ -100,7 +94,7 @@ async fn the_chairman_sees_every_successful_answer_and_no_failed_one() {
     );
     assert!(!review.contains("Response C"), "{review}");
     assert!(!review.contains("LIMA"), "{review}");
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(trace.contains("member-lima failed"), "{trace}");
     // Two usable rankings agree: B first with mean rank 1.
     assert!(
@@ -153,7 +147,7 @@ async fn reviewers_see_anonymous_labels_and_never_a_model_or_deployment_name() {
     let chair = messages_text(&up.last_body("chair-oscar").unwrap()).to_lowercase();
     assert!(!chair.contains("kilo") && !chair.contains("lima") && !chair.contains("mike"));
     // The trace, meant for the operator, maps labels to members.
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(
         trace.contains(
             "Response A = member-kilo, Response B = member-lima, Response C = member-mike"
@@ -187,7 +181,7 @@ async fn malformed_rankings_count_less_or_not_at_all_and_never_fail_the_request(
     let proxy = start(&up, &profile(WITH_REVIEWERS, "{}")).await;
     let (status, _, body) = proxy.chat(&chat_body("council", "rank these")).await;
     assert_eq!(status, 200, "{body}");
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(
         trace.contains("reviewer 2 (rev-two) gave no FINAL RANKING; its ranking is ignored"),
         "{trace}"
@@ -245,7 +239,7 @@ async fn a_ranking_with_markdown_commentary_and_one_missing_label_counts_fully()
     let proxy = start(&up, &profile(WITH_REVIEWERS, "{}")).await;
     let (status, _, body) = proxy.chat(&chat_body("council", "rank these")).await;
     assert_eq!(status, 200, "{body}");
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(
         trace.contains("reviewer 1 (rev-one) ranked C > A (weight 1.00)"),
         "{trace}"

@@ -2,10 +2,10 @@
 //! samples, answer extraction, the vote and its tie-break.
 
 use conclave_e2e::{
-    Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, bodies, chat_body, composite_config, error_object,
-    messages_text,
+    Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, answer_content, answer_reasoning, bodies,
+    chat_body, composite_config, error_object, messages_text,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SAMPLERS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 
@@ -30,18 +30,6 @@ async fn start(up: &FakeUpstream, profile: &str) -> Proxy {
     Proxy::start(&composite_config(up, &names, &[("sc", "sc_test")], profile)).await
 }
 
-fn content(body: &Value) -> &str {
-    body["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap_or_default()
-}
-
-fn reasoning(body: &Value) -> &str {
-    body["choices"][0]["message"]["reasoning_content"]
-        .as_str()
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn the_majority_answer_wins_and_the_first_sample_that_gave_it_is_returned() {
     let up = FakeUpstream::start().await;
@@ -63,9 +51,9 @@ async fn the_majority_answer_wins_and_the_first_sample_that_gave_it_is_returned(
     assert_eq!(status, 200, "{body}");
     // 42 has two votes (s2, and s3's last match with its period stripped);
     // 41 has one (s5 failed); s4 matches nothing and does not vote.
-    assert_eq!(content(&body), "Step by step we get ANSWER: 42");
+    assert_eq!(answer_content(&body), "Step by step we get ANSWER: 42");
     assert_eq!(headers["x-conclave-final-model"], "s2-up");
-    let trace = reasoning(&body);
+    let trace = answer_reasoning(&body);
     assert!(trace.contains("| 42 | 2 | 2, 3 |"), "{trace}");
     assert!(trace.contains("| 41 | 1 | 1 |"), "{trace}");
     assert!(trace.contains("no answer found in sample(s) 4"), "{trace}");
@@ -90,8 +78,8 @@ async fn a_tie_goes_to_the_answer_given_first_after_normalization() {
     let proxy = start(&up, &profile(&models(4), "{}")).await;
     let (status, _, body) = proxy.chat(&chat_body("sc", "pick a colour")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "Thinking it over.\nRed");
-    let trace = reasoning(&body);
+    assert_eq!(answer_content(&body), "Thinking it over.\nRed");
+    let trace = answer_reasoning(&body);
     assert!(trace.contains("| red | 2 | 1, 4 |"), "{trace}");
     assert!(trace.contains("| blue | 2 | 2, 3 |"), "{trace}");
     assert!(
@@ -103,7 +91,7 @@ async fn a_tie_goes_to_the_answer_given_first_after_normalization() {
     up.set("s1", Behavior::ok("**blue**"));
     up.set("s2", Behavior::ok("Thinking it over.\nRed"));
     let (_, _, body) = proxy.chat(&chat_body("sc", "pick a colour")).await;
-    assert_eq!(content(&body), "**blue**");
+    assert_eq!(answer_content(&body), "**blue**");
 }
 
 #[tokio::test]
@@ -126,7 +114,7 @@ async fn one_node_is_sampled_n_times_at_the_settings_temperature() {
         assert_eq!(b["max_tokens"], 50, "{b}");
         assert!(b.get("samples").is_none(), "a setting was forwarded: {b}");
     }
-    assert!(reasoning(&body).contains("| 7 | 3 | 1, 2, 3 |"));
+    assert!(answer_reasoning(&body).contains("| 7 | 3 | 1, 2, 3 |"));
 }
 
 #[tokio::test]
@@ -210,7 +198,7 @@ async fn samples_get_no_tools_and_the_final_answer_may_call_one() {
     follow_up["tools"] = tools.clone();
     let (status, _, body) = proxy.chat(&follow_up).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(content(&body), "Rome is warm today.");
+    assert_eq!(answer_content(&body), "Rome is warm today.");
     let sent = bodies(&up, "solo");
     assert_eq!(sent.len(), 8);
     for sample in &sent[4..7] {
