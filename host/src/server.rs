@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
+
 use crate::admin::Overlay;
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::gateway::Gateway;
@@ -124,6 +126,13 @@ pub async fn serve(options: ServeOptions) -> Result<(), String> {
         compile_cache = %cache_dir.as_ref().map_or("off".to_owned(), |d| d.display().to_string()),
         "conclave listening"
     );
+    // Answers go out as soon as they are written: without TCP_NODELAY a
+    // response written in two parts can wait for the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

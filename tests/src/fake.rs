@@ -140,6 +140,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body exactly as it arrived.
+    pub raw_body: Bytes,
     pub at: Instant,
 }
 
@@ -306,12 +308,14 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let raw_body = body;
+    let body: Value = serde_json::from_slice(&raw_body).unwrap_or(Value::Null);
     shared.recorded.lock().unwrap().push(Recorded {
         deployment: deployment.clone(),
         path: format!("/v1/{rest}"),
         headers,
         body: body.clone(),
+        raw_body,
         at: Instant::now(),
     });
     shared.changed.notify_waiters();

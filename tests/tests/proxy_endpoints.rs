@@ -53,6 +53,26 @@ async fn chat_completion_returns_the_upstream_answer_as_json() {
     assert!(rec.body.get("stream").is_none(), "{}", rec.body);
 }
 
+/// Numbers a JSON tree would round (beyond f64, trailing zeros), unusual
+/// escapes and the client's field order reach the upstream exactly as sent.
+#[tokio::test]
+async fn client_fields_reach_the_upstream_verbatim() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::ok("ok"));
+    let proxy = one_group(&up, &[]).await;
+    let fields = r#""messages":[{"role":"user","content":"caf\u00e9 \ud83d\ude00"}],"seed":123456789012345678901234567890,"temperature":0.50,"logit_bias":{"50256":-100}"#;
+    let r = reqwest::Client::new()
+        .post(proxy.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"model":"m",{fields}}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = String::from_utf8(up.recorded()[0].raw_body.to_vec()).unwrap();
+    assert_eq!(sent, format!(r#"{{"model":"gpt-up",{fields}}}"#));
+}
+
 #[tokio::test]
 async fn chat_stream_forwards_every_chunk_and_ends_with_done() {
     let up = FakeUpstream::start().await;

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conclave::config::{Env, load_str};
-use conclave::openai::Endpoint;
+use conclave::openai::{Endpoint, RawFields};
 use conclave::router::{ManualClock, RouteError, RouteRequest, Routed, Router};
 use conclave_e2e::{Behavior, FakeUpstream};
 use routing_support::{config, deployment};
-use serde_json::{Map, Value, json};
 
 fn build(yaml: &str) -> (Router, Arc<ManualClock>) {
     let loaded = load_str(yaml, Path::new("t.yaml"), Env::default()).unwrap();
@@ -25,11 +24,8 @@ fn build(yaml: &str) -> (Router, Arc<ManualClock>) {
     (built.router, clock)
 }
 
-fn body() -> Map<String, Value> {
-    json!({"messages": [{"role": "user", "content": "hi"}]})
-        .as_object()
-        .unwrap()
-        .clone()
+fn body() -> RawFields {
+    serde_json::from_str(r#"{"messages": [{"role": "user", "content": "hi"}]}"#).unwrap()
 }
 
 async fn route(router: &Router, model: &str) -> Result<Routed, RouteError> {

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::AppState;
@@ -19,23 +19,26 @@ use crate::providers::UpstreamReply;
 use crate::router::{RouteMeta, RouteRequest};
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::ChatCompletions, request)
+    Box::pin(handle(state, Endpoint::ChatCompletions, request))
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::Completions, request)
+    Box::pin(handle(state, Endpoint::Completions, request))
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Endpoint::Embeddings, request)
+    Box::pin(handle(state, Endpoint::Embeddings, request))
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The model endpoints' common path. Callers box its future: it holds the
+/// whole routing state machine (retries, the upstream call), and moving that
+/// through axum's service layers by value cost more than one allocation.
 async fn handle(
     state: AppState,
     endpoint: Endpoint,
@@ -61,9 +64,7 @@ async fn handle(
             Some(required),
         ));
     }
-    if endpoint == Endpoint::ChatCompletions
-        && !req.rest.get("messages").is_some_and(|m| m.is_array())
-    {
+    if endpoint == Endpoint::ChatCompletions && !req.rest.is_array("messages") {
         return Err(ApiError::invalid(
             "messages must be an array",
             Some("messages"),
@@ -153,23 +154,27 @@ fn json_response(body: Bytes) -> Response {
     r
 }
 
+const MODEL_ID: HeaderName = HeaderName::from_static("x-conclave-model-id");
+const MODEL_GROUP: HeaderName = HeaderName::from_static("x-conclave-model-group");
+const FALLBACK: HeaderName = HeaderName::from_static("x-conclave-fallback");
+const OVERHEAD_MS: HeaderName = HeaderName::from_static("x-conclave-overhead-ms");
+const ATTEMPTS: HeaderName = HeaderName::from_static("x-conclave-attempts");
+
 fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
     let overhead = started.elapsed().saturating_sub(meta.upstream_time);
-    let mut put = |name: &'static str, value: &str| {
+    let mut put = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
     };
-    put("x-conclave-model-id", &meta.deployment);
-    put("x-conclave-model-group", &meta.group);
-    put("x-conclave-attempts", &meta.attempts.to_string());
+    put(MODEL_ID, &meta.deployment);
+    put(MODEL_GROUP, &meta.group);
     if let Some(fallback) = &meta.fallback {
-        put("x-conclave-fallback", fallback);
+        put(FALLBACK, fallback);
     }
-    put(
-        "x-conclave-overhead-ms",
-        &format!("{:.3}", overhead.as_secs_f64() * 1000.0),
-    );
+    let us = overhead.as_micros();
+    put(OVERHEAD_MS, &format!("{}.{:03}", us / 1000, us % 1000));
+    h.insert(ATTEMPTS, HeaderValue::from(meta.attempts));
 }
 
 pub async fn models(State(state): State<AppState>) -> Response {

@@ -3,9 +3,13 @@
 //! Requests keep every field the client sent: only the fields the gateway acts
 //! on are typed, the rest stays in a JSON map forwarded as is.
 
+mod fields;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+
+pub use fields::RawFields;
 
 /// A client request to any of the model endpoints.
 #[derive(Debug, Clone)]
@@ -19,47 +23,40 @@ pub struct ProxyRequest {
     /// Turns every fallback off for this request (LiteLLM extension); never forwarded.
     pub disable_fallbacks: bool,
     /// Everything else, forwarded unchanged.
-    pub rest: Map<String, Value>,
+    pub rest: RawFields,
 }
 
 impl<'de> Deserialize<'de> for ProxyRequest {
-    /// Reads the body straight into a map and takes the typed fields out of
-    /// it: one pass, where `#[serde(flatten)]` would buffer the whole body
-    /// first.
+    /// Reads the body's fields as raw JSON and parses only the typed ones.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let mut rest = Map::<String, Value>::deserialize(d)?;
+        /// A typed field: absent and `null` are `None`, a mismatch an error.
+        fn typed<T: serde::de::DeserializeOwned, E: Error>(
+            raw: Option<Box<RawValue>>,
+            name: &str,
+            expected: &str,
+        ) -> Result<Option<T>, E> {
+            match raw {
+                None => Ok(None),
+                Some(raw) => serde_json::from_str::<Option<T>>(raw.get())
+                    .map_err(|_| E::custom(format!("`{name}` must be {expected}"))),
+            }
+        }
+        let mut rest = RawFields::deserialize(d)?;
         let model = match rest.remove("model") {
-            Some(Value::String(m)) => m,
-            Some(_) => return Err(D::Error::custom("`model` must be a string")),
             None => return Err(D::Error::missing_field("model")),
+            raw => typed::<String, D::Error>(raw, "model", "a string")?
+                .ok_or_else(|| D::Error::custom("`model` must be a string"))?,
         };
-        let flag = |v: Option<Value>, name: &str| match v {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(b),
-            Some(_) => Err(D::Error::custom(format!("`{name}` must be a boolean"))),
-        };
+        let flag =
+            |raw, name| typed::<bool, D::Error>(raw, name, "a boolean").map(|v| v.unwrap_or(false));
         let stream = flag(rest.remove("stream"), "stream")?;
         let disable_fallbacks = flag(rest.remove("disable_fallbacks"), "disable_fallbacks")?;
-        let fallbacks = match rest.remove("fallbacks") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => Some(
-                items
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::String(s) => Ok(s),
-                        _ => Err(D::Error::custom(
-                            "`fallbacks` must be a list of model names",
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            Some(_) => {
-                return Err(D::Error::custom(
-                    "`fallbacks` must be a list of model names",
-                ));
-            }
-        };
+        let fallbacks = typed::<Vec<String>, D::Error>(
+            rest.remove("fallbacks"),
+            "fallbacks",
+            "a list of model names",
+        )?;
         Ok(Self {
             model,
             stream,
@@ -177,7 +174,7 @@ mod tests {
         )
         .unwrap();
         assert!(!req.stream);
-        assert_eq!(req.rest["seed"], 7);
+        assert_eq!(req.rest.value("seed"), Some(serde_json::json!(7)));
         assert!(req.rest.contains_key("tools"));
         assert!(!req.rest.contains_key("model"));
         assert!(!req.rest.contains_key("stream"));

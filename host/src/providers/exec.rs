@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, ChildStdout, Command};
 
 use super::{PayloadStream, UpstreamCall, UpstreamError, UpstreamReply};
 use crate::config::{Env, LitellmParams};
-use crate::openai::{Endpoint, unix_now};
+use crate::openai::{Endpoint, RawFields, unix_now};
 
 /// litellm_params keys an exec deployment reads.
 pub const EXEC_KEYS: &[&str] = &["command", "args", "max_output_bytes", "io_log_path", "env"];
@@ -414,8 +414,8 @@ async fn write_log(
 }
 
 /// The conversation as one prompt, each message under a role delimiter.
-pub fn serialize_conversation(body: &Map<String, Value>) -> String {
-    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+pub fn serialize_conversation(body: &RawFields) -> String {
+    let Some(Value::Array(messages)) = body.value("messages") else {
         return String::new();
     };
     messages
@@ -474,7 +474,7 @@ mod tests {
 
     #[test]
     fn conversation_is_serialized_with_role_delimiters() {
-        let body: Map<String, Value> = serde_json::from_str(
+        let body: RawFields = serde_json::from_str(
             r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]}"#,
         )
         .unwrap();

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::table::{Dialect, ProviderSpec};
 use super::{UpstreamCall, UpstreamError, UpstreamReply, retry_after_from, sse};
 use crate::config::{Env, LitellmParams, Secret};
+use crate::openai::{Endpoint, RawFields};
 
 /// Default Azure API version when neither the deployment nor the environment sets one.
 const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -29,6 +30,25 @@ pub struct HttpTarget {
     defaults: Map<String, Value>,
     /// Auth, organization and extra headers, built once.
     headers: HeaderMap,
+    /// Each endpoint's URL for `upstream_model`, parsed once.
+    urls: Box<EndpointUrls>,
+}
+
+/// A deployment's URL per endpoint.
+struct EndpointUrls {
+    chat: reqwest::Url,
+    completions: reqwest::Url,
+    embeddings: reqwest::Url,
+}
+
+impl EndpointUrls {
+    fn get(&self, endpoint: Endpoint) -> &reqwest::Url {
+        match endpoint {
+            Endpoint::ChatCompletions => &self.chat,
+            Endpoint::Completions => &self.completions,
+            Endpoint::Embeddings => &self.embeddings,
+        }
+    }
 }
 
 /// litellm_params keys that are OpenAI request fields: they become per-request defaults.
@@ -127,18 +147,34 @@ impl HttpTarget {
             }
         }
 
+        let upstream_model = params
+            .target_model
+            .clone()
+            .unwrap_or_else(|| model.to_owned());
+        let url = |endpoint: Endpoint| {
+            parse_url(&endpoint_url(
+                spec.dialect,
+                &base_url,
+                api_version.as_deref(),
+                &upstream_model,
+                endpoint,
+            ))
+        };
+        let urls = Box::new(EndpointUrls {
+            chat: url(Endpoint::ChatCompletions)?,
+            completions: url(Endpoint::Completions)?,
+            embeddings: url(Endpoint::Embeddings)?,
+        });
         Ok(Self {
             spec,
             base_url,
             api_key,
             api_version,
-            upstream_model: params
-                .target_model
-                .clone()
-                .unwrap_or_else(|| model.to_owned()),
+            upstream_model,
             supports_reasoning: params.supports_reasoning.unwrap_or(false),
             defaults,
             headers,
+            urls,
         })
     }
 
@@ -172,17 +208,20 @@ impl HttpTarget {
         }
     }
 
-    fn url(&self, model: &str, path: &str) -> String {
-        match self.spec.dialect {
-            Dialect::OpenAi => format!("{}{path}", self.base_url),
-            Dialect::Azure => format!(
-                "{}/openai/deployments/{model}{path}?api-version={}",
-                self.base_url,
-                self.api_version
-                    .as_deref()
-                    .unwrap_or(AZURE_DEFAULT_API_VERSION)
-            ),
+    /// The URL of `endpoint` for `model`: the one parsed at load time unless
+    /// a wildcard changed the model of an Azure deployment (whose URL names it).
+    fn url(&self, model: &str, endpoint: Endpoint) -> Result<reqwest::Url, UpstreamError> {
+        if self.spec.dialect == Dialect::Azure && model != self.upstream_model {
+            let url = endpoint_url(
+                self.spec.dialect,
+                &self.base_url,
+                self.api_version.as_deref(),
+                model,
+                endpoint,
+            );
+            return parse_url(&url).map_err(UpstreamError::Protocol);
         }
+        Ok(self.urls.get(endpoint).clone())
     }
 
     pub(super) async fn call(
@@ -201,7 +240,7 @@ impl HttpTarget {
         let bytes =
             serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         let request = client
-            .post(self.url(model, call.endpoint.path()))
+            .post(self.url(model, call.endpoint)?)
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(bytes);
@@ -328,6 +367,28 @@ fn error_message(body: &[u8], status: http::StatusCode) -> (String, Option<Strin
     }
 }
 
+/// Where a provider serves `endpoint` for `model`.
+fn endpoint_url(
+    dialect: Dialect,
+    base_url: &str,
+    api_version: Option<&str>,
+    model: &str,
+    endpoint: Endpoint,
+) -> String {
+    let path = endpoint.path();
+    match dialect {
+        Dialect::OpenAi => format!("{base_url}{path}"),
+        Dialect::Azure => format!(
+            "{base_url}/openai/deployments/{model}{path}?api-version={}",
+            api_version.unwrap_or(AZURE_DEFAULT_API_VERSION)
+        ),
+    }
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))
+}
+
 fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -344,7 +405,7 @@ fn error_chain(e: &reqwest::Error) -> String {
 struct OutboundBody<'a> {
     model: &'a str,
     stream: bool,
-    body: &'a Map<String, Value>,
+    body: &'a RawFields,
     defaults: &'a Map<String, Value>,
     inject_reasoning: bool,
 }
@@ -356,7 +417,7 @@ struct OutboundBody<'a> {
 pub fn encode_outbound_body(
     model: &str,
     stream: bool,
-    body: &Map<String, Value>,
+    body: &RawFields,
     defaults: &Map<String, Value>,
     inject_reasoning: bool,
 ) -> Result<Vec<u8>, serde_json::Error> {
@@ -379,7 +440,7 @@ impl Serialize for OutboundBody<'_> {
         if self.stream {
             map.serialize_entry("stream", &true)?;
         }
-        for (k, v) in self.body {
+        for (k, v) in self.body.iter() {
             map.serialize_entry(k, v)?;
         }
         for (k, v) in self.defaults {
@@ -390,7 +451,7 @@ impl Serialize for OutboundBody<'_> {
         if self.inject_reasoning
             && !REASONING_FIELDS
                 .iter()
-                .any(|f| self.body.contains_key(*f) || self.defaults.contains_key(*f))
+                .any(|f| self.body.contains_key(f) || self.defaults.contains_key(*f))
         {
             map.serialize_entry("thinking", &serde_json::json!({"type": "enabled"}))?;
         }
@@ -404,7 +465,7 @@ mod tests {
 
     #[test]
     fn outbound_body_keeps_client_fields_and_fills_defaults() {
-        let body: Map<String, Value> =
+        let body: RawFields =
             serde_json::from_str(r#"{"messages":[],"temperature":0.1,"tools":[1]}"#).unwrap();
         let defaults: Map<String, Value> =
             serde_json::from_str(r#"{"temperature":0.9,"seed":3}"#).unwrap();
@@ -415,7 +476,7 @@ mod tests {
             defaults: &defaults,
             inject_reasoning: true,
         };
-        let v: Value = serde_json::to_value(&out).unwrap();
+        let v: Value = serde_json::from_slice(&serde_json::to_vec(&out).unwrap()).unwrap();
         assert_eq!(v["model"], "up");
         assert_eq!(v["stream"], true);
         assert_eq!(v["temperature"], 0.1);
@@ -426,8 +487,7 @@ mod tests {
 
     #[test]
     fn reasoning_switch_is_not_added_when_the_client_chose_one() {
-        let body: Map<String, Value> =
-            serde_json::from_str(r#"{"reasoning_effort":"low"}"#).unwrap();
+        let body: RawFields = serde_json::from_str(r#"{"reasoning_effort":"low"}"#).unwrap();
         let out = OutboundBody {
             model: "m",
             stream: false,
@@ -435,7 +495,7 @@ mod tests {
             defaults: &Map::new(),
             inject_reasoning: true,
         };
-        let v: Value = serde_json::to_value(&out).unwrap();
+        let v: Value = serde_json::from_slice(&serde_json::to_vec(&out).unwrap()).unwrap();
         assert!(v.get("thinking").is_none());
     }
 

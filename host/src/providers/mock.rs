@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{UpstreamCall, UpstreamError, UpstreamReply};
 use crate::config::LitellmParams;
-use crate::openai::{Endpoint, unix_now};
+use crate::openai::{Endpoint, RawFields, unix_now};
 
 const DEFAULT_TEMPLATE: &str = "Mock answer from {model}: you said \"{prompt}\"";
 
@@ -171,9 +171,8 @@ impl MockTarget {
         let chat = call.endpoint == Endpoint::ChatCompletions;
         let include_usage = call
             .body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
+            .value("stream_options")
+            .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
             .unwrap_or(false);
         let completion_tokens = approx_tokens(&text);
         let pieces = split_pieces(&text, self.chunks);
@@ -242,22 +241,21 @@ fn approx_tokens(text: &str) -> u64 {
 }
 
 /// The text a mock answers to: the last user message, the prompt, or the input.
-fn prompt_text(endpoint: Endpoint, body: &Map<String, Value>) -> String {
+fn prompt_text(endpoint: Endpoint, body: &RawFields) -> String {
     let value = match endpoint {
-        Endpoint::ChatCompletions => body
-            .get("messages")
-            .and_then(Value::as_array)
-            .and_then(|msgs| {
-                msgs.iter()
+        Endpoint::ChatCompletions => body.value("messages").and_then(|mut messages| {
+            messages.as_array_mut().and_then(|msgs| {
+                msgs.iter_mut()
                     .rev()
                     .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+                    .and_then(|m| m.get_mut("content").map(Value::take))
             })
-            .and_then(|m| m.get("content")),
-        Endpoint::Completions => body.get("prompt"),
-        Endpoint::Embeddings => body.get("input"),
+        }),
+        Endpoint::Completions => body.value("prompt"),
+        Endpoint::Embeddings => body.value("input"),
     };
     match value {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s,
         Some(Value::Array(parts)) => parts
             .iter()
             .filter_map(|p| p.as_str().or_else(|| p.get("text").and_then(Value::as_str)))
@@ -275,8 +273,8 @@ fn split_pieces(text: &str, n: Option<usize>) -> Vec<String> {
     words.chunks(per).map(|c| c.concat()).collect()
 }
 
-fn embeddings(model: &str, body: &Map<String, Value>, prompt_tokens: u64) -> Bytes {
-    let inputs: Vec<String> = match body.get("input") {
+fn embeddings(model: &str, body: &RawFields, prompt_tokens: u64) -> Bytes {
+    let inputs: Vec<String> = match body.value("input") {
         Some(Value::Array(items)) => items.iter().map(|i| i.to_string()).collect(),
         Some(other) => vec![other.to_string()],
         None => vec![String::new()],
@@ -323,7 +321,7 @@ mod tests {
 
     #[test]
     fn prompt_is_the_last_user_message() {
-        let body: Map<String, Value> = serde_json::from_str(
+        let body: RawFields = serde_json::from_str(
             r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":[{"type":"text","text":"c"}]}]}"#,
         )
         .unwrap();

@@ -16,10 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use serde_json::{Map, Value};
 
 use crate::config::{Env, LitellmParams};
-use crate::openai::Endpoint;
+use crate::openai::{Endpoint, RawFields};
 
 pub use exec::ExecTarget;
 pub use http_adapter::HttpTarget;
@@ -72,7 +71,7 @@ pub struct UpstreamCall<'a> {
     pub endpoint: Endpoint,
     pub stream: bool,
     /// The client's fields other than `model` and `stream`.
-    pub body: &'a Map<String, Value>,
+    pub body: &'a RawFields,
     /// Model name from a wildcard match, replacing the deployment's own.
     pub model_override: Option<&'a str>,
     pub timeouts: Timeouts,

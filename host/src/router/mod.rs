@@ -19,10 +19,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
 use crate::config::{LoadedConfig, ModelEntry, Problem};
-use crate::openai::Endpoint;
+use crate::openai::{Endpoint, RawFields};
 use crate::providers::{Target, Timeouts, UpstreamReply, split_provider, table};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -51,7 +49,7 @@ pub struct RouteRequest<'a> {
     pub model: &'a str,
     pub stream: bool,
     /// The client's fields other than `model` and `stream`.
-    pub body: &'a Map<String, Value>,
+    pub body: &'a RawFields,
     /// Request-level fallbacks, replacing the configured ones for the first group.
     pub fallbacks: Option<&'a [String]>,
     pub disable_fallbacks: bool,

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::bindings::{ChatRequest, ChatResponse, Error, Message, Usage};
+use crate::openai::RawFields;
 
 /// The client's request as a WIT `chat-request`: messages typed, every other
 /// field (tools included) in `params-json`.
@@ -53,24 +54,14 @@ fn message_from_json(m: &Value) -> Message {
     }
 }
 
-/// A guest's request as the JSON body the router forwards.
-pub fn body_from_request(req: &ChatRequest) -> Result<Map<String, Value>, Error> {
+/// A guest's request as the JSON body the router forwards. `params-json`
+/// is kept as raw text; only the messages are built.
+pub fn body_from_request(req: &ChatRequest) -> Result<RawFields, Error> {
     let mut body = match &req.params_json {
-        None => Map::new(),
-        Some(text) if text.trim().is_empty() => Map::new(),
-        Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(Error::InvalidRequest(
-                    "params-json must be a JSON object".into(),
-                ));
-            }
-            Err(e) => {
-                return Err(Error::InvalidRequest(format!(
-                    "params-json is not valid JSON: {e}"
-                )));
-            }
-        },
+        None => RawFields::default(),
+        Some(text) if text.trim().is_empty() => RawFields::default(),
+        Some(text) => serde_json::from_str::<RawFields>(text)
+            .map_err(|e| Error::InvalidRequest(format!("params-json is not a JSON object: {e}")))?,
     };
     body.remove("model");
     body.remove("stream");
@@ -101,7 +92,8 @@ pub fn body_from_request(req: &ChatRequest) -> Result<Map<String, Value>, Error>
         }
         messages.push(Value::Object(out));
     }
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert_value("messages", &Value::Array(messages))
+        .map_err(|e| Error::InvalidRequest(format!("messages cannot be encoded: {e}")))?;
     Ok(body)
 }
 
@@ -280,7 +272,7 @@ mod tests {
         let req = request_from_client("m", &body);
         assert_eq!(req.messages[0].content, "hi");
         assert!(req.messages[1].tool_calls_json.is_some());
-        let back = body_from_request(&req).unwrap();
+        let back = body_from_request(&req).unwrap().to_map().unwrap();
         assert_eq!(back["temperature"], 0.3);
         assert!(back["tools"].is_array());
         assert_eq!(back["messages"][1]["content"], Value::Null);

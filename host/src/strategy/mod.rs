@@ -265,9 +265,8 @@ impl StrategyHost {
         let strategy = strategy_of(profile)?;
         let include_usage = request
             .rest
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
+            .value("stream_options")
+            .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
             .unwrap_or(false);
         let (tx, rx) = mpsc::channel::<SinkItem>(64);
         let sink = Sink {
@@ -415,7 +414,13 @@ struct Prepared {
 
 /// Splits the request into the client's chat request and settings overrides.
 fn prepare(profile: &LoadedProfile, request: &ProxyRequest) -> Result<Prepared, StrategyError> {
-    let mut body = request.rest.clone();
+    let mut body = request
+        .rest
+        .to_map()
+        .map_err(|e| StrategyError::InvalidRequest {
+            profile: profile.plan.name.clone(),
+            message: format!("the request body cannot be read: {e}"),
+        })?;
     let mut settings: Map<String, Value> = profile.plan.settings.clone();
     match body.remove(SETTINGS_KEY) {
         None | Some(Value::Null) => {}

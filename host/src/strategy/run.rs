@@ -433,7 +433,8 @@ impl Host for RunState {
             return result;
         };
         let mut body = body_from_request(&req)?;
-        body.insert("stream_options".into(), json!({"include_usage": true}));
+        body.insert_value("stream_options", &json!({"include_usage": true}))
+            .map_err(|e| Error::InvalidRequest(format!("stream_options cannot be encoded: {e}")))?;
         let routed = self
             .router
             .route(RouteRequest {
