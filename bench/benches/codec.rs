@@ -11,6 +11,10 @@ use conclave::providers::encode_outbound_body;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value};
 
+/// The allocator the `conclave` binary uses, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn fatal(message: &str) -> ! {
     eprintln!("codec bench: {message}");
     std::process::exit(1)

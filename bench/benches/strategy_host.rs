@@ -17,6 +17,10 @@ use conclave::router::{RouteRequest, SystemClock};
 use conclave::strategy::LoadedProfile;
 use criterion::{Criterion, criterion_group, criterion_main};
 
+/// The allocator the `conclave` binary uses, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONFIG: &str = r#"
 model_list:
   - model_name: bench-mock
