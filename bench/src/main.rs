@@ -163,15 +163,23 @@ fn run(args: Args) -> Result<()> {
     let micro_enabled = !args.skip_micro;
 
     if !args.skip_build {
-        eprintln!("bench: cargo build --release -p conclave");
-        let status = Command::new(&cargo)
-            .args(["build", "--release", "-p", "conclave", "--manifest-path"])
-            .arg(root.join("Cargo.toml"))
-            .status()?;
-        if !status.success() {
-            return Err(fail(format!(
-                "cargo build --release -p conclave failed ({status})"
-            )));
+        for what in [
+            &["-p", "conclave"][..],
+            &["-p", "conclave-bench", "--bin", "bare-forwarder"][..],
+        ] {
+            eprintln!("bench: cargo build --release {}", what.join(" "));
+            let status = Command::new(&cargo)
+                .args(["build", "--release"])
+                .args(what)
+                .arg("--manifest-path")
+                .arg(root.join("Cargo.toml"))
+                .status()?;
+            if !status.success() {
+                return Err(fail(format!(
+                    "cargo build --release {} failed ({status})",
+                    what.join(" ")
+                )));
+            }
         }
         if micro_enabled {
             eprintln!("bench: compiling the micro-benchmarks (cargo bench --no-run)");
@@ -207,8 +215,16 @@ fn run(args: Args) -> Result<()> {
     let mock = Mock::start(nproc)?;
     let config = suite::write_config(&work, mock.addr())?;
     let body_file = suite::write_bodies(&work)?;
+    let forwarder_bin = Some(target.join("release").join("bare-forwarder")).filter(|p| p.is_file());
+    if forwarder_bin.is_none() {
+        eprintln!(
+            "bench: no bare-forwarder in {}: the saturation floor is not measured",
+            target.join("release").display()
+        );
+    }
     let setup = Setup {
         conclave_bin: conclave_bin.clone(),
+        forwarder_bin,
         oha,
         mock,
         work: work.clone(),

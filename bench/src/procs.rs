@@ -1,4 +1,5 @@
-//! The conclave process under test: start, readiness, memory, stop.
+//! The server processes under test (conclave, and the bare forwarder it is
+//! compared with): start, readiness, memory, stop.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -65,37 +66,49 @@ pub fn cpu_seconds(pid: &str, ticks: f64) -> Result<f64> {
     Ok((field(14)? + field(15)?) / ticks)
 }
 
-/// A running `conclave serve`; killed when dropped.
-pub struct Conclave {
+/// A running server process; killed when dropped.
+pub struct Server {
     child: Child,
     pub port: u16,
     pub started: Instant,
 }
 
-impl Drop for Conclave {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Conclave {
+impl Server {
     /// Starts `bin serve --config config` on 127.0.0.1:`port`, logging to `log`.
-    pub fn spawn(bin: &Path, config: &Path, port: u16, log: &Path) -> Result<Conclave> {
+    pub fn conclave(bin: &Path, config: &Path, port: u16, log: &Path) -> Result<Server> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--log-format", "json", "serve", "--config"])
+            .arg(config)
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(port.to_string());
+        Self::spawn(cmd, port, log)
+    }
+
+    /// Starts the bare forwarder (`bin/bare_forwarder.rs`) on 127.0.0.1:`port`.
+    pub fn bare_forwarder(bin: &Path, upstream: &str, port: u16, log: &Path) -> Result<Server> {
+        let mut cmd = Command::new(bin);
+        cmd.arg(port.to_string()).arg(upstream);
+        Self::spawn(cmd, port, log)
+    }
+
+    fn spawn(mut cmd: Command, port: u16, log: &Path) -> Result<Server> {
         let log_out = File::create(log)?;
         let log_err = log_out.try_clone()?;
         let started = Instant::now();
-        let child = Command::new(bin)
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(config)
-            .args(["--host", "127.0.0.1", "--port"])
-            .arg(port.to_string())
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log_out)
             .stderr(log_err)
             .spawn()
-            .map_err(|e| fail(format!("cannot start {}: {e}", bin.display())))?;
-        Ok(Conclave {
+            .map_err(|e| fail(format!("cannot start {:?}: {e}", cmd.get_program())))?;
+        Ok(Server {
             child,
             port,
             started,
@@ -110,11 +123,13 @@ impl Conclave {
                 return Ok(self.started.elapsed());
             }
             if let Some(status) = self.child.try_wait()? {
-                return Err(fail(format!("conclave exited during start-up ({status})")));
+                return Err(fail(format!(
+                    "the server exited during start-up ({status})"
+                )));
             }
             if self.started.elapsed() > limit {
                 return Err(fail(format!(
-                    "conclave did not answer /health within {limit:?}"
+                    "the server did not answer /health within {limit:?}"
                 )));
             }
             std::thread::sleep(Duration::from_millis(1));

@@ -157,9 +157,10 @@ pub fn targets(median: &Value, micro: Option<&Micro>) -> Vec<Check> {
         ">= 0.333 x direct",
         |x| x >= 1.0 / 3.0,
         format!(
-            "conclave {} req/s vs direct-to-mock {} req/s",
+            "conclave {} req/s vs direct-to-mock {} req/s; a bare axum + reqwest forwarder on the same machine: {} x direct",
             f(at(median, "/saturation/conclave/rps"), 0),
-            f(at(median, "/saturation/direct/rps"), 0)
+            f(at(median, "/saturation/direct/rps"), 0),
+            f(at(median, "/saturation/bare_forwarder_ratio"), 2)
         ),
     ));
     out.push(check(
@@ -371,7 +372,7 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(s, "\n## Saturation (64 connections, closed loop)\n");
     let _ = writeln!(
         s,
-        "| | req/s | p50 (ms) | p99 (ms) | per run (req/s) | CPU per request, conclave / mock (µs) |"
+        "| | req/s | p50 (ms) | p99 (ms) | per run (req/s) | CPU per request, server / mock (µs) |"
     );
     let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
     for side in ["direct", "conclave"] {
@@ -398,9 +399,20 @@ pub fn markdown(report: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\nconclave / direct: {} (per run {}).",
+        "| bare axum + reqwest forwarder | {} | {} | {} | {} | {} / – |",
+        f(at(m, "/saturation/bare_forwarder/rps"), 0),
+        f(at(m, "/saturation/bare_forwarder/p50_ms"), 3),
+        f(at(m, "/saturation/bare_forwarder/p99_ms"), 3),
+        per_run(report, "/saturation/bare_forwarder/rps", 0),
+        f(at(m, "/saturation/bare_forwarder_cpu_us_per_request"), 1),
+    );
+    let _ = writeln!(
+        s,
+        "\nconclave / direct: {} (per run {}). The bare forwarder (`bare-forwarder`: the same axum server and reqwest client, copying bytes, nothing else) / direct: {} (per run {}), the floor of the stack on this machine.",
         f(at(m, "/saturation/ratio"), 3),
-        per_run(report, "/saturation/ratio", 3)
+        per_run(report, "/saturation/ratio", 3),
+        f(at(m, "/saturation/bare_forwarder_ratio"), 3),
+        per_run(report, "/saturation/bare_forwarder_ratio", 3)
     );
 
     let _ = writeln!(
@@ -598,7 +610,7 @@ mod tests {
                 {"rate": 500.0, "overhead_p99_ms": 9.0},
                 {"rate": 1000.0, "overhead_p99_ms": 0.4, "conclave": {"p99_ms": 1.0}, "direct": {"p99_ms": 0.6}}
             ],
-            "saturation": {"ratio": 0.2},
+            "saturation": {"ratio": 0.2, "bare_forwarder_ratio": 0.25},
             "streaming": {"ttfb_overhead_p50_ms": 0.3},
             "memory": {"idle_rss_mib": 20.0},
             "moa": {"over_direct_p50_ms": 1.5},
@@ -620,6 +632,7 @@ mod tests {
             ]
         );
         assert_eq!(t[0].measured, Some(0.4));
+        assert!(t[1].detail.ends_with("0.25 x direct"), "{}", t[1].detail);
         assert_eq!(t[6].measured, Some(310.0));
     }
 }

@@ -16,7 +16,7 @@ use crate::body::{chat_body, short_body};
 use crate::client::{Conn, StreamTiming};
 use crate::mock::{self, Mock};
 use crate::oha::{Load, LoadResult, Oha};
-use crate::procs::{Conclave, cpu_seconds, free_port};
+use crate::procs::{Server, cpu_seconds, free_port};
 use crate::stats::{Summary, ms, summarize};
 use crate::{Result, fail};
 
@@ -72,6 +72,8 @@ impl Plan {
 /// Everything a run uses.
 pub struct Setup {
     pub conclave_bin: PathBuf,
+    /// The bare axum + reqwest forwarder, when built.
+    pub forwarder_bin: Option<PathBuf>,
     pub oha: Oha,
     pub mock: Mock,
     pub work: PathBuf,
@@ -82,20 +84,20 @@ pub struct Setup {
     pub ticks: f64,
 }
 
-/// A load run with the CPU time conclave and the mock (this process) spent
-/// on it, in µs per request.
+/// A load run with the CPU time the server under test (conclave or the
+/// bare forwarder) and the mock (this process) spent on it, in µs per request.
 struct Measured {
     load: LoadResult,
-    conclave_us: f64,
+    server_us: f64,
     mock_us: f64,
 }
 
 fn measured(
     setup: &Setup,
-    conclave: &Conclave,
+    server: &Server,
     run: impl FnOnce() -> Result<LoadResult>,
 ) -> Result<Measured> {
-    let pid = conclave.pid().to_string();
+    let pid = server.pid().to_string();
     let (c0, m0) = (
         cpu_seconds(&pid, setup.ticks)?,
         cpu_seconds("self", setup.ticks)?,
@@ -113,7 +115,7 @@ fn measured(
         }
     };
     Ok(Measured {
-        conclave_us: per(c1 - c0),
+        server_us: per(c1 - c0),
         mock_us: per(m1 - m0),
         load,
     })
@@ -205,6 +207,11 @@ pub struct Saturation {
     pub conclave_cpu_us_per_request: f64,
     pub mock_cpu_us_per_request_direct: f64,
     pub mock_cpu_us_per_request_through: f64,
+    /// The same load through `bare-forwarder`: axum and reqwest with nothing
+    /// on top, the floor of conclave's stack on this machine.
+    pub bare_forwarder: Option<LoadResult>,
+    pub bare_forwarder_ratio: Option<f64>,
+    pub bare_forwarder_cpu_us_per_request: Option<f64>,
 }
 
 /// Streams of one side, in milliseconds.
@@ -294,10 +301,10 @@ pub struct RunResult {
 }
 
 /// Starts conclave and waits for /health; the time it took.
-pub fn start_conclave(setup: &Setup, label: &str) -> Result<(Conclave, Duration)> {
+pub fn start_conclave(setup: &Setup, label: &str) -> Result<(Server, Duration)> {
     let port = free_port()?;
     let log = setup.work.join(format!("conclave-{label}.log"));
-    let mut c = Conclave::spawn(&setup.conclave_bin, &setup.config, port, &log)?;
+    let mut c = Server::conclave(&setup.conclave_bin, &setup.config, port, &log)?;
     let took = c
         .wait_healthy(START_LIMIT)
         .map_err(|e| fail(format!("{e}; its log is {}", log.display())))?;
@@ -379,7 +386,7 @@ pub fn run(setup: &Setup, rt: &tokio::runtime::Runtime, index: usize) -> Result<
             overhead_p50_ms: through.load.p50_ms - direct.load.p50_ms,
             overhead_p90_ms: through.load.p90_ms - direct.load.p90_ms,
             overhead_p99_ms: through.load.p99_ms - direct.load.p99_ms,
-            conclave_cpu_us_per_request: through.conclave_us,
+            conclave_cpu_us_per_request: through.server_us,
             mock_cpu_us_per_request_direct: direct.mock_us,
             direct: direct.load,
             conclave: through.load,
@@ -405,12 +412,36 @@ pub fn run(setup: &Setup, rt: &tokio::runtime::Runtime, index: usize) -> Result<
             None,
         )
     })?;
+    let bare = match &setup.forwarder_bin {
+        Some(bin) => {
+            say("saturation, 64 connections, through the bare forwarder");
+            let port = free_port()?;
+            let log = setup.work.join("bare-forwarder.log");
+            let mut forwarder = Server::bare_forwarder(bin, &direct_url, port, &log)?;
+            forwarder.wait_healthy(START_LIMIT)?;
+            let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+            load(
+                &url,
+                &direct_body,
+                SATURATION_CONNECTIONS,
+                plan.warmup,
+                None,
+            )?;
+            Some(measured(setup, &forwarder, || {
+                load(&url, &direct_body, SATURATION_CONNECTIONS, plan.phase, None)
+            })?)
+        }
+        None => None,
+    };
     let saturation = Saturation {
         connections: SATURATION_CONNECTIONS as f64,
         ratio: through.load.rps / direct.load.rps,
-        conclave_cpu_us_per_request: through.conclave_us,
+        conclave_cpu_us_per_request: through.server_us,
         mock_cpu_us_per_request_direct: direct.mock_us,
         mock_cpu_us_per_request_through: through.mock_us,
+        bare_forwarder_ratio: bare.as_ref().map(|b| b.load.rps / direct.load.rps),
+        bare_forwarder_cpu_us_per_request: bare.as_ref().map(|b| b.server_us),
+        bare_forwarder: bare.map(|b| b.load),
         direct: direct.load,
         conclave: through.load,
     };
