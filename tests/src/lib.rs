@@ -184,6 +184,28 @@ pub fn messages_text(body: &serde_json::Value) -> String {
         .unwrap_or_default()
 }
 
+/// Asserts that a recorded request body ends with the tool result for the
+/// fake upstream's tool call: the turn a strategy must pass on unchanged.
+pub fn assert_ends_with_tool_result(body: &serde_json::Value) {
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .unwrap_or_else(|| panic!("no messages in {body}"));
+    assert_eq!(last["role"], "tool", "{body}");
+    assert_eq!(last["tool_call_id"], FAKE_CALL_ID, "{body}");
+}
+
+/// Runs `conclave check` on `yaml`, asserts that it fails and returns what
+/// it printed on stderr.
+pub async fn failed_check(yaml: &str) -> String {
+    let dir = proxy::TempDir::new();
+    let path = dir.write("bad.yaml", yaml);
+    let out = run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "check passed: {stderr}");
+    stderr
+}
+
 /// Every request body deployment `name` received, oldest first.
 pub fn bodies(up: &FakeUpstream, name: &str) -> Vec<serde_json::Value> {
     up.recorded()

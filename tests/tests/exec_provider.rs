@@ -135,14 +135,10 @@ async fn output_over_max_output_bytes_is_an_error_not_a_cut_answer() {
 
 #[tokio::test]
 async fn an_exec_deployment_without_a_command_is_a_config_error() {
-    let dir = TempDir::new();
-    let path = dir.write(
-        "c.yaml",
+    let stderr = conclave_e2e::failed_check(
         "model_list:\n  - model_name: x\n    litellm_params:\n      model: exec/x\n",
-    );
-    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    )
+    .await;
     assert!(
         stderr.contains("model_list[0].litellm_params.model") && stderr.contains("command"),
         "{stderr}"

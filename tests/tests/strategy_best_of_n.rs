@@ -267,14 +267,7 @@ async fn only_the_picked_candidate_gets_the_tools_and_its_tool_call_reaches_the_
         "exactly one candidate answers with the tools"
     );
     assert_eq!(finals[0]["tools"], tools);
-    let last = finals[0]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["role"], "tool");
-    assert_eq!(last["tool_call_id"], FAKE_CALL_ID);
+    conclave_e2e::assert_ends_with_tool_result(&finals[0]);
 }
 
 #[tokio::test]
@@ -289,11 +282,7 @@ async fn a_profile_with_both_candidates_and_a_generator_is_a_config_error() {
             "{}",
         ),
     );
-    let dir = conclave_e2e::proxy::TempDir::new();
-    let path = dir.write("bad.yaml", &yaml);
-    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = conclave_e2e::failed_check(&yaml).await;
     assert!(
         stderr.contains("profiles.bon_test.topology")
             && stderr.contains("give either candidates or a generator"),

@@ -219,14 +219,7 @@ async fn only_the_accepted_tier_gets_the_tools_and_its_tool_call_reaches_the_cli
         sent[0]
     );
     assert!(messages_text(&sent[0]).contains("LIMA-RESULT"));
-    let last = sent[1]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["role"], "tool");
-    assert_eq!(last["tool_call_id"], FAKE_CALL_ID);
+    conclave_e2e::assert_ends_with_tool_result(&sent[1]);
 }
 
 #[tokio::test]
@@ -286,11 +279,7 @@ async fn a_cascade_with_no_verifier_and_no_rule_is_a_config_error() {
         &[("cascade", "cascade_test")],
         &profile(TIERS, "{}"),
     );
-    let dir = conclave_e2e::proxy::TempDir::new();
-    let path = dir.write("bad.yaml", &yaml);
-    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = conclave_e2e::failed_check(&yaml).await;
     assert!(
         stderr.contains("profiles.cascade_test.topology")
             && stderr.contains("a cascade needs a verifier node or an acceptance rule"),

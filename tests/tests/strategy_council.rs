@@ -370,14 +370,7 @@ async fn only_the_chairman_gets_the_tools_and_its_tool_call_reaches_the_client()
         "It is sunny in Oslo."
     );
     let chair = up.last_body("chair-oscar").unwrap();
-    let last = chair["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["role"], "tool");
-    assert_eq!(last["tool_call_id"], FAKE_CALL_ID);
+    conclave_e2e::assert_ends_with_tool_result(&chair);
     assert_eq!(chair["tools"], tools);
     // Members get the tool turn as plain text, with no tool roles.
     let member = up.last_body("member-kilo").unwrap();
@@ -488,11 +481,7 @@ async fn a_council_without_members_is_a_config_error_with_its_path() {
         &[("council", "council_test")],
         "      council_test:\n        strategy: council\n        topology:\n          chairman: {model: chair-oscar}\n",
     );
-    let dir = conclave_e2e::proxy::TempDir::new();
-    let path = dir.write("bad.yaml", &yaml);
-    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = conclave_e2e::failed_check(&yaml).await;
     assert!(
         stderr.contains("general_settings.composite_llm.profiles.council_test.topology")
             && stderr.contains("council: at least one council member"),

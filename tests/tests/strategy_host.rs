@@ -378,11 +378,7 @@ async fn observability_appends_one_json_line_with_the_trace_tree() {
 async fn a_topology_the_strategy_rejects_is_a_config_error_with_its_path() {
     let up = FakeUpstream::start().await;
     let yaml = config(&up, "").replace("          aggregator: {model: agg}\n", "");
-    let dir = conclave_e2e::proxy::TempDir::new();
-    let path = dir.write("bad.yaml", &yaml);
-    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = conclave_e2e::failed_check(&yaml).await;
     assert!(
         stderr.contains("general_settings.composite_llm.profiles.moa_test.topology")
             && stderr.contains("aggregator"),
@@ -467,11 +463,7 @@ async fn max_fanout_refuses_a_wider_complete_all() {
 async fn an_unknown_provider_bundle_is_a_config_error_with_its_path() {
     let up = FakeUpstream::start().await;
     let yaml = config(&up, "").replace("{model: p2}", "{model: openai/x, provider: nowhere}");
-    let dir = conclave_e2e::proxy::TempDir::new();
-    let path = dir.write("bad.yaml", &yaml);
-    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = conclave_e2e::failed_check(&yaml).await;
     assert!(
         stderr.contains(
             "general_settings.composite_llm.profiles.moa_test.topology.proposers[1].provider"

@@ -208,14 +208,7 @@ async fn samples_get_no_tools_and_the_final_answer_may_call_one() {
         );
         assert!(messages_text(sample).contains("29C-CLEAR"), "{sample}");
     }
-    let last = sent[7]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["role"], "tool");
-    assert_eq!(last["tool_call_id"], FAKE_CALL_ID);
+    conclave_e2e::assert_ends_with_tool_result(&sent[7]);
 }
 
 #[tokio::test]
@@ -227,11 +220,7 @@ async fn an_invalid_answer_pattern_is_a_config_error_with_its_path() {
         &[("sc", "sc_test")],
         &profile(&models(2), "{answer_pattern: 'ANSWER: ('}"),
     );
-    let dir = conclave_e2e::proxy::TempDir::new();
-    let path = dir.write("bad.yaml", &yaml);
-    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = conclave_e2e::failed_check(&yaml).await;
     assert!(
         stderr.contains("profiles.sc_test.topology")
             && stderr.contains("settings.answer_pattern: invalid regex"),
