@@ -287,13 +287,7 @@ impl Control {
         let mut layers = self.builds.lock().await;
         let mut overlay = layers.overlay.clone();
         let replaced = overlay.upsert(registration.clone());
-        let gateway = self
-            .build(&layers.base, &overlay)
-            .await
-            .map_err(AdminError::Rejected)?;
-        self.persist(&overlay).await?;
-        let generation = self.swap(gateway);
-        self.commit(&mut layers, overlay);
+        let generation = self.apply_overlay(&mut layers, overlay).await?;
         tracing::info!(
             model_name = %registration.model_name,
             model = %registration.model,
@@ -325,20 +319,28 @@ impl Control {
                 AdminError::NotFound(format!("no runtime model named {model_name:?}"))
             });
         }
+        let generation = self.apply_overlay(&mut layers, overlay).await?;
+        tracing::info!(model_name, generation, "runtime model deleted");
+        Ok(())
+    }
+
+    /// Serves `overlay` on top of the current config: built first (a
+    /// rejected overlay changes nothing), persisted, then swapped in and
+    /// remembered. Returns the new version's generation.
+    async fn apply_overlay(
+        &self,
+        layers: &mut Layers,
+        overlay: Overlay,
+    ) -> Result<u64, AdminError> {
         let gateway = self
             .build(&layers.base, &overlay)
             .await
             .map_err(AdminError::Rejected)?;
         self.persist(&overlay).await?;
         let generation = self.swap(gateway);
-        self.commit(&mut layers, overlay);
-        tracing::info!(model_name, generation, "runtime model deleted");
-        Ok(())
-    }
-
-    fn commit(&self, layers: &mut Layers, overlay: Overlay) {
         *self.registered.lock().unwrap_or_else(|p| p.into_inner()) = overlay.clone();
         layers.overlay = overlay;
+        Ok(generation)
     }
 
     /// The runtime registrations in service (without keys).
