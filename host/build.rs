@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-/// Components the host embeds; the rest of the workspace (test probes) is
-/// built too, for the end-to-end tests to load from disk.
+/// Components the host embeds (the one list of built-in strategies: the
+/// host's table is generated from it); the rest of the workspace (test
+/// probes) is built too, for the end-to-end tests to load from disk.
 const EMBEDDED: &[&str] = &[
     "passthrough",
     "moa",
@@ -92,7 +93,26 @@ fn main() -> ExitCode {
             return fail(&format!("cannot copy {}: {e}", from.display()));
         }
     }
+    let table = out_dir.join("builtins.rs");
+    if let Err(e) = std::fs::write(&table, builtin_table(&dest)) {
+        return fail(&format!("cannot write {}: {e}", table.display()));
+    }
     ExitCode::SUCCESS
+}
+
+/// The Rust table `strategy::builtin` includes: every embedded component by
+/// name, so the list of built-ins is the one above.
+fn builtin_table(dir: &Path) -> String {
+    let mut out = String::from(
+        "/// Every built-in strategy: its name and its embedded component.\n\
+         pub const BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
+    for name in EMBEDDED {
+        let path = dir.join(format!("{name}.wasm")).display().to_string();
+        out.push_str(&format!("    ({name:?}, include_bytes!({path:?})),\n"));
+    }
+    out.push_str("];\n");
+    out
 }
 
 /// Where the strategy workspace builds: beside the host's target directory,

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use conclave::config::{Env, load_str};
 use conclave::gateway::Gateway;
 use conclave::openai::{Endpoint, ProxyRequest};
+use conclave::ops::{CallContext, Caller, OutcomeHandle};
 use conclave::router::{RouteRequest, SystemClock};
-use conclave::strategy::LoadedProfile;
+use conclave::strategy::{LoadedProfile, SharedEngine};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// The allocator the `conclave` binary uses, so the numbers are the binary's.
@@ -61,7 +62,8 @@ async fn fixture() -> Result<Fixture, String> {
     let loaded =
         load_str(CONFIG, Path::new("bench.yaml"), Env::default()).map_err(|e| e.to_string())?;
     let client = conclave::server::http_client()?;
-    let (gateway, _warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock))
+    let engine = SharedEngine::new(None);
+    let (gateway, _warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock), &engine)
         .await
         .map_err(|e| e.to_string())?;
     let profile = |name: &str| {
@@ -92,6 +94,7 @@ async fn route(f: &Fixture) -> usize {
             body: &f.plain.rest,
             fallbacks: None,
             disable_fallbacks: false,
+            ctx: &CallContext::detached(Caller::Master, "bench"),
         })
         .await;
     match routed {
@@ -105,13 +108,14 @@ async fn route(f: &Fixture) -> usize {
 
 async fn composite(f: &Fixture, which: &(Arc<LoadedProfile>, ProxyRequest)) -> usize {
     let (profile, req) = which;
+    let ctx = CallContext::detached(Caller::Master, "bench");
     match f
         .gateway
         .strategies
-        .execute(profile, &req.model, req, f.gateway.router.clone())
+        .execute_answer(profile, &req.model, req, &ctx, &OutcomeHandle::request(&ctx))
         .await
     {
-        Ok(body) => body.len(),
+        Ok(answer) => answer.body.len(),
         Err(e) => fatal(&format!("composite request failed: {e}")),
     }
 }

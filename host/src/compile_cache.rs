@@ -25,11 +25,12 @@
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Cache, CacheConfig, Engine};
+
+use crate::digest::sha256_hex;
 
 /// Environment variable naming the cache directory.
 pub const DIR_ENV: &str = "CONCLAVE_CACHE_DIR";
@@ -180,7 +181,7 @@ impl CompileCache {
         let Ok(bytes) = std::fs::read(&entry) else {
             return false;
         };
-        match write_atomic(
+        match crate::fsutil::write_atomic(
             &self.seal_path(&key),
             sha256_hex(&bytes).as_bytes(),
             false,
@@ -247,13 +248,6 @@ fn entry_key(engine: &Engine, wasm: &[u8]) -> String {
     base64_url_no_pad(&digest)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn base64_url_no_pad(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
@@ -269,50 +263,6 @@ fn base64_url_no_pad(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// Writes `contents` to `path` through a temporary file in the same
-/// directory and a rename, so readers see the old file or the new one, never
-/// a part. `private` makes the file readable by its owner only; `durable`
-/// flushes it to disk before the rename.
-pub fn write_atomic(
-    path: &Path,
-    contents: &[u8],
-    private: bool,
-    durable: bool,
-) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{:08x}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        if private {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = private;
-        let mut file = options.open(&tmp)?;
-        file.write_all(contents)?;
-        if durable {
-            file.sync_all()?;
-        }
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -331,23 +281,5 @@ mod tests {
     #[test]
     fn the_disable_flag_wins_over_every_directory() {
         assert_eq!(resolve_dir(true, Some("/x"), Path::new("/c/c.yaml")), None);
-    }
-
-    #[test]
-    fn atomic_writes_replace_the_whole_file_and_leave_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("conclave-atomic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f.json");
-        write_atomic(&path, b"one", true, true).unwrap();
-        write_atomic(&path, b"two", true, false).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

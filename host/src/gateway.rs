@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde_json::json;
@@ -13,10 +13,30 @@ use serde_json::json;
 use crate::config::{ConfigError, LoadedConfig, Secret};
 use crate::openai::unix_now;
 use crate::router::{Clock, Router};
-use crate::strategy::{StrategyHost, profiles};
+use crate::strategy::{SharedEngine, StrategyHost, profiles};
 
 /// Default request body limit when `max_request_size_mb` is unset.
 const DEFAULT_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Default time a client has to send its request body.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a config version could not become a gateway: the build step that
+/// refused it, with the config problems it found (file and key paths).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The runtime overlay does not fit the config.
+    #[error(transparent)]
+    Overlay(ConfigError),
+    /// A composite profile or a topology node is wrong.
+    #[error(transparent)]
+    Profiles(ConfigError),
+    /// A deployment, an alias or a router setting is wrong.
+    #[error(transparent)]
+    Router(ConfigError),
+    /// A strategy did not compile or refused its profile.
+    #[error(transparent)]
+    Strategies(ConfigError),
+}
 
 /// One loaded version of the gateway.
 pub struct Gateway {
@@ -26,6 +46,10 @@ pub struct Gateway {
     pub master_key: Option<Secret>,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// How long a client may take to send its body.
+    pub body_timeout: Duration,
+    /// Loopback clients may use the admin API without a master key.
+    pub admin_without_key_on_loopback: bool,
     /// Public model names, sorted.
     pub model_names: Vec<String>,
     /// The `/v1/models` body, built once per version.
@@ -47,18 +71,33 @@ impl Gateway {
         loaded: &LoadedConfig,
         client: reqwest::Client,
         clock: Arc<dyn Clock>,
-    ) -> Result<(Self, Vec<String>), ConfigError> {
+        engine: &SharedEngine,
+    ) -> Result<(Self, Vec<String>), BuildError> {
+        Self::build_after(loaded, client, clock, engine, None).await
+    }
+
+    /// [`Gateway::build`] for the version that replaces one whose router is
+    /// `previous`: unchanged deployments keep their live numbers.
+    pub async fn build_after(
+        loaded: &LoadedConfig,
+        client: reqwest::Client,
+        clock: Arc<dyn Clock>,
+        engine: &SharedEngine,
+        previous: Option<&Router>,
+    ) -> Result<(Self, Vec<String>), BuildError> {
         let invalid = |p| ConfigError::invalid(&loaded.path, p);
-        let (plan, plan_warnings) = profiles::plan(loaded).map_err(invalid)?;
-        let built = Router::from_config(loaded, &plan.hidden, client, clock).map_err(invalid)?;
+        let (plan, plan_warnings) =
+            profiles::plan(loaded).map_err(|p| BuildError::Profiles(invalid(p)))?;
+        let built = Router::from_config_after(loaded, &plan.hidden, client, clock, previous)
+            .map_err(BuildError::Router)?;
         let mut warnings = loaded.warnings.clone();
         warnings.extend(built.warnings);
         warnings.extend(plan_warnings);
         let router = Arc::new(built.router);
         let hidden: HashSet<String> = plan.hidden.iter().map(|e| e.model_name.clone()).collect();
-        let (strategies, strategy_warnings) = StrategyHost::build(plan, router.clone())
+        let (strategies, strategy_warnings) = StrategyHost::build(plan, router.clone(), engine)
             .await
-            .map_err(invalid)?;
+            .map_err(|p| BuildError::Strategies(invalid(p)))?;
         warnings.extend(strategy_warnings);
 
         let cfg = &loaded.config;
@@ -96,6 +135,15 @@ impl Gateway {
                 strategies: Arc::new(strategies),
                 master_key,
                 body_limit,
+                body_timeout: cfg
+                    .general_settings
+                    .request_body_timeout
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .unwrap_or(DEFAULT_BODY_TIMEOUT),
+                admin_without_key_on_loopback: cfg
+                    .general_settings
+                    .admin_without_key_on_loopback
+                    .unwrap_or(false),
                 model_names,
                 models_json,
                 model_info_json,

@@ -3,14 +3,16 @@
 //! that tests and benchmarks can use the same pieces.
 
 pub mod admin;
-pub mod cli;
 pub mod compile_cache;
 pub mod config;
+pub mod digest;
+pub mod fsutil;
 pub mod gateway;
 pub mod http;
 pub mod logging;
 pub mod observe;
 pub mod openai;
+pub mod ops;
 pub mod providers;
 pub mod reload;
 pub mod router;

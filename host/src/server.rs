@@ -1,22 +1,26 @@
 //! Starting and stopping the server: load the config, choose the compile
 //! cache, build the gateway (with the runtime overlay), bind, start the
 //! control plane (SIGHUP, file watching, admin API), serve until
-//! SIGINT/SIGTERM, then drain in-flight requests.
+//! SIGINT/SIGTERM, then drain in-flight requests and, after the grace
+//! period, end open streams ([`accept`] has the connection handling).
+
+mod accept;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-
 use crate::admin::Overlay;
-use crate::config::{self, ConfigError, LoadedConfig};
-use crate::gateway::Gateway;
-use crate::http::{AppState, app};
+use crate::config;
+use crate::http::{AppState, DEFAULT_MAX_IN_FLIGHT, InFlight, Ops, app};
+use crate::ops::admission::{Admission, DEFAULT_QUEUE_TIMEOUT, default_checks};
+use crate::ops::sinks::{OutcomeSink, Outcomes, default_sinks};
 use crate::reload::{Control, ControlOptions};
 use crate::router::{Clock, SystemClock};
-use crate::strategy::StrategyEngine;
+use crate::strategy::SharedEngine;
+
+pub use accept::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE};
 
 /// The one pooled HTTP client every upstream call shares.
 pub fn http_client() -> Result<reqwest::Client, String> {
@@ -30,21 +34,8 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// Loads `path` and builds a gateway from it, logging every warning.
-pub async fn load_gateway(
-    path: &Path,
-    client: reqwest::Client,
-) -> Result<(LoadedConfig, Gateway), ConfigError> {
-    let loaded = config::load(path)?;
-    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock)).await?;
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
-    Ok((loaded, gateway))
-}
-
 /// What `conclave serve` was asked to do.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub config_path: PathBuf,
     pub host: String,
@@ -55,10 +46,64 @@ pub struct ServeOptions {
     pub no_compile_cache: bool,
     /// Where runtime model registrations are kept across restarts.
     pub persist_admin_changes: Option<PathBuf>,
+    /// Outcome sinks besides the default ones (an embedding program's own).
+    pub extra_sinks: Vec<Arc<dyn OutcomeSink>>,
+    /// How long open streams may go on after SIGINT/SIGTERM before they are
+    /// ended with a shutdown error event.
+    pub shutdown_grace: Duration,
+}
+
+/// How long shutdown waits for the outcome sinks to take what is queued.
+const OUTCOME_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server whose port is bound and whose first gateway version is built,
+/// ready to [`Bound::run`].
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    state: AppState,
+    outcomes: Outcomes,
+    limits: accept::Limits,
+}
+
+impl Bound {
+    /// The address the server listens on (the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves until `shutdown` completes, drains in-flight requests (open
+    /// streams for at most the grace period), then flushes queued outcomes
+    /// to their sinks.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let cutoff = self.state.stream_cutoff().clone();
+        accept::serve(
+            self.listener,
+            app(self.state),
+            self.limits,
+            cutoff,
+            shutdown,
+        )
+        .await;
+        if !self.outcomes.flush(OUTCOME_FLUSH_TIMEOUT).await {
+            tracing::warn!("outcome sinks did not take every queued outcome before shutdown");
+        }
+        tracing::info!("conclave stopped");
+        Ok(())
+    }
 }
 
 /// Serves until a shutdown signal. Config errors return before any port is bound.
 pub async fn serve(options: ServeOptions) -> Result<(), String> {
+    bind(options).await?.run(shutdown_signal()).await
+}
+
+/// Loads the config, builds the first gateway version and binds the port.
+/// Config errors return before any port is bound.
+pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     let ServeOptions {
         config_path,
         host,
@@ -66,15 +111,19 @@ pub async fn serve(options: ServeOptions) -> Result<(), String> {
         watch,
         no_compile_cache,
         persist_admin_changes,
+        extra_sinks,
+        shutdown_grace,
     } = options;
     let client = http_client()?;
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
+    // Process-wide limits are read once, at start-up.
+    let general = loaded.config.general_settings.clone();
     let cache_dir = crate::compile_cache::resolve_dir(
         no_compile_cache,
         loaded.config.general_settings.compile_cache_dir.as_deref(),
         &config_path,
     );
-    StrategyEngine::use_compile_cache(cache_dir.clone())?;
+    let engine = Arc::new(SharedEngine::new(cache_dir.clone()));
     let overlay = match &persist_admin_changes {
         Some(path) => Overlay::load(path)?,
         None => Overlay::default(),
@@ -88,7 +137,9 @@ pub async fn serve(options: ServeOptions) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let known = crate::reload::baseline(&loaded);
     let (gateway, warnings) =
-        crate::reload::build(&loaded, &overlay, client.clone(), clock.clone()).await?;
+        crate::reload::build(&loaded, &overlay, client.clone(), clock.clone(), &engine)
+            .await
+            .map_err(|e| e.to_string())?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -108,7 +159,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), String> {
             clock,
             watch,
             persist: persist_admin_changes,
-            compile_cache_dir: cache_dir.clone(),
+            engine,
         },
         gateway,
         loaded,
@@ -117,7 +168,28 @@ pub async fn serve(options: ServeOptions) -> Result<(), String> {
     );
     control.spawn_signal_handler();
     control.spawn_watcher();
-    let state = AppState::with_control(control, local.ip().is_loopback());
+    let observe = crate::observe::Observe::from_settings(&general, &config_path);
+    let mut sinks = default_sinks(&observe, control.current());
+    sinks.extend(extra_sinks);
+    let outcomes =
+        Outcomes::start(sinks).map_err(|e| format!("cannot start the outcome sinks: {e}"))?;
+    let ops = Ops {
+        observe,
+        outcomes: outcomes.clone(),
+        admission: Admission::new(default_checks(
+            general
+                .composite_queue_timeout
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
+        )),
+    };
+    let in_flight = InFlight::new(
+        general
+            .global_max_parallel_requests
+            .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+    );
+    let state = AppState::new(control, local.ip().is_loopback(), ops, in_flight);
+    let limits = connection_limits(&general, shutdown_grace);
     tracing::info!(
         address = %local,
         config = %config_path.display(),
@@ -126,19 +198,33 @@ pub async fn serve(options: ServeOptions) -> Result<(), String> {
         compile_cache = %cache_dir.as_ref().map_or("off".to_owned(), |d| d.display().to_string()),
         "conclave listening"
     );
-    // Answers go out as soon as they are written: without TCP_NODELAY a
-    // response written in two parts can wait for the client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
-        }
-    });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("conclave stopped");
-    Ok(())
+    Ok(Bound {
+        listener,
+        local,
+        state,
+        outcomes,
+        limits,
+    })
+}
+
+/// The connection limits from `general_settings` (read at start-up); an
+/// unusable value (zero, negative, not a number) falls back to the default.
+fn connection_limits(
+    general: &config::GeneralSettings,
+    shutdown_grace: Duration,
+) -> accept::Limits {
+    accept::Limits {
+        header_read_timeout: general
+            .header_read_timeout
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+        max_connections: general
+            .max_connections
+            .filter(|n| *n > 0)
+            .map_or(DEFAULT_MAX_CONNECTIONS, |n| n as usize),
+        shutdown_grace,
+    }
 }
 
 async fn shutdown_signal() {

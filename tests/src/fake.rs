@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 
 /// How a deployment answers one request.
@@ -43,6 +43,23 @@ pub struct Behavior {
     /// Answer with a call of this tool (`(name, arguments JSON)`) instead
     /// of `content`, with `finish_reason: tool_calls`.
     pub tool_call: Option<(String, String)>,
+    /// A hostile or broken answer, sent instead of the normal one.
+    pub raw: Option<RawAnswer>,
+}
+
+/// Answers a well-behaved upstream never gives, for testing that the
+/// gateway stays bounded in time and memory whatever arrives.
+#[derive(Debug, Clone)]
+pub enum RawAnswer {
+    /// The status and headers, then a body that never arrives.
+    StalledBody,
+    /// A `text/event-stream` body of exactly these pieces (each its own
+    /// write, `chunk_interval` apart), with no `[DONE]` added.
+    Sse(Vec<String>),
+    /// `data: ` and then `a` forever: one event that never ends.
+    EndlessEvent,
+    /// A 200 body of this many bytes, sent in pieces without a length.
+    LargeBody(usize),
 }
 
 impl Default for Behavior {
@@ -59,6 +76,7 @@ impl Default for Behavior {
             error_after_chunks: None,
             hang: false,
             tool_call: None,
+            raw: None,
         }
     }
 }
@@ -119,6 +137,41 @@ impl Behavior {
         Self {
             content: String::new(),
             tool_call: Some((name.into(), arguments.into())),
+            ..Self::default()
+        }
+    }
+
+    /// Sends `status` and its headers, then never sends the body.
+    pub fn stalled_body(status: u16) -> Self {
+        Self {
+            status,
+            raw: Some(RawAnswer::StalledBody),
+            ..Self::default()
+        }
+    }
+
+    /// Streams exactly these SSE pieces (no `[DONE]` added).
+    pub fn raw_sse(pieces: &[&str]) -> Self {
+        Self {
+            raw: Some(RawAnswer::Sse(
+                pieces.iter().map(|p| (*p).to_owned()).collect(),
+            )),
+            ..Self::default()
+        }
+    }
+
+    /// Streams one event that never ends.
+    pub fn endless_event() -> Self {
+        Self {
+            raw: Some(RawAnswer::EndlessEvent),
+            ..Self::default()
+        }
+    }
+
+    /// Answers 200 with a body of `bytes` bytes and no declared length.
+    pub fn large_body(bytes: usize) -> Self {
+        Self {
+            raw: Some(RawAnswer::LargeBody(bytes)),
             ..Self::default()
         }
     }
@@ -338,7 +391,9 @@ async fn handle(
     if !behavior.delay.is_zero() {
         tokio::time::sleep(behavior.delay).await;
     }
-    let mut response = if behavior.status != 200 {
+    let mut response = if let Some(raw) = &behavior.raw {
+        raw_response(raw, &behavior, completion)
+    } else if behavior.status != 200 {
         completion.finish();
         let status =
             StatusCode::from_u16(behavior.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -372,6 +427,72 @@ async fn handle(
         }
     }
     response
+}
+
+/// Answers with a [`RawAnswer`]; the completion is counted only when a
+/// finite body has been sent to the end.
+fn raw_response(raw: &RawAnswer, behavior: &Behavior, completion: Completion) -> Response {
+    type Piece = Result<Bytes, std::io::Error>;
+    let status = StatusCode::from_u16(behavior.status).unwrap_or(StatusCode::OK);
+    let (content_type, body) = match raw.clone() {
+        RawAnswer::StalledBody => {
+            let body = stream::once(async move {
+                let _keep = completion;
+                std::future::pending::<Piece>().await
+            });
+            ("application/json", Body::from_stream(body))
+        }
+        RawAnswer::Sse(pieces) => {
+            let interval = behavior.chunk_interval;
+            let st = (pieces.into_iter(), Some(completion), true);
+            let body = stream::unfold(st, move |(mut pieces, mut completion, first)| async move {
+                if !first && !interval.is_zero() {
+                    tokio::time::sleep(interval).await;
+                }
+                match pieces.next() {
+                    Some(p) => Some((
+                        Ok::<_, std::io::Error>(Bytes::from(p)),
+                        (pieces, completion, false),
+                    )),
+                    None => {
+                        completion.take()?.finish();
+                        None
+                    }
+                }
+            });
+            ("text/event-stream", Body::from_stream(body))
+        }
+        RawAnswer::EndlessEvent => {
+            let filler = Bytes::from(vec![b'a'; 64 * 1024]);
+            let head =
+                stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"data: ")) });
+            let tail = stream::repeat_with(move || {
+                let _keep = &completion;
+                Ok(filler.clone())
+            });
+            ("text/event-stream", Body::from_stream(head.chain(tail)))
+        }
+        RawAnswer::LargeBody(total) => {
+            let st = (0usize, Some(completion));
+            let body = stream::unfold(st, move |(sent, mut completion)| async move {
+                if sent >= total {
+                    completion.take()?.finish();
+                    return None;
+                }
+                let n = (total - sent).min(64 * 1024);
+                Some((
+                    Ok::<_, std::io::Error>(Bytes::from(vec![b' '; n])),
+                    (sent + n, completion),
+                ))
+            });
+            ("application/json", Body::from_stream(body))
+        }
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(body)
+        .unwrap()
 }
 
 /// The id of the tool call a [`Behavior::tool_call`] answer makes.

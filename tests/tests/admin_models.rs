@@ -26,8 +26,9 @@ fn config(up: &FakeUpstream, master_key: Option<&str>, extra: &[&str]) -> String
         ));
     }
     yaml.push_str("router_settings:\n  num_retries: 0\n");
-    if let Some(key) = master_key {
-        yaml.push_str(&format!("general_settings:\n  master_key: {key}\n"));
+    match master_key {
+        Some(key) => yaml.push_str(&format!("general_settings:\n  master_key: {key}\n")),
+        None => yaml.push_str("general_settings:\n  admin_without_key_on_loopback: true\n"),
     }
     yaml
 }
@@ -478,6 +479,22 @@ async fn the_admin_api_needs_the_master_key_when_there_is_one() {
 }
 
 #[tokio::test]
+async fn without_a_master_key_the_admin_api_is_closed_unless_loopback_access_is_opted_in() {
+    let up = FakeUpstream::start().await;
+    let yaml = config(&up, None, &[]).replace("  admin_without_key_on_loopback: true\n", "");
+    let proxy = start(&yaml, &[]).await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/admin/status"),
+        (reqwest::Method::POST, "/admin/reload"),
+        (reqwest::Method::GET, "/admin/models"),
+    ] {
+        let (status, body) = call(&proxy, method, path, Some(json!({})), None).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "admin_disabled");
+    }
+}
+
+#[tokio::test]
 async fn without_a_master_key_the_admin_api_answers_on_loopback_only() {
     let up = FakeUpstream::start().await;
     // The harness listens on 127.0.0.1: admitted without a key. (A server
@@ -488,4 +505,69 @@ async fn without_a_master_key_the_admin_api_answers_on_loopback_only() {
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["watching"], false);
     assert!(s["config"].as_str().unwrap().ends_with("config.yaml"));
+}
+
+/// A gateway whose environment holds provider keys an admin must not reach.
+async fn start_with_secrets(yaml: &str) -> Proxy {
+    Proxy::launch(
+        yaml,
+        Launch {
+            env: vec![
+                ("OPENAI_API_KEY".into(), "sk-gateway-openai-key".into()),
+                ("CONCLAVE_T_ALLOWED_KEY".into(), "sk-allowed-by-config".into()),
+            ],
+            ..Launch::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_registration_cannot_read_the_gateways_environment_unless_the_config_allows_it() {
+    let up = FakeUpstream::start().await;
+    let proxy = start_with_secrets(&config(&up, None, &[])).await;
+    let (status, body) = register(
+        &proxy,
+        json!({"model_name": "leak", "api_base": up.api_base("rt1"), "api_key": "os.environ/OPENAI_API_KEY"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("admin_env_allowlist"), "{message}");
+    assert!(!body.to_string().contains("sk-gateway-openai-key"), "{body}");
+    assert_eq!(up.calls("rt1"), 0);
+
+    let allowing = config(&up, None, &[])
+        .replace("general_settings:\n", "general_settings:\n  admin_env_allowlist: [CONCLAVE_T_ALLOWED_KEY]\n");
+    let proxy = start_with_secrets(&allowing).await;
+    let (status, body) = register(
+        &proxy,
+        json!({"model_name": "ok", "api_base": up.api_base("rt1"), "api_key": "os.environ/CONCLAVE_T_ALLOWED_KEY"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, _) = chat(&proxy, "ok").await;
+    assert_eq!(status, 200);
+    let sent = up.recorded().pop().unwrap();
+    assert_eq!(sent.headers["authorization"], "Bearer sk-allowed-by-config");
+}
+
+#[tokio::test]
+async fn a_keyless_registration_with_its_own_api_base_gets_no_provider_key() {
+    let up = FakeUpstream::start().await;
+    let proxy = start_with_secrets(&config(&up, None, &[])).await;
+    let (status, body) = register(
+        &proxy,
+        json!({"model_name": "keyless", "model": "openai/x", "api_base": up.api_base("rt1")}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = chat(&proxy, "keyless").await;
+    assert_eq!(status, 200, "{body}");
+    let sent = up.recorded().pop().unwrap();
+    assert!(
+        sent.headers.get("authorization").is_none(),
+        "the gateway's OPENAI_API_KEY went to an admin-chosen host: {:?}",
+        sent.headers.get("authorization")
+    );
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use conclave_e2e::proxy::TempDir;
-use conclave_e2e::{FakeUpstream, Proxy, chat_body, run_conclave};
+use conclave_e2e::{FakeUpstream, Proxy, chat_body, failed_check, run_conclave};
 
 fn repo_file(rel: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -203,7 +203,7 @@ async fn check_passes_for_a_litellm_format_config_and_skips_bedrock() {
         .unwrap_or_else(|| panic!("no warnings section: {stdout}"));
     for expected in [
         "model_list[4].litellm_params.model: provider \"bedrock\" is not supported, deployment skipped",
-        "litellm_settings.success_callback: unknown key, ignored",
+        "litellm_settings.success_callback, litellm_settings.failure_callback: callbacks conclave does not have, ignored: langfuse",
         "general_settings.database_url: unknown key, ignored",
         "litellm_settings.custom_provider_map:",
     ] {
@@ -215,6 +215,47 @@ async fn check_passes_for_a_litellm_format_config_and_skips_bedrock() {
     for key in COMPAT_ENV.iter().map(|(_, v)| *v) {
         assert!(!stdout.contains(key), "check printed a secret: {stdout}");
     }
+}
+
+#[tokio::test]
+async fn check_passes_for_the_seed_projects_config_with_python_strategy_paths() {
+    let file = repo_file("config/litellm-compat-seed.yaml");
+    let out = run_conclave(
+        &["check", "--config", &file],
+        &[("CEREBRAS_API_KEY", "sk-e2e-cerebras")],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("council_basic: council (builtin:council"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("composer_ask: composer-cli (builtin:passthrough"),
+        "{stdout}"
+    );
+    let warnings = stdout
+        .split_once("\nwarnings:\n")
+        .map(|(_, w)| w)
+        .unwrap_or_else(|| panic!("no warnings section: {stdout}"));
+    for (entry, strategy) in [
+        ("moa", "moa"),
+        ("council", "council"),
+        ("composer-cli", "composer-cli"),
+    ] {
+        let at = format!("{file}: general_settings.composite_llm.strategy_registry.{entry}: ");
+        let named: Vec<&str> = warnings.lines().filter(|l| l.contains(&at)).collect();
+        assert_eq!(named.len(), 1, "one warning for {entry}:\n{warnings}");
+        assert!(
+            named[0].contains("Python import path")
+                && named[0].contains(&format!("{strategy:?} strategy")),
+            "{}",
+            named[0]
+        );
+    }
+    assert!(!stdout.contains("sk-e2e-cerebras"), "{stdout}");
 }
 
 #[tokio::test]
@@ -377,4 +418,26 @@ async fn serve_logs_unknown_key_warnings_and_still_serves() {
     );
     let (status, _, body) = proxy.chat(&chat_body("m", "hi")).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn absurd_durations_are_config_errors_naming_the_key_not_crashes() {
+    for (yaml, key) in [
+        (
+            "model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo, timeout: 1e30}\n",
+            "model_list[0].litellm_params.timeout",
+        ),
+        (
+            "model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\nrouter_settings:\n  cooldown_time: 1e300\n",
+            "router_settings.cooldown_time",
+        ),
+        (
+            "model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\nlitellm_settings:\n  request_timeout: .inf\n",
+            "litellm_settings.request_timeout",
+        ),
+    ] {
+        let stderr = failed_check(yaml).await;
+        assert!(stderr.contains(key), "{key}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

@@ -37,7 +37,7 @@ fn config(up: &FakeUpstream, extra: &[&str], settings: &str) -> String {
     yaml.push_str(&format!(
         "  - model_name: tagged\n    litellm_params:\n      model: composite/profile/tagged\n\
          router_settings:\n  num_retries: 0\n\
-         general_settings:\n  composite_llm:\n    strategy_registry:\n      tag: strategy.wasm\n    \
+         general_settings:\n  admin_without_key_on_loopback: true\n  composite_llm:\n    strategy_registry:\n      tag: strategy.wasm\n    \
          profiles:\n      tagged:\n        strategy: tag\n        topology:\n          settings: {settings}\n"
     ));
     yaml
@@ -440,7 +440,7 @@ async fn hot_reload_in_the_config_watches_the_env_file_and_quick_saves_coalesce(
     up.set("two", Behavior::ok("from two"));
     let yaml = "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m-up\n      \
          api_base: os.environ/CONCLAVE_T_RELOAD_BASE\n      api_key: sk-test\n\
-         general_settings:\n  hot_reload: true\n";
+         general_settings:\n  hot_reload: true\n  admin_without_key_on_loopback: true\n";
     let proxy = Proxy::launch(
         yaml,
         Launch {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use conclave::config::{Env, load_str};
 use conclave::openai::{Endpoint, RawFields};
+use conclave::ops::{CallContext, Caller};
 use conclave::router::{ManualClock, RouteError, RouteRequest, Routed, Router};
 use conclave_e2e::{Behavior, FakeUpstream};
 use routing_support::{config, deployment};
@@ -30,6 +31,7 @@ fn body() -> RawFields {
 
 async fn route(router: &Router, model: &str) -> Result<Routed, RouteError> {
     let body = body();
+    let ctx = CallContext::detached(Caller::Open, "/v1/chat/completions");
     tokio::time::timeout(
         Duration::from_secs(20),
         router.route(RouteRequest {
@@ -39,6 +41,7 @@ async fn route(router: &Router, model: &str) -> Result<Routed, RouteError> {
             body: &body,
             fallbacks: None,
             disable_fallbacks: false,
+            ctx: &ctx,
         }),
     )
     .await

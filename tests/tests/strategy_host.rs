@@ -353,7 +353,15 @@ async fn observability_appends_one_json_line_with_the_trace_tree() {
     let proxy = Proxy::start(&yaml).await;
     let (status, _, _) = chat(&proxy, chat_body("moa-test", "question")).await;
     assert_eq!(status, 200);
-    let log = std::fs::read_to_string(proxy.dir.path().join("trace.jsonl")).unwrap();
+    // The log is an outcome sink, written off the response path.
+    let path = proxy.dir.path().join("trace.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&path).is_ok_and(|l| l.ends_with('\n'))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 1, "{log}");
     let entry: Value = serde_json::from_str(lines[0]).unwrap();

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::{Config, Env};
+use super::seconds::invalid_seconds;
+use super::{Config, Env, is_supported_provider, provider_reads};
 
 /// A config that loaded, with what the operator should hear about it.
 #[derive(Debug, Clone)]
@@ -67,7 +68,7 @@ fn format_problems(file: &str, problems: &[Problem]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&format!("{file}: {}: {}", p.path, p.message));
+        out.push_str(&format!("{file}: {p}"));
     }
     out
 }
@@ -149,6 +150,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         .collect();
     let mut problems = Vec::new();
     check(&config, &file, &mut problems, &mut warnings);
+    warnings.extend(crate::observe::callbacks::warnings(&config, &file));
     if !problems.is_empty() {
         return Err(ConfigError::invalid(path, problems));
     }
@@ -243,16 +245,16 @@ fn format_ignored_path(p: &serde_ignored::Path<'_>) -> String {
 fn unread_params(config: &Config) -> Vec<String> {
     let mut unread = Vec::new();
     for (i, entry) in config.model_list.iter().enumerate() {
-        if crate::router::is_composite(entry) {
+        if entry.is_composite() {
             continue;
         }
-        let (provider, _) = crate::providers::split_provider(&entry.litellm_params);
-        if !crate::providers::is_supported(provider) {
+        let provider = entry.litellm_params.provider();
+        if !is_supported_provider(provider) {
             unread.push(format!("model_list[{i}]"));
             continue;
         }
         for key in entry.litellm_params.extra.keys() {
-            if !crate::providers::reads_extra_param(provider, key) {
+            if !provider_reads(provider, key) {
                 unread.push(format!("model_list[{i}].litellm_params.{key}"));
             }
         }
@@ -285,16 +287,18 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         for (key, value) in [
             ("timeout", params.timeout),
             ("stream_timeout", params.stream_timeout),
-            ("weight", params.weight),
         ] {
-            if let Some(v) = value
-                && !(v.is_finite() && v > 0.0)
-            {
-                problems.push(Problem::new(
-                    format!("{at}.litellm_params.{key}"),
-                    format!("must be a positive number, got {v}"),
-                ));
+            if let Some(why) = value.and_then(|v| invalid_seconds(v, true)) {
+                problems.push(Problem::new(format!("{at}.litellm_params.{key}"), why));
             }
+        }
+        if let Some(v) = params.weight
+            && !(v.is_finite() && v > 0.0)
+        {
+            problems.push(Problem::new(
+                format!("{at}.litellm_params.weight"),
+                format!("must be a positive number, got {v}"),
+            ));
         }
     }
     let rs = &config.router_settings;
@@ -316,13 +320,8 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             rs.routing_strategy_args.lowest_latency_buffer,
         ),
     ] {
-        if let Some(v) = value
-            && !(v.is_finite() && v >= 0.0)
-        {
-            problems.push(Problem::new(
-                key,
-                format!("must be a non-negative number, got {v}"),
-            ));
+        if let Some(why) = value.and_then(|v| invalid_seconds(v, false)) {
+            problems.push(Problem::new(key, why));
         }
     }
     if let Some(mb) = config.general_settings.max_request_size_mb
@@ -330,6 +329,14 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
     {
         problems.push(Problem::new(
             "general_settings.max_request_size_mb",
+            format!("must be a positive number, got {mb}"),
+        ));
+    }
+    if let Some(mb) = config.general_settings.max_response_size_mb
+        && !(mb.is_finite() && mb > 0.0)
+    {
+        problems.push(Problem::new(
+            "general_settings.max_response_size_mb",
             format!("must be a positive number, got {mb}"),
         ));
     }

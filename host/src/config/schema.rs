@@ -82,6 +82,10 @@ pub struct LitellmParams {
     pub supports_reasoning: Option<bool>,
     /// Accepted for LiteLLM compatibility: the provider when `model` has no prefix.
     pub custom_llm_provider: Option<String>,
+    /// Never borrow the provider's key from the environment (set for runtime
+    /// registrations that name their own api_base); not a YAML key.
+    #[serde(skip)]
+    pub no_env_key: bool,
     /// Everything else: request defaults (temperature, ...) and mock settings.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_yaml::Value>,
@@ -95,6 +99,9 @@ pub struct GeneralSettings {
     pub master_key: Option<Secret>,
     /// Largest request body accepted, in MiB.
     pub max_request_size_mb: Option<f64>,
+    /// Largest upstream response body (and stream event) read, in MiB;
+    /// 64 when unset.
+    pub max_response_size_mb: Option<f64>,
     /// Composite profiles and strategies.
     pub composite_llm: Option<CompositeSettings>,
     /// Serves `POST /v1/responses` when true.
@@ -103,6 +110,41 @@ pub struct GeneralSettings {
     pub hot_reload: Option<bool>,
     /// Directory of the compiled-component cache (relative to the config file).
     pub compile_cache_dir: Option<String>,
+    /// Requests served at once (LiteLLM's name); past it new requests get
+    /// 503 with `Retry-After`. Read at start-up.
+    pub global_max_parallel_requests: Option<u32>,
+    /// Seconds a client has to send a request's head (its request line and
+    /// headers); the connection is closed after. 30 when unset. Read at start-up.
+    pub header_read_timeout: Option<f64>,
+    /// Connections open at once; past it new connections wait in the listen
+    /// backlog until one closes. 10000 when unset. Read at start-up.
+    pub max_connections: Option<u32>,
+    /// Seconds a client may take to send its whole request body (408 after).
+    pub request_body_timeout: Option<f64>,
+    /// Seconds a composite request waits for a free strategy slot (503 after).
+    /// Read at start-up.
+    pub composite_queue_timeout: Option<f64>,
+    /// Lets loopback clients use the admin API without the master key when
+    /// none is configured. Off by default: behind a local reverse proxy every
+    /// client looks like loopback.
+    pub admin_without_key_on_loopback: Option<bool>,
+    /// Environment variables a runtime registration (`POST /admin/models`)
+    /// may name as `os.environ/NAME`; none by default.
+    pub admin_env_allowlist: Vec<String>,
+    /// Serves `GET /metrics` without the master key (for a Prometheus that
+    /// cannot send one). Off by default.
+    pub public_metrics: Option<bool>,
+    /// Directory of the per-request log files; off when unset (the
+    /// `CONCLAVE_REQUEST_LOG_DIR` environment variable sets it too). Read at
+    /// start-up.
+    pub request_log_dir: Option<String>,
+    /// `text` (one file per request, the default) or `jsonl` (one line per
+    /// request in one rotating file).
+    pub request_log_format: Option<String>,
+    /// Most request log files kept; the oldest are deleted first.
+    pub request_log_max_files: Option<u32>,
+    /// Most MiB of request log files kept; the oldest are deleted first.
+    pub request_log_max_mb: Option<f64>,
 }
 
 /// `litellm_settings`.
@@ -123,6 +165,29 @@ pub struct LitellmSettings {
     pub cooldown_time: Option<f64>,
     pub set_verbose: Option<bool>,
     pub json_logs: Option<bool>,
+    /// LiteLLM's callback lists: `prometheus` is built in (`/metrics`);
+    /// other names are accepted with a warning.
+    pub success_callback: Option<Callbacks>,
+    pub failure_callback: Option<Callbacks>,
+    pub callbacks: Option<Callbacks>,
+}
+
+/// A LiteLLM callback list: a list of names, or one name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Callbacks {
+    One(String),
+    Many(Vec<serde_yaml::Value>),
+}
+
+impl Callbacks {
+    /// The callback names (entries that are not strings are skipped).
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Callbacks::One(name) => vec![name.as_str()],
+            Callbacks::Many(list) => list.iter().filter_map(serde_yaml::Value::as_str).collect(),
+        }
+    }
 }
 
 /// LiteLLM's fallback form: a list of `{group: [fallback, ...]}` maps.
@@ -139,6 +204,8 @@ pub struct RouterSettings {
     /// Minimum seconds to wait before a retry.
     pub retry_after: Option<f64>,
     pub allowed_fails: Option<u32>,
+    /// Failures tolerated per error class; setting it selects the count rule.
+    pub allowed_fails_policy: Option<AllowedFailsPolicyConfig>,
     pub cooldown_time: Option<f64>,
     pub disable_cooldowns: Option<bool>,
     pub timeout: Option<f64>,
@@ -174,6 +241,20 @@ pub struct RetryPolicyConfig {
     pub RateLimitErrorRetries: Option<u32>,
     pub ContentPolicyViolationErrorRetries: Option<u32>,
     pub InternalServerErrorRetries: Option<u32>,
+}
+
+/// `router_settings.allowed_fails_policy`: failures tolerated in a minute per
+/// error class before a deployment cools down.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[allow(non_snake_case)]
+pub struct AllowedFailsPolicyConfig {
+    pub BadRequestErrorAllowedFails: Option<u32>,
+    pub AuthenticationErrorAllowedFails: Option<u32>,
+    pub TimeoutErrorAllowedFails: Option<u32>,
+    pub RateLimitErrorAllowedFails: Option<u32>,
+    pub ContentPolicyViolationErrorAllowedFails: Option<u32>,
+    pub InternalServerErrorAllowedFails: Option<u32>,
 }
 
 /// `general_settings.composite_llm`: composite profiles and their strategies.

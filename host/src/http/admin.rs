@@ -13,27 +13,29 @@ use super::AppState;
 use super::auth::check_key;
 use super::error::ApiError;
 use crate::admin::Registration;
-use crate::reload::{AdminError, Control};
+use crate::reload::Control;
 
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Why the admin API refuses a request before looking at it, if it does:
-/// with a master key, the key must be presented; without one, only a
-/// server listening on loopback only accepts admin requests.
+/// with a master key, the key must be presented; without one, the API is
+/// off unless the config opts in to keyless access on a server listening on
+/// loopback only (`admin_without_key_on_loopback`).
 pub(super) fn admission(
     master_key: Option<&crate::config::Secret>,
-    loopback_only: bool,
+    keyless_on_loopback: bool,
     headers: &http::HeaderMap,
 ) -> Result<(), ApiError> {
     match master_key {
         Some(key) => check_key(headers, key),
-        None if loopback_only => Ok(()),
+        None if keyless_on_loopback => Ok(()),
         None => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "permission_error",
             "the admin API is disabled: no master key is configured (set general_settings.master_key \
-             or CONCLAVE_MASTER_KEY) and the server does not listen on loopback only",
+             or CONCLAVE_MASTER_KEY); on a server listening on loopback only, \
+             general_settings.admin_without_key_on_loopback: true opens it without a key",
             None,
             Some("admin_disabled"),
         )),
@@ -48,7 +50,7 @@ pub async fn require_admin(
     let gateway = state.gateway();
     if let Err(e) = admission(
         gateway.master_key.as_ref(),
-        state.loopback_only,
+        state.loopback_only && gateway.admin_without_key_on_loopback,
         request.headers(),
     ) {
         return e.into_response();
@@ -57,50 +59,7 @@ pub async fn require_admin(
 }
 
 fn control(state: &AppState) -> Result<&std::sync::Arc<Control>, ApiError> {
-    state.control.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable_error",
-            "the admin API is not available in this server",
-            None,
-            None,
-        )
-    })
-}
-
-impl From<AdminError> for ApiError {
-    fn from(error: AdminError) -> Self {
-        match error {
-            AdminError::Rejected(message) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                format!("the change was refused; the current version keeps serving: {message}"),
-                None,
-                Some("invalid_model"),
-            ),
-            AdminError::NotFound(message) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                message,
-                Some("model_name"),
-                Some("model_not_found"),
-            ),
-            AdminError::Conflict(message) => ApiError::new(
-                StatusCode::CONFLICT,
-                "invalid_request_error",
-                message,
-                Some("model_name"),
-                Some("model_in_config"),
-            ),
-            AdminError::Failed(message) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                format!("the change was not applied: {message}"),
-                None,
-                Some("persist_failed"),
-            ),
-        }
-    }
+    Ok(&state.control)
 }
 
 pub async fn status(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -135,7 +94,8 @@ pub async fn register_model(
     request: Request,
 ) -> Result<Response, ApiError> {
     let control = control(&state)?;
-    let bytes = super::routes::read_body(request, ADMIN_BODY_LIMIT).await?;
+    let timeout = state.gateway().body_timeout;
+    let bytes = super::routes::read_body(request, ADMIN_BODY_LIMIT, timeout).await?;
     let body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
     let registration = Registration::from_json(&body)

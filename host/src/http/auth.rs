@@ -1,7 +1,10 @@
-//! Master-key authentication: `Authorization: Bearer <key>` or `x-api-key`,
-//! compared in constant time.
+//! Authentication: resolves the caller from `Authorization: Bearer <key>` or
+//! `x-api-key` (compared in constant time) and pins the gateway version the
+//! request is served by.
 
-use axum::extract::{Request, State};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
@@ -10,6 +13,8 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 use crate::config::Secret;
+use crate::gateway::Gateway;
+use crate::ops::{Caller, RequestContext, RequestId};
 
 /// The key a client presented, from either header.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -32,18 +37,43 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Rejects requests without the master key when one is configured.
-pub async fn require_master_key(
+/// What the auth layer hands every handler behind it: the one gateway
+/// version that serves the request from start to end (a reload in between
+/// does not change it), and the request's context.
+#[derive(Clone)]
+pub struct Scope {
+    pub gateway: Arc<Gateway>,
+    pub ctx: Arc<RequestContext>,
+}
+
+/// Resolves who is asking (refusing a wrong or missing master key when one
+/// is configured) and pins the gateway version the request was
+/// authenticated against.
+pub async fn authenticate(
     State(state): State<AppState>,
-    request: Request,
+    route: Option<MatchedPath>,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let gateway = state.gateway();
-    if let Some(expected) = &gateway.master_key
-        && let Err(e) = check_key(request.headers(), expected)
-    {
-        return e.into_response();
-    }
+    let caller = match &gateway.master_key {
+        Some(expected) => match check_key(request.headers(), expected) {
+            Ok(()) => Caller::Master,
+            Err(e) => return e.into_response(),
+        },
+        None => Caller::Open,
+    };
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(RequestId::generate);
+    let route = route.as_ref().map_or("", MatchedPath::as_str);
+    let ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
+    request.extensions_mut().insert(Scope {
+        gateway,
+        ctx: Arc::new(ctx),
+    });
     next.run(request).await
 }
 

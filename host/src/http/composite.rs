@@ -4,82 +4,57 @@
 //! stage's tokens as they arrive. A JSON answer also names the model that
 //! gave the final answer in `x-conclave-final-model`.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::response::Response;
 use futures_util::StreamExt;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::ApiError;
 use super::sse::sse_response;
+use super::stream_cutoff::StreamCutoff;
+use super::tracked::Tracked;
 use crate::gateway::Gateway;
 use crate::openai::ProxyRequest;
-use crate::strategy::{LoadedProfile, StrategyError};
+use crate::ops::admission::Admitted;
+use crate::ops::{CallContext, OutcomeHandle};
+use crate::strategy::LoadedProfile;
 
-impl From<StrategyError> for ApiError {
-    fn from(error: StrategyError) -> Self {
-        let message = error.to_string();
-        let (status, kind, code) = match &error {
-            StrategyError::InvalidRequest { .. } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "strategy_invalid_request",
-            ),
-            StrategyError::ModelNotFound { .. } => (
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "model_not_found",
-            ),
-            StrategyError::Upstream { .. } => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "strategy_upstream_failed",
-            ),
-            StrategyError::Deadline { .. } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout_error",
-                "strategy_deadline",
-            ),
-            StrategyError::LimitExceeded { .. } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "strategy_limit_exceeded",
-            ),
-            StrategyError::Trap { .. } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "strategy_crashed",
-            ),
-            StrategyError::Unavailable { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable_error",
-                "strategy_unavailable",
-            ),
-        };
-        ApiError::new(status, kind, message, None, Some(code))
-    }
-}
-
-/// Answers a request for a composite model.
+/// Answers a request for a composite model. The strategy host fills in the
+/// outcome's usage and trace; the status is set here (JSON) or by the stream.
 pub async fn handle(
     gateway: &Gateway,
-    profile: &std::sync::Arc<LoadedProfile>,
+    profile: &Arc<LoadedProfile>,
     req: &ProxyRequest,
+    ctx: &CallContext,
+    outcome: &OutcomeHandle,
+    admitted: Admitted,
+    cutoff: &StreamCutoff,
 ) -> Result<Response, ApiError> {
     let strategies = &gateway.strategies;
-    let router = gateway.router.clone();
+    outcome.update(|o| {
+        o.profile = Some(profile.plan.name.as_str().into());
+        o.model_group = Some(req.model.clone());
+    });
     let mut response = if req.stream {
-        let (rx, abort) = strategies.execute_stream(profile, &req.model, req, router)?;
+        let (rx, abort) = strategies.execute_stream(profile, &req.model, req, ctx, outcome)?;
+        let payloads = ReceiverStream::new(rx).map(|item| item.map_err(ApiError::from));
         // The abort guard lives in the body: a client that goes away stops the run.
-        let payloads = ReceiverStream::new(rx).map(move |item| {
-            let _keep = &abort;
-            item.map_err(ApiError::from)
-        });
-        sse_response(Box::pin(payloads))
+        sse_response(Tracked::new(
+            payloads,
+            outcome.clone(),
+            Box::new((abort, admitted)),
+            cutoff,
+        ))
     } else {
         let answer = strategies
-            .execute_answer(profile, &req.model, req, router)
+            .execute_answer(profile, &req.model, req, ctx, outcome)
             .await?;
+        drop(admitted);
+        outcome.first_token();
+        outcome.finish(200, None);
         let mut r = Response::new(Body::from(answer.body));
         r.headers_mut().insert(
             header::CONTENT_TYPE,

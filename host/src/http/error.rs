@@ -6,7 +6,11 @@
 //! an upstream 4xx keeps its status (429 stays 429); upstream 5xx, broken or
 //! unreachable upstreams 502; upstream timeout 504; a model group whose
 //! deployments are all cooling down 503 and all at their rpm/tpm limit 429,
-//! both with `Retry-After`.
+//! both with `Retry-After`. A composite strategy's failures: an invalid
+//! request 400, an unknown model 404, an upstream failure 502, its deadline
+//! 504, a limit or a trap 500, no strategy available 503. An admin change:
+//! refused 400, unknown model 404, a model the config file owns 409, not
+//! persisted 500.
 
 use std::time::Duration;
 
@@ -16,8 +20,11 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
 use crate::openai::ErrorBody;
+use crate::ops::admission::Refusal;
 use crate::providers::UpstreamError;
+use crate::reload::AdminError;
 use crate::router::RouteError;
+use crate::strategy::StrategyError;
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -65,6 +72,16 @@ impl ApiError {
         )
     }
 
+    /// The error's `code`, or its `type` when it has none: the name an
+    /// outcome records.
+    pub fn code_or_type(&self) -> &str {
+        self.body
+            .error
+            .code
+            .as_deref()
+            .unwrap_or(&self.body.error.kind)
+    }
+
     /// The error as an SSE event, for failures after a stream has started.
     pub fn sse_event(&self) -> Bytes {
         let mut out = Vec::with_capacity(128);
@@ -82,8 +99,15 @@ impl std::fmt::Display for ApiError {
 }
 
 impl From<UpstreamError> for ApiError {
+    /// For failures after a stream started. An upstream's own error event
+    /// (the only status error there) keeps its own message, as the upstream
+    /// worded it, under the status and type its fields stand for.
     fn from(error: UpstreamError) -> Self {
-        upstream_error(error.to_string(), &error)
+        let message = match &error {
+            UpstreamError::Status { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        upstream_error(message, &error)
     }
 }
 
@@ -173,6 +197,96 @@ impl From<RouteError> for ApiError {
                 message,
                 None,
                 None,
+            ),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let status =
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut e = ApiError::new(
+            status,
+            refusal.kind,
+            refusal.message,
+            None,
+            Some(refusal.code),
+        );
+        e.retry_after = refusal.retry_after;
+        e
+    }
+}
+
+impl From<StrategyError> for ApiError {
+    fn from(error: StrategyError) -> Self {
+        let message = error.to_string();
+        let (status, kind, code) = match &error {
+            StrategyError::InvalidRequest { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "strategy_invalid_request",
+            ),
+            StrategyError::ModelNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+            ),
+            StrategyError::Upstream { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "strategy_upstream_failed",
+            ),
+            StrategyError::Deadline { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout_error",
+                "strategy_deadline",
+            ),
+            StrategyError::LimitExceeded { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "strategy_limit_exceeded",
+            ),
+            StrategyError::Trap { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "strategy_crashed",
+            ),
+        };
+        ApiError::new(status, kind, message, None, Some(code))
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::Rejected(refused) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("the change was refused; the current version keeps serving: {refused}"),
+                None,
+                Some("invalid_model"),
+            ),
+            AdminError::NotFound(message) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                message,
+                Some("model_name"),
+                Some("model_not_found"),
+            ),
+            AdminError::Conflict(message) => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                message,
+                Some("model_name"),
+                Some("model_in_config"),
+            ),
+            AdminError::Failed(message) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                format!("the change was not applied: {message}"),
+                None,
+                Some("persist_failed"),
             ),
         }
     }

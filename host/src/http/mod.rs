@@ -5,8 +5,13 @@ mod admin;
 mod auth;
 mod composite;
 pub mod error;
+mod in_flight;
+mod metrics;
+mod request_id;
 mod routes;
 mod sse;
+mod stream_cutoff;
+mod tracked;
 
 use std::sync::Arc;
 
@@ -17,51 +22,76 @@ use axum::middleware;
 use axum::routing::{delete, get, post};
 
 use crate::gateway::Gateway;
+use crate::ops::admission::Admission;
+use crate::ops::sinks::Outcomes;
 use crate::reload::Control;
 
-/// Shared state of every handler: the current gateway version, and the
-/// control plane that replaces it.
+pub use auth::Scope;
+pub use in_flight::{DEFAULT_MAX_IN_FLIGHT, InFlight};
+pub use stream_cutoff::StreamCutoff;
+
+/// Shared state of every handler: the current gateway version, the control
+/// plane that replaces it, and the operations layer every request passes.
 #[derive(Clone)]
 pub struct AppState {
     current: Arc<ArcSwap<Gateway>>,
-    control: Option<Arc<Control>>,
+    control: Arc<Control>,
     /// The server listens on loopback only (admits the admin API without a master key).
     loopback_only: bool,
+    ops: Ops,
+    in_flight: InFlight,
+    /// Ends every open stream when shutdown's grace period is over.
+    cutoff: StreamCutoff,
+}
+
+/// What the operations layer gives the HTTP edge: where outcomes go, and the
+/// checks that admit a request.
+#[derive(Clone)]
+pub struct Ops {
+    /// Metrics and their settings, for `GET /metrics`.
+    pub observe: crate::observe::Observe,
+    pub outcomes: Outcomes,
+    pub admission: Admission,
 }
 
 impl AppState {
-    /// State serving `gateway`, without reloads or an admin API.
-    pub fn new(gateway: Gateway) -> Self {
+    /// State serving `control`'s current version.
+    pub fn new(control: Arc<Control>, loopback_only: bool, ops: Ops, in_flight: InFlight) -> Self {
         Self {
-            current: Arc::new(ArcSwap::from_pointee(gateway)),
-            control: None,
-            loopback_only: false,
+            current: control.current(),
+            control,
+            loopback_only,
+            ops,
+            in_flight,
+            cutoff: StreamCutoff::default(),
         }
     }
 
-    /// State serving `control`'s current version, with the admin API.
-    pub fn with_control(control: Arc<Control>, loopback_only: bool) -> Self {
-        Self {
-            current: control.current(),
-            control: Some(control),
-            loopback_only,
-        }
+    /// The switch that ends every open stream (the server fires it).
+    pub fn stream_cutoff(&self) -> &StreamCutoff {
+        &self.cutoff
     }
 
     /// The version a request should use from start to end.
     pub fn gateway(&self) -> Arc<Gateway> {
         self.current.load_full()
     }
-
-    /// Makes `gateway` the version new requests get.
-    pub fn replace(&self, gateway: Gateway) {
-        self.current.store(Arc::new(gateway));
-    }
 }
 
-/// The axum application.
+/// The axum application. A request passes, top to bottom:
+///
+/// 1. `request_id`: the client's `x-request-id` or a new one, echoed as
+///    `x-conclave-request-id` on every answer;
+/// 2. `in_flight`: at most `global_max_parallel_requests` model requests at
+///    once (503 past it), counted until their bodies end;
+/// 3. `auth`: resolves the [`crate::ops::Caller`] and pins one gateway
+///    version for the whole request ([`Scope`]); probes skip it, the admin API
+///    has its own rule;
+/// 4. the endpoint handler, which reads the body, runs the admission checks
+///    ([`crate::ops::admission`]) once it knows the model, executes through
+///    the router or the strategy host, and leaves one outcome for the sinks.
 pub fn app(state: AppState) -> Router {
-    let authenticated = Router::new()
+    let models = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
@@ -75,7 +105,11 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(routes::health))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_master_key,
+            auth::authenticate,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.in_flight.clone(),
+            in_flight::limit,
         ));
     let admin = Router::new()
         .route("/admin/status", get(admin::status))
@@ -89,18 +123,20 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             admin::require_admin,
         ));
-    let open = Router::new()
+    let probes = Router::new()
         .route("/health/liveliness", get(routes::liveliness))
         .route("/health/liveness", get(routes::liveliness))
-        .route("/health/readiness", get(routes::readiness));
-    authenticated
+        .route("/health/readiness", get(routes::readiness))
+        .route("/metrics", get(metrics::metrics));
+    models
         .merge(admin)
-        .merge(open)
+        .merge(probes)
         .fallback(routes::not_found)
         // After every route is added: it applies to the routes present.
         .method_not_allowed_fallback(routes::method_not_allowed)
         // Bodies are read with the configured limit by the handlers, which
         // answer 413 in OpenAI's error shape.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
 }

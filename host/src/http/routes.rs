@@ -1,7 +1,7 @@
 //! Route handlers. Each model endpoint parses the body once, hands it to the
 //! router, and turns the answer into JSON or SSE with `x-conclave-*` headers.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -11,42 +11,120 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde_json::json;
 
-use super::AppState;
+use axum::Extension;
+use futures_util::StreamExt;
+use tracing::Instrument;
+
 use super::error::ApiError;
 use super::sse::sse_response;
+use super::stream_cutoff::StreamCutoff;
+use super::tracked::Tracked;
+use super::{AppState, Scope};
+use crate::gateway::Gateway;
 use crate::openai::{Endpoint, ProxyRequest};
+use crate::ops::admission::{Admitted, Candidate};
+use crate::ops::{CallContext, OutcomeHandle};
 use crate::providers::UpstreamReply;
 use crate::router::{RouteMeta, RouteRequest};
 
-pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    Box::pin(handle(state, Endpoint::ChatCompletions, request))
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    request: Request,
+) -> Response {
+    Box::pin(model_call(state, scope, Endpoint::ChatCompletions, request)).await
 }
 
-pub async fn completions(State(state): State<AppState>, request: Request) -> Response {
-    Box::pin(handle(state, Endpoint::Completions, request))
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+pub async fn completions(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    request: Request,
+) -> Response {
+    Box::pin(model_call(state, scope, Endpoint::Completions, request)).await
 }
 
-pub async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    Box::pin(handle(state, Endpoint::Embeddings, request))
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    request: Request,
+) -> Response {
+    Box::pin(model_call(state, scope, Endpoint::Embeddings, request)).await
 }
 
-/// The model endpoints' common path. Callers box its future: it holds the
-/// whole routing state machine (retries, the upstream call), and moving that
-/// through axum's service layers by value cost more than one allocation.
-async fn handle(
+/// The model endpoints' common path, inside the request's span. Callers box
+/// its future: it holds the whole routing state machine (retries, the
+/// upstream call), and moving that through axum's service layers by value
+/// cost more than one allocation. Whatever happens, the request leaves one
+/// outcome: set here for errors and JSON answers, by the stream when it ends.
+async fn model_call(
     state: AppState,
+    scope: Scope,
+    endpoint: Endpoint,
+    request: Request,
+) -> Response {
+    let ctx = CallContext::client(scope.ctx.clone());
+    let outcome = OutcomeHandle::request(&ctx);
+    let span = scope.ctx.span.clone();
+    let handled = handle(&state, &scope, &ctx, &outcome, endpoint, request)
+        .instrument(span)
+        .await;
+    handled.unwrap_or_else(|error| {
+        outcome.finish(error.status.as_u16(), Some(error.code_or_type()));
+        error.into_response()
+    })
+}
+
+/// Reads and checks the body, admits the request, and runs it.
+async fn handle(
+    state: &AppState,
+    scope: &Scope,
+    ctx: &CallContext,
+    outcome: &OutcomeHandle,
     endpoint: Endpoint,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let gateway = state.gateway();
-    let bytes = read_body(request, gateway.body_limit).await?;
+    let gateway = &scope.gateway;
+    let req = read_request(request, endpoint, gateway.body_limit, gateway.body_timeout).await?;
+    outcome.update(|o| {
+        o.model.clone_from(&req.model);
+        o.stream = req.stream;
+    });
+    let profile = gateway.strategies.profile_for(&req.model).cloned();
+    if profile.is_some() && endpoint != Endpoint::ChatCompletions {
+        return Err(ApiError::invalid(
+            format!(
+                "model {:?} is a composite profile and serves only /v1/chat/completions",
+                req.model
+            ),
+            Some("model"),
+        ));
+    }
+    let admitted = state
+        .ops
+        .admission
+        .run(&Candidate {
+            ctx,
+            model: &req.model,
+            composite: profile.is_some(),
+        })
+        .await?;
+    if let Some(profile) = profile {
+        let cutoff = state.stream_cutoff();
+        return super::composite::handle(gateway, &profile, &req, ctx, outcome, admitted, cutoff)
+            .await;
+    }
+    let cutoff = state.stream_cutoff();
+    route_plain(gateway, ctx, outcome, admitted, endpoint, &req, cutoff).await
+}
+
+/// Reads the body and checks what every model endpoint requires of it.
+async fn read_request(
+    request: Request,
+    endpoint: Endpoint,
+    limit: usize,
+    timeout: Duration,
+) -> Result<ProxyRequest, ApiError> {
+    let bytes = read_body(request, limit, timeout).await?;
     let req: ProxyRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid(
             format!("request body is not valid JSON for this endpoint: {e}"),
@@ -76,20 +154,19 @@ async fn handle(
             Some("stream"),
         ));
     }
-    if let Some(profile) = gateway.strategies.profile_for(&req.model) {
-        if endpoint != Endpoint::ChatCompletions {
-            return Err(ApiError::invalid(
-                format!(
-                    "model {:?} is a composite profile and serves only /v1/chat/completions",
-                    req.model
-                ),
-                Some("model"),
-            ));
-        }
-        let profile = profile.clone();
-        return super::composite::handle(&gateway, &profile, &req).await;
-    }
+    Ok(req)
+}
 
+/// A plain model group: the router picks, retries and falls back.
+async fn route_plain(
+    gateway: &Gateway,
+    ctx: &CallContext,
+    outcome: &OutcomeHandle,
+    admitted: Admitted,
+    endpoint: Endpoint,
+    req: &ProxyRequest,
+    cutoff: &StreamCutoff,
+) -> Result<Response, ApiError> {
     let routed = gateway
         .router
         .route(RouteRequest {
@@ -99,19 +176,46 @@ async fn handle(
             body: &req.rest,
             fallbacks: req.fallbacks.as_deref(),
             disable_fallbacks: req.disable_fallbacks,
+            ctx,
         })
         .await?;
-
+    let meta = &routed.meta;
+    outcome.update(|o| {
+        o.model_group = Some(meta.group.clone());
+        o.deployment = Some(meta.deployment.clone());
+        o.attempts = meta.attempts;
+        o.fallback.clone_from(&meta.fallback);
+        o.upstream_time = Some(meta.upstream_time);
+        o.overhead = Some(ctx.request.started.elapsed().saturating_sub(meta.upstream_time));
+    });
     let mut response = match routed.reply {
-        UpstreamReply::Json(body) => json_response(body),
-        UpstreamReply::Stream(payloads) => sse_response(payloads),
+        UpstreamReply::Json(body) => {
+            outcome.first_token();
+            outcome.update(|o| o.body = vec![body.clone()]);
+            outcome.finish(200, None);
+            json_response(body)
+        }
+        UpstreamReply::Stream(payloads) => {
+            let payloads = payloads.map(|item| item.map_err(ApiError::from));
+            sse_response(Tracked::new(
+                payloads,
+                outcome.clone(),
+                Box::new(admitted),
+                cutoff,
+            ))
+        }
     };
-    route_headers(response.headers_mut(), &routed.meta, started);
+    route_headers(response.headers_mut(), meta, ctx.request.started);
     Ok(response)
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with a 413.
-pub(super) async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the whole body, refusing more than `limit` bytes with a 413 and a
+/// client that takes longer than `timeout` to send it with a 408.
+pub(super) async fn read_body(
+    request: Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,9 +235,20 @@ pub(super) async fn read_body(request: Request, limit: usize) -> Result<Bytes, A
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), limit));
+    let Ok(read) = read.await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!(
+                "the request body did not arrive within {:.0} s (general_settings.request_body_timeout)",
+                timeout.as_secs_f64()
+            ),
+            None,
+            Some("request_body_timeout"),
+        ));
+    };
+    read.map_err(|e| {
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             while let Some(s) = source {
                 if s.is::<http_body_util::LengthLimitError>() {
@@ -177,17 +292,17 @@ fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
     h.insert(ATTEMPTS, HeaderValue::from(meta.attempts));
 }
 
-pub async fn models(State(state): State<AppState>) -> Response {
-    json_response(state.gateway().models_json.clone())
+pub async fn models(Extension(scope): Extension<Scope>) -> Response {
+    json_response(scope.gateway.models_json.clone())
 }
 
 /// LiteLLM's `/model/info`: every deployment, without secrets.
-pub async fn model_info(State(state): State<AppState>) -> Response {
-    json_response(state.gateway().model_info_json.clone())
+pub async fn model_info(Extension(scope): Extension<Scope>) -> Response {
+    json_response(scope.gateway.model_info_json.clone())
 }
 
-pub async fn health(State(state): State<AppState>) -> Response {
-    let gateway = state.gateway();
+pub async fn health(Extension(scope): Extension<Scope>) -> Response {
+    let gateway = &scope.gateway;
     let total: usize = gateway
         .router
         .groups()

@@ -8,6 +8,7 @@
 //! numbers. Code that needs a field's structure (composite strategies, the
 //! in-process providers) parses that field when it asks for it.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
@@ -15,6 +16,15 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+/// Most top-level fields a body may have. OpenAI's largest request has a
+/// few dozen; the cap keeps a hostile body's cost small and predictable.
+pub const MAX_FIELDS: usize = 1024;
+
+/// Deepest nesting accepted in a field's value, counting the body itself as
+/// level 1: serde_json's own recursion limit, so whatever is accepted here
+/// can later be parsed into a tree by any code that needs one.
+pub const MAX_DEPTH: usize = 128;
 
 /// The fields of one JSON object, in the order they were received.
 #[derive(Debug, Clone, Default)]
@@ -124,17 +134,67 @@ impl<'de> Deserialize<'de> for RawFields {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<RawFields, A::Error> {
-                let mut fields = RawFields {
-                    entries: Vec::with_capacity(access.size_hint().unwrap_or(8)),
-                };
-                while let Some((key, value)) = access.next_entry::<String, Box<RawValue>>()? {
-                    fields.insert(key, value);
+                use serde::de::Error;
+                let capacity = access.size_hint().unwrap_or(8).min(MAX_FIELDS);
+                let mut entries: Vec<(String, Box<RawValue>)> = Vec::with_capacity(capacity);
+                // Position of each key in `entries`: a repeated key costs one
+                // lookup, not a scan, so any body parses in linear time.
+                let mut index: HashMap<String, usize> = HashMap::with_capacity(capacity);
+                let mut seen = 0usize;
+                while let Some(key) = access.next_key::<String>()? {
+                    seen += 1;
+                    if seen > MAX_FIELDS {
+                        return Err(A::Error::custom(format_args!(
+                            "the body has more than {MAX_FIELDS} top-level fields (the limit is {MAX_FIELDS})"
+                        )));
+                    }
+                    let value: Box<RawValue> = access.next_value()?;
+                    if nesting_depth(value.get()) >= MAX_DEPTH {
+                        return Err(A::Error::custom(format_args!(
+                            "field `{key}` is nested deeper than {MAX_DEPTH} levels (the limit is {MAX_DEPTH})"
+                        )));
+                    }
+                    match index.get(&key) {
+                        Some(&at) => entries[at].1 = value,
+                        None => {
+                            index.insert(key.clone(), entries.len());
+                            entries.push((key, value));
+                        }
+                    }
                 }
-                Ok(fields)
+                Ok(RawFields { entries })
             }
         }
         d.deserialize_map(FieldsVisitor)
     }
+}
+
+/// How deeply arrays and objects nest in a valid JSON text, in one pass:
+/// brackets inside strings (escapes included) do not count.
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 #[cfg(test)]
@@ -175,5 +235,105 @@ mod tests {
         assert_eq!(fields.value("n"), Some(Value::from(3)));
         let map = fields.to_map().unwrap();
         assert_eq!(RawFields::from_map(&map).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn more_than_the_field_limit_is_refused_naming_it() {
+        let at_limit: Vec<String> = (0..MAX_FIELDS).map(|i| format!("\"k{i}\":{i}")).collect();
+        let body = format!("{{{}}}", at_limit.join(","));
+        assert_eq!(
+            serde_json::from_str::<RawFields>(&body).unwrap().len(),
+            MAX_FIELDS
+        );
+        let over = format!("{{{},\"one_more\":0}}", at_limit.join(","));
+        let err = serde_json::from_str::<RawFields>(&over).unwrap_err();
+        assert!(err.to_string().contains("1024"), "{err}");
+    }
+
+    #[test]
+    fn sixty_thousand_repeated_keys_parse_in_linear_time() {
+        // Repeats are fields too: a body of 60k copies of one key is refused
+        // at the limit instead of costing a scan per key.
+        let body = format!("{{{}\"a\":0}}", "\"a\":0,".repeat(60_000));
+        let started = std::time::Instant::now();
+        assert!(serde_json::from_str::<RawFields>(&body).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn nesting_beyond_the_depth_limit_is_refused() {
+        let nested = |levels: usize| {
+            format!(
+                "{{\"messages\":{}{}}}",
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        // The body is level 1, so the deepest accepted value has one level less.
+        let deepest = nested(MAX_DEPTH - 1);
+        let fields: RawFields = serde_json::from_str(&deepest).unwrap();
+        assert!(
+            fields.value("messages").is_some(),
+            "accepted means parseable"
+        );
+        let err = serde_json::from_str::<RawFields>(&nested(MAX_DEPTH)).unwrap_err();
+        assert!(err.to_string().contains("128"), "{err}");
+        assert!(serde_json::from_str::<RawFields>(&nested(200_000)).is_err());
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_as_nesting() {
+        assert_eq!(nesting_depth(r#"["[[[\"{{{", {"a": "]]]"}]"#), 2);
+        assert_eq!(nesting_depth("1"), 0);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                "[a-z\\\\\"\\[\\]{}é ]{0,8}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("[a-z]{1,4}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn any_json_object_round_trips_its_fields(
+                map in prop::collection::btree_map("[a-z_\"\\\\]{1,6}", json_value(), 0..12)
+            ) {
+                let map: Map<String, Value> = map.into_iter().collect();
+                let text = serde_json::to_string(&map).unwrap();
+                let fields: RawFields = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(fields.len(), map.len());
+                prop_assert_eq!(&fields.to_map().unwrap(), &map);
+                prop_assert_eq!(serde_json::to_string(&fields).unwrap(), text);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(fields) = serde_json::from_slice::<RawFields>(&bytes) {
+                    prop_assert!(fields.len() <= MAX_FIELDS);
+                }
+            }
+
+            #[test]
+            fn json_shaped_noise_never_panics(text in "[{}\\[\\]\":,a0-9 \\\\]{0,256}") {
+                let _ = serde_json::from_str::<RawFields>(&text);
+                let _ = nesting_depth(&text);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! on are typed, the rest stays in a JSON map forwarded as is.
 
 mod fields;
+pub mod response;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -16,7 +16,6 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::stream;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -24,10 +23,9 @@ use tokio::process::{Child, ChildStdout, Command};
 
 use super::{PayloadStream, UpstreamCall, UpstreamError, UpstreamReply};
 use crate::config::{Env, LitellmParams};
+use crate::openai::response::{self, Head};
 use crate::openai::{Endpoint, RawFields, unix_now};
 
-/// litellm_params keys an exec deployment reads.
-pub const EXEC_KEYS: &[&str] = &["command", "args", "max_output_bytes", "io_log_path", "env"];
 const DEFAULT_ARGS: &[&str] = &["-p", "{prompt}", "--model", "{model}"];
 const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
 /// How much of stderr is quoted when the program fails.
@@ -171,17 +169,14 @@ impl ExecTarget {
             .await;
             drop(workdir);
             let text = result?;
-            Ok(UpstreamReply::Json(Bytes::from(
-                json!({
-                    "id": format!("chatcmpl-exec-{:016x}", fastrand::u64(..)),
-                    "object": "chat.completion",
-                    "created": unix_now(),
-                    "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": approx_tokens(&prompt), "completion_tokens": approx_tokens(&text),
-                              "total_tokens": approx_tokens(&prompt) + approx_tokens(&text)},
-                })
-                .to_string(),
+            let id = response::completion_id(Some("exec"));
+            Ok(UpstreamReply::Json(response::to_bytes(
+                &response::completion(
+                    Head::now(&id, &model),
+                    response::assistant_message(&text, None, None),
+                    "stop",
+                    response::usage(approx_tokens(&prompt), approx_tokens(&text)),
+                ),
             )))
         }
     }
@@ -255,18 +250,14 @@ impl ExecTarget {
             done: false,
             _workdir: workdir,
         };
-        let id = format!("chatcmpl-exec-{:016x}", fastrand::u64(..));
+        let id = response::completion_id(Some("exec"));
         let limit = self.max_output_bytes;
         let command = self.command.clone();
         let log = self.io_log.clone();
         let too_long = self.too_long();
         let log_model = model.clone();
         let chunk = move |delta: Value, finish: Option<&str>| {
-            Bytes::from(
-                json!({"id": id, "object": "chat.completion.chunk", "created": unix_now(), "model": model,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-                .to_string(),
-            )
+            response::to_bytes(&response::chunk(Head::now(&id, &model), delta, finish))
         };
         Box::pin(stream::unfold(state, move |mut st| {
             let chunk = chunk.clone();

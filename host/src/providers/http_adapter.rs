@@ -2,21 +2,25 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use super::table::{Dialect, ProviderSpec};
-use super::{UpstreamCall, UpstreamError, UpstreamReply, retry_after_from, sse};
-use crate::config::{Env, LitellmParams, Secret};
+use super::{TargetError, UpstreamCall, UpstreamError, UpstreamReply, sse};
+use crate::config::{Env, LitellmParams, Secret, is_request_default};
 use crate::openai::{Endpoint, RawFields};
 
 /// Default Azure API version when neither the deployment nor the environment sets one.
 const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 /// How much of an upstream error body is read to build the message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// Longest wait an upstream's `retry-after` can ask for; a longer (or
+/// infinite) hint counts as this. Retries wait at most 60 s of it, a
+/// cooldown at most this long.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
 /// A deployment reached over HTTP.
 pub struct HttpTarget {
@@ -51,56 +55,34 @@ impl EndpointUrls {
     }
 }
 
-/// litellm_params keys that are OpenAI request fields: they become per-request defaults.
-const REQUEST_DEFAULT_KEYS: &[&str] = &[
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "presence_penalty",
-    "frequency_penalty",
-    "stop",
-    "seed",
-    "n",
-    "reasoning_effort",
-    "response_format",
-    "user",
-    "logprobs",
-    "top_logprobs",
-    "parallel_tool_calls",
-    "thinking",
-];
-
-/// Whether `key` in litellm_params is a request default conclave forwards.
-pub fn is_request_default(key: &str) -> bool {
-    REQUEST_DEFAULT_KEYS.contains(&key)
-}
-
 impl HttpTarget {
     pub(super) fn new(
         spec: &'static ProviderSpec,
         model: &str,
         params: &LitellmParams,
         env: &Env,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TargetError> {
         let base = params
             .api_base
             .clone()
             .filter(|b| !b.trim().is_empty())
             .or_else(|| spec.base_env.and_then(|name| env.get(name)))
             .or_else(|| spec.api_base.map(str::to_owned))
-            .ok_or_else(|| format!("provider {} needs an api_base", spec.name))?;
+            .ok_or(TargetError::MissingApiBase {
+                provider: spec.name,
+            })?;
         let base_url = base.trim().trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(format!(
-                "api_base must start with http:// or https://, got {base_url:?}"
-            ));
+            return Err(TargetError::InvalidApiBase { api_base: base_url });
         }
         let api_key = params
             .api_key
             .clone()
             .filter(|k| !k.expose().is_empty())
             .or_else(|| {
+                if params.no_env_key {
+                    return None;
+                }
                 spec.key_env
                     .iter()
                     .find_map(|name| env.get(name))
@@ -121,28 +103,33 @@ impl HttpTarget {
                     format!("Bearer {}", key.expose()),
                 ),
             };
-            let mut value = HeaderValue::from_str(&value)
-                .map_err(|_| "api_key contains characters not allowed in a header".to_owned())?;
+            let mut value =
+                HeaderValue::from_str(&value).map_err(|_| TargetError::InvalidApiKey)?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
         if let Some(org) = &params.organization {
-            let value = HeaderValue::from_str(org)
-                .map_err(|_| "organization is not a valid header value".to_owned())?;
+            let value = HeaderValue::from_str(org).map_err(|_| TargetError::InvalidOrganization)?;
             headers.insert(HeaderName::from_static("openai-organization"), value);
         }
         for (name, value) in &params.extra_headers {
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("extra_headers: {name:?} is not a valid header name"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("extra_headers.{name}: not a valid header value"))?;
+                .map_err(|_| TargetError::InvalidHeaderName { name: name.clone() })?;
+            let value =
+                HeaderValue::from_str(value).map_err(|_| TargetError::InvalidHeaderValue {
+                    name: name.to_string(),
+                })?;
             headers.insert(name, value);
         }
 
         let mut defaults = Map::new();
         for (key, value) in &params.extra {
             if is_request_default(key) {
-                let json = serde_json::to_value(value).map_err(|e| format!("{key}: {e}"))?;
+                let json =
+                    serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
+                        key: key.clone(),
+                        source,
+                    })?;
                 defaults.insert(key.clone(), json);
             }
         }
@@ -219,7 +206,7 @@ impl HttpTarget {
                 model,
                 endpoint,
             );
-            return parse_url(&url).map_err(UpstreamError::Protocol);
+            return parse_url(&url).map_err(|e| UpstreamError::Protocol(e.to_string()));
         }
         Ok(self.urls.get(endpoint).clone())
     }
@@ -247,31 +234,43 @@ impl HttpTarget {
 
         if call.stream {
             let wait = call.timeouts.stream;
-            let response = tokio::time::timeout(wait, request.send())
+            // One deadline covers connecting, sending, the status and an
+            // error body: an upstream that stalls in any of them ends here.
+            let head = async {
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_error(e, wait))?;
+                self.check_status(response).await
+            };
+            let response = tokio::time::timeout(wait, head)
                 .await
-                .map_err(|_| UpstreamError::Timeout(wait))?
-                .map_err(|e| self.transport_error(e))?;
-            let response = self.check_status(response).await?;
+                .map_err(|_| UpstreamError::Timeout(wait))??;
             let chunks = response
                 .bytes_stream()
                 .map(|r| r.map_err(|e| e.to_string()));
-            let payloads = sse::decode(chunks, wait);
-            // An error event in the middle of a stream is forwarded as is,
-            // so it must not carry the key either.
+            let max_event = call.max_response_bytes.min(sse::MAX_EVENT_BYTES);
+            let payloads = sse::decode(chunks, wait, max_event);
+            // Chunks and an error ending the stream reach the client, so
+            // they must not carry the key either.
             let payloads = match self.api_key.clone().filter(|k| k.expose().len() >= 4) {
-                Some(key) => Box::pin(
-                    payloads
-                        .map(move |item| item.map(|payload| redact_payload(payload, key.expose()))),
-                ),
+                Some(key) => Box::pin(payloads.map(move |item| match item {
+                    Ok(payload) => Ok(redact_payload(payload, key.expose())),
+                    Err(error) => Err(redact_error(error, key.expose())),
+                })),
                 None => payloads,
             };
             Ok(UpstreamReply::Stream(payloads))
         } else {
             let wait = call.timeouts.request;
             let fetch = async {
-                let response = request.send().await.map_err(|e| self.transport_error(e))?;
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_error(e, wait))?;
                 let response = self.check_status(response).await?;
-                response.bytes().await.map_err(|e| self.transport_error(e))
+                self.read_capped(response, call.max_response_bytes, wait)
+                    .await
             };
             let body = tokio::time::timeout(wait, fetch)
                 .await
@@ -280,10 +279,12 @@ impl HttpTarget {
         }
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
+    /// Classifies a transport failure; a timeout reports `wait`, the
+    /// timeout configured for the call.
+    fn transport_error(&self, e: reqwest::Error, wait: Duration) -> UpstreamError {
         let text = self.redact(&error_chain(&e));
         if e.is_timeout() {
-            UpstreamError::Timeout(Duration::ZERO)
+            UpstreamError::Timeout(wait)
         } else if e.is_connect() {
             UpstreamError::Connect(text)
         } else if e.is_body() || e.is_decode() {
@@ -291,6 +292,44 @@ impl HttpTarget {
         } else {
             UpstreamError::Connect(text)
         }
+    }
+
+    /// The whole body, refused once it grows past `limit` bytes (or declares
+    /// more up front) so that an upstream cannot exhaust memory.
+    async fn read_capped(
+        &self,
+        response: reqwest::Response,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Bytes, UpstreamError> {
+        let too_large = || {
+            UpstreamError::Protocol(format!(
+                "the response body is larger than the limit of {limit} bytes \
+                 (general_settings.max_response_size_mb)"
+            ))
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.transport_error(e, wait))?;
+            total += chunk.len();
+            if total > limit {
+                return Err(too_large());
+            }
+            chunks.push(chunk);
+        }
+        if chunks.len() <= 1 {
+            return Ok(chunks.pop().unwrap_or_default());
+        }
+        let mut body = BytesMut::with_capacity(total);
+        for chunk in chunks {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 
     async fn check_status(
@@ -319,6 +358,50 @@ impl HttpTarget {
             retry_after,
         })
     }
+}
+
+/// `error` with every occurrence of `key` in its message replaced.
+fn redact_error(error: UpstreamError, key: &str) -> UpstreamError {
+    let clean = |m: String| m.replace(key, "[redacted]");
+    match error {
+        UpstreamError::Status {
+            status,
+            message,
+            code,
+            retry_after,
+        } => UpstreamError::Status {
+            status,
+            message: clean(message),
+            code,
+            retry_after,
+        },
+        UpstreamError::Connect(m) => UpstreamError::Connect(clean(m)),
+        UpstreamError::Protocol(m) => UpstreamError::Protocol(clean(m)),
+        UpstreamError::StreamBroken(m) => UpstreamError::StreamBroken(clean(m)),
+        UpstreamError::Timeout(d) => UpstreamError::Timeout(d),
+    }
+}
+
+/// The upstream's requested wait, from `retry-after-ms` or else
+/// `retry-after` (in seconds; an HTTP date is not read), capped at
+/// [`RETRY_AFTER_CAP`].
+pub fn retry_after_from(headers: &HeaderMap) -> Option<Duration> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    parse_retry_after(value("retry-after-ms"), value("retry-after"))
+}
+
+/// [`retry_after_from`] on the header texts. Never panics: NaN, negative and
+/// unparseable values are ignored, huge and infinite ones capped.
+fn parse_retry_after(ms: Option<&str>, secs: Option<&str>) -> Option<Duration> {
+    let read = |text: &str, per_second: f64| {
+        let secs = text.trim().parse::<f64>().ok()? / per_second;
+        match Duration::try_from_secs_f64(secs) {
+            Ok(d) => Some(d.min(RETRY_AFTER_CAP)),
+            Err(_) => (secs > 0.0).then_some(RETRY_AFTER_CAP),
+        }
+    };
+    ms.and_then(|v| read(v, 1000.0))
+        .or_else(|| secs.and_then(|v| read(v, 1.0)))
 }
 
 /// `payload` with every occurrence of `key` replaced by `[redacted]`.
@@ -379,14 +462,34 @@ fn endpoint_url(
     match dialect {
         Dialect::OpenAi => format!("{base_url}{path}"),
         Dialect::Azure => format!(
-            "{base_url}/openai/deployments/{model}{path}?api-version={}",
+            "{base_url}/openai/deployments/{}{path}?api-version={}",
+            path_segment(model),
             api_version.unwrap_or(AZURE_DEFAULT_API_VERSION)
         ),
     }
 }
 
-fn parse_url(url: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))
+/// `text` as one URL path segment: everything but RFC 3986's unreserved
+/// characters percent-encoded, so a model name (which a wildcard lets the
+/// client choose) can never add a segment, a query or a fragment. The router
+/// refuses `.` and `..`, the two segments encoding cannot neutralise.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url, TargetError> {
+    reqwest::Url::parse(url).map_err(|e| TargetError::InvalidUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn error_chain(e: &reqwest::Error) -> String {
@@ -510,6 +613,65 @@ mod tests {
         assert_eq!(redact_payload(clean.clone(), "sk-1234"), clean);
     }
 
+    /// A target for `api_base`, as a config entry `openai/m` would build it.
+    fn target(api_base: &str) -> HttpTarget {
+        let params = LitellmParams {
+            model: "openai/m".into(),
+            api_base: Some(api_base.into()),
+            ..LitellmParams::default()
+        };
+        let spec = super::super::table::lookup("openai").unwrap();
+        HttpTarget::new(spec, "m", &params, &Env::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_transport_timeout_reports_the_configured_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let error = client.get(&base).send().await.unwrap_err();
+        assert!(error.is_timeout(), "{error}");
+        let error = target(&base).transport_error(error, Duration::from_secs(42));
+        assert_eq!(error.to_string(), "the upstream did not answer within 42s");
+    }
+
+    #[test]
+    fn construction_errors_are_typed_and_keep_their_messages() {
+        let params = LitellmParams {
+            model: "azure/d".into(),
+            ..LitellmParams::default()
+        };
+        let spec = super::super::table::lookup("azure").unwrap();
+        let error = HttpTarget::new(spec, "d", &params, &Env::default())
+            .err()
+            .unwrap();
+        assert!(matches!(
+            error,
+            TargetError::MissingApiBase { provider: "azure" }
+        ));
+        assert_eq!(error.to_string(), "provider azure needs an api_base");
+        let params = LitellmParams {
+            api_base: Some("ftp://x".into()),
+            ..params
+        };
+        let error = HttpTarget::new(spec, "d", &params, &Env::default())
+            .err()
+            .unwrap();
+        assert_eq!(
+            error.to_string(),
+            "api_base must start with http:// or https://, got \"ftp://x\""
+        );
+    }
+
     #[test]
     fn error_message_reads_openai_shape_and_plain_text() {
         let (m, c) = error_message(
@@ -519,5 +681,49 @@ mod tests {
         assert_eq!((m.as_str(), c.as_deref()), ("bad", Some("x")));
         let (m, _) = error_message(b"oops", http::StatusCode::BAD_GATEWAY);
         assert_eq!(m, "oops");
+    }
+
+    #[test]
+    fn retry_after_never_panics_and_is_capped() {
+        let secs = |v: &str| parse_retry_after(None, Some(v));
+        assert_eq!(secs("2"), Some(Duration::from_secs(2)));
+        assert_eq!(secs(" 1.5 "), Some(Duration::from_millis(1500)));
+        for huge in ["1e300", "1e20", "inf", "18446744073709551616"] {
+            assert_eq!(secs(huge), Some(RETRY_AFTER_CAP), "{huge}");
+        }
+        for ignored in ["NaN", "-5", "-inf", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(secs(ignored), None, "{ignored}");
+        }
+        assert_eq!(
+            parse_retry_after(Some("1500"), Some("9")),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after(Some("1e300"), None),
+            Some(RETRY_AFTER_CAP)
+        );
+        assert_eq!(
+            parse_retry_after(Some("NaN"), Some("3")),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn retry_after_is_always_within_the_cap(
+                ms in prop_oneof![any::<f64>().prop_map(|v| v.to_string()), ".{0,12}"],
+                secs in prop_oneof![any::<f64>().prop_map(|v| v.to_string()), ".{0,12}"],
+                use_ms in any::<bool>(),
+            ) {
+                let got = parse_retry_after(use_ms.then_some(ms.as_str()), Some(secs.as_str()));
+                prop_assert!(got.is_none_or(|d| d <= RETRY_AFTER_CAP));
+            }
+        }
     }
 }

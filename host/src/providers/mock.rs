@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::{UpstreamCall, UpstreamError, UpstreamReply};
 use crate::config::LitellmParams;
+use crate::openai::response::{self, Head, to_bytes, usage};
 use crate::openai::{Endpoint, RawFields, unix_now};
 
 const DEFAULT_TEMPLATE: &str = "Mock answer from {model}: you said \"{prompt}\"";
@@ -33,18 +34,6 @@ pub struct MockTarget {
     break_after_chunks: Option<usize>,
     calls: AtomicU64,
 }
-
-/// Mock settings accepted in litellm_params.
-pub const MOCK_KEYS: &[&str] = &[
-    "mock_response",
-    "mock_latency_ms",
-    "mock_chunks",
-    "mock_chunk_delay_ms",
-    "mock_error_status",
-    "mock_error_count",
-    "mock_error_message",
-    "mock_break_after_chunks",
-];
 
 impl MockTarget {
     pub(super) fn from_params(name: &str, params: &LitellmParams) -> Result<Self, String> {
@@ -141,14 +130,15 @@ impl MockTarget {
                 text,
                 prompt_tokens,
             ))),
-            Endpoint::ChatCompletions => Ok(UpstreamReply::Json(to_bytes(&json!({
-                "id": format!("chatcmpl-{id}"),
-                "object": "chat.completion",
-                "created": unix_now(),
-                "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": usage(prompt_tokens, approx_tokens(&text)),
-            })))),
+            Endpoint::ChatCompletions => {
+                let id = format!("chatcmpl-{id}");
+                Ok(UpstreamReply::Json(to_bytes(&response::completion(
+                    Head::now(&id, &model),
+                    response::assistant_message(&text, None, None),
+                    "stop",
+                    usage(prompt_tokens, approx_tokens(&text)),
+                ))))
+            }
             Endpoint::Completions => Ok(UpstreamReply::Json(to_bytes(&json!({
                 "id": format!("cmpl-{id}"),
                 "object": "text_completion",
@@ -176,34 +166,14 @@ impl MockTarget {
             .unwrap_or(false);
         let completion_tokens = approx_tokens(&text);
         let pieces = split_pieces(&text, self.chunks);
-        let created = unix_now();
-        let object = if chat {
-            "chat.completion.chunk"
+        let id = format!("chatcmpl-{id}");
+        let head = Head::now(&id, &model);
+        let totals = include_usage.then(|| usage(prompt_tokens, completion_tokens));
+        let payloads = if chat {
+            chat_chunks(head, &pieces, totals)
         } else {
-            "text_completion"
+            text_chunks(head, &pieces, totals)
         };
-        let base = move |choices: Value| json!({"id": format!("chatcmpl-{id}"), "object": object, "created": created, "model": model, "choices": choices});
-        let mut payloads: Vec<Value> = Vec::with_capacity(pieces.len() + 3);
-        if chat {
-            payloads.push(base(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
-        }
-        for piece in &pieces {
-            payloads.push(if chat {
-                base(json!([{"index": 0, "delta": {"content": piece}, "finish_reason": null}]))
-            } else {
-                base(json!([{"index": 0, "text": piece, "finish_reason": null}]))
-            });
-        }
-        payloads.push(if chat {
-            base(json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
-        } else {
-            base(json!([{"index": 0, "text": "", "finish_reason": "stop"}]))
-        });
-        if include_usage {
-            let mut last = base(json!([]));
-            last["usage"] = usage(prompt_tokens, completion_tokens);
-            payloads.push(last);
-        }
         let delay = self.chunk_delay;
         let break_after = self.break_after_chunks;
         let items = payloads.into_iter().enumerate();
@@ -227,12 +197,39 @@ impl MockTarget {
     }
 }
 
-fn to_bytes(v: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+/// The chunks of a streamed chat answer: the role, one chunk per piece, the
+/// finish reason and, when asked, the usage.
+fn chat_chunks(head: Head<'_>, pieces: &[String], usage: Option<Value>) -> Vec<Value> {
+    let mut payloads = Vec::with_capacity(pieces.len() + 3);
+    payloads.push(response::chunk(
+        head,
+        json!({"role": "assistant", "content": ""}),
+        None,
+    ));
+    for piece in pieces {
+        payloads.push(response::chunk(head, json!({"content": piece}), None));
+    }
+    payloads.push(response::chunk(head, json!({}), Some("stop")));
+    payloads.extend(usage.map(|u| response::usage_chunk(head, u)));
+    payloads
 }
 
-fn usage(prompt: u64, completion: u64) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+/// The chunks of a streamed text completion (`/v1/completions`).
+fn text_chunks(head: Head<'_>, pieces: &[String], usage: Option<Value>) -> Vec<Value> {
+    let base = |choices: Value| json!({"id": head.id, "object": "text_completion", "created": head.created, "model": head.model, "choices": choices});
+    let mut payloads: Vec<Value> = pieces
+        .iter()
+        .map(|piece| base(json!([{"index": 0, "text": piece, "finish_reason": null}])))
+        .collect();
+    payloads.push(base(
+        json!([{"index": 0, "text": "", "finish_reason": "stop"}]),
+    ));
+    if let Some(usage) = usage {
+        let mut last = base(json!([]));
+        last["usage"] = usage;
+        payloads.push(last);
+    }
+    payloads
 }
 
 /// A rough token count (about four characters per token), so usage is never zero.

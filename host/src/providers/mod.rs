@@ -6,7 +6,7 @@
 
 pub mod exec;
 mod http_adapter;
-pub use http_adapter::{encode_outbound_body, is_request_default};
+pub use http_adapter::encode_outbound_body;
 pub mod mock;
 pub mod sse;
 pub mod table;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::config::{Env, LitellmParams};
+use crate::config::{EXEC_PROVIDER, Env, LitellmParams, MOCK_PROVIDER};
 use crate::openai::{Endpoint, RawFields};
 
 pub use exec::ExecTarget;
@@ -75,6 +75,57 @@ pub struct UpstreamCall<'a> {
     /// Model name from a wildcard match, replacing the deployment's own.
     pub model_override: Option<&'a str>,
     pub timeouts: Timeouts,
+    /// Largest upstream body read (`general_settings.max_response_size_mb`).
+    pub max_response_bytes: usize,
+}
+
+/// Upstream body size limit when `max_response_size_mb` is unset: 64 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a deployment's litellm_params cannot become a [`Target`]. Messages
+/// never contain credentials; the router reports them at the entry's key path.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The prefix names no provider conclave speaks.
+    #[error(
+        "provider {provider:?} is not supported; use openai/<model> with an api_base for any \
+         OpenAI-compatible server (supported: {})",
+        table::names().collect::<Vec<_>>().join(", ")
+    )]
+    UnsupportedProvider { provider: String },
+    /// The provider has no default api_base and none was given.
+    #[error("provider {provider} needs an api_base")]
+    MissingApiBase { provider: &'static str },
+    /// The api_base is not an http(s) URL.
+    #[error("api_base must start with http:// or https://, got {api_base:?}")]
+    InvalidApiBase { api_base: String },
+    /// An endpoint URL built from the api_base does not parse.
+    #[error("{url:?} is not a valid URL: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// The key cannot be sent in a header.
+    #[error("api_key contains characters not allowed in a header")]
+    InvalidApiKey,
+    /// The organization cannot be sent in a header.
+    #[error("organization is not a valid header value")]
+    InvalidOrganization,
+    /// An extra_headers name is not a header name.
+    #[error("extra_headers: {name:?} is not a valid header name")]
+    InvalidHeaderName { name: String },
+    /// An extra_headers value cannot be sent.
+    #[error("extra_headers.{name}: not a valid header value")]
+    InvalidHeaderValue { name: String },
+    /// A request default cannot be written as JSON.
+    #[error("{key}: {source}")]
+    InvalidDefault {
+        key: String,
+        source: serde_json::Error,
+    },
+    /// A mock or exec deployment's own settings are wrong.
+    #[error("{message}")]
+    Settings {
+        provider: &'static str,
+        message: String,
+    },
 }
 
 /// Where a deployment sends its requests.
@@ -87,21 +138,29 @@ pub enum Target {
 impl Target {
     /// Builds the target for `params`; the error says why the deployment
     /// cannot be served (unknown provider, missing api_base, ...).
-    pub fn from_params(params: &LitellmParams, env: &Env) -> Result<Self, String> {
-        let (provider, model) = split_provider(params);
+    pub fn from_params(params: &LitellmParams, env: &Env) -> Result<Self, TargetError> {
+        let (provider, model) = params.provider_and_model();
         match provider {
-            "mock" => return MockTarget::from_params(model, params).map(Target::Mock),
-            "exec" => return ExecTarget::from_params(model, params, env).map(Target::Exec),
-            _ => {}
+            MOCK_PROVIDER => MockTarget::from_params(model, params)
+                .map(Target::Mock)
+                .map_err(|message| TargetError::Settings {
+                    provider: MOCK_PROVIDER,
+                    message,
+                }),
+            EXEC_PROVIDER => ExecTarget::from_params(model, params, env)
+                .map(Target::Exec)
+                .map_err(|message| TargetError::Settings {
+                    provider: EXEC_PROVIDER,
+                    message,
+                }),
+            _ => {
+                let spec =
+                    table::lookup(provider).ok_or_else(|| TargetError::UnsupportedProvider {
+                        provider: provider.to_owned(),
+                    })?;
+                HttpTarget::new(spec, model, params, env).map(Target::Http)
+            }
         }
-        let spec = table::lookup(provider).ok_or_else(|| {
-            format!(
-                "provider {provider:?} is not supported; use openai/<model> with an api_base for any \
-                 OpenAI-compatible server (supported: {})",
-                table::names().collect::<Vec<_>>().join(", ")
-            )
-        })?;
-        HttpTarget::new(spec, model, params, env).map(Target::Http)
     }
 
     /// Sends one call.
@@ -144,45 +203,6 @@ impl Target {
     }
 }
 
-/// Whether conclave can serve deployments of `provider` (a table entry, `mock` or `exec`).
-pub fn is_supported(provider: &str) -> bool {
-    provider == "mock" || provider == "exec" || table::lookup(provider).is_some()
-}
-
-/// Whether a deployment of `provider` reads `key` from the litellm_params
-/// that have no field of their own (request defaults, mock settings).
-pub fn reads_extra_param(provider: &str, key: &str) -> bool {
-    is_request_default(key)
-        || provider == "mock" && mock::MOCK_KEYS.contains(&key)
-        || provider == "exec" && exec::EXEC_KEYS.contains(&key)
-}
-
-/// Splits `provider/model`; a bare name is taken as OpenAI's, as LiteLLM does.
-pub fn split_provider(params: &LitellmParams) -> (&str, &str) {
-    match params.model.split_once('/') {
-        Some((provider, model)) => (provider, model),
-        None => (
-            params.custom_llm_provider.as_deref().unwrap_or("openai"),
-            params.model.as_str(),
-        ),
-    }
-}
-
-/// Parses `retry-after` (seconds or an HTTP date is not supported: seconds only)
-/// and `retry-after-ms` response headers.
-pub fn retry_after_from(headers: &http::HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(Duration::from_secs_f64)
-}
+/// Parses `retry-after` / `retry-after-ms` response headers (see
+/// [`http_adapter::retry_after_from`]).
+pub use http_adapter::{RETRY_AFTER_CAP, retry_after_from};

@@ -1,41 +1,67 @@
 //! Server-sent events from an upstream: split into `data:` payloads, forwarded
 //! one by one as they arrive, never coalesced.
+//!
+//! An upstream is not trusted to be well behaved: every byte is looked at
+//! once (a long event arriving in small reads costs linear time), one event
+//! may hold at most a fixed number of bytes, and an error event ends the
+//! stream as an error classified by its own status, type and code.
 
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, stream};
+use serde_json::Value;
 
 use super::{PayloadStream, UpstreamError};
 
+/// Largest single event accepted from an upstream (its `data:` lines plus
+/// any line still being received), unless the response size limit is lower.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Decodes a byte stream of SSE into payloads. Ends cleanly at `data: [DONE]`;
-/// a stream that ends without it, stalls for longer than `idle`, or fails is
-/// ended with one error item.
-pub fn decode<S>(bytes: S, idle: Duration) -> PayloadStream
+/// a stream that ends without it, sends no payload for longer than `idle`
+/// (bytes that complete none, such as keep-alive comments or a trickle,
+/// do not count), sends an event larger than `max_event` bytes, sends an
+/// error event, or fails is ended with one error item.
+pub fn decode<S>(bytes: S, idle: Duration, max_event: usize) -> PayloadStream
 where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
     let state = Decoder {
         inner: Box::pin(bytes),
-        buf: BytesMut::new(),
+        lines: Lines::new(max_event),
         finished: false,
     };
     Box::pin(stream::unfold(state, move |mut st| async move {
         if st.finished {
             return None;
         }
+        let deadline = tokio::time::Instant::now() + idle;
         loop {
-            match st.next_event() {
-                Some(Event::Done) => return None,
-                Some(Event::Data(data)) => return Some((Ok(data), st)),
-                None => {}
+            match st.lines.next_event() {
+                Ok(Some(Event::Done)) => return None,
+                Ok(Some(Event::Data(data))) => {
+                    let item = match stream_error(&data) {
+                        Some(error) => {
+                            st.finished = true;
+                            Err(error)
+                        }
+                        None => Ok(data),
+                    };
+                    return Some((item, st));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    st.finished = true;
+                    return Some((Err(error), st));
+                }
             }
-            match tokio::time::timeout(idle, st.inner.next()).await {
+            match tokio::time::timeout_at(deadline, st.inner.next()).await {
                 Err(_) => {
                     st.finished = true;
                     return Some((Err(UpstreamError::Timeout(idle)), st));
                 }
-                Ok(Some(Ok(chunk))) => st.buf.extend_from_slice(&chunk),
+                Ok(Some(Ok(chunk))) => st.lines.push(&chunk),
                 Ok(Some(Err(e))) => {
                     st.finished = true;
                     return Some((Err(UpstreamError::StreamBroken(e)), st));
@@ -56,74 +82,229 @@ where
 
 struct Decoder {
     inner: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>,
-    buf: BytesMut,
+    lines: Lines,
     finished: bool,
 }
 
+/// One decoded event.
+#[derive(Debug, PartialEq)]
 enum Event {
     Data(Bytes),
     Done,
 }
 
-impl Decoder {
-    /// Takes the next complete event with data out of the buffer.
-    fn next_event(&mut self) -> Option<Event> {
+/// The `data:` lines of the event being received.
+enum Data {
+    Empty,
+    /// One line, kept without a copy.
+    One(Bytes),
+    /// Several lines joined by `\n`.
+    Many(BytesMut),
+}
+
+impl Data {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(b) => b.len(),
+            Self::Many(b) => b.len(),
+        }
+    }
+}
+
+/// The incremental SSE line parser: bytes in, events out.
+struct Lines {
+    /// Received bytes not yet consumed: at most one unfinished line once
+    /// [`Lines::next_event`] has returned `None`.
+    buf: BytesMut,
+    /// How much of `buf` is known to hold no line end.
+    scanned: usize,
+    data: Data,
+    max_event: usize,
+}
+
+impl Lines {
+    fn new(max_event: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            scanned: 0,
+            data: Data::Empty,
+            max_event,
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event with data, `None` when more bytes are
+    /// needed, or an error when the event grows past the size limit.
+    fn next_event(&mut self) -> Result<Option<Event>, UpstreamError> {
         loop {
-            let (end, sep) = find_event_end(&self.buf)?;
-            let raw = self.buf.split_to(end).freeze();
-            self.buf.advance(sep);
-            if let Some(data) = event_data(raw) {
-                return Some(if data.as_ref() == b"[DONE]" {
-                    Event::Done
-                } else {
-                    Event::Data(data)
-                });
-            }
-        }
-    }
-}
-
-/// Position of the blank line ending the first event, and its length.
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some((i, 2));
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some((i, 3));
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
-/// The `data:` payload of one event (lines joined by `\n`), or `None` for
-/// comments and events without data.
-fn event_data(raw: Bytes) -> Option<Bytes> {
-    let mut found: Vec<Bytes> = Vec::new();
-    let mut start = 0;
-    while start <= raw.len() {
-        let end = raw[start..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(raw.len(), |p| start + p);
-        let mut line = raw.slice(start..end);
-        if line.last() == Some(&b'\r') {
+            let Some(pos) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') else {
+                self.scanned = self.buf.len();
+                self.check_size()?;
+                return Ok(None);
+            };
+            let mut line = self.buf.split_to(self.scanned + pos + 1);
+            self.scanned = 0;
             line.truncate(line.len() - 1);
+            if line.last() == Some(&b'\r') {
+                line.truncate(line.len() - 1);
+            }
+            if line.is_empty() {
+                if let Some(event) = self.dispatch() {
+                    return Ok(Some(event));
+                }
+                continue;
+            }
+            if let Some(value) = data_value(line.freeze()) {
+                self.add_data(value);
+                self.check_size()?;
+            }
         }
-        if let Some(rest) = line.strip_prefix(b"data:") {
-            let offset = line.len() - rest.len() + usize::from(rest.first() == Some(&b' '));
-            found.push(line.slice(offset..));
-        }
-        start = end + 1;
     }
-    match found.len() {
-        0 => None,
-        1 => found.pop(),
-        _ => Some(Bytes::from(found.join(&b'\n'))),
+
+    fn check_size(&self) -> Result<(), UpstreamError> {
+        if self.buf.len().saturating_add(self.data.len()) > self.max_event {
+            return Err(UpstreamError::Protocol(format!(
+                "an event of the upstream's stream is larger than the limit of {} bytes",
+                self.max_event
+            )));
+        }
+        Ok(())
+    }
+
+    fn add_data(&mut self, value: Bytes) {
+        self.data = match std::mem::replace(&mut self.data, Data::Empty) {
+            Data::Empty => Data::One(value),
+            Data::One(first) => {
+                let mut joined = BytesMut::with_capacity(first.len() + 1 + value.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(b"\n");
+                joined.extend_from_slice(&value);
+                Data::Many(joined)
+            }
+            Data::Many(mut joined) => {
+                joined.extend_from_slice(b"\n");
+                joined.extend_from_slice(&value);
+                Data::Many(joined)
+            }
+        };
+    }
+
+    /// Ends the current event at a blank line.
+    fn dispatch(&mut self) -> Option<Event> {
+        let payload = match std::mem::replace(&mut self.data, Data::Empty) {
+            Data::Empty => return None,
+            Data::One(line) => line,
+            Data::Many(joined) => one_json_line(joined),
+        };
+        Some(if payload.as_ref() == b"[DONE]" {
+            Event::Done
+        } else {
+            Event::Data(payload)
+        })
+    }
+}
+
+/// The value of a `data` field line (`data:value`, `data: value` or a bare
+/// `data`), or `None` for comments and other fields.
+fn data_value(line: Bytes) -> Option<Bytes> {
+    if line.as_ref() == b"data" {
+        return Some(Bytes::new());
+    }
+    let rest = line.strip_prefix(b"data:")?;
+    let offset = line.len() - rest.len() + usize::from(rest.first() == Some(&b' '));
+    Some(line.slice(offset..))
+}
+
+/// Several `data:` lines joined by `\n`: when they form one JSON text, the
+/// line breaks (whitespace between tokens, as JSON strings cannot hold a raw
+/// one) become spaces, so the payload is one line again.
+fn one_json_line(mut joined: BytesMut) -> Bytes {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&joined).is_ok() {
+        for b in joined.iter_mut() {
+            if *b == b'\n' {
+                *b = b' ';
+            }
+        }
+    }
+    joined.freeze()
+}
+
+/// The failure a stream payload reports, when it is an error object
+/// (`{"error": ...}`) rather than a chunk: its status comes from the error's
+/// own `status`/`code`, else from its `type`/`code` words (a `rate_limit_error`
+/// is a 429), else 500.
+pub fn stream_error(payload: &[u8]) -> Option<UpstreamError> {
+    const KEY: &[u8] = b"\"error\"";
+    if !payload.windows(KEY.len()).any(|w| w == KEY) {
+        return None;
+    }
+    let json: Value = serde_json::from_slice(payload).ok()?;
+    let error = json.get("error").filter(|e| !e.is_null())?;
+    let text = |key: &str| match error.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let message = error
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| text("message"))
+        .unwrap_or_else(|| String::from_utf8_lossy(payload).into_owned());
+    let code = text("code");
+    let words = format!(
+        "{} {}",
+        text("type").unwrap_or_default(),
+        code.as_deref().unwrap_or_default()
+    );
+    Some(UpstreamError::Status {
+        status: error_status(error).unwrap_or_else(|| status_from_words(&words)),
+        message,
+        code,
+        retry_after: None,
+    })
+}
+
+/// An explicit HTTP error status in an error object.
+fn error_status(error: &Value) -> Option<u16> {
+    ["status", "status_code", "code"].iter().find_map(|key| {
+        let value = error.get(*key)?;
+        let n = value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))?;
+        u16::try_from(n).ok().filter(|s| (400..600).contains(s))
+    })
+}
+
+/// The status an error's `type` and `code` words stand for.
+fn status_from_words(words: &str) -> u16 {
+    let w = words.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| w.contains(n));
+    if has(&[
+        "rate_limit",
+        "rate limit",
+        "too_many_requests",
+        "resource_exhausted",
+        "insufficient_quota",
+    ]) {
+        429
+    } else if has(&["context_length", "invalid_request", "bad_request"]) {
+        400
+    } else if has(&["authentication", "invalid_api_key", "unauthorized"]) {
+        401
+    } else if has(&["permission"]) {
+        403
+    } else if has(&["not_found"]) {
+        404
+    } else if has(&["timeout"]) {
+        408
+    } else if has(&["overloaded", "unavailable"]) {
+        503
+    } else {
+        500
     }
 }
 
@@ -131,19 +312,26 @@ fn event_data(raw: Bytes) -> Option<Bytes> {
 mod tests {
     use super::*;
 
+    async fn collect_bytes(parts: Vec<Bytes>, max_event: usize) -> Vec<Result<String, String>> {
+        decode(
+            stream::iter(parts.into_iter().map(Ok)),
+            Duration::from_secs(5),
+            max_event,
+        )
+        .map(|r| {
+            r.map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+        .await
+    }
+
     async fn collect(parts: Vec<&'static str>) -> Vec<Result<String, String>> {
-        let s = stream::iter(
-            parts
-                .into_iter()
-                .map(|p| Ok(Bytes::from_static(p.as_bytes()))),
-        );
-        decode(s, Duration::from_secs(5))
-            .map(|r| {
-                r.map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .map_err(|e| e.to_string())
-            })
-            .collect()
-            .await
+        let parts = parts
+            .into_iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect();
+        collect_bytes(parts, MAX_EVENT_BYTES).await
     }
 
     #[tokio::test]
@@ -171,5 +359,190 @@ mod tests {
     async fn multi_line_data_is_joined() {
         let out = collect(vec!["data: a\ndata: b\n\ndata: [DONE]\n\n"]).await;
         assert_eq!(out, vec![Ok("a\nb".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn multi_line_json_becomes_one_line() {
+        let out = collect(vec!["data: {\"a\":\ndata: \"x\\ny\"}\n\ndata: [DONE]\n\n"]).await;
+        assert_eq!(out, vec![Ok("{\"a\": \"x\\ny\"}".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn an_error_event_ends_the_stream_as_one_classified_error() {
+        let out = collect(vec![
+            "data: {}\n\n",
+            "data: {\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}\n\n",
+            "data: {}\n\n",
+        ])
+        .await;
+        assert_eq!(out.len(), 2, "{out:?}");
+        let err = out[1].as_ref().unwrap_err();
+        assert!(err.contains("429") && err.contains("slow down"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_event_larger_than_the_limit_ends_the_stream() {
+        let long = Bytes::from(format!("data: {}", "a".repeat(4096)));
+        let out = collect_bytes(vec![long.clone(), long], 5000).await;
+        assert_eq!(out.len(), 1);
+        assert!(out[0].as_ref().unwrap_err().contains("5000"), "{out:?}");
+        let lines = Bytes::from("data: aaaa\n".repeat(2000));
+        let out = collect_bytes(vec![lines], 5000).await;
+        assert!(out[0].as_ref().unwrap_err().contains("5000"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn keep_alives_without_data_do_not_hold_the_stream_open() {
+        let pings = stream::iter(0..).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Bytes::from_static(b": ping\n\n"))
+        });
+        let idle = Duration::from_millis(300);
+        let mut payloads = decode(pings, idle, MAX_EVENT_BYTES);
+        let started = std::time::Instant::now();
+        let first = payloads.next().await;
+        assert!(
+            matches!(first, Some(Err(UpstreamError::Timeout(_)))),
+            "{first:?}"
+        );
+        assert!(started.elapsed() < idle * 3, "{:?}", started.elapsed());
+        assert!(payloads.next().await.is_none());
+    }
+
+    #[test]
+    fn a_long_event_in_one_byte_reads_is_scanned_once() {
+        let mut lines = Lines::new(MAX_EVENT_BYTES);
+        let started = std::time::Instant::now();
+        for _ in 0..2_000_000 {
+            lines.push(b"a");
+            assert!(matches!(lines.next_event(), Ok(None)));
+        }
+        lines.push(b"\n\n");
+        assert!(matches!(lines.next_event(), Ok(None)), "not a data line");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn stream_errors_are_classified_by_their_own_fields() {
+        let status = |p: &str| match stream_error(p.as_bytes()) {
+            Some(UpstreamError::Status { status, .. }) => Some(status),
+            _ => None,
+        };
+        assert_eq!(
+            status(r#"{"error":{"message":"m","type":"rate_limit_error"}}"#),
+            Some(429)
+        );
+        assert_eq!(
+            status(r#"{ "error": {"message":"m","code":"rate_limit_exceeded"}}"#),
+            Some(429)
+        );
+        assert_eq!(status(r#"{"error":{"message":"m","code":429}}"#), Some(429));
+        assert_eq!(
+            status(r#"{"type":"error","error":{"type":"overloaded_error","message":"m"}}"#),
+            Some(503)
+        );
+        assert_eq!(status(r#"{"error":"boom"}"#), Some(500));
+        assert_eq!(
+            status(r#"{"error":{"message":"m","type":"invalid_request_error"}}"#),
+            Some(400)
+        );
+        assert_eq!(
+            status(r#"{"choices":[{"delta":{"content":"error"}}]}"#),
+            None
+        );
+        assert_eq!(status(r#"{"error":null,"choices":[]}"#), None);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A well-formed stream of `payloads`, then `[DONE]`.
+        fn encode(payloads: &[String]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (i, p) in payloads.iter().enumerate() {
+                if i % 3 == 0 {
+                    out.extend_from_slice(b": keep-alive\n\n");
+                }
+                for line in p.split('\n') {
+                    out.extend_from_slice(b"data: ");
+                    out.extend_from_slice(line.as_bytes());
+                    out.extend_from_slice(if i % 2 == 0 { b"\n" } else { b"\r\n" });
+                }
+                out.extend_from_slice(b"\n");
+            }
+            out.extend_from_slice(b"data: [DONE]\n\n");
+            out
+        }
+
+        /// `bytes` cut at the given (sorted, deduplicated) points.
+        fn cut(bytes: &[u8], mut points: Vec<usize>) -> Vec<Bytes> {
+            points.retain(|p| *p < bytes.len());
+            points.sort_unstable();
+            points.dedup();
+            let mut parts = Vec::new();
+            let mut start = 0;
+            for p in points.into_iter().chain([bytes.len()]) {
+                parts.push(Bytes::copy_from_slice(&bytes[start..p]));
+                start = p;
+            }
+            parts
+        }
+
+        fn run(parts: Vec<Bytes>, max_event: usize) -> Vec<Result<String, String>> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(collect_bytes(parts, max_event))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn any_chunking_yields_the_same_events(
+                payloads in prop::collection::vec("[a-z{}\":, \n]{1,40}", 0..12),
+                points in prop::collection::vec(0usize..2000, 0..40),
+            ) {
+                let payloads: Vec<String> = payloads
+                    .into_iter()
+                    .filter(|p| p != "[DONE]" && !p.contains("\"error\""))
+                    .collect();
+                let expected: Vec<Result<String, String>> = run(
+                    vec![Bytes::from(encode(&payloads))],
+                    MAX_EVENT_BYTES,
+                );
+                let whole = encode(&payloads);
+                prop_assert_eq!(run(cut(&whole, points), MAX_EVENT_BYTES), expected.clone());
+                let bytewise: Vec<Bytes> =
+                    whole.iter().map(|b| Bytes::copy_from_slice(&[*b])).collect();
+                prop_assert_eq!(run(bytewise, MAX_EVENT_BYTES), expected.clone());
+                prop_assert_eq!(expected.len(), payloads.len());
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_stay_bounded(
+                chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+            ) {
+                let mut lines = Lines::new(256);
+                'feed: for chunk in &chunks {
+                    lines.push(chunk);
+                    loop {
+                        match lines.next_event() {
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(_) => break 'feed,
+                        }
+                    }
+                    // What is kept never exceeds the limit by more than the
+                    // last read.
+                    prop_assert!(lines.buf.len() + lines.data.len() <= 256 + chunk.len());
+                }
+                let parts = chunks.into_iter().map(Bytes::from).collect();
+                let out = run(parts, 256);
+                prop_assert!(out.iter().filter(|r| r.is_err()).count() <= 1);
+            }
+        }
     }
 }

@@ -183,3 +183,14 @@ pub fn lookup(name: &str) -> Option<&'static ProviderSpec> {
 pub fn names() -> impl Iterator<Item = &'static str> {
     PROVIDERS.iter().map(|p| p.name).chain(["mock"])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_http_provider_the_config_accepts_has_one_spec() {
+        let specs: Vec<&str> = PROVIDERS.iter().map(|p| p.name).collect();
+        assert_eq!(specs, crate::config::HTTP_PROVIDERS);
+    }
+}

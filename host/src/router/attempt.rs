@@ -9,8 +9,11 @@ use futures_util::{StreamExt, stream};
 
 use super::deployment::Deployment;
 use super::{RouteRequest, Router};
+use crate::config::GeneralSettings;
 use crate::openai::usage_of;
-use crate::providers::{UpstreamCall, UpstreamError, UpstreamReply};
+use crate::providers::{
+    DEFAULT_MAX_RESPONSE_BYTES, UpstreamCall, UpstreamError, UpstreamReply, sse,
+};
 
 /// A successful call.
 pub(super) struct Answer {
@@ -38,6 +41,7 @@ pub(super) async fn attempt(
         body: req.body,
         model_override: model_override.as_deref(),
         timeouts: deployment.timeouts,
+        max_response_bytes: router.max_response_bytes,
     };
     let started = Instant::now();
     let reply = match deployment.target.call(&router.client, call).await {
@@ -69,16 +73,12 @@ pub(super) async fn attempt(
                     record_timeout(deployment, &e, started);
                     return Err(e);
                 }
-                Some(Ok(payload)) if is_error_payload(&payload) => {
-                    let message = String::from_utf8_lossy(&payload).into_owned();
-                    return Err(UpstreamError::Status {
-                        status: 500,
-                        message: deployment.target.redact(&message),
-                        code: None,
-                        retry_after: None,
-                    });
-                }
-                Some(Ok(payload)) => Some(payload),
+                Some(Ok(payload)) => match sse::stream_error(&payload) {
+                    // Providers that do not decode SSE themselves may still
+                    // pass an error object on as a chunk.
+                    Some(error) => return Err(redact(deployment, error)),
+                    None => Some(payload),
+                },
             };
             let upstream_time = started.elapsed();
             deployment.record_latency(upstream_time);
@@ -105,8 +105,32 @@ fn record_timeout(deployment: &Deployment, error: &UpstreamError, started: Insta
     }
 }
 
-/// Whether a stream payload is an error object instead of a chunk.
-fn is_error_payload(payload: &[u8]) -> bool {
-    let trimmed = payload.trim_ascii_start();
-    trimmed.starts_with(b"{\"error\"")
+/// `error` without the deployment's credentials in its message.
+fn redact(deployment: &Deployment, error: UpstreamError) -> UpstreamError {
+    match error {
+        UpstreamError::Status {
+            status,
+            message,
+            code,
+            retry_after,
+        } => UpstreamError::Status {
+            status,
+            message: deployment.target.redact(&message),
+            code,
+            retry_after,
+        },
+        other => other,
+    }
+}
+
+/// The largest upstream body a call reads, from
+/// `general_settings.max_response_size_mb` (64 MiB when unset; the loader
+/// refuses values that are not positive numbers).
+pub(super) fn response_limit(settings: &GeneralSettings) -> usize {
+    settings
+        .max_response_size_mb
+        .filter(|mb| mb.is_finite() && *mb > 0.0)
+        .map_or(DEFAULT_MAX_RESPONSE_BYTES, |mb| {
+            (mb * 1024.0 * 1024.0).min(usize::MAX as f64) as usize
+        })
 }

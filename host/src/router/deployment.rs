@@ -1,8 +1,11 @@
 //! A deployment: one upstream target of a model group, with the live numbers
-//! balancing reads (in-flight count, latency, health and usage).
+//! balancing reads (in-flight count, latency, health and usage). The live
+//! numbers outlive a config version: a deployment whose identity did not
+//! change shares them with its successor, so a reload keeps its cooldown,
+//! usage windows and latency.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cooldown::Health;
@@ -26,26 +29,67 @@ pub struct Deployment {
     /// Overrides the router's `num_retries` when this deployment fails.
     pub max_retries: Option<u32>,
     pub timeouts: Timeouts,
+    /// Hash of what the deployment calls (provider, model, api_base, key).
+    fingerprint: String,
+    live: Arc<LiveState>,
+}
+
+/// The live numbers of a deployment, shared by every config version in
+/// which its id and target fingerprint stay the same.
+#[derive(Debug, Default)]
+pub struct LiveState {
     in_flight: AtomicU32,
     /// Average latency in microseconds; 0 until the first success.
     latency_us: AtomicU64,
     health: Mutex<Health>,
 }
 
+/// What a deployment is, as read from its model_list entry; the live
+/// numbers start empty in [`Deployment::new`].
+pub struct DeploymentSpec {
+    /// Stable name for headers and logs.
+    pub id: String,
+    /// The model group it serves.
+    pub group: String,
+    /// Where its requests go.
+    pub target: Target,
+    /// Lower is tried first; `None` sorts after every set value.
+    pub order: Option<u32>,
+    /// Relative share for simple-shuffle.
+    pub weight: Option<f64>,
+    /// Requests per minute it accepts, for usage-based routing.
+    pub rpm: Option<u64>,
+    /// Tokens per minute it accepts, for usage-based routing.
+    pub tpm: Option<u64>,
+    /// Overrides the router's `num_retries`.
+    pub max_retries: Option<u32>,
+    /// Resolved from the entry, then router_settings and litellm_settings.
+    pub timeouts: Timeouts,
+    /// Hash of what it calls: with `id`, its identity across config versions.
+    pub fingerprint: String,
+}
+
 impl Deployment {
     /// A deployment with no history.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: String,
-        group: String,
-        target: Target,
-        order: Option<u32>,
-        weight: Option<f64>,
-        rpm: Option<u64>,
-        tpm: Option<u64>,
-        max_retries: Option<u32>,
-        timeouts: Timeouts,
-    ) -> Self {
+    pub fn new(spec: DeploymentSpec) -> Self {
+        Self::with_live(spec, Arc::default())
+    }
+
+    /// A deployment that carries on `live`, the numbers of the same
+    /// deployment in the previous config version.
+    pub fn with_live(spec: DeploymentSpec, live: Arc<LiveState>) -> Self {
+        let DeploymentSpec {
+            id,
+            group,
+            target,
+            order,
+            weight,
+            rpm,
+            tpm,
+            max_retries,
+            timeouts,
+            fingerprint,
+        } = spec;
         Self {
             id,
             group,
@@ -56,20 +100,29 @@ impl Deployment {
             tpm,
             max_retries,
             timeouts,
-            in_flight: AtomicU32::new(0),
-            latency_us: AtomicU64::new(0),
-            health: Mutex::new(Health::default()),
+            fingerprint,
+            live,
         }
+    }
+
+    /// Hash of what this deployment calls; never the key itself.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The live numbers, for the next config version to carry on.
+    pub fn live(&self) -> &Arc<LiveState> {
+        &self.live
     }
 
     /// Requests currently being served.
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.live.in_flight.load(Ordering::Relaxed)
     }
 
     /// Average latency (time to first chunk for streams), if any request succeeded.
     pub fn latency(&self) -> Option<Duration> {
-        match self.latency_us.load(Ordering::Relaxed) {
+        match self.live.latency_us.load(Ordering::Relaxed) {
             0 => None,
             us => Some(Duration::from_micros(us)),
         }
@@ -79,18 +132,18 @@ impl Deployment {
     pub fn record_latency(&self, sample: Duration) {
         let sample_us = (sample.as_micros() as u64).max(1);
         // A lost update under contention only drops one sample.
-        let old = self.latency_us.load(Ordering::Relaxed);
+        let old = self.live.latency_us.load(Ordering::Relaxed);
         let new = if old == 0 {
             sample_us
         } else {
             ((1.0 - LATENCY_ALPHA) * old as f64 + LATENCY_ALPHA * sample_us as f64).max(1.0) as u64
         };
-        self.latency_us.store(new, Ordering::Relaxed);
+        self.live.latency_us.store(new, Ordering::Relaxed);
     }
 
     /// Runs `f` on the health record.
     pub fn with_health<R>(&self, f: impl FnOnce(&mut Health) -> R) -> R {
-        match self.health.lock() {
+        match self.live.health.lock() {
             Ok(mut h) => f(&mut h),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
@@ -102,14 +155,16 @@ impl Deployment {
     }
 
     /// Marks one request in flight until the guard drops.
-    pub fn enter(self: &std::sync::Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+    pub fn enter(&self) -> InFlight {
+        self.live.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.live.clone())
     }
 }
 
-/// Keeps a deployment's in-flight count up while a request (or its stream) lives.
-pub struct InFlight(std::sync::Arc<Deployment>);
+/// Keeps a deployment's in-flight count up while a request (or its stream)
+/// lives; the count is the shared one, so a request that started before a
+/// reload still counts, and is still taken off, after it.
+pub struct InFlight(Arc<LiveState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -195,6 +195,20 @@ mod tests {
     }
 
     #[test]
+    fn a_timeout_names_the_configured_timeout() {
+        let error = RouteError::Upstream {
+            group: "g".into(),
+            deployment: "g.0".into(),
+            error: UpstreamError::Timeout(Duration::from_millis(1500)),
+        };
+        assert_eq!(
+            error.to_string(),
+            "model group \"g\", deployment \"g.0\": the upstream did not answer within 1.5s"
+        );
+        assert_eq!(error.class(), Some(ErrorClass::Timeout));
+    }
+
+    #[test]
     fn only_transient_classes_are_retryable() {
         assert!(ErrorClass::InternalServer.is_retryable());
         assert!(ErrorClass::RateLimit.is_retryable());

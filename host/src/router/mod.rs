@@ -8,34 +8,33 @@
 
 mod attempt;
 pub mod balance;
+mod build;
 pub mod clock;
 pub mod cooldown;
 pub mod deployment;
 pub mod error;
 pub mod fallback;
 pub mod retry;
+mod status;
+pub use status::upstream_status;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{LoadedConfig, ModelEntry, Problem};
+use crate::config::{ConfigError, LoadedConfig, ModelEntry};
 use crate::openai::{Endpoint, RawFields};
-use crate::providers::{Target, Timeouts, UpstreamReply, split_provider, table};
+use crate::ops::CallContext;
+use crate::providers::UpstreamReply;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use deployment::Deployment;
+pub use deployment::{Deployment, DeploymentSpec};
 pub use error::{ErrorClass, FallbackKind, RouteError};
 
 use balance::Balancer;
 use cooldown::CooldownPolicy;
 use fallback::Fallbacks;
 use retry::RetryPolicy;
-
-/// LiteLLM's default whole-request timeout.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-const DEFAULT_NUM_RETRIES: u32 = 2;
-const DEFAULT_MAX_FALLBACKS: usize = 5;
 
 /// Deployments sharing one public model name.
 pub struct ModelGroup {
@@ -53,6 +52,8 @@ pub struct RouteRequest<'a> {
     /// Request-level fallbacks, replacing the configured ones for the first group.
     pub fallbacks: Option<&'a [String]>,
     pub disable_fallbacks: bool,
+    /// Who the call is for: the client's request, or a composite sub-call.
+    pub ctx: &'a CallContext,
 }
 
 /// A successful route.
@@ -87,20 +88,48 @@ pub struct Router {
     clock: Arc<dyn Clock>,
     origin: Instant,
     client: reqwest::Client,
+    /// Largest upstream body read by one call.
+    max_response_bytes: usize,
+    /// Groups that exist only because a composite topology names them.
+    internal: HashSet<String>,
+}
+
+/// Longest model name part a wildcard may capture.
+const MAX_CAPTURE_LEN: usize = 256;
+
+/// What a wildcard captures becomes the upstream's model name (and, for
+/// Azure, a URL path segment): printable, bounded, and never a dot segment.
+fn check_capture(model: &str, capture: &str) -> Result<(), RouteError> {
+    let refuse = |why: &str| RouteError::InvalidRequest {
+        message: format!("model {model:?} cannot be routed: {why}"),
+        param: Some("model".into()),
+    };
+    if capture.len() > MAX_CAPTURE_LEN {
+        return Err(refuse("the name is too long"));
+    }
+    if capture.chars().any(char::is_control) {
+        return Err(refuse("the name contains control characters"));
+    }
+    if capture.split('/').any(|part| part == "." || part == "..") {
+        return Err(refuse("`.` and `..` are not model names"));
+    }
+    Ok(())
+}
+
+/// Names of the implied deployments (`extra`) that no model_list entry
+/// serves: only strategies may call them.
+fn internal_groups(model_list: &[ModelEntry], extra: &[ModelEntry]) -> HashSet<String> {
+    extra
+        .iter()
+        .map(|e| e.model_name.clone())
+        .filter(|name| !model_list.iter().any(|e| e.model_name == *name))
+        .collect()
 }
 
 /// What building a router from a config produced besides the router.
 pub struct RouterBuild {
     pub router: Router,
     pub warnings: Vec<String>,
-}
-
-/// Whether a model_list entry is a composite profile rather than a deployment.
-pub fn is_composite(entry: &crate::config::ModelEntry) -> bool {
-    let p = &entry.litellm_params;
-    p.model.starts_with("composite/")
-        || p.model.starts_with("profile/")
-        || p.custom_llm_provider.as_deref() == Some("composite")
 }
 
 impl Router {
@@ -113,247 +142,55 @@ impl Router {
         extra: &[ModelEntry],
         client: reqwest::Client,
         clock: Arc<dyn Clock>,
-    ) -> Result<RouterBuild, Vec<Problem>> {
-        let cfg = &loaded.config;
-        let rs = &cfg.router_settings;
-        let ls = &cfg.litellm_settings;
-        let file = loaded.path.display().to_string();
-        let mut problems = Vec::new();
-        let mut warnings = Vec::new();
+    ) -> Result<RouterBuild, ConfigError> {
+        Self::from_config_after(loaded, extra, client, clock, None)
+    }
 
-        let balancer =
-            match balance::from_name(rs.routing_strategy.as_deref(), &rs.routing_strategy_args) {
-                Ok(b) => Some(b),
-                Err(message) => {
-                    problems.push(Problem::new("router_settings.routing_strategy", message));
-                    None
-                }
-            };
-        let default_timeout = rs
-            .timeout
-            .or(ls.request_timeout)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(DEFAULT_TIMEOUT);
-        let default_stream_timeout = rs.stream_timeout.map(Duration::from_secs_f64);
-
-        let mut grouped: Vec<(String, Vec<Arc<Deployment>>)> = Vec::new();
-        let entries = cfg
-            .model_list
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (format!("model_list[{i}]"), e))
-            .chain(extra.iter().map(|e| {
-                (
-                    format!(
-                        "general_settings.composite_llm (topology node {:?})",
-                        e.model_name
-                    ),
-                    e,
-                )
-            }));
-        for (entry_path, entry) in entries {
-            if is_composite(entry) {
-                continue;
-            }
-            let at = format!("{entry_path}.litellm_params");
-            let params = &entry.litellm_params;
-            let (provider, _) = split_provider(params);
-            if !crate::providers::is_supported(provider) {
-                warnings.push(format!(
-                    "{file}: {at}.model: provider {provider:?} is not supported, deployment skipped \
-                     (supported: {}; any OpenAI-compatible server works as openai/<model> with api_base)",
-                    table::names().collect::<Vec<_>>().join(", ")
-                ));
-                continue;
-            }
-            let target = match Target::from_params(params, &loaded.env) {
-                Ok(t) => t,
-                Err(message) => {
-                    problems.push(Problem::new(format!("{at}.model"), message));
-                    continue;
-                }
-            };
-            if let Target::Http(http) = &target
-                && http.key_required()
-                && !http.has_key()
-            {
-                warnings.push(format!(
-                    "{file}: {at}.api_key: no API key for provider {provider:?}; set api_key or {}",
-                    http.key_env().join(" / ")
-                ));
-            }
-            for key in params.extra.keys() {
-                if !crate::providers::reads_extra_param(provider, key) {
-                    warnings.push(format!("{file}: {at}.{key}: unknown key, ignored"));
-                }
-            }
-            let request = params
-                .timeout
-                .map(Duration::from_secs_f64)
-                .unwrap_or(default_timeout);
-            let stream = params
-                .stream_timeout
-                .map(Duration::from_secs_f64)
-                .or(default_stream_timeout)
-                .unwrap_or(request);
-            let idx = match grouped
-                .iter()
-                .position(|(name, _)| *name == entry.model_name)
-            {
-                Some(idx) => idx,
-                None => {
-                    grouped.push((entry.model_name.clone(), Vec::new()));
-                    grouped.len() - 1
-                }
-            };
-            let id = entry
-                .model_info
-                .as_ref()
-                .and_then(|info| info.get("id"))
-                .and_then(|id| {
-                    id.as_str()
-                        .map(str::to_owned)
-                        .or_else(|| id.as_u64().map(|n| n.to_string()))
-                })
-                .unwrap_or_else(|| format!("{}.{}", entry.model_name, grouped[idx].1.len()));
-            grouped[idx].1.push(Arc::new(Deployment::new(
-                id,
-                entry.model_name.clone(),
-                target,
-                params.order,
-                params.weight,
-                params.rpm,
-                params.tpm,
-                params.max_retries,
-                Timeouts { request, stream },
-            )));
-        }
-
-        let mut groups = HashMap::new();
-        let mut wildcards = Vec::new();
-        for (name, deployments) in grouped {
-            let group = Arc::new(ModelGroup {
-                name: name.clone(),
-                deployments,
-            });
-            match name.strip_suffix('*') {
-                Some(prefix) => wildcards.push((prefix.to_owned(), group)),
-                None => {
-                    groups.insert(name, group);
-                }
-            }
-        }
-        wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
-
-        let mut aliases = HashMap::new();
-        for (alias, target) in &rs.model_group_alias {
-            let target = match target {
-                serde_yaml::Value::String(s) => Some(s.clone()),
-                serde_yaml::Value::Mapping(m) => {
-                    m.get("model").and_then(|v| v.as_str()).map(str::to_owned)
-                }
-                _ => None,
-            };
-            match target {
-                Some(t) => {
-                    aliases.insert(alias.clone(), t);
-                }
-                None => problems.push(Problem::new(
-                    format!("router_settings.model_group_alias.{alias}"),
-                    "must be a model group name or {model: <group>}",
-                )),
-            }
-        }
-
-        let fallbacks = Fallbacks {
-            generic: fallback::table(&[rs.fallbacks.as_ref(), ls.fallbacks.as_ref()]),
-            context_window: fallback::table(&[
-                rs.context_window_fallbacks.as_ref(),
-                ls.context_window_fallbacks.as_ref(),
-            ]),
-            content_policy: fallback::table(&[
-                rs.content_policy_fallbacks.as_ref(),
-                ls.content_policy_fallbacks.as_ref(),
-            ]),
-            default: rs
-                .default_fallbacks
-                .clone()
-                .or_else(|| ls.default_fallbacks.clone())
-                .unwrap_or_default(),
-            max: rs
-                .max_fallbacks
-                .map_or(DEFAULT_MAX_FALLBACKS, |m| m as usize),
+    /// [`Router::from_config`] for the version that replaces `previous`:
+    /// every deployment whose id and target did not change carries on its
+    /// live numbers (cooldown, rpm/tpm window, latency, in-flight count),
+    /// and the minute windows keep their origin. Changed or new deployments
+    /// start fresh.
+    pub fn from_config_after(
+        loaded: &LoadedConfig,
+        extra: &[ModelEntry],
+        client: reqwest::Client,
+        clock: Arc<dyn Clock>,
+        previous: Option<&Router>,
+    ) -> Result<RouterBuild, ConfigError> {
+        let rs = &loaded.config.router_settings;
+        let ls = &loaded.config.litellm_settings;
+        let mut found = build::Findings::new(loaded);
+        let balancer = build::balancer(rs, &mut found);
+        let carried = build::carried(previous);
+        let grouped = build::deployments(loaded, extra, carried, &mut found);
+        let aliases = build::aliases(rs, &mut found);
+        let balancer = found.refuse_problems(&loaded.path, balancer)?;
+        let (groups, wildcards) = build::index_groups(grouped);
+        let router = Router {
+            groups,
+            wildcards,
+            aliases,
+            balancer,
+            retry: build::retry_policy(rs, ls),
+            cooldown: build::cooldown_policy(rs, ls),
+            fallbacks: build::fallbacks(rs, ls),
+            origin: previous.map_or_else(|| clock.now(), |p| p.origin),
+            clock,
+            client,
+            max_response_bytes: attempt::response_limit(&loaded.config.general_settings),
+            internal: internal_groups(&loaded.config.model_list, extra),
         };
-        let composite_names: Vec<&str> = cfg
-            .model_list
-            .iter()
-            .filter(|e| is_composite(e))
-            .map(|e| e.model_name.as_str())
-            .collect();
-        for (group, targets) in fallbacks
-            .generic
-            .iter()
-            .chain(&fallbacks.context_window)
-            .chain(&fallbacks.content_policy)
-        {
-            for t in targets {
-                let known = groups.contains_key(t)
-                    || aliases.contains_key(t)
-                    || composite_names.contains(&t.as_str())
-                    || wildcards.iter().any(|(p, _)| t.starts_with(p.as_str()));
-                if !known {
-                    warnings.push(format!(
-                        "{file}: router_settings fallbacks for {group:?} name {t:?}, which no model_list entry serves"
-                    ));
-                }
-            }
-        }
-
-        let Some(balancer) = balancer else {
-            return Err(problems);
-        };
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let origin = clock.now();
+        build::warn_unknown_fallbacks(&router, &loaded.config, &mut found);
         Ok(RouterBuild {
-            router: Router {
-                groups,
-                wildcards,
-                aliases,
-                balancer,
-                retry: RetryPolicy {
-                    num_retries: rs
-                        .num_retries
-                        .or(ls.num_retries)
-                        .unwrap_or(DEFAULT_NUM_RETRIES),
-                    per_class: rs.retry_policy.clone().unwrap_or_default(),
-                    min_wait: rs
-                        .retry_after
-                        .map(Duration::from_secs_f64)
-                        .unwrap_or(Duration::ZERO),
-                },
-                cooldown: CooldownPolicy {
-                    allowed_fails: rs.allowed_fails.or(ls.allowed_fails).unwrap_or(3),
-                    cooldown_time: rs
-                        .cooldown_time
-                        .or(ls.cooldown_time)
-                        .map(Duration::from_secs_f64)
-                        .unwrap_or(Duration::from_secs(5)),
-                    disabled: rs.disable_cooldowns.unwrap_or(false),
-                },
-                fallbacks,
-                clock,
-                origin,
-                client,
-            },
-            warnings,
+            router,
+            warnings: found.warnings,
         })
     }
 
     /// Routes one request: its group, then fallbacks, each with retries.
     pub async fn route(&self, req: RouteRequest<'_>) -> Result<Routed, RouteError> {
-        let (primary, capture) = self.resolve(req.model)?;
+        let (primary, capture) = self.resolve(req.model, req.ctx)?;
         let mut attempts = 0u32;
         // Groups are told apart by what they resolve to (group and wildcard
         // capture), not by the name a list used: an alias of a group already
@@ -392,7 +229,7 @@ impl Router {
                             if fallbacks_left == 0 {
                                 break;
                             }
-                            match self.resolve(name) {
+                            match self.resolve(name, req.ctx) {
                                 Ok((target, capture)) => {
                                     let key = (target.name.clone(), capture.clone());
                                     if visited.contains(&key) {
@@ -408,7 +245,7 @@ impl Router {
                             }
                         }
                         if let Some((next, _)) = queue.front() {
-                            tracing::warn!(group = %group.name, fallback = %next.name, error = %error, "falling back");
+                            tracing::warn!(request_id = %req.ctx.request.id, group = %group.name, fallback = %next.name, error = %error, "falling back");
                         }
                     }
                     last_error = Some(error);
@@ -421,15 +258,24 @@ impl Router {
 
     /// The group serving `model` (alias, exact name, then longest wildcard),
     /// with the part a wildcard matched.
-    fn resolve(&self, model: &str) -> Result<(Arc<ModelGroup>, Option<String>), RouteError> {
+    /// Groups that exist only for composite topologies answer only a
+    /// strategy's sub-calls: to a client they do not exist.
+    fn resolve(
+        &self,
+        model: &str,
+        ctx: &CallContext,
+    ) -> Result<(Arc<ModelGroup>, Option<String>), RouteError> {
         let name = self.aliases.get(model).map_or(model, String::as_str);
-        if let Some(g) = self.groups.get(name) {
+        if let Some(g) = self.groups.get(name)
+            && (ctx.is_sub_call() || !self.internal.contains(name))
+        {
             return Ok((g.clone(), None));
         }
         for (prefix, g) in &self.wildcards {
             if let Some(rest) = name.strip_prefix(prefix.as_str())
                 && !rest.is_empty()
             {
+                check_capture(model, rest)?;
                 return Ok((g.clone(), Some(rest.to_owned())));
             }
         }
@@ -440,7 +286,12 @@ impl Router {
 
     /// Whether `model` names something this router serves.
     pub fn serves(&self, model: &str) -> bool {
-        self.resolve(model).is_ok()
+        let name = self.aliases.get(model).map_or(model, String::as_str);
+        self.groups.contains_key(name)
+            || self
+                .wildcards
+                .iter()
+                .any(|(prefix, _)| name.len() > prefix.len() && name.starts_with(prefix.as_str()))
     }
 
     /// Index of the deployment to call next: healthy, within limits, lowest
@@ -500,12 +351,27 @@ impl Router {
     ) -> Option<Duration> {
         let now = self.clock.now();
         let minute = self.minute();
-        let cooled =
-            d.with_health(|h| h.record_failure(&self.cooldown, class, retry_after, now, minute));
+        let alone = self.group_size(&d.group) <= 1;
+        let cooled = d.with_health(|h| {
+            h.record_failure(&self.cooldown, class, retry_after, alone, now, minute)
+        });
         if let Some(time) = cooled {
             tracing::warn!(deployment = %d.id, ?class, cooldown_s = time.as_secs_f64(), "deployment cooling down");
         }
         cooled
+    }
+
+    /// How many deployments the group named `name` has (exact or wildcard).
+    fn group_size(&self, name: &str) -> usize {
+        self.groups
+            .get(name)
+            .or_else(|| {
+                self.wildcards
+                    .iter()
+                    .map(|(_, g)| g)
+                    .find(|g| g.name == name)
+            })
+            .map_or(0, |g| g.deployments.len())
     }
 
     /// Index of the current minute window.

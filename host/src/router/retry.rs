@@ -14,9 +14,11 @@ use crate::providers::UpstreamError;
 
 /// First backoff step when the same deployment must be retried.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
-/// Longest backoff step, and longest honoured `retry-after`.
+/// Longest backoff step.
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
-const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
+/// Longest wait an upstream's `retry-after` can impose before a retry; a
+/// longer hint still cools the deployment down (up to the cooldown cap).
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
 
 /// How many times each error class is retried, from `num_retries`,
 /// `retry_policy` and `retry_after`.
@@ -185,5 +187,12 @@ mod tests {
         assert!(third >= BACKOFF_INITIAL * 2, "{third:?}");
         assert!(p.wait(1, true, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
         assert!(p.wait(30, true, None) <= BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_retry_waits_at_most_a_minute_whatever_the_hint() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.wait(1, true, Some(Duration::MAX)), RETRY_AFTER_MAX);
+        assert_eq!(p.wait(u32::MAX, true, Some(Duration::MAX)), RETRY_AFTER_MAX);
     }
 }

@@ -1,39 +1,23 @@
 //! The one wasmtime engine: pooling allocator with copy-on-write memory
 //! images, epoch interruption ticked by one background thread, a linker
 //! that offers strategies the host imports and a WASI with no capabilities,
-//! and (when configured) the on-disk compile cache.
+//! and (when configured) the on-disk compile cache. There is no global:
+//! `serve` and `check` make one [`SharedEngine`] and pass it down.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{Strategy, StrategyPre};
-use super::limits::MAX_MEMORY_BYTES;
-use super::run::RunState;
+use super::limits::{EPOCH_TICK, MAX_MEMORY_BYTES};
+use super::run::{CompiledStrategy, RunState};
 use crate::compile_cache::{CompileCache, Vetted};
 
-/// How often the epoch advances; guest CPU time is counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Strategy instances that may be alive at once (one per in-flight composite request).
-const POOL_INSTANCES: u32 = 256;
-
-/// A compiled, pre-instantiated strategy component.
-pub struct CompiledStrategy {
-    /// Where it came from: `builtin:<name>` or a file path.
-    pub source: String,
-    /// Content hash (FNV-1a 64), for status pages and caches.
-    pub hash: String,
-    /// When this version was compiled or loaded.
-    pub loaded_at: SystemTime,
-    /// Whether its native code came from the compile cache.
-    pub from_cache: bool,
-    /// How long compiling (or loading from the cache) took.
-    pub load_time: Duration,
-    pub(super) pre: StrategyPre<RunState>,
-}
+pub const POOL_INSTANCES: u32 = 256;
 
 /// The engine and linker every strategy shares.
 pub struct StrategyEngine {
@@ -45,52 +29,52 @@ pub struct StrategyEngine {
     compiling: Mutex<()>,
 }
 
-static SHARED: OnceLock<Result<Arc<StrategyEngine>, String>> = OnceLock::new();
-/// The compile cache directory of the shared engine (`None`: no cache).
-static CACHE_DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// The process's engine, made the first time a profile needs one: `serve`
+/// and `check` create this handle and pass it to every gateway version
+/// they build, so all versions share one engine, its instance pool and its
+/// compile cache. A config without profiles never pays for the pool or the
+/// epoch thread.
+pub struct SharedEngine {
+    /// The compile cache directory (`None`: no cache).
+    cache_dir: Option<PathBuf>,
+    engine: OnceLock<Result<Arc<StrategyEngine>, String>>,
+}
 
-impl StrategyEngine {
-    /// The process-wide engine, created on first use.
-    pub fn shared() -> Result<Arc<StrategyEngine>, String> {
-        SHARED
+impl SharedEngine {
+    /// A handle whose engine uses the compile cache in `cache_dir`.
+    pub fn new(cache_dir: Option<PathBuf>) -> Self {
+        Self {
+            cache_dir,
+            engine: OnceLock::new(),
+        }
+    }
+
+    /// The engine, created on first use.
+    pub fn get(&self) -> Result<Arc<StrategyEngine>, String> {
+        self.engine
             .get_or_init(|| {
-                let cache =
-                    CACHE_DIR.get_or_init(|| None).clone().and_then(
-                        |dir| match CompileCache::open(&dir) {
-                            Ok(c) => Some(c),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "compile cache disabled");
-                                None
-                            }
-                        },
-                    );
-                Self::new(cache).map(Arc::new)
+                let cache = self.cache_dir.as_deref().and_then(|dir| {
+                    CompileCache::open(dir)
+                        .inspect_err(|e| tracing::warn!(error = %e, "compile cache disabled"))
+                        .ok()
+                });
+                StrategyEngine::new(cache).map(Arc::new)
             })
             .clone()
     }
 
-    /// The process-wide engine if it was created (no profile needed one yet otherwise).
-    pub fn existing() -> Option<Arc<StrategyEngine>> {
-        SHARED.get().and_then(|r| r.as_ref().ok()).cloned()
+    /// The engine if a profile needed it already.
+    pub fn existing(&self) -> Option<Arc<StrategyEngine>> {
+        self.engine.get().and_then(|r| r.as_ref().ok()).cloned()
     }
 
-    /// Chooses the compile cache of the shared engine (`None` turns it off).
-    /// Must be called before the first [`StrategyEngine::shared`]; later
-    /// calls with a different directory fail, since the engine exists.
-    pub fn use_compile_cache(dir: Option<PathBuf>) -> Result<(), String> {
-        let chosen = CACHE_DIR.get_or_init(|| dir.clone());
-        if *chosen == dir {
-            Ok(())
-        } else {
-            Err(format!(
-                "the compile cache is already {}; a change takes effect on restart",
-                chosen
-                    .as_ref()
-                    .map_or("off".to_owned(), |d| d.display().to_string())
-            ))
-        }
+    /// The compile cache directory the engine uses (or will use).
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
     }
+}
 
+impl StrategyEngine {
     /// The compile cache in use, if any.
     pub fn compile_cache(&self) -> Option<&CompileCache> {
         self.cache.as_ref()
@@ -157,7 +141,7 @@ impl StrategyEngine {
         if !bytes.starts_with(b"\0asm") {
             return Err(format!("{source} is not a WebAssembly file"));
         }
-        let hash = content_hash(bytes);
+        let hash = crate::digest::sha256_hex(bytes);
         let (component, from_cache, load_time) = {
             let _one_at_a_time = self
                 .compiling
@@ -212,15 +196,6 @@ impl StrategyEngine {
             pre,
         })
     }
-}
-
-/// FNV-1a 64 of `bytes`, as hex.
-pub fn content_hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }
 
 #[cfg(test)]

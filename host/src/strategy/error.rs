@@ -18,8 +18,6 @@ pub enum StrategyError {
     LimitExceeded { profile: String, message: String },
     #[error("profile {profile:?}: the strategy crashed: {message}")]
     Trap { profile: String, message: String },
-    #[error("profile {profile:?}: {message}")]
-    Unavailable { profile: String, message: String },
 }
 
 impl StrategyError {

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// How often the engine's epoch advances; guest CPU time is counted in
+/// these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
 /// How much a single strategy run may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -64,10 +68,10 @@ impl Limits {
             out.cpu_time = Duration::from_millis(ms.max(1));
         }
         if let Some(s) = config.timeout_s {
-            if !(s.is_finite() && s > 0.0) {
-                return Err(format!("timeout_s must be a positive number, got {s}"));
+            if let Some(why) = crate::config::invalid_seconds(s, true) {
+                return Err(format!("timeout_s {why}"));
             }
-            out.deadline = Duration::from_secs_f64(s);
+            out.deadline = crate::config::seconds(s);
         }
         if let Some(n) = config.max_calls {
             out.max_calls = n;

@@ -1,7 +1,8 @@
 //! The strategy host: composite profiles run as sandboxed WebAssembly
 //! components (wasm32-wasip2) whose every model call goes through the router.
 //!
-//! Flow of one composite request: [`StrategyHost::execute`] merges request
+//! Flow of one composite request: [`StrategyHost::execute_answer`] (or
+//! [`StrategyHost::execute_stream`]) merges request
 //! settings into the profile's, builds the invocation, and [`run::run`]
 //! instantiates the pre-instantiated component in a fresh store and calls its
 //! `run`. Host imports ([`run`]'s `Host` impl) route each model call; a
@@ -21,19 +22,23 @@ pub mod trace;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::config::Problem;
+use crate::openai::response;
 use crate::openai::{ProxyRequest, unix_now};
+use crate::ops::sinks::CompositeRun;
+use crate::ops::{CallContext, OutcomeHandle, Usage};
+use tracing::Instrument;
 use crate::router::Router;
 use bindings::{ChatResponse, Invocation};
-pub use engine::{CompiledStrategy, StrategyEngine};
+pub use engine::{SharedEngine, StrategyEngine};
 pub use error::StrategyError;
 use profiles::{Plan, ProfilePlan, Source};
+pub use run::CompiledStrategy;
 use run::{RunInput, RunSummary, Sink, SinkItem};
 
 /// Key a request may use to override profile settings explicitly.
@@ -81,8 +86,8 @@ const OPENAI_CHAT_FIELDS: &[&str] = &[
 /// A profile ready to run.
 pub struct LoadedProfile {
     pub plan: ProfilePlan,
-    /// `None` when the strategy is not in this build.
-    pub strategy: Option<Arc<CompiledStrategy>>,
+    /// The compiled component, shared by every profile of the same source.
+    pub strategy: Arc<CompiledStrategy>,
     topology_json: String,
 }
 
@@ -92,6 +97,8 @@ pub struct StrategyHost {
     /// Public model name to profile name.
     public: HashMap<String, String>,
     observability_log: Option<PathBuf>,
+    /// Every model call a strategy makes goes through this router.
+    router: Arc<Router>,
 }
 
 /// A finished non-streamed composite answer.
@@ -104,18 +111,14 @@ pub struct CompositeAnswer {
     pub final_model: String,
 }
 
-/// What a composite request produced besides its body.
-pub struct CompositeMeta {
-    pub profile: String,
-}
-
 impl StrategyHost {
     /// A host with no profiles.
-    pub fn empty() -> Self {
+    pub fn empty(router: Arc<Router>) -> Self {
         Self {
             profiles: HashMap::new(),
             public: HashMap::new(),
             observability_log: None,
+            router,
         }
     }
 
@@ -124,66 +127,25 @@ impl StrategyHost {
     pub async fn build(
         plan: Plan,
         router: Arc<Router>,
+        engine: &SharedEngine,
     ) -> Result<(Self, Vec<String>), Vec<Problem>> {
         if plan.profiles.is_empty() {
-            return Ok((Self::empty(), Vec::new()));
+            return Ok((Self::empty(router), Vec::new()));
         }
-        let engine = StrategyEngine::shared()
+        let engine = engine
+            .get()
             .map_err(|e| vec![Problem::new("general_settings.composite_llm", e)])?;
         let mut problems = Vec::new();
         let warnings = Vec::new();
-        let mut compiled: HashMap<Source, Arc<CompiledStrategy>> = HashMap::new();
+        let mut compiled = HashMap::new();
         let mut profiles = HashMap::new();
         for (name, plan_profile) in plan.profiles {
-            let strategy = match &plan_profile.source {
-                Source::Missing(_) => None,
-                source => match compiled.get(source) {
-                    Some(c) => Some(c.clone()),
-                    None => match compile(&engine, source).await {
-                        Ok(c) => {
-                            let c = Arc::new(c);
-                            compiled.insert(source.clone(), c.clone());
-                            Some(c)
-                        }
-                        Err(e) => {
-                            problems
-                                .push(Problem::new(format!("{}.strategy", plan_profile.path), e));
-                            continue;
-                        }
-                    },
-                },
-            };
-            let topology_json = plan_profile.topology.to_string();
-            if let Some(strategy) = &strategy {
-                let settings_json = Value::Object(plan_profile.settings.clone()).to_string();
-                match run::validate(
-                    strategy,
-                    router.clone(),
-                    plan_profile.limits,
-                    &topology_json,
-                    &settings_json,
-                )
-                .await
-                {
-                    Ok(Ok(())) => {}
-                    Ok(Err(reason)) => problems.push(Problem::new(
-                        format!("{}.topology", plan_profile.path),
-                        format!(
-                            "rejected by the {:?} strategy: {reason}",
-                            plan_profile.strategy
-                        ),
-                    )),
-                    Err(e) => problems.push(Problem::new(plan_profile.path.clone(), e)),
+            match load_profile(&engine, &mut compiled, plan_profile, &router).await {
+                Ok(profile) => {
+                    profiles.insert(name, Arc::new(profile));
                 }
+                Err(problem) => problems.push(problem),
             }
-            profiles.insert(
-                name,
-                Arc::new(LoadedProfile {
-                    plan: plan_profile,
-                    strategy,
-                    topology_json,
-                }),
-            );
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -198,6 +160,7 @@ impl StrategyHost {
                 profiles,
                 public,
                 observability_log: plan.observability_log,
+                router,
             },
             warnings,
         ))
@@ -218,32 +181,20 @@ impl StrategyHost {
         &self.profiles
     }
 
-    /// Runs a composite request to one JSON answer.
-    pub async fn execute(
-        &self,
-        profile: &Arc<LoadedProfile>,
-        public_model: &str,
-        request: &ProxyRequest,
-        router: Arc<Router>,
-    ) -> Result<Bytes, StrategyError> {
-        self.execute_answer(profile, public_model, request, router)
-            .await
-            .map(|a| a.body)
-    }
-
     /// Runs a composite request to one JSON answer, with the model that
-    /// gave the final answer.
+    /// gave the final answer. The run's usage and trace go into `outcome`.
     pub async fn execute_answer(
         &self,
         profile: &Arc<LoadedProfile>,
         public_model: &str,
         request: &ProxyRequest,
-        router: Arc<Router>,
+        ctx: &CallContext,
+        outcome: &OutcomeHandle,
     ) -> Result<CompositeAnswer, StrategyError> {
         let prepared = prepare(profile, request)?;
-        let strategy = strategy_of(profile)?;
+        let strategy = profile.strategy.clone();
         let (result, state) = self
-            .run_logged(&strategy, profile, prepared, router, None, public_model)
+            .run_recorded(&strategy, profile, prepared, None, ctx, outcome)
             .await;
         let response = result?;
         Ok(CompositeAnswer {
@@ -253,16 +204,17 @@ impl StrategyHost {
     }
 
     /// Runs a composite request as a stream of chunk payloads. The run is
-    /// aborted when the returned receiver is dropped.
+    /// aborted when the returned guard is dropped.
     pub fn execute_stream(
         self: &Arc<Self>,
         profile: &Arc<LoadedProfile>,
         public_model: &str,
         request: &ProxyRequest,
-        router: Arc<Router>,
+        ctx: &CallContext,
+        outcome: &OutcomeHandle,
     ) -> Result<(mpsc::Receiver<SinkItem>, AbortOnDrop), StrategyError> {
         let prepared = prepare(profile, request)?;
-        let strategy = strategy_of(profile)?;
+        let strategy = profile.strategy.clone();
         let include_usage = request
             .rest
             .value("stream_options")
@@ -271,52 +223,50 @@ impl StrategyHost {
         let (tx, rx) = mpsc::channel::<SinkItem>(64);
         let sink = Sink {
             tx: tx.clone(),
-            id: format!("chatcmpl-{:016x}", fastrand::u64(..)),
+            id: response::completion_id(None),
             model: public_model.to_owned(),
             created: unix_now(),
         };
         let host = self.clone();
         let profile = profile.clone();
-        let public_model = public_model.to_owned();
-        let handle = tokio::spawn(async move {
-            let (id, model, created) = (sink.id.clone(), sink.model.clone(), sink.created);
-            let (result, state) = host
-                .run_logged(
-                    &strategy,
-                    &profile,
-                    prepared,
-                    router,
-                    Some(sink),
-                    &public_model,
-                )
-                .await;
-            let sink = Sink {
-                tx,
-                id,
-                model,
-                created,
-            };
-            match result {
-                Ok(response) => finish_stream(&sink, &response, &state, include_usage).await,
-                Err(e) => {
-                    let _ = sink.tx.send(Err(e)).await;
+        let ctx = ctx.clone();
+        let outcome = outcome.clone();
+        let span = ctx.request.span.clone();
+        let handle = tokio::spawn(
+            async move {
+                let (id, model, created) = (sink.id.clone(), sink.model.clone(), sink.created);
+                let (result, state) = host
+                    .run_recorded(&strategy, &profile, prepared, Some(sink), &ctx, &outcome)
+                    .await;
+                let sink = Sink {
+                    tx,
+                    id,
+                    model,
+                    created,
+                };
+                match result {
+                    Ok(response) => finish_stream(&sink, &response, &state, include_usage).await,
+                    Err(e) => {
+                        let _ = sink.tx.send(Err(e)).await;
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
         Ok((rx, AbortOnDrop(handle)))
     }
 
-    /// Runs the strategy and writes the observability line for it.
-    async fn run_logged(
+    /// Runs the strategy and records its usage and trace in the request's
+    /// outcome (the composite log is one of that outcome's sinks).
+    async fn run_recorded(
         &self,
         strategy: &CompiledStrategy,
         profile: &LoadedProfile,
         prepared: Prepared,
-        router: Arc<Router>,
         sink: Option<Sink>,
-        public_model: &str,
+        ctx: &CallContext,
+        outcome: &OutcomeHandle,
     ) -> (Result<ChatResponse, StrategyError>, RunSummary) {
-        let started = Instant::now();
         let (result, state) = run::run(
             strategy,
             RunInput {
@@ -324,40 +274,29 @@ impl StrategyHost {
                 invocation: prepared.invocation,
                 limits: profile.plan.limits,
                 include_trace: prepared.include_trace,
-                router,
+                router: self.router.clone(),
                 sink,
+                ctx: ctx.sub_call(&profile.plan.name),
             },
         )
         .await;
-        self.log_run(public_model, &profile.plan.name, started, &result, &state)
-            .await;
-        (result, state)
-    }
-
-    async fn log_run(
-        &self,
-        public_model: &str,
-        profile: &str,
-        started: Instant,
-        result: &Result<ChatResponse, StrategyError>,
-        state: &RunSummary,
-    ) {
-        let Some(path) = &self.observability_log else {
-            return;
-        };
         let error = result.as_ref().err().map(ToString::to_string);
-        let line = json!({
-            "timestamp": unix_now(),
-            "status": if result.is_ok() { "success" } else { "error" },
-            "model": public_model,
-            "profile": profile,
-            "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
-            "prompt_tokens": state.prompt_tokens,
-            "completion_tokens": state.completion_tokens,
-            "error": error,
-            "trace": trace::to_json(&state.trace.snapshot(error.clone())),
+        let run = CompositeRun {
+            log_path: self.observability_log.clone(),
+            trace: trace::to_json(&state.trace.snapshot(error.clone())),
+            error,
+        };
+        outcome.update(|o| {
+            o.usage = Some(Usage {
+                prompt_tokens: state.prompt_tokens,
+                completion_tokens: state.completion_tokens,
+            });
+            if let Ok(response) = &result {
+                o.deployment = Some(response.model.clone());
+            }
+            o.composite = Some(Arc::new(run));
         });
-        crate::observe::append_json_line(path, &line, "composite trace log").await;
+        (result, state)
     }
 }
 
@@ -370,6 +309,61 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Compiles a profile's strategy (once per source: `compiled` holds what
+/// this build compiled so far) and checks its topology with `validate`.
+async fn load_profile(
+    engine: &Arc<StrategyEngine>,
+    compiled: &mut HashMap<Source, Arc<CompiledStrategy>>,
+    plan: ProfilePlan,
+    router: &Arc<Router>,
+) -> Result<LoadedProfile, Problem> {
+    let strategy = match compiled.get(&plan.source) {
+        Some(strategy) => strategy.clone(),
+        None => {
+            let strategy = compile(engine, &plan.source)
+                .await
+                .map(Arc::new)
+                .map_err(|e| Problem::new(format!("{}.strategy", plan.path), e))?;
+            compiled.insert(plan.source.clone(), strategy.clone());
+            strategy
+        }
+    };
+    let topology_json = plan.topology.to_string();
+    validate_profile(&strategy, &plan, &topology_json, router).await?;
+    Ok(LoadedProfile {
+        plan,
+        strategy,
+        topology_json,
+    })
+}
+
+/// Asks the strategy's `validate` export whether it accepts the profile.
+async fn validate_profile(
+    strategy: &CompiledStrategy,
+    plan: &ProfilePlan,
+    topology_json: &str,
+    router: &Arc<Router>,
+) -> Result<(), Problem> {
+    let settings_json = Value::Object(plan.settings.clone()).to_string();
+    let verdict = run::validate(
+        strategy,
+        router.clone(),
+        plan.limits,
+        topology_json,
+        &settings_json,
+    )
+    .await;
+    match verdict {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(Problem::new(
+            format!("{}.topology", plan.path),
+            format!("rejected by the {:?} strategy: {reason}", plan.strategy),
+        )),
+        Err(e) => Err(Problem::new(plan.path.clone(), e)),
+    }
+}
+
+/// Reads a strategy's component and compiles it off the async threads.
 async fn compile(
     engine: &Arc<StrategyEngine>,
     source: &Source,
@@ -386,25 +380,11 @@ async fn compile(
                 .map_err(|e| format!("cannot read component {}: {e}", path.display()))?;
             (path.display().to_string(), bytes)
         }
-        Source::Missing(name) => return Err(format!("the {name:?} strategy is not in this build")),
     };
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || engine.compile(&label, &bytes))
         .await
         .map_err(|e| format!("compilation task failed: {e}"))?
-}
-
-fn strategy_of(profile: &LoadedProfile) -> Result<Arc<CompiledStrategy>, StrategyError> {
-    profile
-        .strategy
-        .clone()
-        .ok_or_else(|| StrategyError::Unavailable {
-            profile: profile.plan.name.clone(),
-            message: format!(
-                "the {:?} strategy is not in this build yet",
-                profile.plan.strategy
-            ),
-        })
 }
 
 struct Prepared {
@@ -458,78 +438,55 @@ fn prepare(profile: &LoadedProfile, request: &ProxyRequest) -> Result<Prepared, 
     })
 }
 
-fn tool_calls_value(response: &ChatResponse) -> Option<Value> {
+/// The tool calls of a strategy's answer, when it made any.
+fn tool_calls(response: &ChatResponse) -> Option<Vec<Value>> {
     response
         .tool_calls_json
         .as_deref()
-        .and_then(|t| serde_json::from_str::<Value>(t).ok())
-        .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        .and_then(|t| serde_json::from_str::<Vec<Value>>(t).ok())
+        .filter(|calls| !calls.is_empty())
 }
 
 fn usage_value(state: &RunSummary) -> Value {
-    json!({
-        "prompt_tokens": state.prompt_tokens,
-        "completion_tokens": state.completion_tokens,
-        "total_tokens": state.prompt_tokens + state.completion_tokens,
-    })
+    response::usage(state.prompt_tokens, state.completion_tokens)
 }
 
 /// The chat.completion body of a finished composite request.
-fn completion_body(public_model: &str, response: &ChatResponse, state: &RunSummary) -> Bytes {
-    let mut message = json!({"role": "assistant", "content": response.content});
-    if !state.reasoning.is_empty() {
-        message["reasoning_content"] = Value::String(state.reasoning.clone());
-    }
-    if let Some(calls) = tool_calls_value(response) {
-        message["tool_calls"] = calls;
-        if response.content.is_empty() {
-            message["content"] = Value::Null;
-        }
-    }
-    let body = json!({
-        "id": format!("chatcmpl-{:016x}", fastrand::u64(..)),
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": public_model,
-        "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason}],
-        "usage": usage_value(state),
-    });
-    Bytes::from(body.to_string())
+fn completion_body(public_model: &str, answer: &ChatResponse, state: &RunSummary) -> Bytes {
+    let message = response::assistant_message(
+        &answer.content,
+        Some(&state.reasoning),
+        tool_calls(answer).map(Value::Array),
+    );
+    let id = response::completion_id(None);
+    let body = response::completion(
+        response::Head::now(&id, public_model),
+        message,
+        &answer.finish_reason,
+        usage_value(state),
+    );
+    response::to_bytes(&body)
 }
 
 /// Sends what is left after the run: the answer (if `respond` did not stream
 /// it), the finish reason and, when asked, the summed usage.
 async fn finish_stream(
     sink: &Sink,
-    response: &ChatResponse,
+    answer: &ChatResponse,
     state: &RunSummary,
     include_usage: bool,
 ) {
     if !state.streamed_answer {
-        let mut delta = json!({"role": "assistant", "content": response.content});
-        if let Some(Value::Array(calls)) = tool_calls_value(response) {
-            let indexed: Vec<Value> = calls
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut c)| {
-                    c["index"] = json!(i);
-                    c
-                })
-                .collect();
-            delta["tool_calls"] = Value::Array(indexed);
-        }
+        let delta = response::assistant_delta(&answer.content, tool_calls(answer));
         if !sink.delta(delta, None).await {
             return;
         }
     }
-    if !sink.delta(json!({}), Some(&response.finish_reason)).await {
+    if !sink.delta(json!({}), Some(&answer.finish_reason)).await {
         return;
     }
     if include_usage {
-        sink.send(json!({
-            "id": sink.id, "object": "chat.completion.chunk", "created": sink.created, "model": sink.model,
-            "choices": [], "usage": usage_value(state),
-        }))
-        .await;
+        sink.send(response::usage_chunk(sink.head(), usage_value(state)))
+            .await;
     }
 }

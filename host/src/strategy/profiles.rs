@@ -2,44 +2,37 @@
 //! component each profile runs, its topology as JSON with every node's model
 //! made routable, its settings and its limits.
 //!
+//! The work goes in four steps, one section each below: the strategy
+//! registry (component files, or Python import paths naming a strategy
+//! conclave provides), the profiles, the model_list entries that expose
+//! them, and the topology nodes' models.
+//!
 //! A topology node is any object with a `model` key. Its model resolves first
 //! against model_list names; a node with a `provider` (a bundle under
 //! `composite_llm.providers`), or a `provider/model` name nothing in
 //! model_list serves, becomes a hidden deployment that the router serves
 //! under a name the node is rewritten to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use super::builtin;
 use super::limits::Limits;
-use crate::config::{LitellmParams, LoadedConfig, ModelEntry, Problem};
-use crate::providers::split_provider;
-use crate::router::is_composite;
+use crate::config::{CompositeSettings, LitellmParams, LoadedConfig, ModelEntry, Problem};
 
-/// Strategies compiled into the binary.
-pub const BUILTIN: &[&str] = &[
-    "passthrough",
-    "moa",
-    "council",
-    "self-consistency",
-    "best-of-n",
-    "cascade",
-];
-/// Strategies of the library that this build does not include yet.
-pub const PLANNED: &[&str] = &[];
 /// The seed project's coding-agent CLI strategy: served by an `exec/`
 /// deployment behind the built-in passthrough (guests never spawn processes).
 pub const COMPOSER_CLI: &str = "composer-cli";
+/// Where every key this module reads lives.
+const ROOT: &str = "general_settings.composite_llm";
 
 /// Where a strategy's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Source {
     Builtin(String),
     File(PathBuf),
-    /// Known but not in this build: requests get a clear error.
-    Missing(String),
 }
 
 /// One profile ready to be compiled and served.
@@ -77,353 +70,319 @@ pub struct Plan {
     pub observability_log: Option<PathBuf>,
 }
 
+/// What a strategy name stands for.
+#[derive(Debug, Clone)]
+enum Provided {
+    /// A WebAssembly component run by the strategy host.
+    Component(Source),
+    /// The host-side coding-agent CLI (see [`COMPOSER_CLI`]).
+    ComposerCli,
+}
+
 /// Resolves the composite section of `loaded`.
 pub fn plan(loaded: &LoadedConfig) -> Result<(Plan, Vec<String>), Vec<Problem>> {
-    let cfg = &loaded.config;
-    let file = loaded.path.display().to_string();
-    let base_dir = loaded
-        .path
-        .parent()
-        .unwrap_or_else(|| Path::new("."))
-        .to_path_buf();
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    let mut plan = Plan::default();
-    let default_composite = crate::config::CompositeSettings::default();
-    let composite = cfg
+    let default_composite = CompositeSettings::default();
+    let composite = loaded
+        .config
         .general_settings
         .composite_llm
         .as_ref()
         .unwrap_or(&default_composite);
-    let root = "general_settings.composite_llm";
+    let mut planner = Planner::new(loaded, composite);
+    planner.registry();
+    planner.profiles();
+    planner.public_models();
+    planner.observability();
+    planner.finish()
+}
 
-    // Strategy registry: component files, or Python import paths that map to built-ins.
-    let mut registry: BTreeMap<String, Source> = BTreeMap::new();
-    for (name, target) in &composite.strategy_registry {
-        let at = format!("{root}.strategy_registry.{name}");
-        if target.ends_with(".wasm") {
-            registry.insert(name.clone(), Source::File(base_dir.join(target)));
-        } else if BUILTIN.contains(&name.as_str()) {
-            warnings.push(format!(
-                "{file}: {at}: {target:?} is a Python import path; using conclave's built-in {name:?} strategy"
-            ));
-            registry.insert(name.clone(), Source::Builtin(name.clone()));
-        } else if PLANNED.contains(&name.as_str()) {
-            warnings.push(format!(
-                "{file}: {at}: {target:?} is a Python import path and the built-in {name:?} strategy is not in this build yet"
-            ));
-            registry.insert(name.clone(), Source::Missing(name.clone()));
+/// The state of one resolution: what is resolved so far and what went wrong.
+struct Planner<'a> {
+    loaded: &'a LoadedConfig,
+    composite: &'a CompositeSettings,
+    /// The config file, for warnings.
+    file: String,
+    /// Relative component and log paths start here.
+    base_dir: PathBuf,
+    /// model_list names that route to deployments.
+    served: Vec<&'a str>,
+    registry: BTreeMap<String, Provided>,
+    /// `composite_llm.limits`: every profile's starting point.
+    defaults: Limits,
+    plan: Plan,
+    hidden_names: HashSet<String>,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(loaded: &'a LoadedConfig, composite: &'a CompositeSettings) -> Self {
+        let served = loaded
+            .config
+            .model_list
+            .iter()
+            .filter(|e| !e.is_composite())
+            .map(|e| e.model_name.as_str())
+            .collect();
+        let mut planner = Self {
+            loaded,
+            composite,
+            file: loaded.path.display().to_string(),
+            base_dir: loaded
+                .path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .to_path_buf(),
+            served,
+            registry: BTreeMap::new(),
+            defaults: Limits::default(),
+            plan: Plan::default(),
+            hidden_names: HashSet::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
+        planner.defaults = planner.limits(
+            Limits::default(),
+            composite.limits.as_ref(),
+            &format!("{ROOT}.limits"),
+        );
+        planner
+    }
+
+    fn finish(self) -> Result<(Plan, Vec<String>), Vec<Problem>> {
+        if self.problems.is_empty() {
+            Ok((self.plan, self.warnings))
         } else {
-            problems.push(Problem::new(
-                at,
-                format!(
-                    "{target:?} is neither a .wasm component nor the name of a built-in strategy"
-                ),
-            ));
+            Err(self.problems)
         }
     }
 
-    let defaults = match Limits::default().apply_yaml(composite.limits.as_ref()) {
-        Ok(l) => l,
-        Err(e) => {
-            problems.push(Problem::new(format!("{root}.limits"), e));
-            Limits::default()
-        }
-    };
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
 
-    let served: Vec<&str> = cfg
-        .model_list
-        .iter()
-        .filter(|e| !is_composite(e))
-        .map(|e| e.model_name.as_str())
+    /// `base` with the YAML `overrides` applied; `base` if they are invalid.
+    fn limits(&mut self, base: Limits, overrides: Option<&serde_yaml::Value>, at: &str) -> Limits {
+        base.apply_yaml(overrides).unwrap_or_else(|e| {
+            self.problem(at, e);
+            base
+        })
+    }
+
+    fn observability(&mut self) {
+        let observability = &self.composite.observability;
+        if observability.enabled {
+            let log = observability
+                .log_file
+                .as_deref()
+                .unwrap_or("llm_logs.jsonl");
+            self.plan.observability_log = Some(self.base_dir.join(log));
+        }
+    }
+}
+
+// --- The strategy registry -------------------------------------------------
+
+/// The strategy conclave provides under `name`, if any.
+fn provided(name: &str) -> Option<Provided> {
+    if name == COMPOSER_CLI {
+        Some(Provided::ComposerCli)
+    } else if builtin::is_builtin(name) {
+        Some(Provided::Component(Source::Builtin(name.to_owned())))
+    } else {
+        None
+    }
+}
+
+/// Every strategy name conclave provides, for messages.
+fn provided_names() -> String {
+    builtin::names()
+        .chain([COMPOSER_CLI])
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A name compared loosely: lowercase, without `-`, `_` or a `Strategy`
+/// suffix, so `MoAStrategy`, `self_consistency` and `composer-cli` match
+/// conclave's names.
+fn loose(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
         .collect();
-    let mut hidden_names: Vec<String> = Vec::new();
+    match name.strip_suffix("strategy") {
+        Some(stem) if !stem.is_empty() => stem.to_owned(),
+        _ => name,
+    }
+}
 
-    for (name, profile) in &composite.profiles {
-        let at = format!("{root}.profiles.{name}");
-        if profile.strategy == COMPOSER_CLI {
-            let topology = serde_json::to_value(&profile.topology).unwrap_or(Value::Null);
-            match composer_cli(name, &topology, &at, defaults) {
-                Ok((p, entry)) => {
-                    plan.hidden.push(entry);
-                    plan.profiles.insert(name.clone(), p);
-                }
-                Err(problem) => problems.push(problem),
+/// The strategy a Python import path (`package.module:Class`) registered as
+/// `entry` stands for: its module, then its class, then the entry's name.
+fn python_strategy(entry: &str, target: &str) -> Option<&'static str> {
+    let (module, class) = target.split_once(':').unwrap_or((target, ""));
+    let module = module.rsplit('.').next().unwrap_or(module);
+    let known: Vec<&'static str> = builtin::names().chain([COMPOSER_CLI]).collect();
+    [module, class, entry]
+        .into_iter()
+        .filter(|candidate| !candidate.is_empty())
+        .find_map(|candidate| {
+            let candidate = loose(candidate);
+            known.iter().copied().find(|name| loose(name) == candidate)
+        })
+}
+
+impl Planner<'_> {
+    /// Reads `strategy_registry`: component files, or Python import paths
+    /// that name a strategy conclave provides.
+    fn registry(&mut self) {
+        let composite = self.composite;
+        for (name, target) in &composite.strategy_registry {
+            if let Some(provided) = self.registry_entry(name, target) {
+                self.registry.insert(name.clone(), provided);
             }
-            continue;
         }
-        let source = match registry.get(&profile.strategy) {
-            Some(s) => s.clone(),
-            None if BUILTIN.contains(&profile.strategy.as_str()) => {
-                Source::Builtin(profile.strategy.clone())
-            }
-            None if PLANNED.contains(&profile.strategy.as_str()) => {
-                warnings.push(format!(
-                    "{file}: {at}.strategy: the {:?} strategy is not in this build yet; requests to this profile will be refused",
-                    profile.strategy
-                ));
-                Source::Missing(profile.strategy.clone())
-            }
-            None => {
-                problems.push(Problem::new(
-                    format!("{at}.strategy"),
-                    format!(
-                        "unknown strategy {:?}; built in: {}; others must be listed in strategy_registry",
-                        profile.strategy,
-                        BUILTIN.join(", ")
-                    ),
-                ));
-                continue;
-            }
+    }
+
+    fn registry_entry(&mut self, name: &str, target: &str) -> Option<Provided> {
+        let at = format!("{ROOT}.strategy_registry.{name}");
+        if target.ends_with(".wasm") {
+            return Some(Provided::Component(Source::File(
+                self.base_dir.join(target),
+            )));
+        }
+        let Some(strategy) = python_strategy(name, target) else {
+            self.problem(
+                at,
+                format!(
+                    "{target:?} is neither a .wasm component nor a Python import path naming a strategy conclave provides ({})",
+                    provided_names()
+                ),
+            );
+            return None;
         };
-        let mut topology = match serde_json::to_value(&profile.topology) {
-            Ok(Value::Null) => Value::Object(Map::new()),
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => {
-                problems.push(Problem::new(format!("{at}.topology"), "must be a mapping"));
-                continue;
-            }
-            Err(e) => {
-                problems.push(Problem::new(format!("{at}.topology"), e.to_string()));
-                continue;
-            }
+        let kind = if strategy == COMPOSER_CLI {
+            "host-side"
+        } else {
+            "built-in"
         };
-        let mut ctx = NodeContext {
-            loaded,
-            served: &served,
-            hidden: &mut plan.hidden,
-            hidden_names: &mut hidden_names,
-            problems: &mut problems,
+        self.warnings.push(format!(
+            "{}: {at}: {target:?} is a Python import path; using conclave's {kind} {strategy:?} strategy",
+            self.file
+        ));
+        provided(strategy)
+    }
+
+    /// What a profile's or a direct model's strategy name resolves to.
+    fn strategy(&self, name: &str) -> Option<Provided> {
+        self.registry.get(name).cloned().or_else(|| provided(name))
+    }
+}
+
+// --- Profiles --------------------------------------------------------------
+
+impl Planner<'_> {
+    /// Resolves every profile under `composite_llm.profiles`.
+    fn profiles(&mut self) {
+        let composite = self.composite;
+        for (name, profile) in &composite.profiles {
+            let at = format!("{ROOT}.profiles.{name}");
+            if let Some(plan) = self.profile(name, profile, &at) {
+                self.plan.profiles.insert(name.clone(), plan);
+            }
+        }
+    }
+
+    fn profile(
+        &mut self,
+        name: &str,
+        profile: &crate::config::Profile,
+        at: &str,
+    ) -> Option<ProfilePlan> {
+        let Some(provided) = self.strategy(&profile.strategy) else {
+            self.problem(
+                format!("{at}.strategy"),
+                format!(
+                    "unknown strategy {:?}; conclave provides: {}; others must be listed in strategy_registry",
+                    profile.strategy,
+                    provided_names()
+                ),
+            );
+            return None;
         };
-        resolve_nodes(&mut topology, &format!("{at}.topology"), &mut ctx);
+        let mut topology = self.topology(&profile.topology, at)?;
+        let source = match provided {
+            Provided::ComposerCli => return self.composer_cli(name, &topology, at),
+            Provided::Component(source) => source,
+        };
+        self.resolve_nodes(&mut topology, &format!("{at}.topology"));
         let settings = topology
             .get("settings")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let limits = match defaults.apply_yaml(profile.limits.as_ref()) {
-            Ok(l) => l,
-            Err(e) => {
-                problems.push(Problem::new(format!("{at}.limits"), e));
-                defaults
-            }
-        };
-        plan.profiles.insert(
-            name.clone(),
-            ProfilePlan {
-                name: name.clone(),
-                strategy: profile.strategy.clone(),
-                source,
-                topology,
-                settings,
-                limits,
-                path: at,
-                direct: false,
-            },
+        let limits = self.limits(
+            self.defaults,
+            profile.limits.as_ref(),
+            &format!("{at}.limits"),
         );
+        Some(ProfilePlan {
+            name: name.to_owned(),
+            strategy: profile.strategy.clone(),
+            source,
+            topology,
+            settings,
+            limits,
+            path: at.to_owned(),
+            direct: false,
+        })
     }
 
-    for (i, entry) in cfg.model_list.iter().enumerate() {
-        if !is_composite(entry) {
-            continue;
+    /// A profile's topology as a JSON object (absent: empty).
+    fn topology(&mut self, yaml: &serde_yaml::Value, at: &str) -> Option<Value> {
+        match serde_json::to_value(yaml) {
+            Ok(Value::Null) => Some(Value::Object(Map::new())),
+            Ok(v @ Value::Object(_)) => Some(v),
+            Ok(_) => {
+                self.problem(format!("{at}.topology"), "must be a mapping");
+                None
+            }
+            Err(e) => {
+                self.problem(format!("{at}.topology"), e.to_string());
+                None
+            }
         }
-        let at = format!("model_list[{i}].litellm_params.model");
-        let model = entry.litellm_params.model.as_str();
-        let rest = model.strip_prefix("composite/").unwrap_or(model);
-        let profile_name = rest
-            .strip_prefix("profile/")
-            .map(str::to_owned)
-            .or_else(|| {
-                // A bare profile name when custom_llm_provider: composite.
-                (!rest.contains('/')).then(|| rest.to_owned())
-            });
-        match profile_name {
-            Some(p) if plan.profiles.contains_key(&p) => plan.public.push(PublicComposite {
-                model_name: entry.model_name.clone(),
-                profile: p,
-            }),
-            Some(p) => problems.push(Problem::new(
-                at,
-                format!("no profile named {p:?} under {root}.profiles"),
-            )),
-            None => {
-                // The seed's composite/composer-cli/<model>.
-                if let Some(model) = rest.strip_prefix("composer-cli/") {
-                    let name = format!("{}#direct", entry.model_name);
-                    match composer_cli(&name, &serde_json::json!({"model": model}), &at, defaults) {
-                        Ok((p, hidden)) => {
-                            plan.hidden.push(hidden);
-                            plan.profiles.insert(name.clone(), p);
-                            plan.public.push(PublicComposite {
-                                model_name: entry.model_name.clone(),
-                                profile: name,
-                            });
-                        }
-                        Err(problem) => problems.push(problem),
-                    }
-                    continue;
-                }
-                // Direct form: composite/<strategy>/<provider>/<model>.
-                let Some((strategy, target)) = rest.split_once('/') else {
-                    problems.push(Problem::new(at, "expected composite/profile/<name> or composite/<strategy>/<provider>/<model>"));
-                    continue;
+    }
+
+    /// Maps a `composer-cli` profile (topology `{model, settings:
+    /// {cli_command, timeout_seconds, max_output_bytes, io_log_path}}`) onto a
+    /// hidden `exec/` deployment served through the built-in passthrough.
+    fn composer_cli(&mut self, name: &str, topology: &Value, at: &str) -> Option<ProfilePlan> {
+        match composer_cli_deployment(name, topology, at) {
+            Ok(entry) => {
+                let plan = ProfilePlan {
+                    name: name.to_owned(),
+                    strategy: COMPOSER_CLI.to_owned(),
+                    source: Source::Builtin("passthrough".into()),
+                    topology: json!({"model": entry.model_name}),
+                    settings: Map::new(),
+                    limits: self.defaults,
+                    path: at.to_owned(),
+                    direct: false,
                 };
-                let source = match registry.get(strategy) {
-                    Some(s) => s.clone(),
-                    None if BUILTIN.contains(&strategy) => Source::Builtin(strategy.to_owned()),
-                    None if PLANNED.contains(&strategy) => Source::Missing(strategy.to_owned()),
-                    None => {
-                        problems.push(Problem::new(at, format!("unknown strategy {strategy:?}")));
-                        continue;
-                    }
-                };
-                let mut topology = serde_json::json!({"model": target});
-                let mut ctx = NodeContext {
-                    loaded,
-                    served: &served,
-                    hidden: &mut plan.hidden,
-                    hidden_names: &mut hidden_names,
-                    problems: &mut problems,
-                };
-                resolve_nodes(&mut topology, &at, &mut ctx);
-                let name = format!("{}#direct", entry.model_name);
-                plan.profiles.insert(
-                    name.clone(),
-                    ProfilePlan {
-                        name: name.clone(),
-                        strategy: strategy.to_owned(),
-                        source,
-                        topology,
-                        settings: Map::new(),
-                        limits: defaults,
-                        path: at,
-                        direct: true,
-                    },
-                );
-                plan.public.push(PublicComposite {
-                    model_name: entry.model_name.clone(),
-                    profile: name,
-                });
+                self.plan.hidden.push(entry);
+                Some(plan)
+            }
+            Err(problem) => {
+                self.problems.push(problem);
+                None
             }
         }
     }
-
-    if composite.observability.enabled {
-        let log = composite
-            .observability
-            .log_file
-            .as_deref()
-            .unwrap_or("llm_logs.jsonl");
-        plan.observability_log = Some(base_dir.join(log));
-    }
-
-    if problems.is_empty() {
-        Ok((plan, warnings))
-    } else {
-        Err(problems)
-    }
 }
 
-struct NodeContext<'a> {
-    loaded: &'a LoadedConfig,
-    served: &'a [&'a str],
-    hidden: &'a mut Vec<ModelEntry>,
-    hidden_names: &'a mut Vec<String>,
-    problems: &'a mut Vec<Problem>,
-}
-
-/// Walks the topology and makes every node's model routable.
-fn resolve_nodes(value: &mut Value, path: &str, ctx: &mut NodeContext<'_>) {
-    match value {
-        Value::Object(map) => {
-            if let Some(Value::String(model)) = map.get("model").cloned() {
-                let provider = map
-                    .get("provider")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                match routable_name(&model, provider.as_deref(), path, ctx) {
-                    Ok(name) => {
-                        map.insert("model".into(), Value::String(name));
-                    }
-                    Err(problem) => ctx.problems.push(problem),
-                }
-            }
-            for (k, v) in map.iter_mut() {
-                if k != "model" && k != "params" {
-                    resolve_nodes(v, &format!("{path}.{k}"), ctx);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                resolve_nodes(item, &format!("{path}[{i}]"), ctx);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn wildcard_serves(served: &[&str], model: &str) -> bool {
-    served.iter().any(|s| {
-        s.strip_suffix('*')
-            .is_some_and(|prefix| model.starts_with(prefix) && model.len() > prefix.len())
-    })
-}
-
-fn routable_name(
-    model: &str,
-    provider: Option<&str>,
-    path: &str,
-    ctx: &mut NodeContext<'_>,
-) -> Result<String, Problem> {
-    let composite = ctx.loaded.config.general_settings.composite_llm.as_ref();
-    if provider.is_none() && (ctx.served.contains(&model) || wildcard_serves(ctx.served, model)) {
-        return Ok(model.to_owned());
-    }
-    let mut params = match provider {
-        Some(bundle) => composite
-            .and_then(|c| c.providers.get(bundle))
-            .map(|b| b.litellm_params.clone())
-            .ok_or_else(|| {
-                Problem::new(
-                    format!("{path}.provider"),
-                    format!("no provider bundle named {bundle:?} under general_settings.composite_llm.providers"),
-                )
-            })?,
-        None => LitellmParams::default(),
-    };
-    params.model = model.to_owned();
-    let (prefix, _) = split_provider(&params);
-    if !model.contains('/') || !crate::providers::is_supported(prefix) {
-        return Err(Problem::new(
-            format!("{path}.model"),
-            format!("{model:?} is not a model_list name and not a supported provider/model"),
-        ));
-    }
-    let name = match provider {
-        Some(bundle) => format!("{model}@{bundle}"),
-        None => model.to_owned(),
-    };
-    if !ctx.hidden_names.contains(&name) {
-        ctx.hidden_names.push(name.clone());
-        ctx.hidden.push(ModelEntry {
-            model_name: name.clone(),
-            litellm_params: params,
-            model_info: None,
-        });
-    }
-    Ok(name)
-}
-
-/// Maps a `composer-cli` profile (topology `{model, settings: {cli_command,
-/// timeout_seconds, max_output_bytes, io_log_path}}`) onto a hidden `exec/`
-/// deployment served through the built-in passthrough.
-fn composer_cli(
-    name: &str,
-    topology: &Value,
-    at: &str,
-    limits: Limits,
-) -> Result<(ProfilePlan, ModelEntry), Problem> {
+/// The hidden `exec/` deployment of a composer-cli profile.
+fn composer_cli_deployment(name: &str, topology: &Value, at: &str) -> Result<ModelEntry, Problem> {
     let model = topology
         .get("model")
         .and_then(Value::as_str)
@@ -449,7 +408,7 @@ fn composer_cli(
     );
     params.extra.insert(
         "args".into(),
-        yaml(&serde_json::json!([
+        yaml(&json!([
             "-p",
             "{prompt}",
             "--model",
@@ -457,12 +416,9 @@ fn composer_cli(
             "--mode=ask"
         ])),
     );
-    for (from, to) in [
-        ("max_output_bytes", "max_output_bytes"),
-        ("io_log_path", "io_log_path"),
-    ] {
-        if let Some(v) = setting(from) {
-            params.extra.insert(to.into(), yaml(v));
+    for key in ["max_output_bytes", "io_log_path"] {
+        if let Some(v) = setting(key) {
+            params.extra.insert(key.into(), yaml(v));
         }
     }
     if let Some(t) = setting("timeout_seconds") {
@@ -475,22 +431,236 @@ fn composer_cli(
         params.timeout = Some(seconds);
         params.stream_timeout = Some(seconds);
     }
-    let hidden = format!("composer-cli/{name}");
-    Ok((
-        ProfilePlan {
+    Ok(ModelEntry {
+        model_name: format!("{COMPOSER_CLI}/{name}"),
+        litellm_params: params,
+        model_info: None,
+    })
+}
+
+// --- Public models ---------------------------------------------------------
+
+/// What a composite model_list entry's `model` names.
+enum Exposed<'m> {
+    /// `composite/profile/<name>`, or a bare profile name.
+    Profile(&'m str),
+    /// `composite/<strategy>/<target>`: a profile made up on the spot.
+    Direct { strategy: &'m str, target: &'m str },
+}
+
+fn exposed(model: &str) -> Exposed<'_> {
+    let rest = model.strip_prefix("composite/").unwrap_or(model);
+    if let Some(profile) = rest.strip_prefix("profile/") {
+        return Exposed::Profile(profile);
+    }
+    match rest.split_once('/') {
+        Some((strategy, target)) => Exposed::Direct { strategy, target },
+        // A bare profile name when custom_llm_provider: composite.
+        None => Exposed::Profile(rest),
+    }
+}
+
+impl Planner<'_> {
+    /// Exposes profiles under the model_list names of composite entries.
+    fn public_models(&mut self) {
+        let loaded = self.loaded;
+        let entries = &loaded.config.model_list;
+        for (i, entry) in entries.iter().enumerate().filter(|(_, e)| e.is_composite()) {
+            let at = format!("model_list[{i}].litellm_params.model");
+            if let Some(profile) = self.public_model(entry, &at) {
+                self.plan.public.push(PublicComposite {
+                    model_name: entry.model_name.clone(),
+                    profile,
+                });
+            }
+        }
+    }
+
+    /// The profile `entry` exposes, made up for the direct form.
+    fn public_model(&mut self, entry: &ModelEntry, at: &str) -> Option<String> {
+        match exposed(&entry.litellm_params.model) {
+            Exposed::Profile(name) if self.plan.profiles.contains_key(name) => {
+                Some(name.to_owned())
+            }
+            Exposed::Profile(name) => {
+                self.problem(
+                    at,
+                    format!("no profile named {name:?} under {ROOT}.profiles"),
+                );
+                None
+            }
+            Exposed::Direct { strategy, target } => {
+                let name = format!("{}#direct", entry.model_name);
+                let plan = self.direct(&name, strategy, target, at)?;
+                self.plan.profiles.insert(name.clone(), plan);
+                Some(name)
+            }
+        }
+    }
+
+    /// The direct form: `composite/<strategy>/<provider>/<model>`, or the
+    /// seed's `composite/composer-cli/<model>`.
+    fn direct(
+        &mut self,
+        name: &str,
+        strategy: &str,
+        target: &str,
+        at: &str,
+    ) -> Option<ProfilePlan> {
+        let source = match self.strategy(strategy) {
+            Some(Provided::Component(source)) => source,
+            Some(Provided::ComposerCli) => {
+                return self.composer_cli(name, &json!({"model": target}), at);
+            }
+            None => {
+                self.problem(at, format!("unknown strategy {strategy:?}"));
+                return None;
+            }
+        };
+        let mut topology = json!({"model": target});
+        self.resolve_nodes(&mut topology, at);
+        Some(ProfilePlan {
             name: name.to_owned(),
-            strategy: COMPOSER_CLI.to_owned(),
-            source: Source::Builtin("passthrough".into()),
-            topology: serde_json::json!({"model": hidden}),
+            strategy: strategy.to_owned(),
+            source,
+            topology,
             settings: Map::new(),
-            limits,
+            limits: self.defaults,
             path: at.to_owned(),
-            direct: false,
-        },
-        ModelEntry {
-            model_name: hidden,
-            litellm_params: params,
-            model_info: None,
-        },
-    ))
+            direct: true,
+        })
+    }
+}
+
+// --- Topology nodes --------------------------------------------------------
+
+fn wildcard_serves(served: &[&str], model: &str) -> bool {
+    served.iter().any(|s| {
+        s.strip_suffix('*')
+            .is_some_and(|prefix| model.starts_with(prefix) && model.len() > prefix.len())
+    })
+}
+
+impl Planner<'_> {
+    /// Walks the topology and makes every node's model routable.
+    fn resolve_nodes(&mut self, value: &mut Value, path: &str) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(model)) = map.get("model").cloned() {
+                    let provider = map
+                        .get("provider")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    match self.routable_name(&model, provider.as_deref(), path) {
+                        Ok(name) => {
+                            map.insert("model".into(), Value::String(name));
+                        }
+                        Err(problem) => self.problems.push(problem),
+                    }
+                }
+                for (k, v) in map.iter_mut() {
+                    if k != "model" && k != "params" {
+                        self.resolve_nodes(v, &format!("{path}.{k}"));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.resolve_nodes(item, &format!("{path}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The name a node's model routes under: a model_list name as is, else a
+    /// hidden deployment (added once) named after the model and its bundle.
+    fn routable_name(
+        &mut self,
+        model: &str,
+        provider: Option<&str>,
+        path: &str,
+    ) -> Result<String, Problem> {
+        let served = self.served.contains(&model) || wildcard_serves(&self.served, model);
+        if provider.is_none() && served {
+            return Ok(model.to_owned());
+        }
+        let params = self.node_params(model, provider, path)?;
+        let name = match provider {
+            Some(bundle) => format!("{model}@{bundle}"),
+            None => model.to_owned(),
+        };
+        if self.hidden_names.insert(name.clone()) {
+            self.plan.hidden.push(ModelEntry {
+                model_name: name.clone(),
+                litellm_params: params,
+                model_info: None,
+            });
+        }
+        Ok(name)
+    }
+
+    /// The litellm_params of a hidden deployment: the node's provider bundle
+    /// (if any) with the node's model.
+    fn node_params(
+        &self,
+        model: &str,
+        provider: Option<&str>,
+        path: &str,
+    ) -> Result<LitellmParams, Problem> {
+        let mut params = match provider {
+            Some(bundle) => self
+                .composite
+                .providers
+                .get(bundle)
+                .map(|b| b.litellm_params.clone())
+                .ok_or_else(|| {
+                    Problem::new(
+                        format!("{path}.provider"),
+                        format!("no provider bundle named {bundle:?} under {ROOT}.providers"),
+                    )
+                })?,
+            None => LitellmParams::default(),
+        };
+        params.model = model.to_owned();
+        let prefix = params.provider();
+        if !model.contains('/') || !crate::config::is_supported_provider(prefix) {
+            return Err(Problem::new(
+                format!("{path}.model"),
+                format!("{model:?} is not a model_list name and not a supported provider/model"),
+            ));
+        }
+        Ok(params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_import_paths_name_the_strategies_conclave_provides() {
+        for (entry, target, expected) in [
+            (
+                "moa",
+                "composite_llm.strategies.moa:MoAStrategy",
+                Some("moa"),
+            ),
+            ("x", "pkg.council:CouncilStrategy", Some("council")),
+            (
+                "composer-cli",
+                "composite_llm.strategies.composer_cli:ComposerCliStrategy",
+                Some(COMPOSER_CLI),
+            ),
+            (
+                "sc",
+                "my.pkg:SelfConsistencyStrategy",
+                Some("self-consistency"),
+            ),
+            ("best-of-n", "my.pkg:Mine", Some("best-of-n")),
+            ("mine", "my.pkg:Unknown", None),
+        ] {
+            assert_eq!(python_strategy(entry, target), expected, "{target}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! limits that stop it, and the trace it leaves.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -13,20 +13,39 @@ use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{ChatRequest, ChatResponse, Error, Host, Invocation, TypesHost, Usage};
+use super::bindings::{
+    ChatRequest, ChatResponse, Error, Host, Invocation, StrategyPre, TypesHost, Usage,
+};
 use super::convert::{StreamAccumulator, body_from_request, response_from_json};
-use super::engine::{CompiledStrategy, EPOCH_TICK};
 use super::error::StrategyError;
-use super::limits::Limits;
+use super::limits::{EPOCH_TICK, Limits};
 use super::trace::{Trace, TraceNode};
 use crate::openai::Endpoint;
+use crate::openai::response::{self, Head};
 use crate::providers::{UpstreamError, UpstreamReply};
-use crate::router::{RouteError, RouteRequest, Router};
+use crate::ops::{CallContext, Caller, PendingOutcome, Usage as OutcomeUsage};
+use crate::router::{RouteError, RouteMeta, RouteRequest, Router};
 
 /// Lines of the guest's stderr quoted in a crash message (a traceback's tail).
 const GUEST_STDERR_LINES: usize = 12;
 /// How much of the guest's stderr is kept for crash messages.
 const STDERR_CAPTURE: usize = 16 * 1024;
+
+/// A compiled, pre-instantiated strategy component: what a run
+/// instantiates. The engine makes them; runs only read them.
+pub struct CompiledStrategy {
+    /// Where it came from: `builtin:<name>` or a file path.
+    pub source: String,
+    /// Content hash (SHA-256, hex), for status pages and caches.
+    pub hash: String,
+    /// When this version was compiled or loaded.
+    pub loaded_at: SystemTime,
+    /// Whether its native code came from the compile cache.
+    pub from_cache: bool,
+    /// How long compiling (or loading from the cache) took.
+    pub load_time: Duration,
+    pub(super) pre: StrategyPre<RunState>,
+}
 
 /// Where streamed output goes: chunk payloads (JSON text) for the client.
 pub type SinkItem = Result<Bytes, StrategyError>;
@@ -42,19 +61,22 @@ pub struct Sink {
 impl Sink {
     /// Sends one chunk with `delta`; false when the client has gone.
     pub async fn delta(&self, delta: Value, finish_reason: Option<&str>) -> bool {
-        let chunk = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-        });
-        self.send(chunk).await
+        self.send(response::chunk(self.head(), delta, finish_reason))
+            .await
     }
 
-    /// Sends a raw chunk object.
+    /// What every chunk of this stream shares.
+    pub fn head(&self) -> Head<'_> {
+        Head {
+            id: &self.id,
+            created: self.created,
+            model: &self.model,
+        }
+    }
+
+    /// Sends a chunk object.
     pub async fn send(&self, chunk: Value) -> bool {
-        self.tx
-            .send(Ok(Bytes::from(chunk.to_string())))
-            .await
-            .is_ok()
+        self.tx.send(Ok(response::to_bytes(&chunk))).await.is_ok()
     }
 }
 
@@ -69,6 +91,7 @@ pub struct RunState {
     cpu_exceeded: bool,
     memory_exceeded: bool,
     router: Arc<Router>,
+    ctx: CallContext,
     sink: Option<Sink>,
     include_trace: bool,
     /// Stage trace text, for `reasoning_content` of a non-streamed answer.
@@ -143,6 +166,8 @@ pub struct RunInput {
     pub include_trace: bool,
     pub router: Arc<Router>,
     pub sink: Option<Sink>,
+    /// The sub-call context every model call of the run is made under.
+    pub ctx: CallContext,
 }
 
 fn sandbox() -> (WasiCtx, MemoryOutputPipe) {
@@ -162,6 +187,7 @@ impl RunState {
     fn new(
         limits: Limits,
         router: Arc<Router>,
+        ctx: CallContext,
         sink: Option<Sink>,
         include_trace: bool,
         profile: &str,
@@ -177,6 +203,7 @@ impl RunState {
             cpu_exceeded: false,
             memory_exceeded: false,
             router,
+            ctx,
             sink,
             include_trace,
             reasoning: String::new(),
@@ -220,6 +247,7 @@ pub async fn run(
     let state = RunState::new(
         input.limits,
         input.router,
+        input.ctx,
         input.sink,
         input.include_trace,
         &profile,
@@ -251,7 +279,14 @@ pub async fn validate(
     topology_json: &str,
     settings_json: &str,
 ) -> Result<Result<(), String>, String> {
-    let state = RunState::new(limits, router, None, false, "validate");
+    let state = RunState::new(
+        limits,
+        router,
+        CallContext::detached(Caller::Master, "validate").sub_call("validate"),
+        None,
+        false,
+        "validate",
+    );
     let mut store = new_store(strategy, state);
     let work = async {
         let instance = strategy.pre.instantiate_async(&mut store).await?;
@@ -358,8 +393,14 @@ impl RunState {
     }
 }
 
-/// One non-streaming completion through the router.
-async fn complete_via(router: &Router, req: &ChatRequest) -> Result<ChatResponse, Error> {
+/// One non-streaming completion through the router, leaving one sub-call
+/// outcome linked to the client's request.
+async fn complete_via(
+    router: &Router,
+    ctx: &CallContext,
+    req: &ChatRequest,
+) -> Result<ChatResponse, Error> {
+    let mut outcome = PendingOutcome::sub_call(ctx, &req.model, false);
     let body = body_from_request(req)?;
     let routed = router
         .route(RouteRequest {
@@ -369,12 +410,49 @@ async fn complete_via(router: &Router, req: &ChatRequest) -> Result<ChatResponse
             body: &body,
             fallbacks: None,
             disable_fallbacks: false,
+            ctx,
         })
-        .await
-        .map_err(guest_error)?;
-    match routed.reply {
+        .await;
+    let routed = match routed {
+        Ok(routed) => routed,
+        Err(e) => {
+            outcome.finish(e.status(), Some(e.code()));
+            return Err(guest_error(e));
+        }
+    };
+    record_route(&mut outcome, &routed.meta);
+    let result = match routed.reply {
         UpstreamReply::Json(bytes) => response_from_json(&bytes),
         UpstreamReply::Stream(_) => Err(Error::Upstream("unexpected stream".into())),
+    };
+    finish_sub_call(&mut outcome, &result);
+    result
+}
+
+/// Where a sub-call went, for its outcome.
+fn record_route(outcome: &mut PendingOutcome, meta: &RouteMeta) {
+    if let Some(o) = outcome.get_mut() {
+        o.model_group = Some(meta.group.clone());
+        o.deployment = Some(meta.deployment.clone());
+        o.attempts = meta.attempts;
+        o.fallback.clone_from(&meta.fallback);
+        o.upstream_time = Some(meta.upstream_time);
+    }
+}
+
+/// Sets a routed sub-call's status and usage from what the guest receives.
+fn finish_sub_call(outcome: &mut PendingOutcome, result: &Result<ChatResponse, Error>) {
+    match result {
+        Ok(response) => {
+            if let Some(o) = outcome.get_mut() {
+                o.usage = Some(OutcomeUsage {
+                    prompt_tokens: u64::from(response.usage.prompt_tokens),
+                    completion_tokens: u64::from(response.usage.completion_tokens),
+                });
+            }
+            outcome.finish(200, None);
+        }
+        Err(_) => outcome.finish(502, Some("invalid_upstream_answer")),
     }
 }
 
@@ -384,7 +462,7 @@ impl Host for RunState {
     async fn complete(&mut self, req: ChatRequest) -> Result<ChatResponse, Error> {
         self.charge(1)?;
         let started = Instant::now();
-        let result = complete_via(&self.router, &req).await;
+        let result = complete_via(&self.router, &self.ctx, &req).await;
         if let Ok(r) = &result {
             self.count(&r.usage);
         }
@@ -410,8 +488,10 @@ impl Host for RunState {
         }
         let started = Instant::now();
         let router = self.router.clone();
+        let ctx = self.ctx.clone();
         let results: Vec<Result<ChatResponse, Error>> =
-            futures_util::future::join_all(reqs.iter().map(|r| complete_via(&router, r))).await;
+            futures_util::future::join_all(reqs.iter().map(|r| complete_via(&router, &ctx, r)))
+                .await;
         for (req, result) in reqs.iter().zip(&results) {
             if let Ok(r) = result {
                 self.count(&r.usage);
@@ -425,7 +505,7 @@ impl Host for RunState {
         self.charge(1)?;
         let started = Instant::now();
         let Some(sink) = self.sink.as_ref() else {
-            let result = complete_via(&self.router, &req).await;
+            let result = complete_via(&self.router, &self.ctx, &req).await;
             if let Ok(r) = &result {
                 self.count(&r.usage);
             }
@@ -435,6 +515,7 @@ impl Host for RunState {
         let mut body = body_from_request(&req)?;
         body.insert_value("stream_options", &json!({"include_usage": true}))
             .map_err(|e| Error::InvalidRequest(format!("stream_options cannot be encoded: {e}")))?;
+        let mut call = PendingOutcome::sub_call(&self.ctx, &req.model, true);
         let routed = self
             .router
             .route(RouteRequest {
@@ -444,18 +525,24 @@ impl Host for RunState {
                 body: &body,
                 fallbacks: None,
                 disable_fallbacks: false,
+                ctx: &self.ctx,
             })
             .await;
         let mut chunks = match routed {
-            Ok(r) => match r.reply {
-                UpstreamReply::Stream(s) => s,
-                UpstreamReply::Json(bytes) => {
-                    let result = response_from_json(&bytes);
-                    self.record(&req.model, started, &result);
-                    return result;
+            Ok(r) => {
+                record_route(&mut call, &r.meta);
+                match r.reply {
+                    UpstreamReply::Stream(s) => s,
+                    UpstreamReply::Json(bytes) => {
+                        let result = response_from_json(&bytes);
+                        finish_sub_call(&mut call, &result);
+                        self.record(&req.model, started, &result);
+                        return result;
+                    }
                 }
-            },
+            }
             Err(e) => {
+                call.finish(e.status(), Some(e.code()));
                 let result = Err(guest_error(e));
                 self.record(&req.model, started, &result);
                 return result;
@@ -467,6 +554,7 @@ impl Host for RunState {
         while let Some(item) = chunks.next().await {
             match item {
                 Ok(payload) => {
+                    call.first_token();
                     let delta = acc.push(&payload);
                     let mut out = serde_json::Map::new();
                     if let Some(c) = delta.content {
@@ -484,6 +572,7 @@ impl Host for RunState {
                     }
                 }
                 Err(e) => {
+                    call.finish(crate::router::upstream_status(&e), Some("stream_broken"));
                     outcome = Err(Error::Upstream(e.to_string()));
                     break;
                 }
@@ -492,6 +581,9 @@ impl Host for RunState {
         self.streamed_answer = true;
         let response = acc.finish();
         let result = outcome.map(|()| response);
+        if result.is_ok() {
+            finish_sub_call(&mut call, &result);
+        }
         if let Ok(r) = &result {
             self.count(&r.usage);
         }

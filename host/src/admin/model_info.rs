@@ -1,0 +1,152 @@
+//! The `/v1/model/info` listing: every deployment in LiteLLM's shape, with
+//! nothing that could be a credential.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::config::{Config, LitellmParams};
+
+/// Keys of `litellm_params` never shown: they may hold credentials.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["key", "secret", "token", "password", "credential", "auth"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// `api_base` without `user:password@`.
+fn without_userinfo(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let host_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..host_end].rfind('@') {
+            return format!("{scheme}://{}", &rest[at + 1..]);
+        }
+    }
+    url.to_owned()
+}
+
+/// A deployment's `litellm_params` without keys, secrets or URL passwords;
+/// extra header values are masked.
+fn params_json(p: &LitellmParams) -> Value {
+    let mut out = Map::new();
+    out.insert("model".into(), json!(p.model));
+    let mut put = |k: &str, v: Value| {
+        if !v.is_null() {
+            out.insert(k.into(), v);
+        }
+    };
+    put(
+        "api_base",
+        json!(p.api_base.as_deref().map(without_userinfo)),
+    );
+    put("api_version", json!(p.api_version));
+    put("organization", json!(p.organization));
+    put("timeout", json!(p.timeout));
+    put("stream_timeout", json!(p.stream_timeout));
+    put("max_retries", json!(p.max_retries));
+    put("rpm", json!(p.rpm));
+    put("tpm", json!(p.tpm));
+    put("weight", json!(p.weight));
+    put("order", json!(p.order));
+    put("target_model", json!(p.target_model));
+    put("supports_reasoning", json!(p.supports_reasoning));
+    put("custom_llm_provider", json!(p.custom_llm_provider));
+    if !p.extra_headers.is_empty() {
+        let names: Map<String, Value> = p
+            .extra_headers
+            .keys()
+            .map(|k| (k.clone(), json!("***")))
+            .collect();
+        put("extra_headers", Value::Object(names));
+    }
+    for (k, v) in &p.extra {
+        if !is_secret_key(k) && !out.contains_key(k) {
+            out.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The `/v1/model/info` body, in LiteLLM's shape: every model_list entry
+/// with its `litellm_params` (no keys) and `model_info` (with the id the
+/// router gives the deployment).
+pub fn model_info_listing(config: &Config) -> Bytes {
+    let mut per_group: HashMap<&str, usize> = HashMap::new();
+    let mut data = Vec::new();
+    for entry in &config.model_list {
+        let composite = entry.is_composite();
+        let provider = entry.litellm_params.provider();
+        if !composite && !crate::config::is_supported_provider(provider) {
+            continue;
+        }
+        let mut info: Map<String, Value> = entry
+            .model_info
+            .as_ref()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let configured_id = info.get("id").and_then(|id| {
+            id.as_str()
+                .map(str::to_owned)
+                .or_else(|| id.as_u64().map(|n| n.to_string()))
+        });
+        let id = if composite {
+            configured_id.unwrap_or_else(|| entry.model_name.clone())
+        } else {
+            let index = per_group.entry(entry.model_name.as_str()).or_insert(0);
+            let id = configured_id.unwrap_or_else(|| format!("{}.{index}", entry.model_name));
+            *index += 1;
+            id
+        };
+        info.insert("id".into(), json!(id));
+        info.entry("db_model").or_insert(json!(false));
+        data.push(json!({
+            "model_name": entry.model_name,
+            "litellm_params": params_json(&entry.litellm_params),
+            "model_info": info,
+        }));
+    }
+    Bytes::from(serde_json::to_vec(&json!({"data": data})).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ModelEntry, Secret};
+
+    #[test]
+    fn the_listing_never_shows_keys() {
+        let mut entry = ModelEntry {
+            model_name: "m".into(),
+            ..ModelEntry::default()
+        };
+        entry.litellm_params.model = "openai/x".into();
+        entry.litellm_params.api_key = Some(Secret::new("sk-hidden"));
+        entry.litellm_params.api_base = Some("https://user:pw@h/v1".into());
+        entry
+            .litellm_params
+            .extra_headers
+            .insert("Authorization".into(), "Bearer sk-hidden".into());
+        entry.litellm_params.extra.insert(
+            "aws_secret_access_key".into(),
+            serde_yaml::Value::String("sk-hidden".into()),
+        );
+        let config = Config {
+            model_list: vec![entry],
+            ..Config::default()
+        };
+        let text = String::from_utf8(model_info_listing(&config).to_vec()).unwrap();
+        assert!(
+            !text.contains("sk-hidden") && !text.contains("pw@"),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["data"][0]["model_info"]["id"], "m.0");
+        assert_eq!(v["data"][0]["litellm_params"]["api_base"], "https://h/v1");
+    }
+}

@@ -1,0 +1,137 @@
+//! The runtime registrations every gateway version is built with, and the
+//! file they are persisted in.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::Registration;
+use crate::config::{Config, LoadedConfig, Problem};
+
+/// The runtime registrations, by model name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overlay {
+    models: BTreeMap<String, Registration>,
+}
+
+impl Overlay {
+    /// Adds or replaces a registration; true when it replaced one.
+    pub fn upsert(&mut self, registration: Registration) -> bool {
+        self.models
+            .insert(registration.model_name.clone(), registration)
+            .is_some()
+    }
+
+    /// Removes a registration; false when there was none.
+    pub fn remove(&mut self, model_name: &str) -> bool {
+        self.models.remove(model_name).is_some()
+    }
+
+    /// The registrations, sorted by model name.
+    pub fn registrations(&self) -> impl Iterator<Item = &Registration> {
+        self.models.values()
+    }
+
+    /// Registered model names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.models.keys()
+    }
+
+    /// Whether nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// Puts the registrations into `loaded`: each replaces every config
+    /// deployment of its model name, and its `fallbacks` (when given)
+    /// replace the configured fallbacks of that model.
+    pub fn apply(&self, loaded: &mut LoadedConfig) -> Result<(), Vec<Problem>> {
+        let mut problems = Vec::new();
+        for registration in self.models.values() {
+            let entry = match registration.entry(loaded) {
+                Ok(e) => e,
+                Err(p) => {
+                    problems.push(p);
+                    continue;
+                }
+            };
+            let cfg = &mut loaded.config;
+            cfg.model_list
+                .retain(|e| e.model_name != registration.model_name);
+            cfg.model_list.push(entry);
+            if let Some(fallbacks) = &registration.fallbacks {
+                replace_fallbacks(cfg, &registration.model_name, fallbacks);
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Reads a persistence file; a missing file is an empty overlay.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+        let models = value
+            .get("models")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("{}: expected {{\"models\": [...]}}", path.display()))?;
+        let mut overlay = Self::default();
+        for (i, m) in models.iter().enumerate() {
+            let r = Registration::from_json(m).map_err(|e| {
+                format!(
+                    "{}: models[{i}]{}: {}",
+                    path.display(),
+                    e.param.map(|p| format!(".{p}")).unwrap_or_default(),
+                    e.message
+                )
+            })?;
+            overlay.upsert(r);
+        }
+        Ok(overlay)
+    }
+
+    /// Writes the persistence file atomically (owner-only: it holds keys).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let body = json!({
+            "models": self.models.values().map(|r| r.to_json(true)).collect::<Vec<_>>(),
+        });
+        let mut text = serde_json::to_vec_pretty(&body).map_err(|e| e.to_string())?;
+        text.push(b'\n');
+        crate::fsutil::write_atomic(path, &text, true, true)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
+
+/// Makes `fallbacks` the only fallbacks of `model_name` (none when empty).
+fn replace_fallbacks(cfg: &mut Config, model_name: &str, fallbacks: &[String]) {
+    for list in [
+        cfg.router_settings.fallbacks.as_mut(),
+        cfg.litellm_settings.fallbacks.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for map in list.iter_mut() {
+            map.remove(model_name);
+        }
+        list.retain(|map| !map.is_empty());
+    }
+    if !fallbacks.is_empty() {
+        cfg.router_settings
+            .fallbacks
+            .get_or_insert_with(Vec::new)
+            .push(BTreeMap::from([(
+                model_name.to_owned(),
+                fallbacks.to_vec(),
+            )]));
+    }
+}

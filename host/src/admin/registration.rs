@@ -1,0 +1,360 @@
+//! One runtime deployment as `POST /admin/models` takes it: read with serde
+//! (unknown fields refused, the failing field named), then checked.
+
+use std::collections::BTreeMap;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
+
+use crate::config::{LitellmParams, LoadedConfig, ModelEntry, Problem, Secret};
+use crate::providers::table;
+
+/// A problem with one field of an admin request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field at fault, when the problem is in one.
+    pub param: Option<String>,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+impl FieldError {
+    fn at(param: &str, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// A serde error, attributed to the top-level field it occurred in.
+    fn from_serde(error: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let param = match error.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+            _ => None,
+        };
+        let inner = error.into_inner().to_string();
+        let message = match &param {
+            Some(p) => format!("{p}: {inner}"),
+            None => inner,
+        };
+        Self { param, message }
+    }
+}
+
+/// One runtime deployment, as registered.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// The model group it serves; replaces config deployments of that name.
+    #[serde(default, deserialize_with = "required_text")]
+    pub model_name: String,
+    /// `provider/model`; defaults to `openai/<target_model or model_name>`.
+    #[serde(default, deserialize_with = "required_text")]
+    pub model: String,
+    /// The provider URL, when not the provider's default.
+    #[serde(default, deserialize_with = "text")]
+    pub api_base: Option<String>,
+    /// As given: a key, or `os.environ/NAME` resolved at each build.
+    #[serde(default, deserialize_with = "secret")]
+    pub api_key: Option<Secret>,
+    /// The upstream model name, when not the one in `model`.
+    #[serde(default, deserialize_with = "text")]
+    pub target_model: Option<String>,
+    /// Whole-request timeout in seconds.
+    pub request_timeout: Option<f64>,
+    /// Whether the model takes reasoning parameters.
+    pub supports_reasoning: Option<bool>,
+    /// Replaces the router's fallbacks for this model when present.
+    #[serde(default, deserialize_with = "names")]
+    pub fallbacks: Option<Vec<String>>,
+}
+
+/// A string field: absent or `null` is `None`; it is trimmed and must not
+/// be blank.
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(s) if s.trim().is_empty() => Err(D::Error::custom("must not be empty")),
+        s => Ok(s.map(|s| s.trim().to_owned())),
+    }
+}
+
+/// A [`text`] field that is empty when absent (`validate` decides).
+fn required_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    text(d).map(Option::unwrap_or_default)
+}
+
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    text(d).map(|s| s.map(Secret::new))
+}
+
+/// One model name or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "expected a model name or a list of model names")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A list of model names, given as a list or as one name; each trimmed.
+fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|names| {
+        let list = match names {
+            OneOrMany::One(name) => vec![name],
+            OneOrMany::Many(list) => list,
+        };
+        list.iter().map(|n| n.trim().to_owned()).collect()
+    }))
+}
+
+impl Registration {
+    /// Reads and checks a registration body.
+    pub fn from_json(body: &Value) -> Result<Self, FieldError> {
+        if !body.is_object() {
+            return Err(FieldError {
+                param: None,
+                message: "the body must be a JSON object".into(),
+            });
+        }
+        let registration: Self =
+            serde_path_to_error::deserialize(body).map_err(FieldError::from_serde)?;
+        registration.validate()
+    }
+
+    /// Checks what the types cannot say, and fills in the default `model`.
+    fn validate(mut self) -> Result<Self, FieldError> {
+        if self.model_name.is_empty() {
+            return Err(FieldError::at("model_name", "model_name is required"));
+        }
+        if self.model_name.chars().any(char::is_control) || self.model_name.len() > 256 {
+            return Err(FieldError::at(
+                "model_name",
+                "model_name must be at most 256 printable characters",
+            ));
+        }
+        if self.model.is_empty() {
+            let target = self.target_model.as_deref().unwrap_or(&self.model_name);
+            self.model = format!("openai/{target}");
+        }
+        check_model(&self.model)?;
+        if let Some(base) = &self.api_base
+            && !(base.starts_with("http://") || base.starts_with("https://"))
+        {
+            return Err(FieldError::at(
+                "api_base",
+                "api_base must be an http:// or https:// URL",
+            ));
+        }
+        if let Some(why) = self
+            .request_timeout
+            .and_then(|t| crate::config::invalid_seconds(t, true))
+        {
+            return Err(FieldError::at(
+                "request_timeout",
+                format!("request_timeout {why}"),
+            ));
+        }
+        if let Some(list) = &self.fallbacks {
+            if list.iter().any(String::is_empty) {
+                return Err(FieldError::at(
+                    "fallbacks",
+                    "fallbacks must not contain empty names",
+                ));
+            }
+            if list.contains(&self.model_name) {
+                return Err(FieldError::at(
+                    "fallbacks",
+                    "a model cannot be its own fallback",
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The registration as JSON; the key only when `with_secret` (for the
+    /// persistence file, never for a response).
+    pub fn to_json(&self, with_secret: bool) -> Value {
+        let mut out = Map::new();
+        out.insert("model_name".into(), json!(self.model_name));
+        out.insert("model".into(), json!(self.model));
+        let mut put = |k: &str, v: Value| {
+            if !v.is_null() {
+                out.insert(k.into(), v);
+            }
+        };
+        put("api_base", json!(self.api_base));
+        if with_secret {
+            put("api_key", json!(self.api_key.as_ref().map(Secret::expose)));
+        }
+        put("target_model", json!(self.target_model));
+        put("request_timeout", json!(self.request_timeout));
+        put("supports_reasoning", json!(self.supports_reasoning));
+        put("fallbacks", json!(self.fallbacks));
+        Value::Object(out)
+    }
+
+    /// The deployment id shown in headers, logs and `/v1/model/info`.
+    pub fn deployment_id(&self) -> String {
+        format!("runtime:{}", self.model_name)
+    }
+
+    /// The config deployment this registration stands for, its key resolved
+    /// from `loaded`'s environment.
+    pub(super) fn entry(&self, loaded: &LoadedConfig) -> Result<ModelEntry, Problem> {
+        let at = format!("runtime model {:?}", self.model_name);
+        let api_key = match &self.api_key {
+            Some(key) => match key.expose().strip_prefix("os.environ/") {
+                Some(name) => Some(env_key(loaded, name.trim(), &at)?),
+                None => Some(key.clone()),
+            },
+            None => None,
+        };
+        let mut info = BTreeMap::new();
+        info.insert(
+            "id".to_owned(),
+            serde_yaml::Value::String(self.deployment_id()),
+        );
+        info.insert("db_model".to_owned(), serde_yaml::Value::Bool(true));
+        Ok(ModelEntry {
+            model_name: self.model_name.clone(),
+            litellm_params: LitellmParams {
+                model: self.model.clone(),
+                api_base: self.api_base.clone(),
+                api_key,
+                target_model: self.target_model.clone(),
+                timeout: self.request_timeout,
+                supports_reasoning: self.supports_reasoning,
+                // A keyless registration pointing somewhere of its own must
+                // not carry the provider's key there.
+                no_env_key: self.api_key.is_none() && self.api_base.is_some(),
+                ..LitellmParams::default()
+            },
+            model_info: Some(info),
+        })
+    }
+}
+
+/// `model` must be `provider/model` with a provider reached over HTTP (or
+/// mock): a registration must not be able to make conclave run a program.
+fn check_model(model: &str) -> Result<(), FieldError> {
+    let provider = match model.split_once('/') {
+        Some((provider, rest)) if !rest.is_empty() => provider,
+        _ => {
+            return Err(FieldError::at(
+                "model",
+                format!("model must be provider/model (e.g. openai/gpt-4o-mini), got {model:?}"),
+            ));
+        }
+    };
+    if provider != "mock" && table::lookup(provider).is_none() {
+        return Err(FieldError::at(
+            "model",
+            format!(
+                "model {model:?} uses provider {provider:?}, which cannot be registered at runtime (supported: {})",
+                table::names().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The value of `os.environ/NAME` in a registration: only variables the
+/// config allows (`general_settings.admin_env_allowlist`), so that the admin
+/// API cannot turn the gateway's environment into outbound credentials.
+fn env_key(loaded: &LoadedConfig, name: &str, at: &str) -> Result<Secret, Problem> {
+    let allowed = &loaded.config.general_settings.admin_env_allowlist;
+    if !allowed.iter().any(|a| a == name) {
+        return Err(Problem::new(
+            format!("{at}.api_key"),
+            format!(
+                "os.environ/{name} is not allowed in a runtime registration; \
+                 list it in general_settings.admin_env_allowlist to allow it"
+            ),
+        ));
+    }
+    loaded.env.get(name).map(Secret::new).ok_or_else(|| {
+        Problem::new(
+            format!("{at}.api_key"),
+            format!("environment variable {name} is not set"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(body: Value) -> Result<Registration, FieldError> {
+        Registration::from_json(&body)
+    }
+
+    #[test]
+    fn the_model_defaults_to_openai_and_the_target_model() {
+        let r = reg(json!({"model_name": "m"})).unwrap();
+        assert_eq!(r.model, "openai/m");
+        let r = reg(json!({"model_name": "m", "target_model": "gpt-x"})).unwrap();
+        assert_eq!(r.model, "openai/gpt-x");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let param = |body: Value| reg(body).unwrap_err().param;
+        assert_eq!(param(json!({})), Some("model_name".into()));
+        assert_eq!(param(json!({"model_name": 3})), Some("model_name".into()));
+        assert_eq!(
+            param(json!({"model_name": "m", "request_timeout": -1})),
+            Some("request_timeout".into())
+        );
+        assert_eq!(
+            param(json!({"model_name": "m", "fallbacks": [1]})),
+            Some("fallbacks".into())
+        );
+        assert_eq!(
+            param(json!({"model_name": "m", "api_base": "ftp://x"})),
+            Some("api_base".into())
+        );
+        assert_eq!(
+            param(json!({"model_name": "m", "model": "exec/run"})),
+            Some("model".into())
+        );
+        assert_eq!(
+            param(json!({"model_name": "m", "surprise": 1})),
+            Some("surprise".into())
+        );
+        assert_eq!(reg(json!([])).unwrap_err().param, None);
+    }
+
+    #[test]
+    fn messages_name_the_field_and_null_is_absent() {
+        for body in [
+            json!({"model_name": ""}),
+            json!({"model_name": "m", "model": " "}),
+            json!({"model_name": "m", "request_timeout": "soon"}),
+            json!({"model_name": "m", "supports_reasoning": "yes"}),
+            json!({"model_name": "m", "fallbacks": {"a": 1}}),
+            json!({"model_name": "m", "api_key": 12}),
+            json!({"model_name": "m", "litellm_params": {}}),
+        ] {
+            let e = reg(body.clone()).unwrap_err();
+            let param = e.param.clone().unwrap_or_default();
+            assert!(
+                !param.is_empty() && e.message.contains(&param),
+                "{body}: {e:?}"
+            );
+        }
+        assert_eq!(
+            reg(json!({"model_name": null})).unwrap_err().message,
+            "model_name is required"
+        );
+        let r = reg(json!({"model_name": " m ", "model": null, "api_key": null})).unwrap();
+        assert_eq!((r.model_name.as_str(), r.api_key), ("m", None));
+    }
+
+    #[test]
+    fn fallbacks_take_a_string_or_a_list() {
+        let r = reg(json!({"model_name": "m", "fallbacks": "b"})).unwrap();
+        assert_eq!(r.fallbacks, Some(vec!["b".to_owned()]));
+        let r = reg(json!({"model_name": "m", "fallbacks": ["b", "c"]})).unwrap();
+        assert_eq!(r.fallbacks, Some(vec!["b".to_owned(), "c".to_owned()]));
+    }
+}

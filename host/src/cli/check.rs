@@ -1,0 +1,127 @@
+//! The offline commands `check` and `models`: load a config and build the
+//! gateway from it, as `serve` would, without serving.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use conclave::config::LoadedConfig;
+use conclave::gateway::Gateway;
+use conclave::router::SystemClock;
+use conclave::strategy::SharedEngine;
+
+/// Loads the config at `path` and builds its gateway; returns both and the
+/// warnings.
+async fn build(path: &Path) -> Result<(LoadedConfig, Gateway, Vec<String>), String> {
+    let loaded = conclave::config::load(path).map_err(|e| e.to_string())?;
+    let client = conclave::server::http_client()?;
+    // check compiles every component afresh: no compile cache.
+    let engine = SharedEngine::new(None);
+    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock), &engine)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((loaded, gateway, warnings))
+}
+
+/// Validates a config; prints what it serves and every warning.
+pub async fn check(path: &Path) -> Result<(), String> {
+    let (loaded, gateway, warnings) = build(path).await?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "config: {}  (ok)", path.display());
+    print_groups(&mut out, &gateway);
+    print_profiles(&mut out, &gateway);
+    print_bundles(&mut out, &loaded);
+    print_providers(&mut out, &gateway);
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "\nwarnings:");
+        for w in &warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    Ok(())
+}
+
+/// The model groups with their deployments, then the aliases.
+fn print_groups(out: &mut impl Write, gateway: &Gateway) {
+    let _ = writeln!(out, "\nmodel groups:");
+    for group in gateway.router.groups() {
+        let _ = writeln!(out, "  {}", group.name);
+        for d in &group.deployments {
+            let _ = writeln!(
+                out,
+                "    - {}  provider={} model={}",
+                d.id,
+                d.target.provider(),
+                d.target.upstream_model()
+            );
+        }
+    }
+    for (alias, target) in gateway.router.aliases() {
+        let _ = writeln!(out, "  {alias} -> {target} (alias)");
+    }
+}
+
+/// The composite profiles with their strategies, then the composite models.
+fn print_profiles(out: &mut impl Write, gateway: &Gateway) {
+    let mut profiles: Vec<_> = gateway.strategies.profiles().values().collect();
+    profiles.sort_by(|a, b| a.plan.name.cmp(&b.plan.name));
+    if !profiles.is_empty() {
+        let _ = writeln!(out, "\nprofiles:");
+        for p in profiles {
+            let s = &p.strategy;
+            let _ = writeln!(
+                out,
+                "  {}: {} ({}, {})",
+                p.plan.name, p.plan.strategy, s.source, s.hash
+            );
+        }
+    }
+    let mut public: Vec<_> = gateway.strategies.public_names().collect();
+    public.sort();
+    if !public.is_empty() {
+        let _ = writeln!(
+            out,
+            "\ncomposite models: {}",
+            public
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
+/// The provider bundles of `composite_llm`, if any.
+fn print_bundles(out: &mut impl Write, loaded: &LoadedConfig) {
+    if let Some(composite) = &loaded.config.general_settings.composite_llm
+        && !composite.providers.is_empty()
+    {
+        let _ = writeln!(out, "\nprovider bundles:");
+        for name in composite.providers.keys() {
+            let _ = writeln!(out, "  {name}");
+        }
+    }
+}
+
+/// The providers the deployments use, each once.
+fn print_providers(out: &mut impl Write, gateway: &Gateway) {
+    let mut providers: Vec<&str> = gateway
+        .router
+        .groups()
+        .iter()
+        .flat_map(|g| g.deployments.iter().map(|d| d.target.provider()))
+        .collect();
+    providers.sort();
+    providers.dedup();
+    let _ = writeln!(out, "\nproviders: {}", providers.join(", "));
+}
+
+/// Prints the public model names, one per line.
+pub async fn models(path: &Path) -> Result<(), String> {
+    let (_, gateway, _) = build(path).await?;
+    let mut out = std::io::stdout().lock();
+    for name in &gateway.model_names {
+        let _ = writeln!(out, "{name}");
+    }
+    Ok(())
+}

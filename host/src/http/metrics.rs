@@ -1,0 +1,72 @@
+//! `GET /metrics`: the Prometheus exposition (OpenMetrics text). The master
+//! key is required when one is configured, unless
+//! `general_settings.public_metrics` is true. Counters come from the metrics
+//! sink; deployment state, in-flight requests and reloads are read now.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::AppState;
+use super::auth::check_key;
+use super::error::ApiError;
+use crate::observe::metrics::{DeploymentState, Live};
+
+/// The OpenMetrics text content type Prometheus asks for.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves the metrics.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let gateway = state.gateway();
+    if !state.ops.observe.public_metrics
+        && let Some(key) = &gateway.master_key
+        && let Err(e) = check_key(&headers, key)
+    {
+        return e.into_response();
+    }
+    let reloads = &state.control.status_json()["reloads"];
+    let cooling: HashSet<String> = gateway
+        .router
+        .cooling()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let deployments = gateway
+        .router
+        .groups()
+        .iter()
+        .flat_map(|g| {
+            g.deployments.iter().map(|d| DeploymentState {
+                model_group: g.name.clone(),
+                deployment: d.id.clone(),
+                provider: d.target.provider().to_owned(),
+                cooling: cooling.contains(&d.id),
+            })
+        })
+        .collect();
+    let live = Live {
+        in_flight: u64::from(state.in_flight.in_use()),
+        reloads_ok: reloads["ok"].as_u64().unwrap_or(0),
+        reloads_failed: reloads["failed"].as_u64().unwrap_or(0),
+        outcomes_dropped: state.ops.outcomes.dropped(),
+        deployments,
+    };
+    match state.ops.observe.metrics.render(&live) {
+        Ok(text) => {
+            let mut r = text.into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            r
+        }
+        Err(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "cannot encode the metrics",
+            None,
+            None,
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,29 @@
+//! Every request gets an id before anything else happens: the client's
+//! `x-request-id` when it is a safe token, else a new one. It names the
+//! request in logs, outcomes and the `x-conclave-request-id` answer header.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderName, HeaderValue};
+
+use crate::ops::RequestId;
+
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-conclave-request-id");
+
+/// Assigns the request id and echoes it on the answer.
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let proposed = request
+        .headers()
+        .get(CLIENT_REQUEST_ID)
+        .and_then(|v| v.to_str().ok());
+    let id = RequestId::from_client(proposed);
+    let header = HeaderValue::from_str(id.as_str()).ok();
+    request.extensions_mut().insert(id);
+    let mut response = next.run(request).await;
+    if let Some(value) = header {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,84 @@
+//! Observability: JSON lines appended per request (composite traces, exec
+//! io logs), the Prometheus metrics the `/metrics` route serves, and the
+//! per-request log files. The outcome sinks in [`crate::ops::sinks`] feed
+//! them, off the response path.
+
+pub mod callbacks;
+pub mod metrics;
+pub mod request_log;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::GeneralSettings;
+
+/// The observability a server was started with (read once, at start-up):
+/// what the sinks record into and what `/metrics` serves.
+#[derive(Debug, Clone)]
+pub struct Observe {
+    pub metrics: Arc<metrics::Metrics>,
+    /// `/metrics` answers without the master key.
+    pub public_metrics: bool,
+    /// Where and how request logs are written; `None` when they are off.
+    pub request_log: Option<request_log::Settings>,
+}
+
+/// Stream payloads a request's outcome keeps when request logs are on
+/// (otherwise only the last two, where usage is).
+pub const LOGGED_STREAM_PAYLOADS: usize = 4096;
+/// Stream payloads each streamed request keeps for its outcome. Process-wide
+/// because the stream wrapper is built far from the sinks; set once at
+/// start-up.
+static STREAM_PAYLOADS_KEPT: AtomicUsize = AtomicUsize::new(2);
+
+/// How many stream payloads a streamed request keeps for its outcome.
+pub fn stream_payloads_kept() -> usize {
+    STREAM_PAYLOADS_KEPT.load(Ordering::Relaxed)
+}
+
+/// The environment variable that turns request logs on when the config
+/// names no directory.
+pub const REQUEST_LOG_DIR_ENV: &str = "CONCLAVE_REQUEST_LOG_DIR";
+
+impl Observe {
+    /// Settings from `general_settings` of the config at `config_path`.
+    pub fn from_settings(general: &GeneralSettings, config_path: &Path) -> Self {
+        let config_dir = config_path.parent().unwrap_or(Path::new("."));
+        let request_log = request_log::Settings::resolve(
+            general,
+            config_dir,
+            std::env::var(REQUEST_LOG_DIR_ENV).ok(),
+        );
+        if request_log.is_some() {
+            STREAM_PAYLOADS_KEPT.fetch_max(LOGGED_STREAM_PAYLOADS, Ordering::Relaxed);
+        }
+        Self {
+            metrics: Arc::new(metrics::Metrics::new()),
+            public_metrics: general.public_metrics.unwrap_or(false),
+            request_log,
+        }
+    }
+}
+
+use tokio::io::AsyncWriteExt;
+
+/// Appends `value` as one line to the file at `path`; a failure is logged,
+/// never returned, because a log must not fail the request it records.
+pub async fn append_json_line(path: &Path, value: &serde_json::Value, what: &str) {
+    let mut text = value.to_string();
+    text.push('\n');
+    let write = async {
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        f.write_all(text.as_bytes()).await?;
+        // tokio's File writes in the background until flushed.
+        f.flush().await
+    };
+    if let Err(e) = write.await {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the {what}");
+    }
+}

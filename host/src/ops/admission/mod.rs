@@ -1,0 +1,97 @@
+//! Admission: the checks a request passes once the gateway knows who asks and
+//! for which model, before any model is called. Each check is one small
+//! module implementing [`AdmissionCheck`]; [`Admission::run`] applies them in
+//! order. A check may hand back a guard that holds a resource (a slot, a
+//! permit) for as long as the request runs.
+//!
+//! To add a check: a new file here and one line in [`default_checks`].
+
+mod composite_capacity;
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::context::CallContext;
+pub use composite_capacity::{CompositeCapacity, DEFAULT_QUEUE_TIMEOUT};
+
+/// What a check sees of a request.
+pub struct Candidate<'a> {
+    pub ctx: &'a CallContext,
+    /// The public model name the client asked for.
+    pub model: &'a str,
+    /// Whether that model is a composite profile.
+    pub composite: bool,
+}
+
+/// Why a request was refused, in terms the HTTP layer maps to a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    /// OpenAI error `type`.
+    pub kind: &'static str,
+    /// OpenAI error `code`, naming the check that refused.
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+/// Held for as long as an admitted request runs; dropping it releases
+/// whatever the check reserved.
+pub type Guard = Box<dyn Any + Send>;
+
+/// The future a check returns.
+pub type Verdict<'a> = Pin<Box<dyn Future<Output = Result<Option<Guard>, Refusal>> + Send + 'a>>;
+
+/// One admission rule.
+pub trait AdmissionCheck: Send + Sync + 'static {
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+    /// Admits the request (maybe with a guard) or refuses it.
+    fn check<'a>(&'a self, candidate: &'a Candidate<'a>) -> Verdict<'a>;
+}
+
+/// The checks every request passes, in order.
+pub fn default_checks(composite_queue_timeout: Duration) -> Vec<Arc<dyn AdmissionCheck>> {
+    vec![Arc::new(CompositeCapacity::new(composite_queue_timeout))]
+}
+
+/// The ordered list of checks of a running server.
+#[derive(Clone)]
+pub struct Admission {
+    checks: Arc<[Arc<dyn AdmissionCheck>]>,
+}
+
+/// The guards of an admitted request; released together when it ends.
+pub struct Admitted {
+    _guards: Vec<Guard>,
+}
+
+impl Admission {
+    /// Admission applying `checks` in order.
+    pub fn new(checks: Vec<Arc<dyn AdmissionCheck>>) -> Self {
+        Self {
+            checks: checks.into(),
+        }
+    }
+
+    /// Runs every check; the first refusal wins and releases what earlier
+    /// checks reserved.
+    pub async fn run(&self, candidate: &Candidate<'_>) -> Result<Admitted, Refusal> {
+        let mut guards = Vec::new();
+        for check in self.checks.iter() {
+            if let Some(guard) = check.check(candidate).await? {
+                guards.push(guard);
+            }
+        }
+        Ok(Admitted { _guards: guards })
+    }
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self::new(default_checks(DEFAULT_QUEUE_TIMEOUT))
+    }
+}

@@ -1,0 +1,127 @@
+//! The per-request context. It is created by the HTTP edge and travels with
+//! every model call the request causes: into the router for a plain request
+//! and into each `complete()` a strategy makes for a composite one, so a
+//! sub-call is governed and recorded like a request of the same caller.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::caller::Caller;
+use super::sinks::Outcomes;
+
+/// Longest client-supplied request id that is kept as is.
+const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// A request's id: the client's `x-request-id` when it is short and printable,
+/// otherwise one made here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(format!("req-{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..)).into())
+    }
+
+    /// Uses `proposed` when it is a safe id (visible ASCII, bounded length),
+    /// else generates one: a client's id ends up in logs and headers.
+    pub fn from_client(proposed: Option<&str>) -> Self {
+        match proposed {
+            Some(id)
+                if !id.is_empty()
+                    && id.len() <= MAX_CLIENT_ID_LEN
+                    && id.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Self(id.into())
+            }
+            _ => Self::generate(),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What is known about a request from the moment it arrives.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub id: RequestId,
+    pub caller: Caller,
+    /// The matched route, e.g. `/v1/chat/completions`.
+    pub route: Arc<str>,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    /// The span every log line of this request is recorded in.
+    pub span: tracing::Span,
+    /// Where this request's outcomes (and its sub-calls') go.
+    pub outcomes: Outcomes,
+}
+
+impl RequestContext {
+    /// A context for a request that starts now.
+    pub fn new(id: RequestId, caller: Caller, route: &str, outcomes: Outcomes) -> Self {
+        let span = tracing::info_span!("request", request_id = %id, route = %route);
+        Self {
+            id,
+            caller,
+            route: route.into(),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            span,
+            outcomes,
+        }
+    }
+}
+
+/// The context of one model call: the request it belongs to and, for a
+/// composite sub-call, the profile that made it.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub request: Arc<RequestContext>,
+    /// The composite profile that made this call; `None` for a client's own call.
+    pub profile: Option<Arc<str>>,
+}
+
+impl CallContext {
+    /// The context of the client's own call.
+    pub fn client(request: Arc<RequestContext>) -> Self {
+        Self {
+            request,
+            profile: None,
+        }
+    }
+
+    /// The context of a call a composite profile makes on the client's behalf.
+    pub fn sub_call(&self, profile: &str) -> Self {
+        Self {
+            request: self.request.clone(),
+            profile: Some(profile.into()),
+        }
+    }
+
+    /// Whether a composite strategy made this call (it may then use the
+    /// deployments that exist only for its topology).
+    pub fn is_sub_call(&self) -> bool {
+        self.profile.is_some()
+    }
+
+    /// A context for calls made outside any served request (start-up
+    /// validation, benchmarks): its outcomes go nowhere.
+    pub fn detached(caller: Caller, label: &str) -> Self {
+        Self::client(Arc::new(RequestContext::new(
+            RequestId::generate(),
+            caller,
+            label,
+            Outcomes::disabled(),
+        )))
+    }
+}

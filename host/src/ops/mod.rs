@@ -1,0 +1,24 @@
+//! The operations layer: what happens around every request, plain or
+//! composite, streamed or not. Who is asking ([`Caller`]), the context every
+//! model call carries ([`CallContext`]), the checks that may refuse a request
+//! before it runs ([`admission`]), and the one [`Outcome`] each request and
+//! each composite sub-call leaves behind, delivered to [`sinks`] off the
+//! response path.
+//!
+//! Adding a capability around requests means one new file: an admission check
+//! under `admission/` or an outcome sink under `sinks/`, plus one line where
+//! the list is assembled.
+
+pub mod admission;
+mod caller;
+mod context;
+mod outcome;
+pub mod sinks;
+
+pub use caller::Caller;
+pub use context::{CallContext, RequestContext, RequestId};
+pub use outcome::{
+    CLIENT_CLOSED, CacheStatus, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome, Usage,
+    usage_in_body,
+};
+pub use sinks::{OutcomeSink, Outcomes};

@@ -1,0 +1,288 @@
+//! The record a request leaves behind: one per client request and one per
+//! model call a composite strategy makes, emitted exactly once when it ends,
+//! whether it succeeded, failed, was cut or the client left.
+//!
+//! A [`PendingOutcome`] is created when the work starts and emits on drop, so
+//! no path (early return, panic unwinding, an aborted task, a dropped stream)
+//! can lose or double the record.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::caller::Caller;
+use super::context::{CallContext, RequestId};
+use super::sinks::{CompositeRun, Outcomes};
+
+/// Status recorded when a request ended because its client went away
+/// (nginx's convention, which log readers know).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Whether this outcome is a client's request or a strategy's model call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Request,
+    /// A model call a composite profile made; its parent is the client's request.
+    SubCall,
+}
+
+/// What the response cache did for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheStatus {
+    /// No cache is configured or the request is not cacheable.
+    #[default]
+    None,
+}
+
+impl CacheStatus {
+    /// The status as logs and metrics name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheStatus::None => "none",
+        }
+    }
+}
+
+/// Token counts, when the answer reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// One finished request or model call.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub kind: OutcomeKind,
+    pub request_id: RequestId,
+    /// For a sub-call: the client's request it was made for.
+    pub parent_request_id: Option<RequestId>,
+    pub caller: Caller,
+    pub route: Arc<str>,
+    /// The model name the client (or strategy) asked for.
+    pub model: String,
+    /// The model group that answered (after aliases and fallbacks).
+    pub model_group: Option<String>,
+    pub deployment: Option<String>,
+    /// The composite profile that ran this request, or made this sub-call.
+    pub profile: Option<Arc<str>>,
+    pub stream: bool,
+    /// HTTP status of the answer; [`CLIENT_CLOSED`] when the client left.
+    pub status: u16,
+    /// OpenAI error `code` or `type` when the request failed.
+    pub error: Option<String>,
+    pub usage: Option<Usage>,
+    pub started_at: SystemTime,
+    pub latency: Duration,
+    /// Time to the first streamed chunk (or to the whole answer).
+    pub time_to_first_token: Option<Duration>,
+    /// Upstream calls made, counting retries and fallbacks.
+    pub attempts: u32,
+    /// Upstream time of the successful call (to the first chunk for a
+    /// stream), when the router answered.
+    pub upstream_time: Option<Duration>,
+    /// Time the gateway itself spent before the answer started: time to the
+    /// response head less the upstream time. Set for plain client requests.
+    pub overhead: Option<Duration>,
+    /// The fallback group that answered, when not the requested one.
+    pub fallback: Option<String>,
+    pub cache: CacheStatus,
+    /// The JSON answer (or a stream's last chunks), kept as cheap references
+    /// so sinks read usage off the response path instead of parsing it on it.
+    pub body: Vec<Bytes>,
+    /// The trace and log settings of a composite run.
+    pub composite: Option<Arc<CompositeRun>>,
+}
+
+impl Outcome {
+    /// Usage as reported, or read from the kept JSON answer.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+            .or_else(|| self.body.iter().rev().find_map(|b| usage_in_body(b)))
+    }
+}
+
+/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk.
+pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct Reported {
+        usage: Option<ReportedUsage>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReportedUsage {
+        #[serde(default)]
+        prompt_tokens: u64,
+        #[serde(default)]
+        completion_tokens: u64,
+    }
+    let reported: Reported = serde_json::from_slice(body).ok()?;
+    reported.usage.map(|u| Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+    })
+}
+
+/// An outcome under way: filled in as the work goes, emitted once on drop.
+/// Until [`PendingOutcome::finish`] is called the status is [`CLIENT_CLOSED`]:
+/// work that is dropped unfinished was abandoned by its client.
+pub struct PendingOutcome {
+    outcome: Option<Outcome>,
+    started: Instant,
+    outcomes: Outcomes,
+}
+
+impl PendingOutcome {
+    /// An outcome for the client's request described by `ctx`.
+    pub fn request(ctx: &CallContext, model: &str, stream: bool) -> Self {
+        Self::start(ctx, OutcomeKind::Request, model, stream)
+    }
+
+    /// An outcome for a model call a composite strategy makes under `ctx`.
+    pub fn sub_call(ctx: &CallContext, model: &str, stream: bool) -> Self {
+        Self::start(ctx, OutcomeKind::SubCall, model, stream)
+    }
+
+    fn start(
+        ctx: &CallContext,
+        kind: OutcomeKind,
+        model: &str,
+        stream: bool,
+    ) -> Self {
+        let request = &ctx.request;
+        let (request_id, parent_request_id) = match kind {
+            OutcomeKind::Request => (request.id.clone(), None),
+            OutcomeKind::SubCall => (RequestId::generate(), Some(request.id.clone())),
+        };
+        let started = match kind {
+            OutcomeKind::Request => request.started,
+            OutcomeKind::SubCall => Instant::now(),
+        };
+        Self {
+            outcome: Some(Outcome {
+                kind,
+                request_id,
+                parent_request_id,
+                caller: request.caller.clone(),
+                route: request.route.clone(),
+                model: model.to_owned(),
+                model_group: None,
+                deployment: None,
+                profile: ctx.profile.clone(),
+                stream,
+                status: CLIENT_CLOSED,
+                error: None,
+                usage: None,
+                started_at: SystemTime::now() - started.elapsed(),
+                latency: Duration::ZERO,
+                time_to_first_token: None,
+                attempts: 0,
+                upstream_time: None,
+                overhead: None,
+                fallback: None,
+                cache: CacheStatus::None,
+                body: Vec::new(),
+                composite: None,
+            }),
+            started,
+            outcomes: request.outcomes.clone(),
+        }
+    }
+
+    /// The record being filled in.
+    pub fn get_mut(&mut self) -> Option<&mut Outcome> {
+        self.outcome.as_mut()
+    }
+
+    /// Sets the final status (and the error code, for a failure).
+    pub fn finish(&mut self, status: u16, error: Option<&str>) {
+        if let Some(o) = &mut self.outcome {
+            o.status = status;
+            o.error = error.map(str::to_owned);
+        }
+    }
+
+    /// Marks the time the first token (or the whole answer) arrived.
+    pub fn first_token(&mut self) {
+        let elapsed = self.started.elapsed();
+        if let Some(o) = &mut self.outcome
+            && o.time_to_first_token.is_none()
+        {
+            o.time_to_first_token = Some(elapsed);
+        }
+    }
+
+    /// Emits the outcome now rather than at drop.
+    pub fn emit(mut self) {
+        self.send();
+    }
+
+    fn send(&mut self) {
+        if let Some(mut outcome) = self.outcome.take() {
+            outcome.latency = self.started.elapsed();
+            self.outcomes.emit(outcome);
+        }
+    }
+}
+
+/// A request's outcome shared by the parts of the gateway that each know a
+/// piece of it: the HTTP edge (status, time to first token) and, for a
+/// composite stream, the task running the strategy (usage, trace). It is
+/// emitted once, when the last holder lets go.
+#[derive(Clone)]
+pub struct OutcomeHandle(Arc<Mutex<PendingOutcome>>);
+
+impl OutcomeHandle {
+    /// The outcome of the client's request described by `ctx`.
+    pub fn request(ctx: &CallContext) -> Self {
+        Self(Arc::new(Mutex::new(PendingOutcome::request(ctx, "", false))))
+    }
+
+    /// Changes the record under the lock.
+    pub fn update(&self, change: impl FnOnce(&mut Outcome)) {
+        if let Ok(mut pending) = self.0.lock()
+            && let Some(outcome) = pending.get_mut()
+        {
+            change(outcome);
+        }
+    }
+
+    /// Sets the final status (and the error code, for a failure).
+    pub fn finish(&self, status: u16, error: Option<&str>) {
+        if let Ok(mut pending) = self.0.lock() {
+            pending.finish(status, error);
+        }
+    }
+
+    /// Marks the time the first token (or the whole answer) arrived.
+    pub fn first_token(&self) {
+        if let Ok(mut pending) = self.0.lock() {
+            pending.first_token();
+        }
+    }
+}
+
+impl Drop for PendingOutcome {
+    fn drop(&mut self) {
+        self.send();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_read_from_an_answer_or_a_usage_chunk() {
+        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
+        assert_eq!(
+            usage_in_body(body),
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 5
+            })
+        );
+        assert_eq!(usage_in_body(br#"{"choices":[]}"#), None);
+        assert_eq!(usage_in_body(b"not json"), None);
+    }
+}

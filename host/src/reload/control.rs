@@ -1,0 +1,335 @@
+//! The current gateway version and everything that replaces it: config
+//! reloads and runtime model changes, each built, then swapped in.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+
+use super::status::{ReloadOutcome, Status, ms};
+use super::watch::{Baseline, Seen, scan, watched_files};
+use crate::admin::{Overlay, Registration};
+use crate::config::{self, ConfigError, LoadedConfig};
+use crate::gateway::{BuildError, Gateway};
+use crate::router::{Clock, Router};
+use crate::strategy::SharedEngine;
+
+/// Builds the gateway for `base` with the runtime `overlay` applied.
+pub async fn build(
+    base: &LoadedConfig,
+    overlay: &Overlay,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    engine: &SharedEngine,
+) -> Result<(Gateway, Vec<String>), BuildError> {
+    build_after(base, overlay, client, clock, engine, None).await
+}
+
+/// [`build`] for the version that replaces one whose router is `previous`:
+/// deployments that did not change keep their cooldowns, usage windows,
+/// latency and in-flight counts.
+pub async fn build_after(
+    base: &LoadedConfig,
+    overlay: &Overlay,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    engine: &SharedEngine,
+    previous: Option<&Router>,
+) -> Result<(Gateway, Vec<String>), BuildError> {
+    let mut effective = base.clone();
+    overlay
+        .apply(&mut effective)
+        .map_err(|problems| BuildError::Overlay(ConfigError::invalid(&base.path, problems)))?;
+    Gateway::build_after(&effective, client, clock, engine, previous).await
+}
+
+/// Why an admin change was refused.
+#[derive(Debug)]
+pub enum AdminError {
+    /// The change would make a version that does not build.
+    Rejected(BuildError),
+    /// No runtime model has that name.
+    NotFound(String),
+    /// The model exists but is not the API's to change.
+    Conflict(String),
+    /// The change could not be saved.
+    Failed(String),
+}
+
+/// The config and overlay the current version was built from.
+struct Layers {
+    base: LoadedConfig,
+    overlay: Overlay,
+}
+
+/// How `serve` was asked to run the control plane.
+pub struct ControlOptions {
+    /// The pooled HTTP client every version shares.
+    pub client: reqwest::Client,
+    /// The clock every version's router reads.
+    pub clock: Arc<dyn Clock>,
+    /// `serve --watch`; `general_settings.hot_reload` also turns watching on.
+    pub watch: bool,
+    /// `serve --persist-admin-changes FILE`.
+    pub persist: Option<PathBuf>,
+    /// The strategy engine every version shares (and its compile cache).
+    pub engine: Arc<SharedEngine>,
+}
+
+/// The current gateway version and everything that replaces it.
+pub struct Control {
+    current: Arc<ArcSwap<Gateway>>,
+    config_path: PathBuf,
+    pub(super) options: ControlOptions,
+    /// Held while a version is built and swapped in; never by a request.
+    builds: tokio::sync::Mutex<Layers>,
+    pub(super) status: Mutex<Status>,
+    /// The overlay in service, for reading without waiting for a build.
+    pub(super) registered: Mutex<Overlay>,
+    /// Files the watcher polls, from the config that parsed last.
+    pub(super) watched: Mutex<Vec<PathBuf>>,
+    /// What the watched files looked like when last checked: taken before
+    /// a version reads them, so a change made while it loads is not missed.
+    pub(super) known: Mutex<HashMap<PathBuf, Seen>>,
+    pub(super) generation: AtomicU64,
+    pub(super) started: SystemTime,
+}
+
+impl Control {
+    /// Control over `gateway`, built from `base` and `overlay`. `known`
+    /// is [`baseline`](super::baseline) taken before `gateway` was built.
+    pub fn new(
+        options: ControlOptions,
+        gateway: Gateway,
+        base: LoadedConfig,
+        overlay: Overlay,
+        known: Baseline,
+    ) -> Arc<Self> {
+        let watched = watched_files(&base);
+        Arc::new(Self {
+            known: Mutex::new(known.0),
+            registered: Mutex::new(overlay.clone()),
+            current: Arc::new(ArcSwap::from_pointee(gateway)),
+            config_path: base.path.clone(),
+            options,
+            builds: tokio::sync::Mutex::new(Layers { base, overlay }),
+            status: Mutex::new(Status::default()),
+            watched: Mutex::new(watched),
+            generation: AtomicU64::new(1),
+            started: SystemTime::now(),
+        })
+    }
+
+    /// The swappable current version, shared with the HTTP state.
+    pub fn current(&self) -> Arc<ArcSwap<Gateway>> {
+        self.current.clone()
+    }
+
+    /// The version new requests get.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.current.load_full()
+    }
+
+    fn swap(&self, gateway: Gateway) -> u64 {
+        self.current.store(Arc::new(gateway));
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Builds the version that replaces the current one, carrying on the
+    /// live numbers of its unchanged deployments.
+    async fn build(&self, base: &LoadedConfig, overlay: &Overlay) -> Result<Gateway, BuildError> {
+        let previous = self.gateway();
+        let (gateway, warnings) = build_after(
+            base,
+            overlay,
+            self.options.client.clone(),
+            self.options.clock.clone(),
+            &self.options.engine,
+            Some(&previous.router),
+        )
+        .await?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(gateway)
+    }
+
+    /// Reloads the config file (with its `.env` and strategy components)
+    /// and swaps the new version in, or keeps the old one and reports why.
+    pub async fn reload(&self, trigger: &str) -> ReloadOutcome {
+        let mut layers = self.builds.lock().await;
+        let started = Instant::now();
+        let result = self.reload_locked(&mut layers).await;
+        let outcome = ReloadOutcome {
+            at: SystemTime::now(),
+            trigger: trigger.to_owned(),
+            ok: result.is_ok(),
+            message: match &result {
+                Ok(m) | Err(m) => m.clone(),
+            },
+            duration: started.elapsed(),
+        };
+        drop(layers);
+        if outcome.ok {
+            tracing::info!(trigger, ms = ms(outcome.duration), "{}", outcome.message);
+        } else {
+            tracing::error!(
+                trigger,
+                ms = ms(outcome.duration),
+                error = %outcome.message,
+                "reload failed; the previous version keeps serving"
+            );
+        }
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(&outcome);
+        outcome
+    }
+
+    async fn reload_locked(&self, layers: &mut Layers) -> Result<String, String> {
+        let path = self.config_path.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .map_err(|e| format!("the config loader failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        self.watch_files_of(&loaded).await;
+        let configured = config_cache_dir(&loaded);
+        if configured != config_cache_dir(&layers.base) {
+            tracing::warn!(
+                "general_settings.compile_cache_dir changed; the compile cache in use ({}) changes on restart",
+                self.options
+                    .engine
+                    .cache_dir()
+                    .map_or("off".to_owned(), |d| d.display().to_string())
+            );
+        }
+        let gateway = self
+            .build(&loaded, &layers.overlay)
+            .await
+            .map_err(|e| e.to_string())?;
+        let models = gateway.model_names.len();
+        let profiles = gateway.strategies.profiles().len();
+        let generation = self.swap(gateway);
+        layers.base = loaded;
+        Ok(format!(
+            "reloaded {} (version {generation}): {models} models, {profiles} profiles",
+            self.config_path.display()
+        ))
+    }
+
+    /// Makes the watcher poll `loaded`'s files, fingerprinting those seen
+    /// for the first time before the build reads them.
+    async fn watch_files_of(&self, loaded: &LoadedConfig) {
+        let files = watched_files(loaded);
+        let new: Vec<PathBuf> = {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            files
+                .iter()
+                .filter(|f| !known.contains_key(*f))
+                .cloned()
+                .collect()
+        };
+        if !new.is_empty()
+            && let Ok((seen, _)) =
+                tokio::task::spawn_blocking(move || scan(&new, HashMap::new())).await
+        {
+            self.known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(seen);
+        }
+        *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = files;
+    }
+
+    /// Registers (or replaces) a runtime model; true when it replaced a
+    /// runtime registration.
+    pub async fn register(&self, registration: Registration) -> Result<bool, AdminError> {
+        let mut layers = self.builds.lock().await;
+        let mut overlay = layers.overlay.clone();
+        let replaced = overlay.upsert(registration.clone());
+        let generation = self.apply_overlay(&mut layers, overlay).await?;
+        tracing::info!(
+            model_name = %registration.model_name,
+            model = %registration.model,
+            api_base = registration.api_base.as_deref().unwrap_or("(provider default)"),
+            replaced,
+            generation,
+            "runtime model registered"
+        );
+        Ok(replaced)
+    }
+
+    /// Deletes a runtime model; a model from the config file is refused.
+    pub async fn unregister(&self, model_name: &str) -> Result<(), AdminError> {
+        let mut layers = self.builds.lock().await;
+        let mut overlay = layers.overlay.clone();
+        if !overlay.remove(model_name) {
+            let in_config = layers
+                .base
+                .config
+                .model_list
+                .iter()
+                .any(|e| e.model_name == model_name);
+            return Err(if in_config {
+                AdminError::Conflict(format!(
+                    "model {model_name:?} is defined in {}, not registered at runtime; remove it from the config file",
+                    self.config_path.display()
+                ))
+            } else {
+                AdminError::NotFound(format!("no runtime model named {model_name:?}"))
+            });
+        }
+        let generation = self.apply_overlay(&mut layers, overlay).await?;
+        tracing::info!(model_name, generation, "runtime model deleted");
+        Ok(())
+    }
+
+    /// Serves `overlay` on top of the current config: built first (a
+    /// rejected overlay changes nothing), persisted, then swapped in and
+    /// remembered. Returns the new version's generation.
+    async fn apply_overlay(
+        &self,
+        layers: &mut Layers,
+        overlay: Overlay,
+    ) -> Result<u64, AdminError> {
+        let gateway = self
+            .build(&layers.base, &overlay)
+            .await
+            .map_err(AdminError::Rejected)?;
+        self.persist(&overlay).await?;
+        let generation = self.swap(gateway);
+        *self.registered.lock().unwrap_or_else(|p| p.into_inner()) = overlay.clone();
+        layers.overlay = overlay;
+        Ok(generation)
+    }
+
+    /// The runtime registrations in service (without keys).
+    pub fn registrations(&self) -> Vec<Value> {
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .registrations()
+            .map(|r| r.to_json(false))
+            .collect()
+    }
+
+    async fn persist(&self, overlay: &Overlay) -> Result<(), AdminError> {
+        let Some(path) = self.options.persist.clone() else {
+            return Ok(());
+        };
+        let overlay = overlay.clone();
+        tokio::task::spawn_blocking(move || overlay.save(&path))
+            .await
+            .map_err(|e| AdminError::Failed(e.to_string()))?
+            .map_err(AdminError::Failed)
+    }
+}
+
+fn config_cache_dir(loaded: &LoadedConfig) -> Option<String> {
+    loaded.config.general_settings.compile_cache_dir.clone()
+}

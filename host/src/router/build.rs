@@ -1,0 +1,513 @@
+//! Building a [`Router`] from a config, one job per function: a deployment per
+//! model_list entry, groups and wildcards, aliases, fallback tables (with a
+//! warning for every name nothing serves), and the retry and cooldown
+//! policies. Problems name their key paths; warnings also name the file.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::balance::{self, Balancer};
+use super::cooldown::{AllowedFailsByClass, CooldownPolicy, CountRule, DEFAULT_ALLOWED_FAILS};
+use super::deployment::{Deployment, DeploymentSpec, LiveState};
+use super::fallback::{self, Fallbacks};
+use super::retry::RetryPolicy;
+use super::{ModelGroup, Router};
+use crate::config::{
+    AllowedFailsPolicyConfig, Config, ConfigError, Env, LitellmParams, LitellmSettings,
+    LoadedConfig, ModelEntry, Problem, RouterSettings, is_supported_provider, provider_reads,
+};
+use crate::providers::{Target, Timeouts, table};
+
+/// LiteLLM's default whole-request timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_NUM_RETRIES: u32 = 2;
+const DEFAULT_MAX_FALLBACKS: usize = 5;
+
+/// Model groups in config order, each with its deployments in entry order.
+pub(super) type Grouped = Vec<(String, Vec<Arc<Deployment>>)>;
+
+/// Live numbers of the previous version's deployments, by id and target
+/// fingerprint; each is carried on by at most one new deployment.
+pub(super) type Carried = HashMap<(String, String), Arc<LiveState>>;
+
+/// Exact model groups by name.
+pub(super) type Groups = HashMap<String, Arc<ModelGroup>>;
+
+/// `prefix*` groups, longest prefix first; a bare `*` has prefix "".
+pub(super) type Wildcards = Vec<(String, Arc<ModelGroup>)>;
+
+/// What a build found besides its result: problems refuse the config,
+/// warnings are logged and the build goes on.
+pub(super) struct Findings {
+    file: String,
+    problems: Vec<Problem>,
+    /// Each names the file and a key path.
+    pub warnings: Vec<String>,
+}
+
+impl Findings {
+    /// Nothing found yet in `loaded`.
+    pub fn new(loaded: &LoadedConfig) -> Self {
+        Self {
+            file: loaded.path.display().to_string(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    fn warn(&mut self, message: impl Display) {
+        self.warnings.push(format!("{}: {message}", self.file));
+    }
+
+    /// `value` when nothing was wrong so far, else the config error for
+    /// `path` with every problem found (a missing `value` has its own).
+    pub fn refuse_problems<T>(&mut self, path: &Path, value: Option<T>) -> Result<T, ConfigError> {
+        match value {
+            Some(value) if self.problems.is_empty() => Ok(value),
+            _ => Err(ConfigError::invalid(
+                path,
+                std::mem::take(&mut self.problems),
+            )),
+        }
+    }
+}
+
+/// The balancer `router_settings.routing_strategy` names.
+pub(super) fn balancer(rs: &RouterSettings, found: &mut Findings) -> Option<Box<dyn Balancer>> {
+    balance::from_name(rs.routing_strategy.as_deref(), &rs.routing_strategy_args)
+        .map_err(|message| found.problem("router_settings.routing_strategy", message))
+        .ok()
+}
+
+/// Deployment timeouts where an entry sets none.
+struct DefaultTimeouts {
+    request: Duration,
+    stream: Option<Duration>,
+}
+
+impl DefaultTimeouts {
+    fn of(rs: &RouterSettings, ls: &LitellmSettings) -> Self {
+        Self {
+            request: rs
+                .timeout
+                .or(ls.request_timeout)
+                .map_or(DEFAULT_TIMEOUT, crate::config::seconds),
+            stream: rs.stream_timeout.map(crate::config::seconds),
+        }
+    }
+
+    /// The timeouts of a deployment with `params`.
+    fn apply(&self, params: &LitellmParams) -> Timeouts {
+        let request = params.timeout.map_or(self.request, crate::config::seconds);
+        let stream = params
+            .stream_timeout
+            .map(crate::config::seconds)
+            .or(self.stream)
+            .unwrap_or(request);
+        Timeouts { request, stream }
+    }
+}
+
+/// Every deployment of `loaded` and of `extra` (topology nodes the config
+/// implies), grouped by model name. Composite entries are not deployments.
+pub(super) fn deployments(
+    loaded: &LoadedConfig,
+    extra: &[ModelEntry],
+    mut carried: Carried,
+    found: &mut Findings,
+) -> Grouped {
+    let cfg = &loaded.config;
+    let defaults = DefaultTimeouts::of(&cfg.router_settings, &cfg.litellm_settings);
+    let mut grouped = Grouped::new();
+    for (path, entry) in entries(cfg, extra) {
+        if entry.is_composite() {
+            continue;
+        }
+        let at = format!("{path}.litellm_params");
+        let Some(target) = target(&at, &entry.litellm_params, &loaded.env, found) else {
+            continue;
+        };
+        let fingerprint = fingerprint(&entry.litellm_params, &target, &loaded.env);
+        let members = members(&mut grouped, &entry.model_name);
+        let spec = spec(entry, target, members.len(), &defaults, fingerprint);
+        let live = carried
+            .remove(&(spec.id.clone(), spec.fingerprint.clone()))
+            .unwrap_or_default();
+        members.push(Arc::new(Deployment::with_live(spec, live)));
+    }
+    grouped
+}
+
+/// The live numbers of every deployment of `previous`, to carry on.
+pub(super) fn carried(previous: Option<&Router>) -> Carried {
+    let mut carried = Carried::new();
+    for group in previous.map(Router::groups).unwrap_or_default() {
+        for d in &group.deployments {
+            let key = (d.id.clone(), d.fingerprint().to_owned());
+            carried.insert(key, d.live().clone());
+        }
+    }
+    carried
+}
+
+/// A hash of what a deployment calls: provider, upstream model, api_base
+/// and key (the one in `params`, else the one the provider borrows from the
+/// environment), plus the settings that define a mock or exec target. The
+/// key goes into the hash only, never anywhere else.
+fn fingerprint(params: &LitellmParams, target: &Target, env: &Env) -> String {
+    let key = params
+        .api_key
+        .as_ref()
+        .map(|k| k.expose().to_owned())
+        .filter(|k| !k.is_empty())
+        .or_else(|| match target {
+            Target::Http(http) if !params.no_env_key => {
+                http.key_env().iter().find_map(|name| env.get(name))
+            }
+            _ => None,
+        });
+    let api_base = params
+        .api_base
+        .as_deref()
+        .map(|b| b.trim().trim_end_matches('/'));
+    let settings = match target {
+        Target::Http(_) => serde_json::Value::Null,
+        Target::Mock(_) | Target::Exec(_) => {
+            serde_json::to_value(&params.extra).unwrap_or_default()
+        }
+    };
+    let canonical = serde_json::json!([
+        target.provider(),
+        target.upstream_model(),
+        api_base,
+        key,
+        settings
+    ]);
+    crate::digest::sha256_hex(canonical.to_string().as_bytes())
+}
+
+/// model_list entries and then `extra`, each with the key path problems name.
+fn entries<'a>(
+    cfg: &'a Config,
+    extra: &'a [ModelEntry],
+) -> impl Iterator<Item = (String, &'a ModelEntry)> {
+    let listed = cfg
+        .model_list
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (format!("model_list[{i}]"), e));
+    let implied = extra.iter().map(|e| {
+        (
+            format!(
+                "general_settings.composite_llm (topology node {:?})",
+                e.model_name
+            ),
+            e,
+        )
+    });
+    listed.chain(implied)
+}
+
+/// The target of the entry at `at`; `None` when it is skipped (a provider
+/// conclave does not speak, with a warning) or wrong (a problem). Warns about
+/// a missing key and about extra keys the provider does not read.
+fn target(at: &str, params: &LitellmParams, env: &Env, found: &mut Findings) -> Option<Target> {
+    let provider = params.provider();
+    if !is_supported_provider(provider) {
+        found.warn(format_args!(
+            "{at}.model: provider {provider:?} is not supported, deployment skipped \
+             (supported: {}; any OpenAI-compatible server works as openai/<model> with api_base)",
+            table::names().collect::<Vec<_>>().join(", ")
+        ));
+        return None;
+    }
+    let target = Target::from_params(params, env)
+        .map_err(|error| found.problem(format!("{at}.model"), error.to_string()))
+        .ok()?;
+    if let Target::Http(http) = &target
+        && http.key_required()
+        && !http.has_key()
+    {
+        found.warn(format_args!(
+            "{at}.api_key: no API key for provider {provider:?}; set api_key or {}",
+            http.key_env().join(" / ")
+        ));
+    }
+    for key in params.extra.keys() {
+        if !provider_reads(provider, key) {
+            found.warn(format_args!("{at}.{key}: unknown key, ignored"));
+        }
+    }
+    Some(target)
+}
+
+/// The deployments of group `name`, added at the end when it is new.
+fn members<'g>(grouped: &'g mut Grouped, name: &str) -> &'g mut Vec<Arc<Deployment>> {
+    let idx = match grouped.iter().position(|(n, _)| n == name) {
+        Some(idx) => idx,
+        None => {
+            grouped.push((name.to_owned(), Vec::new()));
+            grouped.len() - 1
+        }
+    };
+    &mut grouped[idx].1
+}
+
+/// The spec of `entry`, the `index`th deployment of its group.
+fn spec(
+    entry: &ModelEntry,
+    target: Target,
+    index: usize,
+    defaults: &DefaultTimeouts,
+    fingerprint: String,
+) -> DeploymentSpec {
+    let params = &entry.litellm_params;
+    DeploymentSpec {
+        id: deployment_id(entry, index),
+        group: entry.model_name.clone(),
+        target,
+        order: params.order,
+        weight: params.weight,
+        rpm: params.rpm,
+        tpm: params.tpm,
+        max_retries: params.max_retries,
+        timeouts: defaults.apply(params),
+        fingerprint,
+    }
+}
+
+/// `model_info.id` (a string or a number), else `<group>.<index>`.
+fn deployment_id(entry: &ModelEntry, index: usize) -> String {
+    entry
+        .model_info
+        .as_ref()
+        .and_then(|info| info.get("id"))
+        .and_then(|id| {
+            id.as_str()
+                .map(str::to_owned)
+                .or_else(|| id.as_u64().map(|n| n.to_string()))
+        })
+        .unwrap_or_else(|| format!("{}.{index}", entry.model_name))
+}
+
+/// Exact groups by name, and the wildcard groups longest prefix first.
+pub(super) fn index_groups(grouped: Grouped) -> (Groups, Wildcards) {
+    let mut groups = Groups::new();
+    let mut wildcards = Wildcards::new();
+    for (name, deployments) in grouped {
+        let group = Arc::new(ModelGroup {
+            name: name.clone(),
+            deployments,
+        });
+        match name.strip_suffix('*') {
+            Some(prefix) => wildcards.push((prefix.to_owned(), group)),
+            None => {
+                groups.insert(name, group);
+            }
+        }
+    }
+    wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+    (groups, wildcards)
+}
+
+/// `router_settings.model_group_alias`: alias to group name.
+pub(super) fn aliases(rs: &RouterSettings, found: &mut Findings) -> HashMap<String, String> {
+    let mut aliases = HashMap::new();
+    for (alias, target) in &rs.model_group_alias {
+        let target = match target {
+            serde_yaml::Value::String(s) => Some(s.clone()),
+            serde_yaml::Value::Mapping(m) => {
+                m.get("model").and_then(|v| v.as_str()).map(str::to_owned)
+            }
+            _ => None,
+        };
+        match target {
+            Some(t) => {
+                aliases.insert(alias.clone(), t);
+            }
+            None => found.problem(
+                format!("router_settings.model_group_alias.{alias}"),
+                "must be a model group name or {model: <group>}",
+            ),
+        }
+    }
+    aliases
+}
+
+/// The fallback tables, router_settings first, then litellm_settings.
+pub(super) fn fallbacks(rs: &RouterSettings, ls: &LitellmSettings) -> Fallbacks {
+    Fallbacks {
+        generic: fallback::table(&[rs.fallbacks.as_ref(), ls.fallbacks.as_ref()]),
+        context_window: fallback::table(&[
+            rs.context_window_fallbacks.as_ref(),
+            ls.context_window_fallbacks.as_ref(),
+        ]),
+        content_policy: fallback::table(&[
+            rs.content_policy_fallbacks.as_ref(),
+            ls.content_policy_fallbacks.as_ref(),
+        ]),
+        default: rs
+            .default_fallbacks
+            .clone()
+            .or_else(|| ls.default_fallbacks.clone())
+            .unwrap_or_default(),
+        max: rs
+            .max_fallbacks
+            .map_or(DEFAULT_MAX_FALLBACKS, |m| m as usize),
+    }
+}
+
+/// Warns about every fallback target that neither `router` nor a composite
+/// profile of `cfg` serves.
+pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut Findings) {
+    let composite: Vec<&str> = cfg
+        .model_list
+        .iter()
+        .filter(|e| e.is_composite())
+        .map(|e| e.model_name.as_str())
+        .collect();
+    let known = |t: &str| {
+        router.groups.contains_key(t)
+            || router.aliases.contains_key(t)
+            || composite.contains(&t)
+            || router
+                .wildcards
+                .iter()
+                .any(|(p, _)| t.starts_with(p.as_str()))
+    };
+    let f = &router.fallbacks;
+    for (group, targets) in f
+        .generic
+        .iter()
+        .chain(&f.context_window)
+        .chain(&f.content_policy)
+    {
+        for t in targets.iter().filter(|t| !known(t)) {
+            found.warn(format_args!(
+                "router_settings fallbacks for {group:?} name {t:?}, which no model_list entry serves"
+            ));
+        }
+    }
+}
+
+/// Retries from `num_retries`, `retry_policy` and `retry_after`.
+pub(super) fn retry_policy(rs: &RouterSettings, ls: &LitellmSettings) -> RetryPolicy {
+    RetryPolicy {
+        num_retries: rs
+            .num_retries
+            .or(ls.num_retries)
+            .unwrap_or(DEFAULT_NUM_RETRIES),
+        per_class: rs.retry_policy.clone().unwrap_or_default(),
+        min_wait: rs
+            .retry_after
+            .map_or(Duration::ZERO, crate::config::seconds),
+    }
+}
+
+/// Cooldowns from `allowed_fails`, `allowed_fails_policy`, `cooldown_time`
+/// and `disable_cooldowns`. Setting either allowed-fails key selects the
+/// count rule; otherwise the failure-rate rule applies.
+pub(super) fn cooldown_policy(rs: &RouterSettings, ls: &LitellmSettings) -> CooldownPolicy {
+    let default = CooldownPolicy::default();
+    let allowed_fails = rs.allowed_fails.or(ls.allowed_fails);
+    let by_class = rs.allowed_fails_policy.as_ref();
+    let count_rule = (allowed_fails.is_some() || by_class.is_some()).then(|| CountRule {
+        allowed_fails: allowed_fails.unwrap_or(DEFAULT_ALLOWED_FAILS),
+        by_class: by_class.map(allowed_fails_by_class).unwrap_or_default(),
+    });
+    CooldownPolicy {
+        count_rule,
+        cooldown_time: rs
+            .cooldown_time
+            .or(ls.cooldown_time)
+            .map_or(default.cooldown_time, Duration::from_secs_f64),
+        disabled: rs.disable_cooldowns.unwrap_or(false),
+    }
+}
+
+/// The tolerances of `allowed_fails_policy` for the classes that count
+/// against a deployment (bad requests and content-policy refusals never do).
+fn allowed_fails_by_class(p: &AllowedFailsPolicyConfig) -> AllowedFailsByClass {
+    AllowedFailsByClass {
+        authentication: p.AuthenticationErrorAllowedFails,
+        timeout: p.TimeoutErrorAllowedFails,
+        rate_limit: p.RateLimitErrorAllowedFails,
+        internal_server: p.InternalServerErrorAllowedFails,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::SystemClock;
+
+    fn build(yaml: &str) -> Result<super::super::RouterBuild, ConfigError> {
+        let loaded = crate::config::load_str(yaml, Path::new("t.yaml"), Env::default()).unwrap();
+        Router::from_config(&loaded, &[], reqwest::Client::new(), Arc::new(SystemClock))
+    }
+
+    #[test]
+    fn deployments_inherit_timeouts_and_number_within_their_group() {
+        let built = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: mock/x, timeout: 3}}\n  - {model_name: a, litellm_params: {model: mock/y}}\nrouter_settings: {timeout: 7, stream_timeout: 2}\n",
+        )
+        .unwrap();
+        let group = &built.router.groups["a"];
+        let ids: Vec<&str> = group.deployments.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["a.0", "a.1"]);
+        let t = group.deployments[0].timeouts;
+        assert_eq!(
+            (t.request, t.stream),
+            (Duration::from_secs(3), Duration::from_secs(2))
+        );
+        assert_eq!(
+            group.deployments[1].timeouts.request,
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn unsupported_providers_and_unknown_fallbacks_warn() {
+        let built = build(
+            "model_list:\n  - {model_name: b, litellm_params: {model: bedrock/x}}\n  - {model_name: a, litellm_params: {model: mock/x}}\nrouter_settings:\n  fallbacks: [{a: [nowhere]}]\n",
+        )
+        .unwrap();
+        assert!(!built.router.serves("b"));
+        let w = built.warnings.join("\n");
+        assert!(
+            w.contains(
+                "t.yaml: model_list[0].litellm_params.model: provider \"bedrock\" is not supported"
+            ),
+            "{w}"
+        );
+        assert!(w.contains("fallbacks for \"a\" name \"nowhere\""), "{w}");
+    }
+
+    #[test]
+    fn problems_come_back_as_a_config_error_with_key_paths() {
+        let err = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: azure/x}}\nrouter_settings:\n  routing_strategy: nope\n  model_group_alias: {x: [1]}\n",
+        )
+        .err()
+        .unwrap();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "router_settings.routing_strategy",
+                "model_list[0].litellm_params.model",
+                "router_settings.model_group_alias.x"
+            ]
+        );
+    }
+}

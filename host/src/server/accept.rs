@@ -1,0 +1,261 @@
+//! The accept loop: hyper serves each connection (HTTP/1 with upgrades, or
+//! HTTP/2) with the limits a public endpoint needs, and shutdown ends in
+//! bounded time.
+//!
+//! - A client must send its first request's head within
+//!   `header_read_timeout` of connecting (this also covers a client that
+//!   sends nothing, or half of the HTTP/2 preface); hyper applies the same
+//!   limit to every later HTTP/1 request head, idle keep-alive included.
+//! - At most `max_connections` connections are open: past it the loop stops
+//!   accepting, and new connections wait in the kernel's listen backlog
+//!   until one closes.
+//! - Shutdown stops accepting, asks every connection to finish (HTTP/1 ends
+//!   after its current answer, HTTP/2 sends GOAWAY), gives them
+//!   `shutdown_grace`, then fires the [`StreamCutoff`] so open streams end
+//!   with a shutdown error event, and returns once those are sent (or after
+//!   [`FINAL_FLUSH`]).
+
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use http::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::http::StreamCutoff;
+
+/// What bounds the server's connections and its shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time a client has to send a request head (`general_settings.header_read_timeout`).
+    pub header_read_timeout: Duration,
+    /// Connections open at once (`general_settings.max_connections`).
+    pub max_connections: usize,
+    /// Time open streams get after a shutdown signal (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
+}
+
+/// Default `general_settings.header_read_timeout`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `general_settings.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `--shutdown-grace`: Kubernetes' default termination grace period.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// After the cutoff: how long the streams' last events get to reach clients.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
+/// How often reaching `max_connections` is logged while it lasts.
+const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// HTTP/2 pings an idle connection this often, and drops it when a ping is
+/// not answered within the same time.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// HTTP/2 streams one connection may have open at once.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// Serves `router` on `listener` until `shutdown` completes, then shuts down
+/// as the module docs say.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    cutoff: StreamCutoff,
+    shutdown: impl Future<Output = ()>,
+) {
+    let builder = Arc::new(builder(limits.header_read_timeout));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut shutdown = pin!(shutdown);
+    let mut warned: Option<Instant> = None;
+    loop {
+        let permit = tokio::select! {
+            permit = acquire(&permits, &mut warned) => permit,
+            () = &mut shutdown => break,
+        };
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            drain: drain_rx.clone(),
+            header_read_timeout: limits.header_read_timeout,
+            _permit: permit,
+        };
+        tokio::spawn(connection.run(tcp));
+    }
+    drop(listener);
+    let _ = drain_tx.send(true);
+    drain(&permits, &limits, &cutoff).await;
+}
+
+/// A free connection slot; when none is free, says that the limit holds new
+/// connections back (at most once a minute), then waits.
+async fn acquire(permits: &Arc<Semaphore>, warned: &mut Option<Instant>) -> OwnedSemaphorePermit {
+    if let Ok(permit) = permits.clone().try_acquire_owned() {
+        return permit;
+    }
+    if warned.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_EVERY) {
+        *warned = Some(Instant::now());
+        tracing::warn!(
+            "max_connections reached; new connections wait in the listen backlog until one closes"
+        );
+    }
+    match permits.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        // The semaphore is never closed.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Waits for every connection to end: `shutdown_grace`, then the cutoff and
+/// [`FINAL_FLUSH`].
+async fn drain(permits: &Semaphore, limits: &Limits, cutoff: &StreamCutoff) {
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let open = || limits.max_connections - permits.available_permits();
+    tracing::info!(
+        connections = open(),
+        "no longer accepting; draining connections"
+    );
+    if tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(all))
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    tracing::warn!(
+        connections = open(),
+        grace_s = limits.shutdown_grace.as_secs_f64(),
+        "shutdown grace period over; ending open streams"
+    );
+    cutoff.fire();
+    if tokio::time::timeout(FINAL_FLUSH, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(connections = open(), "connections still open at exit");
+    }
+}
+
+/// The hyper connection builder: HTTP/1 (with upgrades) and HTTP/2.
+fn builder(header_read_timeout: Duration) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // As axum does: the CONNECT protocol for HTTP/2 WebSockets.
+        .enable_connect_protocol()
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
+    builder
+}
+
+/// As axum's listener does: a connection that failed before it was accepted
+/// is skipped; anything else (e.g. out of file descriptors) is logged and
+/// retried after a second.
+async fn accept_error(e: io::Error) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept error");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// One accepted connection and what it holds until it closes.
+struct Connection {
+    builder: Arc<Builder<TokioExecutor>>,
+    router: Router,
+    drain: watch::Receiver<bool>,
+    header_read_timeout: Duration,
+    /// Its slot under `max_connections`, freed when the connection ends.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn run(mut self, tcp: TcpStream) {
+        // Answers go out as soon as they are written: without TCP_NODELAY a
+        // response written in two parts can wait for the client's delayed ACK.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+        let started = Arc::new(AtomicBool::new(false));
+        let service = FirstRequest {
+            inner: TowerToHyperService::new(self.router.clone()),
+            started: started.clone(),
+        };
+        let mut conn = pin!(
+            self.builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+        );
+        let mut first_head = pin!(tokio::time::sleep(self.header_read_timeout));
+        let mut waiting_first = true;
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                () = first_head.as_mut(), if waiting_first => {
+                    if !started.load(Ordering::Relaxed) {
+                        tracing::debug!("no request head within header_read_timeout; closing the connection");
+                        break;
+                    }
+                    waiting_first = false;
+                }
+                _ = self.drain.changed(), if !draining => {
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+            }
+        }
+    }
+}
+
+/// Notes that a connection's first request head arrived.
+#[derive(Clone)]
+struct FirstRequest<S> {
+    inner: S,
+    started: Arc<AtomicBool>,
+}
+
+impl<S, B> hyper::service::Service<Request<B>> for FirstRequest<S>
+where
+    S: hyper::service::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        if !self.started.load(Ordering::Relaxed) {
+            self.started.store(true, Ordering::Relaxed);
+        }
+        self.inner.call(request)
+    }
+}

@@ -1,0 +1,156 @@
+//! Hostile request bodies, sent to the real binary: whatever their shape,
+//! each is answered quickly with an OpenAI-shaped 4xx, nothing reaches the
+//! upstream, and the gateway goes on serving everyone else.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use conclave_e2e::{FakeUpstream, Proxy, chat_body, deployment, error_object};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn proxy(up: &FakeUpstream) -> Proxy {
+    Proxy::start(&format!(
+        "model_list:\n{}router_settings:\n  num_retries: 0\n",
+        deployment("m", "openai/gpt-up", &up.api_base("a"), &[])
+    ))
+    .await
+}
+
+/// Posts `body` as it is; returns status, parsed body and how long it took.
+async fn post_bytes(proxy: &Proxy, body: Vec<u8>) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let send = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send();
+    let r = tokio::time::timeout(LIMIT, send)
+        .await
+        .expect("answered within the limit")
+        .expect("the gateway answered (it did not crash or drop the connection)");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json, started.elapsed())
+}
+
+/// A normal request still gets a normal answer.
+async fn assert_serving(proxy: &Proxy) {
+    let (status, _, body) = tokio::time::timeout(LIMIT, proxy.chat(&chat_body("m", "hi")))
+        .await
+        .expect("a normal request is answered");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A body of `n` distinct top-level keys around `model` and `messages`.
+fn many_keys(n: usize) -> Vec<u8> {
+    let mut body = String::from(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]"#);
+    for i in 0..n {
+        body.push_str(&format!(",\"k{i:06}\":\"abcd\""));
+    }
+    body.push('}');
+    body.into_bytes()
+}
+
+#[tokio::test]
+async fn a_megabyte_of_sixty_thousand_keys_is_refused_in_milliseconds_while_others_are_served() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(&up).await;
+    let hostile = many_keys(60_000);
+    assert!(hostile.len() > 1_000_000, "{}", hostile.len());
+    let normal_body = chat_body("m", "hi");
+    let (hostile, normal) = tokio::join!(
+        post_bytes(&proxy, hostile),
+        tokio::time::timeout(LIMIT, proxy.chat(&normal_body))
+    );
+    let (status, body, took) = hostile;
+    assert_eq!(status, 400, "{body}");
+    let e = error_object(&body);
+    assert_eq!(e["type"], "invalid_request_error");
+    assert!(e["message"].as_str().unwrap().contains("1024"), "{body}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let (status, _, body) = normal.expect("the concurrent request is answered");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(up.calls("a"), 1, "only the normal request went upstream");
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_body_at_the_field_limit_is_served_and_one_more_field_is_400() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(&up).await;
+    // `model` and `messages` are two of the 1024.
+    let (status, body, _) = post_bytes(&proxy, many_keys(1022)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = post_bytes(&proxy, many_keys(1023)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_object(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024"),
+        "{body}"
+    );
+    assert_eq!(up.calls("a"), 1);
+}
+
+#[tokio::test]
+async fn a_deeply_nested_body_is_400_not_a_crash_and_never_forwarded() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(&up).await;
+    let depth = 200_000;
+    let arrays = format!(
+        r#"{{"model":"m","messages":{}{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let objects = format!(
+        r#"{{"model":"m","messages":[],"metadata":{}1{}}}"#,
+        r#"{"a":"#.repeat(depth),
+        "}".repeat(depth)
+    );
+    let just_over = format!(
+        r#"{{"model":"m","messages":[{}{}]}}"#,
+        "[".repeat(127),
+        "]".repeat(127)
+    );
+    for body in [arrays, objects, just_over] {
+        let (status, json, took) = post_bytes(&proxy, body.into_bytes()).await;
+        assert_eq!(status, 400, "{json}");
+        let e = error_object(&json);
+        assert_eq!(e["type"], "invalid_request_error");
+        assert!(e["message"].as_str().unwrap().contains("128"), "{json}");
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+    assert_eq!(up.calls("a"), 0);
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn malformed_and_odd_bodies_get_openai_errors_and_the_gateway_keeps_serving() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(&up).await;
+    let huge_string = format!(r#"{{"model":"m","messages":"{}""#, "x".repeat(1 << 20));
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"\xff\xfe\x00{".to_vec(),
+        b"[1,2,3]".to_vec(),
+        b"{\"model\":\"m\",\"messages\":[],\"a\":".to_vec(),
+        b"{\"model\":\"m\",\"messages\":[],\"s\":\"\\ud800\"".to_vec(),
+        b"{\"model\":\"m\",\"messages\":[]}{\"model\":\"m\"}".to_vec(),
+        b"{\"model\":\"m\",\"messages\":[\"\x00\"]}".to_vec(),
+        huge_string.into_bytes(),
+    ];
+    for body in bodies {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+        let (status, json, took) = post_bytes(&proxy, body).await;
+        assert_eq!(status, 400, "{shown}: {json}");
+        error_object(&json);
+        assert!(took < Duration::from_secs(2), "{shown}: took {took:?}");
+    }
+    assert_eq!(up.calls("a"), 0);
+    assert_serving(&proxy).await;
+}

@@ -1,0 +1,319 @@
+//! Hostile and broken upstreams, behind the real binary: stalled bodies,
+//! oversized answers, endless events, odd SSE framing, error events inside
+//! streams and absurd `retry-after` headers. Each ends in bounded time with
+//! an OpenAI-shaped answer, and the gateway goes on serving.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use conclave_e2e::{
+    Behavior, FakeUpstream, Proxy, chat_body, deployment, error_object, sse_content, sse_payloads,
+};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// One deployment per `(group, fake deployment, extra litellm_params)`,
+/// plus a healthy group `ok`, and extra top-level YAML.
+async fn proxy(up: &FakeUpstream, entries: &[(&str, &str, &[&str])], sections: &str) -> Proxy {
+    let mut yaml = String::from("model_list:\n");
+    for (group, dep, extra) in entries {
+        yaml.push_str(&deployment(
+            group,
+            "openai/gpt-up",
+            &up.api_base(dep),
+            extra,
+        ));
+    }
+    yaml.push_str(&deployment("ok", "openai/gpt-up", &up.api_base("ok"), &[]));
+    yaml.push_str(sections);
+    Proxy::start(&yaml).await
+}
+
+/// Sends a chat request for `model`, streamed or not; returns status,
+/// headers, the raw body and how long the whole answer took.
+async fn send(proxy: &Proxy, model: &str, stream: bool) -> (u16, HeaderMap, String, Duration) {
+    let started = Instant::now();
+    let mut body = chat_body(model, "hi");
+    body["stream"] = json!(stream);
+    let answer = async {
+        let r = proxy.post("/v1/chat/completions", &body).await;
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.text().await.unwrap_or_default())
+    };
+    let (status, headers, text) = tokio::time::timeout(LIMIT, answer)
+        .await
+        .expect("answered in full within the limit");
+    (status, headers, text, started.elapsed())
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// The healthy group still answers.
+async fn assert_serving(proxy: &Proxy) {
+    let (status, _, text, _) = send(proxy, "ok", false).await;
+    assert_eq!(status, 200, "{text}");
+}
+
+/// Every line of an SSE body is a `data:` line or blank.
+fn assert_valid_sse(text: &str) {
+    for line in text.lines() {
+        assert!(
+            line.is_empty() || line.starts_with("data: "),
+            "not an SSE data line: {line:?} in {text:?}"
+        );
+    }
+}
+
+const NO_RETRIES: &str = "router_settings:\n  num_retries: 0\n";
+
+#[tokio::test]
+async fn a_500_whose_body_never_arrives_ends_at_the_timeout() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::stalled_body(500));
+    let proxy = proxy(&up, &[("g", "a", &["timeout: 1"])], NO_RETRIES).await;
+    let (status, _, text, took) = send(&proxy, "g", false).await;
+    assert_eq!(status, 504, "{text}");
+    assert_eq!(error_object(&json(&text))["type"], "timeout_error");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_streamed_500_whose_body_never_arrives_ends_at_the_stream_timeout() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::stalled_body(500));
+    let proxy = proxy(&up, &[("g", "a", &["stream_timeout: 1"])], NO_RETRIES).await;
+    let (status, _, text, took) = send(&proxy, "g", true).await;
+    assert_eq!(status, 504, "{text}");
+    let e = error_object(&json(&text)).clone();
+    assert_eq!(e["type"], "timeout_error", "{text}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(
+        up.wait_until(Duration::from_secs(5), |u| u.cancelled() == 1)
+            .await,
+        "the stalled upstream response was not closed"
+    );
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_response_larger_than_max_response_size_mb_is_502_naming_it() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::large_body(3 * 1024 * 1024));
+    let proxy = proxy(
+        &up,
+        &[("g", "a", &[])],
+        "router_settings:\n  num_retries: 0\ngeneral_settings:\n  max_response_size_mb: 1\n",
+    )
+    .await;
+    let (status, _, text, took) = send(&proxy, "g", false).await;
+    assert_eq!(status, 502, "{text}");
+    let e = error_object(&json(&text)).clone();
+    assert_eq!(e["type"], "upstream_error", "{text}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_response_size_mb"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn an_endless_stream_event_is_cut_at_the_size_limit() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::endless_event());
+    let proxy = proxy(
+        &up,
+        &[("g", "a", &[])],
+        "router_settings:\n  num_retries: 0\ngeneral_settings:\n  max_response_size_mb: 1\n",
+    )
+    .await;
+    let (status, _, text, took) = send(&proxy, "g", true).await;
+    assert_eq!(status, 502, "{text}");
+    let e = error_object(&json(&text)).clone();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the limit"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        up.wait_until(Duration::from_secs(5), |u| u.cancelled() == 1)
+            .await,
+        "the endless upstream stream was not closed"
+    );
+    assert_serving(&proxy).await;
+}
+
+/// A chat chunk with `content`, spread over several `data:` lines.
+const MULTI_LINE_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\n\
+     data: \"choices\":[{\"index\":0,\"delta\":{\"content\":\"multi\"},\n\
+     data: \"finish_reason\":null}]}\n\n";
+
+#[tokio::test]
+async fn multi_line_data_events_reach_the_client_as_valid_sse() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::raw_sse(&[
+            MULTI_LINE_CHUNK,
+            "data: plain text,\ndata: on two lines\n\n",
+            "data: [DONE]\n\n",
+        ]),
+    );
+    let proxy = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    let (status, _, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 200, "{text}");
+    assert_valid_sse(&text);
+    let payloads = sse_payloads(&text);
+    assert_eq!(payloads.len(), 3, "{text}");
+    assert!(!payloads[0].contains('\n'), "JSON is one line: {text}");
+    assert_eq!(sse_content(&payloads), "multi");
+    assert_eq!(payloads[1], "plain text,\non two lines");
+    assert_eq!(payloads[2], "[DONE]");
+    assert_serving(&proxy).await;
+}
+
+const RATE_LIMIT_EVENT: &str = "data: {\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\",\"code\":\"rate_limit_exceeded\"}}\n\n";
+
+const FIRST_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"first \"},\"finish_reason\":null}]}\n\n";
+
+#[tokio::test]
+async fn a_rate_limit_error_event_before_the_first_chunk_is_a_429_rate_limit() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::raw_sse(&[RATE_LIMIT_EVENT]));
+    let proxy = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    let (status, _, text, took) = send(&proxy, "g", true).await;
+    assert_eq!(status, 429, "{text}");
+    let e = error_object(&json(&text)).clone();
+    assert_eq!(e["type"], "rate_limit_error", "{text}");
+    assert_eq!(e["code"], "rate_limit_exceeded", "{text}");
+    assert!(
+        e["message"].as_str().unwrap().contains("slow down"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_error_event_before_the_first_chunk_is_retried_as_a_rate_limit() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::raw_sse(&[RATE_LIMIT_EVENT]));
+    up.set("b", Behavior::ok("from b"));
+    // Rate limits are retried, other server errors are not: only a
+    // rate-limit classification reaches `b` (once `a` cools down).
+    let proxy = proxy(
+        &up,
+        &[("g", "a", &["order: 1"]), ("g", "b", &["order: 2"])],
+        "router_settings:\n  num_retries: 0\n  retry_after: 0\n  allowed_fails: 0\n  retry_policy:\n    RateLimitErrorRetries: 1\n    InternalServerErrorRetries: 0\n",
+    )
+    .await;
+    let (status, _, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 200, "{text}");
+    let payloads = sse_payloads(&text);
+    assert_eq!(sse_content(&payloads), "from b", "{text}");
+    assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!((up.calls("a"), up.calls("b")), (1, 1));
+}
+
+#[tokio::test]
+async fn a_rate_limit_error_event_mid_stream_is_one_rate_limit_error_event() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::raw_sse(&[FIRST_CHUNK, RATE_LIMIT_EVENT]));
+    let proxy = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    let (status, _, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 200, "{text}");
+    assert_valid_sse(&text);
+    let payloads = sse_payloads(&text);
+    assert_eq!(payloads.len(), 2, "one chunk and one error event: {text}");
+    assert_eq!(sse_content(&payloads[..1]), "first ");
+    let last = json(&payloads[1]);
+    let e = error_object(&last);
+    assert_eq!(e["type"], "rate_limit_error", "{text}");
+    assert_eq!(e["message"], "slow down", "{text}");
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn absurd_retry_after_headers_neither_crash_nor_stall_the_gateway() {
+    let up = FakeUpstream::start().await;
+    let hints = [
+        ("retry-after", "1e300"),
+        ("retry-after", "inf"),
+        ("retry-after", "NaN"),
+        ("retry-after", "-5"),
+        ("retry-after", "99999999999999999999999"),
+        ("retry-after-ms", "1e300"),
+        ("retry-after-ms", "-1"),
+    ];
+    let names: Vec<String> = (0..hints.len()).map(|i| format!("d{i}")).collect();
+    let entries: Vec<(&str, &str, &[&str])> = names
+        .iter()
+        .map(|n| (n.as_str(), n.as_str(), &[][..]))
+        .collect();
+    for (name, (header, value)) in names.iter().zip(hints) {
+        up.set(
+            name,
+            Behavior::status(429, "slow down").header(header, value),
+        );
+    }
+    let proxy = proxy(
+        &up,
+        &entries,
+        "router_settings:\n  num_retries: 0\n  allowed_fails: 0\n",
+    )
+    .await;
+    for (name, (header, value)) in names.iter().zip(hints) {
+        let what = format!("{header}: {value}");
+        let (status, headers, text, took) = send(&proxy, name, false).await;
+        assert_eq!(status, 429, "{what}: {text}");
+        assert_eq!(error_object(&json(&text))["type"], "rate_limit_error");
+        assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
+        let retry_after = |h: &HeaderMap| {
+            h.get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap())
+        };
+        assert!(
+            retry_after(&headers).is_none_or(|s| s <= 300),
+            "{what}: {headers:?}"
+        );
+        // The deployment cools down (allowed_fails: 0), for at most 300 s.
+        let (status, headers, text, _) = send(&proxy, name, false).await;
+        assert_eq!(status, 503, "{what}: {text}");
+        let wait = retry_after(&headers).expect("a cooling group says when to retry");
+        assert!((1..=300).contains(&wait), "{what}: retry in {wait} s");
+    }
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn an_upstream_trickling_keep_alives_without_data_ends_at_the_stream_timeout() {
+    let up = FakeUpstream::start().await;
+    let pings = vec![": ping\n\n"; 40];
+    up.set(
+        "a",
+        Behavior::raw_sse(&pings).chunked(1, Duration::from_millis(200)),
+    );
+    let proxy = proxy(&up, &[("g", "a", &["stream_timeout: 1"])], NO_RETRIES).await;
+    let (status, _, text, took) = send(&proxy, "g", true).await;
+    assert_eq!(status, 504, "{text}");
+    assert_eq!(error_object(&json(&text))["type"], "timeout_error");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        up.wait_until(Duration::from_secs(5), |u| u.cancelled() == 1)
+            .await,
+        "the trickling upstream stream was not closed"
+    );
+    assert_serving(&proxy).await;
+}

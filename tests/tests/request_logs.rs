@@ -1,0 +1,309 @@
+//! The access log line and the per-request log files, through the real
+//! binary: what they hold, their names, their bounds, and that no key ever
+//! reaches them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use conclave_e2e::proxy::{Launch, Proxy};
+use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployment};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-request-logs-master";
+/// The upstream key [`deployment`] configures.
+const UPSTREAM_KEY: &str = "sk-test-key";
+
+fn config(up: &FakeUpstream, general: &str) -> String {
+    let mut yaml = String::from("model_list:\n");
+    for (name, extra) in [
+        ("plain", &[][..]),
+        ("broken", &["max_retries: 0"][..]),
+        ("p1", &[][..]),
+        ("p2", &[][..]),
+        ("agg", &[][..]),
+    ] {
+        yaml.push_str(&deployment(
+            name,
+            &format!("openai/{name}-up"),
+            &up.api_base(name),
+            extra,
+        ));
+    }
+    yaml.push_str(
+        "  - model_name: moa-test\n    litellm_params:\n      model: composite/profile/moa_test\n",
+    );
+    yaml.push_str("router_settings:\n  num_retries: 0\n  retry_after: 0\n  allowed_fails: 1000\n");
+    yaml.push_str(&format!(
+        "general_settings:\n  master_key: {KEY}\n{general}  composite_llm:\n    profiles:\n      \
+         moa_test:\n        strategy: moa\n        topology:\n          aggregator: {{model: agg}}\n          \
+         proposers: [{{model: p1}}, {{model: p2}}]\n          settings: {{}}\n"
+    ));
+    yaml
+}
+
+async fn chat(proxy: &Proxy, id: &str, body: Value) -> reqwest::Response {
+    proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-request-id", id)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The files in `dir`, sorted by name.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    all.sort();
+    all
+}
+
+/// Waits (bounded) until `done` holds for the files of `dir`.
+async fn wait_files(dir: &Path, done: impl Fn(&[PathBuf]) -> bool) -> Vec<PathBuf> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = files(dir);
+        if done(&found) || tokio::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// The one log file of request `id`, read.
+fn log_of(found: &[PathBuf], id: &str) -> (String, String) {
+    let matching: Vec<&PathBuf> = found
+        .iter()
+        .filter(|p| name_of(p).contains(&format!("-{id}_")))
+        .collect();
+    assert_eq!(matching.len(), 1, "{id}: {found:?}");
+    let name = name_of(matching[0]);
+    (name, std::fs::read_to_string(matching[0]).unwrap())
+}
+
+fn assert_no_secrets(text: &str) {
+    for secret in [KEY, UPSTREAM_KEY] {
+        assert!(!text.contains(secret), "a key reached a log:\n{text}");
+    }
+    assert!(
+        !text.to_ascii_lowercase().contains("authorization"),
+        "a header reached a log:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn text_request_logs_hold_each_request_and_its_sub_calls() {
+    let up = FakeUpstream::start().await;
+    up.set("broken", Behavior::status(500, "always broken"));
+    up.set(
+        "plain",
+        Behavior::ok("alpha beta gamma delta epsilon zeta").chunked(6, Duration::ZERO),
+    );
+    let proxy = Proxy::start(&config(&up, "  request_log_dir: logs\n")).await;
+    let dir = proxy.dir.path().join("logs");
+
+    assert_eq!(
+        chat(&proxy, "rl-plain", chat_body("plain", "hi"))
+            .await
+            .status(),
+        200
+    );
+    let mut body = chat_body("plain", "stream please");
+    body["stream"] = json!(true);
+    let mut sse = SseReader::new(chat(&proxy, "rl-stream", body).await);
+    while sse.next(Duration::from_secs(10)).await.is_some() {}
+    assert_eq!(
+        chat(&proxy, "rl-fail", chat_body("broken", "hi"))
+            .await
+            .status(),
+        502
+    );
+    assert_eq!(
+        chat(&proxy, "rl-moa", chat_body("moa-test", "hi"))
+            .await
+            .status(),
+        200
+    );
+
+    let found = wait_files(&dir, |f| f.len() >= 4).await;
+    assert_eq!(found.len(), 4, "one file per client request: {found:?}");
+
+    let (name, plain) = log_of(&found, "rl-plain");
+    let stamp = &name[..15];
+    assert!(
+        stamp[..8].chars().all(|c| c.is_ascii_digit())
+            && &stamp[8..9] == "_"
+            && stamp[9..].chars().all(|c| c.is_ascii_digit()),
+        "{name}"
+    );
+    assert!(name.ends_with("-rl-plain_plain.log"), "{name}");
+    for expected in [
+        "request_id: rl-plain",
+        "status: 200",
+        "attempts: 1",
+        "deployment: plain.0",
+        "caller: master",
+        "\"prompt_tokens\":5",
+        "== response ==",
+        "alpha beta gamma delta epsilon zeta",
+    ] {
+        assert!(plain.contains(expected), "{expected:?} missing:\n{plain}");
+    }
+    assert!(plain.contains("duration_ms: "), "{plain}");
+
+    // Every chunk of the stream is kept, not only the last ones.
+    let (_, stream) = log_of(&found, "rl-stream");
+    assert!(stream.contains("stream: true"), "{stream}");
+    for word in ["alpha", "gamma", "epsilon", "zeta"] {
+        assert!(stream.contains(word), "{word} missing:\n{stream}");
+    }
+
+    let (_, failed) = log_of(&found, "rl-fail");
+    assert!(failed.contains("status: 502"), "{failed}");
+    assert!(failed.contains("error: upstream_error"), "{failed}");
+
+    let (_, moa) = log_of(&found, "rl-moa");
+    assert!(moa.contains("profile: moa_test"), "{moa}");
+    assert!(moa.contains("== sub-calls (3) =="), "{moa}");
+    assert_eq!(
+        moa.matches("\"parent_request_id\":\"rl-moa\"").count(),
+        3,
+        "{moa}"
+    );
+
+    for file in &found {
+        assert_no_secrets(&std::fs::read_to_string(file).unwrap());
+    }
+    assert_access_log(&proxy.logs());
+}
+
+/// The access log: one structured info line per request, with its fields.
+fn assert_access_log(logs: &str) {
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "conclave::access" && v["level"] == "INFO")
+        .collect();
+    assert_eq!(lines.len(), 4, "{logs}");
+    let plain = lines
+        .iter()
+        .find(|l| l["request_id"] == "rl-plain")
+        .unwrap_or_else(|| panic!("no access line for rl-plain: {logs}"));
+    assert_eq!(plain["route"], "/v1/chat/completions");
+    assert_eq!(plain["method"], "POST");
+    assert_eq!(plain["model"], "plain");
+    assert_eq!(plain["status"], 200);
+    assert_eq!(plain["attempts"], 1);
+    assert_eq!(plain["caller"], "master");
+    assert_eq!(plain["cache"], "none");
+    assert!(plain["duration_ms"].as_f64().is_some(), "{plain}");
+    assert!(plain["overhead_ms"].as_f64().is_some(), "{plain}");
+    let failed = lines.iter().find(|l| l["request_id"] == "rl-fail").unwrap();
+    assert_eq!(failed["status"], 502);
+    assert_eq!(failed["error"], "upstream_error");
+    assert_no_secrets(logs);
+}
+
+#[tokio::test]
+async fn jsonl_request_logs_rotate_within_their_bounds_and_follow_the_env() {
+    let up = FakeUpstream::start().await;
+    let logs = conclave_e2e::proxy::TempDir::new();
+    let dir = logs.path().join("from-env");
+    // ~8 KiB in all: the active file rotates at half of it.
+    let proxy = Proxy::launch(
+        &config(
+            &up,
+            "  request_log_format: jsonl\n  request_log_max_files: 2\n  request_log_max_mb: 0.008\n",
+        ),
+        Launch {
+            env: vec![(
+                "CONCLAVE_REQUEST_LOG_DIR".into(),
+                dir.display().to_string(),
+            )],
+            ..Launch::default()
+        },
+    )
+    .await;
+    for i in 0..12 {
+        let id = format!("rl-j{i:02}");
+        assert_eq!(
+            chat(&proxy, &id, chat_body("plain", "hi")).await.status(),
+            200
+        );
+    }
+    let last_written = |f: &[PathBuf]| {
+        f.iter().any(|p| {
+            name_of(p) == "requests.jsonl"
+                && std::fs::read_to_string(p).is_ok_and(|t| t.contains("rl-j11"))
+        })
+    };
+    let found = wait_files(&dir, last_written).await;
+    assert!(last_written(&found), "{found:?}");
+    assert!(found.len() <= 2, "max_files is 2: {found:?}");
+    let total: u64 = found
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(total <= 8 * 1024 + 4096, "{total} bytes kept");
+    let mut lines = Vec::new();
+    for file in &found {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert_no_secrets(&text);
+        for line in text.lines() {
+            lines.push(serde_json::from_str::<Value>(line).unwrap());
+        }
+    }
+    // The oldest requests were deleted first.
+    assert!(
+        !lines.iter().any(|l| l["request_id"] == "rl-j00"),
+        "{lines:?}"
+    );
+    let last = lines.iter().find(|l| l["request_id"] == "rl-j11").unwrap();
+    assert_eq!(last["status"], 200);
+    assert_eq!(last["model"], "plain");
+    assert_eq!(last["usage"]["completion_tokens"], 7);
+    assert_eq!(
+        last["response"]["choices"][0]["message"]["content"],
+        "fake answer"
+    );
+}
+
+#[tokio::test]
+async fn text_request_logs_keep_at_most_max_files_oldest_deleted_first() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(
+        &up,
+        "  request_log_dir: logs\n  request_log_max_files: 3\n",
+    ))
+    .await;
+    let dir = proxy.dir.path().join("logs");
+    for i in 0..5 {
+        let id = format!("rl-t{i}");
+        assert_eq!(
+            chat(&proxy, &id, chat_body("plain", "hi")).await.status(),
+            200
+        );
+        // Files are ordered by time: keep each request in its own instant.
+        wait_files(&dir, |f| {
+            f.iter().any(|p| name_of(p).contains(&format!("-{id}_")))
+        })
+        .await;
+    }
+    let found = files(&dir);
+    let names: Vec<String> = found.iter().map(|p| name_of(p)).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for id in ["rl-t2", "rl-t3", "rl-t4"] {
+        assert!(
+            names.iter().any(|n| n.contains(&format!("-{id}_"))),
+            "{id}: {names:?}"
+        );
+    }
+}

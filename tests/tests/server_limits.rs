@@ -1,0 +1,80 @@
+//! Limits a public endpoint needs: a client that trickles its body is cut
+//! with 408, and requests past `global_max_parallel_requests` are refused at
+//! once with 503 and `Retry-After` instead of piling up.
+
+use std::time::{Duration, Instant};
+
+use conclave_e2e::{Behavior, FakeUpstream, Proxy, chat_body, deployment};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config(up: &FakeUpstream, general: &str) -> String {
+    let mut yaml = String::from("model_list:\n");
+    yaml.push_str(&deployment("m", "openai/m-up", &up.api_base("m"), &[]));
+    yaml.push_str(&deployment("slow", "openai/slow-up", &up.api_base("slow"), &[]));
+    yaml.push_str("router_settings:\n  num_retries: 0\ngeneral_settings:\n");
+    yaml.push_str(general);
+    yaml
+}
+
+/// Sends headers promising `length` bytes, then `sent` bytes, then waits for
+/// the answer's status line.
+async fn trickle(proxy: &Proxy, length: usize, sent: &[u8]) -> (String, Duration) {
+    let addr = proxy.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {length}\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(sent).await.unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut answer))
+        .await
+        .expect("an answer before the test's own limit")
+        .unwrap();
+    (
+        String::from_utf8_lossy(&answer[..n]).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_body_is_cut_with_408() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, "  request_body_timeout: 1\n")).await;
+    let (answer, waited) = trickle(&proxy, 1000, br#"{"model": "m", "#).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_body_timeout"), "{answer}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(up.calls("m"), 0);
+    let (status, _, _) = proxy.chat(&chat_body("m", "still serving")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn requests_past_the_parallel_limit_get_503_with_retry_after_at_once() {
+    let up = FakeUpstream::start().await;
+    up.set("slow", Behavior::ok("slow").delayed(Duration::from_millis(1500)));
+    let proxy = Proxy::start(&config(&up, "  global_max_parallel_requests: 2\n")).await;
+    let busy = || async { proxy.chat(&chat_body("slow", "hold a slot")).await.0 };
+    let over = async {
+        assert!(
+            up.wait_until(Duration::from_secs(5), |u| u.calls("slow") == 2)
+                .await
+        );
+        let started = Instant::now();
+        let r = proxy.post("/v1/chat/completions", &chat_body("m", "one too many")).await;
+        (r.status().as_u16(), r.headers().get("retry-after").cloned(), r.text().await.unwrap(), started.elapsed())
+    };
+    let (a, b, (status, retry_after, body, waited)) = tokio::join!(busy(), busy(), over);
+    assert_eq!((a, b), (200, 200));
+    assert_eq!(status, 503, "{body}");
+    assert!(retry_after.is_some());
+    assert!(body.contains("gateway_busy"), "{body}");
+    assert!(waited < Duration::from_millis(500), "{waited:?}");
+    assert_eq!(up.calls("m"), 0);
+    // The slots come back when the answers are done.
+    let (status, _, _) = proxy.chat(&chat_body("m", "after")).await;
+    assert_eq!(status, 200);
+}
