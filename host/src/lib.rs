@@ -18,3 +18,4 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod strategy;
+pub mod translate;

@@ -333,6 +333,36 @@ async fn a_known_sequence_gives_exact_counts() {
         "the master key leaked into the metrics"
     );
 
+    // /health keeps its shape and adds each deployment's latency average.
+    let health: serde_json::Value = proxy
+        .client
+        .get(proxy.url("/health"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["healthy_count"], 8, "{health}");
+    let deployments = health["deployments"].as_array().unwrap();
+    assert_eq!(deployments.len(), 8, "{health}");
+    let plain = deployments
+        .iter()
+        .find(|d| d["model_id"] == "plain.0")
+        .unwrap();
+    assert_eq!(plain["model_group"], "plain");
+    assert_eq!(plain["healthy"], true);
+    assert!(plain["latency_avg_ms"].as_f64().is_some(), "{health}");
+    let broken = deployments
+        .iter()
+        .find(|d| d["model_id"] == "broken.0")
+        .unwrap();
+    assert!(
+        broken["latency_avg_ms"].is_null(),
+        "no success, no average: {health}"
+    );
+
     // Nothing counted twice: a later scrape has the same totals.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again = Parsed::new(&scrape_text(&proxy).await);

@@ -182,16 +182,24 @@ async fn text_request_logs_hold_each_request_and_its_sub_calls() {
     for file in &found {
         assert_no_secrets(&std::fs::read_to_string(file).unwrap());
     }
+    // Log lines reach the test through a pipe: give the last one a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while access_lines(&proxy.logs()).len() < 4 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_access_log(&proxy.logs());
+}
+
+fn access_lines(logs: &str) -> Vec<Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "conclave::access" && v["level"] == "INFO")
+        .collect()
 }
 
 /// The access log: one structured info line per request, with its fields.
 fn assert_access_log(logs: &str) {
-    let lines: Vec<Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "conclave::access" && v["level"] == "INFO")
-        .collect();
+    let lines = access_lines(logs);
     assert_eq!(lines.len(), 4, "{logs}");
     let plain = lines
         .iter()

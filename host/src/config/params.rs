@@ -72,7 +72,14 @@ const MOCK_KEYS: &[&str] = &[
 ];
 
 /// litellm_params keys an exec deployment reads (the program and its limits).
-const EXEC_KEYS: &[&str] = &["command", "args", "max_output_bytes", "io_log_path", "env"];
+const EXEC_KEYS: &[&str] = &[
+    "command",
+    "args",
+    "prompt_via",
+    "max_output_bytes",
+    "io_log_path",
+    "env",
+];
 
 impl LitellmParams {
     /// Splits `provider/model`; a bare name is taken as OpenAI's (or

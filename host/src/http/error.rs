@@ -8,7 +8,7 @@
 //! deployments are all cooling down 503 and all at their rpm/tpm limit 429,
 //! both with `Retry-After`. A composite strategy's failures: an invalid
 //! request 400, an unknown model 404, an upstream failure 502, its deadline
-//! 504, a limit or a trap 500, no strategy available 503. An admin change:
+//! 504, a limit, a trap or an invalid answer 500, no strategy available 503. An admin change:
 //! refused 400, unknown model 404, a model the config file owns 409, not
 //! persisted 500.
 
@@ -251,6 +251,11 @@ impl From<StrategyError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "strategy_crashed",
+            ),
+            StrategyError::InvalidResponse { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "strategy_invalid_response",
             ),
         };
         ApiError::new(status, kind, message, None, Some(code))

@@ -3,8 +3,8 @@
 
 mod admin;
 mod auth;
-mod composite;
 pub mod error;
+mod execute;
 mod in_flight;
 mod metrics;
 mod request_id;

@@ -1,31 +1,25 @@
 //! Route handlers. Each model endpoint parses the body once, hands it to the
 //! router, and turns the answer into JSON or SSE with `x-conclave-*` headers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use axum::Extension;
-use futures_util::StreamExt;
 use tracing::Instrument;
 
 use super::error::ApiError;
+use super::execute::{Answer, execute};
 use super::sse::sse_response;
-use super::stream_cutoff::StreamCutoff;
-use super::tracked::Tracked;
 use super::{AppState, Scope};
-use crate::gateway::Gateway;
 use crate::openai::{Endpoint, ProxyRequest};
-use crate::ops::admission::{Admitted, Candidate};
 use crate::ops::{CallContext, OutcomeHandle};
-use crate::providers::UpstreamReply;
-use crate::router::{RouteMeta, RouteRequest};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -74,7 +68,8 @@ async fn model_call(
     })
 }
 
-/// Reads and checks the body, admits the request, and runs it.
+/// Reads and checks the body, runs it through the pipeline, and frames the
+/// answer as OpenAI JSON or SSE.
 async fn handle(
     state: &AppState,
     scope: &Scope,
@@ -85,36 +80,13 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let gateway = &scope.gateway;
     let req = read_request(request, endpoint, gateway.body_limit, gateway.body_timeout).await?;
-    outcome.update(|o| {
-        o.model.clone_from(&req.model);
-        o.stream = req.stream;
-    });
-    let profile = gateway.strategies.profile_for(&req.model).cloned();
-    if profile.is_some() && endpoint != Endpoint::ChatCompletions {
-        return Err(ApiError::invalid(
-            format!(
-                "model {:?} is a composite profile and serves only /v1/chat/completions",
-                req.model
-            ),
-            Some("model"),
-        ));
-    }
-    let admitted = state
-        .ops
-        .admission
-        .run(&Candidate {
-            ctx,
-            model: &req.model,
-            composite: profile.is_some(),
-        })
-        .await?;
-    if let Some(profile) = profile {
-        let cutoff = state.stream_cutoff();
-        return super::composite::handle(gateway, &profile, &req, ctx, outcome, admitted, cutoff)
-            .await;
-    }
-    let cutoff = state.stream_cutoff();
-    route_plain(gateway, ctx, outcome, admitted, endpoint, &req, cutoff).await
+    let executed = execute(state, scope, ctx, outcome, endpoint, &req).await?;
+    let mut response = match executed.answer {
+        Answer::Json(body) => json_response(body),
+        Answer::Stream(payloads) => sse_response(payloads),
+    };
+    response.headers_mut().extend(executed.headers);
+    Ok(response)
 }
 
 /// Reads the body and checks what every model endpoint requires of it.
@@ -155,58 +127,6 @@ async fn read_request(
         ));
     }
     Ok(req)
-}
-
-/// A plain model group: the router picks, retries and falls back.
-async fn route_plain(
-    gateway: &Gateway,
-    ctx: &CallContext,
-    outcome: &OutcomeHandle,
-    admitted: Admitted,
-    endpoint: Endpoint,
-    req: &ProxyRequest,
-    cutoff: &StreamCutoff,
-) -> Result<Response, ApiError> {
-    let routed = gateway
-        .router
-        .route(RouteRequest {
-            endpoint,
-            model: &req.model,
-            stream: req.stream,
-            body: &req.rest,
-            fallbacks: req.fallbacks.as_deref(),
-            disable_fallbacks: req.disable_fallbacks,
-            ctx,
-        })
-        .await?;
-    let meta = &routed.meta;
-    outcome.update(|o| {
-        o.model_group = Some(meta.group.clone());
-        o.deployment = Some(meta.deployment.clone());
-        o.attempts = meta.attempts;
-        o.fallback.clone_from(&meta.fallback);
-        o.upstream_time = Some(meta.upstream_time);
-        o.overhead = Some(ctx.request.started.elapsed().saturating_sub(meta.upstream_time));
-    });
-    let mut response = match routed.reply {
-        UpstreamReply::Json(body) => {
-            outcome.first_token();
-            outcome.update(|o| o.body = vec![body.clone()]);
-            outcome.finish(200, None);
-            json_response(body)
-        }
-        UpstreamReply::Stream(payloads) => {
-            let payloads = payloads.map(|item| item.map_err(ApiError::from));
-            sse_response(Tracked::new(
-                payloads,
-                outcome.clone(),
-                Box::new(admitted),
-                cutoff,
-            ))
-        }
-    };
-    route_headers(response.headers_mut(), meta, ctx.request.started);
-    Ok(response)
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413 and a
@@ -260,36 +180,13 @@ pub(super) async fn read_body(
         })
 }
 
-fn json_response(body: Bytes) -> Response {
+pub(super) fn json_response(body: Bytes) -> Response {
     let mut r = Response::new(Body::from(body));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     r
-}
-
-const MODEL_ID: HeaderName = HeaderName::from_static("x-conclave-model-id");
-const MODEL_GROUP: HeaderName = HeaderName::from_static("x-conclave-model-group");
-const FALLBACK: HeaderName = HeaderName::from_static("x-conclave-fallback");
-const OVERHEAD_MS: HeaderName = HeaderName::from_static("x-conclave-overhead-ms");
-const ATTEMPTS: HeaderName = HeaderName::from_static("x-conclave-attempts");
-
-fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
-    let overhead = started.elapsed().saturating_sub(meta.upstream_time);
-    let mut put = |name: HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
-    };
-    put(MODEL_ID, &meta.deployment);
-    put(MODEL_GROUP, &meta.group);
-    if let Some(fallback) = &meta.fallback {
-        put(FALLBACK, fallback);
-    }
-    let us = overhead.as_micros();
-    put(OVERHEAD_MS, &format!("{}.{:03}", us / 1000, us % 1000));
-    h.insert(ATTEMPTS, HeaderValue::from(meta.attempts));
 }
 
 pub async fn models(Extension(scope): Extension<Scope>) -> Response {
@@ -314,11 +211,29 @@ pub async fn health(Extension(scope): Extension<Scope>) -> Response {
         .iter()
         .map(|(id, wait)| json!({"model_id": id, "recovers_in_s": (wait.as_secs_f64() * 10.0).ceil() / 10.0}))
         .collect();
+    // Per deployment: whether it serves now and its average upstream
+    // latency (time to first chunk for streams), read from the router's
+    // live numbers. The router keeps no last error per deployment.
+    let deployments: Vec<_> = gateway
+        .router
+        .groups()
+        .iter()
+        .flat_map(|g| g.deployments.iter())
+        .map(|d| {
+            json!({
+                "model_id": d.id,
+                "model_group": d.group,
+                "healthy": !cooling.iter().any(|(id, _)| *id == d.id),
+                "latency_avg_ms": d.latency().map(|l| (l.as_secs_f64() * 10_000.0).round() / 10.0),
+            })
+        })
+        .collect();
     let body = json!({
         "status": if cooling.is_empty() { "healthy" } else { "degraded" },
         "healthy_count": total - cooling.len(),
         "unhealthy_count": cooling.len(),
         "unhealthy_deployments": unhealthy,
+        "deployments": deployments,
     });
     Json(body).into_response()
 }

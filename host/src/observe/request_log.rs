@@ -150,7 +150,7 @@ impl Writer {
                         "cannot write the request log"
                     );
                 }
-                self.enforce_bounds();
+                self.make_room(0, 0);
             }
         }
     }
@@ -171,6 +171,8 @@ impl Writer {
     fn write_text(&mut self, o: &Outcome, subs: &[Value]) -> std::io::Result<()> {
         let path = self.settings.dir.join(file_name(o));
         let text = render_text(o, subs);
+        // Room first: the directory never holds more than its bounds.
+        self.make_room(1, text.len() as u64);
         fs::write(&path, text.as_bytes())?;
         self.add_file(path, text.len() as u64);
         Ok(())
@@ -232,12 +234,13 @@ impl Writer {
         }
     }
 
-    /// Deletes the oldest files until both bounds hold (the newest file is
-    /// always kept).
-    fn enforce_bounds(&mut self) {
-        while self.files.len() > 1
-            && (self.files.len() > self.settings.max_files as usize
-                || self.total > self.settings.max_bytes)
+    /// Deletes the oldest files until both bounds hold with `files` more
+    /// files of `bytes` more bytes (the newest file is always kept).
+    fn make_room(&mut self, files: usize, bytes: u64) {
+        let keep = 1usize.saturating_sub(files);
+        while self.files.len() > keep
+            && (self.files.len() + files > self.settings.max_files as usize
+                || self.total + bytes > self.settings.max_bytes)
         {
             let Some((path, size)) = self.files.pop_front() else {
                 break;

@@ -510,4 +510,86 @@ mod tests {
             ]
         );
     }
+
+    fn rebuild(yaml: &str, previous: &Router) -> Router {
+        let loaded = crate::config::load_str(yaml, Path::new("t.yaml"), Env::default()).unwrap();
+        let clock = previous.clock.clone();
+        Router::from_config_after(&loaded, &[], reqwest::Client::new(), clock, Some(previous))
+            .unwrap()
+            .router
+    }
+
+    #[test]
+    fn unchanged_deployments_carry_their_live_numbers_into_the_next_version() {
+        let first = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:1', api_key: sk-one}}\n  - {model_name: b, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:2'}}\n",
+        )
+        .unwrap()
+        .router;
+        for d in [
+            &first.groups["a"].deployments[0],
+            &first.groups["b"].deployments[0],
+        ] {
+            d.record_latency(Duration::from_millis(40));
+        }
+        let guard = first.groups["a"].deployments[0].enter();
+        let next = rebuild(
+            "model_list:\n  - {model_name: a, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:1', api_key: sk-one}}\n  - {model_name: b, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:3'}}\n  - {model_name: c, litellm_params: {model: mock/echo}}\n",
+            &first,
+        );
+        let a = &next.groups["a"].deployments[0];
+        assert_eq!(a.latency(), Some(Duration::from_millis(40)));
+        assert_eq!(a.in_flight(), 1);
+        drop(guard);
+        assert_eq!(
+            a.in_flight(),
+            0,
+            "a request of the old version leaves the shared count"
+        );
+        assert_eq!(
+            next.groups["b"].deployments[0].latency(),
+            None,
+            "b's api_base changed"
+        );
+        assert_eq!(next.origin, first.origin);
+        let rekeyed = rebuild(
+            "model_list:\n  - {model_name: a, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:1', api_key: sk-two}}\n",
+            &next,
+        );
+        assert_eq!(
+            rekeyed.groups["a"].deployments[0].latency(),
+            None,
+            "a's key changed"
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_never_contains_the_key() {
+        let built = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:1', api_key: sk-secret-value}}\n",
+        )
+        .unwrap();
+        let fp = built.router.groups["a"].deployments[0]
+            .fingerprint()
+            .to_owned();
+        assert_eq!(fp.len(), 64);
+        assert!(!fp.contains("sk-secret-value"));
+    }
+
+    #[test]
+    fn allowed_fails_or_its_policy_selects_the_count_rule() {
+        let rule = |yaml: &str| build(yaml).unwrap().router.cooldown.count_rule;
+        let models = "model_list:\n  - {model_name: a, litellm_params: {model: mock/x}}\n";
+        assert_eq!(rule(models), None);
+        assert_eq!(
+            rule(&format!("{models}litellm_settings: {{allowed_fails: 2}}\n")),
+            Some(CountRule::allowing(2))
+        );
+        let by_policy = rule(&format!(
+            "{models}router_settings:\n  allowed_fails_policy: {{RateLimitErrorAllowedFails: 9}}\n"
+        ))
+        .unwrap();
+        assert_eq!(by_policy.allowed_fails, DEFAULT_ALLOWED_FAILS);
+        assert_eq!(by_policy.by_class.rate_limit, Some(9));
+    }
 }

@@ -3,7 +3,7 @@
 wasmtime::component::bindgen!({
     world: "strategy",
     path: "../wit",
-    imports: { default: async },
+    imports: { default: async | trappable },
     exports: { default: async },
 });
 

@@ -133,11 +133,18 @@ fn usage_from(u: &Value) -> Usage {
     }
 }
 
+/// Tool calls one streamed answer may carry; the upstream's indexes are
+/// mapped to these slots, so an absurd index costs one slot, not memory.
+pub const MAX_STREAMED_TOOL_CALLS: usize = 1024;
+
 /// Rebuilds a response from stream chunks, for what `respond` returns to the guest.
 pub struct StreamAccumulator {
     pub content: String,
     pub reasoning: String,
-    tool_calls: Vec<Value>,
+    /// The calls so far with the upstream's index of each, in arrival order.
+    tool_calls: Vec<(u64, Value)>,
+    /// An index that found no free slot (past [`MAX_STREAMED_TOOL_CALLS`]).
+    overflow: Option<u64>,
     finish_reason: Option<String>,
     model: String,
     usage: Usage,
@@ -149,6 +156,7 @@ impl Default for StreamAccumulator {
             content: String::new(),
             reasoning: String::new(),
             tool_calls: Vec::new(),
+            overflow: None,
             finish_reason: None,
             model: String::new(),
             usage: Usage {
@@ -217,16 +225,36 @@ impl StreamAccumulator {
         }
     }
 
+    /// The slot of the call with upstream index `index`, opened when new
+    /// (none when every slot is taken).
+    fn slot(&mut self, index: u64) -> Option<&mut Value> {
+        let at = match self.tool_calls.iter().position(|(i, _)| *i == index) {
+            Some(at) => at,
+            None if self.tool_calls.len() >= MAX_STREAMED_TOOL_CALLS => {
+                self.overflow.get_or_insert(index);
+                return None;
+            }
+            None => {
+                self.tool_calls.push((
+                    index,
+                    json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}),
+                ));
+                self.tool_calls.len() - 1
+            }
+        };
+        self.tool_calls.get_mut(at).map(|(_, call)| call)
+    }
+
     fn merge_tool_call(&mut self, call: &Value) {
-        let index = call["index"]
-            .as_u64()
-            .unwrap_or(self.tool_calls.len() as u64) as usize;
-        while self.tool_calls.len() <= index {
-            self.tool_calls.push(
-                json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}),
-            );
-        }
-        let slot = &mut self.tool_calls[index];
+        let next = self
+            .tool_calls
+            .iter()
+            .map(|(i, _)| i.saturating_add(1))
+            .max();
+        let index = call["index"].as_u64().unwrap_or(next.unwrap_or(0));
+        let Some(slot) = self.slot(index) else {
+            return;
+        };
         if let Some(id) = call["id"].as_str() {
             slot["id"] = Value::String(id.to_owned());
         }
@@ -242,17 +270,131 @@ impl StreamAccumulator {
         }
     }
 
-    /// The whole response.
-    pub fn finish(self) -> ChatResponse {
-        ChatResponse {
+    /// The whole response; an error when the upstream streamed more tool
+    /// calls than an answer may carry.
+    pub fn finish(mut self) -> Result<ChatResponse, Error> {
+        if let Some(index) = self.overflow {
+            return Err(Error::Upstream(format!(
+                "the upstream streamed more than {MAX_STREAMED_TOOL_CALLS} tool calls \
+                 (index {index})"
+            )));
+        }
+        self.tool_calls.sort_by_key(|(i, _)| *i);
+        let calls: Vec<Value> = self.tool_calls.into_iter().map(|(_, c)| c).collect();
+        Ok(ChatResponse {
             content: self.content,
             reasoning: (!self.reasoning.is_empty()).then_some(self.reasoning),
-            tool_calls_json: (!self.tool_calls.is_empty())
-                .then(|| Value::Array(self.tool_calls).to_string()),
+            tool_calls_json: (!calls.is_empty()).then(|| Value::Array(calls).to_string()),
             finish_reason: self.finish_reason.unwrap_or_else(|| "stop".into()),
             model: self.model,
             usage: self.usage,
+        })
+    }
+}
+
+/// Bytes of a request as the guest handed it over: what the host copies
+/// out of the guest for one call.
+pub fn request_bytes(req: &ChatRequest) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let messages: usize = req
+        .messages
+        .iter()
+        .map(|m| {
+            m.role.len()
+                + m.content.len()
+                + opt(&m.name)
+                + opt(&m.tool_call_id)
+                + opt(&m.tool_calls_json)
+        })
+        .sum();
+    req.model.len() + messages + opt(&req.params_json)
+}
+
+/// Why an answer a strategy returned cannot be passed on: the field of its
+/// `chat-response` and what is wrong with it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AnswerFault {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn fault(field: &'static str, message: impl Into<String>) -> AnswerFault {
+    AnswerFault {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks an answer a strategy returned: its size against `max_bytes`,
+/// `tool-calls-json` as an OpenAI `tool_calls` array, and a `tool_calls`
+/// finish reason backed by calls.
+pub fn check_answer(answer: &ChatResponse, max_bytes: usize) -> Result<(), AnswerFault> {
+    let parts = [
+        ("content", answer.content.len()),
+        (
+            "reasoning",
+            answer.reasoning.as_ref().map_or(0, String::len),
+        ),
+        (
+            "tool-calls-json",
+            answer.tool_calls_json.as_ref().map_or(0, String::len),
+        ),
+    ];
+    let mut total = 0usize;
+    for (field, len) in parts {
+        total = total.saturating_add(len);
+        if total > max_bytes {
+            return Err(fault(
+                field,
+                format!(
+                    "the answer is over the profile's limit of {max_bytes} bytes \
+                     (limits.max_answer_bytes)"
+                ),
+            ));
         }
+    }
+    let calls = match &answer.tool_calls_json {
+        None => 0,
+        Some(text) => check_tool_calls(text)?,
+    };
+    if answer.finish_reason == "tool_calls" && calls == 0 {
+        return Err(fault(
+            "finish-reason",
+            "is tool_calls but the answer carries no tool calls",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `tool-calls-json` and returns how many calls it holds.
+fn check_tool_calls(text: &str) -> Result<usize, AnswerFault> {
+    let field = "tool-calls-json";
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| fault(field, format!("is not valid JSON: {e}")))?;
+    let Value::Array(calls) = value else {
+        return Err(fault(field, "is not a JSON array of tool calls"));
+    };
+    for (i, call) in calls.iter().enumerate() {
+        tool_call_problem(call).map_or(Ok(()), |why| Err(fault(field, format!("[{i}]: {why}"))))?;
+    }
+    Ok(calls.len())
+}
+
+/// What makes `call` something other than an OpenAI tool call, if anything.
+fn tool_call_problem(call: &Value) -> Option<&'static str> {
+    let non_empty = |v: &Value| v.as_str().is_some_and(|s| !s.is_empty());
+    if !call.is_object() {
+        Some("is not an object")
+    } else if !non_empty(&call["id"]) {
+        Some("id must be a non-empty string")
+    } else if call["type"] != "function" {
+        Some("type must be \"function\"")
+    } else if !non_empty(&call["function"]["name"]) {
+        Some("function.name must be a non-empty string")
+    } else if !call["function"]["arguments"].is_string() {
+        Some("function.arguments must be a string")
+    } else {
+        None
     }
 }
 
@@ -284,9 +426,69 @@ mod tests {
         let mut acc = StreamAccumulator::default();
         acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"get","arguments":"{\"a\""}}]}}]}"#);
         acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}"#);
-        let r = acc.finish();
+        let r = acc.finish().unwrap();
         assert_eq!(r.finish_reason, "tool_calls");
         let calls: Value = serde_json::from_str(r.tool_calls_json.as_deref().unwrap()).unwrap();
         assert_eq!(calls[0]["function"]["arguments"], "{\"a\":1}");
+    }
+
+    #[test]
+    fn an_absurd_tool_call_index_takes_one_slot() {
+        let mut acc = StreamAccumulator::default();
+        acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":1000000000000,"id":"c9","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#);
+        let r = acc.finish().unwrap();
+        let calls: Value = serde_json::from_str(r.tool_calls_json.as_deref().unwrap()).unwrap();
+        assert_eq!(calls.as_array().map(Vec::len), Some(1));
+        assert_eq!(calls[0]["id"], "c9");
+    }
+
+    #[test]
+    fn too_many_streamed_tool_calls_are_an_upstream_error() {
+        let mut acc = StreamAccumulator::default();
+        for i in 0..=MAX_STREAMED_TOOL_CALLS {
+            let chunk = json!({"choices":[{"delta":{"tool_calls":[{"index": i * 7, "id": "c", "function": {"name": "f", "arguments": ""}}]}}]});
+            acc.push(chunk.to_string().as_bytes());
+        }
+        assert!(matches!(acc.finish(), Err(Error::Upstream(_))));
+    }
+
+    fn answer(tool_calls_json: Option<&str>, finish: &str) -> ChatResponse {
+        ChatResponse {
+            content: String::new(),
+            reasoning: None,
+            tool_calls_json: tool_calls_json.map(str::to_owned),
+            finish_reason: finish.into(),
+            model: "m".into(),
+            usage: Usage {
+                prompt_tokens: 0,
+                completion_tokens: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn answers_are_checked_not_repaired() {
+        let good = r#"[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]"#;
+        assert_eq!(
+            check_answer(&answer(Some(good), "tool_calls"), 1 << 20),
+            Ok(())
+        );
+        assert_eq!(check_answer(&answer(None, "stop"), 1 << 20), Ok(()));
+        for bad in [
+            "{}",
+            "not json",
+            r#"[{"id":"c1","function":{"name":"f"}}]"#,
+            "[1]",
+        ] {
+            let f = check_answer(&answer(Some(bad), "tool_calls"), 1 << 20).unwrap_err();
+            assert_eq!(f.field, "tool-calls-json", "{bad}");
+        }
+        let f = check_answer(&answer(None, "tool_calls"), 1 << 20).unwrap_err();
+        assert_eq!(f.field, "finish-reason");
+        let f = check_answer(&answer(Some("[]"), "tool_calls"), 1 << 20).unwrap_err();
+        assert_eq!(f.field, "finish-reason");
+        let mut big = answer(None, "stop");
+        big.content = "x".repeat(11);
+        assert_eq!(check_answer(&big, 10).unwrap_err().field, "content");
     }
 }

@@ -1,5 +1,6 @@
 //! Why a strategy run failed. The HTTP layer maps these to statuses: 504 for
-//! the deadline, the guest's own error class where it returned one, else 500.
+//! the deadline, the guest's own error class where it returned one, else 500
+//! (an answer the host refuses to pass on included).
 
 use super::bindings::Error as GuestError;
 
@@ -18,6 +19,14 @@ pub enum StrategyError {
     LimitExceeded { profile: String, message: String },
     #[error("profile {profile:?}: the strategy crashed: {message}")]
     Trap { profile: String, message: String },
+    /// The strategy returned an answer the host will not pass on: `field`
+    /// is the part of its `chat-response` that is wrong.
+    #[error("profile {profile:?}: the strategy returned an invalid answer: {field}: {message}")]
+    InvalidResponse {
+        profile: String,
+        field: String,
+        message: String,
+    },
 }
 
 impl StrategyError {

@@ -22,6 +22,19 @@ pub struct Limits {
     pub max_calls: u32,
     /// Largest `complete-all` list.
     pub max_fanout: u32,
+    /// Bytes of stage names and texts a run may trace in all.
+    pub max_trace_bytes: usize,
+    /// Trace events a run may emit.
+    pub max_trace_events: u32,
+    /// Bytes of one request a strategy hands the host (model, messages and
+    /// `params-json`); a larger request is refused with `limit-exceeded`.
+    pub max_call_bytes: usize,
+    /// Bytes of requests a strategy may hand the host in one run; past it
+    /// the run ends.
+    pub max_run_bytes: usize,
+    /// Bytes of the answer a strategy returns (content, reasoning and
+    /// `tool-calls-json` together).
+    pub max_answer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +45,11 @@ impl Default for Limits {
             deadline: Duration::from_secs(300),
             max_calls: 64,
             max_fanout: 16,
+            max_trace_bytes: 4 << 20,
+            max_trace_events: 10_000,
+            max_call_bytes: 8 << 20,
+            max_run_bytes: 64 << 20,
+            max_answer_bytes: 8 << 20,
         }
     }
 }
@@ -45,6 +63,11 @@ pub struct LimitsConfig {
     pub timeout_s: Option<f64>,
     pub max_calls: Option<u32>,
     pub max_fanout: Option<u32>,
+    pub max_trace_bytes: Option<u64>,
+    pub max_trace_events: Option<u32>,
+    pub max_call_bytes: Option<u64>,
+    pub max_run_bytes: Option<u64>,
+    pub max_answer_bytes: Option<u64>,
 }
 
 /// The largest memory cap a profile may ask for (the pool's slot size).
@@ -79,7 +102,44 @@ impl Limits {
         if let Some(n) = config.max_fanout {
             out.max_fanout = n.max(1);
         }
+        out.apply_host_limits(config)?;
         Ok(out)
+    }
+
+    /// The limits on what the host keeps or accepts for a run.
+    fn apply_host_limits(&mut self, config: &LimitsConfig) -> Result<(), String> {
+        let bytes = |key: &str, value: Option<u64>, into: &mut usize| match value {
+            None => Ok(()),
+            Some(0) => Err(format!("{key} must be at least 1")),
+            Some(n) => {
+                *into = usize::try_from(n).unwrap_or(usize::MAX);
+                Ok(())
+            }
+        };
+        bytes(
+            "max_trace_bytes",
+            config.max_trace_bytes,
+            &mut self.max_trace_bytes,
+        )?;
+        bytes(
+            "max_call_bytes",
+            config.max_call_bytes,
+            &mut self.max_call_bytes,
+        )?;
+        bytes(
+            "max_run_bytes",
+            config.max_run_bytes,
+            &mut self.max_run_bytes,
+        )?;
+        bytes(
+            "max_answer_bytes",
+            config.max_answer_bytes,
+            &mut self.max_answer_bytes,
+        )?;
+        if let Some(n) = config.max_trace_events {
+            self.max_trace_events = n;
+        }
+        Ok(())
     }
 
     /// Parses and applies an optional YAML `limits` block.
@@ -107,6 +167,34 @@ mod tests {
         assert_eq!(l.memory_bytes, 32 << 20);
         assert_eq!(l.max_calls, 3);
         assert_eq!(l.max_fanout, Limits::default().max_fanout);
+    }
+
+    #[test]
+    fn host_side_limits_have_defaults_and_can_be_set() {
+        let d = Limits::default();
+        assert_eq!(d.max_trace_bytes, 4 << 20);
+        assert_eq!(d.max_trace_events, 10_000);
+        assert_eq!(d.max_call_bytes, 8 << 20);
+        assert_eq!(d.max_run_bytes, 64 << 20);
+        assert_eq!(d.max_answer_bytes, 8 << 20);
+        let yaml: serde_yaml::Value = serde_yaml::from_str(
+            "{max_trace_bytes: 1000, max_trace_events: 5, max_call_bytes: 2000, \
+             max_run_bytes: 3000, max_answer_bytes: 4000}",
+        )
+        .unwrap();
+        let l = d.apply_yaml(Some(&yaml)).unwrap();
+        assert_eq!(
+            (
+                l.max_trace_bytes,
+                l.max_trace_events,
+                l.max_call_bytes,
+                l.max_run_bytes,
+                l.max_answer_bytes
+            ),
+            (1000, 5, 2000, 3000, 4000)
+        );
+        let zero: serde_yaml::Value = serde_yaml::from_str("{max_call_bytes: 0}").unwrap();
+        assert!(d.apply_yaml(Some(&zero)).is_err());
     }
 
     #[test]

@@ -348,6 +348,7 @@ async fn validate_profile(
     let verdict = run::validate(
         strategy,
         router.clone(),
+        &plan.name,
         plan.limits,
         topology_json,
         &settings_json,

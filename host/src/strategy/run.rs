@@ -16,20 +16,26 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{
     ChatRequest, ChatResponse, Error, Host, Invocation, StrategyPre, TypesHost, Usage,
 };
-use super::convert::{StreamAccumulator, body_from_request, response_from_json};
+use super::convert::{
+    ChunkDelta, StreamAccumulator, body_from_request, check_answer, request_bytes,
+    response_from_json,
+};
 use super::error::StrategyError;
 use super::limits::{EPOCH_TICK, Limits};
 use super::trace::{Trace, TraceNode};
 use crate::openai::Endpoint;
 use crate::openai::response::{self, Head};
-use crate::providers::{UpstreamError, UpstreamReply};
 use crate::ops::{CallContext, Caller, PendingOutcome, Usage as OutcomeUsage};
+use crate::providers::{UpstreamError, UpstreamReply};
 use crate::router::{RouteError, RouteMeta, RouteRequest, Router};
 
 /// Lines of the guest's stderr quoted in a crash message (a traceback's tail).
 const GUEST_STDERR_LINES: usize = 12;
 /// How much of the guest's stderr is kept for crash messages.
 const STDERR_CAPTURE: usize = 16 * 1024;
+/// Wall-clock cap of a profile's `validate` (its CPU limit usually ends a
+/// runaway one sooner).
+const VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A compiled, pre-instantiated strategy component: what a run
 /// instantiates. The engine makes them; runs only read them.
@@ -90,6 +96,18 @@ pub struct RunState {
     cpu_ticks: u64,
     cpu_exceeded: bool,
     memory_exceeded: bool,
+    /// Why a host import ended the run (a host-side limit), if one did.
+    stopped: Option<String>,
+    /// Bytes of stage names and texts traced so far.
+    trace_bytes: usize,
+    /// Trace events so far.
+    trace_events: u32,
+    /// Bytes of requests the guest handed over so far.
+    run_bytes: usize,
+    /// Whether `respond` was called already (it answers once per run).
+    responded: bool,
+    /// Whether this store runs `validate`, which may not call models.
+    validating: bool,
     router: Arc<Router>,
     ctx: CallContext,
     sink: Option<Sink>,
@@ -202,6 +220,12 @@ impl RunState {
             cpu_ticks: 0,
             cpu_exceeded: false,
             memory_exceeded: false,
+            stopped: None,
+            trace_bytes: 0,
+            trace_events: 0,
+            run_bytes: 0,
+            responded: false,
+            validating: false,
             router,
             ctx,
             sink,
@@ -264,29 +288,42 @@ pub async fn run(
             profile: profile.clone(),
             seconds: deadline.as_secs_f64(),
         }),
-        Ok(Ok(Ok(response))) => Ok(response),
+        Ok(Ok(Ok(response))) => match check_answer(&response, store.data().limits.max_answer_bytes)
+        {
+            Ok(()) => Ok(response),
+            Err(fault) => Err(StrategyError::InvalidResponse {
+                profile: profile.clone(),
+                field: fault.field.to_owned(),
+                message: fault.message,
+            }),
+        },
         Ok(Ok(Err(guest_error))) => Err(StrategyError::from_guest(&profile, guest_error)),
         Ok(Err(trap)) => Err(explain_trap(&profile, store.data(), &trap)),
     };
     (result, store.into_data().into_summary())
 }
 
-/// Calls the component's `validate` export for a profile.
+/// Calls the component's `validate` export for `profile`, under the
+/// profile's CPU and memory limits; it may not call models. The outer error
+/// (the export trapped or ran too long) names the profile.
 pub async fn validate(
     strategy: &CompiledStrategy,
     router: Arc<Router>,
+    profile: &str,
     limits: Limits,
     topology_json: &str,
     settings_json: &str,
 ) -> Result<Result<(), String>, String> {
-    let state = RunState::new(
+    let mut state = RunState::new(
         limits,
         router,
         CallContext::detached(Caller::Master, "validate").sub_call("validate"),
         None,
         false,
-        "validate",
+        profile,
     );
+    state.validating = true;
+    let timeout = limits.deadline.min(VALIDATE_TIMEOUT);
     let mut store = new_store(strategy, state);
     let work = async {
         let instance = strategy.pre.instantiate_async(&mut store).await?;
@@ -294,15 +331,27 @@ pub async fn validate(
             .call_validate(&mut store, topology_json, settings_json)
             .await
     };
-    match tokio::time::timeout(Duration::from_secs(10), work).await {
-        Err(_) => Err("validate did not finish within 10 s".into()),
+    match tokio::time::timeout(timeout, work).await {
+        Err(_) => Err(format!(
+            "profile {profile:?}: validate did not finish within {:.1} s",
+            timeout.as_secs_f64()
+        )),
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(trap)) => Err(explain_trap("validate", store.data(), &trap).to_string()),
+        Ok(Err(trap)) => Err(format!(
+            "validate failed: {}",
+            explain_trap(profile, store.data(), &trap)
+        )),
     }
 }
 
 fn explain_trap(profile: &str, state: &RunState, trap: &wasmtime::Error) -> StrategyError {
     let profile = profile.to_owned();
+    if let Some(message) = &state.stopped {
+        return StrategyError::LimitExceeded {
+            profile,
+            message: message.clone(),
+        };
+    }
     if state.cpu_exceeded {
         return StrategyError::LimitExceeded {
             profile,
@@ -458,11 +507,70 @@ fn finish_sub_call(outcome: &mut PendingOutcome, result: &Result<ChatResponse, E
 
 impl TypesHost for RunState {}
 
-impl Host for RunState {
-    async fn complete(&mut self, req: ChatRequest) -> Result<ChatResponse, Error> {
+impl RunState {
+    /// Ends the run from a host import: the reason is kept for the error
+    /// the client gets, the returned error traps the guest.
+    fn stop(&mut self, message: String) -> wasmtime::Error {
+        let error = wasmtime::Error::msg(message.clone());
+        self.stopped = Some(message);
+        error
+    }
+
+    /// Counts the requests a guest hands over in one import call. Past the
+    /// run's total the run ends; a request past the per-call cap, or any
+    /// request during `validate`, is refused to the guest.
+    fn admit(&mut self, reqs: &[ChatRequest]) -> wasmtime::Result<Result<(), Error>> {
+        let sizes: Vec<usize> = reqs.iter().map(request_bytes).collect();
+        let total = sizes.iter().fold(0usize, |a, b| a.saturating_add(*b));
+        self.run_bytes = self.run_bytes.saturating_add(total);
+        if self.run_bytes > self.limits.max_run_bytes {
+            return Err(self.stop(format!(
+                "the strategy handed the host more than {} bytes of requests in one run \
+                 (limits.max_run_bytes)",
+                self.limits.max_run_bytes
+            )));
+        }
+        if self.validating {
+            return Ok(Err(Error::InvalidRequest(
+                "validate cannot call models".into(),
+            )));
+        }
+        if let Some(big) = sizes.iter().find(|n| **n > self.limits.max_call_bytes) {
+            return Ok(Err(Error::LimitExceeded(format!(
+                "a request of {big} bytes exceeds the profile's limit of {} bytes per call \
+                 (limits.max_call_bytes)",
+                self.limits.max_call_bytes
+            ))));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Counts one trace event; past the run's trace limits the run ends.
+    fn admit_trace(&mut self, stage: &str, text: &str) -> wasmtime::Result<()> {
+        self.trace_events = self.trace_events.saturating_add(1);
+        self.trace_bytes = self
+            .trace_bytes
+            .saturating_add(stage.len().saturating_add(text.len()));
+        if self.trace_events > self.limits.max_trace_events {
+            return Err(self.stop(format!(
+                "the strategy traced more than {} events (limits.max_trace_events)",
+                self.limits.max_trace_events
+            )));
+        }
+        if self.trace_bytes > self.limits.max_trace_bytes {
+            return Err(self.stop(format!(
+                "the strategy traced more than {} bytes (limits.max_trace_bytes)",
+                self.limits.max_trace_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// One counted, recorded completion.
+    async fn complete_one(&mut self, req: &ChatRequest) -> Result<ChatResponse, Error> {
         self.charge(1)?;
         let started = Instant::now();
-        let result = complete_via(&self.router, &self.ctx, &req).await;
+        let result = complete_via(&self.router, &self.ctx, req).await;
         if let Ok(r) = &result {
             self.count(&r.usage);
         }
@@ -470,21 +578,20 @@ impl Host for RunState {
         result
     }
 
-    async fn complete_all(&mut self, reqs: Vec<ChatRequest>) -> Vec<Result<ChatResponse, Error>> {
+    /// A concurrent fan-out within the profile's width and call limits.
+    async fn complete_many(&mut self, reqs: &[ChatRequest]) -> Vec<Result<ChatResponse, Error>> {
         let width = reqs.len();
-        let refused = |msg: String| {
-            (0..width)
-                .map(|_| Err(Error::LimitExceeded(msg.clone())))
-                .collect()
-        };
         if width > self.limits.max_fanout as usize {
-            return refused(format!(
-                "complete-all with {width} requests exceeds the profile's max fan-out of {}",
-                self.limits.max_fanout
-            ));
+            return refused(
+                width,
+                Error::LimitExceeded(format!(
+                    "complete-all with {width} requests exceeds the profile's max fan-out of {}",
+                    self.limits.max_fanout
+                )),
+            );
         }
-        if let Err(Error::LimitExceeded(msg)) = self.charge(width as u32) {
-            return refused(msg);
+        if let Err(e) = self.charge(width as u32) {
+            return refused(width, e);
         }
         let started = Instant::now();
         let router = self.router.clone();
@@ -501,18 +608,27 @@ impl Host for RunState {
         results
     }
 
-    async fn respond(&mut self, req: ChatRequest) -> Result<ChatResponse, Error> {
+    /// The final answer: streamed to the client when it asked for a stream.
+    async fn respond_once(&mut self, req: &ChatRequest) -> Result<ChatResponse, Error> {
+        if self.sink.is_none() {
+            return self.complete_one(req).await;
+        }
         self.charge(1)?;
         let started = Instant::now();
+        let result = self.respond_streamed(req).await;
+        if let Ok(r) = &result {
+            self.count(&r.usage);
+        }
+        self.record(&req.model, started, &result);
+        result
+    }
+
+    /// Routes the final answer as a stream and forwards its chunks.
+    async fn respond_streamed(&mut self, req: &ChatRequest) -> Result<ChatResponse, Error> {
         let Some(sink) = self.sink.as_ref() else {
-            let result = complete_via(&self.router, &self.ctx, &req).await;
-            if let Ok(r) = &result {
-                self.count(&r.usage);
-            }
-            self.record(&req.model, started, &result);
-            return result;
+            return Err(Error::InvalidRequest("no client stream".into()));
         };
-        let mut body = body_from_request(&req)?;
+        let mut body = body_from_request(req)?;
         body.insert_value("stream_options", &json!({"include_usage": true}))
             .map_err(|e| Error::InvalidRequest(format!("stream_options cannot be encoded: {e}")))?;
         let mut call = PendingOutcome::sub_call(&self.ctx, &req.model, true);
@@ -536,37 +652,25 @@ impl Host for RunState {
                     UpstreamReply::Json(bytes) => {
                         let result = response_from_json(&bytes);
                         finish_sub_call(&mut call, &result);
-                        self.record(&req.model, started, &result);
                         return result;
                     }
                 }
             }
             Err(e) => {
                 call.finish(e.status(), Some(e.code()));
-                let result = Err(guest_error(e));
-                self.record(&req.model, started, &result);
-                return result;
+                return Err(guest_error(e));
             }
         };
         let mut acc = StreamAccumulator::default();
-        let include_trace = self.include_trace;
         let mut outcome = Ok(());
         while let Some(item) = chunks.next().await {
             match item {
                 Ok(payload) => {
                     call.first_token();
-                    let delta = acc.push(&payload);
-                    let mut out = serde_json::Map::new();
-                    if let Some(c) = delta.content {
-                        out.insert("content".into(), Value::String(c));
-                    }
-                    if let Some(r) = delta.reasoning.filter(|_| include_trace) {
-                        out.insert("reasoning_content".into(), Value::String(r));
-                    }
-                    if let Some(t) = delta.tool_calls {
-                        out.insert("tool_calls".into(), t);
-                    }
-                    if !out.is_empty() && !sink.delta(Value::Object(out), None).await {
+                    let delta = forwarded(acc.push(&payload), self.include_trace);
+                    if let Some(delta) = delta
+                        && !sink.delta(delta, None).await
+                    {
                         outcome = Err(Error::Upstream("the client disconnected".into()));
                         break;
                     }
@@ -579,22 +683,73 @@ impl Host for RunState {
             }
         }
         self.streamed_answer = true;
-        let response = acc.finish();
-        let result = outcome.map(|()| response);
+        let result = outcome.and_then(|()| acc.finish());
         if result.is_ok() {
             finish_sub_call(&mut call, &result);
         }
-        if let Ok(r) = &result {
-            self.count(&r.usage);
-        }
-        self.record(&req.model, started, &result);
         result
     }
+}
 
-    async fn trace(&mut self, stage: String, text: String) {
+/// The same refusal for every request of a fan-out.
+fn refused(width: usize, error: Error) -> Vec<Result<ChatResponse, Error>> {
+    (0..width).map(|_| Err(error.clone())).collect()
+}
+
+/// The client-facing delta of one upstream chunk, if it carries anything.
+fn forwarded(delta: ChunkDelta, include_trace: bool) -> Option<Value> {
+    let mut out = serde_json::Map::new();
+    if let Some(c) = delta.content {
+        out.insert("content".into(), Value::String(c));
+    }
+    if let Some(r) = delta.reasoning.filter(|_| include_trace) {
+        out.insert("reasoning_content".into(), Value::String(r));
+    }
+    if let Some(t) = delta.tool_calls {
+        out.insert("tool_calls".into(), t);
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
+}
+
+impl Host for RunState {
+    async fn complete(
+        &mut self,
+        req: ChatRequest,
+    ) -> wasmtime::Result<Result<ChatResponse, Error>> {
+        if let Err(e) = self.admit(std::slice::from_ref(&req))? {
+            return Ok(Err(e));
+        }
+        Ok(self.complete_one(&req).await)
+    }
+
+    async fn complete_all(
+        &mut self,
+        reqs: Vec<ChatRequest>,
+    ) -> wasmtime::Result<Vec<Result<ChatResponse, Error>>> {
+        if let Err(e) = self.admit(&reqs)? {
+            return Ok(refused(reqs.len(), e));
+        }
+        Ok(self.complete_many(&reqs).await)
+    }
+
+    async fn respond(&mut self, req: ChatRequest) -> wasmtime::Result<Result<ChatResponse, Error>> {
+        if let Err(e) = self.admit(std::slice::from_ref(&req))? {
+            return Ok(Err(e));
+        }
+        if self.responded {
+            return Ok(Err(Error::InvalidRequest(
+                "respond was already called: a strategy answers once per run".into(),
+            )));
+        }
+        self.responded = true;
+        Ok(self.respond_once(&req).await)
+    }
+
+    async fn trace(&mut self, stage: String, text: String) -> wasmtime::Result<()> {
+        self.admit_trace(&stage, &text)?;
         self.trace.push_stage(&stage, &text);
         if !self.include_trace {
-            return;
+            return Ok(());
         }
         let line = format!("[{stage}] {text}\n");
         match &self.sink {
@@ -603,5 +758,6 @@ impl Host for RunState {
             }
             None => self.reasoning.push_str(&line),
         }
+        Ok(())
     }
 }

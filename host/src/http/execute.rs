@@ -1,0 +1,221 @@
+//! Running a request through the pipeline, whatever dialect it arrived in:
+//! admission, then the router (plain model group) or the strategy host
+//! (composite profile). The answer comes back unframed — a JSON body or a
+//! stream of OpenAI chunk payloads — with the `x-conclave-*` headers, so each
+//! dialect's routes frame it their own way (OpenAI JSON/SSE here; other APIs
+//! translate it first).
+
+use std::pin::Pin;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::error::ApiError;
+use super::tracked::Tracked;
+use super::{AppState, Scope};
+use crate::openai::{Endpoint, ProxyRequest};
+use crate::ops::admission::{Admitted, Candidate};
+use crate::ops::{CallContext, OutcomeHandle};
+use crate::providers::UpstreamReply;
+use crate::router::{RouteMeta, RouteRequest};
+
+/// A stream of OpenAI chunk payloads that records the request's outcome
+/// when it ends and holds what must live as long as it does.
+pub type PayloadStream = Tracked<Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + Send>>>;
+
+/// An answer before framing.
+pub enum Answer {
+    /// A whole OpenAI JSON body (chat.completion, text_completion, embeddings).
+    Json(Bytes),
+    /// OpenAI `chat.completion.chunk` (or completion) payloads as they come.
+    Stream(PayloadStream),
+}
+
+/// What executing a request produced.
+pub struct Executed {
+    pub answer: Answer,
+    /// `x-conclave-*` headers describing where the request went.
+    pub headers: HeaderMap,
+}
+
+const MODEL_ID: HeaderName = HeaderName::from_static("x-conclave-model-id");
+const MODEL_GROUP: HeaderName = HeaderName::from_static("x-conclave-model-group");
+const FALLBACK: HeaderName = HeaderName::from_static("x-conclave-fallback");
+const OVERHEAD_MS: HeaderName = HeaderName::from_static("x-conclave-overhead-ms");
+const ATTEMPTS: HeaderName = HeaderName::from_static("x-conclave-attempts");
+const STRATEGY: HeaderName = HeaderName::from_static("x-conclave-strategy");
+const FINAL_MODEL: HeaderName = HeaderName::from_static("x-conclave-final-model");
+
+/// Admits `req` and runs it: the one path every model endpoint shares.
+pub async fn execute(
+    state: &AppState,
+    scope: &Scope,
+    ctx: &CallContext,
+    outcome: &OutcomeHandle,
+    endpoint: Endpoint,
+    req: &ProxyRequest,
+) -> Result<Executed, ApiError> {
+    let gateway = &scope.gateway;
+    outcome.update(|o| {
+        o.model.clone_from(&req.model);
+        o.stream = req.stream;
+    });
+    let profile = gateway.strategies.profile_for(&req.model).cloned();
+    if profile.is_some() && endpoint != Endpoint::ChatCompletions {
+        return Err(ApiError::invalid(
+            format!(
+                "model {:?} is a composite profile and serves only chat requests",
+                req.model
+            ),
+            Some("model"),
+        ));
+    }
+    let admitted = state
+        .ops
+        .admission
+        .run(&Candidate {
+            ctx,
+            model: &req.model,
+            composite: profile.is_some(),
+        })
+        .await?;
+    let run = Run {
+        state,
+        gateway,
+        ctx,
+        outcome,
+        admitted,
+        req,
+    };
+    match profile {
+        Some(profile) => composite(run, &profile).await,
+        None => plain(run, endpoint).await,
+    }
+}
+
+/// What both kinds of execution need.
+struct Run<'a> {
+    state: &'a AppState,
+    gateway: &'a crate::gateway::Gateway,
+    ctx: &'a CallContext,
+    outcome: &'a OutcomeHandle,
+    admitted: Admitted,
+    req: &'a ProxyRequest,
+}
+
+impl Run<'_> {
+    /// Tracks a payload stream: its outcome, the admission guards (and
+    /// `also`, e.g. the running strategy), the shutdown cutoff.
+    fn track(
+        self,
+        payloads: impl Stream<Item = Result<Bytes, ApiError>> + Send + 'static,
+        also: Option<Box<dyn std::any::Any + Send>>,
+    ) -> PayloadStream {
+        Tracked::new(
+            Box::pin(payloads),
+            self.outcome.clone(),
+            Box::new((self.admitted, also)),
+            self.state.stream_cutoff(),
+        )
+    }
+}
+
+/// A plain model group: the router picks, retries and falls back.
+async fn plain(run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiError> {
+    let (ctx, outcome, req) = (run.ctx, run.outcome, run.req);
+    let routed = run
+        .gateway
+        .router
+        .route(RouteRequest {
+            endpoint,
+            model: &req.model,
+            stream: req.stream,
+            body: &req.rest,
+            fallbacks: req.fallbacks.as_deref(),
+            disable_fallbacks: req.disable_fallbacks,
+            ctx,
+        })
+        .await?;
+    let meta = &routed.meta;
+    outcome.update(|o| {
+        o.model_group = Some(meta.group.clone());
+        o.deployment = Some(meta.deployment.clone());
+        o.attempts = meta.attempts;
+        o.fallback.clone_from(&meta.fallback);
+        o.upstream_time = Some(meta.upstream_time);
+        o.overhead = Some(ctx.request.started.elapsed().saturating_sub(meta.upstream_time));
+    });
+    let mut headers = HeaderMap::new();
+    route_headers(&mut headers, meta, ctx.request.started);
+    let answer = match routed.reply {
+        UpstreamReply::Json(body) => {
+            outcome.first_token();
+            outcome.update(|o| o.body = vec![body.clone()]);
+            outcome.finish(200, None);
+            Answer::Json(body)
+        }
+        UpstreamReply::Stream(payloads) => {
+            let payloads = payloads.map(|item| item.map_err(ApiError::from));
+            Answer::Stream(run.track(payloads, None))
+        }
+    };
+    Ok(Executed { answer, headers })
+}
+
+/// A composite profile: the strategy host runs it and fills in the
+/// outcome's usage and trace; the status is set here (JSON) or by the stream.
+async fn composite(
+    run: Run<'_>,
+    profile: &std::sync::Arc<crate::strategy::LoadedProfile>,
+) -> Result<Executed, ApiError> {
+    let (ctx, outcome, req) = (run.ctx, run.outcome, run.req);
+    let strategies = &run.gateway.strategies;
+    outcome.update(|o| {
+        o.profile = Some(profile.plan.name.as_str().into());
+        o.model_group = Some(req.model.clone());
+    });
+    let mut headers = HeaderMap::new();
+    put(&mut headers, STRATEGY, &profile.plan.name);
+    put(&mut headers, MODEL_GROUP, &req.model);
+    let answer = if req.stream {
+        let (rx, abort) = strategies.execute_stream(profile, &req.model, req, ctx, outcome)?;
+        let payloads =
+            tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map_err(ApiError::from));
+        // The abort guard lives in the stream: a client that goes away stops the run.
+        Answer::Stream(run.track(payloads, Some(Box::new(abort))))
+    } else {
+        let answer = strategies
+            .execute_answer(profile, &req.model, req, ctx, outcome)
+            .await?;
+        drop(run.admitted);
+        outcome.first_token();
+        outcome.finish(200, None);
+        // Streams start before the final model is known: there only the
+        // trace names it.
+        if !answer.final_model.is_empty() {
+            put(&mut headers, FINAL_MODEL, &answer.final_model);
+        }
+        Answer::Json(answer.body)
+    };
+    Ok(Executed { answer, headers })
+}
+
+fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
+    let overhead = started.elapsed().saturating_sub(meta.upstream_time);
+    put(h, MODEL_ID, &meta.deployment);
+    put(h, MODEL_GROUP, &meta.group);
+    if let Some(fallback) = &meta.fallback {
+        put(h, FALLBACK, fallback);
+    }
+    let us = overhead.as_micros();
+    put(h, OVERHEAD_MS, &format!("{}.{:03}", us / 1000, us % 1000));
+    h.insert(ATTEMPTS, HeaderValue::from(meta.attempts));
+}

@@ -1,0 +1,473 @@
+//! Anthropic's Messages API ⇄ OpenAI chat completions.
+//!
+//! [`request_to_chat`] turns a `POST /v1/messages` body into a chat request,
+//! [`answer_from_chat`] a `chat.completion` into a `message`, and
+//! [`MessagesStream`] chat chunk payloads into Anthropic's stream events.
+//! docs/translation.md lists what is kept, mapped and dropped.
+
+use serde_json::{Map, Value, json};
+
+use super::{ChatAnswer, Event, TranslateError, chat_tool, copy, parse_chunk};
+
+/// A Messages request as a chat completions request (a JSON object).
+pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
+    if !body.is_object() {
+        return Err(TranslateError::new(
+            "the body must be a JSON object",
+            "body",
+        ));
+    }
+    let mut chat = Map::new();
+    copy(body, "model", &mut chat, "model");
+    let mut messages = Vec::new();
+    if let Some(system) = body.get("system").filter(|s| !s.is_null()) {
+        messages.push(json!({"role": "system", "content": system_text(system)?}));
+    }
+    let Some(turns) = body.get("messages").and_then(Value::as_array) else {
+        return Err(TranslateError::new("messages must be an array", "messages"));
+    };
+    for turn in turns {
+        messages.extend(turn_to_chat(turn)?);
+    }
+    chat.insert("messages".into(), Value::Array(messages));
+    if let Some(tools) = body.get("tools").filter(|t| !t.is_null()) {
+        chat.insert("tools".into(), tools_to_chat(tools)?);
+    }
+    if let Some(choice) = body.get("tool_choice").filter(|t| !t.is_null()) {
+        tool_choice_to_chat(choice, &mut chat)?;
+    }
+    for key in ["max_tokens", "temperature", "top_p", "top_k"] {
+        copy(body, key, &mut chat, key);
+    }
+    copy(body, "stop_sequences", &mut chat, "stop");
+    copy(&body["metadata"], "user_id", &mut chat, "user");
+    if let Some(effort) = thinking_effort(&body["thinking"]) {
+        chat.insert("reasoning_effort".into(), json!(effort));
+    }
+    if body["stream"].as_bool() == Some(true) {
+        chat.insert("stream".into(), json!(true));
+        chat.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(Value::Object(chat))
+}
+
+/// `system` as one string: a string, or the text of its text blocks, joined
+/// by blank lines.
+fn system_text(system: &Value) -> Result<String, TranslateError> {
+    match system {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(blocks) => Ok(blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")),
+        _ => Err(TranslateError::new(
+            "system must be a string or a list of text blocks",
+            "system",
+        )),
+    }
+}
+
+/// One Anthropic turn as chat messages: a user turn's `tool_result` blocks
+/// become `role: tool` messages ahead of its other content; an assistant
+/// turn's `tool_use` blocks become `tool_calls`; `thinking` is dropped.
+fn turn_to_chat(turn: &Value) -> Result<Vec<Value>, TranslateError> {
+    let role = match turn["role"].as_str() {
+        Some(r @ ("user" | "assistant")) => r,
+        _ => {
+            return Err(TranslateError::new(
+                "every message needs role \"user\" or \"assistant\"",
+                "messages",
+            ));
+        }
+    };
+    let blocks = match &turn["content"] {
+        Value::String(s) => return Ok(vec![json!({"role": role, "content": s})]),
+        Value::Array(blocks) => blocks,
+        _ => {
+            return Err(TranslateError::new(
+                "message content must be a string or a list of blocks",
+                "messages",
+            ));
+        }
+    };
+    if role == "assistant" {
+        return Ok(vec![assistant_to_chat(blocks)]);
+    }
+    user_to_chat(blocks)
+}
+
+fn assistant_to_chat(blocks: &[Value]) -> Value {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
+            Some("tool_use") => calls.push(json!({
+                "id": block["id"],
+                "type": "function",
+                "function": {
+                    "name": block["name"],
+                    "arguments": block.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
+                },
+            })),
+            _ => {}
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": text});
+    if !calls.is_empty() {
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = Value::Array(calls);
+    }
+    message
+}
+
+fn user_to_chat(blocks: &[Value]) -> Result<Vec<Value>, TranslateError> {
+    let mut out = Vec::new();
+    let mut parts = Vec::new();
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("text") => parts.push(json!({"type": "text", "text": block["text"]})),
+            Some("image") => parts.push(image_part(&block["source"])?),
+            Some("tool_result") => out.push(json!({
+                "role": "tool",
+                "tool_call_id": block["tool_use_id"],
+                "content": result_text(&block["content"]),
+            })),
+            _ => {}
+        }
+    }
+    match parts.as_slice() {
+        [] => {}
+        [only] if only["type"] == "text" => {
+            out.push(json!({"role": "user", "content": only["text"]}));
+        }
+        _ => out.push(json!({"role": "user", "content": parts})),
+    }
+    Ok(out)
+}
+
+/// A tool result's content as text (images in results are dropped).
+fn result_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// An image block's source as a chat `image_url` part (base64 becomes a data URL).
+fn image_part(source: &Value) -> Result<Value, TranslateError> {
+    let url = match source["type"].as_str() {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            source["media_type"].as_str().unwrap_or("image/png"),
+            source["data"].as_str().unwrap_or_default()
+        ),
+        Some("url") => source["url"].as_str().unwrap_or_default().to_owned(),
+        _ => {
+            return Err(TranslateError::new(
+                "image source must be of type base64 or url",
+                "messages",
+            ));
+        }
+    };
+    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+fn tools_to_chat(tools: &Value) -> Result<Value, TranslateError> {
+    let Some(tools) = tools.as_array() else {
+        return Err(TranslateError::new("tools must be an array", "tools"));
+    };
+    tools
+        .iter()
+        .map(|tool| match tool["type"].as_str() {
+            None | Some("custom") => Ok(chat_tool(
+                &tool["name"],
+                &tool["description"],
+                &tool["input_schema"],
+            )),
+            Some(other) => Err(TranslateError::new(
+                format!(
+                    "tool type {other:?} is not supported: only client tools with input_schema"
+                ),
+                "tools",
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+fn tool_choice_to_chat(
+    choice: &Value,
+    chat: &mut Map<String, Value>,
+) -> Result<(), TranslateError> {
+    let mapped = match choice["type"].as_str() {
+        Some("auto") => json!("auto"),
+        Some("any") => json!("required"),
+        Some("none") => json!("none"),
+        Some("tool") => json!({"type": "function", "function": {"name": choice["name"]}}),
+        _ => {
+            return Err(TranslateError::new(
+                "tool_choice.type must be auto, any, tool or none",
+                "tool_choice",
+            ));
+        }
+    };
+    chat.insert("tool_choice".into(), mapped);
+    if choice["disable_parallel_tool_use"].as_bool() == Some(true) {
+        chat.insert("parallel_tool_calls".into(), json!(false));
+    }
+    Ok(())
+}
+
+/// Extended thinking as an OpenAI reasoning effort: by budget, under 4096
+/// tokens `low`, under 16384 `medium`, else `high`; disabled is dropped.
+fn thinking_effort(thinking: &Value) -> Option<&'static str> {
+    if thinking["type"].as_str() != Some("enabled") {
+        return None;
+    }
+    Some(match thinking["budget_tokens"].as_u64().unwrap_or(0) {
+        0..4096 => "low",
+        4096..16384 => "medium",
+        _ => "high",
+    })
+}
+
+/// Anthropic's `stop_reason` for a chat `finish_reason`.
+pub fn stop_reason(finish_reason: Option<&str>) -> &'static str {
+    match finish_reason {
+        Some("length") => "max_tokens",
+        Some("tool_calls" | "function_call") => "tool_use",
+        Some("content_filter") => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// A `chat.completion` body as an Anthropic `message`. `model` is the
+/// client's model, used when the answer names none.
+pub fn answer_from_chat(chat: &Value, model: &str, id: &str) -> Value {
+    let answer = ChatAnswer::read(chat);
+    let mut content = Vec::new();
+    if !answer.reasoning.is_empty() {
+        content.push(json!({"type": "thinking", "thinking": answer.reasoning, "signature": ""}));
+    }
+    if !answer.content.is_empty() {
+        content.push(json!({"type": "text", "text": answer.content}));
+    }
+    for (call_id, name, arguments) in &answer.tool_calls {
+        content.push(json!({
+            "type": "tool_use",
+            "id": call_id,
+            "name": name,
+            "input": tool_input(arguments),
+        }));
+    }
+    json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": chat["model"].as_str().unwrap_or(model),
+        "content": content,
+        "stop_reason": stop_reason(answer.finish_reason.as_deref()),
+        "stop_sequence": null,
+        "usage": {"input_tokens": answer.usage.0, "output_tokens": answer.usage.1},
+    })
+}
+
+/// A tool call's arguments as the `input` object; text that is not a JSON
+/// object becomes `{}`.
+fn tool_input(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({}),
+    }
+}
+
+/// Anthropic's error `type` for an HTTP status.
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        500.. => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// Anthropic's error body for `status` and `message`.
+pub fn error_body(status: u16, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": error_type(status), "message": message}})
+}
+
+/// `/v1/messages/count_tokens`: an estimate, one token per four characters
+/// (rounded up) of the serialized `system`, `messages` and `tools`.
+pub fn count_tokens(body: &Value) -> u64 {
+    let chars: usize = ["system", "messages", "tools"]
+        .iter()
+        .filter_map(|k| body.get(*k).filter(|v| !v.is_null()))
+        .map(|v| v.to_string().chars().count())
+        .sum();
+    chars.div_ceil(4) as u64
+}
+
+/// The block a stream has open.
+#[derive(Debug, Clone, PartialEq)]
+enum Open {
+    Text,
+    Thinking,
+    /// A tool call, by its index in the chat choice.
+    Tool(u64),
+}
+
+/// Chat chunk payloads → Anthropic stream events. Blocks are sequential:
+/// a delta of another kind (or another tool call) stops the open block and
+/// starts the next one.
+#[derive(Debug)]
+pub struct MessagesStream {
+    id: String,
+    model: String,
+    index: u64,
+    open: Option<Open>,
+    finish_reason: Option<String>,
+    usage: (u64, u64),
+}
+
+impl MessagesStream {
+    /// A translator for the answer to a request for `model`.
+    pub fn new(id: &str, model: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            model: model.to_owned(),
+            index: 0,
+            open: None,
+            finish_reason: None,
+            usage: (0, 0),
+        }
+    }
+
+    /// The events before any content: `message_start`, then `ping`.
+    pub fn start(&mut self) -> Vec<Event> {
+        let message = json!({
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        });
+        vec![
+            Event::new(
+                "message_start",
+                json!({"type": "message_start", "message": message}),
+            ),
+            Event::new("ping", json!({"type": "ping"})),
+        ]
+    }
+
+    /// The events for one chunk payload.
+    pub fn push(&mut self, payload: &[u8]) -> Vec<Event> {
+        let Some(chunk) = parse_chunk(payload) else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        if let Some(thinking) = chunk.reasoning {
+            self.enter(
+                Open::Thinking,
+                &mut events,
+                || json!({"type": "thinking", "thinking": "", "signature": ""}),
+            );
+            events.push(self.delta(json!({"type": "thinking_delta", "thinking": thinking})));
+        }
+        if let Some(text) = chunk.content {
+            self.enter(
+                Open::Text,
+                &mut events,
+                || json!({"type": "text", "text": ""}),
+            );
+            events.push(self.delta(json!({"type": "text_delta", "text": text})));
+        }
+        for call in chunk.tool_calls {
+            let (id, name) = (call.id, call.name);
+            let (base, index) = (self.id.trim_start_matches("msg_").to_owned(), call.index);
+            self.enter(Open::Tool(call.index), &mut events, || {
+                json!({
+                    "type": "tool_use",
+                    "id": id.unwrap_or_else(|| format!("toolu_{}_{index}", base)),
+                    "name": name.unwrap_or_default(),
+                    "input": {},
+                })
+            });
+            if !call.arguments.is_empty() {
+                events.push(
+                    self.delta(json!({"type": "input_json_delta", "partial_json": call.arguments})),
+                );
+            }
+        }
+        if chunk.finish_reason.is_some() {
+            self.finish_reason = chunk.finish_reason;
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = usage;
+        }
+        events
+    }
+
+    /// The events of a clean end: the open block stopped, `message_delta`
+    /// with the stop reason and usage, `message_stop`.
+    pub fn finish(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.stop_open(&mut events);
+        events.push(Event::new(
+            "message_delta",
+            json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
+                "usage": {"input_tokens": self.usage.0, "output_tokens": self.usage.1},
+            }),
+        ));
+        events.push(Event::new("message_stop", json!({"type": "message_stop"})));
+        events
+    }
+
+    /// The event for a stream that broke: Anthropic's `error` event.
+    pub fn fail(&mut self, status: u16, message: &str) -> Vec<Event> {
+        vec![Event::new("error", error_body(status, message))]
+    }
+
+    /// Makes `kind` the open block, starting it with `block()` if it is not.
+    fn enter(&mut self, kind: Open, events: &mut Vec<Event>, block: impl FnOnce() -> Value) {
+        if self.open.as_ref() == Some(&kind) {
+            return;
+        }
+        self.stop_open(events);
+        events.push(Event::new(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": self.index, "content_block": block()}),
+        ));
+        self.open = Some(kind);
+    }
+
+    fn stop_open(&mut self, events: &mut Vec<Event>) {
+        if self.open.take().is_some() {
+            events.push(Event::new(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": self.index}),
+            ));
+            self.index += 1;
+        }
+    }
+
+    fn delta(&self, delta: Value) -> Event {
+        Event::new(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
+        )
+    }
+}

@@ -1,0 +1,214 @@
+//! Translation between client dialects and OpenAI chat completions.
+//!
+//! The pipeline speaks chat completions only; OpenAI's Responses API and
+//! Anthropic's Messages API are served by translating the request into a chat
+//! request, and the chat answer (a JSON body or a stream of chunk payloads)
+//! back. Everything here is a pure function of wire formats, with no HTTP
+//! types, so each mapping is tested on its own (golden files, properties).
+
+pub mod anthropic;
+pub mod responses;
+
+use serde_json::{Map, Value, json};
+
+/// A request that cannot be translated: a 400 naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateError {
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl TranslateError {
+    /// An error about `param`.
+    pub fn new(message: impl Into<String>, param: &str) -> Self {
+        Self {
+            message: message.into(),
+            param: Some(param.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for TranslateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// One server-sent event of a translated stream: its `event:` name and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub data: Value,
+}
+
+impl Event {
+    fn new(name: &str, data: Value) -> Self {
+        Self {
+            name: name.to_owned(),
+            data,
+        }
+    }
+
+    /// The event as SSE text: `event: <name>\ndata: <json>\n\n`.
+    pub fn to_sse(&self) -> String {
+        format!("event: {}\ndata: {}\n\n", self.name, self.data)
+    }
+}
+
+/// What one OpenAI `chat.completion.chunk` payload carries for a
+/// translator: the first choice's deltas, its finish reason, and usage.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ChunkDelta {
+    pub content: Option<String>,
+    pub reasoning: Option<String>,
+    pub tool_calls: Vec<ToolCallDelta>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<(u64, u64)>,
+}
+
+/// A piece of one streamed tool call, keyed by its index in the choice.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ToolCallDelta {
+    pub index: u64,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+/// Reads a chunk payload; `None` for one that is not a JSON object (a
+/// translator skips it, as a chat client would).
+pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
+    let chunk: Value = serde_json::from_slice(payload).ok()?;
+    let mut out = ChunkDelta {
+        usage: usage_of(&chunk),
+        ..ChunkDelta::default()
+    };
+    let Some(choice) = chunk["choices"].get(0) else {
+        return Some(out);
+    };
+    let delta = &choice["delta"];
+    out.content = non_empty(&delta["content"]);
+    out.reasoning = non_empty(&delta["reasoning_content"]);
+    out.finish_reason = choice["finish_reason"].as_str().map(str::to_owned);
+    for call in delta["tool_calls"].as_array().into_iter().flatten() {
+        out.tool_calls.push(ToolCallDelta {
+            index: call["index"].as_u64().unwrap_or(0),
+            id: non_empty(&call["id"]),
+            name: non_empty(&call["function"]["name"]),
+            arguments: call["function"]["arguments"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    }
+    Some(out)
+}
+
+fn non_empty(value: &Value) -> Option<String> {
+    value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// `(prompt_tokens, completion_tokens)` of a chat answer or chunk.
+pub fn usage_of(chat: &Value) -> Option<(u64, u64)> {
+    let usage = chat.get("usage").filter(|u| u.is_object())?;
+    Some((
+        usage["prompt_tokens"].as_u64().unwrap_or(0),
+        usage["completion_tokens"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// A chat answer's first choice: its message text, reasoning, tool calls
+/// `(id, name, arguments)` and finish reason.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ChatAnswer {
+    pub content: String,
+    pub reasoning: String,
+    pub tool_calls: Vec<(String, String, String)>,
+    pub finish_reason: Option<String>,
+    pub usage: (u64, u64),
+}
+
+impl ChatAnswer {
+    /// Reads a `chat.completion` body.
+    pub fn read(chat: &Value) -> Self {
+        let choice = &chat["choices"][0];
+        let message = &choice["message"];
+        let tool_calls = message["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_owned(),
+                    c["function"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    c["function"]["arguments"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        Self {
+            content: text_of(&message["content"]),
+            reasoning: message["reasoning_content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            tool_calls,
+            finish_reason: choice["finish_reason"].as_str().map(str::to_owned),
+            usage: usage_of(chat).unwrap_or((0, 0)),
+        }
+    }
+}
+
+/// A message content's text: a string, or the `text` of every part.
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => String::new(),
+    }
+}
+
+/// A new id with `prefix`, unique enough for one gateway (time and a counter).
+pub fn new_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}{:016x}{:08x}", nanos as u64, n as u32)
+}
+
+/// A chat tool from a name, description and JSON schema.
+fn chat_tool(name: &Value, description: &Value, parameters: &Value) -> Value {
+    let mut function = Map::new();
+    function.insert("name".into(), name.clone());
+    if !description.is_null() {
+        function.insert("description".into(), description.clone());
+    }
+    let parameters = if parameters.is_null() {
+        json!({"type": "object", "properties": {}})
+    } else {
+        parameters.clone()
+    };
+    function.insert("parameters".into(), parameters);
+    json!({"type": "function", "function": function})
+}
+
+/// Copies `from[key]` to `to[as_key]` when present and not null.
+fn copy(from: &Value, key: &str, to: &mut Map<String, Value>, as_key: &str) {
+    if let Some(v) = from.get(key).filter(|v| !v.is_null()) {
+        to.insert(as_key.to_owned(), v.clone());
+    }
+}
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod properties;

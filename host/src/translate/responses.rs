@@ -1,0 +1,633 @@
+//! OpenAI's Responses API ⇄ chat completions.
+//!
+//! [`request_to_chat`] turns a `POST /v1/responses` body into a chat request,
+//! [`answer_from_chat`] a `chat.completion` into a `response` object, and
+//! [`ResponsesStream`] chat chunk payloads into the Responses stream events.
+//! docs/translation.md lists what is kept, mapped and dropped.
+
+use serde_json::{Map, Value, json};
+
+use super::{ChatAnswer, Event, TranslateError, chat_tool, copy, parse_chunk};
+
+/// A Responses request as a chat completions request (a JSON object).
+pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
+    if !body.is_object() {
+        return Err(TranslateError::new(
+            "the body must be a JSON object",
+            "body",
+        ));
+    }
+    if !body["previous_response_id"].is_null() {
+        return Err(TranslateError::new(
+            "previous_response_id is not supported: the gateway keeps no stored responses; send the whole conversation in input",
+            "previous_response_id",
+        ));
+    }
+    let mut chat = Map::new();
+    copy(body, "model", &mut chat, "model");
+    let mut messages = Vec::new();
+    if let Some(instructions) = body["instructions"].as_str() {
+        messages.push(json!({"role": "system", "content": instructions}));
+    }
+    match &body["input"] {
+        Value::String(text) => messages.push(json!({"role": "user", "content": text})),
+        Value::Array(items) => {
+            for item in items {
+                input_item(item, &mut messages)?;
+            }
+        }
+        _ => {
+            return Err(TranslateError::new(
+                "input must be a string or a list of items",
+                "input",
+            ));
+        }
+    }
+    chat.insert("messages".into(), Value::Array(messages));
+    options_to_chat(body, &mut chat)?;
+    Ok(Value::Object(chat))
+}
+
+/// Everything but the conversation: tools, sampling, format, reasoning.
+fn options_to_chat(body: &Value, chat: &mut Map<String, Value>) -> Result<(), TranslateError> {
+    if let Some(tools) = body.get("tools").filter(|t| !t.is_null()) {
+        chat.insert("tools".into(), tools_to_chat(tools)?);
+    }
+    if let Some(choice) = body.get("tool_choice").filter(|t| !t.is_null()) {
+        chat.insert("tool_choice".into(), tool_choice_to_chat(choice));
+    }
+    for key in [
+        "temperature",
+        "top_p",
+        "user",
+        "metadata",
+        "parallel_tool_calls",
+    ] {
+        copy(body, key, chat, key);
+    }
+    copy(body, "max_output_tokens", chat, "max_tokens");
+    if let Some(format) = response_format(&body["text"]["format"]) {
+        chat.insert("response_format".into(), format);
+    }
+    copy(&body["reasoning"], "effort", chat, "reasoning_effort");
+    if body["stream"].as_bool() == Some(true) {
+        chat.insert("stream".into(), json!(true));
+        chat.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(())
+}
+
+/// One input item appended to the chat messages.
+fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateError> {
+    match item["type"].as_str() {
+        None | Some("message") => messages.push(message_item(item)?),
+        Some("function_call") => {
+            let call = json!({
+                "id": item["call_id"],
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item["arguments"]},
+            });
+            match messages.last_mut() {
+                Some(last) if last["role"] == "assistant" => {
+                    if !last["tool_calls"].is_array() {
+                        last["tool_calls"] = json!([]);
+                    }
+                    if let Some(calls) = last["tool_calls"].as_array_mut() {
+                        calls.push(call);
+                    }
+                }
+                _ => messages
+                    .push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+            }
+        }
+        Some("function_call_output") => messages.push(json!({
+            "role": "tool",
+            "tool_call_id": item["call_id"],
+            "content": output_text(&item["output"]),
+        })),
+        Some("reasoning") => {}
+        Some(other) => {
+            return Err(TranslateError::new(
+                format!("input item type {other:?} is not supported"),
+                "input",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A message item: text parts become text (one string for an assistant),
+/// `input_image` an `image_url` part.
+fn message_item(item: &Value) -> Result<Value, TranslateError> {
+    let role = match item["role"].as_str() {
+        Some(r @ ("user" | "assistant" | "system" | "developer")) => r,
+        _ => {
+            return Err(TranslateError::new(
+                "a message item needs role user, assistant, system or developer",
+                "input",
+            ));
+        }
+    };
+    let parts = match &item["content"] {
+        Value::String(s) => return Ok(json!({"role": role, "content": s})),
+        Value::Array(parts) => parts,
+        _ => {
+            return Err(TranslateError::new(
+                "message content must be a string or a list of parts",
+                "input",
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for part in parts {
+        match part["type"].as_str() {
+            Some("input_text" | "output_text" | "text") => {
+                out.push(json!({"type": "text", "text": part["text"]}));
+            }
+            Some("input_image") => {
+                let mut image = Map::new();
+                copy(part, "image_url", &mut image, "url");
+                copy(part, "detail", &mut image, "detail");
+                out.push(json!({"type": "image_url", "image_url": image}));
+            }
+            Some(other) => {
+                return Err(TranslateError::new(
+                    format!("content part type {other:?} is not supported"),
+                    "input",
+                ));
+            }
+            None => {}
+        }
+    }
+    let all_text = out.iter().all(|p| p["type"] == "text");
+    if all_text && (role != "user" || out.len() == 1) {
+        let text: String = out.iter().filter_map(|p| p["text"].as_str()).collect();
+        return Ok(json!({"role": role, "content": text}));
+    }
+    Ok(json!({"role": role, "content": out}))
+}
+
+/// A function call's output as text: a string, or its text parts joined.
+fn output_text(output: &Value) -> String {
+    match output {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        other => other.to_string(),
+    }
+}
+
+fn tools_to_chat(tools: &Value) -> Result<Value, TranslateError> {
+    let Some(tools) = tools.as_array() else {
+        return Err(TranslateError::new("tools must be an array", "tools"));
+    };
+    tools
+        .iter()
+        .map(|tool| {
+            if tool["type"] != "function" {
+                return Err(TranslateError::new(
+                    format!(
+                        "tool type {} is not supported: only function tools",
+                        tool["type"]
+                    ),
+                    "tools",
+                ));
+            }
+            let mut chat = chat_tool(&tool["name"], &tool["description"], &tool["parameters"]);
+            if let Some(strict) = tool.get("strict").filter(|s| !s.is_null()) {
+                chat["function"]["strict"] = strict.clone();
+            }
+            Ok(chat)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+fn tool_choice_to_chat(choice: &Value) -> Value {
+    match choice["type"].as_str() {
+        Some("function") => json!({"type": "function", "function": {"name": choice["name"]}}),
+        _ => choice.clone(),
+    }
+}
+
+/// `text.format` as a chat `response_format` (`text` needs none).
+fn response_format(format: &Value) -> Option<Value> {
+    match format["type"].as_str()? {
+        "json_object" => Some(json!({"type": "json_object"})),
+        "json_schema" => {
+            let mut schema = Map::new();
+            for key in ["name", "description", "schema", "strict"] {
+                copy(format, key, &mut schema, key);
+            }
+            Some(json!({"type": "json_schema", "json_schema": schema}))
+        }
+        _ => None,
+    }
+}
+
+/// What a `response` object says besides its output: its id, time, model
+/// and the request's settings echoed back.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub id: String,
+    pub created_at: u64,
+    pub model: String,
+    echo: Map<String, Value>,
+}
+
+impl Envelope {
+    /// The envelope of the answer to `request`.
+    pub fn new(request: &Value, id: &str, created_at: u64) -> Self {
+        let mut echo = Map::new();
+        let defaults = [
+            ("instructions", Value::Null),
+            ("max_output_tokens", Value::Null),
+            ("metadata", json!({})),
+            ("parallel_tool_calls", json!(true)),
+            ("temperature", Value::Null),
+            ("text", json!({"format": {"type": "text"}})),
+            ("tool_choice", json!("auto")),
+            ("tools", json!([])),
+            ("top_p", Value::Null),
+            ("user", Value::Null),
+        ];
+        for (key, default) in defaults {
+            let value = request.get(key).filter(|v| !v.is_null()).cloned();
+            echo.insert(key.to_owned(), value.unwrap_or(default));
+        }
+        let effort = request["reasoning"]["effort"].clone();
+        echo.insert(
+            "reasoning".into(),
+            json!({"effort": effort, "summary": null}),
+        );
+        Self {
+            id: id.to_owned(),
+            created_at,
+            model: request["model"].as_str().unwrap_or_default().to_owned(),
+            echo,
+        }
+    }
+
+    /// An output item's id: `<prefix>_<response id suffix>_<output index>`.
+    fn item_id(&self, prefix: &str, output_index: usize) -> String {
+        format!(
+            "{prefix}_{}_{output_index}",
+            self.id.trim_start_matches("resp_")
+        )
+    }
+
+    /// The `response` object with this status, output and usage.
+    fn response(&self, status: &str, output: &[Value], ending: &Ending) -> Value {
+        let mut r = json!({
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "error": ending.error,
+            "incomplete_details": ending.incomplete.map(|reason| json!({"reason": reason})),
+            "model": self.model,
+            "output": output,
+            "previous_response_id": null,
+            "store": false,
+            "truncation": "disabled",
+            "usage": ending.usage.map(usage),
+        });
+        if let Some(obj) = r.as_object_mut() {
+            obj.extend(self.echo.clone());
+        }
+        r
+    }
+}
+
+/// How a response ended: why it is incomplete, its error, its usage.
+#[derive(Debug, Default)]
+struct Ending {
+    incomplete: Option<&'static str>,
+    error: Value,
+    usage: Option<(u64, u64)>,
+}
+
+fn usage((input, output): (u64, u64)) -> Value {
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input + output,
+    })
+}
+
+/// A status and, for `incomplete`, its reason, from a chat finish reason.
+fn status_of(finish_reason: Option<&str>) -> (&'static str, Option<&'static str>) {
+    match finish_reason {
+        Some("length") => ("incomplete", Some("max_output_tokens")),
+        Some("content_filter") => ("incomplete", Some("content_filter")),
+        _ => ("completed", None),
+    }
+}
+
+/// A `chat.completion` body as a `response` object.
+pub fn answer_from_chat(chat: &Value, envelope: &Envelope) -> Value {
+    let answer = ChatAnswer::read(chat);
+    let mut output = Vec::new();
+    if !answer.reasoning.is_empty() {
+        output.push(reasoning_item(
+            envelope.item_id("rs", output.len()),
+            &answer.reasoning,
+        ));
+    }
+    if !answer.content.is_empty() || answer.tool_calls.is_empty() {
+        output.push(message_output(
+            envelope.item_id("msg", output.len()),
+            &answer.content,
+            "completed",
+        ));
+    }
+    for (call_id, name, arguments) in &answer.tool_calls {
+        let id = envelope.item_id("fc", output.len());
+        output.push(function_call_item(
+            id,
+            call_id,
+            name,
+            arguments,
+            "completed",
+        ));
+    }
+    let (status, incomplete) = status_of(answer.finish_reason.as_deref());
+    let ending = Ending {
+        incomplete,
+        error: Value::Null,
+        usage: Some(answer.usage),
+    };
+    envelope.response(status, &output, &ending)
+}
+
+fn reasoning_item(id: String, text: &str) -> Value {
+    json!({
+        "type": "reasoning", "id": id, "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}],
+    })
+}
+
+fn output_text_part(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+}
+
+fn message_output(id: String, text: &str, status: &str) -> Value {
+    json!({
+        "type": "message", "id": id, "status": status, "role": "assistant",
+        "content": [output_text_part(text)],
+    })
+}
+
+fn function_call_item(
+    id: String,
+    call_id: &str,
+    name: &str,
+    arguments: &str,
+    status: &str,
+) -> Value {
+    json!({
+        "type": "function_call", "id": id, "call_id": call_id,
+        "name": name, "arguments": arguments, "status": status,
+    })
+}
+
+/// The output item a stream has open.
+#[derive(Debug)]
+enum Open {
+    Reasoning {
+        text: String,
+    },
+    Message {
+        text: String,
+    },
+    /// A function call, by its index in the chat choice.
+    Call {
+        index: u64,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+/// Chat chunk payloads → Responses stream events, each with its `type` and
+/// a `sequence_number` counting from 0. Items are sequential: a delta of
+/// another kind (or another call) finishes the open item first.
+#[derive(Debug)]
+pub struct ResponsesStream {
+    envelope: Envelope,
+    sequence: u64,
+    output: Vec<Value>,
+    open: Option<Open>,
+    finish_reason: Option<String>,
+    usage: Option<(u64, u64)>,
+}
+
+impl ResponsesStream {
+    /// A translator for the answer described by `envelope`.
+    pub fn new(envelope: Envelope) -> Self {
+        Self {
+            envelope,
+            sequence: 0,
+            output: Vec::new(),
+            open: None,
+            finish_reason: None,
+            usage: None,
+        }
+    }
+
+    /// `response.created` and `response.in_progress`.
+    pub fn start(&mut self) -> Vec<Event> {
+        let response = self
+            .envelope
+            .response("in_progress", &[], &Ending::default());
+        vec![
+            self.event("response.created", json!({"response": response})),
+            self.event("response.in_progress", json!({"response": response})),
+        ]
+    }
+
+    /// The events for one chunk payload.
+    pub fn push(&mut self, payload: &[u8]) -> Vec<Event> {
+        let Some(chunk) = parse_chunk(payload) else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        if let Some(delta) = chunk.reasoning {
+            self.reasoning_delta(&delta, &mut events);
+        }
+        if let Some(delta) = chunk.content {
+            self.text_delta(&delta, &mut events);
+        }
+        for call in chunk.tool_calls {
+            self.call_delta(call, &mut events);
+        }
+        if chunk.finish_reason.is_some() {
+            self.finish_reason = chunk.finish_reason;
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        events
+    }
+
+    /// A clean end: the open item done, then `response.completed` (or
+    /// `response.incomplete` when the answer was cut).
+    pub fn finish(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.close(&mut events);
+        let (status, incomplete) = status_of(self.finish_reason.as_deref());
+        let ending = Ending {
+            incomplete,
+            error: Value::Null,
+            usage: self.usage.or(Some((0, 0))),
+        };
+        let response = self.envelope.response(status, &self.output, &ending);
+        let name = if incomplete.is_some() {
+            "response.incomplete"
+        } else {
+            "response.completed"
+        };
+        events.push(self.event(name, json!({"response": response})));
+        events
+    }
+
+    /// A broken stream: `response.failed` with the error, then `error`.
+    pub fn fail(&mut self, code: &str, message: &str) -> Vec<Event> {
+        let ending = Ending {
+            error: json!({"code": code, "message": message}),
+            ..Ending::default()
+        };
+        let response = self.envelope.response("failed", &self.output, &ending);
+        vec![
+            self.event("response.failed", json!({"response": response})),
+            self.event(
+                "error",
+                json!({"code": code, "message": message, "param": null}),
+            ),
+        ]
+    }
+
+    fn reasoning_delta(&mut self, delta: &str, events: &mut Vec<Event>) {
+        if !matches!(self.open, Some(Open::Reasoning { .. })) {
+            self.close(events);
+            let item = json!({"type": "reasoning", "id": self.current_id("rs"), "summary": [], "content": []});
+            self.added(item, events);
+            self.open = Some(Open::Reasoning {
+                text: String::new(),
+            });
+        }
+        if let Some(Open::Reasoning { text }) = &mut self.open {
+            text.push_str(delta);
+        }
+        let data = json!({"item_id": self.current_id("rs"), "output_index": self.output.len(), "content_index": 0, "delta": delta});
+        events.push(self.event("response.reasoning_text.delta", data));
+    }
+
+    fn text_delta(&mut self, delta: &str, events: &mut Vec<Event>) {
+        if !matches!(self.open, Some(Open::Message { .. })) {
+            self.close(events);
+            let id = self.current_id("msg");
+            let mut item = message_output(id.clone(), "", "in_progress");
+            item["content"] = json!([]);
+            self.added(item, events);
+            let data = json!({"item_id": id, "output_index": self.output.len(), "content_index": 0, "part": output_text_part("")});
+            events.push(self.event("response.content_part.added", data));
+            self.open = Some(Open::Message {
+                text: String::new(),
+            });
+        }
+        if let Some(Open::Message { text }) = &mut self.open {
+            text.push_str(delta);
+        }
+        let id = self.current_id("msg");
+        let data = json!({"item_id": id, "output_index": self.output.len(), "content_index": 0, "delta": delta, "logprobs": []});
+        events.push(self.event("response.output_text.delta", data));
+    }
+
+    fn call_delta(&mut self, call: super::ToolCallDelta, events: &mut Vec<Event>) {
+        let same = matches!(&self.open, Some(Open::Call { index, .. }) if *index == call.index);
+        if !same {
+            self.close(events);
+            let id = self.current_id("fc");
+            let call_id = call.id.clone().unwrap_or_else(|| format!("call_{id}"));
+            let name = call.name.clone().unwrap_or_default();
+            self.added(
+                function_call_item(id, &call_id, &name, "", "in_progress"),
+                events,
+            );
+            self.open = Some(Open::Call {
+                index: call.index,
+                call_id,
+                name,
+                arguments: String::new(),
+            });
+        }
+        if call.arguments.is_empty() {
+            return;
+        }
+        if let Some(Open::Call { arguments, .. }) = &mut self.open {
+            arguments.push_str(&call.arguments);
+        }
+        let data = json!({"item_id": self.current_id("fc"), "output_index": self.output.len(), "delta": call.arguments});
+        events.push(self.event("response.function_call_arguments.delta", data));
+    }
+
+    /// Finishes the open item: its `.done` events, then `output_item.done`.
+    fn close(&mut self, events: &mut Vec<Event>) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let output_index = self.output.len();
+        let item = match open {
+            Open::Reasoning { text } => {
+                let id = self.current_id("rs");
+                let data = json!({"item_id": id, "output_index": output_index, "content_index": 0, "text": text});
+                events.push(self.event("response.reasoning_text.done", data));
+                reasoning_item(id, &text)
+            }
+            Open::Message { text } => {
+                let id = self.current_id("msg");
+                let data = json!({"item_id": id, "output_index": output_index, "content_index": 0, "text": text, "logprobs": []});
+                events.push(self.event("response.output_text.done", data));
+                let data = json!({"item_id": id, "output_index": output_index, "content_index": 0, "part": output_text_part(&text)});
+                events.push(self.event("response.content_part.done", data));
+                message_output(id, &text, "completed")
+            }
+            Open::Call {
+                call_id,
+                name,
+                arguments,
+                ..
+            } => {
+                let id = self.current_id("fc");
+                let data = json!({"item_id": id, "output_index": output_index, "name": name, "arguments": arguments});
+                events.push(self.event("response.function_call_arguments.done", data));
+                function_call_item(id, &call_id, &name, &arguments, "completed")
+            }
+        };
+        let data = json!({"output_index": output_index, "item": item});
+        events.push(self.event("response.output_item.done", data));
+        self.output.push(item);
+    }
+
+    /// `response.output_item.added` for the item about to open.
+    fn added(&mut self, item: Value, events: &mut Vec<Event>) {
+        let data = json!({"output_index": self.output.len(), "item": item});
+        events.push(self.event("response.output_item.added", data));
+    }
+
+    /// The id of the item at the next output index.
+    fn current_id(&self, prefix: &str) -> String {
+        self.envelope.item_id(prefix, self.output.len())
+    }
+
+    fn event(&mut self, name: &str, mut data: Value) -> Event {
+        if let Some(obj) = data.as_object_mut() {
+            obj.insert("type".into(), json!(name));
+            obj.insert("sequence_number".into(), json!(self.sequence));
+        }
+        self.sequence += 1;
+        Event::new(name, data)
+    }
+}
