@@ -63,9 +63,10 @@ async fn fixture() -> Result<Fixture, String> {
         load_str(CONFIG, Path::new("bench.yaml"), Env::default()).map_err(|e| e.to_string())?;
     let client = conclave::server::http_client()?;
     let engine = SharedEngine::new(None);
-    let (gateway, _warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock), &engine)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (gateway, _warnings) =
+        Gateway::build(&loaded, client, Arc::new(SystemClock), &engine, None)
+            .await
+            .map_err(|e| e.to_string())?;
     let profile = |name: &str| {
         gateway
             .strategies
@@ -112,7 +113,13 @@ async fn composite(f: &Fixture, which: &(Arc<LoadedProfile>, ProxyRequest)) -> u
     match f
         .gateway
         .strategies
-        .execute_answer(profile, &req.model, req, &ctx, &OutcomeHandle::request(&ctx))
+        .execute_answer(
+            profile,
+            &req.model,
+            req,
+            &ctx,
+            &OutcomeHandle::request(&ctx),
+        )
         .await
     {
         Ok(answer) => answer.body.len(),

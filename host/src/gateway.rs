@@ -61,24 +61,17 @@ pub struct Gateway {
     pub loaded_at: SystemTime,
     /// `general_settings.hot_reload`.
     pub hot_reload: bool,
+    /// `general_settings.enable_responses_endpoint` (on unless false).
+    pub responses_endpoint: bool,
 }
 
 impl Gateway {
     /// Builds a gateway: the router (with deployments for topology nodes),
     /// then the strategies, compiled off the async threads and validated
     /// against their profiles. Returns it with the warnings to log.
+    /// When it replaces a version whose router is `previous`, unchanged
+    /// deployments keep their live numbers.
     pub async fn build(
-        loaded: &LoadedConfig,
-        client: reqwest::Client,
-        clock: Arc<dyn Clock>,
-        engine: &SharedEngine,
-    ) -> Result<(Self, Vec<String>), BuildError> {
-        Self::build_after(loaded, client, clock, engine, None).await
-    }
-
-    /// [`Gateway::build`] for the version that replaces one whose router is
-    /// `previous`: unchanged deployments keep their live numbers.
-    pub async fn build_after(
         loaded: &LoadedConfig,
         client: reqwest::Client,
         clock: Arc<dyn Clock>,
@@ -88,7 +81,7 @@ impl Gateway {
         let invalid = |p| ConfigError::invalid(&loaded.path, p);
         let (plan, plan_warnings) =
             profiles::plan(loaded).map_err(|p| BuildError::Profiles(invalid(p)))?;
-        let built = Router::from_config_after(loaded, &plan.hidden, client, clock, previous)
+        let built = Router::from_config(loaded, &plan.hidden, client, clock, previous)
             .map_err(BuildError::Router)?;
         let mut warnings = loaded.warnings.clone();
         warnings.extend(built.warnings);
@@ -150,6 +143,10 @@ impl Gateway {
                 config_path: loaded.path.clone(),
                 loaded_at: SystemTime::now(),
                 hot_reload: cfg.general_settings.hot_reload.unwrap_or(false),
+                responses_endpoint: cfg
+                    .general_settings
+                    .enable_responses_endpoint
+                    .unwrap_or(true),
             },
             warnings,
         ))

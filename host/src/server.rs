@@ -136,10 +136,16 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let known = crate::reload::baseline(&loaded);
-    let (gateway, warnings) =
-        crate::reload::build(&loaded, &overlay, client.clone(), clock.clone(), &engine)
-            .await
-            .map_err(|e| e.to_string())?;
+    let (gateway, warnings) = crate::reload::build(
+        &loaded,
+        &overlay,
+        client.clone(),
+        clock.clone(),
+        &engine,
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     for w in &warnings {
         tracing::warn!("{w}");
     }

@@ -514,7 +514,10 @@ async fn start_with_secrets(yaml: &str) -> Proxy {
         Launch {
             env: vec![
                 ("OPENAI_API_KEY".into(), "sk-gateway-openai-key".into()),
-                ("CONCLAVE_T_ALLOWED_KEY".into(), "sk-allowed-by-config".into()),
+                (
+                    "CONCLAVE_T_ALLOWED_KEY".into(),
+                    "sk-allowed-by-config".into(),
+                ),
             ],
             ..Launch::default()
         },
@@ -534,11 +537,16 @@ async fn a_registration_cannot_read_the_gateways_environment_unless_the_config_a
     assert_eq!(status, 400, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("admin_env_allowlist"), "{message}");
-    assert!(!body.to_string().contains("sk-gateway-openai-key"), "{body}");
+    assert!(
+        !body.to_string().contains("sk-gateway-openai-key"),
+        "{body}"
+    );
     assert_eq!(up.calls("rt1"), 0);
 
-    let allowing = config(&up, None, &[])
-        .replace("general_settings:\n", "general_settings:\n  admin_env_allowlist: [CONCLAVE_T_ALLOWED_KEY]\n");
+    let allowing = config(&up, None, &[]).replace(
+        "general_settings:\n",
+        "general_settings:\n  admin_env_allowlist: [CONCLAVE_T_ALLOWED_KEY]\n",
+    );
     let proxy = start_with_secrets(&allowing).await;
     let (status, body) = register(
         &proxy,

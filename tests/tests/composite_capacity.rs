@@ -28,7 +28,10 @@ fn config(latency_ms: u64, general: &str) -> String {
 async fn burst(proxy: &Proxy) -> (Vec<(u16, bool)>, Vec<u16>) {
     let composites = join_all((0..BURST).map(|i| async move {
         let r = proxy
-            .post("/v1/chat/completions", &chat_body("slow-moa", &format!("q{i}")))
+            .post(
+                "/v1/chat/completions",
+                &chat_body("slow-moa", &format!("q{i}")),
+            )
             .await;
         (r.status().as_u16(), r.headers().contains_key("retry-after"))
     }));

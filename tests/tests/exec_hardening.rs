@@ -302,3 +302,23 @@ async fn a_client_that_goes_away_stops_the_program() {
     }
     assert!(!alive(&pid), "the program outlived its client");
 }
+
+/// A NUL character cannot be passed as an argument: it is refused as a bad
+/// request (which does not count against the deployment) rather than
+/// failing the spawn like an unreachable upstream.
+#[tokio::test]
+async fn a_nul_character_in_an_argument_is_a_clear_400() {
+    let tools = TempDir::new();
+    let cli = script(&tools, "ok.sh", "#!/bin/sh\necho fine\n");
+    let proxy = Proxy::start(&config(&cli, "[\"{prompt}\"]", "")).await;
+    let (status, _, body) = proxy.chat(&chat_body("tool", "a\u{0}b")).await;
+    assert_eq!(status, 400, "{body}");
+    let message = error_object(&body)["message"].as_str().unwrap();
+    assert!(
+        message.contains("NUL") && message.contains("stdin"),
+        "{message}"
+    );
+    let (status, _, body) = proxy.chat(&chat_body("tool", "ok")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "fine");
+}

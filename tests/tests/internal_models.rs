@@ -9,7 +9,12 @@ const HIDDEN: &str = "openai/p-up@fakeb";
 
 fn config(up: &FakeUpstream) -> String {
     let mut yaml = String::from("model_list:\n");
-    yaml.push_str(&deployment("agg", "openai/agg-up", &up.api_base("agg"), &[]));
+    yaml.push_str(&deployment(
+        "agg",
+        "openai/agg-up",
+        &up.api_base("agg"),
+        &[],
+    ));
     yaml.push_str(
         "  - model_name: moa-test\n    litellm_params:\n      model: composite/profile/moa_test\n",
     );
@@ -43,7 +48,12 @@ async fn a_topology_only_deployment_serves_its_strategy_but_not_clients() {
     assert_eq!(status, 502, "{body}");
 
     assert_eq!(up.calls("p"), 1, "no client call reached it");
-    let models = proxy.client.get(proxy.url("/v1/models")).send().await.unwrap();
+    let models = proxy
+        .client
+        .get(proxy.url("/v1/models"))
+        .send()
+        .await
+        .unwrap();
     let models = models.text().await.unwrap();
     assert!(!models.contains(HIDDEN), "{models}");
 }

@@ -1,6 +1,7 @@
 //! `GET /metrics` through the real binary: after a known sequence of
 //! requests every counter and histogram count has its exact value, the text
 //! parses as Prometheus exposition, and the route keeps the master key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

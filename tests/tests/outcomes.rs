@@ -1,6 +1,7 @@
 //! The operations layer's outcome pipeline, seen by a sink of the test's own:
 //! every request leaves exactly one outcome whatever way it ends, and each
 //! model call a composite strategy makes leaves one more, linked to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,7 +43,11 @@ impl Collector {
     fn children_of(&self, id: &str) -> Vec<Outcome> {
         self.all()
             .into_iter()
-            .filter(|o| o.parent_request_id.as_ref().is_some_and(|p| p.as_str() == id))
+            .filter(|o| {
+                o.parent_request_id
+                    .as_ref()
+                    .is_some_and(|p| p.as_str() == id)
+            })
             .collect()
     }
 
@@ -152,7 +157,10 @@ async fn every_request_leaves_exactly_one_outcome_and_sub_calls_link_to_their_pa
     sink.wait_for(5 + 3).await;
 
     let o = only(sink.of("t-plain"), "plain");
-    assert_eq!((o.kind, o.status, o.stream), (OutcomeKind::Request, 200, false));
+    assert_eq!(
+        (o.kind, o.status, o.stream),
+        (OutcomeKind::Request, 200, false)
+    );
     assert_eq!(o.model_group.as_deref(), Some("plain"));
     assert_eq!(o.usage().map(|u| u.completion_tokens), Some(7));
 
@@ -179,5 +187,10 @@ async fn every_request_leaves_exactly_one_outcome_and_sub_calls_link_to_their_pa
     models.sort_unstable();
     assert_eq!(models, ["agg", "p1", "p2"]);
 
-    assert_eq!(sink.all().len(), 8, "no outcome beyond those: {:#?}", sink.all());
+    assert_eq!(
+        sink.all().len(),
+        8,
+        "no outcome beyond those: {:#?}",
+        sink.all()
+    );
 }

@@ -20,7 +20,7 @@ use routing_support::{config, deployment};
 fn build(yaml: &str) -> (Router, Arc<ManualClock>) {
     let loaded = load_str(yaml, Path::new("t.yaml"), Env::default()).unwrap();
     let clock = Arc::new(ManualClock::default());
-    let built = Router::from_config(&loaded, &[], reqwest::Client::new(), clock.clone())
+    let built = Router::from_config(&loaded, &[], reqwest::Client::new(), clock.clone(), None)
         .unwrap_or_else(|p| panic!("{p:?}"));
     (built.router, clock)
 }

@@ -1,6 +1,7 @@
 //! Limits a public endpoint needs: a client that trickles its body is cut
 //! with 408, and requests past `global_max_parallel_requests` are refused at
 //! once with 503 and `Retry-After` instead of piling up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn config(up: &FakeUpstream, general: &str) -> String {
     let mut yaml = String::from("model_list:\n");
     yaml.push_str(&deployment("m", "openai/m-up", &up.api_base("m"), &[]));
-    yaml.push_str(&deployment("slow", "openai/slow-up", &up.api_base("slow"), &[]));
+    yaml.push_str(&deployment(
+        "slow",
+        "openai/slow-up",
+        &up.api_base("slow"),
+        &[],
+    ));
     yaml.push_str("router_settings:\n  num_retries: 0\ngeneral_settings:\n");
     yaml.push_str(general);
     yaml
@@ -55,7 +61,10 @@ async fn a_client_that_trickles_its_body_is_cut_with_408() {
 #[tokio::test]
 async fn requests_past_the_parallel_limit_get_503_with_retry_after_at_once() {
     let up = FakeUpstream::start().await;
-    up.set("slow", Behavior::ok("slow").delayed(Duration::from_millis(1500)));
+    up.set(
+        "slow",
+        Behavior::ok("slow").delayed(Duration::from_millis(1500)),
+    );
     let proxy = Proxy::start(&config(&up, "  global_max_parallel_requests: 2\n")).await;
     let busy = || async { proxy.chat(&chat_body("slow", "hold a slot")).await.0 };
     let over = async {
@@ -64,8 +73,15 @@ async fn requests_past_the_parallel_limit_get_503_with_retry_after_at_once() {
                 .await
         );
         let started = Instant::now();
-        let r = proxy.post("/v1/chat/completions", &chat_body("m", "one too many")).await;
-        (r.status().as_u16(), r.headers().get("retry-after").cloned(), r.text().await.unwrap(), started.elapsed())
+        let r = proxy
+            .post("/v1/chat/completions", &chat_body("m", "one too many"))
+            .await;
+        (
+            r.status().as_u16(),
+            r.headers().get("retry-after").cloned(),
+            r.text().await.unwrap(),
+            started.elapsed(),
+        )
     };
     let (a, b, (status, retry_after, body, waited)) = tokio::join!(busy(), busy(), over);
     assert_eq!((a, b), (200, 200));

@@ -17,7 +17,7 @@ async fn build(path: &Path) -> Result<(LoadedConfig, Gateway, Vec<String>), Stri
     let client = conclave::server::http_client()?;
     // check compiles every component afresh: no compile cache.
     let engine = SharedEngine::new(None);
-    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock), &engine)
+    let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock), &engine, None)
         .await
         .map_err(|e| e.to_string())?;
     Ok((loaded, gateway, warnings))

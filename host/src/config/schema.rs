@@ -104,7 +104,7 @@ pub struct GeneralSettings {
     pub max_response_size_mb: Option<f64>,
     /// Composite profiles and strategies.
     pub composite_llm: Option<CompositeSettings>,
-    /// Serves `POST /v1/responses` when true.
+    /// Serves `POST /v1/responses` (on by default; false turns it off).
     pub enable_responses_endpoint: Option<bool>,
     /// Watch the config and strategy files and reload on change.
     pub hot_reload: Option<bool>,
@@ -178,6 +178,8 @@ pub struct LitellmSettings {
 pub enum Callbacks {
     One(String),
     Many(Vec<serde_yaml::Value>),
+    /// Anything else is kept (and ignored) rather than refused.
+    Other(serde_yaml::Value),
 }
 
 impl Callbacks {
@@ -186,6 +188,7 @@ impl Callbacks {
         match self {
             Callbacks::One(name) => vec![name.as_str()],
             Callbacks::Many(list) => list.iter().filter_map(serde_yaml::Value::as_str).collect(),
+            Callbacks::Other(_) => Vec::new(),
         }
     }
 }

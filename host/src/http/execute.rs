@@ -145,7 +145,12 @@ async fn plain(run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiError> {
         o.attempts = meta.attempts;
         o.fallback.clone_from(&meta.fallback);
         o.upstream_time = Some(meta.upstream_time);
-        o.overhead = Some(ctx.request.started.elapsed().saturating_sub(meta.upstream_time));
+        o.overhead = Some(
+            ctx.request
+                .started
+                .elapsed()
+                .saturating_sub(meta.upstream_time),
+        );
     });
     let mut headers = HeaderMap::new();
     route_headers(&mut headers, meta, ctx.request.started);
@@ -181,8 +186,8 @@ async fn composite(
     put(&mut headers, MODEL_GROUP, &req.model);
     let answer = if req.stream {
         let (rx, abort) = strategies.execute_stream(profile, &req.model, req, ctx, outcome)?;
-        let payloads =
-            tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map_err(ApiError::from));
+        let payloads = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|item| item.map_err(ApiError::from));
         // The abort guard lives in the stream: a client that goes away stops the run.
         Answer::Stream(run.track(payloads, Some(Box::new(abort))))
     } else {

@@ -3,11 +3,14 @@
 
 mod admin;
 mod auth;
+mod dialect;
 pub mod error;
 mod execute;
 mod in_flight;
+mod messages;
 mod metrics;
 mod request_id;
+mod responses;
 mod routes;
 mod sse;
 mod stream_cutoff;
@@ -96,6 +99,8 @@ pub fn app(state: AppState) -> Router {
         .route("/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/completions", post(routes::completions))
+        .route("/v1/responses", post(responses::create))
+        .route("/responses", post(responses::create))
         .route("/v1/embeddings", post(routes::embeddings))
         .route("/embeddings", post(routes::embeddings))
         .route("/v1/models", get(routes::models))
@@ -111,6 +116,22 @@ pub fn app(state: AppState) -> Router {
             state.in_flight.clone(),
             in_flight::limit,
         ));
+    // Anthropic's Messages API: every error, the auth layer's included,
+    // leaves in Anthropic's shape (the outermost layer rewrites it).
+    let anthropic = Router::new()
+        .route("/v1/messages", post(messages::create))
+        .route("/anthropic/v1/messages", post(messages::create))
+        .route("/v1/messages/count_tokens", post(messages::count))
+        .route("/anthropic/v1/messages/count_tokens", post(messages::count))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.in_flight.clone(),
+            in_flight::limit,
+        ))
+        .route_layer(middleware::from_fn(messages::anthropic_errors));
     let admin = Router::new()
         .route("/admin/status", get(admin::status))
         .route("/admin/reload", post(admin::reload))
@@ -129,6 +150,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health/readiness", get(routes::readiness))
         .route("/metrics", get(metrics::metrics));
     models
+        .merge(anthropic)
         .merge(admin)
         .merge(probes)
         .fallback(routes::not_found)

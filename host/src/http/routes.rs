@@ -169,15 +169,15 @@ pub(super) async fn read_body(
         ));
     };
     read.map_err(|e| {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = source {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
-                }
-                source = s.source();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
             }
-            ApiError::invalid(format!("could not read the request body: {e}"), None)
-        })
+            source = s.source();
+        }
+        ApiError::invalid(format!("could not read the request body: {e}"), None)
+    })
 }
 
 pub(super) fn json_response(body: Bytes) -> Response {

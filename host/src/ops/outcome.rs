@@ -143,12 +143,7 @@ impl PendingOutcome {
         Self::start(ctx, OutcomeKind::SubCall, model, stream)
     }
 
-    fn start(
-        ctx: &CallContext,
-        kind: OutcomeKind,
-        model: &str,
-        stream: bool,
-    ) -> Self {
+    fn start(ctx: &CallContext, kind: OutcomeKind, model: &str, stream: bool) -> Self {
         let request = &ctx.request;
         let (request_id, parent_request_id) = match kind {
             OutcomeKind::Request => (request.id.clone(), None),
@@ -235,7 +230,9 @@ pub struct OutcomeHandle(Arc<Mutex<PendingOutcome>>);
 impl OutcomeHandle {
     /// The outcome of the client's request described by `ctx`.
     pub fn request(ctx: &CallContext) -> Self {
-        Self(Arc::new(Mutex::new(PendingOutcome::request(ctx, "", false))))
+        Self(Arc::new(Mutex::new(PendingOutcome::request(
+            ctx, "", false,
+        ))))
     }
 
     /// Changes the record under the lock.

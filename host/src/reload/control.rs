@@ -19,20 +19,10 @@ use crate::router::{Clock, Router};
 use crate::strategy::SharedEngine;
 
 /// Builds the gateway for `base` with the runtime `overlay` applied.
+/// When it replaces a version whose router is `previous`, deployments that
+/// did not change keep their cooldowns, usage windows, latency and in-flight
+/// counts.
 pub async fn build(
-    base: &LoadedConfig,
-    overlay: &Overlay,
-    client: reqwest::Client,
-    clock: Arc<dyn Clock>,
-    engine: &SharedEngine,
-) -> Result<(Gateway, Vec<String>), BuildError> {
-    build_after(base, overlay, client, clock, engine, None).await
-}
-
-/// [`build`] for the version that replaces one whose router is `previous`:
-/// deployments that did not change keep their cooldowns, usage windows,
-/// latency and in-flight counts.
-pub async fn build_after(
     base: &LoadedConfig,
     overlay: &Overlay,
     client: reqwest::Client,
@@ -44,7 +34,7 @@ pub async fn build_after(
     overlay
         .apply(&mut effective)
         .map_err(|problems| BuildError::Overlay(ConfigError::invalid(&base.path, problems)))?;
-    Gateway::build_after(&effective, client, clock, engine, previous).await
+    Gateway::build(&effective, client, clock, engine, previous).await
 }
 
 /// Why an admin change was refused.
@@ -143,7 +133,7 @@ impl Control {
     /// live numbers of its unchanged deployments.
     async fn build(&self, base: &LoadedConfig, overlay: &Overlay) -> Result<Gateway, BuildError> {
         let previous = self.gateway();
-        let (gateway, warnings) = build_after(
+        let (gateway, warnings) = build(
             base,
             overlay,
             self.options.client.clone(),

@@ -450,7 +450,13 @@ mod tests {
 
     fn build(yaml: &str) -> Result<super::super::RouterBuild, ConfigError> {
         let loaded = crate::config::load_str(yaml, Path::new("t.yaml"), Env::default()).unwrap();
-        Router::from_config(&loaded, &[], reqwest::Client::new(), Arc::new(SystemClock))
+        Router::from_config(
+            &loaded,
+            &[],
+            reqwest::Client::new(),
+            Arc::new(SystemClock),
+            None,
+        )
     }
 
     #[test]
@@ -514,7 +520,7 @@ mod tests {
     fn rebuild(yaml: &str, previous: &Router) -> Router {
         let loaded = crate::config::load_str(yaml, Path::new("t.yaml"), Env::default()).unwrap();
         let clock = previous.clock.clone();
-        Router::from_config_after(&loaded, &[], reqwest::Client::new(), clock, Some(previous))
+        Router::from_config(&loaded, &[], reqwest::Client::new(), clock, Some(previous))
             .unwrap()
             .router
     }

@@ -137,21 +137,12 @@ impl Router {
     /// for providers conclave does not speak are skipped with a warning.
     /// `extra` are deployments the config implies but does not list (composite
     /// topology nodes); they are routed like model_list entries.
+    ///
+    /// When the router replaces `previous`, every deployment whose id and
+    /// target did not change carries on its live numbers (cooldown, rpm/tpm
+    /// window, latency, in-flight count), and the minute windows keep their
+    /// origin. Changed or new deployments start fresh.
     pub fn from_config(
-        loaded: &LoadedConfig,
-        extra: &[ModelEntry],
-        client: reqwest::Client,
-        clock: Arc<dyn Clock>,
-    ) -> Result<RouterBuild, ConfigError> {
-        Self::from_config_after(loaded, extra, client, clock, None)
-    }
-
-    /// [`Router::from_config`] for the version that replaces `previous`:
-    /// every deployment whose id and target did not change carries on its
-    /// live numbers (cooldown, rpm/tpm window, latency, in-flight count),
-    /// and the minute windows keep their origin. Changed or new deployments
-    /// start fresh.
-    pub fn from_config_after(
         loaded: &LoadedConfig,
         extra: &[ModelEntry],
         client: reqwest::Client,

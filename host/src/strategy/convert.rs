@@ -314,7 +314,9 @@ pub fn request_bytes(req: &ChatRequest) -> usize {
 /// `chat-response` and what is wrong with it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct AnswerFault {
+    /// The WIT name of the field (`content`, `tool-calls-json`, ...).
     pub field: &'static str,
+    /// What is wrong with it.
     pub message: String,
 }
 

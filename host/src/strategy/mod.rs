@@ -32,7 +32,6 @@ use crate::openai::response;
 use crate::openai::{ProxyRequest, unix_now};
 use crate::ops::sinks::CompositeRun;
 use crate::ops::{CallContext, OutcomeHandle, Usage};
-use tracing::Instrument;
 use crate::router::Router;
 use bindings::{ChatResponse, Invocation};
 pub use engine::{SharedEngine, StrategyEngine};
@@ -40,6 +39,7 @@ pub use error::StrategyError;
 use profiles::{Plan, ProfilePlan, Source};
 pub use run::CompiledStrategy;
 use run::{RunInput, RunSummary, Sink, SinkItem};
+use tracing::Instrument;
 
 /// Key a request may use to override profile settings explicitly.
 const SETTINGS_KEY: &str = "composite_settings";

@@ -1,1 +1,85 @@
+//! Golden files: each `golden/*.json` holds `kind`, `in` and `out`; the
+//! translation of `in` must equal `out`. `UPDATE_GOLDEN=1` rewrites `out`.
 
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::{anthropic, responses};
+
+fn translate(kind: &str, input: &Value) -> Value {
+    match kind {
+        "anthropic_request" => match anthropic::request_to_chat(input) {
+            Ok(v) => v,
+            Err(e) => json!({"error": e.message, "param": e.param}),
+        },
+        "anthropic_answer" => anthropic::answer_from_chat(input, "claude-test", "msg_test"),
+        "anthropic_stream" => {
+            let mut t = anthropic::MessagesStream::new("msg_test", "claude-test");
+            let mut events = t.start();
+            for chunk in input.as_array().into_iter().flatten() {
+                events.extend(t.push(chunk.to_string().as_bytes()));
+            }
+            events.extend(t.finish());
+            json!(
+                events
+                    .iter()
+                    .map(|e| json!({"event": e.name, "data": e.data}))
+                    .collect::<Vec<_>>()
+            )
+        }
+        "responses_request" => match responses::request_to_chat(input) {
+            Ok(v) => v,
+            Err(e) => json!({"error": e.message, "param": e.param}),
+        },
+        "responses_answer" => {
+            let envelope = responses::Envelope::new(&input["request"], "resp_test", 1_700_000_000);
+            responses::answer_from_chat(&input["chat"], &envelope)
+        }
+        "responses_stream" => {
+            let envelope = responses::Envelope::new(&input["request"], "resp_test", 1_700_000_000);
+            let mut t = responses::ResponsesStream::new(envelope);
+            let mut events = t.start();
+            for chunk in input["chunks"].as_array().into_iter().flatten() {
+                events.extend(t.push(chunk.to_string().as_bytes()));
+            }
+            events.extend(t.finish());
+            json!(
+                events
+                    .iter()
+                    .map(|e| json!({"event": e.name, "data": e.data}))
+                    .collect::<Vec<_>>()
+            )
+        }
+        other => panic!("unknown golden kind {other}"),
+    }
+}
+
+#[test]
+fn every_golden_file_translates_to_its_output() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/translate/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 6,
+        "golden files missing in {}",
+        dir.display()
+    );
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut case: Value = serde_json::from_str(&text).unwrap();
+        let actual = translate(case["kind"].as_str().unwrap(), &case["in"]);
+        if update {
+            case["out"] = actual;
+            let pretty = serde_json::to_string_pretty(&case).unwrap() + "\n";
+            std::fs::write(&path, pretty).unwrap();
+        } else {
+            assert_eq!(actual, case["out"], "{}", path.display());
+        }
+    }
+}

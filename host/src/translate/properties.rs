@@ -1,1 +1,198 @@
+//! Properties: any chat chunk stream translates into a well-formed Messages
+//! and Responses event sequence.
 
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::{Event, anthropic, responses};
+
+/// One generated chunk.
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Reasoning(String),
+    /// A tool call piece: index, whether it carries the id and name, arguments.
+    Call(u64, bool, String),
+    Finish(&'static str),
+    Usage(u64, u64),
+    Garbage,
+}
+
+fn piece() -> impl Strategy<Value = Piece> {
+    prop_oneof![
+        4 => "[a-zé \n\"]{1,8}".prop_map(Piece::Text),
+        2 => "[a-z ]{1,6}".prop_map(Piece::Reasoning),
+        3 => (0u64..3, any::<bool>(), "[a-z{}\":]{0,6}").prop_map(|(i, h, a)| Piece::Call(i, h, a)),
+        1 => prop::sample::select(vec!["stop", "length", "tool_calls", "content_filter"]).prop_map(Piece::Finish),
+        1 => (0u64..100, 0u64..100).prop_map(|(a, b)| Piece::Usage(a, b)),
+        1 => Just(Piece::Garbage),
+    ]
+}
+
+fn payload(p: &Piece) -> Vec<u8> {
+    let choice = |delta: Value, finish: Value| json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    let v = match p {
+        Piece::Text(t) => choice(json!({"content": t}), Value::Null),
+        Piece::Reasoning(t) => choice(json!({"reasoning_content": t}), Value::Null),
+        Piece::Call(i, head, args) => {
+            let mut call = json!({"index": i, "function": {"arguments": args}});
+            if *head {
+                call["id"] = json!(format!("call_{i}"));
+                call["function"]["name"] = json!(format!("tool_{i}"));
+            }
+            choice(json!({"tool_calls": [call]}), Value::Null)
+        }
+        Piece::Finish(f) => choice(json!({}), json!(f)),
+        Piece::Usage(a, b) => {
+            json!({"choices": [], "usage": {"prompt_tokens": a, "completion_tokens": b}})
+        }
+        Piece::Garbage => return b"not json".to_vec(),
+    };
+    v.to_string().into_bytes()
+}
+
+fn all_text(pieces: &[Piece]) -> String {
+    pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn messages_events(pieces: &[Piece]) -> Vec<Event> {
+    let mut t = anthropic::MessagesStream::new("msg_p", "m");
+    let mut events = t.start();
+    for p in pieces {
+        events.extend(t.push(&payload(p)));
+    }
+    events.extend(t.finish());
+    events
+}
+
+fn responses_events(pieces: &[Piece]) -> Vec<Event> {
+    let envelope = responses::Envelope::new(&json!({"model": "m"}), "resp_p", 1);
+    let mut t = responses::ResponsesStream::new(envelope);
+    let mut events = t.start();
+    for p in pieces {
+        events.extend(t.push(&payload(p)));
+    }
+    events.extend(t.finish());
+    events
+}
+
+/// Checks Anthropic's sequence: start and ping first, blocks started and
+/// stopped in order with deltas only inside the open block, the end last.
+/// Returns the text of the text deltas.
+fn check_messages(events: &[Event]) -> String {
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names[..2], ["message_start", "ping"]);
+    assert_eq!(names[names.len() - 2..], ["message_delta", "message_stop"]);
+    let (mut open, mut next, mut text) = (None::<u64>, 0u64, String::new());
+    for e in &events[2..events.len() - 2] {
+        assert_eq!(e.data["type"], e.name.as_str());
+        let index = e.data["index"].as_u64();
+        match e.name.as_str() {
+            "content_block_start" => {
+                assert_eq!(open, None, "a block starts while another is open");
+                assert_eq!(index, Some(next));
+                open = index;
+            }
+            "content_block_delta" => {
+                assert_eq!(index, open, "a delta outside its block");
+                if e.data["delta"]["type"] == "text_delta" {
+                    text.push_str(e.data["delta"]["text"].as_str().unwrap());
+                }
+            }
+            "content_block_stop" => {
+                assert_eq!(index, open);
+                open = None;
+                next += 1;
+            }
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    assert_eq!(open, None, "a block was never stopped");
+    text
+}
+
+/// Checks the Responses sequence: numbers 0, 1, 2…, every added item done
+/// before the next, and the final response's output matching the items.
+/// Returns the text of the output_text deltas and each call's arguments.
+fn check_responses(events: &[Event]) -> (String, BTreeMap<String, String>) {
+    for (n, e) in events.iter().enumerate() {
+        assert_eq!(e.data["sequence_number"], n as u64);
+        assert_eq!(e.data["type"], e.name.as_str());
+    }
+    assert_eq!(events[0].name, "response.created");
+    assert_eq!(events[1].name, "response.in_progress");
+    let last = events.last().unwrap();
+    assert!(matches!(
+        last.name.as_str(),
+        "response.completed" | "response.incomplete"
+    ));
+    let (mut open, mut done) = (None::<u64>, Vec::new());
+    let (mut text, mut args) = (String::new(), BTreeMap::<String, String>::new());
+    for e in &events[2..events.len() - 1] {
+        let index = e.data["output_index"].as_u64();
+        match e.name.as_str() {
+            "response.output_item.added" => {
+                assert_eq!(open, None);
+                assert_eq!(index, Some(done.len() as u64));
+                open = index;
+            }
+            "response.output_item.done" => {
+                assert_eq!(index, open);
+                open = None;
+                done.push(e.data["item"].clone());
+            }
+            "response.output_text.delta" => {
+                assert_eq!(index, open);
+                text.push_str(e.data["delta"].as_str().unwrap());
+            }
+            "response.function_call_arguments.delta" => {
+                assert_eq!(index, open);
+                let id = e.data["item_id"].as_str().unwrap().to_owned();
+                args.entry(id)
+                    .or_default()
+                    .push_str(e.data["delta"].as_str().unwrap());
+            }
+            _ => assert_eq!(index, open, "{} outside its item", e.name),
+        }
+    }
+    assert_eq!(open, None, "an item was never done");
+    assert_eq!(last.data["response"]["output"], Value::Array(done.clone()));
+    for item in &done {
+        if item["type"] == "function_call" {
+            let streamed = args
+                .get(item["id"].as_str().unwrap())
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(item["arguments"].as_str().unwrap(), streamed);
+        }
+    }
+    let final_text: String = done
+        .iter()
+        .filter(|i| i["type"] == "message")
+        .filter_map(|i| i["content"][0]["text"].as_str())
+        .collect();
+    assert_eq!(final_text, text);
+    (text, args)
+}
+
+proptest! {
+    #[test]
+    fn any_chunk_stream_makes_a_well_formed_messages_stream(pieces in prop::collection::vec(piece(), 0..30)) {
+        let text = check_messages(&messages_events(&pieces));
+        prop_assert_eq!(text, all_text(&pieces));
+    }
+
+    #[test]
+    fn any_chunk_stream_makes_a_well_formed_responses_stream(pieces in prop::collection::vec(piece(), 0..30)) {
+        let (text, _) = check_responses(&responses_events(&pieces));
+        prop_assert_eq!(text, all_text(&pieces));
+    }
+}

@@ -25,10 +25,11 @@ impl OutcomeSink for AccessLog {
     }
 
     fn record(&self, o: &Outcome) {
-        let group = o.model_group.as_deref().unwrap_or("");
-        let deployment = o.deployment.as_deref().unwrap_or("");
-        let fallback = o.fallback.as_deref().unwrap_or("");
-        let error = o.error.as_deref().unwrap_or("");
+        // Unset fields are left out of the line rather than printed empty.
+        let group = o.model_group.as_deref();
+        let deployment = o.deployment.as_deref();
+        let fallback = o.fallback.as_deref();
+        let error = o.error.as_deref();
         match o.kind {
             OutcomeKind::Request => tracing::info!(
                 target: ACCESS_TARGET,

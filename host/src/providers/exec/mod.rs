@@ -110,6 +110,11 @@ fn env_map(value: Option<&serde_yaml::Value>) -> Result<BTreeMap<String, String>
             let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
                 return Err("env must map names to string values".into());
             };
+            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+                return Err(format!(
+                    "env: {k:?} is not a valid variable (a name without `=`, no NUL characters)"
+                ));
+            }
             vars.insert(k.to_owned(), v.to_owned());
         }
     }
@@ -172,6 +177,13 @@ impl ExecTarget {
         let args: Vec<String> = self.args.iter().map(|a| fill(a, &prompt, &model)).collect();
         if let Some(len) = oversized_arg(&args) {
             return Err(self.arg_too_long(len));
+        }
+        if args.iter().any(|a| a.contains('\0')) {
+            return Err(bad_request(
+                "the prompt holds a NUL character, which cannot be passed as an argument; \
+                 `prompt_via: stdin` passes it"
+                    .into(),
+            ));
         }
         let workdir = WorkDir::new().map_err(|e| {
             UpstreamError::Connect(format!("cannot create a working directory: {e}"))
@@ -264,15 +276,23 @@ impl ExecTarget {
     }
 
     /// An argument over Linux's per-argument limit, refused before spawning.
+    /// Its code is OpenAI's for a prompt too long for the model, so the
+    /// router's `context_window_fallbacks` apply.
     fn arg_too_long(&self, len: usize) -> UpstreamError {
-        bad_request(format!(
+        let message = format!(
             "an argument for {:?} would be {len} bytes, over Linux's limit of {} KiB per \
              argument (MAX_ARG_STRLEN); the prompt is too long to pass as an argument: set \
              `prompt_via: stdin` on deployment {:?} if the program reads its prompt from stdin",
             self.command,
             MAX_ARG_BYTES / 1024,
             self.name
-        ))
+        );
+        UpstreamError::Status {
+            status: 400,
+            message,
+            code: Some("context_length_exceeded".into()),
+            retry_after: None,
+        }
     }
 
     async fn log(
@@ -506,5 +526,14 @@ mod tests {
         assert!(arg_templates(Some(&given), PromptVia::Arg).is_ok());
         let bad = serde_yaml::Value::String("pipe".into());
         assert!(prompt_via(Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn env_names_and_values_are_checked_at_load() {
+        let env = |yaml: &str| env_map(Some(&serde_yaml::from_str(yaml).unwrap()));
+        assert_eq!(env("{A: b}").unwrap()["A"], "b");
+        assert!(env("{\"A=B\": c}").is_err());
+        assert!(env("{\"\": c}").is_err());
+        assert!(env("{A: 1}").is_err());
     }
 }

@@ -184,7 +184,7 @@ mod tests {
     fn arguments_over_linux_limit_are_found() {
         let fits = "a".repeat(MAX_ARG_BYTES - 1);
         let over = "a".repeat(MAX_ARG_BYTES);
-        assert_eq!(oversized_arg(&[fits.clone()]), None);
+        assert_eq!(oversized_arg(std::slice::from_ref(&fits)), None);
         assert_eq!(oversized_arg(&[fits, over]), Some(MAX_ARG_BYTES));
     }
 }

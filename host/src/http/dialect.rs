@@ -1,0 +1,165 @@
+//! The path shared by the translated dialects (Responses, Anthropic
+//! Messages): read the body, translate it into a chat request, run it
+//! through [`execute`] like any chat request, and translate the answer back,
+//! a JSON body whole or a stream event by event.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, stream};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::error::ApiError;
+use super::execute::{Answer, PayloadStream, execute};
+use super::routes::{json_response, read_body};
+use super::{AppState, Scope};
+use crate::openai::{Endpoint, ProxyRequest};
+use crate::ops::{CallContext, OutcomeHandle};
+use crate::translate::{Event, TranslateError};
+
+/// A client dialect served by translation to and from chat completions.
+pub(super) trait Dialect: Sized {
+    /// Its stream translator.
+    type Stream: Translator;
+    /// The dialect for the answer to `body` (ids, echoed settings).
+    fn for_request(body: &Value) -> Self;
+    /// The request as a chat request.
+    fn to_chat(&self, body: &Value) -> Result<Value, TranslateError>;
+    /// A `chat.completion` body as the dialect's answer.
+    fn answer(&self, chat: &Value) -> Value;
+    /// A translator for a streamed answer.
+    fn stream(self) -> Self::Stream;
+}
+
+/// Chat chunk payloads → a dialect's events.
+pub(super) trait Translator: Send + 'static {
+    fn start(&mut self) -> Vec<Event>;
+    fn push(&mut self, payload: &[u8]) -> Vec<Event>;
+    fn finish(&mut self) -> Vec<Event>;
+    fn fail(&mut self, error: &ApiError) -> Vec<Event>;
+}
+
+/// A translated model call, inside the request's span; leaves one outcome
+/// like the chat route does.
+pub(super) async fn call<D: Dialect>(state: AppState, scope: Scope, request: Request) -> Response {
+    let ctx = CallContext::client(scope.ctx.clone());
+    let outcome = OutcomeHandle::request(&ctx);
+    let span = scope.ctx.span.clone();
+    let handled = handle::<D>(&state, &scope, &ctx, &outcome, request)
+        .instrument(span)
+        .await;
+    handled.unwrap_or_else(|error| {
+        outcome.finish(error.status.as_u16(), Some(error.code_or_type()));
+        error.into_response()
+    })
+}
+
+async fn handle<D: Dialect>(
+    state: &AppState,
+    scope: &Scope,
+    ctx: &CallContext,
+    outcome: &OutcomeHandle,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let gateway = &scope.gateway;
+    let body = read_json(request, gateway.body_limit, gateway.body_timeout).await?;
+    let dialect = D::for_request(&body);
+    let req = chat_request(&dialect.to_chat(&body).map_err(invalid)?)?;
+    drop(body);
+    let executed = execute(state, scope, ctx, outcome, Endpoint::ChatCompletions, &req).await?;
+    let mut response = match executed.answer {
+        Answer::Json(bytes) => {
+            let chat: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    format!("the answer is not JSON and cannot be translated: {e}"),
+                    None,
+                    Some("upstream_unavailable"),
+                )
+            })?;
+            json_response(Bytes::from(dialect.answer(&chat).to_string()))
+        }
+        Answer::Stream(payloads) => event_response(translated(payloads, dialect.stream())),
+    };
+    response.headers_mut().extend(executed.headers);
+    Ok(response)
+}
+
+/// The body as a JSON value, with the chat route's limits.
+pub(super) async fn read_json(
+    request: Request,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Value, ApiError> {
+    let bytes = read_body(request, limit, timeout).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}"), None))
+}
+
+fn invalid(error: TranslateError) -> ApiError {
+    ApiError::invalid(error.message, error.param.as_deref())
+}
+
+/// The translated chat request, checked as the chat route checks its body.
+fn chat_request(chat: &Value) -> Result<ProxyRequest, ApiError> {
+    let text = serde_json::to_vec(chat)
+        .map_err(|e| ApiError::invalid(format!("cannot translate the request: {e}"), None))?;
+    let req: ProxyRequest = serde_json::from_slice(&text)
+        .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+    if req.model.trim().is_empty() {
+        return Err(ApiError::invalid("model must not be empty", Some("model")));
+    }
+    Ok(req)
+}
+
+fn sse(events: &[Event]) -> Bytes {
+    Bytes::from(events.iter().map(Event::to_sse).collect::<String>())
+}
+
+/// The payload stream as the dialect's SSE text: the start events at once,
+/// each payload's events as it arrives, the end (or the error) last.
+fn translated<T: Translator>(
+    payloads: PayloadStream,
+    mut translator: T,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let start = sse(&translator.start());
+    let rest = stream::unfold(Some((payloads, translator)), |state| async move {
+        let (mut payloads, mut translator) = state?;
+        loop {
+            match payloads.next().await {
+                Some(Ok(payload)) => {
+                    let events = translator.push(&payload);
+                    if !events.is_empty() {
+                        return Some((Ok(sse(&events)), Some((payloads, translator))));
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "stream failed after it started; sending an error event");
+                    return Some((Ok(sse(&translator.fail(&error))), None));
+                }
+                None => return Some((Ok(sse(&translator.finish())), None)),
+            }
+        }
+    });
+    stream::once(async move { Ok(start) }).chain(rest)
+}
+
+fn event_response(
+    events: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
+    let mut r = Response::new(Body::from_stream(events));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
