@@ -3,13 +3,12 @@
 //! reason) where python3 or `pip install openai` is not available.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod sdk_support;
+
 use std::time::Duration;
 
-use conclave_e2e::{Behavior, FakeUpstream, Proxy, conclave_bin};
+use conclave_e2e::{Behavior, FakeUpstream, Proxy};
 use serde_json::Value;
-use tokio::process::Command;
-use tokio::sync::OnceCell;
 
 const MASTER_KEY: &str = "sk-e2e-sdk-master";
 
@@ -49,112 +48,16 @@ else:
 print(json.dumps(out))
 "#;
 
-async fn run(program: &Path, args: &[&str], limit: Duration) -> Result<String, String> {
-    let mut cmd = Command::new(program);
-    cmd.args(args).kill_on_drop(true);
-    let out = tokio::time::timeout(limit, cmd.output())
-        .await
-        .map_err(|_| format!("{} {args:?} took longer than {limit:?}", program.display()))?
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{} {args:?} failed ({}): {}{}",
-            program.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// A Python with `openai` installed, in a venv under the cargo target dir
-/// (created once, reused by later runs).
-async fn python_with_openai() -> Result<PathBuf, String> {
-    static PYTHON: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
-    PYTHON
-        .get_or_init(|| async {
-            let profile_dir = conclave_bin()
-                .parent()
-                .map(Path::to_path_buf)
-                .ok_or("no target directory")?;
-            let venv = profile_dir.join("..").join("py-venv");
-            let python = venv.join("bin").join("python");
-            let import = ["-c", "import openai"];
-            if python.exists() && run(&python, &import, Duration::from_secs(30)).await.is_ok() {
-                return Ok(python);
-            }
-            run(
-                Path::new("python3"),
-                &["--version"],
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| format!("python3 is not available: {e}"))?;
-            let venv_arg = venv.display().to_string();
-            run(
-                Path::new("python3"),
-                &["-m", "venv", &venv_arg],
-                Duration::from_secs(120),
-            )
-            .await
-            .map_err(|e| format!("cannot create a venv: {e}"))?;
-            run(
-                &python,
-                &[
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--timeout",
-                    "15",
-                    "--retries",
-                    "1",
-                    "openai",
-                ],
-                Duration::from_secs(180),
-            )
-            .await
-            .map_err(|e| format!("pip install openai failed: {e}"))?;
-            run(&python, &import, Duration::from_secs(30))
-                .await
-                .map_err(|e| format!("openai does not import after install: {e}"))?;
-            Ok(python)
-        })
-        .await
-        .clone()
-}
-
 /// Runs the SDK script in `mode` against `proxy` and returns its JSON output.
 async fn sdk(proxy: &Proxy, mode: &str, model: &str) -> Option<Value> {
-    let python = match python_with_openai().await {
-        Ok(p) => p,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return None;
-        }
-    };
-    let script = proxy
-        .dir
-        .write("sdk_check.py", SCRIPT)
-        .display()
-        .to_string();
     let base_url = proxy.url("/v1");
-    let out = run(
-        &python,
-        &[&script, &base_url, mode, model, MASTER_KEY],
-        Duration::from_secs(30),
+    sdk_support::run_script(
+        proxy,
+        "sdk_check.py",
+        SCRIPT,
+        &[&base_url, mode, model, MASTER_KEY],
     )
     .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "the SDK script failed: {e}\nconclave logs:\n{}",
-            proxy.logs()
-        )
-    });
-    Some(serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}")))
 }
 
 async fn proxy_for(up: &FakeUpstream) -> Proxy {

@@ -362,24 +362,7 @@ impl HttpTarget {
 
 /// `error` with every occurrence of `key` in its message replaced.
 fn redact_error(error: UpstreamError, key: &str) -> UpstreamError {
-    let clean = |m: String| m.replace(key, "[redacted]");
-    match error {
-        UpstreamError::Status {
-            status,
-            message,
-            code,
-            retry_after,
-        } => UpstreamError::Status {
-            status,
-            message: clean(message),
-            code,
-            retry_after,
-        },
-        UpstreamError::Connect(m) => UpstreamError::Connect(clean(m)),
-        UpstreamError::Protocol(m) => UpstreamError::Protocol(clean(m)),
-        UpstreamError::StreamBroken(m) => UpstreamError::StreamBroken(clean(m)),
-        UpstreamError::Timeout(d) => UpstreamError::Timeout(d),
-    }
+    error.map_message(|m| m.replace(key, "[redacted]"))
 }
 
 /// The upstream's requested wait, from `retry-after-ms` or else

@@ -57,6 +57,30 @@ pub enum UpstreamError {
     StreamBroken(String),
 }
 
+impl UpstreamError {
+    /// The same error with `clean` applied to its message (used to take
+    /// credentials out before an error leaves the provider or the router).
+    pub fn map_message(self, clean: impl Fn(String) -> String) -> Self {
+        match self {
+            UpstreamError::Status {
+                status,
+                message,
+                code,
+                retry_after,
+            } => UpstreamError::Status {
+                status,
+                message: clean(message),
+                code,
+                retry_after,
+            },
+            UpstreamError::Connect(m) => UpstreamError::Connect(clean(m)),
+            UpstreamError::Protocol(m) => UpstreamError::Protocol(clean(m)),
+            UpstreamError::StreamBroken(m) => UpstreamError::StreamBroken(clean(m)),
+            UpstreamError::Timeout(d) => UpstreamError::Timeout(d),
+        }
+    }
+}
+
 /// Timeouts for one call, already resolved from deployment and router settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {

@@ -107,20 +107,7 @@ fn record_timeout(deployment: &Deployment, error: &UpstreamError, started: Insta
 
 /// `error` without the deployment's credentials in its message.
 fn redact(deployment: &Deployment, error: UpstreamError) -> UpstreamError {
-    match error {
-        UpstreamError::Status {
-            status,
-            message,
-            code,
-            retry_after,
-        } => UpstreamError::Status {
-            status,
-            message: deployment.target.redact(&message),
-            code,
-            retry_after,
-        },
-        other => other,
-    }
+    error.map_message(|m| deployment.target.redact(&m))
 }
 
 /// The largest upstream body a call reads, from

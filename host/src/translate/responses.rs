@@ -353,6 +353,12 @@ pub fn answer_from_chat(chat: &Value, envelope: &Envelope) -> Value {
         ));
     }
     let (status, incomplete) = status_of(answer.finish_reason.as_deref());
+    if incomplete.is_some() {
+        // The cut item is the last one.
+        if let Some(last) = output.last_mut().filter(|i| i["type"] != "reasoning") {
+            last["status"] = json!("incomplete");
+        }
+    }
     let ending = Ending {
         incomplete,
         error: Value::Null,
@@ -421,6 +427,9 @@ pub struct ResponsesStream {
     open: Option<Open>,
     finish_reason: Option<String>,
     usage: Option<(u64, u64)>,
+    /// The status an item gets when it is done (`incomplete` for the item
+    /// open when a cut answer ends).
+    item_status: &'static str,
 }
 
 impl ResponsesStream {
@@ -433,6 +442,7 @@ impl ResponsesStream {
             open: None,
             finish_reason: None,
             usage: None,
+            item_status: "completed",
         }
     }
 
@@ -475,8 +485,11 @@ impl ResponsesStream {
     /// `response.incomplete` when the answer was cut).
     pub fn finish(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
-        self.close(&mut events);
         let (status, incomplete) = status_of(self.finish_reason.as_deref());
+        if incomplete.is_some() {
+            self.item_status = "incomplete";
+        }
+        self.close(&mut events);
         let ending = Ending {
             incomplete,
             error: Value::Null,
@@ -592,7 +605,7 @@ impl ResponsesStream {
                 events.push(self.event("response.output_text.done", data));
                 let data = json!({"item_id": id, "output_index": output_index, "content_index": 0, "part": output_text_part(&text)});
                 events.push(self.event("response.content_part.done", data));
-                message_output(id, &text, "completed")
+                message_output(id, &text, self.item_status)
             }
             Open::Call {
                 call_id,
@@ -603,7 +616,7 @@ impl ResponsesStream {
                 let id = self.current_id("fc");
                 let data = json!({"item_id": id, "output_index": output_index, "name": name, "arguments": arguments});
                 events.push(self.event("response.function_call_arguments.done", data));
-                function_call_item(id, &call_id, &name, &arguments, "completed")
+                function_call_item(id, &call_id, &name, &arguments, self.item_status)
             }
         };
         let data = json!({"output_index": output_index, "item": item});
