@@ -43,6 +43,22 @@ pub fn sse_content(payloads: &[String]) -> String {
         .collect()
 }
 
+/// `model_list` entries for `(name, extra keys)` pairs, each a deployment on
+/// the fake named after its group (upstream model `<name>-up`).
+pub fn deployments(up: &FakeUpstream, entries: &[(&str, &[&str])]) -> String {
+    entries
+        .iter()
+        .map(|(name, extra)| {
+            deployment(
+                name,
+                &format!("openai/{name}-up"),
+                &up.api_base(name),
+                extra,
+            )
+        })
+        .collect()
+}
+
 /// One `model_list` entry (YAML, indented for a top-level `model_list:`)
 /// for an OpenAI-compatible deployment at `api_base`, with extra
 /// `litellm_params` lines such as `"timeout: 0.5"`.

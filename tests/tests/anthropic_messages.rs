@@ -7,7 +7,7 @@ mod sdk_support;
 
 use std::time::Duration;
 
-use conclave_e2e::{Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, composite_config, deployment};
+use conclave_e2e::{Behavior, FAKE_CALL_ID, FakeUpstream, Proxy};
 use serde_json::{Value, json};
 
 const MASTER_KEY: &str = "sk-e2e-anthropic";
@@ -76,22 +76,7 @@ async fn sdk(proxy: &Proxy, base: &str, mode: &str, model: &str, key: &str) -> O
 }
 
 async fn plain_proxy(up: &FakeUpstream) -> Proxy {
-    Proxy::start(&format!(
-        "model_list:\n{}general_settings:\n  master_key: {MASTER_KEY}\n",
-        deployment("claude-group", "openai/gpt-up", &up.api_base("a"), &[])
-    ))
-    .await
-}
-
-/// A composite profile `composite` (a one-tier cascade over `tier-a`).
-async fn composite_proxy(up: &FakeUpstream) -> Proxy {
-    Proxy::start(&composite_config(
-        up,
-        &["tier-a"],
-        &[("composite", "one_tier")],
-        "      one_tier:\n        strategy: cascade\n        topology:\n          tiers: [{model: tier-a}]\n          settings: {}\n",
-    ))
-    .await
+    sdk_support::plain_proxy(up, "claude-group", MASTER_KEY).await
 }
 
 fn check_plain(out: &Value) {
@@ -239,7 +224,7 @@ async fn the_anthropic_client_reads_an_unknown_model_as_not_found() {
 async fn the_anthropic_client_is_served_by_a_composite_profile() {
     let up = FakeUpstream::start().await;
     up.set("tier-a", Behavior::ok("answer for claude clients"));
-    let proxy = composite_proxy(&up).await;
+    let proxy = sdk_support::one_tier_composite(&up).await;
     let Some(out) = sdk(&proxy, "", "plain", "composite", "anything").await else {
         return;
     };

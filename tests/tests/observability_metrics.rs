@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use conclave_e2e::proxy::Proxy;
-use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployment};
+use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployments};
 use prometheus_parse::{LineInfo, Scrape, Value};
 use serde_json::json;
 
@@ -14,23 +14,19 @@ const KEY: &str = "sk-metrics-master";
 
 fn config(up: &FakeUpstream, public: bool) -> String {
     let mut yaml = String::from("model_list:\n");
-    for (name, extra) in [
-        ("plain", &[][..]),
-        ("flaky", &["max_retries: 1"][..]),
-        ("primary", &["max_retries: 0"][..]),
-        ("backup", &[][..]),
-        ("broken", &["max_retries: 0"][..]),
-        ("p1", &[][..]),
-        ("p2", &[][..]),
-        ("agg", &[][..]),
-    ] {
-        yaml.push_str(&deployment(
-            name,
-            &format!("openai/{name}-up"),
-            &up.api_base(name),
-            extra,
-        ));
-    }
+    yaml.push_str(&deployments(
+        up,
+        &[
+            ("plain", &[][..]),
+            ("flaky", &["max_retries: 1"][..]),
+            ("primary", &["max_retries: 0"][..]),
+            ("backup", &[][..]),
+            ("broken", &["max_retries: 0"][..]),
+            ("p1", &[][..]),
+            ("p2", &[][..]),
+            ("agg", &[][..]),
+        ],
+    ));
     yaml.push_str(
         "  - model_name: moa-test\n    litellm_params:\n      model: composite/profile/moa_test\n",
     );

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use conclave_e2e::proxy::{Launch, Proxy};
-use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployment};
+use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployments};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-request-logs-master";
@@ -16,20 +16,16 @@ const UPSTREAM_KEY: &str = "sk-test-key";
 
 fn config(up: &FakeUpstream, general: &str) -> String {
     let mut yaml = String::from("model_list:\n");
-    for (name, extra) in [
-        ("plain", &[][..]),
-        ("broken", &["max_retries: 0"][..]),
-        ("p1", &[][..]),
-        ("p2", &[][..]),
-        ("agg", &[][..]),
-    ] {
-        yaml.push_str(&deployment(
-            name,
-            &format!("openai/{name}-up"),
-            &up.api_base(name),
-            extra,
-        ));
-    }
+    yaml.push_str(&deployments(
+        up,
+        &[
+            ("plain", &[][..]),
+            ("broken", &["max_retries: 0"][..]),
+            ("p1", &[][..]),
+            ("p2", &[][..]),
+            ("agg", &[][..]),
+        ],
+    ));
     yaml.push_str(
         "  - model_name: moa-test\n    litellm_params:\n      model: composite/profile/moa_test\n",
     );

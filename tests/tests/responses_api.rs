@@ -7,7 +7,7 @@ mod sdk_support;
 
 use std::time::Duration;
 
-use conclave_e2e::{Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, composite_config, deployment};
+use conclave_e2e::{Behavior, FAKE_CALL_ID, FakeUpstream, Proxy, deployment};
 use serde_json::{Value, json};
 
 const MASTER_KEY: &str = "sk-e2e-responses";
@@ -75,22 +75,7 @@ async fn sdk(proxy: &Proxy, mode: &str, model: &str, key: &str) -> Option<Value>
 }
 
 async fn plain_proxy(up: &FakeUpstream) -> Proxy {
-    Proxy::start(&format!(
-        "model_list:\n{}general_settings:\n  master_key: {MASTER_KEY}\n",
-        deployment("sdk-model", "openai/gpt-up", &up.api_base("a"), &[])
-    ))
-    .await
-}
-
-/// A composite profile `composite` (a one-tier cascade over `tier-a`).
-async fn composite_proxy(up: &FakeUpstream) -> Proxy {
-    Proxy::start(&composite_config(
-        up,
-        &["tier-a"],
-        &[("composite", "one_tier")],
-        "      one_tier:\n        strategy: cascade\n        topology:\n          tiers: [{model: tier-a}]\n          settings: {}\n",
-    ))
-    .await
+    sdk_support::plain_proxy(up, "sdk-model", MASTER_KEY).await
 }
 
 /// `types`: the output items expected (a composite answer adds its reasoning).
@@ -244,7 +229,7 @@ async fn the_openai_client_streams_a_function_call() {
 async fn the_openai_client_gets_responses_from_a_composite_profile() {
     let up = FakeUpstream::start().await;
     up.set("tier-a", Behavior::ok("answer for responses"));
-    let proxy = composite_proxy(&up).await;
+    let proxy = sdk_support::one_tier_composite(&up).await;
     let Some(out) = sdk(&proxy, "plain", "composite", "anything").await else {
         return;
     };

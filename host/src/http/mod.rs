@@ -107,31 +107,17 @@ pub fn app(state: AppState) -> Router {
         .route("/models", get(routes::models))
         .route("/v1/model/info", get(routes::model_info))
         .route("/model/info", get(routes::model_info))
-        .route("/health", get(routes::health))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.in_flight.clone(),
-            in_flight::limit,
-        ));
+        .route("/health", get(routes::health));
+    let models = guarded(models, &state);
     // Anthropic's Messages API: every error, the auth layer's included,
     // leaves in Anthropic's shape (the outermost layer rewrites it).
     let anthropic = Router::new()
         .route("/v1/messages", post(messages::create))
         .route("/anthropic/v1/messages", post(messages::create))
         .route("/v1/messages/count_tokens", post(messages::count))
-        .route("/anthropic/v1/messages/count_tokens", post(messages::count))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.in_flight.clone(),
-            in_flight::limit,
-        ))
-        .route_layer(middleware::from_fn(messages::anthropic_errors));
+        .route("/anthropic/v1/messages/count_tokens", post(messages::count));
+    let anthropic =
+        guarded(anthropic, &state).route_layer(middleware::from_fn(messages::anthropic_errors));
     let admin = Router::new()
         .route("/admin/status", get(admin::status))
         .route("/admin/reload", post(admin::reload))
@@ -161,4 +147,18 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
+}
+
+/// The layers every model route passes, innermost first: auth, then the
+/// in-flight bound around it.
+fn guarded(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.in_flight.clone(),
+            in_flight::limit,
+        ))
 }

@@ -1,11 +1,13 @@
 //! The official Python clients (`openai`, `anthropic`) in a venv under the
 //! cargo target dir, created once and shared with `openai_sdk.rs`'s venv.
 //! Tests that need them skip (printing why) where python3 or pip is missing.
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use conclave_e2e::{Proxy, conclave_bin};
+use conclave_e2e::{FakeUpstream, Proxy, composite_config, conclave_bin, deployment};
 use serde_json::Value;
 use tokio::process::Command;
 use tokio::sync::OnceCell;
@@ -110,4 +112,25 @@ pub async fn run_script(proxy: &Proxy, name: &str, script: &str, args: &[&str]) 
             )
         });
     Some(serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}")))
+}
+
+/// A gateway with one plain model group `group` on the fake (upstream model
+/// `gpt-up`), behind `master_key`.
+pub async fn plain_proxy(up: &FakeUpstream, group: &str, master_key: &str) -> Proxy {
+    Proxy::start(&format!(
+        "model_list:\n{}general_settings:\n  master_key: {master_key}\n",
+        deployment(group, "openai/gpt-up", &up.api_base("a"), &[])
+    ))
+    .await
+}
+
+/// A gateway whose public model `composite` is a one-tier cascade over `tier-a`.
+pub async fn one_tier_composite(up: &FakeUpstream) -> Proxy {
+    Proxy::start(&composite_config(
+        up,
+        &["tier-a"],
+        &[("composite", "one_tier")],
+        "      one_tier:\n        strategy: cascade\n        topology:\n          tiers: [{model: tier-a}]\n          settings: {}\n",
+    ))
+    .await
 }
