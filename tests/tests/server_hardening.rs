@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use conclave_e2e::{
-    Behavior, FakeUpstream, Launch, Proxy, SseReader, chat_body, deployment, error_object,
+    Behavior, FakeUpstream, Launch, Proxy, SseReader, chat_body, deployments, error_object,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,14 +16,10 @@ use tokio::net::TcpStream;
 
 fn config(up: &FakeUpstream, general: &str) -> String {
     let mut yaml = String::from("model_list:\n");
-    yaml.push_str(&deployment("m", "openai/m-up", &up.api_base("m"), &[]));
-    yaml.push_str(&deployment(
-        "slow",
-        "openai/slow-up",
-        &up.api_base("slow"),
-        &[],
+    yaml.push_str(&deployments(
+        up,
+        &[("m", &[][..]), ("slow", &[][..]), ("s", &[][..])],
     ));
-    yaml.push_str(&deployment("s", "openai/s-up", &up.api_base("s"), &[]));
     yaml.push_str("router_settings:\n  num_retries: 0\ngeneral_settings:\n");
     yaml.push_str(general);
     yaml

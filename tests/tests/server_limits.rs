@@ -5,18 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use conclave_e2e::{Behavior, FakeUpstream, Proxy, chat_body, deployment};
+use conclave_e2e::{Behavior, FakeUpstream, Proxy, chat_body, deployments};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(up: &FakeUpstream, general: &str) -> String {
     let mut yaml = String::from("model_list:\n");
-    yaml.push_str(&deployment("m", "openai/m-up", &up.api_base("m"), &[]));
-    yaml.push_str(&deployment(
-        "slow",
-        "openai/slow-up",
-        &up.api_base("slow"),
-        &[],
-    ));
+    yaml.push_str(&deployments(up, &[("m", &[][..]), ("slow", &[][..])]));
     yaml.push_str("router_settings:\n  num_retries: 0\ngeneral_settings:\n");
     yaml.push_str(general);
     yaml
