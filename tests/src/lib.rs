@@ -4,6 +4,7 @@
 
 pub mod fake;
 pub mod proxy;
+pub mod services;
 
 pub use fake::{Behavior, FAKE_CALL_ID, FakeUpstream, Recorded};
 pub use proxy::{Launch, Proxy, conclave_bin, replace_atomically, run_conclave};
