@@ -9,6 +9,7 @@ pub mod digest;
 pub mod fsutil;
 pub mod gateway;
 pub mod http;
+pub mod keys;
 pub mod logging;
 pub mod observe;
 pub mod openai;

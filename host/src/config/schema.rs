@@ -145,6 +145,14 @@ pub struct GeneralSettings {
     pub request_log_max_files: Option<u32>,
     /// Most MiB of request log files kept; the oldest are deleted first.
     pub request_log_max_mb: Option<f64>,
+    /// The virtual-key store: `sqlite://file.db` (relative to the config
+    /// file; `sqlite://conclave.db` when unset) or `postgres://...`
+    /// (`DATABASE_URL` when this is unset). Opened only with a master key.
+    pub database_url: Option<String>,
+    /// Spend-log rows older than this (`30d`, `12h`) are deleted.
+    pub maximum_spend_logs_retention_period: Option<String>,
+    /// Keep spend totals but write no per-request spend-log rows.
+    pub disable_spend_logs: Option<bool>,
 }
 
 /// `litellm_settings`.

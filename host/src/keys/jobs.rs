@@ -1,0 +1,74 @@
+//! The store's background jobs: resetting spent budgets when their period
+//! ends (LiteLLM's behaviour: spend goes back to zero at `budget_reset_at`,
+//! which moves on by one period), and deleting spend-log rows older than
+//! the retention period in small batches, so neither ever holds a long lock.
+
+use std::time::{Duration, SystemTime};
+
+use super::registry::Registry;
+use super::store::Store;
+
+/// How often due budgets are looked for.
+pub const RESET_EVERY: Duration = Duration::from_secs(5);
+/// Spend-log rows deleted per statement.
+const RETENTION_BATCH: u32 = 1000;
+/// Pause between two deletion batches, so writers get the table between them.
+const RETENTION_PAUSE: Duration = Duration::from_millis(50);
+
+/// Starts the budget reset job.
+pub fn start_budget_resets(store: Store, registry: Registry) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RESET_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.reset_due_budgets(SystemTime::now()).await {
+                Ok(true) => {
+                    tracing::info!("budgets reset for their new period");
+                    registry.invalidate_all();
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("cannot reset budgets: {e}"),
+            }
+        }
+    });
+}
+
+/// How often retention runs for a given period: a tenth of it, between a
+/// second and an hour.
+pub fn retention_interval(period: Duration) -> Duration {
+    (period / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// Starts the spend-log retention job: rows older than `period` are deleted.
+pub fn start_retention(store: Store, period: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(retention_interval(period));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(cutoff) = SystemTime::now().checked_sub(period) else {
+                continue;
+            };
+            let mut deleted = 0u64;
+            loop {
+                match store.delete_spend_before(cutoff, RETENTION_BATCH).await {
+                    Ok(n) => {
+                        deleted += n;
+                        if n < u64::from(RETENTION_BATCH) {
+                            break;
+                        }
+                        tokio::time::sleep(RETENTION_PAUSE).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot delete old spend logs: {e}");
+                        break;
+                    }
+                }
+            }
+            if deleted > 0 {
+                tracing::info!(deleted, "old spend-log rows deleted");
+            }
+        }
+    });
+}

@@ -1,0 +1,158 @@
+//! Virtual keys, users, teams and spend: the data side of a gateway a team
+//! shares. [`Keys`] is the one handle the rest of the gateway holds: it
+//! resolves a presented key to its [`Principal`] from an in-memory cache
+//! (the store is read only on a miss), takes spend-log rows without ever
+//! waiting (a background task writes them in batches), and runs the budget
+//! reset and retention jobs. The store behind it is SQLite by default and
+//! PostgreSQL when the database URL says so (`store/`).
+//!
+//! The store opens when a master key is configured: virtual keys are
+//! managed with it, as in LiteLLM. Without a master key the gateway stays
+//! open and no database is touched or created.
+
+mod jobs;
+pub mod model;
+mod registry;
+mod settings;
+pub mod store;
+pub mod time;
+pub mod token;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use model::{
+    KeyRecord, Limits, PROXY_ADMIN_ROLE, PeriodError, Principal, SpendRow, TeamRecord, UserRecord,
+    budget_period,
+};
+pub use settings::{DEFAULT_DATABASE_URL, KeysSettings};
+pub use store::{Backend, Store};
+
+use registry::Registry;
+use writer::WriterHandle;
+
+/// Why the key store or a key operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyError {
+    /// The database failed or is unreachable (never carries its URL).
+    #[error("key store: {0}")]
+    Store(String),
+    /// The schema could not be brought up to date.
+    #[error("key store migration failed: {0}")]
+    Migration(String),
+    /// The store's settings are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// A named entity does not exist.
+    #[error("{entity} not found: {id}")]
+    NotFound { entity: &'static str, id: String },
+    /// A field's value was refused; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+/// The handle on virtual keys: cheap to clone (one `Arc` inside), shared by
+/// the auth layer, the admission checks, the spend sink and the management API.
+#[derive(Clone)]
+pub struct Keys {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: Registry,
+    writer: WriterHandle,
+    settings: KeysSettings,
+}
+
+impl Keys {
+    /// Opens (and creates or migrates) the store, then starts the spend
+    /// writer, the budget reset job and, when a retention period is set,
+    /// the spend-log retention job. Needs a Tokio runtime.
+    pub async fn open(settings: KeysSettings) -> Result<Keys, KeyError> {
+        let store = Store::connect(&settings.database_url).await?;
+        let registry = Registry::new(settings.cache_capacity, settings.cache_ttl);
+        let writer = WriterHandle::start(
+            store.clone(),
+            registry.clone(),
+            settings.buffer_rows,
+            !settings.disable_spend_logs,
+        );
+        jobs::start_budget_resets(store.clone(), registry.clone());
+        if let Some(period) = settings.spend_log_retention {
+            jobs::start_retention(store.clone(), period);
+        }
+        Ok(Keys {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                writer,
+                settings,
+            }),
+        })
+    }
+
+    /// The principal behind a presented key (the full `sk-...` value), from
+    /// the cache or, on a miss, the store. `None` for a key that does not
+    /// exist; an expired or blocked key is returned as it is (the record
+    /// says so) and the caller decides.
+    pub async fn resolve(&self, presented_key: &str) -> Result<Option<Arc<Principal>>, KeyError> {
+        self.resolve_hash(&token::hash(presented_key)).await
+    }
+
+    /// [`Keys::resolve`] by the key's hash (its `token`).
+    pub async fn resolve_hash(&self, token_hash: &str) -> Result<Option<Arc<Principal>>, KeyError> {
+        self.inner.registry.get(token_hash, &self.inner.store).await
+    }
+
+    /// Queues one spend-log row for the background writer. Never blocks and
+    /// never awaits: when the bounded buffer is full the row is dropped,
+    /// counted and logged (at most one warning every ten seconds).
+    pub fn record_spend(&self, row: SpendRow) {
+        self.inner.writer.push(row);
+    }
+
+    /// Writes every queued spend row (graceful shutdown); false when that
+    /// did not finish within `timeout` or the store refused it.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        self.inner.writer.flush(timeout).await
+    }
+
+    /// Forgets one cached key, so its next use reads the store: called
+    /// after every change to it.
+    pub fn invalidate(&self, token_hash: &str) {
+        self.inner.registry.invalidate(token_hash);
+    }
+
+    /// Forgets the cached keys of a user (its record is part of them).
+    pub fn invalidate_user(&self, user_id: &str) {
+        let id = user_id.to_owned();
+        self.inner
+            .registry
+            .invalidate_where(move |p| p.key.user_id.as_deref() == Some(id.as_str()));
+    }
+
+    /// Forgets the cached keys of a team (its record is part of them).
+    pub fn invalidate_team(&self, team_id: &str) {
+        let id = team_id.to_owned();
+        self.inner
+            .registry
+            .invalidate_where(move |p| p.key.team_id.as_deref() == Some(id.as_str()));
+    }
+
+    /// The store, for the management API.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The settings the store was opened with.
+    pub fn settings(&self) -> &KeysSettings {
+        &self.inner.settings
+    }
+
+    /// Spend rows dropped since start because the buffer was full.
+    pub fn dropped_spend_rows(&self) -> u64 {
+        self.inner.writer.dropped()
+    }
+}

@@ -1,0 +1,274 @@
+//! The virtual-key entities as the rest of the gateway sees them: keys,
+//! users and teams with LiteLLM's field names and meanings, the limits each
+//! level may set, and one spend-log row per model call. Plain data with no
+//! storage or HTTP types, so the admission checks, the spend sink and the
+//! management API all speak the same words.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// The user role that may use the management API with its own key
+/// (LiteLLM's `proxy_admin`).
+pub const PROXY_ADMIN_ROLE: &str = "proxy_admin";
+
+/// The limits a key, a user or a team may set. Every limit is checked at
+/// each level where it is set; `None` (or an empty map) means no limit at
+/// that level.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Spend (in USD) allowed per budget period, or in total without one.
+    pub max_budget: Option<f64>,
+    /// The budget period, in LiteLLM's form (`30s`, `1h`, `1d`, `30d`):
+    /// spend resets to zero at `budget_reset_at`, which then moves on by one
+    /// period. Parse it with [`budget_period`].
+    pub budget_duration: Option<String>,
+    /// Requests per minute.
+    pub rpm_limit: Option<u64>,
+    /// Tokens (prompt + completion) per minute.
+    pub tpm_limit: Option<u64>,
+    /// Requests in flight at once.
+    pub max_parallel_requests: Option<u32>,
+    /// Requests per minute for one model name (the name the caller asked for).
+    pub model_rpm_limit: BTreeMap<String, u64>,
+    /// Tokens per minute for one model name.
+    pub model_tpm_limit: BTreeMap<String, u64>,
+    /// Spend allowed per budget period for one model name.
+    pub model_max_budget: BTreeMap<String, f64>,
+}
+
+impl Limits {
+    /// Whether nothing is limited at this level, so checks can skip it.
+    pub fn is_unlimited(&self) -> bool {
+        self.max_budget.is_none()
+            && self.rpm_limit.is_none()
+            && self.tpm_limit.is_none()
+            && self.max_parallel_requests.is_none()
+            && self.model_rpm_limit.is_empty()
+            && self.model_tpm_limit.is_empty()
+            && self.model_max_budget.is_empty()
+    }
+}
+
+/// Why a duration string such as `budget_duration` or `duration` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a duration: write a whole number followed by s, m, h, d or mo (e.g. \"30s\", \"1h\", \"30d\")"
+)]
+pub struct PeriodError(pub String);
+
+/// The longest period accepted: ten years, so adding it to a clock cannot overflow.
+const MAX_PERIOD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Parses LiteLLM's duration strings: a whole number and a unit, `s`
+/// (seconds), `m` (minutes), `h` (hours), `d` (days), `w` (weeks) or `mo`
+/// (months of 30 days), as `budget_duration`, `duration` and
+/// `maximum_spend_logs_retention_period` are written. Zero and anything past
+/// ten years are refused.
+pub fn budget_period(text: &str) -> Result<Duration, PeriodError> {
+    let refuse = || PeriodError(text.to_owned());
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(refuse)?;
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().map_err(|_| refuse())?;
+    let unit_secs: u64 = match unit.trim() {
+        "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "mo" => 30 * 86_400,
+        _ => return Err(refuse()),
+    };
+    let secs = n.checked_mul(unit_secs).ok_or_else(refuse)?;
+    let period = Duration::from_secs(secs);
+    if secs == 0 || period > MAX_PERIOD {
+        return Err(refuse());
+    }
+    Ok(period)
+}
+
+/// One virtual key. Only the SHA-256 of the key is ever stored; the full key
+/// exists once, in the answer that created it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// Lowercase hex SHA-256 of the full key: the key's id (LiteLLM's `token`).
+    pub token_hash: String,
+    /// A unique, human name for the key.
+    pub key_alias: Option<String>,
+    /// `sk-...abcd`: enough to recognise a key in a list without revealing it.
+    pub key_name: String,
+    /// The user the key belongs to, if any.
+    pub user_id: Option<String>,
+    /// The team the key belongs to, if any.
+    pub team_id: Option<String>,
+    /// Model names or access groups the key may call; empty means all
+    /// (within its user's and team's lists).
+    pub models: Vec<String>,
+    /// Model names the key may use in place of others (`{"gpt-4": "gpt-4o"}`):
+    /// a request for a key of this map goes to its value.
+    pub aliases: BTreeMap<String, String>,
+    /// The key's own limits.
+    pub limits: Limits,
+    /// Spend (USD) in the current budget period, as of the last store read.
+    pub spend: f64,
+    /// Spend per model name in the current budget period (for
+    /// `model_max_budget`), as of the last store read.
+    pub model_spend: BTreeMap<String, f64>,
+    /// When the key's spend next resets (set when `budget_duration` is).
+    pub budget_reset_at: Option<SystemTime>,
+    /// When the key stops working; `None` never.
+    pub expires: Option<SystemTime>,
+    /// A blocked key is refused (401) until unblocked.
+    pub blocked: bool,
+    /// Free-form JSON the caller attached.
+    pub metadata: serde_json::Value,
+    /// Tags copied onto every spend-log row of the key.
+    pub tags: Vec<String>,
+    pub created_at: SystemTime,
+    /// When the record last changed.
+    pub updated_at: SystemTime,
+}
+
+impl KeyRecord {
+    /// Whether the key has expired at `now`.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+}
+
+/// One user: the person (or service) keys belong to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub user_id: String,
+    /// `proxy_admin` may use the management API with its own keys
+    /// ([`PROXY_ADMIN_ROLE`]); other roles (`internal_user`, ...) may not.
+    pub user_role: Option<String>,
+    pub user_email: Option<String>,
+    /// Model names or access groups the user's keys may call; empty means all.
+    pub models: Vec<String>,
+    pub limits: Limits,
+    /// Spend in the current budget period, summed over the user's keys.
+    pub spend: f64,
+    pub budget_reset_at: Option<SystemTime>,
+    pub metadata: serde_json::Value,
+    /// Teams the user is a member of.
+    pub teams: Vec<String>,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+impl UserRecord {
+    /// Whether this user may manage keys, users and teams.
+    pub fn is_admin(&self) -> bool {
+        self.user_role.as_deref() == Some(PROXY_ADMIN_ROLE)
+    }
+}
+
+/// One team: a shared budget and limits over its members' keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    pub team_id: String,
+    pub team_alias: Option<String>,
+    /// Model names or access groups the team's keys may call; empty means all.
+    pub models: Vec<String>,
+    pub limits: Limits,
+    /// Spend in the current budget period, summed over the team's keys.
+    pub spend: f64,
+    pub budget_reset_at: Option<SystemTime>,
+    /// A blocked team's keys are refused.
+    pub blocked: bool,
+    /// User ids of the members.
+    pub members: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+/// Everything a request needs to know about its caller, resolved once per
+/// key (and cached) so the admission checks never reach the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub key: KeyRecord,
+    /// The key's user, when it has one and the user exists.
+    pub user: Option<UserRecord>,
+    /// The key's team, when it has one and the team exists.
+    pub team: Option<TeamRecord>,
+}
+
+impl Principal {
+    /// Whether this caller may use the management API: its user is a
+    /// `proxy_admin`.
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(UserRecord::is_admin)
+    }
+}
+
+/// One spend-log row: a request, or one model call a composite strategy made
+/// (linked to its request by `parent_request_id`). Written in batches by the
+/// background writer; its `spend` is added to the key's, user's and team's
+/// totals and to the daily aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendRow {
+    /// The request id (`x-conclave-request-id`), or the sub-call's own id.
+    pub request_id: String,
+    /// The composite request a sub-call belongs to.
+    pub parent_request_id: Option<String>,
+    /// The key that paid, if the caller used a virtual key.
+    pub token_hash: Option<String>,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    /// The model name the caller asked for.
+    pub model: String,
+    /// The model group that served it.
+    pub model_group: Option<String>,
+    /// The deployment (model id) that answered.
+    pub deployment: Option<String>,
+    /// The composite profile, for composite requests and their sub-calls.
+    pub profile: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Cost in USD.
+    pub spend: f64,
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// Served from the response cache.
+    pub cache_hit: bool,
+    pub started_at: SystemTime,
+    pub latency_ms: u64,
+    /// The key's tags and the request's own.
+    pub tags: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn litellm_periods_parse() {
+        assert_eq!(budget_period("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(budget_period("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(budget_period("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(budget_period("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(budget_period("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(budget_period("1mo"), Ok(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn bad_periods_are_refused() {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "1x",
+            "1.5h",
+            "99999999999999999999d",
+            "40000d",
+        ] {
+            assert!(budget_period(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The registry cache: resolved principals by key hash, so a request never
+//! waits on the store once its key has been seen.
+//!
+//! It is a moka `future::Cache` because that gives the three properties the
+//! hot path needs in one maintained crate: a hard bound on entries (no
+//! unbounded memory from callers presenting random keys), a time-to-live
+//! (changes made elsewhere are picked up without a restart), and coalesced
+//! loads (a thousand concurrent requests with a cold key make one store
+//! read, not a thousand). Unknown keys are cached too, for the same TTL, so
+//! a stream of wrong keys cannot become a stream of store reads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+
+use super::KeyError;
+use super::model::Principal;
+use super::store::Store;
+
+/// One cached answer: the principal (or `None` for an unknown key) and when
+/// it was read, so spend applied later is only added to reads older than it.
+#[derive(Clone)]
+pub struct Entry {
+    pub principal: Option<Arc<Principal>>,
+    pub loaded_at: Instant,
+}
+
+/// Principals by key hash.
+#[derive(Clone)]
+pub struct Registry {
+    cache: Cache<String, Entry>,
+}
+
+/// Spend committed to the store in one batch, to bring cached copies up to date.
+#[derive(Default)]
+pub struct Applied {
+    pub keys: HashMap<String, f64>,
+    pub key_models: HashMap<(String, String), f64>,
+    pub users: HashMap<String, f64>,
+    pub teams: HashMap<String, f64>,
+}
+
+impl Applied {
+    fn touches(&self, p: &Principal) -> bool {
+        self.keys.contains_key(&p.key.token_hash)
+            || p.user
+                .as_ref()
+                .is_some_and(|u| self.users.contains_key(&u.user_id))
+            || p.team
+                .as_ref()
+                .is_some_and(|t| self.teams.contains_key(&t.team_id))
+    }
+
+    fn apply(&self, p: &Principal) -> Principal {
+        let mut p = p.clone();
+        let hash = p.key.token_hash.clone();
+        p.key.spend += self.keys.get(&hash).copied().unwrap_or(0.0);
+        for ((h, model), s) in &self.key_models {
+            if *h == hash {
+                *p.key.model_spend.entry(model.clone()).or_default() += s;
+            }
+        }
+        if let Some(u) = &mut p.user {
+            u.spend += self.users.get(&u.user_id).copied().unwrap_or(0.0);
+        }
+        if let Some(t) = &mut p.team {
+            t.spend += self.teams.get(&t.team_id).copied().unwrap_or(0.0);
+        }
+        p
+    }
+}
+
+impl Registry {
+    /// A cache of at most `capacity` keys, each kept for at most `ttl`.
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
+        }
+    }
+
+    /// The principal for `token_hash`, from the cache or (once, however
+    /// many ask at the same time) from the store.
+    pub async fn get(
+        &self,
+        token_hash: &str,
+        store: &Store,
+    ) -> Result<Option<Arc<Principal>>, KeyError> {
+        let entry = self
+            .cache
+            .try_get_with_by_ref(token_hash, async {
+                let principal = store.principal(token_hash).await?.map(Arc::new);
+                Ok::<_, KeyError>(Entry {
+                    principal,
+                    loaded_at: Instant::now(),
+                })
+            })
+            .await
+            .map_err(|e: Arc<KeyError>| (*e).clone())?;
+        Ok(entry.principal)
+    }
+
+    /// Forgets one key, so its next use reads the store.
+    pub fn invalidate(&self, token_hash: &str) {
+        // A predicate rather than `invalidate().await`: it needs no await,
+        // so it can run anywhere, and it applies to the entry as soon as
+        // it is registered.
+        let hash = token_hash.to_owned();
+        if self
+            .cache
+            .invalidate_entries_if(move |k, _| *k == hash)
+            .is_err()
+        {
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Forgets every key of a user or team, or all keys.
+    pub fn invalidate_where(&self, pred: impl Fn(&Principal) -> bool + Send + Sync + 'static) {
+        let registered = self
+            .cache
+            .invalidate_entries_if(move |_, e| e.principal.as_ref().is_some_and(|p| pred(p)));
+        if registered.is_err() {
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Forgets everything (after budget resets).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Brings cached principals up to date with spend committed at
+    /// `committed_from`: entries read before it get the spend added; entries
+    /// read since may or may not include it, so they are dropped and re-read.
+    pub async fn apply_spend(&self, applied: &Applied, committed_from: Instant) {
+        let mut stale = Vec::new();
+        let mut updated = Vec::new();
+        for (k, e) in self.cache.iter() {
+            let Some(p) = &e.principal else { continue };
+            if !applied.touches(p) {
+                continue;
+            }
+            if e.loaded_at < committed_from {
+                updated.push((
+                    (*k).clone(),
+                    Entry {
+                        principal: Some(Arc::new(applied.apply(p))),
+                        loaded_at: e.loaded_at,
+                    },
+                ));
+            } else {
+                stale.push((*k).clone());
+            }
+        }
+        for (k, e) in updated {
+            self.cache.insert(k, e).await;
+        }
+        for k in stale {
+            self.cache.invalidate(&k).await;
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Where the key store lives and how its caches and jobs are sized, read
+//! from `general_settings` (LiteLLM's keys) and `DATABASE_URL`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::model::budget_period;
+use crate::config::GeneralSettings;
+
+/// The store when nothing says otherwise: a SQLite file beside the config.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://conclave.db";
+
+/// How the key store is opened.
+#[derive(Debug, Clone)]
+pub struct KeysSettings {
+    /// `sqlite://...` (relative paths already resolved) or `postgres://...`.
+    pub database_url: String,
+    /// Spend-log rows older than this are deleted; kept forever when `None`.
+    pub spend_log_retention: Option<Duration>,
+    /// Keep totals and daily aggregates but no per-request rows.
+    pub disable_spend_logs: bool,
+    /// Longest a resolved key is served from memory without a store read.
+    pub cache_ttl: Duration,
+    /// Most keys held in memory.
+    pub cache_capacity: u64,
+    /// Most spend rows waiting for the writer.
+    pub buffer_rows: usize,
+}
+
+impl KeysSettings {
+    /// Defaults around one database URL (taken as it is).
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            spend_log_retention: None,
+            disable_spend_logs: false,
+            cache_ttl: Duration::from_secs(60),
+            cache_capacity: 100_000,
+            buffer_rows: 50_000,
+        }
+    }
+
+    /// The settings for a config, or `None` when it has no master key (the
+    /// store is not opened then). The URL is `general_settings.database_url`,
+    /// else `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`]; a relative SQLite
+    /// path is taken beside the config file.
+    pub fn from_config(
+        general: &GeneralSettings,
+        config_path: &Path,
+    ) -> Result<Option<Self>, String> {
+        if general.master_key.is_none() {
+            return Ok(None);
+        }
+        let url = general
+            .database_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| {
+                std::env::var("DATABASE_URL")
+                    .ok()
+                    .filter(|u| !u.trim().is_empty())
+            })
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let mut settings = Self::new(resolve_url(&url, config_path)?);
+        if let Some(period) = &general.maximum_spend_logs_retention_period {
+            settings.spend_log_retention = Some(budget_period(period).map_err(|e| {
+                format!(
+                    "{}: general_settings.maximum_spend_logs_retention_period: {e}",
+                    config_path.display()
+                )
+            })?);
+        }
+        settings.disable_spend_logs = general.disable_spend_logs.unwrap_or(false);
+        Ok(Some(settings))
+    }
+}
+
+/// A SQLite URL with its path made absolute (beside `config_path`) and
+/// `mode=rwc` so the file is created on first start; other URLs unchanged.
+pub fn resolve_url(url: &str, config_path: &Path) -> Result<String, String> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Ok(url.to_owned());
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err("general_settings.database_url: an in-memory SQLite store would lose every key at restart; name a file".into());
+    }
+    let path = Path::new(path);
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join(path)
+    };
+    let query = if query.contains("mode=") {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".to_owned()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{}?{query}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_sqlite_paths_sit_beside_the_config() {
+        let url = resolve_url(
+            "sqlite://conclave.db",
+            Path::new("/etc/conclave/config.yaml"),
+        )
+        .unwrap();
+        assert_eq!(url, "sqlite:///etc/conclave/conclave.db?mode=rwc");
+        let url = resolve_url("sqlite:///var/lib/c.db", Path::new("config.yaml")).unwrap();
+        assert_eq!(url, "sqlite:///var/lib/c.db?mode=rwc");
+        assert_eq!(
+            resolve_url("postgres://u@h/db", Path::new("c.yaml")).unwrap(),
+            "postgres://u@h/db"
+        );
+        assert!(resolve_url("sqlite::memory:", Path::new("c.yaml")).is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! The store's schema, as numbered migrations applied in order. Each
+//! migration is a list of single statements (PostgreSQL's extended protocol
+//! runs one at a time); `{id}` becomes the backend's auto-increment key.
+//! Applied versions are recorded in `conclave_schema_version`; statements
+//! are idempotent (`IF NOT EXISTS`) so a half-applied migration can be run
+//! again. A migration, once released, never changes: a new schema is a new
+//! number.
+
+/// `(version, statements)`, in order.
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1)];
+
+const V1: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS keys (
+        token_hash TEXT PRIMARY KEY,
+        key_alias TEXT UNIQUE,
+        key_name TEXT NOT NULL,
+        user_id TEXT,
+        team_id TEXT,
+        models TEXT NOT NULL,
+        aliases TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+        budget_reset_at BIGINT,
+        expires BIGINT,
+        blocked BIGINT NOT NULL DEFAULT 0,
+        metadata TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS keys_user ON keys (user_id)",
+    "CREATE INDEX IF NOT EXISTS keys_team ON keys (team_id)",
+    "CREATE INDEX IF NOT EXISTS keys_reset ON keys (budget_reset_at)",
+    "CREATE TABLE IF NOT EXISTS key_model_spend (
+        token_hash TEXT NOT NULL,
+        model TEXT NOT NULL,
+        spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+        PRIMARY KEY (token_hash, model)
+    )",
+    "CREATE TABLE IF NOT EXISTS users (
+        user_id TEXT PRIMARY KEY,
+        user_role TEXT,
+        user_email TEXT,
+        models TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+        budget_reset_at BIGINT,
+        metadata TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS users_reset ON users (budget_reset_at)",
+    "CREATE TABLE IF NOT EXISTS teams (
+        team_id TEXT PRIMARY KEY,
+        team_alias TEXT,
+        models TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+        budget_reset_at BIGINT,
+        blocked BIGINT NOT NULL DEFAULT 0,
+        metadata TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS teams_reset ON teams (budget_reset_at)",
+    "CREATE TABLE IF NOT EXISTS memberships (
+        team_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (team_id, user_id)
+    )",
+    "CREATE INDEX IF NOT EXISTS memberships_user ON memberships (user_id)",
+    "CREATE TABLE IF NOT EXISTS spend_logs (
+        id {id},
+        request_id TEXT NOT NULL,
+        parent_request_id TEXT,
+        token_hash TEXT,
+        user_id TEXT,
+        team_id TEXT,
+        model TEXT NOT NULL,
+        model_group TEXT,
+        deployment TEXT,
+        profile TEXT,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        spend DOUBLE PRECISION NOT NULL,
+        status BIGINT NOT NULL,
+        cache_hit BIGINT NOT NULL,
+        started_at BIGINT NOT NULL,
+        latency_ms BIGINT NOT NULL,
+        tags TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS spend_logs_key_time ON spend_logs (token_hash, started_at)",
+    "CREATE INDEX IF NOT EXISTS spend_logs_request ON spend_logs (request_id)",
+    "CREATE INDEX IF NOT EXISTS spend_logs_parent ON spend_logs (parent_request_id)",
+    "CREATE INDEX IF NOT EXISTS spend_logs_time ON spend_logs (started_at)",
+    "CREATE TABLE IF NOT EXISTS daily_spend (
+        day TEXT NOT NULL,
+        token_hash TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        team_id TEXT NOT NULL,
+        model_group TEXT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        spend DOUBLE PRECISION NOT NULL,
+        requests BIGINT NOT NULL,
+        PRIMARY KEY (day, token_hash, user_id, team_id, model_group)
+    )",
+];

@@ -1,0 +1,175 @@
+//! The one store interface over two backends: embedded SQLite (the default,
+//! a file beside the config) and PostgreSQL. Both are reached through
+//! sqlx's `Any` driver with queries written once in the SQL both accept
+//! (`$n` placeholders, `ON CONFLICT`, `UPDATE ... FROM (VALUES ...)`), times
+//! as epoch milliseconds and flags as integers, so the two backends cannot
+//! drift apart. Nothing here runs on a request's path: the registry cache
+//! and the background writer stand between requests and the store.
+
+mod migrations;
+mod principals;
+mod rows;
+mod spend;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use super::KeyError;
+
+pub use principals::{KeyFilter, ListPage};
+pub use spend::{ReportRow, SpendFilter};
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connected, migrated store. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// How long a statement may wait for a pooled connection before the store
+/// counts as unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An arbitrary, fixed number: the PostgreSQL advisory lock that makes
+/// instances starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x636f_6e63_6c61_7665;
+
+impl Store {
+    /// Connects to `url` (`sqlite://...` or `postgres://...`), creating a
+    /// SQLite file when missing, and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, KeyError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(KeyError::Config(
+                "database_url must start with sqlite:// or postgres://".into(),
+            ));
+        };
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(|e| KeyError::Config(format!("database_url is not usable: {}", redact(e))))?;
+        let pool_options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool_options = match backend {
+            // One writer at a time is all SQLite allows; WAL lets readers
+            // go on beside it.
+            Backend::Sqlite => pool_options.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => pool_options.max_connections(10),
+        };
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|e| KeyError::Store(format!("cannot open the key store: {}", redact(e))))?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every migration not yet recorded, each in its own transaction.
+    async fn migrate(&self) -> Result<(), KeyError> {
+        let mut conn = self.pool.acquire().await.map_err(migration)?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await
+                .map_err(migration)?;
+        }
+        let applied = self.apply_pending(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
+        }
+        applied
+    }
+
+    async fn apply_pending(&self, conn: &mut sqlx::AnyConnection) -> Result<(), KeyError> {
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS conclave_schema_version (
+                version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(migration)?;
+        let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM conclave_schema_version")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(migration)?;
+        let id = match self.backend {
+            Backend::Sqlite => "INTEGER PRIMARY KEY",
+            Backend::Postgres => "BIGSERIAL PRIMARY KEY",
+        };
+        for (version, statements) in migrations::MIGRATIONS {
+            if done.contains(version) {
+                continue;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn)
+                .await
+                .map_err(migration)?;
+            for statement in *statements {
+                let sql = statement.replace("{id}", id);
+                tx.execute(sql.as_str()).await.map_err(migration)?;
+            }
+            sqlx::query(
+                "INSERT INTO conclave_schema_version (version, applied_at) VALUES ($1, $2)
+                 ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(*version)
+            .bind(super::time::to_ms(std::time::SystemTime::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(migration)?;
+            tx.commit().await.map_err(migration)?;
+            tracing::info!(version, "key store schema migrated");
+        }
+        Ok(())
+    }
+
+    /// The pool, for the query modules.
+    fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// A store error as the log and the API may show it.
+pub(crate) fn store_error(e: sqlx::Error) -> KeyError {
+    KeyError::Store(redact(e))
+}
+
+fn migration(e: sqlx::Error) -> KeyError {
+    KeyError::Migration(redact(e))
+}
+
+/// sqlx's message without anything that could carry the database password:
+/// connection errors name the failure, never the URL.
+fn redact(e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    match text.find("://") {
+        Some(_) => "the database could not be reached (check database_url)".into(),
+        None => text,
+    }
+}

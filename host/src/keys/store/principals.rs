@@ -1,0 +1,540 @@
+//! Keys, users, teams and memberships: the records the management API
+//! changes and the registry cache reads. Updates never write `spend`: the
+//! background writer owns it, so an edit cannot undo a batch of spend.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::rows::{self, KEY_COLUMNS, TEAM_COLUMNS, USER_COLUMNS, json, ms};
+use super::{Store, store_error};
+use crate::keys::KeyError;
+use crate::keys::model::{KeyRecord, Principal, TeamRecord, UserRecord};
+use crate::keys::time::to_ms;
+
+/// Which keys `GET /key/list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub key_alias: Option<String>,
+}
+
+/// One page of a list: `page` counts from 1.
+#[derive(Debug, Clone, Copy)]
+pub struct ListPage {
+    pub page: u32,
+    pub size: u32,
+}
+
+impl ListPage {
+    fn offset(self) -> i64 {
+        i64::from(self.page.saturating_sub(1)) * i64::from(self.size)
+    }
+}
+
+fn unique_violation(e: sqlx::Error, field: &str, what: &str) -> KeyError {
+    let text = e.to_string().to_ascii_lowercase();
+    if text.contains("unique") || text.contains("duplicate") {
+        KeyError::Invalid {
+            field: field.into(),
+            message: format!("{what} already exists"),
+        }
+    } else {
+        store_error(e)
+    }
+}
+
+impl Store {
+    /// The key, its user and its team, for the registry cache.
+    pub async fn principal(&self, token_hash: &str) -> Result<Option<Principal>, KeyError> {
+        let Some(key) = self.key(token_hash).await? else {
+            return Ok(None);
+        };
+        let user = match &key.user_id {
+            Some(id) => self.user(id).await?,
+            None => None,
+        };
+        let team = match &key.team_id {
+            Some(id) => self.team(id).await?,
+            None => None,
+        };
+        Ok(Some(Principal { key, user, team }))
+    }
+
+    /// A key by its hash, with its per-model spend.
+    pub async fn key(&self, token_hash: &str) -> Result<Option<KeyRecord>, KeyError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut key = rows::key(&row)?;
+        key.model_spend = self.model_spend(token_hash).await?;
+        Ok(Some(key))
+    }
+
+    async fn model_spend(&self, token_hash: &str) -> Result<BTreeMap<String, f64>, KeyError> {
+        let found = sqlx::query("SELECT model, spend FROM key_model_spend WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        found
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("model").map_err(store_error)?,
+                    r.try_get("spend").map_err(store_error)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The hash of the key with this alias.
+    pub async fn key_hash_by_alias(&self, alias: &str) -> Result<Option<String>, KeyError> {
+        sqlx::query_scalar("SELECT token_hash FROM keys WHERE key_alias = $1")
+            .bind(alias)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(store_error)
+    }
+
+    /// Stores a new key; an alias already in use is refused.
+    pub async fn insert_key(&self, k: &KeyRecord) -> Result<(), KeyError> {
+        let sql = format!(
+            "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        );
+        sqlx::query(&sql)
+            .bind(k.token_hash.clone())
+            .bind(k.key_alias.clone())
+            .bind(k.key_name.clone())
+            .bind(k.user_id.clone())
+            .bind(k.team_id.clone())
+            .bind(json(&k.models))
+            .bind(json(&k.aliases))
+            .bind(json(&k.limits))
+            .bind(k.spend)
+            .bind(ms(k.budget_reset_at))
+            .bind(ms(k.expires))
+            .bind(i64::from(k.blocked))
+            .bind(json(&k.metadata))
+            .bind(json(&k.tags))
+            .bind(to_ms(k.created_at))
+            .bind(to_ms(k.updated_at))
+            .execute(self.pool())
+            .await
+            .map_err(|e| unique_violation(e, "key_alias", "a key with this key_alias"))?;
+        Ok(())
+    }
+
+    /// Writes every field of `k` except its spend.
+    pub async fn update_key(&self, k: &KeyRecord) -> Result<bool, KeyError> {
+        let done = sqlx::query(
+            "UPDATE keys SET key_alias = $2, user_id = $3, team_id = $4, models = $5, aliases = $6, \
+             limits = $7, budget_reset_at = $8, expires = $9, blocked = $10, metadata = $11, \
+             tags = $12, updated_at = $13 WHERE token_hash = $1",
+        )
+        .bind(k.token_hash.clone())
+        .bind(k.key_alias.clone())
+        .bind(k.user_id.clone())
+        .bind(k.team_id.clone())
+        .bind(json(&k.models))
+        .bind(json(&k.aliases))
+        .bind(json(&k.limits))
+        .bind(ms(k.budget_reset_at))
+        .bind(ms(k.expires))
+        .bind(i64::from(k.blocked))
+        .bind(json(&k.metadata))
+        .bind(json(&k.tags))
+        .bind(to_ms(k.updated_at))
+        .execute(self.pool())
+        .await
+        .map_err(|e| unique_violation(e, "key_alias", "a key with this key_alias"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives a key a new value (hash and display name), keeping everything else.
+    pub async fn rehash_key(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        key_name: &str,
+    ) -> Result<bool, KeyError> {
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        let done = sqlx::query(
+            "UPDATE keys SET token_hash = $2, key_name = $3, updated_at = $4 WHERE token_hash = $1",
+        )
+        .bind(old_hash)
+        .bind(new_hash)
+        .bind(key_name)
+        .bind(to_ms(SystemTime::now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query("UPDATE key_model_spend SET token_hash = $2 WHERE token_hash = $1")
+            .bind(old_hash)
+            .bind(new_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes keys by hash; the number deleted.
+    pub async fn delete_keys(&self, hashes: &[String]) -> Result<u64, KeyError> {
+        let mut deleted = 0;
+        for hash in hashes {
+            let mut tx = self.pool().begin().await.map_err(store_error)?;
+            deleted += sqlx::query("DELETE FROM keys WHERE token_hash = $1")
+                .bind(hash.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?
+                .rows_affected();
+            sqlx::query("DELETE FROM key_model_spend WHERE token_hash = $1")
+                .bind(hash.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Hashes of the keys of a user or a team (`column` is `user_id` or `team_id`).
+    pub async fn key_hashes_of(&self, column: Owner, id: &str) -> Result<Vec<String>, KeyError> {
+        let sql = format!("SELECT token_hash FROM keys WHERE {} = $1", column.column());
+        sqlx::query_scalar(&sql)
+            .bind(id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)
+    }
+
+    /// One page of keys, newest first, and how many match in all.
+    pub async fn list_keys(
+        &self,
+        filter: &KeyFilter,
+        page: ListPage,
+    ) -> Result<(Vec<KeyRecord>, u64), KeyError> {
+        let mut clauses = Vec::new();
+        let mut binds = Vec::new();
+        for (column, value) in [
+            ("user_id", &filter.user_id),
+            ("team_id", &filter.team_id),
+            ("key_alias", &filter.key_alias),
+        ] {
+            if let Some(v) = value {
+                binds.push(v.clone());
+                clauses.push(format!("{column} = ${}", binds.len()));
+            }
+        }
+        let filter_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM keys{filter_sql}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        for b in &binds {
+            count = count.bind(b.clone());
+        }
+        let total = count.fetch_one(self.pool()).await.map_err(store_error)?;
+        let n = binds.len();
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys{filter_sql} ORDER BY created_at DESC, token_hash \
+             LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(b.clone());
+        }
+        let found = query
+            .bind(i64::from(page.size))
+            .bind(page.offset())
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        let keys = found.iter().map(rows::key).collect::<Result<_, _>>()?;
+        Ok((keys, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// A user, with the teams it is a member of.
+    pub async fn user(&self, user_id: &str) -> Result<Option<UserRecord>, KeyError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut user = rows::user(&row)?;
+        user.teams = sqlx::query_scalar(
+            "SELECT team_id FROM memberships WHERE user_id = $1 ORDER BY team_id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(Some(user))
+    }
+
+    /// Stores a new user; an id already in use is refused.
+    pub async fn insert_user(&self, u: &UserRecord) -> Result<(), KeyError> {
+        let sql = format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        sqlx::query(&sql)
+            .bind(u.user_id.clone())
+            .bind(u.user_role.clone())
+            .bind(u.user_email.clone())
+            .bind(json(&u.models))
+            .bind(json(&u.limits))
+            .bind(u.spend)
+            .bind(ms(u.budget_reset_at))
+            .bind(json(&u.metadata))
+            .bind(to_ms(u.created_at))
+            .bind(to_ms(u.updated_at))
+            .execute(self.pool())
+            .await
+            .map_err(|e| unique_violation(e, "user_id", "a user with this user_id"))?;
+        Ok(())
+    }
+
+    /// Writes every field of `u` except its spend and teams.
+    pub async fn update_user(&self, u: &UserRecord) -> Result<bool, KeyError> {
+        let done = sqlx::query(
+            "UPDATE users SET user_role = $2, user_email = $3, models = $4, limits = $5, \
+             budget_reset_at = $6, metadata = $7, updated_at = $8 WHERE user_id = $1",
+        )
+        .bind(u.user_id.clone())
+        .bind(u.user_role.clone())
+        .bind(u.user_email.clone())
+        .bind(json(&u.models))
+        .bind(json(&u.limits))
+        .bind(ms(u.budget_reset_at))
+        .bind(json(&u.metadata))
+        .bind(to_ms(u.updated_at))
+        .execute(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a user, its memberships and its keys (as LiteLLM does).
+    pub async fn delete_user(&self, user_id: &str) -> Result<bool, KeyError> {
+        let keys = self.key_hashes_of(Owner::User, user_id).await?;
+        self.delete_keys(&keys).await?;
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        sqlx::query("DELETE FROM memberships WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let done = sqlx::query("DELETE FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// One page of users, oldest first.
+    pub async fn list_users(&self, page: ListPage) -> Result<(Vec<UserRecord>, u64), KeyError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await
+            .map_err(store_error)?;
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, user_id LIMIT $1 OFFSET $2"
+        );
+        let found = sqlx::query(&sql)
+            .bind(i64::from(page.size))
+            .bind(page.offset())
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        let mut users = found
+            .iter()
+            .map(rows::user)
+            .collect::<Result<Vec<_>, _>>()?;
+        for u in &mut users {
+            u.teams = sqlx::query_scalar(
+                "SELECT team_id FROM memberships WHERE user_id = $1 ORDER BY team_id",
+            )
+            .bind(u.user_id.clone())
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        }
+        Ok((users, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// A team, with its members.
+    pub async fn team(&self, team_id: &str) -> Result<Option<TeamRecord>, KeyError> {
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE team_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(team_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut team = rows::team(&row)?;
+        team.members = self.members(team_id).await?;
+        Ok(Some(team))
+    }
+
+    async fn members(&self, team_id: &str) -> Result<Vec<String>, KeyError> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM memberships WHERE team_id = $1 ORDER BY created_at, user_id",
+        )
+        .bind(team_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(store_error)
+    }
+
+    /// Stores a new team; an id already in use is refused.
+    pub async fn insert_team(&self, t: &TeamRecord) -> Result<(), KeyError> {
+        let sql = format!(
+            "INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        sqlx::query(&sql)
+            .bind(t.team_id.clone())
+            .bind(t.team_alias.clone())
+            .bind(json(&t.models))
+            .bind(json(&t.limits))
+            .bind(t.spend)
+            .bind(ms(t.budget_reset_at))
+            .bind(i64::from(t.blocked))
+            .bind(json(&t.metadata))
+            .bind(to_ms(t.created_at))
+            .bind(to_ms(t.updated_at))
+            .execute(self.pool())
+            .await
+            .map_err(|e| unique_violation(e, "team_id", "a team with this team_id"))?;
+        Ok(())
+    }
+
+    /// Writes every field of `t` except its spend and members.
+    pub async fn update_team(&self, t: &TeamRecord) -> Result<bool, KeyError> {
+        let done = sqlx::query(
+            "UPDATE teams SET team_alias = $2, models = $3, limits = $4, budget_reset_at = $5, \
+             blocked = $6, metadata = $7, updated_at = $8 WHERE team_id = $1",
+        )
+        .bind(t.team_id.clone())
+        .bind(t.team_alias.clone())
+        .bind(json(&t.models))
+        .bind(json(&t.limits))
+        .bind(ms(t.budget_reset_at))
+        .bind(i64::from(t.blocked))
+        .bind(json(&t.metadata))
+        .bind(to_ms(t.updated_at))
+        .execute(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a team, its memberships and its keys (as LiteLLM does).
+    pub async fn delete_team(&self, team_id: &str) -> Result<bool, KeyError> {
+        let keys = self.key_hashes_of(Owner::Team, team_id).await?;
+        self.delete_keys(&keys).await?;
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        sqlx::query("DELETE FROM memberships WHERE team_id = $1")
+            .bind(team_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let done = sqlx::query("DELETE FROM teams WHERE team_id = $1")
+            .bind(team_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// One page of teams, oldest first.
+    pub async fn list_teams(&self, page: ListPage) -> Result<(Vec<TeamRecord>, u64), KeyError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM teams")
+            .fetch_one(self.pool())
+            .await
+            .map_err(store_error)?;
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams ORDER BY created_at, team_id LIMIT $1 OFFSET $2"
+        );
+        let found: Vec<AnyRow> = sqlx::query(&sql)
+            .bind(i64::from(page.size))
+            .bind(page.offset())
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        let mut teams = found
+            .iter()
+            .map(rows::team)
+            .collect::<Result<Vec<_>, _>>()?;
+        for t in &mut teams {
+            t.members = self.members(&t.team_id).await?;
+        }
+        Ok((teams, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// Adds a member (no-op when already one).
+    pub async fn add_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        role: &str,
+    ) -> Result<(), KeyError> {
+        sqlx::query(
+            "INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .bind(role)
+        .bind(to_ms(SystemTime::now()))
+        .execute(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Removes a member; whether it was one.
+    pub async fn remove_member(&self, team_id: &str, user_id: &str) -> Result<bool, KeyError> {
+        let done = sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2")
+            .bind(team_id)
+            .bind(user_id)
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// What owns a set of keys.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    User,
+    Team,
+}
+
+impl Owner {
+    fn column(self) -> &'static str {
+        match self {
+            Owner::User => "user_id",
+            Owner::Team => "team_id",
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Rows to records and back: JSON columns, epoch-millisecond times and
+//! integer flags, read the same way from both backends.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::super::model::{KeyRecord, Limits, SpendRow, TeamRecord, UserRecord};
+use super::super::time::{from_ms, to_ms};
+use super::store_error;
+use crate::keys::KeyError;
+
+/// The columns of `keys`, in the order [`key`] reads them.
+pub const KEY_COLUMNS: &str = "token_hash, key_alias, key_name, user_id, team_id, models, aliases, \
+     limits, spend, budget_reset_at, expires, blocked, metadata, tags, created_at, updated_at";
+
+/// The columns of `users`, in the order [`user`] reads them.
+pub const USER_COLUMNS: &str = "user_id, user_role, user_email, models, limits, spend, \
+     budget_reset_at, metadata, created_at, updated_at";
+
+/// The columns of `teams`, in the order [`team`] reads them.
+pub const TEAM_COLUMNS: &str = "team_id, team_alias, models, limits, spend, budget_reset_at, \
+     blocked, metadata, created_at, updated_at";
+
+/// The columns of `spend_logs` as [`spend_row`] reads them.
+pub const SPEND_COLUMNS: &str = "request_id, parent_request_id, token_hash, user_id, team_id, \
+     model, model_group, deployment, profile, prompt_tokens, completion_tokens, spend, status, \
+     cache_hit, started_at, latency_ms, tags";
+
+/// A value as its JSON text column.
+pub fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: DeserializeOwned + Default>(row: &AnyRow, column: &str) -> Result<T, KeyError> {
+    let text: String = row.try_get(column).map_err(store_error)?;
+    Ok(serde_json::from_str(&text).unwrap_or_default())
+}
+
+fn opt_time(row: &AnyRow, column: &str) -> Result<Option<SystemTime>, KeyError> {
+    let ms: Option<i64> = row.try_get(column).map_err(store_error)?;
+    Ok(ms.map(from_ms))
+}
+
+fn time(row: &AnyRow, column: &str) -> Result<SystemTime, KeyError> {
+    let ms: i64 = row.try_get(column).map_err(store_error)?;
+    Ok(from_ms(ms))
+}
+
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, KeyError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column).map_err(store_error)
+}
+
+/// An optional time as its column value.
+pub fn ms(t: Option<SystemTime>) -> Option<i64> {
+    t.map(to_ms)
+}
+
+/// A `keys` row.
+pub fn key(row: &AnyRow) -> Result<KeyRecord, KeyError> {
+    Ok(KeyRecord {
+        token_hash: get(row, "token_hash")?,
+        key_alias: get(row, "key_alias")?,
+        key_name: get(row, "key_name")?,
+        user_id: get(row, "user_id")?,
+        team_id: get(row, "team_id")?,
+        models: from_json(row, "models")?,
+        aliases: from_json(row, "aliases")?,
+        limits: from_json::<Limits>(row, "limits")?,
+        spend: get(row, "spend")?,
+        model_spend: Default::default(),
+        budget_reset_at: opt_time(row, "budget_reset_at")?,
+        expires: opt_time(row, "expires")?,
+        blocked: get::<i64>(row, "blocked")? != 0,
+        metadata: from_json(row, "metadata")?,
+        tags: from_json(row, "tags")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A `users` row (its teams are filled in by the caller).
+pub fn user(row: &AnyRow) -> Result<UserRecord, KeyError> {
+    Ok(UserRecord {
+        user_id: get(row, "user_id")?,
+        user_role: get(row, "user_role")?,
+        user_email: get(row, "user_email")?,
+        models: from_json(row, "models")?,
+        limits: from_json(row, "limits")?,
+        spend: get(row, "spend")?,
+        budget_reset_at: opt_time(row, "budget_reset_at")?,
+        metadata: from_json(row, "metadata")?,
+        teams: Vec::new(),
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A `teams` row (its members are filled in by the caller).
+pub fn team(row: &AnyRow) -> Result<TeamRecord, KeyError> {
+    Ok(TeamRecord {
+        team_id: get(row, "team_id")?,
+        team_alias: get(row, "team_alias")?,
+        models: from_json(row, "models")?,
+        limits: from_json(row, "limits")?,
+        spend: get(row, "spend")?,
+        budget_reset_at: opt_time(row, "budget_reset_at")?,
+        blocked: get::<i64>(row, "blocked")? != 0,
+        members: Vec::new(),
+        metadata: from_json(row, "metadata")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A `spend_logs` row.
+pub fn spend_row(row: &AnyRow) -> Result<SpendRow, KeyError> {
+    let count =
+        |c: &str| -> Result<u64, KeyError> { Ok(u64::try_from(get::<i64>(row, c)?).unwrap_or(0)) };
+    Ok(SpendRow {
+        request_id: get(row, "request_id")?,
+        parent_request_id: get(row, "parent_request_id")?,
+        token_hash: get(row, "token_hash")?,
+        user_id: get(row, "user_id")?,
+        team_id: get(row, "team_id")?,
+        model: get(row, "model")?,
+        model_group: get(row, "model_group")?,
+        deployment: get(row, "deployment")?,
+        profile: get(row, "profile")?,
+        prompt_tokens: count("prompt_tokens")?,
+        completion_tokens: count("completion_tokens")?,
+        spend: get(row, "spend")?,
+        status: u16::try_from(get::<i64>(row, "status")?).unwrap_or(0),
+        cache_hit: get::<i64>(row, "cache_hit")? != 0,
+        started_at: time(row, "started_at")?,
+        latency_ms: count("latency_ms")?,
+        tags: from_json(row, "tags")?,
+    })
+}

@@ -1,0 +1,416 @@
+//! Spend: the batched write of spend-log rows with the totals and daily
+//! aggregates they change, the spend-log and report queries, budget resets
+//! and retention. A batch is one transaction of a handful of statements
+//! however many rows it holds: one multi-row insert, one `UPDATE ... FROM
+//! (VALUES ...)` per level, one upsert per aggregate table.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use sqlx::Row;
+
+use super::rows::{self, SPEND_COLUMNS, json};
+use super::{Store, store_error};
+use crate::keys::KeyError;
+use crate::keys::model::{Limits, SpendRow, budget_period};
+use crate::keys::time::{day, from_ms, to_ms};
+
+/// Rows per multi-row statement: far below both backends' bind limits.
+const CHUNK: usize = 500;
+
+/// Which spend-log rows `GET /spend/logs` returns.
+#[derive(Debug, Clone, Default)]
+pub struct SpendFilter {
+    pub token_hash: Option<String>,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    /// Matches the row with this id and the sub-calls linked to it.
+    pub request_id: Option<String>,
+    pub start: Option<SystemTime>,
+    pub end: Option<SystemTime>,
+    pub limit: u32,
+}
+
+/// One line of the spend report: a day and a model group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    pub day: String,
+    pub model_group: String,
+    pub spend: f64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub requests: u64,
+}
+
+/// A daily aggregate's key: day, key, user, team, model group ('' for none).
+type DayKey = (String, String, String, String, String);
+
+/// Totals a batch adds, summed per entity so each appears once per statement.
+#[derive(Default)]
+struct Deltas {
+    keys: HashMap<String, f64>,
+    users: HashMap<String, f64>,
+    teams: HashMap<String, f64>,
+    key_models: HashMap<(String, String), f64>,
+    days: HashMap<DayKey, (i64, i64, f64, i64)>,
+}
+
+impl Deltas {
+    fn of(batch: &[SpendRow]) -> Self {
+        let mut d = Deltas::default();
+        for r in batch {
+            if let Some(h) = &r.token_hash {
+                *d.keys.entry(h.clone()).or_default() += r.spend;
+                *d.key_models
+                    .entry((h.clone(), r.model.clone()))
+                    .or_default() += r.spend;
+            }
+            if let Some(u) = &r.user_id {
+                *d.users.entry(u.clone()).or_default() += r.spend;
+            }
+            if let Some(t) = &r.team_id {
+                *d.teams.entry(t.clone()).or_default() += r.spend;
+            }
+            // Sub-calls are counted in their own rows; the daily report
+            // counts requests once, by their top-level row.
+            let key = (
+                day(r.started_at),
+                r.token_hash.clone().unwrap_or_default(),
+                r.user_id.clone().unwrap_or_default(),
+                r.team_id.clone().unwrap_or_default(),
+                r.model_group.clone().unwrap_or_else(|| r.model.clone()),
+            );
+            let e = d.days.entry(key).or_default();
+            e.0 += i64::try_from(r.prompt_tokens).unwrap_or(i64::MAX);
+            e.1 += i64::try_from(r.completion_tokens).unwrap_or(i64::MAX);
+            e.2 += r.spend;
+            e.3 += i64::from(r.parent_request_id.is_none());
+        }
+        d
+    }
+}
+
+/// `$a, $b, ...` placeholders for `rows` tuples of `width` values.
+fn placeholders(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Writes a batch of spend-log rows and adds their spend to the key,
+    /// user, team, per-model and daily totals, all in one transaction.
+    pub async fn write_spend(&self, batch: &[SpendRow], keep_logs: bool) -> Result<(), KeyError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        if keep_logs {
+            for chunk in batch.chunks(CHUNK) {
+                insert_logs(&mut tx, chunk).await?;
+            }
+        }
+        let d = Deltas::of(batch);
+        add_totals(&mut tx, "keys", "token_hash", &d.keys).await?;
+        add_totals(&mut tx, "users", "user_id", &d.users).await?;
+        add_totals(&mut tx, "teams", "team_id", &d.teams).await?;
+        let models: Vec<_> = d.key_models.into_iter().collect();
+        for chunk in models.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO key_model_spend (token_hash, model, spend) VALUES {} \
+                 ON CONFLICT (token_hash, model) DO UPDATE SET spend = key_model_spend.spend + excluded.spend",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for ((h, m), s) in chunk {
+                q = q.bind(h.clone()).bind(m.clone()).bind(*s);
+            }
+            q.execute(&mut *tx).await.map_err(store_error)?;
+        }
+        let days: Vec<_> = d.days.into_iter().collect();
+        for chunk in days.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO daily_spend (day, token_hash, user_id, team_id, model_group, \
+                 prompt_tokens, completion_tokens, spend, requests) VALUES {} \
+                 ON CONFLICT (day, token_hash, user_id, team_id, model_group) DO UPDATE SET \
+                 prompt_tokens = daily_spend.prompt_tokens + excluded.prompt_tokens, \
+                 completion_tokens = daily_spend.completion_tokens + excluded.completion_tokens, \
+                 spend = daily_spend.spend + excluded.spend, \
+                 requests = daily_spend.requests + excluded.requests",
+                placeholders(chunk.len(), 9)
+            );
+            let mut q = sqlx::query(&sql);
+            for ((dd, h, u, t, g), (p, c, s, n)) in chunk {
+                q = q
+                    .bind(dd.clone())
+                    .bind(h.clone())
+                    .bind(u.clone())
+                    .bind(t.clone())
+                    .bind(g.clone())
+                    .bind(*p)
+                    .bind(*c)
+                    .bind(*s)
+                    .bind(*n);
+            }
+            q.execute(&mut *tx).await.map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
+    /// Spend-log rows matching `filter`, newest first, at most `filter.limit`.
+    pub async fn spend_logs(&self, filter: &SpendFilter) -> Result<Vec<SpendRow>, KeyError> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut n = 0;
+        for (column, value) in [
+            ("token_hash", &filter.token_hash),
+            ("user_id", &filter.user_id),
+            ("team_id", &filter.team_id),
+        ] {
+            if let Some(v) = value {
+                n += 1;
+                texts.push(v.clone());
+                clauses.push(format!("{column} = ${n}"));
+            }
+        }
+        if let Some(id) = &filter.request_id {
+            n += 1;
+            texts.push(id.clone());
+            clauses.push(format!("(request_id = ${n} OR parent_request_id = ${n})"));
+        }
+        let mut times = Vec::new();
+        if let Some(start) = filter.start {
+            n += 1;
+            times.push(to_ms(start));
+            clauses.push(format!("started_at >= ${n}"));
+        }
+        if let Some(end) = filter.end {
+            n += 1;
+            times.push(to_ms(end));
+            clauses.push(format!("started_at < ${n}"));
+        }
+        let filter_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {SPEND_COLUMNS} FROM spend_logs{filter_sql} ORDER BY started_at DESC, id DESC LIMIT ${}",
+            n + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for t in texts {
+            q = q.bind(t);
+        }
+        for t in times {
+            q = q.bind(t);
+        }
+        let found = q
+            .bind(i64::from(filter.limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        found.iter().map(rows::spend_row).collect()
+    }
+
+    /// Spend per day and model group between `start` (inclusive) and `end`
+    /// (exclusive) days, `YYYY-MM-DD`.
+    pub async fn spend_report(&self, start: &str, end: &str) -> Result<Vec<ReportRow>, KeyError> {
+        let found = sqlx::query(
+            "SELECT day, model_group, SUM(spend) AS spend, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+             CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+             CAST(SUM(requests) AS BIGINT) AS requests \
+             FROM daily_spend WHERE day >= $1 AND day < $2 \
+             GROUP BY day, model_group ORDER BY day, model_group",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(self.pool())
+        .await
+        .map_err(store_error)?;
+        let count = |r: &sqlx::any::AnyRow, c: &str| -> Result<u64, KeyError> {
+            Ok(u64::try_from(r.try_get::<i64, _>(c).map_err(store_error)?).unwrap_or(0))
+        };
+        found
+            .iter()
+            .map(|r| {
+                Ok(ReportRow {
+                    day: r.try_get("day").map_err(store_error)?,
+                    model_group: r.try_get("model_group").map_err(store_error)?,
+                    spend: r.try_get("spend").map_err(store_error)?,
+                    prompt_tokens: count(r, "prompt_tokens")?,
+                    completion_tokens: count(r, "completion_tokens")?,
+                    requests: count(r, "requests")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Resets the spend of every key, user and team whose `budget_reset_at`
+    /// has passed and moves it on by whole periods past `now`. Returns
+    /// whether anything was reset (so cached records can be dropped).
+    pub async fn reset_due_budgets(&self, now: SystemTime) -> Result<bool, KeyError> {
+        let mut any = false;
+        for (table, id) in [
+            ("keys", "token_hash"),
+            ("users", "user_id"),
+            ("teams", "team_id"),
+        ] {
+            let sql = format!(
+                "SELECT {id} AS id, limits, budget_reset_at FROM {table} \
+                 WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1 LIMIT 1000"
+            );
+            let due = sqlx::query(&sql)
+                .bind(to_ms(now))
+                .fetch_all(self.pool())
+                .await
+                .map_err(store_error)?;
+            for row in due {
+                let id_value: String = row.try_get("id").map_err(store_error)?;
+                let limits: String = row.try_get("limits").map_err(store_error)?;
+                let at: i64 = row.try_get("budget_reset_at").map_err(store_error)?;
+                let limits: Limits = serde_json::from_str(&limits).unwrap_or_default();
+                let next = next_reset(from_ms(at), limits.budget_duration.as_deref(), now);
+                any |= self.reset_one(table, id, &id_value, at, next).await?;
+            }
+        }
+        Ok(any)
+    }
+
+    /// Resets one entity if nobody else did first (its reset time is still `at`).
+    async fn reset_one(
+        &self,
+        table: &str,
+        id: &str,
+        id_value: &str,
+        at: i64,
+        next: Option<SystemTime>,
+    ) -> Result<bool, KeyError> {
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        let sql = format!(
+            "UPDATE {table} SET spend = 0, budget_reset_at = $3 WHERE {id} = $1 AND budget_reset_at = $2"
+        );
+        let done = sqlx::query(&sql)
+            .bind(id_value)
+            .bind(at)
+            .bind(next.map(to_ms))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if table == "keys" && done.rows_affected() > 0 {
+            sqlx::query("DELETE FROM key_model_spend WHERE token_hash = $1")
+                .bind(id_value)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes at most `batch` spend-log rows older than `cutoff`; how many.
+    pub async fn delete_spend_before(
+        &self,
+        cutoff: SystemTime,
+        batch: u32,
+    ) -> Result<u64, KeyError> {
+        let done = sqlx::query(
+            "DELETE FROM spend_logs WHERE id IN \
+             (SELECT id FROM spend_logs WHERE started_at < $1 ORDER BY started_at LIMIT $2)",
+        )
+        .bind(to_ms(cutoff))
+        .bind(i64::from(batch))
+        .execute(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// The first reset time after `now`, whole periods after `at`; `None` when
+/// the period no longer parses (the budget then never resets again).
+pub fn next_reset(at: SystemTime, period: Option<&str>, now: SystemTime) -> Option<SystemTime> {
+    let period = budget_period(period?).ok()?;
+    let behind = now.duration_since(at).unwrap_or(Duration::ZERO);
+    let steps = behind.as_millis() / period.as_millis().max(1) + 1;
+    let steps = u32::try_from(steps).unwrap_or(u32::MAX);
+    at.checked_add(period.checked_mul(steps)?)
+}
+
+async fn insert_logs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chunk: &[SpendRow],
+) -> Result<(), KeyError> {
+    let sql = format!(
+        "INSERT INTO spend_logs ({SPEND_COLUMNS}) VALUES {}",
+        placeholders(chunk.len(), 17)
+    );
+    let mut q = sqlx::query(&sql);
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for r in chunk {
+        q = q
+            .bind(r.request_id.clone())
+            .bind(r.parent_request_id.clone())
+            .bind(r.token_hash.clone())
+            .bind(r.user_id.clone())
+            .bind(r.team_id.clone())
+            .bind(r.model.clone())
+            .bind(r.model_group.clone())
+            .bind(r.deployment.clone())
+            .bind(r.profile.clone())
+            .bind(int(r.prompt_tokens))
+            .bind(int(r.completion_tokens))
+            .bind(r.spend)
+            .bind(i64::from(r.status))
+            .bind(i64::from(r.cache_hit))
+            .bind(to_ms(r.started_at))
+            .bind(int(r.latency_ms))
+            .bind(json(&r.tags));
+    }
+    q.execute(&mut **tx).await.map_err(store_error)?;
+    Ok(())
+}
+
+/// `UPDATE table SET spend = spend + delta` for every entity at once.
+async fn add_totals(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    id: &str,
+    deltas: &HashMap<String, f64>,
+) -> Result<(), KeyError> {
+    let entries: Vec<_> = deltas.iter().filter(|(_, s)| **s != 0.0).collect();
+    for chunk in entries.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE {table} SET spend = {table}.spend + v.column2 FROM (VALUES {}) AS v \
+             WHERE {table}.{id} = v.column1",
+            placeholders(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql);
+        for (k, s) in chunk {
+            q = q.bind((*k).clone()).bind(**s);
+        }
+        q.execute(&mut **tx).await.map_err(store_error)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_reset_moves_past_now_by_whole_periods() {
+        let at = from_ms(1_000_000);
+        let now = from_ms(1_000_000 + 95_000);
+        assert_eq!(
+            next_reset(at, Some("30s"), now),
+            Some(from_ms(1_000_000 + 120_000))
+        );
+        assert_eq!(next_reset(at, Some("bogus"), now), None);
+    }
+}

@@ -1,0 +1,240 @@
+//! The background spend writer. `record_spend` only pushes a row into a
+//! bounded channel; this task drains it and writes batches (every
+//! [`INTERVAL`] or [`BATCH`] rows, whichever comes first), so no request ever
+//! waits on the store and the store sees a few statements per batch instead
+//! of several per request.
+//!
+//! When the store fails, rows wait in memory (up to the channel's capacity
+//! again) and the batch is retried every [`RETRY`]; past that bound the
+//! oldest waiting rows are dropped. Rows refused because the channel is full
+//! are dropped too. Both are counted and logged (at most one warning every
+//! [`WARN_EVERY`]), never silent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::model::SpendRow;
+use super::registry::{Applied, Registry};
+use super::store::Store;
+
+/// Longest a row waits before its batch is written.
+pub const INTERVAL: Duration = Duration::from_millis(200);
+/// Rows in a batch that is written at once.
+pub const BATCH: usize = 500;
+/// Pause before writing again after the store failed.
+const RETRY: Duration = Duration::from_secs(1);
+/// At most one drop (or store failure) warning this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The sending side, owned by [`super::Keys`].
+pub struct WriterHandle {
+    rows: mpsc::Sender<SpendRow>,
+    flushes: mpsc::Sender<oneshot::Sender<bool>>,
+    dropped: Arc<Dropped>,
+}
+
+/// Rows dropped so far, and when that was last logged.
+#[derive(Default)]
+pub struct Dropped {
+    count: AtomicU64,
+    last_warned_secs: AtomicU64,
+}
+
+impl Dropped {
+    /// Counts `n` dropped rows and warns when the last warning is old enough.
+    fn add(&self, n: u64, why: &str) {
+        let total = self.count.fetch_add(n, Ordering::Relaxed) + n;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_warned_secs.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= WARN_EVERY.as_secs()
+            && self
+                .last_warned_secs
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(dropped_total = total, "spend-log rows dropped: {why}");
+        }
+    }
+
+    /// Rows dropped since start.
+    pub fn total(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl WriterHandle {
+    /// Starts the writer task on the current runtime.
+    pub fn start(store: Store, registry: Registry, capacity: usize, keep_logs: bool) -> Self {
+        let (rows, rx) = mpsc::channel(capacity.max(1));
+        let (flushes, flush_rx) = mpsc::channel(8);
+        let dropped = Arc::new(Dropped::default());
+        let task = Task {
+            store,
+            registry,
+            rows: rx,
+            flushes: flush_rx,
+            pending: Vec::new(),
+            capacity: capacity.max(1),
+            keep_logs,
+            dropped: dropped.clone(),
+            failing: false,
+        };
+        tokio::spawn(task.run());
+        Self {
+            rows,
+            flushes,
+            dropped,
+        }
+    }
+
+    /// Queues a row; never blocks. A full buffer drops the row (counted).
+    pub fn push(&self, row: SpendRow) {
+        if self.rows.try_send(row).is_err() {
+            self.dropped.add(
+                1,
+                "the spend buffer is full (the store is slow or unreachable)",
+            );
+        }
+    }
+
+    /// Writes everything queued so far; false if that did not finish in `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.flushes.send(tx).await.is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(true)))
+    }
+
+    /// Rows dropped since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.total()
+    }
+}
+
+struct Task {
+    store: Store,
+    registry: Registry,
+    rows: mpsc::Receiver<SpendRow>,
+    flushes: mpsc::Receiver<oneshot::Sender<bool>>,
+    pending: Vec<SpendRow>,
+    capacity: usize,
+    keep_logs: bool,
+    dropped: Arc<Dropped>,
+    failing: bool,
+}
+
+impl Task {
+    async fn run(mut self) {
+        loop {
+            let (flush, closed) = self.gather().await;
+            if flush.is_some() || closed {
+                while let Ok(row) = self.rows.try_recv() {
+                    self.pending.push(row);
+                }
+            }
+            let written = self.write_pending().await;
+            if let Some(reply) = flush {
+                let _ = reply.send(written);
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    /// Waits until a batch is due: full, its interval over, a flush asked
+    /// for, or every sender gone. Returns the flush reply and whether closed.
+    async fn gather(&mut self) -> (Option<oneshot::Sender<bool>>, bool) {
+        let deadline = tokio::time::Instant::now() + if self.failing { RETRY } else { INTERVAL };
+        let mut buf = Vec::with_capacity(BATCH);
+        loop {
+            if self.pending.len() >= BATCH && !self.failing {
+                return (None, false);
+            }
+            tokio::select! {
+                got = self.rows.recv_many(&mut buf, BATCH) => {
+                    if got == 0 {
+                        return (None, true);
+                    }
+                    self.pending.append(&mut buf);
+                    self.bound_pending();
+                }
+                reply = self.flushes.recv() => return (reply, false),
+                () = tokio::time::sleep_until(deadline) => return (None, false),
+            }
+        }
+    }
+
+    /// Keeps at most `capacity` rows waiting, dropping the oldest.
+    fn bound_pending(&mut self) {
+        if self.pending.len() > self.capacity {
+            let excess = self.pending.len() - self.capacity;
+            self.pending.drain(..excess);
+            self.dropped.add(
+                u64::try_from(excess).unwrap_or(u64::MAX),
+                "the store has been failing and the waiting rows reached the buffer size",
+            );
+        }
+    }
+
+    /// Writes the waiting rows batch by batch; stops at the first failure
+    /// (the rows stay for the retry). Whether everything was written.
+    async fn write_pending(&mut self) -> bool {
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(BATCH);
+            let started = Instant::now();
+            match self
+                .store
+                .write_spend(&self.pending[..n], self.keep_logs)
+                .await
+            {
+                Ok(()) => {
+                    let batch: Vec<SpendRow> = self.pending.drain(..n).collect();
+                    if self.failing {
+                        tracing::info!("the key store accepts spend again");
+                    }
+                    self.failing = false;
+                    self.registry.apply_spend(&applied(&batch), started).await;
+                }
+                Err(e) => {
+                    if !self.failing {
+                        tracing::warn!(
+                            waiting = self.pending.len(),
+                            "cannot write spend to the key store, retrying: {e}"
+                        );
+                    }
+                    self.failing = true;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The totals one batch adds, per entity.
+fn applied(batch: &[SpendRow]) -> Applied {
+    let mut a = Applied::default();
+    for r in batch {
+        if let Some(h) = &r.token_hash {
+            *a.keys.entry(h.clone()).or_default() += r.spend;
+            *a.key_models
+                .entry((h.clone(), r.model.clone()))
+                .or_default() += r.spend;
+        }
+        if let Some(u) = &r.user_id {
+            *a.users.entry(u.clone()).or_default() += r.spend;
+        }
+        if let Some(t) = &r.team_id {
+            *a.teams.entry(t.clone()).or_default() += r.spend;
+        }
+    }
+    a
+}
