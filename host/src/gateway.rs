@@ -36,9 +36,6 @@ pub enum BuildError {
     /// A strategy did not compile or refused its profile.
     #[error(transparent)]
     Strategies(ConfigError),
-    /// The response cache's settings do not fit together.
-    #[error(transparent)]
-    Cache(ConfigError),
 }
 
 /// One loaded version of the gateway.
@@ -47,8 +44,6 @@ pub struct Gateway {
     /// Composite profiles and the public models that expose them.
     pub strategies: Arc<StrategyHost>,
     pub master_key: Option<Secret>,
-    /// The response cache's settings (`litellm_settings.cache`); `None` when off.
-    pub cache: Option<Arc<crate::cache::Settings>>,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
     /// How long a client may take to send its body.
@@ -68,6 +63,8 @@ pub struct Gateway {
     pub hot_reload: bool,
     /// `general_settings.enable_responses_endpoint` (on unless false).
     pub responses_endpoint: bool,
+    /// `general_settings.public_docs` (on unless false).
+    pub public_docs: bool,
 }
 
 impl Gateway {
@@ -99,9 +96,6 @@ impl Gateway {
         warnings.extend(strategy_warnings);
 
         let cfg = &loaded.config;
-        let cache = crate::cache::Settings::from_config(cfg)
-            .map_err(|p| BuildError::Cache(invalid(p)))?
-            .map(Arc::new);
         let master_key = cfg
             .general_settings
             .master_key
@@ -135,7 +129,6 @@ impl Gateway {
                 router,
                 strategies: Arc::new(strategies),
                 master_key,
-                cache,
                 body_limit,
                 body_timeout: cfg
                     .general_settings
@@ -156,6 +149,7 @@ impl Gateway {
                     .general_settings
                     .enable_responses_endpoint
                     .unwrap_or(true),
+                public_docs: cfg.general_settings.public_docs.unwrap_or(true),
             },
             warnings,
         ))

@@ -25,6 +25,7 @@ pub const HTTP_PROVIDERS: &[&str] = &[
     "xai",
     "perplexity",
     "chutes",
+    "voyage",
     "hosted_vllm",
     "vllm",
     "ollama",

@@ -134,6 +134,10 @@ pub struct GeneralSettings {
     /// Serves `GET /metrics` without the master key (for a Prometheus that
     /// cannot send one). Off by default.
     pub public_metrics: Option<bool>,
+    /// Serves the API docs (`/`, `/openapi.json`) without the master key.
+    /// On by default (they hold no secrets); false requires the master key
+    /// when one is configured.
+    pub public_docs: Option<bool>,
     /// Directory of the per-request log files; off when unset (the
     /// `CONCLAVE_REQUEST_LOG_DIR` environment variable sets it too). Read at
     /// start-up.
@@ -178,9 +182,6 @@ pub struct LitellmSettings {
     pub success_callback: Option<Callbacks>,
     pub failure_callback: Option<Callbacks>,
     pub callbacks: Option<Callbacks>,
-    /// Turns the response cache on (`cache_params` says how).
-    pub cache: Option<bool>,
-    pub cache_params: Option<super::CacheParams>,
 }
 
 /// A LiteLLM callback list: a list of names, or one name.

@@ -62,10 +62,37 @@ fn control(state: &AppState) -> Result<&std::sync::Arc<Control>, ApiError> {
     Ok(&state.control)
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/status",
+    operation_id = "admin_status",
+    tag = "admin",
+    summary = "The loaded version, reloads and runtime models",
+    responses(
+        (status = 200, description = "The status report", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn status(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(control(&state)?.status_json()).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/reload",
+    operation_id = "admin_reload",
+    tag = "admin",
+    summary = "Reload the config now",
+    responses(
+        (status = 200, description = "The new version serves", body = super::openapi::JsonObject),
+        (status = 422, description = "The config was refused; the previous version keeps serving", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError> {
     let outcome = control(&state)?.reload("admin").await;
     if outcome.ok {
@@ -84,11 +111,40 @@ pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError>
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/models",
+    operation_id = "admin_list_models",
+    tag = "admin",
+    summary = "Runtime model registrations",
+    responses(
+        (status = 200, description = "The registrations", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_models(State(state): State<AppState>) -> Result<Response, ApiError> {
     let data = control(&state)?.registrations();
     Ok(Json(json!({"data": data})).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/models",
+    operation_id = "admin_register_model",
+    tag = "admin",
+    summary = "Register (or replace) a runtime model deployment",
+    request_body = super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Replaced an existing registration (201 when new)", body = super::openapi::JsonObject),
+        (status = 201, description = "Registered", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid registration", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn register_model(
     State(state): State<AppState>,
     request: Request,
@@ -117,6 +173,22 @@ pub async fn register_model(
     Ok(response)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/models/{model_name}",
+    operation_id = "admin_delete_model",
+    tag = "admin",
+    summary = "Delete a runtime model registration",
+    params(("model_name" = String, Path, description = "The model name; may contain slashes")),
+    responses(
+        (status = 200, description = "Deleted", body = super::openapi::JsonObject),
+        (status = 404, description = "No such runtime model", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The config file owns this model", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn delete_model(
     State(state): State<AppState>,
     Path(model_name): Path<String>,

@@ -24,6 +24,25 @@ use crate::translate::{Event, TranslateError, new_id};
 /// Largest error body rewritten into Anthropic's shape.
 const ERROR_BODY_LIMIT: usize = 1024 * 1024;
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    operation_id = "create_message",
+    tag = "anthropic",
+    summary = "Anthropic Messages API",
+    description = "Put an Anthropic SDK behind the gateway with `ANTHROPIC_BASE_URL` \
+        (the gateway's address) and `ANTHROPIC_API_KEY` (a gateway key). Errors use Anthropic's shape.",
+    request_body = super::openapi::MessagesRequest,
+    params(("anthropic-version" = Option<String>, Header, description = "Accepted and forwarded to Anthropic upstreams")),
+    responses(
+        (status = 200, description = "A `message` object, or Anthropic's event stream (`message_start` ... `message_stop`) when `stream` is true", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid request", body = super::openapi::AnthropicErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::AnthropicErrorResponse),
+        (status = 404, description = "Unknown model", body = super::openapi::AnthropicErrorResponse),
+        (status = 502, description = "The upstream failed", body = super::openapi::AnthropicErrorResponse)
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
 /// `POST /v1/messages`.
 pub async fn create(
     State(state): State<AppState>,
@@ -34,6 +53,20 @@ pub async fn create(
 }
 
 /// `POST /v1/messages/count_tokens`: an estimate, see [`count_tokens`].
+#[utoipa::path(
+    post,
+    path = "/v1/messages/count_tokens",
+    operation_id = "count_message_tokens",
+    tag = "anthropic",
+    summary = "Count a Messages request's input tokens",
+    request_body = super::openapi::MessagesRequest,
+    responses(
+        (status = 200, description = "The input token count", body = super::openapi::CountTokensResponse),
+        (status = 400, description = "Invalid request", body = super::openapi::AnthropicErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::AnthropicErrorResponse)
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
 pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Response {
     let gateway = &scope.gateway;
     match read_json(request, gateway.body_limit, gateway.body_timeout).await {

@@ -17,6 +17,19 @@ use crate::observe::metrics::{DeploymentState, Live};
 /// The OpenMetrics text content type Prometheus asks for.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "probes",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    description = "Needs the master key when one is configured, unless `general_settings.public_metrics` is true.",
+    responses(
+        (status = 200, description = "The OpenMetrics exposition", content_type = "application/openmetrics-text"),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ())
+)]
 /// Serves the metrics.
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let gateway = state.gateway();

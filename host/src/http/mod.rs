@@ -3,14 +3,15 @@
 
 mod admin;
 mod auth;
-mod cache_routes;
-mod cached;
 mod dialect;
+mod docs;
 pub mod error;
 mod execute;
 mod in_flight;
+mod info;
 mod messages;
 mod metrics;
+mod openapi;
 mod request_id;
 mod responses;
 mod routes;
@@ -47,8 +48,6 @@ pub struct AppState {
     in_flight: InFlight,
     /// Ends every open stream when shutdown's grace period is over.
     cutoff: StreamCutoff,
-    /// The response cache, kept across versions while its settings stay the same.
-    cache: Arc<crate::cache::CacheSlot>,
 }
 
 /// What the operations layer gives the HTTP edge: where outcomes go, and the
@@ -71,7 +70,6 @@ impl AppState {
             ops,
             in_flight,
             cutoff: StreamCutoff::default(),
-            cache: Arc::default(),
         }
     }
 
@@ -112,6 +110,7 @@ pub fn app(state: AppState) -> Router {
         .route("/models", get(routes::models))
         .route("/v1/model/info", get(routes::model_info))
         .route("/model/info", get(routes::model_info))
+        .route("/info", get(info::info))
         .route("/health", get(routes::health));
     let models = guarded(models, &state);
     // Anthropic's Messages API: every error, the auth layer's included,
@@ -131,10 +130,6 @@ pub fn app(state: AppState) -> Router {
             post(admin::register_model).get(admin::list_models),
         )
         .route("/admin/models/{*model_name}", delete(admin::delete_model))
-        .route("/cache/ping", get(cache_routes::ping))
-        .route("/cache/flushall", post(cache_routes::flush_all))
-        .route("/cache/delete", post(cache_routes::delete_many))
-        .route("/cache/{key}", delete(cache_routes::delete_one))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -144,10 +139,21 @@ pub fn app(state: AppState) -> Router {
         .route("/health/liveness", get(routes::liveliness))
         .route("/health/readiness", get(routes::readiness))
         .route("/metrics", get(metrics::metrics));
+    // API docs: public unless a master key is set and `public_docs: false`.
+    let docs = Router::new()
+        .route("/", get(docs::index))
+        .route("/docs", get(docs::redirect))
+        .route("/openapi.json", get(docs::openapi_json))
+        .route("/swagger-ui/{file}", get(docs::asset))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            docs::require_docs_access,
+        ));
     models
         .merge(anthropic)
         .merge(admin)
         .merge(probes)
+        .merge(docs)
         .fallback(routes::not_found)
         // After every route is added: it applies to the routes present.
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -14,6 +14,24 @@ use crate::openai::unix_now;
 use crate::translate::responses::{Envelope, ResponsesStream, answer_from_chat, request_to_chat};
 use crate::translate::{Event, TranslateError, new_id};
 
+#[utoipa::path(
+    post,
+    path = "/v1/responses",
+    operation_id = "create_response",
+    tag = "openai",
+    summary = "OpenAI Responses API",
+    description = "Translated to chat completions for every upstream and composite profile. \
+        Off when `general_settings.enable_responses_endpoint` is false (404).",
+    request_body = super::openapi::ResponsesRequest,
+    responses(
+        (status = 200, description = "A `response` object, or its documented event stream (`response.created` ... `response.completed`) when `stream` is true", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid request", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 404, description = "Unknown model, or the endpoint is off", body = super::openapi::ErrorResponse),
+        (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 /// The route handler.
 pub async fn create(
     State(state): State<AppState>,

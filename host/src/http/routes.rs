@@ -21,6 +21,19 @@ use super::{AppState, Scope};
 use crate::openai::{Endpoint, ProxyRequest};
 use crate::ops::{CallContext, OutcomeHandle};
 
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    operation_id = "chat_completions",
+    tag = "openai",
+    summary = "Chat completion (plain model group or composite profile)",
+    request_body = super::openapi::ChatCompletionRequest,
+    responses(
+        (status = 200, description = "A `chat.completion` object, or `text/event-stream` of `chat.completion.chunk` events ending in `[DONE]` when `stream` is true", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid request", body = super::openapi::ErrorResponse), (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse), (status = 404, description = "Unknown model", body = super::openapi::ErrorResponse), (status = 429, description = "Rate limited; Retry-After says when to retry", body = super::openapi::ErrorResponse), (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
@@ -29,6 +42,19 @@ pub async fn chat_completions(
     Box::pin(model_call(state, scope, Endpoint::ChatCompletions, request)).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/completions",
+    operation_id = "completions",
+    tag = "openai",
+    summary = "Legacy text completion",
+    request_body = super::openapi::CompletionRequest,
+    responses(
+        (status = 200, description = "A `text_completion` object, or its SSE stream", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid request", body = super::openapi::ErrorResponse), (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse), (status = 404, description = "Unknown model", body = super::openapi::ErrorResponse), (status = 429, description = "Rate limited; Retry-After says when to retry", body = super::openapi::ErrorResponse), (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn completions(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
@@ -37,6 +63,19 @@ pub async fn completions(
     Box::pin(model_call(state, scope, Endpoint::Completions, request)).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    operation_id = "embeddings",
+    tag = "openai",
+    summary = "Embeddings",
+    request_body = super::openapi::EmbeddingRequest,
+    responses(
+        (status = 200, description = "The upstream's embedding list", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid request", body = super::openapi::ErrorResponse), (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse), (status = 404, description = "Unknown model", body = super::openapi::ErrorResponse), (status = 429, description = "Rate limited; Retry-After says when to retry", body = super::openapi::ErrorResponse), (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn embeddings(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
@@ -189,15 +228,51 @@ pub(super) fn json_response(body: Bytes) -> Response {
     r
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    operation_id = "list_models_public",
+    tag = "models",
+    summary = "Public model names",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The public models: model groups, aliases and composite profiles", body = super::openapi::ModelList),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+    )
+)]
 pub async fn models(Extension(scope): Extension<Scope>) -> Response {
     json_response(scope.gateway.models_json.clone())
 }
 
 /// LiteLLM's `/model/info`: every deployment, without secrets.
+#[utoipa::path(
+    get,
+    path = "/v1/model/info",
+    operation_id = "model_info",
+    tag = "models",
+    summary = "Deployments without secrets (LiteLLM's /model/info)",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Every deployment with its parameters, api keys removed", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+    )
+)]
 pub async fn model_info(Extension(scope): Extension<Scope>) -> Response {
     json_response(scope.gateway.model_info_json.clone())
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "models",
+    summary = "Deployment health",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Healthy and cooling deployments with their average latency", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+    )
+)]
 pub async fn health(Extension(scope): Extension<Scope>) -> Response {
     let gateway = &scope.gateway;
     let total: usize = gateway
@@ -238,10 +313,30 @@ pub async fn health(Extension(scope): Extension<Scope>) -> Response {
     Json(body).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/liveliness",
+    operation_id = "liveliness",
+    tag = "probes",
+    summary = "Liveness probe",
+    responses(
+        (status = 200, description = "The process is serving"),
+    )
+)]
 pub async fn liveliness() -> Response {
     Json(json!("I'm alive!")).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/readiness",
+    operation_id = "readiness",
+    tag = "probes",
+    summary = "Readiness probe",
+    responses(
+        (status = 200, description = "A config version is loaded", body = super::openapi::JsonObject),
+    )
+)]
 pub async fn readiness(State(state): State<AppState>) -> Response {
     let gateway = state.gateway();
     Json(json!({"status": "ready", "models": gateway.model_names.len()})).into_response()

@@ -91,9 +91,6 @@ pub struct CallContext {
     pub request: Arc<RequestContext>,
     /// The composite profile that made this call; `None` for a client's own call.
     pub profile: Option<Arc<str>>,
-    /// The response cache a composite's sub-calls may use
-    /// (`cache_params.composite_subcalls`).
-    pub cache: Option<crate::cache::SubCalls>,
 }
 
 impl CallContext {
@@ -102,7 +99,6 @@ impl CallContext {
         Self {
             request,
             profile: None,
-            cache: None,
         }
     }
 
@@ -111,7 +107,6 @@ impl CallContext {
         Self {
             request: self.request.clone(),
             profile: Some(profile.into()),
-            cache: self.cache.clone(),
         }
     }
 

@@ -173,6 +173,10 @@ impl HttpTarget {
         self.spec.name
     }
 
+    pub(super) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// Whether a key is configured or found in the environment.
     pub fn has_key(&self) -> bool {
         self.api_key.is_some()

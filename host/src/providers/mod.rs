@@ -209,6 +209,15 @@ impl Target {
         }
     }
 
+    /// The api_base an HTTP target calls, for listings (callers strip any
+    /// credentials a URL may carry); `None` for in-process targets.
+    pub fn api_base(&self) -> Option<&str> {
+        match self {
+            Self::Http(t) => Some(t.base_url()),
+            Self::Mock(_) | Self::Exec(_) => None,
+        }
+    }
+
     /// Provider name for listings.
     pub fn provider(&self) -> &str {
         match self {

@@ -132,6 +132,13 @@ static PROVIDERS: &[ProviderSpec] = &[
         &["CHUTES_API_KEY"],
         true,
     ),
+    // Voyage AI: embeddings only (`/v1/embeddings` in OpenAI's shape).
+    spec(
+        "voyage",
+        Some("https://api.voyageai.com/v1"),
+        &["VOYAGE_API_KEY"],
+        true,
+    ),
     ProviderSpec {
         base_env: Some("HOSTED_VLLM_API_BASE"),
         ..spec("hosted_vllm", None, &["HOSTED_VLLM_API_KEY"], false)

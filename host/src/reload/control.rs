@@ -119,6 +119,11 @@ impl Control {
         self.current.clone()
     }
 
+    /// When the server started (for uptime).
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
     /// The version new requests get.
     pub fn gateway(&self) -> Arc<Gateway> {
         self.current.load_full()

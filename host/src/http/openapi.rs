@@ -1,0 +1,191 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of every public route,
+//! generated from the `#[utoipa::path]` annotations on the handlers. This file
+//! is the one place that lists them ([`ApiDoc`]); a new route's handler is
+//! annotated where it lives and named here. Routes served under two paths
+//! (`/v1/x` and `/x`) are annotated once and copied by [`ALIASES`].
+
+mod schemas;
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, PathItem};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, docs, info, messages, metrics, responses, routes};
+pub use schemas::*;
+
+/// Every documented route. Sections follow the route groups of
+/// [`super::app`]; a route added there is annotated in its handler's file
+/// and listed here, or the route-list test fails.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "conclave",
+        description = "An OpenAI-compatible LLM gateway: chat completions, completions, \
+            embeddings, OpenAI's Responses API and Anthropic's Messages API, served by \
+            plain model groups and composite profiles through one router. Request bodies \
+            are forwarded as the client sent them; the schemas name the fields the \
+            gateway reads and admit every other field."
+    ),
+    paths(
+        // OpenAI-compatible model routes (model-route auth).
+        routes::chat_completions,
+        routes::completions,
+        routes::embeddings,
+        responses::create,
+        routes::models,
+        routes::model_info,
+        info::info,
+        routes::health,
+        // Anthropic's Messages API (model-route auth, Anthropic's error shape).
+        messages::create,
+        messages::count,
+        // Probes and metrics (no auth; /metrics takes the master key).
+        routes::liveliness,
+        routes::readiness,
+        metrics::metrics,
+        // The admin API (master key).
+        admin::status,
+        admin::reload,
+        admin::list_models,
+        admin::register_model,
+        admin::delete_model,
+        // These docs.
+        docs::index,
+        docs::openapi_json,
+        // Virtual keys (/key, /user, /team, /spend) and cache routes go here.
+    ),
+    components(schemas(
+        JsonObject,
+        ChatCompletionRequest,
+        CompletionRequest,
+        EmbeddingRequest,
+        ResponsesRequest,
+        MessagesRequest,
+        CountTokensResponse,
+        ModelList,
+        ModelEntry,
+        ErrorResponse,
+        ErrorDetail,
+        AnthropicErrorResponse,
+        AnthropicErrorDetail,
+    )),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "openai", description = "OpenAI-compatible model routes"),
+        (name = "anthropic", description = "Anthropic's Messages API"),
+        (name = "models", description = "Model listings and health"),
+        (name = "probes", description = "Liveness, readiness and metrics"),
+        (name = "admin", description = "Reload, status and runtime models (master key)"),
+        (name = "docs", description = "This document and its viewer"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Routes served under a second path: (alias, documented path). Each alias
+/// gets a copy of the documented operations with `_alias` operation ids.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("/chat/completions", "/v1/chat/completions"),
+    ("/completions", "/v1/completions"),
+    ("/embeddings", "/v1/embeddings"),
+    ("/responses", "/v1/responses"),
+    ("/models", "/v1/models"),
+    ("/model/info", "/v1/model/info"),
+    ("/anthropic/v1/messages", "/v1/messages"),
+    (
+        "/anthropic/v1/messages/count_tokens",
+        "/v1/messages/count_tokens",
+    ),
+    ("/health/liveness", "/health/liveliness"),
+];
+
+/// The security schemes the annotations name: the master key (or any key
+/// the gateway accepts) as a bearer token, or as `x-api-key` as Anthropic's
+/// clients send it.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+        );
+    }
+}
+
+/// The whole document, aliases included.
+pub fn document() -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    for (alias, documented) in ALIASES {
+        if let Some(item) = doc.paths.paths.get(*documented) {
+            let copy = aliased(item.clone());
+            doc.paths.paths.insert((*alias).to_owned(), copy);
+        }
+    }
+    doc
+}
+
+/// The document as served: built once, the same for every version of the
+/// config (it describes routes, not models).
+pub fn document_json() -> Bytes {
+    static JSON: LazyLock<Bytes> =
+        LazyLock::new(|| Bytes::from(serde_json::to_vec(&document()).unwrap_or_default()));
+    JSON.clone()
+}
+
+/// A copy of `item` whose operation ids stay unique.
+fn aliased(mut item: PathItem) -> PathItem {
+    for op in [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(id) = &mut op.operation_id {
+            id.push_str("_alias");
+        }
+    }
+    item
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_alias_copies_a_documented_path() {
+        let doc = document();
+        for (alias, documented) in ALIASES {
+            assert!(doc.paths.paths.contains_key(*documented), "{documented}");
+            assert!(doc.paths.paths.contains_key(*alias), "{alias}");
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let json = serde_json::to_value(document()).unwrap();
+        let mut ids: Vec<&str> = json["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count);
+    }
+}
