@@ -36,6 +36,9 @@ pub enum BuildError {
     /// A strategy did not compile or refused its profile.
     #[error(transparent)]
     Strategies(ConfigError),
+    /// The response cache's settings do not fit together.
+    #[error(transparent)]
+    Cache(ConfigError),
 }
 
 /// One loaded version of the gateway.
@@ -44,6 +47,8 @@ pub struct Gateway {
     /// Composite profiles and the public models that expose them.
     pub strategies: Arc<StrategyHost>,
     pub master_key: Option<Secret>,
+    /// The response cache's settings (`litellm_settings.cache`); `None` when off.
+    pub cache: Option<Arc<crate::cache::Settings>>,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
     /// How long a client may take to send its body.
@@ -96,6 +101,9 @@ impl Gateway {
         warnings.extend(strategy_warnings);
 
         let cfg = &loaded.config;
+        let cache = crate::cache::Settings::from_config(cfg)
+            .map_err(|p| BuildError::Cache(invalid(p)))?
+            .map(Arc::new);
         let master_key = cfg
             .general_settings
             .master_key
@@ -129,6 +137,7 @@ impl Gateway {
                 router,
                 strategies: Arc::new(strategies),
                 master_key,
+                cache,
                 body_limit,
                 body_timeout: cfg
                     .general_settings

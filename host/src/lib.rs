@@ -3,6 +3,7 @@
 //! that tests and benchmarks can use the same pieces.
 
 pub mod admin;
+pub mod cache;
 pub mod compile_cache;
 pub mod config;
 pub mod digest;

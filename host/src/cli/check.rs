@@ -32,6 +32,7 @@ pub async fn check(path: &Path) -> Result<(), String> {
     print_profiles(&mut out, &gateway);
     print_bundles(&mut out, &loaded);
     print_providers(&mut out, &gateway);
+    print_cache(&mut out, &gateway);
     if !warnings.is_empty() {
         let _ = writeln!(out, "\nwarnings:");
         for w in &warnings {
@@ -114,6 +115,53 @@ fn print_providers(out: &mut impl Write, gateway: &Gateway) {
     providers.sort();
     providers.dedup();
     let _ = writeln!(out, "\nproviders: {}", providers.join(", "));
+}
+
+/// The response cache's settings (never the Redis password).
+fn print_cache(out: &mut impl Write, gateway: &Gateway) {
+    let Some(c) = &gateway.cache else {
+        let _ = writeln!(out, "\ncache: off");
+        return;
+    };
+    let ttl = c
+        .ttl
+        .map_or("none".to_owned(), |t| format!("{}s", t.as_secs_f64()));
+    let _ = writeln!(
+        out,
+        "\ncache: {}  namespace={} ttl={ttl} mode={} scope={:?} max_size_mb={} max_entry_kb={} composite_subcalls={}",
+        c.type_name(),
+        c.namespace,
+        if c.default_on {
+            "default_on"
+        } else {
+            "default_off"
+        },
+        c.scope,
+        c.max_bytes / (1024 * 1024),
+        c.max_entry_bytes / 1024,
+        c.composite_subcalls,
+    );
+    let types = [
+        (c.call_types.chat, "completion"),
+        (c.call_types.text_completion, "text_completion"),
+        (c.call_types.embedding, "embedding"),
+    ];
+    let served: Vec<&str> = types.iter().filter(|t| t.0).map(|t| t.1).collect();
+    let _ = writeln!(out, "  call types: {}", served.join(", "));
+    if let Some(location) = c.redis_location() {
+        let _ = writeln!(
+            out,
+            "  redis: {location}  lookup budget={} ms",
+            c.budget.as_millis()
+        );
+    }
+    if let Some(s) = &c.semantic {
+        let _ = writeln!(
+            out,
+            "  semantic: embedding_model={} similarity_threshold={}",
+            s.embedding_model, s.threshold
+        );
+    }
 }
 
 /// Prints the public model names, one per line.

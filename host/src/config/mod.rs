@@ -5,12 +5,14 @@
 //! substituted, and the tree is deserialized into [`Config`] while every key
 //! conclave does not use is collected as a warning rather than an error.
 
+mod cache;
 mod env;
 mod load;
 mod params;
 mod schema;
 mod seconds;
 
+pub use cache::{CacheMode, CacheParams, CacheScope, CacheType, CallType};
 pub use env::Env;
 pub use load::{ConfigError, LoadedConfig, Problem, default_config_path, load, load_str};
 pub use params::{

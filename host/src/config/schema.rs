@@ -182,6 +182,9 @@ pub struct LitellmSettings {
     pub success_callback: Option<Callbacks>,
     pub failure_callback: Option<Callbacks>,
     pub callbacks: Option<Callbacks>,
+    /// Turns the response cache on (`cache_params` says how).
+    pub cache: Option<bool>,
+    pub cache_params: Option<super::CacheParams>,
 }
 
 /// A LiteLLM callback list: a list of names, or one name.

@@ -72,6 +72,8 @@ pub async fn execute(
             Some("model"),
         ));
     }
+    let (mut cache, sub_ctx) =
+        super::cached::plan(state, gateway, endpoint, req, ctx, profile.as_deref())?;
     let admitted = state
         .ops
         .admission
@@ -81,13 +83,23 @@ pub async fn execute(
             composite: profile.is_some(),
         })
         .await?;
+    let admitted = match &mut cache {
+        Some(plan) => {
+            match super::cached::lookup(state, gateway, ctx, outcome, admitted, req, plan).await {
+                Ok(hit) => return Ok(hit),
+                Err(admitted) => admitted,
+            }
+        }
+        None => admitted,
+    };
     let run = Run {
         state,
         gateway,
-        ctx,
+        ctx: sub_ctx.as_ref().unwrap_or(ctx),
         outcome,
         admitted,
         req,
+        cache,
     };
     match profile {
         Some(profile) => composite(run, &profile).await,
@@ -103,6 +115,8 @@ struct Run<'a> {
     outcome: &'a OutcomeHandle,
     admitted: Admitted,
     req: &'a ProxyRequest,
+    /// What the response cache does with the answer.
+    cache: Option<crate::cache::Plan>,
 }
 
 impl Run<'_> {
@@ -123,7 +137,7 @@ impl Run<'_> {
 }
 
 /// A plain model group: the router picks, retries and falls back.
-async fn plain(run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiError> {
+async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiError> {
     let (ctx, outcome, req) = (run.ctx, run.outcome, run.req);
     let routed = run
         .gateway
@@ -159,10 +173,13 @@ async fn plain(run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiError> {
             outcome.first_token();
             outcome.update(|o| o.body = vec![body.clone()]);
             outcome.finish(200, None);
+            super::cached::fill_json(run.cache.as_ref(), &body, outcome, &mut headers);
             Answer::Json(body)
         }
         UpstreamReply::Stream(payloads) => {
             let payloads = payloads.map(|item| item.map_err(ApiError::from));
+            let payloads =
+                super::cached::fill_stream(run.cache.take(), payloads, outcome, &mut headers);
             Answer::Stream(run.track(payloads, None))
         }
     };
@@ -172,7 +189,7 @@ async fn plain(run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiError> {
 /// A composite profile: the strategy host runs it and fills in the
 /// outcome's usage and trace; the status is set here (JSON) or by the stream.
 async fn composite(
-    run: Run<'_>,
+    mut run: Run<'_>,
     profile: &std::sync::Arc<crate::strategy::LoadedProfile>,
 ) -> Result<Executed, ApiError> {
     let (ctx, outcome, req) = (run.ctx, run.outcome, run.req);
@@ -188,6 +205,8 @@ async fn composite(
         let (rx, abort) = strategies.execute_stream(profile, &req.model, req, ctx, outcome)?;
         let payloads = tokio_stream::wrappers::ReceiverStream::new(rx)
             .map(|item| item.map_err(ApiError::from));
+        let payloads =
+            super::cached::fill_stream(run.cache.take(), payloads, outcome, &mut headers);
         // The abort guard lives in the stream: a client that goes away stops the run.
         Answer::Stream(run.track(payloads, Some(Box::new(abort))))
     } else {
@@ -202,6 +221,7 @@ async fn composite(
         if !answer.final_model.is_empty() {
             put(&mut headers, FINAL_MODEL, &answer.final_model);
         }
+        super::cached::fill_json(run.cache.as_ref(), &answer.body, outcome, &mut headers);
         Answer::Json(answer.body)
     };
     Ok(Executed { answer, headers })

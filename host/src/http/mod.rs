@@ -3,6 +3,8 @@
 
 mod admin;
 mod auth;
+mod cache_routes;
+mod cached;
 mod dialect;
 mod docs;
 pub mod error;
@@ -48,6 +50,8 @@ pub struct AppState {
     in_flight: InFlight,
     /// Ends every open stream when shutdown's grace period is over.
     cutoff: StreamCutoff,
+    /// The response cache, kept across versions while its settings stay the same.
+    cache: Arc<crate::cache::CacheSlot>,
 }
 
 /// What the operations layer gives the HTTP edge: where outcomes go, and the
@@ -70,6 +74,7 @@ impl AppState {
             ops,
             in_flight,
             cutoff: StreamCutoff::default(),
+            cache: Arc::default(),
         }
     }
 
@@ -130,6 +135,10 @@ pub fn app(state: AppState) -> Router {
             post(admin::register_model).get(admin::list_models),
         )
         .route("/admin/models/{*model_name}", delete(admin::delete_model))
+        .route("/cache/ping", get(cache_routes::ping))
+        .route("/cache/flushall", post(cache_routes::flush_all))
+        .route("/cache/delete", post(cache_routes::delete_many))
+        .route("/cache/{key}", delete(cache_routes::delete_one))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

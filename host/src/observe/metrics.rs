@@ -118,6 +118,13 @@ struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    /// `request` or `sub_call`.
+    kind: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProfileLabel {
     profile: String,
 }
@@ -173,6 +180,7 @@ pub struct Metrics {
     fallbacks: Family<FallbackLabels, Counter>,
     strategy_runs: Family<RunLabels, Counter>,
     sub_calls: HistogramFamily<ProfileLabel>,
+    cache: Family<CacheLabels, Counter>,
     /// Sub-calls counted per composite request until its own outcome arrives.
     open_runs: Mutex<HashMap<RequestId, u32>>,
 }
@@ -203,6 +211,7 @@ impl Metrics {
             fallbacks: Family::default(),
             strategy_runs: Family::default(),
             sub_calls: histograms(|| Histogram::new(SUB_CALL_BUCKETS)),
+            cache: Family::default(),
             open_runs: Mutex::default(),
         };
         m.register()
@@ -255,12 +264,29 @@ impl Metrics {
             "Model calls made per composite strategy run",
             self.sub_calls.clone(),
         );
+        r.register(
+            "conclave_cache",
+            "Response cache results (hit, miss, stored, bypass) of requests and sub-calls",
+            self.cache.clone(),
+        );
         self
     }
 
     /// Records one outcome.
     pub fn record(&self, r: &Resolved<'_>) {
         let o = r.outcome;
+        if o.cache != crate::ops::CacheStatus::None {
+            let kind = match o.kind {
+                OutcomeKind::Request => "request",
+                OutcomeKind::SubCall => "sub_call",
+            };
+            self.cache
+                .get_or_create(&CacheLabels {
+                    kind,
+                    status: o.cache.label(),
+                })
+                .inc();
+        }
         match o.kind {
             OutcomeKind::Request => self.record_request(r),
             OutcomeKind::SubCall => {
@@ -276,7 +302,11 @@ impl Metrics {
         }
         // A composite request's model calls are its sub-calls: counting the
         // request too would count its tokens twice.
-        if o.kind == OutcomeKind::SubCall || o.composite.is_none() && o.profile.is_none() {
+        // A cache hit called no model.
+        let called = o.cache != crate::ops::CacheStatus::Hit;
+        if called
+            && (o.kind == OutcomeKind::SubCall || o.composite.is_none() && o.profile.is_none())
+        {
             self.record_model_call(r);
         }
     }

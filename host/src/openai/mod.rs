@@ -23,6 +23,9 @@ pub struct ProxyRequest {
     pub fallbacks: Option<Vec<String>>,
     /// Turns every fallback off for this request (LiteLLM extension); never forwarded.
     pub disable_fallbacks: bool,
+    /// LiteLLM's per-request cache controls, raw: the top-level `cache`
+    /// object, else `metadata.cache`; never forwarded.
+    pub cache: Option<Box<RawValue>>,
     /// Everything else, forwarded unchanged.
     pub rest: RawFields,
 }
@@ -58,13 +61,47 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             "fallbacks",
             "a list of model names",
         )?;
+        let cache = take_cache_controls(&mut rest).map_err(D::Error::custom)?;
         Ok(Self {
             model,
             stream,
             fallbacks,
             disable_fallbacks,
+            cache,
             rest,
         })
+    }
+}
+
+/// Removes the cache controls from the forwarded fields: the top-level
+/// `cache`, and `cache` inside `metadata` (only then is `metadata` parsed and
+/// written again). The top-level object wins when both are present.
+fn take_cache_controls(rest: &mut RawFields) -> Result<Option<Box<RawValue>>, String> {
+    let top = rest.remove("cache").filter(|raw| raw.get() != "null");
+    let in_metadata = rest
+        .get("metadata")
+        .is_some_and(|raw| raw.get().starts_with('{') && raw.get().contains("\"cache\""));
+    if !in_metadata {
+        return Ok(top);
+    }
+    let parsed = rest.parse::<serde_json::Map<String, serde_json::Value>>("metadata");
+    let Some(Ok(mut metadata)) = parsed else {
+        return Ok(top);
+    };
+    let Some(nested) = metadata.remove("cache") else {
+        return Ok(top);
+    };
+    let raw = |v: &serde_json::Value| {
+        serde_json::value::to_raw_value(v).map_err(|e| format!("`metadata` cannot be written: {e}"))
+    };
+    rest.insert(
+        "metadata".to_owned(),
+        raw(&serde_json::Value::Object(metadata))?,
+    );
+    match top {
+        Some(top) => Ok(Some(top)),
+        None if nested.is_null() => Ok(None),
+        None => raw(&nested).map(Some),
     }
 }
 
@@ -195,6 +232,29 @@ mod tests {
             Some(&["a".to_owned(), "b".to_owned()][..])
         );
         assert!(req.disable_fallbacks);
+    }
+
+    #[test]
+    fn cache_controls_are_taken_out_of_the_forwarded_fields() {
+        let req: ProxyRequest = serde_json::from_str(
+            r#"{"model":"m","messages":[],"cache":{"no-cache":true},"metadata":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            req.cache.as_ref().map(|c| c.get()),
+            Some(r#"{"no-cache":true}"#)
+        );
+        assert!(!req.rest.contains_key("cache"));
+        assert_eq!(
+            req.rest.get("metadata").map(RawValue::get),
+            Some(r#"{"a":1}"#)
+        );
+        let req: ProxyRequest = serde_json::from_str(
+            r#"{"model":"m","messages":[],"metadata":{"a":1,"cache":{"ttl":5}}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.cache.as_ref().map(|c| c.get()), Some(r#"{"ttl":5}"#));
+        assert_eq!(req.rest.value("metadata"), Some(serde_json::json!({"a":1})));
     }
 
     #[test]

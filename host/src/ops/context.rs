@@ -91,6 +91,9 @@ pub struct CallContext {
     pub request: Arc<RequestContext>,
     /// The composite profile that made this call; `None` for a client's own call.
     pub profile: Option<Arc<str>>,
+    /// The response cache a composite's sub-calls may use
+    /// (`cache_params.composite_subcalls`).
+    pub cache: Option<crate::cache::SubCalls>,
 }
 
 impl CallContext {
@@ -99,6 +102,7 @@ impl CallContext {
         Self {
             request,
             profile: None,
+            cache: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl CallContext {
         Self {
             request: self.request.clone(),
             profile: Some(profile.into()),
+            cache: self.cache.clone(),
         }
     }
 

@@ -33,13 +33,26 @@ pub enum CacheStatus {
     /// No cache is configured or the request is not cacheable.
     #[default]
     None,
+    /// Answered from the cache: no model was called, it costs nothing.
+    Hit,
+    /// Looked up, not found (or not fresh enough), and not stored.
+    Miss,
+    /// The request asked the cache to stay out (`no-cache` and `no-store`,
+    /// or `default_off` without `use-cache`).
+    Bypass,
+    /// Not answered from the cache; the answer was stored.
+    Stored,
 }
 
 impl CacheStatus {
-    /// The status as logs and metrics name it.
+    /// The status as logs, metrics and the `x-conclave-cache` header name it.
     pub fn label(self) -> &'static str {
         match self {
             CacheStatus::None => "none",
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+            CacheStatus::Stored => "stored",
         }
     }
 }

@@ -451,6 +451,21 @@ async fn complete_via(
 ) -> Result<ChatResponse, Error> {
     let mut outcome = PendingOutcome::sub_call(ctx, &req.model, false);
     let body = body_from_request(req)?;
+    let cached = match &ctx.cache {
+        Some(cache) => cache.key(&req.model, &body).map(|key| (cache, key)),
+        None => None,
+    };
+    if let Some((cache, key)) = &cached
+        && let Some(entry) = cache.get(key).await
+        && let Ok(response) = response_from_json(&entry.body)
+    {
+        if let Some(o) = outcome.get_mut() {
+            o.cache = crate::ops::CacheStatus::Hit;
+            o.model_group = Some(req.model.clone());
+        }
+        finish_sub_call(&mut outcome, &Ok(response.clone()));
+        return Ok(response);
+    }
     let routed = router
         .route(RouteRequest {
             endpoint: Endpoint::ChatCompletions,
@@ -471,7 +486,16 @@ async fn complete_via(
     };
     record_route(&mut outcome, &routed.meta);
     let result = match routed.reply {
-        UpstreamReply::Json(bytes) => response_from_json(&bytes),
+        UpstreamReply::Json(bytes) => {
+            let result = response_from_json(&bytes);
+            if let (Ok(_), Some((cache, key))) = (&result, &cached)
+                && cache.store(key, bytes)
+                && let Some(o) = outcome.get_mut()
+            {
+                o.cache = crate::ops::CacheStatus::Stored;
+            }
+            result
+        }
         UpstreamReply::Stream(_) => Err(Error::Upstream("unexpected stream".into())),
     };
     finish_sub_call(&mut outcome, &result);

@@ -1,0 +1,268 @@
+//! The Redis backend: entries shared by every instance pointing at the same
+//! Redis, under `<namespace>:<key>`, written with their TTL (`SET .. PX`),
+//! read in one round trip (`GET`).
+//!
+//! It uses the `redis` crate's `ConnectionManager` (features `tokio-comp`
+//! and `connection-manager`): one multiplexed connection shared by every
+//! request, so a lookup is one pipelined command and never waits for a
+//! pool, and the manager reconnects by itself after Redis comes back. Every
+//! lookup has a budget (20 ms by default): a timeout, an error or a Redis
+//! that is not connected is a miss, counted and logged at most once a
+//! minute, never an error for the client and never a stalled request.
+//! Writes happen on their own task after the answer has gone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::entry::{Entry, now_ms};
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Wait between attempts while Redis is unreachable at start.
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
+/// Budget of a write, a delete or a ping (off the answer's path).
+const WRITE_BUDGET: Duration = Duration::from_secs(2);
+/// At most one "Redis unavailable" warning per this many seconds.
+const WARN_INTERVAL_S: u64 = 60;
+/// Keys deleted per `UNLINK` when flushing a namespace.
+const FLUSH_BATCH: usize = 500;
+
+/// Redis failures: counted, and warned about at most once a minute.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub errors: AtomicU64,
+    last_warning_s: AtomicU64,
+}
+
+impl Health {
+    /// Counts one failure and warns when the last warning is old enough.
+    pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        let total = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = now_ms() / 1000;
+        let last = self.last_warning_s.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= WARN_INTERVAL_S
+            && self
+                .last_warning_s
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                %error,
+                failures = total,
+                "redis cache {what} failed; answering without the cache (logged once a minute)"
+            );
+        }
+    }
+}
+
+/// Why a Redis operation did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisFailure {
+    #[error("not connected")]
+    NotConnected,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A Redis server holding entries under one namespace. Clones share the
+/// connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Arc<ArcSwapOption<ConnectionManager>>,
+    connecting: Arc<AtomicBool>,
+    client: redis::Client,
+    namespace: String,
+    budget: Duration,
+    max_body: usize,
+    pub health: Arc<Health>,
+}
+
+impl RedisStore {
+    /// A store for `url`; it connects in the background (a lookup before
+    /// the connection is up is a miss). The URL is checked here.
+    pub fn new(
+        url: &str,
+        namespace: &str,
+        budget: Duration,
+        max_body: usize,
+    ) -> Result<Self, String> {
+        let client = redis::Client::open(url)
+            .map_err(|e| format!("the Redis URL is not usable: {:?}", e.kind()))?;
+        let store = Self {
+            conn: Arc::new(ArcSwapOption::empty()),
+            connecting: Arc::new(AtomicBool::new(false)),
+            client,
+            namespace: namespace.to_owned(),
+            budget,
+            max_body,
+            health: Arc::default(),
+        };
+        store.connect_in_background();
+        Ok(store)
+    }
+
+    /// Starts connecting unless connected or already trying; retries until
+    /// it succeeds or the store is dropped.
+    fn connect_in_background(&self) {
+        if self.conn.load().is_some() || self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let slot = Arc::downgrade(&self.conn);
+        let connecting = self.connecting.clone();
+        let client = self.client.clone();
+        let health = self.health.clone();
+        tokio::spawn(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(CONNECT_TIMEOUT)
+                .set_number_of_retries(2)
+                .set_factor(50)
+                .set_max_delay(500);
+            loop {
+                let Some(conn_slot) = slot.upgrade() else {
+                    break;
+                };
+                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+                    Ok(manager) => {
+                        conn_slot.store(Some(Arc::new(manager)));
+                        tracing::info!("redis cache connected");
+                        break;
+                    }
+                    Err(e) => health.failed("connection", &e),
+                }
+                drop(conn_slot);
+                tokio::time::sleep(CONNECT_RETRY).await;
+            }
+            connecting.store(false, Ordering::Release);
+        });
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, RedisFailure> {
+        match self.conn.load_full() {
+            Some(c) => Ok((*c).clone()),
+            None => {
+                self.connect_in_background();
+                Err(RedisFailure::NotConnected)
+            }
+        }
+    }
+
+    fn redis_key(&self, key: &str) -> String {
+        format!("{}:{key}", self.namespace)
+    }
+
+    /// The entry under `key`: one `GET` within the lookup budget.
+    pub async fn get(&self, key: &str) -> Result<Option<Entry>, RedisFailure> {
+        let mut conn = self.connection()?;
+        let key = self.redis_key(key);
+        let value: Option<Vec<u8>> = tokio::time::timeout(self.budget, conn.get(&key))
+            .await
+            .map_err(|_| RedisFailure::Timeout(self.budget))??;
+        Ok(value.and_then(|v| Entry::decode(&v, self.max_body)))
+    }
+
+    /// Writes `entry` with its lifetime (`SET .. PX`).
+    pub async fn put(&self, key: &str, entry: &Entry, ttl: Duration) -> Result<(), RedisFailure> {
+        let mut conn = self.connection()?;
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let value = entry.encode();
+        let set = redis::cmd("SET")
+            .arg(self.redis_key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ms)
+            .clone();
+        tokio::time::timeout(WRITE_BUDGET, set.query_async::<()>(&mut conn))
+            .await
+            .map_err(|_| RedisFailure::Timeout(WRITE_BUDGET))??;
+        Ok(())
+    }
+
+    /// Deletes one entry; whether it existed.
+    pub async fn remove(&self, key: &str) -> Result<bool, RedisFailure> {
+        let mut conn = self.connection()?;
+        let n: u64 = tokio::time::timeout(WRITE_BUDGET, conn.del(self.redis_key(key)))
+            .await
+            .map_err(|_| RedisFailure::Timeout(WRITE_BUDGET))??;
+        Ok(n > 0)
+    }
+
+    /// Deletes every entry of this namespace (and no other key), in batches.
+    pub async fn clear(&self) -> Result<u64, RedisFailure> {
+        let mut conn = self.connection()?;
+        let pattern = format!("{}:*", glob_escape(&self.namespace));
+        let mut cursor: u64 = 0;
+        let mut removed = 0u64;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(FLUSH_BATCH)
+                .clone();
+            let (next, keys): (u64, Vec<String>) =
+                tokio::time::timeout(WRITE_BUDGET, scan.query_async(&mut conn))
+                    .await
+                    .map_err(|_| RedisFailure::Timeout(WRITE_BUDGET))??;
+            if !keys.is_empty() {
+                let unlink = redis::cmd("UNLINK").arg(&keys).clone();
+                let n: u64 = tokio::time::timeout(WRITE_BUDGET, unlink.query_async(&mut conn))
+                    .await
+                    .map_err(|_| RedisFailure::Timeout(WRITE_BUDGET))??;
+                removed += n;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Round-trip time of a `PING`.
+    pub async fn ping(&self) -> Result<Duration, RedisFailure> {
+        let mut conn = self.connection()?;
+        let started = std::time::Instant::now();
+        let ping = redis::cmd("PING").clone();
+        tokio::time::timeout(WRITE_BUDGET, ping.query_async::<String>(&mut conn))
+            .await
+            .map_err(|_| RedisFailure::Timeout(WRITE_BUDGET))??;
+        Ok(started.elapsed())
+    }
+}
+
+/// `s` with Redis glob characters escaped, for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_in_namespaces_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn failures_are_counted() {
+        let health = Health::default();
+        health.failed("lookup", &"boom");
+        health.failed("lookup", &"boom");
+        assert_eq!(health.errors.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,326 @@
+//! The cache's settings, resolved once per config version from
+//! `litellm_settings.cache_params`: defaults filled in, keys checked against
+//! each other. Two versions with equal settings share one cache, so a reload
+//! that does not touch the cache keeps its entries.
+
+use std::time::Duration;
+
+use crate::config::{CacheMode, CacheParams, CacheScope, CacheType, CallType, Config, Problem};
+
+/// In-memory cache size when `max_size_mb` is unset.
+pub const DEFAULT_MAX_SIZE_MB: f64 = 256.0;
+/// Largest stored answer when `max_entry_kb` is unset.
+pub const DEFAULT_MAX_ENTRY_KB: f64 = 1024.0;
+/// How long a Redis lookup may take before it counts as a miss.
+pub const DEFAULT_REDIS_BUDGET: Duration = Duration::from_millis(20);
+/// Entry lifetime in Redis when no `ttl` is set: Redis must not fill up
+/// with entries nothing expires.
+pub const DEFAULT_REDIS_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Default similarity for the semantic modes.
+pub const DEFAULT_SIMILARITY: f32 = 0.95;
+/// The namespace when none is configured (LiteLLM's Redis key prefix).
+pub const DEFAULT_NAMESPACE: &str = "litellm_caching";
+
+const PATH: &str = "litellm_settings.cache_params";
+
+/// Where entries are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// This process's memory, bounded by bytes.
+    Memory,
+    /// A Redis server shared by instances; the URL may hold a password and
+    /// is never printed.
+    Redis { url: String },
+}
+
+/// Which endpoints the cache serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTypes {
+    pub chat: bool,
+    pub text_completion: bool,
+    pub embedding: bool,
+}
+
+/// Semantic matching: questions compared by embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Semantic {
+    pub threshold: f32,
+    pub embedding_model: String,
+}
+
+/// Everything the cache does, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub backend: Backend,
+    pub semantic: Option<Semantic>,
+    /// Entry lifetime; `None` keeps memory entries until evicted.
+    pub ttl: Option<Duration>,
+    pub namespace: String,
+    pub call_types: CallTypes,
+    pub default_on: bool,
+    pub scope: CacheScope,
+    /// Bound of the in-memory store (entries and semantic index).
+    pub max_bytes: u64,
+    pub max_entry_bytes: usize,
+    pub composite_subcalls: bool,
+    /// Redis lookup budget.
+    pub budget: Duration,
+}
+
+impl Settings {
+    /// The settings `config` asks for: `None` when the cache is off, the
+    /// problems (with key paths) when its keys do not fit together.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, Vec<Problem>> {
+        let ls = &config.litellm_settings;
+        if ls.cache != Some(true) {
+            return Ok(None);
+        }
+        let default = CacheParams::default();
+        let p = ls.cache_params.as_ref().unwrap_or(&default);
+        let mut problems = Vec::new();
+        let kind = p.kind.unwrap_or(CacheType::Local);
+        let backend = match kind {
+            CacheType::Local | CacheType::LocalSemantic => Backend::Memory,
+            CacheType::Redis => match redis_url(p) {
+                Some(url) => Backend::Redis { url },
+                None => {
+                    problems.push(Problem::new(
+                        format!("{PATH}.host"),
+                        "type redis needs host (and port, password) or REDIS_URL, \
+                         here or in the environment (REDIS_URL, REDIS_HOST)",
+                    ));
+                    Backend::Memory
+                }
+            },
+        };
+        let semantic = match kind {
+            CacheType::LocalSemantic => semantic(p, &mut problems),
+            _ => None,
+        };
+        let ttl = seconds(p.ttl, "ttl", &mut problems);
+        let max_mb = p.max_size_mb.unwrap_or(DEFAULT_MAX_SIZE_MB);
+        if !(max_mb.is_finite() && max_mb > 0.0) {
+            problems.push(Problem::new(
+                format!("{PATH}.max_size_mb"),
+                "must be a positive number of MiB",
+            ));
+        }
+        let max_kb = p.max_entry_kb.unwrap_or(DEFAULT_MAX_ENTRY_KB);
+        if !(max_kb.is_finite() && max_kb > 0.0) {
+            problems.push(Problem::new(
+                format!("{PATH}.max_entry_kb"),
+                "must be a positive number of KiB",
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Some(Self {
+            backend,
+            semantic,
+            ttl,
+            namespace: p
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            call_types: call_types(p.supported_call_types.as_deref()),
+            default_on: p.mode != Some(CacheMode::DefaultOff),
+            scope: p.scope.unwrap_or(CacheScope::Global),
+            max_bytes: (max_mb * 1024.0 * 1024.0) as u64,
+            max_entry_bytes: (max_kb * 1024.0) as usize,
+            composite_subcalls: p.composite_subcalls.unwrap_or(false),
+            budget: p
+                .redis_timeout_ms
+                .filter(|ms| *ms > 0)
+                .map_or(DEFAULT_REDIS_BUDGET, Duration::from_millis),
+        }))
+    }
+
+    /// The backend's name as `type` spells it.
+    pub fn type_name(&self) -> &'static str {
+        match (&self.backend, &self.semantic) {
+            (Backend::Memory, None) => "local",
+            (Backend::Memory, Some(_)) => "local-semantic",
+            (Backend::Redis { .. }, _) => "redis",
+        }
+    }
+
+    /// Where Redis is, without its password: for `conclave check` and logs.
+    pub fn redis_location(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Redis { url } => Some(redact_url(url)),
+            Backend::Memory => None,
+        }
+    }
+}
+
+fn semantic(p: &CacheParams, problems: &mut Vec<Problem>) -> Option<Semantic> {
+    let Some(model) = p.embedding_model.clone().filter(|m| !m.is_empty()) else {
+        problems.push(Problem::new(
+            format!("{PATH}.embedding_model"),
+            "type local-semantic needs the model group that embeds questions",
+        ));
+        return None;
+    };
+    let threshold = p
+        .similarity_threshold
+        .map_or(DEFAULT_SIMILARITY, |t| t as f32);
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        problems.push(Problem::new(
+            format!("{PATH}.similarity_threshold"),
+            "must be above 0 and at most 1",
+        ));
+        return None;
+    }
+    Some(Semantic {
+        threshold,
+        embedding_model: model,
+    })
+}
+
+fn seconds(value: Option<f64>, key: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
+    let s = value?;
+    match Duration::try_from_secs_f64(s) {
+        Ok(d) if s > 0.0 => Some(d),
+        _ => {
+            problems.push(Problem::new(
+                format!("{PATH}.{key}"),
+                "must be a positive number of seconds",
+            ));
+            None
+        }
+    }
+}
+
+fn call_types(list: Option<&[CallType]>) -> CallTypes {
+    match list {
+        None => CallTypes {
+            chat: true,
+            text_completion: true,
+            embedding: true,
+        },
+        Some(list) => CallTypes {
+            chat: list.contains(&CallType::Chat),
+            text_completion: list.contains(&CallType::TextCompletion),
+            embedding: list.contains(&CallType::Embedding),
+        },
+    }
+}
+
+/// The Redis URL from `REDIS_URL` or host/port/password, the config first,
+/// then the environment (LiteLLM's `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`,
+/// `REDIS_PASSWORD`).
+fn redis_url(p: &CacheParams) -> Option<String> {
+    if let Some(url) = p.redis_url.as_ref().filter(|u| !u.expose().is_empty()) {
+        return Some(url.expose().to_owned());
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let host = p
+        .host
+        .clone()
+        .filter(|h| !h.is_empty())
+        .or_else(|| env("REDIS_HOST"));
+    let Some(host) = host else {
+        return env("REDIS_URL");
+    };
+    let port = p
+        .port
+        .or_else(|| env("REDIS_PORT").and_then(|v| v.parse().ok()))
+        .unwrap_or(6379);
+    let password = p
+        .password
+        .as_ref()
+        .map(|s| s.expose().to_owned())
+        .or_else(|| env("REDIS_PASSWORD"))
+        .filter(|s| !s.is_empty());
+    Some(match password {
+        Some(pw) => format!("redis://:{}@{host}:{port}", percent_encode(&pw)),
+        None => format!("redis://{host}:{port}"),
+    })
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A URL with any `user:password@` removed.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(redis url)".to_owned();
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(yaml: &str) -> Result<Option<Settings>, Vec<Problem>> {
+        let config: Config = serde_yaml::from_str(yaml).unwrap();
+        Settings::from_config(&config)
+    }
+
+    #[test]
+    fn the_cache_is_off_unless_cache_is_true() {
+        assert_eq!(settings("litellm_settings: {}").unwrap(), None);
+        let s = settings("litellm_settings: {cache: true}")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.backend, Backend::Memory);
+        assert_eq!(s.max_bytes, 256 * 1024 * 1024);
+        assert_eq!(s.namespace, DEFAULT_NAMESPACE);
+        assert!(s.default_on);
+        assert_eq!(s.scope, CacheScope::Global);
+    }
+
+    #[test]
+    fn redis_settings_make_a_url_and_never_print_the_password() {
+        let s = settings(
+            "litellm_settings: {cache: true, cache_params: {type: redis, host: r.local, port: '6380', password: 'p@ss'}}",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            s.backend,
+            Backend::Redis {
+                url: "redis://:p%40ss@r.local:6380".into()
+            }
+        );
+        assert_eq!(s.redis_location().unwrap(), "redis://r.local:6380");
+    }
+
+    #[test]
+    fn semantic_mode_needs_an_embedding_model() {
+        let problems =
+            settings("litellm_settings: {cache: true, cache_params: {type: local-semantic}}")
+                .unwrap_err();
+        assert_eq!(
+            problems[0].path,
+            "litellm_settings.cache_params.embedding_model"
+        );
+    }
+
+    #[test]
+    fn unknown_types_are_refused() {
+        let e = serde_yaml::from_str::<Config>(
+            "litellm_settings: {cache: true, cache_params: {type: disk}}",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown cache type \"disk\""), "{e}");
+        let e = serde_yaml::from_str::<Config>(
+            "litellm_settings: {cache: true, cache_params: {type: redis-semantic}}",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("RediSearch"), "{e}");
+    }
+}
