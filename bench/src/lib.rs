@@ -3,9 +3,12 @@
 //! load with `oha` ([`oha`]) and a small timing client ([`client`]), and
 //! writes `latest.json` and `latest.md` ([`report`]). The criterion
 //! micro-benchmarks live in `benches/` and share [`body`] with the runner.
+//! The hostile run (`src/bin/hostile.rs`, [`hostile`]) attacks the release
+//! binary while a plain load runs and checks that it survives.
 
 pub mod body;
 pub mod client;
+pub mod hostile;
 pub mod micro;
 pub mod mock;
 pub mod oha;
