@@ -47,6 +47,10 @@ pub struct Gateway {
     /// Composite profiles and the public models that expose them.
     pub strategies: Arc<StrategyHost>,
     pub master_key: Option<Secret>,
+    /// Per-token prices of every deployment, for spend and cost headers.
+    pub prices: Arc<crate::pricing::PriceBook>,
+    /// `model_info.access_groups`: the names a key's `models` list may use.
+    pub access_groups: Arc<crate::ops::admission::AccessGroups>,
     /// The response cache's settings (`litellm_settings.cache`); `None` when off.
     pub cache: Option<Arc<crate::cache::Settings>>,
     /// Largest accepted request body in bytes.
@@ -101,6 +105,7 @@ impl Gateway {
         warnings.extend(strategy_warnings);
 
         let cfg = &loaded.config;
+        let prices = Arc::new(crate::pricing::PriceBook::build(loaded, &router));
         let cache = crate::cache::Settings::from_config(cfg)
             .map_err(|p| BuildError::Cache(invalid(p)))?
             .map(Arc::new);
@@ -137,6 +142,8 @@ impl Gateway {
                 router,
                 strategies: Arc::new(strategies),
                 master_key,
+                prices,
+                access_groups: Arc::new(crate::ops::admission::AccessGroups::from_config(cfg)),
                 cache,
                 body_limit,
                 body_timeout: cfg

@@ -179,6 +179,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     sinks.extend(extra_sinks);
     let outcomes =
         Outcomes::start(sinks).map_err(|e| format!("cannot start the outcome sinks: {e}"))?;
+    let limiter = crate::limits::Limiter::new();
     let ops = Ops {
         observe,
         outcomes: outcomes.clone(),
@@ -187,7 +188,9 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
                 .composite_queue_timeout
                 .and_then(|s| Duration::try_from_secs_f64(s).ok())
                 .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
+            &limiter,
         )),
+        limiter,
     };
     let in_flight = InFlight::new(
         general

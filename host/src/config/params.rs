@@ -122,10 +122,16 @@ pub fn is_request_default(key: &str) -> bool {
     REQUEST_DEFAULT_KEYS.contains(&key)
 }
 
+/// Per-token prices a deployment may set in litellm_params as well as in
+/// model_info (LiteLLM accepts both); read by the pricing, never forwarded.
+pub const PRICE_KEYS: &[&str] = &["input_cost_per_token", "output_cost_per_token"];
+
 /// Whether a deployment of `provider` reads `key` from the litellm_params
-/// that have no field of their own (request defaults, mock and exec settings).
+/// that have no field of their own (request defaults, prices, mock and exec
+/// settings).
 pub fn provider_reads(provider: &str, key: &str) -> bool {
     is_request_default(key)
+        || PRICE_KEYS.contains(&key)
         || provider == MOCK_PROVIDER && MOCK_KEYS.contains(&key)
         || provider == EXEC_PROVIDER && EXEC_KEYS.contains(&key)
 }

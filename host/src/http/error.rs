@@ -30,8 +30,11 @@ use crate::strategy::StrategyError;
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub body: ErrorBody,
+    /// Boxed, so that the error stays small where it travels in a `Result`.
+    pub body: Box<ErrorBody>,
     pub retry_after: Option<Duration>,
+    /// Extra headers the answer carries (a rate limit's `x-ratelimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -45,8 +48,9 @@ impl ApiError {
     ) -> Self {
         Self {
             status,
-            body: ErrorBody::new(message, kind, param, code),
+            body: Box::new(ErrorBody::new(message, kind, param, code)),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -214,6 +218,7 @@ impl From<Refusal> for ApiError {
             Some(refusal.code),
         );
         e.retry_after = refusal.retry_after;
+        e.headers = refusal.headers;
         e
     }
 }
@@ -310,6 +315,11 @@ impl IntoResponse for ApiError {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
             }
         }
         response

@@ -62,6 +62,9 @@ pub async fn execute(
         o.model.clone_from(&req.model);
         o.stream = req.stream;
     });
+    // A key's alias for the model name stands for the model it names.
+    let aliased = super::metered::aliased(ctx, req);
+    let req = aliased.as_ref().unwrap_or(req);
     let profile = gateway.strategies.profile_for(&req.model).cloned();
     if profile.is_some() && endpoint != Endpoint::ChatCompletions {
         return Err(ApiError::invalid(
@@ -81,6 +84,7 @@ pub async fn execute(
             ctx,
             model: &req.model,
             composite: profile.is_some(),
+            access: &gateway.access_groups,
         })
         .await?;
     let admitted = match &mut cache {
@@ -139,6 +143,13 @@ impl Run<'_> {
 /// A plain model group: the router picks, retries and falls back.
 async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiError> {
     let (ctx, outcome, req) = (run.ctx, run.outcome, run.req);
+    // A stream is priced from its usage chunk: ask for one on the client's
+    // behalf (and keep it from the client) when the client did not.
+    let with_usage = req
+        .stream
+        .then(|| super::metered::with_usage(req))
+        .flatten();
+    let strip_usage = with_usage.is_some();
     let routed = run
         .gateway
         .router
@@ -146,7 +157,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
             endpoint,
             model: &req.model,
             stream: req.stream,
-            body: &req.rest,
+            body: &with_usage.as_ref().unwrap_or(req).rest,
             fallbacks: req.fallbacks.as_deref(),
             disable_fallbacks: req.disable_fallbacks,
             ctx,
@@ -173,13 +184,26 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
             outcome.first_token();
             outcome.update(|o| o.body = vec![body.clone()]);
             outcome.finish(200, None);
+            let cost =
+                super::metered::charge_json(ctx, outcome, &req.model, &meta.deployment, &body);
+            super::metered::cost_header(&mut headers, cost);
             super::cached::fill_json(run.cache.as_ref(), &body, outcome, &mut headers);
             Answer::Json(body)
         }
         UpstreamReply::Stream(payloads) => {
             let payloads = payloads.map(|item| item.map_err(ApiError::from));
+            // The cache stores the answer with its usage chunk, before the
+            // meter keeps that chunk from a client that did not ask for it.
             let payloads =
                 super::cached::fill_stream(run.cache.take(), payloads, outcome, &mut headers);
+            let payloads = super::metered::Metered::new(
+                payloads,
+                ctx,
+                outcome,
+                &req.model,
+                &meta.deployment,
+                strip_usage,
+            );
             Answer::Stream(run.track(payloads, None))
         }
     };
@@ -221,6 +245,10 @@ async fn composite(
         if !answer.final_model.is_empty() {
             put(&mut headers, FINAL_MODEL, &answer.final_model);
         }
+        // Each sub-call was priced and charged as it ended.
+        let cost = ctx.request.meter.total();
+        outcome.update(|o| o.cost = Some(cost));
+        super::metered::cost_header(&mut headers, cost);
         super::cached::fill_json(run.cache.as_ref(), &answer.body, outcome, &mut headers);
         Answer::Json(answer.body)
     };

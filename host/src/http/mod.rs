@@ -12,6 +12,7 @@ mod execute;
 mod in_flight;
 mod info;
 mod messages;
+mod metered;
 mod metrics;
 mod openapi;
 mod request_id;
@@ -62,6 +63,8 @@ pub struct Ops {
     pub observe: crate::observe::Observe,
     pub outcomes: Outcomes,
     pub admission: Admission,
+    /// The virtual-key limit counters (shared with the admission checks).
+    pub limiter: crate::limits::Limiter,
 }
 
 impl AppState {

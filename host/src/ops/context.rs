@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::caller::Caller;
+use super::meter::Meter;
 use super::sinks::Outcomes;
 
 /// Longest client-supplied request id that is kept as is.
@@ -64,6 +65,9 @@ pub struct RequestContext {
     pub span: tracing::Span,
     /// Where this request's outcomes (and its sub-calls') go.
     pub outcomes: Outcomes,
+    /// Prices its model calls, charges them to the caller's limits and
+    /// keeps the request's total cost.
+    pub meter: Meter,
 }
 
 impl RequestContext {
@@ -80,6 +84,7 @@ impl RequestContext {
             started_at: SystemTime::now(),
             span,
             outcomes,
+            meter: Meter::default(),
         }
     }
 }

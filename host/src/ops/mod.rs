@@ -12,11 +12,13 @@
 pub mod admission;
 mod caller;
 mod context;
+mod meter;
 mod outcome;
 pub mod sinks;
 
 pub use caller::Caller;
 pub use context::{CallContext, RequestContext, RequestId};
+pub use meter::Meter;
 pub use outcome::{
     CLIENT_CLOSED, CacheStatus, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome, Usage,
     usage_in_body,

@@ -86,6 +86,9 @@ pub struct Outcome {
     /// OpenAI error `code` or `type` when the request failed.
     pub error: Option<String>,
     pub usage: Option<Usage>,
+    /// What the call cost in USD, once priced; a composite request's is the
+    /// sum of its sub-calls'.
+    pub cost: Option<f64>,
     pub started_at: SystemTime,
     pub latency: Duration,
     /// Time to the first streamed chunk (or to the whole answer).
@@ -181,6 +184,7 @@ impl PendingOutcome {
                 status: CLIENT_CLOSED,
                 error: None,
                 usage: None,
+                cost: None,
                 started_at: SystemTime::now() - started.elapsed(),
                 latency: Duration::ZERO,
                 time_to_first_token: None,

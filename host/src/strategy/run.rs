@@ -450,6 +450,7 @@ async fn complete_via(
     req: &ChatRequest,
 ) -> Result<ChatResponse, Error> {
     let mut outcome = PendingOutcome::sub_call(ctx, &req.model, false);
+    admit_sub_call(ctx, &req.model, &mut outcome)?;
     let body = body_from_request(req)?;
     let cached = match &ctx.cache {
         Some(cache) => cache.key(&req.model, &body).map(|key| (cache, key)),
@@ -499,7 +500,57 @@ async fn complete_via(
         UpstreamReply::Stream(_) => Err(Error::Upstream("unexpected stream".into())),
     };
     finish_sub_call(&mut outcome, &result);
+    charge_sub_call(ctx, &mut outcome, &req.model, &result);
     result
+}
+
+/// Refuses a sub-call its caller may not make now (a spent budget, a rate
+/// limit reached) with the guest's `limit-exceeded`, naming the limit; an
+/// admitted one counts in the caller's per-minute windows like a request.
+fn admit_sub_call(
+    ctx: &CallContext,
+    model: &str,
+    outcome: &mut PendingOutcome,
+) -> Result<(), Error> {
+    let request = &ctx.request;
+    let (Some(limiter), Some(principal)) = (request.meter.limiter(), request.caller.principal())
+    else {
+        return Ok(());
+    };
+    let scopes = crate::limits::principal::scopes(principal, model);
+    if scopes.is_empty() {
+        return Ok(());
+    }
+    match limiter.admit(&scopes, false) {
+        Ok(_) => Ok(()),
+        Err(refused) => {
+            let refusal = crate::ops::admission::limit_refusal(&refused);
+            outcome.finish(refusal.status, Some(refusal.code));
+            Err(Error::LimitExceeded(refusal.message))
+        }
+    }
+}
+
+/// Prices an answered sub-call and charges it to the caller at once, so
+/// the run's next call already sees it.
+fn charge_sub_call(
+    ctx: &CallContext,
+    outcome: &mut PendingOutcome,
+    model: &str,
+    result: &Result<ChatResponse, Error>,
+) {
+    let (Ok(response), Some(o)) = (result, outcome.get_mut()) else {
+        return;
+    };
+    let usage = OutcomeUsage {
+        prompt_tokens: u64::from(response.usage.prompt_tokens),
+        completion_tokens: u64::from(response.usage.completion_tokens),
+    };
+    let request = &ctx.request;
+    let cost = request
+        .meter
+        .charge(&request.caller, model, o.deployment.as_deref(), usage);
+    o.cost = Some(cost);
 }
 
 /// Where a sub-call went, for its outcome.
@@ -656,6 +707,7 @@ impl RunState {
         body.insert_value("stream_options", &json!({"include_usage": true}))
             .map_err(|e| Error::InvalidRequest(format!("stream_options cannot be encoded: {e}")))?;
         let mut call = PendingOutcome::sub_call(&self.ctx, &req.model, true);
+        admit_sub_call(&self.ctx, &req.model, &mut call)?;
         let routed = self
             .router
             .route(RouteRequest {
@@ -676,6 +728,7 @@ impl RunState {
                     UpstreamReply::Json(bytes) => {
                         let result = response_from_json(&bytes);
                         finish_sub_call(&mut call, &result);
+                        charge_sub_call(&self.ctx, &mut call, &req.model, &result);
                         return result;
                     }
                 }
@@ -710,6 +763,7 @@ impl RunState {
         let result = outcome.and_then(|()| acc.finish());
         if result.is_ok() {
             finish_sub_call(&mut call, &result);
+            charge_sub_call(&self.ctx, &mut call, &req.model, &result);
         }
         result
     }

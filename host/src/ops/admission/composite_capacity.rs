@@ -61,6 +61,7 @@ impl AdmissionCheck for CompositeCapacity {
                         self.queue_timeout.as_secs_f64()
                     ),
                     retry_after: Some(Duration::from_secs(1)),
+                    headers: Vec::new(),
                 }),
             }
         })

@@ -7,6 +7,8 @@
 //! To add a check: a new file here and one line in [`default_checks`].
 
 mod composite_capacity;
+mod key_limits;
+mod model_access;
 
 use std::any::Any;
 use std::future::Future;
@@ -16,6 +18,8 @@ use std::time::Duration;
 
 use super::context::CallContext;
 pub use composite_capacity::{CompositeCapacity, DEFAULT_QUEUE_TIMEOUT};
+pub use key_limits::{KeyLimits, rate_headers, refusal as limit_refusal};
+pub use model_access::{AccessGroups, ModelAccess, denied_by, refusal as access_refusal};
 
 /// What a check sees of a request.
 pub struct Candidate<'a> {
@@ -24,6 +28,8 @@ pub struct Candidate<'a> {
     pub model: &'a str,
     /// Whether that model is a composite profile.
     pub composite: bool,
+    /// The access groups of the config version serving the request.
+    pub access: &'a AccessGroups,
 }
 
 /// Why a request was refused, in terms the HTTP layer maps to a status.
@@ -36,6 +42,8 @@ pub struct Refusal {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// Extra response headers (the `x-ratelimit-*` figures of a 429).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// Held for as long as an admitted request runs; dropping it releases
@@ -53,9 +61,17 @@ pub trait AdmissionCheck: Send + Sync + 'static {
     fn check<'a>(&'a self, candidate: &'a Candidate<'a>) -> Verdict<'a>;
 }
 
-/// The checks every request passes, in order.
-pub fn default_checks(composite_queue_timeout: Duration) -> Vec<Arc<dyn AdmissionCheck>> {
-    vec![Arc::new(CompositeCapacity::new(composite_queue_timeout))]
+/// The checks every request passes, in order: a virtual key's model access
+/// and limits (counted in `limiter`) before a composite waits for a slot.
+pub fn default_checks(
+    composite_queue_timeout: Duration,
+    limiter: &crate::limits::Limiter,
+) -> Vec<Arc<dyn AdmissionCheck>> {
+    vec![
+        Arc::new(ModelAccess),
+        Arc::new(KeyLimits::new(limiter.clone())),
+        Arc::new(CompositeCapacity::new(composite_queue_timeout)),
+    ]
 }
 
 /// The ordered list of checks of a running server.
@@ -92,6 +108,9 @@ impl Admission {
 
 impl Default for Admission {
     fn default() -> Self {
-        Self::new(default_checks(DEFAULT_QUEUE_TIMEOUT))
+        Self::new(default_checks(
+            DEFAULT_QUEUE_TIMEOUT,
+            &crate::limits::Limiter::default(),
+        ))
     }
 }

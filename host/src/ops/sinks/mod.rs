@@ -11,6 +11,7 @@ mod access_log;
 mod composite_log;
 mod metrics;
 mod request_log;
+mod spend;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ pub use access_log::{ACCESS_TARGET, AccessLog};
 pub use composite_log::{CompositeLog, CompositeRun};
 pub use metrics::MetricsSink;
 pub use request_log::RequestLog;
+pub use spend::SpendSink;
 
 /// Outcomes waiting for the dispatcher before new ones are dropped.
 const CHANNEL_CAPACITY: usize = 16 * 1024;

@@ -1,0 +1,239 @@
+//! Pricing answers on their way out. A JSON answer is priced from its
+//! `usage` and reports the cost in `x-conclave-response-cost`; a stream is
+//! priced from its final usage chunk. So that every stream has one, an
+//! upstream is asked for `stream_options.include_usage` when the client did
+//! not ask, and that extra chunk is then kept from the client. Either way
+//! the cost is charged to the caller's limits at once and recorded on the
+//! request's outcome.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::error::ApiError;
+use crate::openai::ProxyRequest;
+use crate::ops::{CallContext, OutcomeHandle, Usage, usage_in_body};
+
+/// The cost of the answer in USD (LiteLLM's `x-litellm-response-cost`).
+pub const RESPONSE_COST: HeaderName = HeaderName::from_static("x-conclave-response-cost");
+
+/// Puts `cost` in the cost header.
+pub fn cost_header(headers: &mut HeaderMap, cost: f64) {
+    if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
+        headers.insert(RESPONSE_COST, v);
+    }
+}
+
+/// The request with the key's alias for its model applied, when the
+/// caller's key maps that name to another.
+pub fn aliased(ctx: &CallContext, req: &ProxyRequest) -> Option<ProxyRequest> {
+    let target = ctx
+        .request
+        .caller
+        .principal()?
+        .key
+        .aliases
+        .get(&req.model)?;
+    let mut req = req.clone();
+    req.model.clone_from(target);
+    Some(req)
+}
+
+/// Whether the client asked for the usage chunk of a stream.
+pub fn client_wants_usage(req: &ProxyRequest) -> bool {
+    #[derive(Deserialize)]
+    struct StreamOptions {
+        #[serde(default)]
+        include_usage: bool,
+    }
+    matches!(
+        req.rest.parse::<StreamOptions>("stream_options"),
+        Some(Ok(StreamOptions {
+            include_usage: true
+        }))
+    )
+}
+
+/// The stream request with `stream_options.include_usage` set, keeping the
+/// client's other stream options; `None` when the client asked already.
+pub fn with_usage(req: &ProxyRequest) -> Option<ProxyRequest> {
+    if client_wants_usage(req) {
+        return None;
+    }
+    let mut options = match req.rest.value("stream_options") {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    options.insert("include_usage".into(), serde_json::Value::Bool(true));
+    let mut req = req.clone();
+    req.rest
+        .insert_value("stream_options", &serde_json::Value::Object(options))
+        .ok()?;
+    Some(req)
+}
+
+/// Prices a JSON answer, charges it and records usage and cost on the
+/// outcome; returns the cost.
+pub fn charge_json(
+    ctx: &CallContext,
+    outcome: &OutcomeHandle,
+    model: &str,
+    deployment: &str,
+    body: &[u8],
+) -> f64 {
+    let usage = usage_in_body(body).unwrap_or_default();
+    charge(ctx, outcome, model, deployment, usage)
+}
+
+fn charge(
+    ctx: &CallContext,
+    outcome: &OutcomeHandle,
+    model: &str,
+    deployment: &str,
+    usage: Usage,
+) -> f64 {
+    let request = &ctx.request;
+    let cost = request
+        .meter
+        .charge(&request.caller, model, Some(deployment), usage);
+    outcome.update(|o| {
+        o.usage = Some(usage);
+        o.cost = Some(cost);
+    });
+    cost
+}
+
+/// A payload stream that prices its usage chunk and, when the chunk was
+/// asked for on the client's behalf, keeps it from the client.
+pub struct Metered<S> {
+    inner: S,
+    ctx: CallContext,
+    outcome: OutcomeHandle,
+    model: String,
+    deployment: String,
+    /// The usage chunk was not asked for by the client.
+    strip: bool,
+    charged: bool,
+}
+
+impl<S> Metered<S> {
+    /// Meters `inner`, a stream `deployment` answers for `model`.
+    pub fn new(
+        inner: S,
+        ctx: &CallContext,
+        outcome: &OutcomeHandle,
+        model: &str,
+        deployment: &str,
+        strip: bool,
+    ) -> Self {
+        Self {
+            inner,
+            ctx: ctx.clone(),
+            outcome: outcome.clone(),
+            model: model.to_owned(),
+            deployment: deployment.to_owned(),
+            strip,
+            charged: false,
+        }
+    }
+
+    /// Charges the chunk's usage once; true when the chunk is only usage
+    /// and should be kept from the client.
+    fn take_usage(&mut self, payload: &[u8]) -> bool {
+        if self.charged || !contains(payload, b"\"usage\"") {
+            return false;
+        }
+        let Some(chunk) = usage_chunk(payload) else {
+            return false;
+        };
+        self.charged = true;
+        charge(
+            &self.ctx,
+            &self.outcome,
+            &self.model,
+            &self.deployment,
+            chunk.usage,
+        );
+        self.strip && chunk.only_usage
+    }
+}
+
+impl<S> Stream for Metered<S>
+where
+    S: Stream<Item = Result<Bytes, ApiError>> + Unpin,
+{
+    type Item = Result<Bytes, ApiError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let item = Pin::new(&mut self.inner).poll_next(cx);
+            if let Poll::Ready(Some(Ok(payload))) = &item
+                && self.take_usage(payload)
+            {
+                continue;
+            }
+            return item;
+        }
+    }
+}
+
+/// A chunk's usage, and whether the chunk carries nothing else.
+struct UsageChunk {
+    usage: Usage,
+    only_usage: bool,
+}
+
+fn usage_chunk(payload: &[u8]) -> Option<UsageChunk> {
+    #[derive(Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        choices: Vec<IgnoredAny>,
+    }
+    let usage = usage_in_body(payload)?;
+    let chunk: Chunk = serde_json::from_slice(payload).ok()?;
+    Some(UsageChunk {
+        usage,
+        only_usage: chunk.choices.is_empty(),
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &str) -> ProxyRequest {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn include_usage_is_added_beside_the_clients_other_stream_options() {
+        let req = request(r#"{"model":"m","stream":true,"stream_options":{"x":1}}"#);
+        assert!(!client_wants_usage(&req));
+        let asked = with_usage(&req).unwrap();
+        assert_eq!(
+            asked.rest.value("stream_options").unwrap(),
+            serde_json::json!({"x": 1, "include_usage": true})
+        );
+        assert!(client_wants_usage(&asked));
+        assert!(with_usage(&asked).is_none());
+    }
+
+    #[test]
+    fn a_usage_only_chunk_is_told_from_a_content_chunk_with_usage() {
+        let only = br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        let with =
+            br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        assert!(usage_chunk(only).unwrap().only_usage);
+        assert!(!usage_chunk(with).unwrap().only_usage);
+        assert!(usage_chunk(br#"{"choices":[],"usage":null}"#).is_none());
+    }
+}

@@ -1,0 +1,92 @@
+//! A virtual key's rate limits, parallel-request limits and budgets, at
+//! every level they are set (key, user, team, and each level's per-model
+//! limits). A refusal is a 429 with `Retry-After` and LiteLLM's
+//! `x-ratelimit-*` headers, or, for a spent budget, LiteLLM's
+//! `budget_exceeded` error naming the budget, its limit and its reset time.
+//! The in-flight slots it takes are held by its guard until the request ends.
+
+use super::{AdmissionCheck, Candidate, Refusal, Verdict};
+use crate::limits::{Exceeded, Level, Limiter, RateFigures, RateKind, Refused, principal};
+
+/// Checks and counts a key caller's request in its scopes.
+pub struct KeyLimits {
+    limiter: Limiter,
+}
+
+impl KeyLimits {
+    /// A check counting in `limiter`.
+    pub fn new(limiter: Limiter) -> Self {
+        Self { limiter }
+    }
+}
+
+impl AdmissionCheck for KeyLimits {
+    fn name(&self) -> &'static str {
+        "key-limits"
+    }
+
+    fn check<'a>(&'a self, candidate: &'a Candidate<'a>) -> Verdict<'a> {
+        Box::pin(async move {
+            let Some(p) = candidate.ctx.request.caller.principal() else {
+                return Ok(None);
+            };
+            let scopes = principal::scopes(p, candidate.model);
+            if scopes.is_empty() {
+                return Ok(None);
+            }
+            match self.limiter.admit(&scopes, true) {
+                Ok(admit) if admit.slots.is_empty() => Ok(None),
+                Ok(admit) => Ok(Some(Box::new(admit.slots) as super::Guard)),
+                Err(refused) => Err(refusal(&refused)),
+            }
+        })
+    }
+}
+
+/// The HTTP refusal for a limit that was reached.
+pub fn refusal(refused: &Refused) -> Refusal {
+    let exceeded = &refused.exceeded;
+    let (status, kind, code) = match exceeded {
+        Exceeded::Rate { denied, .. } => (
+            429,
+            "rate_limit_error",
+            match denied.kind {
+                RateKind::Requests => "rpm_limit_exceeded",
+                RateKind::Tokens => "tpm_limit_exceeded",
+            },
+        ),
+        Exceeded::Parallel { .. } => (429, "rate_limit_error", "max_parallel_requests_exceeded"),
+        Exceeded::Budget { level, .. } => (400, "budget_exceeded", budget_code(*level)),
+    };
+    Refusal {
+        status,
+        kind,
+        code,
+        message: exceeded.to_string(),
+        retry_after: exceeded.retry_after(),
+        headers: rate_headers(&refused.figures),
+    }
+}
+
+/// The error code naming which budget was spent.
+fn budget_code(level: Level) -> &'static str {
+    match level {
+        Level::Key => "key_budget_exceeded",
+        Level::User => "user_budget_exceeded",
+        Level::Team => "team_budget_exceeded",
+        Level::Model => "model_budget_exceeded",
+    }
+}
+
+/// LiteLLM's rate-limit headers for the figures that are known.
+pub fn rate_headers(f: &RateFigures) -> Vec<(&'static str, String)> {
+    [
+        ("x-ratelimit-limit-requests", f.limit_requests),
+        ("x-ratelimit-remaining-requests", f.remaining_requests),
+        ("x-ratelimit-limit-tokens", f.limit_tokens),
+        ("x-ratelimit-remaining-tokens", f.remaining_tokens),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| v.map(|v| (name, v.to_string())))
+    .collect()
+}

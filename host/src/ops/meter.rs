@@ -1,0 +1,115 @@
+//! What a request costs and what it may still spend. Every model call is
+//! priced when its usage is known, on the response path (a hash lookup and
+//! two multiplications), and charged at once to the caller's limit counters,
+//! so the next call — a composite's next sub-call included — sees it. The
+//! request's total is what `x-conclave-response-cost` reports: one call's
+//! cost, or the sum of a composite's calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::caller::Caller;
+use super::outcome::Usage;
+use crate::limits::{Limiter, principal};
+use crate::pricing::PriceBook;
+
+/// The pricing and limit counters a request is metered with, and its total.
+pub struct Meter {
+    limiter: Option<Limiter>,
+    prices: Arc<PriceBook>,
+    /// The request's cost so far, as f64 bits (added with compare-and-swap).
+    total: AtomicU64,
+}
+
+impl Default for Meter {
+    /// A meter that prices nothing and limits nothing (commands that do not
+    /// serve, start-up validation).
+    fn default() -> Self {
+        Self::new(None, Arc::default())
+    }
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter")
+            .field("total", &self.total())
+            .finish()
+    }
+}
+
+impl Meter {
+    /// A meter pricing with `prices` and charging `limiter` (when key limits
+    /// are enforced).
+    pub fn new(limiter: Option<Limiter>, prices: Arc<PriceBook>) -> Self {
+        Self {
+            limiter,
+            prices,
+            total: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// The limit counters, when keys are enforced.
+    pub fn limiter(&self) -> Option<&Limiter> {
+        self.limiter.as_ref()
+    }
+
+    /// The cost of one call answered by `deployment` for `model`.
+    pub fn price(&self, deployment: Option<&str>, model: &str, usage: Usage) -> f64 {
+        self.prices
+            .price(deployment, model)
+            .cost(usage.prompt_tokens, usage.completion_tokens)
+    }
+
+    /// Prices one answered call, adds it to the request's total and charges
+    /// its tokens and cost to `caller`'s scopes; returns the cost.
+    pub fn charge(
+        &self,
+        caller: &Caller,
+        model: &str,
+        deployment: Option<&str>,
+        usage: Usage,
+    ) -> f64 {
+        let cost = self.price(deployment, model, usage);
+        self.add(cost);
+        if let (Some(limiter), Some(p)) = (&self.limiter, caller.principal()) {
+            let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+            limiter.charge(&principal::scopes(p, model), tokens, cost);
+        }
+        cost
+    }
+
+    /// The request's cost so far.
+    pub fn total(&self) -> f64 {
+        f64::from_bits(self.total.load(Ordering::Acquire))
+    }
+
+    fn add(&self, cost: f64) {
+        if cost == 0.0 {
+            return;
+        }
+        let _ = self
+            .total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+                Some((f64::from_bits(bits) + cost).to_bits())
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_is_the_sum_of_the_charged_calls() {
+        let meter = Meter::default();
+        meter.add(0.25);
+        meter.add(0.5);
+        assert_eq!(meter.total(), 0.75);
+        let usage = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 10,
+        };
+        assert_eq!(meter.charge(&Caller::Open, "m", None, usage), 0.0);
+        assert_eq!(meter.total(), 0.75);
+    }
+}

@@ -1,0 +1,233 @@
+//! What a model call costs. Each deployment's per-token prices come from its
+//! own `model_info.input_cost_per_token` / `output_cost_per_token` (also
+//! accepted in `litellm_params`), else from the built-in table of public
+//! prices ([`table`]), else zero with one warning naming the model. A
+//! [`PriceBook`] is built once per config version, so pricing a call on the
+//! response path is one hash lookup and two multiplications.
+
+pub mod table;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::{LoadedConfig, ModelEntry};
+use crate::router::Router;
+
+/// USD per prompt token and per completion token.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+}
+
+impl Price {
+    /// The cost of a call with these token counts.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        prompt_tokens as f64 * self.input + completion_tokens as f64 * self.output
+    }
+}
+
+/// Where a deployment's price came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The deployment's own `input_cost_per_token` / `output_cost_per_token`.
+    Configured,
+    /// The built-in table.
+    Table,
+    /// A local or mock provider: calls cost nothing.
+    Free,
+    /// Nothing known: priced at zero, with one warning.
+    Unknown,
+}
+
+struct Priced {
+    price: Price,
+    source: PriceSource,
+    /// The model the warning names.
+    model: String,
+    warned: AtomicBool,
+}
+
+/// The prices of one config version's deployments, by deployment id.
+#[derive(Default)]
+pub struct PriceBook {
+    by_deployment: HashMap<String, Priced>,
+}
+
+/// Providers that run on the caller's own machines: no per-token price.
+const FREE_PROVIDERS: &[&str] = &[
+    "mock",
+    "ollama",
+    "ollama_chat",
+    "lm_studio",
+    "vllm",
+    "hosted_vllm",
+];
+
+impl PriceBook {
+    /// Prices every deployment of `router`, reading configured prices from
+    /// the model_list entry each deployment was built from.
+    pub fn build(loaded: &LoadedConfig, router: &Router) -> Self {
+        let mut by_deployment = HashMap::new();
+        for group in router.groups() {
+            let entries: Vec<&ModelEntry> = loaded
+                .config
+                .model_list
+                .iter()
+                .filter(|e| e.model_name == group.name && !e.is_composite())
+                .collect();
+            for (index, d) in group.deployments.iter().enumerate() {
+                let entry = entry_of(&entries, &d.id, &group.name, index);
+                let provider = d.target.provider();
+                let model = d.target.upstream_model();
+                let (price, source) = match entry.and_then(configured) {
+                    Some(p) => (p, PriceSource::Configured),
+                    None => match table::lookup(provider, model) {
+                        Some(p) => (p, PriceSource::Table),
+                        None if FREE_PROVIDERS.contains(&provider) => {
+                            (Price::default(), PriceSource::Free)
+                        }
+                        None => (Price::default(), PriceSource::Unknown),
+                    },
+                };
+                by_deployment.insert(
+                    d.id.clone(),
+                    Priced {
+                        price,
+                        source,
+                        model: format!("{provider}/{model}"),
+                        warned: AtomicBool::new(false),
+                    },
+                );
+            }
+        }
+        Self { by_deployment }
+    }
+
+    /// The price of a call answered by `deployment` for the client's
+    /// `model`. A wildcard deployment sends the client's model name, so the
+    /// table is asked for that name when the deployment has no price.
+    pub fn price(&self, deployment: Option<&str>, model: &str) -> Price {
+        let priced = deployment.and_then(|d| self.by_deployment.get(d));
+        match priced {
+            Some(p) if p.source != PriceSource::Unknown => p.price,
+            Some(p) => match table::lookup_name(model) {
+                Some(price) => price,
+                None => {
+                    if !p.warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            model = %p.model,
+                            deployment,
+                            "no price known for this model: its calls are counted at cost 0 \
+                             (set model_info.input_cost_per_token / output_cost_per_token)"
+                        );
+                    }
+                    Price::default()
+                }
+            },
+            None => table::lookup_name(model).unwrap_or_default(),
+        }
+    }
+
+    /// Where the price of `deployment` comes from, if it is known here.
+    pub fn source(&self, deployment: &str) -> Option<PriceSource> {
+        self.by_deployment.get(deployment).map(|p| p.source)
+    }
+}
+
+/// The model_list entry deployment `id` (the `index`th of its group) was
+/// built from: the one naming it in `model_info.id`, else the entry at its
+/// position in the group.
+fn entry_of<'a>(
+    entries: &[&'a ModelEntry],
+    id: &str,
+    group: &str,
+    index: usize,
+) -> Option<&'a ModelEntry> {
+    let named = entries.iter().find(|e| {
+        e.model_info
+            .as_ref()
+            .and_then(|i| i.get("id"))
+            .is_some_and(|v| {
+                v.as_str() == Some(id) || v.as_u64().map(|n| n.to_string()).as_deref() == Some(id)
+            })
+    });
+    named
+        .or_else(|| {
+            (id == format!("{group}.{index}"))
+                .then(|| entries.get(index))
+                .flatten()
+        })
+        .copied()
+}
+
+/// A price configured on the entry: model_info first, then litellm_params.
+fn configured(entry: &ModelEntry) -> Option<Price> {
+    let read = |get: &dyn Fn(&str) -> Option<f64>| -> Option<Price> {
+        let input = get("input_cost_per_token");
+        let output = get("output_cost_per_token");
+        (input.is_some() || output.is_some()).then(|| Price {
+            input: input.unwrap_or(0.0),
+            output: output.unwrap_or(0.0),
+        })
+    };
+    let info = entry.model_info.as_ref();
+    read(&|k| info.and_then(|i| i.get(k)).and_then(number))
+        .or_else(|| read(&|k| entry.litellm_params.extra.get(k).and_then(number)))
+}
+
+/// A YAML number, or a string holding one (`"1.5e-6"`).
+fn number(v: &serde_yaml::Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn book(yaml: &str) -> PriceBook {
+        let loaded = crate::config::load_str(
+            yaml,
+            std::path::Path::new("prices.yaml"),
+            crate::config::Env::default(),
+        )
+        .unwrap();
+        let built = Router::from_config(
+            &loaded,
+            &[],
+            reqwest::Client::new(),
+            std::sync::Arc::new(crate::router::SystemClock),
+            None,
+        )
+        .unwrap();
+        PriceBook::build(&loaded, &built.router)
+    }
+
+    #[test]
+    fn configured_prices_win_then_the_table_then_zero() {
+        let b = book(
+            r#"
+model_list:
+  - model_name: priced
+    litellm_params: {model: openai/gpt-4o, api_base: "http://127.0.0.1:9", api_key: x}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: "0.002"}
+  - model_name: listed
+    litellm_params: {model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:9", api_key: x}
+  - model_name: params
+    litellm_params: {model: openai/x, api_base: "http://127.0.0.1:9", api_key: x, input_cost_per_token: 0.5}
+  - model_name: unknown
+    litellm_params: {model: openai/nothing-known, api_base: "http://127.0.0.1:9", api_key: x}
+"#,
+        );
+        assert_eq!(
+            b.price(Some("priced.0"), "priced").cost(10, 5),
+            0.001 * 10.0 + 0.002 * 5.0
+        );
+        assert_eq!(b.source("listed.0"), Some(PriceSource::Table));
+        assert_eq!(b.price(Some("params.0"), "params").cost(2, 100), 1.0);
+        assert_eq!(b.price(Some("unknown.0"), "unknown").cost(1000, 1000), 0.0);
+        assert_eq!(b.source("unknown.0"), Some(PriceSource::Unknown));
+    }
+}

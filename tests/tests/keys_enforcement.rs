@@ -1,0 +1,254 @@
+//! Virtual keys on the request path, through the real binary: 401 for an
+//! unknown, expired or blocked key; 403 for a model the key, its user or
+//! its team may not use; 429 with `Retry-After` and `x-ratelimit-*` headers
+//! for rpm, tpm, per-model and parallel limits; a spent budget refused with
+//! its limit and reset time. Each case counts the upstream calls exactly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod keys_support;
+
+use std::time::Duration;
+
+use conclave_e2e::{Behavior, FakeUpstream, Proxy};
+use keys_support::{CALL_COST, MASTER, chat_as, code, config, header, manage, new_key};
+use serde_json::json;
+
+async fn gateway(up: &FakeUpstream) -> Proxy {
+    Proxy::start(&config(up, &["gpt-a", "gpt-b"], "")).await
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_refused_with_401_before_any_model_is_called() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let (status, _, body) = chat_as(&proxy, "sk-no-such-key-0000", "gpt-a").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(code(&body), "invalid_api_key");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert_eq!(up.calls("gpt-a"), 0);
+    // The master key still works and reaches the model.
+    let (status, _, _) = chat_as(&proxy, MASTER, "gpt-a").await;
+    assert_eq!(status, 200);
+    assert_eq!(up.calls("gpt-a"), 1);
+}
+
+#[tokio::test]
+async fn an_expired_key_is_refused_naming_its_expiry() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"duration": "1s"})).await;
+    let (status, _, _) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(code(&body), "key_expired");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired at"),
+        "{body}"
+    );
+    assert_eq!(up.calls("gpt-a"), 1);
+}
+
+#[tokio::test]
+async fn a_blocked_key_is_refused_until_it_is_unblocked() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    manage(&proxy, "/key/block", json!({"key": key})).await;
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(code(&body), "key_blocked");
+    manage(&proxy, "/key/unblock", json!({"key": key})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    assert_eq!(up.calls("gpt-a"), 2);
+}
+
+#[tokio::test]
+async fn a_model_outside_the_keys_list_is_refused_with_403() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"models": ["gpt-a"]})).await;
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-b").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(code(&body), "key_model_access_denied");
+    assert!(body["error"]["message"].as_str().unwrap().contains("gpt-b"));
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (1, 0));
+}
+
+#[tokio::test]
+async fn a_teams_model_list_binds_its_keys_too() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    manage(
+        &proxy,
+        "/team/new",
+        json!({"team_id": "core", "models": ["gpt-b"]}),
+    )
+    .await;
+    let key = new_key(&proxy, json!({"team_id": "core"})).await;
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(code(&body), "team_model_access_denied");
+    assert_eq!(chat_as(&proxy, &key, "gpt-b").await.0, 200);
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (0, 1));
+}
+
+#[tokio::test]
+async fn a_keys_alias_sends_its_name_to_the_model_it_maps_to() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"aliases": {"house-model": "gpt-b"}})).await;
+    let (status, headers, body) = chat_as(&proxy, &key, "house-model").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-conclave-model-group"), "gpt-b");
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (0, 1));
+}
+
+#[tokio::test]
+async fn the_request_past_rpm_gets_429_with_retry_after_and_rate_headers() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"rpm_limit": 2})).await;
+    for _ in 0..2 {
+        assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    }
+    let (status, headers, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(code(&body), "rpm_limit_exceeded");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    let retry: u64 = header(&headers, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    assert_eq!(header(&headers, "x-ratelimit-remaining-requests"), "0");
+    assert_eq!(header(&headers, "x-ratelimit-limit-requests"), "2");
+    assert_eq!(up.calls("gpt-a"), 2);
+}
+
+#[tokio::test]
+async fn tokens_past_tpm_refuse_the_next_request() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    // One fake answer uses 12 tokens.
+    let key = new_key(&proxy, json!({"tpm_limit": 10})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    let (status, headers, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(code(&body), "tpm_limit_exceeded");
+    assert_eq!(header(&headers, "x-ratelimit-remaining-tokens"), "0");
+    assert_eq!(header(&headers, "x-ratelimit-limit-tokens"), "10");
+    assert!(!header(&headers, "retry-after").is_empty());
+    assert_eq!(up.calls("gpt-a"), 1);
+}
+
+#[tokio::test]
+async fn a_per_model_rpm_limits_only_that_model() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"model_rpm_limit": {"gpt-a": 1}})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("model gpt-a"),
+        "{body}"
+    );
+    assert_eq!(chat_as(&proxy, &key, "gpt-b").await.0, 200);
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (1, 1));
+}
+
+#[tokio::test]
+async fn a_teams_rpm_counts_the_requests_of_all_its_keys() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    manage(
+        &proxy,
+        "/team/new",
+        json!({"team_id": "small", "rpm_limit": 1}),
+    )
+    .await;
+    let first = new_key(&proxy, json!({"team_id": "small"})).await;
+    let second = new_key(&proxy, json!({"team_id": "small"})).await;
+    assert_eq!(chat_as(&proxy, &first, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &second, "gpt-a").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("team small"),
+        "{body}"
+    );
+    assert_eq!(up.calls("gpt-a"), 1);
+}
+
+#[tokio::test]
+async fn requests_past_max_parallel_are_refused_while_the_first_runs() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "gpt-a",
+        Behavior::ok("slow").delayed(Duration::from_millis(600)),
+    );
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"max_parallel_requests": 1})).await;
+    let (first, second) = tokio::join!(chat_as(&proxy, &key, "gpt-a"), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        chat_as(&proxy, &key, "gpt-a").await
+    });
+    assert_eq!(first.0, 200, "{}", first.2);
+    assert_eq!(second.0, 429, "{}", second.2);
+    assert_eq!(code(&second.2), "max_parallel_requests_exceeded");
+    assert!(!header(&second.1, "retry-after").is_empty());
+    assert_eq!(up.calls("gpt-a"), 1);
+    // The slot came back when the first answer ended.
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_spent_budget_refuses_the_next_request_naming_limit_and_reset() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let budget = CALL_COST * 1.5;
+    let key = new_key(
+        &proxy,
+        json!({"max_budget": budget, "budget_duration": "1h"}),
+    )
+    .await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "budget_exceeded");
+    assert_eq!(code(&body), "key_budget_exceeded");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("max_budget ${budget:.6}")),
+        "{message}"
+    );
+    assert!(message.contains("resets at"), "{message}");
+    assert_eq!(up.calls("gpt-a"), 2);
+}
+
+#[tokio::test]
+async fn a_per_model_budget_refuses_only_that_model() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(
+        &proxy,
+        json!({"model_max_budget": {"gpt-a": CALL_COST / 2.0}}),
+    )
+    .await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "model_budget_exceeded");
+    assert_eq!(chat_as(&proxy, &key, "gpt-b").await.0, 200);
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (1, 1));
+}
