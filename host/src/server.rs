@@ -64,6 +64,8 @@ pub struct Bound {
     state: AppState,
     outcomes: Outcomes,
     limits: accept::Limits,
+    /// The key store, whose queued spend is written before exit.
+    keys: Option<crate::keys::Keys>,
 }
 
 impl Bound {
@@ -90,6 +92,11 @@ impl Bound {
         .await;
         if !self.outcomes.flush(OUTCOME_FLUSH_TIMEOUT).await {
             tracing::warn!("outcome sinks did not take every queued outcome before shutdown");
+        }
+        if let Some(keys) = &self.keys
+            && !keys.flush(SPEND_FLUSH_TIMEOUT).await
+        {
+            tracing::warn!("queued spend rows were not all written to the key store before shutdown");
         }
         tracing::info!("conclave stopped");
         Ok(())
@@ -174,9 +181,14 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     );
     control.spawn_signal_handler();
     control.spawn_watcher();
+    let has_master_key = control.current().load().master_key.is_some();
+    let keys = open_keys(&general, &config_path, has_master_key).await?;
     let observe = crate::observe::Observe::from_settings(&general, &config_path);
     let mut sinks = default_sinks(&observe, control.current());
     sinks.extend(extra_sinks);
+    if let Some(keys) = &keys {
+        sinks.push(Arc::new(crate::ops::sinks::SpendSink::new(keys.clone())));
+    }
     let outcomes =
         Outcomes::start(sinks).map_err(|e| format!("cannot start the outcome sinks: {e}"))?;
     let limiter = crate::limits::Limiter::new();
@@ -191,6 +203,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
             &limiter,
         )),
         limiter,
+        keys: keys.clone(),
     };
     let in_flight = InFlight::new(
         general
@@ -213,7 +226,30 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         state,
         outcomes,
         limits,
+        keys,
     })
+}
+
+/// How long shutdown waits for queued spend rows to reach the key store.
+const SPEND_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the virtual-key store when the gateway has a master key (see
+/// [`crate::keys`]); an unusable store stops start-up with its reason.
+async fn open_keys(
+    general: &config::GeneralSettings,
+    config_path: &std::path::Path,
+    has_master_key: bool,
+) -> Result<Option<crate::keys::Keys>, String> {
+    let Some(settings) =
+        crate::keys::KeysSettings::from_config(general, config_path, has_master_key)?
+    else {
+        return Ok(None);
+    };
+    let keys = crate::keys::Keys::open(settings)
+        .await
+        .map_err(|e| format!("cannot open the key store: {e}"))?;
+    tracing::info!(backend = ?keys.store().backend(), "key store open");
+    Ok(Some(keys))
 }
 
 /// The connection limits from `general_settings` (read at start-up); an

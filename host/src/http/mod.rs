@@ -10,6 +10,7 @@ mod docs;
 pub mod error;
 mod execute;
 mod in_flight;
+mod management;
 mod info;
 mod messages;
 mod metered;
@@ -63,6 +64,8 @@ pub struct Ops {
     pub observe: crate::observe::Observe,
     pub outcomes: Outcomes,
     pub admission: Admission,
+    /// Virtual keys, users, teams and spend; `None` without a master key.
+    pub keys: Option<crate::keys::Keys>,
     /// The virtual-key limit counters (shared with the admission checks).
     pub limiter: crate::limits::Limiter,
 }
@@ -164,6 +167,7 @@ pub fn app(state: AppState) -> Router {
     models
         .merge(anthropic)
         .merge(admin)
+        .merge(management::routes())
         .merge(probes)
         .merge(docs)
         .fallback(routes::not_found)

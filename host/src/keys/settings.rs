@@ -40,15 +40,17 @@ impl KeysSettings {
         }
     }
 
-    /// The settings for a config, or `None` when it has no master key (the
-    /// store is not opened then). The URL is `general_settings.database_url`,
+    /// The settings for a config, or `None` when the gateway has no master
+    /// key (`has_master_key`: from the config or `CONCLAVE_MASTER_KEY`); the
+    /// store is not opened then. The URL is `general_settings.database_url`,
     /// else `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`]; a relative SQLite
     /// path is taken beside the config file.
     pub fn from_config(
         general: &GeneralSettings,
         config_path: &Path,
+        has_master_key: bool,
     ) -> Result<Option<Self>, String> {
-        if general.master_key.is_none() {
+        if !has_master_key {
             return Ok(None);
         }
         let url = general

@@ -19,7 +19,7 @@ use sqlx::{AnyPool, Executor};
 
 use super::KeyError;
 
-pub use principals::{KeyFilter, ListPage};
+pub use principals::{KeyFilter, ListPage, Owner};
 pub use spend::{ReportRow, SpendFilter};
 
 /// Which database is behind the store.

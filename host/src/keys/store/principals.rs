@@ -394,6 +394,26 @@ impl Store {
         Ok(Some(team))
     }
 
+    /// The members of a team with their roles, in the order they joined.
+    pub async fn member_roles(&self, team_id: &str) -> Result<Vec<(String, String)>, KeyError> {
+        let found = sqlx::query(
+            "SELECT user_id, role FROM memberships WHERE team_id = $1 ORDER BY created_at, user_id",
+        )
+        .bind(team_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(store_error)?;
+        found
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("user_id").map_err(store_error)?,
+                    r.try_get("role").map_err(store_error)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn members(&self, team_id: &str) -> Result<Vec<String>, KeyError> {
         sqlx::query_scalar(
             "SELECT user_id FROM memberships WHERE team_id = $1 ORDER BY created_at, user_id",

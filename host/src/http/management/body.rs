@@ -1,0 +1,199 @@
+//! The request bodies of the management API, with LiteLLM's field names.
+//! A field that is absent leaves the value alone; `null` clears it (for the
+//! update routes); fields conclave does not use are accepted and ignored so
+//! a LiteLLM script's extra fields do not break it.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use super::{ApiError, invalid};
+use crate::keys::{Limits, budget_period};
+
+/// `Some(None)` for an explicit `null`, `None` when absent.
+fn double<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The limits every level shares.
+#[derive(Debug, Default, Deserialize)]
+pub struct LimitsPatch {
+    #[serde(default, deserialize_with = "double")]
+    pub max_budget: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "double")]
+    pub budget_duration: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    pub rpm_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double")]
+    pub tpm_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double")]
+    pub max_parallel_requests: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double")]
+    pub model_rpm_limit: Option<Option<BTreeMap<String, u64>>>,
+    #[serde(default, deserialize_with = "double")]
+    pub model_tpm_limit: Option<Option<BTreeMap<String, u64>>>,
+    #[serde(default, deserialize_with = "double")]
+    pub model_max_budget: Option<Option<BTreeMap<String, Value>>>,
+}
+
+impl LimitsPatch {
+    /// Applies the patch to `limits`, checking each value; returns whether
+    /// the budget period changed (so the reset time moves).
+    pub fn apply(&self, limits: &mut Limits) -> Result<bool, ApiError> {
+        if let Some(v) = self.max_budget {
+            if v.is_some_and(|b| !b.is_finite() || b < 0.0) {
+                return Err(invalid("max_budget", "must be a non-negative number"));
+            }
+            limits.max_budget = v;
+        }
+        let mut period_changed = false;
+        if let Some(v) = &self.budget_duration {
+            if let Some(text) = v {
+                budget_period(text).map_err(|e| invalid("budget_duration", e))?;
+            }
+            period_changed = limits.budget_duration != *v;
+            limits.budget_duration = v.clone();
+        }
+        if let Some(v) = self.rpm_limit {
+            limits.rpm_limit = v;
+        }
+        if let Some(v) = self.tpm_limit {
+            limits.tpm_limit = v;
+        }
+        if let Some(v) = self.max_parallel_requests {
+            limits.max_parallel_requests = v;
+        }
+        if let Some(v) = &self.model_rpm_limit {
+            limits.model_rpm_limit = v.clone().unwrap_or_default();
+        }
+        if let Some(v) = &self.model_tpm_limit {
+            limits.model_tpm_limit = v.clone().unwrap_or_default();
+        }
+        if let Some(v) = &self.model_max_budget {
+            limits.model_max_budget = model_budgets(v.as_ref())?;
+        }
+        Ok(period_changed)
+    }
+}
+
+/// `model_max_budget` as LiteLLM writes it: `{"model": 10.0}` or
+/// `{"model": {"max_budget": 10.0, "budget_duration": "1d"}}` (the key's own
+/// period applies to both here).
+fn model_budgets(v: Option<&BTreeMap<String, Value>>) -> Result<BTreeMap<String, f64>, ApiError> {
+    let mut out = BTreeMap::new();
+    for (model, value) in v.into_iter().flatten() {
+        let budget = value
+            .as_f64()
+            .or_else(|| value.get("max_budget").and_then(Value::as_f64))
+            .filter(|b| b.is_finite() && *b >= 0.0)
+            .ok_or_else(|| {
+                invalid(
+                    &format!("model_max_budget.{model}"),
+                    "must be a non-negative number or {\"max_budget\": number}",
+                )
+            })?;
+        out.insert(model.clone(), budget);
+    }
+    Ok(out)
+}
+
+/// The next reset time when a budget period is (re)set now.
+pub fn reset_after(limits: &Limits, now: SystemTime) -> Option<SystemTime> {
+    let period = budget_period(limits.budget_duration.as_deref()?).ok()?;
+    now.checked_add(period)
+}
+
+/// `/key/generate` and `/key/update`.
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyBody {
+    /// The key to update (`/key/update`), or a chosen value for a new key.
+    pub key: Option<String>,
+    #[serde(default, deserialize_with = "double")]
+    pub key_alias: Option<Option<String>>,
+    /// `30s`, `1h`, `30d`; `null` (or absent on generate) never expires.
+    #[serde(default, deserialize_with = "double")]
+    pub duration: Option<Option<String>>,
+    pub models: Option<Vec<String>>,
+    pub aliases: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "double")]
+    pub user_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    pub team_id: Option<Option<String>>,
+    pub metadata: Option<Value>,
+    pub tags: Option<Vec<String>>,
+    pub blocked: Option<bool>,
+    /// Read on its own from the same body (see `read_with_limits`).
+    #[serde(skip)]
+    pub limits: LimitsPatch,
+}
+
+/// `/user/new` and `/user/update`.
+#[derive(Debug, Default, Deserialize)]
+pub struct UserBody {
+    pub user_id: Option<String>,
+    #[serde(default, deserialize_with = "double")]
+    pub user_role: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    pub user_email: Option<Option<String>>,
+    pub models: Option<Vec<String>>,
+    pub metadata: Option<Value>,
+    /// `/user/new` makes a key for the user unless this is false (LiteLLM's default).
+    pub auto_create_key: Option<bool>,
+    /// Teams to join on creation.
+    pub teams: Option<Vec<String>>,
+    /// Read on its own from the same body (see `read_with_limits`).
+    #[serde(skip)]
+    pub limits: LimitsPatch,
+}
+
+/// `/team/new` and `/team/update`.
+#[derive(Debug, Default, Deserialize)]
+pub struct TeamBody {
+    pub team_id: Option<String>,
+    #[serde(default, deserialize_with = "double")]
+    pub team_alias: Option<Option<String>>,
+    pub models: Option<Vec<String>>,
+    pub metadata: Option<Value>,
+    pub blocked: Option<bool>,
+    /// `[{"user_id": "...", "role": "user"}]` (LiteLLM's `members_with_roles`).
+    pub members_with_roles: Option<Vec<Member>>,
+    /// Read on its own from the same body (see `read_with_limits`).
+    #[serde(skip)]
+    pub limits: LimitsPatch,
+}
+
+/// A team member as LiteLLM writes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Member {
+    pub user_id: Option<String>,
+    pub user_email: Option<String>,
+    #[serde(default = "default_role")]
+    pub role: String,
+}
+
+fn default_role() -> String {
+    "user".into()
+}
+
+/// `metadata` must be an object (or null, which is `{}`).
+pub fn metadata(v: Value) -> Result<Value, ApiError> {
+    match v {
+        Value::Null => Ok(Value::Object(Default::default())),
+        Value::Object(_) => Ok(v),
+        _ => Err(invalid("metadata", "must be a JSON object")),
+    }
+}
+
+/// An id (user, team, alias): non-empty, printable, at most 256 characters.
+pub fn check_id(field: &str, v: &str) -> Result<(), ApiError> {
+    if v.trim().is_empty() || v.len() > 256 || v.chars().any(char::is_control) {
+        return Err(invalid(field, "must be 1 to 256 printable characters"));
+    }
+    Ok(())
+}

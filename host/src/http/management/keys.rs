@@ -1,0 +1,438 @@
+//! `/key/*`: generate, update, delete, info, list, block, unblock and
+//! regenerate virtual keys.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::{KeyBody, check_id, metadata, reset_after};
+use super::{
+    ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
+    read_with_limits, shape,
+};
+use crate::keys::store::{KeyFilter, ListPage};
+use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, budget_period, token};
+
+/// The hash a key is stored under, from what a client sent: the full key
+/// (`sk-...`) or its hash (`token`, 64 hex digits).
+pub(super) fn hash_of(given: &str) -> String {
+    let g = given.trim();
+    if g.len() == 64 && g.bytes().all(|b| b.is_ascii_hexdigit()) {
+        g.to_ascii_lowercase()
+    } else {
+        token::hash(g)
+    }
+}
+
+/// The key with this value or hash, or 404.
+async fn existing(keys: &Keys, given: &str) -> Result<KeyRecord, ApiError> {
+    keys.store()
+        .key(&hash_of(given))
+        .await
+        .map_err(key_error)?
+        .ok_or_else(|| {
+            key_error(KeyError::NotFound {
+                entity: "key",
+                id: token::display_name(given),
+            })
+        })
+}
+
+/// Checks that a team exists (404 otherwise).
+async fn team_exists(keys: &Keys, team_id: &str) -> Result<(), ApiError> {
+    match keys.store().team(team_id).await.map_err(key_error)? {
+        Some(_) => Ok(()),
+        None => Err(key_error(KeyError::NotFound {
+            entity: "team",
+            id: team_id.into(),
+        })),
+    }
+}
+
+/// Creates the user a key names when it does not exist yet (as LiteLLM does).
+async fn ensure_user(keys: &Keys, user_id: &str) -> Result<(), ApiError> {
+    check_id("user_id", user_id)?;
+    if keys
+        .store()
+        .user(user_id)
+        .await
+        .map_err(key_error)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let now = SystemTime::now();
+    let user = UserRecord {
+        user_id: user_id.into(),
+        user_role: None,
+        user_email: None,
+        models: Vec::new(),
+        limits: Limits::default(),
+        spend: 0.0,
+        budget_reset_at: None,
+        metadata: json!({}),
+        teams: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    match keys.store().insert_user(&user).await {
+        // Created by someone else in between: fine.
+        Ok(()) | Err(KeyError::Invalid { .. }) => Ok(()),
+        Err(e) => Err(key_error(e)),
+    }
+}
+
+/// Applies a body to a key record (new or existing), checking every field.
+async fn apply(
+    keys: &Keys,
+    k: &mut KeyRecord,
+    b: KeyBody,
+    now: SystemTime,
+) -> Result<(), ApiError> {
+    if let Some(alias) = b.key_alias {
+        if let Some(a) = &alias {
+            check_id("key_alias", a)?;
+        }
+        k.key_alias = alias;
+    }
+    if let Some(duration) = b.duration {
+        k.expires = match duration.as_deref() {
+            None | Some("permanent") => None,
+            Some(d) => {
+                let period = budget_period(d).map_err(|e| invalid("duration", e))?;
+                now.checked_add(period)
+            }
+        };
+    }
+    if let Some(models) = b.models {
+        k.models = models;
+    }
+    if let Some(aliases) = b.aliases {
+        k.aliases = aliases;
+    }
+    if let Some(user) = b.user_id {
+        if let Some(u) = &user {
+            ensure_user(keys, u).await?;
+        }
+        k.user_id = user;
+    }
+    if let Some(team) = b.team_id {
+        if let Some(t) = &team {
+            team_exists(keys, t).await?;
+        }
+        k.team_id = team;
+    }
+    if let Some(m) = b.metadata {
+        k.metadata = metadata(m)?;
+    }
+    if let Some(tags) = b.tags {
+        k.tags = tags;
+    }
+    if let Some(blocked) = b.blocked {
+        k.blocked = blocked;
+    }
+    if b.limits.apply(&mut k.limits)?
+        || (k.budget_reset_at.is_none() && k.limits.budget_duration.is_some())
+    {
+        k.budget_reset_at = reset_after(&k.limits, now);
+    }
+    k.updated_at = now;
+    Ok(())
+}
+
+/// `POST /key/generate`: a new key, shown in full this once.
+pub async fn generate(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
+    body.limits = limits;
+    let value = match body.key.take() {
+        Some(v) if !v.starts_with("sk-") || v.len() < 8 || v.len() > 256 => {
+            return Err(invalid(
+                "key",
+                "a chosen key must start with sk- and have 8 to 256 characters",
+            ));
+        }
+        Some(v) => v,
+        None => token::generate().map_err(key_error)?,
+    };
+    let now = SystemTime::now();
+    let mut record = KeyRecord {
+        token_hash: token::hash(&value),
+        key_alias: None,
+        key_name: token::display_name(&value),
+        user_id: None,
+        team_id: None,
+        models: Vec::new(),
+        aliases: Default::default(),
+        limits: Limits::default(),
+        spend: 0.0,
+        model_spend: Default::default(),
+        budget_reset_at: None,
+        expires: None,
+        blocked: false,
+        metadata: json!({}),
+        tags: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&keys, &mut record, body, now).await?;
+    if keys
+        .store()
+        .key(&record.token_hash)
+        .await
+        .map_err(key_error)?
+        .is_some()
+    {
+        return Err(invalid("key", "this key already exists"));
+    }
+    keys.store().insert_key(&record).await.map_err(key_error)?;
+    keys.invalidate(&record.token_hash);
+    Ok(Json(shape::generated(&record, &value)).into_response())
+}
+
+/// `POST /key/update`: changes the fields the body names (`key` says which).
+pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
+    body.limits = limits;
+    let given = body
+        .key
+        .take()
+        .ok_or_else(|| invalid("key", "is required"))?;
+    let mut record = existing(&keys, &given).await?;
+    apply(&keys, &mut record, body, SystemTime::now()).await?;
+    keys.store().update_key(&record).await.map_err(key_error)?;
+    keys.invalidate(&record.token_hash);
+    let mut out = shape::key(&record);
+    if let Some(o) = out.as_object_mut() {
+        o.insert("key".into(), json!(record.token_hash));
+    }
+    Ok(Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+struct DeleteBody {
+    keys: Option<Vec<String>>,
+    key_aliases: Option<Vec<String>>,
+}
+
+/// `POST /key/delete`: `{"keys": [...]}` (values or hashes) or
+/// `{"key_aliases": [...]}`; 404 when none of them exists.
+pub async fn delete(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: DeleteBody = read_json(&state, request).await?;
+    let mut hashes = Vec::new();
+    let mut named = Vec::new();
+    for k in body.keys.unwrap_or_default() {
+        hashes.push(hash_of(&k));
+        named.push(k);
+    }
+    for alias in body.key_aliases.unwrap_or_default() {
+        if let Some(h) = keys
+            .store()
+            .key_hash_by_alias(&alias)
+            .await
+            .map_err(key_error)?
+        {
+            hashes.push(h);
+            named.push(alias);
+        }
+    }
+    if named.is_empty() && hashes.is_empty() {
+        return Err(invalid(
+            "keys",
+            "name at least one key in keys or key_aliases",
+        ));
+    }
+    let deleted = keys.store().delete_keys(&hashes).await.map_err(key_error)?;
+    for h in &hashes {
+        keys.invalidate(h);
+    }
+    if deleted == 0 {
+        return Err(key_error(KeyError::NotFound {
+            entity: "key",
+            id: "none of the keys named exists".into(),
+        }));
+    }
+    Ok(Json(json!({"deleted_keys": named})).into_response())
+}
+
+/// `GET /key/info?key=`: any key for an admin; a key's own info for itself
+/// (without `key`, the caller's own); another key is 403.
+pub async fn info(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (keys, manager) = authenticate(&state, request.headers()).await?;
+    let given = q.get("key").cloned();
+    let record = match (&manager, given.as_deref()) {
+        (Manager::Key { principal, admin }, given) => {
+            let own = &principal.key.token_hash;
+            match given {
+                Some(g) if hash_of(g) != *own && !admin => {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "permission_error",
+                        "a key may read only its own info",
+                        Some("key"),
+                        Some("not_own_key"),
+                    ));
+                }
+                Some(g) => existing(&keys, g).await?,
+                None => existing(&keys, own).await?,
+            }
+        }
+        (Manager::Master, Some(g)) => existing(&keys, g).await?,
+        (Manager::Master, None) => return Err(invalid("key", "is required with the master key")),
+    };
+    let shown = given.unwrap_or_else(|| record.token_hash.clone());
+    Ok(Json(json!({"key": shown, "info": shape::key(&record)})).into_response())
+}
+
+/// Page and size from a query (`page` from 1, `size` at most 100).
+pub(super) fn page_of(
+    q: &HashMap<String, String>,
+    default_size: u32,
+) -> Result<ListPage, ApiError> {
+    let num = |name: &str, default: u32| -> Result<u32, ApiError> {
+        q.get(name).map_or(Ok(default), |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| invalid(name, "must be a positive integer"))
+        })
+    };
+    Ok(ListPage {
+        page: num("page", 1)?,
+        size: num(
+            if q.contains_key("page_size") {
+                "page_size"
+            } else {
+                "size"
+            },
+            default_size,
+        )?
+        .min(100),
+    })
+}
+
+/// `GET /key/list`: key hashes (or whole records with
+/// `return_full_object=true`), filtered by `user_id`, `team_id`, `key_alias`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let page = page_of(&q, 10)?;
+    let filter = KeyFilter {
+        user_id: q.get("user_id").cloned(),
+        team_id: q.get("team_id").cloned(),
+        key_alias: q.get("key_alias").cloned(),
+    };
+    let (found, total) = keys
+        .store()
+        .list_keys(&filter, page)
+        .await
+        .map_err(key_error)?;
+    let full = q.get("return_full_object").is_some_and(|v| v == "true");
+    let listed: Vec<Value> = found
+        .iter()
+        .map(|k| {
+            if full {
+                shape::key(k)
+            } else {
+                json!(k.token_hash)
+            }
+        })
+        .collect();
+    Ok(Json(json!({
+        "keys": listed,
+        "total_count": total,
+        "current_page": page.page,
+        "total_pages": total.div_ceil(u64::from(page.size)),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct KeyOnly {
+    key: Option<String>,
+}
+
+async fn set_blocked(
+    state: AppState,
+    request: Request,
+    blocked: bool,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: KeyOnly = read_json(&state, request).await?;
+    let given = body.key.ok_or_else(|| invalid("key", "is required"))?;
+    let mut record = existing(&keys, &given).await?;
+    record.blocked = blocked;
+    record.updated_at = SystemTime::now();
+    keys.store().update_key(&record).await.map_err(key_error)?;
+    keys.invalidate(&record.token_hash);
+    Ok(Json(shape::key(&record)).into_response())
+}
+
+/// `POST /key/block`: the key is refused until unblocked.
+pub async fn block(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    set_blocked(state, request, true).await
+}
+
+/// `POST /key/unblock`.
+pub async fn unblock(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    set_blocked(state, request, false).await
+}
+
+/// `POST /key/regenerate` with `{"key": ...}`: a new value for the key,
+/// keeping its settings and spend; the old value stops working at once.
+pub async fn regenerate(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: KeyOnly = read_json(&state, request).await?;
+    let given = body.key.ok_or_else(|| invalid("key", "is required"))?;
+    rotate(&keys, &given).await
+}
+
+/// `POST /key/{key}/regenerate`, LiteLLM's other spelling.
+pub async fn regenerate_path(
+    State(state): State<AppState>,
+    Path(given): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    rotate(&keys, &given).await
+}
+
+async fn rotate(keys: &Keys, given: &str) -> Result<Response, ApiError> {
+    let mut record = existing(keys, given).await?;
+    let value = token::generate().map_err(key_error)?;
+    let old = record.token_hash.clone();
+    record.token_hash = token::hash(&value);
+    record.key_name = token::display_name(&value);
+    record.updated_at = SystemTime::now();
+    keys.store()
+        .rehash_key(&old, &record.token_hash, &record.key_name)
+        .await
+        .map_err(key_error)?;
+    keys.invalidate(&old);
+    keys.invalidate(&record.token_hash);
+    Ok(Json(shape::generated(&record, &value)).into_response())
+}

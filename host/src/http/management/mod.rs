@@ -1,0 +1,237 @@
+//! The management API in LiteLLM's paths and JSON shapes: keys, users,
+//! teams and spend. Every route needs the master key or the key of a user
+//! whose `user_role` is `proxy_admin`; `GET /key/info` also answers a key
+//! asking about itself. The routes exist only when the key store is open
+//! (a master key is configured); otherwise they answer 403.
+
+mod body;
+mod keys;
+mod shape;
+mod spend;
+mod teams;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::keys::{KeyError, Keys, Principal};
+
+/// Largest management request body.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The management routes, to be merged into the application.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/key/generate", post(keys::generate))
+        .route("/key/update", post(keys::update))
+        .route("/key/delete", post(keys::delete))
+        .route("/key/info", get(keys::info))
+        .route("/key/list", get(keys::list))
+        .route("/key/block", post(keys::block))
+        .route("/key/unblock", post(keys::unblock))
+        .route("/key/regenerate", post(keys::regenerate))
+        .route("/key/{key}/regenerate", post(keys::regenerate_path))
+        .route("/user/new", post(users::new))
+        .route("/user/update", post(users::update))
+        .route("/user/delete", post(users::delete))
+        .route("/user/info", get(users::info))
+        .route("/user/list", get(users::list))
+        .route("/team/new", post(teams::new))
+        .route("/team/update", post(teams::update))
+        .route("/team/delete", post(teams::delete))
+        .route("/team/member_add", post(teams::member_add))
+        .route("/team/member_delete", post(teams::member_delete))
+        .route("/team/info", get(teams::info))
+        .route("/team/list", get(teams::list))
+        .route("/spend/logs", get(spend::logs))
+        .route("/global/spend/report", get(spend::report))
+}
+
+/// Who is using the management API.
+pub(crate) enum Manager {
+    /// The master key.
+    Master,
+    /// A virtual key; `admin` when its user is a `proxy_admin`.
+    Key {
+        principal: Arc<Principal>,
+        admin: bool,
+    },
+}
+
+impl Manager {
+    /// Refuses anyone who is not the master key or an admin user's key.
+    fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Manager::Master | Manager::Key { admin: true, .. } => Ok(()),
+            Manager::Key { .. } => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "this route needs the master key or the key of a user with user_role proxy_admin",
+                None,
+                Some("not_admin"),
+            )),
+        }
+    }
+}
+
+/// The key store and the caller, or why the request is refused: 403 when
+/// there is no store (no master key), 401 for a missing, unknown, blocked
+/// or expired key.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(Keys, Manager), ApiError> {
+    let Some(keys) = state.ops.keys.clone() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "virtual keys are off: they need a master key (general_settings.master_key) and the key store it opens",
+            None,
+            Some("keys_disabled"),
+        ));
+    };
+    let Some(presented) = presented_key(headers) else {
+        return Err(ApiError::unauthorized(
+            "missing API key: send Authorization: Bearer <key> or x-api-key",
+        ));
+    };
+    let gateway = state.gateway();
+    if let Some(master) = &gateway.master_key
+        && bool::from(presented.as_bytes().ct_eq(master.expose().as_bytes()))
+    {
+        return Ok((keys, Manager::Master));
+    }
+    let principal = keys
+        .resolve(presented)
+        .await
+        .map_err(key_error)?
+        .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+    if principal.key.blocked {
+        return Err(ApiError::unauthorized("this key is blocked"));
+    }
+    if principal.key.is_expired(std::time::SystemTime::now()) {
+        return Err(ApiError::unauthorized("this key has expired"));
+    }
+    let admin = principal.is_admin();
+    Ok((keys, Manager::Key { principal, admin }))
+}
+
+/// [`authenticate`], then [`Manager::require_admin`].
+async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Keys, ApiError> {
+    let (keys, manager) = authenticate(state, headers).await?;
+    manager.require_admin()?;
+    Ok(keys)
+}
+
+/// The key a client presented: `Authorization: Bearer`, `x-api-key`,
+/// `api-key` or LiteLLM's `x-litellm-api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        return Some(
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .unwrap_or(v)
+                .trim(),
+        );
+    }
+    ["x-litellm-api-key", "x-api-key", "api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Reads a JSON body as `T`; a field of the wrong type is a 400 naming it.
+async fn read_json<T: DeserializeOwned>(state: &AppState, request: Request) -> Result<T, ApiError> {
+    let value = read_object(state, request).await?;
+    typed(value)
+}
+
+/// Reads a JSON body as `T` and the limit fields beside it (each read on
+/// its own, so an error names the exact field).
+async fn read_with_limits<T: DeserializeOwned>(
+    state: &AppState,
+    request: Request,
+) -> Result<(T, body::LimitsPatch), ApiError> {
+    let value = read_object(state, request).await?;
+    Ok((typed(value.clone())?, typed(value)?))
+}
+
+/// The body as a JSON object (an empty body is `{}`).
+async fn read_object(state: &AppState, request: Request) -> Result<serde_json::Value, ApiError> {
+    let timeout = state.gateway().body_timeout;
+    let bytes = super::routes::read_body(request, BODY_LIMIT, timeout).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(_) => Err(ApiError::invalid("the body must be a JSON object", None)),
+        Err(e) => Err(ApiError::invalid(
+            format!("the body is not valid JSON: {e}"),
+            None,
+        )),
+    }
+}
+
+/// `value` as `T`; an error names the field's path.
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::invalid(format!("the body is not usable: {inner}"), None)
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"), Some(&path))
+        }
+    })
+}
+
+/// A store error as an API error: unknown entities 404, refused values 400
+/// naming the field, an unreachable store 503.
+pub(crate) fn key_error(e: KeyError) -> ApiError {
+    match e {
+        KeyError::NotFound { entity, id } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!("{entity} not found: {id}"),
+            Some(entity),
+            Some(&format!("{entity}_not_found")),
+        ),
+        KeyError::Invalid { field, message } => {
+            ApiError::invalid(format!("{field}: {message}"), Some(&field))
+        }
+        KeyError::Store(m) => {
+            tracing::warn!("key store: {m}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "the key store is unavailable; try again",
+                None,
+                Some("store_unavailable"),
+            )
+        }
+        KeyError::Migration(m) | KeyError::Config(m) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            m,
+            None,
+            Some("store_error"),
+        ),
+    }
+}
+
+/// 400 naming `field`.
+fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(format!("{field}: {message}"), Some(field))
+}

@@ -1,0 +1,365 @@
+//! `/team/*`: teams, their shared limits and their members.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::{Member, TeamBody, check_id, metadata, reset_after};
+use super::keys::page_of;
+use super::users::new_id;
+use super::{
+    ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
+    read_with_limits, shape,
+};
+use crate::keys::store::{KeyFilter, ListPage, Owner};
+use crate::keys::{KeyError, Keys, Limits, TeamRecord, UserRecord};
+
+async fn existing(keys: &Keys, team_id: &str) -> Result<TeamRecord, ApiError> {
+    keys.store()
+        .team(team_id)
+        .await
+        .map_err(key_error)?
+        .ok_or_else(|| {
+            key_error(KeyError::NotFound {
+                entity: "team",
+                id: team_id.into(),
+            })
+        })
+}
+
+/// A team as the API shows it, with its members' roles.
+pub(super) async fn shown(keys: &Keys, t: &TeamRecord) -> Result<serde_json::Value, ApiError> {
+    let roles = keys
+        .store()
+        .member_roles(&t.team_id)
+        .await
+        .map_err(key_error)?;
+    Ok(shape::team(t, &roles))
+}
+
+fn apply(t: &mut TeamRecord, b: &TeamBody, now: SystemTime) -> Result<(), ApiError> {
+    if let Some(alias) = &b.team_alias {
+        t.team_alias = alias.clone();
+    }
+    if let Some(models) = &b.models {
+        t.models = models.clone();
+    }
+    if let Some(m) = &b.metadata {
+        t.metadata = metadata(m.clone())?;
+    }
+    if let Some(blocked) = b.blocked {
+        t.blocked = blocked;
+    }
+    if b.limits.apply(&mut t.limits)?
+        || (t.budget_reset_at.is_none() && t.limits.budget_duration.is_some())
+    {
+        t.budget_reset_at = reset_after(&t.limits, now);
+    }
+    t.updated_at = now;
+    Ok(())
+}
+
+/// Adds members, creating users that do not exist yet (as LiteLLM does).
+async fn add_members(
+    keys: &Keys,
+    team_id: &str,
+    members: &[Member],
+) -> Result<Vec<String>, ApiError> {
+    let mut added = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let user_id = m
+            .user_id
+            .clone()
+            .ok_or_else(|| invalid(&format!("member[{i}].user_id"), "is required"))?;
+        check_id("user_id", &user_id)?;
+        if keys
+            .store()
+            .user(&user_id)
+            .await
+            .map_err(key_error)?
+            .is_none()
+        {
+            let now = SystemTime::now();
+            let user = UserRecord {
+                user_id: user_id.clone(),
+                user_role: None,
+                user_email: m.user_email.clone(),
+                models: Vec::new(),
+                limits: Limits::default(),
+                spend: 0.0,
+                budget_reset_at: None,
+                metadata: json!({}),
+                teams: Vec::new(),
+                created_at: now,
+                updated_at: now,
+            };
+            match keys.store().insert_user(&user).await {
+                Ok(()) | Err(KeyError::Invalid { .. }) => {}
+                Err(e) => return Err(key_error(e)),
+            }
+        }
+        keys.store()
+            .add_member(team_id, &user_id, &m.role)
+            .await
+            .map_err(key_error)?;
+        keys.invalidate_user(&user_id);
+        added.push(user_id);
+    }
+    Ok(added)
+}
+
+/// `POST /team/new`.
+pub async fn new(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let (mut body, limits): (TeamBody, _) = read_with_limits(&state, request).await?;
+    body.limits = limits;
+    let team_id = match &body.team_id {
+        Some(id) => {
+            check_id("team_id", id)?;
+            id.clone()
+        }
+        None => new_id("team")?,
+    };
+    let now = SystemTime::now();
+    let mut team = TeamRecord {
+        team_id: team_id.clone(),
+        team_alias: None,
+        models: Vec::new(),
+        limits: Limits::default(),
+        spend: 0.0,
+        budget_reset_at: None,
+        blocked: false,
+        members: Vec::new(),
+        metadata: json!({}),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&mut team, &body, now)?;
+    keys.store().insert_team(&team).await.map_err(key_error)?;
+    if let Some(members) = &body.members_with_roles {
+        team.members = add_members(&keys, &team_id, members).await?;
+    }
+    Ok(Json(shown(&keys, &team).await?).into_response())
+}
+
+/// `POST /team/update`: changes the fields the body names (`team_id` says which).
+pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let (mut body, limits): (TeamBody, _) = read_with_limits(&state, request).await?;
+    body.limits = limits;
+    let team_id = body
+        .team_id
+        .clone()
+        .ok_or_else(|| invalid("team_id", "is required"))?;
+    let mut team = existing(&keys, &team_id).await?;
+    apply(&mut team, &body, SystemTime::now())?;
+    keys.store().update_team(&team).await.map_err(key_error)?;
+    keys.invalidate_team(&team_id);
+    Ok(Json(shown(&keys, &team).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct DeleteBody {
+    team_ids: Option<Vec<String>>,
+}
+
+/// `POST /team/delete` with `{"team_ids": [...]}`: the teams, their
+/// memberships and their keys.
+pub async fn delete(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: DeleteBody = read_json(&state, request).await?;
+    let ids = body
+        .team_ids
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| invalid("team_ids", "name at least one team"))?;
+    let mut deleted = Vec::new();
+    for id in &ids {
+        let hashes = keys
+            .store()
+            .key_hashes_of(Owner::Team, id)
+            .await
+            .map_err(key_error)?;
+        let members = keys
+            .store()
+            .team(id)
+            .await
+            .map_err(key_error)?
+            .map(|t| t.members)
+            .unwrap_or_default();
+        if keys.store().delete_team(id).await.map_err(key_error)? {
+            deleted.push(id.clone());
+        }
+        for h in &hashes {
+            keys.invalidate(h);
+        }
+        for m in &members {
+            keys.invalidate_user(m);
+        }
+        keys.invalidate_team(id);
+    }
+    if deleted.is_empty() {
+        return Err(key_error(KeyError::NotFound {
+            entity: "team",
+            id: ids.join(", "),
+        }));
+    }
+    Ok(Json(json!({"deleted_teams": deleted})).into_response())
+}
+
+/// One member or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Members {
+    One(Member),
+    Many(Vec<Member>),
+}
+
+#[derive(Deserialize)]
+struct MemberAddBody {
+    team_id: Option<String>,
+    member: Option<Members>,
+}
+
+/// `POST /team/member_add` with `{"team_id", "member": {"user_id", "role"}}`
+/// (or a list of members).
+pub async fn member_add(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: MemberAddBody = read_json(&state, request).await?;
+    let team_id = body
+        .team_id
+        .ok_or_else(|| invalid("team_id", "is required"))?;
+    existing(&keys, &team_id).await?;
+    let members = match body
+        .member
+        .ok_or_else(|| invalid("member", "is required"))?
+    {
+        Members::One(m) => vec![m],
+        Members::Many(v) => v,
+    };
+    let added = add_members(&keys, &team_id, &members).await?;
+    keys.invalidate_team(&team_id);
+    let team = existing(&keys, &team_id).await?;
+    let mut out = shown(&keys, &team).await?;
+    if let Some(o) = out.as_object_mut() {
+        o.insert("updated_users".into(), json!(added));
+    }
+    Ok(Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+struct MemberDeleteBody {
+    team_id: Option<String>,
+    user_id: Option<String>,
+}
+
+/// `POST /team/member_delete` with `{"team_id", "user_id"}`.
+pub async fn member_delete(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: MemberDeleteBody = read_json(&state, request).await?;
+    let team_id = body
+        .team_id
+        .ok_or_else(|| invalid("team_id", "is required"))?;
+    let user_id = body
+        .user_id
+        .ok_or_else(|| invalid("user_id", "is required"))?;
+    existing(&keys, &team_id).await?;
+    if !keys
+        .store()
+        .remove_member(&team_id, &user_id)
+        .await
+        .map_err(key_error)?
+    {
+        return Err(key_error(KeyError::NotFound {
+            entity: "member",
+            id: format!("{user_id} in team {team_id}"),
+        }));
+    }
+    keys.invalidate_user(&user_id);
+    keys.invalidate_team(&team_id);
+    Ok(Json(shown(&keys, &existing(&keys, &team_id).await?).await?).into_response())
+}
+
+/// `GET /team/info?team_id=`: the team, its keys and memberships. A key of
+/// the team may read it.
+pub async fn info(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (keys, manager) = authenticate(&state, request.headers()).await?;
+    let team_id = q
+        .get("team_id")
+        .cloned()
+        .ok_or_else(|| invalid("team_id", "is required"))?;
+    if let Manager::Key {
+        principal,
+        admin: false,
+    } = &manager
+        && principal.key.team_id.as_deref() != Some(team_id.as_str())
+    {
+        return Err(ApiError::new(
+            http::StatusCode::FORBIDDEN,
+            "permission_error",
+            "a key may read only its own team",
+            Some("team_id"),
+            Some("not_own_team"),
+        ));
+    }
+    let team = existing(&keys, &team_id).await?;
+    let filter = KeyFilter {
+        team_id: Some(team_id.clone()),
+        ..KeyFilter::default()
+    };
+    let (owned, _) = keys
+        .store()
+        .list_keys(
+            &filter,
+            ListPage {
+                page: 1,
+                size: 1000,
+            },
+        )
+        .await
+        .map_err(key_error)?;
+    Ok(Json(json!({
+        "team_id": team_id,
+        "team_info": shown(&keys, &team).await?,
+        "keys": owned.iter().map(shape::key).collect::<Vec<_>>(),
+        "team_memberships": team.members.iter().map(|m| json!({"user_id": m, "team_id": team_id})).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `GET /team/list`: every team (a JSON array, as LiteLLM answers).
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let page = if q.contains_key("page") || q.contains_key("page_size") || q.contains_key("size") {
+        page_of(&q, 100)?
+    } else {
+        ListPage {
+            page: 1,
+            size: 1000,
+        }
+    };
+    let (teams, _) = keys.store().list_teams(page).await.map_err(key_error)?;
+    let mut out = Vec::with_capacity(teams.len());
+    for t in &teams {
+        out.push(shown(&keys, t).await?);
+    }
+    Ok(Json(out).into_response())
+}

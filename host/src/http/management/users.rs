@@ -1,0 +1,289 @@
+//! `/user/*`: the people (or services) keys belong to.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::{UserBody, check_id, metadata, reset_after};
+use super::keys::page_of;
+use super::{
+    ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
+    read_with_limits, shape,
+};
+use crate::keys::store::{KeyFilter, ListPage};
+use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
+
+/// The roles LiteLLM defines; `proxy_admin` may use the management API.
+const ROLES: &[&str] = &[
+    "proxy_admin",
+    "proxy_admin_viewer",
+    "internal_user",
+    "internal_user_viewer",
+    "team",
+    "customer",
+];
+
+/// A fresh id for a user or team the caller did not name.
+pub(super) fn new_id(prefix: &str) -> Result<String, ApiError> {
+    let value = token::generate().map_err(key_error)?;
+    Ok(format!("{prefix}-{}", &value[3..19]))
+}
+
+async fn existing(keys: &Keys, user_id: &str) -> Result<UserRecord, ApiError> {
+    keys.store()
+        .user(user_id)
+        .await
+        .map_err(key_error)?
+        .ok_or_else(|| {
+            key_error(KeyError::NotFound {
+                entity: "user",
+                id: user_id.into(),
+            })
+        })
+}
+
+fn apply(u: &mut UserRecord, b: &UserBody, now: SystemTime) -> Result<(), ApiError> {
+    if let Some(role) = &b.user_role {
+        if let Some(r) = role
+            && !ROLES.contains(&r.as_str())
+        {
+            return Err(invalid(
+                "user_role",
+                format!("must be one of {}", ROLES.join(", ")),
+            ));
+        }
+        u.user_role = role.clone();
+    }
+    if let Some(email) = &b.user_email {
+        u.user_email = email.clone();
+    }
+    if let Some(models) = &b.models {
+        u.models = models.clone();
+    }
+    if let Some(m) = &b.metadata {
+        u.metadata = metadata(m.clone())?;
+    }
+    if b.limits.apply(&mut u.limits)?
+        || (u.budget_reset_at.is_none() && u.limits.budget_duration.is_some())
+    {
+        u.budget_reset_at = reset_after(&u.limits, now);
+    }
+    u.updated_at = now;
+    Ok(())
+}
+
+/// `POST /user/new`: a user and (unless `auto_create_key: false`) a key for it.
+pub async fn new(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let (mut body, limits): (UserBody, _) = read_with_limits(&state, request).await?;
+    body.limits = limits;
+    let user_id = match &body.user_id {
+        Some(id) => {
+            check_id("user_id", id)?;
+            id.clone()
+        }
+        None => new_id("user")?,
+    };
+    let now = SystemTime::now();
+    let mut user = UserRecord {
+        user_id: user_id.clone(),
+        user_role: None,
+        user_email: None,
+        models: Vec::new(),
+        limits: Limits::default(),
+        spend: 0.0,
+        budget_reset_at: None,
+        metadata: json!({}),
+        teams: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&mut user, &body, now)?;
+    for team in body.teams.iter().flatten() {
+        if keys.store().team(team).await.map_err(key_error)?.is_none() {
+            return Err(key_error(KeyError::NotFound {
+                entity: "team",
+                id: team.clone(),
+            }));
+        }
+    }
+    keys.store().insert_user(&user).await.map_err(key_error)?;
+    for team in body.teams.iter().flatten() {
+        keys.store()
+            .add_member(team, &user_id, "user")
+            .await
+            .map_err(key_error)?;
+        user.teams.push(team.clone());
+    }
+    let mut out = shape::user(&user);
+    if body.auto_create_key.unwrap_or(true) {
+        let value = token::generate().map_err(key_error)?;
+        let key = KeyRecord {
+            token_hash: token::hash(&value),
+            key_alias: None,
+            key_name: token::display_name(&value),
+            user_id: Some(user_id),
+            team_id: None,
+            models: Vec::new(),
+            aliases: Default::default(),
+            limits: Limits::default(),
+            spend: 0.0,
+            model_spend: Default::default(),
+            budget_reset_at: None,
+            expires: None,
+            blocked: false,
+            metadata: json!({}),
+            tags: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        keys.store().insert_key(&key).await.map_err(key_error)?;
+        if let Some(o) = out.as_object_mut() {
+            o.insert("key".into(), json!(value));
+            o.insert("key_name".into(), json!(key.key_name));
+            o.insert("token".into(), json!(key.token_hash));
+            o.insert("expires".into(), Value::Null);
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `POST /user/update`: changes the fields the body names (`user_id` says which).
+pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let (mut body, limits): (UserBody, _) = read_with_limits(&state, request).await?;
+    body.limits = limits;
+    let user_id = body
+        .user_id
+        .clone()
+        .ok_or_else(|| invalid("user_id", "is required"))?;
+    let mut user = existing(&keys, &user_id).await?;
+    apply(&mut user, &body, SystemTime::now())?;
+    keys.store().update_user(&user).await.map_err(key_error)?;
+    keys.invalidate_user(&user_id);
+    Ok(Json(shape::user(&user)).into_response())
+}
+
+#[derive(Deserialize)]
+struct DeleteBody {
+    user_ids: Option<Vec<String>>,
+}
+
+/// `POST /user/delete` with `{"user_ids": [...]}`: the users, their
+/// memberships and their keys.
+pub async fn delete(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: DeleteBody = read_json(&state, request).await?;
+    let ids = body
+        .user_ids
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| invalid("user_ids", "name at least one user"))?;
+    let mut deleted = Vec::new();
+    for id in &ids {
+        let hashes = keys
+            .store()
+            .key_hashes_of(crate::keys::store::Owner::User, id)
+            .await
+            .map_err(key_error)?;
+        if keys.store().delete_user(id).await.map_err(key_error)? {
+            deleted.push(id.clone());
+        }
+        for h in &hashes {
+            keys.invalidate(h);
+        }
+        keys.invalidate_user(id);
+    }
+    if deleted.is_empty() {
+        return Err(key_error(KeyError::NotFound {
+            entity: "user",
+            id: ids.join(", "),
+        }));
+    }
+    Ok(Json(json!({"deleted_users": deleted})).into_response())
+}
+
+/// `GET /user/info?user_id=`: the user, its keys and its teams. A key may
+/// read its own user (without `user_id`, the caller's own).
+pub async fn info(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (keys, manager) = authenticate(&state, request.headers()).await?;
+    let asked = q.get("user_id").cloned();
+    let user_id = match (&manager, asked) {
+        (Manager::Key { principal, admin }, asked) => {
+            let own = principal.key.user_id.clone();
+            match asked {
+                Some(a) if *admin || own.as_deref() == Some(a.as_str()) => a,
+                Some(_) => {
+                    return Err(ApiError::new(
+                        http::StatusCode::FORBIDDEN,
+                        "permission_error",
+                        "a key may read only its own user",
+                        Some("user_id"),
+                        Some("not_own_user"),
+                    ));
+                }
+                None => own.ok_or_else(|| invalid("user_id", "this key belongs to no user"))?,
+            }
+        }
+        (Manager::Master, Some(a)) => a,
+        (Manager::Master, None) => {
+            return Err(invalid("user_id", "is required with the master key"));
+        }
+    };
+    let user = existing(&keys, &user_id).await?;
+    let filter = KeyFilter {
+        user_id: Some(user_id.clone()),
+        ..KeyFilter::default()
+    };
+    let (owned, _) = keys
+        .store()
+        .list_keys(
+            &filter,
+            ListPage {
+                page: 1,
+                size: 1000,
+            },
+        )
+        .await
+        .map_err(key_error)?;
+    let mut teams = Vec::new();
+    for t in &user.teams {
+        if let Some(team) = keys.store().team(t).await.map_err(key_error)? {
+            teams.push(super::teams::shown(&keys, &team).await?);
+        }
+    }
+    Ok(Json(json!({
+        "user_id": user_id,
+        "user_info": shape::user(&user),
+        "keys": owned.iter().map(shape::key).collect::<Vec<_>>(),
+        "teams": teams,
+    }))
+    .into_response())
+}
+
+/// `GET /user/list?page=&page_size=`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let page = page_of(&q, 25)?;
+    let (users, total) = keys.store().list_users(page).await.map_err(key_error)?;
+    Ok(Json(json!({
+        "users": users.iter().map(shape::user).collect::<Vec<_>>(),
+        "total": total,
+        "page": page.page,
+        "page_size": page.size,
+        "total_pages": total.div_ceil(u64::from(page.size)),
+    }))
+    .into_response())
+}

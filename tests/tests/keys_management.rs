@@ -1,0 +1,534 @@
+//! The virtual-key management API of the real binary, in LiteLLM's paths and
+//! shapes: keys, users, teams and spend, who may call what, and the errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod keys_mgmt_support;
+
+use conclave_e2e::{FakeUpstream, Proxy, error_object};
+use keys_mgmt_support::{
+    MASTER, call, config, core_suite, generate, get, key_of, post, sha256, start,
+};
+use reqwest::Method;
+use serde_json::json;
+
+async fn gateway() -> (FakeUpstream, Proxy) {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&config(&up, &[])).await;
+    (up, proxy)
+}
+
+#[tokio::test]
+async fn the_core_management_scenario_passes_on_sqlite() {
+    let (_up, proxy) = gateway().await;
+    core_suite(&proxy).await;
+    assert!(
+        proxy.dir.path().join("conclave.db").exists(),
+        "the store is a file beside the config"
+    );
+}
+
+#[tokio::test]
+async fn the_store_keeps_only_the_hash_of_a_key() {
+    let (_up, proxy) = gateway().await;
+    let made = generate(&proxy, json!({"key_alias": "secret-check"})).await;
+    let key = key_of(&made);
+    // Let SQLite write everything out, then look at every file of the store.
+    let (status, _) = get(&proxy, &format!("/key/info?key={key}")).await;
+    assert_eq!(status, 200);
+    let mut seen_hash = false;
+    for entry in std::fs::read_dir(proxy.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("conclave.db")
+        {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(&key[3..]),
+                "{} holds the key itself",
+                path.display()
+            );
+            seen_hash |= text.contains(&sha256(&key));
+        }
+    }
+    assert!(seen_hash, "the hash is what the store keeps");
+}
+
+#[tokio::test]
+async fn without_a_master_key_no_store_is_created_and_the_routes_say_why() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:\n{}",
+        conclave_e2e::deployments(&up, &[("echo", &[])])
+    );
+    let proxy = start(&yaml).await;
+    let (status, body) = call(&proxy, Method::POST, "/key/generate", Some(json!({})), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_object(&body)["code"], "keys_disabled");
+    assert!(!proxy.dir.path().join("conclave.db").exists());
+}
+
+#[tokio::test]
+async fn management_needs_the_master_key_or_an_admin_users_key() {
+    let (_up, proxy) = gateway().await;
+    let (status, body) = call(&proxy, Method::POST, "/key/generate", Some(json!({})), None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = call(
+        &proxy,
+        Method::POST,
+        "/key/generate",
+        Some(json!({})),
+        Some("sk-wrong"),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let plain = key_of(&generate(&proxy, json!({"user_id": "pat"})).await);
+    let (status, body) = call(
+        &proxy,
+        Method::POST,
+        "/key/generate",
+        Some(json!({})),
+        Some(&plain),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_object(&body)["code"], "not_admin");
+    let (status, _) = call(&proxy, Method::GET, "/key/list", None, Some(&plain)).await;
+    assert_eq!(status, 403);
+
+    let (status, admin_user) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "root", "user_role": "proxy_admin"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{admin_user}");
+    let admin_key = admin_user["key"].as_str().unwrap().to_owned();
+    let (status, made) = call(
+        &proxy,
+        Method::POST,
+        "/key/generate",
+        Some(json!({"key_alias": "by-admin"})),
+        Some(&admin_key),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let (status, listed) = call(&proxy, Method::GET, "/key/list", None, Some(&admin_key)).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["total_count"], 3);
+}
+
+#[tokio::test]
+async fn a_key_reads_its_own_info_but_not_another_keys() {
+    let (_up, proxy) = gateway().await;
+    let mine = key_of(&generate(&proxy, json!({"key_alias": "mine"})).await);
+    let theirs = key_of(&generate(&proxy, json!({"key_alias": "theirs"})).await);
+
+    let (status, own) = call(
+        &proxy,
+        Method::GET,
+        &format!("/key/info?key={mine}"),
+        None,
+        Some(&mine),
+    )
+    .await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["key"], mine.as_str());
+    assert_eq!(own["info"]["key_alias"], "mine");
+    let (status, implicit) = call(&proxy, Method::GET, "/key/info", None, Some(&mine)).await;
+    assert_eq!(
+        (status, &implicit["info"]["key_alias"]),
+        (200, &json!("mine"))
+    );
+
+    let (status, body) = call(
+        &proxy,
+        Method::GET,
+        &format!("/key/info?key={theirs}"),
+        None,
+        Some(&mine),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_object(&body)["code"], "not_own_key");
+    let (status, _) = get(&proxy, "/key/info?key=sk-does-not-exist").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn validation_errors_are_400_and_name_the_field() {
+    let (_up, proxy) = gateway().await;
+    for (body, field) in [
+        (json!({"max_budget": "ten"}), "max_budget"),
+        (json!({"max_budget": -1}), "max_budget"),
+        (json!({"budget_duration": "7x"}), "budget_duration"),
+        (json!({"duration": "soon"}), "duration"),
+        (json!({"rpm_limit": -5}), "rpm_limit"),
+        (json!({"models": "echo"}), "models"),
+        (json!({"metadata": [1]}), "metadata"),
+        (json!({"key": "not-an-sk-key"}), "key"),
+        (
+            json!({"model_max_budget": {"echo": "lots"}}),
+            "model_max_budget.echo",
+        ),
+    ] {
+        let (status, err) = post(&proxy, "/key/generate", body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {err}");
+        assert_eq!(error_object(&err)["type"], "invalid_request_error");
+        assert_eq!(error_object(&err)["param"], field, "{body} -> {err}");
+    }
+    let (status, err) = post(&proxy, "/user/new", json!({"user_role": "superuser"})).await;
+    assert_eq!(
+        (status, &error_object(&err)["param"]),
+        (400, &json!("user_role"))
+    );
+    let (status, err) = post(&proxy, "/key/update", json!({"rpm_limit": 1})).await;
+    assert_eq!((status, &error_object(&err)["param"]), (400, &json!("key")));
+    let (status, err) = call(&proxy, Method::POST, "/key/generate", None, Some(MASTER)).await;
+    assert_eq!(status, 200, "an empty body makes a default key: {err}");
+    let (status, err) = get(&proxy, "/spend/logs?start_date=yesterday").await;
+    assert_eq!(
+        (status, &error_object(&err)["param"]),
+        (400, &json!("start_date"))
+    );
+}
+
+#[tokio::test]
+async fn unknown_entities_are_404() {
+    let (_up, proxy) = gateway().await;
+    for (path, body) in [
+        (
+            "/key/update",
+            json!({"key": "sk-nope-nope", "rpm_limit": 1}),
+        ),
+        ("/key/block", json!({"key": "sk-nope-nope"})),
+        ("/key/regenerate", json!({"key": "sk-nope-nope"})),
+        ("/key/delete", json!({"keys": ["sk-nope-nope"]})),
+        ("/key/generate", json!({"team_id": "no-such-team"})),
+        ("/user/update", json!({"user_id": "ghost", "max_budget": 1})),
+        ("/user/delete", json!({"user_ids": ["ghost"]})),
+        ("/team/update", json!({"team_id": "ghost", "max_budget": 1})),
+        ("/team/delete", json!({"team_ids": ["ghost"]})),
+        (
+            "/team/member_add",
+            json!({"team_id": "ghost", "member": {"user_id": "u"}}),
+        ),
+    ] {
+        let (status, err) = post(&proxy, path, body.clone()).await;
+        assert_eq!(status, 404, "{path} {body} -> {err}");
+        assert_eq!(error_object(&err)["type"], "not_found_error");
+    }
+    for path in ["/user/info?user_id=ghost", "/team/info?team_id=ghost"] {
+        assert_eq!(get(&proxy, path).await.0, 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn key_generate_answers_every_litellm_field_and_accepts_a_chosen_key() {
+    let (_up, proxy) = gateway().await;
+    let made = generate(
+        &proxy,
+        json!({"key": "sk-my-own-key-1234", "key_alias": "chosen", "tags": ["a"]}),
+    )
+    .await;
+    assert_eq!(made["key"], "sk-my-own-key-1234");
+    assert_eq!(made["key_name"], "sk-...1234");
+    assert_eq!(made["token"], sha256("sk-my-own-key-1234"));
+    for field in [
+        "key",
+        "key_name",
+        "token",
+        "expires",
+        "key_alias",
+        "user_id",
+        "team_id",
+        "models",
+        "aliases",
+        "max_budget",
+        "spend",
+        "budget_duration",
+        "budget_reset_at",
+        "tpm_limit",
+        "rpm_limit",
+        "max_parallel_requests",
+        "metadata",
+        "tags",
+        "blocked",
+        "model_max_budget",
+        "model_rpm_limit",
+        "model_tpm_limit",
+        "created_at",
+    ] {
+        assert!(made.get(field).is_some(), "missing {field}: {made}");
+    }
+    assert!(made["expires"].is_null(), "no duration, no expiry");
+    let (status, _) = post(
+        &proxy,
+        "/key/generate",
+        json!({"key": "sk-my-own-key-1234"}),
+    )
+    .await;
+    assert_eq!(status, 400, "a key value exists once");
+    let (status, err) = post(&proxy, "/key/generate", json!({"key_alias": "chosen"})).await;
+    assert_eq!(
+        (status, &error_object(&err)["param"]),
+        (400, &json!("key_alias")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn key_delete_takes_keys_or_aliases_and_the_deleted_key_stops_working() {
+    let (_up, proxy) = gateway().await;
+    let a = key_of(&generate(&proxy, json!({"key_alias": "del-a"})).await);
+    let b = key_of(&generate(&proxy, json!({"key_alias": "del-b"})).await);
+    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&a)).await;
+    assert_eq!(status, 200, "the key works (and is cached) before deletion");
+    let (status, body) = post(&proxy, "/key/delete", json!({"keys": [a]})).await;
+    assert_eq!((status, body), (200, json!({"deleted_keys": [a]})));
+    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&a)).await;
+    assert_eq!(status, 401, "a deleted key is refused at once");
+    let (status, body) = post(&proxy, "/key/delete", json!({"key_aliases": ["del-b"]})).await;
+    assert_eq!((status, body), (200, json!({"deleted_keys": ["del-b"]})));
+    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&b)).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn key_list_pages_and_returns_full_objects_on_request() {
+    let (_up, proxy) = gateway().await;
+    for i in 0..5 {
+        generate(
+            &proxy,
+            json!({"key_alias": format!("page-{i}"), "user_id": "lister"}),
+        )
+        .await;
+    }
+    generate(&proxy, json!({"key_alias": "elsewhere"})).await;
+    let (status, page) = get(&proxy, "/key/list?user_id=lister&size=2&page=3").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total_count"], 5);
+    assert_eq!(page["total_pages"], 3);
+    assert_eq!(page["current_page"], 3);
+    assert_eq!(page["keys"].as_array().unwrap().len(), 1);
+    assert!(page["keys"][0].is_string(), "hashes by default");
+    let (_, full) = get(
+        &proxy,
+        "/key/list?key_alias=elsewhere&return_full_object=true",
+    )
+    .await;
+    assert_eq!(full["keys"][0]["key_alias"], "elsewhere");
+    let (status, err) = get(&proxy, "/key/list?page=0").await;
+    assert_eq!(
+        (status, &error_object(&err)["param"]),
+        (400, &json!("page"))
+    );
+}
+
+#[tokio::test]
+async fn key_regenerate_by_path_keeps_spend_settings_and_refuses_the_old_value() {
+    let (_up, proxy) = gateway().await;
+    let old = key_of(&generate(&proxy, json!({"key_alias": "rot", "rpm_limit": 4})).await);
+    let (status, rotated) = post(&proxy, &format!("/key/{old}/regenerate"), json!({})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = key_of(&rotated);
+    assert_eq!(rotated["token"], sha256(&new));
+    assert_eq!(rotated["rpm_limit"], 4);
+    let (status, _) = get(&proxy, &format!("/key/info?key={old}")).await;
+    assert_eq!(status, 404);
+    let (status, info) = get(&proxy, &format!("/key/info?key={new}")).await;
+    assert_eq!((status, &info["info"]["key_alias"]), (200, &json!("rot")));
+}
+
+#[tokio::test]
+async fn users_are_created_with_a_key_updated_listed_and_deleted_with_their_keys() {
+    let (_up, proxy) = gateway().await;
+    let (status, user) = post(
+        &proxy,
+        "/user/new",
+        json!({
+            "user_id": "ann", "user_email": "ann@example.com", "user_role": "internal_user",
+            "max_budget": 20, "budget_duration": "1d", "models": ["echo"], "rpm_limit": 30
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    let key = user["key"].as_str().unwrap().to_owned();
+    assert_eq!(user["user_id"], "ann");
+    assert_eq!(user["max_budget"], 20.0);
+    assert!(user["budget_reset_at"].is_string());
+    let (status, info) = call(&proxy, Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(
+        (status, &info["info"]["user_id"]),
+        (200, &json!("ann")),
+        "{info}"
+    );
+
+    let (status, updated) = post(
+        &proxy,
+        "/user/update",
+        json!({"user_id": "ann", "rpm_limit": 5, "user_email": null}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["rpm_limit"], 5);
+    assert!(updated["user_email"].is_null());
+    assert_eq!(updated["max_budget"], 20.0);
+
+    post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "ben", "auto_create_key": false}),
+    )
+    .await;
+    let (status, listed) = get(&proxy, "/user/list?page_size=1&page=2").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["total"], 2);
+    assert_eq!(listed["users"][0]["user_id"], "ben");
+
+    let (status, own) = call(&proxy, Method::GET, "/user/info", None, Some(&key)).await;
+    assert_eq!(
+        (status, &own["user_id"]),
+        (200, &json!("ann")),
+        "a key reads its own user"
+    );
+    let (status, _) = call(
+        &proxy,
+        Method::GET,
+        "/user/info?user_id=ben",
+        None,
+        Some(&key),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let (status, deleted) = post(&proxy, "/user/delete", json!({"user_ids": ["ann"]})).await;
+    assert_eq!((status, deleted), (200, json!({"deleted_users": ["ann"]})));
+    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(status, 401, "a deleted user's keys go with it");
+}
+
+#[tokio::test]
+async fn teams_hold_members_and_keys_and_take_them_along_when_deleted() {
+    let (_up, proxy) = gateway().await;
+    let (status, team) = post(
+        &proxy,
+        "/team/new",
+        json!({
+            "team_alias": "Research", "members_with_roles": [{"user_id": "ada", "role": "admin"}],
+            "tpm_limit": 1000, "models": ["echo", "other"], "metadata": {"cost_center": 7}
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{team}");
+    let team_id = team["team_id"].as_str().unwrap().to_owned();
+    assert!(team_id.starts_with("team-"), "{team_id}");
+    assert_eq!(team["members"], json!(["ada"]));
+    assert_eq!(team["members_with_roles"][0]["role"], "admin");
+
+    let (status, added) = post(
+        &proxy,
+        "/team/member_add",
+        json!({"team_id": team_id, "member": [{"user_id": "bo"}, {"user_id": "cy"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["updated_users"], json!(["bo", "cy"]));
+    let (status, removed) = post(
+        &proxy,
+        "/team/member_delete",
+        json!({"team_id": team_id, "user_id": "bo"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["members"], json!(["ada", "cy"]));
+    let (status, _) = post(
+        &proxy,
+        "/team/member_delete",
+        json!({"team_id": team_id, "user_id": "bo"}),
+    )
+    .await;
+    assert_eq!(status, 404, "no longer a member");
+
+    let (status, updated) = post(
+        &proxy,
+        "/team/update",
+        json!({"team_id": team_id, "team_alias": "R&D", "blocked": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        (
+            &updated["team_alias"],
+            &updated["blocked"],
+            &updated["tpm_limit"]
+        ),
+        (&json!("R&D"), &json!(true), &json!(1000))
+    );
+
+    let key = key_of(&generate(&proxy, json!({"team_id": team_id})).await);
+    let (status, info) = get(&proxy, &format!("/team/info?team_id={team_id}")).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["team_info"]["team_alias"], "R&D");
+    assert_eq!(info["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(info["team_memberships"].as_array().unwrap().len(), 2);
+    let (status, own) = call(
+        &proxy,
+        Method::GET,
+        &format!("/team/info?team_id={team_id}"),
+        None,
+        Some(&key),
+    )
+    .await;
+    assert_eq!(status, 200, "a team's key reads its team: {own}");
+
+    let (status, list) = get(&proxy, "/team/list").await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+
+    let (status, deleted) = post(&proxy, "/team/delete", json!({"team_ids": [team_id]})).await;
+    assert_eq!(
+        (status, deleted),
+        (200, json!({"deleted_teams": [team_id]}))
+    );
+    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(status, 401, "a deleted team's keys go with it");
+}
+
+#[tokio::test]
+async fn an_expired_key_is_refused_by_the_management_api() {
+    let (_up, proxy) = gateway().await;
+    let key = key_of(&generate(&proxy, json!({"duration": "1s"})).await);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (status, body) = call(&proxy, Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, info) = get(&proxy, &format!("/key/info?key={key}")).await;
+    assert_eq!(status, 200, "the master key still sees it");
+    assert!(info["info"]["expires"].is_string());
+}
+
+#[tokio::test]
+async fn spend_routes_answer_empty_in_litellm_shapes() {
+    let (_up, proxy) = gateway().await;
+    let (status, logs) = get(&proxy, "/spend/logs").await;
+    assert_eq!((status, logs), (200, json!([])));
+    let (status, report) = get(
+        &proxy,
+        "/global/spend/report?start_date=2026-01-01&end_date=2026-01-31",
+    )
+    .await;
+    assert_eq!((status, report), (200, json!([])));
+    let (status, err) = get(
+        &proxy,
+        "/global/spend/report?start_date=2026-02-01&end_date=2026-01-01",
+    )
+    .await;
+    assert_eq!(status, 400, "{err}");
+    let key = key_of(&generate(&proxy, json!({})).await);
+    let (status, _) = call(&proxy, Method::GET, "/spend/logs", None, Some(&key)).await;
+    assert_eq!(status, 403, "spend logs are for admins");
+}

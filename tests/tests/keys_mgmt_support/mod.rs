@@ -1,0 +1,205 @@
+//! What the management and storage tests share: a gateway with a master key
+//! and a key store (SQLite beside the config unless a URL is given), one
+//! call helper for the management API, and the core management scenario
+//! that runs against both store backends.
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code)]
+
+use conclave_e2e::{FakeUpstream, Launch, Proxy, deployments};
+use serde_json::{Value, json};
+
+pub const MASTER: &str = "sk-keys-master-0000";
+
+/// A config with `echo` and `other` on the fake, the master key and extra
+/// `general_settings` lines (e.g. `database_url: ...`).
+pub fn config(up: &FakeUpstream, general: &[&str]) -> String {
+    let mut yaml = format!(
+        "model_list:\n{}router_settings:\n  num_retries: 0\ngeneral_settings:\n  master_key: {MASTER}\n",
+        deployments(up, &[("echo", &[]), ("other", &[])])
+    );
+    for line in general {
+        yaml.push_str("  ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
+
+/// Starts a gateway on `yaml` with `DATABASE_URL` empty (so the config decides).
+pub async fn start(yaml: &str) -> Proxy {
+    Proxy::launch(
+        yaml,
+        Launch {
+            env: vec![("DATABASE_URL".into(), String::new())],
+            ..Launch::default()
+        },
+    )
+    .await
+}
+
+/// A management call with `key` (or none): status and JSON body.
+pub async fn call(
+    proxy: &Proxy,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let mut r = proxy.client.request(method, proxy.url(path));
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let response = r.send().await.expect("request to conclave");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// POST with the master key.
+pub async fn post(proxy: &Proxy, path: &str, body: Value) -> (u16, Value) {
+    call(proxy, reqwest::Method::POST, path, Some(body), Some(MASTER)).await
+}
+
+/// GET with the master key.
+pub async fn get(proxy: &Proxy, path: &str) -> (u16, Value) {
+    call(proxy, reqwest::Method::GET, path, None, Some(MASTER)).await
+}
+
+/// `/key/generate` with the master key; the new key's JSON (asserted 200).
+pub async fn generate(proxy: &Proxy, body: Value) -> Value {
+    let (status, key) = post(proxy, "/key/generate", body).await;
+    assert_eq!(status, 200, "{key}");
+    key
+}
+
+/// The full key of a `/key/generate` answer.
+pub fn key_of(generated: &Value) -> String {
+    generated["key"].as_str().unwrap().to_owned()
+}
+
+/// The lowercase hex SHA-256 of `text`.
+pub fn sha256(text: &str) -> String {
+    conclave::digest::sha256_hex(text.as_bytes())
+}
+
+/// The management scenario every backend must pass: generate, read, update,
+/// block, regenerate, list and delete keys; users and teams with members;
+/// an empty spend log. Returns the surviving key's value.
+pub async fn core_suite(proxy: &Proxy) -> String {
+    let team = post(
+        proxy,
+        "/team/new",
+        json!({"team_id": "core-team", "team_alias": "Core", "max_budget": 50.0}),
+    )
+    .await;
+    assert_eq!(team.0, 200, "{}", team.1);
+    let user = post(
+        proxy,
+        "/user/new",
+        json!({"user_id": "core-user", "user_email": "c@example.com", "auto_create_key": false}),
+    )
+    .await;
+    assert_eq!(user.0, 200, "{}", user.1);
+    assert!(user.1.get("key").is_none(), "{}", user.1);
+
+    let made = generate(
+        proxy,
+        json!({
+            "key_alias": "core-key", "user_id": "core-user", "team_id": "core-team",
+            "models": ["echo"], "max_budget": 10.0, "budget_duration": "30d",
+            "rpm_limit": 7, "tpm_limit": 700, "max_parallel_requests": 2,
+            "model_rpm_limit": {"echo": 3}, "model_tpm_limit": {"echo": 300},
+            "model_max_budget": {"echo": 1.5},
+            "metadata": {"owner": "core"}, "tags": ["core"], "duration": "1h",
+            "aliases": {"gpt-4": "echo"}
+        }),
+    )
+    .await;
+    let key = key_of(&made);
+    assert!(key.starts_with("sk-") && key.len() == 46, "{key}");
+    assert_eq!(made["token"], sha256(&key));
+    assert_eq!(made["key_name"], format!("sk-...{}", &key[key.len() - 4..]));
+    assert!(made["expires"].as_str().is_some());
+    assert!(made["budget_reset_at"].as_str().is_some());
+    assert_eq!(made["model_max_budget"]["echo"], 1.5);
+
+    let (status, info) = get(proxy, &format!("/key/info?key={key}")).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["info"]["key_alias"], "core-key");
+    assert_eq!(info["info"]["team_id"], "core-team");
+    assert_eq!(info["info"]["rpm_limit"], 7);
+    assert_eq!(info["info"]["aliases"]["gpt-4"], "echo");
+    assert_eq!(info["info"]["metadata"]["owner"], "core");
+    assert!(
+        !info["info"].to_string().contains(&key[3..]),
+        "key/info must not show the key"
+    );
+
+    let (status, updated) = post(
+        proxy,
+        "/key/update",
+        json!({"key": key, "rpm_limit": 9, "max_budget": null, "tags": ["x"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["rpm_limit"], 9);
+    assert!(updated["max_budget"].is_null());
+    assert_eq!(updated["tpm_limit"], 700, "fields not named stay");
+
+    let (status, blocked) = post(proxy, "/key/block", json!({"key": key})).await;
+    assert_eq!((status, &blocked["blocked"]), (200, &json!(true)));
+    let (status, _) = call(proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(status, 401, "a blocked key is refused");
+    let (status, unblocked) = post(proxy, "/key/unblock", json!({"key": key})).await;
+    assert_eq!((status, &unblocked["blocked"]), (200, &json!(false)));
+    let (status, own) = call(proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(status, 200, "{own}");
+
+    let (status, rotated) = post(proxy, "/key/regenerate", json!({"key": key})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_key = key_of(&rotated);
+    assert_ne!(new_key, key);
+    assert_eq!(
+        rotated["key_alias"], "core-key",
+        "settings survive regeneration"
+    );
+    let (status, _) = call(proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(status, 401, "the old value stops working");
+
+    let spare =
+        key_of(&generate(proxy, json!({"key_alias": "spare", "team_id": "core-team"})).await);
+    let (status, listed) = get(proxy, "/key/list?team_id=core-team").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["total_count"], 2);
+    assert!(
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(sha256(&spare)))
+    );
+
+    let (status, deleted) = post(proxy, "/key/delete", json!({"key_aliases": ["spare"]})).await;
+    assert_eq!((status, deleted), (200, json!({"deleted_keys": ["spare"]})));
+    let (status, _) = get(proxy, &format!("/key/info?key={spare}")).await;
+    assert_eq!(status, 404);
+
+    let (status, added) = post(
+        proxy,
+        "/team/member_add",
+        json!({"team_id": "core-team", "member": {"user_id": "core-user", "role": "user"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["members"], json!(["core-user"]));
+    let (status, uinfo) = get(proxy, "/user/info?user_id=core-user").await;
+    assert_eq!(status, 200, "{uinfo}");
+    assert_eq!(uinfo["user_info"]["teams"], json!(["core-team"]));
+    assert_eq!(uinfo["keys"].as_array().unwrap().len(), 1);
+    let (status, logs) = get(proxy, "/spend/logs?user_id=nobody").await;
+    assert_eq!((status, logs), (200, json!([])));
+    new_key
+}
