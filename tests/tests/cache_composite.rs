@@ -1,0 +1,128 @@
+//! Composite profiles and the response cache: a council's final answer is
+//! one entry with its trace, and with `composite_subcalls` the members'
+//! answers are reused even when the final answer is not stored.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use conclave_e2e::{
+    Behavior, FakeUpstream, Proxy, answer_content, answer_reasoning, chat_body, composite_config,
+    sse_content, sse_payloads,
+};
+use serde_json::{Value, json};
+
+const MEMBERS: [&str; 3] = ["member-kilo", "member-lima", "member-mike"];
+const CHAIR: &str = "chair-oscar";
+
+const PROFILE: &str = "      council_test:\n        strategy: council\n        topology:\n          \
+    chairman: {model: chair-oscar}\n          \
+    council: [{model: member-kilo}, {model: member-lima}, {model: member-mike}]\n          \
+    settings: {}\n";
+
+async fn start(up: &FakeUpstream, cache_params: &str) -> Proxy {
+    for (i, m) in MEMBERS.iter().enumerate() {
+        up.set(m, Behavior::ok(&format!("member answer {i}")));
+    }
+    up.set(CHAIR, Behavior::ok("the council's answer"));
+    let mut names = MEMBERS.to_vec();
+    names.push(CHAIR);
+    let mut yaml = composite_config(up, &names, &[("council", "council_test")], PROFILE);
+    yaml.push_str(&format!(
+        "litellm_settings:\n  cache: true\n  cache_params: {cache_params}\n"
+    ));
+    Proxy::start(&yaml).await
+}
+
+fn member_calls(up: &FakeUpstream) -> Vec<usize> {
+    MEMBERS.iter().map(|m| up.calls(m)).collect()
+}
+
+#[tokio::test]
+async fn a_council_asked_twice_calls_its_members_once_and_the_hit_shows_the_trace() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up, "{}").await;
+    let body = chat_body("council", "what is 6x7?");
+    let (status, headers, first) = proxy.chat(&body).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(headers["x-conclave-cache"], "stored");
+    // Members answer, then review each other: the calls of one run.
+    let one_run = member_calls(&up);
+    assert!(one_run.iter().all(|n| *n >= 1), "{one_run:?}");
+    let trace = answer_reasoning(&first).to_owned();
+    assert!(!trace.is_empty(), "{first}");
+
+    let (status, headers, second) = proxy.chat(&body).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(headers["x-conclave-cache"], "hit");
+    assert_eq!(member_calls(&up), one_run, "no member was asked again");
+    assert_eq!(up.calls(CHAIR), 1);
+    assert_eq!(answer_content(&second), "the council's answer");
+    let replayed = answer_reasoning(&second);
+    assert!(replayed.starts_with("[cached answer"), "{replayed}");
+    assert!(
+        replayed.ends_with(&trace),
+        "the original trace follows the note"
+    );
+    assert_eq!(second["usage"], first["usage"], "usage as stored");
+
+    // Streamed, the same entry replays the trace as reasoning deltas.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = proxy.post("/v1/chat/completions", &streamed).await;
+    assert_eq!(r.headers()["x-conclave-cache"], "hit");
+    let text = tokio::time::timeout(Duration::from_secs(10), r.text())
+        .await
+        .unwrap()
+        .unwrap();
+    let payloads = sse_payloads(&text);
+    assert_eq!(sse_content(&payloads), "the council's answer");
+    let reasoning: String = payloads
+        .iter()
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["reasoning_content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(reasoning.starts_with("[cached answer"), "{reasoning}");
+    assert_eq!(member_calls(&up), one_run);
+}
+
+#[tokio::test]
+async fn with_composite_subcalls_members_are_reused_when_the_answer_is_not_stored() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up, "{composite_subcalls: true}").await;
+    let mut body = chat_body("council", "what is 7x8?");
+    body["cache"] = json!({"no-store": true});
+    let (status, headers, first) = proxy.chat(&body).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(headers["x-conclave-cache"], "miss");
+    let one_run = member_calls(&up);
+    let (status, headers, second) = proxy.chat(&body).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        headers["x-conclave-cache"], "miss",
+        "the final answer was not stored"
+    );
+    assert_eq!(
+        member_calls(&up),
+        one_run,
+        "members answered from the cache: {:?}",
+        conclave_e2e::bodies(&up, MEMBERS[0])
+    );
+    assert_eq!(answer_content(&second), "the council's answer");
+}
+
+#[tokio::test]
+async fn without_composite_subcalls_members_are_asked_again() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up, "{}").await;
+    let mut body = chat_body("council", "what is 8x9?");
+    body["cache"] = json!({"no-store": true});
+    proxy.chat(&body).await;
+    let one_run = member_calls(&up);
+    proxy.chat(&body).await;
+    let twice: Vec<usize> = one_run.iter().map(|n| n * 2).collect();
+    assert_eq!(member_calls(&up), twice);
+}
