@@ -304,12 +304,21 @@ pub fn plan(cache: Option<Arc<Cache>>, r: &Request<'_>) -> Result<Option<Plan>, 
 }
 
 /// The part of a request's identity a scope adds to its key.
-/// The part of a request's identity a scope adds to its key: every caller
-/// of one kind (master key, open gateway) is one tenant.
+/// With `team`, a key without a team is a tenant of its own; the master
+/// key and an open gateway (no keys) are one tenant each.
 fn tenant(scope: CacheScope, caller: &Caller) -> Option<String> {
+    let own = || match caller.token_hash() {
+        Some(hash) => format!("key:{hash}"),
+        None => format!("caller:{}", caller.label()),
+    };
     match scope {
         CacheScope::Global => None,
-        CacheScope::Team | CacheScope::Key => Some(format!("caller:{}", caller.label())),
+        CacheScope::Team => Some(
+            caller
+                .team_id()
+                .map_or_else(own, |team| format!("team:{team}")),
+        ),
+        CacheScope::Key => Some(own()),
     }
 }
 
