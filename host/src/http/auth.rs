@@ -1,8 +1,16 @@
 //! Authentication: resolves the caller from `Authorization: Bearer <key>` or
-//! `x-api-key` (compared in constant time) and pins the gateway version the
-//! request is served by.
+//! `x-api-key` and pins the gateway version the request is served by.
+//!
+//! The master key (compared in constant time) makes the caller `Master`.
+//! With virtual keys enabled any other key is looked up in the key cache
+//! (the store only on a miss): an unknown, expired or blocked key (or a key
+//! of a blocked team) is refused with 401 and a `code` naming which. A
+//! lookup that fails or takes longer than [`RESOLVE_TIMEOUT`] (the store is
+//! down and the key is not cached) is answered 503 `key_store_unavailable`
+//! with `Retry-After`, never held open.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -14,7 +22,11 @@ use super::AppState;
 use super::error::ApiError;
 use crate::config::Secret;
 use crate::gateway::Gateway;
-use crate::ops::{Caller, RequestContext, RequestId};
+use crate::keys::Principal;
+use crate::ops::{Caller, Meter, RequestContext, RequestId};
+
+/// Longest wait for the key store when a presented key is not cached.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The key a client presented, from either header.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -56,12 +68,9 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let gateway = state.gateway();
-    let caller = match &gateway.master_key {
-        Some(expected) => match check_key(request.headers(), expected) {
-            Ok(()) => Caller::Master,
-            Err(e) => return e.into_response(),
-        },
-        None => Caller::Open,
+    let caller = match resolve_caller(&state, &gateway, request.headers()).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
     };
     let id = request
         .extensions()
@@ -69,12 +78,98 @@ pub async fn authenticate(
         .cloned()
         .unwrap_or_else(RequestId::generate);
     let route = route.as_ref().map_or("", MatchedPath::as_str);
-    let ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
+    let mut ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
+    ctx.meter = Meter::new(
+        state.ops.keys.is_some().then(|| state.ops.limiter.clone()),
+        gateway.prices.clone(),
+    );
+    ctx.trace = crate::observe::otel::RequestTrace::start(request.headers(), request.method());
     request.extensions_mut().insert(Scope {
         gateway,
         ctx: Arc::new(ctx),
     });
     next.run(request).await
+}
+
+/// Who presents the request's key: the master key's holder, a virtual key
+/// (when keys are enabled), or anyone when no master key is set.
+async fn resolve_caller(
+    state: &AppState,
+    gateway: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let Some(expected) = &gateway.master_key else {
+        return Ok(Caller::Open);
+    };
+    let master = check_key(headers, expected);
+    let (Err(refused), Some(keys)) = (&master, &state.ops.keys) else {
+        return master.map(|()| Caller::Master);
+    };
+    let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
+        return Err(ApiError::unauthorized(refused.body.error.message.clone()));
+    };
+    match tokio::time::timeout(RESOLVE_TIMEOUT, keys.resolve(presented)).await {
+        Ok(Ok(Some(principal))) => usable(&principal).map(|()| Caller::Key(principal)),
+        Ok(Ok(None)) => Err(ApiError::unauthorized("invalid API key: no such key")),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot look up a virtual key");
+            Err(store_unavailable())
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_s = RESOLVE_TIMEOUT.as_secs_f64(),
+                "the key store did not answer a key lookup in time"
+            );
+            Err(store_unavailable())
+        }
+    }
+}
+
+/// Refuses a key that exists but may not be used now.
+fn usable(principal: &Principal) -> Result<(), ApiError> {
+    let key = &principal.key;
+    let refuse = |code: &str, message: String| {
+        Err(ApiError::new(
+            http::StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            message,
+            None,
+            Some(code),
+        ))
+    };
+    if key.blocked {
+        return refuse("key_blocked", format!("key {} is blocked", key.key_name));
+    }
+    if let Some(team) = principal.team.as_ref().filter(|t| t.blocked) {
+        return refuse(
+            "team_blocked",
+            format!("key {}: its team {} is blocked", key.key_name, team.team_id),
+        );
+    }
+    if key.is_expired(SystemTime::now()) {
+        let when = key
+            .expires
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_default();
+        return refuse(
+            "key_expired",
+            format!("key {} expired at {when}", key.key_name),
+        );
+    }
+    Ok(())
+}
+
+/// 503 for a key lookup the store could not answer.
+fn store_unavailable() -> ApiError {
+    let mut e = ApiError::new(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable_error",
+        "the key store is unavailable and this key is not cached; retry shortly",
+        None,
+        Some("key_store_unavailable"),
+    );
+    e.retry_after = Some(Duration::from_secs(1));
+    e
 }
 
 /// Checks the presented key against `expected` in constant time.

@@ -163,3 +163,27 @@ pub async fn spend_rows(proxy: &Proxy, request_id: &str, rows: usize) -> Vec<Val
 pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
+
+/// A config with priced deployments `names`, the public composite models
+/// `(model_name, profile)`, the master key and `profiles` (YAML for
+/// `general_settings.composite_llm.profiles`, indented by six spaces).
+pub fn composite(
+    up: &FakeUpstream,
+    names: &[&str],
+    public: &[(&str, &str)],
+    profiles: &str,
+) -> String {
+    let mut yaml = String::from("model_list:\n");
+    for name in names {
+        yaml.push_str(&priced(up, name));
+    }
+    for (model_name, profile) in public {
+        yaml.push_str(&format!(
+            "  - model_name: {model_name}\n    litellm_params:\n      model: composite/profile/{profile}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "router_settings:\n  num_retries: 0\n  retry_after: 0\ngeneral_settings:\n  master_key: {MASTER}\n  composite_llm:\n    profiles:\n{profiles}"
+    ));
+    yaml
+}

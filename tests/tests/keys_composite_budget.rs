@@ -1,0 +1,157 @@
+//! Composite requests made with a virtual key: the profile is the model the
+//! key must be allowed to use (its sub-calls go through it on the caller's
+//! behalf), every sub-call is priced and charged to the caller as it ends,
+//! the answer's cost is the sum of its calls, and a run whose caller's
+//! budget runs out stops there: its next call gets `limit-exceeded`
+//! instead of spending more.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod keys_support;
+
+use conclave_e2e::{Behavior, FakeUpstream, Proxy, SseReader};
+use keys_support::{
+    CALL_COST, chat_as, close, code, composite, header, key_spend, new_key, spend_rows,
+};
+use serde_json::json;
+
+const MEMBERS: [&str; 3] = ["member-kilo", "member-lima", "member-mike"];
+const CHAIR: &str = "chair-oscar";
+
+/// A council of three members and a chairman, public as `council`: each
+/// member answers, then reviews the others' answers, then the chairman
+/// answers: seven calls per run.
+async fn council(up: &FakeUpstream) -> Proxy {
+    for m in MEMBERS {
+        up.set(m, Behavior::ok(&format!("{m} says 42")));
+    }
+    up.set(CHAIR, Behavior::ok("the council says 42"));
+    let mut names = MEMBERS.to_vec();
+    names.push(CHAIR);
+    let profile = "      council_test:\n        strategy: council\n        topology:\n          \
+         chairman: {model: chair-oscar}\n          \
+         council: [{model: member-kilo}, {model: member-lima}, {model: member-mike}]\n";
+    Proxy::start(&composite(
+        up,
+        &names,
+        &[("council", "council_test")],
+        profile,
+    ))
+    .await
+}
+
+fn member_calls(up: &FakeUpstream) -> usize {
+    MEMBERS.iter().map(|m| up.calls(m)).sum()
+}
+
+#[tokio::test]
+async fn a_composite_answer_costs_the_sum_of_its_calls_with_a_row_for_each() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    let key = new_key(&proxy, json!({})).await;
+    let (status, headers, body) = chat_as(&proxy, &key, "council").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (6, 1));
+    let reported: f64 = header(&headers, "x-conclave-response-cost")
+        .parse()
+        .unwrap();
+    assert!(close(reported, 7.0 * CALL_COST), "{reported}");
+    let id = header(&headers, "x-conclave-request-id").to_owned();
+    let rows = spend_rows(&proxy, &id, 8).await;
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    let sub_calls: Vec<_> = rows
+        .iter()
+        .filter(|r| r["parent_request_id"] == id.as_str())
+        .collect();
+    assert_eq!(sub_calls.len(), 7, "{rows:?}");
+    let logged: f64 = rows.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
+    assert!(close(logged, 7.0 * CALL_COST), "{logged}");
+    assert!(close(
+        key_spend(&proxy, &key, 7.0 * CALL_COST).await,
+        7.0 * CALL_COST
+    ));
+}
+
+#[tokio::test]
+async fn a_streamed_composite_charges_every_call_to_the_key() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    let key = new_key(&proxy, json!({})).await;
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "council", "stream": true,
+                      "messages": [{"role": "user", "content": "6x7?"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut reader = SseReader::new(r);
+    while let Some(data) = reader.next(std::time::Duration::from_secs(20)).await {
+        if data == "[DONE]" {
+            break;
+        }
+    }
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (6, 1));
+    let spend = key_spend(&proxy, &key, 7.0 * CALL_COST).await;
+    assert!(close(spend, 7.0 * CALL_COST), "{spend}");
+}
+
+#[tokio::test]
+async fn a_run_stops_at_its_callers_budget_instead_of_calling_the_chairman() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    // The three members' answers spend the budget: their reviews and the
+    // chairman's answer would pass it.
+    let key = new_key(&proxy, json!({"max_budget": 2.5 * CALL_COST})).await;
+    let (status, _, body) = chat_as(&proxy, &key, "council").await;
+    assert_ne!(status, 200, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("budget exceeded"), "{body}");
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (3, 0));
+    // The next request is refused before any model is called.
+    let (status, _, body) = chat_as(&proxy, &key, "council").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "key_budget_exceeded");
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (3, 0));
+    assert!(close(
+        key_spend(&proxy, &key, 3.0 * CALL_COST).await,
+        3.0 * CALL_COST
+    ));
+}
+
+#[tokio::test]
+async fn a_run_stops_at_its_callers_rpm_like_any_request() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    // The request and the members' three answers fit; the reviews and the
+    // chairman's call do not.
+    let key = new_key(&proxy, json!({"rpm_limit": 4})).await;
+    let (status, _, body) = chat_as(&proxy, &key, "council").await;
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rpm_limit 4"),
+        "{body}"
+    );
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (3, 0));
+}
+
+#[tokio::test]
+async fn a_key_needs_the_profile_not_its_members_in_its_models() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    let allowed = new_key(&proxy, json!({"models": ["council"]})).await;
+    let (status, _, body) = chat_as(&proxy, &allowed, "council").await;
+    assert_eq!(status, 200, "{body}");
+    // Its sub-calls' models are reached only through the profile.
+    let (status, _, body) = chat_as(&proxy, &allowed, "member-kilo").await;
+    assert_eq!(status, 403, "{body}");
+    let other = new_key(&proxy, json!({"models": ["member-kilo"]})).await;
+    let (status, _, body) = chat_as(&proxy, &other, "council").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(code(&body), "key_model_access_denied");
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (6, 1));
+}

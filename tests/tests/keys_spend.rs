@@ -1,0 +1,179 @@
+//! Spend through the real binary: each answer's cost from its deployment's
+//! per-token prices (or the built-in table), reported in
+//! `x-conclave-response-cost`, charged to the key and written to the spend
+//! log; streams charged from a usage chunk the gateway asks for and keeps
+//! from clients that did not ask for it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod keys_support;
+
+use std::time::Duration;
+
+use conclave_e2e::{FakeUpstream, Proxy, SseReader, deployment};
+use keys_support::{
+    CALL_COST, MASTER, chat_as, chat_body_as, close, config, header, key_spend, new_key, spend_rows,
+};
+use serde_json::{Value, json};
+
+fn cost(headers: &reqwest::header::HeaderMap) -> f64 {
+    header(headers, "x-conclave-response-cost").parse().unwrap()
+}
+
+/// The SSE payloads of a streamed chat request made with `key`.
+async fn stream_as(proxy: &Proxy, key: &str, body: Value) -> Vec<Value> {
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut reader = SseReader::new(r);
+    let mut payloads = Vec::new();
+    while let Some(data) = reader.next(Duration::from_secs(10)).await {
+        if data == "[DONE]" {
+            break;
+        }
+        payloads.push(serde_json::from_str(&data).unwrap());
+    }
+    payloads
+}
+
+fn stream_body(include_usage: Option<bool>) -> Value {
+    let mut body = json!({"model": "gpt-a", "stream": true,
+                          "messages": [{"role": "user", "content": "hi"}]});
+    if let Some(asked) = include_usage {
+        body["stream_options"] = json!({"include_usage": asked});
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_json_answer_reports_its_cost_and_the_spend_log_records_it() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({})).await;
+    let (status, headers, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(close(cost(&headers), CALL_COST), "{headers:?}");
+    let id = header(&headers, "x-conclave-request-id").to_owned();
+    let rows = spend_rows(&proxy, &id, 1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(close(rows[0]["spend"].as_f64().unwrap(), CALL_COST));
+    assert_eq!(rows[0]["prompt_tokens"], 5);
+    assert_eq!(rows[0]["completion_tokens"], 7);
+    assert_eq!(rows[0]["model_group"], "gpt-a");
+    assert!(close(key_spend(&proxy, &key, CALL_COST).await, CALL_COST));
+}
+
+#[tokio::test]
+async fn a_stream_is_charged_from_a_usage_chunk_the_client_never_sees() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({})).await;
+    let payloads = stream_as(&proxy, &key, stream_body(None)).await;
+    assert!(!payloads.is_empty());
+    assert!(
+        payloads
+            .iter()
+            .all(|p| p.get("usage").is_none_or(Value::is_null)),
+        "{payloads:?}"
+    );
+    let sent = up.last_body("gpt-a").unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    assert!(close(key_spend(&proxy, &key, CALL_COST).await, CALL_COST));
+}
+
+#[tokio::test]
+async fn a_client_that_asks_for_usage_gets_its_usage_chunk_and_is_charged_once() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({})).await;
+    let payloads = stream_as(&proxy, &key, stream_body(Some(true))).await;
+    let last = payloads.last().unwrap();
+    assert_eq!(last["usage"]["completion_tokens"], 7, "{payloads:?}");
+    assert!(close(key_spend(&proxy, &key, CALL_COST).await, CALL_COST));
+}
+
+#[tokio::test]
+async fn spend_is_the_sum_of_per_call_costs_streamed_and_not() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({})).await;
+    let mut reported = 0.0;
+    for _ in 0..2 {
+        let (status, headers, _) = chat_as(&proxy, &key, "gpt-a").await;
+        assert_eq!(status, 200);
+        reported += cost(&headers);
+        stream_as(&proxy, &key, stream_body(None)).await;
+        stream_as(&proxy, &key, stream_body(Some(false))).await;
+    }
+    assert!(close(reported, 2.0 * CALL_COST));
+    assert_eq!(up.calls("gpt-a"), 6);
+    let spend = key_spend(&proxy, &key, 6.0 * CALL_COST).await;
+    assert!(close(spend, 6.0 * CALL_COST), "{spend}");
+}
+
+#[tokio::test]
+async fn prices_come_from_the_table_else_zero_with_one_warning_naming_the_model() {
+    let up = FakeUpstream::start().await;
+    let listed = deployment("listed", "openai/gpt-4o-mini", &up.api_base("listed"), &[]);
+    let unknown = deployment(
+        "unknown",
+        "openai/house-model-7",
+        &up.api_base("unknown"),
+        &[],
+    );
+    let in_params = deployment(
+        "in-params",
+        "openai/house-model-8",
+        &up.api_base("in-params"),
+        &["input_cost_per_token: 0.01", "output_cost_per_token: 0.02"],
+    );
+    let proxy = Proxy::start(&config(&up, &[], &format!("{listed}{unknown}{in_params}"))).await;
+    let (status, headers, _) = chat_as(&proxy, MASTER, "listed").await;
+    assert_eq!(status, 200);
+    assert!(
+        close(cost(&headers), 5.0 * 0.15e-6 + 7.0 * 0.6e-6),
+        "{headers:?}"
+    );
+    let (_, headers, _) = chat_as(&proxy, MASTER, "in-params").await;
+    assert!(
+        close(cost(&headers), 5.0 * 0.01 + 7.0 * 0.02),
+        "{headers:?}"
+    );
+    for _ in 0..3 {
+        let (status, headers, _) = chat_as(&proxy, MASTER, "unknown").await;
+        assert_eq!(status, 200);
+        assert_eq!(cost(&headers), 0.0);
+    }
+    let warnings = proxy
+        .logs()
+        .lines()
+        .filter(|l| l.contains("no price known") && l.contains("openai/house-model-7"))
+        .count();
+    assert_eq!(warnings, 1, "{}", proxy.logs());
+    assert!(!proxy.logs().contains("input_cost_per_token: unknown key"));
+}
+
+#[tokio::test]
+async fn a_refused_request_costs_nothing_and_leaves_no_spend_row() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, &["gpt-a", "gpt-b"], "")).await;
+    let key = new_key(&proxy, json!({"models": ["gpt-a"]})).await;
+    let (status, headers, _) = chat_body_as(
+        &proxy,
+        &key,
+        &json!({"model": "gpt-b", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let id = header(&headers, "x-conclave-request-id").to_owned();
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    assert!(close(key_spend(&proxy, &key, CALL_COST).await, CALL_COST));
+    // The writer has flushed the later request: a row for the refused one
+    // would be there by now.
+    assert!(spend_rows(&proxy, &id, 0).await.is_empty());
+}
