@@ -93,6 +93,9 @@ impl Bound {
         if !self.outcomes.flush(OUTCOME_FLUSH_TIMEOUT).await {
             tracing::warn!("outcome sinks did not take every queued outcome before shutdown");
         }
+        if !crate::observe::otel::flush(OUTCOME_FLUSH_TIMEOUT).await {
+            tracing::warn!("queued spans were not all exported before shutdown");
+        }
         if let Some(keys) = &self.keys
             && !keys.flush(SPEND_FLUSH_TIMEOUT).await
         {
@@ -125,6 +128,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
     // Process-wide limits are read once, at start-up.
     let general = loaded.config.general_settings.clone();
+    crate::observe::otel::install(&loaded.config, &config_path.display().to_string())?;
     let cache_dir = crate::compile_cache::resolve_dir(
         no_compile_cache,
         loaded.config.general_settings.compile_cache_dir.as_deref(),
@@ -181,6 +185,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     );
     control.spawn_signal_handler();
     control.spawn_watcher();
+    crate::observe::health::spawn(&general, control.current(), http_client()?);
     let has_master_key = control.current().load().master_key.is_some();
     let keys = open_keys(&general, &config_path, has_master_key).await?;
     let observe = crate::observe::Observe::from_settings(&general, &config_path);

@@ -157,6 +157,40 @@ pub struct GeneralSettings {
     pub maximum_spend_logs_retention_period: Option<String>,
     /// Keep spend totals but write no per-request spend-log rows.
     pub disable_spend_logs: Option<bool>,
+    /// OpenTelemetry trace export over OTLP/HTTP; the standard `OTEL_*`
+    /// environment variables win over it. Read at start-up.
+    pub otel: Option<OtelSettings>,
+    /// Probe every deployment periodically with a one-token request
+    /// (LiteLLM's name); failures show in `/health` and the metrics.
+    pub background_health_checks: Option<bool>,
+    /// Seconds between background health checks (LiteLLM's name); 300 when unset.
+    pub health_check_interval: Option<f64>,
+}
+
+/// `general_settings.otel`: where and how traces are exported. Any key
+/// turns export on unless `enabled: false`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct OtelSettings {
+    /// `false` keeps export off even when the environment configures it.
+    pub enabled: Option<bool>,
+    /// The collector's base URL (`/v1/traces` is added), like
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// Headers sent with every export (e.g. an API key); never logged.
+    pub headers: BTreeMap<String, Secret>,
+    /// `http/protobuf` (the only protocol conclave exports with).
+    pub protocol: Option<String>,
+    /// The `service.name` resource attribute (`conclave` when unset).
+    pub service_name: Option<String>,
+    /// `OTEL_TRACES_SAMPLER`'s values: `parentbased_always_on` (default),
+    /// `always_on`, `always_off`, `traceidratio`, `parentbased_traceidratio`, ...
+    pub sampler: Option<String>,
+    /// The ratio for the `traceidratio` samplers (0 to 1).
+    pub sampler_arg: Option<f64>,
+    /// Record prompts and answers on model-call spans
+    /// (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`). Off by default.
+    pub capture_message_content: Option<bool>,
 }
 
 /// `litellm_settings`.

@@ -51,11 +51,18 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .groups()
         .iter()
         .flat_map(|g| {
-            g.deployments.iter().map(|d| DeploymentState {
-                model_group: g.name.clone(),
-                deployment: d.id.clone(),
-                provider: d.target.provider().to_owned(),
-                cooling: cooling.contains(&d.id),
+            g.deployments.iter().map(|d| {
+                let (failing, checks_passed, checks_failed) =
+                    d.with_checks(|c| (c.failing(), c.passed, c.failed));
+                DeploymentState {
+                    model_group: g.name.clone(),
+                    deployment: d.id.clone(),
+                    provider: d.target.provider().to_owned(),
+                    cooling: cooling.contains(&d.id),
+                    failing,
+                    checks_passed,
+                    checks_failed,
+                }
             })
         })
         .collect();

@@ -269,48 +269,12 @@ pub async fn model_info(Extension(scope): Extension<Scope>) -> Response {
     summary = "Deployment health",
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "Healthy and cooling deployments with their average latency", body = super::openapi::JsonObject),
+        (status = 200, description = "Every deployment: healthy or not, its average latency, its last error and its last background health check", body = super::openapi::JsonObject),
         (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
     )
 )]
 pub async fn health(Extension(scope): Extension<Scope>) -> Response {
-    let gateway = &scope.gateway;
-    let total: usize = gateway
-        .router
-        .groups()
-        .iter()
-        .map(|g| g.deployments.len())
-        .sum();
-    let cooling = gateway.router.cooling();
-    let unhealthy: Vec<_> = cooling
-        .iter()
-        .map(|(id, wait)| json!({"model_id": id, "recovers_in_s": (wait.as_secs_f64() * 10.0).ceil() / 10.0}))
-        .collect();
-    // Per deployment: whether it serves now and its average upstream
-    // latency (time to first chunk for streams), read from the router's
-    // live numbers. The router keeps no last error per deployment.
-    let deployments: Vec<_> = gateway
-        .router
-        .groups()
-        .iter()
-        .flat_map(|g| g.deployments.iter())
-        .map(|d| {
-            json!({
-                "model_id": d.id,
-                "model_group": d.group,
-                "healthy": !cooling.iter().any(|(id, _)| *id == d.id),
-                "latency_avg_ms": d.latency().map(|l| (l.as_secs_f64() * 10_000.0).round() / 10.0),
-            })
-        })
-        .collect();
-    let body = json!({
-        "status": if cooling.is_empty() { "healthy" } else { "degraded" },
-        "healthy_count": total - cooling.len(),
-        "unhealthy_count": cooling.len(),
-        "unhealthy_deployments": unhealthy,
-        "deployments": deployments,
-    });
-    Json(body).into_response()
+    Json(crate::observe::health::report(&scope.gateway)).into_response()
 }
 
 #[utoipa::path(

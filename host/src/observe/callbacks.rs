@@ -1,6 +1,8 @@
 //! LiteLLM's `success_callback` / `failure_callback` / `callbacks` lists.
-//! conclave has one of LiteLLM's callbacks built in: `prometheus`, served at
-//! `GET /metrics` (on whether or not the list names it). Every other name
+//! conclave has two of LiteLLM's callbacks built in: `prometheus`, served at
+//! `GET /metrics` (on whether or not the list names it), and `otel`, which
+//! turns on OpenTelemetry trace export with the same `OTEL_*` variables
+//! ([`crate::observe::otel`]). Every other name
 //! (langfuse, datadog, a Python handler path, ...) is accepted so a LiteLLM
 //! config keeps loading, with one warning naming what is not done.
 
@@ -22,7 +24,10 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
         let Some(list) = list.as_ref().map(Callbacks::names) else {
             continue;
         };
-        let others: Vec<&str> = list.into_iter().filter(|n| *n != PROMETHEUS).collect();
+        let others: Vec<&str> = list
+            .into_iter()
+            .filter(|n| *n != PROMETHEUS && *n != super::otel::settings::OTEL_CALLBACK)
+            .collect();
         if others.is_empty() {
             continue;
         }
@@ -38,7 +43,7 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
     }
     vec![format!(
         "{file}: {}: callbacks conclave does not have, ignored: {} \
-         (built in: prometheus, served at /metrics)",
+         (built in: prometheus, served at /metrics; otel, OTLP trace export)",
         keys.join(", "),
         unknown.join(", ")
     )]
@@ -60,11 +65,12 @@ mod tests {
             w,
             vec![
                 "t.yaml: litellm_settings.success_callback, litellm_settings.failure_callback: \
-                 callbacks conclave does not have, ignored: langfuse (built in: prometheus, served at /metrics)"
+                 callbacks conclave does not have, ignored: langfuse (built in: prometheus, served at /metrics; \
+                 otel, OTLP trace export)"
                     .to_owned()
             ]
         );
-        let yaml = "model_list: []\nlitellm_settings:\n  callbacks: [prometheus]\n";
+        let yaml = "model_list: []\nlitellm_settings:\n  callbacks: [prometheus, otel]\n";
         let loaded = load_str(yaml, Path::new("t.yaml"), Env::default()).unwrap();
         assert!(super::warnings(&loaded.config, "t.yaml").is_empty());
     }

@@ -429,6 +429,11 @@ pub struct DeploymentState {
     pub deployment: String,
     pub provider: String,
     pub cooling: bool,
+    /// The last background health check failed.
+    pub failing: bool,
+    /// Background health checks passed and failed since start.
+    pub checks_passed: u64,
+    pub checks_failed: u64,
 }
 
 /// What is read from the gateway when scraped.
@@ -472,7 +477,12 @@ impl Live {
         );
         let states: Family<DeploymentLabels, Gauge> = Family::default();
         for d in &self.deployments {
-            for (state, on) in [("healthy", !d.cooling), ("cooling", d.cooling)] {
+            let states_of = [
+                ("healthy", !d.cooling && !d.failing),
+                ("cooling", d.cooling),
+                ("unhealthy", !d.cooling && d.failing),
+            ];
+            for (state, on) in states_of {
                 states
                     .get_or_create(&DeploymentLabels {
                         model_group: d.model_group.clone(),
@@ -485,8 +495,27 @@ impl Live {
         }
         r.register(
             "conclave_deployment_state",
-            "1 for the state each deployment is in (healthy or cooling)",
+            "1 for the state each deployment is in (healthy, cooling, or unhealthy: its last \
+             background health check failed)",
             states,
+        );
+        let checks: Family<DeploymentLabels, Counter> = Family::default();
+        for d in &self.deployments {
+            for (state, count) in [("passed", d.checks_passed), ("failed", d.checks_failed)] {
+                checks
+                    .get_or_create(&DeploymentLabels {
+                        model_group: d.model_group.clone(),
+                        deployment: d.deployment.clone(),
+                        provider: d.provider.clone(),
+                        state,
+                    })
+                    .inc_by(count);
+            }
+        }
+        r.register(
+            "conclave_health_checks",
+            "Background health checks since start, by deployment and result (state)",
+            checks,
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build

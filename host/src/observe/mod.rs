@@ -4,7 +4,9 @@
 //! them, off the response path.
 
 pub mod callbacks;
+pub mod health;
 pub mod metrics;
+pub mod otel;
 pub mod request_log;
 
 use std::path::Path;

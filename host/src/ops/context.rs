@@ -68,6 +68,9 @@ pub struct RequestContext {
     /// Prices its model calls, charges them to the caller's limits and
     /// keeps the request's total cost.
     pub meter: Meter,
+    /// The request's OpenTelemetry trace, when export is on and the sampler
+    /// kept it.
+    pub trace: Option<Arc<crate::observe::otel::RequestTrace>>,
 }
 
 impl RequestContext {
@@ -85,6 +88,7 @@ impl RequestContext {
             span,
             outcomes,
             meter: Meter::default(),
+            trace: None,
         }
     }
 }

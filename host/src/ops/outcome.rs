@@ -109,6 +109,9 @@ pub struct Outcome {
     pub body: Vec<Bytes>,
     /// The trace and log settings of a composite run.
     pub composite: Option<Arc<CompositeRun>>,
+    /// The client request's OpenTelemetry trace (its server span is built
+    /// from this outcome); `None` for sub-calls and untraced requests.
+    pub trace: Option<Arc<crate::observe::otel::RequestTrace>>,
 }
 
 impl Outcome {
@@ -195,6 +198,10 @@ impl PendingOutcome {
                 cache: CacheStatus::None,
                 body: Vec::new(),
                 composite: None,
+                trace: match kind {
+                    OutcomeKind::Request => request.trace.clone(),
+                    OutcomeKind::SubCall => None,
+                },
             }),
             started,
             outcomes: request.outcomes.clone(),

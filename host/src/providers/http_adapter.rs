@@ -230,11 +230,14 @@ impl HttpTarget {
         };
         let bytes =
             serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        let request = client
+        let mut request = client
             .post(self.url(model, call.endpoint)?)
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(bytes);
+        if let Some(traceparent) = call.traceparent {
+            request = request.header("traceparent", traceparent);
+        }
 
         if call.stream {
             let wait = call.timeouts.stream;

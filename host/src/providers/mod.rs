@@ -101,6 +101,8 @@ pub struct UpstreamCall<'a> {
     pub timeouts: Timeouts,
     /// Largest upstream body read (`general_settings.max_response_size_mb`).
     pub max_response_bytes: usize,
+    /// W3C `traceparent` to send, when the request is traced.
+    pub traceparent: Option<&'a str>,
 }
 
 /// Upstream body size limit when `max_response_size_mb` is unset: 64 MiB.

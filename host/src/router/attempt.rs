@@ -10,6 +10,7 @@ use futures_util::{StreamExt, stream};
 use super::deployment::Deployment;
 use super::{RouteRequest, Router};
 use crate::config::GeneralSettings;
+use crate::observe::otel::{AttemptSpan, AttemptTarget};
 use crate::openai::usage_of;
 use crate::providers::{
     DEFAULT_MAX_RESPONSE_BYTES, UpstreamCall, UpstreamError, UpstreamReply, sse,
@@ -35,6 +36,19 @@ pub(super) async fn attempt(
         let m = deployment.target.upstream_model();
         m.contains('*').then(|| m.replace('*', c))
     });
+    let mut span = AttemptSpan::start(
+        req.ctx,
+        AttemptTarget {
+            endpoint: req.endpoint,
+            provider: deployment.target.provider(),
+            model: model_override
+                .as_deref()
+                .unwrap_or(deployment.target.upstream_model()),
+            deployment: &deployment.id,
+            group: &deployment.group,
+        },
+        req.body,
+    );
     let call = UpstreamCall {
         endpoint: req.endpoint,
         stream: req.stream,
@@ -42,12 +56,14 @@ pub(super) async fn attempt(
         model_override: model_override.as_deref(),
         timeouts: deployment.timeouts,
         max_response_bytes: router.max_response_bytes,
+        traceparent: span.as_ref().map(AttemptSpan::traceparent),
     };
     let started = Instant::now();
     let reply = match deployment.target.call(&router.client, call).await {
         Ok(reply) => reply,
         Err(e) => {
             record_timeout(deployment, &e, started);
+            span_failed(span, deployment, &e);
             return Err(e);
         }
     };
@@ -61,6 +77,9 @@ pub(super) async fn attempt(
                 deployment.with_health(|h| h.record_tokens(minute, usage.total_tokens));
             }
             drop(guard);
+            if let Some(span) = span {
+                span.answered(&body);
+            }
             Ok(Answer {
                 reply: UpstreamReply::Json(body),
                 upstream_time,
@@ -71,21 +90,36 @@ pub(super) async fn attempt(
                 None => None,
                 Some(Err(e)) => {
                     record_timeout(deployment, &e, started);
+                    span_failed(span, deployment, &e);
                     return Err(e);
                 }
                 Some(Ok(payload)) => match sse::stream_error(&payload) {
                     // Providers that do not decode SSE themselves may still
                     // pass an error object on as a chunk.
-                    Some(error) => return Err(redact(deployment, error)),
+                    Some(error) => {
+                        let error = redact(deployment, error);
+                        span_failed(span, deployment, &error);
+                        return Err(error);
+                    }
                     None => Some(payload),
                 },
             };
+            if let (Some(span), Some(payload)) = (&mut span, &first) {
+                span.keep(payload);
+            }
             let upstream_time = started.elapsed();
             deployment.record_latency(upstream_time);
             let head = stream::iter(first.map(Ok));
-            // The guard lives as long as the stream, so least-busy sees it.
+            // The guard lives as long as the stream, so least-busy sees it;
+            // so does the attempt's span, which ends with the stream.
             let rest = chunks.map(move |item| {
                 let _keep = &guard;
+                if let Some(span) = &mut span {
+                    match &item {
+                        Ok(payload) => span.keep(payload),
+                        Err(e) => span.stream_failed(e, &e.to_string()),
+                    }
+                }
                 item
             });
             Ok(Answer {
@@ -102,6 +136,13 @@ pub(super) async fn attempt(
 fn record_timeout(deployment: &Deployment, error: &UpstreamError, started: Instant) {
     if matches!(error, UpstreamError::Timeout(_)) {
         deployment.record_latency(started.elapsed());
+    }
+}
+
+/// Ends a traced attempt's span with `error`, its message without credentials.
+fn span_failed(span: Option<AttemptSpan>, deployment: &Deployment, error: &UpstreamError) {
+    if let Some(span) = span {
+        span.failed(error, &deployment.target.redact(&error.to_string()));
     }
 }
 

@@ -42,6 +42,9 @@ pub struct LiveState {
     /// Average latency in microseconds; 0 until the first success.
     latency_us: AtomicU64,
     health: Mutex<Health>,
+    /// The last failed call and the background health checks' findings,
+    /// for `/health` and the metrics.
+    checks: Mutex<super::checks::Checks>,
 }
 
 /// What a deployment is, as read from its model_list entry; the live
@@ -152,6 +155,14 @@ impl Deployment {
     /// When this deployment comes back, if it is cooling down.
     pub fn cooling_until(&self, now: Instant) -> Option<Instant> {
         self.with_health(|h| h.cooling_until(now))
+    }
+
+    /// Runs `f` on the last error and health-check record.
+    pub fn with_checks<R>(&self, f: impl FnOnce(&mut super::checks::Checks) -> R) -> R {
+        match self.live.checks.lock() {
+            Ok(mut c) => f(&mut c),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
     }
 
     /// Marks one request in flight until the guard drops.

@@ -9,6 +9,7 @@
 mod attempt;
 pub mod balance;
 mod build;
+pub mod checks;
 pub mod clock;
 pub mod cooldown;
 pub mod deployment;

@@ -112,6 +112,8 @@ pub(super) async fn run_group(
         };
         let class = classify(&error);
         router.record_failure(&deployment, class, retry_after_of(&error));
+        let message = deployment.target.redact(&error.to_string());
+        deployment.with_checks(|c| c.record_error(message));
         if !tried.contains(&next) {
             tried.push(next);
         }

@@ -23,6 +23,7 @@ use super::convert::{
 use super::error::StrategyError;
 use super::limits::{EPOCH_TICK, Limits};
 use super::trace::{Trace, TraceNode};
+use crate::observe::otel::{WorkflowInfo, WorkflowSpans};
 use crate::openai::Endpoint;
 use crate::openai::response::{self, Head};
 use crate::ops::{CallContext, Caller, PendingOutcome, Usage as OutcomeUsage};
@@ -119,6 +120,8 @@ pub struct RunState {
     pub trace: Trace,
     /// Whether `respond` already streamed the answer's content.
     pub streamed_answer: bool,
+    /// The run's OpenTelemetry spans, when the request is traced.
+    spans: Option<WorkflowSpans>,
 }
 
 impl WasiView for RunState {
@@ -235,6 +238,7 @@ impl RunState {
             completion_tokens: 0,
             trace: Trace::new(profile),
             streamed_answer: false,
+            spans: None,
         }
     }
 }
@@ -268,13 +272,21 @@ pub async fn run(
 ) -> (Result<ChatResponse, StrategyError>, RunSummary) {
     let profile = input.profile.clone();
     let deadline = input.limits.deadline;
-    let state = RunState::new(
+    let mut state = RunState::new(
         input.limits,
         input.router,
         input.ctx,
         input.sink,
         input.include_trace,
         &profile,
+    );
+    state.spans = WorkflowSpans::start(
+        &state.ctx,
+        WorkflowInfo {
+            profile: &profile,
+            strategy: &strategy.source,
+            hash: &strategy.hash,
+        },
     );
     let mut store = new_store(strategy, state);
     let invocation = input.invocation;
@@ -300,7 +312,16 @@ pub async fn run(
         Ok(Ok(Err(guest_error))) => Err(StrategyError::from_guest(&profile, guest_error)),
         Ok(Err(trap)) => Err(explain_trap(&profile, store.data(), &trap)),
     };
-    (result, store.into_data().into_summary())
+    let mut state = store.into_data();
+    if let Some(spans) = state.spans.take() {
+        let error = result.as_ref().err().map(ToString::to_string);
+        spans.end(
+            state.prompt_tokens,
+            state.completion_tokens,
+            error.as_deref(),
+        );
+    }
+    (result, state.into_summary())
 }
 
 /// Calls the component's `validate` export for `profile`, under the
@@ -826,6 +847,9 @@ impl Host for RunState {
     async fn trace(&mut self, stage: String, text: String) -> wasmtime::Result<()> {
         self.admit_trace(&stage, &text)?;
         self.trace.push_stage(&stage, &text);
+        if let Some(spans) = &mut self.spans {
+            spans.stage(&stage, &text);
+        }
         if !self.include_trace {
             return Ok(());
         }

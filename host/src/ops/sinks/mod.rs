@@ -12,6 +12,7 @@ mod composite_log;
 mod metrics;
 mod request_log;
 mod spend;
+mod traces;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ pub use composite_log::{CompositeLog, CompositeRun};
 pub use metrics::MetricsSink;
 pub use request_log::RequestLog;
 pub use spend::SpendSink;
+pub use traces::Traces;
 
 /// Outcomes waiting for the dispatcher before new ones are dropped.
 const CHANNEL_CAPACITY: usize = 16 * 1024;
@@ -45,7 +47,7 @@ pub trait OutcomeSink: Send + Sync + 'static {
 
 /// The sinks every gateway has: composite trace logs, the access log, the
 /// metrics (which read deployment providers from `current`) and, when
-/// configured, the request logs.
+/// configured, the trace export and the request logs.
 pub fn default_sinks(
     observe: &crate::observe::Observe,
     current: Arc<arc_swap::ArcSwap<crate::gateway::Gateway>>,
@@ -55,6 +57,9 @@ pub fn default_sinks(
         Arc::new(AccessLog),
         Arc::new(MetricsSink::new(observe.metrics.clone(), current)),
     ];
+    if crate::observe::otel::tracer().is_some() {
+        sinks.push(Arc::new(Traces));
+    }
     if let Some(settings) = &observe.request_log {
         match crate::observe::request_log::Writer::open(settings.clone()) {
             Ok(writer) => sinks.push(Arc::new(RequestLog::new(writer))),

@@ -1,0 +1,296 @@
+//! Whether and how traces are exported: the standard `OTEL_*` environment
+//! variables, `general_settings.otel` and LiteLLM's `otel` callback, merged
+//! once at start-up. The environment wins over the file, as operators expect.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry_sdk::trace::Sampler;
+
+use crate::config::Config;
+
+/// LiteLLM's callback name that turns trace export on.
+pub const OTEL_CALLBACK: &str = "otel";
+
+/// The one protocol conclave exports with.
+const HTTP_PROTOBUF: &str = "http/protobuf";
+/// How often queued spans are sent when `OTEL_BSP_SCHEDULE_DELAY` is unset.
+const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_millis(1000);
+/// Spans waiting for export before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
+const DEFAULT_MAX_QUEUE: usize = 2048;
+/// Spans in one export request (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
+const DEFAULT_MAX_BATCH: usize = 512;
+
+/// Resolved trace-export settings; only built when export is on.
+pub struct Settings {
+    /// The traces URL from the config; `None` lets the exporter read
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` (default `http://localhost:4318`).
+    pub endpoint: Option<String>,
+    /// Headers from the config (the exporter adds `OTEL_EXPORTER_OTLP_HEADERS`).
+    pub headers: HashMap<String, String>,
+    /// The `service.name` from the config (`OTEL_SERVICE_NAME` wins).
+    pub service_name: Option<String>,
+    pub sampler: Sampler,
+    /// Record message contents on model-call spans.
+    pub capture_content: bool,
+    pub schedule_delay: Duration,
+    pub max_queue: usize,
+    pub max_batch: usize,
+}
+
+impl std::fmt::Debug for Settings {
+    /// Header names only: their values are credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("service_name", &self.service_name)
+            .field("capture_content", &self.capture_content)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the settings from `config` (loaded from `file`) and the environment
+/// as `env` reports it. `Ok(None)` when export is off; an error names the
+/// variable or key path that is wrong.
+pub fn resolve(
+    config: &Config,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Settings>, String> {
+    let file_settings = config.general_settings.otel.as_ref();
+    if !enabled(config, env) {
+        return Ok(None);
+    }
+    check_protocol(file_settings.and_then(|o| o.protocol.as_deref()), file, env)?;
+    let sampler = sampler(file_settings, file, env)?;
+    let capture_content = match env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT") {
+        Some(v) => v.trim().eq_ignore_ascii_case("true"),
+        None => file_settings
+            .and_then(|o| o.capture_message_content)
+            .unwrap_or(false),
+    };
+    let endpoint = file_settings
+        .and_then(|o| o.endpoint.as_deref())
+        .filter(|_| {
+            env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+                && env("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
+        })
+        .map(traces_url);
+    let headers = file_settings
+        .map(|o| {
+            o.headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(Settings {
+        endpoint,
+        headers,
+        service_name: file_settings.and_then(|o| o.service_name.clone()),
+        sampler,
+        capture_content,
+        schedule_delay: env_number("OTEL_BSP_SCHEDULE_DELAY", env)?
+            .map_or(DEFAULT_SCHEDULE_DELAY, Duration::from_millis),
+        max_queue: env_number("OTEL_BSP_MAX_QUEUE_SIZE", env)?
+            .map_or(DEFAULT_MAX_QUEUE, |n| n.max(1) as usize),
+        max_batch: env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", env)?
+            .map_or(DEFAULT_MAX_BATCH, |n| n.max(1) as usize),
+    }))
+}
+
+/// On when the config or the environment asks for it, unless something
+/// turns it off explicitly.
+fn enabled(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    let is =
+        |name: &str, value: &str| env(name).is_some_and(|v| v.trim().eq_ignore_ascii_case(value));
+    if is("OTEL_SDK_DISABLED", "true") || is("OTEL_TRACES_EXPORTER", "none") {
+        return false;
+    }
+    let file = config.general_settings.otel.as_ref();
+    if file.and_then(|o| o.enabled) == Some(false) {
+        return false;
+    }
+    let ls = &config.litellm_settings;
+    let callback = [&ls.success_callback, &ls.failure_callback, &ls.callbacks]
+        .into_iter()
+        .flatten()
+        .any(|list| list.names().contains(&OTEL_CALLBACK));
+    file.is_some()
+        || callback
+        || is("OTEL_TRACES_EXPORTER", "otlp")
+        || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+}
+
+/// Refuses every protocol but OTLP/HTTP with protobuf bodies.
+fn check_protocol(
+    file: Option<&str>,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let (source, value) = match (
+        env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+        env("OTEL_EXPORTER_OTLP_PROTOCOL"),
+    ) {
+        (Some(v), _) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL".to_owned(), v),
+        (None, Some(v)) => ("OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(), v),
+        (None, None) => match file {
+            Some(v) => (
+                format!("{path}: general_settings.otel.protocol"),
+                v.to_owned(),
+            ),
+            None => return Ok(()),
+        },
+    };
+    if value.trim() == HTTP_PROTOBUF {
+        return Ok(());
+    }
+    Err(format!(
+        "{source} = {value:?}: conclave exports traces over OTLP/HTTP with protobuf bodies only \
+         (\"{HTTP_PROTOBUF}\"); point the endpoint at the collector's HTTP port (4318) and \
+         set the protocol to {HTTP_PROTOBUF} or leave it unset"
+    ))
+}
+
+/// `OTEL_TRACES_SAMPLER[_ARG]`, else `general_settings.otel.sampler[_arg]`.
+fn sampler(
+    file: Option<&crate::config::OtelSettings>,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Sampler, String> {
+    let (name, name_source) = match env("OTEL_TRACES_SAMPLER") {
+        Some(v) => (v, "OTEL_TRACES_SAMPLER".to_owned()),
+        None => match file.and_then(|o| o.sampler.clone()) {
+            Some(v) => (v, format!("{path}: general_settings.otel.sampler")),
+            None => return Ok(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
+        },
+    };
+    let ratio = || -> Result<f64, String> {
+        let (raw, source) = match env("OTEL_TRACES_SAMPLER_ARG") {
+            Some(v) => (v, "OTEL_TRACES_SAMPLER_ARG".to_owned()),
+            None => match file.and_then(|o| o.sampler_arg) {
+                Some(v) => (
+                    v.to_string(),
+                    format!("{path}: general_settings.otel.sampler_arg"),
+                ),
+                None => return Ok(1.0),
+            },
+        };
+        match raw.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err(format!("{source} = {raw:?}: expected a ratio from 0 to 1")),
+        }
+    };
+    Ok(match name.trim() {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
+        "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        "parentbased_traceidratio" => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
+        }
+        other => {
+            return Err(format!(
+                "{name_source} = {other:?}: expected always_on, always_off, traceidratio, \
+                 parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+            ));
+        }
+    })
+}
+
+/// A whole number from the environment variable `name`, if set.
+fn env_number(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<u64>, String> {
+    match env(name) {
+        None => Ok(None),
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("{name} = {raw:?}: expected a whole number")),
+    }
+}
+
+/// The traces URL under a collector's base URL.
+fn traces_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Env, load_str};
+
+    fn config(yaml: &str) -> Config {
+        load_str(yaml, Path::new("t.yaml"), Env::default())
+            .unwrap()
+            .config
+    }
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn export_is_off_unless_something_asks_for_it() {
+        let c = config("model_list: []\n");
+        assert!(resolve(&c, "t.yaml", &vars(&[])).unwrap().is_none());
+        let on = resolve(
+            &c,
+            "t.yaml",
+            &vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")]),
+        );
+        assert!(on.unwrap().is_some());
+        let c = config("model_list: []\nlitellm_settings:\n  callbacks: [otel]\n");
+        assert!(resolve(&c, "t.yaml", &vars(&[])).unwrap().is_some());
+        assert!(
+            resolve(&c, "t.yaml", &vars(&[("OTEL_SDK_DISABLED", "true")]))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn grpc_is_refused_with_the_variable_named() {
+        let c = config("model_list: []\ngeneral_settings:\n  otel:\n    endpoint: http://c:4317\n");
+        let e = resolve(
+            &c,
+            "t.yaml",
+            &vars(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL = \"grpc\""),
+            "{e}"
+        );
+        assert!(e.contains("http/protobuf"), "{e}");
+    }
+
+    #[test]
+    fn the_config_endpoint_gets_the_traces_path_and_the_sampler_is_checked() {
+        let c = config(
+            "model_list: []\ngeneral_settings:\n  otel:\n    endpoint: http://c:4318/\n    \
+             sampler: traceidratio\n    sampler_arg: 0.25\n",
+        );
+        let s = resolve(&c, "t.yaml", &vars(&[])).unwrap().unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some("http://c:4318/v1/traces"));
+        assert!(matches!(s.sampler, Sampler::TraceIdRatioBased(r) if r == 0.25));
+        assert!(!s.capture_content);
+        let e = resolve(&c, "t.yaml", &vars(&[("OTEL_TRACES_SAMPLER_ARG", "2")])).unwrap_err();
+        assert!(e.contains("OTEL_TRACES_SAMPLER_ARG"), "{e}");
+    }
+}

@@ -1,0 +1,443 @@
+//! OpenTelemetry traces through the real binary, received by an OTLP/HTTP
+//! collector in the test (protobuf decoded with the opentelemetry-proto
+//! types): the span tree, parentage and attributes of a plain, a streamed,
+//! a retried and a composite request; message contents only with the
+//! opt-in; an incoming `traceparent` continued and one sent upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use conclave_e2e::proxy::Proxy;
+use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployments};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message;
+use serde_json::json;
+
+const KEY: &str = "sk-otel-master-secret";
+const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const CLIENT_SPAN: &str = "b7ad6b7169203331";
+
+/// One received span, flattened.
+#[derive(Debug, Clone)]
+struct Span {
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    name: String,
+    kind: i32,
+    attrs: HashMap<String, String>,
+    error: bool,
+    service: String,
+}
+
+impl Span {
+    fn attr(&self, key: &str) -> &str {
+        self.attrs.get(key).map_or("", String::as_str)
+    }
+}
+
+/// An OTLP/HTTP trace receiver on loopback.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(Any::StringValue(s)) => s.clone(),
+        Some(Any::IntValue(i)) => i.to_string(),
+        Some(Any::BoolValue(b)) => b.to_string(),
+        Some(Any::DoubleValue(d)) => d.to_string(),
+        Some(Any::ArrayValue(a)) => {
+            let items: Vec<String> = a.values.iter().map(|v| text(Some(v))).collect();
+            format!("[{}]", items.join(","))
+        }
+        _ => String::new(),
+    }
+}
+
+async fn receive(State(c): State<Collector>, body: Bytes) -> &'static str {
+    let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
+    let mut spans = c.spans.lock().unwrap();
+    for rs in request.resource_spans {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .map(|kv| text(kv.value.as_ref()))
+            .unwrap_or_default();
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                spans.push(Span {
+                    trace_id: hex(&s.trace_id),
+                    span_id: hex(&s.span_id),
+                    parent: hex(&s.parent_span_id),
+                    name: s.name,
+                    kind: s.kind,
+                    attrs: s
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                        .collect(),
+                    error: s.status.is_some_and(|st| st.code == 2),
+                    service: service.clone(),
+                });
+            }
+        }
+    }
+    ""
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Collector {
+    async fn start() -> (Self, SocketAddr) {
+        let c = Collector::default();
+        let app = Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(c.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (c, addr)
+    }
+
+    /// The spans of the trace whose server span has request id `id`, once
+    /// `count` of them arrived (at most ten seconds).
+    async fn trace_of(&self, id: &str, count: usize) -> Vec<Span> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let spans = self.spans.lock().unwrap().clone();
+            if let Some(server) = spans.iter().find(|s| s.attr("conclave.request_id") == id) {
+                let trace: Vec<Span> = spans
+                    .iter()
+                    .filter(|s| s.trace_id == server.trace_id)
+                    .cloned()
+                    .collect();
+                if trace.len() >= count {
+                    return trace;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the trace of {id} did not arrive: {spans:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .filter(|s| s.parent == parent.span_id)
+        .collect()
+}
+
+fn server(spans: &[Span]) -> &Span {
+    let servers: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(servers.len(), 1, "{spans:#?}");
+    servers[0]
+}
+
+fn config(up: &FakeUpstream) -> String {
+    let mut yaml = String::from("model_list:\n");
+    yaml.push_str(&deployments(
+        up,
+        &[
+            ("plain", &[][..]),
+            ("flaky", &["max_retries: 1"][..]),
+            ("member-a", &[][..]),
+            ("member-b", &[][..]),
+            ("rev-a", &[][..]),
+            ("rev-b", &[][..]),
+            ("chair", &[][..]),
+        ],
+    ));
+    yaml.push_str(
+        "  - model_name: council\n    litellm_params:\n      model: composite/profile/council_test\n",
+    );
+    yaml.push_str("router_settings:\n  num_retries: 0\n  retry_after: 0\n  allowed_fails: 1000\n");
+    yaml.push_str(&format!(
+        "general_settings:\n  master_key: {KEY}\n  composite_llm:\n    profiles:\n      council_test:\n        \
+         strategy: council\n        topology:\n          chairman: {{model: chair}}\n          \
+         council: [{{model: member-a}}, {{model: member-b}}]\n          \
+         reviewers: [{{model: rev-a}}, {{model: rev-b}}]\n          settings: {{}}\n"
+    ));
+    yaml
+}
+
+async fn start(up: &FakeUpstream, capture: bool) -> (Proxy, Collector) {
+    let (collector, addr) = Collector::start().await;
+    let endpoint = format!("http://{addr}");
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_SERVICE_NAME", "gateway-under-test"),
+    ];
+    if capture {
+        env.push(("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true"));
+    }
+    let proxy = Proxy::start_with(&config(up), &env, &[]).await;
+    (proxy, collector)
+}
+
+async fn send(
+    proxy: &Proxy,
+    body: serde_json::Value,
+    traceparent: Option<&str>,
+) -> reqwest::Response {
+    let mut r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&body);
+    if let Some(tp) = traceparent {
+        r = r.header("traceparent", tp);
+    }
+    r.send().await.unwrap()
+}
+
+fn request_id(r: &reqwest::Response) -> String {
+    r.headers()["x-conclave-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// No attribute of any span carries a key.
+fn assert_no_secrets(spans: &[Span]) {
+    for s in spans {
+        for (k, v) in &s.attrs {
+            assert!(
+                !v.contains(KEY) && !v.contains("sk-test-key"),
+                "{k} of {} carries a key: {v}",
+                s.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_plain_request_continues_the_client_trace_with_one_attempt_span_and_sends_traceparent_upstream()
+ {
+    let up = FakeUpstream::start().await;
+    up.set("plain", Behavior::ok("PLAIN-ANSWER"));
+    let (proxy, collector) = start(&up, false).await;
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let r = send(
+        &proxy,
+        chat_body("plain", "SECRET-PROMPT"),
+        Some(&traceparent),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    let spans = collector.trace_of(&id, 2).await;
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+
+    let root = server(&spans);
+    assert_eq!(root.trace_id, CLIENT_TRACE);
+    assert_eq!(root.parent, CLIENT_SPAN);
+    assert_eq!(root.name, "POST /v1/chat/completions");
+    assert_eq!(root.attr("http.route"), "/v1/chat/completions");
+    assert_eq!(root.attr("http.request.method"), "POST");
+    assert_eq!(root.attr("http.response.status_code"), "200");
+    assert_eq!(root.attr("conclave.caller"), "master");
+    assert_eq!(root.attr("gen_ai.request.model"), "plain");
+    assert_eq!(root.service, "gateway-under-test");
+
+    let attempts = children(&spans, root);
+    assert_eq!(attempts.len(), 1);
+    let call = attempts[0];
+    assert_eq!(call.kind, SpanKind::Client as i32);
+    assert_eq!(call.name, "chat plain-up");
+    assert_eq!(call.attr("gen_ai.operation.name"), "chat");
+    assert_eq!(call.attr("gen_ai.provider.name"), "openai");
+    assert_eq!(call.attr("gen_ai.request.model"), "plain-up");
+    assert_eq!(call.attr("gen_ai.response.model"), "plain-up");
+    assert_eq!(call.attr("gen_ai.usage.input_tokens"), "5");
+    assert_eq!(call.attr("gen_ai.usage.output_tokens"), "7");
+    assert_eq!(call.attr("gen_ai.response.finish_reasons"), "[stop]");
+    assert_eq!(call.attr("conclave.deployment"), "plain.0");
+    assert!(!call.error);
+    for s in &spans {
+        assert!(!s.attrs.contains_key("gen_ai.input.messages"), "{s:#?}");
+        assert!(!s.attrs.contains_key("gen_ai.output.messages"), "{s:#?}");
+        assert!(s.attrs.values().all(|v| !v.contains("SECRET-PROMPT")));
+    }
+    assert_no_secrets(&spans);
+
+    let sent = up.recorded();
+    let upstream = sent[0].headers["traceparent"].to_str().unwrap();
+    assert_eq!(upstream, format!("00-{CLIENT_TRACE}-{}-01", call.span_id));
+}
+
+#[tokio::test]
+async fn a_streamed_request_has_its_attempt_span_end_with_the_stream_and_carry_its_usage() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "plain",
+        Behavior::ok("one two three").chunked(3, Duration::from_millis(100)),
+    );
+    let (proxy, collector) = start(&up, false).await;
+    let mut body = chat_body("plain", "hi");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = send(&proxy, body, None).await;
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    let mut sse = SseReader::new(r);
+    while sse.next(Duration::from_secs(5)).await.is_some() {}
+
+    let spans = collector.trace_of(&id, 2).await;
+    let root = server(&spans);
+    assert_eq!(
+        root.parent, "",
+        "a request without traceparent starts a trace"
+    );
+    assert_eq!(root.attr("conclave.stream"), "true");
+    let attempts = children(&spans, root);
+    assert_eq!(attempts.len(), 1, "{spans:#?}");
+    let call = attempts[0];
+    assert_eq!(call.name, "chat plain-up");
+    assert_eq!(call.attr("gen_ai.response.finish_reasons"), "[stop]");
+    assert_eq!(call.attr("gen_ai.usage.output_tokens"), "7");
+    assert_eq!(call.attr("gen_ai.response.model"), "plain-up");
+}
+
+#[tokio::test]
+async fn a_retried_request_shows_both_attempts_as_siblings_the_failed_one_with_its_error_type() {
+    let up = FakeUpstream::start().await;
+    up.push("flaky", Behavior::status(503, "overloaded"));
+    up.set("flaky", Behavior::ok("SECOND-TIME"));
+    let (proxy, collector) = start(&up, false).await;
+    let r = send(&proxy, chat_body("flaky", "hi"), None).await;
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    let spans = collector.trace_of(&id, 3).await;
+    let root = server(&spans);
+    assert_eq!(root.attr("conclave.attempts"), "2");
+    let attempts = children(&spans, root);
+    assert_eq!(attempts.len(), 2, "{spans:#?}");
+    let failed: Vec<_> = attempts.iter().filter(|s| s.error).collect();
+    assert_eq!(failed.len(), 1, "{attempts:#?}");
+    assert_eq!(failed[0].attr("error.type"), "503");
+    let ok: Vec<_> = attempts.iter().filter(|s| !s.error).collect();
+    assert_eq!(ok[0].attr("gen_ai.usage.output_tokens"), "7");
+    assert!(!ok[0].attrs.contains_key("error.type"));
+    assert_no_secrets(&spans);
+}
+
+#[tokio::test]
+async fn a_composite_run_is_one_workflow_span_with_its_stages_and_every_call_under_its_stage() {
+    let up = FakeUpstream::start().await;
+    up.set("member-a", Behavior::ok("A-ANSWER"));
+    up.set("member-b", Behavior::ok("B-ANSWER"));
+    let ranking = "FINAL RANKING:\n1. Response A\n2. Response B";
+    up.set("rev-a", Behavior::ok(ranking));
+    up.set("rev-b", Behavior::ok(ranking));
+    up.set("chair", Behavior::ok("CHAIR-ANSWER"));
+    let (proxy, collector) = start(&up, false).await;
+    let r = send(&proxy, chat_body("council", "question"), None).await;
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    // server + workflow + 3 stages + 5 calls
+    let spans = collector.trace_of(&id, 10).await;
+    assert_eq!(spans.len(), 10, "{spans:#?}");
+    let root = server(&spans);
+    assert_eq!(root.attr("conclave.profile"), "council_test");
+
+    let top = children(&spans, root);
+    assert_eq!(top.len(), 1, "{top:#?}");
+    let run = top[0];
+    assert_eq!(run.name, "invoke_workflow council_test");
+    assert_eq!(run.attr("gen_ai.operation.name"), "invoke_workflow");
+    assert_eq!(run.attr("conclave.strategy"), "council");
+    assert_eq!(run.attr("conclave.strategy.hash").len(), 64);
+    assert_eq!(run.attr("gen_ai.usage.output_tokens"), "35");
+
+    let stages = children(&spans, run);
+    let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "stages: {names:?}");
+    let calls_of = |stage: &str| -> Vec<String> {
+        let s = stages.iter().find(|s| s.name == stage).unwrap();
+        let mut models: Vec<String> = children(&spans, s)
+            .iter()
+            .map(|c| c.attr("gen_ai.request.model").to_owned())
+            .collect();
+        models.sort();
+        models
+    };
+    assert_eq!(calls_of("stage 1: answers"), ["member-a-up", "member-b-up"]);
+    assert_eq!(calls_of("stage 2: rankings"), ["rev-a-up", "rev-b-up"]);
+    assert_eq!(calls_of("stage 3: synthesis"), ["chair-up"]);
+    for s in &spans {
+        assert!(!s.attrs.contains_key("conclave.stage.text"));
+    }
+}
+
+#[tokio::test]
+async fn message_contents_are_recorded_only_with_the_opt_in() {
+    let up = FakeUpstream::start().await;
+    up.set("plain", Behavior::ok("THE-ANSWER"));
+    let (proxy, collector) = start(&up, true).await;
+    let r = send(&proxy, chat_body("plain", "THE-PROMPT"), None).await;
+    assert_eq!(r.status(), 200);
+    let spans = collector.trace_of(&request_id(&r), 2).await;
+    let root = server(&spans);
+    let call = children(&spans, root)[0];
+    let input: serde_json::Value =
+        serde_json::from_str(call.attr("gen_ai.input.messages")).unwrap();
+    assert_eq!(input[0]["role"], "user");
+    assert_eq!(input[0]["parts"][0]["content"], "THE-PROMPT");
+    let output: serde_json::Value =
+        serde_json::from_str(call.attr("gen_ai.output.messages")).unwrap();
+    assert_eq!(output[0]["role"], "assistant");
+    assert_eq!(output[0]["parts"][0]["content"], "THE-ANSWER");
+    assert_eq!(output[0]["finish_reason"], "stop");
+    assert_no_secrets(&spans);
+}
+
+#[tokio::test]
+async fn grpc_is_refused_at_start_up_with_the_variable_named() {
+    let dir = conclave_e2e::proxy::TempDir::new();
+    let path = dir.write("c.yaml", "model_list: []\n");
+    let out = conclave_e2e::proxy::run_conclave(
+        &[
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("http/protobuf"),
+        "{stderr}"
+    );
+}
