@@ -254,6 +254,32 @@ impl Proxy {
         self.child.id()
     }
 
+    /// The most memory the process has had resident since it started
+    /// (`VmHWM` of /proc/<pid>/status), in bytes: what an attack cost it at
+    /// its worst, even after the memory was freed.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// The memory resident now (`VmRSS` of /proc/<pid>/status), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// A `kB` field of /proc/<pid>/status, in bytes.
+    fn status_bytes(&self, field: &str) -> u64 {
+        let pid = self.pid().expect("conclave is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("/proc/<pid>/status of the running conclave");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+        kib * 1024
+    }
+
     /// Sends a signal (e.g. `HUP`) to the process.
     pub fn signal(&self, name: &str) {
         let pid = self.pid().expect("conclave is running").to_string();

@@ -10,6 +10,26 @@ use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// The most the gateway may have resident at any time during a case here.
+/// A debug build starts at about 40 MiB and these cases peak at 40-45 MiB:
+/// a 1 MiB hostile body costs a few MiB while it is parsed and refused.
+/// The bound, about twice the start, catches amplification: a hostile body
+/// held in dozens of copies or expanded into structures many times its size
+/// before it is refused.
+const PEAK_RSS_BOUND: u64 = 96 << 20;
+
+/// The gateway's peak RSS stayed under [`PEAK_RSS_BOUND`].
+fn assert_peak_rss(proxy: &Proxy) {
+    let peak = proxy.peak_rss_bytes();
+    assert!(
+        peak < PEAK_RSS_BOUND,
+        "peak RSS {} MiB (now {} MiB), bound {} MiB",
+        peak >> 20,
+        proxy.rss_bytes() >> 20,
+        PEAK_RSS_BOUND >> 20
+    );
+}
+
 async fn proxy(up: &FakeUpstream) -> Proxy {
     Proxy::start(&format!(
         "model_list:\n{}router_settings:\n  num_retries: 0\n",
@@ -76,6 +96,7 @@ async fn a_megabyte_of_sixty_thousand_keys_is_refused_in_milliseconds_while_othe
     assert_eq!(status, 200, "{body}");
     assert_eq!(up.calls("a"), 1, "only the normal request went upstream");
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -95,6 +116,7 @@ async fn a_body_at_the_field_limit_is_served_and_one_more_field_is_400() {
         "{body}"
     );
     assert_eq!(up.calls("a"), 1);
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -127,6 +149,7 @@ async fn a_deeply_nested_body_is_400_not_a_crash_and_never_forwarded() {
     }
     assert_eq!(up.calls("a"), 0);
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -153,4 +176,5 @@ async fn malformed_and_odd_bodies_get_openai_errors_and_the_gateway_keeps_servin
     }
     assert_eq!(up.calls("a"), 0);
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }

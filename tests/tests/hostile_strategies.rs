@@ -16,6 +16,26 @@ use serde_json::{Value, json};
 /// Well within the time every case must end in.
 const BOUNDED: Duration = Duration::from_secs(15);
 
+/// The most the gateway may have resident at any time during a case here.
+/// A debug build with the strategy engine and its instance pool peaks at
+/// 70-90 MiB in these cases (the 9 MiB request case is the highest). The
+/// bound catches the host keeping what a guest hands it without a limit:
+/// 100,000 trace events of 1 MiB, or request after refused request, would
+/// pass it within a second.
+const PEAK_RSS_BOUND: u64 = 192 << 20;
+
+/// The gateway's peak RSS stayed under [`PEAK_RSS_BOUND`].
+fn assert_peak_rss(proxy: &Proxy) {
+    let peak = proxy.peak_rss_bytes();
+    assert!(
+        peak < PEAK_RSS_BOUND,
+        "peak RSS {} MiB (now {} MiB), bound {} MiB",
+        peak >> 20,
+        proxy.rss_bytes() >> 20,
+        PEAK_RSS_BOUND >> 20
+    );
+}
+
 /// A config with deployments `echo`, `first`, `second` and `tools` on the
 /// fake, and a `hostile` profile (public model `hostile`) with `settings`
 /// and `limits` (YAML flow maps).
@@ -79,6 +99,7 @@ async fn a_megabyte_trace_flood_is_stopped_by_the_trace_byte_limit() {
     let (status, body) = timed_chat(&proxy, chat_body("hostile", "go")).await;
     assert_refused(status, &body, "strategy_limit_exceeded", "max_trace_bytes");
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -93,6 +114,7 @@ async fn a_flood_of_small_trace_events_is_stopped_by_the_event_limit() {
     let (status, body) = timed_chat(&proxy, chat_body("hostile", "go")).await;
     assert_refused(status, &body, "strategy_limit_exceeded", "max_trace_events");
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -116,6 +138,7 @@ async fn a_streamed_trace_flood_ends_the_stream_with_the_limit_error() {
     // Only what the limit let through reached the client.
     assert!(text.len() < 6 << 20, "{} bytes streamed", text.len());
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -127,6 +150,7 @@ async fn a_request_over_the_call_limit_is_refused_before_the_upstream() {
     assert_refused(status, &body, "strategy_limit_exceeded", "max_call_bytes");
     assert_eq!(up.calls("echo"), 0);
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -142,6 +166,7 @@ async fn a_guest_ignoring_refusals_is_stopped_by_the_run_limit() {
     assert_refused(status, &body, "strategy_limit_exceeded", "max_run_bytes");
     assert_eq!(up.calls("echo"), 0);
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -177,6 +202,7 @@ async fn a_streamed_tool_call_index_of_a_trillion_takes_one_slot() {
     assert_eq!(finish[0]["choices"][0]["finish_reason"], "tool_calls");
     assert!(!text.contains("\"error\""), "{text}");
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -198,6 +224,7 @@ async fn tool_calls_that_are_not_an_openai_array_are_a_500_naming_the_field() {
     assert!(text.contains("strategy_invalid_response"), "{text}");
     assert!(!text.contains("\"finish_reason\":\"tool_calls\""), "{text}");
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -207,6 +234,7 @@ async fn a_tool_calls_finish_without_calls_is_a_500_naming_the_field() {
     let (status, body) = timed_chat(&proxy, chat_body("hostile", "go")).await;
     assert_refused(status, &body, "strategy_invalid_response", "finish-reason");
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -222,6 +250,7 @@ async fn an_answer_over_the_answer_limit_is_a_500_naming_the_field() {
     assert_refused(status, &body, "strategy_invalid_response", "content");
     assert!(message(&body).contains("max_answer_bytes"), "{body}");
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -256,6 +285,7 @@ async fn a_second_respond_is_refused_and_the_first_answer_stands() {
     );
     assert_eq!(up.calls("second"), 0);
     still_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -298,4 +328,5 @@ async fn a_reload_whose_validate_spins_is_refused_within_seconds() {
     let (status, _, body) = proxy.chat(&chat_body("hostile", "x")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(answer_content(&body), "echoed");
+    assert_peak_rss(&proxy);
 }

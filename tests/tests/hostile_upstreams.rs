@@ -14,6 +14,25 @@ use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
+/// The most the gateway may have resident at any time during a case here.
+/// A debug build starts at about 40 MiB and these cases peak at 40-45 MiB.
+/// The bound catches an upstream answer read past `max_response_size_mb`,
+/// an endless SSE event buffered without its cap, or a stalled body whose
+/// buffers pile up: each would grow by tens of MiB within the case's time.
+const PEAK_RSS_BOUND: u64 = 96 << 20;
+
+/// The gateway's peak RSS stayed under [`PEAK_RSS_BOUND`].
+fn assert_peak_rss(proxy: &Proxy) {
+    let peak = proxy.peak_rss_bytes();
+    assert!(
+        peak < PEAK_RSS_BOUND,
+        "peak RSS {} MiB (now {} MiB), bound {} MiB",
+        peak >> 20,
+        proxy.rss_bytes() >> 20,
+        PEAK_RSS_BOUND >> 20
+    );
+}
+
 /// One deployment per `(group, fake deployment, extra litellm_params)`,
 /// plus a healthy group `ok`, and extra top-level YAML.
 async fn proxy(up: &FakeUpstream, entries: &[(&str, &str, &[&str])], sections: &str) -> Proxy {
@@ -81,6 +100,7 @@ async fn a_500_whose_body_never_arrives_ends_at_the_timeout() {
     assert_eq!(error_object(&json(&text))["type"], "timeout_error");
     assert!(took < Duration::from_secs(4), "took {took:?}");
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -99,6 +119,7 @@ async fn a_streamed_500_whose_body_never_arrives_ends_at_the_stream_timeout() {
         "the stalled upstream response was not closed"
     );
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -124,6 +145,7 @@ async fn a_response_larger_than_max_response_size_mb_is_502_naming_it() {
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -153,6 +175,7 @@ async fn an_endless_stream_event_is_cut_at_the_size_limit() {
         "the endless upstream stream was not closed"
     );
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 /// A chat chunk with `content`, spread over several `data:` lines.
@@ -182,6 +205,7 @@ async fn multi_line_data_events_reach_the_client_as_valid_sse() {
     assert_eq!(payloads[1], "plain text,\non two lines");
     assert_eq!(payloads[2], "[DONE]");
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 const RATE_LIMIT_EVENT: &str = "data: {\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\",\"code\":\"rate_limit_exceeded\"}}\n\n";
@@ -204,6 +228,7 @@ async fn a_rate_limit_error_event_before_the_first_chunk_is_a_429_rate_limit() {
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -225,6 +250,7 @@ async fn a_rate_limit_error_event_before_the_first_chunk_is_retried_as_a_rate_li
     assert_eq!(sse_content(&payloads), "from b", "{text}");
     assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
     assert_eq!((up.calls("a"), up.calls("b")), (1, 1));
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -243,6 +269,7 @@ async fn a_rate_limit_error_event_mid_stream_is_one_rate_limit_error_event() {
     assert_eq!(e["type"], "rate_limit_error", "{text}");
     assert_eq!(e["message"], "slow down", "{text}");
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -295,6 +322,7 @@ async fn absurd_retry_after_headers_neither_crash_nor_stall_the_gateway() {
         assert!((1..=300).contains(&wait), "{what}: retry in {wait} s");
     }
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
 
 #[tokio::test]
@@ -316,4 +344,5 @@ async fn an_upstream_trickling_keep_alives_without_data_ends_at_the_stream_timeo
         "the trickling upstream stream was not closed"
     );
     assert_serving(&proxy).await;
+    assert_peak_rss(&proxy);
 }
