@@ -203,3 +203,80 @@ pub async fn core_suite(proxy: &Proxy) -> String {
     assert_eq!((status, logs), (200, json!([])));
     new_key
 }
+
+/// USD per prompt and per completion token of the priced `paid` deployment.
+pub const PRICE_IN: f64 = 0.001;
+pub const PRICE_OUT: f64 = 0.002;
+
+/// [`config`] plus a deployment `paid` on the fake with per-token prices.
+pub fn priced_config(up: &FakeUpstream, general: &[&str]) -> String {
+    let paid = format!(
+        "{}    model_info:\n      input_cost_per_token: {PRICE_IN}\n      output_cost_per_token: {PRICE_OUT}\n",
+        conclave_e2e::deployment("paid", "openai/paid-up", &up.api_base("paid"), &[])
+    );
+    config(up, general).replacen("model_list:\n", &format!("model_list:\n{paid}"), 1)
+}
+
+/// A chat completion with `key`: status and body.
+pub async fn chat_as(proxy: &Proxy, key: &str, model: &str) -> (u16, Value) {
+    let response = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&conclave_e2e::chat_body(model, "hello"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes; whether it held.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The key's spend as `/key/info` shows it.
+pub async fn spend_of(proxy: &Proxy, key: &str) -> f64 {
+    let (status, info) = get(proxy, &format!("/key/info?key={key}")).await;
+    assert_eq!(status, 200, "{info}");
+    info["info"]["spend"].as_f64().unwrap()
+}
+
+/// Sends SIGTERM and waits (at most 15 s) until the process has exited.
+pub async fn terminate(proxy: Proxy) {
+    let pid = proxy.pid().expect("running").to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let exited = eventually(std::time::Duration::from_secs(15), || {
+        let pid = pid.clone();
+        async move {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .map(|s| {
+                    s.lines()
+                        .any(|l| l.starts_with("State:") && l.contains('Z'))
+                })
+                .unwrap_or(true)
+        }
+    })
+    .await;
+    assert!(exited, "conclave did not stop within 15 s of SIGTERM");
+    proxy.stop().await;
+}

@@ -1,0 +1,303 @@
+//! The key store across restarts and backends: keys, users, teams and spend
+//! survive a restart (SQLite file and PostgreSQL), queued spend is written
+//! at graceful shutdown, spent budgets reset when their period passes, old
+//! spend-log rows are deleted by retention, and migrations apply once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod keys_mgmt_support;
+
+use std::time::{Duration, SystemTime};
+
+use conclave::keys::{SpendRow, Store};
+use conclave_e2e::FakeUpstream;
+use conclave_e2e::proxy::TempDir;
+use conclave_e2e::services::postgres_database;
+use keys_mgmt_support::{
+    PRICE_IN, PRICE_OUT, call, chat_as, core_suite, eventually, generate, get, key_of, post,
+    priced_config, spend_of, start, terminate,
+};
+use serde_json::json;
+
+/// What one fake answer (5 prompt, 7 completion tokens) costs on `paid`.
+const CALL_COST: f64 = 5.0 * PRICE_IN + 7.0 * PRICE_OUT;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+fn sqlite_url(dir: &TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("keys.db").display())
+}
+
+/// A spend row for `token_hash` started `age` ago.
+fn row(request_id: &str, token_hash: &str, age: Duration, spend: f64) -> SpendRow {
+    SpendRow {
+        request_id: request_id.into(),
+        parent_request_id: None,
+        token_hash: Some(token_hash.into()),
+        user_id: None,
+        team_id: None,
+        model: "echo".into(),
+        model_group: Some("echo".into()),
+        deployment: None,
+        profile: None,
+        prompt_tokens: 5,
+        completion_tokens: 7,
+        spend,
+        status: 200,
+        cache_hit: false,
+        started_at: SystemTime::now() - age,
+        latency_ms: 3,
+        tags: Vec::new(),
+    }
+}
+
+/// Keys, users, teams and the spend of real requests survive a restart;
+/// requests made just before SIGTERM are written by the shutdown flush.
+async fn restart_keeps_keys_and_spend(database_url: &str) {
+    let up = FakeUpstream::start().await;
+    let yaml = priced_config(&up, &[&format!("database_url: {database_url}")]);
+    let proxy = start(&yaml).await;
+    post(&proxy, "/team/new", json!({"team_id": "keep-team"})).await;
+    let key = key_of(
+        &generate(
+            &proxy,
+            json!({"key_alias": "keeper", "user_id": "keep-user", "team_id": "keep-team", "max_budget": 5}),
+        )
+        .await,
+    );
+    for _ in 0..3 {
+        let (status, body) = chat_as(&proxy, &key, "paid").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // SIGTERM at once: the rows are still queued, the shutdown flush writes them.
+    terminate(proxy).await;
+
+    let proxy = start(&yaml).await;
+    let (status, own) = call(&proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(status, 200, "the key still works after a restart: {own}");
+    assert_eq!(own["info"]["key_alias"], "keeper");
+    let spend = spend_of(&proxy, &key).await;
+    assert!(close(spend, 3.0 * CALL_COST), "key spend {spend}");
+    let (_, user) = get(&proxy, "/user/info?user_id=keep-user").await;
+    assert!(
+        close(
+            user["user_info"]["spend"].as_f64().unwrap(),
+            3.0 * CALL_COST
+        ),
+        "{user}"
+    );
+    let (_, team) = get(&proxy, "/team/info?team_id=keep-team").await;
+    assert!(
+        close(
+            team["team_info"]["spend"].as_f64().unwrap(),
+            3.0 * CALL_COST
+        ),
+        "{team}"
+    );
+    let (_, logs) = get(&proxy, &format!("/spend/logs?api_key={key}")).await;
+    assert_eq!(logs.as_array().unwrap().len(), 3, "{logs}");
+    assert!(close(logs[0]["spend"].as_f64().unwrap(), CALL_COST));
+    let (_, report) = get(&proxy, "/global/spend/report").await;
+    let paid = report[0]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model_group"] == "paid")
+        .unwrap_or_else(|| panic!("no paid row: {report}"))
+        .clone();
+    assert_eq!(paid["api_requests"], 3);
+    assert!(close(paid["spend"].as_f64().unwrap(), 3.0 * CALL_COST));
+    let (status, _) = chat_as(&proxy, &key, "paid").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn restart_keeps_keys_and_spend_in_the_sqlite_file() {
+    let dir = TempDir::new();
+    restart_keeps_keys_and_spend(&sqlite_url(&dir)).await;
+    assert!(dir.path().join("keys.db").exists());
+}
+
+#[tokio::test]
+async fn restart_keeps_keys_and_spend_in_postgres() {
+    let Some(url) = postgres_database("restart_keeps_keys_and_spend_in_postgres").await else {
+        return;
+    };
+    restart_keeps_keys_and_spend(&url).await;
+}
+
+#[tokio::test]
+async fn the_core_management_scenario_passes_on_postgres() {
+    let Some(url) = postgres_database("the_core_management_scenario_passes_on_postgres").await
+    else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    let proxy = start(&priced_config(&up, &[&format!("database_url: {url}")])).await;
+    let key = core_suite(&proxy).await;
+    assert!(proxy.logs().contains("Postgres"), "the store is PostgreSQL");
+    assert!(
+        !proxy.dir.path().join("conclave.db").exists(),
+        "no SQLite file beside the config"
+    );
+    let (status, info) = call(&proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    assert_eq!(status, 200, "{info}");
+}
+
+#[tokio::test]
+async fn database_url_from_the_environment_selects_postgres() {
+    let Some(url) = postgres_database("database_url_from_the_environment_selects_postgres").await
+    else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    let proxy =
+        conclave_e2e::Proxy::start_with(&priced_config(&up, &[]), &[("DATABASE_URL", &url)], &[])
+            .await;
+    let key = key_of(&generate(&proxy, json!({"key_alias": "env"})).await);
+    assert!(
+        proxy.logs().contains("Postgres"),
+        "DATABASE_URL names the store"
+    );
+    let store = Store::connect(&url).await.unwrap();
+    assert!(
+        store
+            .key(&keys_mgmt_support::sha256(&key))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn spent_budgets_reset_when_their_period_passes() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&priced_config(&up, &[])).await;
+    let made = generate(&proxy, json!({"max_budget": 100, "budget_duration": "2s"})).await;
+    let key = key_of(&made);
+    let first_reset = made["budget_reset_at"].as_str().unwrap().to_owned();
+    let (status, _) = chat_as(&proxy, &key, "paid").await;
+    assert_eq!(status, 200);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            spend_of(&proxy, &key).await > 0.0
+        })
+        .await,
+        "spend reaches the store"
+    );
+    assert!(
+        eventually(Duration::from_secs(12), || async {
+            spend_of(&proxy, &key).await == 0.0
+        })
+        .await,
+        "spend resets once budget_reset_at passes"
+    );
+    let (_, info) = get(&proxy, &format!("/key/info?key={key}")).await;
+    let next = info["info"]["budget_reset_at"].as_str().unwrap();
+    assert!(
+        next > first_reset.as_str(),
+        "the reset time moves on: {first_reset} -> {next}"
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_spend_rows_older_than_the_period() {
+    let dir = TempDir::new();
+    let url = sqlite_url(&dir);
+    let store = Store::connect(&format!("{url}?mode=rwc")).await.unwrap();
+    let day = Duration::from_secs(86_400);
+    let feed = keys_mgmt_support::sha256("sk-feed");
+    let mut rows = Vec::new();
+    for i in 0..25 {
+        rows.push(row(&format!("old-{i}"), &feed, 3 * day, 0.5));
+    }
+    rows.push(row("fresh", &feed, Duration::ZERO, 0.5));
+    store.write_spend(&rows, true).await.unwrap();
+    let all = conclave::keys::store::SpendFilter {
+        token_hash: Some(feed.clone()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(store.spend_logs(&all).await.unwrap().len(), 26);
+    drop(store);
+
+    let up = FakeUpstream::start().await;
+    let proxy = start(&priced_config(
+        &up,
+        &[
+            &format!("database_url: {url}"),
+            "maximum_spend_logs_retention_period: 1d",
+        ],
+    ))
+    .await;
+    let deleted = eventually(Duration::from_secs(10), || async {
+        let (_, logs) = get(&proxy, &format!("/spend/logs?api_key={feed}")).await;
+        logs.as_array().is_some_and(|l| l.len() == 1)
+    })
+    .await;
+    let (_, logs) = get(&proxy, &format!("/spend/logs?api_key={feed}")).await;
+    assert!(deleted, "old rows remain: {logs}");
+    assert_eq!(logs[0]["request_id"], "fresh");
+    let (_, report) = get(&proxy, "/global/spend/report?start_date=2000-01-01").await;
+    let total: f64 = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["total_spend"].as_f64().unwrap())
+        .sum();
+    assert!(
+        close(total, 13.0),
+        "daily aggregates outlive the rows: {report}"
+    );
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_a_reopened_store_keeps_its_rows() {
+    let dir = TempDir::new();
+    let url = format!("{}?mode=rwc", sqlite_url(&dir));
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .write_spend(&[row("r1", "abc", Duration::ZERO, 1.25)], true)
+        .await
+        .unwrap();
+    drop(store);
+    let store = Store::connect(&url).await.unwrap();
+    let rows = store
+        .spend_logs(&conclave::keys::store::SpendFilter {
+            request_id: Some("r1".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(close(rows[0].spend, 1.25));
+}
+
+#[tokio::test]
+async fn an_unusable_database_url_stops_start_up_with_the_reason() {
+    let up = FakeUpstream::start().await;
+    let yaml = priced_config(&up, &["database_url: mysql://nowhere/db"]);
+    let out = conclave_e2e::run_conclave(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--config",
+            &TempDir::new().write("c.yaml", &yaml).display().to_string(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("database_url must start with sqlite:// or postgres://"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("nowhere/db") || err.contains("database_url"),
+        "{err}"
+    );
+}
