@@ -8,7 +8,13 @@
 //! deployments are all cooling down 503 and all at their rpm/tpm limit 429,
 //! both with `Retry-After`. A composite strategy's failures: an invalid
 //! request 400, an unknown model 404, an upstream failure 502, its deadline
-//! 504, a limit, a trap or an invalid answer 500, no strategy available 503. An admin change:
+//! 504, a limit, a trap or an invalid answer 500, no strategy available 503. A
+//! virtual key: unknown, expired or blocked 401 (`invalid_api_key`,
+//! `key_expired`, `key_blocked`, `team_blocked`), the key store unable to
+//! answer 503 (`key_store_unavailable`), a model its lists do not allow 403
+//! (`key_model_access_denied`, ...), an rpm, tpm or parallel limit 429 with
+//! `Retry-After` and `x-ratelimit-*`, a spent budget 400 `budget_exceeded`
+//! (LiteLLM's), its code naming the budget. An admin change:
 //! refused 400, unknown model 404, a model the config file owns 409, not
 //! persisted 500.
 

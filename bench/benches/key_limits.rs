@@ -1,0 +1,121 @@
+//! The per-request cost of virtual-key enforcement on the response path:
+//! the scopes of a key with a user and a team, the admission (budget
+//! check, parallel slot, one request in each rpm window), the model-access
+//! check, and the charge of the answer's tokens and cost. A request pays
+//! the scopes twice (admission and charge), `admit` and `charge` once, and
+//! the access check once.
+//!
+//! Run: `cargo bench -p conclave-bench --bench key_limits`.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use conclave::keys::{KeyRecord, Limits, Principal, TeamRecord, UserRecord};
+use conclave::limits::{Limiter, principal};
+use conclave::ops::admission::{AccessGroups, denied_by};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+/// The allocator the `conclave` binary uses, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn limits(rpm: u64) -> Limits {
+    Limits {
+        max_budget: Some(1_000_000.0),
+        budget_duration: Some("30d".into()),
+        rpm_limit: Some(rpm),
+        tpm_limit: Some(u64::MAX / 2),
+        max_parallel_requests: Some(1_000),
+        ..Limits::default()
+    }
+}
+
+/// Key `i` of a team of many keys, with its user and team.
+fn principal_of(i: usize) -> Arc<Principal> {
+    let now = SystemTime::now();
+    let reset = now + Duration::from_secs(86_400);
+    Arc::new(Principal {
+        key: KeyRecord {
+            token_hash: format!("{i:064x}"),
+            key_alias: None,
+            key_name: format!("sk-...{i:04}"),
+            user_id: Some(format!("user-{i}")),
+            team_id: Some("team-core".into()),
+            models: vec!["gpt-4o-mini".into(), "council".into()],
+            aliases: BTreeMap::new(),
+            limits: limits(u64::MAX / 2),
+            spend: 0.0,
+            model_spend: BTreeMap::new(),
+            budget_reset_at: Some(reset),
+            expires: None,
+            blocked: false,
+            metadata: serde_json::json!({}),
+            tags: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        },
+        user: Some(UserRecord {
+            user_id: format!("user-{i}"),
+            user_role: None,
+            user_email: None,
+            models: Vec::new(),
+            limits: limits(u64::MAX / 2),
+            spend: 0.0,
+            budget_reset_at: Some(reset),
+            metadata: serde_json::json!({}),
+            teams: vec!["team-core".into()],
+            created_at: now,
+            updated_at: now,
+        }),
+        team: Some(TeamRecord {
+            team_id: "team-core".into(),
+            team_alias: None,
+            models: Vec::new(),
+            limits: limits(u64::MAX / 2),
+            spend: 0.0,
+            budget_reset_at: Some(reset),
+            blocked: false,
+            members: Vec::new(),
+            metadata: serde_json::json!({}),
+            created_at: now,
+            updated_at: now,
+        }),
+    })
+}
+
+fn key_limits(c: &mut Criterion) {
+    let keys: Vec<Arc<Principal>> = (0..1000).map(principal_of).collect();
+    let limiter = Limiter::new();
+    let groups = AccessGroups::default();
+    let mut group = c.benchmark_group("key_limits");
+    let mut i = 0usize;
+    group.bench_function("scopes", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(principal::scopes(&keys[i], "gpt-4o-mini"))
+        })
+    });
+    group.bench_function("model_access", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(denied_by(&keys[i], "gpt-4o-mini", &groups))
+        })
+    });
+    group.bench_function("request_admit_and_charge", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            let p = &keys[i];
+            let scopes = principal::scopes(p, "gpt-4o-mini");
+            let admitted = limiter.admit(&scopes, true);
+            let scopes = principal::scopes(p, "gpt-4o-mini");
+            limiter.charge(&scopes, 15, 0.000_004_5);
+            black_box(admitted.is_ok())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, key_limits);
+criterion_main!(benches);
