@@ -52,7 +52,7 @@ pub const ATTACKS: [(&str, &str); 22] = [
     ),
     (
         "connection flood",
-        "712 idle connections; a new client still served",
+        "712 idle connections, the limit reached; a new client still served",
     ),
     (
         "over-parallel requests",
