@@ -252,3 +252,57 @@ async fn a_per_model_budget_refuses_only_that_model() {
     assert_eq!(chat_as(&proxy, &key, "gpt-b").await.0, 200);
     assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (1, 1));
 }
+
+/// Runs `sql` on the server of `database_url`, connected to its `postgres`
+/// database.
+async fn admin_sql(database_url: &str, sql: &str) {
+    let (server, _) = database_url.rsplit_once('/').unwrap();
+    let out = tokio::process::Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_store_outage_answers_uncached_keys_503_in_bounded_time_and_cached_ones_still_work() {
+    let test = "a_store_outage_answers_uncached_keys_503_in_bounded_time";
+    let Some(url) = conclave_e2e::services::postgres_database(test).await else {
+        return;
+    };
+    let database = url.rsplit_once('/').unwrap().1.to_owned();
+    let up = FakeUpstream::start().await;
+    let proxy =
+        Proxy::start_with(&config(&up, &["gpt-a"], ""), &[("DATABASE_URL", &url)], &[]).await;
+    let cached = new_key(&proxy, json!({})).await;
+    assert_eq!(chat_as(&proxy, &cached, "gpt-a").await.0, 200);
+    admin_sql(
+        &url,
+        &format!(
+            "ALTER DATABASE {database} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+        ),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (status, headers, body) = chat_as(&proxy, "sk-not-cached-anywhere-1234", "gpt-a").await;
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(code(&body), "key_store_unavailable");
+    assert!(!header(&headers, "retry-after").is_empty());
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    // A key the cache holds is served without the store.
+    assert_eq!(chat_as(&proxy, &cached, "gpt-a").await.0, 200);
+    assert_eq!(up.calls("gpt-a"), 2);
+    admin_sql(
+        &url,
+        &format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"),
+    )
+    .await;
+}
