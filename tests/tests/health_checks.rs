@@ -58,7 +58,8 @@ async fn wait_for(
     }
 }
 
-async fn metric(proxy: &Proxy, name: &str, deployment: &str, state: &str) -> f64 {
+/// The sum of `name`'s samples for `deployment` whose `label` is `value`.
+async fn metric(proxy: &Proxy, name: &str, deployment: &str, (label, value): (&str, &str)) -> f64 {
     let text = proxy
         .client
         .get(proxy.url("/metrics"))
@@ -75,7 +76,7 @@ async fn metric(proxy: &Proxy, name: &str, deployment: &str, state: &str) -> f64
         .filter(|s| {
             s.metric == name
                 && s.labels.get("deployment") == Some(deployment)
-                && s.labels.get("state") == Some(state)
+                && s.labels.get(label) == Some(value)
         })
         .map(|s| match s.value {
             prometheus_parse::Value::Counter(v)
@@ -124,14 +125,35 @@ async fn a_dead_deployment_is_marked_within_two_intervals_and_seen_to_recover() 
     assert!(alive["health_check"]["latency_ms"].as_f64().unwrap() >= 0.0);
 
     assert_eq!(
-        metric(&proxy, "conclave_deployment_state", "dead.0", "unhealthy").await,
+        metric(
+            &proxy,
+            "conclave_deployment_state",
+            "dead.0",
+            ("state", "unhealthy")
+        )
+        .await,
         1.0
     );
     assert_eq!(
-        metric(&proxy, "conclave_deployment_state", "alive.0", "healthy").await,
+        metric(
+            &proxy,
+            "conclave_deployment_state",
+            "alive.0",
+            ("state", "healthy")
+        )
+        .await,
         1.0
     );
-    assert!(metric(&proxy, "conclave_health_checks_total", "dead.0", "failed").await >= 1.0);
+    assert!(
+        metric(
+            &proxy,
+            "conclave_health_checks_total",
+            "dead.0",
+            ("result", "failed")
+        )
+        .await
+            >= 1.0
+    );
 
     // The checks were one-token requests, and nobody else called.
     let sent = up.recorded();
@@ -154,7 +176,13 @@ async fn a_dead_deployment_is_marked_within_two_intervals_and_seen_to_recover() 
     // The last error stays on record after the recovery.
     assert!(deployment(&body, "dead.0")["last_error"]["message"].is_string());
     assert_eq!(
-        metric(&proxy, "conclave_deployment_state", "dead.0", "healthy").await,
+        metric(
+            &proxy,
+            "conclave_deployment_state",
+            "dead.0",
+            ("state", "healthy")
+        )
+        .await,
         1.0
     );
 }

@@ -138,6 +138,14 @@ struct DeploymentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthCheckLabels {
+    model_group: String,
+    deployment: String,
+    provider: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabel {
     outcome: &'static str,
 }
@@ -499,22 +507,22 @@ impl Live {
              background health check failed)",
             states,
         );
-        let checks: Family<DeploymentLabels, Counter> = Family::default();
+        let checks: Family<HealthCheckLabels, Counter> = Family::default();
         for d in &self.deployments {
-            for (state, count) in [("passed", d.checks_passed), ("failed", d.checks_failed)] {
+            for (result, count) in [("passed", d.checks_passed), ("failed", d.checks_failed)] {
                 checks
-                    .get_or_create(&DeploymentLabels {
+                    .get_or_create(&HealthCheckLabels {
                         model_group: d.model_group.clone(),
                         deployment: d.deployment.clone(),
                         provider: d.provider.clone(),
-                        state,
+                        result,
                     })
                     .inc_by(count);
             }
         }
         r.register(
             "conclave_health_checks",
-            "Background health checks since start, by deployment and result (state)",
+            "Background health checks since start, by deployment and result",
             checks,
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
