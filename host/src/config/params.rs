@@ -14,6 +14,7 @@ pub const HTTP_PROVIDERS: &[&str] = &[
     "openai",
     "azure",
     "anthropic",
+    "anthropic_openai",
     "gemini",
     "groq",
     "cerebras",

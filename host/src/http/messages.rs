@@ -19,6 +19,7 @@ use super::{AppState, Scope};
 use crate::translate::anthropic::{
     MessagesStream, answer_from_chat, count_tokens, error_body, request_to_chat,
 };
+use crate::translate::anthropic_upstream::NATIVE_FIELD;
 use crate::translate::{Event, TranslateError, new_id};
 
 /// Largest error body rewritten into Anthropic's shape.
@@ -112,7 +113,7 @@ struct Messages {
 }
 
 impl Dialect for Messages {
-    type Stream = MessagesStream;
+    type Stream = MessagesEvents;
 
     fn for_request(body: &Value) -> Self {
         Self {
@@ -121,33 +122,96 @@ impl Dialect for Messages {
         }
     }
 
+    /// The chat translation, carrying the original body for `anthropic/`
+    /// deployments, which send it as it is ([`NATIVE_FIELD`]).
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError> {
-        request_to_chat(body)
+        let mut chat = request_to_chat(body)?;
+        if let Some(map) = chat.as_object_mut() {
+            map.insert(NATIVE_FIELD.into(), body.clone());
+        }
+        Ok(chat)
     }
 
+    /// A native `message` (from an `anthropic/` deployment) passes as it
+    /// is; a chat answer is translated.
     fn answer(&self, chat: &Value) -> Value {
+        if chat["type"] == "message" {
+            return chat.clone();
+        }
         answer_from_chat(chat, &self.model, &self.id)
     }
 
-    fn stream(self) -> MessagesStream {
-        MessagesStream::new(&self.id, &self.model)
+    fn stream(self) -> MessagesEvents {
+        MessagesEvents {
+            inner: MessagesStream::new(&self.id, &self.model),
+            mode: Mode::Unknown,
+        }
     }
 }
 
-impl Translator for MessagesStream {
+/// Whether a stream's payloads are chat chunks (translated) or Anthropic's
+/// own events (passed through), known from the first payload.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Unknown,
+    Native,
+    Translated,
+}
+
+/// The Messages event stream: Anthropic's events from an `anthropic/`
+/// deployment as they came, or chat chunks translated. The opening events
+/// wait for the first payload, which tells the two apart.
+struct MessagesEvents {
+    inner: MessagesStream,
+    mode: Mode,
+}
+
+impl MessagesEvents {
+    /// An Anthropic event payload as the event it came in.
+    fn native(payload: &[u8]) -> Option<Event> {
+        let data: Value = serde_json::from_slice(payload).ok()?;
+        let name = data["type"].as_str()?.to_owned();
+        Some(Event { name, data })
+    }
+}
+
+impl Translator for MessagesEvents {
     fn start(&mut self) -> Vec<Event> {
-        MessagesStream::start(self)
+        Vec::new()
     }
 
     fn push(&mut self, payload: &[u8]) -> Vec<Event> {
-        MessagesStream::push(self, payload)
+        if self.mode == Mode::Unknown {
+            const START: &[u8] = b"\"message_start\"";
+            if payload.windows(START.len()).any(|w| w == START) {
+                self.mode = Mode::Native;
+            } else {
+                self.mode = Mode::Translated;
+                let mut events = self.inner.start();
+                events.extend(self.inner.push(payload));
+                return events;
+            }
+        }
+        match self.mode {
+            Mode::Native => Self::native(payload).into_iter().collect(),
+            _ => self.inner.push(payload),
+        }
     }
 
     fn finish(&mut self) -> Vec<Event> {
-        MessagesStream::finish(self)
+        match self.mode {
+            Mode::Native => Vec::new(),
+            Mode::Translated => self.inner.finish(),
+            Mode::Unknown => {
+                let mut events = self.inner.start();
+                events.extend(self.inner.finish());
+                events
+            }
+        }
     }
 
     fn fail(&mut self, error: &ApiError) -> Vec<Event> {
-        MessagesStream::fail(self, error.status.as_u16(), &error.body.error.message)
+        self.inner
+            .fail(error.status.as_u16(), &error.body.error.message)
     }
 }

@@ -10,6 +10,7 @@ mod docs;
 pub mod error;
 mod execute;
 mod in_flight;
+mod info;
 mod management;
 mod info;
 mod messages;

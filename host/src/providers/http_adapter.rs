@@ -98,6 +98,10 @@ impl HttpTarget {
         if let Some(key) = &api_key {
             let (name, value) = match spec.dialect {
                 Dialect::Azure => (HeaderName::from_static("api-key"), key.expose().to_owned()),
+                Dialect::Anthropic => (
+                    HeaderName::from_static("x-api-key"),
+                    key.expose().to_owned(),
+                ),
                 Dialect::OpenAi => (
                     http::header::AUTHORIZATION,
                     format!("Bearer {}", key.expose()),
@@ -120,6 +124,19 @@ impl HttpTarget {
                     name: name.to_string(),
                 })?;
             headers.insert(name, value);
+        }
+
+        if spec.dialect == Dialect::Anthropic && !headers.contains_key("anthropic-version") {
+            let version = params
+                .api_version
+                .as_deref()
+                .unwrap_or(super::anthropic::DEFAULT_VERSION);
+            let value = HeaderValue::from_str(version).map_err(|_| {
+                TargetError::InvalidHeaderValue {
+                    name: "anthropic-version".into(),
+                }
+            })?;
+            headers.insert(HeaderName::from_static("anthropic-version"), value);
         }
 
         let mut defaults = Map::new();
@@ -221,15 +238,27 @@ impl HttpTarget {
         call: UpstreamCall<'_>,
     ) -> Result<UpstreamReply, UpstreamError> {
         let model = call.model_override.unwrap_or(&self.upstream_model);
-        let body = OutboundBody {
-            model,
-            stream: call.stream,
-            body: call.body,
-            defaults: &self.defaults,
-            inject_reasoning: self.supports_reasoning,
+        let anthropic = self.spec.dialect == Dialect::Anthropic;
+        let (bytes, native) = if anthropic {
+            super::anthropic::request_body(
+                call.endpoint,
+                call.body,
+                &self.defaults,
+                model,
+                call.stream,
+            )?
+        } else {
+            let body = OutboundBody {
+                model,
+                stream: call.stream,
+                body: call.body,
+                defaults: &self.defaults,
+                inject_reasoning: self.supports_reasoning,
+            };
+            let bytes =
+                serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            (bytes, false)
         };
-        let bytes =
-            serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         let mut request = client
             .post(self.url(model, call.endpoint)?)
             .headers(self.headers.clone())
@@ -257,7 +286,11 @@ impl HttpTarget {
                 .bytes_stream()
                 .map(|r| r.map_err(|e| e.to_string()));
             let max_event = call.max_response_bytes.min(sse::MAX_EVENT_BYTES);
-            let payloads = sse::decode(chunks, wait, max_event);
+            let payloads = if anthropic {
+                super::anthropic::stream_reply(chunks, wait, max_event, native)
+            } else {
+                sse::decode(chunks, wait, max_event)
+            };
             // Chunks and an error ending the stream reach the client, so
             // they must not carry the key either.
             let payloads = match self.api_key.clone().filter(|k| k.expose().len() >= 4) {
@@ -282,6 +315,11 @@ impl HttpTarget {
             let body = tokio::time::timeout(wait, fetch)
                 .await
                 .map_err(|_| UpstreamError::Timeout(wait))??;
+            if anthropic {
+                return super::anthropic::json_reply(body, native)
+                    .map(UpstreamReply::Json)
+                    .map_err(|e| e.map_message(|m| self.redact(&m)));
+            }
             Ok(UpstreamReply::Json(body))
         }
     }
@@ -451,6 +489,7 @@ fn endpoint_url(
     let path = endpoint.path();
     match dialect {
         Dialect::OpenAi => format!("{base_url}{path}"),
+        Dialect::Anthropic => super::anthropic::messages_url(base_url),
         Dialect::Azure => format!(
             "{base_url}/openai/deployments/{}{path}?api-version={}",
             path_segment(model),
@@ -534,7 +573,9 @@ impl Serialize for OutboundBody<'_> {
             map.serialize_entry("stream", &true)?;
         }
         for (k, v) in self.body.iter() {
-            map.serialize_entry(k, v)?;
+            if k != crate::translate::anthropic_upstream::NATIVE_FIELD {
+                map.serialize_entry(k, v)?;
+            }
         }
         for (k, v) in self.defaults {
             if !self.body.contains_key(k) {

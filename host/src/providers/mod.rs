@@ -4,6 +4,7 @@
 //! Almost every provider speaks OpenAI's wire format, so one adapter serves
 //! them all from a table of prefixes ([`table`]); `mock/` answers in-process.
 
+pub mod anthropic;
 pub mod exec;
 mod http_adapter;
 pub use http_adapter::encode_outbound_body;

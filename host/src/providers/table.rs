@@ -1,5 +1,6 @@
 //! The provider table: each prefix's default api_base, key variables and
-//! dialect. Every entry speaks OpenAI's wire format at its api_base.
+//! dialect. Every entry speaks OpenAI's wire format at its api_base, but
+//! `anthropic`, which speaks Anthropic's Messages API natively.
 
 /// How a provider addresses deployments and sends its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,6 +9,9 @@ pub enum Dialect {
     OpenAi,
     /// `{api_base}/openai/deployments/{model}/chat/completions?api-version=`, `api-key` header.
     Azure,
+    /// `{api_base}/v1/messages`, `x-api-key` and `anthropic-version` headers;
+    /// chat requests and answers translated ([`super::anthropic`]).
+    Anthropic,
 }
 
 /// One provider prefix.
@@ -61,8 +65,18 @@ static PROVIDERS: &[ProviderSpec] = &[
             true,
         )
     },
+    ProviderSpec {
+        dialect: Dialect::Anthropic,
+        ..spec(
+            "anthropic",
+            Some("https://api.anthropic.com"),
+            &["ANTHROPIC_API_KEY"],
+            true,
+        )
+    },
+    // Anthropic's OpenAI-compatible endpoint (no prompt caching, no thinking blocks).
     spec(
-        "anthropic",
+        "anthropic_openai",
         Some("https://api.anthropic.com/v1"),
         &["ANTHROPIC_API_KEY"],
         true,

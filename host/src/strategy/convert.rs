@@ -15,7 +15,10 @@ pub fn request_from_client(model: &str, body: &Map<String, Value>) -> ChatReques
         .unwrap_or_default();
     let params: Map<String, Value> = body
         .iter()
-        .filter(|(k, _)| k.as_str() != "messages")
+        .filter(|(k, _)| {
+            k.as_str() != "messages"
+                && k.as_str() != crate::translate::anthropic_upstream::NATIVE_FIELD
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     ChatRequest {

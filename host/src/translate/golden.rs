@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use super::{anthropic, responses};
+use super::{anthropic, anthropic_upstream, responses};
 
 fn translate(kind: &str, input: &Value) -> Value {
     match kind {
@@ -48,6 +48,30 @@ fn translate(kind: &str, input: &Value) -> Value {
                 events
                     .iter()
                     .map(|e| json!({"event": e.name, "data": e.data}))
+                    .collect::<Vec<_>>()
+            )
+        }
+        "anthropic_upstream_request" => {
+            match anthropic_upstream::request_from_chat(input, "claude-up", false) {
+                Ok(v) => v,
+                Err(e) => json!({"error": e.message, "param": e.param}),
+            }
+        }
+        "anthropic_upstream_answer" => anthropic_upstream::answer_to_chat(input, 1_700_000_000),
+        "anthropic_upstream_stream" => {
+            let mut t = anthropic_upstream::ChunkStream::new(1_700_000_000);
+            json!(
+                input
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|event| match t.push(event) {
+                        anthropic_upstream::StreamStep::Chunks(chunks) => json!(chunks),
+                        anthropic_upstream::StreamStep::Done => json!("done"),
+                        anthropic_upstream::StreamStep::Error { kind, message } => {
+                            json!({"error": kind, "message": message})
+                        }
+                    })
                     .collect::<Vec<_>>()
             )
         }

@@ -7,6 +7,7 @@
 //! types, so each mapping is tested on its own (golden files, properties).
 
 pub mod anthropic;
+pub mod anthropic_upstream;
 pub mod responses;
 
 use serde_json::{Map, Value, json};

@@ -1,0 +1,212 @@
+//! The native Anthropic dialect of the HTTP adapter: `anthropic/`
+//! deployments call `{api_base}/v1/messages` with `x-api-key` and
+//! `anthropic-version`, and the chat request and answer are translated by
+//! [`crate::translate::anthropic_upstream`]. Everything else (keys,
+//! timeouts, size limits, error statuses, `retry-after`, redaction) is the
+//! adapter's, so the router's retries, fallbacks and cooldowns apply as to
+//! any provider (Anthropic's 529 `overloaded_error` is retryable there).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, stream};
+use serde_json::{Map, Value};
+
+use super::{PayloadStream, UpstreamError, sse};
+use crate::openai::{Endpoint, RawFields, unix_now};
+use crate::translate::anthropic_upstream::{self, ChunkStream, NATIVE_FIELD, StreamStep};
+
+/// The `anthropic-version` sent when the deployment sets no `api_version`.
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+
+/// The Messages URL for `base`: `{base}/v1/messages`, or `{base}/messages`
+/// when the base already ends in `/v1`.
+pub fn messages_url(base: &str) -> String {
+    if base.ends_with("/v1") {
+        format!("{base}/messages")
+    } else {
+        format!("{base}/v1/messages")
+    }
+}
+
+/// A 400 the adapter returns before calling the upstream.
+fn refused(message: String) -> UpstreamError {
+    UpstreamError::Status {
+        status: 400,
+        message,
+        code: Some("invalid_request_error".into()),
+        retry_after: None,
+    }
+}
+
+/// The Messages request body for a chat request, and whether it is a
+/// Messages client's own body passed through (answered natively): that body
+/// when the request carries one ([`NATIVE_FIELD`]), else the client's chat
+/// fields with the deployment's defaults where it set none, translated.
+pub fn request_body(
+    endpoint: Endpoint,
+    body: &RawFields,
+    defaults: &Map<String, Value>,
+    model: &str,
+    stream: bool,
+) -> Result<(Vec<u8>, bool), UpstreamError> {
+    if endpoint != Endpoint::ChatCompletions {
+        return Err(refused(format!(
+            "anthropic/ deployments serve chat completions only, not {}",
+            endpoint.path()
+        )));
+    }
+    if let Some(native) = body.value(NATIVE_FIELD)
+        && let Some(request) = anthropic_upstream::native_request(&native, model, stream)
+    {
+        let bytes =
+            serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        return Ok((bytes, true));
+    }
+    let mut chat = body
+        .to_map()
+        .map_err(|e| refused(format!("the request body cannot be read: {e}")))?;
+    for (key, value) in defaults {
+        chat.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    let request = anthropic_upstream::request_from_chat(&Value::Object(chat), model, stream)
+        .map_err(|e| refused(e.message))?;
+    let bytes = serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    Ok((bytes, false))
+}
+
+/// A `message` body as a `chat.completion` body, or as received when
+/// `native` (a Messages client's request passed through).
+pub fn json_reply(body: Bytes, native: bool) -> Result<Bytes, UpstreamError> {
+    if native {
+        return Ok(body);
+    }
+    let message: Value = serde_json::from_slice(&body)
+        .map_err(|e| UpstreamError::Protocol(format!("the message body is not JSON: {e}")))?;
+    if message["type"] != "message" {
+        return Err(UpstreamError::Protocol(
+            "the answer is not a Messages `message` object".into(),
+        ));
+    }
+    let chat = anthropic_upstream::answer_to_chat(&message, unix_now());
+    serde_json::to_vec(&chat)
+        .map(Bytes::from)
+        .map_err(|e| UpstreamError::Protocol(e.to_string()))
+}
+
+/// The Messages event stream in `bytes` as chat chunk payloads, or as the
+/// events' own payloads when `native`. Anthropic ends a stream with
+/// `message_stop` rather than `[DONE]`; a stream that ends without it is
+/// broken.
+pub fn stream_reply<S>(bytes: S, idle: Duration, max_event: usize, native: bool) -> PayloadStream
+where
+    S: Stream<Item = Result<Bytes, String>> + Send + 'static,
+{
+    let done = stream::iter([Ok(Bytes::from_static(b"\n\ndata: [DONE]\n\n"))]);
+    let payloads = sse::decode(bytes.chain(done), idle, max_event);
+    let state = Translating {
+        payloads,
+        translator: ChunkStream::new(unix_now()),
+        pending: VecDeque::new(),
+        native,
+        stopped: false,
+        finished: false,
+    };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(chunk) = st.pending.pop_front() {
+                return Some((Ok(chunk), st));
+            }
+            if st.finished {
+                return None;
+            }
+            match st.payloads.next().await {
+                Some(Ok(payload)) => {
+                    if let Err(e) = st.step(&payload) {
+                        st.finished = true;
+                        return Some((Err(e), st));
+                    }
+                }
+                Some(Err(e)) => {
+                    st.finished = true;
+                    return Some((Err(e), st));
+                }
+                None => {
+                    st.finished = true;
+                    if !st.stopped {
+                        return Some((
+                            Err(UpstreamError::StreamBroken(
+                                "the stream ended before message_stop".into(),
+                            )),
+                            st,
+                        ));
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// One translated stream's state.
+struct Translating {
+    payloads: PayloadStream,
+    translator: ChunkStream,
+    pending: VecDeque<Bytes>,
+    /// Payloads pass as they are (only `message_stop` is looked for).
+    native: bool,
+    /// `message_stop` was seen.
+    stopped: bool,
+    finished: bool,
+}
+
+impl Translating {
+    /// Translates one event payload into pending chunks.
+    fn step(&mut self, payload: &Bytes) -> Result<(), UpstreamError> {
+        if self.native {
+            const STOP: &[u8] = b"\"message_stop\"";
+            if payload.windows(STOP.len()).any(|w| w == STOP) {
+                self.stopped = true;
+            }
+            self.pending.push_back(payload.clone());
+            return Ok(());
+        }
+        let Ok(event) = serde_json::from_slice::<Value>(payload) else {
+            return Err(UpstreamError::Protocol("a stream event is not JSON".into()));
+        };
+        match self.translator.push(&event) {
+            StreamStep::Chunks(chunks) => {
+                for chunk in chunks {
+                    let bytes = serde_json::to_vec(&chunk)
+                        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                    self.pending.push_back(Bytes::from(bytes));
+                }
+                Ok(())
+            }
+            StreamStep::Done => {
+                self.stopped = true;
+                Ok(())
+            }
+            StreamStep::Error { kind, message } => {
+                Err(UpstreamError::StreamBroken(format!("{kind}: {message}")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_messages_url_adds_v1_once() {
+        assert_eq!(
+            messages_url("https://api.anthropic.com"),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            messages_url("http://127.0.0.1:9/x/v1"),
+            "http://127.0.0.1:9/x/v1/messages"
+        );
+    }
+}

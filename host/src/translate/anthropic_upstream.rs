@@ -1,0 +1,480 @@
+//! Chat completions to a native Anthropic upstream and back: the request a
+//! `anthropic/` deployment sends to `{api_base}/v1/messages`, and its answer
+//! (a `message` body or the Messages event stream) as a `chat.completion`
+//! or `chat.completion.chunk` payloads. The inbound direction (Anthropic
+//! clients served by chat upstreams) is [`super::anthropic`].
+//!
+//! Kept: system and developer messages (as `system`), text and image parts,
+//! `cache_control` on parts, assistant tool calls (`tool_use`), tool results
+//! (`tool_result` in a user turn), `tools`, `tool_choice`,
+//! `parallel_tool_calls: false`, `max_tokens` / `max_completion_tokens`,
+//! `temperature`, `top_p`, `top_k`, `stop`, `user` (as `metadata.user_id`),
+//! `thinking` (as sent), `metadata`. Mapped: `reasoning_effort` to a thinking
+//! budget when no `thinking` is given. Dropped: fields Anthropic has no
+//! counterpart for (`n`, `logprobs`, `seed`, penalties, `response_format`,
+//! `stream_options`, ...).
+
+use serde_json::{Map, Value, json};
+
+use super::TranslateError;
+
+/// The chat request field that carries a Messages client's original body
+/// (set by the `/v1/messages` route): an `anthropic/` deployment sends that
+/// body as it is (with its own model name) and answers natively; every
+/// other target leaves the field out, and composite strategies never see it.
+pub const NATIVE_FIELD: &str = "conclave_native_messages";
+
+/// The original Messages body a chat request carries, as the upstream
+/// request: `model` set to `model`, `stream` to `stream`, nothing else changed.
+pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value> {
+    let mut body = native.as_object()?.clone();
+    body.insert("model".into(), json!(model));
+    if stream {
+        body.insert("stream".into(), json!(true));
+    } else {
+        body.remove("stream");
+    }
+    Some(Value::Object(body))
+}
+
+/// `max_tokens` when the chat request sets none (Anthropic requires it).
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// The Messages request for chat request `chat`, sent as `model`.
+pub fn request_from_chat(chat: &Value, model: &str, stream: bool) -> Result<Value, TranslateError> {
+    let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    let (system, messages) = messages_from_chat(&chat["messages"])?;
+    if !system.is_empty() {
+        out.insert("system".into(), Value::Array(system));
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    let max_tokens = chat["max_completion_tokens"]
+        .as_u64()
+        .or_else(|| chat["max_tokens"].as_u64())
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    out.insert("max_tokens".into(), json!(max_tokens));
+    for key in ["temperature", "top_p", "top_k"] {
+        if let Some(v) = chat.get(key).filter(|v| v.is_number()) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    match &chat["stop"] {
+        Value::String(s) => {
+            out.insert("stop_sequences".into(), json!([s]));
+        }
+        Value::Array(list) if !list.is_empty() => {
+            out.insert("stop_sequences".into(), Value::Array(list.clone()));
+        }
+        _ => {}
+    }
+    if let Some(tools) = chat["tools"].as_array().filter(|t| !t.is_empty()) {
+        out.insert(
+            "tools".into(),
+            Value::Array(tools.iter().map(tool).collect()),
+        );
+        if let Some(choice) = tool_choice(&chat["tool_choice"], &chat["parallel_tool_calls"]) {
+            out.insert("tool_choice".into(), choice);
+        }
+    }
+    let mut metadata = chat["metadata"].as_object().cloned().unwrap_or_default();
+    if let Some(user) = chat["user"].as_str() {
+        metadata.insert("user_id".into(), json!(user));
+    }
+    if !metadata.is_empty() {
+        out.insert("metadata".into(), Value::Object(metadata));
+    }
+    if chat["thinking"].is_object() {
+        out.insert("thinking".into(), chat["thinking"].clone());
+    } else if let Some(budget) = thinking_budget(&chat["reasoning_effort"], max_tokens) {
+        out.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
+    }
+    if stream {
+        out.insert("stream".into(), json!(true));
+    }
+    Ok(Value::Object(out))
+}
+
+/// A reasoning effort as a thinking budget below `max_tokens` (Anthropic's
+/// minimum budget is 1024); `None` when there is no room for one.
+fn thinking_budget(effort: &Value, max_tokens: u64) -> Option<u64> {
+    let wanted = match effort.as_str()? {
+        "low" | "minimal" => 1024,
+        "medium" => 4096,
+        "high" => 16384,
+        _ => return None,
+    };
+    let budget = wanted.min(max_tokens.saturating_sub(1));
+    (budget >= 1024).then_some(budget)
+}
+
+/// System blocks and alternating turns from chat `messages`.
+fn messages_from_chat(messages: &Value) -> Result<(Vec<Value>, Vec<Value>), TranslateError> {
+    let list = messages
+        .as_array()
+        .ok_or_else(|| TranslateError::new("messages must be an array", "messages"))?;
+    let mut system = Vec::new();
+    let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let role = m["role"].as_str().unwrap_or("");
+        let (role, blocks) = match role {
+            "system" | "developer" => {
+                system.extend(content_blocks(&m["content"], &at)?);
+                continue;
+            }
+            "user" => ("user", content_blocks(&m["content"], &at)?),
+            "assistant" => ("assistant", assistant_blocks(m, &at)?),
+            "tool" | "function" => ("user", vec![tool_result(m, &at)?]),
+            other => {
+                return Err(TranslateError::new(
+                    format!("{at}.role {other:?} is not a chat role"),
+                    &format!("{at}.role"),
+                ));
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        // Anthropic wants turns to alternate: consecutive turns of one role
+        // (several tool results, a result and the next user text) are merged.
+        match turns.last_mut() {
+            Some((last, content)) if last == role => content.extend(blocks),
+            _ => turns.push((role.to_owned(), blocks)),
+        }
+    }
+    let turns = turns
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    Ok((system, turns))
+}
+
+/// A chat message's content as Anthropic blocks.
+fn content_blocks(content: &Value, at: &str) -> Result<Vec<Value>, TranslateError> {
+    match content {
+        Value::Null => Ok(Vec::new()),
+        Value::String(text) if text.is_empty() => Ok(Vec::new()),
+        Value::String(text) => Ok(vec![json!({"type": "text", "text": text})]),
+        Value::Array(parts) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| part_block(p, &format!("{at}.content[{j}]")))
+            .collect(),
+        _ => Err(TranslateError::new(
+            format!("{at}.content must be a string or an array of parts"),
+            &format!("{at}.content"),
+        )),
+    }
+}
+
+/// One content part: text, or an image (a data URL or a link).
+fn part_block(part: &Value, at: &str) -> Result<Value, TranslateError> {
+    let mut block = match part["type"].as_str() {
+        Some("text") => json!({"type": "text", "text": part["text"].as_str().unwrap_or("")}),
+        Some("image_url") => {
+            let url = part["image_url"]["url"]
+                .as_str()
+                .or_else(|| part["image_url"].as_str())
+                .unwrap_or("");
+            json!({"type": "image", "source": image_source(url)})
+        }
+        other => {
+            return Err(TranslateError::new(
+                format!("{at}.type {other:?} is not supported by Anthropic upstreams"),
+                &format!("{at}.type"),
+            ));
+        }
+    };
+    if let Some(cache) = part.get("cache_control") {
+        block["cache_control"] = cache.clone();
+    }
+    Ok(block)
+}
+
+/// An image URL as Anthropic's image source.
+fn image_source(url: &str) -> Value {
+    if let Some(rest) = url.strip_prefix("data:")
+        && let Some((media_type, data)) = rest.split_once(";base64,")
+    {
+        return json!({"type": "base64", "media_type": media_type, "data": data});
+    }
+    json!({"type": "url", "url": url})
+}
+
+/// An assistant turn: its text, then its tool calls as `tool_use` blocks.
+fn assistant_blocks(m: &Value, at: &str) -> Result<Vec<Value>, TranslateError> {
+    let mut blocks = content_blocks(&m["content"], at)?;
+    for (k, call) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
+        let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
+        let input: Value = if arguments.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(arguments).map_err(|e| {
+                TranslateError::new(
+                    format!("{at}.tool_calls[{k}].function.arguments is not JSON: {e}"),
+                    &format!("{at}.tool_calls[{k}].function.arguments"),
+                )
+            })?
+        };
+        blocks.push(json!({
+            "type": "tool_use",
+            "id": call["id"].as_str().unwrap_or(""),
+            "name": call["function"]["name"].as_str().unwrap_or(""),
+            "input": input,
+        }));
+    }
+    Ok(blocks)
+}
+
+/// A `tool` message as a `tool_result` block.
+fn tool_result(m: &Value, at: &str) -> Result<Value, TranslateError> {
+    let content = match &m["content"] {
+        Value::String(text) => json!(text),
+        Value::Array(_) => Value::Array(content_blocks(&m["content"], at)?),
+        _ => json!(""),
+    };
+    Ok(json!({
+        "type": "tool_result",
+        "tool_use_id": m["tool_call_id"].as_str().unwrap_or(""),
+        "content": content,
+    }))
+}
+
+/// A chat function tool as an Anthropic tool.
+fn tool(t: &Value) -> Value {
+    let f = &t["function"];
+    let mut out = json!({
+        "name": f["name"].as_str().unwrap_or(""),
+        "input_schema": if f["parameters"].is_object() { f["parameters"].clone() } else { json!({"type": "object"}) },
+    });
+    if let Some(d) = f["description"].as_str() {
+        out["description"] = json!(d);
+    }
+    if let Some(cache) = t.get("cache_control") {
+        out["cache_control"] = cache.clone();
+    }
+    out
+}
+
+/// `tool_choice` (and `parallel_tool_calls: false`) in Anthropic's shape.
+fn tool_choice(choice: &Value, parallel: &Value) -> Option<Value> {
+    let mut out = match choice {
+        Value::String(s) if s == "required" => json!({"type": "any"}),
+        Value::String(s) if s == "none" => json!({"type": "none"}),
+        Value::Object(_) => match choice["function"]["name"].as_str() {
+            Some(name) => json!({"type": "tool", "name": name}),
+            None => json!({"type": "auto"}),
+        },
+        _ => json!({"type": "auto"}),
+    };
+    if parallel == &Value::Bool(false) && out["type"] != "none" {
+        out["disable_parallel_tool_use"] = json!(true);
+    }
+    if choice.is_null() && parallel.is_null() {
+        return None;
+    }
+    Some(out)
+}
+
+/// A chat `finish_reason` for Anthropic's `stop_reason`.
+pub fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// Anthropic usage in OpenAI's shape: prompt tokens include the cached
+/// reads and the cache writes, reads reported as
+/// `prompt_tokens_details.cached_tokens`; the writes also as
+/// `cache_creation_input_tokens` (LiteLLM's name).
+pub fn usage(u: &Value) -> Value {
+    let input = u["input_tokens"].as_u64().unwrap_or(0);
+    let read = u["cache_read_input_tokens"].as_u64().unwrap_or(0);
+    let created = u["cache_creation_input_tokens"].as_u64().unwrap_or(0);
+    let output = u["output_tokens"].as_u64().unwrap_or(0);
+    let prompt = input + read + created;
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
+        "prompt_tokens_details": {"cached_tokens": read},
+        "cache_creation_input_tokens": created,
+        "cache_read_input_tokens": read,
+    })
+}
+
+/// A `message` body as a `chat.completion`.
+pub fn answer_to_chat(message: &Value, created: u64) -> Value {
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut calls = Vec::new();
+    for block in message["content"].as_array().into_iter().flatten() {
+        match block["type"].as_str() {
+            Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
+            Some("thinking") => reasoning.push_str(block["thinking"].as_str().unwrap_or("")),
+            Some("tool_use") => calls.push(json!({
+                "id": block["id"],
+                "type": "function",
+                "function": {"name": block["name"], "arguments": block["input"].to_string()},
+            })),
+            _ => {}
+        }
+    }
+    let mut msg = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
+    if !reasoning.is_empty() {
+        msg["reasoning_content"] = json!(reasoning);
+    }
+    if !calls.is_empty() {
+        msg["tool_calls"] = Value::Array(calls);
+    }
+    json!({
+        "id": message["id"],
+        "object": "chat.completion",
+        "created": created,
+        "model": message["model"],
+        "choices": [{
+            "index": 0,
+            "message": msg,
+            "finish_reason": finish_reason(message["stop_reason"].as_str().unwrap_or("end_turn")),
+        }],
+        "usage": usage(&message["usage"]),
+    })
+}
+
+/// What one Messages stream event means for the chat stream.
+#[derive(Debug, PartialEq)]
+pub enum StreamStep {
+    /// Chunk payloads to send (possibly none).
+    Chunks(Vec<Value>),
+    /// `message_stop`: the stream is complete.
+    Done,
+    /// An `error` event: the upstream's error type and message.
+    Error { kind: String, message: String },
+}
+
+/// Turns Messages stream events into `chat.completion.chunk` payloads:
+/// text deltas as `content`, thinking as `reasoning_content`, tool_use
+/// blocks as `tool_calls` (indexed in order), and the final chunk with the
+/// finish reason and the usage (input and cache tokens from
+/// `message_start`, output tokens from `message_delta`).
+#[derive(Debug, Default)]
+pub struct ChunkStream {
+    id: String,
+    model: String,
+    created: u64,
+    /// `message_start`'s usage, completed by `message_delta`'s.
+    usage: Map<String, Value>,
+    /// Content block index to tool call index.
+    tools: Vec<(u64, u64)>,
+}
+
+impl ChunkStream {
+    /// A translator for one stream; `created` stamps every chunk.
+    pub fn new(created: u64) -> Self {
+        Self {
+            created,
+            ..Self::default()
+        }
+    }
+
+    /// The chat steps for one event payload (its JSON data).
+    pub fn push(&mut self, event: &Value) -> StreamStep {
+        let chunks = match event["type"].as_str().unwrap_or("") {
+            "message_start" => {
+                let m = &event["message"];
+                self.id = m["id"].as_str().unwrap_or("").to_owned();
+                self.model = m["model"].as_str().unwrap_or("").to_owned();
+                self.merge_usage(&m["usage"]);
+                vec![self.chunk(json!({"role": "assistant", "content": ""}), None)]
+            }
+            "content_block_start" => self.block_start(event),
+            "content_block_delta" => self.block_delta(event),
+            "message_delta" => {
+                self.merge_usage(&event["usage"]);
+                let reason =
+                    finish_reason(event["delta"]["stop_reason"].as_str().unwrap_or("end_turn"));
+                let mut last = self.chunk(json!({}), Some(reason));
+                last["usage"] = usage(&Value::Object(self.usage.clone()));
+                vec![last]
+            }
+            "message_stop" => return StreamStep::Done,
+            "error" => {
+                return StreamStep::Error {
+                    kind: event["error"]["type"]
+                        .as_str()
+                        .unwrap_or("error")
+                        .to_owned(),
+                    message: event["error"]["message"].as_str().unwrap_or("").to_owned(),
+                };
+            }
+            _ => Vec::new(),
+        };
+        StreamStep::Chunks(chunks)
+    }
+
+    fn merge_usage(&mut self, u: &Value) {
+        for (k, v) in u.as_object().into_iter().flatten() {
+            if v.is_number() {
+                self.usage.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    fn block_start(&mut self, event: &Value) -> Vec<Value> {
+        let block = &event["content_block"];
+        match block["type"].as_str() {
+            Some("tool_use") => {
+                let index = self.tools.len() as u64;
+                self.tools
+                    .push((event["index"].as_u64().unwrap_or(0), index));
+                vec![self.chunk(
+                    json!({"tool_calls": [{
+                        "index": index,
+                        "id": block["id"],
+                        "type": "function",
+                        "function": {"name": block["name"], "arguments": ""},
+                    }]}),
+                    None,
+                )]
+            }
+            Some("text") if block["text"].as_str().is_some_and(|t| !t.is_empty()) => {
+                vec![self.chunk(json!({"content": block["text"]}), None)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn block_delta(&mut self, event: &Value) -> Vec<Value> {
+        let delta = &event["delta"];
+        let out = match delta["type"].as_str() {
+            Some("text_delta") => json!({"content": delta["text"]}),
+            Some("thinking_delta") => json!({"reasoning_content": delta["thinking"]}),
+            Some("input_json_delta") => {
+                let block = event["index"].as_u64().unwrap_or(0);
+                let Some((_, index)) = self.tools.iter().find(|(b, _)| *b == block) else {
+                    return Vec::new();
+                };
+                json!({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})
+            }
+            _ => return Vec::new(),
+        };
+        vec![self.chunk(out, None)]
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        })
+    }
+}

@@ -1,0 +1,478 @@
+//! `anthropic/` deployments speak Anthropic's Messages API natively, through
+//! the real binary against a fake Anthropic upstream in this file: chat
+//! completions are translated to `/v1/messages` calls (`x-api-key`,
+//! `anthropic-version`, system, tools and tool results, images) and back,
+//! streamed and not, with cache-read tokens as
+//! `prompt_tokens_details.cached_tokens`; a 529 overloaded answer is retried;
+//! Messages clients (the official `anthropic` SDK) are passed through with
+//! `cache_control` and `thinking` untouched and get the cache usage back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod sdk_support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use conclave_e2e::proxy::Proxy;
+use conclave_e2e::{SseReader, sse_content};
+use serde_json::{Value, json};
+
+const UPSTREAM_KEY: &str = "sk-ant-upstream-key";
+const MASTER: &str = "sk-native-master";
+
+/// One request the fake received.
+#[derive(Clone)]
+struct Call {
+    path: String,
+    headers: HeaderMap,
+    raw: Bytes,
+    body: Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    calls: Mutex<Vec<Call>>,
+    /// How many calls to answer 529 overloaded before answering.
+    overloaded: AtomicUsize,
+}
+
+/// A fake Anthropic API: `/{name}/v1/messages` answers a message (text, a
+/// thinking block when thinking is on, a tool_use when tools are given)
+/// with cache usage, as JSON or as Messages events.
+struct FakeAnthropic {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeAnthropic {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeAnthropic {
+    async fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/{name}/v1/{*rest}", post(answer))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, shared, task }
+    }
+
+    fn api_base(&self, name: &str) -> String {
+        format!("http://{}/{name}", self.addr)
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+}
+
+const USAGE: &str = r#"{"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20, "output_tokens": 7}"#;
+
+async fn answer(
+    State(shared): State<Arc<Shared>>,
+    Path((_name, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    shared.calls.lock().unwrap().push(Call {
+        path: format!("/v1/{rest}"),
+        headers,
+        raw: raw.clone(),
+        body: body.clone(),
+    });
+    if shared
+        .overloaded
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return (
+            axum::http::StatusCode::from_u16(529).unwrap(),
+            [("content-type", "application/json"), ("retry-after", "0")],
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+            .into_response();
+    }
+    let usage: Value = serde_json::from_str(USAGE).unwrap();
+    let tools = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let thinking = body["thinking"]["type"] == "enabled";
+    if body["stream"] == true {
+        return stream(&body, usage, tools, thinking);
+    }
+    let mut content = Vec::new();
+    if thinking {
+        content
+            .push(json!({"type": "thinking", "thinking": "Let me think.", "signature": "sig-1"}));
+    }
+    content.push(json!({"type": "text", "text": "Hello from claude"}));
+    if tools {
+        content.push(json!({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}));
+    }
+    axum::Json(json!({
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": if tools { "tool_use" } else { "end_turn" },
+        "stop_sequence": null,
+        "usage": usage,
+    }))
+    .into_response()
+}
+
+fn stream(body: &Value, usage: Value, tools: bool, thinking: bool) -> Response {
+    let mut events: Vec<Value> = vec![
+        json!({"type": "message_start", "message": {"id": "msg_fake_stream", "type": "message", "role": "assistant", "model": body["model"], "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20, "output_tokens": 1}}}),
+        json!({"type": "ping"}),
+    ];
+    let mut index = 0;
+    if thinking {
+        events.push(json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}));
+        events.push(json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": "Let me think."}}));
+        events.push(json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": "sig-1"}}));
+        events.push(json!({"type": "content_block_stop", "index": index}));
+        index += 1;
+    }
+    events.push(json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}));
+    for piece in ["Hello", " from", " claude"] {
+        events.push(json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}));
+    }
+    events.push(json!({"type": "content_block_stop", "index": index}));
+    if tools {
+        index += 1;
+        events.push(json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}}}));
+        for piece in ["{\"city\":", " \"Paris\"}"] {
+            events.push(json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}}));
+        }
+        events.push(json!({"type": "content_block_stop", "index": index}));
+    }
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": if tools { "tool_use" } else { "end_turn" }, "stop_sequence": null}, "usage": {"output_tokens": usage["output_tokens"]}}));
+    events.push(json!({"type": "message_stop"}));
+    let text: String = events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect();
+    ([("content-type", "text/event-stream")], text).into_response()
+}
+
+fn config(fake: &FakeAnthropic, extra: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: claude\n    litellm_params:\n      model: anthropic/claude-up\n      \
+         api_base: {}\n      api_key: {UPSTREAM_KEY}\n{extra}\
+         general_settings:\n  master_key: {MASTER}\n",
+        fake.api_base("a")
+    )
+}
+
+async fn chat(proxy: &Proxy, body: Value) -> reqwest::Response {
+    proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn assert_native_headers(call: &Call) {
+    assert_eq!(call.path, "/v1/messages");
+    assert_eq!(call.headers["x-api-key"], UPSTREAM_KEY);
+    assert_eq!(call.headers["anthropic-version"], "2023-06-01");
+    assert!(call.headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn chat_completions_become_native_messages_calls_with_cached_usage() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let r = chat(
+        &proxy,
+        json!({
+            "model": "claude",
+            "max_tokens": 100,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Describe", "cache_control": {"type": "ephemeral"}},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+                ]}
+            ],
+            "temperature": 0.3,
+            "seed": 7
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", proxy.logs());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hello from claude"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["usage"]["prompt_tokens"], 130);
+    assert_eq!(body["usage"]["completion_tokens"], 7);
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
+    assert_eq!(body["usage"]["cache_creation_input_tokens"], 20);
+
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_native_headers(call);
+    let sent = &call.body;
+    assert_eq!(sent["model"], "claude-up");
+    assert_eq!(sent["max_tokens"], 100);
+    assert_eq!(sent["temperature"], 0.3);
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "Be brief."}])
+    );
+    assert_eq!(
+        sent["messages"][0]["content"][0],
+        json!({"type": "text", "text": "Describe", "cache_control": {"type": "ephemeral"}})
+    );
+    assert_eq!(
+        sent["messages"][0]["content"][1]["source"],
+        json!({"type": "base64", "media_type": "image/png", "data": "AAAA"})
+    );
+    assert!(sent.get("seed").is_none(), "{sent}");
+    assert!(sent.get("stream").is_none(), "{sent}");
+}
+
+#[tokio::test]
+async fn streamed_chat_is_translated_from_messages_events() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let r = chat(
+        &proxy,
+        json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut reader = SseReader::new(r);
+    let mut payloads = Vec::new();
+    while let Some(p) = reader.next(Duration::from_secs(10)).await {
+        payloads.push(p);
+    }
+    assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<String> = payloads[..payloads.len() - 1].to_vec();
+    assert_eq!(sse_content(&chunks), "Hello from claude");
+    let last: Value = serde_json::from_str(&chunks[chunks.len() - 1]).unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
+    assert_eq!(last["usage"]["completion_tokens"], 7);
+    let calls = fake.calls();
+    assert_native_headers(&calls[0]);
+    assert_eq!(calls[0].body["stream"], true);
+    assert_eq!(calls[0].body["max_tokens"], 4096);
+}
+
+#[tokio::test]
+async fn tool_calls_and_results_round_trip_through_tool_use_blocks() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let first: Value = chat(
+        &proxy,
+        json!({"model": "claude", "tools": tools, "messages": [{"role": "user", "content": "weather?"}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let message = &first["choices"][0]["message"];
+    assert_eq!(first["choices"][0]["finish_reason"], "tool_calls");
+    let call = &message["tool_calls"][0];
+    assert_eq!(call["id"], "toolu_1");
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "Paris"}));
+
+    let second = chat(
+        &proxy,
+        json!({"model": "claude", "tools": tools, "messages": [
+            {"role": "user", "content": "weather?"},
+            message,
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "18 C"}
+        ]}),
+    )
+    .await;
+    assert_eq!(second.status(), 200);
+    let sent = &fake.calls()[1].body;
+    assert_eq!(sent["tools"][0]["name"], "get_weather");
+    assert_eq!(sent["tools"][0]["input_schema"]["type"], "object");
+    assert_eq!(
+        sent["messages"][1]["content"][1],
+        json!({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}})
+    );
+    assert_eq!(
+        sent["messages"][2],
+        json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18 C"}]})
+    );
+
+    // Streamed: the tool call arrives as indexed argument deltas.
+    let r = chat(
+        &proxy,
+        json!({"model": "claude", "stream": true, "tools": tools, "messages": [{"role": "user", "content": "weather?"}]}),
+    )
+    .await;
+    let mut reader = SseReader::new(r);
+    let mut arguments = String::new();
+    let mut finish = Value::Null;
+    while let Some(p) = reader.next(Duration::from_secs(10)).await {
+        if p == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(&p).unwrap();
+        let choice = &chunk["choices"][0];
+        if let Some(a) = choice["delta"]["tool_calls"][0]["function"]["arguments"].as_str() {
+            arguments.push_str(a);
+        }
+        if !choice["finish_reason"].is_null() {
+            finish = choice["finish_reason"].clone();
+        }
+    }
+    assert_eq!(
+        serde_json::from_str::<Value>(&arguments).unwrap(),
+        json!({"city": "Paris"})
+    );
+    assert_eq!(finish, "tool_calls");
+}
+
+#[tokio::test]
+async fn an_overloaded_529_is_retried() {
+    let fake = FakeAnthropic::start().await;
+    fake.shared.overloaded.store(1, Ordering::SeqCst);
+    let proxy = Proxy::start(&config(
+        &fake,
+        "router_settings:\n  num_retries: 2\n  retry_after: 0\n",
+    ))
+    .await;
+    let r = chat(
+        &proxy,
+        json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", proxy.logs());
+    assert_eq!(r.headers()["x-conclave-attempts"], "2");
+    assert_eq!(fake.calls().len(), 2);
+}
+
+const SDK_SCRIPT: &str = r#"
+import json, sys
+import anthropic
+
+base_url, mode, key = sys.argv[1:4]
+client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0, timeout=20)
+system = [{"type": "text", "text": "A long cached preamble.", "cache_control": {"type": "ephemeral"}}]
+messages = [{"role": "user", "content": [{"type": "text", "text": "hello", "cache_control": {"type": "ephemeral", "ttl": "5m"}}]}]
+thinking = {"type": "enabled", "budget_tokens": 2048}
+if mode == "create":
+    r = client.messages.create(model="claude", max_tokens=4096, system=system, messages=messages, thinking=thinking)
+    out = {"blocks": [b.type for b in r.content], "text": [b.text for b in r.content if b.type == "text"][0],
+           "thinking": [b.thinking for b in r.content if b.type == "thinking"][0],
+           "signature": [b.signature for b in r.content if b.type == "thinking"][0],
+           "cache_read": r.usage.cache_read_input_tokens, "cache_creation": r.usage.cache_creation_input_tokens,
+           "input_tokens": r.usage.input_tokens}
+else:
+    types = []
+    with client.messages.stream(model="claude", max_tokens=4096, system=system, messages=messages, thinking=thinking) as stream:
+        for event in stream:
+            types.append(event.type)
+        final = stream.get_final_message()
+    out = {"types": types, "text": [b.text for b in final.content if b.type == "text"][0],
+           "thinking": [b.thinking for b in final.content if b.type == "thinking"][0],
+           "cache_read": final.usage.cache_read_input_tokens}
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn the_anthropic_sdk_is_passed_through_with_cache_control_and_thinking_intact() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let base = proxy.url("");
+    let Some(out) =
+        sdk_support::run_script(&proxy, "native.py", SDK_SCRIPT, &[&base, "create", MASTER]).await
+    else {
+        return;
+    };
+    assert_eq!(out["blocks"], json!(["thinking", "text"]));
+    assert_eq!(out["text"], "Hello from claude");
+    assert_eq!(out["thinking"], "Let me think.");
+    assert_eq!(out["signature"], "sig-1");
+    assert_eq!(out["cache_read"], 100);
+    assert_eq!(out["cache_creation"], 20);
+    assert_eq!(out["input_tokens"], 10);
+
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_native_headers(&calls[0]);
+    let sent = &calls[0].body;
+    assert_eq!(sent["model"], "claude-up");
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "A long cached preamble.", "cache_control": {"type": "ephemeral"}}])
+    );
+    assert_eq!(
+        sent["messages"][0]["content"][0]["cache_control"],
+        json!({"type": "ephemeral", "ttl": "5m"})
+    );
+    assert_eq!(
+        sent["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048})
+    );
+    // Nothing of the gateway's own leaks into the upstream request.
+    let raw = String::from_utf8_lossy(&calls[0].raw);
+    assert!(!raw.contains("conclave"), "{raw}");
+    assert!(!raw.contains("reasoning_effort"), "{raw}");
+}
+
+#[tokio::test]
+async fn the_anthropic_sdk_streams_native_events_with_thinking() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let base = proxy.url("");
+    let Some(out) = sdk_support::run_script(
+        &proxy,
+        "native_stream.py",
+        SDK_SCRIPT,
+        &[&base, "stream", MASTER],
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(out["text"], "Hello from claude");
+    assert_eq!(out["thinking"], "Let me think.");
+    assert_eq!(out["cache_read"], 100);
+    let types: Vec<&str> = out["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"message_start"));
+    assert_eq!(types.last(), Some(&"message_stop"));
+    assert!(types.contains(&"thinking"), "{types:?}");
+    assert_eq!(fake.calls()[0].body["stream"], true);
+    assert_eq!(fake.calls()[0].body["thinking"]["budget_tokens"], 2048);
+}
