@@ -10,7 +10,6 @@ mod docs;
 pub mod error;
 mod execute;
 mod in_flight;
-mod info;
 mod management;
 mod info;
 mod messages;
