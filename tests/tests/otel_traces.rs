@@ -162,6 +162,8 @@ fn config(up: &FakeUpstream) -> String {
         &[
             ("plain", &[][..]),
             ("flaky", &["max_retries: 1"][..]),
+            ("primary", &["max_retries: 0"][..]),
+            ("backup", &[][..]),
             ("member-a", &[][..]),
             ("member-b", &[][..]),
             ("rev-a", &[][..]),
@@ -172,7 +174,10 @@ fn config(up: &FakeUpstream) -> String {
     yaml.push_str(
         "  - model_name: council\n    litellm_params:\n      model: composite/profile/council_test\n",
     );
-    yaml.push_str("router_settings:\n  num_retries: 0\n  retry_after: 0\n  allowed_fails: 1000\n");
+    yaml.push_str(
+        "router_settings:\n  num_retries: 0\n  retry_after: 0\n  allowed_fails: 1000\n  \
+         fallbacks: [{primary: [backup]}]\n",
+    );
     yaml.push_str(&format!(
         "general_settings:\n  master_key: {KEY}\n  composite_llm:\n    profiles:\n      council_test:\n        \
          strategy: council\n        topology:\n          chairman: {{model: chair}}\n          \
@@ -342,6 +347,64 @@ async fn a_retried_request_shows_both_attempts_as_siblings_the_failed_one_with_i
     assert_eq!(ok[0].attr("gen_ai.usage.output_tokens"), "7");
     assert!(!ok[0].attrs.contains_key("error.type"));
     assert_no_secrets(&spans);
+}
+
+#[tokio::test]
+async fn a_fallback_shows_the_failed_group_and_the_fallback_group_as_sibling_attempts() {
+    let up = FakeUpstream::start().await;
+    up.set("primary", Behavior::status(500, "primary is down"));
+    up.set("backup", Behavior::ok("FROM-BACKUP"));
+    let (proxy, collector) = start(&up, false).await;
+    let r = send(&proxy, chat_body("primary", "hi"), None).await;
+    assert_eq!(r.status(), 200);
+    let spans = collector.trace_of(&request_id(&r), 3).await;
+    let root = server(&spans);
+    assert_eq!(root.attr("conclave.fallback"), "backup");
+    assert_eq!(root.attr("conclave.model_group"), "backup");
+    let mut attempts = children(&spans, root);
+    attempts.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<&str> = attempts.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["chat backup-up", "chat primary-up"], "{spans:#?}");
+    assert_eq!(attempts[1].attr("error.type"), "500");
+    assert_eq!(attempts[1].attr("conclave.model_group"), "primary");
+    assert!(attempts[1].error);
+    assert_eq!(attempts[0].attr("conclave.model_group"), "backup");
+    assert!(!attempts[0].error);
+}
+
+#[tokio::test]
+async fn a_streamed_composite_run_has_its_streamed_final_call_under_the_last_stage() {
+    let up = FakeUpstream::start().await;
+    up.set("member-a", Behavior::ok("A-ANSWER"));
+    up.set("member-b", Behavior::ok("B-ANSWER"));
+    let ranking = "FINAL RANKING:\n1. Response A\n2. Response B";
+    up.set("rev-a", Behavior::ok(ranking));
+    up.set("rev-b", Behavior::ok(ranking));
+    up.set(
+        "chair",
+        Behavior::ok("CHAIR ANSWER").chunked(2, Duration::from_millis(50)),
+    );
+    let (proxy, collector) = start(&up, false).await;
+    let mut body = chat_body("council", "question");
+    body["stream"] = json!(true);
+    let r = send(&proxy, body, None).await;
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    let mut sse = SseReader::new(r);
+    while sse.next(Duration::from_secs(10)).await.is_some() {}
+    let spans = collector.trace_of(&id, 10).await;
+    let root = server(&spans);
+    assert_eq!(root.attr("conclave.stream"), "true");
+    let run = children(&spans, root)[0];
+    let synthesis = children(&spans, run)
+        .into_iter()
+        .find(|s| s.name == "stage 3: synthesis")
+        .unwrap();
+    let calls = children(&spans, synthesis);
+    assert_eq!(calls.len(), 1, "{spans:#?}");
+    assert_eq!(calls[0].attr("gen_ai.request.model"), "chair-up");
+    assert_eq!(calls[0].attr("gen_ai.response.finish_reasons"), "[stop]");
+    assert_eq!(calls[0].attr("gen_ai.usage.output_tokens"), "7");
 }
 
 #[tokio::test]

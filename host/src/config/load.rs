@@ -319,6 +319,10 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             "routing_strategy_args.lowest_latency_buffer",
             rs.routing_strategy_args.lowest_latency_buffer,
         ),
+        (
+            "general_settings.health_check_interval",
+            config.general_settings.health_check_interval,
+        ),
     ] {
         if let Some(why) = value.and_then(|v| invalid_seconds(v, false)) {
             problems.push(Problem::new(key, why));
