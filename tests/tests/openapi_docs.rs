@@ -48,6 +48,33 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/admin/models/{model_name}"),
     ("get", "/"),
     ("get", "/openapi.json"),
+    ("post", "/key/generate"),
+    ("post", "/key/update"),
+    ("post", "/key/delete"),
+    ("get", "/key/info"),
+    ("get", "/key/list"),
+    ("post", "/key/block"),
+    ("post", "/key/unblock"),
+    ("post", "/key/regenerate"),
+    ("post", "/key/{key}/regenerate"),
+    ("post", "/user/new"),
+    ("post", "/user/update"),
+    ("post", "/user/delete"),
+    ("get", "/user/info"),
+    ("get", "/user/list"),
+    ("post", "/team/new"),
+    ("post", "/team/update"),
+    ("post", "/team/delete"),
+    ("post", "/team/member_add"),
+    ("post", "/team/member_delete"),
+    ("get", "/team/info"),
+    ("get", "/team/list"),
+    ("get", "/spend/logs"),
+    ("get", "/global/spend/report"),
+    ("get", "/cache/ping"),
+    ("post", "/cache/flushall"),
+    ("post", "/cache/delete"),
+    ("delete", "/cache/{key}"),
 ];
 
 async fn proxy(public_docs: Option<bool>) -> (FakeUpstream, Proxy) {
@@ -108,7 +135,9 @@ async fn every_documented_path_is_served() {
     let doc = document(&proxy).await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let concrete = path.replace("{model_name}", "no-such-model");
+            let concrete = path
+                .replace("{model_name}", "no-such-model")
+                .replace("{key}", "no-such-key");
             let url = proxy.url(&concrete);
             let request = match method.as_str() {
                 "get" => proxy.client.get(&url),

@@ -46,6 +46,19 @@ fn backend_error(message: String) -> ApiError {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/cache/ping",
+    operation_id = "cache_ping",
+    tag = "cache",
+    summary = "Whether the response cache answers",
+    responses(
+        (status = 200, description = "Whether the response cache answers: done", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /cache/ping`: whether the backend answers, and its size or round trip.
 pub async fn ping(State(state): State<AppState>) -> Response {
     let result = async {
@@ -59,6 +72,19 @@ pub async fn ping(State(state): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/cache/flushall",
+    operation_id = "cache_flush_all",
+    tag = "cache",
+    summary = "Empty the response cache",
+    responses(
+        (status = 200, description = "Empty the response cache: done", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /cache/flushall`: deletes every entry of this gateway's namespace.
 pub async fn flush_all(State(state): State<AppState>) -> Response {
     let result = async {
@@ -72,6 +98,20 @@ pub async fn flush_all(State(state): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/cache/{key}",
+    operation_id = "cache_delete_one",
+    tag = "cache",
+    summary = "Delete one cache entry",
+    params(("key" = String, Path, description = "The x-conclave-cache-key an answer carried")),
+    responses(
+        (status = 200, description = "Delete one cache entry: done", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `DELETE /cache/{key}`: deletes one entry.
 pub async fn delete_one(State(state): State<AppState>, Path(key): Path<String>) -> Response {
     match delete_keys(&state, &[key]).await {
@@ -88,6 +128,20 @@ pub async fn delete_one(State(state): State<AppState>, Path(key): Path<String>) 
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/cache/delete",
+    operation_id = "cache_delete_many",
+    tag = "cache",
+    summary = "Delete cache entries by key",
+    request_body = super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Delete cache entries by key: done", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /cache/delete` with `{"keys": [...]}` (LiteLLM's form).
 pub async fn delete_many(State(state): State<AppState>, request: Request) -> Response {
     let result = async {

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{OpenApi as Document, PathItem};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, docs, info, messages, metrics, responses, routes};
+use super::{admin, cache_routes, docs, info, management, messages, metrics, responses, routes};
 pub use schemas::*;
 
 /// Every documented route. Sections follow the route groups of
@@ -55,7 +55,35 @@ pub use schemas::*;
         // These docs.
         docs::index,
         docs::openapi_json,
-        // Virtual keys (/key, /user, /team, /spend) and cache routes go here.
+        // Virtual keys, users, teams and spend (master key or an admin key).
+        management::keys::generate,
+        management::keys::update,
+        management::keys::delete,
+        management::keys::info,
+        management::keys::list,
+        management::keys::block,
+        management::keys::unblock,
+        management::keys::regenerate,
+        management::keys::regenerate_path,
+        management::users::new,
+        management::users::update,
+        management::users::delete,
+        management::users::info,
+        management::users::list,
+        management::teams::new,
+        management::teams::update,
+        management::teams::delete,
+        management::teams::member_add,
+        management::teams::member_delete,
+        management::teams::info,
+        management::teams::list,
+        management::spend::logs,
+        management::spend::report,
+        // The response cache (master key).
+        cache_routes::ping,
+        cache_routes::flush_all,
+        cache_routes::delete_many,
+        cache_routes::delete_one,
     ),
     components(schemas(
         JsonObject,
@@ -79,6 +107,11 @@ pub use schemas::*;
         (name = "models", description = "Model listings and health"),
         (name = "probes", description = "Liveness, readiness and metrics"),
         (name = "admin", description = "Reload, status and runtime models (master key)"),
+        (name = "keys", description = "Virtual keys"),
+        (name = "users", description = "Users"),
+        (name = "teams", description = "Teams"),
+        (name = "spend", description = "Spend logs and reports"),
+        (name = "cache", description = "The response cache"),
         (name = "docs", description = "This document and its viewer"),
     )
 )]

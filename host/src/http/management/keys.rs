@@ -146,6 +146,20 @@ async fn apply(
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/key/generate",
+    operation_id = "key_generate",
+    tag = "keys",
+    summary = "Create a virtual key",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Create a virtual key: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /key/generate`: a new key, shown in full this once.
 pub async fn generate(
     State(state): State<AppState>,
@@ -199,6 +213,20 @@ pub async fn generate(
     Ok(Json(shape::generated(&record, &value)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/key/update",
+    operation_id = "key_update",
+    tag = "keys",
+    summary = "Change a virtual key",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Change a virtual key: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /key/update`: changes the fields the body names (`key` says which).
 pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
@@ -225,6 +253,20 @@ struct DeleteBody {
     key_aliases: Option<Vec<String>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/key/delete",
+    operation_id = "key_delete",
+    tag = "keys",
+    summary = "Delete virtual keys",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Delete virtual keys: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /key/delete`: `{"keys": [...]}` (values or hashes) or
 /// `{"key_aliases": [...]}`; 404 when none of them exists.
 pub async fn delete(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
@@ -266,6 +308,19 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
     Ok(Json(json!({"deleted_keys": named})).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/key/info",
+    operation_id = "key_info",
+    tag = "keys",
+    summary = "A virtual key's settings and spend",
+    responses(
+        (status = 200, description = "A virtual key's settings and spend: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /key/info?key=`: any key for an admin; a key's own info for itself
 /// (without `key`, the caller's own); another key is 403.
 pub async fn info(
@@ -326,6 +381,19 @@ pub(super) fn page_of(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/key/list",
+    operation_id = "key_list",
+    tag = "keys",
+    summary = "List virtual keys",
+    responses(
+        (status = 200, description = "List virtual keys: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /key/list`: key hashes (or whole records with
 /// `return_full_object=true`), filtered by `user_id`, `team_id`, `key_alias`.
 pub async fn list(
@@ -386,11 +454,39 @@ async fn set_blocked(
     Ok(Json(shape::key(&record)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/key/block",
+    operation_id = "key_block",
+    tag = "keys",
+    summary = "Block a virtual key",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Block a virtual key: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /key/block`: the key is refused until unblocked.
 pub async fn block(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     set_blocked(state, request, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/key/unblock",
+    operation_id = "key_unblock",
+    tag = "keys",
+    summary = "Unblock a virtual key",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Unblock a virtual key: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /key/unblock`.
 pub async fn unblock(
     State(state): State<AppState>,
@@ -399,6 +495,20 @@ pub async fn unblock(
     set_blocked(state, request, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/key/regenerate",
+    operation_id = "key_regenerate",
+    tag = "keys",
+    summary = "Replace a virtual key's secret",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Replace a virtual key's secret: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /key/regenerate` with `{"key": ...}`: a new value for the key,
 /// keeping its settings and spend; the old value stops working at once.
 pub async fn regenerate(
@@ -411,6 +521,21 @@ pub async fn regenerate(
     rotate(&keys, &given).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/key/{key}/regenerate",
+    operation_id = "key_by_key_regenerate",
+    tag = "keys",
+    summary = "Replace a virtual key's secret (key in the path)",
+    request_body = super::super::openapi::JsonObject,
+    params(("key" = String, Path, description = "The key or its hash")),
+    responses(
+        (status = 200, description = "Replace a virtual key's secret (key in the path): done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /key/{key}/regenerate`, LiteLLM's other spelling.
 pub async fn regenerate_path(
     State(state): State<AppState>,

@@ -5,11 +5,12 @@
 //! (a master key is configured); otherwise they answer 403.
 
 mod body;
-mod keys;
+// Visible to the OpenAPI document, which lists the handlers.
+pub(super) mod keys;
 mod shape;
-mod spend;
-mod teams;
-mod users;
+pub(super) mod spend;
+pub(super) mod teams;
+pub(super) mod users;
 
 use std::sync::Arc;
 

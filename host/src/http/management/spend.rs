@@ -38,6 +38,19 @@ fn date(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/spend/logs",
+    operation_id = "spend_logs",
+    tag = "spend",
+    summary = "Spend log entries",
+    responses(
+        (status = 200, description = "Spend log entries: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /spend/logs`: filters `api_key` (the key or its hash), `user_id`,
 /// `team_id`, `request_id` (the request and its sub-calls), `start_date`,
 /// `end_date`, `limit`; newest first, as a JSON array.
@@ -68,6 +81,19 @@ pub async fn logs(
     Ok(Json(rows.iter().map(shape::spend_row).collect::<Vec<_>>()).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/global/spend/report",
+    operation_id = "global_spend_report",
+    tag = "spend",
+    summary = "Spend totals by period",
+    responses(
+        (status = 200, description = "Spend totals by period: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /global/spend/report?start_date=&end_date=`: spend, tokens and
 /// requests per day and model group (the last 30 days by default).
 pub async fn report(

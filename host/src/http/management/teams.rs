@@ -113,6 +113,20 @@ async fn add_members(
     Ok(added)
 }
 
+#[utoipa::path(
+    post,
+    path = "/team/new",
+    operation_id = "team_new",
+    tag = "teams",
+    summary = "Create a team",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Create a team: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /team/new`.
 pub async fn new(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
@@ -147,6 +161,20 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
     Ok(Json(shown(&keys, &team).await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/team/update",
+    operation_id = "team_update",
+    tag = "teams",
+    summary = "Change a team",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Change a team: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /team/update`: changes the fields the body names (`team_id` says which).
 pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
@@ -168,6 +196,20 @@ struct DeleteBody {
     team_ids: Option<Vec<String>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/team/delete",
+    operation_id = "team_delete",
+    tag = "teams",
+    summary = "Delete teams",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Delete teams: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /team/delete` with `{"team_ids": [...]}`: the teams, their
 /// memberships and their keys.
 pub async fn delete(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
@@ -225,6 +267,20 @@ struct MemberAddBody {
     member: Option<Members>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/team/member_add",
+    operation_id = "team_member_add",
+    tag = "teams",
+    summary = "Add team members",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Add team members: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /team/member_add` with `{"team_id", "member": {"user_id", "role"}}`
 /// (or a list of members).
 pub async fn member_add(
@@ -260,6 +316,20 @@ struct MemberDeleteBody {
     user_id: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/team/member_delete",
+    operation_id = "team_member_delete",
+    tag = "teams",
+    summary = "Remove team members",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Remove team members: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /team/member_delete` with `{"team_id", "user_id"}`.
 pub async fn member_delete(
     State(state): State<AppState>,
@@ -290,6 +360,19 @@ pub async fn member_delete(
     Ok(Json(shown(&keys, &existing(&keys, &team_id).await?).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/team/info",
+    operation_id = "team_info",
+    tag = "teams",
+    summary = "A team with its members and spend",
+    responses(
+        (status = 200, description = "A team with its members and spend: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /team/info?team_id=`: the team, its keys and memberships. A key of
 /// the team may read it.
 pub async fn info(
@@ -341,6 +424,19 @@ pub async fn info(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/team/list",
+    operation_id = "team_list",
+    tag = "teams",
+    summary = "List teams",
+    responses(
+        (status = 200, description = "List teams: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /team/list`: every team (a JSON array, as LiteLLM answers).
 pub async fn list(
     State(state): State<AppState>,

@@ -77,6 +77,20 @@ fn apply(u: &mut UserRecord, b: &UserBody, now: SystemTime) -> Result<(), ApiErr
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/user/new",
+    operation_id = "user_new",
+    tag = "users",
+    summary = "Create a user",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Create a user: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /user/new`: a user and (unless `auto_create_key: false`) a key for it.
 pub async fn new(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
@@ -153,6 +167,20 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
     Ok(Json(out).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/user/update",
+    operation_id = "user_update",
+    tag = "users",
+    summary = "Change a user",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Change a user: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /user/update`: changes the fields the body names (`user_id` says which).
 pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
@@ -174,6 +202,20 @@ struct DeleteBody {
     user_ids: Option<Vec<String>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/user/delete",
+    operation_id = "user_delete",
+    tag = "users",
+    summary = "Delete users",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Delete users: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `POST /user/delete` with `{"user_ids": [...]}`: the users, their
 /// memberships and their keys.
 pub async fn delete(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
@@ -207,6 +249,19 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
     Ok(Json(json!({"deleted_users": deleted})).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/user/info",
+    operation_id = "user_info",
+    tag = "users",
+    summary = "A user with their keys and spend",
+    responses(
+        (status = 200, description = "A user with their keys and spend: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /user/info?user_id=`: the user, its keys and its teams. A key may
 /// read its own user (without `user_id`, the caller's own).
 pub async fn info(
@@ -269,6 +324,19 @@ pub async fn info(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/user/list",
+    operation_id = "user_list",
+    tag = "users",
+    summary = "List users",
+    responses(
+        (status = 200, description = "List users: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /user/list?page=&page_size=`.
 pub async fn list(
     State(state): State<AppState>,
