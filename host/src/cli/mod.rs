@@ -6,6 +6,7 @@
 mod chat;
 mod check;
 mod compare;
+mod keys;
 mod strategy;
 
 use std::path::PathBuf;
@@ -118,6 +119,15 @@ pub enum Command {
         /// The prompt.
         prompt: String,
     },
+    /// Manage virtual keys on a running gateway (master key required).
+    Keys {
+        #[command(flatten)]
+        connection: keys::Connection,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Show spend-log rows (or, with --report, spend per day and model group).
+    Spend(keys::SpendArgs),
     /// Create or build a strategy component (Rust, Python or JavaScript).
     Strategy {
         #[command(subcommand)]
@@ -180,6 +190,11 @@ pub async fn run(command: Command) -> Result<(), String> {
             })
             .await
         }
+        Command::Keys {
+            connection,
+            command,
+        } => keys::run(connection, command).await,
+        Command::Spend(args) => keys::spend(args).await,
         Command::Strategy { command } => strategy::run(command),
     }
 }
