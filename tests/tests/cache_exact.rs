@@ -388,3 +388,26 @@ async fn an_unknown_cache_type_is_a_config_error_naming_the_key() {
     .await;
     assert!(out.contains("RediSearch"), "{out}");
 }
+
+#[tokio::test]
+async fn conclave_check_prints_the_cache_settings_without_the_redis_password() {
+    let dir = std::env::temp_dir().join(format!("conclave-cache-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cache.yaml");
+    std::fs::write(
+        &path,
+        "model_list: []\nlitellm_settings:\n  cache: true\n  cache_params:\n    type: redis\n    \
+         host: cache.internal\n    port: 6380\n    password: hunter2-secret\n    ttl: 120\n    \
+         scope: team\n    mode: default_off\n",
+    )
+    .unwrap();
+    let out = conclave_e2e::run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("cache: redis"), "{stdout}");
+    assert!(stdout.contains("redis://cache.internal:6380"), "{stdout}");
+    assert!(stdout.contains("mode=default_off"), "{stdout}");
+    assert!(stdout.contains("scope=team"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+}

@@ -128,7 +128,7 @@ fn print_cache(out: &mut impl Write, gateway: &Gateway) {
         .map_or("none".to_owned(), |t| format!("{}s", t.as_secs_f64()));
     let _ = writeln!(
         out,
-        "\ncache: {}  namespace={} ttl={ttl} mode={} scope={:?} max_size_mb={} max_entry_kb={} composite_subcalls={}",
+        "\ncache: {}  namespace={} ttl={ttl} mode={} scope={} max_size_mb={} max_entry_kb={} composite_subcalls={}",
         c.type_name(),
         c.namespace,
         if c.default_on {
@@ -136,7 +136,11 @@ fn print_cache(out: &mut impl Write, gateway: &Gateway) {
         } else {
             "default_off"
         },
-        c.scope,
+        match c.scope {
+            conclave::config::CacheScope::Global => "global",
+            conclave::config::CacheScope::Team => "team",
+            conclave::config::CacheScope::Key => "key",
+        },
         c.max_bytes / (1024 * 1024),
         c.max_entry_bytes / 1024,
         c.composite_subcalls,
