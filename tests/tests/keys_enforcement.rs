@@ -237,6 +237,26 @@ async fn a_spent_budget_refuses_the_next_request_naming_limit_and_reset() {
 }
 
 #[tokio::test]
+async fn a_spent_budget_admits_requests_again_once_its_period_has_passed() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(
+        &proxy,
+        json!({"max_budget": CALL_COST / 2.0, "budget_duration": "2s"}),
+    )
+    .await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    let (status, headers, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 400, "{body}");
+    let wait: u64 = header(&headers, "retry-after").parse().unwrap();
+    assert!((1..=2).contains(&wait), "retry-after {wait}");
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(up.calls("gpt-a"), 2);
+}
+
+#[tokio::test]
 async fn a_per_model_budget_refuses_only_that_model() {
     let up = FakeUpstream::start().await;
     let proxy = gateway(&up).await;

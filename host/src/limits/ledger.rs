@@ -78,19 +78,32 @@ impl SpendCell {
     }
 }
 
-/// Takes in a newer reading of the record: a period the store started
-/// later than ours replaces our count, a lower spend is an administrator's
-/// reset, and a higher one is spend this counter may not have seen (the
-/// writer flushed it, or another instance spent it).
+/// Takes in a newer reading of the record: a record of a period this
+/// counter already closed is ignored (the store's reset has not run yet);
+/// a period the store started later than ours replaces our count (or joins
+/// it, when we had rolled into the same period); a lower spend is an
+/// administrator's reset, and a higher one is spend this counter may not
+/// have seen (the writer flushed it, or another instance spent it).
 fn merge(s: &mut State, r: Recorded) {
     s.period = r.period;
+    if let (Some(record), Some(ours)) = (r.reset_at, s.reset_at)
+        && record < ours
+    {
+        s.last_record = r.spend;
+        s.record_reset_at = r.reset_at;
+        return;
+    }
     let store_moved_on = match (r.reset_at, s.record_reset_at) {
         (Some(new), Some(old)) => new > old,
         (Some(_), None) => true,
         _ => false,
     };
     if store_moved_on {
-        s.spent = r.spend;
+        s.spent = if r.reset_at == s.reset_at {
+            s.spent.max(r.spend)
+        } else {
+            r.spend
+        };
         s.reset_at = r.reset_at;
         s.record_reset_at = r.reset_at;
     } else if r.spend < s.last_record || r.spend > s.spent {
@@ -167,6 +180,21 @@ mod tests {
         let second = first + Duration::from_secs(10);
         let (spent, reset) = cell.current(Some(recorded(0.25, Some(second), Some(10))), t0);
         assert_eq!((spent, reset), (0.25, Some(second)));
+    }
+
+    #[test]
+    fn a_record_of_a_closed_period_does_not_bring_its_spend_back() {
+        let t0 = SystemTime::now();
+        let past = t0 - Duration::from_secs(5);
+        let stale = recorded(9.0, Some(past), Some(60));
+        let cell = SpendCell::new(stale, t0);
+        assert_eq!(cell.current(Some(stale), t0).0, 0.0);
+        cell.add(1.0, t0);
+        let (spent, reset) = cell.current(Some(stale), t0);
+        assert_eq!((spent, reset), (1.0, Some(past + Duration::from_secs(60))));
+        // The store's reset job catches up: the new period is the same one.
+        let caught_up = recorded(0.0, Some(past + Duration::from_secs(60)), Some(60));
+        assert_eq!(cell.current(Some(caught_up), t0).0, 1.0);
     }
 
     #[test]
