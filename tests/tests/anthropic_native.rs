@@ -109,6 +109,9 @@ async fn answer(
         )
             .into_response();
     }
+    if rest == "messages/count_tokens" {
+        return axum::Json(json!({"input_tokens": 4242})).into_response();
+    }
     let usage: Value = serde_json::from_str(USAGE).unwrap();
     let tools = body["tools"].as_array().is_some_and(|t| !t.is_empty());
     let thinking = body["thinking"]["type"] == "enabled";
@@ -375,6 +378,30 @@ async fn an_overloaded_529_is_retried() {
     assert_eq!(r.status(), 200, "{}", proxy.logs());
     assert_eq!(r.headers()["x-conclave-attempts"], "2");
     assert_eq!(fake.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn count_tokens_is_asked_of_the_anthropic_upstream() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/messages/count_tokens"))
+        .header("x-api-key", MASTER)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude", "system": "Be brief.", "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", proxy.logs());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["input_tokens"], 4242);
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].path, "/v1/messages/count_tokens");
+    assert_eq!(calls[0].headers["x-api-key"], UPSTREAM_KEY);
+    assert_eq!(calls[0].body["model"], "claude-up");
+    assert_eq!(calls[0].body["system"], "Be brief.");
 }
 
 const SDK_SCRIPT: &str = r#"

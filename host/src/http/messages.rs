@@ -70,12 +70,43 @@ pub async fn create(
 )]
 pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Response {
     let gateway = &scope.gateway;
-    match read_json(request, gateway.body_limit, gateway.body_timeout).await {
-        Ok(body) => json_response(Bytes::from(
-            json!({"input_tokens": count_tokens(&body)}).to_string(),
-        )),
-        Err(error) => error.into_response(),
+    let body = match read_json(request, gateway.body_limit, gateway.body_timeout).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    if let Some(counted) = count_upstream(gateway, &body).await {
+        return match counted {
+            Ok(bytes) => json_response(bytes),
+            Err(error) => ApiError::from(error).into_response(),
+        };
     }
+    json_response(Bytes::from(
+        json!({"input_tokens": count_tokens(&body)}).to_string(),
+    ))
+}
+
+/// Anthropic's own count, when the model (or the alias naming it) is a
+/// group whose first deployment is an `anthropic/` one; `None` otherwise
+/// (the estimate answers).
+async fn count_upstream(
+    gateway: &crate::gateway::Gateway,
+    body: &Value,
+) -> Option<Result<Bytes, crate::providers::UpstreamError>> {
+    let model = body["model"].as_str()?;
+    let router = &gateway.router;
+    let group_name = router.aliases().get(model).map_or(model, String::as_str);
+    let groups = router.groups();
+    let deployment = groups
+        .iter()
+        .find(|g| g.name == group_name)?
+        .deployments
+        .first()?;
+    let crate::providers::Target::Http(target) = &deployment.target else {
+        return None;
+    };
+    target
+        .count_tokens(router.client(), body, deployment.timeouts.request)
+        .await
 }
 
 /// Rewrites an error answer in OpenAI's shape (from the handlers, the auth

@@ -131,11 +131,10 @@ impl HttpTarget {
                 .api_version
                 .as_deref()
                 .unwrap_or(super::anthropic::DEFAULT_VERSION);
-            let value = HeaderValue::from_str(version).map_err(|_| {
-                TargetError::InvalidHeaderValue {
+            let value =
+                HeaderValue::from_str(version).map_err(|_| TargetError::InvalidHeaderValue {
                     name: "anthropic-version".into(),
-                }
-            })?;
+                })?;
             headers.insert(HeaderName::from_static("anthropic-version"), value);
         }
 
@@ -322,6 +321,43 @@ impl HttpTarget {
             }
             Ok(UpstreamReply::Json(body))
         }
+    }
+
+    /// Anthropic's own token count for a Messages body (sent with this
+    /// deployment's model name); `None` for a target of another dialect.
+    pub async fn count_tokens(
+        &self,
+        client: &reqwest::Client,
+        body: &Value,
+        wait: Duration,
+    ) -> Option<Result<Bytes, UpstreamError>> {
+        if self.spec.dialect != Dialect::Anthropic {
+            return None;
+        }
+        let mut body = body.clone();
+        body["model"] = Value::String(self.upstream_model.clone());
+        let url = format!(
+            "{}/count_tokens",
+            super::anthropic::messages_url(&self.base_url)
+        );
+        let fetch = async {
+            let response = client
+                .post(url)
+                .headers(self.headers.clone())
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e, wait))?;
+            let response = self.check_status(response).await?;
+            self.read_capped(response, ERROR_BODY_LIMIT.max(64 * 1024), wait)
+                .await
+        };
+        Some(
+            tokio::time::timeout(wait, fetch)
+                .await
+                .map_err(|_| UpstreamError::Timeout(wait))
+                .and_then(|r| r),
+        )
     }
 
     /// Classifies a transport failure; a timeout reports `wait`, the

@@ -395,6 +395,12 @@ impl Router {
             .collect()
     }
 
+    /// The pooled HTTP client every upstream call uses (for the few calls
+    /// made outside [`Router::route`], such as Anthropic's token counts).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Model aliases.
     pub fn aliases(&self) -> &HashMap<String, String> {
         &self.aliases
