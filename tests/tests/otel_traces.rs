@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::post;
 use conclave_e2e::proxy::Proxy;
 use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployments};
@@ -49,6 +50,8 @@ impl Span {
 #[derive(Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
+    /// The `x-otel-token` header of every export request.
+    tokens: Arc<Mutex<Vec<String>>>,
 }
 
 fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -65,7 +68,13 @@ fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> Str
     }
 }
 
-async fn receive(State(c): State<Collector>, body: Bytes) -> &'static str {
+async fn receive(State(c): State<Collector>, headers: HeaderMap, body: Bytes) -> &'static str {
+    if let Some(token) = headers.get("x-otel-token") {
+        c.tokens
+            .lock()
+            .unwrap()
+            .push(token.to_str().unwrap().to_owned());
+    }
     let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
     let mut spans = c.spans.lock().unwrap();
     for rs in request.resource_spans {
@@ -194,6 +203,10 @@ async fn start(up: &FakeUpstream, capture: bool) -> (Proxy, Collector) {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "50"),
         ("OTEL_SERVICE_NAME", "gateway-under-test"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-otel-token=otel-header-secret",
+        ),
     ];
     if capture {
         env.push(("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true"));
@@ -288,9 +301,31 @@ async fn a_plain_request_continues_the_client_trace_with_one_attempt_span_and_se
     }
     assert_no_secrets(&spans);
 
+    let tokens = collector.tokens.lock().unwrap().clone();
+    assert!(!tokens.is_empty() && tokens.iter().all(|t| t == "otel-header-secret"));
+    assert!(!proxy.logs().contains("otel-header-secret"));
+
     let sent = up.recorded();
     let upstream = sent[0].headers["traceparent"].to_str().unwrap();
     assert_eq!(upstream, format!("00-{CLIENT_TRACE}-{}-01", call.span_id));
+}
+
+#[tokio::test]
+async fn a_client_trace_that_is_not_sampled_is_not_exported_nor_propagated() {
+    let up = FakeUpstream::start().await;
+    up.set("plain", Behavior::ok("x"));
+    let (proxy, collector) = start(&up, false).await;
+    let unsampled = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-00");
+    let r = send(&proxy, chat_body("plain", "not sampled"), Some(&unsampled)).await;
+    assert_eq!(r.status(), 200);
+    let r = send(&proxy, chat_body("plain", "sampled"), None).await;
+    let later = collector.trace_of(&request_id(&r), 2).await;
+    assert_ne!(later[0].trace_id, CLIENT_TRACE);
+    let all = collector.spans.lock().unwrap().clone();
+    assert!(all.iter().all(|s| s.trace_id != CLIENT_TRACE), "{all:#?}");
+    let sent = up.recorded();
+    assert!(!sent[0].headers.contains_key("traceparent"));
+    assert!(sent[1].headers.contains_key("traceparent"));
 }
 
 #[tokio::test]
