@@ -411,3 +411,33 @@ async fn conclave_check_prints_the_cache_settings_without_the_redis_password() {
     assert!(stdout.contains("scope=team"), "{stdout}");
     assert!(!stdout.contains("hunter2"), "{stdout}");
 }
+
+#[tokio::test]
+async fn entries_survive_a_reload_unless_the_cache_settings_change() {
+    let up = FakeUpstream::start().await;
+    up.set(GROUP, Behavior::ok("kept across reloads"));
+    let yaml = |ttl: u32| {
+        config(&up, &format!("{{ttl: {ttl}}}"), false)
+            + "general_settings:\n  admin_without_key_on_loopback: true\n"
+    };
+    let proxy = Proxy::start(&yaml(600)).await;
+    let body = chat_body(GROUP, "reload me");
+    proxy.chat(&body).await;
+    let reload = |text: String| {
+        conclave_e2e::replace_atomically(&proxy.config_path(), text.as_bytes());
+        proxy.client.post(proxy.url("/admin/reload")).send()
+    };
+    // Another deployment, the same cache settings: the entry stays.
+    let more = yaml(600).replace(
+        "router_settings:",
+        &format!("{}router_settings:", deployments(&up, &[("another", &[])])),
+    );
+    assert_eq!(reload(more).await.unwrap().status(), 200);
+    let (_, headers, _) = proxy.chat(&body).await;
+    assert_eq!(cache_header(&headers), "hit");
+    // Changed cache settings: a new cache.
+    assert_eq!(reload(yaml(300)).await.unwrap().status(), 200);
+    let (_, headers, _) = proxy.chat(&body).await;
+    assert_eq!(cache_header(&headers), "stored");
+    assert_eq!(up.calls(GROUP), 2);
+}
