@@ -115,8 +115,11 @@ async fn the_request_past_rpm_gets_429_with_retry_after_and_rate_headers() {
     let up = FakeUpstream::start().await;
     let proxy = gateway(&up).await;
     let key = new_key(&proxy, json!({"rpm_limit": 2})).await;
-    for _ in 0..2 {
-        assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    for left in ["1", "0"] {
+        let (status, headers, _) = chat_as(&proxy, &key, "gpt-a").await;
+        assert_eq!(status, 200);
+        assert_eq!(header(&headers, "x-ratelimit-remaining-requests"), left);
+        assert_eq!(header(&headers, "x-ratelimit-limit-requests"), "2");
     }
     let (status, headers, body) = chat_as(&proxy, &key, "gpt-a").await;
     assert_eq!(status, 429, "{body}");

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::tracked::Tracked;
 use super::{AppState, Scope};
 use crate::openai::{Endpoint, ProxyRequest};
-use crate::ops::admission::{Admitted, Candidate};
+use crate::ops::admission::{Admitted, Candidate, KeyAdmission, rate_headers};
 use crate::ops::{CallContext, OutcomeHandle};
 use crate::providers::UpstreamReply;
 use crate::router::{RouteMeta, RouteRequest};
@@ -87,10 +87,15 @@ pub async fn execute(
             access: &gateway.access_groups,
         })
         .await?;
+    // What is left of a key's per-minute limits, in LiteLLM's headers.
+    let rate = admitted
+        .guard::<KeyAdmission>()
+        .map(|k| rate_headers(&k.figures))
+        .unwrap_or_default();
     let admitted = match &mut cache {
         Some(plan) => {
             match super::cached::lookup(state, gateway, ctx, outcome, admitted, req, plan).await {
-                Ok(hit) => return Ok(hit),
+                Ok(hit) => return Ok(with_headers(hit, &rate)),
                 Err(admitted) => admitted,
             }
         }
@@ -105,10 +110,21 @@ pub async fn execute(
         req,
         cache,
     };
-    match profile {
+    let executed = match profile {
         Some(profile) => composite(run, &profile).await,
         None => plain(run, endpoint).await,
+    };
+    executed.map(|e| with_headers(e, &rate))
+}
+
+/// `executed` with `extra` headers added.
+fn with_headers(mut executed: Executed, extra: &[(&'static str, String)]) -> Executed {
+    for (name, value) in extra {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            executed.headers.insert(*name, v);
+        }
     }
+    executed
 }
 
 /// What both kinds of execution need.

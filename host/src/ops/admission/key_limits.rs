@@ -3,10 +3,19 @@
 //! limits). A refusal is a 429 with `Retry-After` and LiteLLM's
 //! `x-ratelimit-*` headers, or, for a spent budget, LiteLLM's
 //! `budget_exceeded` error naming the budget, its limit and its reset time.
-//! The in-flight slots it takes are held by its guard until the request ends.
+//! The in-flight slots it takes are held by its guard until the request
+//! ends; the guard also carries the rate figures an admitted answer reports
+//! in the same headers.
 
 use super::{AdmissionCheck, Candidate, Refusal, Verdict};
-use crate::limits::{Exceeded, Level, Limiter, RateFigures, RateKind, Refused, principal};
+use crate::limits::{Exceeded, Level, Limiter, RateFigures, RateKind, Refused, Slot, principal};
+
+/// What an admitted key request holds: its in-flight slots, and what is
+/// left of its tightest per-minute limits.
+pub struct KeyAdmission {
+    _slots: Vec<Slot>,
+    pub figures: RateFigures,
+}
 
 /// Checks and counts a key caller's request in its scopes.
 pub struct KeyLimits {
@@ -35,8 +44,10 @@ impl AdmissionCheck for KeyLimits {
                 return Ok(None);
             }
             match self.limiter.admit(&scopes, true) {
-                Ok(admit) if admit.slots.is_empty() => Ok(None),
-                Ok(admit) => Ok(Some(Box::new(admit.slots) as super::Guard)),
+                Ok(admit) => Ok(Some(Box::new(KeyAdmission {
+                    _slots: admit.slots,
+                    figures: admit.limits,
+                }) as super::Guard)),
                 Err(refused) => Err(refusal(&refused)),
             }
         })

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::context::CallContext;
 pub use composite_capacity::{CompositeCapacity, DEFAULT_QUEUE_TIMEOUT};
-pub use key_limits::{KeyLimits, rate_headers, refusal as limit_refusal};
+pub use key_limits::{KeyAdmission, KeyLimits, rate_headers, refusal as limit_refusal};
 pub use model_access::{AccessGroups, ModelAccess, denied_by, refusal as access_refusal};
 
 /// What a check sees of a request.
@@ -82,7 +82,15 @@ pub struct Admission {
 
 /// The guards of an admitted request; released together when it ends.
 pub struct Admitted {
-    _guards: Vec<Guard>,
+    guards: Vec<Guard>,
+}
+
+impl Admitted {
+    /// The guard of type `T` a check handed back, to read what it says
+    /// (e.g. the rate figures of [`KeyAdmission`]).
+    pub fn guard<T: 'static>(&self) -> Option<&T> {
+        self.guards.iter().find_map(|g| g.downcast_ref::<T>())
+    }
 }
 
 impl Admission {
@@ -102,7 +110,7 @@ impl Admission {
                 guards.push(guard);
             }
         }
-        Ok(Admitted { _guards: guards })
+        Ok(Admitted { guards })
     }
 }
 
