@@ -196,3 +196,113 @@ proptest! {
         prop_assert_eq!(text, all_text(&pieces));
     }
 }
+
+/// One generated content block of an Anthropic stream, as its delta pieces.
+#[derive(Debug, Clone)]
+enum Block {
+    Text(Vec<String>),
+    Thinking(Vec<String>),
+    Tool(Vec<String>),
+}
+
+fn block() -> impl Strategy<Value = Block> {
+    let pieces = || prop::collection::vec("[a-zé \n\"{}:]{0,6}", 0..5);
+    prop_oneof![
+        3 => pieces().prop_map(Block::Text),
+        1 => pieces().prop_map(Block::Thinking),
+        2 => pieces().prop_map(Block::Tool),
+    ]
+}
+
+/// The Messages events for `blocks`, with pings between blocks.
+fn anthropic_events(blocks: &[Block], stop: &str) -> Vec<Value> {
+    let mut events = vec![
+        json!({"type": "message_start", "message": {"id": "m", "model": "c", "usage": {"input_tokens": 3, "cache_read_input_tokens": 2, "output_tokens": 1}}}),
+    ];
+    for (i, b) in blocks.iter().enumerate() {
+        let (start, kind, key, pieces) = match b {
+            Block::Text(p) => (json!({"type": "text", "text": ""}), "text_delta", "text", p),
+            Block::Thinking(p) => (
+                json!({"type": "thinking", "thinking": ""}),
+                "thinking_delta",
+                "thinking",
+                p,
+            ),
+            Block::Tool(p) => (
+                json!({"type": "tool_use", "id": format!("t{i}"), "name": "f", "input": {}}),
+                "input_json_delta",
+                "partial_json",
+                p,
+            ),
+        };
+        events.push(json!({"type": "ping"}));
+        events.push(json!({"type": "content_block_start", "index": i, "content_block": start}));
+        for piece in pieces {
+            events.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": kind, key: piece}}));
+        }
+        events.push(json!({"type": "content_block_stop", "index": i}));
+    }
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 9}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+}
+
+proptest! {
+    #[test]
+    fn any_anthropic_stream_makes_well_formed_chat_chunks(
+        blocks in prop::collection::vec(block(), 0..8),
+        stop in prop::sample::select(vec!["end_turn", "max_tokens", "tool_use", "stop_sequence"]),
+    ) {
+        let mut t = super::anthropic_upstream::ChunkStream::new(1);
+        let mut chunks = Vec::new();
+        let mut done = 0;
+        for event in anthropic_events(&blocks, stop) {
+            match t.push(&event) {
+                super::anthropic_upstream::StreamStep::Chunks(c) => {
+                    prop_assert_eq!(done, 0, "a chunk after message_stop");
+                    chunks.extend(c);
+                }
+                super::anthropic_upstream::StreamStep::Done => done += 1,
+                super::anthropic_upstream::StreamStep::Error { .. } => prop_assert!(false, "no error was sent"),
+            }
+        }
+        prop_assert_eq!(done, 1);
+        prop_assert_eq!(&chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        let finished: Vec<usize> = chunks.iter().enumerate()
+            .filter(|(_, c)| !c["choices"][0]["finish_reason"].is_null())
+            .map(|(i, _)| i)
+            .collect();
+        prop_assert_eq!(finished, vec![chunks.len() - 1]);
+        let last = &chunks[chunks.len() - 1];
+        prop_assert_eq!(&last["choices"][0]["finish_reason"], super::anthropic_upstream::finish_reason(stop));
+        prop_assert_eq!(&last["usage"]["prompt_tokens"], 5);
+        prop_assert_eq!(&last["usage"]["prompt_tokens_details"]["cached_tokens"], 2);
+        prop_assert_eq!(&last["usage"]["completion_tokens"], 9);
+        let delta = |key: &str| -> String {
+            chunks.iter().filter_map(|c| c["choices"][0]["delta"][key].as_str()).collect()
+        };
+        let want = |pick: fn(&Block) -> Option<&Vec<String>>| -> String {
+            blocks.iter().filter_map(pick).flatten().cloned().collect()
+        };
+        prop_assert_eq!(delta("content"), want(|b| match b { Block::Text(p) => Some(p), _ => None }));
+        prop_assert_eq!(delta("reasoning_content"), want(|b| match b { Block::Thinking(p) => Some(p), _ => None }));
+        // Each tool block is one call, indexed in order, its pieces joined.
+        let tools: Vec<&Vec<String>> = blocks.iter().filter_map(|b| match b { Block::Tool(p) => Some(p), _ => None }).collect();
+        let mut args = vec![String::new(); tools.len()];
+        let mut ids = vec![Value::Null; tools.len()];
+        for c in &chunks {
+            for call in c["choices"][0]["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                let i = usize::try_from(call["index"].as_u64().unwrap()).unwrap();
+                if !call["id"].is_null() {
+                    prop_assert!(ids[i].is_null(), "the id is sent once");
+                    ids[i] = call["id"].clone();
+                }
+                args[i].push_str(call["function"]["arguments"].as_str().unwrap());
+            }
+        }
+        for (i, pieces) in tools.iter().enumerate() {
+            prop_assert!(!ids[i].is_null());
+            prop_assert_eq!(&args[i], &pieces.concat());
+        }
+    }
+}
