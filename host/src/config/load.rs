@@ -387,12 +387,12 @@ mod tests {
     #[test]
     fn unknown_keys_warn_with_their_path() {
         let loaded = load_text(
-            "general_settings:\n  database_url: x\n  master_key: k\nmodel_list: []\nsurprise: 1\n",
+            "general_settings:\n  alerting_threshold: x\n  master_key: k\nmodel_list: []\nsurprise: 1\n",
         )
         .unwrap();
         let w = loaded.warnings.join("\n");
         assert!(
-            w.contains("general_settings.database_url: unknown key"),
+            w.contains("general_settings.alerting_threshold: unknown key"),
             "{w}"
         );
         assert!(w.contains("surprise: unknown key"), "{w}");

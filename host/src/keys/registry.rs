@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -25,12 +26,19 @@ use super::store::Store;
 pub struct Entry {
     pub principal: Option<Arc<Principal>>,
     pub loaded_at: Instant,
+    /// The invalidation count when the read began: a change made since may
+    /// be missing from this entry.
+    pub epoch: u64,
 }
 
 /// Principals by key hash.
 #[derive(Clone)]
 pub struct Registry {
     cache: Cache<String, Entry>,
+    /// Invalidations so far. A load that overlaps one, or a spend update
+    /// of an entry older than one, drops the entry instead of keeping it,
+    /// so a change can never be undone by a read that raced it.
+    invalidations: Arc<AtomicU64>,
 }
 
 /// Spend committed to the store in one batch, to bring cached copies up to date.
@@ -81,7 +89,16 @@ impl Registry {
                 .time_to_live(ttl)
                 .support_invalidation_closures()
                 .build(),
+            invalidations: Arc::default(),
         }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.invalidations.load(Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The principal for `token_hash`, from the cache or (once, however
@@ -91,17 +108,27 @@ impl Registry {
         token_hash: &str,
         store: &Store,
     ) -> Result<Option<Arc<Principal>>, KeyError> {
+        let epoch = self.epoch();
+        let mut loaded_here = false;
         let entry = self
             .cache
             .try_get_with_by_ref(token_hash, async {
+                loaded_here = true;
+                let loaded_at = Instant::now();
                 let principal = store.principal(token_hash).await?.map(Arc::new);
                 Ok::<_, KeyError>(Entry {
                     principal,
-                    loaded_at: Instant::now(),
+                    loaded_at,
+                    epoch,
                 })
             })
             .await
             .map_err(|e: Arc<KeyError>| (*e).clone())?;
+        if loaded_here && self.epoch() != epoch {
+            // A change was made while this read ran: serve what was read,
+            // but do not keep it.
+            self.cache.invalidate(token_hash).await;
+        }
         Ok(entry.principal)
     }
 
@@ -110,6 +137,7 @@ impl Registry {
         // A predicate rather than `invalidate().await`: it needs no await,
         // so it can run anywhere, and it applies to the entry as soon as
         // it is registered.
+        self.bump();
         let hash = token_hash.to_owned();
         if self
             .cache
@@ -122,6 +150,7 @@ impl Registry {
 
     /// Forgets every key of a user or team, or all keys.
     pub fn invalidate_where(&self, pred: impl Fn(&Principal) -> bool + Send + Sync + 'static) {
+        self.bump();
         let registered = self
             .cache
             .invalidate_entries_if(move |_, e| e.principal.as_ref().is_some_and(|p| pred(p)));
@@ -132,26 +161,30 @@ impl Registry {
 
     /// Forgets everything (after budget resets).
     pub fn invalidate_all(&self) {
+        self.bump();
         self.cache.invalidate_all();
     }
 
     /// Brings cached principals up to date with spend committed at
     /// `committed_from`: entries read before it get the spend added; entries
-    /// read since may or may not include it, so they are dropped and re-read.
+    /// read since may or may not include it, and entries older than an
+    /// invalidation may be stale, so those are dropped and re-read.
     pub async fn apply_spend(&self, applied: &Applied, committed_from: Instant) {
         let mut stale = Vec::new();
         let mut updated = Vec::new();
+        let epoch = self.epoch();
         for (k, e) in self.cache.iter() {
             let Some(p) = &e.principal else { continue };
             if !applied.touches(p) {
                 continue;
             }
-            if e.loaded_at < committed_from {
+            if e.loaded_at < committed_from && e.epoch == epoch {
                 updated.push((
                     (*k).clone(),
                     Entry {
                         principal: Some(Arc::new(applied.apply(p))),
                         loaded_at: e.loaded_at,
+                        epoch: e.epoch,
                     },
                 ));
             } else {
