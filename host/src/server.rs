@@ -248,6 +248,11 @@ async fn open_keys(
     let Some(settings) =
         crate::keys::KeysSettings::from_config(general, config_path, has_master_key)?
     else {
+        if general.database_url.is_some() {
+            tracing::warn!(
+                "general_settings.database_url is set but there is no master key: virtual keys are off and the key store is not opened"
+            );
+        }
         return Ok(None);
     };
     let keys = crate::keys::Keys::open(settings)
