@@ -47,6 +47,7 @@ fn outcome() -> Outcome {
         cache: CacheStatus::None,
         body: vec![Bytes::from_static(body)],
         composite: None,
+        trace: None,
     }
 }
 

@@ -99,7 +99,9 @@ impl Bound {
         if let Some(keys) = &self.keys
             && !keys.flush(SPEND_FLUSH_TIMEOUT).await
         {
-            tracing::warn!("queued spend rows were not all written to the key store before shutdown");
+            tracing::warn!(
+                "queued spend rows were not all written to the key store before shutdown"
+            );
         }
         tracing::info!("conclave stopped");
         Ok(())
