@@ -266,6 +266,18 @@ impl Proxy {
         self.status_bytes("VmRSS:")
     }
 
+    /// Fails the test when the process's peak RSS reached `bound` bytes.
+    pub fn assert_peak_rss_below(&self, bound: u64) {
+        let peak = self.peak_rss_bytes();
+        assert!(
+            peak < bound,
+            "peak RSS {} MiB (now {} MiB), bound {} MiB",
+            peak >> 20,
+            self.rss_bytes() >> 20,
+            bound >> 20
+        );
+    }
+
     /// A `kB` field of /proc/<pid>/status, in bytes.
     fn status_bytes(&self, field: &str) -> u64 {
         let pid = self.pid().expect("conclave is running");

@@ -20,14 +20,7 @@ const PEAK_RSS_BOUND: u64 = 96 << 20;
 
 /// The gateway's peak RSS stayed under [`PEAK_RSS_BOUND`].
 fn assert_peak_rss(proxy: &Proxy) {
-    let peak = proxy.peak_rss_bytes();
-    assert!(
-        peak < PEAK_RSS_BOUND,
-        "peak RSS {} MiB (now {} MiB), bound {} MiB",
-        peak >> 20,
-        proxy.rss_bytes() >> 20,
-        PEAK_RSS_BOUND >> 20
-    );
+    proxy.assert_peak_rss_below(PEAK_RSS_BOUND);
 }
 
 async fn proxy(up: &FakeUpstream) -> Proxy {

@@ -401,7 +401,7 @@ mod tests {
     #[test]
     fn unset_env_in_an_ignored_key_is_not_an_error() {
         let loaded = load_text(
-            "general_settings:\n  database_url: os.environ/CONCLAVE_T_NO_SUCH_DB\nmodel_list: []\n",
+            "general_settings:\n  alerting_threshold: os.environ/CONCLAVE_T_NO_SUCH_VALUE\nmodel_list: []\n",
         );
         assert!(loaded.is_ok());
     }

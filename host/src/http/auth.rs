@@ -28,8 +28,10 @@ use crate::ops::{Caller, Meter, RequestContext, RequestId};
 /// Longest wait for the key store when a presented key is not cached.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The key a client presented, from either header.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+/// The key a client presented: `Authorization: Bearer`, `x-api-key`,
+/// `api-key` (Azure's) or LiteLLM's `x-litellm-api-key`. The model routes and
+/// the management API read it the same way.
+pub(super) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -42,9 +44,9 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
                 .trim(),
         );
     }
-    headers
-        .get("x-api-key")
-        .or_else(|| headers.get("api-key"))
+    ["x-litellm-api-key", "x-api-key", "api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h))
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
 }

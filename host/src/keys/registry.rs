@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 
 use super::KeyError;
-use super::model::Principal;
+use super::model::{Principal, SpendRow};
 use super::store::Store;
 
 /// One cached answer: the principal (or `None` for an unknown key) and when
@@ -51,6 +51,26 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// The totals one batch adds, per entity.
+    pub fn of(batch: &[SpendRow]) -> Self {
+        let mut a = Applied::default();
+        for r in batch {
+            if let Some(h) = &r.token_hash {
+                *a.keys.entry(h.clone()).or_default() += r.spend;
+                *a.key_models
+                    .entry((h.clone(), r.model.clone()))
+                    .or_default() += r.spend;
+            }
+            if let Some(u) = &r.user_id {
+                *a.users.entry(u.clone()).or_default() += r.spend;
+            }
+            if let Some(t) = &r.team_id {
+                *a.teams.entry(t.clone()).or_default() += r.spend;
+            }
+        }
+        a
+    }
+
     fn touches(&self, p: &Principal) -> bool {
         self.keys.contains_key(&p.key.token_hash)
             || p.user

@@ -201,7 +201,9 @@ impl Task {
                         tracing::info!("the key store accepts spend again");
                     }
                     self.failing = false;
-                    self.registry.apply_spend(&applied(&batch), started).await;
+                    self.registry
+                        .apply_spend(&Applied::of(&batch), started)
+                        .await;
                 }
                 Err(e) => {
                     if !self.failing {
@@ -217,24 +219,4 @@ impl Task {
         }
         true
     }
-}
-
-/// The totals one batch adds, per entity.
-fn applied(batch: &[SpendRow]) -> Applied {
-    let mut a = Applied::default();
-    for r in batch {
-        if let Some(h) = &r.token_hash {
-            *a.keys.entry(h.clone()).or_default() += r.spend;
-            *a.key_models
-                .entry((h.clone(), r.model.clone()))
-                .or_default() += r.spend;
-        }
-        if let Some(u) = &r.user_id {
-            *a.users.entry(u.clone()).or_default() += r.spend;
-        }
-        if let Some(t) = &r.team_id {
-            *a.teams.entry(t.clone()).or_default() += r.spend;
-        }
-    }
-    a
 }

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::auth::presented_key;
 use super::error::ApiError;
 use crate::keys::{KeyError, Keys, Principal};
 
@@ -96,7 +97,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(Keys, Ma
             Some("keys_disabled"),
         ));
     };
-    let Some(presented) = presented_key(headers) else {
+    let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
         return Err(ApiError::unauthorized(
             "missing API key: send Authorization: Bearer <key> or x-api-key",
         ));
@@ -127,29 +128,6 @@ async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Keys, ApiError> 
     let (keys, manager) = authenticate(state, headers).await?;
     manager.require_admin()?;
     Ok(keys)
-}
-
-/// The key a client presented: `Authorization: Bearer`, `x-api-key`,
-/// `api-key` or LiteLLM's `x-litellm-api-key`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        return Some(
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .unwrap_or(v)
-                .trim(),
-        );
-    }
-    ["x-litellm-api-key", "x-api-key", "api-key"]
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 /// Reads a JSON body as `T`; a field of the wrong type is a 400 naming it.

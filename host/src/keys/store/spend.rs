@@ -13,6 +13,7 @@ use super::rows::{self, SPEND_COLUMNS, json};
 use super::{Store, store_error};
 use crate::keys::KeyError;
 use crate::keys::model::{Limits, SpendRow, budget_period};
+use crate::keys::registry::Applied;
 use crate::keys::time::{day, from_ms, to_ms};
 
 /// Rows per multi-row statement: far below both backends' bind limits.
@@ -46,31 +47,18 @@ pub struct ReportRow {
 type DayKey = (String, String, String, String, String);
 
 /// Totals a batch adds, summed per entity so each appears once per statement.
-#[derive(Default)]
 struct Deltas {
-    keys: HashMap<String, f64>,
-    users: HashMap<String, f64>,
-    teams: HashMap<String, f64>,
-    key_models: HashMap<(String, String), f64>,
+    totals: Applied,
     days: HashMap<DayKey, (i64, i64, f64, i64)>,
 }
 
 impl Deltas {
     fn of(batch: &[SpendRow]) -> Self {
-        let mut d = Deltas::default();
+        let mut d = Deltas {
+            totals: Applied::of(batch),
+            days: HashMap::new(),
+        };
         for r in batch {
-            if let Some(h) = &r.token_hash {
-                *d.keys.entry(h.clone()).or_default() += r.spend;
-                *d.key_models
-                    .entry((h.clone(), r.model.clone()))
-                    .or_default() += r.spend;
-            }
-            if let Some(u) = &r.user_id {
-                *d.users.entry(u.clone()).or_default() += r.spend;
-            }
-            if let Some(t) = &r.team_id {
-                *d.teams.entry(t.clone()).or_default() += r.spend;
-            }
             // Sub-calls are counted in their own rows; the daily report
             // counts requests once, by their top-level row.
             let key = (
@@ -115,10 +103,10 @@ impl Store {
             }
         }
         let d = Deltas::of(batch);
-        add_totals(&mut tx, "keys", "token_hash", &d.keys).await?;
-        add_totals(&mut tx, "users", "user_id", &d.users).await?;
-        add_totals(&mut tx, "teams", "team_id", &d.teams).await?;
-        let models: Vec<_> = d.key_models.into_iter().collect();
+        add_totals(&mut tx, "keys", "token_hash", &d.totals.keys).await?;
+        add_totals(&mut tx, "users", "user_id", &d.totals.users).await?;
+        add_totals(&mut tx, "teams", "team_id", &d.totals.teams).await?;
+        let models: Vec<_> = d.totals.key_models.into_iter().collect();
         for chunk in models.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO key_model_spend (token_hash, model, spend) VALUES {} \
