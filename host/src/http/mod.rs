@@ -42,8 +42,13 @@ pub use stream_cutoff::StreamCutoff;
 
 /// Shared state of every handler: the current gateway version, the control
 /// plane that replaces it, and the operations layer every request passes.
+/// One `Arc`: axum clones the state for every layer and handler a request
+/// passes, so a clone must cost one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub struct Shared {
     current: Arc<ArcSwap<Gateway>>,
     control: Arc<Control>,
     /// The server listens on loopback only (admits the admin API without a master key).
@@ -70,10 +75,18 @@ pub struct Ops {
     pub limiter: crate::limits::Limiter,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// State serving `control`'s current version.
     pub fn new(control: Arc<Control>, loopback_only: bool, ops: Ops, in_flight: InFlight) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             current: control.current(),
             control,
             loopback_only,
@@ -81,7 +94,7 @@ impl AppState {
             in_flight,
             cutoff: StreamCutoff::default(),
             cache: Arc::default(),
-        }
+        }))
     }
 
     /// The switch that ends every open stream (the server fires it).
