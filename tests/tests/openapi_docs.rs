@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use conclave_e2e::proxy::Proxy;
-use conclave_e2e::{FakeUpstream, conclave_bin, deployments};
+use conclave_e2e::{FakeUpstream, deployments};
 use serde_json::Value;
-use tokio::process::Command;
 use tokio::sync::OnceCell;
+
+mod sdk_support;
+use sdk_support::run;
 
 const KEY: &str = "sk-docs-master";
 
@@ -312,67 +314,17 @@ async fn public_docs_false_requires_the_master_key() {
     }
 }
 
-/// Runs `program`, failing past `limit` or on a non-zero exit.
-async fn run(program: &Path, args: &[&str], limit: Duration) -> Result<String, String> {
-    let mut cmd = Command::new(program);
-    cmd.args(args).kill_on_drop(true);
-    let out = tokio::time::timeout(limit, cmd.output())
-        .await
-        .map_err(|_| format!("{} took longer than {limit:?}", program.display()))?
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{} failed ({}): {}{}",
-            program.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// A Python with `openapi-spec-validator`, in a venv under the target dir
 /// created once.
 async fn python_with_validator() -> Result<PathBuf, String> {
     static PYTHON: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
     PYTHON
-        .get_or_init(|| async {
-            let profile_dir = conclave_bin()
-                .parent()
-                .map(Path::to_path_buf)
-                .ok_or("no target directory")?;
-            let venv = profile_dir.join("..").join("py-venv-openapi");
-            let python = venv.join("bin").join("python");
-            let import = ["-c", "import openapi_spec_validator"];
-            if python.exists() && run(&python, &import, Duration::from_secs(30)).await.is_ok() {
-                return Ok(python);
-            }
-            let venv_arg = venv.display().to_string();
-            run(
-                Path::new("python3"),
-                &["-m", "venv", &venv_arg],
-                Duration::from_secs(120),
+        .get_or_init(|| {
+            sdk_support::venv_with(
+                "py-venv-openapi",
+                "openapi_spec_validator",
+                &["openapi-spec-validator"],
             )
-            .await
-            .map_err(|e| format!("cannot create a venv: {e}"))?;
-            let pip = [
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--timeout",
-                "15",
-                "--retries",
-                "1",
-                "openapi-spec-validator",
-            ];
-            run(&python, &pip, Duration::from_secs(240))
-                .await
-                .map_err(|e| format!("pip install openapi-spec-validator failed: {e}"))?;
-            Ok(python)
         })
         .await
         .clone()

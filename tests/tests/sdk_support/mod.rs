@@ -37,57 +37,61 @@ pub async fn run(program: &Path, args: &[&str], limit: Duration) -> Result<Strin
 pub async fn python_with_sdks() -> Result<PathBuf, String> {
     static PYTHON: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
     PYTHON
-        .get_or_init(|| async {
-            let profile_dir = conclave_bin()
-                .parent()
-                .map(Path::to_path_buf)
-                .ok_or("no target directory")?;
-            let venv = profile_dir.join("..").join("py-venv");
-            let python = venv.join("bin").join("python");
-            let import = ["-c", "import openai, anthropic"];
-            if python.exists() && run(&python, &import, Duration::from_secs(30)).await.is_ok() {
-                return Ok(python);
-            }
-            run(
-                Path::new("python3"),
-                &["--version"],
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| format!("python3 is not available: {e}"))?;
-            if !python.exists() {
-                let venv_arg = venv.display().to_string();
-                run(
-                    Path::new("python3"),
-                    &["-m", "venv", &venv_arg],
-                    Duration::from_secs(120),
-                )
-                .await
-                .map_err(|e| format!("cannot create a venv: {e}"))?;
-            }
-            let pip = [
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--timeout",
-                "15",
-                "--retries",
-                "1",
-                "openai",
-                "anthropic",
-            ];
-            run(&python, &pip, Duration::from_secs(240))
-                .await
-                .map_err(|e| format!("pip install openai anthropic failed: {e}"))?;
-            run(&python, &import, Duration::from_secs(30))
-                .await
-                .map_err(|e| format!("the clients do not import after install: {e}"))?;
-            Ok(python)
-        })
+        .get_or_init(|| venv_with("py-venv", "openai, anthropic", &["openai", "anthropic"]))
         .await
         .clone()
+}
+
+/// A venv named `name` under the cargo target dir in which `import` works,
+/// created and filled with `packages` from PyPI when it does not yet.
+pub async fn venv_with(name: &str, import: &str, packages: &[&str]) -> Result<PathBuf, String> {
+    let profile_dir = conclave_bin()
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or("no target directory")?;
+    let venv = profile_dir.join("..").join(name);
+    let python = venv.join("bin").join("python");
+    let import = format!("import {import}");
+    let import = ["-c", import.as_str()];
+    if python.exists() && run(&python, &import, Duration::from_secs(30)).await.is_ok() {
+        return Ok(python);
+    }
+    run(
+        Path::new("python3"),
+        &["--version"],
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| format!("python3 is not available: {e}"))?;
+    if !python.exists() {
+        let venv_arg = venv.display().to_string();
+        run(
+            Path::new("python3"),
+            &["-m", "venv", &venv_arg],
+            Duration::from_secs(120),
+        )
+        .await
+        .map_err(|e| format!("cannot create a venv: {e}"))?;
+    }
+    let mut pip = vec![
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--timeout",
+        "15",
+        "--retries",
+        "1",
+    ];
+    pip.extend_from_slice(packages);
+    run(&python, &pip, Duration::from_secs(240))
+        .await
+        .map_err(|e| format!("pip install {} failed: {e}", packages.join(" ")))?;
+    run(&python, &import, Duration::from_secs(30))
+        .await
+        .map_err(|e| format!("{} do not import after install: {e}", packages.join(", ")))?;
+    Ok(python)
 }
 
 /// Runs `script` (written into the proxy's directory) with `args` and
