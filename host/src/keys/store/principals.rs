@@ -332,19 +332,29 @@ impl Store {
 
     /// Deletes a user, its memberships and its keys (as LiteLLM does).
     pub async fn delete_user(&self, user_id: &str) -> Result<bool, KeyError> {
-        let keys = self.key_hashes_of(Owner::User, user_id).await?;
+        self.delete_owner(Owner::User, user_id).await
+    }
+
+    /// Deletes a user or team with its memberships and its keys (as
+    /// LiteLLM does); whether it existed.
+    async fn delete_owner(&self, owner: Owner, id: &str) -> Result<bool, KeyError> {
+        let keys = self.key_hashes_of(owner, id).await?;
         self.delete_keys(&keys).await?;
+        let column = owner.column();
         let mut tx = self.pool().begin().await.map_err(store_error)?;
-        sqlx::query("DELETE FROM memberships WHERE user_id = $1")
-            .bind(user_id)
+        sqlx::query(&format!("DELETE FROM memberships WHERE {column} = $1"))
+            .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        let done = sqlx::query("DELETE FROM users WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM {} WHERE {column} = $1",
+            owner.table()
+        ))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
@@ -468,21 +478,7 @@ impl Store {
 
     /// Deletes a team, its memberships and its keys (as LiteLLM does).
     pub async fn delete_team(&self, team_id: &str) -> Result<bool, KeyError> {
-        let keys = self.key_hashes_of(Owner::Team, team_id).await?;
-        self.delete_keys(&keys).await?;
-        let mut tx = self.pool().begin().await.map_err(store_error)?;
-        sqlx::query("DELETE FROM memberships WHERE team_id = $1")
-            .bind(team_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let done = sqlx::query("DELETE FROM teams WHERE team_id = $1")
-            .bind(team_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(done.rows_affected() > 0)
+        self.delete_owner(Owner::Team, team_id).await
     }
 
     /// One page of teams, oldest first.
@@ -555,6 +551,13 @@ impl Owner {
         match self {
             Owner::User => "user_id",
             Owner::Team => "team_id",
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Owner::User => "users",
+            Owner::Team => "teams",
         }
     }
 }
