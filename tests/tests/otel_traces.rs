@@ -1,6 +1,6 @@
-//! OpenTelemetry traces through the real binary, received by an OTLP/HTTP
-//! collector in the test (protobuf decoded with the opentelemetry-proto
-//! types): the span tree, parentage and attributes of a plain, a streamed,
+//! OpenTelemetry traces through the real binary, received by an OTLP
+//! collector in the test, over HTTP and over gRPC (protobuf decoded with the
+//! opentelemetry-proto types, the gRPC side served by tonic): the span tree, parentage and attributes of a plain, a streamed,
 //! a retried and a composite request; message contents only with the
 //! opt-in; an incoming `traceparent` continued and one sent upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,7 +17,12 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use conclave_e2e::proxy::Proxy;
 use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployments};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
@@ -69,42 +74,64 @@ fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> Str
 }
 
 async fn receive(State(c): State<Collector>, headers: HeaderMap, body: Bytes) -> &'static str {
-    if let Some(token) = headers.get("x-otel-token") {
-        c.tokens
-            .lock()
-            .unwrap()
-            .push(token.to_str().unwrap().to_owned());
-    }
+    let token = headers
+        .get("x-otel-token")
+        .map(|t| t.to_str().unwrap().to_owned());
     let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
-    let mut spans = c.spans.lock().unwrap();
-    for rs in request.resource_spans {
-        let service = rs
-            .resource
-            .iter()
-            .flat_map(|r| &r.attributes)
-            .find(|kv| kv.key == "service.name")
-            .map(|kv| text(kv.value.as_ref()))
-            .unwrap_or_default();
-        for ss in rs.scope_spans {
-            for s in ss.spans {
-                spans.push(Span {
-                    trace_id: hex(&s.trace_id),
-                    span_id: hex(&s.span_id),
-                    parent: hex(&s.parent_span_id),
-                    name: s.name,
-                    kind: s.kind,
-                    attrs: s
-                        .attributes
-                        .iter()
-                        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
-                        .collect(),
-                    error: s.status.is_some_and(|st| st.code == 2),
-                    service: service.clone(),
-                });
+    c.record(request, token);
+    ""
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let token = request
+            .metadata()
+            .get("x-otel-token")
+            .map(|t| t.to_str().unwrap().to_owned());
+        self.record(request.into_inner(), token);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Collector {
+    /// Keeps the spans of one export request, flattened, and its token.
+    fn record(&self, request: ExportTraceServiceRequest, token: Option<String>) {
+        if let Some(token) = token {
+            self.tokens.lock().unwrap().push(token);
+        }
+        let mut spans = self.spans.lock().unwrap();
+        for rs in request.resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .map(|kv| text(kv.value.as_ref()))
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    spans.push(Span {
+                        trace_id: hex(&s.trace_id),
+                        span_id: hex(&s.span_id),
+                        parent: hex(&s.parent_span_id),
+                        name: s.name,
+                        kind: s.kind,
+                        attrs: s
+                            .attributes
+                            .iter()
+                            .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                            .collect(),
+                        error: s.status.is_some_and(|st| st.code == 2),
+                        service: service.clone(),
+                    });
+                }
             }
         }
     }
-    ""
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -120,6 +147,22 @@ impl Collector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (c, addr)
+    }
+
+    /// The same collector speaking OTLP over gRPC (tonic), as on port 4317.
+    async fn start_grpc() -> (Self, SocketAddr) {
+        let c = Collector::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = TraceServiceServer::new(c.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap()
+        });
         (c, addr)
     }
 
@@ -513,7 +556,46 @@ async fn message_contents_are_recorded_only_with_the_opt_in() {
 }
 
 #[tokio::test]
-async fn grpc_is_refused_at_start_up_with_the_variable_named() {
+async fn over_grpc_the_collector_gets_the_same_span_tree_and_the_export_headers() {
+    let up = FakeUpstream::start().await;
+    up.set("plain", Behavior::ok("GRPC-ANSWER"));
+    let (collector, addr) = Collector::start_grpc().await;
+    let endpoint = format!("http://{addr}");
+    let env = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_SERVICE_NAME", "gateway-under-test"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-otel-token=otel-header-secret",
+        ),
+    ];
+    let proxy = Proxy::start_with(&config(&up), &env, &[]).await;
+    let r = send(&proxy, chat_body("plain", "hi"), None).await;
+    assert_eq!(r.status(), 200);
+    let spans = collector.trace_of(&request_id(&r), 2).await;
+    let root = server(&spans);
+    assert_eq!(root.service, "gateway-under-test");
+    let calls = children(&spans, root);
+    assert_eq!(calls.len(), 1, "{spans:#?}");
+    assert_eq!(calls[0].kind, SpanKind::Client as i32);
+    assert_eq!(calls[0].attr("gen_ai.request.model"), "plain-up");
+    assert!(
+        collector
+            .tokens
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|t| t == "otel-header-secret")
+    );
+    assert!(!collector.tokens.lock().unwrap().is_empty());
+    assert_no_secrets(&spans);
+    assert!(!proxy.logs().contains("otel-header-secret"));
+}
+
+#[tokio::test]
+async fn json_bodies_are_refused_at_start_up_with_the_variable_named() {
     let dir = conclave_e2e::proxy::TempDir::new();
     let path = dir.write("c.yaml", "model_list: []\n");
     let out = conclave_e2e::proxy::run_conclave(
@@ -527,15 +609,15 @@ async fn grpc_is_refused_at_start_up_with_the_variable_named() {
             path.to_str().unwrap(),
         ],
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ],
     )
     .await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("http/protobuf"),
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("grpc"),
         "{stderr}"
     );
 }

@@ -1,8 +1,9 @@
 //! The export task: takes finished spans from a bounded channel, turns them
-//! into span data, and posts them in batches to the collector with
-//! `opentelemetry-otlp`'s OTLP/HTTP exporter, driven by a reqwest client on
-//! the gateway's runtime (the exporter's own clients would bring a second
-//! HTTP and TLS stack).
+//! into span data, and sends them in batches to the collector with
+//! `opentelemetry-otlp`'s exporter: over OTLP/HTTP driven by the gateway's
+//! own reqwest client on its runtime (the exporter's bundled client would
+//! bring a second HTTP and TLS stack), or over gRPC with tonic's channel
+//! (the only gRPC client the exporter supports).
 
 use std::time::Duration;
 
@@ -10,12 +11,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{
+    Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use tokio::sync::{mpsc, oneshot};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::ClientTlsConfig;
 
-use super::settings::Settings;
+use super::settings::{Settings, Transport};
 use super::span::SpanRecord;
 
 /// Largest collector answer read.
@@ -34,21 +39,10 @@ pub enum Message {
 
 /// Builds the exporter and starts the task; returns its channel.
 pub fn start(settings: Settings) -> Result<mpsc::Sender<Message>, String> {
-    let client = reqwest::Client::builder()
-        .timeout(EXPORT_TIMEOUT)
-        .build()
-        .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?;
-    let mut builder = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(Reqwest(client))
-        .with_protocol(Protocol::HttpBinary)
-        .with_headers(settings.headers.clone());
-    if let Some(endpoint) = &settings.endpoint {
-        builder = builder.with_endpoint(endpoint.clone());
-    }
-    let mut exporter = builder
-        .build()
-        .map_err(|e| format!("cannot set up OTLP trace export: {e}"))?;
+    let mut exporter = match settings.transport {
+        Transport::HttpProtobuf => http_exporter(&settings)?,
+        Transport::Grpc => grpc_exporter(&settings)?,
+    };
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(
@@ -67,11 +61,57 @@ pub fn start(settings: Settings) -> Result<mpsc::Sender<Message>, String> {
     Ok(tx)
 }
 
+/// The OTLP/HTTP exporter on the gateway's reqwest.
+fn http_exporter(settings: &Settings) -> Result<SpanExporter, String> {
+    let client = reqwest::Client::builder()
+        .timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?;
+    let mut builder = SpanExporter::builder()
+        .with_http()
+        .with_http_client(Reqwest(client))
+        .with_protocol(Protocol::HttpBinary)
+        .with_headers(settings.headers.clone());
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.with_endpoint(endpoint.clone());
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up OTLP trace export: {e}"))
+}
+
+/// The OTLP/gRPC exporter: the config's headers as gRPC metadata (the
+/// exporter adds `OTEL_EXPORTER_OTLP_HEADERS`), TLS with the webpki roots for
+/// an `https` endpoint. The channel connects lazily, on the first export.
+fn grpc_exporter(settings: &Settings) -> Result<SpanExporter, String> {
+    let mut metadata = MetadataMap::new();
+    for (name, value) in &settings.headers {
+        let key = MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| format!("OTLP header {name:?} is not a valid gRPC metadata name"))?;
+        // The value is a credential: the error names the header only.
+        let value = MetadataValue::try_from(value.as_str())
+            .map_err(|_| format!("OTLP header {name:?} has a value gRPC cannot carry"))?;
+        metadata.insert(key, value);
+    }
+    let endpoint = settings.endpoint.clone().unwrap_or_default();
+    let mut builder = SpanExporter::builder()
+        .with_tonic()
+        .with_protocol(Protocol::Grpc)
+        .with_metadata(metadata)
+        .with_endpoint(endpoint.clone());
+    if endpoint.starts_with("https:") {
+        builder = builder.with_tls_config(ClientTlsConfig::new().with_webpki_roots());
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up OTLP trace export over gRPC: {e}"))
+}
+
 /// Collects spans until a batch is full or the schedule delay passed, then
 /// exports them; a flush request exports at once.
 async fn run(
     mut rx: mpsc::Receiver<Message>,
-    exporter: opentelemetry_otlp::SpanExporter,
+    exporter: SpanExporter,
     scope: InstrumentationScope,
     settings: Settings,
 ) {
@@ -104,11 +144,7 @@ async fn run(
     }
 }
 
-async fn export(
-    exporter: &opentelemetry_otlp::SpanExporter,
-    batch: &mut Vec<SpanData>,
-    failures: &mut u64,
-) {
+async fn export(exporter: &SpanExporter, batch: &mut Vec<SpanData>, failures: &mut u64) {
     if batch.is_empty() {
         return;
     }

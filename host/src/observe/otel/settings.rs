@@ -12,8 +12,11 @@ use crate::config::Config;
 /// LiteLLM's callback name that turns trace export on.
 pub const OTEL_CALLBACK: &str = "otel";
 
-/// The one protocol conclave exports with.
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` values conclave exports with.
 const HTTP_PROTOBUF: &str = "http/protobuf";
+const GRPC: &str = "grpc";
+/// The collector's gRPC port on this host, the OTLP default for `grpc`.
+const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 /// How often queued spans are sent when `OTEL_BSP_SCHEDULE_DELAY` is unset.
 const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_millis(1000);
 /// Spans waiting for export before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
@@ -21,10 +24,22 @@ const DEFAULT_MAX_QUEUE: usize = 2048;
 /// Spans in one export request (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
 const DEFAULT_MAX_BATCH: usize = 512;
 
+/// How spans travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/HTTP with protobuf bodies (the default, port 4318).
+    HttpProtobuf,
+    /// OTLP over gRPC (port 4317).
+    Grpc,
+}
+
 /// Resolved trace-export settings; only built when export is on.
 pub struct Settings {
-    /// The traces URL from the config; `None` lets the exporter read
-    /// `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` (default `http://localhost:4318`).
+    pub transport: Transport,
+    /// Over HTTP: the traces URL from the config, or `None` to let the
+    /// exporter read `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` (default
+    /// `http://localhost:4318`). Over gRPC: always set, from the same
+    /// variables, the config, or `http://localhost:4317`.
     pub endpoint: Option<String>,
     /// Headers from the config (the exporter adds `OTEL_EXPORTER_OTLP_HEADERS`).
     pub headers: HashMap<String, String>,
@@ -42,6 +57,7 @@ impl std::fmt::Debug for Settings {
     /// Header names only: their values are credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
+            .field("transport", &self.transport)
             .field("endpoint", &self.endpoint)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("service_name", &self.service_name)
@@ -62,7 +78,7 @@ pub fn resolve(
     if !enabled(config, env) {
         return Ok(None);
     }
-    check_protocol(file_settings.and_then(|o| o.protocol.as_deref()), file, env)?;
+    let transport = transport(file_settings.and_then(|o| o.protocol.as_deref()), file, env)?;
     let sampler = sampler(file_settings, file, env)?;
     let capture_content = match env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT") {
         Some(v) => v.trim().eq_ignore_ascii_case("true"),
@@ -70,13 +86,20 @@ pub fn resolve(
             .and_then(|o| o.capture_message_content)
             .unwrap_or(false),
     };
-    let endpoint = file_settings
-        .and_then(|o| o.endpoint.as_deref())
-        .filter(|_| {
-            env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
-                && env("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
-        })
-        .map(traces_url);
+    let env_endpoint =
+        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let file_endpoint = file_settings.and_then(|o| o.endpoint.as_deref());
+    let endpoint = match transport {
+        Transport::HttpProtobuf => file_endpoint
+            .filter(|_| env_endpoint.is_none())
+            .map(traces_url),
+        // gRPC has one path for every signal: the base URL is the endpoint.
+        Transport::Grpc => Some(
+            env_endpoint
+                .or_else(|| file_endpoint.map(str::to_owned))
+                .unwrap_or_else(|| DEFAULT_GRPC_ENDPOINT.to_owned()),
+        ),
+    };
     let headers = file_settings
         .map(|o| {
             o.headers
@@ -86,6 +109,7 @@ pub fn resolve(
         })
         .unwrap_or_default();
     Ok(Some(Settings {
+        transport,
         endpoint,
         headers,
         service_name: file_settings.and_then(|o| o.service_name.clone()),
@@ -124,12 +148,13 @@ fn enabled(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> bool {
         || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
 }
 
-/// Refuses every protocol but OTLP/HTTP with protobuf bodies.
-fn check_protocol(
+/// `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`, else `general_settings.otel.protocol`,
+/// else OTLP/HTTP; `http/json` and anything else is refused, naming the source.
+fn transport(
     file: Option<&str>,
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), String> {
+) -> Result<Transport, String> {
     let (source, value) = match (
         env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
         env("OTEL_EXPORTER_OTLP_PROTOCOL"),
@@ -141,17 +166,17 @@ fn check_protocol(
                 format!("{path}: general_settings.otel.protocol"),
                 v.to_owned(),
             ),
-            None => return Ok(()),
+            None => return Ok(Transport::HttpProtobuf),
         },
     };
-    if value.trim() == HTTP_PROTOBUF {
-        return Ok(());
+    match value.trim() {
+        HTTP_PROTOBUF => Ok(Transport::HttpProtobuf),
+        GRPC => Ok(Transport::Grpc),
+        _ => Err(format!(
+            "{source} = {value:?}: conclave exports traces as \"{HTTP_PROTOBUF}\" (the \
+             collector's port 4318) or \"{GRPC}\" (port 4317); JSON bodies are not supported"
+        )),
     }
-    Err(format!(
-        "{source} = {value:?}: conclave exports traces over OTLP/HTTP with protobuf bodies only \
-         (\"{HTTP_PROTOBUF}\"); point the endpoint at the collector's HTTP port (4318) and \
-         set the protocol to {HTTP_PROTOBUF} or leave it unset"
-    ))
 }
 
 /// `OTEL_TRACES_SAMPLER[_ARG]`, else `general_settings.otel.sampler[_arg]`.
@@ -265,19 +290,44 @@ mod tests {
     }
 
     #[test]
-    fn grpc_is_refused_with_the_variable_named() {
+    fn grpc_keeps_the_base_endpoint_and_the_environment_wins() {
         let c = config("model_list: []\ngeneral_settings:\n  otel:\n    endpoint: http://c:4317\n");
+        let grpc = vars(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+        let s = resolve(&c, "t.yaml", &grpc).unwrap().unwrap();
+        assert_eq!(s.transport, Transport::Grpc);
+        assert_eq!(s.endpoint.as_deref(), Some("http://c:4317"));
+        let s = resolve(
+            &c,
+            "t.yaml",
+            &vars(&[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4317"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some("http://other:4317"));
+        let c = config("model_list: []\ngeneral_settings:\n  otel:\n    protocol: grpc\n");
+        let s = resolve(&c, "t.yaml", &vars(&[])).unwrap().unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some(DEFAULT_GRPC_ENDPOINT));
+    }
+
+    #[test]
+    fn json_bodies_are_refused_with_the_source_named() {
+        let c = config("model_list: []\ngeneral_settings:\n  otel:\n    protocol: http/json\n");
+        let e = resolve(&c, "t.yaml", &vars(&[])).unwrap_err();
+        assert!(
+            e.starts_with("t.yaml: general_settings.otel.protocol = \"http/json\""),
+            "{e}"
+        );
         let e = resolve(
             &c,
             "t.yaml",
-            &vars(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            &vars(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "thrift")]),
         )
         .unwrap_err();
-        assert!(
-            e.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL = \"grpc\""),
-            "{e}"
-        );
-        assert!(e.contains("http/protobuf"), "{e}");
+        assert!(e.starts_with("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), "{e}");
+        assert!(e.contains("grpc"), "{e}");
     }
 
     #[test]
