@@ -530,6 +530,12 @@ fn stream_response(
     completion: Completion,
 ) -> Response {
     let chat = !rest.starts_with("completions");
+    // A text completion's chunks are named like its whole answer.
+    let (id, object) = if chat {
+        ("chatcmpl-fake", "chat.completion.chunk")
+    } else {
+        ("cmpl-fake", "text_completion")
+    };
     let model = body["model"].clone();
     let include_usage = body["stream_options"]["include_usage"] == true;
     let words: Vec<&str> = behavior.content.split_inclusive(' ').collect();
@@ -545,9 +551,9 @@ fn stream_response(
             let choice = if chat {
                 json!({"index": 0, "delta": {"content": p}, "finish_reason": null})
             } else {
-                json!({"index": 0, "text": p, "finish_reason": null})
+                json!({"index": 0, "text": p, "logprobs": null, "finish_reason": null})
             };
-            json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [choice]})
+            json!({"id": id, "object": object, "created": 1, "model": model, "choices": [choice]})
                 .to_string()
         })
         .collect();
@@ -574,14 +580,18 @@ fn stream_response(
             .collect();
         finish = "tool_calls";
     }
+    let last = if chat {
+        json!({"index": 0, "delta": {}, "finish_reason": finish})
+    } else {
+        json!({"index": 0, "text": "", "logprobs": null, "finish_reason": finish})
+    };
     events.push(
-        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
-               "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
-        .to_string(),
+        json!({"id": id, "object": object, "created": 1, "model": model, "choices": [last]})
+            .to_string(),
     );
     if include_usage {
         events.push(
-            json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [],
+            json!({"id": id, "object": object, "created": 1, "model": model, "choices": [],
                    "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
             .to_string(),
         );

@@ -1,8 +1,10 @@
-//! Storing a streamed answer: the chunks are folded into one
-//! `chat.completion` body as they pass to the client, and the body is
-//! stored only when the stream ended cleanly with a finish reason for every
-//! choice. A stream that fails, is cut, or whose client leaves stores
-//! nothing; one that grows past the entry limit stops being collected.
+//! Storing a streamed answer: the chunks are folded into one body of the
+//! endpoint's [`Shape`] (`chat.completion` or `text_completion`) as they
+//! pass to the client, and the body is stored only when the stream ended
+//! cleanly with a finish reason for every choice. A stream that fails, is
+//! cut, or whose client leaves stores nothing; one that grows past the entry
+//! limit stops being collected. Both shapes share the fold of the answer's
+//! head, usage and choices; only what a choice's chunk adds differs.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,6 +12,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Map, Value, json};
+
+use super::shape::{Shape, carries_logprobs};
 
 /// Most choices collected from one stream (`n` beyond it is not stored).
 const MAX_CHOICES: usize = 128;
@@ -25,8 +29,9 @@ struct Choice {
     finish_reason: Option<Value>,
 }
 
-/// Folds `chat.completion.chunk` payloads into one answer.
+/// Folds a stream's chunk payloads into one answer.
 pub struct Assembler {
+    shape: Shape,
     id: Option<Value>,
     created: Option<Value>,
     model: Option<Value>,
@@ -38,9 +43,11 @@ pub struct Assembler {
 }
 
 impl Assembler {
-    /// An assembler that gives up past `max_bytes` of collected text.
-    pub fn new(max_bytes: usize) -> Self {
+    /// An assembler of `shape` answers that gives up past `max_bytes` of
+    /// collected text.
+    pub fn new(shape: Shape, max_bytes: usize) -> Self {
         Self {
+            shape,
             id: None,
             created: None,
             model: None,
@@ -53,7 +60,7 @@ impl Assembler {
     }
 
     /// Folds one payload in; `false` when the answer cannot be stored
-    /// (not a chunk, an error event, too large).
+    /// (not a chunk, an error event, logprobs, too large).
     pub fn push(&mut self, payload: &[u8]) -> bool {
         self.bytes += payload.len();
         if self.bytes > self.max_bytes {
@@ -99,18 +106,32 @@ impl Assembler {
             }
             None => return false,
         };
+        // Logprobs are not folded: an answer that carries them is not
+        // stored rather than stored without them.
+        if carries_logprobs(&choice) {
+            return false;
+        }
         let acc = &mut self.choices[slot];
-        let delta = &choice["delta"];
-        if let Some(text) = delta["content"].as_str() {
-            acc.content.push_str(text);
-        }
-        if let Some(text) = delta["reasoning_content"].as_str() {
-            acc.reasoning.push_str(text);
-        }
-        if let Some(calls) = delta["tool_calls"].as_array() {
-            for call in calls {
-                if !merge_tool_call(&mut acc.tool_calls, call) {
-                    return false;
+        match self.shape {
+            Shape::Chat => {
+                let delta = &choice["delta"];
+                if let Some(text) = delta["content"].as_str() {
+                    acc.content.push_str(text);
+                }
+                if let Some(text) = delta["reasoning_content"].as_str() {
+                    acc.reasoning.push_str(text);
+                }
+                if let Some(calls) = delta["tool_calls"].as_array() {
+                    for call in calls {
+                        if !merge_tool_call(&mut acc.tool_calls, call) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            Shape::Text => {
+                if let Some(text) = choice["text"].as_str() {
+                    acc.content.push_str(text);
                 }
             }
         }
@@ -120,17 +141,25 @@ impl Assembler {
         true
     }
 
-    /// The whole answer as a `chat.completion` body, if every choice finished.
+    /// The whole answer as one body of the assembler's shape, if every
+    /// choice finished.
     pub fn finish(self) -> Option<Bytes> {
         if self.choices.is_empty() || self.choices.iter().any(|c| c.finish_reason.is_none()) {
             return None;
         }
         let mut choices: Vec<Choice> = self.choices;
         choices.sort_by_key(|c| c.index);
-        let choices: Vec<Value> = choices.into_iter().map(choice_json).collect();
+        let shape = self.shape;
+        let choices: Vec<Value> = choices
+            .into_iter()
+            .map(|c| match shape {
+                Shape::Chat => chat_choice_json(c),
+                Shape::Text => text_choice_json(c),
+            })
+            .collect();
         let mut body = json!({
-            "id": self.id.unwrap_or_else(|| json!("chatcmpl-cached")),
-            "object": "chat.completion",
+            "id": self.id.unwrap_or_else(|| json!(shape.fallback_id())),
+            "object": shape.object(),
             "created": self.created.unwrap_or_else(|| json!(crate::openai::unix_now())),
             "model": self.model.unwrap_or(Value::Null),
             "choices": choices,
@@ -145,7 +174,7 @@ impl Assembler {
     }
 }
 
-fn choice_json(c: Choice) -> Value {
+fn chat_choice_json(c: Choice) -> Value {
     let mut message = Map::new();
     message.insert("role".into(), json!("assistant"));
     let content = if c.content.is_empty() && !c.tool_calls.is_empty() {
@@ -163,6 +192,15 @@ fn choice_json(c: Choice) -> Value {
     json!({
         "index": c.index,
         "message": message,
+        "finish_reason": c.finish_reason,
+    })
+}
+
+fn text_choice_json(c: Choice) -> Value {
+    json!({
+        "index": c.index,
+        "text": c.content,
+        "logprobs": null,
         "finish_reason": c.finish_reason,
     })
 }
@@ -214,11 +252,12 @@ pub struct Filling<S> {
 }
 
 impl<S> Filling<S> {
-    /// Wraps `inner`; `max_bytes` bounds what is collected.
-    pub fn new(inner: S, max_bytes: usize, on_complete: OnComplete) -> Self {
+    /// Wraps `inner`, a stream of `shape` chunks; `max_bytes` bounds what
+    /// is collected.
+    pub fn new(inner: S, shape: Shape, max_bytes: usize, on_complete: OnComplete) -> Self {
         Self {
             inner,
-            assembler: Some(Assembler::new(max_bytes)),
+            assembler: Some(Assembler::new(shape, max_bytes)),
             on_complete: Some(on_complete),
         }
     }
@@ -280,10 +319,15 @@ mod tests {
     }
 
     async fn run(items: Vec<Result<Bytes, String>>) -> Option<Value> {
+        run_shape(Shape::Chat, items).await
+    }
+
+    async fn run_shape(shape: Shape, items: Vec<Result<Bytes, String>>) -> Option<Value> {
         let stored = Arc::new(Mutex::new(None));
         let sink = stored.clone();
         let filling = Filling::new(
             futures_util::stream::iter(items),
+            shape,
             1 << 20,
             Box::new(move |b| *sink.lock().unwrap() = Some(b)),
         );
@@ -312,7 +356,7 @@ mod tests {
 
     #[test]
     fn tool_call_fragments_are_joined() {
-        let mut asm = Assembler::new(1 << 20);
+        let mut asm = Assembler::new(Shape::Chat, 1 << 20);
         for c in [
             json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get","arguments":"{\"a\""}}]}}]}),
             json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}),
@@ -324,5 +368,83 @@ mod tests {
         assert_eq!(call["function"]["arguments"], "{\"a\":1}");
         assert_eq!(call["id"], "call_1");
         assert!(body["choices"][0]["message"]["content"].is_null());
+    }
+
+    fn text_chunks() -> Vec<Result<Bytes, String>> {
+        vec![
+            chunk(
+                json!({"id":"cmpl-1","object":"text_completion","created":5,"model":"m","choices":[{"index":0,"text":"Once ","logprobs":null,"finish_reason":null}]}),
+            ),
+            chunk(
+                json!({"id":"cmpl-1","object":"text_completion","created":5,"model":"m","choices":[{"index":1,"text":"Twice","logprobs":null,"finish_reason":null}]}),
+            ),
+            chunk(
+                json!({"id":"cmpl-1","object":"text_completion","created":5,"model":"m","choices":[{"index":0,"text":"upon","logprobs":null,"finish_reason":"length"}]}),
+            ),
+            chunk(
+                json!({"id":"cmpl-1","object":"text_completion","created":5,"model":"m","choices":[{"index":1,"text":"","logprobs":null,"finish_reason":"stop"}]}),
+            ),
+            chunk(
+                json!({"id":"cmpl-1","object":"text_completion","created":5,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}),
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_clean_text_stream_becomes_one_text_completion() {
+        let body = run_shape(Shape::Text, text_chunks()).await.unwrap();
+        assert_eq!(
+            body,
+            json!({"id":"cmpl-1","object":"text_completion","created":5,"model":"m",
+                "choices":[
+                    {"index":0,"text":"Once upon","logprobs":null,"finish_reason":"length"},
+                    {"index":1,"text":"Twice","logprobs":null,"finish_reason":"stop"}],
+                "usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_unfinished_or_oversized_text_stream_stores_nothing() {
+        let mut broken = text_chunks();
+        broken.insert(2, Err("cut".into()));
+        assert!(run_shape(Shape::Text, broken).await.is_none());
+        // Choice 1 never gets its finish reason.
+        let unfinished: Vec<_> = text_chunks().into_iter().take(3).collect();
+        assert!(run_shape(Shape::Text, unfinished).await.is_none());
+        let mut errored = text_chunks();
+        errored.insert(4, chunk(json!({"error":{"message":"overloaded"}})));
+        assert!(run_shape(Shape::Text, errored).await.is_none());
+        let mut asm = Assembler::new(Shape::Text, 64);
+        let pushed: Vec<bool> = text_chunks()
+            .into_iter()
+            .map(|c| asm.push(&c.unwrap()))
+            .collect();
+        assert!(pushed.contains(&false), "past the limit it gives up");
+    }
+
+    #[test]
+    fn an_answer_with_logprobs_is_not_folded() {
+        let mut asm = Assembler::new(Shape::Text, 1 << 20);
+        let c = json!({"choices":[{"index":0,"text":"a","logprobs":{"tokens":["a"],"token_logprobs":[-0.5]},"finish_reason":"stop"}]});
+        assert!(!asm.push(c.to_string().as_bytes()));
+        let mut asm = Assembler::new(Shape::Chat, 1 << 20);
+        let c = json!({"choices":[{"index":0,"delta":{"content":"a"},"logprobs":{"content":[{"token":"a","logprob":-0.5}]},"finish_reason":"stop"}]});
+        assert!(!asm.push(c.to_string().as_bytes()));
+    }
+
+    #[test]
+    fn each_shape_reads_only_its_own_fields() {
+        // A chat delta on the text endpoint adds no text, and the other way round.
+        let mut asm = Assembler::new(Shape::Text, 1 << 20);
+        let c = json!({"choices":[{"index":0,"delta":{"content":"chat"},"text":"text","finish_reason":"stop"}]});
+        assert!(asm.push(c.to_string().as_bytes()));
+        let body: Value = serde_json::from_slice(&asm.finish().unwrap()).unwrap();
+        assert_eq!(body["choices"][0]["text"], "text");
+        assert_eq!(body["id"], "cmpl-cached");
+        let mut asm = Assembler::new(Shape::Chat, 1 << 20);
+        assert!(asm.push(c.to_string().as_bytes()));
+        let body: Value = serde_json::from_slice(&asm.finish().unwrap()).unwrap();
+        assert_eq!(body["choices"][0]["message"]["content"], "chat");
+        assert_eq!(body["object"], "chat.completion");
     }
 }

@@ -22,6 +22,7 @@ mod redis;
 mod replay;
 pub mod semantic;
 pub mod settings;
+mod shape;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub use controls::Controls;
 pub use entry::Entry;
 pub use key::{KeyParts, canonical};
 pub use settings::{Backend, Settings};
+pub use shape::Shape;
 
 use self::memory::MemoryStore;
 use self::redis::RedisStore;
@@ -245,6 +247,8 @@ pub struct Plan {
     /// The question's embedding, once computed by the lookup.
     unit: Option<Arc<[f32]>>,
     composite: bool,
+    /// What a streamed answer is folded into and a hit replayed as.
+    shape: Option<Shape>,
 }
 
 /// What the request asks, for [`plan`].
@@ -258,15 +262,15 @@ pub struct Request<'a> {
 }
 
 /// The cache's decision before running a request: `Ok(None)` when the
-/// cache does not apply (off, an endpoint it does not serve, a text
-/// completion stream), a plan otherwise (which may read, write, both or
+/// cache does not apply (off, an endpoint it does not serve), a plan
+/// otherwise (which may read, write, both or
 /// neither: a bypass). Malformed controls are the client's error.
 pub fn plan(cache: Option<Arc<Cache>>, r: &Request<'_>) -> Result<Option<Plan>, String> {
     let Some(cache) = cache else { return Ok(None) };
     let s = &cache.settings;
     let served = match r.endpoint {
         Endpoint::ChatCompletions => s.call_types.chat,
-        Endpoint::Completions => s.call_types.text_completion && !r.req.stream,
+        Endpoint::Completions => s.call_types.text_completion,
         Endpoint::Embeddings => s.call_types.embedding,
     };
     if !served {
@@ -299,6 +303,7 @@ pub fn plan(cache: Option<Arc<Cache>>, r: &Request<'_>) -> Result<Option<Plan>, 
         semantic,
         unit: None,
         composite: r.composite,
+        shape: Shape::of(r.endpoint),
         cache,
     }))
 }
@@ -335,6 +340,12 @@ impl Plan {
     /// Whether the answer may be stored.
     pub fn writes(&self) -> bool {
         self.write
+    }
+
+    /// The shape of the endpoint's answers; `None` for one that never
+    /// streams.
+    pub fn shape(&self) -> Option<Shape> {
+        self.shape
     }
 
     /// Bytes a streamed answer may grow to and still be stored.

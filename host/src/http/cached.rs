@@ -97,7 +97,10 @@ pub(super) async fn lookup(
             .value("stream_options")
             .and_then(|o| o.get("include_usage").and_then(serde_json::Value::as_bool))
             .unwrap_or(false);
-        let Some(chunks) = crate::cache::replay_chunks(&entry, include_usage) else {
+        let replay = plan
+            .shape()
+            .and_then(|shape| crate::cache::replay_chunks(&entry, shape, include_usage));
+        let Some(chunks) = replay else {
             return Err(admitted);
         };
         outcome.update(|o| o.body = entry_body(&entry.body));
@@ -177,9 +180,9 @@ where
     let status = plan.initial_status();
     outcome.update(|o| o.cache = status);
     set_headers(headers, &plan, status);
-    if !plan.writes() {
+    let (true, Some(shape)) = (plan.writes(), plan.shape()) else {
         return Either::Left(payloads);
-    }
+    };
     let max = plan.max_entry_bytes();
     let on_complete = {
         let outcome = outcome.clone();
@@ -190,7 +193,7 @@ where
             }
         })
     };
-    Either::Right(Filling::new(payloads, max, on_complete))
+    Either::Right(Filling::new(payloads, shape, max, on_complete))
 }
 
 fn set_headers(headers: &mut HeaderMap, plan: &Plan, status: CacheStatus) {
