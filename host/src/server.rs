@@ -190,6 +190,10 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     crate::observe::health::spawn(&general, control.current(), http_client()?);
     let has_master_key = control.current().load().master_key.is_some();
     let keys = open_keys(&general, &config_path, has_master_key).await?;
+    let responses = crate::keys::ResponseStore::new(
+        crate::keys::ResponsesSettings::from_config(&general, &config_path)?,
+        keys.as_ref(),
+    );
     let observe = crate::observe::Observe::from_settings(&general, &config_path);
     let mut sinks = default_sinks(&observe, control.current());
     sinks.extend(extra_sinks);
@@ -211,6 +215,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         )),
         limiter,
         keys: keys.clone(),
+        responses,
     };
     let in_flight = InFlight::new(
         general
@@ -252,7 +257,7 @@ async fn open_keys(
     else {
         if general.database_url.is_some() {
             tracing::warn!(
-                "general_settings.database_url is set but there is no master key: virtual keys are off and the key store is not opened"
+                "general_settings.database_url is set but there is no master key: virtual keys are off; the database only keeps stored Responses API answers"
             );
         }
         return Ok(None);

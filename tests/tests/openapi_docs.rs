@@ -27,6 +27,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/completions"),
     ("post", "/v1/responses"),
     ("post", "/responses"),
+    ("get", "/v1/responses/{response_id}"),
+    ("delete", "/v1/responses/{response_id}"),
+    ("get", "/responses/{response_id}"),
+    ("delete", "/responses/{response_id}"),
+    ("get", "/v1/responses/{response_id}/input_items"),
+    ("get", "/responses/{response_id}/input_items"),
     ("post", "/v1/embeddings"),
     ("post", "/embeddings"),
     ("get", "/v1/models"),
@@ -139,7 +145,8 @@ async fn every_documented_path_is_served() {
         for method in item.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{model_name}", "no-such-model")
-                .replace("{key}", "no-such-key");
+                .replace("{key}", "no-such-key")
+                .replace("{response_id}", "resp_none");
             let url = proxy.url(&concrete);
             let request = match method.as_str() {
                 "get" => proxy.client.get(&url),

@@ -279,9 +279,9 @@ async fn post(proxy: &Proxy, path: &str, body: &Value) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn previous_response_id_is_refused_naming_the_field_and_store_is_accepted() {
+async fn an_unknown_previous_response_id_is_not_found_and_store_stays_at_the_gateway() {
     let up = FakeUpstream::start().await;
-    up.set("a", Behavior::ok("stored nowhere"));
+    up.set("a", Behavior::ok("stored here"));
     let proxy = plain_proxy(&up).await;
     let (status, body) = post(
         &proxy,
@@ -289,9 +289,16 @@ async fn previous_response_id_is_refused_naming_the_field_and_store_is_accepted(
         &json!({"model": "sdk-model", "input": "again", "previous_response_id": "resp_1"}),
     )
     .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 404, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"]["param"], "previous_response_id");
+    assert_eq!(body["error"]["code"], "previous_response_not_found");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resp_1")
+    );
     assert_eq!(up.recorded().len(), 0);
     let (status, body) = post(
         &proxy,
@@ -372,4 +379,12 @@ async fn the_endpoint_is_off_when_the_config_says_so() {
     .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(up.recorded().len(), 0);
+    let r = reqwest::Client::new()
+        .get(proxy.url("/v1/responses/resp_1"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("unknown_url"));
 }

@@ -336,6 +336,14 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             format!("must be a positive number, got {mb}"),
         ));
     }
+    if let Some(mb) = config.general_settings.max_stored_response_mb
+        && !(mb.is_finite() && mb > 0.0)
+    {
+        problems.push(Problem::new(
+            "general_settings.max_stored_response_mb",
+            format!("must be a positive number, got {mb}"),
+        ));
+    }
     if let Some(mb) = config.general_settings.max_response_size_mb
         && !(mb.is_finite() && mb > 0.0)
     {

@@ -151,12 +151,23 @@ pub struct GeneralSettings {
     pub request_log_max_mb: Option<f64>,
     /// The virtual-key store: `sqlite://file.db` (relative to the config
     /// file; `sqlite://conclave.db` when unset) or `postgres://...`
-    /// (`DATABASE_URL` when this is unset). Opened only with a master key.
+    /// (`DATABASE_URL` when this is unset). Opened at start-up with a master
+    /// key; without one, only when a Responses API answer is first stored.
     pub database_url: Option<String>,
     /// Spend-log rows older than this (`30d`, `12h`) are deleted.
     pub maximum_spend_logs_retention_period: Option<String>,
     /// Keep spend totals but write no per-request spend-log rows.
     pub disable_spend_logs: Option<bool>,
+    /// Keeps Responses API answers for `previous_response_id` and
+    /// `GET /v1/responses/{id}` (on by default, as OpenAI's `store`); false
+    /// stores nothing. Read at start-up.
+    pub store_responses: Option<bool>,
+    /// Stored responses older than this (`30d`, `12h`) are deleted; `30d`
+    /// when unset. Read at start-up.
+    pub responses_retention_period: Option<String>,
+    /// Largest stored response (its object and conversation), in MiB;
+    /// larger answers are served but not stored. 4 when unset.
+    pub max_stored_response_mb: Option<f64>,
     /// OpenTelemetry trace export over OTLP/HTTP; the standard `OTEL_*`
     /// environment variables win over it. Read at start-up.
     pub otel: Option<OtelSettings>,
@@ -174,12 +185,12 @@ pub struct GeneralSettings {
 pub struct OtelSettings {
     /// `false` keeps export off even when the environment configures it.
     pub enabled: Option<bool>,
-    /// The collector's base URL (`/v1/traces` is added), like
+    /// The collector's base URL (over HTTP `/v1/traces` is added), like
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub endpoint: Option<String>,
     /// Headers sent with every export (e.g. an API key); never logged.
     pub headers: BTreeMap<String, Secret>,
-    /// `http/protobuf` (the only protocol conclave exports with).
+    /// `http/protobuf` (the default) or `grpc`, as `OTEL_EXPORTER_OTLP_PROTOCOL`.
     pub protocol: Option<String>,
     /// The `service.name` resource attribute (`conclave` when unset).
     pub service_name: Option<String>,

@@ -23,15 +23,31 @@ use crate::ops::{CallContext, OutcomeHandle};
 use crate::translate::{Event, TranslateError};
 
 /// A client dialect served by translation to and from chat completions.
-pub(super) trait Dialect: Sized {
+pub(super) trait Dialect: Sized + Send + Sync {
     /// Its stream translator.
     type Stream: Translator;
     /// The dialect for the answer to `body` (ids, echoed settings).
     fn for_request(body: &Value) -> Self;
+    /// The body to translate, once what it refers to outside itself is
+    /// filled in (the Responses API's stored conversation); as sent by
+    /// default.
+    fn prepare(
+        &mut self,
+        _state: &AppState,
+        _scope: &Scope,
+        body: Value,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send {
+        std::future::ready(Ok(body))
+    }
     /// The request as a chat request.
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError>;
     /// A `chat.completion` body as the dialect's answer.
     fn answer(&self, chat: &Value) -> Value;
+    /// Sees a whole JSON answer before it is sent, and may keep it (and
+    /// say so in it); nothing by default.
+    fn finished(&self, _answer: &mut Value) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
     /// A translator for a streamed answer.
     fn stream(self) -> Self::Stream;
 }
@@ -42,6 +58,11 @@ pub(super) trait Translator: Send + 'static {
     fn push(&mut self, payload: &[u8]) -> Vec<Event>;
     fn finish(&mut self) -> Vec<Event>;
     fn fail(&mut self, error: &ApiError) -> Vec<Event>;
+    /// Sees the events of a cleanly finished stream before they are sent,
+    /// and may keep the answer they carry; nothing by default.
+    fn finished(&mut self, _events: &mut [Event]) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// A translated model call, inside the request's span; leaves one outcome
@@ -68,7 +89,8 @@ async fn handle<D: Dialect>(
 ) -> Result<Response, ApiError> {
     let gateway = &scope.gateway;
     let body = read_json(request, gateway.body_limit, gateway.body_timeout).await?;
-    let dialect = D::for_request(&body);
+    let mut dialect = D::for_request(&body);
+    let body = dialect.prepare(state, scope, body).await?;
     let req = chat_request(&dialect.to_chat(&body).map_err(invalid)?)?;
     drop(body);
     let executed = execute(state, scope, ctx, outcome, Endpoint::ChatCompletions, &req).await?;
@@ -83,7 +105,9 @@ async fn handle<D: Dialect>(
                     Some("upstream_unavailable"),
                 )
             })?;
-            json_response(Bytes::from(dialect.answer(&chat).to_string()))
+            let mut answer = dialect.answer(&chat);
+            dialect.finished(&mut answer).await;
+            json_response(Bytes::from(answer.to_string()))
         }
         Answer::Stream(payloads) => event_response(translated(payloads, dialect.stream())),
     };
@@ -143,7 +167,11 @@ fn translated<T: Translator>(
                     tracing::warn!(%error, "stream failed after it started; sending an error event");
                     return Some((Ok(sse(&translator.fail(&error))), None));
                 }
-                None => return Some((Ok(sse(&translator.finish())), None)),
+                None => {
+                    let mut events = translator.finish();
+                    translator.finished(&mut events).await;
+                    return Some((Ok(sse(&events)), None));
+                }
             }
         }
     });

@@ -73,6 +73,8 @@ pub struct Ops {
     pub keys: Option<crate::keys::Keys>,
     /// The virtual-key limit counters (shared with the admission checks).
     pub limiter: crate::limits::Limiter,
+    /// Stored Responses API answers (`previous_response_id`, `GET /v1/responses/{id}`).
+    pub responses: crate::keys::ResponseStore,
 }
 
 impl std::ops::Deref for AppState {
@@ -128,6 +130,22 @@ pub fn app(state: AppState) -> Router {
         .route("/completions", post(routes::completions))
         .route("/v1/responses", post(responses::create))
         .route("/responses", post(responses::create))
+        .route(
+            "/v1/responses/{response_id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route(
+            "/responses/{response_id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{response_id}/input_items",
+            get(responses::list_input_items),
+        )
+        .route(
+            "/responses/{response_id}/input_items",
+            get(responses::list_input_items),
+        )
         .route("/v1/embeddings", post(routes::embeddings))
         .route("/embeddings", post(routes::embeddings))
         .route("/v1/models", get(routes::models))

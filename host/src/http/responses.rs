@@ -1,17 +1,32 @@
-//! `POST /v1/responses`: OpenAI's Responses API, served by translation to
-//! chat completions ([`crate::translate::responses`]). Errors keep OpenAI's
-//! shape. `general_settings.enable_responses_endpoint: false` turns it off.
+//! OpenAI's Responses API: `POST /v1/responses`, served by translation to
+//! chat completions ([`crate::translate::responses`]), and the stored
+//! responses behind `previous_response_id`: `GET` and `DELETE
+//! /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`
+//! ([`crate::keys::responses`] keeps them, each for the key that made it).
+//! Errors keep OpenAI's shape. `general_settings.enable_responses_endpoint:
+//! false` turns every route off.
+
+use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Request, State};
-use axum::response::Response;
-use serde_json::Value;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::dialect::{Dialect, Translator, call};
 use super::error::ApiError;
+use super::routes::json_response;
 use super::{AppState, Scope};
+use crate::keys::{KeyError, ResponseStore};
 use crate::openai::unix_now;
-use crate::translate::responses::{Envelope, ResponsesStream, answer_from_chat, request_to_chat};
+use crate::ops::Caller;
+use crate::translate::responses::{
+    Envelope, ResponsesStream, answer_from_chat, continued, conversation, request_to_chat,
+};
 use crate::translate::{Event, TranslateError, new_id};
 
 #[utoipa::path(
@@ -21,14 +36,17 @@ use crate::translate::{Event, TranslateError, new_id};
     tag = "openai",
     summary = "OpenAI Responses API",
     description = "Translated to chat completions for every upstream and composite profile. \
+        With `store` (the default) the answer is kept for `previous_response_id` and \
+        `GET /v1/responses/{response_id}`, for the key that made it. \
         Off when `general_settings.enable_responses_endpoint` is false (404).",
     request_body = super::openapi::ResponsesRequest,
     responses(
         (status = 200, description = "A `response` object, or its documented event stream (`response.created` ... `response.completed`) when `stream` is true", body = super::openapi::JsonObject),
         (status = 400, description = "Invalid request", body = super::openapi::ErrorResponse),
         (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
-        (status = 404, description = "Unknown model, or the endpoint is off", body = super::openapi::ErrorResponse),
-        (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse)
+        (status = 404, description = "Unknown model, unknown `previous_response_id`, or the endpoint is off", body = super::openapi::ErrorResponse),
+        (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse),
+        (status = 503, description = "The response store cannot be read", body = super::openapi::ErrorResponse)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -44,14 +62,303 @@ pub async fn create(
     Box::pin(call::<Responses>(state, scope, request)).await
 }
 
-/// The Responses dialect: the envelope of the answer being built.
-struct Responses(Envelope);
+#[utoipa::path(
+    get,
+    path = "/v1/responses/{response_id}",
+    operation_id = "get_response",
+    tag = "openai",
+    summary = "A stored response",
+    description = "The `response` object as it was answered, for the key that made it.",
+    params(("response_id" = String, Path, description = "The response's id (`resp_...`)")),
+    responses(
+        (status = 200, description = "The stored `response` object", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such response for this key, or the endpoint is off", body = super::openapi::ErrorResponse),
+        (status = 503, description = "The response store cannot be read", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+/// `GET /v1/responses/{response_id}`.
+pub async fn retrieve(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    if !scope.gateway.responses_endpoint {
+        return super::routes::not_found(request).await;
+    }
+    match stored(&state, &scope, &id).await {
+        Ok(found) => json_response(Bytes::from(found.response.to_string())),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/responses/{response_id}",
+    operation_id = "delete_response",
+    tag = "openai",
+    summary = "Delete a stored response",
+    params(("response_id" = String, Path, description = "The response's id (`resp_...`)")),
+    responses(
+        (status = 200, description = "`{id, object: \"response.deleted\", deleted: true}`", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such response for this key, or the endpoint is off", body = super::openapi::ErrorResponse),
+        (status = 503, description = "The response store cannot be reached", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+/// `DELETE /v1/responses/{response_id}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    if !scope.gateway.responses_endpoint {
+        return super::routes::not_found(request).await;
+    }
+    let store = &state.ops.responses;
+    if !store.enabled() {
+        return not_found(store, &id).into_response();
+    }
+    match store.delete(&id, &owner(&scope.ctx.caller)).await {
+        Ok(true) => {
+            let body = json!({"id": id, "object": "response.deleted", "deleted": true});
+            json_response(Bytes::from(body.to_string()))
+        }
+        Ok(false) => not_found(store, &id).into_response(),
+        Err(e) => unavailable(&e).into_response(),
+    }
+}
+
+/// `GET /v1/responses/{response_id}/input_items`: OpenAI's paging.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// 1 to 100; 20 when unset.
+    limit: Option<usize>,
+    /// `asc` or `desc` (the default).
+    order: Option<String>,
+    /// Items after the one with this id, in the listing's order.
+    after: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/responses/{response_id}/input_items",
+    operation_id = "list_response_input_items",
+    tag = "openai",
+    summary = "The input items of a stored response",
+    description = "The conversation the response answered (earlier turns of a \
+        `previous_response_id` chain included), as OpenAI lists it: \
+        `{object: list, data, first_id, last_id, has_more}`; `limit` (1 to 100, 20), \
+        `order` (`desc` by default, or `asc`) and `after` (an item id) page it.",
+    params(
+        ("response_id" = String, Path, description = "The response's id (`resp_...`)"),
+        ("limit" = Option<u32>, Query, description = "Items per page, 1 to 100 (20)"),
+        ("order" = Option<String>, Query, description = "`desc` (default) or `asc`"),
+        ("after" = Option<String>, Query, description = "Items after this item id")
+    ),
+    responses(
+        (status = 200, description = "A list of input items", body = super::openapi::JsonObject),
+        (status = 400, description = "An invalid `limit` or `order`", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such response for this key, or the endpoint is off", body = super::openapi::ErrorResponse),
+        (status = 503, description = "The response store cannot be read", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+/// The route handler.
+pub async fn list_input_items(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path(id): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+    request: Request,
+) -> Response {
+    if !scope.gateway.responses_endpoint {
+        return super::routes::not_found(request).await;
+    }
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(e) => {
+            return ApiError::invalid(format!("invalid query: {}", e.body_text()), None)
+                .into_response();
+        }
+    };
+    let found = match stored(&state, &scope, &id).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
+    match list_page(found.input, &query) {
+        Ok(page) => json_response(Bytes::from(page.to_string())),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// One page of `items` as OpenAI's list object.
+fn list_page(mut items: Vec<Value>, query: &ListQuery) -> Result<Value, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit must be between 1 and 100",
+            Some("limit"),
+        ));
+    }
+    match query.order.as_deref() {
+        None | Some("desc") => items.reverse(),
+        Some("asc") => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                format!("order must be asc or desc, got {other:?}"),
+                Some("order"),
+            ));
+        }
+    }
+    let start = match &query.after {
+        Some(after) => items
+            .iter()
+            .position(|item| item["id"] == after.as_str())
+            .map_or(items.len(), |i| i + 1),
+        None => 0,
+    };
+    let rest = items.get(start..).unwrap_or_default();
+    let page: Vec<Value> = rest.iter().take(limit).cloned().collect();
+    Ok(json!({
+        "object": "list",
+        "data": page,
+        "first_id": page.first().map(|i| i["id"].clone()),
+        "last_id": page.last().map(|i| i["id"].clone()),
+        "has_more": rest.len() > limit,
+    }))
+}
+
+/// The caller's stored response `id`, or the error to answer.
+async fn stored(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> Result<crate::keys::StoredResponse, ApiError> {
+    let store = &state.ops.responses;
+    if !store.enabled() {
+        return Err(not_found(store, id));
+    }
+    match store.get(id, &owner(&scope.ctx.caller)).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(not_found(store, id)),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+/// Whose stored responses a caller reaches: a virtual key's own (by its
+/// hash), the master key's, or, on an open gateway, everyone's.
+fn owner(caller: &Caller) -> String {
+    match caller {
+        Caller::Master => "master".into(),
+        Caller::Open => "open".into(),
+        Caller::Key(principal) => principal.key.token_hash.clone(),
+    }
+}
+
+/// 404 for a response this caller has not stored (OpenAI's wording).
+fn not_found(store: &ResponseStore, id: &str) -> ApiError {
+    let off = if store.enabled() {
+        ""
+    } else {
+        " (stored responses are off: general_settings.store_responses is false)"
+    };
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("Response with id '{id}' not found.{off}"),
+        Some("response_id"),
+        Some("response_not_found"),
+    )
+}
+
+/// 503 for a store that cannot answer.
+fn unavailable(error: &KeyError) -> ApiError {
+    tracing::warn!(error = %error, "the response store cannot answer");
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable_error",
+        format!("the response store cannot be read: {error}"),
+        None,
+        Some("response_store_unavailable"),
+    );
+    e.retry_after = Some(std::time::Duration::from_secs(1));
+    e
+}
+
+/// The Responses dialect: the envelope of the answer being built, and
+/// where the answer is kept when it is stored.
+struct Responses {
+    envelope: Envelope,
+    keeper: Option<Keeper>,
+}
+
+/// Stores a finished answer for its owner with the conversation it answered.
+#[derive(Clone)]
+struct Keeper {
+    store: ResponseStore,
+    owner: String,
+    input: Arc<Vec<Value>>,
+}
+
+impl Keeper {
+    /// Stores `answer`; when it cannot be, the answer says `store: false`.
+    async fn keep(&self, answer: &mut Value) {
+        if !self.store.keep(&self.owner, answer, &self.input).await {
+            answer["store"] = json!(false);
+        }
+    }
+}
 
 impl Dialect for Responses {
-    type Stream = ResponsesStream;
+    type Stream = KeptStream;
 
     fn for_request(body: &Value) -> Self {
-        Self(Envelope::new(body, &new_id("resp_"), unix_now()))
+        Self {
+            envelope: Envelope::new(body, &new_id("resp_"), unix_now()),
+            keeper: None,
+        }
+    }
+
+    /// Resolves `previous_response_id` (the stored conversation goes
+    /// first) and decides whether the answer is stored.
+    async fn prepare(
+        &mut self,
+        state: &AppState,
+        scope: &Scope,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        if !body.is_object() {
+            return Ok(body);
+        }
+        let store = &state.ops.responses;
+        let owner = owner(&scope.ctx.caller);
+        let mut items = match &body["previous_response_id"] {
+            Value::Null => Vec::new(),
+            Value::String(id) => earlier(store, id, &owner).await?,
+            _ => {
+                return Err(ApiError::invalid(
+                    "previous_response_id must be a string",
+                    Some("previous_response_id"),
+                ));
+            }
+        };
+        let own = crate::translate::responses::input_items(&body, &self.envelope.id);
+        items.extend(own.map_err(invalid)?);
+        self.envelope.set_store(store.enabled());
+        if self.envelope.store() {
+            self.keeper = Some(Keeper {
+                store: store.clone(),
+                owner,
+                input: Arc::new(items.clone()),
+            });
+        }
+        Ok(continued(&body, items))
     }
 
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError> {
@@ -59,28 +366,85 @@ impl Dialect for Responses {
     }
 
     fn answer(&self, chat: &Value) -> Value {
-        answer_from_chat(chat, &self.0)
+        answer_from_chat(chat, &self.envelope)
     }
 
-    fn stream(self) -> ResponsesStream {
-        ResponsesStream::new(self.0)
+    async fn finished(&self, answer: &mut Value) {
+        if let Some(keeper) = &self.keeper {
+            keeper.keep(answer).await;
+        }
+    }
+
+    fn stream(self) -> KeptStream {
+        KeptStream {
+            events: ResponsesStream::new(self.envelope),
+            keeper: self.keeper,
+        }
     }
 }
 
-impl Translator for ResponsesStream {
+/// The conversation of the stored response `id`: its input items, then its
+/// output; 404 (OpenAI's) when this caller has none by that id.
+async fn earlier(store: &ResponseStore, id: &str, owner: &str) -> Result<Vec<Value>, ApiError> {
+    if !store.enabled() {
+        return Err(ApiError::invalid(
+            "previous_response_id needs stored responses, which general_settings.store_responses: false turns off; send the whole conversation in input",
+            Some("previous_response_id"),
+        ));
+    }
+    match store.get(id, owner).await {
+        Ok(Some(found)) => Ok(conversation(found.input, &found.response)),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Previous response with id '{id}' not found."),
+            Some("previous_response_id"),
+            Some("previous_response_not_found"),
+        )),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+fn invalid(error: TranslateError) -> ApiError {
+    ApiError::invalid(error.message, error.param.as_deref())
+}
+
+/// The Responses stream, keeping its final response when it ends cleanly.
+struct KeptStream {
+    events: ResponsesStream,
+    keeper: Option<Keeper>,
+}
+
+impl Translator for KeptStream {
     fn start(&mut self) -> Vec<Event> {
-        ResponsesStream::start(self)
+        self.events.start()
     }
 
     fn push(&mut self, payload: &[u8]) -> Vec<Event> {
-        ResponsesStream::push(self, payload)
+        self.events.push(payload)
     }
 
     fn finish(&mut self) -> Vec<Event> {
-        ResponsesStream::finish(self)
+        self.events.finish()
     }
 
     fn fail(&mut self, error: &ApiError) -> Vec<Event> {
-        ResponsesStream::fail(self, error.code_or_type(), &error.body.error.message)
+        self.events
+            .fail(error.code_or_type(), &error.body.error.message)
+    }
+
+    /// Stores the response of `response.completed` (or
+    /// `response.incomplete`) before that event is sent.
+    async fn finished(&mut self, events: &mut [Event]) {
+        let Some(keeper) = &self.keeper else {
+            return;
+        };
+        let last = events
+            .iter_mut()
+            .rev()
+            .find(|e| e.name == "response.completed" || e.name == "response.incomplete");
+        if let Some(event) = last {
+            keeper.keep(&mut event.data["response"]).await;
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The store's background jobs: resetting spent budgets when their period
 //! ends (LiteLLM's behaviour: spend goes back to zero at `budget_reset_at`,
-//! which moves on by one period), and deleting spend-log rows older than
-//! the retention period in small batches, so neither ever holds a long lock.
+//! which moves on by one period), and deleting spend-log rows and stored
+//! responses older than their retention period in small batches, so none
+//! ever holds a long lock.
 
 use std::time::{Duration, SystemTime};
 
@@ -42,6 +43,28 @@ pub fn retention_interval(period: Duration) -> Duration {
 
 /// Starts the spend-log retention job: rows older than `period` are deleted.
 pub fn start_retention(store: Store, period: Duration) {
+    spawn_retention("spend-log rows", period, move |cutoff| {
+        let store = store.clone();
+        async move { store.delete_spend_before(cutoff, RETENTION_BATCH).await }
+    });
+}
+
+/// Starts the stored-responses retention job: responses stored more than
+/// `period` ago are deleted.
+pub fn start_response_retention(store: Store, period: Duration) {
+    spawn_retention("stored responses", period, move |cutoff| {
+        let store = store.clone();
+        async move { store.delete_responses_before(cutoff, RETENTION_BATCH).await }
+    });
+}
+
+/// Every [`retention_interval`], deletes what `delete_batch` finds older
+/// than `period`, one batch of at most [`RETENTION_BATCH`] at a time.
+fn spawn_retention<F, Fut>(what: &'static str, period: Duration, delete_batch: F)
+where
+    F: Fn(SystemTime) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<u64, super::KeyError>> + Send,
+{
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(retention_interval(period));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -52,7 +75,7 @@ pub fn start_retention(store: Store, period: Duration) {
             };
             let mut deleted = 0u64;
             loop {
-                match store.delete_spend_before(cutoff, RETENTION_BATCH).await {
+                match delete_batch(cutoff).await {
                     Ok(n) => {
                         deleted += n;
                         if n < u64::from(RETENTION_BATCH) {
@@ -61,13 +84,13 @@ pub fn start_retention(store: Store, period: Duration) {
                         tokio::time::sleep(RETENTION_PAUSE).await;
                     }
                     Err(e) => {
-                        tracing::warn!("cannot delete old spend logs: {e}");
+                        tracing::warn!("cannot delete old {what}: {e}");
                         break;
                     }
                 }
             }
             if deleted > 0 {
-                tracing::info!(deleted, "old spend-log rows deleted");
+                tracing::info!(deleted, "old {what} deleted");
             }
         }
     });

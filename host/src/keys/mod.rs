@@ -8,11 +8,13 @@
 //!
 //! The store opens when a master key is configured: virtual keys are
 //! managed with it, as in LiteLLM. Without a master key the gateway stays
-//! open and no database is touched or created.
+//! open and the database is touched only to store Responses API answers
+//! ([`responses`]), when the first one is stored or looked up.
 
 mod jobs;
 pub mod model;
 mod registry;
+pub mod responses;
 mod settings;
 pub mod store;
 pub mod time;
@@ -26,6 +28,7 @@ pub use model::{
     KeyRecord, Limits, PROXY_ADMIN_ROLE, PeriodError, Principal, SpendRow, TeamRecord, UserRecord,
     budget_period,
 };
+pub use responses::{ResponseStore, ResponsesSettings, StoredResponse};
 pub use settings::{DEFAULT_DATABASE_URL, KeysSettings};
 pub use store::{Backend, Store};
 

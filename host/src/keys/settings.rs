@@ -53,17 +53,7 @@ impl KeysSettings {
         if !has_master_key {
             return Ok(None);
         }
-        let url = general
-            .database_url
-            .clone()
-            .filter(|u| !u.trim().is_empty())
-            .or_else(|| {
-                std::env::var("DATABASE_URL")
-                    .ok()
-                    .filter(|u| !u.trim().is_empty())
-            })
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        let mut settings = Self::new(resolve_url(&url, config_path)?);
+        let mut settings = Self::new(database_url(general, config_path)?);
         if let Some(period) = &general.maximum_spend_logs_retention_period {
             settings.spend_log_retention = Some(budget_period(period).map_err(|e| {
                 format!(
@@ -75,6 +65,23 @@ impl KeysSettings {
         settings.disable_spend_logs = general.disable_spend_logs.unwrap_or(false);
         Ok(Some(settings))
     }
+}
+
+/// The store's URL for a config: `general_settings.database_url`, else
+/// `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`]; a relative SQLite path is
+/// taken beside the config file.
+pub fn database_url(general: &GeneralSettings, config_path: &Path) -> Result<String, String> {
+    let url = general
+        .database_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| {
+            std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    resolve_url(&url, config_path)
 }
 
 /// A SQLite URL with its path made absolute (beside `config_path`) and

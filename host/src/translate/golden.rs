@@ -32,6 +32,17 @@ fn translate(kind: &str, input: &Value) -> Value {
             Ok(v) => v,
             Err(e) => json!({"error": e.message, "param": e.param}),
         },
+        "responses_continued" => {
+            let earlier = &input["earlier"];
+            let stored = earlier["input"].as_array().cloned().unwrap_or_default();
+            let mut items = responses::conversation(stored, &earlier["response"]);
+            items.extend(responses::input_items(&input["request"], "resp_test").unwrap());
+            let body = responses::continued(&input["request"], items);
+            match responses::request_to_chat(&body) {
+                Ok(v) => v,
+                Err(e) => json!({"error": e.message, "param": e.param}),
+            }
+        }
         "responses_answer" => {
             let envelope = responses::Envelope::new(&input["request"], "resp_test", 1_700_000_000);
             responses::answer_from_chat(&input["chat"], &envelope)

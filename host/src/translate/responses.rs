@@ -18,8 +18,10 @@ pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
         ));
     }
     if !body["previous_response_id"].is_null() {
+        // The HTTP layer resolves it against the response store first
+        // ([`continued`]); an id left here was never looked up.
         return Err(TranslateError::new(
-            "previous_response_id is not supported: the gateway keeps no stored responses; send the whole conversation in input",
+            "previous_response_id cannot be resolved here: the response store was not consulted",
             "previous_response_id",
         ));
     }
@@ -46,6 +48,73 @@ pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
     chat.insert("messages".into(), Value::Array(messages));
     options_to_chat(body, &mut chat)?;
     Ok(Value::Object(chat))
+}
+
+/// The request's `input` as a list of items: a string is one user message
+/// item. An item sent without an `id` gets one derived from `response_id`
+/// (`msg_<id>_in<n>`, by item type), and an item with a `role` but no
+/// `type` is a `message`, so a stored conversation lists and pages as
+/// OpenAI's does. Checked the way [`request_to_chat`] reads it.
+pub fn input_items(body: &Value, response_id: &str) -> Result<Vec<Value>, TranslateError> {
+    let mut items = match &body["input"] {
+        Value::String(text) => vec![json!({
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        })],
+        Value::Array(items) => items.clone(),
+        _ => {
+            return Err(TranslateError::new(
+                "input must be a string or a list of items",
+                "input",
+            ));
+        }
+    };
+    let suffix = response_id.trim_start_matches("resp_");
+    for (n, item) in items.iter_mut().enumerate() {
+        let Some(obj) = item.as_object_mut() else {
+            return Err(TranslateError::new(
+                "an input item must be an object",
+                "input",
+            ));
+        };
+        if !obj.contains_key("type") && obj.contains_key("role") {
+            obj.insert("type".into(), json!("message"));
+        }
+        if obj.get("id").is_none_or(Value::is_null) {
+            let prefix = match obj.get("type").and_then(Value::as_str) {
+                Some("message") => "msg",
+                Some("function_call") => "fc",
+                Some("function_call_output") => "fco",
+                Some("reasoning") => "rs",
+                _ => "item",
+            };
+            obj.insert("id".into(), json!(format!("{prefix}_{suffix}_in{n}")));
+        }
+    }
+    Ok(items)
+}
+
+/// The conversation a stored response continues: the input items it was
+/// answered from, then its output items.
+pub fn conversation(mut input: Vec<Value>, response: &Value) -> Vec<Value> {
+    if let Some(output) = response["output"].as_array() {
+        input.extend(output.iter().cloned());
+    }
+    input
+}
+
+/// `body` with `items` as its whole input and `previous_response_id`
+/// resolved (removed). Everything else, `instructions` included, is the
+/// request's own: an earlier response's instructions are not carried over
+/// (OpenAI's rule).
+pub fn continued(body: &Value, items: Vec<Value>) -> Value {
+    let mut body = body.clone();
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("previous_response_id");
+        obj.insert("input".into(), Value::Array(items));
+    }
+    body
 }
 
 /// Everything but the conversation: tools, sampling, format, reasoning.
@@ -243,6 +312,7 @@ impl Envelope {
             ("max_output_tokens", Value::Null),
             ("metadata", json!({})),
             ("parallel_tool_calls", json!(true)),
+            ("previous_response_id", Value::Null),
             ("temperature", Value::Null),
             ("text", json!({"format": {"type": "text"}})),
             ("tool_choice", json!("auto")),
@@ -254,6 +324,10 @@ impl Envelope {
             let value = request.get(key).filter(|v| !v.is_null()).cloned();
             echo.insert(key.to_owned(), value.unwrap_or(default));
         }
+        echo.insert(
+            "store".into(),
+            json!(request["store"].as_bool() != Some(false)),
+        );
         let effort = request["reasoning"]["effort"].clone();
         echo.insert(
             "reasoning".into(),
@@ -265,6 +339,19 @@ impl Envelope {
             model: request["model"].as_str().unwrap_or_default().to_owned(),
             echo,
         }
+    }
+
+    /// Says whether the answer is kept: false when the gateway will not
+    /// store it whatever the request asked.
+    pub fn set_store(&mut self, store: bool) {
+        let asked = self.store();
+        self.echo.insert("store".into(), json!(asked && store));
+    }
+
+    /// Whether the answer is to be kept: the request did not say
+    /// `store: false` (OpenAI's default is to store).
+    pub fn store(&self) -> bool {
+        self.echo.get("store").and_then(Value::as_bool) == Some(true)
     }
 
     /// An output item's id: `<prefix>_<response id suffix>_<output index>`.
@@ -286,8 +373,6 @@ impl Envelope {
             "incomplete_details": ending.incomplete.map(|reason| json!({"reason": reason})),
             "model": self.model,
             "output": output,
-            "previous_response_id": null,
-            "store": false,
             "truncation": "disabled",
             "usage": ending.usage.map(usage),
         });
@@ -642,5 +727,114 @@ impl ResponsesStream {
         }
         self.sequence += 1;
         Event::new(name, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored first turn: its input items and its answer.
+    fn first_turn() -> (Vec<Value>, Value) {
+        let input = input_items(&json!({"input": "hi"}), "resp_1").unwrap();
+        let envelope = Envelope::new(&json!({"model": "m", "input": "hi"}), "resp_1", 1);
+        let chat = json!({"choices": [{"message": {"role": "assistant", "content": "hello",
+            "reasoning_content": "thinking"}, "finish_reason": "stop"}]});
+        (input, answer_from_chat(&chat, &envelope))
+    }
+
+    #[test]
+    fn a_continued_request_sends_the_earlier_turn_first() {
+        let (input, response) = first_turn();
+        let body = json!({"model": "m", "input": "again", "instructions": "Be new.",
+            "previous_response_id": "resp_1"});
+        let mut items = conversation(input, &response);
+        items.extend(input_items(&body, "resp_2").unwrap());
+        let chat = request_to_chat(&continued(&body, items)).unwrap();
+        assert_eq!(
+            chat["messages"],
+            json!([
+                {"role": "system", "content": "Be new."},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "again"},
+            ])
+        );
+    }
+
+    #[test]
+    fn earlier_instructions_are_not_carried_over() {
+        let earlier = json!({"model": "m", "input": "hi", "instructions": "Be old."});
+        let input = input_items(&earlier, "resp_1").unwrap();
+        let body = json!({"model": "m", "input": "again", "previous_response_id": "resp_1"});
+        let mut items = conversation(input, &json!({"output": []}));
+        items.extend(input_items(&body, "resp_2").unwrap());
+        let chat = request_to_chat(&continued(&body, items)).unwrap();
+        assert!(!chat.to_string().contains("Be old."), "{chat}");
+        assert_eq!(
+            chat["messages"][0],
+            json!({"role": "user", "content": "hi"})
+        );
+    }
+
+    #[test]
+    fn a_function_call_answer_continues_with_its_output() {
+        let envelope = Envelope::new(&json!({"model": "m"}), "resp_1", 1);
+        let chat = json!({"choices": [{"message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            "finish_reason": "tool_calls"}]});
+        let response = answer_from_chat(&chat, &envelope);
+        let input = input_items(&json!({"input": "call f"}), "resp_1").unwrap();
+        let body = json!({"model": "m", "previous_response_id": "resp_1",
+            "input": [{"type": "function_call_output", "call_id": "call_1", "output": "42"}]});
+        let mut items = conversation(input, &response);
+        items.extend(input_items(&body, "resp_2").unwrap());
+        let chat = request_to_chat(&continued(&body, items)).unwrap();
+        let messages = chat["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3, "{chat}");
+        assert_eq!(messages[1]["tool_calls"][0]["id"], "call_1");
+        assert_eq!(
+            messages[2],
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "42"})
+        );
+    }
+
+    #[test]
+    fn input_items_get_ids_and_types_without_losing_the_clients() {
+        let body = json!({"input": [
+            {"role": "user", "content": "a"},
+            {"type": "message", "id": "msg_mine", "role": "user", "content": "b"},
+            {"type": "function_call_output", "call_id": "c", "output": "o"},
+        ]});
+        let items = input_items(&body, "resp_abc").unwrap();
+        assert_eq!(items[0]["type"], "message");
+        assert_eq!(items[0]["id"], "msg_abc_in0");
+        assert_eq!(items[1]["id"], "msg_mine");
+        assert_eq!(items[2]["id"], "fco_abc_in2");
+        assert!(input_items(&json!({"input": [1]}), "resp_x").is_err());
+        assert!(input_items(&json!({"input": 1}), "resp_x").is_err());
+    }
+
+    #[test]
+    fn an_unresolved_previous_response_id_is_refused() {
+        let body = json!({"model": "m", "input": "x", "previous_response_id": "resp_1"});
+        let error = request_to_chat(&body).unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("previous_response_id"));
+    }
+
+    #[test]
+    fn the_answer_says_whether_it_is_stored() {
+        let request = json!({"model": "m", "previous_response_id": "resp_0"});
+        let mut envelope = Envelope::new(&request, "resp_1", 1);
+        assert!(envelope.store());
+        let r = envelope.response("completed", &[], &Ending::default());
+        assert_eq!(r["store"], true);
+        assert_eq!(r["previous_response_id"], "resp_0");
+        envelope.set_store(false);
+        let r = envelope.response("completed", &[], &Ending::default());
+        assert_eq!(r["store"], false);
+        let refused = Envelope::new(&json!({"store": false}), "resp_2", 1);
+        assert!(!refused.store());
     }
 }

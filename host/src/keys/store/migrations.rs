@@ -7,7 +7,7 @@
 //! number.
 
 /// `(version, statements)`, in order.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2)];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS keys (
@@ -107,4 +107,18 @@ const V1: &[&str] = &[
         requests BIGINT NOT NULL,
         PRIMARY KEY (day, token_hash, user_id, team_id, model_group)
     )",
+];
+
+/// The Responses API's stored responses: the response object and the
+/// conversation (input items) it answered, by id and owner (a key's hash,
+/// `master` or `open`); `created_at` drives retention.
+const V2: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS responses (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        response TEXT NOT NULL,
+        input TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS responses_created ON responses (created_at)",
 ];

@@ -8,6 +8,7 @@
 
 mod migrations;
 mod principals;
+mod responses;
 mod rows;
 mod spend;
 
@@ -20,6 +21,7 @@ use sqlx::{AnyPool, Executor};
 use super::KeyError;
 
 pub use principals::{KeyFilter, ListPage, Owner};
+pub use responses::ResponseRow;
 pub use spend::{ReportRow, SpendFilter};
 
 /// Which database is behind the store.
