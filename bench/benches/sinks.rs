@@ -36,6 +36,7 @@ fn outcome() -> Outcome {
         status: 200,
         error: None,
         usage: None,
+        response_model: None,
         cost: None,
         started_at: SystemTime::now(),
         latency: Duration::from_millis(420),

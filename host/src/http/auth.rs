@@ -110,7 +110,9 @@ async fn resolve_caller(
     let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
         return Err(ApiError::unauthorized(refused.body.error.message.clone()));
     };
-    match tokio::time::timeout(RESOLVE_TIMEOUT, keys.resolve(presented)).await {
+    // Boxed: a store lookup's future is kilobytes, and inline it would be
+    // copied with every request's middleware future, keyed or not.
+    match tokio::time::timeout(RESOLVE_TIMEOUT, Box::pin(keys.resolve(presented))).await {
         Ok(Ok(Some(principal))) => usable(&principal).map(|()| Caller::Key(principal)),
         Ok(Ok(None)) => Err(ApiError::unauthorized("invalid API key: no such key")),
         Ok(Err(e)) => {

@@ -94,7 +94,13 @@ pub async fn execute(
         .unwrap_or_default();
     let admitted = match &mut cache {
         Some(plan) => {
-            match super::cached::lookup(state, gateway, ctx, outcome, admitted, req, plan).await {
+            // Boxed for the same reason as the router's future below: a
+            // semantic lookup embeds the question through the router.
+            match Box::pin(super::cached::lookup(
+                state, gateway, ctx, outcome, admitted, req, plan,
+            ))
+            .await
+            {
                 Ok(hit) => return Ok(with_headers(hit, &rate)),
                 Err(admitted) => admitted,
             }
@@ -111,7 +117,9 @@ pub async fn execute(
         cache,
     };
     let executed = match profile {
-        Some(profile) => composite(run, &profile).await,
+        // Boxed: a strategy run's future is large, and inline it would make
+        // every plain request's future as large, copied at each move.
+        Some(profile) => Box::pin(composite(run, &profile)).await,
         None => plain(run, endpoint).await,
     };
     executed.map(|e| with_headers(e, &rate))
@@ -166,19 +174,19 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         .then(|| super::metered::with_usage(req))
         .flatten();
     let strip_usage = with_usage.is_some();
-    let routed = run
-        .gateway
-        .router
-        .route(RouteRequest {
-            endpoint,
-            model: &req.model,
-            stream: req.stream,
-            body: &with_usage.as_ref().unwrap_or(req).rest,
-            fallbacks: req.fallbacks.as_deref(),
-            disable_fallbacks: req.disable_fallbacks,
-            ctx,
-        })
-        .await?;
+    // Boxed: the router's future (retries, the upstream client's request)
+    // is about 10 KB, and inline it would be copied with every future that
+    // holds it, several times per request.
+    let routed = Box::pin(run.gateway.router.route(RouteRequest {
+        endpoint,
+        model: &req.model,
+        stream: req.stream,
+        body: &with_usage.as_ref().unwrap_or(req).rest,
+        fallbacks: req.fallbacks.as_deref(),
+        disable_fallbacks: req.disable_fallbacks,
+        ctx,
+    }))
+    .await?;
     let meta = &routed.meta;
     outcome.update(|o| {
         o.model_group = Some(meta.group.clone());

@@ -17,7 +17,7 @@ use serde::de::IgnoredAny;
 
 use super::error::ApiError;
 use crate::openai::ProxyRequest;
-use crate::ops::{CallContext, OutcomeHandle, Usage, usage_in_body};
+use crate::ops::{CallContext, OutcomeHandle, Usage, reported_in_body, usage_in_body};
 
 /// The cost of the answer in USD (LiteLLM's `x-litellm-response-cost`).
 pub const RESPONSE_COST: HeaderName = HeaderName::from_static("x-conclave-response-cost");
@@ -86,8 +86,17 @@ pub fn charge_json(
     deployment: &str,
     body: &[u8],
 ) -> f64 {
-    let usage = usage_in_body(body).unwrap_or_default();
-    charge(ctx, outcome, model, deployment, usage)
+    let reported = reported_in_body(body).unwrap_or_default();
+    if reported.model.is_some() {
+        outcome.update(|o| o.response_model = reported.model);
+    }
+    charge(
+        ctx,
+        outcome,
+        model,
+        deployment,
+        reported.usage.unwrap_or_default(),
+    )
 }
 
 fn charge(

@@ -149,7 +149,7 @@ impl<'de> Deserialize<'de> for RawFields {
                         )));
                     }
                     let value: Box<RawValue> = access.next_value()?;
-                    if nesting_depth(value.get()) >= MAX_DEPTH {
+                    if nested_too_deep(value.get()) {
                         return Err(A::Error::custom(format_args!(
                             "field `{key}` is nested deeper than {MAX_DEPTH} levels (the limit is {MAX_DEPTH})"
                         )));
@@ -167,6 +167,15 @@ impl<'de> Deserialize<'de> for RawFields {
         }
         d.deserialize_map(FieldsVisitor)
     }
+}
+
+/// Whether arrays and objects nest [`MAX_DEPTH`] levels or more in a valid
+/// JSON text. Nesting can never go deeper than the number of opening
+/// brackets, and counting those is a loop the compiler vectorizes, so almost
+/// every body is settled without the exact byte-by-byte scan.
+fn nested_too_deep(json: &str) -> bool {
+    let openings = json.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    openings >= MAX_DEPTH && nesting_depth(json) >= MAX_DEPTH
 }
 
 /// How deeply arrays and objects nest in a valid JSON text, in one pass:
@@ -285,6 +294,10 @@ mod tests {
     fn brackets_inside_strings_do_not_count_as_nesting() {
         assert_eq!(nesting_depth(r#"["[[[\"{{{", {"a": "]]]"}]"#), 2);
         assert_eq!(nesting_depth("1"), 0);
+        let many_in_a_string = format!("[\"{}\"]", "[{".repeat(MAX_DEPTH));
+        assert!(!nested_too_deep(&many_in_a_string));
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(nested_too_deep(&deep));
     }
 
     mod props {

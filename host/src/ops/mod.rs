@@ -20,7 +20,7 @@ pub use caller::Caller;
 pub use context::{CallContext, RequestContext, RequestId};
 pub use meter::Meter;
 pub use outcome::{
-    CLIENT_CLOSED, CacheStatus, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome, Usage,
-    usage_in_body,
+    CLIENT_CLOSED, CacheStatus, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome, Reported,
+    Usage, reported_in_body, usage_in_body,
 };
 pub use sinks::{OutcomeSink, Outcomes};

@@ -86,6 +86,9 @@ pub struct Outcome {
     /// OpenAI error `code` or `type` when the request failed.
     pub error: Option<String>,
     pub usage: Option<Usage>,
+    /// The model the upstream named in a JSON answer, when the response
+    /// path read it (so sinks need not parse the answer again).
+    pub response_model: Option<String>,
     /// What the call cost in USD, once priced; a composite request's is the
     /// sum of its sub-calls'.
     pub cost: Option<f64>,
@@ -122,12 +125,16 @@ impl Outcome {
     }
 }
 
-/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk.
-pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
-    #[derive(serde::Deserialize)]
-    struct Reported {
-        usage: Option<ReportedUsage>,
-    }
+/// What an answer says about itself: its usage and the model that wrote it.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Reported {
+    #[serde(default, deserialize_with = "reported_usage")]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+fn reported_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
     #[derive(serde::Deserialize)]
     struct ReportedUsage {
         #[serde(default)]
@@ -135,11 +142,22 @@ pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
         #[serde(default)]
         completion_tokens: u64,
     }
-    let reported: Reported = serde_json::from_slice(body).ok()?;
-    reported.usage.map(|u| Usage {
+    let usage: Option<ReportedUsage> = serde::Deserialize::deserialize(d)?;
+    Ok(usage.map(|u| Usage {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,
-    })
+    }))
+}
+
+/// Reads `usage` and `model` from a chat/completions/embeddings JSON answer
+/// or chunk, in one pass; `None` when it is not a JSON object.
+pub fn reported_in_body(body: &[u8]) -> Option<Reported> {
+    serde_json::from_slice(body).ok()
+}
+
+/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk.
+pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
+    reported_in_body(body)?.usage
 }
 
 /// An outcome under way: filled in as the work goes, emitted once on drop.
@@ -187,6 +205,7 @@ impl PendingOutcome {
                 status: CLIENT_CLOSED,
                 error: None,
                 usage: None,
+                response_model: None,
                 cost: None,
                 started_at: SystemTime::now() - started.elapsed(),
                 latency: Duration::ZERO,

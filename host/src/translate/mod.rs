@@ -10,6 +10,8 @@ pub mod anthropic;
 pub mod anthropic_upstream;
 pub mod responses;
 
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value, json};
 
 /// A request that cannot be translated: a 400 naming the field at fault.
@@ -174,16 +176,20 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-/// A new id with `prefix`, unique enough for one gateway (time and a counter).
+/// A new id with `prefix`: unique, and unguessable from any other id.
 pub fn new_id(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}{:016x}{:08x}", nanos as u64, n as u32)
+    // 128 bits from the system's random source: a stored response is found
+    // by its id alone on an open gateway, so ids must not be guessable.
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = fastrand::u128(..).to_le_bytes();
+    }
+    let mut id = String::with_capacity(prefix.len() + 32);
+    id.push_str(prefix);
+    for b in bytes {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
 }
 
 /// A chat tool from a name, description and JSON schema.

@@ -80,11 +80,15 @@ impl MetricsSink {
     }
 }
 
-/// The `model` an answer (or its last chunk) reported.
+/// The `model` an answer (or its last chunk) reported: as the response path
+/// read it, else from the kept answer.
 fn reported_model(o: &Outcome) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Reported {
         model: Option<String>,
+    }
+    if let Some(model) = o.response_model.as_ref().filter(|m| !m.is_empty()) {
+        return Some(model.clone());
     }
     o.body.iter().rev().find_map(|b| {
         serde_json::from_slice::<Reported>(b)
