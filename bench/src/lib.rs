@@ -3,11 +3,14 @@
 //! load with `oha` ([`oha`]) and a small timing client ([`client`]), and
 //! writes `latest.json` and `latest.md` ([`report`]). The criterion
 //! micro-benchmarks live in `benches/` and share [`body`] with the runner.
+//! The optional features (cache hits, full observability) are measured
+//! beside the plain run by [`features`].
 //! The hostile run (`src/bin/hostile.rs`, [`hostile`]) attacks the release
 //! binary while a plain load runs and checks that it survives.
 
 pub mod body;
 pub mod client;
+pub mod features;
 pub mod hostile;
 pub mod micro;
 pub mod mock;

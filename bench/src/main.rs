@@ -44,6 +44,9 @@ struct Args {
     /// Do not run the criterion micro-benchmarks.
     #[arg(long)]
     skip_micro: bool,
+    /// Do not measure the optional features (cache hits, observability).
+    #[arg(long)]
+    skip_features: bool,
     /// The conclave binary (default: <target>/release/conclave).
     #[arg(long)]
     conclave: Option<PathBuf>,
@@ -156,6 +159,7 @@ fn run(args: Args) -> Result<()> {
         }
         plan.phase = Duration::from_secs_f64(secs);
     }
+    plan.features = !args.skip_features;
     let runs = args
         .runs
         .unwrap_or(if args.quick { 1 } else { 3 })

@@ -9,7 +9,9 @@
 //! A path prefix changes that per deployment: `/<spec>/v1/chat/completions`
 //! with `<spec>` made of `-`-separated items `lat<ms>` (wait before
 //! answering, e.g. `lat40`), `n<chunks>` and `gap<ms>` (stream shape), so
-//! one server plays every deployment of a config. Anything else is a 404.
+//! one server plays every deployment of a config. `POST /v1/traces` plays
+//! an OTLP/HTTP collector: it reads the export and answers 200 with an empty
+//! body (an empty `ExportTraceServiceResponse`). Anything else is a 404.
 //!
 //! Why not `tests/src/fake.rs`: it records every request (headers and the
 //! parsed body, cloned) in a `Mutex<Vec<_>>` that grows without bound, takes
@@ -38,6 +40,8 @@ use tokio::runtime::Runtime;
 use crate::Result;
 
 const CHAT_PATH: &str = "/v1/chat/completions";
+/// Where conclave's OTLP/HTTP exporter posts spans when pointed at the mock.
+pub const TRACES_PATH: &str = "/v1/traces";
 /// Streamed answers: this many content chunks...
 pub const DEFAULT_CHUNKS: usize = 50;
 /// ...this far apart.
@@ -105,6 +109,9 @@ type Body = BoxBody<Bytes, Infallible>;
 
 struct Shared {
     requests: AtomicU64,
+    /// OTLP export requests, and the bytes they carried.
+    trace_exports: AtomicU64,
+    trace_bytes: AtomicU64,
     completion: Bytes,
 }
 
@@ -142,6 +149,8 @@ impl Mock {
         };
         let shared = Arc::new(Shared {
             requests: AtomicU64::new(0),
+            trace_exports: AtomicU64::new(0),
+            trace_bytes: AtomicU64::new(0),
             completion: Bytes::from(completion_json()),
         });
         runtime.spawn(serve(listener, shared.clone()));
@@ -159,6 +168,14 @@ impl Mock {
     /// Chat requests answered so far.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// OTLP export requests received so far, and their total size in bytes.
+    pub fn trace_exports(&self) -> (u64, u64) {
+        (
+            self.shared.trace_exports.load(Ordering::Relaxed),
+            self.shared.trace_bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -193,6 +210,9 @@ async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
 ) -> std::result::Result<Response<Body>, Infallible> {
+    if req.uri().path() == TRACES_PATH && req.method() == Method::POST {
+        return Ok(collect_traces(req, &shared).await);
+    }
     let Some(spec) = Spec::from_path(req.uri().path()) else {
         return Ok(plain(StatusCode::NOT_FOUND, "no such path"));
     };
@@ -223,6 +243,23 @@ async fn handle(
     })
 }
 
+/// Reads an OTLP export and counts it; the spans themselves are not decoded.
+async fn collect_traces(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+    let Ok(body) = req.into_body().collect().await else {
+        return plain(StatusCode::BAD_REQUEST, "unreadable body");
+    };
+    shared.trace_exports.fetch_add(1, Ordering::Relaxed);
+    shared
+        .trace_bytes
+        .fetch_add(body.to_bytes().len() as u64, Ordering::Relaxed);
+    let mut r = Response::new(Full::new(Bytes::new()).boxed());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-protobuf"),
+    );
+    r
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed());
     *r.status_mut() = status;
@@ -230,7 +267,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 }
 
 /// A chat.completion of about 600 bytes, the size of a short real answer.
-fn completion_json() -> Vec<u8> {
+pub fn completion_json() -> Vec<u8> {
     let content = "Designing Data-Intensive Applications (cat. 4471) is in stock with three copies left. \
                    Compared with Distributed Systems by van Steen and Tanenbaum (cat. 5120), it is more \
                    practical and covers consensus through real systems rather than proofs.";

@@ -79,6 +79,14 @@ pub fn problems(runs: &[Value]) -> Vec<String> {
                 ));
             }
         }
+        for key in ["cache_memory", "cache_redis", "observed"] {
+            for phase in ["at_rate", "saturation"] {
+                phases.push((
+                    format!("feature {key}, {phase}"),
+                    format!("/features/{key}/{phase}"),
+                ));
+            }
+        }
         for (label, pointer) in phases {
             let failures = at(run, &format!("{pointer}/failures")).unwrap_or(0.0);
             if failures > 0.0 {
@@ -244,6 +252,84 @@ pub fn targets(median: &Value, micro: Option<&Micro>) -> Vec<Check> {
         |x| x < 300.0,
         format!("starts: {} ms and {} ms", f(s1, 1), f(s2, 1)),
     ));
+    out.extend(feature_targets(median));
+    out
+}
+
+/// The optional features' targets, for the scenarios that ran.
+fn feature_targets(median: &Value) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (backend, key) in [("memory", "cache_memory"), ("Redis", "cache_redis")] {
+        let g = |k: &str| at(median, &format!("/features/{key}/{k}"));
+        if g("saturation/rps").is_none() {
+            continue;
+        }
+        out.push(check(
+            &format!("Cache hit p99, {backend} backend (sequential, client round trip included)"),
+            g("sequential_ms/p99"),
+            "ms",
+            "< 0.5 ms",
+            |x| x < 0.5,
+            format!(
+                "p50 {} ms over {} hits; at 1000 req/s p50 / p99 {} / {} ms",
+                f(g("sequential_ms/p50"), 3),
+                f(g("sequential_ms/n"), 0),
+                f(g("at_rate/p50_ms"), 3),
+                f(g("at_rate/p99_ms"), 3)
+            ),
+        ));
+        out.push(check(
+            &format!("Cache hit saturation, {backend} backend"),
+            g("saturation_over_direct"),
+            "x direct",
+            ">= 1.0 x direct",
+            |x| x >= 1.0,
+            format!(
+                "{} req/s of hits vs direct-to-mock {} req/s; {} µs CPU per hit; {} upstream call(s); \
+                 the floor, bare axum answering from memory: {} req/s ({} x direct, {} µs CPU)",
+                f(g("saturation/rps"), 0),
+                f(at(median, "/saturation/direct/rps"), 0),
+                f(g("cpu_us_per_request"), 1),
+                f(g("upstream_calls"), 0),
+                f(at(median, "/features/hit_floor/saturation/rps"), 0),
+                f(at(median, "/features/hit_floor/saturation_over_direct"), 2),
+                f(at(median, "/features/hit_floor/cpu_us_per_request"), 1)
+            ),
+        ));
+    }
+    let o = |k: &str| at(median, &format!("/features/observed/{k}"));
+    if o("saturation/rps").is_some() {
+        out.push(check(
+            "Overhead p99 at 1000 req/s, metrics + OTLP + request logs on",
+            o("overhead_p99_ms"),
+            "ms",
+            "< 1 ms",
+            |x| x < 1.0,
+            format!(
+                "p99 {} ms vs direct {} ms (p50 overhead {} ms); {} OTLP exports ({} KiB), {} KiB of request logs",
+                f(o("at_rate/p99_ms"), 3),
+                f(o("at_rate/p99_ms").zip(o("overhead_p99_ms")).map(|(a, b)| a - b), 3),
+                f(o("overhead_p50_ms"), 3),
+                f(o("otlp_exports"), 0),
+                f(o("otlp_bytes").map(|b| b / 1024.0), 0),
+                f(o("request_log_bytes").map(|b| b / 1024.0), 0)
+            ),
+        ));
+        out.push(check(
+            "Saturation, metrics + OTLP + request logs on",
+            o("saturation_over_plain"),
+            "x plain",
+            ">= 0.85 x plain",
+            |x| x >= 0.85,
+            format!(
+                "{} req/s vs {} req/s without them; {} µs CPU per request (without: {})",
+                f(o("saturation/rps"), 0),
+                f(at(median, "/saturation/conclave/rps"), 0),
+                f(o("cpu_us_per_request"), 1),
+                f(at(median, "/saturation/conclave_cpu_us_per_request"), 1)
+            ),
+        ));
+    }
     out
 }
 
@@ -309,7 +395,7 @@ pub fn markdown(report: &Report) -> String {
             Some(false) => "**missed**",
             None => "not measured",
         };
-        let digits = if c.unit == "x direct" {
+        let digits = if c.unit.starts_with("x ") {
             2
         } else if c.unit == "ms" {
             3
@@ -563,6 +649,8 @@ pub fn markdown(report: &Report) -> String {
         f(report.startup_cold_ms, 1)
     );
 
+    feature_tables(&mut s, report);
+
     let _ = writeln!(s, "\n## Micro-benchmarks (criterion, median)\n");
     match &report.micro {
         Some(mi) => {
@@ -596,6 +684,54 @@ pub fn markdown(report: &Report) -> String {
         }
     }
     s
+}
+
+/// The optional features' section: one row per scenario that ran.
+fn feature_tables(s: &mut String, report: &Report) {
+    let m = &report.median;
+    let _ = writeln!(
+        s,
+        "\n## Optional features (each on its own conclave, beside the plain run)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| scenario | 1000 req/s p50 / p99 (ms) | saturation (req/s) | per run (req/s) | CPU per request (µs) | failures |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
+    let mut any = false;
+    for (label, key) in [
+        ("cache hits, memory", "cache_memory"),
+        ("cache hits, Redis", "cache_redis"),
+        (
+            "floor of a hit: bare axum answering from memory",
+            "hit_floor",
+        ),
+        ("metrics + OTLP + jsonl request logs", "observed"),
+    ] {
+        let g = |k: &str| at(m, &format!("/features/{key}/{k}"));
+        if g("saturation/rps").is_none() {
+            continue;
+        }
+        any = true;
+        let _ = writeln!(
+            s,
+            "| {label} | {} / {} | {} | {} | {} | {} |",
+            f(g("at_rate/p50_ms"), 3),
+            f(g("at_rate/p99_ms"), 3),
+            f(g("saturation/rps"), 0),
+            per_run(report, &format!("/features/{key}/saturation/rps"), 0),
+            f(g("cpu_us_per_request"), 1),
+            f(
+                g("at_rate/failures")
+                    .zip(g("saturation/failures"))
+                    .map(|(a, b)| a + b),
+                0
+            ),
+        );
+    }
+    if !any {
+        let _ = writeln!(s, "| skipped (--skip-features) | | | | | |");
+    }
 }
 
 #[cfg(test)]

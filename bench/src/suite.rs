@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::body::{chat_body, short_body};
 use crate::client::{Conn, StreamTiming};
+use crate::features::{self, Baseline, FEATURE_RATE, Features};
 use crate::mock::{self, Mock};
 use crate::oha::{Load, LoadResult, Oha};
 use crate::procs::{Server, cpu_seconds, free_port};
@@ -43,6 +44,8 @@ pub struct Plan {
     pub passthrough_requests: usize,
     /// Deadline of each sequential loop.
     pub loop_limit: Duration,
+    /// Measure the optional features too ([`crate::features`]).
+    pub features: bool,
 }
 
 impl Plan {
@@ -54,6 +57,7 @@ impl Plan {
             moa_requests: 30,
             passthrough_requests: 300,
             loop_limit: Duration::from_secs(30),
+            features: true,
         }
     }
 
@@ -65,6 +69,7 @@ impl Plan {
             moa_requests: 10,
             passthrough_requests: 100,
             loop_limit: Duration::from_secs(10),
+            features: true,
         }
     }
 }
@@ -121,9 +126,18 @@ fn measured(
     })
 }
 
-/// Writes the config conclave is started with: a plain group on the mock,
-/// the moa members on latency paths, and two composite profiles.
+/// Writes the config conclave is started with (see [`config_yaml`]).
 pub fn write_config(work: &Path, mock: SocketAddr) -> Result<PathBuf> {
+    let path = work.join("conclave-bench.yaml");
+    std::fs::write(&path, config_yaml(work, mock))?;
+    Ok(path)
+}
+
+/// The benchmark config: a plain group on the mock, the moa members on
+/// latency paths, and the composite profiles. It ends inside
+/// `general_settings`, so a feature scenario can append settings there
+/// (two-space indent) or add a top-level section.
+pub fn config_yaml(work: &Path, mock: SocketAddr) -> String {
     let cache = work.join("compile-cache");
     let base = |latency_ms: u64| format!("http://{mock}{}", mock::api_path(latency_ms));
     let mut yaml =
@@ -176,9 +190,7 @@ general_settings:
         cache = cache.display(),
         proposers = proposers.join(", "),
     ));
-    let path = work.join("conclave-bench.yaml");
-    std::fs::write(&path, yaml)?;
-    Ok(path)
+    yaml
 }
 
 /// Both sides of a fixed-rate comparison. Latencies in milliseconds.
@@ -298,13 +310,23 @@ pub struct RunResult {
     pub streaming: Streaming,
     pub moa: Moa,
     pub passthrough_http: PassthroughHttp,
+    pub features: Features,
 }
 
 /// Starts conclave and waits for /health; the time it took.
 pub fn start_conclave(setup: &Setup, label: &str) -> Result<(Server, Duration)> {
+    start_conclave_with(setup, &setup.config, label)
+}
+
+/// Starts conclave on `config` and waits for /health; the time it took.
+pub fn start_conclave_with(
+    setup: &Setup,
+    config: &Path,
+    label: &str,
+) -> Result<(Server, Duration)> {
     let port = free_port()?;
     let log = setup.work.join(format!("conclave-{label}.log"));
-    let mut c = Server::conclave(&setup.conclave_bin, &setup.config, port, &log)?;
+    let mut c = Server::conclave(&setup.conclave_bin, config, port, &log)?;
     let took = c
         .wait_healthy(START_LIMIT)
         .map_err(|e| fail(format!("{e}; its log is {}", log.display())))?;
@@ -454,6 +476,20 @@ pub fn run(setup: &Setup, rt: &tokio::runtime::Runtime, index: usize) -> Result<
     let moa = rt.block_on(moa(mock_addr, conclave_addr, &plan))?;
     let passthrough_http = rt.block_on(passthrough(mock_addr, conclave_addr, &plan))?;
     drop(conclave);
+    let features = if plan.features {
+        let baseline = Baseline {
+            direct_saturation_rps: saturation.direct.rps,
+            plain_saturation_rps: saturation.conclave.rps,
+            direct_at_rate: fixed_rate
+                .iter()
+                .find(|r| r.rate == FEATURE_RATE)
+                .map(|r| r.direct.clone())
+                .unwrap_or_default(),
+        };
+        features::run(setup, rt, &baseline, &say)?
+    } else {
+        Features::default()
+    };
 
     Ok(RunResult {
         startup_warm_ms: startup,
@@ -467,6 +503,7 @@ pub fn run(setup: &Setup, rt: &tokio::runtime::Runtime, index: usize) -> Result<
         streaming,
         moa,
         passthrough_http,
+        features,
     })
 }
 

@@ -6,6 +6,10 @@
 //!
 //! Usage: `bare-forwarder <port> <upstream chat completions URL>`; serves
 //! `POST /v1/chat/completions` and `GET /health` on 127.0.0.1 until killed.
+//!
+//! With `--answer` in place of the URL it is the floor of a cache hit
+//! instead: the same server reads each body and answers the mock's fixed
+//! chat.completion from memory, calling nothing.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -45,16 +49,31 @@ async fn forward(State(up): State<Upstream>, body: Bytes) -> Response {
     }
 }
 
+/// The flag that makes this the cache-hit floor.
+const ANSWER: &str = "--answer";
+
+async fn answer(State(body): State<Bytes>, _request: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(port), Some(url)) = (
-        args.get(1).and_then(|p| p.parse::<u16>().ok()),
-        args.get(2).and_then(|u| reqwest::Url::parse(u).ok()),
-    ) else {
-        eprintln!("usage: bare-forwarder <port> <upstream chat completions URL>");
+    let port = args.get(1).and_then(|p| p.parse::<u16>().ok());
+    let app = match (port, args.get(2).map(String::as_str)) {
+        (Some(_), Some(ANSWER)) => Some(
+            Router::new()
+                .route("/v1/chat/completions", post(answer))
+                .route("/health", get(|| async { "ok" }))
+                .with_state(Bytes::from(conclave_bench::mock::completion_json())),
+        ),
+        (Some(_), Some(url)) => reqwest::Url::parse(url).ok().and_then(forwarder),
+        _ => None,
+    };
+    let (Some(port), Some(app)) = (port, app) else {
+        eprintln!("usage: bare-forwarder <port> <upstream chat completions URL | {ANSWER}>");
         return ExitCode::FAILURE;
     };
-    match serve(port, url) {
+    match serve(port, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bare-forwarder: {e}");
@@ -63,18 +82,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(port: u16, url: reqwest::Url) -> Result<(), Box<dyn std::error::Error>> {
-    // conclave's client settings (host/src/server.rs).
+/// The forwarding app, with conclave's client settings (host/src/server.rs).
+fn forwarder(url: reqwest::Url) -> Option<Router> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
-        .build()?;
-    let app = Router::new()
-        .route("/v1/chat/completions", post(forward))
-        .route("/health", get(|| async { "ok" }))
-        .with_state(Upstream { client, url });
+        .build()
+        .ok()?;
+    Some(
+        Router::new()
+            .route("/v1/chat/completions", post(forward))
+            .route("/health", get(|| async { "ok" }))
+            .with_state(Upstream { client, url }),
+    )
+}
+
+fn serve(port: u16, app: Router) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
