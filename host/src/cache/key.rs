@@ -7,8 +7,6 @@
 //! LiteLLM's transport settings) are left out, so a streamed and a plain
 //! request for the same question share one entry.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -63,7 +61,7 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
         hasher.update(part.len().to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    let mut canonical = String::new();
+    let mut canonical = Vec::new();
     for (name, raw) in fields {
         let value: Value = serde_json::from_str(raw.get()).ok()?;
         canonical.clear();
@@ -71,58 +69,60 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
         hasher.update(name.len().to_le_bytes());
         hasher.update(name.as_bytes());
         hasher.update(canonical.len().to_le_bytes());
-        hasher.update(canonical.as_bytes());
+        hasher.update(&canonical);
     }
-    let digest = hasher.finalize();
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(hex, "{b:02x}");
-    }
-    Some(hex)
+    Some(crate::digest::hex(&hasher.finalize()))
 }
 
 /// `value` as JSON with object keys sorted at every level and no whitespace.
-pub fn canonical(value: &Value) -> String {
-    let mut out = String::new();
+#[cfg(test)]
+fn canonical(value: &Value) -> String {
+    let mut out = Vec::new();
     write_canonical(&mut out, value);
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(out: &mut String, value: &Value) {
+/// Appends the canonical form of `value` to `out`. Strings and numbers are
+/// written by serde_json's own formatter (the escaping and number forms of
+/// `Value`'s `Display`), straight into the buffer.
+fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
+            out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_string(out, k);
-                out.push(':');
+                write_scalar(out, k);
+                out.push(b':');
                 write_canonical(out, v);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(out, v);
             }
-            out.push(']');
+            out.push(b']');
         }
-        Value::String(s) => write_string(out, s),
-        other => {
-            let _ = write!(out, "{other}");
-        }
+        Value::String(s) => write_scalar(out, s),
+        Value::Number(n) => write_scalar(out, n),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Null => out.extend_from_slice(b"null"),
     }
 }
 
-fn write_string(out: &mut String, s: &str) {
-    let _ = write!(out, "{}", Value::String(s.to_owned()));
+/// A string (quoted and escaped) or a number, as serde_json writes it;
+/// writing into a `Vec` cannot fail.
+fn write_scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use bytes::Bytes;
 pub use assemble::{Assembler, Filling};
 pub use controls::Controls;
 pub use entry::Entry;
-pub use key::{KeyParts, canonical};
+pub use key::KeyParts;
 pub use settings::{Backend, Settings};
 pub use shape::Shape;
 

@@ -10,8 +10,6 @@ pub mod anthropic;
 pub mod anthropic_upstream;
 pub mod responses;
 
-use std::fmt::Write as _;
-
 use serde_json::{Map, Value, json};
 
 /// A request that cannot be translated: a 400 naming the field at fault.
@@ -184,12 +182,7 @@ pub fn new_id(prefix: &str) -> String {
     if getrandom::fill(&mut bytes).is_err() {
         bytes = fastrand::u128(..).to_le_bytes();
     }
-    let mut id = String::with_capacity(prefix.len() + 32);
-    id.push_str(prefix);
-    for b in bytes {
-        let _ = write!(id, "{b:02x}");
-    }
-    id
+    format!("{prefix}{}", crate::digest::hex(&bytes))
 }
 
 /// A chat tool from a name, description and JSON schema.
