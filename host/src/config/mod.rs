@@ -16,8 +16,8 @@ pub use cache::{CacheMode, CacheParams, CacheScope, CacheType, CallType};
 pub use env::Env;
 pub use load::{ConfigError, LoadedConfig, Problem, default_config_path, load, load_str};
 pub use params::{
-    EXEC_PROVIDER, HTTP_PROVIDERS, MOCK_PROVIDER, is_request_default, is_supported_provider,
-    provider_reads,
+    EXEC_PROVIDER, HTTP_PROVIDERS, MOCK_PROVIDER, declares_responses, is_request_default,
+    is_supported_provider, provider_reads,
 };
 pub use schema::*;
 pub use seconds::{MAX_SECONDS, invalid_seconds, seconds};

@@ -127,12 +127,37 @@ pub fn is_request_default(key: &str) -> bool {
 /// model_info (LiteLLM accepts both); read by the pricing, never forwarded.
 pub const PRICE_KEYS: &[&str] = &["input_cost_per_token", "output_cost_per_token"];
 
+/// The keys saying an `openai/` deployment serves the Responses API itself:
+/// `supports_responses: true`, or LiteLLM's `supported_endpoints` listing
+/// `/v1/responses`; read from model_info and litellm_params alike.
+pub const RESPONSES_KEYS: &[&str] = &["supports_responses", "supported_endpoints"];
+
+/// Whether `settings` (a deployment's model_info or litellm_params) say it
+/// serves `POST /responses` natively (see [`RESPONSES_KEYS`]).
+pub fn declares_responses(
+    settings: &std::collections::BTreeMap<String, serde_yaml::Value>,
+) -> bool {
+    let flag = settings
+        .get("supports_responses")
+        .and_then(serde_yaml::Value::as_bool)
+        .unwrap_or(false);
+    let listed = settings
+        .get("supported_endpoints")
+        .and_then(serde_yaml::Value::as_sequence)
+        .is_some_and(|list| {
+            list.iter()
+                .any(|e| matches!(e.as_str(), Some("/v1/responses" | "/responses")))
+        });
+    flag || listed
+}
+
 /// Whether a deployment of `provider` reads `key` from the litellm_params
 /// that have no field of their own (request defaults, prices, mock and exec
-/// settings).
+/// settings, the Responses switch of `openai/`).
 pub fn provider_reads(provider: &str, key: &str) -> bool {
     is_request_default(key)
         || PRICE_KEYS.contains(&key)
+        || provider == "openai" && RESPONSES_KEYS.contains(&key)
         || provider == MOCK_PROVIDER && MOCK_KEYS.contains(&key)
         || provider == EXEC_PROVIDER && EXEC_KEYS.contains(&key)
 }
@@ -182,5 +207,7 @@ mod tests {
         assert!(provider_reads("mock", "mock_response"));
         assert!(!provider_reads("openai", "mock_response"));
         assert!(provider_reads("exec", "command"));
+        assert!(provider_reads("openai", "supports_responses"));
+        assert!(!provider_reads("groq", "supported_endpoints"));
     }
 }

@@ -1,5 +1,7 @@
 //! OpenAI's Responses API: `POST /v1/responses`, served by translation to
-//! chat completions ([`crate::translate::responses`]), and the stored
+//! chat completions ([`crate::translate::responses`]) or, by an `openai/`
+//! deployment that has the Responses API, passed through natively
+//! ([`crate::providers::responses`]), and the stored
 //! responses behind `previous_response_id`: `GET` and `DELETE
 //! /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`
 //! ([`crate::keys::responses`] keeps them, each for the key that made it).
@@ -25,7 +27,8 @@ use crate::keys::{KeyError, ResponseStore};
 use crate::openai::unix_now;
 use crate::ops::Caller;
 use crate::translate::responses::{
-    Envelope, ResponsesStream, answer_from_chat, continued, conversation, request_to_chat,
+    Envelope, NATIVE_FIELD, ResponsesStream, answer_from_chat, continued, conversation,
+    request_to_chat,
 };
 use crate::translate::{Event, TranslateError, new_id};
 
@@ -35,7 +38,9 @@ use crate::translate::{Event, TranslateError, new_id};
     operation_id = "create_response",
     tag = "openai",
     summary = "OpenAI Responses API",
-    description = "Translated to chat completions for every upstream and composite profile. \
+    description = "Passed through natively to `openai/` deployments that serve the Responses API \
+        (OpenAI's own api_base, or `supports_responses` / `supported_endpoints` in model_info); \
+        translated to chat completions for every other upstream and composite profile. \
         With `store` (the default) the answer is kept for `previous_response_id` and \
         `GET /v1/responses/{response_id}`, for the key that made it. \
         Off when `general_settings.enable_responses_endpoint` is false (404).",
@@ -296,6 +301,39 @@ fn unavailable(error: &KeyError) -> ApiError {
 struct Responses {
     envelope: Envelope,
     keeper: Option<Keeper>,
+    /// The client's `previous_response_id`, echoed by native answers too.
+    previous: Value,
+    /// Every deployment of the requested group serves the Responses API
+    /// natively: a request the chat translation refuses (built-in tools,
+    /// item types chat cannot carry) still goes to them.
+    native_only: bool,
+}
+
+/// Whether `model` (or the alias naming it) is a plain group whose every
+/// deployment serves the Responses API natively.
+fn native_only(gateway: &crate::gateway::Gateway, model: &str) -> bool {
+    if gateway.strategies.profile_for(model).is_some() {
+        return false;
+    }
+    let router = &gateway.router;
+    let name = router.aliases().get(model).map_or(model, String::as_str);
+    router.groups().iter().any(|g| {
+        g.name == name
+            && !g.deployments.is_empty()
+            && g.deployments.iter().all(|d| d.target.serves_responses())
+    })
+}
+
+/// Sets what the gateway, not the upstream, decides in a natively passed
+/// `response` object: whether it is stored (the upstream is sent `store:
+/// false`) and the `previous_response_id` the gateway resolved.
+fn mark(response: &mut Value, stored: bool, previous: &Value) {
+    if let Some(obj) = response.as_object_mut() {
+        obj.insert("store".into(), json!(stored));
+        if !previous.is_null() {
+            obj.insert("previous_response_id".into(), previous.clone());
+        }
+    }
 }
 
 /// Stores a finished answer for its owner with the conversation it answered.
@@ -322,6 +360,8 @@ impl Dialect for Responses {
         Self {
             envelope: Envelope::new(body, &new_id("resp_"), unix_now()),
             keeper: None,
+            previous: body["previous_response_id"].clone(),
+            native_only: false,
         }
     }
 
@@ -335,6 +375,9 @@ impl Dialect for Responses {
     ) -> Result<Value, ApiError> {
         if !body.is_object() {
             return Ok(body);
+        }
+        if let Some(model) = body["model"].as_str() {
+            self.native_only = native_only(&scope.gateway, model);
         }
         let store = &state.ops.responses;
         let owner = owner(&scope.ctx.caller);
@@ -361,11 +404,38 @@ impl Dialect for Responses {
         Ok(continued(&body, items))
     }
 
+    /// The chat translation, carrying the (resolved) body for deployments
+    /// that serve the Responses API, which send it as it is ([`NATIVE_FIELD`]).
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError> {
-        request_to_chat(body)
+        let mut chat = match request_to_chat(body) {
+            Ok(chat) => chat,
+            // Only native deployments can answer it: the chat fields are
+            // a stub (a fallback to a translating group gets no messages).
+            Err(_) if self.native_only => {
+                let stream = body["stream"] == true;
+                let mut stub = json!({"model": body["model"], "messages": []});
+                if stream {
+                    stub["stream"] = json!(true);
+                    stub["stream_options"] = json!({"include_usage": true});
+                }
+                stub
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(map) = chat.as_object_mut() {
+            map.insert(NATIVE_FIELD.into(), body.clone());
+        }
+        Ok(chat)
     }
 
+    /// A native `response` passes as it is (but for [`mark`]); a chat
+    /// answer is translated.
     fn answer(&self, chat: &Value) -> Value {
+        if chat["object"] == "response" {
+            let mut answer = chat.clone();
+            mark(&mut answer, self.keeper.is_some(), &self.previous);
+            return answer;
+        }
         answer_from_chat(chat, &self.envelope)
     }
 
@@ -378,7 +448,11 @@ impl Dialect for Responses {
     fn stream(self) -> KeptStream {
         KeptStream {
             events: ResponsesStream::new(self.envelope),
+            stored: self.keeper.is_some(),
             keeper: self.keeper,
+            previous: self.previous,
+            mode: Mode::Unknown,
+            held: None,
         }
     }
 }
@@ -409,28 +483,114 @@ fn invalid(error: TranslateError) -> ApiError {
     ApiError::invalid(error.message, error.param.as_deref())
 }
 
-/// The Responses stream, keeping its final response when it ends cleanly.
+/// Whether a stream's payloads are chat chunks (translated) or the
+/// Responses API's own events (passed through), known from the first one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Unknown,
+    Native,
+    Translated,
+}
+
+/// The Responses stream: a native deployment's events as they came, or
+/// chat chunks translated; its final response is kept when it ends cleanly.
 struct KeptStream {
     events: ResponsesStream,
     keeper: Option<Keeper>,
+    /// Native events' `response.store` (see [`mark`]).
+    stored: bool,
+    previous: Value,
+    mode: Mode,
+    /// A native `response.completed` (or `.incomplete`), sent at the end
+    /// once it is stored.
+    held: Option<Event>,
+}
+
+impl KeptStream {
+    /// A native event payload as the event it came in, marked.
+    fn native(&mut self, payload: &[u8]) -> Vec<Event> {
+        let Ok(mut data) = serde_json::from_slice::<Value>(payload) else {
+            return Vec::new();
+        };
+        let name = data["type"].as_str().unwrap_or("message").to_owned();
+        if data["response"].is_object() {
+            mark(&mut data["response"], self.stored, &self.previous);
+        }
+        let event = Event { name, data };
+        if is_final(&event.name) {
+            self.held = Some(event);
+            return Vec::new();
+        }
+        vec![event]
+    }
+}
+
+/// Whether `name` is the event that carries the finished response.
+fn is_final(name: &str) -> bool {
+    name == "response.completed" || name == "response.incomplete"
+}
+
+/// Whether a stream's first payload is a Responses event rather than a
+/// chat chunk.
+fn is_native_event(payload: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    serde_json::from_slice::<Typed>(payload)
+        .ok()
+        .and_then(|t| t.kind)
+        .is_some_and(|kind| kind.starts_with("response.") || kind == "error")
 }
 
 impl Translator for KeptStream {
+    /// Nothing yet: the first payload tells a native stream (which has its
+    /// own opening events) from a translated one.
     fn start(&mut self) -> Vec<Event> {
-        self.events.start()
+        Vec::new()
     }
 
     fn push(&mut self, payload: &[u8]) -> Vec<Event> {
-        self.events.push(payload)
+        if self.mode == Mode::Unknown {
+            if is_native_event(payload) {
+                self.mode = Mode::Native;
+            } else {
+                self.mode = Mode::Translated;
+                let mut events = self.events.start();
+                events.extend(self.events.push(payload));
+                return events;
+            }
+        }
+        match self.mode {
+            Mode::Native => self.native(payload),
+            _ => self.events.push(payload),
+        }
     }
 
     fn finish(&mut self) -> Vec<Event> {
-        self.events.finish()
+        match self.mode {
+            Mode::Native => self.held.take().into_iter().collect(),
+            Mode::Translated => self.events.finish(),
+            Mode::Unknown => {
+                let mut events = self.events.start();
+                events.extend(self.events.finish());
+                events
+            }
+        }
     }
 
     fn fail(&mut self, error: &ApiError) -> Vec<Event> {
-        self.events
-            .fail(error.code_or_type(), &error.body.error.message)
+        let mut events = if self.mode == Mode::Unknown {
+            self.events.start()
+        } else {
+            Vec::new()
+        };
+        events.extend(
+            self.events
+                .fail(error.code_or_type(), &error.body.error.message),
+        );
+        events
     }
 
     /// Stores the response of `response.completed` (or
@@ -439,10 +599,7 @@ impl Translator for KeptStream {
         let Some(keeper) = &self.keeper else {
             return;
         };
-        let last = events
-            .iter_mut()
-            .rev()
-            .find(|e| e.name == "response.completed" || e.name == "response.incomplete");
+        let last = events.iter_mut().rev().find(|e| is_final(&e.name));
         if let Some(event) = last {
             keeper.keep(&mut event.data["response"]).await;
         }

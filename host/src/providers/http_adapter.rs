@@ -13,6 +13,9 @@ use super::{TargetError, UpstreamCall, UpstreamError, UpstreamReply, sse};
 use crate::config::{Env, LitellmParams, Secret, is_request_default};
 use crate::openai::{Endpoint, RawFields};
 
+/// OpenAI's own api_base: an `openai/` deployment there serves the
+/// Responses API natively.
+const OPENAI_BASE: &str = "https://api.openai.com/v1";
 /// Default Azure API version when neither the deployment nor the environment sets one.
 const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 /// How much of an upstream error body is read to build the message.
@@ -30,6 +33,9 @@ pub struct HttpTarget {
     api_version: Option<String>,
     upstream_model: String,
     supports_reasoning: bool,
+    /// Sends a Responses client's body to `{api_base}/responses` as it is
+    /// (see [`super::responses`]) rather than the chat translation.
+    native_responses: bool,
     /// Request defaults from litellm_params (temperature, ...), applied when absent.
     defaults: Map<String, Value>,
     /// Auth, organization and extra headers, built once.
@@ -168,6 +174,8 @@ impl HttpTarget {
             completions: url(Endpoint::Completions)?,
             embeddings: url(Endpoint::Embeddings)?,
         });
+        let native_responses = spec.name == "openai"
+            && (base_url == OPENAI_BASE || crate::config::declares_responses(&params.extra));
         Ok(Self {
             spec,
             base_url,
@@ -175,10 +183,22 @@ impl HttpTarget {
             api_version,
             upstream_model,
             supports_reasoning: params.supports_reasoning.unwrap_or(false),
+            native_responses,
             defaults,
             headers,
             urls,
         })
+    }
+
+    /// Marks an `openai/` deployment as serving the Responses API itself
+    /// (its model_info says so); other providers stay translated.
+    pub fn serve_responses_natively(&mut self) {
+        self.native_responses = self.spec.name == "openai";
+    }
+
+    /// Whether a Responses client's request is passed through natively.
+    pub fn serves_responses(&self) -> bool {
+        self.native_responses
     }
 
     pub(super) fn upstream_model(&self) -> &str {
@@ -238,7 +258,15 @@ impl HttpTarget {
     ) -> Result<UpstreamReply, UpstreamError> {
         let model = call.model_override.unwrap_or(&self.upstream_model);
         let anthropic = self.spec.dialect == Dialect::Anthropic;
-        let (bytes, native) = if anthropic {
+        let responses = if self.native_responses && call.endpoint == Endpoint::ChatCompletions {
+            super::responses::request_body(call.body, model, call.stream).transpose()?
+        } else {
+            None
+        };
+        let native_responses = responses.is_some();
+        let (bytes, native) = if let Some(bytes) = responses {
+            (bytes, true)
+        } else if anthropic {
             super::anthropic::request_body(
                 call.endpoint,
                 call.body,
@@ -258,8 +286,14 @@ impl HttpTarget {
                 serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
             (bytes, false)
         };
+        let url = if native_responses {
+            parse_url(&super::responses::responses_url(&self.base_url))
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+        } else {
+            self.url(model, call.endpoint)?
+        };
         let mut request = client
-            .post(self.url(model, call.endpoint)?)
+            .post(url)
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(bytes);
@@ -285,7 +319,9 @@ impl HttpTarget {
                 .bytes_stream()
                 .map(|r| r.map_err(|e| e.to_string()));
             let max_event = call.max_response_bytes.min(sse::MAX_EVENT_BYTES);
-            let payloads = if anthropic {
+            let payloads = if native_responses {
+                super::responses::stream_reply(chunks, wait, max_event)
+            } else if anthropic {
                 super::anthropic::stream_reply(chunks, wait, max_event, native)
             } else {
                 sse::decode(chunks, wait, max_event)
@@ -314,7 +350,7 @@ impl HttpTarget {
             let body = tokio::time::timeout(wait, fetch)
                 .await
                 .map_err(|_| UpstreamError::Timeout(wait))??;
-            if anthropic {
+            if anthropic && !native_responses {
                 return super::anthropic::json_reply(body, native)
                     .map(UpstreamReply::Json)
                     .map_err(|e| e.map_message(|m| self.redact(&m)));
@@ -609,7 +645,9 @@ impl Serialize for OutboundBody<'_> {
             map.serialize_entry("stream", &true)?;
         }
         for (k, v) in self.body.iter() {
-            if k != crate::translate::anthropic_upstream::NATIVE_FIELD {
+            if k != crate::translate::anthropic_upstream::NATIVE_FIELD
+                && k != crate::translate::responses::NATIVE_FIELD
+            {
                 map.serialize_entry(k, v)?;
             }
         }

@@ -9,6 +9,7 @@ pub mod exec;
 mod http_adapter;
 pub use http_adapter::encode_outbound_body;
 pub mod mock;
+pub mod responses;
 pub mod sse;
 pub mod table;
 
@@ -228,6 +229,12 @@ impl Target {
             Self::Mock(_) => "mock",
             Self::Exec(_) => "exec",
         }
+    }
+
+    /// Whether a Responses client's request is passed through natively
+    /// (an `openai/` deployment serving the Responses API).
+    pub fn serves_responses(&self) -> bool {
+        matches!(self, Self::Http(t) if t.serves_responses())
     }
 
     /// Redacts this target's credentials from an upstream message.

@@ -131,9 +131,17 @@ pub(super) fn deployments(
             continue;
         }
         let at = format!("{path}.litellm_params");
-        let Some(target) = target(&at, &entry.litellm_params, &loaded.env, found) else {
+        let Some(mut target) = target(&at, &entry.litellm_params, &loaded.env, found) else {
             continue;
         };
+        if let Target::Http(http) = &mut target
+            && entry
+                .model_info
+                .as_ref()
+                .is_some_and(crate::config::declares_responses)
+        {
+            http.serve_responses_natively();
+        }
         let fingerprint = fingerprint(&entry.litellm_params, &target, &loaded.env);
         let members = members(&mut grouped, &entry.model_name);
         let spec = spec(entry, target, members.len(), &defaults, fingerprint);

@@ -18,6 +18,7 @@ pub fn request_from_client(model: &str, body: &Map<String, Value>) -> ChatReques
         .filter(|(k, _)| {
             k.as_str() != "messages"
                 && k.as_str() != crate::translate::anthropic_upstream::NATIVE_FIELD
+                && k.as_str() != crate::translate::responses::NATIVE_FIELD
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();

@@ -43,6 +43,9 @@ fn translate(kind: &str, input: &Value) -> Value {
                 Err(e) => json!({"error": e.message, "param": e.param}),
             }
         }
+        "responses_native_request" => {
+            responses::native_request(input, "gpt-up", true).unwrap_or(Value::Null)
+        }
         "responses_answer" => {
             let envelope = responses::Envelope::new(&input["request"], "resp_test", 1_700_000_000);
             responses::answer_from_chat(&input["chat"], &envelope)

@@ -9,6 +9,38 @@ use serde_json::{Map, Value, json};
 
 use super::{ChatAnswer, Event, TranslateError, chat_tool, copy, parse_chunk};
 
+/// The chat request field that carries a Responses client's body (its
+/// stored conversation already resolved, set by the `/v1/responses` route):
+/// an `openai/` deployment that serves the Responses API sends that body to
+/// `{api_base}/responses` and answers natively; every other target leaves
+/// the field out, and composite strategies never see it.
+pub const NATIVE_FIELD: &str = "conclave_native_responses";
+
+/// Fields of a Responses body that are the gateway's, never sent upstream:
+/// its cache controls.
+const GATEWAY_FIELDS: &[&str] = &["cache", "caching"];
+
+/// The Responses body a chat request carries, as the upstream request:
+/// `model` set to `model`, `stream` to `stream`, `store: false` (the gateway
+/// keeps the conversation, and has already put a `previous_response_id`'s
+/// items into `input`), the gateway's own fields left out, everything else
+/// as the client sent it.
+pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value> {
+    let mut body = native.as_object()?.clone();
+    body.insert("model".into(), json!(model));
+    if stream {
+        body.insert("stream".into(), json!(true));
+    } else {
+        body.remove("stream");
+    }
+    body.insert("store".into(), json!(false));
+    body.remove("previous_response_id");
+    for field in GATEWAY_FIELDS {
+        body.remove(*field);
+    }
+    Some(Value::Object(body))
+}
+
 /// A Responses request as a chat completions request (a JSON object).
 pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
     if !body.is_object() {
