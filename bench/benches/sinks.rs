@@ -49,6 +49,7 @@ fn outcome() -> Outcome {
         body: vec![Bytes::from_static(body)],
         composite: None,
         trace: None,
+        logged: None,
     }
 }
 

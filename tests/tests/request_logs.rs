@@ -24,6 +24,9 @@ fn config(up: &FakeUpstream, general: &str) -> String {
             ("p1", &[][..]),
             ("p2", &[][..]),
             ("agg", &[][..]),
+            ("flaky", &["max_retries: 1"][..]),
+            ("fb-a", &["max_retries: 0"][..]),
+            ("fb-b", &[][..]),
         ],
     ));
     yaml.push_str(
@@ -175,6 +178,21 @@ async fn text_request_logs_hold_each_request_and_its_sub_calls() {
         3,
         "{moa}"
     );
+    // Each sub-call line carries the body the strategy sent and its attempt.
+    for model in ["p1", "p2", "agg"] {
+        assert!(
+            moa.contains(&format!(
+                "\"request\":{{\"model\":\"{model}\",\"stream\":false,"
+            )),
+            "{model}:\n{moa}"
+        );
+        assert!(
+            moa.contains(&format!(
+                "\"attempts\":[{{\"deployment\":\"{model}.0\",\"group\":\"{model}\",\"status\":200,"
+            )),
+            "{model}:\n{moa}"
+        );
+    }
 
     for file in &found {
         assert_no_secrets(&std::fs::read_to_string(file).unwrap());
@@ -311,4 +329,203 @@ async fn text_request_logs_keep_at_most_max_files_oldest_deleted_first() {
             "{id}: {names:?}"
         );
     }
+}
+
+/// A chat body that also carries a client's own `api_key`, as LiteLLM allows.
+fn body_with_key(model: &str, prompt: &str) -> Value {
+    let mut body = chat_body(model, prompt);
+    body["api_key"] = json!(CLIENT_KEY);
+    body
+}
+
+/// A key a client put in its request body.
+const CLIENT_KEY: &str = "sk-client-body-secret";
+
+#[tokio::test]
+async fn text_request_logs_hold_the_request_body_and_each_attempt() {
+    let up = FakeUpstream::start().await;
+    up.push("flaky", Behavior::status(500, "first try fails"));
+    up.set("fb-a", Behavior::status(503, "group a is down"));
+    let proxy = Proxy::start(&config(&up, "  request_log_dir: logs\n")).await;
+    let dir = proxy.dir.path().join("logs");
+
+    let sent = chat(&proxy, "rl-body", body_with_key("plain", "hello body")).await;
+    assert_eq!(sent.status(), 200);
+    let sent = chat(&proxy, "rl-retry", chat_body("flaky", "hi")).await;
+    assert_eq!(sent.status(), 200);
+    let mut body = chat_body("fb-a", "hi");
+    body["fallbacks"] = json!(["fb-b"]);
+    let sent = chat(&proxy, "rl-fallback", body).await;
+    assert_eq!(sent.status(), 200);
+    // A translated dialect logs what its client sent, not the chat request.
+    let sent = proxy
+        .client
+        .post(proxy.url("/v1/responses"))
+        .bearer_auth(KEY)
+        .header("x-request-id", "rl-responses")
+        .json(&json!({"model": "plain", "input": "hello responses", "store": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+
+    let found = wait_files(&dir, |f| f.len() >= 4).await;
+    let (_, responses) = log_of(&found, "rl-responses");
+    let body = section(&responses, "== request body ==");
+    assert!(
+        body.len() == 1 && body[0].contains(r#""input":"hello responses""#),
+        "{responses}"
+    );
+    let (_, logged) = log_of(&found, "rl-body");
+    assert!(logged.contains("== request body ==\n{"), "{logged}");
+    assert!(logged.contains("hello body"), "{logged}");
+    assert!(logged.contains(r#""api_key":"[redacted]""#), "{logged}");
+    assert!(
+        logged.contains("== attempts ==\n1. plain.0 (group plain): 200 in "),
+        "{logged}"
+    );
+
+    let (_, retried) = log_of(&found, "rl-retry");
+    assert!(retried.contains("attempts: 2\n"), "{retried}");
+    let attempts = section(&retried, "== attempts ==");
+    assert_eq!(attempts.len(), 2, "{retried}");
+    assert!(
+        attempts[0].starts_with("1. flaky.0 (group flaky): 500 internal_server in ")
+            && attempts[0].contains("first try fails"),
+        "{retried}"
+    );
+    assert!(
+        attempts[1].starts_with("2. flaky.0 (group flaky): 200 in "),
+        "{retried}"
+    );
+
+    let (_, fell_back) = log_of(&found, "rl-fallback");
+    assert!(fell_back.contains("fallback: fb-b"), "{fell_back}");
+    let attempts = section(&fell_back, "== attempts ==");
+    assert_eq!(attempts.len(), 2, "{fell_back}");
+    assert!(
+        attempts[0].starts_with("1. fb-a.0 (group fb-a): 503 internal_server in ")
+            && attempts[0].contains("group a is down"),
+        "{fell_back}"
+    );
+    assert!(
+        attempts[1].starts_with("2. fb-b.0 (group fb-b): 200 in "),
+        "{fell_back}"
+    );
+
+    for file in &found {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert_no_secrets(&text);
+        assert!(
+            !text.contains(CLIENT_KEY),
+            "a client's key reached a log:\n{text}"
+        );
+    }
+}
+
+/// The lines of a text log's section, up to the next blank line.
+fn section<'a>(text: &'a str, header: &str) -> Vec<&'a str> {
+    text.split(&format!("{header}\n"))
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn jsonl_request_logs_carry_the_request_body_and_the_attempts() {
+    let up = FakeUpstream::start().await;
+    up.push("flaky", Behavior::status(500, "first try fails"));
+    up.set("fb-a", Behavior::status(503, "group a is down"));
+    let proxy = Proxy::start(&config(
+        &up,
+        "  request_log_dir: logs\n  request_log_format: jsonl\n",
+    ))
+    .await;
+    let dir = proxy.dir.path().join("logs");
+
+    let sent = chat(&proxy, "rl-jbody", body_with_key("plain", "hello body")).await;
+    assert_eq!(sent.status(), 200);
+    let sent = chat(&proxy, "rl-jretry", chat_body("flaky", "hi")).await;
+    assert_eq!(sent.status(), 200);
+    let mut body = chat_body("fb-a", "hi");
+    body["fallbacks"] = json!(["fb-b"]);
+    let sent = chat(&proxy, "rl-jfallback", body).await;
+    assert_eq!(sent.status(), 200);
+    let sent = chat(&proxy, "rl-jmoa", chat_body("moa-test", "hi")).await;
+    assert_eq!(sent.status(), 200);
+
+    let active = dir.join("requests.jsonl");
+    let written =
+        |_: &[PathBuf]| std::fs::read_to_string(&active).is_ok_and(|t| t.lines().count() >= 4);
+    wait_files(&dir, written).await;
+    let text = std::fs::read_to_string(&active).unwrap();
+    assert_no_secrets(&text);
+    assert!(
+        !text.contains(CLIENT_KEY),
+        "a client's key reached a log:\n{text}"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["request_id"] == id)
+            .unwrap_or_else(|| panic!("no line for {id}: {text}"))
+    };
+
+    let with_body = line("rl-jbody");
+    assert_eq!(with_body["request"]["model"], "plain");
+    assert_eq!(with_body["request"]["api_key"], "[redacted]");
+    assert_eq!(with_body["request"]["messages"][0]["content"], "hello body");
+    assert_eq!(with_body["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(with_body["attempts"][0]["status"], 200);
+
+    let retried = line("rl-jretry");
+    assert_eq!(retried["attempt_count"], 2);
+    let attempts = retried["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{retried}");
+    assert_eq!(attempts[0]["deployment"], "flaky.0");
+    assert_eq!(attempts[0]["status"], 500);
+    assert_eq!(attempts[0]["error_class"], "internal_server");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("first try fails"),
+        "{retried}"
+    );
+    assert!(attempts[0]["duration_ms"].as_f64().is_some(), "{retried}");
+    assert_eq!(attempts[1]["status"], 200);
+    assert_eq!(attempts[1]["error"], Value::Null);
+
+    let fell_back = line("rl-jfallback");
+    let groups: Vec<&str> = fell_back["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["fb-a", "fb-b"], "{fell_back}");
+    assert_eq!(fell_back["attempts"][0]["status"], 503);
+
+    let moa = line("rl-jmoa");
+    let subs = moa["sub_calls"].as_array().unwrap();
+    assert_eq!(subs.len(), 3, "{moa}");
+    for sub in subs {
+        let model = sub["model"].as_str().unwrap();
+        assert_eq!(sub["request"]["model"], model, "{sub}");
+        assert!(sub["request"]["messages"].is_array(), "{sub}");
+        assert_eq!(
+            sub["attempts"][0]["deployment"],
+            format!("{model}.0"),
+            "{sub}"
+        );
+        assert_eq!(sub["attempts"][0]["status"], 200, "{sub}");
+    }
+    // The client's request itself called no upstream: its sub-calls did.
+    assert_eq!(moa["attempts"], json!([]), "{moa}");
 }

@@ -88,7 +88,10 @@ async fn handle<D: Dialect>(
     request: Request,
 ) -> Result<Response, ApiError> {
     let gateway = &scope.gateway;
-    let body = read_json(request, gateway.body_limit, gateway.body_timeout).await?;
+    let bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
+    super::routes::keep_request_body(ctx, outcome, &bytes);
+    let body = parse_json(&bytes)?;
+    drop(bytes);
     let mut dialect = D::for_request(&body);
     let body = dialect.prepare(state, scope, body).await?;
     let req = chat_request(&dialect.to_chat(&body).map_err(invalid)?)?;
@@ -121,8 +124,11 @@ pub(super) async fn read_json(
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Value, ApiError> {
-    let bytes = read_body(request, limit, timeout).await?;
-    serde_json::from_slice(&bytes)
+    parse_json(&read_body(request, limit, timeout).await?)
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}"), None))
 }
 

@@ -118,7 +118,8 @@ async fn handle(
     request: Request,
 ) -> Result<Response, ApiError> {
     let gateway = &scope.gateway;
-    let req = read_request(request, endpoint, gateway.body_limit, gateway.body_timeout).await?;
+    let keep = |bytes: &Bytes| keep_request_body(ctx, outcome, bytes);
+    let req = read_request(request, endpoint, gateway, keep).await?;
     let executed = execute(state, scope, ctx, outcome, endpoint, &req).await?;
     let mut response = match executed.answer {
         Answer::Json(body) => json_response(body),
@@ -128,14 +129,24 @@ async fn handle(
     Ok(response)
 }
 
-/// Reads the body and checks what every model endpoint requires of it.
+/// Keeps the body the client sent for its request log (a reference to the
+/// bytes read, no copy), when request logs are on.
+pub(super) fn keep_request_body(ctx: &CallContext, outcome: &OutcomeHandle, bytes: &Bytes) {
+    if ctx.is_logged() {
+        outcome.update(|o| o.keep_request_body(bytes.clone()));
+    }
+}
+
+/// Reads the body (handing it to `keep` as read) and checks what every
+/// model endpoint requires of it.
 async fn read_request(
     request: Request,
     endpoint: Endpoint,
-    limit: usize,
-    timeout: Duration,
+    gateway: &crate::gateway::Gateway,
+    keep: impl FnOnce(&Bytes),
 ) -> Result<ProxyRequest, ApiError> {
-    let bytes = read_body(request, limit, timeout).await?;
+    let bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
+    keep(&bytes);
     let req: ProxyRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid(
             format!("request body is not valid JSON for this endpoint: {e}"),

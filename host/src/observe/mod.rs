@@ -11,7 +11,7 @@ pub mod request_log;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::config::GeneralSettings;
 
@@ -39,6 +39,16 @@ pub fn stream_payloads_kept() -> usize {
     STREAM_PAYLOADS_KEPT.load(Ordering::Relaxed)
 }
 
+/// Whether request logs are on. Process-wide for the same reason: the
+/// contexts that record what only request logs need (the request body,
+/// each upstream attempt) are made far from the sinks; set once at start-up.
+static REQUEST_LOGS_ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether model calls should record what request logs show.
+pub fn request_logs_on() -> bool {
+    REQUEST_LOGS_ON.load(Ordering::Relaxed)
+}
+
 /// The environment variable that turns request logs on when the config
 /// names no directory.
 pub const REQUEST_LOG_DIR_ENV: &str = "CONCLAVE_REQUEST_LOG_DIR";
@@ -54,6 +64,7 @@ impl Observe {
         );
         if request_log.is_some() {
             STREAM_PAYLOADS_KEPT.fetch_max(LOGGED_STREAM_PAYLOADS, Ordering::Relaxed);
+            REQUEST_LOGS_ON.store(true, Ordering::Relaxed);
         }
         Self {
             metrics: Arc::new(metrics::Metrics::new()),

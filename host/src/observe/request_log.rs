@@ -9,18 +9,24 @@
 //! the oldest files deleted first. A composite request's sub-calls are
 //! written into its own file (or line).
 //!
-//! Outcomes carry no request headers and no credentials, so no key or
-//! `Authorization` header can reach a log; error messages are codes.
+//! Each log holds the request body (credentials redacted, see [`redact`])
+//! and each upstream attempt besides the outcome's summary and the response.
+//! Outcomes carry no request headers, so no `Authorization` header can reach
+//! a log; attempt errors are the router's messages without credentials.
+
+mod record;
+mod redact;
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::value::RawValue;
 
 use crate::ops::{Outcome, OutcomeKind, RequestId};
+use record::{MAX_BODY_BYTES, Record};
 
 /// Files kept when `request_log_max_files` is unset.
 pub const DEFAULT_MAX_FILES: u32 = 10_000;
@@ -34,8 +40,9 @@ const MAX_NAME_PART: usize = 64;
 const MAX_OPEN_PARENTS: usize = 10_000;
 /// Sub-calls kept per composite request.
 const MAX_SUB_CALLS: usize = 256;
-/// Largest response body written into one log.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Bytes of sub-call records held for running composite requests; past
+/// it, sub-calls are held without their request bodies.
+const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
 /// The active JSON-lines file.
 const JSONL_ACTIVE: &str = "requests.jsonl";
 
@@ -103,8 +110,16 @@ pub struct Writer {
     /// Files written, oldest first, with their sizes.
     files: VecDeque<(PathBuf, u64)>,
     total: u64,
-    /// Sub-calls of composite requests still running, by parent id.
-    open: HashMap<RequestId, Vec<Value>>,
+    /// Sub-calls of composite requests still running, by parent id, as
+    /// their JSON records.
+    open: HashMap<RequestId, Vec<Box<RawValue>>>,
+    /// Bytes of the records in `open`.
+    held: usize,
+    /// `requests.jsonl`, open for appending between records (closed when
+    /// rotated, dropped after a failed write and opened again).
+    active: Option<File>,
+    /// One JSON-lines record, reused.
+    line: Vec<u8>,
 }
 
 impl Writer {
@@ -130,6 +145,9 @@ impl Writer {
             files: files.into_iter().map(|(p, n, _)| (p, n)).collect(),
             total,
             open: HashMap::new(),
+            held: 0,
+            active: None,
+            line: Vec::new(),
         })
     }
 
@@ -139,9 +157,12 @@ impl Writer {
             OutcomeKind::SubCall => self.hold_sub_call(o),
             OutcomeKind::Request => {
                 let subs = self.open.remove(&o.request_id).unwrap_or_default();
+                self.held = self
+                    .held
+                    .saturating_sub(subs.iter().map(|s| s.get().len()).sum());
                 let written = match self.settings.format {
                     Format::Text => self.write_text(o, &subs),
-                    Format::Jsonl => self.write_jsonl(o, subs),
+                    Format::Jsonl => self.write_jsonl(o, &subs),
                 };
                 if let Err(e) = written {
                     tracing::warn!(
@@ -161,14 +182,29 @@ impl Writer {
         };
         if self.open.len() >= MAX_OPEN_PARENTS && !self.open.contains_key(parent) {
             self.open.clear();
+            self.held = 0;
         }
-        let subs = self.open.entry(parent.clone()).or_default();
-        if subs.len() < MAX_SUB_CALLS {
-            subs.push(summary(o));
+        if self
+            .open
+            .get(parent)
+            .is_some_and(|s| s.len() >= MAX_SUB_CALLS)
+        {
+            return;
         }
+        let body = record::request_body(o);
+        let mut record = Record::new(o, body.as_deref());
+        if self.held >= MAX_HELD_BYTES && record.request.is_some() {
+            record.request = None;
+            record.request_truncated = true;
+        }
+        let Ok(json) = serde_json::to_string(&record).and_then(RawValue::from_string) else {
+            return;
+        };
+        self.held += json.get().len();
+        self.open.entry(parent.clone()).or_default().push(json);
     }
 
-    fn write_text(&mut self, o: &Outcome, subs: &[Value]) -> std::io::Result<()> {
+    fn write_text(&mut self, o: &Outcome, subs: &[Box<RawValue>]) -> std::io::Result<()> {
         let path = self.settings.dir.join(file_name(o));
         let text = render_text(o, subs);
         // Room first: the directory never holds more than its bounds.
@@ -178,12 +214,27 @@ impl Writer {
         Ok(())
     }
 
-    fn write_jsonl(&mut self, o: &Outcome, subs: Vec<Value>) -> std::io::Result<()> {
-        let mut record = summary(o);
-        record["sub_calls"] = Value::Array(subs);
-        record["response"] = response_json(o);
-        let mut line = record.to_string();
-        line.push('\n');
+    fn write_jsonl(&mut self, o: &Outcome, subs: &[Box<RawValue>]) -> std::io::Result<()> {
+        let body = record::request_body(o);
+        let record = Record::new(o, body.as_deref()).with_response(o, subs);
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let written = serde_json::to_writer(&mut line, &record)
+            .map_err(std::io::Error::other)
+            .and_then(|()| {
+                line.push(b'\n');
+                self.append(&line)
+            });
+        // The buffer is kept for the next record, unless one was huge.
+        if line.capacity() <= 4 * MAX_BODY_BYTES {
+            self.line = line;
+        }
+        written
+    }
+
+    /// Appends one record to `requests.jsonl`, rotating it first when the
+    /// record would take it past its size.
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
         let active = self.settings.dir.join(JSONL_ACTIVE);
         let rotate_at = JSONL_ROTATE_BYTES.min(self.settings.max_bytes / 2).max(1);
         let current = self
@@ -192,13 +243,20 @@ impl Writer {
             .filter(|f| f.0 == active)
             .map_or(0, |f| f.1);
         if current > 0 && current + line.len() as u64 > rotate_at {
+            self.active = None;
             self.rotate(&active)?;
         }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&active)?
-            .write_all(line.as_bytes())?;
+        let file = match &mut self.active {
+            Some(file) => file,
+            None => self
+                .active
+                .insert(OpenOptions::new().create(true).append(true).open(&active)?),
+        };
+        if let Err(e) = file.write_all(line) {
+            // Opened again for the next record: the file may have gone.
+            self.active = None;
+            return Err(e);
+        }
         self.add_file(active, line.len() as u64);
         Ok(())
     }
@@ -302,61 +360,24 @@ fn file_name(o: &Outcome) -> String {
     )
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
-}
-
-/// What a log says about one outcome besides the response body.
-fn summary(o: &Outcome) -> Value {
-    let usage = o.usage();
-    json!({
-        "request_id": o.request_id.as_str(),
-        "parent_request_id": o.parent_request_id.as_ref().map(RequestId::as_str),
-        "time": humantime::format_rfc3339_millis(o.started_at.max(UNIX_EPOCH)).to_string(),
-        "route": &*o.route,
-        "caller": o.caller.label(),
-        "model": o.model,
-        "model_group": o.model_group,
-        "deployment": o.deployment,
-        "profile": o.profile.as_deref(),
-        "stream": o.stream,
-        "status": o.status,
-        "error": o.error,
-        "attempts": o.attempts,
-        "fallback": o.fallback,
-        "cache": o.cache.label(),
-        "duration_ms": ms(o.latency),
-        "upstream_ms": o.upstream_time.map(ms),
-        "overhead_ms": o.overhead.map(ms),
-        "time_to_first_token_ms": o.time_to_first_token.map(ms),
-        "usage": usage.map(|u| json!({
-            "prompt_tokens": u.prompt_tokens,
-            "completion_tokens": u.completion_tokens,
-        })),
-        "composite_error": o.composite.as_ref().and_then(|c| c.error.clone()),
-    })
-}
-
-/// The response as JSON: the answer, or the stream's kept chunks.
-fn response_json(o: &Outcome) -> Value {
-    let parsed: Vec<Value> = o
-        .body
-        .iter()
-        .map(|b| {
-            serde_json::from_slice(b)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
-        })
-        .collect();
-    match (o.stream, parsed.len()) {
-        (false, 1) => parsed.into_iter().next().unwrap_or(Value::Null),
-        _ => Value::Array(parsed),
-    }
-}
-
-fn render_text(o: &Outcome, subs: &[Value]) -> String {
-    let mut out = String::with_capacity(2048);
+/// The text format: the summary, the request body, the attempts, the
+/// composite trace, the sub-calls and the response, each in its section.
+fn render_text(o: &Outcome, subs: &[Box<RawValue>]) -> String {
+    let body = record::request_body(o);
+    // The text format writes the body itself: the record only for its fields.
+    let summary = Record::new(o, None);
+    let mut out = String::with_capacity(2048 + body.as_ref().map_or(0, |b| b.len()));
     out.push_str("== request ==\n");
-    push_fields(&mut out, &summary(o));
+    summary.push_summary(&mut out);
+    if let Some(body) = &body {
+        out.push_str("\n== request body ==\n");
+        let mut budget = MAX_BODY_BYTES;
+        push_body(&mut out, body, &mut budget);
+    }
+    if o.logged.is_some() {
+        out.push_str("\n== attempts ==\n");
+        summary.push_attempts(&mut out);
+    }
     if let Some(run) = &o.composite {
         out.push_str("\n== composite trace ==\n");
         out.push_str(&serde_json::to_string_pretty(&run.trace).unwrap_or_default());
@@ -365,7 +386,7 @@ fn render_text(o: &Outcome, subs: &[Value]) -> String {
     if !subs.is_empty() {
         out.push_str(&format!("\n== sub-calls ({}) ==\n", subs.len()));
         for sub in subs {
-            out.push_str(&sub.to_string());
+            out.push_str(sub.get());
             out.push('\n');
         }
     }
@@ -374,37 +395,198 @@ fn render_text(o: &Outcome, subs: &[Value]) -> String {
     } else {
         "\n== response ==\n"
     });
-    let mut written = 0;
+    let mut budget = MAX_BODY_BYTES;
     for body in &o.body {
-        if written >= MAX_BODY_BYTES {
-            out.push_str("[truncated]\n");
+        if !push_body(&mut out, body, &mut budget) {
             break;
         }
-        let text = String::from_utf8_lossy(body);
-        out.push_str(&text);
-        out.push('\n');
-        written += body.len();
     }
     out
 }
 
-/// `key: value` lines for the set fields of `record`.
-fn push_fields(out: &mut String, record: &Value) {
-    let Some(map) = record.as_object() else {
-        return;
-    };
-    for (key, value) in map {
-        match value {
-            Value::Null => {}
-            Value::String(s) => out.push_str(&format!("{key}: {s}\n")),
-            other => out.push_str(&format!("{key}: {other}\n")),
-        }
+/// Writes `body` as text within `budget` (taken from it); past it, what fits
+/// and a `[truncated]` line. `false` once the budget is spent.
+fn push_body(out: &mut String, body: &[u8], budget: &mut usize) -> bool {
+    if body.len() > *budget {
+        out.push_str(&String::from_utf8_lossy(
+            body.get(..*budget).unwrap_or_default(),
+        ));
+        out.push_str("\n[truncated]\n");
+        *budget = 0;
+        return false;
     }
+    *budget -= body.len();
+    out.push_str(&String::from_utf8_lossy(body));
+    out.push('\n');
+    true
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
     use super::*;
+    use crate::ops::{Attempt, CacheStatus, Caller, Logged};
+
+    fn outcome(id: &str, kind: OutcomeKind, parent: Option<&str>) -> Outcome {
+        Outcome {
+            kind,
+            request_id: RequestId::from_client(Some(id)),
+            parent_request_id: parent.map(|p| RequestId::from_client(Some(p))),
+            caller: Caller::Master,
+            route: Arc::from("/v1/chat/completions"),
+            model: "m".into(),
+            model_group: Some("m".into()),
+            deployment: Some("m.1".into()),
+            profile: None,
+            stream: false,
+            status: 200,
+            error: None,
+            usage: None,
+            response_model: None,
+            cost: None,
+            started_at: SystemTime::now(),
+            latency: Duration::from_millis(12),
+            time_to_first_token: None,
+            attempts: 2,
+            upstream_time: Some(Duration::from_millis(10)),
+            overhead: None,
+            fallback: None,
+            cache: CacheStatus::None,
+            body: vec![Bytes::from_static(
+                b"{\n \"choices\": [], \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 4}}",
+            )],
+            composite: None,
+            trace: None,
+            logged: Some(Box::new(Logged {
+                request_body: Some(Bytes::from_static(
+                    br#"{"model":"m","api_key":"sk-client-secret","messages":[]}"#,
+                )),
+                attempts: vec![
+                    Attempt {
+                        deployment: "m.0".into(),
+                        group: "m".into(),
+                        status: Some(500),
+                        error_class: Some("internal_server"),
+                        duration: Duration::from_millis(2),
+                        error: Some("the upstream answered 500: down".into()),
+                    },
+                    Attempt {
+                        deployment: "m.1".into(),
+                        group: "m".into(),
+                        status: Some(200),
+                        error_class: None,
+                        duration: Duration::from_millis(8),
+                        error: None,
+                    },
+                ],
+                attempts_omitted: 0,
+            })),
+        }
+    }
+
+    fn writer(dir: &Path, format: Format, max_bytes: u64) -> Writer {
+        let _ = fs::remove_dir_all(dir);
+        let settings = Settings {
+            dir: dir.to_owned(),
+            format,
+            max_files: 100,
+            max_bytes,
+        };
+        Writer::open(settings).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    fn lines(dir: &Path) -> Vec<serde_json::Value> {
+        let mut names: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .flat_map(|p| {
+                fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| unreachable!("{e}: {l}")))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_jsonl_record_embeds_bodies_and_attempts_on_one_line() {
+        let dir = std::env::temp_dir().join(format!("conclave-rl-jsonl-{}", std::process::id()));
+        let mut w = writer(&dir, Format::Jsonl, 64 * 1024 * 1024);
+        let mut sub = outcome("sub-1", OutcomeKind::SubCall, Some("req-1"));
+        sub.body.clear();
+        w.record(&sub);
+        w.record(&outcome("req-1", OutcomeKind::Request, None));
+        w.record(&outcome("req-2", OutcomeKind::Request, None));
+        let lines = lines(&dir);
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let first = &lines[0];
+        assert_eq!(first["request_id"], "req-1");
+        assert_eq!(first["attempt_count"], 2);
+        assert_eq!(first["usage"]["completion_tokens"], 4);
+        assert_eq!(first["request"]["api_key"], "[redacted]");
+        assert_eq!(first["request"]["model"], "m");
+        assert_eq!(first["response"]["usage"]["prompt_tokens"], 3);
+        let attempts = first["attempts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0]["status"], 500);
+        assert_eq!(attempts[0]["error_class"], "internal_server");
+        assert_eq!(attempts[0]["error"], "the upstream answered 500: down");
+        assert_eq!(attempts[1]["deployment"], "m.1");
+        assert_eq!(attempts[1]["duration_ms"], 8.0);
+        let subs = first["sub_calls"].as_array().cloned().unwrap_or_default();
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0]["parent_request_id"], "req-1");
+        assert_eq!(subs[0]["request"]["api_key"], "[redacted]");
+        assert_eq!(subs[0]["attempts"][0]["status"], 500);
+        assert!(subs[0].get("response").is_none(), "{:?}", subs[0]);
+        assert_eq!(lines[1]["sub_calls"], serde_json::json!([]));
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.to_string().contains("sk-client-secret"))
+        );
+    }
+
+    #[test]
+    fn jsonl_keeps_writing_across_rotations() {
+        let dir = std::env::temp_dir().join(format!("conclave-rl-rotate-{}", std::process::id()));
+        // Rotates at 1 KiB: about every other record.
+        let mut w = writer(&dir, Format::Jsonl, 2048);
+        for i in 0..6 {
+            w.record(&outcome(&format!("req-{i}"), OutcomeKind::Request, None));
+        }
+        let kept = lines(&dir);
+        let files = fs::read_dir(&dir).map(Iterator::count).unwrap_or(0);
+        let _ = fs::remove_dir_all(&dir);
+        assert!(files >= 2, "{files} files");
+        assert!(kept.iter().any(|l| l["request_id"] == "req-5"), "{kept:?}");
+    }
+
+    #[test]
+    fn text_logs_show_the_request_body_and_each_attempt() {
+        let mut o = outcome("req-t", OutcomeKind::Request, None);
+        o.error = Some("upstream_error".into());
+        let text = render_text(&o, &[]);
+        assert!(text.contains("attempts: 2\n"), "{text}");
+        assert!(
+            text.contains("== request body ==\n{\"model\":\"m\",\"api_key\":\"[redacted]\""),
+            "{text}"
+        );
+        assert!(text.contains("== attempts ==\n1. m.0 (group m): 500 internal_server in 2 ms: the upstream answered 500: down\n2. m.1 (group m): 200 in 8 ms\n"), "{text}");
+        assert!(!text.contains("sk-client-secret"), "{text}");
+    }
 
     #[test]
     fn names_are_sanitized_and_stamped() {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::attempts::AttemptLog;
 use super::caller::Caller;
 use super::meter::Meter;
 use super::sinks::Outcomes;
@@ -103,6 +104,9 @@ pub struct CallContext {
     /// The response cache a composite's sub-calls may use
     /// (`cache_params.composite_subcalls`).
     pub cache: Option<crate::cache::SubCalls>,
+    /// Where the router records each upstream call of this model call, for
+    /// its outcome; `None` unless request logs are on.
+    pub attempts: Option<Arc<AttemptLog>>,
 }
 
 impl CallContext {
@@ -112,6 +116,7 @@ impl CallContext {
             request,
             profile: None,
             cache: None,
+            attempts: crate::observe::request_logs_on().then(Arc::default),
         }
     }
 
@@ -121,7 +126,24 @@ impl CallContext {
             request: self.request.clone(),
             profile: Some(profile.into()),
             cache: self.cache.clone(),
+            attempts: self.attempts.as_ref().map(|_| Arc::default()),
         }
+    }
+
+    /// The same context with an attempt log of its own (when it records
+    /// attempts at all): for one of several model calls made under it, so
+    /// each call's outcome holds its own attempts even when they run at once.
+    pub fn for_call(&self) -> Self {
+        Self {
+            attempts: self.attempts.as_ref().map(|_| Arc::default()),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this call records what request logs show (its attempts and
+    /// the body it sent).
+    pub fn is_logged(&self) -> bool {
+        self.attempts.is_some()
     }
 
     /// Whether a composite strategy made this call (it may then use the
@@ -133,11 +155,14 @@ impl CallContext {
     /// A context for calls made outside any served request (start-up
     /// validation, benchmarks): its outcomes go nowhere.
     pub fn detached(caller: Caller, label: &str) -> Self {
-        Self::client(Arc::new(RequestContext::new(
-            RequestId::generate(),
-            caller,
-            label,
-            Outcomes::disabled(),
-        )))
+        Self {
+            attempts: None,
+            ..Self::client(Arc::new(RequestContext::new(
+                RequestId::generate(),
+                caller,
+                label,
+                Outcomes::disabled(),
+            )))
+        }
     }
 }

@@ -10,17 +10,19 @@
 //! the list is assembled.
 
 pub mod admission;
+mod attempts;
 mod caller;
 mod context;
 mod meter;
 mod outcome;
 pub mod sinks;
 
+pub use attempts::{Attempt, AttemptLog, MAX_ATTEMPTS};
 pub use caller::Caller;
 pub use context::{CallContext, RequestContext, RequestId};
 pub use meter::Meter;
 pub use outcome::{
-    CLIENT_CLOSED, CacheStatus, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome, Reported,
-    Usage, reported_in_body, usage_in_body,
+    CLIENT_CLOSED, CacheStatus, Logged, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome,
+    Reported, Usage, reported_in_body, usage_in_body,
 };
 pub use sinks::{OutcomeSink, Outcomes};

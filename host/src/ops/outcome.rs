@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use super::attempts::{Attempt, AttemptLog};
 use super::caller::Caller;
 use super::context::{CallContext, RequestId};
 use super::sinks::{CompositeRun, Outcomes};
@@ -115,6 +116,22 @@ pub struct Outcome {
     /// The client request's OpenTelemetry trace (its server span is built
     /// from this outcome); `None` for sub-calls and untraced requests.
     pub trace: Option<Arc<crate::observe::otel::RequestTrace>>,
+    /// What only request logs show; `None` unless they are on.
+    pub logged: Option<Box<Logged>>,
+}
+
+/// What request logs show beyond the other sinks' fields: the body that was
+/// sent and each upstream call. Recorded only while request logs are on.
+#[derive(Debug, Clone, Default)]
+pub struct Logged {
+    /// The request body as the client sent it (for a sub-call, as the
+    /// strategy sent it): a reference to the bytes read, credentials still
+    /// in it (the request log redacts them when it writes).
+    pub request_body: Option<Bytes>,
+    /// Each upstream call, in order, across retries and fallbacks.
+    pub attempts: Vec<Attempt>,
+    /// Upstream calls made past the kept ones.
+    pub attempts_omitted: u32,
 }
 
 impl Outcome {
@@ -123,15 +140,54 @@ impl Outcome {
         self.usage
             .or_else(|| self.body.iter().rev().find_map(|b| usage_in_body(b)))
     }
+
+    /// Keeps the request body for request logs, when they are on.
+    pub fn keep_request_body(&mut self, body: Bytes) {
+        if let Some(logged) = &mut self.logged {
+            logged.request_body = Some(body);
+        }
+    }
 }
 
 /// What an answer says about itself: its usage and the model that wrote it.
+/// Usage is read in OpenAI's names and in those of natively passed answers:
+/// Anthropic's (`input_tokens`, `output_tokens`, cache reads and writes
+/// counted as input) and the Responses API's.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct Reported {
     #[serde(default, deserialize_with = "reported_usage")]
     pub usage: Option<Usage>,
     #[serde(default)]
     pub model: Option<String>,
+    /// A stream event's type (`message_start`, `response.completed`, ...).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// The object a native stream event carries (`message_start`'s
+    /// `message`, `response.completed`'s `response`) and its usage.
+    #[serde(default, alias = "message", deserialize_with = "nested")]
+    pub response: Option<Box<Reported>>,
+}
+
+impl Reported {
+    /// The usage the answer or event reports, its own or its object's.
+    pub fn any_usage(&self) -> Option<Usage> {
+        self.usage
+            .or_else(|| self.response.as_ref().and_then(|r| r.usage))
+    }
+}
+
+/// A nested object's report; anything but an object reports nothing.
+fn nested<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<Reported>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Nested {
+        Object(Box<Reported>),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match serde::Deserialize::deserialize(d)? {
+        Nested::Object(r) => Some(r),
+        Nested::Other(_) => None,
+    })
 }
 
 fn reported_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
@@ -141,11 +197,27 @@ fn reported_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage
         prompt_tokens: u64,
         #[serde(default)]
         completion_tokens: u64,
+        // Anthropic's and the Responses API's names (null counts as 0).
+        #[serde(default)]
+        input_tokens: Option<u64>,
+        #[serde(default)]
+        output_tokens: Option<u64>,
+        #[serde(default)]
+        cache_read_input_tokens: Option<u64>,
+        #[serde(default)]
+        cache_creation_input_tokens: Option<u64>,
     }
     let usage: Option<ReportedUsage> = serde::Deserialize::deserialize(d)?;
-    Ok(usage.map(|u| Usage {
-        prompt_tokens: u.prompt_tokens,
-        completion_tokens: u.completion_tokens,
+    Ok(usage.map(|u| {
+        let n = |v: Option<u64>| v.unwrap_or(0);
+        Usage {
+            prompt_tokens: u
+                .prompt_tokens
+                .saturating_add(n(u.input_tokens))
+                .saturating_add(n(u.cache_read_input_tokens))
+                .saturating_add(n(u.cache_creation_input_tokens)),
+            completion_tokens: u.completion_tokens.saturating_add(n(u.output_tokens)),
+        }
     }))
 }
 
@@ -155,9 +227,10 @@ pub fn reported_in_body(body: &[u8]) -> Option<Reported> {
     serde_json::from_slice(body).ok()
 }
 
-/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk.
+/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk,
+/// or from a native answer or stream event ([`Reported::any_usage`]).
 pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
-    reported_in_body(body)?.usage
+    reported_in_body(body)?.any_usage()
 }
 
 /// An outcome under way: filled in as the work goes, emitted once on drop.
@@ -167,6 +240,8 @@ pub struct PendingOutcome {
     outcome: Option<Outcome>,
     started: Instant,
     outcomes: Outcomes,
+    /// The call's attempt log, taken into the outcome when it is emitted.
+    attempts: Option<Arc<AttemptLog>>,
 }
 
 impl PendingOutcome {
@@ -221,9 +296,11 @@ impl PendingOutcome {
                     OutcomeKind::Request => request.trace.clone(),
                     OutcomeKind::SubCall => None,
                 },
+                logged: ctx.attempts.as_ref().map(|_| Box::default()),
             }),
             started,
             outcomes: request.outcomes.clone(),
+            attempts: ctx.attempts.clone(),
         }
     }
 
@@ -258,6 +335,9 @@ impl PendingOutcome {
     fn send(&mut self) {
         if let Some(mut outcome) = self.outcome.take() {
             outcome.latency = self.started.elapsed();
+            if let (Some(log), Some(logged)) = (&self.attempts, &mut outcome.logged) {
+                (logged.attempts, logged.attempts_omitted) = log.take();
+            }
             self.outcomes.emit(outcome);
         }
     }
@@ -323,6 +403,20 @@ mod tests {
             })
         );
         assert_eq!(usage_in_body(br#"{"choices":[]}"#), None);
+        let usage = |prompt_tokens, completion_tokens| {
+            Some(Usage {
+                prompt_tokens,
+                completion_tokens,
+            })
+        };
+        let message = br#"{"type":"message","usage":{"input_tokens":3,"output_tokens":5,"cache_read_input_tokens":10,"cache_creation_input_tokens":null}}"#;
+        assert_eq!(usage_in_body(message), usage(13, 5));
+        let start = br#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":4,"output_tokens":1}}}"#;
+        assert_eq!(usage_in_body(start), usage(4, 1));
+        let completed = br#"{"type":"response.completed","response":{"object":"response","usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":2},"output_tokens":2,"total_tokens":9}}}"#;
+        assert_eq!(usage_in_body(completed), usage(7, 2));
+        let created = br#"{"type":"response.created","response":{"usage":null}}"#;
+        assert_eq!(usage_in_body(created), None);
         assert_eq!(usage_in_body(b"not json"), None);
     }
 }

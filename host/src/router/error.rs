@@ -29,6 +29,21 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The class as logs name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::ContextWindow => "context_window",
+            Self::ContentPolicy => "content_policy",
+            Self::Authentication => "authentication",
+            Self::NotFound => "not_found",
+            Self::Timeout => "timeout",
+            Self::RateLimit => "rate_limit",
+            Self::InternalServer => "internal_server",
+            Self::Connection => "connection",
+        }
+    }
+
     /// Whether a retry could help without changing the request.
     pub fn is_retryable(self) -> bool {
         matches!(

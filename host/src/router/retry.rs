@@ -3,14 +3,18 @@
 //! the gateway lives here.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::attempt::{Answer, attempt};
 use super::deployment::Deployment;
 use super::error::{ErrorClass, RouteError, classify};
 use super::{ModelGroup, RouteRequest, Router};
 use crate::config::RetryPolicyConfig;
+use crate::ops::Attempt;
 use crate::providers::UpstreamError;
+
+/// Longest error message an attempt record keeps.
+const MAX_ATTEMPT_ERROR_CHARS: usize = 1000;
 
 /// First backoff step when the same deployment must be retried.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
@@ -96,9 +100,21 @@ pub(super) async fn run_group(
     loop {
         let deployment = group.deployments[next].clone();
         *attempts += 1;
+        // Timed only when the call's attempts are recorded.
+        let started = req.ctx.attempts.as_ref().map(|_| Instant::now());
         let result = attempt(router, &deployment, req, capture).await;
         let error = match result {
             Ok(answer) => {
+                if let (Some(log), Some(started)) = (&req.ctx.attempts, started) {
+                    log.push(Attempt {
+                        deployment: deployment.id.clone(),
+                        group: group.name.clone(),
+                        status: Some(200),
+                        error_class: None,
+                        duration: started.elapsed(),
+                        error: None,
+                    });
+                }
                 tracing::debug!(
                     deployment = %deployment.id,
                     group = %group.name,
@@ -113,6 +129,19 @@ pub(super) async fn run_group(
         let class = classify(&error);
         router.record_failure(&deployment, class, retry_after_of(&error));
         let message = deployment.target.redact(&error.to_string());
+        if let (Some(log), Some(started)) = (&req.ctx.attempts, started) {
+            log.push(Attempt {
+                deployment: deployment.id.clone(),
+                group: group.name.clone(),
+                status: match &error {
+                    UpstreamError::Status { status, .. } => Some(*status),
+                    _ => None,
+                },
+                error_class: Some(class.label()),
+                duration: started.elapsed(),
+                error: Some(message.chars().take(MAX_ATTEMPT_ERROR_CHARS).collect()),
+            });
+        }
         deployment.with_checks(|c| c.record_error(message));
         if !tried.contains(&next) {
             tried.push(next);

@@ -470,9 +470,13 @@ async fn complete_via(
     ctx: &CallContext,
     req: &ChatRequest,
 ) -> Result<ChatResponse, Error> {
+    // Calls of one run may go at once: each records its own attempts.
+    let own = ctx.is_logged().then(|| ctx.for_call());
+    let ctx = own.as_ref().unwrap_or(ctx);
     let mut outcome = PendingOutcome::sub_call(ctx, &req.model, false);
     admit_sub_call(ctx, &req.model, &mut outcome)?;
     let body = body_from_request(req)?;
+    keep_sent(ctx, &mut outcome, &req.model, false, &body);
     let cached = match &ctx.cache {
         Some(cache) => cache.key(&req.model, &body).map(|key| (cache, key)),
         None => None,
@@ -572,6 +576,35 @@ fn charge_sub_call(
         .meter
         .charge(&request.caller, model, o.deployment.as_deref(), usage);
     o.cost = Some(cost);
+}
+
+/// Keeps the body a sub-call sends (model, stream and the fields the
+/// strategy set) for the request log, when request logs are on.
+fn keep_sent(
+    ctx: &CallContext,
+    outcome: &mut PendingOutcome,
+    model: &str,
+    stream: bool,
+    body: &crate::openai::RawFields,
+) {
+    if !ctx.is_logged() {
+        return;
+    }
+    let (Ok(mut sent), Ok(rest)) = (
+        serde_json::to_vec(&json!({"model": model, "stream": stream})),
+        serde_json::to_vec(body),
+    ) else {
+        return;
+    };
+    // `{"model":..,"stream":..}` and `{..rest..}` joined into one object.
+    if rest.len() > 2 {
+        sent.pop();
+        sent.push(b',');
+        sent.extend_from_slice(rest.get(1..).unwrap_or_default());
+    }
+    if let Some(o) = outcome.get_mut() {
+        o.keep_request_body(Bytes::from(sent));
+    }
 }
 
 /// Where a sub-call went, for its outcome.
@@ -727,8 +760,11 @@ impl RunState {
         let mut body = body_from_request(req)?;
         body.insert_value("stream_options", &json!({"include_usage": true}))
             .map_err(|e| Error::InvalidRequest(format!("stream_options cannot be encoded: {e}")))?;
-        let mut call = PendingOutcome::sub_call(&self.ctx, &req.model, true);
-        admit_sub_call(&self.ctx, &req.model, &mut call)?;
+        let own = self.ctx.is_logged().then(|| self.ctx.for_call());
+        let ctx = own.as_ref().unwrap_or(&self.ctx);
+        let mut call = PendingOutcome::sub_call(ctx, &req.model, true);
+        admit_sub_call(ctx, &req.model, &mut call)?;
+        keep_sent(ctx, &mut call, &req.model, true, &body);
         let routed = self
             .router
             .route(RouteRequest {
@@ -738,7 +774,7 @@ impl RunState {
                 body: &body,
                 fallbacks: None,
                 disable_fallbacks: false,
-                ctx: &self.ctx,
+                ctx,
             })
             .await;
         let mut chunks = match routed {
