@@ -17,7 +17,7 @@ use serde::de::IgnoredAny;
 
 use super::error::ApiError;
 use crate::openai::ProxyRequest;
-use crate::ops::{CallContext, OutcomeHandle, Usage, reported_in_body, usage_in_body};
+use crate::ops::{CallContext, OutcomeHandle, Usage, reported_in_body};
 
 /// The cost of the answer in USD (LiteLLM's `x-litellm-response-cost`).
 pub const RESPONSE_COST: HeaderName = HeaderName::from_static("x-conclave-response-cost");
@@ -128,6 +128,9 @@ pub struct Metered<S> {
     /// The usage chunk was not asked for by the client.
     strip: bool,
     charged: bool,
+    /// A native Anthropic stream's input usage (from `message_start`),
+    /// charged with the output `message_delta` reports.
+    opening: Option<Usage>,
 }
 
 impl<S> Metered<S> {
@@ -148,6 +151,7 @@ impl<S> Metered<S> {
             deployment: deployment.to_owned(),
             strip,
             charged: false,
+            opening: None,
         }
     }
 
@@ -157,9 +161,23 @@ impl<S> Metered<S> {
         if self.charged || !contains(payload, b"\"usage\"") {
             return false;
         }
-        let Some(chunk) = usage_chunk(payload) else {
+        let Some(mut chunk) = usage_chunk(payload) else {
             return false;
         };
+        match chunk.event.as_deref() {
+            // Anthropic reports input usage first, output at the end.
+            Some("message_start") => {
+                self.opening = Some(chunk.usage);
+                return false;
+            }
+            Some("message_delta") => {
+                let opening = self.opening.take().unwrap_or_default();
+                if chunk.usage.prompt_tokens == 0 {
+                    chunk.usage.prompt_tokens = opening.prompt_tokens;
+                }
+            }
+            _ => {}
+        }
         self.charged = true;
         charge(
             &self.ctx,
@@ -191,10 +209,12 @@ where
     }
 }
 
-/// A chunk's usage, and whether the chunk carries nothing else.
+/// A chunk's usage, whether the chunk carries nothing else, and the type
+/// of a native stream event (Anthropic's, the Responses API's).
 struct UsageChunk {
     usage: Usage,
     only_usage: bool,
+    event: Option<String>,
 }
 
 fn usage_chunk(payload: &[u8]) -> Option<UsageChunk> {
@@ -203,11 +223,13 @@ fn usage_chunk(payload: &[u8]) -> Option<UsageChunk> {
         #[serde(default)]
         choices: Vec<IgnoredAny>,
     }
-    let usage = usage_in_body(payload)?;
+    let reported = reported_in_body(payload)?;
+    let usage = reported.any_usage()?;
     let chunk: Chunk = serde_json::from_slice(payload).ok()?;
     Some(UsageChunk {
         usage,
-        only_usage: chunk.choices.is_empty(),
+        only_usage: chunk.choices.is_empty() && reported.kind.is_none(),
+        event: reported.kind,
     })
 }
 
@@ -244,5 +266,10 @@ mod tests {
         assert!(usage_chunk(only).unwrap().only_usage);
         assert!(!usage_chunk(with).unwrap().only_usage);
         assert!(usage_chunk(br#"{"choices":[],"usage":null}"#).is_none());
+        let delta =
+            usage_chunk(br#"{"type":"message_delta","usage":{"output_tokens":9}}"#).unwrap();
+        assert!(!delta.only_usage);
+        assert_eq!(delta.event.as_deref(), Some("message_delta"));
+        assert_eq!(delta.usage.completion_tokens, 9);
     }
 }
