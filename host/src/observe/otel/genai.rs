@@ -4,32 +4,38 @@
 
 use opentelemetry::{KeyValue, Value as OtelValue};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::span::Answer;
 
 #[derive(Deserialize, Default)]
-struct Reply {
+struct Reply<'a> {
     id: Option<String>,
     model: Option<String>,
-    #[serde(default)]
-    choices: Vec<Choice>,
+    #[serde(default, borrow)]
+    choices: Vec<Choice<'a>>,
     usage: Option<ReplyUsage>,
 }
 
 #[derive(Deserialize)]
-struct Choice {
+struct Choice<'a> {
     #[serde(default)]
     index: usize,
     finish_reason: Option<String>,
-    message: Option<Message>,
-    delta: Option<Message>,
+    #[serde(borrow)]
+    message: Option<Message<'a>>,
+    #[serde(borrow)]
+    delta: Option<Message<'a>>,
     text: Option<String>,
 }
 
+/// A message's content stays raw JSON: it is read only with the content
+/// opt-in, so an answer's text is not copied for every traced call.
 #[derive(Deserialize)]
-struct Message {
-    content: Option<Value>,
+struct Message<'a> {
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -51,7 +57,7 @@ struct Read {
 }
 
 impl Read {
-    fn take(&mut self, reply: Reply, capture: bool) {
+    fn take(&mut self, reply: Reply<'_>, capture: bool) {
         self.id = self.id.take().or(reply.id);
         self.model = reply.model.filter(|m| !m.is_empty()).or(self.model.take());
         if let Some(u) = reply.usage {
@@ -72,6 +78,7 @@ impl Read {
                     .message
                     .or(c.delta)
                     .and_then(|m| m.content)
+                    .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
                     .map(|v| text_of(&v))
                     .or(c.text);
                 if let Some(text) = text {
