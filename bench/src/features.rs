@@ -276,6 +276,9 @@ fn observed(setup: &Setup, baseline: &Baseline) -> Result<Observed> {
     drop(conclave);
     let (exports, bytes) = setup.mock.trace_exports();
     let request_log_bytes = dir_bytes(&log_dir)?;
+    // Deleted at once: hundreds of MB of dirty pages written back while the
+    // next run measures would slow it down.
+    std::fs::remove_dir_all(&log_dir)?;
     if exports == exports_before || request_log_bytes == 0 {
         return Err(fail(format!(
             "observability was not on: {} OTLP exports, {request_log_bytes} request-log bytes",

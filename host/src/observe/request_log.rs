@@ -19,7 +19,7 @@ mod redact;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -43,6 +43,8 @@ const MAX_SUB_CALLS: usize = 256;
 /// Bytes of sub-call records held for running composite requests; past
 /// it, sub-calls are held without their request bodies.
 const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
+/// Buffered JSON-lines bytes before a write to the file.
+const JSONL_BUFFER_BYTES: usize = 256 * 1024;
 /// The active JSON-lines file.
 const JSONL_ACTIVE: &str = "requests.jsonl";
 
@@ -116,8 +118,10 @@ pub struct Writer {
     /// Bytes of the records in `open`.
     held: usize,
     /// `requests.jsonl`, open for appending between records (closed when
-    /// rotated, dropped after a failed write and opened again).
-    active: Option<File>,
+    /// rotated, dropped after a failed write and opened again). Records are
+    /// buffered and reach the file at [`Writer::flush`], once per batch the
+    /// dispatcher drains, instead of one write call each.
+    active: Option<BufWriter<File>>,
     /// One JSON-lines record, reused.
     line: Vec<u8>,
 }
@@ -243,14 +247,16 @@ impl Writer {
             .filter(|f| f.0 == active)
             .map_or(0, |f| f.1);
         if current > 0 && current + line.len() as u64 > rotate_at {
+            self.flush();
             self.active = None;
             self.rotate(&active)?;
         }
         let file = match &mut self.active {
             Some(file) => file,
-            None => self
-                .active
-                .insert(OpenOptions::new().create(true).append(true).open(&active)?),
+            None => self.active.insert(BufWriter::with_capacity(
+                JSONL_BUFFER_BYTES,
+                OpenOptions::new().create(true).append(true).open(&active)?,
+            )),
         };
         if let Err(e) = file.write_all(line) {
             // Opened again for the next record: the file may have gone.
@@ -259,6 +265,21 @@ impl Writer {
         }
         self.add_file(active, line.len() as u64);
         Ok(())
+    }
+
+    /// Writes the buffered JSON-lines records out.
+    pub fn flush(&mut self) {
+        if let Some(file) = &mut self.active
+            && let Err(e) = file.flush()
+        {
+            tracing::warn!(
+                dir = %self.settings.dir.display(),
+                error = %e,
+                "cannot write the request log"
+            );
+            // Opened again for the next record: the file may have gone.
+            self.active = None;
+        }
     }
 
     /// Renames the active JSON-lines file after the time it was closed.
@@ -528,6 +549,8 @@ mod tests {
         w.record(&sub);
         w.record(&outcome("req-1", OutcomeKind::Request, None));
         w.record(&outcome("req-2", OutcomeKind::Request, None));
+        assert!(lines(&dir).is_empty(), "written before the batch ends");
+        w.flush();
         let lines = lines(&dir);
         let _ = fs::remove_dir_all(&dir);
         assert_eq!(lines.len(), 2, "{lines:?}");
@@ -567,6 +590,7 @@ mod tests {
         for i in 0..6 {
             w.record(&outcome(&format!("req-{i}"), OutcomeKind::Request, None));
         }
+        w.flush();
         let kept = lines(&dir);
         let files = fs::read_dir(&dir).map(Iterator::count).unwrap_or(0);
         let _ = fs::remove_dir_all(&dir);

@@ -43,6 +43,9 @@ pub trait OutcomeSink: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Takes one outcome.
     fn record(&self, outcome: &Outcome);
+    /// Called when the dispatcher has taken every queued outcome: a sink
+    /// that batches its writes hands them on here.
+    fn flush(&self) {}
 }
 
 /// The sinks every gateway has: composite trace logs, the access log, the
@@ -170,20 +173,31 @@ impl Outcomes {
 /// parked receiver must be woken by every send, which costs a futex call and
 /// a thread switch per request; a polling one costs the senders nothing.
 fn dispatch(mut rx: mpsc::Receiver<Message>, sinks: &[Arc<dyn OutcomeSink>]) {
+    let flush = || sinks.iter().for_each(|sink| sink.flush());
     loop {
+        let mut recorded = false;
         loop {
             match rx.try_recv() {
                 Ok(Message::Outcome(outcome)) => {
                     for sink in sinks {
                         sink.record(&outcome);
                     }
+                    recorded = true;
                 }
                 Ok(Message::Flush(ack)) => {
+                    flush();
+                    recorded = false;
                     let _ = ack.send(());
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    flush();
+                    return;
+                }
             }
+        }
+        if recorded {
+            flush();
         }
         std::thread::sleep(DRAIN_INTERVAL);
     }

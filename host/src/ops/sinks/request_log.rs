@@ -27,4 +27,10 @@ impl OutcomeSink for RequestLog {
             writer.record(outcome);
         }
     }
+
+    fn flush(&self) {
+        if let Ok(mut writer) = self.0.lock() {
+            writer.flush();
+        }
+    }
 }
