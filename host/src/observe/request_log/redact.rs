@@ -66,9 +66,12 @@ fn names_a_secret(text: &[u8]) -> bool {
         b == b'"'
             && SECRET_FIELDS.iter().any(|name| {
                 let n = name.len();
-                text.get(i + 1..i + 1 + n)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(name.as_bytes()))
-                    && text.get(i + 1 + n) == Some(&b'"')
+                // The closing quote first: one byte rules out almost every
+                // name before the case-insensitive comparison runs.
+                text.get(i + 1 + n) == Some(&b'"')
+                    && text
+                        .get(i + 1..i + 1 + n)
+                        .is_some_and(|s| s.eq_ignore_ascii_case(name.as_bytes()))
             })
     })
 }
