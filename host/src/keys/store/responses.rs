@@ -76,16 +76,8 @@ impl Store {
         cutoff: SystemTime,
         batch: u32,
     ) -> Result<u64, KeyError> {
-        let done = sqlx::query(
-            "DELETE FROM responses WHERE id IN \
-             (SELECT id FROM responses WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-        )
-        .bind(to_ms(cutoff))
-        .bind(i64::from(batch))
-        .execute(self.pool())
-        .await
-        .map_err(store_error)?;
-        Ok(done.rows_affected())
+        self.delete_oldest("responses", "created_at", cutoff, batch)
+            .await
     }
 }
 

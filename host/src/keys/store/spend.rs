@@ -307,15 +307,30 @@ impl Store {
         cutoff: SystemTime,
         batch: u32,
     ) -> Result<u64, KeyError> {
-        let done = sqlx::query(
-            "DELETE FROM spend_logs WHERE id IN \
-             (SELECT id FROM spend_logs WHERE started_at < $1 ORDER BY started_at LIMIT $2)",
-        )
-        .bind(to_ms(cutoff))
-        .bind(i64::from(batch))
-        .execute(self.pool())
-        .await
-        .map_err(store_error)?;
+        self.delete_oldest("spend_logs", "started_at", cutoff, batch)
+            .await
+    }
+
+    /// Deletes at most `batch` rows of `table` whose `time_column` is before
+    /// `cutoff`, oldest first (retention in bounded batches); how many.
+    /// `table` and `time_column` are this module's constants, never input.
+    pub(super) async fn delete_oldest(
+        &self,
+        table: &'static str,
+        time_column: &'static str,
+        cutoff: SystemTime,
+        batch: u32,
+    ) -> Result<u64, KeyError> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN \
+             (SELECT id FROM {table} WHERE {time_column} < $1 ORDER BY {time_column} LIMIT $2)"
+        );
+        let done = sqlx::query(&sql)
+            .bind(to_ms(cutoff))
+            .bind(i64::from(batch))
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
         Ok(done.rows_affected())
     }
 }
