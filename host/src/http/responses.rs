@@ -315,12 +315,8 @@ fn native_only(gateway: &crate::gateway::Gateway, model: &str) -> bool {
     if gateway.strategies.profile_for(model).is_some() {
         return false;
     }
-    let router = &gateway.router;
-    let name = router.aliases().get(model).map_or(model, String::as_str);
-    router.groups().iter().any(|g| {
-        g.name == name
-            && !g.deployments.is_empty()
-            && g.deployments.iter().all(|d| d.target.serves_responses())
+    gateway.router.group_named(model).is_some_and(|g| {
+        !g.deployments.is_empty() && g.deployments.iter().all(|d| d.target.serves_responses())
     })
 }
 

@@ -49,6 +49,8 @@ struct EndpointUrls {
     chat: reqwest::Url,
     completions: reqwest::Url,
     embeddings: reqwest::Url,
+    /// `{api_base}/responses`, for a natively passed Responses request.
+    responses: reqwest::Url,
 }
 
 impl EndpointUrls {
@@ -173,6 +175,7 @@ impl HttpTarget {
             chat: url(Endpoint::ChatCompletions)?,
             completions: url(Endpoint::Completions)?,
             embeddings: url(Endpoint::Embeddings)?,
+            responses: parse_url(&super::responses::responses_url(&base_url))?,
         });
         let native_responses = spec.name == "openai"
             && (base_url == OPENAI_BASE || crate::config::declares_responses(&params.extra));
@@ -287,8 +290,7 @@ impl HttpTarget {
             (bytes, false)
         };
         let url = if native_responses {
-            parse_url(&super::responses::responses_url(&self.base_url))
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+            self.urls.responses.clone()
         } else {
             self.url(model, call.endpoint)?
         };

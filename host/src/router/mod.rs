@@ -276,6 +276,13 @@ impl Router {
         })
     }
 
+    /// The group `model` names exactly (after aliases; wildcards are not
+    /// expanded): one map lookup, for per-request questions about a group.
+    pub fn group_named(&self, model: &str) -> Option<&Arc<ModelGroup>> {
+        self.groups
+            .get(self.aliases.get(model).map_or(model, String::as_str))
+    }
+
     /// Whether `model` names something this router serves.
     pub fn serves(&self, model: &str) -> bool {
         let name = self.aliases.get(model).map_or(model, String::as_str);
