@@ -3,6 +3,7 @@
 //! and into each `complete()` a strategy makes for a composite one, so a
 //! sub-call is governed and recorded like a request of the same caller.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -130,13 +131,17 @@ impl CallContext {
         }
     }
 
-    /// The same context with an attempt log of its own (when it records
-    /// attempts at all): for one of several model calls made under it, so
-    /// each call's outcome holds its own attempts even when they run at once.
-    pub fn for_call(&self) -> Self {
-        Self {
-            attempts: self.attempts.as_ref().map(|_| Arc::default()),
-            ..self.clone()
+    /// The context for one of several model calls made under this one: a
+    /// copy with an attempt log of its own when attempts are recorded (so
+    /// each call's outcome holds its own even when they run at once), this
+    /// context itself otherwise.
+    pub fn for_call(&self) -> Cow<'_, Self> {
+        match &self.attempts {
+            Some(_) => Cow::Owned(Self {
+                attempts: Some(Arc::default()),
+                ..self.clone()
+            }),
+            None => Cow::Borrowed(self),
         }
     }
 

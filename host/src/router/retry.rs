@@ -78,6 +78,35 @@ impl RetryPolicy {
     }
 }
 
+/// Records one upstream call in the call's attempt log, when it keeps one
+/// (`started` is set then): an answer, or a failure with its class and its
+/// redacted message.
+fn record_attempt(
+    req: &RouteRequest<'_>,
+    started: Option<Instant>,
+    deployment: &Deployment,
+    group: &ModelGroup,
+    failure: Option<(&UpstreamError, ErrorClass, &str)>,
+) {
+    let (Some(log), Some(started)) = (&req.ctx.attempts, started) else {
+        return;
+    };
+    let status = match failure {
+        None => Some(200),
+        Some((UpstreamError::Status { status, .. }, _, _)) => Some(*status),
+        Some(_) => None,
+    };
+    log.push(Attempt {
+        deployment: deployment.id.clone(),
+        group: group.name.clone(),
+        status,
+        error_class: failure.map(|(_, class, _)| class.label()),
+        duration: started.elapsed(),
+        error: failure
+            .map(|(_, _, message)| message.chars().take(MAX_ATTEMPT_ERROR_CHARS).collect()),
+    });
+}
+
 fn retry_after_of(error: &UpstreamError) -> Option<Duration> {
     match error {
         UpstreamError::Status { retry_after, .. } => *retry_after,
@@ -105,16 +134,7 @@ pub(super) async fn run_group(
         let result = attempt(router, &deployment, req, capture).await;
         let error = match result {
             Ok(answer) => {
-                if let (Some(log), Some(started)) = (&req.ctx.attempts, started) {
-                    log.push(Attempt {
-                        deployment: deployment.id.clone(),
-                        group: group.name.clone(),
-                        status: Some(200),
-                        error_class: None,
-                        duration: started.elapsed(),
-                        error: None,
-                    });
-                }
+                record_attempt(req, started, &deployment, group, None);
                 tracing::debug!(
                     deployment = %deployment.id,
                     group = %group.name,
@@ -129,19 +149,13 @@ pub(super) async fn run_group(
         let class = classify(&error);
         router.record_failure(&deployment, class, retry_after_of(&error));
         let message = deployment.target.redact(&error.to_string());
-        if let (Some(log), Some(started)) = (&req.ctx.attempts, started) {
-            log.push(Attempt {
-                deployment: deployment.id.clone(),
-                group: group.name.clone(),
-                status: match &error {
-                    UpstreamError::Status { status, .. } => Some(*status),
-                    _ => None,
-                },
-                error_class: Some(class.label()),
-                duration: started.elapsed(),
-                error: Some(message.chars().take(MAX_ATTEMPT_ERROR_CHARS).collect()),
-            });
-        }
+        record_attempt(
+            req,
+            started,
+            &deployment,
+            group,
+            Some((&error, class, &message)),
+        );
         deployment.with_checks(|c| c.record_error(message));
         if !tried.contains(&next) {
             tried.push(next);

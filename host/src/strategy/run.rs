@@ -471,8 +471,7 @@ async fn complete_via(
     req: &ChatRequest,
 ) -> Result<ChatResponse, Error> {
     // Calls of one run may go at once: each records its own attempts.
-    let own = ctx.is_logged().then(|| ctx.for_call());
-    let ctx = own.as_ref().unwrap_or(ctx);
+    let ctx = &*ctx.for_call();
     let mut outcome = PendingOutcome::sub_call(ctx, &req.model, false);
     admit_sub_call(ctx, &req.model, &mut outcome)?;
     let body = body_from_request(req)?;
@@ -760,8 +759,7 @@ impl RunState {
         let mut body = body_from_request(req)?;
         body.insert_value("stream_options", &json!({"include_usage": true}))
             .map_err(|e| Error::InvalidRequest(format!("stream_options cannot be encoded: {e}")))?;
-        let own = self.ctx.is_logged().then(|| self.ctx.for_call());
-        let ctx = own.as_ref().unwrap_or(&self.ctx);
+        let ctx = &*self.ctx.for_call();
         let mut call = PendingOutcome::sub_call(ctx, &req.model, true);
         admit_sub_call(ctx, &req.model, &mut call)?;
         keep_sent(ctx, &mut call, &req.model, true, &body);
