@@ -19,7 +19,8 @@ use arc_swap::ArcSwapOption;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::entry::{Entry, now_ms};
+use super::entry::Entry;
+use crate::logging::Throttle;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -27,30 +28,32 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_RETRY: Duration = Duration::from_secs(1);
 /// Budget of a write, a delete or a ping (off the answer's path).
 const WRITE_BUDGET: Duration = Duration::from_secs(2);
-/// At most one "Redis unavailable" warning per this many seconds.
-const WARN_INTERVAL_S: u64 = 60;
+/// At most one "Redis unavailable" warning per this long.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// Keys deleted per `UNLINK` when flushing a namespace.
 const FLUSH_BATCH: usize = 500;
 
 /// Redis failures: counted, and warned about at most once a minute.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
     pub errors: AtomicU64,
-    last_warning_s: AtomicU64,
+    warnings: Throttle,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            errors: AtomicU64::new(0),
+            warnings: Throttle::new(WARN_INTERVAL),
+        }
+    }
 }
 
 impl Health {
     /// Counts one failure and warns when the last warning is old enough.
     pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
         let total = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = now_ms() / 1000;
-        let last = self.last_warning_s.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_INTERVAL_S
-            && self
-                .last_warning_s
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.warnings.allow() {
             tracing::warn!(
                 %error,
                 failures = total,

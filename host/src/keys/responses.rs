@@ -13,7 +13,7 @@
 //! but not stored, and rows older than `responses_retention_period` are
 //! deleted by a background job and no longer found.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +23,7 @@ use tokio::sync::OnceCell;
 use super::store::{ResponseRow, Store};
 use super::{KeyError, Keys, budget_period, jobs, settings};
 use crate::config::GeneralSettings;
+use crate::logging::Throttle;
 
 /// How long stored responses are kept when nothing says otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
@@ -35,8 +36,8 @@ const WRITE_WAIT: Duration = Duration::from_secs(2);
 /// After a failed attempt to open the store, the next one waits this long,
 /// so a store that cannot be opened does not cost every request a connect.
 const OPEN_RETRY: Duration = Duration::from_secs(30);
-/// At most one warning about failed writes per this many seconds.
-const WARN_EVERY_SECS: u64 = 10;
+/// At most one warning about failed writes per this long.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How responses are stored, from `general_settings`.
 #[derive(Debug, Clone)]
@@ -99,8 +100,8 @@ struct Inner {
     source: Source,
     /// The first response too large to store has been logged.
     oversize_warned: AtomicBool,
-    /// When a failed write was last logged (epoch seconds).
-    last_warning: AtomicU64,
+    /// Failed writes: one warning per [`WARN_EVERY`].
+    write_warnings: Throttle,
 }
 
 /// Where the rows go.
@@ -138,7 +139,7 @@ impl ResponseStore {
                 settings,
                 source,
                 oversize_warned: AtomicBool::new(false),
-                last_warning: AtomicU64::new(0),
+                write_warnings: Throttle::new(WARN_EVERY),
             }),
         }
     }
@@ -285,17 +286,7 @@ impl ResponseStore {
     }
 
     fn warn(&self, message: &str) {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.inner.last_warning.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_EVERY_SECS
-            && self
-                .inner
-                .last_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.inner.write_warnings.allow() {
             tracing::warn!("{message}");
         } else {
             tracing::debug!("{message}");

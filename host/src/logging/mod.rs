@@ -1,6 +1,9 @@
 //! Log output via tracing: human-readable or JSON lines, filtered by `RUST_LOG`.
 
 mod json;
+mod throttle;
+
+pub use throttle::Throttle;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::JsonFields;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::outcome::Outcome;
+use crate::logging::Throttle;
 pub use access_log::{ACCESS_TARGET, AccessLog};
 pub use composite_log::{CompositeLog, CompositeRun};
 pub use metrics::MetricsSink;
@@ -33,7 +34,7 @@ const CHANNEL_CAPACITY: usize = 16 * 1024;
 /// How often the dispatcher takes what the channel holds.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 /// At most one "outcomes dropped" warning per this interval.
-const DROP_WARNING_INTERVAL_S: u64 = 60;
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Something that wants to know about every finished request and model call.
 /// Called on the dispatcher thread, one outcome at a time: a sink may block
@@ -87,7 +88,8 @@ enum Message {
 pub struct Outcomes {
     tx: Option<mpsc::Sender<Message>>,
     dropped: Arc<AtomicU64>,
-    last_warning: Arc<AtomicU64>,
+    /// One "falling behind" warning per [`DROP_WARNING_INTERVAL`].
+    drop_warnings: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for Outcomes {
@@ -108,7 +110,7 @@ impl Outcomes {
         Ok(Self {
             tx: Some(tx),
             dropped: Arc::default(),
-            last_warning: Arc::default(),
+            drop_warnings: Arc::new(Throttle::new(DROP_WARNING_INTERVAL)),
         })
     }
 
@@ -117,7 +119,7 @@ impl Outcomes {
         Self {
             tx: None,
             dropped: Arc::default(),
-            last_warning: Arc::default(),
+            drop_warnings: Arc::new(Throttle::new(DROP_WARNING_INTERVAL)),
         }
     }
 
@@ -151,16 +153,7 @@ impl Outcomes {
     }
 
     fn warn_dropped(&self, dropped: u64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_warning.load(Ordering::Relaxed);
-        if now >= last + DROP_WARNING_INTERVAL_S
-            && self
-                .last_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.drop_warnings.allow() {
             tracing::warn!(
                 dropped,
                 "outcome sinks are falling behind; outcomes were dropped"
