@@ -529,14 +529,7 @@ fn is_final(name: &str) -> bool {
 /// Whether a stream's first payload is a Responses event rather than a
 /// chat chunk.
 fn is_native_event(payload: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-    }
-    serde_json::from_slice::<Typed>(payload)
-        .ok()
-        .and_then(|t| t.kind)
+    crate::providers::responses::event_type(payload)
         .is_some_and(|kind| kind.starts_with("response.") || kind == "error")
 }
 

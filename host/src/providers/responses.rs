@@ -74,17 +74,19 @@ where
     ))
 }
 
-/// Whether `payload` is an event that ends the stream.
-fn is_terminal(payload: &[u8]) -> bool {
+/// The `type` of a Responses stream event's payload, read without the rest.
+pub fn event_type(payload: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     #[derive(serde::Deserialize)]
     struct Typed<'a> {
         #[serde(rename = "type", borrow)]
         kind: Option<std::borrow::Cow<'a, str>>,
     }
-    serde_json::from_slice::<Typed<'_>>(payload)
-        .ok()
-        .and_then(|t| t.kind)
-        .is_some_and(|kind| TERMINAL.contains(&kind.as_ref()))
+    serde_json::from_slice::<Typed<'_>>(payload).ok()?.kind
+}
+
+/// Whether `payload` is an event that ends the stream.
+fn is_terminal(payload: &[u8]) -> bool {
+    event_type(payload).is_some_and(|kind| TERMINAL.contains(&kind.as_ref()))
 }
 
 #[cfg(test)]
