@@ -307,6 +307,9 @@ struct Responses {
     /// natively: a request the chat translation refuses (built-in tools,
     /// item types chat cannot carry) still goes to them.
     native_only: bool,
+    /// Some deployment serves it natively, so the request carries its own
+    /// body for them ([`NATIVE_FIELD`]).
+    carry_native: bool,
 }
 
 /// Whether `model` (or the alias naming it) is a plain group whose every
@@ -358,6 +361,7 @@ impl Dialect for Responses {
             keeper: None,
             previous: body["previous_response_id"].clone(),
             native_only: false,
+            carry_native: false,
         }
     }
 
@@ -372,7 +376,10 @@ impl Dialect for Responses {
         if !body.is_object() {
             return Ok(body);
         }
-        if let Some(model) = body["model"].as_str() {
+        self.carry_native = scope.gateway.router.serves_native_responses();
+        if self.carry_native
+            && let Some(model) = body["model"].as_str()
+        {
             self.native_only = native_only(&scope.gateway, model);
         }
         let store = &state.ops.responses;
@@ -401,7 +408,8 @@ impl Dialect for Responses {
     }
 
     /// The chat translation, carrying the (resolved) body for deployments
-    /// that serve the Responses API, which send it as it is ([`NATIVE_FIELD`]).
+    /// that serve the Responses API, which send it as it is ([`NATIVE_FIELD`]),
+    /// when the gateway has any.
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError> {
         let mut chat = match request_to_chat(body) {
             Ok(chat) => chat,
@@ -418,7 +426,9 @@ impl Dialect for Responses {
             }
             Err(e) => return Err(e),
         };
-        if let Some(map) = chat.as_object_mut() {
+        if self.carry_native
+            && let Some(map) = chat.as_object_mut()
+        {
             map.insert(NATIVE_FIELD.into(), body.clone());
         }
         Ok(chat)

@@ -93,6 +93,8 @@ pub struct Router {
     max_response_bytes: usize,
     /// Groups that exist only because a composite topology names them.
     internal: HashSet<String>,
+    /// Some deployment serves the Responses API natively.
+    native_responses: bool,
 }
 
 /// Longest model name part a wildcard may capture.
@@ -159,6 +161,11 @@ impl Router {
         let aliases = build::aliases(rs, &mut found);
         let balancer = found.refuse_problems(&loaded.path, balancer)?;
         let (groups, wildcards) = build::index_groups(grouped);
+        let native_responses = groups
+            .values()
+            .chain(wildcards.iter().map(|(_, g)| g))
+            .flat_map(|g| &g.deployments)
+            .any(|d| d.target.serves_responses());
         let router = Router {
             groups,
             wildcards,
@@ -172,6 +179,7 @@ impl Router {
             client,
             max_response_bytes: attempt::response_limit(&loaded.config.general_settings),
             internal: internal_groups(&loaded.config.model_list, extra),
+            native_responses,
         };
         build::warn_unknown_fallbacks(&router, &loaded.config, &mut found);
         Ok(RouterBuild {
@@ -281,6 +289,12 @@ impl Router {
     pub fn group_named(&self, model: &str) -> Option<&Arc<ModelGroup>> {
         self.groups
             .get(self.aliases.get(model).map_or(model, String::as_str))
+    }
+
+    /// Whether any deployment serves the Responses API natively: when none
+    /// does, a Responses request need not carry its own body along.
+    pub fn serves_native_responses(&self) -> bool {
+        self.native_responses
     }
 
     /// Whether `model` names something this router serves.
