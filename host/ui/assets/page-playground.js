@@ -1,0 +1,229 @@
+// Playground: one prompt to any model or composite profile, streamed
+// (fetch + SSE). A composite's stage trace (reasoning_content lines) fills
+// the panel beside the answer and a provisional timeline timed in the page;
+// when the stream ends, the real trace is fetched by the request id header
+// and drawn with the request page's timeline.
+
+import { api, authHeaders, errorOf } from './api.js';
+import { h, s, show, debounce } from './dom.js';
+import * as f from './format.js';
+import { sseParser } from './sse.js';
+import { layoutTrace, parseReasoning, nodesFromEvents } from './timeline.js';
+import { drawTimeline, legend } from './timeline-svg.js';
+
+let lastModel = '';
+let lastPrompt = 'What is the answer to life, the universe and everything?';
+
+export function mount(main) {
+  const select = h('select', { id: 'pg-model', name: 'model', required: true }, h('option', { value: '' }, 'Loading models…'));
+  const prompt = h('textarea', { id: 'pg-prompt', name: 'prompt', rows: '4', required: true }, lastPrompt);
+  const send = h('button', { type: 'submit', id: 'pg-send', class: 'btn btn-primary' }, 'Send');
+  const stop = h('button', { type: 'button', id: 'pg-stop', class: 'btn', hidden: true }, 'Stop');
+  const status = h('p', { id: 'pg-status', class: 'pg-status', role: 'status' });
+  const meta = h('p', { id: 'pg-meta', class: 'muted small' });
+  const answer = h('div', { id: 'pg-answer', class: 'pg-answer', 'aria-live': 'off', tabindex: '0' });
+  const trace = h('div', { id: 'pg-trace', class: 'pg-trace', tabindex: '0' });
+  const svg = s('svg', { id: 'pg-timeline', class: 'timeline' });
+  const timelineNote = h('p', { class: 'muted small' });
+  const timelineCard = h('section', { class: 'card', hidden: true },
+    h('div', { class: 'card-head' }, h('h2', null, 'Timeline'), timelineNote),
+    h('div', { class: 'timeline-wrap' }, svg), legend());
+  const form = h('form', { id: 'pg-form', class: 'pg-form' },
+    h('div', { class: 'field' }, h('label', { for: 'pg-model' }, 'Model or profile'), select),
+    h('div', { class: 'field field-wide' }, h('label', { for: 'pg-prompt' }, 'Prompt'), prompt),
+    h('div', { class: 'field-buttons' }, send, stop, h('span', { class: 'muted small' }, 'Ctrl+Enter sends')));
+  const root = h('section', { id: 'playground', class: 'page' },
+    h('h1', null, 'Playground'),
+    h('section', { class: 'card' }, form, status, meta),
+    h('div', { class: 'pg-grid' },
+      h('section', { class: 'card' }, h('h2', null, 'Answer'), answer),
+      h('section', { class: 'card' }, h('h2', null, 'Stage trace'), trace)),
+    timelineCard);
+  main.append(root);
+
+  let controller = null;
+  let ticker = null;
+  let composites = new Set();
+
+  (async () => {
+    try {
+      const [list, models] = await Promise.allSettled([api('/v1/models'), api('/ui/api/models')]);
+      if (list.status === 'rejected') throw list.reason;
+      if (models.status === 'fulfilled') composites = new Set((models.value.profiles ?? []).map((p) => p.model_name));
+      const ids = (list.value.data ?? []).map((m) => m.id).sort();
+      const comp = ids.filter((id) => composites.has(id));
+      const plain = ids.filter((id) => !composites.has(id));
+      const opts = (xs) => xs.map((id) => h('option', { value: id }, id));
+      select.replaceChildren(
+        ...(comp.length ? [h('optgroup', { label: 'Composite profiles' }, opts(comp)), h('optgroup', { label: 'Models' }, opts(plain))] : opts(plain)));
+      if (ids.includes(lastModel)) select.value = lastModel;
+      if (!ids.length) show(status, 'No model is served.');
+    } catch (e) {
+      select.replaceChildren(h('option', { value: '' }, 'no models'));
+      status.textContent = `error: could not list the models: ${e.message}`;
+    } finally {
+      root.dataset.ready = 'true';
+    }
+  })();
+
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    run();
+  });
+  prompt.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      run();
+    }
+  });
+  stop.addEventListener('click', () => controller?.abort());
+
+  async function run() {
+    const model = select.value;
+    const text = prompt.value.trim();
+    if (!model || !text) {
+      status.textContent = 'error: pick a model and write a prompt';
+      return;
+    }
+    lastModel = model;
+    lastPrompt = prompt.value;
+    controller?.abort();
+    controller = new AbortController();
+    const mine = controller;
+    answer.replaceChildren();
+    trace.replaceChildren();
+    meta.textContent = '';
+    timelineCard.hidden = true;
+    redraw = null;
+    send.disabled = true;
+    stop.hidden = false;
+    status.textContent = 'sending…';
+
+    const t0 = performance.now();
+    const times = []; // when each stage event arrived, ms since sending
+    let reasoning = '';
+    let firstToken = null;
+    let usage = null;
+    let streamError = null;
+    let done = false;
+    const live = () => {
+      const { events } = parseReasoning(reasoning);
+      const elapsed = performance.now() - t0;
+      while (times.length < events.length) times.push(elapsed);
+      if (!events.length) return;
+      timelineCard.hidden = false;
+      timelineNote.textContent = 'live: stage events as they arrive, timed in this page';
+      const nodes = nodesFromEvents(events.map((e, i) => ({ ...e, at_ms: times[i] })), { profile: model, elapsed_ms: elapsed });
+      const layout = layoutTrace(nodes, [], { extendStages: true });
+      redraw = () => drawTimeline(svg, layout, { live: true });
+      redraw();
+    };
+
+    let requestId = null;
+    try {
+      const res = await fetch('/v1/chat/completions', {
+        method: 'POST',
+        signal: mine.signal,
+        headers: authHeaders({ 'content-type': 'application/json', accept: 'text/event-stream' }),
+        body: JSON.stringify({ model, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: text }] }),
+      });
+      requestId = res.headers.get('x-conclave-request-id');
+      if (!res.ok) throw await errorOf(res);
+      status.textContent = 'streaming…';
+      ticker = setInterval(live, 250);
+      const parser = sseParser((data) => {
+        if (data === '[DONE]') {
+          done = true;
+          return;
+        }
+        let msg;
+        try {
+          msg = JSON.parse(data);
+        } catch {
+          return; // not JSON: not ours to show
+        }
+        if (msg.error) {
+          streamError = msg.error.message ?? String(msg.error);
+          return;
+        }
+        if (msg.usage) usage = msg.usage;
+        const delta = msg.choices?.[0]?.delta ?? {};
+        if (delta.reasoning_content) {
+          reasoning += delta.reasoning_content;
+          trace.append(delta.reasoning_content);
+          trace.scrollTop = trace.scrollHeight;
+        }
+        if (delta.content) {
+          firstToken ??= performance.now() - t0;
+          answer.append(delta.content);
+        }
+      });
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { value, done: end } = await reader.read();
+        if (end) break;
+        parser.push(decoder.decode(value, { stream: true }));
+      }
+      parser.push(decoder.decode());
+      parser.end();
+      if (!done && !streamError) streamError = 'the stream ended before [DONE]';
+    } catch (e) {
+      streamError = e.name === 'AbortError' ? 'stopped' : e.status === 0 || e instanceof TypeError ? 'the gateway cannot be reached' : e.message;
+    } finally {
+      clearInterval(ticker);
+      ticker = null;
+    }
+    if (mine !== controller) return; // a newer run took over
+    const total = performance.now() - t0;
+    meta.textContent = [
+      `${f.ms(total)} in all`,
+      firstToken != null ? `first token after ${f.ms(firstToken)}` : null,
+      usage ? `${f.int(usage.prompt_tokens)} prompt + ${f.int(usage.completion_tokens)} completion tokens` : null,
+    ].filter(Boolean).join(' · ');
+    live();
+    if (requestId) {
+      status.textContent = 'fetching the trace…';
+      await realTrace(requestId, mine.signal, reasoning !== '' || composites.has(model));
+    }
+    if (mine !== controller) return;
+    status.textContent = streamError ? `error: ${streamError}` : 'done';
+    send.disabled = false;
+    stop.hidden = true;
+  }
+
+  /** The recorded request: its real timeline (retried for ~2 s while it is being written). */
+  async function realTrace(id, signal, composite) {
+    const href = `#/requests/${encodeURIComponent(id)}`;
+    for (let i = 0; i < 8; i++) {
+      try {
+        const d = await api(`/ui/api/requests/${encodeURIComponent(id)}`, { signal });
+        if (Array.isArray(d.trace) || !composite || i === 7) {
+          meta.append(' · ', h('a', { href, id: 'pg-request-link' }, 'open the request'));
+        }
+        if (Array.isArray(d.trace)) {
+          const layout = layoutTrace(d.trace, d.calls ?? [], { requestTime: d.request?.time });
+          timelineCard.hidden = false;
+          timelineNote.replaceChildren('as recorded by the gateway · ', h('a', { href }, 'details'));
+          redraw = () => drawTimeline(svg, layout);
+          redraw();
+          return;
+        }
+        if (!composite) return;
+      } catch (e) {
+        if (e.name === 'AbortError' || (e.status && e.status !== 404)) return;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  let redraw = null;
+  const onResize = debounce(() => redraw?.(), 150);
+  window.addEventListener('resize', onResize);
+  return () => {
+    controller?.abort();
+    controller = null;
+    clearInterval(ticker);
+    window.removeEventListener('resize', onResize);
+  };
+}
