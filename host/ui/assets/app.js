@@ -84,8 +84,14 @@ async function signIn(value) {
   try {
     session = await api('/ui/api/session', { quiet401: true });
   } catch (e) {
+    session = null;
     key.clear();
     return e.status === 401 ? `This key was refused: ${e.message}` : e.message;
+  }
+  if (session?.login_required || !session?.role) {
+    session = null;
+    key.clear();
+    return 'This key was refused.';
   }
   chrome();
   firstRoute = true;
@@ -98,11 +104,17 @@ async function boot() {
   try {
     session = await api('/ui/api/session', { quiet401: true });
   } catch (e) {
-    if (e.status === 401) return showLogin(key.get() ? 'Your key is no longer accepted; sign in again.' : null);
+    if (e.status === 401) {
+      key.clear();
+      return showLogin('Your key is no longer accepted; sign in again.');
+    }
     show(main, notice(`The dashboard could not start: ${e.message}`, 'error'),
       h('button', { type: 'button', class: 'btn', onclick: boot }, 'Try again'));
     return;
   }
+  // Asked without a key where one is needed, the gateway answers
+  // login_required (a 200, so the browser logs no error) rather than 401.
+  if (session?.login_required || !session?.role) return showLogin(null);
   chrome();
   route();
 }

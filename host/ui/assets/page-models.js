@@ -77,7 +77,7 @@ export function mount(main) {
         ['Loaded', f.when(d.loaded_at)],
         ['Reloads', d.reloads ? `${f.int(d.reloads.ok)} ok, ${f.int(d.reloads.failed)} failed` : null],
         ['Last reload', lr ? outcome(lr) : 'none since start'],
-        ['Last failed reload', le && le !== lr ? outcome(le) : null],
+        ['Last failed reload', le && le.time !== lr?.time ? outcome(le) : null],
       ])));
   }
 

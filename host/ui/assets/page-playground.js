@@ -4,7 +4,7 @@
 // when the stream ends, the real trace is fetched by the request id header
 // and drawn with the request page's timeline.
 
-import { api, authHeaders, errorOf } from './api.js';
+import { api, authHeaders, errorOf, query } from './api.js';
 import { h, s, show, debounce } from './dom.js';
 import * as f from './format.js';
 import { sseParser } from './sse.js';
@@ -100,6 +100,7 @@ export function mount(main) {
     status.textContent = 'sending…';
 
     const t0 = performance.now();
+    const sentAt = Date.now() / 1000;
     const times = []; // when each stage event arrived, ms since sending
     let reasoning = '';
     let firstToken = null;
@@ -120,6 +121,7 @@ export function mount(main) {
     };
 
     let requestId = null;
+    let streamed = false;
     try {
       const res = await fetch('/v1/chat/completions', {
         method: 'POST',
@@ -130,6 +132,7 @@ export function mount(main) {
       requestId = res.headers.get('x-conclave-request-id');
       if (!res.ok) throw await errorOf(res);
       status.textContent = 'streaming…';
+      streamed = true;
       ticker = setInterval(live, 250);
       const parser = sseParser((data) => {
         if (data === '[DONE]') {
@@ -182,9 +185,9 @@ export function mount(main) {
       usage ? `${f.int(usage.prompt_tokens)} prompt + ${f.int(usage.completion_tokens)} completion tokens` : null,
     ].filter(Boolean).join(' · ');
     live();
-    if (requestId) {
+    if (requestId && streamed) {
       status.textContent = 'fetching the trace…';
-      await realTrace(requestId, mine.signal, reasoning !== '' || composites.has(model));
+      await realTrace(requestId, model, sentAt, mine.signal);
     }
     if (mine !== controller) return;
     status.textContent = streamError ? `error: ${streamError}` : 'done';
@@ -192,16 +195,20 @@ export function mount(main) {
     stop.hidden = true;
   }
 
-  /** The recorded request: its real timeline (retried for ~2 s while it is being written). */
-  async function realTrace(id, signal, composite) {
+  /**
+   * The recorded request and its real timeline. Its outcome is written just
+   * after the stream ends, so the table is asked (a 200 either way) until the
+   * id shows up, rather than the request itself (a 404 until then).
+   */
+  async function realTrace(id, model, sentAt, signal) {
     const href = `#/requests/${encodeURIComponent(id)}`;
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 10; i++) {
       try {
-        const d = await api(`/ui/api/requests/${encodeURIComponent(id)}`, { signal });
-        if (Array.isArray(d.trace) || !composite || i === 7) {
+        const list = await api(`/ui/api/requests${query({ model, since: (sentAt - 5).toFixed(3), limit: 200 })}`, { signal });
+        if ((list.requests ?? []).some((r) => r.id === id)) {
+          const d = await api(`/ui/api/requests/${encodeURIComponent(id)}`, { signal });
           meta.append(' · ', h('a', { href, id: 'pg-request-link' }, 'open the request'));
-        }
-        if (Array.isArray(d.trace)) {
+          if (!Array.isArray(d.trace)) return;
           const layout = layoutTrace(d.trace, d.calls ?? [], { requestTime: d.request?.time });
           timelineCard.hidden = false;
           timelineNote.replaceChildren('as recorded by the gateway · ', h('a', { href }, 'details'));
@@ -209,11 +216,10 @@ export function mount(main) {
           redraw();
           return;
         }
-        if (!composite) return;
-      } catch (e) {
-        if (e.name === 'AbortError' || (e.status && e.status !== 404)) return;
+      } catch {
+        return; // aborted, or the recorded request cannot be read: the live timeline stays
       }
-      await new Promise((r) => setTimeout(r, 250));
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
 

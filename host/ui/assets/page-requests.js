@@ -8,6 +8,7 @@ import * as f from './format.js';
 import { statusBadge, cacheBadge, caller, model } from './summary.js';
 
 const REFRESH_MS = 1000;
+const STATUS_FILTER = /^(ok|error|[1-5]xx|[1-5]\d\d)$/;
 const SINCE = { '5m': 300, '1h': 3600, '1d': 86400, all: null };
 // Filters survive a visit to a request's page and back.
 const filters = { model: '', status: '', key: '', since: 'all' };
@@ -31,7 +32,7 @@ export function mount(main, { session }) {
       h('button', { type: 'submit', id: 'filter-apply', class: 'btn btn-primary' }, 'Apply'),
       h('button', { type: 'button', class: 'btn', onclick: clear }, 'Clear')),
     statusList, modelList, keyList);
-  const pause = h('button', { type: 'button', class: 'btn btn-quiet', 'aria-pressed': 'false', onclick: togglePause }, '⏸ Pause');
+  const pause = h('button', { type: 'button', class: 'btn btn-quiet', 'aria-pressed': 'false', onclick: togglePause }, 'Pause updates');
   const meta = h('span', { class: 'muted', 'aria-live': 'off' });
   const msg = h('div', { 'aria-live': 'polite' });
   const tbody = h('tbody');
@@ -45,12 +46,22 @@ export function mount(main, { session }) {
     form, msg, scrollTable(tableEl, 'Requests table'), empty);
   main.append(root);
 
-  // Apply as the user types (debounced), on change, and on submit.
+  // Apply as the user types (debounced), on change, and on submit. A status
+  // the gateway would refuse (half typed) is not sent.
+  const statusInput = form.elements.namedItem('status');
   const apply = () => {
+    const status = statusInput.value.trim().toLowerCase();
+    if (status && !STATUS_FILTER.test(status)) {
+      statusInput.setAttribute('aria-invalid', 'true');
+      show(msg, notice('Status: ok, error, 1xx to 5xx, or a status code such as 429.', 'info'));
+      return;
+    }
+    statusInput.removeAttribute('aria-invalid');
     for (const name of ['model', 'status', 'key', 'since']) {
       const el = form.elements.namedItem(name);
       if (el) filters[name] = el.value.trim();
     }
+    filters.status = status;
     load();
   };
   const typed = debounce(apply, 350);
@@ -74,7 +85,6 @@ export function mount(main, { session }) {
   function togglePause() {
     paused = !paused;
     pause.setAttribute('aria-pressed', String(paused));
-    pause.textContent = paused ? '▶ Resume' : '⏸ Pause';
     if (!paused) load();
   }
 

@@ -115,7 +115,7 @@ function labelRow(geo, by, rightEdge) {
  * the call's node id) on the svg.
  */
 export function drawTimeline(svg, layout, { live = false } = {}) {
-  const width = Math.max(480, widthOf(svg.parentElement, 800));
+  const width = Math.max(300, widthOf(svg.parentElement, 800));
   const plotW = width - PAD_L - PAD_R;
   const total = Math.max(layout.duration_ms, 1);
   const x = (t) => PAD_L + (Math.max(0, t) / total) * plotW;
