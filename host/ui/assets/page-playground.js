@@ -12,11 +12,11 @@ import { layoutTrace, parseReasoning, nodesFromEvents } from './timeline.js';
 import { drawTimeline, legend } from './timeline-svg.js';
 
 let lastModel = '';
-let lastPrompt = 'What is the answer to life, the universe and everything?';
+let lastPrompt = '';
 
 export function mount(main) {
   const select = h('select', { id: 'pg-model', name: 'model', required: true }, h('option', { value: '' }, 'Loading models…'));
-  const prompt = h('textarea', { id: 'pg-prompt', name: 'prompt', rows: '4', required: true }, lastPrompt);
+  const prompt = h('textarea', { id: 'pg-prompt', name: 'prompt', rows: '4', required: true, placeholder: 'Ask something, e.g. What is six times seven?' }, lastPrompt);
   const send = h('button', { type: 'submit', id: 'pg-send', class: 'btn btn-primary' }, 'Send');
   const stop = h('button', { type: 'button', id: 'pg-stop', class: 'btn', hidden: true }, 'Stop');
   const status = h('p', { id: 'pg-status', class: 'pg-status', role: 'status' });
@@ -107,14 +107,21 @@ export function mount(main) {
     let usage = null;
     let streamError = null;
     let done = false;
+    // Stage events are timed as they arrive; the live timeline is redrawn
+    // then, and every 250 ms so the run visibly goes on.
+    let events = [];
+    const arrived = () => {
+      const parsed = parseReasoning(reasoning).events;
+      const now = performance.now() - t0;
+      while (times.length < parsed.length) times.push(now);
+      events = parsed;
+      live();
+    };
     const live = () => {
-      const { events } = parseReasoning(reasoning);
-      const elapsed = performance.now() - t0;
-      while (times.length < events.length) times.push(elapsed);
       if (!events.length) return;
       timelineCard.hidden = false;
-      timelineNote.textContent = 'live: stage events as they arrive, timed in this page';
-      const nodes = nodesFromEvents(events.map((e, i) => ({ ...e, at_ms: times[i] })), { profile: model, elapsed_ms: elapsed });
+      timelineNote.textContent = 'live: stage events as they arrive, timed in this page; the calls are drawn when the run ends';
+      const nodes = nodesFromEvents(events.map((e, i) => ({ ...e, at_ms: times[i] })), { profile: model, elapsed_ms: performance.now() - t0 });
       const layout = layoutTrace(nodes, [], { extendStages: true });
       redraw = () => drawTimeline(svg, layout, { live: true });
       redraw();
@@ -155,6 +162,7 @@ export function mount(main) {
           reasoning += delta.reasoning_content;
           trace.append(delta.reasoning_content);
           trace.scrollTop = trace.scrollHeight;
+          arrived();
         }
         if (delta.content) {
           firstToken ??= performance.now() - t0;
@@ -184,7 +192,8 @@ export function mount(main) {
       firstToken != null ? `first token after ${f.ms(firstToken)}` : null,
       usage ? `${f.int(usage.prompt_tokens)} prompt + ${f.int(usage.completion_tokens)} completion tokens` : null,
     ].filter(Boolean).join(' · ');
-    live();
+    if (reasoning && !reasoning.endsWith('\n')) reasoning += '\n'; // the last event is complete now
+    arrived();
     if (requestId && streamed) {
       status.textContent = 'fetching the trace…';
       await realTrace(requestId, model, sentAt, mine.signal);

@@ -129,6 +129,10 @@ export function drawTimeline(svg, layout, { live = false } = {}) {
       s('rect', { class: 'hatch-bg', width: 6, height: 6 }),
       s('line', { class: 'hatch-line', x1: 0, y1: 0, x2: 0, y2: 6 }))));
 
+  // Lane backgrounds first, so the grid lines show through them.
+  const backgrounds = s('g', { class: 'tl-backgrounds', 'aria-hidden': 'true' });
+  out.push(backgrounds);
+
   // Time axis: labels on top, grid lines through every lane.
   const step = timeStep(total, Math.floor(plotW / 90));
   const axis = s('g', { class: 'tl-axis', 'aria-hidden': 'true' });
@@ -155,7 +159,7 @@ export function drawTimeline(svg, layout, { live = false } = {}) {
     const hue = `hue-${si % HUES}`;
     const lane = s('g', { class: `tl-lane ${hue}`, 'data-stage': st.name });
     const lh = laneH(st);
-    lane.append(s('rect', { class: `lane-bg${si % 2 ? ' odd' : ''}`, x: 0, y, width, height: lh }));
+    backgrounds.append(s('rect', { class: `lane-bg${si % 2 ? ' odd' : ''}`, x: 0, y, width, height: lh }));
     const facts = [`${st.events.length} event${st.events.length === 1 ? '' : 's'}`];
     if (st.calls) facts.push(`${st.calls} call${st.calls === 1 ? '' : 's'}`);
     facts.push(ms(st.end_ms - st.start_ms));
