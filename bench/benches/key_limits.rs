@@ -5,6 +5,13 @@
 //! the scopes twice (admission and charge), `admit` and `charge` once, and
 //! the access check once.
 //!
+//! The same admission and charge with the counters shared through Redis
+//! (`request_admit_and_charge_redis`, the machine's Redis at
+//! 127.0.0.1:6379 or `REDIS_URL`; skipped with a printed reason when it
+//! does not answer) measure what sharing adds per keyed request: one
+//! round trip for the admission script, the charge riding the next
+//! pipeline.
+//!
 //! Run: `cargo bench -p conclave-bench --bench key_limits`.
 
 use std::collections::BTreeMap;
@@ -14,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use conclave::keys::{KeyRecord, Limits, Principal, TeamRecord, UserRecord};
 use conclave::limits::{Limiter, principal};
+use futures_util::FutureExt;
 use conclave::ops::admission::{AccessGroups, denied_by};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -108,13 +116,59 @@ fn key_limits(c: &mut Criterion) {
             i = (i + 1) % keys.len();
             let p = &keys[i];
             let scopes = principal::scopes(p, "gpt-4o-mini");
-            let admitted = limiter.admit(&scopes, true);
+            // The in-memory admission never waits: its future is ready.
+            let admitted = limiter.admit(&scopes, true).now_or_never();
             let scopes = principal::scopes(p, "gpt-4o-mini");
             limiter.charge(&scopes, 15, 0.000_004_5);
-            black_box(admitted.is_ok())
+            black_box(admitted.is_some_and(|a| a.is_ok()))
         })
     });
+    if let Some((runtime, shared)) = shared_limiter() {
+        let keys = &keys;
+        let shared = &shared;
+        group.bench_function("request_admit_and_charge_redis", |b| {
+            let mut i = 0usize;
+            b.to_async(&runtime).iter(|| {
+                i = (i + 1) % keys.len();
+                let p = keys[i].clone();
+                async move {
+                    let scopes = principal::scopes(&p, "gpt-4o-mini");
+                    let admitted = shared.admit(&scopes, true).await;
+                    shared.charge(&scopes, 15, 0.000_004_5);
+                    black_box(admitted.is_ok())
+                }
+            })
+        });
+    }
     group.finish();
+}
+
+/// A limiter sharing its counters through the machine's Redis, under a
+/// namespace of its own, with the runtime it runs on.
+fn shared_limiter() -> Option<(tokio::runtime::Runtime, Limiter)> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .ok()?;
+    let settings = conclave::cluster::Settings {
+        url,
+        namespace: format!("conclave-bench-{}", std::process::id()),
+        budget: Duration::from_secs(1),
+    };
+    let limiter = runtime.block_on(async {
+        let cluster = conclave::cluster::Cluster::start(settings).await.ok()?;
+        let limiter = Limiter::shared(cluster.counters());
+        // Only a limiter that reached Redis measures Redis.
+        let probe = principal::scopes(&principal_of(0), "gpt-4o-mini");
+        let reached = cluster.answers().await;
+        (reached && limiter.admit(&probe, false).await.is_ok()).then_some(limiter)
+    });
+    if limiter.is_none() {
+        eprintln!("SKIPPED request_admit_and_charge_redis: Redis does not answer");
+    }
+    Some((runtime, limiter?))
 }
 
 criterion_group!(benches, key_limits);

@@ -130,6 +130,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
     // Process-wide limits are read once, at start-up.
     let general = loaded.config.general_settings.clone();
+    let shared_state = crate::cluster::Settings::from_config(&loaded.config);
     crate::observe::otel::install(&loaded.config, &config_path.display().to_string())?;
     let cache_dir = crate::compile_cache::resolve_dir(
         no_compile_cache,
@@ -202,7 +203,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     }
     let outcomes =
         Outcomes::start(sinks).map_err(|e| format!("cannot start the outcome sinks: {e}"))?;
-    let limiter = crate::limits::Limiter::new();
+    let limiter = crate::cluster::limiter(shared_state, keys.as_ref(), control.current()).await?;
     let ops = Ops {
         observe,
         outcomes: outcomes.clone(),

@@ -2,30 +2,25 @@
 //! Redis, under `<namespace>:<key>`, written with their TTL (`SET .. PX`),
 //! read in one round trip (`GET`).
 //!
-//! It uses the `redis` crate's `ConnectionManager` (features `tokio-comp`
-//! and `connection-manager`): one multiplexed connection shared by every
-//! request, so a lookup is one pipelined command and never waits for a
-//! pool, and the manager reconnects by itself after Redis comes back. Every
-//! lookup has a budget (20 ms by default): a timeout, an error or a Redis
-//! that is not connected is a miss, counted and logged at most once a
-//! minute, never an error for the client and never a stalled request.
-//! Writes happen on their own task after the answer has gone.
+//! The connection is [`crate::cluster::Connection`]: one multiplexed
+//! connection shared by every request, made in the background, remade by
+//! itself after Redis comes back. Every lookup has a budget (20 ms by
+//! default): a timeout, an error or a Redis that is not connected is a
+//! miss, counted and logged at most once a minute, never an error for the
+//! client and never a stalled request. Writes happen on their own task
+//! after the answer has gone.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::entry::Entry;
+use crate::cluster::{Connection, glob_escape};
 use crate::logging::Throttle;
 
-/// How long a connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Wait between attempts while Redis is unreachable at start.
-const CONNECT_RETRY: Duration = Duration::from_secs(1);
 /// Budget of a write, a delete or a ping (off the answer's path).
 const WRITE_BUDGET: Duration = Duration::from_secs(2);
 /// At most one "Redis unavailable" warning per this long.
@@ -78,9 +73,7 @@ pub enum RedisFailure {
 /// connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: Arc<ArcSwapOption<ConnectionManager>>,
-    connecting: Arc<AtomicBool>,
-    client: redis::Client,
+    conn: Connection,
     namespace: String,
     budget: Duration,
     max_body: usize,
@@ -96,64 +89,22 @@ impl RedisStore {
         budget: Duration,
         max_body: usize,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("the Redis URL is not usable: {:?}", e.kind()))?;
-        let store = Self {
-            conn: Arc::new(ArcSwapOption::empty()),
-            connecting: Arc::new(AtomicBool::new(false)),
-            client,
+        let health: Arc<Health> = Arc::default();
+        let on_failure = {
+            let health = health.clone();
+            Arc::new(move |e: &redis::RedisError| health.failed("connection", e))
+        };
+        Ok(Self {
+            conn: Connection::new(url, "the response cache", on_failure)?,
             namespace: namespace.to_owned(),
             budget,
             max_body,
-            health: Arc::default(),
-        };
-        store.connect_in_background();
-        Ok(store)
-    }
-
-    /// Starts connecting unless connected or already trying; retries until
-    /// it succeeds or the store is dropped.
-    fn connect_in_background(&self) {
-        if self.conn.load().is_some() || self.connecting.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let slot = Arc::downgrade(&self.conn);
-        let connecting = self.connecting.clone();
-        let client = self.client.clone();
-        let health = self.health.clone();
-        tokio::spawn(async move {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(CONNECT_TIMEOUT)
-                .set_number_of_retries(2)
-                .set_factor(50)
-                .set_max_delay(500);
-            loop {
-                let Some(conn_slot) = slot.upgrade() else {
-                    break;
-                };
-                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
-                    Ok(manager) => {
-                        conn_slot.store(Some(Arc::new(manager)));
-                        tracing::info!("redis cache connected");
-                        break;
-                    }
-                    Err(e) => health.failed("connection", &e),
-                }
-                drop(conn_slot);
-                tokio::time::sleep(CONNECT_RETRY).await;
-            }
-            connecting.store(false, Ordering::Release);
-        });
+            health,
+        })
     }
 
     fn connection(&self) -> Result<ConnectionManager, RedisFailure> {
-        match self.conn.load_full() {
-            Some(c) => Ok((*c).clone()),
-            None => {
-                self.connect_in_background();
-                Err(RedisFailure::NotConnected)
-            }
-        }
+        self.conn.get().ok_or(RedisFailure::NotConnected)
     }
 
     fn redis_key(&self, key: &str) -> String {
@@ -240,26 +191,9 @@ impl RedisStore {
     }
 }
 
-/// `s` with Redis glob characters escaped, for `SCAN MATCH`.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob_characters_in_namespaces_are_escaped() {
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-    }
 
     #[test]
     fn failures_are_counted() {

@@ -211,27 +211,38 @@ fn call_types(list: Option<&[CallType]>) -> CallTypes {
 /// The Redis URL from `REDIS_URL` or host/port/password, the config first,
 /// then the environment (LiteLLM's `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`,
 /// `REDIS_PASSWORD`).
-fn redis_url(p: &CacheParams) -> Option<String> {
+pub(crate) fn redis_url(p: &CacheParams) -> Option<String> {
     if let Some(url) = p.redis_url.as_ref().filter(|u| !u.expose().is_empty()) {
         return Some(url.expose().to_owned());
     }
+    redis_url_from_parts(
+        p.host.as_deref(),
+        p.port,
+        p.password.as_ref().map(|s| s.expose()),
+    )
+}
+
+/// The Redis URL from a host, port and password, each falling back to the
+/// environment (`REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`); without a
+/// host anywhere, `REDIS_URL`.
+pub(crate) fn redis_url_from_parts(
+    host: Option<&str>,
+    port: Option<u16>,
+    password: Option<&str>,
+) -> Option<String> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let host = p
-        .host
-        .clone()
+    let host = host
         .filter(|h| !h.is_empty())
+        .map(str::to_owned)
         .or_else(|| env("REDIS_HOST"));
     let Some(host) = host else {
         return env("REDIS_URL");
     };
-    let port = p
-        .port
+    let port = port
         .or_else(|| env("REDIS_PORT").and_then(|v| v.parse().ok()))
         .unwrap_or(6379);
-    let password = p
-        .password
-        .as_ref()
-        .map(|s| s.expose().to_owned())
+    let password = password
+        .map(str::to_owned)
         .or_else(|| env("REDIS_PASSWORD"))
         .filter(|s| !s.is_empty());
     Some(match password {

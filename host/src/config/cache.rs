@@ -142,7 +142,7 @@ impl<'de> Deserialize<'de> for CallType {
 }
 
 /// A port as a number or, after environment substitution, as digits.
-fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+pub(super) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     struct PortVisitor;
     impl de::Visitor<'_> for PortVisitor {
         type Value = Option<u16>;

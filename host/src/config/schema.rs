@@ -281,6 +281,17 @@ pub struct RouterSettings {
     /// Alias to group, or to `{model: group, hidden: bool}`.
     pub model_group_alias: BTreeMap<String, serde_yaml::Value>,
     pub enable_pre_call_checks: Option<bool>,
+    /// The Redis instances share limits, key changes and cooldowns through
+    /// (LiteLLM's names; `REDIS_URL` and the cache's Redis also serve).
+    pub redis_url: Option<Secret>,
+    pub redis_host: Option<String>,
+    #[serde(deserialize_with = "super::cache::port")]
+    pub redis_port: Option<u16>,
+    pub redis_password: Option<Secret>,
+    /// Prefix of every shared-state key and channel (`conclave`).
+    pub redis_namespace: Option<String>,
+    /// Milliseconds a shared-limit check may wait for Redis (100).
+    pub redis_timeout_ms: Option<u64>,
 }
 
 /// `router_settings.routing_strategy_args`.

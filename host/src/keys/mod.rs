@@ -21,7 +21,7 @@ pub mod time;
 pub mod token;
 mod writer;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use model::{
@@ -55,6 +55,28 @@ pub enum KeyError {
     Invalid { field: String, message: String },
 }
 
+/// A change to keys, users or teams that cached principals must not
+/// outlive: made here through the management API, or announced by another
+/// instance sharing the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// One key, by its hash.
+    Key(String),
+    /// A user, whose record is part of each of its keys' principals.
+    User(String),
+    /// A team, likewise.
+    Team(String),
+    /// Anything: every cached key is read again.
+    All,
+}
+
+/// Where changes made here are announced, so that other instances sharing
+/// the store drop their cached copies too.
+pub trait ChangeFeed: Send + Sync {
+    /// Tells the other instances about `change` (without waiting).
+    fn announce(&self, change: &Change);
+}
+
 /// The handle on virtual keys: cheap to clone (one `Arc` inside), shared by
 /// the auth layer, the admission checks, the spend sink and the management API.
 #[derive(Clone)]
@@ -67,6 +89,8 @@ struct Inner {
     registry: Registry,
     writer: WriterHandle,
     settings: KeysSettings,
+    /// Set once when instances share state.
+    feed: OnceLock<Arc<dyn ChangeFeed>>,
 }
 
 impl Keys {
@@ -92,6 +116,7 @@ impl Keys {
                 registry,
                 writer,
                 settings,
+                feed: OnceLock::new(),
             }),
         })
     }
@@ -123,25 +148,50 @@ impl Keys {
     }
 
     /// Forgets one cached key, so its next use reads the store: called
-    /// after every change to it.
+    /// after every change to it (here and, when shared, on every instance).
     pub fn invalidate(&self, token_hash: &str) {
-        self.inner.registry.invalidate(token_hash);
+        self.changed(Change::Key(token_hash.to_owned()));
     }
 
     /// Forgets the cached keys of a user (its record is part of them).
     pub fn invalidate_user(&self, user_id: &str) {
-        let id = user_id.to_owned();
-        self.inner
-            .registry
-            .invalidate_where(move |p| p.key.user_id.as_deref() == Some(id.as_str()));
+        self.changed(Change::User(user_id.to_owned()));
     }
 
     /// Forgets the cached keys of a team (its record is part of them).
     pub fn invalidate_team(&self, team_id: &str) {
-        let id = team_id.to_owned();
-        self.inner
-            .registry
-            .invalidate_where(move |p| p.key.team_id.as_deref() == Some(id.as_str()));
+        self.changed(Change::Team(team_id.to_owned()));
+    }
+
+    fn changed(&self, change: Change) {
+        self.forget(&change);
+        if let Some(feed) = self.inner.feed.get() {
+            feed.announce(&change);
+        }
+    }
+
+    /// Forgets what `change` touches in this instance's cache only: for a
+    /// change another instance announced.
+    pub fn forget(&self, change: &Change) {
+        let registry = &self.inner.registry;
+        match change {
+            Change::Key(hash) => registry.invalidate(hash),
+            Change::User(id) => {
+                let id = id.clone();
+                registry.invalidate_where(move |p| p.key.user_id.as_deref() == Some(id.as_str()));
+            }
+            Change::Team(id) => {
+                let id = id.clone();
+                registry.invalidate_where(move |p| p.key.team_id.as_deref() == Some(id.as_str()));
+            }
+            Change::All => registry.invalidate_all(),
+        }
+    }
+
+    /// Announces every later change to `feed` as well (set once, when
+    /// instances share state; a second feed is ignored).
+    pub fn announce_changes_to(&self, feed: Arc<dyn ChangeFeed>) {
+        let _ = self.inner.feed.set(feed);
     }
 
     /// The store, for the management API.

@@ -1,36 +1,42 @@
 //! The counters behind virtual-key limits: requests and tokens per minute,
 //! requests in flight and spend per budget period, for every scope a limit
 //! can be set on (a key, its user, its team, and the key's use of one
-//! model). They live in memory for the life of the server (a config reload
-//! keeps them), sharded by scope name so requests of different keys rarely
-//! meet on a lock, and no lock is ever held across an await.
+//! model).
 //!
-//! What a request's scopes are is decided by the caller's records
-//! ([`principal`]); this module only counts and compares. Admission asks
+//! [`Limiter`] is the one interface the request path sees: admission asks
 //! [`Limiter::admit`] before a request (or a composite's sub-call) runs, and
 //! the answer's tokens and cost are charged with [`Limiter::charge`] as soon
-//! as they are known, on the response path, so the very next call sees them.
+//! as they are known, on the response path, so the very next call sees
+//! them. Behind it, two kinds of counters:
+//!
+//! - [`local`]: this process's memory, sharded by scope name so requests of
+//!   different keys rarely meet on a lock (no lock is held across an
+//!   await). A config reload keeps them.
+//! - [`shared`]: one Redis for every instance, each check-and-count one
+//!   atomic script, when a Redis is configured. While it does not answer
+//!   (within a small budget), requests are counted in the local counters
+//!   instead: limits fail open to per-instance counting, as LiteLLM's do.
+//!
+//! What a request's scopes are is decided by the caller's records
+//! ([`principal`]); this module only counts and compares.
 
 mod ledger;
+mod local;
 mod parallel;
 pub mod principal;
 mod shards;
+pub mod shared;
 mod window;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 pub use ledger::Recorded;
-use ledger::SpendCell;
-use parallel::InFlight;
-pub use parallel::Slot;
-use shards::Shards;
-use window::RateWindow;
+use local::LocalCounters;
+use parallel::LocalSlot;
+use shared::{SharedCounters, SharedSlot};
 pub use window::{RateDenied, RateKind, Remaining, WINDOW};
-
-/// Counters kept per kind before idle ones are dropped to make room.
-const MAX_SCOPES: usize = 1 << 20;
 
 /// The level a limit is set at, as error messages and codes name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +169,32 @@ pub struct Admit {
     pub limits: RateFigures,
 }
 
+/// In-flight slots taken by one admission; dropping it gives them back
+/// (in this process, or in Redis for shared counters).
+pub struct Slot {
+    _held: Held,
+}
+
+/// Each kind gives its slots back when dropped.
+enum Held {
+    Local { _slot: LocalSlot },
+    Shared { _slots: SharedSlot },
+}
+
+impl Slot {
+    fn local(slot: LocalSlot) -> Self {
+        Self {
+            _held: Held::Local { _slot: slot },
+        }
+    }
+
+    fn shared(slots: SharedSlot) -> Self {
+        Self {
+            _held: Held::Shared { _slots: slots },
+        }
+    }
+}
+
 /// The rate figures of the tightest limited scope.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateFigures {
@@ -199,14 +231,20 @@ impl RateFigures {
     }
 }
 
+/// A refusal with the rate figures of the scope that refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub exceeded: Exceeded,
+    pub figures: RateFigures,
+}
+
 /// The server's limit counters; cheap to clone.
 #[derive(Clone)]
 pub struct Limiter(Arc<Inner>);
 
 struct Inner {
-    windows: Shards<RateWindow>,
-    in_flight: Shards<InFlight>,
-    spend: Shards<SpendCell>,
+    local: LocalCounters,
+    shared: Option<SharedCounters>,
 }
 
 impl Default for Limiter {
@@ -217,140 +255,65 @@ impl Default for Limiter {
 
 impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Limiter")
+        f.write_str(if self.0.shared.is_some() {
+            "Limiter(shared)"
+        } else {
+            "Limiter(local)"
+        })
     }
 }
 
-/// A refusal with the rate figures of the scope that refused.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Refused {
-    pub exceeded: Exceeded,
-    pub figures: RateFigures,
-}
-
 impl Limiter {
-    /// Empty counters.
+    /// Counters in this process only.
     pub fn new() -> Self {
         Self(Arc::new(Inner {
-            windows: Shards::new(MAX_SCOPES),
-            in_flight: Shards::new(MAX_SCOPES),
-            spend: Shards::new(MAX_SCOPES),
+            local: LocalCounters::default(),
+            shared: None,
         }))
+    }
+
+    /// Counters shared through Redis, with this process's as the fallback
+    /// while Redis does not answer.
+    pub fn shared(shared: SharedCounters) -> Self {
+        Self(Arc::new(Inner {
+            local: LocalCounters::default(),
+            shared: Some(shared),
+        }))
+    }
+
+    /// Whether the counters are shared by instances.
+    pub fn is_shared(&self) -> bool {
+        self.0.shared.is_some()
     }
 
     /// Admits a call counted in `scopes`: no budget spent, then (when
     /// `hold_slot`) an in-flight slot in every scope that limits them, then
-    /// one request in every per-minute window. A refusal gives back what
-    /// was taken before it.
-    pub fn admit(&self, scopes: &[Scope], hold_slot: bool) -> Result<Admit, Box<Refused>> {
-        let refused = |exceeded| {
-            Box::new(Refused {
-                exceeded,
-                figures: RateFigures::default(),
-            })
-        };
-        self.check_budgets(scopes).map_err(refused)?;
-        let mut admit = Admit::default();
-        let now = Instant::now();
-        if hold_slot {
-            for scope in scopes {
-                let Some(limit) = scope.parallel else {
-                    continue;
-                };
-                let (counter, _) = self.0.in_flight.get(&scope.name, now, InFlight::default);
-                match counter.try_acquire(limit) {
-                    Some(slot) => admit.slots.push(slot),
-                    None => {
-                        return Err(refused(Exceeded::Parallel {
-                            level: scope.level,
-                            label: scope.label.clone(),
-                            limit,
-                        }));
-                    }
-                }
-            }
+    /// one request in every per-minute window. A refusal takes nothing.
+    /// With shared counters this is one Redis round trip; when Redis does
+    /// not answer within its budget, the local counters decide.
+    pub async fn admit(&self, scopes: &[Scope], hold_slot: bool) -> Result<Admit, Box<Refused>> {
+        if let Some(shared) = &self.0.shared
+            && let Ok(decided) = shared.admit(scopes, hold_slot).await
+        {
+            return decided;
         }
-        let mut taken: Vec<Arc<RateWindow>> = Vec::new();
-        for scope in scopes {
-            if scope.rpm.is_none() && scope.tpm.is_none() {
-                continue;
-            }
-            let (window, _) = self
-                .0
-                .windows
-                .get(&scope.name, now, || RateWindow::new(now));
-            match window.take(now, scope.rpm, scope.tpm) {
-                Ok(remaining) => {
-                    admit.limits.tighten(scope, remaining);
-                    taken.push(window);
-                }
-                Err(denied) => {
-                    for w in &taken {
-                        w.untake();
-                    }
-                    return Err(Box::new(Refused {
-                        figures: RateFigures::of_denial(scope.rpm, scope.tpm, &denied),
-                        exceeded: Exceeded::Rate {
-                            level: scope.level,
-                            label: scope.label.clone(),
-                            denied,
-                        },
-                    }));
-                }
-            }
-        }
-        Ok(admit)
-    }
-
-    /// Refuses when any scope's budget for the current period is spent.
-    pub fn check_budgets(&self, scopes: &[Scope]) -> Result<(), Exceeded> {
-        let now = SystemTime::now();
-        for scope in scopes {
-            let Some(budget) = &scope.budget else {
-                continue;
-            };
-            let (cell, _) = self.0.spend.get(&scope.name, Instant::now(), || {
-                SpendCell::new(budget.recorded, now)
-            });
-            let (spent, reset_at) = cell.current(Some(budget.recorded), now);
-            if spent >= budget.max {
-                return Err(Exceeded::Budget {
-                    level: scope.level,
-                    label: scope.label.clone(),
-                    limit: budget.max,
-                    spent,
-                    reset_at,
-                });
-            }
-        }
-        Ok(())
+        self.0.local.admit(scopes, hold_slot)
     }
 
     /// Counts an answered call's tokens and cost in every scope that has a
-    /// window or a spend counter.
+    /// window or a spend counter. Never waits: shared counters are charged
+    /// by the next pipeline to Redis, before this instance's next admission.
     pub fn charge(&self, scopes: &[Scope], tokens: u64, cost: f64) {
-        let now = Instant::now();
-        let wall = SystemTime::now();
-        for scope in scopes {
-            if tokens > 0
-                && let Some(window) = self.0.windows.find(&scope.name)
-            {
-                window.add_tokens(now, tokens);
-            }
-            if cost > 0.0
-                && let Some(cell) = self.0.spend.find(&scope.name)
-            {
-                cell.add(cost, wall);
-            }
+        self.0.local.charge(scopes, tokens, cost);
+        if let Some(shared) = &self.0.shared {
+            shared.charge(scopes, tokens, cost);
         }
     }
 
-    /// The spend counted so far in the current period of `name`, if counted.
+    /// The spend this process counted so far in the current period of
+    /// `name`, if it counted any (the local counters).
     pub fn spent(&self, name: &str) -> Option<f64> {
-        self.0
-            .spend
-            .find(name)
-            .map(|cell| cell.current(None, SystemTime::now()).0)
+        self.0.local.spent(name)
     }
 }
 
@@ -370,8 +333,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_refusal_by_a_later_scope_gives_back_the_earlier_requests() {
+    #[tokio::test]
+    async fn a_refusal_by_a_later_scope_gives_back_the_earlier_requests() {
         let limiter = Limiter::new();
         let key = Scope {
             rpm: Some(5),
@@ -381,8 +344,17 @@ mod tests {
             rpm: Some(1),
             ..scope("team:t", Level::Team)
         };
-        assert!(limiter.admit(&[key.clone(), team.clone()], true).is_ok());
-        let refused = limiter.admit(&[key.clone(), team], true).err().unwrap();
+        assert!(
+            limiter
+                .admit(&[key.clone(), team.clone()], true)
+                .await
+                .is_ok()
+        );
+        let refused = limiter
+            .admit(&[key.clone(), team], true)
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(
             refused.exceeded,
             Exceeded::Rate {
@@ -390,12 +362,12 @@ mod tests {
                 ..
             }
         ));
-        let admitted = limiter.admit(&[key], true).ok().unwrap();
+        let admitted = limiter.admit(&[key], true).await.ok().unwrap();
         assert_eq!(admitted.limits.remaining_requests, Some(3));
     }
 
-    #[test]
-    fn a_spent_budget_is_refused_with_its_limit_and_reset_time() {
+    #[tokio::test]
+    async fn a_spent_budget_is_refused_with_its_limit_and_reset_time() {
         let limiter = Limiter::new();
         let reset = SystemTime::now() + Duration::from_secs(3600);
         let key = Scope {
@@ -409,17 +381,22 @@ mod tests {
             }),
             ..scope("key:b", Level::Key)
         };
-        assert!(limiter.admit(std::slice::from_ref(&key), true).is_ok());
+        assert!(
+            limiter
+                .admit(std::slice::from_ref(&key), true)
+                .await
+                .is_ok()
+        );
         limiter.charge(std::slice::from_ref(&key), 10, 0.7);
-        let refused = limiter.admit(&[key], true).err().unwrap();
+        let refused = limiter.admit(&[key], true).await.err().unwrap();
         let text = refused.exceeded.to_string();
         assert!(text.contains("max_budget $1.000000"), "{text}");
         assert!(text.contains("resets at"), "{text}");
         assert!(refused.exceeded.retry_after().is_some());
     }
 
-    #[test]
-    fn parallel_slots_are_held_until_the_admit_drops() {
+    #[tokio::test]
+    async fn parallel_slots_are_held_until_the_admit_drops() {
         let limiter = Limiter::new();
         let key = Scope {
             parallel: Some(1),
@@ -427,11 +404,22 @@ mod tests {
         };
         let first = limiter
             .admit(std::slice::from_ref(&key), true)
+            .await
             .ok()
             .unwrap();
-        assert!(limiter.admit(std::slice::from_ref(&key), true).is_err());
-        assert!(limiter.admit(std::slice::from_ref(&key), false).is_ok());
+        assert!(
+            limiter
+                .admit(std::slice::from_ref(&key), true)
+                .await
+                .is_err()
+        );
+        assert!(
+            limiter
+                .admit(std::slice::from_ref(&key), false)
+                .await
+                .is_ok()
+        );
         drop(first);
-        assert!(limiter.admit(&[key], true).is_ok());
+        assert!(limiter.admit(&[key], true).await.is_ok());
     }
 }

@@ -14,13 +14,13 @@ pub struct InFlight(AtomicU32);
 
 impl InFlight {
     /// Takes a slot when fewer than `max` are taken.
-    pub fn try_acquire(self: &Arc<Self>, max: u32) -> Option<Slot> {
+    pub fn try_acquire(self: &Arc<Self>, max: u32) -> Option<LocalSlot> {
         let taken = self.0.fetch_add(1, Ordering::AcqRel);
         if taken >= max {
             self.0.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Slot(self.clone()))
+        Some(LocalSlot(self.clone()))
     }
 
     /// Slots taken now.
@@ -36,9 +36,9 @@ impl Idle for InFlight {
 }
 
 /// One taken slot; dropping it gives the slot back.
-pub struct Slot(Arc<InFlight>);
+pub struct LocalSlot(Arc<InFlight>);
 
-impl Drop for Slot {
+impl Drop for LocalSlot {
     fn drop(&mut self) {
         self.0.0.fetch_sub(1, Ordering::AcqRel);
     }

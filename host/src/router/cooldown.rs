@@ -1,7 +1,13 @@
 //! Cooldowns: a deployment that keeps failing is taken out of rotation for a
 //! while and comes back by itself. Also keeps the per-minute request and token
 //! counts that usage-based routing reads, since both share one window.
+//!
+//! Instances sharing a Redis share cooldowns: a cooldown started here is
+//! told to the [`CooldownFeed`] installed for the process (see
+//! [`share_cooldowns`]), and one started elsewhere is applied with
+//! [`Health::cool_until`], which tells nobody.
 
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::error::ErrorClass;
@@ -91,6 +97,37 @@ impl CountRule {
     }
 }
 
+/// Told of every cooldown this process starts, to share it with the other
+/// instances.
+pub trait CooldownFeed: Send + Sync {
+    /// Deployment `id` (calling what `fingerprint` hashes) cools for `time`.
+    fn cooled(&self, id: &str, fingerprint: &str, time: Duration);
+}
+
+/// The feed of this process: one gateway per process, installed at start
+/// when instances share state. Read only when a cooldown starts.
+static FEED: RwLock<Option<Arc<dyn CooldownFeed>>> = RwLock::new(None);
+
+/// Installs (or, with `None`, removes) the feed told of every cooldown
+/// this process starts.
+pub fn share_cooldowns(feed: Option<Arc<dyn CooldownFeed>>) {
+    match FEED.write() {
+        Ok(mut f) => *f = feed,
+        Err(poisoned) => *poisoned.into_inner() = feed,
+    }
+}
+
+/// Tells the installed feed, if any, that a cooldown started here.
+pub(super) fn announce(id: &str, fingerprint: &str, time: Duration) {
+    let feed = match FEED.read() {
+        Ok(f) => f.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    if let Some(feed) = feed {
+        feed.cooled(id, fingerprint, time);
+    }
+}
+
 /// A deployment's health and usage in the current minute. Guarded by a
 /// per-deployment mutex that is never held across an await.
 #[derive(Debug, Default)]
@@ -100,6 +137,8 @@ pub struct Health {
     requests: u64,
     tokens: u64,
     cooling_until: Option<Instant>,
+    /// A cooldown this process started and has not announced yet.
+    started: Option<Duration>,
 }
 
 impl Health {
@@ -122,6 +161,19 @@ impl Health {
             }
             None => None,
         }
+    }
+
+    /// Cools the deployment until `until` (unless it already cools longer),
+    /// for a cooldown another instance started: nothing is announced.
+    pub fn cool_until(&mut self, until: Instant) {
+        if self.cooling_until.is_none_or(|u| u < until) {
+            self.cooling_until = Some(until);
+        }
+    }
+
+    /// The cooldown started since the last call, to announce it once.
+    pub fn take_started(&mut self) -> Option<Duration> {
+        self.started.take()
     }
 
     /// Records a failure; returns the cooldown it started, if any. `alone`
@@ -162,6 +214,7 @@ impl Health {
         self.cooling_until = now
             .checked_add(time)
             .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))));
+        self.started = Some(time);
         Some(time)
     }
 
@@ -225,6 +278,25 @@ mod tests {
         );
         assert!(h.cooling_until(now).is_some());
         assert!(h.cooling_until(now + Duration::from_secs(6)).is_none());
+    }
+
+    #[test]
+    fn a_started_cooldown_is_announced_once_and_a_received_one_never() {
+        let policy = CooldownPolicy::default();
+        let now = Instant::now();
+        let mut h = Health::default();
+        h.record_failure(&policy, ErrorClass::Authentication, None, false, now, 0);
+        assert_eq!(h.take_started(), Some(policy.cooldown_time));
+        assert_eq!(h.take_started(), None);
+        let mut other = Health::default();
+        other.cool_until(now + Duration::from_secs(9));
+        assert_eq!(other.take_started(), None);
+        assert!(other.cooling_until(now + Duration::from_secs(8)).is_some());
+        other.cool_until(now + Duration::from_secs(1));
+        assert!(
+            other.cooling_until(now + Duration::from_secs(8)).is_some(),
+            "a shorter cooldown does not cut a longer one"
+        );
     }
 
     #[test]

@@ -144,11 +144,28 @@ impl Deployment {
         self.live.latency_us.store(new, Ordering::Relaxed);
     }
 
-    /// Runs `f` on the health record.
+    /// Runs `f` on the health record; a cooldown `f` started is announced
+    /// to the other instances (when they share state), after the lock.
     pub fn with_health<R>(&self, f: impl FnOnce(&mut Health) -> R) -> R {
+        let (result, started) = match self.live.health.lock() {
+            Ok(mut h) => (f(&mut h), h.take_started()),
+            Err(poisoned) => {
+                let mut h = poisoned.into_inner();
+                (f(&mut h), h.take_started())
+            }
+        };
+        if let Some(time) = started {
+            super::cooldown::announce(&self.id, &self.fingerprint, time);
+        }
+        result
+    }
+
+    /// Cools this deployment until `until` for a cooldown another instance
+    /// started (announcing nothing).
+    pub fn cool_until(&self, until: Instant) {
         match self.live.health.lock() {
-            Ok(mut h) => f(&mut h),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
+            Ok(mut h) => h.cool_until(until),
+            Err(poisoned) => poisoned.into_inner().cool_until(until),
         }
     }
 

@@ -473,7 +473,7 @@ async fn complete_via(
     // Calls of one run may go at once: each records its own attempts.
     let ctx = &*ctx.for_call();
     let mut outcome = PendingOutcome::sub_call(ctx, &req.model, false);
-    admit_sub_call(ctx, &req.model, &mut outcome)?;
+    admit_sub_call(ctx, &req.model, &mut outcome).await?;
     let body = body_from_request(req)?;
     keep_sent(ctx, &mut outcome, &req.model, false, &body);
     let cached = match &ctx.cache {
@@ -531,7 +531,7 @@ async fn complete_via(
 /// Refuses a sub-call its caller may not make now (a spent budget, a rate
 /// limit reached) with the guest's `limit-exceeded`, naming the limit; an
 /// admitted one counts in the caller's per-minute windows like a request.
-fn admit_sub_call(
+async fn admit_sub_call(
     ctx: &CallContext,
     model: &str,
     outcome: &mut PendingOutcome,
@@ -545,7 +545,7 @@ fn admit_sub_call(
     if scopes.is_empty() {
         return Ok(());
     }
-    match limiter.admit(&scopes, false) {
+    match limiter.admit(&scopes, false).await {
         Ok(_) => Ok(()),
         Err(refused) => {
             let refusal = crate::ops::admission::limit_refusal(&refused);
@@ -761,7 +761,7 @@ impl RunState {
             .map_err(|e| Error::InvalidRequest(format!("stream_options cannot be encoded: {e}")))?;
         let ctx = &*self.ctx.for_call();
         let mut call = PendingOutcome::sub_call(ctx, &req.model, true);
-        admit_sub_call(ctx, &req.model, &mut call)?;
+        admit_sub_call(ctx, &req.model, &mut call).await?;
         keep_sent(ctx, &mut call, &req.model, true, &body);
         let routed = self
             .router

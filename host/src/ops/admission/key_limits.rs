@@ -43,7 +43,7 @@ impl AdmissionCheck for KeyLimits {
             if scopes.is_empty() {
                 return Ok(None);
             }
-            match self.limiter.admit(&scopes, true) {
+            match self.limiter.admit(&scopes, true).await {
                 Ok(admit) => Ok(Some(Box::new(KeyAdmission {
                     _slots: admit.slots,
                     figures: admit.limits,

@@ -1,0 +1,357 @@
+//! Changes announced to every instance on one pub/sub channel,
+//! `<namespace>:events`: a key, user or team changed through the
+//! management API (each instance drops its cached copies), and a deployment
+//! cooling down (each instance cools it for the same time). Messages are
+//! small JSON objects naming their sender, which ignores its own.
+//!
+//! A cooldown is also written as `<namespace>:cooldown:<fingerprint>:<id>`
+//! with the cooldown's lifetime (`SET .. PX`), so an instance that starts,
+//! or reconnects after missing messages, reads the cooldowns in force.
+//! After a lost subscription every cached key is dropped as well: a change
+//! may have gone by unheard.
+//!
+//! The subscription is its own connection, remade after a loss with a
+//! backoff from 100 ms to 5 s, and pinged every 10 s so a silent loss is
+//! noticed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::connection::glob_escape;
+use super::link::Link;
+use crate::gateway::Gateway;
+use crate::keys::{Change, ChangeFeed, Keys};
+use crate::logging::Throttle;
+use crate::router::cooldown::CooldownFeed;
+
+/// First wait before subscribing again after a failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a quiet subscription is checked.
+const PING_EVERY: Duration = Duration::from_secs(10);
+/// Budget of a connection attempt, a ping, or reading the cooldowns in force.
+const OP_BUDGET: Duration = Duration::from_secs(2);
+/// Cooldown keys read per `SCAN`.
+const SCAN_BATCH: usize = 200;
+
+/// One message on the channel.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Message {
+    /// The instance that sent it.
+    from: String,
+    #[serde(flatten)]
+    event: Event,
+}
+
+/// What happened.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event {
+    Key {
+        id: String,
+    },
+    User {
+        id: String,
+    },
+    Team {
+        id: String,
+    },
+    AllKeys,
+    Cooldown {
+        deployment: String,
+        fingerprint: String,
+        ms: u64,
+    },
+}
+
+/// A cooldown in force, as its key's value holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct CoolingDeployment {
+    deployment: String,
+    fingerprint: String,
+}
+
+/// Announces this instance's changes; cheap to clone.
+#[derive(Clone)]
+pub struct Bus {
+    link: Link,
+    namespace: Arc<str>,
+    instance: Arc<str>,
+}
+
+impl Bus {
+    /// A bus under `namespace` sending as `instance`.
+    pub fn new(link: Link, namespace: &str, instance: &str) -> Self {
+        Self {
+            link,
+            namespace: namespace.into(),
+            instance: instance.into(),
+        }
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:events", self.namespace)
+    }
+
+    fn cooldown_key(&self, fingerprint: &str, id: &str) -> String {
+        format!("{}:cooldown:{fingerprint}:{id}", self.namespace)
+    }
+
+    fn publish(&self, event: Event) {
+        let message = Message {
+            from: self.instance.to_string(),
+            event,
+        };
+        let Ok(payload) = serde_json::to_string(&message) else {
+            return;
+        };
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.channel()).arg(payload);
+        self.link.send_command(cmd);
+    }
+}
+
+impl ChangeFeed for Bus {
+    fn announce(&self, change: &Change) {
+        self.publish(match change {
+            Change::Key(id) => Event::Key { id: id.clone() },
+            Change::User(id) => Event::User { id: id.clone() },
+            Change::Team(id) => Event::Team { id: id.clone() },
+            Change::All => Event::AllKeys,
+        });
+    }
+}
+
+impl CooldownFeed for Bus {
+    fn cooled(&self, id: &str, fingerprint: &str, time: Duration) {
+        let ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX).max(1);
+        let value = CoolingDeployment {
+            deployment: id.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        };
+        if let Ok(value) = serde_json::to_string(&value) {
+            let mut set = redis::cmd("SET");
+            set.arg(self.cooldown_key(fingerprint, id))
+                .arg(value)
+                .arg("PX")
+                .arg(ms);
+            self.link.send_command(set);
+        }
+        self.publish(Event::Cooldown {
+            deployment: id.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            ms,
+        });
+    }
+}
+
+/// What a received message acts on.
+struct Targets {
+    keys: Option<Keys>,
+    gateways: Arc<ArcSwap<Gateway>>,
+}
+
+impl Targets {
+    fn apply(&self, event: Event) {
+        let change = match event {
+            Event::Key { id } => Change::Key(id),
+            Event::User { id } => Change::User(id),
+            Event::Team { id } => Change::Team(id),
+            Event::AllKeys => Change::All,
+            Event::Cooldown {
+                deployment,
+                fingerprint,
+                ms,
+            } => {
+                self.cool(&deployment, &fingerprint, Duration::from_millis(ms));
+                return;
+            }
+        };
+        if let Some(keys) = &self.keys {
+            keys.forget(&change);
+        }
+    }
+
+    /// Cools the deployment with this id and fingerprint, in whichever
+    /// group serves it, for `time` from now.
+    fn cool(&self, id: &str, fingerprint: &str, time: Duration) {
+        let Some(until) = Instant::now().checked_add(time) else {
+            return;
+        };
+        let gateway = self.gateways.load();
+        for group in gateway.router.groups() {
+            for d in &group.deployments {
+                if d.id == id && d.fingerprint() == fingerprint {
+                    d.cool_until(until);
+                    tracing::info!(
+                        deployment = %d.id,
+                        cooldown_s = time.as_secs_f64(),
+                        "deployment cooling down (cooled by another instance)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes in the background, for as long as the process runs.
+pub fn listen(bus: Bus, keys: Option<Keys>, gateways: Arc<ArcSwap<Gateway>>) {
+    let client = bus.link.connection().client().clone();
+    let targets = Targets { keys, gateways };
+    tokio::spawn(async move {
+        let warnings = Throttle::new(Duration::from_secs(60));
+        let mut backoff = MIN_BACKOFF;
+        let mut subscribed_before = false;
+        loop {
+            match subscribe(&client, &bus.channel()).await {
+                Ok(pubsub) => {
+                    if subscribed_before {
+                        // Changes may have gone by while nobody listened.
+                        if let Some(keys) = &targets.keys {
+                            keys.forget(&Change::All);
+                        }
+                    }
+                    subscribed_before = true;
+                    backoff = MIN_BACKOFF;
+                    if let Err(e) = read_cooldowns(&client, &bus, &targets).await
+                        && warnings.allow()
+                    {
+                        tracing::warn!(error = %e, "shared state: cannot read the cooldowns in force");
+                    }
+                    let why = receive(pubsub, &bus, &targets).await;
+                    if warnings.allow() {
+                        tracing::warn!(reason = %why, "shared state: redis subscription lost; subscribing again");
+                    }
+                }
+                Err(e) => {
+                    if warnings.allow() {
+                        tracing::warn!(error = %e, "shared state: cannot subscribe to redis; retrying");
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    });
+}
+
+async fn subscribe(client: &redis::Client, channel: &str) -> Result<redis::aio::PubSub, String> {
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    match tokio::time::timeout(OP_BUDGET, connect).await {
+        Ok(Ok(pubsub)) => Ok(pubsub),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {OP_BUDGET:?}")),
+    }
+}
+
+/// Applies messages until the subscription is lost; why it was.
+async fn receive(pubsub: redis::aio::PubSub, bus: &Bus, targets: &Targets) -> String {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = stream.next() => {
+                let Some(message) = message else {
+                    return "the connection closed".into();
+                };
+                match serde_json::from_slice::<Message>(message.get_payload_bytes()) {
+                    Ok(m) if *m.from != *bus.instance => targets.apply(m.event),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "shared state: unreadable message ignored"),
+                }
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(OP_BUDGET, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return e.to_string(),
+                    Err(_) => return format!("no answer to a ping within {OP_BUDGET:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// Applies every cooldown in force (the keys other instances wrote).
+async fn read_cooldowns(
+    client: &redis::Client,
+    bus: &Bus,
+    targets: &Targets,
+) -> Result<(), String> {
+    let read = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let pattern = format!("{}:cooldown:*", glob_escape(&bus.namespace));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .query_async(&mut conn)
+                .await?;
+            for key in keys {
+                let (value, left): (Option<String>, i64) = redis::pipe()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd("PTTL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?;
+                let (Some(value), Ok(left)) = (value, u64::try_from(left)) else {
+                    continue;
+                };
+                if let Ok(c) = serde_json::from_str::<CoolingDeployment>(&value) {
+                    targets.cool(&c.deployment, &c.fingerprint, Duration::from_millis(left));
+                }
+            }
+            if next == 0 {
+                return Ok::<_, redis::RedisError>(());
+            }
+            cursor = next;
+        }
+    };
+    match tokio::time::timeout(OP_BUDGET, read).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {OP_BUDGET:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_keep_their_shape_on_the_wire() {
+        let m = Message {
+            from: "a1".into(),
+            event: Event::Cooldown {
+                deployment: "gpt-a.0".into(),
+                fingerprint: "f00d".into(),
+                ms: 5000,
+            },
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            text,
+            r#"{"from":"a1","event":"cooldown","deployment":"gpt-a.0","fingerprint":"f00d","ms":5000}"#
+        );
+        assert_eq!(serde_json::from_str::<Message>(&text).unwrap(), m);
+        let key: Message =
+            serde_json::from_str(r#"{"from":"b","event":"key","id":"ab12"}"#).unwrap();
+        assert_eq!(key.event, Event::Key { id: "ab12".into() });
+        let all: Message = serde_json::from_str(r#"{"from":"b","event":"all_keys"}"#).unwrap();
+        assert_eq!(all.event, Event::AllKeys);
+    }
+}

@@ -1,0 +1,129 @@
+//! Where the shared state's Redis is, read once at start-up. The same
+//! places LiteLLM reads, in this order: `router_settings.redis_url` or
+//! `redis_host` / `redis_port` / `redis_password`; the response cache's
+//! Redis (`litellm_settings.cache: true` with `cache_params.type: redis`);
+//! the environment (`REDIS_URL`, or `REDIS_HOST` / `REDIS_PORT` /
+//! `REDIS_PASSWORD`).
+
+use std::time::Duration;
+
+use crate::cache::settings::{redact_url, redis_url, redis_url_from_parts};
+use crate::config::{CacheType, Config};
+
+/// Prefix of every key and channel when `redis_namespace` is unset.
+pub const DEFAULT_NAMESPACE: &str = "conclave";
+/// How long a limit check waits for Redis before counting in this instance.
+pub const DEFAULT_BUDGET: Duration = Duration::from_millis(100);
+
+/// The shared state's Redis, resolved.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// May hold a password: never printed (see [`Settings::location`]).
+    pub url: String,
+    /// Prefix of every key and channel, so gateways (or tests) sharing one
+    /// Redis stay apart.
+    pub namespace: String,
+    /// Longest wait for a limit check (`router_settings.redis_timeout_ms`).
+    pub budget: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &self.location())
+            .field("namespace", &self.namespace)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// The settings `config` (and the environment) give, or `None` when no
+    /// Redis is named anywhere: every instance then counts on its own.
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let rs = &config.router_settings;
+        let from_router = rs
+            .redis_url
+            .as_ref()
+            .map(|u| u.expose().to_owned())
+            .filter(|u| !u.is_empty())
+            .or_else(|| {
+                rs.redis_host
+                    .as_deref()
+                    .filter(|h| !h.is_empty())
+                    .and_then(|host| {
+                        redis_url_from_parts(
+                            Some(host),
+                            rs.redis_port,
+                            rs.redis_password.as_ref().map(|p| p.expose()),
+                        )
+                    })
+            });
+        let ls = &config.litellm_settings;
+        let from_cache = || {
+            let p = ls.cache_params.as_ref()?;
+            (ls.cache == Some(true) && p.kind == Some(CacheType::Redis))
+                .then(|| redis_url(p))
+                .flatten()
+        };
+        let url = from_router
+            .or_else(from_cache)
+            .or_else(|| redis_url_from_parts(None, None, None))?;
+        Some(Self {
+            url,
+            namespace: rs
+                .redis_namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            budget: rs
+                .redis_timeout_ms
+                .filter(|ms| *ms > 0)
+                .map_or(DEFAULT_BUDGET, Duration::from_millis),
+        })
+    }
+
+    /// Where Redis is, without its password: for `conclave check` and logs.
+    pub fn location(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(yaml: &str) -> Option<Settings> {
+        let config: Config = serde_yaml::from_str(yaml).unwrap();
+        Settings::from_config(&config)
+    }
+
+    #[test]
+    fn router_settings_name_the_redis_and_the_password_is_never_printed() {
+        let s = settings(
+            "router_settings: {redis_host: r.local, redis_port: '6380', redis_password: 'p@ss', redis_namespace: team-a, redis_timeout_ms: 250}",
+        )
+        .unwrap();
+        assert_eq!(s.url, "redis://:p%40ss@r.local:6380");
+        assert_eq!(s.location(), "redis://r.local:6380");
+        assert!(!format!("{s:?}").contains("p@ss"));
+        assert_eq!(s.namespace, "team-a");
+        assert_eq!(s.budget, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_caches_redis_serves_when_the_router_names_none() {
+        let s = settings(
+            "litellm_settings: {cache: true, cache_params: {type: redis, REDIS_URL: 'redis://c:1/2'}}",
+        )
+        .unwrap();
+        assert_eq!(s.url, "redis://c:1/2");
+        assert_eq!(s.namespace, DEFAULT_NAMESPACE);
+        assert_eq!(s.budget, DEFAULT_BUDGET);
+        // A cache that is off names no Redis for anyone.
+        let off = "litellm_settings: {cache: false, cache_params: {type: redis, REDIS_URL: 'redis://c:1'}}";
+        if std::env::var_os("REDIS_URL").is_none() && std::env::var_os("REDIS_HOST").is_none() {
+            assert!(settings(off).is_none());
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The counters of one instance, in memory: what every limit is counted in
+//! when no Redis is configured, and what an instance falls back to while a
+//! configured Redis does not answer.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::ledger::SpendCell;
+use super::parallel::InFlight;
+use super::shards::Shards;
+use super::window::RateWindow;
+use super::{Admit, Exceeded, RateFigures, Refused, Scope, Slot};
+
+/// Counters kept per kind before idle ones are dropped to make room.
+const MAX_SCOPES: usize = 1 << 20;
+
+/// Rate windows, in-flight counts and spend per scope, in this process.
+pub struct LocalCounters {
+    windows: Shards<RateWindow>,
+    in_flight: Shards<InFlight>,
+    spend: Shards<SpendCell>,
+}
+
+impl Default for LocalCounters {
+    fn default() -> Self {
+        Self {
+            windows: Shards::new(MAX_SCOPES),
+            in_flight: Shards::new(MAX_SCOPES),
+            spend: Shards::new(MAX_SCOPES),
+        }
+    }
+}
+
+impl LocalCounters {
+    /// Admits a call counted in `scopes`: no budget spent, then (when
+    /// `hold_slot`) an in-flight slot in every scope that limits them, then
+    /// one request in every per-minute window. A refusal gives back what
+    /// was taken before it.
+    pub fn admit(&self, scopes: &[Scope], hold_slot: bool) -> Result<Admit, Box<Refused>> {
+        let refused = |exceeded| {
+            Box::new(Refused {
+                exceeded,
+                figures: RateFigures::default(),
+            })
+        };
+        self.check_budgets(scopes).map_err(refused)?;
+        let mut admit = Admit::default();
+        let now = Instant::now();
+        if hold_slot {
+            for scope in scopes {
+                let Some(limit) = scope.parallel else {
+                    continue;
+                };
+                let (counter, _) = self.in_flight.get(&scope.name, now, InFlight::default);
+                match counter.try_acquire(limit) {
+                    Some(slot) => admit.slots.push(Slot::local(slot)),
+                    None => {
+                        return Err(refused(Exceeded::Parallel {
+                            level: scope.level,
+                            label: scope.label.clone(),
+                            limit,
+                        }));
+                    }
+                }
+            }
+        }
+        let mut taken: Vec<Arc<RateWindow>> = Vec::new();
+        for scope in scopes {
+            if scope.rpm.is_none() && scope.tpm.is_none() {
+                continue;
+            }
+            let (window, _) = self.windows.get(&scope.name, now, || RateWindow::new(now));
+            match window.take(now, scope.rpm, scope.tpm) {
+                Ok(remaining) => {
+                    admit.limits.tighten(scope, remaining);
+                    taken.push(window);
+                }
+                Err(denied) => {
+                    for w in &taken {
+                        w.untake();
+                    }
+                    return Err(Box::new(Refused {
+                        figures: RateFigures::of_denial(scope.rpm, scope.tpm, &denied),
+                        exceeded: Exceeded::Rate {
+                            level: scope.level,
+                            label: scope.label.clone(),
+                            denied,
+                        },
+                    }));
+                }
+            }
+        }
+        Ok(admit)
+    }
+
+    /// Refuses when any scope's budget for the current period is spent.
+    pub fn check_budgets(&self, scopes: &[Scope]) -> Result<(), Exceeded> {
+        let now = SystemTime::now();
+        for scope in scopes {
+            let Some(budget) = &scope.budget else {
+                continue;
+            };
+            let (cell, _) = self.spend.get(&scope.name, Instant::now(), || {
+                SpendCell::new(budget.recorded, now)
+            });
+            let (spent, reset_at) = cell.current(Some(budget.recorded), now);
+            if spent >= budget.max {
+                return Err(Exceeded::Budget {
+                    level: scope.level,
+                    label: scope.label.clone(),
+                    limit: budget.max,
+                    spent,
+                    reset_at,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts an answered call's tokens and cost in every scope that has a
+    /// window or a spend counter here.
+    pub fn charge(&self, scopes: &[Scope], tokens: u64, cost: f64) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        for scope in scopes {
+            if tokens > 0
+                && let Some(window) = self.windows.find(&scope.name)
+            {
+                window.add_tokens(now, tokens);
+            }
+            if cost > 0.0
+                && let Some(cell) = self.spend.find(&scope.name)
+            {
+                cell.add(cost, wall);
+            }
+        }
+    }
+
+    /// The spend counted here so far in the current period of `name`.
+    pub fn spent(&self, name: &str) -> Option<f64> {
+        self.spend
+            .find(name)
+            .map(|cell| cell.current(None, SystemTime::now()).0)
+    }
+}
