@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cluster;
 pub mod compile_cache;
 pub mod config;
+pub mod dashboard;
 pub mod digest;
 pub mod fsutil;
 pub mod gateway;

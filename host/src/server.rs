@@ -198,6 +198,10 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     let observe = crate::observe::Observe::from_settings(&general, &config_path);
     let mut sinks = default_sinks(&observe, control.current());
     sinks.extend(extra_sinks);
+    let dashboard = open_dashboard(&general, observe.request_log.is_some());
+    if let Some(dashboard) = &dashboard {
+        sinks.push(Arc::new(crate::dashboard::DashboardSink(dashboard.clone())));
+    }
     if let Some(keys) = &keys {
         sinks.push(Arc::new(crate::ops::sinks::SpendSink::new(keys.clone())));
     }
@@ -217,6 +221,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         limiter,
         keys: keys.clone(),
         responses,
+        dashboard,
     };
     let in_flight = InFlight::new(
         general
@@ -241,6 +246,22 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         limits,
         keys,
     })
+}
+
+/// The dashboard's data, unless `general_settings.ui` is false; its request
+/// pages show each upstream attempt, so model calls record them.
+fn open_dashboard(
+    general: &config::GeneralSettings,
+    keep_bodies: bool,
+) -> Option<Arc<crate::dashboard::Dashboard>> {
+    if !general.ui.unwrap_or(true) {
+        return None;
+    }
+    crate::observe::record_attempts();
+    let recent = general
+        .ui_recent_requests
+        .map_or(crate::dashboard::DEFAULT_RECENT_REQUESTS, |n| n as usize);
+    Some(crate::dashboard::Dashboard::new(recent, keep_bodies))
 }
 
 /// How long shutdown waits for queued spend rows to reach the key store.

@@ -2,6 +2,7 @@
 //! on 127.0.0.1 and a harness that runs the real `conclave` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod fake;
 pub mod proxy;
 pub mod services;

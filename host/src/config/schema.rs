@@ -138,6 +138,12 @@ pub struct GeneralSettings {
     /// On by default (they hold no secrets); false requires the master key
     /// when one is configured.
     pub public_docs: Option<bool>,
+    /// Serves the web dashboard at `/ui` and keeps the recent requests it
+    /// shows. On by default. Read at start-up.
+    pub ui: Option<bool>,
+    /// Requests the dashboard keeps in memory for its live table and
+    /// request pages (default 1000). Read at start-up.
+    pub ui_recent_requests: Option<u32>,
     /// Directory of the per-request log files; off when unset (the
     /// `CONCLAVE_REQUEST_LOG_DIR` environment variable sets it too). Read at
     /// start-up.

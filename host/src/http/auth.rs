@@ -95,7 +95,7 @@ pub async fn authenticate(
 
 /// Who presents the request's key: the master key's holder, a virtual key
 /// (when keys are enabled), or anyone when no master key is set.
-async fn resolve_caller(
+pub(super) async fn resolve_caller(
     state: &AppState,
     gateway: &Gateway,
     headers: &HeaderMap,

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod cache_routes;
 mod cached;
+mod dashboard;
 mod dialect;
 mod docs;
 pub mod error;
@@ -75,6 +76,8 @@ pub struct Ops {
     pub limiter: crate::limits::Limiter,
     /// Stored Responses API answers (`previous_response_id`, `GET /v1/responses/{id}`).
     pub responses: crate::keys::ResponseStore,
+    /// What the web dashboard shows; `None` when it is off (`general_settings.ui: false`).
+    pub dashboard: Option<Arc<crate::dashboard::Dashboard>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -195,8 +198,19 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             docs::require_docs_access,
         ));
+    // The web dashboard: public pages, data behind the model routes' key.
+    let dashboard = Router::new()
+        .route("/ui", get(dashboard::index))
+        .route("/ui/", get(dashboard::index))
+        .route("/ui/assets/{file}", get(dashboard::asset))
+        .route("/ui/api/session", get(dashboard::session))
+        .route("/ui/api/overview", get(dashboard::overview))
+        .route("/ui/api/requests", get(dashboard::requests))
+        .route("/ui/api/requests/{id}", get(dashboard::request))
+        .route("/ui/api/models", get(dashboard::models));
     models
         .merge(anthropic)
+        .merge(dashboard)
         .merge(admin)
         .merge(management::routes())
         .merge(probes)

@@ -49,6 +49,20 @@ pub fn request_logs_on() -> bool {
     REQUEST_LOGS_ON.load(Ordering::Relaxed)
 }
 
+/// Whether model calls record each upstream attempt: for request logs and
+/// for the dashboard's request pages. Set once at start-up.
+static ATTEMPTS_RECORDED: AtomicBool = AtomicBool::new(false);
+
+/// Whether model calls should record each upstream attempt.
+pub fn attempts_recorded() -> bool {
+    ATTEMPTS_RECORDED.load(Ordering::Relaxed)
+}
+
+/// Makes model calls record each upstream attempt (the dashboard shows them).
+pub fn record_attempts() {
+    ATTEMPTS_RECORDED.store(true, Ordering::Relaxed);
+}
+
 /// The environment variable that turns request logs on when the config
 /// names no directory.
 pub const REQUEST_LOG_DIR_ENV: &str = "CONCLAVE_REQUEST_LOG_DIR";
@@ -65,6 +79,7 @@ impl Observe {
         if request_log.is_some() {
             STREAM_PAYLOADS_KEPT.fetch_max(LOGGED_STREAM_PAYLOADS, Ordering::Relaxed);
             REQUEST_LOGS_ON.store(true, Ordering::Relaxed);
+            record_attempts();
         }
         Self {
             metrics: Arc::new(metrics::Metrics::new()),

@@ -28,6 +28,12 @@ use serde_json::value::RawValue;
 use crate::ops::{Outcome, OutcomeKind, RequestId};
 use record::{MAX_BODY_BYTES, Record};
 
+/// A request body with every credential field redacted, as the request log
+/// writes it (the dashboard shows bodies the same way).
+pub fn redacted_body(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    redact::body(body)
+}
+
 /// Files kept when `request_log_max_files` is unset.
 pub const DEFAULT_MAX_FILES: u32 = 10_000;
 /// MiB kept when `request_log_max_mb` is unset.

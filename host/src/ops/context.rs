@@ -106,7 +106,7 @@ pub struct CallContext {
     /// (`cache_params.composite_subcalls`).
     pub cache: Option<crate::cache::SubCalls>,
     /// Where the router records each upstream call of this model call, for
-    /// its outcome; `None` unless request logs are on.
+    /// its outcome; `None` unless request logs or the dashboard are on.
     pub attempts: Option<Arc<AttemptLog>>,
 }
 
@@ -117,7 +117,7 @@ impl CallContext {
             request,
             profile: None,
             cache: None,
-            attempts: crate::observe::request_logs_on().then(Arc::default),
+            attempts: crate::observe::attempts_recorded().then(Arc::default),
         }
     }
 
@@ -145,10 +145,9 @@ impl CallContext {
         }
     }
 
-    /// Whether this call records what request logs show (its attempts and
-    /// the body it sent).
+    /// Whether this call keeps the body it sent, for request logs.
     pub fn is_logged(&self) -> bool {
-        self.attempts.is_some()
+        self.attempts.is_some() && crate::observe::request_logs_on()
     }
 
     /// Whether a composite strategy made this call (it may then use the

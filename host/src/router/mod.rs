@@ -16,6 +16,7 @@ pub mod deployment;
 pub mod error;
 pub mod fallback;
 pub mod retry;
+pub mod states;
 mod status;
 pub use status::upstream_status;
 

@@ -442,24 +442,19 @@ impl RunState {
         self.completion_tokens += u64::from(usage.completion_tokens);
     }
 
-    fn record(&mut self, model: &str, started: Instant, result: &Result<ChatResponse, Error>) {
+    /// Adds a finished call to the trace: it began at `started` and took `took`.
+    fn record(
+        &mut self,
+        model: &str,
+        started: Instant,
+        took: Duration,
+        result: &Result<ChatResponse, Error>,
+    ) {
         let node = match result {
-            Ok(r) => TraceNode::call(
-                model,
-                started.elapsed(),
-                Some(&r.usage),
-                Some(&r.content),
-                None,
-            ),
-            Err(e) => TraceNode::call(
-                model,
-                started.elapsed(),
-                None,
-                None,
-                Some(&format!("{e:?}")),
-            ),
+            Ok(r) => TraceNode::call(model, took, Some(&r.usage), Some(&r.content), None),
+            Err(e) => TraceNode::call(model, took, None, None, Some(&format!("{e:?}"))),
         };
-        self.trace.push_call(node);
+        self.trace.push_call(node, started);
     }
 }
 
@@ -702,7 +697,7 @@ impl RunState {
         if let Ok(r) = &result {
             self.count(&r.usage);
         }
-        self.record(&req.model, started, &result);
+        self.record(&req.model, started, started.elapsed(), &result);
         result
     }
 
@@ -724,14 +719,20 @@ impl RunState {
         let started = Instant::now();
         let router = self.router.clone();
         let ctx = self.ctx.clone();
-        let results: Vec<Result<ChatResponse, Error>> =
-            futures_util::future::join_all(reqs.iter().map(|r| complete_via(&router, &ctx, r)))
-                .await;
-        for (req, result) in reqs.iter().zip(&results) {
-            if let Ok(r) = result {
+        // Each call timed on its own: they start together, end apart.
+        let timed = reqs.iter().map(|r| async {
+            let result = complete_via(&router, &ctx, r).await;
+            (result, started.elapsed())
+        });
+        let timed: Vec<(Result<ChatResponse, Error>, Duration)> =
+            futures_util::future::join_all(timed).await;
+        let mut results = Vec::with_capacity(timed.len());
+        for (req, (result, took)) in reqs.iter().zip(timed) {
+            if let Ok(r) = &result {
                 self.count(&r.usage);
             }
-            self.record(&req.model, started, result);
+            self.record(&req.model, started, took, &result);
+            results.push(result);
         }
         results
     }
@@ -747,7 +748,7 @@ impl RunState {
         if let Ok(r) = &result {
             self.count(&r.usage);
         }
-        self.record(&req.model, started, &result);
+        self.record(&req.model, started, started.elapsed(), &result);
         result
     }
 

@@ -8,8 +8,11 @@ use serde_json::Value;
 
 use super::bindings::Usage;
 
-/// Characters of content kept in a node's preview.
+/// Characters of a model call's answer kept in its node's preview.
 const PREVIEW_CHARS: usize = 200;
+/// Characters of a stage event's text kept: enough for the tables strategies
+/// write (a council's ranking, a vote count), bounded by the trace limit too.
+const STAGE_TEXT_CHARS: usize = 4000;
 
 /// One node of the trace tree.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +22,10 @@ pub struct TraceNode {
     /// `strategy`, `llm_call`, or the stage name a strategy traced (`aggregation`, `review`, ...).
     pub step: String,
     pub model: Option<String>,
+    /// When the node began, in milliseconds from the run's start: a call's
+    /// start, a stage event's moment. Lets a reader draw the run on a time axis.
+    pub start_ms: f64,
+    /// How long a call (or, for the root, the whole run) took; 0 for a stage event.
     pub duration_ms: f64,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
@@ -27,7 +34,7 @@ pub struct TraceNode {
 }
 
 impl TraceNode {
-    /// A model-call node (its ids are set when pushed).
+    /// A model-call node (its ids and start are set when pushed).
     pub fn call(
         model: &str,
         took: Duration,
@@ -40,7 +47,8 @@ impl TraceNode {
             parent_id: None,
             step: "llm_call".into(),
             model: Some(model.to_owned()),
-            duration_ms: took.as_secs_f64() * 1000.0,
+            start_ms: 0.0,
+            duration_ms: millis(took),
             prompt_tokens: usage.map(|u| u.prompt_tokens),
             completion_tokens: usage.map(|u| u.completion_tokens),
             preview: content.map(preview),
@@ -55,6 +63,10 @@ pub fn preview_chars(text: &str, n: usize) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn preview(text: &str) -> String {
@@ -79,6 +91,7 @@ impl Trace {
                 parent_id: None,
                 step: "strategy".into(),
                 model: Some(profile.to_owned()),
+                start_ms: 0.0,
                 duration_ms: 0.0,
                 prompt_tokens: None,
                 completion_tokens: None,
@@ -97,18 +110,20 @@ impl Trace {
             parent_id: Some(0),
             step: stage.to_owned(),
             model: None,
-            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            start_ms: millis(self.started.elapsed()),
+            duration_ms: 0.0,
             prompt_tokens: None,
             completion_tokens: None,
-            preview: Some(preview(text)),
+            preview: Some(preview_chars(text, STAGE_TEXT_CHARS)),
             error: None,
         });
         self.current_stage = id;
     }
 
-    /// Adds a model call under the current stage.
-    pub fn push_call(&mut self, mut node: TraceNode) {
+    /// Adds a model call that began at `started` under the current stage.
+    pub fn push_call(&mut self, mut node: TraceNode, started: Instant) {
         node.id = self.nodes.len();
+        node.start_ms = millis(started.saturating_duration_since(self.started));
         node.parent_id = Some(self.current_stage);
         self.nodes.push(node);
     }
@@ -117,7 +132,7 @@ impl Trace {
     pub fn snapshot(&self, error: Option<String>) -> Vec<TraceNode> {
         let mut nodes = self.nodes.clone();
         if let Some(root) = nodes.first_mut() {
-            root.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            root.duration_ms = millis(self.started.elapsed());
             root.error = error;
         }
         nodes

@@ -1,0 +1,355 @@
+//! The web dashboard: its pages at `/ui` (static files embedded in the
+//! binary, sent with a strict content security policy) and the JSON they
+//! read under `/ui/api/`. The pages are public; the data takes the same key
+//! as the model routes: the master key (or any caller on an open gateway)
+//! sees everything, a virtual key only its own requests and spend.
+//! `general_settings.ui: false` turns it all off (404).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::resolve_caller;
+use super::error::ApiError;
+use crate::dashboard::recent::{Entry, Filter, StatusFilter, Summary, Viewer};
+use crate::dashboard::{Dashboard, Window, assets};
+use crate::ops::Caller;
+
+/// What the pages may load and run: only their own files and this
+/// gateway's API, no inline script, no framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     form-action 'self'";
+/// Requests the table gets when the page does not say.
+const DEFAULT_LIST_LIMIT: usize = 100;
+/// Most requests one table read returns.
+const MAX_LIST_LIMIT: usize = 1000;
+
+/// `GET /ui` and `GET /ui/`: the page.
+pub async fn index(State(state): State<AppState>) -> Response {
+    asset_response(&state, "index.html")
+}
+
+/// `GET /ui/assets/{file}`.
+pub async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    asset_response(&state, &file)
+}
+
+fn asset_response(state: &AppState, file: &str) -> Response {
+    let (Some(_), Some(asset)) = (&state.ops.dashboard, assets::get(file)) else {
+        return off_or_missing(file).into_response();
+    };
+    let mut response = Body::from(asset.bytes).into_response();
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::from_str(&asset.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    if let Ok(etag) = HeaderValue::from_str(&asset.etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    // The files change with the binary: revalidate, never serve stale.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+fn off_or_missing(file: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("no dashboard file {file:?} (or the dashboard is off: general_settings.ui)"),
+        None,
+        Some("unknown_url"),
+    )
+}
+
+/// Who reads the dashboard's data, and what they may see.
+struct Reader {
+    dashboard: Arc<Dashboard>,
+    caller: Caller,
+    viewer: Viewer,
+}
+
+async fn reader(state: &AppState, headers: &HeaderMap) -> Result<Reader, ApiError> {
+    let Some(dashboard) = state.ops.dashboard.clone() else {
+        return Err(off_or_missing("/ui/api"));
+    };
+    let gateway = state.gateway();
+    let caller = resolve_caller(state, &gateway, headers).await?;
+    let viewer = match &caller {
+        Caller::Key(p) if !p.is_admin() => Viewer::Key(p.key.token_hash.clone()),
+        _ => Viewer::All,
+    };
+    Ok(Reader {
+        dashboard,
+        caller,
+        viewer,
+    })
+}
+
+/// `GET /ui/api/session`: who the key belongs to and what is turned on.
+/// Asked without a key where one is needed, it answers `login_required`
+/// instead of 401, so the page can show its login form without an error.
+pub async fn session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if state.ops.dashboard.is_some()
+        && state.gateway().master_key.is_some()
+        && super::auth::presented_key(&headers).is_none_or(str::is_empty)
+    {
+        return Ok(Json(json!({"role": null, "login_required": true})).into_response());
+    }
+    let reader = reader(&state, &headers).await?;
+    let role = match (&reader.caller, &reader.viewer) {
+        (Caller::Open, _) => "open",
+        (_, Viewer::All) => "admin",
+        (_, Viewer::Key(_)) => "key",
+    };
+    let gateway = state.gateway();
+    Ok(Json(json!({
+        "login_required": false,
+        "role": role,
+        "caller": reader.caller.label(),
+        "key_alias": reader.caller.principal().and_then(|p| p.key.key_alias.clone()),
+        "user_id": reader.caller.user_id(),
+        "team_id": reader.caller.team_id(),
+        "features": {
+            "keys": state.ops.keys.is_some(),
+            "request_logs": reader.dashboard.keeps_bodies(),
+            "cache": gateway.cache.is_some(),
+            "metrics": true,
+        },
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response())
+}
+
+/// `GET /ui/api/overview?window=1h|1d`.
+pub async fn overview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let reader = reader(&state, &headers).await?;
+    let window = match query.get("window").map(String::as_str) {
+        None => Window::Hour,
+        Some(text) => Window::parse(text).ok_or_else(|| {
+            ApiError::invalid(
+                format!("window must be 1h or 1d, not {text:?}"),
+                Some("window"),
+            )
+        })?,
+    };
+    let overview = reader.dashboard.overview(window, &reader.viewer);
+    let mut body = serde_json::to_value(&overview).unwrap_or(Value::Null);
+    body["in_flight"] = json!(state.in_flight.in_use());
+    Ok(Json(body).into_response())
+}
+
+/// `GET /ui/api/requests`: the live table.
+pub async fn requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let reader = reader(&state, &headers).await?;
+    let (filter, limit) = list_query(&query)?;
+    let recent = reader.dashboard.recent();
+    let entries = recent.list(&reader.viewer, &filter, limit);
+    let (kept, capacity) = recent.len_and_capacity();
+    drop(recent);
+    let summaries: Vec<&Summary> = entries.iter().map(|e| &e.summary).collect();
+    Ok(Json(json!({"requests": summaries, "kept": kept, "capacity": capacity})).into_response())
+}
+
+/// Reads the table's filters; a value that means nothing is refused, naming it.
+fn list_query(query: &HashMap<String, String>) -> Result<(Filter, usize), ApiError> {
+    let text = |name: &str| query.get(name).filter(|v| !v.is_empty()).cloned();
+    let time = |name: &str| -> Result<Option<f64>, ApiError> {
+        text(name)
+            .map(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|t| t.is_finite())
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            format!("{name} must be Unix seconds, not {v:?}"),
+                            Some(name),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let status = text("status")
+        .map(|v| {
+            StatusFilter::parse(&v).ok_or_else(|| {
+                ApiError::invalid(
+                    format!("status must be ok, error, 1xx..5xx or a status code, not {v:?}"),
+                    Some("status"),
+                )
+            })
+        })
+        .transpose()?;
+    let limit = match text("limit") {
+        None => DEFAULT_LIST_LIMIT,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    format!("limit must be a number from 1 to {MAX_LIST_LIMIT}, not {v:?}"),
+                    Some("limit"),
+                )
+            })?,
+    };
+    let filter = Filter {
+        model: text("model"),
+        status,
+        key: text("key"),
+        since: time("since")?,
+        until: time("until")?,
+    };
+    Ok((filter, limit))
+}
+
+/// `GET /ui/api/requests/{id}`: one request with its attempts, body,
+/// sub-calls and composite trace.
+pub async fn request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reader = reader(&state, &headers).await?;
+    let found = reader.dashboard.recent().find(&id, &reader.viewer);
+    let Some((entry, calls)) = found else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!(
+                "request {id:?} is not among the recent requests kept in memory (the spend logs keep older ones)"
+            ),
+            Some("id"),
+            Some("request_not_found"),
+        ));
+    };
+    Ok(Json(request_json(&entry, &calls)).into_response())
+}
+
+fn request_json(entry: &Entry, calls: &[Arc<Entry>]) -> Value {
+    let body = entry
+        .request_body
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(b).into_owned());
+    let calls: Vec<&Summary> = calls.iter().map(|c| &c.summary).collect();
+    json!({
+        "request": entry.summary,
+        "attempts": entry.attempts,
+        "attempts_omitted": entry.attempts_omitted,
+        "request_body": body,
+        "request_body_truncated": entry.request_body_truncated,
+        "calls": calls,
+        "trace": entry.composite.as_ref().map(|c| &c.trace),
+        "composite_error": entry.composite.as_ref().and_then(|c| c.error.as_deref()),
+    })
+}
+
+/// `GET /ui/api/models`: every deployment's live state, the composite
+/// profiles and the last reloads.
+pub async fn models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    reader(&state, &headers).await?;
+    let gateway = state.gateway();
+    let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+    for d in gateway.router.deployment_states() {
+        let view = json!({
+            "id": d.id,
+            "provider": d.provider,
+            "model": d.upstream_model,
+            "state": d.availability.label(),
+            "cooling_until": match d.availability {
+                crate::router::states::Availability::Cooling { until } => Some(unix(until)),
+                _ => None,
+            },
+            "latency_ms": d.latency.map(|l| l.as_secs_f64() * 1000.0),
+            "in_flight": d.in_flight,
+            "last_error": d.last_error.map(|e| json!({"message": e.message, "at": unix(e.at)})),
+            "last_check": d.last_check.map(|c| json!({
+                "at": unix(c.at),
+                "latency_ms": c.latency.as_secs_f64() * 1000.0,
+                "error": c.error,
+            })),
+        });
+        match groups.last_mut() {
+            Some((name, list)) if *name == d.group => list.push(view),
+            _ => groups.push((d.group, vec![view])),
+        }
+    }
+    let status = state.control.status_json();
+    let public: HashMap<&str, &str> = gateway
+        .strategies
+        .public_names()
+        .filter_map(|name| {
+            let profile = gateway.strategies.profile_for(name)?;
+            Some((profile.plan.name.as_str(), name.as_str()))
+        })
+        .collect();
+    let profiles: Vec<Value> = status["profiles"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    let mut p = p.clone();
+                    let name = p["name"].as_str().unwrap_or_default();
+                    p["model_name"] = json!(public.get(name));
+                    p
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let can_reload = super::admin::admission(
+        gateway.master_key.as_ref(),
+        state.loopback_only && gateway.admin_without_key_on_loopback,
+        &headers,
+    )
+    .is_ok();
+    Ok(Json(json!({
+        "version": status["version"],
+        "loaded_at": status["loaded_at"],
+        "config": status["config"],
+        "groups": groups.into_iter().map(|(name, deployments)| json!({"name": name, "deployments": deployments})).collect::<Vec<_>>(),
+        "profiles": profiles,
+        "last_reload": status["last_reload"],
+        "last_reload_error": status["last_reload_error"],
+        "reloads": status["reloads"],
+        "can_reload": can_reload,
+    }))
+    .into_response())
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

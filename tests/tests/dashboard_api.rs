@@ -1,0 +1,409 @@
+//! The dashboard's server side over HTTP, against the real binary on the
+//! offline demo config: the pages and their security headers, the key its
+//! data takes, the live table and its filters, a request's attempts and a
+//! composite's trace, the overview's counts and the models' live state.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use conclave_e2e::Proxy;
+use serde_json::{Value, json};
+
+const DEMO: &str = include_str!("../../config/demo.yaml");
+const MASTER_KEY: &str = "sk-demo-dashboard";
+
+async fn demo() -> Proxy {
+    Proxy::start_with(DEMO, &[("CONCLAVE_MASTER_KEY", MASTER_KEY)], &[]).await
+}
+
+async fn get(proxy: &Proxy, path: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = proxy.client.get(proxy.url(path));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn ask(proxy: &Proxy, key: &str, model: &str) -> (u16, String) {
+    let response = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "What is six times seven?"}]}))
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-conclave-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (response.status().as_u16(), id)
+}
+
+/// The request page of `id`, once its outcome has reached the dashboard.
+async fn request_page(proxy: &Proxy, id: &str, key: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = get(proxy, &format!("/ui/api/requests/{id}"), Some(key)).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "request {id} never reached the dashboard: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_pages_are_embedded_and_sent_with_a_strict_content_security_policy() {
+    let proxy = demo().await;
+    let page = proxy.client.get(proxy.url("/ui/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    // Every script and style the page names is served, with its type.
+    let assets: Vec<&str> = html
+        .split("/ui/assets/")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(assets.iter().any(|a| a.ends_with(".js")), "{html}");
+    for asset in assets {
+        let r = proxy
+            .client
+            .get(proxy.url(&format!("/ui/assets/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+        let expected = if asset.ends_with(".js") {
+            "javascript"
+        } else {
+            "css"
+        };
+        assert!(kind.contains(expected), "{asset}: {kind}");
+    }
+    // The page needs no key (its data does); unknown files are 404s in the API's shape.
+    assert_eq!(
+        proxy
+            .client
+            .get(proxy.url("/ui"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (status, body) = get(&proxy, "/ui/assets/no-such-file.js", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "unknown_url");
+    let (status, _) = get(&proxy, "/ui/assets/..%2Fapp.js", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_data_takes_a_key_and_a_virtual_key_sees_only_its_own_requests() {
+    let proxy = demo().await;
+    let (status, session) = get(&proxy, "/ui/api/session", None).await;
+    assert_eq!((status, &session["login_required"]), (200, &json!(true)));
+    let (status, body) = get(&proxy, "/ui/api/session", Some("sk-wrong")).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = get(&proxy, "/ui/api/requests", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (_, session) = get(&proxy, "/ui/api/session", Some(MASTER_KEY)).await;
+    assert_eq!(session["role"], "admin");
+    assert_eq!(session["features"]["keys"], true);
+
+    let made: Value = proxy
+        .client
+        .post(proxy.url("/key/generate"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"key_alias": "dash-reader"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = made["key"].as_str().unwrap();
+    let (_, session) = get(&proxy, "/ui/api/session", Some(key)).await;
+    assert_eq!(
+        (&session["role"], &session["key_alias"]),
+        (&json!("key"), &json!("dash-reader"))
+    );
+
+    let (_, theirs) = ask(&proxy, MASTER_KEY, "demo-fast").await;
+    let (_, mine) = ask(&proxy, key, "demo-fast").await;
+    request_page(&proxy, &theirs, MASTER_KEY).await;
+    request_page(&proxy, &mine, key).await;
+    let (_, listed) = get(&proxy, "/ui/api/requests", Some(key)).await;
+    let ids: Vec<&str> = listed["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine.as_str()]);
+    let (status, body) = get(&proxy, &format!("/ui/api/requests/{theirs}"), Some(key)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("request_not_found"))
+    );
+    let (_, all) = get(&proxy, "/ui/api/requests", Some(MASTER_KEY)).await;
+    assert_eq!(all["requests"].as_array().unwrap().len(), 2);
+    let row = &all["requests"][0];
+    assert_eq!(
+        (&row["id"], &row["caller"], &row["key_alias"]),
+        (&json!(mine), &made["key_name"], &json!("dash-reader"))
+    );
+    // The key's overview counts its own request only.
+    let (_, overview) = get(&proxy, "/ui/api/overview", Some(key)).await;
+    assert_eq!(overview["totals"]["requests"], 1, "{overview}");
+}
+
+#[tokio::test]
+async fn filters_narrow_the_live_table_and_meaningless_values_are_refused() {
+    let proxy = demo().await;
+    let (_, fast) = ask(&proxy, MASTER_KEY, "demo-fast").await;
+    let (status, missing) = ask(&proxy, MASTER_KEY, "no-such-model").await;
+    assert_eq!(status, 404);
+    request_page(&proxy, &fast, MASTER_KEY).await;
+    request_page(&proxy, &missing, MASTER_KEY).await;
+    let ids = |body: &Value| -> Vec<String> {
+        body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, errors) = get(&proxy, "/ui/api/requests?status=error", Some(MASTER_KEY)).await;
+    assert_eq!(ids(&errors), std::slice::from_ref(&missing));
+    let (_, by_model) = get(&proxy, "/ui/api/requests?model=demo-fast", Some(MASTER_KEY)).await;
+    assert_eq!(ids(&by_model), std::slice::from_ref(&fast));
+    let (_, exact) = get(
+        &proxy,
+        "/ui/api/requests?status=404&key=master",
+        Some(MASTER_KEY),
+    )
+    .await;
+    assert_eq!(ids(&exact), [missing]);
+    let (_, future) = get(
+        &proxy,
+        "/ui/api/requests?since=99999999999",
+        Some(MASTER_KEY),
+    )
+    .await;
+    assert!(ids(&future).is_empty());
+    for (query, param) in [
+        ("status=sometimes", "status"),
+        ("limit=0", "limit"),
+        ("limit=5000", "limit"),
+        ("since=yesterday", "since"),
+    ] {
+        let (status, body) = get(
+            &proxy,
+            &format!("/ui/api/requests?{query}"),
+            Some(MASTER_KEY),
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["param"], param, "{query}: {body}");
+    }
+    let (status, body) = get(&proxy, "/ui/api/overview?window=2h", Some(MASTER_KEY)).await;
+    assert_eq!((status, &body["error"]["param"]), (400, &json!("window")));
+}
+
+#[tokio::test]
+async fn a_council_request_keeps_its_trace_with_timings_and_its_member_calls() {
+    let proxy = demo().await;
+    let (status, id) = ask(&proxy, MASTER_KEY, "demo-council").await;
+    assert_eq!(status, 200);
+    let page = request_page(&proxy, &id, MASTER_KEY).await;
+    assert_eq!(page["request"]["composite"], true);
+    assert_eq!(page["request"]["profile"], "council_demo");
+    let trace = page["trace"]
+        .as_array()
+        .expect("a composite request has a trace");
+    assert_eq!(trace[0]["step"], "strategy");
+    let calls: Vec<&Value> = trace.iter().filter(|n| n["step"] == "llm_call").collect();
+    let models: Vec<&str> = calls.iter().map(|n| n["model"].as_str().unwrap()).collect();
+    assert_eq!(
+        models,
+        [
+            "demo-proposer-a",
+            "demo-proposer-b",
+            "demo-reviewer-a",
+            "demo-reviewer-b",
+            "demo-chairman"
+        ]
+    );
+    // The two council members were asked at once: their spans overlap.
+    let span = |n: &Value| {
+        let start = n["start_ms"].as_f64().unwrap();
+        (start, start + n["duration_ms"].as_f64().unwrap())
+    };
+    let (a, b) = (span(calls[0]), span(calls[1]));
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "stage 1's calls did not overlap: {a:?} {b:?}"
+    );
+    // The chairman starts after the reviews end.
+    assert!(span(calls[4]).0 >= span(calls[3]).1 - 1.0);
+    // The ranking table survives whole in its stage event.
+    assert!(
+        trace.iter().any(|n| n["preview"]
+            .as_str()
+            .is_some_and(|p| p.contains("| place | response | member | mean rank |"))),
+        "{trace:?}"
+    );
+    // Every member call is in the request's sub-calls too, with its status.
+    let sub_calls = page["calls"].as_array().unwrap();
+    assert_eq!(sub_calls.len(), 5, "{sub_calls:?}");
+    assert!(
+        sub_calls
+            .iter()
+            .all(|c| c["status"] == 200 && c["parent_id"] == json!(id))
+    );
+    // Sub-calls are not rows of their own in the live table.
+    let (_, listed) = get(&proxy, "/ui/api/requests", Some(MASTER_KEY)).await;
+    assert_eq!(listed["requests"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_rescued_by_a_fallback_lists_every_attempt() {
+    let proxy = demo().await;
+    let (status, id) = ask(&proxy, MASTER_KEY, "demo-flaky").await;
+    assert_eq!(status, 200);
+    let page = request_page(&proxy, &id, MASTER_KEY).await;
+    let attempts = page["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    let first = &attempts[0];
+    assert_eq!(
+        (&first["model_group"], &first["status"]),
+        (&json!("demo-flaky"), &json!(503))
+    );
+    let last = attempts.last().unwrap();
+    assert_eq!(
+        (&last["model_group"], &last["status"]),
+        (&json!("demo-fast"), &json!(200))
+    );
+    assert_eq!(page["request"]["fallback"], "demo-fast");
+    assert_eq!(page["request"]["attempts"], json!(attempts.len()));
+    // Request bodies are kept only while request logs are on.
+    assert_eq!(page["request_body"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_overview_counts_requests_errors_and_tokens_in_its_window() {
+    let proxy = demo().await;
+    for _ in 0..3 {
+        ask(&proxy, MASTER_KEY, "demo-fast").await;
+    }
+    let (_, last) = ask(&proxy, MASTER_KEY, "no-such-model").await;
+    request_page(&proxy, &last, MASTER_KEY).await;
+    let (status, hour) = get(&proxy, "/ui/api/overview?window=1h", Some(MASTER_KEY)).await;
+    assert_eq!(status, 200);
+    assert_eq!(hour["buckets"].as_array().unwrap().len(), 60);
+    assert_eq!(hour["bucket_seconds"], 60);
+    let totals = &hour["totals"];
+    assert_eq!(
+        (&totals["requests"], &totals["errors"]),
+        (&json!(4), &json!(1)),
+        "{totals}"
+    );
+    assert_eq!(totals["error_rate"], 0.25);
+    assert!(totals["prompt_tokens"].as_u64().unwrap() > 0, "{totals}");
+    assert!(totals["p50_ms"].as_f64().unwrap() > 0.0);
+    assert!(totals["rps"].as_f64().unwrap() > 0.0);
+    let counted: u64 = hour["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 4);
+    let (_, day) = get(&proxy, "/ui/api/overview?window=1d", Some(MASTER_KEY)).await;
+    assert_eq!(
+        (
+            day["buckets"].as_array().unwrap().len(),
+            &day["totals"]["requests"]
+        ),
+        (96, &json!(4))
+    );
+}
+
+#[tokio::test]
+async fn the_models_page_shows_a_cooling_deployment_and_the_profiles() {
+    let proxy = demo().await;
+    // demo-flaky always fails; past allowed_fails (3) it cools down.
+    for _ in 0..4 {
+        ask(&proxy, MASTER_KEY, "demo-flaky").await;
+    }
+    let (status, models) = get(&proxy, "/ui/api/models", Some(MASTER_KEY)).await;
+    assert_eq!(status, 200, "{models}");
+    let flaky = models["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "demo-flaky")
+        .expect("the demo-flaky group");
+    let deployment = &flaky["deployments"][0];
+    assert_eq!(deployment["state"], "cooling", "{deployment}");
+    assert!(deployment["cooling_until"].as_f64().unwrap() > 0.0);
+    assert!(
+        deployment["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("flaky"),
+        "{deployment}"
+    );
+    let fast = models["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "demo-fast")
+        .unwrap();
+    assert_eq!(fast["deployments"][0]["state"], "healthy");
+    let council = models["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "council_demo")
+        .expect("the council profile");
+    assert_eq!(
+        (&council["model_name"], &council["strategy"]),
+        (&json!("demo-council"), &json!("council"))
+    );
+    assert_eq!(council["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(models["can_reload"], true);
+}
+
+#[tokio::test]
+async fn ui_false_turns_the_dashboard_off() {
+    let yaml = format!("{DEMO}\n  ui: false\n");
+    let proxy = Proxy::start(&yaml).await;
+    for path in ["/ui/", "/ui/api/session", "/ui/api/requests"] {
+        let (status, body) = get(&proxy, path, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    // The model routes are untouched.
+    let (status, _) = ask(&proxy, "anything", "demo-fast").await;
+    assert_eq!(status, 200);
+}
