@@ -407,3 +407,48 @@ async fn ui_false_turns_the_dashboard_off() {
     let (status, _) = ask(&proxy, "anything", "demo-fast").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn requests_from_before_a_restart_come_back_from_the_spend_logs() {
+    let dir = conclave_e2e::proxy::TempDir::new();
+    let database = format!("sqlite://{}", dir.path().join("keys.db").display());
+    let yaml = format!("{DEMO}\n  database_url: {database}\n");
+    let proxy = Proxy::start_with(&yaml, &[("CONCLAVE_MASTER_KEY", MASTER_KEY)], &[]).await;
+    let (_, first) = ask(&proxy, MASTER_KEY, "demo-fast").await;
+    let (_, council) = ask(&proxy, MASTER_KEY, "demo-council").await;
+    request_page(&proxy, &council, MASTER_KEY).await;
+    // A graceful stop writes the queued spend rows.
+    proxy.signal("TERM");
+    let mut proxy = proxy;
+    proxy
+        .wait(Duration::from_secs(10))
+        .await
+        .expect("conclave stopped");
+
+    let proxy = Proxy::start_with(&yaml, &[("CONCLAVE_MASTER_KEY", MASTER_KEY)], &[]).await;
+    let (_, fresh) = ask(&proxy, MASTER_KEY, "demo-fast").await;
+    request_page(&proxy, &fresh, MASTER_KEY).await;
+    let (_, listed) = get(&proxy, "/ui/api/requests", Some(MASTER_KEY)).await;
+    let rows: Vec<(&str, &str)> = listed["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["source"].as_str().unwrap()))
+        .collect();
+    // Newest first; the composite's sub-calls are not rows of their own.
+    assert_eq!(
+        rows,
+        [
+            (fresh.as_str(), "memory"),
+            (council.as_str(), "spend_log"),
+            (first.as_str(), "spend_log")
+        ]
+    );
+    let (_, only_composite) = get(
+        &proxy,
+        "/ui/api/requests?model=demo-council",
+        Some(MASTER_KEY),
+    )
+    .await;
+    assert_eq!(only_composite["requests"].as_array().unwrap().len(), 1);
+}

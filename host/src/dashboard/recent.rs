@@ -46,6 +46,52 @@ pub struct Summary {
     pub attempts: u32,
     pub fallback: Option<String>,
     pub parent_id: Option<String>,
+    /// `memory` for a request kept by this process, `spend_log` for one
+    /// read back from the spend logs (fewer fields, no page of its own).
+    pub source: &'static str,
+}
+
+impl Summary {
+    /// What the spend logs remember of a request: who, which model, the
+    /// status, tokens, cost and time.
+    pub fn from_spend_row(row: &crate::keys::SpendRow) -> Self {
+        Self {
+            id: row.request_id.clone(),
+            time: row
+                .started_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            route: String::new(),
+            model: row.model.clone(),
+            model_group: row.model_group.clone(),
+            deployment: row.deployment.clone(),
+            profile: row.profile.clone(),
+            composite: row.profile.is_some(),
+            caller: if row.token_hash.is_some() {
+                "key"
+            } else {
+                "master"
+            }
+            .to_owned(),
+            key_alias: None,
+            user_id: row.user_id.clone(),
+            team_id: row.team_id.clone(),
+            status: row.status,
+            error: None,
+            stream: false,
+            duration_ms: row.latency_ms as f64,
+            ttft_ms: None,
+            overhead_ms: None,
+            prompt_tokens: Some(row.prompt_tokens),
+            completion_tokens: Some(row.completion_tokens),
+            cost: Some(row.spend),
+            cache: if row.cache_hit { "hit" } else { "none" },
+            attempts: 0,
+            fallback: None,
+            parent_id: None,
+            source: "spend_log",
+        }
+    }
 }
 
 /// One upstream call of a request, as its page shows it.
@@ -147,7 +193,8 @@ impl StatusFilter {
 }
 
 impl Filter {
-    fn matches(&self, s: &Summary) -> bool {
+    /// Whether the table shows `s`.
+    pub fn matches(&self, s: &Summary) -> bool {
         let model = self
             .model
             .as_ref()
@@ -171,6 +218,8 @@ pub struct Recent {
     sub_calls: VecDeque<Arc<Entry>>,
     capacity: usize,
     sub_call_capacity: usize,
+    /// When the ring was made, in Unix seconds.
+    since: f64,
 }
 
 impl Recent {
@@ -182,12 +231,25 @@ impl Recent {
             sub_calls: VecDeque::new(),
             capacity,
             sub_call_capacity: capacity.saturating_mul(4),
+            since: std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
         }
     }
 
     /// Requests kept now, and the most that are kept.
     pub fn len_and_capacity(&self) -> (usize, usize) {
         (self.requests.len(), self.capacity)
+    }
+
+    /// The time before which requests are no longer (or never were) kept
+    /// here, in Unix seconds: the oldest kept one's start once the ring is
+    /// full, else when the ring was made. Older ones are only in the spend logs.
+    pub fn kept_since(&self) -> f64 {
+        match self.requests.back() {
+            Some(oldest) if self.requests.len() >= self.capacity => oldest.summary.time,
+            _ => self.since,
+        }
     }
 
     /// Keeps `entry`, pushing the oldest of its ring out when full.
@@ -273,6 +335,7 @@ impl Entry {
                 OutcomeKind::Request => None,
                 OutcomeKind::SubCall => o.parent_request_id.as_ref().map(|p| p.as_str().to_owned()),
             },
+            source: "memory",
         };
         let (attempts, attempts_omitted) = o.logged.as_ref().map_or((Vec::new(), 0), |l| {
             let views = l
@@ -355,6 +418,7 @@ mod tests {
                 attempts: 1,
                 fallback: None,
                 parent_id: parent.map(str::to_owned),
+                source: "memory",
             },
             owner: owner.map(Arc::from),
             attempts: Vec::new(),

@@ -174,12 +174,81 @@ pub async fn requests(
 ) -> Result<Response, ApiError> {
     let reader = reader(&state, &headers).await?;
     let (filter, limit) = list_query(&query)?;
-    let recent = reader.dashboard.recent();
-    let entries = recent.list(&reader.viewer, &filter, limit);
-    let (kept, capacity) = recent.len_and_capacity();
-    drop(recent);
-    let summaries: Vec<&Summary> = entries.iter().map(|e| &e.summary).collect();
+    let (mut summaries, kept, capacity, kept_since) = {
+        let recent = reader.dashboard.recent();
+        let summaries: Vec<Summary> = recent
+            .list(&reader.viewer, &filter, limit)
+            .iter()
+            .map(|e| e.summary.clone())
+            .collect();
+        let (kept, capacity) = recent.len_and_capacity();
+        (summaries, kept, capacity, recent.kept_since())
+    };
+    if summaries.len() < limit
+        && let Some(keys) = &state.ops.keys
+    {
+        let before = filter
+            .until
+            .map_or(kept_since, |until| until.min(kept_since));
+        let older = history(
+            keys,
+            &reader.viewer,
+            &filter,
+            before,
+            limit - summaries.len(),
+        )
+        .await;
+        summaries.extend(older);
+    }
     Ok(Json(json!({"requests": summaries, "kept": kept, "capacity": capacity})).into_response())
+}
+
+/// Spend-log rows to read for history per row the table still lacks: rows
+/// of sub-calls and rows the filters drop are read and skipped.
+const HISTORY_READ_FACTOR: usize = 4;
+
+/// Requests older than the ones kept in memory, from the spend logs (which
+/// outlive restarts): client requests only, `filter` applied, each marked
+/// `source: spend_log`. A store that cannot answer leaves the table as it is.
+async fn history(
+    keys: &crate::keys::Keys,
+    viewer: &Viewer,
+    filter: &Filter,
+    before: f64,
+    wanted: usize,
+) -> Vec<Summary> {
+    // The spend logs name the key by its hash only: a filter on a key's
+    // name or alias cannot be matched there (but `master`/`open` can).
+    let keyless = matches!(filter.key.as_deref(), Some("master" | "open"));
+    if filter.key.is_some() && !keyless {
+        return Vec::new();
+    }
+    let at = |t: f64| UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+    let store_filter = crate::keys::store::SpendFilter {
+        token_hash: match viewer {
+            Viewer::Key(hash) => Some(hash.clone()),
+            Viewer::All => None,
+        },
+        user_id: None,
+        team_id: None,
+        request_id: None,
+        start: filter.since.map(at),
+        end: Some(at(before)),
+        limit: u32::try_from(wanted.saturating_mul(HISTORY_READ_FACTOR)).unwrap_or(u32::MAX),
+    };
+    let rows = match keys.store().spend_logs(&store_filter).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, "the dashboard cannot read request history from the spend logs");
+            return Vec::new();
+        }
+    };
+    rows.iter()
+        .filter(|r| r.parent_request_id.is_none() && (!keyless || r.token_hash.is_none()))
+        .map(Summary::from_spend_row)
+        .filter(|s| filter.matches(s))
+        .take(wanted)
+        .collect()
 }
 
 /// Reads the table's filters; a value that means nothing is refused, naming it.
