@@ -21,9 +21,9 @@ use std::time::{Duration, SystemTime};
 
 use conclave::keys::{KeyRecord, Limits, Principal, TeamRecord, UserRecord};
 use conclave::limits::{Limiter, principal};
-use futures_util::FutureExt;
 use conclave::ops::admission::{AccessGroups, denied_by};
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt;
 
 /// The allocator the `conclave` binary uses, so the numbers are the binary's.
 #[global_allocator]

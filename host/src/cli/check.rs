@@ -25,7 +25,9 @@ async fn build(path: &Path) -> Result<(LoadedConfig, Gateway, Vec<String>), Stri
 
 /// Validates a config; prints what it serves and every warning.
 pub async fn check(path: &Path) -> Result<(), String> {
-    let (loaded, gateway, warnings) = build(path).await?;
+    let (loaded, gateway, mut warnings) = build(path).await?;
+    let shared = conclave::cluster::Settings::from_config(&loaded.config);
+    warnings.extend(per_instance_warning(&loaded, path, shared.as_ref()));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "config: {}  (ok)", path.display());
     print_groups(&mut out, &gateway);
@@ -33,6 +35,7 @@ pub async fn check(path: &Path) -> Result<(), String> {
     print_bundles(&mut out, &loaded);
     print_providers(&mut out, &gateway);
     print_cache(&mut out, &gateway);
+    print_shared_state(&mut out, shared.as_ref());
     if !warnings.is_empty() {
         let _ = writeln!(out, "\nwarnings:");
         for w in &warnings {
@@ -166,6 +169,53 @@ fn print_cache(out: &mut impl Write, gateway: &Gateway) {
             s.embedding_model, s.threshold
         );
     }
+}
+
+/// Where instances share limits, key changes and cooldowns (never the
+/// Redis password).
+fn print_shared_state(out: &mut impl Write, shared: Option<&conclave::cluster::Settings>) {
+    match shared {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "\nshared state: redis {}  namespace={} budget={} ms (limits, key changes, cooldowns)",
+                s.location(),
+                s.namespace,
+                s.budget.as_millis()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "\nshared state: none (each instance counts on its own)"
+            );
+        }
+    }
+}
+
+/// The warning for a store several instances can share (PostgreSQL) with
+/// no Redis to share their counters: each would enforce limits alone.
+fn per_instance_warning(
+    loaded: &LoadedConfig,
+    path: &Path,
+    shared: Option<&conclave::cluster::Settings>,
+) -> Option<String> {
+    if shared.is_some() {
+        return None;
+    }
+    let url =
+        conclave::keys::KeysSettings::from_config(&loaded.config.general_settings, path, true)
+            .ok()
+            .flatten()?
+            .database_url;
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    postgres.then(|| {
+        "general_settings.database_url is PostgreSQL but no Redis is configured: several \
+         instances share keys and spend, but rate limits, parallel limits, current-period \
+         budgets and cooldowns are counted per instance (set REDIS_URL or \
+         router_settings.redis_host)"
+            .to_owned()
+    })
 }
 
 /// Prints the public model names, one per line.

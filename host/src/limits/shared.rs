@@ -509,7 +509,10 @@ mod tests {
             .await
             .err()
             .unwrap();
-        let Exceeded::Budget { spent, reset_at, .. } = refused.exceeded else {
+        let Exceeded::Budget {
+            spent, reset_at, ..
+        } = refused.exceeded
+        else {
             panic!("{refused:?}");
         };
         assert!((spent - 1.05).abs() < 1e-9, "{spent}");
@@ -537,10 +540,18 @@ mod tests {
             ..scope("key:period")
         };
         let limiter = &limiters[0];
-        assert!(limiter.admit(std::slice::from_ref(&key), false).await.is_ok());
+        assert!(
+            limiter
+                .admit(std::slice::from_ref(&key), false)
+                .await
+                .is_ok()
+        );
         limiter.charge(std::slice::from_ref(&key), 0, 2.0);
         let refused = limiter.admit(&[key], false).await.err().unwrap();
-        let Exceeded::Budget { spent, reset_at, .. } = refused.exceeded else {
+        let Exceeded::Budget {
+            spent, reset_at, ..
+        } = refused.exceeded
+        else {
             panic!("{refused:?}");
         };
         assert!((spent - 2.0).abs() < 1e-9, "{spent}");
@@ -561,9 +572,20 @@ mod tests {
             ..scope("key:parallel")
         };
         let (a, b) = (&limiters[0], &limiters[1]);
-        let held = a.admit(std::slice::from_ref(&key), true).await.ok().unwrap();
-        let refused = b.admit(std::slice::from_ref(&key), true).await.err().unwrap();
-        assert!(matches!(refused.exceeded, Exceeded::Parallel { limit: 1, .. }));
+        let held = a
+            .admit(std::slice::from_ref(&key), true)
+            .await
+            .ok()
+            .unwrap();
+        let refused = b
+            .admit(std::slice::from_ref(&key), true)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(
+            refused.exceeded,
+            Exceeded::Parallel { limit: 1, .. }
+        ));
         // A sub-call holds no slot.
         assert!(b.admit(std::slice::from_ref(&key), false).await.is_ok());
         drop(held);
@@ -574,7 +596,10 @@ mod tests {
                 drop(again);
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the slot never came back");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slot never came back"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -623,7 +648,12 @@ mod tests {
             ..scope("key:closed")
         };
         let started = std::time::Instant::now();
-        assert!(limiter.admit(std::slice::from_ref(&key), true).await.is_ok());
+        assert!(
+            limiter
+                .admit(std::slice::from_ref(&key), true)
+                .await
+                .is_ok()
+        );
         let refused = limiter.admit(&[key], true).await.err().unwrap();
         assert!(matches!(refused.exceeded, Exceeded::Rate { .. }));
         assert!(
