@@ -348,7 +348,7 @@ async fn check_warns_when_postgresql_is_shared_without_redis() {
     assert!(out.status.success(), "{stdout}");
     assert!(!stdout.contains("no Redis is configured"), "{stdout}");
     assert!(
-        stdout.contains("shared state: redis redis://127.0.0.1:6379  namespace=conclave"),
+        stdout.contains("shared state: redis redis://127.0.0.1:6379  namespace=conclave-shared"),
         "{stdout}"
     );
     assert!(

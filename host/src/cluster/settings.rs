@@ -10,8 +10,9 @@ use std::time::Duration;
 use crate::cache::settings::{redact_url, redis_url, redis_url_from_parts};
 use crate::config::{CacheType, Config};
 
-/// Prefix of every key and channel when `redis_namespace` is unset.
-pub const DEFAULT_NAMESPACE: &str = "conclave";
+/// Prefix of every key and channel when `redis_namespace` is unset; not a
+/// cache namespace, so flushing a cache never drops the counters.
+pub const DEFAULT_NAMESPACE: &str = "conclave-shared";
 /// How long a limit check waits for Redis before counting in this instance.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(100);
 

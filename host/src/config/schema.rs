@@ -294,7 +294,7 @@ pub struct RouterSettings {
     #[serde(deserialize_with = "super::cache::port")]
     pub redis_port: Option<u16>,
     pub redis_password: Option<Secret>,
-    /// Prefix of every shared-state key and channel (`conclave`).
+    /// Prefix of every shared-state key and channel (`conclave-shared`).
     pub redis_namespace: Option<String>,
     /// Milliseconds a shared-limit check may wait for Redis (100).
     pub redis_timeout_ms: Option<u64>,
