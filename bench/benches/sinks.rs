@@ -1,7 +1,8 @@
 //! The per-outcome cost of the observability sinks, paid on the outcome
 //! dispatcher thread (never on the response path): the metrics update, the
-//! access log line (formatted as JSON into a discarding writer) and a text
-//! request log file.
+//! access log line (formatted as JSON into a discarding writer), a text
+//! request log file, and the dashboard's ring of recent requests and time
+//! buckets (full, so every record also drops the oldest entry).
 //!
 //! Run: `cargo bench -p conclave-bench --bench sinks`.
 
@@ -76,6 +77,13 @@ fn sinks(c: &mut Criterion) {
         group.bench_function("access_log_json", |b| {
             b.iter(|| AccessLog.record(black_box(&o)))
         });
+    });
+    let dashboard = conclave::dashboard::Dashboard::new(1000, false);
+    for _ in 0..1000 {
+        dashboard.record(&o);
+    }
+    group.bench_function("dashboard_record", |b| {
+        b.iter(|| dashboard.record(black_box(&o)))
     });
     let dir = std::env::temp_dir().join(format!("conclave-bench-sinks-{}", std::process::id()));
     let writer = Writer::open(Settings {

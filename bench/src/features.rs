@@ -1,7 +1,9 @@
 //! The operations layer's optional features, each measured beside the plain
 //! run of the same invocation: response-cache hits (memory and Redis
-//! backends) and full observability (Prometheus metrics, OTLP export of every
-//! trace to a local collector, JSON-lines request logs).
+//! backends), full observability (Prometheus metrics, OTLP export of every
+//! trace to a local collector, JSON-lines request logs), and the plain load
+//! with the dashboard turned off (it is on by default, so the plain run pays
+//! for it: the difference is its cost).
 //!
 //! Each scenario starts its own conclave on the benchmark config plus the
 //! feature's settings, warms it up, and measures a fixed rate of 1000 req/s,
@@ -65,6 +67,16 @@ pub struct Observed {
     pub request_log_bytes: f64,
 }
 
+/// The plain load with the dashboard off (`general_settings.ui: false`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WithoutDashboard {
+    pub at_rate: LoadResult,
+    pub saturation: LoadResult,
+    /// The plain run's saturation (dashboard on) over this one's.
+    pub plain_over_this: f64,
+    pub cpu_us_per_request: f64,
+}
+
 /// The floor of a cache hit: the bare axum server answering a fixed body
 /// from memory (`bare-forwarder --answer`), at saturation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,6 +94,8 @@ pub struct Features {
     pub hit_floor: Option<HitFloor>,
     pub cache_redis: Option<CacheHits>,
     pub observed: Option<Observed>,
+    #[serde(default)]
+    pub without_dashboard: Option<WithoutDashboard>,
 }
 
 /// What a scenario compares against: figures of the same run.
@@ -121,11 +135,14 @@ pub fn run(
     };
     say("metrics + OTLP export + jsonl request logs");
     let observed = Some(observed(setup, baseline)?);
+    say("the plain load with the dashboard off");
+    let without_dashboard = Some(without_dashboard(setup, baseline)?);
     Ok(Features {
         cache_memory,
         hit_floor,
         cache_redis,
         observed,
+        without_dashboard,
     })
 }
 
@@ -299,6 +316,18 @@ fn observed(setup: &Setup, baseline: &Baseline) -> Result<Observed> {
 }
 
 /// Total size of the files in `dir` (not recursive); 0 when it is missing.
+fn without_dashboard(setup: &Setup, baseline: &Baseline) -> Result<WithoutDashboard> {
+    let config = write_variant(setup, "without-dashboard", "  ui: false\n")?;
+    let (conclave, _) = start_conclave_with(setup, &config, "without-dashboard")?;
+    let l = loads(setup, &conclave)?;
+    Ok(WithoutDashboard {
+        plain_over_this: baseline.plain_saturation_rps / l.saturation.rps,
+        at_rate: l.at_rate,
+        saturation: l.saturation,
+        cpu_us_per_request: l.cpu_us_per_request,
+    })
+}
+
 fn dir_bytes(dir: &Path) -> Result<u64> {
     if !dir.exists() {
         return Ok(0);

@@ -79,7 +79,7 @@ pub fn problems(runs: &[Value]) -> Vec<String> {
                 ));
             }
         }
-        for key in ["cache_memory", "cache_redis", "observed"] {
+        for key in ["cache_memory", "cache_redis", "observed", "without_dashboard"] {
             for phase in ["at_rate", "saturation"] {
                 phases.push((
                     format!("feature {key}, {phase}"),
@@ -707,6 +707,10 @@ fn feature_tables(s: &mut String, report: &Report) {
             "hit_floor",
         ),
         ("metrics + OTLP + jsonl request logs", "observed"),
+        (
+            "plain, dashboard off (the plain run has it on)",
+            "without_dashboard",
+        ),
     ] {
         let g = |k: &str| at(m, &format!("/features/{key}/{k}"));
         if g("saturation/rps").is_none() {

@@ -58,6 +58,20 @@ async fn ask(proxy: &Proxy, key: &str, model: &str, prompt: &str) -> String {
         .to_owned()
 }
 
+/// The status of a chat request made with `key`.
+async fn status_as(proxy: &Proxy, key: &str) -> u16 {
+    proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "demo-fast", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn a_request_made_after_login_appears_in_the_live_table_within_two_seconds() {
     let Some(browser) = Browser::start("live-table", 1280, 900).await else {
@@ -112,6 +126,30 @@ async fn a_request_made_after_login_appears_in_the_live_table_within_two_seconds
     assert!(row.contains("demo-fast"), "{row}");
     assert!(row.contains("200"), "{row}");
     browser.screenshot("requests").await;
+
+    // The models page: live state per deployment, and the reload button works.
+    browser.open(&proxy.url("/ui/#/models")).await;
+    browser
+        .wait_for(
+            "#models-table tr[data-deployment][data-state=\"healthy\"]",
+            "a healthy deployment's row",
+        )
+        .await;
+    browser
+        .wait_for(
+            "#profiles-table tr[data-profile=\"council_demo\"]",
+            "the council profile's row",
+        )
+        .await;
+    browser
+        .wait_for("#reload-button", "the reload button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#reload-result", "Reloaded", "the reload's result")
+        .await;
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
 }
 
@@ -121,13 +159,20 @@ async fn a_council_request_page_draws_its_stages_member_calls_and_ranking() {
         return;
     };
     let proxy = demo().await;
-    let id = ask(
-        &proxy,
-        MASTER_KEY,
-        "demo-council",
-        "What is six times seven?",
-    )
-    .await;
+    // Streamed, so the chairman's answer takes the time its chunks take.
+    let response = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"model": "demo-council", "stream": true, "messages": [{"role": "user", "content": "What is six times seven?"}]}))
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-conclave-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(response.text().await.unwrap().contains("[DONE]"));
     log_in(&browser, &proxy, MASTER_KEY).await;
     browser
         .open(&proxy.url(&format!("/ui/#/requests/{id}")))
@@ -198,6 +243,12 @@ async fn a_council_request_page_draws_its_stages_member_calls_and_ranking() {
         .await
         .unwrap();
     assert!(first_place.contains("demo-proposer-b"), "{first_place}");
+    browser
+        .eval(
+            "const run = [...document.querySelectorAll('h2')].find(e => e.textContent.startsWith('Composite run')); \
+             window.scrollTo(0, run.getBoundingClientRect().top + window.scrollY - 60); return true",
+        )
+        .await;
     browser.screenshot("timeline").await;
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
 }
@@ -236,8 +287,42 @@ async fn a_key_created_in_the_page_is_shown_once_and_works() {
         .await;
     browser.screenshot("keys").await;
 
-    // The key works for a model request, and the key's own view of the
-    // dashboard shows its request and nobody else's.
+    // Blocked from the page, the key is refused; unblocked, it works again.
+    let row = "tr[data-key-alias=\"browser-made\"]";
+    browser
+        .wait_for(
+            &format!("{row} [data-action=\"block\"]"),
+            "the new key's block button",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for(
+            &format!("{row}.blocked [data-action=\"unblock\"]"),
+            "the key shown as blocked",
+        )
+        .await;
+    assert_eq!(status_as(&proxy, &new_key).await, 401);
+    browser
+        .wait_for(
+            &format!("{row} [data-action=\"unblock\"]"),
+            "the unblock button",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for(
+            &format!("{row}:not(.blocked) [data-action=\"block\"]"),
+            "the key shown as active again",
+        )
+        .await;
+    assert_eq!(status_as(&proxy, &new_key).await, 200);
+
+    // The key's own view of the dashboard shows its request and nobody else's.
     let master_request = ask(&proxy, MASTER_KEY, "demo-fast", "the master's question").await;
     let own = ask(&proxy, &new_key, "demo-fast", "asked with the new key").await;
     browser.eval("sessionStorage.clear(); return true").await;
