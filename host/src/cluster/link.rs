@@ -194,11 +194,6 @@ impl Health {
             );
         }
     }
-
-    /// Failures since start.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
 }
 
 impl Link {
@@ -217,11 +212,6 @@ impl Link {
     /// The connection, for commands off the request path.
     pub fn connection(&self) -> &Connection {
         &self.0.conn
-    }
-
-    /// The failure record.
-    pub fn health(&self) -> &Health {
-        &self.0.health
     }
 
     /// Runs `script` on `keys` with `args` after every command queued
