@@ -117,6 +117,24 @@ impl Browser {
         self.wait_for_within(css, what, ELEMENT_TIMEOUT).await
     }
 
+    /// Clicks the element matching `css` once it appears.
+    pub async fn click(&self, css: &str, what: &str) {
+        self.wait_for(css, what)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("cannot click {what} (`{css}`): {e}"));
+    }
+
+    /// Types `text` into the element matching `css` once it appears.
+    pub async fn type_into(&self, css: &str, what: &str, text: &str) {
+        self.wait_for(css, what)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("cannot type into {what} (`{css}`): {e}"));
+    }
+
     /// [`Browser::wait_for`] with its own time limit.
     pub async fn wait_for_within(&self, css: &str, what: &str, limit: Duration) -> Element {
         let started = Instant::now();

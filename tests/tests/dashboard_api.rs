@@ -452,3 +452,37 @@ async fn requests_from_before_a_restart_come_back_from_the_spend_logs() {
     .await;
     assert_eq!(only_composite["requests"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn with_request_logs_on_a_request_page_shows_the_body_without_credentials() {
+    let dir = conclave_e2e::proxy::TempDir::new();
+    let yaml = format!(
+        "{DEMO}\n  request_log_dir: {}\n",
+        dir.path().join("logs").display()
+    );
+    let proxy = Proxy::start_with(&yaml, &[("CONCLAVE_MASTER_KEY", MASTER_KEY)], &[]).await;
+    let response = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({
+            "model": "demo-fast",
+            "api_key": "sk-client-secret-123",
+            "messages": [{"role": "user", "content": "a logged question"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-conclave-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let page = request_page(&proxy, &id, MASTER_KEY).await;
+    let body = page["request_body"].as_str().expect("the body is kept");
+    assert!(body.contains("a logged question"), "{body}");
+    assert!(!body.contains("sk-client-secret-123"), "{body}");
+    assert_eq!(page["request_body_truncated"], false);
+    let (_, session) = get(&proxy, "/ui/api/session", Some(MASTER_KEY)).await;
+    assert_eq!(session["features"]["request_logs"], true);
+}

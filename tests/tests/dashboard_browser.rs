@@ -23,16 +23,10 @@ async fn demo() -> Proxy {
 /// Signs in through the login form with `key`.
 async fn log_in(browser: &Browser, proxy: &Proxy, key: &str) {
     browser.open(&proxy.url("/ui/")).await;
-    let field = browser
-        .wait_for("#login-key", "the login form's key field")
-        .await;
-    field.send_keys(key).await.unwrap();
     browser
-        .wait_for("#login-submit", "the login button")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .type_into("#login-key", "the login form's key field", key)
+        .await;
+    browser.click("#login-submit", "the login button").await;
     browser
         .wait_for(
             "#nav:not([hidden]) a[data-nav=\"requests\"]",
@@ -141,12 +135,7 @@ async fn a_request_made_after_login_appears_in_the_live_table_within_two_seconds
             "the council profile's row",
         )
         .await;
-    browser
-        .wait_for("#reload-button", "the reload button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("#reload-button", "the reload button").await;
     browser
         .wait_for_text("#reload-result", "Reloaded", "the reload's result")
         .await;
@@ -261,16 +250,12 @@ async fn a_key_created_in_the_page_is_shown_once_and_works() {
     let proxy = demo().await;
     log_in(&browser, &proxy, MASTER_KEY).await;
     browser.open(&proxy.url("/ui/#/keys")).await;
-    let alias = browser
-        .wait_for("#key-alias", "the new key's alias field")
-        .await;
-    alias.send_keys("browser-made").await.unwrap();
     browser
-        .wait_for("#key-create-submit", "the create-key button")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .type_into("#key-alias", "the new key's alias field", "browser-made")
+        .await;
+    browser
+        .click("#key-create-submit", "the create-key button")
+        .await;
     let shown = browser
         .wait_for("#new-key-value", "the new key, shown once")
         .await
@@ -290,14 +275,11 @@ async fn a_key_created_in_the_page_is_shown_once_and_works() {
     // Blocked from the page, the key is refused; unblocked, it works again.
     let row = "tr[data-key-alias=\"browser-made\"]";
     browser
-        .wait_for(
+        .click(
             &format!("{row} [data-action=\"block\"]"),
             "the new key's block button",
         )
-        .await
-        .click()
-        .await
-        .unwrap();
+        .await;
     browser
         .wait_for(
             &format!("{row}.blocked [data-action=\"unblock\"]"),
@@ -306,14 +288,11 @@ async fn a_key_created_in_the_page_is_shown_once_and_works() {
         .await;
     assert_eq!(status_as(&proxy, &new_key).await, 401);
     browser
-        .wait_for(
+        .click(
             &format!("{row} [data-action=\"unblock\"]"),
             "the unblock button",
         )
-        .await
-        .click()
-        .await
-        .unwrap();
+        .await;
     browser
         .wait_for(
             &format!("{row}:not(.blocked) [data-action=\"block\"]"),
@@ -369,17 +348,9 @@ async fn the_playground_streams_a_composite_answer_beside_its_stage_trace() {
         .await
         .unwrap();
     browser
-        .wait_for("#pg-prompt", "the prompt field")
-        .await
-        .send_keys("What is six times seven?")
-        .await
-        .unwrap();
-    browser
-        .wait_for("#pg-send", "the send button")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .type_into("#pg-prompt", "the prompt field", "What is six times seven?")
+        .await;
+    browser.click("#pg-send", "the send button").await;
     browser
         .wait_for_text("#pg-trace", "stage 1: answers", "the streamed stage trace")
         .await;
@@ -447,12 +418,38 @@ async fn every_page_renders_on_a_phone_in_dark_mode_without_console_errors() {
     browser
         .wait_for("[data-ready=\"true\"]", "the overview, loaded")
         .await;
-    let focused: Value = browser
-        .eval(
-            "const links = [...document.querySelectorAll('a[data-nav]')]; \
-             links[1].focus(); return document.activeElement === links[1]",
-        )
+    // Tab from the top of the page reaches the navigation, and Enter on a
+    // link opens its page.
+    let key = |k: fantoccini::key::Key| char::from(k).to_string();
+    let mut reached = None;
+    for _ in 0..12 {
+        browser
+            .client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(&key(fantoccini::key::Key::Tab))
+            .await
+            .unwrap();
+        let nav = browser
+            .eval("return document.activeElement.getAttribute('data-nav')")
+            .await;
+        if nav == json!("models") {
+            reached = Some(nav);
+            break;
+        }
+    }
+    assert!(reached.is_some(), "Tab never reached the Models link");
+    browser
+        .client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&key(fantoccini::key::Key::Enter))
+        .await
+        .unwrap();
+    browser
+        .wait_for("#models-table", "the models page, opened from the keyboard")
         .await;
-    assert_eq!(focused, Value::Bool(true));
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
 }
