@@ -160,6 +160,9 @@ pub(super) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Er
                 .and_then(|v| self.visit_u64(v))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            if v.trim().is_empty() {
+                return Ok(None);
+            }
             v.trim()
                 .parse::<u16>()
                 .map(Some)

@@ -140,6 +140,11 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
     // that are skipped.
     let unread = unread_params(&config);
     env_problems.retain(|p| !ignored.iter().chain(&unread).any(|i| is_within(&p.path, i)));
+    // The router's Redis is optional (LiteLLM reads an unset variable there
+    // as no Redis): such a key is left unset, with a warning.
+    let (optional, env_problems): (Vec<Problem>, Vec<Problem>) = env_problems
+        .into_iter()
+        .partition(|p| OPTIONAL_ENV_KEYS.iter().any(|k| is_within(&p.path, k)));
     if !env_problems.is_empty() {
         return Err(ConfigError::invalid(path, env_problems));
     }
@@ -148,6 +153,11 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         .iter()
         .map(|p| format!("{file}: {p}: unknown key, ignored"))
         .collect();
+    warnings.extend(
+        optional
+            .iter()
+            .map(|p| format!("{file}: {}: {}; left unset", p.path, p.message)),
+    );
     let mut problems = Vec::new();
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(crate::observe::callbacks::warnings(&config, &file));
@@ -237,6 +247,15 @@ fn format_ignored_path(p: &serde_ignored::Path<'_>) -> String {
         }
     }
 }
+
+/// Keys whose unset environment variable leaves them unset instead of
+/// refusing the file.
+const OPTIONAL_ENV_KEYS: [&str; 4] = [
+    "router_settings.redis_url",
+    "router_settings.redis_host",
+    "router_settings.redis_port",
+    "router_settings.redis_password",
+];
 
 /// Key paths of `model_list` that no deployment reads: whole entries of
 /// unsupported providers (skipped with a warning when the router is built) and
@@ -404,6 +423,22 @@ mod tests {
             "{w}"
         );
         assert!(w.contains("surprise: unknown key"), "{w}");
+    }
+
+    #[test]
+    fn an_unset_variable_in_the_routers_redis_keys_leaves_them_unset() {
+        let loaded = load_text(
+            "model_list: []\nrouter_settings:\n  redis_host: os.environ/CONCLAVE_TEST_UNSET_HOST\n  redis_port: os.environ/CONCLAVE_TEST_UNSET_PORT\n",
+        )
+        .unwrap();
+        let rs = &loaded.config.router_settings;
+        assert_eq!(rs.redis_host.as_deref(), Some(""));
+        assert_eq!(rs.redis_port, None);
+        let w = loaded.warnings.join("\n");
+        assert!(
+            w.contains("router_settings.redis_host: environment variable CONCLAVE_TEST_UNSET_HOST is not set; left unset"),
+            "{w}"
+        );
     }
 
     #[test]
