@@ -7,12 +7,13 @@
 //! A cooldown is also written as `<namespace>:cooldown:<fingerprint>:<id>`
 //! with the cooldown's lifetime (`SET .. PX`), so an instance that starts,
 //! or reconnects after missing messages, reads the cooldowns in force.
-//! After a lost subscription every cached key is dropped as well: a change
+//! After each subscription every cached key is dropped as well: a change
 //! may have gone by unheard.
 //!
-//! The subscription is its own connection, remade after a loss with a
-//! backoff from 100 ms to 5 s, and pinged every 10 s so a silent loss is
-//! noticed.
+//! An announcement that does not reach Redis is tried again, ten times half
+//! a second apart. The subscription is its own connection, remade after a
+//! loss with a backoff from 100 ms to 5 s, and pinged every 10 s so a
+//! silent loss is noticed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,11 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 const OP_BUDGET: Duration = Duration::from_secs(2);
 /// Cooldown keys read per `SCAN`.
 const SCAN_BATCH: usize = 200;
+/// Attempts at delivering one announcement, [`DELIVERY_PAUSE`] apart: a
+/// Redis that failed for a moment (the queue leaves it alone for a second)
+/// does not lose a change.
+const DELIVERY_ATTEMPTS: u32 = 10;
+const DELIVERY_PAUSE: Duration = Duration::from_millis(500);
 
 /// One message on the channel.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -102,28 +108,50 @@ impl Bus {
         format!("{}:cooldown:{fingerprint}:{id}", self.namespace)
     }
 
-    fn publish(&self, event: Event) {
+    /// The `PUBLISH` of `event` on the channel.
+    fn publish(&self, event: Event) -> redis::Cmd {
         let message = Message {
             from: self.instance.to_string(),
             event,
         };
-        let Ok(payload) = serde_json::to_string(&message) else {
-            return;
-        };
+        let payload = serde_json::to_string(&message).unwrap_or_default();
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(self.channel()).arg(payload);
-        self.link.send_command(cmd);
+        cmd
+    }
+
+    /// Sends `cmds` in order on their own task, each again after a failure
+    /// (a few times).
+    fn deliver(&self, cmds: Vec<redis::Cmd>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let link = self.link.clone();
+        runtime.spawn(async move {
+            for cmd in cmds {
+                for attempt in 1..=DELIVERY_ATTEMPTS {
+                    if link.call_command(cmd.clone()).await.is_ok() {
+                        break;
+                    }
+                    if attempt == DELIVERY_ATTEMPTS {
+                        return;
+                    }
+                    tokio::time::sleep(DELIVERY_PAUSE).await;
+                }
+            }
+        });
     }
 }
 
 impl ChangeFeed for Bus {
     fn announce(&self, change: &Change) {
-        self.publish(match change {
+        let publish = self.publish(match change {
             Change::Key(id) => Event::Key { id: id.clone() },
             Change::User(id) => Event::User { id: id.clone() },
             Change::Team(id) => Event::Team { id: id.clone() },
             Change::All => Event::AllKeys,
         });
+        self.deliver(vec![publish]);
     }
 }
 
@@ -134,19 +162,19 @@ impl CooldownFeed for Bus {
             deployment: id.to_owned(),
             fingerprint: fingerprint.to_owned(),
         };
-        if let Ok(value) = serde_json::to_string(&value) {
-            let mut set = redis::cmd("SET");
-            set.arg(self.cooldown_key(fingerprint, id))
-                .arg(value)
-                .arg("PX")
-                .arg(ms);
-            self.link.send_command(set);
-        }
-        self.publish(Event::Cooldown {
+        // The key first: an instance subscribing after the message went by
+        // reads it.
+        let mut set = redis::cmd("SET");
+        set.arg(self.cooldown_key(fingerprint, id))
+            .arg(serde_json::to_string(&value).unwrap_or_default())
+            .arg("PX")
+            .arg(ms);
+        let publish = self.publish(Event::Cooldown {
             deployment: id.to_owned(),
             fingerprint: fingerprint.to_owned(),
             ms,
         });
+        self.deliver(vec![set, publish]);
     }
 }
 
@@ -199,29 +227,37 @@ impl Targets {
     }
 }
 
-/// Subscribes in the background, for as long as the process runs.
-pub fn listen(bus: Bus, keys: Option<Keys>, gateways: Arc<ArcSwap<Gateway>>) {
+/// Subscribes in the background, for as long as the process runs; the
+/// answer is told once the first subscription is made and the cooldowns in
+/// force are applied.
+pub fn listen(
+    bus: Bus,
+    keys: Option<Keys>,
+    gateways: Arc<ArcSwap<Gateway>>,
+) -> tokio::sync::oneshot::Receiver<()> {
     let client = bus.link.connection().client().clone();
     let targets = Targets { keys, gateways };
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let mut ready_tx = Some(ready_tx);
     tokio::spawn(async move {
         let warnings = Throttle::new(Duration::from_secs(60));
         let mut backoff = MIN_BACKOFF;
-        let mut subscribed_before = false;
         loop {
             match subscribe(&client, &bus.channel()).await {
                 Ok(pubsub) => {
-                    if subscribed_before {
-                        // Changes may have gone by while nobody listened.
-                        if let Some(keys) = &targets.keys {
-                            keys.forget(&Change::All);
-                        }
+                    // Changes may have gone by while nobody listened (before
+                    // the first subscription, the cache is all but empty).
+                    if let Some(keys) = &targets.keys {
+                        keys.forget(&Change::All);
                     }
-                    subscribed_before = true;
                     backoff = MIN_BACKOFF;
                     if let Err(e) = read_cooldowns(&client, &bus, &targets).await
                         && warnings.allow()
                     {
                         tracing::warn!(error = %e, "shared state: cannot read the cooldowns in force");
+                    }
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
                     }
                     let why = receive(pubsub, &bus, &targets).await;
                     if warnings.allow() {
@@ -238,6 +274,7 @@ pub fn listen(bus: Bus, keys: Option<Keys>, gateways: Arc<ArcSwap<Gateway>>) {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     });
+    ready
 }
 
 async fn subscribe(client: &redis::Client, channel: &str) -> Result<redis::aio::PubSub, String> {

@@ -243,11 +243,6 @@ impl Link {
         self.call(Command::Plain(cmd)).await
     }
 
-    /// Sends `cmd` after every command queued before it, without waiting.
-    pub fn send_command(&self, cmd: Cmd) {
-        self.send(Command::Plain(cmd), None);
-    }
-
     async fn call(&self, command: Command) -> Result<Value, Failure> {
         if self.0.health.is_down() {
             return Err(Failure::Down);

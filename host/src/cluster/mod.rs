@@ -91,14 +91,23 @@ impl Cluster {
 
     /// Shares key changes (when `keys` is on) and router cooldowns: this
     /// instance announces its own and applies the others', starting with
-    /// the cooldowns in force now.
-    pub fn share(&self, keys: Option<&Keys>, gateways: Arc<ArcSwap<Gateway>>) {
+    /// the cooldowns in force now. Returns once subscribed (so nothing
+    /// announced from then on is missed), or after [`START_WAIT`] at most
+    /// while Redis does not answer.
+    pub async fn share(&self, keys: Option<&Keys>, gateways: Arc<ArcSwap<Gateway>>) {
         let bus = Bus::new(self.link.clone(), &self.settings.namespace, &self.instance);
         if let Some(keys) = keys {
             keys.announce_changes_to(Arc::new(bus.clone()));
         }
         crate::router::cooldown::share_cooldowns(Some(Arc::new(bus.clone())));
-        events::listen(bus, keys.cloned(), gateways);
+        let ready = events::listen(bus, keys.cloned(), gateways);
+        if self.link.connection().get().is_some()
+            && tokio::time::timeout(START_WAIT, ready).await.is_err()
+        {
+            tracing::warn!(
+                "shared state: not subscribed yet; changes announced meanwhile are read when it is"
+            );
+        }
     }
 }
 
@@ -115,7 +124,7 @@ pub async fn limiter(
         return Ok(crate::limits::Limiter::new());
     };
     let cluster = Cluster::start(settings).await?;
-    cluster.share(keys, gateways);
+    cluster.share(keys, gateways).await;
     Ok(match keys {
         Some(_) => crate::limits::Limiter::shared(cluster.counters()),
         None => crate::limits::Limiter::new(),
