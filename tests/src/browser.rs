@@ -34,8 +34,8 @@ pub struct Browser {
     driver_url: String,
     session: String,
     test: String,
-    _driver: Child,
-    _profile: TempDir,
+    driver: Child,
+    profile: TempDir,
     _turn: OwnedMutexGuard<()>,
 }
 
@@ -54,10 +54,13 @@ impl Browser {
         }
         let turn = turn().lock_owned().await;
         let port = free_port();
+        // A process group of its own: dropping the browser ends chromedriver
+        // and every Chromium process it started, not chromedriver alone.
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");
@@ -100,8 +103,8 @@ impl Browser {
             driver_url,
             session,
             test: test.to_owned(),
-            _driver: driver,
-            _profile: profile,
+            driver,
+            profile,
             _turn: turn,
         })
     }
@@ -252,6 +255,29 @@ pub fn screenshot_dir() -> PathBuf {
         .and_then(std::path::Path::parent)
         .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf)
         .join("dashboard-screenshots")
+}
+
+impl Drop for Browser {
+    /// Ends chromedriver's process group and the Chromium it started (which
+    /// runs in a session of its own, found by its profile directory), so no
+    /// browser outlives its test.
+    fn drop(&mut self) {
+        let mut kills = vec![vec![
+            "-KILL".to_owned(),
+            "-f".to_owned(),
+            self.profile.path().display().to_string(),
+        ]];
+        if let Some(pid) = self.driver.id() {
+            kills.push(vec!["-KILL".to_owned(), "-g".to_owned(), pid.to_string()]);
+        }
+        for args in kills {
+            let _ = std::process::Command::new("pkill")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 fn free_port() -> u16 {
