@@ -351,6 +351,29 @@ pub async fn models(
 ) -> Result<Response, ApiError> {
     reader(&state, &headers).await?;
     let gateway = state.gateway();
+    let status = state.control.status_json();
+    let can_reload = super::admin::admission(
+        gateway.master_key.as_ref(),
+        state.loopback_only && gateway.admin_without_key_on_loopback,
+        &headers,
+    )
+    .is_ok();
+    Ok(Json(json!({
+        "version": status["version"],
+        "loaded_at": status["loaded_at"],
+        "config": status["config"],
+        "groups": deployment_groups(&gateway),
+        "profiles": profiles_with_model_names(&gateway, &status),
+        "last_reload": status["last_reload"],
+        "last_reload_error": status["last_reload_error"],
+        "reloads": status["reloads"],
+        "can_reload": can_reload,
+    }))
+    .into_response())
+}
+
+/// Every group with its deployments' live state, in group name order.
+fn deployment_groups(gateway: &crate::gateway::Gateway) -> Vec<Value> {
     let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
     for d in gateway.router.deployment_states() {
         let view = json!({
@@ -376,7 +399,14 @@ pub async fn models(
             _ => groups.push((d.group, vec![view])),
         }
     }
-    let status = state.control.status_json();
+    groups
+        .into_iter()
+        .map(|(name, deployments)| json!({"name": name, "deployments": deployments}))
+        .collect()
+}
+
+/// The status report's profiles, each with the public model name that runs it.
+fn profiles_with_model_names(gateway: &crate::gateway::Gateway, status: &Value) -> Vec<Value> {
     let public: HashMap<&str, &str> = gateway
         .strategies
         .public_names()
@@ -385,7 +415,7 @@ pub async fn models(
             Some((profile.plan.name.as_str(), name.as_str()))
         })
         .collect();
-    let profiles: Vec<Value> = status["profiles"]
+    status["profiles"]
         .as_array()
         .map(|list| {
             list.iter()
@@ -397,25 +427,7 @@ pub async fn models(
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let can_reload = super::admin::admission(
-        gateway.master_key.as_ref(),
-        state.loopback_only && gateway.admin_without_key_on_loopback,
-        &headers,
-    )
-    .is_ok();
-    Ok(Json(json!({
-        "version": status["version"],
-        "loaded_at": status["loaded_at"],
-        "config": status["config"],
-        "groups": groups.into_iter().map(|(name, deployments)| json!({"name": name, "deployments": deployments})).collect::<Vec<_>>(),
-        "profiles": profiles,
-        "last_reload": status["last_reload"],
-        "last_reload_error": status["last_reload_error"],
-        "reloads": status["reloads"],
-        "can_reload": can_reload,
-    }))
-    .into_response())
+        .unwrap_or_default()
 }
 
 fn unix(t: SystemTime) -> f64 {
