@@ -109,17 +109,7 @@ impl Gateway {
         let cache = crate::cache::Settings::from_config(cfg)
             .map_err(|p| BuildError::Cache(invalid(p)))?
             .map(Arc::new);
-        let master_key = cfg
-            .general_settings
-            .master_key
-            .clone()
-            .filter(|k| !k.expose().is_empty())
-            .or_else(|| {
-                std::env::var("CONCLAVE_MASTER_KEY")
-                    .ok()
-                    .filter(|k| !k.is_empty())
-                    .map(Secret::new)
-            });
+        let master_key = master_key(&cfg.general_settings);
         let body_limit = cfg
             .general_settings
             .max_request_size_mb
@@ -179,4 +169,20 @@ fn models_listing(names: &[String]) -> Bytes {
         .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "conclave"}))
         .collect();
     Bytes::from(serde_json::to_vec(&json!({"object": "list", "data": data})).unwrap_or_default())
+}
+
+/// The master key of a config: `general_settings.master_key`, else
+/// `CONCLAVE_MASTER_KEY`; an empty value is none. Start-up reads it before
+/// the first version is built (it decides whether the key store opens).
+pub fn master_key(general: &crate::config::GeneralSettings) -> Option<Secret> {
+    general
+        .master_key
+        .clone()
+        .filter(|k| !k.expose().is_empty())
+        .or_else(|| {
+            std::env::var("CONCLAVE_MASTER_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+        })
 }

@@ -138,28 +138,52 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         &config_path,
     );
     let engine = Arc::new(SharedEngine::new(cache_dir.clone()));
-    let overlay = match &persist_admin_changes {
-        Some(path) => Overlay::load(path)?,
-        None => Overlay::default(),
+    // The store is open before the first version is built: runtime models
+    // kept there serve from the first request.
+    let has_master_key = crate::gateway::master_key(&general).is_some();
+    let keys = open_keys(&general, &config_path, has_master_key).await?;
+    let stored = stored_models(&general, keys.as_ref(), persist_admin_changes.as_deref());
+    let overlay = match (&stored, &persist_admin_changes) {
+        (Some(stored), _) => stored.load().await?,
+        (None, Some(path)) => Overlay::load(path)?,
+        (None, None) => Overlay::default(),
     };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let known = crate::reload::baseline(&loaded);
+    let (gateway, warnings, overlay) = if stored.is_some() {
+        crate::reload::build_usable(
+            &loaded,
+            overlay,
+            client.clone(),
+            clock.clone(),
+            &engine,
+            None,
+        )
+        .await
+    } else {
+        crate::reload::build(
+            &loaded,
+            &overlay,
+            client.clone(),
+            clock.clone(),
+            &engine,
+            None,
+        )
+        .await
+        .map(|(gateway, warnings)| (gateway, warnings, overlay))
+    }
+    .map_err(|e| e.to_string())?;
     if !overlay.is_empty() {
         tracing::info!(
             models = overlay.names().cloned().collect::<Vec<_>>().join(", "),
-            "runtime models loaded from the persistence file"
+            "runtime models loaded from {}",
+            if stored.is_some() {
+                "the key store"
+            } else {
+                "the persistence file"
+            }
         );
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let known = crate::reload::baseline(&loaded);
-    let (gateway, warnings) = crate::reload::build(
-        &loaded,
-        &overlay,
-        client.clone(),
-        clock.clone(),
-        &engine,
-        None,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -179,6 +203,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
             clock,
             watch,
             persist: persist_admin_changes,
+            stored,
             engine,
         },
         gateway,
@@ -189,8 +214,6 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     control.spawn_signal_handler();
     control.spawn_watcher();
     crate::observe::health::spawn(&general, control.current(), http_client()?);
-    let has_master_key = control.current().load().master_key.is_some();
-    let keys = open_keys(&general, &config_path, has_master_key).await?;
     let responses = crate::keys::ResponseStore::new(
         crate::keys::ResponsesSettings::from_config(&general, &config_path)?,
         keys.as_ref(),
@@ -207,7 +230,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     }
     let outcomes =
         Outcomes::start(sinks).map_err(|e| format!("cannot start the outcome sinks: {e}"))?;
-    let limiter = crate::cluster::limiter(shared_state, keys.as_ref(), control.current()).await?;
+    let limiter = crate::cluster::limiter(shared_state, keys.as_ref(), &control).await?;
     let ops = Ops {
         observe,
         outcomes: outcomes.clone(),
@@ -262,6 +285,41 @@ fn open_dashboard(
         .ui_recent_requests
         .map_or(crate::dashboard::DEFAULT_RECENT_REQUESTS, |n| n as usize);
     Some(crate::dashboard::Dashboard::new(recent, keep_bodies))
+}
+
+/// Where runtime registrations are kept when `store_model_in_db` asks for
+/// the store: there when it is open (the persistence file is then unused,
+/// with a warning when both are asked for); without it (no master key, so
+/// no store), a warning says registrations stay as before.
+fn stored_models(
+    general: &config::GeneralSettings,
+    keys: Option<&crate::keys::Keys>,
+    persist: Option<&std::path::Path>,
+) -> Option<Arc<crate::admin::StoredModels>> {
+    if !crate::admin::store_model_in_db(general) {
+        return None;
+    }
+    let Some(keys) = keys else {
+        tracing::warn!(
+            "{}{}",
+            crate::admin::NO_KEY_STORE,
+            if persist.is_some() {
+                " (they are kept in the --persist-admin-changes file)"
+            } else {
+                " and are lost at restart"
+            }
+        );
+        return None;
+    };
+    if let Some(path) = persist {
+        tracing::warn!(
+            file = %path.display(),
+            "general_settings.store_model_in_db wins over --persist-admin-changes: runtime models are kept in the key store; the file is neither read nor written"
+        );
+    }
+    Some(Arc::new(crate::admin::StoredModels::new(
+        keys.store().clone(),
+    )))
 }
 
 /// How long shutdown waits for queued spend rows to reach the key store.

@@ -71,6 +71,22 @@ impl Overlay {
         }
     }
 
+    /// Removes the registrations that do not make a deployment under
+    /// `loaded` (an `os.environ/NAME` key no longer allowed or set); each
+    /// removed model's name and why.
+    pub fn drop_unusable(&mut self, loaded: &LoadedConfig) -> Vec<(String, String)> {
+        let mut dropped = Vec::new();
+        self.models
+            .retain(|name, registration| match registration.entry(loaded) {
+                Ok(_) => true,
+                Err(p) => {
+                    dropped.push((name.clone(), format!("{}: {}", p.path, p.message)));
+                    false
+                }
+            });
+        dropped
+    }
+
     /// Reads a persistence file; a missing file is an empty overlay.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = match std::fs::read_to_string(path) {

@@ -1,14 +1,16 @@
 //! Changes announced to every instance on one pub/sub channel,
 //! `<namespace>:events`: a key, user or team changed through the
 //! management API (each instance drops its cached copies), and a deployment
-//! cooling down (each instance cools it for the same time). Messages are
-//! small JSON objects naming their sender, which ignores its own.
+//! cooling down (each instance cools it for the same time), and a runtime
+//! model registered or deleted where registrations are kept in the store
+//! (each instance reads them from the store again and rebuilds). Messages
+//! are small JSON objects naming their sender, which ignores its own.
 //!
 //! A cooldown is also written as `<namespace>:cooldown:<fingerprint>:<id>`
 //! with the cooldown's lifetime (`SET .. PX`), so an instance that starts,
 //! or reconnects after missing messages, reads the cooldowns in force.
-//! After each subscription every cached key is dropped as well: a change
-//! may have gone by unheard.
+//! After each subscription every cached key is dropped and the runtime
+//! models are read from the store again: a change may have gone by unheard.
 //!
 //! An announcement that does not reach Redis is tried again, ten times half
 //! a second apart. The subscription is its own connection, remade after a
@@ -24,9 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::glob_escape;
 use super::link::Link;
+use crate::admin::ModelFeed;
 use crate::gateway::Gateway;
 use crate::keys::{Change, ChangeFeed, Keys};
 use crate::logging::Throttle;
+use crate::reload::Control;
 use crate::router::cooldown::CooldownFeed;
 
 /// First wait before subscribing again after a failure.
@@ -72,6 +76,10 @@ enum Event {
         deployment: String,
         fingerprint: String,
         ms: u64,
+    },
+    /// A runtime model kept in the store was registered or deleted.
+    RuntimeModel {
+        model_name: String,
     },
 }
 
@@ -155,6 +163,15 @@ impl ChangeFeed for Bus {
     }
 }
 
+impl ModelFeed for Bus {
+    fn models_changed(&self, model_name: &str) {
+        let publish = self.publish(Event::RuntimeModel {
+            model_name: model_name.to_owned(),
+        });
+        self.deliver(vec![publish]);
+    }
+}
+
 impl CooldownFeed for Bus {
     fn cooled(&self, id: &str, fingerprint: &str, time: Duration) {
         let ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -182,9 +199,20 @@ impl CooldownFeed for Bus {
 struct Targets {
     keys: Option<Keys>,
     gateways: Arc<ArcSwap<Gateway>>,
+    /// Set when runtime models are kept in the store.
+    models: Option<Arc<Control>>,
 }
 
 impl Targets {
+    /// Reads the runtime models from the store again, on a task of its own
+    /// (a rebuild must not hold up the messages behind it).
+    fn refresh_models(&self, trigger: &'static str) {
+        if let Some(control) = &self.models {
+            let control = control.clone();
+            tokio::spawn(async move { control.refresh_models(trigger).await });
+        }
+    }
+
     fn apply(&self, event: Event) {
         let change = match event {
             Event::Key { id } => Change::Key(id),
@@ -197,6 +225,11 @@ impl Targets {
                 ms,
             } => {
                 self.cool(&deployment, &fingerprint, Duration::from_millis(ms));
+                return;
+            }
+            Event::RuntimeModel { model_name } => {
+                tracing::debug!(model_name = %model_name, "runtime model changed on another instance");
+                self.refresh_models("another instance");
                 return;
             }
         };
@@ -234,9 +267,14 @@ pub fn listen(
     bus: Bus,
     keys: Option<Keys>,
     gateways: Arc<ArcSwap<Gateway>>,
+    models: Option<Arc<Control>>,
 ) -> tokio::sync::oneshot::Receiver<()> {
     let client = bus.link.connection().client().clone();
-    let targets = Targets { keys, gateways };
+    let targets = Targets {
+        keys,
+        gateways,
+        models,
+    };
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
     let mut ready_tx = Some(ready_tx);
     tokio::spawn(async move {
@@ -250,6 +288,8 @@ pub fn listen(
                     if let Some(keys) = &targets.keys {
                         keys.forget(&Change::All);
                     }
+                    // Nothing changes when the store says what is served.
+                    targets.refresh_models("redis subscription");
                     backoff = MIN_BACKOFF;
                     if let Err(e) = read_cooldowns(&client, &bus, &targets).await
                         && warnings.allow()
@@ -390,5 +430,14 @@ mod tests {
         assert_eq!(key.event, Event::Key { id: "ab12".into() });
         let all: Message = serde_json::from_str(r#"{"from":"b","event":"all_keys"}"#).unwrap();
         assert_eq!(all.event, Event::AllKeys);
+        let model: Message =
+            serde_json::from_str(r#"{"from":"b","event":"runtime_model","model_name":"m"}"#)
+                .unwrap();
+        assert_eq!(
+            model.event,
+            Event::RuntimeModel {
+                model_name: "m".into()
+            }
+        );
     }
 }

@@ -9,7 +9,10 @@
 //!   instance drops its cached copies;
 //! - router cooldowns ([`events`] too): a deployment one instance cools is
 //!   skipped by all, for the same time; the cooldowns in force are also
-//!   kept as expiring keys, which an instance reads when it starts.
+//!   kept as expiring keys, which an instance reads when it starts;
+//! - runtime models kept in the store (`store_model_in_db`, [`events`]
+//!   again): a registration or deletion on one instance makes every other
+//!   read the registrations from the store and rebuild.
 //!
 //! Nothing here is on the path of a request that has no limited key: the
 //! no-key and master-key paths never touch Redis, and cooldowns travel
@@ -24,16 +27,14 @@ pub mod settings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
 pub use connection::{Connection, glob_escape};
 use events::Bus;
 use link::{Health, Link};
 pub use settings::Settings;
 
-use crate::gateway::Gateway;
 use crate::keys::Keys;
 use crate::limits::shared::SharedCounters;
+use crate::reload::Control;
 
 /// How long start-up waits for Redis before serving anyway (counting in
 /// the instance until it answers).
@@ -89,18 +90,22 @@ impl Cluster {
         SharedCounters::new(self.link.clone(), &self.settings.namespace, &self.instance)
     }
 
-    /// Shares key changes (when `keys` is on) and router cooldowns: this
-    /// instance announces its own and applies the others', starting with
-    /// the cooldowns in force now. Returns once subscribed (so nothing
-    /// announced from then on is missed), or after [`START_WAIT`] at most
-    /// while Redis does not answer.
-    pub async fn share(&self, keys: Option<&Keys>, gateways: Arc<ArcSwap<Gateway>>) {
+    /// Shares key changes (when `keys` is on), router cooldowns and (when
+    /// kept in the store) runtime models: this instance announces its own
+    /// and applies the others', starting with the cooldowns in force now.
+    /// Returns once subscribed (so nothing announced from then on is
+    /// missed), or after [`START_WAIT`] at most while Redis does not answer.
+    pub async fn share(&self, keys: Option<&Keys>, control: &Arc<Control>) {
         let bus = Bus::new(self.link.clone(), &self.settings.namespace, &self.instance);
         if let Some(keys) = keys {
             keys.announce_changes_to(Arc::new(bus.clone()));
         }
         crate::router::cooldown::share_cooldowns(Some(Arc::new(bus.clone())));
-        let ready = events::listen(bus, keys.cloned(), gateways);
+        let models = control.stored_models().map(|stored| {
+            stored.announce_changes_to(Arc::new(bus.clone()));
+            control.clone()
+        });
+        let ready = events::listen(bus, keys.cloned(), control.current(), models);
         if self.link.connection().get().is_some()
             && tokio::time::timeout(START_WAIT, ready).await.is_err()
         {
@@ -114,17 +119,18 @@ impl Cluster {
 /// The limit counters of a starting server: shared through Redis when
 /// `settings` name one and virtual keys are on (`keys`), this process's
 /// otherwise. With Redis, key changes and cooldowns are shared as well
-/// (cooldowns even without keys).
+/// (cooldowns even without keys), and so are runtime models kept in the
+/// store.
 pub async fn limiter(
     settings: Option<Settings>,
     keys: Option<&Keys>,
-    gateways: Arc<ArcSwap<Gateway>>,
+    control: &Arc<Control>,
 ) -> Result<crate::limits::Limiter, String> {
     let Some(settings) = settings else {
         return Ok(crate::limits::Limiter::new());
     };
     let cluster = Cluster::start(settings).await?;
-    cluster.share(keys, gateways).await;
+    cluster.share(keys, control).await;
     Ok(match keys {
         Some(_) => crate::limits::Limiter::shared(cluster.counters()),
         None => crate::limits::Limiter::new(),

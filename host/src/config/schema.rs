@@ -164,6 +164,11 @@ pub struct GeneralSettings {
     pub maximum_spend_logs_retention_period: Option<String>,
     /// Keep spend totals but write no per-request spend-log rows.
     pub disable_spend_logs: Option<bool>,
+    /// Keeps runtime model registrations (`POST /admin/models`) in the key
+    /// store instead of a file, shared by every instance on that store
+    /// (LiteLLM's key; `STORE_MODEL_IN_DB` when unset). Needs a master key.
+    /// Read at start-up.
+    pub store_model_in_db: Option<bool>,
     /// Keeps Responses API answers for `previous_response_id` and
     /// `GET /v1/responses/{id}` (on by default, as OpenAI's `store`); false
     /// stores nothing. Read at start-up.

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::status::{ReloadOutcome, Status, ms};
 use super::watch::{Baseline, Seen, scan, watched_files};
-use crate::admin::{Overlay, Registration};
+use crate::admin::{Overlay, Registration, StoredModels};
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::gateway::{BuildError, Gateway};
 use crate::router::{Clock, Router};
@@ -37,6 +37,71 @@ pub async fn build(
     Gateway::build(&effective, client, clock, engine, previous).await
 }
 
+/// [`build`] for an overlay read from the store, which was checked against
+/// the config it was registered under, not necessarily this one: a
+/// registration that no longer makes a deployment, or whose version does
+/// not build, is left out with a warning naming it rather than failing the
+/// whole build. Returns the overlay actually served.
+pub async fn build_usable(
+    base: &LoadedConfig,
+    mut overlay: Overlay,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    engine: &SharedEngine,
+    previous: Option<&Router>,
+) -> Result<(Gateway, Vec<String>, Overlay), BuildError> {
+    let skipped = |name: &str, why: &dyn std::fmt::Display| {
+        format!("runtime model {name:?} from the store is skipped: {why}")
+    };
+    let mut warnings: Vec<String> = overlay
+        .drop_unusable(base)
+        .iter()
+        .map(|(name, why)| skipped(name, why))
+        .collect();
+    match build(
+        base,
+        &overlay,
+        client.clone(),
+        clock.clone(),
+        engine,
+        previous,
+    )
+    .await
+    {
+        Ok((gateway, more)) => {
+            warnings.extend(more);
+            return Ok((gateway, warnings, overlay));
+        }
+        Err(e) if overlay.is_empty() => return Err(e),
+        Err(e) => tracing::debug!(
+            error = %e,
+            "the stored runtime models do not all build; trying them one by one"
+        ),
+    }
+    // Keep each registration that builds together with those kept before it.
+    let mut kept = Overlay::default();
+    for registration in overlay.registrations() {
+        let mut trial = kept.clone();
+        trial.upsert(registration.clone());
+        match build(
+            base,
+            &trial,
+            client.clone(),
+            clock.clone(),
+            engine,
+            previous,
+        )
+        .await
+        {
+            Ok(_) => kept = trial,
+            Err(e) => warnings.push(skipped(&registration.model_name, &e)),
+        }
+    }
+    let (gateway, more) = build(base, &kept, client, clock, engine, previous).await?;
+    warnings.extend(more);
+    Ok((gateway, warnings, kept))
+}
+
 /// Why an admin change was refused.
 #[derive(Debug)]
 pub enum AdminError {
@@ -48,6 +113,21 @@ pub enum AdminError {
     Conflict(String),
     /// The change could not be saved.
     Failed(String),
+}
+
+/// One admin change, as it is persisted.
+enum Edit<'a> {
+    Put(&'a Registration),
+    Delete(&'a str),
+}
+
+impl Edit<'_> {
+    fn model_name(&self) -> &str {
+        match self {
+            Edit::Put(r) => &r.model_name,
+            Edit::Delete(name) => name,
+        }
+    }
 }
 
 /// The config and overlay the current version was built from.
@@ -66,6 +146,9 @@ pub struct ControlOptions {
     pub watch: bool,
     /// `serve --persist-admin-changes FILE`.
     pub persist: Option<PathBuf>,
+    /// The key store, when registrations are kept there
+    /// (`general_settings.store_model_in_db`); the file is then unused.
+    pub stored: Option<Arc<StoredModels>>,
     /// The strategy engine every version shares (and its compile cache).
     pub engine: Arc<SharedEngine>,
 }
@@ -247,7 +330,9 @@ impl Control {
         let mut layers = self.builds.lock().await;
         let mut overlay = layers.overlay.clone();
         let replaced = overlay.upsert(registration.clone());
-        let generation = self.apply_overlay(&mut layers, overlay).await?;
+        let generation = self
+            .apply_overlay(&mut layers, overlay, Edit::Put(&registration))
+            .await?;
         tracing::info!(
             model_name = %registration.model_name,
             model = %registration.model,
@@ -279,28 +364,88 @@ impl Control {
                 AdminError::NotFound(format!("no runtime model named {model_name:?}"))
             });
         }
-        let generation = self.apply_overlay(&mut layers, overlay).await?;
+        let generation = self
+            .apply_overlay(&mut layers, overlay, Edit::Delete(model_name))
+            .await?;
         tracing::info!(model_name, generation, "runtime model deleted");
         Ok(())
     }
 
     /// Serves `overlay` on top of the current config: built first (a
-    /// rejected overlay changes nothing), persisted, then swapped in and
-    /// remembered. Returns the new version's generation.
+    /// rejected overlay changes nothing), persisted, then swapped in,
+    /// remembered and (with the store) announced to the other instances.
+    /// Returns the new version's generation.
     async fn apply_overlay(
         &self,
         layers: &mut Layers,
         overlay: Overlay,
+        edit: Edit<'_>,
     ) -> Result<u64, AdminError> {
         let gateway = self
             .build(&layers.base, &overlay)
             .await
             .map_err(AdminError::Rejected)?;
-        self.persist(&overlay).await?;
+        self.persist(&overlay, &edit).await?;
         let generation = self.swap(gateway);
         *self.registered.lock().unwrap_or_else(|p| p.into_inner()) = overlay.clone();
         layers.overlay = overlay;
+        if let Some(stored) = &self.options.stored {
+            stored.announce(edit.model_name());
+        }
         Ok(generation)
+    }
+
+    /// The store registrations are kept in, when they are.
+    pub fn stored_models(&self) -> Option<&Arc<StoredModels>> {
+        self.options.stored.as_ref()
+    }
+
+    /// Reads the registrations from the store again and, when they differ
+    /// from those in service, builds and swaps in a version with them (as
+    /// an admin change would): how another instance's registration or
+    /// deletion reaches this one. Failures are logged; the current version
+    /// keeps serving.
+    pub async fn refresh_models(&self, trigger: &str) {
+        let Some(stored) = self.options.stored.clone() else {
+            return;
+        };
+        let mut layers = self.builds.lock().await;
+        let overlay = match stored.load().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(trigger, error = %e, "runtime models not refreshed; the current version keeps serving");
+                return;
+            }
+        };
+        if overlay == layers.overlay {
+            return;
+        }
+        let previous = self.gateway();
+        let built = build_usable(
+            &layers.base,
+            overlay,
+            self.options.client.clone(),
+            self.options.clock.clone(),
+            &self.options.engine,
+            Some(&previous.router),
+        )
+        .await;
+        drop(previous);
+        let (gateway, warnings, overlay) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(trigger, error = %e, "runtime models from the store do not build; the current version keeps serving");
+                return;
+            }
+        };
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let generation = self.swap(gateway);
+        let names = overlay.names().cloned().collect::<Vec<_>>().join(", ");
+        *self.registered.lock().unwrap_or_else(|p| p.into_inner()) = overlay.clone();
+        layers.overlay = overlay;
+        tracing::info!(trigger, generation, models = %names, "runtime models reloaded from the store");
     }
 
     /// The runtime registrations in service (without keys).
@@ -313,7 +458,14 @@ impl Control {
             .collect()
     }
 
-    async fn persist(&self, overlay: &Overlay) -> Result<(), AdminError> {
+    async fn persist(&self, overlay: &Overlay, edit: &Edit<'_>) -> Result<(), AdminError> {
+        if let Some(stored) = &self.options.stored {
+            return match edit {
+                Edit::Put(registration) => stored.save(registration).await,
+                Edit::Delete(model_name) => stored.delete(model_name).await,
+            }
+            .map_err(AdminError::Failed);
+        }
         let Some(path) = self.options.persist.clone() else {
             return Ok(());
         };

@@ -16,6 +16,6 @@ mod control;
 mod status;
 mod watch;
 
-pub use control::{AdminError, Control, ControlOptions, build};
+pub use control::{AdminError, Control, ControlOptions, build, build_usable};
 pub use status::ReloadOutcome;
 pub use watch::{Baseline, baseline};

@@ -7,7 +7,7 @@
 //! number.
 
 /// `(version, statements)`, in order.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3)];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS keys (
@@ -122,3 +122,12 @@ const V2: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS responses_created ON responses (created_at)",
 ];
+
+/// Runtime model registrations (`POST /admin/models` with
+/// `general_settings.store_model_in_db`): one row per model name, the
+/// registration as the persistence file keeps it (JSON text).
+const V3: &[&str] = &["CREATE TABLE IF NOT EXISTS runtime_models (
+        model_name TEXT PRIMARY KEY,
+        registration TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )"];

@@ -7,6 +7,7 @@
 //! and the background writer stand between requests and the store.
 
 mod migrations;
+mod models;
 mod principals;
 mod responses;
 mod rows;
