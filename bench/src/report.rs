@@ -79,7 +79,12 @@ pub fn problems(runs: &[Value]) -> Vec<String> {
                 ));
             }
         }
-        for key in ["cache_memory", "cache_redis", "observed", "without_dashboard"] {
+        for key in [
+            "cache_memory",
+            "cache_redis",
+            "observed",
+            "without_dashboard",
+        ] {
             for phase in ["at_rate", "saturation"] {
                 phases.push((
                     format!("feature {key}, {phase}"),
