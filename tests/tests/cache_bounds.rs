@@ -10,8 +10,10 @@ use serde_json::{Value, json};
 
 const GROUP: &str = "gpt-flood";
 const MAX_MB: u64 = 8;
-/// Distinct answers of about 200 KB each: 60 MB offered to an 8 MB cache.
-const ANSWERS: usize = 300;
+/// Distinct answers of about 200 KB each: 150 MB offered to an 8 MB cache,
+/// so a cache that kept what it is offered would grow far past the
+/// allocator's slack.
+const ANSWERS: usize = 750;
 const MIB: u64 = 1024 * 1024;
 
 #[tokio::test]
@@ -54,7 +56,7 @@ async fn the_memory_cache_stays_within_max_size_mb_under_a_flood_of_large_answer
             "flood too slow"
         );
     }
-    assert!(offered > 50 * MIB, "the flood offered {offered} bytes");
+    assert!(offered > 140 * MIB, "the flood offered {offered} bytes");
     let ping: Value = proxy
         .client
         .get(proxy.url("/cache/ping"))
@@ -76,9 +78,11 @@ async fn the_memory_cache_stays_within_max_size_mb_under_a_flood_of_large_answer
         baseline / MIB,
         proxy.peak_rss_bytes() / MIB
     );
-    // The cache's bytes plus allocator slack, far below what was offered.
+    // The cache's bytes plus allocator slack (answers in flight on several
+    // threads, each allocator heap keeping some of what it freed), far below
+    // what was offered.
     assert!(
-        grown < MAX_MB * MIB + 24 * MIB,
+        grown < MAX_MB * MIB + 32 * MIB,
         "RSS grew {} MiB for a {MAX_MB} MiB cache",
         grown / MIB
     );
