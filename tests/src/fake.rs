@@ -215,17 +215,36 @@ struct Shared {
     changed: tokio::sync::Notify,
 }
 
+/// An axum app served on an ephemeral port of 127.0.0.1 until dropped:
+/// what every fake server of the tests stands on.
+pub struct Served {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// Binds a fresh loopback port and serves `app` on it.
+    pub async fn start(app: Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A running fake upstream; stops when dropped.
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Served,
 }
 
 impl FakeUpstream {
@@ -235,12 +254,12 @@ impl FakeUpstream {
         let app = Router::new()
             .route("/{deployment}/v1/{*rest}", post(handle))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, shared, task }
+        let server = Served::start(app).await;
+        Self {
+            addr: server.addr,
+            shared,
+            _server: server,
+        }
     }
 
     /// The api_base for deployment `name`.

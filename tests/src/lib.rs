@@ -7,7 +7,7 @@ pub mod fake;
 pub mod proxy;
 pub mod services;
 
-pub use fake::{Behavior, FAKE_CALL_ID, FakeUpstream, Recorded};
+pub use fake::{Behavior, FAKE_CALL_ID, FakeUpstream, Recorded, Served};
 pub use proxy::{Launch, Proxy, conclave_bin, replace_atomically, run_conclave};
 
 /// A JSON chat request body for `model` with one user message.

@@ -10,7 +10,6 @@
 
 mod sdk_support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use conclave_e2e::Served;
 use conclave_e2e::proxy::Proxy;
 use conclave_e2e::{SseReader, sse_content};
 use serde_json::{Value, json};
@@ -48,15 +48,8 @@ struct Shared {
 /// thinking block when thinking is on, a tool_use when tools are given)
 /// with cache usage, as JSON or as Messages events.
 struct FakeAnthropic {
-    addr: SocketAddr,
+    server: Served,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl FakeAnthropic {
@@ -65,16 +58,14 @@ impl FakeAnthropic {
         let app = Router::new()
             .route("/{name}/v1/{*rest}", post(answer))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, shared, task }
+        Self {
+            server: Served::start(app).await,
+            shared,
+        }
     }
 
     fn api_base(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.addr)
+        format!("http://{}/{name}", self.server.addr)
     }
 
     fn calls(&self) -> Vec<Call> {

@@ -11,7 +11,6 @@
 
 mod sdk_support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +21,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use conclave_e2e::Served;
 use conclave_e2e::proxy::Proxy;
 use conclave_e2e::sse_payloads;
 use serde_json::{Value, json};
@@ -52,15 +52,8 @@ struct Shared {
 /// `/{name}/v1/messages` answers an Anthropic `message`. Deployments named
 /// `down` always answer 500.
 struct FakeNative {
-    addr: SocketAddr,
+    server: Served,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeNative {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl FakeNative {
@@ -69,16 +62,14 @@ impl FakeNative {
         let app = Router::new()
             .route("/{name}/v1/{*rest}", post(answer))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, shared, task }
+        Self {
+            server: Served::start(app).await,
+            shared,
+        }
     }
 
     fn api_base(&self, name: &str) -> String {
-        format!("http://{}/{name}/v1", self.addr)
+        format!("http://{}/{name}/v1", self.server.addr)
     }
 
     fn calls(&self) -> Vec<Call> {
@@ -234,7 +225,7 @@ fn config(fake: &FakeNative, tail: &str) -> String {
     yaml.push_str(&entry(
         "claude",
         "anthropic/claude-up",
-        &format!("http://{}/c", fake.addr),
+        &format!("http://{}/c", fake.server.addr),
         "",
     ));
     yaml.push_str(tail);
