@@ -10,7 +10,6 @@ pub mod recent;
 pub mod series;
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::ops::sinks::OutcomeSink;
 use crate::ops::{Outcome, OutcomeKind};
@@ -141,7 +140,7 @@ impl Dashboard {
     /// The overview of `window` as `viewer` may see it: everyone's numbers
     /// from the series, or a virtual key's own from the recent requests.
     pub fn overview(&self, window: Window, viewer: &Viewer) -> Overview {
-        let now = unix_now();
+        let now = crate::openai::unix_now();
         let (width, count) = window.shape();
         match viewer {
             Viewer::All => {
@@ -210,12 +209,6 @@ fn point_of(entry: &Entry) -> Point {
         completion_tokens: s.completion_tokens.unwrap_or(0),
         cost: s.cost.unwrap_or(0.0),
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The outcome sink feeding the dashboard.

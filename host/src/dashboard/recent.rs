@@ -4,11 +4,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::keys::time::unix_seconds;
 use crate::ops::sinks::CompositeRun;
 use crate::ops::{Outcome, OutcomeKind};
 
@@ -57,10 +57,7 @@ impl Summary {
     pub fn from_spend_row(row: &crate::keys::SpendRow) -> Self {
         Self {
             id: row.request_id.clone(),
-            time: row
-                .started_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+            time: unix_seconds(row.started_at),
             route: String::new(),
             model: row.model.clone(),
             model_group: row.model_group.clone(),
@@ -231,9 +228,7 @@ impl Recent {
             sub_calls: VecDeque::new(),
             capacity,
             sub_call_capacity: capacity.saturating_mul(4),
-            since: std::time::SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+            since: unix_seconds(std::time::SystemTime::now()),
         }
     }
 
@@ -305,10 +300,7 @@ impl Entry {
         let principal = o.caller.principal();
         let summary = Summary {
             id: o.request_id.as_str().to_owned(),
-            time: o
-                .started_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+            time: unix_seconds(o.started_at),
             route: o.route.to_string(),
             model: o.model.clone(),
             model_group: o.model_group.clone(),

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::Json;
 use axum::body::Body;
@@ -21,6 +21,7 @@ use super::auth::resolve_caller;
 use super::error::ApiError;
 use crate::dashboard::recent::{Entry, Filter, StatusFilter, Summary, Viewer};
 use crate::dashboard::{Dashboard, Window, assets};
+use crate::keys::time::unix_seconds;
 use crate::ops::Caller;
 
 /// What the pages may load and run: only their own files and this
@@ -382,14 +383,14 @@ fn deployment_groups(gateway: &crate::gateway::Gateway) -> Vec<Value> {
             "model": d.upstream_model,
             "state": d.availability.label(),
             "cooling_until": match d.availability {
-                crate::router::states::Availability::Cooling { until } => Some(unix(until)),
+                crate::router::states::Availability::Cooling { until } => Some(unix_seconds(until)),
                 _ => None,
             },
             "latency_ms": d.latency.map(|l| l.as_secs_f64() * 1000.0),
             "in_flight": d.in_flight,
-            "last_error": d.last_error.map(|e| json!({"message": e.message, "at": unix(e.at)})),
+            "last_error": d.last_error.map(|e| json!({"message": e.message, "at": unix_seconds(e.at)})),
             "last_check": d.last_check.map(|c| json!({
-                "at": unix(c.at),
+                "at": unix_seconds(c.at),
                 "latency_ms": c.latency.as_secs_f64() * 1000.0,
                 "error": c.error,
             })),
@@ -428,9 +429,4 @@ fn profiles_with_model_names(gateway: &crate::gateway::Gateway, status: &Value) 
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -11,6 +11,13 @@ pub fn to_ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// Seconds since the epoch, with fractions, as the admin and dashboard
+/// reports show times; times before it are zero.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// The time `ms` milliseconds after the epoch (negative is the epoch).
 pub fn from_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::Control;
 use crate::gateway::Gateway;
+use crate::keys::time::unix_seconds;
 use crate::strategy::LoadedProfile;
 
 /// The result of one reload.
@@ -31,7 +32,7 @@ impl ReloadOutcome {
     pub fn to_json(&self) -> Value {
         json!({
             "time": rfc3339(self.at),
-            "unix_time": unix(self.at),
+            "unix_time": unix_seconds(self.at),
             "trigger": self.trigger,
             "result": if self.ok { "ok" } else { "error" },
             "ok": self.ok,
@@ -88,7 +89,7 @@ impl Control {
             "config": gateway.config_path.display().to_string(),
             "version": self.generation.load(Ordering::SeqCst),
             "loaded_at": rfc3339(gateway.loaded_at),
-            "loaded_at_unix": unix(gateway.loaded_at),
+            "loaded_at_unix": unix_seconds(gateway.loaded_at),
             "started_at": rfc3339(self.started),
             "models": gateway.model_names,
             "runtime_models": runtime_models,
@@ -149,7 +150,7 @@ fn strategies_and_profiles(gateway: &Gateway) -> (Vec<Value>, Vec<Value>) {
             "source": s.source,
             "hash": s.hash,
             "loaded_at": rfc3339(s.loaded_at),
-            "loaded_at_unix": unix(s.loaded_at),
+            "loaded_at_unix": unix_seconds(s.loaded_at),
             "from_cache": s.from_cache,
             "load_ms": ms(s.load_time),
             "profiles": users,
@@ -173,13 +174,6 @@ fn profile_json(p: &LoadedProfile) -> Value {
 /// Milliseconds with microsecond precision.
 pub(super) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
-}
-
-/// Seconds since the Unix epoch (0 before it).
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// `t` as an RFC 3339 UTC timestamp with milliseconds; times before the
