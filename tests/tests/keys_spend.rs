@@ -177,3 +177,57 @@ async fn a_refused_request_costs_nothing_and_leaves_no_spend_row() {
     // would be there by now.
     assert!(spend_rows(&proxy, &id, 0).await.is_empty());
 }
+
+/// `conclave_key_store_statements_total` from `/metrics`.
+async fn store_statements(proxy: &Proxy) -> f64 {
+    let text = proxy
+        .client
+        .get(proxy.url("/metrics"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("conclave_key_store_statements_total "))
+        .unwrap_or_else(|| panic!("no statement counter in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn spend_is_written_in_batches_not_a_statement_per_request() {
+    const REQUESTS: usize = 200;
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({"rpm_limit": 100000})).await;
+    let before = store_statements(&proxy).await;
+    for wave in 0..REQUESTS / 20 {
+        let calls = (0..20).map(|_| chat_as(&proxy, &key, "gpt-a"));
+        for (status, _, body) in futures_util::future::join_all(calls).await {
+            assert_eq!(status, 200, "wave {wave}: {body}");
+        }
+    }
+    // The spend reaches the store within the writer's interval (200 ms).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut ran = 0.0;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = store_statements(&proxy).await - before;
+        if now > 0.0 && now == ran {
+            break;
+        }
+        ran = now;
+    }
+    assert!(
+        ran > 0.0,
+        "the spend of {REQUESTS} requests was never written"
+    );
+    assert!(
+        ran < (REQUESTS / 4) as f64,
+        "{ran} store statements for {REQUESTS} requests"
+    );
+}

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use super::AppState;
 use super::auth::check_key;
 use super::error::ApiError;
-use crate::observe::metrics::{DeploymentState, Live};
+use crate::observe::metrics::{DeploymentState, KeyStoreCounts, Live};
 
 /// The OpenMetrics text content type Prometheus asks for.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -71,6 +71,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         reloads_ok: reloads["ok"].as_u64().unwrap_or(0),
         reloads_failed: reloads["failed"].as_u64().unwrap_or(0),
         outcomes_dropped: state.ops.outcomes.dropped(),
+        key_store: state.ops.keys.as_ref().map(|k| KeyStoreCounts {
+            statements: k.store().statements_run(),
+            spend_rows_dropped: k.dropped_spend_rows(),
+        }),
         deployments,
     };
     match state.ops.observe.metrics.render(&live) {

@@ -31,6 +31,9 @@ pub struct Entry {
     pub epoch: u64,
 }
 
+/// Cached keys brought up to date between two yields to the runtime.
+const YIELD_EVERY: usize = 64;
+
 /// Principals by key hash.
 #[derive(Clone)]
 pub struct Registry {
@@ -191,7 +194,7 @@ impl Registry {
     /// invalidation may be stale, so those are dropped and re-read.
     pub async fn apply_spend(&self, applied: &Applied, committed_from: Instant) {
         let mut stale = Vec::new();
-        let mut updated = Vec::new();
+        let mut touched = Vec::new();
         let epoch = self.epoch();
         for (k, e) in self.cache.iter() {
             let Some(p) = &e.principal else { continue };
@@ -199,20 +202,23 @@ impl Registry {
                 continue;
             }
             if e.loaded_at < committed_from && e.epoch == epoch {
-                updated.push((
-                    (*k).clone(),
-                    Entry {
-                        principal: Some(Arc::new(applied.apply(p))),
-                        loaded_at: e.loaded_at,
-                        epoch: e.epoch,
-                    },
-                ));
+                touched.push(((*k).clone(), p.clone(), e.loaded_at, e.epoch));
             } else {
                 stale.push((*k).clone());
             }
         }
-        for (k, e) in updated {
-            self.cache.insert(k, e).await;
+        // A batch can touch thousands of keys: this runs on a request
+        // worker, so it steps aside now and then instead of holding it.
+        for (i, (k, p, loaded_at, epoch)) in touched.into_iter().enumerate() {
+            let entry = Entry {
+                principal: Some(Arc::new(applied.apply(&p))),
+                loaded_at,
+                epoch,
+            };
+            self.cache.insert(k, entry).await;
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
         }
         for k in stale {
             self.cache.invalidate(&k).await;

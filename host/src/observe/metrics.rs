@@ -451,7 +451,17 @@ pub struct Live {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub outcomes_dropped: u64,
+    /// The key store's counters, when keys are on.
+    pub key_store: Option<KeyStoreCounts>,
     pub deployments: Vec<DeploymentState>,
+}
+
+/// What the key store has done since start.
+pub struct KeyStoreCounts {
+    /// SQL statements run, BEGIN and COMMIT included.
+    pub statements: u64,
+    /// Spend-log rows dropped because the writer's buffer was full.
+    pub spend_rows_dropped: u64,
 }
 
 impl Live {
@@ -483,6 +493,23 @@ impl Live {
             "Outcomes dropped because the sinks fell behind (metrics and logs miss them)",
             dropped,
         );
+        if let Some(store) = &self.key_store {
+            let statements: Counter = Counter::default();
+            statements.inc_by(store.statements);
+            r.register(
+                "conclave_key_store_statements",
+                "SQL statements the key store has run since start (BEGIN and COMMIT included); \
+                 spend is written in batches, so this grows far slower than requests",
+                statements,
+            );
+            let rows: Counter = Counter::default();
+            rows.inc_by(store.spend_rows_dropped);
+            r.register(
+                "conclave_spend_rows_dropped",
+                "Spend-log rows dropped because the store fell behind and the buffer was full",
+                rows,
+            );
+        }
         let states: Family<DeploymentLabels, Gauge> = Family::default();
         for d in &self.deployments {
             let states_of = [

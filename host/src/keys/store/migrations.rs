@@ -7,7 +7,7 @@
 //! number.
 
 /// `(version, statements)`, in order.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS keys (
@@ -131,3 +131,13 @@ const V3: &[&str] = &["CREATE TABLE IF NOT EXISTS runtime_models (
         registration TEXT NOT NULL,
         updated_at BIGINT NOT NULL
     )"];
+
+/// The spend log's parent index holds only sub-calls: top-level requests
+/// (most rows) have no parent, and indexing their NULLs cost every insert
+/// an index write that no query reads (`parent_request_id = $n` implies
+/// NOT NULL, so both backends still use the index for it).
+const V4: &[&str] = &[
+    "DROP INDEX IF EXISTS spend_logs_parent",
+    "CREATE INDEX IF NOT EXISTS spend_logs_parent ON spend_logs (parent_request_id) \
+     WHERE parent_request_id IS NOT NULL",
+];

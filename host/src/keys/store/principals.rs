@@ -174,16 +174,16 @@ impl Store {
         .bind(new_hash)
         .bind(key_name)
         .bind(to_ms(SystemTime::now()))
-        .execute(&mut *tx)
+        .execute(self.within(&mut tx))
         .await
         .map_err(store_error)?;
         sqlx::query("UPDATE key_model_spend SET token_hash = $2 WHERE token_hash = $1")
             .bind(old_hash)
             .bind(new_hash)
-            .execute(&mut *tx)
+            .execute(self.within(&mut tx))
             .await
             .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
+        self.commit(tx).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -194,16 +194,16 @@ impl Store {
             let mut tx = self.pool().begin().await.map_err(store_error)?;
             deleted += sqlx::query("DELETE FROM keys WHERE token_hash = $1")
                 .bind(hash.clone())
-                .execute(&mut *tx)
+                .execute(self.within(&mut tx))
                 .await
                 .map_err(store_error)?
                 .rows_affected();
             sqlx::query("DELETE FROM key_model_spend WHERE token_hash = $1")
                 .bind(hash.clone())
-                .execute(&mut *tx)
+                .execute(self.within(&mut tx))
                 .await
                 .map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
+            self.commit(tx).await?;
         }
         Ok(deleted)
     }
@@ -344,7 +344,7 @@ impl Store {
         let mut tx = self.pool().begin().await.map_err(store_error)?;
         sqlx::query(&format!("DELETE FROM memberships WHERE {column} = $1"))
             .bind(id)
-            .execute(&mut *tx)
+            .execute(self.within(&mut tx))
             .await
             .map_err(store_error)?;
         let done = sqlx::query(&format!(
@@ -352,10 +352,10 @@ impl Store {
             owner.table()
         ))
         .bind(id)
-        .execute(&mut *tx)
+        .execute(self.within(&mut tx))
         .await
         .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
+        self.commit(tx).await?;
         Ok(done.rows_affected() > 0)
     }
 

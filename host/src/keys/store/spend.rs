@@ -5,12 +5,13 @@
 //! (VALUES ...)` per level, one upsert per aggregate table.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use sqlx::Row;
 
 use super::rows::{self, SPEND_COLUMNS, json};
-use super::{Store, store_error};
+use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
 use crate::keys::model::{Limits, SpendRow, budget_period};
 use crate::keys::registry::Applied;
@@ -78,15 +79,29 @@ impl Deltas {
     }
 }
 
-/// `$a, $b, ...` placeholders for `rows` tuples of `width` values.
-fn placeholders(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The placeholders of a multi-row statement: `rows` tuples of `width`
+/// values. PostgreSQL gets numbered ones (`$1, $2, ...`); SQLite gets
+/// anonymous `?`s, because binding numbered ones looks each name up in a
+/// list as long as the statement (quadratic: a 500-row insert spent more
+/// time naming its parameters than writing its rows).
+fn placeholders(backend: Backend, rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 6);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(out, "${}", r * width + c + 1);
+                }
+            }
+        }
+        out.push(')');
+    }
+    out
 }
 
 impl Store {
@@ -99,25 +114,28 @@ impl Store {
         let mut tx = self.pool().begin().await.map_err(store_error)?;
         if keep_logs {
             for chunk in batch.chunks(CHUNK) {
-                insert_logs(&mut tx, chunk).await?;
+                self.insert_logs(&mut tx, chunk).await?;
             }
         }
         let d = Deltas::of(batch);
-        add_totals(&mut tx, "keys", "token_hash", &d.totals.keys).await?;
-        add_totals(&mut tx, "users", "user_id", &d.totals.users).await?;
-        add_totals(&mut tx, "teams", "team_id", &d.totals.teams).await?;
+        self.add_totals(&mut tx, "keys", "token_hash", &d.totals.keys)
+            .await?;
+        self.add_totals(&mut tx, "users", "user_id", &d.totals.users)
+            .await?;
+        self.add_totals(&mut tx, "teams", "team_id", &d.totals.teams)
+            .await?;
         let models: Vec<_> = d.totals.key_models.into_iter().collect();
         for chunk in models.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO key_model_spend (token_hash, model, spend) VALUES {} \
                  ON CONFLICT (token_hash, model) DO UPDATE SET spend = key_model_spend.spend + excluded.spend",
-                placeholders(chunk.len(), 3)
+                placeholders(self.backend(), chunk.len(), 3)
             );
             let mut q = sqlx::query(&sql);
             for ((h, m), s) in chunk {
                 q = q.bind(h.clone()).bind(m.clone()).bind(*s);
             }
-            q.execute(&mut *tx).await.map_err(store_error)?;
+            q.execute(self.within(&mut tx)).await.map_err(store_error)?;
         }
         let days: Vec<_> = d.days.into_iter().collect();
         for chunk in days.chunks(CHUNK) {
@@ -129,7 +147,7 @@ impl Store {
                  completion_tokens = daily_spend.completion_tokens + excluded.completion_tokens, \
                  spend = daily_spend.spend + excluded.spend, \
                  requests = daily_spend.requests + excluded.requests",
-                placeholders(chunk.len(), 9)
+                placeholders(self.backend(), chunk.len(), 9)
             );
             let mut q = sqlx::query(&sql);
             for ((dd, h, u, t, g), (p, c, s, n)) in chunk {
@@ -144,9 +162,9 @@ impl Store {
                     .bind(*s)
                     .bind(*n);
             }
-            q.execute(&mut *tx).await.map_err(store_error)?;
+            q.execute(self.within(&mut tx)).await.map_err(store_error)?;
         }
-        tx.commit().await.map_err(store_error)
+        self.commit(tx).await
     }
 
     /// Spend-log rows matching `filter`, newest first, at most `filter.limit`.
@@ -287,17 +305,17 @@ impl Store {
             .bind(id_value)
             .bind(at)
             .bind(next.map(to_ms))
-            .execute(&mut *tx)
+            .execute(self.within(&mut tx))
             .await
             .map_err(store_error)?;
         if table == "keys" && done.rows_affected() > 0 {
             sqlx::query("DELETE FROM key_model_spend WHERE token_hash = $1")
                 .bind(id_value)
-                .execute(&mut *tx)
+                .execute(self.within(&mut tx))
                 .await
                 .map_err(store_error)?;
         }
-        tx.commit().await.map_err(store_error)?;
+        self.commit(tx).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -345,66 +363,75 @@ pub fn next_reset(at: SystemTime, period: Option<&str>, now: SystemTime) -> Opti
     at.checked_add(period.checked_mul(steps)?)
 }
 
-async fn insert_logs(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    chunk: &[SpendRow],
-) -> Result<(), KeyError> {
-    let sql = format!(
-        "INSERT INTO spend_logs ({SPEND_COLUMNS}) VALUES {}",
-        placeholders(chunk.len(), 17)
-    );
-    let mut q = sqlx::query(&sql);
-    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    for r in chunk {
-        q = q
-            .bind(r.request_id.clone())
-            .bind(r.parent_request_id.clone())
-            .bind(r.token_hash.clone())
-            .bind(r.user_id.clone())
-            .bind(r.team_id.clone())
-            .bind(r.model.clone())
-            .bind(r.model_group.clone())
-            .bind(r.deployment.clone())
-            .bind(r.profile.clone())
-            .bind(int(r.prompt_tokens))
-            .bind(int(r.completion_tokens))
-            .bind(r.spend)
-            .bind(i64::from(r.status))
-            .bind(i64::from(r.cache_hit))
-            .bind(to_ms(r.started_at))
-            .bind(int(r.latency_ms))
-            .bind(json(&r.tags));
-    }
-    q.execute(&mut **tx).await.map_err(store_error)?;
-    Ok(())
-}
-
-/// `UPDATE table SET spend = spend + delta` for every entity at once.
-async fn add_totals(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    table: &str,
-    id: &str,
-    deltas: &HashMap<String, f64>,
-) -> Result<(), KeyError> {
-    let entries: Vec<_> = deltas.iter().filter(|(_, s)| **s != 0.0).collect();
-    for chunk in entries.chunks(CHUNK) {
+impl Store {
+    async fn insert_logs(&self, tx: &mut Transaction, chunk: &[SpendRow]) -> Result<(), KeyError> {
         let sql = format!(
-            "UPDATE {table} SET spend = {table}.spend + v.column2 FROM (VALUES {}) AS v \
-             WHERE {table}.{id} = v.column1",
-            placeholders(chunk.len(), 2)
+            "INSERT INTO spend_logs ({SPEND_COLUMNS}) VALUES {}",
+            placeholders(self.backend(), chunk.len(), 17)
         );
         let mut q = sqlx::query(&sql);
-        for (k, s) in chunk {
-            q = q.bind((*k).clone()).bind(**s);
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for r in chunk {
+            q = q
+                .bind(r.request_id.clone())
+                .bind(r.parent_request_id.clone())
+                .bind(r.token_hash.clone())
+                .bind(r.user_id.clone())
+                .bind(r.team_id.clone())
+                .bind(r.model.clone())
+                .bind(r.model_group.clone())
+                .bind(r.deployment.clone())
+                .bind(r.profile.clone())
+                .bind(int(r.prompt_tokens))
+                .bind(int(r.completion_tokens))
+                .bind(r.spend)
+                .bind(i64::from(r.status))
+                .bind(i64::from(r.cache_hit))
+                .bind(to_ms(r.started_at))
+                .bind(int(r.latency_ms))
+                .bind(json(&r.tags));
         }
-        q.execute(&mut **tx).await.map_err(store_error)?;
+        q.execute(self.within(tx)).await.map_err(store_error)?;
+        Ok(())
     }
-    Ok(())
+
+    /// `UPDATE table SET spend = spend + delta` for every entity at once.
+    async fn add_totals(
+        &self,
+        tx: &mut Transaction,
+        table: &str,
+        id: &str,
+        deltas: &HashMap<String, f64>,
+    ) -> Result<(), KeyError> {
+        let entries: Vec<_> = deltas.iter().filter(|(_, s)| **s != 0.0).collect();
+        for chunk in entries.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE {table} SET spend = {table}.spend + v.column2 FROM (VALUES {}) AS v \
+                 WHERE {table}.{id} = v.column1",
+                placeholders(self.backend(), chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql);
+            for (k, s) in chunk {
+                q = q.bind((*k).clone()).bind(**s);
+            }
+            q.execute(self.within(tx)).await.map_err(store_error)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_and_anonymous_for_sqlite() {
+        assert_eq!(
+            placeholders(Backend::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+    }
 
     #[test]
     fn next_reset_moves_past_now_by_whole_periods() {
