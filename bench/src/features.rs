@@ -3,7 +3,8 @@
 //! backends), full observability (Prometheus metrics, OTLP export of every
 //! trace to a local collector, JSON-lines request logs), and the plain load
 //! with the dashboard turned off (it is on by default, so the plain run pays
-//! for it: the difference is its cost).
+//! for it: the difference is its cost), and a team of 1,000 virtual keys
+//! ([`crate::team`]).
 //!
 //! Each scenario starts its own conclave on the benchmark config plus the
 //! feature's settings, warms it up, and measures a fixed rate of 1000 req/s,
@@ -29,7 +30,7 @@ use crate::suite::{
 use crate::{Result, fail};
 
 /// The Redis the Redis-backed cache scenario uses (the machine's own).
-const REDIS_ADDR: &str = "127.0.0.1:6379";
+pub const REDIS_ADDR: &str = "127.0.0.1:6379";
 /// The fixed rate the features are compared at.
 pub const FEATURE_RATE: f64 = 1000.0;
 
@@ -96,6 +97,9 @@ pub struct Features {
     pub observed: Option<Observed>,
     #[serde(default)]
     pub without_dashboard: Option<WithoutDashboard>,
+    /// 1,000 virtual keys sharing the gateway ([`crate::team`]).
+    #[serde(default)]
+    pub team: Option<crate::team::Team>,
 }
 
 /// What a scenario compares against: figures of the same run.
@@ -137,17 +141,19 @@ pub fn run(
     let observed = Some(observed(setup, baseline)?);
     say("the plain load with the dashboard off");
     let without_dashboard = Some(without_dashboard(setup, baseline)?);
+    let team = Some(crate::team::run(setup, say)?);
     Ok(Features {
         cache_memory,
         hit_floor,
         cache_redis,
         observed,
         without_dashboard,
+        team,
     })
 }
 
 /// Writes the benchmark config with `extra` appended.
-fn write_variant(setup: &Setup, name: &str, extra: &str) -> Result<PathBuf> {
+pub fn write_variant(setup: &Setup, name: &str, extra: &str) -> Result<PathBuf> {
     let path = setup.work.join(format!("conclave-bench-{name}.yaml"));
     let mut yaml = config_yaml(&setup.work, setup.mock.addr());
     yaml.push_str(extra);
@@ -315,7 +321,6 @@ fn observed(setup: &Setup, baseline: &Baseline) -> Result<Observed> {
     })
 }
 
-/// Total size of the files in `dir` (not recursive); 0 when it is missing.
 fn without_dashboard(setup: &Setup, baseline: &Baseline) -> Result<WithoutDashboard> {
     let config = write_variant(setup, "without-dashboard", "  ui: false\n")?;
     let (conclave, _) = start_conclave_with(setup, &config, "without-dashboard")?;
@@ -328,6 +333,7 @@ fn without_dashboard(setup: &Setup, baseline: &Baseline) -> Result<WithoutDashbo
     })
 }
 
+/// Total size of the files in `dir` (not recursive); 0 when it is missing.
 fn dir_bytes(dir: &Path) -> Result<u64> {
     if !dir.exists() {
         return Ok(0);

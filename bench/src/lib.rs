@@ -12,6 +12,7 @@ pub mod body;
 pub mod client;
 pub mod features;
 pub mod hostile;
+pub mod keyed;
 pub mod micro;
 pub mod mock;
 pub mod oha;
@@ -19,6 +20,7 @@ pub mod procs;
 pub mod report;
 pub mod stats;
 pub mod suite;
+pub mod team;
 
 /// Every fallible step of the runner ends in this error: a message that says
 /// what was being done.

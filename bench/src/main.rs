@@ -47,6 +47,10 @@ struct Args {
     /// Do not measure the optional features (cache hits, observability).
     #[arg(long)]
     skip_features: bool,
+    /// Measure only the team scenario (1,000 virtual keys), printing its
+    /// figures as JSON; writes no report.
+    #[arg(long)]
+    team_only: bool,
     /// The conclave binary (default: <target>/release/conclave).
     #[arg(long)]
     conclave: Option<PathBuf>,
@@ -244,6 +248,14 @@ fn run(args: Args) -> Result<()> {
         plan.phase
     );
 
+    if args.team_only {
+        for i in 0..runs {
+            let say = |what: &str| eprintln!("bench: run {}: {what}", i + 1);
+            let team = conclave_bench::team::run(&setup, &say)?;
+            println!("{}", serde_json::to_string_pretty(&team)?);
+        }
+        return Ok(());
+    }
     let load_start = load_average();
     eprintln!("bench: start-up with an emptied compile cache");
     let (cold, took) = suite::start_conclave(&setup, "cold")?;

@@ -115,11 +115,12 @@ impl Server {
         })
     }
 
-    /// Polls `/health` every millisecond; the time from spawning to the
-    /// first 200.
+    /// Polls `/health` (or, for a gateway with a master key, the open
+    /// `/health/liveliness`) every millisecond; the time from spawning to
+    /// the first 200.
     pub fn wait_healthy(&mut self, limit: Duration) -> Result<Duration> {
         loop {
-            if get_ok(self.port, "/health") {
+            if get_ok(self.port, "/health") || get_ok(self.port, "/health/liveliness") {
                 return Ok(self.started.elapsed());
             }
             if let Some(status) = self.child.try_wait()? {

@@ -84,6 +84,9 @@ pub fn problems(runs: &[Value]) -> Vec<String> {
             "cache_redis",
             "observed",
             "without_dashboard",
+            "team/no_keys",
+            "team/sqlite/loads",
+            "team/redis/loads",
         ] {
             for phase in ["at_rate", "saturation"] {
                 phases.push((
@@ -333,6 +336,54 @@ fn feature_targets(median: &Value) -> Vec<Check> {
                 f(o("cpu_us_per_request"), 1),
                 f(at(median, "/saturation/conclave_cpu_us_per_request"), 1)
             ),
+        ));
+    }
+    out.extend(team_targets(median));
+    out
+}
+
+/// The team scenario's targets, for each storage set-up that ran.
+fn team_targets(median: &Value) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (label, key) in [("SQLite", "sqlite"), ("SQLite + Redis", "redis")] {
+        let t = |k: &str| at(median, &format!("/features/team/{key}/{k}"));
+        if t("loads/saturation/rps").is_none() {
+            continue;
+        }
+        out.push(check(
+            &format!("Team of 1,000 keys ({label}): overhead p99 at 1000 req/s"),
+            t("overhead_p99_ms"),
+            "ms",
+            "< 1 ms",
+            |x| x < 1.0,
+            format!(
+                "p99 {} ms vs direct {} ms (p50 overhead {} ms)",
+                f(t("loads/at_rate/p99_ms"), 3),
+                f(at(median, "/features/team/direct_at_rate/p99_ms"), 3),
+                f(t("overhead_p50_ms"), 3)
+            ),
+        ));
+        out.push(check(
+            &format!("Team of 1,000 keys ({label}): saturation"),
+            t("saturation_over_no_keys"),
+            "x no keys",
+            ">= 0.85 x no keys",
+            |x| x >= 0.85,
+            format!(
+                "{} req/s vs {} req/s without keys (same generator); {} µs CPU per request (without: {})",
+                f(t("loads/saturation/rps"), 0),
+                f(at(median, "/features/team/no_keys/saturation/rps"), 0),
+                f(t("loads/cpu_us_per_request"), 1),
+                f(at(median, "/features/team/no_keys/cpu_us_per_request"), 1)
+            ),
+        ));
+        out.push(check(
+            &format!("Team of 1,000 keys ({label}): key store statements per request"),
+            t("store_statements_per_request"),
+            "per request",
+            "< 0.05",
+            |x| x < 0.05,
+            "conclave_key_store_statements_total before and after the loads".to_owned(),
         ));
     }
     out
@@ -716,6 +767,9 @@ fn feature_tables(s: &mut String, report: &Report) {
             "plain, dashboard off (the plain run has it on)",
             "without_dashboard",
         ),
+        ("team: no keys (keyed generator)", "team/no_keys"),
+        ("team: 1,000 keys, SQLite", "team/sqlite/loads"),
+        ("team: 1,000 keys, SQLite + Redis", "team/redis/loads"),
     ] {
         let g = |k: &str| at(m, &format!("/features/{key}/{k}"));
         if g("saturation/rps").is_none() {

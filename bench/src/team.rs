@@ -1,0 +1,255 @@
+//! The "team" scenario: a gateway shared through virtual keys. conclave runs
+//! with a master key and its key store (SQLite beside the config), 1,000
+//! keys each with an rpm limit, and priced deployments, so every request is
+//! resolved to its key, admitted against its limit, charged, and written to
+//! the spend log. The load spreads over all the keys ([`crate::keyed`]).
+//!
+//! Compared in the same run, with the same generator: the mock directly
+//! (for the overhead), the benchmark config without keys, the team on
+//! SQLite, and the team with Redis shared counters as well (when a Redis
+//! answers on the machine's port). The key store's statement counter
+//! (`/metrics`) before and after saturation gives statements per request.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::body::chat_body;
+use crate::features::{FEATURE_RATE, REDIS_ADDR, write_variant};
+use crate::keyed::{self, KeyedLoad};
+use crate::oha::LoadResult;
+use crate::procs::Server;
+use crate::suite::{FIXED_RATE_CONNECTIONS, SATURATION_CONNECTIONS, Setup, start_conclave_with};
+use crate::{Result, fail};
+
+/// Virtual keys the load spreads over.
+pub const TEAM_KEYS: usize = 1000;
+/// Each key's limit: enforced on every request, never reached by the load.
+const RPM_LIMIT: u64 = 1_000_000;
+const MASTER_KEY: &str = "sk-bench-master";
+/// Key creations in flight at once while the team is set up.
+const CREATE_CONCURRENCY: usize = 8;
+
+/// A load at 1000 req/s and at saturation, as the keyed generator measured it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KeyedLoads {
+    /// Requests of the warm-up before the measured phases.
+    pub warmup_requests: f64,
+    pub at_rate: LoadResult,
+    pub saturation: LoadResult,
+    pub cpu_us_per_request: f64,
+}
+
+/// The team on one storage set-up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TeamRun {
+    pub loads: KeyedLoads,
+    /// p99 at 1000 req/s over the direct p99 of the same generator (ms).
+    pub overhead_p99_ms: f64,
+    pub overhead_p50_ms: f64,
+    /// Saturation over the same run's no-keys saturation.
+    pub saturation_over_no_keys: f64,
+    /// Key store statements per request over the warm-up and both measured
+    /// phases (read from `/metrics` before and after them).
+    pub store_statements_per_request: f64,
+}
+
+/// The whole scenario.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Team {
+    pub keys: usize,
+    /// The mock directly at 1000 req/s.
+    pub direct_at_rate: LoadResult,
+    /// The benchmark config, no master key and no keys.
+    pub no_keys: KeyedLoads,
+    pub sqlite: TeamRun,
+    /// With `router_settings.redis_url` as well; `None` without a Redis.
+    pub redis: Option<TeamRun>,
+}
+
+/// Runs the scenario.
+pub fn run(setup: &Setup, say: &dyn Fn(&str)) -> Result<Team> {
+    let keys = Arc::new(Vec::new());
+    say("team: the mock directly, 1000 req/s (keyed generator)");
+    let direct_at_rate = keyed::run(load(setup, setup.mock.addr(), &keys, Some(FEATURE_RATE)))?;
+    say("team: no keys (keyed generator)");
+    let (plain, _) = start_conclave_with(setup, &setup.config, "team-no-keys")?;
+    let no_keys = loads(setup, &plain, &keys)?;
+    drop(plain);
+    say("team: 1000 keys, SQLite");
+    let sqlite = team_run(setup, "team-sqlite", "", &direct_at_rate, &no_keys)?;
+    let redis = if TcpStream::connect(REDIS_ADDR).is_ok() {
+        say("team: 1000 keys, SQLite and Redis shared counters");
+        let extra = format!("router_settings:\n  redis_url: redis://{REDIS_ADDR}\n");
+        Some(team_run(
+            setup,
+            "team-redis",
+            &extra,
+            &direct_at_rate,
+            &no_keys,
+        )?)
+    } else {
+        eprintln!("bench: no Redis on {REDIS_ADDR}: the team scenario with Redis is skipped");
+        None
+    };
+    Ok(Team {
+        keys: TEAM_KEYS,
+        direct_at_rate,
+        no_keys,
+        sqlite,
+        redis,
+    })
+}
+
+fn load(
+    setup: &Setup,
+    addr: SocketAddr,
+    keys: &Arc<Vec<HeaderValue>>,
+    rate: Option<f64>,
+) -> KeyedLoad {
+    KeyedLoad {
+        addr,
+        path: "/v1/chat/completions",
+        body: Bytes::from(chat_body("bench", false)),
+        keys: keys.clone(),
+        connections: if rate.is_some() {
+            FIXED_RATE_CONNECTIONS
+        } else {
+            SATURATION_CONNECTIONS
+        },
+        duration: setup.plan.phase,
+        rate,
+        threads: setup.oha.threads,
+    }
+}
+
+/// A warm-up, 1000 req/s, then saturation (with the server's CPU time).
+fn loads(setup: &Setup, server: &Server, keys: &Arc<Vec<HeaderValue>>) -> Result<KeyedLoads> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let mut warmup = load(setup, addr, keys, None);
+    warmup.duration = setup.plan.warmup;
+    let warmup_requests = keyed::run(warmup)?.requests;
+    let at_rate = keyed::run(load(setup, addr, keys, Some(FEATURE_RATE)))?;
+    let pid = server.pid().to_string();
+    let before = crate::procs::cpu_seconds(&pid, setup.ticks)?;
+    let saturation = keyed::run(load(setup, addr, keys, None))?;
+    let spent = crate::procs::cpu_seconds(&pid, setup.ticks)? - before;
+    Ok(KeyedLoads {
+        cpu_us_per_request: if saturation.requests > 0.0 {
+            spent * 1e6 / saturation.requests
+        } else {
+            f64::NAN
+        },
+        warmup_requests,
+        at_rate,
+        saturation,
+    })
+}
+
+/// Starts a team gateway (`extra` appended to its config), makes the keys,
+/// and measures it.
+fn team_run(
+    setup: &Setup,
+    name: &str,
+    extra: &str,
+    direct: &LoadResult,
+    no_keys: &KeyedLoads,
+) -> Result<TeamRun> {
+    let db = setup.work.join(format!("{name}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = db.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(file));
+    }
+    let yaml = format!(
+        "  master_key: {MASTER_KEY}\n  database_url: sqlite://{}\n{extra}",
+        db.display()
+    );
+    let config = write_variant(setup, name, &yaml)?;
+    let priced = std::fs::read_to_string(&config)?.replacen(
+        "      api_key: sk-bench\n",
+        "      api_key: sk-bench\n      input_cost_per_token: 0.000001\n      output_cost_per_token: 0.000002\n",
+        1,
+    );
+    std::fs::write(&config, priced)?;
+    let (server, _) = start_conclave_with(setup, &config, name)?;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let keys = Arc::new(rt.block_on(make_keys(&base))?);
+    let statements_before = rt.block_on(store_statements(&base))?;
+    let loads = loads(setup, &server, &keys)?;
+    // The spend writer flushes every 200 ms: let the last batch land.
+    std::thread::sleep(Duration::from_secs(1));
+    let statements = rt.block_on(store_statements(&base))? - statements_before;
+    let measured = loads.warmup_requests + loads.at_rate.requests + loads.saturation.requests;
+    Ok(TeamRun {
+        overhead_p99_ms: loads.at_rate.p99_ms - direct.p99_ms,
+        overhead_p50_ms: loads.at_rate.p50_ms - direct.p50_ms,
+        saturation_over_no_keys: loads.saturation.rps / no_keys.saturation.rps,
+        store_statements_per_request: if measured > 0.0 {
+            statements / measured
+        } else {
+            f64::NAN
+        },
+        loads,
+    })
+}
+
+/// Makes [`TEAM_KEYS`] keys through `/key/generate`; their `Authorization`
+/// values.
+async fn make_keys(base: &str) -> Result<Vec<HeaderValue>> {
+    let client = reqwest::Client::new();
+    let mut keys = Vec::with_capacity(TEAM_KEYS);
+    for wave in 0..TEAM_KEYS.div_ceil(CREATE_CONCURRENCY) {
+        let made = (0..CREATE_CONCURRENCY)
+            .map(|i| wave * CREATE_CONCURRENCY + i)
+            .filter(|n| *n < TEAM_KEYS)
+            .map(|n| generate(&client, base, n));
+        for key in futures_util::future::join_all(made).await {
+            keys.push(HeaderValue::from_str(&format!("Bearer {}", key?))?);
+        }
+    }
+    Ok(keys)
+}
+
+async fn generate(client: &reqwest::Client, base: &str, n: usize) -> Result<String> {
+    let answer: Value = client
+        .post(format!("{base}/key/generate"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"key_alias": format!("bench-member-{n}"), "rpm_limit": RPM_LIMIT}))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    answer["key"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| fail(format!("/key/generate answered without a key: {answer}")))
+}
+
+/// `conclave_key_store_statements_total`, read from `/metrics`.
+async fn store_statements(base: &str) -> Result<f64> {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(MASTER_KEY)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("conclave_key_store_statements_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| fail("/metrics has no conclave_key_store_statements_total"))
+}
