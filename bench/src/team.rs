@@ -186,8 +186,8 @@ fn team_run(
     let keys = Arc::new(rt.block_on(make_keys(&base))?);
     let statements_before = rt.block_on(store_statements(&base))?;
     let loads = loads(setup, &server, &keys)?;
-    // The spend writer flushes every 200 ms: let the last batch land.
-    std::thread::sleep(Duration::from_secs(1));
+    // The spend writer writes at least every second: let the last batch land.
+    std::thread::sleep(Duration::from_secs(2));
     let statements = rt.block_on(store_statements(&base))? - statements_before;
     let measured = loads.warmup_requests + loads.at_rate.requests + loads.saturation.requests;
     Ok(TeamRun {
