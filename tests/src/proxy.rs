@@ -231,6 +231,45 @@ impl Proxy {
             .expect("request to conclave")
     }
 
+    /// Sends `method path` with an optional JSON body and bearer key,
+    /// waiting at most 60 s; the status and the body as JSON (a JSON string
+    /// when it is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        key: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut r = self.client.request(method, self.url(path));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = tokio::time::timeout(Duration::from_secs(60), r.send())
+            .await
+            .expect("answer within 60 s")
+            .expect("request to conclave");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
+    /// The Prometheus exposition from `/metrics` (with `key`, when the
+    /// route needs one); asserts it answered 200.
+    pub async fn metrics(&self, key: Option<&str>) -> String {
+        let mut r = self.client.get(self.url("/metrics"));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        let r = r.send().await.expect("request to conclave");
+        assert_eq!(r.status(), 200, "GET /metrics");
+        r.text().await.unwrap()
+    }
+
     /// POSTs a chat completion and returns status, headers and parsed body.
     pub async fn chat(
         &self,

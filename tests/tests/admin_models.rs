@@ -3,8 +3,6 @@
 //! surviving reloads and (persisted) restarts, and the admin API's key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
-
 use conclave_e2e::proxy::TempDir;
 use conclave_e2e::{
     Behavior, FakeUpstream, Launch, Proxy, chat_body, deployment, error_object, replace_atomically,
@@ -44,42 +42,10 @@ async fn start(yaml: &str, args: &[String]) -> Proxy {
     .await
 }
 
-/// Sends an admin (or any) request with an optional key; status and JSON.
-async fn call(
-    proxy: &Proxy,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    key: Option<&str>,
-) -> (u16, Value) {
-    let mut r = proxy.client.request(method, proxy.url(path));
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = tokio::time::timeout(Duration::from_secs(60), r.send())
-        .await
-        .expect("answer within 60 s")
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn register(proxy: &Proxy, body: Value) -> (u16, Value) {
-    call(
-        proxy,
-        reqwest::Method::POST,
-        "/admin/models",
-        Some(body),
-        None,
-    )
-    .await
+    proxy
+        .call(reqwest::Method::POST, "/admin/models", Some(body), None)
+        .await
 }
 
 async fn chat(proxy: &Proxy, model: &str) -> (u16, reqwest::header::HeaderMap, Value) {
@@ -168,41 +134,28 @@ async fn a_runtime_model_is_registered_replaced_and_deleted() {
     assert_eq!(body["choices"][0]["message"]["content"], "from rt2");
     assert_eq!(up.last_body("rt2").unwrap()["model"], "rt");
 
-    let (status, listed) = call(&proxy, reqwest::Method::GET, "/admin/models", None, None).await;
+    let (status, listed) = proxy
+        .call(reqwest::Method::GET, "/admin/models", None, None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(listed["data"][0]["model_name"], "rt", "{listed}");
     assert!(!listed.to_string().contains(SECRET));
 
-    let (status, body) = call(
-        &proxy,
-        reqwest::Method::DELETE,
-        "/admin/models/rt",
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = proxy
+        .call(reqwest::Method::DELETE, "/admin/models/rt", None, None)
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, _, body) = chat(&proxy, "rt").await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(error_object(&body)["code"], "model_not_found");
-    let (status, body) = call(
-        &proxy,
-        reqwest::Method::DELETE,
-        "/admin/models/rt",
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = proxy
+        .call(reqwest::Method::DELETE, "/admin/models/rt", None, None)
+        .await;
     assert_eq!(status, 404, "{body}");
     error_object(&body);
-    let (status, body) = call(
-        &proxy,
-        reqwest::Method::DELETE,
-        "/admin/models/echo",
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = proxy
+        .call(reqwest::Method::DELETE, "/admin/models/echo", None, None)
+        .await;
     assert_eq!(status, 409, "{body}");
     assert!(
         error_object(&body)["message"]
@@ -246,14 +199,9 @@ async fn a_registration_can_replace_a_config_model_and_set_its_fallbacks() {
     assert_eq!(status, 502, "{body}");
 
     // Deleting the registration brings the config's deployment back.
-    let (status, _) = call(
-        &proxy,
-        reqwest::Method::DELETE,
-        "/admin/models/echo",
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = proxy
+        .call(reqwest::Method::DELETE, "/admin/models/echo", None, None)
+        .await;
     assert_eq!(status, 200);
     let (status, _, body) = chat(&proxy, "echo").await;
     assert_eq!(status, 200, "{body}");
@@ -319,7 +267,9 @@ async fn bad_admin_bodies_get_400_naming_the_field() {
     assert_eq!(r.status(), 400);
     error_object(&r.json().await.unwrap());
     // Nothing was registered.
-    let (_, listed) = call(&proxy, reqwest::Method::GET, "/admin/models", None, None).await;
+    let (_, listed) = proxy
+        .call(reqwest::Method::GET, "/admin/models", None, None)
+        .await;
     assert_eq!(listed["data"], json!([]));
 }
 
@@ -340,7 +290,9 @@ async fn registrations_survive_a_config_reload() {
         &proxy.config_path(),
         config(&up, None, &["fresh"]).as_bytes(),
     );
-    let (status, body) = call(&proxy, reqwest::Method::POST, "/admin/reload", None, None).await;
+    let (status, body) = proxy
+        .call(reqwest::Method::POST, "/admin/reload", None, None)
+        .await;
     assert_eq!(status, 200, "{body}");
     for (model, answer) in [("rt", "from rt"), ("fresh", "from fresh")] {
         let (status, _, body) = chat(&proxy, model).await;
@@ -389,14 +341,9 @@ async fn persisted_registrations_survive_a_restart() {
     let (status, _, body) = chat(&second, "rt").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["choices"][0]["message"]["content"], "from rt");
-    let (status, _) = call(
-        &second,
-        reqwest::Method::DELETE,
-        "/admin/models/rt",
-        None,
-        None,
-    )
-    .await;
+    let (status, _) = second
+        .call(reqwest::Method::DELETE, "/admin/models/rt", None, None)
+        .await;
     assert_eq!(status, 200);
     second.stop().await;
 
@@ -432,28 +379,23 @@ async fn the_admin_api_needs_the_master_key_when_there_is_one() {
         (reqwest::Method::DELETE, "/admin/models/m", None),
     ] {
         for key in [None, Some("sk-wrong")] {
-            let (status, answer) = call(&proxy, method.clone(), path, body.clone(), key).await;
+            let (status, answer) = proxy.call(method.clone(), path, body.clone(), key).await;
             assert_eq!(status, 401, "{method} {path} with {key:?}: {answer}");
             assert_eq!(error_object(&answer)["type"], "authentication_error");
         }
     }
-    let (status, s) = call(
-        &proxy,
-        reqwest::Method::GET,
-        "/admin/status",
-        None,
-        Some(MASTER),
-    )
-    .await;
+    let (status, s) = proxy
+        .call(reqwest::Method::GET, "/admin/status", None, Some(MASTER))
+        .await;
     assert_eq!(status, 200, "{s}");
-    let (status, body) = call(
-        &proxy,
-        reqwest::Method::POST,
-        "/admin/models",
-        Some(json!({"model_name": "m", "api_base": up.api_base("m"), "api_key": "k"})),
-        Some(MASTER),
-    )
-    .await;
+    let (status, body) = proxy
+        .call(
+            reqwest::Method::POST,
+            "/admin/models",
+            Some(json!({"model_name": "m", "api_base": up.api_base("m"), "api_key": "k"})),
+            Some(MASTER),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     // x-api-key works as for the other routes.
     let r = proxy
@@ -465,16 +407,13 @@ async fn the_admin_api_needs_the_master_key_when_there_is_one() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // /v1/model/info is a normal route: the same key.
-    let (status, _) = call(&proxy, reqwest::Method::GET, "/v1/model/info", None, None).await;
+    let (status, _) = proxy
+        .call(reqwest::Method::GET, "/v1/model/info", None, None)
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = call(
-        &proxy,
-        reqwest::Method::GET,
-        "/v1/model/info",
-        None,
-        Some(MASTER),
-    )
-    .await;
+    let (status, _) = proxy
+        .call(reqwest::Method::GET, "/v1/model/info", None, Some(MASTER))
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -488,7 +427,7 @@ async fn without_a_master_key_the_admin_api_is_closed_unless_loopback_access_is_
         (reqwest::Method::POST, "/admin/reload"),
         (reqwest::Method::GET, "/admin/models"),
     ] {
-        let (status, body) = call(&proxy, method, path, Some(json!({})), None).await;
+        let (status, body) = proxy.call(method, path, Some(json!({})), None).await;
         assert_eq!(status, 403, "{path}: {body}");
         assert_eq!(body["error"]["code"], "admin_disabled");
     }
@@ -501,7 +440,9 @@ async fn without_a_master_key_the_admin_api_answers_on_loopback_only() {
     // on a non-loopback address refuses with 403; see the unit tests of
     // http::admin, since these tests never listen beyond loopback.)
     let proxy = start(&config(&up, None, &[]), &[]).await;
-    let (status, s) = call(&proxy, reqwest::Method::GET, "/admin/status", None, None).await;
+    let (status, s) = proxy
+        .call(reqwest::Method::GET, "/admin/status", None, None)
+        .await;
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["watching"], false);
     assert!(s["config"].as_str().unwrap().ends_with("config.yaml"));

@@ -49,63 +49,33 @@ async fn start(yaml: &str, launch: Launch) -> Proxy {
     Proxy::launch(yaml, launch).await
 }
 
-/// A request with the master key (when given); status and JSON.
-async fn call(
-    proxy: &Proxy,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    key: Option<&str>,
-) -> (u16, Value) {
-    let mut r = proxy.client.request(method, proxy.url(path));
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = tokio::time::timeout(Duration::from_secs(60), r.send())
-        .await
-        .expect("answer within 60 s")
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn register(proxy: &Proxy, key: Option<&str>, body: Value) -> (u16, Value) {
-    call(
-        proxy,
-        reqwest::Method::POST,
-        "/admin/models",
-        Some(body),
-        key,
-    )
-    .await
+    proxy
+        .call(reqwest::Method::POST, "/admin/models", Some(body), key)
+        .await
 }
 
 async fn delete(proxy: &Proxy, key: Option<&str>, model: &str) -> (u16, Value) {
     let path = format!("/admin/models/{model}");
-    call(proxy, reqwest::Method::DELETE, &path, None, key).await
+    proxy.call(reqwest::Method::DELETE, &path, None, key).await
 }
 
 async fn chat(proxy: &Proxy, key: Option<&str>, model: &str) -> (u16, Value) {
-    call(
-        proxy,
-        reqwest::Method::POST,
-        "/v1/chat/completions",
-        Some(chat_body(model, "x")),
-        key,
-    )
-    .await
+    proxy
+        .call(
+            reqwest::Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body(model, "x")),
+            key,
+        )
+        .await
 }
 
 /// The model names `GET /admin/models` lists.
 async fn listed(proxy: &Proxy, key: Option<&str>) -> Vec<String> {
-    let (status, body) = call(proxy, reqwest::Method::GET, "/admin/models", None, key).await;
+    let (status, body) = proxy
+        .call(reqwest::Method::GET, "/admin/models", None, key)
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(!body.to_string().contains(SECRET), "{body}");
     body["data"]

@@ -353,15 +353,7 @@ async fn hits_and_stores_are_counted_in_the_metrics() {
     proxy.chat(&body).await;
     let mut text = String::new();
     for _ in 0..50 {
-        text = proxy
-            .client
-            .get(proxy.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = proxy.metrics(None).await;
         if text.contains(r#"conclave_cache_total{kind="request",status="hit"} 2"#) {
             break;
         }

@@ -60,15 +60,7 @@ async fn wait_for(
 
 /// The sum of `name`'s samples for `deployment` whose `label` is `value`.
 async fn metric(proxy: &Proxy, name: &str, deployment: &str, (label, value): (&str, &str)) -> f64 {
-    let text = proxy
-        .client
-        .get(proxy.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = proxy.metrics(None).await;
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
     scrape
         .samples

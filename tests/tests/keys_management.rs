@@ -5,9 +5,7 @@
 mod keys_mgmt_support;
 
 use conclave_e2e::{FakeUpstream, Proxy, error_object};
-use keys_mgmt_support::{
-    MASTER, call, config, core_suite, generate, get, key_of, post, sha256, start,
-};
+use keys_mgmt_support::{MASTER, config, core_suite, generate, get, key_of, post, sha256, start};
 use reqwest::Method;
 use serde_json::json;
 
@@ -65,7 +63,9 @@ async fn without_a_master_key_no_store_is_created_and_the_routes_say_why() {
         conclave_e2e::deployments(&up, &[("echo", &[])])
     );
     let proxy = start(&yaml).await;
-    let (status, body) = call(&proxy, Method::POST, "/key/generate", Some(json!({})), None).await;
+    let (status, body) = proxy
+        .call(Method::POST, "/key/generate", Some(json!({})), None)
+        .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(error_object(&body)["code"], "keys_disabled");
     assert!(!proxy.dir.path().join("conclave.db").exists());
@@ -74,30 +74,29 @@ async fn without_a_master_key_no_store_is_created_and_the_routes_say_why() {
 #[tokio::test]
 async fn management_needs_the_master_key_or_an_admin_users_key() {
     let (_up, proxy) = gateway().await;
-    let (status, body) = call(&proxy, Method::POST, "/key/generate", Some(json!({})), None).await;
+    let (status, body) = proxy
+        .call(Method::POST, "/key/generate", Some(json!({})), None)
+        .await;
     assert_eq!(status, 401, "{body}");
-    let (status, _) = call(
-        &proxy,
-        Method::POST,
-        "/key/generate",
-        Some(json!({})),
-        Some("sk-wrong"),
-    )
-    .await;
+    let (status, _) = proxy
+        .call(
+            Method::POST,
+            "/key/generate",
+            Some(json!({})),
+            Some("sk-wrong"),
+        )
+        .await;
     assert_eq!(status, 401);
 
     let plain = key_of(&generate(&proxy, json!({"user_id": "pat"})).await);
-    let (status, body) = call(
-        &proxy,
-        Method::POST,
-        "/key/generate",
-        Some(json!({})),
-        Some(&plain),
-    )
-    .await;
+    let (status, body) = proxy
+        .call(Method::POST, "/key/generate", Some(json!({})), Some(&plain))
+        .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(error_object(&body)["code"], "not_admin");
-    let (status, _) = call(&proxy, Method::GET, "/key/list", None, Some(&plain)).await;
+    let (status, _) = proxy
+        .call(Method::GET, "/key/list", None, Some(&plain))
+        .await;
     assert_eq!(status, 403);
 
     let (status, admin_user) = post(
@@ -108,16 +107,18 @@ async fn management_needs_the_master_key_or_an_admin_users_key() {
     .await;
     assert_eq!(status, 200, "{admin_user}");
     let admin_key = admin_user["key"].as_str().unwrap().to_owned();
-    let (status, made) = call(
-        &proxy,
-        Method::POST,
-        "/key/generate",
-        Some(json!({"key_alias": "by-admin"})),
-        Some(&admin_key),
-    )
-    .await;
+    let (status, made) = proxy
+        .call(
+            Method::POST,
+            "/key/generate",
+            Some(json!({"key_alias": "by-admin"})),
+            Some(&admin_key),
+        )
+        .await;
     assert_eq!(status, 200, "{made}");
-    let (status, listed) = call(&proxy, Method::GET, "/key/list", None, Some(&admin_key)).await;
+    let (status, listed) = proxy
+        .call(Method::GET, "/key/list", None, Some(&admin_key))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(listed["total_count"], 3);
 }
@@ -128,31 +129,33 @@ async fn a_key_reads_its_own_info_but_not_another_keys() {
     let mine = key_of(&generate(&proxy, json!({"key_alias": "mine"})).await);
     let theirs = key_of(&generate(&proxy, json!({"key_alias": "theirs"})).await);
 
-    let (status, own) = call(
-        &proxy,
-        Method::GET,
-        &format!("/key/info?key={mine}"),
-        None,
-        Some(&mine),
-    )
-    .await;
+    let (status, own) = proxy
+        .call(
+            Method::GET,
+            &format!("/key/info?key={mine}"),
+            None,
+            Some(&mine),
+        )
+        .await;
     assert_eq!(status, 200, "{own}");
     assert_eq!(own["key"], mine.as_str());
     assert_eq!(own["info"]["key_alias"], "mine");
-    let (status, implicit) = call(&proxy, Method::GET, "/key/info", None, Some(&mine)).await;
+    let (status, implicit) = proxy
+        .call(Method::GET, "/key/info", None, Some(&mine))
+        .await;
     assert_eq!(
         (status, &implicit["info"]["key_alias"]),
         (200, &json!("mine"))
     );
 
-    let (status, body) = call(
-        &proxy,
-        Method::GET,
-        &format!("/key/info?key={theirs}"),
-        None,
-        Some(&mine),
-    )
-    .await;
+    let (status, body) = proxy
+        .call(
+            Method::GET,
+            &format!("/key/info?key={theirs}"),
+            None,
+            Some(&mine),
+        )
+        .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(error_object(&body)["code"], "not_own_key");
     let (status, _) = get(&proxy, "/key/info?key=sk-does-not-exist").await;
@@ -188,7 +191,9 @@ async fn validation_errors_are_400_and_name_the_field() {
     );
     let (status, err) = post(&proxy, "/key/update", json!({"rpm_limit": 1})).await;
     assert_eq!((status, &error_object(&err)["param"]), (400, &json!("key")));
-    let (status, err) = call(&proxy, Method::POST, "/key/generate", None, Some(MASTER)).await;
+    let (status, err) = proxy
+        .call(Method::POST, "/key/generate", None, Some(MASTER))
+        .await;
     assert_eq!(status, 200, "an empty body makes a default key: {err}");
     let (status, err) = get(&proxy, "/spend/logs?start_date=yesterday").await;
     assert_eq!(
@@ -286,15 +291,15 @@ async fn key_delete_takes_keys_or_aliases_and_the_deleted_key_stops_working() {
     let (_up, proxy) = gateway().await;
     let a = key_of(&generate(&proxy, json!({"key_alias": "del-a"})).await);
     let b = key_of(&generate(&proxy, json!({"key_alias": "del-b"})).await);
-    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&a)).await;
+    let (status, _) = proxy.call(Method::GET, "/key/info", None, Some(&a)).await;
     assert_eq!(status, 200, "the key works (and is cached) before deletion");
     let (status, body) = post(&proxy, "/key/delete", json!({"keys": [a]})).await;
     assert_eq!((status, body), (200, json!({"deleted_keys": [a]})));
-    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&a)).await;
+    let (status, _) = proxy.call(Method::GET, "/key/info", None, Some(&a)).await;
     assert_eq!(status, 401, "a deleted key is refused at once");
     let (status, body) = post(&proxy, "/key/delete", json!({"key_aliases": ["del-b"]})).await;
     assert_eq!((status, body), (200, json!({"deleted_keys": ["del-b"]})));
-    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&b)).await;
+    let (status, _) = proxy.call(Method::GET, "/key/info", None, Some(&b)).await;
     assert_eq!(status, 401);
 }
 
@@ -361,7 +366,7 @@ async fn users_are_created_with_a_key_updated_listed_and_deleted_with_their_keys
     assert_eq!(user["user_id"], "ann");
     assert_eq!(user["max_budget"], 20.0);
     assert!(user["budget_reset_at"].is_string());
-    let (status, info) = call(&proxy, Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, info) = proxy.call(Method::GET, "/key/info", None, Some(&key)).await;
     assert_eq!(
         (status, &info["info"]["user_id"]),
         (200, &json!("ann")),
@@ -390,25 +395,22 @@ async fn users_are_created_with_a_key_updated_listed_and_deleted_with_their_keys
     assert_eq!(listed["total"], 2);
     assert_eq!(listed["users"][0]["user_id"], "ben");
 
-    let (status, own) = call(&proxy, Method::GET, "/user/info", None, Some(&key)).await;
+    let (status, own) = proxy
+        .call(Method::GET, "/user/info", None, Some(&key))
+        .await;
     assert_eq!(
         (status, &own["user_id"]),
         (200, &json!("ann")),
         "a key reads its own user"
     );
-    let (status, _) = call(
-        &proxy,
-        Method::GET,
-        "/user/info?user_id=ben",
-        None,
-        Some(&key),
-    )
-    .await;
+    let (status, _) = proxy
+        .call(Method::GET, "/user/info?user_id=ben", None, Some(&key))
+        .await;
     assert_eq!(status, 403);
 
     let (status, deleted) = post(&proxy, "/user/delete", json!({"user_ids": ["ann"]})).await;
     assert_eq!((status, deleted), (200, json!({"deleted_users": ["ann"]})));
-    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, _) = proxy.call(Method::GET, "/key/info", None, Some(&key)).await;
     assert_eq!(status, 401, "a deleted user's keys go with it");
 }
 
@@ -476,14 +478,14 @@ async fn teams_hold_members_and_keys_and_take_them_along_when_deleted() {
     assert_eq!(info["team_info"]["team_alias"], "R&D");
     assert_eq!(info["keys"].as_array().unwrap().len(), 1);
     assert_eq!(info["team_memberships"].as_array().unwrap().len(), 2);
-    let (status, own) = call(
-        &proxy,
-        Method::GET,
-        &format!("/team/info?team_id={team_id}"),
-        None,
-        Some(&key),
-    )
-    .await;
+    let (status, own) = proxy
+        .call(
+            Method::GET,
+            &format!("/team/info?team_id={team_id}"),
+            None,
+            Some(&key),
+        )
+        .await;
     assert_eq!(status, 200, "a team's key reads its team: {own}");
 
     let (status, list) = get(&proxy, "/team/list").await;
@@ -495,7 +497,7 @@ async fn teams_hold_members_and_keys_and_take_them_along_when_deleted() {
         (status, deleted),
         (200, json!({"deleted_teams": [team_id]}))
     );
-    let (status, _) = call(&proxy, Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, _) = proxy.call(Method::GET, "/key/info", None, Some(&key)).await;
     assert_eq!(status, 401, "a deleted team's keys go with it");
 }
 
@@ -504,7 +506,7 @@ async fn an_expired_key_is_refused_by_the_management_api() {
     let (_up, proxy) = gateway().await;
     let key = key_of(&generate(&proxy, json!({"duration": "1s"})).await);
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
-    let (status, body) = call(&proxy, Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, body) = proxy.call(Method::GET, "/key/info", None, Some(&key)).await;
     assert_eq!(status, 401, "{body}");
     let (status, info) = get(&proxy, &format!("/key/info?key={key}")).await;
     assert_eq!(status, 200, "the master key still sees it");
@@ -529,6 +531,8 @@ async fn spend_routes_answer_empty_in_litellm_shapes() {
     .await;
     assert_eq!(status, 400, "{err}");
     let key = key_of(&generate(&proxy, json!({})).await);
-    let (status, _) = call(&proxy, Method::GET, "/spend/logs", None, Some(&key)).await;
+    let (status, _) = proxy
+        .call(Method::GET, "/spend/logs", None, Some(&key))
+        .await;
     assert_eq!(status, 403, "spend logs are for admins");
 }

@@ -180,16 +180,7 @@ async fn a_refused_request_costs_nothing_and_leaves_no_spend_row() {
 
 /// `conclave_key_store_statements_total` from `/metrics`.
 async fn store_statements(proxy: &Proxy) -> f64 {
-    let text = proxy
-        .client
-        .get(proxy.url("/metrics"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = proxy.metrics(Some(MASTER)).await;
     text.lines()
         .find_map(|l| l.strip_prefix("conclave_key_store_statements_total "))
         .unwrap_or_else(|| panic!("no statement counter in:\n{text}"))

@@ -13,7 +13,7 @@ use conclave_e2e::FakeUpstream;
 use conclave_e2e::proxy::TempDir;
 use conclave_e2e::services::postgres_database;
 use keys_mgmt_support::{
-    PRICE_IN, PRICE_OUT, call, chat_as, core_suite, eventually, generate, get, key_of, post,
+    PRICE_IN, PRICE_OUT, chat_as, core_suite, eventually, generate, get, key_of, post,
     priced_config, spend_of, start, terminate,
 };
 use serde_json::json;
@@ -74,7 +74,9 @@ async fn restart_keeps_keys_and_spend(database_url: &str) {
     terminate(proxy).await;
 
     let proxy = start(&yaml).await;
-    let (status, own) = call(&proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, own) = proxy
+        .call(reqwest::Method::GET, "/key/info", None, Some(&key))
+        .await;
     assert_eq!(status, 200, "the key still works after a restart: {own}");
     assert_eq!(own["info"]["key_alias"], "keeper");
     let spend = spend_of(&proxy, &key).await;
@@ -141,7 +143,9 @@ async fn the_core_management_scenario_passes_on_postgres() {
         !proxy.dir.path().join("conclave.db").exists(),
         "no SQLite file beside the config"
     );
-    let (status, info) = call(&proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, info) = proxy
+        .call(reqwest::Method::GET, "/key/info", None, Some(&key))
+        .await;
     assert_eq!(status, 200, "{info}");
 }
 

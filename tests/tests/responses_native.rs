@@ -560,16 +560,7 @@ async fn native_messages_and_responses_answers_are_priced_and_counted() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let (input, output) = loop {
-        let metrics = proxy
-            .client
-            .get(proxy.url("/metrics"))
-            .bearer_auth(MASTER)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = proxy.metrics(Some(MASTER)).await;
         let sums = (token_sum(&metrics, "input"), token_sum(&metrics, "output"));
         if sums == (2.0 * 130.0 + 2.0 * 11.0, 2.0 * 7.0 + 2.0 * 4.0)
             || tokio::time::Instant::now() > deadline

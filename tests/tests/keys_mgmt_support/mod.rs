@@ -37,36 +37,18 @@ pub async fn start(yaml: &str) -> Proxy {
     .await
 }
 
-/// A management call with `key` (or none): status and JSON body.
-pub async fn call(
-    proxy: &Proxy,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    key: Option<&str>,
-) -> (u16, Value) {
-    let mut r = proxy.client.request(method, proxy.url(path));
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let response = r.send().await.expect("request to conclave");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
-}
-
 /// POST with the master key.
 pub async fn post(proxy: &Proxy, path: &str, body: Value) -> (u16, Value) {
-    call(proxy, reqwest::Method::POST, path, Some(body), Some(MASTER)).await
+    proxy
+        .call(reqwest::Method::POST, path, Some(body), Some(MASTER))
+        .await
 }
 
 /// GET with the master key.
 pub async fn get(proxy: &Proxy, path: &str) -> (u16, Value) {
-    call(proxy, reqwest::Method::GET, path, None, Some(MASTER)).await
+    proxy
+        .call(reqwest::Method::GET, path, None, Some(MASTER))
+        .await
 }
 
 /// `/key/generate` with the master key; the new key's JSON (asserted 200).
@@ -152,11 +134,15 @@ pub async fn core_suite(proxy: &Proxy) -> String {
 
     let (status, blocked) = post(proxy, "/key/block", json!({"key": key})).await;
     assert_eq!((status, &blocked["blocked"]), (200, &json!(true)));
-    let (status, _) = call(proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, _) = proxy
+        .call(reqwest::Method::GET, "/key/info", None, Some(&key))
+        .await;
     assert_eq!(status, 401, "a blocked key is refused");
     let (status, unblocked) = post(proxy, "/key/unblock", json!({"key": key})).await;
     assert_eq!((status, &unblocked["blocked"]), (200, &json!(false)));
-    let (status, own) = call(proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, own) = proxy
+        .call(reqwest::Method::GET, "/key/info", None, Some(&key))
+        .await;
     assert_eq!(status, 200, "{own}");
 
     let (status, rotated) = post(proxy, "/key/regenerate", json!({"key": key})).await;
@@ -167,7 +153,9 @@ pub async fn core_suite(proxy: &Proxy) -> String {
         rotated["key_alias"], "core-key",
         "settings survive regeneration"
     );
-    let (status, _) = call(proxy, reqwest::Method::GET, "/key/info", None, Some(&key)).await;
+    let (status, _) = proxy
+        .call(reqwest::Method::GET, "/key/info", None, Some(&key))
+        .await;
     assert_eq!(status, 401, "the old value stops working");
 
     let spare =
