@@ -12,13 +12,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::SpendRow;
 use super::registry::{Applied, Registry};
 use super::store::Store;
+use crate::logging::Throttle;
 
 /// Longest a row waits before its batch is written. Budgets do not wait
 /// for it (the limiter counts spend in memory at once); what it trades is
@@ -42,27 +43,25 @@ pub struct WriterHandle {
 }
 
 /// Rows dropped so far, and when that was last logged.
-#[derive(Default)]
 pub struct Dropped {
     count: AtomicU64,
-    last_warned_secs: AtomicU64,
+    warnings: Throttle,
+}
+
+impl Default for Dropped {
+    fn default() -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            warnings: Throttle::new(WARN_EVERY),
+        }
+    }
 }
 
 impl Dropped {
     /// Counts `n` dropped rows and warns when the last warning is old enough.
     fn add(&self, n: u64, why: &str) {
         let total = self.count.fetch_add(n, Ordering::Relaxed) + n;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let last = self.last_warned_secs.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_EVERY.as_secs()
-            && self
-                .last_warned_secs
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.warnings.allow() {
             tracing::warn!(dropped_total = total, "spend-log rows dropped: {why}");
         }
     }
