@@ -27,10 +27,8 @@ impl RequestId {
     /// of the spend log's request-id index instead of a random page of it,
     /// and a directory of request logs lists in order.
     pub fn generate() -> Self {
-        let ms = SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let ms = u64::try_from(ms).unwrap_or(u64::MAX) & 0xffff_ffff_ffff;
+        let ms = u64::try_from(crate::keys::time::to_ms(SystemTime::now())).unwrap_or(0)
+            & 0xffff_ffff_ffff;
         let random = fastrand::u64(..) & 0xffff_ffff_ffff;
         Self(format!("req-{ms:012x}{random:012x}").into())
     }
