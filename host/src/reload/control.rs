@@ -386,13 +386,20 @@ impl Control {
             .await
             .map_err(AdminError::Rejected)?;
         self.persist(&overlay, &edit).await?;
-        let generation = self.swap(gateway);
-        *self.registered.lock().unwrap_or_else(|p| p.into_inner()) = overlay.clone();
-        layers.overlay = overlay;
+        let generation = self.serve_overlay(layers, gateway, overlay);
         if let Some(stored) = &self.options.stored {
             stored.announce(edit.model_name());
         }
         Ok(generation)
+    }
+
+    /// Swaps in `gateway`, built from `overlay`, and remembers the overlay
+    /// as the one in service; the new generation.
+    fn serve_overlay(&self, layers: &mut Layers, gateway: Gateway, overlay: Overlay) -> u64 {
+        let generation = self.swap(gateway);
+        *self.registered.lock().unwrap_or_else(|p| p.into_inner()) = overlay.clone();
+        layers.overlay = overlay;
+        generation
     }
 
     /// The store registrations are kept in, when they are.
@@ -441,10 +448,8 @@ impl Control {
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        let generation = self.swap(gateway);
         let names = overlay.names().cloned().collect::<Vec<_>>().join(", ");
-        *self.registered.lock().unwrap_or_else(|p| p.into_inner()) = overlay.clone();
-        layers.overlay = overlay;
+        let generation = self.serve_overlay(&mut layers, gateway, overlay);
         tracing::info!(trigger, generation, models = %names, "runtime models reloaded from the store");
     }
 
