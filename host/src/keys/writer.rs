@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::SpendRow;
-use super::registry::{Applied, Registry};
+use super::registry::Registry;
 use super::store::Store;
 use crate::logging::Throttle;
 
@@ -199,15 +199,13 @@ impl Task {
                 .write_spend(&self.pending[..n], self.keep_logs)
                 .await
             {
-                Ok(()) => {
-                    let batch: Vec<SpendRow> = self.pending.drain(..n).collect();
+                Ok(applied) => {
+                    self.pending.drain(..n);
                     if self.failing {
                         tracing::info!("the key store accepts spend again");
                     }
                     self.failing = false;
-                    self.registry
-                        .apply_spend(&Applied::of(&batch), started)
-                        .await;
+                    self.registry.apply_spend(&applied, started).await;
                 }
                 Err(e) => {
                     if !self.failing {

@@ -107,9 +107,14 @@ fn placeholders(backend: Backend, rows: usize, width: usize) -> String {
 impl Store {
     /// Writes a batch of spend-log rows and adds their spend to the key,
     /// user, team, per-model and daily totals, all in one transaction.
-    pub async fn write_spend(&self, batch: &[SpendRow], keep_logs: bool) -> Result<(), KeyError> {
+    /// Returns the totals it added, for the cached keys to take on.
+    pub async fn write_spend(
+        &self,
+        batch: &[SpendRow],
+        keep_logs: bool,
+    ) -> Result<Applied, KeyError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Applied::default());
         }
         let mut tx = self.pool().begin().await.map_err(store_error)?;
         if keep_logs {
@@ -124,7 +129,7 @@ impl Store {
             .await?;
         self.add_totals(&mut tx, "teams", "team_id", &d.totals.teams)
             .await?;
-        let models: Vec<_> = d.totals.key_models.into_iter().collect();
+        let models: Vec<_> = d.totals.key_models.iter().collect();
         for chunk in models.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO key_model_spend (token_hash, model, spend) VALUES {} \
@@ -133,7 +138,7 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for ((h, m), s) in chunk {
-                q = q.bind(h.clone()).bind(m.clone()).bind(*s);
+                q = q.bind(h.clone()).bind(m.clone()).bind(**s);
             }
             q.execute(self.within(&mut tx)).await.map_err(store_error)?;
         }
@@ -164,7 +169,8 @@ impl Store {
             }
             q.execute(self.within(&mut tx)).await.map_err(store_error)?;
         }
-        self.commit(tx).await
+        self.commit(tx).await?;
+        Ok(d.totals)
     }
 
     /// Spend-log rows matching `filter`, newest first, at most `filter.limit`.
