@@ -25,7 +25,8 @@ use crate::oha::{Load, LoadResult};
 use crate::procs::Server;
 use crate::stats::{Summary, ms, summarize};
 use crate::suite::{
-    FIXED_RATE_CONNECTIONS, Plan, SATURATION_CONNECTIONS, Setup, config_yaml, start_conclave_with,
+    FIXED_RATE_CONNECTIONS, Plan, SATURATION_CONNECTIONS, Setup, config_yaml, measured,
+    start_conclave_with,
 };
 use crate::{Result, fail};
 
@@ -182,19 +183,13 @@ fn loads(setup: &Setup, server: &Server) -> Result<Loads> {
     };
     load(SATURATION_CONNECTIONS, setup.plan.warmup, None)?;
     let at_rate = load(FIXED_RATE_CONNECTIONS, setup.plan.phase, Some(FEATURE_RATE))?;
-    let pid = server.pid().to_string();
-    let before = crate::procs::cpu_seconds(&pid, setup.ticks)?;
-    let saturation = load(SATURATION_CONNECTIONS, setup.plan.phase, None)?;
-    let spent = crate::procs::cpu_seconds(&pid, setup.ticks)? - before;
-    let cpu_us_per_request = if saturation.requests > 0.0 {
-        spent * 1e6 / saturation.requests
-    } else {
-        f64::NAN
-    };
+    let saturation = measured(setup, server, || {
+        load(SATURATION_CONNECTIONS, setup.plan.phase, None)
+    })?;
     Ok(Loads {
         at_rate,
-        saturation,
-        cpu_us_per_request,
+        cpu_us_per_request: saturation.server_us,
+        saturation: saturation.load,
     })
 }
 

@@ -91,13 +91,15 @@ pub struct Setup {
 
 /// A load run with the CPU time the server under test (conclave or the
 /// bare forwarder) and the mock (this process) spent on it, in µs per request.
-struct Measured {
-    load: LoadResult,
-    server_us: f64,
-    mock_us: f64,
+pub struct Measured {
+    pub load: LoadResult,
+    pub server_us: f64,
+    pub mock_us: f64,
 }
 
-fn measured(
+/// Runs `run` and divides the CPU time the server and this process spent
+/// meanwhile by the requests it made.
+pub fn measured(
     setup: &Setup,
     server: &Server,
     run: impl FnOnce() -> Result<LoadResult>,

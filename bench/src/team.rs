@@ -25,7 +25,9 @@ use crate::features::{FEATURE_RATE, REDIS_ADDR, write_variant};
 use crate::keyed::{self, KeyedLoad};
 use crate::oha::LoadResult;
 use crate::procs::Server;
-use crate::suite::{FIXED_RATE_CONNECTIONS, SATURATION_CONNECTIONS, Setup, start_conclave_with};
+use crate::suite::{
+    FIXED_RATE_CONNECTIONS, SATURATION_CONNECTIONS, Setup, measured, start_conclave_with,
+};
 use crate::{Result, fail};
 
 /// Virtual keys the load spreads over.
@@ -136,19 +138,12 @@ fn loads(setup: &Setup, server: &Server, keys: &Arc<Vec<HeaderValue>>) -> Result
     warmup.duration = setup.plan.warmup;
     let warmup_requests = keyed::run(warmup)?.requests;
     let at_rate = keyed::run(load(setup, addr, keys, Some(FEATURE_RATE)))?;
-    let pid = server.pid().to_string();
-    let before = crate::procs::cpu_seconds(&pid, setup.ticks)?;
-    let saturation = keyed::run(load(setup, addr, keys, None))?;
-    let spent = crate::procs::cpu_seconds(&pid, setup.ticks)? - before;
+    let saturation = measured(setup, server, || keyed::run(load(setup, addr, keys, None)))?;
     Ok(KeyedLoads {
-        cpu_us_per_request: if saturation.requests > 0.0 {
-            spent * 1e6 / saturation.requests
-        } else {
-            f64::NAN
-        },
         warmup_requests,
         at_rate,
-        saturation,
+        cpu_us_per_request: saturation.server_us,
+        saturation: saturation.load,
     })
 }
 
