@@ -2,10 +2,10 @@
 //!
 //! Spans are described by the gateway where it knows them and built off the
 //! response path: the request path only takes ids, timestamps and cheap
-//! references (the answer's `Bytes`), and one export task turns them into
-//! OpenTelemetry span data — reading usage, finish reasons and (with the
-//! opt-in) message contents out of the kept answers — batches them and posts
-//! them to the collector.
+//! references (the answer's `Bytes`), and one export task completes them —
+//! reading usage, finish reasons and (with the opt-in) message contents out
+//! of the kept answers —, encodes them as OTLP protobuf and sends them in
+//! batches to the collector.
 //!
 //! The span tree of a request:
 //!
@@ -30,8 +30,10 @@
 //! after one atomic load and every later hook is a `None` check.
 
 mod attempt;
+mod collector;
 mod export;
 mod genai;
+mod proto;
 mod request;
 mod server;
 pub mod settings;

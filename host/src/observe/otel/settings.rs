@@ -2,7 +2,6 @@
 //! variables, `general_settings.otel` and LiteLLM's `otel` callback, merged
 //! once at start-up. The environment wins over the file, as operators expect.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use opentelemetry_sdk::trace::Sampler;
@@ -17,6 +16,10 @@ const HTTP_PROTOBUF: &str = "http/protobuf";
 const GRPC: &str = "grpc";
 /// The collector's gRPC port on this host, the OTLP default for `grpc`.
 const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
+/// The collector's HTTP traces URL on this host, the OTLP default for `http/protobuf`.
+const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318/v1/traces";
+/// Longest an export may take when `OTEL_EXPORTER_OTLP_TIMEOUT` is unset.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often queued spans are sent when `OTEL_BSP_SCHEDULE_DELAY` is unset.
 const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_millis(1000);
 /// Spans waiting for export before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
@@ -36,13 +39,17 @@ pub enum Transport {
 /// Resolved trace-export settings; only built when export is on.
 pub struct Settings {
     pub transport: Transport,
-    /// Over HTTP: the traces URL from the config, or `None` to let the
-    /// exporter read `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` (default
-    /// `http://localhost:4318`). Over gRPC: always set, from the same
-    /// variables, the config, or `http://localhost:4317`.
-    pub endpoint: Option<String>,
-    /// Headers from the config (the exporter adds `OTEL_EXPORTER_OTLP_HEADERS`).
-    pub headers: HashMap<String, String>,
+    /// Over HTTP the traces URL, over gRPC the collector's base URL: from
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as it is), `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// or the config (over HTTP with `/v1/traces` added), else the local
+    /// collector's default port.
+    pub endpoint: String,
+    /// The config's headers, then `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`
+    /// (which wins for a name both set).
+    pub headers: Vec<(String, String)>,
+    /// Longest an export may take, retries included
+    /// (`OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`, milliseconds).
+    pub timeout: Duration,
     /// The `service.name` from the config (`OTEL_SERVICE_NAME` wins).
     pub service_name: Option<String>,
     pub sampler: Sampler,
@@ -59,7 +66,10 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("transport", &self.transport)
             .field("endpoint", &self.endpoint)
-            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .field("service_name", &self.service_name)
             .field("capture_content", &self.capture_content)
             .finish_non_exhaustive()
@@ -86,21 +96,12 @@ pub fn resolve(
             .and_then(|o| o.capture_message_content)
             .unwrap_or(false),
     };
-    let env_endpoint =
-        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
-    let file_endpoint = file_settings.and_then(|o| o.endpoint.as_deref());
-    let endpoint = match transport {
-        Transport::HttpProtobuf => file_endpoint
-            .filter(|_| env_endpoint.is_none())
-            .map(traces_url),
-        // gRPC has one path for every signal: the base URL is the endpoint.
-        Transport::Grpc => Some(
-            env_endpoint
-                .or_else(|| file_endpoint.map(str::to_owned))
-                .unwrap_or_else(|| DEFAULT_GRPC_ENDPOINT.to_owned()),
-        ),
-    };
-    let headers = file_settings
+    let endpoint = endpoint(
+        transport,
+        file_settings.and_then(|o| o.endpoint.as_deref()),
+        env,
+    );
+    let mut headers: Vec<(String, String)> = file_settings
         .map(|o| {
             o.headers
                 .iter()
@@ -108,10 +109,20 @@ pub fn resolve(
                 .collect()
         })
         .unwrap_or_default();
+    for (name, value) in env_headers(env)? {
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+        headers.push((name, value));
+    }
+    check_compression(env)?;
+    let timeout = match env_number("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", env)? {
+        Some(ms) => Some(ms),
+        None => env_number("OTEL_EXPORTER_OTLP_TIMEOUT", env)?,
+    };
     Ok(Some(Settings {
         transport,
         endpoint,
         headers,
+        timeout: timeout.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
         service_name: file_settings.and_then(|o| o.service_name.clone()),
         sampler,
         capture_content,
@@ -239,6 +250,79 @@ fn env_number(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option
 }
 
 /// The traces URL under a collector's base URL.
+/// Where spans go; the environment wins over the file.
+fn endpoint(
+    transport: Transport,
+    file: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    let traces = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let base = env("OTEL_EXPORTER_OTLP_ENDPOINT").or_else(|| file.map(str::to_owned));
+    match transport {
+        // A signal's own endpoint is taken as it is; a base URL gets the
+        // traces path.
+        Transport::HttpProtobuf => traces
+            .or_else(|| base.as_deref().map(traces_url))
+            .unwrap_or_else(|| DEFAULT_HTTP_ENDPOINT.to_owned()),
+        // gRPC has one path for every signal: the base URL is the endpoint.
+        Transport::Grpc => traces
+            .or(base)
+            .unwrap_or_else(|| DEFAULT_GRPC_ENDPOINT.to_owned()),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`:
+/// `name=value` pairs separated by commas, values percent-decoded. An error
+/// names the variable and the entry's position, never a value.
+fn env_headers(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<(String, String)>, String> {
+    let Some((variable, raw)) = [
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ]
+    .into_iter()
+    .find_map(|name| env(name).map(|v| (name, v))) else {
+        return Ok(Vec::new());
+    };
+    let mut headers = Vec::new();
+    for (n, entry) in raw.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let decoded = entry.split_once('=').and_then(|(name, value)| {
+            let value = percent_encoding::percent_decode_str(value.trim())
+                .decode_utf8()
+                .ok()?;
+            Some((name.trim().to_owned(), value.into_owned()))
+        });
+        match decoded {
+            Some((name, value)) if !name.is_empty() => headers.push((name, value)),
+            _ => {
+                return Err(format!(
+                    "{variable}: entry {} is not name=value (a percent-encoded UTF-8 value)",
+                    n + 1
+                ));
+            }
+        }
+    }
+    Ok(headers)
+}
+
+/// Spans are sent uncompressed; asking for compression is refused rather
+/// than ignored.
+fn check_compression(env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ] {
+        if let Some(v) = env(name).filter(|v| !v.trim().eq_ignore_ascii_case("none")) {
+            return Err(format!(
+                "{name} = {v:?}: conclave sends traces uncompressed; set it to \"none\" or leave it unset"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn traces_url(base: &str) -> String {
     let base = base.trim_end_matches('/');
     if base.ends_with("/v1/traces") {
@@ -295,7 +379,7 @@ mod tests {
         let grpc = vars(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
         let s = resolve(&c, "t.yaml", &grpc).unwrap().unwrap();
         assert_eq!(s.transport, Transport::Grpc);
-        assert_eq!(s.endpoint.as_deref(), Some("http://c:4317"));
+        assert_eq!(s.endpoint, "http://c:4317");
         let s = resolve(
             &c,
             "t.yaml",
@@ -306,10 +390,10 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(s.endpoint.as_deref(), Some("http://other:4317"));
+        assert_eq!(s.endpoint, "http://other:4317");
         let c = config("model_list: []\ngeneral_settings:\n  otel:\n    protocol: grpc\n");
         let s = resolve(&c, "t.yaml", &vars(&[])).unwrap().unwrap();
-        assert_eq!(s.endpoint.as_deref(), Some(DEFAULT_GRPC_ENDPOINT));
+        assert_eq!(s.endpoint, DEFAULT_GRPC_ENDPOINT);
     }
 
     #[test]
@@ -337,10 +421,90 @@ mod tests {
              sampler: traceidratio\n    sampler_arg: 0.25\n",
         );
         let s = resolve(&c, "t.yaml", &vars(&[])).unwrap().unwrap();
-        assert_eq!(s.endpoint.as_deref(), Some("http://c:4318/v1/traces"));
+        assert_eq!(s.endpoint, "http://c:4318/v1/traces");
         assert!(matches!(s.sampler, Sampler::TraceIdRatioBased(r) if r == 0.25));
         assert!(!s.capture_content);
         let e = resolve(&c, "t.yaml", &vars(&[("OTEL_TRACES_SAMPLER_ARG", "2")])).unwrap_err();
         assert!(e.contains("OTEL_TRACES_SAMPLER_ARG"), "{e}");
+    }
+
+    #[test]
+    fn over_http_the_environment_base_url_gets_the_traces_path_and_the_signal_url_is_kept() {
+        let c =
+            config("model_list: []\ngeneral_settings:\n  otel:\n    endpoint: http://file:4318\n");
+        let s = resolve(&c, "t.yaml", &vars(&[])).unwrap().unwrap();
+        assert_eq!(s.endpoint, "http://file:4318/v1/traces");
+        let base = vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318")]);
+        let s = resolve(&c, "t.yaml", &base).unwrap().unwrap();
+        assert_eq!(s.endpoint, "http://env:4318/v1/traces");
+        let own = vars(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:9999/custom",
+            ),
+        ]);
+        let s = resolve(&c, "t.yaml", &own).unwrap().unwrap();
+        assert_eq!(s.endpoint, "http://traces:9999/custom");
+        let c = config("model_list: []\nlitellm_settings:\n  callbacks: [otel]\n");
+        let s = resolve(&c, "t.yaml", &vars(&[])).unwrap().unwrap();
+        assert_eq!(s.endpoint, DEFAULT_HTTP_ENDPOINT);
+        assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn environment_headers_are_decoded_and_win_over_the_config() {
+        let c = config(
+            "model_list: []\ngeneral_settings:\n  otel:\n    headers:\n      \
+             authorization: from-file\n      x-team: search\n",
+        );
+        let env = vars(&[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Bearer%20abc , x-extra=1",
+        )]);
+        let s = resolve(&c, "t.yaml", &env).unwrap().unwrap();
+        let mut headers = s.headers.clone();
+        headers.sort();
+        assert_eq!(
+            headers,
+            [
+                ("Authorization".to_owned(), "Bearer abc".to_owned()),
+                ("x-extra".to_owned(), "1".to_owned()),
+                ("x-team".to_owned(), "search".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_malformed_header_entry_is_refused_without_its_value() {
+        let c = config("model_list: []\nlitellm_settings:\n  callbacks: [otel]\n");
+        let env = vars(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=1,secret-token")]);
+        let e = resolve(&c, "t.yaml", &env).unwrap_err();
+        assert!(
+            e.starts_with("OTEL_EXPORTER_OTLP_TRACES_HEADERS: entry 2"),
+            "{e}"
+        );
+        assert!(!e.contains("secret-token"), "{e}");
+    }
+
+    #[test]
+    fn compression_is_refused_and_the_timeout_is_read_in_milliseconds() {
+        let c = config("model_list: []\nlitellm_settings:\n  callbacks: [otel]\n");
+        let e = resolve(
+            &c,
+            "t.yaml",
+            &vars(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("OTEL_EXPORTER_OTLP_COMPRESSION = \"gzip\""),
+            "{e}"
+        );
+        let env = vars(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ]);
+        let s = resolve(&c, "t.yaml", &env).unwrap().unwrap();
+        assert_eq!(s.timeout, Duration::from_millis(2500));
     }
 }

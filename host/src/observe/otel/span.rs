@@ -1,16 +1,13 @@
 //! A finished span as the request path describes it: ids, times, the
 //! attributes known there and the answer to read the rest from. The export
-//! task turns it into OpenTelemetry span data.
+//! task adds what the answer says and encodes it.
 
 use std::borrow::Cow;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId, TraceState};
 
 /// Where a span hangs: its trace, its parent and the parent's origin.
 #[derive(Debug, Clone)]
@@ -63,34 +60,14 @@ pub fn new_trace_id() -> TraceId {
 }
 
 impl SpanRecord {
-    /// The OpenTelemetry span data, with the answer's attributes added.
-    pub fn into_span_data(mut self, scope: &opentelemetry::InstrumentationScope) -> SpanData {
+    /// The record with the attributes read from its answer and input added.
+    pub fn with_answer_attributes(mut self) -> Self {
         if let Some(answer) = self.answer.take() {
             super::genai::answer_attributes(&answer, self.capture, &mut self.attributes);
         }
         if let Some(input) = self.input.take() {
             super::genai::input_attributes(&input, &mut self.attributes);
         }
-        SpanData {
-            span_context: SpanContext::new(
-                self.lineage.trace_id,
-                self.span_id,
-                TraceFlags::SAMPLED,
-                false,
-                self.lineage.trace_state,
-            ),
-            parent_span_id: self.lineage.parent,
-            parent_span_is_remote: self.lineage.parent_remote,
-            span_kind: self.kind,
-            name: self.name,
-            start_time: self.start,
-            end_time: self.end.max(self.start),
-            attributes: self.attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: self.status,
-            instrumentation_scope: scope.clone(),
-        }
+        self
     }
 }
