@@ -28,10 +28,20 @@ use serde_json::value::RawValue;
 use crate::ops::{Outcome, OutcomeKind, RequestId};
 use record::{MAX_BODY_BYTES, Record};
 
-/// A request body with every credential field redacted, as the request log
-/// writes it (the dashboard shows bodies the same way).
-pub fn redacted_body(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    redact::body(body)
+/// The request body `o` kept, with every credential field redacted, as the
+/// request log writes it (the dashboard shows bodies the same way). Redacted
+/// once per outcome, whichever sink asks first.
+pub fn redacted_request_body(o: &Outcome) -> Option<&bytes::Bytes> {
+    let logged = o.logged.as_ref()?;
+    let body = logged.request_body.as_ref()?;
+    Some(
+        logged
+            .redacted_request_body
+            .get_or_init(|| match redact::body(body) {
+                std::borrow::Cow::Borrowed(_) => body.clone(),
+                std::borrow::Cow::Owned(redacted) => bytes::Bytes::from(redacted),
+            }),
+    )
 }
 
 /// Files kept when `request_log_max_files` is unset.
@@ -202,7 +212,7 @@ impl Writer {
             return;
         }
         let body = record::request_body(o);
-        let mut record = Record::new(o, body.as_deref());
+        let mut record = Record::new(o, body);
         if self.held >= MAX_HELD_BYTES && record.request.is_some() {
             record.request = None;
             record.request_truncated = true;
@@ -226,7 +236,7 @@ impl Writer {
 
     fn write_jsonl(&mut self, o: &Outcome, subs: &[Box<RawValue>]) -> std::io::Result<()> {
         let body = record::request_body(o);
-        let record = Record::new(o, body.as_deref()).with_response(o, subs);
+        let record = Record::new(o, body).with_response(o, subs);
         let mut line = std::mem::take(&mut self.line);
         line.clear();
         let written = serde_json::to_writer(&mut line, &record)
@@ -492,6 +502,7 @@ mod tests {
                 request_body: Some(Bytes::from_static(
                     br#"{"model":"m","api_key":"sk-client-secret","messages":[]}"#,
                 )),
+                redacted_request_body: Default::default(),
                 attempts: vec![
                     Attempt {
                         deployment: "m.0".into(),

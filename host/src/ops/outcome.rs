@@ -128,6 +128,9 @@ pub struct Logged {
     /// strategy sent it): a reference to the bytes read, credentials still
     /// in it (the request log redacts them when it writes).
     pub request_body: Option<Bytes>,
+    /// `request_body` with its credentials redacted, made by the first sink
+    /// that needs it (the request log and the dashboard both do).
+    pub redacted_request_body: std::sync::OnceLock<Bytes>,
     /// Each upstream call, in order, across retries and fallbacks.
     pub attempts: Vec<Attempt>,
     /// Upstream calls made past the kept ones.

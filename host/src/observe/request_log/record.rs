@@ -11,7 +11,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::redact;
 use crate::ops::{Attempt, Outcome, RequestId};
 
 /// Largest request or response body written into one log (a stream's
@@ -51,7 +50,7 @@ impl<'a> Json<'a> {
         let json = match serde_json::from_slice::<&RawValue>(bytes) {
             // Outside strings a line break can only be whitespace: a space
             // keeps a JSON-lines record on one line.
-            Ok(raw) if raw.get().contains(['\n', '\r']) => {
+            Ok(raw) if memchr::memchr2(b'\n', b'\r', raw.get().as_bytes()).is_some() => {
                 let flat = raw.get().replace(['\n', '\r'], " ");
                 match RawValue::from_string(flat) {
                     Ok(owned) => Json::Owned(owned),
@@ -169,9 +168,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The redacted request body of `o`, if it was kept.
-pub fn request_body(o: &Outcome) -> Option<Cow<'_, [u8]>> {
-    let body = o.logged.as_ref()?.request_body.as_ref()?;
-    Some(redact::body(body))
+pub fn request_body(o: &Outcome) -> Option<&[u8]> {
+    super::redacted_request_body(o).map(|b| &b[..])
 }
 
 impl<'a> Record<'a> {

@@ -61,20 +61,39 @@ fn is_secret(name: &str) -> bool {
 /// Whether the text holds a JSON string equal to a credential field name
 /// (ignoring ASCII case): a quote, the name, a quote. Values that merely
 /// mention a name carry it between escaped quotes and do not count.
+///
+/// No name holds a quote, so a match lies between two consecutive quotes:
+/// `memchr` finds the quotes, and only a stretch as long as some name is
+/// compared.
 fn names_a_secret(text: &[u8]) -> bool {
-    text.iter().enumerate().any(|(i, &b)| {
-        b == b'"'
-            && SECRET_FIELDS.iter().any(|name| {
-                let n = name.len();
-                // The closing quote first: one byte rules out almost every
-                // name before the case-insensitive comparison runs.
-                text.get(i + 1 + n) == Some(&b'"')
-                    && text
-                        .get(i + 1..i + 1 + n)
-                        .is_some_and(|s| s.eq_ignore_ascii_case(name.as_bytes()))
-            })
-    })
+    let mut quotes = memchr::memchr_iter(b'"', text);
+    let Some(mut open) = quotes.next() else {
+        return false;
+    };
+    for close in quotes {
+        let between = &text[open + 1..close];
+        if SECRET_LENGTHS & (1u64 << between.len().min(63)) != 0
+            && SECRET_FIELDS
+                .iter()
+                .any(|name| name.as_bytes().eq_ignore_ascii_case(between))
+        {
+            return true;
+        }
+        open = close;
+    }
+    false
 }
+
+/// A bit for each length a name in [`SECRET_FIELDS`] has (all under 63).
+const SECRET_LENGTHS: u64 = {
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < SECRET_FIELDS.len() {
+        mask |= 1u64 << SECRET_FIELDS[i].len();
+        i += 1;
+    }
+    mask
+};
 
 /// Writes `raw` to `out`, credentials replaced. Values that name no
 /// credential are copied without being parsed.
@@ -182,6 +201,18 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&out).is_ok(),
             "{out}"
         );
+    }
+
+    #[test]
+    fn every_credential_name_is_found_in_any_case_after_any_string() {
+        for name in SECRET_FIELDS {
+            let upper = name.to_ascii_uppercase();
+            let text = format!(r#"{{"a":"","b":"x","{upper}":"sk-hidden"}}"#);
+            assert!(names_a_secret(text.as_bytes()), "{name}");
+            assert!(!redacted(&text).contains("sk-hidden"), "{name}");
+            let longer = format!(r#"{{"{name}_x":"kept"}}"#);
+            assert!(!names_a_secret(longer.as_bytes()), "{name}");
+        }
     }
 
     #[test]
