@@ -1,6 +1,7 @@
 //! Log output via tracing: human-readable or JSON lines, filtered by `RUST_LOG`.
 
 mod json;
+mod text;
 mod throttle;
 
 pub use throttle::Throttle;
@@ -24,7 +25,8 @@ pub fn init(format: LogFormat) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Pretty if ansi => builder.try_init(),
+        LogFormat::Pretty => builder.event_format(text::TextLines).try_init(),
         LogFormat::Json => builder
             .fmt_fields(JsonFields::new())
             .event_format(json::JsonLines)
