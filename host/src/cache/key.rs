@@ -62,16 +62,164 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
         hasher.update(part.as_bytes());
     }
     let mut canonical = Vec::new();
+    let mut scratch = Vec::new();
     for (name, raw) in fields {
-        let value: Value = serde_json::from_str(raw.get()).ok()?;
-        canonical.clear();
-        write_canonical(&mut canonical, &value);
+        let form = canonical_form(raw.get(), &mut canonical, &mut scratch)?;
         hasher.update(name.len().to_le_bytes());
         hasher.update(name.as_bytes());
-        hasher.update(canonical.len().to_le_bytes());
-        hasher.update(&canonical);
+        hasher.update(form.len().to_le_bytes());
+        hasher.update(form);
     }
     Some(crate::digest::hex(&hasher.finalize()))
+}
+
+/// The canonical form of the JSON text `raw`: `raw` itself when it already
+/// is canonical (the usual case for what clients send: compact, and often
+/// with sorted keys), checked in one pass without building a tree; else
+/// written into `out` from the parsed value. `None` when `raw` is not JSON.
+fn canonical_form<'a>(
+    raw: &'a str,
+    out: &'a mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Option<&'a [u8]> {
+    let bytes = raw.as_bytes();
+    let mut check = Canonical { bytes, scratch };
+    if check.value(0, 0) == Some(bytes.len()) {
+        return Some(bytes);
+    }
+    let value: Value = serde_json::from_str(raw).ok()?;
+    out.clear();
+    write_canonical(out, &value);
+    Some(out)
+}
+
+/// Nesting past which the one-pass check gives up (the parsed path decides).
+const MAX_CHECKED_DEPTH: usize = 100;
+
+/// The one-pass check that a JSON text is already in canonical form: no
+/// whitespace, object keys strictly increasing at every level, and every
+/// string and number written exactly as [`write_canonical`] would write it.
+/// Anything it is unsure of (escaped keys, odd numbers) sends the value down
+/// the parsed path, which gives the same bytes the long way.
+struct Canonical<'a, 's> {
+    bytes: &'a [u8],
+    /// Where a scalar is re-written to compare it with its text.
+    scratch: &'s mut Vec<u8>,
+}
+
+impl Canonical<'_, '_> {
+    /// The end of the canonical value starting at `at`, if it is one.
+    fn value(&mut self, at: usize, depth: usize) -> Option<usize> {
+        if depth > MAX_CHECKED_DEPTH {
+            return None;
+        }
+        match *self.bytes.get(at)? {
+            b'{' => self.object(at + 1, depth),
+            b'[' => self.array(at + 1, depth),
+            b'"' => self.string(at).map(|(end, _)| end),
+            b't' => self.literal(at, b"true"),
+            b'f' => self.literal(at, b"false"),
+            b'n' => self.literal(at, b"null"),
+            b'-' | b'0'..=b'9' => self.number(at),
+            _ => None,
+        }
+    }
+
+    fn object(&mut self, mut at: usize, depth: usize) -> Option<usize> {
+        if self.bytes.get(at) == Some(&b'}') {
+            return Some(at + 1);
+        }
+        let mut previous: Option<&[u8]> = None;
+        loop {
+            let (end, escaped) = self.string(at)?;
+            let key = self.bytes.get(at + 1..end - 1)?;
+            // Sorted by the decoded key: equal to the text only unescaped.
+            if escaped || previous.is_some_and(|p| p >= key) {
+                return None;
+            }
+            previous = Some(key);
+            if self.bytes.get(end) != Some(&b':') {
+                return None;
+            }
+            at = self.value(end + 1, depth + 1)?;
+            match self.bytes.get(at)? {
+                b',' => at += 1,
+                b'}' => return Some(at + 1),
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, mut at: usize, depth: usize) -> Option<usize> {
+        if self.bytes.get(at) == Some(&b']') {
+            return Some(at + 1);
+        }
+        loop {
+            at = self.value(at, depth + 1)?;
+            match self.bytes.get(at)? {
+                b',' => at += 1,
+                b']' => return Some(at + 1),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The end of the string starting at `at` (its opening quote) and
+    /// whether it holds escapes, if it is written as serde_json writes it.
+    fn string(&mut self, at: usize) -> Option<(usize, bool)> {
+        let rest = self.bytes.get(at + 1..)?;
+        let mut escaped = false;
+        let mut i = 0;
+        loop {
+            i += memchr::memchr2(b'"', b'\\', rest.get(i..)?)?;
+            if rest[i] == b'"' {
+                break;
+            }
+            escaped = true;
+            i += 2;
+        }
+        let end = at + 1 + i + 1;
+        if escaped {
+            // Escapes are compared with serde_json's own, the long way.
+            let text = std::str::from_utf8(self.bytes.get(at..end)?).ok()?;
+            let decoded: String = serde_json::from_str(text).ok()?;
+            self.same_as_written(at, end, &decoded)?;
+        }
+        Some((end, escaped))
+    }
+
+    /// A number is kept only when serde_json writes it back unchanged.
+    fn number(&mut self, at: usize) -> Option<usize> {
+        let len = self
+            .bytes
+            .get(at..)?
+            .iter()
+            .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+            .unwrap_or(self.bytes.len() - at);
+        let end = at + len;
+        let text = std::str::from_utf8(self.bytes.get(at..end)?).ok()?;
+        let number: serde_json::Number = serde_json::from_str(text).ok()?;
+        self.same_as_written(at, end, &number)?;
+        Some(end)
+    }
+
+    fn literal(&self, at: usize, word: &[u8]) -> Option<usize> {
+        let end = at + word.len();
+        (self.bytes.get(at..end)? == word).then_some(end)
+    }
+
+    /// `Some` when `value`, written as the canonical form writes it, is
+    /// exactly the text at `at..end`.
+    fn same_as_written<T: serde::Serialize + ?Sized>(
+        &mut self,
+        at: usize,
+        end: usize,
+        value: &T,
+    ) -> Option<()> {
+        self.scratch.clear();
+        write_scalar(self.scratch, value);
+        (self.scratch.as_slice() == self.bytes.get(at..end)?).then_some(())
+    }
 }
 
 /// `value` as JSON with object keys sorted at every level and no whitespace.
@@ -186,6 +334,67 @@ mod tests {
         assert_ne!(of("a", None), of("b", None));
         assert_ne!(of("a", Some("team-1")), of("a", Some("team-2")));
         assert_ne!(of("a", Some("")), of("a", None).map(|k| k + "x"));
+    }
+
+    /// The canonical form the key hashes, whichever path made it.
+    fn form_of(raw: &str) -> Option<Vec<u8>> {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        canonical_form(raw, &mut out, &mut scratch).map(<[u8]>::to_vec)
+    }
+
+    #[test]
+    fn text_already_canonical_is_hashed_as_sent_and_anything_else_is_rewritten() {
+        for raw in [
+            r#"{"a":[1,-2,0.5,1e-7,true,null],"b":{"c":"x\"y\\z\n","d":"é/€"}}"#,
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{ "a": 1 }"#,
+            r#"[0.50,1E3,-0,1.0e0,10000000000000000000000,"\u0041","\/"]"#,
+            r#"{"\u0062":1,"a":{"z":[],"y":{}}}"#,
+            r#"{"a":"\u001f\t"}"#,
+        ] {
+            let parsed: Value = serde_json::from_str(raw).unwrap();
+            assert_eq!(
+                form_of(raw).unwrap(),
+                canonical(&parsed).into_bytes(),
+                "{raw}"
+            );
+        }
+        assert_eq!(form_of("[1,"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn both_paths_give_the_parsed_canonical_form(value in json_value()) {
+            // Against the text parsed again: a float's text need not parse
+            // back to the very same `f64`, and the key is of the text.
+            for raw in [value.to_string(), serde_json::to_string_pretty(&value).unwrap()] {
+                let parsed: Value = serde_json::from_str(&raw).unwrap();
+                proptest::prop_assert_eq!(form_of(&raw).unwrap(), canonical(&parsed).into_bytes());
+            }
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,8}".prop_map(Value::String),
+            r#"[a-c"\\\n\x01/é]{0,4}"#.prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(r#"[a-d"é]{0,3}"#, inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]
