@@ -62,9 +62,9 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
         hasher.update(part.as_bytes());
     }
     let mut canonical = Vec::new();
-    let mut scratch = Vec::new();
+    let mut members = Vec::new();
     for (name, raw) in fields {
-        let form = canonical_form(raw.get(), &mut canonical, &mut scratch)?;
+        let form = canonical_form(raw.get(), &mut canonical, &mut members)?;
         hasher.update(name.len().to_le_bytes());
         hasher.update(name.as_bytes());
         hasher.update(form.len().to_le_bytes());
@@ -73,50 +73,67 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
     Some(crate::digest::hex(&hasher.finalize()))
 }
 
-/// The canonical form of the JSON text `raw`: `raw` itself when it already
-/// is canonical (the usual case for what clients send: compact, and often
-/// with sorted keys), checked in one pass without building a tree; else
-/// written into `out` from the parsed value. `None` when `raw` is not JSON.
+/// The canonical form of the JSON text `raw`, written into `out`: straight
+/// from the text in one pass (object members sorted by their spans, no tree
+/// of values), or, for what that pass leaves alone (escaped or repeated
+/// keys, very deep nesting), from the parsed value. `None` when `raw` is not
+/// JSON.
 fn canonical_form<'a>(
-    raw: &'a str,
+    raw: &str,
     out: &'a mut Vec<u8>,
-    scratch: &mut Vec<u8>,
+    members: &mut Vec<Member>,
 ) -> Option<&'a [u8]> {
-    let bytes = raw.as_bytes();
-    let mut check = Canonical { bytes, scratch };
-    if check.value(0, 0) == Some(bytes.len()) {
-        return Some(bytes);
-    }
-    let value: Value = serde_json::from_str(raw).ok()?;
     out.clear();
-    write_canonical(out, &value);
+    members.clear();
+    let mut writer = Canonical {
+        bytes: raw.as_bytes(),
+        out: &mut *out,
+        members,
+    };
+    let done = writer
+        .value(0, 0)
+        .map(|end| writer.skip_space(end) == raw.len());
+    if done != Some(true) {
+        let value: Value = serde_json::from_str(raw).ok()?;
+        out.clear();
+        write_canonical(out, &value);
+    }
     Some(out)
 }
 
-/// Nesting past which the one-pass check gives up (the parsed path decides).
-const MAX_CHECKED_DEPTH: usize = 100;
+/// Nesting past which the one-pass writer gives up (the parsed path decides).
+const MAX_WRITTEN_DEPTH: usize = 100;
 
-/// The one-pass check that a JSON text is already in canonical form: no
-/// whitespace, object keys strictly increasing at every level, and every
-/// string and number written exactly as [`write_canonical`] would write it.
-/// Anything it is unsure of (escaped keys, odd numbers) sends the value down
-/// the parsed path, which gives the same bytes the long way.
-struct Canonical<'a, 's> {
-    bytes: &'a [u8],
-    /// Where a scalar is re-written to compare it with its text.
-    scratch: &'s mut Vec<u8>,
+/// An object member met by the one-pass writer: its key's text in the
+/// input and its value's canonical form in the output.
+#[derive(Clone)]
+struct Member {
+    key: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
 }
 
-impl Canonical<'_, '_> {
-    /// The end of the canonical value starting at `at`, if it is one.
+/// Writes the canonical form of JSON text as [`write_canonical`] would
+/// write its parsed value: whitespace dropped, object members sorted by
+/// key, strings and numbers re-written only when serde_json would write
+/// them differently. `None` sends the value down the parsed path.
+struct Canonical<'a> {
+    bytes: &'a [u8],
+    out: &'a mut Vec<u8>,
+    /// Members of the objects being written, innermost last.
+    members: &'a mut Vec<Member>,
+}
+
+impl Canonical<'_> {
+    /// Writes the value at `at` (after any whitespace); returns where it ends.
     fn value(&mut self, at: usize, depth: usize) -> Option<usize> {
-        if depth > MAX_CHECKED_DEPTH {
+        if depth > MAX_WRITTEN_DEPTH {
             return None;
         }
+        let at = self.skip_space(at);
         match *self.bytes.get(at)? {
             b'{' => self.object(at + 1, depth),
             b'[' => self.array(at + 1, depth),
-            b'"' => self.string(at).map(|(end, _)| end),
+            b'"' => self.string(at, true).map(|(end, _)| end),
             b't' => self.literal(at, b"true"),
             b'f' => self.literal(at, b"false"),
             b'n' => self.literal(at, b"null"),
@@ -125,48 +142,104 @@ impl Canonical<'_, '_> {
         }
     }
 
-    fn object(&mut self, mut at: usize, depth: usize) -> Option<usize> {
+    fn skip_space(&self, mut at: usize) -> usize {
+        while matches!(self.bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            at += 1;
+        }
+        at
+    }
+
+    /// The members are written as they come, then copied out in key order.
+    fn object(&mut self, at: usize, depth: usize) -> Option<usize> {
+        let start = self.out.len();
+        let base = self.members.len();
+        let mut at = self.skip_space(at);
         if self.bytes.get(at) == Some(&b'}') {
+            self.out.extend_from_slice(b"{}");
             return Some(at + 1);
         }
-        let mut previous: Option<&[u8]> = None;
         loop {
-            let (end, escaped) = self.string(at)?;
-            let key = self.bytes.get(at + 1..end - 1)?;
+            let key_at = self.skip_space(at);
+            let (key_end, escaped) = self.string(key_at, false)?;
             // Sorted by the decoded key: equal to the text only unescaped.
-            if escaped || previous.is_some_and(|p| p >= key) {
+            if escaped {
                 return None;
             }
-            previous = Some(key);
-            if self.bytes.get(end) != Some(&b':') {
+            at = self.skip_space(key_end);
+            if self.bytes.get(at) != Some(&b':') {
                 return None;
             }
-            at = self.value(end + 1, depth + 1)?;
+            let value_start = self.out.len();
+            at = self.value(at + 1, depth + 1)?;
+            self.members.push(Member {
+                key: key_at + 1..key_end - 1,
+                value: value_start..self.out.len(),
+            });
+            at = self.skip_space(at);
             match self.bytes.get(at)? {
                 b',' => at += 1,
-                b'}' => return Some(at + 1),
+                b'}' => break,
                 _ => return None,
             }
         }
+        let bytes = self.bytes;
+        let members = &mut self.members[base..];
+        members.sort_unstable_by(|a, b| bytes[a.key.clone()].cmp(&bytes[b.key.clone()]));
+        // A repeated key: the parsed path keeps the last one.
+        if members
+            .windows(2)
+            .any(|w| bytes[w[0].key.clone()] == bytes[w[1].key.clone()])
+        {
+            return None;
+        }
+        let written = self.out.split_off(start);
+        self.out.push(b'{');
+        for (i, m) in members.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.out.push(b'"');
+            self.out.extend_from_slice(&bytes[m.key.clone()]);
+            self.out.extend_from_slice(b"\":");
+            self.out
+                .extend_from_slice(&written[m.value.start - start..m.value.end - start]);
+        }
+        self.out.push(b'}');
+        self.members.truncate(base);
+        Some(at + 1)
     }
 
-    fn array(&mut self, mut at: usize, depth: usize) -> Option<usize> {
+    fn array(&mut self, at: usize, depth: usize) -> Option<usize> {
+        self.out.push(b'[');
+        let mut at = self.skip_space(at);
         if self.bytes.get(at) == Some(&b']') {
+            self.out.push(b']');
             return Some(at + 1);
         }
         loop {
             at = self.value(at, depth + 1)?;
+            at = self.skip_space(at);
             match self.bytes.get(at)? {
-                b',' => at += 1,
-                b']' => return Some(at + 1),
+                b',' => {
+                    self.out.push(b',');
+                    at += 1;
+                }
+                b']' => {
+                    self.out.push(b']');
+                    return Some(at + 1);
+                }
                 _ => return None,
             }
         }
     }
 
-    /// The end of the string starting at `at` (its opening quote) and
-    /// whether it holds escapes, if it is written as serde_json writes it.
-    fn string(&mut self, at: usize) -> Option<(usize, bool)> {
+    /// Reads the string starting at `at` (its opening quote), writing it
+    /// when `write` is set; returns its end and whether it holds escapes.
+    /// An escaped string is written as serde_json writes its decoded text.
+    fn string(&mut self, at: usize, write: bool) -> Option<(usize, bool)> {
+        if self.bytes.get(at) != Some(&b'"') {
+            return None;
+        }
         let rest = self.bytes.get(at + 1..)?;
         let mut escaped = false;
         let mut i = 0;
@@ -179,16 +252,19 @@ impl Canonical<'_, '_> {
             i += 2;
         }
         let end = at + 1 + i + 1;
-        if escaped {
-            // Escapes are compared with serde_json's own, the long way.
-            let text = std::str::from_utf8(self.bytes.get(at..end)?).ok()?;
-            let decoded: String = serde_json::from_str(text).ok()?;
-            self.same_as_written(at, end, &decoded)?;
+        let text = self.bytes.get(at..end)?;
+        if write {
+            if escaped {
+                let decoded: String = serde_json::from_slice(text).ok()?;
+                write_scalar(self.out, &decoded);
+            } else {
+                self.out.extend_from_slice(text);
+            }
         }
         Some((end, escaped))
     }
 
-    /// A number is kept only when serde_json writes it back unchanged.
+    /// A number, as serde_json writes the number it parses from the text.
     fn number(&mut self, at: usize) -> Option<usize> {
         let len = self
             .bytes
@@ -197,28 +273,18 @@ impl Canonical<'_, '_> {
             .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
             .unwrap_or(self.bytes.len() - at);
         let end = at + len;
-        let text = std::str::from_utf8(self.bytes.get(at..end)?).ok()?;
-        let number: serde_json::Number = serde_json::from_str(text).ok()?;
-        self.same_as_written(at, end, &number)?;
+        let number: serde_json::Number = serde_json::from_slice(self.bytes.get(at..end)?).ok()?;
+        write_scalar(self.out, &number);
         Some(end)
     }
 
-    fn literal(&self, at: usize, word: &[u8]) -> Option<usize> {
+    fn literal(&mut self, at: usize, word: &[u8]) -> Option<usize> {
         let end = at + word.len();
-        (self.bytes.get(at..end)? == word).then_some(end)
-    }
-
-    /// `Some` when `value`, written as the canonical form writes it, is
-    /// exactly the text at `at..end`.
-    fn same_as_written<T: serde::Serialize + ?Sized>(
-        &mut self,
-        at: usize,
-        end: usize,
-        value: &T,
-    ) -> Option<()> {
-        self.scratch.clear();
-        write_scalar(self.scratch, value);
-        (self.scratch.as_slice() == self.bytes.get(at..end)?).then_some(())
+        if self.bytes.get(at..end)? != word {
+            return None;
+        }
+        self.out.extend_from_slice(word);
+        Some(end)
     }
 }
 
@@ -338,12 +404,12 @@ mod tests {
 
     /// The canonical form the key hashes, whichever path made it.
     fn form_of(raw: &str) -> Option<Vec<u8>> {
-        let (mut out, mut scratch) = (Vec::new(), Vec::new());
-        canonical_form(raw, &mut out, &mut scratch).map(<[u8]>::to_vec)
+        let (mut out, mut members) = (Vec::new(), Vec::new());
+        canonical_form(raw, &mut out, &mut members).map(<[u8]>::to_vec)
     }
 
     #[test]
-    fn text_already_canonical_is_hashed_as_sent_and_anything_else_is_rewritten() {
+    fn text_is_written_in_the_form_of_its_parsed_value() {
         for raw in [
             r#"{"a":[1,-2,0.5,1e-7,true,null],"b":{"c":"x\"y\\z\n","d":"é/€"}}"#,
             r#"{"b":1,"a":2}"#,
@@ -352,6 +418,8 @@ mod tests {
             r#"[0.50,1E3,-0,1.0e0,10000000000000000000000,"\u0041","\/"]"#,
             r#"{"\u0062":1,"a":{"z":[],"y":{}}}"#,
             r#"{"a":"\u001f\t"}"#,
+            " { \"role\" : \"user\",\n \"content\": [ {\"type\":\"text\", \"text\":\"hi\"} ] } ",
+            r#"{"z":{"b":[{"y":1,"x":2}],"a":{}},"y":[],"x":{"d":null,"c":false}}"#,
         ] {
             let parsed: Value = serde_json::from_str(raw).unwrap();
             assert_eq!(
