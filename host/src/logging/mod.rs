@@ -1,5 +1,7 @@
 //! Log output via tracing: human-readable or JSON lines, filtered by `RUST_LOG`.
 
+#[cfg(test)]
+mod captured;
 mod json;
 mod text;
 mod throttle;
