@@ -453,7 +453,8 @@ pub fn markdown(report: &Report) -> String {
         };
         let digits = if c.unit.starts_with("x ") {
             2
-        } else if c.unit == "ms" {
+        } else if c.unit == "ms" || c.unit == "per request" {
+            // Statements per request are compared with 0.05.
             3
         } else {
             1
