@@ -92,14 +92,14 @@ impl Batch {
 
 /// A `Span` message's fields.
 fn put_span(r: &SpanRecord, buf: &mut Vec<u8>) {
-    put_bytes(1, &r.lineage.trace_id.to_bytes(), buf);
-    put_bytes(2, &r.span_id.to_bytes(), buf);
+    put_message(1, &r.lineage.trace_id.to_bytes(), buf);
+    put_message(2, &r.span_id.to_bytes(), buf);
     let state = r.lineage.trace_state.header();
     if !state.is_empty() {
         put_str(3, &state, buf);
     }
     if r.lineage.parent != opentelemetry::trace::SpanId::INVALID {
-        put_bytes(4, &r.lineage.parent.to_bytes(), buf);
+        put_message(4, &r.lineage.parent.to_bytes(), buf);
     }
     put_str(5, &r.name, buf);
     put_varint(6, kind_number(&r.kind), buf);
@@ -258,10 +258,6 @@ fn put_header(field: u32, len: usize, buf: &mut Vec<u8>) {
 fn put_message(field: u32, content: &[u8], buf: &mut Vec<u8>) {
     put_header(field, content.len(), buf);
     buf.extend_from_slice(content);
-}
-
-fn put_bytes(field: u32, bytes: &[u8], buf: &mut Vec<u8>) {
-    put_message(field, bytes, buf);
 }
 
 fn put_str(field: u32, s: &str, buf: &mut Vec<u8>) {
