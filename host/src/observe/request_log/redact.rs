@@ -58,30 +58,80 @@ fn is_secret(name: &str) -> bool {
     SECRET_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(name))
 }
 
-/// Whether the text holds a JSON string equal to a credential field name
-/// (ignoring ASCII case): a quote, the name, a quote. Values that merely
-/// mention a name carry it between escaped quotes and do not count.
+/// Whether the text has an object key that is a credential field name
+/// (ignoring ASCII case, escapes decoded).
 ///
-/// No name holds a quote, so a match lies between two consecutive quotes:
-/// `memchr` finds the quotes, and only a stretch as long as some name is
-/// compared.
+/// A key is the string before a `:`, so only the text before each colon is
+/// looked at: back over whitespace to a closing quote, back to the quote
+/// before it. Colons inside values find no such string, or one that is not
+/// a name; a key with an escape that does not decode counts as a name, and
+/// the parsed path decides.
 fn names_a_secret(text: &[u8]) -> bool {
-    let mut quotes = memchr::memchr_iter(b'"', text);
-    let Some(mut open) = quotes.next() else {
-        return false;
-    };
-    for close in quotes {
-        let between = &text[open + 1..close];
-        if SECRET_LENGTHS & (1u64 << between.len().min(63)) != 0
+    memchr::memchr_iter(b':', text).any(|colon| key_before(text, colon).is_some_and(is_secret_key))
+}
+
+/// The string that ends just before `colon` (whitespace aside), if it is
+/// short enough to be a name. A quote after an odd run of backslashes is
+/// escaped: a string does not end (or start) there.
+fn key_before(text: &[u8], colon: usize) -> Option<Key<'_>> {
+    let before = text.get(..colon)?;
+    let close = before
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    if before.get(close) != Some(&b'"') || is_escaped(before, close) {
+        return None;
+    }
+    // Back to the opening quote, noting any escape on the way.
+    let mut escapes = false;
+    let mut open = close;
+    loop {
+        open = open.checked_sub(1)?;
+        match before.get(open)? {
+            b'"' => break,
+            _ if close - open > MAX_ESCAPED_NAME => return None,
+            b'\\' => escapes = true,
+            _ => {}
+        }
+    }
+    if is_escaped(before, open) {
+        return None;
+    }
+    Some(Key {
+        raw: before.get(open + 1..close)?,
+        escapes,
+    })
+}
+
+/// A JSON string's text between its quotes.
+struct Key<'a> {
+    raw: &'a [u8],
+    /// Whether it holds a backslash (an escape to decode).
+    escapes: bool,
+}
+
+/// Whether the byte at `at` follows an odd number of backslashes.
+fn is_escaped(text: &[u8], at: usize) -> bool {
+    let run = text
+        .get(..at)
+        .map_or(0, |t| t.iter().rev().take_while(|&&b| b == b'\\').count());
+    run % 2 == 1
+}
+
+/// Whether `key` is a credential field name. Written without escapes
+/// (almost always), its length and bytes are compared; otherwise it is
+/// decoded first, and a text that does not decode counts as a name.
+fn is_secret_key(key: Key<'_>) -> bool {
+    if !key.escapes {
+        return SECRET_LENGTHS & (1u64 << key.raw.len().min(63)) != 0
             && SECRET_FIELDS
                 .iter()
-                .any(|name| name.as_bytes().eq_ignore_ascii_case(between))
-        {
-            return true;
-        }
-        open = close;
+                .any(|name| name.as_bytes().eq_ignore_ascii_case(key.raw));
     }
-    false
+    let mut quoted = Vec::with_capacity(key.raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(key.raw);
+    quoted.push(b'"');
+    serde_json::from_slice::<String>(&quoted).map_or(true, |name| is_secret(&name))
 }
 
 /// A bit for each length a name in [`SECRET_FIELDS`] has (all under 63).
@@ -93,6 +143,20 @@ const SECRET_LENGTHS: u64 = {
         i += 1;
     }
     mask
+};
+
+/// The longest a name in [`SECRET_FIELDS`] can be written in JSON: every
+/// character as a six-byte `\uXXXX` escape.
+const MAX_ESCAPED_NAME: usize = {
+    let mut longest = 0;
+    let mut i = 0;
+    while i < SECRET_FIELDS.len() {
+        if SECRET_FIELDS[i].len() > longest {
+            longest = SECRET_FIELDS[i].len();
+        }
+        i += 1;
+    }
+    6 * longest
 };
 
 /// Writes `raw` to `out`, credentials replaced. Values that name no
@@ -212,6 +276,34 @@ mod tests {
             assert!(!redacted(&text).contains("sk-hidden"), "{name}");
             let longer = format!(r#"{{"{name}_x":"kept"}}"#);
             assert!(!names_a_secret(longer.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_credential_name_written_with_escapes_or_spaces_is_found() {
+        for text in [
+            r#"{"model":"m","api\u005fkey":"sk-escaped"}"#,
+            r#"{"model":"m","\u0050ASSWORD" :  "sk-escaped"}"#,
+            "{\"model\":\"m\",\n  \"api_key\"\n\t: \"sk-escaped\"}",
+        ] {
+            assert!(names_a_secret(text.as_bytes()), "{text}");
+            let out = redacted(text);
+            assert!(!out.contains("sk-escaped"), "{out}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&out).is_ok(),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_in_values_and_colons_in_strings_are_not_keys() {
+        for text in [
+            r#"{"content":"api_key"}"#,
+            r#"{"content":"see \"api_key\": here","url":"http://x:80"}"#,
+            r#"{"content":"\"password\":\"x\""}"#,
+        ] {
+            assert!(matches!(body(text.as_bytes()), Cow::Borrowed(_)), "{text}");
         }
     }
 
