@@ -48,6 +48,7 @@ fn outcome() -> Outcome {
         fallback: None,
         cache: CacheStatus::None,
         body: vec![Bytes::from_static(body)],
+        body_is_json: true,
         composite: None,
         trace: None,
         logged: None,

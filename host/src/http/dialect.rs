@@ -89,8 +89,9 @@ async fn handle<D: Dialect>(
 ) -> Result<Response, ApiError> {
     let gateway = &scope.gateway;
     let bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
-    super::routes::keep_request_body(ctx, outcome, &bytes);
-    let body = parse_json(&bytes)?;
+    let body = parse_json(&bytes);
+    super::routes::keep_request_body(ctx, outcome, &bytes, body.is_ok());
+    let body = body?;
     drop(bytes);
     let mut dialect = D::for_request(&body);
     let body = dialect.prepare(state, scope, body).await?;

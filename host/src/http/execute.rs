@@ -206,7 +206,6 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
     let answer = match routed.reply {
         UpstreamReply::Json(body) => {
             outcome.first_token();
-            outcome.update(|o| o.body = vec![body.clone()]);
             outcome.finish(200, None);
             let cost =
                 super::metered::charge_json(ctx, outcome, &req.model, &meta.deployment, &body);

@@ -17,7 +17,7 @@ use serde::de::IgnoredAny;
 
 use super::error::ApiError;
 use crate::openai::ProxyRequest;
-use crate::ops::{CallContext, OutcomeHandle, Usage, reported_in_body};
+use crate::ops::{CallContext, OutcomeHandle, Reported, Usage, reported_in_body};
 
 /// The cost of the answer in USD (LiteLLM's `x-litellm-response-cost`).
 pub const RESPONSE_COST: HeaderName = HeaderName::from_static("x-conclave-response-cost");
@@ -77,26 +77,32 @@ pub fn with_usage(req: &ProxyRequest) -> Option<ProxyRequest> {
     Some(req)
 }
 
-/// Prices a JSON answer, charges it and records usage and cost on the
-/// outcome; returns the cost.
+/// Keeps a JSON answer on the outcome, prices and charges it, and records
+/// its model, usage and cost there; returns the cost. The answer is read
+/// once, here: the outcome notes whether it read as JSON, so that logs need
+/// not check it again.
 pub fn charge_json(
     ctx: &CallContext,
     outcome: &OutcomeHandle,
     model: &str,
     deployment: &str,
-    body: &[u8],
+    body: &Bytes,
 ) -> f64 {
-    let reported = reported_in_body(body).unwrap_or_default();
-    if reported.model.is_some() {
-        outcome.update(|o| o.response_model = reported.model);
-    }
-    charge(
-        ctx,
-        outcome,
-        model,
-        deployment,
-        reported.usage.unwrap_or_default(),
-    )
+    let reported = reported_in_body(body);
+    let is_json = reported.is_some();
+    let Reported {
+        usage,
+        model: response_model,
+        ..
+    } = reported.unwrap_or_default();
+    outcome.update(|o| {
+        o.body = vec![body.clone()];
+        o.body_is_json = is_json;
+        if response_model.is_some() {
+            o.response_model = response_model;
+        }
+    });
+    charge(ctx, outcome, model, deployment, usage.unwrap_or_default())
 }
 
 fn charge(

@@ -118,7 +118,7 @@ async fn handle(
     request: Request,
 ) -> Result<Response, ApiError> {
     let gateway = &scope.gateway;
-    let keep = |bytes: &Bytes| keep_request_body(ctx, outcome, bytes);
+    let keep = |bytes: &Bytes, is_json| keep_request_body(ctx, outcome, bytes, is_json);
     let req = read_request(request, endpoint, gateway, keep).await?;
     let executed = execute(state, scope, ctx, outcome, endpoint, &req).await?;
     let mut response = match executed.answer {
@@ -131,23 +131,29 @@ async fn handle(
 
 /// Keeps the body the client sent for its request log (a reference to the
 /// bytes read, no copy), when request logs are on.
-pub(super) fn keep_request_body(ctx: &CallContext, outcome: &OutcomeHandle, bytes: &Bytes) {
+pub(super) fn keep_request_body(
+    ctx: &CallContext,
+    outcome: &OutcomeHandle,
+    bytes: &Bytes,
+    is_json: bool,
+) {
     if ctx.is_logged() {
-        outcome.update(|o| o.keep_request_body(bytes.clone()));
+        outcome.update(|o| o.keep_request_body(bytes.clone(), is_json));
     }
 }
 
-/// Reads the body (handing it to `keep` as read) and checks what every
-/// model endpoint requires of it.
+/// Reads the body (handing it to `keep` as read, with whether it parsed)
+/// and checks what every model endpoint requires of it.
 async fn read_request(
     request: Request,
     endpoint: Endpoint,
     gateway: &crate::gateway::Gateway,
-    keep: impl FnOnce(&Bytes),
+    keep: impl FnOnce(&Bytes, bool),
 ) -> Result<ProxyRequest, ApiError> {
     let bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
-    keep(&bytes);
-    let req: ProxyRequest = serde_json::from_slice(&bytes).map_err(|e| {
+    let req = serde_json::from_slice::<ProxyRequest>(&bytes);
+    keep(&bytes, req.is_ok());
+    let req = req.map_err(|e| {
         ApiError::invalid(
             format!("request body is not valid JSON for this endpoint: {e}"),
             None,

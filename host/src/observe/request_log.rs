@@ -23,8 +23,6 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::value::RawValue;
-
 use crate::ops::{Outcome, OutcomeKind, RequestId};
 use record::{MAX_BODY_BYTES, Record};
 
@@ -130,7 +128,7 @@ pub struct Writer {
     total: u64,
     /// Sub-calls of composite requests still running, by parent id, as
     /// their JSON records.
-    open: HashMap<RequestId, Vec<Box<RawValue>>>,
+    open: HashMap<RequestId, Vec<Box<str>>>,
     /// Bytes of the records in `open`.
     held: usize,
     /// `requests.jsonl`, open for appending between records (closed when
@@ -177,9 +175,7 @@ impl Writer {
             OutcomeKind::SubCall => self.hold_sub_call(o),
             OutcomeKind::Request => {
                 let subs = self.open.remove(&o.request_id).unwrap_or_default();
-                self.held = self
-                    .held
-                    .saturating_sub(subs.iter().map(|s| s.get().len()).sum());
+                self.held = self.held.saturating_sub(subs.iter().map(|s| s.len()).sum());
                 let written = match self.settings.format {
                     Format::Text => self.write_text(o, &subs),
                     Format::Jsonl => self.write_jsonl(o, &subs),
@@ -217,14 +213,18 @@ impl Writer {
             record.request = None;
             record.request_truncated = true;
         }
-        let Ok(json) = serde_json::to_string(&record).and_then(RawValue::from_string) else {
+        let mut json = Vec::new();
+        if record.write_json(&mut json).is_err() {
+            return;
+        }
+        let Ok(json) = String::from_utf8(json).map(String::into_boxed_str) else {
             return;
         };
-        self.held += json.get().len();
+        self.held += json.len();
         self.open.entry(parent.clone()).or_default().push(json);
     }
 
-    fn write_text(&mut self, o: &Outcome, subs: &[Box<RawValue>]) -> std::io::Result<()> {
+    fn write_text(&mut self, o: &Outcome, subs: &[Box<str>]) -> std::io::Result<()> {
         let path = self.settings.dir.join(file_name(o));
         let text = render_text(o, subs);
         // Room first: the directory never holds more than its bounds.
@@ -234,12 +234,13 @@ impl Writer {
         Ok(())
     }
 
-    fn write_jsonl(&mut self, o: &Outcome, subs: &[Box<RawValue>]) -> std::io::Result<()> {
+    fn write_jsonl(&mut self, o: &Outcome, subs: &[Box<str>]) -> std::io::Result<()> {
         let body = record::request_body(o);
         let record = Record::new(o, body).with_response(o, subs);
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        let written = serde_json::to_writer(&mut line, &record)
+        let written = record
+            .write_json(&mut line)
             .map_err(std::io::Error::other)
             .and_then(|()| {
                 line.push(b'\n');
@@ -399,7 +400,7 @@ fn file_name(o: &Outcome) -> String {
 
 /// The text format: the summary, the request body, the attempts, the
 /// composite trace, the sub-calls and the response, each in its section.
-fn render_text(o: &Outcome, subs: &[Box<RawValue>]) -> String {
+fn render_text(o: &Outcome, subs: &[Box<str>]) -> String {
     let body = record::request_body(o);
     // The text format writes the body itself: the record only for its fields.
     let summary = Record::new(o, None);
@@ -423,7 +424,7 @@ fn render_text(o: &Outcome, subs: &[Box<RawValue>]) -> String {
     if !subs.is_empty() {
         out.push_str(&format!("\n== sub-calls ({}) ==\n", subs.len()));
         for sub in subs {
-            out.push_str(sub.get());
+            out.push_str(sub);
             out.push('\n');
         }
     }
@@ -496,12 +497,14 @@ mod tests {
             body: vec![Bytes::from_static(
                 b"{\n \"choices\": [], \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 4}}",
             )],
+            body_is_json: true,
             composite: None,
             trace: None,
             logged: Some(Box::new(Logged {
                 request_body: Some(Bytes::from_static(
                     br#"{"model":"m","api_key":"sk-client-secret","messages":[]}"#,
                 )),
+                request_body_is_json: true,
                 redacted_request_body: Default::default(),
                 attempts: vec![
                     Attempt {

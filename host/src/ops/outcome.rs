@@ -111,6 +111,9 @@ pub struct Outcome {
     /// The JSON answer (or a stream's last chunks), kept as cheap references
     /// so sinks read usage off the response path instead of parsing it on it.
     pub body: Vec<Bytes>,
+    /// Whether the request path read `body` (one JSON answer) as JSON, so
+    /// logs embed it without checking it a second time.
+    pub body_is_json: bool,
     /// The trace and log settings of a composite run.
     pub composite: Option<Arc<CompositeRun>>,
     /// The client request's OpenTelemetry trace (its server span is built
@@ -128,6 +131,9 @@ pub struct Logged {
     /// strategy sent it): a reference to the bytes read, credentials still
     /// in it (the request log redacts them when it writes).
     pub request_body: Option<Bytes>,
+    /// Whether the request path read `request_body` as JSON, so that logs
+    /// embed it as it is instead of checking it a second time.
+    pub request_body_is_json: bool,
     /// `request_body` with its credentials redacted, made by the first sink
     /// that needs it (the request log and the dashboard both do).
     pub redacted_request_body: std::sync::OnceLock<Bytes>,
@@ -144,10 +150,12 @@ impl Outcome {
             .or_else(|| self.body.iter().rev().find_map(|b| usage_in_body(b)))
     }
 
-    /// Keeps the request body for request logs, when they are on.
-    pub fn keep_request_body(&mut self, body: Bytes) {
+    /// Keeps the request body for request logs, when they are on, saying
+    /// whether it was read as JSON.
+    pub fn keep_request_body(&mut self, body: Bytes, is_json: bool) {
         if let Some(logged) = &mut self.logged {
             logged.request_body = Some(body);
+            logged.request_body_is_json = is_json;
         }
     }
 }
@@ -294,6 +302,7 @@ impl PendingOutcome {
                 fallback: None,
                 cache: CacheStatus::None,
                 body: Vec::new(),
+                body_is_json: false,
                 composite: None,
                 trace: match kind {
                     OutcomeKind::Request => request.trace.clone(),

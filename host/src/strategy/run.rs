@@ -597,7 +597,7 @@ fn keep_sent(
         sent.extend_from_slice(rest.get(1..).unwrap_or_default());
     }
     if let Some(o) = outcome.get_mut() {
-        o.keep_request_body(Bytes::from(sent));
+        o.keep_request_body(Bytes::from(sent), true);
     }
 }
 

@@ -1,14 +1,15 @@
 //! What a request log says about one outcome, written straight from the
 //! outcome: a borrowed struct serialized once, with the request and response
-//! bodies embedded as the raw JSON they are (checked, not re-parsed into a
-//! tree). A body that is not JSON is embedded as a string, and one past the
-//! size cap is cut and marked truncated.
+//! bodies embedded as the JSON text they are (checked once, never parsed
+//! into a tree; a request body the request path already read as JSON is not
+//! checked again). A body that is not JSON is embedded as a string, and one
+//! past the size cap is cut and marked truncated.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::ops::{Attempt, Outcome, RequestId};
@@ -20,47 +21,51 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// A body as it goes into a JSON log.
 pub enum Json<'a> {
     /// Valid JSON on one line, as received.
-    Raw(&'a RawValue),
+    Raw(&'a str),
     /// Valid JSON whose line breaks were turned into spaces.
-    Owned(Box<RawValue>),
+    Flat(String),
     /// Not JSON, or cut: a string.
     Text(Cow<'a, str>),
 }
 
-impl Serialize for Json<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Json::Raw(raw) => raw.serialize(s),
-            Json::Owned(raw) => raw.serialize(s),
-            Json::Text(text) => s.serialize_str(text),
-        }
-    }
-}
-
 impl<'a> Json<'a> {
     /// `bytes` within what is left of `budget` (taken from it); the flag
-    /// says it was cut.
-    pub fn of(bytes: &'a [u8], budget: &mut usize) -> (Self, bool) {
+    /// says it was cut. `known_json` says the bytes were already read as
+    /// JSON, so only their encoding is checked.
+    pub fn of(bytes: &'a [u8], budget: &mut usize, known_json: bool) -> (Self, bool) {
         if bytes.len() > *budget {
             let cut = bytes.get(..*budget).unwrap_or_default();
             *budget = 0;
             return (Json::Text(String::from_utf8_lossy(cut)), true);
         }
         *budget -= bytes.len();
-        let json = match serde_json::from_slice::<&RawValue>(bytes) {
+        let text = if known_json {
+            std::str::from_utf8(bytes).ok()
+        } else {
+            serde_json::from_slice::<&RawValue>(bytes)
+                .ok()
+                .map(RawValue::get)
+        };
+        let json = match text {
             // Outside strings a line break can only be whitespace: a space
             // keeps a JSON-lines record on one line.
-            Ok(raw) if memchr::memchr2(b'\n', b'\r', raw.get().as_bytes()).is_some() => {
-                let flat = raw.get().replace(['\n', '\r'], " ");
-                match RawValue::from_string(flat) {
-                    Ok(owned) => Json::Owned(owned),
-                    Err(_) => Json::Text(Cow::Owned(raw.get().to_owned())),
-                }
+            Some(text) if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some() => {
+                Json::Flat(text.replace(['\n', '\r'], " "))
             }
-            Ok(raw) => Json::Raw(raw),
-            Err(_) => Json::Text(String::from_utf8_lossy(bytes)),
+            Some(text) => Json::Raw(text),
+            None => Json::Text(String::from_utf8_lossy(bytes)),
         };
         (json, false)
+    }
+
+    /// Appends the body as a JSON value.
+    fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            Json::Raw(text) => out.extend_from_slice(text.as_bytes()),
+            Json::Flat(text) => out.extend_from_slice(text.as_bytes()),
+            Json::Text(text) => serde_json::to_writer(out, text.as_ref())?,
+        }
+        Ok(())
     }
 }
 
@@ -70,13 +75,31 @@ pub enum Response<'a> {
     Chunks(Vec<Json<'a>>),
 }
 
-impl Serialize for Response<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Response<'_> {
+    /// Appends the response as a JSON value (the chunks as an array).
+    fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
-            Response::One(json) => json.serialize(s),
-            Response::Chunks(chunks) => chunks.serialize(s),
+            Response::One(json) => json.write_to(out),
+            Response::Chunks(chunks) => write_array(out, chunks, Json::write_to),
         }
     }
+}
+
+/// Appends `items` as a JSON array, each written by `write`.
+fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: &[T],
+    write: impl Fn(&T, &mut Vec<u8>) -> serde_json::Result<()>,
+) -> serde_json::Result<()> {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(item, out)?;
+    }
+    out.push(b']');
+    Ok(())
 }
 
 /// Token counts.
@@ -112,7 +135,9 @@ impl<'a> From<&'a Attempt> for AttemptOut<'a> {
 }
 
 /// One request (or sub-call) as a JSON log record. The fields up to
-/// `composite_error` are the summary the text format lists as `key: value`.
+/// `composite_error` are the summary the text format lists as `key: value`;
+/// serde writes the fields up to `attempts_omitted`, [`Record::write_json`]
+/// the bodies after them.
 #[derive(Serialize)]
 pub struct Record<'a> {
     pub request_id: &'a str,
@@ -142,25 +167,23 @@ pub struct Record<'a> {
     #[serde(skip_serializing_if = "is_zero")]
     pub attempts_omitted: u32,
     /// The request body, credentials redacted.
+    #[serde(skip)]
     pub request: Option<Json<'a>>,
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip)]
     pub request_truncated: bool,
-    /// A request's sub-calls (records like this one); absent for a sub-call.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub_calls: Option<&'a [Box<RawValue>]>,
+    /// A request's sub-calls (records like this one, as JSON); absent for a
+    /// sub-call.
+    #[serde(skip)]
+    pub sub_calls: Option<&'a [Box<str>]>,
     /// A request's response; absent for a sub-call.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip)]
     pub response: Option<Response<'a>>,
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip)]
     pub response_truncated: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 fn ms(d: Duration) -> f64 {
@@ -182,10 +205,12 @@ impl<'a> Record<'a> {
             None => (&[][..], 0),
         };
         let mut budget = MAX_BODY_BYTES;
-        let (request, request_truncated) = match request.map(|b| Json::of(b, &mut budget)) {
-            Some((json, cut)) => (Some(json), cut),
-            None => (None, false),
-        };
+        let known_json = o.logged.as_ref().is_some_and(|l| l.request_body_is_json);
+        let (request, request_truncated) =
+            match request.map(|b| Json::of(b, &mut budget, known_json)) {
+                Some((json, cut)) => (Some(json), cut),
+                None => (None, false),
+            };
         Self {
             request_id: o.request_id.as_str(),
             parent_request_id: o.parent_request_id.as_ref().map(RequestId::as_str),
@@ -223,7 +248,7 @@ impl<'a> Record<'a> {
 
     /// Adds what only a client request's record holds: its sub-calls and
     /// its response.
-    pub fn with_response(mut self, o: &'a Outcome, subs: &'a [Box<RawValue>]) -> Self {
+    pub fn with_response(mut self, o: &'a Outcome, subs: &'a [Box<str>]) -> Self {
         let mut budget = MAX_BODY_BYTES;
         let mut truncated = false;
         let mut parts = Vec::with_capacity(o.body.len());
@@ -232,7 +257,7 @@ impl<'a> Record<'a> {
                 truncated = true;
                 break;
             }
-            let (json, cut) = Json::of(body, &mut budget);
+            let (json, cut) = Json::of(body, &mut budget, o.body_is_json);
             truncated |= cut;
             parts.push(json);
         }
@@ -246,6 +271,38 @@ impl<'a> Record<'a> {
         self.response_truncated = truncated;
         self.sub_calls = Some(subs);
         self
+    }
+
+    /// Appends the record as one JSON object: serde writes the summary and
+    /// the attempts, then the bodies follow as the JSON text they are.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        // The summary's closing brace: the bodies go before it.
+        out.pop();
+        out.extend_from_slice(b",\"request\":");
+        match &self.request {
+            Some(request) => request.write_to(out)?,
+            None => out.extend_from_slice(b"null"),
+        }
+        if self.request_truncated {
+            out.extend_from_slice(b",\"request_truncated\":true");
+        }
+        if let Some(subs) = self.sub_calls {
+            out.extend_from_slice(b",\"sub_calls\":");
+            write_array(out, subs, |sub, out| {
+                out.extend_from_slice(sub.as_bytes());
+                Ok(())
+            })?;
+        }
+        if let Some(response) = &self.response {
+            out.extend_from_slice(b",\"response\":");
+            response.write_to(out)?;
+        }
+        if self.response_truncated {
+            out.extend_from_slice(b",\"response_truncated\":true");
+        }
+        out.push(b'}');
+        Ok(())
     }
 
     /// The summary as `key: value` lines, unset fields left out (the text
@@ -335,38 +392,45 @@ impl<'a> Record<'a> {
 mod tests {
     use super::*;
 
+    fn written(json: &Json) -> String {
+        let mut out = Vec::new();
+        json.write_to(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn bodies_are_embedded_as_raw_json_on_one_line_or_as_strings() {
         let mut budget = MAX_BODY_BYTES;
-        let (json, cut) = Json::of(br#"{"a": [1, 2.50]}"#, &mut budget);
-        assert!(!cut);
-        assert_eq!(
-            serde_json::to_string(&json).unwrap_or_default(),
-            r#"{"a": [1, 2.50]}"#
-        );
-        let (json, _) = Json::of(b"{\n  \"a\": \"x\\ny\"\r\n}\n", &mut budget);
-        let text = serde_json::to_string(&json).unwrap_or_default();
-        assert!(!text.contains('\n'), "{text}");
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&text).ok(),
-            Some(serde_json::json!({"a": "x\ny"}))
-        );
-        let (json, _) = Json::of(b"not json", &mut budget);
-        assert_eq!(
-            serde_json::to_string(&json).unwrap_or_default(),
-            "\"not json\""
-        );
+        for known_json in [false, true] {
+            let (json, cut) = Json::of(br#"{"a": [1, 2.50]}"#, &mut budget, known_json);
+            assert!(!cut);
+            assert_eq!(written(&json), r#"{"a": [1, 2.50]}"#);
+            let (json, _) = Json::of(b"{\n  \"a\": \"x\\ny\"\r\n}\n", &mut budget, known_json);
+            let text = written(&json);
+            assert!(!text.contains('\n'), "{text}");
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&text).ok(),
+                Some(serde_json::json!({"a": "x\ny"}))
+            );
+        }
+        let (json, _) = Json::of(b"not json", &mut budget, false);
+        assert_eq!(written(&json), "\"not json\"");
+    }
+
+    #[test]
+    fn a_body_read_as_json_that_is_not_utf8_is_written_as_a_string() {
+        let mut budget = MAX_BODY_BYTES;
+        let (json, _) = Json::of(b"{\"a\":\"\xff\"}", &mut budget, true);
+        let text: String = serde_json::from_str(&written(&json)).unwrap();
+        assert_eq!(text, "{\"a\":\"\u{fffd}\"}");
     }
 
     #[test]
     fn a_body_past_the_budget_is_cut_and_marked() {
         let mut budget = 4;
-        let (json, cut) = Json::of(br#"{"abcdef":1}"#, &mut budget);
+        let (json, cut) = Json::of(br#"{"abcdef":1}"#, &mut budget, true);
         assert!(cut);
         assert_eq!(budget, 0);
-        assert_eq!(
-            serde_json::to_string(&json).unwrap_or_default(),
-            r#""{\"ab""#
-        );
+        assert_eq!(written(&json), r#""{\"ab""#);
     }
 }
