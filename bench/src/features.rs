@@ -9,8 +9,12 @@
 //! Each scenario starts its own conclave on the benchmark config plus the
 //! feature's settings, warms it up, and measures a fixed rate of 1000 req/s,
 //! saturation with 64 connections, and (cache) sequential hits over one
-//! connection, client round trip included. Loops are bounded like the rest
-//! of the suite.
+//! connection, client round trip included. A scenario judged against
+//! conclave without the feature (observability, the dashboard, the team)
+//! starts that plain conclave too and alternates their saturation loads
+//! (plain, feature, feature, plain: [`paired`]), so the ratio does not hang
+//! on how the machine's speed drifted between scenarios minutes apart.
+//! Loops are bounded like the rest of the suite.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,7 +29,7 @@ use crate::oha::{Load, LoadResult};
 use crate::procs::Server;
 use crate::stats::{Summary, ms, summarize};
 use crate::suite::{
-    FIXED_RATE_CONNECTIONS, Plan, SATURATION_CONNECTIONS, Setup, config_yaml, measured,
+    FIXED_RATE_CONNECTIONS, Plan, SATURATION_CONNECTIONS, Setup, config_yaml, measured, paired,
     start_conclave_with,
 };
 use crate::{Result, fail};
@@ -60,8 +64,15 @@ pub struct Observed {
     pub overhead_p99_ms: f64,
     pub overhead_p50_ms: f64,
     pub saturation: LoadResult,
-    /// Saturation over the same run's conclave saturation without the features.
+    /// Saturation over that of a conclave without the features, measured
+    /// beside it (plain, observed, observed, plain; see [`paired`]).
     pub saturation_over_plain: f64,
+    /// The plain conclave's saturation in those phases (req/s).
+    #[serde(default)]
+    pub paired_plain_rps: f64,
+    /// The plain conclave's CPU per request in those phases (µs).
+    #[serde(default)]
+    pub paired_plain_cpu_us: f64,
     pub cpu_us_per_request: f64,
     /// What reached the collector and the log directory: proof they were on.
     pub otlp_exports: f64,
@@ -74,7 +85,8 @@ pub struct Observed {
 pub struct WithoutDashboard {
     pub at_rate: LoadResult,
     pub saturation: LoadResult,
-    /// The plain run's saturation (dashboard on) over this one's.
+    /// Saturation with the dashboard over this one's, measured beside it
+    /// (on, off, off, on; see [`paired`]).
     pub plain_over_this: f64,
     pub cpu_us_per_request: f64,
 }
@@ -106,7 +118,6 @@ pub struct Features {
 /// What a scenario compares against: figures of the same run.
 pub struct Baseline {
     pub direct_saturation_rps: f64,
-    pub plain_saturation_rps: f64,
     pub direct_at_rate: LoadResult,
 }
 
@@ -141,7 +152,7 @@ pub fn run(
     say("metrics + OTLP export + jsonl request logs");
     let observed = Some(observed(setup, baseline)?);
     say("the plain load with the dashboard off");
-    let without_dashboard = Some(without_dashboard(setup, baseline)?);
+    let without_dashboard = Some(without_dashboard(setup)?);
     let team = Some(crate::team::run(setup, say)?);
     Ok(Features {
         cache_memory,
@@ -171,26 +182,66 @@ struct Loads {
 }
 
 fn loads(setup: &Setup, server: &Server) -> Result<Loads> {
-    let url = format!("http://127.0.0.1:{}/v1/chat/completions", server.port);
-    let load = |connections: usize, duration: Duration, rate: Option<f64>| {
-        setup.oha.run(&Load {
-            url: &url,
-            body_file: &setup.body_file,
-            connections,
-            duration,
-            rate,
-        })
-    };
-    load(SATURATION_CONNECTIONS, setup.plan.warmup, None)?;
-    let at_rate = load(FIXED_RATE_CONNECTIONS, setup.plan.phase, Some(FEATURE_RATE))?;
-    let saturation = measured(setup, server, || {
-        load(SATURATION_CONNECTIONS, setup.plan.phase, None)
-    })?;
+    let saturate = saturate(setup, server);
+    warm_up(setup, server)?;
+    let at_rate = at_feature_rate(setup, server)?;
+    let saturation = measured(setup, server, saturate)?;
     Ok(Loads {
         at_rate,
         cpu_us_per_request: saturation.server_us,
         saturation: saturation.load,
     })
+}
+
+/// oha against `server` with the benchmark body.
+fn oha(
+    setup: &Setup,
+    server: &Server,
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> Result<LoadResult> {
+    let url = format!("http://127.0.0.1:{}/v1/chat/completions", server.port);
+    setup.oha.run(&Load {
+        url: &url,
+        body_file: &setup.body_file,
+        connections,
+        duration,
+        rate,
+    })
+}
+
+fn warm_up(setup: &Setup, server: &Server) -> Result<LoadResult> {
+    oha(
+        setup,
+        server,
+        SATURATION_CONNECTIONS,
+        setup.plan.warmup,
+        None,
+    )
+}
+
+fn at_feature_rate(setup: &Setup, server: &Server) -> Result<LoadResult> {
+    oha(
+        setup,
+        server,
+        FIXED_RATE_CONNECTIONS,
+        setup.plan.phase,
+        Some(FEATURE_RATE),
+    )
+}
+
+/// One saturation load of `server`, as many times as it is called.
+fn saturate<'a>(setup: &'a Setup, server: &'a Server) -> impl Fn() -> Result<LoadResult> + 'a {
+    move || {
+        oha(
+            setup,
+            server,
+            SATURATION_CONNECTIONS,
+            setup.plan.phase,
+            None,
+        )
+    }
 }
 
 fn cache_hits(
@@ -288,7 +339,16 @@ fn observed(setup: &Setup, baseline: &Baseline) -> Result<Observed> {
     let config = write_variant(setup, "observed", &extra)?;
     let (exports_before, bytes_before) = setup.mock.trace_exports();
     let (conclave, _) = start_conclave_with(setup, &config, "observed")?;
-    let l = loads(setup, &conclave)?;
+    let (plain, _) = start_conclave_with(setup, &setup.config, "observed-plain")?;
+    warm_up(setup, &plain)?;
+    warm_up(setup, &conclave)?;
+    let at_rate = at_feature_rate(setup, &conclave)?;
+    let pair = paired(
+        setup,
+        (&plain, &saturate(setup, &plain)),
+        (&conclave, &saturate(setup, &conclave)),
+    )?;
+    drop(plain);
     // Let the last export batch and log writes land before counting them.
     std::thread::sleep(Duration::from_secs(2));
     drop(conclave);
@@ -304,27 +364,37 @@ fn observed(setup: &Setup, baseline: &Baseline) -> Result<Observed> {
         )));
     }
     Ok(Observed {
-        overhead_p99_ms: l.at_rate.p99_ms - baseline.direct_at_rate.p99_ms,
-        overhead_p50_ms: l.at_rate.p50_ms - baseline.direct_at_rate.p50_ms,
-        saturation_over_plain: l.saturation.rps / baseline.plain_saturation_rps,
-        at_rate: l.at_rate,
-        saturation: l.saturation,
-        cpu_us_per_request: l.cpu_us_per_request,
+        overhead_p99_ms: at_rate.p99_ms - baseline.direct_at_rate.p99_ms,
+        overhead_p50_ms: at_rate.p50_ms - baseline.direct_at_rate.p50_ms,
+        saturation_over_plain: pair.b_over_a(),
+        paired_plain_rps: pair.a.load.rps,
+        paired_plain_cpu_us: pair.a.server_us,
+        at_rate,
+        saturation: pair.b.load,
+        cpu_us_per_request: pair.b.server_us,
         otlp_exports: (exports - exports_before) as f64,
         otlp_bytes: (bytes - bytes_before) as f64,
         request_log_bytes: request_log_bytes as f64,
     })
 }
 
-fn without_dashboard(setup: &Setup, baseline: &Baseline) -> Result<WithoutDashboard> {
+fn without_dashboard(setup: &Setup) -> Result<WithoutDashboard> {
     let config = write_variant(setup, "without-dashboard", "  ui: false\n")?;
     let (conclave, _) = start_conclave_with(setup, &config, "without-dashboard")?;
-    let l = loads(setup, &conclave)?;
+    let (plain, _) = start_conclave_with(setup, &setup.config, "with-dashboard")?;
+    warm_up(setup, &plain)?;
+    warm_up(setup, &conclave)?;
+    let at_rate = at_feature_rate(setup, &conclave)?;
+    let pair = paired(
+        setup,
+        (&plain, &saturate(setup, &plain)),
+        (&conclave, &saturate(setup, &conclave)),
+    )?;
     Ok(WithoutDashboard {
-        plain_over_this: baseline.plain_saturation_rps / l.saturation.rps,
-        at_rate: l.at_rate,
-        saturation: l.saturation,
-        cpu_us_per_request: l.cpu_us_per_request,
+        plain_over_this: 1.0 / pair.b_over_a(),
+        at_rate,
+        saturation: pair.b.load,
+        cpu_us_per_request: pair.b.server_us,
     })
 }
 

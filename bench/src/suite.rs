@@ -128,6 +128,67 @@ pub fn measured(
     })
 }
 
+/// Saturation of two servers, each measured twice, back to back in the
+/// order A, B, B, A. On a shared machine whose speed drifts from one phase
+/// to the next, a drift across the four phases weighs on both sides alike,
+/// so `b_over_a` compares them more fairly than two loads minutes apart.
+pub struct Paired {
+    pub a: Measured,
+    pub b: Measured,
+}
+
+impl Paired {
+    /// B's rate over A's.
+    pub fn b_over_a(&self) -> f64 {
+        self.b.load.rps / self.a.load.rps
+    }
+}
+
+/// Measures `a` and `b` (each a server and the load that saturates it) in
+/// the order A, B, B, A; each side's two loads are merged.
+pub fn paired(
+    setup: &Setup,
+    a: (&Server, &dyn Fn() -> Result<LoadResult>),
+    b: (&Server, &dyn Fn() -> Result<LoadResult>),
+) -> Result<Paired> {
+    let a1 = measured(setup, a.0, a.1)?;
+    let b1 = measured(setup, b.0, b.1)?;
+    let b2 = measured(setup, b.0, b.1)?;
+    let a2 = measured(setup, a.0, a.1)?;
+    Ok(Paired {
+        a: merge(&a1, &a2),
+        b: merge(&b1, &b2),
+    })
+}
+
+/// Two loads of one server as one: requests and failures added, rates and
+/// latency percentiles averaged, CPU per request weighted by requests.
+fn merge(x: &Measured, y: &Measured) -> Measured {
+    let requests = x.load.requests + y.load.requests;
+    let weighted = |a: f64, b: f64| {
+        if requests > 0.0 {
+            (a * x.load.requests + b * y.load.requests) / requests
+        } else {
+            f64::NAN
+        }
+    };
+    let mean = |a: f64, b: f64| (a + b) / 2.0;
+    Measured {
+        load: LoadResult {
+            requests,
+            rps: mean(x.load.rps, y.load.rps),
+            success_rate: weighted(x.load.success_rate, y.load.success_rate),
+            p50_ms: mean(x.load.p50_ms, y.load.p50_ms),
+            p90_ms: mean(x.load.p90_ms, y.load.p90_ms),
+            p99_ms: mean(x.load.p99_ms, y.load.p99_ms),
+            max_ms: x.load.max_ms.max(y.load.max_ms),
+            failures: x.load.failures + y.load.failures,
+        },
+        server_us: weighted(x.server_us, y.server_us),
+        mock_us: weighted(x.mock_us, y.mock_us),
+    }
+}
+
 /// Writes the config conclave is started with (see [`config_yaml`]).
 pub fn write_config(work: &Path, mock: SocketAddr) -> Result<PathBuf> {
     let path = work.join("conclave-bench.yaml");
@@ -481,7 +542,6 @@ pub fn run(setup: &Setup, rt: &tokio::runtime::Runtime, index: usize) -> Result<
     let features = if plan.features {
         let baseline = Baseline {
             direct_saturation_rps: saturation.direct.rps,
-            plain_saturation_rps: saturation.conclave.rps,
             direct_at_rate: fixed_rate
                 .iter()
                 .find(|r| r.rate == FEATURE_RATE)

@@ -26,7 +26,7 @@ use crate::keyed::{self, KeyedLoad};
 use crate::oha::LoadResult;
 use crate::procs::Server;
 use crate::suite::{
-    FIXED_RATE_CONNECTIONS, SATURATION_CONNECTIONS, Setup, measured, start_conclave_with,
+    FIXED_RATE_CONNECTIONS, SATURATION_CONNECTIONS, Setup, measured, paired, start_conclave_with,
 };
 use crate::{Result, fail};
 
@@ -55,8 +55,12 @@ pub struct TeamRun {
     /// p99 at 1000 req/s over the direct p99 of the same generator (ms).
     pub overhead_p99_ms: f64,
     pub overhead_p50_ms: f64,
-    /// Saturation over the same run's no-keys saturation.
+    /// Saturation over that of the no-keys conclave, measured beside it
+    /// (no keys, keys, keys, no keys; see [`paired`]).
     pub saturation_over_no_keys: f64,
+    /// The no-keys conclave's saturation in those phases (req/s).
+    #[serde(default)]
+    pub paired_no_keys_rps: f64,
     /// Key store statements per request over the warm-up and both measured
     /// phases (read from `/metrics` before and after them).
     pub store_statements_per_request: f64,
@@ -83,9 +87,9 @@ pub fn run(setup: &Setup, say: &dyn Fn(&str)) -> Result<Team> {
     say("team: no keys (keyed generator)");
     let (plain, _) = start_conclave_with(setup, &setup.config, "team-no-keys")?;
     let no_keys = loads(setup, &plain, &keys)?;
-    drop(plain);
+    let plain = (&plain, &keys);
     say("team: 1000 keys, SQLite");
-    let sqlite = team_run(setup, "team-sqlite", "", &direct_at_rate, &no_keys)?;
+    let sqlite = team_run(setup, "team-sqlite", "", &direct_at_rate, plain)?;
     let redis = if TcpStream::connect(REDIS_ADDR).is_ok() {
         say("team: 1000 keys, SQLite and Redis shared counters");
         let extra = format!("router_settings:\n  redis_url: redis://{REDIS_ADDR}\n");
@@ -94,7 +98,7 @@ pub fn run(setup: &Setup, say: &dyn Fn(&str)) -> Result<Team> {
             "team-redis",
             &extra,
             &direct_at_rate,
-            &no_keys,
+            plain,
         )?)
     } else {
         eprintln!("bench: no Redis on {REDIS_ADDR}: the team scenario with Redis is skipped");
@@ -133,18 +137,44 @@ fn load(
 
 /// A warm-up, 1000 req/s, then saturation (with the server's CPU time).
 fn loads(setup: &Setup, server: &Server, keys: &Arc<Vec<HeaderValue>>) -> Result<KeyedLoads> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
-    let mut warmup = load(setup, addr, keys, None);
-    warmup.duration = setup.plan.warmup;
-    let warmup_requests = keyed::run(warmup)?.requests;
-    let at_rate = keyed::run(load(setup, addr, keys, Some(FEATURE_RATE)))?;
-    let saturation = measured(setup, server, || keyed::run(load(setup, addr, keys, None)))?;
+    let (warmup_requests, at_rate) = warm_up_and_rate(setup, server, keys)?;
+    let saturation = measured(setup, server, saturate(setup, server, keys))?;
     Ok(KeyedLoads {
         warmup_requests,
         at_rate,
         cpu_us_per_request: saturation.server_us,
         saturation: saturation.load,
     })
+}
+
+/// A warm-up (its request count) and the load at 1000 req/s.
+fn warm_up_and_rate(
+    setup: &Setup,
+    server: &Server,
+    keys: &Arc<Vec<HeaderValue>>,
+) -> Result<(f64, LoadResult)> {
+    let warmup_requests = warm_up(setup, server, keys)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let at_rate = keyed::run(load(setup, addr, keys, Some(FEATURE_RATE)))?;
+    Ok((warmup_requests, at_rate))
+}
+
+/// A short saturation load before measuring; its request count.
+fn warm_up(setup: &Setup, server: &Server, keys: &Arc<Vec<HeaderValue>>) -> Result<f64> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let mut warmup = load(setup, addr, keys, None);
+    warmup.duration = setup.plan.warmup;
+    Ok(keyed::run(warmup)?.requests)
+}
+
+/// One saturation load of `server` over `keys`, as many times as it is called.
+fn saturate<'a>(
+    setup: &'a Setup,
+    server: &Server,
+    keys: &'a Arc<Vec<HeaderValue>>,
+) -> impl Fn() -> Result<LoadResult> + 'a {
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    move || keyed::run(load(setup, addr, keys, None))
 }
 
 /// Starts a team gateway (`extra` appended to its config), makes the keys,
@@ -154,7 +184,7 @@ fn team_run(
     name: &str,
     extra: &str,
     direct: &LoadResult,
-    no_keys: &KeyedLoads,
+    (plain, no_keys): (&Server, &Arc<Vec<HeaderValue>>),
 ) -> Result<TeamRun> {
     let db = setup.work.join(format!("{name}.db"));
     for suffix in ["", "-wal", "-shm"] {
@@ -180,7 +210,20 @@ fn team_run(
         .build()?;
     let keys = Arc::new(rt.block_on(make_keys(&base))?);
     let statements_before = rt.block_on(store_statements(&base))?;
-    let loads = loads(setup, &server, &keys)?;
+    warm_up(setup, plain, no_keys)?;
+    let (warmup_requests, at_rate) = warm_up_and_rate(setup, &server, &keys)?;
+    let pair = paired(
+        setup,
+        (plain, &saturate(setup, plain, no_keys)),
+        (&server, &saturate(setup, &server, &keys)),
+    )?;
+    let saturation_over_no_keys = pair.b_over_a();
+    let loads = KeyedLoads {
+        warmup_requests,
+        at_rate,
+        cpu_us_per_request: pair.b.server_us,
+        saturation: pair.b.load,
+    };
     // The spend writer writes at least every second: let the last batch land.
     std::thread::sleep(Duration::from_secs(2));
     let statements = rt.block_on(store_statements(&base))? - statements_before;
@@ -188,7 +231,8 @@ fn team_run(
     Ok(TeamRun {
         overhead_p99_ms: loads.at_rate.p99_ms - direct.p99_ms,
         overhead_p50_ms: loads.at_rate.p50_ms - direct.p50_ms,
-        saturation_over_no_keys: loads.saturation.rps / no_keys.saturation.rps,
+        saturation_over_no_keys,
+        paired_no_keys_rps: pair.a.load.rps,
         store_statements_per_request: if measured > 0.0 {
             statements / measured
         } else {
