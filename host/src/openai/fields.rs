@@ -21,6 +21,10 @@ use serde_json::{Map, Value};
 /// few dozen; the cap keeps a hostile body's cost small and predictable.
 pub const MAX_FIELDS: usize = 1024;
 
+/// Fields a body may have before repeated keys are looked up in an index
+/// instead of by scanning the ones read so far.
+const SCANNED_FIELDS: usize = 16;
+
 /// Deepest nesting accepted in a field's value, counting the body itself as
 /// level 1: serde_json's own recursion limit, so whatever is accepted here
 /// can later be parsed into a tree by any code that needs one.
@@ -137,9 +141,10 @@ impl<'de> Deserialize<'de> for RawFields {
                 use serde::de::Error;
                 let capacity = access.size_hint().unwrap_or(8).min(MAX_FIELDS);
                 let mut entries: Vec<(String, Box<RawValue>)> = Vec::with_capacity(capacity);
-                // Position of each key in `entries`: a repeated key costs one
-                // lookup, not a scan, so any body parses in linear time.
-                let mut index: HashMap<String, usize> = HashMap::with_capacity(capacity);
+                // Position of each key in `entries`, built once a body has
+                // more fields than a scan finds quickly: a repeated key then
+                // costs one lookup, so any body parses in linear time.
+                let mut index: Option<HashMap<String, usize>> = None;
                 let mut seen = 0usize;
                 while let Some(key) = access.next_key::<String>()? {
                     seen += 1;
@@ -154,10 +159,25 @@ impl<'de> Deserialize<'de> for RawFields {
                             "field `{key}` is nested deeper than {MAX_DEPTH} levels (the limit is {MAX_DEPTH})"
                         )));
                     }
-                    match index.get(&key) {
-                        Some(&at) => entries[at].1 = value,
+                    if index.is_none() && entries.len() >= SCANNED_FIELDS {
+                        index = Some(
+                            entries
+                                .iter()
+                                .enumerate()
+                                .map(|(at, (k, _))| (k.clone(), at))
+                                .collect(),
+                        );
+                    }
+                    let earlier = match &index {
+                        Some(index) => index.get(&key).copied(),
+                        None => entries.iter().position(|(k, _)| *k == key),
+                    };
+                    match earlier {
+                        Some(at) => entries[at].1 = value,
                         None => {
-                            index.insert(key.clone(), entries.len());
+                            if let Some(index) = &mut index {
+                                index.insert(key.clone(), entries.len());
+                            }
                             entries.push((key, value));
                         }
                     }
@@ -225,6 +245,20 @@ mod tests {
         let fields: RawFields = serde_json::from_str(r#"{"a":1,"b":2,"a":3}"#).unwrap();
         assert_eq!(fields.len(), 2);
         assert_eq!(fields.get("a").map(RawValue::get), Some("3"));
+    }
+
+    #[test]
+    fn repeated_keys_past_the_scanned_fields_keep_their_last_value_in_place() {
+        let keys = SCANNED_FIELDS + 4;
+        let first: Vec<String> = (0..keys).map(|i| format!("\"k{i}\":{i}")).collect();
+        let again: Vec<String> = (0..keys).map(|i| format!("\"k{i}\":{}", i + 100)).collect();
+        let text = format!("{{{},{}}}", first.join(","), again.join(","));
+        let fields: RawFields = serde_json::from_str(&text).unwrap();
+        assert_eq!(fields.len(), keys);
+        for (i, (key, value)) in fields.iter().enumerate() {
+            assert_eq!(key, format!("k{i}"));
+            assert_eq!(value.get(), (i + 100).to_string());
+        }
     }
 
     #[test]
