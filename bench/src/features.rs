@@ -29,8 +29,8 @@ use crate::oha::{Load, LoadResult};
 use crate::procs::Server;
 use crate::stats::{Summary, ms, summarize};
 use crate::suite::{
-    FIXED_RATE_CONNECTIONS, Plan, SATURATION_CONNECTIONS, Setup, config_yaml, measured, paired,
-    start_conclave_with,
+    FIXED_RATE_CONNECTIONS, Paired, Plan, SATURATION_CONNECTIONS, Setup, config_yaml, measured,
+    paired, start_conclave_with,
 };
 use crate::{Result, fail};
 
@@ -193,6 +193,23 @@ fn loads(setup: &Setup, server: &Server) -> Result<Loads> {
     })
 }
 
+/// Starts a plain conclave (the benchmark config, named `label`) beside
+/// `conclave`, warms both up, loads `conclave` at the feature rate, then
+/// measures their saturation alternately (plain is side A). The plain one
+/// is stopped before returning.
+fn beside_plain(setup: &Setup, conclave: &Server, label: &str) -> Result<(LoadResult, Paired)> {
+    let (plain, _) = start_conclave_with(setup, &setup.config, label)?;
+    warm_up(setup, &plain)?;
+    warm_up(setup, conclave)?;
+    let at_rate = at_feature_rate(setup, conclave)?;
+    let pair = paired(
+        setup,
+        (&plain, &saturate(setup, &plain)),
+        (conclave, &saturate(setup, conclave)),
+    )?;
+    Ok((at_rate, pair))
+}
+
 /// oha against `server` with the benchmark body.
 fn oha(
     setup: &Setup,
@@ -339,16 +356,7 @@ fn observed(setup: &Setup, baseline: &Baseline) -> Result<Observed> {
     let config = write_variant(setup, "observed", &extra)?;
     let (exports_before, bytes_before) = setup.mock.trace_exports();
     let (conclave, _) = start_conclave_with(setup, &config, "observed")?;
-    let (plain, _) = start_conclave_with(setup, &setup.config, "observed-plain")?;
-    warm_up(setup, &plain)?;
-    warm_up(setup, &conclave)?;
-    let at_rate = at_feature_rate(setup, &conclave)?;
-    let pair = paired(
-        setup,
-        (&plain, &saturate(setup, &plain)),
-        (&conclave, &saturate(setup, &conclave)),
-    )?;
-    drop(plain);
+    let (at_rate, pair) = beside_plain(setup, &conclave, "observed-plain")?;
     // Let the last export batch and log writes land before counting them.
     std::thread::sleep(Duration::from_secs(2));
     drop(conclave);
@@ -381,15 +389,7 @@ fn observed(setup: &Setup, baseline: &Baseline) -> Result<Observed> {
 fn without_dashboard(setup: &Setup) -> Result<WithoutDashboard> {
     let config = write_variant(setup, "without-dashboard", "  ui: false\n")?;
     let (conclave, _) = start_conclave_with(setup, &config, "without-dashboard")?;
-    let (plain, _) = start_conclave_with(setup, &setup.config, "with-dashboard")?;
-    warm_up(setup, &plain)?;
-    warm_up(setup, &conclave)?;
-    let at_rate = at_feature_rate(setup, &conclave)?;
-    let pair = paired(
-        setup,
-        (&plain, &saturate(setup, &plain)),
-        (&conclave, &saturate(setup, &conclave)),
-    )?;
+    let (at_rate, pair) = beside_plain(setup, &conclave, "with-dashboard")?;
     Ok(WithoutDashboard {
         plain_over_this: 1.0 / pair.b_over_a(),
         at_rate,
