@@ -20,10 +20,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// A body as it goes into a JSON log.
 pub enum Json<'a> {
-    /// Valid JSON on one line, as received.
-    Raw(&'a str),
-    /// Valid JSON whose line breaks were turned into spaces.
-    Flat(String),
+    /// Valid JSON on one line: as received, or with its line breaks turned
+    /// into spaces.
+    Raw(Cow<'a, str>),
     /// Not JSON, or cut: a string.
     Text(Cow<'a, str>),
 }
@@ -50,9 +49,9 @@ impl<'a> Json<'a> {
             // Outside strings a line break can only be whitespace: a space
             // keeps a JSON-lines record on one line.
             Some(text) if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some() => {
-                Json::Flat(text.replace(['\n', '\r'], " "))
+                Json::Raw(Cow::Owned(text.replace(['\n', '\r'], " ")))
             }
-            Some(text) => Json::Raw(text),
+            Some(text) => Json::Raw(Cow::Borrowed(text)),
             None => Json::Text(String::from_utf8_lossy(bytes)),
         };
         (json, false)
@@ -62,7 +61,6 @@ impl<'a> Json<'a> {
     fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
             Json::Raw(text) => out.extend_from_slice(text.as_bytes()),
-            Json::Flat(text) => out.extend_from_slice(text.as_bytes()),
             Json::Text(text) => serde_json::to_writer(out, text.as_ref())?,
         }
         Ok(())

@@ -54,8 +54,10 @@ pub fn body(body: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// Whether `name` is a credential field.
-fn is_secret(name: &str) -> bool {
-    SECRET_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(name))
+fn is_secret(name: &[u8]) -> bool {
+    SECRET_FIELDS
+        .iter()
+        .any(|s| s.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Whether the text has an object key that is a credential field name
@@ -122,16 +124,13 @@ fn is_escaped(text: &[u8], at: usize) -> bool {
 /// decoded first, and a text that does not decode counts as a name.
 fn is_secret_key(key: Key<'_>) -> bool {
     if !key.escapes {
-        return SECRET_LENGTHS & (1u64 << key.raw.len().min(63)) != 0
-            && SECRET_FIELDS
-                .iter()
-                .any(|name| name.as_bytes().eq_ignore_ascii_case(key.raw));
+        return SECRET_LENGTHS & (1u64 << key.raw.len().min(63)) != 0 && is_secret(key.raw);
     }
     let mut quoted = Vec::with_capacity(key.raw.len() + 2);
     quoted.push(b'"');
     quoted.extend_from_slice(key.raw);
     quoted.push(b'"');
-    serde_json::from_slice::<String>(&quoted).map_or(true, |name| is_secret(&name))
+    serde_json::from_slice::<String>(&quoted).map_or(true, |name| is_secret(name.as_bytes()))
 }
 
 /// A bit for each length a name in [`SECRET_FIELDS`] has (all under 63).
@@ -181,7 +180,7 @@ fn redact(raw: &RawValue, depth: usize, out: &mut Vec<u8>) -> Result<(), serde_j
                 }
                 serde_json::to_writer(&mut *out, name)?;
                 out.push(b':');
-                if is_secret(name) {
+                if is_secret(name.as_bytes()) {
                     out.extend_from_slice(REDACTED);
                 } else {
                     redact(value, depth + 1, out)?;
