@@ -207,8 +207,13 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         UpstreamReply::Json(body) => {
             outcome.first_token();
             outcome.finish(200, None);
-            let cost =
-                super::metered::charge_json(ctx, outcome, &req.model, &meta.deployment, &body);
+            let cost = super::metered::charge_json(
+                ctx,
+                outcome,
+                (&req.model, &meta.deployment),
+                &body,
+                routed.reported,
+            );
             super::metered::cost_header(&mut headers, cost);
             super::cached::fill_json(run.cache.as_ref(), &body, outcome, &mut headers);
             Answer::Json(body)

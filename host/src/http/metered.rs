@@ -13,7 +13,6 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use super::error::ApiError;
 use crate::openai::ProxyRequest;
@@ -78,17 +77,16 @@ pub fn with_usage(req: &ProxyRequest) -> Option<ProxyRequest> {
 }
 
 /// Keeps a JSON answer on the outcome, prices and charges it, and records
-/// its model, usage and cost there; returns the cost. The answer is read
-/// once, here: the outcome notes whether it read as JSON, so that logs need
-/// not check it again.
+/// its model, usage and cost there; returns the cost. `reported` is what the
+/// router read of the answer (`None`: not a JSON object); the outcome notes
+/// whether it read as JSON, so that logs need not check it again.
 pub fn charge_json(
     ctx: &CallContext,
     outcome: &OutcomeHandle,
-    model: &str,
-    deployment: &str,
+    (model, deployment): (&str, &str),
     body: &Bytes,
+    reported: Option<Reported>,
 ) -> f64 {
-    let reported = reported_in_body(body);
     let is_json = reported.is_some();
     let Reported {
         usage,
@@ -224,17 +222,11 @@ struct UsageChunk {
 }
 
 fn usage_chunk(payload: &[u8]) -> Option<UsageChunk> {
-    #[derive(Deserialize)]
-    struct Chunk {
-        #[serde(default)]
-        choices: Vec<IgnoredAny>,
-    }
     let reported = reported_in_body(payload)?;
     let usage = reported.any_usage()?;
-    let chunk: Chunk = serde_json::from_slice(payload).ok()?;
     Some(UsageChunk {
         usage,
-        only_usage: chunk.choices.is_empty() && reported.kind.is_none(),
+        only_usage: reported.choices.count == 0 && reported.kind.is_none(),
         event: reported.kind,
     })
 }

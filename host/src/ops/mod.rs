@@ -15,6 +15,7 @@ mod caller;
 mod context;
 mod meter;
 mod outcome;
+mod reported;
 pub mod sinks;
 
 pub use attempts::{Attempt, AttemptLog, MAX_ATTEMPTS};
@@ -22,7 +23,7 @@ pub use caller::Caller;
 pub use context::{CallContext, RequestContext, RequestId};
 pub use meter::Meter;
 pub use outcome::{
-    CLIENT_CLOSED, CacheStatus, Logged, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome,
-    Reported, Usage, reported_in_body, usage_in_body,
+    CLIENT_CLOSED, CacheStatus, Logged, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome, Usage,
 };
+pub use reported::{Choices, Reported, reported_in_body, usage_in_body};
 pub use sinks::{OutcomeSink, Outcomes};

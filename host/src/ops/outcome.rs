@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::attempts::{Attempt, AttemptLog};
 use super::caller::Caller;
 use super::context::{CallContext, RequestId};
+use super::reported::usage_in_body;
 use super::sinks::{CompositeRun, Outcomes};
 
 /// Status recorded when a request ended because its client went away
@@ -158,90 +159,6 @@ impl Outcome {
             logged.request_body_is_json = is_json;
         }
     }
-}
-
-/// What an answer says about itself: its usage and the model that wrote it.
-/// Usage is read in OpenAI's names and in those of natively passed answers:
-/// Anthropic's (`input_tokens`, `output_tokens`, cache reads and writes
-/// counted as input) and the Responses API's.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct Reported {
-    #[serde(default, deserialize_with = "reported_usage")]
-    pub usage: Option<Usage>,
-    #[serde(default)]
-    pub model: Option<String>,
-    /// A stream event's type (`message_start`, `response.completed`, ...).
-    #[serde(default, rename = "type")]
-    pub kind: Option<String>,
-    /// The object a native stream event carries (`message_start`'s
-    /// `message`, `response.completed`'s `response`) and its usage.
-    #[serde(default, alias = "message", deserialize_with = "nested")]
-    pub response: Option<Box<Reported>>,
-}
-
-impl Reported {
-    /// The usage the answer or event reports, its own or its object's.
-    pub fn any_usage(&self) -> Option<Usage> {
-        self.usage
-            .or_else(|| self.response.as_ref().and_then(|r| r.usage))
-    }
-}
-
-/// A nested object's report; anything but an object reports nothing.
-fn nested<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<Reported>>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Nested {
-        Object(Box<Reported>),
-        Other(serde::de::IgnoredAny),
-    }
-    Ok(match serde::Deserialize::deserialize(d)? {
-        Nested::Object(r) => Some(r),
-        Nested::Other(_) => None,
-    })
-}
-
-fn reported_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
-    #[derive(serde::Deserialize)]
-    struct ReportedUsage {
-        #[serde(default)]
-        prompt_tokens: u64,
-        #[serde(default)]
-        completion_tokens: u64,
-        // Anthropic's and the Responses API's names (null counts as 0).
-        #[serde(default)]
-        input_tokens: Option<u64>,
-        #[serde(default)]
-        output_tokens: Option<u64>,
-        #[serde(default)]
-        cache_read_input_tokens: Option<u64>,
-        #[serde(default)]
-        cache_creation_input_tokens: Option<u64>,
-    }
-    let usage: Option<ReportedUsage> = serde::Deserialize::deserialize(d)?;
-    Ok(usage.map(|u| {
-        let n = |v: Option<u64>| v.unwrap_or(0);
-        Usage {
-            prompt_tokens: u
-                .prompt_tokens
-                .saturating_add(n(u.input_tokens))
-                .saturating_add(n(u.cache_read_input_tokens))
-                .saturating_add(n(u.cache_creation_input_tokens)),
-            completion_tokens: u.completion_tokens.saturating_add(n(u.output_tokens)),
-        }
-    }))
-}
-
-/// Reads `usage` and `model` from a chat/completions/embeddings JSON answer
-/// or chunk, in one pass; `None` when it is not a JSON object.
-pub fn reported_in_body(body: &[u8]) -> Option<Reported> {
-    serde_json::from_slice(body).ok()
-}
-
-/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk,
-/// or from a native answer or stream event ([`Reported::any_usage`]).
-pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
-    reported_in_body(body)?.any_usage()
 }
 
 /// An outcome under way: filled in as the work goes, emitted once on drop.
@@ -397,38 +314,5 @@ impl OutcomeHandle {
 impl Drop for PendingOutcome {
     fn drop(&mut self) {
         self.send();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usage_is_read_from_an_answer_or_a_usage_chunk() {
-        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
-        assert_eq!(
-            usage_in_body(body),
-            Some(Usage {
-                prompt_tokens: 3,
-                completion_tokens: 5
-            })
-        );
-        assert_eq!(usage_in_body(br#"{"choices":[]}"#), None);
-        let usage = |prompt_tokens, completion_tokens| {
-            Some(Usage {
-                prompt_tokens,
-                completion_tokens,
-            })
-        };
-        let message = br#"{"type":"message","usage":{"input_tokens":3,"output_tokens":5,"cache_read_input_tokens":10,"cache_creation_input_tokens":null}}"#;
-        assert_eq!(usage_in_body(message), usage(13, 5));
-        let start = br#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":4,"output_tokens":1}}}"#;
-        assert_eq!(usage_in_body(start), usage(4, 1));
-        let completed = br#"{"type":"response.completed","response":{"object":"response","usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":2},"output_tokens":2,"total_tokens":9}}}"#;
-        assert_eq!(usage_in_body(completed), usage(7, 2));
-        let created = br#"{"type":"response.created","response":{"usage":null}}"#;
-        assert_eq!(usage_in_body(created), None);
-        assert_eq!(usage_in_body(b"not json"), None);
     }
 }

@@ -11,7 +11,7 @@ use super::deployment::Deployment;
 use super::{RouteRequest, Router};
 use crate::config::GeneralSettings;
 use crate::observe::otel::{AttemptSpan, AttemptTarget};
-use crate::openai::usage_of;
+use crate::ops::{Reported, reported_in_body};
 use crate::providers::{
     DEFAULT_MAX_RESPONSE_BYTES, UpstreamCall, UpstreamError, UpstreamReply, sse,
 };
@@ -19,6 +19,8 @@ use crate::providers::{
 /// A successful call.
 pub(super) struct Answer {
     pub reply: UpstreamReply,
+    /// What a JSON answer says about itself, read once here.
+    pub reported: Option<Reported>,
     /// Time from sending to the whole body (or first chunk of a stream).
     pub upstream_time: Duration,
 }
@@ -71,17 +73,20 @@ pub(super) async fn attempt(
         UpstreamReply::Json(body) => {
             let upstream_time = started.elapsed();
             deployment.record_latency(upstream_time);
+            let reported = reported_in_body(&body);
             if deployment.tpm.is_some()
-                && let Some(usage) = usage_of(&body)
+                && let Some(usage) = reported.as_ref().and_then(Reported::any_usage)
             {
-                deployment.with_health(|h| h.record_tokens(minute, usage.total_tokens));
+                let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+                deployment.with_health(|h| h.record_tokens(minute, tokens));
             }
             drop(guard);
             if let Some(span) = span {
-                span.answered(&body);
+                span.answered(&body, reported.as_ref());
             }
             Ok(Answer {
                 reply: UpstreamReply::Json(body),
+                reported,
                 upstream_time,
             })
         }
@@ -124,6 +129,7 @@ pub(super) async fn attempt(
             });
             Ok(Answer {
                 reply: UpstreamReply::Stream(Box::pin(head.chain(rest))),
+                reported: None,
                 upstream_time,
             })
         }

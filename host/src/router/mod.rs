@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{ConfigError, LoadedConfig, ModelEntry};
 use crate::openai::{Endpoint, RawFields};
-use crate::ops::CallContext;
+use crate::ops::{CallContext, Reported};
 use crate::providers::UpstreamReply;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -62,6 +62,10 @@ pub struct RouteRequest<'a> {
 pub struct Routed {
     pub reply: UpstreamReply,
     pub meta: RouteMeta,
+    /// What a JSON answer says about itself (usage, model, ...), read once
+    /// where it arrived; `None` for a stream or an answer that is not a
+    /// JSON object.
+    pub reported: Option<Reported>,
 }
 
 /// Where a request went, for response headers and traces.
@@ -209,6 +213,7 @@ impl Router {
                 Ok((answer, deployment)) => {
                     return Ok(Routed {
                         reply: answer.reply,
+                        reported: answer.reported,
                         meta: RouteMeta {
                             deployment: deployment.id.clone(),
                             group: group.name.clone(),

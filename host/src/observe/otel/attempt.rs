@@ -15,7 +15,7 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 use super::span::{Answer, Lineage, SpanRecord, new_span_id};
 use super::tracer;
 use crate::openai::{Endpoint, RawFields};
-use crate::ops::CallContext;
+use crate::ops::{CallContext, Reported};
 use crate::providers::UpstreamError;
 
 /// Stream payloads kept for usage and finish reasons (they come last).
@@ -103,9 +103,18 @@ impl AttemptSpan {
         &self.traceparent
     }
 
-    /// Ends the span with a whole JSON answer.
-    pub fn answered(mut self, body: &Bytes) {
-        self.send(Some(Answer::Json(body.clone())));
+    /// Ends the span with a whole JSON answer and what the router read of
+    /// it. Only when message contents are captured does the export task
+    /// read the answer itself (for the text).
+    pub fn answered(mut self, body: &Bytes, reported: Option<&Reported>) {
+        if self.capture {
+            self.send(Some(Answer::Json(body.clone())));
+            return;
+        }
+        if let Some(reported) = reported {
+            super::genai::reported_attributes(reported, &mut self.attributes);
+        }
+        self.send(None);
     }
 
     /// Ends the span with a failure; `message` is already free of credentials.

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::span::Answer;
+use crate::ops::Reported;
 
 #[derive(Deserialize, Default)]
 struct Reply<'a> {
@@ -119,27 +120,8 @@ pub fn answer_attributes(answer: &Answer, capture: bool, attributes: &mut Vec<Ke
             }
         }
     }
-    if let Some(id) = read.id {
-        attributes.push(KeyValue::new("gen_ai.response.id", id));
-    }
-    if let Some(model) = read.model {
-        attributes.push(KeyValue::new("gen_ai.response.model", model));
-    }
-    if let Some((input, output)) = read.usage {
-        attributes.push(KeyValue::new("gen_ai.usage.input_tokens", input));
-        attributes.push(KeyValue::new("gen_ai.usage.output_tokens", output));
-    }
-    let reasons: Vec<opentelemetry::StringValue> = read
-        .choices
-        .iter()
-        .filter_map(|(r, _)| r.clone().map(Into::into))
-        .collect();
-    if !reasons.is_empty() {
-        attributes.push(KeyValue::new(
-            "gen_ai.response.finish_reasons",
-            OtelValue::Array(reasons.into()),
-        ));
-    }
+    let reasons = read.choices.iter().filter_map(|(r, _)| r.clone());
+    response_attributes(read.id, read.model, read.usage, reasons, attributes);
     if capture && !read.choices.is_empty() {
         let messages: Vec<Value> = read
             .choices
@@ -155,6 +137,45 @@ pub fn answer_attributes(answer: &Answer, capture: bool, attributes: &mut Vec<Ke
         attributes.push(KeyValue::new(
             "gen_ai.output.messages",
             Value::Array(messages).to_string(),
+        ));
+    }
+}
+
+/// Adds the response attributes of an answer the router already read.
+pub fn reported_attributes(reported: &Reported, attributes: &mut Vec<KeyValue>) {
+    let usage = reported.any_usage().map(|u| {
+        let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        (tokens(u.prompt_tokens), tokens(u.completion_tokens))
+    });
+    let model = reported.model.clone().filter(|m| !m.is_empty());
+    let reasons = reported.choices.finish_reasons.iter().cloned();
+    response_attributes(reported.id.clone(), model, usage, reasons, attributes);
+}
+
+/// The response id, model, token usage and finish reasons, in the
+/// conventions' names.
+fn response_attributes(
+    id: Option<String>,
+    model: Option<String>,
+    usage: Option<(i64, i64)>,
+    reasons: impl IntoIterator<Item = String>,
+    attributes: &mut Vec<KeyValue>,
+) {
+    if let Some(id) = id {
+        attributes.push(KeyValue::new("gen_ai.response.id", id));
+    }
+    if let Some(model) = model {
+        attributes.push(KeyValue::new("gen_ai.response.model", model));
+    }
+    if let Some((input, output)) = usage {
+        attributes.push(KeyValue::new("gen_ai.usage.input_tokens", input));
+        attributes.push(KeyValue::new("gen_ai.usage.output_tokens", output));
+    }
+    let reasons: Vec<opentelemetry::StringValue> = reasons.into_iter().map(Into::into).collect();
+    if !reasons.is_empty() {
+        attributes.push(KeyValue::new(
+            "gen_ai.response.finish_reasons",
+            OtelValue::Array(reasons.into()),
         ));
     }
 }

@@ -1,0 +1,319 @@
+//! What an answer says about itself, read in one pass where it arrives:
+//! its usage, the model that wrote it, its id and its choices' finish
+//! reasons. The router reads a JSON answer once and hands the result on, so
+//! the meter, the outcome and the attempt's span do not parse it again.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::outcome::Usage;
+
+/// What an answer says about itself: its usage and the model that wrote it.
+/// Usage is read in OpenAI's names and in those of natively passed answers:
+/// Anthropic's (`input_tokens`, `output_tokens`, cache reads and writes
+/// counted as input) and the Responses API's.
+#[derive(Debug, Default, Deserialize)]
+pub struct Reported {
+    /// The answer's id (`chatcmpl-...`).
+    #[serde(default, deserialize_with = "text")]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "reported_usage")]
+    pub usage: Option<Usage>,
+    #[serde(default, deserialize_with = "text")]
+    pub model: Option<String>,
+    /// A stream event's type (`message_start`, `response.completed`, ...).
+    #[serde(default, rename = "type", deserialize_with = "text")]
+    pub kind: Option<String>,
+    /// The object a native stream event carries (`message_start`'s
+    /// `message`, `response.completed`'s `response`) and its usage.
+    #[serde(default, alias = "message", deserialize_with = "nested")]
+    pub response: Option<Box<Reported>>,
+    #[serde(default, deserialize_with = "choices")]
+    pub choices: Choices,
+}
+
+/// An answer's (or chunk's) choices, read only for their number and finish
+/// reasons; their messages are skipped unread.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Choices {
+    pub count: usize,
+    /// The reasons given as strings, in the choices' order.
+    pub finish_reasons: Vec<String>,
+}
+
+impl Reported {
+    /// The usage the answer or event reports, its own or its object's.
+    pub fn any_usage(&self) -> Option<Usage> {
+        self.usage
+            .or_else(|| self.response.as_ref().and_then(|r| r.usage))
+    }
+}
+
+/// A nested object's report; anything but an object reports nothing.
+fn nested<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Box<Reported>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Nested {
+        Object(Box<Reported>),
+        Other(IgnoredAny),
+    }
+    Ok(match Deserialize::deserialize(d)? {
+        Nested::Object(r) => Some(r),
+        Nested::Other(_) => None,
+    })
+}
+
+fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
+    #[derive(Deserialize)]
+    struct ReportedUsage {
+        #[serde(default)]
+        prompt_tokens: u64,
+        #[serde(default)]
+        completion_tokens: u64,
+        // Anthropic's and the Responses API's names (null counts as 0).
+        #[serde(default)]
+        input_tokens: Option<u64>,
+        #[serde(default)]
+        output_tokens: Option<u64>,
+        #[serde(default)]
+        cache_read_input_tokens: Option<u64>,
+        #[serde(default)]
+        cache_creation_input_tokens: Option<u64>,
+    }
+    let usage: Option<ReportedUsage> = Deserialize::deserialize(d)?;
+    Ok(usage.map(|u| {
+        let n = |v: Option<u64>| v.unwrap_or(0);
+        Usage {
+            prompt_tokens: u
+                .prompt_tokens
+                .saturating_add(n(u.input_tokens))
+                .saturating_add(n(u.cache_read_input_tokens))
+                .saturating_add(n(u.cache_creation_input_tokens)),
+            completion_tokens: u.completion_tokens.saturating_add(n(u.output_tokens)),
+        }
+    }))
+}
+
+/// Reads what a chat/completions/embeddings JSON answer or chunk (or a
+/// native answer or event) says about itself, in one pass; `None` when it is
+/// not a JSON object.
+pub fn reported_in_body(body: &[u8]) -> Option<Reported> {
+    serde_json::from_slice(body).ok()
+}
+
+/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk,
+/// or from a native answer or stream event ([`Reported::any_usage`]).
+pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
+    reported_in_body(body)?.any_usage()
+}
+
+/// The visitor methods of a value read leniently: a scalar, or a list or
+/// object where none is expected, reads as `$none` (nested values are
+/// skipped unread).
+macro_rules! otherwise {
+    ($none:expr, scalars) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+    };
+    ($none:expr, str) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+    };
+    ($none:expr, seq) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($none)
+        }
+    };
+    ($none:expr, map) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok($none)
+        }
+    };
+}
+
+/// `choices` as a list; anything else (null, an object, a number) counts as
+/// none, so an odd `choices` never hides the answer's usage.
+fn choices<'de, D: de::Deserializer<'de>>(d: D) -> Result<Choices, D::Error> {
+    struct ChoicesVisitor;
+    impl<'de> Visitor<'de> for ChoicesVisitor {
+        type Value = Choices;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of choices")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Choices, A::Error> {
+            let mut out = Choices::default();
+            while let Some(Choice(reason)) = seq.next_element()? {
+                out.count += 1;
+                out.finish_reasons.extend(reason);
+            }
+            Ok(out)
+        }
+
+        otherwise!(Choices::default(), scalars);
+        otherwise!(Choices::default(), str);
+        otherwise!(Choices::default(), map);
+    }
+    d.deserialize_any(ChoicesVisitor)
+}
+
+/// One choice: its finish reason, when it is an object with a string one.
+struct Choice(Option<String>);
+
+impl<'de> Deserialize<'de> for Choice {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "snake_case")]
+        enum Field {
+            FinishReason,
+            #[serde(other)]
+            Other,
+        }
+        struct ChoiceVisitor;
+        impl<'de> Visitor<'de> for ChoiceVisitor {
+            type Value = Choice;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a choice")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Choice, A::Error> {
+                let mut reason = None;
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::FinishReason => reason = map.next_value::<Text>()?.0,
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Choice(reason))
+            }
+
+            otherwise!(Choice(None), scalars);
+            otherwise!(Choice(None), str);
+            otherwise!(Choice(None), seq);
+        }
+        d.deserialize_any(ChoiceVisitor)
+    }
+}
+
+/// A string field (an id, a model, a finish reason); any other value reads
+/// as none rather than failing the whole answer.
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(Some(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text, E> {
+                Ok(Text(Some(v)))
+            }
+
+            otherwise!(Text(None), scalars);
+            otherwise!(Text(None), seq);
+            otherwise!(Text(None), map);
+        }
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+fn text<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Text::deserialize(d)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_read_from_an_answer_or_a_usage_chunk() {
+        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
+        assert_eq!(
+            usage_in_body(body),
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 5
+            })
+        );
+        assert_eq!(usage_in_body(br#"{"choices":[]}"#), None);
+        let usage = |prompt_tokens, completion_tokens| {
+            Some(Usage {
+                prompt_tokens,
+                completion_tokens,
+            })
+        };
+        let message = br#"{"type":"message","usage":{"input_tokens":3,"output_tokens":5,"cache_read_input_tokens":10,"cache_creation_input_tokens":null}}"#;
+        assert_eq!(usage_in_body(message), usage(13, 5));
+        let start = br#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":4,"output_tokens":1}}}"#;
+        assert_eq!(usage_in_body(start), usage(4, 1));
+        let completed = br#"{"type":"response.completed","response":{"object":"response","usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":2},"output_tokens":2,"total_tokens":9}}}"#;
+        assert_eq!(usage_in_body(completed), usage(7, 2));
+        let created = br#"{"type":"response.created","response":{"usage":null}}"#;
+        assert_eq!(usage_in_body(created), None);
+        assert_eq!(usage_in_body(b"not json"), None);
+    }
+
+    #[test]
+    fn finish_reasons_and_the_id_are_read_beside_the_usage() {
+        let body = br#"{"id":"chatcmpl-1","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi","tool_calls":[{"id":"t"}]},"finish_reason":"stop"},{"index":1,"finish_reason":null}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+        let r = reported_in_body(body).unwrap();
+        assert_eq!(r.id.as_deref(), Some("chatcmpl-1"));
+        assert_eq!(r.model.as_deref(), Some("m"));
+        assert_eq!(r.choices.count, 2);
+        assert_eq!(r.choices.finish_reasons, ["stop"]);
+        assert_eq!(r.usage.unwrap().completion_tokens, 2);
+    }
+
+    #[test]
+    fn odd_fields_never_hide_the_usage() {
+        let r = reported_in_body(br#"{"id":7,"model":["m"],"usage":{"prompt_tokens":4}}"#).unwrap();
+        assert_eq!((r.id, r.model), (None, None));
+        assert_eq!(r.usage.unwrap().prompt_tokens, 4);
+        for choices in [
+            "null",
+            "{}",
+            "3",
+            "\"x\"",
+            "[1, null, [], {\"finish_reason\": 7}]",
+        ] {
+            let body = format!(r#"{{"choices":{choices},"usage":{{"prompt_tokens":4}}}}"#);
+            let r = reported_in_body(body.as_bytes()).unwrap();
+            assert_eq!(r.usage.unwrap().prompt_tokens, 4, "{choices}");
+            assert!(r.choices.finish_reasons.is_empty(), "{choices}");
+        }
+    }
+}
