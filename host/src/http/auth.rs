@@ -103,12 +103,14 @@ pub(super) async fn resolve_caller(
     let Some(expected) = &gateway.master_key else {
         return Ok(Caller::Open);
     };
-    let master = check_key(headers, expected);
-    let (Err(refused), Some(keys)) = (&master, &state.ops.keys) else {
-        return master.map(|()| Caller::Master);
-    };
-    let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
-        return Err(ApiError::unauthorized(refused.body.error.message.clone()));
+    let presented = presented_key(headers);
+    if presented.is_some_and(|key| is_master(key, expected)) {
+        return Ok(Caller::Master);
+    }
+    let (Some(keys), Some(presented)) = (&state.ops.keys, presented.filter(|k| !k.is_empty()))
+    else {
+        // No virtual keys, or no key at all: the master key's refusal.
+        return check_key(headers, expected).map(|()| Caller::Master);
     };
     // Boxed: a store lookup's future is kilobytes, and inline it would be
     // copied with every request's middleware future, keyed or not.
@@ -182,11 +184,14 @@ pub(super) fn check_key(headers: &HeaderMap, expected: &Secret) -> Result<(), Ap
         None => Err(ApiError::unauthorized(
             "missing API key: send Authorization: Bearer <key> or x-api-key",
         )),
-        Some(key) if !bool::from(key.as_bytes().ct_eq(expected.expose().as_bytes())) => {
-            Err(ApiError::unauthorized("invalid API key"))
-        }
+        Some(key) if !is_master(key, expected) => Err(ApiError::unauthorized("invalid API key")),
         Some(_) => Ok(()),
     }
+}
+
+/// Whether `key` is the master key, compared in constant time.
+fn is_master(key: &str, expected: &Secret) -> bool {
+    key.as_bytes().ct_eq(expected.expose().as_bytes()).into()
 }
 
 #[cfg(test)]

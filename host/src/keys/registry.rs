@@ -48,7 +48,8 @@ pub struct Registry {
 #[derive(Default)]
 pub struct Applied {
     pub keys: HashMap<String, f64>,
-    pub key_models: HashMap<(String, String), f64>,
+    /// Per key hash, per model: each cached key finds its own at once.
+    pub key_models: HashMap<String, HashMap<String, f64>>,
     pub users: HashMap<String, f64>,
     pub teams: HashMap<String, f64>,
 }
@@ -59,16 +60,20 @@ impl Applied {
         let mut a = Applied::default();
         for r in batch {
             if let Some(h) = &r.token_hash {
-                *a.keys.entry(h.clone()).or_default() += r.spend;
-                *a.key_models
-                    .entry((h.clone(), r.model.clone()))
-                    .or_default() += r.spend;
+                add(&mut a.keys, h, r.spend);
+                match a.key_models.get_mut(h) {
+                    Some(models) => add(models, &r.model, r.spend),
+                    None => {
+                        let models = HashMap::from([(r.model.clone(), r.spend)]);
+                        a.key_models.insert(h.clone(), models);
+                    }
+                }
             }
             if let Some(u) = &r.user_id {
-                *a.users.entry(u.clone()).or_default() += r.spend;
+                add(&mut a.users, u, r.spend);
             }
             if let Some(t) = &r.team_id {
-                *a.teams.entry(t.clone()).or_default() += r.spend;
+                add(&mut a.teams, t, r.spend);
             }
         }
         a
@@ -86,10 +91,9 @@ impl Applied {
 
     fn apply(&self, p: &Principal) -> Principal {
         let mut p = p.clone();
-        let hash = p.key.token_hash.clone();
-        p.key.spend += self.keys.get(&hash).copied().unwrap_or(0.0);
-        for ((h, model), s) in &self.key_models {
-            if *h == hash {
+        p.key.spend += self.keys.get(&p.key.token_hash).copied().unwrap_or(0.0);
+        if let Some(models) = self.key_models.get(&p.key.token_hash) {
+            for (model, s) in models {
                 *p.key.model_spend.entry(model.clone()).or_default() += s;
             }
         }
@@ -100,6 +104,16 @@ impl Applied {
             t.spend += self.teams.get(&t.team_id).copied().unwrap_or(0.0);
         }
         p
+    }
+}
+
+/// Adds `spend` to `name`'s total, copying the name only when it is new.
+fn add(totals: &mut HashMap<String, f64>, name: &str, spend: f64) {
+    match totals.get_mut(name) {
+        Some(total) => *total += spend,
+        None => {
+            totals.insert(name.to_owned(), spend);
+        }
     }
 }
 

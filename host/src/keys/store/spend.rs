@@ -17,8 +17,10 @@ use crate::keys::model::{Limits, SpendRow, budget_period};
 use crate::keys::registry::Applied;
 use crate::keys::time::{day, from_ms, to_ms};
 
-/// Rows per multi-row statement: far below both backends' bind limits.
-const CHUNK: usize = 500;
+const DAY_MS: i64 = 86_400_000;
+
+/// Most rows in one multi-row statement: far below both backends' bind limits.
+const MAX_ROWS: usize = 512;
 
 /// Which spend-log rows `GET /spend/logs` returns.
 #[derive(Debug, Clone, Default)]
@@ -44,17 +46,18 @@ pub struct ReportRow {
     pub requests: u64,
 }
 
-/// A daily aggregate's key: day, key, user, team, model group ('' for none).
-type DayKey = (String, String, String, String, String);
+/// A daily aggregate's key: the day (since the epoch), key, user, team and
+/// model group ('' for none), borrowed from the batch's rows.
+type DayKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 
 /// Totals a batch adds, summed per entity so each appears once per statement.
-struct Deltas {
+struct Deltas<'a> {
     totals: Applied,
-    days: HashMap<DayKey, (i64, i64, f64, i64)>,
+    days: HashMap<DayKey<'a>, (i64, i64, f64, i64)>,
 }
 
-impl Deltas {
-    fn of(batch: &[SpendRow]) -> Self {
+impl<'a> Deltas<'a> {
+    fn of(batch: &'a [SpendRow]) -> Self {
         let mut d = Deltas {
             totals: Applied::of(batch),
             days: HashMap::new(),
@@ -63,11 +66,11 @@ impl Deltas {
             // Sub-calls are counted in their own rows; the daily report
             // counts requests once, by their top-level row.
             let key = (
-                day(r.started_at),
-                r.token_hash.clone().unwrap_or_default(),
-                r.user_id.clone().unwrap_or_default(),
-                r.team_id.clone().unwrap_or_default(),
-                r.model_group.clone().unwrap_or_else(|| r.model.clone()),
+                to_ms(r.started_at).div_euclid(DAY_MS),
+                r.token_hash.as_deref().unwrap_or_default(),
+                r.user_id.as_deref().unwrap_or_default(),
+                r.team_id.as_deref().unwrap_or_default(),
+                r.model_group.as_deref().unwrap_or(&r.model),
             );
             let e = d.days.entry(key).or_default();
             e.0 += i64::try_from(r.prompt_tokens).unwrap_or(i64::MAX);
@@ -77,6 +80,28 @@ impl Deltas {
         }
         d
     }
+}
+
+/// `items` cut into runs of [`MAX_ROWS`] and then of powers of two, so that
+/// a multi-row statement comes in at most ten lengths. Its text then recurs
+/// from batch to batch and stays prepared in the connection's statement
+/// cache: parsing a fresh 500-row statement cost SQLite more than writing
+/// the rows.
+fn recurring_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let len = if rest.len() >= MAX_ROWS {
+            MAX_ROWS
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (run, tail) = rest.split_at(len);
+        rest = tail;
+        Some(run)
+    })
 }
 
 /// The placeholders of a multi-row statement: `rows` tuples of `width`
@@ -118,7 +143,7 @@ impl Store {
         }
         let mut tx = self.pool().begin().await.map_err(store_error)?;
         if keep_logs {
-            for chunk in batch.chunks(CHUNK) {
+            for chunk in recurring_chunks(batch) {
                 self.insert_logs(&mut tx, chunk).await?;
             }
         }
@@ -129,21 +154,30 @@ impl Store {
             .await?;
         self.add_totals(&mut tx, "teams", "team_id", &d.totals.teams)
             .await?;
-        let models: Vec<_> = d.totals.key_models.iter().collect();
-        for chunk in models.chunks(CHUNK) {
+        let models: Vec<_> = d
+            .totals
+            .key_models
+            .iter()
+            .flat_map(|(h, models)| {
+                models
+                    .iter()
+                    .map(move |(m, s)| (h.as_str(), m.as_str(), *s))
+            })
+            .collect();
+        for chunk in recurring_chunks(&models) {
             let sql = format!(
                 "INSERT INTO key_model_spend (token_hash, model, spend) VALUES {} \
                  ON CONFLICT (token_hash, model) DO UPDATE SET spend = key_model_spend.spend + excluded.spend",
                 placeholders(self.backend(), chunk.len(), 3)
             );
             let mut q = sqlx::query(&sql);
-            for ((h, m), s) in chunk {
-                q = q.bind(h.clone()).bind(m.clone()).bind(**s);
+            for (h, m, s) in chunk {
+                q = q.bind(h.to_string()).bind(m.to_string()).bind(*s);
             }
             q.execute(self.within(&mut tx)).await.map_err(store_error)?;
         }
         let days: Vec<_> = d.days.into_iter().collect();
-        for chunk in days.chunks(CHUNK) {
+        for chunk in recurring_chunks(&days) {
             let sql = format!(
                 "INSERT INTO daily_spend (day, token_hash, user_id, team_id, model_group, \
                  prompt_tokens, completion_tokens, spend, requests) VALUES {} \
@@ -157,11 +191,11 @@ impl Store {
             let mut q = sqlx::query(&sql);
             for ((dd, h, u, t, g), (p, c, s, n)) in chunk {
                 q = q
-                    .bind(dd.clone())
-                    .bind(h.clone())
-                    .bind(u.clone())
-                    .bind(t.clone())
-                    .bind(g.clone())
+                    .bind(day(from_ms(dd * DAY_MS)))
+                    .bind(h.to_string())
+                    .bind(u.to_string())
+                    .bind(t.to_string())
+                    .bind(g.to_string())
                     .bind(*p)
                     .bind(*c)
                     .bind(*s)
@@ -410,7 +444,7 @@ impl Store {
         deltas: &HashMap<String, f64>,
     ) -> Result<(), KeyError> {
         let entries: Vec<_> = deltas.iter().filter(|(_, s)| **s != 0.0).collect();
-        for chunk in entries.chunks(CHUNK) {
+        for chunk in recurring_chunks(&entries) {
             let sql = format!(
                 "UPDATE {table} SET spend = {table}.spend + v.column2 FROM (VALUES {}) AS v \
                  WHERE {table}.{id} = v.column1",
@@ -437,6 +471,16 @@ mod tests {
             "($1, $2, $3), ($4, $5, $6)"
         );
         assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+    }
+
+    #[test]
+    fn chunks_come_in_few_lengths_and_cover_every_row_in_order() {
+        let rows: Vec<usize> = (0..1300).collect();
+        let lengths: Vec<usize> = recurring_chunks(&rows).map(<[usize]>::len).collect();
+        assert_eq!(lengths, [512, 512, 256, 16, 4]);
+        let again: Vec<usize> = recurring_chunks(&rows).flatten().copied().collect();
+        assert_eq!(again, rows);
+        assert_eq!(recurring_chunks::<u8>(&[]).count(), 0);
     }
 
     #[test]
