@@ -119,6 +119,79 @@ pub struct AttemptOut<'a> {
     pub error: Option<&'a str>,
 }
 
+impl AttemptOut<'_> {
+    /// Appends the attempt as serde would write it.
+    fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut o = Fields::open(out);
+        o.text("deployment", self.deployment);
+        o.text("group", self.group);
+        o.value("status", &self.status)?;
+        o.opt_text("error_class", self.error_class);
+        o.value("duration_ms", &self.duration_ms)?;
+        o.opt_text("error", self.error);
+        o.out.push(b'}');
+        Ok(())
+    }
+}
+
+/// An object being written: its fields, comma-separated after its `{`.
+struct Fields<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Fields<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// `"key":`, after a comma unless it is the first. Keys are this
+    /// module's identifiers: nothing in them needs escaping.
+    fn key(&mut self, key: &str) {
+        if !std::mem::replace(&mut self.first, false) {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> serde_json::Result<()> {
+        self.key(key);
+        serde_json::to_writer(&mut *self.out, value)
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        put_str(self.out, value);
+    }
+
+    fn opt_text(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.text(key, v),
+            None => {
+                self.key(key);
+                self.out.extend_from_slice(b"null");
+            }
+        }
+    }
+}
+
+/// Appends `s` as a JSON string: copied when nothing in it needs escaping
+/// (the usual case), escaped by serde_json otherwise.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let mut escaped = serde_json::Serializer::new(&mut *out);
+        // Writing to a Vec cannot fail.
+        let _ = serde::Serializer::serialize_str(&mut escaped, s);
+    }
+}
+
 impl<'a> From<&'a Attempt> for AttemptOut<'a> {
     fn from(a: &'a Attempt) -> Self {
         Self {
@@ -271,12 +344,10 @@ impl<'a> Record<'a> {
         self
     }
 
-    /// Appends the record as one JSON object: serde writes the summary and
-    /// the attempts, then the bodies follow as the JSON text they are.
+    /// Appends the record as one JSON object: the summary and the attempts,
+    /// then the bodies as the JSON text they are.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        serde_json::to_writer(&mut *out, self)?;
-        // The summary's closing brace: the bodies go before it.
-        out.pop();
+        self.write_summary(out)?;
         out.extend_from_slice(b",\"request\":");
         match &self.request {
             Some(request) => request.write_to(out)?,
@@ -300,6 +371,50 @@ impl<'a> Record<'a> {
             out.extend_from_slice(b",\"response_truncated\":true");
         }
         out.push(b'}');
+        Ok(())
+    }
+
+    /// Appends `{` and the fields serde would write (the same text: a test
+    /// compares them), without the closing brace. Written by hand because
+    /// serde escapes every key of every record again, byte by byte; here
+    /// the keys are literals and a value with nothing to escape is copied.
+    fn write_summary(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut o = Fields::open(out);
+        o.text("request_id", self.request_id);
+        o.opt_text("parent_request_id", self.parent_request_id);
+        o.text("time", &self.time);
+        o.text("route", self.route);
+        o.text("caller", self.caller);
+        o.text("model", self.model);
+        o.opt_text("model_group", self.model_group);
+        o.opt_text("deployment", self.deployment);
+        o.opt_text("profile", self.profile);
+        o.value("stream", &self.stream)?;
+        o.value("status", &self.status)?;
+        o.opt_text("error", self.error);
+        o.value("attempt_count", &self.attempt_count)?;
+        o.opt_text("fallback", self.fallback);
+        o.text("cache", self.cache);
+        o.value("duration_ms", &self.duration_ms)?;
+        o.value("upstream_ms", &self.upstream_ms)?;
+        o.value("overhead_ms", &self.overhead_ms)?;
+        o.value("time_to_first_token_ms", &self.time_to_first_token_ms)?;
+        match &self.usage {
+            Some(u) => {
+                o.key("usage");
+                let mut usage = Fields::open(o.out);
+                usage.value("prompt_tokens", &u.prompt_tokens)?;
+                usage.value("completion_tokens", &u.completion_tokens)?;
+                usage.out.push(b'}');
+            }
+            None => o.value("usage", &None::<()>)?,
+        }
+        o.opt_text("composite_error", self.composite_error);
+        o.key("attempts");
+        write_array(o.out, &self.attempts, AttemptOut::write_to)?;
+        if !is_zero(&self.attempts_omitted) {
+            o.value("attempts_omitted", &self.attempts_omitted)?;
+        }
         Ok(())
     }
 
@@ -421,6 +536,71 @@ mod tests {
         let (json, _) = Json::of(b"{\"a\":\"\xff\"}", &mut budget, true);
         let text: String = serde_json::from_str(&written(&json)).unwrap();
         assert_eq!(text, "{\"a\":\"\u{fffd}\"}");
+    }
+
+    fn record<'a>(text: &'a str, set: bool, attempts_omitted: u32) -> Record<'a> {
+        let some = |s: &'a str| set.then_some(s);
+        let attempt = AttemptOut {
+            deployment: text,
+            group: "g",
+            status: set.then_some(502),
+            error_class: some("upstream"),
+            duration_ms: 1.25,
+            error: some(text),
+        };
+        Record {
+            request_id: "req-1",
+            parent_request_id: some(text),
+            time: "2026-12-01T00:00:00.000Z".into(),
+            route: "/v1/chat/completions",
+            caller: text,
+            model: text,
+            model_group: some("group"),
+            deployment: some("dep"),
+            profile: some("council"),
+            stream: set,
+            status: 200,
+            error: some(text),
+            attempt_count: 2,
+            fallback: some("other"),
+            cache: "miss",
+            duration_ms: 12.5,
+            upstream_ms: set.then_some(10.0),
+            overhead_ms: set.then_some(0.125),
+            time_to_first_token_ms: set.then_some(3.0),
+            usage: set.then_some(UsageOut {
+                prompt_tokens: 7,
+                completion_tokens: 9,
+            }),
+            composite_error: some(text),
+            attempts: if set { vec![attempt] } else { Vec::new() },
+            attempts_omitted,
+            request: None,
+            request_truncated: false,
+            sub_calls: None,
+            response: None,
+            response_truncated: false,
+        }
+    }
+
+    #[test]
+    fn the_summary_is_written_as_serde_writes_it() {
+        let texts = ["plain", "quote \" back\\slash\nline\u{1}", "ünïcode ✓"];
+        for text in texts {
+            for set in [true, false] {
+                for omitted in [0, 3] {
+                    let r = record(text, set, omitted);
+                    let mut ours = Vec::new();
+                    r.write_summary(&mut ours).unwrap();
+                    ours.push(b'}');
+                    let serde = serde_json::to_vec(&r).unwrap();
+                    assert_eq!(
+                        String::from_utf8(ours).unwrap(),
+                        String::from_utf8(serde).unwrap()
+                    );
+                }
+            }
+        }
     }
 
     #[test]
