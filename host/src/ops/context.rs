@@ -27,10 +27,13 @@ impl RequestId {
     /// of the spend log's request-id index instead of a random page of it,
     /// and a directory of request logs lists in order.
     pub fn generate() -> Self {
-        let ms = u64::try_from(crate::keys::time::to_ms(SystemTime::now())).unwrap_or(0)
-            & 0xffff_ffff_ffff;
-        let random = fastrand::u64(..) & 0xffff_ffff_ffff;
-        Self(format!("req-{ms:012x}{random:012x}").into())
+        let ms = u64::try_from(crate::keys::time::to_ms(SystemTime::now())).unwrap_or(0);
+        let mut id = String::with_capacity(28);
+        id.push_str("req-");
+        // The low 48 bits of each: 12 hex digits.
+        crate::digest::push_hex(&mut id, &ms.to_be_bytes()[2..]);
+        crate::digest::push_hex(&mut id, &fastrand::u64(..).to_be_bytes()[2..]);
+        Self(id.into())
     }
 
     /// Uses `proposed` when it is a safe id (visible ASCII, bounded length),

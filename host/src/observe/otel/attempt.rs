@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 
 use super::span::{Answer, Lineage, SpanRecord, new_span_id};
 use super::tracer;
@@ -52,6 +52,17 @@ pub struct AttemptTarget<'a> {
     pub group: &'a str,
 }
 
+/// The W3C `traceparent` header of a sampled span.
+fn traceparent(trace_id: TraceId, span_id: SpanId) -> String {
+    let mut header = String::with_capacity(55);
+    header.push_str("00-");
+    crate::digest::push_hex(&mut header, &trace_id.to_bytes());
+    header.push('-');
+    crate::digest::push_hex(&mut header, &span_id.to_bytes());
+    header.push_str("-01");
+    header
+}
+
 /// The GenAI operation name of an endpoint.
 fn operation(endpoint: Endpoint) -> &'static str {
     match endpoint {
@@ -70,7 +81,7 @@ impl AttemptSpan {
         let span_id = new_span_id();
         let lineage = trace.under(trace.calls_parent());
         let op = operation(target.endpoint);
-        let traceparent = format!("00-{}-{}-01", lineage.trace_id, span_id);
+        let traceparent = traceparent(lineage.trace_id, span_id);
         let attributes = vec![
             KeyValue::new("gen_ai.operation.name", op),
             KeyValue::new("gen_ai.provider.name", target.provider.to_owned()),
@@ -85,7 +96,7 @@ impl AttemptSpan {
         Some(Self {
             lineage,
             span_id,
-            name: format!("{op} {}", target.model),
+            name: [op, " ", target.model].concat(),
             start: SystemTime::now(),
             attributes,
             traceparent,
@@ -190,5 +201,20 @@ fn error_type(error: &UpstreamError) -> String {
         UpstreamError::Timeout(_) => "timeout".into(),
         UpstreamError::Protocol(_) => "malformed_response".into(),
         UpstreamError::StreamBroken(_) => "stream_broken".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_version_ids_and_sampled_flag_in_lowercase_hex() {
+        let trace_id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+        let span_id = SpanId::from_hex("b7ad6b7169203331").unwrap();
+        assert_eq!(
+            traceparent(trace_id, span_id),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
     }
 }

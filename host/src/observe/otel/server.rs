@@ -70,7 +70,7 @@ pub fn record_request(trace: &RequestTrace, o: &Outcome) {
         },
         span_id: trace.span_id,
         kind: SpanKind::Server,
-        name: Cow::Owned(format!("{} {route}", trace.method)),
+        name: Cow::Owned([trace.method.as_str(), " ", route].concat()),
         start: o.started_at,
         end: o.started_at + o.latency,
         attributes,
