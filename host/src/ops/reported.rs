@@ -10,7 +10,8 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::outcome::Usage;
 
-/// What an answer says about itself: its usage and the model that wrote it.
+/// What an answer says about itself: its usage, the model that wrote it,
+/// its id and its choices.
 /// Usage is read in OpenAI's names and in those of natively passed answers:
 /// Anthropic's (`input_tokens`, `output_tokens`, cache reads and writes
 /// counted as input) and the Responses API's.
