@@ -30,7 +30,17 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// The UTC day of `t` as `YYYY-MM-DD`: the daily aggregates' key.
 pub fn day(t: SystemTime) -> String {
-    let days = to_ms(t).div_euclid(86_400_000);
+    day_text(day_number(t))
+}
+
+/// The UTC day of `t` as days since the epoch: a key that costs nothing
+/// to compare, turned into text once per aggregate.
+pub fn day_number(t: SystemTime) -> i64 {
+    to_ms(t).div_euclid(86_400_000)
+}
+
+/// Day `days` since the epoch as `YYYY-MM-DD`.
+pub fn day_text(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}")
 }

@@ -15,9 +15,7 @@ use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
 use crate::keys::model::{Limits, SpendRow, budget_period};
 use crate::keys::registry::Applied;
-use crate::keys::time::{day, from_ms, to_ms};
-
-const DAY_MS: i64 = 86_400_000;
+use crate::keys::time::{day_number, day_text, from_ms, to_ms};
 
 /// Most rows in one multi-row statement: far below both backends' bind limits.
 const MAX_ROWS: usize = 512;
@@ -66,7 +64,7 @@ impl<'a> Deltas<'a> {
             // Sub-calls are counted in their own rows; the daily report
             // counts requests once, by their top-level row.
             let key = (
-                to_ms(r.started_at).div_euclid(DAY_MS),
+                day_number(r.started_at),
                 r.token_hash.as_deref().unwrap_or_default(),
                 r.user_id.as_deref().unwrap_or_default(),
                 r.team_id.as_deref().unwrap_or_default(),
@@ -191,7 +189,7 @@ impl Store {
             let mut q = sqlx::query(&sql);
             for ((dd, h, u, t, g), (p, c, s, n)) in chunk {
                 q = q
-                    .bind(day(from_ms(dd * DAY_MS)))
+                    .bind(day_text(*dd))
                     .bind(h.to_string())
                     .bind(u.to_string())
                     .bind(t.to_string())
