@@ -184,15 +184,6 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
-/// Reads only `usage` from a response or chunk, skipping everything else.
-pub fn usage_of(json: &[u8]) -> Option<Usage> {
-    #[derive(Deserialize)]
-    struct WithUsage {
-        usage: Option<Usage>,
-    }
-    serde_json::from_slice::<WithUsage>(json).ok()?.usage
-}
-
 /// Current Unix time in seconds, for `created` fields.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -255,11 +246,5 @@ mod tests {
         .unwrap();
         assert_eq!(req.cache.as_ref().map(|c| c.get()), Some(r#"{"ttl":5}"#));
         assert_eq!(req.rest.value("metadata"), Some(serde_json::json!({"a":1})));
-    }
-
-    #[test]
-    fn usage_is_read_without_the_rest() {
-        let u = usage_of(br#"{"id":"x","choices":[{"a":1}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#);
-        assert_eq!(u.map(|u| u.total_tokens), Some(7));
     }
 }

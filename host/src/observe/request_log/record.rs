@@ -1,5 +1,5 @@
 //! What a request log says about one outcome, written straight from the
-//! outcome: a borrowed struct serialized once, with the request and response
+//! outcome: a borrowed struct written once, with the request and response
 //! bodies embedded as the JSON text they are (checked once, never parsed
 //! into a tree; a request body the request path already read as JSON is not
 //! checked again). A body that is not JSON is embedded as a string, and one
@@ -207,7 +207,8 @@ impl<'a> From<&'a Attempt> for AttemptOut<'a> {
 
 /// One request (or sub-call) as a JSON log record. The fields up to
 /// `composite_error` are the summary the text format lists as `key: value`;
-/// serde writes the fields up to `attempts_omitted`, [`Record::write_json`]
+/// [`Record::write_json`] writes the fields up to `attempts_omitted` as
+/// serde would (the derive is the reference its test compares with), then
 /// the bodies after them.
 #[derive(Serialize)]
 pub struct Record<'a> {
