@@ -1,11 +1,13 @@
 //! Log output via tracing: human-readable or JSON lines, filtered by `RUST_LOG`.
 
+mod batched;
 #[cfg(test)]
 mod captured;
 mod json;
 mod text;
 mod throttle;
 
+pub use batched::{batch_this_thread, flush_this_thread};
 pub use throttle::Throttle;
 
 use tracing_subscriber::EnvFilter;
@@ -25,7 +27,7 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(batched::Stderr);
     let _ = match format {
         LogFormat::Pretty if ansi => builder.try_init(),
         LogFormat::Pretty => builder.event_format(text::TextLines).try_init(),
