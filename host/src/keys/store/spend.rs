@@ -170,7 +170,7 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for (h, m, s) in chunk {
-                q = q.bind(h.to_string()).bind(m.to_string()).bind(*s);
+                q = q.bind(*h).bind(*m).bind(*s);
             }
             q.execute(self.within(&mut tx)).await.map_err(store_error)?;
         }
@@ -190,10 +190,10 @@ impl Store {
             for ((dd, h, u, t, g), (p, c, s, n)) in chunk {
                 q = q
                     .bind(day_text(*dd))
-                    .bind(h.to_string())
-                    .bind(u.to_string())
-                    .bind(t.to_string())
-                    .bind(g.to_string())
+                    .bind(*h)
+                    .bind(*u)
+                    .bind(*t)
+                    .bind(*g)
                     .bind(*p)
                     .bind(*c)
                     .bind(*s)
@@ -411,15 +411,15 @@ impl Store {
         let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         for r in chunk {
             q = q
-                .bind(r.request_id.clone())
-                .bind(r.parent_request_id.clone())
-                .bind(r.token_hash.clone())
-                .bind(r.user_id.clone())
-                .bind(r.team_id.clone())
-                .bind(r.model.clone())
-                .bind(r.model_group.clone())
-                .bind(r.deployment.clone())
-                .bind(r.profile.clone())
+                .bind(r.request_id.as_str())
+                .bind(r.parent_request_id.as_deref())
+                .bind(r.token_hash.as_deref())
+                .bind(r.user_id.as_deref())
+                .bind(r.team_id.as_deref())
+                .bind(r.model.as_str())
+                .bind(r.model_group.as_deref())
+                .bind(r.deployment.as_deref())
+                .bind(r.profile.as_deref())
                 .bind(int(r.prompt_tokens))
                 .bind(int(r.completion_tokens))
                 .bind(r.spend)
@@ -450,7 +450,7 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for (k, s) in chunk {
-                q = q.bind((*k).clone()).bind(**s);
+                q = q.bind(k.as_str()).bind(**s);
             }
             q.execute(self.within(tx)).await.map_err(store_error)?;
         }
