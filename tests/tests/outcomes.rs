@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conclave::ops::{CLIENT_CLOSED, Outcome, OutcomeKind, OutcomeSink};
+use conclave::ops::{CLIENT_CLOSED, CacheStatus, Outcome, OutcomeKind, OutcomeSink};
 use conclave::server::{ServeOptions, bind};
 use conclave_e2e::proxy::TempDir;
 use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, composite_config};
@@ -192,5 +192,33 @@ async fn every_request_leaves_exactly_one_outcome_and_sub_calls_link_to_their_pa
         8,
         "no outcome beyond those: {:#?}",
         sink.all()
+    );
+}
+
+#[tokio::test]
+async fn a_cache_hit_outcome_carries_the_stored_answers_usage() {
+    let up = FakeUpstream::start().await;
+    let sink = Collector::default();
+    let yaml = format!(
+        "{}litellm_settings:\n  cache: true\n  cache_params:\n    type: local\n",
+        config(&up)
+    );
+    let gw = start(&yaml, sink.clone()).await;
+    for id in ["t-fill", "t-hit"] {
+        let answer = post(&gw, id, chat_body("plain", "the same question")).await;
+        assert_eq!(answer.status(), 200);
+        answer.text().await.unwrap();
+    }
+    sink.wait_for(2).await;
+
+    let hit = only(sink.of("t-hit"), "hit");
+    assert_eq!(hit.cache, CacheStatus::Hit);
+    // Set on the outcome itself: sinks take it as it is instead of each
+    // parsing the stored answer again.
+    assert_eq!(hit.usage.map(|u| u.completion_tokens), Some(7));
+    assert_eq!(
+        up.calls("plain"),
+        1,
+        "the second request was answered from the cache"
     );
 }

@@ -78,7 +78,8 @@ pub(super) fn plan(
 }
 
 /// Looks `plan` up; a hit becomes the whole answer, replayed as JSON or as
-/// SSE chunks, with the outcome marked as a hit (usage as stored, no cost).
+/// SSE chunks, with the outcome marked as a hit (the stored answer's usage
+/// read once, no cost).
 pub(super) async fn lookup(
     state: &AppState,
     gateway: &Gateway,
@@ -121,8 +122,11 @@ pub(super) async fn lookup(
         Answer::Json(body)
     };
     let group = keyed_group(gateway, req);
+    // Read once here, so no sink reads the stored answer again for it.
+    let usage = crate::ops::usage_in_body(&entry.body);
     outcome.update(|o| {
         o.cache = CacheStatus::Hit;
+        o.usage = usage;
         o.model_group = Some(group.clone());
         o.overhead = Some(ctx.request.started.elapsed());
     });
