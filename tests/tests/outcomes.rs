@@ -196,7 +196,7 @@ async fn every_request_leaves_exactly_one_outcome_and_sub_calls_link_to_their_pa
 }
 
 #[tokio::test]
-async fn a_cache_hit_outcome_carries_the_stored_answers_usage() {
+async fn a_cache_hit_outcome_carries_the_stored_answers_usage_and_model() {
     let up = FakeUpstream::start().await;
     let sink = Collector::default();
     let yaml = format!(
@@ -216,6 +216,7 @@ async fn a_cache_hit_outcome_carries_the_stored_answers_usage() {
     // Set on the outcome itself: sinks take it as it is instead of each
     // parsing the stored answer again.
     assert_eq!(hit.usage.map(|u| u.completion_tokens), Some(7));
+    assert!(hit.response_model.is_some() && hit.body_is_json, "{hit:#?}");
     assert_eq!(
         up.calls("plain"),
         1,

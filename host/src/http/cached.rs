@@ -79,7 +79,7 @@ pub(super) fn plan(
 
 /// Looks `plan` up; a hit becomes the whole answer, replayed as JSON or as
 /// SSE chunks, with the outcome marked as a hit (the stored answer's usage
-/// read once, no cost).
+/// and model read once, no cost).
 pub(super) async fn lookup(
     state: &AppState,
     gateway: &Gateway,
@@ -123,10 +123,14 @@ pub(super) async fn lookup(
     };
     let group = keyed_group(gateway, req);
     // Read once here, so no sink reads the stored answer again for it.
-    let usage = crate::ops::usage_in_body(&entry.body);
+    let reported = crate::ops::reported_in_body(&entry.body);
     outcome.update(|o| {
+        if let Some(reported) = reported {
+            o.usage = reported.any_usage();
+            o.response_model = reported.model;
+            o.body_is_json = true;
+        }
         o.cache = CacheStatus::Hit;
-        o.usage = usage;
         o.model_group = Some(group.clone());
         o.overhead = Some(ctx.request.started.elapsed());
     });
