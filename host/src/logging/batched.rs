@@ -3,9 +3,9 @@
 //! by one, each line is a `write(2)` of its own, which at thousands of
 //! requests a second is a measurable share of the gateway's CPU. A thread
 //! that calls [`batch_this_thread`] keeps its lines in a buffer until it
-//! calls [`flush_this_thread`] (the dispatcher does after every drain, at
-//! most [`MAX_BATCH_BYTES`] later), so they leave in one write. Every other
-//! thread writes straight through, as before.
+//! calls [`flush_this_thread`] (the dispatcher does after every drain) or
+//! [`MAX_BATCH_BYTES`] of them wait, so they leave in one write. Every
+//! other thread writes straight through, as before.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
