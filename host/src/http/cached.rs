@@ -78,8 +78,8 @@ pub(super) fn plan(
 }
 
 /// Looks `plan` up; a hit becomes the whole answer, replayed as JSON or as
-/// SSE chunks, with the outcome marked as a hit (the stored answer's usage
-/// and model read once, no cost).
+/// SSE chunks, with the outcome marked as a hit (usage as stored, read by
+/// the outcome dispatcher; no cost).
 pub(super) async fn lookup(
     state: &AppState,
     gateway: &Gateway,
@@ -122,14 +122,7 @@ pub(super) async fn lookup(
         Answer::Json(body)
     };
     let group = keyed_group(gateway, req);
-    // Read once here, so no sink reads the stored answer again for it.
-    let reported = crate::ops::reported_in_body(&entry.body);
     outcome.update(|o| {
-        if let Some(reported) = reported {
-            o.usage = reported.any_usage();
-            o.response_model = reported.model;
-            o.body_is_json = true;
-        }
         o.cache = CacheStatus::Hit;
         o.model_group = Some(group.clone());
         o.overhead = Some(ctx.request.started.elapsed());

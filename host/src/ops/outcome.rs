@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::attempts::{Attempt, AttemptLog};
 use super::caller::Caller;
 use super::context::{CallContext, RequestId};
-use super::reported::usage_in_body;
+use super::reported::{reported_in_body, usage_in_body};
 use super::sinks::{CompositeRun, Outcomes};
 
 /// Status recorded when a request ended because its client went away
@@ -149,6 +149,33 @@ impl Outcome {
     pub fn usage(&self) -> Option<Usage> {
         self.usage
             .or_else(|| self.body.iter().rev().find_map(|b| usage_in_body(b)))
+    }
+
+    /// Fills in the usage and model the kept answer reports when the
+    /// request path did not read them (a cache hit, a semantic-cache
+    /// embedding call), reading each kept body at most once, so that no
+    /// sink parses the answer again. Called by the outcome dispatcher,
+    /// off the response path.
+    pub fn read_kept_answer(&mut self) {
+        if self.usage.is_some() && self.response_model.is_some() {
+            return;
+        }
+        let single = self.body.len() == 1;
+        for body in self.body.iter().rev() {
+            let Some(reported) = reported_in_body(body) else {
+                continue;
+            };
+            self.body_is_json |= single;
+            if self.usage.is_none() {
+                self.usage = reported.any_usage();
+            }
+            if self.response_model.is_none() {
+                self.response_model = reported.model.filter(|m| !m.is_empty());
+            }
+            if self.usage.is_some() && self.response_model.is_some() {
+                return;
+            }
+        }
     }
 
     /// Keeps the request body for request logs, when they are on, saying
@@ -314,5 +341,63 @@ impl OutcomeHandle {
 impl Drop for PendingOutcome {
     fn drop(&mut self) {
         self.send();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Caller;
+
+    /// A fresh request outcome keeping `bodies` as its answer.
+    fn kept(bodies: &[&'static str]) -> Outcome {
+        let ctx = CallContext::detached(Caller::Master, "/v1/chat/completions");
+        let mut pending = PendingOutcome::request(&ctx, "m", false);
+        let mut outcome = pending.outcome.take().unwrap();
+        outcome.body = bodies
+            .iter()
+            .map(|b| Bytes::from_static(b.as_bytes()))
+            .collect();
+        outcome
+    }
+
+    const ANSWER: &str =
+        r#"{"model":"m-2024","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+
+    #[test]
+    fn a_kept_answer_gives_its_usage_and_model_once_read() {
+        let mut o = kept(&[ANSWER]);
+        o.read_kept_answer();
+        assert_eq!(
+            o.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
+            Some((3, 4))
+        );
+        assert_eq!(o.response_model.as_deref(), Some("m-2024"));
+        assert!(o.body_is_json);
+    }
+
+    #[test]
+    fn what_the_request_path_set_is_kept() {
+        let mut o = kept(&[ANSWER]);
+        o.usage = Some(Usage {
+            prompt_tokens: 1,
+            completion_tokens: 1,
+        });
+        o.read_kept_answer();
+        assert_eq!(o.usage.map(|u| u.prompt_tokens), Some(1));
+        assert_eq!(o.response_model.as_deref(), Some("m-2024"));
+    }
+
+    #[test]
+    fn chunks_are_read_from_the_last_and_never_marked_one_json_answer() {
+        let mut o = kept(&[
+            r#"{"model":"first","choices":[{"delta":{}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#,
+            "not json",
+        ]);
+        o.read_kept_answer();
+        assert_eq!(o.usage.map(|u| u.completion_tokens), Some(6));
+        assert_eq!(o.response_model.as_deref(), Some("first"));
+        assert!(!o.body_is_json);
     }
 }

@@ -177,7 +177,8 @@ fn dispatch(mut rx: mpsc::Receiver<Message>, sinks: &[Arc<dyn OutcomeSink>]) {
         let mut recorded = false;
         loop {
             match rx.try_recv() {
-                Ok(Message::Outcome(outcome)) => {
+                Ok(Message::Outcome(mut outcome)) => {
+                    outcome.read_kept_answer();
                     for sink in sinks {
                         sink.record(&outcome);
                     }
