@@ -44,8 +44,8 @@ fn limits(rpm: u64) -> Limits {
 fn principal_of(i: usize) -> Arc<Principal> {
     let now = SystemTime::now();
     let reset = now + Duration::from_secs(86_400);
-    Arc::new(Principal {
-        key: KeyRecord {
+    Arc::new(Principal::new(
+        KeyRecord {
             token_hash: format!("{i:064x}"),
             key_alias: None,
             key_name: format!("sk-...{i:04}"),
@@ -64,7 +64,7 @@ fn principal_of(i: usize) -> Arc<Principal> {
             created_at: now,
             updated_at: now,
         },
-        user: Some(UserRecord {
+        Some(UserRecord {
             user_id: format!("user-{i}"),
             user_role: None,
             user_email: None,
@@ -77,7 +77,7 @@ fn principal_of(i: usize) -> Arc<Principal> {
             created_at: now,
             updated_at: now,
         }),
-        team: Some(TeamRecord {
+        Some(TeamRecord {
             team_id: "team-core".into(),
             team_alias: None,
             models: Vec::new(),
@@ -90,7 +90,7 @@ fn principal_of(i: usize) -> Arc<Principal> {
             created_at: now,
             updated_at: now,
         }),
-    })
+    ))
 }
 
 fn key_limits(c: &mut Criterion) {
@@ -161,7 +161,8 @@ fn shared_limiter() -> Option<(tokio::runtime::Runtime, Limiter)> {
         let cluster = conclave::cluster::Cluster::start(settings).await.ok()?;
         let limiter = Limiter::shared(cluster.counters());
         // Only a limiter that reached Redis measures Redis.
-        let probe = principal::scopes(&principal_of(0), "gpt-4o-mini");
+        let first = principal_of(0);
+        let probe = principal::scopes(&first, "gpt-4o-mini");
         let reached = cluster.answers().await;
         (reached && limiter.admit(&probe, false).await.is_ok()).then_some(limiter)
     });

@@ -21,9 +21,18 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    // Digits go to a buffer and are appended a chunk at a time: pushing
+    // them one `char` at a time checked capacity and encoding per digit.
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        // Hex digits are ASCII, so this never fails.
+        if let Ok(digits) = std::str::from_utf8(&buf[..chunk.len() * 2]) {
+            out.push_str(digits);
+        }
     }
 }
 
@@ -38,5 +47,9 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        let long: Vec<u8> = (0..=255).collect();
+        let digits = hex(&long);
+        assert_eq!(digits.len(), 512);
+        assert!(digits.starts_with("000102") && digits.ends_with("fdfeff"));
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 
 use crate::openai::ErrorBody;
 use crate::ops::admission::Refusal;
@@ -40,7 +40,7 @@ pub struct ApiError {
     pub body: Box<ErrorBody>,
     pub retry_after: Option<Duration>,
     /// Extra headers the answer carries (a rate limit's `x-ratelimit-*`).
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -319,14 +319,10 @@ impl IntoResponse for ApiError {
         );
         if let Some(wait) = self.retry_after {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                headers.insert(header::RETRY_AFTER, v);
-            }
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
+            headers.insert(name, value);
         }
         response
     }

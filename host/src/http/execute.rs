@@ -126,11 +126,9 @@ pub async fn execute(
 }
 
 /// `executed` with `extra` headers added.
-fn with_headers(mut executed: Executed, extra: &[(&'static str, String)]) -> Executed {
+fn with_headers(mut executed: Executed, extra: &[(HeaderName, HeaderValue)]) -> Executed {
     for (name, value) in extra {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            executed.headers.insert(*name, v);
-        }
+        executed.headers.insert(name.clone(), value.clone());
     }
     executed
 }

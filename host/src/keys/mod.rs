@@ -2,7 +2,8 @@
 //! shares. [`Keys`] is the one handle the rest of the gateway holds: it
 //! resolves a presented key to its [`Principal`] from an in-memory cache
 //! (the store is read only on a miss), takes spend-log rows without ever
-//! waiting (a background task writes them in batches), and runs the budget
+//! waiting (a background writer on its own thread writes them in batches),
+//! and runs the budget
 //! reset and retention jobs. The store behind it is SQLite by default and
 //! PostgreSQL when the database URL says so (`store/`).
 //!
@@ -102,7 +103,6 @@ impl Keys {
         let registry = Registry::new(settings.cache_capacity, settings.cache_ttl);
         let writer = WriterHandle::start(
             store.clone(),
-            registry.clone(),
             settings.buffer_rows,
             !settings.disable_spend_logs,
         );
@@ -207,5 +207,101 @@ impl Keys {
     /// Spend rows dropped since start because the buffer was full.
     pub fn dropped_spend_rows(&self) -> u64 {
         self.inner.writer.dropped()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use super::*;
+
+    fn key_record(token_hash: &str, limits: Limits) -> KeyRecord {
+        let now = SystemTime::now();
+        KeyRecord {
+            token_hash: token_hash.into(),
+            key_alias: None,
+            key_name: "sk-...test".into(),
+            user_id: None,
+            team_id: None,
+            models: Vec::new(),
+            aliases: Default::default(),
+            limits,
+            spend: 0.0,
+            model_spend: Default::default(),
+            budget_reset_at: None,
+            expires: None,
+            blocked: false,
+            metadata: serde_json::json!({}),
+            tags: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn spend_row(token_hash: &str, n: usize) -> SpendRow {
+        SpendRow {
+            request_id: format!("req-{n}"),
+            parent_request_id: None,
+            token_hash: Some(token_hash.into()),
+            user_id: None,
+            team_id: None,
+            model: "m".into(),
+            model_group: Some("m".into()),
+            deployment: None,
+            profile: None,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            spend: 0.001,
+            status: 200,
+            cache_hit: false,
+            started_at: SystemTime::now(),
+            latency_ms: 1,
+            tags: Vec::new(),
+        }
+    }
+
+    /// A key blocked in the shared store by another instance (with no Redis
+    /// to announce it) is seen once its cached record's time is up, even
+    /// while its spend keeps being written: writing spend must not keep a
+    /// cached record alive.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_keys_cached_record_is_read_again_when_its_time_is_up() {
+        let path =
+            std::env::temp_dir().join(format!("conclave-keys-ttl-{}.db", std::process::id()));
+        let mut settings = KeysSettings::new(format!("sqlite://{}?mode=rwc", path.display()));
+        settings.cache_ttl = Duration::from_millis(300);
+        let keys = Keys::open(settings).await.unwrap();
+        let record = key_record("busy-key-hash", Limits::default());
+        keys.store().insert_key(&record).await.unwrap();
+        let seen = keys.resolve_hash("busy-key-hash").await.unwrap().unwrap();
+        assert!(!seen.key.blocked);
+
+        let blocked = KeyRecord {
+            blocked: true,
+            ..record
+        };
+        assert!(keys.store().update_key(&blocked).await.unwrap());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for n in 0.. {
+            keys.record_spend(spend_row("busy-key-hash", n));
+            assert!(
+                keys.flush(Duration::from_secs(2)).await,
+                "the writer flushes"
+            );
+            let now = keys.resolve_hash("busy-key-hash").await.unwrap().unwrap();
+            if now.key.blocked {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cached record was never read again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(keys);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }

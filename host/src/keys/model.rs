@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::principal::ScopeNames;
+
 /// The user role that may use the management API with its own key
 /// (LiteLLM's `proxy_admin`).
 pub const PROXY_ADMIN_ROLE: &str = "proxy_admin";
@@ -196,9 +198,22 @@ pub struct Principal {
     pub user: Option<UserRecord>,
     /// The key's team, when it has one and the team exists.
     pub team: Option<TeamRecord>,
+    /// The names its limits are counted under, made from the records above.
+    pub scope_names: ScopeNames,
 }
 
 impl Principal {
+    /// A principal of these records, with their scope names.
+    pub fn new(key: KeyRecord, user: Option<UserRecord>, team: Option<TeamRecord>) -> Self {
+        let scope_names = ScopeNames::of(&key, user.as_ref(), team.as_ref());
+        Self {
+            key,
+            user,
+            team,
+            scope_names,
+        }
+    }
+
     /// Whether this caller may use the management API: its user is a
     /// `proxy_admin`.
     pub fn is_admin(&self) -> bool {

@@ -1,8 +1,8 @@
 //! The background spend writer. `record_spend` only pushes a row into a
-//! bounded channel; this task drains it and writes batches (every
-//! [`INTERVAL`] or [`BATCH`] rows, whichever comes first), so no request ever
-//! waits on the store and the store sees a few statements per batch instead
-//! of several per request.
+//! bounded channel; the writer, on a thread of its own, drains it every
+//! [`DRAIN_EVERY`] and writes batches (every [`INTERVAL`] or [`BATCH`] rows,
+//! whichever comes first), so no request ever waits on the store and the
+//! store sees a few statements per batch instead of several per request.
 //!
 //! When the store fails, rows wait in memory (up to the channel's capacity
 //! again) and the batch is retried every [`RETRY`]; past that bound the
@@ -12,12 +12,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::SpendRow;
-use super::registry::Registry;
 use super::store::Store;
 use crate::logging::Throttle;
 
@@ -34,8 +33,11 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 /// transaction: each key's totals and aggregates are then updated once a
 /// second, not once per few thousand rows.
 pub const BATCH: usize = 25_000;
-/// Most rows taken from the channel at a time.
-const RECEIVE_CHUNK: usize = 1024;
+/// How often waiting rows are taken from the channel. The writer does not
+/// wait on the channel itself: a waiting receiver is woken by every row,
+/// and on its own thread each wake-up is a system call and a context switch
+/// per request. Polled, it wakes twenty times a second whatever the load.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// Pause before writing again after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
 /// At most one drop (or store failure) warning this often.
@@ -79,14 +81,13 @@ impl Dropped {
 }
 
 impl WriterHandle {
-    /// Starts the writer task on the current runtime.
-    pub fn start(store: Store, registry: Registry, capacity: usize, keep_logs: bool) -> Self {
+    /// Starts the writer on a thread of its own (see [`run_beside`]).
+    pub fn start(store: Store, capacity: usize, keep_logs: bool) -> Self {
         let (rows, rx) = mpsc::channel(capacity.max(1));
         let (flushes, flush_rx) = mpsc::channel(8);
         let dropped = Arc::new(Dropped::default());
         let task = Task {
             store,
-            registry,
             rows: rx,
             flushes: flush_rx,
             pending: Vec::new(),
@@ -95,7 +96,7 @@ impl WriterHandle {
             dropped: dropped.clone(),
             failing: false,
         };
-        tokio::spawn(task.run());
+        run_beside(task);
         Self {
             rows,
             flushes,
@@ -128,9 +129,43 @@ impl WriterHandle {
     }
 }
 
+/// Runs the writer on its own thread and single-threaded runtime, so a
+/// batch's work (summing a second's rows by key, binding thousands of
+/// values) never holds a request worker:
+/// on a shared worker it delayed every request queued behind it by up to a
+/// few milliseconds, once a second, which is where a keyed gateway's p99
+/// went. The operating system now shares the cores between it and the
+/// workers. Where no thread can be started, it runs as a task of the
+/// current runtime instead.
+fn run_beside(task: Task) {
+    let (hand_over, receive) = std::sync::mpsc::sync_channel::<Task>(1);
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            std::thread::Builder::new()
+                .name("spend-writer".into())
+                .spawn(move || {
+                    if let Ok(task) = receive.recv() {
+                        runtime.block_on(task.with_own_connections().run());
+                    }
+                })
+        });
+    let task = match started {
+        Ok(_) => match hand_over.send(task) {
+            Ok(()) => return,
+            Err(returned) => returned.0,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the spend writer's thread; it shares the request workers");
+            task
+        }
+    };
+    tokio::spawn(task.run());
+}
+
 struct Task {
     store: Store,
-    registry: Registry,
     rows: mpsc::Receiver<SpendRow>,
     flushes: mpsc::Receiver<oneshot::Sender<bool>>,
     pending: Vec<SpendRow>,
@@ -141,13 +176,19 @@ struct Task {
 }
 
 impl Task {
+    /// The task with store connections of its own runtime's.
+    fn with_own_connections(self) -> Self {
+        Self {
+            store: self.store.own_connections(),
+            ..self
+        }
+    }
+
     async fn run(mut self) {
         loop {
             let (flush, closed) = self.gather().await;
-            if flush.is_some() || closed {
-                while let Ok(row) = self.rows.try_recv() {
-                    self.pending.push(row);
-                }
+            if flush.is_some() {
+                self.drain();
             }
             let written = self.write_pending().await;
             if let Some(reply) = flush {
@@ -163,23 +204,38 @@ impl Task {
     /// for, or every sender gone. Returns the flush reply and whether closed.
     async fn gather(&mut self) -> (Option<oneshot::Sender<bool>>, bool) {
         let deadline = tokio::time::Instant::now() + if self.failing { RETRY } else { INTERVAL };
-        let mut buf = Vec::with_capacity(RECEIVE_CHUNK);
         loop {
-            if self.pending.len() >= self.due() && !self.failing {
+            if self.drain() {
+                return (None, true);
+            }
+            let now = tokio::time::Instant::now();
+            if (self.pending.len() >= self.due() && !self.failing) || now >= deadline {
                 return (None, false);
             }
+            let next = deadline.min(now + DRAIN_EVERY);
             tokio::select! {
-                got = self.rows.recv_many(&mut buf, RECEIVE_CHUNK) => {
-                    if got == 0 {
-                        return (None, true);
-                    }
-                    self.pending.append(&mut buf);
-                    self.bound_pending();
-                }
                 reply = self.flushes.recv() => return (reply, false),
-                () = tokio::time::sleep_until(deadline) => return (None, false),
+                () = tokio::time::sleep_until(next) => {}
             }
         }
+    }
+
+    /// Moves the rows waiting in the channel (at most a buffer's worth) to
+    /// `pending`; true when every sender is gone and nothing is left.
+    fn drain(&mut self) -> bool {
+        let mut closed = false;
+        for _ in 0..self.capacity {
+            match self.rows.try_recv() {
+                Ok(row) => self.pending.push(row),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        self.bound_pending();
+        closed
     }
 
     /// Rows that make a batch due: [`BATCH`], or half the buffer when that
@@ -206,19 +262,17 @@ impl Task {
     async fn write_pending(&mut self) -> bool {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(BATCH);
-            let started = Instant::now();
             match self
                 .store
                 .write_spend(&self.pending[..n], self.keep_logs)
                 .await
             {
-                Ok(applied) => {
+                Ok(()) => {
                     self.pending.drain(..n);
                     if self.failing {
                         tracing::info!("the key store accepts spend again");
                     }
                     self.failing = false;
-                    self.registry.apply_spend(&applied, started).await;
                 }
                 Err(e) => {
                     if !self.failing {

@@ -36,7 +36,7 @@ impl LocalCounters {
     /// `hold_slot`) an in-flight slot in every scope that limits them, then
     /// one request in every per-minute window. A refusal gives back what
     /// was taken before it.
-    pub fn admit(&self, scopes: &[Scope], hold_slot: bool) -> Result<Admit, Box<Refused>> {
+    pub fn admit(&self, scopes: &[Scope<'_>], hold_slot: bool) -> Result<Admit, Box<Refused>> {
         let refused = |exceeded| {
             Box::new(Refused {
                 exceeded,
@@ -57,7 +57,7 @@ impl LocalCounters {
                     None => {
                         return Err(refused(Exceeded::Parallel {
                             level: scope.level,
-                            label: scope.label.clone(),
+                            label: scope.label.to_string(),
                             limit,
                         }));
                     }
@@ -83,7 +83,7 @@ impl LocalCounters {
                         figures: RateFigures::of_denial(scope.rpm, scope.tpm, &denied),
                         exceeded: Exceeded::Rate {
                             level: scope.level,
-                            label: scope.label.clone(),
+                            label: scope.label.to_string(),
                             denied,
                         },
                     }));
@@ -94,7 +94,7 @@ impl LocalCounters {
     }
 
     /// Refuses when any scope's budget for the current period is spent.
-    pub fn check_budgets(&self, scopes: &[Scope]) -> Result<(), Exceeded> {
+    pub fn check_budgets(&self, scopes: &[Scope<'_>]) -> Result<(), Exceeded> {
         let now = SystemTime::now();
         for scope in scopes {
             let Some(budget) = &scope.budget else {
@@ -107,7 +107,7 @@ impl LocalCounters {
             if spent >= budget.max {
                 return Err(Exceeded::Budget {
                     level: scope.level,
-                    label: scope.label.clone(),
+                    label: scope.label.to_string(),
                     limit: budget.max,
                     spent,
                     reset_at,
@@ -119,7 +119,7 @@ impl LocalCounters {
 
     /// Counts an answered call's tokens and cost in every scope that has a
     /// window or a spend counter here.
-    pub fn charge(&self, scopes: &[Scope], tokens: u64, cost: f64) {
+    pub fn charge(&self, scopes: &[Scope<'_>], tokens: u64, cost: f64) {
         let now = Instant::now();
         let wall = SystemTime::now();
         for scope in scopes {

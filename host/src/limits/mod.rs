@@ -28,6 +28,7 @@ mod shards;
 pub mod shared;
 mod window;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -69,14 +70,15 @@ pub struct Budget {
     pub recorded: Recorded,
 }
 
-/// One scope a request is counted in, with the limits set on it.
+/// One scope a request is counted in, with the limits set on it. Its
+/// names are borrowed from the caller's principal where they can be.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scope {
+pub struct Scope<'a> {
     pub level: Level,
     /// The counters' name: unique per scope (`key:<hash>`, `user:<id>`, ...).
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// How messages name it, never a secret (`key sk-...abcd`, `team core`).
-    pub label: String,
+    pub label: Cow<'a, str>,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub parallel: Option<u32>,
@@ -205,7 +207,7 @@ pub struct RateFigures {
 }
 
 impl RateFigures {
-    fn tighten(&mut self, scope: &Scope, remaining: Remaining) {
+    fn tighten(&mut self, scope: &Scope<'_>, remaining: Remaining) {
         if let (Some(limit), Some(left)) = (scope.rpm, remaining.requests)
             && self.remaining_requests.is_none_or(|r| left < r)
         {
@@ -291,7 +293,11 @@ impl Limiter {
     /// one request in every per-minute window. A refusal takes nothing.
     /// With shared counters this is one Redis round trip; when Redis does
     /// not answer within its budget, the local counters decide.
-    pub async fn admit(&self, scopes: &[Scope], hold_slot: bool) -> Result<Admit, Box<Refused>> {
+    pub async fn admit(
+        &self,
+        scopes: &[Scope<'_>],
+        hold_slot: bool,
+    ) -> Result<Admit, Box<Refused>> {
         if let Some(shared) = &self.0.shared
             && let Ok(decided) = shared.admit(scopes, hold_slot).await
         {
@@ -303,7 +309,7 @@ impl Limiter {
     /// Counts an answered call's tokens and cost in every scope that has a
     /// window or a spend counter. Never waits: shared counters are charged
     /// by the next pipeline to Redis, before this instance's next admission.
-    pub fn charge(&self, scopes: &[Scope], tokens: u64, cost: f64) {
+    pub fn charge(&self, scopes: &[Scope<'_>], tokens: u64, cost: f64) {
         self.0.local.charge(scopes, tokens, cost);
         if let Some(shared) = &self.0.shared {
             shared.charge(scopes, tokens, cost);
@@ -321,7 +327,7 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    fn scope(name: &str, level: Level) -> Scope {
+    fn scope(name: &str, level: Level) -> Scope<'_> {
         Scope {
             level,
             name: name.into(),

@@ -3,68 +3,123 @@
 //! those levels' limits for the model being called (a key's per-model spend
 //! starts from the store's `model_spend`; a user's or team's from zero).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::{Budget, Level, Recorded, Scope};
-use crate::keys::model::{Limits, Principal, budget_period};
+use crate::keys::model::{KeyRecord, Limits, Principal, TeamRecord, UserRecord, budget_period};
+
+/// How one level of a principal is counted and named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelNames {
+    /// The counters' name (`key:<hash>`, `user:<id>`, `team:<id>`).
+    pub counter: String,
+    /// How messages name it (`key sk-...abcd`, `user alice`).
+    pub label: String,
+}
+
+impl LevelNames {
+    fn new(prefix: &str, id: &str, label: String) -> Self {
+        Self {
+            counter: format!("{prefix}:{id}"),
+            label,
+        }
+    }
+}
+
+/// The names of a principal's key, user and team scopes, made once when
+/// the principal is read from the store: every request and every
+/// composite sub-call borrows them instead of formatting them again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeNames {
+    pub key: LevelNames,
+    pub user: Option<LevelNames>,
+    pub team: Option<LevelNames>,
+}
+
+impl ScopeNames {
+    /// The names of a key's scopes, and of its user's and team's.
+    pub fn of(key: &KeyRecord, user: Option<&UserRecord>, team: Option<&TeamRecord>) -> Self {
+        Self {
+            key: LevelNames::new("key", &key.token_hash, format!("key {}", key.key_name)),
+            user: user.map(|u| LevelNames::new("user", &u.user_id, format!("user {}", u.user_id))),
+            team: team.map(|t| LevelNames::new("team", &t.team_id, format!("team {}", t.team_id))),
+        }
+    }
+}
+
+/// One level's records, as [`scopes`] reads them.
+struct LevelRecord<'a> {
+    level: Level,
+    prefix: &'static str,
+    id: &'a str,
+    names: &'a LevelNames,
+    limits: &'a Limits,
+    spend: f64,
+    reset_at: Option<std::time::SystemTime>,
+}
 
 /// The scopes of a call by `principal` to `model` (the name it asked for,
 /// after the key's aliases). Levels that limit nothing are left out.
-pub fn scopes(principal: &Principal, model: &str) -> Vec<Scope> {
+pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
     let key = &principal.key;
-    let mut out = Vec::with_capacity(4);
-    let key_label = format!("key {}", key.key_name);
+    let names = &principal.scope_names;
     let levels = [
-        Some((
-            Level::Key,
-            "key",
-            key.token_hash.as_str(),
-            key_label.clone(),
-            &key.limits,
-            key.spend,
-            key.budget_reset_at,
-        )),
-        principal.user.as_ref().map(|u| {
-            (
-                Level::User,
-                "user",
-                u.user_id.as_str(),
-                format!("user {}", u.user_id),
-                &u.limits,
-                u.spend,
-                u.budget_reset_at,
-            )
+        Some(LevelRecord {
+            level: Level::Key,
+            prefix: "key",
+            id: &key.token_hash,
+            names: &names.key,
+            limits: &key.limits,
+            spend: key.spend,
+            reset_at: key.budget_reset_at,
         }),
-        principal.team.as_ref().map(|t| {
-            (
-                Level::Team,
-                "team",
-                t.team_id.as_str(),
-                format!("team {}", t.team_id),
-                &t.limits,
-                t.spend,
-                t.budget_reset_at,
-            )
-        }),
+        principal
+            .user
+            .as_ref()
+            .zip(names.user.as_ref())
+            .map(|(u, names)| LevelRecord {
+                level: Level::User,
+                prefix: "user",
+                id: &u.user_id,
+                names,
+                limits: &u.limits,
+                spend: u.spend,
+                reset_at: u.budget_reset_at,
+            }),
+        principal
+            .team
+            .as_ref()
+            .zip(names.team.as_ref())
+            .map(|(t, names)| LevelRecord {
+                level: Level::Team,
+                prefix: "team",
+                id: &t.team_id,
+                names,
+                limits: &t.limits,
+                spend: t.spend,
+                reset_at: t.budget_reset_at,
+            }),
     ];
-    let key_model_spend = key.model_spend.get(model).copied().unwrap_or(0.0);
-    for (level, prefix, id, label, limits, spend, reset_at) in levels.into_iter().flatten() {
+    let mut out = Vec::with_capacity(4);
+    for record in levels.into_iter().flatten() {
+        let limits = record.limits;
         if limits.is_unlimited() {
             continue;
         }
         let period = period_of(limits);
         let own = Scope {
-            level,
-            name: format!("{prefix}:{id}"),
-            label: label.clone(),
+            level: record.level,
+            name: Cow::Borrowed(&record.names.counter),
+            label: Cow::Borrowed(&record.names.label),
             rpm: limits.rpm_limit,
             tpm: limits.tpm_limit,
             parallel: limits.max_parallel_requests,
             budget: limits.max_budget.map(|max| Budget {
                 max,
                 recorded: Recorded {
-                    spend,
-                    reset_at,
+                    spend: record.spend,
+                    reset_at: record.reset_at,
                     period,
                 },
             }),
@@ -73,49 +128,50 @@ pub fn scopes(principal: &Principal, model: &str) -> Vec<Scope> {
         {
             out.push(own);
         }
-        let model_spend = if level == Level::Key {
-            key_model_spend
-        } else {
-            0.0
-        };
-        let recorded = Recorded {
-            spend: model_spend,
-            reset_at,
-            period,
-        };
-        if let Some(scope) = model_scope(limits, prefix, id, &label, model, recorded) {
+        if let Some(scope) = model_scope(&record, model, period, key) {
             out.push(scope);
         }
     }
     out
 }
 
-/// A level's limits for one model, as their own scope.
+/// A level's limits for one model, as their own scope; its names are made
+/// here, since they depend on the model (and few levels set such limits).
 fn model_scope(
-    limits: &Limits,
-    prefix: &str,
-    id: &str,
-    label: &str,
+    record: &LevelRecord<'_>,
     model: &str,
-    recorded: Recorded,
-) -> Option<Scope> {
+    period: Option<Duration>,
+    key: &KeyRecord,
+) -> Option<Scope<'static>> {
+    let limits = record.limits;
     let rpm = limits.model_rpm_limit.get(model).copied();
     let tpm = limits.model_tpm_limit.get(model).copied();
-    let budget = limits.model_max_budget.get(model).map(|max| Budget {
-        max: *max,
-        recorded,
-    });
-    if rpm.is_none() && tpm.is_none() && budget.is_none() {
+    let max = limits.model_max_budget.get(model);
+    if rpm.is_none() && tpm.is_none() && max.is_none() {
         return None;
     }
+    // A key's per-model spend starts from the store's; a user's or team's
+    // from zero.
+    let spend = if record.level == Level::Key {
+        key.model_spend.get(model).copied().unwrap_or(0.0)
+    } else {
+        0.0
+    };
     Some(Scope {
         level: Level::Model,
-        name: format!("{prefix}-model:{id}:{model}"),
-        label: format!("model {model} of {label}"),
+        name: Cow::Owned(format!("{}-model:{}:{model}", record.prefix, record.id)),
+        label: Cow::Owned(format!("model {model} of {}", record.names.label)),
         rpm,
         tpm,
         parallel: None,
-        budget,
+        budget: max.map(|max| Budget {
+            max: *max,
+            recorded: Recorded {
+                spend,
+                reset_at: record.reset_at,
+                period,
+            },
+        }),
     })
 }
 
@@ -126,4 +182,90 @@ fn period_of(limits: &Limits) -> Option<Duration> {
         .budget_duration
         .as_deref()
         .and_then(|d| budget_period(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::keys::model::UserRecord;
+
+    fn limits(rpm: u64) -> Limits {
+        Limits {
+            rpm_limit: Some(rpm),
+            ..Limits::default()
+        }
+    }
+
+    fn principal(key_limits: Limits, user_limits: Limits) -> Principal {
+        let now = SystemTime::now();
+        let key = KeyRecord {
+            token_hash: "abc123".into(),
+            key_alias: None,
+            key_name: "sk-...wxyz".into(),
+            user_id: Some("ada".into()),
+            team_id: None,
+            models: Vec::new(),
+            aliases: BTreeMap::new(),
+            limits: key_limits,
+            spend: 0.5,
+            model_spend: BTreeMap::from([("gpt".to_owned(), 0.25)]),
+            budget_reset_at: None,
+            expires: None,
+            blocked: false,
+            metadata: serde_json::json!({}),
+            tags: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let user = UserRecord {
+            user_id: "ada".into(),
+            user_role: None,
+            user_email: None,
+            models: Vec::new(),
+            limits: user_limits,
+            spend: 0.0,
+            budget_reset_at: None,
+            metadata: serde_json::json!({}),
+            teams: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        Principal::new(key, Some(user), None)
+    }
+
+    #[test]
+    fn each_limited_level_is_a_scope_named_after_its_record() {
+        let p = principal(limits(10), limits(20));
+        let scopes = scopes(&p, "gpt");
+        let named: Vec<(&str, &str, Option<u64>)> = scopes
+            .iter()
+            .map(|s| (&*s.name, &*s.label, s.rpm))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("key:abc123", "key sk-...wxyz", Some(10)),
+                ("user:ada", "user ada", Some(20)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_levels_limits_for_one_model_are_a_scope_of_that_model_only() {
+        let key_limits = Limits {
+            model_max_budget: BTreeMap::from([("gpt".to_owned(), 1.0)]),
+            ..Limits::default()
+        };
+        let p = principal(key_limits, Limits::default());
+        let for_gpt = scopes(&p, "gpt");
+        assert_eq!(for_gpt.len(), 1);
+        assert_eq!(for_gpt[0].name, "key-model:abc123:gpt");
+        assert_eq!(for_gpt[0].label, "model gpt of key sk-...wxyz");
+        let budget = for_gpt[0].budget.unwrap();
+        assert_eq!((budget.max, budget.recorded.spend), (1.0, 0.25));
+        assert!(scopes(&p, "other").is_empty());
+    }
 }

@@ -3,7 +3,9 @@
 //! outside input (new keys, model names) cannot grow it without limit.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -16,8 +18,11 @@ pub trait Idle {
     fn is_idle(&self, now: Instant) -> bool;
 }
 
-/// One shard: scope name -> counter.
-type Shard<V> = RwLock<HashMap<Arc<str>, Arc<V>>>;
+/// One shard: scope name -> counter. Names are made by the gateway from key
+/// hashes and admin-chosen ids, never by a caller, so the maps use a fast
+/// seeded hasher: a request hashes several 70-byte names, and SipHash was
+/// a visible share of a keyed request's cost.
+type Shard<V> = RwLock<HashMap<Arc<str>, Arc<V>, RandomState>>;
 
 /// Scope name -> counter, sharded; see the module docs.
 pub struct Shards<V> {
@@ -31,7 +36,7 @@ impl<V: Idle> Shards<V> {
     pub fn new(capacity: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
         }
     }

@@ -90,7 +90,7 @@ impl SharedCounters {
     /// [`super::Limiter::admit`]); `Err` when Redis did not decide.
     pub async fn admit(
         &self,
-        scopes: &[Scope],
+        scopes: &[Scope<'_>],
         hold_slot: bool,
     ) -> Result<Result<Admit, Box<Refused>>, Failure> {
         let mut keys = Vec::with_capacity(1 + 2 * scopes.len());
@@ -129,7 +129,7 @@ impl SharedCounters {
     /// The admission (or refusal) the script's answer says.
     fn decide(
         &self,
-        scopes: &[Scope],
+        scopes: &[Scope<'_>],
         hold_slot: bool,
         answer: &Answer,
     ) -> Result<Admit, Box<Refused>> {
@@ -175,7 +175,7 @@ impl SharedCounters {
                 };
                 refused(Exceeded::Budget {
                     level: s.level,
-                    label: s.label.clone(),
+                    label: s.label.to_string(),
                     limit: s.budget.map_or(0.0, |b| b.max),
                     spent: *spent,
                     reset_at: u64::try_from(*reset_ms)
@@ -190,7 +190,7 @@ impl SharedCounters {
                 };
                 refused(Exceeded::Parallel {
                     level: s.level,
-                    label: s.label.clone(),
+                    label: s.label.to_string(),
                     limit: s.parallel.unwrap_or(0),
                 })
             }
@@ -220,7 +220,7 @@ impl SharedCounters {
                     figures: RateFigures::of_denial(s.rpm, s.tpm, &denied),
                     exceeded: Exceeded::Rate {
                         level: s.level,
-                        label: s.label.clone(),
+                        label: s.label.to_string(),
                         denied,
                     },
                 }))
@@ -230,7 +230,7 @@ impl SharedCounters {
 
     /// Queues the charge of an answered call's tokens and cost to the
     /// scopes that count them; nothing is sent when none does.
-    pub fn charge(&self, scopes: &[Scope], tokens: u64, cost: f64) {
+    pub fn charge(&self, scopes: &[Scope<'_>], tokens: u64, cost: f64) {
         let cost = if cost.is_finite() && cost > 0.0 {
             cost
         } else {
@@ -441,11 +441,11 @@ mod tests {
         Some((out, namespace))
     }
 
-    fn scope(name: &str) -> Scope {
+    fn scope(name: &str) -> Scope<'_> {
         Scope {
             level: Level::Key,
             name: name.into(),
-            label: format!("key {name}"),
+            label: format!("key {name}").into(),
             rpm: None,
             tpm: None,
             parallel: None,

@@ -42,6 +42,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// What the pool connects with, for a pool of another thread's own
+    /// ([`Store::own_connections`]).
+    options: AnyConnectOptions,
     /// Statements run since start (BEGIN and COMMIT included), shared by
     /// the clones: what `/metrics` shows, and how the benchmark proves that
     /// requests do not each cost a statement.
@@ -93,16 +96,38 @@ impl Store {
             Backend::Postgres => pool_options.max_connections(10),
         };
         let pool = pool_options
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| KeyError::Store(format!("cannot open the key store: {}", redact(e))))?;
         let store = Self {
             pool,
             backend,
+            options,
             statements: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// This store for a task that runs on a runtime of its own (the spend
+    /// writer's thread). A PostgreSQL connection's socket belongs to the
+    /// runtime that opened it and is driven by that runtime's threads, so
+    /// that task gets a small pool of its own, connected on first use from
+    /// its runtime: no socket that key lookups use then waits on its
+    /// thread. SQLite connections are threads of their own, bound to no
+    /// runtime, so the pool is shared. Statements are counted together.
+    pub fn own_connections(&self) -> Self {
+        let pool = match self.backend {
+            Backend::Sqlite => self.pool.clone(),
+            Backend::Postgres => AnyPoolOptions::new()
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .max_connections(2)
+                .connect_lazy_with(self.options.clone()),
+        };
+        Self {
+            pool,
+            ..self.clone()
+        }
     }
 
     /// The backend in use.

@@ -61,7 +61,7 @@ impl Store {
             Some(id) => self.team(id).await?,
             None => None,
         };
-        Ok(Some(Principal { key, user, team }))
+        Ok(Some(Principal::new(key, user, team)))
     }
 
     /// A key by its hash, with its per-model spend.

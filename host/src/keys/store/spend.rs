@@ -4,17 +4,16 @@
 //! however many rows it holds: one multi-row insert, one `UPDATE ... FROM
 //! (VALUES ...)` per level, one upsert per aggregate table.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use foldhash::HashMap;
 use sqlx::Row;
 
 use super::rows::{self, SPEND_COLUMNS, json};
 use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
 use crate::keys::model::{Limits, SpendRow, budget_period};
-use crate::keys::registry::Applied;
 use crate::keys::time::{day_number, day_text, from_ms, to_ms};
 
 /// Most rows in one multi-row statement: far below both backends' bind limits.
@@ -44,21 +43,69 @@ pub struct ReportRow {
     pub requests: u64,
 }
 
+/// The spend one batch adds to each key, user, team and key-model total.
+/// Its maps are keyed by names the store holds (key hashes, ids), summed
+/// once per row, so they use the fast seeded hasher.
+#[derive(Default)]
+struct Totals {
+    keys: HashMap<String, f64>,
+    /// Per key hash, per model.
+    key_models: HashMap<String, HashMap<String, f64>>,
+    users: HashMap<String, f64>,
+    teams: HashMap<String, f64>,
+}
+
+impl Totals {
+    fn of(batch: &[SpendRow]) -> Self {
+        let mut a = Totals::default();
+        for r in batch {
+            if let Some(h) = &r.token_hash {
+                add(&mut a.keys, h, r.spend);
+                match a.key_models.get_mut(h) {
+                    Some(models) => add(models, &r.model, r.spend),
+                    None => {
+                        let mut models = HashMap::default();
+                        models.insert(r.model.clone(), r.spend);
+                        a.key_models.insert(h.clone(), models);
+                    }
+                }
+            }
+            if let Some(u) = &r.user_id {
+                add(&mut a.users, u, r.spend);
+            }
+            if let Some(t) = &r.team_id {
+                add(&mut a.teams, t, r.spend);
+            }
+        }
+        a
+    }
+}
+
+/// Adds `spend` to `name`'s total, copying the name only when it is new.
+fn add(totals: &mut HashMap<String, f64>, name: &str, spend: f64) {
+    match totals.get_mut(name) {
+        Some(total) => *total += spend,
+        None => {
+            totals.insert(name.to_owned(), spend);
+        }
+    }
+}
+
 /// A daily aggregate's key: the day (since the epoch), key, user, team and
 /// model group ('' for none), borrowed from the batch's rows.
 type DayKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 
 /// Totals a batch adds, summed per entity so each appears once per statement.
 struct Deltas<'a> {
-    totals: Applied,
+    totals: Totals,
     days: HashMap<DayKey<'a>, (i64, i64, f64, i64)>,
 }
 
 impl<'a> Deltas<'a> {
     fn of(batch: &'a [SpendRow]) -> Self {
         let mut d = Deltas {
-            totals: Applied::of(batch),
-            days: HashMap::new(),
+            totals: Totals::of(batch),
+            days: HashMap::default(),
         };
         for r in batch {
             // Sub-calls are counted in their own rows; the daily report
@@ -142,14 +189,9 @@ fn placeholders(backend: Backend, rows: usize, width: usize) -> String {
 impl Store {
     /// Writes a batch of spend-log rows and adds their spend to the key,
     /// user, team, per-model and daily totals, all in one transaction.
-    /// Returns the totals it added, for the cached keys to take on.
-    pub async fn write_spend(
-        &self,
-        batch: &[SpendRow],
-        keep_logs: bool,
-    ) -> Result<Applied, KeyError> {
+    pub async fn write_spend(&self, batch: &[SpendRow], keep_logs: bool) -> Result<(), KeyError> {
         if batch.is_empty() {
-            return Ok(Applied::default());
+            return Ok(());
         }
         let mut tx = self.pool().begin().await.map_err(store_error)?;
         if keep_logs {
@@ -215,8 +257,7 @@ impl Store {
             }
             q.execute(self.within(&mut tx)).await.map_err(store_error)?;
         }
-        self.commit(tx).await?;
-        Ok(d.totals)
+        self.commit(tx).await
     }
 
     /// Spend-log rows matching `filter`, newest first, at most `filter.limit`.

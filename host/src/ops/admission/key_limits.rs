@@ -7,6 +7,8 @@
 //! ends; the guard also carries the rate figures an admitted answer reports
 //! in the same headers.
 
+use http::{HeaderName, HeaderValue};
+
 use super::{AdmissionCheck, Candidate, Refusal, Verdict};
 use crate::limits::{Exceeded, Level, Limiter, RateFigures, RateKind, Refused, Slot, principal};
 
@@ -89,15 +91,23 @@ fn budget_code(level: Level) -> &'static str {
     }
 }
 
+/// LiteLLM's rate-limit header names, built at compile time: every keyed
+/// answer carries some of them, and a name made from a string at run time
+/// is validated byte by byte each time.
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+
 /// LiteLLM's rate-limit headers for the figures that are known.
-pub fn rate_headers(f: &RateFigures) -> Vec<(&'static str, String)> {
+pub fn rate_headers(f: &RateFigures) -> Vec<(HeaderName, HeaderValue)> {
     [
-        ("x-ratelimit-limit-requests", f.limit_requests),
-        ("x-ratelimit-remaining-requests", f.remaining_requests),
-        ("x-ratelimit-limit-tokens", f.limit_tokens),
-        ("x-ratelimit-remaining-tokens", f.remaining_tokens),
+        (LIMIT_REQUESTS, f.limit_requests),
+        (REMAINING_REQUESTS, f.remaining_requests),
+        (LIMIT_TOKENS, f.limit_tokens),
+        (REMAINING_TOKENS, f.remaining_tokens),
     ]
     .into_iter()
-    .filter_map(|(name, v)| v.map(|v| (name, v.to_string())))
+    .filter_map(|(name, v)| v.map(|v| (name, HeaderValue::from(v))))
     .collect()
 }

@@ -43,7 +43,7 @@ pub struct Refusal {
     pub message: String,
     pub retry_after: Option<Duration>,
     /// Extra response headers (the `x-ratelimit-*` figures of a 429).
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// Held for as long as an admitted request runs; dropping it releases
