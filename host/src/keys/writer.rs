@@ -131,12 +131,11 @@ impl WriterHandle {
 
 /// Runs the writer on its own thread and single-threaded runtime, so a
 /// batch's work (summing a second's rows by key, binding thousands of
-/// values) never holds a request worker:
-/// on a shared worker it delayed every request queued behind it by up to a
-/// few milliseconds, once a second, which is where a keyed gateway's p99
-/// went. The operating system now shares the cores between it and the
-/// workers. Where no thread can be started, it runs as a task of the
-/// current runtime instead.
+/// values) never holds a request worker: on a shared worker it delayed
+/// every request queued behind it by a millisecond or more, once a second,
+/// which is where a keyed gateway's p99 went. The operating system now
+/// shares the cores between it and the workers. Where no thread can be
+/// started, it runs as a task of the current runtime instead.
 fn run_beside(task: Task) {
     let (hand_over, receive) = std::sync::mpsc::sync_channel::<Task>(1);
     let started = tokio::runtime::Builder::new_current_thread()
@@ -147,7 +146,9 @@ fn run_beside(task: Task) {
                 .name("spend-writer".into())
                 .spawn(move || {
                     if let Ok(task) = receive.recv() {
-                        runtime.block_on(task.with_own_connections().run());
+                        // Inside the runtime: a new pool starts its
+                        // maintenance task on the runtime it is made in.
+                        runtime.block_on(async move { task.with_own_connections().run().await });
                     }
                 })
         });
