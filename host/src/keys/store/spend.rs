@@ -43,71 +43,37 @@ pub struct ReportRow {
     pub requests: u64,
 }
 
-/// The spend one batch adds to each key, user, team and key-model total.
-/// Its maps are keyed by names the store holds (key hashes, ids), summed
-/// once per row, so they use the fast seeded hasher.
-#[derive(Default)]
-struct Totals {
-    keys: HashMap<String, f64>,
-    /// Per key hash, per model.
-    key_models: HashMap<String, HashMap<String, f64>>,
-    users: HashMap<String, f64>,
-    teams: HashMap<String, f64>,
-}
-
-impl Totals {
-    fn of(batch: &[SpendRow]) -> Self {
-        let mut a = Totals::default();
-        for r in batch {
-            if let Some(h) = &r.token_hash {
-                add(&mut a.keys, h, r.spend);
-                match a.key_models.get_mut(h) {
-                    Some(models) => add(models, &r.model, r.spend),
-                    None => {
-                        let mut models = HashMap::default();
-                        models.insert(r.model.clone(), r.spend);
-                        a.key_models.insert(h.clone(), models);
-                    }
-                }
-            }
-            if let Some(u) = &r.user_id {
-                add(&mut a.users, u, r.spend);
-            }
-            if let Some(t) = &r.team_id {
-                add(&mut a.teams, t, r.spend);
-            }
-        }
-        a
-    }
-}
-
-/// Adds `spend` to `name`'s total, copying the name only when it is new.
-fn add(totals: &mut HashMap<String, f64>, name: &str, spend: f64) {
-    match totals.get_mut(name) {
-        Some(total) => *total += spend,
-        None => {
-            totals.insert(name.to_owned(), spend);
-        }
-    }
-}
-
 /// A daily aggregate's key: the day (since the epoch), key, user, team and
 /// model group ('' for none), borrowed from the batch's rows.
 type DayKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 
-/// Totals a batch adds, summed per entity so each appears once per statement.
+/// Totals a batch adds, summed per entity so each appears once per
+/// statement. Every name is borrowed from the batch's rows; the maps use
+/// the fast seeded hasher, as their keys are names the store holds.
+#[derive(Default)]
 struct Deltas<'a> {
-    totals: Totals,
+    keys: HashMap<&'a str, f64>,
+    /// Per key hash and model.
+    key_models: HashMap<(&'a str, &'a str), f64>,
+    users: HashMap<&'a str, f64>,
+    teams: HashMap<&'a str, f64>,
     days: HashMap<DayKey<'a>, (i64, i64, f64, i64)>,
 }
 
 impl<'a> Deltas<'a> {
     fn of(batch: &'a [SpendRow]) -> Self {
-        let mut d = Deltas {
-            totals: Totals::of(batch),
-            days: HashMap::default(),
-        };
+        let mut d = Deltas::default();
         for r in batch {
+            if let Some(h) = r.token_hash.as_deref() {
+                *d.keys.entry(h).or_default() += r.spend;
+                *d.key_models.entry((h, r.model.as_str())).or_default() += r.spend;
+            }
+            if let Some(u) = r.user_id.as_deref() {
+                *d.users.entry(u).or_default() += r.spend;
+            }
+            if let Some(t) = r.team_id.as_deref() {
+                *d.teams.entry(t).or_default() += r.spend;
+            }
             // Sub-calls are counted in their own rows; the daily report
             // counts requests once, by their top-level row.
             let key = (
@@ -200,21 +166,16 @@ impl Store {
             }
         }
         let d = Deltas::of(batch);
-        self.add_totals(&mut tx, "keys", "token_hash", &d.totals.keys)
+        self.add_totals(&mut tx, "keys", "token_hash", &d.keys)
             .await?;
-        self.add_totals(&mut tx, "users", "user_id", &d.totals.users)
+        self.add_totals(&mut tx, "users", "user_id", &d.users)
             .await?;
-        self.add_totals(&mut tx, "teams", "team_id", &d.totals.teams)
+        self.add_totals(&mut tx, "teams", "team_id", &d.teams)
             .await?;
         let mut models: Vec<_> = d
-            .totals
             .key_models
             .iter()
-            .flat_map(|(h, models)| {
-                models
-                    .iter()
-                    .map(move |(m, s)| (h.as_str(), m.as_str(), *s))
-            })
+            .map(|((h, m), s)| (*h, *m, *s))
             .collect();
         models.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         for chunk in recurring_chunks(&models) {
@@ -494,7 +455,7 @@ impl Store {
         tx: &mut Transaction,
         table: &str,
         id: &str,
-        deltas: &HashMap<String, f64>,
+        deltas: &HashMap<&str, f64>,
     ) -> Result<(), KeyError> {
         let mut entries: Vec<_> = deltas.iter().filter(|(_, s)| **s != 0.0).collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -506,7 +467,7 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for (k, s) in chunk {
-                q = q.bind(k.as_str()).bind(**s);
+                q = q.bind(**k).bind(**s);
             }
             q.execute(self.within(tx)).await.map_err(store_error)?;
         }
