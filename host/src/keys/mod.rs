@@ -216,48 +216,15 @@ mod tests {
 
     use super::*;
 
-    fn key_record(token_hash: &str, limits: Limits) -> KeyRecord {
-        let now = SystemTime::now();
-        KeyRecord {
-            token_hash: token_hash.into(),
-            key_alias: None,
-            key_name: "sk-...test".into(),
-            user_id: None,
-            team_id: None,
-            models: Vec::new(),
-            aliases: Default::default(),
-            limits,
-            spend: 0.0,
-            model_spend: Default::default(),
-            budget_reset_at: None,
-            expires: None,
-            blocked: false,
-            metadata: serde_json::json!({}),
-            tags: Vec::new(),
-            created_at: now,
-            updated_at: now,
-        }
-    }
-
     fn spend_row(token_hash: &str, n: usize) -> SpendRow {
         SpendRow {
-            request_id: format!("req-{n}"),
-            parent_request_id: None,
-            token_hash: Some(token_hash.into()),
-            user_id: None,
-            team_id: None,
-            model: "m".into(),
             model_group: Some("m".into()),
-            deployment: None,
-            profile: None,
             prompt_tokens: 1,
             completion_tokens: 1,
             spend: 0.001,
-            status: 200,
-            cache_hit: false,
             started_at: SystemTime::now(),
             latency_ms: 1,
-            tags: Vec::new(),
+            ..SpendRow::for_test(&format!("req-{n}"), Some(token_hash))
         }
     }
 
@@ -272,7 +239,7 @@ mod tests {
         let mut settings = KeysSettings::new(format!("sqlite://{}?mode=rwc", path.display()));
         settings.cache_ttl = Duration::from_millis(300);
         let keys = Keys::open(settings).await.unwrap();
-        let record = key_record("busy-key-hash", Limits::default());
+        let record = KeyRecord::for_test("busy-key-hash");
         keys.store().insert_key(&record).await.unwrap();
         let seen = keys.resolve_hash("busy-key-hash").await.unwrap().unwrap();
         assert!(!seen.key.blocked);

@@ -258,6 +258,60 @@ pub struct SpendRow {
 }
 
 #[cfg(test)]
+impl KeyRecord {
+    /// A key with no owner, limits or spend, for a test to adjust.
+    pub(crate) fn for_test(token_hash: &str) -> Self {
+        let now = SystemTime::now();
+        Self {
+            token_hash: token_hash.into(),
+            key_alias: None,
+            key_name: "sk-...test".into(),
+            user_id: None,
+            team_id: None,
+            models: Vec::new(),
+            aliases: BTreeMap::new(),
+            limits: Limits::default(),
+            spend: 0.0,
+            model_spend: BTreeMap::new(),
+            budget_reset_at: None,
+            expires: None,
+            blocked: false,
+            metadata: serde_json::json!({}),
+            tags: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+impl SpendRow {
+    /// A top-level row of model `m` that used and spent nothing, for a
+    /// test to adjust.
+    pub(crate) fn for_test(request_id: &str, token_hash: Option<&str>) -> Self {
+        Self {
+            request_id: request_id.into(),
+            parent_request_id: None,
+            token_hash: token_hash.map(str::to_owned),
+            user_id: None,
+            team_id: None,
+            model: "m".into(),
+            model_group: None,
+            deployment: None,
+            profile: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            spend: 0.0,
+            status: 200,
+            cache_hit: false,
+            started_at: SystemTime::UNIX_EPOCH,
+            latency_ms: 0,
+            tags: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -202,23 +202,12 @@ mod tests {
     fn principal(key_limits: Limits, user_limits: Limits) -> Principal {
         let now = SystemTime::now();
         let key = KeyRecord {
-            token_hash: "abc123".into(),
-            key_alias: None,
             key_name: "sk-...wxyz".into(),
             user_id: Some("ada".into()),
-            team_id: None,
-            models: Vec::new(),
-            aliases: BTreeMap::new(),
             limits: key_limits,
             spend: 0.5,
             model_spend: BTreeMap::from([("gpt".to_owned(), 0.25)]),
-            budget_reset_at: None,
-            expires: None,
-            blocked: false,
-            metadata: serde_json::json!({}),
-            tags: Vec::new(),
-            created_at: now,
-            updated_at: now,
+            ..KeyRecord::for_test("abc123")
         };
         let user = UserRecord {
             user_id: "ada".into(),

@@ -500,25 +500,7 @@ mod tests {
 
     #[test]
     fn rows_are_grouped_by_key_keeping_each_keys_order() {
-        let row = |key: Option<&str>, id: &str| SpendRow {
-            request_id: id.to_owned(),
-            parent_request_id: None,
-            token_hash: key.map(str::to_owned),
-            user_id: None,
-            team_id: None,
-            model: "m".to_owned(),
-            model_group: None,
-            deployment: None,
-            profile: None,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            spend: 0.0,
-            status: 200,
-            cache_hit: false,
-            started_at: SystemTime::UNIX_EPOCH,
-            latency_ms: 0,
-            tags: Vec::new(),
-        };
+        let row = |key: Option<&str>, id: &str| SpendRow::for_test(id, key);
         let batch = [
             row(Some("b"), "1"),
             row(Some("a"), "2"),
