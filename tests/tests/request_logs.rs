@@ -54,9 +54,16 @@ async fn chat(proxy: &Proxy, id: &str, body: Value) -> reqwest::Response {
 }
 
 /// The files in `dir`, sorted by name.
+/// The log files of `dir`; a file being written has a hidden name until it
+/// is whole.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .collect()
+        })
         .unwrap_or_default();
     all.sort();
     all

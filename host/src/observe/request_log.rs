@@ -229,7 +229,9 @@ impl Writer {
         let text = render_text(o, subs);
         // Room first: the directory never holds more than its bounds.
         self.make_room(1, text.len() as u64);
-        fs::write(&path, text.as_bytes())?;
+        // Whole or not at all: a reader watching the directory never opens a
+        // file that is still being written.
+        crate::fsutil::write_atomic(&path, text.as_bytes(), false, false)?;
         self.add_file(path, text.len() as u64);
         Ok(())
     }
