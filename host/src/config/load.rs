@@ -347,6 +347,13 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             problems.push(Problem::new(key, why));
         }
     }
+    if let Some(why) = config
+        .general_settings
+        .proxy_batch_write_at
+        .and_then(|v| invalid_seconds(v, true))
+    {
+        problems.push(Problem::new("general_settings.proxy_batch_write_at", why));
+    }
     if let Some(mb) = config.general_settings.max_request_size_mb
         && !(mb.is_finite() && mb > 0.0)
     {
@@ -408,6 +415,24 @@ mod tests {
         assert!(
             err.contains("test.yaml: model_list[1].litellm_params.model"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_spend_batch_interval_must_be_a_positive_number_of_seconds() {
+        for bad in ["0", "-1", ".nan"] {
+            let err = load_text(&format!(
+                "general_settings:\n  proxy_batch_write_at: {bad}\nmodel_list: []\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("test.yaml: general_settings.proxy_batch_write_at: must be a positive number of seconds"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(
+            load_text("general_settings:\n  proxy_batch_write_at: 10\nmodel_list: []\n").is_ok()
         );
     }
 

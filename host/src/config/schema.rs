@@ -164,6 +164,11 @@ pub struct GeneralSettings {
     pub maximum_spend_logs_retention_period: Option<String>,
     /// Keep spend totals but write no per-request spend-log rows.
     pub disable_spend_logs: Option<bool>,
+    /// Seconds between the spend writer's batches (LiteLLM's name; 1 when
+    /// unset, where LiteLLM waits 10). Longer means fewer store writes and a
+    /// later `/spend/logs`; budgets and limits count each call at once
+    /// either way. Read at start-up.
+    pub proxy_batch_write_at: Option<f64>,
     /// Keeps runtime model registrations (`POST /admin/models`) in the key
     /// store instead of a file, shared by every instance on that store
     /// (LiteLLM's key; `STORE_MODEL_IN_DB` when unset). Needs a master key.

@@ -101,11 +101,7 @@ impl Keys {
     pub async fn open(settings: KeysSettings) -> Result<Keys, KeyError> {
         let store = Store::connect(&settings.database_url).await?;
         let registry = Registry::new(settings.cache_capacity, settings.cache_ttl);
-        let writer = WriterHandle::start(
-            store.clone(),
-            settings.buffer_rows,
-            !settings.disable_spend_logs,
-        );
+        let writer = WriterHandle::start(store.clone(), &settings);
         jobs::start_budget_resets(store.clone(), registry.clone());
         if let Some(period) = settings.spend_log_retention {
             jobs::start_retention(store.clone(), period);

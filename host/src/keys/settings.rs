@@ -25,6 +25,8 @@ pub struct KeysSettings {
     pub cache_capacity: u64,
     /// Most spend rows waiting for the writer.
     pub buffer_rows: usize,
+    /// Longest a spend row waits before its batch is written.
+    pub write_interval: Duration,
 }
 
 impl KeysSettings {
@@ -37,6 +39,7 @@ impl KeysSettings {
             cache_ttl: Duration::from_secs(60),
             cache_capacity: 100_000,
             buffer_rows: 50_000,
+            write_interval: super::writer::INTERVAL,
         }
     }
 
@@ -63,6 +66,9 @@ impl KeysSettings {
             })?);
         }
         settings.disable_spend_logs = general.disable_spend_logs.unwrap_or(false);
+        if let Some(every) = general.proxy_batch_write_at {
+            settings.write_interval = crate::config::seconds(every);
+        }
         Ok(Some(settings))
     }
 }
@@ -118,6 +124,21 @@ pub fn resolve_url(url: &str, config_path: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spend_batch_interval_is_litellms_key_in_seconds() {
+        let config = Path::new("/etc/conclave/config.yaml");
+        let mut general = GeneralSettings::default();
+        let unset = KeysSettings::from_config(&general, config, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(unset.write_interval, crate::keys::writer::INTERVAL);
+        general.proxy_batch_write_at = Some(0.25);
+        let set = KeysSettings::from_config(&general, config, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(set.write_interval, Duration::from_millis(250));
+    }
 
     #[test]
     fn relative_sqlite_paths_sit_beside_the_config() {

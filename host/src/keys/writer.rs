@@ -17,10 +17,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::SpendRow;
+use super::settings::KeysSettings;
 use super::store::Store;
 use crate::logging::Throttle;
 
-/// Longest a row waits before its batch is written. Budgets do not wait
+/// Longest a row waits before its batch is written, unless
+/// `proxy_batch_write_at` says otherwise. Budgets do not wait
 /// for it (the limiter counts spend in memory at once); what it trades is
 /// how soon `/key/info` and `/spend/logs` show a request against how many
 /// rows share each write. Each row lands in its key's corner of the
@@ -82,8 +84,9 @@ impl Dropped {
 
 impl WriterHandle {
     /// Starts the writer on a thread of its own (see [`run_beside`]).
-    pub fn start(store: Store, capacity: usize, keep_logs: bool) -> Self {
-        let (rows, rx) = mpsc::channel(capacity.max(1));
+    pub fn start(store: Store, settings: &KeysSettings) -> Self {
+        let capacity = settings.buffer_rows.max(1);
+        let (rows, rx) = mpsc::channel(capacity);
         let (flushes, flush_rx) = mpsc::channel(8);
         let dropped = Arc::new(Dropped::default());
         let task = Task {
@@ -91,8 +94,9 @@ impl WriterHandle {
             rows: rx,
             flushes: flush_rx,
             pending: Vec::new(),
-            capacity: capacity.max(1),
-            keep_logs,
+            capacity,
+            interval: settings.write_interval,
+            keep_logs: !settings.disable_spend_logs,
             dropped: dropped.clone(),
             failing: false,
         };
@@ -171,6 +175,7 @@ struct Task {
     flushes: mpsc::Receiver<oneshot::Sender<bool>>,
     pending: Vec<SpendRow>,
     capacity: usize,
+    interval: Duration,
     keep_logs: bool,
     dropped: Arc<Dropped>,
     failing: bool,
@@ -204,7 +209,8 @@ impl Task {
     /// Waits until a batch is due: full, its interval over, a flush asked
     /// for, or every sender gone. Returns the flush reply and whether closed.
     async fn gather(&mut self) -> (Option<oneshot::Sender<bool>>, bool) {
-        let deadline = tokio::time::Instant::now() + if self.failing { RETRY } else { INTERVAL };
+        let deadline =
+            tokio::time::Instant::now() + if self.failing { RETRY } else { self.interval };
         loop {
             if self.drain() {
                 return (None, true);
