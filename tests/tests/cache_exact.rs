@@ -100,6 +100,31 @@ async fn a_changed_temperature_misses() {
 }
 
 #[tokio::test]
+async fn an_answer_from_a_clients_own_fallback_is_not_served_to_requests_without_it() {
+    let up = FakeUpstream::start().await;
+    up.set(GROUP, Behavior::status(500, "down"));
+    up.set("gpt-other", Behavior::ok("the other model's answer"));
+    let yaml = format!(
+        "model_list:\n{}router_settings:\n  num_retries: 0\nlitellm_settings:\n  cache: true\n",
+        deployments(&up, &[(GROUP, &[]), ("gpt-other", &[])])
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let mut with_fallback = chat_body(GROUP, "hi");
+    with_fallback["fallbacks"] = json!(["gpt-other"]);
+    let (status, headers, body) = proxy.chat(&with_fallback).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(cache_header(&headers), "stored");
+    // The same question without the fallback is asked of its own model.
+    let (status, headers, body) = proxy.chat(&chat_body(GROUP, "hi")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_ne!(cache_header(&headers), "hit");
+    // With it, the stored answer is read again.
+    let (_, headers, _) = proxy.chat(&with_fallback).await;
+    assert_eq!(cache_header(&headers), "hit");
+    assert_eq!(up.calls("gpt-other"), 1);
+}
+
+#[tokio::test]
 async fn user_and_metadata_changes_still_hit_and_cache_controls_are_not_forwarded() {
     let up = FakeUpstream::start().await;
     let proxy = start(&up, "{}").await;

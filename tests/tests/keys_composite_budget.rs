@@ -140,6 +140,33 @@ async fn a_run_stops_at_its_callers_rpm_like_any_request() {
 }
 
 #[tokio::test]
+async fn a_run_stopped_by_its_callers_rpm_answers_429_with_retry_after() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    let key = new_key(&proxy, json!({"rpm_limit": 4})).await;
+    let (status, headers, body) = chat_as(&proxy, &key, "council").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(code(&body), "rpm_limit_exceeded");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("council_test"), "{message}");
+    let retry: u64 = header(&headers, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    assert_eq!(header(&headers, "x-ratelimit-limit-requests"), "4");
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_its_callers_budget_answers_with_the_budget_error() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    let key = new_key(&proxy, json!({"max_budget": 2.5 * CALL_COST})).await;
+    let (status, _, body) = chat_as(&proxy, &key, "council").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "key_budget_exceeded");
+    assert_eq!(body["error"]["type"], "budget_exceeded");
+}
+
+#[tokio::test]
 async fn a_key_needs_the_profile_not_its_members_in_its_models() {
     let up = FakeUpstream::start().await;
     let proxy = council(&up).await;

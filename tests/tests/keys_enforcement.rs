@@ -10,7 +10,9 @@ mod keys_support;
 use std::time::Duration;
 
 use conclave_e2e::{Behavior, FakeUpstream, Proxy};
-use keys_support::{CALL_COST, MASTER, chat_as, code, config, header, manage, new_key};
+use keys_support::{
+    CALL_COST, MASTER, chat_as, chat_body_as, code, config, header, manage, new_key,
+};
 use serde_json::json;
 
 async fn gateway(up: &FakeUpstream) -> Proxy {
@@ -79,6 +81,52 @@ async fn a_model_outside_the_keys_list_is_refused_with_403() {
     assert!(body["error"]["message"].as_str().unwrap().contains("gpt-b"));
     assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
     assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (1, 0));
+}
+
+#[tokio::test]
+async fn a_fallback_outside_the_keys_list_is_refused_with_403() {
+    let up = FakeUpstream::start().await;
+    up.set("gpt-a", Behavior::status(500, "down"));
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"models": ["gpt-a"]})).await;
+    let body = json!({
+        "model": "gpt-a",
+        "messages": [{"role": "user", "content": "hi"}],
+        "fallbacks": ["gpt-b"],
+    });
+    let (status, _, answer) = chat_body_as(&proxy, &key, &body).await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(code(&answer), "key_model_access_denied");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("gpt-b") && message.contains("fallbacks"),
+        "{message}"
+    );
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (0, 0));
+}
+
+#[tokio::test]
+async fn a_named_fallbacks_own_model_limits_admit_the_call_too() {
+    let up = FakeUpstream::start().await;
+    up.set("gpt-a", Behavior::status(500, "down"));
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"model_rpm_limit": {"gpt-b": 1}})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-b").await.0, 200);
+    let body = json!({
+        "model": "gpt-a",
+        "messages": [{"role": "user", "content": "hi"}],
+        "fallbacks": ["gpt-b"],
+    });
+    let (status, _, answer) = chat_body_as(&proxy, &key, &body).await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("model gpt-b"),
+        "{answer}"
+    );
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (0, 1));
 }
 
 #[tokio::test]

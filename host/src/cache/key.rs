@@ -35,6 +35,9 @@ pub struct KeyParts<'a> {
     pub namespace: &'a str,
     /// The caller's team or key (per `scope`), or `None` for a global entry.
     pub tenant: Option<&'a str>,
+    /// The groups the client named in its own `fallbacks`: one of them may
+    /// have answered, so a request naming none must not read that answer.
+    pub fallbacks: &'a [String],
 }
 
 /// The key of a request: 64 lowercase hex digits. `None` when a field is
@@ -60,6 +63,12 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
     ] {
         hasher.update(part.len().to_le_bytes());
         hasher.update(part.as_bytes());
+    }
+    // Counted first, so no fallback name can pass for a field.
+    hasher.update(parts.fallbacks.len().to_le_bytes());
+    for group in parts.fallbacks {
+        hasher.update(group.len().to_le_bytes());
+        hasher.update(group.as_bytes());
     }
     let mut canonical = Vec::new();
     let mut members = Vec::new();
@@ -351,6 +360,7 @@ mod tests {
                 model: "g",
                 namespace: "ns",
                 tenant: None,
+                fallbacks: &[],
             },
             &fields,
         )
@@ -384,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn tenants_and_namespaces_get_their_own_keys() {
+    fn tenants_namespaces_and_own_fallbacks_get_their_own_keys() {
         let fields: RawFields = serde_json::from_str(r#"{"messages":[]}"#).unwrap();
         let of = |namespace, tenant| {
             key(
@@ -393,11 +403,27 @@ mod tests {
                     model: "g",
                     namespace,
                     tenant,
+                    fallbacks: &[],
                 },
                 &fields,
             )
         };
         assert_ne!(of("a", None), of("b", None));
+        let with_fallbacks = key(
+            &KeyParts {
+                endpoint: Endpoint::ChatCompletions,
+                model: "g",
+                namespace: "a",
+                tenant: None,
+                fallbacks: &["other".to_owned()],
+            },
+            &fields,
+        );
+        assert_ne!(
+            with_fallbacks,
+            of("a", None),
+            "a client's own fallbacks get their own key"
+        );
         assert_ne!(of("a", Some("team-1")), of("a", Some("team-2")));
         assert_ne!(of("a", Some("")), of("a", None).map(|k| k + "x"));
     }

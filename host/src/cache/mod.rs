@@ -285,6 +285,7 @@ pub fn plan(cache: Option<Arc<Cache>>, r: &Request<'_>) -> Result<Option<Plan>, 
         model: r.model,
         namespace,
         tenant: tenant.as_deref(),
+        fallbacks: r.req.fallbacks.as_deref().unwrap_or_default(),
     };
     let Some(key) = key::key(&parts, &r.req.rest) else {
         return Ok(None);
@@ -468,6 +469,7 @@ impl SubCalls {
                 model,
                 namespace: &self.namespace,
                 tenant: self.tenant.as_deref(),
+                fallbacks: &[],
             },
             body,
         )

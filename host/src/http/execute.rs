@@ -84,6 +84,7 @@ pub async fn execute(
             ctx,
             model: &req.model,
             composite: profile.is_some(),
+            fallbacks: req.fallbacks.as_deref().unwrap_or_default(),
             access: &gateway.access_groups,
         })
         .await?;
@@ -208,7 +209,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
             let cost = super::metered::charge_json(
                 ctx,
                 outcome,
-                (&req.model, &meta.deployment),
+                (charged_model(req, meta), &meta.deployment),
                 &body,
                 routed.reported,
             );
@@ -226,7 +227,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
                 payloads,
                 ctx,
                 outcome,
-                &req.model,
+                charged_model(req, meta),
                 &meta.deployment,
                 strip_usage,
             );
@@ -253,8 +254,9 @@ async fn composite(
     put(&mut headers, MODEL_GROUP, &req.model);
     let answer = if req.stream {
         let (rx, abort) = strategies.execute_stream(profile, &req.model, req, ctx, outcome)?;
+        let request = ctx.request.clone();
         let payloads = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|item| item.map_err(ApiError::from));
+            .map(move |item| item.map_err(|e| run_error(&request, e)));
         let payloads =
             super::cached::fill_stream(run.cache.take(), payloads, outcome, &mut headers);
         // The abort guard lives in the stream: a client that goes away stops the run.
@@ -262,7 +264,8 @@ async fn composite(
     } else {
         let answer = strategies
             .execute_answer(profile, &req.model, req, ctx, outcome)
-            .await?;
+            .await
+            .map_err(|e| run_error(&ctx.request, e))?;
         drop(run.admitted);
         outcome.first_token();
         outcome.finish(200, None);
@@ -279,6 +282,36 @@ async fn composite(
         Answer::Json(answer.body)
     };
     Ok(Executed { answer, headers })
+}
+
+/// The model whose per-model limits a routed call counts against: the
+/// requested one, or the group that answered when the client named that
+/// group in its own `fallbacks` (admission checked that group's limits).
+fn charged_model<'a>(req: &'a ProxyRequest, meta: &'a RouteMeta) -> &'a str {
+    meta.fallback
+        .as_deref()
+        .filter(|served| {
+            req.fallbacks
+                .as_deref()
+                .is_some_and(|own| own.iter().any(|g| g == served))
+        })
+        .unwrap_or(&req.model)
+}
+
+/// A failed composite run's answer: when the caller's own limits refused
+/// one of its sub-calls, that refusal (429 with `Retry-After`, or the spent
+/// budget), naming the profile; otherwise the run's error. A client then
+/// sees why it was stopped, and does not retry a limit as a server fault.
+fn run_error(
+    request: &crate::ops::RequestContext,
+    error: crate::strategy::StrategyError,
+) -> ApiError {
+    let Some(refusal) = request.meter.refusal() else {
+        return error.into();
+    };
+    let mut refusal = refusal.clone();
+    refusal.message = format!("profile {:?} stopped: {}", error.profile(), refusal.message);
+    refusal.into()
 }
 
 fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {

@@ -63,8 +63,68 @@ struct LevelRecord<'a> {
 /// after the key's aliases). Levels that limit nothing are left out.
 pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
     let key = &principal.key;
+    let mut out = Vec::with_capacity(4);
+    for record in levels(principal).into_iter().flatten() {
+        let limits = record.limits;
+        if limits.is_unlimited() {
+            continue;
+        }
+        let period = period_of(limits);
+        let own = Scope {
+            level: record.level,
+            name: Cow::Borrowed(&record.names.counter),
+            label: Cow::Borrowed(&record.names.label),
+            rpm: limits.rpm_limit,
+            tpm: limits.tpm_limit,
+            parallel: limits.max_parallel_requests,
+            budget: limits.max_budget.map(|max| Budget {
+                max,
+                recorded: Recorded {
+                    spend: record.spend,
+                    reset_at: record.reset_at,
+                    period,
+                },
+            }),
+        };
+        if own.rpm.is_some() || own.tpm.is_some() || own.parallel.is_some() || own.budget.is_some()
+        {
+            out.push(own);
+        }
+        if let Some(scope) = model_scope(&record, model, period, key) {
+            out.push(scope);
+        }
+    }
+    out
+}
+
+/// The per-model scopes of the groups a request names in its own
+/// `fallbacks` (other than `model` itself): any of them may answer in the
+/// requested model's place, so each one's limits must admit the call too,
+/// or naming a fallback would step around a model's own limits.
+pub fn fallback_scopes<'a>(
+    principal: &'a Principal,
+    model: &str,
+    fallbacks: &[String],
+) -> Vec<Scope<'a>> {
+    let mut out: Vec<Scope<'a>> = Vec::new();
+    for record in levels(principal).into_iter().flatten() {
+        let period = period_of(record.limits);
+        for group in fallbacks.iter().filter(|g| g.as_str() != model) {
+            if let Some(scope) = model_scope(&record, group, period, &principal.key)
+                && !out.iter().any(|s| s.name == scope.name)
+            {
+                out.push(scope);
+            }
+        }
+    }
+    out
+}
+
+/// The key's, its user's and its team's records, as the scopes read them.
+fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
+    let key = &principal.key;
     let names = &principal.scope_names;
-    let levels = [
+    [
         Some(LevelRecord {
             level: Level::Key,
             prefix: "key",
@@ -100,39 +160,7 @@ pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
                 spend: t.spend,
                 reset_at: t.budget_reset_at,
             }),
-    ];
-    let mut out = Vec::with_capacity(4);
-    for record in levels.into_iter().flatten() {
-        let limits = record.limits;
-        if limits.is_unlimited() {
-            continue;
-        }
-        let period = period_of(limits);
-        let own = Scope {
-            level: record.level,
-            name: Cow::Borrowed(&record.names.counter),
-            label: Cow::Borrowed(&record.names.label),
-            rpm: limits.rpm_limit,
-            tpm: limits.tpm_limit,
-            parallel: limits.max_parallel_requests,
-            budget: limits.max_budget.map(|max| Budget {
-                max,
-                recorded: Recorded {
-                    spend: record.spend,
-                    reset_at: record.reset_at,
-                    period,
-                },
-            }),
-        };
-        if own.rpm.is_some() || own.tpm.is_some() || own.parallel.is_some() || own.budget.is_some()
-        {
-            out.push(own);
-        }
-        if let Some(scope) = model_scope(&record, model, period, key) {
-            out.push(scope);
-        }
-    }
-    out
+    ]
 }
 
 /// A level's limits for one model, as their own scope; its names are made

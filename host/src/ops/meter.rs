@@ -5,9 +5,10 @@
 //! request's total is what `x-conclave-response-cost` reports: one call's
 //! cost, or the sum of a composite's calls.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use super::admission::Refusal;
 use super::caller::Caller;
 use super::outcome::Usage;
 use crate::limits::{Limiter, principal};
@@ -19,6 +20,10 @@ pub struct Meter {
     prices: Arc<PriceBook>,
     /// The request's cost so far, as f64 bits (added with compare-and-swap).
     total: AtomicU64,
+    /// The first time the caller's limits refused one of a composite's
+    /// sub-calls: a run that then fails is answered with this refusal (a
+    /// 429 or a spent budget), since the caller's limit is why it failed.
+    refused: OnceLock<Refusal>,
 }
 
 impl Default for Meter {
@@ -45,7 +50,19 @@ impl Meter {
             limiter,
             prices,
             total: AtomicU64::new(0f64.to_bits()),
+            refused: OnceLock::new(),
         }
+    }
+
+    /// Remembers that the caller's limits refused a sub-call (the first
+    /// refusal is kept).
+    pub fn note_refusal(&self, refusal: &Refusal) {
+        let _ = self.refused.get_or_init(|| refusal.clone());
+    }
+
+    /// The first refusal of a sub-call by the caller's limits, if any.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.refused.get()
     }
 
     /// The limit counters, when keys are enforced.

@@ -30,6 +30,19 @@ pub enum StrategyError {
 }
 
 impl StrategyError {
+    /// The profile whose run failed.
+    pub fn profile(&self) -> &str {
+        match self {
+            Self::InvalidRequest { profile, .. }
+            | Self::ModelNotFound { profile, .. }
+            | Self::Upstream { profile, .. }
+            | Self::Deadline { profile, .. }
+            | Self::LimitExceeded { profile, .. }
+            | Self::Trap { profile, .. }
+            | Self::InvalidResponse { profile, .. } => profile,
+        }
+    }
+
     /// The error a guest returned from `run`.
     pub fn from_guest(profile: &str, error: GuestError) -> Self {
         let profile = profile.to_owned();

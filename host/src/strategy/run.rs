@@ -545,6 +545,7 @@ async fn admit_sub_call(
         Err(refused) => {
             let refusal = crate::ops::admission::limit_refusal(&refused);
             outcome.finish(refusal.status, Some(refusal.code));
+            request.meter.note_refusal(&refusal);
             Err(Error::LimitExceeded(refusal.message))
         }
     }

@@ -41,7 +41,12 @@ impl AdmissionCheck for KeyLimits {
             let Some(p) = candidate.ctx.request.caller.principal() else {
                 return Ok(None);
             };
-            let scopes = principal::scopes(p, candidate.model);
+            let mut scopes = principal::scopes(p, candidate.model);
+            scopes.extend(principal::fallback_scopes(
+                p,
+                candidate.model,
+                candidate.fallbacks,
+            ));
             if scopes.is_empty() {
                 return Ok(None);
             }

@@ -28,6 +28,9 @@ pub struct Candidate<'a> {
     pub model: &'a str,
     /// Whether that model is a composite profile.
     pub composite: bool,
+    /// The groups the client named in its own `fallbacks`: any of them may
+    /// answer, so each must be one the caller may use.
+    pub fallbacks: &'a [String],
     /// The access groups of the config version serving the request.
     pub access: &'a AccessGroups,
 }

@@ -148,10 +148,18 @@ impl AdmissionCheck for ModelAccess {
             let Some(principal) = candidate.ctx.request.caller.principal() else {
                 return Ok(None);
             };
-            match denied_by(principal, candidate.model, candidate.access) {
-                Some(level) => Err(refusal(principal, level, candidate.model)),
-                None => Ok(None),
+            if let Some(level) = denied_by(principal, candidate.model, candidate.access) {
+                return Err(refusal(principal, level, candidate.model));
             }
+            // A fallback the client names is a model it asks for too.
+            for fallback in candidate.fallbacks {
+                if let Some(level) = denied_by(principal, fallback, candidate.access) {
+                    let mut refused = refusal(principal, level, fallback);
+                    refused.message.push_str(" (named in `fallbacks`)");
+                    return Err(refused);
+                }
+            }
+            Ok(None)
         })
     }
 }
