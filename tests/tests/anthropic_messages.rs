@@ -313,6 +313,120 @@ async fn errors_leave_in_anthropic_shape_with_their_status() {
     assert_eq!(up.recorded().len(), 0);
 }
 
+/// Posts a Messages body with the master key; the status and the answer.
+async fn post_messages(proxy: &Proxy, path: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(proxy.url(path))
+        .header("x-api-key", MASTER_KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn malformed_messages_requests_are_refused_naming_the_field() {
+    let up = FakeUpstream::start().await;
+    let proxy = plain_proxy(&up).await;
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    let cases = [
+        (
+            json!({"model": "claude-group", "messages": hi}),
+            "max_tokens",
+        ),
+        (
+            json!({"model": "claude-group", "max_tokens": "ten", "messages": hi}),
+            "max_tokens",
+        ),
+        (
+            json!({"model": "claude-group", "max_tokens": -5, "messages": hi}),
+            "max_tokens",
+        ),
+        (
+            json!({"model": "claude-group", "max_tokens": 10, "messages": []}),
+            "messages",
+        ),
+        (
+            json!({"model": "claude-group", "max_tokens": 10, "messages": hi, "stream": "yes"}),
+            "stream",
+        ),
+        (
+            json!({"model": "claude-group", "max_tokens": 10, "messages": hi, "temperature": "hot"}),
+            "temperature",
+        ),
+        (json!({"max_tokens": 10, "messages": hi}), "model"),
+    ];
+    for (body, field) in cases {
+        let (status, error) = post_messages(&proxy, "/v1/messages", &body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    for body in [
+        json!({"messages": hi}),
+        json!([1, 2]),
+        json!({"model": "claude-group", "messages": null}),
+    ] {
+        let (status, error) = post_messages(&proxy, "/v1/messages/count_tokens", &body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["type"], "error", "{error}");
+    }
+    assert_eq!(up.recorded().len(), 0);
+}
+
+#[tokio::test]
+async fn documents_and_tool_errors_reach_a_chat_model_and_blocks_it_cannot_read_are_refused() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::ok("read it"));
+    let proxy = plain_proxy(&up).await;
+    let body = json!({
+        "model": "claude-group",
+        "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "w", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "is_error": true, "content": "no network"},
+                {"type": "document", "title": "Notes", "source": {"type": "text", "media_type": "text/plain", "data": "the sky is green"}},
+            ]},
+        ],
+    });
+    let (status, answer) = post_messages(&proxy, "/v1/messages", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let sent = up.last_body("a").unwrap();
+    let messages = sent["messages"].as_array().unwrap();
+    let tool = messages.iter().find(|m| m["role"] == "tool").unwrap();
+    assert_eq!(tool["content"], "Error: no network", "{sent}");
+    assert!(
+        sent.to_string().contains("Notes\\n\\nthe sky is green"),
+        "{sent}"
+    );
+    let calls = up.recorded().len();
+
+    let refused = [
+        json!({"type": "search_result", "source": "s", "title": "t", "content": [{"type": "text", "text": "x"}]}),
+        json!({"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}),
+        json!({"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}),
+    ];
+    for block in refused {
+        let body = json!({
+            "model": "claude-group",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": [block]}],
+        });
+        let (status, error) = post_messages(&proxy, "/v1/messages", &body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    }
+    assert_eq!(
+        up.recorded().len(),
+        calls,
+        "no refused request reached the model"
+    );
+}
+
 #[tokio::test]
 async fn a_stream_that_breaks_ends_with_an_error_event() {
     let up = FakeUpstream::start().await;

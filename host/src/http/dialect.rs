@@ -133,7 +133,7 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}"), None))
 }
 
-fn invalid(error: TranslateError) -> ApiError {
+pub(super) fn invalid(error: TranslateError) -> ApiError {
     ApiError::invalid(error.message, error.param.as_deref())
 }
 

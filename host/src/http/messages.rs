@@ -17,7 +17,8 @@ use super::error::ApiError;
 use super::routes::json_response;
 use super::{AppState, Scope};
 use crate::translate::anthropic::{
-    MessagesStream, answer_from_chat, count_tokens, error_body, request_to_chat,
+    MessagesStream, answer_from_chat, check_count_request, count_tokens, error_body,
+    request_to_chat,
 };
 use crate::translate::anthropic_upstream::NATIVE_FIELD;
 use crate::translate::{Event, TranslateError, new_id};
@@ -74,6 +75,12 @@ pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Resp
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
+    if let Err(error) = check_count_request(&body) {
+        return super::dialect::invalid(error).into_response();
+    }
+    if let Some(refused) = model_refused(&scope, &body) {
+        return ApiError::from(refused).into_response();
+    }
     if let Some(counted) = count_upstream(gateway, &body).await {
         return match counted {
             Ok(bytes) => json_response(bytes),
@@ -83,6 +90,33 @@ pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Resp
     json_response(Bytes::from(
         json!({"input_tokens": count_tokens(&body)}).to_string(),
     ))
+}
+
+/// The refusal of a virtual key counting tokens for a model it may not use.
+fn model_refused(scope: &Scope, body: &Value) -> Option<crate::ops::admission::Refusal> {
+    use crate::ops::admission::{access_refusal, denied_by};
+    let principal = scope.ctx.caller.principal()?;
+    let model = body["model"].as_str()?;
+    let level = denied_by(principal, model, &scope.gateway.access_groups)?;
+    Some(access_refusal(principal, level, model))
+}
+
+/// Whether every deployment of `model`'s group is an `anthropic/` one, so
+/// that the request is sent as the client wrote it and its translation is
+/// only the gateway's record of it.
+fn served_natively(gateway: &crate::gateway::Gateway, model: &str) -> bool {
+    let router = &gateway.router;
+    let group_name = router.aliases().get(model).map_or(model, String::as_str);
+    router
+        .groups()
+        .iter()
+        .find(|g| g.name == group_name)
+        .is_some_and(|g| {
+            !g.deployments.is_empty()
+                && g.deployments.iter().all(|d| {
+                    matches!(&d.target, crate::providers::Target::Http(t) if t.speaks_anthropic())
+                })
+        })
 }
 
 /// Anthropic's own count, when the model (or the alias naming it) is a
@@ -141,6 +175,8 @@ pub async fn anthropic_errors(request: Request, next: Next) -> Response {
 struct Messages {
     id: String,
     model: String,
+    /// Whether only Anthropic models serve it ([`served_natively`]).
+    native: bool,
 }
 
 impl Dialect for Messages {
@@ -150,13 +186,24 @@ impl Dialect for Messages {
         Self {
             id: new_id("msg_"),
             model: body["model"].as_str().unwrap_or_default().to_owned(),
+            native: false,
         }
+    }
+
+    fn prepare(
+        &mut self,
+        _state: &AppState,
+        scope: &Scope,
+        body: Value,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send {
+        self.native = served_natively(&scope.gateway, &self.model);
+        std::future::ready(Ok(body))
     }
 
     /// The chat translation, carrying the original body for `anthropic/`
     /// deployments, which send it as it is ([`NATIVE_FIELD`]).
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError> {
-        let mut chat = request_to_chat(body)?;
+        let mut chat = request_to_chat(body, self.native)?;
         if let Some(map) = chat.as_object_mut() {
             map.insert(NATIVE_FIELD.into(), body.clone());
         }

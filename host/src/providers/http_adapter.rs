@@ -64,6 +64,12 @@ impl EndpointUrls {
 }
 
 impl HttpTarget {
+    /// Whether this deployment speaks Anthropic's Messages API, and so is
+    /// sent a Messages request as the client wrote it.
+    pub fn speaks_anthropic(&self) -> bool {
+        self.spec.dialect == Dialect::Anthropic
+    }
+
     pub(super) fn new(
         spec: &'static ProviderSpec,
         model: &str,

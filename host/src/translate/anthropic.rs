@@ -10,28 +10,24 @@ use serde_json::{Map, Value, json};
 use super::{ChatAnswer, Event, TranslateError, chat_tool, copy, parse_chunk};
 
 /// A Messages request as a chat completions request (a JSON object).
-pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
-    if !body.is_object() {
-        return Err(TranslateError::new(
-            "the body must be a JSON object",
-            "body",
-        ));
-    }
+/// `native` says the request goes to Anthropic models only, which are sent
+/// the body as it is: content and tools a chat request cannot carry are
+/// then left out of the translation instead of refused, since only the
+/// gateway's own records read it.
+pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateError> {
+    check_fields(body)?;
     let mut chat = Map::new();
     copy(body, "model", &mut chat, "model");
     let mut messages = Vec::new();
     if let Some(system) = body.get("system").filter(|s| !s.is_null()) {
         messages.push(json!({"role": "system", "content": system_text(system)?}));
     }
-    let Some(turns) = body.get("messages").and_then(Value::as_array) else {
-        return Err(TranslateError::new("messages must be an array", "messages"));
-    };
-    for turn in turns {
-        messages.extend(turn_to_chat(turn)?);
+    for turn in turns(body)? {
+        messages.extend(turn_to_chat(turn, native)?);
     }
     chat.insert("messages".into(), Value::Array(messages));
     if let Some(tools) = body.get("tools").filter(|t| !t.is_null()) {
-        chat.insert("tools".into(), tools_to_chat(tools)?);
+        chat.insert("tools".into(), tools_to_chat(tools, native)?);
     }
     if let Some(choice) = body.get("tool_choice").filter(|t| !t.is_null()) {
         tool_choice_to_chat(choice, &mut chat)?;
@@ -49,6 +45,90 @@ pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
         chat.insert("stream_options".into(), json!({"include_usage": true}));
     }
     Ok(Value::Object(chat))
+}
+
+/// Checks a `count_tokens` body: the model and every message, as a
+/// Messages request without `max_tokens`.
+pub fn check_count_request(body: &Value) -> Result<(), TranslateError> {
+    check_model(body)?;
+    for turn in turns(body)? {
+        turn_to_chat(turn, true)?;
+    }
+    Ok(())
+}
+
+/// The conversation: a non-empty array.
+fn turns(body: &Value) -> Result<&Vec<Value>, TranslateError> {
+    match body.get("messages").and_then(Value::as_array) {
+        Some(turns) if !turns.is_empty() => Ok(turns),
+        Some(_) => Err(TranslateError::new(
+            "messages must hold at least one message",
+            "messages",
+        )),
+        None => Err(TranslateError::new(
+            "messages is required: an array of messages",
+            "messages",
+        )),
+    }
+}
+
+fn check_model(body: &Value) -> Result<(), TranslateError> {
+    if !body.is_object() {
+        return Err(TranslateError::new(
+            "the body must be a JSON object",
+            "body",
+        ));
+    }
+    match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Ok(()),
+        None | Some(Value::Null) => Err(TranslateError::new(
+            "model is required: a model name",
+            "model",
+        )),
+        Some(_) => Err(TranslateError::new("model must be a string", "model")),
+    }
+}
+
+/// The fields Anthropic's API requires or types strictly, checked before
+/// translating: a malformed request is refused naming its field, never
+/// forwarded for a chat upstream to read as something else.
+fn check_fields(body: &Value) -> Result<(), TranslateError> {
+    check_model(body)?;
+    let present = |key: &str| body.get(key).filter(|v| !v.is_null());
+    let refuse =
+        |key: &str, wants: &str| Err(TranslateError::new(format!("{key} must be {wants}"), key));
+    match present("max_tokens") {
+        None => {
+            return Err(TranslateError::new(
+                "max_tokens is required: the most tokens to generate, a positive integer",
+                "max_tokens",
+            ));
+        }
+        Some(v) if !v.as_u64().is_some_and(|n| n > 0) => {
+            return refuse("max_tokens", "a positive integer");
+        }
+        Some(_) => {}
+    }
+    for key in ["temperature", "top_p"] {
+        if present(key).is_some_and(|v| !v.is_number()) {
+            return refuse(key, "a number");
+        }
+    }
+    if present("top_k").is_some_and(|v| v.as_u64().is_none()) {
+        return refuse("top_k", "a non-negative integer");
+    }
+    if present("stream").is_some_and(|v| !v.is_boolean()) {
+        return refuse("stream", "true or false");
+    }
+    if present("stop_sequences")
+        .is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+    {
+        return refuse("stop_sequences", "a list of strings");
+    }
+    if present("metadata").is_some_and(|v| !v.is_object()) {
+        return refuse("metadata", "an object");
+    }
+    Ok(())
 }
 
 /// `system` as one string: a string, or the text of its text blocks, joined
@@ -71,7 +151,7 @@ fn system_text(system: &Value) -> Result<String, TranslateError> {
 /// One Anthropic turn as chat messages: a user turn's `tool_result` blocks
 /// become `role: tool` messages ahead of its other content; an assistant
 /// turn's `tool_use` blocks become `tool_calls`; `thinking` is dropped.
-fn turn_to_chat(turn: &Value) -> Result<Vec<Value>, TranslateError> {
+fn turn_to_chat(turn: &Value, native: bool) -> Result<Vec<Value>, TranslateError> {
     let role = match turn["role"].as_str() {
         Some(r @ ("user" | "assistant")) => r,
         _ => {
@@ -92,12 +172,29 @@ fn turn_to_chat(turn: &Value) -> Result<Vec<Value>, TranslateError> {
         }
     };
     if role == "assistant" {
-        return Ok(vec![assistant_to_chat(blocks)]);
+        return Ok(vec![assistant_to_chat(blocks, native)?]);
     }
-    user_to_chat(blocks)
+    user_to_chat(blocks, native)
 }
 
-fn assistant_to_chat(blocks: &[Value]) -> Value {
+/// A block a chat request has no place for: refused, or left to the native
+/// body when only Anthropic models will read the request.
+fn untranslatable(kind: Option<&str>, native: bool) -> Result<(), TranslateError> {
+    if native {
+        return Ok(());
+    }
+    Err(TranslateError::new(
+        format!(
+            "content block type {} cannot be sent to this model (it is not an Anthropic one); \
+             user turns may hold text, image, document and tool_result blocks, assistant turns \
+             text, thinking and tool_use blocks",
+            kind.map_or_else(|| "(none)".to_owned(), |k| format!("{k:?}"))
+        ),
+        "messages",
+    ))
+}
+
+fn assistant_to_chat(blocks: &[Value], native: bool) -> Result<Value, TranslateError> {
     let mut text = String::new();
     let mut calls = Vec::new();
     for block in blocks {
@@ -111,7 +208,9 @@ fn assistant_to_chat(blocks: &[Value]) -> Value {
                     "arguments": block.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
                 },
             })),
-            _ => {}
+            // A model's own reasoning is not sent back to a chat model.
+            Some("thinking" | "redacted_thinking") => {}
+            other => untranslatable(other, native)?,
         }
     }
     let mut message = json!({"role": "assistant", "content": text});
@@ -121,22 +220,35 @@ fn assistant_to_chat(blocks: &[Value]) -> Value {
         }
         message["tool_calls"] = Value::Array(calls);
     }
-    message
+    Ok(message)
 }
 
-fn user_to_chat(blocks: &[Value]) -> Result<Vec<Value>, TranslateError> {
+fn user_to_chat(blocks: &[Value], native: bool) -> Result<Vec<Value>, TranslateError> {
     let mut out = Vec::new();
     let mut parts = Vec::new();
     for block in blocks {
-        match block["type"].as_str() {
-            Some("text") => parts.push(json!({"type": "text", "text": block["text"]})),
-            Some("image") => parts.push(image_part(&block["source"])?),
-            Some("tool_result") => out.push(json!({
-                "role": "tool",
-                "tool_call_id": block["tool_use_id"],
-                "content": result_text(&block["content"]),
-            })),
-            _ => {}
+        let part = match block["type"].as_str() {
+            Some("text") => Ok(json!({"type": "text", "text": block["text"]})),
+            Some("image") => image_part(&block["source"]),
+            Some("document") => document_part(block),
+            Some("tool_result") => {
+                match tool_message(block) {
+                    Ok(message) => out.push(message),
+                    Err(e) if !native => return Err(e),
+                    Err(_) => {}
+                }
+                continue;
+            }
+            other => {
+                untranslatable(other, native)?;
+                continue;
+            }
+        };
+        match part {
+            Ok(part) => parts.push(part),
+            // What the native body carries need not translate.
+            Err(_) if native => {}
+            Err(e) => return Err(e),
         }
     }
     match parts.as_slice() {
@@ -149,16 +261,91 @@ fn user_to_chat(blocks: &[Value]) -> Result<Vec<Value>, TranslateError> {
     Ok(out)
 }
 
-/// A tool result's content as text (images in results are dropped).
-fn result_text(content: &Value) -> String {
-    match content {
+/// A `tool_result` block as a `role: tool` message. Chat tool messages
+/// carry text only, and have no error flag: an `is_error` result's text
+/// starts with `Error: `, and a result holding anything but text is refused.
+fn tool_message(block: &Value) -> Result<Value, TranslateError> {
+    let text = match &block["content"] {
         Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| b["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
+        Value::Null => String::new(),
+        Value::Array(blocks) => {
+            let mut texts = Vec::with_capacity(blocks.len());
+            for b in blocks {
+                match (b["type"].as_str(), b["text"].as_str()) {
+                    (Some("text"), Some(text)) => texts.push(text),
+                    (kind, _) => {
+                        return Err(TranslateError::new(
+                            format!(
+                                "a tool_result for a model that is not an Anthropic one may hold only text blocks, got {}",
+                                kind.unwrap_or("(none)")
+                            ),
+                            "messages",
+                        ));
+                    }
+                }
+            }
+            texts.join("\n")
+        }
+        _ => {
+            return Err(TranslateError::new(
+                "tool_result content must be a string or a list of text blocks",
+                "messages",
+            ));
+        }
+    };
+    let text = if block["is_error"] == true {
+        format!("Error: {text}")
+    } else {
+        text
+    };
+    Ok(json!({
+        "role": "tool",
+        "tool_call_id": block["tool_use_id"],
+        "content": text,
+    }))
+}
+
+/// A `document` block as a chat part: plain text (its `title` first) for a
+/// text or content source, a `file` part for a base64 PDF; other sources
+/// (a URL, an uploaded file) have no chat form.
+fn document_part(block: &Value) -> Result<Value, TranslateError> {
+    let source = &block["source"];
+    let titled = |text: String| match block["title"].as_str() {
+        Some(title) if !title.is_empty() => format!("{title}\n\n{text}"),
+        _ => text,
+    };
+    match (source["type"].as_str(), source["media_type"].as_str()) {
+        (Some("text"), _) => Ok(json!({
+            "type": "text",
+            "text": titled(source["data"].as_str().unwrap_or_default().to_owned()),
+        })),
+        (Some("content"), _) => {
+            let text = match &source["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(blocks) => blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => String::new(),
+            };
+            Ok(json!({"type": "text", "text": titled(text)}))
+        }
+        (Some("base64"), Some("application/pdf")) => Ok(json!({
+            "type": "file",
+            "file": {
+                "filename": block["title"].as_str().unwrap_or("document.pdf"),
+                "file_data": format!(
+                    "data:application/pdf;base64,{}",
+                    source["data"].as_str().unwrap_or_default()
+                ),
+            },
+        })),
+        _ => Err(TranslateError::new(
+            "a document for a model that is not an Anthropic one must have a text or content \
+             source, or a base64 PDF",
+            "messages",
+        )),
     }
 }
 
@@ -181,12 +368,15 @@ fn image_part(source: &Value) -> Result<Value, TranslateError> {
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 
-fn tools_to_chat(tools: &Value) -> Result<Value, TranslateError> {
+fn tools_to_chat(tools: &Value, native: bool) -> Result<Value, TranslateError> {
     let Some(tools) = tools.as_array() else {
         return Err(TranslateError::new("tools must be an array", "tools"));
     };
     tools
         .iter()
+        // Anthropic's own tools (web search, code execution, ...) reach
+        // Anthropic models through the native body.
+        .filter(|tool| !native || matches!(tool["type"].as_str(), None | Some("custom")))
         .map(|tool| match tool["type"].as_str() {
             None | Some("custom") => Ok(chat_tool(
                 &tool["name"],

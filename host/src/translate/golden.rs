@@ -9,7 +9,7 @@ use super::{anthropic, anthropic_upstream, responses};
 
 fn translate(kind: &str, input: &Value) -> Value {
     match kind {
-        "anthropic_request" => match anthropic::request_to_chat(input) {
+        "anthropic_request" => match anthropic::request_to_chat(input, false) {
             Ok(v) => v,
             Err(e) => json!({"error": e.message, "param": e.param}),
         },
