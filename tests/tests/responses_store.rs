@@ -436,6 +436,74 @@ async fn store_false_keeps_nothing() {
 }
 
 #[tokio::test]
+async fn malformed_fields_are_refused_naming_them_and_nothing_is_stored() {
+    let up = FakeUpstream::start().await;
+    let proxy = open_proxy(&up, &[]).await;
+    let cases = [
+        (json!({"model": "m", "input": "hi", "store": "no"}), "store"),
+        (
+            json!({"model": "m", "input": "hi", "stream": "yes"}),
+            "stream",
+        ),
+        (
+            json!({"model": "m", "input": "hi", "temperature": "hot"}),
+            "temperature",
+        ),
+        (
+            json!({"model": "m", "input": "hi", "instructions": 5}),
+            "instructions",
+        ),
+        (
+            json!({"model": "m", "input": "hi", "max_output_tokens": 0}),
+            "max_output_tokens",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]}),
+            "file_id",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, error) = send(&proxy, Method::POST, "/v1/responses", None, Some(&body)).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    assert_eq!(up.recorded().len(), 0);
+}
+
+#[tokio::test]
+async fn listed_input_messages_hold_their_content_as_parts() {
+    let up = FakeUpstream::start().await;
+    let proxy = open_proxy(&up, &[]).await;
+    let answer = create(
+        &proxy,
+        None,
+        json!({"model": "m", "input": [
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": "second question"},
+        ]}),
+    )
+    .await;
+    let id = answer["id"].as_str().unwrap();
+    let path = format!("/v1/responses/{id}/input_items?order=asc");
+    let (status, items) = send(&proxy, Method::GET, &path, None, None).await;
+    assert_eq!(status, 200, "{items}");
+    let data = items["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3, "{items}");
+    assert_eq!(
+        data[0]["content"],
+        json!([{"type": "input_text", "text": "first question"}])
+    );
+    assert_eq!(data[1]["content"][0]["type"], "output_text", "{items}");
+    assert_eq!(data[1]["content"][0]["text"], "first answer", "{items}");
+    assert!(
+        data.iter().all(|item| item["status"] == "completed"),
+        "{items}"
+    );
+}
+
+#[tokio::test]
 async fn store_responses_false_turns_storing_off() {
     let up = FakeUpstream::start().await;
     let proxy = open_proxy(&up, &["store_responses: false"]).await;

@@ -43,12 +43,7 @@ pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value
 
 /// A Responses request as a chat completions request (a JSON object).
 pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
-    if !body.is_object() {
-        return Err(TranslateError::new(
-            "the body must be a JSON object",
-            "body",
-        ));
-    }
+    check_fields(body)?;
     if !body["previous_response_id"].is_null() {
         // The HTTP layer resolves it against the response store first
         // ([`continued`]); an id left here was never looked up.
@@ -82,6 +77,46 @@ pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
     Ok(Value::Object(chat))
 }
 
+/// The fields OpenAI types strictly, checked before translating: a
+/// malformed request is refused naming its field, never read as something
+/// else (`"store": "no"` as storing, `"stream": "yes"` as not streaming).
+fn check_fields(body: &Value) -> Result<(), TranslateError> {
+    if !body.is_object() {
+        return Err(TranslateError::new(
+            "the body must be a JSON object",
+            "body",
+        ));
+    }
+    let present = |key: &str| body.get(key).filter(|v| !v.is_null());
+    let refuse =
+        |key: &str, wants: &str| Err(TranslateError::new(format!("{key} must be {wants}"), key));
+    if !present("model").is_some_and(|m| m.as_str().is_some_and(|m| !m.is_empty())) {
+        return refuse("model", "a model name");
+    }
+    for key in ["stream", "store", "parallel_tool_calls", "background"] {
+        if present(key).is_some_and(|v| !v.is_boolean()) {
+            return refuse(key, "true or false");
+        }
+    }
+    for key in ["temperature", "top_p"] {
+        if present(key).is_some_and(|v| !v.is_number()) {
+            return refuse(key, "a number");
+        }
+    }
+    if present("max_output_tokens").is_some_and(|v| !v.as_u64().is_some_and(|n| n > 0)) {
+        return refuse("max_output_tokens", "a positive integer");
+    }
+    for key in ["instructions", "user", "previous_response_id"] {
+        if present(key).is_some_and(|v| !v.is_string()) {
+            return refuse(key, "a string");
+        }
+    }
+    if present("metadata").is_some_and(|v| !v.is_object()) {
+        return refuse("metadata", "an object");
+    }
+    Ok(())
+}
+
 /// The request's `input` as a list of items: a string is one user message
 /// item. An item sent without an `id` gets one derived from `response_id`
 /// (`msg_<id>_in<n>`, by item type), and an item with a `role` but no
@@ -113,6 +148,9 @@ pub fn input_items(body: &Value, response_id: &str) -> Result<Vec<Value>, Transl
         if !obj.contains_key("type") && obj.contains_key("role") {
             obj.insert("type".into(), json!("message"));
         }
+        if obj.get("type").and_then(Value::as_str) == Some("message") {
+            as_listed_message(obj);
+        }
         if obj.get("id").is_none_or(Value::is_null) {
             let prefix = match obj.get("type").and_then(Value::as_str) {
                 Some("message") => "msg",
@@ -125,6 +163,26 @@ pub fn input_items(body: &Value, response_id: &str) -> Result<Vec<Value>, Transl
         }
     }
     Ok(items)
+}
+
+/// A message item as OpenAI lists it: its content a list of parts (a
+/// string becomes one `input_text` part, `output_text` for an assistant),
+/// and a `status`.
+fn as_listed_message(obj: &mut Map<String, Value>) {
+    if let Some(Value::String(text)) = obj.get("content") {
+        let kind = if obj.get("role").and_then(Value::as_str) == Some("assistant") {
+            "output_text"
+        } else {
+            "input_text"
+        };
+        let part = if kind == "output_text" {
+            json!({"type": kind, "text": text, "annotations": []})
+        } else {
+            json!({"type": kind, "text": text})
+        };
+        obj.insert("content".into(), json!([part]));
+    }
+    obj.entry("status").or_insert_with(|| json!("completed"));
 }
 
 /// The conversation a stored response continues: the input items it was
@@ -246,10 +304,21 @@ fn message_item(item: &Value) -> Result<Value, TranslateError> {
                 out.push(json!({"type": "text", "text": part["text"]}));
             }
             Some("input_image") => {
+                if !part["image_url"].is_string() {
+                    return Err(TranslateError::new(
+                        "an input_image needs an image_url (a URL or a data: URL); \
+                         file_id images are not supported",
+                        "input",
+                    ));
+                }
                 let mut image = Map::new();
                 copy(part, "image_url", &mut image, "url");
                 copy(part, "detail", &mut image, "detail");
                 out.push(json!({"type": "image_url", "image_url": image}));
+            }
+            // A refusal replayed from an earlier answer is that answer's text.
+            Some("refusal") => {
+                out.push(json!({"type": "text", "text": part["refusal"]}));
             }
             Some(other) => {
                 return Err(TranslateError::new(
