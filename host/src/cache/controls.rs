@@ -24,6 +24,7 @@ pub struct Controls {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "an object of cache controls")]
 struct Wire {
     #[serde(default, rename = "no-cache", alias = "no_cache")]
     no_cache: Option<bool>,

@@ -29,26 +29,28 @@ use crate::ops::{Caller, Meter, RequestContext, RequestId};
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The key a client presented: `Authorization: Bearer`, `x-api-key`,
-/// `api-key` (Azure's) or LiteLLM's `x-litellm-api-key`. The model routes and
-/// the management API read it the same way.
+/// `api-key` (Azure's) or LiteLLM's `x-litellm-api-key`, each with or
+/// without a `Bearer` scheme (any case, as RFC 9110 has it). The model
+/// routes and the management API read it the same way. A header that is not
+/// visible ASCII is a key that matches nothing, not a missing one.
 pub(super) fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        return Some(
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .unwrap_or(v)
-                .trim(),
-        );
-    }
-    ["x-litellm-api-key", "x-api-key", "api-key"]
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    let value = [
+        http::header::AUTHORIZATION.as_str(),
+        "x-litellm-api-key",
+        "x-api-key",
+        "api-key",
+    ]
+    .iter()
+    .find_map(|h| headers.get(*h))?;
+    let Ok(value) = value.to_str() else {
+        return Some("");
+    };
+    let value = value.trim();
+    let unschemed = value
+        .split_once(|c: char| c == ' ' || c == '\t')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or(value, |(_, key)| key.trim());
+    Some(unschemed)
 }
 
 /// What the auth layer hands every handler behind it: the one gateway
@@ -207,5 +209,26 @@ mod tests {
         h.insert("x-api-key", "sk-2".parse().unwrap());
         assert_eq!(presented_key(&h), Some("sk-2"));
         assert_eq!(presented_key(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_on_every_key_header() {
+        for (header, value) in [
+            ("authorization", "BEARER sk-1"),
+            ("authorization", "bearer\tsk-1"),
+            ("authorization", "sk-1"),
+            ("x-litellm-api-key", "Bearer sk-1"),
+            ("x-api-key", " sk-1 "),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header, value.parse().unwrap());
+            assert_eq!(presented_key(&h), Some("sk-1"), "{header}: {value:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            http::HeaderValue::from_bytes("Bearer sk-\u{e9}".as_bytes()).unwrap(),
+        );
+        assert_eq!(presented_key(&h), Some(""), "unreadable, not missing");
     }
 }

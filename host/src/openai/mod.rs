@@ -30,6 +30,23 @@ pub struct ProxyRequest {
     pub rest: RawFields,
 }
 
+/// Longest model name a request may give, its own or a fallback's: names
+/// are repeated in errors, headers and log lines, so an unbounded one would
+/// make those unbounded too.
+pub const MAX_MODEL_NAME_BYTES: usize = 512;
+/// Most fallbacks one request may name.
+pub const MAX_REQUEST_FALLBACKS: usize = 16;
+
+/// Why a model name a request gives cannot be used, if it cannot.
+fn model_name_problem(field: &str, name: &str) -> Option<String> {
+    (name.len() > MAX_MODEL_NAME_BYTES).then(|| {
+        format!(
+            "`{field}` holds a name of {} bytes; a model name may be at most {MAX_MODEL_NAME_BYTES}",
+            name.len()
+        )
+    })
+}
+
 impl<'de> Deserialize<'de> for ProxyRequest {
     /// Reads the body's fields as raw JSON and parses only the typed ones.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -61,6 +78,23 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             "fallbacks",
             "a list of model names",
         )?;
+        if let Some(problem) = model_name_problem("model", &model) {
+            return Err(D::Error::custom(problem));
+        }
+        if let Some(names) = &fallbacks {
+            if names.len() > MAX_REQUEST_FALLBACKS {
+                return Err(D::Error::custom(format!(
+                    "`fallbacks` names {} models; at most {MAX_REQUEST_FALLBACKS} are allowed",
+                    names.len()
+                )));
+            }
+            if let Some(problem) = names
+                .iter()
+                .find_map(|n| model_name_problem("fallbacks", n))
+            {
+                return Err(D::Error::custom(problem));
+            }
+        }
         let cache = take_cache_controls(&mut rest).map_err(D::Error::custom)?;
         Ok(Self {
             model,
@@ -215,6 +249,16 @@ mod tests {
         assert!(serde_json::from_str::<ProxyRequest>(r#"{"messages":[]}"#).is_err());
         assert!(serde_json::from_str::<ProxyRequest>(r#"{"model":"m","stream":"yes"}"#).is_err());
         assert!(serde_json::from_str::<ProxyRequest>(r#"{"model":"m","fallbacks":[1]}"#).is_err());
+        let long = "m".repeat(MAX_MODEL_NAME_BYTES + 1);
+        let error = serde_json::from_str::<ProxyRequest>(&format!(r#"{{"model":"{long}"}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most 512"), "{error}");
+        let many = vec!["f"; MAX_REQUEST_FALLBACKS + 1];
+        let body = serde_json::json!({"model": "m", "fallbacks": many}).to_string();
+        assert!(serde_json::from_str::<ProxyRequest>(&body).is_err());
+        let body = serde_json::json!({"model": "m", "fallbacks": [long]}).to_string();
+        assert!(serde_json::from_str::<ProxyRequest>(&body).is_err());
         let req: ProxyRequest =
             serde_json::from_str(r#"{"model":"m","fallbacks":["a","b"],"disable_fallbacks":true}"#)
                 .unwrap();
