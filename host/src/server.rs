@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::admin::Overlay;
 use crate::config;
-use crate::http::{AppState, DEFAULT_MAX_IN_FLIGHT, InFlight, Ops, app};
+use crate::http::{AppState, DEFAULT_MAX_BODIES_MB, DEFAULT_MAX_IN_FLIGHT, InFlight, Ops, app};
 use crate::ops::admission::{Admission, DEFAULT_QUEUE_TIMEOUT, default_checks};
 use crate::ops::sinks::{OutcomeSink, Outcomes, default_sinks};
 use crate::reload::{Control, ControlOptions};
@@ -250,6 +250,9 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         general
             .global_max_parallel_requests
             .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        general
+            .max_request_bodies_mb
+            .unwrap_or(DEFAULT_MAX_BODIES_MB),
     );
     let state = AppState::new(control, local.ip().is_loopback(), ops, in_flight);
     let limits = connection_limits(&general, shutdown_grace);

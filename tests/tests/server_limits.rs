@@ -88,3 +88,41 @@ async fn requests_past_the_parallel_limit_get_503_with_retry_after_at_once() {
     let (status, _, _) = proxy.chat(&chat_body("m", "after")).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn bodies_past_the_gateways_byte_budget_get_503_until_the_held_ones_are_answered() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "slow",
+        Behavior::ok("slow").delayed(Duration::from_millis(1500)),
+    );
+    let proxy = Proxy::start(&config(
+        &up,
+        "  max_request_bodies_mb: 1\n  max_request_size_mb: 1\n",
+    ))
+    .await;
+    // Each body is about 0.6 MiB: one fits in the budget, two do not.
+    let large = |model: &str| chat_body(model, &"x".repeat(600 * 1024));
+    let held = async { proxy.chat(&large("slow")).await.0 };
+    let over = async {
+        assert!(
+            up.wait_until(Duration::from_secs(5), |u| u.calls("slow") == 1)
+                .await
+        );
+        let r = proxy.post("/v1/chat/completions", &large("m")).await;
+        (
+            r.status().as_u16(),
+            r.headers().get("retry-after").cloned(),
+            r.text().await.unwrap(),
+        )
+    };
+    let (held, (status, retry_after, body)) = tokio::join!(held, over);
+    assert_eq!(held, 200);
+    assert_eq!(status, 503, "{body}");
+    assert!(retry_after.is_some());
+    assert!(body.contains("max_request_bodies_mb"), "{body}");
+    assert_eq!(up.calls("m"), 0);
+    // The bytes come back when the held request is answered.
+    let (status, _, _) = proxy.chat(&large("m")).await;
+    assert_eq!(status, 200);
+}

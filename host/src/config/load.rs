@@ -354,6 +354,14 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
     {
         problems.push(Problem::new("general_settings.proxy_batch_write_at", why));
     }
+    if let Some(mb) = config.general_settings.max_request_bodies_mb
+        && !(mb.is_finite() && mb >= 1.0)
+    {
+        problems.push(Problem::new(
+            "general_settings.max_request_bodies_mb",
+            format!("must be a number of at least 1, got {mb}"),
+        ));
+    }
     if let Some(mb) = config.general_settings.max_request_size_mb
         && !(mb.is_finite() && mb > 0.0)
     {

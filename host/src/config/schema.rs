@@ -113,6 +113,10 @@ pub struct GeneralSettings {
     /// Requests served at once (LiteLLM's name); past it new requests get
     /// 503 with `Retry-After`. Read at start-up.
     pub global_max_parallel_requests: Option<u32>,
+    /// MiB of request bodies the gateway holds at once, over all requests
+    /// (1024 when unset); a request whose body would pass it gets 503 with
+    /// `Retry-After`. Read at start-up.
+    pub max_request_bodies_mb: Option<f64>,
     /// Seconds a client has to send a request's head (its request line and
     /// headers); the connection is closed after. 30 when unset. Read at start-up.
     pub header_read_timeout: Option<f64>,

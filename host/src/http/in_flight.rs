@@ -1,10 +1,12 @@
-//! A bound on requests served at once (`global_max_parallel_requests`). A
-//! request past it is answered 503 with `Retry-After` at once instead of
-//! queueing: memory stays bounded however many clients connect. The slot is
-//! held until the response body ends, so open streams count too.
+//! Bounds on what the gateway holds at once: requests served
+//! (`global_max_parallel_requests`) and bytes of request bodies
+//! (`max_request_bodies_mb`). A request past either is answered 503 with
+//! `Retry-After` at once instead of queueing: memory stays bounded however
+//! many clients connect and however large their bodies. Both are held until
+//! the response body ends, so open streams count too.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,20 +23,27 @@ use super::error::ApiError;
 
 /// Requests served at once when the config sets no limit.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 4096;
+/// MiB of request bodies held at once when the config sets no limit.
+pub const DEFAULT_MAX_BODIES_MB: f64 = 1024.0;
 
-/// The shared slots.
+/// The shared slots, and the shared budget of body bytes (one permit a byte).
 #[derive(Clone)]
 pub struct InFlight {
     slots: Arc<Semaphore>,
     limit: u32,
+    body_bytes: Arc<Semaphore>,
+    body_limit_mb: f64,
 }
 
 impl InFlight {
-    /// At most `limit` requests at once.
-    pub fn new(limit: u32) -> Self {
+    /// At most `limit` requests and `bodies_mb` MiB of their bodies at once.
+    pub fn new(limit: u32, bodies_mb: f64) -> Self {
+        let bytes = (bodies_mb.clamp(1.0, 1024.0 * 1024.0) * 1024.0 * 1024.0) as usize;
         Self {
             slots: Arc::new(Semaphore::new(limit as usize)),
             limit,
+            body_bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            body_limit_mb: bodies_mb,
         }
     }
 
@@ -62,21 +71,96 @@ pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Ne
         e.retry_after = Some(Duration::from_secs(1));
         return e.into_response();
     };
-    let response = next.run(request).await;
+    let (parts, body) = request.into_parts();
+    // Bodies are counted as they arrive, and their bytes stay counted
+    // until the response ends: the handler keeps what it read.
+    let held = (!http_body::Body::is_end_stream(&body)).then(Arc::default);
+    let body = match &held {
+        Some(held) => Body::new(CountedBody {
+            inner: body,
+            budget: in_flight.body_bytes.clone(),
+            limit_mb: in_flight.body_limit_mb,
+            held: Arc::clone(held),
+        }),
+        None => body,
+    };
+    let response = next.run(Request::from_parts(parts, body)).await;
     let (parts, body) = response.into_parts();
     Response::from_parts(
         parts,
         Body::new(HoldingBody {
             inner: body,
             _permit: permit,
+            _body_bytes: held,
         }),
     )
 }
 
-/// A response body that keeps its request's slot until it is dropped.
+/// The body bytes a request has been counted for so far.
+type HeldBytes = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+
+/// The error a request body ends with when the gateway already holds its
+/// limit of body bytes; the body reader answers it with 503.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the gateway is holding its limit of {limit_mb} MiB of request bodies at once \
+     (general_settings.max_request_bodies_mb); retry shortly"
+)]
+pub struct BodiesLimitReached {
+    pub limit_mb: f64,
+}
+
+/// A request body that counts its bytes against the shared budget as they
+/// arrive, and ends with [`BodiesLimitReached`] when they do not fit.
+struct CountedBody {
+    inner: Body,
+    budget: Arc<Semaphore>,
+    limit_mb: f64,
+    held: HeldBytes,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+            && !data.is_empty()
+        {
+            let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            let Ok(permit) = self.budget.clone().try_acquire_many_owned(n) else {
+                let limit_mb = self.limit_mb;
+                return Poll::Ready(Some(Err(axum::Error::new(BodiesLimitReached { limit_mb }))));
+            };
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            match held.as_mut() {
+                Some(all) => all.merge(permit),
+                None => *held = Some(permit),
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that keeps its request's slot, and the bytes of its
+/// request's body, until it is dropped.
 struct HoldingBody {
     inner: Body,
     _permit: OwnedSemaphorePermit,
+    _body_bytes: Option<HeldBytes>,
 }
 
 impl http_body::Body for HoldingBody {

@@ -38,7 +38,7 @@ use crate::ops::sinks::Outcomes;
 use crate::reload::Control;
 
 pub use auth::Scope;
-pub use in_flight::{DEFAULT_MAX_IN_FLIGHT, InFlight};
+pub use in_flight::{DEFAULT_MAX_BODIES_MB, DEFAULT_MAX_IN_FLIGHT, InFlight};
 pub use stream_cutoff::StreamCutoff;
 
 /// Shared state of every handler: the current gateway version, the control

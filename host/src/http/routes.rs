@@ -230,6 +230,17 @@ pub(super) async fn read_body(
             if s.is::<http_body_util::LengthLimitError>() {
                 return too_large();
             }
+            if let Some(full) = s.downcast_ref::<super::in_flight::BodiesLimitReached>() {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable_error",
+                    full.to_string(),
+                    None,
+                    Some("gateway_busy"),
+                );
+                e.retry_after = Some(Duration::from_secs(1));
+                return e;
+            }
             source = s.source();
         }
         ApiError::invalid(format!("could not read the request body: {e}"), None)
