@@ -377,3 +377,76 @@ async fn a_store_outage_answers_uncached_keys_503_in_bounded_time_and_cached_one
     )
     .await;
 }
+
+#[tokio::test]
+async fn spend_set_back_to_zero_gives_a_spent_key_or_team_its_budget_back() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"max_budget": CALL_COST / 2.0})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "key_budget_exceeded"),
+        "{body}"
+    );
+    let updated = manage(&proxy, "/key/update", json!({"key": key, "spend": 0})).await;
+    assert_eq!(updated["spend"], 0.0, "{updated}");
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+
+    manage(
+        &proxy,
+        "/team/new",
+        json!({"team_id": "thrifty", "max_budget": CALL_COST / 2.0}),
+    )
+    .await;
+    let member = new_key(&proxy, json!({"team_id": "thrifty"})).await;
+    assert_eq!(chat_as(&proxy, &member, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &member, "gpt-a").await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "team_budget_exceeded"),
+        "{body}"
+    );
+    let updated = manage(
+        &proxy,
+        "/team/update",
+        json!({"team_id": "thrifty", "spend": 0}),
+    )
+    .await;
+    assert_eq!(updated["data"]["spend"], 0.0, "LiteLLM's shape: {updated}");
+    assert_eq!(updated["team_id"], "thrifty", "{updated}");
+    assert_eq!(chat_as(&proxy, &member, "gpt-a").await.0, 200);
+    assert_eq!(up.calls("gpt-a"), 4);
+}
+
+#[tokio::test]
+async fn a_negative_spend_is_refused_naming_the_field() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({})).await;
+    let r = proxy
+        .client
+        .post(proxy.url("/key/update"))
+        .bearer_auth(MASTER)
+        .json(&json!({"key": key, "spend": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "spend", "{body}");
+}
+
+#[tokio::test]
+async fn a_per_model_budget_in_litellms_newer_form_is_enforced() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let budget = json!({"gpt-a": {"budget_limit": CALL_COST / 2.0, "time_period": "1d"}});
+    let key = new_key(&proxy, json!({"model_max_budget": budget})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(chat_as(&proxy, &key, "gpt-b").await.0, 200);
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (1, 1));
+}

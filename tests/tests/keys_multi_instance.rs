@@ -137,6 +137,38 @@ async fn a_budget_spent_through_one_instance_is_refused_by_the_other() {
 }
 
 #[tokio::test]
+async fn spend_set_to_zero_on_one_instance_gives_the_budget_back_on_both() {
+    let Some(s) = shared("spend_set_to_zero_on_one_instance").await else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    let yaml = config(
+        &priced(&up, "gpt-a"),
+        &s.database_url,
+        &s.redis.url,
+        &s.redis.prefix,
+        "",
+    );
+    let (a, b) = two(&yaml).await;
+    let key = new_key(&a, json!({"max_budget": 0.01, "budget_duration": "1d"})).await;
+    assert_eq!(chat_as(&a, &key, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&b, &key, "gpt-a").await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "key_budget_exceeded"),
+        "{body}"
+    );
+    manage(&b, "/key/update", json!({"key": key, "spend": 0})).await;
+    for proxy in [&a, &b] {
+        let (status, _, body) = chat_as(proxy, &key, "gpt-a").await;
+        assert_eq!(status, 200, "{body}");
+        // Each answer spends the budget again.
+        manage(proxy, "/key/update", json!({"key": key, "spend": 0})).await;
+    }
+    assert_eq!(up.calls("gpt-a"), 3);
+}
+
+#[tokio::test]
 async fn a_key_blocked_or_deleted_on_one_instance_is_refused_by_the_other_within_a_second() {
     let Some(s) = shared("a_key_blocked_or_deleted_on_one_instance").await else {
         return;

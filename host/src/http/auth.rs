@@ -47,7 +47,7 @@ pub(super) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     };
     let value = value.trim();
     let unschemed = value
-        .split_once(|c: char| c == ' ' || c == '\t')
+        .split_once([' ', '\t'])
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or(value, |(_, key)| key.trim());
     Some(unschemed)

@@ -68,6 +68,16 @@ impl SpendCell {
         (s.spent, s.reset_at)
     }
 
+    /// Sets the spend so far (an administrator's correction); the record
+    /// that follows it is taken as having said so.
+    pub fn set(&self, spend: f64) {
+        if let Ok(mut s) = self.0.lock() {
+            s.spent = spend;
+            s.last_record = spend;
+            s.touched = Instant::now();
+        }
+    }
+
     /// Adds the cost of one call.
     pub fn add(&self, cost: f64, now: SystemTime) {
         if let Ok(mut s) = self.0.lock() {

@@ -136,6 +136,13 @@ impl LocalCounters {
         }
     }
 
+    /// Sets the spend of the current period of `name`, if it is counted here.
+    pub fn set_spent(&self, name: &str, spend: f64) {
+        if let Some(cell) = self.spend.find(name) {
+            cell.set(spend);
+        }
+    }
+
     /// The spend counted here so far in the current period of `name`.
     pub fn spent(&self, name: &str) -> Option<f64> {
         self.spend

@@ -316,6 +316,19 @@ impl Limiter {
         }
     }
 
+    /// Sets the current period's spend of scope `name`, an administrator's
+    /// correction (`spend` on the management API's update routes), in the
+    /// local counters and the shared ones: both only ever move up from the
+    /// records they are given, so a lower spend must be set. A Redis that
+    /// does not answer leaves its counters as they were, which the error says.
+    pub async fn set_spent(&self, name: &str, spend: f64) -> Result<(), String> {
+        self.0.local.set_spent(name, spend);
+        match &self.0.shared {
+            Some(shared) => shared.set_spent(name, spend).await,
+            None => Ok(()),
+        }
+    }
+
     /// The spend this process counted so far in the current period of
     /// `name`, if it counted any (the local counters).
     pub fn spent(&self, name: &str) -> Option<f64> {

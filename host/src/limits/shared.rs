@@ -37,6 +37,11 @@ static ADMIT: Script = Script::new(include_str!("shared/admit.lua"));
 static CHARGE: Script = Script::new(include_str!("shared/charge.lua"));
 static RELEASE: Script = Script::new(include_str!("shared/release.lua"));
 static RENEW: Script = Script::new(include_str!("shared/lease.lua"));
+/// Sets a scope's spend, where its counters exist (a scope without them
+/// starts from its record anyway).
+static SET_SPENT: Script = Script::new(
+    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'sp', ARGV[1]) end return 1",
+);
 
 /// The shared counters of one instance; cheap to clone.
 #[derive(Clone)]
@@ -226,6 +231,21 @@ impl SharedCounters {
                 }))
             }
         }
+    }
+
+    /// Sets the current period's spend of `scope` (see
+    /// [`super::Limiter::set_spent`]).
+    pub async fn set_spent(&self, scope: &str, spend: f64) -> Result<(), String> {
+        self.0
+            .link
+            .call_script(
+                &SET_SPENT,
+                vec![self.counters_key(scope)],
+                vec![spend.to_string()],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Queues the charge of an answered call's tokens and cost to the

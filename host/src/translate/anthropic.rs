@@ -104,7 +104,7 @@ fn check_fields(body: &Value) -> Result<(), TranslateError> {
                 "max_tokens",
             ));
         }
-        Some(v) if !v.as_u64().is_some_and(|n| n > 0) => {
+        Some(v) if v.as_u64().is_none_or(|n| n == 0) => {
             return refuse("max_tokens", "a positive integer");
         }
         Some(_) => {}

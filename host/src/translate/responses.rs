@@ -90,7 +90,7 @@ fn check_fields(body: &Value) -> Result<(), TranslateError> {
     let present = |key: &str| body.get(key).filter(|v| !v.is_null());
     let refuse =
         |key: &str, wants: &str| Err(TranslateError::new(format!("{key} must be {wants}"), key));
-    if !present("model").is_some_and(|m| m.as_str().is_some_and(|m| !m.is_empty())) {
+    if present("model").is_none_or(|m| m.as_str().is_none_or(str::is_empty)) {
         return refuse("model", "a model name");
     }
     for key in ["stream", "store", "parallel_tool_calls", "background"] {
@@ -103,7 +103,7 @@ fn check_fields(body: &Value) -> Result<(), TranslateError> {
             return refuse(key, "a number");
         }
     }
-    if present("max_output_tokens").is_some_and(|v| !v.as_u64().is_some_and(|n| n > 0)) {
+    if present("max_output_tokens").is_some_and(|v| v.as_u64().is_none_or(|n| n == 0)) {
         return refuse("max_output_tokens", "a positive integer");
     }
     for key in ["instructions", "user", "previous_response_id"] {

@@ -40,9 +40,23 @@ pub struct LimitsPatch {
     pub model_tpm_limit: Option<Option<BTreeMap<String, u64>>>,
     #[serde(default, deserialize_with = "double")]
     pub model_max_budget: Option<Option<BTreeMap<String, Value>>>,
+    /// The spend of the current period, set by an administrator (LiteLLM's
+    /// field; `0` gives a spent budget back). Not a limit, but every level
+    /// has one, like the limits.
+    pub spend: Option<f64>,
 }
 
 impl LimitsPatch {
+    /// The spend the body sets, checked.
+    pub fn spend(&self) -> Result<Option<f64>, ApiError> {
+        match self.spend {
+            Some(s) if !s.is_finite() || s < 0.0 => {
+                Err(invalid("spend", "must be a non-negative number"))
+            }
+            s => Ok(s),
+        }
+    }
+
     /// Applies the patch to `limits`, checking each value; returns whether
     /// the budget period changed (so the reset time moves).
     pub fn apply(&self, limits: &mut Limits) -> Result<bool, ApiError> {
@@ -82,20 +96,22 @@ impl LimitsPatch {
     }
 }
 
-/// `model_max_budget` as LiteLLM writes it: `{"model": 10.0}` or
-/// `{"model": {"max_budget": 10.0, "budget_duration": "1d"}}` (the key's own
-/// period applies to both here).
+/// `model_max_budget` as LiteLLM writes it: `{"model": 10.0}`,
+/// `{"model": {"max_budget": 10.0, "budget_duration": "1d"}}` or, in its
+/// newer form, `{"model": {"budget_limit": 10.0, "time_period": "1d"}}`
+/// (the key's own period applies to each here).
 fn model_budgets(v: Option<&BTreeMap<String, Value>>) -> Result<BTreeMap<String, f64>, ApiError> {
     let mut out = BTreeMap::new();
     for (model, value) in v.into_iter().flatten() {
         let budget = value
             .as_f64()
             .or_else(|| value.get("max_budget").and_then(Value::as_f64))
+            .or_else(|| value.get("budget_limit").and_then(Value::as_f64))
             .filter(|b| b.is_finite() && *b >= 0.0)
             .ok_or_else(|| {
                 invalid(
                     &format!("model_max_budget.{model}"),
-                    "must be a non-negative number or {\"max_budget\": number}",
+                    "must be a non-negative number, {\"max_budget\": number} or {\"budget_limit\": number}",
                 )
             })?;
         out.insert(model.clone(), budget);

@@ -16,7 +16,7 @@ use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
-use crate::keys::store::{KeyFilter, ListPage};
+use crate::keys::store::{KeyFilter, ListPage, SpendOwner};
 use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, budget_period, token};
 
 /// The hash a key is stored under, from what a client sent: the full key
@@ -137,6 +137,9 @@ async fn apply(
     if let Some(blocked) = b.blocked {
         k.blocked = blocked;
     }
+    if let Some(spend) = b.limits.spend()? {
+        k.spend = spend;
+    }
     if b.limits.apply(&mut k.limits)?
         || (k.budget_reset_at.is_none() && k.limits.budget_duration.is_some())
     {
@@ -237,8 +240,10 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .take()
         .ok_or_else(|| invalid("key", "is required"))?;
     let mut record = existing(&keys, &given).await?;
+    let spend = body.limits.spend()?;
     apply(&keys, &mut record, body, SystemTime::now()).await?;
     keys.store().update_key(&record).await.map_err(key_error)?;
+    super::set_spend(&state, &keys, SpendOwner::Key, &record.token_hash, spend).await?;
     keys.invalidate(&record.token_hash);
     let mut out = shape::key(&record);
     if let Some(o) = out.as_object_mut() {

@@ -176,6 +176,35 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     })
 }
 
+/// Sets a key's, user's or team's spend when the body gave one, in the
+/// store and in the limit counters, so a budget given back (`spend: 0`)
+/// admits the next request at once.
+pub(super) async fn set_spend(
+    state: &AppState,
+    keys: &Keys,
+    owner: crate::keys::store::SpendOwner,
+    id: &str,
+    spend: Option<f64>,
+) -> Result<(), ApiError> {
+    let Some(spend) = spend else { return Ok(()) };
+    keys.store()
+        .set_spend(owner, id, spend)
+        .await
+        .map_err(key_error)?;
+    let scope = format!("{}:{id}", owner.scope_prefix());
+    state.ops.limiter.set_spent(&scope, spend).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            format!(
+                "the spend was saved, but the shared limit counters did not take it ({e}); send the update again"
+            ),
+            Some("spend"),
+            Some("shared_state_unavailable"),
+        )
+    })
+}
+
 /// A store error as an API error: unknown entities 404, refused values 400
 /// naming the field, an unreachable store 503.
 pub(crate) fn key_error(e: KeyError) -> ApiError {

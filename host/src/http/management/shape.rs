@@ -60,6 +60,17 @@ pub fn generated(k: &KeyRecord, full_key: &str) -> Value {
     v
 }
 
+/// An update's answer in LiteLLM's shape: the record, with a copy under
+/// `data` (where LiteLLM's `/user/update` and `/team/update` put it), so
+/// scripts reading either place find it.
+pub fn with_data(mut record: Value) -> Value {
+    let copy = record.clone();
+    if let Some(fields) = record.as_object_mut() {
+        fields.insert("data".into(), copy);
+    }
+    record
+}
+
 /// A user.
 pub fn user(u: &UserRecord) -> Value {
     let mut out = serde_json::Map::new();

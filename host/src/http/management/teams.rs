@@ -16,7 +16,7 @@ use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
-use crate::keys::store::{KeyFilter, ListPage, Owner};
+use crate::keys::store::{KeyFilter, ListPage, Owner, SpendOwner};
 use crate::keys::{KeyError, Keys, Limits, TeamRecord, UserRecord};
 
 async fn existing(keys: &Keys, team_id: &str) -> Result<TeamRecord, ApiError> {
@@ -54,6 +54,9 @@ fn apply(t: &mut TeamRecord, b: &TeamBody, now: SystemTime) -> Result<(), ApiErr
     }
     if let Some(blocked) = b.blocked {
         t.blocked = blocked;
+    }
+    if let Some(spend) = b.limits.spend()? {
+        t.spend = spend;
     }
     if b.limits.apply(&mut t.limits)?
         || (t.budget_reset_at.is_none() && t.limits.budget_duration.is_some())
@@ -187,8 +190,16 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     let mut team = existing(&keys, &team_id).await?;
     apply(&mut team, &body, SystemTime::now())?;
     keys.store().update_team(&team).await.map_err(key_error)?;
+    super::set_spend(
+        &state,
+        &keys,
+        SpendOwner::Team,
+        &team_id,
+        body.limits.spend()?,
+    )
+    .await?;
     keys.invalidate_team(&team_id);
-    Ok(Json(shown(&keys, &team).await?).into_response())
+    Ok(Json(shape::with_data(shown(&keys, &team).await?)).into_response())
 }
 
 #[derive(Deserialize)]

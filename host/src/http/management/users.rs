@@ -15,7 +15,7 @@ use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
-use crate::keys::store::{KeyFilter, ListPage};
+use crate::keys::store::{KeyFilter, ListPage, SpendOwner};
 use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
 
 /// The roles LiteLLM defines; `proxy_admin` may use the management API.
@@ -67,6 +67,9 @@ fn apply(u: &mut UserRecord, b: &UserBody, now: SystemTime) -> Result<(), ApiErr
     }
     if let Some(m) = &b.metadata {
         u.metadata = metadata(m.clone())?;
+    }
+    if let Some(spend) = b.limits.spend()? {
+        u.spend = spend;
     }
     if b.limits.apply(&mut u.limits)?
         || (u.budget_reset_at.is_none() && u.limits.budget_duration.is_some())
@@ -193,8 +196,16 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     let mut user = existing(&keys, &user_id).await?;
     apply(&mut user, &body, SystemTime::now())?;
     keys.store().update_user(&user).await.map_err(key_error)?;
+    super::set_spend(
+        &state,
+        &keys,
+        SpendOwner::User,
+        &user_id,
+        body.limits.spend()?,
+    )
+    .await?;
     keys.invalidate_user(&user_id);
-    Ok(Json(shape::user(&user)).into_response())
+    Ok(Json(shape::with_data(shape::user(&user))).into_response())
 }
 
 #[derive(Deserialize)]

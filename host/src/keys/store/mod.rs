@@ -25,7 +25,7 @@ use super::KeyError;
 
 pub use principals::{KeyFilter, ListPage, Owner};
 pub use responses::ResponseRow;
-pub use spend::{ReportRow, SpendFilter};
+pub use spend::{ReportRow, SpendFilter, SpendOwner};
 
 /// A transaction of the store's pool.
 type Transaction = sqlx::Transaction<'static, sqlx::Any>;

@@ -311,16 +311,29 @@ impl Store {
             .collect()
     }
 
+    /// Sets one key's, user's or team's spend in its current period: an
+    /// administrator's correction (LiteLLM's `spend` on the update routes;
+    /// `0` gives a spent budget back). Rows still waiting in the writer are
+    /// added when they land.
+    pub async fn set_spend(&self, owner: SpendOwner, id: &str, spend: f64) -> Result<(), KeyError> {
+        let (table, column) = owner.table_and_id();
+        let sql = format!("UPDATE {table} SET spend = $2 WHERE {column} = $1");
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(spend)
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     /// Resets the spend of every key, user and team whose `budget_reset_at`
     /// has passed and moves it on by whole periods past `now`. Returns
     /// whether anything was reset (so cached records can be dropped).
     pub async fn reset_due_budgets(&self, now: SystemTime) -> Result<bool, KeyError> {
         let mut any = false;
-        for (table, id) in [
-            ("keys", "token_hash"),
-            ("users", "user_id"),
-            ("teams", "team_id"),
-        ] {
+        for owner in [SpendOwner::Key, SpendOwner::User, SpendOwner::Team] {
+            let (table, id) = owner.table_and_id();
             let sql = format!(
                 "SELECT {id} AS id, limits, budget_reset_at FROM {table} \
                  WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1 LIMIT 1000"
@@ -404,6 +417,34 @@ impl Store {
             .await
             .map_err(store_error)?;
         Ok(done.rows_affected())
+    }
+}
+
+/// Whose spend total a change is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendOwner {
+    Key,
+    User,
+    Team,
+}
+
+impl SpendOwner {
+    /// Its table and id column (this module's constants, never input).
+    fn table_and_id(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Key => ("keys", "token_hash"),
+            Self::User => ("users", "user_id"),
+            Self::Team => ("teams", "team_id"),
+        }
+    }
+
+    /// The prefix of its limit scope's counter name (`key:<hash>`, ...).
+    pub fn scope_prefix(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::User => "user",
+            Self::Team => "team",
+        }
     }
 }
 
