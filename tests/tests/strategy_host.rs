@@ -479,3 +479,41 @@ async fn an_unknown_provider_bundle_is_a_config_error_with_its_path() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_request_a_strategy_would_misread_is_refused_before_any_model_call() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, "")).await;
+    let image = json!([{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]);
+    for (body, expected) in [
+        (json!({"model": "moa-test", "messages": []}), "at least one"),
+        (
+            json!({"model": "moa-test", "messages": [1, 2]}),
+            "messages[0]",
+        ),
+        (
+            json!({"model": "moa-test", "messages": [{"role": "user", "content": image}]}),
+            "text only",
+        ),
+        (chat_body_with_n("moa-test", 3), "n must be 1"),
+    ] {
+        let (status, _, answer) = chat(&proxy, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(message(&answer).contains(expected), "{body}: {answer}");
+    }
+    let (status, _, answer) = chat(&proxy, stream_body_with_n("moa-test", 2)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(up.recorded().len(), 0, "no model was called");
+}
+
+fn chat_body_with_n(model: &str, n: u64) -> Value {
+    let mut body = chat_body(model, "hi");
+    body["n"] = json!(n);
+    body
+}
+
+fn stream_body_with_n(model: &str, n: u64) -> Value {
+    let mut body = chat_body_with_n(model, n);
+    body["stream"] = json!(true);
+    body
+}

@@ -5,14 +5,39 @@ use serde_json::{Map, Value, json};
 use super::bindings::{ChatRequest, ChatResponse, Error, Message, Usage};
 use crate::openai::RawFields;
 
+/// Roles a client's message may have.
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
 /// The client's request as a WIT `chat-request`: messages typed, every other
-/// field (tools included) in `params-json`.
-pub fn request_from_client(model: &str, body: &Map<String, Value>) -> ChatRequest {
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|list| list.iter().map(message_from_json).collect())
-        .unwrap_or_default();
+/// field (tools included) in `params-json`. A strategy reads text, so a
+/// request it would read as something else is refused, naming what is
+/// wrong: no messages, a message without a known role, content that is not
+/// text, or more than one choice asked for.
+pub fn request_from_client(model: &str, body: &Map<String, Value>) -> Result<ChatRequest, String> {
+    let list = match body.get("messages") {
+        Some(Value::Array(list)) if !list.is_empty() => list,
+        Some(Value::Array(_)) => return Err("messages must hold at least one message".into()),
+        None | Some(Value::Null) => return Err("messages is required".into()),
+        Some(_) => return Err("messages must be a list of messages".into()),
+    };
+    if body
+        .get("n")
+        .is_some_and(|n| !n.is_null() && n.as_u64() != Some(1))
+    {
+        return Err("a composite profile gives one answer: n must be 1".into());
+    }
+    let messages = list
+        .iter()
+        .enumerate()
+        .map(|(i, m)| message_from_json(m).map_err(|why| format!("messages[{i}]: {why}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let params: Map<String, Value> = body
         .iter()
         .filter(|(k, _)| {
@@ -22,30 +47,47 @@ pub fn request_from_client(model: &str, body: &Map<String, Value>) -> ChatReques
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    ChatRequest {
+    Ok(ChatRequest {
         model: model.to_owned(),
         messages,
         params_json: (!params.is_empty()).then(|| Value::Object(params).to_string()),
+    })
+}
+
+/// A message's content as text: a string, or its text parts joined.
+fn content_text(content: Option<&Value>) -> Result<String, String> {
+    match content {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for part in parts {
+                match (part["type"].as_str(), part["text"].as_str()) {
+                    (Some("text"), Some(t)) => text.push_str(t),
+                    (kind, _) => {
+                        return Err(format!(
+                            "a composite profile reads text only, got a content part of type {}",
+                            kind.unwrap_or("(none)")
+                        ));
+                    }
+                }
+            }
+            Ok(text)
+        }
+        Some(_) => Err("content must be a string or a list of text parts".into()),
     }
 }
 
-fn message_from_json(m: &Value) -> Message {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
+fn message_from_json(m: &Value) -> Result<Message, String> {
+    let role = match m.get("role").and_then(Value::as_str) {
+        Some(role) if ROLES.contains(&role) => role,
+        _ => {
+            return Err(format!("role must be one of {}", ROLES.join(", ")));
+        }
     };
-    Message {
-        role: m
-            .get("role")
-            .and_then(Value::as_str)
-            .unwrap_or("user")
-            .to_owned(),
-        content: m.get("content").map(text).unwrap_or_default(),
+    Ok(Message {
+        role: role.to_owned(),
+        content: content_text(m.get("content"))?,
         name: m.get("name").and_then(Value::as_str).map(str::to_owned),
         tool_call_id: m
             .get("tool_call_id")
@@ -55,7 +97,7 @@ fn message_from_json(m: &Value) -> Message {
             .get("tool_calls")
             .filter(|v| !v.is_null())
             .map(Value::to_string),
-    }
+    })
 }
 
 /// A guest's request as the JSON body the router forwards. `params-json`
@@ -417,7 +459,7 @@ mod tests {
                "temperature":0.3,"tools":[{"type":"function","function":{"name":"f"}}]}"#,
         )
         .unwrap();
-        let req = request_from_client("m", &body);
+        let req = request_from_client("m", &body).unwrap();
         assert_eq!(req.messages[0].content, "hi");
         assert!(req.messages[1].tool_calls_json.is_some());
         let back = body_from_request(&req).unwrap().to_map().unwrap();
@@ -425,6 +467,31 @@ mod tests {
         assert!(back["tools"].is_array());
         assert_eq!(back["messages"][1]["content"], Value::Null);
         assert_eq!(back["messages"][2]["tool_call_id"], "c1");
+    }
+
+    #[test]
+    fn a_request_a_strategy_would_misread_is_refused_naming_the_problem() {
+        for (body, expected) in [
+            (r#"{}"#, "messages is required"),
+            (r#"{"messages":[]}"#, "at least one"),
+            (r#"{"messages":[1,2]}"#, "messages[0]: role"),
+            (
+                r#"{"messages":[{"role":"wizard","content":"x"}]}"#,
+                "messages[0]: role",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"u"}}]}]}"#,
+                "text only",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"n":3}"#,
+                "n must be 1",
+            ),
+        ] {
+            let body: Map<String, Value> = serde_json::from_str(body).unwrap();
+            let error = request_from_client("m", &body).unwrap_err();
+            assert!(error.contains(expected), "{error}");
+        }
     }
 
     #[test]

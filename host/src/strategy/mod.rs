@@ -428,7 +428,12 @@ fn prepare(profile: &LoadedProfile, request: &ProxyRequest) -> Result<Prepared, 
         .get(TRACE_SETTING)
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let chat = convert::request_from_client(&request.model, &body);
+    let chat = convert::request_from_client(&request.model, &body).map_err(|message| {
+        StrategyError::InvalidRequest {
+            profile: profile.plan.name.clone(),
+            message,
+        }
+    })?;
     Ok(Prepared {
         invocation: Invocation {
             request: chat,
