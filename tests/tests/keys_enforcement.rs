@@ -450,3 +450,39 @@ async fn a_per_model_budget_in_litellms_newer_form_is_enforced() {
     assert_eq!(chat_as(&proxy, &key, "gpt-b").await.0, 200);
     assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (1, 1));
 }
+
+#[tokio::test]
+async fn a_key_lists_only_the_models_it_may_use() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"models": ["gpt-a"]})).await;
+    let listed = |path: &'static str, who: String, field: &'static str| {
+        let proxy = &proxy;
+        async move {
+            let body: serde_json::Value = proxy
+                .client
+                .get(proxy.url(path))
+                .bearer_auth(who)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut names: Vec<String> = body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m[field].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(listed("/v1/models", key.clone(), "id").await, ["gpt-a"]);
+    assert_eq!(listed("/model/info", key, "model_name").await, ["gpt-a"]);
+    assert_eq!(
+        listed("/v1/models", MASTER.to_owned(), "id").await,
+        ["gpt-a", "gpt-b"]
+    );
+}

@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use axum::Extension;
 use tracing::Instrument;
@@ -269,7 +269,7 @@ pub(super) fn json_response(body: Bytes) -> Response {
     )
 )]
 pub async fn models(Extension(scope): Extension<Scope>) -> Response {
-    json_response(scope.gateway.models_json.clone())
+    json_response(visible_models(&scope, &scope.gateway.models_json, "id"))
 }
 
 /// LiteLLM's `/model/info`: every deployment, without secrets.
@@ -286,7 +286,44 @@ pub async fn models(Extension(scope): Extension<Scope>) -> Response {
     )
 )]
 pub async fn model_info(Extension(scope): Extension<Scope>) -> Response {
-    json_response(scope.gateway.model_info_json.clone())
+    json_response(visible_models(
+        &scope,
+        &scope.gateway.model_info_json,
+        "model_name",
+    ))
+}
+
+/// A model listing (`data` entries named by `name_field`) as the caller may
+/// see it: a virtual key whose key, user or team lists models sees only
+/// those (as in LiteLLM); everyone else gets the listing made at load time.
+fn visible_models(scope: &Scope, listing: &Bytes, name_field: &str) -> Bytes {
+    let Some(principal) = scope.ctx.caller.principal() else {
+        return listing.clone();
+    };
+    let restricted = !principal.key.models.is_empty()
+        || principal
+            .user
+            .as_ref()
+            .is_some_and(|u| !u.models.is_empty())
+        || principal
+            .team
+            .as_ref()
+            .is_some_and(|t| !t.models.is_empty());
+    if !restricted {
+        return listing.clone();
+    }
+    let Ok(mut parsed) = serde_json::from_slice::<Value>(listing) else {
+        return listing.clone();
+    };
+    let groups = &scope.gateway.access_groups;
+    if let Some(data) = parsed.get_mut("data").and_then(Value::as_array_mut) {
+        data.retain(|entry| {
+            entry[name_field].as_str().is_some_and(|name| {
+                crate::ops::admission::denied_by(principal, name, groups).is_none()
+            })
+        });
+    }
+    Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default())
 }
 
 #[utoipa::path(
