@@ -486,3 +486,18 @@ async fn a_key_lists_only_the_models_it_may_use() {
         ["gpt-a", "gpt-b"]
     );
 }
+
+#[tokio::test]
+async fn a_blocked_team_refuses_its_keys_until_it_is_unblocked() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    manage(&proxy, "/team/new", json!({"team_id": "paused"})).await;
+    let key = new_key(&proxy, json!({"team_id": "paused"})).await;
+    let blocked = manage(&proxy, "/team/block", json!({"team_id": "paused"})).await;
+    assert_eq!(blocked["blocked"], true, "{blocked}");
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 401, "{body}");
+    manage(&proxy, "/team/unblock", json!({"team_id": "paused"})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    assert_eq!(up.calls("gpt-a"), 1);
+}

@@ -76,6 +76,8 @@ pub use schemas::*;
         management::teams::new,
         management::teams::update,
         management::teams::delete,
+        management::teams::block,
+        management::teams::unblock,
         management::teams::member_add,
         management::teams::member_delete,
         management::teams::info,

@@ -49,6 +49,8 @@ pub fn routes() -> Router<AppState> {
         .route("/team/new", post(teams::new))
         .route("/team/update", post(teams::update))
         .route("/team/delete", post(teams::delete))
+        .route("/team/block", post(teams::block))
+        .route("/team/unblock", post(teams::unblock))
         .route("/team/member_add", post(teams::member_add))
         .route("/team/member_delete", post(teams::member_delete))
         .route("/team/info", get(teams::info))

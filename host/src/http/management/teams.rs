@@ -203,6 +203,73 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
 }
 
 #[derive(Deserialize)]
+struct TeamOnly {
+    team_id: Option<String>,
+}
+
+/// Blocks or unblocks a team: its keys are refused (401) while it is blocked.
+async fn set_blocked(
+    state: AppState,
+    request: Request,
+    blocked: bool,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: TeamOnly = read_json(&state, request).await?;
+    let team_id = body
+        .team_id
+        .ok_or_else(|| invalid("team_id", "is required"))?;
+    let mut team = existing(&keys, &team_id).await?;
+    team.blocked = blocked;
+    team.updated_at = SystemTime::now();
+    keys.store().update_team(&team).await.map_err(key_error)?;
+    keys.invalidate_team(&team_id);
+    Ok(Json(shown(&keys, &team).await?).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/team/block",
+    operation_id = "team_block",
+    tag = "teams",
+    summary = "Block a team",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Block a team: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse),
+        (status = 404, description = "No such team", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /team/block`: `{"team_id"}`.
+pub async fn block(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    set_blocked(state, request, true).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/team/unblock",
+    operation_id = "team_unblock",
+    tag = "teams",
+    summary = "Unblock a team",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Unblock a team: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse),
+        (status = 404, description = "No such team", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /team/unblock`: `{"team_id"}`.
+pub async fn unblock(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    set_blocked(state, request, false).await
+}
+
+#[derive(Deserialize)]
 struct DeleteBody {
     team_ids: Option<Vec<String>>,
 }
