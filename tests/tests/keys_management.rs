@@ -536,3 +536,57 @@ async fn spend_routes_answer_empty_in_litellm_shapes() {
         .await;
     assert_eq!(status, 403, "spend logs are for admins");
 }
+
+#[tokio::test]
+async fn user_and_team_lists_apply_litellms_filters() {
+    let (_up, proxy) = gateway().await;
+    for (id, role) in [
+        ("ana", "internal_user"),
+        ("ben", "proxy_admin"),
+        ("cal", "internal_user"),
+    ] {
+        let (status, body) = post(
+            &proxy,
+            "/user/new",
+            json!({"user_id": id, "user_role": role, "auto_create_key": false}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for team in ["red", "blue"] {
+        let (status, body) = post(&proxy, "/team/new", json!({"team_id": team})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = post(
+        &proxy,
+        "/team/member_add",
+        json!({"team_id": "red", "member": {"user_id": "cal", "role": "user"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let users = |body: &serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["user_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (_, body) = get(&proxy, "/user/list?user_ids=ana,cal").await;
+    assert_eq!(users(&body), ["ana", "cal"]);
+    assert_eq!(body["total"], 2, "{body}");
+    let (_, body) = get(&proxy, "/user/list?role=proxy_admin").await;
+    assert_eq!(users(&body), ["ben"]);
+    let (_, body) = get(&proxy, "/user/list?team=red").await;
+    assert_eq!(users(&body), ["cal"]);
+    let (_, body) = get(&proxy, "/team/list?user_id=cal").await;
+    let teams: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["team_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(teams, ["red"]);
+}

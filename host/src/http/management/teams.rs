@@ -16,7 +16,7 @@ use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
-use crate::keys::store::{KeyFilter, ListPage, Owner, SpendOwner};
+use crate::keys::store::{KeyFilter, ListPage, Owner, SpendOwner, TeamFilter};
 use crate::keys::{KeyError, Keys, Limits, TeamRecord, UserRecord};
 
 async fn existing(keys: &Keys, team_id: &str) -> Result<TeamRecord, ApiError> {
@@ -530,7 +530,14 @@ pub async fn list(
             size: 1000,
         }
     };
-    let (teams, _) = keys.store().list_teams(page).await.map_err(key_error)?;
+    let filter = TeamFilter {
+        user_id: q.get("user_id").cloned(),
+    };
+    let (teams, _) = keys
+        .store()
+        .list_teams(&filter, page)
+        .await
+        .map_err(key_error)?;
     let mut out = Vec::with_capacity(teams.len());
     for t in &teams {
         out.push(shown(&keys, t).await?);

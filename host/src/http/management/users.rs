@@ -15,7 +15,7 @@ use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
-use crate::keys::store::{KeyFilter, ListPage, SpendOwner};
+use crate::keys::store::{KeyFilter, ListPage, SpendOwner, UserFilter};
 use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
 
 /// The roles LiteLLM defines; `proxy_admin` may use the management API.
@@ -356,7 +356,26 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
     let page = page_of(&q, 25)?;
-    let (users, total) = keys.store().list_users(page).await.map_err(key_error)?;
+    let filter = UserFilter {
+        user_ids: q
+            .get("user_ids")
+            .map(|ids| {
+                ids.split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        role: q.get("role").cloned(),
+        user_email: q.get("user_email").cloned(),
+        team_id: q.get("team").or_else(|| q.get("team_id")).cloned(),
+    };
+    let (users, total) = keys
+        .store()
+        .list_users(&filter, page)
+        .await
+        .map_err(key_error)?;
     Ok(Json(json!({
         "users": users.iter().map(shape::user).collect::<Vec<_>>(),
         "total": total,

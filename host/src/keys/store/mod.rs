@@ -23,7 +23,7 @@ use sqlx::{AnyPool, Executor};
 
 use super::KeyError;
 
-pub use principals::{KeyFilter, ListPage, Owner};
+pub use principals::{KeyFilter, ListPage, Owner, TeamFilter, UserFilter};
 pub use responses::ResponseRow;
 pub use spend::{ReportRow, SpendFilter, SpendOwner};
 

@@ -22,6 +22,107 @@ pub struct KeyFilter {
     pub key_alias: Option<String>,
 }
 
+/// Which users `GET /user/list` shows (LiteLLM's filters).
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Any of these ids; all users when empty.
+    pub user_ids: Vec<String>,
+    pub role: Option<String>,
+    pub user_email: Option<String>,
+    /// Members of this team.
+    pub team_id: Option<String>,
+}
+
+/// Which teams `GET /team/list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct TeamFilter {
+    /// Teams this user is a member of.
+    pub user_id: Option<String>,
+}
+
+/// A list query's `WHERE` clause and the values bound to it, numbered from
+/// `$1`; the page's `LIMIT` and `OFFSET` come after them.
+#[derive(Default)]
+struct Conditions {
+    clauses: Vec<String>,
+    binds: Vec<String>,
+}
+
+impl Conditions {
+    /// `clause` with `{}` standing for the next placeholder, bound to `value`.
+    fn add(&mut self, clause: &str, value: &str) {
+        self.binds.push(value.to_owned());
+        self.clauses
+            .push(clause.replace("{}", &format!("${}", self.binds.len())));
+    }
+
+    /// `column = value`, when a value is given.
+    fn equal(&mut self, column: &str, value: Option<&String>) {
+        if let Some(v) = value {
+            self.add(&format!("{column} = {{}}"), v);
+        }
+    }
+
+    /// `column IN (values)`, when any are given.
+    fn any_of(&mut self, column: &str, values: &[String]) {
+        if values.is_empty() {
+            return;
+        }
+        let mut placeholders = Vec::with_capacity(values.len());
+        for v in values {
+            self.binds.push(v.clone());
+            placeholders.push(format!("${}", self.binds.len()));
+        }
+        self.clauses
+            .push(format!("{column} IN ({})", placeholders.join(", ")));
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    /// The page's placeholders, after the conditions' own.
+    fn page_sql(&self) -> String {
+        let n = self.binds.len();
+        format!(" LIMIT ${} OFFSET ${}", n + 1, n + 2)
+    }
+
+    /// `SELECT COUNT(*) FROM table` under these conditions.
+    async fn count(&self, store: &Store, table: &str) -> Result<u64, KeyError> {
+        let sql = format!("SELECT COUNT(*) FROM {table}{}", self.sql());
+        let mut count = sqlx::query_scalar::<_, i64>(&sql);
+        for b in &self.binds {
+            count = count.bind(b.clone());
+        }
+        let total = count.fetch_one(store.pool()).await.map_err(store_error)?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    /// The rows of `sql` (these conditions and the page's placeholders in
+    /// it) for `page`.
+    async fn rows(
+        &self,
+        store: &Store,
+        sql: &str,
+        page: ListPage,
+    ) -> Result<Vec<AnyRow>, KeyError> {
+        let mut query = sqlx::query(sql);
+        for b in &self.binds {
+            query = query.bind(b.clone());
+        }
+        query
+            .bind(i64::from(page.size))
+            .bind(page.offset())
+            .fetch_all(store.pool())
+            .await
+            .map_err(store_error)
+    }
+}
+
 /// One page of a list: `page` counts from 1.
 #[derive(Debug, Clone, Copy)]
 pub struct ListPage {
@@ -224,48 +325,19 @@ impl Store {
         filter: &KeyFilter,
         page: ListPage,
     ) -> Result<(Vec<KeyRecord>, u64), KeyError> {
-        let mut clauses = Vec::new();
-        let mut binds = Vec::new();
-        for (column, value) in [
-            ("user_id", &filter.user_id),
-            ("team_id", &filter.team_id),
-            ("key_alias", &filter.key_alias),
-        ] {
-            if let Some(v) = value {
-                binds.push(v.clone());
-                clauses.push(format!("{column} = ${}", binds.len()));
-            }
-        }
-        let filter_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", clauses.join(" AND "))
-        };
-        let count_sql = format!("SELECT COUNT(*) FROM keys{filter_sql}");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        for b in &binds {
-            count = count.bind(b.clone());
-        }
-        let total = count.fetch_one(self.pool()).await.map_err(store_error)?;
-        let n = binds.len();
+        let mut on = Conditions::default();
+        on.equal("user_id", filter.user_id.as_ref());
+        on.equal("team_id", filter.team_id.as_ref());
+        on.equal("key_alias", filter.key_alias.as_ref());
+        let total = on.count(self, "keys").await?;
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM keys{filter_sql} ORDER BY created_at DESC, token_hash \
-             LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
+            "SELECT {KEY_COLUMNS} FROM keys{} ORDER BY created_at DESC, token_hash{}",
+            on.sql(),
+            on.page_sql()
         );
-        let mut query = sqlx::query(&sql);
-        for b in &binds {
-            query = query.bind(b.clone());
-        }
-        let found = query
-            .bind(i64::from(page.size))
-            .bind(page.offset())
-            .fetch_all(self.pool())
-            .await
-            .map_err(store_error)?;
+        let found = on.rows(self, &sql, page).await?;
         let keys = found.iter().map(rows::key).collect::<Result<_, _>>()?;
-        Ok((keys, u64::try_from(total).unwrap_or(0)))
+        Ok((keys, total))
     }
 
     /// A user, with the teams it is a member of.
@@ -360,20 +432,28 @@ impl Store {
     }
 
     /// One page of users, oldest first.
-    pub async fn list_users(&self, page: ListPage) -> Result<(Vec<UserRecord>, u64), KeyError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(self.pool())
-            .await
-            .map_err(store_error)?;
+    pub async fn list_users(
+        &self,
+        filter: &UserFilter,
+        page: ListPage,
+    ) -> Result<(Vec<UserRecord>, u64), KeyError> {
+        let mut on = Conditions::default();
+        on.any_of("user_id", &filter.user_ids);
+        on.equal("user_role", filter.role.as_ref());
+        on.equal("user_email", filter.user_email.as_ref());
+        if let Some(team) = &filter.team_id {
+            on.add(
+                "user_id IN (SELECT user_id FROM memberships WHERE team_id = {})",
+                team,
+            );
+        }
+        let total = on.count(self, "users").await?;
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, user_id LIMIT $1 OFFSET $2"
+            "SELECT {USER_COLUMNS} FROM users{} ORDER BY created_at, user_id{}",
+            on.sql(),
+            on.page_sql()
         );
-        let found = sqlx::query(&sql)
-            .bind(i64::from(page.size))
-            .bind(page.offset())
-            .fetch_all(self.pool())
-            .await
-            .map_err(store_error)?;
+        let found = on.rows(self, &sql, page).await?;
         let mut users = found
             .iter()
             .map(rows::user)
@@ -387,7 +467,7 @@ impl Store {
             .await
             .map_err(store_error)?;
         }
-        Ok((users, u64::try_from(total).unwrap_or(0)))
+        Ok((users, total))
     }
 
     /// A team, with its members.
@@ -482,20 +562,25 @@ impl Store {
     }
 
     /// One page of teams, oldest first.
-    pub async fn list_teams(&self, page: ListPage) -> Result<(Vec<TeamRecord>, u64), KeyError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM teams")
-            .fetch_one(self.pool())
-            .await
-            .map_err(store_error)?;
+    pub async fn list_teams(
+        &self,
+        filter: &TeamFilter,
+        page: ListPage,
+    ) -> Result<(Vec<TeamRecord>, u64), KeyError> {
+        let mut on = Conditions::default();
+        if let Some(user) = &filter.user_id {
+            on.add(
+                "team_id IN (SELECT team_id FROM memberships WHERE user_id = {})",
+                user,
+            );
+        }
+        let total = on.count(self, "teams").await?;
         let sql = format!(
-            "SELECT {TEAM_COLUMNS} FROM teams ORDER BY created_at, team_id LIMIT $1 OFFSET $2"
+            "SELECT {TEAM_COLUMNS} FROM teams{} ORDER BY created_at, team_id{}",
+            on.sql(),
+            on.page_sql()
         );
-        let found: Vec<AnyRow> = sqlx::query(&sql)
-            .bind(i64::from(page.size))
-            .bind(page.offset())
-            .fetch_all(self.pool())
-            .await
-            .map_err(store_error)?;
+        let found = on.rows(self, &sql, page).await?;
         let mut teams = found
             .iter()
             .map(rows::team)
@@ -503,7 +588,7 @@ impl Store {
         for t in &mut teams {
             t.members = self.members(&t.team_id).await?;
         }
-        Ok((teams, u64::try_from(total).unwrap_or(0)))
+        Ok((teams, total))
     }
 
     /// Adds a member (no-op when already one).
