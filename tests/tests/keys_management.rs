@@ -590,3 +590,31 @@ async fn user_and_team_lists_apply_litellms_filters() {
         .collect();
     assert_eq!(teams, ["red"]);
 }
+
+#[tokio::test]
+async fn key_regenerate_takes_a_chosen_value_and_the_fields_to_change() {
+    let (_up, proxy) = gateway().await;
+    let old = key_of(&generate(&proxy, json!({"rpm_limit": 4})).await);
+    let chosen = "sk-chosen-by-the-admin-0001";
+    let (status, rotated) = post(
+        &proxy,
+        "/key/regenerate",
+        json!({"key": old, "new_key": chosen, "rpm_limit": 9, "key_alias": "fresh"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(key_of(&rotated), chosen);
+    assert_eq!(rotated["rpm_limit"], 9, "{rotated}");
+    let (status, info) = get(&proxy, &format!("/key/info?key={chosen}")).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["info"]["key_alias"], "fresh");
+    assert_eq!(info["info"]["rpm_limit"], 9);
+    let (status, body) = post(
+        &proxy,
+        "/key/regenerate",
+        json!({"key": chosen, "new_key": "not-a-key"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "new_key", "{body}");
+}

@@ -171,16 +171,7 @@ pub async fn generate(
     let keys = admin(&state, request.headers()).await?;
     let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
-    let value = match body.key.take() {
-        Some(v) if !v.starts_with("sk-") || v.len() < 8 || v.len() > 256 => {
-            return Err(invalid(
-                "key",
-                "a chosen key must start with sk- and have 8 to 256 characters",
-            ));
-        }
-        Some(v) => v,
-        None => token::generate().map_err(key_error)?,
-    };
+    let value = key_value(body.key.take(), "key")?;
     let now = SystemTime::now();
     let mut record = KeyRecord {
         token_hash: token::hash(&value),
@@ -443,6 +434,26 @@ struct KeyOnly {
     key: Option<String>,
 }
 
+/// A new key's value: the one chosen in `field` (checked), or a random one.
+fn key_value(chosen: Option<String>, field: &str) -> Result<String, ApiError> {
+    match chosen {
+        Some(v) if !v.starts_with("sk-") || v.len() < 8 || v.len() > 256 => Err(invalid(
+            field,
+            "a chosen key must start with sk- and have 8 to 256 characters",
+        )),
+        Some(v) => Ok(v),
+        None => token::generate().map_err(key_error),
+    }
+}
+
+/// LiteLLM's `/key/regenerate` body besides the key fields to change at
+/// once: the key, and a chosen new value.
+#[derive(Deserialize)]
+struct Regenerate {
+    key: Option<String>,
+    new_key: Option<String>,
+}
+
 async fn set_blocked(
     state: AppState,
     request: Request,
@@ -521,9 +532,22 @@ pub async fn regenerate(
     request: Request,
 ) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
-    let body: KeyOnly = read_json(&state, request).await?;
-    let given = body.key.ok_or_else(|| invalid("key", "is required"))?;
-    rotate(&keys, &given).await
+    let (asked, changes) = read_regenerate(&state, request).await?;
+    let given = asked.key.ok_or_else(|| invalid("key", "is required"))?;
+    rotate(&state, &keys, &given, asked.new_key, changes).await
+}
+
+/// A regenerate body: what to regenerate, and the key fields it changes.
+async fn read_regenerate(
+    state: &AppState,
+    request: Request,
+) -> Result<(Regenerate, KeyBody), ApiError> {
+    let value = super::read_object(state, request).await?;
+    let asked: Regenerate = super::typed(value.clone())?;
+    let mut changes: KeyBody = super::typed(value.clone())?;
+    changes.limits = super::typed(value)?;
+    changes.key = None;
+    Ok((asked, changes))
 }
 
 #[utoipa::path(
@@ -548,12 +572,22 @@ pub async fn regenerate_path(
     request: Request,
 ) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
-    rotate(&keys, &given).await
+    let (asked, changes) = read_regenerate(&state, request).await?;
+    rotate(&state, &keys, &given, asked.new_key, changes).await
 }
 
-async fn rotate(keys: &Keys, given: &str) -> Result<Response, ApiError> {
+/// Gives a key a new value (`chosen`, or a random one), keeping its
+/// settings and spend, then applies the body's other key fields (as
+/// LiteLLM's regenerate does).
+async fn rotate(
+    state: &AppState,
+    keys: &Keys,
+    given: &str,
+    chosen: Option<String>,
+    changes: KeyBody,
+) -> Result<Response, ApiError> {
     let mut record = existing(keys, given).await?;
-    let value = token::generate().map_err(key_error)?;
+    let value = key_value(chosen, "new_key")?;
     let old = record.token_hash.clone();
     record.token_hash = token::hash(&value);
     record.key_name = token::display_name(&value);
@@ -563,6 +597,10 @@ async fn rotate(keys: &Keys, given: &str) -> Result<Response, ApiError> {
         .await
         .map_err(key_error)?;
     keys.invalidate(&old);
+    let spend = changes.limits.spend()?;
+    apply(keys, &mut record, changes, SystemTime::now()).await?;
+    keys.store().update_key(&record).await.map_err(key_error)?;
+    super::set_spend(state, keys, SpendOwner::Key, &record.token_hash, spend).await?;
     keys.invalidate(&record.token_hash);
     Ok(Json(shape::generated(&record, &value)).into_response())
 }
