@@ -401,6 +401,12 @@ async fn health_endpoints_answer() {
     assert_eq!(health["status"], "healthy", "{health}");
     assert_eq!(health["healthy_count"], 3, "{health}");
     assert_eq!(health["unhealthy_count"], 0, "{health}");
+    assert_eq!(
+        health["healthy_endpoints"].as_array().unwrap().len(),
+        3,
+        "{health}"
+    );
+    assert_eq!(health["unhealthy_endpoints"], json!([]), "{health}");
 
     let (status, live) = get("/health/liveliness").await;
     assert_eq!(status, 200);

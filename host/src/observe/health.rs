@@ -140,6 +140,8 @@ async fn check(
 pub fn report(gateway: &Gateway) -> Value {
     let cooling = gateway.router.cooling();
     let mut unhealthy = Vec::new();
+    // LiteLLM's lists, for scripts that read them.
+    let (mut healthy_endpoints, mut unhealthy_endpoints) = (Vec::new(), Vec::new());
     let mut deployments = Vec::new();
     for d in gateway
         .router
@@ -155,6 +157,12 @@ pub fn report(gateway: &Gateway) -> Value {
         } else if failing {
             let error = last_check.as_ref().and_then(|c| c.error.clone());
             unhealthy.push(json!({"model_id": d.id, "health_check_error": error}));
+        }
+        let endpoint = json!({"model": d.group, "model_id": d.id});
+        if cools.is_none() && !failing {
+            healthy_endpoints.push(endpoint);
+        } else {
+            unhealthy_endpoints.push(endpoint);
         }
         deployments.push(json!({
             "model_id": d.id,
@@ -175,6 +183,8 @@ pub fn report(gateway: &Gateway) -> Value {
         "healthy_count": deployments.len() - unhealthy.len(),
         "unhealthy_count": unhealthy.len(),
         "unhealthy_deployments": unhealthy,
+        "healthy_endpoints": healthy_endpoints,
+        "unhealthy_endpoints": unhealthy_endpoints,
         "deployments": deployments,
     })
 }
