@@ -65,6 +65,8 @@ pub struct Gateway {
     pub models_json: Bytes,
     /// The `/v1/model/info` body (deployments without secrets).
     pub model_info_json: Bytes,
+    /// `GET /model_group/info`, rendered once per config version.
+    pub model_group_info_json: Bytes,
     pub config_path: PathBuf,
     /// When this version was built.
     pub loaded_at: SystemTime,
@@ -127,6 +129,7 @@ impl Gateway {
         model_names.dedup();
         let models_json = models_listing(&model_names);
         let model_info_json = crate::admin::model_info_listing(cfg);
+        let model_group_info_json = crate::admin::model_group_info_listing(cfg);
         Ok((
             Self {
                 router,
@@ -148,6 +151,7 @@ impl Gateway {
                 model_names,
                 models_json,
                 model_info_json,
+                model_group_info_json,
                 config_path: loaded.path.clone(),
                 loaded_at: SystemTime::now(),
                 hot_reload: cfg.general_settings.hot_reload.unwrap_or(false),

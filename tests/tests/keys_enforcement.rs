@@ -480,7 +480,14 @@ async fn a_key_lists_only_the_models_it_may_use() {
         }
     };
     assert_eq!(listed("/v1/models", key.clone(), "id").await, ["gpt-a"]);
-    assert_eq!(listed("/model/info", key, "model_name").await, ["gpt-a"]);
+    assert_eq!(
+        listed("/model/info", key.clone(), "model_name").await,
+        ["gpt-a"]
+    );
+    assert_eq!(
+        listed("/model_group/info", key, "model_group").await,
+        ["gpt-a"]
+    );
     assert_eq!(
         listed("/v1/models", MASTER.to_owned(), "id").await,
         ["gpt-a", "gpt-b"]

@@ -15,7 +15,7 @@ mod overlay;
 mod registration;
 mod stored;
 
-pub use model_info::model_info_listing;
+pub use model_info::{model_group_info_listing, model_info_listing};
 pub use overlay::Overlay;
 pub use registration::{FieldError, Registration};
 pub use stored::{ModelFeed, NO_KEY_STORE, StoredModels, wanted as store_model_in_db};

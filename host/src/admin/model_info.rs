@@ -114,10 +114,102 @@ pub fn model_info_listing(config: &Config) -> Bytes {
     Bytes::from(serde_json::to_vec(&json!({"data": data})).unwrap_or_default())
 }
 
+/// `model_info` keys `/model_group/info` reads, with the value a group
+/// shows when none of its deployments sets them.
+const GROUP_FIELDS: &[(&str, Value)] = &[
+    ("max_input_tokens", Value::Null),
+    ("max_output_tokens", Value::Null),
+    ("input_cost_per_token", Value::Null),
+    ("output_cost_per_token", Value::Null),
+    ("supports_vision", Value::Bool(false)),
+    ("supports_function_calling", Value::Bool(false)),
+    ("supports_parallel_function_calling", Value::Bool(false)),
+];
+
+/// LiteLLM's `/model_group/info`: one entry per public model name, with
+/// its deployments' providers and what their `model_info` says (the first
+/// deployment that sets a field gives it). Composite profiles are groups of
+/// provider `composite`.
+pub fn model_group_info_listing(config: &Config) -> Bytes {
+    let mut groups: Vec<(String, Map<String, Value>)> = Vec::new();
+    for entry in &config.model_list {
+        let composite = entry.is_composite();
+        let provider = entry.litellm_params.provider();
+        if !composite && !crate::config::is_supported_provider(provider) {
+            continue;
+        }
+        let at = match groups
+            .iter()
+            .position(|(name, _)| *name == entry.model_name)
+        {
+            Some(at) => at,
+            None => {
+                let mut group = Map::new();
+                group.insert("model_group".into(), json!(entry.model_name));
+                group.insert("providers".into(), json!([]));
+                group.insert("mode".into(), json!("chat"));
+                for (key, default) in GROUP_FIELDS {
+                    group.insert((*key).into(), default.clone());
+                }
+                groups.push((entry.model_name.clone(), group));
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[at].1;
+        let provider = if composite { "composite" } else { provider };
+        if let Some(providers) = group.get_mut("providers").and_then(Value::as_array_mut)
+            && !providers.iter().any(|p| p == provider)
+        {
+            providers.push(json!(provider));
+        }
+        let Some(info) = &entry.model_info else {
+            continue;
+        };
+        for (key, default) in GROUP_FIELDS.iter().chain(&[("mode", json!("chat"))]) {
+            if group.get(*key) == Some(default)
+                && let Some(value) = info.get(*key).and_then(|v| serde_json::to_value(v).ok())
+            {
+                group.insert((*key).into(), value);
+            }
+        }
+    }
+    let data: Vec<Value> = groups.into_iter().map(|(_, g)| Value::Object(g)).collect();
+    Bytes::from(serde_json::to_vec(&json!({"data": data})).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{ModelEntry, Secret};
+
+    #[test]
+    fn model_groups_list_their_providers_and_model_info() {
+        let cfg: Config = serde_yaml::from_str(
+            r#"
+model_list:
+  - model_name: smart
+    litellm_params: {model: openai/gpt-4o, api_key: sk-secret}
+    model_info: {max_input_tokens: 128000, supports_vision: true, input_cost_per_token: 0.0000025}
+  - model_name: smart
+    litellm_params: {model: anthropic/claude, api_key: sk-other}
+  - model_name: embedder
+    litellm_params: {model: openai/text-embedding-3-small}
+    model_info: {mode: embedding}
+"#,
+        )
+        .unwrap();
+        let listing: Value = serde_json::from_slice(&model_group_info_listing(&cfg)).unwrap();
+        let data = listing["data"].as_array().unwrap();
+        assert_eq!(data.len(), 2, "{listing}");
+        assert_eq!(data[0]["model_group"], "smart");
+        assert_eq!(data[0]["providers"], json!(["openai", "anthropic"]));
+        assert_eq!(data[0]["max_input_tokens"], 128000);
+        assert_eq!(data[0]["supports_vision"], true);
+        assert_eq!(data[0]["supports_function_calling"], false);
+        assert_eq!(data[0]["input_cost_per_token"], 0.0000025);
+        assert_eq!(data[1]["mode"], "embedding");
+        assert!(!listing.to_string().contains("sk-"), "{listing}");
+    }
 
     #[test]
     fn the_listing_never_shows_keys() {

@@ -155,6 +155,7 @@ pub fn app(state: AppState) -> Router {
         .route("/models", get(routes::models))
         .route("/v1/model/info", get(routes::model_info))
         .route("/model/info", get(routes::model_info))
+        .route("/model_group/info", get(routes::model_group_info))
         .route("/info", get(info::info))
         .route("/health", get(routes::health));
     let models = guarded(models, &state);

@@ -40,6 +40,7 @@ pub use schemas::*;
         responses::list_input_items,
         routes::models,
         routes::model_info,
+        routes::model_group_info,
         info::info,
         routes::health,
         // Anthropic's Messages API (model-route auth, Anthropic's error shape).

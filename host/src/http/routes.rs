@@ -293,6 +293,28 @@ pub async fn model_info(Extension(scope): Extension<Scope>) -> Response {
     ))
 }
 
+/// LiteLLM's `/model_group/info`: each model group with its providers and
+/// what its deployments' `model_info` says.
+#[utoipa::path(
+    get,
+    path = "/model_group/info",
+    operation_id = "model_group_info",
+    tag = "models",
+    summary = "Model groups with their providers, limits and prices (LiteLLM's /model_group/info)",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "One entry per model group the caller may use", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+    )
+)]
+pub async fn model_group_info(Extension(scope): Extension<Scope>) -> Response {
+    json_response(visible_models(
+        &scope,
+        &scope.gateway.model_group_info_json,
+        "model_group",
+    ))
+}
+
 /// A model listing (`data` entries named by `name_field`) as the caller may
 /// see it: a virtual key whose key, user or team lists models sees only
 /// those (as in LiteLLM); everyone else gets the listing made at load time.
