@@ -618,3 +618,19 @@ async fn key_regenerate_takes_a_chosen_value_and_the_fields_to_change() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["param"], "new_key", "{body}");
 }
+
+#[tokio::test]
+async fn key_delete_reports_only_the_keys_that_existed() {
+    let (_up, proxy) = gateway().await;
+    let real = key_of(&generate(&proxy, json!({})).await);
+    let (status, body) = post(
+        &proxy,
+        "/key/delete",
+        json!({"keys": [real, "sk-never-issued-by-this-gateway"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["deleted_keys"], json!([real]));
+    let (status, body) = post(&proxy, "/key/delete", json!({"keys": []})).await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -154,7 +154,9 @@ async fn a_cooled_deployment_returns_after_cooldown_time_on_the_clock() {
         Err(RouteError::Upstream { .. })
     ));
     match route(&router, "g").await {
-        Err(RouteError::GroupCooling { group, retry_in }) => {
+        Err(RouteError::GroupCooling {
+            group, retry_in, ..
+        }) => {
             assert_eq!(group, "g");
             assert_eq!(retry_in, Duration::from_secs(300));
         }

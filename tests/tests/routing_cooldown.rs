@@ -122,6 +122,25 @@ async fn a_group_with_every_deployment_cooling_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_cooling_groups_503_names_the_failure_that_cooled_it() {
+    let up = FakeUpstream::start().await;
+    up.push("a", Behavior::status(500, "the quota ran out"));
+    let proxy = Proxy::start(&config(
+        &[deployment(&up, "g", "a", &[])],
+        "num_retries: 0\nallowed_fails: 0\ncooldown_time: 30",
+    ))
+    .await;
+    assert_eq!(ask(&proxy, "g").await.0, 502);
+    let (status, _, body) = ask(&proxy, "g").await;
+    assert_eq!(status, 503, "{body}");
+    let message = error_message(&body);
+    assert!(
+        message.contains("last error") && message.contains("the quota ran out"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn a_cooling_group_falls_back_when_it_has_a_fallback() {
     let up = FakeUpstream::start().await;
     up.push("a", Behavior::status(500, "a down"));

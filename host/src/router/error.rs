@@ -123,10 +123,16 @@ pub enum RouteError {
         param: Option<String>,
     },
     #[error(
-        "every deployment of model group {group:?} is cooling down after failures; it recovers in {:.1} s",
-        retry_in.as_secs_f64()
+        "every deployment of model group {group:?} is cooling down after failures; it recovers in {:.1} s{}",
+        retry_in.as_secs_f64(),
+        last_error.as_ref().map_or_else(String::new, |e| format!(" (last error: {e})"))
     )]
-    GroupCooling { group: String, retry_in: Duration },
+    GroupCooling {
+        group: String,
+        retry_in: Duration,
+        /// The group's most recent failure, already free of credentials.
+        last_error: Option<String>,
+    },
     #[error(
         "every deployment of model group {group:?} is at its rpm/tpm limit for this minute; retry in {:.1} s",
         retry_in.as_secs_f64()

@@ -124,6 +124,17 @@ fn check_capture(model: &str, capture: &str) -> Result<(), RouteError> {
     Ok(())
 }
 
+/// The most recent failure of any of `group`'s deployments, for an error
+/// that would otherwise say only that the group is cooling down.
+fn latest_failure(group: &ModelGroup) -> Option<String> {
+    group
+        .deployments
+        .iter()
+        .filter_map(|d| d.with_checks(|c| c.last_error.clone()))
+        .max_by_key(|f| f.at)
+        .map(|f| f.message)
+}
+
 /// Names of the implied deployments (`extra`) that no model_list entry
 /// serves: only strategies may call them.
 fn internal_groups(model_list: &[ModelEntry], extra: &[ModelEntry]) -> HashSet<String> {
@@ -343,6 +354,7 @@ impl Router {
                 RouteError::GroupCooling {
                     group: group.name.clone(),
                     retry_in: until.duration_since(now),
+                    last_error: latest_failure(group),
                 }
             } else {
                 RouteError::Unavailable(format!("model group {:?} has no deployments", group.name))

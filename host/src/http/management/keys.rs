@@ -268,11 +268,23 @@ struct DeleteBody {
 pub async fn delete(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
     let body: DeleteBody = read_json(&state, request).await?;
+    if body.keys.as_ref().is_none_or(Vec::is_empty)
+        && body.key_aliases.as_ref().is_none_or(Vec::is_empty)
+    {
+        return Err(invalid(
+            "keys",
+            "name at least one key in keys or key_aliases",
+        ));
+    }
     let mut hashes = Vec::new();
     let mut named = Vec::new();
     for k in body.keys.unwrap_or_default() {
-        hashes.push(hash_of(&k));
-        named.push(k);
+        let h = hash_of(&k);
+        // Only keys that exist are reported deleted.
+        if keys.store().key(&h).await.map_err(key_error)?.is_some() {
+            hashes.push(h);
+            named.push(k);
+        }
     }
     for alias in body.key_aliases.unwrap_or_default() {
         if let Some(h) = keys
@@ -284,12 +296,6 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
             hashes.push(h);
             named.push(alias);
         }
-    }
-    if named.is_empty() && hashes.is_empty() {
-        return Err(invalid(
-            "keys",
-            "name at least one key in keys or key_aliases",
-        ));
     }
     let deleted = keys.store().delete_keys(&hashes).await.map_err(key_error)?;
     for h in &hashes {
