@@ -16,7 +16,7 @@ use crate::router::{Clock, Router};
 use crate::strategy::{SharedEngine, StrategyHost, profiles};
 
 /// Default request body limit when `max_request_size_mb` is unset.
-const DEFAULT_BODY_LIMIT: usize = 32 * 1024 * 1024;
+const DEFAULT_BODY_LIMIT: usize = crate::config::DEFAULT_MAX_REQUEST_SIZE_MB as usize * 1024 * 1024;
 /// Default time a client has to send its request body.
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 

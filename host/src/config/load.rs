@@ -354,13 +354,20 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
     {
         problems.push(Problem::new("general_settings.proxy_batch_write_at", why));
     }
-    if let Some(mb) = config.general_settings.max_request_bodies_mb
-        && !(mb.is_finite() && mb >= 1.0)
-    {
-        problems.push(Problem::new(
-            "general_settings.max_request_bodies_mb",
-            format!("must be a number of at least 1, got {mb}"),
-        ));
+    if let Some(mb) = config.general_settings.max_request_bodies_mb {
+        // One body of the largest size a request may have must fit.
+        let one_body = config
+            .general_settings
+            .max_request_size_mb
+            .unwrap_or(super::DEFAULT_MAX_REQUEST_SIZE_MB);
+        if !(mb.is_finite() && mb >= 1.0 && mb >= one_body) {
+            problems.push(Problem::new(
+                "general_settings.max_request_bodies_mb",
+                format!(
+                    "must be a number of at least 1 and at least max_request_size_mb ({one_body}), got {mb}"
+                ),
+            ));
+        }
     }
     if let Some(mb) = config.general_settings.max_request_size_mb
         && !(mb.is_finite() && mb > 0.0)
@@ -424,6 +431,21 @@ mod tests {
             err.contains("test.yaml: model_list[1].litellm_params.model"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_body_budget_must_hold_one_body_of_the_largest_size() {
+        let err = load_text("general_settings:\n  max_request_bodies_mb: 16\nmodel_list: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("general_settings.max_request_bodies_mb") && err.contains("(32)"),
+            "{err}"
+        );
+        assert!(load_text(
+            "general_settings:\n  max_request_bodies_mb: 16\n  max_request_size_mb: 8\nmodel_list: []\n"
+        )
+        .is_ok());
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct LitellmParams {
     pub extra: BTreeMap<String, serde_yaml::Value>,
 }
 
+/// `general_settings.max_request_size_mb` when unset.
+pub const DEFAULT_MAX_REQUEST_SIZE_MB: f64 = 32.0;
+
 /// `general_settings`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
