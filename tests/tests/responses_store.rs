@@ -501,6 +501,9 @@ async fn listed_input_messages_hold_their_content_as_parts() {
         data.iter().all(|item| item["status"] == "completed"),
         "{items}"
     );
+    let path = format!("/v1/responses/{id}?stream=true");
+    let (status, body) = send(&proxy, Method::GET, &path, None, None).await;
+    assert_eq!(status, 400, "nothing to replay: {body}");
 }
 
 #[tokio::test]

@@ -152,8 +152,15 @@ pub async fn register_model(
     let control = control(&state)?;
     let timeout = state.gateway().body_timeout;
     let bytes = super::routes::read_body(request, ADMIN_BODY_LIMIT, timeout).await?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid(
+            format!(
+                "the body is not valid JSON: {}",
+                crate::openai::describe_json_error(&e)
+            ),
+            None,
+        )
+    })?;
     let registration = Registration::from_json(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let replaced = control.register(registration.clone()).await?;

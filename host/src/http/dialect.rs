@@ -129,8 +129,15 @@ pub(super) async fn read_json(
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}"), None))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid(
+            format!(
+                "request body is not valid JSON: {}",
+                crate::openai::describe_json_error(&e)
+            ),
+            None,
+        )
+    })
 }
 
 pub(super) fn invalid(error: TranslateError) -> ApiError {

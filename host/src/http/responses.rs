@@ -93,6 +93,20 @@ pub async fn retrieve(
     if !scope.gateway.responses_endpoint {
         return super::routes::not_found(request).await;
     }
+    let streamed = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "stream=true"));
+    if streamed {
+        // OpenAI replays a background response's events; responses here are
+        // stored once finished, so there is nothing to replay.
+        return ApiError::invalid(
+            "stream=true is for background responses, which this gateway does not run; \
+             retrieve the stored response without it",
+            Some("stream"),
+        )
+        .into_response();
+    }
     match stored(&state, &scope, &id).await {
         Ok(found) => json_response(Bytes::from(found.response.to_string())),
         Err(e) => e.into_response(),

@@ -10,7 +10,19 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use fields::RawFields;
+pub use fields::{MAX_DEPTH, RawFields};
+
+/// A JSON parse error in words a client can act on: serde_json's own,
+/// except that a body nested past the parser's limit (the same
+/// [`MAX_DEPTH`]) says so instead of naming the parser's recursion.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("recursion limit exceeded") {
+        format!("the body is nested deeper than {MAX_DEPTH} levels (the limit is {MAX_DEPTH})")
+    } else {
+        text
+    }
+}
 
 /// A client request to any of the model endpoints.
 #[derive(Debug, Clone)]
@@ -229,6 +241,16 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_nested_past_the_parsers_limit_says_so() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let error = serde_json::from_str::<serde_json::Value>(&deep).unwrap_err();
+        let text = describe_json_error(&error);
+        assert!(text.contains("nested deeper than 128 levels"), "{text}");
+        let error = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        assert!(describe_json_error(&error).contains("EOF"));
+    }
 
     #[test]
     fn unknown_fields_are_kept_in_rest() {

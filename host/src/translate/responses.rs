@@ -213,7 +213,7 @@ fn options_to_chat(body: &Value, chat: &mut Map<String, Value>) -> Result<(), Tr
         chat.insert("tools".into(), tools_to_chat(tools)?);
     }
     if let Some(choice) = body.get("tool_choice").filter(|t| !t.is_null()) {
-        chat.insert("tool_choice".into(), tool_choice_to_chat(choice));
+        chat.insert("tool_choice".into(), tool_choice_to_chat(choice)?);
     }
     for key in [
         "temperature",
@@ -372,10 +372,45 @@ fn tools_to_chat(tools: &Value) -> Result<Value, TranslateError> {
         .map(Value::Array)
 }
 
-fn tool_choice_to_chat(choice: &Value) -> Value {
+/// `tool_choice` in chat's shape: a mode string as it is, a named function,
+/// or `allowed_tools` (its function tools named chat's way); any other
+/// choice names a tool a chat request cannot carry.
+fn tool_choice_to_chat(choice: &Value) -> Result<Value, TranslateError> {
+    if choice.is_string() {
+        return Ok(choice.clone());
+    }
     match choice["type"].as_str() {
-        Some("function") => json!({"type": "function", "function": {"name": choice["name"]}}),
-        _ => choice.clone(),
+        Some("function") => Ok(json!({"type": "function", "function": {"name": choice["name"]}})),
+        Some("allowed_tools") => {
+            let tools: Vec<Value> = choice["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| match t["type"].as_str() {
+                    Some("function") => {
+                        Ok(json!({"type": "function", "function": {"name": t["name"]}}))
+                    }
+                    other => Err(TranslateError::new(
+                        format!(
+                            "tool_choice.tools may name function tools only, got {}",
+                            other.unwrap_or("(none)")
+                        ),
+                        "tool_choice",
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(json!({
+                "type": "allowed_tools",
+                "allowed_tools": {"mode": choice["mode"].as_str().unwrap_or("auto"), "tools": tools},
+            }))
+        }
+        other => Err(TranslateError::new(
+            format!(
+                "tool_choice of type {} is not supported: only auto, none, required, a function or allowed_tools",
+                other.unwrap_or("(none)")
+            ),
+            "tool_choice",
+        )),
     }
 }
 
@@ -842,6 +877,17 @@ mod tests {
         let chat = json!({"choices": [{"message": {"role": "assistant", "content": "hello",
             "reasoning_content": "thinking"}, "finish_reason": "stop"}]});
         (input, answer_from_chat(&chat, &envelope))
+    }
+
+    #[test]
+    fn allowed_tools_take_chats_shape_and_other_choices_are_refused() {
+        let choice = json!({"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]});
+        assert_eq!(
+            tool_choice_to_chat(&choice).unwrap(),
+            json!({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [{"type": "function", "function": {"name": "f"}}]}})
+        );
+        assert_eq!(tool_choice_to_chat(&json!("auto")).unwrap(), json!("auto"));
+        assert!(tool_choice_to_chat(&json!({"type": "web_search_preview"})).is_err());
     }
 
     #[test]

@@ -159,7 +159,10 @@ async fn read_object(state: &AppState, request: Request) -> Result<serde_json::V
         Ok(v @ serde_json::Value::Object(_)) => Ok(v),
         Ok(_) => Err(ApiError::invalid("the body must be a JSON object", None)),
         Err(e) => Err(ApiError::invalid(
-            format!("the body is not valid JSON: {e}"),
+            format!(
+                "the body is not valid JSON: {}",
+                crate::openai::describe_json_error(&e)
+            ),
             None,
         )),
     }
