@@ -634,3 +634,16 @@ async fn key_delete_reports_only_the_keys_that_existed() {
     let (status, body) = post(&proxy, "/key/delete", json!({"keys": []})).await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn limits_written_as_strings_are_read_as_numbers_and_other_text_is_refused() {
+    let (_up, proxy) = gateway().await;
+    let created = generate(&proxy, json!({"max_budget": "5", "rpm_limit": "12"})).await;
+    assert_eq!(created["max_budget"], 5.0, "{created}");
+    assert_eq!(created["rpm_limit"], 12, "{created}");
+    let (status, body) = post(&proxy, "/key/generate", json!({"rpm_limit": "many"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "rpm_limit", "{body}");
+    let (status, body) = post(&proxy, "/key/generate", json!({"rpm_limit": 2.5})).await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -21,18 +21,39 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// [`double`] for a number that may also come written as a string
+/// (`"5"`): LiteLLM's server reads both, so scripts send both.
+fn double_number<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned + std::str::FromStr,
+{
+    use serde::de::Error;
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(Some(None)),
+        Some(Value::String(text)) => text
+            .trim()
+            .parse()
+            .map(|n| Some(Some(n)))
+            .map_err(|_| D::Error::custom(format!("expected a number, got {text:?}"))),
+        Some(other) => T::deserialize(other)
+            .map(|n| Some(Some(n)))
+            .map_err(D::Error::custom),
+    }
+}
+
 /// The limits every level shares.
 #[derive(Debug, Default, Deserialize)]
 pub struct LimitsPatch {
-    #[serde(default, deserialize_with = "double")]
+    #[serde(default, deserialize_with = "double_number")]
     pub max_budget: Option<Option<f64>>,
     #[serde(default, deserialize_with = "double")]
     pub budget_duration: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double")]
+    #[serde(default, deserialize_with = "double_number")]
     pub rpm_limit: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "double")]
+    #[serde(default, deserialize_with = "double_number")]
     pub tpm_limit: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "double")]
+    #[serde(default, deserialize_with = "double_number")]
     pub max_parallel_requests: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double")]
     pub model_rpm_limit: Option<Option<BTreeMap<String, u64>>>,
