@@ -350,6 +350,10 @@ async fn a_stream_that_breaks_ends_with_response_failed_and_error() {
     );
     let failed = &events[events.len() - 2].1;
     assert_eq!(failed["response"]["status"], "failed");
+    assert_eq!(
+        failed["response"]["store"], false,
+        "a failed answer is not kept"
+    );
     assert!(
         failed["response"]["error"]["message"]
             .as_str()

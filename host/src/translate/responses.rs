@@ -728,6 +728,8 @@ impl ResponsesStream {
 
     /// A broken stream: `response.failed` with the error, then `error`.
     pub fn fail(&mut self, code: &str, message: &str) -> Vec<Event> {
+        // Only finished answers are kept: a failed one must not claim it is.
+        self.envelope.set_store(false);
         let ending = Ending {
             error: json!({"code": code, "message": message}),
             ..Ending::default()
