@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{ChatAnswer, Event, TranslateError, chat_tool, copy, parse_chunk};
+use super::{ChatAnswer, Event, Kind, TranslateError, chat_tool, check_kinds, copy, parse_chunk};
 
 /// A Messages request as a chat completions request (a JSON object).
 /// `native` says the request goes to Anthropic models only, which are sent
@@ -94,41 +94,24 @@ fn check_model(body: &Value) -> Result<(), TranslateError> {
 /// forwarded for a chat upstream to read as something else.
 fn check_fields(body: &Value) -> Result<(), TranslateError> {
     check_model(body)?;
-    let present = |key: &str| body.get(key).filter(|v| !v.is_null());
-    let refuse =
-        |key: &str, wants: &str| Err(TranslateError::new(format!("{key} must be {wants}"), key));
-    match present("max_tokens") {
-        None => {
-            return Err(TranslateError::new(
-                "max_tokens is required: the most tokens to generate, a positive integer",
-                "max_tokens",
-            ));
-        }
-        Some(v) if v.as_u64().is_none_or(|n| n == 0) => {
-            return refuse("max_tokens", "a positive integer");
-        }
-        Some(_) => {}
+    if body.get("max_tokens").is_none_or(Value::is_null) {
+        return Err(TranslateError::new(
+            "max_tokens is required: the most tokens to generate, a positive integer",
+            "max_tokens",
+        ));
     }
-    for key in ["temperature", "top_p"] {
-        if present(key).is_some_and(|v| !v.is_number()) {
-            return refuse(key, "a number");
-        }
-    }
-    if present("top_k").is_some_and(|v| v.as_u64().is_none()) {
-        return refuse("top_k", "a non-negative integer");
-    }
-    if present("stream").is_some_and(|v| !v.is_boolean()) {
-        return refuse("stream", "true or false");
-    }
-    if present("stop_sequences")
-        .is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
-    {
-        return refuse("stop_sequences", "a list of strings");
-    }
-    if present("metadata").is_some_and(|v| !v.is_object()) {
-        return refuse("metadata", "an object");
-    }
-    Ok(())
+    check_kinds(
+        body,
+        &[
+            ("max_tokens", Kind::PositiveInteger),
+            ("temperature", Kind::Number),
+            ("top_p", Kind::Number),
+            ("top_k", Kind::NonNegativeInteger),
+            ("stream", Kind::Boolean),
+            ("stop_sequences", Kind::TextList),
+            ("metadata", Kind::Object),
+        ],
+    )
 }
 
 /// `system` as one string: a string, or the text of its text blocks, joined

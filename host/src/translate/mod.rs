@@ -201,6 +201,62 @@ fn chat_tool(name: &Value, description: &Value, parameters: &Value) -> Value {
     json!({"type": "function", "function": function})
 }
 
+/// What a typed request field must hold.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Number,
+    Boolean,
+    Text,
+    Object,
+    PositiveInteger,
+    NonNegativeInteger,
+    TextList,
+}
+
+impl Kind {
+    fn holds(self, v: &Value) -> bool {
+        match self {
+            Kind::Number => v.is_number(),
+            Kind::Boolean => v.is_boolean(),
+            Kind::Text => v.is_string(),
+            Kind::Object => v.is_object(),
+            Kind::PositiveInteger => v.as_u64().is_some_and(|n| n > 0),
+            Kind::NonNegativeInteger => v.as_u64().is_some(),
+            Kind::TextList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        }
+    }
+
+    fn wanted(self) -> &'static str {
+        match self {
+            Kind::Number => "a number",
+            Kind::Boolean => "true or false",
+            Kind::Text => "a string",
+            Kind::Object => "an object",
+            Kind::PositiveInteger => "a positive integer",
+            Kind::NonNegativeInteger => "a non-negative integer",
+            Kind::TextList => "a list of strings",
+        }
+    }
+}
+
+/// Checks that each of `fields` present in `body` (and not null) holds its
+/// kind, so a malformed request is refused naming the field instead of
+/// being read as something else (`"stream": "yes"` as not streaming).
+fn check_kinds(body: &Value, fields: &[(&str, Kind)]) -> Result<(), TranslateError> {
+    for (key, kind) in fields {
+        if body
+            .get(*key)
+            .is_some_and(|v| !v.is_null() && !kind.holds(v))
+        {
+            return Err(TranslateError::new(
+                format!("{key} must be {}", kind.wanted()),
+                key,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Copies `from[key]` to `to[as_key]` when present and not null.
 fn copy(from: &Value, key: &str, to: &mut Map<String, Value>, as_key: &str) {
     if let Some(v) = from.get(key).filter(|v| !v.is_null()) {

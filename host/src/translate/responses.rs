@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{ChatAnswer, Event, TranslateError, chat_tool, copy, parse_chunk};
+use super::{ChatAnswer, Event, Kind, TranslateError, chat_tool, check_kinds, copy, parse_chunk};
 
 /// The chat request field that carries a Responses client's body (its
 /// stored conversation already resolved, set by the `/v1/responses` route):
@@ -87,34 +87,25 @@ fn check_fields(body: &Value) -> Result<(), TranslateError> {
             "body",
         ));
     }
-    let present = |key: &str| body.get(key).filter(|v| !v.is_null());
-    let refuse =
-        |key: &str, wants: &str| Err(TranslateError::new(format!("{key} must be {wants}"), key));
-    if present("model").is_none_or(|m| m.as_str().is_none_or(str::is_empty)) {
-        return refuse("model", "a model name");
+    if body["model"].as_str().is_none_or(str::is_empty) {
+        return Err(TranslateError::new("model must be a model name", "model"));
     }
-    for key in ["stream", "store", "parallel_tool_calls", "background"] {
-        if present(key).is_some_and(|v| !v.is_boolean()) {
-            return refuse(key, "true or false");
-        }
-    }
-    for key in ["temperature", "top_p"] {
-        if present(key).is_some_and(|v| !v.is_number()) {
-            return refuse(key, "a number");
-        }
-    }
-    if present("max_output_tokens").is_some_and(|v| v.as_u64().is_none_or(|n| n == 0)) {
-        return refuse("max_output_tokens", "a positive integer");
-    }
-    for key in ["instructions", "user", "previous_response_id"] {
-        if present(key).is_some_and(|v| !v.is_string()) {
-            return refuse(key, "a string");
-        }
-    }
-    if present("metadata").is_some_and(|v| !v.is_object()) {
-        return refuse("metadata", "an object");
-    }
-    Ok(())
+    check_kinds(
+        body,
+        &[
+            ("stream", Kind::Boolean),
+            ("store", Kind::Boolean),
+            ("parallel_tool_calls", Kind::Boolean),
+            ("background", Kind::Boolean),
+            ("temperature", Kind::Number),
+            ("top_p", Kind::Number),
+            ("max_output_tokens", Kind::PositiveInteger),
+            ("instructions", Kind::Text),
+            ("user", Kind::Text),
+            ("previous_response_id", Kind::Text),
+            ("metadata", Kind::Object),
+        ],
+    )
 }
 
 /// The request's `input` as a list of items: a string is one user message
