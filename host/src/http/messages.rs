@@ -105,18 +105,21 @@ fn model_refused(scope: &Scope, body: &Value) -> Option<crate::ops::admission::R
 /// that the request is sent as the client wrote it and its translation is
 /// only the gateway's record of it.
 fn served_natively(gateway: &crate::gateway::Gateway, model: &str) -> bool {
+    group_of(gateway, model).is_some_and(|g| {
+        !g.deployments.is_empty()
+            && g.deployments.iter().all(
+                |d| matches!(&d.target, crate::providers::Target::Http(t) if t.speaks_anthropic()),
+            )
+    })
+}
+
+/// The group a model name (or a config alias of one) is served by.
+fn group_of<'a>(
+    gateway: &'a crate::gateway::Gateway,
+    model: &str,
+) -> Option<&'a std::sync::Arc<crate::router::ModelGroup>> {
     let router = &gateway.router;
-    let group_name = router.aliases().get(model).map_or(model, String::as_str);
-    router
-        .groups()
-        .iter()
-        .find(|g| g.name == group_name)
-        .is_some_and(|g| {
-            !g.deployments.is_empty()
-                && g.deployments.iter().all(|d| {
-                    matches!(&d.target, crate::providers::Target::Http(t) if t.speaks_anthropic())
-                })
-        })
+    router.group(router.aliases().get(model).map_or(model, String::as_str))
 }
 
 /// Anthropic's own count, when the model (or the alias naming it) is a
@@ -126,20 +129,14 @@ async fn count_upstream(
     gateway: &crate::gateway::Gateway,
     body: &Value,
 ) -> Option<Result<Bytes, crate::providers::UpstreamError>> {
-    let model = body["model"].as_str()?;
-    let router = &gateway.router;
-    let group_name = router.aliases().get(model).map_or(model, String::as_str);
-    let groups = router.groups();
-    let deployment = groups
-        .iter()
-        .find(|g| g.name == group_name)?
+    let deployment = group_of(gateway, body["model"].as_str()?)?
         .deployments
         .first()?;
     let crate::providers::Target::Http(target) = &deployment.target else {
         return None;
     };
     target
-        .count_tokens(router.client(), body, deployment.timeouts.request)
+        .count_tokens(gateway.router.client(), body, deployment.timeouts.request)
         .await
 }
 

@@ -394,15 +394,18 @@ impl Router {
 
     /// How many deployments the group named `name` has (exact or wildcard).
     fn group_size(&self, name: &str) -> usize {
-        self.groups
-            .get(name)
-            .or_else(|| {
-                self.wildcards
-                    .iter()
-                    .map(|(_, g)| g)
-                    .find(|g| g.name == name)
-            })
-            .map_or(0, |g| g.deployments.len())
+        self.group(name).map_or(0, |g| g.deployments.len())
+    }
+
+    /// The group named `name` (exact or wildcard), by lookup rather than by
+    /// building the whole list as [`Router::groups`] does.
+    pub fn group(&self, name: &str) -> Option<&Arc<ModelGroup>> {
+        self.groups.get(name).or_else(|| {
+            self.wildcards
+                .iter()
+                .map(|(_, g)| g)
+                .find(|g| g.name == name)
+        })
     }
 
     /// Index of the current minute window.
