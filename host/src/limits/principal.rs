@@ -19,12 +19,19 @@ pub struct LevelNames {
 }
 
 impl LevelNames {
-    fn new(prefix: &str, id: &str, label: String) -> Self {
+    fn new(level: Level, id: &str, label: String) -> Self {
         Self {
-            counter: format!("{prefix}:{id}"),
+            counter: counter_name(level, id),
             label,
         }
     }
+}
+
+/// The counters' name of a key's, user's or team's own scope
+/// (`key:<hash>`, `user:<id>`, `team:<id>`): what the limiter counts it
+/// under, locally and in Redis.
+pub fn counter_name(level: Level, id: &str) -> String {
+    format!("{}:{id}", level.name())
 }
 
 /// The names of a principal's key, user and team scopes, made once when
@@ -41,9 +48,11 @@ impl ScopeNames {
     /// The names of a key's scopes, and of its user's and team's.
     pub fn of(key: &KeyRecord, user: Option<&UserRecord>, team: Option<&TeamRecord>) -> Self {
         Self {
-            key: LevelNames::new("key", &key.token_hash, format!("key {}", key.key_name)),
-            user: user.map(|u| LevelNames::new("user", &u.user_id, format!("user {}", u.user_id))),
-            team: team.map(|t| LevelNames::new("team", &t.team_id, format!("team {}", t.team_id))),
+            key: LevelNames::new(Level::Key, &key.token_hash, format!("key {}", key.key_name)),
+            user: user
+                .map(|u| LevelNames::new(Level::User, &u.user_id, format!("user {}", u.user_id))),
+            team: team
+                .map(|t| LevelNames::new(Level::Team, &t.team_id, format!("team {}", t.team_id))),
         }
     }
 }
@@ -51,7 +60,6 @@ impl ScopeNames {
 /// One level's records, as [`scopes`] reads them.
 struct LevelRecord<'a> {
     level: Level,
-    prefix: &'static str,
     id: &'a str,
     names: &'a LevelNames,
     limits: &'a Limits,
@@ -127,7 +135,6 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
     [
         Some(LevelRecord {
             level: Level::Key,
-            prefix: "key",
             id: &key.token_hash,
             names: &names.key,
             limits: &key.limits,
@@ -140,7 +147,6 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
             .zip(names.user.as_ref())
             .map(|(u, names)| LevelRecord {
                 level: Level::User,
-                prefix: "user",
                 id: &u.user_id,
                 names,
                 limits: &u.limits,
@@ -153,7 +159,6 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
             .zip(names.team.as_ref())
             .map(|(t, names)| LevelRecord {
                 level: Level::Team,
-                prefix: "team",
                 id: &t.team_id,
                 names,
                 limits: &t.limits,
@@ -187,7 +192,11 @@ fn model_scope(
     };
     Some(Scope {
         level: Level::Model,
-        name: Cow::Owned(format!("{}-model:{}:{model}", record.prefix, record.id)),
+        name: Cow::Owned(format!(
+            "{}-model:{}:{model}",
+            record.level.name(),
+            record.id
+        )),
         label: Cow::Owned(format!("model {model} of {}", record.names.label)),
         rpm,
         tpm,

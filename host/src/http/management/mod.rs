@@ -196,7 +196,14 @@ pub(super) async fn set_spend(
         .set_spend(owner, id, spend)
         .await
         .map_err(key_error)?;
-    let scope = format!("{}:{id}", owner.scope_prefix());
+    use crate::keys::store::SpendOwner;
+    use crate::limits::Level;
+    let level = match owner {
+        SpendOwner::Key => Level::Key,
+        SpendOwner::User => Level::User,
+        SpendOwner::Team => Level::Team,
+    };
+    let scope = crate::limits::principal::counter_name(level, id);
     state.ops.limiter.set_spent(&scope, spend).await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -437,15 +437,6 @@ impl SpendOwner {
             Self::Team => ("teams", "team_id"),
         }
     }
-
-    /// The prefix of its limit scope's counter name (`key:<hash>`, ...).
-    pub fn scope_prefix(self) -> &'static str {
-        match self {
-            Self::Key => "key",
-            Self::User => "user",
-            Self::Team => "team",
-        }
-    }
 }
 
 /// The first reset time after `now`, whole periods after `at`; `None` when
