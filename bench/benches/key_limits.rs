@@ -19,8 +19,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use conclave::keys::scopes as key_scopes;
 use conclave::keys::{KeyRecord, Limits, Principal, TeamRecord, UserRecord};
-use conclave::limits::{Limiter, principal};
+use conclave::limits::Limiter;
+use conclave::limits::shared::SharedCounters;
 use conclave::ops::admission::{AccessGroups, denied_by};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
@@ -102,7 +104,7 @@ fn key_limits(c: &mut Criterion) {
     group.bench_function("scopes", |b| {
         b.iter(|| {
             i = (i + 1) % keys.len();
-            black_box(principal::scopes(&keys[i], "gpt-4o-mini"))
+            black_box(key_scopes::scopes(&keys[i], "gpt-4o-mini"))
         })
     });
     group.bench_function("model_access", |b| {
@@ -115,10 +117,10 @@ fn key_limits(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % keys.len();
             let p = &keys[i];
-            let scopes = principal::scopes(p, "gpt-4o-mini");
+            let scopes = key_scopes::scopes(p, "gpt-4o-mini");
             // The in-memory admission never waits: its future is ready.
             let admitted = limiter.admit(&scopes, true).now_or_never();
-            let scopes = principal::scopes(p, "gpt-4o-mini");
+            let scopes = key_scopes::scopes(p, "gpt-4o-mini");
             limiter.charge(&scopes, 15, 0.000_004_5);
             black_box(admitted.is_some_and(|a| a.is_ok()))
         })
@@ -132,7 +134,7 @@ fn key_limits(c: &mut Criterion) {
                 i = (i + 1) % keys.len();
                 let p = keys[i].clone();
                 async move {
-                    let scopes = principal::scopes(&p, "gpt-4o-mini");
+                    let scopes = key_scopes::scopes(&p, "gpt-4o-mini");
                     let admitted = shared.admit(&scopes, true).await;
                     shared.charge(&scopes, 15, 0.000_004_5);
                     black_box(admitted.is_ok())
@@ -159,10 +161,10 @@ fn shared_limiter() -> Option<(tokio::runtime::Runtime, Limiter)> {
     };
     let limiter = runtime.block_on(async {
         let cluster = conclave::cluster::Cluster::start(settings).await.ok()?;
-        let limiter = Limiter::shared(cluster.counters());
+        let limiter = Limiter::shared(SharedCounters::of(&cluster));
         // Only a limiter that reached Redis measures Redis.
         let first = principal_of(0);
-        let probe = principal::scopes(&first, "gpt-4o-mini");
+        let probe = key_scopes::scopes(&first, "gpt-4o-mini");
         let reached = cluster.answers().await;
         (reached && limiter.admit(&probe, false).await.is_ok()).then_some(limiter)
     });

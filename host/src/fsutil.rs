@@ -1,5 +1,6 @@
 //! File writes that readers never see half done, shared by the compile cache
-//! (its seals) and the runtime-model persistence file.
+//! (its seals), the runtime-model persistence file and the request logs; and
+//! the JSON-lines append of the exec provider's io log.
 
 use std::io::Write;
 use std::path::Path;
@@ -46,6 +47,26 @@ pub fn write_atomic(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Appends `value` as one line to the file at `path`; a failure is logged,
+/// never returned, because a log must not fail the request it records.
+pub async fn append_json_line(path: &Path, value: &serde_json::Value, what: &str) {
+    let mut text = value.to_string();
+    text.push('\n');
+    let write = async {
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        tokio::io::AsyncWriteExt::write_all(&mut f, text.as_bytes()).await?;
+        // tokio's File writes in the background until flushed.
+        tokio::io::AsyncWriteExt::flush(&mut f).await
+    };
+    if let Err(e) = write.await {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the {what}");
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod digest;
 pub mod fsutil;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod keys;
 pub mod limits;

@@ -5,6 +5,7 @@
 //! period, end open streams ([`accept`] has the connection handling).
 
 mod accept;
+mod write_timeout;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +21,10 @@ use crate::reload::{Control, ControlOptions};
 use crate::router::{Clock, SystemClock};
 use crate::strategy::SharedEngine;
 
-pub use accept::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE};
+pub use accept::{
+    DEFAULT_CLIENT_WRITE_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SHUTDOWN_GRACE,
+};
 
 /// The one pooled HTTP client every upstream call shares.
 pub fn http_client() -> Result<reqwest::Client, String> {
@@ -213,7 +217,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     );
     control.spawn_signal_handler();
     control.spawn_watcher();
-    crate::observe::health::spawn(&general, control.current(), http_client()?);
+    crate::health::spawn(&general, control.current(), http_client()?);
     let responses = crate::keys::ResponseStore::new(
         crate::keys::ResponsesSettings::from_config(&general, &config_path)?,
         keys.as_ref(),
@@ -230,7 +234,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     }
     let outcomes =
         Outcomes::start(sinks).map_err(|e| format!("cannot start the outcome sinks: {e}"))?;
-    let limiter = crate::cluster::limiter(shared_state, keys.as_ref(), &control).await?;
+    let limiter = limiter(shared_state, keys.as_ref(), &control).await?;
     let ops = Ops {
         observe,
         outcomes: outcomes.clone(),
@@ -364,6 +368,11 @@ fn connection_limits(
             .filter(|s| *s > 0.0)
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+        client_write_timeout: general
+            .client_write_timeout
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .unwrap_or(DEFAULT_CLIENT_WRITE_TIMEOUT),
         max_connections: general
             .max_connections
             .filter(|n| *n > 0)
@@ -392,4 +401,27 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested; draining in-flight requests");
+}
+
+/// The limit counters of a starting server: shared through Redis when
+/// `settings` name one and virtual keys are on (`keys`), this process's
+/// otherwise. With Redis, key changes and cooldowns are shared as well
+/// (cooldowns even without keys), and so are runtime models kept in the
+/// store.
+async fn limiter(
+    settings: Option<crate::cluster::Settings>,
+    keys: Option<&crate::keys::Keys>,
+    control: &Arc<Control>,
+) -> Result<crate::limits::Limiter, String> {
+    let Some(settings) = settings else {
+        return Ok(crate::limits::Limiter::new());
+    };
+    let cluster = crate::cluster::Cluster::start(settings).await?;
+    cluster.share(keys, control).await;
+    Ok(match keys {
+        Some(_) => {
+            crate::limits::Limiter::shared(crate::limits::shared::SharedCounters::of(&cluster))
+        }
+        None => crate::limits::Limiter::new(),
+    })
 }

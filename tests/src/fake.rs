@@ -24,6 +24,8 @@ pub struct Behavior {
     /// 200 answers normally; anything else answers with an error body.
     pub status: u16,
     pub error_message: String,
+    /// The error body's `param`, when set.
+    pub error_param: Option<String>,
     /// Extra response headers (e.g. `retry-after`).
     pub headers: Vec<(String, String)>,
     /// Wait before sending the response headers.
@@ -60,6 +62,8 @@ pub enum RawAnswer {
     EndlessEvent,
     /// A 200 body of this many bytes, sent in pieces without a length.
     LargeBody(usize),
+    /// This body with this content type, as it is.
+    Body(&'static str, String),
 }
 
 impl Default for Behavior {
@@ -67,6 +71,7 @@ impl Default for Behavior {
         Self {
             status: 200,
             error_message: "fake upstream error".into(),
+            error_param: None,
             headers: Vec::new(),
             delay: Duration::ZERO,
             content: "fake answer".into(),
@@ -97,6 +102,12 @@ impl Behavior {
             error_message: message.into(),
             ..Self::default()
         }
+    }
+
+    /// Names the request field at fault in the error body's `param`.
+    pub fn param(mut self, param: &str) -> Self {
+        self.error_param = Some(param.into());
+        self
     }
 
     /// Adds a delay before the response headers.
@@ -164,6 +175,14 @@ impl Behavior {
     pub fn endless_event() -> Self {
         Self {
             raw: Some(RawAnswer::EndlessEvent),
+            ..Self::default()
+        }
+    }
+
+    /// Answers with `body` as `content_type`, whatever it holds.
+    pub fn raw_body(content_type: &'static str, body: &str) -> Self {
+        Self {
+            raw: Some(RawAnswer::Body(content_type, body.to_owned())),
             ..Self::default()
         }
     }
@@ -419,7 +438,7 @@ async fn handle(
         (
             status,
             [("content-type", "application/json")],
-            json!({"error": {"message": behavior.error_message, "type": "fake_error", "code": null}}).to_string(),
+            json!({"error": {"message": behavior.error_message, "type": "fake_error", "code": null, "param": behavior.error_param}}).to_string(),
         )
             .into_response()
     } else if rest.starts_with("embeddings") {
@@ -505,6 +524,10 @@ fn raw_response(raw: &RawAnswer, behavior: &Behavior, completion: Completion) ->
                 ))
             });
             ("application/json", Body::from_stream(body))
+        }
+        RawAnswer::Body(content_type, text) => {
+            completion.finish();
+            (content_type, Body::from(text))
         }
     };
     Response::builder()

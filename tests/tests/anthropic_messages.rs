@@ -373,6 +373,13 @@ async fn malformed_messages_requests_are_refused_naming_the_field() {
         assert_eq!(status, 400, "{body}: {error}");
         assert_eq!(error["type"], "error", "{error}");
     }
+    let unknown = json!({"model": "no-such-model", "messages": hi});
+    let (status, error) = post_messages(&proxy, "/v1/messages/count_tokens", &unknown).await;
+    assert_eq!(
+        status, 404,
+        "counting for a model the gateway lacks: {error}"
+    );
+    assert_eq!(error["error"]["type"], "not_found_error", "{error}");
     assert_eq!(up.recorded().len(), 0);
 }
 

@@ -177,7 +177,7 @@ const MULTI_LINE_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion
      data: \"finish_reason\":null}]}\n\n";
 
 #[tokio::test]
-async fn multi_line_data_events_reach_the_client_as_valid_sse() {
+async fn multi_line_data_events_are_joined_and_text_events_end_the_stream() {
     let up = FakeUpstream::start().await;
     up.set(
         "a",
@@ -192,11 +192,19 @@ async fn multi_line_data_events_reach_the_client_as_valid_sse() {
     assert_eq!(status, 200, "{text}");
     assert_valid_sse(&text);
     let payloads = sse_payloads(&text);
-    assert_eq!(payloads.len(), 3, "{text}");
+    assert_eq!(payloads.len(), 2, "{text}");
     assert!(!payloads[0].contains('\n'), "JSON is one line: {text}");
     assert_eq!(sse_content(&payloads), "multi");
-    assert_eq!(payloads[1], "plain text,\non two lines");
-    assert_eq!(payloads[2], "[DONE]");
+    // A chat stream's events are JSON: the text event ends it with an error.
+    let error: Value = serde_json::from_str(&payloads[1]).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON"),
+        "{text}"
+    );
+    assert!(!text.contains("plain text"), "{text}");
     assert_serving(&proxy).await;
     assert_peak_rss(&proxy);
 }
@@ -338,4 +346,103 @@ async fn an_upstream_trickling_keep_alives_without_data_ends_at_the_stream_timeo
     );
     assert_serving(&proxy).await;
     assert_peak_rss(&proxy);
+}
+
+const HUGE_USAGE_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\
+     \"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}],\
+     \"usage\":{\"prompt_tokens\":18446744073709551615,\"completion_tokens\":18446744073709551615}}\n\n";
+
+/// The requests to model group `m` counted in `/metrics` so far.
+async fn requests_counted(proxy: &Proxy) -> u64 {
+    let text = proxy
+        .client
+        .get(proxy.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("conclave_requests_total{") && l.contains("model_group=\"m\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test]
+async fn usage_figures_past_any_counter_neither_panic_nor_stop_the_books() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::raw_sse(&[HUGE_USAGE_CHUNK, "data: [DONE]\n\n"]),
+    );
+    let proxy = proxy(&up, &[("m", "a", &["tpm: 100000000000"])], NO_RETRIES).await;
+    for _ in 0..3 {
+        let (status, _, text, _) = send(&proxy, "m", true).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("[DONE]"), "{text}");
+    }
+    // The outcomes still reach every sink: the metrics count all three.
+    let mut counted = 0;
+    for _ in 0..100 {
+        counted = requests_counted(&proxy).await;
+        if counted == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, 3);
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_200_answer_that_is_not_a_json_object_is_a_502_and_never_cached() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(
+        &up,
+        &[("g", "a", &[])],
+        "router_settings:\n  num_retries: 0\n  disable_cooldowns: true\nlitellm_settings:\n  cache: true\n",
+    )
+    .await;
+    for (content_type, body) in [
+        ("text/html", "<html>hi</html>"),
+        ("application/json", "{\"id\":\"c\",\"choices\":["),
+        ("text/event-stream", "data: {}\n\n"),
+    ] {
+        up.set("a", Behavior::raw_body(content_type, body));
+        let (status, _, text, _) = send(&proxy, "g", false).await;
+        assert_eq!(status, 502, "{content_type}: {text}");
+        assert!(
+            json(&text)["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a JSON object"),
+            "{text}"
+        );
+    }
+    up.set(
+        "a",
+        Behavior::raw_body("application/json", "{\"id\":\"c\",\"choices\":\"nope\"}"),
+    );
+    let (status, headers, text, _) = send(&proxy, "g", false).await;
+    assert_eq!(status, 200, "{text}");
+    assert_ne!(
+        headers["x-conclave-cache"], "stored",
+        "a shapeless answer is not kept"
+    );
+    assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn an_upstream_echoing_its_key_in_a_json_answer_is_redacted() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::ok("debug: upstream saw Bearer sk-test-key in the request"),
+    );
+    let proxy = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    let (status, _, text, _) = send(&proxy, "g", false).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains("sk-test-key"), "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
 }

@@ -647,3 +647,124 @@ async fn limits_written_as_strings_are_read_as_numbers_and_other_text_is_refused
     let (status, body) = post(&proxy, "/key/generate", json!({"rpm_limit": 2.5})).await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn team_members_named_by_email_are_found_or_made_and_removed_by_email() {
+    let (_up, proxy) = gateway().await;
+    post(&proxy, "/team/new", json!({"team_id": "mail-team"})).await;
+    let (status, known) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "ann", "user_email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{known}");
+    let (status, team) = post(
+        &proxy,
+        "/team/member_add",
+        json!({"team_id": "mail-team", "member": [
+            {"role": "user", "user_email": "ann@example.com"},
+            {"role": "admin", "user_email": "new@example.com"}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{team}");
+    let added = team["updated_users"].as_array().unwrap();
+    assert_eq!(
+        added[0], "ann",
+        "an existing user is found by email: {team}"
+    );
+    let made = added[1].as_str().unwrap().to_owned();
+    let (status, user) = get(&proxy, &format!("/user/info?user_id={made}")).await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["user_info"]["user_email"], "new@example.com");
+    assert_eq!(user["user_info"]["teams"], json!(["mail-team"]), "{user}");
+
+    let (status, team) = post(
+        &proxy,
+        "/team/member_delete",
+        json!({"team_id": "mail-team", "user_email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{team}");
+    let (_, ann) = get(&proxy, "/user/info?user_id=ann").await;
+    assert_eq!(ann["user_info"]["teams"], json!([]), "{ann}");
+    let (status, missing) = post(
+        &proxy,
+        "/team/member_delete",
+        json!({"team_id": "mail-team", "user_email": "nobody@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, updated) = post(
+        &proxy,
+        "/user/update",
+        json!({"user_email": "ann@example.com", "max_budget": 6}),
+    )
+    .await;
+    assert_eq!(status, 200, "a user is updated by email too: {updated}");
+    assert_eq!(updated["user_id"], "ann", "{updated}");
+    assert_eq!(updated["max_budget"], 6.0, "{updated}");
+    let (status, neither) = post(
+        &proxy,
+        "/team/member_add",
+        json!({"team_id": "mail-team", "member": {"role": "user"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{neither}");
+    assert!(neither.to_string().contains("user_email"), "{neither}");
+}
+
+#[tokio::test]
+async fn a_refused_member_list_writes_nothing() {
+    let (_up, proxy) = gateway().await;
+    let (status, body) = post(
+        &proxy,
+        "/team/new",
+        json!({"team_id": "partial", "members_with_roles": [{"user_id": "alice"}, {"user_id": ""}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = get(&proxy, "/team/info?team_id=partial").await;
+    assert_eq!(status, 404, "the refused team was not made");
+    let (status, _) = get(&proxy, "/user/info?user_id=alice").await;
+    assert_eq!(status, 404, "nor its first member");
+
+    post(&proxy, "/team/new", json!({"team_id": "whole"})).await;
+    let (status, body) = post(
+        &proxy,
+        "/team/member_add",
+        json!({"team_id": "whole", "member": [{"user_id": "kim"}, {"user_id": "lee", "role": "owner"}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("role"), "{body}");
+    let (_, team) = get(&proxy, "/team/info?team_id=whole").await;
+    assert_eq!(team["team_info"]["members_with_roles"], json!([]), "{team}");
+}
+
+#[tokio::test]
+async fn user_new_applies_team_alias_and_duration_to_the_users_first_key() {
+    let (_up, proxy) = gateway().await;
+    post(&proxy, "/team/new", json!({"team_id": "research"})).await;
+    let (status, user) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "joe", "team_id": "research", "key_alias": "joe-key", "duration": "1h"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["teams"], json!(["research"]), "{user}");
+    assert!(user["expires"].is_string(), "{user}");
+    let key = user["key"].as_str().unwrap();
+    let (_, info) = get(&proxy, &format!("/key/info?key={key}")).await;
+    assert_eq!(info["info"]["team_id"], "research", "{info}");
+    assert_eq!(info["info"]["key_alias"], "joe-key", "{info}");
+    let (status, refused) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "ghost", "team_id": "no-such-team"}),
+    )
+    .await;
+    assert_eq!(status, 404, "{refused}");
+}

@@ -16,7 +16,7 @@ use keys_mgmt_support::{
     PRICE_IN, PRICE_OUT, chat_as, core_suite, eventually, generate, get, key_of, post,
     priced_config, spend_of, start, terminate,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// What one fake answer (5 prompt, 7 completion tokens) costs on `paid`.
 const CALL_COST: f64 = 5.0 * PRICE_IN + 7.0 * PRICE_OUT;
@@ -127,6 +127,134 @@ async fn restart_keeps_keys_and_spend_in_postgres() {
         return;
     };
     restart_keeps_keys_and_spend(&url).await;
+}
+
+/// LiteLLM's spend rankings over real requests: two keys of two users and
+/// teams, one spending twice what the other does.
+async fn spend_rankings_order_keys_users_teams_and_models_by_spend(database_url: &str) {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&priced_config(
+        &up,
+        &[&format!("database_url: {database_url}")],
+    ))
+    .await;
+    for (team, member) in [("big-team", "big-user"), ("small-team", "small-user")] {
+        let body =
+            json!({"team_id": team, "members_with_roles": [{"user_id": member, "role": "user"}]});
+        post(&proxy, "/team/new", body).await;
+    }
+    let big = key_of(
+        &generate(
+            &proxy,
+            json!({"key_alias": "big", "user_id": "big-user", "team_id": "big-team"}),
+        )
+        .await,
+    );
+    let small = key_of(
+        &generate(
+            &proxy,
+            json!({"key_alias": "small", "user_id": "small-user", "team_id": "small-team"}),
+        )
+        .await,
+    );
+    for key in [&big, &big, &small] {
+        let (status, body) = chat_as(&proxy, key, "paid").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let written = eventually(Duration::from_secs(10), || async {
+        let (_, top) = get(&proxy, "/global/spend/keys").await;
+        top.as_array().is_some_and(|rows| rows.len() == 2)
+    })
+    .await;
+    let (status, top) = get(&proxy, "/global/spend/keys").await;
+    assert!(written && status == 200, "{top}");
+    assert_eq!(top[0]["key_alias"], "big", "{top}");
+    assert_eq!(top[0]["api_key"], keys_mgmt_support::sha256(&big));
+    assert!(close(
+        top[0]["total_spend"].as_f64().unwrap(),
+        2.0 * CALL_COST
+    ));
+    assert_eq!(top[1]["key_alias"], "small");
+    let (_, one) = get(&proxy, "/global/spend/keys?limit=1").await;
+    assert_eq!(one.as_array().unwrap().len(), 1, "{one}");
+
+    let (_, models) = get(&proxy, "/global/spend/models").await;
+    assert_eq!(models[0]["model"], "paid", "{models}");
+    assert!(close(
+        models[0]["total_spend"].as_f64().unwrap(),
+        3.0 * CALL_COST
+    ));
+    let (_, teams) = get(&proxy, "/global/spend/teams").await;
+    assert_eq!(teams["teams"], json!(["big-team", "small-team"]), "{teams}");
+    let per_team = &teams["total_spend_per_team"];
+    assert!(close(
+        per_team[0]["total_spend"].as_f64().unwrap(),
+        2.0 * CALL_COST
+    ));
+    let today = &teams["daily_spend"][0];
+    assert!(
+        close(today["small-team"].as_f64().unwrap(), CALL_COST),
+        "{teams}"
+    );
+    let (_, total) = get(&proxy, "/global/spend").await;
+    assert!(
+        close(total["spend"].as_f64().unwrap(), 3.0 * CALL_COST),
+        "{total}"
+    );
+
+    let (_, keys) = get(&proxy, "/spend/keys").await;
+    let aliases: Vec<&Value> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["key_alias"])
+        .collect();
+    assert_eq!(aliases, [&json!("big"), &json!("small")], "{keys}");
+    let (_, listed) = get(&proxy, "/key/list?sort_by=spend&return_full_object=true").await;
+    assert_eq!(listed["keys"][0]["key_alias"], "big", "{listed}");
+    let (_, one_key) = get(
+        &proxy,
+        &format!("/key/list?key_hash={}", keys_mgmt_support::sha256(&small)),
+    )
+    .await;
+    assert_eq!(one_key["total_count"], 1, "{one_key}");
+    let (status, _) = get(&proxy, "/key/list?sort_by=name").await;
+    assert_eq!(status, 400);
+    let (_, users) = get(&proxy, "/spend/users").await;
+    assert_eq!(users[0]["user_id"], "big-user", "{users}");
+    assert_eq!(users[0]["teams"], json!(["big-team"]), "{users}");
+    let (_, one_user) = get(&proxy, "/spend/users?user_id=small-user").await;
+    assert_eq!(one_user.as_array().unwrap().len(), 1, "{one_user}");
+    assert!(close(one_user[0]["spend"].as_f64().unwrap(), CALL_COST));
+
+    let (status, refused) = proxy
+        .call(
+            reqwest::Method::GET,
+            "/global/spend/keys",
+            None,
+            Some(&small),
+        )
+        .await;
+    assert_eq!(
+        status, 403,
+        "a key may not see every key's spend: {refused}"
+    );
+    let (status, refused) = get(&proxy, "/global/spend/models?limit=0").await;
+    assert_eq!(status, 400, "{refused}");
+}
+
+#[tokio::test]
+async fn spend_rankings_order_by_spend_in_sqlite() {
+    let dir = TempDir::new();
+    spend_rankings_order_keys_users_teams_and_models_by_spend(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn spend_rankings_order_by_spend_in_postgres() {
+    let Some(url) = postgres_database("spend_rankings_order_by_spend_in_postgres").await else {
+        return;
+    };
+    spend_rankings_order_keys_users_teams_and_models_by_spend(&url).await;
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ if mode == "plain":
         "finish_reason": r.choices[0].finish_reason,
         "total_tokens": r.usage.total_tokens,
         "system_fingerprint": r.system_fingerprint,
+        "request_id": r._request_id,
     }
 elif mode == "stream":
     parts, chunks, usage = [], 0, None
@@ -39,12 +40,21 @@ elif mode == "stream":
         if chunk.usage:
             usage = chunk.usage.total_tokens
     out = {"content": "".join(parts), "chunks": chunks, "total_tokens": usage}
+elif mode == "retrieve":
+    try:
+        m = client.models.retrieve(model)
+        out = {"id": m.id, "object": m.object}
+    except openai.APIStatusError as e:
+        out = {"raised": type(e).__name__, "status": e.status_code}
 else:
     try:
         client.chat.completions.create(model=model, messages=messages)
         out = {"raised": None}
     except openai.APIStatusError as e:
-        out = {"raised": type(e).__name__, "status": e.status_code, "code": e.code, "type": e.type}
+        out = {
+            "raised": type(e).__name__, "status": e.status_code, "code": e.code,
+            "type": e.type, "param": e.param,
+        }
 print(json.dumps(out))
 "#;
 
@@ -80,6 +90,12 @@ async fn openai_sdk_chat_completion_gets_the_answer() {
     assert_eq!(out["finish_reason"], "stop", "{out}");
     assert_eq!(out["total_tokens"], 12, "{out}");
     assert_eq!(out["system_fingerprint"], "fp_fake", "{out}");
+    assert!(
+        out["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("req-")),
+        "the SDK reads the gateway's request id: {out}"
+    );
     let sent = up.last_body("a").unwrap();
     assert_eq!(sent["model"], "gpt-up");
     assert_eq!(sent["temperature"], 0.5);
@@ -114,4 +130,34 @@ async fn openai_sdk_reads_conclave_errors_as_api_errors() {
     assert_eq!(out["code"], "model_not_found", "{out}");
     assert_eq!(out["type"], "invalid_request_error", "{out}");
     assert_eq!(up.recorded().len(), 0);
+}
+
+#[tokio::test]
+async fn openai_sdk_reads_the_param_an_upstream_error_names() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::status(400, "Invalid value for 'temperature'").param("temperature"),
+    );
+    let proxy = proxy_for(&up).await;
+    let Some(out) = sdk(&proxy, "error", "sdk-model").await else {
+        return;
+    };
+    assert_eq!(out["raised"], "BadRequestError", "{out}");
+    assert_eq!(out["param"], "temperature", "{out}");
+}
+
+#[tokio::test]
+async fn openai_sdk_retrieves_a_model_and_is_told_of_an_unknown_one() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy_for(&up).await;
+    let Some(out) = sdk(&proxy, "retrieve", "sdk-model").await else {
+        return;
+    };
+    assert_eq!(out["id"], "sdk-model", "{out}");
+    assert_eq!(out["object"], "model", "{out}");
+    let Some(out) = sdk(&proxy, "retrieve", "no-such-model").await else {
+        return;
+    };
+    assert_eq!(out["raised"], "NotFoundError", "{out}");
 }

@@ -301,6 +301,45 @@ async fn chunked_body_over_max_request_size_is_413() {
 }
 
 #[tokio::test]
+async fn a_compressed_request_body_is_415_naming_the_encoding() {
+    let up = FakeUpstream::start().await;
+    let proxy = one_group(&up, &[], NO_RETRIES).await;
+    for (path, encoding) in [
+        ("/v1/chat/completions", "gzip"),
+        ("/v1/messages", "br"),
+        ("/v1/responses", "GZIP, deflate"),
+    ] {
+        let r = proxy
+            .client
+            .post(proxy.url(path))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(vec![0x1f, 0x8b, 0x08, 0x00])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{path}");
+        let body: Value = r.json().await.unwrap();
+        let text = body.to_string();
+        assert!(
+            text.contains("Content-Encoding") && text.contains(encoding),
+            "{body}"
+        );
+    }
+    // `identity` is no encoding at all.
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .header("content-encoding", "identity")
+        .json(&chat_body("m", "plain"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.calls("a"), 1);
+}
+
+#[tokio::test]
 async fn stream_broken_upstream_ends_with_an_error_event_and_no_done() {
     let up = FakeUpstream::start().await;
     up.set(
@@ -557,4 +596,68 @@ async fn upstream_api_key_echoed_in_a_mid_stream_error_event_is_redacted() {
     );
     assert!(!text.contains(SECRET), "{text}");
     assert!(!proxy.logs().contains(SECRET), "{}", proxy.logs());
+}
+
+#[tokio::test]
+async fn an_upstream_errors_param_and_code_reach_the_client() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::status(400, "Invalid value for 'temperature'").param("temperature"),
+    );
+    let proxy = one_group(&up, &[], NO_RETRIES).await;
+    let (status, _, body) = proxy.chat(&chat_body("m", "hi")).await;
+    assert_eq!(status, 400, "{body}");
+    let e = error_object(&body);
+    assert_eq!(e["param"], "temperature", "{body}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid value for 'temperature'"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_model_behind_a_wildcard_does_not_cool_the_models_it_serves() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&format!(
+        "model_list:\n{}{NO_RETRIES}",
+        deployment("*", "openai/*", &up.api_base("any"), &[])
+    ))
+    .await;
+    up.set(
+        "any",
+        Behavior::status(404, "The model `typo` does not exist"),
+    );
+    let (status, _, body) = proxy.chat(&chat_body("typo", "hi")).await;
+    assert_eq!(status, 404, "{body}");
+    up.set("any", Behavior::ok("served"));
+    let (status, _, body) = proxy.chat(&chat_body("real-model", "hi")).await;
+    assert_eq!(status, 200, "the wildcard stays in rotation: {body}");
+    assert_eq!(up.calls("any"), 2);
+}
+
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_gets_a_json_error() {
+    let up = FakeUpstream::start().await;
+    let proxy = one_group(&up, &[], NO_RETRIES).await;
+    for path in [
+        "/v1/responses/%FF",
+        "/v1/responses/%FF/input_items",
+        "/ui/api/requests/%FF",
+    ] {
+        let r = proxy.client.get(proxy.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            error_object(&body)["message"]
+                .as_str()
+                .unwrap()
+                .contains("UTF-8"),
+            "{path}: {body}"
+        );
+    }
 }

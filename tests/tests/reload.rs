@@ -601,3 +601,34 @@ async fn the_compile_cache_can_be_turned_off() {
         serve_both(&proxy).await;
     }
 }
+
+#[tokio::test]
+async fn a_reload_that_drops_the_master_key_is_refused_and_keys_stay_required() {
+    let up = FakeUpstream::start().await;
+    let keyed = config(&up, &[], ECHO).replacen(
+        "general_settings:\n",
+        "general_settings:\n  master_key: sk-reload-master\n",
+        1,
+    );
+    let proxy = start(&keyed, &[], &[]).await;
+    replace_atomically(&proxy.config_path(), config(&up, &[], ECHO).as_bytes());
+    let r = proxy
+        .client
+        .post(proxy.url("/admin/reload"))
+        .bearer_auth("sk-reload-master")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("master_key"),
+        "{body}"
+    );
+    let (status_code, _, body) = proxy.chat(&chat_body("echo", "x")).await;
+    assert_eq!(status_code, 401, "still keyed: {body}");
+}

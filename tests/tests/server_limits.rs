@@ -126,3 +126,43 @@ async fn bodies_past_the_gateways_byte_budget_get_503_until_the_held_ones_are_an
     let (status, _, _) = proxy.chat(&large("m")).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_stream_is_disconnected_and_its_slot_freed() {
+    let up = FakeUpstream::start().await;
+    // About 12 MB of stream: more than the socket buffers of both ends hold.
+    up.set(
+        "slow",
+        Behavior::ok(&"x".repeat(12 << 20)).chunked(3000, Duration::ZERO),
+    );
+    let proxy = Proxy::start(&config(
+        &up,
+        "  global_max_parallel_requests: 1\n  client_write_timeout: 1\n",
+    ))
+    .await;
+    let addr: std::net::SocketAddr = proxy.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let body =
+        r#"{"model": "slow", "stream": true, "messages": [{"role": "user", "content": "go"}]}"#;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // Never read. Once the gateway gives up on this client, the one slot is
+    // free again for the next request.
+    let started = Instant::now();
+    let mut status = 0;
+    while started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        status = proxy.chat(&chat_body("m", "next")).await.0;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200, "the stalled stream still holds the slot");
+    drop(tcp);
+}

@@ -410,17 +410,26 @@ impl Plan {
     }
 }
 
-/// Whether a JSON answer is worth storing: an error body never is.
+/// Whether a JSON answer is worth storing: one with choices (a chat or
+/// text completion), data (embeddings), content (a Messages answer) or
+/// output (a Responses answer), never an error body or an answer shaped
+/// otherwise.
 fn answer_is_cacheable(body: &[u8]) -> bool {
-    !body.is_empty() && !has_error(body)
-}
-
-fn has_error(body: &[u8]) -> bool {
+    use serde::de::IgnoredAny;
     #[derive(serde::Deserialize)]
     struct Probe {
-        error: Option<serde::de::IgnoredAny>,
+        error: Option<IgnoredAny>,
+        choices: Option<Vec<IgnoredAny>>,
+        data: Option<Vec<IgnoredAny>>,
+        content: Option<Vec<IgnoredAny>>,
+        output: Option<Vec<IgnoredAny>>,
     }
-    serde_json::from_slice::<Probe>(body).map_or(true, |p| p.error.is_some())
+    serde_json::from_slice::<Probe>(body).is_ok_and(|p| {
+        p.error.is_none()
+            && [p.choices, p.data, p.content, p.output]
+                .iter()
+                .any(|list| list.as_ref().is_some_and(|l| !l.is_empty()))
+    })
 }
 
 /// Replaying a hit.
@@ -485,7 +494,7 @@ impl SubCalls {
 
     /// Stores a sub-call's answer.
     pub fn store(&self, key: &str, body: Bytes) -> bool {
-        !has_error(&body) && self.cache.put(key, Entry::new(body, false), None)
+        answer_is_cacheable(&body) && self.cache.put(key, Entry::new(body, false), None)
     }
 }
 
@@ -494,9 +503,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_bodies_are_not_stored() {
+    fn only_answers_with_something_in_them_are_stored() {
         assert!(!answer_is_cacheable(br#"{"error":{"message":"x"}}"#));
-        assert!(answer_is_cacheable(br#"{"id":"x","choices":[]}"#));
+        assert!(answer_is_cacheable(
+            br#"{"id":"x","choices":[{"index":0}]}"#
+        ));
+        assert!(answer_is_cacheable(
+            br#"{"object":"list","data":[{"embedding":[]}]}"#
+        ));
+        assert!(answer_is_cacheable(
+            br#"{"type":"message","content":[{"type":"text"}]}"#
+        ));
+        assert!(!answer_is_cacheable(br#"{"id":"x","choices":[]}"#));
+        assert!(!answer_is_cacheable(br#"{"id":"x","choices":"nope"}"#));
         assert!(!answer_is_cacheable(b"not json"));
     }
 }

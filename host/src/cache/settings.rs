@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::cluster::settings::{redact_url, redis_url};
 use crate::config::{CacheMode, CacheParams, CacheScope, CacheType, CallType, Config, Problem};
 
 /// In-memory cache size when `max_size_mb` is unset.
@@ -206,70 +207,6 @@ fn call_types(list: Option<&[CallType]>) -> CallTypes {
             embedding: list.contains(&CallType::Embedding),
         },
     }
-}
-
-/// The Redis URL from `REDIS_URL` or host/port/password, the config first,
-/// then the environment (LiteLLM's `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`,
-/// `REDIS_PASSWORD`).
-pub(crate) fn redis_url(p: &CacheParams) -> Option<String> {
-    if let Some(url) = p.redis_url.as_ref().filter(|u| !u.expose().is_empty()) {
-        return Some(url.expose().to_owned());
-    }
-    redis_url_from_parts(
-        p.host.as_deref(),
-        p.port,
-        p.password.as_ref().map(|s| s.expose()),
-    )
-}
-
-/// The Redis URL from a host, port and password, each falling back to the
-/// environment (`REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`); without a
-/// host anywhere, `REDIS_URL`.
-pub(crate) fn redis_url_from_parts(
-    host: Option<&str>,
-    port: Option<u16>,
-    password: Option<&str>,
-) -> Option<String> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let host = host
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned)
-        .or_else(|| env("REDIS_HOST"));
-    let Some(host) = host else {
-        return env("REDIS_URL");
-    };
-    let port = port
-        .or_else(|| env("REDIS_PORT").and_then(|v| v.parse().ok()))
-        .unwrap_or(6379);
-    let password = password
-        .map(str::to_owned)
-        .or_else(|| env("REDIS_PASSWORD"))
-        .filter(|s| !s.is_empty());
-    Some(match password {
-        Some(pw) => format!("redis://:{}@{host}:{port}", percent_encode(&pw)),
-        None => format!("redis://{host}:{port}"),
-    })
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A URL with any `user:password@` removed.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "(redis url)".to_owned();
-    };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    format!("{scheme}://{rest}")
 }
 
 #[cfg(test)]

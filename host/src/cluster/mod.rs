@@ -33,7 +33,6 @@ use link::{Health, Link};
 pub use settings::Settings;
 
 use crate::keys::Keys;
-use crate::limits::shared::SharedCounters;
 use crate::reload::Control;
 
 /// How long start-up waits for Redis before serving anyway (counting in
@@ -85,9 +84,19 @@ impl Cluster {
         self.link.call_command(redis::cmd("PING")).await.is_ok()
     }
 
-    /// The limit counters every instance shares.
-    pub fn counters(&self) -> SharedCounters {
-        SharedCounters::new(self.link.clone(), &self.settings.namespace, &self.instance)
+    /// The command queue to Redis, for the shared limit counters.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The prefix of every key and channel.
+    pub fn namespace(&self) -> &str {
+        &self.settings.namespace
+    }
+
+    /// This process's name in Redis.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Shares key changes (when `keys` is on), router cooldowns and (when
@@ -114,25 +123,4 @@ impl Cluster {
             );
         }
     }
-}
-
-/// The limit counters of a starting server: shared through Redis when
-/// `settings` name one and virtual keys are on (`keys`), this process's
-/// otherwise. With Redis, key changes and cooldowns are shared as well
-/// (cooldowns even without keys), and so are runtime models kept in the
-/// store.
-pub async fn limiter(
-    settings: Option<Settings>,
-    keys: Option<&Keys>,
-    control: &Arc<Control>,
-) -> Result<crate::limits::Limiter, String> {
-    let Some(settings) = settings else {
-        return Ok(crate::limits::Limiter::new());
-    };
-    let cluster = Cluster::start(settings).await?;
-    cluster.share(keys, control).await;
-    Ok(match keys {
-        Some(_) => crate::limits::Limiter::shared(cluster.counters()),
-        None => crate::limits::Limiter::new(),
-    })
 }

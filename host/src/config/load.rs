@@ -160,7 +160,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
     );
     let mut problems = Vec::new();
     check(&config, &file, &mut problems, &mut warnings);
-    warnings.extend(crate::observe::callbacks::warnings(&config, &file));
+    warnings.extend(super::callbacks::warnings(&config, &file));
     if !problems.is_empty() {
         return Err(ConfigError::invalid(path, problems));
     }
@@ -320,6 +320,18 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             ));
         }
     }
+    if config
+        .general_settings
+        .master_key
+        .as_ref()
+        .is_some_and(|k| k.expose().trim().is_empty())
+    {
+        problems.push(Problem::new(
+            "general_settings.master_key",
+            "is empty: an empty master key would leave the gateway open to anyone; \
+             set a key, or remove the line to run without one",
+        ));
+    }
     let rs = &config.router_settings;
     for (key, value) in [
         ("router_settings.timeout", rs.timeout),
@@ -341,6 +353,10 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         (
             "general_settings.health_check_interval",
             config.general_settings.health_check_interval,
+        ),
+        (
+            "general_settings.client_write_timeout",
+            config.general_settings.client_write_timeout,
         ),
     ] {
         if let Some(why) = value.and_then(|v| invalid_seconds(v, false)) {
@@ -464,6 +480,21 @@ mod tests {
         assert!(
             load_text("general_settings:\n  proxy_batch_write_at: 10\nmodel_list: []\n").is_ok()
         );
+    }
+
+    #[test]
+    fn an_empty_master_key_is_refused_rather_than_leaving_the_gateway_open() {
+        for empty in ["''", "'  '"] {
+            let err = load_text(&format!(
+                "general_settings:\n  master_key: {empty}\nmodel_list: []\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("test.yaml: general_settings.master_key: is empty"),
+                "{empty}: {err}"
+            );
+        }
     }
 
     #[test]

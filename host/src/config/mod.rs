@@ -6,6 +6,7 @@
 //! conclave does not use is collected as a warning rather than an error.
 
 mod cache;
+pub mod callbacks;
 mod env;
 mod load;
 mod params;

@@ -123,6 +123,10 @@ pub struct GeneralSettings {
     /// Seconds a client has to send a request's head (its request line and
     /// headers); the connection is closed after. 30 when unset. Read at start-up.
     pub header_read_timeout: Option<f64>,
+    /// Seconds a write to a client may wait for the client to read (a
+    /// stream it stopped reading); the connection is closed after. 60 when
+    /// unset. Read at start-up.
+    pub client_write_timeout: Option<f64>,
     /// Connections open at once; past it new connections wait in the listen
     /// backlog until one closes. 10000 when unset. Read at start-up.
     pub max_connections: Option<u32>,

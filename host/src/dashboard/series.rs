@@ -44,8 +44,10 @@ impl Bucket {
         self.requests += 1;
         self.errors += u64::from(point.status >= 400);
         self.server_errors += u64::from(point.status >= 500);
-        self.prompt_tokens += point.prompt_tokens;
-        self.completion_tokens += point.completion_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(point.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(point.completion_tokens);
         self.cost += point.cost;
         let class = latency_class(point.latency_ms);
         self.latency[class] = self.latency[class].saturating_add(1);
@@ -55,8 +57,10 @@ impl Bucket {
         self.requests += other.requests;
         self.errors += other.errors;
         self.server_errors += other.server_errors;
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
         self.cost += other.cost;
         for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
             *mine = mine.saturating_add(*theirs);

@@ -142,6 +142,7 @@ fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
         UpstreamError::Status {
             status,
             code,
+            param,
             retry_after,
             ..
         } => {
@@ -157,7 +158,7 @@ fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
                 ),
                 _ => (StatusCode::BAD_GATEWAY, "upstream_error"),
             };
-            let mut e = ApiError::new(status, kind, message, None, code.as_deref());
+            let mut e = ApiError::new(status, kind, message, param.as_deref(), code.as_deref());
             e.retry_after = *retry_after;
             e
         }

@@ -65,7 +65,8 @@ pub async fn create(
     responses(
         (status = 200, description = "The input token count", body = super::openapi::CountTokensResponse),
         (status = 400, description = "Invalid request", body = super::openapi::AnthropicErrorResponse),
-        (status = 401, description = "Missing or wrong key", body = super::openapi::AnthropicErrorResponse)
+        (status = 401, description = "Missing or wrong key", body = super::openapi::AnthropicErrorResponse),
+        (status = 404, description = "No such model", body = super::openapi::AnthropicErrorResponse)
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -77,6 +78,13 @@ pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Resp
     };
     if let Err(error) = check_count_request(&body) {
         return super::dialect::invalid(error).into_response();
+    }
+    let model = body["model"].as_str().unwrap_or_default();
+    if !gateway.router.serves(model) && gateway.strategies.profile_for(model).is_none() {
+        let unknown = crate::router::RouteError::ModelNotFound {
+            model: model.to_owned(),
+        };
+        return ApiError::from(unknown).into_response();
     }
     if let Some(refused) = model_refused(&scope, &body) {
         return ApiError::from(refused).into_response();

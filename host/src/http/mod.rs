@@ -116,7 +116,8 @@ impl AppState {
 /// The axum application. A request passes, top to bottom:
 ///
 /// 1. `request_id`: the client's `x-request-id` or a new one, echoed as
-///    `x-conclave-request-id` on every answer;
+///    `x-conclave-request-id` on every answer; inside it, errors answered
+///    as plain text are rewritten in the JSON error shape;
 /// 2. `in_flight`: at most `global_max_parallel_requests` model requests at
 ///    once (503 past it), counted until their bodies end;
 /// 3. `auth`: resolves the [`crate::ops::Caller`] and pins one gateway
@@ -153,6 +154,8 @@ pub fn app(state: AppState) -> Router {
         .route("/embeddings", post(routes::embeddings))
         .route("/v1/models", get(routes::models))
         .route("/models", get(routes::models))
+        .route("/v1/models/{*model}", get(routes::model))
+        .route("/models/{*model}", get(routes::model))
         .route("/v1/model/info", get(routes::model_info))
         .route("/model/info", get(routes::model_info))
         .route("/model_group/info", get(routes::model_group_info))
@@ -222,6 +225,7 @@ pub fn app(state: AppState) -> Router {
         // Bodies are read with the configured limit by the handlers, which
         // answer 413 in OpenAI's error shape.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(routes::plain_errors_as_json))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -39,6 +39,7 @@ pub use schemas::*;
         responses::delete,
         responses::list_input_items,
         routes::models,
+        routes::model,
         routes::model_info,
         routes::model_group_info,
         info::info,
@@ -84,6 +85,12 @@ pub use schemas::*;
         management::teams::info,
         management::teams::list,
         management::spend::logs,
+        management::spend::keys_by_spend,
+        management::spend::users_by_spend,
+        management::spend::global,
+        management::spend::global_keys,
+        management::spend::global_models,
+        management::spend::global_teams,
         management::spend::report,
         // The response cache (master key).
         cache_routes::ping,
@@ -136,6 +143,7 @@ pub const ALIASES: &[(&str, &str)] = &[
         "/v1/responses/{response_id}/input_items",
     ),
     ("/models", "/v1/models"),
+    ("/models/{model}", "/v1/models/{model}"),
     ("/model/info", "/v1/model/info"),
     ("/anthropic/v1/messages", "/v1/messages"),
     (

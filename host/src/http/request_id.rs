@@ -1,6 +1,8 @@
 //! Every request gets an id before anything else happens: the client's
 //! `x-request-id` when it is a safe token, else a new one. It names the
-//! request in logs, outcomes and the `x-conclave-request-id` answer header.
+//! request in logs, outcomes and the `x-conclave-request-id` answer header,
+//! and is echoed where the official clients read a request id: `x-request-id`
+//! (OpenAI's SDKs) and, on the Messages API, `request-id` (Anthropic's).
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -11,6 +13,7 @@ use crate::ops::RequestId;
 
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-conclave-request-id");
+const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 
 /// Assigns the request id and echoes it on the answer.
 pub async fn assign(mut request: Request, next: Next) -> Response {
@@ -20,10 +23,16 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok());
     let id = RequestId::from_client(proposed);
     let header = HeaderValue::from_str(id.as_str()).ok();
+    let anthropic = request.uri().path().contains("/messages");
     request.extensions_mut().insert(id);
     let mut response = next.run(request).await;
     if let Some(value) = header {
-        response.headers_mut().insert(REQUEST_ID, value);
+        let headers = response.headers_mut();
+        if anthropic {
+            headers.insert(ANTHROPIC_REQUEST_ID, value.clone());
+        }
+        headers.insert(CLIENT_REQUEST_ID, value.clone());
+        headers.insert(REQUEST_ID, value);
     }
     response
 }

@@ -185,13 +185,34 @@ async fn read_request(
     Ok(req)
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with a 413 and a
-/// client that takes longer than `timeout` to send it with a 408.
+/// Reads the whole body, refusing more than `limit` bytes with a 413, a
+/// client that takes longer than `timeout` to send it with a 408, and a
+/// compressed body with a 415 (it would otherwise fail as malformed JSON).
 pub(super) async fn read_body(
     request: Request,
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
+    if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING)
+        && !encoding
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"identity")
+    {
+        let named = match encoding.to_str() {
+            Ok(text) if text.len() <= 32 => format!(" {text:?}"),
+            _ => String::new(),
+        };
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            format!(
+                "request bodies with a Content-Encoding{named} are not accepted: send the body uncompressed"
+            ),
+            None,
+            Some("unsupported_content_encoding"),
+        ));
+    }
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -270,6 +291,37 @@ pub(super) fn json_response(body: Bytes) -> Response {
 )]
 pub async fn models(Extension(scope): Extension<Scope>) -> Response {
     json_response(visible_models(&scope, &scope.gateway.models_json, "id"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}",
+    operation_id = "retrieve_model",
+    tag = "models",
+    summary = "One public model",
+    params(("model" = String, Path, description = "The model's id, as /v1/models lists it (it may contain `/`)")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The model, as /v1/models lists it", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such model, or not one the key may use", body = super::openapi::ErrorResponse),
+    )
+)]
+/// `GET /v1/models/{model}` (OpenAI's `models.retrieve`): the entry of
+/// `/v1/models` with that id, so a key sees only the models it may use.
+pub async fn model(
+    Extension(scope): Extension<Scope>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let listing = visible_models(&scope, &scope.gateway.models_json, "id");
+    let parsed: Value = serde_json::from_slice(&listing).unwrap_or_default();
+    let found = parsed["data"]
+        .as_array()
+        .and_then(|data| data.iter().find(|m| m["id"].as_str() == Some(id.as_str())));
+    match found {
+        Some(entry) => Ok(Json(entry).into_response()),
+        None => Err(crate::router::RouteError::ModelNotFound { model: id }.into()),
+    }
 }
 
 /// LiteLLM's `/model/info`: every deployment, without secrets.
@@ -361,7 +413,7 @@ fn visible_models(scope: &Scope, listing: &Bytes, name_field: &str) -> Bytes {
     )
 )]
 pub async fn health(Extension(scope): Extension<Scope>) -> Response {
-    Json(crate::observe::health::report(&scope.gateway)).into_response()
+    Json(crate::health::report(&scope.gateway)).into_response()
 }
 
 #[utoipa::path(
@@ -402,6 +454,36 @@ pub async fn not_found(request: Request) -> Response {
         Some("unknown_url"),
     )
     .into_response()
+}
+
+/// Rewrites an error answered as plain text (axum's own rejections, such as
+/// a path parameter that is not UTF-8) into the API's JSON error shape, so
+/// that no error leaves in another form.
+pub async fn plain_errors_as_json(request: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let kind = if status.is_client_error() {
+        "invalid_request_error"
+    } else {
+        "server_error"
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    ApiError::new(status, kind, message, None, None).into_response()
 }
 
 pub async fn method_not_allowed(request: Request) -> Response {

@@ -16,6 +16,7 @@ mod jobs;
 pub mod model;
 mod registry;
 pub mod responses;
+pub mod scopes;
 mod settings;
 pub mod store;
 pub mod time;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::principal::ScopeNames;
+use super::scopes::ScopeNames;
 
 /// The user role that may use the management API with its own key
 /// (LiteLLM's `proxy_admin`).

@@ -18,12 +18,11 @@
 //!   instead: limits fail open to per-instance counting, as LiteLLM's do.
 //!
 //! What a request's scopes are is decided by the caller's records
-//! ([`principal`]); this module only counts and compares.
+//! (`keys::scopes`); this module only counts and compares.
 
 mod ledger;
 mod local;
 mod parallel;
-pub mod principal;
 mod shards;
 pub mod shared;
 mod window;

@@ -59,6 +59,15 @@ struct Inner {
 impl SharedCounters {
     /// Counters under `namespace` through `link`, for the instance named
     /// `instance`; renews its lease in the background while it lives.
+    /// The counters every instance of `cluster` shares.
+    pub fn of(cluster: &crate::cluster::Cluster) -> Self {
+        Self::new(
+            cluster.link().clone(),
+            cluster.namespace(),
+            cluster.instance(),
+        )
+    }
+
     pub fn new(link: Link, namespace: &str, instance: &str) -> Self {
         let counters = Self(Arc::new(Inner {
             link,
@@ -456,7 +465,7 @@ mod tests {
                 eprintln!("SKIPPED {test}: Redis at {} does not answer", redis_url());
                 return None;
             }
-            out.push(Limiter::shared(cluster.counters()));
+            out.push(Limiter::shared(SharedCounters::of(&cluster)));
         }
         Some((out, namespace))
     }
@@ -662,7 +671,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let limiter = Limiter::shared(cluster.counters());
+        let limiter = Limiter::shared(SharedCounters::of(&cluster));
         let key = Scope {
             rpm: Some(1),
             ..scope("key:closed")

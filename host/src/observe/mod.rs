@@ -1,10 +1,7 @@
-//! Observability: JSON lines appended per request (composite traces, exec
-//! io logs), the Prometheus metrics the `/metrics` route serves, and the
-//! per-request log files. The outcome sinks in [`crate::ops::sinks`] feed
+//! Observability: the Prometheus metrics the `/metrics` route serves, the
+//! OpenTelemetry traces, and the per-request log files. The outcome sinks in [`crate::ops::sinks`] feed
 //! them, off the response path.
 
-pub mod callbacks;
-pub mod health;
 pub mod metrics;
 pub mod otel;
 pub mod request_log;
@@ -86,27 +83,5 @@ impl Observe {
             public_metrics: general.public_metrics.unwrap_or(false),
             request_log,
         }
-    }
-}
-
-use tokio::io::AsyncWriteExt;
-
-/// Appends `value` as one line to the file at `path`; a failure is logged,
-/// never returned, because a log must not fail the request it records.
-pub async fn append_json_line(path: &Path, value: &serde_json::Value, what: &str) {
-    let mut text = value.to_string();
-    text.push('\n');
-    let write = async {
-        let mut f = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
-        f.write_all(text.as_bytes()).await?;
-        // tokio's File writes in the background until flushed.
-        f.flush().await
-    };
-    if let Err(e) = write.await {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the {what}");
     }
 }

@@ -11,7 +11,8 @@ use std::sync::{Arc, OnceLock};
 use super::admission::Refusal;
 use super::caller::Caller;
 use super::outcome::Usage;
-use crate::limits::{Limiter, principal};
+use crate::keys::scopes;
+use crate::limits::Limiter;
 use crate::pricing::PriceBook;
 
 /// The pricing and limit counters a request is metered with, and its total.
@@ -90,7 +91,7 @@ impl Meter {
         self.add(cost);
         if let (Some(limiter), Some(p)) = (&self.limiter, caller.principal()) {
             let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
-            limiter.charge(&principal::scopes(p, model), tokens, cost);
+            limiter.charge(&scopes::scopes(p, model), tokens, cost);
         }
         cost
     }

@@ -66,6 +66,11 @@ fn nested<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Box<Reported>>, 
     })
 }
 
+/// The most tokens one answer is counted with: an upstream reporting more
+/// (no model answers four billion tokens) is counted with this many, so
+/// that no counter, total or stored sum it feeds can overflow.
+pub const MAX_TOKENS_PER_CALL: u64 = u32::MAX as u64;
+
 fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
     #[derive(Deserialize)]
     struct ReportedUsage {
@@ -91,8 +96,12 @@ fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, 
                 .prompt_tokens
                 .saturating_add(n(u.input_tokens))
                 .saturating_add(n(u.cache_read_input_tokens))
-                .saturating_add(n(u.cache_creation_input_tokens)),
-            completion_tokens: u.completion_tokens.saturating_add(n(u.output_tokens)),
+                .saturating_add(n(u.cache_creation_input_tokens))
+                .min(MAX_TOKENS_PER_CALL),
+            completion_tokens: u
+                .completion_tokens
+                .saturating_add(n(u.output_tokens))
+                .min(MAX_TOKENS_PER_CALL),
         }
     }))
 }

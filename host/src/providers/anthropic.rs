@@ -36,6 +36,7 @@ fn refused(message: String) -> UpstreamError {
         status: 400,
         message,
         code: Some("invalid_request_error".into()),
+        param: None,
         retry_after: None,
     }
 }

@@ -332,7 +332,7 @@ impl HttpTarget {
             } else if anthropic {
                 super::anthropic::stream_reply(chunks, wait, max_event, native)
             } else {
-                sse::decode(chunks, wait, max_event)
+                Box::pin(sse::decode(chunks, wait, max_event).map(|item| item.and_then(json_event)))
             };
             // Chunks and an error ending the stream reach the client, so
             // they must not carry the key either.
@@ -363,7 +363,11 @@ impl HttpTarget {
                     .map(UpstreamReply::Json)
                     .map_err(|e| e.map_message(|m| self.redact(&m)));
             }
-            Ok(UpstreamReply::Json(body))
+            // The answer reaches the client: it must not carry the key either.
+            Ok(UpstreamReply::Json(match &self.api_key {
+                Some(key) if key.expose().len() >= 4 => redact_payload(body, key.expose()),
+                _ => body,
+            }))
         }
     }
 
@@ -475,17 +479,30 @@ impl HttpTarget {
                 break;
             }
         }
-        let (message, code) = error_message(&body, status);
+        let body = error_body(&body, status);
         Err(UpstreamError::Status {
             status: status.as_u16(),
-            message: self.redact(&message),
-            code,
+            message: self.redact(&body.message),
+            code: body.code,
+            param: body.param.map(String::into_boxed_str),
             retry_after,
         })
     }
 }
 
 /// `error` with every occurrence of `key` in its message replaced.
+/// A chat stream's event, refused unless it is JSON: a client's SDK parses
+/// every event, so text, a cut object or invalid UTF-8 ends the stream
+/// with an error here rather than breaking the client.
+fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+        Ok(_) => Ok(payload),
+        Err(e) => Err(UpstreamError::Protocol(format!(
+            "the upstream sent a stream event that is not JSON ({e})"
+        ))),
+    }
+}
+
 fn redact_error(error: UpstreamError, key: &str) -> UpstreamError {
     error.map_message(|m| m.replace(key, "[redacted]"))
 }
@@ -529,8 +546,18 @@ fn redact_payload(payload: Bytes, key: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// The message and code of an upstream error body, OpenAI-shaped or not.
-fn error_message(body: &[u8], status: http::StatusCode) -> (String, Option<String>) {
+/// What an upstream error body says, OpenAI-shaped or not.
+struct ErrorBody {
+    message: String,
+    /// `error.code`, a number written as text.
+    code: Option<String>,
+    /// `error.param`.
+    param: Option<String>,
+}
+
+/// Reads an upstream error body: OpenAI's `{"error": {...}}`, a bare error
+/// object, or plain text (the status's reason when empty).
+fn error_body(body: &[u8], status: http::StatusCode) -> ErrorBody {
     if let Ok(json) = serde_json::from_slice::<Value>(body) {
         let err = json.get("error").unwrap_or(&json);
         let message = err
@@ -538,23 +565,30 @@ fn error_message(body: &[u8], status: http::StatusCode) -> (String, Option<Strin
             .and_then(Value::as_str)
             .or_else(|| err.as_str())
             .map(str::to_owned);
-        let code = err.get("code").and_then(|c| match c {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        });
         if let Some(message) = message {
-            return (message, code);
+            let code = err.get("code").and_then(|c| match c {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+            let param = err.get("param").and_then(Value::as_str).map(str::to_owned);
+            return ErrorBody {
+                message,
+                code,
+                param,
+            };
         }
     }
     let text = String::from_utf8_lossy(body).trim().to_owned();
-    if text.is_empty() {
-        (
-            status.canonical_reason().unwrap_or("error").to_owned(),
-            None,
-        )
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
     } else {
-        (text, None)
+        text
+    };
+    ErrorBody {
+        message,
+        code: None,
+        param: None,
     }
 }
 
@@ -786,14 +820,16 @@ mod tests {
     }
 
     #[test]
-    fn error_message_reads_openai_shape_and_plain_text() {
-        let (m, c) = error_message(
-            br#"{"error":{"message":"bad","code":"x"}}"#,
+    fn error_bodies_are_read_in_openai_shape_and_as_plain_text() {
+        let e = error_body(
+            br#"{"error":{"message":"bad","code":"x","param":"temperature"}}"#,
             http::StatusCode::BAD_REQUEST,
         );
-        assert_eq!((m.as_str(), c.as_deref()), ("bad", Some("x")));
-        let (m, _) = error_message(b"oops", http::StatusCode::BAD_GATEWAY);
-        assert_eq!(m, "oops");
+        assert_eq!(e.message, "bad");
+        assert_eq!(e.code.as_deref(), Some("x"));
+        assert_eq!(e.param.as_deref(), Some("temperature"));
+        let e = error_body(b"oops", http::StatusCode::BAD_GATEWAY);
+        assert_eq!((e.message.as_str(), e.param), ("oops", None));
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl MockTarget {
                 status,
                 message: self.error_message.clone(),
                 code: None,
+                param: None,
                 retry_after: None,
             });
         }

@@ -50,6 +50,9 @@ pub enum UpstreamError {
         message: String,
         /// OpenAI's `error.code` when the upstream sent one.
         code: Option<String>,
+        /// OpenAI's `error.param` (the request field at fault) when the
+        /// upstream sent one: clients read it to say which field was wrong.
+        param: Option<Box<str>>,
         /// From `retry-after` / `retry-after-ms`.
         retry_after: Option<Duration>,
     },
@@ -68,11 +71,13 @@ impl UpstreamError {
                 status,
                 message,
                 code,
+                param,
                 retry_after,
             } => UpstreamError::Status {
                 status,
                 message: clean(message),
                 code,
+                param,
                 retry_after,
             },
             UpstreamError::Connect(m) => UpstreamError::Connect(clean(m)),

@@ -18,8 +18,11 @@ use super::{PayloadStream, UpstreamError};
 /// any line still being received), unless the response size limit is lower.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// Decodes a byte stream of SSE into payloads. Ends cleanly at `data: [DONE]`;
-/// a stream that ends without it, sends no payload for longer than `idle`
+/// Decodes a byte stream of SSE into payloads. Ends cleanly at `data: [DONE]`,
+/// or where the upstream closes the stream right after a chunk that
+/// finished the answer (a `finish_reason`, or the usage chunk after it), as
+/// some OpenAI-compatible servers do; a stream that ends otherwise, sends no
+/// payload for longer than `idle`
 /// (bytes that complete none, such as keep-alive comments or a trickle,
 /// do not count), sends an event larger than `max_event` bytes, sends an
 /// error event, or fails is ended with one error item.
@@ -31,6 +34,7 @@ where
         inner: Box::pin(bytes),
         lines: Lines::new(max_event),
         finished: false,
+        last: None,
     };
     Box::pin(stream::unfold(state, move |mut st| async move {
         if st.finished {
@@ -46,7 +50,10 @@ where
                             st.finished = true;
                             Err(error)
                         }
-                        None => Ok(data),
+                        None => {
+                            st.last = Some(data.clone());
+                            Ok(data)
+                        }
                     };
                     return Some((item, st));
                 }
@@ -68,6 +75,9 @@ where
                 }
                 Ok(None) => {
                     st.finished = true;
+                    if st.last.as_deref().is_some_and(ends_the_answer) {
+                        return None;
+                    }
                     return Some((
                         Err(UpstreamError::StreamBroken(
                             "the stream ended before data: [DONE]".into(),
@@ -84,6 +94,21 @@ struct Decoder {
     inner: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>,
     lines: Lines,
     finished: bool,
+    /// The last payload passed on, read only if the stream ends without
+    /// `[DONE]`.
+    last: Option<Bytes>,
+}
+
+/// Whether a chunk ends the answer: it sets a `finish_reason` or carries
+/// the usage that follows the last one.
+fn ends_the_answer(payload: &[u8]) -> bool {
+    let Ok(chunk) = serde_json::from_slice::<Value>(payload) else {
+        return false;
+    };
+    let finished = chunk["choices"].as_array().is_some_and(|choices| {
+        !choices.is_empty() && choices.iter().all(|c| c["finish_reason"].is_string())
+    });
+    finished || chunk["usage"].is_object()
 }
 
 /// One decoded event.
@@ -264,6 +289,7 @@ pub fn stream_error(payload: &[u8]) -> Option<UpstreamError> {
         status: error_status(error).unwrap_or_else(|| status_from_words(&words)),
         message,
         code,
+        param: error.get("param").and_then(Value::as_str).map(Box::from),
         retry_after: None,
     })
 }
@@ -353,6 +379,20 @@ mod tests {
         let out = collect(vec!["data: {}\n\n"]).await;
         assert_eq!(out.len(), 2);
         assert!(out[1].as_ref().unwrap_err().contains("[DONE]"));
+        let unfinished = r#"data: {"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#;
+        let out = collect(vec![unfinished, "\n\n"]).await;
+        assert!(out[1].as_ref().unwrap_err().contains("[DONE]"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_closed_right_after_its_finish_or_usage_chunk_ends_cleanly() {
+        let finish = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        let out = collect(vec![finish]).await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].is_ok());
+        let usage = "data: {\"choices\":[],\"usage\":{\"total_tokens\":3}}\n\n";
+        let out = collect(vec![finish, usage]).await;
+        assert!(out.iter().all(Result::is_ok), "{out:?}");
     }
 
     #[tokio::test]

@@ -275,6 +275,15 @@ impl Control {
             .await
             .map_err(|e| format!("the config loader failed: {e}"))?
             .map_err(|e| e.to_string())?;
+        let keyed =
+            |c: &LoadedConfig| crate::gateway::master_key(&c.config.general_settings).is_some();
+        if keyed(&layers.base) && !keyed(&loaded) {
+            return Err(format!(
+                "{}: general_settings.master_key is gone from the new version; a reload never \
+                 opens a gateway that runs with a master key (restart it to run without one)",
+                self.config_path.display()
+            ));
+        }
         self.watch_files_of(&loaded).await;
         let configured = config_cache_dir(&loaded);
         if configured != config_cache_dir(&layers.base) {

@@ -72,8 +72,17 @@ pub(super) async fn attempt(
     match reply {
         UpstreamReply::Json(body) => {
             let upstream_time = started.elapsed();
+            let Some(reported) = reported_in_body(&body) else {
+                // HTML, cut JSON or text with a 200: the client could not
+                // read it, and it must not be retried as an answer.
+                let e = UpstreamError::Protocol(
+                    "the upstream answered 200 with a body that is not a JSON object".into(),
+                );
+                span_failed(span, deployment, &e);
+                return Err(e);
+            };
+            let reported = Some(reported);
             deployment.record_latency(upstream_time);
-            let reported = reported_in_body(&body);
             if deployment.tpm.is_some()
                 && let Some(usage) = reported.as_ref().and_then(Reported::any_usage)
             {

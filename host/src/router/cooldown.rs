@@ -244,7 +244,7 @@ impl Health {
     /// Counts tokens against this minute's tpm.
     pub fn record_tokens(&mut self, minute: u64, tokens: u64) {
         self.roll(minute);
-        self.tokens += tokens;
+        self.tokens = self.tokens.saturating_add(tokens);
     }
 
     /// Requests and tokens used so far this minute.

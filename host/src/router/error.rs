@@ -142,7 +142,9 @@ pub enum RouteError {
     Upstream {
         group: String,
         deployment: String,
-        error: UpstreamError,
+        /// Boxed: the error is large, and `RouteError` travels in every
+        /// `Result` of the router.
+        error: Box<UpstreamError>,
     },
     #[error("{0}")]
     Unavailable(String),
@@ -193,6 +195,7 @@ mod tests {
             status,
             message: message.into(),
             code: None,
+            param: None,
             retry_after: None,
         }
     }
@@ -220,7 +223,7 @@ mod tests {
         let error = RouteError::Upstream {
             group: "g".into(),
             deployment: "g.0".into(),
-            error: UpstreamError::Timeout(Duration::from_millis(1500)),
+            error: Box::new(UpstreamError::Timeout(Duration::from_millis(1500))),
         };
         assert_eq!(
             error.to_string(),

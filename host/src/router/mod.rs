@@ -314,10 +314,12 @@ impl Router {
         self.native_responses
     }
 
-    /// Whether `model` names something this router serves.
+    /// Whether a client asking for `model` has a group to go to (an alias,
+    /// a public group's name or a wildcard's match); composite profiles are
+    /// the strategy host's to answer for.
     pub fn serves(&self, model: &str) -> bool {
         let name = self.aliases.get(model).map_or(model, String::as_str);
-        self.groups.contains_key(name)
+        (self.groups.contains_key(name) && !self.internal.contains(name))
             || self
                 .wildcards
                 .iter()
@@ -380,6 +382,11 @@ impl Router {
         class: ErrorClass,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
+        // A wildcard deployment serves every model its pattern matches: the
+        // upstream not knowing one of them says nothing about the others.
+        if class == ErrorClass::NotFound && d.group.contains('*') {
+            return None;
+        }
         let now = self.clock.now();
         let minute = self.minute();
         let alone = self.group_size(&d.group) <= 1;

@@ -164,7 +164,7 @@ pub(super) async fn run_group(
         let failed = RouteError::Upstream {
             group: group.name.clone(),
             deployment: deployment.id.clone(),
-            error,
+            error: Box::new(error),
         };
         let candidate = router.select(group, &tried).ok();
         // A bad key or unknown model is this deployment's problem: a healthy

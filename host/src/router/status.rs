@@ -25,10 +25,9 @@ impl RouteError {
             RouteError::GroupCooling { .. } => "model_group_cooling_down",
             RouteError::GroupRateLimited { .. } => "model_group_rate_limited",
             RouteError::Unavailable(_) => "unavailable",
-            RouteError::Upstream {
-                error: UpstreamError::Timeout(_),
-                ..
-            } => "upstream_timeout",
+            RouteError::Upstream { error, .. } if matches!(**error, UpstreamError::Timeout(_)) => {
+                "upstream_timeout"
+            }
             RouteError::Upstream { .. } => "upstream_error",
         }
     }

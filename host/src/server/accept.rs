@@ -6,6 +6,8 @@
 //!   `header_read_timeout` of connecting (this also covers a client that
 //!   sends nothing, or half of the HTTP/2 preface); hyper applies the same
 //!   limit to every later HTTP/1 request head, idle keep-alive included.
+//! - A client that stops reading its answer for `client_write_timeout` is
+//!   disconnected (see [`super::write_timeout`]).
 //! - At most `max_connections` connections are open: past it the loop stops
 //!   accepting, and new connections wait in the kernel's listen backlog
 //!   until one closes.
@@ -29,6 +31,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::write_timeout::WriteTimeout;
 use crate::http::StreamCutoff;
 
 /// What bounds the server's connections and its shutdown.
@@ -36,6 +39,9 @@ use crate::http::StreamCutoff;
 pub struct Limits {
     /// Time a client has to send a request head (`general_settings.header_read_timeout`).
     pub header_read_timeout: Duration,
+    /// Time a write to a client may wait for it to read
+    /// (`general_settings.client_write_timeout`).
+    pub client_write_timeout: Duration,
     /// Connections open at once (`general_settings.max_connections`).
     pub max_connections: usize,
     /// Time open streams get after a shutdown signal (`--shutdown-grace`).
@@ -44,6 +50,8 @@ pub struct Limits {
 
 /// Default `general_settings.header_read_timeout`.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `general_settings.client_write_timeout`.
+pub const DEFAULT_CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default `general_settings.max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `--shutdown-grace`: Kubernetes' default termination grace period.
@@ -93,6 +101,7 @@ pub async fn serve(
             router: router.clone(),
             drain: drain_rx.clone(),
             header_read_timeout: limits.header_read_timeout,
+            client_write_timeout: limits.client_write_timeout,
             _permit: permit,
         };
         tokio::spawn(connection.run(tcp));
@@ -190,6 +199,7 @@ struct Connection {
     router: Router,
     drain: watch::Receiver<bool>,
     header_read_timeout: Duration,
+    client_write_timeout: Duration,
     /// Its slot under `max_connections`, freed when the connection ends.
     _permit: OwnedSemaphorePermit,
 }
@@ -206,10 +216,10 @@ impl Connection {
             inner: TowerToHyperService::new(self.router.clone()),
             started: started.clone(),
         };
-        let mut conn = pin!(
-            self.builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-        );
+        let mut conn = pin!(self.builder.serve_connection_with_upgrades(
+            TokioIo::new(WriteTimeout::new(tcp, self.client_write_timeout)),
+            service
+        ));
         let mut first_head = pin!(tokio::time::sleep(self.header_read_timeout));
         let mut waiting_first = true;
         let mut draining = false;

@@ -417,10 +417,9 @@ fn guest_error(error: RouteError) -> Error {
     match error {
         RouteError::ModelNotFound { model } => Error::ModelNotFound(model),
         RouteError::InvalidRequest { message, .. } => Error::InvalidRequest(message),
-        RouteError::Upstream {
-            error: UpstreamError::Timeout(_),
-            ..
-        } => Error::Timeout,
+        RouteError::Upstream { error, .. } if matches!(*error, UpstreamError::Timeout(_)) => {
+            Error::Timeout
+        }
         other => Error::Upstream(other.to_string()),
     }
 }
@@ -536,7 +535,7 @@ async fn admit_sub_call(
     else {
         return Ok(());
     };
-    let scopes = crate::limits::principal::scopes(principal, model);
+    let scopes = crate::keys::scopes::scopes(principal, model);
     if scopes.is_empty() {
         return Ok(());
     }

@@ -7,7 +7,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{ChatAnswer, Event, Kind, TranslateError, chat_tool, check_kinds, copy, parse_chunk};
+use super::{
+    ChatAnswer, Event, Kind, TokenUsage, TranslateError, chat_tool, check_kinds, copy, parse_chunk,
+};
 
 /// A Messages request as a chat completions request (a JSON object).
 /// `native` says the request goes to Anthropic models only, which are sent
@@ -83,6 +85,10 @@ fn check_model(body: &Value) -> Result<(), TranslateError> {
         Some(Value::String(m)) if !m.is_empty() => Ok(()),
         None | Some(Value::Null) => Err(TranslateError::new(
             "model is required: a model name",
+            "model",
+        )),
+        Some(Value::String(_)) => Err(TranslateError::new(
+            "model must not be empty: a model name",
             "model",
         )),
         Some(_) => Err(TranslateError::new("model must be a string", "model")),
@@ -450,7 +456,7 @@ pub fn answer_from_chat(chat: &Value, model: &str, id: &str) -> Value {
         "content": content,
         "stop_reason": stop_reason(answer.finish_reason.as_deref()),
         "stop_sequence": null,
-        "usage": {"input_tokens": answer.usage.0, "output_tokens": answer.usage.1},
+        "usage": answer.usage.anthropic(),
     })
 }
 
@@ -512,7 +518,7 @@ pub struct MessagesStream {
     index: u64,
     open: Option<Open>,
     finish_reason: Option<String>,
-    usage: (u64, u64),
+    usage: TokenUsage,
 }
 
 impl MessagesStream {
@@ -524,7 +530,7 @@ impl MessagesStream {
             index: 0,
             open: None,
             finish_reason: None,
-            usage: (0, 0),
+            usage: TokenUsage::default(),
         }
     }
 
@@ -602,7 +608,7 @@ impl MessagesStream {
             json!({
                 "type": "message_delta",
                 "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
-                "usage": {"input_tokens": self.usage.0, "output_tokens": self.usage.1},
+                "usage": self.usage.anthropic(),
             }),
         ));
         events.push(Event::new("message_stop", json!({"type": "message_stop"})));

@@ -64,7 +64,7 @@ pub struct ChunkDelta {
     pub reasoning: Option<String>,
     pub tool_calls: Vec<ToolCallDelta>,
     pub finish_reason: Option<String>,
-    pub usage: Option<(u64, u64)>,
+    pub usage: Option<TokenUsage>,
 }
 
 /// A piece of one streamed tool call, keyed by its index in the choice.
@@ -109,13 +109,42 @@ fn non_empty(value: &Value) -> Option<String> {
     value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
-/// `(prompt_tokens, completion_tokens)` of a chat answer or chunk.
-pub fn usage_of(chat: &Value) -> Option<(u64, u64)> {
+/// A chat answer's token counts, with the parts the other APIs report on
+/// their own.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// `prompt_tokens`, cached ones included.
+    pub input: u64,
+    /// `completion_tokens`, reasoning included.
+    pub output: u64,
+    /// Of `input`, read from the provider's prompt cache
+    /// (`prompt_tokens_details.cached_tokens`).
+    pub cached: u64,
+    /// Of `output`, spent reasoning (`completion_tokens_details.reasoning_tokens`).
+    pub reasoning: u64,
+}
+
+impl TokenUsage {
+    /// Anthropic's `usage`, which counts cache reads apart from the input.
+    pub fn anthropic(self) -> Value {
+        json!({
+            "input_tokens": self.input.saturating_sub(self.cached),
+            "output_tokens": self.output,
+            "cache_read_input_tokens": self.cached,
+        })
+    }
+}
+
+/// The token counts of a chat answer or chunk.
+pub fn usage_of(chat: &Value) -> Option<TokenUsage> {
     let usage = chat.get("usage").filter(|u| u.is_object())?;
-    Some((
-        usage["prompt_tokens"].as_u64().unwrap_or(0),
-        usage["completion_tokens"].as_u64().unwrap_or(0),
-    ))
+    let count = |v: &Value| v.as_u64().unwrap_or(0);
+    Some(TokenUsage {
+        input: count(&usage["prompt_tokens"]),
+        output: count(&usage["completion_tokens"]),
+        cached: count(&usage["prompt_tokens_details"]["cached_tokens"]),
+        reasoning: count(&usage["completion_tokens_details"]["reasoning_tokens"]),
+    })
 }
 
 /// A chat answer's first choice: its message text, reasoning, tool calls
@@ -126,7 +155,7 @@ pub struct ChatAnswer {
     pub reasoning: String,
     pub tool_calls: Vec<(String, String, String)>,
     pub finish_reason: Option<String>,
-    pub usage: (u64, u64),
+    pub usage: TokenUsage,
 }
 
 impl ChatAnswer {
@@ -160,7 +189,7 @@ impl ChatAnswer {
                 .to_owned(),
             tool_calls,
             finish_reason: choice["finish_reason"].as_str().map(str::to_owned),
-            usage: usage_of(chat).unwrap_or((0, 0)),
+            usage: usage_of(chat).unwrap_or_default(),
         }
     }
 }

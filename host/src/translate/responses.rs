@@ -7,7 +7,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{ChatAnswer, Event, Kind, TranslateError, chat_tool, check_kinds, copy, parse_chunk};
+use super::{
+    ChatAnswer, Event, Kind, TokenUsage, TranslateError, chat_tool, check_kinds, copy, parse_chunk,
+};
 
 /// The chat request field that carries a Responses client's body (its
 /// stored conversation already resolved, set by the `/v1/responses` route):
@@ -515,16 +517,16 @@ impl Envelope {
 struct Ending {
     incomplete: Option<&'static str>,
     error: Value,
-    usage: Option<(u64, u64)>,
+    usage: Option<TokenUsage>,
 }
 
-fn usage((input, output): (u64, u64)) -> Value {
+fn usage(u: TokenUsage) -> Value {
     json!({
-        "input_tokens": input,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": output,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": input + output,
+        "input_tokens": u.input,
+        "input_tokens_details": {"cached_tokens": u.cached},
+        "output_tokens": u.output,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning},
+        "total_tokens": u.input.saturating_add(u.output),
     })
 }
 
@@ -638,7 +640,7 @@ pub struct ResponsesStream {
     output: Vec<Value>,
     open: Option<Open>,
     finish_reason: Option<String>,
-    usage: Option<(u64, u64)>,
+    usage: Option<TokenUsage>,
     /// The status an item gets when it is done (`incomplete` for the item
     /// open when a cut answer ends).
     item_status: &'static str,
@@ -705,7 +707,7 @@ impl ResponsesStream {
         let ending = Ending {
             incomplete,
             error: Value::Null,
-            usage: self.usage.or(Some((0, 0))),
+            usage: self.usage.or(Some(TokenUsage::default())),
         };
         let response = self.envelope.response(status, &self.output, &ending);
         let name = if incomplete.is_some() {
@@ -915,6 +917,26 @@ mod tests {
             chat["messages"][0],
             json!({"role": "user", "content": "hi"})
         );
+    }
+
+    #[test]
+    fn cached_and_reasoning_tokens_are_reported_in_their_details() {
+        let envelope = Envelope::new(&json!({"model": "m"}), "resp_1", 1);
+        let chat = json!({"choices": [{"message": {"role": "assistant", "content": "x"},
+            "finish_reason": "stop"}], "usage": {"prompt_tokens": 11, "completion_tokens": 7,
+            "prompt_tokens_details": {"cached_tokens": 3},
+            "completion_tokens_details": {"reasoning_tokens": 2}}});
+        let usage = &answer_from_chat(&chat, &envelope)["usage"];
+        assert_eq!(usage["input_tokens"], 11);
+        assert_eq!(usage["input_tokens_details"]["cached_tokens"], 3);
+        assert_eq!(usage["output_tokens_details"]["reasoning_tokens"], 2);
+        let anthropic = super::super::anthropic::answer_from_chat(&chat, "m", "msg_1");
+        assert_eq!(
+            anthropic["usage"]["input_tokens"], 8,
+            "cache reads are counted apart"
+        );
+        assert_eq!(anthropic["usage"]["cache_read_input_tokens"], 3);
+        assert_eq!(anthropic["usage"]["output_tokens"], 7);
     }
 
     #[test]

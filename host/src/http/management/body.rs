@@ -184,6 +184,13 @@ pub struct UserBody {
     pub auto_create_key: Option<bool>,
     /// Teams to join on creation.
     pub teams: Option<Vec<String>>,
+    /// LiteLLM's `team_id` on `/user/new`: a team to join, whose key the
+    /// user's first key becomes.
+    pub team_id: Option<String>,
+    /// The first key's alias (`/user/new`).
+    pub key_alias: Option<String>,
+    /// The first key's lifetime (`/user/new`), as `/key/generate` reads it.
+    pub duration: Option<String>,
     /// Read on its own from the same body (see `read_with_limits`).
     #[serde(skip)]
     pub limits: LimitsPatch,

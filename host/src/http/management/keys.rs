@@ -16,7 +16,7 @@ use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
-use crate::keys::store::{KeyFilter, ListPage, SpendOwner};
+use crate::keys::store::{KeyFilter, ListOrder, ListPage, SpendOwner};
 use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, budget_period, token};
 
 /// The hash a key is stored under, from what a client sent: the full key
@@ -397,7 +397,8 @@ pub(super) fn page_of(
     security(("bearer" = []))
 )]
 /// `GET /key/list`: key hashes (or whole records with
-/// `return_full_object=true`), filtered by `user_id`, `team_id`, `key_alias`.
+/// `return_full_object=true`), filtered by `user_id`, `team_id`, `key_alias`,
+/// `key_hash`, sorted by `sort_by`.
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -409,6 +410,11 @@ pub async fn list(
         user_id: q.get("user_id").cloned(),
         team_id: q.get("team_id").cloned(),
         key_alias: q.get("key_alias").cloned(),
+        token_hashes: q
+            .get("key_hash")
+            .map(|k| vec![hash_of(k)])
+            .unwrap_or_default(),
+        order: list_order(&q)?,
     };
     let (found, total) = keys
         .store()
@@ -433,6 +439,23 @@ pub async fn list(
         "total_pages": total.div_ceil(u64::from(page.size)),
     }))
     .into_response())
+}
+
+/// LiteLLM's `sort_by` of `/key/list`: `spend` (highest first) or
+/// `created_at` (newest first); only `sort_order=desc` is supported.
+fn list_order(q: &HashMap<String, String>) -> Result<ListOrder, ApiError> {
+    let descending = q
+        .get("sort_order")
+        .is_none_or(|o| o.eq_ignore_ascii_case("desc"));
+    match q.get("sort_by").map(String::as_str) {
+        None | Some("created_at") if descending => Ok(ListOrder::Created),
+        Some("spend") if descending => Ok(ListOrder::Spend),
+        None | Some("created_at" | "spend") => Err(invalid("sort_order", "only desc is supported")),
+        Some(other) => Err(invalid(
+            "sort_by",
+            format!("must be spend or created_at, not {other:?}"),
+        )),
+    }
 }
 
 #[derive(Deserialize)]

@@ -56,6 +56,12 @@ pub fn routes() -> Router<AppState> {
         .route("/team/info", get(teams::info))
         .route("/team/list", get(teams::list))
         .route("/spend/logs", get(spend::logs))
+        .route("/spend/keys", get(spend::keys_by_spend))
+        .route("/spend/users", get(spend::users_by_spend))
+        .route("/global/spend", get(spend::global))
+        .route("/global/spend/keys", get(spend::global_keys))
+        .route("/global/spend/models", get(spend::global_models))
+        .route("/global/spend/teams", get(spend::global_teams))
         .route("/global/spend/report", get(spend::report))
 }
 
@@ -203,7 +209,7 @@ pub(super) async fn set_spend(
         SpendOwner::User => Level::User,
         SpendOwner::Team => Level::Team,
     };
-    let scope = crate::limits::principal::counter_name(level, id);
+    let scope = crate::keys::scopes::counter_name(level, id);
     state.ops.limiter.set_spent(&scope, spend).await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use crate::keys::model::{KeyRecord, Limits, SpendRow, TeamRecord, UserRecord};
 use crate::keys::time::rfc3339;
 
-fn time(t: Option<std::time::SystemTime>) -> Value {
+/// A time as the management API writes it: RFC 3339 in UTC, or null.
+pub(super) fn time(t: Option<std::time::SystemTime>) -> Value {
     t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
 }
 

@@ -1,5 +1,9 @@
-//! `/spend/logs` (one row per request and per composite sub-call) and
-//! `/global/spend/report` (spend per day and model group).
+//! Spend, in LiteLLM's routes: `/spend/logs` (one row per request and per
+//! composite sub-call), `/spend/keys` and `/spend/users` (the records,
+//! highest spend in the current budget period first), and the `/global/spend`
+//! family: totals, the keys, teams and model groups that spent most, and
+//! `/global/spend/report` (per day and model group). Only administrators
+//! may read them: each one shows every caller's spend.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
@@ -11,7 +15,9 @@ use serde_json::{Value, json};
 
 use super::keys::hash_of;
 use super::{ApiError, AppState, admin, invalid, key_error, shape};
-use crate::keys::store::SpendFilter;
+use crate::keys::store::{
+    KeyFilter, ListOrder, ListPage, SpendBy, SpendFilter, SpendTotals, UserFilter,
+};
 use crate::keys::time::{day, parse};
 
 /// Rows returned when the query sets no `limit`.
@@ -19,6 +25,47 @@ const DEFAULT_LIMIT: u32 = 1000;
 /// The most rows one query returns.
 const MAX_LIMIT: u32 = 10_000;
 const DAY: Duration = Duration::from_secs(86_400);
+/// The window of the `/global/spend` totals, as LiteLLM's views have it.
+const GLOBAL_WINDOW: Duration = Duration::from_secs(30 * 86_400);
+
+/// The `limit` parameter: 1 to [`MAX_LIMIT`] rows, `default` when absent.
+fn limit_of(q: &HashMap<String, String>, default: u32) -> Result<u32, ApiError> {
+    match q.get("limit") {
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| invalid("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
+        None => Ok(default),
+    }
+}
+
+/// The store's day range of the last 30 days, today included.
+fn global_window() -> (String, String) {
+    let now = SystemTime::now();
+    (day(now - GLOBAL_WINDOW), day(now + DAY))
+}
+
+/// A group's totals in the report's field names.
+fn totals_json(t: &SpendTotals) -> Value {
+    json!({
+        "spend": t.spend,
+        "total_spend": t.spend,
+        "prompt_tokens": t.prompt_tokens,
+        "completion_tokens": t.completion_tokens,
+        "total_tokens": t.prompt_tokens.saturating_add(t.completion_tokens),
+        "api_requests": t.requests,
+    })
+}
+
+/// `totals_json` with `name: id` added in front.
+fn named_totals(name: &str, id: String, t: &SpendTotals) -> Value {
+    let mut out = totals_json(t);
+    if let Value::Object(map) = &mut out {
+        map.insert(name.to_owned(), Value::String(id));
+    }
+    out
+}
 
 /// A date filter; a bare `YYYY-MM-DD` end date includes that whole day.
 fn date(
@@ -60,14 +107,7 @@ pub async fn logs(
     request: Request,
 ) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
-    let limit = match q.get("limit") {
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| invalid("limit", format!("must be an integer from 1 to {MAX_LIMIT}")))?,
-        None => DEFAULT_LIMIT,
-    };
+    let limit = limit_of(&q, DEFAULT_LIMIT)?;
     let filter = SpendFilter {
         token_hash: q.get("api_key").map(|k| hash_of(k)),
         user_id: q.get("user_id").cloned(),
@@ -110,25 +150,298 @@ pub async fn report(
     }
     let rows = keys
         .store()
-        .spend_report(&day(start), &day(end))
+        .spend_report(SpendBy::Model, &day(start), &day(end))
         .await
         .map_err(key_error)?;
     let mut days: BTreeMap<String, (f64, Vec<Value>)> = BTreeMap::new();
     for r in rows {
-        let entry = days.entry(r.day.clone()).or_default();
-        entry.0 += r.spend;
-        entry.1.push(json!({
-            "model_group": r.model_group,
-            "spend": r.spend,
-            "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens,
-            "total_tokens": r.prompt_tokens.saturating_add(r.completion_tokens),
-            "api_requests": r.requests,
-        }));
+        let entry = days.entry(r.day).or_default();
+        entry.0 += r.totals.spend;
+        let mut model = totals_json(&r.totals);
+        if let Value::Object(map) = &mut model {
+            map.remove("total_spend");
+            map.insert("model_group".to_owned(), Value::String(r.grouped));
+        }
+        entry.1.push(model);
     }
     let out: Vec<Value> = days
         .into_iter()
         .map(|(d, (total, models))| json!({"group_by_day": d, "total_spend": total, "models": models}))
         .collect();
     Ok(Json(out).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/global/spend",
+    operation_id = "global_spend",
+    tag = "spend",
+    summary = "Total spend of the last 30 days",
+    responses(
+        (status = 200, description = "Total spend: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /global/spend`: what every caller spent in the last 30 days, as
+/// `{"spend", "max_budget"}` (conclave has no gateway-wide budget, so
+/// `max_budget` is null).
+pub async fn global(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let (start, end) = global_window();
+    let rows = keys
+        .store()
+        .spend_report(SpendBy::Model, &start, &end)
+        .await
+        .map_err(key_error)?;
+    let spend: f64 = rows.iter().map(|r| r.totals.spend).sum();
+    Ok(Json(json!({"spend": spend, "max_budget": null})).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/global/spend/keys",
+    operation_id = "global_spend_keys",
+    tag = "spend",
+    summary = "The keys that spent most in the last 30 days",
+    params(("limit" = Option<u32>, Query, description = "How many keys (default 1000)")),
+    responses(
+        (status = 200, description = "Keys by spend: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /global/spend/keys?limit=`: the keys that spent most in the last
+/// 30 days, highest first: `api_key` (the key's hash), `key_alias`,
+/// `key_name`, `total_spend` and the token and request counts.
+pub async fn global_keys(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let limit = limit_of(&q, DEFAULT_LIMIT)?;
+    let (start, end) = global_window();
+    let store = keys.store();
+    let top = store
+        .spend_totals(SpendBy::Key, &start, &end, limit)
+        .await
+        .map_err(key_error)?;
+    let filter = KeyFilter {
+        token_hashes: top.iter().map(|(hash, _)| hash.clone()).collect(),
+        ..KeyFilter::default()
+    };
+    let (records, _) = if filter.token_hashes.is_empty() {
+        (Vec::new(), 0)
+    } else {
+        store
+            .list_keys(
+                &filter,
+                ListPage {
+                    page: 1,
+                    size: limit,
+                },
+            )
+            .await
+            .map_err(key_error)?
+    };
+    let out: Vec<Value> = top
+        .into_iter()
+        .map(|(hash, t)| {
+            let record = records.iter().find(|k| k.token_hash == hash);
+            let mut row = named_totals("api_key", hash, &t);
+            if let Value::Object(map) = &mut row {
+                map.insert(
+                    "key_alias".to_owned(),
+                    json!(record.and_then(|k| k.key_alias.clone())),
+                );
+                map.insert(
+                    "key_name".to_owned(),
+                    json!(record.map(|k| k.key_name.clone())),
+                );
+            }
+            row
+        })
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/global/spend/models",
+    operation_id = "global_spend_models",
+    tag = "spend",
+    summary = "The model groups that cost most in the last 30 days",
+    params(("limit" = Option<u32>, Query, description = "How many model groups (default 10)")),
+    responses(
+        (status = 200, description = "Model groups by spend: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /global/spend/models?limit=`: the model groups (and composite
+/// profiles) that cost most in the last 30 days, highest first, as
+/// `{"model", "total_spend", ...}`.
+pub async fn global_models(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let limit = limit_of(&q, 10)?;
+    let (start, end) = global_window();
+    let top = keys
+        .store()
+        .spend_totals(SpendBy::Model, &start, &end, limit)
+        .await
+        .map_err(key_error)?;
+    let out: Vec<Value> = top
+        .into_iter()
+        .map(|(model, t)| named_totals("model", model, &t))
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/global/spend/teams",
+    operation_id = "global_spend_teams",
+    tag = "spend",
+    summary = "Spend per team in the last 30 days",
+    responses(
+        (status = 200, description = "Spend per team: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /global/spend/teams`: each team's spend in the last 30 days, as
+/// LiteLLM shapes it: `teams` (their ids), `total_spend_per_team` (highest
+/// first) and `daily_spend` (`{"date", "<team id>": spend, ...}` per day).
+pub async fn global_teams(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let (start, end) = global_window();
+    let store = keys.store();
+    let totals = store
+        .spend_totals(SpendBy::Team, &start, &end, MAX_LIMIT)
+        .await
+        .map_err(key_error)?;
+    let rows = store
+        .spend_report(SpendBy::Team, &start, &end)
+        .await
+        .map_err(key_error)?;
+    let mut days: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    for r in rows.into_iter().filter(|r| !r.grouped.is_empty()) {
+        days.entry(r.day)
+            .or_default()
+            .insert(r.grouped, json!(r.totals.spend));
+    }
+    let daily: Vec<Value> = days
+        .into_iter()
+        .map(|(date, mut teams)| {
+            teams.insert("date".to_owned(), Value::String(date));
+            Value::Object(teams)
+        })
+        .collect();
+    Ok(Json(json!({
+        "teams": totals.iter().map(|(team, _)| team).collect::<Vec<_>>(),
+        "total_spend_per_team": totals
+            .iter()
+            .map(|(team, t)| json!({"team_id": team, "total_spend": t.spend}))
+            .collect::<Vec<_>>(),
+        "daily_spend": daily,
+    }))
+    .into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/spend/keys",
+    operation_id = "spend_keys",
+    tag = "spend",
+    summary = "Keys, highest spend first",
+    params(("limit" = Option<u32>, Query, description = "How many keys (default 1000)")),
+    responses(
+        (status = 200, description = "Keys by spend: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /spend/keys?limit=`: the key records (as `/key/info` shows them),
+/// highest spend in their current budget period first.
+pub async fn keys_by_spend(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let limit = limit_of(&q, DEFAULT_LIMIT)?;
+    let filter = KeyFilter {
+        order: ListOrder::Spend,
+        ..KeyFilter::default()
+    };
+    let (found, _) = keys
+        .store()
+        .list_keys(
+            &filter,
+            ListPage {
+                page: 1,
+                size: limit,
+            },
+        )
+        .await
+        .map_err(key_error)?;
+    Ok(Json(found.iter().map(shape::key).collect::<Vec<_>>()).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/spend/users",
+    operation_id = "spend_users",
+    tag = "spend",
+    summary = "Users, highest spend first",
+    params(
+        ("user_id" = Option<String>, Query, description = "Only this user"),
+        ("limit" = Option<u32>, Query, description = "How many users (default 1000)")
+    ),
+    responses(
+        (status = 200, description = "Users by spend: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /spend/users?user_id=&limit=`: the user records (as `/user/info`
+/// shows them), highest spend in their current budget period first.
+pub async fn users_by_spend(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let limit = limit_of(&q, DEFAULT_LIMIT)?;
+    let filter = UserFilter {
+        user_ids: q.get("user_id").into_iter().cloned().collect(),
+        order: ListOrder::Spend,
+        ..UserFilter::default()
+    };
+    let (found, _) = keys
+        .store()
+        .list_users(
+            &filter,
+            ListPage {
+                page: 1,
+                size: limit,
+            },
+        )
+        .await
+        .map_err(key_error)?;
+    Ok(Json(found.iter().map(shape::user).collect::<Vec<_>>()).into_response())
 }

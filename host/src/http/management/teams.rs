@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::body::{Member, TeamBody, check_id, metadata, reset_after};
 use super::keys::page_of;
-use super::users::new_id;
+use super::users::{new_id, user_by_email};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
@@ -67,22 +67,64 @@ fn apply(t: &mut TeamRecord, b: &TeamBody, now: SystemTime) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Adds members, creating users that do not exist yet (as LiteLLM does).
+/// A member checked before anything is written: its user id (found by
+/// email, or made, when only an email named it) and role.
+struct NewMember<'a> {
+    user_id: String,
+    user_email: Option<&'a String>,
+    role: &'a str,
+}
+
+/// Checks every member of a request, so that a bad one refuses the whole
+/// request before the first is added: an id or an email, a valid id, and
+/// LiteLLM's roles (`admin`, `user`).
+async fn check_members<'a>(
+    keys: &Keys,
+    members: &'a [Member],
+) -> Result<Vec<NewMember<'a>>, ApiError> {
+    let mut checked = Vec::with_capacity(members.len());
+    for (i, m) in members.iter().enumerate() {
+        let user_id = match (&m.user_id, &m.user_email) {
+            (Some(id), _) => id.clone(),
+            (None, Some(email)) => user_by_email(keys, email, &format!("member[{i}].user_email"))
+                .await?
+                .map_or_else(|| new_id("user"), Ok)?,
+            (None, None) => {
+                return Err(invalid(
+                    &format!("member[{i}]"),
+                    "needs a user_id or a user_email",
+                ));
+            }
+        };
+        check_id(&format!("member[{i}].user_id"), &user_id)?;
+        if !matches!(m.role.as_str(), "admin" | "user") {
+            return Err(invalid(
+                &format!("member[{i}].role"),
+                format!("must be admin or user, not {:?}", m.role),
+            ));
+        }
+        checked.push(NewMember {
+            user_id,
+            user_email: m.user_email.as_ref(),
+            role: &m.role,
+        });
+    }
+    Ok(checked)
+}
+
+/// Adds checked members, creating users that do not exist yet (as LiteLLM
+/// does).
 async fn add_members(
     keys: &Keys,
     team_id: &str,
-    members: &[Member],
+    members: &[NewMember<'_>],
 ) -> Result<Vec<String>, ApiError> {
     let mut added = Vec::new();
-    for (i, m) in members.iter().enumerate() {
-        let user_id = m
-            .user_id
-            .clone()
-            .ok_or_else(|| invalid(&format!("member[{i}].user_id"), "is required"))?;
-        check_id("user_id", &user_id)?;
+    for m in members {
+        let user_id = &m.user_id;
         if keys
             .store()
-            .user(&user_id)
+            .user(user_id)
             .await
             .map_err(key_error)?
             .is_none()
@@ -91,7 +133,7 @@ async fn add_members(
             let user = UserRecord {
                 user_id: user_id.clone(),
                 user_role: None,
-                user_email: m.user_email.clone(),
+                user_email: m.user_email.cloned(),
                 models: Vec::new(),
                 limits: Limits::default(),
                 spend: 0.0,
@@ -107,11 +149,11 @@ async fn add_members(
             }
         }
         keys.store()
-            .add_member(team_id, &user_id, &m.role)
+            .add_member(team_id, user_id, m.role)
             .await
             .map_err(key_error)?;
-        keys.invalidate_user(&user_id);
-        added.push(user_id);
+        keys.invalidate_user(user_id);
+        added.push(user_id.clone());
     }
     Ok(added)
 }
@@ -157,10 +199,13 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         updated_at: now,
     };
     apply(&mut team, &body, now)?;
+    let members = check_members(
+        &keys,
+        body.members_with_roles.as_deref().unwrap_or_default(),
+    )
+    .await?;
     keys.store().insert_team(&team).await.map_err(key_error)?;
-    if let Some(members) = &body.members_with_roles {
-        team.members = add_members(&keys, &team_id, members).await?;
-    }
+    team.members = add_members(&keys, &team_id, &members).await?;
     Ok(Json(shown(&keys, &team).await?).into_response())
 }
 
@@ -360,7 +405,8 @@ struct MemberAddBody {
     security(("bearer" = []))
 )]
 /// `POST /team/member_add` with `{"team_id", "member": {"user_id", "role"}}`
-/// (or a list of members).
+/// (or a list of members). A member named by `user_email` alone is the user
+/// with that email, made when there is none, as LiteLLM does.
 pub async fn member_add(
     State(state): State<AppState>,
     request: Request,
@@ -378,6 +424,7 @@ pub async fn member_add(
         Members::One(m) => vec![m],
         Members::Many(v) => v,
     };
+    let members = check_members(&keys, &members).await?;
     let added = add_members(&keys, &team_id, &members).await?;
     keys.invalidate_team(&team_id);
     let team = existing(&keys, &team_id).await?;
@@ -392,6 +439,7 @@ pub async fn member_add(
 struct MemberDeleteBody {
     team_id: Option<String>,
     user_id: Option<String>,
+    user_email: Option<String>,
 }
 
 #[utoipa::path(
@@ -408,7 +456,8 @@ struct MemberDeleteBody {
     ),
     security(("bearer" = []))
 )]
-/// `POST /team/member_delete` with `{"team_id", "user_id"}`.
+/// `POST /team/member_delete` with `{"team_id", "user_id"}` (or
+/// `user_email` instead of `user_id`).
 pub async fn member_delete(
     State(state): State<AppState>,
     request: Request,
@@ -418,9 +467,18 @@ pub async fn member_delete(
     let team_id = body
         .team_id
         .ok_or_else(|| invalid("team_id", "is required"))?;
-    let user_id = body
-        .user_id
-        .ok_or_else(|| invalid("user_id", "is required"))?;
+    let user_id = match (body.user_id, body.user_email) {
+        (Some(id), _) => id,
+        (None, Some(email)) => user_by_email(&keys, &email, "user_email")
+            .await?
+            .ok_or_else(|| {
+                key_error(KeyError::NotFound {
+                    entity: "user with user_email",
+                    id: email,
+                })
+            })?,
+        (None, None) => return Err(invalid("user_id", "is required (or user_email)")),
+    };
     existing(&keys, &team_id).await?;
     if !keys
         .store()

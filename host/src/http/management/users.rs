@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::body::{UserBody, check_id, metadata, reset_after};
 use super::keys::page_of;
@@ -16,7 +16,7 @@ use super::{
     read_with_limits, shape,
 };
 use crate::keys::store::{KeyFilter, ListPage, SpendOwner, UserFilter};
-use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
+use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, budget_period, token};
 
 /// The roles LiteLLM defines; `proxy_admin` may use the management API.
 const ROLES: &[&str] = &[
@@ -27,6 +27,32 @@ const ROLES: &[&str] = &[
     "team",
     "customer",
 ];
+
+/// The id of the one user with `email`, if there is one; `field` names the
+/// email in the error when several users share it.
+pub(super) async fn user_by_email(
+    keys: &Keys,
+    email: &str,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    let filter = UserFilter {
+        user_email: Some(email.to_owned()),
+        ..UserFilter::default()
+    };
+    let (found, _) = keys
+        .store()
+        .list_users(&filter, ListPage { page: 1, size: 2 })
+        .await
+        .map_err(key_error)?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.user_id.clone())),
+        _ => Err(invalid(
+            field,
+            "is shared by several users: name the member by user_id",
+        )),
+    }
+}
 
 /// A fresh id for a user or team the caller did not name.
 pub(super) fn new_id(prefix: &str) -> Result<String, ApiError> {
@@ -121,7 +147,20 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         updated_at: now,
     };
     apply(&mut user, &body, now)?;
-    for team in body.teams.iter().flatten() {
+    let mut teams = body.teams.clone().unwrap_or_default();
+    if let Some(team) = &body.team_id
+        && !teams.contains(team)
+    {
+        teams.push(team.clone());
+    }
+    if let Some(alias) = &body.key_alias {
+        check_id("key_alias", alias)?;
+    }
+    let expires = match body.duration.as_deref() {
+        None | Some("permanent") => None,
+        Some(d) => now.checked_add(budget_period(d).map_err(|e| invalid("duration", e))?),
+    };
+    for team in &teams {
         if keys.store().team(team).await.map_err(key_error)?.is_none() {
             return Err(key_error(KeyError::NotFound {
                 entity: "team",
@@ -130,7 +169,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         }
     }
     keys.store().insert_user(&user).await.map_err(key_error)?;
-    for team in body.teams.iter().flatten() {
+    for team in &teams {
         keys.store()
             .add_member(team, &user_id, "user")
             .await
@@ -142,17 +181,17 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         let value = token::generate().map_err(key_error)?;
         let key = KeyRecord {
             token_hash: token::hash(&value),
-            key_alias: None,
+            key_alias: body.key_alias.clone(),
             key_name: token::display_name(&value),
             user_id: Some(user_id),
-            team_id: None,
+            team_id: body.team_id.clone(),
             models: Vec::new(),
             aliases: Default::default(),
             limits: Limits::default(),
             spend: 0.0,
             model_spend: Default::default(),
             budget_reset_at: None,
-            expires: None,
+            expires,
             blocked: false,
             metadata: json!({}),
             tags: Vec::new(),
@@ -164,7 +203,8 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
             o.insert("key".into(), json!(value));
             o.insert("key_name".into(), json!(key.key_name));
             o.insert("token".into(), json!(key.token_hash));
-            o.insert("expires".into(), Value::Null);
+            o.insert("expires".into(), shape::time(key.expires));
+            o.insert("key_alias".into(), json!(key.key_alias));
         }
     }
     Ok(Json(out).into_response())
@@ -184,15 +224,25 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
     ),
     security(("bearer" = []))
 )]
-/// `POST /user/update`: changes the fields the body names (`user_id` says which).
+/// `POST /user/update`: changes the fields the body names (`user_id`, or
+/// LiteLLM's alternative `user_email`, says which).
 pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
     let (mut body, limits): (UserBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
-    let user_id = body
-        .user_id
-        .clone()
-        .ok_or_else(|| invalid("user_id", "is required"))?;
+    let email = body.user_email.clone().flatten();
+    let user_id = match (&body.user_id, email) {
+        (Some(id), _) => id.clone(),
+        (None, Some(email)) => user_by_email(&keys, &email, "user_email")
+            .await?
+            .ok_or_else(|| {
+                key_error(KeyError::NotFound {
+                    entity: "user with user_email",
+                    id: email,
+                })
+            })?,
+        (None, None) => return Err(invalid("user_id", "is required (or user_email)")),
+    };
     let mut user = existing(&keys, &user_id).await?;
     apply(&mut user, &body, SystemTime::now())?;
     keys.store().update_user(&user).await.map_err(key_error)?;
@@ -370,6 +420,7 @@ pub async fn list(
         role: q.get("role").cloned(),
         user_email: q.get("user_email").cloned(),
         team_id: q.get("team").or_else(|| q.get("team_id")).cloned(),
+        ..UserFilter::default()
     };
     let (users, total) = keys
         .store()

@@ -23,9 +23,9 @@ use sqlx::{AnyPool, Executor};
 
 use super::KeyError;
 
-pub use principals::{KeyFilter, ListPage, Owner, TeamFilter, UserFilter};
+pub use principals::{KeyFilter, ListOrder, ListPage, Owner, TeamFilter, UserFilter};
 pub use responses::ResponseRow;
-pub use spend::{ReportRow, SpendFilter, SpendOwner};
+pub use spend::{ReportRow, SpendBy, SpendFilter, SpendOwner, SpendTotals};
 
 /// A transaction of the store's pool.
 type Transaction = sqlx::Transaction<'static, sqlx::Any>;

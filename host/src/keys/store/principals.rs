@@ -14,12 +14,36 @@ use crate::keys::KeyError;
 use crate::keys::model::{KeyRecord, Principal, TeamRecord, UserRecord};
 use crate::keys::time::to_ms;
 
-/// Which keys `GET /key/list` shows.
+/// Which keys `GET /key/list` (and the spend routes) show, and in what order.
 #[derive(Debug, Clone, Default)]
 pub struct KeyFilter {
     pub user_id: Option<String>,
     pub team_id: Option<String>,
     pub key_alias: Option<String>,
+    /// Any of these key hashes; all keys when empty.
+    pub token_hashes: Vec<String>,
+    pub order: ListOrder,
+}
+
+/// The order of a key or user listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// The listing's own order: keys newest first, users oldest first.
+    #[default]
+    Created,
+    /// Highest spend in the current budget period first (`/spend/keys`,
+    /// `/spend/users`).
+    Spend,
+}
+
+impl ListOrder {
+    /// The `ORDER BY` columns, `created` being the listing's own order.
+    fn sql(self, created: &'static str) -> &'static str {
+        match self {
+            ListOrder::Created => created,
+            ListOrder::Spend => "spend DESC",
+        }
+    }
 }
 
 /// Which users `GET /user/list` shows (LiteLLM's filters).
@@ -31,6 +55,7 @@ pub struct UserFilter {
     pub user_email: Option<String>,
     /// Members of this team.
     pub team_id: Option<String>,
+    pub order: ListOrder,
 }
 
 /// Which teams `GET /team/list` shows.
@@ -329,10 +354,12 @@ impl Store {
         on.equal("user_id", filter.user_id.as_ref());
         on.equal("team_id", filter.team_id.as_ref());
         on.equal("key_alias", filter.key_alias.as_ref());
+        on.any_of("token_hash", &filter.token_hashes);
         let total = on.count(self, "keys").await?;
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM keys{} ORDER BY created_at DESC, token_hash{}",
+            "SELECT {KEY_COLUMNS} FROM keys{} ORDER BY {}, token_hash{}",
             on.sql(),
+            filter.order.sql("created_at DESC"),
             on.page_sql()
         );
         let found = on.rows(self, &sql, page).await?;
@@ -449,8 +476,9 @@ impl Store {
         }
         let total = on.count(self, "users").await?;
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users{} ORDER BY created_at, user_id{}",
+            "SELECT {USER_COLUMNS} FROM users{} ORDER BY {}, user_id{}",
             on.sql(),
+            filter.order.sql("created_at"),
             on.page_sql()
         );
         let found = on.rows(self, &sql, page).await?;
@@ -458,16 +486,34 @@ impl Store {
             .iter()
             .map(rows::user)
             .collect::<Result<Vec<_>, _>>()?;
-        for u in &mut users {
-            u.teams = sqlx::query_scalar(
-                "SELECT team_id FROM memberships WHERE user_id = $1 ORDER BY team_id",
-            )
-            .bind(u.user_id.clone())
-            .fetch_all(self.pool())
-            .await
-            .map_err(store_error)?;
-        }
+        self.load_teams(&mut users).await?;
         Ok((users, total))
+    }
+
+    /// Fills in the teams each of `users` is a member of, in one query.
+    async fn load_teams(&self, users: &mut [UserRecord]) -> Result<(), KeyError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = users.iter().map(|u| u.user_id.clone()).collect();
+        let mut on = Conditions::default();
+        on.any_of("user_id", &ids);
+        let sql = format!(
+            "SELECT user_id, team_id FROM memberships{} ORDER BY team_id",
+            on.sql()
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for b in &on.binds {
+            query = query.bind(b.clone());
+        }
+        let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (user, team) in query.fetch_all(self.pool()).await.map_err(store_error)? {
+            by_user.entry(user).or_default().push(team);
+        }
+        for u in users.iter_mut() {
+            u.teams = by_user.remove(&u.user_id).unwrap_or_default();
+        }
+        Ok(())
     }
 
     /// A team, with its members.

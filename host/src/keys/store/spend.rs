@@ -32,15 +32,56 @@ pub struct SpendFilter {
     pub limit: u32,
 }
 
-/// One line of the spend report: a day and a model group.
+/// One line of a spend report: a day and what it was grouped by (a key's
+/// hash, a user, a team or a model group; '' for none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportRow {
     pub day: String,
-    pub model_group: String,
+    pub grouped: String,
+    pub totals: SpendTotals,
+}
+
+/// What a group of requests spent and used.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SpendTotals {
     pub spend: f64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub requests: u64,
+}
+
+/// What [`Store::spend_totals`] sums by: one column of the daily aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendBy {
+    Key,
+    User,
+    Team,
+    Model,
+}
+
+impl SpendBy {
+    fn column(self) -> &'static str {
+        match self {
+            SpendBy::Key => "token_hash",
+            SpendBy::User => "user_id",
+            SpendBy::Team => "team_id",
+            SpendBy::Model => "model_group",
+        }
+    }
+}
+
+/// The sums of one aggregate query's row (`total`, the token counts and
+/// `requests`).
+fn totals(r: &sqlx::any::AnyRow) -> Result<SpendTotals, KeyError> {
+    let count = |c: &str| -> Result<u64, KeyError> {
+        Ok(u64::try_from(r.try_get::<i64, _>(c).map_err(store_error)?).unwrap_or(0))
+    };
+    Ok(SpendTotals {
+        spend: r.try_get("total").map_err(store_error)?,
+        prompt_tokens: count("prompt_tokens")?,
+        completion_tokens: count("completion_tokens")?,
+        requests: count("requests")?,
+    })
 }
 
 /// A daily aggregate's key: the day (since the epoch), key, user, team and
@@ -84,8 +125,9 @@ impl<'a> Deltas<'a> {
                 r.model_group.as_deref().unwrap_or(&r.model),
             );
             let e = d.days.entry(key).or_default();
-            e.0 += i64::try_from(r.prompt_tokens).unwrap_or(i64::MAX);
-            e.1 += i64::try_from(r.completion_tokens).unwrap_or(i64::MAX);
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            e.0 = e.0.saturating_add(count(r.prompt_tokens));
+            e.1 = e.1.saturating_add(count(r.completion_tokens));
             e.2 += r.spend;
             e.3 += i64::from(r.parent_request_id.is_none());
         }
@@ -277,37 +319,71 @@ impl Store {
         found.iter().map(rows::spend_row).collect()
     }
 
-    /// Spend per day and model group between `start` (inclusive) and `end`
-    /// (exclusive) days, `YYYY-MM-DD`.
-    pub async fn spend_report(&self, start: &str, end: &str) -> Result<Vec<ReportRow>, KeyError> {
-        let found = sqlx::query(
-            "SELECT day, model_group, SUM(spend) AS spend, \
+    /// Spend per day and key, user, team or model group (`by`) between
+    /// `start` (inclusive) and `end` (exclusive) days, `YYYY-MM-DD`, in
+    /// order of day and name.
+    pub async fn spend_report(
+        &self,
+        by: SpendBy,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<ReportRow>, KeyError> {
+        let column = by.column();
+        let sql = format!(
+            "SELECT day, {column} AS grouped, SUM(spend) AS total, \
              CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
              CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
              CAST(SUM(requests) AS BIGINT) AS requests \
              FROM daily_spend WHERE day >= $1 AND day < $2 \
-             GROUP BY day, model_group ORDER BY day, model_group",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_all(self.pool())
-        .await
-        .map_err(store_error)?;
-        let count = |r: &sqlx::any::AnyRow, c: &str| -> Result<u64, KeyError> {
-            Ok(u64::try_from(r.try_get::<i64, _>(c).map_err(store_error)?).unwrap_or(0))
-        };
+             GROUP BY day, {column} ORDER BY day, {column}"
+        );
+        let found = sqlx::query(&sql)
+            .bind(start)
+            .bind(end)
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
         found
             .iter()
             .map(|r| {
                 Ok(ReportRow {
                     day: r.try_get("day").map_err(store_error)?,
-                    model_group: r.try_get("model_group").map_err(store_error)?,
-                    spend: r.try_get("spend").map_err(store_error)?,
-                    prompt_tokens: count(r, "prompt_tokens")?,
-                    completion_tokens: count(r, "completion_tokens")?,
-                    requests: count(r, "requests")?,
+                    grouped: r.try_get("grouped").map_err(store_error)?,
+                    totals: totals(r)?,
                 })
             })
+            .collect()
+    }
+
+    /// The `limit` keys, users, teams or model groups that spent most
+    /// between `start` (inclusive) and `end` (exclusive) days, highest
+    /// first; requests that had none (no user, no team) are left out.
+    pub async fn spend_totals(
+        &self,
+        by: SpendBy,
+        start: &str,
+        end: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, SpendTotals)>, KeyError> {
+        let column = by.column();
+        let sql = format!(
+            "SELECT {column} AS grouped, SUM(spend) AS total, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+             CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+             CAST(SUM(requests) AS BIGINT) AS requests \
+             FROM daily_spend WHERE day >= $1 AND day < $2 AND {column} <> '' \
+             GROUP BY {column} ORDER BY total DESC, {column} LIMIT $3"
+        );
+        let found = sqlx::query(&sql)
+            .bind(start)
+            .bind(end)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        found
+            .iter()
+            .map(|r| Ok((r.try_get("grouped").map_err(store_error)?, totals(r)?)))
             .collect()
     }
 

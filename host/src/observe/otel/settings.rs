@@ -8,9 +8,6 @@ use opentelemetry_sdk::trace::Sampler;
 
 use crate::config::Config;
 
-/// LiteLLM's callback name that turns trace export on.
-pub const OTEL_CALLBACK: &str = "otel";
-
 /// `OTEL_EXPORTER_OTLP_PROTOCOL` values conclave exports with.
 const HTTP_PROTOBUF: &str = "http/protobuf";
 const GRPC: &str = "grpc";
@@ -151,7 +148,7 @@ fn enabled(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> bool {
     let callback = [&ls.success_callback, &ls.failure_callback, &ls.callbacks]
         .into_iter()
         .flatten()
-        .any(|list| list.names().contains(&OTEL_CALLBACK));
+        .any(|list| list.names().contains(&crate::config::callbacks::OTEL));
     file.is_some()
         || callback
         || is("OTEL_TRACES_EXPORTER", "otlp")

@@ -10,7 +10,8 @@
 use http::{HeaderName, HeaderValue};
 
 use super::{AdmissionCheck, Candidate, Refusal, Verdict};
-use crate::limits::{Exceeded, Level, Limiter, RateFigures, RateKind, Refused, Slot, principal};
+use crate::keys::scopes;
+use crate::limits::{Exceeded, Level, Limiter, RateFigures, RateKind, Refused, Slot};
 
 /// What an admitted key request holds: its in-flight slots, and what is
 /// left of its tightest per-minute limits.
@@ -41,16 +42,16 @@ impl AdmissionCheck for KeyLimits {
             let Some(p) = candidate.ctx.request.caller.principal() else {
                 return Ok(None);
             };
-            let mut scopes = principal::scopes(p, candidate.model);
-            scopes.extend(principal::fallback_scopes(
+            let mut counted = scopes::scopes(p, candidate.model);
+            counted.extend(scopes::fallback_scopes(
                 p,
                 candidate.model,
                 candidate.fallbacks,
             ));
-            if scopes.is_empty() {
+            if counted.is_empty() {
                 return Ok(None);
             }
-            match self.limiter.admit(&scopes, true).await {
+            match self.limiter.admit(&counted, true).await {
                 Ok(admit) => Ok(Some(Box::new(KeyAdmission {
                     _slots: admit.slots,
                     figures: admit.limits,

@@ -162,6 +162,18 @@ impl Outcomes {
     }
 }
 
+/// Records `outcome` in one sink; a sink that panics loses that outcome,
+/// not the thread every other sink (and every later outcome) depends on.
+fn record_guarded(sink: &dyn OutcomeSink, outcome: &Outcome) {
+    let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.record(outcome)));
+    if recorded.is_err() {
+        tracing::error!(
+            request_id = %outcome.request_id,
+            "an outcome sink failed on this request's outcome; the other sinks recorded it"
+        );
+    }
+}
+
 /// Drains the channel every [`DRAIN_INTERVAL`] instead of parking on it: a
 /// parked receiver must be woken by every send, which costs a futex call and
 /// a thread switch per request; a polling one costs the senders nothing.
@@ -180,7 +192,7 @@ fn dispatch(mut rx: mpsc::Receiver<Message>, sinks: &[Arc<dyn OutcomeSink>]) {
                 Ok(Message::Outcome(mut outcome)) => {
                     outcome.read_kept_answer();
                     for sink in sinks {
-                        sink.record(&outcome);
+                        record_guarded(sink.as_ref(), &outcome);
                     }
                     recorded = true;
                 }

@@ -291,6 +291,7 @@ impl ExecTarget {
             status: 400,
             message,
             code: Some("context_length_exceeded".into()),
+            param: None,
             retry_after: None,
         }
     }
@@ -313,6 +314,7 @@ fn bad_request(message: String) -> UpstreamError {
         status: 400,
         message,
         code: None,
+        param: None,
         retry_after: None,
     }
 }
@@ -472,7 +474,7 @@ async fn write_log(
         "output": result.as_ref().ok(),
         "error": result.as_ref().err().map(|e| e.to_string()),
     });
-    crate::observe::append_json_line(path, &line, "exec io log").await;
+    crate::fsutil::append_json_line(path, &line, "exec io log").await;
 }
 
 fn approx_tokens(text: &str) -> u64 {

@@ -97,6 +97,7 @@ fn spawn_error(command: &str, e: &std::io::Error) -> UpstreamError {
                  if the program reads its prompt from stdin"
             ),
             code: None,
+            param: None,
             retry_after: None,
         };
     }
@@ -178,6 +179,7 @@ pub async fn failed(command: &str, status: ExitStatus, stderr: StderrTail) -> Up
         status: 500,
         message: format!("{command:?} exited with {status}: {tail}"),
         code: None,
+        param: None,
         retry_after: None,
     }
 }

@@ -2,14 +2,16 @@
 //! conclave has two of LiteLLM's callbacks built in: `prometheus`, served at
 //! `GET /metrics` (on whether or not the list names it), and `otel`, which
 //! turns on OpenTelemetry trace export with the same `OTEL_*` variables
-//! ([`crate::observe::otel`]). Every other name
+//! (`observe::otel`). Every other name
 //! (langfuse, datadog, a Python handler path, ...) is accepted so a LiteLLM
 //! config keeps loading, with one warning naming what is not done.
 
-use crate::config::{Callbacks, Config};
+use super::{Callbacks, Config};
 
-/// The callback conclave serves itself.
+/// The callback conclave serves itself, at `GET /metrics`.
 pub const PROMETHEUS: &str = "prometheus";
+/// The callback that turns on OpenTelemetry trace export.
+pub const OTEL: &str = "otel";
 
 /// One warning naming the callbacks conclave does not have, if any.
 pub fn warnings(config: &Config, file: &str) -> Vec<String> {
@@ -26,7 +28,7 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
         };
         let others: Vec<&str> = list
             .into_iter()
-            .filter(|n| *n != PROMETHEUS && *n != super::otel::settings::OTEL_CALLBACK)
+            .filter(|n| *n != PROMETHEUS && *n != OTEL)
             .collect();
         if others.is_empty() {
             continue;

@@ -6,8 +6,8 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use super::{Budget, Level, Recorded, Scope};
-use crate::keys::model::{KeyRecord, Limits, Principal, TeamRecord, UserRecord, budget_period};
+use super::model::{KeyRecord, Limits, Principal, TeamRecord, UserRecord, budget_period};
+use crate::limits::{Budget, Level, Recorded, Scope};
 
 /// How one level of a principal is counted and named.
 #[derive(Debug, Clone, PartialEq)]
