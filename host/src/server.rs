@@ -34,6 +34,9 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("conclave/", env!("CARGO_PKG_VERSION")))
+        // An upstream's redirect is its answer, not a place to send the
+        // prompt (and its key) to: a 3xx fails the call like any error.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }

@@ -62,8 +62,8 @@ pub enum RawAnswer {
     EndlessEvent,
     /// A 200 body of this many bytes, sent in pieces without a length.
     LargeBody(usize),
-    /// This body with this content type, as it is.
-    Body(&'static str, String),
+    /// This body with this content type, byte for byte.
+    Body(&'static str, Vec<u8>),
 }
 
 impl Default for Behavior {
@@ -180,9 +180,9 @@ impl Behavior {
     }
 
     /// Answers with `body` as `content_type`, whatever it holds.
-    pub fn raw_body(content_type: &'static str, body: &str) -> Self {
+    pub fn raw_body(content_type: &'static str, body: impl AsRef<[u8]>) -> Self {
         Self {
-            raw: Some(RawAnswer::Body(content_type, body.to_owned())),
+            raw: Some(RawAnswer::Body(content_type, body.as_ref().to_vec())),
             ..Self::default()
         }
     }

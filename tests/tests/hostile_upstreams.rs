@@ -405,13 +405,17 @@ async fn a_200_answer_that_is_not_a_json_object_is_a_502_and_never_cached() {
     )
     .await;
     for (content_type, body) in [
-        ("text/html", "<html>hi</html>"),
-        ("application/json", "{\"id\":\"c\",\"choices\":["),
-        ("text/event-stream", "data: {}\n\n"),
+        ("text/html", &b"<html>hi</html>"[..]),
+        ("application/json", &b"{\"id\":\"c\",\"choices\":["[..]),
+        ("text/event-stream", &b"data: {}\n\n"[..]),
+        (
+            "application/json",
+            &b"{\"id\":\"c\",\"choices\":[{\"message\":{\"content\":\"\xff\xfe\"}}]}"[..],
+        ),
     ] {
         up.set("a", Behavior::raw_body(content_type, body));
         let (status, _, text, _) = send(&proxy, "g", false).await;
-        assert_eq!(status, 502, "{content_type}: {text}");
+        assert_eq!(status, 502, "{content_type} {body:?}: {text}");
         assert!(
             json(&text)["error"]["message"]
                 .as_str()
@@ -445,4 +449,32 @@ async fn an_upstream_echoing_its_key_in_a_json_answer_is_redacted() {
     assert_eq!(status, 200, "{text}");
     assert!(!text.contains("sk-test-key"), "{text}");
     assert!(text.contains("[redacted]"), "{text}");
+}
+
+#[tokio::test]
+async fn an_upstream_redirect_is_not_followed() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::status(307, "moved")
+            .header("location", &format!("{}/elsewhere", up.api_base("b"))),
+    );
+    let proxy = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    let (status, _, text, _) = send(&proxy, "g", false).await;
+    assert_eq!(status, 502, "{text}");
+    assert_eq!(up.calls("b"), 0, "the prompt went nowhere else");
+}
+
+#[tokio::test]
+async fn an_upstream_echoing_its_key_in_an_errors_param_or_code_is_redacted() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::status(400, "bad key Bearer sk-test-key").param("Bearer sk-test-key"),
+    );
+    let proxy = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    let (status, _, text, _) = send(&proxy, "g", false).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(!text.contains("sk-test-key"), "{text}");
+    assert_eq!(json(&text)["error"]["param"], "Bearer [redacted]", "{text}");
 }

@@ -508,3 +508,76 @@ async fn a_blocked_team_refuses_its_keys_until_it_is_unblocked() {
     assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
     assert_eq!(up.calls("gpt-a"), 1);
 }
+
+#[tokio::test]
+async fn a_router_alias_counts_as_the_model_it_names_for_access_and_limits() {
+    let up = FakeUpstream::start().await;
+    let yaml = config(&up, &["gpt-a", "gpt-b"], "").replace(
+        "router_settings:\n",
+        "router_settings:\n  model_group_alias: {alias-a: gpt-a}\n",
+    );
+    let proxy = Proxy::start(&yaml).await;
+    // Access given to the model is access through its alias, and the other way round.
+    let to_model = new_key(&proxy, json!({"models": ["gpt-a"]})).await;
+    assert_eq!(chat_as(&proxy, &to_model, "alias-a").await.0, 200);
+    let to_alias = new_key(&proxy, json!({"models": ["alias-a"]})).await;
+    assert_eq!(chat_as(&proxy, &to_alias, "alias-a").await.0, 200);
+    assert_eq!(chat_as(&proxy, &to_alias, "gpt-b").await.0, 403);
+    // A per-model budget on the model is spent through the alias too.
+    let budgeted = new_key(
+        &proxy,
+        json!({"model_max_budget": {"gpt-a": CALL_COST / 2.0}}),
+    )
+    .await;
+    assert_eq!(chat_as(&proxy, &budgeted, "alias-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &budgeted, "gpt-a").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "model_budget_exceeded");
+    let (status, _, body) = chat_as(&proxy, &budgeted, "alias-a").await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn a_key_regenerated_right_after_spending_keeps_its_spend() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"max_budget": CALL_COST * 1.5})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    // At once: the call's spend row may still be waiting for the writer.
+    let renewed = manage(&proxy, "/key/regenerate", json!({"key": key})).await;
+    let renewed = renewed["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        chat_as(&proxy, &renewed, "gpt-a").await.0,
+        200,
+        "under budget"
+    );
+    let (status, _, body) = chat_as(&proxy, &renewed, "gpt-a").await;
+    assert_eq!(status, 400, "the first call's spend still counts: {body}");
+    assert_eq!(code(&body), "key_budget_exceeded");
+}
+
+#[tokio::test]
+async fn a_user_deleted_and_made_again_starts_with_nothing_spent() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let make = || async {
+        manage(
+            &proxy,
+            "/user/new",
+            json!({"user_id": "again", "max_budget": CALL_COST / 2.0}),
+        )
+        .await;
+        new_key(&proxy, json!({"user_id": "again"})).await
+    };
+    let first = make().await;
+    assert_eq!(chat_as(&proxy, &first, "gpt-a").await.0, 200);
+    assert_eq!(
+        chat_as(&proxy, &first, "gpt-a").await.0,
+        400,
+        "the budget is spent"
+    );
+    manage(&proxy, "/user/delete", json!({"user_ids": ["again"]})).await;
+    let second = make().await;
+    let (status, _, body) = chat_as(&proxy, &second, "gpt-a").await;
+    assert_eq!(status, 200, "a new user with the old id: {body}");
+}

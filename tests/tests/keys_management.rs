@@ -741,6 +741,15 @@ async fn a_refused_member_list_writes_nothing() {
     assert!(body.to_string().contains("role"), "{body}");
     let (_, team) = get(&proxy, "/team/info?team_id=whole").await;
     assert_eq!(team["team_info"]["members_with_roles"], json!([]), "{team}");
+    let add_kim = json!({"team_id": "whole", "member": {"user_id": "kim", "role": "user"}});
+    let (status, _) = post(&proxy, "/team/member_add", add_kim.clone()).await;
+    assert_eq!(status, 200);
+    let (status, again) = post(&proxy, "/team/member_add", add_kim).await;
+    assert_eq!(
+        status, 400,
+        "as in LiteLLM, a member is not added twice: {again}"
+    );
+    assert!(again.to_string().contains("already a member"), "{again}");
 }
 
 #[tokio::test]
@@ -767,4 +776,81 @@ async fn user_new_applies_team_alias_and_duration_to_the_users_first_key() {
     )
     .await;
     assert_eq!(status, 404, "{refused}");
+}
+
+#[tokio::test]
+async fn an_internal_user_manages_its_own_keys_and_only_those() {
+    let (_up, proxy) = gateway().await;
+    post(&proxy, "/team/new", json!({"team_id": "theirs"})).await;
+    let (status, ivy) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "ivy", "user_role": "internal_user"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{ivy}");
+    post(
+        &proxy,
+        "/team/new",
+        json!({"team_id": "ours", "members_with_roles": [{"user_id": "ivy"}]}),
+    )
+    .await;
+    let ivy_key = ivy["key"].as_str().unwrap().to_owned();
+    let other = key_of(&generate(&proxy, json!({"user_id": "someone-else"})).await);
+    let as_ivy = |method: Method, path: &'static str, body: Option<serde_json::Value>| {
+        let proxy = &proxy;
+        let key = ivy_key.clone();
+        async move { proxy.call(method, path, body, Some(&key)).await }
+    };
+
+    let (status, made) = as_ivy(
+        Method::POST,
+        "/key/generate",
+        Some(json!({"key_alias": "ivy-2", "team_id": "ours"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(
+        made["user_id"], "ivy",
+        "the key is the caller's own: {made}"
+    );
+    let made_key = key_of(&made);
+    let (status, listed) = as_ivy(Method::GET, "/key/list?return_full_object=true", None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["total_count"], 2, "only ivy's keys: {listed}");
+    let (status, _) = proxy
+        .call(
+            Method::POST,
+            "/key/update",
+            Some(json!({"key": made_key, "max_budget": 3})),
+            Some(&ivy_key),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    for (path, body) in [
+        ("/key/generate", json!({"user_id": "someone-else"})),
+        ("/key/generate", json!({"team_id": "theirs"})),
+        ("/key/update", json!({"key": other, "max_budget": 1})),
+        ("/key/delete", json!({"keys": [other]})),
+        ("/key/regenerate", json!({"key": other})),
+    ] {
+        let (status, refused) = proxy
+            .call(Method::POST, path, Some(body.clone()), Some(&ivy_key))
+            .await;
+        assert_eq!(status, 403, "{path} {body}: {refused}");
+    }
+    let (status, _) = as_ivy(Method::GET, "/key/list?user_id=someone-else", None).await;
+    assert_eq!(status, 403);
+    let (status, _) = as_ivy(Method::POST, "/key/block", Some(json!({"key": made_key}))).await;
+    assert_eq!(status, 403, "blocking stays an administrator's");
+    let (status, deleted) = proxy
+        .call(
+            Method::POST,
+            "/key/delete",
+            Some(json!({"keys": [made_key]})),
+            Some(&ivy_key),
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
 }

@@ -138,6 +138,14 @@ async fn spend_rankings_order_keys_users_teams_and_models_by_spend(database_url:
         &[&format!("database_url: {database_url}")],
     ))
     .await;
+    let (status, ready) = proxy
+        .call(reqwest::Method::GET, "/health/readiness", None, None)
+        .await;
+    assert_eq!(
+        (status, &ready["db"]),
+        (200, &json!("connected")),
+        "{ready}"
+    );
     for (team, member) in [("big-team", "big-user"), ("small-team", "small-user")] {
         let body =
             json!({"team_id": team, "members_with_roles": [{"user_id": member, "role": "user"}]});
@@ -218,6 +226,12 @@ async fn spend_rankings_order_keys_users_teams_and_models_by_spend(database_url:
     )
     .await;
     assert_eq!(one_key["total_count"], 1, "{one_key}");
+    let (_, lowest) = get(
+        &proxy,
+        "/key/list?sort_by=spend&sort_order=asc&return_full_object=true",
+    )
+    .await;
+    assert_eq!(lowest["keys"][0]["key_alias"], "small", "{lowest}");
     let (status, _) = get(&proxy, "/key/list?sort_by=name").await;
     assert_eq!(status, 400);
     let (_, users) = get(&proxy, "/spend/users").await;

@@ -417,6 +417,11 @@ async fn health_endpoints_answer() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["models"], 2, "{ready}");
     assert_eq!(
+        ready["db"],
+        Value::Null,
+        "no key store without a master key"
+    );
+    assert_eq!(
         up.recorded().len(),
         0,
         "health checks must not call upstreams"

@@ -65,6 +65,11 @@ pub async fn execute(
     // A key's alias for the model name stands for the model it names.
     let aliased = super::metered::aliased(ctx, req);
     let req = aliased.as_ref().unwrap_or(req);
+    // So does a router alias (`model_group_alias`): limits and spend count
+    // the model it names, and access may be given to either name.
+    let asked = req.model.as_str();
+    let routed = super::metered::router_aliased(gateway, req);
+    let req = routed.as_ref().unwrap_or(req);
     let profile = gateway.strategies.profile_for(&req.model).cloned();
     if profile.is_some() && endpoint != Endpoint::ChatCompletions {
         return Err(ApiError::invalid(
@@ -83,6 +88,7 @@ pub async fn execute(
         .run(&Candidate {
             ctx,
             model: &req.model,
+            asked,
             composite: profile.is_some(),
             fallbacks: req.fallbacks.as_deref().unwrap_or_default(),
             access: &gateway.access_groups,

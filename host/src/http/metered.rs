@@ -43,6 +43,18 @@ pub fn aliased(ctx: &CallContext, req: &ProxyRequest) -> Option<ProxyRequest> {
     Some(req)
 }
 
+/// The request with the router's alias for its model (`model_group_alias`)
+/// applied, when the config maps that name to a model group.
+pub fn router_aliased(
+    gateway: &crate::gateway::Gateway,
+    req: &ProxyRequest,
+) -> Option<ProxyRequest> {
+    let target = gateway.router.aliases().get(&req.model)?;
+    let mut req = req.clone();
+    req.model.clone_from(target);
+    Some(req)
+}
+
 /// Whether the client asked for the usage chunk of a stream.
 pub fn client_wants_usage(req: &ProxyRequest) -> bool {
     #[derive(Deserialize)]

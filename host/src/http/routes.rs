@@ -437,13 +437,41 @@ pub async fn liveliness() -> Response {
     tag = "probes",
     summary = "Readiness probe",
     responses(
-        (status = 200, description = "A config version is loaded", body = super::openapi::JsonObject),
+        (status = 200, description = "A config version is loaded, and the key store (when there is one) answers", body = super::openapi::JsonObject),
+        (status = 503, description = "The key store does not answer", body = super::openapi::JsonObject),
     )
 )]
+/// `GET /health/readiness`: ready when a config version is loaded and the
+/// key store, when virtual keys are on, answers within [`READINESS_DB_WAIT`];
+/// `db` says which (`connected`, `disconnected`, or null without a store),
+/// as LiteLLM's probe does.
 pub async fn readiness(State(state): State<AppState>) -> Response {
     let gateway = state.gateway();
-    Json(json!({"status": "ready", "models": gateway.model_names.len()})).into_response()
+    let db = match &state.ops.keys {
+        None => None,
+        Some(keys) => Some(
+            tokio::time::timeout(READINESS_DB_WAIT, keys.store().answers())
+                .await
+                .unwrap_or(false),
+        ),
+    };
+    let ready = db != Some(false);
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "models": gateway.model_names.len(),
+        "db": db.map(|up| if up { "connected" } else { "disconnected" }),
+        "conclave_version": env!("CARGO_PKG_VERSION"),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
+
+/// How long the readiness probe waits for the key store.
+const READINESS_DB_WAIT: Duration = Duration::from_secs(2);
 
 pub async fn not_found(request: Request) -> Response {
     ApiError::new(

@@ -57,7 +57,7 @@ impl Limits {
 /// Why a duration string such as `budget_duration` or `duration` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0:?} is not a duration: write a whole number followed by s, m, h, d or mo (e.g. \"30s\", \"1h\", \"30d\")"
+    "{0:?} is not a duration: write a whole number followed by s, m, h, d, w or mo (e.g. \"30s\", \"1h\", \"30d\")"
 )]
 pub struct PeriodError(pub String);
 

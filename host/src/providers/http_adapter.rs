@@ -237,6 +237,14 @@ impl HttpTarget {
         self.spec.key_env
     }
 
+    /// An answer's bytes with this deployment's key replaced, if they hold it.
+    fn redact_bytes(&self, body: Bytes) -> Bytes {
+        match &self.api_key {
+            Some(key) if key.expose().len() >= 4 => redact_payload(body, key.expose()),
+            _ => body,
+        }
+    }
+
     pub(super) fn redact(&self, message: &str) -> String {
         match &self.api_key {
             Some(key) if key.expose().len() >= 4 => message.replace(key.expose(), "[redacted]"),
@@ -358,16 +366,14 @@ impl HttpTarget {
             let body = tokio::time::timeout(wait, fetch)
                 .await
                 .map_err(|_| UpstreamError::Timeout(wait))??;
+            // The answer reaches the client: it must not carry the key either.
+            let body = self.redact_bytes(body);
             if anthropic && !native_responses {
                 return super::anthropic::json_reply(body, native)
                     .map(UpstreamReply::Json)
-                    .map_err(|e| e.map_message(|m| self.redact(&m)));
+                    .map_err(|e| e.map_text(|m| self.redact(&m)));
             }
-            // The answer reaches the client: it must not carry the key either.
-            Ok(UpstreamReply::Json(match &self.api_key {
-                Some(key) if key.expose().len() >= 4 => redact_payload(body, key.expose()),
-                _ => body,
-            }))
+            Ok(UpstreamReply::Json(body))
         }
     }
 
@@ -399,6 +405,7 @@ impl HttpTarget {
             let response = self.check_status(response).await?;
             self.read_capped(response, ERROR_BODY_LIMIT.max(64 * 1024), wait)
                 .await
+                .map(|counted| self.redact_bytes(counted))
         };
         Some(
             tokio::time::timeout(wait, fetch)
@@ -411,6 +418,8 @@ impl HttpTarget {
     /// Classifies a transport failure; a timeout reports `wait`, the
     /// timeout configured for the call.
     fn transport_error(&self, e: reqwest::Error, wait: Duration) -> UpstreamError {
+        // The deployment's address is not the client's business.
+        let e = e.without_url();
         let text = self.redact(&error_chain(&e));
         if e.is_timeout() {
             UpstreamError::Timeout(wait)
@@ -480,13 +489,14 @@ impl HttpTarget {
             }
         }
         let body = error_body(&body, status);
-        Err(UpstreamError::Status {
+        let error = UpstreamError::Status {
             status: status.as_u16(),
-            message: self.redact(&body.message),
+            message: body.message,
             code: body.code,
             param: body.param.map(String::into_boxed_str),
             retry_after,
-        })
+        };
+        Err(error.map_text(|text| self.redact(&text)))
     }
 }
 
@@ -495,7 +505,13 @@ impl HttpTarget {
 /// every event, so text, a cut object or invalid UTF-8 ends the stream
 /// with an error here rather than breaking the client.
 fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
-    match serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+    // Skipping a string does not check its UTF-8: that is checked first.
+    let text = std::str::from_utf8(&payload).map_err(|e| {
+        UpstreamError::Protocol(format!(
+            "the upstream sent a stream event that is not UTF-8 ({e})"
+        ))
+    })?;
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
         Ok(_) => Ok(payload),
         Err(e) => Err(UpstreamError::Protocol(format!(
             "the upstream sent a stream event that is not JSON ({e})"
@@ -504,7 +520,7 @@ fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
 }
 
 fn redact_error(error: UpstreamError, key: &str) -> UpstreamError {
-    error.map_message(|m| m.replace(key, "[redacted]"))
+    error.map_text(|m| m.replace(key, "[redacted]"))
 }
 
 /// The upstream's requested wait, from `retry-after-ms` or else
@@ -532,12 +548,13 @@ fn parse_retry_after(ms: Option<&str>, secs: Option<&str>) -> Option<Duration> {
 /// `payload` with every occurrence of `key` replaced by `[redacted]`.
 fn redact_payload(payload: Bytes, key: &str) -> Bytes {
     let key = key.as_bytes();
-    if key.is_empty() || !payload.windows(key.len()).any(|w| w == key) {
+    // memmem's vectorised search: this runs over every answer and chunk.
+    if key.is_empty() || memchr::memmem::find(&payload, key).is_none() {
         return payload;
     }
     let mut out = Vec::with_capacity(payload.len());
     let mut rest: &[u8] = &payload;
-    while let Some(pos) = rest.windows(key.len()).position(|w| w == key) {
+    while let Some(pos) = memchr::memmem::find(rest, key) {
         out.extend_from_slice(&rest[..pos]);
         out.extend_from_slice(b"[redacted]");
         rest = &rest[pos + key.len()..];
@@ -817,6 +834,18 @@ mod tests {
             error.to_string(),
             "api_base must start with http:// or https://, got \"ftp://x\""
         );
+    }
+
+    #[test]
+    fn a_stream_event_must_be_json_in_utf8() {
+        assert!(json_event(Bytes::from_static(br#"{"a":"b"}"#)).is_ok());
+        for bad in [&b"{notjson"[..], b"plain text", b"{\"a\":\"\xff\xfe\"}"] {
+            let refused = json_event(Bytes::copy_from_slice(bad));
+            assert!(
+                matches!(refused, Err(UpstreamError::Protocol(_))),
+                "{bad:?}: {refused:?}"
+            );
+        }
     }
 
     #[test]

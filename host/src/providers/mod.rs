@@ -63,9 +63,11 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// The same error with `clean` applied to its message (used to take
-    /// credentials out before an error leaves the provider or the router).
-    pub fn map_message(self, clean: impl Fn(String) -> String) -> Self {
+    /// The same error with `clean` applied to every text in it a client
+    /// may see: its message, and an upstream's `code` and `param` (used to
+    /// take credentials out before an error leaves the provider or the
+    /// router).
+    pub fn map_text(self, clean: impl Fn(String) -> String) -> Self {
         match self {
             UpstreamError::Status {
                 status,
@@ -76,8 +78,8 @@ impl UpstreamError {
             } => UpstreamError::Status {
                 status,
                 message: clean(message),
-                code,
-                param,
+                code: code.map(&clean),
+                param: param.map(|p| clean(p.into()).into_boxed_str()),
                 retry_after,
             },
             UpstreamError::Connect(m) => UpstreamError::Connect(clean(m)),

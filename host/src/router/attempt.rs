@@ -72,9 +72,13 @@ pub(super) async fn attempt(
     match reply {
         UpstreamReply::Json(body) => {
             let upstream_time = started.elapsed();
-            let Some(reported) = reported_in_body(&body) else {
-                // HTML, cut JSON or text with a 200: the client could not
-                // read it, and it must not be retried as an answer.
+            // HTML, cut JSON, text or invalid UTF-8 with a 200: the client
+            // could not read it. (Skipping a string while reading the report
+            // does not check its UTF-8, hence the check of its own.)
+            let reported = std::str::from_utf8(&body)
+                .ok()
+                .and_then(|_| reported_in_body(&body));
+            let Some(reported) = reported else {
                 let e = UpstreamError::Protocol(
                     "the upstream answered 200 with a body that is not a JSON object".into(),
                 );
@@ -163,7 +167,7 @@ fn span_failed(span: Option<AttemptSpan>, deployment: &Deployment, error: &Upstr
 
 /// `error` without the deployment's credentials in its message.
 fn redact(deployment: &Deployment, error: UpstreamError) -> UpstreamError {
-    error.map_message(|m| deployment.target.redact(&m))
+    error.map_text(|m| deployment.target.redact(&m))
 }
 
 /// The largest upstream body a call reads, from

@@ -382,11 +382,6 @@ impl Router {
         class: ErrorClass,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
-        // A wildcard deployment serves every model its pattern matches: the
-        // upstream not knowing one of them says nothing about the others.
-        if class == ErrorClass::NotFound && d.group.contains('*') {
-            return None;
-        }
         let now = self.clock.now();
         let minute = self.minute();
         let alone = self.group_size(&d.group) <= 1;

@@ -147,7 +147,20 @@ pub(super) async fn run_group(
             Err(e) => e,
         };
         let class = classify(&error);
-        router.record_failure(&deployment, class, retry_after_of(&error));
+        // A wildcard deployment serves every model its pattern matches: the
+        // upstream not knowing one of them (404), or not letting this key
+        // use it (403), says nothing about the others.
+        let about_one_model = deployment.group.contains('*')
+            && matches!(
+                &error,
+                UpstreamError::Status {
+                    status: 403 | 404,
+                    ..
+                }
+            );
+        if !about_one_model {
+            router.record_failure(&deployment, class, retry_after_of(&error));
+        }
         let message = deployment.target.redact(&error.to_string());
         record_attempt(
             req,

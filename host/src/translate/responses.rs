@@ -25,8 +25,9 @@ const GATEWAY_FIELDS: &[&str] = &["cache", "caching"];
 /// The Responses body a chat request carries, as the upstream request:
 /// `model` set to `model`, `stream` to `stream`, `store: false` (the gateway
 /// keeps the conversation, and has already put a `previous_response_id`'s
-/// items into `input`), the gateway's own fields left out, everything else
-/// as the client sent it.
+/// items into `input`), the gateway's own fields and `background` left out,
+/// reasoning items without `encrypted_content` dropped from `input`,
+/// everything else as the client sent it.
 pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value> {
     let mut body = native.as_object()?.clone();
     body.insert("model".into(), json!(model));
@@ -37,8 +38,20 @@ pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value
     }
     body.insert("store".into(), json!(false));
     body.remove("previous_response_id");
+    // The gateway answers at once (see `background` in the translation
+    // docs): an upstream queueing the response would leave it unfinished.
+    body.remove("background");
     for field in GATEWAY_FIELDS {
         body.remove(*field);
+    }
+    // With `store: false` the upstream keeps no items, so a reasoning item
+    // only it could resolve (no `encrypted_content` to carry it) is refused
+    // there: such items, from earlier turns, are left out.
+    if let Some(Value::Array(input)) = body.get_mut("input") {
+        input.retain(|item| {
+            item["type"] != "reasoning"
+                || item.get("encrypted_content").is_some_and(|c| c.is_string())
+        });
     }
     Some(Value::Object(body))
 }
@@ -917,6 +930,26 @@ mod tests {
             chat["messages"][0],
             json!({"role": "user", "content": "hi"})
         );
+    }
+
+    #[test]
+    fn a_native_request_drops_background_and_reasoning_the_upstream_cannot_resolve() {
+        let client = json!({"model": "public", "background": true, "input": [
+            {"type": "message", "role": "user", "content": "hi"},
+            {"type": "reasoning", "id": "rs_gw_0", "summary": []},
+            {"type": "reasoning", "id": "rs_up_1", "summary": [], "encrypted_content": "opaque"},
+        ]});
+        let sent = native_request(&client, "upstream-model", false).unwrap();
+        assert_eq!(sent["model"], "upstream-model");
+        assert_eq!(sent["store"], false);
+        assert!(sent.get("background").is_none(), "{sent}");
+        let kept: Vec<&Value> = sent["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| &i["id"])
+            .collect();
+        assert_eq!(kept, [&Value::Null, &json!("rs_up_1")], "{sent}");
     }
 
     #[test]

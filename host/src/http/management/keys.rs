@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{KeyBody, check_id, metadata, reset_after};
+use super::key_scope::{KeyScope, key_manager};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
@@ -29,6 +30,9 @@ pub(super) fn hash_of(given: &str) -> String {
         token::hash(g)
     }
 }
+
+/// How long regenerating a key waits for its queued spend to be written.
+const SPEND_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The key with this value or hash, or 404.
 async fn existing(keys: &Keys, given: &str) -> Result<KeyRecord, ApiError> {
@@ -168,9 +172,10 @@ pub async fn generate(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let (keys, scope) = key_manager(&state, request.headers()).await?;
     let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
+    scope.restrict(&keys, &mut body, true).await?;
     let value = key_value(body.key.take(), "key")?;
     let now = SystemTime::now();
     let mut record = KeyRecord {
@@ -223,7 +228,7 @@ pub async fn generate(
 )]
 /// `POST /key/update`: changes the fields the body names (`key` says which).
 pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let (keys, scope) = key_manager(&state, request.headers()).await?;
     let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
     let given = body
@@ -231,6 +236,8 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .take()
         .ok_or_else(|| invalid("key", "is required"))?;
     let mut record = existing(&keys, &given).await?;
+    scope.check(&record)?;
+    scope.restrict(&keys, &mut body, false).await?;
     let spend = body.limits.spend()?;
     apply(&keys, &mut record, body, SystemTime::now()).await?;
     keys.store().update_key(&record).await.map_err(key_error)?;
@@ -266,7 +273,7 @@ struct DeleteBody {
 /// `POST /key/delete`: `{"keys": [...]}` (values or hashes) or
 /// `{"key_aliases": [...]}`; 404 when none of them exists.
 pub async fn delete(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let (keys, scope) = key_manager(&state, request.headers()).await?;
     let body: DeleteBody = read_json(&state, request).await?;
     if body.keys.as_ref().is_none_or(Vec::is_empty)
         && body.key_aliases.as_ref().is_none_or(Vec::is_empty)
@@ -281,7 +288,8 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
     for k in body.keys.unwrap_or_default() {
         let h = hash_of(&k);
         // Only keys that exist are reported deleted.
-        if keys.store().key(&h).await.map_err(key_error)?.is_some() {
+        if let Some(record) = keys.store().key(&h).await.map_err(key_error)? {
+            scope.check(&record)?;
             hashes.push(h);
             named.push(k);
         }
@@ -293,6 +301,7 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
             .await
             .map_err(key_error)?
         {
+            scope.check(&existing(&keys, &h).await?)?;
             hashes.push(h);
             named.push(alias);
         }
@@ -301,6 +310,7 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
     for h in &hashes {
         keys.invalidate(h);
     }
+    super::forget_spend(&state, crate::limits::Level::Key, &hashes).await;
     if deleted == 0 {
         return Err(key_error(KeyError::NotFound {
             entity: "key",
@@ -337,13 +347,22 @@ pub async fn info(
             let own = &principal.key.token_hash;
             match given {
                 Some(g) if hash_of(g) != *own && !admin => {
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "permission_error",
-                        "a key may read only its own info",
-                        Some("key"),
-                        Some("not_own_key"),
-                    ));
+                    // A key of another user is refused whether or not it
+                    // exists: the answer must not tell which keys do.
+                    let same_user =
+                        |k: &KeyRecord| k.user_id.is_some() && k.user_id == principal.key.user_id;
+                    match keys.store().key(&hash_of(g)).await.map_err(key_error)? {
+                        Some(other) if same_user(&other) => other,
+                        _ => {
+                            return Err(ApiError::new(
+                                StatusCode::FORBIDDEN,
+                                "permission_error",
+                                "a key may read only its own info and that of its user's keys",
+                                Some("key"),
+                                Some("not_own_key"),
+                            ));
+                        }
+                    }
                 }
                 Some(g) => existing(&keys, g).await?,
                 None => existing(&keys, own).await?,
@@ -404,10 +423,10 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let (keys, scope) = key_manager(&state, request.headers()).await?;
     let page = page_of(&q, 10)?;
     let filter = KeyFilter {
-        user_id: q.get("user_id").cloned(),
+        user_id: scope.list_user(q.get("user_id"))?,
         team_id: q.get("team_id").cloned(),
         key_alias: q.get("key_alias").cloned(),
         token_hashes: q
@@ -441,17 +460,21 @@ pub async fn list(
     .into_response())
 }
 
-/// LiteLLM's `sort_by` of `/key/list`: `spend` (highest first) or
-/// `created_at` (newest first); only `sort_order=desc` is supported.
+/// LiteLLM's `sort_by` (`created_at`, the default, or `spend`) and
+/// `sort_order` (`desc`, the default, or `asc`) of `/key/list`.
 fn list_order(q: &HashMap<String, String>) -> Result<ListOrder, ApiError> {
-    let descending = q
-        .get("sort_order")
-        .is_none_or(|o| o.eq_ignore_ascii_case("desc"));
-    match q.get("sort_by").map(String::as_str) {
-        None | Some("created_at") if descending => Ok(ListOrder::Created),
-        Some("spend") if descending => Ok(ListOrder::Spend),
-        None | Some("created_at" | "spend") => Err(invalid("sort_order", "only desc is supported")),
-        Some(other) => Err(invalid(
+    let ascending = match q.get("sort_order").map(|o| o.to_ascii_lowercase()) {
+        None => false,
+        Some(o) if o == "desc" => false,
+        Some(o) if o == "asc" => true,
+        Some(_) => return Err(invalid("sort_order", "must be asc or desc")),
+    };
+    match (q.get("sort_by").map(String::as_str), ascending) {
+        (None | Some("created_at"), false) => Ok(ListOrder::Created),
+        (None | Some("created_at"), true) => Ok(ListOrder::CreatedAscending),
+        (Some("spend"), false) => Ok(ListOrder::Spend),
+        (Some("spend"), true) => Ok(ListOrder::SpendAscending),
+        (Some(other), _) => Err(invalid(
             "sort_by",
             format!("must be spend or created_at, not {other:?}"),
         )),
@@ -560,10 +583,10 @@ pub async fn regenerate(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let (keys, scope) = key_manager(&state, request.headers()).await?;
     let (asked, changes) = read_regenerate(&state, request).await?;
     let given = asked.key.ok_or_else(|| invalid("key", "is required"))?;
-    rotate(&state, &keys, &given, asked.new_key, changes).await
+    rotate(&state, &keys, &scope, &given, asked.new_key, changes).await
 }
 
 /// A regenerate body: what to regenerate, and the key fields it changes.
@@ -600,9 +623,9 @@ pub async fn regenerate_path(
     Path(given): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let (keys, scope) = key_manager(&state, request.headers()).await?;
     let (asked, changes) = read_regenerate(&state, request).await?;
-    rotate(&state, &keys, &given, asked.new_key, changes).await
+    rotate(&state, &keys, &scope, &given, asked.new_key, changes).await
 }
 
 /// Gives a key a new value (`chosen`, or a random one), keeping its
@@ -611,12 +634,27 @@ pub async fn regenerate_path(
 async fn rotate(
     state: &AppState,
     keys: &Keys,
+    scope: &KeyScope,
     given: &str,
     chosen: Option<String>,
-    changes: KeyBody,
+    mut changes: KeyBody,
 ) -> Result<Response, ApiError> {
-    let mut record = existing(keys, given).await?;
+    let found = existing(keys, given).await?;
+    scope.check(&found)?;
+    scope.restrict(keys, &mut changes, false).await?;
     let value = key_value(chosen, "new_key")?;
+    // Spend rows still queued name the old hash: written first, they count
+    // in the record the new hash's limits start from.
+    if !keys.flush(SPEND_FLUSH_WAIT).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "the key's latest spend could not be written yet; regenerate again",
+            None,
+            Some("spend_not_written"),
+        ));
+    }
+    let mut record = existing(keys, &found.token_hash).await?;
     let old = record.token_hash.clone();
     record.token_hash = token::hash(&value);
     record.key_name = token::display_name(&value);

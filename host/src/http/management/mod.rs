@@ -1,10 +1,12 @@
 //! The management API in LiteLLM's paths and JSON shapes: keys, users,
 //! teams and spend. Every route needs the master key or the key of a user
 //! whose `user_role` is `proxy_admin`; `GET /key/info` also answers a key
-//! asking about itself. The routes exist only when the key store is open
+//! asking about itself or its user's keys, and an `internal_user`'s key
+//! manages that user's own keys ([`key_scope`]). The routes exist only when the key store is open
 //! (a master key is configured); otherwise they answer 403.
 
 mod body;
+mod key_scope;
 // Visible to the OpenAPI document, which lists the handlers.
 pub(super) mod keys;
 mod shape;
@@ -221,6 +223,18 @@ pub(super) async fn set_spend(
             Some("shared_state_unavailable"),
         )
     })
+}
+
+/// Zeroes the limit counters of deleted keys, users or teams, so that one
+/// made again with the same id starts from nothing, as its new record does.
+/// A counter Redis does not take now is logged: the delete itself stands.
+pub(super) async fn forget_spend(state: &AppState, level: crate::limits::Level, ids: &[String]) {
+    for id in ids {
+        let scope = crate::keys::scopes::counter_name(level, id);
+        if let Err(e) = state.ops.limiter.set_spent(&scope, 0.0).await {
+            tracing::warn!(error = %e, "a deleted entity's shared spend counter was not reset");
+        }
+    }
 }
 
 /// A store error as an API error: unknown entities 404, refused values 400

@@ -81,8 +81,9 @@ struct NewMember<'a> {
 async fn check_members<'a>(
     keys: &Keys,
     members: &'a [Member],
+    current: &[String],
 ) -> Result<Vec<NewMember<'a>>, ApiError> {
-    let mut checked = Vec::with_capacity(members.len());
+    let mut checked: Vec<NewMember<'a>> = Vec::with_capacity(members.len());
     for (i, m) in members.iter().enumerate() {
         let user_id = match (&m.user_id, &m.user_email) {
             (Some(id), _) => id.clone(),
@@ -97,6 +98,12 @@ async fn check_members<'a>(
             }
         };
         check_id(&format!("member[{i}].user_id"), &user_id)?;
+        if current.contains(&user_id) || checked.iter().any(|c| c.user_id == user_id) {
+            return Err(invalid(
+                &format!("member[{i}]"),
+                format!("user {user_id:?} is already a member of the team"),
+            ));
+        }
         if !matches!(m.role.as_str(), "admin" | "user") {
             return Err(invalid(
                 &format!("member[{i}].role"),
@@ -202,6 +209,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
     let members = check_members(
         &keys,
         body.members_with_roles.as_deref().unwrap_or_default(),
+        &[],
     )
     .await?;
     keys.store().insert_team(&team).await.map_err(key_error)?;
@@ -366,7 +374,9 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
             keys.invalidate_user(m);
         }
         keys.invalidate_team(id);
+        super::forget_spend(&state, crate::limits::Level::Key, &hashes).await;
     }
+    super::forget_spend(&state, crate::limits::Level::Team, &deleted).await;
     if deleted.is_empty() {
         return Err(key_error(KeyError::NotFound {
             entity: "team",
@@ -416,7 +426,7 @@ pub async fn member_add(
     let team_id = body
         .team_id
         .ok_or_else(|| invalid("team_id", "is required"))?;
-    existing(&keys, &team_id).await?;
+    let current = existing(&keys, &team_id).await?.members;
     let members = match body
         .member
         .ok_or_else(|| invalid("member", "is required"))?
@@ -424,7 +434,7 @@ pub async fn member_add(
         Members::One(m) => vec![m],
         Members::Many(v) => v,
     };
-    let members = check_members(&keys, &members).await?;
+    let members = check_members(&keys, &members, &current).await?;
     let added = add_members(&keys, &team_id, &members).await?;
     keys.invalidate_team(&team_id);
     let team = existing(&keys, &team_id).await?;
@@ -473,8 +483,8 @@ pub async fn member_delete(
             .await?
             .ok_or_else(|| {
                 key_error(KeyError::NotFound {
-                    entity: "user with user_email",
-                    id: email,
+                    entity: "user",
+                    id: format!("user_email {email}"),
                 })
             })?,
         (None, None) => return Err(invalid("user_id", "is required (or user_email)")),

@@ -155,6 +155,17 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
     }
     if let Some(alias) = &body.key_alias {
         check_id("key_alias", alias)?;
+        // Checked before anything is written: a taken alias refuses the
+        // whole request, not only its key.
+        if keys
+            .store()
+            .key_hash_by_alias(alias)
+            .await
+            .map_err(key_error)?
+            .is_some()
+        {
+            return Err(invalid("key_alias", "already exists"));
+        }
     }
     let expires = match body.duration.as_deref() {
         None | Some("permanent") => None,
@@ -237,8 +248,8 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
             .await?
             .ok_or_else(|| {
                 key_error(KeyError::NotFound {
-                    entity: "user with user_email",
-                    id: email,
+                    entity: "user",
+                    id: format!("user_email {email}"),
                 })
             })?,
         (None, None) => return Err(invalid("user_id", "is required (or user_email)")),
@@ -300,7 +311,9 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
             keys.invalidate(h);
         }
         keys.invalidate_user(id);
+        super::forget_spend(&state, crate::limits::Level::Key, &hashes).await;
     }
+    super::forget_spend(&state, crate::limits::Level::User, &deleted).await;
     if deleted.is_empty() {
         return Err(key_error(KeyError::NotFound {
             entity: "user",

@@ -135,6 +135,11 @@ impl Store {
         self.backend
     }
 
+    /// Whether the database answers a trivial query now (`/health/readiness`).
+    pub async fn answers(&self) -> bool {
+        sqlx::query("SELECT 1").execute(self.pool()).await.is_ok()
+    }
+
     /// Applies every migration not yet recorded, each in its own transaction.
     async fn migrate(&self) -> Result<(), KeyError> {
         let mut conn = self.pool.acquire().await.map_err(migration)?;

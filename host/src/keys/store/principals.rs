@@ -31,9 +31,13 @@ pub enum ListOrder {
     /// The listing's own order: keys newest first, users oldest first.
     #[default]
     Created,
+    /// Oldest first.
+    CreatedAscending,
     /// Highest spend in the current budget period first (`/spend/keys`,
-    /// `/spend/users`).
+    /// `/spend/users`, `/key/list?sort_by=spend`).
     Spend,
+    /// Lowest spend first.
+    SpendAscending,
 }
 
 impl ListOrder {
@@ -41,7 +45,9 @@ impl ListOrder {
     fn sql(self, created: &'static str) -> &'static str {
         match self {
             ListOrder::Created => created,
+            ListOrder::CreatedAscending => "created_at ASC",
             ListOrder::Spend => "spend DESC",
+            ListOrder::SpendAscending => "spend ASC",
         }
     }
 }

@@ -24,8 +24,12 @@ pub use model_access::{AccessGroups, ModelAccess, denied_by, refusal as access_r
 /// What a check sees of a request.
 pub struct Candidate<'a> {
     pub ctx: &'a CallContext,
-    /// The public model name the client asked for.
+    /// The public model the request is for: the name the client asked for,
+    /// or the model group a router alias of it names. Limits count it.
     pub model: &'a str,
+    /// The name the client asked for (after its key's aliases): access may
+    /// be given to it or to `model`, as LiteLLM allows either.
+    pub asked: &'a str,
     /// Whether that model is a composite profile.
     pub composite: bool,
     /// The groups the client named in its own `fallbacks`: any of them may

@@ -148,8 +148,11 @@ impl AdmissionCheck for ModelAccess {
             let Some(principal) = candidate.ctx.request.caller.principal() else {
                 return Ok(None);
             };
-            if let Some(level) = denied_by(principal, candidate.model, candidate.access) {
-                return Err(refusal(principal, level, candidate.model));
+            if let Some(level) = denied_by(principal, candidate.model, candidate.access)
+                && (candidate.asked == candidate.model
+                    || denied_by(principal, candidate.asked, candidate.access).is_some())
+            {
+                return Err(refusal(principal, level, candidate.asked));
             }
             // A fallback the client names is a model it asks for too.
             for fallback in candidate.fallbacks {
