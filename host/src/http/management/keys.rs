@@ -643,9 +643,16 @@ async fn rotate(
     scope.check(&found)?;
     scope.restrict(keys, &mut changes, false).await?;
     let value = key_value(chosen, "new_key")?;
-    // Spend rows still queued name the old hash: written first, they count
-    // in the record the new hash's limits start from.
-    if !keys.flush(SPEND_FLUSH_WAIT).await {
+    // What this instance's counter has charged the key so far: a call that
+    // just ended may not have reached the spend log yet.
+    let counted = state.ops.limiter.spent(&crate::keys::scopes::counter_name(
+        crate::limits::Level::Key,
+        &found.token_hash,
+    ));
+    // Spend rows still queued name the old hash: written first (outcomes to
+    // the spend sink, then the writer), they count in the record the new
+    // hash's limits start from.
+    if !(state.ops.outcomes.flush(SPEND_FLUSH_WAIT).await && keys.flush(SPEND_FLUSH_WAIT).await) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
@@ -655,6 +662,9 @@ async fn rotate(
         ));
     }
     let mut record = existing(keys, &found.token_hash).await?;
+    // A charge still on its way to the log would be written under the old
+    // hash and lost: the new hash starts from the larger of the two.
+    let carried = counted.filter(|c| *c > record.spend);
     let old = record.token_hash.clone();
     record.token_hash = token::hash(&value);
     record.key_name = token::display_name(&value);
@@ -664,6 +674,13 @@ async fn rotate(
         .await
         .map_err(key_error)?;
     keys.invalidate(&old);
+    if let Some(spend) = carried {
+        keys.store()
+            .set_spend(SpendOwner::Key, &record.token_hash, spend)
+            .await
+            .map_err(key_error)?;
+        record.spend = spend;
+    }
     let spend = changes.limits.spend()?;
     apply(keys, &mut record, changes, SystemTime::now()).await?;
     keys.store().update_key(&record).await.map_err(key_error)?;
