@@ -375,6 +375,18 @@ async fn wildcards_route_unknown_names_with_the_requested_upstream_model() {
         (up.calls("exact"), up.calls("prefixed"), up.calls("any")),
         (1, 1, 1)
     );
+    // Retrieving a name a wildcard serves finds it, though no listing has it.
+    for name in ["openai/gpt-4o-mini", "some-vendor-model"] {
+        let r = proxy
+            .client
+            .get(proxy.url(&format!("/v1/models/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        let model: Value = r.json().await.unwrap();
+        assert_eq!(model["id"], name);
+    }
 }
 
 #[tokio::test]

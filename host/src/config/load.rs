@@ -118,6 +118,12 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         ));
     }
 
+    // `master_key:` with no value reads as no key: said aloud, since the
+    // gateway then serves anyone.
+    let null_master_key = tree
+        .get("general_settings")
+        .and_then(|g| g.get("master_key"))
+        .is_some_and(Value::is_null);
     let env = env.with_config_vars(config_vars(&tree));
     let mut env_problems = Vec::new();
     substitute_tree(&mut tree, &mut String::new(), &env, &mut env_problems);
@@ -158,6 +164,12 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
             .iter()
             .map(|p| format!("{file}: {}: {}; left unset", p.path, p.message)),
     );
+    if null_master_key {
+        warnings.push(format!(
+            "{file}: general_settings.master_key: has no value, so there is no master key \
+             and the gateway serves anyone"
+        ));
+    }
     let mut problems = Vec::new();
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
@@ -495,6 +507,17 @@ mod tests {
                 "{empty}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_master_key_without_a_value_loads_with_a_warning() {
+        let loaded = load_text("general_settings:\n  master_key:\nmodel_list: []\n").unwrap();
+        assert!(loaded.config.general_settings.master_key.is_none());
+        let w = loaded.warnings.join("\n");
+        assert!(
+            w.contains("general_settings.master_key: has no value"),
+            "{w}"
+        );
     }
 
     #[test]

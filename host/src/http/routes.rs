@@ -308,7 +308,8 @@ pub async fn models(Extension(scope): Extension<Scope>) -> Response {
     )
 )]
 /// `GET /v1/models/{model}` (OpenAI's `models.retrieve`): the entry of
-/// `/v1/models` with that id, so a key sees only the models it may use.
+/// `/v1/models` with that id, or, for a name only a wildcard serves, an
+/// entry made for it; a key sees only the models it may use.
 pub async fn model(
     Extension(scope): Extension<Scope>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -318,10 +319,18 @@ pub async fn model(
     let found = parsed["data"]
         .as_array()
         .and_then(|data| data.iter().find(|m| m["id"].as_str() == Some(id.as_str())));
-    match found {
-        Some(entry) => Ok(Json(entry).into_response()),
-        None => Err(crate::router::RouteError::ModelNotFound { model: id }.into()),
+    if let Some(entry) = found {
+        return Ok(Json(entry).into_response());
     }
+    // A name only a wildcard serves is not listed, yet it is served.
+    let allowed = scope.ctx.caller.principal().is_none_or(|p| {
+        crate::ops::admission::denied_by(p, &id, &scope.gateway.access_groups).is_none()
+    });
+    if allowed && scope.gateway.router.serves(&id) {
+        let entry = json!({"id": id, "object": "model", "created": 0, "owned_by": "conclave"});
+        return Ok(Json(entry).into_response());
+    }
+    Err(crate::router::RouteError::ModelNotFound { model: id }.into())
 }
 
 /// LiteLLM's `/model/info`: every deployment, without secrets.
