@@ -168,11 +168,13 @@ impl Gateway {
 
 fn models_listing(names: &[String]) -> Bytes {
     let created = unix_now();
-    let data: Vec<_> = names
-        .iter()
-        .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "conclave"}))
-        .collect();
+    let data: Vec<_> = names.iter().map(|id| model_entry(id, created)).collect();
     Bytes::from(serde_json::to_vec(&json!({"object": "list", "data": data})).unwrap_or_default())
+}
+
+/// One model of `/v1/models`, in OpenAI's shape.
+pub fn model_entry(id: &str, created: u64) -> serde_json::Value {
+    json!({"id": id, "object": "model", "created": created, "owned_by": "conclave"})
 }
 
 /// The master key of a config: `general_settings.master_key`, else

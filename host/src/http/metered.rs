@@ -38,9 +38,7 @@ pub fn aliased(ctx: &CallContext, req: &ProxyRequest) -> Option<ProxyRequest> {
         .key
         .aliases
         .get(&req.model)?;
-    let mut req = req.clone();
-    req.model.clone_from(target);
-    Some(req)
+    Some(renamed(req, target))
 }
 
 /// The request with the router's alias for its model (`model_group_alias`)
@@ -50,9 +48,14 @@ pub fn router_aliased(
     req: &ProxyRequest,
 ) -> Option<ProxyRequest> {
     let target = gateway.router.aliases().get(&req.model)?;
+    Some(renamed(req, target))
+}
+
+/// A copy of `req` for `model`.
+fn renamed(req: &ProxyRequest, model: &str) -> ProxyRequest {
     let mut req = req.clone();
-    req.model.clone_from(target);
-    Some(req)
+    model.clone_into(&mut req.model);
+    req
 }
 
 /// Whether the client asked for the usage chunk of a stream.

@@ -327,8 +327,7 @@ pub async fn model(
         crate::ops::admission::denied_by(p, &id, &scope.gateway.access_groups).is_none()
     });
     if allowed && scope.gateway.router.serves(&id) {
-        let entry = json!({"id": id, "object": "model", "created": 0, "owned_by": "conclave"});
-        return Ok(Json(entry).into_response());
+        return Ok(Json(crate::gateway::model_entry(&id, 0)).into_response());
     }
     Err(crate::router::RouteError::ModelNotFound { model: id }.into())
 }

@@ -146,6 +146,18 @@ pub fn reset_after(limits: &Limits, now: SystemTime) -> Option<SystemTime> {
     now.checked_add(period)
 }
 
+/// When a key given `duration` now expires: never for none or
+/// `permanent`; a duration that does not parse is a 400 naming `duration`.
+pub fn expiry(duration: Option<&str>, now: SystemTime) -> Result<Option<SystemTime>, ApiError> {
+    match duration {
+        None | Some("permanent") => Ok(None),
+        Some(d) => {
+            let period = budget_period(d).map_err(|e| invalid("duration", e))?;
+            Ok(now.checked_add(period))
+        }
+    }
+}
+
 /// `/key/generate` and `/key/update`.
 #[derive(Debug, Default, Deserialize)]
 pub struct KeyBody {

@@ -11,14 +11,14 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{KeyBody, check_id, metadata, reset_after};
+use super::body::{KeyBody, check_id, expiry, metadata, reset_after};
 use super::key_scope::{KeyScope, key_manager};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
 use crate::keys::store::{KeyFilter, ListOrder, ListPage, SpendOwner};
-use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, budget_period, token};
+use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
 
 /// The hash a key is stored under, from what a client sent: the full key
 /// (`sk-...`) or its hash (`token`, 64 hex digits).
@@ -106,13 +106,7 @@ async fn apply(
         k.key_alias = alias;
     }
     if let Some(duration) = b.duration {
-        k.expires = match duration.as_deref() {
-            None | Some("permanent") => None,
-            Some(d) => {
-                let period = budget_period(d).map_err(|e| invalid("duration", e))?;
-                now.checked_add(period)
-            }
-        };
+        k.expires = expiry(duration.as_deref(), now)?;
     }
     if let Some(models) = b.models {
         k.models = models;

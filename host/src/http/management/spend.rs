@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime};
 use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::keys::hash_of;
 use super::{ApiError, AppState, admin, invalid, key_error, shape};
+use crate::keys::KeyRecord;
 use crate::keys::store::{
     KeyFilter, ListOrder, ListPage, SpendBy, SpendFilter, SpendTotals, UserFilter,
 };
@@ -46,24 +47,26 @@ fn global_window() -> (String, String) {
     (day(now - GLOBAL_WINDOW), day(now + DAY))
 }
 
-/// A group's totals in the report's field names.
-fn totals_json(t: &SpendTotals) -> Value {
-    json!({
-        "spend": t.spend,
-        "total_spend": t.spend,
-        "prompt_tokens": t.prompt_tokens,
-        "completion_tokens": t.completion_tokens,
-        "total_tokens": t.prompt_tokens.saturating_add(t.completion_tokens),
-        "api_requests": t.requests,
-    })
+/// A group's token and request counts, in the report's field names.
+fn counts(t: &SpendTotals) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("prompt_tokens".into(), json!(t.prompt_tokens));
+    out.insert("completion_tokens".into(), json!(t.completion_tokens));
+    out.insert(
+        "total_tokens".into(),
+        json!(t.prompt_tokens.saturating_add(t.completion_tokens)),
+    );
+    out.insert("api_requests".into(), json!(t.requests));
+    out
 }
 
-/// `totals_json` with `name: id` added in front.
-fn named_totals(name: &str, id: String, t: &SpendTotals) -> Value {
-    let mut out = totals_json(t);
-    if let Value::Object(map) = &mut out {
-        map.insert(name.to_owned(), Value::String(id));
-    }
+/// One row of a `/global/spend` ranking: `name: id`, the spend (as `spend`
+/// and LiteLLM's `total_spend`) and the counts.
+fn ranked(name: &str, id: String, t: &SpendTotals) -> Map<String, Value> {
+    let mut out = counts(t);
+    out.insert(name.to_owned(), Value::String(id));
+    out.insert("spend".into(), json!(t.spend));
+    out.insert("total_spend".into(), json!(t.spend));
     out
 }
 
@@ -157,12 +160,10 @@ pub async fn report(
     for r in rows {
         let entry = days.entry(r.day).or_default();
         entry.0 += r.totals.spend;
-        let mut model = totals_json(&r.totals);
-        if let Value::Object(map) = &mut model {
-            map.remove("total_spend");
-            map.insert("model_group".to_owned(), Value::String(r.grouped));
-        }
-        entry.1.push(model);
+        let mut model = counts(&r.totals);
+        model.insert("model_group".into(), Value::String(r.grouped));
+        model.insert("spend".into(), json!(r.totals.spend));
+        entry.1.push(Value::Object(model));
     }
     let out: Vec<Value> = days
         .into_iter()
@@ -247,22 +248,21 @@ pub async fn global_keys(
             .await
             .map_err(key_error)?
     };
+    let mut by_hash: HashMap<String, KeyRecord> = records
+        .into_iter()
+        .map(|k| (k.token_hash.clone(), k))
+        .collect();
     let out: Vec<Value> = top
         .into_iter()
         .map(|(hash, t)| {
-            let record = records.iter().find(|k| k.token_hash == hash);
-            let mut row = named_totals("api_key", hash, &t);
-            if let Value::Object(map) = &mut row {
-                map.insert(
-                    "key_alias".to_owned(),
-                    json!(record.and_then(|k| k.key_alias.clone())),
-                );
-                map.insert(
-                    "key_name".to_owned(),
-                    json!(record.map(|k| k.key_name.clone())),
-                );
-            }
-            row
+            let record = by_hash.remove(&hash);
+            let mut row = ranked("api_key", hash, &t);
+            row.insert(
+                "key_alias".into(),
+                json!(record.as_ref().and_then(|k| k.key_alias.as_deref())),
+            );
+            row.insert("key_name".into(), json!(record.map(|k| k.key_name)));
+            Value::Object(row)
         })
         .collect();
     Ok(Json(out).into_response())
@@ -300,7 +300,7 @@ pub async fn global_models(
         .map_err(key_error)?;
     let out: Vec<Value> = top
         .into_iter()
-        .map(|(model, t)| named_totals("model", model, &t))
+        .map(|(model, t)| Value::Object(ranked("model", model, &t)))
         .collect();
     Ok(Json(out).into_response())
 }

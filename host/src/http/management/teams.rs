@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::body::{Member, TeamBody, check_id, metadata, reset_after};
 use super::keys::page_of;
-use super::users::{new_id, user_by_email};
+use super::users::{named_user, new_id, user_by_email};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
@@ -477,18 +477,7 @@ pub async fn member_delete(
     let team_id = body
         .team_id
         .ok_or_else(|| invalid("team_id", "is required"))?;
-    let user_id = match (body.user_id, body.user_email) {
-        (Some(id), _) => id,
-        (None, Some(email)) => user_by_email(&keys, &email, "user_email")
-            .await?
-            .ok_or_else(|| {
-                key_error(KeyError::NotFound {
-                    entity: "user",
-                    id: format!("user_email {email}"),
-                })
-            })?,
-        (None, None) => return Err(invalid("user_id", "is required (or user_email)")),
-    };
+    let user_id = named_user(&keys, body.user_id, body.user_email).await?;
     existing(&keys, &team_id).await?;
     if !keys
         .store()

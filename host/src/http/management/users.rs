@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::{UserBody, check_id, metadata, reset_after};
+use super::body::{UserBody, check_id, expiry, metadata, reset_after};
 use super::keys::page_of;
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
 use crate::keys::store::{KeyFilter, ListPage, SpendOwner, UserFilter};
-use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, budget_period, token};
+use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
 
 /// The roles LiteLLM defines; `proxy_admin` may use the management API.
 const ROLES: &[&str] = &[
@@ -51,6 +51,27 @@ pub(super) async fn user_by_email(
             field,
             "is shared by several users: name the member by user_id",
         )),
+    }
+}
+
+/// The user a request names by `user_id`, or by `user_email` alone (LiteLLM
+/// takes either): 404 when no user has that email, 400 when neither is given.
+pub(super) async fn named_user(
+    keys: &Keys,
+    user_id: Option<String>,
+    user_email: Option<String>,
+) -> Result<String, ApiError> {
+    match (user_id, user_email) {
+        (Some(id), _) => Ok(id),
+        (None, Some(email)) => user_by_email(keys, &email, "user_email")
+            .await?
+            .ok_or_else(|| {
+                key_error(KeyError::NotFound {
+                    entity: "user",
+                    id: format!("user_email {email}"),
+                })
+            }),
+        (None, None) => Err(invalid("user_id", "is required (or user_email)")),
     }
 }
 
@@ -167,10 +188,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
             return Err(invalid("key_alias", "already exists"));
         }
     }
-    let expires = match body.duration.as_deref() {
-        None | Some("permanent") => None,
-        Some(d) => now.checked_add(budget_period(d).map_err(|e| invalid("duration", e))?),
-    };
+    let expires = expiry(body.duration.as_deref(), now)?;
     for team in &teams {
         if keys.store().team(team).await.map_err(key_error)?.is_none() {
             return Err(key_error(KeyError::NotFound {
@@ -241,19 +259,12 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     let keys = admin(&state, request.headers()).await?;
     let (mut body, limits): (UserBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
-    let email = body.user_email.clone().flatten();
-    let user_id = match (&body.user_id, email) {
-        (Some(id), _) => id.clone(),
-        (None, Some(email)) => user_by_email(&keys, &email, "user_email")
-            .await?
-            .ok_or_else(|| {
-                key_error(KeyError::NotFound {
-                    entity: "user",
-                    id: format!("user_email {email}"),
-                })
-            })?,
-        (None, None) => return Err(invalid("user_id", "is required (or user_email)")),
-    };
+    let user_id = named_user(
+        &keys,
+        body.user_id.clone(),
+        body.user_email.clone().flatten(),
+    )
+    .await?;
     let mut user = existing(&keys, &user_id).await?;
     apply(&mut user, &body, SystemTime::now())?;
     keys.store().update_user(&user).await.map_err(key_error)?;
