@@ -3,9 +3,12 @@
 //! a composite profile wrote it. Stored in Redis as one value: a small
 //! header, then the body, zstd-compressed past [`COMPRESS_ABOVE`] bytes.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+
+use crate::ops::Usage;
 
 /// Bodies larger than this are compressed for Redis: answers are text and
 /// shrink several times, which saves memory and network in Redis.
@@ -27,6 +30,18 @@ pub struct Entry {
     pub stored_at_ms: u64,
     /// A composite profile's answer (its reasoning is the run's trace).
     pub composite: bool,
+    /// What the body reports about itself, read at the first hit.
+    reports: OnceLock<Reports>,
+}
+
+/// The usage and model an answer reports: every hit's outcome carries
+/// them, so an entry kept in memory is read for them once, not per hit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reports {
+    /// Whether the body is JSON (what the request log needs to know).
+    pub json: bool,
+    pub usage: Option<Usage>,
+    pub model: Option<String>,
 }
 
 impl Entry {
@@ -36,7 +51,20 @@ impl Entry {
             body,
             stored_at_ms: now_ms(),
             composite,
+            reports: OnceLock::new(),
         }
+    }
+
+    /// The usage and model the body reports (read once per entry).
+    pub fn reports(&self) -> &Reports {
+        self.reports.get_or_init(|| {
+            let reported = crate::ops::reported_in_body(&self.body);
+            Reports {
+                json: reported.is_some(),
+                usage: reported.as_ref().and_then(|r| r.any_usage()),
+                model: reported.and_then(|r| r.model).filter(|m| !m.is_empty()),
+            }
+        })
     }
 
     /// How long ago it was stored.
@@ -87,6 +115,7 @@ impl Entry {
             body,
             stored_at_ms,
             composite: flags & FLAG_COMPOSITE != 0,
+            reports: OnceLock::new(),
         })
     }
 }
@@ -118,6 +147,19 @@ mod tests {
             }
             assert_eq!(Entry::decode(&encoded, 1 << 20), Some(entry));
         }
+    }
+
+    #[test]
+    fn an_entry_tells_the_usage_and_model_its_answer_reports() {
+        let body = br#"{"model":"m-1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        let entry = Entry::new(Bytes::from_static(body), false);
+        let reports = entry.reports();
+        assert!(reports.json);
+        assert_eq!(reports.model.as_deref(), Some("m-1"));
+        let usage = reports.usage.unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (3, 4));
+        let odd = Entry::new(Bytes::from_static(b"not json"), false);
+        assert_eq!(odd.reports(), &Reports::default());
     }
 
     #[test]

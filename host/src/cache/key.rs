@@ -71,9 +71,9 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
         hasher.update(group.as_bytes());
     }
     let mut canonical = Vec::new();
-    let mut members = Vec::new();
+    let mut work = Work::default();
     for (name, raw) in fields {
-        let form = canonical_form(raw.get(), &mut canonical, &mut members)?;
+        let form = canonical_form(raw.get(), &mut canonical, &mut work)?;
         hasher.update(name.len().to_le_bytes());
         hasher.update(name.as_bytes());
         hasher.update(form.len().to_le_bytes());
@@ -87,17 +87,14 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
 /// of values), or, for what that pass leaves alone (escaped or repeated
 /// keys, very deep nesting), from the parsed value. `None` when `raw` is not
 /// JSON.
-fn canonical_form<'a>(
-    raw: &str,
-    out: &'a mut Vec<u8>,
-    members: &mut Vec<Member>,
-) -> Option<&'a [u8]> {
+fn canonical_form<'a>(raw: &str, out: &'a mut Vec<u8>, work: &mut Work) -> Option<&'a [u8]> {
     out.clear();
-    members.clear();
+    work.members.clear();
     let mut writer = Canonical {
         bytes: raw.as_bytes(),
         out: &mut *out,
-        members,
+        members: &mut work.members,
+        scratch: &mut work.scratch,
     };
     let done = writer
         .value(0, 0)
@@ -114,11 +111,18 @@ fn canonical_form<'a>(
 const MAX_WRITTEN_DEPTH: usize = 100;
 
 /// An object member met by the one-pass writer: its key's text in the
-/// input and its value's canonical form in the output.
+/// input and its canonical form (`"key":value`) in the output.
 #[derive(Clone)]
 struct Member {
     key: std::ops::Range<usize>,
-    value: std::ops::Range<usize>,
+    text: std::ops::Range<usize>,
+}
+
+/// The one-pass writer's buffers, kept from one field to the next.
+#[derive(Default)]
+struct Work {
+    members: Vec<Member>,
+    scratch: Vec<u8>,
 }
 
 /// Writes the canonical form of JSON text as [`write_canonical`] would
@@ -130,6 +134,9 @@ struct Canonical<'a> {
     out: &'a mut Vec<u8>,
     /// Members of the objects being written, innermost last.
     members: &'a mut Vec<Member>,
+    /// Where an object's members are put in order before they are copied
+    /// back (one object at a time: inner objects are done by then).
+    scratch: &'a mut Vec<u8>,
 }
 
 impl Canonical<'_> {
@@ -158,13 +165,16 @@ impl Canonical<'_> {
         at
     }
 
-    /// The members are written as they come, then copied out in key order.
+    /// The members are written as they come (`"key":value,`); when their
+    /// keys were not already in order they are copied out sorted and back
+    /// over the same bytes, which keep their length.
     fn object(&mut self, at: usize, depth: usize) -> Option<usize> {
         let start = self.out.len();
         let base = self.members.len();
+        self.out.push(b'{');
         let mut at = self.skip_space(at);
         if self.bytes.get(at) == Some(&b'}') {
-            self.out.extend_from_slice(b"{}");
+            self.out.push(b'}');
             return Some(at + 1);
         }
         loop {
@@ -178,42 +188,51 @@ impl Canonical<'_> {
             if self.bytes.get(at) != Some(&b':') {
                 return None;
             }
-            let value_start = self.out.len();
+            let member_start = self.out.len();
+            self.out.extend_from_slice(&self.bytes[key_at..key_end]);
+            self.out.push(b':');
             at = self.value(at + 1, depth + 1)?;
             self.members.push(Member {
                 key: key_at + 1..key_end - 1,
-                value: value_start..self.out.len(),
+                text: member_start..self.out.len(),
             });
             at = self.skip_space(at);
             match self.bytes.get(at)? {
-                b',' => at += 1,
+                b',' => {
+                    self.out.push(b',');
+                    at += 1;
+                }
                 b'}' => break,
                 _ => return None,
             }
         }
+        self.out.push(b'}');
         let bytes = self.bytes;
         let members = &mut self.members[base..];
-        members.sort_unstable_by(|a, b| bytes[a.key.clone()].cmp(&bytes[b.key.clone()]));
-        // A repeated key: the parsed path keeps the last one.
-        if members
+        let in_order = members
             .windows(2)
-            .any(|w| bytes[w[0].key.clone()] == bytes[w[1].key.clone()])
-        {
-            return None;
-        }
-        let written = self.out.split_off(start);
-        self.out.push(b'{');
-        for (i, m) in members.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
+            .all(|w| bytes[w[0].key.clone()] < bytes[w[1].key.clone()]);
+        if !in_order {
+            members.sort_unstable_by(|a, b| bytes[a.key.clone()].cmp(&bytes[b.key.clone()]));
+            // A repeated key: the parsed path keeps the last one.
+            if members
+                .windows(2)
+                .any(|w| bytes[w[0].key.clone()] == bytes[w[1].key.clone()])
+            {
+                return None;
             }
-            self.out.push(b'"');
-            self.out.extend_from_slice(&bytes[m.key.clone()]);
-            self.out.extend_from_slice(b"\":");
+            self.scratch.clear();
+            for (i, m) in members.iter().enumerate() {
+                if i > 0 {
+                    self.scratch.push(b',');
+                }
+                self.scratch.extend_from_slice(&self.out[m.text.clone()]);
+            }
+            let inside = start + 1..self.out.len() - 1;
             self.out
-                .extend_from_slice(&written[m.value.start - start..m.value.end - start]);
+                .get_mut(inside)?
+                .copy_from_slice(self.scratch.as_slice());
         }
-        self.out.push(b'}');
         self.members.truncate(base);
         Some(at + 1)
     }
@@ -430,8 +449,8 @@ mod tests {
 
     /// The canonical form the key hashes, whichever path made it.
     fn form_of(raw: &str) -> Option<Vec<u8>> {
-        let (mut out, mut members) = (Vec::new(), Vec::new());
-        canonical_form(raw, &mut out, &mut members).map(<[u8]>::to_vec)
+        let (mut out, mut work) = (Vec::new(), Work::default());
+        canonical_form(raw, &mut out, &mut work).map(<[u8]>::to_vec)
     }
 
     #[test]

@@ -373,6 +373,16 @@ impl Plan {
         if let Some(entry) = self.fresh(self.cache.get(&self.key).await) {
             return Some(entry);
         }
+        if self.cache.semantic.is_none() || self.semantic.is_none() {
+            return None;
+        }
+        // Boxed: the embedding call's future holds the router's, and inline
+        // it would make every exact lookup's future as large.
+        Box::pin(self.nearest(router, ctx)).await
+    }
+
+    /// The entry of the nearest earlier question (semantic mode).
+    async fn nearest(&mut self, router: &Router, ctx: &CallContext) -> Option<Arc<Entry>> {
         let (Some(index), Some((bucket, question))) = (&self.cache.semantic, &self.semantic) else {
             return None;
         };

@@ -122,8 +122,12 @@ pub(super) async fn lookup(
         Answer::Json(body)
     };
     let group = keyed_group(gateway, req);
+    let reports = entry.reports();
     outcome.update(|o| {
         o.cache = CacheStatus::Hit;
+        o.usage = reports.usage;
+        o.response_model.clone_from(&reports.model);
+        o.body_is_json = reports.json;
         o.model_group = Some(group.clone());
         o.overhead = Some(ctx.request.started.elapsed());
     });

@@ -101,13 +101,7 @@ pub async fn execute(
         .unwrap_or_default();
     let admitted = match &mut cache {
         Some(plan) => {
-            // Boxed for the same reason as the router's future below: a
-            // semantic lookup embeds the question through the router.
-            match Box::pin(super::cached::lookup(
-                state, gateway, ctx, outcome, admitted, req, plan,
-            ))
-            .await
-            {
+            match super::cached::lookup(state, gateway, ctx, outcome, admitted, req, plan).await {
                 Ok(hit) => return Ok(with_headers(hit, &rate)),
                 Err(admitted) => admitted,
             }
