@@ -271,6 +271,124 @@ async fn spend_rankings_order_by_spend_in_postgres() {
     spend_rankings_order_keys_users_teams_and_models_by_spend(&url).await;
 }
 
+/// Request tags, from LiteLLM's three places (the `x-litellm-tags` header,
+/// `tags` and `metadata.tags`) and the key's own, land on the spend-log
+/// rows and add up per tag in `/spend/tags`; none of them, nor the rest of
+/// `metadata`, reaches the upstream.
+async fn request_tags_are_spend_tags_and_never_forwarded(database_url: &str) {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&priced_config(
+        &up,
+        &[&format!("database_url: {database_url}")],
+    ))
+    .await;
+    let key = key_of(&generate(&proxy, json!({"tags": ["key-tag"]})).await);
+    let tagged = |header: Option<&str>, extra: Value| {
+        let mut body = conclave_e2e::chat_body("paid", "hello");
+        for (name, value) in extra.as_object().unwrap() {
+            body[name] = value.clone();
+        }
+        let mut request = proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&body);
+        if let Some(h) = header {
+            request = request.header("x-litellm-tags", h);
+        }
+        request.send()
+    };
+    let answers = [
+        tagged(
+            Some(" job:7 , app "),
+            json!({"tags": ["app"], "metadata": {"tags": ["env:prod"], "trace": "t-1"}}),
+        )
+        .await
+        .unwrap(),
+        tagged(None, json!({"metadata": {"tags": ["app"]}}))
+            .await
+            .unwrap(),
+    ];
+    for answer in answers {
+        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    }
+    let forwarded = up.last_body("paid").unwrap();
+    for field in ["metadata", "tags"] {
+        assert!(
+            forwarded.get(field).is_none(),
+            "{field} reached the upstream: {forwarded}"
+        );
+    }
+    let written = eventually(Duration::from_secs(10), || async {
+        let (_, tags) = get(&proxy, "/spend/tags").await;
+        tags.as_array().is_some_and(|rows| rows.len() == 4)
+    })
+    .await;
+    let (status, tags) = get(&proxy, "/spend/tags").await;
+    assert!(written && status == 200, "{tags}");
+    let per_tag: Vec<(&str, u64)> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["individual_request_tag"].as_str().unwrap(),
+                t["log_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_tag,
+        [("app", 2), ("key-tag", 2), ("env:prod", 1), ("job:7", 1)],
+        "{tags}"
+    );
+    assert!(close(
+        tags[0]["total_spend"].as_f64().unwrap(),
+        2.0 * CALL_COST
+    ));
+    let (_, logs) = get(&proxy, "/spend/logs").await;
+    let first = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["request_tags"].as_array().unwrap().len() == 4)
+        .unwrap_or_else(|| panic!("no row with all four tags: {logs}"));
+    assert_eq!(
+        first["request_tags"],
+        json!(["key-tag", "job:7", "app", "env:prod"])
+    );
+    let (_, none) = get(
+        &proxy,
+        "/spend/tags?start_date=2000-01-01&end_date=2000-01-02",
+    )
+    .await;
+    assert_eq!(none, json!([]));
+    let refused = tagged(None, json!({"tags": "app"})).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let error: Value = refused.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`tags` must be a list of strings"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn request_tags_are_spend_tags_in_sqlite() {
+    let dir = TempDir::new();
+    request_tags_are_spend_tags_and_never_forwarded(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn request_tags_are_spend_tags_in_postgres() {
+    let Some(url) = postgres_database("request_tags_are_spend_tags_in_postgres").await else {
+        return;
+    };
+    request_tags_are_spend_tags_and_never_forwarded(&url).await;
+}
+
 #[tokio::test]
 async fn the_core_management_scenario_passes_on_postgres() {
     let Some(url) = postgres_database("the_core_management_scenario_passes_on_postgres").await

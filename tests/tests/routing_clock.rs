@@ -41,6 +41,7 @@ async fn route(router: &Router, model: &str) -> Result<Routed, RouteError> {
             body: &body,
             fallbacks: None,
             disable_fallbacks: false,
+            limits: Default::default(),
             ctx: &ctx,
         }),
     )

@@ -195,3 +195,33 @@ async fn retry_policy_authentication_retries_move_a_401_to_another_deployment() 
     assert_eq!(up.calls("a"), 1);
     assert_eq!(up.calls("b"), 1);
 }
+
+/// A request's own `num_retries` replaces the configured one, both ways,
+/// and is never forwarded.
+#[tokio::test]
+async fn a_request_num_retries_replaces_the_configured_one() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(500, "boom"));
+    let proxy = Proxy::start(&config(&[deployment(&up, "g", "a", &[])], "num_retries: 2")).await;
+    let mut body = conclave_e2e::chat_body("g", "hi");
+    body["num_retries"] = serde_json::json!(0);
+    let (status, _, answer) = routing_support::chat(&proxy, &body).await;
+    assert_eq!(status, 502, "{answer}");
+    assert_eq!(up.calls("a"), 1);
+    assert!(up.last_body("a").unwrap().get("num_retries").is_none());
+
+    up.clear();
+    up.push("a", Behavior::status(500, "boom"));
+    up.push("a", Behavior::status(500, "boom"));
+    up.push("a", Behavior::status(500, "boom"));
+    up.set("a", Behavior::ok("fourth time"));
+    body["num_retries"] = serde_json::json!(3);
+    let (status, headers, answer) = routing_support::chat(&proxy, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(attempts(&headers), 4);
+
+    body["num_retries"] = serde_json::json!(11);
+    let (status, _, answer) = routing_support::chat(&proxy, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(error_message(&answer).contains("`num_retries`"), "{answer}");
+}

@@ -111,3 +111,52 @@ async fn stream_timeout_bounds_the_wait_for_the_first_chunk() {
     assert_eq!(body["choices"][0]["message"]["content"], "slow but fine");
     assert_eq!(up.calls("a"), 3);
 }
+
+/// A request's own `timeout` (LiteLLM's per-request setting) shortens the
+/// deployment's; one longer than the configured timeout changes nothing,
+/// and neither reaches the upstream.
+#[tokio::test]
+async fn a_request_timeout_shortens_the_configured_one_and_never_lengthens_it() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::ok("too late").delayed(Duration::from_millis(1500)),
+    );
+    let proxy = Proxy::start(&config(
+        &[deployment(&up, "g", "a", &[])],
+        "timeout: 10\nnum_retries: 0",
+    ))
+    .await;
+    let mut body = conclave_e2e::chat_body("g", "hi");
+    body["timeout"] = serde_json::json!(0.3);
+    let started = Instant::now();
+    let (status, _, answer) = routing_support::chat(&proxy, &body).await;
+    assert_eq!(status, 504, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let proxy = Proxy::start(&config(
+        &[deployment(&up, "g", "a", &[])],
+        "timeout: 0.3\nnum_retries: 0",
+    ))
+    .await;
+    body["timeout"] = serde_json::json!(60);
+    let (status, _, answer) = routing_support::chat(&proxy, &body).await;
+    assert_eq!(status, 504, "the config's 0.3 s still holds: {answer}");
+    let forwarded = up.last_body("a").unwrap();
+    assert!(forwarded.get("timeout").is_none(), "{forwarded}");
+
+    body["timeout"] = serde_json::json!(-1);
+    let (status, _, answer) = routing_support::chat(&proxy, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`timeout`"),
+        "{answer}"
+    );
+}

@@ -132,6 +132,7 @@ impl Index {
                 body: &body,
                 fallbacks: None,
                 disable_fallbacks: false,
+                limits: Default::default(),
                 ctx,
             })
             .await;

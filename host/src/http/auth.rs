@@ -81,8 +81,13 @@ pub async fn authenticate(
         .get::<RequestId>()
         .cloned()
         .unwrap_or_else(RequestId::generate);
+    let tags = match header_tags(request.headers()) {
+        Ok(tags) => tags,
+        Err(e) => return e.into_response(),
+    };
     let route = route.as_ref().map_or("", MatchedPath::as_str);
     let mut ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
+    ctx.tags = tags;
     ctx.meter = Meter::new(
         state.ops.keys.is_some().then(|| state.ops.limiter.clone()),
         gateway.prices.clone(),
@@ -93,6 +98,34 @@ pub async fn authenticate(
         ctx: Arc::new(ctx),
     });
     next.run(request).await
+}
+
+/// LiteLLM's `x-litellm-tags` header: tags separated by commas, spaces
+/// around each trimmed; held to the body's limits on tags.
+fn header_tags(headers: &HeaderMap) -> Result<Option<Arc<[String]>>, ApiError> {
+    use crate::openai::{MAX_REQUEST_TAGS, MAX_TAG_BYTES};
+    let Some(value) = headers.get("x-litellm-tags") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::invalid("the x-litellm-tags header must be visible ASCII", None))?;
+    let mut tags: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    crate::openai::dedup_in_order(&mut tags);
+    if tags.len() > MAX_REQUEST_TAGS || tags.iter().any(|t| t.len() > MAX_TAG_BYTES) {
+        return Err(ApiError::invalid(
+            format!(
+                "the x-litellm-tags header may carry at most {MAX_REQUEST_TAGS} tags of at most {MAX_TAG_BYTES} bytes each"
+            ),
+            None,
+        ));
+    }
+    Ok((!tags.is_empty()).then(|| tags.into()))
 }
 
 /// Who presents the request's key: the master key's holder, a virtual key
@@ -199,6 +232,20 @@ fn is_master(key: &str, expected: &Secret) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tags_header_is_split_trimmed_and_bounded() {
+        let mut h = HeaderMap::new();
+        h.insert("x-litellm-tags", " a, b ,,a".parse().unwrap());
+        let tags = header_tags(&h).unwrap().unwrap();
+        assert_eq!(&*tags, ["a", "b"]);
+        let many: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+        h.insert("x-litellm-tags", many.join(",").parse().unwrap());
+        assert!(header_tags(&h).is_err());
+        h.insert("x-litellm-tags", " , ".parse().unwrap());
+        assert!(header_tags(&h).unwrap().is_none());
+        assert!(header_tags(&HeaderMap::new()).unwrap().is_none());
+    }
 
     #[test]
     fn bearer_and_x_api_key_are_both_read() {

@@ -58,9 +58,15 @@ pub async fn execute(
     req: &ProxyRequest,
 ) -> Result<Executed, ApiError> {
     let gateway = &scope.gateway;
+    // The body's tags join the header's, for this call and its sub-calls.
+    let tagged = (!req.tags.is_empty()).then(|| ctx.with_tags(&req.tags));
+    let ctx = tagged.as_ref().unwrap_or(ctx);
     outcome.update(|o| {
         o.model.clone_from(&req.model);
         o.stream = req.stream;
+        if tagged.is_some() {
+            o.tags.clone_from(&ctx.tags);
+        }
     });
     // A key's alias for the model name stands for the model it names.
     let aliased = super::metered::aliased(ctx, req);
@@ -183,6 +189,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         body: &with_usage.as_ref().unwrap_or(req).rest,
         fallbacks: req.fallbacks.as_deref(),
         disable_fallbacks: req.disable_fallbacks,
+        limits: req.limits,
         ctx,
     }))
     .await?;

@@ -91,6 +91,7 @@ pub use schemas::*;
         management::spend::global_keys,
         management::spend::global_models,
         management::spend::global_teams,
+        management::spend::tags,
         management::spend::report,
         // The response cache (master key).
         cache_routes::ping,

@@ -495,6 +495,7 @@ mod tests {
             upstream_time: Some(Duration::from_millis(10)),
             overhead: None,
             fallback: None,
+            tags: None,
             cache: CacheStatus::None,
             body: vec![Bytes::from_static(
                 b"{\n \"choices\": [], \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 4}}",

@@ -38,9 +38,82 @@ pub struct ProxyRequest {
     /// LiteLLM's per-request cache controls, raw: the top-level `cache`
     /// object, else `metadata.cache`; never forwarded.
     pub cache: Option<Box<RawValue>>,
+    /// LiteLLM's request tags (`tags`, `metadata.tags`), for spend logs;
+    /// never forwarded.
+    pub tags: Vec<String>,
+    /// The request's own `timeout` and `num_retries`; never forwarded.
+    pub limits: CallLimits,
     /// Everything else, forwarded unchanged.
     pub rest: RawFields,
 }
+
+/// Request fields that belong to the gateway, as they do in LiteLLM, and
+/// are never sent to a model: an upstream refuses them (OpenAI takes
+/// `metadata` only with `store`, and names none of the others).
+/// `metadata` is read for its `cache` controls and `tags`.
+pub const GATEWAY_FIELDS: &[&str] = &[
+    "metadata",
+    "litellm_metadata",
+    "tags",
+    "num_retries",
+    "timeout",
+    "request_timeout",
+    "mock_testing_fallbacks",
+    "caching",
+];
+
+/// What a request may set for its own model calls, as LiteLLM clients do:
+/// a `timeout` (or `request_timeout`) in seconds that shortens the
+/// deployments' timeouts, never lengthens them (the config bounds how long
+/// a client may hold the gateway), and a `num_retries` in place of the
+/// configured one (a `retry_policy` entry for the error still wins).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallLimits {
+    pub timeout: Option<std::time::Duration>,
+    pub num_retries: Option<u32>,
+}
+
+/// Most retries a request may ask for.
+pub const MAX_REQUEST_RETRIES: u32 = 10;
+
+impl CallLimits {
+    /// Reads `timeout` / `request_timeout` and `num_retries` from the
+    /// fields before they are dropped.
+    fn read(rest: &RawFields) -> Result<Self, String> {
+        let seconds = |name: &str| -> Result<Option<f64>, String> {
+            match rest.parse::<Option<f64>>(name) {
+                None | Some(Ok(None)) => Ok(None),
+                Some(Ok(Some(s))) if s > 0.0 && s.is_finite() => Ok(Some(s)),
+                _ => Err(format!("`{name}` must be a positive number of seconds")),
+            }
+        };
+        let timeout = match seconds("timeout")? {
+            Some(s) => Some(s),
+            None => seconds("request_timeout")?,
+        };
+        let num_retries = match rest.parse::<Option<u32>>("num_retries") {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(n))) if n <= MAX_REQUEST_RETRIES => Some(n),
+            _ => {
+                return Err(format!(
+                    "`num_retries` must be a whole number from 0 to {MAX_REQUEST_RETRIES}"
+                ));
+            }
+        };
+        Ok(Self {
+            // Past what a `Duration` holds, it shortens nothing.
+            timeout: timeout.map(|s| {
+                std::time::Duration::try_from_secs_f64(s).unwrap_or(std::time::Duration::MAX)
+            }),
+            num_retries,
+        })
+    }
+}
+
+/// Most tags one request may carry (key and deployment tags come on top).
+pub const MAX_REQUEST_TAGS: usize = 32;
+/// Longest tag, in bytes: tags are stored with every spend-log row.
+pub const MAX_TAG_BYTES: usize = 256;
 
 /// Longest model name a request may give, its own or a fallback's: names
 /// are repeated in errors, headers and log lines, so an unbounded one would
@@ -107,48 +180,90 @@ impl<'de> Deserialize<'de> for ProxyRequest {
                 return Err(D::Error::custom(problem));
             }
         }
-        let cache = take_cache_controls(&mut rest).map_err(D::Error::custom)?;
+        let limits = CallLimits::read(&rest).map_err(D::Error::custom)?;
+        let metadata = rest.remove("metadata").filter(|raw| raw.get() != "null");
+        let top_tags = rest.remove("tags");
+        for field in GATEWAY_FIELDS {
+            rest.remove(field);
+        }
+        let nested = read_metadata(metadata.as_deref()).map_err(D::Error::custom)?;
+        let cache = rest
+            .remove("cache")
+            .filter(|raw| raw.get() != "null")
+            .or(nested.cache);
+        let mut tags = tag_list(top_tags.as_deref(), "tags").map_err(D::Error::custom)?;
+        tags.extend(tag_list(nested.tags.as_deref(), "metadata.tags").map_err(D::Error::custom)?);
+        dedup_in_order(&mut tags);
+        if tags.len() > MAX_REQUEST_TAGS {
+            return Err(D::Error::custom(format!(
+                "the request carries {} tags; at most {MAX_REQUEST_TAGS} are allowed",
+                tags.len()
+            )));
+        }
         Ok(Self {
             model,
             stream,
             fallbacks,
             disable_fallbacks,
             cache,
+            tags,
+            limits,
             rest,
         })
     }
 }
 
-/// Removes the cache controls from the forwarded fields: the top-level
-/// `cache`, and `cache` inside `metadata` (only then is `metadata` parsed and
-/// written again). The top-level object wins when both are present.
-fn take_cache_controls(rest: &mut RawFields) -> Result<Option<Box<RawValue>>, String> {
-    let top = rest.remove("cache").filter(|raw| raw.get() != "null");
-    let in_metadata = rest
-        .get("metadata")
-        .is_some_and(|raw| raw.get().starts_with('{') && raw.get().contains("\"cache\""));
-    if !in_metadata {
-        return Ok(top);
+/// What the gateway reads from LiteLLM's request `metadata` (the rest of
+/// it is the caller's and goes nowhere).
+#[derive(Default, Deserialize)]
+struct MetadataControls {
+    cache: Option<Box<RawValue>>,
+    tags: Option<Box<RawValue>>,
+}
+
+/// The controls inside `metadata`. Metadata that is not an object is
+/// refused, as LiteLLM refuses it.
+fn read_metadata(metadata: Option<&RawValue>) -> Result<MetadataControls, String> {
+    let Some(raw) = metadata else {
+        return Ok(MetadataControls::default());
+    };
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return Err("`metadata` must be a JSON object".to_owned());
     }
-    let parsed = rest.parse::<serde_json::Map<String, serde_json::Value>>("metadata");
-    let Some(Ok(mut metadata)) = parsed else {
-        return Ok(top);
-    };
-    let Some(nested) = metadata.remove("cache") else {
-        return Ok(top);
-    };
-    let raw = |v: &serde_json::Value| {
-        serde_json::value::to_raw_value(v).map_err(|e| format!("`metadata` cannot be written: {e}"))
-    };
-    rest.insert(
-        "metadata".to_owned(),
-        raw(&serde_json::Value::Object(metadata))?,
-    );
-    match top {
-        Some(top) => Ok(Some(top)),
-        None if nested.is_null() => Ok(None),
-        None => raw(&nested).map(Some),
+    // Most metadata holds neither (a key written with escapes might):
+    // only then is it read.
+    if !text.contains("\"cache\"") && !text.contains("\"tags\"") && !text.contains('\\') {
+        return Ok(MetadataControls::default());
     }
+    let mut read: MetadataControls =
+        serde_json::from_str(text).map_err(|e| format!("`metadata` cannot be read: {e}"))?;
+    read.cache = read.cache.filter(|c| c.get() != "null");
+    Ok(read)
+}
+
+/// A list of tags as LiteLLM takes them: an array of strings (`null` or
+/// absent is none). `field` names it in the error.
+fn tag_list(raw: Option<&RawValue>, field: &str) -> Result<Vec<String>, String> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let tags: Option<Vec<String>> = serde_json::from_str(raw.get())
+        .map_err(|_| format!("`{field}` must be a list of strings"))?;
+    let tags = tags.unwrap_or_default();
+    if let Some(long) = tags.iter().find(|t| t.len() > MAX_TAG_BYTES) {
+        return Err(format!(
+            "`{field}` holds a tag of {} bytes; a tag may be at most {MAX_TAG_BYTES}",
+            long.len()
+        ));
+    }
+    Ok(tags)
+}
+
+/// Drops repeated entries, keeping the first of each.
+pub fn dedup_in_order(items: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items.retain(|t| seen.insert(t.clone()));
 }
 
 /// Which OpenAI endpoint a request is for.
@@ -302,15 +417,83 @@ mod tests {
             Some(r#"{"no-cache":true}"#)
         );
         assert!(!req.rest.contains_key("cache"));
-        assert_eq!(
-            req.rest.get("metadata").map(RawValue::get),
-            Some(r#"{"a":1}"#)
-        );
         let req: ProxyRequest = serde_json::from_str(
             r#"{"model":"m","messages":[],"metadata":{"a":1,"cache":{"ttl":5}}}"#,
         )
         .unwrap();
         assert_eq!(req.cache.as_ref().map(|c| c.get()), Some(r#"{"ttl":5}"#));
-        assert_eq!(req.rest.value("metadata"), Some(serde_json::json!({"a":1})));
+        let req: ProxyRequest = serde_json::from_str(
+            r#"{"model":"m","cache":{"ttl":1},"metadata":{"cache":{"ttl":5}}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.cache.as_ref().map(|c| c.get()), Some(r#"{"ttl":1}"#));
+    }
+
+    #[test]
+    fn the_gateways_own_fields_are_never_forwarded() {
+        let req: ProxyRequest = serde_json::from_str(
+            r#"{"model":"m","messages":[],"seed":1,"metadata":{"trace":"t"},"litellm_metadata":{},
+                "tags":["a"],"num_retries":2,"timeout":30,"request_timeout":5,
+                "mock_testing_fallbacks":true,"caching":false}"#,
+        )
+        .unwrap();
+        let forwarded: Vec<&str> = req.rest.iter().map(|(name, _)| name).collect();
+        assert_eq!(forwarded, ["messages", "seed"]);
+    }
+
+    #[test]
+    fn tags_come_from_the_body_and_its_metadata_once_each() {
+        let req: ProxyRequest = serde_json::from_str(
+            r#"{"model":"m","tags":["job:1","app"],"metadata":{"tags":["app","env:prod"],"x":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.tags, ["job:1", "app", "env:prod"]);
+        let req: ProxyRequest =
+            serde_json::from_str(r#"{"model":"m","tags":null,"metadata":null}"#).unwrap();
+        assert!(req.tags.is_empty());
+        // Escaped keys are read too.
+        let req: ProxyRequest =
+            serde_json::from_str(r#"{"model":"m","metadata":{"t\u0061gs":["x"]}}"#).unwrap();
+        assert_eq!(req.tags, ["x"]);
+    }
+
+    #[test]
+    fn a_requests_own_timeout_and_retries_are_read_and_checked() {
+        let limits = |body: &str| serde_json::from_str::<ProxyRequest>(body).map(|r| r.limits);
+        assert_eq!(limits(r#"{"model":"m"}"#).unwrap(), CallLimits::default());
+        let read = limits(r#"{"model":"m","request_timeout":2.5,"num_retries":0}"#).unwrap();
+        assert_eq!(read.timeout, Some(std::time::Duration::from_millis(2500)));
+        assert_eq!(read.num_retries, Some(0));
+        let both = limits(r#"{"model":"m","timeout":1,"request_timeout":9}"#).unwrap();
+        assert_eq!(both.timeout, Some(std::time::Duration::from_secs(1)));
+        let huge = limits(r#"{"model":"m","timeout":1e300}"#).unwrap();
+        assert_eq!(huge.timeout, Some(std::time::Duration::MAX));
+        for bad in [
+            r#"{"model":"m","timeout":0}"#,
+            r#"{"model":"m","timeout":"5"}"#,
+            r#"{"model":"m","num_retries":-1}"#,
+            r#"{"model":"m","num_retries":11}"#,
+        ] {
+            assert!(limits(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn malformed_tags_and_metadata_are_refused_by_name() {
+        let error = |body: &str| {
+            serde_json::from_str::<ProxyRequest>(body)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error(r#"{"model":"m","tags":"a"}"#).contains("`tags` must be a list of strings"));
+        assert!(error(r#"{"model":"m","metadata":{"tags":[1]}}"#).contains("`metadata.tags`"));
+        assert!(
+            error(r#"{"model":"m","metadata":[1]}"#).contains("`metadata` must be a JSON object")
+        );
+        let long = "t".repeat(MAX_TAG_BYTES + 1);
+        assert!(error(&format!(r#"{{"model":"m","tags":["{long}"]}}"#)).contains("at most 256"));
+        let many: Vec<String> = (0..=MAX_REQUEST_TAGS).map(|i| i.to_string()).collect();
+        let body = serde_json::json!({"model": "m", "tags": many}).to_string();
+        assert!(error(&body).contains("at most 32 are allowed"));
     }
 }

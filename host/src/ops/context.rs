@@ -82,6 +82,8 @@ pub struct RequestContext {
     /// The request's OpenTelemetry trace, when export is on and the sampler
     /// kept it.
     pub trace: Option<Arc<crate::observe::otel::RequestTrace>>,
+    /// Tags from the `x-litellm-tags` header, for spend logs.
+    pub tags: Option<Arc<[String]>>,
 }
 
 impl RequestContext {
@@ -100,6 +102,7 @@ impl RequestContext {
             outcomes,
             meter: Meter::default(),
             trace: None,
+            tags: None,
         }
     }
 }
@@ -117,12 +120,16 @@ pub struct CallContext {
     /// Where the router records each upstream call of this model call, for
     /// its outcome; `None` unless request logs or the dashboard are on.
     pub attempts: Option<Arc<AttemptLog>>,
+    /// The request's tags (header and body), which its sub-calls' spend
+    /// rows carry too; `None` when it has none.
+    pub tags: Option<Arc<[String]>>,
 }
 
 impl CallContext {
     /// The context of the client's own call.
     pub fn client(request: Arc<RequestContext>) -> Self {
         Self {
+            tags: request.tags.clone(),
             request,
             profile: None,
             cache: None,
@@ -137,6 +144,7 @@ impl CallContext {
             profile: Some(profile.into()),
             cache: self.cache.clone(),
             attempts: self.attempts.as_ref().map(|_| Arc::default()),
+            tags: self.tags.clone(),
         }
     }
 
@@ -151,6 +159,17 @@ impl CallContext {
                 ..self.clone()
             }),
             None => Cow::Borrowed(self),
+        }
+    }
+
+    /// This context with the request body's `tags` added to the header's.
+    pub fn with_tags(&self, body_tags: &[String]) -> Self {
+        let mut tags: Vec<String> = self.tags.as_deref().unwrap_or_default().to_vec();
+        tags.extend_from_slice(body_tags);
+        crate::openai::dedup_in_order(&mut tags);
+        Self {
+            tags: Some(tags.into()),
+            ..self.clone()
         }
     }
 

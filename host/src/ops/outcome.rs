@@ -108,6 +108,8 @@ pub struct Outcome {
     pub overhead: Option<Duration>,
     /// The fallback group that answered, when not the requested one.
     pub fallback: Option<String>,
+    /// The request's tags (`x-litellm-tags`, `tags`, `metadata.tags`).
+    pub tags: Option<Arc<[String]>>,
     pub cache: CacheStatus,
     /// The JSON answer (or a stream's last chunks), kept as cheap references
     /// so sinks read usage off the response path instead of parsing it on it.
@@ -244,6 +246,7 @@ impl PendingOutcome {
                 upstream_time: None,
                 overhead: None,
                 fallback: None,
+                tags: ctx.tags.clone(),
                 cache: CacheStatus::None,
                 body: Vec::new(),
                 body_is_json: false,

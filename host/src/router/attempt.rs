@@ -13,7 +13,7 @@ use crate::config::GeneralSettings;
 use crate::observe::otel::{AttemptSpan, AttemptTarget};
 use crate::ops::{Reported, reported_in_body};
 use crate::providers::{
-    DEFAULT_MAX_RESPONSE_BYTES, UpstreamCall, UpstreamError, UpstreamReply, sse,
+    DEFAULT_MAX_RESPONSE_BYTES, Timeouts, UpstreamCall, UpstreamError, UpstreamReply, sse,
 };
 
 /// A successful call.
@@ -56,7 +56,7 @@ pub(super) async fn attempt(
         stream: req.stream,
         body: req.body,
         model_override: model_override.as_deref(),
-        timeouts: deployment.timeouts,
+        timeouts: shortened(deployment.timeouts, req.limits.timeout),
         max_response_bytes: router.max_response_bytes,
         traceparent: span.as_ref().map(AttemptSpan::traceparent),
     };
@@ -146,6 +146,17 @@ pub(super) async fn attempt(
                 upstream_time,
             })
         }
+    }
+}
+
+/// The deployment's timeouts, each cut to the request's own `timeout`.
+fn shortened(configured: Timeouts, requested: Option<Duration>) -> Timeouts {
+    match requested {
+        None => configured,
+        Some(t) => Timeouts {
+            request: configured.request.min(t),
+            stream: configured.stream.min(t),
+        },
     }
 }
 

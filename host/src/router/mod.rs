@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigError, LoadedConfig, ModelEntry};
-use crate::openai::{Endpoint, RawFields};
+use crate::openai::{CallLimits, Endpoint, RawFields};
 use crate::ops::{CallContext, Reported};
 use crate::providers::UpstreamReply;
 
@@ -54,6 +54,8 @@ pub struct RouteRequest<'a> {
     /// Request-level fallbacks, replacing the configured ones for the first group.
     pub fallbacks: Option<&'a [String]>,
     pub disable_fallbacks: bool,
+    /// The client's own `timeout` and `num_retries` for this call.
+    pub limits: CallLimits,
     /// Who the call is for: the client's request, or a composite sub-call.
     pub ctx: &'a CallContext,
 }

@@ -36,10 +36,15 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Retries allowed after a failure of `class` on `deployment`: the class's
-    /// `retry_policy` entry, else (for retryable classes) the deployment's
-    /// `max_retries`, else `num_retries`. Non-retryable classes get none
-    /// unless the policy names them.
-    pub fn retries_for(&self, class: ErrorClass, deployment: &Deployment) -> u32 {
+    /// `retry_policy` entry, else (for retryable classes) the request's own
+    /// `num_retries`, the deployment's `max_retries`, else `num_retries`.
+    /// Non-retryable classes get none unless the policy names them.
+    pub fn retries_for(
+        &self,
+        class: ErrorClass,
+        deployment: &Deployment,
+        requested: Option<u32>,
+    ) -> u32 {
         let p = &self.per_class;
         let explicit = match class {
             ErrorClass::BadRequest => p.BadRequestErrorRetries,
@@ -52,7 +57,9 @@ impl RetryPolicy {
         };
         match explicit {
             Some(n) => n,
-            None if class.is_retryable() => deployment.max_retries.unwrap_or(self.num_retries),
+            None if class.is_retryable() => requested
+                .or(deployment.max_retries)
+                .unwrap_or(self.num_retries),
             None => 0,
         }
     }
@@ -173,7 +180,9 @@ pub(super) async fn run_group(
         if !tried.contains(&next) {
             tried.push(next);
         }
-        let allowed = router.retry.retries_for(class, &deployment);
+        let allowed = router
+            .retry
+            .retries_for(class, &deployment, req.limits.num_retries);
         let failed = RouteError::Upstream {
             group: group.name.clone(),
             deployment: deployment.id.clone(),

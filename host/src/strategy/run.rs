@@ -493,6 +493,7 @@ async fn complete_via(
             body: &body,
             fallbacks: None,
             disable_fallbacks: false,
+            limits: Default::default(),
             ctx,
         })
         .await;
@@ -773,6 +774,7 @@ impl RunState {
                 body: &body,
                 fallbacks: None,
                 disable_fallbacks: false,
+                limits: Default::default(),
                 ctx,
             })
             .await;

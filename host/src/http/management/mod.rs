@@ -60,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/spend/logs", get(spend::logs))
         .route("/spend/keys", get(spend::keys_by_spend))
         .route("/spend/users", get(spend::users_by_spend))
+        .route("/spend/tags", get(spend::tags))
         .route("/global/spend", get(spend::global))
         .route("/global/spend/keys", get(spend::global_keys))
         .route("/global/spend/models", get(spend::global_models))

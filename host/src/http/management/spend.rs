@@ -2,7 +2,8 @@
 //! composite sub-call), `/spend/keys` and `/spend/users` (the records,
 //! highest spend in the current budget period first), and the `/global/spend`
 //! family: totals, the keys, teams and model groups that spent most, and
-//! `/global/spend/report` (per day and model group). Only administrators
+//! `/global/spend/report` (per day and model group), and `/spend/tags`
+//! (per request tag). Only administrators
 //! may read them: each one shows every caller's spend.
 
 use std::collections::{BTreeMap, HashMap};
@@ -301,6 +302,52 @@ pub async fn global_models(
     let out: Vec<Value> = top
         .into_iter()
         .map(|(model, t)| Value::Object(ranked("model", model, &t)))
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/spend/tags",
+    operation_id = "spend_tags",
+    tag = "spend",
+    summary = "Spend per request tag",
+    responses(
+        (status = 200, description = "Spend per request tag: done", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /spend/tags?start_date=&end_date=&limit=`: each request tag (from
+/// `x-litellm-tags`, `tags`, `metadata.tags` and the key's own) with its
+/// spend-log rows and spend, highest spend first, as LiteLLM shapes it:
+/// `{"individual_request_tag", "log_count", "total_spend"}`. Without dates,
+/// the last 30 days.
+pub async fn tags(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let limit = limit_of(&q, DEFAULT_LIMIT)?;
+    let now = SystemTime::now();
+    let start = date(&q, "start_date", false)?.unwrap_or(now - GLOBAL_WINDOW);
+    let end = date(&q, "end_date", true)?.unwrap_or(now + DAY);
+    let found = keys
+        .store()
+        .spend_by_tag(start, end, limit)
+        .await
+        .map_err(key_error)?;
+    let out: Vec<Value> = found
+        .into_iter()
+        .map(|t| {
+            json!({
+                "individual_request_tag": t.tag,
+                "log_count": t.logs,
+                "total_spend": t.spend,
+            })
+        })
         .collect();
     Ok(Json(out).into_response())
 }

@@ -25,7 +25,7 @@ use super::KeyError;
 
 pub use principals::{KeyFilter, ListOrder, ListPage, Owner, TeamFilter, UserFilter};
 pub use responses::ResponseRow;
-pub use spend::{ReportRow, SpendBy, SpendFilter, SpendOwner, SpendTotals};
+pub use spend::{ReportRow, SpendBy, SpendFilter, SpendOwner, SpendTotals, TagSpend};
 
 /// A transaction of the store's pool.
 type Transaction = sqlx::Transaction<'static, sqlx::Any>;

@@ -41,6 +41,15 @@ pub struct ReportRow {
     pub totals: SpendTotals,
 }
 
+/// The spend-log rows carrying one request tag, and what they spent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagSpend {
+    pub tag: String,
+    /// Spend-log rows that carry the tag.
+    pub logs: u64,
+    pub spend: f64,
+}
+
 /// What a group of requests spent and used.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SpendTotals {
@@ -384,6 +393,46 @@ impl Store {
         found
             .iter()
             .map(|r| Ok((r.try_get("grouped").map_err(store_error)?, totals(r)?)))
+            .collect()
+    }
+
+    /// Spend per request tag over the spend-log rows started in
+    /// `[start, end)`: each tag's rows and their spend, highest spend first.
+    /// A composite request's tags are on its sub-calls' rows too, which
+    /// carry its spend.
+    pub async fn spend_by_tag(
+        &self,
+        start: SystemTime,
+        end: SystemTime,
+        limit: u32,
+    ) -> Result<Vec<TagSpend>, KeyError> {
+        let each_tag = match self.backend() {
+            Backend::Sqlite => "json_each(s.tags) AS t",
+            Backend::Postgres => "json_array_elements_text(CAST(s.tags AS json)) AS t(value)",
+        };
+        let sql = format!(
+            "SELECT t.value AS tag, COUNT(*) AS logs, SUM(s.spend) AS total \
+             FROM spend_logs s, {each_tag} \
+             WHERE s.tags <> '[]' AND s.started_at >= $1 AND s.started_at < $2 \
+             GROUP BY t.value ORDER BY total DESC, t.value LIMIT $3"
+        );
+        let found = sqlx::query(&sql)
+            .bind(to_ms(start))
+            .bind(to_ms(end))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        found
+            .iter()
+            .map(|r| {
+                let logs: i64 = r.try_get("logs").map_err(store_error)?;
+                Ok(TagSpend {
+                    tag: r.try_get("tag").map_err(store_error)?,
+                    logs: u64::try_from(logs).unwrap_or(0),
+                    spend: r.try_get("total").map_err(store_error)?,
+                })
+            })
             .collect()
     }
 
