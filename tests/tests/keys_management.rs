@@ -173,6 +173,10 @@ async fn validation_errors_are_400_and_name_the_field() {
         (json!({"rpm_limit": -5}), "rpm_limit"),
         (json!({"models": "echo"}), "models"),
         (json!({"metadata": [1]}), "metadata"),
+        (json!({"tags": [""]}), "tags"),
+        (json!({"tags": ["a\u{1}b"]}), "tags"),
+        (json!({"tags": ["t".repeat(257)]}), "tags"),
+        (json!({"tags": vec!["t"; 33]}), "tags"),
         (json!({"key": "not-an-sk-key"}), "key"),
         (
             json!({"model_max_budget": {"echo": "lots"}}),

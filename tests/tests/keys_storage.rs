@@ -366,6 +366,7 @@ async fn request_tags_are_spend_tags_and_never_forwarded(database_url: &str) {
     let refused = tagged(None, json!({"tags": "app"})).await.unwrap();
     assert_eq!(refused.status(), 400);
     let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "tags", "{error}");
     assert!(
         error["error"]["message"]
             .as_str()

@@ -225,3 +225,32 @@ async fn a_request_num_retries_replaces_the_configured_one() {
     assert_eq!(status, 400, "{answer}");
     assert!(error_message(&answer).contains("`num_retries`"), "{answer}");
 }
+
+/// The Messages and Responses APIs take LiteLLM's request settings as the
+/// chat route does: their own `num_retries`, checked `tags` (a 400 naming
+/// the field), and none of them reaches the upstream.
+#[tokio::test]
+async fn messages_and_responses_requests_carry_their_own_settings() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(500, "boom"));
+    let proxy = Proxy::start(&config(&[deployment(&up, "g", "a", &[])], "num_retries: 2")).await;
+    let messages = serde_json::json!({"model": "g", "max_tokens": 10, "num_retries": 0,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let responses = serde_json::json!({"model": "g", "input": "hi", "num_retries": 0});
+    for (path, body) in [("/v1/messages", &messages), ("/v1/responses", &responses)] {
+        up.clear();
+        let (status, answer) = proxy
+            .call(reqwest::Method::POST, path, Some(body.clone()), None)
+            .await;
+        assert!(status >= 500, "{path}: {answer}");
+        assert_eq!(up.calls("a"), 1, "{path}: one call, no retries");
+        assert!(up.last_body("a").unwrap().get("num_retries").is_none());
+        let mut bad = body.clone();
+        bad["tags"] = serde_json::json!("x");
+        let (status, answer) = proxy
+            .call(reqwest::Method::POST, path, Some(bad), None)
+            .await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(answer.to_string().contains("`tags`"), "{path}: {answer}");
+    }
+}

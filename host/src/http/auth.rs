@@ -100,31 +100,30 @@ pub async fn authenticate(
     next.run(request).await
 }
 
-/// LiteLLM's `x-litellm-tags` header: tags separated by commas, spaces
-/// around each trimmed; held to the body's limits on tags.
+/// LiteLLM's `x-litellm-tags` header: tags separated by commas (in one
+/// header or several), spaces around each trimmed; held to the same rule
+/// as a body's tags.
 fn header_tags(headers: &HeaderMap) -> Result<Option<Arc<[String]>>, ApiError> {
-    use crate::openai::{MAX_REQUEST_TAGS, MAX_TAG_BYTES};
-    let Some(value) = headers.get("x-litellm-tags") else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::invalid("the x-litellm-tags header must be visible ASCII", None))?;
-    let mut tags: Vec<String> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
-    crate::openai::dedup_in_order(&mut tags);
-    if tags.len() > MAX_REQUEST_TAGS || tags.iter().any(|t| t.len() > MAX_TAG_BYTES) {
-        return Err(ApiError::invalid(
-            format!(
-                "the x-litellm-tags header may carry at most {MAX_REQUEST_TAGS} tags of at most {MAX_TAG_BYTES} bytes each"
-            ),
-            None,
-        ));
+    const HEADER: &str = "x-litellm-tags";
+    const NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
+    let refused = |message: String| ApiError::invalid(message, Some(HEADER));
+    let mut tags: Vec<String> = Vec::new();
+    for value in headers.get_all(NAME) {
+        let text = value
+            .to_str()
+            .map_err(|_| refused(format!("the {HEADER} header must be visible ASCII")))?;
+        tags.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+        );
+        if tags.len() > crate::openai::MAX_REQUEST_TAGS {
+            break;
+        }
     }
+    crate::openai::dedup_in_order(&mut tags);
+    crate::openai::check_tags(&tags, HEADER).map_err(refused)?;
     Ok((!tags.is_empty()).then(|| tags.into()))
 }
 
@@ -239,9 +238,14 @@ mod tests {
         h.insert("x-litellm-tags", " a, b ,,a".parse().unwrap());
         let tags = header_tags(&h).unwrap().unwrap();
         assert_eq!(&*tags, ["a", "b"]);
+        h.append("x-litellm-tags", "c".parse().unwrap());
+        let tags = header_tags(&h).unwrap().unwrap();
+        assert_eq!(&*tags, ["a", "b", "c"], "every header counts");
         let many: Vec<String> = (0..40).map(|i| i.to_string()).collect();
         h.insert("x-litellm-tags", many.join(",").parse().unwrap());
         assert!(header_tags(&h).is_err());
+        h.insert("x-litellm-tags", "a\tb".parse().unwrap());
+        assert!(header_tags(&h).is_err(), "a control character");
         h.insert("x-litellm-tags", " , ".parse().unwrap());
         assert!(header_tags(&h).unwrap().is_none());
         assert!(header_tags(&HeaderMap::new()).unwrap().is_none());

@@ -95,7 +95,9 @@ async fn handle<D: Dialect>(
     drop(bytes);
     let mut dialect = D::for_request(&body);
     let body = dialect.prepare(state, scope, body).await?;
-    let req = chat_request(&dialect.to_chat(&body).map_err(invalid)?)?;
+    let mut chat = dialect.to_chat(&body).map_err(invalid)?;
+    carry_settings(&body, &mut chat);
+    let req = chat_request(&chat)?;
     drop(body);
     let executed = execute(state, scope, ctx, outcome, Endpoint::ChatCompletions, &req).await?;
     let mut response = match executed.answer {
@@ -144,12 +146,26 @@ pub(super) fn invalid(error: TranslateError) -> ApiError {
     ApiError::invalid(error.message, error.param.as_deref())
 }
 
+/// Puts LiteLLM's request settings the client sent (tags, timeout,
+/// retries, cache controls, fallbacks), which no translation knows, onto
+/// the chat request, where they are read as on the chat route.
+fn carry_settings(body: &Value, chat: &mut Value) {
+    let (Some(from), Some(to)) = (body.as_object(), chat.as_object_mut()) else {
+        return;
+    };
+    for field in crate::openai::carried_settings() {
+        if let Some(value) = from.get(field) {
+            to.entry(field).or_insert_with(|| value.clone());
+        }
+    }
+}
+
 /// The translated chat request, checked as the chat route checks its body.
 fn chat_request(chat: &Value) -> Result<ProxyRequest, ApiError> {
     let text = serde_json::to_vec(chat)
         .map_err(|e| ApiError::invalid(format!("cannot translate the request: {e}"), None))?;
-    let req: ProxyRequest = serde_json::from_slice(&text)
-        .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+    let req: ProxyRequest =
+        serde_json::from_slice(&text).map_err(|e| super::routes::body_error(&e))?;
     if req.model.trim().is_empty() {
         return Err(ApiError::invalid("model must not be empty", Some("model")));
     }

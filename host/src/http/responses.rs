@@ -443,7 +443,14 @@ impl Dialect for Responses {
         if self.carry_native
             && let Some(map) = chat.as_object_mut()
         {
-            map.insert(NATIVE_FIELD.into(), body.clone());
+            // The gateway's settings never go to the upstream.
+            let mut native = body.clone();
+            if let Some(fields) = native.as_object_mut() {
+                for field in crate::openai::carried_settings() {
+                    fields.remove(field);
+                }
+            }
+            map.insert(NATIVE_FIELD.into(), native);
         }
         Ok(chat)
     }

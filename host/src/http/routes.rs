@@ -153,12 +153,7 @@ async fn read_request(
     let bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
     let req = serde_json::from_slice::<ProxyRequest>(&bytes);
     keep(&bytes, req.is_ok());
-    let req = req.map_err(|e| {
-        ApiError::invalid(
-            format!("request body is not valid JSON for this endpoint: {e}"),
-            None,
-        )
-    })?;
+    let req = req.map_err(|e| body_error(&e))?;
     drop(bytes);
     if req.model.trim().is_empty() {
         return Err(ApiError::invalid("model must not be empty", Some("model")));
@@ -183,6 +178,21 @@ async fn read_request(
         ));
     }
     Ok(req)
+}
+
+/// The 400 for a body that is not a request: text that is not JSON, or
+/// JSON with a field of the wrong shape, which the message names in
+/// backquotes and `param` names too.
+pub(super) fn body_error(e: &serde_json::Error) -> ApiError {
+    let text = crate::openai::describe_json_error(e);
+    if !e.is_data() {
+        return ApiError::invalid(format!("request body is not valid JSON: {text}"), None);
+    }
+    let param = text
+        .split('`')
+        .nth(1)
+        .filter(|p| !p.is_empty() && p.len() <= 64 && !p.contains(char::is_whitespace));
+    ApiError::invalid(format!("invalid request body: {text}"), param)
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413, a

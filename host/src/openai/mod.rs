@@ -73,6 +73,22 @@ pub struct CallLimits {
     pub num_retries: Option<u32>,
 }
 
+/// The gateway's request settings as another API's body (Anthropic
+/// Messages, Responses) may carry them: [`GATEWAY_FIELDS`] but `metadata`,
+/// which each API defines for itself, and the routing fields. A translated
+/// request takes them onto its chat request; a body passed through as it
+/// is loses them.
+pub fn carried_settings() -> impl Iterator<Item = &'static str> {
+    GATEWAY_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| *f != "metadata")
+        .chain(["cache", "fallbacks", "disable_fallbacks"])
+}
+
+/// Shortest timeout a request may ask for (1 ms): below it no upstream
+/// could answer, and the call would only fail.
+pub const MIN_REQUEST_TIMEOUT_SECS: f64 = 0.001;
 /// Most retries a request may ask for.
 pub const MAX_REQUEST_RETRIES: u32 = 10;
 
@@ -83,8 +99,10 @@ impl CallLimits {
         let seconds = |name: &str| -> Result<Option<f64>, String> {
             match rest.parse::<Option<f64>>(name) {
                 None | Some(Ok(None)) => Ok(None),
-                Some(Ok(Some(s))) if s > 0.0 && s.is_finite() => Ok(Some(s)),
-                _ => Err(format!("`{name}` must be a positive number of seconds")),
+                Some(Ok(Some(s))) if s >= MIN_REQUEST_TIMEOUT_SECS && s.is_finite() => Ok(Some(s)),
+                _ => Err(format!(
+                    "`{name}` must be a number of seconds, at least {MIN_REQUEST_TIMEOUT_SECS}"
+                )),
             }
         };
         let timeout = match seconds("timeout")? {
@@ -180,23 +198,28 @@ impl<'de> Deserialize<'de> for ProxyRequest {
                 return Err(D::Error::custom(problem));
             }
         }
-        let limits = CallLimits::read(&rest).map_err(D::Error::custom)?;
-        let metadata = rest.remove("metadata").filter(|raw| raw.get() != "null");
-        let top_tags = rest.remove("tags");
-        for field in GATEWAY_FIELDS {
-            rest.remove(field);
-        }
-        let nested = read_metadata(metadata.as_deref()).map_err(D::Error::custom)?;
-        let cache = rest
+        let mut own = rest.split_off(|name| name == "cache" || GATEWAY_FIELDS.contains(&name));
+        let limits = CallLimits::read(&own).map_err(D::Error::custom)?;
+        let nested = read_metadata(own.get("metadata"), "metadata").map_err(D::Error::custom)?;
+        let litellm = read_metadata(own.get("litellm_metadata"), "litellm_metadata")
+            .map_err(D::Error::custom)?;
+        let top_tags = own.remove("tags");
+        let cache = own
             .remove("cache")
             .filter(|raw| raw.get() != "null")
-            .or(nested.cache);
+            .or(nested.cache)
+            .or(litellm.cache);
         let mut tags = tag_list(top_tags.as_deref(), "tags").map_err(D::Error::custom)?;
-        tags.extend(tag_list(nested.tags.as_deref(), "metadata.tags").map_err(D::Error::custom)?);
+        for (raw, field) in [
+            (&nested.tags, "metadata.tags"),
+            (&litellm.tags, "litellm_metadata.tags"),
+        ] {
+            tags.extend(tag_list(raw.as_deref(), field).map_err(D::Error::custom)?);
+        }
         dedup_in_order(&mut tags);
         if tags.len() > MAX_REQUEST_TAGS {
             return Err(D::Error::custom(format!(
-                "the request carries {} tags; at most {MAX_REQUEST_TAGS} are allowed",
+                "`tags`: the request carries {} tags; at most {MAX_REQUEST_TAGS} are allowed",
                 tags.len()
             )));
         }
@@ -215,35 +238,39 @@ impl<'de> Deserialize<'de> for ProxyRequest {
 
 /// What the gateway reads from LiteLLM's request `metadata` (the rest of
 /// it is the caller's and goes nowhere).
-#[derive(Default, Deserialize)]
+#[derive(Default)]
 struct MetadataControls {
     cache: Option<Box<RawValue>>,
     tags: Option<Box<RawValue>>,
 }
 
-/// The controls inside `metadata`. Metadata that is not an object is
-/// refused, as LiteLLM refuses it.
-fn read_metadata(metadata: Option<&RawValue>) -> Result<MetadataControls, String> {
-    let Some(raw) = metadata else {
+/// The controls inside `metadata` (or `litellm_metadata`, named by
+/// `field`). Metadata that is not an object is refused, as LiteLLM refuses
+/// it; a repeated key counts once, the last, as at the top level.
+fn read_metadata(metadata: Option<&RawValue>, field: &str) -> Result<MetadataControls, String> {
+    let Some(raw) = metadata.filter(|raw| raw.get() != "null") else {
         return Ok(MetadataControls::default());
     };
     let text = raw.get();
     if !text.starts_with('{') {
-        return Err("`metadata` must be a JSON object".to_owned());
+        return Err(format!("`{field}` must be a JSON object"));
     }
     // Most metadata holds neither (a key written with escapes might):
     // only then is it read.
     if !text.contains("\"cache\"") && !text.contains("\"tags\"") && !text.contains('\\') {
         return Ok(MetadataControls::default());
     }
-    let mut read: MetadataControls =
-        serde_json::from_str(text).map_err(|e| format!("`metadata` cannot be read: {e}"))?;
-    read.cache = read.cache.filter(|c| c.get() != "null");
-    Ok(read)
+    let mut read: RawFields =
+        serde_json::from_str(text).map_err(|e| format!("`{field}` cannot be read: {e}"))?;
+    Ok(MetadataControls {
+        cache: read.remove("cache").filter(|c| c.get() != "null"),
+        tags: read.remove("tags"),
+    })
 }
 
 /// A list of tags as LiteLLM takes them: an array of strings (`null` or
-/// absent is none). `field` names it in the error.
+/// absent is none), each passing [`check_tag`]. `field` names it in the
+/// error.
 fn tag_list(raw: Option<&RawValue>, field: &str) -> Result<Vec<String>, String> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
@@ -251,13 +278,36 @@ fn tag_list(raw: Option<&RawValue>, field: &str) -> Result<Vec<String>, String> 
     let tags: Option<Vec<String>> = serde_json::from_str(raw.get())
         .map_err(|_| format!("`{field}` must be a list of strings"))?;
     let tags = tags.unwrap_or_default();
-    if let Some(long) = tags.iter().find(|t| t.len() > MAX_TAG_BYTES) {
+    check_tags(&tags, field)?;
+    Ok(tags)
+}
+
+/// Whether `tags` may be stored: at most [`MAX_REQUEST_TAGS`], each one
+/// non-empty, at most [`MAX_TAG_BYTES`] and free of control characters
+/// (tags are written with every spend-log row and shown in reports). The
+/// same rule holds for a request's tags, its header's and a key's.
+pub fn check_tags(tags: &[String], field: &str) -> Result<(), String> {
+    if tags.len() > MAX_REQUEST_TAGS {
         return Err(format!(
-            "`{field}` holds a tag of {} bytes; a tag may be at most {MAX_TAG_BYTES}",
-            long.len()
+            "`{field}` holds {} tags; at most {MAX_REQUEST_TAGS} are allowed",
+            tags.len()
         ));
     }
-    Ok(tags)
+    for tag in tags {
+        if tag.trim().is_empty() {
+            return Err(format!("`{field}` holds an empty tag"));
+        }
+        if tag.len() > MAX_TAG_BYTES {
+            return Err(format!(
+                "`{field}` holds a tag of {} bytes; a tag may be at most {MAX_TAG_BYTES}",
+                tag.len()
+            ));
+        }
+        if tag.chars().any(char::is_control) {
+            return Err(format!("`{field}` holds a tag with a control character"));
+        }
+    }
+    Ok(())
 }
 
 /// Drops repeated entries, keeping the first of each.

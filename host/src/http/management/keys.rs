@@ -99,6 +99,12 @@ async fn apply(
     b: KeyBody,
     now: SystemTime,
 ) -> Result<(), ApiError> {
+    // Checked before anything is written: a key's tags go on every spend
+    // row its requests make, under the same rule as a request's own.
+    if let Some(tags) = &b.tags {
+        crate::openai::check_tags(tags, "tags")
+            .map_err(|message| ApiError::invalid(message, Some("tags")))?;
+    }
     if let Some(alias) = b.key_alias {
         if let Some(a) = &alias {
             check_id("key_alias", a)?;
