@@ -363,6 +363,22 @@ async fn request_tags_are_spend_tags_and_never_forwarded(database_url: &str) {
     )
     .await;
     assert_eq!(none, json!([]));
+    // A request that reached a model and failed leaves a row too, tagged.
+    up.set("paid", conclave_e2e::Behavior::status(500, "boom"));
+    let failed = tagged(None, json!({"tags": ["failed-call"], "num_retries": 0}))
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 502);
+    let logged = eventually(Duration::from_secs(10), || async {
+        let (_, logs) = get(&proxy, "/spend/logs").await;
+        logs.as_array().unwrap().iter().any(|row| {
+            row["request_tags"] == json!(["key-tag", "failed-call"])
+                && row["status"] == "failure"
+                && row["model_group"] == "paid"
+        })
+    })
+    .await;
+    assert!(logged, "{:?}", get(&proxy, "/spend/logs").await);
     let refused = tagged(None, json!({"tags": "app"})).await.unwrap();
     assert_eq!(refused.status(), 400);
     let error: Value = refused.json().await.unwrap();

@@ -182,7 +182,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
     // Boxed: the router's future (retries, the upstream client's request)
     // is about 10 KB, and inline it would be copied with every future that
     // holds it, several times per request.
-    let routed = Box::pin(run.gateway.router.route(RouteRequest {
+    let routed = Box::pin(run.gateway.router.route_counted(RouteRequest {
         endpoint,
         model: &req.model,
         stream: req.stream,
@@ -192,7 +192,20 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         limits: req.limits,
         ctx,
     }))
-    .await?;
+    .await;
+    let routed = match routed {
+        Ok(routed) => routed,
+        Err(failed) => {
+            // It reached a model: its spend-log row says how it failed.
+            if failed.attempts > 0 {
+                outcome.update(|o| {
+                    o.attempts = failed.attempts;
+                    o.model_group = failed.group;
+                });
+            }
+            return Err(failed.error.into());
+        }
+    };
     let meta = &routed.meta;
     outcome.update(|o| {
         o.model_group = Some(meta.group.clone());

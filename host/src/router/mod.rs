@@ -70,6 +70,16 @@ pub struct Routed {
     pub reported: Option<Reported>,
 }
 
+/// A route that failed, and what it tried first.
+#[derive(Debug)]
+pub struct FailedRoute {
+    pub error: RouteError,
+    /// Upstream calls made, counting retries and fallbacks.
+    pub attempts: u32,
+    /// The last group tried, when any was.
+    pub group: Option<String>,
+}
+
 /// Where a request went, for response headers and traces.
 #[derive(Debug, Clone)]
 pub struct RouteMeta {
@@ -208,7 +218,19 @@ impl Router {
 
     /// Routes one request: its group, then fallbacks, each with retries.
     pub async fn route(&self, req: RouteRequest<'_>) -> Result<Routed, RouteError> {
-        let (primary, capture) = self.resolve(req.model, req.ctx)?;
+        self.route_counted(req).await.map_err(|failed| failed.error)
+    }
+
+    /// [`Router::route`], telling on failure how many upstream calls were
+    /// made, so a failed request that reached a model is recorded as one.
+    pub async fn route_counted(&self, req: RouteRequest<'_>) -> Result<Routed, FailedRoute> {
+        let (primary, capture) = self
+            .resolve(req.model, req.ctx)
+            .map_err(|error| FailedRoute {
+                error,
+                attempts: 0,
+                group: None,
+            })?;
         let mut attempts = 0u32;
         // Groups are told apart by what they resolve to (group and wildcard
         // capture), not by the name a list used: an alias of a group already
@@ -267,12 +289,22 @@ impl Router {
                             tracing::warn!(request_id = %req.ctx.request.id, group = %group.name, fallback = %next.name, error = %error, "falling back");
                         }
                     }
-                    last_error = Some(error);
+                    last_error = Some((error, group.name.clone()));
                 }
             }
         }
-        Err(last_error
-            .unwrap_or_else(|| RouteError::Unavailable(format!("no route for {:?}", req.model))))
+        let (error, group) = match last_error {
+            Some((error, group)) => (error, Some(group)),
+            None => (
+                RouteError::Unavailable(format!("no route for {:?}", req.model)),
+                None,
+            ),
+        };
+        Err(FailedRoute {
+            error,
+            attempts,
+            group,
+        })
     }
 
     /// The group serving `model` (alias, exact name, then longest wildcard),
