@@ -38,8 +38,8 @@ pub struct ProxyRequest {
     /// LiteLLM's per-request cache controls, raw: the top-level `cache`
     /// object, else `metadata.cache`; never forwarded.
     pub cache: Option<Box<RawValue>>,
-    /// LiteLLM's request tags (`tags`, `metadata.tags`), for spend logs;
-    /// never forwarded.
+    /// LiteLLM's request tags (`tags`, `metadata.tags`,
+    /// `litellm_metadata.tags`), for spend logs; never forwarded.
     pub tags: Vec<String>,
     /// The request's own `timeout` and `num_retries`; never forwarded.
     pub limits: CallLimits,
@@ -269,7 +269,7 @@ fn read_metadata(metadata: Option<&RawValue>, field: &str) -> Result<MetadataCon
 }
 
 /// A list of tags as LiteLLM takes them: an array of strings (`null` or
-/// absent is none), each passing [`check_tag`]. `field` names it in the
+/// absent is none), each passing [`check_tags`]. `field` names it in the
 /// error.
 fn tag_list(raw: Option<&RawValue>, field: &str) -> Result<Vec<String>, String> {
     let Some(raw) = raw else {

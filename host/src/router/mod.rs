@@ -70,7 +70,7 @@ pub struct Routed {
     pub reported: Option<Reported>,
 }
 
-/// A route that failed, and what it tried first.
+/// A route that failed, with how far it got.
 #[derive(Debug)]
 pub struct FailedRoute {
     pub error: RouteError,
