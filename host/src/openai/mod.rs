@@ -310,6 +310,17 @@ pub fn check_tags(tags: &[String], field: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `first`'s tags, then those of `then` that are new (`first` as it is
+/// when `then` adds none).
+pub fn merged_tags(first: &[String], then: &[String]) -> Vec<String> {
+    if then.is_empty() {
+        return first.to_vec();
+    }
+    let mut tags = [first, then].concat();
+    dedup_in_order(&mut tags);
+    tags
+}
+
 /// Drops repeated entries, keeping the first of each.
 pub fn dedup_in_order(items: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::with_capacity(items.len());

@@ -164,9 +164,7 @@ impl CallContext {
 
     /// This context with the request body's `tags` added to the header's.
     pub fn with_tags(&self, body_tags: &[String]) -> Self {
-        let mut tags: Vec<String> = self.tags.as_deref().unwrap_or_default().to_vec();
-        tags.extend_from_slice(body_tags);
-        crate::openai::dedup_in_order(&mut tags);
+        let tags = crate::openai::merged_tags(self.tags.as_deref().unwrap_or_default(), body_tags);
         Self {
             tags: Some(tags.into()),
             ..self.clone()

@@ -68,17 +68,10 @@ pub fn row(o: &Outcome) -> Option<SpendRow> {
         cache_hit,
         started_at: o.started_at,
         latency_ms: u64::try_from(o.latency.as_millis()).unwrap_or(u64::MAX),
-        tags: row_tags(principal.map(|p| p.key.tags.as_slice()), o.tags.as_deref()),
+        // The key's tags, then the request's, each once.
+        tags: crate::openai::merged_tags(
+            principal.map_or(&[][..], |p| p.key.tags.as_slice()),
+            o.tags.as_deref().unwrap_or_default(),
+        ),
     })
-}
-
-/// The key's tags, then the request's, each once.
-fn row_tags(key: Option<&[String]>, request: Option<&[String]>) -> Vec<String> {
-    let (key, request) = (key.unwrap_or_default(), request.unwrap_or_default());
-    if request.is_empty() {
-        return key.to_vec();
-    }
-    let mut tags = [key, request].concat();
-    crate::openai::dedup_in_order(&mut tags);
-    tags
 }
