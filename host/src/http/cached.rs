@@ -121,7 +121,7 @@ pub(super) async fn lookup(
         outcome.finish(200, None);
         Answer::Json(body)
     };
-    let group = keyed_group(gateway, req);
+    let group = keyed_model(gateway, req, None);
     let reports = entry.reports();
     outcome.update(|o| {
         o.cache = CacheStatus::Hit;
@@ -140,15 +140,6 @@ pub(super) async fn lookup(
 /// The stored body, kept in the outcome so sinks read its usage.
 fn entry_body(body: &Bytes) -> Vec<Bytes> {
     vec![body.clone()]
-}
-
-fn keyed_group(gateway: &Gateway, req: &ProxyRequest) -> String {
-    gateway
-        .router
-        .aliases()
-        .get(&req.model)
-        .unwrap_or(&req.model)
-        .clone()
 }
 
 /// Stores a JSON answer; sets the outcome's status and the headers.
