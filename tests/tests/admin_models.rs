@@ -167,6 +167,68 @@ async fn a_runtime_model_is_registered_replaced_and_deleted() {
     assert!(!proxy.logs().contains(SECRET), "the key reached the logs");
 }
 
+/// LiteLLM's `/model/new` and `/model/delete`, as a LiteLLM script sends
+/// them, register and delete the same runtime model as `/admin/models`.
+#[tokio::test]
+async fn litellms_model_new_and_model_delete_manage_runtime_models() {
+    let up = FakeUpstream::start().await;
+    up.set("rt1", Behavior::ok("from rt1"));
+    let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;
+    let post = |path: &'static str, body: Value| {
+        let proxy = &proxy;
+        async move {
+            proxy
+                .call(reqwest::Method::POST, path, Some(body), Some(MASTER))
+                .await
+        }
+    };
+    let (status, made) = post(
+        "/model/new",
+        json!({"model_name": "rt", "model_info": {},
+               "litellm_params": {"model": "openai/gpt-rt", "api_base": up.api_base("rt1"),
+                                  "api_key": SECRET, "timeout": 30}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["model_id"], "runtime:rt", "{made}");
+    assert_eq!(made["litellm_params"]["model"], "openai/gpt-rt", "{made}");
+    assert_eq!(made["litellm_params"]["timeout"], 30.0, "{made}");
+    assert!(!made.to_string().contains(SECRET), "{made}");
+    let (status, body) = post("/v1/chat/completions", chat_body("rt", "x")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "from rt1");
+
+    let (status, refused) = post(
+        "/model/new",
+        json!({"model_name": "rt2", "litellm_params": {"model": "openai/x", "rpm": 10}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["param"], "litellm_params.rpm", "{refused}");
+
+    let (status, deleted) = post("/model/delete", json!({"id": made["model_id"]})).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert!(
+        deleted["message"].as_str().unwrap().contains("runtime:rt"),
+        "{deleted}"
+    );
+    let (status, _) = post("/v1/chat/completions", chat_body("rt", "x")).await;
+    assert_eq!(status, 404, "the model is gone");
+    let (status, _) = post("/model/delete", json!({"id": "runtime:rt"})).await;
+    assert_eq!(status, 404);
+    let (status, refused) = post("/model/delete", json!({})).await;
+    assert_eq!((status, &refused["error"]["param"]), (400, &json!("id")));
+    let (status, _) = proxy
+        .call(
+            reqwest::Method::POST,
+            "/model/new",
+            Some(json!({"model_name": "m", "litellm_params": {"model": "openai/x"}})),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401, "the master key is needed");
+}
+
 #[tokio::test]
 async fn a_registration_can_replace_a_config_model_and_set_its_fallbacks() {
     let up = FakeUpstream::start().await;

@@ -5,7 +5,9 @@
 mod keys_mgmt_support;
 
 use conclave_e2e::{FakeUpstream, Proxy, error_object};
-use keys_mgmt_support::{MASTER, config, core_suite, generate, get, key_of, post, sha256, start};
+use keys_mgmt_support::{
+    MASTER, chat_as, config, core_suite, generate, get, key_of, post, sha256, start,
+};
 use reqwest::Method;
 use serde_json::json;
 
@@ -503,6 +505,86 @@ async fn teams_hold_members_and_keys_and_take_them_along_when_deleted() {
     );
     let (status, _) = proxy.call(Method::GET, "/key/info", None, Some(&key)).await;
     assert_eq!(status, 401, "a deleted team's keys go with it");
+}
+
+#[tokio::test]
+async fn team_models_and_member_roles_change_through_litellms_routes() {
+    let (_up, proxy) = gateway().await;
+    let (_, team) = post(
+        &proxy,
+        "/team/new",
+        json!({"models": ["echo"], "members_with_roles": [{"user_id": "ada", "role": "user"}]}),
+    )
+    .await;
+    let team_id = team["team_id"].as_str().unwrap().to_owned();
+    let key = key_of(&generate(&proxy, json!({"team_id": team_id})).await);
+    assert_eq!(chat_as(&proxy, &key, "other").await.0, 403);
+
+    let (status, added) = post(
+        &proxy,
+        "/team/model/add",
+        json!({"team_id": team_id, "models": ["other", "echo"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["models"], json!(["echo", "other"]), "{added}");
+    assert_eq!(
+        chat_as(&proxy, &key, "other").await.0,
+        200,
+        "the team may use it now"
+    );
+
+    let (status, removed) = post(
+        &proxy,
+        "/team/model/delete",
+        json!({"team_id": team_id, "models": ["other"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["models"], json!(["echo"]), "{removed}");
+    assert_eq!(chat_as(&proxy, &key, "other").await.0, 403, "and no longer");
+    let (status, _) = post(
+        &proxy,
+        "/team/model/add",
+        json!({"team_id": "no-such-team", "models": ["other"]}),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, member) = post(
+        &proxy,
+        "/team/member_update",
+        json!({"team_id": team_id, "user_id": "ada", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(
+        (&member["user_id"], &member["role"]),
+        (&json!("ada"), &json!("admin"))
+    );
+    let (_, info) = get(&proxy, &format!("/team/info?team_id={team_id}")).await;
+    assert_eq!(
+        info["team_info"]["members_with_roles"][0]["role"], "admin",
+        "{info}"
+    );
+    for (body, param) in [
+        (
+            json!({"team_id": team_id, "user_id": "ada", "max_budget_in_team": 5}),
+            "max_budget_in_team",
+        ),
+        (
+            json!({"team_id": team_id, "user_id": "ada", "role": "owner"}),
+            "role",
+        ),
+        (
+            json!({"team_id": team_id, "user_id": "nobody", "role": "user"}),
+            "user_id",
+        ),
+    ] {
+        let (status, refused) = post(&proxy, "/team/member_update", body).await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["error"]["param"], param, "{refused}");
+    }
 }
 
 #[tokio::test]

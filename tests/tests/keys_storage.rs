@@ -49,6 +49,7 @@ fn row(request_id: &str, token_hash: &str, age: Duration, spend: f64) -> SpendRo
         started_at: SystemTime::now() - age,
         latency_ms: 3,
         tags: Vec::new(),
+        end_user: None,
     }
 }
 
@@ -305,14 +306,21 @@ async fn request_tags_are_spend_tags_and_never_forwarded(database_url: &str) {
         )
         .await
         .unwrap(),
-        tagged(None, json!({"metadata": {"tags": ["app"]}}))
-            .await
-            .unwrap(),
+        tagged(
+            None,
+            json!({"metadata": {"tags": ["app"]}, "user": "customer-7"}),
+        )
+        .await
+        .unwrap(),
     ];
     for answer in answers {
         assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
     }
     let forwarded = up.last_body("paid").unwrap();
+    assert_eq!(
+        forwarded["user"], "customer-7",
+        "`user` is OpenAI's own field"
+    );
     for field in ["metadata", "tags"] {
         assert!(
             forwarded.get(field).is_none(),
@@ -357,6 +365,41 @@ async fn request_tags_are_spend_tags_and_never_forwarded(database_url: &str) {
         first["request_tags"],
         json!(["key-tag", "job:7", "app", "env:prod"])
     );
+    assert_eq!(first["end_user"], "", "{first}");
+    let customer = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["request_tags"] == json!(["key-tag", "app"]))
+        .unwrap_or_else(|| panic!("no row of the second request: {logs}"));
+    assert_eq!(customer["end_user"], "customer-7", "{customer}");
+    let (status, global) = get(
+        &proxy,
+        "/global/spend/tags?start_date=2000-01-01&end_date=2100-01-01&tags=app,job:7",
+    )
+    .await;
+    assert_eq!(status, 200, "{global}");
+    let named: Vec<(&str, u64)> = global["spend_per_tag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap(),
+                t["log_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(named, [("app", 2), ("job:7", 1)], "{global}");
+    let (status, refused) = get(&proxy, "/global/spend/tags?start_date=2000-01-01").await;
+    assert_eq!(status, 400, "LiteLLM requires both dates: {refused}");
+    assert_eq!(refused["error"]["param"], "end_date", "{refused}");
+    let (status, refused) = get(
+        &proxy,
+        "/spend/tags?start_date=2000-01-02&end_date=2000-01-01",
+    )
+    .await;
+    assert_eq!(status, 400, "a window ending before it starts: {refused}");
     let (_, none) = get(
         &proxy,
         "/spend/tags?start_date=2000-01-01&end_date=2000-01-02",
@@ -379,6 +422,10 @@ async fn request_tags_are_spend_tags_and_never_forwarded(database_url: &str) {
     })
     .await;
     assert!(logged, "{:?}", get(&proxy, "/spend/logs").await);
+    let refused = tagged(None, json!({"user": 5})).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "user", "{error}");
     let refused = tagged(None, json!({"tags": "app"})).await.unwrap();
     assert_eq!(refused.status(), 400);
     let error: Value = refused.json().await.unwrap();

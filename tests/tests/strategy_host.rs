@@ -325,6 +325,31 @@ async fn the_deadline_answers_504_naming_the_profile() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+/// A request's own `timeout` (LiteLLM's setting) bounds a composite run as
+/// it bounds a plain call: the run ends at it, well before the profile's
+/// own deadline, and names the profile.
+#[tokio::test]
+async fn a_request_timeout_shortens_a_composite_runs_deadline() {
+    let up = FakeUpstream::start().await;
+    for p in ["p1", "p2", "p3"] {
+        up.set(p, Behavior::ok("slow").delayed(Duration::from_secs(3)));
+    }
+    let proxy = Proxy::start(&config(&up, "")).await;
+    let mut body = chat_body("moa-test", "question");
+    body["timeout"] = json!(0.3);
+    let started = Instant::now();
+    let (status, _, answer) = chat(&proxy, body).await;
+    assert_eq!(status, 504, "{answer}");
+    assert!(message(&answer).contains("moa_test"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let forwarded = up.last_body("p1").unwrap();
+    assert!(forwarded.get("timeout").is_none(), "{forwarded}");
+}
+
 #[tokio::test]
 async fn max_calls_refuses_model_calls_beyond_the_limit() {
     let up = FakeUpstream::start().await;

@@ -121,6 +121,56 @@ impl Registration {
         registration.validate()
     }
 
+    /// Reads a body in LiteLLM's `POST /model/new` shape, `{"model_name",
+    /// "litellm_params": {"model", "api_base", "api_key", "timeout"}}`, as
+    /// the same registration. A `litellm_params` or `model_info` field this
+    /// registration cannot honour is refused by name rather than dropped.
+    pub fn from_litellm(body: &Value) -> Result<Self, FieldError> {
+        let Some(body) = body.as_object() else {
+            return Err(FieldError {
+                param: None,
+                message: "the body must be a JSON object".into(),
+            });
+        };
+        let mut flat = Map::new();
+        for (name, value) in body {
+            match name.as_str() {
+                "model_name" => {
+                    flat.insert(name.clone(), value.clone());
+                }
+                "litellm_params" => flatten_params(value, &mut flat)?,
+                "model_info" => check_model_info(value)?,
+                other => {
+                    return Err(FieldError::at(
+                        other,
+                        format!(
+                            "{other} is not a field of /model/new (model_name, litellm_params, model_info)"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !flat.contains_key("model") {
+            return Err(FieldError::at(
+                "litellm_params.model",
+                "litellm_params.model is required (provider/model, e.g. openai/gpt-4o-mini)",
+            ));
+        }
+        Self::from_json(&Value::Object(flat)).map_err(|mut e| {
+            if let Some(param) = e.param.as_mut()
+                && param != "model_name"
+            {
+                let litellm_name = if param == "request_timeout" {
+                    "timeout"
+                } else {
+                    param.as_str()
+                };
+                *param = format!("litellm_params.{litellm_name}");
+            }
+            e
+        })
+    }
+
     /// Checks what the types cannot say, and fills in the default `model`.
     fn validate(mut self) -> Result<Self, FieldError> {
         if self.model_name.is_empty() {
@@ -231,6 +281,69 @@ impl Registration {
             },
             model_info: Some(info),
         })
+    }
+}
+
+/// The `litellm_params` a runtime registration honours, under their
+/// registration names (`timeout` is LiteLLM's name for the request timeout).
+const LITELLM_PARAMS: &[(&str, &str)] = &[
+    ("model", "model"),
+    ("api_base", "api_base"),
+    ("api_key", "api_key"),
+    ("timeout", "request_timeout"),
+    ("request_timeout", "request_timeout"),
+    ("supports_reasoning", "supports_reasoning"),
+];
+
+/// Copies `litellm_params` into `flat` under registration names.
+fn flatten_params(params: &Value, flat: &mut Map<String, Value>) -> Result<(), FieldError> {
+    let Some(params) = params.as_object() else {
+        return Err(FieldError::at(
+            "litellm_params",
+            "litellm_params must be a JSON object",
+        ));
+    };
+    for (name, value) in params {
+        let Some((_, own)) = LITELLM_PARAMS.iter().find(|(l, _)| l == name) else {
+            let param = format!("litellm_params.{name}");
+            let supported: Vec<&str> = LITELLM_PARAMS.iter().map(|(l, _)| *l).collect();
+            return Err(FieldError::at(
+                &param,
+                format!(
+                    "{param} is not supported by a runtime registration (supported: {})",
+                    supported.join(", ")
+                ),
+            ));
+        };
+        if flat.insert((*own).to_owned(), value.clone()).is_some() {
+            return Err(FieldError::at(
+                &format!("litellm_params.{name}"),
+                "litellm_params gives timeout and request_timeout; give one",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `model_info` describes a deployment in LiteLLM; none of its fields has
+/// a meaning here, so only an empty one is taken.
+fn check_model_info(info: &Value) -> Result<(), FieldError> {
+    match info {
+        Value::Null => Ok(()),
+        Value::Object(fields) => match fields.keys().next() {
+            None => Ok(()),
+            Some(name) => Err(FieldError::at(
+                &format!("model_info.{name}"),
+                format!(
+                    "model_info.{name} is not supported by a runtime registration \
+                     (its id is runtime:<model_name>; prices come from the price table)"
+                ),
+            )),
+        },
+        _ => Err(FieldError::at(
+            "model_info",
+            "model_info must be a JSON object",
+        )),
     }
 }
 
@@ -348,6 +461,48 @@ mod tests {
         );
         let r = reg(json!({"model_name": " m ", "model": null, "api_key": null})).unwrap();
         assert_eq!((r.model_name.as_str(), r.api_key), ("m", None));
+    }
+
+    #[test]
+    fn litellm_model_new_bodies_read_as_registrations() {
+        let r = Registration::from_litellm(&json!({
+            "model_name": "m",
+            "litellm_params": {"model": "openai/gpt-x", "api_base": "http://127.0.0.1:9/v1", "timeout": 5},
+            "model_info": {}
+        }))
+        .unwrap();
+        assert_eq!(r.model, "openai/gpt-x");
+        assert_eq!(r.api_base.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(r.request_timeout, Some(5.0));
+    }
+
+    #[test]
+    fn litellm_fields_that_cannot_be_honoured_are_named() {
+        let param = |body: Value| Registration::from_litellm(&body).unwrap_err().param;
+        assert_eq!(
+            param(json!({"model_name": "m", "litellm_params": {"model": "openai/x", "rpm": 5}})),
+            Some("litellm_params.rpm".into())
+        );
+        assert_eq!(
+            param(
+                json!({"model_name": "m", "litellm_params": {"model": "openai/x"}, "model_info": {"id": "a"}})
+            ),
+            Some("model_info.id".into())
+        );
+        assert_eq!(
+            param(json!({"model_name": "m", "litellm_params": {}})),
+            Some("litellm_params.model".into())
+        );
+        assert_eq!(
+            param(
+                json!({"model_name": "m", "litellm_params": {"model": "openai/x", "timeout": -1}})
+            ),
+            Some("litellm_params.timeout".into())
+        );
+        assert_eq!(
+            param(json!({"litellm_params": {"model": "openai/x"}})),
+            Some("model_name".into())
+        );
     }
 
     #[test]

@@ -150,17 +150,7 @@ pub async fn register_model(
     request: Request,
 ) -> Result<Response, ApiError> {
     let control = control(&state)?;
-    let timeout = state.gateway().body_timeout;
-    let bytes = super::routes::read_body(request, ADMIN_BODY_LIMIT, timeout).await?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid(
-            format!(
-                "the body is not valid JSON: {}",
-                crate::openai::describe_json_error(&e)
-            ),
-            None,
-        )
-    })?;
+    let body = read_json(&state, request).await?;
     let registration = Registration::from_json(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let replaced = control.register(registration.clone()).await?;
@@ -178,6 +168,107 @@ pub async fn register_model(
     .into_response();
     *response.status_mut() = status;
     Ok(response)
+}
+
+/// An admin request's JSON body.
+async fn read_json(state: &AppState, request: Request) -> Result<Value, ApiError> {
+    let timeout = state.gateway().body_timeout;
+    let bytes = super::routes::read_body(request, ADMIN_BODY_LIMIT, timeout).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid(
+            format!(
+                "the body is not valid JSON: {}",
+                crate::openai::describe_json_error(&e)
+            ),
+            None,
+        )
+    })
+}
+
+#[utoipa::path(
+    post,
+    path = "/model/new",
+    operation_id = "model_new",
+    tag = "admin",
+    summary = "Register a runtime model, in LiteLLM's shape",
+    request_body = super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Registered (or replaced)", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid registration, or a field a runtime registration cannot honour", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /model/new` with LiteLLM's `{"model_name", "litellm_params":
+/// {...}}`: the same registration as `POST /admin/models`, answered with
+/// LiteLLM's `model_id`, `model_name`, `litellm_params` (without the key)
+/// and `model_info`.
+pub async fn model_new(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let control = control(&state)?;
+    let body = read_json(&state, request).await?;
+    let registration = Registration::from_litellm(&body)
+        .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
+    let replaced = control.register(registration.clone()).await?;
+    let mut params = registration.to_json(false);
+    if let Some(p) = params.as_object_mut() {
+        p.remove("model_name");
+        if let Some(timeout) = p.remove("request_timeout") {
+            p.insert("timeout".into(), timeout);
+        }
+    }
+    let model_id = registration.deployment_id();
+    Ok(Json(json!({
+        "model_id": model_id,
+        "model_name": registration.model_name,
+        "litellm_params": params,
+        "model_info": {"id": model_id, "db_model": true},
+        "replaced": replaced,
+    }))
+    .into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/model/delete",
+    operation_id = "model_delete",
+    tag = "admin",
+    summary = "Delete a runtime model, in LiteLLM's shape",
+    request_body = super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Deleted", body = super::openapi::JsonObject),
+        (status = 400, description = "No id given", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such runtime model", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The config file owns this model", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /model/delete` with `{"id"}`: the id `/model/new` answered
+/// (`runtime:<model_name>`) or the model name itself.
+pub async fn model_delete(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let control = control(&state)?;
+    let body = read_json(&state, request).await?;
+    let id = match body.get("id") {
+        Some(Value::String(id)) if !id.trim().is_empty() => id.trim(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "id is required: the model_id /model/new answered",
+                Some("id"),
+            ));
+        }
+        Some(_) => return Err(ApiError::invalid("id must be a string", Some("id"))),
+    };
+    let model_name = id.strip_prefix("runtime:").unwrap_or(id);
+    control.unregister(model_name).await?;
+    Ok(Json(json!({"message": format!("Model: {id} deleted successfully")})).into_response())
 }
 
 #[utoipa::path(

@@ -58,14 +58,16 @@ pub async fn execute(
     req: &ProxyRequest,
 ) -> Result<Executed, ApiError> {
     let gateway = &scope.gateway;
-    // The body's tags join the header's, for this call and its sub-calls.
-    let tagged = (!req.tags.is_empty()).then(|| ctx.with_tags(&req.tags));
-    let ctx = tagged.as_ref().unwrap_or(ctx);
+    // The body's tags join the header's, its end user is named and its
+    // timeout and retries hold, for this call and its sub-calls.
+    let labelled = ctx.with_body_settings(req);
+    let ctx = labelled.as_ref().unwrap_or(ctx);
     outcome.update(|o| {
         o.model.clone_from(&req.model);
         o.stream = req.stream;
-        if tagged.is_some() {
+        if labelled.is_some() {
             o.tags.clone_from(&ctx.tags);
+            o.end_user.clone_from(&ctx.end_user);
         }
     });
     // A key's alias for the model name stands for the model it names.

@@ -179,6 +179,8 @@ pub fn app(state: AppState) -> Router {
             post(admin::register_model).get(admin::list_models),
         )
         .route("/admin/models/{*model_name}", delete(admin::delete_model))
+        .route("/model/new", post(admin::model_new))
+        .route("/model/delete", post(admin::model_delete))
         .route("/cache/ping", get(cache_routes::ping))
         .route("/cache/flushall", post(cache_routes::flush_all))
         .route("/cache/delete", post(cache_routes::delete_many))

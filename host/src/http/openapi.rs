@@ -57,6 +57,8 @@ pub use schemas::*;
         admin::list_models,
         admin::register_model,
         admin::delete_model,
+        admin::model_new,
+        admin::model_delete,
         // These docs.
         docs::index,
         docs::openapi_json,
@@ -82,6 +84,9 @@ pub use schemas::*;
         management::teams::unblock,
         management::teams::member_add,
         management::teams::member_delete,
+        management::teams::member_update,
+        management::teams::model_add,
+        management::teams::model_delete,
         management::teams::info,
         management::teams::list,
         management::spend::logs,
@@ -92,6 +97,7 @@ pub use schemas::*;
         management::spend::global_models,
         management::spend::global_teams,
         management::spend::tags,
+        management::spend::global_tags,
         management::spend::report,
         // The response cache (master key).
         cache_routes::ping,

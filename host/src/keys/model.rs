@@ -255,6 +255,8 @@ pub struct SpendRow {
     pub latency_ms: u64,
     /// The key's tags and the request's own.
     pub tags: Vec<String>,
+    /// The request's `user` (LiteLLM's `end_user`).
+    pub end_user: Option<String>,
 }
 
 #[cfg(test)]
@@ -307,6 +309,7 @@ impl SpendRow {
             started_at: SystemTime::UNIX_EPOCH,
             latency_ms: 0,
             tags: Vec::new(),
+            end_user: None,
         }
     }
 }

@@ -496,6 +496,7 @@ mod tests {
             overhead: None,
             fallback: None,
             tags: None,
+            end_user: None,
             cache: CacheStatus::None,
             body: vec![Bytes::from_static(
                 b"{\n \"choices\": [], \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 4}}",

@@ -6,6 +6,8 @@
 mod fields;
 pub mod response;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -43,6 +45,9 @@ pub struct ProxyRequest {
     pub tags: Vec<String>,
     /// The request's own `timeout` and `num_retries`; never forwarded.
     pub limits: CallLimits,
+    /// The caller's end user (OpenAI's `user`, which stays in `rest` and is
+    /// forwarded), for spend logs as LiteLLM's `end_user`.
+    pub end_user: Option<Arc<str>>,
     /// Everything else, forwarded unchanged.
     pub rest: RawFields,
 }
@@ -216,6 +221,7 @@ impl<'de> Deserialize<'de> for ProxyRequest {
         ] {
             tags.extend(tag_list(raw.as_deref(), field).map_err(D::Error::custom)?);
         }
+        let end_user = end_user(rest.get("user")).map_err(D::Error::custom)?;
         dedup_in_order(&mut tags);
         if tags.len() > MAX_REQUEST_TAGS {
             return Err(D::Error::custom(format!(
@@ -231,8 +237,34 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             cache,
             tags,
             limits,
+            end_user,
             rest,
         })
+    }
+}
+
+/// Longest `user` a request may give, in bytes: it is stored with every
+/// spend-log row.
+pub const MAX_END_USER_BYTES: usize = 256;
+
+/// The request's `user`: a string of at most [`MAX_END_USER_BYTES`]
+/// without control characters (`null` or absent is none).
+fn end_user(raw: Option<&RawValue>) -> Result<Option<Arc<str>>, String> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let user: Option<String> =
+        serde_json::from_str(raw.get()).map_err(|_| "`user` must be a string".to_owned())?;
+    match user {
+        Some(u) if u.len() > MAX_END_USER_BYTES => Err(format!(
+            "`user` is {} bytes long; at most {MAX_END_USER_BYTES} are allowed",
+            u.len()
+        )),
+        Some(u) if u.chars().any(char::is_control) => {
+            Err("`user` must not contain control characters".to_owned())
+        }
+        Some(u) if u.is_empty() => Ok(None),
+        u => Ok(u.map(Arc::from)),
     }
 }
 

@@ -123,6 +123,12 @@ pub struct CallContext {
     /// The request's tags (header and body), which its sub-calls' spend
     /// rows carry too; `None` when it has none.
     pub tags: Option<Arc<[String]>>,
+    /// The request body's `user` (LiteLLM's end user), which its sub-calls'
+    /// spend rows carry too.
+    pub end_user: Option<Arc<str>>,
+    /// The request's own `timeout` and `num_retries`, which bound a
+    /// composite's run and its sub-calls too.
+    pub limits: crate::openai::CallLimits,
 }
 
 impl CallContext {
@@ -130,6 +136,8 @@ impl CallContext {
     pub fn client(request: Arc<RequestContext>) -> Self {
         Self {
             tags: request.tags.clone(),
+            end_user: None,
+            limits: crate::openai::CallLimits::default(),
             request,
             profile: None,
             cache: None,
@@ -145,6 +153,8 @@ impl CallContext {
             cache: self.cache.clone(),
             attempts: self.attempts.as_ref().map(|_| Arc::default()),
             tags: self.tags.clone(),
+            end_user: self.end_user.clone(),
+            limits: self.limits,
         }
     }
 
@@ -162,13 +172,29 @@ impl CallContext {
         }
     }
 
-    /// This context with the request body's `tags` added to the header's.
-    pub fn with_tags(&self, body_tags: &[String]) -> Self {
-        let tags = crate::openai::merged_tags(self.tags.as_deref().unwrap_or_default(), body_tags);
-        Self {
-            tags: Some(tags.into()),
-            ..self.clone()
+    /// This context with what the request body says for itself and its
+    /// sub-calls, when it says anything: its `tags` added to the header's,
+    /// its end user, its `timeout` and `num_retries`.
+    pub fn with_body_settings(&self, req: &crate::openai::ProxyRequest) -> Option<Self> {
+        if req.tags.is_empty()
+            && req.end_user.is_none()
+            && req.limits == crate::openai::CallLimits::default()
+        {
+            return None;
         }
+        let tags = if req.tags.is_empty() {
+            self.tags.clone()
+        } else {
+            let merged =
+                crate::openai::merged_tags(self.tags.as_deref().unwrap_or_default(), &req.tags);
+            Some(merged.into())
+        };
+        Some(Self {
+            tags,
+            end_user: req.end_user.clone(),
+            limits: req.limits,
+            ..self.clone()
+        })
     }
 
     /// Whether this call keeps the body it sent, for request logs.

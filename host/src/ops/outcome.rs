@@ -110,6 +110,8 @@ pub struct Outcome {
     pub fallback: Option<String>,
     /// The request's tags (`x-litellm-tags`, `tags`, `metadata.tags`).
     pub tags: Option<Arc<[String]>>,
+    /// The request's `user` (LiteLLM's end user).
+    pub end_user: Option<Arc<str>>,
     pub cache: CacheStatus,
     /// The JSON answer (or a stream's last chunks), kept as cheap references
     /// so sinks read usage off the response path instead of parsing it on it.
@@ -247,6 +249,7 @@ impl PendingOutcome {
                 overhead: None,
                 fallback: None,
                 tags: ctx.tags.clone(),
+                end_user: ctx.end_user.clone(),
                 cache: CacheStatus::None,
                 body: Vec::new(),
                 body_is_json: false,

@@ -74,6 +74,16 @@ pub struct LimitsConfig {
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
 
 impl Limits {
+    /// These limits with the run's deadline shortened to a request's own
+    /// `timeout` (never lengthened: the profile bounds how long a client
+    /// may hold the gateway).
+    pub fn within(self, timeout: Option<Duration>) -> Self {
+        Self {
+            deadline: timeout.map_or(self.deadline, |t| t.min(self.deadline)),
+            ..self
+        }
+    }
+
     /// These limits with `config`'s values applied on top.
     pub fn apply(self, config: &LimitsConfig) -> Result<Self, String> {
         let mut out = self;

@@ -272,7 +272,7 @@ impl StrategyHost {
             RunInput {
                 profile: profile.plan.name.clone(),
                 invocation: prepared.invocation,
-                limits: profile.plan.limits,
+                limits: profile.plan.limits.within(ctx.limits.timeout),
                 include_trace: prepared.include_trace,
                 router: self.router.clone(),
                 sink,

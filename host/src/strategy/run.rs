@@ -493,7 +493,7 @@ async fn complete_via(
             body: &body,
             fallbacks: None,
             disable_fallbacks: false,
-            limits: Default::default(),
+            limits: ctx.limits,
             ctx,
         })
         .await;
@@ -774,7 +774,7 @@ impl RunState {
                 body: &body,
                 fallbacks: None,
                 disable_fallbacks: false,
-                limits: Default::default(),
+                limits: ctx.limits,
                 ctx,
             })
             .await;

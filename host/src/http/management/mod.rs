@@ -55,6 +55,9 @@ pub fn routes() -> Router<AppState> {
         .route("/team/unblock", post(teams::unblock))
         .route("/team/member_add", post(teams::member_add))
         .route("/team/member_delete", post(teams::member_delete))
+        .route("/team/member_update", post(teams::member_update))
+        .route("/team/model/add", post(teams::model_add))
+        .route("/team/model/delete", post(teams::model_delete))
         .route("/team/info", get(teams::info))
         .route("/team/list", get(teams::list))
         .route("/spend/logs", get(spend::logs))
@@ -65,6 +68,7 @@ pub fn routes() -> Router<AppState> {
         .route("/global/spend/keys", get(spend::global_keys))
         .route("/global/spend/models", get(spend::global_models))
         .route("/global/spend/teams", get(spend::global_teams))
+        .route("/global/spend/tags", get(spend::global_tags))
         .route("/global/spend/report", get(spend::report))
 }
 

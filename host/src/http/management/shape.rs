@@ -150,6 +150,7 @@ pub fn spend_row(r: &SpendRow) -> Value {
         "endTime": time(end),
         "latency_ms": r.latency_ms,
         "request_tags": r.tags,
+        "end_user": r.end_user.clone().unwrap_or_default(),
         "metadata": {},
     })
 }

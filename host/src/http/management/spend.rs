@@ -89,6 +89,21 @@ fn date(
     }))
 }
 
+/// The `start_date`..`end_date` window a report covers, each defaulting
+/// to `default`'s; a window that ends before it starts is refused rather
+/// than answered with nothing.
+fn window(
+    q: &HashMap<String, String>,
+    default: (SystemTime, SystemTime),
+) -> Result<(SystemTime, SystemTime), ApiError> {
+    let start = date(q, "start_date", false)?.unwrap_or(default.0);
+    let end = date(q, "end_date", true)?.unwrap_or(default.1);
+    if start >= end {
+        return Err(invalid("start_date", "must be before end_date"));
+    }
+    Ok((start, end))
+}
+
 #[utoipa::path(
     get,
     path = "/spend/logs",
@@ -112,13 +127,19 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
     let limit = limit_of(&q, DEFAULT_LIMIT)?;
+    let (start, end) = (date(&q, "start_date", false)?, date(&q, "end_date", true)?);
+    if let (Some(start), Some(end)) = (start, end)
+        && start >= end
+    {
+        return Err(invalid("start_date", "must be before end_date"));
+    }
     let filter = SpendFilter {
         token_hash: q.get("api_key").map(|k| hash_of(k)),
         user_id: q.get("user_id").cloned(),
         team_id: q.get("team_id").cloned(),
         request_id: q.get("request_id").cloned(),
-        start: date(&q, "start_date", false)?,
-        end: date(&q, "end_date", true)?,
+        start,
+        end,
         limit,
     };
     let rows = keys.store().spend_logs(&filter).await.map_err(key_error)?;
@@ -147,11 +168,7 @@ pub async fn report(
 ) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
     let now = SystemTime::now();
-    let end = date(&q, "end_date", true)?.unwrap_or(now + DAY);
-    let start = date(&q, "start_date", false)?.unwrap_or(now - 30 * DAY);
-    if start >= end {
-        return Err(invalid("start_date", "must be before end_date"));
-    }
+    let (start, end) = window(&q, (now - 30 * DAY, now + DAY))?;
     let rows = keys
         .store()
         .spend_report(SpendBy::Model, &day(start), &day(end))
@@ -332,8 +349,7 @@ pub async fn tags(
     let keys = admin(&state, request.headers()).await?;
     let limit = limit_of(&q, DEFAULT_LIMIT)?;
     let now = SystemTime::now();
-    let start = date(&q, "start_date", false)?.unwrap_or(now - GLOBAL_WINDOW);
-    let end = date(&q, "end_date", true)?.unwrap_or(now + DAY);
+    let (start, end) = window(&q, (now - GLOBAL_WINDOW, now + DAY))?;
     let found = keys
         .store()
         .spend_by_tag(start, end, limit)
@@ -350,6 +366,60 @@ pub async fn tags(
         })
         .collect();
     Ok(Json(out).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/global/spend/tags",
+    operation_id = "global_spend_tags",
+    tag = "spend",
+    summary = "Spend per request tag between two dates",
+    responses(
+        (status = 200, description = "Spend per request tag: done", body = super::super::openapi::JsonObject),
+        (status = 400, description = "start_date or end_date missing or not a date", body = super::super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /global/spend/tags?start_date=&end_date=&tags=`: LiteLLM's tag
+/// report, `{"spend_per_tag": [{"name", "spend", "log_count"}]}`, highest
+/// spend first. Both dates are required, as in LiteLLM; `tags` (comma
+/// separated; absent or `all-tags` for every tag) picks some.
+pub async fn global_tags(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    for name in ["start_date", "end_date"] {
+        if q.get(name).is_none_or(|v| v.trim().is_empty()) {
+            return Err(invalid(name, "is required (YYYY-MM-DD)"));
+        }
+    }
+    let now = SystemTime::now();
+    let (start, end) = window(&q, (now, now))?;
+    let wanted: Vec<&str> = q
+        .get("tags")
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let every = wanted.is_empty() || wanted.contains(&"all-tags");
+    let found = keys
+        .store()
+        .spend_by_tag(start, end, MAX_LIMIT)
+        .await
+        .map_err(key_error)?;
+    let per_tag: Vec<Value> = found
+        .into_iter()
+        .filter(|t| every || wanted.contains(&t.tag.as_str()))
+        .map(|t| json!({"name": t.tag, "spend": t.spend, "log_count": t.logs}))
+        .collect();
+    Ok(Json(json!({"spend_per_tag": per_tag})).into_response())
 }
 
 #[utoipa::path(

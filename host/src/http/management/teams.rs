@@ -495,6 +495,185 @@ pub async fn member_delete(
     Ok(Json(shown(&keys, &existing(&keys, &team_id).await?).await?).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamModelsBody {
+    team_id: Option<String>,
+    models: Option<Vec<String>>,
+}
+
+/// Adds models to a team's list, or takes them off it.
+async fn change_models(state: AppState, request: Request, add: bool) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: TeamModelsBody = read_json(&state, request).await?;
+    let team_id = body
+        .team_id
+        .ok_or_else(|| invalid("team_id", "is required"))?;
+    let models = body
+        .models
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| invalid("models", "name at least one model"))?;
+    if let Some(i) = models.iter().position(|m| m.trim().is_empty()) {
+        return Err(invalid(&format!("models[{i}]"), "must not be empty"));
+    }
+    let mut team = existing(&keys, &team_id).await?;
+    if add {
+        for m in models {
+            if !team.models.contains(&m) {
+                team.models.push(m);
+            }
+        }
+    } else {
+        team.models.retain(|m| !models.contains(m));
+    }
+    team.updated_at = SystemTime::now();
+    keys.store().update_team(&team).await.map_err(key_error)?;
+    keys.invalidate_team(&team_id);
+    Ok(Json(shown(&keys, &team).await?).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/team/model/add",
+    operation_id = "team_model_add",
+    tag = "teams",
+    summary = "Let a team use more models",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "The team as it now is", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse),
+        (status = 404, description = "No such team", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /team/model/add` with `{"team_id", "models": [...]}`: the models
+/// join the team's list (each once). A team whose list was empty (every
+/// model) is limited to these from then on, as in LiteLLM.
+pub async fn model_add(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    change_models(state, request, true).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/team/model/delete",
+    operation_id = "team_model_delete",
+    tag = "teams",
+    summary = "Take models off a team's list",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "The team as it now is", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse),
+        (status = 404, description = "No such team", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /team/model/delete` with `{"team_id", "models": [...]}`. A list
+/// left empty means every model, as an empty list always does.
+pub async fn model_delete(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    change_models(state, request, false).await
+}
+
+#[derive(Deserialize)]
+struct MemberUpdateBody {
+    team_id: Option<String>,
+    user_id: Option<String>,
+    user_email: Option<String>,
+    role: Option<String>,
+    max_budget_in_team: Option<serde_json::Value>,
+    rpm_limit: Option<serde_json::Value>,
+    tpm_limit: Option<serde_json::Value>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/team/member_update",
+    operation_id = "team_member_update",
+    tag = "teams",
+    summary = "Change a team member's role",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "The member as it now is", body = super::super::openapi::JsonObject),
+        (status = 400, description = "No such member, a bad role, or a per-member limit (not supported)", body = super::super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse),
+        (status = 404, description = "No such team", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /team/member_update` with `{"team_id", "user_id" (or
+/// "user_email"), "role"}`. Limits per member within a team
+/// (`max_budget_in_team`, `rpm_limit`, `tpm_limit`) are refused by name:
+/// conclave has none, and a budget that looked set but was not would spend
+/// unchecked.
+pub async fn member_update(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let body: MemberUpdateBody = read_json(&state, request).await?;
+    for (field, value) in [
+        ("max_budget_in_team", &body.max_budget_in_team),
+        ("rpm_limit", &body.rpm_limit),
+        ("tpm_limit", &body.tpm_limit),
+    ] {
+        if value.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{field} is not supported: conclave has no limits per team member; \
+                     set them on the user (/user/update) or on the member's keys"
+                ),
+            ));
+        }
+    }
+    let team_id = body
+        .team_id
+        .ok_or_else(|| invalid("team_id", "is required"))?;
+    let user_email = body.user_email.clone();
+    let user_id = named_user(&keys, body.user_id, body.user_email).await?;
+    existing(&keys, &team_id).await?;
+    let roles = keys
+        .store()
+        .member_roles(&team_id)
+        .await
+        .map_err(key_error)?;
+    let Some((_, current)) = roles.into_iter().find(|(id, _)| *id == user_id) else {
+        return Err(invalid(
+            "user_id",
+            format!("user {user_id:?} is not a member of team {team_id:?}"),
+        ));
+    };
+    let role = body.role.unwrap_or(current);
+    if !matches!(role.as_str(), "admin" | "user") {
+        return Err(invalid(
+            "role",
+            format!("must be admin or user, not {role:?}"),
+        ));
+    }
+    keys.store()
+        .add_member(&team_id, &user_id, &role)
+        .await
+        .map_err(key_error)?;
+    keys.invalidate_user(&user_id);
+    keys.invalidate_team(&team_id);
+    Ok(Json(json!({
+        "team_id": team_id,
+        "user_id": user_id,
+        "user_email": user_email,
+        "role": role,
+        "max_budget_in_team": null,
+    }))
+    .into_response())
+}
+
 #[utoipa::path(
     get,
     path = "/team/info",

@@ -7,7 +7,7 @@
 //! number.
 
 /// `(version, statements)`, in order.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS keys (
@@ -141,3 +141,8 @@ const V4: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS spend_logs_parent ON spend_logs (parent_request_id) \
      WHERE parent_request_id IS NOT NULL",
 ];
+
+/// The request's `user` on each spend-log row (LiteLLM's `end_user`).
+/// `ADD COLUMN` has no `IF NOT EXISTS` in SQLite; the migration's
+/// transaction keeps it from being half-applied.
+const V5: &[&str] = &["ALTER TABLE spend_logs ADD COLUMN end_user TEXT"];

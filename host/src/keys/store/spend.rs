@@ -578,7 +578,7 @@ impl Store {
     async fn insert_logs(&self, tx: &mut Transaction, chunk: &[&SpendRow]) -> Result<(), KeyError> {
         let sql = format!(
             "INSERT INTO spend_logs ({SPEND_COLUMNS}) VALUES {}",
-            placeholders(self.backend(), chunk.len(), 17)
+            placeholders(self.backend(), chunk.len(), 18)
         );
         let mut q = sqlx::query(&sql);
         let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -600,7 +600,8 @@ impl Store {
                 .bind(i64::from(r.cache_hit))
                 .bind(to_ms(r.started_at))
                 .bind(int(r.latency_ms))
-                .bind(json(&r.tags));
+                .bind(json(&r.tags))
+                .bind(r.end_user.as_deref());
         }
         q.execute(self.within(tx)).await.map_err(store_error)?;
         Ok(())

@@ -73,5 +73,6 @@ pub fn row(o: &Outcome) -> Option<SpendRow> {
             principal.map_or(&[][..], |p| p.key.tags.as_slice()),
             o.tags.as_deref().unwrap_or_default(),
         ),
+        end_user: o.end_user.as_deref().map(str::to_owned),
     })
 }
