@@ -216,6 +216,16 @@ async fn litellms_model_new_and_model_delete_manage_runtime_models() {
     assert_eq!(status, 404, "the model is gone");
     let (status, _) = post("/model/delete", json!({"id": "runtime:rt"})).await;
     assert_eq!(status, 404);
+    // A model whose own name looks like an id is deleted by its name, not
+    // mistaken for the model the id would name.
+    for name in ["dup", "runtime:dup"] {
+        let body = json!({"model_name": name, "litellm_params": {"model": "openai/dup", "api_base": up.api_base("rt1")}});
+        assert_eq!(post("/model/new", body).await.0, 200);
+    }
+    let (status, _) = post("/model/delete", json!({"id": "runtime:dup"})).await;
+    assert_eq!(status, 200);
+    let (status, body) = post("/v1/chat/completions", chat_body("dup", "x")).await;
+    assert_eq!(status, 200, "`dup` is still registered: {body}");
     let (status, refused) = post("/model/delete", json!({})).await;
     assert_eq!((status, &refused["error"]["param"]), (400, &json!("id")));
     let (status, _) = proxy

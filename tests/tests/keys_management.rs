@@ -550,6 +550,14 @@ async fn team_models_and_member_roles_change_through_litellms_routes() {
     )
     .await;
     assert_eq!(status, 404);
+    let (status, refused) = post(
+        &proxy,
+        "/team/model/add",
+        json!({"team_id": team_id, "models": ["echo", " other"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["param"], "models[1]", "{refused}");
 
     let (status, member) = post(
         &proxy,

@@ -150,7 +150,7 @@ impl Registration {
                 }
             }
         }
-        if !flat.contains_key("model") {
+        if flat.get("model").is_none_or(Value::is_null) {
             return Err(FieldError::at(
                 "litellm_params.model",
                 "litellm_params.model is required (provider/model, e.g. openai/gpt-4o-mini)",
@@ -187,12 +187,15 @@ impl Registration {
             self.model = format!("openai/{target}");
         }
         check_model(&self.model)?;
-        if let Some(base) = &self.api_base
-            && !(base.starts_with("http://") || base.starts_with("https://"))
+        if let Some(base) = &self.api_base {
+            check_api_base(base)?;
+        }
+        if let Some(key) = &self.api_key
+            && !key.expose().bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(FieldError::at(
-                "api_base",
-                "api_base must be an http:// or https:// URL",
+                "api_key",
+                "api_key must be printable ASCII without spaces (it is sent in a header)",
             ));
         }
         if let Some(why) = self
@@ -232,7 +235,12 @@ impl Registration {
                 out.insert(k.into(), v);
             }
         };
-        put("api_base", json!(self.api_base));
+        // Credentials in the URL stay out of answers, as the key does.
+        let base = match &self.api_base {
+            Some(base) if !with_secret => Some(crate::cluster::settings::redact_url(base)),
+            base => base.clone(),
+        };
+        put("api_base", json!(base));
         if with_secret {
             put("api_key", json!(self.api_key.as_ref().map(Secret::expose)));
         }
@@ -344,6 +352,26 @@ fn check_model_info(info: &Value) -> Result<(), FieldError> {
             "model_info",
             "model_info must be a JSON object",
         )),
+    }
+}
+
+/// `api_base` must be an absolute http(s) URL with a host, as written
+/// (nothing the URL parser would have to repair, such as a space).
+fn check_api_base(base: &str) -> Result<(), FieldError> {
+    let problem = || {
+        FieldError::at(
+            "api_base",
+            "api_base must be an http:// or https:// URL with a host (e.g. https://api.example.com/v1)",
+        )
+    };
+    if !(base.starts_with("http://") || base.starts_with("https://"))
+        || base.bytes().any(|b| !b.is_ascii_graphic())
+    {
+        return Err(problem());
+    }
+    match reqwest::Url::parse(base) {
+        Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        _ => Err(problem()),
     }
 }
 
@@ -503,6 +531,37 @@ mod tests {
             param(json!({"litellm_params": {"model": "openai/x"}})),
             Some("model_name".into())
         );
+        assert_eq!(
+            param(json!({"model_name": "m", "litellm_params": {"model": null}})),
+            Some("litellm_params.model".into())
+        );
+        assert_eq!(
+            param(
+                json!({"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "sk-a\r\nb"}})
+            ),
+            Some("litellm_params.api_key".into())
+        );
+    }
+
+    #[test]
+    fn api_base_must_be_a_url_with_a_host_as_written() {
+        for bad in [
+            "http://",
+            "http://127.0.0.1:9/v1 x",
+            "ftp://h/v1",
+            "https://:80/v1",
+        ] {
+            let e = reg(json!({"model_name": "m", "api_base": bad})).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("api_base"), "{bad}: {e:?}");
+        }
+        assert!(reg(json!({"model_name": "m", "api_base": "http://127.0.0.1:9/v1"})).is_ok());
+    }
+
+    #[test]
+    fn credentials_in_api_base_stay_out_of_answers() {
+        let r = reg(json!({"model_name": "m", "api_base": "https://u:pw@h.example/v1"})).unwrap();
+        assert_eq!(r.to_json(false)["api_base"], "https://h.example/v1");
+        assert_eq!(r.to_json(true)["api_base"], "https://u:pw@h.example/v1");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::AppState;
 use super::auth::check_key;
 use super::error::ApiError;
 use crate::admin::Registration;
-use crate::reload::Control;
+use crate::reload::{AdminError, Control};
 
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
@@ -266,8 +266,12 @@ pub async fn model_delete(
         }
         Some(_) => return Err(ApiError::invalid("id must be a string", Some("id"))),
     };
-    let model_name = id.strip_prefix("runtime:").unwrap_or(id);
-    control.unregister(model_name).await?;
+    // The id `/model/new` answered is `runtime:<model_name>`; a model whose
+    // own name is the id (it may start with `runtime:` too) goes first.
+    match (control.unregister(id).await, id.strip_prefix("runtime:")) {
+        (Err(AdminError::NotFound(_)), Some(model_name)) => control.unregister(model_name).await?,
+        (result, _) => result?,
+    }
     Ok(Json(json!({"message": format!("Model: {id} deleted successfully")})).into_response())
 }
 

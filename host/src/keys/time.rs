@@ -46,7 +46,9 @@ pub fn day_text(days: i64) -> String {
 }
 
 /// Reads a date or time the way LiteLLM's filters accept them: `YYYY-MM-DD`
-/// (midnight UTC) or RFC 3339 (`2026-01-31T12:00:00Z`, also without the zone).
+/// (midnight UTC) or RFC 3339 (`2026-01-31T12:00:00Z`, with a `±HH:MM`
+/// offset, or without a zone for UTC). A date that does not exist
+/// (`2026-02-30`) is refused, not moved to another day.
 pub fn parse(text: &str) -> Option<SystemTime> {
     let t = text.trim();
     if t.len() == 10 {
@@ -54,12 +56,52 @@ pub fn parse(text: &str) -> Option<SystemTime> {
         let y: i64 = parts.next()?.parse().ok()?;
         let m: u32 = parts.next()?.parse().ok()?;
         let d: u32 = parts.next()?.parse().ok()?;
-        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
+        if !(1970..=9999).contains(&y) {
             return None;
         }
-        return Some(from_ms(days_from_civil(y, m, d) * 86_400_000));
+        let days = days_from_civil(y, m, d);
+        return (civil_from_days(days) == (y, m, d)).then(|| from_ms(days * 86_400_000));
     }
-    humantime::parse_rfc3339_weak(t.trim_end_matches('Z').replace(' ', "T").as_str()).ok()
+    let (local, offset) = split_offset(t)?;
+    let local =
+        humantime::parse_rfc3339_weak(local.trim_end_matches('Z').replace(' ', "T").as_str())
+            .ok()?;
+    if offset >= 0 {
+        local.checked_sub(Duration::from_secs(offset.unsigned_abs()))
+    } else {
+        local.checked_add(Duration::from_secs(offset.unsigned_abs()))
+    }
+}
+
+/// A time's text without its `±HH:MM` (or `±HHMM`) offset, and the offset
+/// in seconds east of UTC (zero when there is none).
+fn split_offset(t: &str) -> Option<(&str, i64)> {
+    let Some(sign_at) = t
+        .get(10..)
+        .and_then(|rest| rest.rfind(['+', '-']))
+        .map(|i| i + 10)
+    else {
+        return Some((t, 0));
+    };
+    let (local, zone) = t.split_at(sign_at);
+    let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i64 = digits[..2].parse().ok()?;
+    let minutes: i64 = digits[2..].parse().ok()?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let seconds = hours * 3600 + minutes * 60;
+    Some((
+        local,
+        if zone.starts_with('-') {
+            -seconds
+        } else {
+            seconds
+        },
+    ))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -105,5 +147,23 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-01-31T12:00:00.000Z");
         assert!(parse("yesterday").is_none());
         assert!(parse("2026-13-01").is_none());
+    }
+
+    #[test]
+    fn dates_that_do_not_exist_are_refused() {
+        assert!(parse("2025-02-29").is_none());
+        assert!(parse("2026-02-31").is_none());
+        assert!(parse("2026-04-31").is_none());
+        assert_eq!(day(parse("2024-02-29").unwrap()), "2024-02-29");
+    }
+
+    #[test]
+    fn rfc3339_offsets_are_taken_into_account() {
+        let utc = parse("2026-12-02T05:00:00Z").unwrap();
+        assert_eq!(parse("2026-12-02T00:00:00-05:00"), Some(utc));
+        assert_eq!(parse("2026-12-02T06:30:00+01:30"), Some(utc));
+        assert_eq!(parse("2026-12-02T05:00:00+00:00"), Some(utc));
+        assert!(parse("2026-12-02T05:00:00+5").is_none());
+        assert!(parse("2026-12-02T05:00:00+25:00").is_none());
     }
 }

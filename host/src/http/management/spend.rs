@@ -96,10 +96,17 @@ fn window(
     q: &HashMap<String, String>,
     default: (SystemTime, SystemTime),
 ) -> Result<(SystemTime, SystemTime), ApiError> {
-    let start = date(q, "start_date", false)?.unwrap_or(default.0);
+    let given = date(q, "start_date", false)?;
     let end = date(q, "end_date", true)?.unwrap_or(default.1);
+    let start = given.unwrap_or(default.0);
     if start >= end {
-        return Err(invalid("start_date", "must be before end_date"));
+        return Err(match given {
+            Some(_) => invalid("start_date", "must be before end_date"),
+            None => invalid(
+                "end_date",
+                "must be after start_date, which is 30 days ago when not given",
+            ),
+        });
     }
     Ok((start, end))
 }

@@ -502,6 +502,19 @@ struct TeamModelsBody {
     models: Option<Vec<String>>,
 }
 
+/// Why a model name cannot go on a team's list, if it cannot: it must be
+/// 1 to 256 printable characters with no space around it, since it is
+/// matched exactly against the names requests give.
+fn model_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        Some("must be 1 to 256 printable characters")
+    } else if name.trim() != name {
+        Some("must not start or end with a space")
+    } else {
+        None
+    }
+}
+
 /// Adds models to a team's list, or takes them off it.
 async fn change_models(state: AppState, request: Request, add: bool) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
@@ -513,8 +526,10 @@ async fn change_models(state: AppState, request: Request, add: bool) -> Result<R
         .models
         .filter(|m| !m.is_empty())
         .ok_or_else(|| invalid("models", "name at least one model"))?;
-    if let Some(i) = models.iter().position(|m| m.trim().is_empty()) {
-        return Err(invalid(&format!("models[{i}]"), "must not be empty"));
+    for (i, m) in models.iter().enumerate() {
+        if let Some(problem) = model_name_problem(m) {
+            return Err(invalid(&format!("models[{i}]"), problem));
+        }
     }
     let mut team = existing(&keys, &team_id).await?;
     if add {
@@ -637,7 +652,6 @@ pub async fn member_update(
     let team_id = body
         .team_id
         .ok_or_else(|| invalid("team_id", "is required"))?;
-    let user_email = body.user_email.clone();
     let user_id = named_user(&keys, body.user_id, body.user_email).await?;
     existing(&keys, &team_id).await?;
     let roles = keys
@@ -664,6 +678,12 @@ pub async fn member_update(
         .map_err(key_error)?;
     keys.invalidate_user(&user_id);
     keys.invalidate_team(&team_id);
+    let user_email = keys
+        .store()
+        .user(&user_id)
+        .await
+        .map_err(key_error)?
+        .and_then(|u| u.user_email);
     Ok(Json(json!({
         "team_id": team_id,
         "user_id": user_id,
