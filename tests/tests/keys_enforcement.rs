@@ -291,6 +291,13 @@ async fn a_spent_budget_refuses_the_next_request_naming_limit_and_reset() {
 async fn a_spent_budget_admits_requests_again_once_its_period_has_passed() {
     let up = FakeUpstream::start().await;
     let proxy = gateway(&up).await;
+    // A `2s` period ends on the next even second (periods end on clock
+    // boundaries): start just after one, so both calls fall in one period.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_period = u64::try_from(since_epoch.as_millis() % 2000).unwrap();
+    tokio::time::sleep(Duration::from_millis(2000 - into_period + 50)).await;
     let key = new_key(
         &proxy,
         json!({"max_budget": CALL_COST / 2.0, "budget_duration": "2s"}),

@@ -371,7 +371,11 @@ async fn users_are_created_with_a_key_updated_listed_and_deleted_with_their_keys
     let key = user["key"].as_str().unwrap().to_owned();
     assert_eq!(user["user_id"], "ann");
     assert_eq!(user["max_budget"], 20.0);
-    assert!(user["budget_reset_at"].is_string());
+    let reset_at = user["budget_reset_at"].as_str().unwrap();
+    assert!(
+        reset_at.ends_with("T00:00:00.000Z"),
+        "a daily budget renews at midnight UTC, as in LiteLLM: {reset_at}"
+    );
     let (status, info) = proxy.call(Method::GET, "/key/info", None, Some(&key)).await;
     assert_eq!(
         (status, &info["info"]["user_id"]),

@@ -15,6 +15,7 @@
 mod jobs;
 pub mod model;
 mod registry;
+pub mod reset;
 pub mod responses;
 pub mod scopes;
 mod settings;

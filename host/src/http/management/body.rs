@@ -140,10 +140,10 @@ fn model_budgets(v: Option<&BTreeMap<String, Value>>) -> Result<BTreeMap<String,
     Ok(out)
 }
 
-/// The next reset time when a budget period is (re)set now.
+/// The next reset time when a budget period is (re)set now: the period's
+/// next calendar or clock boundary, as LiteLLM schedules it.
 pub fn reset_after(limits: &Limits, now: SystemTime) -> Option<SystemTime> {
-    let period = budget_period(limits.budget_duration.as_deref()?).ok()?;
-    now.checked_add(period)
+    crate::keys::reset::next_budget_reset(limits.budget_duration.as_deref()?, now)
 }
 
 /// When a key given `duration` now expires: never for none or

@@ -5,7 +5,7 @@
 //! (VALUES ...)` per level, one upsert per aggregate table.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use foldhash::HashMap;
 use sqlx::Row;
@@ -13,8 +13,9 @@ use sqlx::Row;
 use super::rows::{self, SPEND_COLUMNS, json};
 use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
-use crate::keys::model::{Limits, SpendRow, budget_period};
-use crate::keys::time::{day_number, day_text, from_ms, to_ms};
+use crate::keys::model::{Limits, SpendRow};
+use crate::keys::reset::next_budget_reset;
+use crate::keys::time::{day_number, day_text, to_ms};
 
 /// Most rows in one multi-row statement: far below both backends' bind limits.
 const MAX_ROWS: usize = 512;
@@ -453,8 +454,9 @@ impl Store {
     }
 
     /// Resets the spend of every key, user and team whose `budget_reset_at`
-    /// has passed and moves it on by whole periods past `now`. Returns
-    /// whether anything was reset (so cached records can be dropped).
+    /// has passed and moves it on to the period's next boundary after `now`
+    /// ([`next_budget_reset`]). Returns whether anything was reset (so
+    /// cached records can be dropped).
     pub async fn reset_due_budgets(&self, now: SystemTime) -> Result<bool, KeyError> {
         let mut any = false;
         for owner in [SpendOwner::Key, SpendOwner::User, SpendOwner::Team] {
@@ -473,7 +475,10 @@ impl Store {
                 let limits: String = row.try_get("limits").map_err(store_error)?;
                 let at: i64 = row.try_get("budget_reset_at").map_err(store_error)?;
                 let limits: Limits = serde_json::from_str(&limits).unwrap_or_default();
-                let next = next_reset(from_ms(at), limits.budget_duration.as_deref(), now);
+                let next = limits
+                    .budget_duration
+                    .as_deref()
+                    .and_then(|d| next_budget_reset(d, now));
                 any |= self.reset_one(table, id, &id_value, at, next).await?;
             }
         }
@@ -562,16 +567,6 @@ impl SpendOwner {
             Self::Team => ("teams", "team_id"),
         }
     }
-}
-
-/// The first reset time after `now`, whole periods after `at`; `None` when
-/// the period no longer parses (the budget then never resets again).
-pub fn next_reset(at: SystemTime, period: Option<&str>, now: SystemTime) -> Option<SystemTime> {
-    let period = budget_period(period?).ok()?;
-    let behind = now.duration_since(at).unwrap_or(Duration::ZERO);
-    let steps = behind.as_millis() / period.as_millis().max(1) + 1;
-    let steps = u32::try_from(steps).unwrap_or(u32::MAX);
-    at.checked_add(period.checked_mul(steps)?)
 }
 
 impl Store {
@@ -671,16 +666,5 @@ mod tests {
             .map(|r| r.request_id.as_str())
             .collect();
         assert_eq!(ids, ["3", "2", "5", "1", "4"]);
-    }
-
-    #[test]
-    fn next_reset_moves_past_now_by_whole_periods() {
-        let at = from_ms(1_000_000);
-        let now = from_ms(1_000_000 + 95_000);
-        assert_eq!(
-            next_reset(at, Some("30s"), now),
-            Some(from_ms(1_000_000 + 120_000))
-        );
-        assert_eq!(next_reset(at, Some("bogus"), now), None);
     }
 }

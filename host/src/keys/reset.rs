@@ -1,0 +1,126 @@
+//! When a budget period ends, as LiteLLM schedules it: on calendar and
+//! clock boundaries in UTC rather than a fixed length after the budget was
+//! set, so that every key with a daily budget starts its day at midnight
+//! and a monthly budget renews on the 1st.
+//!
+//! - `Nd`: `1d` at the next midnight, `7d` on the next Monday at midnight,
+//!   `30d` on the 1st of next month, any other `N` at midnight `N` days on;
+//! - `Nw`: as `7N` days (`1w` is Monday);
+//! - `Nmo`: the 1st of the month `N` months on;
+//! - `Nh`, `Nm`, `Ns`: the next multiple of the period counted from the
+//!   start of the day (hours), the hour (minutes) or the minute (seconds).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::model::budget_period;
+use super::time::{civil_from_days, days_from_civil};
+
+const DAY: u64 = 86_400;
+
+/// The end of the budget period that `duration` (LiteLLM's
+/// `budget_duration`) makes current at `now`: the first boundary after
+/// `now`. `None` when `duration` is not a period [`budget_period`] accepts.
+pub fn next_budget_reset(duration: &str, now: SystemTime) -> Option<SystemTime> {
+    budget_period(duration).ok()?;
+    let text = duration.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let n: u64 = text[..split].parse().ok()?;
+    let secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    let next = match text[split..].trim() {
+        "s" => next_multiple(secs, 60, n)?,
+        "m" | "min" => next_multiple(secs, 3600, n.checked_mul(60)?)?,
+        "h" => next_multiple(secs, DAY, n.checked_mul(3600)?)?,
+        "d" => days_on(secs, n)?,
+        "w" => days_on(secs, n.checked_mul(7)?)?,
+        "mo" => first_of_month(secs / DAY, n)?.checked_mul(DAY)?,
+        _ => return None,
+    };
+    UNIX_EPOCH.checked_add(Duration::from_secs(next))
+}
+
+/// The first multiple of `step` seconds after `secs`, counted from the
+/// start of the `span` (a minute, an hour or a day) that `secs` is in.
+fn next_multiple(secs: u64, span: u64, step: u64) -> Option<u64> {
+    let start = secs - secs % span;
+    let done = (secs - start) / step;
+    start.checked_add(done.checked_add(1)?.checked_mul(step)?)
+}
+
+/// The midnight that ends a period of `n` days begun today (LiteLLM's
+/// special lengths: a day, a week from Monday, a month from the 1st).
+fn days_on(secs: u64, n: u64) -> Option<u64> {
+    let today = secs / DAY;
+    let day = match n {
+        1 => today + 1,
+        7 => {
+            // 1970-01-01 was a Thursday: Monday is 0 in (days + 3) % 7.
+            let weekday = (today + 3) % 7;
+            today + 7 - weekday
+        }
+        30 => first_of_month(today, 1)?,
+        _ => today.checked_add(n)?,
+    };
+    day.checked_mul(DAY)
+}
+
+/// The day number of the 1st of the month `months` after the one `today`
+/// is in.
+fn first_of_month(today: u64, months: u64) -> Option<u64> {
+    let (year, month, _) = civil_from_days(i64::try_from(today).ok()?);
+    let index = i64::from(month) - 1 + i64::try_from(months).ok()?;
+    let year = year.checked_add(index.div_euclid(12))?;
+    let month = u32::try_from(index.rem_euclid(12) + 1).ok()?;
+    u64::try_from(days_from_civil(year, month, 1)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::time::{parse, rfc3339};
+
+    fn next(duration: &str, now: &str) -> String {
+        rfc3339(next_budget_reset(duration, parse(now).unwrap()).unwrap())
+    }
+
+    #[test]
+    fn days_weeks_and_months_end_on_calendar_boundaries() {
+        // 2026-12-02 is a Wednesday.
+        let now = "2026-12-02T15:20:00Z";
+        assert_eq!(next("1d", now), "2026-12-03T00:00:00.000Z");
+        assert_eq!(next("7d", now), "2026-12-07T00:00:00.000Z");
+        assert_eq!(next("1w", now), "2026-12-07T00:00:00.000Z");
+        assert_eq!(next("30d", now), "2027-01-01T00:00:00.000Z");
+        assert_eq!(next("1mo", now), "2027-01-01T00:00:00.000Z");
+        assert_eq!(next("3mo", now), "2027-03-01T00:00:00.000Z");
+        assert_eq!(next("2d", now), "2026-12-04T00:00:00.000Z");
+        assert_eq!(next("2w", now), "2026-12-16T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_week_begun_on_monday_ends_the_next_monday() {
+        assert_eq!(
+            next("7d", "2026-12-07T00:00:00Z"),
+            "2026-12-14T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn hours_minutes_and_seconds_end_on_clock_multiples() {
+        let now = "2026-12-02T22:50:10Z";
+        assert_eq!(next("1h", now), "2026-12-02T23:00:00.000Z");
+        assert_eq!(next("5h", now), "2026-12-03T01:00:00.000Z");
+        assert_eq!(next("15m", now), "2026-12-02T23:00:00.000Z");
+        assert_eq!(next("45m", now), "2026-12-02T23:30:00.000Z");
+        assert_eq!(next("30s", now), "2026-12-02T22:50:30.000Z");
+        assert_eq!(
+            next("2s", "2026-12-02T22:50:10.500Z"),
+            "2026-12-02T22:50:12.000Z"
+        );
+    }
+
+    #[test]
+    fn a_period_that_does_not_parse_has_no_end() {
+        assert_eq!(next_budget_reset("bogus", SystemTime::now()), None);
+        assert_eq!(next_budget_reset("0d", SystemTime::now()), None);
+    }
+}
