@@ -214,8 +214,8 @@ async fn litellms_model_new_and_model_delete_manage_runtime_models() {
     );
     let (status, _) = post("/v1/chat/completions", chat_body("rt", "x")).await;
     assert_eq!(status, 404, "the model is gone");
-    let (status, _) = post("/model/delete", json!({"id": "runtime:rt"})).await;
-    assert_eq!(status, 404);
+    let (status, missing) = post("/model/delete", json!({"id": "runtime:rt"})).await;
+    assert_eq!((status, &missing["error"]["param"]), (404, &json!("id")));
     // A model whose own name looks like an id is deleted by its name, not
     // mistaken for the model the id would name.
     for name in ["dup", "runtime:dup"] {

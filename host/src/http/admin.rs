@@ -17,6 +17,10 @@ use crate::reload::{AdminError, Control};
 
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
+/// Longest id `/model/delete` takes: `runtime:` and a model name of at
+/// most 256 bytes, with room to spare; a longer one names nothing and would
+/// only be repeated in the error.
+const MAX_MODEL_ID_BYTES: usize = 512;
 
 /// Why the admin API refuses a request before looking at it, if it does:
 /// with a master key, the key must be presented; without one, the API is
@@ -266,12 +270,29 @@ pub async fn model_delete(
         }
         Some(_) => return Err(ApiError::invalid("id must be a string", Some("id"))),
     };
+    if id.len() > MAX_MODEL_ID_BYTES {
+        return Err(ApiError::invalid(
+            format!(
+                "id is {} bytes long; a model id is at most {MAX_MODEL_ID_BYTES}",
+                id.len()
+            ),
+            Some("id"),
+        ));
+    }
     // The id `/model/new` answered is `runtime:<model_name>`; a model whose
     // own name is the id (it may start with `runtime:` too) goes first.
-    match (control.unregister(id).await, id.strip_prefix("runtime:")) {
-        (Err(AdminError::NotFound(_)), Some(model_name)) => control.unregister(model_name).await?,
-        (result, _) => result?,
-    }
+    let deleted = match (control.unregister(id).await, id.strip_prefix("runtime:")) {
+        (Err(AdminError::NotFound(_)), Some(model_name)) => control.unregister(model_name).await,
+        (result, _) => result,
+    };
+    // The body named the model by `id`, so its errors do too.
+    deleted.map_err(|e| {
+        let mut e = ApiError::from(e);
+        if e.body.error.param.is_some() {
+            e.body.error.param = Some("id".into());
+        }
+        e
+    })?;
     Ok(Json(json!({"message": format!("Model: {id} deleted successfully")})).into_response())
 }
 

@@ -117,7 +117,19 @@ fn check_fields(body: &Value) -> Result<(), TranslateError> {
             ("stop_sequences", Kind::TextList),
             ("metadata", Kind::Object),
         ],
-    )
+    )?;
+    // `metadata.user_id` becomes the chat request's `user`: its errors must
+    // name the field the client wrote.
+    if body["metadata"]
+        .get("user_id")
+        .is_some_and(|u| !u.is_null() && !u.is_string())
+    {
+        return Err(TranslateError::new(
+            "metadata.user_id must be a string",
+            "metadata.user_id",
+        ));
+    }
+    Ok(())
 }
 
 /// `system` as one string: a string, or the text of its text blocks, joined
@@ -648,5 +660,21 @@ impl MessagesStream {
             "content_block_delta",
             json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_id_that_is_not_a_string_is_named_as_the_client_wrote_it() {
+        let body = json!({"model": "m", "max_tokens": 5, "metadata": {"user_id": 7},
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let e = request_to_chat(&body, false).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("metadata.user_id"));
+        let body = json!({"model": "m", "max_tokens": 5, "metadata": {"user_id": "u-1"},
+                          "messages": [{"role": "user", "content": "hi"}]});
+        assert_eq!(request_to_chat(&body, false).unwrap()["user"], "u-1");
     }
 }
