@@ -84,8 +84,15 @@ fn required_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     text(d).map(Option::unwrap_or_default)
 }
 
+/// A key: as [`text`], but a value of the wrong type is refused without
+/// being repeated (serde's message would quote it, and it may be a key).
 fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    text(d).map(|s| s.map(Secret::new))
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) if s.trim().is_empty() => Err(D::Error::custom("must not be empty")),
+        Value::String(s) => Ok(Some(Secret::new(s.trim()))),
+        _ => Err(D::Error::custom("must be a string")),
+    }
 }
 
 /// One model name or a list of them.
@@ -534,6 +541,15 @@ mod tests {
         assert_eq!(
             param(json!({"model_name": "m", "litellm_params": {"model": null}})),
             Some("litellm_params.model".into())
+        );
+        let e = Registration::from_litellm(
+            &json!({"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": 12345678}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("litellm_params.api_key"));
+        assert!(
+            !e.message.contains("12345678"),
+            "the key is not repeated: {e:?}"
         );
         assert_eq!(
             param(
