@@ -167,15 +167,24 @@ impl Registration {
             if let Some(param) = e.param.as_mut()
                 && param != "model_name"
             {
-                let litellm_name = if param == "request_timeout" {
-                    "timeout"
-                } else {
-                    param.as_str()
-                };
-                *param = format!("litellm_params.{litellm_name}");
+                *param = format!("litellm_params.{}", litellm_name(param));
             }
             e
         })
+    }
+
+    /// The registration's `litellm_params` under LiteLLM's names, as
+    /// `/model/new` answers them (without the key).
+    pub fn litellm_params(&self) -> Value {
+        let mut params = Map::new();
+        if let Value::Object(own) = self.to_json(false) {
+            for (name, value) in own {
+                if name != "model_name" {
+                    params.insert(litellm_name(&name).to_owned(), value);
+                }
+            }
+        }
+        Value::Object(params)
     }
 
     /// Checks what the types cannot say, and fills in the default `model`.
@@ -309,6 +318,14 @@ const LITELLM_PARAMS: &[(&str, &str)] = &[
     ("request_timeout", "request_timeout"),
     ("supports_reasoning", "supports_reasoning"),
 ];
+
+/// LiteLLM's name for a registration field (the first the table gives).
+fn litellm_name(own: &str) -> &str {
+    LITELLM_PARAMS
+        .iter()
+        .find(|(_, o)| *o == own)
+        .map_or(own, |(litellm, _)| litellm)
+}
 
 /// Copies `litellm_params` into `flat` under registration names.
 fn flatten_params(params: &Value, flat: &mut Map<String, Value>) -> Result<(), FieldError> {
@@ -509,6 +526,10 @@ mod tests {
         assert_eq!(r.model, "openai/gpt-x");
         assert_eq!(r.api_base.as_deref(), Some("http://127.0.0.1:9/v1"));
         assert_eq!(r.request_timeout, Some(5.0));
+        assert_eq!(
+            r.litellm_params(),
+            json!({"model": "openai/gpt-x", "api_base": "http://127.0.0.1:9/v1", "timeout": 5.0})
+        );
     }
 
     #[test]

@@ -217,18 +217,11 @@ pub async fn model_new(
     let registration = Registration::from_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let replaced = control.register(registration.clone()).await?;
-    let mut params = registration.to_json(false);
-    if let Some(p) = params.as_object_mut() {
-        p.remove("model_name");
-        if let Some(timeout) = p.remove("request_timeout") {
-            p.insert("timeout".into(), timeout);
-        }
-    }
     let model_id = registration.deployment_id();
     Ok(Json(json!({
         "model_id": model_id,
         "model_name": registration.model_name,
-        "litellm_params": params,
+        "litellm_params": registration.litellm_params(),
         "model_info": {"id": model_id, "db_model": true},
         "replaced": replaced,
     }))

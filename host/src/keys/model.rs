@@ -70,18 +70,25 @@ const MAX_PERIOD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// `maximum_spend_logs_retention_period` are written. Zero and anything past
 /// ten years are refused.
 pub fn budget_period(text: &str) -> Result<Duration, PeriodError> {
+    period_parts(text).map(|(_, _, length)| length)
+}
+
+/// A duration string [`budget_period`] accepts, as its count, its unit
+/// (`s`, `m`, `h`, `d`, `w` or `mo`; `min` reads as `m`) and its length:
+/// what the calendar-aligned budget resets need besides the length.
+pub(crate) fn period_parts(text: &str) -> Result<(u64, &'static str, Duration), PeriodError> {
     let refuse = || PeriodError(text.to_owned());
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(refuse)?;
     let (number, unit) = t.split_at(split);
     let n: u64 = number.parse().map_err(|_| refuse())?;
-    let unit_secs: u64 = match unit.trim() {
-        "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        "mo" => 30 * 86_400,
+    let (unit, unit_secs): (&'static str, u64) = match unit.trim() {
+        "s" => ("s", 1),
+        "m" | "min" => ("m", 60),
+        "h" => ("h", 3600),
+        "d" => ("d", 86_400),
+        "w" => ("w", 7 * 86_400),
+        "mo" => ("mo", 30 * 86_400),
         _ => return Err(refuse()),
     };
     let secs = n.checked_mul(unit_secs).ok_or_else(refuse)?;
@@ -89,7 +96,7 @@ pub fn budget_period(text: &str) -> Result<Duration, PeriodError> {
     if secs == 0 || period > MAX_PERIOD {
         return Err(refuse());
     }
-    Ok(period)
+    Ok((n, unit, period))
 }
 
 /// One virtual key. Only the SHA-256 of the key is ever stored; the full key

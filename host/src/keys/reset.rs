@@ -12,23 +12,20 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::model::budget_period;
+use super::model::period_parts;
 use super::time::{civil_from_days, days_from_civil};
 
 const DAY: u64 = 86_400;
 
 /// The end of the budget period that `duration` (LiteLLM's
 /// `budget_duration`) makes current at `now`: the first boundary after
-/// `now`. `None` when `duration` is not a period [`budget_period`] accepts.
+/// `now`. `None` when `duration` is not a period `budget_period` accepts.
 pub fn next_budget_reset(duration: &str, now: SystemTime) -> Option<SystemTime> {
-    budget_period(duration).ok()?;
-    let text = duration.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let n: u64 = text[..split].parse().ok()?;
+    let (n, unit, _) = period_parts(duration).ok()?;
     let secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    let next = match text[split..].trim() {
+    let next = match unit {
         "s" => next_multiple(secs, 60, n)?,
-        "m" | "min" => next_multiple(secs, 3600, n.checked_mul(60)?)?,
+        "m" => next_multiple(secs, 3600, n.checked_mul(60)?)?,
         "h" => next_multiple(secs, DAY, n.checked_mul(3600)?)?,
         "d" => days_on(secs, n)?,
         "w" => days_on(secs, n.checked_mul(7)?)?,

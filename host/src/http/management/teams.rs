@@ -502,19 +502,6 @@ struct TeamModelsBody {
     models: Option<Vec<String>>,
 }
 
-/// Why a model name cannot go on a team's list, if it cannot: it must be
-/// 1 to 256 printable characters with no space around it, since it is
-/// matched exactly against the names requests give.
-fn model_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
-        Some("must be 1 to 256 printable characters")
-    } else if name.trim() != name {
-        Some("must not start or end with a space")
-    } else {
-        None
-    }
-}
-
 /// Adds models to a team's list, or takes them off it.
 async fn change_models(state: AppState, request: Request, add: bool) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
@@ -526,9 +513,13 @@ async fn change_models(state: AppState, request: Request, add: bool) -> Result<R
         .models
         .filter(|m| !m.is_empty())
         .ok_or_else(|| invalid("models", "name at least one model"))?;
+    // Names are matched exactly against the names requests give, so one
+    // with a space around it could never match.
     for (i, m) in models.iter().enumerate() {
-        if let Some(problem) = model_name_problem(m) {
-            return Err(invalid(&format!("models[{i}]"), problem));
+        let field = format!("models[{i}]");
+        check_id(&field, m)?;
+        if m.trim() != m {
+            return Err(invalid(&field, "must not start or end with a space"));
         }
     }
     let mut team = existing(&keys, &team_id).await?;
