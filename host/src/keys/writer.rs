@@ -25,9 +25,9 @@ use crate::logging::Throttle;
 /// `proxy_batch_write_at` says otherwise. Budgets do not wait
 /// for it (the limiter counts spend in memory at once); what it trades is
 /// how soon `/key/info` and `/spend/logs` show a request against how many
-/// rows share each write. Each row lands in its key's corner of the
-/// spend-log index, so a batch dirties about one index page per key in it:
-/// a second's rows of a busy key share that page (LiteLLM writes every 10 s).
+/// rows share each write. Each key in a batch has its total, its per-model
+/// total and its day's row updated once, whatever its number of rows: a
+/// second's rows of a busy key share those writes (LiteLLM writes every 10 s).
 pub const INTERVAL: Duration = Duration::from_secs(1);
 /// Most rows in one batch, and how many make a batch due before its
 /// interval is over. Well above what a second brings at saturation on two
@@ -137,9 +137,10 @@ impl WriterHandle {
 /// batch's work (summing a second's rows by key, binding thousands of
 /// values) never holds a request worker: on a shared worker it delayed
 /// every request queued behind it by a millisecond or more, once a second,
-/// which is where a keyed gateway's p99 went. The operating system now
-/// shares the cores between it and the workers. Where no thread can be
-/// started, it runs as a task of the current runtime instead.
+/// which is where a keyed gateway's p99 went. The operating system shares
+/// the cores between it and the workers, with the workers first (see
+/// [`lower_priority`]). Where no thread can be started, it runs as a task
+/// of the current runtime instead.
 fn run_beside(task: Task) {
     let (hand_over, receive) = std::sync::mpsc::sync_channel::<Task>(1);
     let started = tokio::runtime::Builder::new_current_thread()
@@ -149,6 +150,7 @@ fn run_beside(task: Task) {
             std::thread::Builder::new()
                 .name("spend-writer".into())
                 .spawn(move || {
+                    lower_priority();
                     if let Ok(task) = receive.recv() {
                         // Inside the runtime: a new pool starts its
                         // maintenance task on the runtime it is made in.
@@ -167,6 +169,25 @@ fn run_beside(task: Task) {
         }
     };
     tokio::spawn(task.run());
+}
+
+/// The writer's nice value. A second's batch is tens of milliseconds of
+/// work at once; at the workers' own priority it took a core from them for
+/// that long, and the requests that came meanwhile waited (the keyed
+/// gateway's p99). One step of nice is about a tenth less CPU share, so at
+/// 5 the writer yields to waking request threads yet still gets about a
+/// third of a busy worker's share: far more than it needs to keep up.
+#[cfg(target_os = "linux")]
+const WRITER_NICE: i32 = 5;
+
+/// Runs the calling thread, and the threads it starts (the SQLite
+/// connection the writer opens), below the request workers. Linux keeps
+/// the nice value per thread; a failure only leaves the priority as it was.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(None, WRITER_NICE) {
+        tracing::debug!(error = %e, "the spend writer keeps the workers' priority");
+    }
 }
 
 struct Task {

@@ -55,6 +55,25 @@ pub struct Store {
 /// counts as unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Every SQLite connection's settings: write-ahead logging, so readers go
+/// on beside the one writer; a wait for that writer instead of an error;
+/// syncs at checkpoints only; a page cache of 16 MiB (the default is 2)
+/// and reads through a mapping, since the spend-log indexes outgrow 2 MiB
+/// within hours and every batch then re-read its pages with a system call
+/// each.
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA busy_timeout = 5000",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA cache_size = -16384",
+        "PRAGMA mmap_size = 268435456",
+    ] {
+        conn.execute(pragma).await?;
+    }
+    Ok(())
+}
+
 /// An arbitrary, fixed number: the PostgreSQL advisory lock that makes
 /// instances starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x636f_6e63_6c61_7665;
@@ -79,20 +98,9 @@ impl Store {
         let pool_options = match backend {
             // One writer at a time is all SQLite allows; WAL lets readers
             // go on beside it.
-            Backend::Sqlite => pool_options.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    // A page cache of 16 MiB (the default is 2) and reads
-                    // through a mapping: the spend-log indexes outgrow 2 MiB
-                    // within hours, and then every batch re-read its pages
-                    // with a system call each.
-                    conn.execute("PRAGMA cache_size = -16384").await?;
-                    conn.execute("PRAGMA mmap_size = 268435456").await?;
-                    Ok(())
-                })
-            }),
+            Backend::Sqlite => pool_options
+                .max_connections(4)
+                .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
             Backend::Postgres => pool_options.max_connections(10),
         };
         let pool = pool_options
@@ -110,20 +118,23 @@ impl Store {
     }
 
     /// This store for a task that runs on a runtime of its own (the spend
-    /// writer's thread). A PostgreSQL connection's socket belongs to the
-    /// runtime that opened it and is driven by that runtime's threads, so
-    /// that task gets a small pool of its own, connected on first use from
-    /// its runtime: no socket that key lookups use then waits on its
-    /// thread. SQLite connections are threads of their own, bound to no
-    /// runtime, so the pool is shared. Statements are counted together.
+    /// writer's thread), with a small pool of its own connected on first
+    /// use from that thread. A PostgreSQL connection's socket belongs to
+    /// the runtime that opened it, so no socket that key lookups use then
+    /// waits on the writer's thread. A SQLite connection is a thread of its
+    /// own, started by the thread that connects: the writer's one
+    /// connection inherits the writer's lower priority, and its statement
+    /// cache sees every batch, so each statement length is parsed once, not
+    /// once per pooled connection. Statements are counted together.
     pub fn own_connections(&self) -> Self {
+        let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         let pool = match self.backend {
-            Backend::Sqlite => self.pool.clone(),
-            Backend::Postgres => AnyPoolOptions::new()
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .max_connections(2)
-                .connect_lazy_with(self.options.clone()),
-        };
+            Backend::Sqlite => options
+                .max_connections(1)
+                .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
+            Backend::Postgres => options.max_connections(2),
+        }
+        .connect_lazy_with(self.options.clone());
         Self {
             pool,
             ..self.clone()
