@@ -126,6 +126,57 @@ async fn management_needs_the_master_key_or_an_admin_users_key() {
 }
 
 #[tokio::test]
+async fn an_admin_users_key_opens_the_admin_api_and_other_keys_do_not() {
+    let (_up, proxy) = gateway().await;
+    let (_, admin_user) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "root", "user_role": "proxy_admin"}),
+    )
+    .await;
+    let admin_key = admin_user["key"].as_str().unwrap().to_owned();
+    let plain = key_of(&generate(&proxy, json!({"user_id": "pat"})).await);
+    let model = json!({"model_name": "added", "litellm_params": {"model": "openai/echo", "api_base": "http://127.0.0.1:9/v1"}});
+
+    let (status, body) = proxy
+        .call(
+            Method::POST,
+            "/model/new",
+            Some(model.clone()),
+            Some(&plain),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_object(&body)["code"], "not_admin");
+    let (status, _) = proxy
+        .call(
+            Method::POST,
+            "/model/new",
+            Some(model.clone()),
+            Some("sk-wrong"),
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    let (status, body) = proxy
+        .call(Method::POST, "/model/new", Some(model), Some(&admin_key))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model_name"], "added");
+    let (status, status_report) = proxy
+        .call(Method::GET, "/admin/status", None, Some(&admin_key))
+        .await;
+    assert_eq!(status, 200, "{status_report}");
+
+    let (status, blocked) = post(&proxy, "/key/block", json!({"key": admin_key})).await;
+    assert_eq!(status, 200, "{blocked}");
+    let (status, _) = proxy
+        .call(Method::GET, "/admin/status", None, Some(&admin_key))
+        .await;
+    assert_eq!(status, 401, "a blocked admin key opens nothing");
+}
+
+#[tokio::test]
 async fn a_key_reads_its_own_info_but_not_another_keys() {
     let (_up, proxy) = gateway().await;
     let mine = key_of(&generate(&proxy, json!({"key_alias": "mine"})).await);
@@ -206,6 +257,86 @@ async fn validation_errors_are_400_and_name_the_field() {
         (status, &error_object(&err)["param"]),
         (400, &json!("start_date"))
     );
+}
+
+#[tokio::test]
+async fn restrictions_conclave_does_not_enforce_are_refused_by_name_and_empty_ones_pass() {
+    let (_up, proxy) = gateway().await;
+    for (route, body, field) in [
+        (
+            "/key/generate",
+            json!({"allowed_routes": ["/chat/completions"]}),
+            "allowed_routes",
+        ),
+        (
+            "/key/generate",
+            json!({"guardrails": ["pii-mask"]}),
+            "guardrails",
+        ),
+        (
+            "/key/generate",
+            json!({"enforced_params": ["user"]}),
+            "enforced_params",
+        ),
+        (
+            "/user/new",
+            json!({"permissions": {"get_spend_routes": false}}),
+            "permissions",
+        ),
+        (
+            "/team/new",
+            json!({"team_member_budget": 5}),
+            "team_member_budget",
+        ),
+        (
+            "/team/new",
+            json!({"team_member_key_duration": "1d"}),
+            "team_member_key_duration",
+        ),
+    ] {
+        let (status, err) = post(&proxy, route, body.clone()).await;
+        assert_eq!(status, 400, "{route} {body} -> {err}");
+        assert_eq!(
+            error_object(&err)["param"],
+            field,
+            "{route} {body} -> {err}"
+        );
+        assert!(
+            error_object(&err)["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not enforce"),
+            "{err}"
+        );
+    }
+    let (status, listed) = get(&proxy, "/key/list").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["keys"],
+        json!([]),
+        "a refused key was not made: {listed}"
+    );
+
+    let defaults = json!({"allowed_routes": [], "guardrails": null, "permissions": {},
+                          "enforced_params": [], "soft_budget": 10.0});
+    let (status, made) = post(&proxy, "/key/generate", defaults).await;
+    assert_eq!(status, 200, "defaults restrict nothing: {made}");
+
+    let (_, team) = post(&proxy, "/team/new", json!({"team_alias": "t"})).await;
+    let (status, err) = post(
+        &proxy,
+        "/team/member_add",
+        json!({"team_id": team["team_id"], "member": {"user_id": "ada"}, "max_budget_in_team": 2}),
+    )
+    .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(error_object(&err)["param"], "max_budget_in_team");
+    let (_, info) = get(
+        &proxy,
+        &format!("/team/info?team_id={}", team["team_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(info["team_info"]["members_with_roles"], json!([]), "{info}");
 }
 
 #[tokio::test]

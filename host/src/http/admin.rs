@@ -1,5 +1,6 @@
 //! The admin API: `/admin/status`, `/admin/reload` and runtime models under
-//! `/admin/models`. It needs the master key; without one it is disabled
+//! `/admin/models`. It needs the master key or the virtual key of a user
+//! whose `user_role` is `proxy_admin`; without a master key it is disabled
 //! unless the server listens on loopback only.
 
 use axum::Json;
@@ -52,14 +53,24 @@ pub async fn require_admin(
     next: Next,
 ) -> Response {
     let gateway = state.gateway();
-    if let Err(e) = admission(
+    let refused = match admission(
         gateway.master_key.as_ref(),
         state.loopback_only && gateway.admin_without_key_on_loopback,
         request.headers(),
     ) {
-        return e.into_response();
+        Ok(()) => None,
+        // Not the master key: an admin user's virtual key may still be.
+        Err(e) if e.status == StatusCode::UNAUTHORIZED && state.ops.keys.is_some() => {
+            super::management::require_admin_key(&state, request.headers())
+                .await
+                .err()
+        }
+        Err(e) => Some(e),
+    };
+    match refused {
+        Some(e) => e.into_response(),
+        None => next.run(request).await,
     }
-    next.run(request).await
 }
 
 fn control(state: &AppState) -> Result<&std::sync::Arc<Control>, ApiError> {

@@ -1,7 +1,8 @@
 //! The request bodies of the management API, with LiteLLM's field names.
 //! A field that is absent leaves the value alone; `null` clears it (for the
 //! update routes); fields conclave does not use are accepted and ignored so
-//! a LiteLLM script's extra fields do not break it.
+//! a LiteLLM script's extra fields do not break it, except restrictions it
+//! does not enforce ([`unenforced`]).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -9,6 +10,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::unenforced::{self, Restricting, Restriction};
 use super::{ApiError, invalid};
 use crate::keys::{Limits, budget_period};
 
@@ -222,6 +224,18 @@ pub struct TeamBody {
     /// Read on its own from the same body (see `read_with_limits`).
     #[serde(skip)]
     pub limits: LimitsPatch,
+}
+
+impl Restricting for KeyBody {
+    const UNENFORCED: &'static [Restriction] = unenforced::ON_KEYS;
+}
+
+impl Restricting for UserBody {
+    const UNENFORCED: &'static [Restriction] = unenforced::ON_USERS;
+}
+
+impl Restricting for TeamBody {
+    const UNENFORCED: &'static [Restriction] = unenforced::ON_TEAMS;
 }
 
 /// A team member as LiteLLM writes it.

@@ -12,6 +12,7 @@ pub(super) mod keys;
 mod shape;
 pub(super) mod spend;
 pub(super) mod teams;
+mod unenforced;
 pub(super) mod users;
 
 use std::sync::Arc;
@@ -99,6 +100,18 @@ impl Manager {
     }
 }
 
+/// Admits the key of a `proxy_admin` user (the master key is checked
+/// first by the caller): the admin API's routes (`/model/new`,
+/// `/cache/flushall`, ...) are open to them in LiteLLM, and scripts use
+/// their keys there. 401 for a key that is not valid, 403 for another
+/// user's key or with no key store.
+pub(super) async fn require_admin_key(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    authenticate(state, headers).await?.1.require_admin()
+}
+
 /// The key store and the caller, or why the request is refused: 403 when
 /// there is no store (no master key), 401 for a missing, unknown, blocked
 /// or expired key.
@@ -152,12 +165,13 @@ async fn read_json<T: DeserializeOwned>(state: &AppState, request: Request) -> R
 }
 
 /// Reads a JSON body as `T` and the limit fields beside it (each read on
-/// its own, so an error names the exact field).
-async fn read_with_limits<T: DeserializeOwned>(
+/// its own, so an error names the exact field). A restriction conclave does not enforce is refused ([`unenforced`]).
+async fn read_with_limits<T: DeserializeOwned + unenforced::Restricting>(
     state: &AppState,
     request: Request,
 ) -> Result<(T, body::LimitsPatch), ApiError> {
     let value = read_object(state, request).await?;
+    unenforced::refuse(&value, T::UNENFORCED)?;
     Ok((typed(value.clone())?, typed(value)?))
 }
 

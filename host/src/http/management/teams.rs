@@ -13,8 +13,8 @@ use super::body::{Member, TeamBody, check_id, metadata, reset_after};
 use super::keys::page_of;
 use super::users::{named_user, new_id, user_by_email};
 use super::{
-    ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
-    read_with_limits, shape,
+    ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json, read_object,
+    read_with_limits, shape, typed, unenforced,
 };
 use crate::keys::store::{KeyFilter, ListPage, Owner, SpendOwner, TeamFilter};
 use crate::keys::{KeyError, Keys, Limits, TeamRecord, UserRecord};
@@ -416,13 +416,16 @@ struct MemberAddBody {
 )]
 /// `POST /team/member_add` with `{"team_id", "member": {"user_id", "role"}}`
 /// (or a list of members). A member named by `user_email` alone is the user
-/// with that email, made when there is none, as LiteLLM does.
+/// with that email, made when there is none, as LiteLLM does. A budget per
+/// member (`max_budget_in_team`) is refused by name, as on `member_update`.
 pub async fn member_add(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
-    let body: MemberAddBody = read_json(&state, request).await?;
+    let value = read_object(&state, request).await?;
+    unenforced::refuse(&value, unenforced::ON_MEMBERS)?;
+    let body: MemberAddBody = typed(value)?;
     let team_id = body
         .team_id
         .ok_or_else(|| invalid("team_id", "is required"))?;

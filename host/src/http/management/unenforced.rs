@@ -1,0 +1,147 @@
+//! LiteLLM fields that would restrict a key, user or team in ways conclave
+//! does not enforce (guardrails, route lists, budgets per team member, ...).
+//! Most unknown fields are accepted and ignored, so a LiteLLM script's
+//! extras do not break it; these are refused by name instead, because
+//! ignoring them would leave a caller freer, or able to spend more, than
+//! the administrator asked. A value that restricts nothing (`null`,
+//! `false`, `""`, `[]`, `{}`) is accepted: scripts send those as defaults.
+
+use serde_json::Value;
+
+use super::{ApiError, invalid};
+
+/// A field, and what it would have done.
+pub type Restriction = (&'static str, &'static str);
+
+/// A management body with fields of [`Restriction`]s to refuse.
+pub trait Restricting {
+    const UNENFORCED: &'static [Restriction];
+}
+
+/// On `/key/generate` and `/key/update`.
+pub const ON_KEYS: &[Restriction] = &[
+    ("allowed_routes", "limit the routes the key may call"),
+    ("enforced_params", "require parameters in every request"),
+    ("guardrails", "run guardrails on the key's requests"),
+    ("permissions", "switch off what the key may otherwise do"),
+    (
+        "allowed_cache_controls",
+        "limit the cache controls the key may send",
+    ),
+    ("budget_id", "apply a budget made with /budget/new"),
+    ("organization_id", "count the key against an organization"),
+    (
+        "object_permission",
+        "limit the MCP servers and vector stores the key may use",
+    ),
+];
+
+/// On `/user/new` and `/user/update`.
+pub const ON_USERS: &[Restriction] = &[
+    ("guardrails", "run guardrails on the user's requests"),
+    ("permissions", "switch off what the user may otherwise do"),
+    (
+        "allowed_cache_controls",
+        "limit the cache controls the user may send",
+    ),
+    ("budget_id", "apply a budget made with /budget/new"),
+    ("organizations", "count the user against organizations"),
+    (
+        "object_permission",
+        "limit the MCP servers and vector stores the user may use",
+    ),
+];
+
+/// On `/team/new` and `/team/update`.
+pub const ON_TEAMS: &[Restriction] = &[
+    (
+        "team_member_budget",
+        "give each member a budget in the team",
+    ),
+    (
+        "team_member_rpm_limit",
+        "limit each member's requests per minute",
+    ),
+    (
+        "team_member_tpm_limit",
+        "limit each member's tokens per minute",
+    ),
+    ("team_member_key_duration", "make members' keys expire"),
+    ("team_member_permissions", "limit what members may manage"),
+    ("guardrails", "run guardrails on the team's requests"),
+    ("budget_id", "apply a budget made with /budget/new"),
+    ("organization_id", "count the team against an organization"),
+    (
+        "object_permission",
+        "limit the MCP servers and vector stores the team may use",
+    ),
+];
+
+/// On `/team/member_add`.
+pub const ON_MEMBERS: &[Restriction] = &[(
+    "max_budget_in_team",
+    "give the new members a budget in the team",
+)];
+
+/// Refuses the first field of `fields` that `body` sets to a value that
+/// restricts something.
+pub fn refuse(body: &Value, fields: &[Restriction]) -> Result<(), ApiError> {
+    for (field, would) in fields {
+        if body.get(field).is_some_and(restricts) {
+            return Err(invalid(
+                field,
+                format!(
+                    "is not supported: it would {would}, and conclave does not enforce it; \
+                     leave it out (docs/keys.md lists what conclave enforces)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a value asks for anything: not null, false, or empty.
+fn restricts(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.trim().is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::Bool(true) | Value::Number(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_restriction_that_asks_for_something_is_refused_by_name() {
+        let e = refuse(&json!({"allowed_routes": ["/chat/completions"]}), ON_KEYS).unwrap_err();
+        assert_eq!(e.body.error.param.as_deref(), Some("allowed_routes"));
+        assert!(
+            e.body.error.message.contains("limit the routes"),
+            "{}",
+            e.body.error.message
+        );
+        let e = refuse(&json!({"team_member_budget": 5}), ON_TEAMS).unwrap_err();
+        assert_eq!(e.body.error.param.as_deref(), Some("team_member_budget"));
+    }
+
+    #[test]
+    fn defaults_that_restrict_nothing_are_accepted() {
+        let body = json!({
+            "allowed_routes": [], "guardrails": null, "permissions": {},
+            "budget_id": "", "enforced_params": [], "organization_id": null,
+        });
+        assert!(refuse(&body, ON_KEYS).is_ok());
+        assert!(refuse(&json!({"team_member_budget": null}), ON_TEAMS).is_ok());
+    }
+
+    #[test]
+    fn fields_of_other_bodies_are_left_alone() {
+        assert!(refuse(&json!({"team_member_budget": 5}), ON_KEYS).is_ok());
+    }
+}
