@@ -165,7 +165,8 @@ async fn read_json<T: DeserializeOwned>(state: &AppState, request: Request) -> R
 }
 
 /// Reads a JSON body as `T` and the limit fields beside it (each read on
-/// its own, so an error names the exact field). A restriction conclave does not enforce is refused ([`unenforced`]).
+/// its own, so an error names the exact field). A restriction conclave
+/// does not enforce is refused ([`unenforced`]).
 async fn read_with_limits<T: DeserializeOwned + unenforced::Restricting>(
     state: &AppState,
     request: Request,

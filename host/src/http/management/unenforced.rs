@@ -87,7 +87,7 @@ pub const ON_MEMBERS: &[Restriction] = &[(
 /// restricts something.
 pub fn refuse(body: &Value, fields: &[Restriction]) -> Result<(), ApiError> {
     for (field, would) in fields {
-        if body.get(field).is_some_and(restricts) {
+        if body.get(field).is_some_and(|v| restricts_as(field, v)) {
             return Err(invalid(
                 field,
                 format!(
@@ -100,13 +100,25 @@ pub fn refuse(body: &Value, fields: &[Restriction]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Whether a value asks for anything: not null, false, or empty.
+/// Whether `field`'s value asks for anything. A permissions object's
+/// switches restrict whichever way they are set (`"get_spend_routes":
+/// false` takes a right away), so any entry counts there.
+fn restricts_as(field: &str, v: &Value) -> bool {
+    match v {
+        Value::Object(o) if field.ends_with("permissions") => !o.is_empty(),
+        _ => restricts(v),
+    }
+}
+
+/// Whether a value asks for anything: not null, false, empty, or an
+/// object of such values (an `object_permission` of empty lists names
+/// nothing to limit).
 fn restricts(v: &Value) -> bool {
     match v {
         Value::Null | Value::Bool(false) => false,
         Value::String(s) => !s.trim().is_empty(),
         Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
+        Value::Object(o) => o.values().any(restricts),
         Value::Bool(true) | Value::Number(_) => true,
     }
 }
@@ -126,6 +138,10 @@ mod tests {
             "{}",
             e.body.error.message
         );
+        let nested = json!({"object_permission": {"mcp_servers": ["github"]}});
+        assert!(refuse(&nested, ON_KEYS).is_err());
+        let switch_off = json!({"permissions": {"get_spend_routes": false}});
+        assert!(refuse(&switch_off, ON_USERS).is_err());
         let e = refuse(&json!({"team_member_budget": 5}), ON_TEAMS).unwrap_err();
         assert_eq!(e.body.error.param.as_deref(), Some("team_member_budget"));
     }
@@ -135,6 +151,7 @@ mod tests {
         let body = json!({
             "allowed_routes": [], "guardrails": null, "permissions": {},
             "budget_id": "", "enforced_params": [], "organization_id": null,
+            "object_permission": {"mcp_servers": [], "vector_stores": []},
         });
         assert!(refuse(&body, ON_KEYS).is_ok());
         assert!(refuse(&json!({"team_member_budget": null}), ON_TEAMS).is_ok());
