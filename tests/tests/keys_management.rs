@@ -17,6 +17,18 @@ async fn gateway() -> (FakeUpstream, Proxy) {
     (up, proxy)
 }
 
+/// The first key of a new `proxy_admin` user.
+async fn admin_users_key(proxy: &Proxy) -> String {
+    let (status, admin_user) = post(
+        proxy,
+        "/user/new",
+        json!({"user_id": "root", "user_role": "proxy_admin"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{admin_user}");
+    admin_user["key"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn the_core_management_scenario_passes_on_sqlite() {
     let (_up, proxy) = gateway().await;
@@ -101,14 +113,7 @@ async fn management_needs_the_master_key_or_an_admin_users_key() {
         .await;
     assert_eq!(status, 403);
 
-    let (status, admin_user) = post(
-        &proxy,
-        "/user/new",
-        json!({"user_id": "root", "user_role": "proxy_admin"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{admin_user}");
-    let admin_key = admin_user["key"].as_str().unwrap().to_owned();
+    let admin_key = admin_users_key(&proxy).await;
     let (status, made) = proxy
         .call(
             Method::POST,
@@ -128,13 +133,7 @@ async fn management_needs_the_master_key_or_an_admin_users_key() {
 #[tokio::test]
 async fn an_admin_users_key_opens_the_admin_api_and_other_keys_do_not() {
     let (_up, proxy) = gateway().await;
-    let (_, admin_user) = post(
-        &proxy,
-        "/user/new",
-        json!({"user_id": "root", "user_role": "proxy_admin"}),
-    )
-    .await;
-    let admin_key = admin_user["key"].as_str().unwrap().to_owned();
+    let admin_key = admin_users_key(&proxy).await;
     let plain = key_of(&generate(&proxy, json!({"user_id": "pat"})).await);
     let model = json!({"model_name": "added", "litellm_params": {"model": "openai/echo", "api_base": "http://127.0.0.1:9/v1"}});
 
