@@ -224,7 +224,7 @@ pub(super) fn check_key(headers: &HeaderMap, expected: &Secret) -> Result<(), Ap
 }
 
 /// Whether `key` is the master key, compared in constant time.
-fn is_master(key: &str, expected: &Secret) -> bool {
+pub(super) fn is_master(key: &str, expected: &Secret) -> bool {
     key.as_bytes().ct_eq(expected.expose().as_bytes()).into()
 }
 

@@ -73,25 +73,54 @@ pub fn budget_period(text: &str) -> Result<Duration, PeriodError> {
     period_parts(text).map(|(_, _, length)| length)
 }
 
-/// A duration string [`budget_period`] accepts, as its count, its unit
-/// (`s`, `m`, `h`, `d`, `w` or `mo`; `min` reads as `m`) and its length:
-/// what the calendar-aligned budget resets need besides the length.
-pub(crate) fn period_parts(text: &str) -> Result<(u64, &'static str, Duration), PeriodError> {
+/// The unit of a duration string, as the calendar-aligned budget resets
+/// read it (`min` is a minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeriodUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl PeriodUnit {
+    fn of(unit: &str) -> Option<Self> {
+        Some(match unit {
+            "s" => Self::Second,
+            "m" | "min" => Self::Minute,
+            "h" => Self::Hour,
+            "d" => Self::Day,
+            "w" => Self::Week,
+            "mo" => Self::Month,
+            _ => return None,
+        })
+    }
+
+    fn seconds(self) -> u64 {
+        match self {
+            Self::Second => 1,
+            Self::Minute => 60,
+            Self::Hour => 3600,
+            Self::Day => 86_400,
+            Self::Week => 7 * 86_400,
+            Self::Month => 30 * 86_400,
+        }
+    }
+}
+
+/// A duration string [`budget_period`] accepts, as its count, its unit and
+/// its length: what the calendar-aligned budget resets need besides the
+/// length.
+pub(crate) fn period_parts(text: &str) -> Result<(u64, PeriodUnit, Duration), PeriodError> {
     let refuse = || PeriodError(text.to_owned());
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(refuse)?;
     let (number, unit) = t.split_at(split);
     let n: u64 = number.parse().map_err(|_| refuse())?;
-    let (unit, unit_secs): (&'static str, u64) = match unit.trim() {
-        "s" => ("s", 1),
-        "m" | "min" => ("m", 60),
-        "h" => ("h", 3600),
-        "d" => ("d", 86_400),
-        "w" => ("w", 7 * 86_400),
-        "mo" => ("mo", 30 * 86_400),
-        _ => return Err(refuse()),
-    };
-    let secs = n.checked_mul(unit_secs).ok_or_else(refuse)?;
+    let unit = PeriodUnit::of(unit.trim()).ok_or_else(refuse)?;
+    let secs = n.checked_mul(unit.seconds()).ok_or_else(refuse)?;
     let period = Duration::from_secs(secs);
     if secs == 0 || period > MAX_PERIOD {
         return Err(refuse());

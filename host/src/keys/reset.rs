@@ -12,10 +12,18 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::model::period_parts;
+use super::model::{Limits, PeriodUnit, period_parts};
 use super::time::{civil_from_days, days_from_civil};
 
 const DAY: u64 = 86_400;
+
+impl Limits {
+    /// When the budget period set now ends ([`next_budget_reset`]), if
+    /// there is one: when a budget is set, and at each reset.
+    pub fn budget_reset_after(&self, now: SystemTime) -> Option<SystemTime> {
+        next_budget_reset(self.budget_duration.as_deref()?, now)
+    }
+}
 
 /// The end of the budget period that `duration` (LiteLLM's
 /// `budget_duration`) makes current at `now`: the first boundary after
@@ -24,13 +32,12 @@ pub fn next_budget_reset(duration: &str, now: SystemTime) -> Option<SystemTime> 
     let (n, unit, _) = period_parts(duration).ok()?;
     let secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
     let next = match unit {
-        "s" => next_multiple(secs, 60, n)?,
-        "m" => next_multiple(secs, 3600, n.checked_mul(60)?)?,
-        "h" => next_multiple(secs, DAY, n.checked_mul(3600)?)?,
-        "d" => days_on(secs, n)?,
-        "w" => days_on(secs, n.checked_mul(7)?)?,
-        "mo" => first_of_month(secs / DAY, n)?.checked_mul(DAY)?,
-        _ => return None,
+        PeriodUnit::Second => next_multiple(secs, 60, n)?,
+        PeriodUnit::Minute => next_multiple(secs, 3600, n.checked_mul(60)?)?,
+        PeriodUnit::Hour => next_multiple(secs, DAY, n.checked_mul(3600)?)?,
+        PeriodUnit::Day => days_on(secs, n)?,
+        PeriodUnit::Week => days_on(secs, n.checked_mul(7)?)?,
+        PeriodUnit::Month => first_of_month(secs / DAY, n)?.checked_mul(DAY)?,
     };
     UNIX_EPOCH.checked_add(Duration::from_secs(next))
 }

@@ -142,12 +142,6 @@ fn model_budgets(v: Option<&BTreeMap<String, Value>>) -> Result<BTreeMap<String,
     Ok(out)
 }
 
-/// The next reset time when a budget period is (re)set now: the period's
-/// next calendar or clock boundary, as LiteLLM schedules it.
-pub fn reset_after(limits: &Limits, now: SystemTime) -> Option<SystemTime> {
-    crate::keys::reset::next_budget_reset(limits.budget_duration.as_deref()?, now)
-}
-
 /// When a key given `duration` now expires: never for none or
 /// `permanent`; a duration that does not parse is a 400 naming `duration`.
 pub fn expiry(duration: Option<&str>, now: SystemTime) -> Result<Option<SystemTime>, ApiError> {

@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{KeyBody, check_id, expiry, metadata, reset_after};
+use super::body::{KeyBody, check_id, expiry, metadata};
 use super::key_scope::{KeyScope, key_manager};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
@@ -147,7 +147,7 @@ async fn apply(
     if b.limits.apply(&mut k.limits)?
         || (k.budget_reset_at.is_none() && k.limits.budget_duration.is_some())
     {
-        k.budget_reset_at = reset_after(&k.limits, now);
+        k.budget_reset_at = k.limits.budget_reset_after(now);
     }
     k.updated_at = now;
     Ok(())

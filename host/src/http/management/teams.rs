@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::{Member, TeamBody, check_id, metadata, reset_after};
+use super::body::{Member, TeamBody, check_id, metadata};
 use super::keys::page_of;
 use super::users::{named_user, new_id, user_by_email};
 use super::{
@@ -61,7 +61,7 @@ fn apply(t: &mut TeamRecord, b: &TeamBody, now: SystemTime) -> Result<(), ApiErr
     if b.limits.apply(&mut t.limits)?
         || (t.budget_reset_at.is_none() && t.limits.budget_duration.is_some())
     {
-        t.budget_reset_at = reset_after(&t.limits, now);
+        t.budget_reset_at = t.limits.budget_reset_after(now);
     }
     t.updated_at = now;
     Ok(())

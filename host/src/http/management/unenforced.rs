@@ -100,12 +100,15 @@ pub fn refuse(body: &Value, fields: &[Restriction]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Whether `field`'s value asks for anything. A permissions object's
-/// switches restrict whichever way they are set (`"get_spend_routes":
-/// false` takes a right away), so any entry counts there.
+/// The fields that are objects of switches: a switch restricts whichever
+/// way it is set (`"get_spend_routes": false` takes a right away).
+const SWITCHES: &[&str] = &["permissions", "team_member_permissions"];
+
+/// Whether `field`'s value asks for anything; in an object of
+/// [`SWITCHES`], any entry does.
 fn restricts_as(field: &str, v: &Value) -> bool {
     match v {
-        Value::Object(o) if field.ends_with("permissions") => !o.is_empty(),
+        Value::Object(o) if SWITCHES.contains(&field) => !o.is_empty(),
         _ => restricts(v),
     }
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::{UserBody, check_id, expiry, metadata, reset_after};
+use super::body::{UserBody, check_id, expiry, metadata};
 use super::keys::page_of;
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
@@ -121,7 +121,7 @@ fn apply(u: &mut UserRecord, b: &UserBody, now: SystemTime) -> Result<(), ApiErr
     if b.limits.apply(&mut u.limits)?
         || (u.budget_reset_at.is_none() && u.limits.budget_duration.is_some())
     {
-        u.budget_reset_at = reset_after(&u.limits, now);
+        u.budget_reset_at = u.limits.budget_reset_after(now);
     }
     u.updated_at = now;
     Ok(())

@@ -14,7 +14,6 @@ use super::rows::{self, SPEND_COLUMNS, json};
 use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
 use crate::keys::model::{Limits, SpendRow};
-use crate::keys::reset::next_budget_reset;
 use crate::keys::time::{day_number, day_text, to_ms};
 
 /// Most rows in one multi-row statement: far below both backends' bind limits.
@@ -445,7 +444,7 @@ impl Store {
 
     /// Resets the spend of every key, user and team whose `budget_reset_at`
     /// has passed and moves it on to the period's next boundary after `now`
-    /// ([`next_budget_reset`]). Returns whether anything was reset (so
+    /// ([`Limits::budget_reset_after`]). Returns whether anything was reset (so
     /// cached records can be dropped).
     pub async fn reset_due_budgets(&self, now: SystemTime) -> Result<bool, KeyError> {
         let mut any = false;
@@ -465,10 +464,7 @@ impl Store {
                 let limits: String = row.try_get("limits").map_err(store_error)?;
                 let at: i64 = row.try_get("budget_reset_at").map_err(store_error)?;
                 let limits: Limits = serde_json::from_str(&limits).unwrap_or_default();
-                let next = limits
-                    .budget_duration
-                    .as_deref()
-                    .and_then(|d| next_budget_reset(d, now));
+                let next = limits.budget_reset_after(now);
                 any |= self.reset_one(table, id, &id_value, at, next).await?;
             }
         }
