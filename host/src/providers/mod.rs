@@ -207,7 +207,11 @@ impl Target {
         match self {
             Self::Http(t) => t.call(client, call).await,
             Self::Mock(t) => t.call(call).await,
-            Self::Exec(t) => t.call(call).await,
+            // Boxed: a process's call (its timeout around reading the
+            // child's output) is about 9 KB, four times an HTTP call, and
+            // inline it would size every attempt's future, which the router
+            // moves and boxes on every request whatever its target.
+            Self::Exec(t) => Box::pin(t.call(call)).await,
         }
     }
 
