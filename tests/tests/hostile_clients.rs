@@ -153,6 +153,7 @@ async fn malformed_and_odd_bodies_get_openai_errors_and_the_gateway_keeps_servin
     let bodies: Vec<Vec<u8>> = vec![
         b"".to_vec(),
         b"\xff\xfe\x00{".to_vec(),
+        b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\"}]}".to_vec(),
         b"[1,2,3]".to_vec(),
         b"{\"model\":\"m\",\"messages\":[],\"a\":".to_vec(),
         b"{\"model\":\"m\",\"messages\":[],\"s\":\"\\ud800\"".to_vec(),

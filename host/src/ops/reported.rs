@@ -110,7 +110,13 @@ fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, 
 /// native answer or event) says about itself, in one pass; `None` when it is
 /// not a JSON object.
 pub fn reported_in_body(body: &[u8]) -> Option<Reported> {
-    serde_json::from_slice(body).ok()
+    // Checked as UTF-8 once and read as text, as request bodies are; an
+    // answer that is not UTF-8 is still read as bytes, which skips the
+    // strings it does not need unchecked, so its usage is not lost.
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text).ok(),
+        Err(_) => serde_json::from_slice(body).ok(),
+    }
 }
 
 /// Reads `usage` from a chat/completions/embeddings JSON answer or chunk,
@@ -295,6 +301,13 @@ mod tests {
         let created = br#"{"type":"response.created","response":{"usage":null}}"#;
         assert_eq!(usage_in_body(created), None);
         assert_eq!(usage_in_body(b"not json"), None);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_utf8_where_it_is_not_read_still_reports_its_usage() {
+        let body = b"{\"choices\":[{\"message\":{\"content\":\"\xff\"}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5}}";
+        assert!(std::str::from_utf8(body).is_err());
+        assert_eq!(usage_in_body(body).map(|u| u.completion_tokens), Some(5));
     }
 
     #[test]
