@@ -110,7 +110,7 @@ impl Visit for Fields<'_> {
             if field.name() == "message" {
                 self.line.push_str(value);
             } else {
-                let _ = write!(self.line, "{value:?}");
+                push_quoted(self.line, value);
             }
         }
     }
@@ -140,6 +140,22 @@ impl Visit for Fields<'_> {
     }
 }
 
+/// `value` in quotes, as `Debug` writes it. Ids, routes and model names need
+/// no escapes, and for them the per-character escape checks of `Debug` are
+/// most of an access line's cost; anything else still goes through `Debug`.
+fn push_quoted(line: &mut String, value: &str) {
+    let plain = value
+        .bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\');
+    if plain {
+        line.push('"');
+        line.push_str(value);
+        line.push('"');
+    } else {
+        let _ = write!(line, "{value:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,7 +169,7 @@ mod tests {
             .with_max_level(Level::DEBUG)
             .with_writer(lines.clone());
         let events = || {
-            tracing::info!(target: "t::access", request_id = "req-1", path = "a \"q\" \\ b", status = 200u16, delta = -4i64, ok = true, ms = 1.5, whole = 2.0, missing = None::<&str>, "request");
+            tracing::info!(target: "t::access", request_id = "req-1", path = "a \"q\" \\ b", status = 200u16, delta = -4i64, ok = true, ms = 1.5, whole = 2.0, missing = None::<&str>, accented = "café\t~", quote = "it's", "request");
             let span = tracing::info_span!("request", request_id = "req-2", n = 3u8);
             let _outer = span.enter();
             let inner = tracing::debug_span!("attempt");
