@@ -31,6 +31,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post};
+use tower::ServiceBuilder;
 
 use crate::gateway::Gateway;
 use crate::ops::admission::Admission;
@@ -214,7 +215,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ui/api/requests", get(dashboard::requests))
         .route("/ui/api/requests/{id}", get(dashboard::request))
         .route("/ui/api/models", get(dashboard::models));
-    models
+    let routes = models
         .merge(anthropic)
         .merge(dashboard)
         .merge(admin)
@@ -224,12 +225,18 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         // After every route is added: it applies to the routes present.
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state);
+    // The layers every request passes wrap the router once. Applied with
+    // `Router::layer` they would wrap each route, and every request would
+    // clone its route's whole stack of boxed services, level by level.
+    let outer = ServiceBuilder::new()
+        .layer(middleware::from_fn(request_id::assign))
+        .layer(middleware::from_fn(routes::plain_errors_as_json))
         // Bodies are read with the configured limit by the handlers, which
         // answer 413 in OpenAI's error shape.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(routes::plain_errors_as_json))
-        .layer(middleware::from_fn(request_id::assign))
-        .with_state(state)
+        .service(routes);
+    Router::new().fallback_service(outer)
 }
 
 /// The layers every model route passes, innermost first: auth, then the

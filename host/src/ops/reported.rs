@@ -305,8 +305,8 @@ mod tests {
 
     #[test]
     fn an_answer_that_is_not_utf8_where_it_is_not_read_still_reports_its_usage() {
+        // `\xff` is never UTF-8.
         let body = b"{\"choices\":[{\"message\":{\"content\":\"\xff\"}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5}}";
-        assert!(std::str::from_utf8(body).is_err());
         assert_eq!(usage_in_body(body).map(|u| u.completion_tokens), Some(5));
     }
 

@@ -606,4 +606,29 @@ mod tests {
         assert_eq!(by_policy.allowed_fails, DEFAULT_ALLOWED_FAILS);
         assert_eq!(by_policy.by_class.rate_limit, Some(9));
     }
+
+    /// Every plain request boxes this future (so copies it once) and awaits
+    /// it through several layers; a provider's large call future inline in
+    /// it once made that 10.6 KB of copying per request.
+    #[test]
+    fn a_routed_calls_future_stays_small() {
+        use crate::openai::{CallLimits, Endpoint, RawFields};
+        use crate::ops::{CallContext, Caller};
+        let built =
+            build("model_list:\n  - {model_name: a, litellm_params: {model: mock/x}}\n").unwrap();
+        let ctx = CallContext::detached(Caller::Master, "/v1/chat/completions");
+        let body = RawFields::default();
+        let routed = built.router.route_counted(super::super::RouteRequest {
+            endpoint: Endpoint::ChatCompletions,
+            model: "a",
+            stream: false,
+            body: &body,
+            fallbacks: None,
+            disable_fallbacks: false,
+            limits: CallLimits::default(),
+            ctx: &ctx,
+        });
+        let size = std::mem::size_of_val(&routed);
+        assert!(size <= 4096, "route_counted's future is {size} bytes");
+    }
 }
