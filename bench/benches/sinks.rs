@@ -28,6 +28,8 @@ fn outcome() -> Outcome {
         request_id: RequestId::generate(),
         parent_request_id: None,
         caller: Caller::Master,
+        tags: None,
+        end_user: None,
         route: Arc::from("/v1/chat/completions"),
         model: "gpt-4o-mini".into(),
         model_group: Some("gpt-4o-mini".into()),

@@ -95,6 +95,7 @@ async fn route(f: &Fixture) -> usize {
             body: &f.plain.rest,
             fallbacks: None,
             disable_fallbacks: false,
+            limits: Default::default(),
             ctx: &CallContext::detached(Caller::Master, "bench"),
         })
         .await;
