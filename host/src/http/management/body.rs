@@ -80,9 +80,24 @@ impl LimitsPatch {
         }
     }
 
+    /// Applies the patch to `limits`, checking each value, and moves
+    /// `budget_reset_at` to the end of the current period when the period
+    /// changed or had no reset scheduled yet.
+    pub fn apply(
+        &self,
+        limits: &mut Limits,
+        budget_reset_at: &mut Option<SystemTime>,
+        now: SystemTime,
+    ) -> Result<(), ApiError> {
+        if self.patch(limits)? || (budget_reset_at.is_none() && limits.budget_duration.is_some()) {
+            *budget_reset_at = limits.budget_reset_after(now);
+        }
+        Ok(())
+    }
+
     /// Applies the patch to `limits`, checking each value; returns whether
-    /// the budget period changed (so the reset time moves).
-    pub fn apply(&self, limits: &mut Limits) -> Result<bool, ApiError> {
+    /// the budget period changed.
+    fn patch(&self, limits: &mut Limits) -> Result<bool, ApiError> {
         if let Some(v) = self.max_budget {
             if v.is_some_and(|b| !b.is_finite() || b < 0.0) {
                 return Err(invalid("max_budget", "must be a non-negative number"));

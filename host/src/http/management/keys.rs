@@ -144,11 +144,7 @@ async fn apply(
     if let Some(spend) = b.limits.spend()? {
         k.spend = spend;
     }
-    if b.limits.apply(&mut k.limits)?
-        || (k.budget_reset_at.is_none() && k.limits.budget_duration.is_some())
-    {
-        k.budget_reset_at = k.limits.budget_reset_after(now);
-    }
+    b.limits.apply(&mut k.limits, &mut k.budget_reset_at, now)?;
     k.updated_at = now;
     Ok(())
 }

@@ -58,11 +58,7 @@ fn apply(t: &mut TeamRecord, b: &TeamBody, now: SystemTime) -> Result<(), ApiErr
     if let Some(spend) = b.limits.spend()? {
         t.spend = spend;
     }
-    if b.limits.apply(&mut t.limits)?
-        || (t.budget_reset_at.is_none() && t.limits.budget_duration.is_some())
-    {
-        t.budget_reset_at = t.limits.budget_reset_after(now);
-    }
+    b.limits.apply(&mut t.limits, &mut t.budget_reset_at, now)?;
     t.updated_at = now;
     Ok(())
 }

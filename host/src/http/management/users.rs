@@ -118,11 +118,7 @@ fn apply(u: &mut UserRecord, b: &UserBody, now: SystemTime) -> Result<(), ApiErr
     if let Some(spend) = b.limits.spend()? {
         u.spend = spend;
     }
-    if b.limits.apply(&mut u.limits)?
-        || (u.budget_reset_at.is_none() && u.limits.budget_duration.is_some())
-    {
-        u.budget_reset_at = u.limits.budget_reset_after(now);
-    }
+    b.limits.apply(&mut u.limits, &mut u.budget_reset_at, now)?;
     u.updated_at = now;
     Ok(())
 }
