@@ -151,14 +151,7 @@ async fn read_request(
     keep: impl FnOnce(&Bytes, bool),
 ) -> Result<ProxyRequest, ApiError> {
     let bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
-    // The body is checked as UTF-8 once, whole, and parsed as text: parsed
-    // as bytes, serde_json checks every string and every field's raw text
-    // again, piece by piece. A body that is not UTF-8 is parsed as bytes
-    // anyway, for serde_json's own error saying where.
-    let req = match std::str::from_utf8(&bytes) {
-        Ok(text) => serde_json::from_str::<ProxyRequest>(text),
-        Err(_) => serde_json::from_slice::<ProxyRequest>(&bytes),
-    };
+    let req = crate::openai::from_json_bytes::<ProxyRequest>(&bytes);
     keep(&bytes, req.is_ok());
     let req = req.map_err(|e| body_error(&e))?;
     drop(bytes);

@@ -14,6 +14,18 @@ use serde_json::value::RawValue;
 
 pub use fields::{MAX_DEPTH, RawFields};
 
+/// Parses JSON bytes after checking them as UTF-8 once, whole: parsed as
+/// bytes, serde_json checks every string and every raw value again, piece
+/// by piece. Bytes that are not UTF-8 are parsed as bytes anyway, so the
+/// result is exactly serde_json's: the same error saying where, and the
+/// same leniency for strings it skips unread.
+pub fn from_json_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
 /// A JSON parse error in words a client can act on: serde_json's own,
 /// except that a body nested past the parser's limit (the same
 /// [`MAX_DEPTH`]) says so instead of naming the parser's recursion.

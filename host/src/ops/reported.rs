@@ -110,13 +110,9 @@ fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, 
 /// native answer or event) says about itself, in one pass; `None` when it is
 /// not a JSON object.
 pub fn reported_in_body(body: &[u8]) -> Option<Reported> {
-    // Checked as UTF-8 once and read as text, as request bodies are; an
-    // answer that is not UTF-8 is still read as bytes, which skips the
-    // strings it does not need unchecked, so its usage is not lost.
-    match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text).ok(),
-        Err(_) => serde_json::from_slice(body).ok(),
-    }
+    // An answer that is not UTF-8 in a string this does not read still
+    // gives its usage, as before.
+    crate::openai::from_json_bytes(body).ok()
 }
 
 /// Reads `usage` from a chat/completions/embeddings JSON answer or chunk,
