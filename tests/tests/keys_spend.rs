@@ -68,6 +68,35 @@ async fn a_json_answer_reports_its_cost_and_the_spend_log_records_it() {
     assert!(close(key_spend(&proxy, &key, CALL_COST).await, CALL_COST));
 }
 
+/// LiteLLM's spend logs are looked up by the answer's own id
+/// (`response.id`); conclave's rows carry it beside the gateway's request
+/// id, and `?request_id=` finds a row by either, streamed or not.
+#[tokio::test]
+async fn spend_rows_are_found_by_the_answers_own_id_streamed_and_not() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({})).await;
+    let (status, headers, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 200, "{body}");
+    let answer_id = body["id"].as_str().unwrap().to_owned();
+    let gateway_id = header(&headers, "x-conclave-request-id").to_owned();
+    assert_ne!(answer_id, gateway_id);
+    let payloads = stream_as(&proxy, &key, stream_body(None)).await;
+    assert_eq!(payloads[0]["id"], answer_id.as_str());
+
+    let rows = spend_rows(&proxy, &answer_id, 2).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["response_id"] == answer_id.as_str()),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r["request_id"] == gateway_id.as_str()),
+        "{rows:?}"
+    );
+    assert!(spend_rows(&proxy, "chatcmpl-unknown", 0).await.is_empty());
+}
+
 #[tokio::test]
 async fn a_stream_is_charged_from_a_usage_chunk_the_client_never_sees() {
     let up = FakeUpstream::start().await;

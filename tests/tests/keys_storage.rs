@@ -34,6 +34,7 @@ fn row(request_id: &str, token_hash: &str, age: Duration, spend: f64) -> SpendRo
     SpendRow {
         request_id: request_id.into(),
         parent_request_id: None,
+        response_id: None,
         token_hash: Some(token_hash.into()),
         user_id: None,
         team_id: None,

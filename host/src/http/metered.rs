@@ -106,6 +106,7 @@ pub fn charge_json(
     let Reported {
         usage,
         model: response_model,
+        id,
         ..
     } = reported.unwrap_or_default();
     outcome.update(|o| {
@@ -113,6 +114,9 @@ pub fn charge_json(
         o.body_is_json = is_json;
         if response_model.is_some() {
             o.response_model = response_model;
+        }
+        if id.is_some() {
+            o.response_id = id;
         }
     });
     charge(ctx, outcome, model, deployment, usage.unwrap_or_default())

@@ -267,6 +267,9 @@ pub struct SpendRow {
     pub request_id: String,
     /// The composite request a sub-call belongs to.
     pub parent_request_id: Option<String>,
+    /// The answer's own id (`chatcmpl-...`): LiteLLM's spend logs call it
+    /// the request id, so `/spend/logs?request_id=` finds a row by either.
+    pub response_id: Option<String>,
     /// The key that paid, if the caller used a virtual key.
     pub token_hash: Option<String>,
     pub user_id: Option<String>,
@@ -330,6 +333,7 @@ impl SpendRow {
         Self {
             request_id: request_id.into(),
             parent_request_id: None,
+            response_id: None,
             token_hash: token_hash.map(str::to_owned),
             user_id: None,
             team_id: None,

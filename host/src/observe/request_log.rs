@@ -487,6 +487,7 @@ mod tests {
             error: None,
             usage: None,
             response_model: None,
+            response_id: None,
             cost: None,
             started_at: SystemTime::now(),
             latency: Duration::from_millis(12),

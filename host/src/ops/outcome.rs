@@ -91,6 +91,9 @@ pub struct Outcome {
     /// The model the upstream named in a JSON answer, when the response
     /// path read it (so sinks need not parse the answer again).
     pub response_model: Option<String>,
+    /// The answer's own id (`chatcmpl-...`, a stream's chunks' id), which
+    /// LiteLLM's spend logs are looked up by.
+    pub response_id: Option<String>,
     /// What the call cost in USD, once priced; a composite request's is the
     /// sum of its sub-calls'.
     pub cost: Option<f64>,
@@ -155,13 +158,13 @@ impl Outcome {
             .or_else(|| self.body.iter().rev().find_map(|b| usage_in_body(b)))
     }
 
-    /// Fills in the usage and model the kept answer reports when the
-    /// request path did not read them (a cache hit, a semantic-cache
-    /// embedding call), reading each kept body at most once, so that no
-    /// sink parses the answer again. Called by the outcome dispatcher,
-    /// off the response path.
+    /// Fills in the usage, model and id the kept answer reports when the
+    /// request path did not read them (a stream, a cache hit, a
+    /// semantic-cache embedding call), reading each kept body at most once,
+    /// so that no sink parses the answer again. Called by the outcome
+    /// dispatcher, off the response path.
     pub fn read_kept_answer(&mut self) {
-        if self.usage.is_some() && self.response_model.is_some() {
+        if self.has_read_answer() {
             return;
         }
         let single = self.body.len() == 1;
@@ -176,10 +179,17 @@ impl Outcome {
             if self.response_model.is_none() {
                 self.response_model = reported.model.filter(|m| !m.is_empty());
             }
-            if self.usage.is_some() && self.response_model.is_some() {
+            if self.response_id.is_none() {
+                self.response_id = reported.id.filter(|id| !id.is_empty());
+            }
+            if self.has_read_answer() {
                 return;
             }
         }
+    }
+
+    fn has_read_answer(&self) -> bool {
+        self.usage.is_some() && self.response_model.is_some() && self.response_id.is_some()
     }
 
     /// Keeps the request body for request logs, when they are on, saying
@@ -240,6 +250,7 @@ impl PendingOutcome {
                 error: None,
                 usage: None,
                 response_model: None,
+                response_id: None,
                 cost: None,
                 started_at: SystemTime::now() - started.elapsed(),
                 latency: Duration::ZERO,

@@ -131,6 +131,7 @@ pub fn spend_row(r: &SpendRow) -> Value {
     json!({
         "request_id": r.request_id,
         "parent_request_id": r.parent_request_id,
+        "response_id": r.response_id,
         "call_type": if r.parent_request_id.is_some() { "sub_call" } else { "completion" },
         "api_key": r.token_hash.clone().unwrap_or_default(),
         "user": r.user_id.clone().unwrap_or_default(),

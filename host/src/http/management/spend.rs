@@ -125,7 +125,8 @@ fn window(
     security(("bearer" = []))
 )]
 /// `GET /spend/logs`: filters `api_key` (the key or its hash), `user_id`,
-/// `team_id`, `request_id` (the request and its sub-calls), `start_date`,
+/// `team_id`, `request_id` (the gateway's request id with its sub-calls, or
+/// the answer's own `chatcmpl-...` id, as LiteLLM names it), `start_date`,
 /// `end_date`, `limit`; newest first, as a JSON array.
 pub async fn logs(
     State(state): State<AppState>,

@@ -7,7 +7,15 @@
 //! number.
 
 /// `(version, statements)`, in order.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+    (7, V7),
+];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS keys (
@@ -156,3 +164,12 @@ const V5: &[&str] = &["ALTER TABLE spend_logs ADD COLUMN end_user TEXT"];
 /// spend totals per key come from `keys`, `key_model_spend` and
 /// `daily_spend`, never from the log.
 const V6: &[&str] = &["DROP INDEX IF EXISTS spend_logs_key_time"];
+
+/// The answer's own id on each spend-log row (`chatcmpl-...`), which
+/// LiteLLM's users look spend up by (`/spend/logs?request_id=`). Indexed
+/// only where present: failed calls have none.
+const V7: &[&str] = &[
+    "ALTER TABLE spend_logs ADD COLUMN response_id TEXT",
+    "CREATE INDEX IF NOT EXISTS spend_logs_response ON spend_logs (response_id) \
+     WHERE response_id IS NOT NULL",
+];

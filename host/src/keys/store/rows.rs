@@ -28,7 +28,7 @@ pub const TEAM_COLUMNS: &str = "team_id, team_alias, models, limits, spend, budg
 /// The columns of `spend_logs` as [`spend_row`] reads them.
 pub const SPEND_COLUMNS: &str = "request_id, parent_request_id, token_hash, user_id, team_id, \
      model, model_group, deployment, profile, prompt_tokens, completion_tokens, spend, status, \
-     cache_hit, started_at, latency_ms, tags, end_user";
+     cache_hit, started_at, latency_ms, tags, end_user, response_id";
 
 /// A value as its JSON text column.
 pub fn json<T: Serialize>(value: &T) -> String {
@@ -142,5 +142,6 @@ pub fn spend_row(row: &AnyRow) -> Result<SpendRow, KeyError> {
         latency_ms: count("latency_ms")?,
         tags: from_json(row, "tags")?,
         end_user: get(row, "end_user")?,
+        response_id: get(row, "response_id")?,
     })
 }

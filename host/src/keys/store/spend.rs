@@ -281,7 +281,9 @@ impl Store {
         if let Some(id) = &filter.request_id {
             n += 1;
             texts.push(id.clone());
-            clauses.push(format!("(request_id = ${n} OR parent_request_id = ${n})"));
+            clauses.push(format!(
+                "(request_id = ${n} OR parent_request_id = ${n} OR response_id = ${n})"
+            ));
         }
         let mut times = Vec::new();
         if let Some(start) = filter.start {
@@ -559,7 +561,7 @@ impl Store {
     async fn insert_logs(&self, tx: &mut Transaction, chunk: &[SpendRow]) -> Result<(), KeyError> {
         let sql = format!(
             "INSERT INTO spend_logs ({SPEND_COLUMNS}) VALUES {}",
-            placeholders(self.backend(), chunk.len(), 18)
+            placeholders(self.backend(), chunk.len(), 19)
         );
         let mut q = sqlx::query(&sql);
         let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -582,7 +584,8 @@ impl Store {
                 .bind(to_ms(r.started_at))
                 .bind(int(r.latency_ms))
                 .bind(json(&r.tags))
-                .bind(r.end_user.as_deref());
+                .bind(r.end_user.as_deref())
+                .bind(r.response_id.as_deref());
         }
         q.execute(self.within(tx)).await.map_err(store_error)?;
         Ok(())

@@ -54,6 +54,7 @@ pub fn row(o: &Outcome) -> Option<SpendRow> {
     Some(SpendRow {
         request_id: o.request_id.as_str().to_owned(),
         parent_request_id: o.parent_request_id.as_ref().map(|p| p.as_str().to_owned()),
+        response_id: o.response_id.clone(),
         token_hash: o.caller.token_hash().map(str::to_owned),
         user_id: o.caller.user_id().map(str::to_owned),
         team_id: o.caller.team_id().map(str::to_owned),
