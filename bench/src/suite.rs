@@ -164,28 +164,39 @@ pub fn paired(
 /// Two loads of one server as one: requests and failures added, rates and
 /// latency percentiles averaged, CPU per request weighted by requests.
 fn merge(x: &Measured, y: &Measured) -> Measured {
-    let requests = x.load.requests + y.load.requests;
-    let weighted = |a: f64, b: f64| {
-        if requests > 0.0 {
-            (a * x.load.requests + b * y.load.requests) / requests
+    let weighted = by_requests(&x.load, &y.load);
+    Measured {
+        load: merge_loads(&x.load, &y.load),
+        server_us: weighted(x.server_us, y.server_us),
+        mock_us: weighted(x.mock_us, y.mock_us),
+    }
+}
+
+/// Two loads as one: requests and failures added, success weighted by
+/// requests, rates and latency percentiles averaged.
+pub fn merge_loads(x: &LoadResult, y: &LoadResult) -> LoadResult {
+    let mean = |a: f64, b: f64| (a + b) / 2.0;
+    LoadResult {
+        requests: x.requests + y.requests,
+        rps: mean(x.rps, y.rps),
+        success_rate: by_requests(x, y)(x.success_rate, y.success_rate),
+        p50_ms: mean(x.p50_ms, y.p50_ms),
+        p90_ms: mean(x.p90_ms, y.p90_ms),
+        p99_ms: mean(x.p99_ms, y.p99_ms),
+        max_ms: x.max_ms.max(y.max_ms),
+        failures: x.failures + y.failures,
+    }
+}
+
+/// The mean of two per-load figures weighted by the loads' requests.
+fn by_requests(x: &LoadResult, y: &LoadResult) -> impl Fn(f64, f64) -> f64 {
+    let (n, m) = (x.requests, y.requests);
+    move |a, b| {
+        if n + m > 0.0 {
+            (a * n + b * m) / (n + m)
         } else {
             f64::NAN
         }
-    };
-    let mean = |a: f64, b: f64| (a + b) / 2.0;
-    Measured {
-        load: LoadResult {
-            requests,
-            rps: mean(x.load.rps, y.load.rps),
-            success_rate: weighted(x.load.success_rate, y.load.success_rate),
-            p50_ms: mean(x.load.p50_ms, y.load.p50_ms),
-            p90_ms: mean(x.load.p90_ms, y.load.p90_ms),
-            p99_ms: mean(x.load.p99_ms, y.load.p99_ms),
-            max_ms: x.load.max_ms.max(y.load.max_ms),
-            failures: x.load.failures + y.load.failures,
-        },
-        server_us: weighted(x.server_us, y.server_us),
-        mock_us: weighted(x.mock_us, y.mock_us),
     }
 }
 

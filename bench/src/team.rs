@@ -5,7 +5,7 @@
 //! the spend log. The load spreads over all the keys ([`crate::keyed`]).
 //!
 //! Compared in the same run, with the same generator: the mock directly
-//! (for the overhead), the benchmark config without keys, the team on
+//! (for the overhead; each team's fixed-rate load alternates with it), the benchmark config without keys, the team on
 //! SQLite, and the team with Redis shared counters as well (when a Redis
 //! answers on the machine's port). The key store's statement counter
 //! (`/metrics`) before and after saturation gives statements per request.
@@ -26,7 +26,8 @@ use crate::keyed::{self, KeyedLoad};
 use crate::oha::LoadResult;
 use crate::procs::Server;
 use crate::suite::{
-    FIXED_RATE_CONNECTIONS, SATURATION_CONNECTIONS, Setup, measured, paired, start_conclave_with,
+    FIXED_RATE_CONNECTIONS, SATURATION_CONNECTIONS, Setup, measured, merge_loads, paired,
+    start_conclave_with,
 };
 use crate::{Result, fail};
 
@@ -52,9 +53,14 @@ pub struct KeyedLoads {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TeamRun {
     pub loads: KeyedLoads,
-    /// p99 at 1000 req/s over the direct p99 of the same generator (ms).
+    /// p99 at 1000 req/s over the direct p99 of the same generator,
+    /// measured beside it (direct, team, team, direct) so that the
+    /// machine's drift between phases minutes apart does not count (ms).
     pub overhead_p99_ms: f64,
     pub overhead_p50_ms: f64,
+    /// The direct loads at 1000 req/s paired with this run's (merged).
+    #[serde(default)]
+    pub paired_direct_at_rate: LoadResult,
     /// Saturation over that of the no-keys conclave, measured beside it
     /// (no keys, keys, keys, no keys; see [`paired`]).
     pub saturation_over_no_keys: f64,
@@ -89,17 +95,11 @@ pub fn run(setup: &Setup, say: &dyn Fn(&str)) -> Result<Team> {
     let no_keys = loads(setup, &plain, &keys)?;
     let plain = (&plain, &keys);
     say("team: 1000 keys, SQLite");
-    let sqlite = team_run(setup, "team-sqlite", "", &direct_at_rate, plain)?;
+    let sqlite = team_run(setup, "team-sqlite", "", plain)?;
     let redis = if TcpStream::connect(REDIS_ADDR).is_ok() {
         say("team: 1000 keys, SQLite and Redis shared counters");
         let extra = format!("router_settings:\n  redis_url: redis://{REDIS_ADDR}\n");
-        Some(team_run(
-            setup,
-            "team-redis",
-            &extra,
-            &direct_at_rate,
-            plain,
-        )?)
+        Some(team_run(setup, "team-redis", &extra, plain)?)
     } else {
         eprintln!("bench: no Redis on {REDIS_ADDR}: the team scenario with Redis is skipped");
         None
@@ -183,7 +183,6 @@ fn team_run(
     setup: &Setup,
     name: &str,
     extra: &str,
-    direct: &LoadResult,
     (plain, no_keys): (&Server, &Arc<Vec<HeaderValue>>),
 ) -> Result<TeamRun> {
     let db = setup.work.join(format!("{name}.db"));
@@ -211,7 +210,19 @@ fn team_run(
     let keys = Arc::new(rt.block_on(make_keys(&base))?);
     let statements_before = rt.block_on(store_statements(&base))?;
     warm_up(setup, plain, no_keys)?;
-    let (warmup_requests, at_rate) = warm_up_and_rate(setup, &server, &keys)?;
+    let warmup_requests = warm_up(setup, &server, &keys)?;
+    let team_addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let (direct, at_rate) = paired_at_rate(
+        &|| {
+            keyed::run(load(
+                setup,
+                setup.mock.addr(),
+                &Arc::new(Vec::new()),
+                Some(FEATURE_RATE),
+            ))
+        },
+        &|| keyed::run(load(setup, team_addr, &keys, Some(FEATURE_RATE))),
+    )?;
     let pair = paired(
         setup,
         (plain, &saturate(setup, plain, no_keys)),
@@ -231,6 +242,7 @@ fn team_run(
     Ok(TeamRun {
         overhead_p99_ms: loads.at_rate.p99_ms - direct.p99_ms,
         overhead_p50_ms: loads.at_rate.p50_ms - direct.p50_ms,
+        paired_direct_at_rate: direct,
         saturation_over_no_keys,
         paired_no_keys_rps: pair.a.load.rps,
         store_statements_per_request: if measured > 0.0 {
@@ -240,6 +252,16 @@ fn team_run(
         },
         loads,
     })
+}
+
+/// Two fixed-rate loads in the order A, B, B, A, each side's two merged
+/// (percentiles averaged), as [`crate::suite::paired`] does for saturation.
+fn paired_at_rate(
+    a: &dyn Fn() -> Result<LoadResult>,
+    b: &dyn Fn() -> Result<LoadResult>,
+) -> Result<(LoadResult, LoadResult)> {
+    let (a1, b1, b2, a2) = (a()?, b()?, b()?, a()?);
+    Ok((merge_loads(&a1, &a2), merge_loads(&b1, &b2)))
 }
 
 /// Makes [`TEAM_KEYS`] keys through `/key/generate`; their `Authorization`
