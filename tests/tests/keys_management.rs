@@ -176,6 +176,26 @@ async fn an_admin_users_key_opens_the_admin_api_and_other_keys_do_not() {
 }
 
 #[tokio::test]
+async fn key_health_is_healthy_for_a_working_key_and_401_for_a_blocked_one() {
+    let (_up, proxy) = gateway().await;
+    let key = key_of(&generate(&proxy, json!({"key_alias": "checked"})).await);
+    let (status, body) = proxy
+        .call(Method::POST, "/key/health", None, Some(&key))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"key": "healthy", "logging_callbacks": null}));
+    post(&proxy, "/key/block", json!({"key": key})).await;
+    let (status, body) = proxy
+        .call(Method::POST, "/key/health", None, Some(&key))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = proxy
+        .call(Method::POST, "/key/health", None, Some("sk-nope"))
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
 async fn a_key_reads_its_own_info_but_not_another_keys() {
     let (_up, proxy) = gateway().await;
     let mine = key_of(&generate(&proxy, json!({"key_alias": "mine"})).await);
@@ -978,6 +998,90 @@ async fn a_refused_member_list_writes_nothing() {
         "as in LiteLLM, a member is not added twice: {again}"
     );
     assert!(again.to_string().contains("already a member"), "{again}");
+}
+
+/// `bulk_member_add` adds each member on its own: one that cannot be added
+/// is reported and the others still join; `all_users` adds every user.
+#[tokio::test]
+async fn bulk_member_add_reports_each_member_and_adds_the_good_ones() {
+    let (_up, proxy) = gateway().await;
+    post(&proxy, "/team/new", json!({"team_id": "bulk"})).await;
+    post(
+        &proxy,
+        "/team/member_add",
+        json!({"team_id": "bulk", "member": {"user_id": "kim"}}),
+    )
+    .await;
+    let (status, body) = post(
+        &proxy,
+        "/team/bulk_member_add",
+        json!({"team_id": "bulk", "members": [
+            {"user_id": "kim"}, {"user_id": "lee", "role": "admin"},
+            {"user_id": "max", "role": "owner"}, {"user_email": "ann@example.com"}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_requested"], 4, "{body}");
+    assert_eq!(body["successful_additions"], 2, "{body}");
+    assert_eq!(body["failed_additions"], 2, "{body}");
+    let ok: Vec<bool> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["success"].as_bool().unwrap())
+        .collect();
+    assert_eq!(ok, [false, true, false, true], "{body}");
+    assert!(
+        body["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("already a member")
+    );
+    assert!(
+        body["results"][2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("role")
+    );
+    let members = body["updated_team"]["members_with_roles"]
+        .as_array()
+        .unwrap();
+    assert_eq!(members.len(), 3, "kim, lee and ann's new user: {body}");
+    for (user, role) in [("kim", "user"), ("lee", "admin")] {
+        assert!(
+            members.contains(&json!({"user_id": user, "role": role})),
+            "{body}"
+        );
+    }
+
+    post(&proxy, "/user/new", json!({"user_id": "zoe"})).await;
+    post(&proxy, "/team/new", json!({"team_id": "everyone"})).await;
+    let (status, body) = post(
+        &proxy,
+        "/team/bulk_member_add",
+        json!({"team_id": "everyone", "all_users": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["updated_team"]["members_with_roles"]
+            .to_string()
+            .contains("zoe"),
+        "{body}"
+    );
+    assert_eq!(body["failed_additions"], 0, "{body}");
+
+    let (status, body) = post(&proxy, "/team/bulk_member_add", json!({"team_id": "bulk"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "members", "{body}");
+    let (status, _) = post(
+        &proxy,
+        "/team/bulk_member_add",
+        json!({"team_id": "nope", "members": [{"user_id": "a"}]}),
+    )
+    .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

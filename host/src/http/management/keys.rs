@@ -317,6 +317,27 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
 }
 
 #[utoipa::path(
+    post,
+    path = "/key/health",
+    operation_id = "key_health",
+    tag = "keys",
+    summary = "Whether the calling key works",
+    responses(
+        (status = 200, description = "The key is valid, unblocked and unexpired", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing, wrong, blocked or expired key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "The key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /key/health`: LiteLLM's check that the calling key works. conclave
+/// has no per-key logging callbacks to check, so a key that authenticates is
+/// healthy (`logging_callbacks: null`, as LiteLLM answers a key without any).
+pub async fn health(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    authenticate(&state, request.headers()).await?;
+    Ok(Json(json!({"key": "healthy", "logging_callbacks": null})).into_response())
+}
+
+#[utoipa::path(
     get,
     path = "/key/info",
     operation_id = "key_info",

@@ -444,6 +444,125 @@ pub async fn member_add(
     Ok(Json(out).into_response())
 }
 
+/// Most members one `/team/bulk_member_add` adds (`all_users` included).
+const MAX_BULK_MEMBERS: usize = 1000;
+
+#[derive(Deserialize)]
+struct BulkMemberAddBody {
+    team_id: Option<String>,
+    #[serde(default)]
+    members: Vec<Member>,
+    #[serde(default)]
+    all_users: bool,
+}
+
+#[utoipa::path(
+    post,
+    path = "/team/bulk_member_add",
+    operation_id = "team_bulk_member_add",
+    tag = "teams",
+    summary = "Add many team members, each on its own",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Each member's result, and the team", body = super::super::openapi::JsonObject),
+        (status = 400, description = "No team_id, no members, or too many", body = super::super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "Not allowed, or the key store is off (no master key)", body = super::super::openapi::ErrorResponse),
+        (status = 404, description = "No such team", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /team/bulk_member_add` with `{"team_id", "members": [...]}` or
+/// `"all_users": true` (every user in the store). Unlike `member_add`, a
+/// member that cannot be added (already in the team, a bad role) does not
+/// stop the others: each has its own result, as LiteLLM answers.
+pub async fn bulk_member_add(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let keys = admin(&state, request.headers()).await?;
+    let value = read_object(&state, request).await?;
+    unenforced::refuse(&value, unenforced::ON_MEMBERS)?;
+    let body: BulkMemberAddBody = typed(value)?;
+    let team_id = body
+        .team_id
+        .ok_or_else(|| invalid("team_id", "is required"))?;
+    let mut current = existing(&keys, &team_id).await?.members;
+    let mut members = body.members;
+    if body.all_users {
+        members.extend(every_user(&keys).await?);
+    }
+    if members.is_empty() {
+        return Err(invalid(
+            "members",
+            "name at least one member, or set all_users: true",
+        ));
+    }
+    if members.len() > MAX_BULK_MEMBERS {
+        return Err(invalid(
+            "members",
+            format!(
+                "{} members asked for; one request adds at most {MAX_BULK_MEMBERS}",
+                members.len()
+            ),
+        ));
+    }
+    let mut results = Vec::with_capacity(members.len());
+    for member in &members {
+        let added = match check_members(&keys, std::slice::from_ref(member), &current).await {
+            Ok(checked) => add_members(&keys, &team_id, &checked).await,
+            Err(e) => Err(e),
+        };
+        let mut result = json!({"user_id": member.user_id, "user_email": member.user_email});
+        match added {
+            Ok(ids) => {
+                result["user_id"] = json!(ids.first());
+                result["success"] = json!(true);
+                current.extend(ids);
+            }
+            Err(e) => {
+                result["success"] = json!(false);
+                result["error"] = json!(e.body.error.message);
+            }
+        }
+        results.push(result);
+    }
+    keys.invalidate_team(&team_id);
+    let added = results.iter().filter(|r| r["success"] == true).count();
+    let team = existing(&keys, &team_id).await?;
+    Ok(Json(json!({
+        "team_id": team_id,
+        "results": results,
+        "total_requested": members.len(),
+        "successful_additions": added,
+        "failed_additions": members.len() - added,
+        "updated_team": shown(&keys, &team).await?,
+    }))
+    .into_response())
+}
+
+/// Every user in the store as a member to add (role `user`), up to one
+/// more than a bulk request may add, so that too many is refused.
+async fn every_user(keys: &Keys) -> Result<Vec<Member>, ApiError> {
+    let page = ListPage {
+        page: 1,
+        size: u32::try_from(MAX_BULK_MEMBERS + 1).unwrap_or(u32::MAX),
+    };
+    let (users, _) = keys
+        .store()
+        .list_users(&Default::default(), page)
+        .await
+        .map_err(key_error)?;
+    Ok(users
+        .into_iter()
+        .map(|u| Member {
+            user_id: Some(u.user_id),
+            user_email: None,
+            role: "user".into(),
+        })
+        .collect())
+}
+
 #[derive(Deserialize)]
 struct MemberDeleteBody {
     team_id: Option<String>,
