@@ -40,6 +40,7 @@ fn outcome() -> Outcome {
         error: None,
         usage: None,
         response_model: None,
+        response_id: None,
         cost: None,
         started_at: SystemTime::now(),
         latency: Duration::from_millis(420),
