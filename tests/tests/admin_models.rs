@@ -239,6 +239,103 @@ async fn litellms_model_new_and_model_delete_manage_runtime_models() {
     assert_eq!(status, 401, "the master key is needed");
 }
 
+/// LiteLLM's `/model/update` changes the fields it gives of the runtime
+/// model its `model_info.id` names, keeps the others (the key too), and
+/// renames it with a new `model_name`.
+#[tokio::test]
+async fn litellms_model_update_changes_what_it_gives_and_keeps_the_rest() {
+    let up = FakeUpstream::start().await;
+    up.set("rt1", Behavior::ok("from rt1"));
+    up.set("rt2", Behavior::ok("from rt2"));
+    let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;
+    let post = |path: &'static str, body: Value| {
+        let proxy = &proxy;
+        async move {
+            proxy
+                .call(reqwest::Method::POST, path, Some(body), Some(MASTER))
+                .await
+        }
+    };
+    let made = json!({"model_name": "rt", "litellm_params": {
+        "model": "openai/gpt-rt", "api_base": up.api_base("rt1"), "api_key": SECRET, "timeout": 30}});
+    assert_eq!(post("/model/new", made).await.0, 200);
+
+    let (status, updated) = post(
+        "/model/update",
+        json!({"model_info": {"id": "runtime:rt"}, "litellm_params": {"api_base": up.api_base("rt2")}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        updated["litellm_params"]["model"], "openai/gpt-rt",
+        "{updated}"
+    );
+    assert_eq!(updated["litellm_params"]["timeout"], 30.0, "{updated}");
+    assert!(!updated.to_string().contains(SECRET), "{updated}");
+    let (status, body) = post("/v1/chat/completions", chat_body("rt", "x")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "from rt2");
+    let (status, listed) = proxy
+        .call(reqwest::Method::GET, "/admin/models", None, Some(MASTER))
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(!listed.to_string().contains(SECRET), "{listed}");
+
+    let (status, renamed) = post(
+        "/model/update",
+        json!({"model_info": {"id": "rt"}, "model_name": "rt-new"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{renamed}");
+    assert_eq!(renamed["model_id"], "runtime:rt-new", "{renamed}");
+    assert_eq!(
+        post("/v1/chat/completions", chat_body("rt", "x")).await.0,
+        404
+    );
+    let (status, body) = post("/v1/chat/completions", chat_body("rt-new", "x")).await;
+    assert_eq!(
+        (status, &body["choices"][0]["message"]["content"]),
+        (200, &json!("from rt2")),
+        "{body}"
+    );
+
+    let (status, refused) = post(
+        "/model/update",
+        json!({"model_info": {"id": "runtime:rt-new"}, "litellm_params": {"rpm": 10}}),
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["error"]["param"]),
+        (400, &json!("litellm_params.rpm")),
+        "{refused}"
+    );
+    let (status, refused) = post(
+        "/model/update",
+        json!({"litellm_params": {"api_base": up.api_base("rt1")}}),
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["error"]["param"]),
+        (400, &json!("model_info.id")),
+        "{refused}"
+    );
+    let (status, missing) = post(
+        "/model/update",
+        json!({"model_info": {"id": "runtime:nope"}}),
+    )
+    .await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, config_model) = post(
+        "/model/update",
+        json!({"model_info": {"id": "echo"}, "model_name": "e"}),
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "a config model changes in the config file: {config_model}"
+    );
+}
+
 #[tokio::test]
 async fn a_registration_can_replace_a_config_model_and_set_its_fallbacks() {
     let up = FakeUpstream::start().await;

@@ -163,14 +163,52 @@ impl Registration {
                 "litellm_params.model is required (provider/model, e.g. openai/gpt-4o-mini)",
             ));
         }
-        Self::from_json(&Value::Object(flat)).map_err(|mut e| {
-            if let Some(param) = e.param.as_mut()
-                && param != "model_name"
-            {
-                *param = format!("litellm_params.{}", litellm_name(param));
+        Self::from_json(&Value::Object(flat)).map_err(in_litellm_names)
+    }
+
+    /// This registration changed by a LiteLLM `POST /model/update` body:
+    /// each `litellm_params` field it gives replaces this one's (`null`
+    /// clears it), a `model_name` renames it, and `model_info` may only
+    /// name the deployment (`id`). The result is checked as a new one is.
+    pub fn updated_by_litellm(&self, body: &Value) -> Result<Self, FieldError> {
+        let Some(body) = body.as_object() else {
+            return Err(FieldError {
+                param: None,
+                message: "the body must be a JSON object".into(),
+            });
+        };
+        let mut changes = Map::new();
+        for (name, value) in body {
+            match name.as_str() {
+                "model_name" if !value.is_null() => {
+                    changes.insert(name.clone(), value.clone());
+                }
+                "model_name" | "id" => {}
+                "litellm_params" => flatten_params(value, &mut changes)?,
+                "model_info" => {
+                    let mut info = value.clone();
+                    if let Some(fields) = info.as_object_mut() {
+                        fields.remove("id");
+                    }
+                    check_model_info(&info)?;
+                }
+                other => {
+                    return Err(FieldError::at(
+                        other,
+                        format!(
+                            "{other} is not a field of /model/update (model_name, litellm_params, model_info)"
+                        ),
+                    ));
+                }
             }
-            e
-        })
+        }
+        let mut flat = match self.to_json(true) {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        };
+        flat.extend(changes);
+        flat.retain(|_, v| !v.is_null());
+        Self::from_json(&Value::Object(flat)).map_err(in_litellm_names)
     }
 
     /// The registration's `litellm_params` under LiteLLM's names, as
@@ -325,6 +363,17 @@ fn litellm_name(own: &str) -> &str {
         .iter()
         .find(|(_, o)| *o == own)
         .map_or(own, |(litellm, _)| litellm)
+}
+
+/// A registration field's error under its LiteLLM name
+/// (`litellm_params.api_base`), as a `/model/*` body wrote it.
+fn in_litellm_names(mut e: FieldError) -> FieldError {
+    if let Some(param) = e.param.as_mut()
+        && param != "model_name"
+    {
+        *param = format!("litellm_params.{}", litellm_name(param));
+    }
+    e
 }
 
 /// Copies `litellm_params` into `flat` under registration names.

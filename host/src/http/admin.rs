@@ -241,6 +241,91 @@ pub async fn model_new(
 
 #[utoipa::path(
     post,
+    path = "/model/update",
+    operation_id = "model_update",
+    tag = "admin",
+    summary = "Change a runtime model, in LiteLLM's shape",
+    request_body = super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Updated", body = super::openapi::JsonObject),
+        (status = 400, description = "No id given, or an invalid field", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such runtime model", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The new model_name is another runtime model's, or the config file owns this model", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /model/update` with LiteLLM's `{"model_info": {"id"}, "model_name",
+/// "litellm_params": {...}}`: the runtime model with that id (the
+/// `model_id` `/model/new` answered, or its name) keeps what the body does
+/// not give, takes what it does, and is renamed by a new `model_name`.
+pub async fn model_update(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let control = control(&state)?;
+    let body = read_json(&state, request).await?;
+    let id = match body.pointer("/model_info/id").or_else(|| body.get("id")) {
+        Some(Value::String(id)) if !id.trim().is_empty() => id.trim(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "model_info.id is required: the model_id /model/new answered",
+                Some("model_info.id"),
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "model_info.id must be a string",
+                Some("model_info.id"),
+            ));
+        }
+    };
+    let current = control
+        .registration(id)
+        .or_else(|| control.registration(id.strip_prefix("runtime:")?))
+        .ok_or_else(|| {
+            ApiError::from(AdminError::NotFound(format!(
+                "no runtime model with id {:?} (models from the config file change there)",
+                truncated(id)
+            )))
+        })?;
+    let updated = current
+        .updated_by_litellm(&body)
+        .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
+    let renamed = updated.model_name != current.model_name;
+    if renamed && control.registration(&updated.model_name).is_some() {
+        return Err(AdminError::Conflict(format!(
+            "a runtime model named {:?} exists already; delete it first",
+            updated.model_name
+        ))
+        .into());
+    }
+    control.register(updated.clone()).await?;
+    if renamed {
+        control.unregister(&current.model_name).await?;
+    }
+    let model_id = updated.deployment_id();
+    Ok(Json(json!({
+        "model_id": model_id,
+        "model_name": updated.model_name,
+        "litellm_params": updated.litellm_params(),
+        "model_info": {"id": model_id, "db_model": true},
+    }))
+    .into_response())
+}
+
+/// An id short enough to repeat in an error.
+fn truncated(id: &str) -> &str {
+    let mut end = id.len().min(MAX_MODEL_ID_BYTES);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
+#[utoipa::path(
+    post,
     path = "/model/delete",
     operation_id = "model_delete",
     tag = "admin",

@@ -181,6 +181,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/admin/models/{*model_name}", delete(admin::delete_model))
         .route("/model/new", post(admin::model_new))
+        .route("/model/update", post(admin::model_update))
         .route("/model/delete", post(admin::model_delete))
         .route("/cache/ping", get(cache_routes::ping))
         .route("/cache/flushall", post(cache_routes::flush_all))

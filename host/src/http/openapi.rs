@@ -58,6 +58,7 @@ pub use schemas::*;
         admin::register_model,
         admin::delete_model,
         admin::model_new,
+        admin::model_update,
         admin::model_delete,
         // These docs.
         docs::index,

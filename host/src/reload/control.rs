@@ -462,6 +462,17 @@ impl Control {
         tracing::info!(trigger, generation, models = %names, "runtime models reloaded from the store");
     }
 
+    /// The runtime registration of `model_name` in service, key included
+    /// (for an update to start from).
+    pub fn registration(&self, model_name: &str) -> Option<Registration> {
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .registrations()
+            .find(|r| r.model_name == model_name)
+            .cloned()
+    }
+
     /// The runtime registrations in service (without keys).
     pub fn registrations(&self) -> Vec<Value> {
         self.registered
