@@ -2,7 +2,8 @@
 //! keep-alive, answers built once at start.
 //!
 //! `POST /v1/chat/completions` answers a non-streamed request at once with a
-//! fixed chat.completion, and a streamed one (`"stream": true`) with 50
+//! fixed chat.completion (only its id differs from one answer to the next,
+//! as a real upstream's does, since the gateway stores and indexes it), and a streamed one (`"stream": true`) with 50
 //! chunks 5 ms apart (on a fixed schedule from the first chunk, so timer
 //! slack does not accumulate), then `data: [DONE]`.
 //!
@@ -113,6 +114,8 @@ struct Shared {
     trace_exports: AtomicU64,
     trace_bytes: AtomicU64,
     completion: Bytes,
+    /// Where the id's digits are in `completion`.
+    id_digits_at: usize,
 }
 
 /// A running mock; its runtime (and with it the server) stops when dropped.
@@ -147,11 +150,13 @@ impl Mock {
             let _context = runtime.enter();
             TcpListener::from_std(listener)?
         };
+        let completion = Bytes::from(completion_json());
         let shared = Arc::new(Shared {
             requests: AtomicU64::new(0),
             trace_exports: AtomicU64::new(0),
             trace_bytes: AtomicU64::new(0),
-            completion: Bytes::from(completion_json()),
+            id_digits_at: id_digits_at(&completion),
+            completion,
         });
         runtime.spawn(serve(listener, shared.clone()));
         Ok(Mock {
@@ -223,7 +228,7 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(plain(StatusCode::BAD_REQUEST, "unreadable body")),
     };
-    shared.requests.fetch_add(1, Ordering::Relaxed);
+    let n = shared.requests.fetch_add(1, Ordering::Relaxed);
     let stream = serde_json::from_slice::<Peek>(&body)
         .unwrap_or_default()
         .stream
@@ -234,7 +239,8 @@ async fn handle(
     Ok(if stream {
         stream_response(spec)
     } else {
-        let mut r = Response::new(Full::new(shared.completion.clone()).boxed());
+        let answer = with_id(&shared.completion, shared.id_digits_at, n);
+        let mut r = Response::new(Full::new(answer).boxed());
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
@@ -266,13 +272,41 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     r
 }
 
+/// The id of [`completion_json`]: its digits are replaced in each answer.
+const ID_TEMPLATE: &str = "chatcmpl-0000000000000000";
+
+/// Where the id's 16 digits start in `answer` (past its end when absent,
+/// so that no answer is changed).
+fn id_digits_at(answer: &[u8]) -> usize {
+    answer
+        .windows(ID_TEMPLATE.len())
+        .position(|w| w == ID_TEMPLATE.as_bytes())
+        .map_or(answer.len(), |i| i + "chatcmpl-".len())
+}
+
+/// `answer` with the id digits at `at` made from `n`: the count multiplied
+/// by an odd constant, so consecutive answers' ids are spread over the id
+/// space as a real upstream's random ones are (the gateway's index of them
+/// sees inserts all over, not appends).
+fn with_id(answer: &Bytes, at: usize, n: u64) -> Bytes {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = answer.to_vec();
+    let id = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    if let Some(digits) = out.get_mut(at..at + 16) {
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    }
+    Bytes::from(out)
+}
+
 /// A chat.completion of about 600 bytes, the size of a short real answer.
 pub fn completion_json() -> Vec<u8> {
     let content = "Designing Data-Intensive Applications (cat. 4471) is in stock with three copies left. \
                    Compared with Distributed Systems by van Steen and Tanenbaum (cat. 5120), it is more \
                    practical and covers consensus through real systems rather than proofs.";
     serde_json::to_vec(&serde_json::json!({
-        "id": "chatcmpl-bench",
+        "id": ID_TEMPLATE,
         "object": "chat.completion",
         "created": 1_700_000_000u64,
         "model": "bench-model",
@@ -371,6 +405,14 @@ mod tests {
         assert_eq!(reply.status, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(v["object"], "chat.completion");
+        let again = conn.post("/v1/chat/completions", &body).await.unwrap();
+        let w: serde_json::Value = serde_json::from_slice(&again.body).unwrap();
+        let id = v["id"].as_str().unwrap();
+        assert!(
+            id.starts_with("chatcmpl-") && id.len() == ID_TEMPLATE.len(),
+            "{id}"
+        );
+        assert_ne!(v["id"], w["id"], "each answer has its own id");
         let reply = conn
             .post("/lat20/v1/chat/completions", &body)
             .await
@@ -389,7 +431,7 @@ mod tests {
         assert!(t.done.is_some());
         // Chunk i leaves at i * 10 ms: the last one at least 40 ms in.
         assert!(t.events[4] - t.events[0] >= Duration::from_millis(39));
-        assert_eq!(mock.requests(), 3);
+        assert_eq!(mock.requests(), 4);
     }
 
     #[test]
