@@ -228,15 +228,20 @@ pub async fn model_new(
     let registration = Registration::from_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let replaced = control.register(registration.clone()).await?;
+    let mut answer = litellm_model(&registration);
+    answer["replaced"] = json!(replaced);
+    Ok(Json(answer).into_response())
+}
+
+/// A runtime model as LiteLLM's `/model/*` routes answer it (without its key).
+fn litellm_model(registration: &Registration) -> Value {
     let model_id = registration.deployment_id();
-    Ok(Json(json!({
+    json!({
         "model_id": model_id,
         "model_name": registration.model_name,
         "litellm_params": registration.litellm_params(),
         "model_info": {"id": model_id, "db_model": true},
-        "replaced": replaced,
-    }))
-    .into_response())
+    })
 }
 
 #[utoipa::path(
@@ -305,14 +310,7 @@ pub async fn model_update(
     if renamed {
         control.unregister(&current.model_name).await?;
     }
-    let model_id = updated.deployment_id();
-    Ok(Json(json!({
-        "model_id": model_id,
-        "model_name": updated.model_name,
-        "litellm_params": updated.litellm_params(),
-        "model_info": {"id": model_id, "db_model": true},
-    }))
-    .into_response())
+    Ok(Json(litellm_model(&updated)).into_response())
 }
 
 /// An id short enough to repeat in an error.
