@@ -48,6 +48,13 @@ async fn register(proxy: &Proxy, body: Value) -> (u16, Value) {
         .await
 }
 
+/// Posts `body` to `path` with the master key, as a LiteLLM admin script does.
+async fn master_post(proxy: &Proxy, path: &str, body: Value) -> (u16, Value) {
+    proxy
+        .call(reqwest::Method::POST, path, Some(body), Some(MASTER))
+        .await
+}
+
 async fn chat(proxy: &Proxy, model: &str) -> (u16, reqwest::header::HeaderMap, Value) {
     proxy.chat(&chat_body(model, "x")).await
 }
@@ -174,14 +181,7 @@ async fn litellms_model_new_and_model_delete_manage_runtime_models() {
     let up = FakeUpstream::start().await;
     up.set("rt1", Behavior::ok("from rt1"));
     let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;
-    let post = |path: &'static str, body: Value| {
-        let proxy = &proxy;
-        async move {
-            proxy
-                .call(reqwest::Method::POST, path, Some(body), Some(MASTER))
-                .await
-        }
-    };
+    let post = |path: &'static str, body: Value| master_post(&proxy, path, body);
     let (status, made) = post(
         "/model/new",
         json!({"model_name": "rt", "model_info": {},
@@ -248,14 +248,7 @@ async fn litellms_model_update_changes_what_it_gives_and_keeps_the_rest() {
     up.set("rt1", Behavior::ok("from rt1"));
     up.set("rt2", Behavior::ok("from rt2"));
     let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;
-    let post = |path: &'static str, body: Value| {
-        let proxy = &proxy;
-        async move {
-            proxy
-                .call(reqwest::Method::POST, path, Some(body), Some(MASTER))
-                .await
-        }
-    };
+    let post = |path: &'static str, body: Value| master_post(&proxy, path, body);
     let made = json!({"model_name": "rt", "litellm_params": {
         "model": "openai/gpt-rt", "api_base": up.api_base("rt1"), "api_key": SECRET, "timeout": 30}});
     assert_eq!(post("/model/new", made).await.0, 200);
