@@ -41,6 +41,7 @@ fn outcome() -> Outcome {
         usage: None,
         response_model: None,
         response_id: None,
+        answer_read: false,
         cost: None,
         started_at: SystemTime::now(),
         latency: Duration::from_millis(420),

@@ -18,7 +18,7 @@ use crate::reload::{AdminError, Control};
 
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
-/// Longest id `/model/delete` takes: `runtime:` and a model name of at
+/// Longest id `/model/delete` and `/model/update` take: `runtime:` and a model name of at
 /// most 256 bytes, with room to spare; a longer one names nothing and would
 /// only be repeated in the error.
 const MAX_MODEL_ID_BYTES: usize = 512;
@@ -271,28 +271,16 @@ pub async fn model_update(
 ) -> Result<Response, ApiError> {
     let control = control(&state)?;
     let body = read_json(&state, request).await?;
-    let id = match body.pointer("/model_info/id").or_else(|| body.get("id")) {
-        Some(Value::String(id)) if !id.trim().is_empty() => id.trim(),
-        Some(Value::String(_)) | None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                "model_info.id is required: the model_id /model/new answered",
-                Some("model_info.id"),
-            ));
-        }
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "model_info.id must be a string",
-                Some("model_info.id"),
-            ));
-        }
-    };
+    let id = model_id(
+        body.pointer("/model_info/id").or_else(|| body.get("id")),
+        "model_info.id",
+    )?;
     let current = control
         .registration(id)
         .or_else(|| control.registration(id.strip_prefix("runtime:")?))
         .ok_or_else(|| {
             ApiError::from(AdminError::NotFound(format!(
-                "no runtime model with id {:?} (models from the config file change there)",
-                truncated(id)
+                "no runtime model with id {id:?} (models from the config file change there)"
             )))
         })?;
     let updated = current
@@ -313,13 +301,35 @@ pub async fn model_update(
     Ok(Json(litellm_model(&updated)).into_response())
 }
 
-/// An id short enough to repeat in an error.
-fn truncated(id: &str) -> &str {
-    let mut end = id.len().min(MAX_MODEL_ID_BYTES);
-    while !id.is_char_boundary(end) {
-        end -= 1;
+/// The model id a `/model/*` body gives in `param` (trimmed): the
+/// `model_id` `/model/new` answered, or a model name. 400 naming `param`
+/// when it is missing, blank, not a string or longer than any id.
+fn model_id<'a>(value: Option<&'a Value>, param: &str) -> Result<&'a str, ApiError> {
+    let id = match value {
+        Some(Value::String(id)) if !id.trim().is_empty() => id.trim(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                format!("{param} is required: the model_id /model/new answered"),
+                Some(param),
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                format!("{param} must be a string"),
+                Some(param),
+            ));
+        }
+    };
+    if id.len() > MAX_MODEL_ID_BYTES {
+        return Err(ApiError::invalid(
+            format!(
+                "{param} is {} bytes long; a model id is at most {MAX_MODEL_ID_BYTES}",
+                id.len()
+            ),
+            Some(param),
+        ));
     }
-    &id[..end]
+    Ok(id)
 }
 
 #[utoipa::path(
@@ -347,25 +357,7 @@ pub async fn model_delete(
 ) -> Result<Response, ApiError> {
     let control = control(&state)?;
     let body = read_json(&state, request).await?;
-    let id = match body.get("id") {
-        Some(Value::String(id)) if !id.trim().is_empty() => id.trim(),
-        Some(Value::String(_)) | None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                "id is required: the model_id /model/new answered",
-                Some("id"),
-            ));
-        }
-        Some(_) => return Err(ApiError::invalid("id must be a string", Some("id"))),
-    };
-    if id.len() > MAX_MODEL_ID_BYTES {
-        return Err(ApiError::invalid(
-            format!(
-                "id is {} bytes long; a model id is at most {MAX_MODEL_ID_BYTES}",
-                id.len()
-            ),
-            Some("id"),
-        ));
-    }
+    let id = model_id(body.get("id"), "id")?;
     // The id `/model/new` answered is `runtime:<model_name>`; a model whose
     // own name is the id (it may start with `runtime:` too) goes first.
     let deleted = match (control.unregister(id).await, id.strip_prefix("runtime:")) {

@@ -118,6 +118,7 @@ pub fn charge_json(
         if id.is_some() {
             o.response_id = id;
         }
+        o.answer_read = is_json;
     });
     charge(ctx, outcome, model, deployment, usage.unwrap_or_default())
 }

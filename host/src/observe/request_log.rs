@@ -488,6 +488,7 @@ mod tests {
             usage: None,
             response_model: None,
             response_id: None,
+            answer_read: false,
             cost: None,
             started_at: SystemTime::now(),
             latency: Duration::from_millis(12),

@@ -94,6 +94,10 @@ pub struct Outcome {
     /// The answer's own id (`chatcmpl-...`, a stream's chunks' id), which
     /// LiteLLM's spend logs are looked up by.
     pub response_id: Option<String>,
+    /// The request path read the whole JSON answer already (its usage,
+    /// model and id are set as far as it has them), so the dispatcher need
+    /// not look in it again.
+    pub answer_read: bool,
     /// What the call cost in USD, once priced; a composite request's is the
     /// sum of its sub-calls'.
     pub cost: Option<f64>,
@@ -189,7 +193,8 @@ impl Outcome {
     }
 
     fn has_read_answer(&self) -> bool {
-        self.usage.is_some() && self.response_model.is_some() && self.response_id.is_some()
+        self.answer_read
+            || (self.usage.is_some() && self.response_model.is_some() && self.response_id.is_some())
     }
 
     /// Keeps the request body for request logs, when they are on, saying
@@ -251,6 +256,7 @@ impl PendingOutcome {
                 usage: None,
                 response_model: None,
                 response_id: None,
+                answer_read: false,
                 cost: None,
                 started_at: SystemTime::now() - started.elapsed(),
                 latency: Duration::ZERO,

@@ -509,10 +509,11 @@ pub async fn bulk_member_add(
     }
     let mut results = Vec::with_capacity(members.len());
     for member in &members {
-        let added = match check_members(&keys, std::slice::from_ref(member), &current).await {
-            Ok(checked) => add_members(&keys, &team_id, &checked).await,
-            Err(e) => Err(e),
-        };
+        let added = async {
+            let checked = check_members(&keys, std::slice::from_ref(member), &current).await?;
+            add_members(&keys, &team_id, &checked).await
+        }
+        .await;
         let mut result = json!({"user_id": member.user_id, "user_email": member.user_email});
         match added {
             Ok(ids) => {
