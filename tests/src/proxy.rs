@@ -283,6 +283,33 @@ impl Proxy {
         (status, headers, json)
     }
 
+    /// The distinct answers (message contents) `n` chat requests to `model`
+    /// get, sorted: which deployments of a group serve it. Every request
+    /// must succeed.
+    pub async fn distinct_answers(
+        &self,
+        model: &str,
+        key: Option<&str>,
+        n: usize,
+    ) -> std::collections::BTreeSet<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..n {
+            let body = crate::chat_body(model, "x");
+            let (status, answer) = self
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/chat/completions",
+                    Some(body),
+                    key,
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            let content = &answer["choices"][0]["message"]["content"];
+            seen.insert(content.as_str().unwrap_or_default().to_owned());
+        }
+        seen
+    }
+
     /// Sends SIGTERM-like kill and waits.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

@@ -175,7 +175,8 @@ async fn a_runtime_model_is_registered_replaced_and_deleted() {
 }
 
 /// LiteLLM's `/model/new` and `/model/delete`, as a LiteLLM script sends
-/// them, register and delete the same runtime model as `/admin/models`.
+/// them, register and delete a runtime deployment, named by the id
+/// `/model/new` made for it.
 #[tokio::test]
 async fn litellms_model_new_and_model_delete_manage_runtime_models() {
     let up = FakeUpstream::start().await;
@@ -190,7 +191,9 @@ async fn litellms_model_new_and_model_delete_manage_runtime_models() {
     )
     .await;
     assert_eq!(status, 200, "{made}");
-    assert_eq!(made["model_id"], "runtime:rt", "{made}");
+    let id = made["model_id"].as_str().unwrap();
+    assert!(!id.is_empty() && !id.starts_with("runtime:"), "{made}");
+    assert_eq!(made["model_info"]["id"], id, "{made}");
     assert_eq!(made["litellm_params"]["model"], "openai/gpt-rt", "{made}");
     assert_eq!(made["litellm_params"]["timeout"], 30.0, "{made}");
     assert!(!made.to_string().contains(SECRET), "{made}");
@@ -209,7 +212,7 @@ async fn litellms_model_new_and_model_delete_manage_runtime_models() {
     let (status, deleted) = post("/model/delete", json!({"id": made["model_id"]})).await;
     assert_eq!(status, 200, "{deleted}");
     assert!(
-        deleted["message"].as_str().unwrap().contains("runtime:rt"),
+        deleted["message"].as_str().unwrap().contains(id),
         "{deleted}"
     );
     let (status, _) = post("/v1/chat/completions", chat_body("rt", "x")).await;
@@ -239,6 +242,96 @@ async fn litellms_model_new_and_model_delete_manage_runtime_models() {
     assert_eq!(status, 401, "the master key is needed");
 }
 
+/// A second `/model/new` of a name adds a deployment to its group, as
+/// LiteLLM's does: the config's deployment and both runtime ones share the
+/// traffic, `/v1/model/info` lists each under its id, an id given in
+/// `model_info` is kept (and a second use of it refused), a name that
+/// serves several deployments is too vague for `/model/update`, and
+/// `/model/delete` of one id leaves the others serving.
+#[tokio::test]
+async fn model_new_adds_deployments_to_a_group_and_model_delete_removes_one() {
+    let up = FakeUpstream::start().await;
+    for name in ["echo", "rt1", "rt2"] {
+        up.set(name, Behavior::ok(&format!("from {name}")));
+    }
+    let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;
+    let post = |path: &'static str, body: Value| master_post(&proxy, path, body);
+    let deployment = |upstream: &str, info: Value| {
+        json!({"model_name": "echo", "model_info": info,
+               "litellm_params": {"model": "openai/echo-up", "api_base": up.api_base(upstream)}})
+    };
+    let (status, first) = post("/model/new", deployment("rt1", json!({}))).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = post("/model/new", deployment("rt2", json!({"id": "eu-west"}))).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["model_id"], "eu-west", "{second}");
+    let (status, taken) = post("/model/new", deployment("rt1", json!({"id": "eu-west"}))).await;
+    assert_eq!(
+        (status, &taken["error"]["param"]),
+        (409, &json!("model_info.id")),
+        "{taken}"
+    );
+
+    let all: std::collections::BTreeSet<String> = ["from echo", "from rt1", "from rt2"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        proxy.distinct_answers("echo", Some(MASTER), 60).await,
+        all,
+        "the config's and both runtime deployments serve"
+    );
+    let (status, info) = proxy
+        .call(reqwest::Method::GET, "/v1/model/info", None, Some(MASTER))
+        .await;
+    assert_eq!(status, 200, "{info}");
+    let ids: Vec<&str> = info["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["model_name"] == "echo")
+        .map(|m| m["model_info"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{info}");
+    assert!(
+        ids.contains(&"eu-west") && ids.contains(&first["model_id"].as_str().unwrap()),
+        "{info}"
+    );
+
+    let (status, vague) = post(
+        "/model/update",
+        json!({"model_info": {"id": "echo"}, "litellm_params": {"timeout": 5}}),
+    )
+    .await;
+    assert_eq!(status, 409, "two runtime deployments serve echo: {vague}");
+    let (status, updated) = post(
+        "/model/update",
+        json!({"model_info": {"id": "eu-west"}, "litellm_params": {"timeout": 5}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        updated["litellm_params"]["api_base"],
+        up.api_base("rt2"),
+        "{updated}"
+    );
+
+    let (status, deleted) = post("/model/delete", json!({"id": "eu-west"})).await;
+    assert_eq!(status, 200, "{deleted}");
+    let left: std::collections::BTreeSet<String> =
+        ["from echo", "from rt1"].map(String::from).into();
+    assert_eq!(
+        proxy.distinct_answers("echo", Some(MASTER), 40).await,
+        left,
+        "the other deployments still serve"
+    );
+    let (status, refused) = post("/model/new", deployment("rt2", json!({"id": "runtime:x"}))).await;
+    assert_eq!(
+        (status, &refused["error"]["param"]),
+        (400, &json!("model_info.id")),
+        "{refused}"
+    );
+}
+
 /// LiteLLM's `/model/update` changes the fields it gives of the runtime
 /// model its `model_info.id` names, keeps the others (the key too), and
 /// renames it with a new `model_name`.
@@ -251,7 +344,8 @@ async fn litellms_model_update_changes_what_it_gives_and_keeps_the_rest() {
     let post = |path: &'static str, body: Value| master_post(&proxy, path, body);
     let made = json!({"model_name": "rt", "litellm_params": {
         "model": "openai/gpt-rt", "api_base": up.api_base("rt1"), "api_key": SECRET, "timeout": 30}});
-    assert_eq!(post("/model/new", made).await.0, 200);
+    let (status, made) = post("/model/new", made).await;
+    assert_eq!(status, 200, "{made}");
 
     let (status, updated) = post(
         "/model/update",
@@ -280,7 +374,10 @@ async fn litellms_model_update_changes_what_it_gives_and_keeps_the_rest() {
     )
     .await;
     assert_eq!(status, 200, "{renamed}");
-    assert_eq!(renamed["model_id"], "runtime:rt-new", "{renamed}");
+    assert_eq!(
+        renamed["model_id"], made["model_id"],
+        "a deployment keeps its id: {renamed}"
+    );
     assert_eq!(
         post("/v1/chat/completions", chat_body("rt", "x")).await.0,
         404

@@ -140,6 +140,50 @@ async fn a_stored_registration_survives_restarts_and_so_does_its_deletion() {
     assert_eq!(status, 200);
 }
 
+/// Deployments `/model/new` adds to one group are stored one row each:
+/// after a restart the group has them all, and `/model/delete` of one id
+/// removes only that row.
+#[tokio::test]
+async fn deployments_added_to_one_group_are_stored_and_deleted_one_by_one() {
+    let up = FakeUpstream::start().await;
+    for name in ["a", "b", "echo"] {
+        up.set(name, Behavior::ok(&format!("from {name}")));
+    }
+    let state = TempDir::new();
+    let yaml = config(&up, Some(MASTER), &sqlite_url(&state), &[]);
+    let answers = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+
+    let first = start(&yaml, Launch::default()).await;
+    for (upstream, id) in [("a", "dep-a"), ("b", "dep-b")] {
+        let body = json!({"model_name": "echo", "model_info": {"id": id},
+            "litellm_params": {"model": "openai/echo-up", "api_base": up.api_base(upstream)}});
+        let (status, made) = master_post(&first, "/model/new", body).await;
+        assert_eq!(status, 200, "{made}");
+    }
+    first.stop().await;
+
+    let second = start(&yaml, Launch::default()).await;
+    assert_eq!(
+        second.distinct_answers("echo", Some(MASTER), 60).await,
+        answers(&["from a", "from b", "from echo"])
+    );
+    let (status, deleted) = master_post(&second, "/model/delete", json!({"id": "dep-a"})).await;
+    assert_eq!(status, 200, "{deleted}");
+    second.stop().await;
+
+    let third = start(&yaml, Launch::default()).await;
+    assert_eq!(
+        third.distinct_answers("echo", Some(MASTER), 60).await,
+        answers(&["from b", "from echo"])
+    );
+}
+
+async fn master_post(proxy: &Proxy, path: &str, body: Value) -> (u16, Value) {
+    proxy
+        .call(reqwest::Method::POST, path, Some(body), Some(MASTER))
+        .await
+}
+
 #[tokio::test]
 async fn a_stored_registration_the_config_no_longer_allows_is_skipped_with_a_warning() {
     let up = FakeUpstream::start().await;

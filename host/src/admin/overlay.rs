@@ -1,7 +1,7 @@
 //! The runtime registrations every gateway version is built with, and the
 //! file they are persisted in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -9,33 +9,56 @@ use serde_json::{Value, json};
 use super::Registration;
 use crate::config::{Config, LoadedConfig, Problem};
 
-/// The runtime registrations, by model name.
+/// The runtime registrations, by deployment id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overlay {
     models: BTreeMap<String, Registration>,
 }
 
 impl Overlay {
-    /// Adds or replaces a registration; true when it replaced one.
+    /// Adds or replaces a registration (by its deployment id); true when it
+    /// replaced one.
     pub fn upsert(&mut self, registration: Registration) -> bool {
         self.models
-            .insert(registration.model_name.clone(), registration)
+            .insert(registration.deployment_id(), registration)
             .is_some()
     }
 
-    /// Removes a registration; false when there was none.
-    pub fn remove(&mut self, model_name: &str) -> bool {
-        self.models.remove(model_name).is_some()
+    /// Removes the registration with this deployment id; false when there
+    /// was none.
+    pub fn remove(&mut self, deployment_id: &str) -> bool {
+        self.models.remove(deployment_id).is_some()
     }
 
-    /// The registrations, sorted by model name.
+    /// Removes every registration serving `model_name`; the deployment ids
+    /// removed.
+    pub fn remove_model(&mut self, model_name: &str) -> Vec<String> {
+        let ids: Vec<String> = self
+            .models
+            .iter()
+            .filter(|(_, r)| r.model_name == model_name)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            self.models.remove(id);
+        }
+        ids
+    }
+
+    /// The registration with this deployment id.
+    pub fn get(&self, deployment_id: &str) -> Option<&Registration> {
+        self.models.get(deployment_id)
+    }
+
+    /// The registrations, sorted by deployment id.
     pub fn registrations(&self) -> impl Iterator<Item = &Registration> {
         self.models.values()
     }
 
-    /// Registered model names, sorted.
+    /// The model names registrations serve, sorted, each once.
     pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.models.keys()
+        let names: BTreeSet<&String> = self.models.values().map(|r| &r.model_name).collect();
+        names.into_iter()
     }
 
     /// Whether nothing is registered.
@@ -43,12 +66,16 @@ impl Overlay {
         self.models.is_empty()
     }
 
-    /// Puts the registrations into `loaded`: each replaces every config
-    /// deployment of its model name, and its `fallbacks` (when given)
-    /// replace the configured fallbacks of that model.
+    /// Puts the registrations into `loaded`: one made by name replaces
+    /// every config deployment of its model name, and its `fallbacks` (when
+    /// given) replace the configured fallbacks of that model; one with an
+    /// id of its own is one more deployment of its group.
     pub fn apply(&self, loaded: &mut LoadedConfig) -> Result<(), Vec<Problem>> {
         let mut problems = Vec::new();
-        for registration in self.models.values() {
+        // Replacements first, so that they leave the added deployments be.
+        let (replacing, joining): (Vec<_>, Vec<_>) =
+            self.models.values().partition(|r| r.replaces_its_group());
+        for registration in replacing.into_iter().chain(joining) {
             let entry = match registration.entry(loaded) {
                 Ok(e) => e,
                 Err(p) => {
@@ -57,8 +84,10 @@ impl Overlay {
                 }
             };
             let cfg = &mut loaded.config;
-            cfg.model_list
-                .retain(|e| e.model_name != registration.model_name);
+            if registration.replaces_its_group() {
+                cfg.model_list
+                    .retain(|e| e.model_name != registration.model_name);
+            }
             cfg.model_list.push(entry);
             if let Some(fallbacks) = &registration.fallbacks {
                 replace_fallbacks(cfg, &registration.model_name, fallbacks);
@@ -77,10 +106,11 @@ impl Overlay {
     pub fn drop_unusable(&mut self, loaded: &LoadedConfig) -> Vec<(String, String)> {
         let mut dropped = Vec::new();
         self.models
-            .retain(|name, registration| match registration.entry(loaded) {
+            .retain(|_, registration| match registration.entry(loaded) {
                 Ok(_) => true,
                 Err(p) => {
-                    dropped.push((name.clone(), format!("{}: {}", p.path, p.message)));
+                    let name = registration.model_name.clone();
+                    dropped.push((name, format!("{}: {}", p.path, p.message)));
                     false
                 }
             });

@@ -46,7 +46,13 @@ impl FieldError {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
-    /// The model group it serves; replaces config deployments of that name.
+    /// The deployment's own id, when it has one: such a registration is one
+    /// more deployment of its group (LiteLLM's `/model/new`), beside the
+    /// config's and the others'. Without one it is `runtime:<model_name>`
+    /// and the registration replaces every deployment of its name.
+    #[serde(default, deserialize_with = "text")]
+    pub id: Option<String>,
+    /// The model group it serves.
     #[serde(default, deserialize_with = "required_text")]
     pub model_name: String,
     /// `provider/model`; defaults to `openai/<target_model or model_name>`.
@@ -146,7 +152,11 @@ impl Registration {
                     flat.insert(name.clone(), value.clone());
                 }
                 "litellm_params" => flatten_params(value, &mut flat)?,
-                "model_info" => check_model_info(value)?,
+                "model_info" => {
+                    if let Some(id) = take_model_info_id(value)? {
+                        flat.insert("id".into(), id);
+                    }
+                }
                 other => {
                     return Err(FieldError::at(
                         other,
@@ -163,6 +173,10 @@ impl Registration {
                 "litellm_params.model is required (provider/model, e.g. openai/gpt-4o-mini)",
             ));
         }
+        // As LiteLLM does, a deployment without an id of its own gets one,
+        // so a second `/model/new` of a name adds to its group.
+        flat.entry("id")
+            .or_insert_with(|| Value::String(crate::translate::new_id("")));
         Self::from_json(&Value::Object(flat)).map_err(in_litellm_names)
     }
 
@@ -186,11 +200,7 @@ impl Registration {
                 "model_name" | "id" => {}
                 "litellm_params" => flatten_params(value, &mut changes)?,
                 "model_info" => {
-                    let mut info = value.clone();
-                    if let Some(fields) = info.as_object_mut() {
-                        fields.remove("id");
-                    }
-                    check_model_info(&info)?;
+                    take_model_info_id(value)?;
                 }
                 other => {
                     return Err(FieldError::at(
@@ -217,7 +227,7 @@ impl Registration {
         let mut params = Map::new();
         if let Value::Object(own) = self.to_json(false) {
             for (name, value) in own {
-                if name != "model_name" {
+                if name != "model_name" && name != "id" {
                     params.insert(litellm_name(&name).to_owned(), value);
                 }
             }
@@ -235,6 +245,9 @@ impl Registration {
                 "model_name",
                 "model_name must be at most 256 printable characters",
             ));
+        }
+        if let Some(id) = &self.id {
+            check_id(id)?;
         }
         if self.model.is_empty() {
             let target = self.target_model.as_deref().unwrap_or(&self.model_name);
@@ -282,6 +295,9 @@ impl Registration {
     /// persistence file, never for a response).
     pub fn to_json(&self, with_secret: bool) -> Value {
         let mut out = Map::new();
+        if let Some(id) = &self.id {
+            out.insert("id".into(), json!(id));
+        }
         out.insert("model_name".into(), json!(self.model_name));
         out.insert("model".into(), json!(self.model));
         let mut put = |k: &str, v: Value| {
@@ -305,9 +321,20 @@ impl Registration {
         Value::Object(out)
     }
 
-    /// The deployment id shown in headers, logs and `/v1/model/info`.
+    /// The deployment id shown in headers, logs and `/v1/model/info`, and
+    /// what the registration is kept under: its own id, or
+    /// `runtime:<model_name>`.
     pub fn deployment_id(&self) -> String {
-        format!("runtime:{}", self.model_name)
+        match &self.id {
+            Some(id) => id.clone(),
+            None => format!("{NAMED_ID_PREFIX}{}", self.model_name),
+        }
+    }
+
+    /// Whether it replaces the config's deployments of its name (a
+    /// registration without an id of its own) rather than joining them.
+    pub fn replaces_its_group(&self) -> bool {
+        self.id.is_none()
     }
 
     /// The config deployment this registration stands for, its key resolved
@@ -368,10 +395,12 @@ fn litellm_name(own: &str) -> &str {
 /// A registration field's error under its LiteLLM name
 /// (`litellm_params.api_base`), as a `/model/*` body wrote it.
 fn in_litellm_names(mut e: FieldError) -> FieldError {
-    if let Some(param) = e.param.as_mut()
-        && param != "model_name"
-    {
-        *param = format!("litellm_params.{}", litellm_name(param));
+    if let Some(param) = e.param.as_mut() {
+        match param.as_str() {
+            "model_name" => {}
+            "id" => *param = "model_info.id".into(),
+            own => *param = format!("litellm_params.{}", litellm_name(own)),
+        }
     }
     e
 }
@@ -406,26 +435,61 @@ fn flatten_params(params: &Value, flat: &mut Map<String, Value>) -> Result<(), F
     Ok(())
 }
 
-/// `model_info` describes a deployment in LiteLLM; none of its fields has
-/// a meaning here, so only an empty one is taken.
-fn check_model_info(info: &Value) -> Result<(), FieldError> {
-    match info {
-        Value::Null => Ok(()),
-        Value::Object(fields) => match fields.keys().next() {
-            None => Ok(()),
-            Some(name) => Err(FieldError::at(
-                &format!("model_info.{name}"),
-                format!(
-                    "model_info.{name} is not supported by a runtime registration \
-                     (its id is runtime:<model_name>; prices come from the price table)"
-                ),
-            )),
-        },
-        _ => Err(FieldError::at(
-            "model_info",
-            "model_info must be a JSON object",
+/// The id a `model_info` gives the deployment, if any. Its other fields
+/// (prices, limits, descriptions) have no meaning for a runtime
+/// registration, so any of them is refused by name rather than dropped.
+fn take_model_info_id(info: &Value) -> Result<Option<Value>, FieldError> {
+    let fields = match info {
+        Value::Null => return Ok(None),
+        Value::Object(fields) => fields,
+        _ => {
+            return Err(FieldError::at(
+                "model_info",
+                "model_info must be a JSON object",
+            ));
+        }
+    };
+    if let Some(name) = fields.keys().find(|k| *k != "id") {
+        return Err(FieldError::at(
+            &format!("model_info.{name}"),
+            format!(
+                "model_info.{name} is not supported by a runtime registration \
+                 (only model_info.id is; prices come from the price table)"
+            ),
+        ));
+    }
+    match fields.get("id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(id @ Value::String(_)) => Ok(Some(id.clone())),
+        Some(_) => Err(FieldError::at(
+            "model_info.id",
+            "model_info.id must be a string",
         )),
     }
+}
+
+/// What the id of a registration made by name starts with; an id given to
+/// a deployment may not, so the two never meet.
+const NAMED_ID_PREFIX: &str = "runtime:";
+
+/// A deployment's own id: printable, at most 256 bytes, and not in the
+/// `runtime:` space of the ids registrations by name have.
+fn check_id(id: &str) -> Result<(), FieldError> {
+    if id.chars().any(char::is_control) || id.len() > 256 {
+        return Err(FieldError::at(
+            "id",
+            "id must be at most 256 printable characters",
+        ));
+    }
+    if id.starts_with(NAMED_ID_PREFIX) {
+        return Err(FieldError::at(
+            "id",
+            format!(
+                "id must not start with {NAMED_ID_PREFIX:?}: such ids name registrations made by model name"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `api_base` must be an absolute http(s) URL with a host, as written
@@ -548,6 +612,8 @@ mod tests {
             json!({"model_name": "m", "fallbacks": {"a": 1}}),
             json!({"model_name": "m", "api_key": 12}),
             json!({"model_name": "m", "litellm_params": {}}),
+            json!({"model_name": "m", "id": "runtime:m"}),
+            json!({"model_name": "m", "id": "a\u{7}b"}),
         ] {
             let e = reg(body.clone()).unwrap_err();
             let param = e.param.clone().unwrap_or_default();
@@ -575,6 +641,13 @@ mod tests {
         assert_eq!(r.model, "openai/gpt-x");
         assert_eq!(r.api_base.as_deref(), Some("http://127.0.0.1:9/v1"));
         assert_eq!(r.request_timeout, Some(5.0));
+        let made = r.id.clone().unwrap();
+        assert!(!made.is_empty() && r.deployment_id() == made && !r.replaces_its_group());
+        let again = Registration::from_litellm(&json!({
+            "model_name": "m", "litellm_params": {"model": "openai/gpt-x"}, "model_info": {"id": " eu "}
+        }))
+        .unwrap();
+        assert_eq!(again.deployment_id(), "eu");
         assert_eq!(
             r.litellm_params(),
             json!({"model": "openai/gpt-x", "api_base": "http://127.0.0.1:9/v1", "timeout": 5.0})
@@ -588,12 +661,16 @@ mod tests {
             param(json!({"model_name": "m", "litellm_params": {"model": "openai/x", "rpm": 5}})),
             Some("litellm_params.rpm".into())
         );
-        assert_eq!(
-            param(
-                json!({"model_name": "m", "litellm_params": {"model": "openai/x"}, "model_info": {"id": "a"}})
-            ),
-            Some("model_info.id".into())
-        );
+        for info in [
+            json!({"id": "a", "input_cost_per_token": 1}),
+            json!({"id": 3}),
+            json!({"id": "runtime:m"}),
+            json!([]),
+        ] {
+            let body = json!({"model_name": "m", "litellm_params": {"model": "openai/x"}, "model_info": info});
+            let param = param(body).unwrap();
+            assert!(param.starts_with("model_info"), "{info}: {param}");
+        }
         assert_eq!(
             param(json!({"model_name": "m", "litellm_params": {}})),
             Some("litellm_params.model".into())

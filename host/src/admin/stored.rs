@@ -75,13 +75,13 @@ impl StoredModels {
             .await
             .map_err(|e| format!("cannot read the runtime models from the store: {e}"))?;
         let mut overlay = Overlay::default();
-        for (model_name, text) in rows {
+        for (deployment_id, text) in rows {
             match parse(&text) {
                 Ok(registration) => {
                     overlay.upsert(registration);
                 }
                 Err(why) => tracing::warn!(
-                    model_name = %model_name,
+                    deployment_id = %deployment_id,
                     reason = %why,
                     "runtime model in the store skipped: it no longer reads as a registration"
                 ),
@@ -90,22 +90,24 @@ impl StoredModels {
         Ok(overlay)
     }
 
-    /// Keeps `registration` (replacing one of the same name).
+    /// Keeps `registration` (replacing one with the same deployment id).
     pub async fn save(&self, registration: &Registration) -> Result<(), String> {
         let text = registration.to_json(true).to_string();
         self.store
-            .put_runtime_model(&registration.model_name, &text)
+            .put_runtime_model(&registration.deployment_id(), &text)
             .await
             .map_err(|e| format!("cannot store the runtime model: {e}"))
     }
 
-    /// Deletes the registration of `model_name`.
-    pub async fn delete(&self, model_name: &str) -> Result<(), String> {
-        self.store
-            .delete_runtime_model(model_name)
-            .await
-            .map(drop)
-            .map_err(|e| format!("cannot delete the runtime model from the store: {e}"))
+    /// Deletes the registrations with these deployment ids.
+    pub async fn delete(&self, deployment_ids: &[String]) -> Result<(), String> {
+        for id in deployment_ids {
+            self.store
+                .delete_runtime_model(id)
+                .await
+                .map_err(|e| format!("cannot delete the runtime model from the store: {e}"))?;
+        }
+        Ok(())
     }
 }
 

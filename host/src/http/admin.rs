@@ -208,17 +208,19 @@ async fn read_json(state: &AppState, request: Request) -> Result<Value, ApiError
     summary = "Register a runtime model, in LiteLLM's shape",
     request_body = super::openapi::JsonObject,
     responses(
-        (status = 200, description = "Registered (or replaced)", body = super::openapi::JsonObject),
+        (status = 200, description = "Registered: one more deployment of its group", body = super::openapi::JsonObject),
         (status = 400, description = "Invalid registration, or a field a runtime registration cannot honour", body = super::openapi::ErrorResponse),
+        (status = 409, description = "A deployment with the model_info.id given exists", body = super::openapi::ErrorResponse),
         (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
         (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
     ),
     security(("bearer" = []))
 )]
 /// `POST /model/new` with LiteLLM's `{"model_name", "litellm_params":
-/// {...}}`: the same registration as `POST /admin/models`, answered with
-/// LiteLLM's `model_id`, `model_name`, `litellm_params` (without the key)
-/// and `model_info`.
+/// {...}, "model_info": {"id"}}`: one more deployment of the group, beside
+/// the config's and earlier ones (an id is made when none is given),
+/// answered with LiteLLM's `model_id`, `model_name`, `litellm_params`
+/// (without the key) and `model_info`.
 pub async fn model_new(
     State(state): State<AppState>,
     request: Request,
@@ -227,10 +229,17 @@ pub async fn model_new(
     let body = read_json(&state, request).await?;
     let registration = Registration::from_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
-    let replaced = control.register(registration.clone()).await?;
-    let mut answer = litellm_model(&registration);
-    answer["replaced"] = json!(replaced);
-    Ok(Json(answer).into_response())
+    let id = registration.deployment_id();
+    let taken = control.registrations_named(&id);
+    if taken.iter().any(|r| r.deployment_id() == id) {
+        let mut e = ApiError::from(AdminError::Conflict(format!(
+            "a deployment with id {id:?} exists already; /model/update changes it"
+        )));
+        e.body.error.param = Some("model_info.id".into());
+        return Err(e);
+    }
+    control.register(registration.clone()).await?;
+    Ok(Json(litellm_model(&registration)).into_response())
 }
 
 /// A runtime model as LiteLLM's `/model/*` routes answer it (without its key).
@@ -275,30 +284,51 @@ pub async fn model_update(
         body.pointer("/model_info/id").or_else(|| body.get("id")),
         "model_info.id",
     )?;
-    let current = control
-        .registration(id)
-        .or_else(|| control.registration(id.strip_prefix("runtime:")?))
-        .ok_or_else(|| {
-            ApiError::from(AdminError::NotFound(format!(
-                "no runtime model with id {id:?} (models from the config file change there)"
-            )))
-        })?;
+    let current = one_registration(control, id)?;
     let updated = current
         .updated_by_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let renamed = updated.model_name != current.model_name;
-    if renamed && control.registration(&updated.model_name).is_some() {
-        return Err(AdminError::Conflict(format!(
-            "a runtime model named {:?} exists already; delete it first",
-            updated.model_name
-        ))
-        .into());
-    }
-    control.register(updated.clone()).await?;
-    if renamed {
-        control.unregister(&current.model_name).await?;
+    // A registration made by name is kept under its name: renaming it
+    // makes a new one and deletes the old. A deployment keeps its id.
+    if renamed && current.replaces_its_group() {
+        if control
+            .registrations_named(&updated.model_name)
+            .iter()
+            .any(Registration::replaces_its_group)
+        {
+            return Err(AdminError::Conflict(format!(
+                "a runtime model named {:?} exists already; delete it first",
+                updated.model_name
+            ))
+            .into());
+        }
+        control.register(updated.clone()).await?;
+        control
+            .unregister_deployment(&current.deployment_id())
+            .await?;
+    } else {
+        control.register(updated.clone()).await?;
     }
     Ok(Json(litellm_model(&updated)).into_response())
+}
+
+/// The one runtime registration `id` names (a deployment id, a model name
+/// or `runtime:<model_name>`): 404 when none, 409 when a name serves
+/// several deployments.
+fn one_registration(control: &Control, id: &str) -> Result<Registration, ApiError> {
+    let mut found = control.registrations_named(id);
+    match found.len() {
+        0 => Err(AdminError::NotFound(format!(
+            "no runtime model with id {id:?} (models from the config file change there)"
+        ))
+        .into()),
+        1 => Ok(found.remove(0)),
+        n => Err(AdminError::Conflict(format!(
+            "{id:?} names {n} runtime deployments; give one's model_id"
+        ))
+        .into()),
+    }
 }
 
 /// The model id a `/model/*` body gives in `param` (trimmed): the
@@ -349,8 +379,9 @@ fn model_id<'a>(value: Option<&'a Value>, param: &str) -> Result<&'a str, ApiErr
     ),
     security(("bearer" = []))
 )]
-/// `POST /model/delete` with `{"id"}`: the id `/model/new` answered
-/// (`runtime:<model_name>`) or the model name itself.
+/// `POST /model/delete` with `{"id"}`: the `model_id` `/model/new`
+/// answered (that deployment goes), or a model name or
+/// `runtime:<model_name>` (its runtime deployments go).
 pub async fn model_delete(
     State(state): State<AppState>,
     request: Request,
@@ -358,11 +389,19 @@ pub async fn model_delete(
     let control = control(&state)?;
     let body = read_json(&state, request).await?;
     let id = model_id(body.get("id"), "id")?;
-    // The id `/model/new` answered is `runtime:<model_name>`; a model whose
-    // own name is the id (it may start with `runtime:` too) goes first.
-    let deleted = match (control.unregister(id).await, id.strip_prefix("runtime:")) {
-        (Err(AdminError::NotFound(_)), Some(model_name)) => control.unregister(model_name).await,
-        (result, _) => result,
+    // A deployment id (as `/model/new` or `/admin/models` answered it)
+    // deletes that deployment. Otherwise the id names a model, whose
+    // runtime deployments all go: a model whose own name is the id first,
+    // else the one `runtime:<model_name>` names.
+    let deleted = match control.unregister_deployment(id).await {
+        Ok(true) => Ok(()),
+        Ok(false) => match (control.unregister(id).await, id.strip_prefix("runtime:")) {
+            (Err(AdminError::NotFound(_)), Some(model_name)) => {
+                control.unregister(model_name).await
+            }
+            (result, _) => result,
+        },
+        Err(e) => Err(e),
     };
     // The body named the model by `id`, so its errors do too.
     deleted.map_err(|e| {

@@ -118,14 +118,15 @@ pub enum AdminError {
 /// One admin change, as it is persisted.
 enum Edit<'a> {
     Put(&'a Registration),
-    Delete(&'a str),
+    /// The deployment ids removed, all of one model name.
+    Delete(&'a str, Vec<String>),
 }
 
 impl Edit<'_> {
     fn model_name(&self) -> &str {
         match self {
             Edit::Put(r) => &r.model_name,
-            Edit::Delete(name) => name,
+            Edit::Delete(name, _) => name,
         }
     }
 }
@@ -344,6 +345,7 @@ impl Control {
             .await?;
         tracing::info!(
             model_name = %registration.model_name,
+            deployment = %registration.deployment_id(),
             model = %registration.model,
             api_base = registration.api_base.as_deref().unwrap_or("(provider default)"),
             replaced,
@@ -353,11 +355,13 @@ impl Control {
         Ok(replaced)
     }
 
-    /// Deletes a runtime model; a model from the config file is refused.
+    /// Deletes every runtime deployment of `model_name`; a model from the
+    /// config file is refused.
     pub async fn unregister(&self, model_name: &str) -> Result<(), AdminError> {
         let mut layers = self.builds.lock().await;
         let mut overlay = layers.overlay.clone();
-        if !overlay.remove(model_name) {
+        let removed = overlay.remove_model(model_name);
+        if removed.is_empty() {
             let in_config = layers
                 .base
                 .config
@@ -373,10 +377,38 @@ impl Control {
                 AdminError::NotFound(format!("no runtime model named {model_name:?}"))
             });
         }
+        self.remove(&mut layers, overlay, model_name, removed).await
+    }
+
+    /// Deletes the runtime deployment with this id (its group keeps its
+    /// other deployments); false when there is none.
+    pub async fn unregister_deployment(&self, deployment_id: &str) -> Result<bool, AdminError> {
+        let mut layers = self.builds.lock().await;
+        let mut overlay = layers.overlay.clone();
+        let Some(model_name) = overlay.get(deployment_id).map(|r| r.model_name.clone()) else {
+            return Ok(false);
+        };
+        overlay.remove(deployment_id);
+        let removed = vec![deployment_id.to_owned()];
+        self.remove(&mut layers, overlay, &model_name, removed)
+            .await
+            .map(|()| true)
+    }
+
+    /// Serves `overlay`, which lacks the deployments `removed` of
+    /// `model_name`.
+    async fn remove(
+        &self,
+        layers: &mut Layers,
+        overlay: Overlay,
+        model_name: &str,
+        removed: Vec<String>,
+    ) -> Result<(), AdminError> {
+        let ids = removed.join(", ");
         let generation = self
-            .apply_overlay(&mut layers, overlay, Edit::Delete(model_name))
+            .apply_overlay(layers, overlay, Edit::Delete(model_name, removed))
             .await?;
-        tracing::info!(model_name, generation, "runtime model deleted");
+        tracing::info!(model_name, deployments = %ids, generation, "runtime model deleted");
         Ok(())
     }
 
@@ -462,15 +494,25 @@ impl Control {
         tracing::info!(trigger, generation, models = %names, "runtime models reloaded from the store");
     }
 
-    /// The runtime registration of `model_name` in service, key included
-    /// (for an update to start from).
-    pub fn registration(&self, model_name: &str) -> Option<Registration> {
-        self.registered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .registrations()
-            .find(|r| r.model_name == model_name)
-            .cloned()
+    /// The runtime registrations in service that `id` names, keys included
+    /// (for an update to start from): the one with that deployment id, else
+    /// those serving the model name `id` (or `runtime:<model_name>`) names.
+    pub fn registrations_named(&self, id: &str) -> Vec<Registration> {
+        let registered = self.registered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = registered.get(id) {
+            return vec![r.clone()];
+        }
+        let serving = |name: &str| -> Vec<Registration> {
+            registered
+                .registrations()
+                .filter(|r| r.model_name == name)
+                .cloned()
+                .collect()
+        };
+        match (serving(id), id.strip_prefix("runtime:")) {
+            (found, Some(name)) if found.is_empty() => serving(name),
+            (found, _) => found,
+        }
     }
 
     /// The runtime registrations in service (without keys).
@@ -487,7 +529,7 @@ impl Control {
         if let Some(stored) = &self.options.stored {
             return match edit {
                 Edit::Put(registration) => stored.save(registration).await,
-                Edit::Delete(model_name) => stored.delete(model_name).await,
+                Edit::Delete(_, ids) => stored.delete(ids).await,
             }
             .map_err(AdminError::Failed);
         }

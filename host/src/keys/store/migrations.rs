@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (5, V5),
     (6, V6),
     (7, V7),
+    (8, V8),
 ];
 
 const V1: &[&str] = &[
@@ -172,4 +173,13 @@ const V7: &[&str] = &[
     "ALTER TABLE spend_logs ADD COLUMN response_id TEXT",
     "CREATE INDEX IF NOT EXISTS spend_logs_response ON spend_logs (response_id) \
      WHERE response_id IS NOT NULL",
+];
+
+/// Runtime models are kept by deployment id, not model name: LiteLLM's
+/// `/model/new` adds one more deployment to a group, so several rows may
+/// serve one name. A registration made by name keeps the id it always had,
+/// `runtime:<model_name>`.
+const V8: &[&str] = &[
+    "ALTER TABLE runtime_models RENAME COLUMN model_name TO deployment_id",
+    "UPDATE runtime_models SET deployment_id = 'runtime:' || deployment_id",
 ];

@@ -1,6 +1,6 @@
 //! Runtime model registrations kept in the store
-//! (`general_settings.store_model_in_db`): one row per model name holding
-//! the registration's JSON text; [`crate::admin`] decides what it holds and
+//! (`general_settings.store_model_in_db`): one row per deployment id
+//! holding the registration's JSON text; [`crate::admin`] decides what it holds and
 //! reads it back.
 
 use std::time::SystemTime;
@@ -10,30 +10,30 @@ use crate::keys::KeyError;
 use crate::keys::time::to_ms;
 
 impl Store {
-    /// Every stored registration as `(model_name, registration JSON)`,
-    /// sorted by model name.
+    /// Every stored registration as `(deployment_id, registration JSON)`,
+    /// sorted by id.
     pub async fn runtime_models(&self) -> Result<Vec<(String, String)>, KeyError> {
         sqlx::query_as::<_, (String, String)>(
-            "SELECT model_name, registration FROM runtime_models ORDER BY model_name",
+            "SELECT deployment_id, registration FROM runtime_models ORDER BY deployment_id",
         )
         .fetch_all(self.pool())
         .await
         .map_err(store_error)
     }
 
-    /// Keeps (or replaces) the registration of `model_name`.
+    /// Keeps (or replaces) the registration of `deployment_id`.
     pub async fn put_runtime_model(
         &self,
-        model_name: &str,
+        deployment_id: &str,
         registration: &str,
     ) -> Result<(), KeyError> {
         sqlx::query(
-            "INSERT INTO runtime_models (model_name, registration, updated_at)
+            "INSERT INTO runtime_models (deployment_id, registration, updated_at)
              VALUES ($1, $2, $3)
-             ON CONFLICT (model_name) DO UPDATE
+             ON CONFLICT (deployment_id) DO UPDATE
              SET registration = excluded.registration, updated_at = excluded.updated_at",
         )
-        .bind(model_name)
+        .bind(deployment_id)
         .bind(registration)
         .bind(to_ms(SystemTime::now()))
         .execute(self.pool())
@@ -42,10 +42,10 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the registration of `model_name`; whether there was one.
-    pub async fn delete_runtime_model(&self, model_name: &str) -> Result<bool, KeyError> {
-        let done = sqlx::query("DELETE FROM runtime_models WHERE model_name = $1")
-            .bind(model_name)
+    /// Deletes the registration of `deployment_id`; whether there was one.
+    pub async fn delete_runtime_model(&self, deployment_id: &str) -> Result<bool, KeyError> {
+        let done = sqlx::query("DELETE FROM runtime_models WHERE deployment_id = $1")
+            .bind(deployment_id)
             .execute(self.pool())
             .await
             .map_err(store_error)?;
@@ -80,6 +80,52 @@ mod tests {
         assert!(store.delete_runtime_model("a").await.unwrap());
         assert!(!store.delete_runtime_model("a").await.unwrap());
         assert_eq!(store.runtime_models().await.unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store from before registrations were kept by deployment id: its
+    /// rows, kept by model name, come back under `runtime:<model_name>`,
+    /// the id those registrations have.
+    #[tokio::test]
+    async fn rows_kept_by_model_name_move_to_their_deployment_id() {
+        use sqlx::Executor;
+        let dir = std::env::temp_dir().join(format!(
+            "conclave-models-v8-{}-{}",
+            std::process::id(),
+            crate::translate::new_id("")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        pool.execute(
+            "CREATE TABLE conclave_schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        for (version, statements) in super::super::migrations::MIGRATIONS {
+            if *version >= 8 {
+                continue;
+            }
+            for statement in *statements {
+                let sql = statement.replace("{id}", "INTEGER PRIMARY KEY");
+                pool.execute(sql.as_str()).await.unwrap();
+            }
+            let mark = format!("INSERT INTO conclave_schema_version VALUES ({version}, 0)");
+            pool.execute(mark.as_str()).await.unwrap();
+        }
+        pool.execute(
+            "INSERT INTO runtime_models (model_name, registration, updated_at) VALUES ('m', '{}', 0)",
+        )
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = Store::connect(&url).await.unwrap();
+        assert_eq!(
+            store.runtime_models().await.unwrap(),
+            vec![("runtime:m".to_owned(), "{}".to_owned())]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
