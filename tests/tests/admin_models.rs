@@ -244,7 +244,8 @@ async fn litellms_model_new_and_model_delete_manage_runtime_models() {
 
 /// A second `/model/new` of a name adds a deployment to its group, as
 /// LiteLLM's does: the config's deployment and both runtime ones share the
-/// traffic, `/v1/model/info` lists each under its id, an id given in
+/// traffic, `/v1/model/info` lists each under its id (and shows one by
+/// `?litellm_model_id=`), an id given in
 /// `model_info` is kept (and a second use of it refused), a name that
 /// serves several deployments is too vague for `/model/update`, and
 /// `/model/delete` of one id leaves the others serving.
@@ -295,6 +296,34 @@ async fn model_new_adds_deployments_to_a_group_and_model_delete_removes_one() {
     assert!(
         ids.contains(&"eu-west") && ids.contains(&first["model_id"].as_str().unwrap()),
         "{info}"
+    );
+    let get = |path: String| {
+        let proxy = &proxy;
+        async move {
+            proxy
+                .call(reqwest::Method::GET, &path, None, Some(MASTER))
+                .await
+        }
+    };
+    let (status, one) = get("/model/info?litellm_model_id=eu-west".into()).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["data"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(
+        one["data"][0]["litellm_params"]["api_base"],
+        up.api_base("rt2"),
+        "{one}"
+    );
+    let (status, none) = get("/v1/model/info?litellm_model_id=nowhere".into()).await;
+    assert_eq!(
+        (status, &none["error"]["param"]),
+        (404, &json!("litellm_model_id")),
+        "{none}"
+    );
+    let (status, long) = get(format!("/model/info?litellm_model_id={}", "x".repeat(600))).await;
+    assert_eq!(
+        (status, &long["error"]["param"]),
+        (400, &json!("litellm_model_id")),
+        "{long}"
     );
 
     let (status, vague) = post(

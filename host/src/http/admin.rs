@@ -18,10 +18,11 @@ use crate::reload::{AdminError, Control};
 
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
-/// Longest id `/model/delete` and `/model/update` take: `runtime:` and a model name of at
-/// most 256 bytes, with room to spare; a longer one names nothing and would
+/// Longest model id the `/model/*` routes and `/model/info` take:
+/// `runtime:` and a model name of at most 256 bytes (or a deployment id of
+/// at most 256), with room to spare; a longer one names nothing and would
 /// only be repeated in the error.
-const MAX_MODEL_ID_BYTES: usize = 512;
+pub(super) const MAX_MODEL_ID_BYTES: usize = 512;
 
 /// Why the admin API refuses a request before looking at it, if it does:
 /// with a master key, the key must be presented; without one, the API is

@@ -1,11 +1,13 @@
 //! Route handlers. Each model endpoint parses the body once, hands it to the
 //! router, and turns the answer into JSON or SSE with `x-conclave-*` headers.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -350,17 +352,60 @@ pub async fn model(
     tag = "models",
     summary = "Deployments without secrets (LiteLLM's /model/info)",
     security(("bearer" = []), ("api_key" = [])),
+    params(("litellm_model_id" = Option<String>, Query, description = "Only the deployment with this id (its `model_info.id`)")),
     responses(
         (status = 200, description = "Every deployment with its parameters, api keys removed", body = super::openapi::JsonObject),
         (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No deployment the caller may see has the litellm_model_id given", body = super::openapi::ErrorResponse),
     )
 )]
-pub async fn model_info(Extension(scope): Extension<Scope>) -> Response {
-    json_response(visible_models(
-        &scope,
-        &scope.gateway.model_info_json,
-        "model_name",
-    ))
+pub async fn model_info(
+    Extension(scope): Extension<Scope>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text()), None))?;
+    let listing = visible_models(&scope, &scope.gateway.model_info_json, "model_name");
+    match query.get("litellm_model_id") {
+        None => Ok(json_response(listing)),
+        Some(id) => one_deployment(&listing, id).map(json_response),
+    }
+}
+
+/// The `/model/info` listing narrowed to the deployment with model id
+/// `id`, as LiteLLM's `?litellm_model_id=` does: how a script finds the
+/// deployment `/model/new` answered.
+fn one_deployment(listing: &Bytes, id: &str) -> Result<Bytes, ApiError> {
+    let longest = super::admin::MAX_MODEL_ID_BYTES;
+    if id.len() > longest {
+        return Err(ApiError::invalid(
+            format!(
+                "litellm_model_id is {} bytes long; a model id is at most {longest}",
+                id.len()
+            ),
+            Some("litellm_model_id"),
+        ));
+    }
+    let mut parsed: Value = serde_json::from_slice(listing).unwrap_or_else(|_| json!({}));
+    let data = parsed
+        .get_mut("data")
+        .and_then(Value::as_array_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let found: Vec<Value> = data
+        .into_iter()
+        .filter(|d| d["model_info"]["id"].as_str() == Some(id))
+        .collect();
+    if found.is_empty() {
+        let mut e = ApiError::from(crate::router::RouteError::ModelNotFound {
+            model: id.to_owned(),
+        });
+        e.body.error.message = format!("no deployment has the model id {id:?}");
+        e.body.error.param = Some("litellm_model_id".into());
+        return Err(e);
+    }
+    let body = json!({"data": found});
+    Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
 }
 
 /// LiteLLM's `/model_group/info`: each model group with its providers and
