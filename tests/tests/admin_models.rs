@@ -266,12 +266,15 @@ async fn model_new_adds_deployments_to_a_group_and_model_delete_removes_one() {
     let (status, second) = post("/model/new", deployment("rt2", json!({"id": "eu-west"}))).await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["model_id"], "eu-west", "{second}");
-    let (status, taken) = post("/model/new", deployment("rt1", json!({"id": "eu-west"}))).await;
-    assert_eq!(
-        (status, &taken["error"]["param"]),
-        (409, &json!("model_info.id")),
-        "{taken}"
-    );
+    // An id in use, by a runtime deployment or one of the config's.
+    for taken in ["eu-west", "echo.0"] {
+        let (status, refused) = post("/model/new", deployment("rt1", json!({"id": taken}))).await;
+        assert_eq!(
+            (status, &refused["error"]["param"]),
+            (409, &json!("model_info.id")),
+            "{refused}"
+        );
+    }
 
     let all: std::collections::BTreeSet<String> = ["from echo", "from rt1", "from rt2"]
         .map(String::from)

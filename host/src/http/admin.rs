@@ -231,10 +231,15 @@ pub async fn model_new(
     let registration = Registration::from_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let id = registration.deployment_id();
-    let taken = control.registrations_named(&id);
-    if taken.iter().any(|r| r.deployment_id() == id) {
+    let taken = control
+        .gateway()
+        .router
+        .groups()
+        .iter()
+        .any(|g| g.deployments.iter().any(|d| d.id == id));
+    if taken {
         let mut e = ApiError::from(AdminError::Conflict(format!(
-            "a deployment with id {id:?} exists already; /model/update changes it"
+            "a deployment with id {id:?} exists already (a runtime one changes through /model/update)"
         )));
         e.body.error.param = Some("model_info.id".into());
         return Err(e);
