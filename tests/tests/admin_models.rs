@@ -275,6 +275,13 @@ async fn model_new_adds_deployments_to_a_group_and_model_delete_removes_one() {
             "{refused}"
         );
     }
+    let by_admin = json!({"id": "echo.0", "model_name": "echo", "api_base": up.api_base("rt1")});
+    let (status, refused) = post("/admin/models", by_admin).await;
+    assert_eq!(
+        (status, &refused["error"]["param"]),
+        (409, &json!("id")),
+        "{refused}"
+    );
 
     let all: std::collections::BTreeSet<String> = ["from echo", "from rt1", "from rt2"]
         .map(String::from)

@@ -169,6 +169,17 @@ pub async fn register_model(
     let body = read_json(&state, request).await?;
     let registration = Registration::from_json(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
+    // An id of its own replaces the runtime deployment that has it, never
+    // one of the config's.
+    if let Some(id) = &registration.id {
+        let runtime = control
+            .registrations_named(id)
+            .iter()
+            .any(|r| r.deployment_id() == *id);
+        if !runtime && deployment_id_taken(control, id) {
+            return Err(id_taken(id, "id", "in the config file"));
+        }
+    }
     let replaced = control.register(registration.clone()).await?;
     let status = if replaced {
         StatusCode::OK
@@ -231,21 +242,34 @@ pub async fn model_new(
     let registration = Registration::from_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let id = registration.deployment_id();
-    let taken = control
+    if deployment_id_taken(control, &id) {
+        return Err(id_taken(
+            &id,
+            "model_info.id",
+            "a runtime one changes through /model/update",
+        ));
+    }
+    control.register(registration.clone()).await?;
+    Ok(Json(litellm_model(&registration)).into_response())
+}
+
+/// Whether a deployment in service has the id `id`.
+fn deployment_id_taken(control: &Control, id: &str) -> bool {
+    control
         .gateway()
         .router
         .groups()
         .iter()
-        .any(|g| g.deployments.iter().any(|d| d.id == id));
-    if taken {
-        let mut e = ApiError::from(AdminError::Conflict(format!(
-            "a deployment with id {id:?} exists already (a runtime one changes through /model/update)"
-        )));
-        e.body.error.param = Some("model_info.id".into());
-        return Err(e);
-    }
-    control.register(registration.clone()).await?;
-    Ok(Json(litellm_model(&registration)).into_response())
+        .any(|g| g.deployments.iter().any(|d| d.id == id))
+}
+
+/// 409 for a deployment id in use, naming the field (`param`) that gave it.
+fn id_taken(id: &str, param: &str, hint: &str) -> ApiError {
+    let mut e = ApiError::from(AdminError::Conflict(format!(
+        "a deployment with id {id:?} exists already ({hint})"
+    )));
+    e.body.error.param = Some(param.into());
+    e
 }
 
 /// A runtime model as LiteLLM's `/model/*` routes answer it (without its key).

@@ -126,6 +126,7 @@ pub(super) fn deployments(
     let cfg = &loaded.config;
     let defaults = DefaultTimeouts::of(&cfg.router_settings, &cfg.litellm_settings);
     let mut grouped = Grouped::new();
+    let mut first_with_id: HashMap<String, String> = HashMap::new();
     for (path, entry) in entries(cfg, extra) {
         if entry.is_composite() {
             continue;
@@ -145,6 +146,16 @@ pub(super) fn deployments(
         let fingerprint = fingerprint(&entry.litellm_params, &target, &loaded.env);
         let members = members(&mut grouped, &entry.model_name);
         let spec = spec(entry, target, members.len(), &defaults, fingerprint);
+        match first_with_id.get(&spec.id) {
+            Some(first) => found.warn(format_args!(
+                "{path}: deployment id {:?} is also {first}'s; the two share cooldowns, \
+                 health and metrics (give one its own model_info.id)",
+                spec.id
+            )),
+            None => {
+                first_with_id.insert(spec.id.clone(), path.to_string());
+            }
+        }
         let live = carried
             .remove(&(spec.id.clone(), spec.fingerprint.clone()))
             .unwrap_or_default();
@@ -502,6 +513,20 @@ mod tests {
             "{w}"
         );
         assert!(w.contains("fallbacks for \"a\" name \"nowhere\""), "{w}");
+    }
+
+    #[test]
+    fn a_deployment_id_given_twice_warns_naming_both_entries() {
+        let built = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: mock/x}, model_info: {id: same}}\n  - {model_name: b, litellm_params: {model: mock/y}, model_info: {id: same}}\n  - {model_name: a, litellm_params: {model: mock/z}}\n",
+        )
+        .unwrap();
+        let w = built.warnings.join("\n");
+        assert!(
+            w.contains("t.yaml: model_list[1]: deployment id \"same\" is also model_list[0]'s"),
+            "{w}"
+        );
+        assert_eq!(w.matches("deployment id").count(), 1, "{w}");
     }
 
     #[test]
