@@ -22,7 +22,7 @@ const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 /// `runtime:` and a model name of at most 256 bytes (or a deployment id of
 /// at most 256), with room to spare; a longer one names nothing and would
 /// only be repeated in the error.
-pub(super) const MAX_MODEL_ID_BYTES: usize = 512;
+const MAX_MODEL_ID_BYTES: usize = 512;
 
 /// Why the admin API refuses a request before looking at it, if it does:
 /// with a master key, the key must be presented; without one, the API is
@@ -169,18 +169,10 @@ pub async fn register_model(
     let body = read_json(&state, request).await?;
     let registration = Registration::from_json(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
-    // An id of its own replaces the runtime deployment that has it, never
-    // one of the config's.
-    if let Some(id) = &registration.id {
-        let runtime = control
-            .registrations_named(id)
-            .iter()
-            .any(|r| r.deployment_id() == *id);
-        if !runtime && deployment_id_taken(control, id) {
-            return Err(id_taken(id, "id", "in the config file"));
-        }
-    }
-    let replaced = control.register(registration.clone()).await?;
+    let replaced = control
+        .register(registration.clone())
+        .await
+        .map_err(|e| id_taken(e, "id", "in the config file"))?;
     let status = if replaced {
         StatusCode::OK
     } else {
@@ -241,33 +233,24 @@ pub async fn model_new(
     let body = read_json(&state, request).await?;
     let registration = Registration::from_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
-    let id = registration.deployment_id();
-    if deployment_id_taken(control, &id) {
-        return Err(id_taken(
-            &id,
+    control.add(registration.clone()).await.map_err(|e| {
+        id_taken(
+            e,
             "model_info.id",
             "a runtime one changes through /model/update",
-        ));
-    }
-    control.register(registration.clone()).await?;
+        )
+    })?;
     Ok(Json(litellm_model(&registration)).into_response())
 }
 
-/// Whether a deployment in service has the id `id`.
-fn deployment_id_taken(control: &Control, id: &str) -> bool {
-    control
-        .gateway()
-        .router
-        .groups()
-        .iter()
-        .any(|g| g.deployments.iter().any(|d| d.id == id))
-}
-
-/// 409 for a deployment id in use, naming the field (`param`) that gave it.
-fn id_taken(id: &str, param: &str, hint: &str) -> ApiError {
-    let mut e = ApiError::from(AdminError::Conflict(format!(
-        "a deployment with id {id:?} exists already ({hint})"
-    )));
+/// An admin error as the API answers it; a deployment id in use is named
+/// by the field that gave it (`param`), with `hint`.
+fn id_taken(error: AdminError, param: &str, hint: &str) -> ApiError {
+    let AdminError::IdTaken(id) = error else {
+        return error.into();
+    };
+    let mut e = ApiError::from(AdminError::IdTaken(id.clone()));
+    e.body.error.message = format!("a deployment with id {id:?} exists already ({hint})");
     e.body.error.param = Some(param.into());
     e
 }
@@ -380,6 +363,12 @@ fn model_id<'a>(value: Option<&'a Value>, param: &str) -> Result<&'a str, ApiErr
             ));
         }
     };
+    bounded_model_id(id, param)
+}
+
+/// `id` when it is no longer than any model id; else 400 naming `param`
+/// (without repeating the id).
+pub(super) fn bounded_model_id<'a>(id: &'a str, param: &str) -> Result<&'a str, ApiError> {
     if id.len() > MAX_MODEL_ID_BYTES {
         return Err(ApiError::invalid(
             format!(

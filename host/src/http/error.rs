@@ -298,6 +298,13 @@ impl From<AdminError> for ApiError {
                 Some("model_name"),
                 Some("model_in_config"),
             ),
+            AdminError::IdTaken(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                format!("a deployment with id {id:?} exists already"),
+                Some("id"),
+                Some("model_in_config"),
+            ),
             AdminError::Failed(message) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",

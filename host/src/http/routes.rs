@@ -376,16 +376,7 @@ pub async fn model_info(
 /// `id`, as LiteLLM's `?litellm_model_id=` does: how a script finds the
 /// deployment `/model/new` answered.
 fn one_deployment(listing: &Bytes, id: &str) -> Result<Bytes, ApiError> {
-    let longest = super::admin::MAX_MODEL_ID_BYTES;
-    if id.len() > longest {
-        return Err(ApiError::invalid(
-            format!(
-                "litellm_model_id is {} bytes long; a model id is at most {longest}",
-                id.len()
-            ),
-            Some("litellm_model_id"),
-        ));
-    }
+    let id = super::admin::bounded_model_id(id, "litellm_model_id")?;
     let mut parsed: Value = serde_json::from_slice(listing).unwrap_or_else(|_| json!({}));
     let data = parsed
         .get_mut("data")

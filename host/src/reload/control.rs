@@ -111,6 +111,8 @@ pub enum AdminError {
     NotFound(String),
     /// The model exists but is not the API's to change.
     Conflict(String),
+    /// A deployment in service has the id a registration gives itself.
+    IdTaken(String),
     /// The change could not be saved.
     Failed(String),
 }
@@ -335,9 +337,28 @@ impl Control {
     }
 
     /// Registers (or replaces) a runtime model; true when it replaced a
-    /// runtime registration.
+    /// runtime registration. An id of its own replaces the runtime
+    /// deployment that has it, never one of the config's.
     pub async fn register(&self, registration: Registration) -> Result<bool, AdminError> {
+        self.put(registration, false).await
+    }
+
+    /// Registers one more deployment, refusing an id any deployment in
+    /// service has (LiteLLM's `/model/new`).
+    pub async fn add(&self, registration: Registration) -> Result<(), AdminError> {
+        self.put(registration, true).await.map(drop)
+    }
+
+    /// Registers `registration` under the build lock, so that the check of
+    /// its id and the change see the same deployments; `new_only` refuses
+    /// replacing a runtime one too.
+    async fn put(&self, registration: Registration, new_only: bool) -> Result<bool, AdminError> {
         let mut layers = self.builds.lock().await;
+        let id = registration.deployment_id();
+        let runtime = layers.overlay.get(&id).is_some();
+        if registration.id.is_some() && (new_only || !runtime) && self.in_service(&id) {
+            return Err(AdminError::IdTaken(id));
+        }
         let mut overlay = layers.overlay.clone();
         let replaced = overlay.upsert(registration.clone());
         let generation = self
@@ -353,6 +374,15 @@ impl Control {
             "runtime model registered"
         );
         Ok(replaced)
+    }
+
+    /// Whether a deployment in service has the id `id`.
+    fn in_service(&self, id: &str) -> bool {
+        self.gateway()
+            .router
+            .groups()
+            .iter()
+            .any(|g| g.deployments.iter().any(|d| d.id == id))
     }
 
     /// Deletes every runtime deployment of `model_name`; a model from the
