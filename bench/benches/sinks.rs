@@ -67,9 +67,9 @@ fn sinks(c: &mut Criterion) {
         b.iter(|| {
             metrics.record(black_box(&Resolved {
                 outcome: &o,
-                model_group: o.model_group.clone(),
-                provider: "openai".into(),
-                response_model: Some("gpt-4o-mini".into()),
+                model_group: o.model_group.as_deref(),
+                provider: "openai",
+                response_model: Some("gpt-4o-mini"),
             }))
         })
     });

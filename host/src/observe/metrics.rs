@@ -27,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::series::SeriesMemo;
 use crate::ops::{Outcome, OutcomeKind, RequestId};
 
 /// OpenTelemetry's advised buckets for `gen_ai.client.token.usage`.
@@ -169,11 +170,29 @@ pub struct Resolved<'a> {
     pub outcome: &'a Outcome,
     /// The model group that answered, or for a failure the configured group
     /// the request named; `None` when the name matches no group.
-    pub model_group: Option<String>,
+    pub model_group: Option<&'a str>,
     /// The provider of the deployment that answered (or of the group asked).
-    pub provider: String,
+    pub provider: &'a str,
     /// The `model` an answer reported, when it is safe to use as a label.
-    pub response_model: Option<String>,
+    pub response_model: Option<&'a str>,
+}
+
+/// A request's series, by route, model group and status class; each made
+/// the first time it is recorded, as the families would.
+#[derive(Default)]
+struct RequestSeries {
+    requests: Option<Counter>,
+    overhead: Option<Histogram>,
+}
+
+/// A model call's series, by operation, provider, requested model,
+/// answering model and error type.
+#[derive(Default)]
+struct CallSeries {
+    duration: Option<Histogram>,
+    time_to_first_token: Option<Histogram>,
+    input_tokens: Option<Histogram>,
+    output_tokens: Option<Histogram>,
 }
 
 /// Every metric updated from outcomes.
@@ -191,6 +210,8 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     /// Sub-calls counted per composite request until its own outcome arrives.
     open_runs: Mutex<HashMap<RequestId, u32>>,
+    request_series: SeriesMemo<RequestSeries>,
+    call_series: SeriesMemo<CallSeries>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -221,6 +242,8 @@ impl Metrics {
             sub_calls: histograms(|| Histogram::new(SUB_CALL_BUCKETS)),
             cache: Family::default(),
             open_runs: Mutex::default(),
+            request_series: SeriesMemo::default(),
+            call_series: SeriesMemo::default(),
         };
         m.register()
     }
@@ -321,21 +344,33 @@ impl Metrics {
 
     fn record_request(&self, r: &Resolved<'_>) {
         let o = r.outcome;
-        let group = r.model_group.clone().unwrap_or_else(|| UNKNOWN.to_owned());
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: o.route.to_string(),
-                model_group: group,
-                status_class: status_class(o.status),
-            })
-            .inc();
-        if let Some(overhead) = o.overhead {
-            self.overhead
-                .get_or_create(&RouteLabel {
-                    route: o.route.to_string(),
+        let route = &*o.route;
+        let group = r.model_group.unwrap_or(UNKNOWN);
+        let status = status_class(o.status);
+        self.request_series.with(&[route, group, status], |series| {
+            series
+                .requests
+                .get_or_insert_with(|| {
+                    let labels = RequestLabels {
+                        route: route.to_owned(),
+                        model_group: group.to_owned(),
+                        status_class: status,
+                    };
+                    self.requests.get_or_create(&labels).clone()
                 })
-                .observe(overhead.as_secs_f64());
-        }
+                .inc();
+            if let Some(overhead) = o.overhead {
+                series
+                    .overhead
+                    .get_or_insert_with(|| {
+                        let labels = RouteLabel {
+                            route: route.to_owned(),
+                        };
+                        self.overhead.get_or_create(&labels).clone()
+                    })
+                    .observe(overhead.as_secs_f64());
+            }
+        });
         if let Some(profile) = &o.profile {
             let outcome = match o.status {
                 s if s < 400 => "success",
@@ -365,56 +400,63 @@ impl Metrics {
     fn record_model_call(&self, r: &Resolved<'_>) {
         let o = r.outcome;
         let request_model = model_label(r);
-        let response_model = r
-            .response_model
-            .clone()
-            .unwrap_or_else(|| request_model.clone());
+        let response_model = r.response_model.unwrap_or(request_model);
         let operation = operation_name(&o.route);
-        let labels = GenAiLabels {
+        let error = o.error.as_deref().unwrap_or_default();
+        let values = [operation, r.provider, request_model, response_model, error];
+        let labels = || GenAiLabels {
             gen_ai_operation_name: operation,
-            gen_ai_provider_name: r.provider.clone(),
-            gen_ai_request_model: request_model,
-            gen_ai_response_model: response_model,
-            error_type: o.error.clone().unwrap_or_default(),
+            gen_ai_provider_name: r.provider.to_owned(),
+            gen_ai_request_model: request_model.to_owned(),
+            gen_ai_response_model: response_model.to_owned(),
+            error_type: error.to_owned(),
         };
-        self.operation_duration
-            .get_or_create(&labels)
-            .observe(o.latency.as_secs_f64());
-        if o.stream
-            && let Some(ttft) = o.time_to_first_token
-        {
-            self.time_to_first_token
-                .get_or_create(&labels)
-                .observe(ttft.as_secs_f64());
-        }
-        if let Some(usage) = o.usage() {
-            for (kind, tokens) in [
-                ("input", usage.prompt_tokens),
-                ("output", usage.completion_tokens),
-            ] {
-                self.token_usage
-                    .get_or_create(&TokenLabels {
-                        gen_ai_operation_name: operation,
-                        gen_ai_provider_name: labels.gen_ai_provider_name.clone(),
-                        gen_ai_request_model: labels.gen_ai_request_model.clone(),
-                        gen_ai_response_model: labels.gen_ai_response_model.clone(),
-                        gen_ai_token_type: kind,
+        let tokens = |token_type| TokenLabels {
+            gen_ai_operation_name: operation,
+            gen_ai_provider_name: r.provider.to_owned(),
+            gen_ai_request_model: request_model.to_owned(),
+            gen_ai_response_model: response_model.to_owned(),
+            gen_ai_token_type: token_type,
+        };
+        self.call_series.with(&values, |series| {
+            series
+                .duration
+                .get_or_insert_with(|| self.operation_duration.get_or_create(&labels()).clone())
+                .observe(o.latency.as_secs_f64());
+            if o.stream
+                && let Some(ttft) = o.time_to_first_token
+            {
+                series
+                    .time_to_first_token
+                    .get_or_insert_with(|| {
+                        self.time_to_first_token.get_or_create(&labels()).clone()
                     })
-                    .observe(tokens as f64);
+                    .observe(ttft.as_secs_f64());
             }
-        }
-        let group = r.model_group.clone().unwrap_or_else(|| UNKNOWN.to_owned());
+            if let Some(usage) = o.usage() {
+                series
+                    .input_tokens
+                    .get_or_insert_with(|| self.token_usage.get_or_create(&tokens("input")).clone())
+                    .observe(usage.prompt_tokens as f64);
+                series
+                    .output_tokens
+                    .get_or_insert_with(|| {
+                        self.token_usage.get_or_create(&tokens("output")).clone()
+                    })
+                    .observe(usage.completion_tokens as f64);
+            }
+        });
         if o.attempts > 1 {
             self.retries
                 .get_or_create(&GroupLabel {
-                    model_group: group.clone(),
+                    model_group: r.model_group.unwrap_or(UNKNOWN).to_owned(),
                 })
                 .inc_by(u64::from(o.attempts - 1));
         }
         if let Some(fallback) = &o.fallback {
             self.fallbacks
                 .get_or_create(&FallbackLabels {
-                    model_group: model_label(r),
+                    model_group: model_label(r).to_owned(),
                     fallback_group: fallback.clone(),
                 })
                 .inc();
@@ -590,11 +632,11 @@ fn operation_name(route: &str) -> &'static str {
 /// The requested model as a bounded label: the name asked for when a
 /// configured group answered to it, the wildcard pattern when a wildcard
 /// group did, `unknown` when nothing did.
-fn model_label(r: &Resolved<'_>) -> String {
-    match &r.model_group {
-        Some(group) if group.contains('*') => group.clone(),
-        Some(_) => r.outcome.model.clone(),
-        None => UNKNOWN.to_owned(),
+fn model_label<'a>(r: &Resolved<'a>) -> &'a str {
+    match r.model_group {
+        Some(group) if group.contains('*') => group,
+        Some(_) => &r.outcome.model,
+        None => UNKNOWN,
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod metrics;
 pub mod otel;
 pub mod request_log;
+mod series;
 
 use std::path::Path;
 use std::sync::Arc;
