@@ -38,37 +38,6 @@ impl MetricsSink {
             providers: Mutex::default(),
         }
     }
-
-    /// Records `o` with its provider and (resolved) model group, read from
-    /// the current gateway's deployments.
-    fn record_resolved(&self, o: &Outcome, response_model: Option<&str>) {
-        let Ok(mut p) = self.providers.lock() else {
-            self.metrics.record(&Resolved {
-                outcome: o,
-                model_group: o.model_group.as_deref(),
-                provider: UNKNOWN,
-                response_model,
-            });
-            return;
-        };
-        p.follow(&self.current.load());
-        let group = o
-            .model_group
-            .as_deref()
-            .or_else(|| p.names.get(&o.model).map(String::as_str));
-        let provider = o
-            .deployment
-            .as_ref()
-            .and_then(|d| p.by_deployment.get(d))
-            .or_else(|| group.and_then(|g| p.by_group.get(g)))
-            .map_or(UNKNOWN, String::as_str);
-        self.metrics.record(&Resolved {
-            outcome: o,
-            model_group: group,
-            provider,
-            response_model,
-        });
-    }
 }
 
 impl Providers {
@@ -98,6 +67,22 @@ impl Providers {
                 .entry(name.clone())
                 .or_insert_with(|| name.clone());
         }
+    }
+
+    /// The (resolved) model group and the provider of `o`: the provider of
+    /// the deployment that answered, else of the group asked.
+    fn resolve<'a>(&'a self, o: &'a Outcome) -> (Option<&'a str>, &'a str) {
+        let group = o
+            .model_group
+            .as_deref()
+            .or_else(|| self.names.get(&o.model).map(String::as_str));
+        let provider = o
+            .deployment
+            .as_ref()
+            .and_then(|d| self.by_deployment.get(d))
+            .or_else(|| group.and_then(|g| self.by_group.get(g)))
+            .map_or(UNKNOWN, String::as_str);
+        (group, provider)
     }
 }
 
@@ -131,6 +116,19 @@ impl OutcomeSink for MetricsSink {
         } else {
             None
         };
-        self.record_resolved(outcome, response_model.as_deref());
+        let providers = self.providers.lock().ok().map(|mut p| {
+            p.follow(&self.current.load());
+            p
+        });
+        let (model_group, provider) = match &providers {
+            Some(p) => p.resolve(outcome),
+            None => (outcome.model_group.as_deref(), UNKNOWN),
+        };
+        self.metrics.record(&Resolved {
+            outcome,
+            model_group,
+            provider,
+            response_model: response_model.as_deref(),
+        });
     }
 }
