@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -28,20 +28,23 @@ use crate::ops::{Caller, Meter, RequestContext, RequestId};
 /// Longest wait for the key store when a presented key is not cached.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where a client may present its key, in order of preference. Named as
+/// header names, not text: a lookup by text parses the name first, on
+/// every authenticated request.
+const KEY_HEADERS: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    HeaderName::from_static("x-litellm-api-key"),
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
+];
+
 /// The key a client presented: `Authorization: Bearer`, `x-api-key`,
 /// `api-key` (Azure's) or LiteLLM's `x-litellm-api-key`, each with or
 /// without a `Bearer` scheme (any case, as RFC 9110 has it). The model
 /// routes and the management API read it the same way. A header that is not
 /// visible ASCII is a key that matches nothing, not a missing one.
 pub(super) fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let value = [
-        http::header::AUTHORIZATION.as_str(),
-        "x-litellm-api-key",
-        "x-api-key",
-        "api-key",
-    ]
-    .iter()
-    .find_map(|h| headers.get(*h))?;
+    let value = KEY_HEADERS.iter().find_map(|h| headers.get(h))?;
     let Ok(value) = value.to_str() else {
         return Some("");
     };

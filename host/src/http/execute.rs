@@ -48,6 +48,10 @@ const ATTEMPTS: HeaderName = HeaderName::from_static("x-conclave-attempts");
 const STRATEGY: HeaderName = HeaderName::from_static("x-conclave-strategy");
 const FINAL_MODEL: HeaderName = HeaderName::from_static("x-conclave-final-model");
 
+/// Room for the headers a plain answer collects (route, cost, cache and a
+/// key's rate limits), so that adding them never regrows the map.
+const ANSWER_HEADERS: usize = 10;
+
 /// Admits `req` and runs it: the one path every model endpoint shares.
 pub async fn execute(
     state: &AppState,
@@ -110,7 +114,7 @@ pub async fn execute(
     let admitted = match &mut cache {
         Some(plan) => {
             match super::cached::lookup(state, gateway, ctx, outcome, admitted, req, plan).await {
-                Ok(hit) => return Ok(with_headers(hit, &rate)),
+                Ok(hit) => return Ok(with_headers(hit, rate)),
                 Err(admitted) => admitted,
             }
         }
@@ -131,13 +135,13 @@ pub async fn execute(
         Some(profile) => Box::pin(composite(run, &profile)).await,
         None => plain(run, endpoint).await,
     };
-    executed.map(|e| with_headers(e, &rate))
+    executed.map(|e| with_headers(e, rate))
 }
 
 /// `executed` with `extra` headers added.
-fn with_headers(mut executed: Executed, extra: &[(HeaderName, HeaderValue)]) -> Executed {
+fn with_headers(mut executed: Executed, extra: Vec<(HeaderName, HeaderValue)>) -> Executed {
     for (name, value) in extra {
-        executed.headers.insert(name.clone(), value.clone());
+        executed.headers.insert(name, value);
     }
     executed
 }
@@ -222,7 +226,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
                 .saturating_sub(meta.upstream_time),
         );
     });
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(ANSWER_HEADERS);
     route_headers(&mut headers, meta, ctx.request.started);
     let answer = match routed.reply {
         UpstreamReply::Json(body) => {

@@ -127,7 +127,10 @@ async fn handle(
         Answer::Json(body) => json_response(body),
         Answer::Stream(payloads) => sse_response(payloads),
     };
-    response.headers_mut().extend(executed.headers);
+    // Sized once for these and the request ids the outer layer adds.
+    let headers = response.headers_mut();
+    headers.reserve(executed.headers.len() + 3);
+    headers.extend(executed.headers);
     Ok(response)
 }
 
