@@ -15,6 +15,10 @@ const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-conclave-request-id");
 const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 
+/// Most headers [`assign`] adds to an answer, so that handlers can size
+/// the answer's header map for them.
+pub const ECHOED_HEADERS: usize = 3;
+
 /// Assigns the request id and echoes it on the answer.
 pub async fn assign(mut request: Request, next: Next) -> Response {
     let proposed = request

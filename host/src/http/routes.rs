@@ -129,7 +129,7 @@ async fn handle(
     };
     // Sized once for these and the request ids the outer layer adds.
     let headers = response.headers_mut();
-    headers.reserve(executed.headers.len() + 3);
+    headers.reserve(executed.headers.len() + super::request_id::ECHOED_HEADERS);
     headers.extend(executed.headers);
     Ok(response)
 }

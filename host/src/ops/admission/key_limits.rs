@@ -43,13 +43,11 @@ impl AdmissionCheck for KeyLimits {
                 return Ok(None);
             };
             let mut counted = scopes::scopes(p, candidate.model);
-            if !candidate.fallbacks.is_empty() {
-                counted.extend(scopes::fallback_scopes(
-                    p,
-                    candidate.model,
-                    candidate.fallbacks,
-                ));
-            }
+            counted.extend(scopes::fallback_scopes(
+                p,
+                candidate.model,
+                candidate.fallbacks,
+            ));
             if counted.is_empty() {
                 return Ok(None);
             }
