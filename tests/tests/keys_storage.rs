@@ -581,6 +581,85 @@ async fn retention_deletes_spend_rows_older_than_the_period() {
     );
 }
 
+/// Rows whose `request_id` filter matches `id` (request, parent or answer id).
+async fn rows_matching(store: &Store, id: &str) -> Vec<SpendRow> {
+    store
+        .spend_logs(&conclave::keys::store::SpendFilter {
+            request_id: Some(id.into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// A row of `age` that answered with `answer`.
+fn answered(request_id: &str, answer: &str, age: Duration) -> SpendRow {
+    SpendRow {
+        response_id: Some(answer.into()),
+        ..row(request_id, "answers", age, 0.5)
+    }
+}
+
+/// Spend rows are found by their answer's id whether or not the answer-id
+/// index has taken them in yet, a repeated answer id (a cache hit) finds
+/// every row that carried it, and retention forgets deleted rows' answers.
+async fn answer_ids_find_rows_before_and_after_indexing(database_url: &str) {
+    let store = Store::connect(database_url).await.unwrap();
+    let day = Duration::from_secs(86_400);
+    let old = answered("answer-old", "chatcmpl-old", 3 * day);
+    let first = answered("answer-1", "chatcmpl-first", Duration::ZERO);
+    store.write_spend(&[old, first], true).await.unwrap();
+    assert_eq!(rows_matching(&store, "chatcmpl-first").await.len(), 1);
+
+    store.index_answer_ids().await.unwrap();
+    let replayed = answered("answer-2", "chatcmpl-first", Duration::ZERO);
+    let later = answered("answer-3", "chatcmpl-later", Duration::ZERO);
+    store.write_spend(&[replayed, later], true).await.unwrap();
+    let mut ids: Vec<String> = rows_matching(&store, "chatcmpl-first")
+        .await
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["answer-1", "answer-2"]);
+    assert_eq!(rows_matching(&store, "chatcmpl-later").await.len(), 1);
+    assert_eq!(rows_matching(&store, "chatcmpl-old").await.len(), 1);
+    assert!(rows_matching(&store, "chatcmpl-none").await.is_empty());
+
+    let cutoff = SystemTime::now() - day;
+    assert_eq!(store.delete_spend_before(cutoff, 100).await.unwrap(), 1);
+    assert!(rows_matching(&store, "chatcmpl-old").await.is_empty());
+    store.index_answer_ids().await.unwrap();
+    assert_eq!(rows_matching(&store, "chatcmpl-first").await.len(), 2);
+    assert_eq!(rows_matching(&store, "chatcmpl-later").await.len(), 1);
+}
+
+#[tokio::test]
+async fn answer_ids_find_rows_before_and_after_indexing_in_sqlite() {
+    let dir = TempDir::new();
+    let url = format!("{}?mode=rwc", sqlite_url(&dir));
+    answer_ids_find_rows_before_and_after_indexing(&url).await;
+    // Retention took the deleted row's answer id with it: what is left is
+    // one entry per remaining row.
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spend_log_answers")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(entries, 3);
+}
+
+#[tokio::test]
+async fn answer_ids_find_rows_in_postgres() {
+    let Some(url) = postgres_database("answer_ids_find_rows_in_postgres").await else {
+        return;
+    };
+    answer_ids_find_rows_before_and_after_indexing(&url).await;
+}
+
 #[tokio::test]
 async fn migrations_apply_once_and_a_reopened_store_keeps_its_rows() {
     let dir = TempDir::new();

@@ -4,7 +4,8 @@
 //! Applied versions are recorded in `conclave_schema_version`; statements
 //! are idempotent (`IF NOT EXISTS`) so a half-applied migration can be run
 //! again. A migration, once released, never changes: a new schema is a new
-//! number.
+//! number. A version listed in [`SQLITE_ONLY`] runs on SQLite alone and is
+//! recorded as applied, with nothing to do, on PostgreSQL.
 
 /// `(version, statements)`, in order.
 pub const MIGRATIONS: &[(i64, &[&str])] = &[
@@ -16,7 +17,11 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (6, V6),
     (7, V7),
     (8, V8),
+    (9, V9),
 ];
+
+/// Versions whose statements are SQLite's own.
+pub const SQLITE_ONLY: &[i64] = &[9];
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS keys (
@@ -182,4 +187,27 @@ const V7: &[&str] = &[
 const V8: &[&str] = &[
     "ALTER TABLE runtime_models RENAME COLUMN model_name TO deployment_id",
     "UPDATE runtime_models SET deployment_id = 'runtime:' || deployment_id",
+];
+
+/// SQLite finds spend rows by the answer's id through a table of its own,
+/// filled in sorted runs by the spend writer ([`super::answers`]), instead
+/// of an index on `spend_logs` that every row's random id was inserted into
+/// one at a time. Rows newer than `through` are not in it yet and are
+/// found by their id range. Existing rows are indexed here, once.
+/// PostgreSQL keeps its index: it logs an index insert, not a whole page
+/// per commit, and its instances' rows commit out of id order, which a
+/// high-water mark cannot follow.
+const V9: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS spend_log_answers (
+        response_id TEXT NOT NULL,
+        log_id INTEGER NOT NULL,
+        PRIMARY KEY (response_id, log_id)
+    ) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS spend_log_answers_through (through INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO spend_log_answers (response_id, log_id)
+        SELECT response_id, id FROM spend_logs WHERE response_id IS NOT NULL ORDER BY response_id",
+    "INSERT INTO spend_log_answers_through (through)
+        SELECT COALESCE(MAX(id), 0) FROM spend_logs
+        WHERE NOT EXISTS (SELECT 1 FROM spend_log_answers_through)",
+    "DROP INDEX IF EXISTS spend_logs_response",
 ];

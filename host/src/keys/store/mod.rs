@@ -6,6 +6,7 @@
 //! drift apart. Nothing here runs on a request's path: the registry cache
 //! and the background writer stand between requests and the store.
 
+mod answers;
 mod migrations;
 mod models;
 mod principals;
@@ -49,6 +50,9 @@ pub struct Store {
     /// the clones: what `/metrics` shows, and how the benchmark proves that
     /// requests do not each cost a statement.
     statements: Arc<AtomicU64>,
+    /// Spend rows this process wrote since it last indexed their answer
+    /// ids ([`answers`]), shared by the clones.
+    answers_waiting: Arc<AtomicU64>,
 }
 
 /// How long a statement may wait for a pooled connection before the store
@@ -112,8 +116,10 @@ impl Store {
             backend,
             options,
             statements: Arc::default(),
+            answers_waiting: Arc::default(),
         };
         store.migrate().await?;
+        store.count_unindexed_answers().await?;
         Ok(store)
     }
 
@@ -193,7 +199,13 @@ impl Store {
             let mut tx = sqlx::Connection::begin(&mut *conn)
                 .await
                 .map_err(migration)?;
-            for statement in *statements {
+            let statements =
+                if migrations::SQLITE_ONLY.contains(version) && self.backend != Backend::Sqlite {
+                    &[][..]
+                } else {
+                    statements
+                };
+            for statement in statements {
                 let sql = statement.replace("{id}", id);
                 tx.execute(sql.as_str()).await.map_err(migration)?;
             }

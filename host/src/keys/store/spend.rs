@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use foldhash::HashMap;
 use sqlx::Row;
 
+use super::answers;
 use super::rows::{self, SPEND_COLUMNS, json};
 use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
@@ -205,6 +206,7 @@ impl Store {
             for chunk in recurring_chunks(batch) {
                 self.insert_logs(&mut tx, chunk).await?;
             }
+            self.index_answers_when_due(&mut tx, batch.len()).await?;
         }
         let d = Deltas::of(batch);
         self.add_totals(&mut tx, "keys", "token_hash", &d.keys)
@@ -281,9 +283,7 @@ impl Store {
         if let Some(id) = &filter.request_id {
             n += 1;
             texts.push(id.clone());
-            clauses.push(format!(
-                "(request_id = ${n} OR parent_request_id = ${n} OR response_id = ${n})"
-            ));
+            clauses.push(answers::matching_id(self.backend(), n));
         }
         let mut times = Vec::new();
         if let Some(start) = filter.start {
@@ -510,8 +510,13 @@ impl Store {
         cutoff: SystemTime,
         batch: u32,
     ) -> Result<u64, KeyError> {
-        self.delete_oldest("spend_logs", "started_at", cutoff, batch)
-            .await
+        match self.backend() {
+            Backend::Sqlite => self.delete_sqlite_spend_before(cutoff, batch).await,
+            Backend::Postgres => {
+                self.delete_oldest("spend_logs", "started_at", cutoff, batch)
+                    .await
+            }
+        }
     }
 
     /// Deletes at most `batch` rows of `table` whose `time_column` is before
