@@ -71,7 +71,8 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected_after_the_head
         .send()
         .await
         .unwrap();
-    assert_eq!(after.status(), 200);
+    let status = after.status();
+    assert_eq!(status, 200, "{}", after.text().await.unwrap_or_default());
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use super::spend::oldest_ids;
 use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
 use crate::keys::time::to_ms;
@@ -36,10 +37,6 @@ const INDEX_RUN: [&str; 2] = [
      ORDER BY response_id",
     "UPDATE spend_log_answers_through SET through = (SELECT COALESCE(MAX(id), 0) FROM spend_logs)",
 ];
-
-/// The spend rows retention takes next: the oldest `$2` before `$1`.
-const OLDEST: &str =
-    "SELECT id FROM spend_logs WHERE started_at < $1 ORDER BY started_at, id LIMIT $2";
 
 /// The `WHERE` condition for rows whose request id, parent request id or
 /// answer id is the text bound as `$n`.
@@ -131,11 +128,14 @@ impl Store {
         batch: u32,
     ) -> Result<u64, KeyError> {
         let mut tx = self.pool().begin().await.map_err(store_error)?;
+        // Both statements select the same rows: one transaction, one snapshot.
+        let oldest = oldest_ids("spend_logs", "started_at");
         let answers = format!(
             "DELETE FROM spend_log_answers WHERE (response_id, log_id) IN \
-             (SELECT response_id, id FROM spend_logs WHERE id IN ({OLDEST}) AND response_id IS NOT NULL)"
+             (SELECT response_id, id FROM spend_logs WHERE id IN ({oldest}) AND response_id IS NOT NULL)"
         );
-        let rows = format!("DELETE FROM spend_logs WHERE id IN ({OLDEST})");
+        let rows = format!("DELETE FROM spend_logs WHERE id IN ({oldest})");
+        // What the last statement deleted: the log's rows.
         let mut deleted = 0;
         for sql in [answers, rows] {
             deleted = sqlx::query(&sql)

@@ -530,8 +530,8 @@ impl Store {
         batch: u32,
     ) -> Result<u64, KeyError> {
         let sql = format!(
-            "DELETE FROM {table} WHERE id IN \
-             (SELECT id FROM {table} WHERE {time_column} < $1 ORDER BY {time_column} LIMIT $2)"
+            "DELETE FROM {table} WHERE id IN ({})",
+            oldest_ids(table, time_column)
         );
         let done = sqlx::query(&sql)
             .bind(to_ms(cutoff))
@@ -541,6 +541,12 @@ impl Store {
             .map_err(store_error)?;
         Ok(done.rows_affected())
     }
+}
+
+/// The ids of the oldest `$2` rows of `table` whose `time_column` is
+/// before `$1`: what one retention batch deletes.
+pub(super) fn oldest_ids(table: &str, time_column: &str) -> String {
+    format!("SELECT id FROM {table} WHERE {time_column} < $1 ORDER BY {time_column} LIMIT $2")
 }
 
 /// Whose spend total a change is for.
