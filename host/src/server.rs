@@ -148,7 +148,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     // The store is open before the first version is built: runtime models
     // kept there serve from the first request.
     let has_master_key = crate::gateway::master_key(&general).is_some();
-    let keys = open_keys(&general, &config_path, has_master_key).await?;
+    let keys = open_keys(&loaded.config, &config_path, has_master_key).await?;
     let stored = stored_models(&general, keys.as_ref(), persist_admin_changes.as_deref());
     let overlay = match (&stored, &persist_admin_changes) {
         (Some(stored), _) => stored.load().await?,
@@ -338,14 +338,14 @@ const SPEND_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Opens the virtual-key store when the gateway has a master key (see
 /// [`crate::keys`]); an unusable store stops start-up with its reason.
 async fn open_keys(
-    general: &config::GeneralSettings,
+    config: &config::Config,
     config_path: &std::path::Path,
     has_master_key: bool,
 ) -> Result<Option<crate::keys::Keys>, String> {
     let Some(settings) =
-        crate::keys::KeysSettings::from_config(general, config_path, has_master_key)?
+        crate::keys::KeysSettings::from_config(config, config_path, has_master_key)?
     else {
-        if general.database_url.is_some() {
+        if config.general_settings.database_url.is_some() {
             tracing::warn!(
                 "general_settings.database_url is set but there is no master key: virtual keys are off; the database only keeps stored Responses API answers"
             );

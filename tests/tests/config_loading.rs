@@ -441,3 +441,12 @@ async fn absurd_durations_are_config_errors_naming_the_key_not_crashes() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn an_unknown_budget_time_zone_is_refused_naming_the_key() {
+    let stderr =
+        conclave_e2e::failed_check("model_list: []\nlitellm_settings:\n  timezone: Mars/Olympus\n")
+            .await;
+    assert!(stderr.contains("litellm_settings.timezone"), "{stderr}");
+    assert!(stderr.contains("\"Mars/Olympus\""), "{stderr}");
+}

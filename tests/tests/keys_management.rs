@@ -1186,3 +1186,17 @@ async fn an_internal_user_manages_its_own_keys_and_only_those() {
         .await;
     assert_eq!(status, 200, "{deleted}");
 }
+
+#[tokio::test]
+async fn a_daily_budget_renews_at_midnight_in_the_configured_time_zone() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "{}litellm_settings:\n  timezone: Asia/Kolkata\n",
+        config(&up, &[])
+    );
+    let proxy = start(&yaml).await;
+    let made = generate(&proxy, json!({"max_budget": 5, "budget_duration": "1d"})).await;
+    let reset_at = made["budget_reset_at"].as_str().unwrap();
+    // Kolkata keeps UTC+5:30 all year, so its midnight is 18:30 UTC.
+    assert!(reset_at.ends_with("T18:30:00.000Z"), "{reset_at}");
+}

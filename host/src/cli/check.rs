@@ -208,11 +208,10 @@ fn per_instance_warning(
     if shared.is_some() {
         return None;
     }
-    let url =
-        conclave::keys::KeysSettings::from_config(&loaded.config.general_settings, path, true)
-            .ok()
-            .flatten()?
-            .database_url;
+    let url = conclave::keys::KeysSettings::from_config(&loaded.config, path, true)
+        .ok()
+        .flatten()?
+        .database_url;
     let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
     postgres.then(|| {
         "general_settings.database_url is PostgreSQL but no Redis is configured: several \

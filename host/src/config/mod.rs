@@ -12,6 +12,7 @@ mod load;
 mod params;
 mod schema;
 mod seconds;
+mod timezone;
 
 pub use cache::{CacheMode, CacheParams, CacheScope, CacheType, CallType};
 pub use env::Env;
@@ -22,3 +23,4 @@ pub use params::{
 };
 pub use schema::*;
 pub use seconds::{MAX_SECONDS, invalid_seconds, seconds};
+pub use timezone::ResetZone;

@@ -257,6 +257,9 @@ pub struct LitellmSettings {
     /// Turns the response cache on (`cache_params` says how).
     pub cache: Option<bool>,
     pub cache_params: Option<super::CacheParams>,
+    /// Where budget periods of a day or longer end: at midnight in this
+    /// zone (UTC when unset).
+    pub timezone: Option<super::ResetZone>,
 }
 
 /// A LiteLLM callback list: a list of names, or one name.

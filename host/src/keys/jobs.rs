@@ -16,14 +16,14 @@ const RETENTION_BATCH: u32 = 1000;
 /// Pause between two deletion batches, so writers get the table between them.
 const RETENTION_PAUSE: Duration = Duration::from_millis(50);
 
-/// Starts the budget reset job.
-pub fn start_budget_resets(store: Store, registry: Registry) {
+/// Starts the budget reset job; new periods end on `zone`'s wall clock.
+pub fn start_budget_resets(store: Store, registry: Registry, zone: jiff::tz::TimeZone) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RESET_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match store.reset_due_budgets(SystemTime::now()).await {
+            match store.reset_due_budgets(SystemTime::now(), &zone).await {
                 Ok(true) => {
                     tracing::info!("budgets reset for their new period");
                     registry.invalidate_all();

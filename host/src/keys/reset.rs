@@ -1,7 +1,10 @@
 //! When a budget period ends, as LiteLLM schedules it: on calendar and
-//! clock boundaries in UTC rather than a fixed length after the budget was
-//! set, so that every key with a daily budget starts its day at midnight
-//! and a monthly budget renews on the 1st.
+//! clock boundaries rather than a fixed length after the budget was set,
+//! so that every key with a daily budget starts its day at midnight and a
+//! monthly budget renews on the 1st. The boundaries are those of the wall
+//! clock in `litellm_settings.timezone` (UTC when unset); a boundary that
+//! a daylight-saving change skips or repeats falls at the first instant
+//! the clock shows it, or just after the gap.
 //!
 //! - `Nd`: `1d` at the next midnight, `7d` on the next Monday at midnight,
 //!   `30d` on the 1st of next month, any other `N` at midnight `N` days on;
@@ -10,7 +13,10 @@
 //! - `Nh`, `Nm`, `Ns`: the next multiple of the period counted from the
 //!   start of the day (hours), the hour (minutes) or the minute (seconds).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 
 use super::model::{Limits, PeriodUnit, period_parts};
 use super::time::{civil_from_days, days_from_civil};
@@ -20,17 +26,40 @@ const DAY: u64 = 86_400;
 impl Limits {
     /// When the budget period set now ends ([`next_budget_reset`]), if
     /// there is one: when a budget is set, and at each reset.
-    pub fn budget_reset_after(&self, now: SystemTime) -> Option<SystemTime> {
-        next_budget_reset(self.budget_duration.as_deref()?, now)
+    pub fn budget_reset_after(&self, now: SystemTime, zone: &TimeZone) -> Option<SystemTime> {
+        next_budget_reset(self.budget_duration.as_deref()?, now, zone)
     }
 }
 
 /// The end of the budget period that `duration` (LiteLLM's
-/// `budget_duration`) makes current at `now`: the first boundary after
-/// `now`. `None` when `duration` is not a period `budget_period` accepts.
-pub fn next_budget_reset(duration: &str, now: SystemTime) -> Option<SystemTime> {
+/// `budget_duration`) makes current at `now` on `zone`'s wall clock: the
+/// first boundary after `now`. `None` when `duration` is not a period
+/// `budget_period` accepts.
+pub fn next_budget_reset(duration: &str, now: SystemTime, zone: &TimeZone) -> Option<SystemTime> {
+    let now = Timestamp::try_from(now).ok()?;
+    // The wall clock's reading, counted in seconds as if it were UTC, so
+    // that the boundaries below are plain arithmetic on days and seconds.
+    let wall = now
+        .as_second()
+        .checked_add(i64::from(zone.to_offset(now).seconds()))?;
+    let next_wall = next_boundary(duration, u64::try_from(wall).ok()?)?;
+    let civil =
+        TimeZone::UTC.to_datetime(Timestamp::from_second(i64::try_from(next_wall).ok()?).ok()?);
+    let next = zone.to_ambiguous_timestamp(civil).compatible().ok()?;
+    // A boundary inside an hour the clock repeats has two instants, and
+    // the first may be past already; the period then ends at the second.
+    let next = if next > now {
+        next
+    } else {
+        zone.to_ambiguous_timestamp(civil).later().ok()?.max(now)
+    };
+    SystemTime::try_from(next).ok()
+}
+
+/// The first period boundary after the wall-clock time `secs` (seconds
+/// since 1970-01-01 00:00 on that clock).
+fn next_boundary(duration: &str, secs: u64) -> Option<u64> {
     let (n, unit, _) = period_parts(duration).ok()?;
-    let secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
     let next = match unit {
         PeriodUnit::Second => next_multiple(secs, 60, n)?,
         PeriodUnit::Minute => next_multiple(secs, 3600, n.checked_mul(60)?)?,
@@ -39,7 +68,7 @@ pub fn next_budget_reset(duration: &str, now: SystemTime) -> Option<SystemTime> 
         PeriodUnit::Week => days_on(secs, n.checked_mul(7)?)?,
         PeriodUnit::Month => first_of_month(secs / DAY, n)?.checked_mul(DAY)?,
     };
-    UNIX_EPOCH.checked_add(Duration::from_secs(next))
+    Some(next)
 }
 
 /// The first multiple of `step` seconds after `secs`, counted from the
@@ -83,7 +112,12 @@ mod tests {
     use crate::keys::time::{parse, rfc3339};
 
     fn next(duration: &str, now: &str) -> String {
-        rfc3339(next_budget_reset(duration, parse(now).unwrap()).unwrap())
+        next_in(duration, now, "UTC")
+    }
+
+    fn next_in(duration: &str, now: &str, zone: &str) -> String {
+        let zone = TimeZone::get(zone).unwrap();
+        rfc3339(next_budget_reset(duration, parse(now).unwrap(), &zone).unwrap())
     }
 
     #[test]
@@ -124,7 +158,65 @@ mod tests {
 
     #[test]
     fn a_period_that_does_not_parse_has_no_end() {
-        assert_eq!(next_budget_reset("bogus", SystemTime::now()), None);
-        assert_eq!(next_budget_reset("0d", SystemTime::now()), None);
+        let utc = TimeZone::UTC;
+        assert_eq!(next_budget_reset("bogus", SystemTime::now(), &utc), None);
+        assert_eq!(next_budget_reset("0d", SystemTime::now(), &utc), None);
+    }
+
+    #[test]
+    fn days_weeks_and_months_end_at_midnight_in_the_configured_zone() {
+        // 10:20 in New York (EST, UTC-5), a Wednesday.
+        let now = "2026-12-02T15:20:00Z";
+        assert_eq!(next_in("1d", now, "US/Eastern"), "2026-12-03T05:00:00.000Z");
+        assert_eq!(next_in("7d", now, "US/Eastern"), "2026-12-07T05:00:00.000Z");
+        assert_eq!(
+            next_in("30d", now, "US/Eastern"),
+            "2027-01-01T05:00:00.000Z"
+        );
+        // In summer the same midnight is an hour earlier in UTC.
+        let summer = "2026-07-01T12:00:00Z";
+        assert_eq!(
+            next_in("1d", summer, "US/Eastern"),
+            "2026-07-02T04:00:00.000Z"
+        );
+        // Already the 3rd in Kolkata (UTC+5:30): the next midnight is the 4th's.
+        let late = "2026-12-02T20:00:00Z";
+        assert_eq!(
+            next_in("1d", late, "Asia/Kolkata"),
+            "2026-12-03T18:30:00.000Z"
+        );
+        assert_eq!(
+            next_in("1h", late, "Asia/Kolkata"),
+            "2026-12-02T20:30:00.000Z"
+        );
+    }
+
+    #[test]
+    fn a_month_that_ends_on_a_daylight_saving_day_ends_at_that_days_midnight() {
+        // New York leaves daylight saving at 02:00 on 2026-11-01; its
+        // midnight is still on daylight time (UTC-4).
+        assert_eq!(
+            next_in("1mo", "2026-10-15T12:00:00Z", "US/Eastern"),
+            "2026-11-01T04:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn a_boundary_the_clock_skips_falls_after_the_gap() {
+        // London skips 01:00-02:00 on 2027-03-28: 02:00 BST is 01:00 UTC.
+        assert_eq!(
+            next_in("1h", "2027-03-28T00:30:00Z", "Europe/London"),
+            "2027-03-28T01:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn a_boundary_in_a_repeated_hour_is_never_in_the_past() {
+        // 01:30 on New York's second pass through 01:00-02:00 (EST): the
+        // next quarter hour is 01:45 EST, not the 01:45 EDT an hour ago.
+        assert_eq!(
+            next_in("15m", "2026-11-01T06:30:00Z", "US/Eastern"),
+            "2026-11-01T06:45:00.000Z"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::model::budget_period;
-use crate::config::GeneralSettings;
+use crate::config::{Config, GeneralSettings};
 
 /// The store when nothing says otherwise: a SQLite file beside the config.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://conclave.db";
@@ -27,6 +27,8 @@ pub struct KeysSettings {
     pub buffer_rows: usize,
     /// Longest a spend row waits before its batch is written.
     pub write_interval: Duration,
+    /// The wall clock budget periods end on (`litellm_settings.timezone`).
+    pub reset_zone: jiff::tz::TimeZone,
 }
 
 impl KeysSettings {
@@ -40,6 +42,7 @@ impl KeysSettings {
             cache_capacity: 100_000,
             buffer_rows: 50_000,
             write_interval: super::writer::INTERVAL,
+            reset_zone: jiff::tz::TimeZone::UTC,
         }
     }
 
@@ -49,14 +52,18 @@ impl KeysSettings {
     /// else `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`]; a relative SQLite
     /// path is taken beside the config file.
     pub fn from_config(
-        general: &GeneralSettings,
+        config: &Config,
         config_path: &Path,
         has_master_key: bool,
     ) -> Result<Option<Self>, String> {
         if !has_master_key {
             return Ok(None);
         }
+        let general = &config.general_settings;
         let mut settings = Self::new(database_url(general, config_path)?);
+        if let Some(zone) = &config.litellm_settings.timezone {
+            settings.reset_zone = zone.zone().clone();
+        }
         if let Some(period) = &general.maximum_spend_logs_retention_period {
             settings.spend_log_retention = Some(budget_period(period).map_err(|e| {
                 format!(
@@ -125,19 +132,37 @@ pub fn resolve_url(url: &str, config_path: &Path) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The settings a config with a master key makes.
+    fn settings_of(config: &Config) -> KeysSettings {
+        KeysSettings::from_config(config, Path::new("/etc/conclave/config.yaml"), true)
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
     fn the_spend_batch_interval_is_litellms_key_in_seconds() {
-        let config = Path::new("/etc/conclave/config.yaml");
-        let mut general = GeneralSettings::default();
-        let unset = KeysSettings::from_config(&general, config, true)
-            .unwrap()
-            .unwrap();
-        assert_eq!(unset.write_interval, crate::keys::writer::INTERVAL);
-        general.proxy_batch_write_at = Some(0.25);
-        let set = KeysSettings::from_config(&general, config, true)
-            .unwrap()
-            .unwrap();
-        assert_eq!(set.write_interval, Duration::from_millis(250));
+        let mut config = Config::default();
+        assert_eq!(
+            settings_of(&config).write_interval,
+            crate::keys::writer::INTERVAL
+        );
+        config.general_settings.proxy_batch_write_at = Some(0.25);
+        assert_eq!(
+            settings_of(&config).write_interval,
+            Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn budgets_end_on_the_litellm_settings_time_zone_or_utc() {
+        let mut config = Config::default();
+        assert_eq!(settings_of(&config).reset_zone, jiff::tz::TimeZone::UTC);
+        config.litellm_settings.timezone =
+            Some(crate::config::ResetZone::named("US/Eastern").unwrap());
+        assert_eq!(
+            settings_of(&config).reset_zone.iana_name(),
+            Some("US/Eastern")
+        );
     }
 
     #[test]

@@ -81,16 +81,17 @@ impl LimitsPatch {
     }
 
     /// Applies the patch to `limits`, checking each value, and moves
-    /// `budget_reset_at` to the end of the current period when the period
-    /// changed or had no reset scheduled yet.
+    /// `budget_reset_at` to the end of the current period (on `zone`'s wall
+    /// clock) when the period changed or had no reset scheduled yet.
     pub fn apply(
         &self,
         limits: &mut Limits,
         budget_reset_at: &mut Option<SystemTime>,
         now: SystemTime,
+        zone: &jiff::tz::TimeZone,
     ) -> Result<(), ApiError> {
         if self.patch(limits)? || (budget_reset_at.is_none() && limits.budget_duration.is_some()) {
-            *budget_reset_at = limits.budget_reset_after(now);
+            *budget_reset_at = limits.budget_reset_after(now, zone);
         }
         Ok(())
     }

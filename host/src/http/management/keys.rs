@@ -144,7 +144,12 @@ async fn apply(
     if let Some(spend) = b.limits.spend()? {
         k.spend = spend;
     }
-    b.limits.apply(&mut k.limits, &mut k.budget_reset_at, now)?;
+    b.limits.apply(
+        &mut k.limits,
+        &mut k.budget_reset_at,
+        now,
+        &keys.settings().reset_zone,
+    )?;
     k.updated_at = now;
     Ok(())
 }

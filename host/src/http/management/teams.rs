@@ -42,7 +42,12 @@ pub(super) async fn shown(keys: &Keys, t: &TeamRecord) -> Result<serde_json::Val
     Ok(shape::team(t, &roles))
 }
 
-fn apply(t: &mut TeamRecord, b: &TeamBody, now: SystemTime) -> Result<(), ApiError> {
+fn apply(
+    t: &mut TeamRecord,
+    b: &TeamBody,
+    now: SystemTime,
+    zone: &jiff::tz::TimeZone,
+) -> Result<(), ApiError> {
     if let Some(alias) = &b.team_alias {
         t.team_alias = alias.clone();
     }
@@ -58,7 +63,8 @@ fn apply(t: &mut TeamRecord, b: &TeamBody, now: SystemTime) -> Result<(), ApiErr
     if let Some(spend) = b.limits.spend()? {
         t.spend = spend;
     }
-    b.limits.apply(&mut t.limits, &mut t.budget_reset_at, now)?;
+    b.limits
+        .apply(&mut t.limits, &mut t.budget_reset_at, now, zone)?;
     t.updated_at = now;
     Ok(())
 }
@@ -201,7 +207,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         created_at: now,
         updated_at: now,
     };
-    apply(&mut team, &body, now)?;
+    apply(&mut team, &body, now, &keys.settings().reset_zone)?;
     let members = check_members(
         &keys,
         body.members_with_roles.as_deref().unwrap_or_default(),
@@ -237,7 +243,12 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .clone()
         .ok_or_else(|| invalid("team_id", "is required"))?;
     let mut team = existing(&keys, &team_id).await?;
-    apply(&mut team, &body, SystemTime::now())?;
+    apply(
+        &mut team,
+        &body,
+        SystemTime::now(),
+        &keys.settings().reset_zone,
+    )?;
     keys.store().update_team(&team).await.map_err(key_error)?;
     super::set_spend(
         &state,

@@ -94,7 +94,12 @@ async fn existing(keys: &Keys, user_id: &str) -> Result<UserRecord, ApiError> {
         })
 }
 
-fn apply(u: &mut UserRecord, b: &UserBody, now: SystemTime) -> Result<(), ApiError> {
+fn apply(
+    u: &mut UserRecord,
+    b: &UserBody,
+    now: SystemTime,
+    zone: &jiff::tz::TimeZone,
+) -> Result<(), ApiError> {
     if let Some(role) = &b.user_role {
         if let Some(r) = role
             && !ROLES.contains(&r.as_str())
@@ -118,7 +123,8 @@ fn apply(u: &mut UserRecord, b: &UserBody, now: SystemTime) -> Result<(), ApiErr
     if let Some(spend) = b.limits.spend()? {
         u.spend = spend;
     }
-    b.limits.apply(&mut u.limits, &mut u.budget_reset_at, now)?;
+    b.limits
+        .apply(&mut u.limits, &mut u.budget_reset_at, now, zone)?;
     u.updated_at = now;
     Ok(())
 }
@@ -163,7 +169,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         created_at: now,
         updated_at: now,
     };
-    apply(&mut user, &body, now)?;
+    apply(&mut user, &body, now, &keys.settings().reset_zone)?;
     let mut teams = body.teams.clone().unwrap_or_default();
     if let Some(team) = &body.team_id
         && !teams.contains(team)
@@ -262,7 +268,12 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     )
     .await?;
     let mut user = existing(&keys, &user_id).await?;
-    apply(&mut user, &body, SystemTime::now())?;
+    apply(
+        &mut user,
+        &body,
+        SystemTime::now(),
+        &keys.settings().reset_zone,
+    )?;
     keys.store().update_user(&user).await.map_err(key_error)?;
     super::set_spend(
         &state,

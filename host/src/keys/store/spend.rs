@@ -446,9 +446,13 @@ impl Store {
 
     /// Resets the spend of every key, user and team whose `budget_reset_at`
     /// has passed and moves it on to the period's next boundary after `now`
-    /// ([`Limits::budget_reset_after`]). Returns whether anything was reset (so
-    /// cached records can be dropped).
-    pub async fn reset_due_budgets(&self, now: SystemTime) -> Result<bool, KeyError> {
+    /// on `zone`'s wall clock ([`Limits::budget_reset_after`]). Returns
+    /// whether anything was reset (so cached records can be dropped).
+    pub async fn reset_due_budgets(
+        &self,
+        now: SystemTime,
+        zone: &jiff::tz::TimeZone,
+    ) -> Result<bool, KeyError> {
         let mut any = false;
         for owner in [SpendOwner::Key, SpendOwner::User, SpendOwner::Team] {
             let (table, id) = owner.table_and_id();
@@ -466,7 +470,7 @@ impl Store {
                 let limits: String = row.try_get("limits").map_err(store_error)?;
                 let at: i64 = row.try_get("budget_reset_at").map_err(store_error)?;
                 let limits: Limits = serde_json::from_str(&limits).unwrap_or_default();
-                let next = limits.budget_reset_after(now);
+                let next = limits.budget_reset_after(now, zone);
                 any |= self.reset_one(table, id, &id_value, at, next).await?;
             }
         }
