@@ -1,5 +1,6 @@
-//! Where the key store lives and how its caches and jobs are sized, read
-//! from `general_settings` (LiteLLM's keys) and `DATABASE_URL`.
+//! Where the key store lives, how its caches and jobs are sized and which
+//! clock its budget periods follow, read from `general_settings` and
+//! `litellm_settings.timezone` (LiteLLM's keys) and `DATABASE_URL`.
 
 use std::path::Path;
 use std::time::Duration;
