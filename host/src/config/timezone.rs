@@ -26,12 +26,6 @@ impl ResetZone {
     }
 }
 
-impl Default for ResetZone {
-    fn default() -> Self {
-        Self(jiff::tz::TimeZone::UTC)
-    }
-}
-
 impl<'de> Deserialize<'de> for ResetZone {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;

@@ -3,8 +3,8 @@
 //! so that every key with a daily budget starts its day at midnight and a
 //! monthly budget renews on the 1st. The boundaries are those of the wall
 //! clock in `litellm_settings.timezone` (UTC when unset); a boundary that
-//! a daylight-saving change skips or repeats falls at the first instant
-//! the clock shows it, or just after the gap.
+//! a daylight-saving change skips falls just after the gap, and one it
+//! repeats at the first of its two instants still to come.
 //!
 //! - `Nd`: `1d` at the next midnight, `7d` on the next Monday at midnight,
 //!   `30d` on the 1st of next month, any other `N` at midnight `N` days on;
@@ -45,13 +45,14 @@ pub fn next_budget_reset(duration: &str, now: SystemTime, zone: &TimeZone) -> Op
     let next_wall = next_boundary(duration, u64::try_from(wall).ok()?)?;
     let civil =
         TimeZone::UTC.to_datetime(Timestamp::from_second(i64::try_from(next_wall).ok()?).ok()?);
-    let next = zone.to_ambiguous_timestamp(civil).compatible().ok()?;
+    let instants = zone.to_ambiguous_timestamp(civil);
+    let next = instants.compatible().ok()?;
     // A boundary inside an hour the clock repeats has two instants, and
     // the first may be past already; the period then ends at the second.
     let next = if next > now {
         next
     } else {
-        zone.to_ambiguous_timestamp(civil).later().ok()?.max(now)
+        instants.later().ok()?.max(now)
     };
     SystemTime::try_from(next).ok()
 }
