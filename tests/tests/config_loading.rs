@@ -450,3 +450,16 @@ async fn an_unknown_budget_time_zone_is_refused_naming_the_key() {
     assert!(stderr.contains("litellm_settings.timezone"), "{stderr}");
     assert!(stderr.contains("\"Mars/Olympus\""), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_budget_reset_time_off_the_24_hour_clock_is_refused_naming_the_key() {
+    let stderr = conclave_e2e::failed_check(
+        "model_list: []\nlitellm_settings:\n  budget_reset_time: \"25:00\"\n",
+    )
+    .await;
+    assert!(
+        stderr.contains("litellm_settings.budget_reset_time"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"25:00\""), "{stderr}");
+}

@@ -1200,3 +1200,22 @@ async fn a_daily_budget_renews_at_midnight_in_the_configured_time_zone() {
     // Kolkata keeps UTC+5:30 all year, so its midnight is 18:30 UTC.
     assert!(reset_at.ends_with("T18:30:00.000Z"), "{reset_at}");
 }
+
+#[tokio::test]
+async fn a_daily_budget_renews_at_the_configured_time_of_day() {
+    let up = FakeUpstream::start().await;
+    // Unquoted, as LiteLLM's documentation writes it.
+    let yaml = format!(
+        "{}litellm_settings:\n  timezone: Asia/Kolkata\n  budget_reset_time: 12:00\n",
+        config(&up, &[])
+    );
+    let proxy = start(&yaml).await;
+    let made = generate(&proxy, json!({"max_budget": 5, "budget_duration": "1d"})).await;
+    let reset_at = made["budget_reset_at"].as_str().unwrap();
+    // Noon in Kolkata (UTC+5:30) is 06:30 UTC.
+    assert!(reset_at.ends_with("T06:30:00.000Z"), "{reset_at}");
+    let hourly = generate(&proxy, json!({"max_budget": 5, "budget_duration": "1h"})).await;
+    let reset_at = hourly["budget_reset_at"].as_str().unwrap();
+    // Hours keep to the clock's half hours there, whatever the time of day.
+    assert!(reset_at.ends_with(":30:00.000Z"), "{reset_at}");
+}

@@ -23,4 +23,4 @@ pub use params::{
 };
 pub use schema::*;
 pub use seconds::{MAX_SECONDS, invalid_seconds, seconds};
-pub use timezone::ResetZone;
+pub use timezone::{ResetTime, ResetZone};

@@ -260,6 +260,8 @@ pub struct LitellmSettings {
     /// Where budget periods of a day or longer end: at midnight in this
     /// zone (UTC when unset).
     pub timezone: Option<super::ResetZone>,
+    /// The time of day those periods end at instead of midnight.
+    pub budget_reset_time: Option<super::ResetTime>,
 }
 
 /// A LiteLLM callback list: a list of names, or one name.

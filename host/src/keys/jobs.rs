@@ -7,6 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::registry::Registry;
+use super::reset::ResetClock;
 use super::store::Store;
 
 /// How often due budgets are looked for.
@@ -16,14 +17,14 @@ const RETENTION_BATCH: u32 = 1000;
 /// Pause between two deletion batches, so writers get the table between them.
 const RETENTION_PAUSE: Duration = Duration::from_millis(50);
 
-/// Starts the budget reset job; new periods end on `zone`'s wall clock.
-pub fn start_budget_resets(store: Store, registry: Registry, zone: jiff::tz::TimeZone) {
+/// Starts the budget reset job; new periods end on `clock`.
+pub fn start_budget_resets(store: Store, registry: Registry, clock: ResetClock) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RESET_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match store.reset_due_budgets(SystemTime::now(), &zone).await {
+            match store.reset_due_budgets(SystemTime::now(), &clock).await {
                 Ok(true) => {
                     tracing::info!("budgets reset for their new period");
                     registry.invalidate_all();

@@ -104,7 +104,11 @@ impl Keys {
         let store = Store::connect(&settings.database_url).await?;
         let registry = Registry::new(settings.cache_capacity, settings.cache_ttl);
         let writer = WriterHandle::start(store.clone(), &settings);
-        jobs::start_budget_resets(store.clone(), registry.clone(), settings.reset_zone.clone());
+        jobs::start_budget_resets(
+            store.clone(),
+            registry.clone(),
+            settings.reset_clock.clone(),
+        );
         if let Some(period) = settings.spend_log_retention {
             jobs::start_retention(store.clone(), period);
         }

@@ -1,17 +1,21 @@
 //! When a budget period ends, as LiteLLM schedules it: on calendar and
 //! clock boundaries rather than a fixed length after the budget was set,
-//! so that every key with a daily budget starts its day at midnight and a
-//! monthly budget renews on the 1st. The boundaries are those of the wall
-//! clock in `litellm_settings.timezone` (UTC when unset); a boundary that
-//! a daylight-saving change skips falls just after the gap, and one it
-//! repeats at the first of its two instants still to come.
+//! so that every key with a daily budget starts its day at the same time
+//! and a monthly budget renews on the 1st. The boundaries are those of the
+//! wall clock in `litellm_settings.timezone` (UTC when unset); periods of a
+//! day or longer end at `litellm_settings.budget_reset_time` on it
+//! (midnight when unset). A boundary that a daylight-saving change skips
+//! is read with the offset from before the change (so it falls after the
+//! gap, as far on as it was into it), and one it repeats at the first of
+//! its two instants still to come.
 //!
-//! - `Nd`: `1d` at the next midnight, `7d` on the next Monday at midnight,
-//!   `30d` on the 1st of next month, any other `N` at midnight `N` days on;
+//! - `Nd`: `1d` at the next reset time, `7d` on the next Monday at it,
+//!   `30d` on the 1st of the month at it, any other `N` at it `N` days on;
 //! - `Nw`: as `7N` days (`1w` is Monday);
-//! - `Nmo`: the 1st of the month `N` months on;
+//! - `Nmo`: the 1st of the month `N` months on (`1mo` as `30d`);
 //! - `Nh`, `Nm`, `Ns`: the next multiple of the period counted from the
-//!   start of the day (hours), the hour (minutes) or the minute (seconds).
+//!   start of the day (hours), the hour (minutes) or the minute (seconds);
+//!   the time of day does not move them.
 
 use std::time::SystemTime;
 
@@ -23,26 +27,51 @@ use super::time::{civil_from_days, days_from_civil};
 
 const DAY: u64 = 86_400;
 
+/// The clock budget periods end on: a zone and the time of day that
+/// periods of a day or longer end at. Read from the config at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetClock {
+    /// `litellm_settings.timezone`; UTC by default.
+    pub zone: TimeZone,
+    /// `litellm_settings.budget_reset_time` in seconds after midnight
+    /// (below 86,400); midnight by default.
+    pub time_of_day: u32,
+}
+
+impl Default for ResetClock {
+    fn default() -> Self {
+        Self {
+            zone: TimeZone::UTC,
+            time_of_day: 0,
+        }
+    }
+}
+
 impl Limits {
     /// When the budget period set now ends ([`next_budget_reset`]), if
     /// there is one: when a budget is set, and at each reset.
-    pub fn budget_reset_after(&self, now: SystemTime, zone: &TimeZone) -> Option<SystemTime> {
-        next_budget_reset(self.budget_duration.as_deref()?, now, zone)
+    pub fn budget_reset_after(&self, now: SystemTime, clock: &ResetClock) -> Option<SystemTime> {
+        next_budget_reset(self.budget_duration.as_deref()?, now, clock)
     }
 }
 
 /// The end of the budget period that `duration` (LiteLLM's
-/// `budget_duration`) makes current at `now` on `zone`'s wall clock: the
-/// first boundary after `now`. `None` when `duration` is not a period
+/// `budget_duration`) makes current at `now` on `clock`: the first
+/// boundary after `now`. `None` when `duration` is not a period
 /// `budget_period` accepts.
-pub fn next_budget_reset(duration: &str, now: SystemTime, zone: &TimeZone) -> Option<SystemTime> {
+pub fn next_budget_reset(
+    duration: &str,
+    now: SystemTime,
+    clock: &ResetClock,
+) -> Option<SystemTime> {
+    let zone = &clock.zone;
     let now = Timestamp::try_from(now).ok()?;
     // The wall clock's reading, counted in seconds as if it were UTC, so
     // that the boundaries below are plain arithmetic on days and seconds.
     let wall = now
         .as_second()
         .checked_add(i64::from(zone.to_offset(now).seconds()))?;
-    let next_wall = next_boundary(duration, u64::try_from(wall).ok()?)?;
+    let next_wall = next_boundary(duration, u64::try_from(wall).ok()?, clock.time_of_day)?;
     let civil =
         TimeZone::UTC.to_datetime(Timestamp::from_second(i64::try_from(next_wall).ok()?).ok()?);
     let instants = zone.to_ambiguous_timestamp(civil);
@@ -58,16 +87,18 @@ pub fn next_budget_reset(duration: &str, now: SystemTime, zone: &TimeZone) -> Op
 }
 
 /// The first period boundary after the wall-clock time `secs` (seconds
-/// since 1970-01-01 00:00 on that clock).
-fn next_boundary(duration: &str, secs: u64) -> Option<u64> {
+/// since 1970-01-01 00:00 on that clock), periods of days and longer
+/// ending `at` seconds after midnight.
+fn next_boundary(duration: &str, secs: u64, at: u32) -> Option<u64> {
     let (n, unit, _) = period_parts(duration).ok()?;
+    let day = Day::of(secs, at);
     let next = match unit {
         PeriodUnit::Second => next_multiple(secs, 60, n)?,
         PeriodUnit::Minute => next_multiple(secs, 3600, n.checked_mul(60)?)?,
         PeriodUnit::Hour => next_multiple(secs, DAY, n.checked_mul(3600)?)?,
-        PeriodUnit::Day => days_on(secs, n)?,
-        PeriodUnit::Week => days_on(secs, n.checked_mul(7)?)?,
-        PeriodUnit::Month => first_of_month(secs / DAY, n)?.checked_mul(DAY)?,
+        PeriodUnit::Day => day.at(days_on(day, n)?)?,
+        PeriodUnit::Week => day.at(days_on(day, n.checked_mul(7)?)?)?,
+        PeriodUnit::Month => day.at(months_on(day, n)?)?,
     };
     Some(next)
 }
@@ -80,27 +111,65 @@ fn next_multiple(secs: u64, span: u64, step: u64) -> Option<u64> {
     start.checked_add(done.checked_add(1)?.checked_mul(step)?)
 }
 
-/// The midnight that ends a period of `n` days begun today (LiteLLM's
-/// special lengths: a day, a week from Monday, a month from the 1st).
-fn days_on(secs: u64, n: u64) -> Option<u64> {
-    let today = secs / DAY;
-    let day = match n {
-        1 => today + 1,
-        7 => {
-            // 1970-01-01 was a Thursday: Monday is 0 in (days + 3) % 7.
-            let weekday = (today + 3) % 7;
-            today + 7 - weekday
-        }
-        30 => first_of_month(today, 1)?,
-        _ => today.checked_add(n)?,
-    };
-    day.checked_mul(DAY)
+/// Today on the wall clock, seen from the reset time of day.
+#[derive(Debug, Clone, Copy)]
+struct Day {
+    /// Days since 1970-01-01.
+    number: u64,
+    /// Today's reset time is still to come.
+    before_reset: bool,
+    /// The reset time, in seconds after midnight.
+    reset: u64,
 }
 
-/// The day number of the 1st of the month `months` after the one `today`
-/// is in.
-fn first_of_month(today: u64, months: u64) -> Option<u64> {
-    let (year, month, _) = civil_from_days(i64::try_from(today).ok()?);
+impl Day {
+    fn of(secs: u64, reset: u32) -> Self {
+        let reset = u64::from(reset);
+        Self {
+            number: secs / DAY,
+            before_reset: secs % DAY < reset,
+            reset,
+        }
+    }
+
+    /// The reset time on day `number`, in wall-clock seconds.
+    fn at(self, number: u64) -> Option<u64> {
+        number.checked_mul(DAY)?.checked_add(self.reset)
+    }
+}
+
+/// The day that ends a period of `n` days begun today (LiteLLM's special
+/// lengths: a day, a week from Monday, a month from the 1st): today's
+/// reset when it is still to come and the period is one of those.
+fn days_on(today: Day, n: u64) -> Option<u64> {
+    let Day {
+        number,
+        before_reset,
+        ..
+    } = today;
+    let day = match n {
+        1 if before_reset => number,
+        1 => number + 1,
+        7 => {
+            // 1970-01-01 was a Thursday: Monday is 0 in (days + 3) % 7.
+            match (number + 3) % 7 {
+                0 if before_reset => number,
+                weekday => number + 7 - weekday,
+            }
+        }
+        30 => months_on(today, 1)?,
+        _ => number.checked_add(n)?,
+    };
+    Some(day)
+}
+
+/// The 1st of the month `months` after this one, or today for a month's
+/// period on a 1st whose reset time is still to come.
+fn months_on(today: Day, months: u64) -> Option<u64> {
+    let (year, month, day) = civil_from_days(i64::try_from(today.number).ok()?);
+    if months == 1 && day == 1 && today.before_reset {
+        return Some(today.number);
+    }
     let index = i64::from(month) - 1 + i64::try_from(months).ok()?;
     let year = year.checked_add(index.div_euclid(12))?;
     let month = u32::try_from(index.rem_euclid(12) + 1).ok()?;
@@ -117,8 +186,17 @@ mod tests {
     }
 
     fn next_in(duration: &str, now: &str, zone: &str) -> String {
-        let zone = TimeZone::get(zone).unwrap();
-        rfc3339(next_budget_reset(duration, parse(now).unwrap(), &zone).unwrap())
+        next_at(duration, now, zone, "00:00")
+    }
+
+    fn next_at(duration: &str, now: &str, zone: &str, time_of_day: &str) -> String {
+        let clock = ResetClock {
+            zone: TimeZone::get(zone).unwrap(),
+            time_of_day: crate::config::ResetTime::parse(time_of_day)
+                .unwrap()
+                .seconds,
+        };
+        rfc3339(next_budget_reset(duration, parse(now).unwrap(), &clock).unwrap())
     }
 
     #[test]
@@ -159,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_period_that_does_not_parse_has_no_end() {
-        let utc = TimeZone::UTC;
+        let utc = ResetClock::default();
         assert_eq!(next_budget_reset("bogus", SystemTime::now(), &utc), None);
         assert_eq!(next_budget_reset("0d", SystemTime::now(), &utc), None);
     }
@@ -218,6 +296,73 @@ mod tests {
         assert_eq!(
             next_in("15m", "2026-11-01T06:30:00Z", "US/Eastern"),
             "2026-11-01T06:45:00.000Z"
+        );
+    }
+
+    /// Each case: period, now, zone, time of day, the reset expected.
+    fn expect_resets(cases: &[(&str, &str, &str, &str, &str)]) {
+        for (duration, now, zone, time, expected) in cases {
+            let got = next_at(duration, now, zone, time);
+            assert_eq!(&got, expected, "{duration} from {now} in {zone} at {time}");
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn a_daily_period_ends_at_the_configured_time_of_day() {
+        expect_resets(&[
+            // Before noon the period ends today at noon; from noon on, tomorrow.
+            ("1d", "2026-12-02T09:00:00Z", "UTC", "12:00", "2026-12-02T12:00:00.000Z"),
+            ("1d", "2026-12-02T12:00:00Z", "UTC", "12:00", "2026-12-03T12:00:00.000Z"),
+            // Noon in Jerusalem (UTC+2 in December).
+            ("1d", "2026-12-02T15:00:00Z", "Asia/Jerusalem", "12:00", "2026-12-03T10:00:00.000Z"),
+            // Other lengths count whole days from today.
+            ("2d", "2026-12-02T09:00:00Z", "UTC", "12:00", "2026-12-04T12:00:00.000Z"),
+        ]);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn a_week_ends_on_monday_at_the_time_of_day_even_when_today_is_monday() {
+        // 2026-12-07 is a Monday.
+        expect_resets(&[
+            ("7d", "2026-12-07T08:00:00Z", "UTC", "09:30:15", "2026-12-07T09:30:15.000Z"),
+            ("1w", "2026-12-07T10:00:00Z", "UTC", "09:30:15", "2026-12-14T09:30:15.000Z"),
+            ("7d", "2026-12-02T10:00:00Z", "UTC", "09:30:15", "2026-12-07T09:30:15.000Z"),
+        ]);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn a_month_ends_on_the_first_at_the_time_of_day() {
+        expect_resets(&[
+            ("30d", "2026-12-01T05:00:00Z", "UTC", "06:00", "2026-12-01T06:00:00.000Z"),
+            ("1mo", "2026-12-01T07:00:00Z", "UTC", "06:00", "2027-01-01T06:00:00.000Z"),
+            ("30d", "2026-12-15T07:00:00Z", "UTC", "06:00", "2027-01-01T06:00:00.000Z"),
+            // Longer periods count whole months on, whatever the hour.
+            ("3mo", "2026-12-01T05:00:00Z", "UTC", "06:00", "2027-03-01T06:00:00.000Z"),
+        ]);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn the_time_of_day_leaves_hours_minutes_and_seconds_alone() {
+        let now = "2026-12-02T22:50:10Z";
+        expect_resets(&[
+            ("1h", now, "UTC", "12:00", "2026-12-02T23:00:00.000Z"),
+            ("15m", now, "UTC", "12:00", "2026-12-02T23:00:00.000Z"),
+            ("30s", now, "UTC", "12:00", "2026-12-02T22:50:30.000Z"),
+        ]);
+    }
+
+    #[test]
+    fn a_reset_time_the_clock_skips_falls_after_the_gap() {
+        // New York skips 02:00-03:00 on 2027-03-14: 02:30 is not on its
+        // clock that day, and is read with the offset before the change,
+        // an hour on: 03:30 EDT (07:30 UTC).
+        assert_eq!(
+            next_at("1d", "2027-03-13T12:00:00Z", "US/Eastern", "02:30"),
+            "2027-03-14T07:30:00.000Z"
         );
     }
 }

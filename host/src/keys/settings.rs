@@ -1,11 +1,13 @@
 //! Where the key store lives, how its caches and jobs are sized and which
-//! clock its budget periods follow, read from `general_settings` and
-//! `litellm_settings.timezone` (LiteLLM's keys) and `DATABASE_URL`.
+//! clock its budget periods follow, read from `general_settings`,
+//! `litellm_settings.timezone` and `budget_reset_time` (LiteLLM's keys)
+//! and `DATABASE_URL`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::model::budget_period;
+use super::reset::ResetClock;
 use crate::config::{Config, GeneralSettings};
 
 /// The store when nothing says otherwise: a SQLite file beside the config.
@@ -28,8 +30,9 @@ pub struct KeysSettings {
     pub buffer_rows: usize,
     /// Longest a spend row waits before its batch is written.
     pub write_interval: Duration,
-    /// The wall clock budget periods end on (`litellm_settings.timezone`).
-    pub reset_zone: jiff::tz::TimeZone,
+    /// The clock budget periods end on (`litellm_settings.timezone` and
+    /// `budget_reset_time`).
+    pub reset_clock: ResetClock,
 }
 
 impl KeysSettings {
@@ -43,7 +46,7 @@ impl KeysSettings {
             cache_capacity: 100_000,
             buffer_rows: 50_000,
             write_interval: super::writer::INTERVAL,
-            reset_zone: jiff::tz::TimeZone::UTC,
+            reset_clock: ResetClock::default(),
         }
     }
 
@@ -62,8 +65,12 @@ impl KeysSettings {
         }
         let general = &config.general_settings;
         let mut settings = Self::new(database_url(general, config_path)?);
-        if let Some(zone) = &config.litellm_settings.timezone {
-            settings.reset_zone = zone.zone().clone();
+        let litellm = &config.litellm_settings;
+        if let Some(zone) = &litellm.timezone {
+            settings.reset_clock.zone = zone.zone().clone();
+        }
+        if let Some(time) = litellm.budget_reset_time {
+            settings.reset_clock.time_of_day = time.seconds;
         }
         if let Some(period) = &general.maximum_spend_logs_retention_period {
             settings.spend_log_retention = Some(budget_period(period).map_err(|e| {
@@ -155,15 +162,16 @@ mod tests {
     }
 
     #[test]
-    fn budgets_end_on_the_litellm_settings_time_zone_or_utc() {
+    fn budgets_end_on_the_litellm_settings_clock_or_utc_midnight() {
         let mut config = Config::default();
-        assert_eq!(settings_of(&config).reset_zone, jiff::tz::TimeZone::UTC);
+        assert_eq!(settings_of(&config).reset_clock, ResetClock::default());
         config.litellm_settings.timezone =
             Some(crate::config::ResetZone::named("US/Eastern").unwrap());
-        assert_eq!(
-            settings_of(&config).reset_zone.iana_name(),
-            Some("US/Eastern")
-        );
+        config.litellm_settings.budget_reset_time =
+            Some(crate::config::ResetTime::parse("12:30").unwrap());
+        let clock = settings_of(&config).reset_clock;
+        assert_eq!(clock.zone.iana_name(), Some("US/Eastern"));
+        assert_eq!(clock.time_of_day, 12 * 3600 + 30 * 60);
     }
 
     #[test]

@@ -500,7 +500,6 @@ impl HttpTarget {
     }
 }
 
-/// `error` with every occurrence of `key` in its message replaced.
 /// A chat stream's event, refused unless it is JSON: a client's SDK parses
 /// every event, so text, a cut object or invalid UTF-8 ends the stream
 /// with an error here rather than breaking the client.
@@ -519,6 +518,7 @@ fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
     }
 }
 
+/// `error` with every occurrence of `key` in its message replaced.
 fn redact_error(error: UpstreamError, key: &str) -> UpstreamError {
     error.map_text(|m| m.replace(key, "[redacted]"))
 }

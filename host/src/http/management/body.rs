@@ -81,17 +81,16 @@ impl LimitsPatch {
     }
 
     /// Applies the patch to `limits`, checking each value, and moves
-    /// `budget_reset_at` to the end of the current period (on `zone`'s wall
-    /// clock) when the period changed or had no reset scheduled yet.
+    /// `budget_reset_at` to the end of the current period (on `clock`) when the period changed or had no reset scheduled yet.
     pub fn apply(
         &self,
         limits: &mut Limits,
         budget_reset_at: &mut Option<SystemTime>,
         now: SystemTime,
-        zone: &jiff::tz::TimeZone,
+        clock: &crate::keys::reset::ResetClock,
     ) -> Result<(), ApiError> {
         if self.patch(limits)? || (budget_reset_at.is_none() && limits.budget_duration.is_some()) {
-            *budget_reset_at = limits.budget_reset_after(now, zone);
+            *budget_reset_at = limits.budget_reset_after(now, clock);
         }
         Ok(())
     }

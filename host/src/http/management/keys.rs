@@ -148,7 +148,7 @@ async fn apply(
         &mut k.limits,
         &mut k.budget_reset_at,
         now,
-        &keys.settings().reset_zone,
+        &keys.settings().reset_clock,
     )?;
     k.updated_at = now;
     Ok(())

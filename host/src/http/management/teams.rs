@@ -46,7 +46,7 @@ fn apply(
     t: &mut TeamRecord,
     b: &TeamBody,
     now: SystemTime,
-    zone: &jiff::tz::TimeZone,
+    clock: &crate::keys::reset::ResetClock,
 ) -> Result<(), ApiError> {
     if let Some(alias) = &b.team_alias {
         t.team_alias = alias.clone();
@@ -64,7 +64,7 @@ fn apply(
         t.spend = spend;
     }
     b.limits
-        .apply(&mut t.limits, &mut t.budget_reset_at, now, zone)?;
+        .apply(&mut t.limits, &mut t.budget_reset_at, now, clock)?;
     t.updated_at = now;
     Ok(())
 }
@@ -207,7 +207,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         created_at: now,
         updated_at: now,
     };
-    apply(&mut team, &body, now, &keys.settings().reset_zone)?;
+    apply(&mut team, &body, now, &keys.settings().reset_clock)?;
     let members = check_members(
         &keys,
         body.members_with_roles.as_deref().unwrap_or_default(),
@@ -247,7 +247,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         &mut team,
         &body,
         SystemTime::now(),
-        &keys.settings().reset_zone,
+        &keys.settings().reset_clock,
     )?;
     keys.store().update_team(&team).await.map_err(key_error)?;
     super::set_spend(

@@ -98,7 +98,7 @@ fn apply(
     u: &mut UserRecord,
     b: &UserBody,
     now: SystemTime,
-    zone: &jiff::tz::TimeZone,
+    clock: &crate::keys::reset::ResetClock,
 ) -> Result<(), ApiError> {
     if let Some(role) = &b.user_role {
         if let Some(r) = role
@@ -124,7 +124,7 @@ fn apply(
         u.spend = spend;
     }
     b.limits
-        .apply(&mut u.limits, &mut u.budget_reset_at, now, zone)?;
+        .apply(&mut u.limits, &mut u.budget_reset_at, now, clock)?;
     u.updated_at = now;
     Ok(())
 }
@@ -169,7 +169,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         created_at: now,
         updated_at: now,
     };
-    apply(&mut user, &body, now, &keys.settings().reset_zone)?;
+    apply(&mut user, &body, now, &keys.settings().reset_clock)?;
     let mut teams = body.teams.clone().unwrap_or_default();
     if let Some(team) = &body.team_id
         && !teams.contains(team)
@@ -272,7 +272,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         &mut user,
         &body,
         SystemTime::now(),
-        &keys.settings().reset_zone,
+        &keys.settings().reset_clock,
     )?;
     keys.store().update_user(&user).await.map_err(key_error)?;
     super::set_spend(

@@ -446,12 +446,12 @@ impl Store {
 
     /// Resets the spend of every key, user and team whose `budget_reset_at`
     /// has passed and moves it on to the period's next boundary after `now`
-    /// on `zone`'s wall clock ([`Limits::budget_reset_after`]). Returns
+    /// on `clock` ([`Limits::budget_reset_after`]). Returns
     /// whether anything was reset (so cached records can be dropped).
     pub async fn reset_due_budgets(
         &self,
         now: SystemTime,
-        zone: &jiff::tz::TimeZone,
+        clock: &crate::keys::reset::ResetClock,
     ) -> Result<bool, KeyError> {
         let mut any = false;
         for owner in [SpendOwner::Key, SpendOwner::User, SpendOwner::Team] {
@@ -470,7 +470,7 @@ impl Store {
                 let limits: String = row.try_get("limits").map_err(store_error)?;
                 let at: i64 = row.try_get("budget_reset_at").map_err(store_error)?;
                 let limits: Limits = serde_json::from_str(&limits).unwrap_or_default();
-                let next = limits.budget_reset_after(now, zone);
+                let next = limits.budget_reset_after(now, clock);
                 any |= self.reset_one(table, id, &id_value, at, next).await?;
             }
         }
