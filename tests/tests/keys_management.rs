@@ -1219,3 +1219,20 @@ async fn a_daily_budget_renews_at_the_configured_time_of_day() {
     // Hours keep to the clock's half hours there, whatever the time of day.
     assert!(reset_at.ends_with(":30:00.000Z"), "{reset_at}");
 }
+
+#[tokio::test]
+async fn litellms_words_for_budget_periods_are_accepted() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&config(&up, &[])).await;
+    let monthly = generate(
+        &proxy,
+        json!({"max_budget": 5, "budget_duration": "monthly"}),
+    )
+    .await;
+    let reset_at = monthly["budget_reset_at"].as_str().unwrap();
+    assert!(reset_at.ends_with("-01T00:00:00.000Z"), "{reset_at}");
+    assert_eq!(monthly["budget_duration"], "monthly");
+    let daily = generate(&proxy, json!({"max_budget": 5, "budget_duration": "Daily"})).await;
+    let reset_at = daily["budget_reset_at"].as_str().unwrap();
+    assert!(reset_at.ends_with("T00:00:00.000Z"), "{reset_at}");
+}

@@ -57,7 +57,7 @@ impl Limits {
 /// Why a duration string such as `budget_duration` or `duration` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0:?} is not a duration: write a whole number followed by s, m, h, d, w or mo (e.g. \"30s\", \"1h\", \"30d\")"
+    "{0:?} is not a duration: write a whole number followed by s, m, h, d, w or mo (e.g. \"30s\", \"1h\", \"30d\"), or hourly, daily, weekly or monthly"
 )]
 pub struct PeriodError(pub String);
 
@@ -67,8 +67,9 @@ const MAX_PERIOD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Parses LiteLLM's duration strings: a whole number and a unit, `s`
 /// (seconds), `m` (minutes), `h` (hours), `d` (days), `w` (weeks) or `mo`
 /// (months of 30 days), as `budget_duration`, `duration` and
-/// `maximum_spend_logs_retention_period` are written. Zero and anything past
-/// ten years are refused.
+/// `maximum_spend_logs_retention_period` are written, or one of LiteLLM's
+/// words for them (`hourly`, `daily`, `weekly`, `monthly`). Zero and
+/// anything past ten years are refused.
 pub fn budget_period(text: &str) -> Result<Duration, PeriodError> {
     period_parts(text).map(|(_, _, length)| length)
 }
@@ -116,6 +117,7 @@ impl PeriodUnit {
 pub(crate) fn period_parts(text: &str) -> Result<(u64, PeriodUnit, Duration), PeriodError> {
     let refuse = || PeriodError(text.to_owned());
     let t = text.trim();
+    let t = word_period(t).unwrap_or(t);
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(refuse)?;
     let (number, unit) = t.split_at(split);
     let n: u64 = number.parse().map_err(|_| refuse())?;
@@ -126,6 +128,22 @@ pub(crate) fn period_parts(text: &str) -> Result<(u64, PeriodUnit, Duration), Pe
         return Err(refuse());
     }
     Ok((n, unit, period))
+}
+
+/// The period LiteLLM's word for it stands for: `daily` is a day (so it
+/// ends at the reset time of day), `weekly` seven days (from Monday),
+/// `monthly` thirty (from the 1st).
+fn word_period(word: &str) -> Option<&'static str> {
+    const WORDS: [(&str, &str); 4] = [
+        ("hourly", "1h"),
+        ("daily", "1d"),
+        ("weekly", "7d"),
+        ("monthly", "30d"),
+    ];
+    WORDS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(word))
+        .map(|(_, period)| *period)
 }
 
 /// One virtual key. Only the SHA-256 of the key is ever stored; the full key
@@ -366,6 +384,20 @@ mod tests {
         assert_eq!(budget_period("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(budget_period("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(budget_period("1mo"), Ok(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn litellms_words_for_periods_stand_for_their_lengths() {
+        let parts = |t: &str| period_parts(t).map(|(n, unit, _)| (n, unit));
+        assert_eq!(parts("hourly"), Ok((1, PeriodUnit::Hour)));
+        assert_eq!(parts("daily"), Ok((1, PeriodUnit::Day)));
+        assert_eq!(parts(" Weekly "), Ok((7, PeriodUnit::Day)));
+        assert_eq!(parts("MONTHLY"), Ok((30, PeriodUnit::Day)));
+        let error = budget_period("yearly").unwrap_err().to_string();
+        assert!(
+            error.contains("\"yearly\"") && error.contains("monthly"),
+            "{error}"
+        );
     }
 
     #[test]
