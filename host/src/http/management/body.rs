@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::unenforced::{self, Restricting, Restriction};
 use super::{ApiError, invalid};
+use crate::keys::reset::ResetClock;
 use crate::keys::{Limits, budget_period};
 
 /// `Some(None)` for an explicit `null`, `None` when absent.
@@ -81,13 +82,14 @@ impl LimitsPatch {
     }
 
     /// Applies the patch to `limits`, checking each value, and moves
-    /// `budget_reset_at` to the end of the current period (on `clock`) when the period changed or had no reset scheduled yet.
+    /// `budget_reset_at` to the end of the current period (on `clock`) when
+    /// the period changed or had no reset scheduled yet.
     pub fn apply(
         &self,
         limits: &mut Limits,
         budget_reset_at: &mut Option<SystemTime>,
         now: SystemTime,
-        clock: &crate::keys::reset::ResetClock,
+        clock: &ResetClock,
     ) -> Result<(), ApiError> {
         if self.patch(limits)? || (budget_reset_at.is_none() && limits.budget_duration.is_some()) {
             *budget_reset_at = limits.budget_reset_after(now, clock);

@@ -16,6 +16,7 @@ use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json, read_object,
     read_with_limits, shape, typed, unenforced,
 };
+use crate::keys::reset::ResetClock;
 use crate::keys::store::{KeyFilter, ListPage, Owner, SpendOwner, TeamFilter};
 use crate::keys::{KeyError, Keys, Limits, TeamRecord, UserRecord};
 
@@ -46,7 +47,7 @@ fn apply(
     t: &mut TeamRecord,
     b: &TeamBody,
     now: SystemTime,
-    clock: &crate::keys::reset::ResetClock,
+    clock: &ResetClock,
 ) -> Result<(), ApiError> {
     if let Some(alias) = &b.team_alias {
         t.team_alias = alias.clone();

@@ -15,6 +15,7 @@ use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
 };
+use crate::keys::reset::ResetClock;
 use crate::keys::store::{KeyFilter, ListPage, SpendOwner, UserFilter};
 use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
 
@@ -98,7 +99,7 @@ fn apply(
     u: &mut UserRecord,
     b: &UserBody,
     now: SystemTime,
-    clock: &crate::keys::reset::ResetClock,
+    clock: &ResetClock,
 ) -> Result<(), ApiError> {
     if let Some(role) = &b.user_role {
         if let Some(r) = role

@@ -15,6 +15,7 @@ use super::rows::{self, SPEND_COLUMNS, json};
 use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
 use crate::keys::model::{Limits, SpendRow};
+use crate::keys::reset::ResetClock;
 use crate::keys::time::{day_number, day_text, to_ms};
 
 /// Most rows in one multi-row statement: far below both backends' bind limits.
@@ -451,7 +452,7 @@ impl Store {
     pub async fn reset_due_budgets(
         &self,
         now: SystemTime,
-        clock: &crate::keys::reset::ResetClock,
+        clock: &ResetClock,
     ) -> Result<bool, KeyError> {
         let mut any = false;
         for owner in [SpendOwner::Key, SpendOwner::User, SpendOwner::Team] {
