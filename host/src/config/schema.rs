@@ -257,10 +257,11 @@ pub struct LitellmSettings {
     /// Turns the response cache on (`cache_params` says how).
     pub cache: Option<bool>,
     pub cache_params: Option<super::CacheParams>,
-    /// Where budget periods of a day or longer end: at midnight in this
-    /// zone (UTC when unset).
+    /// The zone whose clock ends budget periods of a day or longer (UTC
+    /// when unset).
     pub timezone: Option<super::ResetZone>,
-    /// The time of day those periods end at instead of midnight.
+    /// The time of day on that clock those periods end at (midnight when
+    /// unset).
     pub budget_reset_time: Option<super::ResetTime>,
 }
 

@@ -447,8 +447,8 @@ impl Store {
 
     /// Resets the spend of every key, user and team whose `budget_reset_at`
     /// has passed and moves it on to the period's next boundary after `now`
-    /// on `clock` ([`Limits::budget_reset_after`]). Returns
-    /// whether anything was reset (so cached records can be dropped).
+    /// on `clock` ([`Limits::budget_reset_after`]). Returns whether
+    /// anything was reset (so cached records can be dropped).
     pub async fn reset_due_budgets(
         &self,
         now: SystemTime,
