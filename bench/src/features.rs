@@ -206,6 +206,7 @@ fn beside_plain(setup: &Setup, conclave: &Server, label: &str) -> Result<(LoadRe
         setup,
         (&plain, &saturate(setup, &plain)),
         (conclave, &saturate(setup, conclave)),
+        1,
     )?;
     Ok((at_rate, pair))
 }

@@ -128,75 +128,98 @@ pub fn measured(
     })
 }
 
-/// Saturation of two servers, each measured twice, back to back in the
-/// order A, B, B, A. On a shared machine whose speed drifts from one phase
-/// to the next, a drift across the four phases weighs on both sides alike,
-/// so `b_over_a` compares them more fairly than two loads minutes apart.
+/// Saturation of two servers, measured alternately in cycles of A, B, B,
+/// A. On a shared machine whose speed drifts from one phase to the next, a
+/// drift across a cycle's four phases weighs on both sides alike, so
+/// `b_over_a` compares them more fairly than two loads minutes apart; more
+/// cycles average out the stalls that a single phase catches.
 pub struct Paired {
+    /// A's loads, all cycles merged.
     pub a: Measured,
+    /// B's loads, all cycles merged.
     pub b: Measured,
+    /// B's rate over A's in each cycle, in the order measured: their
+    /// spread is the run's own measure of its noise.
+    pub cycle_ratios: Vec<f64>,
 }
 
 impl Paired {
-    /// B's rate over A's.
+    /// B's mean rate over A's.
     pub fn b_over_a(&self) -> f64 {
         self.b.load.rps / self.a.load.rps
     }
 }
 
 /// Measures `a` and `b` (each a server and the load that saturates it) in
-/// the order A, B, B, A; each side's two loads are merged.
+/// `cycles` cycles of A, B, B, A (at least one); each side's loads are
+/// merged.
 pub fn paired(
     setup: &Setup,
     a: (&Server, &dyn Fn() -> Result<LoadResult>),
     b: (&Server, &dyn Fn() -> Result<LoadResult>),
+    cycles: usize,
 ) -> Result<Paired> {
-    let a1 = measured(setup, a.0, a.1)?;
-    let b1 = measured(setup, b.0, b.1)?;
-    let b2 = measured(setup, b.0, b.1)?;
-    let a2 = measured(setup, a.0, a.1)?;
+    let (mut a_loads, mut b_loads, mut cycle_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..cycles.max(1) {
+        let a1 = measured(setup, a.0, a.1)?;
+        let b1 = measured(setup, b.0, b.1)?;
+        let b2 = measured(setup, b.0, b.1)?;
+        let a2 = measured(setup, a.0, a.1)?;
+        cycle_ratios.push((b1.load.rps + b2.load.rps) / (a1.load.rps + a2.load.rps));
+        a_loads.extend([a1, a2]);
+        b_loads.extend([b1, b2]);
+    }
     Ok(Paired {
-        a: merge(&a1, &a2),
-        b: merge(&b1, &b2),
+        a: merge(&a_loads),
+        b: merge(&b_loads),
+        cycle_ratios,
     })
 }
 
-/// Two loads of one server as one: requests and failures added, rates and
+/// Loads of one server as one: requests and failures added, rates and
 /// latency percentiles averaged, CPU per request weighted by requests.
-fn merge(x: &Measured, y: &Measured) -> Measured {
-    let weighted = by_requests(&x.load, &y.load);
+fn merge(all: &[Measured]) -> Measured {
+    let loads: Vec<&LoadResult> = all.iter().map(|m| &m.load).collect();
+    let weighted = |figure: fn(&Measured) -> f64| {
+        by_requests(&loads, &all.iter().map(figure).collect::<Vec<_>>())
+    };
     Measured {
-        load: merge_loads(&x.load, &y.load),
-        server_us: weighted(x.server_us, y.server_us),
-        mock_us: weighted(x.mock_us, y.mock_us),
+        load: merge_loads(&loads),
+        server_us: weighted(|m| m.server_us),
+        mock_us: weighted(|m| m.mock_us),
     }
 }
 
-/// Two loads as one: requests and failures added, success weighted by
-/// requests, rates and latency percentiles averaged.
-pub fn merge_loads(x: &LoadResult, y: &LoadResult) -> LoadResult {
-    let mean = |a: f64, b: f64| (a + b) / 2.0;
+/// Loads as one: requests and failures added, success weighted by
+/// requests, rates and latency percentiles averaged, the largest maximum.
+pub fn merge_loads(all: &[&LoadResult]) -> LoadResult {
+    let mean = |figure: fn(&LoadResult) -> f64| {
+        all.iter().map(|l| figure(l)).sum::<f64>() / all.len().max(1) as f64
+    };
     LoadResult {
-        requests: x.requests + y.requests,
-        rps: mean(x.rps, y.rps),
-        success_rate: by_requests(x, y)(x.success_rate, y.success_rate),
-        p50_ms: mean(x.p50_ms, y.p50_ms),
-        p90_ms: mean(x.p90_ms, y.p90_ms),
-        p99_ms: mean(x.p99_ms, y.p99_ms),
-        max_ms: x.max_ms.max(y.max_ms),
-        failures: x.failures + y.failures,
+        requests: all.iter().map(|l| l.requests).sum(),
+        rps: mean(|l| l.rps),
+        success_rate: by_requests(all, &all.iter().map(|l| l.success_rate).collect::<Vec<_>>()),
+        p50_ms: mean(|l| l.p50_ms),
+        p90_ms: mean(|l| l.p90_ms),
+        p99_ms: mean(|l| l.p99_ms),
+        max_ms: all.iter().map(|l| l.max_ms).fold(f64::NAN, f64::max),
+        failures: all.iter().map(|l| l.failures).sum(),
     }
 }
 
-/// The mean of two per-load figures weighted by the loads' requests.
-fn by_requests(x: &LoadResult, y: &LoadResult) -> impl Fn(f64, f64) -> f64 {
-    let (n, m) = (x.requests, y.requests);
-    move |a, b| {
-        if n + m > 0.0 {
-            (a * n + b * m) / (n + m)
-        } else {
-            f64::NAN
-        }
+/// The mean of per-load `figures` weighted by the loads' requests.
+fn by_requests(loads: &[&LoadResult], figures: &[f64]) -> f64 {
+    let total: f64 = loads.iter().map(|l| l.requests).sum();
+    if total > 0.0 {
+        loads
+            .iter()
+            .zip(figures)
+            .map(|(l, f)| l.requests * f)
+            .sum::<f64>()
+            / total
+    } else {
+        f64::NAN
     }
 }
 
@@ -837,4 +860,47 @@ pub fn write_bodies(work: &Path) -> Result<PathBuf> {
         chat_body("bench-model", false),
     )?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(requests: f64, rps: f64, success_rate: f64, max_ms: f64) -> LoadResult {
+        LoadResult {
+            requests,
+            rps,
+            success_rate,
+            p50_ms: rps,
+            max_ms,
+            ..LoadResult::default()
+        }
+    }
+
+    #[test]
+    fn merged_loads_add_requests_average_rates_and_weigh_success_by_requests() {
+        let (x, y, z) = (
+            load(100.0, 10.0, 1.0, 3.0),
+            load(300.0, 20.0, 0.5, 9.0),
+            load(0.0, 30.0, 0.0, 1.0),
+        );
+        let m = merge_loads(&[&x, &y, &z]);
+        assert_eq!(m.requests, 400.0);
+        assert_eq!(m.rps, 20.0);
+        assert_eq!(m.p50_ms, 20.0);
+        assert_eq!(m.success_rate, 0.625);
+        assert_eq!(m.max_ms, 9.0);
+    }
+
+    #[test]
+    fn merged_measurements_weigh_cpu_per_request_by_requests() {
+        let measured = |requests, server_us| Measured {
+            load: load(requests, 1.0, 1.0, 1.0),
+            server_us,
+            mock_us: 2.0 * server_us,
+        };
+        let m = merge(&[measured(1.0, 10.0), measured(3.0, 30.0)]);
+        assert_eq!((m.server_us, m.mock_us), (25.0, 50.0));
+        assert!(merge(&[]).server_us.is_nan());
+    }
 }

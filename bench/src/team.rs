@@ -38,6 +38,12 @@ const RPM_LIMIT: u64 = 1_000_000;
 const MASTER_KEY: &str = "sk-bench-master";
 /// Key creations in flight at once while the team is set up.
 const CREATE_CONCURRENCY: usize = 8;
+/// Cycles of no keys, keys, keys, no keys in the saturation comparison. On
+/// two shared cores one six-second phase pair moves the ratio by about
+/// ±0.07 from run to run (two identical gateways compared so read 0.90 to
+/// 1.07); three cycles in a run average out most of the stalls that a
+/// single one catches, at 48 s more a storage set-up.
+const SATURATION_CYCLES: usize = 3;
 
 /// A load at 1000 req/s and at saturation, as the keyed generator measured it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,11 +68,21 @@ pub struct TeamRun {
     #[serde(default)]
     pub paired_direct_at_rate: LoadResult,
     /// Saturation over that of the no-keys conclave, measured beside it
-    /// (no keys, keys, keys, no keys; see [`paired`]).
+    /// ([`SATURATION_CYCLES`] cycles of no keys, keys, keys, no keys; see
+    /// [`paired`]).
     pub saturation_over_no_keys: f64,
+    /// The same ratio in each cycle, in the order measured.
+    #[serde(default)]
+    pub saturation_cycle_ratios: Vec<f64>,
     /// The no-keys conclave's saturation in those phases (req/s).
     #[serde(default)]
     pub paired_no_keys_rps: f64,
+    /// The no-keys conclave's CPU per request in those phases (µs): beside
+    /// [`KeyedLoads::cpu_us_per_request`], what a keyed request costs the
+    /// gateway, which the throughput ratio shows only through the noise of
+    /// a machine shared with the generator.
+    #[serde(default)]
+    pub paired_no_keys_cpu_us: f64,
     /// Key store statements per request over the warm-up and both measured
     /// phases (read from `/metrics` before and after them).
     pub store_statements_per_request: f64,
@@ -227,6 +243,7 @@ fn team_run(
         setup,
         (plain, &saturate(setup, plain, no_keys)),
         (&server, &saturate(setup, &server, &keys)),
+        SATURATION_CYCLES,
     )?;
     let saturation_over_no_keys = pair.b_over_a();
     let loads = KeyedLoads {
@@ -244,7 +261,9 @@ fn team_run(
         overhead_p50_ms: loads.at_rate.p50_ms - direct.p50_ms,
         paired_direct_at_rate: direct,
         saturation_over_no_keys,
+        saturation_cycle_ratios: pair.cycle_ratios,
         paired_no_keys_rps: pair.a.load.rps,
+        paired_no_keys_cpu_us: pair.a.server_us,
         store_statements_per_request: if measured > 0.0 {
             statements / measured
         } else {
@@ -261,7 +280,7 @@ fn paired_at_rate(
     b: &dyn Fn() -> Result<LoadResult>,
 ) -> Result<(LoadResult, LoadResult)> {
     let (a1, b1, b2, a2) = (a()?, b()?, b()?, a()?);
-    Ok((merge_loads(&a1, &a2), merge_loads(&b1, &b2)))
+    Ok((merge_loads(&[&a1, &a2]), merge_loads(&[&b1, &b2])))
 }
 
 /// Makes [`TEAM_KEYS`] keys through `/key/generate`; their `Authorization`
