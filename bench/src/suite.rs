@@ -180,13 +180,10 @@ pub fn paired(
 /// latency percentiles averaged, CPU per request weighted by requests.
 fn merge(all: &[Measured]) -> Measured {
     let loads: Vec<&LoadResult> = all.iter().map(|m| &m.load).collect();
-    let weighted = |figure: fn(&Measured) -> f64| {
-        by_requests(&loads, &all.iter().map(figure).collect::<Vec<_>>())
-    };
     Measured {
         load: merge_loads(&loads),
-        server_us: weighted(|m| m.server_us),
-        mock_us: weighted(|m| m.mock_us),
+        server_us: by_requests(all, |m| m.load.requests, |m| m.server_us),
+        mock_us: by_requests(all, |m| m.load.requests, |m| m.mock_us),
     }
 }
 
@@ -199,7 +196,7 @@ pub fn merge_loads(all: &[&LoadResult]) -> LoadResult {
     LoadResult {
         requests: all.iter().map(|l| l.requests).sum(),
         rps: mean(|l| l.rps),
-        success_rate: by_requests(all, &all.iter().map(|l| l.success_rate).collect::<Vec<_>>()),
+        success_rate: by_requests(all, |l| l.requests, |l| l.success_rate),
         p50_ms: mean(|l| l.p50_ms),
         p90_ms: mean(|l| l.p90_ms),
         p99_ms: mean(|l| l.p99_ms),
@@ -208,16 +205,11 @@ pub fn merge_loads(all: &[&LoadResult]) -> LoadResult {
     }
 }
 
-/// The mean of per-load `figures` weighted by the loads' requests.
-fn by_requests(loads: &[&LoadResult], figures: &[f64]) -> f64 {
-    let total: f64 = loads.iter().map(|l| l.requests).sum();
+/// The mean of each item's `figure` weighted by its `requests`.
+fn by_requests<T>(items: &[T], requests: fn(&T) -> f64, figure: fn(&T) -> f64) -> f64 {
+    let total: f64 = items.iter().map(requests).sum();
     if total > 0.0 {
-        loads
-            .iter()
-            .zip(figures)
-            .map(|(l, f)| l.requests * f)
-            .sum::<f64>()
-            / total
+        items.iter().map(|i| requests(i) * figure(i)).sum::<f64>() / total
     } else {
         f64::NAN
     }
