@@ -59,14 +59,22 @@ pub struct Store {
 /// counts as unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Every SQLite connection's settings: write-ahead logging, so readers go
-/// on beside the one writer; a wait for that writer instead of an error;
-/// syncs at checkpoints only; a page cache of 16 MiB (the default is 2)
-/// and reads through a mapping, since the spend-log indexes outgrow 2 MiB
-/// within hours and every batch then re-read its pages with a system call
-/// each.
+/// Every SQLite connection's settings: 16 KiB pages for a database it
+/// creates (an existing file keeps its own; the size must be set before
+/// the first write, so before the switch to WAL); write-ahead logging, so
+/// readers go on beside the one writer; a wait for that writer instead of
+/// an error; syncs at checkpoints only; a page cache of 16 MiB (the
+/// default is 2) and reads through a mapping, since the spend-log indexes
+/// outgrow 2 MiB within hours and every batch then re-read its pages with a
+/// system call each.
+///
+/// The page size is for the spend writer: a batch appends thousands of
+/// rows, and with the default 4 KiB pages it split, logged and checkpointed
+/// four times as many pages, each logged frame a write of its own. 16 KiB
+/// pages took about a fifth off the store thread's time a request.
 async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     for pragma in [
+        "PRAGMA page_size = 16384",
         "PRAGMA journal_mode = WAL",
         "PRAGMA busy_timeout = 5000",
         "PRAGMA synchronous = NORMAL",
@@ -267,5 +275,32 @@ fn redact(e: impl std::fmt::Display) -> String {
     match text.find("://") {
         Some(_) => "the database could not be reached (check database_url)".into(),
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_sqlite_store_is_made_of_16_kib_pages_in_wal_mode() {
+        let dir = std::env::temp_dir().join(format!(
+            "conclave-store-pages-{}-{}",
+            std::process::id(),
+            crate::translate::new_id("")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("s.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!((page_size, journal.as_str()), (16384, "wal"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
