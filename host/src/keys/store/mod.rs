@@ -279,19 +279,39 @@ fn redact(e: impl std::fmt::Display) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A fresh SQLite database URL in a directory of its own, removed when
+    /// the guard is dropped.
+    pub struct Scratch {
+        dir: std::path::PathBuf,
+        pub url: String,
+    }
+
+    impl Scratch {
+        pub fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "conclave-{name}-{}-{}",
+                std::process::id(),
+                crate::translate::new_id("")
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.join("s.db").display());
+            Self { dir, url }
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 
     #[tokio::test]
     async fn a_new_sqlite_store_is_made_of_16_kib_pages_in_wal_mode() {
-        let dir = std::env::temp_dir().join(format!(
-            "conclave-store-pages-{}-{}",
-            std::process::id(),
-            crate::translate::new_id("")
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("s.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let scratch = Scratch::new("store-pages");
+        let store = Store::connect(&scratch.url).await.unwrap();
         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
             .fetch_one(store.pool())
             .await
@@ -301,6 +321,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((page_size, journal.as_str()), (16384, "wal"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -56,17 +56,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::store::tests::Scratch;
 
     #[tokio::test]
     async fn registrations_are_kept_replaced_and_deleted() {
-        let dir = std::env::temp_dir().join(format!(
-            "conclave-models-unit-{}-{}",
-            std::process::id(),
-            crate::translate::new_id("")
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let scratch = Scratch::new("models-unit");
+        let store = Store::connect(&scratch.url).await.unwrap();
         store.put_runtime_model("b", "{\"v\":1}").await.unwrap();
         store.put_runtime_model("a", "{\"v\":1}").await.unwrap();
         store.put_runtime_model("b", "{\"v\":2}").await.unwrap();
@@ -80,7 +75,6 @@ mod tests {
         assert!(store.delete_runtime_model("a").await.unwrap());
         assert!(!store.delete_runtime_model("a").await.unwrap());
         assert_eq!(store.runtime_models().await.unwrap().len(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A store from before registrations were kept by deployment id: its
@@ -89,15 +83,10 @@ mod tests {
     #[tokio::test]
     async fn rows_kept_by_model_name_move_to_their_deployment_id() {
         use sqlx::Executor;
-        let dir = std::env::temp_dir().join(format!(
-            "conclave-models-v8-{}-{}",
-            std::process::id(),
-            crate::translate::new_id("")
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
+        let scratch = Scratch::new("models-v8");
+        let url = &scratch.url;
         sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
         pool.execute(
             "CREATE TABLE conclave_schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
@@ -121,11 +110,10 @@ mod tests {
         .unwrap();
         pool.close().await;
 
-        let store = Store::connect(&url).await.unwrap();
+        let store = Store::connect(url).await.unwrap();
         assert_eq!(
             store.runtime_models().await.unwrap(),
             vec![("runtime:m".to_owned(), "{}".to_owned())]
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

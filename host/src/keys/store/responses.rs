@@ -87,24 +87,12 @@ mod tests {
 
     use super::*;
 
-    /// A fresh SQLite store in its own directory, removed when dropped.
-    struct Scratch(std::path::PathBuf);
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::keys::store::tests::Scratch;
 
     async fn store() -> (Scratch, Store) {
-        let dir = std::env::temp_dir().join(format!(
-            "conclave-responses-unit-{}-{}",
-            std::process::id(),
-            crate::translate::new_id("")
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("r.db").display());
-        (Scratch(dir), Store::connect(&url).await.unwrap())
+        let scratch = Scratch::new("responses-unit");
+        let store = Store::connect(&scratch.url).await.unwrap();
+        (scratch, store)
     }
 
     fn row(id: &str, owner: &str, created_at: SystemTime) -> ResponseRow {
