@@ -1,40 +1,60 @@
 //! The registry cache: resolved principals by key hash, so a request never
 //! waits on the store once its key has been seen.
 //!
-//! It is a moka `future::Cache` because that gives the three properties the
-//! hot path needs in one maintained crate: a hard bound on entries (no
-//! unbounded memory from callers presenting random keys), a time-to-live
-//! (changes made elsewhere are picked up without a restart), and coalesced
-//! loads (a thousand concurrent requests with a cold key make one store
-//! read, not a thousand). Unknown keys are cached too, for the same TTL, so
-//! a stream of wrong keys cannot become a stream of store reads.
+//! It is a `quick_cache` cache because a hit, every request's case, must
+//! cost next to nothing: one read lock on one of its shards and a flag,
+//! with no bookkeeping queued for later (moka's hit records a read for its
+//! eviction policy and runs that upkeep on the requests' own threads). It
+//! also gives the other two properties the hot path needs: a hard bound on
+//! entries (no unbounded memory from callers presenting random keys) and
+//! coalesced loads (a thousand concurrent requests with a cold key make one
+//! store read, not a thousand). Each entry carries its own expiry, so a
+//! change made elsewhere is picked up within the time-to-live. Unknown keys
+//! are cached too, for the same time, so a stream of wrong keys cannot
+//! become a stream of store reads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use quick_cache::UnitWeighter;
+use quick_cache::sync::{Cache, DefaultLifecycle};
 
 use super::KeyError;
 use super::model::Principal;
 use super::store::Store;
 
-/// One cached answer: the principal, or `None` for an unknown key.
+/// A principal, or `None` for an unknown key.
 ///
 /// Spend is not brought into cached principals as it is written: the limit
 /// counters count every call at once and only take a principal's recorded
 /// spend as a floor, so a record up to one time-to-live old is enough.
-/// Rewriting every busy key once a second also kept its entry from ever
-/// expiring, and a change made by another instance without Redis was then
-/// never read.
 type Entry = Option<Arc<Principal>>;
+
+/// One cached answer of the store, and when it was read.
+#[derive(Clone)]
+struct Cached {
+    /// The store's answer; a failed read is kept only to hand its error to
+    /// the requests that waited for that read.
+    answer: Result<Entry, Arc<KeyError>>,
+    loaded: Instant,
+}
+
+/// Keyed by SHA-256 digests, which no caller can aim at one shard or
+/// bucket, so a fast seeded hasher is as safe here as SipHash.
+type PrincipalCache = Cache<
+    String,
+    Cached,
+    UnitWeighter,
+    foldhash::fast::RandomState,
+    DefaultLifecycle<String, Cached>,
+>;
 
 /// Principals by key hash.
 #[derive(Clone)]
 pub struct Registry {
-    /// Keyed by SHA-256 digests, which no caller can aim at one bucket, so
-    /// a fast seeded hasher is as safe here as SipHash.
-    cache: Cache<String, Entry, foldhash::fast::RandomState>,
+    cache: Arc<PrincipalCache>,
+    ttl: Duration,
     /// Invalidations so far. A load that overlaps one drops its entry
     /// instead of keeping it, so a change can never be undone by a read
     /// that raced it.
@@ -42,14 +62,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A cache of at most `capacity` keys, each kept for at most `ttl`.
+    /// A cache of at most about `capacity` keys, each kept for at most `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
+        let items = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         Self {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .support_invalidation_closures()
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            cache: Arc::new(Cache::with(
+                items,
+                capacity.max(1),
+                UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                DefaultLifecycle::default(),
+            )),
+            ttl,
             invalidations: Arc::default(),
         }
     }
@@ -62,6 +86,12 @@ impl Registry {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Whether `cached` may still be served: a successful read younger
+    /// than the time-to-live.
+    fn fresh(&self, cached: &Cached) -> bool {
+        cached.answer.is_ok() && cached.loaded.elapsed() < self.ttl
+    }
+
     /// The principal for `token_hash`, from the cache or (once, however
     /// many ask at the same time) from the store.
     pub async fn get(
@@ -70,70 +100,167 @@ impl Registry {
         store: &Store,
     ) -> Result<Option<Arc<Principal>>, KeyError> {
         // A key seen before, nearly every request's case, is one lookup
-        // with a small future. The loading path's (moka's coalesced load
-        // around a store read) is about 4.5 KB: boxed, it is not copied
-        // into every authenticated request's future.
-        if let Some(entry) = self.cache.get(token_hash).await {
+        // with no future of its own. The loading path's future is boxed so
+        // that it is not part of every authenticated request's.
+        if let Some(Cached {
+            answer: Ok(entry),
+            loaded,
+        }) = self.cache.get(token_hash)
+            && loaded.elapsed() < self.ttl
+        {
             return Ok(entry);
         }
         Box::pin(self.load(token_hash, store)).await
     }
 
     /// Reads `token_hash` through the cache, so that concurrent misses make
-    /// one store read.
-    async fn load(
-        &self,
-        token_hash: &str,
-        store: &Store,
-    ) -> Result<Option<Arc<Principal>>, KeyError> {
-        let epoch = self.epoch();
-        let mut loaded_here = false;
-        let entry = self
-            .cache
-            .try_get_with_by_ref(token_hash, async {
-                loaded_here = true;
-                Ok::<_, KeyError>(store.principal(token_hash).await?.map(Arc::new))
-            })
-            .await
-            .map_err(|e: Arc<KeyError>| (*e).clone())?;
-        if loaded_here && self.epoch() != epoch {
-            // A change was made while this read ran: serve what was read,
-            // but do not keep it.
-            self.cache.invalidate(token_hash).await;
+    /// one store read and share its answer, error included.
+    async fn load(&self, token_hash: &str, store: &Store) -> Result<Entry, KeyError> {
+        let asked = Instant::now();
+        loop {
+            let guard = match self.cache.get_value_or_guard_async(token_hash).await {
+                Ok(cached) if self.fresh(&cached) => {
+                    return cached.answer.map_err(|e| (*e).clone());
+                }
+                // Another request's read that this one waited for failed.
+                Ok(Cached {
+                    answer: Err(e),
+                    loaded,
+                }) if loaded >= asked => return Err((*e).clone()),
+                // Expired, or an earlier failure: read again.
+                Ok(_) => {
+                    self.cache.remove_if(token_hash, |c| !self.fresh(c));
+                    continue;
+                }
+                Err(guard) => guard,
+            };
+            let epoch = self.epoch();
+            let answer = store
+                .principal(token_hash)
+                .await
+                .map(|p| p.map(Arc::new))
+                .map_err(Arc::new);
+            let cached = Cached {
+                answer: answer.clone(),
+                loaded: Instant::now(),
+            };
+            let _ = guard.insert(cached);
+            if answer.is_err() || self.epoch() != epoch {
+                // A failure is not kept, and neither is a read that a change
+                // overlapped: serve it, but read again next time.
+                self.cache.remove(token_hash);
+            }
+            return answer.map_err(|e| (*e).clone());
         }
-        Ok(entry)
     }
 
     /// Forgets one key, so its next use reads the store.
     pub fn invalidate(&self, token_hash: &str) {
-        // A predicate rather than `invalidate().await`: it needs no await,
-        // so it can run anywhere, and it applies to the entry as soon as
-        // it is registered.
         self.bump();
-        let hash = token_hash.to_owned();
-        if self
-            .cache
-            .invalidate_entries_if(move |k, _| *k == hash)
-            .is_err()
-        {
-            self.cache.invalidate_all();
-        }
+        self.cache.remove(token_hash);
     }
 
-    /// Forgets every key of a user or team, or all keys.
-    pub fn invalidate_where(&self, pred: impl Fn(&Principal) -> bool + Send + Sync + 'static) {
+    /// Forgets every key of a user or team.
+    pub fn invalidate_where(&self, pred: impl Fn(&Principal) -> bool) {
         self.bump();
-        let registered = self
-            .cache
-            .invalidate_entries_if(move |_, e| e.as_ref().is_some_and(|p| pred(p)));
-        if registered.is_err() {
-            self.cache.invalidate_all();
-        }
+        self.cache.retain(|_, c| match &c.answer {
+            Ok(Some(p)) => !pred(p),
+            _ => true,
+        });
     }
 
     /// Forgets everything (after budget resets).
     pub fn invalidate_all(&self) {
         self.bump();
-        self.cache.invalidate_all();
+        self.cache.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::model::KeyRecord;
+    use crate::keys::store::tests::{Scratch, close};
+
+    async fn store_with_key(scratch: &Scratch, token_hash: &str) -> Store {
+        let store = Store::connect(&scratch.url).await.unwrap();
+        store
+            .insert_key(&KeyRecord::for_test(token_hash))
+            .await
+            .unwrap();
+        store
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_on_one_key_make_one_store_read() {
+        let scratch = Scratch::new("registry-coalesce");
+        let store = store_with_key(&scratch, "cold").await;
+        store
+            .insert_key(&KeyRecord::for_test("alone"))
+            .await
+            .unwrap();
+        let registry = Registry::new(100, Duration::from_secs(60));
+        let before = store.statements_run();
+        registry.get("alone", &store).await.unwrap().unwrap();
+        let one_read = store.statements_run() - before;
+        let before = store.statements_run();
+        let reads = (0..50).map(|_| {
+            let (registry, store) = (registry.clone(), store.clone());
+            tokio::spawn(async move { registry.get("cold", &store).await })
+        });
+        for read in reads {
+            let principal = read.await.unwrap().unwrap().unwrap();
+            assert_eq!(principal.key.token_hash, "cold");
+        }
+        assert_eq!(store.statements_run() - before, one_read);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_is_remembered_as_unknown_until_its_time_is_up() {
+        let scratch = Scratch::new("registry-unknown");
+        let store = store_with_key(&scratch, "known").await;
+        let registry = Registry::new(100, Duration::from_millis(200));
+        assert!(registry.get("nobody", &store).await.unwrap().is_none());
+        let before = store.statements_run();
+        assert!(registry.get("nobody", &store).await.unwrap().is_none());
+        assert_eq!(store.statements_run(), before, "served from the cache");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(registry.get("nobody", &store).await.unwrap().is_none());
+        assert_eq!(
+            store.statements_run(),
+            before + 1,
+            "read again once expired"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalidated_key_is_read_from_the_store_again() {
+        let scratch = Scratch::new("registry-invalidate");
+        let store = store_with_key(&scratch, "changing").await;
+        let registry = Registry::new(100, Duration::from_secs(60));
+        let first = registry.get("changing", &store).await.unwrap().unwrap();
+        assert!(!first.key.blocked);
+        let blocked = KeyRecord {
+            blocked: true,
+            ..KeyRecord::for_test("changing")
+        };
+        assert!(store.update_key(&blocked).await.unwrap());
+        let cached = registry.get("changing", &store).await.unwrap().unwrap();
+        assert!(!cached.key.blocked, "served from the cache until told");
+        registry.invalidate("changing");
+        let again = registry.get("changing", &store).await.unwrap().unwrap();
+        assert!(again.key.blocked);
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_read_is_reported_and_not_kept() {
+        let scratch = Scratch::new("registry-failure");
+        let store = store_with_key(&scratch, "somebody").await;
+        let registry = Registry::new(100, Duration::from_secs(60));
+        close(&store).await;
+        assert!(registry.get("somebody", &store).await.is_err());
+        let reopened = Store::connect(&scratch.url).await.unwrap();
+        let principal = registry.get("somebody", &reopened).await.unwrap();
+        assert!(principal.is_some(), "the failure was not cached");
     }
 }

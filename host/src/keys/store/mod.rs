@@ -302,6 +302,12 @@ pub(super) mod tests {
         }
     }
 
+    /// Closes `store`'s pool, so that every statement after fails as an
+    /// unreachable database would.
+    pub async fn close(store: &Store) {
+        store.pool.close().await;
+    }
+
     impl Drop for Scratch {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
