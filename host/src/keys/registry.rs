@@ -29,6 +29,9 @@ use super::store::Store;
 /// Spend is not brought into cached principals as it is written: the limit
 /// counters count every call at once and only take a principal's recorded
 /// spend as a floor, so a record up to one time-to-live old is enough.
+/// Rewriting every busy key once a second also kept its entry from ever
+/// expiring, and a change made by another instance without Redis was then
+/// never read.
 type Entry = Option<Arc<Principal>>;
 
 /// One cached answer of the store, and when it was read.
@@ -102,13 +105,10 @@ impl Registry {
         // A key seen before, nearly every request's case, is one lookup
         // with no future of its own. The loading path's future is boxed so
         // that it is not part of every authenticated request's.
-        if let Some(Cached {
-            answer: Ok(entry),
-            loaded,
-        }) = self.cache.get(token_hash)
-            && loaded.elapsed() < self.ttl
+        if let Some(cached) = self.cache.get(token_hash)
+            && self.fresh(&cached)
         {
-            return Ok(entry);
+            return cached.answer.map_err(|e| (*e).clone());
         }
         Box::pin(self.load(token_hash, store)).await
     }
