@@ -12,8 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName};
 use subtle::ConstantTimeEq;
@@ -67,28 +66,24 @@ pub struct Scope {
 
 /// Resolves who is asking (refusing a wrong or missing master key when one
 /// is configured) and pins the gateway version the request was
-/// authenticated against.
+/// authenticated against, as the request's [`Scope`]; a refusal is the
+/// answer to send instead.
 pub async fn authenticate(
-    State(state): State<AppState>,
-    route: Option<MatchedPath>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+    state: &AppState,
+    route: Option<&MatchedPath>,
+    request: &mut Request,
+) -> Result<(), Response> {
     let gateway = state.gateway();
-    let caller = match resolve_caller(&state, &gateway, request.headers()).await {
-        Ok(caller) => caller,
-        Err(e) => return e.into_response(),
-    };
+    let caller = resolve_caller(state, &gateway, request.headers())
+        .await
+        .map_err(IntoResponse::into_response)?;
     let id = request
         .extensions()
         .get::<RequestId>()
         .cloned()
         .unwrap_or_else(RequestId::generate);
-    let tags = match header_tags(request.headers()) {
-        Ok(tags) => tags,
-        Err(e) => return e.into_response(),
-    };
-    let route = route.as_ref().map_or("", MatchedPath::as_str);
+    let tags = header_tags(request.headers()).map_err(IntoResponse::into_response)?;
+    let route = route.map_or("", MatchedPath::as_str);
     let mut ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
     ctx.tags = tags;
     ctx.meter = Meter::new(
@@ -100,7 +95,7 @@ pub async fn authenticate(
         gateway,
         ctx: Arc::new(ctx),
     });
-    next.run(request).await
+    Ok(())
 }
 
 /// LiteLLM's `x-litellm-tags` header: tags separated by commas (in one

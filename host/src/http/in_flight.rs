@@ -11,8 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
@@ -54,8 +53,16 @@ impl InFlight {
     }
 }
 
-/// Takes a slot for the request (and its body) or refuses it.
-pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
+/// Takes a slot for the request (and its body) or refuses it, and answers
+/// it with `inner`; the slot is held until that answer's body ends.
+pub async fn hold<F>(
+    in_flight: &InFlight,
+    request: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
     let Ok(permit) = in_flight.slots.clone().try_acquire_owned() else {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -84,7 +91,7 @@ pub async fn limit(State(in_flight): State<InFlight>, request: Request, next: Ne
         }),
         None => body,
     };
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let response = inner(Request::from_parts(parts, body)).await;
     let (parts, body) = response.into_parts();
     Response::from_parts(
         parts,

@@ -28,8 +28,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware;
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 
@@ -119,11 +120,12 @@ impl AppState {
 /// 1. `request_id`: the client's `x-request-id` or a new one, echoed as
 ///    `x-conclave-request-id` on every answer; inside it, errors answered
 ///    as plain text are rewritten in the JSON error shape;
-/// 2. `in_flight`: at most `global_max_parallel_requests` model requests at
-///    once (503 past it), counted until their bodies end;
-/// 3. `auth`: resolves the [`crate::ops::Caller`] and pins one gateway
-///    version for the whole request ([`Scope`]); probes skip it, the admin API
-///    has its own rule;
+/// 2. [`guard`], on the model routes: `in_flight` first, at most
+///    `global_max_parallel_requests` model requests at once (503 past it),
+///    counted until their bodies end;
+/// 3. then `auth`: resolves the [`crate::ops::Caller`] and pins one gateway
+///    version for the whole request ([`Scope`]); probes skip both, the admin
+///    API has its own rule;
 /// 4. the endpoint handler, which reads the body, runs the admission checks
 ///    ([`crate::ops::admission`]) once it knows the model, executes through
 ///    the router or the strategy host, and leaves one outcome for the sinks.
@@ -232,7 +234,6 @@ pub fn app(state: AppState) -> Router {
     // clone its route's whole stack of boxed services, level by level.
     let outer = ServiceBuilder::new()
         .layer(middleware::from_fn(request_id::assign))
-        .layer(middleware::from_fn(routes::plain_errors_as_json))
         // Bodies are read with the configured limit by the handlers, which
         // answer 413 in OpenAI's error shape.
         .layer(DefaultBodyLimit::disable())
@@ -240,16 +241,26 @@ pub fn app(state: AppState) -> Router {
     Router::new().fallback_service(outer)
 }
 
-/// The layers every model route passes, innermost first: auth, then the
-/// in-flight bound around it.
+/// The routes behind [`guard`].
 fn guarded(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
-    routes
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.in_flight.clone(),
-            in_flight::limit,
-        ))
+    routes.route_layer(middleware::from_fn_with_state(state.clone(), guard))
+}
+
+/// What every model route passes before its handler: a slot among the
+/// requests in flight, then auth. One layer, not two: each middleware
+/// layer boxes the request's future and clones the service inside it.
+async fn guard(
+    State(state): State<AppState>,
+    route: Option<MatchedPath>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    let state = &state;
+    in_flight::hold(&state.in_flight, request, |mut request| async move {
+        match auth::authenticate(state, route.as_ref(), &mut request).await {
+            Ok(()) => next.run(request).await,
+            Err(refused) => refused,
+        }
+    })
+    .await
 }

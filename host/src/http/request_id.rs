@@ -19,7 +19,8 @@ const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// the answer's header map for them.
 pub const ECHOED_HEADERS: usize = 3;
 
-/// Assigns the request id and echoes it on the answer.
+/// Assigns the request id and echoes it on the answer, after rewriting a
+/// plain-text error answer in the JSON error shape.
 pub async fn assign(mut request: Request, next: Next) -> Response {
     let proposed = request
         .headers()
@@ -29,7 +30,7 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     let header = HeaderValue::from_str(id.as_str()).ok();
     let anthropic = request.uri().path().contains("/messages");
     request.extensions_mut().insert(id);
-    let mut response = next.run(request).await;
+    let mut response = super::routes::plain_errors_as_json(next.run(request).await).await;
     if let Some(value) = header {
         let headers = response.headers_mut();
         if anthropic {

@@ -544,8 +544,7 @@ pub async fn not_found(request: Request) -> Response {
 /// Rewrites an error answered as plain text (axum's own rejections, such as
 /// a path parameter that is not UTF-8) into the API's JSON error shape, so
 /// that no error leaves in another form.
-pub async fn plain_errors_as_json(request: Request, next: axum::middleware::Next) -> Response {
-    let response = next.run(request).await;
+pub async fn plain_errors_as_json(response: Response) -> Response {
     let status = response.status();
     let plain = response
         .headers()
