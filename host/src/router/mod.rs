@@ -224,25 +224,25 @@ impl Router {
     /// [`Router::route`], telling on failure how many upstream calls were
     /// made, so a failed request that reached a model is recorded as one.
     pub async fn route_counted(&self, req: RouteRequest<'_>) -> Result<Routed, FailedRoute> {
-        let (primary, capture) = self
-            .resolve(req.model, req.ctx)
-            .map_err(|error| FailedRoute {
-                error,
-                attempts: 0,
-                group: None,
-            })?;
+        let (primary, primary_capture) =
+            self.resolve(req.model, req.ctx)
+                .map_err(|error| FailedRoute {
+                    error,
+                    attempts: 0,
+                    group: None,
+                })?;
         let mut attempts = 0u32;
         // Groups are told apart by what they resolve to (group and wildcard
         // capture), not by the name a list used: an alias of a group already
-        // tried is that group.
-        let mut visited: Vec<(String, Option<String>)> =
-            vec![(primary.name.clone(), capture.clone())];
-        let mut queue: VecDeque<(Arc<ModelGroup>, Option<String>)> =
-            VecDeque::from([(primary, capture)]);
+        // tried is that group. The fallbacks' list and queue allocate only
+        // when a request falls back: most are answered by their first group.
+        let mut visited: Vec<(String, Option<String>)> = Vec::new();
+        let mut queue: VecDeque<(Arc<ModelGroup>, Option<String>)> = VecDeque::new();
+        let mut current = Some((Arc::clone(&primary), primary_capture.clone()));
         let mut fallbacks_left = self.fallbacks.max;
         let mut last_error = None;
         let mut first = true;
-        while let Some((group, capture)) = queue.pop_front() {
+        while let Some((group, capture)) = current.take().or_else(|| queue.pop_front()) {
             let is_primary = std::mem::replace(&mut first, false);
             match retry::run_group(self, &group, &req, capture.as_deref(), &mut attempts).await {
                 Ok((answer, deployment)) => {
@@ -273,7 +273,9 @@ impl Router {
                             match self.resolve(name, req.ctx) {
                                 Ok((target, capture)) => {
                                     let key = (target.name.clone(), capture.clone());
-                                    if visited.contains(&key) {
+                                    let tried_first =
+                                        key.0 == primary.name && key.1 == primary_capture;
+                                    if tried_first || visited.contains(&key) {
                                         continue;
                                     }
                                     visited.push(key);
