@@ -151,6 +151,11 @@ impl HttpTarget {
                 })?;
             headers.insert(HeaderName::from_static("anthropic-version"), value);
         }
+        // Every body sent is JSON; set here once rather than per call.
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
 
         let mut defaults = Map::new();
         for (key, value) in &params.extra {
@@ -308,22 +313,26 @@ impl HttpTarget {
         } else {
             self.url(model, call.endpoint)?
         };
-        let mut request = client
-            .post(url)
-            .headers(self.headers.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(bytes);
-        if let Some(traceparent) = call.traceparent {
-            request = request.header("traceparent", traceparent);
+        // Built whole rather than through a `RequestBuilder`, which would
+        // merge the prepared headers into an empty map one by one.
+        let mut request = reqwest::Request::new(http::Method::POST, url);
+        *request.headers_mut() = self.headers.clone();
+        if let Some(traceparent) = call.traceparent
+            && let Ok(value) = HeaderValue::from_str(traceparent)
+        {
+            request
+                .headers_mut()
+                .insert(HeaderName::from_static("traceparent"), value);
         }
+        *request.body_mut() = Some(bytes.into());
 
         if call.stream {
             let wait = call.timeouts.stream;
             // One deadline covers connecting, sending, the status and an
             // error body: an upstream that stalls in any of them ends here.
             let head = async {
-                let response = request
-                    .send()
+                let response = client
+                    .execute(request)
                     .await
                     .map_err(|e| self.transport_error(e, wait))?;
                 self.check_status(response).await
@@ -355,8 +364,8 @@ impl HttpTarget {
         } else {
             let wait = call.timeouts.request;
             let fetch = async {
-                let response = request
-                    .send()
+                let response = client
+                    .execute(request)
                     .await
                     .map_err(|e| self.transport_error(e, wait))?;
                 let response = self.check_status(response).await?;

@@ -11,7 +11,7 @@ use super::deployment::Deployment;
 use super::{RouteRequest, Router};
 use crate::config::GeneralSettings;
 use crate::observe::otel::{AttemptSpan, AttemptTarget};
-use crate::ops::{Reported, reported_in_body};
+use crate::ops::Reported;
 use crate::providers::{
     DEFAULT_MAX_RESPONSE_BYTES, Timeouts, UpstreamCall, UpstreamError, UpstreamReply, sse,
 };
@@ -77,7 +77,7 @@ pub(super) async fn attempt(
             // does not check its UTF-8, hence the check of its own.)
             let reported = std::str::from_utf8(&body)
                 .ok()
-                .and_then(|_| reported_in_body(&body));
+                .and_then(|text| serde_json::from_str::<Reported>(text).ok());
             let Some(reported) = reported else {
                 let e = UpstreamError::Protocol(
                     "the upstream answered 200 with a body that is not a JSON object".into(),
