@@ -117,7 +117,7 @@ async fn handle<D: Dialect>(
         }
         Answer::Stream(payloads) => event_response(translated(payloads, dialect.stream())),
     };
-    response.headers_mut().extend(executed.headers);
+    super::routes::add_route_headers(&mut response, executed.headers);
     Ok(response)
 }
 

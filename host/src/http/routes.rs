@@ -127,11 +127,32 @@ async fn handle(
         Answer::Json(body) => json_response(body),
         Answer::Stream(payloads) => sse_response(payloads),
     };
-    // Sized once for these and the request ids the outer layer adds.
-    let headers = response.headers_mut();
-    headers.reserve(executed.headers.len() + super::request_id::ECHOED_HEADERS);
-    headers.extend(executed.headers);
+    add_route_headers(&mut response, executed.headers);
     Ok(response)
+}
+
+/// Gives a framed answer the route's `x-conclave-*` headers. The framing's
+/// one or two headers join the route's map, sized once for them and the
+/// request ids the outer layer adds: cheaper than moving the route's
+/// headers over one by one.
+pub(super) fn add_route_headers(response: &mut Response, mut headers: http::HeaderMap) {
+    headers.reserve(response.headers().len() + super::request_id::ECHOED_HEADERS);
+    let mut last = None;
+    for (name, value) in response.headers_mut().drain() {
+        match name {
+            Some(name) => {
+                headers.insert(name.clone(), value);
+                last = Some(name);
+            }
+            // Another value of the header before it.
+            None => {
+                if let Some(name) = &last {
+                    headers.append(name, value);
+                }
+            }
+        }
+    }
+    *response.headers_mut() = headers;
 }
 
 /// Keeps the body the client sent for its request log (a reference to the
