@@ -43,10 +43,10 @@ impl AdmissionCheck for CompositeCapacity {
     }
 
     fn check<'a>(&'a self, candidate: &'a Candidate<'a>) -> Verdict<'a> {
-        Box::pin(async move {
-            if !candidate.composite {
-                return Ok(None);
-            }
+        if !candidate.composite {
+            return Verdict::Now(Ok(None));
+        }
+        Verdict::Later(Box::pin(async move {
             let waited =
                 tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await;
             match waited {
@@ -64,6 +64,6 @@ impl AdmissionCheck for CompositeCapacity {
                     headers: Vec::new(),
                 }),
             }
-        })
+        }))
     }
 }

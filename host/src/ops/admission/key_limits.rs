@@ -38,19 +38,19 @@ impl AdmissionCheck for KeyLimits {
     }
 
     fn check<'a>(&'a self, candidate: &'a Candidate<'a>) -> Verdict<'a> {
-        Box::pin(async move {
-            let Some(p) = candidate.ctx.request.caller.principal() else {
-                return Ok(None);
-            };
-            let mut counted = scopes::scopes(p, candidate.model);
-            counted.extend(scopes::fallback_scopes(
-                p,
-                candidate.model,
-                candidate.fallbacks,
-            ));
-            if counted.is_empty() {
-                return Ok(None);
-            }
+        let Some(p) = candidate.ctx.request.caller.principal() else {
+            return Verdict::Now(Ok(None));
+        };
+        let mut counted = scopes::scopes(p, candidate.model);
+        counted.extend(scopes::fallback_scopes(
+            p,
+            candidate.model,
+            candidate.fallbacks,
+        ));
+        if counted.is_empty() {
+            return Verdict::Now(Ok(None));
+        }
+        Verdict::Later(Box::pin(async move {
             match self.limiter.admit(&counted, true).await {
                 Ok(admit) => Ok(Some(Box::new(KeyAdmission {
                     _slots: admit.slots,
@@ -58,7 +58,7 @@ impl AdmissionCheck for KeyLimits {
                 }) as super::Guard)),
                 Err(refused) => Err(refusal(&refused)),
             }
-        })
+        }))
     }
 }
 

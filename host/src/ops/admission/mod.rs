@@ -57,8 +57,18 @@ pub struct Refusal {
 /// whatever the check reserved.
 pub type Guard = Box<dyn Any + Send>;
 
-/// The future a check returns.
-pub type Verdict<'a> = Pin<Box<dyn Future<Output = Result<Option<Guard>, Refusal>> + Send + 'a>>;
+/// What a check decides: admitted (maybe with a guard) or refused.
+pub type Decision = Result<Option<Guard>, Refusal>;
+
+/// A check's answer: most checks decide at once (no key, no limits, not a
+/// composite), and only those that must wait (a limiter's store, a queue)
+/// box a future, so a request pays for no allocation it does not need.
+pub enum Verdict<'a> {
+    /// Decided without waiting.
+    Now(Decision),
+    /// Decided once the future completes.
+    Later(Pin<Box<dyn Future<Output = Decision> + Send + 'a>>),
+}
 
 /// One admission rule.
 pub trait AdmissionCheck: Send + Sync + 'static {
@@ -113,7 +123,11 @@ impl Admission {
     pub async fn run(&self, candidate: &Candidate<'_>) -> Result<Admitted, Refusal> {
         let mut guards = Vec::new();
         for check in self.checks.iter() {
-            if let Some(guard) = check.check(candidate).await? {
+            let decided = match check.check(candidate) {
+                Verdict::Now(decided) => decided,
+                Verdict::Later(waiting) => waiting.await,
+            };
+            if let Some(guard) = decided? {
                 guards.push(guard);
             }
         }

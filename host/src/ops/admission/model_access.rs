@@ -144,27 +144,30 @@ impl AdmissionCheck for ModelAccess {
     }
 
     fn check<'a>(&'a self, candidate: &'a Candidate<'a>) -> Verdict<'a> {
-        Box::pin(async move {
-            let Some(principal) = candidate.ctx.request.caller.principal() else {
-                return Ok(None);
-            };
-            if let Some(level) = denied_by(principal, candidate.model, candidate.access)
-                && (candidate.asked == candidate.model
-                    || denied_by(principal, candidate.asked, candidate.access).is_some())
-            {
-                return Err(refusal(principal, level, candidate.asked));
-            }
-            // A fallback the client names is a model it asks for too.
-            for fallback in candidate.fallbacks {
-                if let Some(level) = denied_by(principal, fallback, candidate.access) {
-                    let mut refused = refusal(principal, level, fallback);
-                    refused.message.push_str(" (named in `fallbacks`)");
-                    return Err(refused);
-                }
-            }
-            Ok(None)
-        })
+        Verdict::Now(decide(candidate))
     }
+}
+
+/// Access is decided from the principal alone, without waiting.
+fn decide(candidate: &Candidate<'_>) -> super::Decision {
+    let Some(principal) = candidate.ctx.request.caller.principal() else {
+        return Ok(None);
+    };
+    if let Some(level) = denied_by(principal, candidate.model, candidate.access)
+        && (candidate.asked == candidate.model
+            || denied_by(principal, candidate.asked, candidate.access).is_some())
+    {
+        return Err(refusal(principal, level, candidate.asked));
+    }
+    // A fallback the client names is a model it asks for too.
+    for fallback in candidate.fallbacks {
+        if let Some(level) = denied_by(principal, fallback, candidate.access) {
+            let mut refused = refusal(principal, level, fallback);
+            refused.message.push_str(" (named in `fallbacks`)");
+            return Err(refused);
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
