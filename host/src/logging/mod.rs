@@ -8,7 +8,10 @@ mod text;
 mod throttle;
 
 pub use batched::{batch_this_thread, flush_this_thread};
+pub use json::InfoLine;
 pub use throttle::Throttle;
+
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::JsonFields;
@@ -20,6 +23,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The format [`init`] installed, when it installed one.
+static INSTALLED: OnceLock<LogFormat> = OnceLock::new();
+
+/// Whether the installed subscriber writes JSON lines, which code writing
+/// a line itself ([`InfoLine`]) must then match.
+pub fn writes_json() -> bool {
+    INSTALLED.get() == Some(&LogFormat::Json)
+}
+
 /// Installs the global subscriber; `RUST_LOG` overrides the default `info`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -28,7 +40,7 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(batched::Stderr);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Pretty if ansi => builder.try_init(),
         LogFormat::Pretty => builder.event_format(text::TextLines).try_init(),
         LogFormat::Json => builder
@@ -36,4 +48,7 @@ pub fn init(format: LogFormat) {
             .event_format(json::JsonLines)
             .try_init(),
     };
+    if installed.is_ok() {
+        let _ = INSTALLED.set(format);
+    }
 }

@@ -31,6 +31,11 @@ impl OutcomeSink for AccessLog {
         let fallback = o.fallback.as_deref();
         let error = o.error.as_deref();
         match o.kind {
+            OutcomeKind::Request if crate::logging::writes_json() => {
+                if tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+                    json_line(o);
+                }
+            }
             OutcomeKind::Request => tracing::info!(
                 target: ACCESS_TARGET,
                 request_id = o.request_id.as_str(),
@@ -69,4 +74,29 @@ impl OutcomeSink for AccessLog {
             ),
         }
     }
+}
+
+/// The request's line written straight out when the log speaks JSON: the
+/// same fields in the same order as the `tracing` event above, for about
+/// half its cost (the line is written for every request).
+fn json_line(o: &Outcome) {
+    crate::logging::InfoLine::new("request")
+        .text("request_id", o.request_id.as_str())
+        .text("method", "POST")
+        .text("route", &o.route)
+        .text("model", &o.model)
+        .maybe_text("model_group", o.model_group.as_deref())
+        .maybe_text("deployment", o.deployment.as_deref())
+        .maybe_text("profile", o.profile.as_deref())
+        .flag("stream", o.stream)
+        .number("status", u64::from(o.status))
+        .maybe_text("error", o.error.as_deref())
+        .decimal("duration_ms", Some(ms(o.latency)))
+        .decimal("overhead_ms", o.overhead.map(ms))
+        .decimal("ttft_ms", o.time_to_first_token.map(ms))
+        .number("attempts", u64::from(o.attempts))
+        .maybe_text("fallback", o.fallback.as_deref())
+        .text("cache", o.cache.label())
+        .text("caller", o.caller.label())
+        .write(ACCESS_TARGET);
 }
