@@ -120,7 +120,7 @@ impl Gateway {
         let mut model_names: Vec<String> = router
             .groups()
             .iter()
-            .map(|g| g.name.clone())
+            .map(|g| g.name.to_string())
             .filter(|n| !n.ends_with('*') && !hidden.contains(n))
             .chain(router.aliases().keys().cloned())
             .chain(strategies.public_names().cloned())

@@ -149,7 +149,10 @@ pub fn report(gateway: &Gateway) -> Value {
         .iter()
         .flat_map(|g| g.deployments.iter())
     {
-        let cools = cooling.iter().find(|(id, _)| *id == d.id).map(|(_, w)| *w);
+        let cools = cooling
+            .iter()
+            .find(|(id, _)| **id == *d.id)
+            .map(|(_, w)| *w);
         let (failing, last_error, last_check) =
             d.with_checks(|c| (c.failing(), c.last_error.clone(), c.last_check.clone()));
         if let Some(wait) = cools {

@@ -16,6 +16,7 @@ pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod logging;
+pub mod millis;
 pub mod observe;
 pub mod openai;
 pub mod ops;

@@ -5,6 +5,7 @@
 //! period, end open streams ([`accept`] has the connection handling).
 
 mod accept;
+mod watchdog;
 mod write_timeout;
 
 use std::net::SocketAddr;

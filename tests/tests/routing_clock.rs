@@ -52,7 +52,7 @@ async fn route(router: &Router, model: &str) -> Result<Routed, RouteError> {
 /// Deployment that served a successful route.
 async fn served_by(router: &Router, model: &str) -> String {
     match route(router, model).await {
-        Ok(routed) => routed.meta.deployment,
+        Ok(routed) => routed.meta.deployment.to_string(),
         Err(e) => panic!("route failed: {e}"),
     }
 }

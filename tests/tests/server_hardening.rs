@@ -75,6 +75,78 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected_after_the_head
     assert_eq!(status, 200, "{}", after.text().await.unwrap_or_default());
 }
 
+/// Reads one HTTP/1 answer with a `content-length` off `tcp`; its head.
+async fn read_answer(tcp: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed before the answer ended");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a content-length");
+            if got.len() >= end + 4 + length {
+                return head.to_owned();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_whose_next_head_never_completes_is_disconnected() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, "  header_read_timeout: 1\n")).await;
+    let mut tcp = TcpStream::connect(addr(&proxy)).await.unwrap();
+    tcp.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: conclave\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_answer(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: conclave\r\ncontent-")
+        .await
+        .unwrap();
+    let closed = closed_within(&mut tcp, Duration::from_secs(4)).await;
+    assert!(closed > Duration::from_millis(500), "{closed:?}");
+}
+
+#[tokio::test]
+async fn answers_that_take_longer_than_the_header_timeout_are_not_cut() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "slow",
+        Behavior::ok("slow answer").delayed(Duration::from_millis(1_500)),
+    );
+    up.set(
+        "s",
+        Behavior::ok("x").chunked(15, Duration::from_millis(150)),
+    );
+    let proxy = Proxy::start(&config(&up, "  header_read_timeout: 1\n")).await;
+    let (status, _, body) = proxy.chat(&chat_body("slow", "take your time")).await;
+    assert_eq!(status, 200, "{body}");
+    let body =
+        json!({"model": "s", "messages": [{"role": "user", "content": "go"}], "stream": true});
+    let stream = proxy.post("/v1/chat/completions", &body).await;
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut reader = SseReader::new(stream);
+    let mut last = String::new();
+    while let Some(payload) = reader.next(Duration::from_secs(5)).await {
+        last = payload;
+    }
+    assert_eq!(last, "[DONE]", "the stream was cut");
+}
+
 #[tokio::test]
 async fn connections_past_max_connections_wait_for_a_free_one_then_are_served() {
     let up = FakeUpstream::start().await;

@@ -247,7 +247,7 @@ impl Targets {
         let gateway = self.gateways.load();
         for group in gateway.router.groups() {
             for d in &group.deployments {
-                if d.id == id && d.fingerprint() == fingerprint {
+                if *d.id == *id && d.fingerprint() == fingerprint {
                     d.cool_until(until);
                     tracing::info!(
                         deployment = %d.id,

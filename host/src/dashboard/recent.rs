@@ -2,6 +2,7 @@
 //! dashboard's live table and request pages. Two bounded rings (requests,
 //! sub-calls), newest first; the oldest entry leaves when a new one comes.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use serde::Serialize;
 
 use crate::keys::time::unix_seconds;
 use crate::ops::sinks::CompositeRun;
-use crate::ops::{Outcome, OutcomeKind};
+use crate::ops::{Outcome, OutcomeKind, RequestId};
 
 /// Bytes of a request body kept for the request page; the request log
 /// files keep it whole.
@@ -19,17 +20,17 @@ pub const BODY_KEPT: usize = 16 * 1024;
 /// One finished request (or sub-call) as the table lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    pub id: String,
+    pub id: Arc<str>,
     /// Start, in Unix seconds.
     pub time: f64,
-    pub route: String,
+    pub route: Arc<str>,
     pub model: String,
-    pub model_group: Option<String>,
-    pub deployment: Option<String>,
-    pub profile: Option<String>,
+    pub model_group: Option<Arc<str>>,
+    pub deployment: Option<Arc<str>>,
+    pub profile: Option<Arc<str>>,
     pub composite: bool,
     /// `master`, `open` or the key's `sk-...abcd` name; never a secret.
-    pub caller: String,
+    pub caller: Cow<'static, str>,
     pub key_alias: Option<String>,
     pub user_id: Option<String>,
     pub team_id: Option<String>,
@@ -44,8 +45,8 @@ pub struct Summary {
     pub cost: Option<f64>,
     pub cache: &'static str,
     pub attempts: u32,
-    pub fallback: Option<String>,
-    pub parent_id: Option<String>,
+    pub fallback: Option<Arc<str>>,
+    pub parent_id: Option<Arc<str>>,
     /// `memory` for a request kept by this process, `spend_log` for one
     /// read back from the spend logs (fewer fields, no page of its own).
     pub source: &'static str,
@@ -56,20 +57,19 @@ impl Summary {
     /// status, tokens, cost and time.
     pub fn from_spend_row(row: &crate::keys::SpendRow) -> Self {
         Self {
-            id: row.request_id.clone(),
+            id: row.request_id.as_str().into(),
             time: unix_seconds(row.started_at),
-            route: String::new(),
+            route: "".into(),
             model: row.model.clone(),
-            model_group: row.model_group.clone(),
-            deployment: row.deployment.clone(),
-            profile: row.profile.clone(),
+            model_group: row.model_group.as_deref().map(Arc::from),
+            deployment: row.deployment.as_deref().map(Arc::from),
+            profile: row.profile.as_deref().map(Arc::from),
             composite: row.profile.is_some(),
-            caller: if row.token_hash.is_some() {
+            caller: Cow::Borrowed(if row.token_hash.is_some() {
                 "key"
             } else {
                 "master"
-            }
-            .to_owned(),
+            }),
             key_alias: None,
             user_id: row.user_id.clone(),
             team_id: row.team_id.clone(),
@@ -94,8 +94,8 @@ impl Summary {
 /// One upstream call of a request, as its page shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptView {
-    pub deployment: String,
-    pub model_group: String,
+    pub deployment: Arc<str>,
+    pub model_group: Arc<str>,
     pub status: Option<u16>,
     pub error_class: Option<&'static str>,
     pub error: Option<String>,
@@ -195,7 +195,7 @@ impl Filter {
         let model = self
             .model
             .as_ref()
-            .is_none_or(|m| s.model == *m || s.model_group.as_ref() == Some(m));
+            .is_none_or(|m| s.model == *m || s.model_group.as_deref() == Some(m.as_str()));
         let key = self
             .key
             .as_ref()
@@ -278,7 +278,7 @@ impl Recent {
         let request = self
             .requests
             .iter()
-            .find(|e| e.summary.id == id && viewer.sees(e))?
+            .find(|e| *e.summary.id == *id && viewer.sees(e))?
             .clone();
         let mut calls: Vec<Arc<Entry>> = self
             .sub_calls
@@ -299,15 +299,15 @@ impl Entry {
         let usage = o.usage();
         let principal = o.caller.principal();
         let summary = Summary {
-            id: o.request_id.as_str().to_owned(),
+            id: o.request_id.shared(),
             time: unix_seconds(o.started_at),
-            route: o.route.to_string(),
+            route: Arc::clone(&o.route),
             model: o.model.clone(),
             model_group: o.model_group.clone(),
             deployment: o.deployment.clone(),
-            profile: o.profile.as_deref().map(str::to_owned),
+            profile: o.profile.clone(),
             composite: o.composite.is_some(),
-            caller: o.caller.label().to_owned(),
+            caller: o.caller.label_cow(),
             key_alias: principal.and_then(|p| p.key.key_alias.clone()),
             user_id: o.caller.user_id().map(str::to_owned),
             team_id: o.caller.team_id().map(str::to_owned),
@@ -325,7 +325,7 @@ impl Entry {
             fallback: o.fallback.clone(),
             parent_id: match o.kind {
                 OutcomeKind::Request => None,
-                OutcomeKind::SubCall => o.parent_request_id.as_ref().map(|p| p.as_str().to_owned()),
+                OutcomeKind::SubCall => o.parent_request_id.as_ref().map(RequestId::shared),
             },
             source: "memory",
         };
@@ -392,7 +392,7 @@ mod tests {
                 deployment: None,
                 profile: None,
                 composite: false,
-                caller: owner.map_or("master".into(), |o| format!("sk-...{o}")),
+                caller: owner.map_or("master".into(), |o| format!("sk-...{o}").into()),
                 key_alias: owner.map(|o| format!("alias-{o}")),
                 user_id: None,
                 team_id: None,
@@ -408,7 +408,7 @@ mod tests {
                 cache: "none",
                 attempts: 1,
                 fallback: None,
-                parent_id: parent.map(str::to_owned),
+                parent_id: parent.map(Arc::from),
                 source: "memory",
             },
             owner: owner.map(Arc::from),
@@ -421,7 +421,7 @@ mod tests {
     }
 
     fn ids(entries: &[Arc<Entry>]) -> Vec<&str> {
-        entries.iter().map(|e| e.summary.id.as_str()).collect()
+        entries.iter().map(|e| &*e.summary.id).collect()
     }
 
     #[test]
@@ -487,7 +487,7 @@ mod tests {
         recent.push(entry("other", Some("elsewhere"), None, 200, 2.0));
         recent.push(entry("run", None, None, 200, 0.5));
         let (request, calls) = recent.find("run", &Viewer::All).unwrap();
-        assert_eq!(request.summary.id, "run");
+        assert_eq!(&*request.summary.id, "run");
         assert_eq!(ids(&calls), ["early", "late"]);
         // Sub-calls are not requests of their own in the table.
         assert_eq!(

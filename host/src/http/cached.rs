@@ -128,7 +128,7 @@ pub(super) async fn lookup(
         o.usage = reports.usage;
         o.response_model.clone_from(&reports.model);
         o.body_is_json = reports.json;
-        o.model_group = Some(group.clone());
+        o.model_group = Some(Arc::from(group.as_str()));
         o.overhead = Some(ctx.request.started.elapsed());
     });
     let mut headers = HeaderMap::new();

@@ -273,7 +273,7 @@ async fn composite(
     let strategies = &run.gateway.strategies;
     outcome.update(|o| {
         o.profile = Some(profile.plan.name.as_str().into());
-        o.model_group = Some(req.model.clone());
+        o.model_group = Some(req.model.as_str().into());
     });
     let mut headers = HeaderMap::new();
     put(&mut headers, STRATEGY, &profile.plan.name);
@@ -353,7 +353,9 @@ fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
     if let Some(fallback) = &meta.fallback {
         put(h, FALLBACK, fallback);
     }
-    let us = overhead.as_micros();
-    put(h, OVERHEAD_MS, &format!("{}.{:03}", us / 1000, us % 1000));
+    let millis = crate::millis::Millis::fixed(overhead);
+    if let Ok(value) = HeaderValue::from_bytes(millis.as_bytes()) {
+        h.insert(OVERHEAD_MS, value);
+    }
     h.insert(ATTEMPTS, HeaderValue::from(meta.attempts));
 }

@@ -6,7 +6,8 @@
 //! the response body ends, so open streams count too.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,21 +17,23 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
+use crate::limits::parallel::{InFlight as SlotCounter, LocalSlot};
 
 /// Requests served at once when the config sets no limit.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 4096;
 /// MiB of request bodies held at once when the config sets no limit.
 pub const DEFAULT_MAX_BODIES_MB: f64 = 1024.0;
 
-/// The shared slots, and the shared budget of body bytes (one permit a byte).
+/// The shared slots, and the shared budget of body bytes. Both are plain
+/// atomic counters: nothing ever waits for them, so taking and giving back
+/// is one atomic operation, with no lock shared between request workers.
 #[derive(Clone)]
 pub struct InFlight {
-    slots: Arc<Semaphore>,
+    slots: Arc<SlotCounter>,
     limit: u32,
-    body_bytes: Arc<Semaphore>,
+    body_bytes: Arc<ByteBudget>,
     body_limit_mb: f64,
 }
 
@@ -39,17 +42,50 @@ impl InFlight {
     pub fn new(limit: u32, bodies_mb: f64) -> Self {
         let bytes = (bodies_mb.clamp(1.0, 1024.0 * 1024.0) * 1024.0 * 1024.0) as usize;
         Self {
-            slots: Arc::new(Semaphore::new(limit as usize)),
+            slots: Arc::default(),
             limit,
-            body_bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            body_bytes: Arc::new(ByteBudget {
+                used: AtomicUsize::new(0),
+                limit: bytes,
+            }),
             body_limit_mb: bodies_mb,
         }
     }
 
     /// Requests holding a slot now (for the in-flight gauge).
     pub fn in_use(&self) -> u32 {
-        let free = u32::try_from(self.slots.available_permits()).unwrap_or(self.limit);
-        self.limit.saturating_sub(free)
+        self.slots.current()
+    }
+}
+
+/// Bytes of request bodies held at once, and the most that may be.
+struct ByteBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl ByteBudget {
+    /// Counts `n` more bytes when they fit under the limit.
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&after| after <= self.limit)
+            })
+            .is_ok()
+    }
+}
+
+/// The body bytes one request has been counted for so far, given back to
+/// the budget when the request's body and its answer are both gone.
+struct HeldBytes {
+    budget: Arc<ByteBudget>,
+    bytes: AtomicUsize,
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        let bytes = *self.bytes.get_mut();
+        self.budget.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
@@ -63,7 +99,7 @@ pub async fn hold<F>(
 where
     F: Future<Output = Response>,
 {
-    let Ok(permit) = in_flight.slots.clone().try_acquire_owned() else {
+    let Some(slot) = in_flight.slots.try_acquire(in_flight.limit) else {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable_error",
@@ -81,11 +117,15 @@ where
     let (parts, body) = request.into_parts();
     // Bodies are counted as they arrive, and their bytes stay counted
     // until the response ends: the handler keeps what it read.
-    let held = (!http_body::Body::is_end_stream(&body)).then(Arc::default);
+    let held = (!http_body::Body::is_end_stream(&body)).then(|| {
+        Arc::new(HeldBytes {
+            budget: in_flight.body_bytes.clone(),
+            bytes: AtomicUsize::new(0),
+        })
+    });
     let body = match &held {
         Some(held) => Body::new(CountedBody {
             inner: body,
-            budget: in_flight.body_bytes.clone(),
             limit_mb: in_flight.body_limit_mb,
             held: Arc::clone(held),
         }),
@@ -97,14 +137,11 @@ where
         parts,
         Body::new(HoldingBody {
             inner: body,
-            _permit: permit,
+            _slot: slot,
             _body_bytes: held,
         }),
     )
 }
-
-/// The body bytes a request has been counted for so far.
-type HeldBytes = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
 
 /// The error a request body ends with when the gateway already holds its
 /// limit of body bytes; the body reader answers it with 503.
@@ -121,9 +158,8 @@ pub struct BodiesLimitReached {
 /// arrive, and ends with [`BodiesLimitReached`] when they do not fit.
 struct CountedBody {
     inner: Body,
-    budget: Arc<Semaphore>,
     limit_mb: f64,
-    held: HeldBytes,
+    held: Arc<HeldBytes>,
 }
 
 impl http_body::Body for CountedBody {
@@ -139,16 +175,11 @@ impl http_body::Body for CountedBody {
             && let Some(data) = frame.data_ref()
             && !data.is_empty()
         {
-            let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            let Ok(permit) = self.budget.clone().try_acquire_many_owned(n) else {
+            if !self.held.budget.try_take(data.len()) {
                 let limit_mb = self.limit_mb;
                 return Poll::Ready(Some(Err(axum::Error::new(BodiesLimitReached { limit_mb }))));
-            };
-            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-            match held.as_mut() {
-                Some(all) => all.merge(permit),
-                None => *held = Some(permit),
             }
+            self.held.bytes.fetch_add(data.len(), Ordering::Relaxed);
         }
         polled
     }
@@ -166,8 +197,8 @@ impl http_body::Body for CountedBody {
 /// request's body, until it is dropped.
 struct HoldingBody {
     inner: Body,
-    _permit: OwnedSemaphorePermit,
-    _body_bytes: Option<HeldBytes>,
+    _slot: LocalSlot,
+    _body_bytes: Option<Arc<HeldBytes>>,
 }
 
 impl http_body::Body for HoldingBody {

@@ -85,7 +85,7 @@ fn models(gateway: &Gateway) -> Vec<Value> {
             };
             let deployments: Vec<Value> = groups
                 .iter()
-                .filter(|g| g.name == group_name)
+                .filter(|g| *g.name == *group_name)
                 .flat_map(|g| g.deployments.iter())
                 .map(|d| {
                     json!({

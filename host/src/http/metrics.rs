@@ -55,10 +55,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
                 let (failing, checks_passed, checks_failed) =
                     d.with_checks(|c| (c.failing(), c.passed, c.failed));
                 DeploymentState {
-                    model_group: g.name.clone(),
-                    deployment: d.id.clone(),
+                    model_group: g.name.to_string(),
+                    deployment: d.id.to_string(),
                     provider: d.target.provider().to_owned(),
-                    cooling: cooling.contains(&d.id),
+                    cooling: cooling.contains(&*d.id),
                     failing,
                     checks_passed,
                     checks_failed,

@@ -34,6 +34,8 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 
+pub use request_id::AssignId;
+
 use crate::gateway::Gateway;
 use crate::ops::admission::Admission;
 use crate::ops::sinks::Outcomes;
@@ -115,9 +117,13 @@ impl AppState {
     }
 }
 
-/// The axum application. A request passes, top to bottom:
+/// The whole HTTP stack as hyper serves it: [`AssignId`] around the axum
+/// router (see [`app`]).
+pub type App = AssignId<<DefaultBodyLimit as tower::Layer<Router>>::Service>;
+
+/// The HTTP application. A request passes, top to bottom:
 ///
-/// 1. `request_id`: the client's `x-request-id` or a new one, echoed as
+/// 1. [`AssignId`]: the client's `x-request-id` or a new one, echoed as
 ///    `x-conclave-request-id` on every answer; inside it, errors answered
 ///    as plain text are rewritten in the JSON error shape;
 /// 2. [`guard`], on the model routes: `in_flight` first, at most
@@ -129,7 +135,7 @@ impl AppState {
 /// 4. the endpoint handler, which reads the body, runs the admission checks
 ///    ([`crate::ops::admission`]) once it knows the model, executes through
 ///    the router or the strategy host, and leaves one outcome for the sinks.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState) -> App {
     let models = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/chat/completions", post(routes::chat_completions))
@@ -232,13 +238,12 @@ pub fn app(state: AppState) -> Router {
     // The layers every request passes wrap the router once. Applied with
     // `Router::layer` they would wrap each route, and every request would
     // clone its route's whole stack of boxed services, level by level.
-    let outer = ServiceBuilder::new()
-        .layer(middleware::from_fn(request_id::assign))
+    ServiceBuilder::new()
+        .layer_fn(AssignId::new)
         // Bodies are read with the configured limit by the handlers, which
         // answer 413 in OpenAI's error shape.
         .layer(DefaultBodyLimit::disable())
-        .service(routes);
-    Router::new().fallback_service(outer)
+        .service(routes)
 }
 
 /// The routes behind [`guard`].

@@ -562,18 +562,23 @@ pub async fn not_found(request: Request) -> Response {
     .into_response()
 }
 
-/// Rewrites an error answered as plain text (axum's own rejections, such as
-/// a path parameter that is not UTF-8) into the API's JSON error shape, so
-/// that no error leaves in another form.
-pub async fn plain_errors_as_json(response: Response) -> Response {
+/// Whether `response` is an error answered as plain text (axum's own
+/// rejections, such as a path parameter that is not UTF-8), which is
+/// rewritten in the API's JSON error shape so that no error leaves in
+/// another form.
+pub fn is_plain_error(response: &Response) -> bool {
     let status = response.status();
-    let plain = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
-    if !(status.is_client_error() || status.is_server_error()) || !plain {
-        return response;
-    }
+    (status.is_client_error() || status.is_server_error())
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"))
+}
+
+/// The plain-text error `response` (see [`is_plain_error`]) in the JSON
+/// error shape, its text as the message.
+pub async fn plain_error_as_json(response: Response) -> Response {
+    let status = response.status();
     let text = axum::body::to_bytes(response.into_body(), 4096)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_owned())

@@ -22,7 +22,7 @@
 
 mod ledger;
 mod local;
-mod parallel;
+pub(crate) mod parallel;
 mod shards;
 pub mod shared;
 mod window;

@@ -6,6 +6,7 @@
 //! one of the gateway's larger CPU costs.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serializer as _;
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -14,6 +15,8 @@ use tracing_serde::AsSerde;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::millis::Millis;
 
 /// The event formatter of `--log-format json`.
 pub struct JsonLines;
@@ -106,8 +109,10 @@ impl InfoLine {
     }
 
     /// Adds a string field.
-    pub fn text(self, key: &str, value: &str) -> Self {
-        self.value(key, &value)
+    pub fn text(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        push_json_str(&mut self.out, value);
+        self
     }
 
     /// Adds a string field when it is set.
@@ -128,12 +133,16 @@ impl InfoLine {
         self.value(key, &value)
     }
 
-    /// Adds a decimal number when it is set (and finite: JSON has no other).
-    pub fn decimal(self, key: &str, value: Option<f64>) -> Self {
-        match value.filter(|v| v.is_finite()) {
-            Some(value) => self.value(key, &value),
-            None => self,
+    /// Adds a duration in milliseconds, to the microsecond, when it is set.
+    /// It reads as the `f64` of the same value would (see
+    /// [`Millis::shortest`]).
+    pub fn millis(mut self, key: &str, value: Option<Duration>) -> Self {
+        if let Some(value) = value {
+            self.key(key);
+            self.out
+                .extend_from_slice(Millis::shortest(value).as_bytes());
         }
+        self
     }
 
     /// Ends the line with its `target` and writes it as every log line is
@@ -148,6 +157,26 @@ impl InfoLine {
         let mut line = self.text("target", target);
         line.out.extend_from_slice(b"}\n");
         line.out
+    }
+}
+
+/// Appends `text` as a JSON string. Text with nothing to escape (names,
+/// ids, labels: nearly all of it) is copied as it is; anything else is
+/// escaped by serde_json, as the rest of the line is.
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    // A fold without an early exit, which the compiler vectorizes: the
+    // texts are short, and nearly all of them need no escaping at all.
+    let plain = !text.bytes().fold(false, |odd, b| {
+        odd | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
@@ -235,8 +264,8 @@ mod tests {
             .maybe_text("model_group", None)
             .number("status", 200)
             .flag("ok", true)
-            .decimal("ms", Some(1.5))
-            .decimal("ttft_ms", None)
+            .millis("ms", Some(Duration::from_micros(1500)))
+            .millis("ttft_ms", None)
             .finish("t::access");
         let text = String::from_utf8(line).unwrap();
         assert!(text.ends_with("}\n") && text.lines().count() == 1, "{text}");
@@ -262,5 +291,16 @@ mod tests {
             "status": 200, "ok": true, "ms": 1.5, "target": "t::access",
         });
         assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn text_with_quotes_backslashes_and_control_characters_is_escaped() {
+        let line = InfoLine::new("m")
+            .text("plain", "req-1 é/ü")
+            .text("odd", "a\"b\\c\nd\u{1}")
+            .finish("t");
+        let parsed: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed["plain"], "req-1 é/ü");
+        assert_eq!(parsed["odd"], "a\"b\\c\nd\u{1}");
     }
 }

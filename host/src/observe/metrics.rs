@@ -457,7 +457,7 @@ impl Metrics {
             self.fallbacks
                 .get_or_create(&FallbackLabels {
                     model_group: model_label(r).to_owned(),
-                    fallback_group: fallback.clone(),
+                    fallback_group: fallback.to_string(),
                 })
                 .inc();
         }

@@ -8,10 +8,11 @@
 //! numbers. Code that needs a field's structure (composite strategies, the
 //! in-process providers) parses that field when it asks for it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -33,7 +34,120 @@ pub const MAX_DEPTH: usize = 128;
 /// The fields of one JSON object, in the order they were received.
 #[derive(Debug, Clone, Default)]
 pub struct RawFields {
-    entries: Vec<(String, Box<RawValue>)>,
+    entries: Vec<(FieldName, Box<RawValue>)>,
+}
+
+/// A field's name: one of the API's own names is not copied for every
+/// request that sends it, any other name is.
+type FieldName = Cow<'static, str>;
+
+/// Defines [`known_field`] over a list of names: a `match`, which the
+/// compiler turns into a switch on the length and one comparison.
+macro_rules! known_fields {
+    ($($name:literal),* $(,)?) => {
+        /// `name` when it is one of the request fields of the APIs conclave
+        /// serves (OpenAI's chat, completions, embeddings and Responses,
+        /// Anthropic's Messages, LiteLLM's own), which nearly every body is
+        /// made of.
+        fn known_field(name: &str) -> Option<&'static str> {
+            match name {
+                $($name => Some($name),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+known_fields![
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "temperature",
+    "top_p",
+    "top_k",
+    "n",
+    "stop",
+    "stop_sequences",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "user",
+    "metadata",
+    "response_format",
+    "reasoning_effort",
+    "reasoning",
+    "thinking",
+    "modalities",
+    "audio",
+    "prediction",
+    "service_tier",
+    "store",
+    "prompt",
+    "suffix",
+    "echo",
+    "best_of",
+    "input",
+    "encoding_format",
+    "dimensions",
+    "instructions",
+    "text",
+    "include",
+    "previous_response_id",
+    "truncation",
+    "system",
+    "tags",
+    "timeout",
+    "request_timeout",
+    "num_retries",
+    "fallbacks",
+    "disable_fallbacks",
+    "cache",
+    "caching",
+    "litellm_metadata",
+    "mock_testing_fallbacks",
+];
+
+/// `name` as a [`FieldName`], copied only when it is not a known field.
+fn field_name(name: &str) -> FieldName {
+    match known_field(name) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.to_owned()),
+    }
+}
+
+/// Reads an object key as a [`FieldName`], without copying a known one.
+struct FieldNameSeed;
+
+impl<'de> DeserializeSeed<'de> for FieldNameSeed {
+    type Value = FieldName;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<FieldName, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for FieldNameSeed {
+    type Value = FieldName;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FieldName, E> {
+        Ok(field_name(name))
+    }
 }
 
 impl RawFields {
@@ -71,7 +185,8 @@ impl RawFields {
     }
 
     /// Sets `key`, replacing an earlier value in place (JSON's last-wins rule).
-    pub fn insert(&mut self, key: String, value: Box<RawValue>) {
+    pub fn insert(&mut self, key: impl Into<FieldName>, value: Box<RawValue>) {
+        let key = key.into();
         match self.entries.iter_mut().find(|(k, _)| *k == key) {
             Some(entry) => entry.1 = value,
             None => self.entries.push((key, value)),
@@ -81,7 +196,7 @@ impl RawFields {
     /// Sets `key` to `value`, serialized.
     pub fn insert_value(&mut self, key: &str, value: &Value) -> Result<(), serde_json::Error> {
         let raw = serde_json::value::to_raw_value(value)?;
-        self.insert(key.to_owned(), raw);
+        self.insert(field_name(key), raw);
         Ok(())
     }
 
@@ -101,7 +216,7 @@ impl RawFields {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
 
     pub fn len(&self) -> usize {
@@ -116,7 +231,7 @@ impl RawFields {
     pub fn to_map(&self) -> Result<Map<String, Value>, serde_json::Error> {
         self.entries
             .iter()
-            .map(|(k, v)| Ok((k.clone(), serde_json::from_str(v.get())?)))
+            .map(|(k, v)| Ok((k.to_string(), serde_json::from_str(v.get())?)))
             .collect()
     }
 
@@ -124,7 +239,7 @@ impl RawFields {
     pub fn from_map(map: &Map<String, Value>) -> Result<Self, serde_json::Error> {
         let entries = map
             .iter()
-            .map(|(k, v)| Ok((k.clone(), serde_json::value::to_raw_value(v)?)))
+            .map(|(k, v)| Ok((field_name(k), serde_json::value::to_raw_value(v)?)))
             .collect::<Result<_, serde_json::Error>>()?;
         Ok(Self { entries })
     }
@@ -155,13 +270,13 @@ impl<'de> Deserialize<'de> for RawFields {
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<RawFields, A::Error> {
                 use serde::de::Error;
                 let capacity = access.size_hint().unwrap_or(8).min(MAX_FIELDS);
-                let mut entries: Vec<(String, Box<RawValue>)> = Vec::with_capacity(capacity);
+                let mut entries: Vec<(FieldName, Box<RawValue>)> = Vec::with_capacity(capacity);
                 // Position of each key in `entries`, built once a body has
                 // more fields than a scan finds quickly: a repeated key then
                 // costs one lookup, so any body parses in linear time.
-                let mut index: Option<HashMap<String, usize>> = None;
+                let mut index: Option<HashMap<FieldName, usize>> = None;
                 let mut seen = 0usize;
-                while let Some(key) = access.next_key::<String>()? {
+                while let Some(key) = access.next_key_seed(FieldNameSeed)? {
                     seen += 1;
                     if seen > MAX_FIELDS {
                         return Err(A::Error::custom(format_args!(
@@ -257,6 +372,27 @@ fn nesting_depth(json: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_field_names_are_not_copied_and_others_are_kept_as_sent() {
+        let fields: RawFields =
+            serde_json::from_str(r#"{"messages":[],"x_vendor":1,"temperature":0.2,"x_vendor":2}"#)
+                .unwrap();
+        let names: Vec<(&str, bool)> = fields
+            .entries
+            .iter()
+            .map(|(k, _)| (k.as_ref(), matches!(k, Cow::Borrowed(_))))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("messages", true),
+                ("x_vendor", false),
+                ("temperature", true)
+            ]
+        );
+        assert_eq!(fields.get("x_vendor").unwrap().get(), "2");
+    }
 
     #[test]
     fn values_are_written_back_verbatim_in_order() {

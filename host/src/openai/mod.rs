@@ -265,8 +265,14 @@ fn end_user(raw: Option<&RawValue>) -> Result<Option<Arc<str>>, String> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    let user: Option<String> =
-        serde_json::from_str(raw.get()).map_err(|_| "`user` must be a string".to_owned())?;
+    // Borrowed from the body unless it has escapes to undo.
+    let user: Option<std::borrow::Cow<'_, str>> =
+        match serde_json::from_str::<Option<&str>>(raw.get()) {
+            Ok(user) => user.map(Into::into),
+            Err(_) => serde_json::from_str::<Option<String>>(raw.get())
+                .map_err(|_| "`user` must be a string".to_owned())?
+                .map(Into::into),
+        };
     match user {
         Some(u) if u.len() > MAX_END_USER_BYTES => Err(format!(
             "`user` is {} bytes long; at most {MAX_END_USER_BYTES} are allowed",
@@ -276,7 +282,7 @@ fn end_user(raw: Option<&RawValue>) -> Result<Option<Arc<str>>, String> {
             Err("`user` must not contain control characters".to_owned())
         }
         Some(u) if u.is_empty() => Ok(None),
-        u => Ok(u.map(Arc::from)),
+        u => Ok(u.map(|u| Arc::from(u.as_ref()))),
     }
 }
 

@@ -6,6 +6,7 @@
 //!
 //! [`CallContext`]: super::CallContext
 
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,9 +18,9 @@ pub const MAX_ATTEMPTS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     /// The deployment called (its `model_info.id`).
-    pub deployment: String,
+    pub deployment: Arc<str>,
     /// The model group it belongs to (a fallback's group after a fallback).
-    pub group: String,
+    pub group: Arc<str>,
     /// The HTTP status the upstream answered with; `None` when it never
     /// answered (connection failure, timeout) or broke its answer off.
     pub status: Option<u16>,
@@ -76,7 +77,7 @@ mod tests {
 
     fn attempt(n: usize) -> Attempt {
         Attempt {
-            deployment: format!("d.{n}"),
+            deployment: format!("d.{n}").into(),
             group: "d".into(),
             status: Some(200),
             error_class: None,
@@ -93,7 +94,7 @@ mod tests {
         }
         let (kept, omitted) = log.take();
         assert_eq!(kept.len(), MAX_ATTEMPTS);
-        assert_eq!(kept[0].deployment, "d.0");
+        assert_eq!(&*kept[0].deployment, "d.0");
         assert_eq!(omitted, 3);
         assert_eq!(log.take(), (Vec::new(), 0));
     }

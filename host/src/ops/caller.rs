@@ -41,6 +41,16 @@ impl Caller {
         }
     }
 
+    /// [`Self::label`], borrowed for the gateway's own labels and copied for
+    /// a key's name, for records that outlive the caller.
+    pub fn label_cow(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Caller::Master => "master".into(),
+            Caller::Open => "open".into(),
+            Caller::Key(p) => p.key.key_name.clone().into(),
+        }
+    }
+
     /// The virtual key's records, when the caller used one.
     pub fn principal(&self) -> Option<&Arc<Principal>> {
         match self {

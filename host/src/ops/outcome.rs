@@ -78,8 +78,8 @@ pub struct Outcome {
     /// The model name the client (or strategy) asked for.
     pub model: String,
     /// The model group that answered (after aliases and fallbacks).
-    pub model_group: Option<String>,
-    pub deployment: Option<String>,
+    pub model_group: Option<Arc<str>>,
+    pub deployment: Option<Arc<str>>,
     /// The composite profile that ran this request, or made this sub-call.
     pub profile: Option<Arc<str>>,
     pub stream: bool,
@@ -114,7 +114,7 @@ pub struct Outcome {
     /// response head less the upstream time. Set for plain client requests.
     pub overhead: Option<Duration>,
     /// The fallback group that answered, when not the requested one.
-    pub fallback: Option<String>,
+    pub fallback: Option<Arc<str>>,
     /// The request's tags (`x-litellm-tags`, `tags`, `metadata.tags`).
     pub tags: Option<Arc<[String]>>,
     /// The request's `user` (LiteLLM's end user).

@@ -7,7 +7,6 @@
 
 pub mod table;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{LoadedConfig, ModelEntry};
@@ -51,7 +50,9 @@ struct Priced {
 /// The prices of one config version's deployments, by deployment id.
 #[derive(Default)]
 pub struct PriceBook {
-    by_deployment: HashMap<String, Priced>,
+    /// Looked up on every priced answer: foldhash, as the gateway's other
+    /// maps keyed by names of its own config.
+    by_deployment: foldhash::HashMap<String, Priced>,
 }
 
 /// Providers that run on the caller's own machines: no per-token price.
@@ -68,13 +69,13 @@ impl PriceBook {
     /// Prices every deployment of `router`, reading configured prices from
     /// the model_list entry each deployment was built from.
     pub fn build(loaded: &LoadedConfig, router: &Router) -> Self {
-        let mut by_deployment = HashMap::new();
+        let mut by_deployment = foldhash::HashMap::default();
         for group in router.groups() {
             let entries: Vec<&ModelEntry> = loaded
                 .config
                 .model_list
                 .iter()
-                .filter(|e| e.model_name == group.name && !e.is_composite())
+                .filter(|e| *e.model_name == *group.name && !e.is_composite())
                 .collect();
             for (index, d) in group.deployments.iter().enumerate() {
                 let entry = entry_of(&entries, &d.id, &group.name, index);
@@ -91,7 +92,7 @@ impl PriceBook {
                     },
                 };
                 by_deployment.insert(
-                    d.id.clone(),
+                    d.id.to_string(),
                     Priced {
                         price,
                         source,

@@ -297,15 +297,14 @@ impl HttpTarget {
                 call.stream,
             )?
         } else {
-            let body = OutboundBody {
+            let bytes = encode_outbound_body(
                 model,
-                stream: call.stream,
-                body: call.body,
-                defaults: &self.defaults,
-                inject_reasoning: self.supports_reasoning,
-            };
-            let bytes =
-                serde_json::to_vec(&body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                call.stream,
+                call.body,
+                &self.defaults,
+                self.supports_reasoning,
+            )
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
             (bytes, false)
         };
         let url = if native_responses {
@@ -685,7 +684,7 @@ struct OutboundBody<'a> {
 /// Encodes the body an attempt sends upstream, exactly as [`HttpTarget`]
 /// does: `model`, `stream`, the client's fields, the deployment's request
 /// defaults where the client set none, and the reasoning switch. Public for
-/// the benchmarks (`bench/`); the adapter serializes the same value inline.
+/// the benchmarks (`bench/`).
 pub fn encode_outbound_body(
     model: &str,
     stream: bool,
@@ -693,13 +692,21 @@ pub fn encode_outbound_body(
     defaults: &Map<String, Value>,
     inject_reasoning: bool,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&OutboundBody {
-        model,
-        stream,
-        body,
-        defaults,
-        inject_reasoning,
-    })
+    // Room for the client's fields as they came, so that the buffer is
+    // allocated once instead of doubling its way up to a long body.
+    let fields: usize = body.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+    let mut out = Vec::with_capacity(fields + model.len() + 64);
+    serde_json::to_writer(
+        &mut out,
+        &OutboundBody {
+            model,
+            stream,
+            body,
+            defaults,
+            inject_reasoning,
+        },
+    )?;
+    Ok(out)
 }
 
 /// Request fields that already choose a reasoning mode.

@@ -382,7 +382,7 @@ impl Control {
             .router
             .groups()
             .iter()
-            .any(|g| g.deployments.iter().any(|d| d.id == id))
+            .any(|g| g.deployments.iter().any(|d| *d.id == *id))
     }
 
     /// Deletes every runtime deployment of `model_name`; a model from the

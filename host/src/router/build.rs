@@ -34,7 +34,9 @@ pub(super) type Grouped = Vec<(String, Vec<Arc<Deployment>>)>;
 pub(super) type Carried = HashMap<(String, String), Arc<LiveState>>;
 
 /// Exact model groups by name.
-pub(super) type Groups = HashMap<String, Arc<ModelGroup>>;
+/// Looked up by name on every request: foldhash, as the gateway's other
+/// maps keyed by names of its own config.
+pub(super) type Groups = foldhash::HashMap<String, Arc<ModelGroup>>;
 
 /// `prefix*` groups, longest prefix first; a bare `*` has prefix "".
 pub(super) type Wildcards = Vec<(String, Arc<ModelGroup>)>;
@@ -169,7 +171,7 @@ pub(super) fn carried(previous: Option<&Router>) -> Carried {
     let mut carried = Carried::new();
     for group in previous.map(Router::groups).unwrap_or_default() {
         for d in &group.deployments {
-            let key = (d.id.clone(), d.fingerprint().to_owned());
+            let key = (d.id.to_string(), d.fingerprint().to_owned());
             carried.insert(key, d.live().clone());
         }
     }
@@ -318,11 +320,11 @@ fn deployment_id(entry: &ModelEntry, index: usize) -> String {
 
 /// Exact groups by name, and the wildcard groups longest prefix first.
 pub(super) fn index_groups(grouped: Grouped) -> (Groups, Wildcards) {
-    let mut groups = Groups::new();
+    let mut groups = Groups::default();
     let mut wildcards = Wildcards::new();
     for (name, deployments) in grouped {
         let group = Arc::new(ModelGroup {
-            name: name.clone(),
+            name: Arc::from(name.as_str()),
             deployments,
         });
         match name.strip_suffix('*') {
@@ -485,7 +487,7 @@ mod tests {
         )
         .unwrap();
         let group = &built.router.groups["a"];
-        let ids: Vec<&str> = group.deployments.iter().map(|d| d.id.as_str()).collect();
+        let ids: Vec<&str> = group.deployments.iter().map(|d| &*d.id).collect();
         assert_eq!(ids, ["a.0", "a.1"]);
         let t = group.deployments[0].timeouts;
         assert_eq!(

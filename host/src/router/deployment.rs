@@ -17,8 +17,8 @@ const LATENCY_ALPHA: f64 = 0.3;
 /// One deployment of a model group.
 pub struct Deployment {
     /// Stable name for headers and logs (`model_info.id`, else `<group>.<index>`).
-    pub id: String,
-    pub group: String,
+    pub id: Arc<str>,
+    pub group: Arc<str>,
     pub target: Target,
     /// Lower is tried first; unset sorts after every set value.
     pub order: u32,
@@ -94,8 +94,8 @@ impl Deployment {
             fingerprint,
         } = spec;
         Self {
-            id,
-            group,
+            id: id.into(),
+            group: group.into(),
             target,
             order: order.unwrap_or(u32::MAX),
             weight,

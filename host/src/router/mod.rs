@@ -40,7 +40,7 @@ use retry::RetryPolicy;
 
 /// Deployments sharing one public model name.
 pub struct ModelGroup {
-    pub name: String,
+    pub name: Arc<str>,
     pub deployments: Vec<Arc<Deployment>>,
 }
 
@@ -77,25 +77,25 @@ pub struct FailedRoute {
     /// Upstream calls made, counting retries and fallbacks.
     pub attempts: u32,
     /// The last group tried, when any was.
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
 }
 
 /// Where a request went, for response headers and traces.
 #[derive(Debug, Clone)]
 pub struct RouteMeta {
-    pub deployment: String,
-    pub group: String,
+    pub deployment: Arc<str>,
+    pub group: Arc<str>,
     /// Upstream calls made, counting retries and fallbacks.
     pub attempts: u32,
     /// The fallback group that answered, when it was not the requested one.
-    pub fallback: Option<String>,
+    pub fallback: Option<Arc<str>>,
     /// Upstream time of the successful call (to first chunk for streams).
     pub upstream_time: Duration,
 }
 
 /// Routing over every model group of a config.
 pub struct Router {
-    groups: HashMap<String, Arc<ModelGroup>>,
+    groups: build::Groups,
     /// `prefix*` patterns, longest prefix first; a bare `*` has prefix "".
     wildcards: Vec<(String, Arc<ModelGroup>)>,
     aliases: HashMap<String, String>,
@@ -272,9 +272,9 @@ impl Router {
                             }
                             match self.resolve(name, req.ctx) {
                                 Ok((target, capture)) => {
-                                    let key = (target.name.clone(), capture.clone());
+                                    let key = (target.name.to_string(), capture.clone());
                                     let tried_first =
-                                        key.0 == primary.name && key.1 == primary_capture;
+                                        *key.0 == *primary.name && key.1 == primary_capture;
                                     if tried_first || visited.contains(&key) {
                                         continue;
                                     }
@@ -385,12 +385,12 @@ impl Router {
             return Err(if limited {
                 let into_minute = now.duration_since(self.origin).as_secs_f64() % 60.0;
                 RouteError::GroupRateLimited {
-                    group: group.name.clone(),
+                    group: group.name.to_string(),
                     retry_in: Duration::from_secs_f64(60.0 - into_minute),
                 }
             } else if let Some(until) = soonest {
                 RouteError::GroupCooling {
-                    group: group.name.clone(),
+                    group: group.name.to_string(),
                     retry_in: until.duration_since(now),
                     last_error: latest_failure(group),
                 }
@@ -442,7 +442,7 @@ impl Router {
             self.wildcards
                 .iter()
                 .map(|(_, g)| g)
-                .find(|g| g.name == name)
+                .find(|g| *g.name == *name)
         })
     }
 
@@ -470,7 +470,7 @@ impl Router {
             .flat_map(|g| g.deployments.iter())
             .filter_map(|d| {
                 d.cooling_until(now)
-                    .map(|u| (d.id.clone(), u.duration_since(now)))
+                    .map(|u| (d.id.to_string(), u.duration_since(now)))
             })
             .collect()
     }

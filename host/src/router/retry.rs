@@ -184,8 +184,8 @@ pub(super) async fn run_group(
             .retry
             .retries_for(class, &deployment, req.limits.num_retries);
         let failed = RouteError::Upstream {
-            group: group.name.clone(),
-            deployment: deployment.id.clone(),
+            group: group.name.to_string(),
+            deployment: deployment.id.to_string(),
             error: Box::new(error),
         };
         let candidate = router.select(group, &tried).ok();

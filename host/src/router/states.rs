@@ -66,8 +66,8 @@ impl Router {
                 let (last_error, last_check) =
                     d.with_checks(|c| (c.last_error.clone(), c.last_check.clone()));
                 DeploymentState {
-                    group: g.name.clone(),
-                    id: d.id.clone(),
+                    group: g.name.to_string(),
+                    id: d.id.to_string(),
                     provider: d.target.provider().to_owned(),
                     upstream_model: d.target.upstream_model().to_owned(),
                     availability,

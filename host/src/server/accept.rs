@@ -2,10 +2,10 @@
 //! HTTP/2) with the limits a public endpoint needs, and shutdown ends in
 //! bounded time.
 //!
-//! - A client must send its first request's head within
-//!   `header_read_timeout` of connecting (this also covers a client that
-//!   sends nothing, or half of the HTTP/2 preface); hyper applies the same
-//!   limit to every later HTTP/1 request head, idle keep-alive included.
+//! - A connection with no request open for `header_read_timeout` is closed
+//!   (see [`super::watchdog`]): a client that sends nothing, half a head or
+//!   half of the HTTP/2 preface, an HTTP/1 client whose next head never
+//!   completes, and an idle HTTP/1 keep-alive connection.
 //! - A client that stops reading its answer for `client_write_timeout` is
 //!   disconnected (see [`super::write_timeout`]).
 //! - At most `max_connections` connections are open: past it the loop stops
@@ -20,19 +20,17 @@
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use http::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::watchdog::{Activity, Check, Watched};
 use super::write_timeout::WriteTimeout;
-use crate::http::StreamCutoff;
+use crate::http::{App, StreamCutoff};
 
 /// What bounds the server's connections and its shutdown.
 #[derive(Debug, Clone, Copy)]
@@ -67,16 +65,16 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// HTTP/2 streams one connection may have open at once.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 200;
 
-/// Serves `router` on `listener` until `shutdown` completes, then shuts down
+/// Serves `app` on `listener` until `shutdown` completes, then shuts down
 /// as the module docs say.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: App,
     limits: Limits,
     cutoff: StreamCutoff,
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = Arc::new(builder(limits.header_read_timeout));
+    let builder = Arc::new(builder());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
@@ -98,7 +96,7 @@ pub async fn serve(
         };
         let connection = Connection {
             builder: builder.clone(),
-            router: router.clone(),
+            app: app.clone(),
             drain: drain_rx.clone(),
             header_read_timeout: limits.header_read_timeout,
             client_write_timeout: limits.client_write_timeout,
@@ -160,12 +158,11 @@ async fn drain(permits: &Semaphore, limits: &Limits, cutoff: &StreamCutoff) {
 }
 
 /// The hyper connection builder: HTTP/1 (with upgrades) and HTTP/2.
-fn builder(header_read_timeout: Duration) -> Builder<TokioExecutor> {
+/// hyper's own per-head timer is off: the connection's watchdog does its
+/// job with one timer per connection.
+fn builder() -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+    builder.http1().header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -196,7 +193,7 @@ async fn accept_error(e: io::Error) {
 /// One accepted connection and what it holds until it closes.
 struct Connection {
     builder: Arc<Builder<TokioExecutor>>,
-    router: Router,
+    app: App,
     drain: watch::Receiver<bool>,
     header_read_timeout: Duration,
     client_write_timeout: Duration,
@@ -211,17 +208,17 @@ impl Connection {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
         }
-        let started = Arc::new(AtomicBool::new(false));
-        let service = FirstRequest {
-            inner: TowerToHyperService::new(self.router.clone()),
-            started: started.clone(),
+        let activity = Activity::new();
+        let service = Watched {
+            inner: TowerToHyperService::new(self.app.clone()),
+            activity: activity.clone(),
         };
         let mut conn = pin!(self.builder.serve_connection_with_upgrades(
             TokioIo::new(WriteTimeout::new(tcp, self.client_write_timeout)),
             service
         ));
-        let mut first_head = pin!(tokio::time::sleep(self.header_read_timeout));
-        let mut waiting_first = true;
+        let mut watchdog = pin!(tokio::time::sleep(self.header_read_timeout));
+        let mut watching = true;
         let mut draining = false;
         loop {
             tokio::select! {
@@ -231,12 +228,15 @@ impl Connection {
                     }
                     break;
                 }
-                () = first_head.as_mut(), if waiting_first => {
-                    if !started.load(Ordering::Relaxed) {
-                        tracing::debug!("no request head within header_read_timeout; closing the connection");
-                        break;
+                () = watchdog.as_mut(), if watching => {
+                    match activity.check(Instant::now(), self.header_read_timeout) {
+                        Check::Close => {
+                            tracing::debug!("no request head within header_read_timeout; closing the connection");
+                            break;
+                        }
+                        Check::Again(at) => watchdog.as_mut().reset(at.into()),
+                        Check::Stop => watching = false,
                     }
-                    waiting_first = false;
                 }
                 _ = self.drain.changed(), if !draining => {
                     conn.as_mut().graceful_shutdown();
@@ -244,28 +244,5 @@ impl Connection {
                 }
             }
         }
-    }
-}
-
-/// Notes that a connection's first request head arrived.
-#[derive(Clone)]
-struct FirstRequest<S> {
-    inner: S,
-    started: Arc<AtomicBool>,
-}
-
-impl<S, B> hyper::service::Service<Request<B>> for FirstRequest<S>
-where
-    S: hyper::service::Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn call(&self, request: Request<B>) -> Self::Future {
-        if !self.started.load(Ordering::Relaxed) {
-            self.started.store(true, Ordering::Relaxed);
-        }
-        self.inner.call(request)
     }
 }

@@ -292,7 +292,7 @@ impl StrategyHost {
                 completion_tokens: state.completion_tokens,
             });
             if let Ok(response) = &result {
-                o.deployment = Some(response.model.clone());
+                o.deployment = Some(response.model.as_str().into());
             }
             o.composite = Some(Arc::new(run));
         });

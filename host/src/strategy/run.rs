@@ -480,7 +480,7 @@ async fn complete_via(
     {
         if let Some(o) = outcome.get_mut() {
             o.cache = crate::ops::CacheStatus::Hit;
-            o.model_group = Some(req.model.clone());
+            o.model_group = Some(req.model.as_str().into());
         }
         finish_sub_call(&mut outcome, &Ok(response.clone()));
         return Ok(response);

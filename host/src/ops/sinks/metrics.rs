@@ -54,10 +54,11 @@ impl Providers {
         for group in gateway.router.groups() {
             for d in &group.deployments {
                 let name = d.target.provider().to_owned();
-                self.by_deployment.insert(d.id.clone(), name.clone());
-                self.by_group.entry(group.name.clone()).or_insert(name);
+                self.by_deployment.insert(d.id.to_string(), name.clone());
+                self.by_group.entry(group.name.to_string()).or_insert(name);
             }
-            self.names.insert(group.name.clone(), group.name.clone());
+            self.names
+                .insert(group.name.to_string(), group.name.to_string());
         }
         for (alias, group) in gateway.router.aliases() {
             self.names.insert(alias.clone(), group.clone());
@@ -79,7 +80,7 @@ impl Providers {
         let provider = o
             .deployment
             .as_ref()
-            .and_then(|d| self.by_deployment.get(d))
+            .and_then(|d| self.by_deployment.get(&**d))
             .or_else(|| group.and_then(|g| self.by_group.get(g)))
             .map_or(UNKNOWN, String::as_str);
         (group, provider)
