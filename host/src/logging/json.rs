@@ -88,7 +88,7 @@ impl InfoLine {
             out: Vec::with_capacity(512),
         };
         line.out.extend_from_slice(b"{\"timestamp\":\"");
-        let _ = std::io::Write::write_fmt(&mut line.out, format_args!("{}", now()));
+        push_time(&mut line.out, std::time::SystemTime::now());
         line.out.extend_from_slice(b"\",\"level\":\"INFO\"");
         line.text("message", message)
     }
@@ -178,6 +178,47 @@ fn push_json_str(out: &mut Vec<u8>, text: &str) {
         // Writing a string to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, text);
     }
+}
+
+/// Appends `time` as [`now`] writes it (RFC 3339, UTC, to the
+/// microsecond). The date and time to the second are formatted once a
+/// second on each thread; each line adds only its microseconds.
+fn push_time(out: &mut Vec<u8>, time: std::time::SystemTime) {
+    /// The second last formatted on this thread, and its text up to the
+    /// decimal point (`2026-12-04T20:38:08`).
+    struct Second {
+        unix: u64,
+        text: [u8; 19],
+    }
+    thread_local! {
+        static SECOND: std::cell::RefCell<Option<Second>> = const { std::cell::RefCell::new(None) };
+    }
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let unix = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|second| {
+        let second = match second {
+            Some(cached) if cached.unix == unix => cached,
+            _ => {
+                let whole = std::time::UNIX_EPOCH + Duration::from_secs(unix);
+                let text = humantime::format_rfc3339_seconds(whole).to_string();
+                let mut prefix = [b'0'; 19];
+                if let Some(date_time) = text.as_bytes().get(..19) {
+                    prefix.copy_from_slice(date_time);
+                }
+                second.insert(Second { unix, text: prefix })
+            }
+        };
+        out.extend_from_slice(&second.text);
+    });
+    let mut micros = since_epoch.subsec_micros();
+    let mut digits = *b".000000Z";
+    for digit in digits[1..7].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out.extend_from_slice(&digits);
 }
 
 /// A span as `{"name": ..., <its fields>}`.
@@ -291,6 +332,18 @@ mod tests {
             "status": 200, "ok": true, "ms": 1.5, "target": "t::access",
         });
         assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn line_times_read_as_the_other_lines_do() {
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(1_796_416_683);
+        for offset_us in [0u64, 1, 999_999, 1_000_000, 1_234_567, 86_400_000_001] {
+            let time = start + Duration::from_micros(offset_us);
+            let mut out = Vec::new();
+            push_time(&mut out, time);
+            let expected = humantime::format_rfc3339_micros(time).to_string();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
     }
 
     #[test]
