@@ -236,7 +236,7 @@ impl Router {
         // capture), not by the name a list used: an alias of a group already
         // tried is that group. The fallbacks' list and queue allocate only
         // when a request falls back: most are answered by their first group.
-        let mut visited: Vec<(String, Option<String>)> = Vec::new();
+        let mut visited: Vec<(Arc<str>, Option<String>)> = Vec::new();
         let mut queue: VecDeque<(Arc<ModelGroup>, Option<String>)> = VecDeque::new();
         let mut current = Some((Arc::clone(&primary), primary_capture.clone()));
         let mut fallbacks_left = self.fallbacks.max;
@@ -272,9 +272,9 @@ impl Router {
                             }
                             match self.resolve(name, req.ctx) {
                                 Ok((target, capture)) => {
-                                    let key = (target.name.to_string(), capture.clone());
+                                    let key = (Arc::clone(&target.name), capture.clone());
                                     let tried_first =
-                                        *key.0 == *primary.name && key.1 == primary_capture;
+                                        key.0 == primary.name && key.1 == primary_capture;
                                     if tried_first || visited.contains(&key) {
                                         continue;
                                     }
