@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod client;
+pub mod counted;
 pub mod features;
 pub mod hostile;
 pub mod keyed;

@@ -57,6 +57,15 @@ struct Args {
     /// The oha binary (default: <target>/bench-tools/bin/oha, installed if missing).
     #[arg(long)]
     oha: Option<PathBuf>,
+    /// Count one plain request's cost under callgrind (needs valgrind) and
+    /// print it, instead of the timed measurements: exact counts that repeat
+    /// on a busy machine.
+    #[arg(long)]
+    counted: bool,
+    /// With --counted, also simulate the caches and branch predictor:
+    /// misses and an estimate of cycles (several times slower).
+    #[arg(long, requires = "counted")]
+    cache_sim: bool,
     /// Only serve the mock upstream for this many seconds (for profiling by
     /// hand), printing its address; measures nothing.
     #[arg(long, value_name = "SECONDS")]
@@ -168,7 +177,7 @@ fn run(args: Args) -> Result<()> {
         .runs
         .unwrap_or(if args.quick { 1 } else { 3 })
         .clamp(1, 20);
-    let micro_enabled = !args.skip_micro;
+    let micro_enabled = !args.skip_micro && !args.counted;
 
     if !args.skip_build {
         for what in [
@@ -216,6 +225,19 @@ fn run(args: Args) -> Result<()> {
 
     let work = target.join("bench-work");
     std::fs::create_dir_all(&work)?;
+    if args.counted {
+        let mock = Mock::start(1)?;
+        eprintln!(
+            "bench: counting {} under callgrind ({WARM_UP} requests of warm-up, then {COUNTED})",
+            conclave_bin.display(),
+            WARM_UP = conclave_bench::counted::WARM_UP,
+            COUNTED = conclave_bench::counted::COUNTED,
+        );
+        let counts =
+            conclave_bench::counted::run(&conclave_bin, &oha, mock.addr(), &work, args.cache_sim)?;
+        print!("{}", conclave_bench::counted::describe(&counts));
+        return Ok(());
+    }
     let cache = work.join("compile-cache");
     if cache.exists() {
         std::fs::remove_dir_all(&cache)?;

@@ -57,24 +57,51 @@ impl Oha {
 
     /// Runs one load and reads oha's JSON report.
     pub fn run(&self, load: &Load<'_>) -> Result<LoadResult> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg(load.url)
-            .args(["-m", "POST", "-H", "content-type: application/json", "-D"])
-            .arg(load.body_file)
-            .arg("-c")
-            .arg(load.connections.to_string())
-            .arg("-z")
+        let mut cmd = self.post(load.url, load.body_file, load.connections);
+        cmd.arg("-z")
             .arg(format!("{}ms", load.duration.as_millis()))
             // Requests still in flight at the deadline finish and count.
-            .arg("-w")
-            .args(["--no-tui", "--output-format", "json"])
-            .arg("--worker-threads")
-            .arg(self.threads.to_string());
+            .arg("-w");
         if let Some(rate) = load.rate {
             cmd.arg("-q")
                 .arg(format!("{rate}"))
                 .arg("--latency-correction");
         }
+        self.report(cmd, load.duration + Duration::from_secs(30))
+    }
+
+    /// Sends exactly `requests` requests as fast as `connections` go, for
+    /// measurements that count per request; fails after `limit`.
+    pub fn run_count(
+        &self,
+        url: &str,
+        body_file: &Path,
+        connections: usize,
+        requests: u64,
+        limit: Duration,
+    ) -> Result<LoadResult> {
+        let mut cmd = self.post(url, body_file, connections);
+        cmd.arg("-n").arg(requests.to_string());
+        self.report(cmd, limit)
+    }
+
+    /// An oha command posting `body_file` as JSON to `url` over
+    /// `connections` connections, reporting as JSON.
+    fn post(&self, url: &str, body_file: &Path, connections: usize) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg(url)
+            .args(["-m", "POST", "-H", "content-type: application/json", "-D"])
+            .arg(body_file)
+            .arg("-c")
+            .arg(connections.to_string())
+            .args(["--no-tui", "--output-format", "json"])
+            .arg("--worker-threads")
+            .arg(self.threads.to_string());
+        cmd
+    }
+
+    /// Runs `cmd` (killed after `limit`) and reads its report.
+    fn report(&self, mut cmd: Command, limit: Duration) -> Result<LoadResult> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().map_err(|e| {
             fail(format!(
@@ -82,7 +109,6 @@ impl Oha {
                 self.bin.display()
             ))
         })?;
-        let limit = load.duration + Duration::from_secs(30);
         let out = wait_output(child, limit)?;
         if !out.status.success() {
             return Err(fail(format!(

@@ -66,6 +66,15 @@ pub fn cpu_seconds(pid: &str, ticks: f64) -> Result<f64> {
     Ok((field(14)? + field(15)?) / ticks)
 }
 
+/// `serve` on 127.0.0.1:`port` with `config`, logging JSON lines as the
+/// benchmark always runs conclave.
+fn serve_args(cmd: &mut Command, config: &Path, port: u16) {
+    cmd.args(["--log-format", "json", "serve", "--config"])
+        .arg(config)
+        .args(["--host", "127.0.0.1", "--port"])
+        .arg(port.to_string());
+}
+
 /// A running server process; killed when dropped.
 pub struct Server {
     child: Child,
@@ -84,10 +93,22 @@ impl Server {
     /// Starts `bin serve --config config` on 127.0.0.1:`port`, logging to `log`.
     pub fn conclave(bin: &Path, config: &Path, port: u16, log: &Path) -> Result<Server> {
         let mut cmd = Command::new(bin);
-        cmd.args(["--log-format", "json", "serve", "--config"])
-            .arg(config)
-            .args(["--host", "127.0.0.1", "--port"])
-            .arg(port.to_string());
+        serve_args(&mut cmd, config, port);
+        Self::spawn(cmd, port, log)
+    }
+
+    /// Starts conclave as [`Server::conclave`] does, under `valgrind`
+    /// with `tool_args` (the process keeps its pid).
+    pub fn conclave_under_valgrind(
+        tool_args: &[String],
+        bin: &Path,
+        config: &Path,
+        port: u16,
+        log: &Path,
+    ) -> Result<Server> {
+        let mut cmd = Command::new("valgrind");
+        cmd.args(tool_args).arg(bin);
+        serve_args(&mut cmd, config, port);
         Self::spawn(cmd, port, log)
     }
 

@@ -222,6 +222,13 @@ pub fn write_config(work: &Path, mock: SocketAddr) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// One `model_list` entry: the group `name` on the mock at `api_base`.
+pub fn deployment_yaml(name: &str, api_base: &str) -> String {
+    format!(
+        "  - model_name: {name}\n    litellm_params:\n      model: openai/bench-model\n      api_base: {api_base}\n      api_key: sk-bench\n"
+    )
+}
+
 /// The benchmark config: a plain group on the mock, the moa members on
 /// latency paths, and the composite profiles. It ends inside
 /// `general_settings`, so a feature scenario can append settings there
@@ -232,9 +239,7 @@ pub fn config_yaml(work: &Path, mock: SocketAddr) -> String {
     let mut yaml =
         String::from("# Written by conclave-bench; rewritten on every run.\nmodel_list:\n");
     let mut deployment = |name: &str, api_base: String| {
-        yaml.push_str(&format!(
-            "  - model_name: {name}\n    litellm_params:\n      model: openai/bench-model\n      api_base: {api_base}\n      api_key: sk-bench\n"
-        ));
+        yaml.push_str(&deployment_yaml(name, &api_base));
     };
     deployment("bench", base(0));
     for ms in MOA_PROPOSERS_MS {
