@@ -19,20 +19,26 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Appends `bytes` to `out` as lowercase hex: ids and `traceparent` headers
 /// made on every request, where `format!`'s `{:x}` costs ten times as much.
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2);
     // Digits go to a buffer and are appended a chunk at a time: pushing
     // them one `char` at a time checked capacity and encoding per digit.
     let mut buf = [0u8; 64];
     for chunk in bytes.chunks(buf.len() / 2) {
-        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0x0f)];
-        }
+        write_hex(&mut buf, chunk);
         // Hex digits are ASCII, so this never fails.
         if let Ok(digits) = std::str::from_utf8(&buf[..chunk.len() * 2]) {
             out.push_str(digits);
         }
+    }
+}
+
+/// Writes `bytes` as lowercase hex into the start of `out`, two digits
+/// each, for text built in place (as far as `out` has room).
+pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
 }
 

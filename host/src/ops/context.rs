@@ -27,15 +27,13 @@ impl RequestId {
     /// of the spend log's request-id index instead of a random page of it,
     /// and a directory of request logs lists in order.
     pub fn generate() -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let ms = u64::try_from(crate::keys::time::to_ms(SystemTime::now())).unwrap_or(0);
         // The low 48 bits of each, 12 hex digits each, written in place so
         // the id is allocated once, as the `Arc` it is kept in.
         let mut id = *b"req-000000000000000000000000";
-        let bits = (u128::from(ms & 0xffff_ffff_ffff) << 48) | u128::from(fastrand::u64(..) >> 16);
-        for (i, digit) in id[4..].iter_mut().rev().enumerate() {
-            *digit = DIGITS[((bits >> (4 * i)) & 0xf) as usize];
-        }
+        let (time, random) = id[4..].split_at_mut(12);
+        crate::digest::write_hex(time, &ms.to_be_bytes()[2..]);
+        crate::digest::write_hex(random, &fastrand::u64(..).to_be_bytes()[2..]);
         // Hex digits are ASCII, so this never fails.
         Self(Arc::from(std::str::from_utf8(&id).unwrap_or("req-")))
     }
