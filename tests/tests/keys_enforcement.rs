@@ -35,6 +35,27 @@ async fn an_unknown_key_is_refused_with_401_before_any_model_is_called() {
 }
 
 #[tokio::test]
+async fn every_answer_gives_its_slot_back_whether_refused_looked_up_or_served() {
+    let up = FakeUpstream::start().await;
+    let mut yaml = config(&up, &["gpt-a"], "");
+    yaml.push_str("  global_max_parallel_requests: 1\n");
+    let proxy = Proxy::start(&yaml).await;
+    let key = new_key(&proxy, json!({})).await;
+    // One slot: a request that kept it would leave the next one a 503.
+    for round in 0..3 {
+        let (status, _, body) = chat_as(&proxy, "", "gpt-a").await;
+        assert_eq!(status, 401, "round {round}, no key: {body}");
+        let (status, _, body) = chat_as(&proxy, "sk-no-such-key-0000", "gpt-a").await;
+        assert_eq!(status, 401, "round {round}, an unknown key: {body}");
+        let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+        assert_eq!(status, 200, "round {round}, a virtual key: {body}");
+        let (status, _, body) = chat_as(&proxy, MASTER, "gpt-a").await;
+        assert_eq!(status, 200, "round {round}, the master key: {body}");
+    }
+    assert_eq!(up.calls("gpt-a"), 6);
+}
+
+#[tokio::test]
 async fn an_expired_key_is_refused_naming_its_expiry() {
     let up = FakeUpstream::start().await;
     let proxy = gateway(&up).await;

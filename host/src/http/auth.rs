@@ -77,12 +77,39 @@ pub async fn authenticate(
     let caller = resolve_caller(state, &gateway, request.headers())
         .await
         .map_err(IntoResponse::into_response)?;
+    install_scope(state, gateway, caller, route, request).map_err(IntoResponse::into_response)
+}
+
+/// [`authenticate`] when it needs no wait: `None` when the presented key
+/// must be looked up among the virtual keys (the caller then awaits
+/// [`authenticate`]).
+pub fn authenticate_now(
+    state: &AppState,
+    route: Option<&MatchedPath>,
+    request: &mut Request,
+) -> Option<Result<(), ApiError>> {
+    let gateway = state.gateway();
+    let caller = match caller_without_lookup(state, &gateway, request.headers())? {
+        Ok(caller) => caller,
+        Err(refused) => return Some(Err(refused)),
+    };
+    Some(install_scope(state, gateway, caller, route, request))
+}
+
+/// Gives `request` its [`Scope`]: `caller`, served by `gateway`.
+fn install_scope(
+    state: &AppState,
+    gateway: Arc<Gateway>,
+    caller: Caller,
+    route: Option<&MatchedPath>,
+    request: &mut Request,
+) -> Result<(), ApiError> {
     let id = request
         .extensions()
         .get::<RequestId>()
         .cloned()
         .unwrap_or_else(RequestId::generate);
-    let tags = header_tags(request.headers()).map_err(IntoResponse::into_response)?;
+    let tags = header_tags(request.headers())?;
     let route = route.map_or("", MatchedPath::as_str);
     let mut ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
     ctx.tags = tags;
@@ -132,17 +159,11 @@ pub(super) async fn resolve_caller(
     gateway: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Caller, ApiError> {
-    let Some(expected) = &gateway.master_key else {
-        return Ok(Caller::Open);
-    };
-    let presented = presented_key(headers);
-    if presented.is_some_and(|key| is_master(key, expected)) {
-        return Ok(Caller::Master);
+    if let Some(known) = caller_without_lookup(state, gateway, headers) {
+        return known;
     }
-    let (Some(keys), Some(presented)) = (&state.ops.keys, presented.filter(|k| !k.is_empty()))
-    else {
-        // No virtual keys, or no key at all: the master key's refusal.
-        return check_key(headers, expected).map(|()| Caller::Master);
+    let (Some(keys), Some(presented)) = (&state.ops.keys, presented_key(headers)) else {
+        return Err(ApiError::unauthorized("invalid API key"));
     };
     // Boxed: a store lookup's future is kilobytes, and inline it would be
     // copied with every request's middleware future, keyed or not.
@@ -161,6 +182,28 @@ pub(super) async fn resolve_caller(
             Err(store_unavailable())
         }
     }
+}
+
+/// The caller when no virtual key must be looked up for it: anyone when no
+/// master key is set, the master key's holder, or the master key's
+/// refusal when there are no virtual keys or no key was presented.
+fn caller_without_lookup(
+    state: &AppState,
+    gateway: &Gateway,
+    headers: &HeaderMap,
+) -> Option<Result<Caller, ApiError>> {
+    let Some(expected) = &gateway.master_key else {
+        return Some(Ok(Caller::Open));
+    };
+    let presented = presented_key(headers);
+    if presented.is_some_and(|key| is_master(key, expected)) {
+        return Some(Ok(Caller::Master));
+    }
+    if state.ops.keys.is_none() || presented.is_none_or(str::is_empty) {
+        // No virtual keys, or no key at all: the master key's refusal.
+        return Some(check_key(headers, expected).map(|()| Caller::Master));
+    }
+    None
 }
 
 /// Refuses a key that exists but may not be used now.

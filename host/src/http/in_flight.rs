@@ -89,30 +89,34 @@ impl Drop for HeldBytes {
     }
 }
 
-/// Takes a slot for the request (and its body) or refuses it, and answers
-/// it with `inner`; the slot is held until that answer's body ends.
-pub async fn hold<F>(
-    in_flight: &InFlight,
-    request: Request,
-    inner: impl FnOnce(Request) -> F,
-) -> Response
-where
-    F: Future<Output = Response>,
-{
+/// What an admitted request holds until its answer's body ends: its slot
+/// among the requests in flight, and the bytes of its body.
+pub struct Hold {
+    _slot: LocalSlot,
+    _body_bytes: Option<Arc<HeldBytes>>,
+}
+
+impl Hold {
+    /// `response` with a body that keeps this hold until it ends.
+    pub fn attach(self, response: Response) -> Response {
+        let (parts, body) = response.into_parts();
+        Response::from_parts(
+            parts,
+            Body::new(HoldingBody {
+                inner: body,
+                _hold: self,
+            }),
+        )
+    }
+}
+
+/// Takes a slot for the request (and counts its body as it arrives), or
+/// refuses it when the gateway serves its limit already.
+pub fn admit(in_flight: &InFlight, request: Request) -> Result<(Request, Hold), Busy> {
     let Some(slot) = in_flight.slots.try_acquire(in_flight.limit) else {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable_error",
-            format!(
-                "the gateway is serving its limit of {} requests at once \
-                 (general_settings.global_max_parallel_requests); retry shortly",
-                in_flight.limit
-            ),
-            None,
-            Some("gateway_busy"),
-        );
-        e.retry_after = Some(Duration::from_secs(1));
-        return e.into_response();
+        return Err(Busy {
+            limit: in_flight.limit,
+        });
     };
     let (parts, body) = request.into_parts();
     // Bodies are counted as they arrive, and their bytes stay counted
@@ -131,16 +135,36 @@ where
         }),
         None => body,
     };
-    let response = inner(Request::from_parts(parts, body)).await;
-    let (parts, body) = response.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(HoldingBody {
-            inner: body,
-            _slot: slot,
-            _body_bytes: held,
-        }),
-    )
+    let hold = Hold {
+        _slot: slot,
+        _body_bytes: held,
+    };
+    Ok((Request::from_parts(parts, body), hold))
+}
+
+/// A request past `global_max_parallel_requests`: answered 503 with
+/// `Retry-After` at once.
+pub struct Busy {
+    limit: u32,
+}
+
+impl IntoResponse for Busy {
+    #[cold]
+    fn into_response(self) -> Response {
+        let limit = self.limit;
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable_error",
+            format!(
+                "the gateway is serving its limit of {limit} requests at once \
+                 (general_settings.global_max_parallel_requests); retry shortly"
+            ),
+            None,
+            Some("gateway_busy"),
+        );
+        e.retry_after = Some(Duration::from_secs(1));
+        e.into_response()
+    }
 }
 
 /// The error a request body ends with when the gateway already holds its
@@ -193,12 +217,10 @@ impl http_body::Body for CountedBody {
     }
 }
 
-/// A response body that keeps its request's slot, and the bytes of its
-/// request's body, until it is dropped.
+/// A response body that keeps its request's [`Hold`] until it is dropped.
 struct HoldingBody {
     inner: Body,
-    _slot: LocalSlot,
-    _body_bytes: Option<Arc<HeldBytes>>,
+    _hold: Hold,
 }
 
 impl http_body::Body for HoldingBody {

@@ -10,6 +10,7 @@ mod dialect;
 mod docs;
 pub mod error;
 mod execute;
+mod guard;
 mod in_flight;
 mod info;
 mod management;
@@ -28,9 +29,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::response::Response;
 use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 
@@ -246,26 +246,7 @@ pub fn app(state: AppState) -> App {
         .service(routes)
 }
 
-/// The routes behind [`guard`].
+/// The routes behind the in-flight bound and auth ([`guard`]).
 fn guarded(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
-    routes.route_layer(middleware::from_fn_with_state(state.clone(), guard))
-}
-
-/// What every model route passes before its handler: a slot among the
-/// requests in flight, then auth. One layer, not two: each middleware
-/// layer boxes the request's future and clones the service inside it.
-async fn guard(
-    State(state): State<AppState>,
-    route: Option<MatchedPath>,
-    request: Request,
-    next: middleware::Next,
-) -> Response {
-    let state = &state;
-    in_flight::hold(&state.in_flight, request, |mut request| async move {
-        match auth::authenticate(state, route.as_ref(), &mut request).await {
-            Ok(()) => next.run(request).await,
-            Err(refused) => refused,
-        }
-    })
-    .await
+    routes.route_layer(guard::GuardLayer(state.clone()))
 }

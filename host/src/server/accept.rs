@@ -222,6 +222,9 @@ impl Connection {
         let mut draining = false;
         loop {
             tokio::select! {
+                // In this order, without drawing a random start on every
+                // wake-up: the connection's own work comes first.
+                biased;
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::trace!(error = %e, "connection ended with an error");
