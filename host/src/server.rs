@@ -27,6 +27,9 @@ pub use accept::{
     DEFAULT_SHUTDOWN_GRACE,
 };
 
+/// The `user-agent` of every upstream call.
+pub const USER_AGENT: &str = concat!("conclave/", env!("CARGO_PKG_VERSION"));
+
 /// The one pooled HTTP client every upstream call shares.
 pub fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -34,7 +37,7 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("conclave/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         // An upstream's redirect is its answer, not a place to send the
         // prompt (and its key) to: a 3xx fails the call like any error.
         .redirect(reqwest::redirect::Policy::none())

@@ -6,7 +6,7 @@
 //! translate it first).
 
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -213,21 +213,21 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         }
     };
     let meta = &routed.meta;
+    let overhead = ctx
+        .request
+        .started
+        .elapsed()
+        .saturating_sub(meta.upstream_time);
     outcome.update(|o| {
         o.model_group = Some(meta.group.clone());
         o.deployment = Some(meta.deployment.clone());
         o.attempts = meta.attempts;
         o.fallback.clone_from(&meta.fallback);
         o.upstream_time = Some(meta.upstream_time);
-        o.overhead = Some(
-            ctx.request
-                .started
-                .elapsed()
-                .saturating_sub(meta.upstream_time),
-        );
+        o.overhead = Some(overhead);
     });
     let mut headers = HeaderMap::with_capacity(ANSWER_HEADERS);
-    route_headers(&mut headers, meta, ctx.request.started);
+    route_headers(&mut headers, meta, overhead);
     let answer = match routed.reply {
         UpstreamReply::Json(body) => {
             outcome.first_token();
@@ -346,8 +346,9 @@ fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
-fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, started: Instant) {
-    let overhead = started.elapsed().saturating_sub(meta.upstream_time);
+/// The route's `x-conclave-*` headers; `overhead` is the time spent here
+/// rather than upstream.
+fn route_headers(h: &mut HeaderMap, meta: &RouteMeta, overhead: Duration) {
     put(h, MODEL_ID, &meta.deployment);
     put(h, MODEL_GROUP, &meta.group);
     if let Some(fallback) = &meta.fallback {

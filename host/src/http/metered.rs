@@ -21,9 +21,15 @@ use crate::ops::{CallContext, OutcomeHandle, Reported, Usage, reported_in_body};
 /// The cost of the answer in USD (LiteLLM's `x-litellm-response-cost`).
 pub const RESPONSE_COST: HeaderName = HeaderName::from_static("x-conclave-response-cost");
 
-/// Puts `cost` in the cost header.
+/// Puts `cost` in the cost header. A free call (no price known, or a
+/// cache hit) is written without formatting a float.
 pub fn cost_header(headers: &mut HeaderMap, cost: f64) {
-    if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
+    let value = if cost == 0.0 {
+        Ok(HeaderValue::from_static("0"))
+    } else {
+        HeaderValue::from_str(&cost.to_string())
+    };
+    if let Ok(v) = value {
         headers.insert(RESPONSE_COST, v);
     }
 }

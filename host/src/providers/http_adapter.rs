@@ -1,5 +1,6 @@
 //! The one HTTP adapter: OpenAI's wire format to any provider in the table.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +31,9 @@ pub struct HttpTarget {
     spec: &'static ProviderSpec,
     base_url: String,
     api_key: Option<Secret>,
+    /// Takes the key out of what the upstream sends back; `None` for no key
+    /// or one too short to search for.
+    redactor: Option<Arc<KeyRedactor>>,
     api_version: Option<String>,
     upstream_model: String,
     supports_reasoning: bool,
@@ -190,10 +194,16 @@ impl HttpTarget {
         });
         let native_responses = spec.name == "openai"
             && (base_url == OPENAI_BASE || crate::config::declares_responses(&params.extra));
+        add_call_defaults(&mut headers, &urls.chat);
+        let redactor = api_key
+            .as_ref()
+            .filter(|key| key.expose().len() >= 4)
+            .map(|key| Arc::new(KeyRedactor::new(key)));
         Ok(Self {
             spec,
             base_url,
             api_key,
+            redactor,
             api_version,
             upstream_model,
             supports_reasoning: params.supports_reasoning.unwrap_or(false),
@@ -244,16 +254,16 @@ impl HttpTarget {
 
     /// An answer's bytes with this deployment's key replaced, if they hold it.
     fn redact_bytes(&self, body: Bytes) -> Bytes {
-        match &self.api_key {
-            Some(key) if key.expose().len() >= 4 => redact_payload(body, key.expose()),
-            _ => body,
+        match &self.redactor {
+            Some(redactor) => redactor.payload(body),
+            None => body,
         }
     }
 
     pub(super) fn redact(&self, message: &str) -> String {
-        match &self.api_key {
-            Some(key) if key.expose().len() >= 4 => message.replace(key.expose(), "[redacted]"),
-            _ => message.to_owned(),
+        match &self.redactor {
+            Some(redactor) => redactor.text(message),
+            None => message.to_owned(),
         }
     }
 
@@ -352,10 +362,10 @@ impl HttpTarget {
             };
             // Chunks and an error ending the stream reach the client, so
             // they must not carry the key either.
-            let payloads = match self.api_key.clone().filter(|k| k.expose().len() >= 4) {
-                Some(key) => Box::pin(payloads.map(move |item| match item {
-                    Ok(payload) => Ok(redact_payload(payload, key.expose())),
-                    Err(error) => Err(redact_error(error, key.expose())),
+            let payloads = match self.redactor.clone() {
+                Some(redactor) => Box::pin(payloads.map(move |item| match item {
+                    Ok(payload) => Ok(redactor.payload(payload)),
+                    Err(error) => Err(error.map_text(|m| redactor.text(&m))),
                 })),
                 None => payloads,
             };
@@ -527,10 +537,6 @@ fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
 }
 
 /// `error` with every occurrence of `key` in its message replaced.
-fn redact_error(error: UpstreamError, key: &str) -> UpstreamError {
-    error.map_text(|m| m.replace(key, "[redacted]"))
-}
-
 /// The upstream's requested wait, from `retry-after-ms` or else
 /// `retry-after` (in seconds; an HTTP date is not read), capped at
 /// [`RETRY_AFTER_CAP`].
@@ -553,22 +559,77 @@ fn parse_retry_after(ms: Option<&str>, secs: Option<&str>) -> Option<Duration> {
         .or_else(|| secs.and_then(|v| read(v, 1.0)))
 }
 
-/// `payload` with every occurrence of `key` replaced by `[redacted]`.
-fn redact_payload(payload: Bytes, key: &str) -> Bytes {
-    let key = key.as_bytes();
-    // memmem's vectorised search: this runs over every answer and chunk.
-    if key.is_empty() || memchr::memmem::find(&payload, key).is_none() {
+/// A deployment's key and a searcher for it, built once with the target:
+/// every answer and every chunk is searched for the key.
+struct KeyRedactor {
+    key: Secret,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl KeyRedactor {
+    fn new(key: &Secret) -> Self {
+        Self {
+            key: key.clone(),
+            finder: memchr::memmem::Finder::new(key.expose().as_bytes()).into_owned(),
+        }
+    }
+
+    /// `payload` with every occurrence of the key replaced by `[redacted]`.
+    fn payload(&self, payload: Bytes) -> Bytes {
+        redact_payload(payload, &self.finder)
+    }
+
+    /// `message` with every occurrence of the key replaced by `[redacted]`.
+    fn text(&self, message: &str) -> String {
+        message.replace(self.key.expose(), "[redacted]")
+    }
+}
+
+/// `payload` with every occurrence of `key` (the needle `finder` searches
+/// for) replaced by `[redacted]`.
+fn redact_payload(payload: Bytes, finder: &memchr::memmem::Finder<'_>) -> Bytes {
+    let key_len = finder.needle().len();
+    if key_len == 0 || finder.find(&payload).is_none() {
         return payload;
     }
     let mut out = Vec::with_capacity(payload.len());
     let mut rest: &[u8] = &payload;
-    while let Some(pos) = memchr::memmem::find(rest, key) {
+    while let Some(pos) = finder.find(rest) {
         out.extend_from_slice(&rest[..pos]);
         out.extend_from_slice(b"[redacted]");
-        rest = &rest[pos + key.len()..];
+        rest = &rest[pos + key_len..];
     }
     out.extend_from_slice(rest);
     Bytes::from(out)
+}
+
+/// Adds what the shared client and hyper would add to every request that
+/// lacks it: `accept`, `user-agent` ([`crate::server::USER_AGENT`]) and
+/// `host` (the URL's host, with its port unless it is the scheme's
+/// default, as hyper writes it). Each call then copies a whole map instead
+/// of growing its copy and formatting the host again. A header the config
+/// sets stays as it is, as the client leaves it.
+fn add_call_defaults(headers: &mut HeaderMap, url: &reqwest::Url) {
+    let host = url.host_str().map(|host| match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    });
+    let defaults = [
+        (http::header::ACCEPT, Some(HeaderValue::from_static("*/*"))),
+        (
+            http::header::USER_AGENT,
+            Some(HeaderValue::from_static(crate::server::USER_AGENT)),
+        ),
+        (
+            http::header::HOST,
+            host.and_then(|h| HeaderValue::from_str(&h).ok()),
+        ),
+    ];
+    for (name, value) in defaults {
+        if let (Some(value), http::header::Entry::Vacant(slot)) = (value, headers.entry(name)) {
+            slot.insert(value);
+        }
+    }
 }
 
 /// What an upstream error body says, OpenAI-shaped or not.
@@ -746,6 +807,38 @@ impl Serialize for OutboundBody<'_> {
 mod tests {
     use super::*;
 
+    fn with_call_defaults(url: &str, configured: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in configured {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        add_call_defaults(&mut headers, &reqwest::Url::parse(url).unwrap());
+        headers
+    }
+
+    #[test]
+    fn call_defaults_name_the_host_as_hyper_would_and_keep_configured_headers() {
+        let h = with_call_defaults("http://127.0.0.1:8000/v1/chat/completions", &[]);
+        assert_eq!(h["host"], "127.0.0.1:8000");
+        assert_eq!(h["accept"], "*/*");
+        assert_eq!(h["user-agent"], crate::server::USER_AGENT);
+        // The scheme's own port is left out, as hyper leaves it out.
+        let h = with_call_defaults("https://api.openai.com:443/v1", &[]);
+        assert_eq!(h["host"], "api.openai.com");
+        let h = with_call_defaults("http://[::1]:9000/v1", &[]);
+        assert_eq!(h["host"], "[::1]:9000");
+        let h = with_call_defaults(
+            "http://localhost:11434/v1",
+            &[("user-agent", "team-bot/2"), ("accept", "application/json")],
+        );
+        assert_eq!(h["user-agent"], "team-bot/2");
+        assert_eq!(h["accept"], "application/json");
+        assert_eq!(h.len(), 3);
+    }
+
     #[test]
     fn outbound_body_keeps_client_fields_and_fills_defaults() {
         let body: RawFields =
@@ -786,11 +879,14 @@ mod tests {
     fn payloads_lose_every_copy_of_the_key() {
         let p = Bytes::from_static(br#"{"error":{"message":"k sk-1234 and sk-1234!"}}"#);
         assert_eq!(
-            redact_payload(p, "sk-1234"),
+            redact_payload(p, &memchr::memmem::Finder::new("sk-1234")),
             Bytes::from_static(br#"{"error":{"message":"k [redacted] and [redacted]!"}}"#)
         );
         let clean = Bytes::from_static(b"{}");
-        assert_eq!(redact_payload(clean.clone(), "sk-1234"), clean);
+        assert_eq!(
+            redact_payload(clean.clone(), &memchr::memmem::Finder::new("sk-1234")),
+            clean
+        );
     }
 
     /// A target for `api_base`, as a config entry `openai/m` would build it.
