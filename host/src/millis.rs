@@ -39,8 +39,7 @@ impl Millis {
                 text[at] = b'.';
             }
             at -= 1;
-            text[at] = b'0' + (n % 10) as u8;
-            n /= 10;
+            text[at] = b'0' + next_digit(&mut n);
             if n == 0 && i >= 3 {
                 break;
             }
@@ -55,6 +54,23 @@ impl Millis {
     /// The digits, ASCII.
     pub fn as_bytes(&self) -> &[u8] {
         &self.text[self.start..self.end]
+    }
+}
+
+/// Takes the last decimal digit off `n`. In `u64` while `n` fits one (any
+/// duration a request takes): a `u128` division is a library call, and
+/// this runs for every digit of every figure on the access line.
+fn next_digit(n: &mut u128) -> u8 {
+    match u64::try_from(*n) {
+        Ok(small) => {
+            *n = u128::from(small / 10);
+            (small % 10) as u8
+        }
+        Err(_) => {
+            let digit = (*n % 10) as u8;
+            *n /= 10;
+            digit
+        }
     }
 }
 
@@ -77,6 +93,14 @@ mod tests {
         ] {
             assert_eq!(text(Millis::fixed(Duration::from_micros(micros))), expected);
         }
+    }
+
+    #[test]
+    fn durations_past_a_u64_of_microseconds_keep_every_digit() {
+        let micros = Duration::MAX.as_micros();
+        assert!(u64::try_from(micros).is_err());
+        let expected = format!("{}.{:03}", micros / 1000, micros % 1000);
+        assert_eq!(text(Millis::fixed(Duration::MAX)), expected);
     }
 
     #[test]

@@ -104,10 +104,11 @@ fn install_scope(
     route: Option<&MatchedPath>,
     request: &mut Request,
 ) -> Result<(), ApiError> {
+    // Taken out, not copied: the scope carries it from here on, and the
+    // request's extensions stay few enough not to grow their table.
     let id = request
-        .extensions()
-        .get::<RequestId>()
-        .cloned()
+        .extensions_mut()
+        .remove::<RequestId>()
         .unwrap_or_else(RequestId::generate);
     let tags = header_tags(request.headers())?;
     let route = route.map_or("", MatchedPath::as_str);

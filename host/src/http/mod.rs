@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
@@ -119,7 +118,7 @@ impl AppState {
 
 /// The whole HTTP stack as hyper serves it: [`AssignId`] around the axum
 /// router (see [`app`]).
-pub type App = AssignId<<DefaultBodyLimit as tower::Layer<Router>>::Service>;
+pub type App = AssignId<Router>;
 
 /// The HTTP application. A request passes, top to bottom:
 ///
@@ -235,14 +234,14 @@ pub fn app(state: AppState) -> App {
         // After every route is added: it applies to the routes present.
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state);
-    // The layers every request passes wrap the router once. Applied with
-    // `Router::layer` they would wrap each route, and every request would
+    // The layer every request passes wraps the router once. Applied with
+    // `Router::layer` it would wrap each route, and every request would
     // clone its route's whole stack of boxed services, level by level.
+    // Bodies are read by the handlers with the configured limit (413 in
+    // OpenAI's error shape), never by axum's body extractors, so axum's
+    // default body limit has nothing to apply to.
     ServiceBuilder::new()
         .layer_fn(AssignId::new)
-        // Bodies are read with the configured limit by the handlers, which
-        // answer 413 in OpenAI's error shape.
-        .layer(DefaultBodyLimit::disable())
         .service(routes)
 }
 
