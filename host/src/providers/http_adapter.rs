@@ -536,7 +536,6 @@ fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
     }
 }
 
-/// `error` with every occurrence of `key` in its message replaced.
 /// The upstream's requested wait, from `retry-after-ms` or else
 /// `retry-after` (in seconds; an HTTP date is not read), capped at
 /// [`RETRY_AFTER_CAP`].
