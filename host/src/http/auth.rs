@@ -163,6 +163,7 @@ pub(super) async fn resolve_caller(
     if let Some(known) = caller_without_lookup(state, gateway, headers) {
         return known;
     }
+    // Left for a lookup only with virtual keys on and a key presented.
     let (Some(keys), Some(presented)) = (&state.ops.keys, presented_key(headers)) else {
         return Err(ApiError::unauthorized("invalid API key"));
     };

@@ -149,22 +149,29 @@ pub struct Busy {
 }
 
 impl IntoResponse for Busy {
-    #[cold]
     fn into_response(self) -> Response {
-        let limit = self.limit;
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable_error",
-            format!(
-                "the gateway is serving its limit of {limit} requests at once \
-                 (general_settings.global_max_parallel_requests); retry shortly"
-            ),
-            None,
-            Some("gateway_busy"),
-        );
-        e.retry_after = Some(Duration::from_secs(1));
-        e.into_response()
+        busy(format!(
+            "the gateway is serving its limit of {} requests at once \
+             (general_settings.global_max_parallel_requests); retry shortly",
+            self.limit
+        ))
+        .into_response()
     }
+}
+
+/// The 503 `gateway_busy`, with `Retry-After`, of a request past one of
+/// the gateway's bounds (requests or body bytes held at once).
+#[cold]
+pub fn busy(message: String) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable_error",
+        message,
+        None,
+        Some("gateway_busy"),
+    );
+    e.retry_after = Some(Duration::from_secs(1));
+    e
 }
 
 /// The error a request body ends with when the gateway already holds its

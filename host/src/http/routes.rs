@@ -288,15 +288,7 @@ pub(super) async fn read_body(
                 return too_large();
             }
             if let Some(full) = s.downcast_ref::<super::in_flight::BodiesLimitReached>() {
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable_error",
-                    full.to_string(),
-                    None,
-                    Some("gateway_busy"),
-                );
-                e.retry_after = Some(Duration::from_secs(1));
-                return e;
+                return super::in_flight::busy(full.to_string());
             }
             source = s.source();
         }
