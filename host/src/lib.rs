@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod json_text;
 pub mod keys;
 pub mod limits;
 pub mod logging;

@@ -100,18 +100,10 @@ impl InfoLine {
         self.out.extend_from_slice(b"\":");
     }
 
-    /// Adds a JSON value that serde_json writes.
-    fn value(mut self, key: &str, value: &impl serde::Serialize) -> Self {
-        self.key(key);
-        // Writing a string or number to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.out, value);
-        self
-    }
-
     /// Adds a string field.
     pub fn text(mut self, key: &str, value: &str) -> Self {
         self.key(key);
-        push_json_str(&mut self.out, value);
+        crate::json_text::push_str(&mut self.out, value);
         self
     }
 
@@ -124,13 +116,18 @@ impl InfoLine {
     }
 
     /// Adds a whole number.
-    pub fn number(self, key: &str, value: u64) -> Self {
-        self.value(key, &value)
+    pub fn number(mut self, key: &str, value: u64) -> Self {
+        self.key(key);
+        crate::json_text::push_u64(&mut self.out, value);
+        self
     }
 
     /// Adds a boolean.
-    pub fn flag(self, key: &str, value: bool) -> Self {
-        self.value(key, &value)
+    pub fn flag(mut self, key: &str, value: bool) -> Self {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        self
     }
 
     /// Adds a duration in milliseconds, to the microsecond, when it is set.
@@ -157,26 +154,6 @@ impl InfoLine {
         let mut line = self.text("target", target);
         line.out.extend_from_slice(b"}\n");
         line.out
-    }
-}
-
-/// Appends `text` as a JSON string. Text with nothing to escape (names,
-/// ids, labels: nearly all of it) is copied as it is; anything else is
-/// escaped by serde_json, as the rest of the line is.
-fn push_json_str(out: &mut Vec<u8>, text: &str) {
-    // A fold without an early exit, which the compiler vectorizes: the
-    // texts are short, and nearly all of them need no escaping at all.
-    let plain = !text.bytes().fold(false, |odd, b| {
-        odd | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing a string to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 

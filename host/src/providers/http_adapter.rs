@@ -6,12 +6,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use super::table::{Dialect, ProviderSpec};
 use super::{TargetError, UpstreamCall, UpstreamError, UpstreamReply, sse};
 use crate::config::{Env, LitellmParams, Secret, is_request_default};
+use crate::json_text;
 use crate::openai::{Endpoint, RawFields};
 
 /// OpenAI's own api_base: an `openai/` deployment there serves the
@@ -731,20 +731,12 @@ fn error_chain(e: &reqwest::Error) -> String {
     text
 }
 
-/// The request body sent upstream: the client's fields with the deployment's
-/// model, its defaults where the client set none, and the reasoning switch.
-struct OutboundBody<'a> {
-    model: &'a str,
-    stream: bool,
-    body: &'a RawFields,
-    defaults: &'a Map<String, Value>,
-    inject_reasoning: bool,
-}
-
 /// Encodes the body an attempt sends upstream, exactly as [`HttpTarget`]
-/// does: `model`, `stream`, the client's fields, the deployment's request
-/// defaults where the client set none, and the reasoning switch. Public for
-/// the benchmarks (`bench/`).
+/// does: `model`, `stream`, the client's fields as they came, the
+/// deployment's request defaults where the client set none, and the
+/// reasoning switch. Written by hand: the client's values are raw JSON
+/// already, and serde's map serializer would escape every field name byte by
+/// byte. Public for the benchmarks (`bench/`).
 pub fn encode_outbound_body(
     model: &str,
     stream: bool,
@@ -756,51 +748,45 @@ pub fn encode_outbound_body(
     // allocated once instead of doubling its way up to a long body.
     let fields: usize = body.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
     let mut out = Vec::with_capacity(fields + model.len() + 64);
-    serde_json::to_writer(
-        &mut out,
-        &OutboundBody {
-            model,
-            stream,
-            body,
-            defaults,
-            inject_reasoning,
-        },
-    )?;
+    out.extend_from_slice(b"{\"model\":");
+    json_text::push_str(&mut out, model);
+    if stream {
+        out.extend_from_slice(b",\"stream\":true");
+    }
+    for (k, v) in body.iter() {
+        if k != crate::translate::anthropic_upstream::NATIVE_FIELD
+            && k != crate::translate::responses::NATIVE_FIELD
+        {
+            push_key(&mut out, k);
+            out.extend_from_slice(v.get().as_bytes());
+        }
+    }
+    for (k, v) in defaults {
+        if !body.contains_key(k) {
+            push_key(&mut out, k);
+            serde_json::to_writer(&mut out, v)?;
+        }
+    }
+    if inject_reasoning
+        && !REASONING_FIELDS
+            .iter()
+            .any(|f| body.contains_key(f) || defaults.contains_key(*f))
+    {
+        out.extend_from_slice(b",\"thinking\":{\"type\":\"enabled\"}");
+    }
+    out.push(b'}');
     Ok(out)
+}
+
+/// Starts the field `key` of an object that already has one (`model`).
+fn push_key(out: &mut Vec<u8>, key: &str) {
+    out.push(b',');
+    json_text::push_str(out, key);
+    out.push(b':');
 }
 
 /// Request fields that already choose a reasoning mode.
 const REASONING_FIELDS: &[&str] = &["thinking", "reasoning", "reasoning_effort"];
-
-impl Serialize for OutboundBody<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("model", self.model)?;
-        if self.stream {
-            map.serialize_entry("stream", &true)?;
-        }
-        for (k, v) in self.body.iter() {
-            if k != crate::translate::anthropic_upstream::NATIVE_FIELD
-                && k != crate::translate::responses::NATIVE_FIELD
-            {
-                map.serialize_entry(k, v)?;
-            }
-        }
-        for (k, v) in self.defaults {
-            if !self.body.contains_key(k) {
-                map.serialize_entry(k, v)?;
-            }
-        }
-        if self.inject_reasoning
-            && !REASONING_FIELDS
-                .iter()
-                .any(|f| self.body.contains_key(f) || self.defaults.contains_key(*f))
-        {
-            map.serialize_entry("thinking", &serde_json::json!({"type": "enabled"}))?;
-        }
-        map.end()
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -844,14 +830,8 @@ mod tests {
             serde_json::from_str(r#"{"messages":[],"temperature":0.1,"tools":[1]}"#).unwrap();
         let defaults: Map<String, Value> =
             serde_json::from_str(r#"{"temperature":0.9,"seed":3}"#).unwrap();
-        let out = OutboundBody {
-            model: "up",
-            stream: true,
-            body: &body,
-            defaults: &defaults,
-            inject_reasoning: true,
-        };
-        let v: Value = serde_json::from_slice(&serde_json::to_vec(&out).unwrap()).unwrap();
+        let out = encode_outbound_body("up", true, &body, &defaults, true).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "up");
         assert_eq!(v["stream"], true);
         assert_eq!(v["temperature"], 0.1);
@@ -861,16 +841,24 @@ mod tests {
     }
 
     #[test]
+    fn outbound_body_keeps_the_clients_fields_in_order_and_escapes_names_as_json_does() {
+        let body: RawFields = serde_json::from_str(
+            r#"{"messages":[{"role":"user","content":"a \"q\""}],"odd \"key\"\t":1,"x":null}"#,
+        )
+        .unwrap();
+        let defaults: Map<String, Value> = serde_json::from_str(r#"{"top_p":0.5}"#).unwrap();
+        let out = encode_outbound_body("m \"2\"", true, &body, &defaults, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"m \"2\"","stream":true,"messages":[{"role":"user","content":"a \"q\""}],"odd \"key\"\t":1,"x":null,"top_p":0.5}"#
+        );
+    }
+
+    #[test]
     fn reasoning_switch_is_not_added_when_the_client_chose_one() {
         let body: RawFields = serde_json::from_str(r#"{"reasoning_effort":"low"}"#).unwrap();
-        let out = OutboundBody {
-            model: "m",
-            stream: false,
-            body: &body,
-            defaults: &Map::new(),
-            inject_reasoning: true,
-        };
-        let v: Value = serde_json::from_slice(&serde_json::to_vec(&out).unwrap()).unwrap();
+        let out = encode_outbound_body("m", false, &body, &Map::new(), true).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
         assert!(v.get("thinking").is_none());
     }
 
