@@ -89,9 +89,10 @@ pub fn authenticate_now(
     request: &mut Request,
 ) -> Option<Result<(), ApiError>> {
     let gateway = state.gateway();
-    let caller = match caller_without_lookup(state, &gateway, request.headers())? {
-        Ok(caller) => caller,
-        Err(refused) => return Some(Err(refused)),
+    let caller = match caller_without_lookup(state, &gateway, request.headers()) {
+        Presented::Known(Ok(caller)) => caller,
+        Presented::Known(Err(refused)) => return Some(Err(refused)),
+        Presented::VirtualKey(..) => return None,
     };
     Some(install_scope(state, gateway, caller, route, request))
 }
@@ -160,12 +161,9 @@ pub(super) async fn resolve_caller(
     gateway: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Caller, ApiError> {
-    if let Some(known) = caller_without_lookup(state, gateway, headers) {
-        return known;
-    }
-    // Left for a lookup only with virtual keys on and a key presented.
-    let (Some(keys), Some(presented)) = (&state.ops.keys, presented_key(headers)) else {
-        return Err(ApiError::unauthorized("invalid API key"));
+    let (keys, presented) = match caller_without_lookup(state, gateway, headers) {
+        Presented::Known(known) => return known,
+        Presented::VirtualKey(keys, presented) => (keys, presented),
     };
     // Boxed: a store lookup's future is kilobytes, and inline it would be
     // copied with every request's middleware future, keyed or not.
@@ -186,26 +184,35 @@ pub(super) async fn resolve_caller(
     }
 }
 
-/// The caller when no virtual key must be looked up for it: anyone when no
-/// master key is set, the master key's holder, or the master key's
-/// refusal when there are no virtual keys or no key was presented.
-fn caller_without_lookup(
-    state: &AppState,
+/// What the presented key says before any store lookup.
+enum Presented<'a> {
+    /// The caller, or the refusal, is known at once: anyone when no master
+    /// key is set, the master key's holder, or the master key's refusal
+    /// when there are no virtual keys or no key was presented.
+    Known(Result<Caller, ApiError>),
+    /// A key that may be a virtual one, to look up in `Keys`.
+    VirtualKey(&'a crate::keys::Keys, &'a str),
+}
+
+/// Reads the presented key against the master key, and says whether a
+/// virtual key must be looked up to know the caller.
+fn caller_without_lookup<'a>(
+    state: &'a AppState,
     gateway: &Gateway,
-    headers: &HeaderMap,
-) -> Option<Result<Caller, ApiError>> {
+    headers: &'a HeaderMap,
+) -> Presented<'a> {
     let Some(expected) = &gateway.master_key else {
-        return Some(Ok(Caller::Open));
+        return Presented::Known(Ok(Caller::Open));
     };
     let presented = presented_key(headers);
     if presented.is_some_and(|key| is_master(key, expected)) {
-        return Some(Ok(Caller::Master));
+        return Presented::Known(Ok(Caller::Master));
     }
-    if state.ops.keys.is_none() || presented.is_none_or(str::is_empty) {
+    match (&state.ops.keys, presented.filter(|key| !key.is_empty())) {
+        (Some(keys), Some(presented)) => Presented::VirtualKey(keys, presented),
         // No virtual keys, or no key at all: the master key's refusal.
-        return Some(check_key(headers, expected).map(|()| Caller::Master));
+        _ => Presented::Known(check_key(headers, expected).map(|()| Caller::Master)),
     }
-    None
 }
 
 /// Refuses a key that exists but may not be used now.
