@@ -1,4 +1,4 @@
-//! One plain request counted by callgrind: the instructions conclave runs
+//! One request counted by callgrind: the instructions conclave runs
 //! for it and, with the cache simulation, the cache lines it misses and the
 //! branches it mispredicts. Unlike times, these counts repeat exactly on a
 //! busy machine, so two builds can be told apart by a per cent or less.
@@ -20,6 +20,9 @@ use crate::{Result, fail, mock, suite};
 pub const WARM_UP: u64 = 1_000;
 /// Requests counted; the figures are the totals divided by this.
 pub const COUNTED: u64 = 4_000;
+/// Chunks in each counted stream (`--stream`), sent with no gap between
+/// them so that the count is of conclave's work per chunk, not of waiting.
+pub const STREAM_CHUNKS: usize = 20;
 /// Connections the requests are sent over.
 const CONNECTIONS: usize = 4;
 /// Longest wait for each step under valgrind (start-up, a load, the dump).
@@ -55,7 +58,16 @@ impl Counts {
     }
 }
 
-/// Counts `conclave`'s cost of one plain chat request (the benchmark's
+/// What is counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// A streamed chat request rather than a plain one.
+    pub stream: bool,
+    /// With callgrind's cache and branch simulation.
+    pub cache_sim: bool,
+}
+
+/// Counts `conclave`'s cost of one plain (or streamed) chat request (the benchmark's
 /// body, one deployment on the mock upstream at `mock`), with callgrind's
 /// cache and branch simulation when `cache_sim` is set. Files go to `work`.
 pub fn run(
@@ -63,11 +75,15 @@ pub fn run(
     oha: &Oha,
     mock: SocketAddr,
     work: &Path,
-    cache_sim: bool,
+    shape: Shape,
 ) -> Result<Counts> {
     require_valgrind()?;
     let config = work.join("counted.yaml");
-    let api_base = format!("http://{mock}{}", mock::api_path(0));
+    let api_base = if shape.stream {
+        format!("http://{mock}/n{STREAM_CHUNKS}-gap0/v1")
+    } else {
+        format!("http://{mock}{}", mock::api_path(0))
+    };
     std::fs::write(
         &config,
         format!(
@@ -75,13 +91,19 @@ pub fn run(
             suite::deployment_yaml("bench", &api_base)
         ),
     )?;
-    let body_file = suite::write_bodies(work)?;
+    let body_file = if shape.stream {
+        let path = work.join("counted-stream.json");
+        std::fs::write(&path, crate::body::chat_body("bench", true))?;
+        path
+    } else {
+        suite::write_bodies(work)?
+    };
     let out_file = work.join("callgrind.out");
     let mut tool_args = vec![
         "--tool=callgrind".to_owned(),
         format!("--callgrind-out-file={}", out_file.display()),
     ];
-    if cache_sim {
+    if shape.cache_sim {
         tool_args.extend(["--cache-sim=yes".to_owned(), "--branch-sim=yes".to_owned()]);
     }
     let port = free_port()?;

@@ -57,15 +57,19 @@ struct Args {
     /// The oha binary (default: <target>/bench-tools/bin/oha, installed if missing).
     #[arg(long)]
     oha: Option<PathBuf>,
-    /// Count one plain request's cost under callgrind (needs valgrind) and
-    /// print it, instead of the timed measurements: exact counts that repeat
-    /// on a busy machine.
+    /// Count one plain (or, with --stream, streamed) request's cost under
+    /// callgrind (needs valgrind) and print it, instead of the timed
+    /// measurements: exact counts that repeat on a busy machine.
     #[arg(long)]
     counted: bool,
     /// With --counted, also simulate the caches and branch predictor:
     /// misses and an estimate of cycles (several times slower).
     #[arg(long, requires = "counted")]
     cache_sim: bool,
+    /// With --counted, count a streamed request instead: the mock sends
+    /// `counted::STREAM_CHUNKS` chunks with no gap between them.
+    #[arg(long, requires = "counted")]
+    stream: bool,
     /// Only serve the mock upstream for this many seconds (for profiling by
     /// hand), printing its address; measures nothing.
     #[arg(long, value_name = "SECONDS")]
@@ -233,8 +237,11 @@ fn run(args: Args) -> Result<()> {
             WARM_UP = conclave_bench::counted::WARM_UP,
             COUNTED = conclave_bench::counted::COUNTED,
         );
-        let counts =
-            conclave_bench::counted::run(&conclave_bin, &oha, mock.addr(), &work, args.cache_sim)?;
+        let shape = conclave_bench::counted::Shape {
+            stream: args.stream,
+            cache_sim: args.cache_sim,
+        };
+        let counts = conclave_bench::counted::run(&conclave_bin, &oha, mock.addr(), &work, shape)?;
         print!("{}", conclave_bench::counted::describe(&counts));
         return Ok(());
     }

@@ -16,6 +16,7 @@ use super::dialect::{Dialect, Translator, call, read_json};
 use super::error::ApiError;
 use super::routes::json_response;
 use super::{AppState, Scope};
+use crate::providers::sse::Needle;
 use crate::translate::anthropic::{
     MessagesStream, answer_from_chat, check_count_request, count_tokens, error_body,
     request_to_chat,
@@ -265,8 +266,8 @@ impl Translator for MessagesEvents {
 
     fn push(&mut self, payload: &[u8]) -> Vec<Event> {
         if self.mode == Mode::Unknown {
-            const START: &[u8] = b"\"message_start\"";
-            if payload.windows(START.len()).any(|w| w == START) {
+            static START: Needle = Needle::new(b"\"message_start\"");
+            if START.is_in(payload) {
                 self.mode = Mode::Native;
             } else {
                 self.mode = Mode::Translated;

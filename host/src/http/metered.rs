@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use crate::openai::ProxyRequest;
 use crate::ops::{CallContext, OutcomeHandle, Reported, Usage, reported_in_body};
+use crate::providers::sse::Needle;
 
 /// The cost of the answer in USD (LiteLLM's `x-litellm-response-cost`).
 pub const RESPONSE_COST: HeaderName = HeaderName::from_static("x-conclave-response-cost");
@@ -188,7 +189,8 @@ impl<S> Metered<S> {
     /// Charges the chunk's usage once; true when the chunk is only usage
     /// and should be kept from the client.
     fn take_usage(&mut self, payload: &[u8]) -> bool {
-        if self.charged || !contains(payload, b"\"usage\"") {
+        static USAGE_KEY: Needle = Needle::new(b"\"usage\"");
+        if self.charged || !USAGE_KEY.is_in(payload) {
             return false;
         }
         let Some(mut chunk) = usage_chunk(payload) else {
@@ -255,10 +257,6 @@ fn usage_chunk(payload: &[u8]) -> Option<UsageChunk> {
         only_usage: reported.choices.count == 0 && reported.kind.is_none(),
         event: reported.kind,
     })
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

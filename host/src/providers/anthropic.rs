@@ -165,8 +165,8 @@ impl Translating {
     /// Translates one event payload into pending chunks.
     fn step(&mut self, payload: &Bytes) -> Result<(), UpstreamError> {
         if self.native {
-            const STOP: &[u8] = b"\"message_stop\"";
-            if payload.windows(STOP.len()).any(|w| w == STOP) {
+            static STOP: sse::Needle = sse::Needle::new(b"\"message_stop\"");
+            if STOP.is_in(payload) {
                 self.stopped = true;
             }
             self.pending.push_back(payload.clone());

@@ -166,7 +166,7 @@ impl Lines {
     /// needed, or an error when the event grows past the size limit.
     fn next_event(&mut self) -> Result<Option<Event>, UpstreamError> {
         loop {
-            let Some(pos) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') else {
+            let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..]) else {
                 self.scanned = self.buf.len();
                 self.check_size()?;
                 return Ok(None);
@@ -258,13 +258,40 @@ fn one_json_line(mut joined: BytesMut) -> Bytes {
     joined.freeze()
 }
 
+/// A byte string looked for in every payload of a stream before the
+/// payload is parsed (`"error"`, `"usage"`, ...). Comparing the needle at
+/// every offset of a 200-byte chunk costs a thousand instructions or more;
+/// memchr's vectorised searcher, built once per needle, a few dozen.
+pub struct Needle {
+    text: &'static [u8],
+    finder: std::sync::OnceLock<memchr::memmem::Finder<'static>>,
+}
+
+impl Needle {
+    /// A needle for a `static`.
+    pub const fn new(text: &'static [u8]) -> Self {
+        Self {
+            text,
+            finder: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether `haystack` holds the needle.
+    pub fn is_in(&self, haystack: &[u8]) -> bool {
+        self.finder
+            .get_or_init(|| memchr::memmem::Finder::new(self.text))
+            .find(haystack)
+            .is_some()
+    }
+}
+
 /// The failure a stream payload reports, when it is an error object
 /// (`{"error": ...}`) rather than a chunk: its status comes from the error's
 /// own `status`/`code`, else from its `type`/`code` words (a `rate_limit_error`
 /// is a 429), else 500.
 pub fn stream_error(payload: &[u8]) -> Option<UpstreamError> {
-    const KEY: &[u8] = b"\"error\"";
-    if !payload.windows(KEY.len()).any(|w| w == KEY) {
+    static ERROR_KEY: Needle = Needle::new(b"\"error\"");
+    if !ERROR_KEY.is_in(payload) {
         return None;
     }
     let json: Value = serde_json::from_slice(payload).ok()?;
@@ -447,6 +474,23 @@ mod tests {
         );
         assert!(started.elapsed() < idle * 3, "{:?}", started.elapsed());
         assert!(payloads.next().await.is_none());
+    }
+
+    #[test]
+    fn a_needle_is_found_at_every_offset_and_nowhere_else() {
+        static KEY: Needle = Needle::new(b"\"usage\"");
+        for len in 0..80 {
+            for at in 0..=len {
+                let mut text = vec![b'x'; len];
+                text.splice(at..at, b"\"usage\"".iter().copied());
+                assert!(KEY.is_in(&text), "at {at} of {len}");
+                // One byte short of the needle is not the needle.
+                text.remove(at + 3);
+                assert!(!KEY.is_in(&text), "cut at {at} of {len}");
+            }
+        }
+        assert!(!KEY.is_in(b""));
+        assert!(!KEY.is_in(b"\"usag\""));
     }
 
     #[test]
