@@ -67,9 +67,9 @@ pub struct Shape {
     pub cache_sim: bool,
 }
 
-/// Counts `conclave`'s cost of one plain (or streamed) chat request (the benchmark's
-/// body, one deployment on the mock upstream at `mock`), with callgrind's
-/// cache and branch simulation when `cache_sim` is set. Files go to `work`.
+/// Counts `conclave`'s cost of one chat request of `shape` (the
+/// benchmark's body, one deployment on the mock upstream at `mock`).
+/// Files go to `work`.
 pub fn run(
     conclave: &Path,
     oha: &Oha,

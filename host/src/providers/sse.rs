@@ -261,7 +261,7 @@ fn one_json_line(mut joined: BytesMut) -> Bytes {
 /// A byte string looked for in every payload of a stream before the
 /// payload is parsed (`"error"`, `"usage"`, ...). Comparing the needle at
 /// every offset of a 200-byte chunk costs a thousand instructions or more;
-/// memchr's vectorised searcher, built once per needle, a few dozen.
+/// memchr's vectorised searcher, built once per needle, about a hundred.
 pub struct Needle {
     text: &'static [u8],
     finder: std::sync::OnceLock<memchr::memmem::Finder<'static>>,
