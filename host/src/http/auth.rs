@@ -211,7 +211,7 @@ fn caller_without_lookup<'a>(
     match (&state.ops.keys, presented.filter(|key| !key.is_empty())) {
         (Some(keys), Some(presented)) => Presented::VirtualKey(keys, presented),
         // No virtual keys, or no key at all: the master key's refusal.
-        _ => Presented::Known(check_key(headers, expected).map(|()| Caller::Master)),
+        _ => Presented::Known(Err(refusal(presented))),
     }
 }
 
@@ -264,12 +264,22 @@ fn store_unavailable() -> ApiError {
 
 /// Checks the presented key against `expected` in constant time.
 pub(super) fn check_key(headers: &HeaderMap, expected: &Secret) -> Result<(), ApiError> {
-    match presented_key(headers) {
-        None => Err(ApiError::unauthorized(
-            "missing API key: send Authorization: Bearer <key> or x-api-key",
-        )),
-        Some(key) if !is_master(key, expected) => Err(ApiError::unauthorized("invalid API key")),
-        Some(_) => Ok(()),
+    let presented = presented_key(headers);
+    if presented.is_some_and(|key| is_master(key, expected)) {
+        Ok(())
+    } else {
+        Err(refusal(presented))
+    }
+}
+
+/// The master key's refusal of `presented`, a key already found not to be
+/// the master key (or no key at all).
+fn refusal(presented: Option<&str>) -> ApiError {
+    match presented {
+        None => {
+            ApiError::unauthorized("missing API key: send Authorization: Bearer <key> or x-api-key")
+        }
+        Some(_) => ApiError::unauthorized("invalid API key"),
     }
 }
 

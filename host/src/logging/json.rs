@@ -49,7 +49,12 @@ where
     let meta = event.metadata();
     let mut serializer = serde_json::Serializer::new(out);
     let mut map = serializer.serialize_map(None)?;
-    map.serialize_entry("timestamp", &format_args!("{}", now()))?;
+    let mut timestamp = Vec::with_capacity(TIMESTAMP_LEN);
+    push_time(&mut timestamp, std::time::SystemTime::now());
+    map.serialize_entry(
+        "timestamp",
+        std::str::from_utf8(&timestamp).unwrap_or_default(),
+    )?;
     map.serialize_entry("level", &meta.level().as_serde())?;
     let mut visitor = tracing_serde::SerdeMapVisitor::new(map);
     event.record(&mut visitor);
@@ -67,10 +72,8 @@ where
     SerializeMap::end(map)
 }
 
-/// The time a line is written, as every line gives it.
-fn now() -> humantime::Rfc3339Timestamp {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now())
-}
+/// The length of a line's timestamp (`2026-12-04T20:38:08.123456Z`).
+const TIMESTAMP_LEN: usize = 27;
 
 /// One info line written without going through `tracing`, in the shape
 /// [`JsonLines`] gives an event: for lines written for every request (the
@@ -157,9 +160,9 @@ impl InfoLine {
     }
 }
 
-/// Appends `time` as [`now`] writes it (RFC 3339, UTC, to the
-/// microsecond). The date and time to the second are formatted once a
-/// second on each thread; each line adds only its microseconds.
+/// Appends `time` as every line gives it, in either log format (RFC 3339,
+/// UTC, to the microsecond). The date and time to the second are formatted
+/// once a second on each thread; each line adds only its microseconds.
 fn push_time(out: &mut Vec<u8>, time: std::time::SystemTime) {
     /// The second last formatted on this thread, and its text up to the
     /// decimal point (`2026-12-04T20:38:08`).
