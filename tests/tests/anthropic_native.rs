@@ -5,7 +5,8 @@
 //! streamed and not, with cache-read tokens as
 //! `prompt_tokens_details.cached_tokens`; a 529 overloaded answer is retried;
 //! Messages clients (the official `anthropic` SDK) are passed through with
-//! `cache_control` and `thinking` untouched and get the cache usage back.
+//! `cache_control` and `thinking` untouched and get the cache usage back,
+//! and LiteLLM's request settings they send stay with the gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod sdk_support;
@@ -462,6 +463,77 @@ async fn the_anthropic_sdk_is_passed_through_with_cache_control_and_thinking_int
     let raw = String::from_utf8_lossy(&calls[0].raw);
     assert!(!raw.contains("conclave"), "{raw}");
     assert!(!raw.contains("reasoning_effort"), "{raw}");
+}
+
+/// LiteLLM's request settings a Messages client may send beside Anthropic's
+/// own fields; each names something the gateway does, none is Anthropic's.
+fn gateway_settings() -> Value {
+    json!({
+        "tags": ["team-a"],
+        "num_retries": 1,
+        "timeout": 30,
+        "request_timeout": 30,
+        "caching": false,
+        "cache": {"no-cache": true},
+        "fallbacks": [],
+        "disable_fallbacks": true,
+        "litellm_metadata": {"trace": "t-1"},
+    })
+}
+
+#[tokio::test]
+async fn a_messages_request_passed_through_keeps_the_gateway_settings_to_itself() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let sends = [
+        ("/v1/messages", Some(false)),
+        ("/v1/messages", Some(true)),
+        ("/v1/messages/count_tokens", None),
+    ];
+    for (path, stream) in sends {
+        let mut body = json!({
+            "model": "claude", "metadata": {"user_id": "u-1"},
+            "messages": [{"role": "user", "content": "hi"}],
+        });
+        let fields = body.as_object_mut().unwrap();
+        if let Some(stream) = stream {
+            fields.insert("max_tokens".into(), json!(64));
+            fields.insert("stream".into(), json!(stream));
+        }
+        fields.extend(gateway_settings().as_object().unwrap().clone());
+        let r = proxy
+            .client
+            .post(proxy.url(path))
+            .header("x-api-key", MASTER)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "{path}, stream {stream:?}: {text}");
+    }
+    let calls = fake.calls();
+    assert_eq!(calls.len(), sends.len());
+    for call in &calls {
+        assert_eq!(call.headers["x-api-key"], UPSTREAM_KEY);
+        let sent = call.body.as_object().unwrap();
+        for field in gateway_settings().as_object().unwrap().keys() {
+            assert!(
+                !sent.contains_key(field),
+                "{field} reached {}: {}",
+                call.path,
+                call.body
+            );
+        }
+        // Anthropic's own `metadata` is the client's to send.
+        assert_eq!(
+            call.body["metadata"],
+            json!({"user_id": "u-1"}),
+            "{}",
+            call.path
+        );
+    }
 }
 
 #[tokio::test]

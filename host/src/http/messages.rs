@@ -144,6 +144,8 @@ async fn count_upstream(
     let crate::providers::Target::Http(target) = &deployment.target else {
         return None;
     };
+    // The gateway's own settings are not Anthropic's to see.
+    let body = crate::openai::without_carried_settings(body);
     target
         .count_tokens(gateway.router.client(), body, deployment.timeouts.request)
         .await
@@ -207,11 +209,13 @@ impl Dialect for Messages {
     }
 
     /// The chat translation, carrying the original body for `anthropic/`
-    /// deployments, which send it as it is ([`NATIVE_FIELD`]).
+    /// deployments, which send it as it is ([`NATIVE_FIELD`]) but for the
+    /// gateway's own settings, which Anthropic would refuse.
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError> {
         let mut chat = request_to_chat(body, self.native)?;
         if let Some(map) = chat.as_object_mut() {
-            map.insert(NATIVE_FIELD.into(), body.clone());
+            let native = crate::openai::without_carried_settings(body);
+            map.insert(NATIVE_FIELD.into(), native);
         }
         Ok(chat)
     }

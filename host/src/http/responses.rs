@@ -444,12 +444,7 @@ impl Dialect for Responses {
             && let Some(map) = chat.as_object_mut()
         {
             // The gateway's settings never go to the upstream.
-            let mut native = body.clone();
-            if let Some(fields) = native.as_object_mut() {
-                for field in crate::openai::carried_settings() {
-                    fields.remove(field);
-                }
-            }
+            let native = crate::openai::without_carried_settings(body);
             map.insert(NATIVE_FIELD.into(), native);
         }
         Ok(chat)

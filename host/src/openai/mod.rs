@@ -103,6 +103,19 @@ pub fn carried_settings() -> impl Iterator<Item = &'static str> {
         .chain(["cache", "fallbacks", "disable_fallbacks"])
 }
 
+/// `body` without the gateway's request settings ([`carried_settings`]):
+/// the copy of another API's body that a native deployment sends on as it
+/// is, where an upstream would refuse fields it does not define.
+pub fn without_carried_settings(body: &serde_json::Value) -> serde_json::Value {
+    let mut native = body.clone();
+    if let Some(fields) = native.as_object_mut() {
+        for field in carried_settings() {
+            fields.remove(field);
+        }
+    }
+    native
+}
+
 /// Shortest timeout a request may ask for (1 ms): below it no upstream
 /// could answer, and the call would only fail.
 pub const MIN_REQUEST_TIMEOUT_SECS: f64 = 0.001;

@@ -400,13 +400,12 @@ impl HttpTarget {
     pub async fn count_tokens(
         &self,
         client: &reqwest::Client,
-        body: &Value,
+        mut body: Value,
         wait: Duration,
     ) -> Option<Result<Bytes, UpstreamError>> {
         if self.spec.dialect != Dialect::Anthropic {
             return None;
         }
-        let mut body = body.clone();
         body["model"] = Value::String(self.upstream_model.clone());
         let url = format!(
             "{}/count_tokens",
