@@ -49,12 +49,7 @@ where
     let meta = event.metadata();
     let mut serializer = serde_json::Serializer::new(out);
     let mut map = serializer.serialize_map(None)?;
-    let mut timestamp = Vec::with_capacity(TIMESTAMP_LEN);
-    push_time(&mut timestamp, std::time::SystemTime::now());
-    map.serialize_entry(
-        "timestamp",
-        std::str::from_utf8(&timestamp).unwrap_or_default(),
-    )?;
+    map.serialize_entry("timestamp", &timestamp())?;
     map.serialize_entry("level", &meta.level().as_serde())?;
     let mut visitor = tracing_serde::SerdeMapVisitor::new(map);
     event.record(&mut visitor);
@@ -74,6 +69,13 @@ where
 
 /// The length of a line's timestamp (`2026-12-04T20:38:08.123456Z`).
 const TIMESTAMP_LEN: usize = 27;
+
+/// The time now as every line gives it, in either log format ([`push_time`]).
+pub(super) fn timestamp() -> String {
+    let mut text = Vec::with_capacity(TIMESTAMP_LEN);
+    push_time(&mut text, std::time::SystemTime::now());
+    String::from_utf8(text).unwrap_or_default()
+}
 
 /// One info line written without going through `tracing`, in the shape
 /// [`JsonLines`] gives an event: for lines written for every request (the
@@ -160,8 +162,8 @@ impl InfoLine {
     }
 }
 
-/// Appends `time` as every line gives it, in either log format (RFC 3339,
-/// UTC, to the microsecond). The date and time to the second are formatted
+/// Appends `time` as every line gives it (RFC 3339, UTC, to the
+/// microsecond). The date and time to the second are formatted
 /// once a second on each thread; each line adds only its microseconds.
 fn push_time(out: &mut Vec<u8>, time: std::time::SystemTime) {
     /// The second last formatted on this thread, and its text up to the

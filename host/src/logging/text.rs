@@ -32,8 +32,8 @@ where
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let mut line = String::with_capacity(384);
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-        write!(line, "{now} {} ", level_name(meta.level()))?;
+        line.push_str(&super::json::timestamp());
+        write!(line, " {} ", level_name(meta.level()))?;
         let current = event
             .parent()
             .and_then(|id| ctx.span(id))
