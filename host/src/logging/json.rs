@@ -49,7 +49,7 @@ where
     let meta = event.metadata();
     let mut serializer = serde_json::Serializer::new(out);
     let mut map = serializer.serialize_map(None)?;
-    map.serialize_entry("timestamp", &timestamp())?;
+    map.serialize_entry("timestamp", Timestamp::now().as_str())?;
     map.serialize_entry("level", &meta.level().as_serde())?;
     let mut visitor = tracing_serde::SerdeMapVisitor::new(map);
     event.record(&mut visitor);
@@ -65,16 +65,6 @@ where
         map.serialize_entry("spans", &SpanList(&spans))?;
     }
     SerializeMap::end(map)
-}
-
-/// The length of a line's timestamp (`2026-12-04T20:38:08.123456Z`).
-const TIMESTAMP_LEN: usize = 27;
-
-/// The time now as every line gives it, in either log format ([`push_time`]).
-pub(super) fn timestamp() -> String {
-    let mut text = Vec::with_capacity(TIMESTAMP_LEN);
-    push_time(&mut text, std::time::SystemTime::now());
-    String::from_utf8(text).unwrap_or_default()
 }
 
 /// One info line written without going through `tracing`, in the shape
@@ -93,7 +83,8 @@ impl InfoLine {
             out: Vec::with_capacity(512),
         };
         line.out.extend_from_slice(b"{\"timestamp\":\"");
-        push_time(&mut line.out, std::time::SystemTime::now());
+        line.out
+            .extend_from_slice(Timestamp::now().as_str().as_bytes());
         line.out.extend_from_slice(b"\",\"level\":\"INFO\"");
         line.text("message", message)
     }
@@ -162,45 +153,60 @@ impl InfoLine {
     }
 }
 
-/// Appends `time` as every line gives it (RFC 3339, UTC, to the
-/// microsecond). The date and time to the second are formatted
-/// once a second on each thread; each line adds only its microseconds.
-fn push_time(out: &mut Vec<u8>, time: std::time::SystemTime) {
-    /// The second last formatted on this thread, and its text up to the
-    /// decimal point (`2026-12-04T20:38:08`).
-    struct Second {
-        unix: u64,
-        text: [u8; 19],
+/// A line's time as every line gives it, in either log format (RFC 3339,
+/// UTC, to the microsecond: `2026-12-04T20:38:08.123456Z`), on the stack.
+/// The date and time to the second are formatted once a second on each
+/// thread; each line adds only its microseconds.
+pub(super) struct Timestamp([u8; 27]);
+
+impl Timestamp {
+    /// The time now.
+    pub(super) fn now() -> Self {
+        Self::at(std::time::SystemTime::now())
     }
-    thread_local! {
-        static SECOND: std::cell::RefCell<Option<Second>> = const { std::cell::RefCell::new(None) };
-    }
-    let since_epoch = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let unix = since_epoch.as_secs();
-    SECOND.with_borrow_mut(|second| {
-        let second = match second {
-            Some(cached) if cached.unix == unix => cached,
-            _ => {
-                let whole = std::time::UNIX_EPOCH + Duration::from_secs(unix);
-                let text = humantime::format_rfc3339_seconds(whole).to_string();
-                let mut prefix = [b'0'; 19];
-                if let Some(date_time) = text.as_bytes().get(..19) {
-                    prefix.copy_from_slice(date_time);
+
+    fn at(time: std::time::SystemTime) -> Self {
+        /// The second last formatted on this thread, and its text up to the
+        /// decimal point (`2026-12-04T20:38:08`).
+        struct Second {
+            unix: u64,
+            text: [u8; 19],
+        }
+        thread_local! {
+            static SECOND: std::cell::RefCell<Option<Second>> = const { std::cell::RefCell::new(None) };
+        }
+        let since_epoch = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let unix = since_epoch.as_secs();
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        SECOND.with_borrow_mut(|second| {
+            let second = match second {
+                Some(cached) if cached.unix == unix => cached,
+                _ => {
+                    let whole = std::time::UNIX_EPOCH + Duration::from_secs(unix);
+                    let text = humantime::format_rfc3339_seconds(whole).to_string();
+                    let mut prefix = [b'0'; 19];
+                    if let Some(date_time) = text.as_bytes().get(..19) {
+                        prefix.copy_from_slice(date_time);
+                    }
+                    second.insert(Second { unix, text: prefix })
                 }
-                second.insert(Second { unix, text: prefix })
-            }
-        };
-        out.extend_from_slice(&second.text);
-    });
-    let mut micros = since_epoch.subsec_micros();
-    let mut digits = *b".000000Z";
-    for digit in digits[1..7].iter_mut().rev() {
-        *digit = b'0' + (micros % 10) as u8;
-        micros /= 10;
+            };
+            out[..19].copy_from_slice(&second.text);
+        });
+        let mut micros = since_epoch.subsec_micros();
+        for digit in out[20..26].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        Self(out)
     }
-    out.extend_from_slice(&digits);
+
+    /// The text: ASCII digits and separators, so reading it never fails.
+    pub(super) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// A span as `{"name": ..., <its fields>}`.
@@ -321,10 +327,8 @@ mod tests {
         let start = std::time::UNIX_EPOCH + Duration::from_secs(1_796_416_683);
         for offset_us in [0u64, 1, 999_999, 1_000_000, 1_234_567, 86_400_000_001] {
             let time = start + Duration::from_micros(offset_us);
-            let mut out = Vec::new();
-            push_time(&mut out, time);
             let expected = humantime::format_rfc3339_micros(time).to_string();
-            assert_eq!(String::from_utf8(out).unwrap(), expected);
+            assert_eq!(Timestamp::at(time).as_str(), expected);
         }
     }
 

@@ -32,7 +32,7 @@ where
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let mut line = String::with_capacity(384);
-        line.push_str(&super::json::timestamp());
+        line.push_str(super::json::Timestamp::now().as_str());
         write!(line, " {} ", level_name(meta.level()))?;
         let current = event
             .parent()
