@@ -79,11 +79,16 @@ pub fn run(
 ) -> Result<Counts> {
     require_valgrind()?;
     let config = work.join("counted.yaml");
-    let api_base = if shape.stream {
-        format!("http://{mock}/n{STREAM_CHUNKS}-gap0/v1")
+    let spec = if shape.stream {
+        mock::Spec {
+            chunks: STREAM_CHUNKS,
+            gap: Duration::ZERO,
+            ..mock::Spec::default()
+        }
     } else {
-        format!("http://{mock}{}", mock::api_path(0))
+        mock::Spec::default()
     };
+    let api_base = format!("http://{mock}{}", spec.api_path());
     std::fs::write(
         &config,
         format!(

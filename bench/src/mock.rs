@@ -97,13 +97,36 @@ impl Spec {
     }
 }
 
-/// The `api_base` path for a spec, e.g. `/lat40/v1`.
-pub fn api_path(latency_ms: u64) -> String {
-    if latency_ms == 0 {
-        "/v1".to_owned()
-    } else {
-        format!("/lat{latency_ms}/v1")
+impl Spec {
+    /// The `api_base` path that selects this spec, e.g. `/lat40-n3/v1`;
+    /// [`Spec::from_path`] reads it back. Items at their default are left out.
+    pub fn api_path(&self) -> String {
+        let mut items = Vec::new();
+        if !self.latency.is_zero() {
+            items.push(format!("lat{}", self.latency.as_millis()));
+        }
+        if self.chunks != DEFAULT_CHUNKS {
+            items.push(format!("n{}", self.chunks));
+        }
+        if self.gap != DEFAULT_GAP {
+            items.push(format!("gap{}", self.gap.as_millis()));
+        }
+        if items.is_empty() {
+            "/v1".to_owned()
+        } else {
+            format!("/{}/v1", items.join("-"))
+        }
     }
+}
+
+/// The `api_base` path of a deployment that waits `latency_ms` before
+/// answering, e.g. `/lat40/v1`.
+pub fn api_path(latency_ms: u64) -> String {
+    Spec {
+        latency: Duration::from_millis(latency_ms),
+        ..Spec::default()
+    }
+    .api_path()
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -394,6 +417,31 @@ mod tests {
         assert_eq!(Spec::from_path("/fast/v1/chat/completions"), None);
         assert_eq!(api_path(0), "/v1");
         assert_eq!(api_path(30), "/lat30/v1");
+    }
+
+    #[test]
+    fn a_spec_path_reads_back_as_the_same_spec() {
+        let ms = Duration::from_millis;
+        for spec in [
+            Spec::default(),
+            Spec {
+                latency: ms(40),
+                ..Spec::default()
+            },
+            Spec {
+                chunks: 20,
+                gap: Duration::ZERO,
+                ..Spec::default()
+            },
+            Spec {
+                latency: ms(5),
+                chunks: 3,
+                gap: ms(10),
+            },
+        ] {
+            let path = format!("{}/chat/completions", spec.api_path());
+            assert_eq!(Spec::from_path(&path), Some(spec), "{path}");
+        }
     }
 
     #[tokio::test]

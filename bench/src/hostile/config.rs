@@ -7,10 +7,11 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::upstream::Hostile;
 use crate::Result;
+use crate::mock::Spec;
 
 /// `general_settings.max_connections` of the run.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -99,25 +100,24 @@ pub fn write(work: &Path, mock: SocketAddr, hostile: &Hostile, strategy: &Path) 
     let env_sh = work.join("print-env.sh");
     std::fs::write(&env_sh, "#!/bin/sh\nenv\n")?;
     std::fs::set_permissions(&env_sh, std::fs::Permissions::from_mode(0o755))?;
-    let plain = |spec: &str| format!("http://{mock}{spec}/v1");
+    let plain = |spec: Spec| format!("http://{mock}{}", spec.api_path());
     let h = |behaviour: &str| format!("{}/v1", hostile.base(behaviour));
 
     let mut yaml =
         String::from("# Written by the hostile run; rewritten on every run.\nmodel_list:\n");
-    deployment(&mut yaml, "plain", &plain(""), &[]);
-    deployment(
-        &mut yaml,
-        "plain-stream",
-        &plain(&format!("/n{PLAIN_STREAM_CHUNKS}-gap10")),
-        &[],
-    );
-    deployment(&mut yaml, "slow", &plain(&format!("/lat{SLOW_MS}")), &[]);
-    deployment(
-        &mut yaml,
-        "member",
-        &plain(&format!("/lat{MEMBER_MS}")),
-        &[],
-    );
+    let waiting = |ms: u64| Spec {
+        latency: Duration::from_millis(ms),
+        ..Spec::default()
+    };
+    deployment(&mut yaml, "plain", &plain(Spec::default()), &[]);
+    let stream = Spec {
+        chunks: PLAIN_STREAM_CHUNKS,
+        gap: Duration::from_millis(10),
+        ..Spec::default()
+    };
+    deployment(&mut yaml, "plain-stream", &plain(stream), &[]);
+    deployment(&mut yaml, "slow", &plain(waiting(SLOW_MS)), &[]);
+    deployment(&mut yaml, "member", &plain(waiting(MEMBER_MS)), &[]);
     deployment(
         &mut yaml,
         "stall",

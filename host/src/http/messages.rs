@@ -144,8 +144,6 @@ async fn count_upstream(
     let crate::providers::Target::Http(target) = &deployment.target else {
         return None;
     };
-    // The gateway's own settings are not Anthropic's to see.
-    let body = crate::openai::without_carried_settings(body);
     target
         .count_tokens(gateway.router.client(), body, deployment.timeouts.request)
         .await

@@ -396,16 +396,18 @@ impl HttpTarget {
     }
 
     /// Anthropic's own token count for a Messages body (sent with this
-    /// deployment's model name); `None` for a target of another dialect.
+    /// deployment's model name, without the gateway's own settings, which
+    /// Anthropic refuses); `None` for a target of another dialect.
     pub async fn count_tokens(
         &self,
         client: &reqwest::Client,
-        mut body: Value,
+        body: &Value,
         wait: Duration,
     ) -> Option<Result<Bytes, UpstreamError>> {
         if self.spec.dialect != Dialect::Anthropic {
             return None;
         }
+        let mut body = crate::openai::without_carried_settings(body);
         body["model"] = Value::String(self.upstream_model.clone());
         let url = format!(
             "{}/count_tokens",

@@ -1,5 +1,6 @@
 //! The one wasmtime engine: pooling allocator with copy-on-write memory
-//! images, epoch interruption ticked by one background thread, a linker
+//! images, epoch interruption ticked by one background thread while a
+//! strategy runs ([`EpochClock`]), a linker
 //! that offers strategies the host imports and a WASI with no capabilities,
 //! and (when configured) the on-disk compile cache. There is no global:
 //! `serve` and `check` make one [`SharedEngine`] and pass it down.
@@ -12,7 +13,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{Strategy, StrategyPre};
-use super::limits::{EPOCH_TICK, MAX_MEMORY_BYTES};
+use super::epoch::EpochClock;
+use super::limits::MAX_MEMORY_BYTES;
 use super::run::{CompiledStrategy, RunState};
 use crate::compile_cache::{CompileCache, Vetted};
 
@@ -24,6 +26,8 @@ pub struct StrategyEngine {
     pub(super) engine: Engine,
     linker: Linker<RunState>,
     cache: Option<CompileCache>,
+    /// Advances the epoch while a strategy runs.
+    clock: Arc<EpochClock>,
     /// One compilation at a time: they are CPU-bound anyway, and it lets the
     /// cache's hit counter tell which compilation it served.
     compiling: Mutex<()>,
@@ -116,21 +120,13 @@ impl StrategyEngine {
         Strategy::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| format!("linking host imports: {e:#}"))?;
 
-        let ticker = engine.weak();
-        std::thread::Builder::new()
-            .name("conclave-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })
+        let clock = EpochClock::start(&engine)
             .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
         Ok(Self {
             engine,
             linker,
             cache,
+            clock,
             compiling: Mutex::new(()),
         })
     }
@@ -194,6 +190,7 @@ impl StrategyEngine {
             from_cache,
             load_time,
             pre,
+            clock: Arc::clone(&self.clock),
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod bindings;
 mod builtin;
 pub mod convert;
 pub mod engine;
+mod epoch;
 pub mod error;
 pub mod limits;
 pub mod profiles;

@@ -20,6 +20,7 @@ use super::convert::{
     ChunkDelta, StreamAccumulator, body_from_request, check_answer, request_bytes,
     response_from_json,
 };
+use super::epoch::{EpochClock, Ticking};
 use super::error::StrategyError;
 use super::limits::{EPOCH_TICK, Limits};
 use super::trace::{Trace, TraceNode};
@@ -52,6 +53,8 @@ pub struct CompiledStrategy {
     /// How long compiling (or loading from the cache) took.
     pub load_time: Duration,
     pub(super) pre: StrategyPre<RunState>,
+    /// The engine's epoch clock, kept ticking by every run's store.
+    pub(super) clock: Arc<EpochClock>,
 }
 
 /// Where streamed output goes: chunk payloads (JSON text) for the client.
@@ -122,6 +125,8 @@ pub struct RunState {
     pub streamed_answer: bool,
     /// The run's OpenTelemetry spans, when the request is traced.
     spans: Option<WorkflowSpans>,
+    /// Keeps the epoch clock ticking (the CPU limit) while the store lives.
+    ticking: Option<Ticking>,
 }
 
 impl WasiView for RunState {
@@ -239,11 +244,13 @@ impl RunState {
             trace: Trace::new(profile),
             streamed_answer: false,
             spans: None,
+            ticking: None,
         }
     }
 }
 
-fn new_store(strategy: &CompiledStrategy, state: RunState) -> Store<RunState> {
+fn new_store(strategy: &CompiledStrategy, mut state: RunState) -> Store<RunState> {
+    state.ticking = Some(strategy.clock.run_started());
     let mut store = Store::new(strategy.pre.engine(), state);
     store.limiter(|s| s as &mut dyn ResourceLimiter);
     let max_ticks = (state_ticks(&store.data().limits)).max(1);

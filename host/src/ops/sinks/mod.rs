@@ -31,8 +31,11 @@ pub use traces::Traces;
 
 /// Outcomes waiting for the dispatcher before new ones are dropped.
 const CHANNEL_CAPACITY: usize = 16 * 1024;
-/// How often the dispatcher takes what the channel holds.
+/// How often the dispatcher takes what the channel holds while it is busy.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Empty drains in a row (half a second) after which the dispatcher parks
+/// until the next outcome.
+const IDLE_DRAINS: u32 = 50;
 /// At most one "outcomes dropped" warning per this interval.
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -174,43 +177,166 @@ fn record_guarded(sink: &dyn OutcomeSink, outcome: &Outcome) {
     }
 }
 
-/// Drains the channel every [`DRAIN_INTERVAL`] instead of parking on it: a
-/// parked receiver must be woken by every send, which costs a futex call and
-/// a thread switch per request; a polling one costs the senders nothing.
-/// The lines the sinks log (the access log's) leave together after each
-/// drain, in one write.
+/// Drains the channel every [`DRAIN_INTERVAL`] while outcomes arrive
+/// instead of parking on it: a parked receiver must be woken by every send,
+/// which costs a futex call and a thread switch per request; a polling one
+/// costs the senders nothing. After [`IDLE_DRAINS`] empty drains in a row
+/// it parks until the next message, so an idle gateway's dispatcher does
+/// not wake a hundred times a second; only the first outcome after a quiet
+/// spell pays the wake-up. The lines the sinks log (the access log's) leave
+/// together after each drain, in one write.
 fn dispatch(mut rx: mpsc::Receiver<Message>, sinks: &[Arc<dyn OutcomeSink>]) {
     crate::logging::batch_this_thread();
-    let flush = || {
-        sinks.iter().for_each(|sink| sink.flush());
-        crate::logging::flush_this_thread();
-    };
+    let mut empty_drains = 0;
     loop {
-        let mut recorded = false;
-        loop {
-            match rx.try_recv() {
-                Ok(Message::Outcome(mut outcome)) => {
-                    outcome.read_kept_answer();
-                    for sink in sinks {
-                        record_guarded(sink.as_ref(), &outcome);
-                    }
-                    recorded = true;
-                }
-                Ok(Message::Flush(ack)) => {
-                    flush();
-                    recorded = false;
-                    let _ = ack.send(());
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    flush();
-                    return;
-                }
+        match drain(&mut rx, sinks) {
+            Drained::Closed => return,
+            Drained::Some => empty_drains = 0,
+            Drained::Nothing => empty_drains += 1,
+        }
+        if empty_drains < IDLE_DRAINS {
+            std::thread::sleep(DRAIN_INTERVAL);
+            continue;
+        }
+        empty_drains = 0;
+        let Some(message) = rx.blocking_recv() else {
+            return;
+        };
+        if handle(message, sinks) {
+            flush_all(sinks);
+        }
+    }
+}
+
+/// What one drain of the channel found.
+enum Drained {
+    /// At least one message.
+    Some,
+    /// Nothing waiting.
+    Nothing,
+    /// Every sender is gone: the gateway is shutting down.
+    Closed,
+}
+
+/// Hands every waiting message to the sinks, then flushes them once.
+fn drain(rx: &mut mpsc::Receiver<Message>, sinks: &[Arc<dyn OutcomeSink>]) -> Drained {
+    let mut received = false;
+    let mut unflushed = false;
+    loop {
+        match rx.try_recv() {
+            Ok(message) => {
+                received = true;
+                unflushed = handle(message, sinks);
+            }
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                flush_all(sinks);
+                return Drained::Closed;
             }
         }
-        if recorded {
-            flush();
+    }
+    if unflushed {
+        flush_all(sinks);
+    }
+    if received {
+        Drained::Some
+    } else {
+        Drained::Nothing
+    }
+}
+
+/// Records an outcome in every sink (true: a flush is due), or flushes and
+/// acknowledges a flush request (false: nothing is left unflushed).
+fn handle(message: Message, sinks: &[Arc<dyn OutcomeSink>]) -> bool {
+    match message {
+        Message::Outcome(mut outcome) => {
+            outcome.read_kept_answer();
+            for sink in sinks {
+                record_guarded(sink.as_ref(), &outcome);
+            }
+            true
         }
-        std::thread::sleep(DRAIN_INTERVAL);
+        Message::Flush(ack) => {
+            flush_all(sinks);
+            let _ = ack.send(());
+            false
+        }
+    }
+}
+
+/// Lets every sink hand on what it batched, and writes this thread's log
+/// lines.
+fn flush_all(sinks: &[Arc<dyn OutcomeSink>]) {
+    sinks.iter().for_each(|sink| sink.flush());
+    crate::logging::flush_this_thread();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{CallContext, Caller, PendingOutcome, RequestContext, RequestId};
+
+    #[derive(Default)]
+    struct Counter(AtomicU64);
+
+    impl OutcomeSink for Counter {
+        fn name(&self) -> &'static str {
+            "counter"
+        }
+
+        fn record(&self, _: &Outcome) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Emits one request outcome through `outcomes`, as a finished request
+    /// does.
+    fn finish_a_request(outcomes: &Outcomes) {
+        let request = RequestContext::new(
+            RequestId::generate(),
+            Caller::Master,
+            "/v1/chat/completions",
+            outcomes.clone(),
+        );
+        let ctx = CallContext::client(Arc::new(request));
+        drop(PendingOutcome::request(&ctx, "m", false));
+    }
+
+    /// Whether `counter` reaches `n` within five seconds.
+    fn counts_to(counter: &Counter, n: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if counter.0.load(Ordering::Relaxed) == n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn an_outcome_after_the_dispatcher_parks_still_reaches_the_sinks() {
+        let counter = Arc::new(Counter::default());
+        let outcomes = Outcomes::start(vec![counter.clone()]).unwrap();
+        finish_a_request(&outcomes);
+        assert!(counts_to(&counter, 1));
+        // Long enough for the dispatcher to find the channel empty
+        // IDLE_DRAINS times and park.
+        std::thread::sleep(DRAIN_INTERVAL * (IDLE_DRAINS + 30));
+        finish_a_request(&outcomes);
+        assert!(counts_to(&counter, 2));
+        finish_a_request(&outcomes);
+        assert!(counts_to(&counter, 3));
+    }
+
+    #[test]
+    fn a_flush_after_the_dispatcher_parks_is_acknowledged() {
+        let outcomes = Outcomes::start(vec![Arc::new(Counter::default())]).unwrap();
+        std::thread::sleep(DRAIN_INTERVAL * (IDLE_DRAINS + 30));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        assert!(runtime.block_on(outcomes.flush(Duration::from_secs(5))));
     }
 }
