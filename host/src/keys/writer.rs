@@ -36,9 +36,10 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 /// second, not once per few thousand rows.
 pub const BATCH: usize = 25_000;
 /// How often waiting rows are taken from the channel. The writer does not
-/// wait on the channel itself: a waiting receiver is woken by every row,
-/// and on its own thread each wake-up is a system call and a context switch
-/// per request. Polled, it wakes twenty times a second whatever the load.
+/// wait on the channel while rows are coming: a waiting receiver is woken
+/// by every row, and on its own thread each wake-up is a system call and a
+/// context switch per request. Polled, it wakes twenty times a second
+/// while rows wait; with none waiting it sleeps until the next one.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// Pause before writing again after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
@@ -236,6 +237,20 @@ impl Task {
             if self.drain() {
                 return (None, true);
             }
+            if self.pending.is_empty() && !self.failing {
+                // Nothing to write: wait for the next row or flush instead
+                // of polling an idle channel. Only the first row after a
+                // quiet spell wakes the writer; the rows behind it are
+                // polled for again.
+                tokio::select! {
+                    reply = self.flushes.recv() => return (reply, false),
+                    row = self.rows.recv() => match row {
+                        Some(row) => self.pending.push(row),
+                        None => return (None, true),
+                    },
+                }
+                continue;
+            }
             let now = tokio::time::Instant::now();
             if (self.pending.len() >= self.due() && !self.failing) || now >= deadline {
                 return (None, false);
@@ -315,5 +330,37 @@ impl Task {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::keys::store::SpendFilter;
+    use crate::keys::store::tests::Scratch;
+
+    #[tokio::test]
+    async fn a_row_after_a_quiet_spell_is_written_without_a_flush() {
+        let scratch = Scratch::new("writer-quiet");
+        let store = Store::connect(&scratch.url).await.unwrap();
+        let mut settings = KeysSettings::new(scratch.url.clone());
+        settings.write_interval = Duration::from_millis(100);
+        let writer = WriterHandle::start(store.clone(), &settings);
+        let everything = SpendFilter {
+            limit: 10,
+            ..SpendFilter::default()
+        };
+        for n in 1..=2 {
+            // Quiet long enough for the writer to wait on the channel.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            writer.push(SpendRow::for_test(&format!("req-{n}"), None));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while store.spend_logs(&everything).await.unwrap().len() < n {
+                assert!(Instant::now() < deadline, "row {n} was never written");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 }
