@@ -339,12 +339,11 @@ mod tests {
 
     use super::*;
     use crate::keys::store::SpendFilter;
-    use crate::keys::store::tests::Scratch;
+    use crate::keys::store::tests::scratch_store;
 
     #[tokio::test]
     async fn a_row_after_a_quiet_spell_is_written_without_a_flush() {
-        let scratch = Scratch::new("writer-quiet");
-        let store = Store::connect(&scratch.url).await.unwrap();
+        let (scratch, store) = scratch_store("writer-quiet").await;
         let mut settings = KeysSettings::new(scratch.url.clone());
         settings.write_interval = Duration::from_millis(100);
         let writer = WriterHandle::start(store.clone(), &settings);

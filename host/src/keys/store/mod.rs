@@ -302,6 +302,13 @@ pub(super) mod tests {
         }
     }
 
+    /// A store on a fresh scratch database; keep the guard while it is used.
+    pub async fn scratch_store(name: &str) -> (Scratch, Store) {
+        let scratch = Scratch::new(name);
+        let store = Store::connect(&scratch.url).await.unwrap();
+        (scratch, store)
+    }
+
     /// Closes `store`'s pool, so that every statement after fails as an
     /// unreachable database would.
     pub async fn close(store: &Store) {
@@ -316,8 +323,7 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn a_new_sqlite_store_is_made_of_16_kib_pages_in_wal_mode() {
-        let scratch = Scratch::new("store-pages");
-        let store = Store::connect(&scratch.url).await.unwrap();
+        let (_scratch, store) = scratch_store("store-pages").await;
         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
             .fetch_one(store.pool())
             .await

@@ -56,12 +56,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::store::tests::Scratch;
+    use crate::keys::store::tests::{Scratch, scratch_store};
 
     #[tokio::test]
     async fn registrations_are_kept_replaced_and_deleted() {
-        let scratch = Scratch::new("models-unit");
-        let store = Store::connect(&scratch.url).await.unwrap();
+        let (_scratch, store) = scratch_store("models-unit").await;
         store.put_runtime_model("b", "{\"v\":1}").await.unwrap();
         store.put_runtime_model("a", "{\"v\":1}").await.unwrap();
         store.put_runtime_model("b", "{\"v\":2}").await.unwrap();

@@ -87,12 +87,10 @@ mod tests {
 
     use super::*;
 
-    use crate::keys::store::tests::Scratch;
+    use crate::keys::store::tests::{Scratch, scratch_store};
 
     async fn store() -> (Scratch, Store) {
-        let scratch = Scratch::new("responses-unit");
-        let store = Store::connect(&scratch.url).await.unwrap();
-        (scratch, store)
+        scratch_store("responses-unit").await
     }
 
     fn row(id: &str, owner: &str, created_at: SystemTime) -> ResponseRow {
