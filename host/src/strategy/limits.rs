@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// How often the engine's epoch advances; guest CPU time is counted in
-/// these ticks.
+/// How often the engine's epoch advances while a strategy runs (see
+/// `epoch.rs`); guest CPU time is counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// How much a single strategy run may use.
