@@ -95,9 +95,16 @@ impl Spec {
         }
         Some(spec)
     }
-}
 
-impl Spec {
+    /// A deployment that waits `latency_ms` before answering, and streams
+    /// as by default.
+    pub fn waiting(latency_ms: u64) -> Self {
+        Self {
+            latency: Duration::from_millis(latency_ms),
+            ..Self::default()
+        }
+    }
+
     /// The `api_base` path that selects this spec, e.g. `/lat40-n3/v1`;
     /// [`Spec::from_path`] reads it back. Items at their default are left out.
     pub fn api_path(&self) -> String {
@@ -122,11 +129,7 @@ impl Spec {
 /// The `api_base` path of a deployment that waits `latency_ms` before
 /// answering, e.g. `/lat40/v1`.
 pub fn api_path(latency_ms: u64) -> String {
-    Spec {
-        latency: Duration::from_millis(latency_ms),
-        ..Spec::default()
-    }
-    .api_path()
+    Spec::waiting(latency_ms).api_path()
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -424,10 +427,7 @@ mod tests {
         let ms = Duration::from_millis;
         for spec in [
             Spec::default(),
-            Spec {
-                latency: ms(40),
-                ..Spec::default()
-            },
+            Spec::waiting(40),
             Spec {
                 chunks: 20,
                 gap: Duration::ZERO,

@@ -105,10 +105,6 @@ pub fn write(work: &Path, mock: SocketAddr, hostile: &Hostile, strategy: &Path) 
 
     let mut yaml =
         String::from("# Written by the hostile run; rewritten on every run.\nmodel_list:\n");
-    let waiting = |ms: u64| Spec {
-        latency: Duration::from_millis(ms),
-        ..Spec::default()
-    };
     deployment(&mut yaml, "plain", &plain(Spec::default()), &[]);
     let stream = Spec {
         chunks: PLAIN_STREAM_CHUNKS,
@@ -116,8 +112,8 @@ pub fn write(work: &Path, mock: SocketAddr, hostile: &Hostile, strategy: &Path) 
         ..Spec::default()
     };
     deployment(&mut yaml, "plain-stream", &plain(stream), &[]);
-    deployment(&mut yaml, "slow", &plain(waiting(SLOW_MS)), &[]);
-    deployment(&mut yaml, "member", &plain(waiting(MEMBER_MS)), &[]);
+    deployment(&mut yaml, "slow", &plain(Spec::waiting(SLOW_MS)), &[]);
+    deployment(&mut yaml, "member", &plain(Spec::waiting(MEMBER_MS)), &[]);
     deployment(
         &mut yaml,
         "stall",
