@@ -221,6 +221,21 @@ impl Proxy {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Makes a virtual key with `/key/generate` as `master`; the answer
+    /// (`key`, `key_name`, ...), after asserting it succeeded.
+    pub async fn generate_key(&self, master: &str, body: serde_json::Value) -> serde_json::Value {
+        let r = self
+            .client
+            .post(self.url("/key/generate"))
+            .bearer_auth(master)
+            .json(&body)
+            .send()
+            .await
+            .expect("request to conclave");
+        assert_eq!(r.status(), 200, "/key/generate {body}");
+        r.json().await.expect("a JSON answer")
+    }
+
     /// POSTs JSON to `path`.
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.client

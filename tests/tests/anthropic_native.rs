@@ -132,11 +132,18 @@ async fn answer(
     .into_response()
 }
 
+/// The prompt that has the fake open its stream with a ping, as Anthropic
+/// may (a ping can come anywhere in a stream).
+const PING_FIRST: &str = "ping first";
+
 fn stream(body: &Value, usage: Value, tools: bool, thinking: bool) -> Response {
-    let mut events: Vec<Value> = vec![
-        json!({"type": "message_start", "message": {"id": "msg_fake_stream", "type": "message", "role": "assistant", "model": body["model"], "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20, "output_tokens": 1}}}),
-        json!({"type": "ping"}),
-    ];
+    let start = json!({"type": "message_start", "message": {"id": "msg_fake_stream", "type": "message", "role": "assistant", "model": body["model"], "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20, "output_tokens": 1}}});
+    let ping = json!({"type": "ping"});
+    let mut events: Vec<Value> = if body["messages"][0]["content"] == PING_FIRST {
+        vec![ping, start]
+    } else {
+        vec![start, ping]
+    };
     let mut index = 0;
     if thinking {
         events.push(json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}));
@@ -481,25 +488,32 @@ fn gateway_settings() -> Value {
     })
 }
 
+/// The calls a Messages client passes through: JSON, streamed, and a
+/// token count.
+const PASS_THROUGH: [(&str, Option<bool>); 3] = [
+    ("/v1/messages", Some(false)),
+    ("/v1/messages", Some(true)),
+    ("/v1/messages/count_tokens", None),
+];
+
+/// A Messages body for `claude`, streamed or not (`None`: a token count's).
+fn messages_body(stream: Option<bool>) -> Value {
+    let mut body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
+    if let Some(stream) = stream {
+        body["max_tokens"] = json!(64);
+        body["stream"] = json!(stream);
+    }
+    body
+}
+
 #[tokio::test]
 async fn a_messages_request_passed_through_keeps_the_gateway_settings_to_itself() {
     let fake = FakeAnthropic::start().await;
     let proxy = Proxy::start(&config(&fake, "")).await;
-    let sends = [
-        ("/v1/messages", Some(false)),
-        ("/v1/messages", Some(true)),
-        ("/v1/messages/count_tokens", None),
-    ];
-    for (path, stream) in sends {
-        let mut body = json!({
-            "model": "claude", "metadata": {"user_id": "u-1"},
-            "messages": [{"role": "user", "content": "hi"}],
-        });
+    for (path, stream) in PASS_THROUGH {
+        let mut body = messages_body(stream);
         let fields = body.as_object_mut().unwrap();
-        if let Some(stream) = stream {
-            fields.insert("max_tokens".into(), json!(64));
-            fields.insert("stream".into(), json!(stream));
-        }
+        fields.insert("metadata".into(), json!({"user_id": "u-1"}));
         fields.extend(gateway_settings().as_object().unwrap().clone());
         let r = proxy
             .client
@@ -514,7 +528,7 @@ async fn a_messages_request_passed_through_keeps_the_gateway_settings_to_itself(
         assert_eq!(status, 200, "{path}, stream {stream:?}: {text}");
     }
     let calls = fake.calls();
-    assert_eq!(calls.len(), sends.len());
+    assert_eq!(calls.len(), PASS_THROUGH.len());
     for call in &calls {
         assert_eq!(call.headers["x-api-key"], UPSTREAM_KEY);
         let sent = call.body.as_object().unwrap();
@@ -565,4 +579,101 @@ async fn the_anthropic_sdk_streams_native_events_with_thinking() {
     assert!(types.contains(&"thinking"), "{types:?}");
     assert_eq!(fake.calls()[0].body["stream"], true);
     assert_eq!(fake.calls()[0].body["thinking"]["budget_tokens"], 2048);
+}
+
+#[tokio::test]
+async fn a_clients_beta_header_reaches_anthropic_with_its_request() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    for (path, stream) in PASS_THROUGH {
+        let r = proxy
+            .client
+            .post(proxy.url(path))
+            .header("x-api-key", MASTER)
+            .header("anthropic-version", "2023-01-01")
+            .header("anthropic-beta", "context-1m-2025-08-07")
+            .header("anthropic-beta", "token-efficient-tools-2025-02-19")
+            .json(&messages_body(stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
+    }
+    // A chat client sends no Anthropic headers, and no beta is sent.
+    let r = chat(&proxy, messages_body(None)).await;
+    assert_eq!(r.status(), 200);
+    let calls = fake.calls();
+    let (passed, chat_call) = calls.split_at(PASS_THROUGH.len());
+    for call in passed {
+        // The version is the deployment's, whatever the client's SDK says.
+        assert_eq!(
+            call.headers["anthropic-version"], "2023-06-01",
+            "{}",
+            call.path
+        );
+        assert_eq!(
+            call.headers["anthropic-beta"],
+            "context-1m-2025-08-07,token-efficient-tools-2025-02-19",
+            "{}",
+            call.path
+        );
+    }
+    assert_native_headers(&chat_call[0]);
+    assert!(chat_call[0].headers.get("anthropic-beta").is_none());
+}
+
+#[tokio::test]
+async fn a_native_stream_that_opens_with_a_ping_keeps_its_content() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/messages"))
+        .header("x-api-key", MASTER)
+        .json(&json!({"model": "claude", "max_tokens": 64, "stream": true,
+                      "messages": [{"role": "user", "content": PING_FIRST}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events: Vec<Value> = conclave_e2e::sse_payloads(&text)
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert_eq!(events[0]["type"], "message_start", "{text}");
+    assert_eq!(events[0]["message"]["id"], "msg_fake_stream");
+    let said: String = events
+        .iter()
+        .filter_map(|e| e["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(said, "Hello from claude", "{text}");
+    assert_eq!(events.last().unwrap()["type"], "message_stop");
+}
+
+#[tokio::test]
+async fn a_wrong_method_on_a_messages_route_answers_in_anthropics_shape() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    for path in [
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/anthropic/v1/messages",
+    ] {
+        let r = proxy
+            .client
+            .get(proxy.url(path))
+            .header("x-api-key", MASTER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        assert!(r.headers().contains_key("allow"), "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["type"], "error", "{path}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("GET"),
+            "{path}: {body}"
+        );
+    }
 }

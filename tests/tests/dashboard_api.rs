@@ -130,17 +130,9 @@ async fn the_data_takes_a_key_and_a_virtual_key_sees_only_its_own_requests() {
     assert_eq!(session["role"], "admin");
     assert_eq!(session["features"]["keys"], true);
 
-    let made: Value = proxy
-        .client
-        .post(proxy.url("/key/generate"))
-        .bearer_auth(MASTER_KEY)
-        .json(&json!({"key_alias": "dash-reader"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let made = proxy
+        .generate_key(MASTER_KEY, json!({"key_alias": "dash-reader"}))
+        .await;
     let key = made["key"].as_str().unwrap();
     let (_, session) = get(&proxy, "/ui/api/session", Some(key)).await;
     assert_eq!(
@@ -485,4 +477,31 @@ async fn with_request_logs_on_a_request_page_shows_the_body_without_credentials(
     assert_eq!(page["request_body_truncated"], false);
     let (_, session) = get(&proxy, "/ui/api/session", Some(MASTER_KEY)).await;
     assert_eq!(session["features"]["request_logs"], true);
+}
+
+#[tokio::test]
+async fn a_key_that_is_no_admins_sees_only_its_models_and_nothing_of_the_config() {
+    let proxy = demo().await;
+    let made = proxy
+        .generate_key(
+            MASTER_KEY,
+            json!({"key_alias": "fast-only", "models": ["demo-fast"]}),
+        )
+        .await;
+    let key = made["key"].as_str().unwrap();
+    let (status, mine) = get(&proxy, "/ui/api/models", Some(key)).await;
+    assert_eq!(status, 200, "{mine}");
+    let names: Vec<&str> = mine["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["demo-fast"]);
+    for field in ["config", "reloads", "last_reload_error"] {
+        assert!(mine[field].is_null(), "{field}: {mine}");
+    }
+    let (_, all) = get(&proxy, "/ui/api/models", Some(MASTER_KEY)).await;
+    assert!(all["groups"].as_array().unwrap().len() > 1, "{all}");
+    assert!(all["config"].is_string(), "{all}");
 }

@@ -478,3 +478,67 @@ async fn an_upstream_echoing_its_key_in_an_errors_param_or_code_is_redacted() {
     assert!(!text.contains("sk-test-key"), "{text}");
     assert_eq!(json(&text)["error"]["param"], "Bearer [redacted]", "{text}");
 }
+
+#[tokio::test]
+async fn a_credential_set_in_extra_headers_is_redacted_like_the_key() {
+    let up = FakeUpstream::start().await;
+    let secret = "sk-from-an-extra-header-456";
+    up.set(
+        "a",
+        Behavior::status(400, &format!("bad key: Bearer {secret}")),
+    );
+    up.set("b", Behavior::ok(&format!("you sent {secret}")));
+    let header = format!("extra_headers: {{Authorization: \"Bearer {secret}\"}}");
+    let proxy = proxy(
+        &up,
+        &[
+            ("g", "a", &[header.as_str()]),
+            ("h", "b", &[header.as_str()]),
+        ],
+        NO_RETRIES,
+    )
+    .await;
+    let (status, _, text, _) = send(&proxy, "g", false).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(!text.contains(secret), "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
+    let (status, _, text, _) = send(&proxy, "h", false).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains(secret), "{text}");
+    assert!(!proxy.logs().contains(secret), "the key reached the log");
+}
+
+#[tokio::test]
+async fn an_error_answered_with_a_200_is_retried_and_falls_back() {
+    let up = FakeUpstream::start().await;
+    let error = r#"{"error":{"message":"upstream overloaded","code":502}}"#;
+    up.set("a", Behavior::raw_body("application/json", error));
+    up.set("ok", Behavior::ok("from the fallback"));
+    let falling_back = proxy(
+        &up,
+        &[("g", "a", &[])],
+        "router_settings:\n  num_retries: 1\n  retry_after: 0\n  fallbacks: [{g: [ok]}]\n",
+    )
+    .await;
+    let (status, _, text, _) = send(&falling_back, "g", false).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        json(&text)["choices"][0]["message"]["content"],
+        "from the fallback"
+    );
+    assert_eq!(
+        up.calls("a"),
+        2,
+        "the error was retried once before the fallback"
+    );
+    let alone = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    let (status, _, text, _) = send(&alone, "g", false).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(
+        json(&text)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream overloaded"),
+        "{text}"
+    );
+}

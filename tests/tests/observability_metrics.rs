@@ -394,6 +394,35 @@ async fn metrics_need_the_master_key_unless_public() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+    // A valid virtual key is no admin's: 403. An admin user's key reads.
+    let status_with = |body: serde_json::Value| {
+        let proxy = &proxy;
+        async move {
+            let made = proxy.generate_key(KEY, body).await;
+            let r = proxy
+                .client
+                .get(proxy.url("/metrics"))
+                .bearer_auth(made["key"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(status_with(serde_json::json!({})).await, 403);
+    let admin = proxy
+        .client
+        .post(proxy.url("/user/new"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"user_id": "ops", "user_role": "proxy_admin", "auto_create_key": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    assert_eq!(
+        status_with(serde_json::json!({"user_id": "ops"})).await,
+        200
+    );
     drop(proxy);
 
     let proxy = Proxy::start(&config(&up, true)).await;

@@ -701,3 +701,28 @@ async fn the_openai_client_chains_responses_on_a_composite_profile() {
         assert!(text.contains(turn), "{turn} missing upstream: {turns:?}");
     }
 }
+
+#[tokio::test]
+async fn an_item_sent_again_beside_its_previous_response_is_refused_by_id() {
+    let up = FakeUpstream::start().await;
+    up.set("m", Behavior::ok("first answer"));
+    let proxy = open_proxy(&up, &[]).await;
+    let first = create(&proxy, None, json!({"model": "m", "input": "first"})).await;
+    let mut input = first["output"].as_array().unwrap().clone();
+    input.push(json!({"role": "user", "content": "second"}));
+    let body = json!({"model": "m", "previous_response_id": first["id"], "input": input});
+    let (status, error) = send(&proxy, Method::POST, "/v1/responses", None, Some(&body)).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["param"], "input", "{error}");
+    let repeated = first["output"][0]["id"].as_str().unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(repeated),
+        "{error}"
+    );
+    // Without the previous response, the same items are one conversation.
+    let body = json!({"model": "m", "input": body["input"]});
+    create(&proxy, None, body).await;
+}

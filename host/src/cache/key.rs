@@ -25,6 +25,8 @@ const IGNORED: &[&str] = &[
     "request_timeout",
     "num_retries",
     "mock_testing_fallbacks",
+    "drop_params",
+    "additional_drop_params",
 ];
 
 /// What goes into a key besides the body.

@@ -18,6 +18,7 @@ pub struct CacheParams {
     #[serde(rename = "type")]
     pub kind: Option<CacheType>,
     /// Seconds an entry lives (default: until evicted for memory, 24 h for Redis).
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub ttl: Option<f64>,
     /// Prefix of every key: caches sharing a Redis with different
     /// namespaces never see each other's entries.
@@ -35,14 +36,19 @@ pub struct CacheParams {
     /// Whose answers a request may read: everyone's, its team's or its key's.
     pub scope: Option<CacheScope>,
     /// Most MiB the in-memory cache holds (entries are evicted past it).
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_size_mb: Option<f64>,
     /// Answers larger than this many KiB are not stored.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_entry_kb: Option<f64>,
     /// Lets a composite strategy's model calls read and fill the cache.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub composite_subcalls: Option<bool>,
     /// Milliseconds a Redis lookup may take before it counts as a miss.
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
     pub redis_timeout_ms: Option<u64>,
     /// Semantic modes: lowest cosine similarity that counts as the same question.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub similarity_threshold: Option<f64>,
     /// Semantic modes: the model group that embeds questions.
     pub embedding_model: Option<String>,

@@ -129,7 +129,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
     substitute_tree(&mut tree, &mut String::new(), &env, &mut env_problems);
 
     let mut ignored: Vec<String> = Vec::new();
-    let config: Config = {
+    let mut config: Config = {
         let mut on_ignored = |p: serde_ignored::Path<'_>| ignored.push(format_ignored_path(&p));
         let de = serde_ignored::Deserializer::new(tree, &mut on_ignored);
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -140,6 +140,9 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
             )
         })?
     };
+    // Free-form keys read as numbers get them even when written as strings
+    // (typed fields already read them through `lenient`).
+    super::lenient::type_free_form(&mut config);
 
     // A missing variable only matters where conclave reads the value: not in
     // ignored keys, litellm_params nothing reads, or deployments of providers

@@ -8,6 +8,7 @@
 mod cache;
 pub mod callbacks;
 mod env;
+mod lenient;
 mod load;
 mod params;
 mod schema;

@@ -1,5 +1,7 @@
 //! The typed shape of a config file. Names and meanings follow LiteLLM's proxy
-//! config so that existing files load unchanged.
+//! config so that existing files load unchanged. Every numeric and boolean
+//! field reads through `config::lenient`, so `"30"` and an environment
+//! reference holding `30` load as LiteLLM's pydantic models read them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -68,17 +70,25 @@ pub struct LitellmParams {
     pub organization: Option<String>,
     pub extra_headers: BTreeMap<String, String>,
     /// Whole-request timeout in seconds.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub timeout: Option<f64>,
     /// Seconds to the first chunk of a stream, and between chunks.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub stream_timeout: Option<f64>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub max_retries: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
     pub rpm: Option<u64>,
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
     pub tpm: Option<u64>,
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub weight: Option<f64>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub order: Option<u32>,
     /// Upstream model name, when it differs from the one after the provider prefix.
     pub target_model: Option<String>,
     /// Injects the provider's reasoning switch when a request carries none.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub supports_reasoning: Option<bool>,
     /// Accepted for LiteLLM compatibility: the provider when `model` has no prefix.
     pub custom_llm_provider: Option<String>,
@@ -101,59 +111,75 @@ pub struct GeneralSettings {
     /// Clients must send this as `Authorization: Bearer <key>`.
     pub master_key: Option<Secret>,
     /// Largest request body accepted, in MiB.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_request_size_mb: Option<f64>,
     /// Largest upstream response body (and stream event) read, in MiB;
     /// 64 when unset.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_response_size_mb: Option<f64>,
     /// Composite profiles and strategies.
     pub composite_llm: Option<CompositeSettings>,
     /// Serves `POST /v1/responses` (on by default; false turns it off).
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub enable_responses_endpoint: Option<bool>,
     /// Watch the config and strategy files and reload on change.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub hot_reload: Option<bool>,
     /// Directory of the compiled-component cache (relative to the config file).
     pub compile_cache_dir: Option<String>,
     /// Requests served at once (LiteLLM's name); past it new requests get
     /// 503 with `Retry-After`. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub global_max_parallel_requests: Option<u32>,
     /// MiB of request bodies the gateway holds at once, over all requests
     /// (1024 when unset); a request whose body would pass it gets 503 with
     /// `Retry-After`. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_request_bodies_mb: Option<f64>,
     /// Seconds a client has to send a request's head (its request line and
     /// headers); the connection is closed after. 30 when unset. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub header_read_timeout: Option<f64>,
     /// Seconds a write to a client may wait for the client to read (a
     /// stream it stopped reading); the connection is closed after. 60 when
     /// unset. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub client_write_timeout: Option<f64>,
     /// Connections open at once; past it new connections wait in the listen
     /// backlog until one closes. 10000 when unset. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub max_connections: Option<u32>,
     /// Seconds a client may take to send its whole request body (408 after).
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub request_body_timeout: Option<f64>,
     /// Seconds a composite request waits for a free strategy slot (503 after).
     /// Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub composite_queue_timeout: Option<f64>,
     /// Lets loopback clients use the admin API without the master key when
     /// none is configured. Off by default: behind a local reverse proxy every
     /// client looks like loopback.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub admin_without_key_on_loopback: Option<bool>,
     /// Environment variables a runtime registration (`POST /admin/models`)
     /// may name as `os.environ/NAME`; none by default.
     pub admin_env_allowlist: Vec<String>,
     /// Serves `GET /metrics` without the master key (for a Prometheus that
     /// cannot send one). Off by default.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub public_metrics: Option<bool>,
     /// Serves the API docs (`/`, `/openapi.json`) without the master key.
     /// On by default (they hold no secrets); false requires the master key
     /// when one is configured.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub public_docs: Option<bool>,
     /// Serves the web dashboard at `/ui` and keeps the recent requests it
     /// shows. On by default. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub ui: Option<bool>,
     /// Requests the dashboard keeps in memory for its live table and
     /// request pages (default 1000). Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub ui_recent_requests: Option<u32>,
     /// Directory of the per-request log files; off when unset (the
     /// `CONCLAVE_REQUEST_LOG_DIR` environment variable sets it too). Read at
@@ -163,8 +189,10 @@ pub struct GeneralSettings {
     /// request in one rotating file).
     pub request_log_format: Option<String>,
     /// Most request log files kept; the oldest are deleted first.
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub request_log_max_files: Option<u32>,
     /// Most MiB of request log files kept; the oldest are deleted first.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub request_log_max_mb: Option<f64>,
     /// The virtual-key store: `sqlite://file.db` (relative to the config
     /// file; `sqlite://conclave.db` when unset) or `postgres://...`
@@ -174,34 +202,41 @@ pub struct GeneralSettings {
     /// Spend-log rows older than this (`30d`, `12h`) are deleted.
     pub maximum_spend_logs_retention_period: Option<String>,
     /// Keep spend totals but write no per-request spend-log rows.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub disable_spend_logs: Option<bool>,
     /// Seconds between the spend writer's batches (LiteLLM's name; 1 when
     /// unset, where LiteLLM waits 10). Longer means fewer store writes and a
     /// later `/spend/logs`; budgets and limits count each call at once
     /// either way. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub proxy_batch_write_at: Option<f64>,
     /// Keeps runtime model registrations (`POST /admin/models`) in the key
     /// store instead of a file, shared by every instance on that store
     /// (LiteLLM's key; `STORE_MODEL_IN_DB` when unset). Needs a master key.
     /// Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub store_model_in_db: Option<bool>,
     /// Keeps Responses API answers for `previous_response_id` and
     /// `GET /v1/responses/{id}` (on by default, as OpenAI's `store`); false
     /// stores nothing. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub store_responses: Option<bool>,
     /// Stored responses older than this (`30d`, `12h`) are deleted; `30d`
     /// when unset. Read at start-up.
     pub responses_retention_period: Option<String>,
     /// Largest stored response (its object and conversation), in MiB;
     /// larger answers are served but not stored. 4 when unset.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_stored_response_mb: Option<f64>,
     /// OpenTelemetry trace export over OTLP/HTTP; the standard `OTEL_*`
     /// environment variables win over it. Read at start-up.
     pub otel: Option<OtelSettings>,
     /// Probe every deployment periodically with a one-token request
     /// (LiteLLM's name); failures show in `/health` and the metrics.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub background_health_checks: Option<bool>,
     /// Seconds between background health checks (LiteLLM's name); 300 when unset.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub health_check_interval: Option<f64>,
 }
 
@@ -211,6 +246,7 @@ pub struct GeneralSettings {
 #[serde(default)]
 pub struct OtelSettings {
     /// `false` keeps export off even when the environment configures it.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub enabled: Option<bool>,
     /// The collector's base URL (over HTTP `/v1/traces` is added), like
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -225,9 +261,11 @@ pub struct OtelSettings {
     /// `always_on`, `always_off`, `traceidratio`, `parentbased_traceidratio`, ...
     pub sampler: Option<String>,
     /// The ratio for the `traceidratio` samplers (0 to 1).
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub sampler_arg: Option<f64>,
     /// Record prompts and answers on model-call spans
     /// (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`). Off by default.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub capture_message_content: Option<bool>,
 }
 
@@ -235,9 +273,12 @@ pub struct OtelSettings {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct LitellmSettings {
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub drop_params: Option<bool>,
     /// Default whole-request timeout in seconds.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub request_timeout: Option<f64>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub num_retries: Option<u32>,
     /// LiteLLM's Python custom providers; composite profiles replace them.
     pub custom_provider_map: Option<serde_yaml::Value>,
@@ -245,9 +286,13 @@ pub struct LitellmSettings {
     pub context_window_fallbacks: Option<FallbackList>,
     pub content_policy_fallbacks: Option<FallbackList>,
     pub default_fallbacks: Option<Vec<String>>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub allowed_fails: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub cooldown_time: Option<f64>,
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub set_verbose: Option<bool>,
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub json_logs: Option<bool>,
     /// LiteLLM's callback lists: `prometheus` is built in (`/metrics`);
     /// other names are accepted with a warning.
@@ -255,6 +300,7 @@ pub struct LitellmSettings {
     pub failure_callback: Option<Callbacks>,
     pub callbacks: Option<Callbacks>,
     /// Turns the response cache on (`cache_params` says how).
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub cache: Option<bool>,
     pub cache_params: Option<super::CacheParams>,
     /// The zone whose clock ends budget periods of a day or longer (UTC
@@ -295,24 +341,33 @@ pub type FallbackList = Vec<BTreeMap<String, Vec<String>>>;
 pub struct RouterSettings {
     pub routing_strategy: Option<String>,
     pub routing_strategy_args: RoutingStrategyArgs,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub num_retries: Option<u32>,
     pub retry_policy: Option<RetryPolicyConfig>,
     /// Minimum seconds to wait before a retry.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub retry_after: Option<f64>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub allowed_fails: Option<u32>,
     /// Failures tolerated per error class; setting it selects the count rule.
     pub allowed_fails_policy: Option<AllowedFailsPolicyConfig>,
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub cooldown_time: Option<f64>,
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub disable_cooldowns: Option<bool>,
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub timeout: Option<f64>,
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub stream_timeout: Option<f64>,
     pub fallbacks: Option<FallbackList>,
     pub default_fallbacks: Option<Vec<String>>,
     pub context_window_fallbacks: Option<FallbackList>,
     pub content_policy_fallbacks: Option<FallbackList>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub max_fallbacks: Option<u32>,
     /// Alias to group, or to `{model: group, hidden: bool}`.
     pub model_group_alias: BTreeMap<String, serde_yaml::Value>,
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub enable_pre_call_checks: Option<bool>,
     /// The Redis instances share limits, key changes and cooldowns through
     /// (LiteLLM's names; `REDIS_URL` and the cache's Redis also serve).
@@ -324,6 +379,7 @@ pub struct RouterSettings {
     /// Prefix of every shared-state key and channel (`conclave-shared`).
     pub redis_namespace: Option<String>,
     /// Milliseconds a shared-limit check may wait for Redis (100).
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
     pub redis_timeout_ms: Option<u64>,
 }
 
@@ -332,8 +388,10 @@ pub struct RouterSettings {
 #[serde(default)]
 pub struct RoutingStrategyArgs {
     /// Deployments within this fraction of the fastest count as equally fast.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub lowest_latency_buffer: Option<f64>,
     /// Seconds of history the latency average should favour.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub ttl: Option<f64>,
 }
 
@@ -342,11 +400,17 @@ pub struct RoutingStrategyArgs {
 #[serde(default)]
 #[allow(non_snake_case)]
 pub struct RetryPolicyConfig {
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub BadRequestErrorRetries: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub AuthenticationErrorRetries: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub TimeoutErrorRetries: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub RateLimitErrorRetries: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub ContentPolicyViolationErrorRetries: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub InternalServerErrorRetries: Option<u32>,
 }
 
@@ -356,11 +420,17 @@ pub struct RetryPolicyConfig {
 #[serde(default)]
 #[allow(non_snake_case)]
 pub struct AllowedFailsPolicyConfig {
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub BadRequestErrorAllowedFails: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub AuthenticationErrorAllowedFails: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub TimeoutErrorAllowedFails: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub RateLimitErrorAllowedFails: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub ContentPolicyViolationErrorAllowedFails: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub InternalServerErrorAllowedFails: Option<u32>,
 }
 
@@ -403,6 +473,7 @@ pub struct Profile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Observability {
+    #[serde(deserialize_with = "super::lenient::bool_or_false")]
     pub enabled: bool,
     pub log_file: Option<String>,
 }

@@ -16,8 +16,6 @@ use super::error::ApiError;
 use crate::admin::Registration;
 use crate::reload::{AdminError, Control};
 
-/// Largest admin request body.
-const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 /// Longest model id the `/model/*` routes and `/model/info` take:
 /// `runtime:` and a model name of at most 256 bytes (or a deployment id of
 /// at most 256), with room to spare; a longer one names nothing and would
@@ -191,8 +189,10 @@ pub async fn register_model(
 
 /// An admin request's JSON body.
 async fn read_json(state: &AppState, request: Request) -> Result<Value, ApiError> {
-    let timeout = state.gateway().body_timeout;
-    let bytes = super::routes::read_body(request, ADMIN_BODY_LIMIT, timeout).await?;
+    // The limit every request body has (`max_request_size_mb`), which the
+    // error names; admin bodies are small, and the limit bounds them.
+    let gateway = state.gateway();
+    let bytes = super::routes::read_body(request, gateway.body_limit, gateway.body_timeout).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid(
             format!(

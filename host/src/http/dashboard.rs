@@ -350,7 +350,7 @@ pub async fn models(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    reader(&state, &headers).await?;
+    let reader = reader(&state, &headers).await?;
     let gateway = state.gateway();
     let status = state.control.status_json();
     let can_reload = super::admin::admission(
@@ -359,15 +359,29 @@ pub async fn models(
         &headers,
     )
     .is_ok();
+    let mut groups = deployment_groups(&gateway);
+    // A key that is no admin's sees the models it may use, and nothing of
+    // the config file (its path, its reload errors) the admin API keeps.
+    let admin_only = |value: &Value| match reader.viewer {
+        Viewer::All => value.clone(),
+        Viewer::Key(_) => Value::Null,
+    };
+    if let Some(principal) = reader.caller.principal().filter(|p| !p.is_admin()) {
+        groups.retain(|group| {
+            group["name"].as_str().is_some_and(|name| {
+                crate::ops::admission::denied_by(principal, name, &gateway.access_groups).is_none()
+            })
+        });
+    }
     Ok(Json(json!({
         "version": status["version"],
         "loaded_at": status["loaded_at"],
-        "config": status["config"],
-        "groups": deployment_groups(&gateway),
+        "config": admin_only(&status["config"]),
+        "groups": groups,
         "profiles": profiles_with_model_names(&gateway, &status),
         "last_reload": status["last_reload"],
-        "last_reload_error": status["last_reload_error"],
-        "reloads": status["reloads"],
+        "last_reload_error": admin_only(&status["last_reload_error"]),
+        "reloads": admin_only(&status["reloads"]),
         "can_reload": can_reload,
     }))
     .into_response())

@@ -10,13 +10,13 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 use tracing::Instrument;
 
 use super::error::ApiError;
 use super::execute::{Answer, PayloadStream, execute};
-use super::routes::{json_response, read_body};
+use super::routes::{json_response, read_body_of};
 use super::{AppState, Scope};
 use crate::openai::{Endpoint, ProxyRequest};
 use crate::ops::{CallContext, OutcomeHandle};
@@ -26,8 +26,9 @@ use crate::translate::{Event, TranslateError};
 pub(super) trait Dialect: Sized + Send + Sync {
     /// Its stream translator.
     type Stream: Translator;
-    /// The dialect for the answer to `body` (ids, echoed settings).
-    fn for_request(body: &Value) -> Self;
+    /// The dialect for the answer to `body` (ids, echoed settings), and for
+    /// the client's `headers` a native upstream is sent.
+    fn for_request(body: &Value, headers: &HeaderMap) -> Self;
     /// The body to translate, once what it refers to outside itself is
     /// filled in (the Responses API's stored conversation); as sent by
     /// default.
@@ -88,12 +89,19 @@ async fn handle<D: Dialect>(
     request: Request,
 ) -> Result<Response, ApiError> {
     let gateway = &scope.gateway;
-    let bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
+    let (parts, body) = request.into_parts();
+    let bytes = read_body_of(
+        &parts.headers,
+        body,
+        gateway.body_limit,
+        gateway.body_timeout,
+    )
+    .await?;
     let body = parse_json(&bytes);
     super::routes::keep_request_body(ctx, outcome, &bytes, body.is_ok());
     let body = body?;
     drop(bytes);
-    let mut dialect = D::for_request(&body);
+    let mut dialect = D::for_request(&body, &parts.headers);
     let body = dialect.prepare(state, scope, body).await?;
     let mut chat = dialect.to_chat(&body).map_err(invalid)?;
     carry_settings(&body, &mut chat);
@@ -121,16 +129,8 @@ async fn handle<D: Dialect>(
     Ok(response)
 }
 
-/// The body as a JSON value, with the chat route's limits.
-pub(super) async fn read_json(
-    request: Request,
-    limit: usize,
-    timeout: std::time::Duration,
-) -> Result<Value, ApiError> {
-    parse_json(&read_body(request, limit, timeout).await?)
-}
-
-fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+/// The body as a JSON value, or the 400 naming what is wrong with it.
+pub(super) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::invalid(
             format!(

@@ -9,19 +9,19 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header;
+use http::{HeaderMap, header};
 use serde_json::{Value, json};
 
-use super::dialect::{Dialect, Translator, call, read_json};
+use super::dialect::{Dialect, Translator, call, parse_json};
 use super::error::ApiError;
 use super::routes::json_response;
+use super::routes::read_body_of;
 use super::{AppState, Scope};
-use crate::providers::sse::Needle;
 use crate::translate::anthropic::{
     MessagesStream, answer_from_chat, check_count_request, count_tokens, error_body,
     request_to_chat,
 };
-use crate::translate::anthropic_upstream::NATIVE_FIELD;
+use crate::translate::anthropic_upstream::{CLIENT_HEADERS, NATIVE_FIELD, NATIVE_HEADERS_FIELD};
 use crate::translate::{Event, TranslateError, new_id};
 
 /// Largest error body rewritten into Anthropic's shape.
@@ -36,7 +36,10 @@ const ERROR_BODY_LIMIT: usize = 1024 * 1024;
     description = "Put an Anthropic SDK behind the gateway with `ANTHROPIC_BASE_URL` \
         (the gateway's address) and `ANTHROPIC_API_KEY` (a gateway key). Errors use Anthropic's shape.",
     request_body = super::openapi::MessagesRequest,
-    params(("anthropic-version" = Option<String>, Header, description = "Accepted and forwarded to Anthropic upstreams")),
+    params(
+        ("anthropic-version" = Option<String>, Header, description = "Accepted; an `anthropic/` deployment is sent its own `api_version` (default 2023-06-01)"),
+        ("anthropic-beta" = Option<String>, Header, description = "Sent on to an `anthropic/` deployment with a request passed through")
+    ),
     responses(
         (status = 200, description = "A `message` object, or Anthropic's event stream (`message_start` ... `message_stop`) when `stream` is true", body = super::openapi::JsonObject),
         (status = 400, description = "Invalid request", body = super::openapi::AnthropicErrorResponse),
@@ -73,7 +76,14 @@ pub async fn create(
 )]
 pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Response {
     let gateway = &scope.gateway;
-    let body = match read_json(request, gateway.body_limit, gateway.body_timeout).await {
+    let (parts, body) = request.into_parts();
+    let read = read_body_of(
+        &parts.headers,
+        body,
+        gateway.body_limit,
+        gateway.body_timeout,
+    );
+    let body = match read.await.and_then(|bytes| parse_json(&bytes)) {
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
@@ -90,7 +100,8 @@ pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Resp
     if let Some(refused) = model_refused(&scope, &body) {
         return ApiError::from(refused).into_response();
     }
-    if let Some(counted) = count_upstream(gateway, &body).await {
+    let headers = client_headers(&parts.headers);
+    if let Some(counted) = count_upstream(gateway, &body, headers.as_ref()).await {
         return match counted {
             Ok(bytes) => json_response(bytes),
             Err(error) => ApiError::from(error).into_response(),
@@ -137,6 +148,7 @@ fn group_of<'a>(
 async fn count_upstream(
     gateway: &crate::gateway::Gateway,
     body: &Value,
+    headers: Option<&Value>,
 ) -> Option<Result<Bytes, crate::providers::UpstreamError>> {
     let deployment = group_of(gateway, body["model"].as_str()?)?
         .deployments
@@ -145,8 +157,29 @@ async fn count_upstream(
         return None;
     };
     target
-        .count_tokens(gateway.router.client(), body, deployment.timeouts.request)
+        .count_tokens(
+            gateway.router.client(),
+            body,
+            headers,
+            deployment.timeouts.request,
+        )
         .await
+}
+
+/// Whether `path` is one of the Messages API's routes, whose every error
+/// leaves in Anthropic's shape (a wrong method's included).
+pub fn is_messages_path(path: &str) -> bool {
+    let path = path.strip_prefix("/anthropic").unwrap_or(path);
+    path == "/v1/messages" || path == "/v1/messages/count_tokens"
+}
+
+/// `error` as an answer in Anthropic's shape, for the errors answered
+/// outside the Messages routes' own layer.
+pub fn in_anthropic_shape(error: &ApiError) -> Response {
+    let body = error_body(error.status.as_u16(), &error.body.error.message).to_string();
+    let mut response = json_response(Bytes::from(body));
+    *response.status_mut() = error.status;
+    response
 }
 
 /// Rewrites an error answer in OpenAI's shape (from the handlers, the auth
@@ -177,22 +210,44 @@ pub async fn anthropic_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
+/// The client's [`CLIENT_HEADERS`] as a JSON object of strings (a header
+/// sent more than once joined with commas), `None` when it sent none.
+fn client_headers(headers: &HeaderMap) -> Option<Value> {
+    let mut kept = serde_json::Map::new();
+    for name in CLIENT_HEADERS {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        if !values.is_empty() {
+            kept.insert(name.into(), Value::String(values.join(",")));
+        }
+    }
+    (!kept.is_empty()).then_some(Value::Object(kept))
+}
+
 /// The Messages dialect: the answer's id and the client's model.
 struct Messages {
     id: String,
     model: String,
     /// Whether only Anthropic models serve it ([`served_natively`]).
     native: bool,
+    /// The client's headers a native request is sent with ([`client_headers`]).
+    headers: Option<Value>,
 }
 
 impl Dialect for Messages {
     type Stream = MessagesEvents;
 
-    fn for_request(body: &Value) -> Self {
+    fn for_request(body: &Value, headers: &HeaderMap) -> Self {
         Self {
             id: new_id("msg_"),
             model: body["model"].as_str().unwrap_or_default().to_owned(),
             native: false,
+            headers: client_headers(headers),
         }
     }
 
@@ -208,12 +263,16 @@ impl Dialect for Messages {
 
     /// The chat translation, carrying the original body for `anthropic/`
     /// deployments, which send it as it is ([`NATIVE_FIELD`]) but for the
-    /// gateway's own settings, which Anthropic would refuse.
+    /// gateway's own settings, which Anthropic would refuse, with the
+    /// client's beta header ([`NATIVE_HEADERS_FIELD`]).
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError> {
         let mut chat = request_to_chat(body, self.native)?;
         if let Some(map) = chat.as_object_mut() {
             let native = crate::openai::without_carried_settings(body);
             map.insert(NATIVE_FIELD.into(), native);
+            if let Some(headers) = &self.headers {
+                map.insert(NATIVE_HEADERS_FIELD.into(), headers.clone());
+            }
         }
         Ok(chat)
     }
@@ -236,7 +295,8 @@ impl Dialect for Messages {
 }
 
 /// Whether a stream's payloads are chat chunks (translated) or Anthropic's
-/// own events (passed through), known from the first payload.
+/// own events (passed through), known from the first payload that is not a
+/// ping: a native stream opens with `message_start`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Unknown,
@@ -246,7 +306,7 @@ enum Mode {
 
 /// The Messages event stream: Anthropic's events from an `anthropic/`
 /// deployment as they came, or chat chunks translated. The opening events
-/// wait for the first payload, which tells the two apart.
+/// wait for the first payload that tells the two apart.
 struct MessagesEvents {
     inner: MessagesStream,
     mode: Mode,
@@ -268,14 +328,20 @@ impl Translator for MessagesEvents {
 
     fn push(&mut self, payload: &[u8]) -> Vec<Event> {
         if self.mode == Mode::Unknown {
-            static START: Needle = Needle::new(b"\"message_start\"");
-            if START.is_in(payload) {
-                self.mode = Mode::Native;
-            } else {
-                self.mode = Mode::Translated;
-                let mut events = self.inner.start();
-                events.extend(self.inner.push(payload));
-                return events;
+            match Self::native(payload) {
+                // Anthropic may send a ping anywhere; one before the
+                // message starts says nothing yet about the stream.
+                Some(event) if event.name == "ping" => return Vec::new(),
+                Some(event) if event.name == "message_start" => {
+                    self.mode = Mode::Native;
+                    return vec![event];
+                }
+                _ => {
+                    self.mode = Mode::Translated;
+                    let mut events = self.inner.start();
+                    events.extend(self.inner.push(payload));
+                    return events;
+                }
             }
         }
         match self.mode {

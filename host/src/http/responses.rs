@@ -28,7 +28,7 @@ use crate::openai::unix_now;
 use crate::ops::Caller;
 use crate::translate::responses::{
     Envelope, NATIVE_FIELD, ResponsesStream, answer_from_chat, continued, conversation,
-    request_to_chat,
+    duplicate_item_id, request_to_chat,
 };
 use crate::translate::{Event, TranslateError, new_id};
 
@@ -235,10 +235,12 @@ fn list_page(mut items: Vec<Value>, query: &ListQuery) -> Result<Value, ApiError
             ));
         }
     }
+    // The last item with that id: a conversation stored with a repeated id
+    // (refused now, kept before) pages forward instead of in a loop.
     let start = match &query.after {
         Some(after) => items
             .iter()
-            .position(|item| item["id"] == after.as_str())
+            .rposition(|item| item["id"] == after.as_str())
             .map_or(items.len(), |i| i + 1),
         None => 0,
     };
@@ -369,7 +371,7 @@ impl Keeper {
 impl Dialect for Responses {
     type Stream = KeptStream;
 
-    fn for_request(body: &Value) -> Self {
+    fn for_request(body: &Value, _headers: &http::HeaderMap) -> Self {
         Self {
             envelope: Envelope::new(body, &new_id("resp_"), unix_now()),
             keeper: None,
@@ -410,6 +412,15 @@ impl Dialect for Responses {
         };
         let own = crate::translate::responses::input_items(&body, &self.envelope.id);
         items.extend(own.map_err(invalid)?);
+        if let Some(id) = duplicate_item_id(&items) {
+            return Err(ApiError::invalid(
+                format!(
+                    "Duplicate item found with id {id}. Remove duplicate items from your input \
+                     (an item of the previous response counts too) and try again."
+                ),
+                Some("input"),
+            ));
+        }
         self.envelope.set_store(store.enabled());
         if self.envelope.store() {
             self.keeper = Some(Keeper {

@@ -229,7 +229,19 @@ pub(super) async fn read_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
-    if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING)
+    let (parts, body) = request.into_parts();
+    read_body_of(&parts.headers, body, limit, timeout).await
+}
+
+/// [`read_body`] for a request already split, whose headers its handler
+/// still reads.
+pub(super) async fn read_body_of(
+    headers: &http::HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
         && !encoding
             .as_bytes()
             .trim_ascii()
@@ -260,15 +272,14 @@ pub(super) async fn read_body(
             Some("request_too_large"),
         )
     };
-    let declared = request
-        .headers()
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let read = tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), limit));
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit));
     let Ok(read) = read.await else {
         return Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -589,16 +600,16 @@ pub async fn plain_error_as_json(response: Response) -> Response {
 }
 
 pub async fn method_not_allowed(request: Request) -> Response {
-    ApiError::new(
+    let path = request.uri().path();
+    let error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request_error",
-        format!(
-            "{} is not allowed on {}",
-            request.method(),
-            request.uri().path()
-        ),
+        format!("{} is not allowed on {path}", request.method()),
         None,
         Some("method_not_allowed"),
-    )
-    .into_response()
+    );
+    if super::messages::is_messages_path(path) {
+        return super::messages::in_anthropic_shape(&error);
+    }
+    error.into_response()
 }

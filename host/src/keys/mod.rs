@@ -56,6 +56,11 @@ pub enum KeyError {
     /// A field's value was refused; `field` names it.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// A value the database cannot keep: PostgreSQL refuses a NUL in text.
+    #[error(
+        "a text value holds a NUL character (\\u0000), which the key store cannot keep; remove it"
+    )]
+    Unstorable,
 }
 
 /// A change to keys, users or teams that cached principals must not

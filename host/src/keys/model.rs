@@ -254,10 +254,13 @@ pub struct Principal {
     pub team: Option<TeamRecord>,
     /// The names its limits are counted under, made from the records above.
     pub scope_names: ScopeNames,
+    /// When the records were read: the spend counters take in a user's or
+    /// team's spend from the newest copy any of its keys holds.
+    pub read_at: std::time::Instant,
 }
 
 impl Principal {
-    /// A principal of these records, with their scope names.
+    /// A principal of these records, just read, with their scope names.
     pub fn new(key: KeyRecord, user: Option<UserRecord>, team: Option<TeamRecord>) -> Self {
         let scope_names = ScopeNames::of(&key, user.as_ref(), team.as_ref());
         Self {
@@ -265,6 +268,7 @@ impl Principal {
             user,
             team,
             scope_names,
+            read_at: std::time::Instant::now(),
         }
     }
 

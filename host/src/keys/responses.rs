@@ -265,7 +265,15 @@ impl ResponseStore {
             store.insert_response(&row).await
         });
         match tokio::time::timeout(WRITE_WAIT, write).await {
-            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Ok(true))) => true,
+            // Only an upstream that reuses an id (it made the id of a
+            // natively passed response) gets here.
+            Ok(Ok(Ok(false))) => {
+                self.warn(&format!(
+                    "response {id} was not stored: a response with that id is stored already"
+                ));
+                false
+            }
             Ok(Ok(Err(e))) => {
                 self.warn(&format!("cannot store response {id}: {e}"));
                 false

@@ -70,7 +70,6 @@ struct LevelRecord<'a> {
 /// The scopes of a call by `principal` to `model` (the name it asked for,
 /// after the key's aliases). Levels that limit nothing are left out.
 pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
-    let key = &principal.key;
     let mut out = Vec::with_capacity(4);
     for record in levels(principal).into_iter().flatten() {
         let limits = record.limits;
@@ -91,6 +90,7 @@ pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
                     spend: record.spend,
                     reset_at: record.reset_at,
                     period,
+                    as_of: principal.read_at,
                 },
             }),
         };
@@ -98,7 +98,7 @@ pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
         {
             out.push(own);
         }
-        if let Some(scope) = model_scope(&record, model, period, key) {
+        if let Some(scope) = model_scope(&record, model, period, principal) {
             out.push(scope);
         }
     }
@@ -122,7 +122,7 @@ pub fn fallback_scopes<'a>(
     for record in levels(principal).into_iter().flatten() {
         let period = period_of(record.limits);
         for group in fallbacks.iter().filter(|g| g.as_str() != model) {
-            if let Some(scope) = model_scope(&record, group, period, &principal.key)
+            if let Some(scope) = model_scope(&record, group, period, principal)
                 && !out.iter().any(|s| s.name == scope.name)
             {
                 out.push(scope);
@@ -178,8 +178,9 @@ fn model_scope(
     record: &LevelRecord<'_>,
     model: &str,
     period: Option<Duration>,
-    key: &KeyRecord,
+    principal: &Principal,
 ) -> Option<Scope<'static>> {
+    let (key, read_at) = (&principal.key, principal.read_at);
     let limits = record.limits;
     let rpm = limits.model_rpm_limit.get(model).copied();
     let tpm = limits.model_tpm_limit.get(model).copied();
@@ -211,6 +212,7 @@ fn model_scope(
                 spend,
                 reset_at: record.reset_at,
                 period,
+                as_of: read_at,
             },
         }),
     })

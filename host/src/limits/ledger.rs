@@ -17,6 +17,10 @@ pub struct Recorded {
     pub reset_at: Option<SystemTime>,
     /// The length of a period (`budget_duration`), if the budget renews.
     pub period: Option<Duration>,
+    /// When the store was read. Keys of one user or team each hold a copy
+    /// of its record read at their own time: an older copy than one taken
+    /// in already says nothing new (its lower spend is not a reset).
+    pub as_of: Instant,
 }
 
 /// The current-period spend of one scope.
@@ -28,6 +32,8 @@ struct State {
     last_record: f64,
     /// The record's reset time the last time it was seen.
     record_reset_at: Option<SystemTime>,
+    /// When the newest record taken in was read.
+    record_as_of: Instant,
     /// When the current period ends here.
     reset_at: Option<SystemTime>,
     period: Option<Duration>,
@@ -44,6 +50,7 @@ impl SpendCell {
             spent: recorded.spend,
             last_record: recorded.spend,
             record_reset_at: recorded.reset_at,
+            record_as_of: recorded.as_of,
             reset_at,
             period: recorded.period,
             touched: Instant::now(),
@@ -88,13 +95,19 @@ impl SpendCell {
     }
 }
 
-/// Takes in a newer reading of the record: a record of a period this
-/// counter already closed is ignored (the store's reset has not run yet);
+/// Takes in a newer reading of the record: a reading older than one taken
+/// in already is ignored (another key's copy of its user's or team's
+/// record); a record of a period this counter already closed is ignored
+/// (the store's reset has not run yet);
 /// a period the store started later than ours replaces our count (or joins
 /// it, when we had rolled into the same period); a lower spend is an
 /// administrator's reset, and a higher one is spend this counter may not
 /// have seen (the writer flushed it, or another instance spent it).
 fn merge(s: &mut State, r: Recorded) {
+    if r.as_of < s.record_as_of {
+        return;
+    }
+    s.record_as_of = r.as_of;
     s.period = r.period;
     if let (Some(record), Some(ours)) = (r.reset_at, s.reset_at)
         && record < ours
@@ -156,7 +169,25 @@ mod tests {
             spend,
             reset_at,
             period: period.map(Duration::from_secs),
+            as_of: Instant::now(),
         }
+    }
+
+    #[test]
+    fn an_older_copy_of_the_record_is_not_taken_for_a_reset() {
+        let t0 = SystemTime::now();
+        let older = recorded(1.0, None, None);
+        let newer = recorded(3.0, None, None);
+        let cell = SpendCell::new(older, t0);
+        assert_eq!(cell.current(Some(newer), t0).0, 3.0);
+        cell.add(0.5, t0);
+        // Another key's copy, read before: no reset, whichever key asks.
+        for _ in 0..3 {
+            assert_eq!(cell.current(Some(older), t0).0, 3.5);
+            assert_eq!(cell.current(Some(newer), t0).0, 3.5);
+        }
+        // A copy read later that says less is an administrator's reset.
+        assert_eq!(cell.current(Some(recorded(0.0, None, None)), t0).0, 0.0);
     }
 
     #[test]

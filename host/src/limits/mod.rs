@@ -395,6 +395,7 @@ mod tests {
                     spend: 0.4,
                     reset_at: Some(reset),
                     period: Some(Duration::from_secs(3600)),
+                    as_of: std::time::Instant::now(),
                 },
             }),
             ..scope("key:b", Level::Key)

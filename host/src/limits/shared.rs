@@ -525,6 +525,7 @@ mod tests {
                     spend: 0.25,
                     reset_at: Some(reset),
                     period: Some(Duration::from_secs(3600)),
+                    as_of: std::time::Instant::now(),
                 },
             }),
             ..scope("key:budget")
@@ -564,6 +565,7 @@ mod tests {
                     spend: 5.0,
                     reset_at: Some(ended),
                     period: Some(Duration::from_secs(60)),
+                    as_of: std::time::Instant::now(),
                 },
             }),
             ..scope("key:period")

@@ -41,8 +41,12 @@ pub fn init(format: LogFormat) {
         .with_ansi(ansi)
         .with_writer(batched::Stderr);
     let installed = match format {
-        LogFormat::Pretty if ansi => builder.try_init(),
-        LogFormat::Pretty => builder.event_format(text::TextLines).try_init(),
+        // Both pretty variants escape control characters in values.
+        LogFormat::Pretty if ansi => builder.fmt_fields(text::TextFields).try_init(),
+        LogFormat::Pretty => builder
+            .fmt_fields(text::TextFields)
+            .event_format(text::TextLines)
+            .try_init(),
         LogFormat::Json => builder
             .fmt_fields(JsonFields::new())
             .event_format(json::JsonLines)

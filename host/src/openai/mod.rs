@@ -77,6 +77,8 @@ pub const GATEWAY_FIELDS: &[&str] = &[
     "request_timeout",
     "mock_testing_fallbacks",
     "caching",
+    "drop_params",
+    "additional_drop_params",
 ];
 
 /// What a request may set for its own model calls, as LiteLLM clients do:

@@ -33,6 +33,10 @@ pub struct Reported {
     pub response: Option<Box<Reported>>,
     #[serde(default, deserialize_with = "choices")]
     pub choices: Choices,
+    /// Whether it has a top-level `error` that is not null: an upstream
+    /// may report a failure in a 200 body ([`crate::providers::sse::answer_error`]).
+    #[serde(default, deserialize_with = "present")]
+    pub error: bool,
 }
 
 /// An answer's (or chunk's) choices, read only for their number and finish
@@ -50,6 +54,11 @@ impl Reported {
         self.usage
             .or_else(|| self.response.as_ref().and_then(|r| r.usage))
     }
+}
+
+/// Whether a field holds anything but null; its value is skipped unread.
+fn present<'de, D: de::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<IgnoredAny>::deserialize(d)?.is_some())
 }
 
 /// A nested object's report; anything but an object reports nothing.

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::{PayloadStream, UpstreamError, sse};
 use crate::openai::{Endpoint, RawFields, unix_now};
-use crate::translate::anthropic_upstream::{self, ChunkStream, NATIVE_FIELD, StreamStep};
+use crate::translate::anthropic_upstream::{
+    self, CLIENT_HEADERS, ChunkStream, NATIVE_FIELD, NATIVE_HEADERS_FIELD, StreamStep,
+};
 
 /// The `anthropic-version` sent when the deployment sets no `api_version`.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
@@ -41,17 +44,28 @@ fn refused(message: String) -> UpstreamError {
     }
 }
 
-/// The Messages request body for a chat request, and whether it is a
-/// Messages client's own body passed through (answered natively): that body
-/// when the request carries one ([`NATIVE_FIELD`]), else the client's chat
-/// fields with the deployment's defaults where it set none, translated.
+/// The request an `anthropic/` deployment sends for one chat request.
+pub struct MessagesRequest {
+    /// The Messages body.
+    pub bytes: Vec<u8>,
+    /// Whether it is a Messages client's own body passed through (answered
+    /// natively).
+    pub native: bool,
+    /// The client's headers sent with a native body ([`client_headers`]).
+    pub headers: HeaderMap,
+}
+
+/// The Messages request body for a chat request: a Messages client's own
+/// body when the request carries one ([`NATIVE_FIELD`]), sent with the
+/// client's beta header, else the client's chat fields with
+/// the deployment's defaults where it set none, translated.
 pub fn request_body(
     endpoint: Endpoint,
     body: &RawFields,
     defaults: &Map<String, Value>,
     model: &str,
     stream: bool,
-) -> Result<(Vec<u8>, bool), UpstreamError> {
+) -> Result<MessagesRequest, UpstreamError> {
     if endpoint != Endpoint::ChatCompletions {
         return Err(refused(format!(
             "anthropic/ deployments serve chat completions only, not {}",
@@ -63,7 +77,12 @@ pub fn request_body(
     {
         let bytes =
             serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        return Ok((bytes, true));
+        let headers = client_headers(body.value(NATIVE_HEADERS_FIELD).as_ref());
+        return Ok(MessagesRequest {
+            bytes,
+            native: true,
+            headers,
+        });
     }
     let mut chat = body
         .to_map()
@@ -74,7 +93,29 @@ pub fn request_body(
     let request = anthropic_upstream::request_from_chat(&Value::Object(chat), model, stream)
         .map_err(|e| refused(e.message))?;
     let bytes = serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-    Ok((bytes, false))
+    Ok(MessagesRequest {
+        bytes,
+        native: false,
+        headers: HeaderMap::new(),
+    })
+}
+
+/// The Messages client's own headers ([`CLIENT_HEADERS`]) from the object
+/// its route carried them in; a value that is not a valid header is left
+/// out (the route only carries valid ones).
+pub fn client_headers(carried: Option<&Value>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let Some(carried) = carried.and_then(Value::as_object) else {
+        return headers;
+    };
+    for name in CLIENT_HEADERS {
+        if let Some(value) = carried.get(name).and_then(Value::as_str)
+            && let Ok(value) = HeaderValue::from_str(value)
+        {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    headers
 }
 
 /// A `message` body as a `chat.completion` body, or as received when

@@ -1,5 +1,6 @@
 //! The one HTTP adapter: OpenAI's wire format to any provider in the table.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,10 +196,7 @@ impl HttpTarget {
         let native_responses = spec.name == "openai"
             && (base_url == OPENAI_BASE || crate::config::declares_responses(&params.extra));
         add_call_defaults(&mut headers, &urls.chat);
-        let redactor = api_key
-            .as_ref()
-            .filter(|key| key.expose().len() >= 4)
-            .map(|key| Arc::new(KeyRedactor::new(key)));
+        let redactor = KeyRedactor::new(api_key.as_ref(), &params.extra_headers).map(Arc::new);
         Ok(Self {
             spec,
             base_url,
@@ -296,16 +294,19 @@ impl HttpTarget {
             None
         };
         let native_responses = responses.is_some();
+        let mut client_headers = None;
         let (bytes, native) = if let Some(bytes) = responses {
             (bytes, true)
         } else if anthropic {
-            super::anthropic::request_body(
+            let request = super::anthropic::request_body(
                 call.endpoint,
                 call.body,
                 &self.defaults,
                 model,
                 call.stream,
-            )?
+            )?;
+            client_headers = Some(request.headers);
+            (request.bytes, request.native)
         } else {
             let bytes = encode_outbound_body(
                 model,
@@ -326,6 +327,9 @@ impl HttpTarget {
         // merge the prepared headers into an empty map one by one.
         let mut request = reqwest::Request::new(http::Method::POST, url);
         *request.headers_mut() = self.headers.clone();
+        if let Some(client_headers) = client_headers {
+            request.headers_mut().extend(client_headers);
+        }
         if let Some(traceparent) = call.traceparent
             && let Ok(value) = HeaderValue::from_str(traceparent)
         {
@@ -397,11 +401,13 @@ impl HttpTarget {
 
     /// Anthropic's own token count for a Messages body (sent with this
     /// deployment's model name, without the gateway's own settings, which
-    /// Anthropic refuses); `None` for a target of another dialect.
+    /// Anthropic refuses, and with the client's beta header,
+    /// `client_headers`); `None` for a target of another dialect.
     pub async fn count_tokens(
         &self,
         client: &reqwest::Client,
         body: &Value,
+        client_headers: Option<&Value>,
         wait: Duration,
     ) -> Option<Result<Bytes, UpstreamError>> {
         if self.spec.dialect != Dialect::Anthropic {
@@ -413,10 +419,12 @@ impl HttpTarget {
             "{}/count_tokens",
             super::anthropic::messages_url(&self.base_url)
         );
+        let mut headers = self.headers.clone();
+        headers.extend(super::anthropic::client_headers(client_headers));
         let fetch = async {
             let response = client
                 .post(url)
-                .headers(self.headers.clone())
+                .headers(headers)
                 .json(&body)
                 .send()
                 .await
@@ -538,7 +546,7 @@ fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
 }
 
 /// The upstream's requested wait, from `retry-after-ms` or else
-/// `retry-after` (in seconds; an HTTP date is not read), capped at
+/// `retry-after` (in seconds, or an HTTP date), capped at
 /// [`RETRY_AFTER_CAP`].
 pub fn retry_after_from(headers: &HeaderMap) -> Option<Duration> {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -557,32 +565,98 @@ fn parse_retry_after(ms: Option<&str>, secs: Option<&str>) -> Option<Duration> {
     };
     ms.and_then(|v| read(v, 1000.0))
         .or_else(|| secs.and_then(|v| read(v, 1.0)))
+        .or_else(|| secs.and_then(|v| until_date(v, jiff::Timestamp::now())))
 }
 
-/// A deployment's key and a searcher for it, built once with the target:
-/// every answer and every chunk is searched for the key.
-struct KeyRedactor {
-    key: Secret,
-    finder: memchr::memmem::Finder<'static>,
+/// A `retry-after` HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`) as the wait
+/// from `now` until it; `None` for a date that has passed, which asks for
+/// no wait.
+fn until_date(text: &str, now: jiff::Timestamp) -> Option<Duration> {
+    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    let at = PARSER.parse_timestamp(text.trim()).ok()?;
+    let wait = Duration::try_from(at.duration_since(now)).ok()?;
+    (!wait.is_zero()).then(|| wait.min(RETRY_AFTER_CAP))
 }
+
+/// Searchers for a deployment's secrets, built once with the target: its
+/// key, and the credentials among its `extra_headers`. Every answer, chunk
+/// and error text is searched for them.
+struct KeyRedactor {
+    /// One searcher per secret, the longest first, so that a secret holding
+    /// another (`Bearer sk-...` and `sk-...`) is replaced whole.
+    finders: Vec<memchr::memmem::Finder<'static>>,
+}
+
+/// The shortest `api_key` searched for.
+const MIN_KEY_LEN: usize = 4;
+/// The shortest credential searched for in `extra_headers`: shorter values
+/// would replace ordinary words in answers.
+const MIN_HEADER_SECRET_LEN: usize = 8;
 
 impl KeyRedactor {
-    fn new(key: &Secret) -> Self {
-        Self {
-            key: key.clone(),
-            finder: memchr::memmem::Finder::new(key.expose().as_bytes()).into_owned(),
+    /// The redactor for `key` and the credentials in `extra_headers`;
+    /// `None` when there is nothing to search for.
+    fn new(key: Option<&Secret>, extra_headers: &BTreeMap<String, String>) -> Option<Self> {
+        let mut secrets: Vec<&str> = key
+            .map(Secret::expose)
+            .filter(|key| key.len() >= MIN_KEY_LEN)
+            .into_iter()
+            .collect();
+        for (name, value) in extra_headers {
+            secrets.extend(header_secrets(name, value));
         }
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.dedup();
+        let finders: Vec<_> = secrets
+            .into_iter()
+            .map(|secret| memchr::memmem::Finder::new(secret.as_bytes()).into_owned())
+            .collect();
+        (!finders.is_empty()).then_some(Self { finders })
     }
 
-    /// `payload` with every occurrence of the key replaced by `[redacted]`.
+    /// `payload` with every occurrence of a secret replaced by `[redacted]`.
     fn payload(&self, payload: Bytes) -> Bytes {
-        redact_payload(payload, &self.finder)
+        self.finders
+            .iter()
+            .fold(payload, |payload, finder| redact_payload(payload, finder))
     }
 
-    /// `message` with every occurrence of the key replaced by `[redacted]`.
+    /// `message` with every occurrence of a secret replaced by `[redacted]`.
     fn text(&self, message: &str) -> String {
-        message.replace(self.key.expose(), "[redacted]")
+        let mut text = message.to_owned();
+        for finder in &self.finders {
+            if finder.find(text.as_bytes()).is_some()
+                && let Ok(secret) = std::str::from_utf8(finder.needle())
+            {
+                text = text.replace(secret, "[redacted]");
+            }
+        }
+        text
     }
+}
+
+/// The credentials an `extra_headers` entry carries: the value of a header
+/// whose name says it holds one (`Authorization`, `x-api-key`, `X-Auth-Token`,
+/// ...), and the token of a `<scheme> <token>` value.
+fn header_secrets<'a>(name: &str, value: &'a str) -> impl Iterator<Item = &'a str> {
+    let name = name.to_ascii_lowercase();
+    let credential = [
+        "auth",
+        "key",
+        "token",
+        "secret",
+        "password",
+        "cookie",
+        "signature",
+    ]
+    .iter()
+    .any(|word| name.contains(word));
+    let value = value.trim();
+    let token = value.split_once(' ').map(|(_, token)| token.trim());
+    [Some(value), token]
+        .into_iter()
+        .flatten()
+        .filter(move |secret| credential && secret.len() >= MIN_HEADER_SECRET_LEN)
 }
 
 /// `payload` with every occurrence of `key` (the needle `finder` searches
@@ -755,9 +829,7 @@ pub fn encode_outbound_body(
         out.extend_from_slice(b",\"stream\":true");
     }
     for (k, v) in body.iter() {
-        if k != crate::translate::anthropic_upstream::NATIVE_FIELD
-            && k != crate::translate::responses::NATIVE_FIELD
-        {
+        if !crate::translate::is_native_carrier(k) {
             push_key(&mut out, k);
             out.extend_from_slice(v.get().as_bytes());
         }
@@ -877,6 +949,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn credentials_in_extra_headers_are_redacted_beside_the_key() {
+        let headers = BTreeMap::from([
+            (
+                "Authorization".to_owned(),
+                "Bearer sk-from-a-header-456".to_owned(),
+            ),
+            ("X-Title".to_owned(), "my shared application".to_owned()),
+            ("x-api-key".to_owned(), "short".to_owned()),
+        ]);
+        let key = Secret::new("sk-1234".to_owned());
+        let redactor = KeyRedactor::new(Some(&key), &headers).unwrap();
+        assert_eq!(
+            redactor.text("sent Bearer sk-from-a-header-456, sk-from-a-header-456 and sk-1234"),
+            "sent [redacted], [redacted] and [redacted]"
+        );
+        let payload =
+            Bytes::from_static(b"{\"c\":\"sk-from-a-header-456 for my shared application\"}");
+        assert_eq!(
+            redactor.payload(payload),
+            Bytes::from_static(b"{\"c\":\"[redacted] for my shared application\"}")
+        );
+        assert!(KeyRedactor::new(None, &BTreeMap::new()).is_none());
+    }
+
     /// A target for `api_base`, as a config entry `openai/m` would build it.
     fn target(api_base: &str) -> HttpTarget {
         let params = LitellmParams {
@@ -984,6 +1081,20 @@ mod tests {
             parse_retry_after(Some("NaN"), Some("3")),
             Some(Duration::from_secs(3))
         );
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_is_the_wait_until_it() {
+        let now: jiff::Timestamp = "2015-10-21T07:28:00Z".parse().unwrap();
+        let date = |text: &str| until_date(text, now);
+        assert_eq!(
+            date("Wed, 21 Oct 2015 07:28:03 GMT"),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(date("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(date("Wed, 21 Oct 2015 07:27:00 GMT"), None);
+        assert_eq!(date("Thu, 22 Oct 2015 07:28:00 GMT"), Some(RETRY_AFTER_CAP));
+        assert_eq!(date("the day after tomorrow"), None);
     }
 
     mod props {

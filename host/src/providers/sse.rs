@@ -295,6 +295,29 @@ pub fn stream_error(payload: &[u8]) -> Option<UpstreamError> {
         return None;
     }
     let json: Value = serde_json::from_slice(payload).ok()?;
+    error_in(&json, payload)
+}
+
+/// The fields that make a JSON body an answer, whatever else it carries.
+const ANSWER_FIELDS: [&str; 4] = ["choices", "data", "output", "content"];
+
+/// The failure a 200 JSON body reports instead of an answer: an error
+/// object and none of an answer's own fields ([`ANSWER_FIELDS`]). Some
+/// upstreams (OpenRouter) answer a failure so; it is retried and falls back
+/// like the same error sent with its status.
+pub fn answer_error(body: &[u8]) -> Option<UpstreamError> {
+    let json: Value = serde_json::from_slice(body).ok()?;
+    if ANSWER_FIELDS
+        .iter()
+        .any(|field| json.get(field).is_some_and(|v| !v.is_null()))
+    {
+        return None;
+    }
+    error_in(&json, body)
+}
+
+/// The failure in a parsed payload's `error` field, if it has one.
+fn error_in(json: &Value, payload: &[u8]) -> Option<UpstreamError> {
     let error = json.get("error").filter(|e| !e.is_null())?;
     let text = |key: &str| match error.get(key) {
         Some(Value::String(s)) => Some(s.clone()),

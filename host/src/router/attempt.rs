@@ -85,6 +85,13 @@ pub(super) async fn attempt(
                 span_failed(span, deployment, &e);
                 return Err(e);
             };
+            if reported.error
+                && let Some(error) = sse::answer_error(&body)
+            {
+                let error = redact(deployment, error);
+                span_failed(span, deployment, &error);
+                return Err(error);
+            }
             let reported = Some(reported);
             deployment.record_latency(upstream_time);
             if deployment.tpm.is_some()

@@ -40,11 +40,7 @@ pub fn request_from_client(model: &str, body: &Map<String, Value>) -> Result<Cha
         .collect::<Result<Vec<_>, _>>()?;
     let params: Map<String, Value> = body
         .iter()
-        .filter(|(k, _)| {
-            k.as_str() != "messages"
-                && k.as_str() != crate::translate::anthropic_upstream::NATIVE_FIELD
-                && k.as_str() != crate::translate::responses::NATIVE_FIELD
-        })
+        .filter(|(k, _)| k.as_str() != "messages" && !crate::translate::is_native_carrier(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok(ChatRequest {

@@ -452,7 +452,13 @@ pub fn answer_from_chat(chat: &Value, model: &str, id: &str) -> Value {
     if !answer.content.is_empty() {
         content.push(json!({"type": "text", "text": answer.content}));
     }
-    for (call_id, name, arguments) in &answer.tool_calls {
+    for (index, (call_id, name, arguments)) in answer.tool_calls.iter().enumerate() {
+        // An upstream that gives a call no id gets one, as in a stream: a
+        // tool_result must name the call it answers.
+        let call_id = match call_id.as_str() {
+            "" => format!("toolu_{}_{index}", id.trim_start_matches("msg_")),
+            given => given.to_owned(),
+        };
         content.push(json!({
             "type": "tool_use",
             "id": call_id,
@@ -666,6 +672,23 @@ impl MessagesStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_calls_an_upstream_gave_no_id_get_distinct_ids() {
+        let call =
+            |name: &str| json!({"type": "function", "function": {"name": name, "arguments": "{}"}});
+        let chat = json!({"choices": [{"message": {"role": "assistant",
+            "tool_calls": [call("f"), call("g"), {"id": "call_7", "function": {"name": "h"}}]},
+            "finish_reason": "tool_calls"}]});
+        let message = answer_from_chat(&chat, "m", "msg_1");
+        let ids: Vec<&str> = message["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|block| block["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["toolu_1_0", "toolu_1_1", "call_7"]);
+    }
 
     #[test]
     fn a_user_id_that_is_not_a_string_is_named_as_the_client_wrote_it() {

@@ -24,6 +24,18 @@ use super::TranslateError;
 /// other target leaves the field out, and composite strategies never see it.
 pub const NATIVE_FIELD: &str = "conclave_native_messages";
 
+/// The chat request field that carries, beside [`NATIVE_FIELD`], the
+/// client's own [`CLIENT_HEADERS`] as a JSON object of strings: a native
+/// request is sent with them, since its body was written for them.
+pub const NATIVE_HEADERS_FIELD: &str = "conclave_native_headers";
+
+/// The headers of a Messages client that its request passed through to an
+/// `anthropic/` deployment keeps: the beta features it asks for, which
+/// Anthropic reads only there. (The API version is the deployment's
+/// `api_version`, as in LiteLLM: an SDK newer than the upstream would
+/// otherwise name a version it does not know.)
+pub const CLIENT_HEADERS: [&str; 1] = ["anthropic-beta"];
+
 /// The original Messages body a chat request carries, as the upstream
 /// request: `model` set to `model`, `stream` to `stream`, nothing else changed.
 pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value> {

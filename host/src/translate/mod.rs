@@ -203,6 +203,16 @@ fn text_of(content: &Value) -> String {
     }
 }
 
+/// Whether a chat request field is one a translated route adds for native
+/// upstreams (the client's own Messages or Responses body, and the headers
+/// a native Messages request keeps): no other upstream is sent it, and no
+/// strategy sees it.
+pub fn is_native_carrier(field: &str) -> bool {
+    field == anthropic_upstream::NATIVE_FIELD
+        || field == anthropic_upstream::NATIVE_HEADERS_FIELD
+        || field == responses::NATIVE_FIELD
+}
+
 /// A new id with `prefix`: unique, and unguessable from any other id.
 pub fn new_id(prefix: &str) -> String {
     // 128 bits from the system's random source: a stored response is found

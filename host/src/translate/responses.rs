@@ -200,6 +200,16 @@ pub fn conversation(mut input: Vec<Value>, response: &Value) -> Vec<Value> {
     input
 }
 
+/// The first id two items of a conversation share, if any. OpenAI refuses
+/// such input, and a stored conversation with one could not be paged by id.
+pub fn duplicate_item_id(items: &[Value]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items
+        .iter()
+        .filter_map(|item| item["id"].as_str())
+        .find(|id| !seen.insert(*id))
+}
+
 /// `body` with `items` as its whole input and `previous_response_id`
 /// resolved (removed). Everything else, `instructions` included, is the
 /// request's own: an earlier response's instructions are not carried over
@@ -571,9 +581,15 @@ pub fn answer_from_chat(chat: &Value, envelope: &Envelope) -> Value {
     }
     for (call_id, name, arguments) in &answer.tool_calls {
         let id = envelope.item_id("fc", output.len());
+        // An upstream that gives a call no id gets one, as in a stream: a
+        // function_call_output must name the call it answers.
+        let call_id = match call_id.as_str() {
+            "" => format!("call_{id}"),
+            given => given.to_owned(),
+        };
         output.push(function_call_item(
             id,
-            call_id,
+            &call_id,
             name,
             arguments,
             "completed",
@@ -970,6 +986,37 @@ mod tests {
         );
         assert_eq!(anthropic["usage"]["cache_read_input_tokens"], 3);
         assert_eq!(anthropic["usage"]["output_tokens"], 7);
+    }
+
+    #[test]
+    fn calls_an_upstream_gave_no_id_get_distinct_ids() {
+        let envelope = Envelope::new(&json!({"model": "m"}), "resp_1", 1);
+        let call =
+            |name: &str| json!({"type": "function", "function": {"name": name, "arguments": "{}"}});
+        let chat = json!({"choices": [{"message": {"role": "assistant",
+            "tool_calls": [call("f"), call("g")]}, "finish_reason": "tool_calls"}]});
+        let response = answer_from_chat(&chat, &envelope);
+        let ids: Vec<&str> = response["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|item| item["call_id"].as_str())
+            .collect();
+        assert_eq!(ids.len(), 2, "{response}");
+        assert!(ids.iter().all(|id| id.starts_with("call_")), "{ids:?}");
+        assert_ne!(ids[0], ids[1]);
+    }
+
+    #[test]
+    fn a_conversation_with_a_repeated_item_id_is_found_out() {
+        let items = [
+            json!({"id": "a"}),
+            json!({"role": "user"}),
+            json!({"id": "b"}),
+        ];
+        assert_eq!(duplicate_item_id(&items), None);
+        let items = [json!({"id": "a"}), json!({"id": "b"}), json!({"id": "a"})];
+        assert_eq!(duplicate_item_id(&items), Some("a"));
     }
 
     #[test]

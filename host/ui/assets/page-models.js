@@ -72,7 +72,7 @@ export function mount(main) {
     const le = d.last_reload_error;
     show(config, h('section', { class: 'card' },
       dl([
-        ['Config', h('span', { class: 'mono' }, d.config)],
+        ['Config', d.config != null ? h('span', { class: 'mono' }, d.config) : null],
         ['Version', d.version != null ? String(d.version) : null],
         ['Loaded', f.when(d.loaded_at)],
         ['Reloads', d.reloads ? `${f.int(d.reloads.ok)} ok, ${f.int(d.reloads.failed)} failed` : null],

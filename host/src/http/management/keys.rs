@@ -691,11 +691,20 @@ async fn rotate(
     record.token_hash = token::hash(&value);
     record.key_name = token::display_name(&value);
     record.updated_at = SystemTime::now();
-    keys.store()
+    let rotated = keys
+        .store()
         .rehash_key(&old, &record.token_hash, &record.key_name)
         .await
         .map_err(key_error)?;
     keys.invalidate(&old);
+    // Another regenerate of the same key got there first: its new value is
+    // the key now, and this one was never stored.
+    if !rotated {
+        return Err(key_error(KeyError::NotFound {
+            entity: "key",
+            id: found.key_name.clone(),
+        }));
+    }
     if let Some(spend) = carried {
         keys.store()
             .set_spend(SpendOwner::Key, &record.token_hash, spend)

@@ -28,9 +28,6 @@ use super::auth::{is_master, presented_key};
 use super::error::ApiError;
 use crate::keys::{KeyError, Keys, Principal};
 
-/// Largest management request body.
-const BODY_LIMIT: usize = 1024 * 1024;
-
 /// The management routes, to be merged into the application.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -179,8 +176,10 @@ async fn read_with_limits<T: DeserializeOwned + unenforced::Restricting>(
 
 /// The body as a JSON object (an empty body is `{}`).
 async fn read_object(state: &AppState, request: Request) -> Result<serde_json::Value, ApiError> {
-    let timeout = state.gateway().body_timeout;
-    let bytes = super::routes::read_body(request, BODY_LIMIT, timeout).await?;
+    // The limit every request body has (`max_request_size_mb`), which the
+    // error names.
+    let gateway = state.gateway();
+    let bytes = super::routes::read_body(request, gateway.body_limit, gateway.body_timeout).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Value::Object(Default::default()));
     }
@@ -272,6 +271,7 @@ pub(crate) fn key_error(e: KeyError) -> ApiError {
         KeyError::Invalid { field, message } => {
             ApiError::invalid(format!("{field}: {message}"), Some(&field))
         }
+        KeyError::Unstorable => ApiError::invalid(e.to_string(), None),
         KeyError::Store(m) => {
             tracing::warn!("key store: {m}");
             ApiError::new(

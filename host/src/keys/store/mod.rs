@@ -261,6 +261,13 @@ impl Store {
 
 /// A store error as the log and the API may show it.
 pub(crate) fn store_error(e: sqlx::Error) -> KeyError {
+    // 22021 (character_not_in_repertoire): a NUL in text. Asking again
+    // never helps, so it is the caller's error, not the store's.
+    if let sqlx::Error::Database(db) = &e
+        && db.code().as_deref() == Some("22021")
+    {
+        return KeyError::Unstorable;
+    }
     KeyError::Store(redact(e))
 }
 

@@ -20,10 +20,10 @@ pub struct ResponseRow {
 }
 
 impl Store {
-    /// Keeps `row`; an id already stored is left as it is (ids are unique,
-    /// and a row never changes owner).
-    pub async fn insert_response(&self, row: &ResponseRow) -> Result<(), KeyError> {
-        sqlx::query(
+    /// Keeps `row`, and says whether it did: an id already stored is left
+    /// as it is (ids are unique, and a row never changes owner).
+    pub async fn insert_response(&self, row: &ResponseRow) -> Result<bool, KeyError> {
+        let done = sqlx::query(
             "INSERT INTO responses (id, owner, response, input, created_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         )
@@ -35,7 +35,7 @@ impl Store {
         .execute(self.pool())
         .await
         .map_err(store_error)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// The response `id` of `owner` stored at or after `not_before` (older
@@ -108,10 +108,12 @@ mod tests {
         let (_dir, store) = store().await;
         let now = SystemTime::now();
         let old = now - Duration::from_secs(3600);
-        store
-            .insert_response(&row("resp_a", "k1", now))
-            .await
-            .unwrap();
+        assert!(
+            store
+                .insert_response(&row("resp_a", "k1", now))
+                .await
+                .unwrap()
+        );
         let got = store.get_response("resp_a", "k1", old).await.unwrap();
         assert_eq!(got.unwrap().0, "{\"id\":\"resp_a\"}");
         assert!(
@@ -122,11 +124,13 @@ mod tests {
                 .is_none()
         );
         assert!(!store.delete_response("resp_a", "k2").await.unwrap());
-        // The same id again keeps the first owner.
-        store
-            .insert_response(&row("resp_a", "k2", now))
-            .await
-            .unwrap();
+        // The same id again keeps the first owner, and says it did not store.
+        assert!(
+            !store
+                .insert_response(&row("resp_a", "k2", now))
+                .await
+                .unwrap()
+        );
         assert!(
             store
                 .get_response("resp_a", "k2", old)

@@ -25,6 +25,15 @@ const SECRET_FIELDS: &[&str] = &[
     "vertex_credentials",
     "client_secret",
     "authorization",
+    "proxy-authorization",
+    // The key headers of OpenAI-style gateways, Anthropic, Azure and
+    // Google, as a client may set them in `extra_headers`.
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "access_token",
+    "refresh_token",
+    "private_key",
     "password",
     "master_key",
 ];

@@ -54,11 +54,11 @@ pub fn row(o: &Outcome) -> Option<SpendRow> {
     Some(SpendRow {
         request_id: o.request_id.as_str().to_owned(),
         parent_request_id: o.parent_request_id.as_ref().map(|p| p.as_str().to_owned()),
-        response_id: o.response_id.clone(),
+        response_id: o.response_id.as_deref().map(storable),
         token_hash: o.caller.token_hash().map(str::to_owned),
         user_id: o.caller.user_id().map(str::to_owned),
         team_id: o.caller.team_id().map(str::to_owned),
-        model: o.model.clone(),
+        model: storable(&o.model),
         model_group: o.model_group.as_deref().map(str::to_owned),
         deployment: o.deployment.as_deref().map(str::to_owned),
         profile: o.profile.as_deref().map(str::to_owned),
@@ -74,6 +74,27 @@ pub fn row(o: &Outcome) -> Option<SpendRow> {
             principal.map_or(&[][..], |p| p.key.tags.as_slice()),
             o.tags.as_deref().unwrap_or_default(),
         ),
-        end_user: o.end_user.as_deref().map(str::to_owned),
+        end_user: o.end_user.as_deref().map(storable),
     })
+}
+
+/// Text from outside the gateway (the client's model name and `user`, the
+/// upstream's answer id) as a store can keep it: PostgreSQL refuses a NUL
+/// in text, and one refused row would hold back every row after it, so a
+/// NUL is kept as U+FFFD.
+fn storable(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_nul_from_outside_is_kept_as_a_replacement_character() {
+        assert_eq!(super::storable("chatcmpl-\0bad"), "chatcmpl-\u{FFFD}bad");
+        assert_eq!(super::storable("plain"), "plain");
+    }
 }
