@@ -542,3 +542,36 @@ async fn an_error_answered_with_a_200_is_retried_and_falls_back() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_request_answered_with_json_says_so_or_gives_its_error() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    up.set(
+        "a",
+        Behavior::raw_body(
+            "application/json",
+            r#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#,
+        ),
+    );
+    let (status, _, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("slow down"), "{text}");
+    up.set(
+        "a",
+        Behavior::raw_body(
+            "application/json",
+            r#"{"id":"c","object":"chat.completion","choices":[]}"#,
+        ),
+    );
+    let (status, _, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("not an event stream"), "{text}");
+    up.set(
+        "a",
+        Behavior::raw_body("text/plain", "plain words, no events"),
+    );
+    let (status, _, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("no data: line"), "{text}");
+}

@@ -53,3 +53,26 @@ async fn dot_segments_in_a_captured_name_are_refused() {
     }
     assert!(up.recorded().is_empty(), "{:?}", up.recorded());
 }
+
+#[tokio::test]
+async fn a_name_the_wildcard_would_refuse_is_not_listed_as_a_model() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up)).await;
+    let status = |path: String| {
+        let proxy = &proxy;
+        async move {
+            let r = proxy.client.get(proxy.url(&path)).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(status("/v1/models/azure/gpt-4o".into()).await, 200);
+    let long = format!("/v1/models/azure/{}", "m".repeat(600));
+    // `%2F` keeps the client's URL from folding the `..` away before it is sent.
+    for path in [
+        "/v1/models/azure/x%2F..%2Fadmin".to_owned(),
+        "/v1/models/azure/x%00y".into(),
+        long,
+    ] {
+        assert_eq!(status(path.clone()).await, 404, "{path}");
+    }
+}

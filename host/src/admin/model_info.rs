@@ -20,7 +20,7 @@ fn is_secret_key(key: &str) -> bool {
 /// the query and the fragment go, as they may carry a credential
 /// (`?key=sk-...`, Azure's `?api-key=`). The userinfo goes first, so a `?`
 /// or `#` inside a malformed password cannot hide the `@` that ends it.
-fn without_credentials(url: &str) -> String {
+pub(super) fn without_credentials(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return before_query(url).to_owned();
     };

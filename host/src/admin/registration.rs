@@ -307,7 +307,7 @@ impl Registration {
         };
         // Credentials in the URL stay out of answers, as the key does.
         let base = match &self.api_base {
-            Some(base) if !with_secret => Some(crate::cluster::settings::redact_url(base)),
+            Some(base) if !with_secret => Some(super::model_info::without_credentials(base)),
             base => base.clone(),
         };
         put("api_base", json!(base));
@@ -725,6 +725,9 @@ mod tests {
         let r = reg(json!({"model_name": "m", "api_base": "https://u:pw@h.example/v1"})).unwrap();
         assert_eq!(r.to_json(false)["api_base"], "https://h.example/v1");
         assert_eq!(r.to_json(true)["api_base"], "https://u:pw@h.example/v1");
+        let base = "https://h.example/v1?api-key=sk-secret&user=a@b.example";
+        let r = reg(json!({"model_name": "m", "api_base": base})).unwrap();
+        assert_eq!(r.to_json(false)["api_base"], "https://h.example/v1");
     }
 
     #[test]

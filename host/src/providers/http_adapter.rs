@@ -348,7 +348,11 @@ impl HttpTarget {
                     .execute(request)
                     .await
                     .map_err(|e| self.transport_error(e, wait))?;
-                self.check_status(response).await
+                let response = self.check_status(response).await?;
+                if is_json(response.headers()) {
+                    return Err(self.json_for_a_stream(response, wait).await);
+                }
+                Ok(response)
             };
             let response = tokio::time::timeout(wait, head)
                 .await
@@ -440,6 +444,28 @@ impl HttpTarget {
                 .map_err(|_| UpstreamError::Timeout(wait))
                 .and_then(|r| r),
         )
+    }
+
+    /// The failure of a stream request answered with a JSON body: the error
+    /// the body reports (some upstreams answer errors so, with a 200), or
+    /// the answer's own shape, which no client asked for.
+    async fn json_for_a_stream(
+        &self,
+        response: reqwest::Response,
+        wait: Duration,
+    ) -> UpstreamError {
+        match self.read_capped(response, ERROR_BODY_LIMIT, wait).await {
+            Ok(body) => sse::answer_error(&body).map_or_else(
+                || {
+                    UpstreamError::Protocol(
+                        "the upstream answered a stream request with a JSON body, not an event stream"
+                            .into(),
+                    )
+                },
+                |error| error.map_text(|m| self.redact(&m)),
+            ),
+            Err(error) => error,
+        }
     }
 
     /// Classifies a transport failure; a timeout reports `wait`, the
@@ -543,6 +569,14 @@ fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
             "the upstream sent a stream event that is not JSON ({e})"
         ))),
     }
+}
+
+/// Whether an answer's content type is JSON (`application/json`, with or
+/// without parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"))
 }
 
 /// The upstream's requested wait, from `retry-after-ms` or else

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, stream};
 use serde_json::Value;
 
@@ -75,15 +75,14 @@ where
                 }
                 Ok(None) => {
                     st.finished = true;
-                    if st.last.as_deref().is_some_and(ends_the_answer) {
-                        return None;
-                    }
-                    return Some((
-                        Err(UpstreamError::StreamBroken(
-                            "the stream ended before data: [DONE]".into(),
-                        )),
-                        st,
-                    ));
+                    let why = match st.last.as_deref() {
+                        Some(last) if ends_the_answer(last) => return None,
+                        Some(_) => "the stream ended before data: [DONE]",
+                        None => {
+                            "the stream ended without an event: the upstream sent no data: line"
+                        }
+                    };
+                    return Some((Err(UpstreamError::StreamBroken(why.into())), st));
                 }
             }
         }
@@ -146,7 +145,15 @@ struct Lines {
     scanned: usize,
     data: Data,
     max_event: usize,
+    /// Whether the stream's start was looked at for a byte order mark.
+    started: bool,
+    /// The last line ended with a `\r` at the end of the bytes received:
+    /// a `\n` arriving next belongs to that line end.
+    after_cr: bool,
 }
+
+/// UTF-8's byte order mark, which the SSE format lets a stream start with.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl Lines {
     fn new(max_event: usize) -> Self {
@@ -155,27 +162,49 @@ impl Lines {
             scanned: 0,
             data: Data::Empty,
             max_event,
+            started: false,
+            after_cr: false,
         }
     }
 
     fn push(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
+        if !self.started && (self.buf.len() >= BOM.len() || !BOM.starts_with(&self.buf)) {
+            self.started = true;
+            if self.buf.starts_with(BOM) {
+                self.buf.advance(BOM.len());
+                self.scanned = 0;
+            }
+        }
+        if self.after_cr && !self.buf.is_empty() {
+            self.after_cr = false;
+            if self.buf[0] == b'\n' {
+                self.buf.advance(1);
+            }
+        }
     }
 
     /// The next complete event with data, `None` when more bytes are
-    /// needed, or an error when the event grows past the size limit.
+    /// needed, or an error when the event grows past the size limit. A line
+    /// ends with `\n`, `\r\n` or a lone `\r`, as the SSE format says.
     fn next_event(&mut self) -> Result<Option<Event>, UpstreamError> {
         loop {
-            let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..]) else {
+            let Some(pos) = memchr::memchr2(b'\n', b'\r', &self.buf[self.scanned..]) else {
                 self.scanned = self.buf.len();
                 self.check_size()?;
                 return Ok(None);
             };
-            let mut line = self.buf.split_to(self.scanned + pos + 1);
+            let end = self.scanned + pos;
+            let cr = self.buf[end] == b'\r';
+            let mut line = self.buf.split_to(end + 1);
             self.scanned = 0;
-            line.truncate(line.len() - 1);
-            if line.last() == Some(&b'\r') {
-                line.truncate(line.len() - 1);
+            line.truncate(end);
+            if cr {
+                match self.buf.first() {
+                    Some(b'\n') => self.buf.advance(1),
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
             }
             if line.is_empty() {
                 if let Some(event) = self.dispatch() {
@@ -422,6 +451,25 @@ mod tests {
             out,
             vec![Ok("{\"a\":1}".to_owned()), Ok("{\"b\":2}".to_owned())]
         );
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_and_lone_carriage_returns_are_read_as_the_format_says() {
+        // A `\r\n` split across reads is one line end, not two.
+        let out = collect(vec![
+            "\u{FEFF}data: {\"a\":1}\r\r",
+            "data: {\"b\":2}\r",
+            "\n\rdata: {\"c\":3}\r\n\r\n",
+            "data: [DONE]\n\n",
+        ])
+        .await;
+        let payloads: Vec<_> = ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]
+            .map(|p| Ok(p.to_owned()))
+            .into();
+        assert_eq!(out, payloads);
+        // A mark split across reads is still the stream's start.
+        let out = collect(vec!["\u{FEFF}", "data: {}\n\ndata: [DONE]\n\n"]).await;
+        assert_eq!(out, vec![Ok("{}".to_owned())]);
     }
 
     #[tokio::test]

@@ -351,15 +351,17 @@ impl Router {
     }
 
     /// Whether a client asking for `model` has a group to go to (an alias,
-    /// a public group's name or a wildcard's match); composite profiles are
-    /// the strategy host's to answer for.
+    /// a public group's name or a wildcard's match whose capture could be
+    /// routed, see [`check_capture`]); composite profiles are the strategy
+    /// host's to answer for.
     pub fn serves(&self, model: &str) -> bool {
         let name = self.aliases.get(model).map_or(model, String::as_str);
         (self.groups.contains_key(name) && !self.internal.contains(name))
-            || self
-                .wildcards
-                .iter()
-                .any(|(prefix, _)| name.len() > prefix.len() && name.starts_with(prefix.as_str()))
+            || self.wildcards.iter().any(|(prefix, _)| {
+                name.strip_prefix(prefix.as_str()).is_some_and(|capture| {
+                    !capture.is_empty() && check_capture(name, capture).is_ok()
+                })
+            })
     }
 
     /// Index of the deployment to call next: healthy, within limits, lowest

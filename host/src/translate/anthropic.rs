@@ -139,14 +139,27 @@ fn system_text(system: &Value) -> Result<String, TranslateError> {
         Value::String(s) => Ok(s.clone()),
         Value::Array(blocks) => Ok(blocks
             .iter()
-            .filter_map(|b| b["text"].as_str())
-            .collect::<Vec<_>>()
+            .map(|b| required_str(b, "text", "system text block", "system"))
+            .collect::<Result<Vec<_>, _>>()?
             .join("\n\n")),
         _ => Err(TranslateError::new(
             "system must be a string or a list of text blocks",
             "system",
         )),
     }
+}
+
+/// `block[key]` as a string, or the 400 naming what `block` (a `kind`)
+/// lacks; `param` is the request field it sits in.
+fn required_str<'a>(
+    block: &'a Value,
+    key: &str,
+    kind: &str,
+    param: &str,
+) -> Result<&'a str, TranslateError> {
+    block[key]
+        .as_str()
+        .ok_or_else(|| TranslateError::new(format!("a {kind} needs a string {key}"), param))
 }
 
 /// One Anthropic turn as chat messages: a user turn's `tool_result` blocks
@@ -200,12 +213,12 @@ fn assistant_to_chat(blocks: &[Value], native: bool) -> Result<Value, TranslateE
     let mut calls = Vec::new();
     for block in blocks {
         match block["type"].as_str() {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
+            Some("text") => text.push_str(required_str(block, "text", "text block", "messages")?),
             Some("tool_use") => calls.push(json!({
-                "id": block["id"],
+                "id": required_str(block, "id", "tool_use block", "messages")?,
                 "type": "function",
                 "function": {
-                    "name": block["name"],
+                    "name": required_str(block, "name", "tool_use block", "messages")?,
                     "arguments": block.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
                 },
             })),
@@ -229,7 +242,8 @@ fn user_to_chat(blocks: &[Value], native: bool) -> Result<Vec<Value>, TranslateE
     let mut parts = Vec::new();
     for block in blocks {
         let part = match block["type"].as_str() {
-            Some("text") => Ok(json!({"type": "text", "text": block["text"]})),
+            Some("text") => required_str(block, "text", "text block", "messages")
+                .map(|text| json!({"type": "text", "text": text})),
             Some("image") => image_part(&block["source"]),
             Some("document") => document_part(block),
             Some("tool_result") => {
@@ -301,7 +315,7 @@ fn tool_message(block: &Value) -> Result<Value, TranslateError> {
     };
     Ok(json!({
         "role": "tool",
-        "tool_call_id": block["tool_use_id"],
+        "tool_call_id": required_str(block, "tool_use_id", "tool_result block", "messages")?,
         "content": text,
     }))
 }
@@ -379,11 +393,14 @@ fn tools_to_chat(tools: &Value, native: bool) -> Result<Value, TranslateError> {
         // Anthropic models through the native body.
         .filter(|tool| !native || matches!(tool["type"].as_str(), None | Some("custom")))
         .map(|tool| match tool["type"].as_str() {
-            None | Some("custom") => Ok(chat_tool(
-                &tool["name"],
-                &tool["description"],
-                &tool["input_schema"],
-            )),
+            None | Some("custom") => {
+                required_str(tool, "name", "tool", "tools")?;
+                Ok(chat_tool(
+                    &tool["name"],
+                    &tool["description"],
+                    &tool["input_schema"],
+                ))
+            }
             Some(other) => Err(TranslateError::new(
                 format!(
                     "tool type {other:?} is not supported: only client tools with input_schema"
@@ -403,7 +420,10 @@ fn tool_choice_to_chat(
         Some("auto") => json!("auto"),
         Some("any") => json!("required"),
         Some("none") => json!("none"),
-        Some("tool") => json!({"type": "function", "function": {"name": choice["name"]}}),
+        Some("tool") => {
+            let name = required_str(choice, "name", "tool_choice of type tool", "tool_choice")?;
+            json!({"type": "function", "function": {"name": name}})
+        }
         _ => {
             return Err(TranslateError::new(
                 "tool_choice.type must be auto, any, tool or none",
@@ -688,6 +708,58 @@ mod tests {
             .filter_map(|block| block["id"].as_str())
             .collect();
         assert_eq!(ids, ["toolu_1_0", "toolu_1_1", "call_7"]);
+    }
+
+    #[test]
+    fn blocks_and_tools_missing_what_anthropic_requires_are_refused_by_field() {
+        let turn = |content: Value| {
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": content}]})
+        };
+        let refused = [
+            (
+                turn(json!([{"type": "tool_use", "name": "f", "input": {}}])),
+                "messages",
+                "tool_use block needs a string id",
+            ),
+            (
+                turn(json!([{"type": "tool_use", "id": "t1", "input": {}}])),
+                "messages",
+                "tool_use block needs a string name",
+            ),
+            (
+                turn(json!([{"type": "text", "text": 5}])),
+                "messages",
+                "text block needs a string text",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]}),
+                "messages",
+                "tool_result block needs a string tool_use_id",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "system": [{"type": "text", "text": 5}], "messages": [{"role": "user", "content": "hi"}]}),
+                "system",
+                "system text block needs a string text",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "tools": [{"input_schema": {}}], "messages": [{"role": "user", "content": "hi"}]}),
+                "tools",
+                "tool needs a string name",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "tools": [{"name": "f", "input_schema": {}}], "tool_choice": {"type": "tool"},
+                "messages": [{"role": "user", "content": "hi"}]}),
+                "tool_choice",
+                "needs a string name",
+            ),
+        ];
+        // (A native request's own body goes to Anthropic, which answers for it.)
+        for (body, param, says) in refused {
+            let e = request_to_chat(&body, false).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{body}");
+            assert!(e.message.contains(says), "{}: {body}", e.message);
+        }
     }
 
     #[test]
