@@ -609,3 +609,31 @@ async fn a_user_deleted_and_made_again_starts_with_nothing_spent() {
     let (status, _, body) = chat_as(&proxy, &second, "gpt-a").await;
     assert_eq!(status, 200, "a new user with the old id: {body}");
 }
+
+#[tokio::test]
+async fn a_users_budget_holds_when_its_keys_take_turns() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    manage(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "turns", "max_budget": CALL_COST * 2.5}),
+    )
+    .await;
+    let first = new_key(&proxy, json!({"user_id": "turns"})).await;
+    let second = new_key(&proxy, json!({"user_id": "turns"})).await;
+    assert_eq!(chat_as(&proxy, &first, "gpt-a").await.0, 200);
+    // The second key is first read once the first one's spend is stored:
+    // it holds a newer copy of the user's record than the first key does.
+    keys_support::key_spend(&proxy, &first, CALL_COST).await;
+    let mut served = 1;
+    for key in [&second, &first].repeat(4) {
+        let (status, _, body) = chat_as(&proxy, key, "gpt-a").await;
+        match status {
+            200 => served += 1,
+            400 => assert_eq!(code(&body), "user_budget_exceeded", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(served, 3, "calls at 0, 1 and 2 calls' cost of a 2.5 budget");
+}

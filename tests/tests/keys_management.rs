@@ -868,6 +868,27 @@ async fn key_regenerate_takes_a_chosen_value_and_the_fields_to_change() {
 }
 
 #[tokio::test]
+async fn every_key_a_concurrent_regenerate_answers_with_works() {
+    let (_up, proxy) = gateway().await;
+    let old = key_of(&generate(&proxy, json!({})).await);
+    let rotations = (0..8).map(|_| post(&proxy, "/key/regenerate", json!({"key": old})));
+    let answers = futures_util::future::join_all(rotations).await;
+    let mut issued = Vec::new();
+    for (status, body) in answers {
+        match status {
+            200 => issued.push(key_of(&body)),
+            404 => assert_eq!(body["error"]["param"], "key", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(!issued.is_empty(), "one regenerate wins");
+    for key in issued {
+        let (status, body) = chat_as(&proxy, &key, "echo").await;
+        assert_eq!(status, 200, "an issued key that does not work: {body}");
+    }
+}
+
+#[tokio::test]
 async fn key_delete_reports_only_the_keys_that_existed() {
     let (_up, proxy) = gateway().await;
     let real = key_of(&generate(&proxy, json!({})).await);

@@ -9,9 +9,9 @@ mod keys_mgmt_support;
 use std::time::{Duration, SystemTime};
 
 use conclave::keys::{SpendRow, Store};
-use conclave_e2e::FakeUpstream;
 use conclave_e2e::proxy::TempDir;
 use conclave_e2e::services::postgres_database;
+use conclave_e2e::{Behavior, FakeUpstream};
 use keys_mgmt_support::{
     PRICE_IN, PRICE_OUT, chat_as, core_suite, eventually, generate, get, key_of, post,
     priced_config, spend_of, start, terminate,
@@ -708,4 +708,46 @@ async fn an_unusable_database_url_stops_start_up_with_the_reason() {
         !err.contains("nowhere/db") || err.contains("database_url"),
         "{err}"
     );
+}
+
+/// PostgreSQL keeps no NUL in text: an answer id holding one is stored
+/// with it replaced, and spend goes on being written after it; a NUL in
+/// admin input is the caller's error, not the store's.
+#[tokio::test]
+async fn a_nul_from_outside_neither_stops_spend_nor_passes_for_a_store_failure() {
+    let Some(url) = postgres_database("a_nul_from_outside_neither_stops_spend").await else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    let proxy = start(&priced_config(&up, &[&format!("database_url: {url}")])).await;
+    let key = key_of(&generate(&proxy, json!({})).await);
+    up.set(
+        "paid",
+        Behavior::raw_body(
+            "application/json",
+            r#"{"id":"chatcmpl-\u0000bad","object":"chat.completion","model":"paid-up",
+                "choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+                "usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#,
+        ),
+    );
+    assert_eq!(chat_as(&proxy, &key, "paid").await.0, 200);
+    up.set("paid", Behavior::ok("fine"));
+    assert_eq!(chat_as(&proxy, &key, "paid").await.0, 200);
+    let both = eventually(Duration::from_secs(10), || async {
+        close(spend_of(&proxy, &key).await, 2.0 * CALL_COST)
+    })
+    .await;
+    assert!(
+        both,
+        "spend {} after two calls",
+        spend_of(&proxy, &key).await
+    );
+    let (status, body) = post(&proxy, "/team/new", json!({"team_alias": "t\u{0}x"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("NUL"),
+        "{body}"
+    );
+    let (status, body) = get(&proxy, "/user/list?user_email=a%00b").await;
+    assert_eq!(status, 400, "{body}");
 }
