@@ -101,9 +101,13 @@ impl Gateway {
         warnings.extend(plan_warnings);
         let router = Arc::new(built.router);
         let hidden: HashSet<String> = plan.hidden.iter().map(|e| e.model_name.clone()).collect();
-        let (strategies, strategy_warnings) = StrategyHost::build(plan, router.clone(), engine)
-            .await
-            .map_err(|p| BuildError::Strategies(invalid(p)))?;
+        let access_groups = Arc::new(crate::ops::admission::AccessGroups::from_config(
+            &loaded.config,
+        ));
+        let (strategies, strategy_warnings) =
+            StrategyHost::build(plan, router.clone(), access_groups.clone(), engine)
+                .await
+                .map_err(|p| BuildError::Strategies(invalid(p)))?;
         warnings.extend(strategy_warnings);
 
         let cfg = &loaded.config;
@@ -136,7 +140,7 @@ impl Gateway {
                 strategies: Arc::new(strategies),
                 master_key,
                 prices,
-                access_groups: Arc::new(crate::ops::admission::AccessGroups::from_config(cfg)),
+                access_groups,
                 cache,
                 body_limit,
                 body_timeout: cfg

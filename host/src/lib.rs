@@ -23,6 +23,7 @@ pub mod openai;
 pub mod ops;
 pub mod pricing;
 pub mod providers;
+pub mod public_url;
 pub mod reload;
 pub mod router;
 pub mod server;

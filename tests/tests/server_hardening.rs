@@ -121,6 +121,65 @@ async fn a_kept_alive_connection_whose_next_head_never_completes_is_disconnected
     assert!(closed > Duration::from_millis(500), "{closed:?}");
 }
 
+/// One HTTP/2 frame: its 9-byte header and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The types of the frames in `bytes` (a whole number of frames or not).
+fn h2_frame_types(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        types.push(rest[3]);
+        rest = rest.get(9 + len..).unwrap_or_default();
+    }
+    types
+}
+
+#[tokio::test]
+async fn an_http2_connection_idle_after_its_requests_is_sent_away() {
+    const HEADERS: u8 = 0x1;
+    const GOAWAY: u8 = 0x7;
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, "  header_read_timeout: 1\n")).await;
+    let mut tcp = TcpStream::connect(addr(&proxy)).await.unwrap();
+    // The preface, empty settings, and GET /health/liveliness on stream 1:
+    // :method GET and :scheme http from the static table, :path literal.
+    let path = b"/health/liveliness";
+    let mut headers = vec![0x82, 0x86, 0x44, u8::try_from(path.len()).unwrap()];
+    headers.extend_from_slice(path);
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[]));
+    hello.extend(h2_frame(HEADERS, 0x5, 1, &headers));
+    tcp.write_all(&hello).await.unwrap();
+    // Everything the server sends until it closes, while the client answers
+    // nothing more (an attacker would answer pings; none come this soon).
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+            Err(_) => panic!("the idle HTTP/2 connection is still open after 5 s: {received:?}"),
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    let types = h2_frame_types(&received);
+    assert!(types.contains(&HEADERS), "answered first: {types:?}");
+    assert!(types.contains(&GOAWAY), "sent away: {types:?}");
+    assert!(
+        started.elapsed() > Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn answers_that_take_longer_than_the_header_timeout_are_not_cut() {
     let up = FakeUpstream::start().await;

@@ -488,3 +488,58 @@ async fn a_council_without_members_is_a_config_error_with_its_path() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_request_cannot_name_members_its_caller_may_not_call() {
+    let up = FakeUpstream::start().await;
+    up.set("secret-deploy", Behavior::ok("SECRET MODEL ANSWER"));
+    let mut names = all_deployments();
+    names.push("secret-deploy");
+    let master = "sk-council-master";
+    let yaml = composite_config(
+        &up,
+        &names,
+        &[("council", "council_test")],
+        &profile("", "{}"),
+    )
+    .replacen(
+        "general_settings:\n",
+        &format!("general_settings:\n  master_key: {master}\n"),
+        1,
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let made = proxy
+        .generate_key(master, json!({"models": ["council"]}))
+        .await;
+    let key = made["key"].as_str().unwrap();
+    let ask = |settings: Value, key: &str| {
+        let mut request = chat_body("council", "q");
+        request["composite_settings"] = settings;
+        let (proxy, key) = (&proxy, key.to_owned());
+        async move {
+            let r = proxy
+                .client
+                .post(proxy.url("/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&request)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // A public model outside the key's list, and a name no client may call.
+    for member in ["secret-deploy", "openai/secret-deploy-up"] {
+        let settings = json!({"council_models": [member], "chairman_model": member});
+        let (status, text) = ask(settings, key).await;
+        assert_ne!(status, 200, "{member}: {text}");
+        assert!(!text.contains("SECRET"), "{member}: {text}");
+        assert!(text.contains("not one of this profile's models"), "{text}");
+    }
+    assert_eq!(up.calls("secret-deploy"), 0);
+    // The master key may name any public model.
+    let settings = json!({"council_models": ["secret-deploy"], "chairman_model": "secret-deploy"});
+    let (status, text) = ask(settings, master).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("SECRET MODEL ANSWER"), "{text}");
+}

@@ -16,28 +16,6 @@ fn is_secret_key(key: &str) -> bool {
         .any(|s| k.contains(s))
 }
 
-/// `api_base` as listed: scheme, host, port and path. `user:password@`,
-/// the query and the fragment go, as they may carry a credential
-/// (`?key=sk-...`, Azure's `?api-key=`). The userinfo goes first, so a `?`
-/// or `#` inside a malformed password cannot hide the `@` that ends it.
-pub(super) fn without_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return before_query(url).to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let host_start = rest
-        .get(..authority_end)
-        .and_then(|authority| authority.rfind('@'))
-        .map_or(0, |at| at + 1);
-    let public = rest.get(host_start..).unwrap_or_default();
-    format!("{scheme}://{}", before_query(public))
-}
-
-/// `url` up to its query (`?`) or fragment (`#`).
-fn before_query(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or(url)
-}
-
 /// A deployment's `litellm_params` without keys, secrets or URL credentials;
 /// extra header values are masked.
 fn params_json(p: &LitellmParams) -> Value {
@@ -50,7 +28,7 @@ fn params_json(p: &LitellmParams) -> Value {
     };
     put(
         "api_base",
-        json!(p.api_base.as_deref().map(without_credentials)),
+        json!(p.api_base.as_deref().map(crate::public_url::public_url)),
     );
     put("api_version", json!(p.api_version));
     put("organization", json!(p.organization));
@@ -276,19 +254,5 @@ model_list:
             v["data"][0]["litellm_params"]["api_base"],
             "https://h.example:8443/openai"
         );
-    }
-
-    #[test]
-    fn only_scheme_host_port_and_path_of_an_api_base_are_shown() {
-        for (given, shown) in [
-            ("https://h.example/v1?key=sk-secret", "https://h.example/v1"),
-            ("https://h.example?key=sk-secret", "https://h.example"),
-            ("https://h.example/v1#sk-secret", "https://h.example/v1"),
-            ("https://u:p?w#d@h.example/v1?x=1", "https://h.example/v1"),
-            ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
-            ("h.example/v1?key=sk-secret", "h.example/v1"),
-        ] {
-            assert_eq!(without_credentials(given), shown, "{given}");
-        }
     }
 }

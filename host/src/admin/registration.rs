@@ -307,7 +307,7 @@ impl Registration {
         };
         // Credentials in the URL stay out of answers, as the key does.
         let base = match &self.api_base {
-            Some(base) if !with_secret => Some(super::model_info::without_credentials(base)),
+            Some(base) if !with_secret => Some(crate::public_url::public_url(base)),
             base => base.clone(),
         };
         put("api_base", json!(base));

@@ -117,6 +117,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
             )],
         ));
     }
+    super::include::merge(&mut tree, path)?;
 
     // `master_key:` with no value reads as no key: said aloud, since the
     // gateway then serves anyone.
@@ -373,17 +374,48 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             "general_settings.client_write_timeout",
             config.general_settings.client_write_timeout,
         ),
+        (
+            "general_settings.composite_queue_timeout",
+            config.general_settings.composite_queue_timeout,
+        ),
     ] {
         if let Some(why) = value.and_then(|v| invalid_seconds(v, false)) {
             problems.push(Problem::new(key, why));
         }
     }
-    if let Some(why) = config
-        .general_settings
-        .proxy_batch_write_at
-        .and_then(|v| invalid_seconds(v, true))
+    let gs = &config.general_settings;
+    // Waits that zero would turn into "refuse at once".
+    for (key, value) in [
+        (
+            "general_settings.proxy_batch_write_at",
+            gs.proxy_batch_write_at,
+        ),
+        (
+            "general_settings.header_read_timeout",
+            gs.header_read_timeout,
+        ),
+        (
+            "general_settings.request_body_timeout",
+            gs.request_body_timeout,
+        ),
+    ] {
+        if let Some(why) = value.and_then(|v| invalid_seconds(v, true)) {
+            problems.push(Problem::new(key, why));
+        }
+    }
+    if gs.global_max_parallel_requests == Some(0) {
+        problems.push(Problem::new(
+            "general_settings.global_max_parallel_requests",
+            "must be at least 1: 0 would refuse every request",
+        ));
+    }
+    if let Some(mb) = gs.request_log_max_mb
+        && !(mb.is_finite() && mb > 0.0)
     {
-        problems.push(Problem::new("general_settings.proxy_batch_write_at", why));
+        problems.push(Problem::new(
+            "general_settings.request_log_max_mb",
+            format!("must be a positive number, got {mb}"),
+        ));
     }
     if let Some(mb) = config.general_settings.max_request_bodies_mb {
         // One body of the largest size a request may have must fit.
@@ -510,6 +542,47 @@ mod tests {
                 "{empty}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn limits_that_would_refuse_everything_or_never_apply_are_config_errors() {
+        for (setting, key) in [
+            (
+                "request_body_timeout: 0",
+                "general_settings.request_body_timeout",
+            ),
+            (
+                "header_read_timeout: -5",
+                "general_settings.header_read_timeout",
+            ),
+            (
+                "header_read_timeout: 1e12",
+                "general_settings.header_read_timeout",
+            ),
+            (
+                "composite_queue_timeout: -1",
+                "general_settings.composite_queue_timeout",
+            ),
+            (
+                "global_max_parallel_requests: 0",
+                "general_settings.global_max_parallel_requests",
+            ),
+            (
+                "request_log_max_mb: -3",
+                "general_settings.request_log_max_mb",
+            ),
+        ] {
+            let err = load_text(&format!("general_settings:\n  {setting}\nmodel_list: []\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("test.yaml: {key}: must be")),
+                "{setting}: {err}"
+            );
+        }
+        assert!(
+            load_text("general_settings:\n  composite_queue_timeout: 0\nmodel_list: []\n").is_ok()
+        );
     }
 
     #[test]

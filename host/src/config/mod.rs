@@ -8,6 +8,7 @@
 mod cache;
 pub mod callbacks;
 mod env;
+mod include;
 mod lenient;
 mod load;
 mod params;

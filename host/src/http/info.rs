@@ -92,7 +92,7 @@ fn models(gateway: &Gateway) -> Vec<Value> {
                         "id": d.id,
                         "provider": d.target.provider(),
                         "model": d.target.upstream_model(),
-                        "api_base": d.target.api_base().map(public_url),
+                        "api_base": d.target.api_base().map(crate::public_url::public_url),
                     })
                 })
                 .collect();
@@ -143,18 +143,6 @@ fn features(state: &AppState, gateway: &Gateway) -> Value {
         "public_docs": gateway.public_docs,
         "public_metrics": state.ops.observe.public_metrics,
     })
-}
-
-/// `url` without `user:password@`, query or fragment.
-fn public_url(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or(url);
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let host_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..host_end].rfind('@') {
-            return format!("{scheme}://{}", &rest[at + 1..]);
-        }
-    }
-    url.to_owned()
 }
 
 /// The report as a page of plain text.
@@ -212,18 +200,4 @@ fn text(report: &Value) -> String {
         let _ = writeln!(out, "  {k}: {}", s(v));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn public_url_drops_credentials_and_query() {
-        assert_eq!(
-            public_url("https://user:pw@example.test/v1?key=s"),
-            "https://example.test/v1"
-        );
-        assert_eq!(public_url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
-    }
 }

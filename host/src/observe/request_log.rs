@@ -225,7 +225,7 @@ impl Writer {
     }
 
     fn write_text(&mut self, o: &Outcome, subs: &[Box<str>]) -> std::io::Result<()> {
-        let path = self.settings.dir.join(file_name(o));
+        let path = free_path(&self.settings.dir, &file_name(o));
         let text = render_text(o, subs);
         // Room first: the directory never holds more than its bounds.
         self.make_room(1, text.len() as u64);
@@ -400,6 +400,21 @@ fn file_name(o: &Outcome) -> String {
     )
 }
 
+/// `name` in `dir`, or `name` with `-2`, `-3`, ... before `.log` when a
+/// log of that name is there already: two requests with one id (a client's
+/// `x-request-id`) in one second each keep their own file.
+fn free_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let stem = name.strip_suffix(".log").unwrap_or(name);
+    (2u32..)
+        .map(|n| dir.join(format!("{stem}-{n}.log")))
+        .find(|path| !path.exists())
+        .unwrap_or(first)
+}
+
 /// The text format: the summary, the request body, the attempts, the
 /// composite trace, the sub-calls and the response, each in its section.
 fn render_text(o: &Outcome, subs: &[Box<str>]) -> String {
@@ -470,6 +485,25 @@ mod tests {
 
     use super::*;
     use crate::ops::{Attempt, CacheStatus, Caller, Logged};
+
+    #[test]
+    fn a_log_name_taken_already_gets_a_number() {
+        let dir = std::env::temp_dir().join(format!("conclave-free-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = "20240301_010203-same-id_m.log";
+        assert_eq!(free_path(&dir, name), dir.join(name));
+        std::fs::write(dir.join(name), "first").unwrap();
+        assert_eq!(
+            free_path(&dir, name),
+            dir.join("20240301_010203-same-id_m-2.log")
+        );
+        std::fs::write(dir.join("20240301_010203-same-id_m-2.log"), "second").unwrap();
+        assert_eq!(
+            free_path(&dir, name),
+            dir.join("20240301_010203-same-id_m-3.log")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn outcome(id: &str, kind: OutcomeKind, parent: Option<&str>) -> Outcome {
         Outcome {
@@ -647,6 +681,7 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_709_251_200 + 3_723);
         assert_eq!(stamp(t), "20240301_010203");
         assert!(is_log_name("20240301_010203-req-1_m.log"));
+        assert!(is_log_name("20240301_010203-req-1_m-2.log"));
         assert!(is_log_name("requests-20240301_010203.jsonl"));
         assert!(!is_log_name("notes.log"));
     }

@@ -397,7 +397,6 @@ pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut 
     let known = |t: &str| {
         router.groups.contains_key(t)
             || router.aliases.contains_key(t)
-            || composite.contains(&t)
             || router
                 .wildcards
                 .iter()
@@ -410,10 +409,23 @@ pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut 
         .chain(&f.context_window)
         .chain(&f.content_policy)
     {
-        for t in targets.iter().filter(|t| !known(t)) {
+        if composite.contains(&group.as_str()) {
             found.warn(format_args!(
-                "router_settings fallbacks for {group:?} name {t:?}, which no model_list entry serves"
+                "router_settings fallbacks for {group:?}: it is a composite model, whose \
+                 failures the router does not fall back from; the entry is not used"
             ));
+        }
+        for t in targets.iter() {
+            if composite.contains(&t.as_str()) {
+                found.warn(format_args!(
+                    "router_settings fallbacks for {group:?} name {t:?}, a composite model: \
+                     the router falls back only to plain model groups, so it is skipped"
+                ));
+            } else if !known(t) {
+                found.warn(format_args!(
+                    "router_settings fallbacks for {group:?} name {t:?}, which no model_list entry serves"
+                ));
+            }
         }
     }
 }

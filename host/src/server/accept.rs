@@ -5,7 +5,9 @@
 //! - A connection with no request open for `header_read_timeout` is closed
 //!   (see [`super::watchdog`]): a client that sends nothing, half a head or
 //!   half of the HTTP/2 preface, an HTTP/1 client whose next head never
-//!   completes, and an idle HTTP/1 keep-alive connection.
+//!   completes, and an idle HTTP/1 keep-alive connection. An idle HTTP/2
+//!   connection is sent a GOAWAY, and closed a timeout later if it is
+//!   still there.
 //! - A client that stops reading its answer for `client_write_timeout` is
 //!   disconnected (see [`super::write_timeout`]).
 //! - At most `max_connections` connections are open: past it the loop stops
@@ -218,8 +220,10 @@ impl Connection {
             service
         ));
         let mut watchdog = pin!(tokio::time::sleep(self.header_read_timeout));
-        let mut watching = true;
         let mut draining = false;
+        // An idle HTTP/2 connection was sent a GOAWAY; if it is still idle
+        // a timeout later (its client never acknowledged), it is closed.
+        let mut sent_away = false;
         loop {
             tokio::select! {
                 // In this order, without drawing a random start on every
@@ -231,14 +235,26 @@ impl Connection {
                     }
                     break;
                 }
-                () = watchdog.as_mut(), if watching => {
+                () = watchdog.as_mut() => {
                     match activity.check(Instant::now(), self.header_read_timeout) {
                         Check::Close => {
                             tracing::debug!("no request head within header_read_timeout; closing the connection");
                             break;
                         }
                         Check::Again(at) => watchdog.as_mut().reset(at.into()),
-                        Check::Stop => watching = false,
+                        Check::GoAway if sent_away => {
+                            tracing::debug!("an idle HTTP/2 connection did not end after its GOAWAY; closing it");
+                            break;
+                        }
+                        Check::GoAway => {
+                            tracing::debug!("no stream within header_read_timeout; ending the HTTP/2 connection");
+                            conn.as_mut().graceful_shutdown();
+                            draining = true;
+                            sent_away = true;
+                            watchdog
+                                .as_mut()
+                                .reset((Instant::now() + self.header_read_timeout).into());
+                        }
                     }
                 }
                 _ = self.drain.changed(), if !draining => {

@@ -6,9 +6,10 @@
 //! open (a request is open from its head until its response body is
 //! dropped, sent or abandoned). A connection idle for `header_read_timeout`
 //! is closed: one that never sends a complete head, an HTTP/1 client whose
-//! next head never completes, and an idle keep-alive connection alike. Once
-//! an HTTP/2 connection has sent a request, its keep-alive pings take over
-//! and the watchdog stops.
+//! next head never completes, and an idle keep-alive connection alike. An
+//! HTTP/2 connection with no stream open for as long is asked to end with a
+//! GOAWAY ([`Check::GoAway`]): answering keep-alive pings does not keep an
+//! idle one, and so a slot under `max_connections`, forever.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,8 +41,9 @@ pub enum Check {
     Close,
     /// Not idle long enough yet: look again at this instant.
     Again(Instant),
-    /// An HTTP/2 connection that has sent a request: stop watching.
-    Stop,
+    /// An HTTP/2 connection idle for the whole timeout: end it gracefully
+    /// (a client may be opening a stream as it is asked to go).
+    GoAway,
 }
 
 impl Activity {
@@ -57,9 +59,6 @@ impl Activity {
 
     /// Whether the connection, seen at `now`, has been idle for `timeout`.
     pub fn check(&self, now: Instant, timeout: Duration) -> Check {
-        if self.http2.load(Ordering::Relaxed) {
-            return Check::Stop;
-        }
         // An answer's end is written before its count is taken back, so a
         // count of zero read here comes with the latest end.
         if self.open.load(Ordering::Acquire) > 0 {
@@ -68,10 +67,12 @@ impl Activity {
         let idle_since =
             self.opened_at + Duration::from_nanos(self.last_end_ns.load(Ordering::Acquire));
         let deadline = idle_since + timeout;
-        if now >= deadline {
-            Check::Close
-        } else {
+        if now < deadline {
             Check::Again(deadline)
+        } else if self.http2.load(Ordering::Relaxed) {
+            Check::GoAway
+        } else {
+            Check::Close
         }
     }
 
@@ -216,12 +217,17 @@ mod tests {
     }
 
     #[test]
-    fn an_http2_connection_is_left_to_its_pings_after_its_first_request() {
+    fn an_idle_http2_connection_is_asked_to_go_away() {
         let activity = Activity::new();
-        drop(activity.opened(Version::HTTP_2));
+        let open = activity.opened(Version::HTTP_2);
+        let later = activity.opened_at + TIMEOUT * 5;
         assert_eq!(
-            activity.check(activity.opened_at + TIMEOUT * 5, TIMEOUT),
-            Check::Stop
+            activity.check(later, TIMEOUT),
+            Check::Again(later + TIMEOUT)
         );
+        drop(open);
+        let ended =
+            activity.opened_at + Duration::from_nanos(activity.last_end_ns.load(Ordering::Relaxed));
+        assert_eq!(activity.check(ended + TIMEOUT, TIMEOUT), Check::GoAway);
     }
 }

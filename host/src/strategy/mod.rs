@@ -16,11 +16,12 @@ pub mod engine;
 mod epoch;
 pub mod error;
 pub mod limits;
+mod members;
 pub mod profiles;
 pub mod run;
 pub mod trace;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use tokio::sync::mpsc;
 use crate::config::Problem;
 use crate::openai::response;
 use crate::openai::{ProxyRequest, unix_now};
+use crate::ops::admission::AccessGroups;
 use crate::ops::sinks::CompositeRun;
 use crate::ops::{CallContext, OutcomeHandle, Usage};
 use crate::router::Router;
@@ -90,6 +92,9 @@ pub struct LoadedProfile {
     /// The compiled component, shared by every profile of the same source.
     pub strategy: Arc<CompiledStrategy>,
     topology_json: String,
+    /// The models its topology names, which its runs call whoever asks
+    /// (none in the direct form, whose members the request names).
+    own_models: Arc<HashSet<String>>,
 }
 
 /// Every profile of one gateway version.
@@ -100,6 +105,9 @@ pub struct StrategyHost {
     observability_log: Option<PathBuf>,
     /// Every model call a strategy makes goes through this router.
     router: Arc<Router>,
+    /// The config's access groups, which a key's model lists may name: a
+    /// member a request chooses must be one the key may use.
+    access_groups: Arc<AccessGroups>,
 }
 
 /// A finished non-streamed composite answer.
@@ -120,6 +128,7 @@ impl StrategyHost {
             public: HashMap::new(),
             observability_log: None,
             router,
+            access_groups: Arc::default(),
         }
     }
 
@@ -128,6 +137,7 @@ impl StrategyHost {
     pub async fn build(
         plan: Plan,
         router: Arc<Router>,
+        access_groups: Arc<AccessGroups>,
         engine: &SharedEngine,
     ) -> Result<(Self, Vec<String>), Vec<Problem>> {
         if plan.profiles.is_empty() {
@@ -162,6 +172,7 @@ impl StrategyHost {
                 public,
                 observability_log: plan.observability_log,
                 router,
+                access_groups,
             },
             warnings,
         ))
@@ -278,6 +289,10 @@ impl StrategyHost {
                 router: self.router.clone(),
                 sink,
                 ctx: ctx.sub_call(&profile.plan.name),
+                members: members::Members::new(
+                    profile.own_models.clone(),
+                    self.access_groups.clone(),
+                ),
             },
         )
         .await;
@@ -331,10 +346,16 @@ async fn load_profile(
     };
     let topology_json = plan.topology.to_string();
     validate_profile(&strategy, &plan, &topology_json, router).await?;
+    let own_models = if plan.direct {
+        HashSet::new()
+    } else {
+        members::named_in(&plan.topology)
+    };
     Ok(LoadedProfile {
         plan,
         strategy,
         topology_json,
+        own_models: Arc::new(own_models),
     })
 }
 

@@ -467,12 +467,35 @@ impl Planner<'_> {
         let entries = &loaded.config.model_list;
         for (i, entry) in entries.iter().enumerate().filter(|(_, e)| e.is_composite()) {
             let at = format!("model_list[{i}].litellm_params.model");
-            if let Some(profile) = self.public_model(entry, &at) {
-                self.plan.public.push(PublicComposite {
-                    model_name: entry.model_name.clone(),
-                    profile,
-                });
+            let Some(profile) = self.public_model(entry, &at) else {
+                continue;
+            };
+            // A name serves one composite profile, and nothing beside it.
+            let same_name = |e: &&ModelEntry| e.model_name == entry.model_name;
+            if let Some(k) = entries[..i]
+                .iter()
+                .position(|e| same_name(&e) && e.is_composite())
+            {
+                self.warnings.push(format!(
+                    "{}: model_list[{i}]: {:?} is served by the composite model of \
+                     model_list[{k}]; this entry is not used",
+                    self.file, entry.model_name
+                ));
+                continue;
             }
+            for (j, other) in entries.iter().enumerate() {
+                if j != i && same_name(&other) && !other.is_composite() {
+                    self.warnings.push(format!(
+                        "{}: model_list[{j}]: {:?} is a composite model (model_list[{i}]), \
+                         which its profile alone serves; this entry is not used",
+                        self.file, entry.model_name
+                    ));
+                }
+            }
+            self.plan.public.push(PublicComposite {
+                model_name: entry.model_name.clone(),
+                profile,
+            });
         }
     }
 
@@ -662,5 +685,29 @@ mod tests {
         ] {
             assert_eq!(python_strategy(entry, target), expected, "{target}");
         }
+    }
+
+    #[test]
+    fn entries_beside_a_composite_model_of_their_name_are_reported_unused() {
+        let yaml = "model_list:\n\
+            \x20 - {model_name: p, litellm_params: {model: mock/plain}}\n\
+            \x20 - {model_name: p, litellm_params: {model: composite/profile/one}}\n\
+            \x20 - {model_name: p, litellm_params: {model: composite/profile/two}}\n\
+            \x20 - {model_name: a, litellm_params: {model: mock/a}}\n\
+            general_settings:\n  composite_llm:\n    profiles:\n\
+            \x20     one: {strategy: passthrough, topology: {model: a}}\n\
+            \x20     two: {strategy: passthrough, topology: {model: a}}\n";
+        let loaded = crate::config::load_str(
+            yaml,
+            std::path::Path::new("c.yaml"),
+            crate::config::Env::default(),
+        )
+        .unwrap();
+        let (plan, warnings) = plan(&loaded).unwrap();
+        let served: Vec<&str> = plan.public.iter().map(|p| p.profile.as_str()).collect();
+        assert_eq!(served, ["one"]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("model_list[0]") && warnings[0].contains("not used"));
+        assert!(warnings[1].contains("model_list[2]") && warnings[1].contains("not used"));
     }
 }

@@ -23,6 +23,7 @@ use super::convert::{
 use super::epoch::{EpochClock, Ticking};
 use super::error::StrategyError;
 use super::limits::{EPOCH_TICK, Limits};
+use super::members::Members;
 use super::trace::{Trace, TraceNode};
 use crate::observe::otel::{WorkflowInfo, WorkflowSpans};
 use crate::openai::Endpoint;
@@ -127,6 +128,8 @@ pub struct RunState {
     spans: Option<WorkflowSpans>,
     /// Keeps the epoch clock ticking (the CPU limit) while the store lives.
     ticking: Option<Ticking>,
+    /// The models the run may call; `None` while validating, which calls none.
+    members: Option<Members>,
 }
 
 impl WasiView for RunState {
@@ -194,6 +197,8 @@ pub struct RunInput {
     pub sink: Option<Sink>,
     /// The sub-call context every model call of the run is made under.
     pub ctx: CallContext,
+    /// The models the run may call.
+    pub members: Members,
 }
 
 fn sandbox() -> (WasiCtx, MemoryOutputPipe) {
@@ -245,6 +250,7 @@ impl RunState {
             streamed_answer: false,
             spans: None,
             ticking: None,
+            members: None,
         }
     }
 }
@@ -287,6 +293,7 @@ pub async fn run(
         input.include_trace,
         &profile,
     );
+    state.members = Some(input.members);
     state.spans = WorkflowSpans::start(
         &state.ctx,
         WorkflowInfo {
@@ -665,6 +672,13 @@ impl RunState {
             return Ok(Err(Error::InvalidRequest(
                 "validate cannot call models".into(),
             )));
+        }
+        if let Some(members) = &self.members
+            && let Some(why) = reqs
+                .iter()
+                .find_map(|r| members.refusal(&r.model, &self.router, &self.ctx.request.caller))
+        {
+            return Ok(Err(Error::InvalidRequest(why)));
         }
         if let Some(big) = sizes.iter().find(|n| **n > self.limits.max_call_bytes) {
             return Ok(Err(Error::LimitExceeded(format!(

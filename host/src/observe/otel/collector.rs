@@ -15,6 +15,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::settings::{Settings, Transport};
+use crate::public_url::public_url;
 
 /// The trace service's one method.
 const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -104,7 +105,7 @@ impl Collector {
                     .send()
                     .await
                     .map_err(|e| SendError {
-                        message: format!("cannot reach {url}: {e}"),
+                        message: format!("cannot reach {}: {e}", public_url(url)),
                         retryable: true,
                     })?;
                 let status = response.status();
@@ -113,7 +114,7 @@ impl Collector {
                     return Ok(());
                 }
                 Err(SendError {
-                    message: format!("{url} answered {status}"),
+                    message: format!("{} answered {status}", public_url(url)),
                     retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
                 })
             }
