@@ -360,8 +360,14 @@ async fn max_calls_refuses_model_calls_beyond_the_limit() {
     ))
     .await;
     let (status, _, body) = chat(&proxy, chat_body("moa-test", "question")).await;
-    assert_eq!(status, 502, "{body}");
+    // A sandbox limit among the causes: 500, the causes listed.
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "strategy_limit_exceeded", "{body}");
     assert!(message(&body).contains("proposers answered"), "{body}");
+    assert!(
+        message(&body).contains("p1: limit exceeded: the profile allows 2 model calls"),
+        "{body}"
+    );
     assert_eq!(
         up.calls("p1") + up.calls("p2") + up.calls("p3") + up.calls("agg"),
         0
@@ -485,7 +491,8 @@ async fn max_fanout_refuses_a_wider_complete_all() {
     ))
     .await;
     let (status, _, body) = chat(&proxy, chat_body("moa-test", "question")).await;
-    assert_eq!(status, 502, "{body}");
+    assert_eq!(status, 500, "{body}");
+    assert!(message(&body).contains("max fan-out of 2"), "{body}");
     assert_eq!(
         up.calls("p1") + up.calls("p2") + up.calls("p3") + up.calls("agg"),
         0

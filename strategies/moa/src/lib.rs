@@ -120,6 +120,15 @@ fn numbered(answers: &[(String, String)]) -> String {
 
 struct Moa;
 
+/// `error` saying which layer it ended, its kind (and so its status) kept.
+fn in_layer(error: Error, layer: usize) -> Error {
+    match error {
+        Error::Upstream(m) => Error::Upstream(format!("layer {layer}: {m}")),
+        Error::LimitExceeded(m) => Error::LimitExceeded(format!("layer {layer}: {m}")),
+        other => other,
+    }
+}
+
 impl Strategy for Moa {
     type Topology = Topology;
     type Settings = Settings;
@@ -152,32 +161,16 @@ impl Strategy for Moa {
                 .iter()
                 .map(|p| p.request_with(layer_messages.clone(), &stage_params))
                 .collect();
-            let mut answers = Vec::new();
-            for (node, result) in proposers.iter().zip(complete_all(&requests)) {
-                match result {
-                    Ok(r) => {
-                        trace(
-                            &stage,
-                            format!("{} answered: {}", node.model, preview(&r.content, 160)),
-                        );
-                        answers.push((node.model.clone(), r.content));
-                    }
-                    Err(e) => trace(
-                        &stage,
-                        format!("{} failed and is left out: {}", node.model, describe(&e)),
-                    ),
-                }
-            }
-            if answers.len() < s.min_proposers.max(1) {
-                return Err(Error::Upstream(format!(
-                    "only {} of {} proposers answered in layer {}; min_proposers is {}",
-                    answers.len(),
-                    proposers.len(),
-                    layer + 1,
-                    s.min_proposers.max(1)
-                )));
-            }
-            previous = answers;
+            let names: Vec<String> = proposers.iter().map(|p| p.model.clone()).collect();
+            let gathered = gather(&stage, &requests, &names);
+            gathered
+                .require(s.min_proposers, "proposers", "min_proposers")
+                .map_err(|e| in_layer(e, layer + 1))?;
+            previous = gathered
+                .ok
+                .into_iter()
+                .map(|(i, r)| (names[i].clone(), r.content))
+                .collect();
         }
         let instructions = s.aggregator_instructions.as_deref().unwrap_or(SYNTHESIS);
         trace(
