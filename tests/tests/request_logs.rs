@@ -535,4 +535,6 @@ async fn jsonl_request_logs_carry_the_request_body_and_the_attempts() {
     }
     // The client's request itself called no upstream: its sub-calls did.
     assert_eq!(moa["attempts"], json!([]), "{moa}");
+    // Its answer is logged as a plain request's is.
+    assert_eq!(moa["response"]["object"], "chat.completion", "{moa}");
 }

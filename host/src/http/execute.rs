@@ -302,7 +302,12 @@ async fn composite(
         }
         // Each sub-call was priced and charged as it ended.
         let cost = ctx.request.meter.total();
-        outcome.update(|o| o.cost = Some(cost));
+        outcome.update(|o| {
+            o.cost = Some(cost);
+            // The answer itself, as a plain request's is kept, for the logs.
+            o.body = vec![answer.body.clone()];
+            o.body_is_json = true;
+        });
         super::metered::cost_header(&mut headers, cost);
         super::cached::fill_json(run.cache.as_ref(), &answer.body, outcome, &mut headers);
         Answer::Json(answer.body)

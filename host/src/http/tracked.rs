@@ -87,6 +87,16 @@ impl<S> Tracked<S> {
     }
 }
 
+/// A stream the client left keeps, on its outcome, the payloads it had
+/// already sent: a request log then shows what the client received.
+impl<S> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        if !self.last.is_empty() {
+            self.hand_over_payloads();
+        }
+    }
+}
+
 impl<S> Stream for Tracked<S>
 where
     S: Stream<Item = Result<Bytes, ApiError>> + Unpin,
