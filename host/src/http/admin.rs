@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -58,18 +58,28 @@ pub async fn require_admin(
         request.headers(),
     ) {
         Ok(()) => None,
-        // Not the master key: an admin user's virtual key may still be.
-        Err(e) if e.status == StatusCode::UNAUTHORIZED && state.ops.keys.is_some() => {
-            super::management::require_admin_key(&state, request.headers())
-                .await
-                .err()
-        }
-        Err(e) => Some(e),
+        Err(e) => unless_admin_key(&state, request.headers(), e).await,
     };
     match refused {
         Some(e) => e.into_response(),
         None => next.run(request).await,
     }
+}
+
+/// `refused`, a master-key check's refusal, unless the key presented is an
+/// admin user's virtual key (then `None`, the caller is admitted); a valid
+/// key of anyone else is refused with 403. Only a 401 can be turned so.
+pub(super) async fn unless_admin_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    refused: ApiError,
+) -> Option<ApiError> {
+    if refused.status == StatusCode::UNAUTHORIZED && state.ops.keys.is_some() {
+        return super::management::require_admin_key(state, headers)
+            .await
+            .err();
+    }
+    Some(refused)
 }
 
 fn control(state: &AppState) -> Result<&std::sync::Arc<Control>, ApiError> {

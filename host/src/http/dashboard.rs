@@ -362,11 +362,12 @@ pub async fn models(
     let mut groups = deployment_groups(&gateway);
     // A key that is no admin's sees the models it may use, and nothing of
     // the config file (its path, its reload errors) the admin API keeps.
-    let admin_only = |value: &Value| match reader.viewer {
-        Viewer::All => value.clone(),
-        Viewer::Key(_) => Value::Null,
+    let limited = reader.caller.principal().filter(|p| !p.is_admin());
+    let admin_only = |value: &Value| match limited {
+        None => value.clone(),
+        Some(_) => Value::Null,
     };
-    if let Some(principal) = reader.caller.principal().filter(|p| !p.is_admin()) {
+    if let Some(principal) = limited {
         groups.retain(|group| {
             group["name"].as_str().is_some_and(|name| {
                 crate::ops::admission::denied_by(principal, name, &gateway.access_groups).is_none()

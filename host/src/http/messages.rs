@@ -14,8 +14,7 @@ use serde_json::{Value, json};
 
 use super::dialect::{Dialect, Translator, call, parse_json};
 use super::error::ApiError;
-use super::routes::json_response;
-use super::routes::read_body_of;
+use super::routes::{json_response, read_body_of};
 use super::{AppState, Scope};
 use crate::translate::anthropic::{
     MessagesStream, answer_from_chat, check_count_request, count_tokens, error_body,

@@ -36,19 +36,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
     if !state.ops.observe.public_metrics
         && let Some(key) = &gateway.master_key
         && let Err(e) = check_key(&headers, key)
+        && let Some(refused) = super::admin::unless_admin_key(&state, &headers, e).await
     {
-        // Not the master key: an admin user's virtual key may still read
-        // the metrics, and any other valid key is told it is no admin's.
-        let refused = if e.status == http::StatusCode::UNAUTHORIZED && state.ops.keys.is_some() {
-            super::management::require_admin_key(&state, &headers)
-                .await
-                .err()
-        } else {
-            Some(e)
-        };
-        if let Some(refused) = refused {
-            return refused.into_response();
-        }
+        return refused.into_response();
     }
     let reloads = &state.control.status_json()["reloads"];
     let cooling: HashSet<String> = gateway
