@@ -80,6 +80,8 @@ pub struct Bound {
     state: AppState,
     outcomes: Outcomes,
     limits: accept::Limits,
+    /// The CORS rules (`general_settings.cors_allow_origins`, read at start-up).
+    cors: Option<tower_http::cors::CorsLayer>,
     /// The key store, whose queued spend is written before exit.
     keys: Option<crate::keys::Keys>,
 }
@@ -100,7 +102,7 @@ impl Bound {
         let cutoff = self.state.stream_cutoff().clone();
         accept::serve(
             self.listener,
-            app(self.state),
+            app(self.state, self.cors),
             self.limits,
             cutoff,
             shutdown,
@@ -284,6 +286,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         listener,
         local,
         state,
+        cors: crate::http::cors::layer(general.cors_allow_origins.as_deref()),
         outcomes,
         limits,
         keys,

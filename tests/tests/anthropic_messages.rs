@@ -25,7 +25,8 @@ if mode == "plain":
     r = client.messages.create(model=model, max_tokens=100, system="Be brief.", messages=messages, extra_body={"temperature": 0.5})
     out = {"type": r.type, "role": r.role, "text": [b.text for b in r.content if b.type == "text"][0],
            "blocks": [b.type for b in r.content], "stop_reason": r.stop_reason,
-           "input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens, "id": r.id}
+           "input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens, "id": r.id,
+           "model": r.model}
 elif mode == "tools":
     ask = [{"role": "user", "content": "weather in Paris?"}]
     first = client.messages.create(model=model, max_tokens=100, messages=ask, tools=tools)
@@ -42,7 +43,7 @@ elif mode == "stream":
             types.append(event.type)
         final = stream.get_final_message()
     out = {"types": types, "text": [b.text for b in final.content if b.type == "text"][0], "stop_reason": final.stop_reason,
-           "output_tokens": final.usage.output_tokens}
+           "output_tokens": final.usage.output_tokens, "model": final.model}
 elif mode == "stream_tools":
     types = []
     with client.messages.stream(model=model, max_tokens=100, messages=messages, tools=tools) as stream:
@@ -132,6 +133,8 @@ async fn the_anthropic_client_creates_a_message_from_a_model_group() {
     assert_eq!(out["blocks"], json!(["text"]), "{out}");
     let sent = up.last_body("a").unwrap();
     assert_eq!(sent["model"], "gpt-up");
+    // The model the upstream answered as, streamed or not.
+    assert_eq!(out["model"], "gpt-up", "{out}");
     assert_eq!(sent["max_tokens"], 100);
     assert_eq!(sent["temperature"], 0.5);
     assert_eq!(
@@ -172,6 +175,7 @@ async fn the_anthropic_client_streams_text_and_tool_use_from_a_model_group() {
         return;
     };
     check_stream(&out);
+    assert_eq!(out["model"], "gpt-up", "{out}");
 
     up.set(
         "a",

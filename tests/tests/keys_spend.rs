@@ -2,14 +2,15 @@
 //! per-token prices (or the built-in table), reported in
 //! `x-conclave-response-cost`, charged to the key and written to the spend
 //! log; streams charged from a usage chunk the gateway asks for and keeps
-//! from clients that did not ask for it.
+//! from clients that did not ask for it, or from an estimate of what was
+//! sent when the client leaves before that chunk.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod keys_support;
 
 use std::time::Duration;
 
-use conclave_e2e::{FakeUpstream, Proxy, SseReader, deployment};
+use conclave_e2e::{Behavior, FakeUpstream, Proxy, SseReader, deployment};
 use keys_support::{
     CALL_COST, MASTER, chat_as, chat_body_as, close, config, header, key_spend, new_key, spend_rows,
 };
@@ -113,6 +114,71 @@ async fn a_stream_is_charged_from_a_usage_chunk_the_client_never_sees() {
     let sent = up.last_body("gpt-a").unwrap();
     assert_eq!(sent["stream_options"]["include_usage"], true);
     assert!(close(key_spend(&proxy, &key, CALL_COST).await, CALL_COST));
+}
+
+#[tokio::test]
+async fn a_stream_the_client_leaves_before_its_usage_is_charged_what_it_was_sent() {
+    let up = FakeUpstream::start().await;
+    // 200 chunks of about 20 characters (5 tokens) each, 4 s in all.
+    let text = "lorem ipsum dolor s ".repeat(200);
+    up.set(
+        "gpt-a",
+        Behavior::ok(&text).chunked(200, Duration::from_millis(20)),
+    );
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({})).await;
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&stream_body(None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = header(r.headers(), "x-conclave-request-id").to_owned();
+    let mut reader = SseReader::new(r);
+    for _ in 0..150 {
+        reader.next(Duration::from_secs(5)).await.unwrap();
+    }
+    drop(reader);
+    let rows = spend_rows(&proxy, &id, 1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let completion = rows[0]["completion_tokens"].as_u64().unwrap();
+    // About 150 chunks of 5 tokens were sent; the full answer is 1000.
+    assert!((500..1000).contains(&completion), "{rows:?}");
+    assert!(rows[0]["prompt_tokens"].as_u64().unwrap() > 0, "{rows:?}");
+    assert!(rows[0]["spend"].as_f64().unwrap() > CALL_COST, "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_charged_its_prompt() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "gpt-a",
+        Behavior::ok("late").delayed(Duration::from_secs(3)),
+    );
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({})).await;
+    let prompt = "a question worth reading ".repeat(40);
+    let left = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-request-id", "left-early")
+        .timeout(Duration::from_millis(500))
+        .json(&json!({"model": "gpt-a", "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await;
+    assert!(left.is_err(), "the client gave up first: {left:?}");
+    let rows = spend_rows(&proxy, "left-early", 1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status_code"], 499, "{rows:?}");
+    assert_eq!(rows[0]["completion_tokens"], 0, "{rows:?}");
+    // About a thousand bytes of prompt: some 250 tokens.
+    let prompt_tokens = rows[0]["prompt_tokens"].as_u64().unwrap();
+    assert!((200..400).contains(&prompt_tokens), "{rows:?}");
+    assert!(rows[0]["spend"].as_f64().unwrap() > 0.0, "{rows:?}");
 }
 
 #[tokio::test]

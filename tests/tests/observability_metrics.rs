@@ -376,6 +376,43 @@ async fn a_known_sequence_gives_exact_counts() {
 const USAGE_REPORTING_CALLS: f64 = 8.0;
 
 #[tokio::test]
+async fn requests_refused_for_their_key_are_counted_and_logged() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, false)).await;
+    for key in ["sk-wrong", ""] {
+        let r = proxy
+            .client
+            .post(proxy.url(CHAT))
+            .bearer_auth(key)
+            .header("x-request-id", format!("refused-{}", key.len()))
+            .json(&serde_json::json!({"model": "plain", "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let labels = [("route", CHAT), ("status_class", "4xx")];
+    let (text, m) = scrape_until(&proxy, |m| {
+        m.value("conclave_requests_total", &labels) >= 2.0
+    })
+    .await;
+    assert_eq!(m.value("conclave_requests_total", &labels), 2.0, "{text}");
+    // No model was called.
+    assert_eq!(
+        m.count("gen_ai_client_operation_duration_seconds", &[]),
+        0.0,
+        "{text}"
+    );
+    let logs = proxy.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("\"refused-8\"")
+            && l.contains("\"status\":401")
+            && l.contains("\"caller\":\"unknown\"")),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
 async fn metrics_need_the_master_key_unless_public() {
     let up = FakeUpstream::start().await;
     let proxy = Proxy::start(&config(&up, false)).await;

@@ -1,5 +1,6 @@
 //! Limits a public endpoint needs: a client that trickles its body is cut
-//! with 408, and requests past `global_max_parallel_requests` are refused at
+//! with 408, a client that stops reading is disconnected (over HTTP/1 and
+//! HTTP/2), and requests past `global_max_parallel_requests` are refused at
 //! once with 503 and `Retry-After` instead of piling up.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -154,9 +155,16 @@ async fn a_client_that_stops_reading_its_stream_is_disconnected_and_its_slot_fre
     tcp.write_all(head.as_bytes()).await.unwrap();
     // Never read. Once the gateway gives up on this client, the one slot is
     // free again for the next request.
+    assert_slot_freed_within(&proxy, Duration::from_secs(15)).await;
+    drop(tcp);
+}
+
+/// Asks for a chat answer until one comes (the one slot is free), at most
+/// for `limit`.
+async fn assert_slot_freed_within(proxy: &Proxy, limit: Duration) {
     let started = Instant::now();
     let mut status = 0;
-    while started.elapsed() < Duration::from_secs(15) {
+    while started.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(250)).await;
         status = proxy.chat(&chat_body("m", "next")).await.0;
         if status == 200 {
@@ -164,5 +172,47 @@ async fn a_client_that_stops_reading_its_stream_is_disconnected_and_its_slot_fre
         }
     }
     assert_eq!(status, 200, "the stalled stream still holds the slot");
-    drop(tcp);
+}
+
+#[tokio::test]
+async fn an_http2_client_that_grants_no_window_is_disconnected_and_its_slot_freed() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "slow",
+        Behavior::ok(&"x".repeat(64 << 10)).chunked(64, Duration::from_millis(10)),
+    );
+    let proxy = Proxy::start(&config(
+        &up,
+        "  global_max_parallel_requests: 1\n  client_write_timeout: 1\n",
+    ))
+    .await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // A client that opens no window for answers: the socket stays readable
+    // and h2 answers the gateway's pings, but no answer data may be sent.
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (answer, mut body) = client.send_request(request, false).unwrap();
+    let chat =
+        r#"{"model": "slow", "stream": true, "messages": [{"role": "user", "content": "go"}]}"#;
+    body.send_data(bytes::Bytes::from_static(chat.as_bytes()), true)
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("the answer's head within 5 s")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_slot_freed_within(&proxy, Duration::from_secs(15)).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(ended.is_ok(), "the stalled connection is still open");
+    drop(answer);
 }

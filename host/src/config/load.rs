@@ -403,6 +403,14 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             problems.push(Problem::new(key, why));
         }
     }
+    for (i, origin) in gs.cors_allow_origins.iter().flatten().enumerate() {
+        if let Some(why) = crate::http::cors::origin_problem(origin) {
+            problems.push(Problem::new(
+                format!("general_settings.cors_allow_origins[{i}]"),
+                why,
+            ));
+        }
+    }
     if gs.global_max_parallel_requests == Some(0) {
         problems.push(Problem::new(
             "general_settings.global_max_parallel_requests",
@@ -583,6 +591,22 @@ mod tests {
         assert!(
             load_text("general_settings:\n  composite_queue_timeout: 0\nmodel_list: []\n").is_ok()
         );
+    }
+
+    #[test]
+    fn a_cors_origin_no_browser_sends_is_named_at_its_key_path() {
+        let err = load_text(
+            "general_settings:\n  cors_allow_origins: ['https://ok.example', 'https://app.example/']\nmodel_list: []\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "test.yaml: general_settings.cors_allow_origins[1]: \"https://app.example/\""
+            ),
+            "{err}"
+        );
+        assert!(load_text("general_settings:\n  cors_allow_origins: []\nmodel_list: []\n").is_ok());
     }
 
     #[test]

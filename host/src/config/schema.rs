@@ -173,6 +173,12 @@ pub struct GeneralSettings {
     /// when one is configured.
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub public_docs: Option<bool>,
+    /// Origins whose web pages may call the gateway from a browser (CORS):
+    /// `["*"]` (any, the default, as LiteLLM allows) or a list of
+    /// `scheme://host[:port]`; an empty list turns cross-origin answers off.
+    /// No cookie or other ambient credential is ever allowed: a page must
+    /// send a key itself. Read at start-up.
+    pub cors_allow_origins: Option<Vec<String>>,
     /// Serves the web dashboard at `/ui` and keeps the recent requests it
     /// shows. On by default. Read at start-up.
     #[serde(deserialize_with = "super::lenient::opt_bool")]

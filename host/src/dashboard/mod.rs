@@ -126,6 +126,9 @@ impl Dashboard {
     /// Counts one outcome: every client request in the series and the ring,
     /// every sub-call in the ring.
     pub fn record(&self, outcome: &Outcome) {
+        if outcome.refused_before_auth() {
+            return;
+        }
         let entry = Entry::from_outcome(outcome, self.keep_bodies);
         if outcome.kind == OutcomeKind::Request {
             let point = point_of(&entry);

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{MatchedPath, Request};
-use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName};
 use subtle::ConstantTimeEq;
 
@@ -67,17 +66,15 @@ pub struct Scope {
 /// Resolves who is asking (refusing a wrong or missing master key when one
 /// is configured) and pins the gateway version the request was
 /// authenticated against, as the request's [`Scope`]; a refusal is the
-/// answer to send instead.
+/// error to answer instead.
 pub async fn authenticate(
     state: &AppState,
     route: Option<&MatchedPath>,
     request: &mut Request,
-) -> Result<(), Response> {
+) -> Result<(), ApiError> {
     let gateway = state.gateway();
-    let caller = resolve_caller(state, &gateway, request.headers())
-        .await
-        .map_err(IntoResponse::into_response)?;
-    install_scope(state, gateway, caller, route, request).map_err(IntoResponse::into_response)
+    let caller = resolve_caller(state, &gateway, request.headers()).await?;
+    install_scope(state, gateway, caller, route, request)
 }
 
 /// [`authenticate`] when it needs no wait: `None` when the presented key
@@ -105,13 +102,14 @@ fn install_scope(
     route: Option<&MatchedPath>,
     request: &mut Request,
 ) -> Result<(), ApiError> {
+    // Before the id is taken: a refusal's outcome is recorded under it.
+    let tags = header_tags(request.headers())?;
     // Taken out, not copied: the scope carries it from here on, and the
     // request's extensions stay few enough not to grow their table.
     let id = request
         .extensions_mut()
         .remove::<RequestId>()
         .unwrap_or_else(RequestId::generate);
-    let tags = header_tags(request.headers())?;
     let route = route.map_or("", MatchedPath::as_str);
     let mut ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
     ctx.tags = tags;

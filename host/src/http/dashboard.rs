@@ -123,6 +123,7 @@ pub async fn session(
     let reader = reader(&state, &headers).await?;
     let role = match (&reader.caller, &reader.viewer) {
         (Caller::Open, _) => "open",
+        (Caller::Unknown, _) => "unknown",
         (_, Viewer::All) => "admin",
         (_, Viewer::Key(_)) => "key",
     };

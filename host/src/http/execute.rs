@@ -185,6 +185,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         .then(|| super::metered::with_usage(req))
         .flatten();
     let strip_usage = with_usage.is_some();
+    let abandoned = super::metered::AbandonCharge::new((ctx, outcome), run.gateway, req);
     // Boxed: the router's future (retries, the upstream client's request)
     // is about 10 KB, and inline it would be copied with every future that
     // holds it, several times per request.
@@ -199,6 +200,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         ctx,
     }))
     .await;
+    abandoned.answered();
     let routed = match routed {
         Ok(routed) => routed,
         Err(failed) => {
@@ -251,10 +253,9 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
                 super::cached::fill_stream(run.cache.take(), payloads, outcome, &mut headers);
             let payloads = super::metered::Metered::new(
                 payloads,
-                ctx,
-                outcome,
-                charged_model(req, meta),
-                &meta.deployment,
+                (ctx, outcome),
+                (charged_model(req, meta), &meta.deployment),
+                req,
                 strip_usage,
             );
             Answer::Stream(run.track(payloads, None))

@@ -7,6 +7,10 @@
 //! (no master key, the master key, or a refusal) goes straight on to the
 //! route, in a future of a named type; only a virtual key that must be
 //! looked up takes a boxed future that waits for the key store.
+//!
+//! A request refused here leaves an outcome like any other (see
+//! [`refusal`]), so wrong keys and a busy gateway show in the access log
+//! and the metrics.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -18,8 +22,10 @@ use futures_util::future::BoxFuture;
 use http::StatusCode;
 use tower::{Layer, Service};
 
+use super::error::ApiError;
 use super::in_flight::{self, Hold};
 use super::{AppState, auth};
+use crate::ops::{CallContext, Caller, OutcomeHandle, RequestContext, RequestId};
 
 /// Puts [`Guard`] in front of a route.
 #[derive(Clone)]
@@ -56,18 +62,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        let (mut request, hold) = match in_flight::admit(&self.state.in_flight, request) {
-            Ok(admitted) => admitted,
-            Err(busy) => return Guarded::answered(busy.into_response()),
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let slot = match in_flight::slot(&self.state.in_flight) {
+            Ok(slot) => slot,
+            Err(busy) => {
+                return Guarded::answered(refusal(&self.state, &mut request, busy.into()));
+            }
         };
+        let (mut request, hold) = in_flight::admit(&self.state.in_flight, slot, request);
         let route = request.extensions().get::<MatchedPath>().cloned();
         match auth::authenticate_now(&self.state, route.as_ref(), &mut request) {
             Some(Ok(())) => Guarded::Routed {
                 inner: self.inner.call(request),
                 hold: Some(hold),
             },
-            Some(Err(refused)) => Guarded::answered(hold.attach(refused.into_response())),
+            Some(Err(refused)) => {
+                Guarded::answered(hold.attach(refusal(&self.state, &mut request, refused)))
+            }
             None => self.after_key_lookup(request, route, hold),
         }
     }
@@ -98,12 +109,38 @@ where
                     Ok(()) => match inner.call(request).await {
                         Ok(response) => response,
                     },
-                    Err(refused) => refused,
+                    Err(refused) => refusal(&state, &mut request, refused),
                 };
                 hold.attach(response)
             }),
         }
     }
+}
+
+/// The answer to a request refused before its caller was known. A model
+/// call (a `POST`) first leaves its outcome (status and error code, no
+/// model, no caller) under the request's id; the listings' `GET`s leave
+/// none, as when they are served.
+#[cold]
+fn refusal(state: &AppState, request: &mut Request, error: ApiError) -> Response {
+    if request.method() != http::Method::POST {
+        return error.into_response();
+    }
+    let id = request
+        .extensions_mut()
+        .remove::<RequestId>()
+        .unwrap_or_else(RequestId::generate);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path(), MatchedPath::as_str);
+    let context = RequestContext::new(id, Caller::Unknown, route, state.ops.outcomes.clone());
+    let call = CallContext {
+        attempts: None,
+        ..CallContext::client(std::sync::Arc::new(context))
+    };
+    OutcomeHandle::request(&call).finish(error.status.as_u16(), Some(error.code_or_type()));
+    error.into_response()
 }
 
 pin_project_lite::pin_project! {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
@@ -110,14 +110,16 @@ impl Hold {
     }
 }
 
-/// Takes a slot for the request (and counts its body as it arrives), or
-/// refuses it when the gateway serves its limit already.
-pub fn admit(in_flight: &InFlight, request: Request) -> Result<(Request, Hold), Busy> {
-    let Some(slot) = in_flight.slots.try_acquire(in_flight.limit) else {
-        return Err(Busy {
-            limit: in_flight.limit,
-        });
-    };
+/// A slot for one more request, or the refusal when the gateway serves its
+/// limit already.
+pub fn slot(in_flight: &InFlight) -> Result<LocalSlot, Busy> {
+    in_flight.slots.try_acquire(in_flight.limit).ok_or(Busy {
+        limit: in_flight.limit,
+    })
+}
+
+/// Holds `slot` for the request, and counts its body as it arrives.
+pub fn admit(in_flight: &InFlight, slot: LocalSlot, request: Request) -> (Request, Hold) {
     let (parts, body) = request.into_parts();
     // Bodies are counted as they arrive, and their bytes stay counted
     // until the response ends: the handler keeps what it read.
@@ -139,7 +141,7 @@ pub fn admit(in_flight: &InFlight, request: Request) -> Result<(Request, Hold), 
         _slot: slot,
         _body_bytes: held,
     };
-    Ok((Request::from_parts(parts, body), hold))
+    (Request::from_parts(parts, body), hold)
 }
 
 /// A request past `global_max_parallel_requests`: answered 503 with
@@ -148,14 +150,13 @@ pub struct Busy {
     limit: u32,
 }
 
-impl IntoResponse for Busy {
-    fn into_response(self) -> Response {
+impl From<Busy> for ApiError {
+    fn from(b: Busy) -> Self {
         busy(format!(
             "the gateway is serving its limit of {} requests at once \
              (general_settings.global_max_parallel_requests); retry shortly",
-            self.limit
+            b.limit
         ))
-        .into_response()
     }
 }
 

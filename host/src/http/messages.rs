@@ -320,6 +320,18 @@ impl MessagesEvents {
     }
 }
 
+/// The model a chat chunk names, when it names one.
+fn chunk_model(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<Named>(payload)
+        .ok()?
+        .model
+        .filter(|m| !m.is_empty())
+}
+
 impl Translator for MessagesEvents {
     fn start(&mut self) -> Vec<Event> {
         Vec::new()
@@ -337,6 +349,9 @@ impl Translator for MessagesEvents {
                 }
                 _ => {
                     self.mode = Mode::Translated;
+                    if let Some(model) = chunk_model(payload) {
+                        self.inner.answered_by(model);
+                    }
                     let mut events = self.inner.start();
                     events.extend(self.inner.push(payload));
                     return events;

@@ -5,6 +5,12 @@
 //! not ask, and that extra chunk is then kept from the client. Either way
 //! the cost is charged to the caller's limits at once and recorded on the
 //! request's outcome.
+//!
+//! A stream that ends without a usage chunk, because the client left before
+//! it came or the upstream never sent one, is priced from an estimate of
+//! what was sent (see [`Sent`]): an upstream bills the tokens it generated,
+//! and a client must not get most of an answer free by leaving just before
+//! its end. A stream that fails costs nothing, as a failed request does.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -127,25 +133,87 @@ pub fn charge_json(
         }
         o.answer_read = is_json;
     });
-    charge(ctx, outcome, model, deployment, usage.unwrap_or_default())
+    charge(
+        ctx,
+        outcome,
+        model,
+        Some(deployment),
+        usage.unwrap_or_default(),
+    )
 }
 
 fn charge(
     ctx: &CallContext,
     outcome: &OutcomeHandle,
     model: &str,
-    deployment: &str,
+    deployment: Option<&str>,
     usage: Usage,
 ) -> f64 {
     let request = &ctx.request;
     let cost = request
         .meter
-        .charge(&request.caller, model, Some(deployment), usage);
+        .charge(&request.caller, model, deployment, usage);
     outcome.update(|o| {
         o.usage = Some(usage);
         o.cost = Some(cost);
     });
     cost
+}
+
+/// Charges a request its prompt (estimated) when the client leaves while
+/// the router waits for the upstream's answer: the upstream has the prompt
+/// and may go on generating a JSON answer after the connection closes, so
+/// leaving then is not free, and the spend log keeps a row for the call.
+pub struct AbandonCharge<'a> {
+    ctx: &'a CallContext,
+    outcome: &'a OutcomeHandle,
+    req: &'a ProxyRequest,
+    /// Prices the prompt: the group's first deployment, the likeliest to
+    /// have been called.
+    gateway: &'a crate::gateway::Gateway,
+    armed: bool,
+}
+
+impl<'a> AbandonCharge<'a> {
+    /// Armed for the call `req` makes; [`Self::answered`] disarms it.
+    pub fn new(
+        (ctx, outcome): (&'a CallContext, &'a OutcomeHandle),
+        gateway: &'a crate::gateway::Gateway,
+        req: &'a ProxyRequest,
+    ) -> Self {
+        Self {
+            ctx,
+            outcome,
+            req,
+            gateway,
+            armed: true,
+        }
+    }
+
+    /// The router answered (or failed): the answer's own usage prices it.
+    pub fn answered(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbandonCharge<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.outcome.update(|o| o.attempts = o.attempts.max(1));
+        let usage = Usage {
+            prompt_tokens: estimated_prompt_tokens(self.req),
+            completion_tokens: 0,
+        };
+        let deployment = self
+            .gateway
+            .router
+            .group_named(&self.req.model)
+            .and_then(|group| group.deployments.first());
+        let deployment = deployment.map(|d| &*d.id);
+        charge(self.ctx, self.outcome, &self.req.model, deployment, usage);
+    }
 }
 
 /// A payload stream that prices its usage chunk and, when the chunk was
@@ -162,16 +230,105 @@ pub struct Metered<S> {
     /// A native Anthropic stream's input usage (from `message_start`),
     /// charged with the output `message_delta` reports.
     opening: Option<Usage>,
+    /// The request's prompt tokens, estimated, for a stream without usage.
+    prompt_estimate: u64,
+    sent: Sent,
+    /// The stream ended with an error: it costs nothing.
+    failed: bool,
+}
+
+/// The fields whose size estimates a request's prompt.
+const PROMPT_FIELDS: [&str; 6] = [
+    "messages",
+    "input",
+    "prompt",
+    "system",
+    "instructions",
+    "tools",
+];
+
+/// A request's prompt tokens when no upstream reported them: one per four
+/// bytes of its prompt fields, as `count_tokens` estimates.
+pub fn estimated_prompt_tokens(req: &ProxyRequest) -> u64 {
+    let bytes: usize = PROMPT_FIELDS
+        .iter()
+        .filter_map(|field| req.rest.get(field))
+        .map(|raw| raw.get().len())
+        .sum();
+    bytes.div_ceil(4) as u64
+}
+
+/// The fields whose strings are a stream's generated text: a chat chunk's
+/// (content, reasoning, tool arguments) and a native Anthropic event's.
+static TEXT_FIELDS: [Needle; 6] = [
+    Needle::new(b"\"content\":"),
+    Needle::new(b"\"reasoning_content\":"),
+    Needle::new(b"\"arguments\":"),
+    Needle::new(b"\"text\":"),
+    Needle::new(b"\"partial_json\":"),
+    Needle::new(b"\"thinking\":"),
+];
+
+/// The text a stream has sent, counted for an estimate of its output
+/// tokens without parsing its payloads: the length of each text field's
+/// string (found with one vectorised search per field), about four bytes
+/// to a token, and at least one token per chunk that carried text (OpenAI
+/// sends one token a chunk).
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    chunks: u64,
+    text_bytes: u64,
+}
+
+impl Sent {
+    fn add(&mut self, payload: &[u8]) {
+        let text: usize = TEXT_FIELDS
+            .iter()
+            .filter_map(|field| field.end_in(payload))
+            .map(|end| string_len(&payload[end..]))
+            .sum();
+        if text > 0 {
+            self.chunks += 1;
+            self.text_bytes += text as u64;
+        }
+    }
+
+    /// The output tokens estimated; none when no text was sent.
+    fn tokens(self) -> u64 {
+        self.text_bytes.div_ceil(4).max(self.chunks)
+    }
+}
+
+/// The length of the JSON string `rest` starts with (after blanks), as
+/// written, escapes included; 0 when it does not start with one.
+fn string_len(rest: &[u8]) -> usize {
+    let start = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let Some(body) = rest.get(start..).and_then(|r| r.strip_prefix(b"\"")) else {
+        return 0;
+    };
+    let mut from = 0;
+    while let Some(quote) = memchr::memchr(b'"', &body[from..]) {
+        let end = from + quote;
+        let backslashes = body[..end]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 0 {
+            return end;
+        }
+        from = end + 1;
+    }
+    0
 }
 
 impl<S> Metered<S> {
     /// Meters `inner`, a stream `deployment` answers for `model`.
     pub fn new(
         inner: S,
-        ctx: &CallContext,
-        outcome: &OutcomeHandle,
-        model: &str,
-        deployment: &str,
+        (ctx, outcome): (&CallContext, &OutcomeHandle),
+        (model, deployment): (&str, &str),
+        req: &ProxyRequest,
         strip: bool,
     ) -> Self {
         Self {
@@ -183,7 +340,34 @@ impl<S> Metered<S> {
             strip,
             charged: false,
             opening: None,
+            prompt_estimate: estimated_prompt_tokens(req),
+            sent: Sent::default(),
+            failed: false,
         }
+    }
+
+    /// Charges an estimate for a stream that ends without having reported
+    /// its usage; see the module docs.
+    fn charge_estimate(&mut self) {
+        if self.charged || self.failed {
+            return;
+        }
+        self.charged = true;
+        let prompt_tokens = match self.opening {
+            Some(opening) if opening.prompt_tokens > 0 => opening.prompt_tokens,
+            _ => self.prompt_estimate,
+        };
+        let usage = Usage {
+            prompt_tokens,
+            completion_tokens: self.sent.tokens(),
+        };
+        charge(
+            &self.ctx,
+            &self.outcome,
+            &self.model,
+            Some(&self.deployment),
+            usage,
+        );
     }
 
     /// Charges the chunk's usage once; true when the chunk is only usage
@@ -215,7 +399,7 @@ impl<S> Metered<S> {
             &self.ctx,
             &self.outcome,
             &self.model,
-            &self.deployment,
+            Some(&self.deployment),
             chunk.usage,
         );
         self.strip && chunk.only_usage
@@ -231,13 +415,26 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
             let item = Pin::new(&mut self.inner).poll_next(cx);
-            if let Poll::Ready(Some(Ok(payload))) = &item
-                && self.take_usage(payload)
-            {
-                continue;
+            match &item {
+                Poll::Ready(Some(Ok(payload))) => {
+                    if self.take_usage(payload) {
+                        continue;
+                    }
+                    self.sent.add(payload);
+                }
+                Poll::Ready(Some(Err(_))) => self.failed = true,
+                Poll::Ready(None) => self.charge_estimate(),
+                Poll::Pending => {}
             }
             return item;
         }
+    }
+}
+
+/// A stream the client left before its usage came is charged its estimate.
+impl<S> Drop for Metered<S> {
+    fn drop(&mut self) {
+        self.charge_estimate();
     }
 }
 
@@ -278,6 +475,48 @@ mod tests {
         );
         assert!(client_wants_usage(&asked));
         assert!(with_usage(&asked).is_none());
+    }
+
+    #[test]
+    fn output_is_estimated_from_the_text_the_chunks_carried() {
+        let mut sent = Sent::default();
+        assert_eq!(sent.tokens(), 0);
+        let chunk = |text: &str| {
+            format!(
+                r#"{{"id":"c1","choices":[{{"delta":{{"role":"assistant","content":"{text}"}},"finish_reason":null}}]}}"#
+            )
+        };
+        sent.add(chunk("").as_bytes());
+        for _ in 0..10 {
+            sent.add(chunk(&"w".repeat(40)).as_bytes());
+        }
+        sent.add(br#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#);
+        assert_eq!(sent.tokens(), 100);
+        // One token per chunk is counted by its chunks; escapes count as written.
+        let mut single = Sent::default();
+        for _ in 0..50 {
+            single.add(chunk(r#"a\""#).as_bytes());
+        }
+        assert_eq!(single.tokens(), 50);
+        // Tool arguments and native Anthropic text count too.
+        let mut other = Sent::default();
+        other.add(br#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments": "{\"city\":\"Paris\"}"}}]}}]}"#);
+        other.add(
+            br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"12345678"}}"#,
+        );
+        assert_eq!(other.tokens(), (20_u64 + 8).div_ceil(4));
+    }
+
+    #[test]
+    fn a_prompt_is_estimated_from_its_prompt_fields_only() {
+        let req = request(
+            r#"{"model":"m","messages":[{"role":"user","content":"abcdefgh"}],"temperature":0.5}"#,
+        );
+        let messages = r#"[{"role":"user","content":"abcdefgh"}]"#;
+        assert_eq!(
+            estimated_prompt_tokens(&req),
+            messages.len().div_ceil(4) as u64
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod cache_routes;
 mod cached;
+pub mod cors;
 mod dashboard;
 mod dialect;
 mod docs;
@@ -116,12 +117,15 @@ impl AppState {
     }
 }
 
-/// The whole HTTP stack as hyper serves it: [`AssignId`] around the axum
-/// router (see [`app`]).
-pub type App = AssignId<Router>;
+/// The whole HTTP stack as hyper serves it: the CORS gate and [`AssignId`]
+/// around the axum router (see [`app`]).
+pub type App = cors::CorsGate<AssignId<Router>>;
 
 /// The HTTP application. A request passes, top to bottom:
 ///
+/// 0. [`cors::CorsGate`]: a browser's request (one with an `Origin`) has
+///    its preflight answered and its answer marked by the CORS rules
+///    (`cors`; `None` allows no other origin);
 /// 1. [`AssignId`]: the client's `x-request-id` or a new one, echoed as
 ///    `x-conclave-request-id` on every answer; inside it, errors answered
 ///    as plain text are rewritten in the JSON error shape;
@@ -134,7 +138,7 @@ pub type App = AssignId<Router>;
 /// 4. the endpoint handler, which reads the body, runs the admission checks
 ///    ([`crate::ops::admission`]) once it knows the model, executes through
 ///    the router or the strategy host, and leaves one outcome for the sinks.
-pub fn app(state: AppState) -> App {
+pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
     let models = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/chat/completions", post(routes::chat_completions))
@@ -241,6 +245,7 @@ pub fn app(state: AppState) -> App {
     // OpenAI's error shape), never by axum's body extractors, so axum's
     // default body limit has nothing to apply to.
     ServiceBuilder::new()
+        .layer_fn(move |inner| cors::CorsGate::new(inner, cors.clone()))
         .layer_fn(AssignId::new)
         .service(routes)
 }

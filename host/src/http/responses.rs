@@ -279,6 +279,8 @@ fn owner(caller: &Caller) -> String {
         Caller::Master => "master".into(),
         Caller::Open => "open".into(),
         Caller::Key(principal) => principal.key.token_hash.clone(),
+        // Refused before any route that stores answers runs.
+        Caller::Unknown => "unknown".into(),
     }
 }
 

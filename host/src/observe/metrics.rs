@@ -333,8 +333,8 @@ impl Metrics {
         }
         // A composite request's model calls are its sub-calls: counting the
         // request too would count its tokens twice.
-        // A cache hit called no model.
-        let called = o.cache != crate::ops::CacheStatus::Hit;
+        // A cache hit called no model, nor did a request refused at the door.
+        let called = o.cache != crate::ops::CacheStatus::Hit && !o.refused_before_auth();
         if called
             && (o.kind == OutcomeKind::SubCall || o.composite.is_none() && o.profile.is_none())
         {

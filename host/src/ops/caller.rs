@@ -15,10 +15,15 @@ pub enum Caller {
     /// A virtual key, with its user and team as the store last read them:
     /// its limits and model lists govern every call the request causes.
     Key(Arc<Principal>),
+    /// Not known: the request was refused before a key was accepted (a
+    /// wrong or missing key, or the gateway at its limit of requests). Its
+    /// outcome still reaches the access log and metrics.
+    Unknown,
 }
 
 impl PartialEq for Caller {
-    /// Two key callers are the same caller when they present the same key.
+    /// Two key callers are the same caller when they present the same key;
+    /// an unknown caller is the same as none.
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Caller::Master, Caller::Master) | (Caller::Open, Caller::Open) => true,
@@ -38,6 +43,7 @@ impl Caller {
             Caller::Master => "master",
             Caller::Open => "open",
             Caller::Key(p) => &p.key.key_name,
+            Caller::Unknown => "unknown",
         }
     }
 
@@ -48,6 +54,7 @@ impl Caller {
             Caller::Master => "master".into(),
             Caller::Open => "open".into(),
             Caller::Key(p) => p.key.key_name.clone().into(),
+            Caller::Unknown => "unknown".into(),
         }
     }
 
@@ -55,7 +62,7 @@ impl Caller {
     pub fn principal(&self) -> Option<&Arc<Principal>> {
         match self {
             Caller::Key(p) => Some(p),
-            Caller::Master | Caller::Open => None,
+            Caller::Master | Caller::Open | Caller::Unknown => None,
         }
     }
 

@@ -156,6 +156,15 @@ pub struct Logged {
 }
 
 impl Outcome {
+    /// Whether the request was refused before its caller was known (a
+    /// wrong or missing key, the gateway busy): the access log and metrics
+    /// count it, and the sinks that keep requests (request logs, the
+    /// dashboard) leave it out, so a flood of wrong keys cannot push out
+    /// the requests that were served.
+    pub fn refused_before_auth(&self) -> bool {
+        matches!(self.caller, Caller::Unknown)
+    }
+
     /// Usage as reported, or read from the kept JSON answer.
     pub fn usage(&self) -> Option<Usage> {
         self.usage

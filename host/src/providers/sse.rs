@@ -307,10 +307,18 @@ impl Needle {
 
     /// Whether `haystack` holds the needle.
     pub fn is_in(&self, haystack: &[u8]) -> bool {
+        self.find(haystack).is_some()
+    }
+
+    /// Where the first needle in `haystack` ends.
+    pub fn end_in(&self, haystack: &[u8]) -> Option<usize> {
+        self.find(haystack).map(|at| at + self.text.len())
+    }
+
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
         self.finder
             .get_or_init(|| memchr::memmem::Finder::new(self.text))
             .find(haystack)
-            .is_some()
     }
 }
 

@@ -9,7 +9,9 @@
 //!   connection is sent a GOAWAY, and closed a timeout later if it is
 //!   still there.
 //! - A client that stops reading its answer for `client_write_timeout` is
-//!   disconnected (see [`super::write_timeout`]).
+//!   disconnected: over HTTP/1 its socket stalls (see
+//!   [`super::write_timeout`]), over HTTP/2 its flow-control window does
+//!   (see [`super::watchdog`]).
 //! - At most `max_connections` connections are open: past it the loop stops
 //!   accepting, and new connections wait in the kernel's listen backlog
 //!   until one closes.
@@ -30,7 +32,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use super::watchdog::{Activity, Check, Watched};
+use super::watchdog::{Activity, Check, Timeouts, Watched};
 use super::write_timeout::WriteTimeout;
 use crate::http::{App, StreamCutoff};
 
@@ -219,7 +221,14 @@ impl Connection {
             TokioIo::new(WriteTimeout::new(tcp, self.client_write_timeout)),
             service
         ));
-        let mut watchdog = pin!(tokio::time::sleep(self.header_read_timeout));
+        let timeouts = Timeouts {
+            idle: self.header_read_timeout,
+            write: self.client_write_timeout,
+        };
+        // The first look comes after the shorter timeout: an HTTP/2 answer
+        // may already be waiting for its client by then.
+        let first_look = timeouts.idle.min(timeouts.write);
+        let mut watchdog = pin!(tokio::time::sleep(first_look));
         let mut draining = false;
         // An idle HTTP/2 connection was sent a GOAWAY; if it is still idle
         // a timeout later (its client never acknowledged), it is closed.
@@ -236,9 +245,13 @@ impl Connection {
                     break;
                 }
                 () = watchdog.as_mut() => {
-                    match activity.check(Instant::now(), self.header_read_timeout) {
+                    match activity.check(Instant::now(), timeouts) {
                         Check::Close => {
                             tracing::debug!("no request head within header_read_timeout; closing the connection");
+                            break;
+                        }
+                        Check::Stalled => {
+                            tracing::debug!("an HTTP/2 client took no answer data for client_write_timeout; closing the connection");
                             break;
                         }
                         Check::Again(at) => watchdog.as_mut().reset(at.into()),

@@ -10,10 +10,20 @@
 //! HTTP/2 connection with no stream open for as long is asked to end with a
 //! GOAWAY ([`Check::GoAway`]): answering keep-alive pings does not keep an
 //! idle one, and so a slot under `max_connections`, forever.
+//!
+//! The same timer carries `client_write_timeout` for HTTP/2. There a client
+//! that stops reading does not stall the socket (the
+//! [`super::write_timeout`] guard): it stops granting flow-control window,
+//! and hyper stops pulling that answer's body while the connection stays
+//! busy with pings and other streams. Each HTTP/2 answer notes when it last
+//! handed hyper data that hyper has not come back for; one waiting
+//! `client_write_timeout` closes the connection ([`Check::Stalled`]), as a
+//! stalled socket does over HTTP/1. Otherwise such a client would hold its
+//! request slots, upstream streams and buffers for as long as it likes.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,7 +42,32 @@ pub struct Activity {
     last_end_ns: AtomicU64,
     /// Whether a request came over HTTP/2.
     http2: AtomicBool,
+    /// The HTTP/2 answers' [`Handed`] marks; dead ones are swept as it grows
+    /// and at every check.
+    handed: Mutex<Vec<Weak<Handed>>>,
 }
+
+/// The two timeouts the watchdog keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// `header_read_timeout`: how long a connection may be idle.
+    pub idle: Duration,
+    /// `client_write_timeout`: how long an HTTP/2 answer may wait for its
+    /// client to take data.
+    pub write: Duration,
+}
+
+/// When an HTTP/2 answer last handed hyper something (its head or a body
+/// frame) that hyper has not come back for, in nanoseconds from the
+/// connection's opening; [`NOT_WAITING`] while hyper pulls the body or the
+/// body itself waits (for the upstream, say).
+#[derive(Debug)]
+struct Handed(AtomicU64);
+
+const NOT_WAITING: u64 = u64::MAX;
+/// How many marks the list may hold before dead ones are swept on the next
+/// request; above `H2_MAX_CONCURRENT_STREAMS`, so a sweep frees most.
+const HANDED_SWEEP_AT: usize = 256;
 
 /// What the watchdog does when its timer fires.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,6 +79,9 @@ pub enum Check {
     /// An HTTP/2 connection idle for the whole timeout: end it gracefully
     /// (a client may be opening a stream as it is asked to go).
     GoAway,
+    /// An HTTP/2 answer has waited `client_write_timeout` for its client to
+    /// take data: close the connection.
+    Stalled,
 }
 
 impl Activity {
@@ -54,19 +92,29 @@ impl Activity {
             open: AtomicU32::new(0),
             last_end_ns: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            handed: Mutex::new(Vec::new()),
         })
     }
 
-    /// Whether the connection, seen at `now`, has been idle for `timeout`.
-    pub fn check(&self, now: Instant, timeout: Duration) -> Check {
+    /// Whether the connection, seen at `now`, has been idle for the idle
+    /// timeout or has an answer its client left waiting for the write one.
+    pub fn check(&self, now: Instant, timeouts: Timeouts) -> Check {
         // An answer's end is written before its count is taken back, so a
         // count of zero read here comes with the latest end.
         if self.open.load(Ordering::Acquire) > 0 {
-            return Check::Again(now + timeout);
+            if !self.http2.load(Ordering::Relaxed) {
+                return Check::Again(now + timeouts.idle);
+            }
+            // An answer may start waiting for its client at any moment.
+            let again = now + timeouts.idle.min(timeouts.write);
+            return match self.oldest_handed() {
+                Some(at) if now >= at + timeouts.write => Check::Stalled,
+                Some(at) => Check::Again(again.min(at + timeouts.write)),
+                None => Check::Again(again),
+            };
         }
-        let idle_since =
-            self.opened_at + Duration::from_nanos(self.last_end_ns.load(Ordering::Acquire));
-        let deadline = idle_since + timeout;
+        let idle_since = self.since_open(self.last_end_ns.load(Ordering::Acquire));
+        let deadline = idle_since + timeouts.idle;
         if now < deadline {
             Check::Again(deadline)
         } else if self.http2.load(Ordering::Relaxed) {
@@ -78,26 +126,84 @@ impl Activity {
 
     /// Notes a request head; the request is open until the returned guard drops.
     fn opened(self: &Arc<Self>, version: Version) -> OpenRequest {
-        if version == Version::HTTP_2 {
+        let handed = (version == Version::HTTP_2).then(|| {
             self.http2.store(true, Ordering::Relaxed);
-        }
+            self.track_handed()
+        });
         self.open.fetch_add(1, Ordering::Relaxed);
-        OpenRequest(Arc::clone(self))
+        OpenRequest {
+            activity: Arc::clone(self),
+            handed,
+        }
+    }
+
+    /// A new HTTP/2 answer's mark, listed for [`Self::oldest_handed`].
+    fn track_handed(&self) -> Arc<Handed> {
+        let handed = Arc::new(Handed(AtomicU64::new(NOT_WAITING)));
+        let mut list = self.handed.lock().unwrap_or_else(PoisonError::into_inner);
+        if list.len() >= HANDED_SWEEP_AT {
+            list.retain(|mark| mark.strong_count() > 0);
+        }
+        list.push(Arc::downgrade(&handed));
+        handed
+    }
+
+    /// Since when the longest-waiting HTTP/2 answer has waited for its
+    /// client, sweeping the marks of answers that ended.
+    fn oldest_handed(&self) -> Option<Instant> {
+        let mut list = self.handed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut oldest = NOT_WAITING;
+        list.retain(|mark| match mark.upgrade() {
+            Some(handed) => {
+                oldest = oldest.min(handed.0.load(Ordering::Relaxed));
+                true
+            }
+            None => false,
+        });
+        (oldest != NOT_WAITING).then(|| self.since_open(oldest))
+    }
+
+    /// Nanoseconds from the connection's opening to now.
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.opened_at.elapsed().as_nanos()).unwrap_or(NOT_WAITING - 1)
+    }
+
+    /// The instant `ns` nanoseconds after the connection opened.
+    fn since_open(&self, ns: u64) -> Instant {
+        self.opened_at + Duration::from_nanos(ns)
     }
 }
 
 /// One open request; dropping it ends the request.
 #[derive(Debug)]
-struct OpenRequest(Arc<Activity>);
+struct OpenRequest {
+    activity: Arc<Activity>,
+    /// Over HTTP/2: when its answer last waited for the client.
+    handed: Option<Arc<Handed>>,
+}
+
+impl OpenRequest {
+    /// Notes that hyper was handed something and has not yet come back.
+    fn handed_now(&self) {
+        if let Some(handed) = &self.handed {
+            handed.0.store(self.activity.now_ns(), Ordering::Relaxed);
+        }
+    }
+
+    /// Notes that hyper came back for more.
+    fn pulled(&self) {
+        if let Some(handed) = &self.handed {
+            handed.0.store(NOT_WAITING, Ordering::Relaxed);
+        }
+    }
+}
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {
-        let activity = &self.0;
-        let since_open = activity.opened_at.elapsed().as_nanos();
-        activity.last_end_ns.store(
-            u64::try_from(since_open).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        let activity = &self.activity;
+        activity
+            .last_end_ns
+            .store(activity.now_ns(), Ordering::Relaxed);
         activity.open.fetch_sub(1, Ordering::Release);
     }
 }
@@ -147,16 +253,19 @@ where
         let this = self.project();
         let response = std::task::ready!(this.inner.poll(cx))?;
         let open = this.open.take();
-        Poll::Ready(Ok(response.map(|inner| OpenBody { inner, _open: open })))
+        // The head is hyper's now; the body waits for hyper to pull it.
+        open.iter().for_each(OpenRequest::handed_now);
+        Poll::Ready(Ok(response.map(|inner| OpenBody { inner, open })))
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its request open until it is dropped.
+    /// A response body that keeps its request open until it is dropped,
+    /// and over HTTP/2 notes when it waits for hyper to pull it.
     pub struct OpenBody<B> {
         #[pin]
         inner: B,
-        _open: Option<OpenRequest>,
+        open: Option<OpenRequest>,
     }
 }
 
@@ -168,7 +277,16 @@ impl<B: http_body::Body> http_body::Body for OpenBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let Some(open) = this.open else {
+            return this.inner.poll_frame(cx);
+        };
+        open.pulled();
+        let polled = this.inner.poll_frame(cx);
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) {
+            open.handed_now();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -185,16 +303,20 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(10);
+    const TIMEOUTS: Timeouts = Timeouts {
+        idle: TIMEOUT,
+        write: Duration::from_secs(4),
+    };
 
     #[test]
     fn a_connection_that_never_sends_a_head_closes_one_timeout_after_it_opened() {
         let activity = Activity::new();
         let opened = activity.opened_at;
         assert_eq!(
-            activity.check(opened + Duration::from_secs(3), TIMEOUT),
+            activity.check(opened + Duration::from_secs(3), TIMEOUTS),
             Check::Again(opened + TIMEOUT)
         );
-        assert_eq!(activity.check(opened + TIMEOUT, TIMEOUT), Check::Close);
+        assert_eq!(activity.check(opened + TIMEOUT, TIMEOUTS), Check::Close);
     }
 
     #[test]
@@ -203,17 +325,17 @@ mod tests {
         let open = activity.opened(Version::HTTP_11);
         let later = activity.opened_at + Duration::from_secs(25);
         assert_eq!(
-            activity.check(later, TIMEOUT),
+            activity.check(later, TIMEOUTS),
             Check::Again(later + TIMEOUT)
         );
         drop(open);
         let ended =
             activity.opened_at + Duration::from_nanos(activity.last_end_ns.load(Ordering::Relaxed));
         assert_eq!(
-            activity.check(ended + Duration::from_secs(1), TIMEOUT),
+            activity.check(ended + Duration::from_secs(1), TIMEOUTS),
             Check::Again(ended + TIMEOUT)
         );
-        assert_eq!(activity.check(ended + TIMEOUT, TIMEOUT), Check::Close);
+        assert_eq!(activity.check(ended + TIMEOUT, TIMEOUTS), Check::Close);
     }
 
     #[test]
@@ -222,12 +344,52 @@ mod tests {
         let open = activity.opened(Version::HTTP_2);
         let later = activity.opened_at + TIMEOUT * 5;
         assert_eq!(
-            activity.check(later, TIMEOUT),
-            Check::Again(later + TIMEOUT)
+            activity.check(later, TIMEOUTS),
+            Check::Again(later + TIMEOUTS.write)
         );
         drop(open);
         let ended =
             activity.opened_at + Duration::from_nanos(activity.last_end_ns.load(Ordering::Relaxed));
-        assert_eq!(activity.check(ended + TIMEOUT, TIMEOUT), Check::GoAway);
+        assert_eq!(activity.check(ended + TIMEOUT, TIMEOUTS), Check::GoAway);
+    }
+
+    #[test]
+    fn an_http2_answer_its_client_leaves_waiting_closes_the_connection() {
+        let activity = Activity::new();
+        let open = activity.opened(Version::HTTP_2);
+        let start = Instant::now();
+        assert_eq!(
+            activity.check(start, TIMEOUTS),
+            Check::Again(start + TIMEOUTS.write),
+            "an answer still being made waits for nobody"
+        );
+        open.handed_now();
+        let handed = activity.oldest_handed().unwrap();
+        assert_eq!(
+            activity.check(handed + Duration::from_secs(1), TIMEOUTS),
+            Check::Again(handed + TIMEOUTS.write)
+        );
+        assert_eq!(
+            activity.check(handed + TIMEOUTS.write, TIMEOUTS),
+            Check::Stalled
+        );
+        open.pulled();
+        assert_eq!(
+            activity.check(handed + TIMEOUTS.write, TIMEOUTS),
+            Check::Again(handed + TIMEOUTS.write * 2),
+            "hyper came back for more"
+        );
+    }
+
+    #[test]
+    fn ended_answers_leave_no_mark_behind() {
+        let activity = Activity::new();
+        for _ in 0..HANDED_SWEEP_AT * 3 {
+            let open = activity.opened(Version::HTTP_2);
+            open.handed_now();
+        }
+        assert!(activity.handed.lock().unwrap().len() <= HANDED_SWEEP_AT);
+        assert_eq!(activity.oldest_handed(), None);
+        assert!(activity.handed.lock().unwrap().is_empty());
     }
 }

@@ -572,6 +572,12 @@ impl MessagesStream {
         }
     }
 
+    /// Names the model the upstream reported in its first chunk, as a
+    /// translated answer that is not streamed does.
+    pub fn answered_by(&mut self, model: String) {
+        self.model = model;
+    }
+
     /// The events before any content: `message_start`, then `ping`.
     pub fn start(&mut self) -> Vec<Event> {
         let message = json!({

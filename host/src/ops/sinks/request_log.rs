@@ -23,6 +23,9 @@ impl OutcomeSink for RequestLog {
     }
 
     fn record(&self, outcome: &Outcome) {
+        if outcome.refused_before_auth() {
+            return;
+        }
         if let Ok(mut writer) = self.0.lock() {
             writer.record(outcome);
         }
