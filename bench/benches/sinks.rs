@@ -43,6 +43,7 @@ fn outcome() -> Outcome {
         response_id: None,
         answer_read: false,
         cost: None,
+        budget_model: None,
         started_at: SystemTime::now(),
         latency: Duration::from_millis(420),
         time_to_first_token: Some(Duration::from_millis(420)),

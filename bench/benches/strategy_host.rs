@@ -95,6 +95,7 @@ async fn route(f: &Fixture) -> usize {
             body: &f.plain.rest,
             fallbacks: None,
             disable_fallbacks: false,
+            may_fall_back_to: None,
             limits: Default::default(),
             ctx: &CallContext::detached(Caller::Master, "bench"),
         })

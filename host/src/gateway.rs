@@ -59,6 +59,9 @@ pub struct Gateway {
     pub body_timeout: Duration,
     /// Loopback clients may use the admin API without a master key.
     pub admin_without_key_on_loopback: bool,
+    /// A configured fallback is tried for a virtual key only when the key
+    /// may call it (`general_settings.enforce_fallback_model_access`).
+    pub enforce_fallback_model_access: bool,
     /// Public model names, sorted.
     pub model_names: Vec<String>,
     /// The `/v1/models` body, built once per version.
@@ -151,6 +154,10 @@ impl Gateway {
                 admin_without_key_on_loopback: cfg
                     .general_settings
                     .admin_without_key_on_loopback
+                    .unwrap_or(false),
+                enforce_fallback_model_access: cfg
+                    .general_settings
+                    .enforce_fallback_model_access
                     .unwrap_or(false),
                 model_names,
                 models_json,

@@ -72,6 +72,42 @@ async fn two_instances_sharing_redis_share_hits() {
     assert_eq!(second["choices"], first["choices"]);
 }
 
+#[tokio::test]
+async fn a_new_instance_hits_on_its_first_request_and_a_down_redis_stores_nothing() {
+    let Some(redis) = services::redis("a_new_instance_hits_on_its_first_request").await else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    up.set(GROUP, Behavior::ok("kept in redis"));
+    let yaml = config(&up, &redis.url, &redis.prefix);
+    let first = Proxy::start(&yaml).await;
+    assert!(
+        until_hit(&first, "asked before", Duration::from_secs(10)).await,
+        "{}",
+        first.logs()
+    );
+    drop(first);
+    // A new instance (a restart): its very first request finds the entry.
+    let calls = up.calls(GROUP);
+    let second = Proxy::start(&yaml).await;
+    let (status, headers, body) = second.chat(&chat_body(GROUP, "asked before")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(cache_of(&headers), "hit", "{}", second.logs());
+    assert_eq!(up.calls(GROUP), calls);
+
+    // Nothing listens on this port: nothing can be stored, and no answer
+    // says it was.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let down = Proxy::start(&config(&up, &format!("redis://127.0.0.1:{port}"), "down")).await;
+    for _ in 0..2 {
+        let (status, headers, body) = down.chat(&chat_body(GROUP, "no redis")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(cache_of(&headers), "miss");
+    }
+}
+
 /// A private `redis-server` on an ephemeral port, killed on drop.
 struct OwnRedis {
     child: Option<tokio::process::Child>,

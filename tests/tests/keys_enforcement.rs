@@ -127,6 +127,47 @@ async fn a_fallback_outside_the_keys_list_is_refused_with_403() {
 }
 
 #[tokio::test]
+async fn configured_fallbacks_respect_the_keys_list_when_litellms_switch_is_on() {
+    let up = FakeUpstream::start().await;
+    up.set("gpt-a", Behavior::status(500, "down"));
+    let yaml = |enforce: bool| {
+        config(&up, &["gpt-a", "gpt-b", "gpt-c"], "")
+            .replace(
+                "router_settings:\n",
+                "router_settings:\n  fallbacks: [{gpt-a: [gpt-b, gpt-c]}]\n",
+            )
+            .replace(
+                "general_settings:\n",
+                &format!("general_settings:\n  enforce_fallback_model_access: {enforce}\n"),
+            )
+    };
+    // Off (LiteLLM's default): the configured fallback answers any key.
+    let proxy = Proxy::start(&yaml(false)).await;
+    let key = new_key(&proxy, json!({"models": ["gpt-a", "gpt-c"]})).await;
+    let (status, headers, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-conclave-fallback"), "gpt-b");
+    drop(proxy);
+    // On: gpt-b is skipped for this key, gpt-c (on its list) answers.
+    let proxy = Proxy::start(&yaml(true)).await;
+    let key = new_key(&proxy, json!({"models": ["gpt-a", "gpt-c"]})).await;
+    let calls_b = up.calls("gpt-b");
+    let (status, headers, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-conclave-fallback"), "gpt-c");
+    assert_eq!(up.calls("gpt-b"), calls_b, "never called for this key");
+    // With no fallback it may use, the primary's own error.
+    let only_a = new_key(&proxy, json!({"models": ["gpt-a"]})).await;
+    let (status, _, body) = chat_as(&proxy, &only_a, "gpt-a").await;
+    assert!(status >= 500, "{status} {body}");
+    assert_eq!(up.calls("gpt-b"), calls_b);
+    // The master key is not limited by a list.
+    let (status, headers, _) = chat_as(&proxy, MASTER, "gpt-a").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-conclave-fallback"), "gpt-b");
+}
+
+#[tokio::test]
 async fn a_named_fallbacks_own_model_limits_admit_the_call_too() {
     let up = FakeUpstream::start().await;
     up.set("gpt-a", Behavior::status(500, "down"));
@@ -563,6 +604,45 @@ async fn a_router_alias_counts_as_the_model_it_names_for_access_and_limits() {
     assert_eq!(code(&body), "model_budget_exceeded");
     let (status, _, body) = chat_as(&proxy, &budgeted, "alias-a").await;
     assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn per_model_spend_is_kept_under_the_model_an_alias_names() {
+    let up = FakeUpstream::start().await;
+    let yaml = config(&up, &["gpt-a", "gpt-b"], "").replace(
+        "router_settings:\n",
+        "router_settings:\n  model_group_alias: {alias-a: gpt-a}\n",
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let key = new_key(
+        &proxy,
+        json!({"aliases": {"mine": "gpt-a"}, "model_max_budget": {"gpt-a": CALL_COST * 10.0}}),
+    )
+    .await;
+    for asked in ["mine", "alias-a", "gpt-a"] {
+        assert_eq!(chat_as(&proxy, &key, asked).await.0, 200, "{asked}");
+    }
+    // The store's record, which a restart or another instance starts from.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut spend = json!(null);
+    while tokio::time::Instant::now() < deadline {
+        let r = proxy
+            .client
+            .get(proxy.url("/key/info"))
+            .query(&[("key", key.as_str())])
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap();
+        let info: serde_json::Value = r.json().await.unwrap();
+        spend = info["info"]["model_spend"].clone();
+        if spend["gpt-a"].as_f64().is_some_and(|s| s > CALL_COST * 2.5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let keys: Vec<&String> = spend.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["gpt-a"], "{spend}");
 }
 
 #[tokio::test]

@@ -434,6 +434,12 @@ async fn key_generate_answers_every_litellm_field_and_accepts_a_chosen_key() {
     )
     .await;
     assert_eq!(status, 400, "a key value exists once");
+    let (status, err) = post(&proxy, "/key/generate", json!({"key": MASTER})).await;
+    assert_eq!(
+        (status, &error_object(&err)["param"]),
+        (400, &json!("key")),
+        "the master key is no virtual key's value: {err}"
+    );
     let (status, err) = post(&proxy, "/key/generate", json!({"key_alias": "chosen"})).await;
     assert_eq!(
         (status, &error_object(&err)["param"]),
@@ -1206,6 +1212,141 @@ async fn an_internal_user_manages_its_own_keys_and_only_those() {
         )
         .await;
     assert_eq!(status, 200, "{deleted}");
+}
+
+#[tokio::test]
+async fn null_clears_lists_and_metadata_on_every_update_route() {
+    let (_up, proxy) = gateway().await;
+    let made = generate(
+        &proxy,
+        json!({"models": ["m"], "aliases": {"a": "m"}, "metadata": {"x": 1}, "tags": ["t"]}),
+    )
+    .await;
+    let (status, updated) = post(
+        &proxy,
+        "/key/update",
+        json!({"key": key_of(&made), "models": null, "aliases": null, "metadata": null, "tags": null}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    for (field, empty) in [
+        ("models", json!([])),
+        ("aliases", json!({})),
+        ("metadata", json!({})),
+        ("tags", json!([])),
+    ] {
+        assert_eq!(updated[field], empty, "{field}: {updated}");
+    }
+    post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "nul", "models": ["m"], "metadata": {"x": 1}, "auto_create_key": false}),
+    )
+    .await;
+    post(
+        &proxy,
+        "/team/new",
+        json!({"team_id": "nul-team", "models": ["m"], "metadata": {"x": 1}}),
+    )
+    .await;
+    for (path, id) in [
+        ("/user/update", json!({"user_id": "nul"})),
+        ("/team/update", json!({"team_id": "nul-team"})),
+    ] {
+        let mut body = id.clone();
+        body["models"] = json!(null);
+        body["metadata"] = json!(null);
+        let (status, answer) = post(&proxy, path, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        let text = answer.to_string();
+        assert!(
+            text.contains("\"models\":[]") && text.contains("\"metadata\":{}"),
+            "{path}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_internal_user_may_tighten_its_key_but_not_loosen_it() {
+    let (_up, proxy) = gateway().await;
+    let (status, ida) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "ida", "user_role": "internal_user"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{ida}");
+    let ida_key = ida["key"].as_str().unwrap().to_owned();
+    let limited = key_of(
+        &generate(
+            &proxy,
+            json!({"user_id": "ida", "max_budget": 5, "rpm_limit": 10, "models": ["m"], "duration": "1h"}),
+        )
+        .await,
+    );
+    let (status, blocked) = post(&proxy, "/key/block", json!({"key": limited})).await;
+    assert_eq!(status, 200, "{blocked}");
+    let as_ida = |body: serde_json::Value| {
+        let proxy = &proxy;
+        let key = ida_key.clone();
+        async move {
+            proxy
+                .call(Method::POST, "/key/update", Some(body), Some(&key))
+                .await
+        }
+    };
+    for (change, field) in [
+        (json!({"blocked": false}), "blocked"),
+        (json!({"max_budget": 50}), "max_budget"),
+        (json!({"max_budget": null}), "max_budget"),
+        (json!({"rpm_limit": 11}), "rpm_limit"),
+        (json!({"spend": 0}), "spend"),
+        (json!({"models": []}), "models"),
+        (json!({"models": ["m", "other"]}), "models"),
+        (json!({"duration": null}), "duration"),
+        (json!({"duration": "30d"}), "duration"),
+        (json!({"budget_duration": "1s"}), "budget_duration"),
+    ] {
+        let mut body = change.clone();
+        body["key"] = json!(limited);
+        let (status, refused) = as_ida(body).await;
+        assert_eq!(status, 403, "{change}: {refused}");
+        let error = error_object(&refused);
+        assert_eq!(error["param"], field, "{change}: {refused}");
+        assert_eq!(error["code"], "admin_only_field", "{change}: {refused}");
+    }
+    let regenerated = proxy
+        .call(
+            Method::POST,
+            "/key/regenerate",
+            Some(json!({"key": limited, "max_budget": 50})),
+            Some(&ida_key),
+        )
+        .await;
+    assert_eq!(regenerated.0, 403, "{}", regenerated.1);
+    // Tightening, and the fields that limit nothing, are the user's.
+    let (status, tightened) = as_ida(
+        json!({"key": limited, "max_budget": 2, "rpm_limit": 3, "key_alias": "mine", "duration": "10m"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{tightened}");
+    assert_eq!(tightened["max_budget"], 2.0, "{tightened}");
+    // Deleting a key that does not exist says no more than for another's.
+    for body in [
+        json!({"key_aliases": ["no-such-alias"]}),
+        json!({"keys": ["sk-no-such-key-at-all"]}),
+    ] {
+        let (status, refused) = proxy
+            .call(
+                Method::POST,
+                "/key/delete",
+                Some(body.clone()),
+                Some(&ida_key),
+            )
+            .await;
+        assert_eq!(status, 403, "{body}: {refused}");
+        assert_eq!(error_object(&refused)["code"], "not_own_key", "{refused}");
+    }
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ fn row(request_id: &str, token_hash: &str, age: Duration, spend: f64) -> SpendRo
         team_id: None,
         model: "echo".into(),
         model_group: Some("echo".into()),
+        budget_model: None,
         deployment: None,
         profile: None,
         prompt_tokens: 5,

@@ -41,6 +41,7 @@ async fn route(router: &Router, model: &str) -> Result<Routed, RouteError> {
             body: &body,
             fallbacks: None,
             disable_fallbacks: false,
+            may_fall_back_to: None,
             limits: Default::default(),
             ctx: &ctx,
         }),

@@ -60,7 +60,16 @@ impl Controls {
         Ok(Self {
             no_cache: wire.no_cache.unwrap_or(false),
             no_store: wire.no_store.unwrap_or(false),
-            ttl: seconds(wire.ttl, "ttl")?,
+            // An entry kept for no time is no entry: as in the config, a
+            // lifetime must be positive (`no-store` keeps an answer out).
+            ttl: match seconds(wire.ttl, "ttl")? {
+                Some(ttl) if ttl.is_zero() => {
+                    return Err("`cache.ttl` must be a positive number of seconds \
+                                (use `no-store` to keep an answer out of the cache)"
+                        .into());
+                }
+                ttl => ttl,
+            },
             s_maxage: seconds(wire.s_maxage, "s-maxage")?,
             namespace,
             use_cache: wire.use_cache,
@@ -85,6 +94,16 @@ mod tests {
     fn parse(text: &str) -> Result<Controls, String> {
         let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
         Controls::parse(Some(&raw))
+    }
+
+    #[test]
+    fn a_zero_lifetime_is_refused() {
+        let error = parse(r#"{"ttl":0}"#).unwrap_err();
+        assert!(
+            error.contains("cache.ttl") && error.contains("no-store"),
+            "{error}"
+        );
+        assert!(parse(r#"{"s-maxage":0}"#).is_ok());
     }
 
     #[test]

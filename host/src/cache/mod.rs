@@ -105,8 +105,10 @@ impl Cache {
         }
     }
 
-    /// Stores `entry` under `key` unless it is larger than `max_entry_kb`.
-    /// A Redis write runs on its own task. Whether it was accepted.
+    /// Stores `entry` under `key` unless it is larger than `max_entry_kb`
+    /// or Redis is not connected (the answer then says `miss`, not
+    /// `stored`). A Redis write runs on its own task. Whether it was
+    /// accepted.
     pub fn put(&self, key: &str, entry: Entry, ttl: Option<Duration>) -> bool {
         if entry.body.len() > self.settings.max_entry_bytes {
             return false;
@@ -115,6 +117,9 @@ impl Cache {
         match &self.store {
             Store::Memory(m) => m.put(key.to_owned(), Arc::new(entry), ttl),
             Store::Redis(r) => {
+                if !r.is_connected() {
+                    return false;
+                }
                 let ttl = ttl.unwrap_or(settings::DEFAULT_REDIS_TTL);
                 let write = r.put_task(key.to_owned(), entry, ttl);
                 tokio::spawn(write);

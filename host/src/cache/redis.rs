@@ -7,7 +7,9 @@
 //! itself after Redis comes back. Every lookup has a budget (20 ms by
 //! default): a timeout, an error or a Redis that is not connected is a
 //! miss, counted and logged at most once a minute, never an error for the
-//! client and never a stalled request. Writes happen on their own task
+//! client and never a stalled request. A lookup made while the store's
+//! first connection is being made waits for it within that budget, so a
+//! cache built at start or on a reload does not miss its first requests. Writes happen on their own task
 //! after the answer has gone.
 
 use std::sync::Arc;
@@ -103,6 +105,11 @@ impl RedisStore {
         })
     }
 
+    /// Whether the connection is up now (a write would be attempted).
+    pub fn is_connected(&self) -> bool {
+        self.conn.get().is_some()
+    }
+
     fn connection(&self) -> Result<ConnectionManager, RedisFailure> {
         self.conn.get().ok_or(RedisFailure::NotConnected)
     }
@@ -113,9 +120,15 @@ impl RedisStore {
 
     /// The entry under `key`: one `GET` within the lookup budget.
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, RedisFailure> {
-        let mut conn = self.connection()?;
+        let started = tokio::time::Instant::now();
+        let mut conn = self
+            .conn
+            .get_soon(self.budget)
+            .await
+            .ok_or(RedisFailure::NotConnected)?;
+        let budget = self.budget.saturating_sub(started.elapsed());
         let key = self.redis_key(key);
-        let value: Option<Vec<u8>> = tokio::time::timeout(self.budget, conn.get(&key))
+        let value: Option<Vec<u8>> = tokio::time::timeout(budget, conn.get(&key))
             .await
             .map_err(|_| RedisFailure::Timeout(self.budget))??;
         Ok(value.and_then(|v| Entry::decode(&v, self.max_body)))

@@ -132,6 +132,7 @@ impl Index {
                 body: &body,
                 fallbacks: None,
                 disable_fallbacks: false,
+                may_fall_back_to: None,
                 limits: Default::default(),
                 ctx,
             })

@@ -7,11 +7,13 @@
 //! command never waits for a pool, and the manager reconnects by itself
 //! after Redis comes back. Until the first connection is made, asking for
 //! it answers `None` at once (and keeps a background attempt going), so a
-//! Redis that is down at start never holds up a request.
+//! Redis that is down at start never holds up a request; only during the
+//! first attempt may a caller wait a budget of its own for it
+//! ([`Connection::get_soon`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -20,6 +22,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Wait between attempts while Redis is unreachable at start.
 const CONNECT_RETRY: Duration = Duration::from_secs(1);
+/// How often [`Connection::wait_connected`] looks.
+const WAIT_STEP: Duration = Duration::from_millis(2);
 
 /// Called with each failed connection attempt (for counting and logging).
 pub type OnFailure = Arc<dyn Fn(&redis::RedisError) + Send + Sync>;
@@ -29,6 +33,8 @@ pub type OnFailure = Arc<dyn Fn(&redis::RedisError) + Send + Sync>;
 pub struct Connection {
     conn: Arc<ArcSwapOption<ConnectionManager>>,
     connecting: Arc<AtomicBool>,
+    /// When the first attempt started.
+    opened: Instant,
     client: redis::Client,
     /// What uses it, for the "connected" log line.
     what: &'static str,
@@ -44,6 +50,7 @@ impl Connection {
         let connection = Self {
             conn: Arc::new(ArcSwapOption::empty()),
             connecting: Arc::new(AtomicBool::new(false)),
+            opened: Instant::now(),
             client,
             what,
             on_failure,
@@ -71,11 +78,28 @@ impl Connection {
             if self.get().is_some() {
                 return true;
             }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(WAIT_STEP.min(deadline - now)).await;
         }
+    }
+
+    /// [`Self::get`], except that while the first attempt may still be
+    /// under way it waits for it, at most `limit`: a fresh connection's
+    /// first commands should not all fail while it is being made (a cache
+    /// built at start or reload would otherwise miss its first lookups).
+    pub async fn get_soon(&self, limit: Duration) -> Option<ConnectionManager> {
+        if let Some(conn) = self.get() {
+            return Some(conn);
+        }
+        let first_attempt = CONNECT_TIMEOUT.saturating_sub(self.opened.elapsed());
+        if first_attempt.is_zero() {
+            return None;
+        }
+        self.wait_connected(limit.min(first_attempt)).await;
+        self.get()
     }
 
     /// The client, for connections of another kind (pub/sub).

@@ -161,6 +161,11 @@ pub struct GeneralSettings {
     /// client looks like loopback.
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub admin_without_key_on_loopback: Option<bool>,
+    /// LiteLLM's switch: a fallback from the config is tried for a virtual
+    /// key only when the key (its user and team) may call that model
+    /// itself; otherwise it is skipped. Off by default, as in LiteLLM.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub enforce_fallback_model_access: Option<bool>,
     /// Environment variables a runtime registration (`POST /admin/models`)
     /// may name as `os.environ/NAME`; none by default.
     pub admin_env_allowlist: Vec<String>,

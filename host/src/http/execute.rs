@@ -186,6 +186,15 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         .flatten();
     let strip_usage = with_usage.is_some();
     let abandoned = super::metered::AbandonCharge::new((ctx, outcome), run.gateway, req);
+    // With `enforce_fallback_model_access`, a virtual key falls back only
+    // to models it may call.
+    let principal = ctx.request.caller.principal();
+    let access = &run.gateway.access_groups;
+    let may_use = |model: &str| {
+        principal.is_none_or(|p| crate::ops::admission::denied_by(p, model, access).is_none())
+    };
+    let may_fall_back_to: Option<&(dyn Fn(&str) -> bool + Sync)> =
+        (run.gateway.enforce_fallback_model_access && principal.is_some()).then_some(&may_use);
     // Boxed: the router's future (retries, the upstream client's request)
     // is about 10 KB, and inline it would be copied with every future that
     // holds it, several times per request.
@@ -196,6 +205,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         body: &with_usage.as_ref().unwrap_or(req).rest,
         fallbacks: req.fallbacks.as_deref(),
         disable_fallbacks: req.disable_fallbacks,
+        may_fall_back_to,
         limits: req.limits,
         ctx,
     }))

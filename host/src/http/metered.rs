@@ -156,6 +156,9 @@ fn charge(
     outcome.update(|o| {
         o.usage = Some(usage);
         o.cost = Some(cost);
+        if o.model != model {
+            o.budget_model = Some(model.to_owned());
+        }
     });
     cost
 }

@@ -95,7 +95,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// State serving `control`'s current version.
     pub fn new(control: Arc<Control>, loopback_only: bool, ops: Ops, in_flight: InFlight) -> Self {
-        Self(Arc::new(Shared {
+        let state = Self(Arc::new(Shared {
             current: control.current(),
             control,
             loopback_only,
@@ -103,7 +103,11 @@ impl AppState {
             in_flight,
             cutoff: StreamCutoff::default(),
             cache: Arc::default(),
-        }))
+        }));
+        // Built now rather than on the first request: a Redis cache starts
+        // connecting at once.
+        let _ = state.cache.for_settings(state.gateway().cache.as_ref());
+        state
     }
 
     /// The switch that ends every open stream (the server fires it).

@@ -300,6 +300,10 @@ pub struct SpendRow {
     pub model: String,
     /// The model group that served it.
     pub model_group: Option<String>,
+    /// The model whose per-model budget the call was charged to, when not
+    /// `model` (a key's or the router's alias, a client's own fallback):
+    /// the key's per-model spend is kept under it. Not a spend-log column.
+    pub budget_model: Option<String>,
     /// The deployment (model id) that answered.
     pub deployment: Option<String>,
     /// The composite profile, for composite requests and their sub-calls.
@@ -361,6 +365,7 @@ impl SpendRow {
             team_id: None,
             model: "m".into(),
             model_group: None,
+            budget_model: None,
             deployment: None,
             profile: None,
             prompt_tokens: 0,

@@ -524,6 +524,7 @@ mod tests {
             response_id: None,
             answer_read: false,
             cost: None,
+            budget_model: None,
             started_at: SystemTime::now(),
             latency: Duration::from_millis(12),
             time_to_first_token: None,

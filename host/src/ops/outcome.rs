@@ -101,6 +101,10 @@ pub struct Outcome {
     /// What the call cost in USD, once priced; a composite request's is the
     /// sum of its sub-calls'.
     pub cost: Option<f64>,
+    /// The model whose per-model limits the cost was charged to, when not
+    /// `model` (after a key's or the router's alias, or a client's own
+    /// fallback), so the stored per-model spend matches the counters.
+    pub budget_model: Option<String>,
     pub started_at: SystemTime,
     pub latency: Duration,
     /// Time to the first streamed chunk (or to the whole answer).
@@ -267,6 +271,7 @@ impl PendingOutcome {
                 response_id: None,
                 answer_read: false,
                 cost: None,
+                budget_model: None,
                 started_at: SystemTime::now() - started.elapsed(),
                 latency: Duration::ZERO,
                 time_to_first_token: None,

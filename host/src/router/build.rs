@@ -664,6 +664,7 @@ mod tests {
             body: &body,
             fallbacks: None,
             disable_fallbacks: false,
+            may_fall_back_to: None,
             limits: CallLimits::default(),
             ctx: &ctx,
         });

@@ -54,6 +54,10 @@ pub struct RouteRequest<'a> {
     /// Request-level fallbacks, replacing the configured ones for the first group.
     pub fallbacks: Option<&'a [String]>,
     pub disable_fallbacks: bool,
+    /// Whether the caller may be answered by a configured fallback group;
+    /// `None` allows every one. (The request's own fallbacks were checked
+    /// when it was admitted.)
+    pub may_fall_back_to: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
     /// The client's own `timeout` and `num_retries` for this call.
     pub limits: CallLimits,
     /// Who the call is for: the client's request, or a composite sub-call.
@@ -262,13 +266,18 @@ impl Router {
                     if !req.disable_fallbacks
                         && let Some(kind) = error.fallback_kind()
                     {
-                        let next: &[String] = match (is_primary, req.fallbacks) {
-                            (true, Some(list)) => list,
-                            _ => self.fallbacks.after(&group.name, kind),
-                        };
+                        let (next, configured): (&[String], bool) =
+                            match (is_primary, req.fallbacks) {
+                                (true, Some(list)) => (list, false),
+                                _ => (self.fallbacks.after(&group.name, kind), true),
+                            };
                         for name in next {
                             if fallbacks_left == 0 {
                                 break;
+                            }
+                            if configured && req.may_fall_back_to.is_some_and(|may| !may(name)) {
+                                tracing::debug!(fallback = %name, "the caller may not use this fallback; skipped");
+                                continue;
                             }
                             match self.resolve(name, req.ctx) {
                                 Ok((target, capture)) => {

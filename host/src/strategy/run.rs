@@ -507,6 +507,7 @@ async fn complete_via(
             body: &body,
             fallbacks: None,
             disable_fallbacks: false,
+            may_fall_back_to: None,
             limits: ctx.limits,
             ctx,
         })
@@ -795,6 +796,7 @@ impl RunState {
                 body: &body,
                 fallbacks: None,
                 disable_fallbacks: false,
+                may_fall_back_to: None,
                 limits: ctx.limits,
                 ctx,
             })

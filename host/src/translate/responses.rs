@@ -87,6 +87,12 @@ pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
             ));
         }
     }
+    if messages.is_empty() {
+        return Err(TranslateError::new(
+            "input must hold at least one item",
+            "input",
+        ));
+    }
     chat.insert("messages".into(), Value::Array(messages));
     options_to_chat(body, &mut chat)?;
     Ok(Value::Object(chat))
@@ -241,7 +247,7 @@ fn options_to_chat(body: &Value, chat: &mut Map<String, Value>) -> Result<(), Tr
         copy(body, key, chat, key);
     }
     copy(body, "max_output_tokens", chat, "max_tokens");
-    if let Some(format) = response_format(&body["text"]["format"]) {
+    if let Some(format) = response_format(&body["text"]["format"])? {
         chat.insert("response_format".into(), format);
     }
     copy(&body["reasoning"], "effort", chat, "reasoning_effort");
@@ -257,6 +263,9 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateEr
     match item["type"].as_str() {
         None | Some("message") => messages.push(message_item(item)?),
         Some("function_call") => {
+            for field in ["call_id", "name", "arguments"] {
+                required_text(item, "function_call", field)?;
+            }
             let call = json!({
                 "id": item["call_id"],
                 "type": "function",
@@ -276,8 +285,8 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateEr
             }
         }
         Some("function_call_output") => messages.push(json!({
+            "tool_call_id": required_text(item, "function_call_output", "call_id")?,
             "role": "tool",
-            "tool_call_id": item["call_id"],
             "content": output_text(&item["output"]),
         })),
         Some("reasoning") => {}
@@ -289,6 +298,17 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateEr
         }
     }
     Ok(())
+}
+
+/// The string `field` of an input item of type `kind`, which OpenAI
+/// requires; a 400 naming both when it is missing or not a string.
+fn required_text<'a>(item: &'a Value, kind: &str, field: &str) -> Result<&'a str, TranslateError> {
+    item[field].as_str().ok_or_else(|| {
+        TranslateError::new(
+            format!("an input of type {kind:?} needs a string {field:?}"),
+            "input",
+        )
+    })
 }
 
 /// A message item: text parts become text (one string for an assistant),
@@ -316,8 +336,9 @@ fn message_item(item: &Value) -> Result<Value, TranslateError> {
     let mut out = Vec::new();
     for part in parts {
         match part["type"].as_str() {
-            Some("input_text" | "output_text" | "text") => {
-                out.push(json!({"type": "text", "text": part["text"]}));
+            Some(kind @ ("input_text" | "output_text" | "text")) => {
+                let text = required_text(part, kind, "text")?;
+                out.push(json!({"type": "text", "text": text}));
             }
             Some("input_image") => {
                 if !part["image_url"].is_string() {
@@ -430,11 +451,21 @@ fn tool_choice_to_chat(choice: &Value) -> Result<Value, TranslateError> {
     }
 }
 
-/// `text.format` as a chat `response_format` (`text` needs none).
-fn response_format(format: &Value) -> Option<Value> {
-    match format["type"].as_str()? {
+/// `text.format` as a chat `response_format` (`text` needs none); a
+/// `json_schema` format needs its `name` and `schema`, as OpenAI's does.
+fn response_format(format: &Value) -> Result<Option<Value>, TranslateError> {
+    let Some(kind) = format["type"].as_str() else {
+        return Ok(None);
+    };
+    Ok(match kind {
         "json_object" => Some(json!({"type": "json_object"})),
         "json_schema" => {
+            if format["name"].as_str().is_none_or(str::is_empty) || !format["schema"].is_object() {
+                return Err(TranslateError::new(
+                    "a json_schema format needs a name and a schema (a JSON object)",
+                    "text.format",
+                ));
+            }
             let mut schema = Map::new();
             for key in ["name", "description", "schema", "strict"] {
                 copy(format, key, &mut schema, key);
@@ -442,7 +473,7 @@ fn response_format(format: &Value) -> Option<Value> {
             Some(json!({"type": "json_schema", "json_schema": schema}))
         }
         _ => None,
-    }
+    })
 }
 
 /// What a `response` object says besides its output: its id, time, model
@@ -1056,6 +1087,45 @@ mod tests {
         assert_eq!(items[2]["id"], "fco_abc_in2");
         assert!(input_items(&json!({"input": [1]}), "resp_x").is_err());
         assert!(input_items(&json!({"input": 1}), "resp_x").is_err());
+    }
+
+    #[test]
+    fn items_openai_would_refuse_are_refused_naming_their_field() {
+        for (input, text, param, says) in [
+            (
+                json!([{"type": "function_call_output", "output": "x"}]),
+                json!(null),
+                "input",
+                "call_id",
+            ),
+            (
+                json!([{"type": "function_call", "call_id": "c", "arguments": "{}"}]),
+                json!(null),
+                "input",
+                "name",
+            ),
+            (
+                json!([{"role": "user", "content": [{"type": "input_text"}]}]),
+                json!(null),
+                "input",
+                "text",
+            ),
+            (json!([]), json!(null), "input", "at least one"),
+            (
+                json!("hi"),
+                json!({"format": {"type": "json_schema"}}),
+                "text.format",
+                "schema",
+            ),
+        ] {
+            let body = json!({"model": "m", "input": input, "text": text});
+            let error = request_to_chat(&body).unwrap_err();
+            assert_eq!(error.param.as_deref(), Some(param), "{body}");
+            assert!(error.message.contains(says), "{body}: {}", error.message);
+        }
+        let named = json!({"model": "m", "input": "hi",
+                           "text": {"format": {"type": "json_schema", "name": "n", "schema": {}}}});
+        assert!(request_to_chat(&named).is_ok());
     }
 
     #[test]

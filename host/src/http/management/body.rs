@@ -46,7 +46,7 @@ where
 }
 
 /// The limits every level shares.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct LimitsPatch {
     #[serde(default, deserialize_with = "double_number")]
     pub max_budget: Option<Option<f64>>,
@@ -172,7 +172,7 @@ pub fn expiry(duration: Option<&str>, now: SystemTime) -> Result<Option<SystemTi
 }
 
 /// `/key/generate` and `/key/update`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct KeyBody {
     /// The key to update (`/key/update`), or a chosen value for a new key.
     pub key: Option<String>,
@@ -181,14 +181,18 @@ pub struct KeyBody {
     /// `30s`, `1h`, `30d`; `null` (or absent on generate) never expires.
     #[serde(default, deserialize_with = "double")]
     pub duration: Option<Option<String>>,
-    pub models: Option<Vec<String>>,
-    pub aliases: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "double")]
+    pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double")]
+    pub aliases: Option<Option<BTreeMap<String, String>>>,
     #[serde(default, deserialize_with = "double")]
     pub user_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "double")]
     pub team_id: Option<Option<String>>,
-    pub metadata: Option<Value>,
-    pub tags: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double")]
+    pub metadata: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "double")]
+    pub tags: Option<Option<Vec<String>>>,
     pub blocked: Option<bool>,
     /// Read on its own from the same body (see `read_with_limits`).
     #[serde(skip)]
@@ -203,8 +207,10 @@ pub struct UserBody {
     pub user_role: Option<Option<String>>,
     #[serde(default, deserialize_with = "double")]
     pub user_email: Option<Option<String>>,
-    pub models: Option<Vec<String>>,
-    pub metadata: Option<Value>,
+    #[serde(default, deserialize_with = "double")]
+    pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double")]
+    pub metadata: Option<Option<Value>>,
     /// `/user/new` makes a key for the user unless this is false (LiteLLM's default).
     pub auto_create_key: Option<bool>,
     /// Teams to join on creation.
@@ -227,8 +233,10 @@ pub struct TeamBody {
     pub team_id: Option<String>,
     #[serde(default, deserialize_with = "double")]
     pub team_alias: Option<Option<String>>,
-    pub models: Option<Vec<String>>,
-    pub metadata: Option<Value>,
+    #[serde(default, deserialize_with = "double")]
+    pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double")]
+    pub metadata: Option<Option<Value>>,
     pub blocked: Option<bool>,
     /// `[{"user_id": "...", "role": "user"}]` (LiteLLM's `members_with_roles`).
     pub members_with_roles: Option<Vec<Member>>,

@@ -2,7 +2,9 @@
 //! master key, or a `proxy_admin` user's key) manages every key; as in
 //! LiteLLM, the key of an `internal_user` manages that user's own keys:
 //! it may make, read, list, change, regenerate and delete them, on the
-//! user's own teams, and never hand a key to anyone else.
+//! user's own teams, and never hand a key to anyone else. On a key that
+//! exists it may tighten what the key allows, never loosen it: an
+//! administrator's block, limits, expiry and model list stay in force.
 
 use http::{HeaderMap, StatusCode};
 
@@ -60,6 +62,16 @@ impl KeyScope {
         }
     }
 
+    /// Refuses, for an `internal_user`, a key that does not exist as it
+    /// refuses another user's, so that its answer tells nothing of which
+    /// keys exist.
+    pub(super) fn check_unknown(&self) -> Result<(), ApiError> {
+        match self {
+            KeyScope::OwnedBy(_) => Err(not_own()),
+            KeyScope::Any => Ok(()),
+        }
+    }
+
     /// The user whose keys a listing may show (`asked`, the query's
     /// `user_id`, must be the caller's own user when the scope is one).
     pub(super) fn list_user(&self, asked: Option<&String>) -> Result<Option<String>, ApiError> {
@@ -107,6 +119,97 @@ impl KeyScope {
         }
         Ok(())
     }
+}
+
+impl KeyScope {
+    /// Refuses a change by an `internal_user` that loosens its key:
+    /// `before` and `after` are the key's record either side of the change,
+    /// `spend` what the body sets the spend to.
+    pub(super) fn check_change(
+        &self,
+        before: &KeyRecord,
+        after: &KeyRecord,
+        spend: Option<f64>,
+    ) -> Result<(), ApiError> {
+        if matches!(self, KeyScope::Any) {
+            return Ok(());
+        }
+        let loosened = if spend.is_some() {
+            Some("spend")
+        } else {
+            loosened(before, after)
+        };
+        match loosened {
+            None => Ok(()),
+            Some(field) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!(
+                    "an internal_user may tighten its own key, not loosen it: {field} \
+                     may be changed only by an administrator"
+                ),
+                Some(field),
+                Some("admin_only_field"),
+            )),
+        }
+    }
+}
+
+/// The first field in which `after` allows more than `before`: unblocked,
+/// a later or no expiry, more models, a higher or no limit, another budget
+/// period on a budget.
+fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
+    let (b, a) = (&before.limits, &after.limits);
+    let models_widened = !before.models.is_empty()
+        && (after.models.is_empty() || !after.models.iter().all(|m| before.models.contains(m)));
+    let expiry_later = before
+        .expires
+        .is_some_and(|was| after.expires.is_none_or(|now| now > was));
+    [
+        ("blocked", before.blocked && !after.blocked),
+        ("duration", expiry_later),
+        ("models", models_widened),
+        ("max_budget", raised(b.max_budget, a.max_budget)),
+        (
+            "budget_duration",
+            b.max_budget.is_some() && b.budget_duration != a.budget_duration,
+        ),
+        ("rpm_limit", raised(b.rpm_limit, a.rpm_limit)),
+        ("tpm_limit", raised(b.tpm_limit, a.tpm_limit)),
+        (
+            "max_parallel_requests",
+            raised(b.max_parallel_requests, a.max_parallel_requests),
+        ),
+        (
+            "model_rpm_limit",
+            map_raised(&b.model_rpm_limit, &a.model_rpm_limit),
+        ),
+        (
+            "model_tpm_limit",
+            map_raised(&b.model_tpm_limit, &a.model_tpm_limit),
+        ),
+        (
+            "model_max_budget",
+            map_raised(&b.model_max_budget, &a.model_max_budget),
+        ),
+    ]
+    .into_iter()
+    .find_map(|(field, loose)| loose.then_some(field))
+}
+
+/// Whether a limit went up or away.
+fn raised<T: PartialOrd>(before: Option<T>, after: Option<T>) -> bool {
+    before.is_some_and(|b| after.is_none_or(|a| a > b))
+}
+
+/// Whether a per-model limit went up or away.
+fn map_raised<T: PartialOrd + Copy>(
+    before: &std::collections::BTreeMap<String, T>,
+    after: &std::collections::BTreeMap<String, T>,
+) -> bool {
+    before
+        .iter()
+        .any(|(model, b)| raised(Some(*b), after.get(model).copied()))
 }
 
 fn not_own() -> ApiError {

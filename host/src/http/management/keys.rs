@@ -101,7 +101,7 @@ async fn apply(
 ) -> Result<(), ApiError> {
     // Checked before anything is written: a key's tags go on every spend
     // row its requests make, under the same rule as a request's own.
-    if let Some(tags) = &b.tags {
+    if let Some(Some(tags)) = &b.tags {
         crate::openai::check_tags(tags, "tags")
             .map_err(|message| ApiError::invalid(message, Some("tags")))?;
     }
@@ -114,11 +114,12 @@ async fn apply(
     if let Some(duration) = b.duration {
         k.expires = expiry(duration.as_deref(), now)?;
     }
+    // `null` clears a list or map, as it clears the other fields.
     if let Some(models) = b.models {
-        k.models = models;
+        k.models = models.unwrap_or_default();
     }
     if let Some(aliases) = b.aliases {
-        k.aliases = aliases;
+        k.aliases = aliases.unwrap_or_default();
     }
     if let Some(user) = b.user_id {
         if let Some(u) = &user {
@@ -133,10 +134,10 @@ async fn apply(
         k.team_id = team;
     }
     if let Some(m) = b.metadata {
-        k.metadata = metadata(m)?;
+        k.metadata = metadata(m.unwrap_or_default())?;
     }
     if let Some(tags) = b.tags {
-        k.tags = tags;
+        k.tags = tags.unwrap_or_default();
     }
     if let Some(blocked) = b.blocked {
         k.blocked = blocked;
@@ -177,7 +178,7 @@ pub async fn generate(
     let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
     scope.restrict(&keys, &mut body, true).await?;
-    let value = key_value(body.key.take(), "key")?;
+    let value = key_value(&state, body.key.take(), "key")?;
     let now = SystemTime::now();
     let mut record = KeyRecord {
         token_hash: token::hash(&value),
@@ -240,7 +241,9 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     scope.check(&record)?;
     scope.restrict(&keys, &mut body, false).await?;
     let spend = body.limits.spend()?;
+    let before = record.clone();
     apply(&keys, &mut record, body, SystemTime::now()).await?;
+    scope.check_change(&before, &record, spend)?;
     keys.store().update_key(&record).await.map_err(key_error)?;
     super::set_spend(&state, &keys, SpendOwner::Key, &record.token_hash, spend).await?;
     keys.invalidate(&record.token_hash);
@@ -289,22 +292,29 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
     for k in body.keys.unwrap_or_default() {
         let h = hash_of(&k);
         // Only keys that exist are reported deleted.
-        if let Some(record) = keys.store().key(&h).await.map_err(key_error)? {
-            scope.check(&record)?;
-            hashes.push(h);
-            named.push(k);
+        match keys.store().key(&h).await.map_err(key_error)? {
+            Some(record) => scope.check(&record)?,
+            None => {
+                scope.check_unknown()?;
+                continue;
+            }
         }
+        hashes.push(h);
+        named.push(k);
     }
     for alias in body.key_aliases.unwrap_or_default() {
-        if let Some(h) = keys
+        match keys
             .store()
             .key_hash_by_alias(&alias)
             .await
             .map_err(key_error)?
         {
-            scope.check(&existing(&keys, &h).await?)?;
-            hashes.push(h);
-            named.push(alias);
+            Some(h) => {
+                scope.check(&existing(&keys, &h).await?)?;
+                hashes.push(h);
+                named.push(alias);
+            }
+            None => scope.check_unknown()?,
         }
     }
     let deleted = keys.store().delete_keys(&hashes).await.map_err(key_error)?;
@@ -509,12 +519,22 @@ struct KeyOnly {
 }
 
 /// A new key's value: the one chosen in `field` (checked), or a random one.
-fn key_value(chosen: Option<String>, field: &str) -> Result<String, ApiError> {
+fn key_value(state: &AppState, chosen: Option<String>, field: &str) -> Result<String, ApiError> {
+    use subtle::ConstantTimeEq;
+    let is_master = |v: &str| {
+        state
+            .gateway()
+            .master_key
+            .as_ref()
+            .is_some_and(|m| bool::from(v.as_bytes().ct_eq(m.expose().as_bytes())))
+    };
     match chosen {
         Some(v) if !v.starts_with("sk-") || v.len() < 8 || v.len() > 256 => Err(invalid(
             field,
             "a chosen key must start with sk- and have 8 to 256 characters",
         )),
+        // It would be listed and logged as a virtual key's value.
+        Some(v) if is_master(&v) => Err(invalid(field, "a chosen key may not be the master key")),
         Some(v) => Ok(v),
         None => token::generate().map_err(key_error),
     }
@@ -664,7 +684,14 @@ async fn rotate(
     let found = existing(keys, given).await?;
     scope.check(&found)?;
     scope.restrict(keys, &mut changes, false).await?;
-    let value = key_value(chosen, "new_key")?;
+    if matches!(scope, KeyScope::OwnedBy(_)) {
+        // Checked before the key changes value: a refusal afterwards
+        // would leave its holder with a value never shown.
+        let mut preview = found.clone();
+        apply(keys, &mut preview, changes.clone(), SystemTime::now()).await?;
+        scope.check_change(&found, &preview, changes.limits.spend()?)?;
+    }
+    let value = key_value(state, chosen, "new_key")?;
     // What this instance's counter has charged the key so far: a call that
     // just ended may not have reached the spend log yet.
     let counted = state.ops.limiter.spent(&crate::keys::scopes::counter_name(

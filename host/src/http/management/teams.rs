@@ -52,11 +52,12 @@ fn apply(
     if let Some(alias) = &b.team_alias {
         t.team_alias = alias.clone();
     }
+    // `null` clears the list, as it clears the other fields.
     if let Some(models) = &b.models {
-        t.models = models.clone();
+        t.models = models.clone().unwrap_or_default();
     }
     if let Some(m) = &b.metadata {
-        t.metadata = metadata(m.clone())?;
+        t.metadata = metadata(m.clone().unwrap_or_default())?;
     }
     if let Some(blocked) = b.blocked {
         t.blocked = blocked;

@@ -115,11 +115,12 @@ fn apply(
     if let Some(email) = &b.user_email {
         u.user_email = email.clone();
     }
+    // `null` clears the list, as it clears the other fields.
     if let Some(models) = &b.models {
-        u.models = models.clone();
+        u.models = models.clone().unwrap_or_default();
     }
     if let Some(m) = &b.metadata {
-        u.metadata = metadata(m.clone())?;
+        u.metadata = metadata(m.clone().unwrap_or_default())?;
     }
     if let Some(spend) = b.limits.spend()? {
         u.spend = spend;

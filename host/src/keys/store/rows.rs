@@ -131,6 +131,7 @@ pub fn spend_row(row: &AnyRow) -> Result<SpendRow, KeyError> {
         team_id: get(row, "team_id")?,
         model: get(row, "model")?,
         model_group: get(row, "model_group")?,
+        budget_model: None,
         deployment: get(row, "deployment")?,
         profile: get(row, "profile")?,
         prompt_tokens: count("prompt_tokens")?,

@@ -118,7 +118,8 @@ impl<'a> Deltas<'a> {
         for r in batch {
             if let Some(h) = r.token_hash.as_deref() {
                 *d.keys.entry(h).or_default() += r.spend;
-                *d.key_models.entry((h, r.model.as_str())).or_default() += r.spend;
+                let model = r.budget_model.as_deref().unwrap_or(&r.model);
+                *d.key_models.entry((h, model)).or_default() += r.spend;
             }
             if let Some(u) = r.user_id.as_deref() {
                 *d.users.entry(u).or_default() += r.spend;

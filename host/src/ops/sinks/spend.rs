@@ -60,6 +60,7 @@ pub fn row(o: &Outcome) -> Option<SpendRow> {
         team_id: o.caller.team_id().map(str::to_owned),
         model: storable(&o.model),
         model_group: o.model_group.as_deref().map(str::to_owned),
+        budget_model: o.budget_model.clone(),
         deployment: o.deployment.as_deref().map(str::to_owned),
         profile: o.profile.as_deref().map(str::to_owned),
         prompt_tokens: usage.prompt_tokens,
