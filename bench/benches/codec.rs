@@ -1,6 +1,7 @@
 //! Request parsing and the outbound body: what every plain request pays
 //! before and after routing, on a realistic chat body (four messages, two
-//! tools, about 1.9 KB).
+//! tools, about 1.9 KB); and what a stream pays per chunk to estimate its
+//! output when no usage comes.
 //!
 //! Run: `cargo bench -p conclave-bench --bench codec`.
 
@@ -53,6 +54,23 @@ fn codec(c: &mut Criterion) {
                 false,
             );
             black_box(out.map(|v| v.len()).unwrap_or(0))
+        })
+    });
+    group.finish();
+    stream_estimate(c);
+}
+
+/// What a stream pays per chunk so that an answer without a usage chunk
+/// can still be priced: the text fields' lengths, read off the raw JSON.
+fn stream_estimate(c: &mut Criterion) {
+    let chunk = br#"{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_06737a9306","choices":[{"index":0,"delta":{"content":" world"},"logprobs":null,"finish_reason":null}]}"#;
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Bytes(chunk.len() as u64));
+    group.bench_function("chunk_text_estimate", |b| {
+        let mut sent = conclave::ops::estimate::SentText::default();
+        b.iter(|| {
+            sent.add(black_box(chunk));
+            black_box(sent.chunks)
         })
     });
     group.finish();

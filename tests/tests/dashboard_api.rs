@@ -498,10 +498,16 @@ async fn a_key_that_is_no_admins_sees_only_its_models_and_nothing_of_the_config(
         .map(|g| g["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["demo-fast"]);
-    for field in ["config", "reloads", "last_reload_error"] {
+    for field in ["config", "reloads", "last_reload_error", "last_reload"] {
         assert!(mine[field].is_null(), "{field}: {mine}");
     }
+    assert_eq!(
+        mine["profiles"],
+        json!([]),
+        "no profile it may not call: {mine}"
+    );
     let (_, all) = get(&proxy, "/ui/api/models", Some(MASTER_KEY)).await;
     assert!(all["groups"].as_array().unwrap().len() > 1, "{all}");
+    assert!(!all["profiles"].as_array().unwrap().is_empty(), "{all}");
     assert!(all["config"].is_string(), "{all}");
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use conclave_e2e::proxy::Proxy;
-use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployments};
+use conclave_e2e::{Behavior, FakeUpstream, SseReader, chat_body, deployment, deployments};
 use prometheus_parse::{LineInfo, Scrape, Value};
 use serde_json::json;
 
@@ -374,6 +374,39 @@ async fn a_known_sequence_gives_exact_counts() {
 /// gateway asks its upstream for the usage chunk it prices the stream by),
 /// flaky, the fallback and the 3 sub-calls.
 const USAGE_REPORTING_CALLS: f64 = 8.0;
+
+#[tokio::test]
+async fn a_model_name_an_upstream_reports_cannot_forge_samples() {
+    let up = FakeUpstream::start().await;
+    let mut yaml = String::from("model_list:\n");
+    // The fake answers with the model it was sent: quotes, a backslash and
+    // line breaks that would end the label value and write a sample.
+    let forged = "openai/ev\"il\\\"} 1\nconclave_fake_total 42\n# x";
+    yaml.push_str(&deployment("quoted", forged, &up.api_base("quoted"), &[]));
+    yaml.push_str(&format!(
+        "litellm_settings:\n  success_callback: [prometheus]\ngeneral_settings:\n  master_key: {KEY}\n"
+    ));
+    let proxy = Proxy::start(&yaml).await;
+    let answer = chat(
+        &proxy,
+        serde_json::json!({"model": "quoted", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    let (text, _) = scrape_until(&proxy, |m| {
+        m.count("gen_ai_client_operation_duration_seconds", &[]) >= 1.0
+    })
+    .await;
+    assert!(
+        !text.lines().any(|l| l.starts_with("conclave_fake_total")),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ev\"il\\\"} 1\nconclave_fake_total 42\n# x"#),
+        "{text}"
+    );
+    assert_valid_exposition(&text);
+}
 
 #[tokio::test]
 async fn requests_refused_for_their_key_are_counted_and_logged() {

@@ -249,6 +249,7 @@ impl Registration {
         if let Some(id) = &self.id {
             check_id(id)?;
         }
+        check_sizes(&self)?;
         if self.model.is_empty() {
             let target = self.target_model.as_deref().unwrap_or(&self.model_name);
             self.model = format!("openai/{target}");
@@ -494,6 +495,59 @@ fn check_id(id: &str) -> Result<(), FieldError> {
 
 /// `api_base` must be an absolute http(s) URL with a host, as written
 /// (nothing the URL parser would have to repair, such as a space).
+/// Most bytes of an `api_base` or an `api_key`: far above any real one, so
+/// that a registration cannot grow every later listing and reload.
+const MAX_URL_BYTES: usize = 2048;
+const MAX_KEY_BYTES: usize = 8192;
+
+/// Bounds what a registration keeps and every rebuild reads again: names
+/// as long as a request's may be, as many fallbacks as a request may name.
+fn check_sizes(r: &Registration) -> Result<(), FieldError> {
+    use crate::openai::{MAX_MODEL_NAME_BYTES, MAX_REQUEST_FALLBACKS};
+    let too_long = |field: &str, len: usize, max: usize| {
+        (len > max).then(|| {
+            FieldError::at(
+                field,
+                format!("{field} may be at most {max} bytes, got {len}"),
+            )
+        })
+    };
+    let fallbacks = r.fallbacks.as_deref().unwrap_or_default();
+    if fallbacks.len() > MAX_REQUEST_FALLBACKS {
+        return Err(FieldError::at(
+            "fallbacks",
+            format!(
+                "at most {MAX_REQUEST_FALLBACKS} fallbacks, got {}",
+                fallbacks.len()
+            ),
+        ));
+    }
+    let longest_fallback = fallbacks.iter().map(String::len).max().unwrap_or(0);
+    let checks = [
+        too_long("model", r.model.len(), MAX_MODEL_NAME_BYTES),
+        too_long(
+            "target_model",
+            r.target_model.as_deref().map_or(0, str::len),
+            MAX_MODEL_NAME_BYTES,
+        ),
+        too_long("fallbacks", longest_fallback, MAX_MODEL_NAME_BYTES),
+        too_long(
+            "api_base",
+            r.api_base.as_deref().map_or(0, str::len),
+            MAX_URL_BYTES,
+        ),
+        too_long(
+            "api_key",
+            r.api_key.as_ref().map_or(0, |k| k.expose().len()),
+            MAX_KEY_BYTES,
+        ),
+    ];
+    match checks.into_iter().flatten().next() {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
+}
+
 fn check_api_base(base: &str) -> Result<(), FieldError> {
     let problem = || {
         FieldError::at(

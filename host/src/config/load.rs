@@ -127,7 +127,13 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         .is_some_and(Value::is_null);
     let env = env.with_config_vars(config_vars(&tree));
     let mut env_problems = Vec::new();
-    substitute_tree(&mut tree, &mut String::new(), &env, &mut env_problems);
+    let mut substituted = Substituted::default();
+    substitute_tree(
+        &mut tree,
+        &mut String::new(),
+        &env,
+        (&mut env_problems, &mut substituted),
+    );
 
     let mut ignored: Vec<String> = Vec::new();
     let mut config: Config = {
@@ -135,10 +141,8 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         let de = serde_ignored::Deserializer::new(tree, &mut on_ignored);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            ConfigError::invalid(
-                Path::new(&file),
-                vec![Problem::new(path, e.into_inner().to_string())],
-            )
+            let message = substituted.hide(&path, e.into_inner().to_string());
+            ConfigError::invalid(Path::new(&file), vec![Problem::new(path, message)])
         })?
     };
     // Free-form keys read as numbers get them even when written as strings
@@ -209,10 +213,39 @@ fn scalar_to_string(v: &Value) -> Option<String> {
     }
 }
 
-fn substitute_tree(value: &mut Value, path: &mut String, env: &Env, problems: &mut Vec<Problem>) {
+/// The values the environment gave, by key path, with the reference that
+/// named them: an error about such a value names the reference, never the
+/// value, which may be a secret (`timeout: os.environ/API_KEY` by mistake).
+#[derive(Default)]
+struct Substituted(std::collections::HashMap<String, (String, String)>);
+
+impl Substituted {
+    /// `message` about the value at `path`, with a value the environment
+    /// gave there replaced by its reference.
+    fn hide(&self, path: &str, message: String) -> String {
+        match self.0.get(path) {
+            Some((reference, value)) if !value.is_empty() => {
+                message.replace(value.as_str(), &format!("(the value of {reference})"))
+            }
+            _ => message,
+        }
+    }
+}
+
+fn substitute_tree(
+    value: &mut Value,
+    path: &mut String,
+    env: &Env,
+    (problems, substituted): (&mut Vec<Problem>, &mut Substituted),
+) {
     match value {
         Value::String(s) => match env.substitute(s) {
-            Ok(new) => *s = new,
+            Ok(new) => {
+                if new != *s {
+                    let reference = std::mem::replace(s, new);
+                    substituted.0.insert(path.clone(), (reference, s.clone()));
+                }
+            }
             Err(message) => {
                 problems.push(Problem::new(path.clone(), message));
                 s.clear();
@@ -222,7 +255,7 @@ fn substitute_tree(value: &mut Value, path: &mut String, env: &Env, problems: &m
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                substitute_tree(item, path, env, problems);
+                substitute_tree(item, path, env, (problems, substituted));
                 path.truncate(len);
             }
         }
@@ -236,11 +269,13 @@ fn substitute_tree(value: &mut Value, path: &mut String, env: &Env, problems: &m
                     Some(key) => path.push_str(key),
                     None => path.push_str(&format!("{k:?}")),
                 }
-                substitute_tree(v, path, env, problems);
+                substitute_tree(v, path, env, (problems, substituted));
                 path.truncate(len);
             }
         }
-        Value::Tagged(tagged) => substitute_tree(&mut tagged.value, path, env, problems),
+        Value::Tagged(tagged) => {
+            substitute_tree(&mut tagged.value, path, env, (problems, substituted))
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
@@ -607,6 +642,22 @@ mod tests {
             "{err}"
         );
         assert!(load_text("general_settings:\n  cors_allow_origins: []\nmodel_list: []\n").is_ok());
+    }
+
+    #[test]
+    fn an_error_about_a_value_from_the_environment_names_the_reference_not_the_value() {
+        let err = load_text(
+            "environment_variables: {SECRET_T: sk-upstream-SECRET-abc}\nmodel_list:\n  \
+             - model_name: m\n    litellm_params: {model: openai/x, timeout: os.environ/SECRET_T}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("SECRET-abc"), "{err}");
+        assert!(
+            err.contains("model_list[0].litellm_params.timeout")
+                && err.contains("os.environ/SECRET_T"),
+            "{err}"
+        );
     }
 
     #[test]

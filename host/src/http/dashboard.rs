@@ -368,20 +368,25 @@ pub async fn models(
         None => value.clone(),
         Some(_) => Value::Null,
     };
+    let mut profiles = profiles_with_model_names(&gateway, &status);
     if let Some(principal) = limited {
-        groups.retain(|group| {
-            group["name"].as_str().is_some_and(|name| {
+        let may_use = |name: Option<&str>| {
+            name.is_some_and(|name| {
                 crate::ops::admission::denied_by(principal, name, &gateway.access_groups).is_none()
             })
-        });
+        };
+        groups.retain(|group| may_use(group["name"].as_str()));
+        // A profile is shown under the public model name that serves it.
+        profiles.retain(|profile| may_use(profile["model_name"].as_str()));
     }
     Ok(Json(json!({
         "version": status["version"],
         "loaded_at": status["loaded_at"],
         "config": admin_only(&status["config"]),
         "groups": groups,
-        "profiles": profiles_with_model_names(&gateway, &status),
-        "last_reload": status["last_reload"],
+        "profiles": profiles,
+        // Its error text may quote the config, as the error field does.
+        "last_reload": admin_only(&status["last_reload"]),
         "last_reload_error": admin_only(&status["last_reload_error"]),
         "reloads": admin_only(&status["reloads"]),
         "can_reload": can_reload,

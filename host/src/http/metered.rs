@@ -1,14 +1,15 @@
 //! Pricing answers on their way out. A JSON answer is priced from its
 //! `usage` and reports the cost in `x-conclave-response-cost`; a stream is
-//! priced from its final usage chunk. So that every stream has one, an
-//! upstream is asked for `stream_options.include_usage` when the client did
-//! not ask, and that extra chunk is then kept from the client. Either way
-//! the cost is charged to the caller's limits at once and recorded on the
-//! request's outcome.
+//! priced, when it ends, from the last usage it reported (an upstream may
+//! report running totals, or zeros until the end). So that every stream has
+//! one, an upstream is asked for `stream_options.include_usage` when the
+//! client did not ask, and that extra chunk is then kept from the client.
+//! Either way the cost is charged to the caller's limits at once and
+//! recorded on the request's outcome.
 //!
 //! A stream that ends without a usage chunk, because the client left before
 //! it came or the upstream never sent one, is priced from an estimate of
-//! what was sent (see [`Sent`]): an upstream bills the tokens it generated,
+//! what was sent (see [`crate::ops::estimate`]): an upstream bills the tokens it generated,
 //! and a client must not get most of an answer free by leaving just before
 //! its end. A stream that fails costs nothing, as a failed request does.
 
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::openai::ProxyRequest;
+use crate::ops::estimate::{self, SentText};
 use crate::ops::{CallContext, OutcomeHandle, Reported, Usage, reported_in_body};
 use crate::providers::sse::Needle;
 
@@ -171,8 +173,9 @@ pub struct AbandonCharge<'a> {
     ctx: &'a CallContext,
     outcome: &'a OutcomeHandle,
     req: &'a ProxyRequest,
-    /// Prices the prompt: the group's first deployment, the likeliest to
-    /// have been called.
+    /// Prices the prompt at the dearest of the group's deployments: which
+    /// one read it is not known, and a caller must not send a long prompt
+    /// to an expensive one and leave to pay a cheap one's price.
     gateway: &'a crate::gateway::Gateway,
     armed: bool,
 }
@@ -206,15 +209,22 @@ impl Drop for AbandonCharge<'_> {
         }
         self.outcome.update(|o| o.attempts = o.attempts.max(1));
         let usage = Usage {
-            prompt_tokens: estimated_prompt_tokens(self.req),
+            prompt_tokens: estimate::prompt_tokens(self.req),
             completion_tokens: 0,
         };
+        let meter = &self.ctx.request.meter;
+        let price = |id: &str| meter.price(Some(id), &self.req.model, usage);
         let deployment = self
             .gateway
             .router
             .group_named(&self.req.model)
-            .and_then(|group| group.deployments.first());
-        let deployment = deployment.map(|d| &*d.id);
+            .and_then(|group| {
+                group
+                    .deployments
+                    .iter()
+                    .map(|d| &*d.id)
+                    .max_by(|a, b| price(a).total_cmp(&price(b)))
+            });
         charge(self.ctx, self.outcome, &self.req.model, deployment, usage);
     }
 }
@@ -233,96 +243,15 @@ pub struct Metered<S> {
     /// A native Anthropic stream's input usage (from `message_start`),
     /// charged with the output `message_delta` reports.
     opening: Option<Usage>,
+    /// The latest usage the stream reported: upstreams that report it on
+    /// every chunk (running totals, or zeros until the end) are charged
+    /// their last figure, when the stream ends.
+    reported: Option<Usage>,
     /// The request's prompt tokens, estimated, for a stream without usage.
     prompt_estimate: u64,
-    sent: Sent,
+    sent: SentText,
     /// The stream ended with an error: it costs nothing.
     failed: bool,
-}
-
-/// The fields whose size estimates a request's prompt.
-const PROMPT_FIELDS: [&str; 6] = [
-    "messages",
-    "input",
-    "prompt",
-    "system",
-    "instructions",
-    "tools",
-];
-
-/// A request's prompt tokens when no upstream reported them: one per four
-/// bytes of its prompt fields, as `count_tokens` estimates.
-pub fn estimated_prompt_tokens(req: &ProxyRequest) -> u64 {
-    let bytes: usize = PROMPT_FIELDS
-        .iter()
-        .filter_map(|field| req.rest.get(field))
-        .map(|raw| raw.get().len())
-        .sum();
-    bytes.div_ceil(4) as u64
-}
-
-/// The fields whose strings are a stream's generated text: a chat chunk's
-/// (content, reasoning, tool arguments) and a native Anthropic event's.
-static TEXT_FIELDS: [Needle; 6] = [
-    Needle::new(b"\"content\":"),
-    Needle::new(b"\"reasoning_content\":"),
-    Needle::new(b"\"arguments\":"),
-    Needle::new(b"\"text\":"),
-    Needle::new(b"\"partial_json\":"),
-    Needle::new(b"\"thinking\":"),
-];
-
-/// The text a stream has sent, counted for an estimate of its output
-/// tokens without parsing its payloads: the length of each text field's
-/// string (found with one vectorised search per field), about four bytes
-/// to a token, and at least one token per chunk that carried text (OpenAI
-/// sends one token a chunk).
-#[derive(Debug, Default, Clone, Copy)]
-struct Sent {
-    chunks: u64,
-    text_bytes: u64,
-}
-
-impl Sent {
-    fn add(&mut self, payload: &[u8]) {
-        let text: usize = TEXT_FIELDS
-            .iter()
-            .filter_map(|field| field.end_in(payload))
-            .map(|end| string_len(&payload[end..]))
-            .sum();
-        if text > 0 {
-            self.chunks += 1;
-            self.text_bytes += text as u64;
-        }
-    }
-
-    /// The output tokens estimated; none when no text was sent.
-    fn tokens(self) -> u64 {
-        self.text_bytes.div_ceil(4).max(self.chunks)
-    }
-}
-
-/// The length of the JSON string `rest` starts with (after blanks), as
-/// written, escapes included; 0 when it does not start with one.
-fn string_len(rest: &[u8]) -> usize {
-    let start = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    let Some(body) = rest.get(start..).and_then(|r| r.strip_prefix(b"\"")) else {
-        return 0;
-    };
-    let mut from = 0;
-    while let Some(quote) = memchr::memchr(b'"', &body[from..]) {
-        let end = from + quote;
-        let backslashes = body[..end]
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b'\\')
-            .count();
-        if backslashes % 2 == 0 {
-            return end;
-        }
-        from = end + 1;
-    }
-    0
 }
 
 impl<S> Metered<S> {
@@ -343,26 +272,33 @@ impl<S> Metered<S> {
             strip,
             charged: false,
             opening: None,
-            prompt_estimate: estimated_prompt_tokens(req),
-            sent: Sent::default(),
+            reported: None,
+            prompt_estimate: estimate::prompt_tokens(req),
+            sent: SentText::default(),
             failed: false,
         }
     }
 
-    /// Charges an estimate for a stream that ends without having reported
-    /// its usage; see the module docs.
-    fn charge_estimate(&mut self) {
+    /// Charges the stream once, when it ends or the client leaves: the last
+    /// usage it reported, else an estimate of what it sent (see the module
+    /// docs). A usage of no tokens at all is a placeholder, not a figure.
+    fn settle(&mut self) {
         if self.charged || self.failed {
             return;
         }
         self.charged = true;
-        let prompt_tokens = match self.opening {
-            Some(opening) if opening.prompt_tokens > 0 => opening.prompt_tokens,
-            _ => self.prompt_estimate,
-        };
-        let usage = Usage {
-            prompt_tokens,
-            completion_tokens: self.sent.tokens(),
+        let usage = match self.reported {
+            Some(u) if u.prompt_tokens > 0 || u.completion_tokens > 0 => u,
+            _ => {
+                let prompt_tokens = match self.opening {
+                    Some(opening) if opening.prompt_tokens > 0 => opening.prompt_tokens,
+                    _ => self.prompt_estimate,
+                };
+                Usage {
+                    prompt_tokens,
+                    completion_tokens: self.sent.tokens(),
+                }
+            }
         };
         charge(
             &self.ctx,
@@ -373,11 +309,11 @@ impl<S> Metered<S> {
         );
     }
 
-    /// Charges the chunk's usage once; true when the chunk is only usage
-    /// and should be kept from the client.
+    /// Notes the chunk's usage, the latest figure so far; true when the
+    /// chunk is only usage and should be kept from the client.
     fn take_usage(&mut self, payload: &[u8]) -> bool {
         static USAGE_KEY: Needle = Needle::new(b"\"usage\"");
-        if self.charged || !USAGE_KEY.is_in(payload) {
+        if !USAGE_KEY.is_in(payload) {
             return false;
         }
         let Some(mut chunk) = usage_chunk(payload) else {
@@ -390,21 +326,14 @@ impl<S> Metered<S> {
                 return false;
             }
             Some("message_delta") => {
-                let opening = self.opening.take().unwrap_or_default();
+                let opening = self.opening.unwrap_or_default();
                 if chunk.usage.prompt_tokens == 0 {
                     chunk.usage.prompt_tokens = opening.prompt_tokens;
                 }
             }
             _ => {}
         }
-        self.charged = true;
-        charge(
-            &self.ctx,
-            &self.outcome,
-            &self.model,
-            Some(&self.deployment),
-            chunk.usage,
-        );
+        self.reported = Some(chunk.usage);
         self.strip && chunk.only_usage
     }
 }
@@ -426,7 +355,7 @@ where
                     self.sent.add(payload);
                 }
                 Poll::Ready(Some(Err(_))) => self.failed = true,
-                Poll::Ready(None) => self.charge_estimate(),
+                Poll::Ready(None) => self.settle(),
                 Poll::Pending => {}
             }
             return item;
@@ -434,10 +363,10 @@ where
     }
 }
 
-/// A stream the client left before its usage came is charged its estimate.
+/// A stream the client left is charged what it reported or sent so far.
 impl<S> Drop for Metered<S> {
     fn drop(&mut self) {
-        self.charge_estimate();
+        self.settle();
     }
 }
 
@@ -467,6 +396,50 @@ mod tests {
         serde_json::from_str(body).unwrap()
     }
 
+    /// The usage a stream of `chunks` is charged, read to its end.
+    async fn charged_for(chunks: &[&'static str]) -> Option<Usage> {
+        use futures_util::StreamExt;
+        let ctx = CallContext::detached(crate::ops::Caller::Master, "/v1/chat/completions");
+        let outcome = OutcomeHandle::request(&ctx);
+        let req = request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        let payloads =
+            futures_util::stream::iter(chunks.iter().map(|c| Ok(Bytes::from_static(c.as_bytes()))));
+        let mut metered = Metered::new(payloads, (&ctx, &outcome), ("m", "m.0"), &req, false);
+        while metered.next().await.is_some() {}
+        drop(metered);
+        let mut usage = None;
+        outcome.update(|o| usage = o.usage);
+        usage
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_charged_the_last_usage_it_reported() {
+        let running = [
+            r#"{"choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":11,"completion_tokens":1}}"#,
+            r#"{"choices":[{"delta":{"content":"b"}}],"usage":{"prompt_tokens":11,"completion_tokens":2}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7}}"#,
+        ];
+        let seven = Usage {
+            prompt_tokens: 11,
+            completion_tokens: 7,
+        };
+        assert_eq!(charged_for(&running).await, Some(seven));
+        let placeholders = [
+            r#"{"choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":0,"completion_tokens":0}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7}}"#,
+        ];
+        assert_eq!(charged_for(&placeholders).await, Some(seven));
+        // Only zeros: an estimate, not a free answer.
+        let zeros = [
+            r#"{"choices":[{"delta":{"content":"abcdefgh"}}],"usage":{"prompt_tokens":0,"completion_tokens":0}}"#,
+        ];
+        let estimated = charged_for(&zeros).await.unwrap();
+        assert!(
+            estimated.prompt_tokens > 0 && estimated.completion_tokens == 2,
+            "{estimated:?}"
+        );
+    }
+
     #[test]
     fn include_usage_is_added_beside_the_clients_other_stream_options() {
         let req = request(r#"{"model":"m","stream":true,"stream_options":{"x":1}}"#);
@@ -478,48 +451,6 @@ mod tests {
         );
         assert!(client_wants_usage(&asked));
         assert!(with_usage(&asked).is_none());
-    }
-
-    #[test]
-    fn output_is_estimated_from_the_text_the_chunks_carried() {
-        let mut sent = Sent::default();
-        assert_eq!(sent.tokens(), 0);
-        let chunk = |text: &str| {
-            format!(
-                r#"{{"id":"c1","choices":[{{"delta":{{"role":"assistant","content":"{text}"}},"finish_reason":null}}]}}"#
-            )
-        };
-        sent.add(chunk("").as_bytes());
-        for _ in 0..10 {
-            sent.add(chunk(&"w".repeat(40)).as_bytes());
-        }
-        sent.add(br#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#);
-        assert_eq!(sent.tokens(), 100);
-        // One token per chunk is counted by its chunks; escapes count as written.
-        let mut single = Sent::default();
-        for _ in 0..50 {
-            single.add(chunk(r#"a\""#).as_bytes());
-        }
-        assert_eq!(single.tokens(), 50);
-        // Tool arguments and native Anthropic text count too.
-        let mut other = Sent::default();
-        other.add(br#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments": "{\"city\":\"Paris\"}"}}]}}]}"#);
-        other.add(
-            br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"12345678"}}"#,
-        );
-        assert_eq!(other.tokens(), (20_u64 + 8).div_ceil(4));
-    }
-
-    #[test]
-    fn a_prompt_is_estimated_from_its_prompt_fields_only() {
-        let req = request(
-            r#"{"model":"m","messages":[{"role":"user","content":"abcdefgh"}],"temperature":0.5}"#,
-        );
-        let messages = r#"[{"role":"user","content":"abcdefgh"}]"#;
-        assert_eq!(
-            estimated_prompt_tokens(&req),
-            messages.len().div_ceil(4) as u64
-        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! recorded as `unknown`, and a model reached through a wildcard group
 //! (`openai/*`) is recorded as the group's pattern.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -68,6 +68,37 @@ const MAX_OPEN_RUNS: usize = 100_000;
 
 /// The label value for anything not known (a failure before routing).
 pub const UNKNOWN: &str = "unknown";
+/// The label of values from outside past [`MAX_OUTSIDE_VALUES`].
+const OTHER: &str = "other";
+/// Distinct label values taken from upstream answers (a reported model, an
+/// error code): an upstream that makes up a new one for every answer must
+/// not grow the families without bound.
+const MAX_OUTSIDE_VALUES: usize = 256;
+
+/// `value` as a label value of the text format: prometheus-client writes
+/// label values as they are, so a `\`, `"` or line break (a model name an
+/// upstream reported, say) would end the value or the line early and forge
+/// samples. Those are escaped as the format says; other control characters
+/// become U+FFFD.
+fn label(value: &str) -> String {
+    if !value
+        .chars()
+        .any(|c| c == '\\' || c == '"' || c.is_control())
+    {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Labels of the GenAI operation metrics (OpenTelemetry's attribute names,
 /// dots made underscores).
@@ -210,6 +241,8 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     /// Sub-calls counted per composite request until its own outcome arrives.
     open_runs: Mutex<HashMap<RequestId, u32>>,
+    /// Label values seen from outside, at most [`MAX_OUTSIDE_VALUES`].
+    outside: Mutex<HashSet<Box<str>>>,
     request_series: SeriesMemo<RequestSeries>,
     call_series: SeriesMemo<CallSeries>,
 }
@@ -242,6 +275,7 @@ impl Metrics {
             sub_calls: histograms(|| Histogram::new(SUB_CALL_BUCKETS)),
             cache: Family::default(),
             open_runs: Mutex::default(),
+            outside: Mutex::default(),
             request_series: SeriesMemo::default(),
             call_series: SeriesMemo::default(),
         };
@@ -352,8 +386,8 @@ impl Metrics {
                 .requests
                 .get_or_insert_with(|| {
                     let labels = RequestLabels {
-                        route: route.to_owned(),
-                        model_group: group.to_owned(),
+                        route: label(route),
+                        model_group: label(group),
                         status_class: status,
                     };
                     self.requests.get_or_create(&labels).clone()
@@ -364,7 +398,7 @@ impl Metrics {
                     .overhead
                     .get_or_insert_with(|| {
                         let labels = RouteLabel {
-                            route: route.to_owned(),
+                            route: label(route),
                         };
                         self.overhead.get_or_create(&labels).clone()
                     })
@@ -379,7 +413,7 @@ impl Metrics {
             };
             self.strategy_runs
                 .get_or_create(&RunLabels {
-                    profile: profile.to_string(),
+                    profile: label(profile),
                     outcome,
                 })
                 .inc();
@@ -391,31 +425,53 @@ impl Metrics {
                 .unwrap_or(0);
             self.sub_calls
                 .get_or_create(&ProfileLabel {
-                    profile: profile.to_string(),
+                    profile: label(profile),
                 })
                 .observe(f64::from(calls));
         }
     }
 
+    /// `value` when it is one of the first [`MAX_OUTSIDE_VALUES`] seen
+    /// from outside, else [`OTHER`].
+    fn bounded<'a>(&self, value: &'a str) -> &'a str {
+        let Ok(mut seen) = self.outside.lock() else {
+            return OTHER;
+        };
+        if seen.contains(value) {
+            return value;
+        }
+        if seen.len() >= MAX_OUTSIDE_VALUES {
+            return OTHER;
+        }
+        seen.insert(value.into());
+        value
+    }
+
     fn record_model_call(&self, r: &Resolved<'_>) {
         let o = r.outcome;
         let request_model = model_label(r);
-        let response_model = r.response_model.unwrap_or(request_model);
+        let response_model = match r.response_model {
+            Some(reported) if reported != request_model => self.bounded(reported),
+            _ => request_model,
+        };
         let operation = operation_name(&o.route);
-        let error = o.error.as_deref().unwrap_or_default();
+        let error = match o.error.as_deref() {
+            Some(error) => self.bounded(error),
+            None => "",
+        };
         let values = [operation, r.provider, request_model, response_model, error];
         let labels = || GenAiLabels {
             gen_ai_operation_name: operation,
-            gen_ai_provider_name: r.provider.to_owned(),
-            gen_ai_request_model: request_model.to_owned(),
-            gen_ai_response_model: response_model.to_owned(),
-            error_type: error.to_owned(),
+            gen_ai_provider_name: label(r.provider),
+            gen_ai_request_model: label(request_model),
+            gen_ai_response_model: label(response_model),
+            error_type: label(error),
         };
         let tokens = |token_type| TokenLabels {
             gen_ai_operation_name: operation,
-            gen_ai_provider_name: r.provider.to_owned(),
-            gen_ai_request_model: request_model.to_owned(),
-            gen_ai_response_model: response_model.to_owned(),
+            gen_ai_provider_name: label(r.provider),
+            gen_ai_request_model: label(request_model),
+            gen_ai_response_model: label(response_model),
             gen_ai_token_type: token_type,
         };
         self.call_series.with(&values, |series| {
@@ -449,15 +505,15 @@ impl Metrics {
         if o.attempts > 1 {
             self.retries
                 .get_or_create(&GroupLabel {
-                    model_group: r.model_group.unwrap_or(UNKNOWN).to_owned(),
+                    model_group: label(r.model_group.unwrap_or(UNKNOWN)),
                 })
                 .inc_by(u64::from(o.attempts - 1));
         }
         if let Some(fallback) = &o.fallback {
             self.fallbacks
                 .get_or_create(&FallbackLabels {
-                    model_group: model_label(r).to_owned(),
-                    fallback_group: fallback.to_string(),
+                    model_group: label(model_label(r)),
+                    fallback_group: label(fallback),
                 })
                 .inc();
         }
@@ -562,9 +618,9 @@ impl Live {
             for (state, on) in states_of {
                 states
                     .get_or_create(&DeploymentLabels {
-                        model_group: d.model_group.clone(),
-                        deployment: d.deployment.clone(),
-                        provider: d.provider.clone(),
+                        model_group: label(&d.model_group),
+                        deployment: label(&d.deployment),
+                        provider: label(&d.provider),
                         state,
                     })
                     .set(i64::from(on));
@@ -581,9 +637,9 @@ impl Live {
             for (result, count) in [("passed", d.checks_passed), ("failed", d.checks_failed)] {
                 checks
                     .get_or_create(&HealthCheckLabels {
-                        model_group: d.model_group.clone(),
-                        deployment: d.deployment.clone(),
-                        provider: d.provider.clone(),
+                        model_group: label(&d.model_group),
+                        deployment: label(&d.deployment),
+                        provider: label(&d.provider),
                         result,
                     })
                     .inc_by(count);
@@ -618,7 +674,11 @@ fn status_class(status: u16) -> &'static str {
 
 /// OpenTelemetry's operation name for a route.
 fn operation_name(route: &str) -> &'static str {
-    if route.ends_with("chat/completions") {
+    // The Messages and Responses APIs are chat calls, as their spans say.
+    if route.ends_with("chat/completions")
+        || route.ends_with("messages")
+        || route.ends_with("responses")
+    {
         "chat"
     } else if route.ends_with("completions") {
         "text_completion"
@@ -655,6 +715,8 @@ mod tests {
         assert_eq!(operation_name("/v1/chat/completions"), "chat");
         assert_eq!(operation_name("/completions"), "text_completion");
         assert_eq!(operation_name("/v1/embeddings"), "embeddings");
+        assert_eq!(operation_name("/v1/messages"), "chat");
+        assert_eq!(operation_name("/v1/responses"), "chat");
         assert_eq!(status_class(499), "4xx");
         assert_eq!(status_class(200), "2xx");
         assert_eq!(status_class(503), "5xx");
@@ -665,5 +727,27 @@ mod tests {
         let text = Metrics::new().render(&Live::default()).unwrap();
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("conclave_build_info{version="), "{text}");
+    }
+
+    #[test]
+    fn label_values_from_outside_cannot_forge_samples() {
+        let forged = "evil\"} 1\nconclave_fake_total 42\n# x";
+        let escaped = label(forged);
+        assert!(!escaped.contains('\n'), "{escaped}");
+        assert_eq!(escaped, r#"evil\"} 1\nconclave_fake_total 42\n# x"#);
+        assert_eq!(label("back\\slash"), r"back\\slash");
+        assert_eq!(label("plain-name"), "plain-name");
+    }
+
+    #[test]
+    fn values_from_outside_are_bounded() {
+        let m = Metrics::new();
+        let names: Vec<String> = (0..MAX_OUTSIDE_VALUES + 5)
+            .map(|i| format!("m{i}"))
+            .collect();
+        let kept: Vec<&str> = names.iter().map(|n| m.bounded(n)).collect();
+        assert_eq!(kept[0], "m0");
+        assert_eq!(kept[MAX_OUTSIDE_VALUES + 1], OTHER);
+        assert_eq!(m.bounded("m0"), "m0", "a value seen before stays itself");
     }
 }

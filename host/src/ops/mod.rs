@@ -13,6 +13,7 @@ pub mod admission;
 mod attempts;
 mod caller;
 mod context;
+pub mod estimate;
 mod meter;
 mod outcome;
 mod reported;

@@ -786,7 +786,9 @@ fn error_body(body: &[u8], status: http::StatusCode) -> ErrorBody {
     }
 }
 
-/// Where a provider serves `endpoint` for `model`.
+/// Where a provider serves `endpoint` for `model`. A query the `api_base`
+/// carries (a gateway's `?key=`) stays the URL's query, after the path the
+/// endpoint adds; a fragment is never sent.
 fn endpoint_url(
     dialect: Dialect,
     base_url: &str,
@@ -794,15 +796,27 @@ fn endpoint_url(
     model: &str,
     endpoint: Endpoint,
 ) -> String {
+    let base_url = base_url.split('#').next().unwrap_or(base_url);
+    let (base_url, query) = match base_url.split_once('?') {
+        Some((base, query)) => (base.trim_end_matches('/'), Some(query)),
+        None => (base_url, None),
+    };
     let path = endpoint.path();
-    match dialect {
-        Dialect::OpenAi => format!("{base_url}{path}"),
-        Dialect::Anthropic => super::anthropic::messages_url(base_url),
-        Dialect::Azure => format!(
-            "{base_url}/openai/deployments/{}{path}?api-version={}",
-            path_segment(model),
-            api_version.unwrap_or(AZURE_DEFAULT_API_VERSION)
+    let (url, joiner) = match dialect {
+        Dialect::OpenAi => (format!("{base_url}{path}"), '?'),
+        Dialect::Anthropic => (super::anthropic::messages_url(base_url), '?'),
+        Dialect::Azure => (
+            format!(
+                "{base_url}/openai/deployments/{}{path}?api-version={}",
+                path_segment(model),
+                api_version.unwrap_or(AZURE_DEFAULT_API_VERSION)
+            ),
+            '&',
         ),
+    };
+    match query.filter(|q| !q.is_empty()) {
+        Some(query) => format!("{url}{joiner}{query}"),
+        None => url,
     }
 }
 
@@ -1148,5 +1162,30 @@ mod tests {
                 prop_assert!(got.is_none_or(|d| d <= RETRY_AFTER_CAP));
             }
         }
+    }
+
+    #[test]
+    fn an_api_base_query_stays_after_the_endpoint_path() {
+        let url = |dialect, base| {
+            endpoint_url(
+                dialect,
+                base,
+                Some("2024-10-21"),
+                "gpt",
+                Endpoint::ChatCompletions,
+            )
+        };
+        assert_eq!(
+            url(Dialect::OpenAi, "http://h/v1?key=q#frag"),
+            "http://h/v1/chat/completions?key=q"
+        );
+        assert_eq!(
+            url(Dialect::OpenAi, "http://h/v1"),
+            "http://h/v1/chat/completions"
+        );
+        assert_eq!(
+            url(Dialect::Azure, "https://a.example?x=1"),
+            "https://a.example/openai/deployments/gpt/chat/completions?api-version=2024-10-21&x=1"
+        );
     }
 }

@@ -368,7 +368,11 @@ impl Control {
             model_name = %registration.model_name,
             deployment = %registration.deployment_id(),
             model = %registration.model,
-            api_base = registration.api_base.as_deref().unwrap_or("(provider default)"),
+            // Without userinfo or query: either may hold a credential.
+            api_base = registration
+                .api_base
+                .as_deref()
+                .map_or_else(|| "(provider default)".to_owned(), crate::public_url::public_url),
             replaced,
             generation,
             "runtime model registered"

@@ -557,6 +557,7 @@ pub struct MessagesStream {
     open: Option<Open>,
     finish_reason: Option<String>,
     usage: TokenUsage,
+    calls: super::CallOrder,
 }
 
 impl MessagesStream {
@@ -569,6 +570,7 @@ impl MessagesStream {
             open: None,
             finish_reason: None,
             usage: TokenUsage::default(),
+            calls: super::CallOrder::default(),
         }
     }
 
@@ -616,22 +618,8 @@ impl MessagesStream {
             );
             events.push(self.delta(json!({"type": "text_delta", "text": text})));
         }
-        for call in chunk.tool_calls {
-            let (id, name) = (call.id, call.name);
-            let (base, index) = (self.id.trim_start_matches("msg_").to_owned(), call.index);
-            self.enter(Open::Tool(call.index), &mut events, || {
-                json!({
-                    "type": "tool_use",
-                    "id": id.unwrap_or_else(|| format!("toolu_{}_{index}", base)),
-                    "name": name.unwrap_or_default(),
-                    "input": {},
-                })
-            });
-            if !call.arguments.is_empty() {
-                events.push(
-                    self.delta(json!({"type": "input_json_delta", "partial_json": call.arguments})),
-                );
-            }
+        for call in self.calls.take(chunk.tool_calls) {
+            self.tool_delta(call, &mut events);
         }
         if chunk.finish_reason.is_some() {
             self.finish_reason = chunk.finish_reason;
@@ -646,6 +634,9 @@ impl MessagesStream {
     /// with the stop reason and usage, `message_stop`.
     pub fn finish(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
+        for call in self.calls.finish() {
+            self.tool_delta(call, &mut events);
+        }
         self.stop_open(&mut events);
         events.push(Event::new(
             "message_delta",
@@ -662,6 +653,26 @@ impl MessagesStream {
     /// The event for a stream that broke: Anthropic's `error` event.
     pub fn fail(&mut self, status: u16, message: &str) -> Vec<Event> {
         vec![Event::new("error", error_body(status, message))]
+    }
+
+    /// One piece of a tool call: its block (started with its id and name
+    /// when it is not the open one), then its arguments.
+    fn tool_delta(&mut self, call: super::ToolCallDelta, events: &mut Vec<Event>) {
+        let (id, name) = (call.id, call.name);
+        let (base, index) = (self.id.trim_start_matches("msg_").to_owned(), call.index);
+        self.enter(Open::Tool(call.index), events, || {
+            json!({
+                "type": "tool_use",
+                "id": id.unwrap_or_else(|| format!("toolu_{}_{index}", base)),
+                "name": name.unwrap_or_default(),
+                "input": {},
+            })
+        });
+        if !call.arguments.is_empty() {
+            events.push(
+                self.delta(json!({"type": "input_json_delta", "partial_json": call.arguments})),
+            );
+        }
     }
 
     /// Makes `kind` the open block, starting it with `block()` if it is not.
@@ -698,6 +709,54 @@ impl MessagesStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_whose_headers_come_first_stream_as_one_block_each() {
+        let chunk = |calls: Value| {
+            serde_json::to_vec(&json!({"choices": [{"delta": {"tool_calls": calls}}]})).unwrap()
+        };
+        let header = |i: u64, id: &str| json!([{"index": i, "id": id, "type": "function", "function": {"name": "get_weather", "arguments": ""}}]);
+        let args = |i: u64, text: &str| json!([{"index": i, "function": {"arguments": text}}]);
+        let mut stream = MessagesStream::new("msg_1", "m");
+        let mut events = stream.start();
+        for calls in [
+            header(0, "call_a"),
+            header(1, "call_b"),
+            args(0, "{\"city\":"),
+            args(0, "\"Paris\"}"),
+            args(1, "{\"city\":\"Rome\"}"),
+            json!([{"index": 2, "id": "call_c", "function": {"name": "now", "arguments": ""}}]),
+        ] {
+            events.extend(stream.push(&chunk(calls)));
+        }
+        events.extend(stream.finish());
+        let starts: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e.name == "content_block_start")
+            .map(|e| {
+                let block = &e.data["content_block"];
+                (
+                    block["id"].as_str().unwrap().to_owned(),
+                    block["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let expected = [
+            ("call_a", "get_weather"),
+            ("call_b", "get_weather"),
+            ("call_c", "now"),
+        ];
+        assert_eq!(
+            starts,
+            expected.map(|(id, name)| (id.to_owned(), name.to_owned()))
+        );
+        let first_args: String = events
+            .iter()
+            .filter(|e| e.name == "content_block_delta" && e.data["index"] == 0)
+            .filter_map(|e| e.data["delta"]["partial_json"].as_str())
+            .collect();
+        assert_eq!(first_args, "{\"city\":\"Paris\"}");
+    }
 
     #[test]
     fn tool_calls_an_upstream_gave_no_id_get_distinct_ids() {

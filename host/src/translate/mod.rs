@@ -76,6 +76,52 @@ pub struct ToolCallDelta {
     pub arguments: String,
 }
 
+/// Streamed tool calls in the order the Messages and Responses streams
+/// need: one block (item) per call, its pieces together. A chat stream may
+/// send every call's header (id and name) first and the arguments after; a
+/// call is therefore started with its first arguments, under the id and
+/// name its header brought, and a call that never gets any is started at the
+/// end ([`Self::finish`]).
+#[derive(Debug, Default)]
+pub struct CallOrder {
+    /// Headers of calls not started yet, by index.
+    held: std::collections::BTreeMap<u64, ToolCallDelta>,
+    started: std::collections::BTreeSet<u64>,
+}
+
+impl CallOrder {
+    /// The deltas of one chunk to translate now.
+    pub fn take(&mut self, calls: Vec<ToolCallDelta>) -> Vec<ToolCallDelta> {
+        let mut now = Vec::new();
+        for mut call in calls {
+            if self.started.contains(&call.index) {
+                now.push(call);
+                continue;
+            }
+            if let Some(held) = self.held.remove(&call.index) {
+                call.id = call.id.or(held.id);
+                call.name = call.name.or(held.name);
+                call.arguments = held.arguments + &call.arguments;
+            }
+            if call.arguments.is_empty() {
+                self.held.insert(call.index, call);
+            } else {
+                self.started.insert(call.index);
+                now.push(call);
+            }
+        }
+        now
+    }
+
+    /// The calls whose header came without any arguments, to start at the
+    /// end of the answer.
+    pub fn finish(&mut self) -> Vec<ToolCallDelta> {
+        let held = std::mem::take(&mut self.held);
+        self.started.extend(held.keys().copied());
+        held.into_values().collect()
+    }
+}
+
 /// Reads a chunk payload; `None` for one that is not a JSON object (a
 /// translator skips it, as a chat client would).
 pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {

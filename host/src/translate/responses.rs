@@ -704,6 +704,7 @@ pub struct ResponsesStream {
     /// The status an item gets when it is done (`incomplete` for the item
     /// open when a cut answer ends).
     item_status: &'static str,
+    calls: super::CallOrder,
 }
 
 impl ResponsesStream {
@@ -717,6 +718,7 @@ impl ResponsesStream {
             finish_reason: None,
             usage: None,
             item_status: "completed",
+            calls: super::CallOrder::default(),
         }
     }
 
@@ -743,7 +745,7 @@ impl ResponsesStream {
         if let Some(delta) = chunk.content {
             self.text_delta(&delta, &mut events);
         }
-        for call in chunk.tool_calls {
+        for call in self.calls.take(chunk.tool_calls) {
             self.call_delta(call, &mut events);
         }
         if chunk.finish_reason.is_some() {
@@ -762,6 +764,9 @@ impl ResponsesStream {
         let (status, incomplete) = status_of(self.finish_reason.as_deref());
         if incomplete.is_some() {
             self.item_status = "incomplete";
+        }
+        for call in self.calls.finish() {
+            self.call_delta(call, &mut events);
         }
         self.close(&mut events);
         let ending = Ending {
