@@ -136,8 +136,10 @@ async fn check(
 
 /// The `/health` body: every deployment with whether it serves now (not
 /// cooling, last health check not failed), its average upstream latency
-/// (time to first chunk for streams), its last error and last check.
-pub fn report(gateway: &Gateway) -> Value {
+/// (time to first chunk for streams), its last error and last check; only
+/// the deployments of the groups `may_see` names (a key limited to some
+/// models sees theirs).
+pub fn report(gateway: &Gateway, may_see: &dyn Fn(&str) -> bool) -> Value {
     let cooling = gateway.router.cooling();
     let mut unhealthy = Vec::new();
     // LiteLLM's lists, for scripts that read them.
@@ -147,6 +149,7 @@ pub fn report(gateway: &Gateway) -> Value {
         .router
         .groups()
         .iter()
+        .filter(|g| may_see(&g.name))
         .flat_map(|g| g.deployments.iter())
     {
         let cools = cooling

@@ -168,6 +168,31 @@ async fn configured_fallbacks_respect_the_keys_list_when_litellms_switch_is_on()
 }
 
 #[tokio::test]
+async fn a_key_limited_to_some_models_sees_only_theirs_in_health_and_info() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(&proxy, json!({"models": ["gpt-a"]})).await;
+    for (path, caller, sees_b) in [
+        ("/health", key.as_str(), false),
+        ("/info", key.as_str(), false),
+        ("/health", MASTER, true),
+        ("/info", MASTER, true),
+    ] {
+        let r = proxy
+            .client
+            .get(proxy.url(path))
+            .bearer_auth(caller)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("gpt-a"), "{path}: {text}");
+        assert_eq!(text.contains("gpt-b"), sees_b, "{path}: {text}");
+    }
+}
+
+#[tokio::test]
 async fn a_named_fallbacks_own_model_limits_admit_the_call_too() {
     let up = FakeUpstream::start().await;
     up.set("gpt-a", Behavior::status(500, "down"));

@@ -67,7 +67,9 @@ pub struct Registration {
     /// The upstream model name, when not the one in `model`.
     #[serde(default, deserialize_with = "text")]
     pub target_model: Option<String>,
-    /// Whole-request timeout in seconds.
+    /// Whole-request timeout in seconds (a number, or a string holding
+    /// one, as the config reads it).
+    #[serde(default, deserialize_with = "crate::config::lenient::opt_f64")]
     pub request_timeout: Option<f64>,
     /// Whether the model takes reasoning parameters.
     pub supports_reasoning: Option<bool>,
@@ -782,6 +784,26 @@ mod tests {
         let base = "https://h.example/v1?api-key=sk-secret&user=a@b.example";
         let r = reg(json!({"model_name": "m", "api_base": base})).unwrap();
         assert_eq!(r.to_json(false)["api_base"], "https://h.example/v1");
+    }
+
+    #[test]
+    fn a_timeout_may_come_as_a_string_as_in_the_config() {
+        let r = reg(json!({"model_name": "m", "request_timeout": "30"})).unwrap();
+        assert_eq!(r.request_timeout, Some(30.0));
+        let e = reg(json!({"model_name": "m", "request_timeout": "soon"})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("request_timeout"), "{e:?}");
+    }
+
+    #[test]
+    fn registrations_are_bounded() {
+        let many: Vec<String> = (0..17).map(|i| format!("f{i}")).collect();
+        let e = reg(json!({"model_name": "m", "fallbacks": many})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("fallbacks"), "{e:?}");
+        let e = reg(json!({"model_name": "m", "api_key": "k".repeat(10_000)})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("api_key"), "{e:?}");
+        assert!(!e.message.contains("kkkk"), "{e:?}");
+        let e = reg(json!({"model_name": "m", "target_model": "t".repeat(600)})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("target_model"), "{e:?}");
     }
 
     #[test]

@@ -230,7 +230,7 @@ impl<'de> Visitor<'de> for SwitchVisitor {
 }
 
 /// An optional float field: `30`, `0.5`, `"30"`, `" 1e-3 "`.
-pub(super) fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+pub(crate) fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     d.deserialize_any(NumberVisitor::<f64>(PhantomData))
 }
 

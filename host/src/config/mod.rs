@@ -9,7 +9,7 @@ mod cache;
 pub mod callbacks;
 mod env;
 mod include;
-mod lenient;
+pub(crate) mod lenient;
 mod load;
 mod params;
 mod schema;

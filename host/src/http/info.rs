@@ -42,15 +42,18 @@ pub async fn info(
     Extension(scope): Extension<Scope>,
     Query(query): Query<InfoQuery>,
 ) -> Response {
-    let report = report(&state, &scope.gateway);
+    let report = match super::routes::model_filter(&scope) {
+        Some(may_see) => report(&state, &scope.gateway, &may_see),
+        None => report(&state, &scope.gateway, &|_| true),
+    };
     if query.format.as_deref() == Some("text") {
         return text(&report).into_response();
     }
     axum::Json(report).into_response()
 }
 
-/// The report as JSON.
-fn report(state: &AppState, gateway: &Gateway) -> Value {
+/// The report as JSON, of the model names `may_see` names.
+fn report(state: &AppState, gateway: &Gateway, may_see: &dyn Fn(&str) -> bool) -> Value {
     let started = state.control.started();
     let uptime = SystemTime::now()
         .duration_since(started)
@@ -62,19 +65,20 @@ fn report(state: &AppState, gateway: &Gateway) -> Value {
         "started_at": humantime::format_rfc3339_seconds(started.max(UNIX_EPOCH)).to_string(),
         "uptime_seconds": uptime.floor(),
         "config_loaded_at": humantime::format_rfc3339_seconds(gateway.loaded_at.max(UNIX_EPOCH)).to_string(),
-        "models": models(gateway),
-        "profiles": profiles(gateway),
+        "models": models(gateway, may_see),
+        "profiles": profiles(gateway, may_see),
         "features": features(state, gateway),
     })
 }
 
 /// Every public model name: a model group with its deployments, an alias
 /// with the group it names, or a composite profile.
-fn models(gateway: &Gateway) -> Vec<Value> {
+fn models(gateway: &Gateway, may_see: &dyn Fn(&str) -> bool) -> Vec<Value> {
     let groups = gateway.router.groups();
     gateway
         .model_names
         .iter()
+        .filter(|name| may_see(name))
         .map(|name| {
             if let Some(profile) = gateway.strategies.profile_for(name) {
                 return json!({"name": name, "kind": "composite", "profile": profile.plan.name, "strategy": profile.plan.strategy});
@@ -106,13 +110,13 @@ fn models(gateway: &Gateway) -> Vec<Value> {
 }
 
 /// The composite profiles, by name, with their strategy and public names.
-fn profiles(gateway: &Gateway) -> Vec<Value> {
+fn profiles(gateway: &Gateway, may_see: &dyn Fn(&str) -> bool) -> Vec<Value> {
     let mut names: Vec<&String> = gateway.strategies.profiles().keys().collect();
     names.sort();
     names
         .into_iter()
         .filter_map(|name| gateway.strategies.profiles().get(name))
-        .map(|p| {
+        .filter_map(|p| {
             let public: Vec<&String> = gateway
                 .strategies
                 .public_names()
@@ -123,10 +127,18 @@ fn profiles(gateway: &Gateway) -> Vec<Value> {
                         .is_some_and(|q| q.plan.name == p.plan.name)
                 })
                 .collect();
-            json!({
-                "name": p.plan.name,
-                "strategy": p.plan.strategy,
-                "models": public,
+            // Shown when the caller may call it by one of its names.
+            let visible = if public.is_empty() {
+                may_see(&p.plan.name)
+            } else {
+                public.iter().any(|n| may_see(n))
+            };
+            visible.then(|| {
+                json!({
+                    "name": p.plan.name,
+                    "strategy": p.plan.strategy,
+                    "models": public,
+                })
             })
         })
         .collect()

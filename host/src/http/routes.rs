@@ -452,9 +452,23 @@ pub async fn model_group_info(Extension(scope): Extension<Scope>) -> Response {
 /// see it: a virtual key whose key, user or team lists models sees only
 /// those (as in LiteLLM); everyone else gets the listing made at load time.
 fn visible_models(scope: &Scope, listing: &Bytes, name_field: &str) -> Bytes {
-    let Some(principal) = scope.ctx.caller.principal() else {
+    let Some(may_see) = model_filter(scope) else {
         return listing.clone();
     };
+    let Ok(mut parsed) = serde_json::from_slice::<Value>(listing) else {
+        return listing.clone();
+    };
+    if let Some(data) = parsed.get_mut("data").and_then(Value::as_array_mut) {
+        data.retain(|entry| entry[name_field].as_str().is_some_and(&may_see));
+    }
+    Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default())
+}
+
+/// Which model names the caller may see in a listing or report: `None`
+/// (all of them) unless it is a virtual key whose key, user or team lists
+/// models, as in LiteLLM.
+pub(super) fn model_filter(scope: &Scope) -> Option<impl Fn(&str) -> bool + '_> {
+    let principal = scope.ctx.caller.principal()?;
     let restricted = !principal.key.models.is_empty()
         || principal
             .user
@@ -464,21 +478,10 @@ fn visible_models(scope: &Scope, listing: &Bytes, name_field: &str) -> Bytes {
             .team
             .as_ref()
             .is_some_and(|t| !t.models.is_empty());
-    if !restricted {
-        return listing.clone();
-    }
-    let Ok(mut parsed) = serde_json::from_slice::<Value>(listing) else {
-        return listing.clone();
-    };
     let groups = &scope.gateway.access_groups;
-    if let Some(data) = parsed.get_mut("data").and_then(Value::as_array_mut) {
-        data.retain(|entry| {
-            entry[name_field].as_str().is_some_and(|name| {
-                crate::ops::admission::denied_by(principal, name, groups).is_none()
-            })
-        });
-    }
-    Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default())
+    restricted.then_some(move |name: &str| {
+        crate::ops::admission::denied_by(principal, name, groups).is_none()
+    })
 }
 
 #[utoipa::path(
@@ -494,7 +497,11 @@ fn visible_models(scope: &Scope, listing: &Bytes, name_field: &str) -> Bytes {
     )
 )]
 pub async fn health(Extension(scope): Extension<Scope>) -> Response {
-    Json(crate::health::report(&scope.gateway)).into_response()
+    let report = match model_filter(&scope) {
+        Some(may_see) => crate::health::report(&scope.gateway, &may_see),
+        None => crate::health::report(&scope.gateway, &|_| true),
+    };
+    Json(report).into_response()
 }
 
 #[utoipa::path(
