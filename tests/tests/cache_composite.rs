@@ -126,3 +126,53 @@ async fn without_composite_subcalls_members_are_asked_again() {
     let twice: Vec<usize> = one_run.iter().map(|n| n * 2).collect();
     assert_eq!(member_calls(&up), twice);
 }
+
+#[tokio::test]
+async fn a_cached_run_naming_models_a_key_may_not_call_is_not_its_answer() {
+    const MASTER: &str = "sk-cache-composite-master";
+    let up = FakeUpstream::start().await;
+    for (i, m) in MEMBERS.iter().enumerate() {
+        up.set(m, Behavior::ok(&format!("member answer {i}")));
+    }
+    up.set(CHAIR, Behavior::ok("the council's answer"));
+    up.set("extra-zulu", Behavior::ok("an answer the key may not have"));
+    let mut names = MEMBERS.to_vec();
+    names.extend([CHAIR, "extra-zulu"]);
+    let mut yaml = composite_config(&up, &names, &[("council", "council_test")], PROFILE).replace(
+        "general_settings:\n",
+        &format!("general_settings:\n  master_key: {MASTER}\n"),
+    );
+    yaml.push_str("litellm_settings:\n  cache: true\n  cache_params: {scope: global}\n");
+    let proxy = Proxy::start(&yaml).await;
+    let body = json!({"model": "council", "messages": [{"role": "user", "content": "6x7?"}],
+                      "composite_settings": {"council_models": ["member-kilo", "extra-zulu"]}});
+    let ask = |key: String| {
+        let (proxy, body) = (&proxy, body.clone());
+        async move {
+            let r = proxy
+                .client
+                .post(proxy.url("/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let cache = r
+                .headers()
+                .get("x-conclave-cache")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), cache)
+        }
+    };
+    let (status, cache) = ask(MASTER.to_owned()).await;
+    assert_eq!((status, cache.as_deref()), (200, Some("stored")));
+    let limited = proxy
+        .generate_key(MASTER, json!({"models": ["council"]}))
+        .await;
+    let (status, cache) = ask(limited["key"].as_str().unwrap().to_owned()).await;
+    assert_ne!(cache.as_deref(), Some("hit"));
+    assert_ne!(status, 200, "the run refuses extra-zulu for this key");
+    // The master key still hits its entry.
+    let (_, cache) = ask(MASTER.to_owned()).await;
+    assert_eq!(cache.as_deref(), Some("hit"));
+}

@@ -8,6 +8,8 @@
 
 mod keys_support;
 
+use std::time::Duration;
+
 use conclave_e2e::{Behavior, FakeUpstream, Proxy, SseReader};
 use keys_support::{
     CALL_COST, chat_as, close, code, composite, header, key_spend, new_key, spend_rows,
@@ -181,4 +183,53 @@ async fn a_key_needs_the_profile_not_its_members_in_its_models() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(code(&body), "key_model_access_denied");
     assert_eq!((member_calls(&up), up.calls(CHAIR)), (6, 1));
+}
+
+#[tokio::test]
+async fn members_the_run_left_or_that_failed_leave_their_rows() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    up.set(
+        MEMBERS[0],
+        Behavior::ok("late").delayed(Duration::from_secs(5)),
+    );
+    up.set(MEMBERS[1], Behavior::status(500, "down"));
+    let key = new_key(&proxy, json!({})).await;
+    let left = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-request-id", "council-left")
+        .timeout(Duration::from_millis(800))
+        .json(&json!({"model": "council", "messages": [{"role": "user", "content": "6x7?"}]}))
+        .send()
+        .await;
+    assert!(left.is_err(), "the client gave up first: {left:?}");
+    // The parent, the member that answered, the one that failed, and the
+    // one still running when the client left.
+    let rows = spend_rows(&proxy, "council-left", 4).await;
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let sub_calls: Vec<_> = rows
+        .iter()
+        .filter(|r| r["parent_request_id"] == "council-left")
+        .collect();
+    let status_of = |code: i64| {
+        sub_calls
+            .iter()
+            .filter(|r| r["status_code"] == code)
+            .count()
+    };
+    assert_eq!(status_of(499), 1, "{rows:?}");
+    assert!(
+        sub_calls
+            .iter()
+            .any(|r| r["status_code"].as_i64().is_some_and(|s| s >= 500)),
+        "{rows:?}"
+    );
+    let abandoned = sub_calls.iter().find(|r| r["status_code"] == 499).unwrap();
+    assert!(
+        abandoned["prompt_tokens"].as_u64().unwrap() > 0,
+        "{abandoned}"
+    );
+    assert!(abandoned["spend"].as_f64().unwrap() > 0.0, "{abandoned}");
 }

@@ -111,14 +111,20 @@ pub async fn execute(
         .guard::<KeyAdmission>()
         .map(|k| rate_headers(&k.figures))
         .unwrap_or_default();
+    // A composite request naming models its caller may not call is never
+    // answered from the cache: its run refuses them.
+    let may_hit = profile.as_ref().is_none_or(|p| {
+        let settings = req.rest.value("composite_settings");
+        (gateway.strategies).settings_callable_by(p, settings.as_ref(), &ctx.request.caller)
+    });
     let admitted = match &mut cache {
-        Some(plan) => {
+        Some(plan) if may_hit => {
             match super::cached::lookup(state, gateway, ctx, outcome, admitted, req, plan).await {
                 Ok(hit) => return Ok(with_headers(hit, rate)),
                 Err(admitted) => admitted,
             }
         }
-        None => admitted,
+        _ => admitted,
     };
     let run = Run {
         state,

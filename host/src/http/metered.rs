@@ -209,23 +209,14 @@ impl Drop for AbandonCharge<'_> {
         }
         self.outcome.update(|o| o.attempts = o.attempts.max(1));
         let usage = Usage {
-            prompt_tokens: estimate::prompt_tokens(self.req),
+            prompt_tokens: estimate::prompt_tokens(&self.req.rest),
             completion_tokens: 0,
         };
         let meter = &self.ctx.request.meter;
-        let price = |id: &str| meter.price(Some(id), &self.req.model, usage);
-        let deployment = self
-            .gateway
-            .router
-            .group_named(&self.req.model)
-            .and_then(|group| {
-                group
-                    .deployments
-                    .iter()
-                    .map(|d| &*d.id)
-                    .max_by(|a, b| price(a).total_cmp(&price(b)))
-            });
-        charge(self.ctx, self.outcome, &self.req.model, deployment, usage);
+        let model = &self.req.model;
+        let deployment = (self.gateway.router)
+            .dearest_deployment(model, |id| meter.price(Some(id), model, usage));
+        charge(self.ctx, self.outcome, model, deployment, usage);
     }
 }
 
@@ -273,7 +264,7 @@ impl<S> Metered<S> {
             charged: false,
             opening: None,
             reported: None,
-            prompt_estimate: estimate::prompt_tokens(req),
+            prompt_estimate: estimate::prompt_tokens(&req.rest),
             sent: SentText::default(),
             failed: false,
         }

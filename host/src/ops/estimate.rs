@@ -3,7 +3,7 @@
 //! abandoned before its answer. Cheap enough for every chunk of a stream:
 //! sizes are read off the raw JSON, nothing is parsed.
 
-use crate::openai::ProxyRequest;
+use crate::openai::RawFields;
 use crate::providers::sse::Needle;
 
 /// The fields whose size estimates a request's prompt.
@@ -18,10 +18,10 @@ const PROMPT_FIELDS: [&str; 6] = [
 
 /// A request's prompt tokens when no upstream reported them: one per four
 /// bytes of its prompt fields, as `count_tokens` estimates.
-pub fn prompt_tokens(req: &ProxyRequest) -> u64 {
+pub fn prompt_tokens(body: &RawFields) -> u64 {
     let bytes: usize = PROMPT_FIELDS
         .iter()
-        .filter_map(|field| req.rest.get(field))
+        .filter_map(|field| body.get(field))
         .map(|raw| raw.get().len())
         .sum();
     bytes.div_ceil(4) as u64
@@ -97,7 +97,7 @@ fn string_len(rest: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    fn request(body: &str) -> ProxyRequest {
+    fn request(body: &str) -> crate::openai::ProxyRequest {
         serde_json::from_str(body).unwrap()
     }
 
@@ -137,6 +137,6 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"abcdefgh"}],"temperature":0.5}"#,
         );
         let messages = r#"[{"role":"user","content":"abcdefgh"}]"#;
-        assert_eq!(prompt_tokens(&req), messages.len().div_ceil(4) as u64);
+        assert_eq!(prompt_tokens(&req.rest), messages.len().div_ceil(4) as u64);
     }
 }

@@ -353,6 +353,17 @@ impl Router {
             .get(self.aliases.get(model).map_or(model, String::as_str))
     }
 
+    /// The deployment of the group `model` names that `price` finds
+    /// dearest: what a call is charged when which deployment served it is
+    /// not known (a client left while it ran).
+    pub fn dearest_deployment(&self, model: &str, price: impl Fn(&str) -> f64) -> Option<&str> {
+        self.group_named(model)?
+            .deployments
+            .iter()
+            .map(|d| &*d.id)
+            .max_by(|a, b| price(a).total_cmp(&price(b)))
+    }
+
     /// Whether any deployment serves the Responses API natively: when none
     /// does, a Responses request need not carry its own body along.
     pub fn serves_native_responses(&self) -> bool {

@@ -50,6 +50,24 @@ impl Members {
     }
 }
 
+impl Members {
+    /// Whether `caller` may call every public model `settings` (a
+    /// request's own) names: strings that name no public model are not
+    /// models, the profile's own are always callable.
+    pub fn may_call_all(&self, settings: &Value, router: &Router, caller: &Caller) -> bool {
+        let Some(principal) = caller.principal() else {
+            return true;
+        };
+        let mut names = HashSet::new();
+        strings(settings, &mut names);
+        names.iter().all(|name| {
+            self.own.contains(name)
+                || !router.serves(name)
+                || denied_by(principal, name, &self.access_groups).is_none()
+        })
+    }
+}
+
 /// The models a topology names, which are its profile's own: every node's
 /// `model` (as the planner resolved it; a node's `params` are not nodes),
 /// and every string of its `settings`, where the author may list models

@@ -178,6 +178,26 @@ impl StrategyHost {
         ))
     }
 
+    /// Whether every public model `settings` (a request's
+    /// `composite_settings`) names is one `caller` may call itself. A run
+    /// that names another is refused when it calls it; its cached answer
+    /// must not reach this caller either.
+    pub fn settings_callable_by(
+        &self,
+        profile: &LoadedProfile,
+        settings: Option<&Value>,
+        caller: &crate::ops::Caller,
+    ) -> bool {
+        let Some(settings) = settings else {
+            return true;
+        };
+        members::Members::new(profile.own_models.clone(), self.access_groups.clone()).may_call_all(
+            settings,
+            &self.router,
+            caller,
+        )
+    }
+
     /// The profile a public model name runs, if it is a composite.
     pub fn profile_for(&self, model: &str) -> Option<&Arc<LoadedProfile>> {
         self.public.get(model).and_then(|p| self.profiles.get(p))

@@ -499,8 +499,16 @@ async fn complete_via(
         finish_sub_call(&mut outcome, &Ok(response.clone()));
         return Ok(response);
     }
+    let abandoned = AbandonedSubCall {
+        outcome: &mut outcome,
+        ctx,
+        router,
+        model: &req.model,
+        body: &body,
+        armed: true,
+    };
     let routed = router
-        .route(RouteRequest {
+        .route_counted(RouteRequest {
             endpoint: Endpoint::ChatCompletions,
             model: &req.model,
             stream: false,
@@ -512,11 +520,19 @@ async fn complete_via(
             ctx,
         })
         .await;
+    abandoned.answered();
     let routed = match routed {
         Ok(routed) => routed,
-        Err(e) => {
-            outcome.finish(e.status(), Some(e.code()));
-            return Err(guest_error(e));
+        Err(failed) => {
+            // It reached a model: its spend-log row says how it failed.
+            if failed.attempts > 0
+                && let Some(o) = outcome.get_mut()
+            {
+                o.attempts = failed.attempts;
+                o.model_group = failed.group;
+            }
+            outcome.finish(failed.error.status(), Some(failed.error.code()));
+            return Err(guest_error(failed.error));
         }
     };
     record_route(&mut outcome, &routed.meta);
@@ -536,6 +552,50 @@ async fn complete_via(
     finish_sub_call(&mut outcome, &result);
     charge_sub_call(ctx, &mut outcome, &req.model, &result);
     result
+}
+
+/// A sub-call waiting for its upstream. Dropped armed (the run was
+/// cancelled: the client left, or the run's deadline passed), it charges
+/// its prompt, estimated and priced at the dearest deployment of its group,
+/// and marks its outcome as having reached a model, as a plain request the
+/// client leaves is: the upstream has read the prompt.
+struct AbandonedSubCall<'a> {
+    outcome: &'a mut PendingOutcome,
+    ctx: &'a CallContext,
+    router: &'a Router,
+    model: &'a str,
+    body: &'a crate::openai::RawFields,
+    armed: bool,
+}
+
+impl AbandonedSubCall<'_> {
+    /// The router answered (or failed): the answer prices the call.
+    fn answered(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbandonedSubCall<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let usage = OutcomeUsage {
+            prompt_tokens: crate::ops::estimate::prompt_tokens(self.body),
+            completion_tokens: 0,
+        };
+        let request = &self.ctx.request;
+        let meter = &request.meter;
+        let deployment = self
+            .router
+            .dearest_deployment(self.model, |id| meter.price(Some(id), self.model, usage));
+        let cost = meter.charge(&request.caller, self.model, deployment, usage);
+        if let Some(o) = self.outcome.get_mut() {
+            o.attempts = o.attempts.max(1);
+            o.usage = Some(usage);
+            o.cost = Some(cost);
+        }
+    }
 }
 
 /// Refuses a sub-call its caller may not make now (a spent budget, a rate
