@@ -337,6 +337,17 @@ async fn a_compressed_request_body_is_415_naming_the_encoding() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.calls("a"), 1);
+    // A second header is read too.
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .header("content-encoding", "identity")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
 }
 
 #[tokio::test]

@@ -241,11 +241,16 @@ pub(super) async fn read_body_of(
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
-    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
-        && !encoding
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"identity")
+    // Every value: a second header (`identity`, then `gzip`) is an encoding too.
+    if let Some(encoding) = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .find(|value| {
+            !value
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"identity")
+        })
     {
         let named = match encoding.to_str() {
             Ok(text) if text.len() <= 32 => format!(" {text:?}"),
