@@ -233,3 +233,44 @@ async fn members_the_run_left_or_that_failed_leave_their_rows() {
     );
     assert!(abandoned["spend"].as_f64().unwrap() > 0.0, "{abandoned}");
 }
+
+#[tokio::test]
+async fn a_streamed_final_answer_the_client_leaves_is_charged_what_it_sent() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    up.set(
+        CHAIR,
+        Behavior::ok(&"the council says forty two ".repeat(60))
+            .chunked(120, Duration::from_millis(25)),
+    );
+    let key = new_key(&proxy, json!({})).await;
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-request-id", "council-stream-left")
+        .json(&json!({"model": "council", "stream": true,
+                      "messages": [{"role": "user", "content": "6x7?"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut reader = SseReader::new(r);
+    let mut content = 0;
+    while content < 30 {
+        let data = reader.next(Duration::from_secs(20)).await.unwrap();
+        if data.contains("\"content\"") {
+            content += 1;
+        }
+    }
+    drop(reader);
+    // The parent, six member calls, and the chairman's cut stream.
+    let rows = spend_rows(&proxy, "council-stream-left", 8).await;
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    let chair = rows
+        .iter()
+        .find(|r| r["parent_request_id"] == "council-stream-left" && r["status_code"] == 499)
+        .unwrap_or_else(|| panic!("no cut final stage: {rows:?}"));
+    assert!(chair["completion_tokens"].as_u64().unwrap() > 0, "{chair}");
+    assert!(chair["spend"].as_f64().unwrap() > 0.0, "{chair}");
+}

@@ -499,12 +499,13 @@ async fn complete_via(
         finish_sub_call(&mut outcome, &Ok(response.clone()));
         return Ok(response);
     }
-    let abandoned = AbandonedSubCall {
+    let abandoned = InFlightSubCall {
         outcome: &mut outcome,
         ctx,
         router,
         model: &req.model,
         body: &body,
+        sent: Default::default(),
         armed: true,
     };
     let routed = router
@@ -554,35 +555,38 @@ async fn complete_via(
     result
 }
 
-/// A sub-call waiting for its upstream. Dropped armed (the run was
-/// cancelled: the client left, or the run's deadline passed), it charges
-/// its prompt, estimated and priced at the dearest deployment of its group,
-/// and marks its outcome as having reached a model, as a plain request the
+/// A sub-call under way at its upstream. Dropped armed (the run was
+/// cancelled: the client left, or the run's deadline passed; or a stream
+/// ended without usage), it charges an estimate: its prompt, and the text
+/// it streamed so far, priced at the dearest deployment of its group; and
+/// marks its outcome as having reached a model, as a plain request the
 /// client leaves is: the upstream has read the prompt.
-struct AbandonedSubCall<'a> {
+struct InFlightSubCall<'a> {
     outcome: &'a mut PendingOutcome,
     ctx: &'a CallContext,
     router: &'a Router,
     model: &'a str,
     body: &'a crate::openai::RawFields,
+    /// What a streamed sub-call has passed on so far.
+    sent: crate::ops::estimate::SentText,
     armed: bool,
 }
 
-impl AbandonedSubCall<'_> {
+impl InFlightSubCall<'_> {
     /// The router answered (or failed): the answer prices the call.
     fn answered(mut self) {
         self.armed = false;
     }
 }
 
-impl Drop for AbandonedSubCall<'_> {
+impl Drop for InFlightSubCall<'_> {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
         let usage = OutcomeUsage {
             prompt_tokens: crate::ops::estimate::prompt_tokens(self.body),
-            completion_tokens: 0,
+            completion_tokens: self.sent.tokens(),
         };
         let request = &self.ctx.request;
         let meter = &request.meter;
@@ -843,13 +847,22 @@ impl RunState {
         let mut body = body_from_request(req)?;
         body.insert_value("stream_options", &json!({"include_usage": true}))
             .map_err(|e| Error::InvalidRequest(format!("stream_options cannot be encoded: {e}")))?;
-        let ctx = &*self.ctx.for_call();
-        let mut call = PendingOutcome::sub_call(ctx, &req.model, true);
-        admit_sub_call(ctx, &req.model, &mut call).await?;
-        keep_sent(ctx, &mut call, &req.model, true, &body);
-        let routed = self
-            .router
-            .route(RouteRequest {
+        let router = self.router.clone();
+        let ctx = self.ctx.for_call().into_owned();
+        let mut call = PendingOutcome::sub_call(&ctx, &req.model, true);
+        admit_sub_call(&ctx, &req.model, &mut call).await?;
+        keep_sent(&ctx, &mut call, &req.model, true, &body);
+        let mut in_flight = InFlightSubCall {
+            outcome: &mut call,
+            ctx: &ctx,
+            router: &router,
+            model: &req.model,
+            body: &body,
+            sent: Default::default(),
+            armed: true,
+        };
+        let routed = router
+            .route_counted(RouteRequest {
                 endpoint: Endpoint::ChatCompletions,
                 model: &req.model,
                 stream: true,
@@ -858,15 +871,16 @@ impl RunState {
                 disable_fallbacks: false,
                 may_fall_back_to: None,
                 limits: ctx.limits,
-                ctx,
+                ctx: &ctx,
             })
             .await;
         let mut chunks = match routed {
             Ok(r) => {
-                record_route(&mut call, &r.meta);
+                record_route(in_flight.outcome, &r.meta);
                 match r.reply {
                     UpstreamReply::Stream(s) => s,
                     UpstreamReply::Json(bytes) => {
+                        in_flight.answered();
                         let result = response_from_json(&bytes);
                         finish_sub_call(&mut call, &result);
                         charge_sub_call(&self.ctx, &mut call, &req.model, &result);
@@ -874,17 +888,26 @@ impl RunState {
                     }
                 }
             }
-            Err(e) => {
-                call.finish(e.status(), Some(e.code()));
-                return Err(guest_error(e));
+            Err(failed) => {
+                in_flight.answered();
+                if failed.attempts > 0
+                    && let Some(o) = call.get_mut()
+                {
+                    o.attempts = failed.attempts;
+                    o.model_group = failed.group;
+                }
+                call.finish(failed.error.status(), Some(failed.error.code()));
+                return Err(guest_error(failed.error));
             }
         };
         let mut acc = StreamAccumulator::default();
         let mut outcome = Ok(());
+        let mut broken = false;
         while let Some(item) = chunks.next().await {
             match item {
                 Ok(payload) => {
-                    call.first_token();
+                    in_flight.outcome.first_token();
+                    in_flight.sent.add(&payload);
                     let delta = forwarded(acc.push(&payload), self.include_trace);
                     if let Some(delta) = delta
                         && !sink.delta(delta, None).await
@@ -894,18 +917,33 @@ impl RunState {
                     }
                 }
                 Err(e) => {
-                    call.finish(crate::router::upstream_status(&e), Some("stream_broken"));
+                    let status = crate::router::upstream_status(&e);
+                    in_flight.outcome.finish(status, Some("stream_broken"));
+                    broken = true;
                     outcome = Err(Error::Upstream(e.to_string()));
                     break;
                 }
             }
         }
-        self.streamed_answer = true;
         let result = outcome.and_then(|()| acc.finish());
-        if result.is_ok() {
-            finish_sub_call(&mut call, &result);
-            charge_sub_call(&self.ctx, &mut call, &req.model, &result);
+        match &result {
+            // A stream that failed costs nothing, as a failed call does.
+            Err(_) if broken => in_flight.answered(),
+            Ok(response)
+                if response.usage.prompt_tokens > 0 || response.usage.completion_tokens > 0 =>
+            {
+                in_flight.answered();
+                finish_sub_call(&mut call, &result);
+                charge_sub_call(&self.ctx, &mut call, &req.model, &result);
+            }
+            // No usage came, or the client left: the estimate, on drop.
+            Ok(_) => {
+                finish_sub_call(in_flight.outcome, &result);
+                drop(in_flight);
+            }
+            Err(_) => drop(in_flight),
         }
+        self.streamed_answer = true;
         result
     }
 }
