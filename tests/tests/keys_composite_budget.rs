@@ -41,6 +41,22 @@ async fn council(up: &FakeUpstream) -> Proxy {
     .await
 }
 
+/// A streamed request to the council as `key`, under `request_id`.
+async fn stream_council(proxy: &Proxy, key: &str, request_id: &str) -> SseReader {
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-request-id", request_id)
+        .json(&json!({"model": "council", "stream": true,
+                      "messages": [{"role": "user", "content": "6x7?"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    SseReader::new(r)
+}
+
 fn member_calls(up: &FakeUpstream) -> usize {
     MEMBERS.iter().map(|m| up.calls(m)).sum()
 }
@@ -78,17 +94,7 @@ async fn a_streamed_composite_charges_every_call_to_the_key() {
     let up = FakeUpstream::start().await;
     let proxy = council(&up).await;
     let key = new_key(&proxy, json!({})).await;
-    let r = proxy
-        .client
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "council", "stream": true,
-                      "messages": [{"role": "user", "content": "6x7?"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut reader = SseReader::new(r);
+    let mut reader = stream_council(&proxy, &key, "council-streamed").await;
     while let Some(data) = reader.next(std::time::Duration::from_secs(20)).await {
         if data == "[DONE]" {
             break;
@@ -244,18 +250,7 @@ async fn a_streamed_final_answer_the_client_leaves_is_charged_what_it_sent() {
             .chunked(120, Duration::from_millis(25)),
     );
     let key = new_key(&proxy, json!({})).await;
-    let r = proxy
-        .client
-        .post(proxy.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .header("x-request-id", "council-stream-left")
-        .json(&json!({"model": "council", "stream": true,
-                      "messages": [{"role": "user", "content": "6x7?"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut reader = SseReader::new(r);
+    let mut reader = stream_council(&proxy, &key, "council-stream-left").await;
     let mut content = 0;
     while content < 30 {
         let data = reader.next(Duration::from_secs(20)).await.unwrap();

@@ -220,13 +220,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
     let routed = match routed {
         Ok(routed) => routed,
         Err(failed) => {
-            // It reached a model: its spend-log row says how it failed.
-            if failed.attempts > 0 {
-                outcome.update(|o| {
-                    o.attempts = failed.attempts;
-                    o.model_group = failed.group;
-                });
-            }
+            outcome.update(|o| o.failed_after(failed.attempts, failed.group));
             return Err(failed.error.into());
         }
     };

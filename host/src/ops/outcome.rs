@@ -210,6 +210,16 @@ impl Outcome {
             || (self.usage.is_some() && self.response_model.is_some() && self.response_id.is_some())
     }
 
+    /// Notes what a model call that failed had done: one that reached a
+    /// model (`attempts` upstream calls, the last in `group`) leaves a
+    /// spend-log row saying how it failed.
+    pub fn failed_after(&mut self, attempts: u32, group: Option<Arc<str>>) {
+        if attempts > 0 {
+            self.attempts = attempts;
+            self.model_group = group;
+        }
+    }
+
     /// Keeps the request body for request logs, when they are on, saying
     /// whether it was read as JSON.
     pub fn keep_request_body(&mut self, body: Bytes, is_json: bool) {

@@ -30,7 +30,7 @@ use crate::openai::Endpoint;
 use crate::openai::response::{self, Head};
 use crate::ops::{CallContext, Caller, PendingOutcome, Usage as OutcomeUsage};
 use crate::providers::{UpstreamError, UpstreamReply};
-use crate::router::{RouteError, RouteMeta, RouteRequest, Router};
+use crate::router::{FailedRoute, RouteError, RouteMeta, RouteRequest, Router};
 
 /// Lines of the guest's stderr quoted in a crash message (a traceback's tail).
 const GUEST_STDERR_LINES: usize = 12;
@@ -499,15 +499,7 @@ async fn complete_via(
         finish_sub_call(&mut outcome, &Ok(response.clone()));
         return Ok(response);
     }
-    let abandoned = InFlightSubCall {
-        outcome: &mut outcome,
-        ctx,
-        router,
-        model: &req.model,
-        body: &body,
-        sent: Default::default(),
-        armed: true,
-    };
+    let abandoned = InFlightSubCall::new(&mut outcome, ctx, router, &req.model, &body);
     let routed = router
         .route_counted(RouteRequest {
             endpoint: Endpoint::ChatCompletions,
@@ -524,17 +516,7 @@ async fn complete_via(
     abandoned.answered();
     let routed = match routed {
         Ok(routed) => routed,
-        Err(failed) => {
-            // It reached a model: its spend-log row says how it failed.
-            if failed.attempts > 0
-                && let Some(o) = outcome.get_mut()
-            {
-                o.attempts = failed.attempts;
-                o.model_group = failed.group;
-            }
-            outcome.finish(failed.error.status(), Some(failed.error.code()));
-            return Err(guest_error(failed.error));
-        }
+        Err(failed) => return Err(route_failed(&mut outcome, failed)),
     };
     record_route(&mut outcome, &routed.meta);
     let result = match routed.reply {
@@ -572,7 +554,26 @@ struct InFlightSubCall<'a> {
     armed: bool,
 }
 
-impl InFlightSubCall<'_> {
+impl<'a> InFlightSubCall<'a> {
+    /// Armed for a call of `model` sending `body`.
+    fn new(
+        outcome: &'a mut PendingOutcome,
+        ctx: &'a CallContext,
+        router: &'a Router,
+        model: &'a str,
+        body: &'a crate::openai::RawFields,
+    ) -> Self {
+        Self {
+            outcome,
+            ctx,
+            router,
+            model,
+            body,
+            sent: Default::default(),
+            armed: true,
+        }
+    }
+
     /// The router answered (or failed): the answer prices the call.
     fn answered(mut self) {
         self.armed = false;
@@ -600,6 +601,16 @@ impl Drop for InFlightSubCall<'_> {
             o.cost = Some(cost);
         }
     }
+}
+
+/// A sub-call the router could not answer: its outcome notes the attempts
+/// and the error; the guest gets the error.
+fn route_failed(outcome: &mut PendingOutcome, failed: FailedRoute) -> Error {
+    if let Some(o) = outcome.get_mut() {
+        o.failed_after(failed.attempts, failed.group);
+    }
+    outcome.finish(failed.error.status(), Some(failed.error.code()));
+    guest_error(failed.error)
 }
 
 /// Refuses a sub-call its caller may not make now (a spent budget, a rate
@@ -852,15 +863,7 @@ impl RunState {
         let mut call = PendingOutcome::sub_call(&ctx, &req.model, true);
         admit_sub_call(&ctx, &req.model, &mut call).await?;
         keep_sent(&ctx, &mut call, &req.model, true, &body);
-        let mut in_flight = InFlightSubCall {
-            outcome: &mut call,
-            ctx: &ctx,
-            router: &router,
-            model: &req.model,
-            body: &body,
-            sent: Default::default(),
-            armed: true,
-        };
+        let mut in_flight = InFlightSubCall::new(&mut call, &ctx, &router, &req.model, &body);
         let routed = router
             .route_counted(RouteRequest {
                 endpoint: Endpoint::ChatCompletions,
@@ -890,14 +893,7 @@ impl RunState {
             }
             Err(failed) => {
                 in_flight.answered();
-                if failed.attempts > 0
-                    && let Some(o) = call.get_mut()
-                {
-                    o.attempts = failed.attempts;
-                    o.model_group = failed.group;
-                }
-                call.finish(failed.error.status(), Some(failed.error.code()));
-                return Err(guest_error(failed.error));
+                return Err(route_failed(&mut call, failed));
             }
         };
         let mut acc = StreamAccumulator::default();
