@@ -62,6 +62,9 @@ pub struct Gateway {
     /// A configured fallback is tried for a virtual key only when the key
     /// may call it (`general_settings.enforce_fallback_model_access`).
     pub enforce_fallback_model_access: bool,
+    /// A model request without `user` is refused
+    /// (`general_settings.enforce_user_param`).
+    pub enforce_user_param: bool,
     /// Public model names, sorted.
     pub model_names: Vec<String>,
     /// The `/v1/models` body, built once per version.
@@ -94,14 +97,16 @@ impl Gateway {
         engine: &SharedEngine,
         previous: Option<&Router>,
     ) -> Result<(Self, Vec<String>), BuildError> {
-        let invalid = |p| ConfigError::invalid(&loaded.path, p);
+        let invalid = |p| loaded.invalid(p);
         let (plan, plan_warnings) =
             profiles::plan(loaded).map_err(|p| BuildError::Profiles(invalid(p)))?;
         let built = Router::from_config(loaded, &plan.hidden, client, clock, previous)
-            .map_err(BuildError::Router)?;
+            .map_err(|e| BuildError::Router(e.placed(&loaded.origins)))?;
         let mut warnings = loaded.warnings.clone();
-        warnings.extend(built.warnings);
-        warnings.extend(plan_warnings);
+        let file = loaded.path.display().to_string();
+        let placed = |w: String| loaded.origins.relocate(&file, w);
+        warnings.extend(built.warnings.into_iter().map(placed));
+        warnings.extend(plan_warnings.into_iter().map(placed));
         let router = Arc::new(built.router);
         let hidden: HashSet<String> = plan.hidden.iter().map(|e| e.model_name.clone()).collect();
         let access_groups = Arc::new(crate::ops::admission::AccessGroups::from_config(
@@ -111,14 +116,14 @@ impl Gateway {
             StrategyHost::build(plan, router.clone(), access_groups.clone(), engine)
                 .await
                 .map_err(|p| BuildError::Strategies(invalid(p)))?;
-        warnings.extend(strategy_warnings);
+        warnings.extend(strategy_warnings.into_iter().map(placed));
 
         let cfg = &loaded.config;
         let prices = Arc::new(crate::pricing::PriceBook::build(loaded, &router));
         let cache = crate::cache::Settings::from_config(cfg)
             .map_err(|p| BuildError::Cache(invalid(p)))?
             .map(Arc::new);
-        let master_key = master_key(&cfg.general_settings);
+        let master_key = master_key(cfg);
         let body_limit = cfg
             .general_settings
             .max_request_size_mb
@@ -129,7 +134,13 @@ impl Gateway {
             .iter()
             .map(|g| g.name.to_string())
             .filter(|n| !n.ends_with('*') && !hidden.contains(n))
-            .chain(router.aliases().keys().cloned())
+            .chain(
+                router
+                    .aliases()
+                    .keys()
+                    .filter(|a| !hidden_alias(cfg, a))
+                    .cloned(),
+            )
             .chain(strategies.public_names().cloned())
             .collect();
         model_names.sort();
@@ -159,6 +170,7 @@ impl Gateway {
                     .general_settings
                     .enforce_fallback_model_access
                     .unwrap_or(false),
+                enforce_user_param: cfg.general_settings.enforce_user_param.unwrap_or(false),
                 model_names,
                 models_json,
                 model_info_json,
@@ -188,18 +200,32 @@ pub fn model_entry(id: &str, created: u64) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": "conclave"})
 }
 
+/// Whether `router_settings.model_group_alias` marks `alias` hidden
+/// (`{model: <group>, hidden: true}`): it routes, but listings leave it
+/// out, as LiteLLM's do.
+fn hidden_alias(cfg: &crate::config::Config, alias: &str) -> bool {
+    let Some(serde_yaml::Value::Mapping(target)) = cfg.router_settings.model_group_alias.get(alias)
+    else {
+        return false;
+    };
+    target.get("hidden").is_some_and(|h| {
+        h.as_bool() == Some(true) || h.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+    })
+}
+
 /// The master key of a config: `general_settings.master_key`, else
-/// `CONCLAVE_MASTER_KEY`; an empty value is none. Start-up reads it before
+/// [`crate::config::MASTER_KEY_VARIABLES`]; an empty value is none. Start-up reads it before
 /// the first version is built (it decides whether the key store opens).
-pub fn master_key(general: &crate::config::GeneralSettings) -> Option<Secret> {
-    general
+pub fn master_key(config: &crate::config::Config) -> Option<Secret> {
+    config
+        .general_settings
         .master_key
         .clone()
         .filter(|k| !k.expose().is_empty())
         .or_else(|| {
-            std::env::var("CONCLAVE_MASTER_KEY")
-                .ok()
-                .filter(|k| !k.is_empty())
+            crate::config::MASTER_KEY_VARIABLES
+                .iter()
+                .find_map(|name| config.env.get(name).filter(|k| !k.is_empty()))
                 .map(Secret::new)
         })
 }

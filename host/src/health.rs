@@ -138,8 +138,9 @@ async fn check(
 /// cooling, last health check not failed), its average upstream latency
 /// (time to first chunk for streams), its last error and last check; only
 /// the deployments of the groups `may_see` names (a key limited to some
-/// models sees theirs).
-pub fn report(gateway: &Gateway, may_see: &dyn Fn(&str) -> bool) -> Value {
+/// models sees theirs); error texts as `errors` lets the caller read them.
+pub fn report(gateway: &Gateway, may_see: &dyn Fn(&str) -> bool, errors: ErrorTexts) -> Value {
+    let text = |e| errors.apply(e);
     let cooling = gateway.router.cooling();
     let mut unhealthy = Vec::new();
     // LiteLLM's lists, for scripts that read them.
@@ -158,6 +159,10 @@ pub fn report(gateway: &Gateway, may_see: &dyn Fn(&str) -> bool) -> Value {
             .map(|(_, w)| *w);
         let (failing, last_error, last_check) =
             d.with_checks(|c| (c.failing(), c.last_error.clone(), c.last_check.clone()));
+        let last_check = last_check.map(|mut c| {
+            c.error = text(c.error);
+            c
+        });
         if let Some(wait) = cools {
             unhealthy.push(json!({"model_id": d.id, "recovers_in_s": (wait.as_secs_f64() * 10.0).ceil() / 10.0}));
         } else if failing {
@@ -175,7 +180,7 @@ pub fn report(gateway: &Gateway, may_see: &dyn Fn(&str) -> bool) -> Value {
             "model_group": d.group,
             "healthy": cools.is_none() && !failing,
             "latency_avg_ms": d.latency().map(ms),
-            "last_error": last_error.map(|e| json!({"message": e.message, "at": unix(e.at)})),
+            "last_error": last_error.map(|e| json!({"message": text(Some(e.message)), "at": unix(e.at)})),
             "health_check": last_check.map(|c| json!({
                 "status": if c.error.is_some() { "failed" } else { "ok" },
                 "at": unix(c.at),
@@ -194,6 +199,32 @@ pub fn report(gateway: &Gateway, may_see: &dyn Fn(&str) -> bool) -> Value {
         "deployments": deployments,
     })
 }
+
+/// Whether a report shows the text of upstream errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorTexts {
+    Shown,
+    /// Replaced by [`HIDDEN`]: the caller sees that an error happened and when.
+    Hidden,
+}
+
+impl ErrorTexts {
+    /// `Shown` when `admin`, else `Hidden`.
+    pub fn shown_if(admin: bool) -> Self {
+        if admin { Self::Shown } else { Self::Hidden }
+    }
+
+    /// An error's text as this caller may read it.
+    pub fn apply(self, error: Option<String>) -> Option<String> {
+        match self {
+            Self::Shown => error,
+            Self::Hidden => error.map(|_| HIDDEN.to_owned()),
+        }
+    }
+}
+
+/// What a non-admin caller reads instead of an upstream error's text.
+pub const HIDDEN: &str = "(hidden: only an admin key reads upstream error texts)";
 
 /// Milliseconds with one decimal.
 fn ms(d: Duration) -> f64 {

@@ -158,9 +158,13 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     let engine = Arc::new(SharedEngine::new(cache_dir.clone()));
     // The store is open before the first version is built: runtime models
     // kept there serve from the first request.
-    let has_master_key = crate::gateway::master_key(&general).is_some();
+    let has_master_key = crate::gateway::master_key(&loaded.config).is_some();
     let keys = open_keys(&loaded.config, &config_path, has_master_key).await?;
-    let stored = stored_models(&general, keys.as_ref(), persist_admin_changes.as_deref());
+    let stored = stored_models(
+        &loaded.config,
+        keys.as_ref(),
+        persist_admin_changes.as_deref(),
+    );
     let overlay = match (&stored, &persist_admin_changes) {
         (Some(stored), _) => stored.load().await?,
         (None, Some(path)) => Overlay::load(path)?,
@@ -215,6 +219,10 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let responses = crate::keys::ResponseStore::new(
+        crate::keys::ResponsesSettings::from_config(&loaded.config, &config_path)?,
+        keys.as_ref(),
+    );
     let control = Control::new(
         ControlOptions {
             client,
@@ -232,10 +240,6 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     control.spawn_signal_handler();
     control.spawn_watcher();
     crate::health::spawn(&general, control.current(), http_client()?);
-    let responses = crate::keys::ResponseStore::new(
-        crate::keys::ResponsesSettings::from_config(&general, &config_path)?,
-        keys.as_ref(),
-    );
     let observe = crate::observe::Observe::from_settings(&general, &config_path);
     let mut sinks = default_sinks(&observe, control.current());
     sinks.extend(extra_sinks);
@@ -314,11 +318,11 @@ fn open_dashboard(
 /// with a warning when both are asked for); without it (no master key, so
 /// no store), a warning says registrations stay as before.
 fn stored_models(
-    general: &config::GeneralSettings,
+    config: &config::Config,
     keys: Option<&crate::keys::Keys>,
     persist: Option<&std::path::Path>,
 ) -> Option<Arc<crate::admin::StoredModels>> {
-    if !crate::admin::store_model_in_db(general) {
+    if !crate::admin::store_model_in_db(config) {
         return None;
     }
     let Some(keys) = keys else {

@@ -170,6 +170,40 @@ async fn the_data_takes_a_key_and_a_virtual_key_sees_only_its_own_requests() {
 }
 
 #[tokio::test]
+async fn a_reused_request_id_never_shows_another_keys_sub_calls() {
+    let proxy = demo().await;
+    let mut keys = Vec::new();
+    for alias in ["alice-key", "bob-key"] {
+        let made = proxy
+            .generate_key(MASTER_KEY, json!({"key_alias": alias}))
+            .await;
+        keys.push(made["key"].as_str().unwrap().to_owned());
+    }
+    for (key, model) in keys.iter().zip(["demo-council", "demo-moa"]) {
+        let r = proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-request-id", "shared-id-1")
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "q"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // Each run's record first, so the second is the newest.
+        request_page(&proxy, "shared-id-1", key).await;
+    }
+    for (key, alias) in keys.iter().zip(["alice-key", "bob-key"]) {
+        let page = request_page(&proxy, "shared-id-1", key).await;
+        let calls = page["calls"].as_array().unwrap();
+        assert!(!calls.is_empty(), "{page}");
+        for call in calls {
+            assert_eq!(call["key_alias"], alias, "{call}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn filters_narrow_the_live_table_and_meaningless_values_are_refused() {
     let proxy = demo().await;
     let (_, fast) = ask(&proxy, MASTER_KEY, "demo-fast").await;
@@ -341,21 +375,28 @@ async fn the_overview_counts_requests_errors_and_tokens_in_its_window() {
     );
 }
 
-#[tokio::test]
-async fn the_models_page_shows_a_cooling_deployment_and_the_profiles() {
-    let proxy = demo().await;
-    // demo-flaky always fails; past allowed_fails (3) it cools down.
+/// The models page as `key` reads it once demo-flaky has failed past its
+/// allowed_fails (3) and cooled down, with the demo-flaky group.
+async fn after_flaky_failures(proxy: &Proxy, key: &str) -> (Value, Value) {
     for _ in 0..4 {
-        ask(&proxy, MASTER_KEY, "demo-flaky").await;
+        ask(proxy, MASTER_KEY, "demo-flaky").await;
     }
-    let (status, models) = get(&proxy, "/ui/api/models", Some(MASTER_KEY)).await;
+    let (status, models) = get(proxy, "/ui/api/models", Some(key)).await;
     assert_eq!(status, 200, "{models}");
     let flaky = models["groups"]
         .as_array()
         .unwrap()
         .iter()
         .find(|g| g["name"] == "demo-flaky")
+        .cloned()
         .expect("the demo-flaky group");
+    (models, flaky)
+}
+
+#[tokio::test]
+async fn the_models_page_shows_a_cooling_deployment_and_the_profiles() {
+    let proxy = demo().await;
+    let (models, flaky) = after_flaky_failures(&proxy, MASTER_KEY).await;
     let deployment = &flaky["deployments"][0];
     assert_eq!(deployment["state"], "cooling", "{deployment}");
     assert!(deployment["cooling_until"].as_f64().unwrap() > 0.0);
@@ -385,6 +426,34 @@ async fn the_models_page_shows_a_cooling_deployment_and_the_profiles() {
     );
     assert_eq!(council["hash"].as_str().unwrap().len(), 64);
     assert_eq!(models["can_reload"], true);
+}
+
+#[tokio::test]
+async fn a_key_that_is_no_admins_sees_that_an_upstream_failed_but_not_its_text() {
+    let proxy = demo().await;
+    let made = proxy
+        .generate_key(MASTER_KEY, json!({"key_alias": "plain-reader"}))
+        .await;
+    let key = made["key"].as_str().unwrap();
+    let (_, flaky) = after_flaky_failures(&proxy, key).await;
+    let error = &flaky["deployments"][0]["last_error"];
+    assert!(error["at"].as_f64().is_some(), "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        !message.contains("flaky") && message.contains("hidden"),
+        "{message}"
+    );
+    let (status, health) = get(&proxy, "/health?model=demo-flaky", Some(key)).await;
+    assert_eq!(status, 200, "{health}");
+    let message = health["deployments"][0]["last_error"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("hidden"), "{message}");
+    let (_, health) = get(&proxy, "/health?model=demo-flaky", Some(MASTER_KEY)).await;
+    let message = health["deployments"][0]["last_error"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("flaky"), "{message}");
 }
 
 #[tokio::test]

@@ -230,6 +230,136 @@ async fn models_endpoints_list_every_group_but_not_wildcards() {
 }
 
 #[tokio::test]
+async fn a_hidden_alias_routes_but_is_not_listed() {
+    let up = FakeUpstream::start().await;
+    let base = up.api_base("a");
+    let proxy = Proxy::start(&format!(
+        "model_list:\n{}router_settings:\n  model_group_alias:\n    shown: alpha\n    secret: {{model: alpha, hidden: true}}\n",
+        deployment("alpha", "openai/a1", &base, &[]),
+    ))
+    .await;
+    let body: Value = proxy
+        .client
+        .get(proxy.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["alpha", "shown"], "{body}");
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .json(&chat_body("secret", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn litellms_master_key_variable_locks_the_gateway() {
+    let up = FakeUpstream::start().await;
+    let models = format!(
+        "model_list:\n{}",
+        deployment("m", "openai/one", &up.api_base("a"), &[])
+    );
+    let from_process =
+        Proxy::start_with(&models, &[("LITELLM_MASTER_KEY", "sk-lite-env")], &[]).await;
+    let from_config = Proxy::start(&format!(
+        "{models}environment_variables:\n  LITELLM_MASTER_KEY: sk-lite-config\n"
+    ))
+    .await;
+    for (proxy, key) in [
+        (&from_process, "sk-lite-env"),
+        (&from_config, "sk-lite-config"),
+    ] {
+        let ask = |key: Option<&str>| {
+            let mut request = proxy
+                .client
+                .post(proxy.url("/v1/chat/completions"))
+                .json(&chat_body("m", "hi"));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(ask(None).await, 401, "{key}");
+        assert_eq!(ask(Some(key)).await, 200, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_attempts_time_is_not_counted_as_gateway_overhead() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "slow-fail",
+        Behavior::status(500, "down").delayed(Duration::from_millis(400)),
+    );
+    let proxy = Proxy::start(&format!(
+        "model_list:\n{}{}",
+        deployment("broken", "openai/x", &up.api_base("slow-fail"), &[]),
+        deployment("backup", "openai/y", &up.api_base("ok"), &[]),
+    ))
+    .await;
+    let mut body = chat_body("broken", "hi");
+    body["num_retries"] = json!(0);
+    body["fallbacks"] = json!(["backup"]);
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let overhead: f64 = r.headers()["x-conclave-overhead-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The failed attempt alone took 400 ms; the gateway's own share is a
+    // small part of that even on a loaded machine.
+    assert!(overhead < 200.0, "overhead {overhead} ms");
+}
+
+#[tokio::test]
+async fn with_enforce_user_param_a_request_must_name_its_end_user() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&format!(
+        "model_list:\n{}general_settings:\n  enforce_user_param: true\n",
+        deployment("m", "openai/one", &up.api_base("a"), &[]),
+    ))
+    .await;
+    let send = |body: Value| {
+        let request = proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let refused = send(chat_body("m", "hi")).await;
+    assert_eq!(refused.status(), 400);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "user", "{error}");
+    let mut named = chat_body("m", "hi");
+    named["user"] = json!("end-user-1");
+    assert_eq!(send(named).await.status(), 200);
+    assert_eq!(
+        up.recorded().len(),
+        1,
+        "the refused request reached no upstream"
+    );
+}
+
+#[tokio::test]
 async fn chat_completions_without_v1_prefix_works() {
     let up = FakeUpstream::start().await;
     up.set("a", Behavior::ok("no prefix needed"));
@@ -389,25 +519,30 @@ async fn wildcards_route_unknown_names_with_the_requested_upstream_model() {
     }
 }
 
-#[tokio::test]
-async fn health_endpoints_answer() {
-    let up = FakeUpstream::start().await;
+/// Group `m` with two deployments and group `n` with one, all on `up`.
+async fn two_groups(up: &FakeUpstream) -> Proxy {
     let base = up.api_base("a");
-    let proxy = Proxy::start(&format!(
+    Proxy::start(&format!(
         "model_list:\n{}{}{}",
         deployment("m", "openai/one", &base, &[]),
         deployment("m", "openai/two", &base, &[]),
         deployment("n", "openai/three", &base, &[]),
     ))
-    .await;
-    let get = |path: &'static str| {
-        let proxy = &proxy;
-        async move {
-            let r = proxy.client.get(proxy.url(path)).send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap())
-        }
-    };
+    .await
+}
+
+/// `GET path`: the status and the JSON body.
+async fn get_json(proxy: &Proxy, path: &str) -> (u16, Value) {
+    let r = proxy.client.get(proxy.url(path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json::<Value>().await.unwrap())
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let up = FakeUpstream::start().await;
+    let proxy = two_groups(&up).await;
+    let get = |path: &'static str| get_json(&proxy, path);
     let (status, health) = get("/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "healthy", "{health}");
@@ -438,6 +573,29 @@ async fn health_endpoints_answer() {
         0,
         "health checks must not call upstreams"
     );
+}
+
+#[tokio::test]
+async fn health_with_a_model_reports_only_that_group() {
+    let up = FakeUpstream::start().await;
+    let proxy = two_groups(&up).await;
+    let get = |path: &'static str| get_json(&proxy, path);
+    let (status, health) = get("/health?model=n").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["healthy_count"], 1, "{health}");
+    assert_eq!(
+        health["healthy_endpoints"],
+        json!([{"model": "n", "model_id": health["deployments"][0]["model_id"]}]),
+        "{health}"
+    );
+    let (status, health) = get("/health?model=m").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["healthy_count"], 2, "{health}");
+
+    let (status, error) = get("/health?model=nope").await;
+    assert_eq!(status, 404, "{error}");
+    assert_eq!(error["error"]["code"], "model_not_found", "{error}");
+    assert_eq!(error["error"]["param"], "model", "{error}");
 }
 
 #[tokio::test]

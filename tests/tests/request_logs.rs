@@ -387,6 +387,13 @@ async fn text_request_logs_hold_the_request_body_and_each_attempt() {
     assert!(logged.contains("== request body ==\n{"), "{logged}");
     assert!(logged.contains("hello body"), "{logged}");
     assert!(logged.contains(r#""api_key":"[redacted]""#), "{logged}");
+    // The client's key was not sent on to the provider either.
+    assert!(
+        up.recorded()
+            .iter()
+            .all(|r| !r.body.to_string().contains(CLIENT_KEY)),
+        "an upstream received the client's api_key"
+    );
     assert!(
         logged.contains("== attempts ==\n1. plain.0 (group plain): 200 in "),
         "{logged}"

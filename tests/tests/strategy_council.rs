@@ -489,29 +489,68 @@ async fn a_council_without_members_is_a_config_error_with_its_path() {
     );
 }
 
-#[tokio::test]
-async fn a_request_cannot_name_members_its_caller_may_not_call() {
-    let up = FakeUpstream::start().await;
+const COUNCIL_MASTER: &str = "sk-council-master";
+
+/// A council profile with `settings` beside a public `secret-deploy`
+/// model, behind [`COUNCIL_MASTER`], and a key that may call the council only.
+async fn with_a_council_only_key(up: &FakeUpstream, settings: &str) -> (Proxy, String) {
     up.set("secret-deploy", Behavior::ok("SECRET MODEL ANSWER"));
     let mut names = all_deployments();
     names.push("secret-deploy");
-    let master = "sk-council-master";
     let yaml = composite_config(
-        &up,
+        up,
         &names,
         &[("council", "council_test")],
-        &profile("", "{}"),
+        &profile("", settings),
     )
     .replacen(
         "general_settings:\n",
-        &format!("general_settings:\n  master_key: {master}\n"),
+        &format!("general_settings:\n  master_key: {COUNCIL_MASTER}\n"),
         1,
     );
     let proxy = Proxy::start(&yaml).await;
     let made = proxy
-        .generate_key(master, json!({"models": ["council"]}))
+        .generate_key(COUNCIL_MASTER, json!({"models": ["council"]}))
         .await;
-    let key = made["key"].as_str().unwrap();
+    let key = made["key"].as_str().unwrap_or_default().to_owned();
+    (proxy, key)
+}
+
+#[tokio::test]
+async fn a_request_naming_a_model_its_key_may_not_call_is_refused_before_any_call() {
+    let up = FakeUpstream::start().await;
+    let (proxy, key) =
+        with_a_council_only_key(&up, "{council_models: [member-kilo, member-lima]}").await;
+    let key = key.as_str();
+    // In composite_settings, and as a top-level field overriding a setting.
+    let mut in_settings = chat_body("council", "q");
+    in_settings["composite_settings"] = json!({"council_models": ["member-kilo", "secret-deploy"]});
+    let mut top_level = chat_body("council", "q");
+    top_level["council_models"] = json!(["secret-deploy"]);
+    for request in [in_settings, top_level] {
+        let r = proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{request}");
+        let error: Value = r.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "key_model_access_denied", "{error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("\"secret-deploy\""), "{message}");
+    }
+    assert_eq!(up.recorded().len(), 0, "no member was called");
+}
+
+#[tokio::test]
+async fn a_request_cannot_name_members_its_caller_may_not_call() {
+    let up = FakeUpstream::start().await;
+    let (proxy, key) = with_a_council_only_key(&up, "{}").await;
+    let key = key.as_str();
+    let master = COUNCIL_MASTER;
     let ask = |settings: Value, key: &str| {
         let mut request = chat_body("council", "q");
         request["composite_settings"] = settings;

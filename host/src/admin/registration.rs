@@ -606,7 +606,7 @@ fn env_key(loaded: &LoadedConfig, name: &str, at: &str) -> Result<Secret, Proble
             ),
         ));
     }
-    loaded.env.get(name).map(Secret::new).ok_or_else(|| {
+    loaded.config.env.get(name).map(Secret::new).ok_or_else(|| {
         Problem::new(
             format!("{at}.api_key"),
             format!("environment variable {name} is not set"),

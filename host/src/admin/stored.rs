@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 
 use super::{Overlay, Registration};
-use crate::config::GeneralSettings;
+use crate::config::Config;
 use crate::keys::Store;
 
 /// Where this instance's registrations and deletions are announced, so that
@@ -34,12 +34,17 @@ pub const NO_KEY_STORE: &str = "general_settings.store_model_in_db is set but th
 
 /// Whether the config asks for registrations in the store:
 /// `general_settings.store_model_in_db`, else LiteLLM's `STORE_MODEL_IN_DB`
-/// environment variable (`true`/`True`/`1`).
-pub fn wanted(general: &GeneralSettings) -> bool {
-    general.store_model_in_db.unwrap_or_else(|| {
-        std::env::var("STORE_MODEL_IN_DB")
-            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"))
-    })
+/// variable (`true`/`True`/`1`).
+pub fn wanted(config: &Config) -> bool {
+    config
+        .general_settings
+        .store_model_in_db
+        .unwrap_or_else(|| {
+            config
+                .env
+                .get("STORE_MODEL_IN_DB")
+                .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"))
+        })
 }
 
 impl StoredModels {

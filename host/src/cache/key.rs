@@ -80,6 +80,8 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
         hasher.update(name.as_bytes());
         hasher.update(form.len().to_le_bytes());
         hasher.update(form);
+        hasher.update(work.exact.len().to_le_bytes());
+        hasher.update(&work.exact);
     }
     Some(crate::digest::hex(&hasher.finalize()))
 }
@@ -93,17 +95,20 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
 fn canonical_form<'a>(raw: &str, out: &'a mut Vec<u8>, work: &mut Work) -> Option<&'a [u8]> {
     out.clear();
     work.members.clear();
+    work.exact.clear();
     let mut writer = Canonical {
         bytes: raw.as_bytes(),
         out: &mut *out,
         members: &mut work.members,
         scratch: &mut work.scratch,
+        exact: &mut work.exact,
     };
     let done = writer
         .value(0, 0)
         .map(|end| writer.skip_space(end) == raw.len());
     if done != Some(true) {
         out.clear();
+        work.exact.clear();
         match serde_json::from_str::<Value>(raw) {
             Ok(value) => write_canonical(out, &value),
             Err(_) => {
@@ -131,6 +136,9 @@ struct Member {
 struct Work {
     members: Vec<Member>,
     scratch: Vec<u8>,
+    /// The digits of integers past 64 bits in the field, which its
+    /// canonical form rounds; hashed beside it.
+    exact: Vec<u8>,
 }
 
 /// Writes the canonical form of JSON text as [`write_canonical`] would
@@ -145,6 +153,8 @@ struct Canonical<'a> {
     /// Where an object's members are put in order before they are copied
     /// back (one object at a time: inner objects are done by then).
     scratch: &'a mut Vec<u8>,
+    /// See [`Work::exact`].
+    exact: &'a mut Vec<u8>,
 }
 
 impl Canonical<'_> {
@@ -301,6 +311,10 @@ impl Canonical<'_> {
     }
 
     /// A number, as serde_json writes the number it parses from the text.
+    /// An integer too large for 64 bits is also noted by its digits in
+    /// `exact`: serde_json rounds it to the nearest `f64`, and two
+    /// different integers (two seeds, say), which an upstream may read
+    /// exactly, must not share a key.
     fn number(&mut self, at: usize) -> Option<usize> {
         let len = self
             .bytes
@@ -309,7 +323,12 @@ impl Canonical<'_> {
             .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
             .unwrap_or(self.bytes.len() - at);
         let end = at + len;
-        let number: serde_json::Number = serde_json::from_slice(self.bytes.get(at..end)?).ok()?;
+        let text = self.bytes.get(at..end)?;
+        let number: serde_json::Number = serde_json::from_slice(text).ok()?;
+        if number.is_f64() && !text.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+            self.exact.extend_from_slice(text);
+            self.exact.push(b',');
+        }
         write_scalar(self.out, &number);
         Some(end)
     }
@@ -418,6 +437,17 @@ mod tests {
                 r#"{"messages":[],"temperature":0.2,"user":"u","metadata":{"x":1},"stream_options":{"include_usage":true}}"#
             )
         );
+    }
+
+    #[test]
+    fn integers_past_64_bits_keep_their_own_keys() {
+        let seed = |n: &str| key_of(&format!(r#"{{"model":"m","seed":{n}}}"#));
+        assert_ne!(seed("18446744073709551616"), seed("18446744073709551617"));
+        assert_ne!(seed("-9223372036854775809"), seed("-9223372036854775810"));
+        assert_eq!(seed("18446744073709551616"), seed("18446744073709551616"));
+        // Within 64 bits, and for fractions, the parsed number decides.
+        assert_eq!(seed("1.0e1"), seed("10.0"));
+        assert_eq!(seed("7"), seed("7"));
     }
 
     #[test]

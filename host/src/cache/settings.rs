@@ -82,7 +82,7 @@ impl Settings {
         let kind = p.kind.unwrap_or(CacheType::Local);
         let backend = match kind {
             CacheType::Local | CacheType::LocalSemantic => Backend::Memory,
-            CacheType::Redis => match redis_url(p) {
+            CacheType::Redis => match redis_url(p, &config.env) {
                 Some(url) => Backend::Redis { url },
                 None => {
                     problems.push(Problem::new(

@@ -28,9 +28,7 @@ pub async fn check(path: &Path) -> Result<(), String> {
     let (loaded, gateway, mut warnings) = build(path).await?;
     let shared = conclave::cluster::Settings::from_config(&loaded.config);
     warnings.extend(per_instance_warning(&loaded, path, shared.as_ref()));
-    if conclave::admin::store_model_in_db(&loaded.config.general_settings)
-        && gateway.master_key.is_none()
-    {
+    if conclave::admin::store_model_in_db(&loaded.config) && gateway.master_key.is_none() {
         warnings.push(conclave::admin::NO_KEY_STORE.to_owned());
     }
     let mut out = std::io::stdout().lock();

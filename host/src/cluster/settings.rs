@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::{CacheParams, CacheType, Config};
+use crate::config::{CacheParams, CacheType, Config, Env};
 
 /// Prefix of every key and channel when `redis_namespace` is unset; not a
 /// cache namespace, so flushing a cache never drops the counters.
@@ -56,6 +56,7 @@ impl Settings {
                             Some(host),
                             rs.redis_port,
                             rs.redis_password.as_ref().map(|p| p.expose()),
+                            &config.env,
                         )
                     })
             });
@@ -63,12 +64,12 @@ impl Settings {
         let from_cache = || {
             let p = ls.cache_params.as_ref()?;
             (ls.cache == Some(true) && p.kind == Some(CacheType::Redis))
-                .then(|| redis_url(p))
+                .then(|| redis_url(p, &config.env))
                 .flatten()
         };
         let url = from_router
             .or_else(from_cache)
-            .or_else(|| redis_url_from_parts(None, None, None))?;
+            .or_else(|| redis_url_from_parts(None, None, None, &config.env))?;
         Some(Self {
             url,
             namespace: rs
@@ -92,7 +93,7 @@ impl Settings {
 /// The Redis URL from `REDIS_URL` or host/port/password, the config first,
 /// then the environment (LiteLLM's `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`,
 /// `REDIS_PASSWORD`).
-pub(crate) fn redis_url(p: &CacheParams) -> Option<String> {
+pub(crate) fn redis_url(p: &CacheParams, env: &Env) -> Option<String> {
     if let Some(url) = p.redis_url.as_ref().filter(|u| !u.expose().is_empty()) {
         return Some(url.expose().to_owned());
     }
@@ -100,6 +101,7 @@ pub(crate) fn redis_url(p: &CacheParams) -> Option<String> {
         p.host.as_deref(),
         p.port,
         p.password.as_ref().map(|s| s.expose()),
+        env,
     )
 }
 
@@ -110,8 +112,9 @@ pub(crate) fn redis_url_from_parts(
     host: Option<&str>,
     port: Option<u16>,
     password: Option<&str>,
+    env: &Env,
 ) -> Option<String> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let env = |name: &str| env.get(name).filter(|v| !v.is_empty());
     let host = host
         .filter(|h| !h.is_empty())
         .map(str::to_owned)

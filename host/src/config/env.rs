@@ -1,6 +1,8 @@
 //! Environment references in config values: `os.environ/VAR`, `${VAR}`,
 //! `${VAR:-default}` and `$VAR`, resolved from the process environment, then a
 //! `.env` file beside the config, then the config's own `environment_variables`.
+//! The gateway's own variables (`DATABASE_URL`, `REDIS_HOST`, the master
+//! key, ...) are read through the same lookup, so any of the three sets them.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,20 +60,36 @@ impl Env {
             .or_else(|| self.config_vars.get(name).cloned())
     }
 
-    /// Replaces every environment reference in `value`. An unset variable
-    /// without a default is an error naming it: a silently empty API key is
-    /// much harder to debug than a refusal to start.
-    pub fn substitute(&self, value: &str) -> Result<String, String> {
+    /// Replaces every environment reference in `value`. A value that is
+    /// nothing but a reference to an unset variable without a default is
+    /// an error naming it: a silently empty API key is much harder to debug
+    /// than a refusal to start. A `$NAME` inside a longer value that names
+    /// no set variable, and a `$` or `${` that starts no reference, are
+    /// kept as written: keys and passwords hold `$`, and LiteLLM reads them
+    /// as they are. `$$` is one `$`.
+    pub fn substitute(&self, value: &str) -> Result<Resolved, String> {
         if let Some(name) = value.strip_prefix("os.environ/") {
             let name = name.trim();
             return self
                 .get(name)
+                .map(Resolved::text)
                 .ok_or_else(|| format!("environment variable {name} is not set"));
         }
         if !value.contains('$') {
-            return Ok(value.to_owned());
+            return Ok(Resolved::text(value.to_owned()));
         }
-        let mut out = String::with_capacity(value.len());
+        let whole = value.strip_prefix('$').map(|v| {
+            v.strip_prefix('{')
+                .and_then(|v| v.strip_suffix('}'))
+                .unwrap_or(v)
+        });
+        if let Some(name) = whole.filter(|n| is_var_name(n))
+            && self.get(name).is_none()
+        {
+            return Err(format!("environment variable {name} is not set"));
+        }
+        let mut resolved = Resolved::text(String::with_capacity(value.len()));
+        let out = &mut resolved.text;
         let mut rest = value;
         while let Some(pos) = rest.find('$') {
             out.push_str(&rest[..pos]);
@@ -79,24 +97,21 @@ impl Env {
             if let Some(tail) = after.strip_prefix('$') {
                 out.push('$');
                 rest = tail;
-            } else if let Some(inner) = after.strip_prefix('{') {
-                let end = inner
-                    .find('}')
-                    .ok_or_else(|| format!("unterminated ${{...}} in {value:?}"))?;
-                let expr = &inner[..end];
+            } else if let Some((expr, tail)) = after
+                .strip_prefix('{')
+                .and_then(|inner| inner.split_once('}'))
+                .filter(|(expr, _)| is_var_name(expr.split_once(":-").map_or(expr, |(n, _)| n)))
+            {
                 let (name, default) = match expr.split_once(":-") {
                     Some((name, default)) => (name, Some(default)),
                     None => (expr, None),
                 };
-                if !is_var_name(name) {
-                    return Err(format!("invalid variable name {name:?} in ${{...}}"));
-                }
                 match (self.get(name), default) {
                     (Some(v), _) => out.push_str(&v),
                     (None, Some(d)) => out.push_str(d),
                     (None, None) => return Err(format!("environment variable {name} is not set")),
                 }
-                rest = &inner[end + 1..];
+                rest = tail;
             } else {
                 let len = after
                     .char_indices()
@@ -104,21 +119,37 @@ impl Env {
                         c.is_ascii_alphanumeric() && !(*i == 0 && c.is_ascii_digit()) || *c == '_'
                     })
                     .count();
-                if len == 0 {
-                    out.push('$');
-                    rest = after;
-                    continue;
+                match self.get(&after[..len]).filter(|_| len > 0) {
+                    Some(v) => out.push_str(&v),
+                    None => {
+                        resolved.kept_literal |= len > 0;
+                        out.push('$');
+                        out.push_str(&after[..len]);
+                    }
                 }
-                let name = &after[..len];
-                let v = self
-                    .get(name)
-                    .ok_or_else(|| format!("environment variable {name} is not set"))?;
-                out.push_str(&v);
                 rest = &after[len..];
             }
         }
         out.push_str(rest);
-        Ok(out)
+        Ok(resolved)
+    }
+}
+
+/// A value with its environment references replaced.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub text: String,
+    /// Whether a `$NAME` naming no set variable was kept as written (worth
+    /// a warning: it may be a reference whose variable is missing).
+    pub kept_literal: bool,
+}
+
+impl Resolved {
+    fn text(text: String) -> Self {
+        Self {
+            text,
+            kept_literal: false,
+        }
     }
 }
 
@@ -144,7 +175,10 @@ mod tests {
     #[test]
     fn os_environ_form_reads_whole_value() {
         let e = env(&[("CONCLAVE_T_KEY", "sk-1")]);
-        assert_eq!(e.substitute("os.environ/CONCLAVE_T_KEY").unwrap(), "sk-1");
+        assert_eq!(
+            e.substitute("os.environ/CONCLAVE_T_KEY").unwrap().text,
+            "sk-1"
+        );
     }
 
     #[test]
@@ -152,7 +186,8 @@ mod tests {
         let e = env(&[("CONCLAVE_T_HOST", "h"), ("CONCLAVE_T_PORT", "9")]);
         assert_eq!(
             e.substitute("http://${CONCLAVE_T_HOST}:$CONCLAVE_T_PORT/v1")
-                .unwrap(),
+                .unwrap()
+                .text,
             "http://h:9/v1"
         );
     }
@@ -160,19 +195,39 @@ mod tests {
     #[test]
     fn default_applies_only_when_unset() {
         let e = env(&[("CONCLAVE_T_SET", "x")]);
-        assert_eq!(e.substitute("${CONCLAVE_T_SET:-d}").unwrap(), "x");
-        assert_eq!(e.substitute("${CONCLAVE_T_UNSET_1:-d}").unwrap(), "d");
+        assert_eq!(e.substitute("${CONCLAVE_T_SET:-d}").unwrap().text, "x");
+        assert_eq!(e.substitute("${CONCLAVE_T_UNSET_1:-d}").unwrap().text, "d");
     }
 
     #[test]
     fn unset_variable_is_an_error_naming_it() {
-        let err = env(&[]).substitute("key-$CONCLAVE_T_UNSET_2").unwrap_err();
-        assert!(err.contains("CONCLAVE_T_UNSET_2"), "{err}");
+        for value in [
+            "$CONCLAVE_T_UNSET_2",
+            "${CONCLAVE_T_UNSET_2}",
+            "key-${CONCLAVE_T_UNSET_2}",
+        ] {
+            let err = env(&[]).substitute(value).unwrap_err();
+            assert!(err.contains("CONCLAVE_T_UNSET_2"), "{err}");
+        }
     }
 
     #[test]
     fn dollar_escapes_and_lone_dollars_stay_literal() {
         let e = env(&[]);
-        assert_eq!(e.substitute("cost $$5 or $5").unwrap(), "cost $5 or $5");
+        assert_eq!(
+            e.substitute("cost $$5 or $5").unwrap().text,
+            "cost $5 or $5"
+        );
+    }
+
+    #[test]
+    fn a_dollar_inside_a_secret_is_kept_as_written() {
+        let e = env(&[]);
+        for secret in ["sk-proj-Ab$Xy9zTail", "pa${ss", "p${not a name}w", "x$"] {
+            let resolved = e.substitute(secret).unwrap();
+            assert_eq!(resolved.text, secret);
+        }
+        assert!(e.substitute("sk-proj-Ab$Xy9zTail").unwrap().kept_literal);
+        assert!(!e.substitute("pa${ss").unwrap().kept_literal);
     }
 }

@@ -4,8 +4,10 @@
 //! is extended by the file's; any other section the file has replaces the
 //! config's, as LiteLLM merges them. Included files are read once, when the
 //! config is loaded or reloaded: a change to one alone is not watched.
+//! [`Origins`] remembers which file each merged piece came from, so that
+//! a problem in an included file names that file and its own key path.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 
@@ -14,14 +16,85 @@ use super::{ConfigError, Problem};
 /// The config key naming the files to include.
 const INCLUDE: &str = "include";
 
+/// Which included file each merged piece of a config came from. Empty
+/// for a config without `include:`.
+#[derive(Debug, Clone, Default)]
+pub struct Origins(Vec<Origin>);
+
+/// One included file's share of a section: the whole section, or the
+/// items `start..start + len` of a list section.
+#[derive(Debug, Clone)]
+struct Origin {
+    section: String,
+    items: Option<(usize, usize)>,
+    file: PathBuf,
+}
+
+impl Origins {
+    /// The included file holding the key at `path` of the merged config,
+    /// and the key's path within that file; `None` when the config's own
+    /// file holds it.
+    pub fn locate(&self, path: &str) -> Option<(&Path, String)> {
+        let end = path.find(['.', '[']).unwrap_or(path.len());
+        let (section, rest) = path.split_at(end);
+        let origin = self.0.iter().rev().find(|o| {
+            o.section == section
+                && match o.items {
+                    None => true,
+                    Some((start, len)) => {
+                        index(rest).is_some_and(|i| (start..start + len).contains(&i))
+                    }
+                }
+        })?;
+        let path = match (origin.items, index(rest)) {
+            (Some((start, _)), Some(i)) => {
+                let after = rest.find(']').map_or("", |at| &rest[at + 1..]);
+                format!("{section}[{}]{after}", i - start)
+            }
+            _ => path.to_owned(),
+        };
+        Some((&origin.file, path))
+    }
+
+    /// A warning line `file: path: message` about the merged config, naming
+    /// the included file and its own path when one holds `path`.
+    pub fn relocate(&self, file: &str, line: String) -> String {
+        let Some((path, message)) = line
+            .strip_prefix(file)
+            .and_then(|rest| rest.strip_prefix(": "))
+            .and_then(|rest| rest.split_once(": "))
+        else {
+            return line;
+        };
+        match self.locate(path) {
+            Some((included, path)) => format!("{}: {path}: {message}", included.display()),
+            None => line,
+        }
+    }
+
+    /// `file: path`, naming the included file that holds `path` if one does.
+    pub fn show(&self, file: &str, path: &str) -> String {
+        match self.locate(path) {
+            Some((included, path)) => format!("{}: {path}", included.display()),
+            None => format!("{file}: {path}"),
+        }
+    }
+}
+
+/// The list index a key path's rest starts with (`[3].model` gives 3).
+fn index(rest: &str) -> Option<usize> {
+    rest.strip_prefix('[')?.split(']').next()?.parse().ok()
+}
+
 /// Merges the files `tree`'s `include:` names into it and removes the key.
 /// `path` is the config's own file.
-pub fn merge(tree: &mut Value, path: &Path) -> Result<(), ConfigError> {
+pub fn merge(tree: &mut Value, path: &Path) -> Result<Origins, ConfigError> {
+    let mut origins = Origins::default();
     let Some(sections) = tree.as_mapping_mut() else {
-        return Ok(());
+        return Ok(origins);
     };
     let Some(include) = sections.remove(INCLUDE) else {
-        return Ok(());
+        return Ok(origins);
     };
     let refuse =
         |key: String, message: String| ConfigError::invalid(path, vec![Problem::new(key, message)]);
@@ -48,17 +121,22 @@ pub fn merge(tree: &mut Value, path: &Path) -> Result<(), ConfigError> {
     };
     let folder = path.parent().unwrap_or_else(|| Path::new("."));
     for (key, name) in names {
-        let included = read(&folder.join(&name)).map_err(|message| refuse(key, message))?;
-        extend(sections, included);
+        let file = folder.join(&name);
+        let included = read(&file).map_err(|message| refuse(key, message))?;
+        extend(sections, included, &file, &mut origins);
     }
-    Ok(())
+    Ok(origins)
 }
 
 /// The sections of one included file.
 fn read(file: &Path) -> Result<Mapping, String> {
     let shown = file.display();
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let sections = match serde_yaml::from_str::<Value>(&text) {
+    let parsed = serde_yaml::from_str::<Value>(&text).and_then(|mut tree| {
+        tree.apply_merge()?;
+        Ok(tree)
+    });
+    let sections = match parsed {
         Ok(Value::Mapping(sections)) => sections,
         Ok(Value::Null) => Mapping::new(),
         Ok(_) => return Err(format!("{shown} must hold a mapping of sections")),
@@ -72,16 +150,31 @@ fn read(file: &Path) -> Result<Mapping, String> {
     Ok(sections)
 }
 
-/// Adds `included`'s sections to `sections`: lists extend lists, anything
-/// else replaces what was there.
-fn extend(sections: &mut Mapping, included: Mapping) {
+/// Adds `included`'s sections (from `file`) to `sections`: lists extend
+/// lists, anything else replaces what was there; `origins` notes which.
+fn extend(sections: &mut Mapping, included: Mapping, file: &Path, origins: &mut Origins) {
     for (key, value) in included {
-        match (sections.get_mut(&key), value) {
-            (Some(Value::Sequence(mine)), Value::Sequence(theirs)) => mine.extend(theirs),
-            (_, value) => {
-                sections.insert(key, value);
+        let section = key.as_str().unwrap_or_default().to_owned();
+        let items = match (sections.get_mut(&key), value) {
+            (Some(Value::Sequence(mine)), Value::Sequence(theirs)) => {
+                let start = mine.len();
+                let len = theirs.len();
+                mine.extend(theirs);
+                Some((start, len))
             }
-        }
+            (_, value) => {
+                // What the section held before is gone, wherever it came from.
+                origins.0.retain(|o| o.section != section);
+                let len = value.as_sequence().map(Vec::len);
+                sections.insert(key, value);
+                len.map(|len| (0, len))
+            }
+        };
+        origins.0.push(Origin {
+            section,
+            items,
+            file: file.to_path_buf(),
+        });
     }
 }
 
@@ -133,6 +226,80 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert_eq!(tree["router_settings"]["num_retries"], 1);
         assert!(tree.get(INCLUDE).is_none());
+    }
+
+    #[test]
+    fn a_problem_in_an_included_file_names_that_file_and_its_own_key() {
+        let folder = Folder::with(
+            "origins",
+            &[
+                (
+                    "models.yaml",
+                    "model_list:\n  - model_name: b\n    litellm_params: {model: mock/b}\n  - model_name: c\n    litellm_params: {model: mock/c, rpm: many}\n",
+                ),
+                (
+                    "router.yaml",
+                    "router_settings: {num_retries: 1, colour: red}\n",
+                ),
+            ],
+        );
+        let load = |text: &str| {
+            crate::config::load_str(text, &folder.0.join("config.yaml"), Default::default())
+        };
+        let models = folder.0.join("models.yaml").display().to_string();
+        let error = load("include: [models.yaml]\nmodel_list:\n  - model_name: a\n    litellm_params: {model: mock/a}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!("{models}: model_list[1].litellm_params.rpm: ")),
+            "{error}"
+        );
+        // A key of the config's own file keeps its file and index.
+        let error = load("include: [router.yaml]\nmodel_list:\n  - model_name: a\n    litellm_params: {model: mock/a, rpm: many}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("config.yaml: model_list[0].litellm_params.rpm: "),
+            "{error}"
+        );
+        let loaded = load("include: [router.yaml]\n").unwrap();
+        let router = folder.0.join("router.yaml").display().to_string();
+        assert!(
+            loaded.warnings.contains(&format!(
+                "{router}: router_settings.colour: unknown key, ignored"
+            )),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn origins_map_merged_list_items_back_to_their_file() {
+        let mut sections = Mapping::new();
+        sections.insert("model_list".into(), Value::Sequence(vec![Value::Null; 2]));
+        let mut origins = Origins::default();
+        let mut included = Mapping::new();
+        included.insert("model_list".into(), Value::Sequence(vec![Value::Null; 3]));
+        included.insert("general_settings".into(), Value::Null);
+        extend(&mut sections, included, Path::new("inc.yaml"), &mut origins);
+        assert!(origins.locate("model_list[1].model_name").is_none());
+        let (file, path) = origins.locate("model_list[4].model_name").unwrap();
+        assert_eq!(
+            (file, path.as_str()),
+            (Path::new("inc.yaml"), "model_list[2].model_name")
+        );
+        let (_, path) = origins.locate("general_settings.master_key").unwrap();
+        assert_eq!(path, "general_settings.master_key");
+        assert!(origins.locate("model_list[5]").is_none());
+        assert!(origins.locate("router_settings").is_none());
+        // Warnings made later (by the router) name the file that holds their key.
+        let warning = "main.yaml: model_list[3].litellm_params.x: unknown key, ignored";
+        assert_eq!(
+            origins.relocate("main.yaml", warning.into()),
+            "inc.yaml: model_list[1].litellm_params.x: unknown key, ignored"
+        );
+        let own = "main.yaml: model_list[0].litellm_params.x: unknown key, ignored";
+        assert_eq!(origins.relocate("main.yaml", own.into()), own);
     }
 
     #[test]

@@ -31,9 +31,28 @@ enum Raw {
 }
 
 impl Raw {
-    /// Reads `30`, `-1`, `0.5` or `1e-6` (surrounding whitespace allowed).
+    /// Reads `30`, `-1`, `0.5` or `1e-6` (surrounding whitespace allowed),
+    /// and `20_000`: LiteLLM's YAML reader and Python's `int` take
+    /// underscores between digits.
     fn parse(text: &str) -> Option<Self> {
         let text = text.trim();
+        let joined;
+        let text = if text.contains('_') {
+            let bytes = text.as_bytes();
+            let between_digits = bytes.iter().enumerate().all(|(i, b)| {
+                *b != b'_'
+                    || (i > 0
+                        && bytes[i - 1].is_ascii_digit()
+                        && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+            });
+            if !between_digits {
+                return None;
+            }
+            joined = text.replace('_', "");
+            joined.as_str()
+        } else {
+            text
+        };
         text.parse::<u64>()
             .map(Raw::Unsigned)
             .or_else(|_| text.parse::<i64>().map(Raw::Signed))
@@ -227,6 +246,58 @@ impl<'de> Visitor<'de> for SwitchVisitor {
     }
 
     absent_is_unset!();
+}
+
+/// Reads a string, or a number or switch as the text YAML wrote it:
+/// LiteLLM takes `redis_password: 90210555` and `REDIS_PORT: 6379`.
+struct ScalarTextVisitor;
+
+impl<'de> Visitor<'de> for ScalarTextVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+/// A string field that may be written as a number (a secret, a port).
+pub(super) fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_any(ScalarTextVisitor)
+}
+
+/// A map of strings whose values may be written as numbers or switches
+/// (`environment_variables`).
+pub(super) fn scalar_text_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::HashMap<String, String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Text(#[serde(deserialize_with = "scalar_text")] String);
+    let map: std::collections::HashMap<String, Text> = serde::Deserialize::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, Text(v))| (k, v)).collect())
 }
 
 /// An optional float field: `30`, `0.5`, `"30"`, `" 1e-3 "`.

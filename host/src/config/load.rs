@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
+use super::include::Origins;
 use super::seconds::invalid_seconds;
 use super::{Config, Env, is_supported_provider, provider_reads};
 
@@ -15,10 +16,18 @@ pub struct LoadedConfig {
     /// The file it came from (for messages and reloads).
     pub path: PathBuf,
     pub config: Config,
-    /// Environment lookups for provider keys that the config does not name.
-    pub env: Env,
     /// Keys that were accepted but are not used, each naming its path.
     pub warnings: Vec<String>,
+    /// Which included file each merged piece came from, for messages.
+    pub origins: Origins,
+}
+
+impl LoadedConfig {
+    /// The config error for `problems` found after loading (by the router,
+    /// the profile planner, ...), each naming the file that holds its key.
+    pub fn invalid(&self, problems: Vec<Problem>) -> ConfigError {
+        ConfigError::invalid(&self.path, problems).placed(&self.origins)
+    }
 }
 
 /// One thing wrong in a config, at a key path such as `model_list[2].litellm_params.model`.
@@ -26,6 +35,9 @@ pub struct LoadedConfig {
 pub struct Problem {
     pub path: String,
     pub message: String,
+    /// The included file holding `path`, when it is not the config's own
+    /// (and `path` is then the key's path in that file).
+    pub file: Option<String>,
 }
 
 impl Problem {
@@ -34,6 +46,7 @@ impl Problem {
         Self {
             path: path.into(),
             message: message.into(),
+            file: None,
         }
     }
 }
@@ -60,6 +73,20 @@ impl ConfigError {
             problems,
         }
     }
+
+    /// This error with each problem whose key an included file holds
+    /// naming that file and its path there.
+    pub fn placed(mut self, origins: &Origins) -> Self {
+        if let Self::Invalid { problems, .. } = &mut self {
+            for problem in problems.iter_mut() {
+                if let Some((file, path)) = origins.locate(&problem.path) {
+                    problem.file = Some(file.display().to_string());
+                    problem.path = path;
+                }
+            }
+        }
+        self
+    }
 }
 
 fn format_problems(file: &str, problems: &[Problem]) -> String {
@@ -68,7 +95,7 @@ fn format_problems(file: &str, problems: &[Problem]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&format!("{file}: {p}"));
+        out.push_str(&format!("{}: {p}", p.file.as_deref().unwrap_or(file)));
     }
     out
 }
@@ -82,6 +109,10 @@ pub fn default_config_path() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("config/conclave.yaml"))
 }
+
+/// Where the master key is read when the config has none: conclave's own
+/// variable, then LiteLLM's (its Docker and Helm deployments set that one).
+pub const MASTER_KEY_VARIABLES: [&str; 2] = ["CONCLAVE_MASTER_KEY", "LITELLM_MASTER_KEY"];
 
 /// Loads and checks the config at `path`.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
@@ -108,6 +139,11 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
     if tree.is_null() {
         tree = Value::Mapping(Default::default());
     }
+    // Merge keys (`<<: *defaults`), which LiteLLM's YAML reader applies.
+    tree.apply_merge().map_err(|e| ConfigError::Syntax {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
     if !tree.is_mapping() {
         return Err(ConfigError::invalid(
             path,
@@ -117,14 +153,28 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
             )],
         ));
     }
-    super::include::merge(&mut tree, path)?;
+    let origins = super::include::merge(&mut tree, path)?;
+    load_tree(tree, path, env, &origins).map_err(|e| e.placed(&origins))
+}
 
+/// Reads the merged tree of the config at `path` into checked settings.
+fn load_tree(
+    mut tree: Value,
+    path: &Path,
+    env: Env,
+    origins: &Origins,
+) -> Result<LoadedConfig, ConfigError> {
+    let file = path.display().to_string();
     // `master_key:` with no value reads as no key: said aloud, since the
     // gateway then serves anyone.
     let null_master_key = tree
         .get("general_settings")
         .and_then(|g| g.get("master_key"))
         .is_some_and(Value::is_null);
+    let credential_problems = super::credentials::apply(&mut tree);
+    if !credential_problems.is_empty() {
+        return Err(ConfigError::invalid(path, credential_problems));
+    }
     let env = env.with_config_vars(config_vars(&tree));
     let mut env_problems = Vec::new();
     let mut substituted = Substituted::default();
@@ -165,14 +215,34 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
 
     let mut warnings: Vec<String> = ignored
         .iter()
-        .map(|p| format!("{file}: {p}: unknown key, ignored"))
+        .map(|p| format!("{}: unknown key, ignored", origins.show(&file, p)))
         .collect();
+    warnings.extend(optional.iter().map(|p| {
+        format!(
+            "{}: {}; left unset",
+            origins.show(&file, &p.path),
+            p.message
+        )
+    }));
+    // Only where conclave reads the value, as for unset references; the
+    // value itself is never shown (it may be a secret holding a `$`).
     warnings.extend(
-        optional
+        substituted
+            .kept_literal
             .iter()
-            .map(|p| format!("{file}: {}: {}; left unset", p.path, p.message)),
+            .filter(|p| !ignored.iter().chain(&unread).any(|i| is_within(p, i)))
+            .map(|p| {
+                format!(
+                    "{}: a `$` followed by a name no environment variable has is kept as \
+                     written (write `${{NAME}}` for a reference that must be set)",
+                    origins.show(&file, p)
+                )
+            }),
     );
-    if null_master_key {
+    let master_key_variable = MASTER_KEY_VARIABLES
+        .iter()
+        .any(|name| env.get(name).is_some_and(|v| !v.is_empty()));
+    if null_master_key && !master_key_variable {
         warnings.push(format!(
             "{file}: general_settings.master_key: has no value, so there is no master key \
              and the gateway serves anyone"
@@ -184,11 +254,12 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
     if !problems.is_empty() {
         return Err(ConfigError::invalid(path, problems));
     }
+    config.env = env;
     Ok(LoadedConfig {
         path: path.to_path_buf(),
         config,
-        env,
         warnings,
+        origins: origins.clone(),
     })
 }
 
@@ -217,13 +288,18 @@ fn scalar_to_string(v: &Value) -> Option<String> {
 /// named them: an error about such a value names the reference, never the
 /// value, which may be a secret (`timeout: os.environ/API_KEY` by mistake).
 #[derive(Default)]
-struct Substituted(std::collections::HashMap<String, (String, String)>);
+struct Substituted {
+    /// Key path -> (the reference as written, the value it gave).
+    values: std::collections::HashMap<String, (String, String)>,
+    /// Key paths holding a `$NAME` that named no set variable, kept as written.
+    kept_literal: Vec<String>,
+}
 
 impl Substituted {
     /// `message` about the value at `path`, with a value the environment
     /// gave there replaced by its reference.
     fn hide(&self, path: &str, message: String) -> String {
-        match self.0.get(path) {
+        match self.values.get(path) {
             Some((reference, value)) if !value.is_empty() => {
                 message.replace(value.as_str(), &format!("(the value of {reference})"))
             }
@@ -240,10 +316,15 @@ fn substitute_tree(
 ) {
     match value {
         Value::String(s) => match env.substitute(s) {
-            Ok(new) => {
-                if new != *s {
-                    let reference = std::mem::replace(s, new);
-                    substituted.0.insert(path.clone(), (reference, s.clone()));
+            Ok(resolved) => {
+                if resolved.kept_literal {
+                    substituted.kept_literal.push(path.clone());
+                }
+                if resolved.text != *s {
+                    let reference = std::mem::replace(s, resolved.text);
+                    substituted
+                        .values
+                        .insert(path.clone(), (reference, s.clone()));
                 }
             }
             Err(message) => {
@@ -507,8 +588,34 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
     }
     if config.router_settings.enable_pre_call_checks.is_some() {
         warnings.push(format!(
-            "{file}: router_settings.enable_pre_call_checks: accepted; rpm/tpm limits are checked by usage-based-routing"
+            "{file}: router_settings.enable_pre_call_checks: accepted; deployments are not \
+             filtered by context window before a call (context_window_fallbacks still apply \
+             when an upstream refuses a long prompt), and rpm/tpm limits are checked by \
+             usage-based-routing"
         ));
+    }
+    // Read, but with no effect of their own here: said, so nobody relies on them.
+    let ls = &config.litellm_settings;
+    for (key, set, what) in [
+        (
+            "drop_params",
+            ls.drop_params == Some(true),
+            "parameters are forwarded as sent; nothing is dropped for a provider",
+        ),
+        (
+            "json_logs",
+            ls.json_logs == Some(true),
+            "the log format is chosen with --log-format json (or CONCLAVE_LOG_FORMAT=json)",
+        ),
+        (
+            "set_verbose",
+            ls.set_verbose == Some(true),
+            "log levels are chosen with RUST_LOG (RUST_LOG=debug)",
+        ),
+    ] {
+        if set {
+            warnings.push(format!("{file}: litellm_settings.{key}: accepted; {what}"));
+        }
     }
 }
 
@@ -521,6 +628,7 @@ impl fmt::Display for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
 
     fn load_text(text: &str) -> Result<LoadedConfig, ConfigError> {
         load_str(text, Path::new("test.yaml"), Env::default())
@@ -537,6 +645,63 @@ mod tests {
             err.contains("test.yaml: model_list[1].litellm_params.model"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn yaml_merge_keys_are_applied_as_litellm_reads_them() {
+        let loaded = load_text(
+            "x-base: &base {api_base: 'http://127.0.0.1:9/v1', rpm: 100}\nmodel_list:\n  - model_name: a\n    litellm_params:\n      <<: *base\n      model: openai/a\n",
+        )
+        .unwrap();
+        let params = &loaded.config.model_list[0].litellm_params;
+        assert_eq!(params.api_base.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(params.rpm, Some(100));
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("<<")),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn secrets_variables_and_underscored_numbers_read_as_litellm_reads_them() {
+        let loaded = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: 8675309123, tpm: 20_000}\nrouter_settings: {redis_host: h, redis_password: 90210555}\nenvironment_variables: {CONCLAVE_T_PORT: 6379, CONCLAVE_T_ON: true}\n",
+        )
+        .unwrap();
+        let config = &loaded.config;
+        let params = &config.model_list[0].litellm_params;
+        assert_eq!(
+            params.api_key.as_ref().map(Secret::expose),
+            Some("8675309123")
+        );
+        assert_eq!(params.tpm, Some(20_000));
+        let password = config.router_settings.redis_password.as_ref();
+        assert_eq!(password.map(Secret::expose), Some("90210555"));
+        assert_eq!(config.env.get("CONCLAVE_T_PORT").as_deref(), Some("6379"));
+        assert_eq!(config.env.get("CONCLAVE_T_ON").as_deref(), Some("true"));
+        for bad in ["2__0", "_20", "20_", "2_0.5_"] {
+            let err = load_text(&format!(
+                "model_list:\n  - model_name: a\n    litellm_params: {{model: openai/a, tpm: '{bad}'}}\n"
+            ));
+            assert!(err.is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_dollar_inside_a_secret_is_kept_and_the_warning_does_not_show_it() {
+        let loaded = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: 'sk-proj-Ab$Xy9zSECRETtail'}\n",
+        )
+        .unwrap();
+        let key = loaded.config.model_list[0].litellm_params.api_key.as_ref();
+        assert_eq!(key.map(Secret::expose), Some("sk-proj-Ab$Xy9zSECRETtail"));
+        let warning = loaded
+            .warnings
+            .iter()
+            .find(|w| w.contains("model_list[0].litellm_params.api_key"))
+            .expect("a warning for the kept `$`");
+        assert!(!warning.contains("Xy9z"), "{warning}");
     }
 
     #[test]

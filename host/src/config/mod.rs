@@ -7,6 +7,7 @@
 
 mod cache;
 pub mod callbacks;
+mod credentials;
 mod env;
 mod include;
 pub(crate) mod lenient;
@@ -18,7 +19,10 @@ mod timezone;
 
 pub use cache::{CacheMode, CacheParams, CacheScope, CacheType, CallType};
 pub use env::Env;
-pub use load::{ConfigError, LoadedConfig, Problem, default_config_path, load, load_str};
+pub use include::Origins;
+pub use load::{
+    ConfigError, LoadedConfig, MASTER_KEY_VARIABLES, Problem, default_config_path, load, load_str,
+};
 pub use params::{
     EXEC_PROVIDER, HTTP_PROVIDERS, MOCK_PROVIDER, declares_responses, is_request_default,
     is_supported_provider, provider_reads,

@@ -32,6 +32,10 @@ pub const HTTP_PROVIDERS: &[&str] = &[
     "ollama",
     "ollama_chat",
     "lm_studio",
+    "text-completion-openai",
+    "custom_openai",
+    "litellm_proxy",
+    "nvidia_nim",
 ];
 
 /// The in-process provider that answers without a network (demos, tests).

@@ -20,8 +20,16 @@ pub struct Config {
     pub litellm_settings: LitellmSettings,
     /// Balancing, retries, fallbacks and cooldowns.
     pub router_settings: RouterSettings,
-    /// Variables made available to `os.environ/` references (lowest priority).
+    /// Variables made available to `os.environ/` references and to the
+    /// gateway's own variables (lowest priority).
+    #[serde(deserialize_with = "super::lenient::scalar_text_map")]
     pub environment_variables: HashMap<String, String>,
+    /// Where environment references and the gateway's own variables
+    /// (`DATABASE_URL`, `REDIS_HOST`, the master key, ...) are looked up:
+    /// the process, a `.env` beside the file, then `environment_variables`,
+    /// as LiteLLM sets them. Filled by the loader.
+    #[serde(skip)]
+    pub env: super::Env,
 }
 
 /// One deployment of a model group.
@@ -36,10 +44,12 @@ pub struct ModelEntry {
     pub model_info: Option<BTreeMap<String, serde_yaml::Value>>,
 }
 
-/// A secret string (API or master key) that never prints itself.
+/// A secret string (API or master key) that never prints itself. A number
+/// reads as its digits (`redis_password: 90210555`), so that no type
+/// error quotes it.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(#[serde(deserialize_with = "super::lenient::scalar_text")] String);
 
 impl Secret {
     /// Wraps a value read from the environment or the config.
@@ -166,6 +176,10 @@ pub struct GeneralSettings {
     /// itself; otherwise it is skipped. Off by default, as in LiteLLM.
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub enforce_fallback_model_access: Option<bool>,
+    /// LiteLLM's switch: every model request must name its end user
+    /// (`user`), so that spend is always kept per end user.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub enforce_user_param: Option<bool>,
     /// Environment variables a runtime registration (`POST /admin/models`)
     /// may name as `os.environ/NAME`; none by default.
     pub admin_env_allowlist: Vec<String>,

@@ -273,7 +273,10 @@ impl Recent {
     }
 
     /// The request `id` (the newest one, when a client reused an id) and
-    /// its sub-calls in start order, when `viewer` may see it.
+    /// its sub-calls in start order, when `viewer` may see it. A client
+    /// chooses its request ids, so sub-calls are its run's only when they
+    /// have the request's owner and started after it: another key's run
+    /// under the same id, or an earlier one, is never listed.
     pub fn find(&self, id: &str, viewer: &Viewer) -> Option<(Arc<Entry>, Vec<Arc<Entry>>)> {
         let request = self
             .requests
@@ -283,7 +286,11 @@ impl Recent {
         let mut calls: Vec<Arc<Entry>> = self
             .sub_calls
             .iter()
-            .filter(|e| e.summary.parent_id.as_deref() == Some(id))
+            .filter(|e| {
+                e.summary.parent_id.as_deref() == Some(id)
+                    && e.owner == request.owner
+                    && e.summary.time >= request.summary.time
+            })
             .cloned()
             .collect();
         calls.sort_by(|a, b| a.summary.time.total_cmp(&b.summary.time));

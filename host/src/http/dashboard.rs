@@ -360,10 +360,14 @@ pub async fn models(
         &headers,
     )
     .is_ok();
-    let mut groups = deployment_groups(&gateway);
     // A key that is no admin's sees the models it may use, and nothing of
-    // the config file (its path, its reload errors) the admin API keeps.
+    // the config file (its path, its reload errors) the admin API keeps, nor
+    // the upstream errors other callers' requests met.
     let limited = reader.caller.principal().filter(|p| !p.is_admin());
+    let mut groups = deployment_groups(
+        &gateway,
+        crate::health::ErrorTexts::shown_if(limited.is_none()),
+    );
     let admin_only = |value: &Value| match limited {
         None => value.clone(),
         Some(_) => Value::Null,
@@ -395,7 +399,11 @@ pub async fn models(
 }
 
 /// Every group with its deployments' live state, in group name order.
-fn deployment_groups(gateway: &crate::gateway::Gateway) -> Vec<Value> {
+fn deployment_groups(
+    gateway: &crate::gateway::Gateway,
+    errors: crate::health::ErrorTexts,
+) -> Vec<Value> {
+    let text = |e| errors.apply(e);
     let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
     for d in gateway.router.deployment_states() {
         let view = json!({
@@ -409,11 +417,11 @@ fn deployment_groups(gateway: &crate::gateway::Gateway) -> Vec<Value> {
             },
             "latency_ms": d.latency.map(|l| l.as_secs_f64() * 1000.0),
             "in_flight": d.in_flight,
-            "last_error": d.last_error.map(|e| json!({"message": e.message, "at": unix_seconds(e.at)})),
+            "last_error": d.last_error.map(|e| json!({"message": text(Some(e.message)), "at": unix_seconds(e.at)})),
             "last_check": d.last_check.map(|c| json!({
                 "at": unix_seconds(c.at),
                 "latency_ms": c.latency.as_secs_f64() * 1000.0,
-                "error": c.error,
+                "error": text(c.error),
             })),
         });
         match groups.last_mut() {

@@ -62,6 +62,13 @@ pub async fn execute(
     req: &ProxyRequest,
 ) -> Result<Executed, ApiError> {
     let gateway = &scope.gateway;
+    if gateway.enforce_user_param && req.end_user.is_none() {
+        return Err(ApiError::invalid(
+            "`user` is required: general_settings.enforce_user_param is on, so every \
+             request names its end user",
+            Some("user"),
+        ));
+    }
     // The body's tags join the header's, its end user is named and its
     // timeout and retries hold, for this call and its sub-calls.
     let labelled = ctx.with_body_settings(req);
@@ -92,6 +99,12 @@ pub async fn execute(
             Some("model"),
         ));
     }
+    if let Some(refused) = profile
+        .as_ref()
+        .and_then(|p| (gateway.strategies).settings_refusal(p, req, &ctx.request.caller))
+    {
+        return Err(refused.into());
+    }
     let (mut cache, sub_ctx) =
         super::cached::plan(state, gateway, endpoint, req, ctx, profile.as_deref())?;
     let admitted = state
@@ -111,14 +124,8 @@ pub async fn execute(
         .guard::<KeyAdmission>()
         .map(|k| rate_headers(&k.figures))
         .unwrap_or_default();
-    // A composite request naming models its caller may not call is never
-    // answered from the cache: its run refuses them.
-    let may_hit = profile.as_ref().is_none_or(|p| {
-        let settings = req.rest.value("composite_settings");
-        (gateway.strategies).settings_callable_by(p, settings.as_ref(), &ctx.request.caller)
-    });
     let admitted = match &mut cache {
-        Some(plan) if may_hit => {
+        Some(plan) => {
             match super::cached::lookup(state, gateway, ctx, outcome, admitted, req, plan).await {
                 Ok(hit) => return Ok(with_headers(hit, rate)),
                 Err(admitted) => admitted,

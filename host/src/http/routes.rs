@@ -496,17 +496,57 @@ pub(super) fn model_filter(scope: &Scope) -> Option<impl Fn(&str) -> bool + '_> 
     tag = "models",
     summary = "Deployment health",
     security(("bearer" = []), ("api_key" = [])),
+    params(("model" = Option<String>, Query, description = "Only this model group's deployments")),
     responses(
-        (status = 200, description = "Every deployment: healthy or not, its average latency, its last error and its last background health check", body = super::openapi::JsonObject),
+        (status = 200, description = "Every deployment (of the `model` group only, when given): healthy or not, its average latency, its last error and its last background health check", body = super::openapi::JsonObject),
         (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+        (status = 404, description = "`model` names no model group the caller may see", body = super::openapi::ErrorResponse),
     )
 )]
-pub async fn health(Extension(scope): Extension<Scope>) -> Response {
-    let report = match model_filter(&scope) {
-        Some(may_see) => crate::health::report(&scope.gateway, &may_see),
-        None => crate::health::report(&scope.gateway, &|_| true),
+pub async fn health(
+    Extension(scope): Extension<Scope>,
+    query: Result<Query<HealthQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text()), None))?;
+    let filter = model_filter(&scope);
+    let may_see = |name: &str| filter.as_ref().is_none_or(|f| f(name));
+    // Upstream error texts come from other callers' requests (and may quote
+    // them): only the master key and admin keys read them.
+    let errors = crate::health::ErrorTexts::shown_if(
+        scope.ctx.caller.principal().is_none_or(|p| p.is_admin()),
+    );
+    let report = match query.model.as_deref() {
+        // LiteLLM's `?model=`: one model group's deployments. A name the
+        // caller may not see reads as one that does not exist.
+        Some(model) => {
+            if !may_see(model)
+                || !scope
+                    .gateway
+                    .router
+                    .groups()
+                    .iter()
+                    .any(|g| &*g.name == model)
+            {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    format!("no model named {model:?} to report on"),
+                    Some("model"),
+                    Some("model_not_found"),
+                ));
+            }
+            crate::health::report(&scope.gateway, &|name| name == model, errors)
+        }
+        None => crate::health::report(&scope.gateway, &may_see, errors),
     };
-    Json(report).into_response()
+    Ok(Json(report).into_response())
+}
+
+/// `GET /health`'s query: `model` limits the report to one model group.
+#[derive(serde::Deserialize)]
+pub struct HealthQuery {
+    model: Option<String>,
 }
 
 #[utoipa::path(

@@ -22,7 +22,7 @@ use tokio::sync::OnceCell;
 
 use super::store::{ResponseRow, Store};
 use super::{KeyError, Keys, budget_period, jobs, settings};
-use crate::config::GeneralSettings;
+use crate::config::Config;
 use crate::logging::Throttle;
 
 /// How long stored responses are kept when nothing says otherwise.
@@ -55,10 +55,8 @@ pub struct ResponsesSettings {
 
 impl ResponsesSettings {
     /// The settings of a config; an unreadable retention period is refused.
-    pub fn from_config(
-        general: &GeneralSettings,
-        config_path: &std::path::Path,
-    ) -> Result<Self, String> {
+    pub fn from_config(config: &Config, config_path: &std::path::Path) -> Result<Self, String> {
+        let general = &config.general_settings;
         let retention = match &general.responses_retention_period {
             Some(period) => budget_period(period).map_err(|e| {
                 format!(
@@ -76,7 +74,7 @@ impl ResponsesSettings {
             enabled: general.store_responses != Some(false),
             retention,
             max_bytes,
-            database_url: settings::database_url(general, config_path),
+            database_url: settings::database_url(config, config_path),
         })
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::model::budget_period;
 use super::reset::ResetClock;
-use crate::config::{Config, GeneralSettings};
+use crate::config::Config;
 
 /// The store when nothing says otherwise: a SQLite file beside the config.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://conclave.db";
@@ -64,7 +64,7 @@ impl KeysSettings {
             return Ok(None);
         }
         let general = &config.general_settings;
-        let mut settings = Self::new(database_url(general, config_path)?);
+        let mut settings = Self::new(database_url(config, config_path)?);
         let litellm = &config.litellm_settings;
         if let Some(zone) = &litellm.timezone {
             settings.reset_clock.zone = zone.zone().clone();
@@ -91,14 +91,16 @@ impl KeysSettings {
 /// The store's URL for a config: `general_settings.database_url`, else
 /// `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`]; a relative SQLite path is
 /// taken beside the config file.
-pub fn database_url(general: &GeneralSettings, config_path: &Path) -> Result<String, String> {
-    let url = general
+pub fn database_url(config: &Config, config_path: &Path) -> Result<String, String> {
+    let url = config
+        .general_settings
         .database_url
         .clone()
         .filter(|u| !u.trim().is_empty())
         .or_else(|| {
-            std::env::var("DATABASE_URL")
-                .ok()
+            config
+                .env
+                .get("DATABASE_URL")
                 .filter(|u| !u.trim().is_empty())
         })
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
@@ -145,6 +147,34 @@ mod tests {
         KeysSettings::from_config(config, Path::new("/etc/conclave/config.yaml"), true)
             .unwrap()
             .unwrap()
+    }
+
+    #[test]
+    fn the_gateways_own_variables_may_come_from_environment_variables() {
+        let loaded = crate::config::load_str(
+            "environment_variables:\n  DATABASE_URL: postgres://db.internal/keys\n  LITELLM_MASTER_KEY: sk-from-the-config\n  STORE_MODEL_IN_DB: 'True'\n",
+            Path::new("/etc/conclave/config.yaml"),
+            crate::config::Env::default(),
+        )
+        .unwrap();
+        let config = &loaded.config;
+        // An exported variable wins, as it should; only check what it leaves.
+        if std::env::var_os("DATABASE_URL").is_none() {
+            assert_eq!(
+                settings_of(config).database_url,
+                "postgres://db.internal/keys"
+            );
+        }
+        if crate::config::MASTER_KEY_VARIABLES
+            .iter()
+            .all(|name| std::env::var_os(name).is_none())
+        {
+            let key = crate::gateway::master_key(config);
+            assert_eq!(key.as_ref().map(|k| k.expose()), Some("sk-from-the-config"));
+        }
+        if std::env::var_os("STORE_MODEL_IN_DB").is_none() {
+            assert!(crate::admin::store_model_in_db(config));
+        }
     }
 
     #[test]

@@ -81,6 +81,19 @@ pub const GATEWAY_FIELDS: &[&str] = &[
     "additional_drop_params",
 ];
 
+/// LiteLLM's client-side credentials: fields with which a request would
+/// bring its own upstream key, API version or headers. The gateway calls
+/// every deployment with its configured ones, so these are read for
+/// nothing and never forwarded: a client's secret must not reach a
+/// provider inside a body (which the provider refuses anyway).
+pub const CLIENT_CREDENTIAL_FIELDS: &[&str] = &["api_key", "api_version", "extra_headers"];
+
+/// Fields with which a request would choose its own upstream address or
+/// router config. They are refused (400), as LiteLLM refuses a client's
+/// `api_base` unless told to allow it: the gateway never sends a request,
+/// or a deployment's key, where the client says.
+pub const CLIENT_ROUTING_FIELDS: &[&str] = &["api_base", "base_url", "user_config"];
+
 /// What a request may set for its own model calls, as LiteLLM clients do:
 /// a `timeout` (or `request_timeout`) in seconds that shortens the
 /// deployments' timeouts, never lengthens them (the config bounds how long
@@ -100,6 +113,8 @@ pub struct CallLimits {
 pub fn carried_settings() -> impl Iterator<Item = &'static str> {
     GATEWAY_FIELDS
         .iter()
+        .chain(CLIENT_CREDENTIAL_FIELDS)
+        .chain(CLIENT_ROUTING_FIELDS)
         .copied()
         .filter(|f| *f != "metadata")
         .chain(["cache", "fallbacks", "disable_fallbacks"])
@@ -230,7 +245,18 @@ impl<'de> Deserialize<'de> for ProxyRequest {
                 return Err(D::Error::custom(problem));
             }
         }
-        let mut own = rest.split_off(|name| name == "cache" || GATEWAY_FIELDS.contains(&name));
+        let mut own = rest.split_off(|name| {
+            name == "cache"
+                || GATEWAY_FIELDS.contains(&name)
+                || CLIENT_CREDENTIAL_FIELDS.contains(&name)
+                || CLIENT_ROUTING_FIELDS.contains(&name)
+        });
+        if let Some(field) = CLIENT_ROUTING_FIELDS.iter().find(|f| own.get(f).is_some()) {
+            return Err(D::Error::custom(format!(
+                "`{field}`: a request may not choose its own upstream address or router \
+                 config; the gateway calls the deployments its config names"
+            )));
+        }
         let limits = CallLimits::read(&own).map_err(D::Error::custom)?;
         let nested = read_metadata(own.get("metadata"), "metadata").map_err(D::Error::custom)?;
         let litellm = read_metadata(own.get("litellm_metadata"), "litellm_metadata")
@@ -504,6 +530,22 @@ mod tests {
         assert!(req.rest.contains_key("tools"));
         assert!(!req.rest.contains_key("model"));
         assert!(!req.rest.contains_key("stream"));
+    }
+
+    #[test]
+    fn client_credentials_are_never_forwarded_and_a_client_address_is_refused() {
+        for field in CLIENT_CREDENTIAL_FIELDS {
+            let body = format!(r#"{{"model":"m","messages":[],"{field}":"sk-client-own"}}"#);
+            let req: ProxyRequest = serde_json::from_str(&body).unwrap();
+            assert!(!req.rest.contains_key(field), "{field}");
+        }
+        for field in CLIENT_ROUTING_FIELDS {
+            let body = format!(r#"{{"model":"m","messages":[],"{field}":"http://evil.example"}}"#);
+            let error = serde_json::from_str::<ProxyRequest>(&body)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("`{field}`")), "{error}");
+        }
     }
 
     #[test]

@@ -23,10 +23,13 @@ use crate::translate::anthropic_upstream::{
 /// The `anthropic-version` sent when the deployment sets no `api_version`.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
 
-/// The Messages URL for `base`: `{base}/v1/messages`, or `{base}/messages`
-/// when the base already ends in `/v1`.
+/// The Messages URL for `base`: `{base}/v1/messages`, `{base}/messages`
+/// when the base already ends in `/v1`, or the base itself when it already
+/// names the Messages endpoint (as LiteLLM takes it).
 pub fn messages_url(base: &str) -> String {
-    if base.ends_with("/v1") {
+    if base.ends_with("/v1/messages") {
+        base.to_owned()
+    } else if base.ends_with("/v1") {
         format!("{base}/messages")
     } else {
         format!("{base}/v1/messages")
@@ -249,6 +252,10 @@ mod tests {
         assert_eq!(
             messages_url("http://127.0.0.1:9/x/v1"),
             "http://127.0.0.1:9/x/v1/messages"
+        );
+        assert_eq!(
+            messages_url("http://127.0.0.1:9/v1/messages"),
+            "http://127.0.0.1:9/v1/messages"
         );
     }
 }

@@ -90,9 +90,16 @@ impl HttpTarget {
             .ok_or(TargetError::MissingApiBase {
                 provider: spec.name,
             })?;
-        let base_url = base.trim().trim_end_matches('/').to_owned();
+        let mut base_url = base.trim().trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(TargetError::InvalidApiBase { api_base: base_url });
+        }
+        if let Some(path) = spec.bare_base_path
+            && !base_url
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains(['/', '?', '#']))
+        {
+            base_url.push_str(path);
         }
         let api_key = params
             .api_key
@@ -838,7 +845,6 @@ fn path_segment(text: &str) -> String {
 
 fn parse_url(url: &str) -> Result<reqwest::Url, TargetError> {
     reqwest::Url::parse(url).map_err(|e| TargetError::InvalidUrl {
-        url: url.to_owned(),
         reason: e.to_string(),
     })
 }
@@ -1033,6 +1039,61 @@ mod tests {
         HttpTarget::new(spec, "m", &params, &Env::default()).unwrap()
     }
 
+    #[test]
+    fn an_ollama_address_without_a_path_gets_its_openai_path() {
+        let base_of = |provider: &str, api_base: &str| {
+            let params = LitellmParams {
+                model: format!("{provider}/llama3"),
+                api_base: Some(api_base.into()),
+                ..LitellmParams::default()
+            };
+            let spec = super::super::table::lookup(provider).unwrap();
+            HttpTarget::new(spec, "llama3", &params, &Env::default())
+                .unwrap()
+                .base_url
+        };
+        assert_eq!(
+            base_of("ollama", "http://127.0.0.1:11434"),
+            "http://127.0.0.1:11434/v1"
+        );
+        assert_eq!(
+            base_of("ollama_chat", "http://h:11434/"),
+            "http://h:11434/v1"
+        );
+        assert_eq!(base_of("ollama", "http://h:11434/v1"), "http://h:11434/v1");
+        assert_eq!(base_of("ollama", "http://h/custom"), "http://h/custom");
+        assert_eq!(
+            base_of("openai", "http://127.0.0.1:9"),
+            "http://127.0.0.1:9"
+        );
+    }
+
+    #[test]
+    fn a_bad_api_base_is_reported_at_its_key_without_its_value() {
+        for (api_base, shows) in [
+            ("sk-proj-LEAKME", ""),
+            ("http://user:PwLeak99@[bad/v1", ""),
+            ("ftp://x", "ftp"),
+        ] {
+            let params = LitellmParams {
+                model: "openai/m".into(),
+                api_base: Some(api_base.into()),
+                ..LitellmParams::default()
+            };
+            let spec = super::super::table::lookup("openai").unwrap();
+            let error = HttpTarget::new(spec, "m", &params, &Env::default())
+                .err()
+                .unwrap();
+            assert_eq!(error.key(), "api_base");
+            let text = error.to_string();
+            assert!(
+                !text.contains("LEAKME") && !text.contains("PwLeak99"),
+                "{text}"
+            );
+            assert!(text.contains(shows), "{text}");
+        }
+    }
+
     #[tokio::test]
     async fn a_transport_timeout_reports_the_configured_timeout() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1077,7 +1138,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             error.to_string(),
-            "api_base must start with http:// or https://, got \"ftp://x\""
+            "api_base must start with http:// or https:// (its scheme is \"ftp\")"
         );
     }
 

@@ -117,6 +117,36 @@ pub struct UpstreamCall<'a> {
 /// Upstream body size limit when `max_response_size_mb` is unset: 64 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// ` (its scheme is "ftp")` for a short scheme of letters, else nothing.
+fn shown_scheme(api_base: &str) -> String {
+    match api_base.split_once("://") {
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme.len() <= 10
+                && scheme.chars().all(|c| c.is_ascii_alphabetic()) =>
+        {
+            format!(" (its scheme is {scheme:?})")
+        }
+        _ => String::new(),
+    }
+}
+
+impl TargetError {
+    /// The litellm_params key the error is about, for its key path.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::MissingApiBase { .. } | Self::InvalidApiBase { .. } | Self::InvalidUrl { .. } => {
+                "api_base"
+            }
+            Self::InvalidApiKey => "api_key",
+            Self::InvalidOrganization => "organization",
+            Self::InvalidHeaderName { .. } | Self::InvalidHeaderValue { .. } => "extra_headers",
+            Self::InvalidDefault { key, .. } => key,
+            Self::UnsupportedProvider { .. } | Self::Settings { .. } => "model",
+        }
+    }
+}
+
 /// Why a deployment's litellm_params cannot become a [`Target`]. Messages
 /// never contain credentials; the router reports them at the entry's key path.
 #[derive(Debug, thiserror::Error)]
@@ -131,12 +161,17 @@ pub enum TargetError {
     /// The provider has no default api_base and none was given.
     #[error("provider {provider} needs an api_base")]
     MissingApiBase { provider: &'static str },
-    /// The api_base is not an http(s) URL.
-    #[error("api_base must start with http:// or https://, got {api_base:?}")]
+    /// The api_base is not an http(s) URL. Only its scheme is shown: the
+    /// value may be a key put there by mistake, or hold a password.
+    #[error(
+        "api_base must start with http:// or https://{}",
+        shown_scheme(api_base)
+    )]
     InvalidApiBase { api_base: String },
-    /// An endpoint URL built from the api_base does not parse.
-    #[error("{url:?} is not a valid URL: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    /// An endpoint URL built from the api_base does not parse (the URL
+    /// itself is not shown, for the same reason).
+    #[error("api_base does not make a valid URL: {reason}")]
+    InvalidUrl { reason: String },
     /// The key cannot be sent in a header.
     #[error("api_key contains characters not allowed in a header")]
     InvalidApiKey,

@@ -24,6 +24,10 @@ pub struct ProviderSpec {
     pub key_env: &'static [&'static str],
     /// Environment variable that may hold the api_base.
     pub base_env: Option<&'static str>,
+    /// The path an api_base given as a bare address (no path) gets: Ollama
+    /// serves OpenAI's API under `/v1`, and LiteLLM configs name its bare
+    /// address, since LiteLLM speaks its native API.
+    pub bare_base_path: Option<&'static str>,
     /// Whether the provider refuses requests without a key.
     pub key_required: bool,
     pub dialect: Dialect,
@@ -40,6 +44,7 @@ const fn spec(
         api_base,
         key_env,
         base_env: None,
+        bare_base_path: None,
         key_required,
         dialect: Dialect::OpenAi,
     }
@@ -168,6 +173,7 @@ static PROVIDERS: &[ProviderSpec] = &[
     },
     ProviderSpec {
         base_env: Some("OLLAMA_API_BASE"),
+        bare_base_path: Some("/v1"),
         ..spec(
             "ollama",
             Some("http://localhost:11434/v1"),
@@ -177,6 +183,7 @@ static PROVIDERS: &[ProviderSpec] = &[
     },
     ProviderSpec {
         base_env: Some("OLLAMA_API_BASE"),
+        bare_base_path: Some("/v1"),
         ..spec(
             "ollama_chat",
             Some("http://localhost:11434/v1"),
@@ -191,6 +198,32 @@ static PROVIDERS: &[ProviderSpec] = &[
             Some("http://localhost:1234/v1"),
             &["LM_STUDIO_API_KEY"],
             false,
+        )
+    },
+    // LiteLLM's names for OpenAI-compatible servers: OpenAI's completions
+    // endpoint, any OpenAI-compatible server, another LiteLLM-style proxy,
+    // and NVIDIA's hosted models.
+    ProviderSpec {
+        base_env: Some("OPENAI_API_BASE"),
+        ..spec(
+            "text-completion-openai",
+            Some("https://api.openai.com/v1"),
+            &["OPENAI_API_KEY"],
+            false,
+        )
+    },
+    spec("custom_openai", None, &["OPENAI_API_KEY"], false),
+    ProviderSpec {
+        base_env: Some("LITELLM_PROXY_API_BASE"),
+        ..spec("litellm_proxy", None, &["LITELLM_PROXY_API_KEY"], false)
+    },
+    ProviderSpec {
+        base_env: Some("NVIDIA_NIM_API_BASE"),
+        ..spec(
+            "nvidia_nim",
+            Some("https://integrate.api.nvidia.com/v1"),
+            &["NVIDIA_NIM_API_KEY"],
+            true,
         )
     },
 ];

@@ -278,8 +278,7 @@ impl Control {
             .await
             .map_err(|e| format!("the config loader failed: {e}"))?
             .map_err(|e| e.to_string())?;
-        let keyed =
-            |c: &LoadedConfig| crate::gateway::master_key(&c.config.general_settings).is_some();
+        let keyed = |c: &LoadedConfig| crate::gateway::master_key(&c.config).is_some();
         if keyed(&layers.base) && !keyed(&loaded) {
             return Err(format!(
                 "{}: general_settings.master_key is gone from the new version; a reload never \

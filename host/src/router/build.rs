@@ -134,7 +134,7 @@ pub(super) fn deployments(
             continue;
         }
         let at = format!("{path}.litellm_params");
-        let Some(mut target) = target(&at, &entry.litellm_params, &loaded.env, found) else {
+        let Some(mut target) = target(&at, &entry.litellm_params, &loaded.config.env, found) else {
             continue;
         };
         if let Target::Http(http) = &mut target
@@ -145,7 +145,7 @@ pub(super) fn deployments(
         {
             http.serve_responses_natively();
         }
-        let fingerprint = fingerprint(&entry.litellm_params, &target, &loaded.env);
+        let fingerprint = fingerprint(&entry.litellm_params, &target, &loaded.config.env);
         let members = members(&mut grouped, &entry.model_name);
         let spec = spec(entry, target, members.len(), &defaults, fingerprint);
         match first_with_id.get(&spec.id) {
@@ -250,7 +250,7 @@ fn target(at: &str, params: &LitellmParams, env: &Env, found: &mut Findings) -> 
         return None;
     }
     let target = Target::from_params(params, env)
-        .map_err(|error| found.problem(format!("{at}.model"), error.to_string()))
+        .map_err(|error| found.problem(format!("{at}.{}", error.key()), error.to_string()))
         .ok()?;
     if let Target::Http(http) = &target
         && http.key_required()
@@ -558,7 +558,8 @@ mod tests {
             paths,
             [
                 "router_settings.routing_strategy",
-                "model_list[0].litellm_params.model",
+                // Azure needs an api_base: the key that is missing.
+                "model_list[0].litellm_params.api_base",
                 "router_settings.model_group_alias.x"
             ]
         );

@@ -93,7 +93,9 @@ pub struct RouteMeta {
     pub attempts: u32,
     /// The fallback group that answered, when it was not the requested one.
     pub fallback: Option<Arc<str>>,
-    /// Upstream time of the successful call (to first chunk for streams).
+    /// Time spent on upstreams: the successful call's (to its first chunk
+    /// for streams), every failed call's, and the waits before retries.
+    /// What is left of a request's time is the gateway's own.
     pub upstream_time: Duration,
 }
 
@@ -236,6 +238,7 @@ impl Router {
                     group: None,
                 })?;
         let mut attempts = 0u32;
+        let mut waited = Duration::ZERO;
         // Groups are told apart by what they resolve to (group and wildcard
         // capture), not by the name a list used: an alias of a group already
         // tried is that group. The fallbacks' list and queue allocate only
@@ -248,7 +251,15 @@ impl Router {
         let mut first = true;
         while let Some((group, capture)) = current.take().or_else(|| queue.pop_front()) {
             let is_primary = std::mem::replace(&mut first, false);
-            match retry::run_group(self, &group, &req, capture.as_deref(), &mut attempts).await {
+            let tried = retry::run_group(
+                self,
+                &group,
+                &req,
+                capture.as_deref(),
+                &mut attempts,
+                &mut waited,
+            );
+            match tried.await {
                 Ok((answer, deployment)) => {
                     return Ok(Routed {
                         reply: answer.reply,
@@ -258,7 +269,7 @@ impl Router {
                             group: group.name.clone(),
                             attempts,
                             fallback: (!is_primary).then(|| group.name.clone()),
-                            upstream_time: answer.upstream_time,
+                            upstream_time: answer.upstream_time + waited,
                         },
                     });
                 }

@@ -122,13 +122,15 @@ fn retry_after_of(error: &UpstreamError) -> Option<Duration> {
 }
 
 /// Tries deployments of `group` until one answers or the retries for the
-/// failures seen are used up. `attempts` counts every upstream call made.
+/// failures seen are used up. `attempts` counts every upstream call made;
+/// `waited` adds up the time failed calls and the waits before retries took.
 pub(super) async fn run_group(
     router: &Router,
     group: &ModelGroup,
     req: &RouteRequest<'_>,
     capture: Option<&str>,
     attempts: &mut u32,
+    waited: &mut Duration,
 ) -> Result<(Answer, Arc<Deployment>), RouteError> {
     let mut tried: Vec<usize> = Vec::new();
     let mut next = router.select(group, &tried)?;
@@ -136,8 +138,9 @@ pub(super) async fn run_group(
     loop {
         let deployment = group.deployments[next].clone();
         *attempts += 1;
-        // Timed only when the call's attempts are recorded.
-        let started = req.ctx.attempts.as_ref().map(|_| Instant::now());
+        let called = Instant::now();
+        // Kept for the attempt's record only when attempts are recorded.
+        let started = req.ctx.attempts.as_ref().map(|_| called);
         let result = attempt(router, &deployment, req, capture).await;
         let error = match result {
             Ok(answer) => {
@@ -153,6 +156,7 @@ pub(super) async fn run_group(
             }
             Err(e) => e,
         };
+        *waited += called.elapsed();
         let class = classify(&error);
         // A wildcard deployment serves every model its pattern matches: the
         // upstream not knowing one of them (404), or not letting this key
@@ -221,6 +225,7 @@ pub(super) async fn run_group(
         );
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
+            *waited += wait;
         }
         next = candidate;
     }

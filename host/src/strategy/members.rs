@@ -4,15 +4,19 @@
 //! hidden deployments of topology nodes exist only for it). Any other
 //! model, such as one a request names in `composite_settings` or in the
 //! direct form's settings, is the caller's choice: it must be a public
-//! model the caller could call itself.
+//! model the caller could call itself. A request whose settings name a
+//! public model its caller may not call is refused before its run starts
+//! ([`Members::refused_in`]); any call a run makes is checked when it is
+//! made ([`Members::refusal`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::keys::Principal;
 use crate::ops::Caller;
-use crate::ops::admission::{AccessGroups, denied_by};
+use crate::ops::admission::{AccessGroups, Refusal, access_refusal, denied_by};
 use crate::router::Router;
 
 /// The profile's own models and the rules for every other one.
@@ -51,19 +55,33 @@ impl Members {
 }
 
 impl Members {
-    /// Whether `caller` may call every public model `settings` (a
-    /// request's own) names: strings that name no public model are not
-    /// models, the profile's own are always callable.
-    pub fn may_call_all(&self, settings: &Value, router: &Router, caller: &Caller) -> bool {
-        let Some(principal) = caller.principal() else {
-            return true;
-        };
+    /// The refusal of a run whose request's `settings` name a public model
+    /// `principal` may not call: strings that name no public model are not
+    /// models, and the profile's own are always callable.
+    pub fn refused_in(
+        &self,
+        settings: &Value,
+        router: &Router,
+        principal: &Principal,
+    ) -> Option<Refusal> {
         let mut names = HashSet::new();
         strings(settings, &mut names);
-        names.iter().all(|name| {
-            self.own.contains(name)
-                || !router.serves(name)
-                || denied_by(principal, name, &self.access_groups).is_none()
+        let mut names: Vec<String> = names.into_iter().collect();
+        // The first in name order, so that the same request is always
+        // refused for the same model.
+        names.sort_unstable();
+        names.into_iter().find_map(|name| {
+            if self.own.contains(&name) || !router.serves(&name) {
+                return None;
+            }
+            let level = denied_by(principal, &name, &self.access_groups)?;
+            let mut refused = access_refusal(principal, level, &name);
+            refused.message = format!(
+                "model {name:?} is not one of this profile's models, and the request's \
+                 settings name it: {}",
+                refused.message
+            );
+            Some(refused)
         })
     }
 }

@@ -178,23 +178,25 @@ impl StrategyHost {
         ))
     }
 
-    /// Whether every public model `settings` (a request's
-    /// `composite_settings`) names is one `caller` may call itself. A run
-    /// that names another is refused when it calls it; its cached answer
-    /// must not reach this caller either.
-    pub fn settings_callable_by(
+    /// The refusal of a request to `profile` whose settings (its
+    /// `composite_settings` and the fields that override a setting) name a
+    /// public model `caller` may not call itself, as a `fallbacks` entry
+    /// would be refused: before the run makes any call, and before a
+    /// cached answer could reach this caller.
+    pub fn settings_refusal(
         &self,
         profile: &LoadedProfile,
-        settings: Option<&Value>,
+        request: &ProxyRequest,
         caller: &crate::ops::Caller,
-    ) -> bool {
-        let Some(settings) = settings else {
-            return true;
-        };
-        members::Members::new(profile.own_models.clone(), self.access_groups.clone()).may_call_all(
-            settings,
+    ) -> Option<crate::ops::admission::Refusal> {
+        let principal = caller.principal()?;
+        // A body that cannot be read is the run's own error to report.
+        let mut body = request.rest.to_map().ok()?;
+        let overrides = take_overrides(profile, &mut body).ok()?;
+        members::Members::new(profile.own_models.clone(), self.access_groups.clone()).refused_in(
+            &Value::Object(overrides),
             &self.router,
-            caller,
+            principal,
         )
     }
 
@@ -445,27 +447,7 @@ fn prepare(profile: &LoadedProfile, request: &ProxyRequest) -> Result<Prepared, 
             message: format!("the request body cannot be read: {e}"),
         })?;
     let mut settings: Map<String, Value> = profile.plan.settings.clone();
-    match body.remove(SETTINGS_KEY) {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(overrides)) => settings.extend(overrides),
-        Some(_) => {
-            return Err(StrategyError::InvalidRequest {
-                profile: profile.plan.name.clone(),
-                message: format!("{SETTINGS_KEY} must be an object"),
-            });
-        }
-    }
-    let is_setting = |k: &str| {
-        profile.plan.settings.contains_key(k)
-            || k == TRACE_SETTING
-            || (profile.plan.direct && !OPENAI_CHAT_FIELDS.contains(&k))
-    };
-    let keys: Vec<String> = body.keys().filter(|k| is_setting(k)).cloned().collect();
-    for k in keys {
-        if let Some(v) = body.remove(&k) {
-            settings.insert(k, v);
-        }
-    }
+    settings.extend(take_overrides(profile, &mut body)?);
     let include_trace = settings
         .get(TRACE_SETTING)
         .and_then(Value::as_bool)
@@ -484,6 +466,38 @@ fn prepare(profile: &LoadedProfile, request: &ProxyRequest) -> Result<Prepared, 
         },
         include_trace,
     })
+}
+
+/// Takes out of a request `body` the settings it brings to `profile`: its
+/// `composite_settings` object, then its top-level fields that name one of
+/// the profile's settings (in the direct form, every field that is not an
+/// OpenAI chat field).
+fn take_overrides(
+    profile: &LoadedProfile,
+    body: &mut Map<String, Value>,
+) -> Result<Map<String, Value>, StrategyError> {
+    let mut overrides = match body.remove(SETTINGS_KEY) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(overrides)) => overrides,
+        Some(_) => {
+            return Err(StrategyError::InvalidRequest {
+                profile: profile.plan.name.clone(),
+                message: format!("{SETTINGS_KEY} must be an object"),
+            });
+        }
+    };
+    let is_setting = |k: &str| {
+        profile.plan.settings.contains_key(k)
+            || k == TRACE_SETTING
+            || (profile.plan.direct && !OPENAI_CHAT_FIELDS.contains(&k))
+    };
+    let keys: Vec<String> = body.keys().filter(|k| is_setting(k)).cloned().collect();
+    for k in keys {
+        if let Some(v) = body.remove(&k) {
+            overrides.insert(k, v);
+        }
+    }
+    Ok(overrides)
 }
 
 /// The tool calls of a strategy's answer, when it made any.

@@ -104,7 +104,10 @@ export function mount(main, { session }) {
     }
   });
 
-  const rows = new Map(); // id -> {tr, sig}
+  // Clients choose request ids and may reuse one: a row is one request,
+  // known by its id and start time together.
+  const rowKey = (r) => `${r.id}\u0000${r.time}`;
+  const rows = new Map(); // rowKey -> {tr, sig}
   const seen = { models: new Set(), keys: new Set() };
   let seq = 0;
 
@@ -127,7 +130,7 @@ export function mount(main, { session }) {
   }
 
   function render(list) {
-    const ids = new Set(list.map((r) => r.id));
+    const ids = new Set(list.map(rowKey));
     for (const [id, row] of rows) {
       if (!ids.has(id)) {
         row.tr.remove();
@@ -139,10 +142,10 @@ export function mount(main, { session }) {
     let at = tbody.firstElementChild;
     for (const r of list) {
       const sig = JSON.stringify(r);
-      let row = rows.get(r.id);
+      let row = rows.get(rowKey(r));
       if (!row) {
         row = { tr: h('tr', { 'data-request-id': r.id, tabindex: '0' }), sig: '' };
-        rows.set(r.id, row);
+        rows.set(rowKey(r), row);
       }
       if (row.sig !== sig) {
         row.sig = sig;

@@ -62,11 +62,50 @@ pub fn body(body: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(if redacted { out } else { UNREADABLE.to_vec() })
 }
 
-/// Whether `name` is a credential field.
+/// Endings that make a field name a credential's, whatever comes before
+/// (`openai_api_key`, `aws_bearer_token`, `client_secret`), compared as
+/// [`is_secret`] compares.
+const SECRET_ENDINGS: &[&str] = &[
+    "apikey",
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "privatekey",
+    "credentials",
+];
+
+/// Longest field name (without `-` and `_`) looked at; no credential's is
+/// longer.
+const MAX_NAME: usize = 64;
+
+/// Whether `name` is a credential field: one of [`SECRET_FIELDS`], or one
+/// with a [`SECRET_ENDINGS`] ending, ignoring ASCII case, surrounding
+/// whitespace, `-` and `_` (so `apiKey` and `"api_key "` are too).
 fn is_secret(name: &[u8]) -> bool {
-    SECRET_FIELDS
-        .iter()
-        .any(|s| s.as_bytes().eq_ignore_ascii_case(name))
+    let mut folded = [0u8; MAX_NAME];
+    let mut len = 0;
+    for &b in name.trim_ascii() {
+        if matches!(b, b'_' | b'-') {
+            continue;
+        }
+        let Some(slot) = folded.get_mut(len) else {
+            return false;
+        };
+        *slot = b.to_ascii_lowercase();
+        len += 1;
+    }
+    let folded = &folded[..len];
+    let same = |field: &str| {
+        field
+            .bytes()
+            .filter(|b| !matches!(b, b'_' | b'-'))
+            .eq(folded.iter().copied())
+    };
+    SECRET_FIELDS.iter().any(|f| same(f))
+        || SECRET_ENDINGS
+            .iter()
+            .any(|e| folded.ends_with(e.as_bytes()))
 }
 
 /// Whether the text has an object key that is a credential field name
@@ -133,7 +172,7 @@ fn is_escaped(text: &[u8], at: usize) -> bool {
 /// decoded first, and a text that does not decode counts as a name.
 fn is_secret_key(key: Key<'_>) -> bool {
     if !key.escapes {
-        return SECRET_LENGTHS & (1u64 << key.raw.len().min(63)) != 0 && is_secret(key.raw);
+        return is_secret(key.raw);
     }
     let mut quoted = Vec::with_capacity(key.raw.len() + 2);
     quoted.push(b'"');
@@ -142,30 +181,10 @@ fn is_secret_key(key: Key<'_>) -> bool {
     serde_json::from_slice::<String>(&quoted).map_or(true, |name| is_secret(name.as_bytes()))
 }
 
-/// A bit for each length a name in [`SECRET_FIELDS`] has (all under 63).
-const SECRET_LENGTHS: u64 = {
-    let mut mask = 0u64;
-    let mut i = 0;
-    while i < SECRET_FIELDS.len() {
-        mask |= 1u64 << SECRET_FIELDS[i].len();
-        i += 1;
-    }
-    mask
-};
-
-/// The longest a name in [`SECRET_FIELDS`] can be written in JSON: every
-/// character as a six-byte `\uXXXX` escape.
-const MAX_ESCAPED_NAME: usize = {
-    let mut longest = 0;
-    let mut i = 0;
-    while i < SECRET_FIELDS.len() {
-        if SECRET_FIELDS[i].len() > longest {
-            longest = SECRET_FIELDS[i].len();
-        }
-        i += 1;
-    }
-    6 * longest
-};
+/// The longest a name [`is_secret`] looks at can be written in JSON (with
+/// room for separators and whitespace): every character as a six-byte
+/// `\uXXXX` escape.
+const MAX_ESCAPED_NAME: usize = 6 * 2 * MAX_NAME;
 
 /// Writes `raw` to `out`, credentials replaced. Values that name no
 /// credential are copied without being parsed.
@@ -284,6 +303,34 @@ mod tests {
             assert!(!redacted(&text).contains("sk-hidden"), "{name}");
             let longer = format!(r#"{{"{name}_x":"kept"}}"#);
             assert!(!names_a_secret(longer.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn provider_specific_and_differently_spelled_credential_names_are_found() {
+        for name in [
+            "openai_api_key",
+            "anthropic_api_key",
+            "azure_api_key",
+            "aws_bearer_token",
+            "apiKey",
+            "secret",
+            "api_key ",
+            "X-Api-Key",
+            "google_credentials",
+        ] {
+            let text = format!(r#"{{"model":"m","{name}":"sk-hidden"}}"#);
+            assert!(!redacted(&text).contains("sk-hidden"), "{name}");
+        }
+        for kept in [
+            "max_tokens",
+            "model",
+            "keyword",
+            "secretary_name",
+            "token_count",
+        ] {
+            let text = format!(r#"{{"{kept}":"visible"}}"#);
+            assert!(matches!(body(text.as_bytes()), Cow::Borrowed(_)), "{kept}");
         }
     }
 
