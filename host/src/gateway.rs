@@ -120,6 +120,7 @@ impl Gateway {
 
         let cfg = &loaded.config;
         let prices = Arc::new(crate::pricing::PriceBook::build(loaded, &router));
+        router.learn_prices(|id| prices.known(id).map(|p| p.input + p.output));
         let cache = crate::cache::Settings::from_config(cfg)
             .map_err(|p| BuildError::Cache(invalid(p)))?
             .map(Arc::new);

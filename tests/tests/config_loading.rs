@@ -139,6 +139,37 @@ async fn dotenv_beside_the_config_fills_in_but_never_overrides_the_process_env()
 }
 
 #[tokio::test]
+async fn a_dollar_in_a_dotenv_value_or_a_config_secret_is_kept_as_written() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:
+  - model_name: from-dotenv
+    litellm_params:
+      model: openai/x
+      api_base: {}
+      api_key: os.environ/CONCLAVE_E2E_DOLLAR_KEY
+  - model_name: written
+    litellm_params:
+      model: openai/y
+      api_base: {}
+      api_key: \"$ecretStartsWithADollar\"
+",
+        up.api_base("d1"),
+        up.api_base("d2")
+    );
+    let dotenv = "CONCLAVE_E2E_DOLLAR_KEY=sk-$abc123$$x\n";
+    let proxy = Proxy::start_with(&yaml, &[], &[(".env", dotenv)]).await;
+    assert_eq!(
+        upstream_auth(&proxy, &up, "from-dotenv", "d1").await,
+        "Bearer sk-$abc123$$x"
+    );
+    assert_eq!(
+        upstream_auth(&proxy, &up, "written", "d2").await,
+        "Bearer $ecretStartsWithADollar"
+    );
+}
+
+#[tokio::test]
 async fn check_passes_for_the_demo_config() {
     let file = repo_file("config/demo.yaml");
     let out = run_conclave(&["check", "--config", &file], &[]).await;

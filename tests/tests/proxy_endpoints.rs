@@ -360,6 +360,46 @@ async fn with_enforce_user_param_a_request_must_name_its_end_user() {
 }
 
 #[tokio::test]
+async fn litellms_pass_through_entry_sends_each_name_to_the_provider_its_prefix_names() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&format!(
+        "model_list:\n  - model_name: \"*\"\n    litellm_params: {{model: \"*\", api_base: \"{}\", api_key: sk-any}}\n",
+        up.api_base("star"),
+    ))
+    .await;
+    for model in ["gpt-4o", "anthropic/claude-x", "groq/llama-3"] {
+        let _ = proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&chat_body(model, "hi"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut seen: Vec<(String, String)> = up
+        .recorded()
+        .iter()
+        .map(|r| {
+            (
+                r.path.clone(),
+                r.body["model"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    // The fake does not speak Anthropic's format, so that call is retried.
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [
+            ("/v1/chat/completions".to_owned(), "gpt-4o".to_owned()),
+            ("/v1/messages".to_owned(), "claude-x".to_owned()),
+            ("/v1/chat/completions".to_owned(), "llama-3".to_owned()),
+        ],
+        "each name goes to its own provider, without its prefix"
+    );
+}
+
+#[tokio::test]
 async fn chat_completions_without_v1_prefix_works() {
     let up = FakeUpstream::start().await;
     up.set("a", Behavior::ok("no prefix needed"));
@@ -596,6 +636,16 @@ async fn health_with_a_model_reports_only_that_group() {
     assert_eq!(status, 404, "{error}");
     assert_eq!(error["error"]["code"], "model_not_found", "{error}");
     assert_eq!(error["error"]["param"], "model", "{error}");
+
+    // An alias, listed by /v1/models, reports on the group it names.
+    let aliased = Proxy::start(&format!(
+        "model_list:\n{}router_settings:\n  model_group_alias: {{fast: n}}\n",
+        deployment("n", "openai/three", &up.api_base("a"), &[]),
+    ))
+    .await;
+    let (status, health) = get_json(&aliased, "/health?model=fast").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["deployments"][0]["model_group"], "n", "{health}");
 }
 
 #[tokio::test]

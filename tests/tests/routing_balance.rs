@@ -37,6 +37,45 @@ async fn simple_shuffle_honours_weights() {
     assert!((share - 0.75).abs() <= 0.08, "share of a: {share}");
 }
 
+/// LiteLLM's cost-based routing: the deployment whose tokens cost least
+/// takes every request; one without a known price is never preferred.
+#[tokio::test]
+async fn cost_based_routing_sends_to_the_cheapest_deployment() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(
+        &[
+            deployment(
+                &up,
+                "g",
+                "dear",
+                &[
+                    ("input_cost_per_token", "0.00003"),
+                    ("output_cost_per_token", "0.00006"),
+                ],
+            ),
+            deployment(
+                &up,
+                "g",
+                "cheap",
+                &[
+                    ("input_cost_per_token", "0.000001"),
+                    ("output_cost_per_token", "0.000002"),
+                ],
+            ),
+            deployment(&up, "g", "unpriced", &[]),
+        ],
+        "routing_strategy: cost-based-routing",
+    ))
+    .await;
+    for _ in 0..20 {
+        assert_eq!(ask(&proxy, "g").await.0, 200);
+    }
+    assert_eq!(
+        (up.calls("cheap"), up.calls("dear"), up.calls("unpriced")),
+        (20, 0, 0)
+    );
+}
+
 /// One request holds a deployment busy; while it is in flight every other
 /// request goes to the idle deployment.
 #[tokio::test]

@@ -69,8 +69,11 @@ fn read(list: Value, problems: &mut Vec<Problem>) -> HashMap<String, Mapping> {
         let name = item.get("credential_name").and_then(Value::as_str);
         let values = item.get("credential_values").and_then(Value::as_mapping);
         match (name, values) {
+            // The first of a name wins, as LiteLLM looks credentials up.
             (Some(name), Some(values)) => {
-                credentials.insert(name.to_owned(), values.clone());
+                credentials
+                    .entry(name.to_owned())
+                    .or_insert_with(|| values.clone());
             }
             _ => problems.push(Problem::new(
                 format!("{LIST}[{i}]"),
@@ -106,5 +109,18 @@ mod tests {
         );
         assert!(params.get(NAME).is_none());
         assert!(tree.get(LIST).is_none());
+    }
+
+    #[test]
+    fn the_first_credential_of_a_name_wins() {
+        let mut tree: Value = serde_yaml::from_str(
+            "credential_list:\n  - {credential_name: c, credential_values: {api_key: sk-FIRST}}\n  - {credential_name: c, credential_values: {api_key: sk-SECOND}}\nmodel_list:\n  - {model_name: a, litellm_params: {model: openai/a, litellm_credential_name: c}}\n",
+        )
+        .unwrap();
+        assert!(apply(&mut tree).is_empty());
+        assert_eq!(
+            tree["model_list"][0]["litellm_params"]["api_key"],
+            "sk-FIRST"
+        );
     }
 }

@@ -24,12 +24,11 @@ impl Env {
         let file = dir.join(".env");
         let mut dotenv = HashMap::new();
         if file.is_file() {
-            let iter = dotenvy::from_path_iter(&file)
+            let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-            for item in iter {
-                let (key, value) = item.map_err(|e| format!("{}: {e}", file.display()))?;
-                dotenv.insert(key, value);
-            }
+            let vars =
+                super::dotenv::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            dotenv.extend(vars);
         }
         Ok(Self {
             dotenv,
@@ -61,12 +60,12 @@ impl Env {
     }
 
     /// Replaces every environment reference in `value`. A value that is
-    /// nothing but a reference to an unset variable without a default is
-    /// an error naming it: a silently empty API key is much harder to debug
-    /// than a refusal to start. A `$NAME` inside a longer value that names
-    /// no set variable, and a `$` or `${` that starts no reference, are
-    /// kept as written: keys and passwords hold `$`, and LiteLLM reads them
-    /// as they are. `$$` is one `$`.
+    /// nothing but a reference to an unset variable without a default
+    /// (`${name}`, or `$NAME` in upper case) is an error naming it: a
+    /// silently empty API key is much harder to debug than a refusal to
+    /// start. Any other `$NAME` that names no set variable, and a `$` or
+    /// `${` that starts no reference, are kept as written: keys and
+    /// passwords hold `$`, and LiteLLM reads them as they are. `$$` is one `$`.
     pub fn substitute(&self, value: &str) -> Result<Resolved, String> {
         if let Some(name) = value.strip_prefix("os.environ/") {
             let name = name.trim();
@@ -78,11 +77,15 @@ impl Env {
         if !value.contains('$') {
             return Ok(Resolved::text(value.to_owned()));
         }
-        let whole = value.strip_prefix('$').map(|v| {
-            v.strip_prefix('{')
-                .and_then(|v| v.strip_suffix('}'))
-                .unwrap_or(v)
-        });
+        // `${name}`, or `$NAME` in the variables' own upper case: a value
+        // that is nothing but a reference must resolve. (`$ecretKey` is a
+        // secret starting with `$`, not a reference.)
+        let whole = value
+            .strip_prefix('$')
+            .and_then(|v| match v.strip_prefix('{') {
+                Some(braced) => braced.strip_suffix('}'),
+                None => Some(v).filter(|n| is_upper_var_name(n)),
+            });
         if let Some(name) = whole.filter(|n| is_var_name(n))
             && self.get(name).is_none()
         {
@@ -151,6 +154,11 @@ impl Resolved {
             kept_literal: false,
         }
     }
+}
+
+/// A variable name in the usual upper case (`OPENAI_API_KEY`).
+fn is_upper_var_name(name: &str) -> bool {
+    is_var_name(name) && !name.bytes().any(|b| b.is_ascii_lowercase())
 }
 
 fn is_var_name(name: &str) -> bool {
@@ -223,11 +231,18 @@ mod tests {
     #[test]
     fn a_dollar_inside_a_secret_is_kept_as_written() {
         let e = env(&[]);
-        for secret in ["sk-proj-Ab$Xy9zTail", "pa${ss", "p${not a name}w", "x$"] {
+        for secret in [
+            "sk-proj-Ab$Xy9zTail",
+            "pa${ss",
+            "p${not a name}w",
+            "x$",
+            "$ecretMasterKey",
+        ] {
             let resolved = e.substitute(secret).unwrap();
             assert_eq!(resolved.text, secret);
         }
         assert!(e.substitute("sk-proj-Ab$Xy9zTail").unwrap().kept_literal);
+        assert!(e.substitute("$uperSecretRedis").unwrap().kept_literal);
         assert!(!e.substitute("pa${ss").unwrap().kept_literal);
     }
 }

@@ -8,6 +8,7 @@
 mod cache;
 pub mod callbacks;
 mod credentials;
+mod dotenv;
 mod env;
 mod include;
 pub(crate) mod lenient;

@@ -520,14 +520,10 @@ pub async fn health(
         // LiteLLM's `?model=`: one model group's deployments. A name the
         // caller may not see reads as one that does not exist.
         Some(model) => {
-            if !may_see(model)
-                || !scope
-                    .gateway
-                    .router
-                    .groups()
-                    .iter()
-                    .any(|g| &*g.name == model)
-            {
+            // An alias reports on the group it names.
+            let router = &scope.gateway.router;
+            let group = router.aliases().get(model).map_or(model, String::as_str);
+            if !may_see(model) || router.group(group).is_none() {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "invalid_request_error",
@@ -536,7 +532,7 @@ pub async fn health(
                     Some("model_not_found"),
                 ));
             }
-            crate::health::report(&scope.gateway, &|name| name == model, errors)
+            crate::health::report(&scope.gateway, &|name| name == group, errors)
         }
         None => crate::health::report(&scope.gateway, &may_see, errors),
     };

@@ -21,8 +21,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::logging::Throttle;
 use crate::ops::{Outcome, OutcomeKind, RequestId};
 use record::{MAX_BODY_BYTES, Record};
 
@@ -61,6 +62,8 @@ const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
 const JSONL_BUFFER_BYTES: usize = 256 * 1024;
 /// The active JSON-lines file.
 const JSONL_ACTIVE: &str = "requests.jsonl";
+/// Shortest time between two warnings that the log cannot be written.
+const WRITE_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// How request logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +141,9 @@ pub struct Writer {
     active: Option<BufWriter<File>>,
     /// One JSON-lines record, reused.
     line: Vec<u8>,
+    /// A directory that cannot be written fails every request: said once
+    /// a minute.
+    write_warnings: Throttle,
 }
 
 impl Writer {
@@ -166,7 +172,19 @@ impl Writer {
             held: 0,
             active: None,
             line: Vec::new(),
+            write_warnings: Throttle::new(WRITE_WARNING_EVERY),
         })
+    }
+
+    /// Says (at most once a minute) that a record could not be written.
+    fn cannot_write(&self, e: &std::io::Error) {
+        if self.write_warnings.allow() {
+            tracing::warn!(
+                dir = %self.settings.dir.display(),
+                error = %e,
+                "cannot write the request log (said at most once a minute)"
+            );
+        }
     }
 
     /// Takes one outcome: holds a sub-call for its parent, writes a request.
@@ -181,11 +199,7 @@ impl Writer {
                     Format::Jsonl => self.write_jsonl(o, &subs),
                 };
                 if let Err(e) = written {
-                    tracing::warn!(
-                        dir = %self.settings.dir.display(),
-                        error = %e,
-                        "cannot write the request log"
-                    );
+                    self.cannot_write(&e);
                 }
                 self.make_room(0, 0);
             }
@@ -291,11 +305,7 @@ impl Writer {
         if let Some(file) = &mut self.active
             && let Err(e) = file.flush()
         {
-            tracing::warn!(
-                dir = %self.settings.dir.display(),
-                error = %e,
-                "cannot write the request log"
-            );
+            self.cannot_write(&e);
             // Opened again for the next record: the file may have gone.
             self.active = None;
         }

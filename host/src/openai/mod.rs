@@ -117,7 +117,12 @@ pub fn carried_settings() -> impl Iterator<Item = &'static str> {
         .chain(CLIENT_ROUTING_FIELDS)
         .copied()
         .filter(|f| *f != "metadata")
-        .chain(["cache", "fallbacks", "disable_fallbacks"])
+        .chain([
+            "cache",
+            "fallbacks",
+            "disable_fallbacks",
+            "composite_settings",
+        ])
 }
 
 /// `body` without the gateway's request settings ([`carried_settings`]):

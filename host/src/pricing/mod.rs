@@ -130,6 +130,15 @@ impl PriceBook {
         }
     }
 
+    /// The price of `deployment` when one is known (configured, from the
+    /// table, or free), without the warning an unknown one gives.
+    pub fn known(&self, deployment: &str) -> Option<Price> {
+        self.by_deployment
+            .get(deployment)
+            .filter(|p| p.source != PriceSource::Unknown)
+            .map(|p| p.price)
+    }
+
     /// Where the price of `deployment` comes from, if it is known here.
     pub fn source(&self, deployment: &str) -> Option<PriceSource> {
         self.by_deployment.get(deployment).map(|p| p.source)

@@ -228,6 +228,11 @@ static PROVIDERS: &[ProviderSpec] = &[
     },
 ];
 
+/// Every provider's spec.
+pub fn specs() -> impl Iterator<Item = &'static ProviderSpec> {
+    PROVIDERS.iter()
+}
+
 /// The spec for a prefix.
 pub fn lookup(name: &str) -> Option<&'static ProviderSpec> {
     PROVIDERS.iter().find(|p| p.name == name)

@@ -3,7 +3,7 @@
 //! warning for every name nothing serves), and the retry and cooldown
 //! policies. Problems name their key paths; warnings also name the file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::path::Path;
 use std::sync::Arc;
@@ -129,12 +129,26 @@ pub(super) fn deployments(
     let defaults = DefaultTimeouts::of(&cfg.router_settings, &cfg.litellm_settings);
     let mut grouped = Grouped::new();
     let mut first_with_id: HashMap<String, String> = HashMap::new();
-    for (path, entry) in entries(cfg, extra) {
+    let written: HashSet<&str> = cfg
+        .model_list
+        .iter()
+        .map(|e| e.model_name.as_str())
+        .collect();
+    let expanded = entries(cfg, extra).flat_map(|(path, entry)| {
+        super::pass_through::expand(entry, &written)
+            .into_iter()
+            .map(move |(entry, implied)| (path.clone(), entry, implied))
+    });
+    for (path, entry, implied) in expanded {
         if entry.is_composite() {
             continue;
         }
         let at = format!("{path}.litellm_params");
-        let Some(mut target) = target(&at, &entry.litellm_params, &loaded.config.env, found) else {
+        let env = &loaded.config.env;
+        // An implied provider wildcard is not warned about (a missing key
+        // fails when asked, with the provider's own refusal): the entry the
+        // config wrote was.
+        let Some(mut target) = target(&at, &entry.litellm_params, env, !implied, found) else {
             continue;
         };
         if let Target::Http(http) = &mut target
@@ -147,7 +161,7 @@ pub(super) fn deployments(
         }
         let fingerprint = fingerprint(&entry.litellm_params, &target, &loaded.config.env);
         let members = members(&mut grouped, &entry.model_name);
-        let spec = spec(entry, target, members.len(), &defaults, fingerprint);
+        let spec = spec(&entry, target, members.len(), &defaults, fingerprint);
         match first_with_id.get(&spec.id) {
             Some(first) => found.warn(format_args!(
                 "{path}: deployment id {:?} is also {first}'s; the two share cooldowns, \
@@ -237,9 +251,16 @@ fn entries<'a>(
 }
 
 /// The target of the entry at `at`; `None` when it is skipped (a provider
-/// conclave does not speak, with a warning) or wrong (a problem). Warns about
-/// a missing key and about extra keys the provider does not read.
-fn target(at: &str, params: &LitellmParams, env: &Env, found: &mut Findings) -> Option<Target> {
+/// conclave does not speak, with a warning) or wrong (a problem). When
+/// `warn`, warns about a missing key and about extra keys the provider does
+/// not read.
+fn target(
+    at: &str,
+    params: &LitellmParams,
+    env: &Env,
+    warn: bool,
+    found: &mut Findings,
+) -> Option<Target> {
     let provider = params.provider();
     if !is_supported_provider(provider) {
         found.warn(format_args!(
@@ -252,6 +273,9 @@ fn target(at: &str, params: &LitellmParams, env: &Env, found: &mut Findings) -> 
     let target = Target::from_params(params, env)
         .map_err(|error| found.problem(format!("{at}.{}", error.key()), error.to_string()))
         .ok()?;
+    if !warn {
+        return Some(target);
+    }
     if let Target::Http(http) = &target
         && http.key_required()
         && !http.has_key()

@@ -15,6 +15,7 @@ pub mod cooldown;
 pub mod deployment;
 pub mod error;
 pub mod fallback;
+mod pass_through;
 pub mod retry;
 pub mod states;
 mod status;
@@ -362,6 +363,19 @@ impl Router {
     pub fn group_named(&self, model: &str) -> Option<&Arc<ModelGroup>> {
         self.groups
             .get(self.aliases.get(model).map_or(model, String::as_str))
+    }
+
+    /// Tells the balancer what each deployment's tokens cost (`per_token`
+    /// gives input and output price together, `None` when unknown), once
+    /// the config version's prices are known: cost-based routing reads it.
+    pub fn learn_prices(&self, per_token: impl Fn(&str) -> Option<f64>) {
+        let known = self
+            .groups()
+            .iter()
+            .flat_map(|g| g.deployments.iter())
+            .filter_map(|d| per_token(&d.id).map(|p| (Arc::clone(&d.id), p)))
+            .collect();
+        self.balancer.learn_prices(known);
     }
 
     /// The deployment of the group `model` names that `price` finds

@@ -198,7 +198,14 @@ pub(super) async fn run_group(
         let sibling_may_help = matches!(class, ErrorClass::Authentication | ErrorClass::NotFound)
             && candidate.is_some_and(|c| !tried.contains(&c));
         if retries >= allowed && !sibling_may_help {
-            tracing::warn!(deployment = %deployment.id, group = %group.name, ?class, error = %failed, "giving up on group: no retries left for this error");
+            // A request the upstream refused for what it asked is the
+            // client's matter, not the operator's: said only at debug, so
+            // that a client cannot fill the log with its own bad requests.
+            if class.counts_against_deployment() {
+                tracing::warn!(deployment = %deployment.id, group = %group.name, ?class, error = %failed, "giving up on group: no retries left for this error");
+            } else {
+                tracing::debug!(deployment = %deployment.id, group = %group.name, ?class, error = %failed, "the upstream refused the request");
+            }
             return Err(failed);
         }
         retries += 1;

@@ -68,11 +68,18 @@ pub fn body(body: &[u8]) -> Cow<'_, [u8]> {
 const SECRET_ENDINGS: &[&str] = &[
     "apikey",
     "secret",
+    "secretkey",
+    "accesskey",
+    "sessionkey",
+    "subscriptionkey",
     "token",
     "password",
     "passwd",
     "privatekey",
     "credentials",
+    "auth",
+    "bearer",
+    "cookie",
 ];
 
 /// Longest field name (without `-` and `_`) looked at; no credential's is
@@ -318,11 +325,17 @@ mod tests {
             "api_key ",
             "X-Api-Key",
             "google_credentials",
+            "Ocp-Apim-Subscription-Key",
+            "Cookie",
+            "X-Custom-Auth",
+            "secret_key",
+            "bearer",
         ] {
             let text = format!(r#"{{"model":"m","{name}":"sk-hidden"}}"#);
             assert!(!redacted(&text).contains("sk-hidden"), "{name}");
         }
         for kept in [
+            "author",
             "max_tokens",
             "model",
             "keyword",

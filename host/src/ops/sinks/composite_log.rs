@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use super::OutcomeSink;
+use crate::logging::Throttle;
 use crate::ops::{Outcome, OutcomeKind};
 
 /// What a composite run adds to its request's outcome.
@@ -22,7 +23,18 @@ pub struct CompositeRun {
 }
 
 /// Writes one JSON line per composite request to its profile's log.
-pub struct CompositeLog;
+pub struct CompositeLog {
+    /// A log that cannot be written fails every run: said once a minute.
+    write_warnings: Throttle,
+}
+
+impl Default for CompositeLog {
+    fn default() -> Self {
+        Self {
+            write_warnings: Throttle::new(std::time::Duration::from_secs(60)),
+        }
+    }
+}
 
 impl OutcomeSink for CompositeLog {
     fn name(&self) -> &'static str {
@@ -61,8 +73,10 @@ impl OutcomeSink for CompositeLog {
             .append(true)
             .open(path)
             .and_then(|mut f| f.write_all(text.as_bytes()));
-        if let Err(e) = written {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the composite trace log");
+        if let Err(e) = written
+            && self.write_warnings.allow()
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the composite trace log (said at most once a minute)");
         }
     }
 }

@@ -60,7 +60,7 @@ pub fn default_sinks(
     current: Arc<arc_swap::ArcSwap<crate::gateway::Gateway>>,
 ) -> Vec<Arc<dyn OutcomeSink>> {
     let mut sinks: Vec<Arc<dyn OutcomeSink>> = vec![
-        Arc::new(CompositeLog),
+        Arc::new(CompositeLog::default()),
         Arc::new(AccessLog),
         Arc::new(MetricsSink::new(observe.metrics.clone(), current)),
     ];

@@ -2,11 +2,13 @@
 //! strategy is a small module behind [`Balancer`]; selection is one pass over
 //! the group's deployments and takes no lock beyond a deployment's own.
 
+mod cost;
 mod latency;
 mod least_busy;
 mod shuffle;
 mod usage;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::deployment::Deployment;
@@ -21,6 +23,12 @@ pub trait Balancer: Send + Sync {
 
     /// Index into `candidates` (never empty) of the deployment to use.
     fn pick(&self, candidates: &[&Arc<Deployment>], minute: u64) -> usize;
+
+    /// Takes what each deployment's tokens cost (input and output price per
+    /// token together, by id; unknown prices left out), once the config
+    /// version's prices are known. Only a strategy that routes by price
+    /// keeps them.
+    fn learn_prices(&self, _per_token: HashMap<Arc<str>, f64>) {}
 }
 
 /// The strategy names LiteLLM configs use.
@@ -30,6 +38,7 @@ pub const STRATEGY_NAMES: &[&str] = &[
     "latency-based-routing",
     "usage-based-routing",
     "usage-based-routing-v2",
+    "cost-based-routing",
 ];
 
 /// Builds the balancer a config names.
@@ -44,6 +53,7 @@ pub fn from_name(
             buffer: args.lowest_latency_buffer.unwrap_or(0.0),
         })),
         "usage-based-routing" | "usage-based-routing-v2" => Ok(Box::new(usage::UsageBased)),
+        "cost-based-routing" => Ok(Box::new(cost::LowestCost::default())),
         other => Err(format!(
             "unknown routing strategy {other:?}; expected one of {}",
             STRATEGY_NAMES.join(", ")
