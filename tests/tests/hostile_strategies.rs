@@ -85,6 +85,24 @@ async fn timed_chat(proxy: &Proxy, body: Value) -> (u16, Value) {
 }
 
 #[tokio::test]
+async fn a_strategy_may_print_any_amount_and_a_crash_quotes_its_last_lines() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up, "{mode: chatty, size: 200000}", "{}").await;
+    let (status, _, body) = proxy.chat(&chat_body("hostile", "talk")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer_content(&body), "chatty done");
+
+    let mut crash = chat_body("hostile", "talk, then crash");
+    crash["composite_settings"] = json!({"mode": "chatty-crash", "size": 200000});
+    let (status, headers, body) = proxy.chat(&crash).await;
+    assert_refused(status, &body, "strategy_crashed", "line last");
+    assert!(!message(&body).contains("line 00000000"), "{body}");
+    // The same request would crash again: the SDKs are told not to retry.
+    assert_eq!(headers["x-should-retry"], "false");
+    still_serving(&proxy).await;
+}
+
+#[tokio::test]
 async fn a_megabyte_trace_flood_is_stopped_by_the_trace_byte_limit() {
     let up = FakeUpstream::start().await;
     // 100 000 trace events of 1 MiB each (the mode's defaults).

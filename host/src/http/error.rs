@@ -237,7 +237,16 @@ impl From<Refusal> for ApiError {
 
 impl From<StrategyError> for ApiError {
     fn from(error: StrategyError) -> Self {
-        let message = error.to_string();
+        let message = crate::strategy::error::bounded(error.to_string());
+        // The same request fails the same way again: the official SDKs,
+        // which retry 5xx, are told not to (each retry runs the strategy's
+        // model calls again, and they are paid).
+        let deterministic = matches!(
+            error,
+            StrategyError::LimitExceeded { .. }
+                | StrategyError::Trap { .. }
+                | StrategyError::InvalidResponse { .. }
+        );
         let (status, kind, code) = match &error {
             StrategyError::InvalidRequest { .. } => (
                 StatusCode::BAD_REQUEST,
@@ -274,10 +283,27 @@ impl From<StrategyError> for ApiError {
                 "server_error",
                 "strategy_invalid_response",
             ),
+            StrategyError::Busy { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable_error",
+                "strategy_memory_busy",
+            ),
         };
-        ApiError::new(status, kind, message, None, Some(code))
+        let busy = matches!(error, StrategyError::Busy { .. });
+        let mut api = ApiError::new(status, kind, message, None, Some(code));
+        if busy {
+            api.retry_after = Some(Duration::from_secs(1));
+        }
+        if deterministic {
+            api.headers
+                .push((SHOULD_RETRY, HeaderValue::from_static("false")));
+        }
+        api
     }
 }
+
+/// OpenAI's SDKs read it before retrying a failed request.
+const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 impl From<AdminError> for ApiError {
     fn from(error: AdminError) -> Self {

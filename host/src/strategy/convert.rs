@@ -107,6 +107,19 @@ pub fn body_from_request(req: &ChatRequest) -> Result<RawFields, Error> {
     };
     body.remove("model");
     body.remove("stream");
+    // What a client's request may not set, a strategy's may not either.
+    if let Some(field) = crate::openai::CLIENT_ROUTING_FIELDS
+        .iter()
+        .find(|f| body.contains_key(f))
+    {
+        return Err(Error::InvalidRequest(format!(
+            "params-json: `{field}` cannot choose a call's upstream address or router; \
+             the gateway calls the deployments its config names"
+        )));
+    }
+    for field in crate::openai::CLIENT_CREDENTIAL_FIELDS {
+        body.remove(field);
+    }
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         let mut out = Map::new();
@@ -370,9 +383,28 @@ fn fault(field: &'static str, message: impl Into<String>) -> AnswerFault {
 }
 
 /// Checks an answer a strategy returned: its size against `max_bytes`,
-/// `tool-calls-json` as an OpenAI `tool_calls` array, and a `tool_calls`
-/// finish reason backed by calls.
+/// its model name's length, a finish reason,
+/// `tool-calls-json` as an OpenAI `tool_calls` array with distinct ids,
+/// and a `tool_calls` finish reason backed by calls.
 pub fn check_answer(answer: &ChatResponse, max_bytes: usize) -> Result<(), AnswerFault> {
+    // The model name travels in a header (`x-conclave-final-model`), the
+    // access log and spend rows: a request's bound holds for it too.
+    let max_model = crate::openai::MAX_MODEL_NAME_BYTES;
+    if answer.model.len() > max_model || answer.model.chars().any(char::is_control) {
+        return Err(fault(
+            "model",
+            format!("must be at most {max_model} bytes without control characters"),
+        ));
+    }
+    // Other values pass (upstreams have their own, which a strategy may
+    // relay), but a stream whose last chunk carries none never ends for
+    // its client.
+    if answer.finish_reason.trim().is_empty() {
+        return Err(fault(
+            "finish-reason",
+            "must not be empty (stop, length, tool_calls, content_filter, ...)",
+        ));
+    }
     let parts = [
         ("content", answer.content.len()),
         (
@@ -418,8 +450,15 @@ fn check_tool_calls(text: &str) -> Result<usize, AnswerFault> {
     let Value::Array(calls) = value else {
         return Err(fault(field, "is not a JSON array of tool calls"));
     };
+    let mut ids = std::collections::HashSet::new();
     for (i, call) in calls.iter().enumerate() {
         tool_call_problem(call).map_or(Ok(()), |why| Err(fault(field, format!("[{i}]: {why}"))))?;
+        if !ids.insert(call["id"].as_str()) {
+            return Err(fault(
+                field,
+                format!("[{i}]: id is the id of an earlier call"),
+            ));
+        }
     }
     Ok(calls.len())
 }
@@ -491,6 +530,20 @@ mod tests {
     }
 
     #[test]
+    fn a_strategys_call_may_not_bring_credentials_or_an_address() {
+        let body: Map<String, Value> =
+            serde_json::from_str(r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let mut req = request_from_client("m", &body).unwrap();
+        req.params_json =
+            Some(r#"{"api_key":"sk-x","extra_headers":{"a":"b"},"temperature":0.2}"#.into());
+        let sent = body_from_request(&req).unwrap();
+        assert!(!sent.contains_key("api_key") && !sent.contains_key("extra_headers"));
+        assert!(sent.contains_key("temperature"));
+        req.params_json = Some(r#"{"api_base":"http://elsewhere.example"}"#.into());
+        assert!(body_from_request(&req).is_err());
+    }
+
+    #[test]
     fn streamed_tool_calls_are_reassembled() {
         let mut acc = StreamAccumulator::default();
         acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"get","arguments":"{\"a\""}}]}}]}"#);
@@ -559,5 +612,19 @@ mod tests {
         let mut big = answer(None, "stop");
         big.content = "x".repeat(11);
         assert_eq!(check_answer(&big, 10).unwrap_err().field, "content");
+        for reason in ["", " "] {
+            let f = check_answer(&answer(None, reason), 1 << 20).unwrap_err();
+            assert_eq!(f.field, "finish-reason", "{reason:?}");
+        }
+        let twice = r#"[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}},
+                        {"id":"c1","type":"function","function":{"name":"g","arguments":"{}"}}]"#;
+        let f = check_answer(&answer(Some(twice), "tool_calls"), 1 << 20).unwrap_err();
+        assert_eq!(f.field, "tool-calls-json");
+        let mut long_model = answer(None, "stop");
+        long_model.model = "m".repeat(200_000);
+        assert_eq!(
+            check_answer(&long_model, 1 << 20).unwrap_err().field,
+            "model"
+        );
     }
 }

@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::{Strategy, StrategyPre};
 use super::epoch::EpochClock;
 use super::limits::MAX_MEMORY_BYTES;
+use super::memory_pool::{DEFAULT_TOTAL_BYTES, MemoryPool};
 use super::run::{CompiledStrategy, RunState};
 use crate::compile_cache::{CompileCache, Vetted};
 
@@ -28,6 +29,8 @@ pub struct StrategyEngine {
     cache: Option<CompileCache>,
     /// Advances the epoch while a strategy runs.
     clock: Arc<EpochClock>,
+    /// The memory every running guest holds together.
+    memory: MemoryPool,
     /// One compilation at a time: they are CPU-bound anyway, and it lets the
     /// cache's hit counter tell which compilation it served.
     compiling: Mutex<()>,
@@ -127,6 +130,7 @@ impl StrategyEngine {
             linker,
             cache,
             clock,
+            memory: MemoryPool::new(DEFAULT_TOTAL_BYTES),
             compiling: Mutex::new(()),
         })
     }
@@ -191,6 +195,7 @@ impl StrategyEngine {
             load_time,
             pre,
             clock: Arc::clone(&self.clock),
+            memory: self.memory.clone(),
         })
     }
 }

@@ -19,6 +19,10 @@ pub enum StrategyError {
     LimitExceeded { profile: String, message: String },
     #[error("profile {profile:?}: the strategy crashed: {message}")]
     Trap { profile: String, message: String },
+    /// The gateway had no room for the run now (its guests' memory pool
+    /// was full): the same request may succeed a moment later.
+    #[error("profile {profile:?}: {message}")]
+    Busy { profile: String, message: String },
     /// The strategy returned an answer the host will not pass on: `field`
     /// is the part of its `chat-response` that is wrong.
     #[error("profile {profile:?}: the strategy returned an invalid answer: {field}: {message}")]
@@ -27,6 +31,26 @@ pub enum StrategyError {
         field: String,
         message: String,
     },
+}
+
+/// Longest error message a run's failure carries, in bytes: a strategy
+/// chooses its own error texts and may quote its output in them.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `message`, cut at [`MAX_MESSAGE_BYTES`] (on a character boundary) with
+/// a note of how much was left out.
+pub fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left_out = message.len() - end;
+    message.truncate(end);
+    message.push_str(&format!(" … ({left_out} more bytes not shown)"));
+    message
 }
 
 impl StrategyError {
@@ -39,6 +63,7 @@ impl StrategyError {
             | Self::Deadline { profile, .. }
             | Self::LimitExceeded { profile, .. }
             | Self::Trap { profile, .. }
+            | Self::Busy { profile, .. }
             | Self::InvalidResponse { profile, .. } => profile,
         }
     }
@@ -56,5 +81,22 @@ impl StrategyError {
             },
             GuestError::LimitExceeded(message) => Self::LimitExceeded { profile, message },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_on_a_character_with_a_note() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = bounded(long);
+        assert!(cut.len() < MAX_MESSAGE_BYTES + 64, "{}", cut.len());
+        assert!(
+            cut.ends_with(&format!("({} more bytes not shown)", MAX_MESSAGE_BYTES)),
+            "{cut}"
+        );
     }
 }

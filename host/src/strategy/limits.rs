@@ -6,8 +6,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// How often the engine's epoch advances while a strategy runs (see
-/// `epoch.rs`); guest CPU time is counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// `epoch.rs`); guest CPU time is counted in these ticks, and a running
+/// guest yields its worker at each one, so it is also the longest a
+/// request waits behind a computing strategy on a busy worker.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// How much a single strategy run may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

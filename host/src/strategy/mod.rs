@@ -17,8 +17,10 @@ mod epoch;
 pub mod error;
 pub mod limits;
 mod members;
+mod memory_pool;
 pub mod profiles;
 pub mod run;
+mod stderr_tail;
 pub mod trace;
 
 use std::collections::{HashMap, HashSet};
@@ -402,9 +404,12 @@ async fn validate_profile(
         Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(Problem::new(
             format!("{}.topology", plan.path),
-            format!("rejected by the {:?} strategy: {reason}", plan.strategy),
+            error::bounded(format!(
+                "rejected by the {:?} strategy: {reason}",
+                plan.strategy
+            )),
         )),
-        Err(e) => Err(Problem::new(plan.path.clone(), e)),
+        Err(e) => Err(Problem::new(plan.path.clone(), error::bounded(e))),
     }
 }
 

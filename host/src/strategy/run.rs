@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
@@ -24,6 +23,8 @@ use super::epoch::{EpochClock, Ticking};
 use super::error::StrategyError;
 use super::limits::{EPOCH_TICK, Limits};
 use super::members::Members;
+use super::memory_pool::{MemoryPool, Share};
+use super::stderr_tail::StderrTail;
 use super::trace::{Trace, TraceNode};
 use crate::observe::otel::{WorkflowInfo, WorkflowSpans};
 use crate::openai::Endpoint;
@@ -34,7 +35,7 @@ use crate::router::{FailedRoute, RouteError, RouteMeta, RouteRequest, Router};
 
 /// Lines of the guest's stderr quoted in a crash message (a traceback's tail).
 const GUEST_STDERR_LINES: usize = 12;
-/// How much of the guest's stderr is kept for crash messages.
+/// How much of the guest's stderr (its last bytes) is kept for crash messages.
 const STDERR_CAPTURE: usize = 16 * 1024;
 /// Wall-clock cap of a profile's `validate` (its CPU limit usually ends a
 /// runaway one sooner).
@@ -56,6 +57,8 @@ pub struct CompiledStrategy {
     pub(super) pre: StrategyPre<RunState>,
     /// The engine's epoch clock, kept ticking by every run's store.
     pub(super) clock: Arc<EpochClock>,
+    /// The engine's memory pool, which every run's memory counts against.
+    pub(super) memory: MemoryPool,
 }
 
 /// Where streamed output goes: chunk payloads (JSON text) for the client.
@@ -95,12 +98,17 @@ impl Sink {
 pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
-    stderr: MemoryOutputPipe,
+    stderr: StderrTail,
     limits: Limits,
     calls_made: u32,
     cpu_ticks: u64,
     cpu_exceeded: bool,
     memory_exceeded: bool,
+    /// Its share of the engine's guest memory (set with its store).
+    memory: Option<Share>,
+    /// Whether growing its memory was refused because the running guests
+    /// together held the pool.
+    memory_pool_full: bool,
     /// Why a host import ended the run (a host-side limit), if one did.
     stopped: Option<String>,
     /// Bytes of stage names and texts traced so far.
@@ -152,6 +160,12 @@ impl ResourceLimiter for RunState {
             self.memory_exceeded = true;
             return Ok(false);
         }
+        if let Some(share) = &mut self.memory
+            && !share.grow_to(desired)
+        {
+            self.memory_pool_full = true;
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -201,8 +215,8 @@ pub struct RunInput {
     pub members: Members,
 }
 
-fn sandbox() -> (WasiCtx, MemoryOutputPipe) {
-    let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+fn sandbox() -> (WasiCtx, StderrTail) {
+    let stderr = StderrTail::new(STDERR_CAPTURE);
     let mut builder = WasiCtx::builder();
     builder
         .stderr(stderr.clone())
@@ -233,6 +247,8 @@ impl RunState {
             cpu_ticks: 0,
             cpu_exceeded: false,
             memory_exceeded: false,
+            memory: None,
+            memory_pool_full: false,
             stopped: None,
             trace_bytes: 0,
             trace_events: 0,
@@ -257,6 +273,7 @@ impl RunState {
 
 fn new_store(strategy: &CompiledStrategy, mut state: RunState) -> Store<RunState> {
     state.ticking = Some(strategy.clock.run_started());
+    state.memory = Some(strategy.memory.share());
     let mut store = Store::new(strategy.pre.engine(), state);
     store.limiter(|s| s as &mut dyn ResourceLimiter);
     let max_ticks = (state_ticks(&store.data().limits)).max(1);
@@ -267,7 +284,12 @@ fn new_store(strategy: &CompiledStrategy, mut state: RunState) -> Store<RunState
             s.cpu_exceeded = true;
             return Ok(UpdateDeadline::Interrupt);
         }
-        Ok(UpdateDeadline::Yield(1))
+        // To the back of the runtime's queue (a plain waker would put the
+        // run in the worker's next slot, ahead of the requests waiting).
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
     });
     store.set_epoch_deadline(1);
     store
@@ -393,6 +415,16 @@ fn explain_trap(profile: &str, state: &RunState, trap: &wasmtime::Error) -> Stra
             message: format!(
                 "the strategy used more than its CPU limit of {} ms",
                 state.limits.cpu_time.as_millis()
+            ),
+        };
+    }
+    if state.memory_pool_full {
+        return StrategyError::Busy {
+            profile,
+            message: format!(
+                "the running strategies together hold the gateway's {} MiB for guest memory; \
+                 try again shortly",
+                state.memory.as_ref().map_or(0, |s| s.pool_total()) >> 20
             ),
         };
     }

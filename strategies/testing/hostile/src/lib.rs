@@ -89,6 +89,14 @@ fn spin() -> ! {
     }
 }
 
+/// About `size` bytes of numbered lines on stderr, the last one `line last`.
+fn chatter(size: usize) {
+    for i in 0..size / 64 {
+        eprintln!("line {i:08} {}", "-".repeat(49));
+    }
+    eprintln!("line last");
+}
+
 struct Hostile;
 
 impl Strategy for Hostile {
@@ -107,6 +115,14 @@ impl Strategy for Hostile {
                 "tool_calls",
             )),
             "tool-calls-without-calls" => Ok(reply(String::new(), None, "tool_calls")),
+            "chatty" => {
+                chatter(s.size);
+                Ok(reply("chatty done".into(), None, "stop"))
+            }
+            "chatty-crash" => {
+                chatter(s.size);
+                std::process::abort()
+            }
             "respond" => respond(&request(&s.model, inv.request.messages.clone())),
             "respond-twice" => respond_twice(inv, &s),
             "validate-spin" | "validate-hog" => Ok(reply("validated".into(), None, "stop")),
