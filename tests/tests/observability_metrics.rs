@@ -293,6 +293,12 @@ async fn a_known_sequence_gives_exact_counts() {
         1.0,
         "{text}"
     );
+    // The primary failed and its fallback answered: the call was for primary.
+    assert_eq!(
+        m.value("conclave_retries_total", &[("model_group", "primary")]),
+        1.0,
+        "{text}"
+    );
     assert_eq!(
         m.value(
             "conclave_fallbacks_total",
@@ -406,6 +412,37 @@ async fn a_model_name_an_upstream_reports_cannot_forge_samples() {
         "{text}"
     );
     assert_valid_exposition(&text);
+}
+
+#[tokio::test]
+async fn a_call_the_client_left_is_named_by_its_status_in_error_type() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "plain",
+        Behavior::ok("late").delayed(Duration::from_secs(2)),
+    );
+    let proxy = Proxy::start(&config(&up, false)).await;
+    let left = proxy
+        .client
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .timeout(Duration::from_millis(300))
+        .json(
+            &serde_json::json!({"model": "plain", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await;
+    assert!(left.is_err(), "the client gave up first");
+    let with_status = [("gen_ai_request_model", "plain"), ("error_type", "499")];
+    let (text, m) = scrape_until(&proxy, |m| {
+        m.count("gen_ai_client_operation_duration_seconds", &with_status) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        m.count("gen_ai_client_operation_duration_seconds", &with_status),
+        1.0,
+        "{text}"
+    );
 }
 
 #[tokio::test]

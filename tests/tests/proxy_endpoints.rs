@@ -352,9 +352,13 @@ async fn with_enforce_user_param_a_request_must_name_its_end_user() {
     let mut named = chat_body("m", "hi");
     named["user"] = json!("end-user-1");
     assert_eq!(send(named).await.status(), 200);
+    // OpenAI's newer name for it counts too.
+    let mut identified = chat_body("m", "hi");
+    identified["safety_identifier"] = json!("end-user-2");
+    assert_eq!(send(identified).await.status(), 200);
     assert_eq!(
         up.recorded().len(),
-        1,
+        2,
         "the refused request reached no upstream"
     );
 }

@@ -62,7 +62,11 @@ pub async fn execute(
     req: &ProxyRequest,
 ) -> Result<Executed, ApiError> {
     let gateway = &scope.gateway;
-    if gateway.enforce_user_param && req.end_user.is_none() {
+    // OpenAI's newer name for the end user counts as one.
+    if gateway.enforce_user_param
+        && req.end_user.is_none()
+        && !req.rest.contains_key("safety_identifier")
+    {
         return Err(ApiError::invalid(
             "`user` is required: general_settings.enforce_user_param is on, so every \
              request names its end user",

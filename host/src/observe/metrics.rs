@@ -455,8 +455,15 @@ impl Metrics {
             _ => request_model,
         };
         let operation = operation_name(&o.route);
+        // A failure without an error code of its own (a client that left,
+        // 499) is named by its status, as OpenTelemetry's error.type asks.
+        let status_text;
         let error = match o.error.as_deref() {
             Some(error) => self.bounded(error),
+            None if o.status >= 400 => {
+                status_text = o.status.to_string();
+                status_text.as_str()
+            }
             None => "",
         };
         let values = [operation, r.provider, request_model, response_model, error];
@@ -502,10 +509,13 @@ impl Metrics {
                     .observe(usage.completion_tokens as f64);
             }
         });
+        // Under the group the call was for, as its fallbacks are: a call
+        // whose primary failed and whose fallback answered retried the
+        // primary, not the group that answered.
         if o.attempts > 1 {
             self.retries
                 .get_or_create(&GroupLabel {
-                    model_group: label(r.model_group.unwrap_or(UNKNOWN)),
+                    model_group: label(model_label(r)),
                 })
                 .inc_by(u64::from(o.attempts - 1));
         }
