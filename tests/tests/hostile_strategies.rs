@@ -103,6 +103,30 @@ async fn a_strategy_may_print_any_amount_and_a_crash_quotes_its_last_lines() {
 }
 
 #[tokio::test]
+async fn a_streamed_run_that_fails_before_any_output_answers_with_its_status() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up, "{mode: respond, model: echo}", "{}").await;
+    let mut body = chat_body("hostile", "go");
+    body["stream"] = json!(true);
+    body["composite_settings"] = json!({"mode": "no-such-mode"});
+    let (status, headers, body) = proxy.chat(&body).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        error_object(&body)["code"],
+        "strategy_invalid_request",
+        "{body}"
+    );
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
+        "{headers:?}"
+    );
+    still_serving(&proxy).await;
+}
+
+#[tokio::test]
 async fn a_megabyte_trace_flood_is_stopped_by_the_trace_byte_limit() {
     let up = FakeUpstream::start().await;
     // 100 000 trace events of 1 MiB each (the mode's defaults).

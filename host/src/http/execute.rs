@@ -303,8 +303,17 @@ async fn composite(
     let answer = if req.stream {
         let (rx, abort) = strategies.execute_stream(profile, &req.model, req, ctx, outcome)?;
         let request = ctx.request.clone();
-        let payloads = tokio_stream::wrappers::ReceiverStream::new(rx)
+        let mut payloads = tokio_stream::wrappers::ReceiverStream::new(rx)
             .map(move |item| item.map_err(|e| run_error(&request, e)));
+        // A run that fails before its first event (no room for it, its
+        // first call refused) answers with its own status and headers, as
+        // a plain stream whose upstream refuses does, not with a 200
+        // carrying the error.
+        let first = payloads.next().await;
+        if let Some(Err(error)) = first {
+            return Err(error);
+        }
+        let payloads = futures_util::stream::iter(first).chain(payloads);
         let payloads =
             super::cached::fill_stream(run.cache.take(), payloads, outcome, &mut headers);
         // The abort guard lives in the stream: a client that goes away stops the run.
@@ -318,8 +327,11 @@ async fn composite(
         outcome.first_token();
         outcome.finish(200, None);
         // Streams start before the final model is known: there only the
-        // trace names it.
-        if !answer.final_model.is_empty() {
+        // trace names it. A name longer than a request's may be (an
+        // upstream's, relayed) is left out: a header that long breaks clients.
+        if !answer.final_model.is_empty()
+            && answer.final_model.len() <= crate::openai::MAX_MODEL_NAME_BYTES
+        {
             put(&mut headers, FINAL_MODEL, &answer.final_model);
         }
         // Each sub-call was priced and charged as it ended.

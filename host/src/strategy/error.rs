@@ -37,20 +37,27 @@ pub enum StrategyError {
 /// chooses its own error texts and may quote its output in them.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 
-/// `message`, cut at [`MAX_MESSAGE_BYTES`] (on a character boundary) with
-/// a note of how much was left out.
-pub fn bounded(mut message: String) -> String {
+/// `message` within [`MAX_MESSAGE_BYTES`]: its first quarter and its last
+/// three (where a crash's last stderr lines are), on character boundaries,
+/// with a note of how much was left out between them.
+pub fn bounded(message: String) -> String {
     if message.len() <= MAX_MESSAGE_BYTES {
         return message;
     }
-    let mut end = MAX_MESSAGE_BYTES;
-    while !message.is_char_boundary(end) {
-        end -= 1;
+    let mut head = MAX_MESSAGE_BYTES / 4;
+    while !message.is_char_boundary(head) {
+        head -= 1;
     }
-    let left_out = message.len() - end;
-    message.truncate(end);
-    message.push_str(&format!(" … ({left_out} more bytes not shown)"));
-    message
+    let mut tail = message.len() - (MAX_MESSAGE_BYTES - MAX_MESSAGE_BYTES / 4);
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} … ({} bytes not shown) … {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
 }
 
 impl StrategyError {
@@ -89,14 +96,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_message_is_cut_on_a_character_with_a_note() {
+    fn a_long_message_keeps_its_start_and_its_end_with_a_note() {
         assert_eq!(bounded("short".into()), "short");
-        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let long = format!("START {} END", "é".repeat(MAX_MESSAGE_BYTES));
         let cut = bounded(long);
         assert!(cut.len() < MAX_MESSAGE_BYTES + 64, "{}", cut.len());
-        assert!(
-            cut.ends_with(&format!("({} more bytes not shown)", MAX_MESSAGE_BYTES)),
-            "{cut}"
-        );
+        assert!(cut.starts_with("START ") && cut.ends_with(" END"), "{cut}");
+        assert!(cut.contains("bytes not shown"), "{cut}");
     }
 }

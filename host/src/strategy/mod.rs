@@ -331,7 +331,11 @@ impl StrategyHost {
                 prompt_tokens: state.prompt_tokens,
                 completion_tokens: state.completion_tokens,
             });
-            if let Ok(response) = &result {
+            // The model that answered last, as spend rows name a deployment;
+            // not one longer than a request's model may be.
+            if let Ok(response) = &result
+                && response.model.len() <= crate::openai::MAX_MODEL_NAME_BYTES
+            {
                 o.deployment = Some(response.model.as_str().into());
             }
             o.composite = Some(Arc::new(run));
