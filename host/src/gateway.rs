@@ -135,13 +135,7 @@ impl Gateway {
             .iter()
             .map(|g| g.name.to_string())
             .filter(|n| !n.ends_with('*') && !hidden.contains(n))
-            .chain(
-                router
-                    .aliases()
-                    .keys()
-                    .filter(|a| !hidden_alias(cfg, a))
-                    .cloned(),
-            )
+            .chain(router.listed_aliases().cloned())
             .chain(strategies.public_names().cloned())
             .collect();
         model_names.sort();
@@ -199,19 +193,6 @@ fn models_listing(names: &[String]) -> Bytes {
 /// One model of `/v1/models`, in OpenAI's shape.
 pub fn model_entry(id: &str, created: u64) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": "conclave"})
-}
-
-/// Whether `router_settings.model_group_alias` marks `alias` hidden
-/// (`{model: <group>, hidden: true}`): it routes, but listings leave it
-/// out, as LiteLLM's do.
-fn hidden_alias(cfg: &crate::config::Config, alias: &str) -> bool {
-    let Some(serde_yaml::Value::Mapping(target)) = cfg.router_settings.model_group_alias.get(alias)
-    else {
-        return false;
-    };
-    target.get("hidden").is_some_and(|h| {
-        h.as_bool() == Some(true) || h.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
-    })
 }
 
 /// The master key of a config: `general_settings.master_key`, else

@@ -203,7 +203,8 @@ fn load_tree(
     // ignored keys, litellm_params nothing reads, or deployments of providers
     // that are skipped.
     let unread = unread_params(&config);
-    env_problems.retain(|p| !ignored.iter().chain(&unread).any(|i| is_within(&p.path, i)));
+    let read = |path: &str| !ignored.iter().chain(&unread).any(|i| is_within(path, i));
+    env_problems.retain(|p| read(&p.path));
     // The router's Redis is optional (LiteLLM reads an unset variable there
     // as no Redis): such a key is left unset, with a warning.
     let (optional, env_problems): (Vec<Problem>, Vec<Problem>) = env_problems
@@ -230,7 +231,7 @@ fn load_tree(
         substituted
             .kept_literal
             .iter()
-            .filter(|p| !ignored.iter().chain(&unread).any(|i| is_within(p, i)))
+            .filter(|p| read(p))
             .map(|p| {
                 format!(
                     "{}: a `$` followed by a name no environment variable has is kept as \

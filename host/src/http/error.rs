@@ -238,65 +238,72 @@ impl From<Refusal> for ApiError {
 impl From<StrategyError> for ApiError {
     fn from(error: StrategyError) -> Self {
         let message = crate::strategy::error::bounded(error.to_string());
-        // The same request fails the same way again: the official SDKs,
-        // which retry 5xx, are told not to (each retry runs the strategy's
-        // model calls again, and they are paid).
-        let deterministic = matches!(
-            error,
-            StrategyError::LimitExceeded { .. }
-                | StrategyError::Trap { .. }
-                | StrategyError::InvalidResponse { .. }
-        );
-        let (status, kind, code) = match &error {
+        // `Again` failures fail the same way when the same request comes
+        // again: the official SDKs, which retry 5xx, are told not to (each
+        // retry runs the strategy's model calls again, and they are paid).
+        // `Later` ones (no room now) may pass a moment later.
+        enum Retry {
+            Default,
+            Again,
+            Later,
+        }
+        let (status, kind, code, retry) = match &error {
             StrategyError::InvalidRequest { .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "strategy_invalid_request",
+                Retry::Default,
             ),
             StrategyError::ModelNotFound { .. } => (
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 "model_not_found",
+                Retry::Default,
             ),
             StrategyError::Upstream { .. } => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
                 "strategy_upstream_failed",
+                Retry::Default,
             ),
             StrategyError::Deadline { .. } => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout_error",
                 "strategy_deadline",
+                Retry::Default,
             ),
             StrategyError::LimitExceeded { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "strategy_limit_exceeded",
+                Retry::Again,
             ),
             StrategyError::Trap { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "strategy_crashed",
+                Retry::Again,
             ),
             StrategyError::InvalidResponse { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "strategy_invalid_response",
+                Retry::Again,
             ),
             StrategyError::Busy { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable_error",
                 "strategy_memory_busy",
+                Retry::Later,
             ),
         };
-        let busy = matches!(error, StrategyError::Busy { .. });
         let mut api = ApiError::new(status, kind, message, None, Some(code));
-        if busy {
-            api.retry_after = Some(Duration::from_secs(1));
-        }
-        if deterministic {
-            api.headers
-                .push((SHOULD_RETRY, HeaderValue::from_static("false")));
+        match retry {
+            Retry::Default => {}
+            Retry::Again => api
+                .headers
+                .push((SHOULD_RETRY, HeaderValue::from_static("false"))),
+            Retry::Later => api.retry_after = Some(Duration::from_secs(1)),
         }
         api
     }

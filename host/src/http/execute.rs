@@ -135,7 +135,7 @@ pub async fn execute(
                 Err(admitted) => admitted,
             }
         }
-        _ => admitted,
+        None => admitted,
     };
     let run = Run {
         state,

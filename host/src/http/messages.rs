@@ -137,8 +137,7 @@ fn group_of<'a>(
     gateway: &'a crate::gateway::Gateway,
     model: &str,
 ) -> Option<&'a std::sync::Arc<crate::router::ModelGroup>> {
-    let router = &gateway.router;
-    router.group(router.aliases().get(model).map_or(model, String::as_str))
+    gateway.router.group_or_alias(model)
 }
 
 /// Anthropic's own count, when the model (or the alias naming it) is a

@@ -521,9 +521,8 @@ pub async fn health(
         // caller may not see reads as one that does not exist.
         Some(model) => {
             // An alias reports on the group it names.
-            let router = &scope.gateway.router;
-            let group = router.aliases().get(model).map_or(model, String::as_str);
-            if !may_see(model) || router.group(group).is_none() {
+            let group = scope.gateway.router.group_or_alias(model);
+            let Some(group) = group.filter(|_| may_see(model)) else {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "invalid_request_error",
@@ -531,8 +530,8 @@ pub async fn health(
                     Some("model"),
                     Some("model_not_found"),
                 ));
-            }
-            crate::health::report(&scope.gateway, &|name| name == group, errors)
+            };
+            crate::health::report(&scope.gateway, &|name| name == &*group.name, errors)
         }
         None => crate::health::report(&scope.gateway, &may_see, errors),
     };

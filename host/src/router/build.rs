@@ -330,16 +330,15 @@ fn spec(
 
 /// `model_info.id` (a string or a number), else `<group>.<index>`.
 fn deployment_id(entry: &ModelEntry, index: usize) -> String {
-    entry
-        .model_info
-        .as_ref()
-        .and_then(|info| info.get("id"))
-        .and_then(|id| {
-            id.as_str()
-                .map(str::to_owned)
-                .or_else(|| id.as_u64().map(|n| n.to_string()))
-        })
-        .unwrap_or_else(|| format!("{}.{index}", entry.model_name))
+    written_id(entry).unwrap_or_else(|| format!("{}.{index}", entry.model_name))
+}
+
+/// The entry's own `model_info.id`, a string or a number.
+pub(super) fn written_id(entry: &ModelEntry) -> Option<String> {
+    let id = entry.model_info.as_ref()?.get("id")?;
+    id.as_str()
+        .map(str::to_owned)
+        .or_else(|| id.as_u64().map(|n| n.to_string()))
 }
 
 /// Exact groups by name, and the wildcard groups longest prefix first.
@@ -362,13 +361,26 @@ pub(super) fn index_groups(grouped: Grouped) -> (Groups, Wildcards) {
     (groups, wildcards)
 }
 
-/// `router_settings.model_group_alias`: alias to group name.
-pub(super) fn aliases(rs: &RouterSettings, found: &mut Findings) -> HashMap<String, String> {
+/// `router_settings.model_group_alias`: alias to group name, and the
+/// aliases written `{model: <group>, hidden: true}`, which route but are
+/// not listed, as in LiteLLM.
+pub(super) fn aliases(
+    rs: &RouterSettings,
+    found: &mut Findings,
+) -> (HashMap<String, String>, HashSet<String>) {
     let mut aliases = HashMap::new();
+    let mut hidden = HashSet::new();
     for (alias, target) in &rs.model_group_alias {
         let target = match target {
             serde_yaml::Value::String(s) => Some(s.clone()),
             serde_yaml::Value::Mapping(m) => {
+                let hides = m.get("hidden").is_some_and(|h| {
+                    h.as_bool() == Some(true)
+                        || h.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                });
+                if hides {
+                    hidden.insert(alias.clone());
+                }
                 m.get("model").and_then(|v| v.as_str()).map(str::to_owned)
             }
             _ => None,
@@ -383,7 +395,7 @@ pub(super) fn aliases(rs: &RouterSettings, found: &mut Findings) -> HashMap<Stri
             ),
         }
     }
-    aliases
+    (aliases, hidden)
 }
 
 /// The fallback tables, router_settings first, then litellm_settings.

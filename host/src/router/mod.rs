@@ -106,6 +106,8 @@ pub struct Router {
     /// `prefix*` patterns, longest prefix first; a bare `*` has prefix "".
     wildcards: Vec<(String, Arc<ModelGroup>)>,
     aliases: HashMap<String, String>,
+    /// Aliases marked `hidden: true`: they route, but are not listed.
+    hidden_aliases: HashSet<String>,
     balancer: Box<dyn Balancer>,
     retry: RetryPolicy,
     cooldown: CooldownPolicy,
@@ -193,7 +195,7 @@ impl Router {
         let balancer = build::balancer(rs, &mut found);
         let carried = build::carried(previous);
         let grouped = build::deployments(loaded, extra, carried, &mut found);
-        let aliases = build::aliases(rs, &mut found);
+        let (aliases, hidden_aliases) = build::aliases(rs, &mut found);
         let balancer = found.refuse_problems(&loaded.path, balancer)?;
         let (groups, wildcards) = build::index_groups(grouped);
         let native_responses = groups
@@ -205,6 +207,7 @@ impl Router {
             groups,
             wildcards,
             aliases,
+            hidden_aliases,
             balancer,
             retry: build::retry_policy(rs, ls),
             cooldown: build::cooldown_policy(rs, ls),
@@ -482,6 +485,12 @@ impl Router {
         self.group(name).map_or(0, |g| g.deployments.len())
     }
 
+    /// The group `name` names, directly or through an alias (exact or
+    /// wildcard group): what a report about one model shows.
+    pub fn group_or_alias(&self, name: &str) -> Option<&Arc<ModelGroup>> {
+        self.group(self.aliases.get(name).map_or(name, String::as_str))
+    }
+
     /// The group named `name` (exact or wildcard), by lookup rather than by
     /// building the whole list as [`Router::groups`] does.
     pub fn group(&self, name: &str) -> Option<&Arc<ModelGroup>> {
@@ -526,6 +535,13 @@ impl Router {
     /// made outside [`Router::route`], such as Anthropic's token counts).
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// Aliases a model listing shows: all but the hidden ones.
+    pub fn listed_aliases(&self) -> impl Iterator<Item = &String> {
+        self.aliases
+            .keys()
+            .filter(|a| !self.hidden_aliases.contains(*a))
     }
 
     /// Model aliases.

@@ -49,20 +49,12 @@ pub(super) fn expand<'a>(
         let mut implied = entry.clone();
         implied.litellm_params.model.clone_from(&name);
         implied.model_name = name;
-        if let Some(id) = implied
-            .model_info
-            .as_mut()
-            .and_then(|info| info.get_mut("id"))
-            .filter(|id| !id.is_null())
+        if let (Some(base), Some(info)) = (super::build::written_id(entry), &mut implied.model_info)
         {
-            let base = match &*id {
-                serde_yaml::Value::String(s) => s.clone(),
-                other => serde_yaml::to_string(other)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned(),
-            };
-            *id = serde_yaml::Value::String(format!("{base}:{}", spec.name));
+            info.insert(
+                "id".into(),
+                serde_yaml::Value::String(format!("{base}:{}", spec.name)),
+            );
         }
         entries.push((Cow::Owned(implied), true));
     }
