@@ -65,6 +65,9 @@ pub struct Gateway {
     /// A model request without `user` is refused
     /// (`general_settings.enforce_user_param`).
     pub enforce_user_param: bool,
+    /// Changes through the management and admin APIs leave audit log rows
+    /// (`litellm_settings.store_audit_logs`, on unless set to false).
+    pub audit_log: bool,
     /// Public model names, sorted.
     pub model_names: Vec<String>,
     /// The `/v1/models` body, built once per version.
@@ -166,6 +169,7 @@ impl Gateway {
                     .enforce_fallback_model_access
                     .unwrap_or(false),
                 enforce_user_param: cfg.general_settings.enforce_user_param.unwrap_or(false),
+                audit_log: cfg.litellm_settings.store_audit_logs.unwrap_or(true),
                 model_names,
                 models_json,
                 model_info_json,

@@ -300,6 +300,15 @@ async fn a_key_created_in_the_page_is_shown_once_and_works() {
         )
         .await;
     assert_eq!(status_as(&proxy, &new_key).await, 200);
+    // The audit log card lists the changes just made from the page.
+    for action in ["created", "blocked", "unblocked"] {
+        browser
+            .wait_for(
+                &format!("#audit-table tr[data-audit-action=\"{action}\"]"),
+                &format!("the audit log's {action} row"),
+            )
+            .await;
+    }
 
     // The key's own view of the dashboard shows its request and nobody else's.
     let master_request = ask(&proxy, MASTER_KEY, "demo-fast", "the master's question").await;

@@ -114,3 +114,22 @@ async fn keys_commands_fail_with_the_gateways_message() {
     assert!(!ok);
     assert!(err.contains("404"), "{err}");
 }
+
+#[tokio::test]
+async fn the_commands_take_litellms_master_key_variable() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&config(&up, &[])).await;
+    let out = run_conclave(
+        &["keys", "list"],
+        &[
+            ("CONCLAVE_BASE_URL", proxy.base.as_str()),
+            ("LITELLM_MASTER_KEY", MASTER),
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

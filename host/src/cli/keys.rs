@@ -18,7 +18,8 @@ pub struct Connection {
         env = "CONCLAVE_BASE_URL"
     )]
     pub base_url: String,
-    /// The master key (or the key of a proxy_admin user).
+    /// The master key (or the key of a proxy_admin user); LiteLLM's
+    /// `LITELLM_MASTER_KEY` when neither this nor `CONCLAVE_MASTER_KEY` is set.
     #[arg(
         long,
         global = true,
@@ -167,6 +168,13 @@ pub struct SpendArgs {
 }
 
 /// One management call; a non-2xx answer is an error quoting its message.
+/// `LITELLM_MASTER_KEY`, which gateways set up the LiteLLM way already have.
+fn litellm_master_key() -> Option<String> {
+    std::env::var("LITELLM_MASTER_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
 async fn call(
     conn: &Connection,
     method: reqwest::Method,
@@ -177,7 +185,7 @@ async fn call(
     let client = conclave::server::http_client()?;
     let url = format!("{}{path}", conn.base_url.trim_end_matches('/'));
     let mut request = client.request(method, &url).query(query);
-    if let Some(key) = &conn.master_key {
+    if let Some(key) = conn.master_key.clone().or_else(litellm_master_key) {
         request = request.bearer_auth(key);
     }
     if let Some(b) = body {

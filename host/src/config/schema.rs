@@ -334,6 +334,10 @@ pub struct LitellmSettings {
     /// The time of day on that clock those periods end at (midnight when
     /// unset).
     pub budget_reset_time: Option<super::ResetTime>,
+    /// Whether changes through the management and admin APIs are written to
+    /// the audit log (on when unset; the log lives in the key store).
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub store_audit_logs: Option<bool>,
 }
 
 /// A LiteLLM callback list: a list of names, or one name.

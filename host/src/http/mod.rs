@@ -142,6 +142,9 @@ pub type App = cors::CorsGate<AssignId<Router>>;
 /// 4. the endpoint handler, which reads the body, runs the admission checks
 ///    ([`crate::ops::admission`]) once it knows the model, executes through
 ///    the router or the strategy host, and leaves one outcome for the sinks.
+///
+/// The management and admin routes have one more layer of their own,
+/// [`management::audit::record`]: each change they make leaves audit log rows.
 pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
     let models = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
@@ -204,8 +207,18 @@ pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
         .route("/cache/{key}", delete(cache_routes::delete_one))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
+            management::audit::record,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
             admin::require_admin,
         ));
+    // Keys, users, teams and spend; their changes, like the admin API's,
+    // leave audit log rows.
+    let management_routes = management::routes().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        management::audit::record,
+    ));
     let probes = Router::new()
         .route("/health/liveliness", get(routes::liveliness))
         .route("/health/liveness", get(routes::liveliness))
@@ -235,7 +248,7 @@ pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
         .merge(anthropic)
         .merge(dashboard)
         .merge(admin)
-        .merge(management::routes())
+        .merge(management_routes)
         .merge(probes)
         .merge(docs)
         .fallback(routes::not_found)

@@ -79,6 +79,8 @@ pub use schemas::*;
         management::users::delete,
         management::users::info,
         management::users::list,
+        management::audit::list,
+        management::audit::entry,
         management::teams::new,
         management::teams::update,
         management::teams::delete,

@@ -32,7 +32,7 @@ pub use model::{
     budget_period,
 };
 pub use responses::{ResponseStore, ResponsesSettings, StoredResponse};
-pub use settings::{DEFAULT_DATABASE_URL, KeysSettings};
+pub use settings::{DEFAULT_DATABASE_URL, KeysSettings, database_url};
 pub use store::{Backend, Store};
 
 use registry::Registry;

@@ -27,6 +27,12 @@ use crate::logging::Throttle;
 use crate::ops::{Outcome, OutcomeKind, RequestId};
 use record::{MAX_BODY_BYTES, Record};
 
+/// `body` with every credential field's value replaced, as request logs
+/// write bodies (the audit log writes its values the same way).
+pub(crate) fn without_credentials(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    redact::body(body)
+}
+
 /// The request body `o` kept, with every credential field redacted, as the
 /// request log writes it (the dashboard shows bodies the same way). Redacted
 /// once per outcome, whichever sink asks first.

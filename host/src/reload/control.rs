@@ -287,6 +287,10 @@ impl Control {
             ));
         }
         self.watch_files_of(&loaded).await;
+        let notes = kept_until_restart(&layers.base, &loaded, &self.config_path);
+        for note in &notes {
+            tracing::warn!("{note}");
+        }
         let configured = config_cache_dir(&loaded);
         if configured != config_cache_dir(&layers.base) {
             tracing::warn!(
@@ -305,8 +309,9 @@ impl Control {
         let profiles = gateway.strategies.profiles().len();
         let generation = self.swap(gateway);
         layers.base = loaded;
+        let notes: String = notes.iter().map(|n| format!("; {n}")).collect();
         Ok(format!(
-            "reloaded {} (version {generation}): {models} models, {profiles} profiles",
+            "reloaded {} (version {generation}): {models} models, {profiles} profiles{notes}",
             self.config_path.display()
         ))
     }
@@ -579,4 +584,72 @@ impl Control {
 
 fn config_cache_dir(loaded: &LoadedConfig) -> Option<String> {
     loaded.config.general_settings.compile_cache_dir.clone()
+}
+
+/// What a new version changes that only a restart applies: the key store
+/// and the shared Redis are opened once, at start. Said in the reload's
+/// outcome and the log, never with the address (it may hold a password).
+fn kept_until_restart(
+    old: &LoadedConfig,
+    new: &LoadedConfig,
+    config_path: &std::path::Path,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let keyed = |c: &LoadedConfig| crate::gateway::master_key(&c.config).is_some();
+    let store = |c: &LoadedConfig| crate::keys::database_url(&c.config, config_path).ok();
+    if !keyed(old) && keyed(new) {
+        notes.push(
+            "a master key is set now, but the key store opens at start: virtual keys and \
+             the management API stay off until a restart"
+                .to_owned(),
+        );
+    } else if keyed(new) && store(old) != store(new) {
+        notes.push(
+            "the key store's address changed (general_settings.database_url or DATABASE_URL); \
+             the store in use stays until a restart"
+                .to_owned(),
+        );
+    }
+    let redis = |c: &LoadedConfig| crate::cluster::Settings::from_config(&c.config);
+    if redis(old) != redis(new) {
+        notes.push(
+            "the shared Redis settings changed (router_settings.redis_*, REDIS_URL); the \
+             connection in use stays until a restart"
+                .to_owned(),
+        );
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn load(yaml: &str) -> LoadedConfig {
+        config::load_str(yaml, Path::new("/srv/c.yaml"), config::Env::default()).unwrap()
+    }
+
+    #[test]
+    fn a_new_store_or_redis_address_is_said_to_wait_for_a_restart_without_showing_it() {
+        let path = Path::new("/srv/c.yaml");
+        let base = load("model_list: []\ngeneral_settings:\n  master_key: sk-1\n");
+        let moved = load(
+            "model_list: []\ngeneral_settings:\n  master_key: sk-1\n  database_url: postgres://u:hunter2@db/x\nrouter_settings:\n  redis_url: redis://:pw@127.0.0.1:6390\n",
+        );
+        let notes = kept_until_restart(&base, &moved, path);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("key store") && notes[1].contains("Redis"));
+        assert!(
+            notes
+                .iter()
+                .all(|n| !n.contains("hunter2") && !n.contains("6390")),
+            "{notes:?}"
+        );
+        assert!(kept_until_restart(&base, &base, path).is_empty());
+        let unkeyed = load("model_list: []\n");
+        let notes = kept_until_restart(&unkeyed, &base, path);
+        assert!(notes[0].contains("master key"), "{notes:?}");
+    }
 }

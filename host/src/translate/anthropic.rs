@@ -53,6 +53,20 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
 /// Messages request without `max_tokens`.
 pub fn check_count_request(body: &Value) -> Result<(), TranslateError> {
     check_model(body)?;
+    // Refused here as on every model route, though a count is never sent
+    // where the client says either.
+    if let Some(field) = crate::openai::CLIENT_ROUTING_FIELDS
+        .iter()
+        .find(|f| body.get(**f).is_some())
+    {
+        return Err(TranslateError::new(
+            format!(
+                "`{field}`: a request may not choose its own upstream address or router config; \
+                 the gateway calls the deployments its config names"
+            ),
+            field,
+        ));
+    }
     for turn in turns(body)? {
         turn_to_chat(turn, true)?;
     }
@@ -709,6 +723,18 @@ impl MessagesStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_that_names_its_own_upstream_is_refused() {
+        for field in crate::openai::CLIENT_ROUTING_FIELDS {
+            let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                              *field: "http://elsewhere.example"});
+            let e = check_count_request(&body).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(*field));
+        }
+        let plain = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        assert!(check_count_request(&plain).is_ok());
+    }
 
     #[test]
     fn calls_whose_headers_come_first_stream_as_one_block_each() {

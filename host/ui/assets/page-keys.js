@@ -72,6 +72,7 @@ function admin(root, ready) {
   const keysBody = h('tbody');
   const teamsBody = h('tbody');
   const usersBody = h('tbody');
+  const auditBody = h('tbody');
   const charts = { keys: chartSvg('spend-keys'), teams: chartSvg('spend-teams'), models: chartSvg('spend-models') };
   const teamOptions = h('datalist', { id: 'team-options' });
   const userOptions = h('datalist', { id: 'user-options' });
@@ -283,7 +284,12 @@ function admin(root, ready) {
     h('section', { class: 'card' }, h('h2', null, 'Users'),
       scrollTable(h('table', { id: 'users-table', class: 'data-table' },
         h('thead', null, h('tr', null, ['User', 'Role', 'Email', 'Teams', 'Spend', 'Budget'].map((c) => h('th', { scope: 'col' }, c)))),
-        usersBody), 'Users')));
+        usersBody), 'Users')),
+    h('section', { class: 'card' }, h('h2', null, 'Audit log'),
+      h('p', { class: 'muted' }, 'The latest changes through the management and admin APIs, newest first (GET /audit).'),
+      scrollTable(h('table', { id: 'audit-table', class: 'data-table' },
+        h('thead', null, h('tr', null, ['When', 'Who', 'Action', 'What', 'Object'].map((c) => h('th', { scope: 'col' }, c)))),
+        auditBody), 'Audit log')));
 
   function renderKeys() {
     const rows = state.keys.map((k) => h('tr', { 'data-key-alias': k.key_alias ?? '', 'data-token': k.token, class: k.blocked ? 'blocked' : null },
@@ -322,14 +328,22 @@ function admin(root, ready) {
     barChart(charts.models, [...perModel].map(([label, value]) => ({ label, value })), { fmt: f.usd, label: 'Spend per model group', cls: 'bar-c' });
   }
 
+  function renderAudit(rows) {
+    auditBody.replaceChildren(...(rows.length ? rows.map((r) => h('tr', { 'data-audit-action': r.action, 'data-object-id': r.object_id },
+      h('td', null, f.when(r.updated_at)), h('td', null, r.changed_by), h('td', null, r.action),
+      h('td', null, AUDITED[r.table_name] ?? r.table_name), h('td', { class: 'mono' }, shortId(r.object_id)))) : [h('tr', null, h('td', { colspan: '5', class: 'muted' }, 'No changes recorded.'))]));
+  }
+
   async function load() {
-    const [keys, teams, users, report] = await Promise.allSettled([
+    const [keys, teams, users, report, audit] = await Promise.allSettled([
       allPages('/key/list?return_full_object=true', (d) => d.keys ?? []),
       api('/team/list'),
       allPages('/user/list', (d) => d.users ?? []),
       api('/global/spend/report'),
+      api('/audit?page_size=50'),
     ]);
-    const failed = [keys, teams, users, report].filter((r) => r.status === 'rejected').map((r) => r.reason?.message);
+    renderAudit(audit.status === 'fulfilled' ? audit.value.audit_logs ?? [] : []);
+    const failed = [keys, teams, users, report, audit].filter((r) => r.status === 'rejected').map((r) => r.reason?.message);
     if (failed.length) show(msg, notice(`Some of the key store could not be read: ${[...new Set(failed)].join('; ')}`, 'error'));
     state = {
       keys: keys.status === 'fulfilled' ? keys.value.filter((k) => k && typeof k === 'object') : state.keys,
@@ -342,6 +356,19 @@ function admin(root, ready) {
 
   load().finally(ready);
   return null;
+}
+
+/** What each audit log table holds, in the page's words. */
+const AUDITED = {
+  LiteLLM_VerificationToken: 'key',
+  LiteLLM_UserTable: 'user',
+  LiteLLM_TeamTable: 'team',
+  LiteLLM_ProxyModelTable: 'model',
+};
+
+/** A key's 64-digit hash shortened; other ids as they are. */
+function shortId(id) {
+  return /^[0-9a-f]{64}$/.test(id ?? '') ? `${id.slice(0, 10)}…` : id;
 }
 
 function chartSvg(name) {

@@ -5,6 +5,8 @@
 //! manages that user's own keys ([`key_scope`]). The routes exist only when the key store is open
 //! (a master key is configured); otherwise they answer 403.
 
+// Visible to the OpenAPI document and the application's assembly.
+pub(super) mod audit;
 mod body;
 mod key_scope;
 // Visible to the OpenAPI document, which lists the handlers.
@@ -69,6 +71,8 @@ pub fn routes() -> Router<AppState> {
         .route("/global/spend/teams", get(spend::global_teams))
         .route("/global/spend/tags", get(spend::global_tags))
         .route("/global/spend/report", get(spend::report))
+        .route("/audit", get(audit::list))
+        .route("/audit/{id}", get(audit::entry))
 }
 
 /// Who is using the management API.

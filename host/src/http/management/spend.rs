@@ -72,7 +72,7 @@ fn ranked(name: &str, id: String, t: &SpendTotals) -> Map<String, Value> {
 }
 
 /// A date filter; a bare `YYYY-MM-DD` end date includes that whole day.
-fn date(
+pub(super) fn date(
     q: &HashMap<String, String>,
     name: &str,
     end: bool,

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (7, V7),
     (8, V8),
     (9, V9),
+    (10, V10),
 ];
 
 /// Versions whose statements are SQLite's own.
@@ -210,4 +211,23 @@ const V9: &[&str] = &[
         SELECT COALESCE(MAX(id), 0) FROM spend_logs
         WHERE NOT EXISTS (SELECT 1 FROM spend_log_answers_through)",
     "DROP INDEX IF EXISTS spend_logs_response",
+];
+
+/// The audit log ([`super::audit`]): rows are only added, listed newest
+/// first, and found by the object they changed.
+const V10: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS audit_log (
+        seq {id},
+        id TEXT NOT NULL UNIQUE,
+        at BIGINT NOT NULL,
+        changed_by TEXT NOT NULL,
+        changed_by_api_key TEXT NOT NULL,
+        action TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        before_value TEXT,
+        updated_values TEXT
+    )",
+    "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)",
+    "CREATE INDEX IF NOT EXISTS audit_log_object ON audit_log (object_id)",
 ];

@@ -7,6 +7,7 @@
 //! and the background writer stand between requests and the store.
 
 mod answers;
+mod audit;
 mod migrations;
 mod models;
 mod principals;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor};
 
 use super::KeyError;
 
+pub use audit::{AuditFilter, AuditRow};
 pub use principals::{KeyFilter, ListOrder, ListPage, Owner, TeamFilter, UserFilter};
 pub use responses::ResponseRow;
 pub use spend::{ReportRow, SpendBy, SpendFilter, SpendOwner, SpendTotals, TagSpend};

@@ -74,21 +74,26 @@ pub struct TeamFilter {
 /// A list query's `WHERE` clause and the values bound to it, numbered from
 /// `$1`; the page's `LIMIT` and `OFFSET` come after them.
 #[derive(Default)]
-struct Conditions {
+pub(super) struct Conditions {
     clauses: Vec<String>,
     binds: Vec<String>,
 }
 
 impl Conditions {
     /// `clause` with `{}` standing for the next placeholder, bound to `value`.
-    fn add(&mut self, clause: &str, value: &str) {
+    pub(super) fn add(&mut self, clause: &str, value: &str) {
         self.binds.push(value.to_owned());
         self.clauses
             .push(clause.replace("{}", &format!("${}", self.binds.len())));
     }
 
+    /// A clause that binds nothing (a number the store wrote itself).
+    pub(super) fn literal(&mut self, clause: String) {
+        self.clauses.push(clause);
+    }
+
     /// `column = value`, when a value is given.
-    fn equal(&mut self, column: &str, value: Option<&String>) {
+    pub(super) fn equal(&mut self, column: &str, value: Option<&String>) {
         if let Some(v) = value {
             self.add(&format!("{column} = {{}}"), v);
         }
@@ -108,7 +113,7 @@ impl Conditions {
             .push(format!("{column} IN ({})", placeholders.join(", ")));
     }
 
-    fn sql(&self) -> String {
+    pub(super) fn sql(&self) -> String {
         if self.clauses.is_empty() {
             String::new()
         } else {
@@ -117,13 +122,13 @@ impl Conditions {
     }
 
     /// The page's placeholders, after the conditions' own.
-    fn page_sql(&self) -> String {
+    pub(super) fn page_sql(&self) -> String {
         let n = self.binds.len();
         format!(" LIMIT ${} OFFSET ${}", n + 1, n + 2)
     }
 
     /// `SELECT COUNT(*) FROM table` under these conditions.
-    async fn count(&self, store: &Store, table: &str) -> Result<u64, KeyError> {
+    pub(super) async fn count(&self, store: &Store, table: &str) -> Result<u64, KeyError> {
         let sql = format!("SELECT COUNT(*) FROM {table}{}", self.sql());
         let mut count = sqlx::query_scalar::<_, i64>(&sql);
         for b in &self.binds {
@@ -135,7 +140,7 @@ impl Conditions {
 
     /// The rows of `sql` (these conditions and the page's placeholders in
     /// it) for `page`.
-    async fn rows(
+    pub(super) async fn rows(
         &self,
         store: &Store,
         sql: &str,
