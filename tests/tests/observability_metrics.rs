@@ -323,6 +323,24 @@ async fn a_known_sequence_gives_exact_counts() {
         text.contains("conclave_strategy_sub_calls_sum{profile=\"moa_test\"} 3.0"),
         "{text}"
     );
+    // Failed upstream calls by deployment, those a retry or a fallback
+    // rescued too: flaky's first try, the primary, and broken.
+    let failed_calls = |group: &str| {
+        m.value(
+            "conclave_deployment_failed_calls_total",
+            &[("model_group", group)],
+        )
+    };
+    assert_eq!(
+        (
+            failed_calls("flaky"),
+            failed_calls("primary"),
+            failed_calls("broken")
+        ),
+        (1.0, 1.0, 1.0),
+        "{text}"
+    );
+    assert_eq!(failed_calls("plain"), 0.0, "{text}");
     assert_eq!(m.value("conclave_in_flight_requests", &[]), 0.0, "{text}");
     assert_eq!(m.value("conclave_config_reloads_total", &[]), 0.0, "{text}");
     assert_eq!(

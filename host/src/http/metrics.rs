@@ -53,8 +53,8 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .iter()
         .flat_map(|g| {
             g.deployments.iter().map(|d| {
-                let (failing, checks_passed, checks_failed) =
-                    d.with_checks(|c| (c.failing(), c.passed, c.failed));
+                let (failing, checks_passed, checks_failed, calls_failed) =
+                    d.with_checks(|c| (c.failing(), c.passed, c.failed, c.calls_failed));
                 DeploymentState {
                     model_group: g.name.to_string(),
                     deployment: d.id.to_string(),
@@ -63,6 +63,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
                     failing,
                     checks_passed,
                     checks_failed,
+                    calls_failed,
                 }
             })
         })

@@ -170,6 +170,13 @@ struct DeploymentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentLabel {
+    model_group: String,
+    deployment: String,
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HealthCheckLabels {
     model_group: String,
     deployment: String,
@@ -550,6 +557,8 @@ pub struct DeploymentState {
     /// Background health checks passed and failed since start.
     pub checks_passed: u64,
     pub checks_failed: u64,
+    /// Calls of client traffic that failed, rescued ones included.
+    pub calls_failed: u64,
 }
 
 /// What is read from the gateway when scraped.
@@ -655,6 +664,22 @@ impl Live {
                     .inc_by(count);
             }
         }
+        let failed_calls: Family<DeploymentLabel, Counter> = Family::default();
+        for d in &self.deployments {
+            failed_calls
+                .get_or_create(&DeploymentLabel {
+                    model_group: label(&d.model_group),
+                    deployment: label(&d.deployment),
+                    provider: label(&d.provider),
+                })
+                .inc_by(d.calls_failed);
+        }
+        r.register(
+            "conclave_deployment_failed_calls",
+            "Upstream calls of client traffic that failed since start, by deployment, those a \
+             retry or a fallback then rescued included (the request's own status hides them)",
+            failed_calls,
+        );
         r.register(
             "conclave_health_checks",
             "Background health checks since start, by deployment and result",

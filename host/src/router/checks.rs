@@ -33,6 +33,9 @@ pub struct Checks {
     /// Health checks that succeeded and failed since start.
     pub passed: u64,
     pub failed: u64,
+    /// Calls of client traffic that failed since start, those a retry or a
+    /// fallback then rescued included.
+    pub calls_failed: u64,
 }
 
 impl Checks {
@@ -42,6 +45,13 @@ impl Checks {
             message: message.chars().take(MESSAGE_CHARS).collect(),
             at: SystemTime::now(),
         });
+    }
+
+    /// Notes a failed call of client traffic; `message` is already free
+    /// of credentials.
+    pub fn record_call_failure(&mut self, message: String) {
+        self.calls_failed += 1;
+        self.record_error(message);
     }
 
     /// Notes a health check's result (a failure is also the last error).

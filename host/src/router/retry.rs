@@ -180,7 +180,7 @@ pub(super) async fn run_group(
             group,
             Some((&error, class, &message)),
         );
-        deployment.with_checks(|c| c.record_error(message));
+        deployment.with_checks(|c| c.record_call_failure(message));
         if !tried.contains(&next) {
             tried.push(next);
         }
