@@ -39,6 +39,9 @@ pub enum BuildError {
     /// The response cache's settings do not fit together.
     #[error(transparent)]
     Cache(ConfigError),
+    /// The rules for new virtual keys are wrong.
+    #[error(transparent)]
+    Keys(ConfigError),
 }
 
 /// One loaded version of the gateway.
@@ -68,6 +71,9 @@ pub struct Gateway {
     /// Changes through the management and admin APIs leave audit log rows
     /// (`litellm_settings.store_audit_logs`, on unless set to false).
     pub audit_log: bool,
+    /// Defaults and ceilings for `/key/generate`
+    /// (`litellm_settings.default_key_generate_params`, `upperbound_key_generate_params`).
+    pub key_generate: crate::keys::KeyGenerateParams,
     /// Public model names, sorted.
     pub model_names: Vec<String>,
     /// The `/v1/models` body, built once per version.
@@ -127,6 +133,8 @@ impl Gateway {
         let cache = crate::cache::Settings::from_config(cfg)
             .map_err(|p| BuildError::Cache(invalid(p)))?
             .map(Arc::new);
+        let key_generate = crate::keys::KeyGenerateParams::from_config(cfg)
+            .map_err(|p| BuildError::Keys(invalid(vec![p])))?;
         let master_key = master_key(cfg);
         let body_limit = cfg
             .general_settings
@@ -170,6 +178,7 @@ impl Gateway {
                     .unwrap_or(false),
                 enforce_user_param: cfg.general_settings.enforce_user_param.unwrap_or(false),
                 audit_log: cfg.litellm_settings.store_audit_logs.unwrap_or(true),
+                key_generate,
                 model_names,
                 models_json,
                 model_info_json,

@@ -1398,3 +1398,53 @@ async fn litellms_words_for_budget_periods_are_accepted() {
     let reset_at = daily["budget_reset_at"].as_str().unwrap();
     assert!(reset_at.ends_with("T00:00:00.000Z"), "{reset_at}");
 }
+
+/// LiteLLM's `default_key_generate_params` fill what a new key's body
+/// leaves out; `upperbound_key_generate_params` fill the rest and refuse
+/// more, on `/key/generate` and on the changes `/key/regenerate` brings.
+#[tokio::test]
+async fn the_configs_defaults_and_ceilings_shape_new_keys() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "{}litellm_settings:\n  default_key_generate_params:\n    max_budget: 5\n    models: [echo]\n  upperbound_key_generate_params:\n    max_budget: 50\n    rpm_limit: 100\n    duration: 30d\n",
+        config(&up, &[])
+    );
+    let proxy = start(&yaml).await;
+    let made = generate(&proxy, json!({"key_alias": "self-service"})).await;
+    assert_eq!(made["max_budget"], 5.0, "{made}");
+    assert_eq!(made["models"], json!(["echo"]));
+    assert_eq!(made["rpm_limit"], 100);
+    assert!(made["expires"].is_string(), "{made}");
+    let own = generate(&proxy, json!({"max_budget": 20, "models": ["other"]})).await;
+    assert_eq!(
+        (own["max_budget"].as_f64(), &own["models"]),
+        (Some(20.0), &json!(["other"]))
+    );
+
+    for (body, field) in [
+        (json!({"max_budget": 51}), "max_budget"),
+        (json!({"rpm_limit": "101"}), "rpm_limit"),
+        (json!({"duration": "31d"}), "duration"),
+    ] {
+        let (status, answer) = post(&proxy, "/key/generate", body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["param"], field, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("upperbound_key_generate_params"),
+            "{answer}"
+        );
+    }
+    let (status, answer) = post(
+        &proxy,
+        "/key/regenerate",
+        json!({"key": key_of(&made), "max_budget": 500}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["param"].as_str()),
+        (400, Some("max_budget"))
+    );
+}

@@ -338,6 +338,49 @@ pub struct LitellmSettings {
     /// the audit log (on when unset; the log lives in the key store).
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub store_audit_logs: Option<bool>,
+    /// What `/key/generate` gives a key whose body leaves a field out.
+    pub default_key_generate_params: Option<KeyGenerateDefaults>,
+    /// The most `/key/generate` may give a key; also the value of a field
+    /// the body leaves out.
+    pub upperbound_key_generate_params: Option<KeyGenerateBounds>,
+}
+
+/// `litellm_settings.default_key_generate_params`, LiteLLM's fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct KeyGenerateDefaults {
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub max_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    pub max_parallel_requests: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
+    pub tpm_limit: Option<u64>,
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
+    pub rpm_limit: Option<u64>,
+    /// Given when the body's list is absent or empty.
+    pub models: Option<Vec<String>>,
+    /// Given when the body's metadata is absent or empty.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `litellm_settings.upperbound_key_generate_params`, LiteLLM's fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct KeyGenerateBounds {
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub max_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    /// How long a key may live at most.
+    pub duration: Option<String>,
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    pub max_parallel_requests: Option<u32>,
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
+    pub tpm_limit: Option<u64>,
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
+    pub rpm_limit: Option<u64>,
 }
 
 /// A LiteLLM callback list: a list of names, or one name.

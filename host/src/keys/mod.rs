@@ -12,6 +12,7 @@
 //! open and the database is touched only to store Responses API answers
 //! ([`responses`]), when the first one is stored or looked up.
 
+mod generate_params;
 mod jobs;
 pub mod model;
 mod registry;
@@ -27,6 +28,7 @@ mod writer;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use generate_params::{KeyGenerateParams, OverBound};
 pub use model::{
     KeyRecord, Limits, PROXY_ADMIN_ROLE, PeriodError, Principal, SpendRow, TeamRecord, UserRecord,
     budget_period,

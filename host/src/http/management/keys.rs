@@ -175,7 +175,13 @@ pub async fn generate(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (keys, scope) = key_manager(&state, request.headers()).await?;
-    let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
+    let mut asked = super::read_object(&state, request).await?;
+    let gateway = state.gateway();
+    let rules = &gateway.key_generate;
+    if let Some(fields) = asked.as_object_mut().filter(|_| !rules.is_empty()) {
+        rules.apply(fields).map_err(super::over_bound)?;
+    }
+    let (mut body, limits): (KeyBody, _) = super::with_limits(asked)?;
     body.limits = limits;
     scope.restrict(&keys, &mut body, true).await?;
     let value = key_value(&state, body.key.take(), "key")?;
@@ -637,6 +643,13 @@ async fn read_regenerate(
     request: Request,
 ) -> Result<(Regenerate, KeyBody), ApiError> {
     let value = super::read_object(state, request).await?;
+    if let Some(fields) = value.as_object() {
+        state
+            .gateway()
+            .key_generate
+            .check(fields)
+            .map_err(super::over_bound)?;
+    }
     let asked: Regenerate = super::typed(value.clone())?;
     let mut changes: KeyBody = super::typed(value.clone())?;
     changes.limits = super::typed(value)?;

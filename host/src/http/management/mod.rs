@@ -174,8 +174,21 @@ async fn read_with_limits<T: DeserializeOwned + unenforced::Restricting>(
     request: Request,
 ) -> Result<(T, body::LimitsPatch), ApiError> {
     let value = read_object(state, request).await?;
+    with_limits(value)
+}
+
+/// A body read as `T` and the limit fields beside it; see [`read_with_limits`].
+fn with_limits<T: DeserializeOwned + unenforced::Restricting>(
+    value: serde_json::Value,
+) -> Result<(T, body::LimitsPatch), ApiError> {
     unenforced::refuse(&value, T::UNENFORCED)?;
     Ok((typed(value.clone())?, typed(value)?))
+}
+
+/// A body over a ceiling of the config's rules for new keys, as a 400
+/// naming the field.
+fn over_bound(e: crate::keys::OverBound) -> ApiError {
+    invalid(e.field, e.message)
 }
 
 /// The body as a JSON object (an empty body is `{}`).
