@@ -481,6 +481,51 @@ async fn the_direct_form_takes_its_settings_from_the_request() {
     );
 }
 
+/// The seed's direct form, `composite/council/cerebras/llama-3.3-70b` with
+/// its own `api_key`: the model is served with the entry's own key and
+/// address though no public name serves it, and a request may name it.
+#[tokio::test]
+async fn the_direct_forms_model_is_called_with_the_entrys_own_settings() {
+    let up = FakeUpstream::start().await;
+    up.set("p1", Behavior::ok("FROM-P1"));
+    up.set("p2", Behavior::ok("FROM-P2"));
+    up.set("agg", Behavior::ok("direct answer"));
+    let yaml = config(&up, "").replacen(
+        "model_list:\n",
+        &format!(
+            "model_list:\n  - model_name: moa-direct\n    litellm_params:\n      model: composite/moa/openai/agg-only-here\n      api_base: {}\n      api_key: sk-direct-entry-key\n      custom_llm_provider: composite\n",
+            up.api_base("agg")
+        ),
+        1,
+    );
+    let proxy = Proxy::start(&yaml).await;
+    for named in [None, Some("openai/agg-only-here")] {
+        let mut body = chat_body("moa-direct", "question");
+        body["proposers"] = json!(["p1", "p2"]);
+        // Named as a proposer too: the entry's own model, which its caller may have called.
+        if let Some(model) = named {
+            body["proposers"] = json!(["p1", model]);
+        }
+        let (status, _, body) = chat(&proxy, body).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"][0]["message"]["content"], "direct answer");
+    }
+    let sent = up
+        .recorded()
+        .into_iter()
+        .rev()
+        .find(|r| r.deployment == "agg")
+        .unwrap();
+    assert_eq!(sent.body["model"], "agg-only-here");
+    assert_eq!(
+        sent.headers["authorization"].to_str().unwrap(),
+        "Bearer sk-direct-entry-key"
+    );
+    // The entry's model is not a public one.
+    let (status, _, _) = chat(&proxy, chat_body("openai/agg-only-here", "hi")).await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test]
 async fn max_fanout_refuses_a_wider_complete_all() {
     let up = FakeUpstream::start().await;

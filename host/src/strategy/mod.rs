@@ -374,11 +374,9 @@ async fn load_profile(
     };
     let topology_json = plan.topology.to_string();
     validate_profile(&strategy, &plan, &topology_json, router).await?;
-    let own_models = if plan.direct {
-        HashSet::new()
-    } else {
-        members::named_in(&plan.topology)
-    };
+    // The direct form's model is its author's choice as much as a
+    // profile's topology is: any caller of the entry may have it called.
+    let own_models = members::named_in(&plan.topology);
     Ok(LoadedProfile {
         plan,
         strategy,

@@ -514,7 +514,7 @@ impl Planner<'_> {
             }
             Exposed::Direct { strategy, target } => {
                 let name = format!("{}#direct", entry.model_name);
-                let plan = self.direct(&name, strategy, target, at)?;
+                let plan = self.direct(&name, strategy, target, entry, at)?;
                 self.plan.profiles.insert(name.clone(), plan);
                 Some(name)
             }
@@ -528,6 +528,7 @@ impl Planner<'_> {
         name: &str,
         strategy: &str,
         target: &str,
+        entry: &ModelEntry,
         at: &str,
     ) -> Option<ProfilePlan> {
         let source = match self.strategy(strategy) {
@@ -540,8 +541,14 @@ impl Planner<'_> {
                 return None;
             }
         };
-        let mut topology = json!({"model": target});
-        self.resolve_nodes(&mut topology, at);
+        let model = match self.direct_model(target, entry, at) {
+            Ok(model) => model,
+            Err(problem) => {
+                self.problems.push(problem);
+                return None;
+            }
+        };
+        let topology = json!({ "model": model });
         Some(ProfilePlan {
             name: name.to_owned(),
             strategy: strategy.to_owned(),
@@ -556,6 +563,18 @@ impl Planner<'_> {
 }
 
 // --- Topology nodes --------------------------------------------------------
+
+/// Whether a direct entry's `litellm_params` say more than its model: an
+/// address, a key, headers or provider fields (`mock_response`, ...) that
+/// its model must be called with.
+fn carries_own_settings(params: &LitellmParams) -> bool {
+    params.api_base.is_some()
+        || params.api_key.is_some()
+        || params.api_version.is_some()
+        || params.organization.is_some()
+        || !params.extra_headers.is_empty()
+        || !params.extra.is_empty()
+}
 
 fn wildcard_serves(served: &[&str], model: &str) -> bool {
     served.iter().any(|s| {
@@ -613,6 +632,47 @@ impl Planner<'_> {
             Some(bundle) => format!("{model}@{bundle}"),
             None => model.to_owned(),
         };
+        if self.hidden_names.insert(name.clone()) {
+            self.plan.hidden.push(ModelEntry {
+                model_name: name.clone(),
+                litellm_params: params,
+                model_info: None,
+            });
+        }
+        Ok(name)
+    }
+
+    /// The name the direct form's model routes under. The entry's own
+    /// `litellm_params` (its key, address, ...) are the model's: a hidden
+    /// deployment named after the model carries them, so a request naming
+    /// the model (as chairman, aggregator, ...) reaches it. A model a public
+    /// name already serves keeps that name unless the entry says more; then
+    /// its deployment is `<model>@<entry name>`.
+    fn direct_model(
+        &mut self,
+        target: &str,
+        entry: &ModelEntry,
+        path: &str,
+    ) -> Result<String, Problem> {
+        let public = self.served.contains(&target) || wildcard_serves(&self.served, target);
+        let own = carries_own_settings(&entry.litellm_params);
+        if !own {
+            return self.routable_name(target, None, path);
+        }
+        let name = if public || self.hidden_names.contains(target) {
+            format!("{target}@{}", entry.model_name)
+        } else {
+            target.to_owned()
+        };
+        let mut params = entry.litellm_params.clone();
+        params.model = target.to_owned();
+        params.custom_llm_provider = None;
+        if !target.contains('/') || !crate::config::is_supported_provider(params.provider()) {
+            return Err(Problem::new(
+                format!("{path}.model"),
+                format!("{target:?} is not a model_list name and not a supported provider/model"),
+            ));
+        }
         if self.hidden_names.insert(name.clone()) {
             self.plan.hidden.push(ModelEntry {
                 model_name: name.clone(),
