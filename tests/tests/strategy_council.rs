@@ -460,6 +460,19 @@ async fn the_direct_form_takes_the_council_from_council_models() {
             .get("council_models")
             .is_none()
     );
+    // A member named by mistake is left out; the others still answer.
+    request["council_models"] = json!(["member-kilo", "no-such-member", "member-lima"]);
+    let (status, _, body) = proxy.chat(&request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (up.calls("member-kilo"), up.calls("member-lima")),
+        (4, 4),
+        "both real members answered and reviewed again"
+    );
+    let trace = body["choices"][0]["message"]["reasoning_content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(trace.contains("no-such-member"), "{body}");
     // Without council_models the request is refused with the reason.
     let (status, _, body) = proxy.chat(&chat_body("council-direct", "q")).await;
     assert_eq!(status, 400, "{body}");

@@ -781,13 +781,6 @@ impl RunState {
                 "validate cannot call models".into(),
             )));
         }
-        if let Some(members) = &self.members
-            && let Some(why) = reqs
-                .iter()
-                .find_map(|r| members.refusal(&r.model, &self.router, &self.ctx.request.caller))
-        {
-            return Ok(Err(Error::InvalidRequest(why)));
-        }
         if let Some(big) = sizes.iter().find(|n| **n > self.limits.max_call_bytes) {
             return Ok(Err(Error::LimitExceeded(format!(
                 "a request of {big} bytes exceeds the profile's limit of {} bytes per call \
@@ -796,6 +789,15 @@ impl RunState {
             ))));
         }
         Ok(Ok(()))
+    }
+
+    /// Why this run may not call `req`'s model, if it may not (see
+    /// [`super::members`]).
+    fn member_refusal(&self, req: &ChatRequest) -> Option<Error> {
+        let members = self.members.as_ref()?;
+        members
+            .refusal(&req.model, &self.router, &self.ctx.request.caller)
+            .map(Error::InvalidRequest)
     }
 
     /// Counts one trace event; past the run's trace limits the run ends.
@@ -1004,6 +1006,9 @@ impl Host for RunState {
         if let Err(e) = self.admit(std::slice::from_ref(&req))? {
             return Ok(Err(e));
         }
+        if let Some(e) = self.member_refusal(&req) {
+            return Ok(Err(e));
+        }
         Ok(self.complete_one(&req).await)
     }
 
@@ -1014,11 +1019,35 @@ impl Host for RunState {
         if let Err(e) = self.admit(&reqs)? {
             return Ok(refused(reqs.len(), e));
         }
-        Ok(self.complete_many(&reqs).await)
+        // A member the run may not call is refused on its own: the others
+        // still answer, as when one of them fails upstream.
+        let refusals: Vec<Option<Error>> = reqs.iter().map(|r| self.member_refusal(r)).collect();
+        if refusals.iter().all(Option::is_none) {
+            return Ok(self.complete_many(&reqs).await);
+        }
+        let allowed: Vec<ChatRequest> = reqs
+            .into_iter()
+            .zip(&refusals)
+            .filter(|(_, refusal)| refusal.is_none())
+            .map(|(req, _)| req)
+            .collect();
+        let mut answers = self.complete_many(&allowed).await.into_iter();
+        Ok(refusals
+            .into_iter()
+            .map(|refusal| match refusal {
+                Some(e) => Err(e),
+                None => answers
+                    .next()
+                    .unwrap_or_else(|| Err(Error::InvalidRequest("the call was not made".into()))),
+            })
+            .collect())
     }
 
     async fn respond(&mut self, req: ChatRequest) -> wasmtime::Result<Result<ChatResponse, Error>> {
         if let Err(e) = self.admit(std::slice::from_ref(&req))? {
+            return Ok(Err(e));
+        }
+        if let Some(e) = self.member_refusal(&req) {
             return Ok(Err(e));
         }
         if self.responded {
