@@ -123,7 +123,10 @@ async fn changes_are_recorded(proxy: &Proxy) {
     assert_eq!(key_updated["updated_values"]["max_budget"], 3.0);
     assert_eq!(rows[2]["before_value"]["blocked"], false);
     assert_eq!(rows[2]["updated_values"]["blocked"], true);
+    // A rotation links the old hash to the new one.
     assert_eq!(rows[1]["object_id"], old_hash);
+    assert_eq!(rows[1]["before_value"]["token"], old_hash);
+    assert_eq!(rows[1]["updated_values"]["token"], sha256(&new_key));
     assert_eq!(rows[1]["updated_values"]["key_alias"], "audited");
     assert_eq!(rows[0]["object_id"], sha256(&new_key));
     assert_eq!(rows[0]["before_value"]["key_alias"], "audited");
@@ -210,10 +213,93 @@ async fn an_admin_users_change_names_the_user(proxy: &Proxy) {
     assert_eq!(first_key["updated_values"]["user_id"], "made-by-admin");
 }
 
+/// Only an admin may attribute a change to someone else: a key managing
+/// its own key is recorded as itself whatever header it sends.
+async fn only_admins_name_who_a_change_is_for(proxy: &Proxy) {
+    let (status, body) = post(
+        proxy,
+        "/user/new",
+        json!({"user_id": "plain-user", "user_role": "internal_user", "auto_create_key": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let own = key_of(&generate(proxy, json!({"user_id": "plain-user"})).await);
+    let r = reqwest::Client::new()
+        .post(proxy.url("/key/update"))
+        .bearer_auth(&own)
+        .header("LiteLLM-Changed-By", "master_key")
+        .json(&json!({"key": own, "rpm_limit": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (rows, _) = audit(proxy, &format!("object_id={}", sha256(&own))).await;
+    assert_eq!(rows[0]["action"], "updated");
+    assert_eq!(rows[0]["changed_by"], "plain-user");
+}
+
+/// Concurrent changes to one key each record their own before and after.
+async fn concurrent_changes_record_their_own_values(proxy: &Proxy) {
+    let key = key_of(&generate(proxy, json!({"key_alias": "busy"})).await);
+    let asked: Vec<u64> = (1..=20).collect();
+    let updates = asked.iter().map(|rpm| {
+        let key = key.clone();
+        async move { post(proxy, "/key/update", json!({"key": key, "rpm_limit": rpm})).await }
+    });
+    for (status, body) in futures_util::future::join_all(updates).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let (rows, total) = audit(proxy, &format!("object_id={}&action=updated", sha256(&key))).await;
+    assert_eq!(total, 20, "{rows:#?}");
+    let mut after: Vec<u64> = rows
+        .iter()
+        .map(|r| r["updated_values"]["rpm_limit"].as_u64().unwrap())
+        .collect();
+    after.sort_unstable();
+    assert_eq!(after, asked);
+    // Newest first: each change starts where the one before it ended.
+    for pair in rows.windows(2) {
+        assert_eq!(pair[1]["updated_values"], pair[0]["before_value"]);
+    }
+}
+
+/// A value too large for a row is replaced by a note; the change is still
+/// recorded and the page stays small.
+async fn a_huge_value_is_noted_not_kept(proxy: &Proxy) {
+    let key = key_of(&generate(proxy, json!({"key_alias": "heavy"})).await);
+    let padding = "x".repeat(2 << 20);
+    let (status, body) = post(
+        proxy,
+        "/key/update",
+        json!({"key": key, "metadata": {"notes": padding}, "max_budget": 7}),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", &body.to_string()[..200]);
+    let (status, page) = get(proxy, &format!("/audit?object_id={}", sha256(&key))).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.to_string().len() < 200_000,
+        "{} bytes",
+        page.to_string().len()
+    );
+    let row = &page["audit_logs"][0];
+    assert_eq!(row["action"], "updated");
+    assert!(
+        row["updated_values"]["omitted"]
+            .as_str()
+            .unwrap()
+            .contains("bytes"),
+        "{row}"
+    );
+}
+
 async fn audit_suite(proxy: &Proxy) {
     changes_are_recorded(proxy).await;
     reading_needs_an_admin(proxy).await;
     an_admin_users_change_names_the_user(proxy).await;
+    only_admins_name_who_a_change_is_for(proxy).await;
+    concurrent_changes_record_their_own_values(proxy).await;
+    a_huge_value_is_noted_not_kept(proxy).await;
 }
 
 #[tokio::test]

@@ -190,6 +190,9 @@ pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
         .route("/anthropic/v1/messages/count_tokens", post(messages::count));
     let anthropic =
         guarded(anthropic, &state).route_layer(middleware::from_fn(messages::anthropic_errors));
+    // One audit layer state for the admin and management routes, which
+    // change the same objects.
+    let audit = management::audit::Audit::new(state.clone());
     let admin = Router::new()
         .route("/admin/status", get(admin::status))
         .route("/admin/reload", post(admin::reload))
@@ -206,7 +209,7 @@ pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
         .route("/cache/delete", post(cache_routes::delete_many))
         .route("/cache/{key}", delete(cache_routes::delete_one))
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            audit.clone(),
             management::audit::record,
         ))
         .route_layer(middleware::from_fn_with_state(
@@ -216,7 +219,7 @@ pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
     // Keys, users, teams and spend; their changes, like the admin API's,
     // leave audit log rows.
     let management_routes = management::routes().route_layer(middleware::from_fn_with_state(
-        state.clone(),
+        audit,
         management::audit::record,
     ));
     let probes = Router::new()

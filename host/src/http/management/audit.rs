@@ -7,6 +7,7 @@
 //! store, so there is none without a master key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Json;
@@ -30,9 +31,14 @@ const CHANGED_BY_HEADERS: [&str; 2] = ["litellm-changed-by", "x-conclave-changed
 /// Longest `changed_by` a header may give.
 const MAX_CHANGED_BY: usize = 256;
 
-/// Largest answer of a change the layer reads to find what it created;
-/// the management API's answers to a change are a few KiB.
-const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// Largest value (before or after) a row keeps; a larger one (a key with
+/// megabytes of metadata) is replaced by a note of its size, so a page of
+/// rows stays small.
+const MAX_VALUE_BYTES: usize = 32 << 10;
+
+/// Most objects one change's rows name; a request naming more is left to
+/// its route to refuse, and its objects are not read beforehand.
+const MAX_TARGETS: usize = 1000;
 
 /// Rows a page shows when the query does not say.
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -132,7 +138,8 @@ struct Changer {
 
 /// The caller of a change, when its key is the master key or a valid
 /// virtual key; `None` for anyone else (the route refuses them itself).
-/// A `changed_by` header that is not short text is a 400.
+/// An admin (the master key, a `proxy_admin` user's key) may name the
+/// person a change is made for; anyone else's changes are their own.
 async fn changer(
     state: &AppState,
     keys: &Keys,
@@ -141,45 +148,51 @@ async fn changer(
     let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
         return Ok(None);
     };
-    let named = named_changer(headers)?;
     let gateway = state.gateway();
-    let own_name = if gateway
+    let (own_name, admin) = if gateway
         .master_key
         .as_ref()
         .is_some_and(|m| is_master(presented, m))
     {
-        "master_key".to_owned()
+        ("master_key".to_owned(), true)
     } else {
         let Ok(Some(principal)) = keys.resolve(presented).await else {
             return Ok(None);
         };
         let key = &principal.key;
-        key.user_id
+        let name = key
+            .user_id
             .clone()
             .or_else(|| key.key_alias.clone())
-            .unwrap_or_else(|| key.key_name.clone())
+            .unwrap_or_else(|| key.key_name.clone());
+        (name, principal.is_admin())
     };
+    let named = if admin { named_changer(headers)? } else { None };
     Ok(Some(Changer {
         name: named.unwrap_or(own_name),
         key_hash: token::hash(presented),
     }))
 }
 
-/// The name a `LiteLLM-Changed-By` (or `x-conclave-changed-by`) header gives.
+/// The name a `LiteLLM-Changed-By` (or `x-conclave-changed-by`) header
+/// gives: text (UTF-8) of 1 to [`MAX_CHANGED_BY`] bytes without control
+/// characters.
 fn named_changer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     for name in CHANGED_BY_HEADERS {
         let Some(value) = headers.get(name) else {
             continue;
         };
-        let text = value
-            .to_str()
+        let text = std::str::from_utf8(value.as_bytes())
             .ok()
             .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= MAX_CHANGED_BY)
+            .filter(|t| {
+                !t.is_empty() && t.len() <= MAX_CHANGED_BY && !t.chars().any(char::is_control)
+            })
             .ok_or_else(|| {
                 ApiError::invalid(
                     format!(
-                        "the {name} header must be visible ASCII text of 1 to {MAX_CHANGED_BY} bytes"
+                        "the {name} header must be text of 1 to {MAX_CHANGED_BY} bytes \
+                         without control characters"
                     ),
                     Some(name),
                 )
@@ -193,26 +206,87 @@ fn named_changer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// leaves its rows before the answer goes out, so a client that reads
 /// `/audit` next finds them. A row that cannot be written is logged; the
 /// change itself stands.
-pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn record(State(audit): State<Audit>, request: Request, next: Next) -> Response {
     let Some(change) = change_of(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
+    let state = &audit.state;
     let Some(keys) = state.ops.keys.clone().filter(|_| state.gateway().audit_log) else {
         return next.run(request).await;
     };
-    match recorded(&state, &keys, change, request, next).await {
+    match recorded(&audit, &keys, change, request, next).await {
         Ok(response) | Err(response) => response,
+    }
+}
+
+/// What the audit layer needs: the application, and the locks that keep
+/// two changes to one object from reading each other's values.
+#[derive(Clone)]
+pub struct Audit {
+    state: AppState,
+    locks: Arc<ObjectLocks>,
+}
+
+impl Audit {
+    /// The layer's state for `state`; one for every route it wraps.
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state,
+            locks: Arc::default(),
+        }
+    }
+}
+
+/// One lock per object being changed through this gateway, so a change's
+/// before and after values are its own: a second change to the object
+/// waits for the first to be recorded. Objects are locked in name order,
+/// so two changes naming the same objects cannot wait for each other.
+#[derive(Default)]
+struct ObjectLocks {
+    held: std::sync::Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+}
+
+/// Entries kept before the map is swept of objects no change holds.
+const LOCKS_BEFORE_SWEEP: usize = 1024;
+
+impl ObjectLocks {
+    async fn lock(&self, ids: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut sorted: Vec<&String> = ids.iter().collect();
+        sorted.sort_unstable();
+        let mutexes: Vec<Arc<tokio::sync::Mutex<()>>> = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if held.len() > LOCKS_BEFORE_SWEEP {
+                held.retain(|_, weak| weak.strong_count() > 0);
+            }
+            sorted
+                .into_iter()
+                .map(|id| match held.get(id).and_then(std::sync::Weak::upgrade) {
+                    Some(mutex) => mutex,
+                    None => {
+                        let mutex = Arc::new(tokio::sync::Mutex::new(()));
+                        held.insert(id.clone(), Arc::downgrade(&mutex));
+                        mutex
+                    }
+                })
+                .collect()
+        };
+        let mut guards = Vec::with_capacity(mutexes.len());
+        for mutex in mutexes {
+            guards.push(mutex.lock_owned().await);
+        }
+        guards
     }
 }
 
 /// [`record`] once it is known that the request changes something.
 async fn recorded(
-    state: &AppState,
+    audit: &Audit,
     keys: &Keys,
     change: Change,
     request: Request,
     next: Next,
 ) -> Result<Response, Response> {
+    let state = &audit.state;
     let Some(changer) = changer(state, keys, request.headers())
         .await
         .map_err(IntoResponse::into_response)?
@@ -238,6 +312,7 @@ async fn recorded(
     } else {
         targets(keys, change.kind, &path, &asked).await
     };
+    let _locked = audit.locks.lock(&targets).await;
     let mut before = Vec::with_capacity(targets.len());
     for id in &targets {
         before.push(snapshot(keys, change.kind, id).await);
@@ -249,22 +324,22 @@ async fn recorded(
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
-    let Ok(answer) = axum::body::to_bytes(body, MAX_ANSWER_BYTES).await else {
-        // The change was made; its answer, larger than any change's, is
-        // lost with its rows: said rather than sent empty.
-        tracing::error!(
-            action = change.action,
-            table = change.kind.table(),
-            "a change was made but its answer could not be read for the audit log"
-        );
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "api_error",
-            "the change was made, but its answer could not be read; check the object's state",
-            None,
-            Some("audit_answer_unreadable"),
-        )
-        .into_response());
+    // The handler's own answer, already whole in memory: read as it is,
+    // whatever its size, so no change goes unrecorded.
+    let answer = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::error!(error = %e, action = change.action, table = change.kind.table(),
+                "a change was made but its answer could not be read for the audit log");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "the change was made, but its answer could not be read; check the object's state",
+                None,
+                Some("audit_answer_unreadable"),
+            )
+            .into_response());
+        }
     };
     let answered: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
     let rows = rows(keys, change, &targets, before, &asked, &answered).await;
@@ -274,6 +349,17 @@ async fn recorded(
 
 /// The ids of the objects a request names before it runs (keys by hash).
 async fn targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Vec<String> {
+    let mut ids = named_targets(keys, kind, path, asked).await;
+    if ids.len() > MAX_TARGETS {
+        return Vec::new();
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    ids
+}
+
+/// [`targets`] as the request names them, repeats included.
+async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Vec<String> {
     let strings = |field: &str| -> Vec<String> {
         match asked.get(field) {
             Some(Value::String(s)) => vec![s.clone()],
@@ -298,17 +384,36 @@ async fn targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Vec<Stri
             {
                 ids.push(hash_of(given));
             }
-            for alias in strings("key_aliases") {
+            let aliases = strings("key_aliases");
+            if ids.len() + aliases.len() > MAX_TARGETS {
+                return Vec::new();
+            }
+            for alias in aliases {
                 if let Ok(Some(hash)) = keys.store().key_hash_by_alias(&alias).await {
                     ids.push(hash);
                 }
             }
             ids
         }
-        Kind::User => [strings("user_id"), strings("user_ids")].concat(),
+        Kind::User => {
+            let ids = [strings("user_id"), strings("user_ids")].concat();
+            match asked.get("user_email").and_then(Value::as_str) {
+                // `/user/update` may name its user by email alone.
+                Some(email) if ids.is_empty() => {
+                    super::users::user_by_email(keys, email, "user_email")
+                        .await
+                        .ok()
+                        .flatten()
+                        .into_iter()
+                        .collect()
+                }
+                _ => ids,
+            }
+        }
         Kind::Team => [strings("team_id"), strings("team_ids")].concat(),
         Kind::Model => match path.strip_prefix("/admin/models/") {
-            Some(name) => vec![name.to_owned()],
+            // The id a registration by name has.
+            Some(name) => vec![format!("runtime:{name}")],
             None => asked
                 .pointer("/model_info/id")
                 .or_else(|| asked.get("id"))
@@ -344,6 +449,7 @@ async fn snapshot(keys: &Keys, kind: Kind, id: &str) -> Option<Value> {
 /// One audit row's object and values.
 struct Entry {
     kind: Kind,
+    action: &'static str,
     object_id: String,
     before: Option<Value>,
     after: Option<Value>,
@@ -366,10 +472,17 @@ async fn rows(
         .and_then(|field| answered.get(field))
         .and_then(Value::as_str);
     let deleted = change.action == "deleted";
+    // A registration that replaced one of its name changed it.
+    let action = match answered.get("replaced") {
+        Some(Value::Bool(true)) => "updated",
+        _ => change.action,
+    };
     // What the change left behind, for kinds the store keeps no snapshot
-    // of: the answer (models: without their keys), or what was asked.
+    // of: the answer (models: without their keys), or what was asked of
+    // the cache. A reload's body says nothing.
     let left = || match change.kind {
         Kind::Model => Some(answered.clone()),
+        Kind::Config => None,
         _ => Some(asked.clone()).filter(|v| v.as_object().is_some_and(|o| !o.is_empty())),
     };
     if targets.is_empty() {
@@ -382,6 +495,7 @@ async fn rows(
         };
         let mut entries = vec![Entry {
             kind: change.kind,
+            action,
             object_id: id.to_owned(),
             before: None,
             after,
@@ -390,6 +504,7 @@ async fn rows(
         if let (Kind::User, Some(token)) = (change.kind, answered["token"].as_str()) {
             entries.push(Entry {
                 kind: Kind::Key,
+                action,
                 object_id: token.to_owned(),
                 before: None,
                 after: snapshot(keys, Kind::Key, token).await,
@@ -412,8 +527,13 @@ async fn rows(
         } else {
             left()
         };
+        // An update that left its object as it was changed nothing.
+        if keeps_snapshots && !deleted && after == before {
+            continue;
+        }
         entries.push(Entry {
             kind: change.kind,
+            action,
             object_id: id.clone(),
             before,
             after,
@@ -435,11 +555,17 @@ async fn write(keys: &Keys, changer: Changer, change: Change, entries: Vec<Entry
             at,
             changed_by: changer.name.clone(),
             changed_by_api_key: changer.key_hash.clone(),
-            action: change.action.to_owned(),
+            action: entry.action.to_owned(),
             table_name: entry.kind.table().to_owned(),
             object_id: entry.object_id,
-            before_value: entry.before.as_ref().map(without_credentials),
-            updated_values: entry.after.as_ref().map(without_credentials),
+            before_value: entry
+                .before
+                .as_ref()
+                .map(|v| without_credentials(v, entry.kind)),
+            updated_values: entry
+                .after
+                .as_ref()
+                .map(|v| without_credentials(v, entry.kind)),
         })
         .collect();
     if let Err(e) = keys.store().insert_audit(&rows).await {
@@ -453,11 +579,32 @@ async fn write(keys: &Keys, changer: Changer, change: Change, entries: Vec<Entry
     }
 }
 
-/// `value` as JSON text with every credential field's value replaced.
-fn without_credentials(value: &Value) -> String {
+/// `value` as JSON text with every credential field's value replaced (a
+/// key's `token` is its hash, kept: it is how a key is followed), or a
+/// note of its size when it is larger than a row keeps.
+fn without_credentials(value: &Value, kind: Kind) -> String {
+    let mut value = value.clone();
+    let token = value
+        .as_object_mut()
+        .filter(|_| kind == Kind::Key)
+        .and_then(|fields| fields.remove("token"));
     let text = value.to_string();
     let clean = crate::observe::request_log::without_credentials(text.as_bytes());
-    String::from_utf8_lossy(&clean).into_owned()
+    let mut kept: Value = serde_json::from_slice(&clean).unwrap_or(Value::Null);
+    if let (Some(fields), Some(token)) = (kept.as_object_mut(), token) {
+        fields.insert("token".into(), token);
+    }
+    let text = kept.to_string();
+    if text.len() <= MAX_VALUE_BYTES {
+        return text;
+    }
+    json!({
+        "omitted": format!(
+            "the value was {} bytes, more than an audit log row keeps ({MAX_VALUE_BYTES})",
+            text.len()
+        )
+    })
+    .to_string()
 }
 
 /// A row as `GET /audit` shows it: the values as JSON again.
@@ -521,8 +668,18 @@ pub async fn list(
         Some(order) if order == "asc" => true,
         Some(_) => return Err(invalid("sort_order", "must be asc or desc")),
     };
+    // LiteLLM's UI sorts by time only; anything else would be ignored.
+    if let Some(by) = q.get("sort_by").filter(|b| b.as_str() != "updated_at") {
+        return Err(invalid(
+            "sort_by",
+            format!(
+                "rows are sorted by updated_at only, not {:?}",
+                by.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
     let text = |name: &str| q.get(name).filter(|v| !v.is_empty()).cloned();
-    let filter = AuditFilter {
+    let mut filter = AuditFilter {
         changed_by: text("changed_by"),
         changed_by_api_key: text("changed_by_api_key"),
         action: text("action"),
@@ -532,6 +689,22 @@ pub async fn list(
         until: date(&q, "end_date", true)?,
         ascending,
     };
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since >= until
+    {
+        return Err(invalid("start_date", "must be before end_date"));
+    }
+    // LiteLLM's object filters: a key by its hash (or value), a team by id.
+    for (param, table) in [
+        ("object_key_hash", Kind::Key),
+        ("object_team_id", Kind::Team),
+    ] {
+        if let Some(id) = text(param) {
+            let id = if table == Kind::Key { hash_of(&id) } else { id };
+            filter.object_id = Some(id);
+            filter.table_name = Some(table.table().to_owned());
+        }
+    }
     let (rows, total) = keys
         .store()
         .list_audit(&filter, page)

@@ -293,9 +293,21 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
             "name at least one key in keys or key_aliases",
         ));
     }
+    let given = super::bounded_list("keys", body.keys.unwrap_or_default())?;
+    let aliases = body.key_aliases.unwrap_or_default();
+    let aliases = super::bounded_list("key_aliases", aliases)?;
+    if given.len() + aliases.len() > super::MAX_NAMED {
+        return Err(invalid(
+            "keys",
+            format!(
+                "keys and key_aliases may name at most {} keys together",
+                super::MAX_NAMED
+            ),
+        ));
+    }
     let mut hashes = Vec::new();
     let mut named = Vec::new();
-    for k in body.keys.unwrap_or_default() {
+    for k in given {
         let h = hash_of(&k);
         // Only keys that exist are reported deleted.
         match keys.store().key(&h).await.map_err(key_error)? {
@@ -308,7 +320,7 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
         hashes.push(h);
         named.push(k);
     }
-    for alias in body.key_aliases.unwrap_or_default() {
+    for alias in aliases {
         match keys
             .store()
             .key_hash_by_alias(&alias)

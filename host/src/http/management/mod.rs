@@ -309,6 +309,24 @@ pub(crate) fn key_error(e: KeyError) -> ApiError {
     }
 }
 
+/// Most objects one delete names: bounded so that a request cannot make
+/// the store look up objects without end.
+const MAX_NAMED: usize = 1000;
+
+/// `names` when there are at most [`MAX_NAMED`] of them, else a 400 naming `field`.
+fn bounded_list<T>(field: &str, names: Vec<T>) -> Result<Vec<T>, ApiError> {
+    if names.len() > MAX_NAMED {
+        return Err(invalid(
+            field,
+            format!(
+                "names {} objects; one request may name at most {MAX_NAMED}",
+                names.len()
+            ),
+        ));
+    }
+    Ok(names)
+}
+
 /// 400 naming `field`.
 fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("{field}: {message}"), Some(field))

@@ -359,6 +359,7 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
         .team_ids
         .filter(|v| !v.is_empty())
         .ok_or_else(|| invalid("team_ids", "name at least one team"))?;
+    let ids = super::bounded_list("team_ids", ids)?;
     let mut deleted = Vec::new();
     for id in &ids {
         let hashes = keys

@@ -317,6 +317,7 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
         .user_ids
         .filter(|v| !v.is_empty())
         .ok_or_else(|| invalid("user_ids", "name at least one user"))?;
+    let ids = super::bounded_list("user_ids", ids)?;
     let mut deleted = Vec::new();
     for id in &ids {
         let hashes = keys

@@ -313,7 +313,7 @@ impl Store {
         .bind(to_ms(SystemTime::now()))
         .execute(self.within(&mut tx))
         .await
-        .map_err(store_error)?;
+        .map_err(|e| unique_violation(e, "new_key", "a key with this value"))?;
         sqlx::query("UPDATE key_model_spend SET token_hash = $2 WHERE token_hash = $1")
             .bind(old_hash)
             .bind(new_hash)

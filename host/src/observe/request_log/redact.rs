@@ -36,6 +36,7 @@ const SECRET_FIELDS: &[&str] = &[
     "private_key",
     "password",
     "master_key",
+    "pass",
 ];
 
 /// What a credential's value is replaced with, as JSON.
@@ -67,6 +68,10 @@ pub fn body(body: &[u8]) -> Cow<'_, [u8]> {
 /// [`is_secret`] compares.
 const SECRET_ENDINGS: &[&str] = &[
     "apikey",
+    "apikeys",
+    "credential",
+    "passphrase",
+    "pwd",
     "secret",
     "secretkey",
     "accesskey",
