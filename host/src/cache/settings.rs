@@ -79,7 +79,12 @@ impl Settings {
         let default = CacheParams::default();
         let p = ls.cache_params.as_ref().unwrap_or(&default);
         let mut problems = Vec::new();
-        let kind = p.kind.unwrap_or(CacheType::Local);
+        // LiteLLM's proxy caches in Redis unless told otherwise; without a
+        // Redis named anywhere the cache is in memory.
+        let kind = p.kind.unwrap_or_else(|| match redis_url(p, &config.env) {
+            Some(_) => CacheType::Redis,
+            None => CacheType::Local,
+        });
         let backend = match kind {
             CacheType::Local | CacheType::LocalSemantic => Backend::Memory,
             CacheType::Redis => match redis_url(p, &config.env) {
@@ -245,6 +250,19 @@ mod tests {
             }
         );
         assert_eq!(s.redis_location().unwrap(), "redis://r.local:6380");
+    }
+
+    #[test]
+    fn without_a_type_a_named_redis_is_used_as_litellms_proxy_does() {
+        let s = settings("litellm_settings: {cache: true, cache_params: {host: r.local}}")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.type_name(), "redis");
+        let s =
+            settings("litellm_settings: {cache: true, cache_params: {host: r.local, type: local}}")
+                .unwrap()
+                .unwrap();
+        assert_eq!(s.type_name(), "local");
     }
 
     #[test]

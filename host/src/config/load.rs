@@ -649,6 +649,19 @@ mod tests {
     }
 
     #[test]
+    fn a_deployments_request_timeout_is_its_timeout() {
+        let loaded = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: mock/a, request_timeout: 3}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.config.model_list[0].litellm_params.timeout,
+            Some(3.0)
+        );
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
     fn yaml_merge_keys_are_applied_as_litellm_reads_them() {
         let loaded = load_text(
             "x-base: &base {api_base: 'http://127.0.0.1:9/v1', rpm: 100}\nmodel_list:\n  - model_name: a\n    litellm_params:\n      <<: *base\n      model: openai/a\n",
