@@ -123,3 +123,46 @@ async fn compare_prints_one_row_per_model_and_fails_when_one_does() {
     );
     assert!(row("no-such-model").contains(" 404 "), "{stdout}");
 }
+
+/// `serve` listens where LiteLLM's `HOST` and `PORT` say when neither the
+/// flags nor `CONCLAVE_HOST`/`CONCLAVE_PORT` do, and refuses a `PORT` that
+/// is not a port.
+#[tokio::test]
+async fn serve_reads_host_and_port_from_the_environment() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = conclave_e2e::proxy::TempDir::new();
+    let config = dir.write(
+        "c.yaml",
+        "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m}\n",
+    );
+    let config = config.to_str().unwrap();
+    let out = run_conclave(&["serve", "--config", config], &[("PORT", "not-a-port")]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PORT=\"not-a-port\""), "{stderr}");
+
+    let mut child = tokio::process::Command::new(conclave_e2e::proxy::conclave_bin())
+        .args(["--log-format", "json", "serve", "--config", config])
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env_remove("CONCLAVE_HOST")
+        .env_remove("CONCLAVE_PORT")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("conclave listening") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(listening.contains("127.0.0.1:"), "{listening}");
+    child.kill().await.unwrap();
+}

@@ -43,10 +43,12 @@ pub enum Command {
         /// Config file (default: $CONCLAVE_CONFIG, $LITELLM_CONFIG, $CONFIG_FILE_PATH, ./config/conclave.yaml).
         #[arg(long, short)]
         config: Option<PathBuf>,
-        #[arg(long, default_value = "0.0.0.0", env = "CONCLAVE_HOST")]
-        host: String,
-        #[arg(long, short, default_value_t = 4000, env = "CONCLAVE_PORT")]
-        port: u16,
+        /// Address to listen on (default 0.0.0.0; also $HOST, as LiteLLM's image reads it).
+        #[arg(long, env = "CONCLAVE_HOST")]
+        host: Option<String>,
+        /// Port (default 4000; also $PORT, as LiteLLM's image and most platforms set it).
+        #[arg(long, short, env = "CONCLAVE_PORT")]
+        port: Option<u16>,
         /// Reload when the config, its .env or a strategy component changes
         /// (also general_settings.hot_reload: true). SIGHUP and POST
         /// /admin/reload always reload.
@@ -150,8 +152,11 @@ pub async fn run(command: Command) -> Result<(), String> {
         } => {
             conclave::server::serve(conclave::server::ServeOptions {
                 config_path: config.unwrap_or_else(conclave::config::default_config_path),
-                host,
-                port,
+                host: host.unwrap_or_else(|| fallback_env("HOST", "0.0.0.0")),
+                port: match port {
+                    Some(port) => port,
+                    None => port_from_env()?,
+                },
                 watch,
                 no_compile_cache,
                 persist_admin_changes,
@@ -171,7 +176,10 @@ pub async fn run(command: Command) -> Result<(), String> {
             models,
             api_key,
             prompt,
-        } => compare::compare(&base_url, &models, api_key.as_deref(), &prompt).await,
+        } => {
+            let api_key = api_key.or_else(litellm_key);
+            compare::compare(&base_url, &models, api_key.as_deref(), &prompt).await
+        }
         Command::Chat {
             base_url,
             model,
@@ -183,7 +191,7 @@ pub async fn run(command: Command) -> Result<(), String> {
             chat::chat(chat::ChatArgs {
                 base_url,
                 model,
-                api_key,
+                api_key: api_key.or_else(litellm_key),
                 show_reasoning: !no_reasoning,
                 stream: !no_stream,
                 prompt,
@@ -197,4 +205,31 @@ pub async fn run(command: Command) -> Result<(), String> {
         Command::Spend(args) => keys::spend(args).await,
         Command::Strategy { command } => strategy::run(command),
     }
+}
+
+/// `name` from the environment when set and not empty, else `default`.
+fn fallback_env(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The port `$PORT` names, else 4000; a `$PORT` that is not a port is an
+/// error naming it rather than a silent default.
+fn port_from_env() -> Result<u16, String> {
+    match std::env::var("PORT").ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(4000),
+        Some(text) => text.trim().parse().map_err(|_| {
+            format!("PORT={text:?} is not a port number (1 to 65535); set --port or CONCLAVE_PORT")
+        }),
+    }
+}
+
+/// The key a LiteLLM setup already exports, for the client commands:
+/// `LITELLM_API_KEY`, else `LITELLM_MASTER_KEY`.
+fn litellm_key() -> Option<String> {
+    ["LITELLM_API_KEY", "LITELLM_MASTER_KEY"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|k| !k.is_empty()))
 }

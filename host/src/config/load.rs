@@ -453,6 +453,12 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             ));
         }
     }
+    if config.general_settings.database_connection_pool_limit == Some(0) {
+        problems.push(Problem::new(
+            "general_settings.database_connection_pool_limit",
+            "must be at least 1",
+        ));
+    }
     if config
         .general_settings
         .master_key
@@ -494,6 +500,10 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         (
             "general_settings.composite_queue_timeout",
             config.general_settings.composite_queue_timeout,
+        ),
+        (
+            "general_settings.database_connection_timeout",
+            config.general_settings.database_connection_timeout,
         ),
     ] {
         if let Some(why) = value.and_then(|v| invalid_seconds(v, false)) {
@@ -617,6 +627,13 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         if set {
             warnings.push(format!("{file}: litellm_settings.{key}: accepted; {what}"));
         }
+    }
+    if config.general_settings.store_prompts_in_spend_logs == Some(true) {
+        warnings.push(format!(
+            "{file}: general_settings.store_prompts_in_spend_logs: accepted; spend-log rows \
+             hold no bodies: request and response bodies are kept by the request logs \
+             (general_settings.request_log_dir, or CONCLAVE_REQUEST_LOG_DIR)"
+        ));
     }
 }
 

@@ -228,6 +228,18 @@ pub struct GeneralSettings {
     /// (`DATABASE_URL` when this is unset). Opened at start-up with a master
     /// key; without one, only when a Responses API answer is first stored.
     pub database_url: Option<String>,
+    /// Most connections the key store's pool opens (LiteLLM's name; 10 for
+    /// PostgreSQL, 4 for SQLite when unset).
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    pub database_connection_pool_limit: Option<u32>,
+    /// Seconds a statement waits for a pooled connection before the store
+    /// counts as unreachable (LiteLLM's name; 5 when unset).
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub database_connection_timeout: Option<f64>,
+    /// LiteLLM's switch for bodies in spend-log rows: read so that it is
+    /// answered with a warning (bodies go to the request logs here).
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub store_prompts_in_spend_logs: Option<bool>,
     /// Spend-log rows older than this (`30d`, `12h`) are deleted.
     pub maximum_spend_logs_retention_period: Option<String>,
     /// Keep spend totals but write no per-request spend-log rows.

@@ -108,7 +108,7 @@ impl Keys {
     /// writer, the budget reset job and, when a retention period is set,
     /// the spend-log retention job. Needs a Tokio runtime.
     pub async fn open(settings: KeysSettings) -> Result<Keys, KeyError> {
-        let store = Store::connect(&settings.database_url).await?;
+        let store = Store::connect_with(&settings.database_url, settings.pool).await?;
         let registry = Registry::new(settings.cache_capacity, settings.cache_ttl);
         let writer = WriterHandle::start(store.clone(), &settings);
         jobs::start_budget_resets(

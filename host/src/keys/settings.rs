@@ -33,6 +33,9 @@ pub struct KeysSettings {
     /// The clock budget periods end on (`litellm_settings.timezone` and
     /// `budget_reset_time`).
     pub reset_clock: ResetClock,
+    /// The store's pool size and wait (`database_connection_pool_limit`,
+    /// `database_connection_timeout`).
+    pub pool: super::store::PoolSettings,
 }
 
 impl KeysSettings {
@@ -47,6 +50,7 @@ impl KeysSettings {
             buffer_rows: 50_000,
             write_interval: super::writer::INTERVAL,
             reset_clock: ResetClock::default(),
+            pool: super::store::PoolSettings::default(),
         }
     }
 
@@ -81,6 +85,12 @@ impl KeysSettings {
             })?);
         }
         settings.disable_spend_logs = general.disable_spend_logs.unwrap_or(false);
+        settings.pool = super::store::PoolSettings {
+            max_connections: general.database_connection_pool_limit,
+            acquire_timeout: general
+                .database_connection_timeout
+                .map(crate::config::seconds),
+        };
         if let Some(every) = general.proxy_batch_write_at {
             settings.write_interval = crate::config::seconds(every);
         }
@@ -188,6 +198,22 @@ mod tests {
         assert_eq!(
             settings_of(&config).write_interval,
             Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn the_pool_is_sized_by_litellms_database_keys() {
+        let mut config = Config::default();
+        assert_eq!(
+            settings_of(&config).pool,
+            super::super::store::PoolSettings::default()
+        );
+        config.general_settings.database_connection_pool_limit = Some(40);
+        config.general_settings.database_connection_timeout = Some(60.0);
+        let pool = settings_of(&config).pool;
+        assert_eq!(
+            (pool.max_connections, pool.acquire_timeout),
+            (Some(40), Some(Duration::from_secs(60)))
         );
     }
 

@@ -26,6 +26,7 @@ use sqlx::{AnyPool, Executor};
 use super::KeyError;
 
 pub use audit::{AuditFilter, AuditRow};
+
 pub use principals::{KeyFilter, ListOrder, ListPage, Owner, TeamFilter, UserFilter};
 pub use responses::ResponseRow;
 pub use spend::{ReportRow, SpendBy, SpendFilter, SpendOwner, SpendTotals, TagSpend};
@@ -58,8 +59,17 @@ pub struct Store {
 }
 
 /// How long a statement may wait for a pooled connection before the store
-/// counts as unreachable.
+/// counts as unreachable, by default.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The store's pool, as the config sizes it (`None`: the defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PoolSettings {
+    /// Most connections (10 for PostgreSQL, 4 for SQLite).
+    pub max_connections: Option<u32>,
+    /// How long a statement waits for a connection ([`ACQUIRE_TIMEOUT`]).
+    pub acquire_timeout: Option<Duration>,
+}
 
 /// Every SQLite connection's settings: 16 KiB pages for a database it
 /// creates (an existing file keeps its own; the size must be set before
@@ -96,6 +106,11 @@ impl Store {
     /// Connects to `url` (`sqlite://...` or `postgres://...`), creating a
     /// SQLite file when missing, and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, KeyError> {
+        Self::connect_with(url, PoolSettings::default()).await
+    }
+
+    /// [`Store::connect`] with a pool sized by `pool`.
+    pub async fn connect_with(url: &str, pool: PoolSettings) -> Result<Self, KeyError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -108,14 +123,15 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(url)
             .map_err(|e| KeyError::Config(format!("database_url is not usable: {}", redact(e))))?;
-        let pool_options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool_options =
+            AnyPoolOptions::new().acquire_timeout(pool.acquire_timeout.unwrap_or(ACQUIRE_TIMEOUT));
         let pool_options = match backend {
             // One writer at a time is all SQLite allows; WAL lets readers
             // go on beside it.
             Backend::Sqlite => pool_options
-                .max_connections(4)
+                .max_connections(pool.max_connections.unwrap_or(4))
                 .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
-            Backend::Postgres => pool_options.max_connections(10),
+            Backend::Postgres => pool_options.max_connections(pool.max_connections.unwrap_or(10)),
         };
         let pool = pool_options
             .connect_with(options.clone())
