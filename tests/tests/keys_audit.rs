@@ -284,13 +284,25 @@ async fn a_huge_value_is_noted_not_kept(proxy: &Proxy) {
     );
     let row = &page["audit_logs"][0];
     assert_eq!(row["action"], "updated");
+    // The large field gives way to a note; the budget beside it stays readable.
+    let after = &row["updated_values"];
     assert!(
-        row["updated_values"]["omitted"]
+        after["metadata"]["omitted"]
             .as_str()
             .unwrap()
             .contains("bytes"),
         "{row}"
     );
+    assert_eq!(after["max_budget"], 7.0, "{row}");
+    // Unblocking a key that is not blocked changes nothing and leaves no row.
+    let (status, body) = post(proxy, "/key/unblock", json!({"key": key})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, total) = audit(
+        proxy,
+        &format!("object_id={}&action=unblocked", sha256(&key)),
+    )
+    .await;
+    assert_eq!(total, 0);
 }
 
 async fn audit_suite(proxy: &Proxy) {

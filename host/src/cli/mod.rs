@@ -177,7 +177,7 @@ pub async fn run(command: Command) -> Result<(), String> {
             api_key,
             prompt,
         } => {
-            let api_key = api_key.or_else(litellm_key);
+            let api_key = api_key.filter(|k| !k.is_empty()).or_else(litellm_key);
             compare::compare(&base_url, &models, api_key.as_deref(), &prompt).await
         }
         Command::Chat {
@@ -191,7 +191,7 @@ pub async fn run(command: Command) -> Result<(), String> {
             chat::chat(chat::ChatArgs {
                 base_url,
                 model,
-                api_key: api_key.or_else(litellm_key),
+                api_key: api_key.filter(|k| !k.is_empty()).or_else(litellm_key),
                 show_reasoning: !no_reasoning,
                 stream: !no_stream,
                 prompt,
@@ -221,7 +221,10 @@ fn port_from_env() -> Result<u16, String> {
     match std::env::var("PORT").ok().filter(|v| !v.trim().is_empty()) {
         None => Ok(4000),
         Some(text) => text.trim().parse().map_err(|_| {
-            format!("PORT={text:?} is not a port number (1 to 65535); set --port or CONCLAVE_PORT")
+            format!(
+                "PORT={text:?} is not a port number (0 to 65535, 0 for any free port); \
+                 set --port or CONCLAVE_PORT"
+            )
         }),
     }
 }

@@ -438,6 +438,7 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         }
         for (key, value) in [
             ("timeout", params.timeout),
+            ("request_timeout", params.request_timeout),
             ("stream_timeout", params.stream_timeout),
         ] {
             if let Some(why) = value.and_then(|v| invalid_seconds(v, true)) {
@@ -452,6 +453,17 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
                 format!("must be a positive number, got {v}"),
             ));
         }
+    }
+    // A zero wait would fail every statement: positive, unlike the others.
+    if let Some(why) = config
+        .general_settings
+        .database_connection_timeout
+        .and_then(|v| invalid_seconds(v, true))
+    {
+        problems.push(Problem::new(
+            "general_settings.database_connection_timeout",
+            why,
+        ));
     }
     if config.general_settings.database_connection_pool_limit == Some(0) {
         problems.push(Problem::new(
@@ -500,10 +512,6 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         (
             "general_settings.composite_queue_timeout",
             config.general_settings.composite_queue_timeout,
-        ),
-        (
-            "general_settings.database_connection_timeout",
-            config.general_settings.database_connection_timeout,
         ),
     ] {
         if let Some(why) = value.and_then(|v| invalid_seconds(v, false)) {
@@ -671,10 +679,8 @@ mod tests {
             "model_list:\n  - model_name: a\n    litellm_params: {model: mock/a, request_timeout: 3}\n",
         )
         .unwrap();
-        assert_eq!(
-            loaded.config.model_list[0].litellm_params.timeout,
-            Some(3.0)
-        );
+        let params = &loaded.config.model_list[0].litellm_params;
+        assert_eq!((params.timeout, params.request_timeout), (None, Some(3.0)));
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     }
 

@@ -79,13 +79,12 @@ pub struct LitellmParams {
     pub api_version: Option<String>,
     pub organization: Option<String>,
     pub extra_headers: BTreeMap<String, String>,
-    /// Whole-request timeout in seconds (LiteLLM also reads it as
-    /// `request_timeout`).
-    #[serde(
-        deserialize_with = "super::lenient::opt_f64",
-        alias = "request_timeout"
-    )]
+    /// Whole-request timeout in seconds.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub timeout: Option<f64>,
+    /// LiteLLM's other name for `timeout`, used when `timeout` is unset.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub request_timeout: Option<f64>,
     /// Seconds to the first chunk of a stream, and between chunks.
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub stream_timeout: Option<f64>,

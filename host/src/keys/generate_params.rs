@@ -59,6 +59,13 @@ impl KeyGenerateParams {
         if let Some(b) = &ls.upperbound_key_generate_params {
             params.bounds(b)?;
         }
+        // A default over its ceiling would refuse every key that relies on it.
+        if let Err(over) = params.check(&params.defaults) {
+            return Err(Problem::new(
+                format!("{DEFAULTS_KEY}.{}", over.field),
+                over.message,
+            ));
+        }
         Ok(params)
     }
 
@@ -146,6 +153,8 @@ impl KeyGenerateParams {
                 Some(Value::Number(n)) => n.as_f64(),
                 // Limits may be written as strings ("5"), as LiteLLM reads them.
                 Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+                // `null` clears a limit: no limit is over any ceiling.
+                Some(Value::Null) => Some(f64::INFINITY),
                 _ => None,
             };
             if let Some(asked) = asked.filter(|a| *a > bound.max) {
@@ -160,15 +169,17 @@ impl KeyGenerateParams {
             }
         }
         for bound in &self.durations {
-            let Some(Value::String(asked)) = body.get(bound.field) else {
-                continue;
+            // `null` and words such as "permanent" mean no end at all.
+            let asked = match body.get(bound.field) {
+                Some(Value::String(asked)) => asked.clone(),
+                Some(Value::Null) => "null".to_owned(),
+                _ => continue,
             };
-            // A duration that does not parse is refused by the field's own check.
-            if budget_period(asked).is_ok_and(|length| length > bound.length) {
+            if !budget_period(&asked).is_ok_and(|length| length <= bound.length) {
                 return Err(OverBound {
                     field: bound.field,
                     message: format!(
-                        "{asked:?} is longer than the config allows a new key \
+                        "{asked:?} is not a duration within what the config allows a new key \
                          ({BOUNDS_KEY}.{}: {:?})",
                         bound.field, bound.written
                     ),
@@ -275,8 +286,19 @@ mod tests {
             .apply(&mut body(json!({"max_budget": 100.5})))
             .unwrap_err();
         assert_eq!(over.field, "max_budget");
-        let longer = p.check(&body(json!({"duration": "31d"}))).unwrap_err();
-        assert_eq!(longer.field, "duration");
+        for unbounded in [
+            json!({"duration": "31d"}),
+            json!({"duration": "permanent"}),
+            json!({"duration": null}),
+        ] {
+            assert_eq!(p.check(&body(unbounded)).unwrap_err().field, "duration");
+        }
+        assert_eq!(
+            p.check(&body(json!({"max_budget": null})))
+                .unwrap_err()
+                .field,
+            "max_budget"
+        );
         assert!(
             p.check(&body(json!({"duration": "4w", "rpm_limit": 60})))
                 .is_ok()
@@ -292,5 +314,13 @@ mod tests {
             "litellm_settings.upperbound_key_generate_params.duration"
         );
         assert!(params("").unwrap().is_empty());
+        let problem = params(
+            "  default_key_generate_params: {max_budget: 500}\n  upperbound_key_generate_params: {max_budget: 100}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem.path,
+            "litellm_settings.default_key_generate_params.max_budget"
+        );
     }
 }

@@ -107,7 +107,10 @@ impl DefaultTimeouts {
 
     /// The timeouts of a deployment with `params`.
     fn apply(&self, params: &LitellmParams) -> Timeouts {
-        let request = params.timeout.map_or(self.request, crate::config::seconds);
+        let request = params
+            .timeout
+            .or(params.request_timeout)
+            .map_or(self.request, crate::config::seconds);
         let stream = params
             .stream_timeout
             .map(crate::config::seconds)
@@ -546,6 +549,21 @@ mod tests {
             group.deployments[1].timeouts.request,
             Duration::from_secs(7)
         );
+    }
+
+    #[test]
+    fn request_timeout_is_a_deployments_timeout_unless_timeout_says() {
+        let built = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: mock/x, request_timeout: 4}}\n  - {model_name: a, litellm_params: {model: mock/y, request_timeout: 4, timeout: 2}}\n",
+        )
+        .unwrap();
+        let group = &built.router.groups["a"];
+        let request: Vec<Duration> = group
+            .deployments
+            .iter()
+            .map(|d| d.timeouts.request)
+            .collect();
+        assert_eq!(request, [Duration::from_secs(4), Duration::from_secs(2)]);
     }
 
     #[test]

@@ -632,6 +632,11 @@ impl Planner<'_> {
             Some(bundle) => format!("{model}@{bundle}"),
             None => model.to_owned(),
         };
+        Ok(self.hidden(name, params))
+    }
+
+    /// `name`, served by a hidden deployment with `params` (added once).
+    fn hidden(&mut self, name: String, params: LitellmParams) -> String {
         if self.hidden_names.insert(name.clone()) {
             self.plan.hidden.push(ModelEntry {
                 model_name: name.clone(),
@@ -639,7 +644,7 @@ impl Planner<'_> {
                 model_info: None,
             });
         }
-        Ok(name)
+        name
     }
 
     /// The name the direct form's model routes under. The entry's own
@@ -667,20 +672,8 @@ impl Planner<'_> {
         let mut params = entry.litellm_params.clone();
         params.model = target.to_owned();
         params.custom_llm_provider = None;
-        if !target.contains('/') || !crate::config::is_supported_provider(params.provider()) {
-            return Err(Problem::new(
-                format!("{path}.model"),
-                format!("{target:?} is not a model_list name and not a supported provider/model"),
-            ));
-        }
-        if self.hidden_names.insert(name.clone()) {
-            self.plan.hidden.push(ModelEntry {
-                model_name: name.clone(),
-                litellm_params: params,
-                model_info: None,
-            });
-        }
-        Ok(name)
+        provider_model(&params, path)?;
+        Ok(self.hidden(name, params))
     }
 
     /// The litellm_params of a hidden deployment: the node's provider bundle
@@ -706,15 +699,22 @@ impl Planner<'_> {
             None => LitellmParams::default(),
         };
         params.model = model.to_owned();
-        let prefix = params.provider();
-        if !model.contains('/') || !crate::config::is_supported_provider(prefix) {
-            return Err(Problem::new(
-                format!("{path}.model"),
-                format!("{model:?} is not a model_list name and not a supported provider/model"),
-            ));
-        }
+        provider_model(&params, path)?;
         Ok(params)
     }
+}
+
+/// Refuses a hidden deployment whose model is not `<provider>/<model>` of
+/// a supported provider.
+fn provider_model(params: &LitellmParams, path: &str) -> Result<(), Problem> {
+    let model = &params.model;
+    if !model.contains('/') || !crate::config::is_supported_provider(params.provider()) {
+        return Err(Problem::new(
+            format!("{path}.model"),
+            format!("{model:?} is not a model_list name and not a supported provider/model"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

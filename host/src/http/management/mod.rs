@@ -71,8 +71,8 @@ pub fn routes() -> Router<AppState> {
         .route("/global/spend/teams", get(spend::global_teams))
         .route("/global/spend/tags", get(spend::global_tags))
         .route("/global/spend/report", get(spend::report))
-        .route("/audit", get(audit::list))
-        .route("/audit/{id}", get(audit::entry))
+        .route("/audit", get(audit::routes::list))
+        .route("/audit/{id}", get(audit::routes::entry))
 }
 
 /// Who is using the management API.
