@@ -473,6 +473,18 @@ async fn the_direct_form_takes_the_council_from_council_models() {
         .as_str()
         .unwrap_or_default();
     assert!(trace.contains("no-such-member"), "{body}");
+    // When no member named is one the run may call, the request is at fault:
+    // a 400 naming the model, not a 502 that clients would retry.
+    request["council_models"] = json!(["no-such-member", "nor-this-one"]);
+    let (status, _, body) = proxy.chat(&request).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_object(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-member"),
+        "{body}"
+    );
     // Without council_models the request is refused with the reason.
     let (status, _, body) = proxy.chat(&chat_body("council-direct", "q")).await;
     assert_eq!(status, 400, "{body}");

@@ -101,6 +101,10 @@ pub struct RunState {
     stderr: StderrTail,
     limits: Limits,
     calls_made: u32,
+    /// The first call refused to the guest because its model is not one
+    /// the run may call: a run that failed having reached no model at all
+    /// failed for what its request named.
+    first_refusal: Option<String>,
     cpu_ticks: u64,
     cpu_exceeded: bool,
     memory_exceeded: bool,
@@ -244,6 +248,7 @@ impl RunState {
             stderr,
             limits,
             calls_made: 0,
+            first_refusal: None,
             cpu_ticks: 0,
             cpu_exceeded: false,
             memory_exceeded: false,
@@ -345,7 +350,19 @@ pub async fn run(
                 message: fault.message,
             }),
         },
-        Ok(Ok(Err(guest_error))) => Err(StrategyError::from_guest(&profile, guest_error)),
+        Ok(Ok(Err(guest_error))) => {
+            let state = store.data();
+            match (&state.first_refusal, state.calls_made) {
+                // Every model the run tried was one the request may not
+                // name: the request's mistake, not an upstream's (a 400, not
+                // a 502 that clients would retry).
+                (Some(why), 0) => Err(StrategyError::InvalidRequest {
+                    profile: profile.clone(),
+                    message: format!("the run reached no model: {why}"),
+                }),
+                _ => Err(StrategyError::from_guest(&profile, guest_error)),
+            }
+        }
         Ok(Err(trap)) => Err(explain_trap(&profile, store.data(), &trap)),
     };
     let mut state = store.into_data();
@@ -793,11 +810,11 @@ impl RunState {
 
     /// Why this run may not call `req`'s model, if it may not (see
     /// [`super::members`]).
-    fn member_refusal(&self, req: &ChatRequest) -> Option<Error> {
+    fn member_refusal(&mut self, req: &ChatRequest) -> Option<Error> {
         let members = self.members.as_ref()?;
-        members
-            .refusal(&req.model, &self.router, &self.ctx.request.caller)
-            .map(Error::InvalidRequest)
+        let why = members.refusal(&req.model, &self.router, &self.ctx.request.caller)?;
+        self.first_refusal.get_or_insert_with(|| why.clone());
+        Some(Error::InvalidRequest(why))
     }
 
     /// Counts one trace event; past the run's trace limits the run ends.
