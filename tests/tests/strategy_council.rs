@@ -420,6 +420,35 @@ async fn a_streamed_council_answer_carries_the_trace_then_the_chairman_tokens() 
     assert!(trace.contains("chair-oscar writes the answer"), "{trace}");
 }
 
+/// A profile takes a strategy option sent at the top level (as the seed's
+/// clients send `council_models` in `extra_body`) as a setting, and no
+/// upstream receives it.
+#[tokio::test]
+async fn a_profile_reads_top_level_strategy_options_and_never_forwards_them() {
+    let up = FakeUpstream::start().await;
+    up.set("member-kilo", Behavior::ok(&ranking(&["A", "B"])));
+    up.set("member-lima", Behavior::ok(&ranking(&["B", "A"])));
+    up.set("chair-oscar", Behavior::ok("profile answer"));
+    let proxy = start(&up, &profile("", "{}")).await;
+    let mut request = chat_body("council", "q");
+    request["council_models"] = json!(["member-kilo", "member-lima"]);
+    let (status, _, body) = proxy.chat(&request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        up.calls("member-mike"),
+        0,
+        "the request's council replaced the profile's"
+    );
+    for r in up.recorded() {
+        assert!(
+            r.body.get("council_models").is_none(),
+            "forwarded to {}: {}",
+            r.deployment,
+            r.body
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_direct_form_takes_the_council_from_council_models() {
     let up = FakeUpstream::start().await;

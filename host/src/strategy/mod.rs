@@ -86,6 +86,9 @@ const OPENAI_CHAT_FIELDS: &[&str] = &[
     "function_call",
     "thinking",
     "web_search_options",
+    "verbosity",
+    "prompt_cache_key",
+    "safety_identifier",
 ];
 
 /// A profile ready to run.
@@ -477,8 +480,7 @@ fn prepare(profile: &LoadedProfile, request: &ProxyRequest) -> Result<Prepared, 
 
 /// Takes out of a request `body` the settings it brings to `profile`: its
 /// `composite_settings` object, then its top-level fields that name one of
-/// the profile's settings (in the direct form, every field that is not an
-/// OpenAI chat field).
+/// the profile's settings or are not OpenAI chat fields.
 fn take_overrides(
     profile: &LoadedProfile,
     body: &mut Map<String, Value>,
@@ -493,10 +495,16 @@ fn take_overrides(
             });
         }
     };
+    // A field named like one of the profile's settings (even an OpenAI one
+    // such as `temperature`) overrides it; every other field that is not
+    // OpenAI's is a setting too, for a profile as for the direct form: a
+    // strategy option (`council_models`, `chairman_model`) then reaches the
+    // strategy, and never an upstream that would refuse an argument it
+    // does not know.
     let is_setting = |k: &str| {
         profile.plan.settings.contains_key(k)
             || k == TRACE_SETTING
-            || (profile.plan.direct && !OPENAI_CHAT_FIELDS.contains(&k))
+            || !OPENAI_CHAT_FIELDS.contains(&k)
     };
     let keys: Vec<String> = body.keys().filter(|k| is_setting(k)).cloned().collect();
     for k in keys {
