@@ -211,10 +211,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     }
     let models = gateway.model_names.len();
     let watching = watch || gateway.hot_reload;
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .or_else(|_| format!("[{host}]:{port}").parse())
-        .map_err(|_| format!("invalid listen address {host}:{port}"))?;
+    let addr = listen_address(&host, port).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -346,6 +343,27 @@ fn stored_models(
     Some(Arc::new(crate::admin::StoredModels::new(
         keys.store().clone(),
     )))
+}
+
+/// The address `host:port` names: an IP address as written (IPv6 with or
+/// without brackets), else the first address a name such as `localhost`
+/// resolves to.
+async fn listen_address(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let written = format!("{host}:{port}")
+        .parse()
+        .or_else(|_| format!("[{host}]:{port}").parse());
+    if let Ok(addr) = written {
+        return Ok(addr);
+    }
+    tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            format!(
+                "invalid listen address {host}:{port}: not an IP address or a name that resolves"
+            )
+        })
 }
 
 /// How long shutdown waits for queued spend rows to reach the key store.

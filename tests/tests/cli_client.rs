@@ -143,7 +143,8 @@ async fn serve_reads_host_and_port_from_the_environment() {
 
     let mut child = tokio::process::Command::new(conclave_e2e::proxy::conclave_bin())
         .args(["--log-format", "json", "serve", "--config", config])
-        .env("HOST", "127.0.0.1")
+        // A name, as LiteLLM's users write it, resolves to a loopback address.
+        .env("HOST", "localhost")
         .env("PORT", "0")
         .env_remove("CONCLAVE_HOST")
         .env_remove("CONCLAVE_PORT")
@@ -163,6 +164,9 @@ async fn serve_reads_host_and_port_from_the_environment() {
     .await
     .unwrap()
     .unwrap();
-    assert!(listening.contains("127.0.0.1:"), "{listening}");
+    assert!(
+        listening.contains("127.0.0.1:") || listening.contains("[::1]:"),
+        "{listening}"
+    );
     child.kill().await.unwrap();
 }
