@@ -278,7 +278,6 @@ impl Control {
             .await
             .map_err(|e| format!("the config loader failed: {e}"))?
             .map_err(|e| e.to_string())?;
-        let keyed = |c: &LoadedConfig| crate::gateway::master_key(&c.config).is_some();
         if keyed(&layers.base) && !keyed(&loaded) {
             return Err(format!(
                 "{}: general_settings.master_key is gone from the new version; a reload never \
@@ -586,6 +585,12 @@ fn config_cache_dir(loaded: &LoadedConfig) -> Option<String> {
     loaded.config.general_settings.compile_cache_dir.clone()
 }
 
+/// Whether `config` runs the gateway with a master key (from the file or
+/// the environment).
+fn keyed(config: &LoadedConfig) -> bool {
+    crate::gateway::master_key(&config.config).is_some()
+}
+
 /// What a new version changes that only a restart applies: the key store
 /// and the shared Redis are opened once, at start. Said in the reload's
 /// outcome and the log, never with the address (it may hold a password).
@@ -595,7 +600,6 @@ fn kept_until_restart(
     config_path: &std::path::Path,
 ) -> Vec<String> {
     let mut notes = Vec::new();
-    let keyed = |c: &LoadedConfig| crate::gateway::master_key(&c.config).is_some();
     let store = |c: &LoadedConfig| crate::keys::database_url(&c.config, config_path).ok();
     if !keyed(old) && keyed(new) {
         notes.push(

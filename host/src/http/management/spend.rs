@@ -72,7 +72,7 @@ fn ranked(name: &str, id: String, t: &SpendTotals) -> Map<String, Value> {
 }
 
 /// A date filter; a bare `YYYY-MM-DD` end date includes that whole day.
-pub(super) fn date(
+fn date(
     q: &HashMap<String, String>,
     name: &str,
     end: bool,
@@ -87,6 +87,20 @@ pub(super) fn date(
     } else {
         t
     }))
+}
+
+/// The `start_date` and `end_date` a query gives, each optional; a start
+/// not before the end is a 400.
+pub(super) fn optional_window(
+    q: &HashMap<String, String>,
+) -> Result<(Option<SystemTime>, Option<SystemTime>), ApiError> {
+    let (start, end) = (date(q, "start_date", false)?, date(q, "end_date", true)?);
+    if let (Some(start), Some(end)) = (start, end)
+        && start >= end
+    {
+        return Err(invalid("start_date", "must be before end_date"));
+    }
+    Ok((start, end))
 }
 
 /// The `start_date`..`end_date` window a report covers, each defaulting
@@ -135,12 +149,7 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
     let limit = limit_of(&q, DEFAULT_LIMIT)?;
-    let (start, end) = (date(&q, "start_date", false)?, date(&q, "end_date", true)?);
-    if let (Some(start), Some(end)) = (start, end)
-        && start >= end
-    {
-        return Err(invalid("start_date", "must be before end_date"));
-    }
+    let (start, end) = optional_window(&q)?;
     let filter = SpendFilter {
         token_hash: q.get("api_key").map(|k| hash_of(k)),
         user_id: q.get("user_id").cloned(),

@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 
-use super::{ApiError, AppState};
-use crate::http::auth::{is_master, presented_key};
+use super::{ApiError, AppState, Manager};
+use crate::http::auth::presented_key;
 use crate::keys::{Keys, token};
 use rows::{rows, snapshot, targets, write};
 
@@ -127,36 +127,29 @@ struct Changer {
     key_hash: String,
 }
 
-/// The caller of a change, when its key is the master key or a valid
-/// virtual key; `None` for anyone else (the route refuses them itself).
-/// An admin (the master key, a `proxy_admin` user's key) may name the
-/// person a change is made for; anyone else's changes are their own.
-async fn changer(
-    state: &AppState,
-    keys: &Keys,
-    headers: &HeaderMap,
-) -> Result<Option<Changer>, ApiError> {
-    let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
+/// The caller of a change, as the management API authenticates it: the
+/// master key or a valid virtual key; `None` for anyone else (the route
+/// refuses them itself). An admin (the master key, a `proxy_admin` user's
+/// key) may name the person a change is made for; anyone else's changes
+/// are their own.
+async fn changer(state: &AppState, headers: &HeaderMap) -> Result<Option<Changer>, ApiError> {
+    let Ok((_, manager)) = super::authenticate(state, headers).await else {
         return Ok(None);
     };
-    let gateway = state.gateway();
-    let (own_name, admin) = if gateway
-        .master_key
-        .as_ref()
-        .is_some_and(|m| is_master(presented, m))
-    {
-        ("master_key".to_owned(), true)
-    } else {
-        let Ok(Some(principal)) = keys.resolve(presented).await else {
-            return Ok(None);
-        };
-        let key = &principal.key;
-        let name = key
-            .user_id
-            .clone()
-            .or_else(|| key.key_alias.clone())
-            .unwrap_or_else(|| key.key_name.clone());
-        (name, principal.is_admin())
+    let Some(presented) = presented_key(headers) else {
+        return Ok(None);
+    };
+    let (own_name, admin) = match manager {
+        Manager::Master => ("master_key".to_owned(), true),
+        Manager::Key { principal, admin } => {
+            let key = &principal.key;
+            let name = key
+                .user_id
+                .clone()
+                .or_else(|| key.key_alias.clone())
+                .unwrap_or_else(|| key.key_name.clone());
+            (name, admin)
+        }
     };
     let named = if admin { named_changer(headers)? } else { None };
     Ok(Some(Changer {
@@ -278,7 +271,7 @@ async fn recorded(
     next: Next,
 ) -> Result<Response, Response> {
     let state = &audit.state;
-    let Some(changer) = changer(state, keys, request.headers())
+    let Some(changer) = changer(state, request.headers())
         .await
         .map_err(IntoResponse::into_response)?
     else {

@@ -12,7 +12,7 @@ use super::Kind;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::management::keys::{hash_of, page_of};
-use crate::http::management::spend::date;
+use crate::http::management::spend::optional_window;
 use crate::http::management::{admin, invalid, key_error};
 use crate::keys::store::{AuditFilter, AuditRow};
 
@@ -91,21 +91,17 @@ pub async fn list(
         ));
     }
     let text = |name: &str| q.get(name).filter(|v| !v.is_empty()).cloned();
+    let (since, until) = optional_window(&q)?;
     let mut filter = AuditFilter {
         changed_by: text("changed_by"),
         changed_by_api_key: text("changed_by_api_key"),
         action: text("action"),
         table_name: text("table_name"),
         object_id: text("object_id"),
-        since: date(&q, "start_date", false)?,
-        until: date(&q, "end_date", true)?,
+        since,
+        until,
         ascending,
     };
-    if let (Some(since), Some(until)) = (filter.since, filter.until)
-        && since >= until
-    {
-        return Err(invalid("start_date", "must be before end_date"));
-    }
     // LiteLLM's object filters: a key by its hash (or value), a team by id.
     for (param, table) in [
         ("object_key_hash", Kind::Key),

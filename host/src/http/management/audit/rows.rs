@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Change, Changer, Kind};
 use crate::http::management::keys::hash_of;
-use crate::http::management::{shape, teams, users};
+use crate::http::management::{MAX_NAMED, shape, teams, users};
 use crate::keys::Keys;
 use crate::keys::store::AuditRow;
 
@@ -19,14 +19,12 @@ const MAX_VALUE_BYTES: usize = 32 << 10;
 /// Largest field of a too-large value that is kept as it is.
 const MAX_FIELD_BYTES: usize = 4 << 10;
 
-/// Most objects one change's rows name; a request naming more is left to
-/// its route to refuse, and its objects are not read beforehand.
-const MAX_TARGETS: usize = 1000;
-
-/// The ids of the objects a request names before it runs (keys by hash).
+/// The ids of the objects a request names before it runs (keys by hash);
+/// none when it names more than its route accepts ([`MAX_NAMED`]), so
+/// that objects are not read for a request the route will refuse.
 pub(super) async fn targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Vec<String> {
     let mut ids = named_targets(keys, kind, path, asked).await;
-    if ids.len() > MAX_TARGETS {
+    if ids.len() > MAX_NAMED {
         return Vec::new();
     }
     let mut seen = std::collections::HashSet::new();
@@ -61,7 +59,7 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
                 ids.push(hash_of(given));
             }
             let aliases = strings("key_aliases");
-            if ids.len() + aliases.len() > MAX_TARGETS {
+            if ids.len() + aliases.len() > MAX_NAMED {
                 return Vec::new();
             }
             for alias in aliases {
@@ -232,14 +230,8 @@ pub(super) async fn write(keys: &Keys, changer: Changer, change: Change, entries
             action: entry.action.to_owned(),
             table_name: entry.kind.table().to_owned(),
             object_id: entry.object_id,
-            before_value: entry
-                .before
-                .as_ref()
-                .map(|v| without_credentials(v, entry.kind)),
-            updated_values: entry
-                .after
-                .as_ref()
-                .map(|v| without_credentials(v, entry.kind)),
+            before_value: entry.before.map(|v| without_credentials(v, entry.kind)),
+            updated_values: entry.after.map(|v| without_credentials(v, entry.kind)),
         })
         .collect();
     if let Err(e) = keys.store().insert_audit(&rows).await {
@@ -256,8 +248,7 @@ pub(super) async fn write(keys: &Keys, changer: Changer, change: Change, entries
 /// `value` as JSON text with every credential field's value replaced (a
 /// key's `token` is its hash, kept: it is how a key is followed), or a
 /// note of its size when it is larger than a row keeps.
-fn without_credentials(value: &Value, kind: Kind) -> String {
-    let mut value = value.clone();
+fn without_credentials(mut value: Value, kind: Kind) -> String {
     let token = value
         .as_object_mut()
         .filter(|_| kind == Kind::Key)
