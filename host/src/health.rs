@@ -122,6 +122,7 @@ async fn check(
         },
         max_response_bytes: CHECK_RESPONSE_BYTES,
         traceparent: None,
+        drop_params: false,
     };
     let started = Instant::now();
     let result = tokio::time::timeout(limit, d.target.call(client, call)).await;

@@ -445,6 +445,19 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
                 problems.push(Problem::new(format!("{at}.litellm_params.{key}"), why));
             }
         }
+        for (j, name) in params.additional_drop_params.iter().enumerate() {
+            let why = match name.trim() {
+                "" => "is empty; name a request field to leave out",
+                "model" | "stream" => {
+                    "cannot be dropped: the gateway sets `model` and `stream` on every call"
+                }
+                _ => continue,
+            };
+            problems.push(Problem::new(
+                format!("{at}.litellm_params.additional_drop_params[{j}]"),
+                why,
+            ));
+        }
         if let Some(v) = params.weight
             && !(v.is_finite() && v > 0.0)
         {
@@ -616,11 +629,6 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
     // Read, but with no effect of their own here: said, so nobody relies on them.
     let ls = &config.litellm_settings;
     for (key, set, what) in [
-        (
-            "drop_params",
-            ls.drop_params == Some(true),
-            "parameters are forwarded as sent; nothing is dropped for a provider",
-        ),
         (
             "json_logs",
             ls.json_logs == Some(true),
@@ -966,5 +974,24 @@ mod tests {
             err.contains("model_list[0].litellm_params.model: is required"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn additional_drop_params_may_not_name_the_gateways_own_fields() {
+        let err = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, additional_drop_params: [seed, model, '']}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for (at, why) in [
+            ("additional_drop_params[1]", "cannot be dropped"),
+            ("additional_drop_params[2]", "is empty"),
+        ] {
+            assert!(
+                err.contains(&format!("model_list[0].litellm_params.{at}: {why}")),
+                "{err}"
+            );
+        }
+        assert!(!err.contains("additional_drop_params[0]"), "{err}");
     }
 }

@@ -103,6 +103,14 @@ pub struct LitellmParams {
     /// Injects the provider's reasoning switch when a request carries none.
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub supports_reasoning: Option<bool>,
+    /// LiteLLM's `drop_params` for this deployment: fields its model is
+    /// known to refuse are left out rather than sent (unset: as
+    /// `litellm_settings.drop_params` says).
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub drop_params: Option<bool>,
+    /// LiteLLM's `additional_drop_params`: request fields this deployment
+    /// never sends, whatever the client put in them.
+    pub additional_drop_params: Vec<String>,
     /// Accepted for LiteLLM compatibility: the provider when `model` has no prefix.
     pub custom_llm_provider: Option<String>,
     /// Never borrow the provider's key from the environment (set for runtime

@@ -184,6 +184,20 @@ impl RawFields {
         taken
     }
 
+    /// A copy in which `edit` gives each field its name, or leaves it out
+    /// (`None`). The names it gives must stay distinct.
+    pub fn edited(
+        &self,
+        edit: impl Fn(&Cow<'static, str>, &RawValue) -> Option<Cow<'static, str>>,
+    ) -> RawFields {
+        let entries = self
+            .entries
+            .iter()
+            .filter_map(|(k, v)| Some((edit(k, v)?, v.clone())))
+            .collect();
+        RawFields { entries }
+    }
+
     /// Sets `key`, replacing an earlier value in place (JSON's last-wins rule).
     pub fn insert(&mut self, key: impl Into<FieldName>, value: Box<RawValue>) {
         let key = key.into();

@@ -103,6 +103,9 @@ pub const CLIENT_ROUTING_FIELDS: &[&str] = &["api_base", "base_url", "user_confi
 pub struct CallLimits {
     pub timeout: Option<std::time::Duration>,
     pub num_retries: Option<u32>,
+    /// LiteLLM's `drop_params`: leave out the fields a model is known to
+    /// refuse rather than send them.
+    pub drop_params: bool,
 }
 
 /// The gateway's request settings as another API's body (Anthropic
@@ -170,14 +173,41 @@ impl CallLimits {
                 ));
             }
         };
+        let drop_params = match rest.parse::<Option<bool>>("drop_params") {
+            None | Some(Ok(None)) => false,
+            Some(Ok(Some(drop))) => drop,
+            Some(Err(_)) => return Err("`drop_params` must be a boolean".to_owned()),
+        };
         Ok(Self {
             // Past what a `Duration` holds, it shortens nothing.
             timeout: timeout.map(|s| {
                 std::time::Duration::try_from_secs_f64(s).unwrap_or(std::time::Duration::MAX)
             }),
             num_retries,
+            drop_params,
         })
     }
+}
+
+/// Most fields one request's `additional_drop_params` may name.
+pub const MAX_REQUEST_DROPS: usize = 64;
+
+/// The names in a request's `additional_drop_params` (LiteLLM's: fields
+/// never sent upstream): a list of at most [`MAX_REQUEST_DROPS`] names.
+fn request_drops(raw: Option<&RawValue>) -> Result<Vec<String>, String> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let names: Option<Vec<String>> = serde_json::from_str(raw.get())
+        .map_err(|_| "`additional_drop_params` must be a list of field names".to_owned())?;
+    let names = names.unwrap_or_default();
+    if names.len() > MAX_REQUEST_DROPS {
+        return Err(format!(
+            "`additional_drop_params` names {} fields; at most {MAX_REQUEST_DROPS} are allowed",
+            names.len()
+        ));
+    }
+    Ok(names)
 }
 
 /// Most tags one request may carry (key and deployment tags come on top).
@@ -263,6 +293,7 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             )));
         }
         let limits = CallLimits::read(&own).map_err(D::Error::custom)?;
+        let drops = request_drops(own.get("additional_drop_params")).map_err(D::Error::custom)?;
         let nested = read_metadata(own.get("metadata"), "metadata").map_err(D::Error::custom)?;
         let litellm = read_metadata(own.get("litellm_metadata"), "litellm_metadata")
             .map_err(D::Error::custom)?;
@@ -280,6 +311,10 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             tags.extend(tag_list(raw.as_deref(), field).map_err(D::Error::custom)?);
         }
         let end_user = end_user(rest.get("user")).map_err(D::Error::custom)?;
+        // After the end user is read: a `user` dropped is still charged.
+        for name in drops {
+            rest.remove(&name);
+        }
         dedup_in_order(&mut tags);
         if tags.len() > MAX_REQUEST_TAGS {
             return Err(D::Error::custom(format!(

@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
+use super::param_rules::{self, ParamRules};
 use super::table::{Dialect, ProviderSpec};
 use super::{TargetError, UpstreamCall, UpstreamError, UpstreamReply, sse};
 use crate::config::{Env, LitellmParams, Secret, is_request_default};
@@ -43,6 +44,10 @@ pub struct HttpTarget {
     native_responses: bool,
     /// Request defaults from litellm_params (temperature, ...), applied when absent.
     defaults: Map<String, Value>,
+    /// Fields renamed or left out on the way (reasoning models,
+    /// `drop_params`, `additional_drop_params`); `None` for nearly every
+    /// deployment.
+    rules: Option<Box<ParamRules>>,
     /// Auth, organization and extra headers, built once.
     headers: HeaderMap,
     /// Each endpoint's URL for `upstream_model`, parsed once.
@@ -80,6 +85,7 @@ impl HttpTarget {
         model: &str,
         params: &LitellmParams,
         env: &Env,
+        drop_params_default: bool,
     ) -> Result<Self, TargetError> {
         let base = params
             .api_base
@@ -181,10 +187,23 @@ impl HttpTarget {
             }
         }
 
-        let upstream_model = params
-            .target_model
-            .clone()
-            .unwrap_or_else(|| model.to_owned());
+        let written = params.target_model.as_deref().unwrap_or(model);
+        let (named, declared) = match spec.dialect {
+            Dialect::Azure => param_rules::azure_series(written),
+            _ => (written, None),
+        };
+        let upstream_model = named.to_owned();
+        let rules = ParamRules::new(
+            &upstream_model,
+            matches!(spec.name, "openai" | "azure"),
+            declared,
+            &params.additional_drop_params,
+            params.drop_params.unwrap_or(drop_params_default),
+        )
+        .map(Box::new);
+        if let Some(rules) = &rules {
+            rules.apply_to_defaults(&mut defaults);
+        }
         let url = |endpoint: Endpoint| {
             parse_url(&endpoint_url(
                 spec.dialect,
@@ -214,6 +233,7 @@ impl HttpTarget {
             supports_reasoning: params.supports_reasoning.unwrap_or(false),
             native_responses,
             defaults,
+            rules,
             headers,
             urls,
         })
@@ -295,8 +315,16 @@ impl HttpTarget {
     ) -> Result<UpstreamReply, UpstreamError> {
         let model = call.model_override.unwrap_or(&self.upstream_model);
         let anthropic = self.spec.dialect == Dialect::Anthropic;
+        let edited;
+        let body = match &self.rules {
+            Some(rules) => {
+                edited = rules.apply(call.body, model, call.endpoint, call.drop_params);
+                &*edited
+            }
+            None => call.body,
+        };
         let responses = if self.native_responses && call.endpoint == Endpoint::ChatCompletions {
-            super::responses::request_body(call.body, model, call.stream).transpose()?
+            super::responses::request_body(body, model, call.stream).transpose()?
         } else {
             None
         };
@@ -307,7 +335,7 @@ impl HttpTarget {
         } else if anthropic {
             let request = super::anthropic::request_body(
                 call.endpoint,
-                call.body,
+                body,
                 &self.defaults,
                 model,
                 call.stream,
@@ -318,7 +346,7 @@ impl HttpTarget {
             let bytes = encode_outbound_body(
                 model,
                 call.stream,
-                call.body,
+                body,
                 &self.defaults,
                 self.supports_reasoning,
             )
@@ -1036,7 +1064,7 @@ mod tests {
             ..LitellmParams::default()
         };
         let spec = super::super::table::lookup("openai").unwrap();
-        HttpTarget::new(spec, "m", &params, &Env::default()).unwrap()
+        HttpTarget::new(spec, "m", &params, &Env::default(), false).unwrap()
     }
 
     #[test]
@@ -1048,7 +1076,7 @@ mod tests {
                 ..LitellmParams::default()
             };
             let spec = super::super::table::lookup(provider).unwrap();
-            HttpTarget::new(spec, "llama3", &params, &Env::default())
+            HttpTarget::new(spec, "llama3", &params, &Env::default(), false)
                 .unwrap()
                 .base_url
         };
@@ -1081,7 +1109,7 @@ mod tests {
                 ..LitellmParams::default()
             };
             let spec = super::super::table::lookup("openai").unwrap();
-            let error = HttpTarget::new(spec, "m", &params, &Env::default())
+            let error = HttpTarget::new(spec, "m", &params, &Env::default(), false)
                 .err()
                 .unwrap();
             assert_eq!(error.key(), "api_base");
@@ -1121,7 +1149,7 @@ mod tests {
             ..LitellmParams::default()
         };
         let spec = super::super::table::lookup("azure").unwrap();
-        let error = HttpTarget::new(spec, "d", &params, &Env::default())
+        let error = HttpTarget::new(spec, "d", &params, &Env::default(), false)
             .err()
             .unwrap();
         assert!(matches!(
@@ -1133,7 +1161,7 @@ mod tests {
             api_base: Some("ftp://x".into()),
             ..params
         };
-        let error = HttpTarget::new(spec, "d", &params, &Env::default())
+        let error = HttpTarget::new(spec, "d", &params, &Env::default(), false)
             .err()
             .unwrap();
         assert_eq!(

@@ -9,6 +9,7 @@ pub mod exec;
 mod http_adapter;
 pub use http_adapter::encode_outbound_body;
 pub mod mock;
+pub mod param_rules;
 pub mod responses;
 pub mod sse;
 pub mod table;
@@ -112,6 +113,9 @@ pub struct UpstreamCall<'a> {
     pub max_response_bytes: usize,
     /// W3C `traceparent` to send, when the request is traced.
     pub traceparent: Option<&'a str>,
+    /// The request asks (LiteLLM's `drop_params`) that fields the model is
+    /// known to refuse be left out.
+    pub drop_params: bool,
 }
 
 /// Upstream body size limit when `max_response_size_mb` is unset: 64 MiB.
@@ -208,7 +212,13 @@ pub enum Target {
 impl Target {
     /// Builds the target for `params`; the error says why the deployment
     /// cannot be served (unknown provider, missing api_base, ...).
-    pub fn from_params(params: &LitellmParams, env: &Env) -> Result<Self, TargetError> {
+    /// `drop_params_default` is `litellm_settings.drop_params`, for a
+    /// deployment that does not say.
+    pub fn from_params(
+        params: &LitellmParams,
+        env: &Env,
+        drop_params_default: bool,
+    ) -> Result<Self, TargetError> {
         let (provider, model) = params.provider_and_model();
         match provider {
             MOCK_PROVIDER => MockTarget::from_params(model, params)
@@ -228,7 +238,7 @@ impl Target {
                     table::lookup(provider).ok_or_else(|| TargetError::UnsupportedProvider {
                         provider: provider.to_owned(),
                     })?;
-                HttpTarget::new(spec, model, params, env).map(Target::Http)
+                HttpTarget::new(spec, model, params, env, drop_params_default).map(Target::Http)
             }
         }
     }

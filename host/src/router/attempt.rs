@@ -59,6 +59,7 @@ pub(super) async fn attempt(
         timeouts: shortened(deployment.timeouts, req.limits.timeout),
         max_response_bytes: router.max_response_bytes,
         traceparent: span.as_ref().map(AttemptSpan::traceparent),
+        drop_params: req.limits.drop_params,
     };
     let started = Instant::now();
     let reply = match deployment.target.call(&router.client, call).await {

@@ -151,7 +151,15 @@ pub(super) fn deployments(
         // An implied provider wildcard is not warned about (a missing key
         // fails when asked, with the provider's own refusal): the entry the
         // config wrote was.
-        let Some(mut target) = target(&at, &entry.litellm_params, env, !implied, found) else {
+        let drop_params = cfg.litellm_settings.drop_params == Some(true);
+        let Some(mut target) = target(
+            &at,
+            &entry.litellm_params,
+            env,
+            drop_params,
+            !implied,
+            found,
+        ) else {
             continue;
         };
         if let Target::Http(http) = &mut target
@@ -261,6 +269,7 @@ fn target(
     at: &str,
     params: &LitellmParams,
     env: &Env,
+    drop_params: bool,
     warn: bool,
     found: &mut Findings,
 ) -> Option<Target> {
@@ -273,7 +282,7 @@ fn target(
         ));
         return None;
     }
-    let target = Target::from_params(params, env)
+    let target = Target::from_params(params, env, drop_params)
         .map_err(|error| found.problem(format!("{at}.{}", error.key()), error.to_string()))
         .ok()?;
     if !warn {

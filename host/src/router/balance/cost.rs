@@ -54,7 +54,7 @@ mod tests {
         Arc::new(Deployment::new(DeploymentSpec {
             id: id.into(),
             group: "g".into(),
-            target: Target::from_params(&params, &Env::default()).unwrap(),
+            target: Target::from_params(&params, &Env::default(), false).unwrap(),
             order: None,
             weight: None,
             rpm: None,
