@@ -83,11 +83,14 @@ pub const MAX_TOKENS_PER_CALL: u64 = u32::MAX as u64;
 fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
     #[derive(Deserialize)]
     struct ReportedUsage {
+        // OpenAI's names; a prompt count here already holds any cached
+        // tokens (LiteLLM's `cache_read_input_tokens` beside it repeat them).
         #[serde(default)]
-        prompt_tokens: u64,
+        prompt_tokens: Option<u64>,
         #[serde(default)]
-        completion_tokens: u64,
+        completion_tokens: Option<u64>,
         // Anthropic's and the Responses API's names (null counts as 0).
+        // Anthropic's `input_tokens` leaves out the cache reads and writes.
         #[serde(default)]
         input_tokens: Option<u64>,
         #[serde(default)]
@@ -100,16 +103,16 @@ fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, 
     let usage: Option<ReportedUsage> = Deserialize::deserialize(d)?;
     Ok(usage.map(|u| {
         let n = |v: Option<u64>| v.unwrap_or(0);
-        Usage {
-            prompt_tokens: u
-                .prompt_tokens
-                .saturating_add(n(u.input_tokens))
+        let prompt_tokens = u.prompt_tokens.unwrap_or_else(|| {
+            n(u.input_tokens)
                 .saturating_add(n(u.cache_read_input_tokens))
                 .saturating_add(n(u.cache_creation_input_tokens))
-                .min(MAX_TOKENS_PER_CALL),
+        });
+        Usage {
+            prompt_tokens: prompt_tokens.min(MAX_TOKENS_PER_CALL),
             completion_tokens: u
                 .completion_tokens
-                .saturating_add(n(u.output_tokens))
+                .unwrap_or(n(u.output_tokens))
                 .min(MAX_TOKENS_PER_CALL),
         }
     }))
@@ -306,6 +309,16 @@ mod tests {
         let created = br#"{"type":"response.created","response":{"usage":null}}"#;
         assert_eq!(usage_in_body(created), None);
         assert_eq!(usage_in_body(b"not json"), None);
+    }
+
+    #[test]
+    fn a_chat_prompt_count_already_holds_its_cached_tokens() {
+        // A chat answer translated from Anthropic (or any LiteLLM-style
+        // upstream) repeats the cache counts beside a prompt count that
+        // includes them.
+        let body = br#"{"choices":[],"usage":{"prompt_tokens":27,"completion_tokens":4,"cache_read_input_tokens":4,"cache_creation_input_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        let usage = usage_in_body(body).unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (27, 4));
     }
 
     #[test]
