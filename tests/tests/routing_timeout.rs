@@ -160,3 +160,34 @@ async fn a_request_timeout_shortens_the_configured_one_and_never_lengthens_it() 
         "{answer}"
     );
 }
+
+/// A request's own short `timeout` running out says nothing about the
+/// deployments: it must not cool them down for everyone else.
+#[tokio::test]
+async fn a_clients_own_short_timeout_cools_no_deployment_down() {
+    let up = FakeUpstream::start().await;
+    for dep in ["a", "b"] {
+        up.set(
+            dep,
+            Behavior::ok("slow but fine").delayed(Duration::from_millis(300)),
+        );
+    }
+    let proxy = Proxy::start(&config(
+        &[
+            deployment(&up, "g", "a", &[]),
+            deployment(&up, "g", "b", &[]),
+        ],
+        "timeout: 10\nnum_retries: 0\nallowed_fails: 1\ncooldown_time: 60",
+    ))
+    .await;
+    let mut hasty = conclave_e2e::chat_body("g", "hi");
+    hasty["timeout"] = serde_json::json!(0.02);
+    for _ in 0..6 {
+        let (status, _, answer) = routing_support::chat(&proxy, &hasty).await;
+        assert_eq!(status, 504, "{answer}");
+    }
+    for _ in 0..4 {
+        let (status, _, answer) = ask(&proxy, "g").await;
+        assert_eq!(status, 200, "a patient caller is still served: {answer}");
+    }
+}

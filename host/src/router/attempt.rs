@@ -65,7 +65,7 @@ pub(super) async fn attempt(
     let reply = match deployment.target.call(&router.client, call).await {
         Ok(reply) => reply,
         Err(e) => {
-            record_timeout(deployment, &e, started);
+            record_timeout(deployment, req, &e, started);
             span_failed(span, deployment, &e);
             return Err(e);
         }
@@ -115,7 +115,7 @@ pub(super) async fn attempt(
             let first = match chunks.next().await {
                 None => None,
                 Some(Err(e)) => {
-                    record_timeout(deployment, &e, started);
+                    record_timeout(deployment, req, &e, started);
                     span_failed(span, deployment, &e);
                     return Err(e);
                 }
@@ -171,10 +171,36 @@ fn shortened(configured: Timeouts, requested: Option<Duration>) -> Timeouts {
 /// A timeout is a latency sample too: the deployment took at least this long.
 /// Without it a deployment that only ever times out has no sample, and
 /// latency-based routing would keep trying it first as "not measured yet".
-fn record_timeout(deployment: &Deployment, error: &UpstreamError, started: Instant) {
-    if matches!(error, UpstreamError::Timeout(_)) {
+/// The request's own deadline running out is not one (see [`own_deadline`]).
+fn record_timeout(
+    deployment: &Deployment,
+    req: &RouteRequest<'_>,
+    error: &UpstreamError,
+    started: Instant,
+) {
+    if matches!(error, UpstreamError::Timeout(_)) && !own_deadline(deployment, req, error) {
         deployment.record_latency(started.elapsed());
     }
+}
+
+/// Whether `error` is the request's own deadline running out: a timeout
+/// while the request's `timeout` was shorter than the deployment's. It
+/// says nothing about the deployment, so it neither counts towards a
+/// cooldown nor is a latency sample: otherwise any client could cool a
+/// whole group down, for every caller and every instance sharing its
+/// state, by asking for a few milliseconds.
+pub(super) fn own_deadline(
+    deployment: &Deployment,
+    req: &RouteRequest<'_>,
+    error: &UpstreamError,
+) -> bool {
+    let configured = if req.stream {
+        deployment.timeouts.stream
+    } else {
+        deployment.timeouts.request
+    };
+    matches!(error, UpstreamError::Timeout(_))
+        && req.limits.timeout.is_some_and(|asked| asked < configured)
 }
 
 /// Ends a traced attempt's span with `error`, its message without credentials.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::attempt::{Answer, attempt};
+use super::attempt::{Answer, attempt, own_deadline};
 use super::deployment::Deployment;
 use super::error::{ErrorClass, RouteError, classify};
 use super::{ModelGroup, RouteRequest, Router};
@@ -169,7 +169,7 @@ pub(super) async fn run_group(
                     ..
                 }
             );
-        if !about_one_model {
+        if !about_one_model && !own_deadline(&deployment, req, &error) {
             router.record_failure(&deployment, class, retry_after_of(&error));
         }
         let message = deployment.target.redact(&error.to_string());
