@@ -419,7 +419,7 @@ async fn documents_and_tool_errors_reach_a_chat_model_and_blocks_it_cannot_read_
     let refused = [
         json!({"type": "search_result", "source": "s", "title": "t", "content": [{"type": "text", "text": "x"}]}),
         json!({"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}),
-        json!({"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}),
+        json!({"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "search_result", "source": "s", "title": "t", "content": []}]}),
     ];
     for block in refused {
         let body = json!({
@@ -435,6 +435,37 @@ async fn documents_and_tool_errors_reach_a_chat_model_and_blocks_it_cannot_read_
         up.recorded().len(),
         calls,
         "no refused request reached the model"
+    );
+}
+
+#[tokio::test]
+async fn a_tool_results_images_follow_its_tool_message_as_a_user_message() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::ok("a cat"));
+    let proxy = plain_proxy(&up).await;
+    let png = json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}});
+    let body = json!({
+        "model": "claude-group",
+        "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "what is on the screen?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "screenshot", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "captured"}, png]},
+            ]},
+        ],
+    });
+    let (status, answer) = post_messages(&proxy, "/v1/messages", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let sent = up.last_body("a").unwrap();
+    let messages = sent["messages"].as_array().unwrap();
+    let tool = messages.iter().position(|m| m["role"] == "tool").unwrap();
+    assert_eq!(messages[tool]["content"], "captured", "{sent}");
+    let after = &messages[tool + 1];
+    assert_eq!(after["role"], "user", "{sent}");
+    assert_eq!(
+        after["content"][0]["image_url"]["url"], "data:image/png;base64,iVBORw0KGgo=",
+        "{sent}"
     );
 }
 

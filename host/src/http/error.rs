@@ -3,8 +3,8 @@
 //! Mapping: malformed JSON and invalid fields 400; missing or wrong key 401;
 //! unknown model 404 (`model_not_found`, as OpenAI does), unknown path 404
 //! (`unknown_url`); wrong method 405 (`method_not_allowed`); body too large 413;
-//! an upstream 4xx keeps its status (429 stays 429); upstream 5xx, broken or
-//! unreachable upstreams 502; upstream timeout 504; a model group whose
+//! an upstream 4xx keeps its status (429 stays 429), as does Anthropic's 529
+//! (overloaded); other upstream 5xx, broken or unreachable upstreams 502; upstream timeout 504; a model group whose
 //! deployments are all cooling down 503 and all at their rpm/tpm limit 429,
 //! both with `Retry-After`. A composite strategy's failures: an invalid
 //! request 400, an unknown model 404, an upstream failure 502, its deadline
@@ -144,6 +144,7 @@ fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
                 Some("upstream_unavailable"),
             )
         }
+        UpstreamError::Unsendable { param, .. } => ApiError::invalid(message, param.as_deref()),
         UpstreamError::Status {
             status,
             code,
@@ -160,6 +161,11 @@ fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
                 s @ 400..=499 => (
                     StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
                     "invalid_request_error",
+                ),
+                // Anthropic's "overloaded": its SDK tells it from a failure.
+                529 => (
+                    StatusCode::from_u16(529).unwrap_or(StatusCode::BAD_GATEWAY),
+                    "overloaded_error",
                 ),
                 _ => (StatusCode::BAD_GATEWAY, "upstream_error"),
             };

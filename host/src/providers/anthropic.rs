@@ -36,14 +36,11 @@ pub fn messages_url(base: &str) -> String {
     }
 }
 
-/// A 400 the adapter returns before calling the upstream.
-fn refused(message: String) -> UpstreamError {
-    UpstreamError::Status {
-        status: 400,
+/// A request the adapter refuses before calling the upstream (400).
+fn refused(message: String, param: Option<String>) -> UpstreamError {
+    UpstreamError::Unsendable {
         message,
-        code: Some("invalid_request_error".into()),
-        param: None,
-        retry_after: None,
+        param: param.map(String::into_boxed_str),
     }
 }
 
@@ -70,10 +67,13 @@ pub fn request_body(
     stream: bool,
 ) -> Result<MessagesRequest, UpstreamError> {
     if endpoint != Endpoint::ChatCompletions {
-        return Err(refused(format!(
-            "anthropic/ deployments serve chat completions only, not {}",
-            endpoint.path()
-        )));
+        return Err(refused(
+            format!(
+                "anthropic/ deployments serve chat completions only, not {}",
+                endpoint.path()
+            ),
+            None,
+        ));
     }
     if let Some(native) = body.value(NATIVE_FIELD)
         && let Some(request) = anthropic_upstream::native_request(&native, model, stream)
@@ -89,12 +89,12 @@ pub fn request_body(
     }
     let mut chat = body
         .to_map()
-        .map_err(|e| refused(format!("the request body cannot be read: {e}")))?;
+        .map_err(|e| refused(format!("the request body cannot be read: {e}"), None))?;
     for (key, value) in defaults {
         chat.entry(key.clone()).or_insert_with(|| value.clone());
     }
     let request = anthropic_upstream::request_from_chat(&Value::Object(chat), model, stream)
-        .map_err(|e| refused(e.message))?;
+        .map_err(|e| refused(e.message, e.param))?;
     let bytes = serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
     Ok(MessagesRequest {
         bytes,

@@ -59,6 +59,15 @@ pub enum UpstreamError {
     },
     #[error("the upstream sent a malformed response: {0}")]
     Protocol(String),
+    /// The request cannot be put in this deployment's API (a part its
+    /// provider has no counterpart for): refused before any call, as the
+    /// client's matter.
+    #[error("the request cannot be sent to this deployment: {message}")]
+    Unsendable {
+        message: String,
+        /// The request field at fault.
+        param: Option<Box<str>>,
+    },
     #[error("the upstream stream broke off: {0}")]
     StreamBroken(String),
 }
@@ -85,6 +94,10 @@ impl UpstreamError {
             },
             UpstreamError::Connect(m) => UpstreamError::Connect(clean(m)),
             UpstreamError::Protocol(m) => UpstreamError::Protocol(clean(m)),
+            UpstreamError::Unsendable { message, param } => UpstreamError::Unsendable {
+                message: clean(message),
+                param,
+            },
             UpstreamError::StreamBroken(m) => UpstreamError::StreamBroken(clean(m)),
             UpstreamError::Timeout(d) => UpstreamError::Timeout(d),
         }

@@ -68,6 +68,7 @@ pub fn classify(error: &UpstreamError) -> ErrorClass {
         UpstreamError::Connect(_) => ErrorClass::Connection,
         UpstreamError::Timeout(_) => ErrorClass::Timeout,
         UpstreamError::Protocol(_) | UpstreamError::StreamBroken(_) => ErrorClass::InternalServer,
+        UpstreamError::Unsendable { .. } => ErrorClass::BadRequest,
         UpstreamError::Status {
             status,
             message,

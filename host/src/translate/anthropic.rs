@@ -42,6 +42,9 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
     if let Some(effort) = thinking_effort(&body["thinking"]) {
         chat.insert("reasoning_effort".into(), json!(effort));
     }
+    if let Some(format) = output_schema(body)? {
+        chat.insert("response_format".into(), format);
+    }
     if body["stream"].as_bool() == Some(true) {
         chat.insert("stream".into(), json!(true));
         chat.insert("stream_options".into(), json!({"include_usage": true}));
@@ -262,7 +265,10 @@ fn user_to_chat(blocks: &[Value], native: bool) -> Result<Vec<Value>, TranslateE
             Some("document") => document_part(block),
             Some("tool_result") => {
                 match tool_message(block) {
-                    Ok(message) => out.push(message),
+                    Ok((message, images)) => {
+                        out.push(message);
+                        parts.extend(images);
+                    }
                     Err(e) if !native => return Err(e),
                     Err(_) => {}
                 }
@@ -290,10 +296,17 @@ fn user_to_chat(blocks: &[Value], native: bool) -> Result<Vec<Value>, TranslateE
     Ok(out)
 }
 
-/// A `tool_result` block as a `role: tool` message. Chat tool messages
-/// carry text only, and have no error flag: an `is_error` result's text
-/// starts with `Error: `, and a result holding anything but text is refused.
-fn tool_message(block: &Value) -> Result<Value, TranslateError> {
+/// What a tool result's images are replaced with in its text, when it has
+/// no text of its own: the images follow in a user message.
+const IMAGE_RESULT: &str = "(the result is the image that follows)";
+
+/// A `tool_result` block as a `role: tool` message, and the image parts
+/// its result holds. Chat tool messages carry text only, and have no error
+/// flag: an `is_error` result's text starts with `Error: `; its images go
+/// in the user message that follows the tool messages; any other block is
+/// refused.
+fn tool_message(block: &Value) -> Result<(Value, Vec<Value>), TranslateError> {
+    let mut images = Vec::new();
     let text = match &block["content"] {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -302,16 +315,20 @@ fn tool_message(block: &Value) -> Result<Value, TranslateError> {
             for b in blocks {
                 match (b["type"].as_str(), b["text"].as_str()) {
                     (Some("text"), Some(text)) => texts.push(text),
+                    (Some("image"), _) => images.push(image_part(&b["source"])?),
                     (kind, _) => {
                         return Err(TranslateError::new(
                             format!(
-                                "a tool_result for a model that is not an Anthropic one may hold only text blocks, got {}",
+                                "a tool_result for a model that is not an Anthropic one may hold only text and image blocks, got {}",
                                 kind.unwrap_or("(none)")
                             ),
                             "messages",
                         ));
                     }
                 }
+            }
+            if texts.is_empty() && !images.is_empty() {
+                texts.push(IMAGE_RESULT);
             }
             texts.join("\n")
         }
@@ -327,11 +344,12 @@ fn tool_message(block: &Value) -> Result<Value, TranslateError> {
     } else {
         text
     };
-    Ok(json!({
+    let message = json!({
         "role": "tool",
         "tool_call_id": required_str(block, "tool_use_id", "tool_result block", "messages")?,
         "content": text,
-    }))
+    });
+    Ok((message, images))
 }
 
 /// A `document` block as a chat part: plain text (its `title` first) for a
@@ -450,6 +468,37 @@ fn tool_choice_to_chat(
         chat.insert("parallel_tool_calls".into(), json!(false));
     }
     Ok(())
+}
+
+/// Anthropic's structured output (`output_config.format`, or the beta's
+/// `output_format`, a JSON schema the answer's text must follow) as a chat
+/// `response_format`; `None` when the request asks for none.
+fn output_schema(body: &Value) -> Result<Option<Value>, TranslateError> {
+    for (format, at) in [
+        (&body["output_config"]["format"], "output_config.format"),
+        (&body["output_format"], "output_format"),
+    ] {
+        if format.is_null() {
+            continue;
+        }
+        if format["type"].as_str() != Some("json_schema") {
+            return Err(TranslateError::new(
+                format!("{at}.type must be \"json_schema\""),
+                &format!("{at}.type"),
+            ));
+        }
+        let Some(schema) = format.get("schema").filter(|s| s.is_object()) else {
+            return Err(TranslateError::new(
+                format!("{at}.schema must be a JSON schema object"),
+                &format!("{at}.schema"),
+            ));
+        };
+        return Ok(Some(json!({
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": true},
+        })));
+    }
+    Ok(None)
 }
 
 /// Extended thinking as an OpenAI reasoning effort: by budget, under 4096
@@ -673,8 +722,9 @@ impl MessagesStream {
     /// when it is not the open one), then its arguments.
     fn tool_delta(&mut self, call: super::ToolCallDelta, events: &mut Vec<Event>) {
         let (id, name) = (call.id, call.name);
-        let (base, index) = (self.id.trim_start_matches("msg_").to_owned(), call.index);
-        self.enter(Open::Tool(call.index), events, || {
+        let base = self.id.trim_start_matches("msg_").to_owned();
+        let index = call.index.unwrap_or_default();
+        self.enter(Open::Tool(index), events, || {
             json!({
                 "type": "tool_use",
                 "id": id.unwrap_or_else(|| format!("toolu_{}_{index}", base)),
@@ -782,6 +832,117 @@ mod tests {
             .filter_map(|e| e.data["delta"]["partial_json"].as_str())
             .collect();
         assert_eq!(first_args, "{\"city\":\"Paris\"}");
+    }
+
+    /// Each `tool_use` block of `events`: its id, name and joined input.
+    fn tool_blocks(events: &[Event]) -> Vec<(String, String, String)> {
+        let mut blocks: Vec<(String, String, String)> = Vec::new();
+        for e in events {
+            match e.name.as_str() {
+                "content_block_start" => {
+                    let block = &e.data["content_block"];
+                    assert_eq!(e.data["index"], blocks.len(), "{events:?}");
+                    blocks.push((
+                        block["id"].as_str().unwrap().to_owned(),
+                        block["name"].as_str().unwrap().to_owned(),
+                        String::new(),
+                    ));
+                }
+                "content_block_delta" => {
+                    assert_eq!(e.data["index"], blocks.len() - 1, "{events:?}");
+                    let piece = e.data["delta"]["partial_json"].as_str().unwrap();
+                    blocks.last_mut().unwrap().2.push_str(piece);
+                }
+                _ => {}
+            }
+        }
+        blocks
+    }
+
+    fn streamed(chunks: &[Value]) -> Vec<Event> {
+        let mut stream = MessagesStream::new("msg_1", "m");
+        let mut events = stream.start();
+        for calls in chunks {
+            let chunk = json!({"choices": [{"delta": {"tool_calls": calls}}]});
+            events.extend(stream.push(&serde_json::to_vec(&chunk).unwrap()));
+        }
+        events.extend(stream.finish());
+        events
+    }
+
+    #[test]
+    fn interleaved_pieces_of_parallel_calls_stay_one_block_each() {
+        let piece = |i: u64, id: Option<&str>, text: &str| {
+            let mut call = json!({"index": i, "function": {"arguments": text}});
+            if let Some(id) = id {
+                call["id"] = json!(id);
+                call["function"]["name"] = json!(format!("tool_{i}"));
+            }
+            json!([call])
+        };
+        let events = streamed(&[
+            piece(0, Some("call_a"), ""),
+            piece(1, Some("call_b"), ""),
+            piece(0, None, "{\"x\":"),
+            piece(1, None, "{\"y\":"),
+            piece(0, None, "1}"),
+            piece(1, None, "2}"),
+        ]);
+        let expected = [
+            ("call_a", "tool_0", "{\"x\":1}"),
+            ("call_b", "tool_1", "{\"y\":2}"),
+        ];
+        assert_eq!(
+            tool_blocks(&events),
+            expected.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
+        );
+    }
+
+    #[test]
+    fn pieces_without_an_index_are_told_apart_by_their_ids() {
+        let events = streamed(&[
+            json!([{"id": "c1", "function": {"name": "f", "arguments": "{\"a\""}}]),
+            json!([{"function": {"arguments": ":1}"}}]),
+            json!([{"id": "c2", "function": {"name": "g", "arguments": "{}"}}]),
+        ]);
+        let expected = [("c1", "f", "{\"a\":1}"), ("c2", "g", "{}")];
+        assert_eq!(
+            tool_blocks(&events),
+            expected.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_structured_output_schema_becomes_a_response_format() {
+        let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+        let base = json!({"model": "m", "max_tokens": 9,
+            "messages": [{"role": "user", "content": "count"}]});
+        for (field, value) in [
+            (
+                "output_config",
+                json!({"format": {"type": "json_schema", "schema": schema}}),
+            ),
+            (
+                "output_format",
+                json!({"type": "json_schema", "schema": schema}),
+            ),
+        ] {
+            let mut body = base.clone();
+            body[field] = value;
+            let chat = request_to_chat(&body, false).unwrap();
+            assert_eq!(chat["response_format"]["type"], "json_schema", "{chat}");
+            assert_eq!(chat["response_format"]["json_schema"]["schema"], schema);
+        }
+        assert!(
+            request_to_chat(&base, false)
+                .unwrap()
+                .get("response_format")
+                .is_none()
+        );
+        let mut bad = base;
+        bad["output_config"] = json!({"format": {"type": "json_schema", "schema": "x"}});
+        let e = request_to_chat(&bad, false).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("output_config.format.schema"));
     }
 
     #[test]

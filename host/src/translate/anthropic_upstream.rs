@@ -110,8 +110,10 @@ pub fn request_from_chat(chat: &Value, model: &str, stream: bool) -> Result<Valu
     Ok(Value::Object(out))
 }
 
-/// A reasoning effort as a thinking budget below `max_tokens` (Anthropic's
-/// minimum budget is 1024); `None` when there is no room for one.
+/// A reasoning effort as a thinking budget of at most three quarters of
+/// `max_tokens`, so that thinking leaves room for the answer (Anthropic
+/// counts both against `max_tokens`, and its minimum budget is 1024);
+/// `None` when there is no room for one.
 fn thinking_budget(effort: &Value, max_tokens: u64) -> Option<u64> {
     let wanted = match effort.as_str()? {
         "low" | "minimal" => 1024,
@@ -119,7 +121,7 @@ fn thinking_budget(effort: &Value, max_tokens: u64) -> Option<u64> {
         "high" => 16384,
         _ => return None,
     };
-    let budget = wanted.min(max_tokens.saturating_sub(1));
+    let budget = wanted.min(max_tokens.saturating_mul(3) / 4);
     (budget >= 1024).then_some(budget)
 }
 
@@ -195,8 +197,9 @@ fn part_block(part: &Value, at: &str) -> Result<Value, TranslateError> {
             json!({"type": "image", "source": image_source(url)})
         }
         other => {
+            let kind = other.map_or_else(|| "(missing)".to_owned(), |k| format!("{k:?}"));
             return Err(TranslateError::new(
-                format!("{at}.type {other:?} is not supported by Anthropic upstreams"),
+                format!("{at}.type {kind} is not supported by Anthropic upstreams"),
                 &format!("{at}.type"),
             ));
         }
@@ -383,8 +386,18 @@ pub struct ChunkStream {
     created: u64,
     /// `message_start`'s usage, completed by `message_delta`'s.
     usage: Map<String, Value>,
-    /// Content block index to tool call index.
-    tools: Vec<(u64, u64)>,
+    /// The tool calls so far, in order.
+    tools: Vec<ToolBlock>,
+}
+
+/// A `tool_use` block of the stream, as a chat tool call.
+#[derive(Debug)]
+struct ToolBlock {
+    /// The block's index in the Messages stream.
+    block: u64,
+    /// Whether any arguments were given for it: a call without arguments
+    /// gets `{}` when its block stops, as a chat client parses them.
+    has_arguments: bool,
 }
 
 impl ChunkStream {
@@ -408,6 +421,7 @@ impl ChunkStream {
             }
             "content_block_start" => self.block_start(event),
             "content_block_delta" => self.block_delta(event),
+            "content_block_stop" => self.block_stop(event),
             "message_delta" => {
                 self.merge_usage(&event["usage"]);
                 let reason =
@@ -444,8 +458,10 @@ impl ChunkStream {
         match block["type"].as_str() {
             Some("tool_use") => {
                 let index = self.tools.len() as u64;
-                self.tools
-                    .push((event["index"].as_u64().unwrap_or(0), index));
+                self.tools.push(ToolBlock {
+                    block: event["index"].as_u64().unwrap_or(0),
+                    has_arguments: false,
+                });
                 vec![self.chunk(
                     json!({"tool_calls": [{
                         "index": index,
@@ -469,15 +485,44 @@ impl ChunkStream {
             Some("text_delta") => json!({"content": delta["text"]}),
             Some("thinking_delta") => json!({"reasoning_content": delta["thinking"]}),
             Some("input_json_delta") => {
-                let block = event["index"].as_u64().unwrap_or(0);
-                let Some((_, index)) = self.tools.iter().find(|(b, _)| *b == block) else {
+                let Some(index) = self.tool_of(event) else {
                     return Vec::new();
                 };
-                json!({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})
+                let piece = delta["partial_json"].as_str().unwrap_or_default();
+                if piece.is_empty() {
+                    return Vec::new();
+                }
+                if let Some(tool) = self.tools.get_mut(index) {
+                    tool.has_arguments = true;
+                }
+                json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
             }
             _ => return Vec::new(),
         };
         vec![self.chunk(out, None)]
+    }
+
+    /// A tool call's block ending without arguments (a tool that takes
+    /// none): `{}`, which chat clients parse, rather than nothing.
+    fn block_stop(&mut self, event: &Value) -> Vec<Value> {
+        let Some(index) = self.tool_of(event) else {
+            return Vec::new();
+        };
+        match self.tools.get_mut(index) {
+            Some(tool) if !tool.has_arguments => {
+                tool.has_arguments = true;
+                let args =
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": "{}"}}]});
+                vec![self.chunk(args, None)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The tool call index of the block an event names, if it is a tool's.
+    fn tool_of(&self, event: &Value) -> Option<usize> {
+        let block = event["index"].as_u64().unwrap_or(0);
+        self.tools.iter().position(|t| t.block == block)
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
@@ -488,5 +533,58 @@ impl ChunkStream {
             "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tool-call arguments of every chunk the events become, joined by call index.
+    fn arguments(events: &[Value]) -> Vec<String> {
+        let mut stream = ChunkStream::new(0);
+        let mut joined: Vec<String> = Vec::new();
+        for event in events {
+            let StreamStep::Chunks(chunks) = stream.push(event) else {
+                continue;
+            };
+            for chunk in chunks {
+                for call in chunk["choices"][0]["delta"]["tool_calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let index = call["index"].as_u64().unwrap() as usize;
+                    if joined.len() <= index {
+                        joined.resize(index + 1, String::new());
+                    }
+                    joined[index].push_str(call["function"]["arguments"].as_str().unwrap());
+                }
+            }
+        }
+        joined
+    }
+
+    #[test]
+    fn a_streamed_tool_without_arguments_gets_an_empty_object() {
+        let start = |i: u64, name: &str| {
+            json!({"type": "content_block_start", "index": i,
+                "content_block": {"type": "tool_use", "id": format!("toolu_{i}"), "name": name, "input": {}}})
+        };
+        let piece = |i: u64, text: &str| {
+            json!({"type": "content_block_delta", "index": i,
+                "delta": {"type": "input_json_delta", "partial_json": text}})
+        };
+        let stop = |i: u64| json!({"type": "content_block_stop", "index": i});
+        let events = [
+            start(0, "now"),
+            piece(0, ""),
+            stop(0),
+            start(1, "weather"),
+            piece(1, "{\"city\":"),
+            piece(1, "\"Oslo\"}"),
+            stop(1),
+        ];
+        assert_eq!(arguments(&events), ["{}", "{\"city\":\"Oslo\"}"]);
     }
 }

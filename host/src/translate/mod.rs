@@ -70,55 +70,89 @@ pub struct ChunkDelta {
 /// A piece of one streamed tool call, keyed by its index in the choice.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ToolCallDelta {
-    pub index: u64,
+    /// The call's `index`; `None` when the upstream left it out (some
+    /// OpenAI-compatible servers do), for [`CallOrder`] to work out.
+    pub index: Option<u64>,
     pub id: Option<String>,
     pub name: Option<String>,
     pub arguments: String,
 }
 
 /// Streamed tool calls in the order the Messages and Responses streams
-/// need: one block (item) per call, its pieces together. A chat stream may
-/// send every call's header (id and name) first and the arguments after; a
-/// call is therefore started with its first arguments, under the id and
-/// name its header brought, and a call that never gets any is started at the
-/// end ([`Self::finish`]).
+/// need: one block (item) per call, all of its pieces together, never
+/// reopened. A chat stream may send every call's header (id and name)
+/// first and the arguments after, or interleave the pieces of parallel
+/// calls: the first call to bring arguments streams as it comes, every
+/// other call is held whole and given at the end ([`Self::finish`]), where
+/// a call that never got arguments is given too.
 #[derive(Debug, Default)]
 pub struct CallOrder {
-    /// Headers of calls not started yet, by index.
+    /// Calls not given yet, by index, their pieces joined.
     held: std::collections::BTreeMap<u64, ToolCallDelta>,
-    started: std::collections::BTreeSet<u64>,
+    /// The call whose block is open: its pieces pass at once.
+    open: Option<u64>,
+    /// The index and id of the last piece that came without an index.
+    last_unindexed: Option<(u64, Option<String>)>,
 }
 
 impl CallOrder {
-    /// The deltas of one chunk to translate now.
+    /// The deltas of one chunk to translate now, each with its index.
     pub fn take(&mut self, calls: Vec<ToolCallDelta>) -> Vec<ToolCallDelta> {
         let mut now = Vec::new();
         for mut call in calls {
-            if self.started.contains(&call.index) {
+            let index = self.index_of(&call);
+            call.index = Some(index);
+            if self.open == Some(index) {
                 now.push(call);
                 continue;
             }
-            if let Some(held) = self.held.remove(&call.index) {
-                call.id = call.id.or(held.id);
-                call.name = call.name.or(held.name);
-                call.arguments = held.arguments + &call.arguments;
-            }
-            if call.arguments.is_empty() {
-                self.held.insert(call.index, call);
-            } else {
-                self.started.insert(call.index);
-                now.push(call);
+            let held = self.held.entry(index).or_default();
+            held.index = Some(index);
+            held.id = held.id.take().or(call.id);
+            held.name = held.name.take().or(call.name);
+            held.arguments.push_str(&call.arguments);
+            if self.open.is_none()
+                && !held.arguments.is_empty()
+                && let Some(first) = self.held.remove(&index)
+            {
+                self.open = Some(index);
+                now.push(first);
             }
         }
         now
     }
 
-    /// The calls whose header came without any arguments, to start at the
-    /// end of the answer.
+    /// The index of `call`: its own, else (a server that leaves indexes
+    /// out) the previous unindexed call's unless this piece brings a new id.
+    fn index_of(&mut self, call: &ToolCallDelta) -> u64 {
+        if let Some(index) = call.index {
+            return index;
+        }
+        let index = match &self.last_unindexed {
+            Some((last, id)) if call.id.is_none() || call.id == *id => *last,
+            Some((last, _)) => last + 1,
+            None => self
+                .held
+                .keys()
+                .chain(&self.open)
+                .max()
+                .map_or(0, |i| i + 1),
+        };
+        let id = call.id.clone().or_else(|| {
+            self.last_unindexed
+                .as_ref()
+                .filter(|(last, _)| *last == index)
+                .and_then(|(_, id)| id.clone())
+        });
+        self.last_unindexed = Some((index, id));
+        index
+    }
+
+    /// The calls not given yet, whole, in index order, to give at the end
+    /// of the answer.
     pub fn finish(&mut self) -> Vec<ToolCallDelta> {
-        let held = std::mem::take(&mut self.held);
-        self.started.extend(held.keys().copied());
-        held.into_values().collect()
+        self.open = None;
+        std::mem::take(&mut self.held).into_values().collect()
     }
 }
 
@@ -139,7 +173,7 @@ pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
     out.finish_reason = choice["finish_reason"].as_str().map(str::to_owned);
     for call in delta["tool_calls"].as_array().into_iter().flatten() {
         out.tool_calls.push(ToolCallDelta {
-            index: call["index"].as_u64().unwrap_or(0),
+            index: call["index"].as_u64(),
             id: non_empty(&call["id"]),
             name: non_empty(&call["function"]["name"]),
             arguments: call["function"]["arguments"]

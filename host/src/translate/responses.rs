@@ -840,7 +840,8 @@ impl ResponsesStream {
     }
 
     fn call_delta(&mut self, call: super::ToolCallDelta, events: &mut Vec<Event>) {
-        let same = matches!(&self.open, Some(Open::Call { index, .. }) if *index == call.index);
+        let call_index = call.index.unwrap_or_default();
+        let same = matches!(&self.open, Some(Open::Call { index, .. }) if *index == call_index);
         if !same {
             self.close(events);
             let id = self.current_id("fc");
@@ -851,7 +852,7 @@ impl ResponsesStream {
                 events,
             );
             self.open = Some(Open::Call {
-                index: call.index,
+                index: call_index,
                 call_id,
                 name,
                 arguments: String::new(),

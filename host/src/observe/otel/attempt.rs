@@ -200,6 +200,7 @@ fn error_type(error: &UpstreamError) -> String {
         UpstreamError::Connect(_) => "connection_error".into(),
         UpstreamError::Timeout(_) => "timeout".into(),
         UpstreamError::Protocol(_) => "malformed_response".into(),
+        UpstreamError::Unsendable { .. } => "unsendable_request".into(),
         UpstreamError::StreamBroken(_) => "stream_broken".into(),
     }
 }
