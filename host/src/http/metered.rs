@@ -11,7 +11,9 @@
 //! it came or the upstream never sent one, is priced from an estimate of
 //! what was sent (see [`crate::ops::estimate`]): an upstream bills the tokens it generated,
 //! and a client must not get most of an answer free by leaving just before
-//! its end. A stream that fails costs nothing, as a failed request does.
+//! its end. So is a stream that fails after it sent text (an upstream error
+//! or timeout mid-way): the client has that text. A stream that fails
+//! before sending any costs nothing, as a failed request does.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -241,7 +243,8 @@ pub struct Metered<S> {
     /// The request's prompt tokens, estimated, for a stream without usage.
     prompt_estimate: u64,
     sent: SentText,
-    /// The stream ended with an error: it costs nothing.
+    /// The stream ended with an error: it costs nothing unless it had
+    /// sent text by then.
     failed: bool,
 }
 
@@ -274,7 +277,7 @@ impl<S> Metered<S> {
     /// usage it reported, else an estimate of what it sent (see the module
     /// docs). A usage of no tokens at all is a placeholder, not a figure.
     fn settle(&mut self) {
-        if self.charged || self.failed {
+        if self.charged || self.failed && self.sent.chunks == 0 {
             return;
         }
         self.charged = true;
@@ -429,6 +432,46 @@ mod tests {
             estimated.prompt_tokens > 0 && estimated.completion_tokens == 2,
             "{estimated:?}"
         );
+    }
+
+    /// The usage charged for a stream of `items`, an error among them.
+    async fn charged_for_items(items: Vec<Result<Bytes, ApiError>>) -> Option<Usage> {
+        use futures_util::StreamExt;
+        let ctx = CallContext::detached(crate::ops::Caller::Master, "/v1/chat/completions");
+        let outcome = OutcomeHandle::request(&ctx);
+        let req = request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        let mut metered = Metered::new(
+            futures_util::stream::iter(items),
+            (&ctx, &outcome),
+            ("m", "m.0"),
+            &req,
+            false,
+        );
+        while metered.next().await.is_some() {}
+        drop(metered);
+        let mut usage = None;
+        outcome.update(|o| usage = o.usage);
+        usage
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_fails_after_sending_text_is_charged_for_it() {
+        let broken = || {
+            Err(ApiError::new(
+                http::StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the upstream stalled",
+                None,
+                None,
+            ))
+        };
+        let text = Bytes::from_static(br#"{"choices":[{"delta":{"content":"abcdefgh"}}]}"#);
+        let charged = charged_for_items(vec![Ok(text), broken()]).await.unwrap();
+        assert!(
+            charged.prompt_tokens > 0 && charged.completion_tokens == 2,
+            "{charged:?}"
+        );
+        assert_eq!(charged_for_items(vec![broken()]).await, None);
     }
 
     #[test]
