@@ -354,6 +354,35 @@ router_settings:
     assert!(stderr.contains("simple-shuffle"), "{stderr}");
 }
 
+/// `check` opens nothing, but refuses a key store `serve` could not open,
+/// and says which store a good config uses, without its password.
+#[tokio::test]
+async fn check_names_the_key_store_and_fails_for_one_serve_could_not_open() {
+    let config = |url: &str| {
+        format!(
+            "model_list:\n  - model_name: m\n    litellm_params: {{model: mock/m}}\ngeneral_settings:\n  master_key: sk-check\n  database_url: {url}\n"
+        )
+    };
+    let env = [("REDIS_URL", ""), ("REDIS_HOST", "")];
+    for bad in [
+        "mysql://u:hunter2@127.0.0.1/keys",
+        "postgres://u:hunter2@127.0.0.1:port/keys",
+    ] {
+        let (ok, stdout, stderr, _) = check_yaml(&config(bad), &env).await;
+        assert!(!ok, "{bad}: {stdout}");
+        assert!(stderr.contains("general_settings.database_url"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+    let (ok, stdout, stderr, _) =
+        check_yaml(&config("postgres://u:hunter2@db.internal:5432/keys"), &env).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("key store: postgres://db.internal:5432/keys"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+}
+
 #[tokio::test]
 async fn check_fails_for_a_yaml_syntax_error() {
     let (ok, stdout, stderr, file) = check_yaml(

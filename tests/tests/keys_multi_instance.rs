@@ -361,6 +361,13 @@ async fn without_an_answering_redis_every_instance_serves_and_counts_on_its_own(
             "{}",
             proxy.logs()
         );
+        // And the metrics say so, for an alert.
+        let metrics = proxy.metrics(Some(MASTER)).await;
+        let failures = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("conclave_shared_state_failures_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert!(failures.is_some_and(|n| n >= 1.0), "{metrics}");
     }
 }
 

@@ -118,6 +118,24 @@ impl Settings {
                 "must be a positive number of KiB",
             ));
         }
+        let namespace = p
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        if let Backend::Redis { url } = &backend
+            && crate::cluster::Settings::from_config(config)
+                .is_some_and(|shared| shared.url == *url && shared.namespace == namespace)
+        {
+            problems.push(Problem::new(
+                format!("{PATH}.namespace"),
+                format!(
+                    "{namespace:?} is also the shared state's namespace \
+                     (router_settings.redis_namespace) in the same Redis: flushing the cache \
+                     would delete every instance's limit counters; give the cache its own"
+                ),
+            ));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -125,11 +143,7 @@ impl Settings {
             backend,
             semantic,
             ttl,
-            namespace: p
-                .namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            namespace,
             call_types: call_types(p.supported_call_types.as_deref()),
             default_on: p.mode != Some(CacheMode::DefaultOff),
             scope: p.scope.unwrap_or(CacheScope::Global),
@@ -234,6 +248,23 @@ mod tests {
         assert_eq!(s.namespace, DEFAULT_NAMESPACE);
         assert!(s.default_on);
         assert_eq!(s.scope, CacheScope::Global);
+    }
+
+    #[test]
+    fn a_redis_cache_may_not_share_the_shared_states_namespace() {
+        let yaml = |ns: &str| {
+            format!(
+                "router_settings: {{redis_host: r.local, redis_port: 6379, redis_namespace: team}}\n\
+                 litellm_settings: {{cache: true, cache_params: {{type: redis, host: r.local, port: 6379, namespace: {ns}}}}}"
+            )
+        };
+        let problems = settings(&yaml("team")).unwrap_err();
+        assert_eq!(
+            problems[0].path,
+            format!("{PATH}.namespace"),
+            "{problems:?}"
+        );
+        assert!(settings(&yaml("team-cache")).unwrap().is_some());
     }
 
     #[test]

@@ -26,8 +26,15 @@ async fn build(path: &Path) -> Result<(LoadedConfig, Gateway, Vec<String>), Stri
 /// Validates a config; prints what it serves and every warning.
 pub async fn check(path: &Path) -> Result<(), String> {
     let (loaded, gateway, mut warnings) = build(path).await?;
+    // The key store's settings, as `serve` reads them: a store it could not
+    // open fails the check too.
+    let keys = conclave::keys::KeysSettings::from_config(
+        &loaded.config,
+        path,
+        gateway.master_key.is_some(),
+    )?;
     let shared = conclave::cluster::Settings::from_config(&loaded.config);
-    warnings.extend(per_instance_warning(&loaded, path, shared.as_ref()));
+    warnings.extend(per_instance_warning(keys.as_ref(), shared.as_ref()));
     if conclave::admin::store_model_in_db(&loaded.config) && gateway.master_key.is_none() {
         warnings.push(conclave::admin::NO_KEY_STORE.to_owned());
     }
@@ -38,6 +45,7 @@ pub async fn check(path: &Path) -> Result<(), String> {
     print_bundles(&mut out, &loaded);
     print_providers(&mut out, &gateway);
     print_cache(&mut out, &gateway);
+    print_key_store(&mut out, keys.as_ref());
     print_shared_state(&mut out, shared.as_ref());
     if !warnings.is_empty() {
         let _ = writeln!(out, "\nwarnings:");
@@ -129,9 +137,16 @@ fn print_cache(out: &mut impl Write, gateway: &Gateway) {
         let _ = writeln!(out, "\ncache: off");
         return;
     };
-    let ttl = c
-        .ttl
-        .map_or("none".to_owned(), |t| format!("{}s", t.as_secs_f64()));
+    // Redis entries always expire (a day unless `ttl` says); memory ones
+    // only when evicted.
+    let ttl = match (c.ttl, &c.backend) {
+        (Some(t), _) => format!("{}s", t.as_secs_f64()),
+        (None, conclave::cache::Backend::Redis { .. }) => format!(
+            "{}s (default)",
+            conclave::cache::settings::DEFAULT_REDIS_TTL.as_secs()
+        ),
+        (None, conclave::cache::Backend::Memory) => "none".to_owned(),
+    };
     let _ = writeln!(
         out,
         "\ncache: {}  namespace={} ttl={ttl} mode={} scope={} max_size_mb={} max_entry_kb={} composite_subcalls={}",
@@ -196,20 +211,31 @@ fn print_shared_state(out: &mut impl Write, shared: Option<&conclave::cluster::S
     }
 }
 
+/// Where virtual keys are kept, without any password the URL holds.
+fn print_key_store(out: &mut impl Write, keys: Option<&conclave::keys::KeysSettings>) {
+    if let Some(keys) = keys {
+        // Neither `user:password@` nor a query (which may hold `password=`).
+        let url = &keys.database_url;
+        let url = url.split_once('?').map_or(url.as_str(), |(base, _)| base);
+        let shown = if url.starts_with("sqlite:") {
+            url.to_owned()
+        } else {
+            conclave::cluster::settings::redact_url(url)
+        };
+        let _ = writeln!(out, "\nkey store: {shown}");
+    }
+}
+
 /// The warning for a store several instances can share (PostgreSQL) with
 /// no Redis to share their counters: each would enforce limits alone.
 fn per_instance_warning(
-    loaded: &LoadedConfig,
-    path: &Path,
+    keys: Option<&conclave::keys::KeysSettings>,
     shared: Option<&conclave::cluster::Settings>,
 ) -> Option<String> {
     if shared.is_some() {
         return None;
     }
-    let url = conclave::keys::KeysSettings::from_config(&loaded.config, path, true)
-        .ok()
-        .flatten()?
-        .database_url;
+    let url = &keys?.database_url;
     let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
     postgres.then(|| {
         "general_settings.database_url is PostgreSQL but no Redis is configured: several \

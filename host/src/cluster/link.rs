@@ -214,6 +214,13 @@ impl Link {
         &self.0.conn
     }
 
+    /// Calls that failed or timed out since start: while they fail, each
+    /// instance counts limits on its own, which an operator must be able
+    /// to see (`/metrics`).
+    pub fn failures(&self) -> u64 {
+        self.0.health.failures.load(Ordering::Relaxed)
+    }
+
     /// Runs `script` on `keys` with `args` after every command queued
     /// before it, and waits for its answer at most the budget.
     pub async fn call_script(

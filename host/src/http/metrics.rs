@@ -77,6 +77,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             statements: k.store().statements_run(),
             spend_rows_dropped: k.dropped_spend_rows(),
         }),
+        shared_state_failures: state.ops.limiter.shared_failures(),
         deployments,
     };
     match state.ops.observe.metrics.render(&live) {

@@ -114,7 +114,29 @@ pub fn database_url(config: &Config, config_path: &Path) -> Result<String, Strin
                 .filter(|u| !u.trim().is_empty())
         })
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-    resolve_url(&url, config_path)
+    let url = resolve_url(&url, config_path)?;
+    usable_url(&url)?;
+    Ok(url)
+}
+
+/// Refuses a URL the store could not open, so that `check` says so as
+/// `serve` would; the message never repeats the URL (it may hold a password).
+fn usable_url(url: &str) -> Result<(), String> {
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !(postgres || url.starts_with("sqlite:")) {
+        return Err(
+            "general_settings.database_url must start with sqlite:// or postgres:// (or be set in DATABASE_URL)"
+                .into(),
+        );
+    }
+    match reqwest::Url::parse(url) {
+        Ok(_) => Ok(()),
+        Err(e) if postgres => Err(format!(
+            "general_settings.database_url is not a usable PostgreSQL URL: {e}"
+        )),
+        // SQLite paths need not be URLs (`sqlite:keys.db`).
+        Err(_) => Ok(()),
+    }
 }
 
 /// A SQLite URL with its path made absolute (beside `config_path`) and

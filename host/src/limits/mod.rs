@@ -287,6 +287,12 @@ impl Limiter {
         self.0.shared.is_some()
     }
 
+    /// How many calls to the shared counters' Redis failed or timed out
+    /// (each a decision this instance made alone); `None` when not shared.
+    pub fn shared_failures(&self) -> Option<u64> {
+        self.0.shared.as_ref().map(SharedCounters::failures)
+    }
+
     /// Admits a call counted in `scopes`: no budget spent, then (when
     /// `hold_slot`) an in-flight slot in every scope that limits them, then
     /// one request in every per-minute window. A refusal takes nothing.

@@ -68,6 +68,11 @@ impl SharedCounters {
         )
     }
 
+    /// Redis calls that failed or timed out since start (see [`Link::failures`]).
+    pub fn failures(&self) -> u64 {
+        self.0.link.failures()
+    }
+
     pub fn new(link: Link, namespace: &str, instance: &str) -> Self {
         let counters = Self(Arc::new(Inner {
             link,

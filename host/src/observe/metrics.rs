@@ -570,6 +570,8 @@ pub struct Live {
     pub outcomes_dropped: u64,
     /// The key store's counters, when keys are on.
     pub key_store: Option<KeyStoreCounts>,
+    /// Failed calls to the shared state's Redis, when limits are shared.
+    pub shared_state_failures: Option<u64>,
     pub deployments: Vec<DeploymentState>,
 }
 
@@ -625,6 +627,16 @@ impl Live {
                 "conclave_spend_rows_dropped",
                 "Spend-log rows dropped because the store fell behind and the buffer was full",
                 rows,
+            );
+        }
+        if let Some(failures) = self.shared_state_failures {
+            let failed: Counter = Counter::default();
+            failed.inc_by(failures);
+            r.register(
+                "conclave_shared_state_failures",
+                "Calls to the shared state's Redis that failed or timed out; each admission \
+                 among them was decided by this instance's own counters",
+                failed,
             );
         }
         let states: Family<DeploymentLabels, Gauge> = Family::default();
