@@ -1,7 +1,8 @@
 //! Request parsing and the outbound body: what every plain request pays
 //! before and after routing, on a realistic chat body (four messages, two
-//! tools, about 1.9 KB); and what a stream pays per chunk to estimate its
-//! output when no usage comes.
+//! tools, about 1.9 KB); what a stream pays per chunk to estimate its
+//! output when no usage comes; and what a deployment with parameter rules
+//! (a reasoning model, `drop_params`) pays to rewrite the body's fields.
 //!
 //! Run: `cargo bench -p conclave-bench --bench codec`.
 
@@ -58,6 +59,61 @@ fn codec(c: &mut Criterion) {
     });
     group.finish();
     stream_estimate(c);
+    param_rules(c, &body);
+}
+
+/// The field rules of an OpenAI reasoning model on the same body with a
+/// `max_tokens` and a `temperature`: a wildcard deployment's pass over a
+/// body it leaves alone (every call of such a deployment pays it), and a
+/// reasoning model's copy with `max_tokens` renamed and `temperature`
+/// dropped. Other deployments have no rules and pay nothing.
+fn param_rules(c: &mut Criterion, body: &[u8]) {
+    use conclave::openai::Endpoint;
+    use conclave::providers::param_rules::ParamRules;
+    let mut tree: Map<String, Value> = match serde_json::from_slice(body) {
+        Ok(t) => t,
+        Err(e) => fatal(&format!("the body does not parse: {e}")),
+    };
+    tree.insert("max_tokens".into(), Value::from(256));
+    tree.insert("temperature".into(), Value::from(0.2));
+    // Raw fields are read from text, not from a tree.
+    let text = Value::Object(tree).to_string();
+    let req: ProxyRequest = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => fatal(&format!("the body does not parse: {e}")),
+    };
+    let (Some(wildcard), Some(reasoning)) = (
+        ParamRules::new("*", true, None, &[], true),
+        ParamRules::new("o3-mini", true, None, &[], true),
+    ) else {
+        fatal("the rules were not built")
+    };
+    let mut group = c.benchmark_group("param_rules");
+    group.bench_function("wildcard_pass_unchanged", |b| {
+        b.iter(|| {
+            let out = wildcard.apply(
+                black_box(&req.rest),
+                &Map::new(),
+                "gpt-4o-mini",
+                Endpoint::ChatCompletions,
+                false,
+            );
+            black_box(out.body.len())
+        })
+    });
+    group.bench_function("reasoning_model_rewrite", |b| {
+        b.iter(|| {
+            let out = reasoning.apply(
+                black_box(&req.rest),
+                &Map::new(),
+                "o3-mini",
+                Endpoint::ChatCompletions,
+                false,
+            );
+            black_box(out.body.len())
+        })
+    });
+    group.finish();
 }
 
 /// What a stream pays per chunk so that an answer without a usage chunk

@@ -190,4 +190,12 @@ async fn a_clients_own_short_timeout_cools_no_deployment_down() {
         let (status, _, answer) = ask(&proxy, "g").await;
         assert_eq!(status, 200, "a patient caller is still served: {answer}");
     }
+    // Nor do the deployments look failing to whoever watches them.
+    let metrics = proxy.metrics(None).await;
+    let failed: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("conclave_deployment_failed_calls_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(failed, 0.0, "{metrics}");
 }

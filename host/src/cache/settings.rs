@@ -123,16 +123,19 @@ impl Settings {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-        if let Backend::Redis { url } = &backend
-            && crate::cluster::Settings::from_config(config)
-                .is_some_and(|shared| shared.url == *url && shared.namespace == namespace)
+        // Compared whatever the two Redis URLs say: one server is easily
+        // written two ways, and a flush deletes `<namespace>:*`.
+        if let Backend::Redis { .. } = &backend
+            && let Some(shared) = crate::cluster::Settings::from_config(config)
+            && namespaces_overlap(&namespace, &shared.namespace)
         {
             problems.push(Problem::new(
                 format!("{PATH}.namespace"),
                 format!(
-                    "{namespace:?} is also the shared state's namespace \
-                     (router_settings.redis_namespace) in the same Redis: flushing the cache \
-                     would delete every instance's limit counters; give the cache its own"
+                    "{namespace:?} overlaps the shared state's namespace {:?} \
+                     (router_settings.redis_namespace): flushing the cache would delete \
+                     every instance's limit counters; give the cache a namespace of its own",
+                    shared.namespace
                 ),
             ));
         }
@@ -213,6 +216,17 @@ fn seconds(value: Option<f64>, key: &str, problems: &mut Vec<Problem>) -> Option
     }
 }
 
+/// Whether the keys under one namespace (`<a>:...`) can be under the
+/// other's too.
+fn namespaces_overlap(a: &str, b: &str) -> bool {
+    let within = |inner: &str, outer: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+    };
+    within(a, b) || within(b, a)
+}
+
 fn call_types(list: Option<&[CallType]>) -> CallTypes {
     match list {
         None => CallTypes {
@@ -258,13 +272,13 @@ mod tests {
                  litellm_settings: {{cache: true, cache_params: {{type: redis, host: r.local, port: 6379, namespace: {ns}}}}}"
             )
         };
-        let problems = settings(&yaml("team")).unwrap_err();
-        assert_eq!(
-            problems[0].path,
-            format!("{PATH}.namespace"),
-            "{problems:?}"
-        );
+        for overlapping in ["team", "team:limits"] {
+            let problems = settings(&yaml(overlapping)).unwrap_err();
+            let path = format!("{PATH}.namespace");
+            assert_eq!(problems[0].path, path, "{problems:?}");
+        }
         assert!(settings(&yaml("team-cache")).unwrap().is_some());
+        assert!(namespaces_overlap("a", "a:b") && !namespaces_overlap("ab", "a"));
     }
 
     #[test]

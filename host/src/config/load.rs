@@ -448,9 +448,8 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         for (j, name) in params.additional_drop_params.iter().enumerate() {
             let why = match name.trim() {
                 "" => "is empty; name a request field to leave out",
-                "model" | "stream" => {
-                    "cannot be dropped: the gateway sets `model` and `stream` on every call"
-                }
+                "model" | "stream" => "cannot be dropped: the gateway sets it on every call",
+                "messages" => "cannot be dropped: no model answers a request without it",
                 _ => continue,
             };
             problems.push(Problem::new(

@@ -634,8 +634,8 @@ impl Live {
             failed.inc_by(failures);
             r.register(
                 "conclave_shared_state_failures",
-                "Calls to the shared state's Redis that failed or timed out; each admission \
-                 among them was decided by this instance's own counters",
+                "Calls to the shared state's Redis that failed or timed out; while they \
+                 fail, admissions are decided by this instance's own counters",
                 failed,
             );
         }

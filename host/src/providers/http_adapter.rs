@@ -316,12 +316,24 @@ impl HttpTarget {
         let model = call.model_override.unwrap_or(&self.upstream_model);
         let anthropic = self.spec.dialect == Dialect::Anthropic;
         let edited;
-        let body = match &self.rules {
+        let no_defaults = Map::new();
+        let (body, defaults) = match &self.rules {
             Some(rules) => {
-                edited = rules.apply(call.body, model, call.endpoint, call.drop_params);
-                &*edited
+                edited = rules.apply(
+                    call.body,
+                    &self.defaults,
+                    model,
+                    call.endpoint,
+                    call.drop_params,
+                );
+                let defaults = if edited.with_defaults {
+                    &no_defaults
+                } else {
+                    &self.defaults
+                };
+                (&*edited.body, defaults)
             }
-            None => call.body,
+            None => (call.body, &self.defaults),
         };
         let responses = if self.native_responses && call.endpoint == Endpoint::ChatCompletions {
             super::responses::request_body(body, model, call.stream).transpose()?
@@ -333,24 +345,14 @@ impl HttpTarget {
         let (bytes, native) = if let Some(bytes) = responses {
             (bytes, true)
         } else if anthropic {
-            let request = super::anthropic::request_body(
-                call.endpoint,
-                body,
-                &self.defaults,
-                model,
-                call.stream,
-            )?;
+            let request =
+                super::anthropic::request_body(call.endpoint, body, defaults, model, call.stream)?;
             client_headers = Some(request.headers);
             (request.bytes, request.native)
         } else {
-            let bytes = encode_outbound_body(
-                model,
-                call.stream,
-                body,
-                &self.defaults,
-                self.supports_reasoning,
-            )
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            let bytes =
+                encode_outbound_body(model, call.stream, body, defaults, self.supports_reasoning)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
             (bytes, false)
         };
         let url = if native_responses {

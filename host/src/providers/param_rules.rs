@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::openai::{Endpoint, RawFields};
 
@@ -48,6 +49,8 @@ impl Family {
     /// The family of upstream model `model`, if it has rules.
     pub fn of(model: &str) -> Option<Self> {
         let name = model.rsplit('/').next().unwrap_or(model);
+        // A fine-tuned model (`ft:o4-mini-2025-04-16:org::id`) is its base's.
+        let name = name.strip_prefix("ft:").unwrap_or(name);
         let o_series = ["o1", "o3", "o4"].iter().any(|prefix| {
             strip_prefix_ignoring_case(name, prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
@@ -78,7 +81,7 @@ impl Family {
                 "temperature" => !is_one(value),
                 _ => ["top_p", "logprobs", "top_logprobs"]
                     .iter()
-                    .chain(&PENALTIES)
+                    .chain(&NOT_OPENAI)
                     .any(|f| *f == name),
             },
             Self::Gpt5 {
@@ -88,7 +91,7 @@ impl Family {
                     let free = sampling_without_reasoning && reasoning_off;
                     return !(free || name == "temperature" && is_one(value));
                 }
-                PENALTIES.contains(&name) || GPT5_REFUSED.contains(&name)
+                NOT_OPENAI.contains(&name) || GPT5_REFUSED.contains(&name)
             }
         }
     }
@@ -116,8 +119,9 @@ fn strip_prefix_ignoring_case<'n>(name: &'n str, prefix: &str) -> Option<&'n str
     head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
-/// The penalties no reasoning model takes.
-const PENALTIES: [&str; 2] = ["presence_penalty", "frequency_penalty"];
+/// What no reasoning model takes: the penalties, and `top_k` (an
+/// Anthropic field other clients send too).
+const NOT_OPENAI: [&str; 3] = ["presence_penalty", "frequency_penalty", "top_k"];
 
 /// What gpt-5 models refuse besides the penalties and sampling.
 const GPT5_REFUSED: [&str; 6] = [
@@ -174,24 +178,48 @@ impl ParamRules {
     /// body names `max_completion_tokens` too, which then wins), the
     /// deployment's dropped fields left out, and, when the deployment or
     /// the request (`request_drops`) asks, the fields the model refuses.
-    /// Borrowed when nothing changes.
+    /// A wildcard deployment's `defaults` (fixed deployments had theirs
+    /// edited once, [`Self::apply_to_defaults`]) are merged in first when
+    /// the call's model has rules, and the answer says so. Borrowed when
+    /// nothing changes.
     pub fn apply<'b>(
         &self,
         body: &'b RawFields,
+        defaults: &Map<String, Value>,
         model: &str,
         endpoint: Endpoint,
         request_drops: bool,
-    ) -> Cow<'b, RawFields> {
-        let family = match self.family {
-            Some(family) => Some(family),
+    ) -> Applied<'b> {
+        let per_call = match self.family {
             None if self.family_per_call => Family::of(model),
-            None => None,
+            _ => None,
+        };
+        let family = self.family.or(per_call);
+        let with_defaults = per_call.is_some() && !defaults.is_empty();
+        let source = if with_defaults {
+            let mut merged = body.clone();
+            for (name, value) in defaults {
+                if !merged.contains_key(name) {
+                    // A default that does not serialize is left out, as
+                    // the encoder would fail on it anyway.
+                    let _ = merged.insert_value(name, value);
+                }
+            }
+            Cow::Owned(merged)
+        } else {
+            Cow::Borrowed(body)
         };
         let drop_refused = (self.drop_unsupported || request_drops) && family.is_some();
         let rename = family.is_some() && endpoint == Endpoint::ChatCompletions;
-        let reasoning_off = reasoning_off(body);
+        let reasoning_off = reasoning_off(&source);
+        let has_new_name = source.contains_key(MAX_COMPLETION_TOKENS);
+        let listed = |name: &str| self.always_dropped.iter().any(|d| &**d == name);
         let edit = |name: &str, value: &RawValue| -> Edit {
-            if self.always_dropped.iter().any(|d| &**d == name) {
+            let renamed = rename && name == "max_tokens";
+            if renamed && has_new_name {
+                return Edit::Drop;
+            }
+            if listed(name) || renamed && listed(MAX_COMPLETION_TOKENS) {
                 return Edit::Drop;
             }
             if let Some(family) = family.filter(|_| drop_refused)
@@ -199,26 +227,28 @@ impl ParamRules {
             {
                 return Edit::Drop;
             }
-            if rename && name == "max_tokens" {
-                return if body.contains_key(MAX_COMPLETION_TOKENS) {
-                    Edit::Drop
-                } else {
-                    Edit::Rename(MAX_COMPLETION_TOKENS)
-                };
+            if renamed {
+                Edit::Rename(MAX_COMPLETION_TOKENS)
+            } else {
+                Edit::Keep
             }
-            Edit::Keep
         };
-        if body
+        let unchanged = source
             .iter()
-            .all(|(name, value)| edit(name, value) == Edit::Keep)
-        {
-            return Cow::Borrowed(body);
+            .all(|(name, value)| edit(name, value) == Edit::Keep);
+        let body = if unchanged {
+            source
+        } else {
+            Cow::Owned(source.edited(|name, value| match edit(name, value) {
+                Edit::Keep => Some(name.clone()),
+                Edit::Rename(to) => Some(to.into()),
+                Edit::Drop => None,
+            }))
+        };
+        Applied {
+            body,
+            with_defaults,
         }
-        Cow::Owned(body.edited(|name, value| match edit(name, value) {
-            Edit::Keep => Some(name.clone()),
-            Edit::Rename(to) => Some(to.into()),
-            Edit::Drop => None,
-        }))
     }
 
     /// The deployment's request defaults (`litellm_params` temperature,
@@ -241,6 +271,13 @@ impl ParamRules {
     }
 }
 
+/// A body with a deployment's rules applied.
+pub struct Applied<'b> {
+    pub body: Cow<'b, RawFields>,
+    /// The deployment's request defaults are in `body` already.
+    pub with_defaults: bool,
+}
+
 /// What a field becomes on its way upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Edit {
@@ -259,8 +296,14 @@ mod tests {
 
     fn sent(rules: &ParamRules, model: &str, body: &str, request_drops: bool) -> String {
         let body = fields(body);
-        let out = rules.apply(&body, model, Endpoint::ChatCompletions, request_drops);
-        serde_json::to_string(&*out).unwrap()
+        let out = rules.apply(
+            &body,
+            &Map::new(),
+            model,
+            Endpoint::ChatCompletions,
+            request_drops,
+        );
+        serde_json::to_string(&*out.body).unwrap()
     }
 
     #[test]
@@ -390,13 +433,62 @@ mod tests {
     fn listed_fields_are_never_sent_and_other_endpoints_keep_their_names() {
         let rules = ParamRules::new("llama", true, None, &["logit_bias".into()], false).unwrap();
         let body = fields(r#"{"logit_bias":{"1":2},"max_tokens":4}"#);
-        let out = rules.apply(&body, "llama", Endpoint::Completions, false);
-        assert_eq!(serde_json::to_string(&*out).unwrap(), r#"{"max_tokens":4}"#);
+        let out = rules.apply(&body, &Map::new(), "llama", Endpoint::Completions, false);
+        assert_eq!(
+            serde_json::to_string(&*out.body).unwrap(),
+            r#"{"max_tokens":4}"#
+        );
         let untouched = fields(r#"{"max_tokens":4}"#);
-        assert!(matches!(
-            rules.apply(&untouched, "llama", Endpoint::ChatCompletions, true),
-            Cow::Borrowed(_)
-        ));
+        let defaults = Map::new();
+        let out = rules.apply(
+            &untouched,
+            &defaults,
+            "llama",
+            Endpoint::ChatCompletions,
+            true,
+        );
+        assert!(matches!(out.body, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_dropped_new_name_drops_the_renamed_field_too() {
+        let rules = ParamRules::new("o3", true, None, &["max_completion_tokens".into()], false);
+        let body = r#"{"max_tokens":9,"seed":1}"#;
+        assert_eq!(sent(&rules.unwrap(), "o3", body, false), r#"{"seed":1}"#);
+        let tuned = ParamRules::new("ft:o4-mini-2025-04-16:acme::x1", true, None, &[], true);
+        assert_eq!(
+            sent(
+                &tuned.unwrap(),
+                "ft:o4-mini",
+                r#"{"top_k":5,"max_tokens":2}"#,
+                false
+            ),
+            r#"{"max_completion_tokens":2}"#
+        );
+    }
+
+    #[test]
+    fn a_wildcards_defaults_follow_the_rules_of_each_calls_model() {
+        let rules = ParamRules::new("*", true, None, &[], true).unwrap();
+        let defaults: Map<String, Value> =
+            serde_json::from_str(r#"{"max_tokens":64,"temperature":0.3}"#).unwrap();
+        let body = fields(r#"{"messages":[]}"#);
+        let out = rules.apply(
+            &body,
+            &defaults,
+            "o3-mini",
+            Endpoint::ChatCompletions,
+            false,
+        );
+        assert!(out.with_defaults);
+        assert_eq!(
+            serde_json::to_string(&*out.body).unwrap(),
+            r#"{"messages":[],"max_completion_tokens":64}"#
+        );
+        // A model without rules gets the defaults from the encoder, as before.
+        let out = rules.apply(&body, &defaults, "gpt-4o", Endpoint::ChatCompletions, false);
+        assert!(!out.with_defaults);
+        assert!(matches!(out.body, Cow::Borrowed(_)));
     }
 
     #[test]

@@ -414,7 +414,10 @@ fn status_from_words(words: &str) -> u16 {
         404
     } else if has(&["timeout"]) {
         408
-    } else if has(&["overloaded", "unavailable"]) {
+    } else if has(&["overloaded"]) {
+        // Anthropic's own status for it, which its clients tell apart.
+        529
+    } else if has(&["unavailable"]) {
         503
     } else {
         500
@@ -602,7 +605,7 @@ mod tests {
         assert_eq!(status(r#"{"error":{"message":"m","code":429}}"#), Some(429));
         assert_eq!(
             status(r#"{"type":"error","error":{"type":"overloaded_error","message":"m"}}"#),
-            Some(503)
+            Some(529)
         );
         assert_eq!(status(r#"{"error":"boom"}"#), Some(500));
         assert_eq!(

@@ -169,7 +169,10 @@ pub(super) async fn run_group(
                     ..
                 }
             );
-        if !about_one_model && !own_deadline(&deployment, req, &error) {
+        // The request's own deadline says nothing about the deployment:
+        // neither a cooldown nor a failed call in its health and metrics.
+        let own = own_deadline(&deployment, req, &error);
+        if !about_one_model && !own {
             router.record_failure(&deployment, class, retry_after_of(&error));
         }
         let message = deployment.target.redact(&error.to_string());
@@ -180,7 +183,9 @@ pub(super) async fn run_group(
             group,
             Some((&error, class, &message)),
         );
-        deployment.with_checks(|c| c.record_call_failure(message));
+        if !own {
+            deployment.with_checks(|c| c.record_call_failure(message));
+        }
         if !tried.contains(&next) {
             tried.push(next);
         }

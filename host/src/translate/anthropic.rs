@@ -495,7 +495,7 @@ fn output_schema(body: &Value) -> Result<Option<Value>, TranslateError> {
         };
         return Ok(Some(json!({
             "type": "json_schema",
-            "json_schema": {"name": "output", "schema": schema, "strict": true},
+            "json_schema": {"name": "output", "schema": schema},
         })));
     }
     Ok(None)

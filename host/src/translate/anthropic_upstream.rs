@@ -61,10 +61,16 @@ pub fn request_from_chat(chat: &Value, model: &str, stream: bool) -> Result<Valu
         out.insert("system".into(), Value::Array(system));
     }
     out.insert("messages".into(), Value::Array(messages));
+    // A thinking budget the effort asks for, when `thinking` is not given.
+    let wanted = match chat["thinking"].is_object() {
+        true => None,
+        false => effort_budget(&chat["reasoning_effort"]),
+    };
+    // Without a client's figure, room for the answer besides the thinking.
     let max_tokens = chat["max_completion_tokens"]
         .as_u64()
         .or_else(|| chat["max_tokens"].as_u64())
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+        .unwrap_or(DEFAULT_MAX_TOKENS + wanted.unwrap_or(0));
     out.insert("max_tokens".into(), json!(max_tokens));
     for key in ["temperature", "top_p", "top_k"] {
         if let Some(v) = chat.get(key).filter(|v| v.is_number()) {
@@ -98,7 +104,7 @@ pub fn request_from_chat(chat: &Value, model: &str, stream: bool) -> Result<Valu
     }
     if chat["thinking"].is_object() {
         out.insert("thinking".into(), chat["thinking"].clone());
-    } else if let Some(budget) = thinking_budget(&chat["reasoning_effort"], max_tokens) {
+    } else if let Some(budget) = wanted.and_then(|w| thinking_budget(w, max_tokens)) {
         out.insert(
             "thinking".into(),
             json!({"type": "enabled", "budget_tokens": budget}),
@@ -110,17 +116,21 @@ pub fn request_from_chat(chat: &Value, model: &str, stream: bool) -> Result<Valu
     Ok(Value::Object(out))
 }
 
-/// A reasoning effort as a thinking budget of at most three quarters of
-/// `max_tokens`, so that thinking leaves room for the answer (Anthropic
-/// counts both against `max_tokens`, and its minimum budget is 1024);
-/// `None` when there is no room for one.
-fn thinking_budget(effort: &Value, max_tokens: u64) -> Option<u64> {
-    let wanted = match effort.as_str()? {
-        "low" | "minimal" => 1024,
-        "medium" => 4096,
-        "high" => 16384,
-        _ => return None,
-    };
+/// The thinking budget a reasoning effort asks for.
+fn effort_budget(effort: &Value) -> Option<u64> {
+    match effort.as_str()? {
+        "low" | "minimal" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16384),
+        _ => None,
+    }
+}
+
+/// The budget `wanted`, at most three quarters of `max_tokens` so that
+/// thinking leaves room for the answer (Anthropic counts both against
+/// `max_tokens`, and its minimum budget is 1024); `None` when there is no
+/// room for one.
+fn thinking_budget(wanted: u64, max_tokens: u64) -> Option<u64> {
     let budget = wanted.min(max_tokens.saturating_mul(3) / 4);
     (budget >= 1024).then_some(budget)
 }

@@ -896,6 +896,15 @@ impl ResponsesStream {
                 ..
             } => {
                 let id = self.current_id("fc");
+                // A tool without arguments: `{}`, which clients parse,
+                // streamed as a last piece so that the pieces add up.
+                let arguments = if arguments.is_empty() {
+                    let data = json!({"item_id": id, "output_index": output_index, "delta": "{}"});
+                    events.push(self.event("response.function_call_arguments.delta", data));
+                    "{}".to_owned()
+                } else {
+                    arguments
+                };
                 let data = json!({"item_id": id, "output_index": output_index, "name": name, "arguments": arguments});
                 events.push(self.event("response.function_call_arguments.done", data));
                 function_call_item(id, &call_id, &name, &arguments, self.item_status)
