@@ -129,14 +129,16 @@ fn usable_url(url: &str) -> Result<(), String> {
                 .into(),
         );
     }
-    match reqwest::Url::parse(url) {
-        Ok(_) => Ok(()),
-        Err(e) if postgres => Err(format!(
-            "general_settings.database_url is not a usable PostgreSQL URL: {e}"
-        )),
-        // SQLite paths need not be URLs (`sqlite:keys.db`).
-        Err(_) => Ok(()),
+    if postgres {
+        return reqwest::Url::parse(url).map(drop).map_err(|e| {
+            format!("general_settings.database_url is not a usable PostgreSQL URL: {e}")
+        });
     }
+    // SQLite paths need not be URLs (`sqlite:keys.db`); sqlx's own reading
+    // checks the options after `?` as the store will.
+    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+        .map(drop)
+        .map_err(|e| format!("general_settings.database_url is not a usable SQLite URL: {e}"))
 }
 
 /// A SQLite URL with its path made absolute (beside `config_path`) and
@@ -267,5 +269,22 @@ mod tests {
             "postgres://u@h/db"
         );
         assert!(resolve_url("sqlite::memory:", Path::new("c.yaml")).is_err());
+    }
+
+    #[test]
+    fn a_url_the_store_could_not_open_is_refused_before_it_tries() {
+        assert!(usable_url("sqlite:///var/lib/c.db?mode=rwc").is_ok());
+        assert!(usable_url("postgres://u:pw@h:5432/db").is_ok());
+        for bad in [
+            "sqlite:///var/lib/c.db?mode=rwc&flavour=x",
+            "postgres://u:pw@h:port/db",
+            "mysql://u:pw@h/db",
+        ] {
+            let e = usable_url(bad).unwrap_err();
+            assert!(
+                e.contains("database_url") && !e.contains("pw"),
+                "{bad}: {e}"
+            );
+        }
     }
 }
