@@ -392,18 +392,8 @@ mod tests {
 
     /// The usage a stream of `chunks` is charged, read to its end.
     async fn charged_for(chunks: &[&'static str]) -> Option<Usage> {
-        use futures_util::StreamExt;
-        let ctx = CallContext::detached(crate::ops::Caller::Master, "/v1/chat/completions");
-        let outcome = OutcomeHandle::request(&ctx);
-        let req = request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
-        let payloads =
-            futures_util::stream::iter(chunks.iter().map(|c| Ok(Bytes::from_static(c.as_bytes()))));
-        let mut metered = Metered::new(payloads, (&ctx, &outcome), ("m", "m.0"), &req, false);
-        while metered.next().await.is_some() {}
-        drop(metered);
-        let mut usage = None;
-        outcome.update(|o| usage = o.usage);
-        usage
+        let items = chunks.iter().map(|c| Ok(Bytes::from_static(c.as_bytes())));
+        charged_for_items(items.collect()).await
     }
 
     #[tokio::test]
