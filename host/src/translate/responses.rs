@@ -618,6 +618,12 @@ pub fn answer_from_chat(chat: &Value, envelope: &Envelope) -> Value {
             "" => format!("call_{id}"),
             given => given.to_owned(),
         };
+        // A tool without arguments: `{}`, as a stream gives it.
+        let arguments = if arguments.is_empty() {
+            "{}"
+        } else {
+            arguments
+        };
         output.push(function_call_item(
             id,
             &call_id,
@@ -947,6 +953,16 @@ mod tests {
         let chat = json!({"choices": [{"message": {"role": "assistant", "content": "hello",
             "reasoning_content": "thinking"}, "finish_reason": "stop"}]});
         (input, answer_from_chat(&chat, &envelope))
+    }
+
+    #[test]
+    fn a_tool_called_without_arguments_gets_an_empty_object() {
+        let envelope = Envelope::new(&json!({"model": "m", "input": "hi"}), "resp_1", 1);
+        let chat = json!({"choices": [{"message": {"role": "assistant", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "now", "arguments": ""}}]},
+            "finish_reason": "tool_calls"}]});
+        let answer = answer_from_chat(&chat, &envelope);
+        assert_eq!(answer["output"][0]["arguments"], "{}", "{answer}");
     }
 
     #[test]
