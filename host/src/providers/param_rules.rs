@@ -75,25 +75,15 @@ impl Family {
     /// whose reasoning is off (`reasoning_effort` unset or `none`) when
     /// `reasoning_off`.
     fn refuses(self, name: &str, value: &RawValue, reasoning_off: bool) -> bool {
-        let sampling = ["temperature", "top_p", "logprobs", "top_logprobs"];
-        match self {
-            Self::OSeries => match name {
-                "temperature" => !is_one(value),
-                _ => ["top_p", "logprobs", "top_logprobs"]
-                    .iter()
-                    .chain(&NOT_OPENAI)
-                    .any(|f| *f == name),
-            },
-            Self::Gpt5 {
-                sampling_without_reasoning,
-            } => {
-                if sampling.contains(&name) {
-                    let free = sampling_without_reasoning && reasoning_off;
-                    return !(free || name == "temperature" && is_one(value));
-                }
-                NOT_OPENAI.contains(&name) || GPT5_REFUSED.contains(&name)
-            }
+        if SAMPLING.contains(&name) {
+            let free = reasoning_off
+                && self
+                    == Self::Gpt5 {
+                        sampling_without_reasoning: true,
+                    };
+            return !(free || name == "temperature" && is_one(value));
         }
+        NOT_OPENAI.contains(&name) || self != Self::OSeries && GPT5_REFUSED.contains(&name)
     }
 }
 
@@ -118,6 +108,10 @@ fn strip_prefix_ignoring_case<'n>(name: &'n str, prefix: &str) -> Option<&'n str
     let (head, rest) = (name.get(..prefix.len())?, name.get(prefix.len()..)?);
     head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
+
+/// The sampling fields: a reasoning model takes none (temperature only at
+/// 1), but for gpt-5.1 and later with reasoning off.
+const SAMPLING: [&str; 4] = ["temperature", "top_p", "logprobs", "top_logprobs"];
 
 /// What no reasoning model takes: the penalties, and `top_k` (an
 /// Anthropic field other clients send too).
@@ -252,21 +246,19 @@ impl ParamRules {
     }
 
     /// The deployment's request defaults (`litellm_params` temperature,
-    /// max_tokens, ...) under the same rules, for a deployment whose model
-    /// is fixed: applied once, when the deployment is built.
-    pub fn apply_to_defaults(&self, defaults: &mut serde_json::Map<String, serde_json::Value>) {
-        defaults.retain(|name, _| !self.always_dropped.iter().any(|d| &**d == name));
-        let Some(family) = self.family else {
+    /// max_tokens, ...) under the same rules as a chat call's fields ([`Self::apply`]),
+    /// for a deployment whose model is fixed: applied once, when the
+    /// deployment is built (a wildcard's family is not known yet: only its
+    /// dropped fields go).
+    pub fn apply_to_defaults(&self, defaults: &mut Map<String, Value>) {
+        let Ok(fields) = RawFields::from_map(defaults) else {
             return;
         };
-        if self.drop_unsupported {
-            defaults.retain(|name, value| {
-                let raw = serde_json::value::to_raw_value(value);
-                !raw.is_ok_and(|raw| family.refuses(name, &raw, true))
-            });
-        }
-        if let Some(max_tokens) = defaults.remove("max_tokens") {
-            defaults.entry(MAX_COMPLETION_TOKENS).or_insert(max_tokens);
+        let applied = self.apply(&fields, &Map::new(), "", Endpoint::ChatCompletions, false);
+        if let Cow::Owned(edited) = applied.body
+            && let Ok(edited) = edited.to_map()
+        {
+            *defaults = edited;
         }
     }
 }

@@ -65,7 +65,6 @@ pub(super) async fn attempt(
     let reply = match deployment.target.call(&router.client, call).await {
         Ok(reply) => reply,
         Err(e) => {
-            record_timeout(deployment, req, &e, started);
             span_failed(span, deployment, &e);
             return Err(e);
         }
@@ -115,7 +114,6 @@ pub(super) async fn attempt(
             let first = match chunks.next().await {
                 None => None,
                 Some(Err(e)) => {
-                    record_timeout(deployment, req, &e, started);
                     span_failed(span, deployment, &e);
                     return Err(e);
                 }
@@ -165,21 +163,6 @@ fn shortened(configured: Timeouts, requested: Option<Duration>) -> Timeouts {
             request: configured.request.min(t),
             stream: configured.stream.min(t),
         },
-    }
-}
-
-/// A timeout is a latency sample too: the deployment took at least this long.
-/// Without it a deployment that only ever times out has no sample, and
-/// latency-based routing would keep trying it first as "not measured yet".
-/// The request's own deadline running out is not one (see [`own_deadline`]).
-fn record_timeout(
-    deployment: &Deployment,
-    req: &RouteRequest<'_>,
-    error: &UpstreamError,
-    started: Instant,
-) {
-    if matches!(error, UpstreamError::Timeout(_)) && !own_deadline(deployment, req, error) {
-        deployment.record_latency(started.elapsed());
     }
 }
 

@@ -130,6 +130,7 @@ pub(super) fn deployments(
 ) -> Grouped {
     let cfg = &loaded.config;
     let defaults = DefaultTimeouts::of(&cfg.router_settings, &cfg.litellm_settings);
+    let drop_params = cfg.litellm_settings.drop_params == Some(true);
     let mut grouped = Grouped::new();
     let mut first_with_id: HashMap<String, String> = HashMap::new();
     let written: HashSet<&str> = cfg
@@ -151,7 +152,6 @@ pub(super) fn deployments(
         // An implied provider wildcard is not warned about (a missing key
         // fails when asked, with the provider's own refusal): the entry the
         // config wrote was.
-        let drop_params = cfg.litellm_settings.drop_params == Some(true);
         let Some(mut target) = target(
             &at,
             &entry.litellm_params,

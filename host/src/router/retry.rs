@@ -170,8 +170,16 @@ pub(super) async fn run_group(
                 }
             );
         // The request's own deadline says nothing about the deployment:
-        // neither a cooldown nor a failed call in its health and metrics.
+        // neither a cooldown, a latency sample nor a failed call in its
+        // health and metrics.
         let own = own_deadline(&deployment, req, &error);
+        // A timeout is a latency sample too: the deployment took at least
+        // this long. Without it a deployment that only ever times out has
+        // no sample, and latency-based routing would keep trying it first
+        // as "not measured yet".
+        if matches!(error, UpstreamError::Timeout(_)) && !own {
+            deployment.record_latency(called.elapsed());
+        }
         if !about_one_model && !own {
             router.record_failure(&deployment, class, retry_after_of(&error));
         }
