@@ -361,6 +361,92 @@ async fn tool_calls_and_results_round_trip_through_tool_use_blocks() {
 }
 
 #[tokio::test]
+async fn signed_thinking_is_given_back_with_the_tool_result_turn() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let thinking = json!({"type": "enabled", "budget_tokens": 1024});
+    let first: Value = chat(
+        &proxy,
+        json!({"model": "claude", "tools": tools, "thinking": thinking, "messages": [{"role": "user", "content": "weather?"}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let message = &first["choices"][0]["message"];
+    let signed = json!({"type": "thinking", "thinking": "Let me think.", "signature": "sig-1"});
+    assert_eq!(message["thinking_blocks"], json!([signed]));
+    assert_eq!(message["reasoning_content"], "Let me think.");
+
+    // The message given back as the answer had it: Anthropic needs the
+    // signed thinking first in the turn that holds the tool call.
+    let second = chat(
+        &proxy,
+        json!({"model": "claude", "tools": tools, "thinking": thinking, "messages": [
+            {"role": "user", "content": "weather?"},
+            message,
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "18 C"}
+        ]}),
+    )
+    .await;
+    assert_eq!(second.status(), 200);
+    let turn = &fake.calls()[1].body["messages"][1];
+    assert_eq!(turn["role"], "assistant");
+    assert_eq!(turn["content"][0], signed);
+    assert_eq!(turn["content"][1]["type"], "text");
+    assert_eq!(turn["content"][2]["type"], "tool_use");
+
+    // Streamed: the block comes whole, signed, when it ends.
+    let r = chat(
+        &proxy,
+        json!({"model": "claude", "stream": true, "tools": tools, "thinking": thinking, "messages": [{"role": "user", "content": "weather?"}]}),
+    )
+    .await;
+    let mut reader = SseReader::new(r);
+    let mut blocks = Vec::new();
+    let mut reasoning = String::new();
+    while let Some(p) = reader.next(Duration::from_secs(10)).await {
+        if p == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(&p).unwrap();
+        let delta = &chunk["choices"][0]["delta"];
+        blocks.extend(
+            delta["thinking_blocks"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        reasoning.push_str(delta["reasoning_content"].as_str().unwrap_or(""));
+    }
+    assert_eq!(blocks, vec![signed]);
+    assert_eq!(reasoning, "Let me think.");
+}
+
+#[tokio::test]
+async fn a_thinking_block_without_its_signature_is_refused_naming_it() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let r = chat(
+        &proxy,
+        json!({"model": "claude", "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello", "thinking_blocks": [{"type": "thinking", "thinking": "hmm"}]},
+            {"role": "user", "content": "again"}
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["param"],
+        "messages[1].thinking_blocks[0].signature"
+    );
+    assert!(fake.calls().is_empty());
+}
+
+#[tokio::test]
 async fn an_overloaded_529_is_retried() {
     let fake = FakeAnthropic::start().await;
     fake.shared.overloaded.store(1, Ordering::SeqCst);

@@ -6,7 +6,9 @@
 //!
 //! Kept: system and developer messages (as `system`), text and image parts,
 //! `cache_control` on parts, assistant tool calls (`tool_use`), tool results
-//! (`tool_result` in a user turn), `tools`, `tool_choice`,
+//! (`tool_result` in a user turn), an assistant message's signed thinking
+//! (LiteLLM's `thinking_blocks`, which Anthropic needs back in a turn with
+//! tool calls when thinking is on), `tools`, `tool_choice`,
 //! `parallel_tool_calls: false`, `max_tokens` / `max_completion_tokens`,
 //! `temperature`, `top_p`, `top_k`, `stop`, `user` (as `metadata.user_id`),
 //! `thinking` (as sent), `metadata`. Mapped: `reasoning_effort` to a thinking
@@ -230,9 +232,11 @@ fn image_source(url: &str) -> Value {
     json!({"type": "url", "url": url})
 }
 
-/// An assistant turn: its text, then its tool calls as `tool_use` blocks.
+/// An assistant turn: its thinking, its text, then its tool calls as
+/// `tool_use` blocks.
 fn assistant_blocks(m: &Value, at: &str) -> Result<Vec<Value>, TranslateError> {
-    let mut blocks = content_blocks(&m["content"], at)?;
+    let mut blocks = thinking_blocks(&m["thinking_blocks"], at)?;
+    blocks.extend(content_blocks(&m["content"], at)?);
     for (k, call) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
         let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
         let input: Value = if arguments.trim().is_empty() {
@@ -253,6 +257,53 @@ fn assistant_blocks(m: &Value, at: &str) -> Result<Vec<Value>, TranslateError> {
         }));
     }
     Ok(blocks)
+}
+
+/// The thinking an assistant message gives back (LiteLLM's
+/// `thinking_blocks`, as answers carry them): `thinking` blocks with their
+/// signatures and `redacted_thinking` blocks with their data, as Anthropic
+/// wrote them. Anthropic checks the signatures; a block missing one is
+/// refused here, naming it.
+fn thinking_blocks(blocks: &Value, at: &str) -> Result<Vec<Value>, TranslateError> {
+    let list = match blocks {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(list) => list,
+        _ => {
+            return Err(TranslateError::new(
+                format!("{at}.thinking_blocks must be an array"),
+                &format!("{at}.thinking_blocks"),
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (k, block) in list.iter().enumerate() {
+        let path = format!("{at}.thinking_blocks[{k}]");
+        let text = |name: &str| {
+            block[name].as_str().ok_or_else(|| {
+                TranslateError::new(
+                    format!("{path}.{name} must be a string"),
+                    &format!("{path}.{name}"),
+                )
+            })
+        };
+        out.push(match block["type"].as_str() {
+            Some("thinking") => json!({
+                "type": "thinking",
+                "thinking": text("thinking")?,
+                "signature": text("signature")?,
+            }),
+            Some("redacted_thinking") => {
+                json!({"type": "redacted_thinking", "data": text("data")?})
+            }
+            _ => {
+                return Err(TranslateError::new(
+                    format!("{path}.type must be \"thinking\" or \"redacted_thinking\""),
+                    &format!("{path}.type"),
+                ));
+            }
+        });
+    }
+    Ok(out)
 }
 
 /// A `tool` message as a `tool_result` block.
@@ -339,11 +390,20 @@ pub fn usage(u: &Value) -> Value {
 pub fn answer_to_chat(message: &Value, created: u64) -> Value {
     let mut text = String::new();
     let mut reasoning = String::new();
+    let mut thinking = Vec::new();
     let mut calls = Vec::new();
     for block in message["content"].as_array().into_iter().flatten() {
         match block["type"].as_str() {
             Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
-            Some("thinking") => reasoning.push_str(block["thinking"].as_str().unwrap_or("")),
+            Some("thinking") => {
+                let piece = block["thinking"].as_str().unwrap_or("");
+                reasoning.push_str(piece);
+                thinking.push(thinking_block(
+                    piece,
+                    block["signature"].as_str().unwrap_or(""),
+                ));
+            }
+            Some("redacted_thinking") => thinking.push(redacted_block(&block["data"])),
             Some("tool_use") => calls.push(json!({
                 "id": block["id"],
                 "type": "function",
@@ -355,6 +415,9 @@ pub fn answer_to_chat(message: &Value, created: u64) -> Value {
     let mut msg = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
     if !reasoning.is_empty() {
         msg["reasoning_content"] = json!(reasoning);
+    }
+    if !thinking.is_empty() {
+        msg["thinking_blocks"] = Value::Array(thinking);
     }
     if !calls.is_empty() {
         msg["tool_calls"] = Value::Array(calls);
@@ -373,6 +436,17 @@ pub fn answer_to_chat(message: &Value, created: u64) -> Value {
     })
 }
 
+/// A thinking block in the shape chat answers carry it (LiteLLM's
+/// `thinking_blocks`), to be given back with the next turn.
+fn thinking_block(thinking: &str, signature: &str) -> Value {
+    json!({"type": "thinking", "thinking": thinking, "signature": signature})
+}
+
+/// A redacted thinking block as chat answers carry it.
+fn redacted_block(data: &Value) -> Value {
+    json!({"type": "redacted_thinking", "data": data})
+}
+
 /// What one Messages stream event means for the chat stream.
 #[derive(Debug, PartialEq)]
 pub enum StreamStep {
@@ -385,8 +459,9 @@ pub enum StreamStep {
 }
 
 /// Turns Messages stream events into `chat.completion.chunk` payloads:
-/// text deltas as `content`, thinking as `reasoning_content`, tool_use
-/// blocks as `tool_calls` (indexed in order), and the final chunk with the
+/// text deltas as `content`, thinking as `reasoning_content` (and each
+/// thinking block whole, with its signature, in `thinking_blocks` when it
+/// ends), tool_use blocks as `tool_calls` (indexed in order), and the final chunk with the
 /// finish reason and the usage (input and cache tokens from
 /// `message_start`, output tokens from `message_delta`).
 #[derive(Debug, Default)]
@@ -398,6 +473,16 @@ pub struct ChunkStream {
     usage: Map<String, Value>,
     /// The tool calls so far, in order.
     tools: Vec<ToolBlock>,
+    /// The thinking block being streamed, given whole when it stops.
+    thinking: Option<ThinkingSoFar>,
+}
+
+/// A `thinking` block of the stream so far: its index, text and signature.
+#[derive(Debug, Default)]
+struct ThinkingSoFar {
+    block: u64,
+    text: String,
+    signature: String,
 }
 
 /// A `tool_use` block of the stream, as a chat tool call.
@@ -485,6 +570,17 @@ impl ChunkStream {
             Some("text") if block["text"].as_str().is_some_and(|t| !t.is_empty()) => {
                 vec![self.chunk(json!({"content": block["text"]}), None)]
             }
+            Some("thinking") => {
+                self.thinking = Some(ThinkingSoFar {
+                    block: event["index"].as_u64().unwrap_or(0),
+                    ..ThinkingSoFar::default()
+                });
+                Vec::new()
+            }
+            Some("redacted_thinking") => {
+                let blocks = json!({"thinking_blocks": [redacted_block(&block["data"])]});
+                vec![self.chunk(blocks, None)]
+            }
             _ => Vec::new(),
         }
     }
@@ -493,7 +589,22 @@ impl ChunkStream {
         let delta = &event["delta"];
         let out = match delta["type"].as_str() {
             Some("text_delta") => json!({"content": delta["text"]}),
-            Some("thinking_delta") => json!({"reasoning_content": delta["thinking"]}),
+            Some("thinking_delta") => {
+                if let (Some(so_far), Some(piece)) =
+                    (&mut self.thinking, delta["thinking"].as_str())
+                {
+                    so_far.text.push_str(piece);
+                }
+                json!({"reasoning_content": delta["thinking"]})
+            }
+            Some("signature_delta") => {
+                if let (Some(so_far), Some(piece)) =
+                    (&mut self.thinking, delta["signature"].as_str())
+                {
+                    so_far.signature.push_str(piece);
+                }
+                return Vec::new();
+            }
             Some("input_json_delta") => {
                 let Some(index) = self.tool_of(event) else {
                     return Vec::new();
@@ -512,9 +623,14 @@ impl ChunkStream {
         vec![self.chunk(out, None)]
     }
 
-    /// A tool call's block ending without arguments (a tool that takes
-    /// none): `{}`, which chat clients parse, rather than nothing.
+    /// A block's end: a thinking block is given whole; a tool call's
+    /// block ending without arguments (a tool that takes none) gets `{}`,
+    /// which chat clients parse, rather than nothing.
     fn block_stop(&mut self, event: &Value) -> Vec<Value> {
+        let block = event["index"].as_u64().unwrap_or(0);
+        if self.thinking.as_ref().is_some_and(|t| t.block == block) {
+            return self.thinking_stop();
+        }
         let Some(index) = self.tool_of(event) else {
             return Vec::new();
         };
@@ -527,6 +643,16 @@ impl ChunkStream {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// A thinking block's end: the block whole, signed, for the client to
+    /// give back with its next turn.
+    fn thinking_stop(&mut self) -> Vec<Value> {
+        let Some(done) = self.thinking.take() else {
+            return Vec::new();
+        };
+        let blocks = json!({"thinking_blocks": [thinking_block(&done.text, &done.signature)]});
+        vec![self.chunk(blocks, None)]
     }
 
     /// The tool call index of the block an event names, if it is a tool's.
@@ -596,5 +722,76 @@ mod tests {
             stop(1),
         ];
         assert_eq!(arguments(&events), ["{}", "{\"city\":\"Oslo\"}"]);
+    }
+    /// The thinking blocks of every chunk the events become, in order.
+    fn streamed_thinking(events: &[Value]) -> Vec<Value> {
+        let mut stream = ChunkStream::new(0);
+        let mut blocks = Vec::new();
+        for event in events {
+            if let StreamStep::Chunks(chunks) = stream.push(event) {
+                for chunk in chunks {
+                    let delta = &chunk["choices"][0]["delta"];
+                    blocks.extend(
+                        delta["thinking_blocks"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        blocks
+    }
+
+    #[test]
+    fn streamed_thinking_blocks_come_whole_and_signed_in_their_order() {
+        let delta = |i: u64, delta: Value| json!({"type": "content_block_delta", "index": i, "delta": delta});
+        let events = [
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            delta(0, json!({"type": "thinking_delta", "thinking": "First, "})),
+            delta(
+                0,
+                json!({"type": "thinking_delta", "thinking": "the weather."}),
+            ),
+            delta(0, json!({"type": "signature_delta", "signature": "sig-a"})),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "opaque"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+        ];
+        assert_eq!(
+            streamed_thinking(&events),
+            [
+                json!({"type": "thinking", "thinking": "First, the weather.", "signature": "sig-a"}),
+                json!({"type": "redacted_thinking", "data": "opaque"}),
+            ]
+        );
+    }
+
+    #[test]
+    fn thinking_blocks_round_trip_between_an_answer_and_the_next_request() {
+        let content = json!([
+            {"type": "thinking", "thinking": "Plan.", "signature": "sig-b"},
+            {"type": "redacted_thinking", "data": "opaque"},
+            {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}},
+        ]);
+        let answer = answer_to_chat(&json!({"content": content, "stop_reason": "tool_use"}), 0);
+        let message = &answer["choices"][0]["message"];
+        assert_eq!(message["thinking_blocks"], json!([content[0], content[1]]));
+        let chat = json!({"messages": [{"role": "user", "content": "time?"}, message]});
+        let sent = request_from_chat(&chat, "claude", false).unwrap();
+        assert_eq!(sent["messages"][1]["content"], content);
+    }
+
+    #[test]
+    fn a_thinking_block_of_an_unknown_type_is_refused_naming_it() {
+        let chat = json!({"messages": [
+            {"role": "assistant", "content": "x", "thinking_blocks": [{"type": "musing", "thinking": "?"}]},
+        ]});
+        let e = request_from_chat(&chat, "claude", false).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("messages[0].thinking_blocks[0].type"),
+            "{e}"
+        );
     }
 }
