@@ -40,6 +40,18 @@ elif mode == "stream":
         if chunk.usage:
             usage = chunk.usage.total_tokens
     out = {"content": "".join(parts), "chunks": chunks, "total_tokens": usage}
+elif mode in ("retried", "tried-once"):
+    sent = []
+    http = openai.DefaultHttpxClient(event_hooks={"request": [lambda request: sent.append(1)]})
+    retrying = openai.OpenAI(
+        base_url=base_url, api_key=sys.argv[4], max_retries=2, timeout=10, http_client=http
+    )
+    extra = {"num_retries": 0} if mode == "tried-once" else {}
+    try:
+        retrying.chat.completions.create(model=model, messages=messages, extra_body=extra)
+        out = {"raised": None, "sent": len(sent)}
+    except openai.APIStatusError as e:
+        out = {"raised": type(e).__name__, "status": e.status_code, "sent": len(sent)}
 elif mode == "retrieve":
     try:
         m = client.models.retrieve(model)
@@ -99,6 +111,38 @@ async fn openai_sdk_chat_completion_gets_the_answer() {
     let sent = up.last_body("a").unwrap();
     assert_eq!(sent["model"], "gpt-up");
     assert_eq!(sent["temperature"], 0.5);
+}
+
+#[tokio::test]
+async fn the_sdk_does_not_retry_what_the_gateway_retried_already() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(500, "down"));
+    let proxy = proxy_for(&up).await;
+    let Some(out) = sdk(&proxy, "retried", "sdk-model").await else {
+        return;
+    };
+    assert_eq!(out["status"], 502, "{out}");
+    assert_eq!(
+        out["sent"], 1,
+        "the SDK retried the gateway's retries: {out}"
+    );
+    assert_eq!(
+        up.calls("a"),
+        3,
+        "the gateway's own retries (num_retries 2)"
+    );
+}
+
+#[tokio::test]
+async fn the_sdk_retries_a_request_the_gateway_tried_once() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(500, "down"));
+    let proxy = proxy_for(&up).await;
+    let Some(out) = sdk(&proxy, "tried-once", "sdk-model").await else {
+        return;
+    };
+    assert_eq!(out["raised"], "InternalServerError", "{out}");
+    assert_eq!(out["sent"], 3, "max_retries 2: {out}");
 }
 
 #[tokio::test]

@@ -28,6 +28,28 @@ async fn a_500_is_retried_and_the_retry_succeeds() {
 }
 
 #[tokio::test]
+async fn a_failure_after_retries_tells_clients_not_to_retry_it_again() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(500, "boom"));
+    let proxy = Proxy::start(&config(&[deployment(&up, "g", "a", &[])], "num_retries: 2")).await;
+    let (status, headers, body) = ask(&proxy, "g").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(attempts(&headers), 3);
+    assert_eq!(headers["x-should-retry"], "false");
+}
+
+#[tokio::test]
+async fn a_failure_on_the_only_call_leaves_retrying_to_the_client() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(500, "boom"));
+    let proxy = Proxy::start(&config(&[deployment(&up, "g", "a", &[])], "num_retries: 0")).await;
+    let (status, headers, body) = ask(&proxy, "g").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(attempts(&headers), 1);
+    assert!(headers.get("x-should-retry").is_none());
+}
+
+#[tokio::test]
 async fn a_400_is_neither_retried_nor_falls_back() {
     let up = FakeUpstream::start().await;
     up.set("a", Behavior::status(400, "messages[0].role is invalid"));

@@ -87,6 +87,21 @@ impl ApiError {
         )
     }
 
+    /// A routed request's failure after `attempts` upstream calls: when the
+    /// gateway has retried or fallen back already, OpenAI's and Anthropic's
+    /// SDKs are told not to retry it again (`x-should-retry: false`), so
+    /// that their retries do not multiply the gateway's own against an
+    /// upstream that is failing; the count is in `x-conclave-attempts`.
+    #[cold]
+    pub fn after_attempts(mut self, attempts: u32) -> Self {
+        self.headers.push((ATTEMPTS, HeaderValue::from(attempts)));
+        if attempts > 1 {
+            self.headers
+                .push((SHOULD_RETRY, HeaderValue::from_static("false")));
+        }
+        self
+    }
+
     /// The error's `code`, or its `type` when it has none: the name an
     /// outcome records.
     pub fn code_or_type(&self) -> &str {
@@ -317,6 +332,9 @@ impl From<StrategyError> for ApiError {
 
 /// OpenAI's SDKs read it before retrying a failed request.
 const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+
+/// Upstream calls a request made, counting retries and fallbacks.
+pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-conclave-attempts");
 
 impl From<AdminError> for ApiError {
     fn from(error: AdminError) -> Self {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::error::ApiError;
+use super::error::{ATTEMPTS, ApiError};
 use super::tracked::Tracked;
 use super::{AppState, Scope};
 use crate::openai::{Endpoint, ProxyRequest};
@@ -44,7 +44,6 @@ const MODEL_ID: HeaderName = HeaderName::from_static("x-conclave-model-id");
 const MODEL_GROUP: HeaderName = HeaderName::from_static("x-conclave-model-group");
 const FALLBACK: HeaderName = HeaderName::from_static("x-conclave-fallback");
 const OVERHEAD_MS: HeaderName = HeaderName::from_static("x-conclave-overhead-ms");
-const ATTEMPTS: HeaderName = HeaderName::from_static("x-conclave-attempts");
 const STRATEGY: HeaderName = HeaderName::from_static("x-conclave-strategy");
 const FINAL_MODEL: HeaderName = HeaderName::from_static("x-conclave-final-model");
 
@@ -232,7 +231,7 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         Ok(routed) => routed,
         Err(failed) => {
             outcome.update(|o| o.failed_after(failed.attempts, failed.group));
-            return Err(failed.error.into());
+            return Err(ApiError::from(failed.error).after_attempts(failed.attempts));
         }
     };
     let meta = &routed.meta;
