@@ -85,6 +85,18 @@ impl SpendCell {
         }
     }
 
+    /// Takes in the spend another counter holds for this period (the
+    /// shared counters'): the count here is never lower than it.
+    pub fn at_least(&self, spent: f64, now: SystemTime) {
+        if let Ok(mut s) = self.0.lock() {
+            roll(&mut s, now);
+            if spent.is_finite() && spent > s.spent {
+                s.spent = spent;
+            }
+            s.touched = Instant::now();
+        }
+    }
+
     /// Adds the cost of one call.
     pub fn add(&self, cost: f64, now: SystemTime) {
         if let Ok(mut s) = self.0.lock() {

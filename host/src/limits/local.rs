@@ -3,7 +3,7 @@
 //! configured Redis does not answer.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::ledger::SpendCell;
 use super::parallel::InFlight;
@@ -13,6 +13,19 @@ use super::{Admit, Exceeded, RateFigures, Refused, Scope, Slot};
 
 /// Counters kept per kind before idle ones are dropped to make room.
 const MAX_SCOPES: usize = 1 << 20;
+
+/// What the shared counters hold for one scope once they admitted a
+/// request (see [`LocalCounters::follow`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seen {
+    /// Requests and tokens in the window, where the scope limits them.
+    pub requests: Option<u64>,
+    pub tokens: Option<u64>,
+    /// How long until the window closes, where the scope has one.
+    pub closes_in: Option<Duration>,
+    /// The spend of the current period, where the scope has a budget.
+    pub spent: Option<f64>,
+}
 
 /// Rate windows, in-flight counts and spend per scope, in this process.
 pub struct LocalCounters {
@@ -91,6 +104,27 @@ impl LocalCounters {
             }
         }
         Ok(admit)
+    }
+
+    /// Takes in what the shared counters hold for `scope` after they
+    /// admitted a request. Should Redis stop answering, this instance then
+    /// decides from every instance's count, not from a window and a spend
+    /// of its own that missed the others' requests.
+    pub fn follow(&self, scope: &Scope<'_>, seen: Seen) {
+        let now = Instant::now();
+        if let Some(closes_in) = seen.closes_in
+            && (scope.rpm.is_some() || scope.tpm.is_some())
+        {
+            let (window, _) = self.windows.get(&scope.name, now, || RateWindow::new(now));
+            window.follow(now, closes_in, seen.requests, seen.tokens);
+        }
+        if let (Some(budget), Some(spent)) = (&scope.budget, seen.spent) {
+            let wall = SystemTime::now();
+            let (cell, _) = self
+                .spend
+                .get(&scope.name, now, || SpendCell::new(budget.recorded, wall));
+            cell.at_least(spent, wall);
+        }
     }
 
     /// Refuses when any scope's budget for the current period is spent.

@@ -304,7 +304,7 @@ impl Limiter {
         hold_slot: bool,
     ) -> Result<Admit, Box<Refused>> {
         if let Some(shared) = &self.0.shared
-            && let Ok(decided) = shared.admit(scopes, hold_slot).await
+            && let Ok(decided) = shared.admit(scopes, hold_slot, &self.0.local).await
         {
             return decided;
         }

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 
+use super::local::{LocalCounters, Seen};
 use super::{
     Admit, Exceeded, Level, RateDenied, RateFigures, RateKind, Refused, Remaining, Scope, Slot,
     WINDOW,
@@ -106,11 +107,15 @@ impl SharedCounters {
     }
 
     /// Admits or refuses a call counted in `scopes` (see
-    /// [`super::Limiter::admit`]); `Err` when Redis did not decide.
+    /// [`super::Limiter::admit`]); `Err` when Redis did not decide. An
+    /// admission's counts are taken into `local`, so that when Redis stops
+    /// answering, this instance goes on from what every instance counted
+    /// rather than from its own count alone.
     pub async fn admit(
         &self,
         scopes: &[Scope<'_>],
         hold_slot: bool,
+        local: &LocalCounters,
     ) -> Result<Result<Admit, Box<Refused>>, Failure> {
         let mut keys = Vec::with_capacity(1 + 2 * scopes.len());
         keys.push(self.instances_key());
@@ -142,6 +147,11 @@ impl SharedCounters {
         let answer = self.0.link.call_script(&ADMIT, keys, args).await?;
         let answer = Answer::read(&answer)
             .ok_or_else(|| Failure::Redis("unexpected answer from the admission script".into()))?;
+        if let Answer::Admitted(counted) = &answer {
+            for (scope, counted) in scopes.iter().zip(counted) {
+                local.follow(scope, counted.seen(scope));
+            }
+        }
         Ok(self.decide(scopes, hold_slot, &answer))
     }
 
@@ -160,15 +170,11 @@ impl SharedCounters {
             }))
         };
         match answer {
-            Answer::Admitted(left) => {
+            Answer::Admitted(counted) => {
                 let mut admit = Admit::default();
-                for (scope, pair) in scopes.iter().zip(left.chunks(2)) {
-                    let remaining = Remaining {
-                        requests: pair.first().and_then(|v| u64::try_from(*v).ok()),
-                        tokens: pair.get(1).and_then(|v| u64::try_from(*v).ok()),
-                    };
+                for (scope, counted) in scopes.iter().zip(counted) {
                     if scope.rpm.is_some() || scope.tpm.is_some() {
-                        admit.limits.tighten(scope, remaining);
+                        admit.limits.tighten(scope, counted.remaining());
                     }
                 }
                 let held: Vec<String> = scopes
@@ -369,8 +375,8 @@ impl Drop for SharedSlot {
 /// What the admission script answered.
 #[derive(Debug, PartialEq)]
 enum Answer {
-    /// Left requests and tokens per scope (-1 where there is no limit).
-    Admitted(Vec<i64>),
+    /// What each scope holds once the request is counted.
+    Admitted(Vec<Counted>),
     Budget {
         scope: i64,
         spent: f64,
@@ -388,6 +394,44 @@ enum Answer {
     },
 }
 
+/// One scope in an admission's answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Counted {
+    /// Requests and tokens left in the window (-1 where there is no limit).
+    left_requests: i64,
+    left_tokens: i64,
+    /// Milliseconds until the window closes (-1 where there is none).
+    closes_in_ms: i64,
+    /// The spend of the current period, where there is a budget.
+    spent: Option<f64>,
+}
+
+impl Counted {
+    /// The values each scope has in the answer.
+    const FIELDS: usize = 4;
+
+    fn remaining(&self) -> Remaining {
+        Remaining {
+            requests: u64::try_from(self.left_requests).ok(),
+            tokens: u64::try_from(self.left_tokens).ok(),
+        }
+    }
+
+    /// What the shared counters hold for `scope`, for the local ones.
+    fn seen(&self, scope: &Scope<'_>) -> Seen {
+        let used =
+            |limit: Option<u64>, left: i64| Some(limit?.saturating_sub(u64::try_from(left).ok()?));
+        Seen {
+            requests: used(scope.rpm, self.left_requests),
+            tokens: used(scope.tpm, self.left_tokens),
+            closes_in: u64::try_from(self.closes_in_ms)
+                .ok()
+                .map(Duration::from_millis),
+            spent: self.spent,
+        }
+    }
+}
+
 impl Answer {
     fn read(value: &Value) -> Option<Self> {
         let Value::Array(items) = value else {
@@ -398,15 +442,32 @@ impl Answer {
             Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
             _ => None,
         };
+        let decimal = |i: usize| match items.get(i)? {
+            Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+            Value::Int(n) => Some(*n as f64),
+            _ => None,
+        };
         Some(match int(0)? {
-            0 => Answer::Admitted((1..items.len()).map(int).collect::<Option<_>>()?),
+            0 => {
+                let per_scope = items.get(1..)?;
+                if per_scope.len() % Counted::FIELDS != 0 {
+                    return None;
+                }
+                let counted = (0..per_scope.len() / Counted::FIELDS).map(|s| {
+                    let at = 1 + s * Counted::FIELDS;
+                    Some(Counted {
+                        left_requests: int(at)?,
+                        left_tokens: int(at + 1)?,
+                        closes_in_ms: int(at + 2)?,
+                        // '' where the scope has no budget.
+                        spent: decimal(at + 3),
+                    })
+                });
+                Answer::Admitted(counted.collect::<Option<_>>()?)
+            }
             1 => Answer::Budget {
                 scope: int(1)?,
-                spent: match items.get(2)? {
-                    Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok()?,
-                    Value::Int(n) => *n as f64,
-                    _ => return None,
-                },
+                spent: decimal(2)?,
                 reset_ms: int(3)?,
             },
             2 => Answer::Parallel { scope: int(1)? },
@@ -515,6 +576,133 @@ mod tests {
             }
         }
         assert_eq!(admitted, 10);
+    }
+
+    /// A TCP relay to the machine's Redis that stops passing bytes on when
+    /// told to, as a Redis that hangs does.
+    struct Relay {
+        url: String,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Relay {
+        async fn start() -> Self {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut url = reqwest::Url::parse(&redis_url()).unwrap();
+            let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            url.set_host(Some("127.0.0.1")).unwrap();
+            url.set_port(Some(port)).unwrap();
+            let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let held = stalled.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(redis) = tokio::net::TcpStream::connect(&target).await else {
+                        continue;
+                    };
+                    let (client_in, client_out) = client.into_split();
+                    let (redis_in, redis_out) = redis.into_split();
+                    for (mut from, mut to) in [(client_in, redis_out), (redis_in, client_out)] {
+                        let held = held.clone();
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 16 * 1024];
+                            while let Ok(n @ 1..) = from.read(&mut buf).await {
+                                while held.load(std::sync::atomic::Ordering::SeqCst) {
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
+                                }
+                                if to.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                }
+            });
+            Self {
+                url: url.to_string(),
+                stalled,
+            }
+        }
+
+        fn stall(&self) {
+            self.stalled
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// One instance on the machine's Redis directly and one through a
+    /// relay that can stall, sharing a namespace; `None` without a Redis.
+    async fn direct_and_relayed(test: &str) -> Option<(Limiter, Limiter, Relay)> {
+        let (mut direct, namespace) = instances(test, 1).await?;
+        let relay = Relay::start().await;
+        let cluster = Cluster::start(Settings {
+            url: relay.url.clone(),
+            namespace,
+            budget: Duration::from_millis(200),
+        })
+        .await
+        .unwrap();
+        let relayed = Limiter::shared(SharedCounters::of(&cluster));
+        Some((direct.remove(0), relayed, relay))
+    }
+
+    #[tokio::test]
+    async fn an_instance_cut_off_from_redis_goes_on_from_the_shared_window() {
+        let Some((a, b, relay)) = direct_and_relayed("follow-window").await else {
+            return;
+        };
+        let key = Scope {
+            rpm: Some(5),
+            ..scope("key:follow-window")
+        };
+        let keys = std::slice::from_ref(&key);
+        for _ in 0..4 {
+            assert!(a.admit(keys, false).await.is_ok());
+        }
+        // The window's last request, decided by Redis.
+        assert!(b.admit(keys, false).await.is_ok());
+        relay.stall();
+        // Redis no longer answers b: its own counters refuse, as Redis would.
+        let refused = b.admit(keys, false).await.err().unwrap();
+        let Exceeded::Rate { denied, .. } = refused.exceeded else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(denied.kind, RateKind::Requests);
+        assert!(denied.retry_after <= WINDOW, "{:?}", denied.retry_after);
+    }
+
+    #[tokio::test]
+    async fn an_instance_cut_off_from_redis_goes_on_from_the_shared_spend() {
+        let Some((a, b, relay)) = direct_and_relayed("follow-spend").await else {
+            return;
+        };
+        let key = Scope {
+            budget: Some(Budget {
+                max: 1.0,
+                recorded: Recorded {
+                    spend: 0.0,
+                    reset_at: None,
+                    period: None,
+                    as_of: std::time::Instant::now(),
+                },
+            }),
+            ..scope("key:follow-spend")
+        };
+        let keys = std::slice::from_ref(&key);
+        assert!(a.admit(keys, false).await.is_ok());
+        a.charge(keys, 0, 0.9);
+        // a's next admission carries its charge to Redis before it.
+        assert!(a.admit(keys, false).await.is_ok());
+        assert!(b.admit(keys, false).await.is_ok());
+        relay.stall();
+        b.charge(keys, 0, 0.2);
+        // 0.9 spent through a and 0.2 through b: b refuses on its own.
+        let refused = b.admit(keys, false).await.err().unwrap();
+        let Exceeded::Budget { spent, .. } = refused.exceeded else {
+            panic!("{refused:?}");
+        };
+        assert!((spent - 1.1).abs() < 1e-9, "{spent}");
     }
 
     #[tokio::test]
@@ -701,8 +889,32 @@ mod tests {
 
     #[test]
     fn the_scripts_answers_are_read() {
-        let admitted = Value::Array(vec![Value::Int(0), Value::Int(4), Value::Int(-1)]);
-        assert_eq!(Answer::read(&admitted), Some(Answer::Admitted(vec![4, -1])));
+        let admitted = Value::Array(vec![
+            Value::Int(0),
+            Value::Int(4),
+            Value::Int(-1),
+            Value::Int(59_000),
+            Value::BulkString(b"0.5".to_vec()),
+            Value::Int(-1),
+            Value::Int(-1),
+            Value::Int(-1),
+            Value::BulkString(Vec::new()),
+        ]);
+        let counted = |left_requests, closes_in_ms, spent| Counted {
+            left_requests,
+            left_tokens: -1,
+            closes_in_ms,
+            spent,
+        };
+        assert_eq!(
+            Answer::read(&admitted),
+            Some(Answer::Admitted(vec![
+                counted(4, 59_000, Some(0.5)),
+                counted(-1, -1, None)
+            ]))
+        );
+        let cut = Value::Array(vec![Value::Int(0), Value::Int(4), Value::Int(-1)]);
+        assert_eq!(Answer::read(&cut), None);
         let budget = Value::Array(vec![
             Value::Int(1),
             Value::Int(2),

@@ -102,6 +102,24 @@ impl RateWindow {
         }
     }
 
+    /// Takes the window another counter holds: it closes in `closes_in`
+    /// and holds `requests` and `tokens` (none where they are not limited).
+    pub fn follow(
+        &self,
+        now: Instant,
+        closes_in: Duration,
+        requests: Option<u64>,
+        tokens: Option<u64>,
+    ) {
+        if let Ok(mut s) = self.0.lock() {
+            s.start = now
+                .checked_sub(WINDOW.saturating_sub(closes_in))
+                .unwrap_or(now);
+            s.requests = requests.unwrap_or(0);
+            s.tokens = tokens.unwrap_or(0);
+        }
+    }
+
     /// Counts the tokens an answered call used.
     pub fn add_tokens(&self, now: Instant, tokens: u64) {
         if let Ok(mut s) = self.0.lock() {

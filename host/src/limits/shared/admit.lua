@@ -13,7 +13,9 @@
 --              max budget ('' = none), the record's spend, its period end
 --              (0 = none) and the period length (0 = none)
 --
--- Answers {0, left requests, left tokens, ...per scope (-1 = no limit)},
+-- Answers {0, ...per scope: left requests, left tokens (-1 = no limit), ms
+-- until the window closes (-1 = no window), spend this period ('' = no
+-- budget)},
 -- {1, scope, spent, period end} for a spent budget, {2, scope} for a full
 -- in-flight limit, {3, scope, 0 requests | 1 tokens, ms until the window
 -- closes, left requests, left tokens} for a rate limit.
@@ -31,6 +33,9 @@ end
 local function arg(i, k)
   return ARGV[5 + (i - 1) * 7 + k]
 end
+
+-- Each budget's spend, as text: Redis would turn a Lua number into an integer.
+local spent_of = {}
 
 -- Budgets: the counter takes in the record the caller read from the store
 -- (a newer period replaces it, a higher spend is spend it had not seen),
@@ -72,8 +77,9 @@ for i = 1, n do
     end
     redis.call('HSET', key, 'sp', string.format('%.17g', spent), 'rs', reset, 'rr', seen, 'pd', period)
     redis.call('PEXPIRE', key, idle)
+    spent_of[i] = string.format('%.17g', spent)
     if spent >= tonumber(max) then
-      return {1, i, string.format('%.17g', spent), reset}
+      return {1, i, spent_of[i], reset}
     end
   end
 end
@@ -126,7 +132,7 @@ for i = 1, n do
     if tpm >= 0 and tk >= tpm then
       return {3, i, 1, retry, left_rq, left_tk}
     end
-    left[i] = {left_rq, left_tk}
+    left[i] = {left_rq, left_tk, retry}
   end
 end
 
@@ -148,10 +154,13 @@ for i = 1, n do
       out[#out + 1] = -1
     end
     out[#out + 1] = l[2]
+    out[#out + 1] = l[3]
   else
     out[#out + 1] = -1
     out[#out + 1] = -1
+    out[#out + 1] = -1
   end
+  out[#out + 1] = spent_of[i] or ''
 end
 if hold then
   redis.call('HSET', KEYS[1], me, now + lease)
