@@ -632,3 +632,37 @@ async fn a_reload_that_drops_the_master_key_is_refused_and_keys_stay_required() 
     let (status_code, _, body) = proxy.chat(&chat_body("echo", "x")).await;
     assert_eq!(status_code, 401, "still keyed: {body}");
 }
+
+#[tokio::test]
+async fn a_reload_back_to_the_key_store_in_use_is_not_said_to_wait_for_a_restart() {
+    let up = FakeUpstream::start().await;
+    let stores = TempDir::new();
+    let with_store = |file: &str| {
+        let url = format!("sqlite://{}", stores.path().join(file).display());
+        config(&up, &[], ECHO).replacen(
+            "general_settings:\n",
+            &format!("general_settings:\n  master_key: sk-reload-master\n  database_url: {url}\n"),
+            1,
+        )
+    };
+    let proxy = start(&with_store("keys.db"), &[], &[]).await;
+    let reload = |yaml: String| {
+        replace_atomically(&proxy.config_path(), yaml.as_bytes());
+        async {
+            let r = proxy
+                .client
+                .post(proxy.url("/admin/reload"))
+                .bearer_auth("sk-reload-master")
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap().to_string()
+        }
+    };
+    let moved = reload(with_store("other.db")).await;
+    assert!(moved.contains("key store"), "{moved}");
+    let back = reload(with_store("keys.db")).await;
+    assert!(!back.contains("key store"), "{back}");
+}

@@ -137,6 +137,10 @@ impl Edit<'_> {
 struct Layers {
     base: LoadedConfig,
     overlay: Overlay,
+    /// The config the process started with: what is opened once (the key
+    /// store, the shared Redis, the compile cache) came from it, so a
+    /// reload is said to differ from it, not from the version before.
+    started: LoadedConfig,
 }
 
 /// How `serve` was asked to run the control plane.
@@ -192,7 +196,11 @@ impl Control {
             current: Arc::new(ArcSwap::from_pointee(gateway)),
             config_path: base.path.clone(),
             options,
-            builds: tokio::sync::Mutex::new(Layers { base, overlay }),
+            builds: tokio::sync::Mutex::new(Layers {
+                started: base.clone(),
+                base,
+                overlay,
+            }),
             status: Mutex::new(Status::default()),
             watched: Mutex::new(watched),
             generation: AtomicU64::new(1),
@@ -286,12 +294,12 @@ impl Control {
             ));
         }
         self.watch_files_of(&loaded).await;
-        let notes = kept_until_restart(&layers.base, &loaded, &self.config_path);
+        let notes = kept_until_restart(&layers.started, &loaded, &self.config_path);
         for note in &notes {
             tracing::warn!("{note}");
         }
         let configured = config_cache_dir(&loaded);
-        if configured != config_cache_dir(&layers.base) {
+        if configured != config_cache_dir(&layers.started) {
             tracing::warn!(
                 "general_settings.compile_cache_dir changed; the compile cache in use ({}) changes on restart",
                 self.options
