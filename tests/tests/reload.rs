@@ -602,6 +602,18 @@ async fn the_compile_cache_can_be_turned_off() {
     }
 }
 
+/// `POST /admin/reload` with the master key of the keyed configs below.
+async fn keyed_reload(proxy: &Proxy) -> reqwest::Response {
+    proxy
+        .client
+        .post(proxy.url("/admin/reload"))
+        .bearer_auth("sk-reload-master")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_reload_that_drops_the_master_key_is_refused_and_keys_stay_required() {
     let up = FakeUpstream::start().await;
@@ -612,14 +624,7 @@ async fn a_reload_that_drops_the_master_key_is_refused_and_keys_stay_required() 
     );
     let proxy = start(&keyed, &[], &[]).await;
     replace_atomically(&proxy.config_path(), config(&up, &[], ECHO).as_bytes());
-    let r = proxy
-        .client
-        .post(proxy.url("/admin/reload"))
-        .bearer_auth("sk-reload-master")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = keyed_reload(&proxy).await;
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert!(
@@ -649,14 +654,7 @@ async fn a_reload_back_to_the_key_store_in_use_is_not_said_to_wait_for_a_restart
     let reload = |yaml: String| {
         replace_atomically(&proxy.config_path(), yaml.as_bytes());
         async {
-            let r = proxy
-                .client
-                .post(proxy.url("/admin/reload"))
-                .bearer_auth("sk-reload-master")
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap();
+            let r = keyed_reload(&proxy).await;
             assert_eq!(r.status(), 200);
             r.json::<Value>().await.unwrap().to_string()
         }
