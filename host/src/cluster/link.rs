@@ -50,6 +50,17 @@ pub enum Failure {
     Redis(String),
 }
 
+impl Failure {
+    /// Whether the command may have run in Redis although its answer did
+    /// not come: it was sent, or queued to be, when the wait ended.
+    pub fn may_have_run(&self) -> bool {
+        matches!(
+            self,
+            Failure::Timeout(_) | Failure::NotConnected | Failure::Redis(_)
+        )
+    }
+}
+
 /// Run when a command sent without waiting did not complete.
 pub type OnFailure = Box<dyn FnOnce() + Send + Sync>;
 

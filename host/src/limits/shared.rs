@@ -102,6 +102,15 @@ impl SharedCounters {
         format!("{}:inflight:{scope}", self.0.namespace)
     }
 
+    /// The in-flight hashes an admission holding a slot counts in.
+    fn slot_keys(&self, scopes: &[Scope<'_>]) -> Vec<String> {
+        scopes
+            .iter()
+            .filter(|s| s.parallel.is_some())
+            .map(|s| self.in_flight_key(&s.name))
+            .collect()
+    }
+
     fn instances_key(&self) -> String {
         format!("{}:instances", self.0.namespace)
     }
@@ -144,7 +153,24 @@ impl SharedCounters {
                 None => args.extend(["".to_owned(), "0".into(), "0".into(), "0".into()]),
             }
         }
-        let answer = self.0.link.call_script(&ADMIT, keys, args).await?;
+        let answer = match self.0.link.call_script(&ADMIT, keys, args).await {
+            Ok(answer) => answer,
+            Err(failure) => {
+                // The script may still run once Redis catches up and take
+                // slots no one would give back: their return follows it
+                // (queued behind it, or while Redis counts as down, owed
+                // and sent with the next lease renewal; when it never ran,
+                // one slot too few is counted for a while), so that a slow
+                // moment of Redis cannot hold a key's parallel limit for good.
+                if hold_slot && failure.may_have_run() {
+                    let keys = self.slot_keys(scopes);
+                    if !keys.is_empty() {
+                        self.release(keys);
+                    }
+                }
+                return Err(failure);
+            }
+        };
         let answer = Answer::read(&answer)
             .ok_or_else(|| Failure::Redis("unexpected answer from the admission script".into()))?;
         if let Answer::Admitted(counted) = &answer {
@@ -177,11 +203,11 @@ impl SharedCounters {
                         admit.limits.tighten(scope, counted.remaining());
                     }
                 }
-                let held: Vec<String> = scopes
-                    .iter()
-                    .filter(|s| hold_slot && s.parallel.is_some())
-                    .map(|s| self.in_flight_key(&s.name))
-                    .collect();
+                let held = if hold_slot {
+                    self.slot_keys(scopes)
+                } else {
+                    Vec::new()
+                };
                 if !held.is_empty() {
                     admit.slots.push(Slot::shared(SharedSlot {
                         counters: self.clone(),
@@ -629,6 +655,12 @@ mod tests {
             self.stalled
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
+
+        /// Passes on what was held, and all that follows.
+        fn pass(&self) {
+            self.stalled
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// One instance on the machine's Redis directly and one through a
@@ -670,6 +702,38 @@ mod tests {
         };
         assert_eq!(denied.kind, RateKind::Requests);
         assert!(denied.retry_after <= WINDOW, "{:?}", denied.retry_after);
+    }
+
+    #[tokio::test]
+    async fn a_slot_taken_by_an_admission_redis_answered_too_late_is_given_back() {
+        let Some((a, b, relay)) = direct_and_relayed("late-slot").await else {
+            return;
+        };
+        let key = Scope {
+            parallel: Some(1),
+            ..scope("key:late-slot")
+        };
+        let keys = std::slice::from_ref(&key);
+        relay.stall();
+        // Redis does not answer b in time: b decides alone, and its script
+        // runs later, when the relay passes it on.
+        drop(b.admit(keys, true).await.unwrap());
+        relay.pass();
+        // The relay passes held bytes on within 10 ms: the late script runs
+        // before a asks.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        loop {
+            match a.admit(keys, true).await {
+                Ok(admitted) => break drop(admitted),
+                // Given back with b's next lease renewal at the latest.
+                Err(refused) => assert!(
+                    started.elapsed() < RENEW_EVERY * 2,
+                    "the late slot is still held: {refused:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test]
