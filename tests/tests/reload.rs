@@ -639,7 +639,7 @@ async fn a_reload_that_drops_the_master_key_is_refused_and_keys_stay_required() 
 }
 
 #[tokio::test]
-async fn a_reload_back_to_the_key_store_in_use_is_not_said_to_wait_for_a_restart() {
+async fn a_reload_to_another_key_store_waits_for_a_restart_and_one_back_does_not() {
     let up = FakeUpstream::start().await;
     let stores = TempDir::new();
     let with_store = |file: &str| {
@@ -659,6 +659,21 @@ async fn a_reload_back_to_the_key_store_in_use_is_not_said_to_wait_for_a_restart
             r.json::<Value>().await.unwrap().to_string()
         }
     };
+    // An address a restart would refuse is refused now, naming the key.
+    replace_atomically(
+        &proxy.config_path(),
+        with_store("x").replace("sqlite://", "mysql://").as_bytes(),
+    );
+    let refused = keyed_reload(&proxy).await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("database_url"),
+        "{body}"
+    );
     let moved = reload(with_store("other.db")).await;
     assert!(moved.contains("key store"), "{moved}");
     let back = reload(with_store("keys.db")).await;

@@ -293,6 +293,11 @@ impl Control {
                 self.config_path.display()
             ));
         }
+        // A version a restart would refuse is refused now: the note below
+        // would otherwise send the operator to a restart that fails.
+        if keyed(&loaded) {
+            crate::keys::KeysSettings::from_config(&loaded.config, &self.config_path, true)?;
+        }
         self.watch_files_of(&loaded).await;
         let notes = kept_until_restart(&layers.started, &loaded, &self.config_path);
         for note in &notes {
