@@ -514,7 +514,13 @@ impl ChunkStream {
                 self.merge_usage(&m["usage"]);
                 vec![self.chunk(json!({"role": "assistant", "content": ""}), None)]
             }
-            "content_block_start" => self.block_start(event),
+            "content_block_start" => {
+                // A thinking block whose stop never came ends where the
+                // next block starts.
+                let mut chunks = self.thinking_stop();
+                chunks.extend(self.block_start(event));
+                chunks
+            }
             "content_block_delta" => self.block_delta(event),
             "content_block_stop" => self.block_stop(event),
             "message_delta" => {
@@ -523,7 +529,9 @@ impl ChunkStream {
                     finish_reason(event["delta"]["stop_reason"].as_str().unwrap_or("end_turn"));
                 let mut last = self.chunk(json!({}), Some(reason));
                 last["usage"] = usage(&Value::Object(self.usage.clone()));
-                vec![last]
+                let mut chunks = self.thinking_stop();
+                chunks.push(last);
+                chunks
             }
             "message_stop" => return StreamStep::Done,
             "error" => {
@@ -757,12 +765,21 @@ mod tests {
             json!({"type": "content_block_stop", "index": 0}),
             json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "opaque"}}),
             json!({"type": "content_block_stop", "index": 1}),
+            // A thinking block whose stop does not come ends with the message.
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "thinking", "thinking": ""}}),
+            delta(
+                2,
+                json!({"type": "thinking_delta", "thinking": "Then reply."}),
+            ),
+            delta(2, json!({"type": "signature_delta", "signature": "sig-c"})),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}),
         ];
         assert_eq!(
             streamed_thinking(&events),
             [
                 json!({"type": "thinking", "thinking": "First, the weather.", "signature": "sig-a"}),
                 json!({"type": "redacted_thinking", "data": "opaque"}),
+                json!({"type": "thinking", "thinking": "Then reply.", "signature": "sig-c"}),
             ]
         );
     }
