@@ -425,6 +425,77 @@ async fn signed_thinking_is_given_back_with_the_tool_result_turn() {
 }
 
 #[tokio::test]
+async fn a_responses_client_gives_signed_thinking_back_through_previous_response_id() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let tools =
+        json!([{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]);
+    let respond = |body: Value| {
+        proxy
+            .client
+            .post(proxy.url("/v1/responses"))
+            .bearer_auth(MASTER)
+            .json(&body)
+            .send()
+    };
+    let first: Value = respond(
+        json!({"model": "claude", "input": "weather?", "tools": tools,
+        "reasoning": {"effort": "low"}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let reasoning = &first["output"][0];
+    assert_eq!(reasoning["type"], "reasoning", "{first}");
+    assert!(reasoning["encrypted_content"].is_string(), "{first}");
+    let call = first["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap();
+    let second = respond(
+        json!({"model": "claude", "tools": tools, "reasoning": {"effort": "low"},
+        "previous_response_id": first["id"],
+        "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "18 C"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.status(), 200);
+    let turn = &fake.calls()[1].body["messages"][1];
+    assert_eq!(turn["role"], "assistant");
+    assert_eq!(
+        turn["content"][0],
+        json!({"type": "thinking", "thinking": "Let me think.", "signature": "sig-1"})
+    );
+    assert_eq!(turn["content"][2]["type"], "tool_use");
+
+    // Streamed, the reasoning item carries it as it is done.
+    let r = respond(
+        json!({"model": "claude", "input": "weather?", "tools": tools, "stream": true,
+        "reasoning": {"effort": "low"}}),
+    )
+    .await
+    .unwrap();
+    let mut reader = SseReader::new(r);
+    let mut carried = None;
+    while let Some(p) = reader.next(Duration::from_secs(10)).await {
+        let event: Value = serde_json::from_str(&p).unwrap();
+        if event["type"] == "response.output_item.done" && event["item"]["type"] == "reasoning" {
+            carried = event["item"]["encrypted_content"]
+                .as_str()
+                .map(str::to_owned);
+        }
+        if event["type"] == "response.completed" {
+            break;
+        }
+    }
+    assert_eq!(carried.as_deref(), reasoning["encrypted_content"].as_str());
+}
+
+#[tokio::test]
 async fn a_thinking_block_without_its_signature_is_refused_naming_it() {
     let fake = FakeAnthropic::start().await;
     let proxy = Proxy::start(&config(&fake, "")).await;

@@ -62,6 +62,9 @@ impl Event {
 pub struct ChunkDelta {
     pub content: Option<String>,
     pub reasoning: Option<String>,
+    /// Signed thinking blocks (LiteLLM's `thinking_blocks`), as an
+    /// Anthropic upstream's stream gives each when it ends.
+    pub thinking_blocks: Vec<Value>,
     pub tool_calls: Vec<ToolCallDelta>,
     pub finish_reason: Option<String>,
     pub usage: Option<TokenUsage>,
@@ -170,6 +173,7 @@ pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
     let delta = &choice["delta"];
     out.content = non_empty(&delta["content"]);
     out.reasoning = non_empty(&delta["reasoning_content"]);
+    out.thinking_blocks = thinking_blocks_of(delta);
     out.finish_reason = choice["finish_reason"].as_str().map(str::to_owned);
     for call in delta["tool_calls"].as_array().into_iter().flatten() {
         out.tool_calls.push(ToolCallDelta {
@@ -183,6 +187,14 @@ pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
         });
     }
     Some(out)
+}
+
+/// A message's or delta's `thinking_blocks`, if it has any.
+fn thinking_blocks_of(message: &Value) -> Vec<Value> {
+    message["thinking_blocks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn non_empty(value: &Value) -> Option<String> {
@@ -227,12 +239,13 @@ pub fn usage_of(chat: &Value) -> Option<TokenUsage> {
     })
 }
 
-/// A chat answer's first choice: its message text, reasoning, tool calls
-/// `(id, name, arguments)` and finish reason.
+/// A chat answer's first choice: its message text, reasoning (and signed
+/// thinking blocks), tool calls `(id, name, arguments)` and finish reason.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ChatAnswer {
     pub content: String,
     pub reasoning: String,
+    pub thinking_blocks: Vec<Value>,
     pub tool_calls: Vec<(String, String, String)>,
     pub finish_reason: Option<String>,
     pub usage: TokenUsage,
@@ -267,6 +280,7 @@ impl ChatAnswer {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
+            thinking_blocks: thinking_blocks_of(message),
             tool_calls,
             finish_reason: choice["finish_reason"].as_str().map(str::to_owned),
             usage: usage_of(chat).unwrap_or_default(),

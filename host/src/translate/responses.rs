@@ -46,11 +46,13 @@ pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value
     }
     // With `store: false` the upstream keeps no items, so a reasoning item
     // only it could resolve (no `encrypted_content` to carry it) is refused
-    // there: such items, from earlier turns, are left out.
+    // there: such items, from earlier turns, are left out, as are those
+    // carrying another model's thinking, which it could not read.
     if let Some(Value::Array(input)) = body.get_mut("input") {
         input.retain(|item| {
             item["type"] != "reasoning"
-                || item.get("encrypted_content").is_some_and(|c| c.is_string())
+                || (item.get("encrypted_content").is_some_and(|c| c.is_string())
+                    && carried_thinking(item).is_none())
         });
     }
     Some(Value::Object(body))
@@ -261,7 +263,15 @@ fn options_to_chat(body: &Value, chat: &mut Map<String, Value>) -> Result<(), Tr
 /// One input item appended to the chat messages.
 fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateError> {
     match item["type"].as_str() {
-        None | Some("message") => messages.push(message_item(item)?),
+        None | Some("message") => {
+            let mut message = message_item(item)?;
+            match messages.last_mut() {
+                Some(last) if message["role"] == "assistant" && thinking_only(last) => {
+                    last["content"] = message["content"].take();
+                }
+                _ => messages.push(message),
+            }
+        }
         Some("function_call") => {
             for field in ["call_id", "name", "arguments"] {
                 required_text(item, "function_call", field)?;
@@ -289,7 +299,14 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateEr
             "role": "tool",
             "content": output_text(&item["output"]),
         })),
-        Some("reasoning") => {}
+        // Signed thinking the gateway gave an earlier answer goes back with
+        // the assistant turn that follows it, as Anthropic needs it.
+        Some("reasoning") => {
+            if let Some(blocks) = carried_thinking(item) {
+                messages
+                    .push(json!({"role": "assistant", "content": null, "thinking_blocks": blocks}));
+            }
+        }
         Some(other) => {
             return Err(TranslateError::new(
                 format!("input item type {other:?} is not supported"),
@@ -298,6 +315,31 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateEr
         }
     }
     Ok(())
+}
+
+/// The field of `encrypted_content` that holds the thinking blocks a
+/// reasoning item carries (see [`reasoning_item`]).
+const CARRIED_THINKING: &str = "conclave_thinking_blocks";
+
+/// The thinking blocks a reasoning item of the gateway's carries in its
+/// `encrypted_content`; `None` for any other item (OpenAI's own content is
+/// opaque, never this JSON).
+fn carried_thinking(item: &Value) -> Option<Vec<Value>> {
+    let content = item["encrypted_content"].as_str()?;
+    let mut carried: Value = serde_json::from_str(content).ok()?;
+    match carried.get_mut(CARRIED_THINKING)?.take() {
+        Value::Array(blocks) => Some(blocks),
+        _ => None,
+    }
+}
+
+/// Whether `message` is an assistant turn holding only thinking, waiting
+/// for the text that follows it.
+fn thinking_only(message: &Value) -> bool {
+    message["role"] == "assistant"
+        && message["content"].is_null()
+        && message.get("tool_calls").is_none()
+        && message.get("thinking_blocks").is_some()
 }
 
 /// The string `field` of an input item of type `kind`, which OpenAI
@@ -597,10 +639,11 @@ fn status_of(finish_reason: Option<&str>) -> (&'static str, Option<&'static str>
 pub fn answer_from_chat(chat: &Value, envelope: &Envelope) -> Value {
     let answer = ChatAnswer::read(chat);
     let mut output = Vec::new();
-    if !answer.reasoning.is_empty() {
+    if !answer.reasoning.is_empty() || !answer.thinking_blocks.is_empty() {
         output.push(reasoning_item(
             envelope.item_id("rs", output.len()),
             &answer.reasoning,
+            &answer.thinking_blocks,
         ));
     }
     if !answer.content.is_empty() || answer.tool_calls.is_empty() {
@@ -647,11 +690,20 @@ pub fn answer_from_chat(chat: &Value, envelope: &Envelope) -> Value {
     envelope.response(status, &output, &ending)
 }
 
-fn reasoning_item(id: String, text: &str) -> Value {
-    json!({
+/// A reasoning item. Signed thinking (an Anthropic model's, which it needs
+/// back with the next turn) rides in `encrypted_content`, the field a
+/// Responses client gives back untouched.
+fn reasoning_item(id: String, text: &str, thinking: &[Value]) -> Value {
+    let mut item = json!({
         "type": "reasoning", "id": id, "summary": [],
         "content": [{"type": "reasoning_text", "text": text}],
-    })
+    });
+    if !thinking.is_empty() {
+        let mut carried = Map::new();
+        carried.insert(CARRIED_THINKING.into(), Value::Array(thinking.to_vec()));
+        item["encrypted_content"] = json!(Value::Object(carried).to_string());
+    }
+    item
 }
 
 fn output_text_part(text: &str) -> Value {
@@ -683,6 +735,7 @@ fn function_call_item(
 enum Open {
     Reasoning {
         text: String,
+        thinking: Vec<Value>,
     },
     Message {
         text: String,
@@ -748,6 +801,12 @@ impl ResponsesStream {
         if let Some(delta) = chunk.reasoning {
             self.reasoning_delta(&delta, &mut events);
         }
+        if !chunk.thinking_blocks.is_empty() {
+            self.open_reasoning(&mut events);
+            if let Some(Open::Reasoning { thinking, .. }) = &mut self.open {
+                thinking.extend(chunk.thinking_blocks);
+            }
+        }
         if let Some(delta) = chunk.content {
             self.text_delta(&delta, &mut events);
         }
@@ -808,16 +867,22 @@ impl ResponsesStream {
         ]
     }
 
-    fn reasoning_delta(&mut self, delta: &str, events: &mut Vec<Event>) {
+    /// Makes a reasoning item the open one.
+    fn open_reasoning(&mut self, events: &mut Vec<Event>) {
         if !matches!(self.open, Some(Open::Reasoning { .. })) {
             self.close(events);
             let item = json!({"type": "reasoning", "id": self.current_id("rs"), "summary": [], "content": []});
             self.added(item, events);
             self.open = Some(Open::Reasoning {
                 text: String::new(),
+                thinking: Vec::new(),
             });
         }
-        if let Some(Open::Reasoning { text }) = &mut self.open {
+    }
+
+    fn reasoning_delta(&mut self, delta: &str, events: &mut Vec<Event>) {
+        self.open_reasoning(events);
+        if let Some(Open::Reasoning { text, .. }) = &mut self.open {
             text.push_str(delta);
         }
         let data = json!({"item_id": self.current_id("rs"), "output_index": self.output.len(), "content_index": 0, "delta": delta});
@@ -881,11 +946,11 @@ impl ResponsesStream {
         };
         let output_index = self.output.len();
         let item = match open {
-            Open::Reasoning { text } => {
+            Open::Reasoning { text, thinking } => {
                 let id = self.current_id("rs");
                 let data = json!({"item_id": id, "output_index": output_index, "content_index": 0, "text": text});
                 events.push(self.event("response.reasoning_text.done", data));
-                reasoning_item(id, &text)
+                reasoning_item(id, &text, &thinking)
             }
             Open::Message { text } => {
                 let id = self.current_id("msg");
@@ -1016,6 +1081,7 @@ mod tests {
             {"type": "message", "role": "user", "content": "hi"},
             {"type": "reasoning", "id": "rs_gw_0", "summary": []},
             {"type": "reasoning", "id": "rs_up_1", "summary": [], "encrypted_content": "opaque"},
+            reasoning_item("rs_gw_2".into(), "t", &[json!({"type": "thinking", "thinking": "t", "signature": "s"})]),
         ]});
         let sent = native_request(&client, "upstream-model", false).unwrap();
         assert_eq!(sent["model"], "upstream-model");
@@ -1028,6 +1094,26 @@ mod tests {
             .map(|i| &i["id"])
             .collect();
         assert_eq!(kept, [&Value::Null, &json!("rs_up_1")], "{sent}");
+    }
+
+    #[test]
+    fn signed_thinking_rides_in_a_reasoning_item_and_goes_back_before_its_turn() {
+        let block = json!({"type": "thinking", "thinking": "Plan.", "signature": "sig"});
+        let envelope = Envelope::new(&json!({"model": "m"}), "resp_1", 1);
+        let chat = json!({"choices": [{"message": {"role": "assistant", "content": "Checking.",
+            "reasoning_content": "Plan.", "thinking_blocks": [block],
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            "finish_reason": "tool_calls"}]});
+        let answer = answer_from_chat(&chat, &envelope);
+        let mut input = vec![json!({"role": "user", "content": "go"})];
+        input.extend(answer["output"].as_array().unwrap().iter().cloned());
+        input.push(json!({"type": "function_call_output", "call_id": "call_1", "output": "ok"}));
+        let next = request_to_chat(&json!({"model": "m", "input": input})).unwrap();
+        let turn = &next["messages"][1];
+        assert_eq!(turn["thinking_blocks"], json!([block]), "{next}");
+        assert_eq!(turn["content"], "Checking.");
+        assert_eq!(turn["tool_calls"][0]["id"], "call_1");
+        assert_eq!(next["messages"][2]["role"], "tool");
     }
 
     #[test]
