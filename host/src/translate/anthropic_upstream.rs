@@ -461,9 +461,9 @@ pub enum StreamStep {
 /// Turns Messages stream events into `chat.completion.chunk` payloads:
 /// text deltas as `content`, thinking as `reasoning_content` (and each
 /// thinking block whole, with its signature, in `thinking_blocks` when it
-/// ends), tool_use blocks as `tool_calls` (indexed in order), and the final chunk with the
-/// finish reason and the usage (input and cache tokens from
-/// `message_start`, output tokens from `message_delta`).
+/// ends), tool_use blocks as `tool_calls` (indexed in order), and the
+/// final chunk with the finish reason and the usage (input and cache
+/// tokens from `message_start`, output tokens from `message_delta`).
 #[derive(Debug, Default)]
 pub struct ChunkStream {
     id: String,
