@@ -89,6 +89,9 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Files written beside the config before the start (name, contents).
     pub files: Vec<(String, Vec<u8>)>,
+    /// Started as LiteLLM is: no `serve` command, and no `RUST_LOG`, so
+    /// the command line and environment alone choose what is logged.
+    pub without_serve_command: bool,
 }
 
 /// Replaces `path` with `contents` the way careful tools do: a temporary
@@ -149,24 +152,20 @@ impl Proxy {
             std::fs::write(p, content).unwrap();
         }
         let mut cmd = Command::new(conclave_bin());
-        cmd.args([
-            "--log-format",
-            "json",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--config",
-        ])
-        .arg(&config)
-        .args(&launch.args)
-        .env("RUST_LOG", "info,conclave=debug")
-        .env("CONCLAVE_CACHE_DIR", dir.path().join(".compile-cache"))
-        .env_remove("CONCLAVE_NO_COMPILE_CACHE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        cmd.args(["--log-format", "json"]);
+        if launch.without_serve_command {
+            cmd.env_remove("RUST_LOG");
+        } else {
+            cmd.arg("serve").env("RUST_LOG", "info,conclave=debug");
+        }
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--config"])
+            .arg(&config)
+            .args(&launch.args)
+            .env("CONCLAVE_CACHE_DIR", dir.path().join(".compile-cache"))
+            .env_remove("CONCLAVE_NO_COMPILE_CACHE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         for (k, v) in &launch.env {
             cmd.env(k, v);
         }

@@ -55,6 +55,7 @@ async fn start(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             files: vec![("strategy.wasm".into(), component(TAG_A))],
+            ..Launch::default()
         },
     )
     .await

@@ -9,12 +9,14 @@ mod compare;
 mod keys;
 mod strategy;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use conclave::logging::LogFormat;
 
-/// The parsed command line.
+/// The parsed command line ([`parse`] reads one without a command as
+/// `serve`).
 #[derive(Parser)]
 #[command(
     name = "conclave",
@@ -31,47 +33,148 @@ pub struct Cli {
         env = "CONCLAVE_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
+    /// Log conclave's debug lines too (LiteLLM's flag; also
+    /// LITELLM_LOG=DEBUG). RUST_LOG, when set, decides instead.
+    #[arg(
+        long = "detailed_debug",
+        visible_alias = "detailed-debug",
+        global = true
+    )]
+    pub detailed_debug: bool,
+    /// LiteLLM's `--debug`: info lines (conclave's default; it outranks LITELLM_LOG).
+    #[arg(long, global = true, hide = true)]
+    pub debug: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Parses the process's command line. One without a command serves, so a
+/// LiteLLM command line (`litellm --config F --port P --detailed_debug`)
+/// runs unchanged with `conclave` in its place.
+pub fn parse() -> Cli {
+    Cli::parse_from(with_default_command(std::env::args_os().collect()))
+}
+
+/// `args` with `serve` put where the command belongs when the first
+/// argument after the global options is an option (or there is none);
+/// `--help` and `--version` stay the program's own.
+fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
+    let mut at = 1;
+    while let Some(arg) = args.get(at).map(|a| a.to_string_lossy().into_owned()) {
+        match arg.as_str() {
+            "--log-format" => at += 2,
+            "--detailed_debug" | "--detailed-debug" | "--debug" => at += 1,
+            a if a.starts_with("--log-format=") => at += 1,
+            "-h" | "--help" | "-V" | "--version" => return args,
+            a if a.starts_with('-') => break,
+            _ => return args,
+        }
+    }
+    args.insert(at.min(args.len()), OsString::from("serve"));
+    args
+}
+
+impl Cli {
+    /// Worker threads for the runtime when the command serves and a number
+    /// was asked for (`--num_workers`, `CONCLAVE_NUM_WORKERS`, else LiteLLM's
+    /// `NUM_WORKERS`); `None` leaves tokio's default of one per core.
+    pub fn worker_threads(&self) -> Result<Option<usize>, String> {
+        let Command::Serve(serve) = &self.command else {
+            return Ok(None);
+        };
+        match serve.num_workers {
+            Some(workers) => Ok(Some(usize::from(workers))),
+            None => workers_from_env(),
+        }
+    }
+
+    /// The log filter to use when `RUST_LOG` is not set, and a warning to
+    /// log once logging runs (an unknown `LITELLM_LOG` level).
+    pub fn default_log_filter(&self) -> (&'static str, Option<String>) {
+        if self.detailed_debug {
+            return (DEBUG_FILTER, None);
+        }
+        if self.debug {
+            return ("info", None);
+        }
+        let Some(level) = std::env::var("LITELLM_LOG")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return ("info", None);
+        };
+        match level.trim().to_ascii_uppercase().as_str() {
+            "DEBUG" => (DEBUG_FILTER, None),
+            "INFO" => ("info", None),
+            "WARN" | "WARNING" => ("warn", None),
+            "ERROR" | "CRITICAL" => ("error", None),
+            _ => (
+                "info",
+                Some(format!(
+                    "LITELLM_LOG={level:?} is not a level (DEBUG, INFO, WARNING, ERROR); logging at info"
+                )),
+            ),
+        }
+    }
+}
+
+/// `--detailed_debug`: conclave's own debug lines, not its libraries'.
+const DEBUG_FILTER: &str = "info,conclave=debug";
+
+/// Options of `serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Config file (default: $CONCLAVE_CONFIG, $LITELLM_CONFIG, $CONFIG_FILE_PATH, ./config/conclave.yaml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 0.0.0.0; also $HOST, as LiteLLM's image reads it).
+    #[arg(long, env = "CONCLAVE_HOST")]
+    host: Option<String>,
+    /// Port (default 4000; also $PORT, as LiteLLM's image and most platforms set it).
+    #[arg(long, short, env = "CONCLAVE_PORT")]
+    port: Option<u16>,
+    /// Request worker threads (default: one per core; also $NUM_WORKERS).
+    /// LiteLLM's flag starts worker processes; one conclave process uses
+    /// every core through its threads.
+    #[arg(
+        long = "num_workers",
+        visible_alias = "num-workers",
+        env = "CONCLAVE_NUM_WORKERS",
+        value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS)
+    )]
+    num_workers: Option<u16>,
+    /// Reload when the config, its .env or a strategy component changes
+    /// (also general_settings.hot_reload: true). SIGHUP and POST
+    /// /admin/reload always reload.
+    #[arg(long)]
+    watch: bool,
+    /// Compile strategy components on every start instead of caching them
+    /// on disk (also CONCLAVE_NO_COMPILE_CACHE=1).
+    #[arg(long)]
+    no_compile_cache: bool,
+    /// Keep models registered through /admin/models in FILE across
+    /// restarts (loaded at start, rewritten after each change).
+    #[arg(long, value_name = "FILE")]
+    persist_admin_changes: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, open streams may go on this long before they
+    /// end with a `server_shutting_down` error event and the process exits.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = conclave::server::DEFAULT_SHUTDOWN_GRACE.as_secs(),
+        env = "CONCLAVE_SHUTDOWN_GRACE"
+    )]
+    shutdown_grace: u64,
+}
+
+/// The most worker threads `--num_workers` may ask for.
+const MAX_WORKERS: i64 = 1024;
+
 /// The commands.
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the proxy.
-    Serve {
-        /// Config file (default: $CONCLAVE_CONFIG, $LITELLM_CONFIG, $CONFIG_FILE_PATH, ./config/conclave.yaml).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Address to listen on (default 0.0.0.0; also $HOST, as LiteLLM's image reads it).
-        #[arg(long, env = "CONCLAVE_HOST")]
-        host: Option<String>,
-        /// Port (default 4000; also $PORT, as LiteLLM's image and most platforms set it).
-        #[arg(long, short, env = "CONCLAVE_PORT")]
-        port: Option<u16>,
-        /// Reload when the config, its .env or a strategy component changes
-        /// (also general_settings.hot_reload: true). SIGHUP and POST
-        /// /admin/reload always reload.
-        #[arg(long)]
-        watch: bool,
-        /// Compile strategy components on every start instead of caching them
-        /// on disk (also CONCLAVE_NO_COMPILE_CACHE=1).
-        #[arg(long)]
-        no_compile_cache: bool,
-        /// Keep models registered through /admin/models in FILE across
-        /// restarts (loaded at start, rewritten after each change).
-        #[arg(long, value_name = "FILE")]
-        persist_admin_changes: Option<PathBuf>,
-        /// On SIGINT/SIGTERM, open streams may go on this long before they
-        /// end with a `server_shutting_down` error event and the process exits.
-        #[arg(
-            long,
-            value_name = "SECONDS",
-            default_value_t = conclave::server::DEFAULT_SHUTDOWN_GRACE.as_secs(),
-            env = "CONCLAVE_SHUTDOWN_GRACE"
-        )]
-        shutdown_grace: u64,
-    },
+    /// Run the proxy (also what `conclave` does with no command).
+    Serve(ServeArgs),
     /// Validate a config and print its models, groups, providers and profiles.
     Check {
         #[arg(long, short)]
@@ -141,30 +244,7 @@ pub enum Command {
 /// a failure status.
 pub async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Serve {
-            config,
-            host,
-            port,
-            watch,
-            no_compile_cache,
-            persist_admin_changes,
-            shutdown_grace,
-        } => {
-            conclave::server::serve(conclave::server::ServeOptions {
-                config_path: config.unwrap_or_else(conclave::config::default_config_path),
-                host: host.unwrap_or_else(|| fallback_env("HOST", "0.0.0.0")),
-                port: match port {
-                    Some(port) => port,
-                    None => port_from_env()?,
-                },
-                watch,
-                no_compile_cache,
-                persist_admin_changes,
-                extra_sinks: Vec::new(),
-                shutdown_grace: std::time::Duration::from_secs(shutdown_grace),
-            })
-            .await
-        }
+        Command::Serve(args) => serve(args).await,
         Command::Check { config } => {
             check::check(&config.unwrap_or_else(conclave::config::default_config_path)).await
         }
@@ -207,6 +287,44 @@ pub async fn run(command: Command) -> Result<(), String> {
     }
 }
 
+/// Runs the proxy with `args`.
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    conclave::server::serve(conclave::server::ServeOptions {
+        config_path: args
+            .config
+            .unwrap_or_else(conclave::config::default_config_path),
+        host: args.host.unwrap_or_else(|| fallback_env("HOST", "0.0.0.0")),
+        port: match args.port {
+            Some(port) => port,
+            None => port_from_env()?,
+        },
+        watch: args.watch,
+        no_compile_cache: args.no_compile_cache,
+        persist_admin_changes: args.persist_admin_changes,
+        extra_sinks: Vec::new(),
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+    })
+    .await
+}
+
+/// The worker count `$NUM_WORKERS` names (LiteLLM's variable), if any; a
+/// value that is not a count is an error naming it.
+fn workers_from_env() -> Result<Option<usize>, String> {
+    let Some(text) = std::env::var("NUM_WORKERS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    match text.trim().parse::<i64>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(usize::try_from(n).ok()),
+        _ => Err(format!(
+            "NUM_WORKERS={text:?} is not a worker count (1 to {MAX_WORKERS}); \
+             set --num_workers or CONCLAVE_NUM_WORKERS"
+        )),
+    }
+}
+
 /// `name` from the environment when set and not empty, else `default`.
 fn fallback_env(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -235,4 +353,83 @@ fn litellm_key() -> Option<String> {
     ["LITELLM_API_KEY", "LITELLM_MASTER_KEY"]
         .into_iter()
         .find_map(|name| std::env::var(name).ok().filter(|k| !k.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(OsString::from).collect();
+        with_default_command(args)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_command_line_without_a_command_serves() {
+        assert_eq!(
+            read(&["conclave", "--config", "c.yaml", "--port", "4000"]),
+            ["conclave", "serve", "--config", "c.yaml", "--port", "4000"]
+        );
+        assert_eq!(
+            read(&[
+                "conclave",
+                "--log-format",
+                "json",
+                "--detailed_debug",
+                "-c",
+                "c.yaml"
+            ]),
+            [
+                "conclave",
+                "--log-format",
+                "json",
+                "--detailed_debug",
+                "serve",
+                "-c",
+                "c.yaml"
+            ]
+        );
+        assert_eq!(read(&["conclave"]), ["conclave", "serve"]);
+        assert_eq!(
+            read(&["conclave", "--debug"]),
+            ["conclave", "--debug", "serve"]
+        );
+    }
+
+    #[test]
+    fn commands_help_and_version_are_left_as_they_are() {
+        for args in [
+            &["conclave", "--log-format=json", "check", "-c", "c.yaml"][..],
+            &["conclave", "serve", "--port", "1"],
+            &["conclave", "--help"],
+            &["conclave", "-V"],
+            &["conclave", "chekc"],
+        ] {
+            assert_eq!(read(args), args);
+        }
+    }
+
+    #[test]
+    fn a_litellm_command_line_parses_as_serve() {
+        let cli = Cli::try_parse_from(with_default_command(
+            [
+                "conclave",
+                "--config",
+                "c.yaml",
+                "--num_workers",
+                "3",
+                "--detailed_debug",
+            ]
+            .into_iter()
+            .map(OsString::from)
+            .collect(),
+        ))
+        .unwrap();
+        assert!(cli.detailed_debug);
+        assert!(matches!(cli.command, Command::Serve(_)));
+        assert_eq!(cli.worker_threads().unwrap(), Some(3));
+    }
 }

@@ -32,9 +32,11 @@ pub fn writes_json() -> bool {
     INSTALLED.get() == Some(&LogFormat::Json)
 }
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default `info`.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber; `RUST_LOG` overrides `default_filter`
+/// (an `EnvFilter` directive such as `info`).
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
