@@ -161,6 +161,36 @@ async fn a_cooling_group_falls_back_when_it_has_a_fallback() {
     assert_eq!(up.calls("h1"), 3);
 }
 
+/// `g` fails upstream and its fallback `h` is cooling down: the client is
+/// told `g`'s failure, not `h`'s cooldown (which made no call and says
+/// nothing about the request).
+#[tokio::test]
+async fn a_cooling_fallback_does_not_hide_the_requested_groups_failure() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(500, "a is broken"));
+    up.push("h1", Behavior::status(500, "h1 down"));
+    let proxy = Proxy::start(&config(
+        &[
+            deployment(&up, "g", "a", &[]),
+            deployment(&up, "h", "h1", &[]),
+        ],
+        "num_retries: 0\nallowed_fails: 0\ncooldown_time: 30\nfallbacks: [{g: [h]}]",
+    ))
+    .await;
+    let (status, _, body) = ask(&proxy, "h").await;
+    assert_eq!(status, 502, "{body}");
+    let (status, headers, body) = ask(&proxy, "h").await;
+    assert_eq!(status, 503, "h is cooling: {body}");
+    assert!(headers.get("retry-after").is_some(), "{headers:?}");
+
+    let (status, headers, body) = ask(&proxy, "g").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(error_message(&body).contains("a is broken"), "{body}");
+    assert!(headers.get("retry-after").is_none(), "{headers:?}");
+    assert_eq!(up.calls("a"), 1);
+    assert_eq!(up.calls("h1"), 1);
+}
+
 /// With allowed_fails 0 one failure would cool `a`; with cooldowns disabled
 /// the next request still reaches it.
 #[tokio::test]

@@ -255,6 +255,7 @@ impl Router {
         let mut first = true;
         while let Some((group, capture)) = current.take().or_else(|| queue.pop_front()) {
             let is_primary = std::mem::replace(&mut first, false);
+            let calls_before = attempts;
             let tried = retry::run_group(
                 self,
                 &group,
@@ -315,7 +316,12 @@ impl Router {
                             tracing::warn!(request_id = %req.ctx.request.id, group = %group.name, fallback = %next.name, error = %error, "falling back");
                         }
                     }
-                    last_error = Some((error, group.name.clone()));
+                    // A group that refused without calling upstream (cooling
+                    // down, at its rpm/tpm limit) says less about the request
+                    // than an earlier group's failure: that one is answered.
+                    if attempts > calls_before || last_error.is_none() {
+                        last_error = Some((error, group.name.clone()));
+                    }
                 }
             }
         }
