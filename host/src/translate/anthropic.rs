@@ -661,26 +661,12 @@ impl MessagesStream {
 
     /// The events for one chunk payload.
     pub fn push(&mut self, payload: &[u8]) -> Vec<Event> {
-        let Some(chunk) = parse_chunk(payload) else {
+        let Some(mut chunk) = parse_chunk(payload) else {
             return Vec::new();
         };
         let mut events = Vec::new();
-        if let Some(thinking) = chunk.reasoning {
-            self.enter(
-                Open::Thinking,
-                &mut events,
-                || json!({"type": "thinking", "thinking": "", "signature": ""}),
-            );
-            events.push(self.delta(json!({"type": "thinking_delta", "thinking": thinking})));
-        }
-        if let Some(text) = chunk.content {
-            self.enter(
-                Open::Text,
-                &mut events,
-                || json!({"type": "text", "text": ""}),
-            );
-            events.push(self.delta(json!({"type": "text_delta", "text": text})));
-        }
+        self.calls.hold_prose(&mut chunk);
+        self.prose(chunk.reasoning, chunk.content, &mut events);
         for call in self.calls.take(chunk.tool_calls) {
             self.tool_delta(call, &mut events);
         }
@@ -697,6 +683,8 @@ impl MessagesStream {
     /// with the stop reason and usage, `message_stop`.
     pub fn finish(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
+        let (reasoning, text) = self.calls.finish_prose();
+        self.prose(reasoning, text, &mut events);
         for call in self.calls.finish() {
             self.tool_delta(call, &mut events);
         }
@@ -716,6 +704,22 @@ impl MessagesStream {
     /// The event for a stream that broke: Anthropic's `error` event.
     pub fn fail(&mut self, status: u16, message: &str) -> Vec<Event> {
         vec![Event::new("error", error_body(status, message))]
+    }
+
+    /// Pieces of thinking and text, each in its block.
+    fn prose(&mut self, thinking: Option<String>, text: Option<String>, events: &mut Vec<Event>) {
+        if let Some(thinking) = thinking {
+            self.enter(
+                Open::Thinking,
+                events,
+                || json!({"type": "thinking", "thinking": "", "signature": ""}),
+            );
+            events.push(self.delta(json!({"type": "thinking_delta", "thinking": thinking})));
+        }
+        if let Some(text) = text {
+            self.enter(Open::Text, events, || json!({"type": "text", "text": ""}));
+            events.push(self.delta(json!({"type": "text_delta", "text": text})));
+        }
     }
 
     /// One piece of a tool call: its block (started with its id and name
@@ -896,6 +900,40 @@ mod tests {
             tool_blocks(&events),
             expected.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
         );
+    }
+
+    #[test]
+    fn text_between_the_pieces_of_a_call_follows_the_call_whole() {
+        let mut stream = MessagesStream::new("msg_1", "m");
+        let mut events = stream.start();
+        for delta in [
+            json!({"content": "Let me look. "}),
+            json!({"tool_calls": [{"index": 0, "id": "call_a", "function": {"name": "f", "arguments": "{\"x\""}}]}),
+            json!({"content": "Still here."}),
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
+        ] {
+            let chunk = json!({"choices": [{"delta": delta}]});
+            events.extend(stream.push(&serde_json::to_vec(&chunk).unwrap()));
+        }
+        events.extend(stream.finish());
+        let blocks: Vec<&Value> = events
+            .iter()
+            .filter(|e| e.name == "content_block_start")
+            .map(|e| &e.data["content_block"])
+            .collect();
+        let kinds: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["text", "tool_use", "text"], "{events:?}");
+        assert_eq!(blocks[1]["id"], "call_a");
+        assert_eq!(blocks[1]["name"], "f");
+        let pieces = |index: u64, field: &str| -> String {
+            events
+                .iter()
+                .filter(|e| e.name == "content_block_delta" && e.data["index"] == index)
+                .filter_map(|e| e.data["delta"][field].as_str())
+                .collect()
+        };
+        assert_eq!(pieces(1, "partial_json"), "{\"x\":1}");
+        assert_eq!(pieces(2, "text"), "Still here.");
     }
 
     #[test]

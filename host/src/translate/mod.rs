@@ -87,7 +87,8 @@ pub struct ToolCallDelta {
 /// first and the arguments after, or interleave the pieces of parallel
 /// calls: the first call to bring arguments streams as it comes, every
 /// other call is held whole and given at the end ([`Self::finish`]), where
-/// a call that never got arguments is given too.
+/// a call that never got arguments is given too. Reasoning and text that
+/// come while a call streams are held too ([`Self::hold_prose`]).
 #[derive(Debug, Default)]
 pub struct CallOrder {
     /// Calls not given yet, by index, their pieces joined.
@@ -96,9 +97,34 @@ pub struct CallOrder {
     open: Option<u64>,
     /// The index and id of the last piece that came without an index.
     last_unindexed: Option<(u64, Option<String>)>,
+    /// Reasoning and text that came while a call was streaming.
+    held_reasoning: String,
+    held_text: String,
 }
 
 impl CallOrder {
+    /// Sets `chunk`'s reasoning and text aside while a call streams: its
+    /// block cannot stop before its last piece without splitting the call
+    /// in two, so they are given after it ([`Self::finish_prose`]).
+    pub fn hold_prose(&mut self, chunk: &mut ChunkDelta) {
+        if self.open.is_none() {
+            return;
+        }
+        if let Some(reasoning) = chunk.reasoning.take() {
+            self.held_reasoning.push_str(&reasoning);
+        }
+        if let Some(text) = chunk.content.take() {
+            self.held_text.push_str(&text);
+        }
+    }
+
+    /// What [`Self::hold_prose`] set aside, reasoning then text, to give at
+    /// the end of the answer before the held calls.
+    pub fn finish_prose(&mut self) -> (Option<String>, Option<String>) {
+        let taken = |s: &mut String| Some(std::mem::take(s)).filter(|s| !s.is_empty());
+        (taken(&mut self.held_reasoning), taken(&mut self.held_text))
+    }
+
     /// The deltas of one chunk to translate now, each with its index.
     pub fn take(&mut self, calls: Vec<ToolCallDelta>) -> Vec<ToolCallDelta> {
         let mut now = Vec::new();

@@ -183,17 +183,62 @@ fn check_responses(events: &[Event]) -> (String, BTreeMap<String, String>) {
     (text, args)
 }
 
+/// Each call's arguments, its pieces joined, sorted: what a translation must
+/// give as one block (item) per call, whatever came between its pieces.
+fn each_calls_arguments(pieces: &[Piece]) -> Vec<String> {
+    let mut calls = BTreeMap::<u64, String>::new();
+    for p in pieces {
+        if let Piece::Call(i, _, args) = p {
+            calls.entry(*i).or_default().push_str(args);
+        }
+    }
+    let mut arguments: Vec<String> = calls.into_values().collect();
+    arguments.sort();
+    arguments
+}
+
+/// The arguments of each `tool_use` block of a Messages stream, sorted.
+fn messages_tool_arguments(events: &[Event]) -> Vec<String> {
+    let mut blocks = BTreeMap::<u64, String>::new();
+    for e in events {
+        let index = e.data["index"].as_u64().unwrap_or_default();
+        if e.name == "content_block_start" && e.data["content_block"]["type"] == "tool_use" {
+            blocks.insert(index, String::new());
+        }
+        if let (Some(block), Some(piece)) = (
+            blocks.get_mut(&index),
+            e.data["delta"]["partial_json"].as_str(),
+        ) {
+            block.push_str(piece);
+        }
+    }
+    let mut arguments: Vec<String> = blocks.into_values().collect();
+    arguments.sort();
+    arguments
+}
+
 proptest! {
     #[test]
     fn any_chunk_stream_makes_a_well_formed_messages_stream(pieces in prop::collection::vec(piece(), 0..30)) {
-        let text = check_messages(&messages_events(&pieces));
+        let events = messages_events(&pieces);
+        let text = check_messages(&events);
         prop_assert_eq!(text, all_text(&pieces));
+        prop_assert_eq!(messages_tool_arguments(&events), each_calls_arguments(&pieces));
     }
 
     #[test]
     fn any_chunk_stream_makes_a_well_formed_responses_stream(pieces in prop::collection::vec(piece(), 0..30)) {
-        let (text, _) = check_responses(&responses_events(&pieces));
+        let (text, args) = check_responses(&responses_events(&pieces));
         prop_assert_eq!(text, all_text(&pieces));
+        // A call given without arguments gets `{}` as its one piece.
+        let mut expected: Vec<String> = each_calls_arguments(&pieces)
+            .into_iter()
+            .map(|a| if a.is_empty() { "{}".to_owned() } else { a })
+            .collect();
+        expected.sort();
+        let mut given: Vec<String> = args.into_values().collect();
+        given.sort();
+        prop_assert_eq!(given, expected);
     }
 }
 

@@ -794,10 +794,11 @@ impl ResponsesStream {
 
     /// The events for one chunk payload.
     pub fn push(&mut self, payload: &[u8]) -> Vec<Event> {
-        let Some(chunk) = parse_chunk(payload) else {
+        let Some(mut chunk) = parse_chunk(payload) else {
             return Vec::new();
         };
         let mut events = Vec::new();
+        self.calls.hold_prose(&mut chunk);
         if let Some(delta) = chunk.reasoning {
             self.reasoning_delta(&delta, &mut events);
         }
@@ -829,6 +830,13 @@ impl ResponsesStream {
         let (status, incomplete) = status_of(self.finish_reason.as_deref());
         if incomplete.is_some() {
             self.item_status = "incomplete";
+        }
+        let (reasoning, text) = self.calls.finish_prose();
+        if let Some(delta) = reasoning {
+            self.reasoning_delta(&delta, &mut events);
+        }
+        if let Some(delta) = text {
+            self.text_delta(&delta, &mut events);
         }
         for call in self.calls.finish() {
             self.call_delta(call, &mut events);
