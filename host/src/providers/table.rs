@@ -226,6 +226,175 @@ static PROVIDERS: &[ProviderSpec] = &[
             true,
         )
     },
+    // More of LiteLLM's OpenAI-compatible providers, with its default
+    // api_base and key variables; `databricks` needs its workspace's
+    // `.../serving-endpoints` as api_base (or DATABRICKS_API_BASE).
+    ProviderSpec {
+        base_env: Some("DEEPINFRA_API_BASE"),
+        ..spec(
+            "deepinfra",
+            Some("https://api.deepinfra.com/v1/openai"),
+            &["DEEPINFRA_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("SAMBANOVA_API_BASE"),
+        ..spec(
+            "sambanova",
+            Some("https://api.sambanova.ai/v1"),
+            &["SAMBANOVA_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("NEBIUS_API_BASE"),
+        ..spec(
+            "nebius",
+            Some("https://api.studio.nebius.ai/v1"),
+            &["NEBIUS_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("NOVITA_API_BASE"),
+        ..spec(
+            "novita",
+            Some("https://api.novita.ai/v3/openai"),
+            &["NOVITA_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("HYPERBOLIC_API_BASE"),
+        ..spec(
+            "hyperbolic",
+            Some("https://api.hyperbolic.xyz/v1"),
+            &["HYPERBOLIC_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("LAMBDA_API_BASE"),
+        ..spec(
+            "lambda_ai",
+            Some("https://api.lambda.ai/v1"),
+            &["LAMBDA_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("FEATHERLESS_API_BASE"),
+        ..spec(
+            "featherless_ai",
+            Some("https://api.featherless.ai/v1"),
+            &["FEATHERLESS_AI_API_KEY", "FEATHERLESS_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("NSCALE_API_BASE"),
+        ..spec(
+            "nscale",
+            Some("https://inference.api.nscale.com/v1"),
+            &["NSCALE_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("FRIENDLI_API_BASE"),
+        ..spec(
+            "friendliai",
+            Some("https://api.friendli.ai/serverless/v1"),
+            &["FRIENDLIAI_API_KEY", "FRIENDLI_TOKEN"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("GITHUB_API_BASE"),
+        ..spec(
+            "github",
+            Some("https://models.inference.ai.azure.com"),
+            &["GITHUB_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("DASHSCOPE_API_BASE"),
+        ..spec(
+            "dashscope",
+            Some("https://dashscope.aliyuncs.com/compatible-mode/v1"),
+            &["DASHSCOPE_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("MOONSHOT_API_BASE"),
+        ..spec(
+            "moonshot",
+            Some("https://api.moonshot.ai/v1"),
+            &["MOONSHOT_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("ZAI_API_BASE"),
+        ..spec(
+            "zai",
+            Some("https://api.z.ai/api/paas/v4"),
+            &["ZAI_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("VOLCENGINE_API_BASE"),
+        ..spec(
+            "volcengine",
+            Some("https://ark.cn-beijing.volces.com/api/v3"),
+            &["VOLCENGINE_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("CODESTRAL_API_BASE"),
+        ..spec(
+            "codestral",
+            Some("https://codestral.mistral.ai/v1"),
+            &["CODESTRAL_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("LLAMA_API_BASE"),
+        ..spec(
+            "meta_llama",
+            Some("https://api.llama.com/compat/v1"),
+            &["LLAMA_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("WANDB_API_BASE"),
+        ..spec(
+            "wandb",
+            Some("https://api.inference.wandb.ai/v1"),
+            &["WANDB_API_KEY"],
+            true,
+        )
+    },
+    ProviderSpec {
+        base_env: Some("DATABRICKS_API_BASE"),
+        ..spec("databricks", None, &["DATABRICKS_API_KEY"], true)
+    },
+    ProviderSpec {
+        base_env: Some("LLAMAFILE_API_BASE"),
+        ..spec(
+            "llamafile",
+            Some("http://127.0.0.1:8080/v1"),
+            &["LLAMAFILE_API_KEY"],
+            false,
+        )
+    },
 ];
 
 /// Every provider's spec.
