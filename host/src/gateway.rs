@@ -141,16 +141,7 @@ impl Gateway {
             .max_request_size_mb
             .map_or(DEFAULT_BODY_LIMIT, |mb| (mb * 1024.0 * 1024.0) as usize);
 
-        let mut model_names: Vec<String> = router
-            .groups()
-            .iter()
-            .map(|g| g.name.to_string())
-            .filter(|n| !n.ends_with('*') && !hidden.contains(n))
-            .chain(router.listed_aliases().cloned())
-            .chain(strategies.public_names().cloned())
-            .collect();
-        model_names.sort();
-        model_names.dedup();
+        let model_names = public_model_names(&router, &hidden, &strategies);
         let models_json = models_listing(&model_names);
         let model_info_json = crate::admin::model_info_listing(cfg);
         let model_group_info_json = crate::admin::model_group_info_listing(cfg);
@@ -195,6 +186,26 @@ impl Gateway {
             warnings,
         ))
     }
+}
+
+/// The names `/v1/models` lists, sorted: the model groups (not wildcard
+/// patterns nor topology-only groups), listed aliases and composite profiles.
+fn public_model_names(
+    router: &Router,
+    hidden: &HashSet<String>,
+    strategies: &StrategyHost,
+) -> Vec<String> {
+    let mut names: Vec<String> = router
+        .groups()
+        .iter()
+        .map(|g| g.name.to_string())
+        .filter(|n| !n.ends_with('*') && !hidden.contains(n))
+        .chain(router.listed_aliases().cloned())
+        .chain(strategies.public_names().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn models_listing(names: &[String]) -> Bytes {

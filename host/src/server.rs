@@ -172,43 +172,15 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let known = crate::reload::baseline(&loaded);
-    let (gateway, warnings, overlay) = if stored.is_some() {
-        crate::reload::build_usable(
-            &loaded,
-            overlay,
-            client.clone(),
-            clock.clone(),
-            &engine,
-            None,
-        )
-        .await
-    } else {
-        crate::reload::build(
-            &loaded,
-            &overlay,
-            client.clone(),
-            clock.clone(),
-            &engine,
-            None,
-        )
-        .await
-        .map(|(gateway, warnings)| (gateway, warnings, overlay))
-    }
-    .map_err(|e| e.to_string())?;
-    if !overlay.is_empty() {
-        tracing::info!(
-            models = overlay.names().cloned().collect::<Vec<_>>().join(", "),
-            "runtime models loaded from {}",
-            if stored.is_some() {
-                "the key store"
-            } else {
-                "the persistence file"
-            }
-        );
-    }
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
+    let (gateway, overlay) = first_version(
+        &loaded,
+        overlay,
+        stored.is_some(),
+        client.clone(),
+        clock.clone(),
+        &engine,
+    )
+    .await?;
     let models = gateway.model_names.len();
     let watching = watch || gateway.hot_reload;
     let addr = listen_address(&host, port).await?;
@@ -238,17 +210,14 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     control.spawn_watcher();
     crate::health::spawn(&general, control.current(), http_client()?);
     let observe = crate::observe::Observe::from_settings(&general, &config_path);
-    let mut sinks = default_sinks(&observe, control.current());
-    sinks.extend(extra_sinks);
     let dashboard = open_dashboard(&general, observe.request_log.is_some());
-    if let Some(dashboard) = &dashboard {
-        sinks.push(Arc::new(crate::dashboard::DashboardSink(dashboard.clone())));
-    }
-    if let Some(keys) = &keys {
-        sinks.push(Arc::new(crate::ops::sinks::SpendSink::new(keys.clone())));
-    }
-    let outcomes =
-        Outcomes::start(sinks).map_err(|e| format!("cannot start the outcome sinks: {e}"))?;
+    let outcomes = start_sinks(
+        &observe,
+        &control,
+        extra_sinks,
+        dashboard.as_ref(),
+        keys.as_ref(),
+    )?;
     let limiter = limiter(shared_state, keys.as_ref(), &control).await?;
     let ops = Ops {
         observe,
@@ -292,6 +261,64 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         limits,
         keys,
     })
+}
+
+/// The first version to serve: the config with the runtime models kept in
+/// the store (`from_store`: those that no longer fit it are skipped, with a
+/// warning) or the persistence file (refused whole when one does not fit).
+/// Its warnings are logged here.
+async fn first_version(
+    loaded: &config::LoadedConfig,
+    overlay: Overlay,
+    from_store: bool,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    engine: &SharedEngine,
+) -> Result<(crate::gateway::Gateway, Overlay), String> {
+    let (gateway, warnings, overlay) = if from_store {
+        crate::reload::build_usable(loaded, overlay, client, clock, engine, None).await
+    } else {
+        crate::reload::build(loaded, &overlay, client, clock, engine, None)
+            .await
+            .map(|(gateway, warnings)| (gateway, warnings, overlay))
+    }
+    .map_err(|e| e.to_string())?;
+    if !overlay.is_empty() {
+        tracing::info!(
+            models = overlay.names().cloned().collect::<Vec<_>>().join(", "),
+            "runtime models loaded from {}",
+            if from_store {
+                "the key store"
+            } else {
+                "the persistence file"
+            }
+        );
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    Ok((gateway, overlay))
+}
+
+/// Starts the outcome dispatcher with every sink this gateway has: the
+/// default ones, the caller's extra ones, the dashboard's and the spend
+/// writer's.
+fn start_sinks(
+    observe: &crate::observe::Observe,
+    control: &Arc<Control>,
+    extra_sinks: Vec<Arc<dyn OutcomeSink>>,
+    dashboard: Option<&Arc<crate::dashboard::Dashboard>>,
+    keys: Option<&crate::keys::Keys>,
+) -> Result<Outcomes, String> {
+    let mut sinks = default_sinks(observe, control.current());
+    sinks.extend(extra_sinks);
+    if let Some(dashboard) = dashboard {
+        sinks.push(Arc::new(crate::dashboard::DashboardSink(dashboard.clone())));
+    }
+    if let Some(keys) = keys {
+        sinks.push(Arc::new(crate::ops::sinks::SpendSink::new(keys.clone())));
+    }
+    Outcomes::start(sinks).map_err(|e| format!("cannot start the outcome sinks: {e}"))
 }
 
 /// The dashboard's data, unless `general_settings.ui` is false; its request

@@ -424,6 +424,15 @@ fn is_within(path: &str, prefix: &str) -> bool {
 
 /// Checks that need more than the types: required keys, ranges, known names.
 fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
+    check_model_list(config, problems);
+    check_general(config, problems);
+    check_waits(config, problems);
+    check_sizes(&config.general_settings, problems);
+    warn_inert_settings(config, file, warnings);
+}
+
+/// Each `model_list` entry: its names, timeouts, dropped fields and weight.
+fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
     for (i, entry) in config.model_list.iter().enumerate() {
         let at = format!("model_list[{i}]");
         if entry.model_name.trim().is_empty() {
@@ -466,9 +475,13 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             ));
         }
     }
+}
+
+/// The database pool, the master key, CORS origins and the parallel cap.
+fn check_general(config: &Config, problems: &mut Vec<Problem>) {
+    let gs = &config.general_settings;
     // A zero wait would fail every statement: positive, unlike the others.
-    if let Some(why) = config
-        .general_settings
+    if let Some(why) = gs
         .database_connection_timeout
         .and_then(|v| invalid_seconds(v, true))
     {
@@ -477,14 +490,13 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             why,
         ));
     }
-    if config.general_settings.database_connection_pool_limit == Some(0) {
+    if gs.database_connection_pool_limit == Some(0) {
         problems.push(Problem::new(
             "general_settings.database_connection_pool_limit",
             "must be at least 1",
         ));
     }
-    if config
-        .general_settings
+    if gs
         .master_key
         .as_ref()
         .is_some_and(|k| k.expose().trim().is_empty())
@@ -495,42 +507,55 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
              set a key, or remove the line to run without one",
         ));
     }
+    for (i, origin) in gs.cors_allow_origins.iter().flatten().enumerate() {
+        if let Some(why) = crate::http::cors::origin_problem(origin) {
+            problems.push(Problem::new(
+                format!("general_settings.cors_allow_origins[{i}]"),
+                why,
+            ));
+        }
+    }
+    if gs.global_max_parallel_requests == Some(0) {
+        problems.push(Problem::new(
+            "general_settings.global_max_parallel_requests",
+            "must be at least 1: 0 would refuse every request",
+        ));
+    }
+}
+
+/// Timeouts and intervals in seconds across the sections.
+fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
     let rs = &config.router_settings;
+    let ls = &config.litellm_settings;
+    let gs = &config.general_settings;
     for (key, value) in [
         ("router_settings.timeout", rs.timeout),
         ("router_settings.stream_timeout", rs.stream_timeout),
         ("router_settings.cooldown_time", rs.cooldown_time),
         ("router_settings.retry_after", rs.retry_after),
-        (
-            "litellm_settings.request_timeout",
-            config.litellm_settings.request_timeout,
-        ),
-        (
-            "litellm_settings.cooldown_time",
-            config.litellm_settings.cooldown_time,
-        ),
+        ("litellm_settings.request_timeout", ls.request_timeout),
+        ("litellm_settings.cooldown_time", ls.cooldown_time),
         (
             "routing_strategy_args.lowest_latency_buffer",
             rs.routing_strategy_args.lowest_latency_buffer,
         ),
         (
             "general_settings.health_check_interval",
-            config.general_settings.health_check_interval,
+            gs.health_check_interval,
         ),
         (
             "general_settings.client_write_timeout",
-            config.general_settings.client_write_timeout,
+            gs.client_write_timeout,
         ),
         (
             "general_settings.composite_queue_timeout",
-            config.general_settings.composite_queue_timeout,
+            gs.composite_queue_timeout,
         ),
     ] {
         if let Some(why) = value.and_then(|v| invalid_seconds(v, false)) {
             problems.push(Problem::new(key, why));
         }
     }
-    let gs = &config.general_settings;
     // Waits that zero would turn into "refuse at once".
     for (key, value) in [
         (
@@ -550,32 +575,37 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             problems.push(Problem::new(key, why));
         }
     }
-    for (i, origin) in gs.cors_allow_origins.iter().flatten().enumerate() {
-        if let Some(why) = crate::http::cors::origin_problem(origin) {
+}
+
+/// Sizes in megabytes: each positive, and the in-flight bodies' total room
+/// for at least one body of the largest size.
+fn check_sizes(gs: &super::schema::GeneralSettings, problems: &mut Vec<Problem>) {
+    for (key, value) in [
+        ("general_settings.request_log_max_mb", gs.request_log_max_mb),
+        (
+            "general_settings.max_request_size_mb",
+            gs.max_request_size_mb,
+        ),
+        (
+            "general_settings.max_stored_response_mb",
+            gs.max_stored_response_mb,
+        ),
+        (
+            "general_settings.max_response_size_mb",
+            gs.max_response_size_mb,
+        ),
+    ] {
+        if let Some(mb) = value
+            && !(mb.is_finite() && mb > 0.0)
+        {
             problems.push(Problem::new(
-                format!("general_settings.cors_allow_origins[{i}]"),
-                why,
+                key,
+                format!("must be a positive number, got {mb}"),
             ));
         }
     }
-    if gs.global_max_parallel_requests == Some(0) {
-        problems.push(Problem::new(
-            "general_settings.global_max_parallel_requests",
-            "must be at least 1: 0 would refuse every request",
-        ));
-    }
-    if let Some(mb) = gs.request_log_max_mb
-        && !(mb.is_finite() && mb > 0.0)
-    {
-        problems.push(Problem::new(
-            "general_settings.request_log_max_mb",
-            format!("must be a positive number, got {mb}"),
-        ));
-    }
-    if let Some(mb) = config.general_settings.max_request_bodies_mb {
-        // One body of the largest size a request may have must fit.
-        let one_body = config
-            .general_settings
+    if let Some(mb) = gs.max_request_bodies_mb {
+        let one_body = gs
             .max_request_size_mb
             .unwrap_or(super::DEFAULT_MAX_REQUEST_SIZE_MB);
         if !(mb.is_finite() && mb >= 1.0 && mb >= one_body) {
@@ -587,30 +617,11 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
             ));
         }
     }
-    if let Some(mb) = config.general_settings.max_request_size_mb
-        && !(mb.is_finite() && mb > 0.0)
-    {
-        problems.push(Problem::new(
-            "general_settings.max_request_size_mb",
-            format!("must be a positive number, got {mb}"),
-        ));
-    }
-    if let Some(mb) = config.general_settings.max_stored_response_mb
-        && !(mb.is_finite() && mb > 0.0)
-    {
-        problems.push(Problem::new(
-            "general_settings.max_stored_response_mb",
-            format!("must be a positive number, got {mb}"),
-        ));
-    }
-    if let Some(mb) = config.general_settings.max_response_size_mb
-        && !(mb.is_finite() && mb > 0.0)
-    {
-        problems.push(Problem::new(
-            "general_settings.max_response_size_mb",
-            format!("must be a positive number, got {mb}"),
-        ));
-    }
+}
+
+/// LiteLLM settings that load but do nothing here (or something else):
+/// said, so nobody relies on them.
+fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) {
     if config.litellm_settings.custom_provider_map.is_some() {
         warnings.push(format!(
             "{file}: litellm_settings.custom_provider_map: Python custom providers are not loaded; \
@@ -625,7 +636,6 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
              usage-based-routing"
         ));
     }
-    // Read, but with no effect of their own here: said, so nobody relies on them.
     let ls = &config.litellm_settings;
     for (key, set, what) in [
         (
@@ -636,7 +646,7 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
         (
             "set_verbose",
             ls.set_verbose == Some(true),
-            "log levels are chosen with RUST_LOG (RUST_LOG=debug)",
+            "log levels are chosen with --detailed_debug or RUST_LOG (RUST_LOG=debug)",
         ),
     ] {
         if set {

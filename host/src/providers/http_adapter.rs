@@ -87,26 +87,7 @@ impl HttpTarget {
         env: &Env,
         drop_params_default: bool,
     ) -> Result<Self, TargetError> {
-        let base = params
-            .api_base
-            .clone()
-            .filter(|b| !b.trim().is_empty())
-            .or_else(|| spec.base_env.and_then(|name| env.get(name)))
-            .or_else(|| spec.api_base.map(str::to_owned))
-            .ok_or(TargetError::MissingApiBase {
-                provider: spec.name,
-            })?;
-        let mut base_url = base.trim().trim_end_matches('/').to_owned();
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(TargetError::InvalidApiBase { api_base: base_url });
-        }
-        if let Some(path) = spec.bare_base_path
-            && !base_url
-                .split_once("://")
-                .is_some_and(|(_, rest)| rest.contains(['/', '?', '#']))
-        {
-            base_url.push_str(path);
-        }
+        let base_url = base_url(spec, params, env)?;
         let api_key = params
             .api_key
             .clone()
@@ -125,67 +106,8 @@ impl HttpTarget {
                 .then(|| env.get("AZURE_API_VERSION"))
                 .flatten()
         });
-
-        let mut headers = HeaderMap::new();
-        if let Some(key) = &api_key {
-            let (name, value) = match spec.dialect {
-                Dialect::Azure => (HeaderName::from_static("api-key"), key.expose().to_owned()),
-                Dialect::Anthropic => (
-                    HeaderName::from_static("x-api-key"),
-                    key.expose().to_owned(),
-                ),
-                Dialect::OpenAi => (
-                    http::header::AUTHORIZATION,
-                    format!("Bearer {}", key.expose()),
-                ),
-            };
-            let mut value =
-                HeaderValue::from_str(&value).map_err(|_| TargetError::InvalidApiKey)?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        if let Some(org) = &params.organization {
-            let value = HeaderValue::from_str(org).map_err(|_| TargetError::InvalidOrganization)?;
-            headers.insert(HeaderName::from_static("openai-organization"), value);
-        }
-        for (name, value) in &params.extra_headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| TargetError::InvalidHeaderName { name: name.clone() })?;
-            let value =
-                HeaderValue::from_str(value).map_err(|_| TargetError::InvalidHeaderValue {
-                    name: name.to_string(),
-                })?;
-            headers.insert(name, value);
-        }
-
-        if spec.dialect == Dialect::Anthropic && !headers.contains_key("anthropic-version") {
-            let version = params
-                .api_version
-                .as_deref()
-                .unwrap_or(super::anthropic::DEFAULT_VERSION);
-            let value =
-                HeaderValue::from_str(version).map_err(|_| TargetError::InvalidHeaderValue {
-                    name: "anthropic-version".into(),
-                })?;
-            headers.insert(HeaderName::from_static("anthropic-version"), value);
-        }
-        // Every body sent is JSON; set here once rather than per call.
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-
-        let mut defaults = Map::new();
-        for (key, value) in &params.extra {
-            if is_request_default(key) {
-                let json =
-                    serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
-                        key: key.clone(),
-                        source,
-                    })?;
-                defaults.insert(key.clone(), json);
-            }
-        }
+        let mut headers = call_headers(spec.dialect, api_key.as_ref(), params)?;
+        let mut defaults = request_defaults(params)?;
 
         let written = params.target_model.as_deref().unwrap_or(model);
         let (named, declared) = match spec.dialect {
@@ -588,6 +510,105 @@ impl HttpTarget {
         };
         Err(error.map_text(|text| self.redact(&text)))
     }
+}
+
+/// The deployment's base URL: `api_base`, else the provider's variable,
+/// else its default; with the provider's path added to a bare host.
+fn base_url(spec: &ProviderSpec, params: &LitellmParams, env: &Env) -> Result<String, TargetError> {
+    let base = params
+        .api_base
+        .clone()
+        .filter(|b| !b.trim().is_empty())
+        .or_else(|| spec.base_env.and_then(|name| env.get(name)))
+        .or_else(|| spec.api_base.map(str::to_owned))
+        .ok_or(TargetError::MissingApiBase {
+            provider: spec.name,
+        })?;
+    let mut base_url = base.trim().trim_end_matches('/').to_owned();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(TargetError::InvalidApiBase { api_base: base_url });
+    }
+    if let Some(path) = spec.bare_base_path
+        && !base_url
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.contains(['/', '?', '#']))
+    {
+        base_url.push_str(path);
+    }
+    Ok(base_url)
+}
+
+/// The headers every call of a deployment sends: its key in the provider's
+/// header, the organization, the configured extra headers, Anthropic's
+/// version and the JSON content type.
+fn call_headers(
+    dialect: Dialect,
+    api_key: Option<&Secret>,
+    params: &LitellmParams,
+) -> Result<HeaderMap, TargetError> {
+    let mut headers = HeaderMap::new();
+    if let Some(key) = api_key {
+        let (name, value) = match dialect {
+            Dialect::Azure => (HeaderName::from_static("api-key"), key.expose().to_owned()),
+            Dialect::Anthropic => (
+                HeaderName::from_static("x-api-key"),
+                key.expose().to_owned(),
+            ),
+            Dialect::OpenAi => (
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", key.expose()),
+            ),
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| TargetError::InvalidApiKey)?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    if let Some(org) = &params.organization {
+        let value = HeaderValue::from_str(org).map_err(|_| TargetError::InvalidOrganization)?;
+        headers.insert(HeaderName::from_static("openai-organization"), value);
+    }
+    for (name, value) in &params.extra_headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| TargetError::InvalidHeaderName { name: name.clone() })?;
+        let value = HeaderValue::from_str(value).map_err(|_| TargetError::InvalidHeaderValue {
+            name: name.to_string(),
+        })?;
+        headers.insert(name, value);
+    }
+    if dialect == Dialect::Anthropic && !headers.contains_key("anthropic-version") {
+        let version = params
+            .api_version
+            .as_deref()
+            .unwrap_or(super::anthropic::DEFAULT_VERSION);
+        let value =
+            HeaderValue::from_str(version).map_err(|_| TargetError::InvalidHeaderValue {
+                name: "anthropic-version".into(),
+            })?;
+        headers.insert(HeaderName::from_static("anthropic-version"), value);
+    }
+    // Every body sent is JSON; set here once rather than per call.
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(headers)
+}
+
+/// Request fields the deployment's `litellm_params` set for every call
+/// (`temperature`, `max_tokens`, ...), as JSON.
+fn request_defaults(params: &LitellmParams) -> Result<Map<String, Value>, TargetError> {
+    let mut defaults = Map::new();
+    for (key, value) in &params.extra {
+        if is_request_default(key) {
+            let json =
+                serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
+                    key: key.clone(),
+                    source,
+                })?;
+            defaults.insert(key.clone(), json);
+        }
+    }
+    Ok(defaults)
 }
 
 /// A chat stream's event, refused unless it is JSON: a client's SDK parses
