@@ -126,6 +126,7 @@ impl Gateway {
                 .await
                 .map_err(|p| BuildError::Strategies(invalid(p)))?;
         warnings.extend(strategy_warnings.into_iter().map(placed));
+        let warnings = crate::config::fold_repeated(warnings);
 
         let cfg = &loaded.config;
         let prices = Arc::new(crate::pricing::PriceBook::build(loaded, &router));

@@ -224,6 +224,21 @@ pub async fn failed_check(yaml: &str) -> String {
     stderr
 }
 
+/// Runs `conclave check` on `yaml`, asserts that it passes and returns what
+/// it printed (stdout, then stderr).
+pub async fn passed_check(yaml: &str) -> String {
+    let dir = proxy::TempDir::new();
+    let path = dir.write("good.yaml", yaml);
+    let out = run_conclave(&["check", "--config", path.to_str().unwrap()], &[]).await;
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "check failed: {printed}");
+    printed
+}
+
 /// Every request body deployment `name` received, oldest first.
 pub fn bodies(up: &FakeUpstream, name: &str) -> Vec<serde_json::Value> {
     up.recorded()

@@ -395,16 +395,30 @@ async fn hits_and_stores_are_counted_in_the_metrics() {
 #[tokio::test]
 async fn an_unknown_cache_type_is_a_config_error_naming_the_key() {
     let out = conclave_e2e::failed_check(
-        "model_list: []\nlitellm_settings:\n  cache: true\n  cache_params:\n    type: disk\n",
+        "model_list: []\nlitellm_settings:\n  cache: true\n  cache_params:\n    type: dsik\n",
     )
     .await;
     assert!(out.contains("litellm_settings.cache_params.type"), "{out}");
-    assert!(out.contains("unknown cache type \"disk\""), "{out}");
-    let out = conclave_e2e::failed_check(
-        "model_list: []\nlitellm_settings:\n  cache: true\n  cache_params:\n    type: redis-semantic\n",
-    )
-    .await;
-    assert!(out.contains("RediSearch"), "{out}");
+    assert!(out.contains("unknown cache type \"dsik\""), "{out}");
+}
+
+#[tokio::test]
+async fn litellm_cache_stores_this_gateway_lacks_load_and_say_where_answers_go() {
+    for (kind, served) in [
+        ("disk", "in memory, exact matches only"),
+        ("s3", "in memory, exact matches only"),
+        ("redis-semantic", "in memory, exact matches only"),
+    ] {
+        let out = conclave_e2e::passed_check(&format!(
+            "model_list: []\nlitellm_settings:\n  cache: true\n  cache_params:\n    type: {kind}\n"
+        ))
+        .await;
+        assert!(
+            out.contains(&format!("cache_params.type: {kind} is a LiteLLM store")),
+            "{out}"
+        );
+        assert!(out.contains(served), "{out}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! LiteLLM's OpenAI-compatible provider prefixes through the real binary:
 //! each entry loads (no deployment skipped), its calls carry the key from
 //! the provider's own variable, and the model after the prefix goes upstream
-//! as written.
+//! as written. A model named without a prefix goes where LiteLLM would
+//! send it, never with another provider's key to OpenAI.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use conclave_e2e::{Behavior, FakeUpstream, Proxy, chat_body};
@@ -70,4 +71,64 @@ async fn each_openai_compatible_prefix_sends_its_own_key_and_model() {
             "{prefix}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_bare_claude_name_is_anthropics_and_a_bare_gemini_name_is_not_sent_to_openai() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:\n  \
+         - model_name: sonnet\n    litellm_params:\n      model: claude-3-5-sonnet-20240620\n      \
+         api_base: {}\n      api_key: sk-ant-test\n  \
+         - model_name: flash\n    litellm_params:\n      model: gemini-1.5-flash\n      \
+         api_key: google-test-key\n",
+        up.api_base("anthropic")
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let _ = proxy.chat(&chat_body("sonnet", "hi")).await;
+    let call = up.recorded().into_iter().next().unwrap();
+    assert_eq!(call.path, "/v1/messages");
+    assert_eq!(call.headers["x-api-key"], "sk-ant-test");
+    assert_eq!(call.body["model"], "claude-3-5-sonnet-20240620");
+
+    assert!(
+        proxy.logs().contains(
+            "model_list[1].litellm_params.model: provider \\\"vertex_ai\\\" is not supported"
+        ),
+        "{}",
+        proxy.logs()
+    );
+    let before = up.recorded().len();
+    let (status, _, body) = proxy.chat(&chat_body("flash", "hi")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "model_not_found");
+    assert_eq!(up.recorded().len(), before, "nothing was sent anywhere");
+}
+
+#[tokio::test]
+async fn an_organization_list_serves_from_a_deployment_per_organization() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/gpt-x\n      \
+         api_base: {}\n      api_key: sk-x\n      organization: [org-one, org-two]\n",
+        up.api_base("a")
+    );
+    let proxy = Proxy::start(&yaml).await;
+    for _ in 0..20 {
+        let (status, _, body) = proxy.chat(&chat_body("m", "hi")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut organizations: Vec<String> = up
+        .recorded()
+        .iter()
+        .map(|r| {
+            r.headers["openai-organization"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    organizations.sort();
+    organizations.dedup();
+    assert_eq!(organizations, ["org-one", "org-two"]);
 }

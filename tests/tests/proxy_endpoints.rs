@@ -371,7 +371,7 @@ async fn litellms_pass_through_entry_sends_each_name_to_the_provider_its_prefix_
         up.api_base("star"),
     ))
     .await;
-    for model in ["gpt-4o", "anthropic/claude-x", "groq/llama-3"] {
+    for model in ["gpt-4o", "anthropic/claude-x", "groq/llama-3", "claude-y"] {
         let _ = proxy
             .client
             .post(proxy.url("/v1/chat/completions"))
@@ -398,8 +398,10 @@ async fn litellms_pass_through_entry_sends_each_name_to_the_provider_its_prefix_
             ("/v1/chat/completions".to_owned(), "gpt-4o".to_owned()),
             ("/v1/messages".to_owned(), "claude-x".to_owned()),
             ("/v1/chat/completions".to_owned(), "llama-3".to_owned()),
+            ("/v1/messages".to_owned(), "claude-y".to_owned()),
         ],
-        "each name goes to its own provider, without its prefix"
+        "each name goes to its own provider, without its prefix; a bare \
+         claude-* name to Anthropic, as LiteLLM reads it"
     );
 }
 

@@ -372,6 +372,7 @@ impl Registration {
                 ..LitellmParams::default()
             },
             model_info: Some(info),
+            ..ModelEntry::default()
         })
     }
 }

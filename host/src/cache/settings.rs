@@ -81,10 +81,12 @@ impl Settings {
         let mut problems = Vec::new();
         // LiteLLM's proxy caches in Redis unless told otherwise; without a
         // Redis named anywhere the cache is in memory.
-        let kind = p.kind.unwrap_or_else(|| match redis_url(p, &config.env) {
-            Some(_) => CacheType::Redis,
-            None => CacheType::Local,
-        });
+        let kind = p
+            .served_type()
+            .unwrap_or_else(|| match redis_url(p, &config.env) {
+                Some(_) => CacheType::Redis,
+                None => CacheType::Local,
+            });
         let backend = match kind {
             CacheType::Local | CacheType::LocalSemantic => Backend::Memory,
             CacheType::Redis => match redis_url(p, &config.env) {
@@ -324,14 +326,25 @@ mod tests {
     #[test]
     fn unknown_types_are_refused() {
         let e = serde_yaml::from_str::<Config>(
-            "litellm_settings: {cache: true, cache_params: {type: disk}}",
+            "litellm_settings: {cache: true, cache_params: {type: dsik}}",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("unknown cache type \"disk\""), "{e}");
-        let e = serde_yaml::from_str::<Config>(
-            "litellm_settings: {cache: true, cache_params: {type: redis-semantic}}",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("RediSearch"), "{e}");
+        assert!(e.to_string().contains("unknown cache type \"dsik\""), "{e}");
+    }
+
+    #[test]
+    fn litellm_stores_this_gateway_lacks_are_served_from_memory() {
+        let kind = |yaml: &str| settings(yaml).unwrap().unwrap();
+        let disk = kind("litellm_settings: {cache: true, cache_params: {type: disk}}");
+        assert!(matches!(disk.backend, Backend::Memory));
+        assert!(disk.semantic.is_none());
+        let semantic = kind(
+            "litellm_settings: {cache: true, cache_params: {type: redis-semantic, \
+             redis_semantic_cache_embedding_model: embed, similarity_threshold: 0.9}}",
+        );
+        assert!(matches!(semantic.backend, Backend::Memory));
+        assert_eq!(semantic.semantic.unwrap().embedding_model, "embed");
+        let exact = kind("litellm_settings: {cache: true, cache_params: {type: qdrant-semantic}}");
+        assert!(exact.semantic.is_none());
     }
 }

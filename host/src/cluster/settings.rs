@@ -63,7 +63,7 @@ impl Settings {
         let ls = &config.litellm_settings;
         let from_cache = || {
             let p = ls.cache_params.as_ref()?;
-            (ls.cache == Some(true) && p.kind == Some(CacheType::Redis))
+            (ls.cache == Some(true) && p.served_type() == Some(CacheType::Redis))
                 .then(|| redis_url(p, &config.env))
                 .flatten()
         };

@@ -14,9 +14,9 @@ use super::Secret;
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct CacheParams {
-    /// Where entries live and how they are matched.
+    /// Where entries live and how they are matched ([`Self::served_type`]).
     #[serde(rename = "type")]
-    pub kind: Option<CacheType>,
+    pub kind: Option<WrittenCacheType>,
     /// Seconds an entry lives (default: until evicted for memory, 24 h for Redis).
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub ttl: Option<f64>,
@@ -50,8 +50,75 @@ pub struct CacheParams {
     /// Semantic modes: lowest cosine similarity that counts as the same question.
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub similarity_threshold: Option<f64>,
-    /// Semantic modes: the model group that embeds questions.
+    /// Semantic modes: the model group that embeds questions (LiteLLM's
+    /// Redis and Qdrant semantic caches name it with keys of their own).
+    #[serde(
+        alias = "redis_semantic_cache_embedding_model",
+        alias = "qdrant_semantic_cache_embedding_model"
+    )]
     pub embedding_model: Option<String>,
+}
+
+impl CacheParams {
+    /// The cache that serves this config: the type written, or for one of
+    /// LiteLLM's stores this gateway does not have, memory: the semantic
+    /// index when an embedding model is named, else exact matches.
+    pub fn served_type(&self) -> Option<CacheType> {
+        let written = self.kind?;
+        let embeds = self
+            .embedding_model
+            .as_deref()
+            .is_some_and(|m| !m.is_empty());
+        Some(match written.litellm_only {
+            None => written.served,
+            Some(_) if written.served == CacheType::LocalSemantic && embeds => {
+                CacheType::LocalSemantic
+            }
+            Some(_) => CacheType::Local,
+        })
+    }
+}
+
+/// `cache_params.type` as written: the type that serves it, and for one of
+/// LiteLLM's stores this gateway does not have (`disk`, `s3`, `gcs`,
+/// `azure-blob`, `redis-semantic`, `qdrant-semantic`), its name, so that
+/// the config loads and says where its answers are cached instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenCacheType {
+    pub served: CacheType,
+    pub litellm_only: Option<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for WrittenCacheType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let served = |served| WrittenCacheType {
+            served,
+            litellm_only: None,
+        };
+        let elsewhere = |served, name| WrittenCacheType {
+            served,
+            litellm_only: Some(name),
+        };
+        Ok(match name.as_str() {
+            "local" | "in-memory" | "memory" => served(CacheType::Local),
+            "redis" => served(CacheType::Redis),
+            "local-semantic" => served(CacheType::LocalSemantic),
+            "disk" => elsewhere(CacheType::Local, "disk"),
+            "s3" => elsewhere(CacheType::Local, "s3"),
+            "gcs" => elsewhere(CacheType::Local, "gcs"),
+            "azure-blob" => elsewhere(CacheType::Local, "azure-blob"),
+            "redis-semantic" => elsewhere(CacheType::LocalSemantic, "redis-semantic"),
+            "qdrant-semantic" => elsewhere(CacheType::LocalSemantic, "qdrant-semantic"),
+            other => {
+                return Err(de::Error::custom(format_args!(
+                    "unknown cache type {other:?}: expected local, redis or local-semantic \
+                     (LiteLLM's disk, s3, gcs, azure-blob, redis-semantic and qdrant-semantic \
+                     are served from memory)"
+                )));
+            }
+        })
+    }
 }
 
 /// `cache_params.type`.
@@ -69,25 +136,6 @@ impl CacheType {
             CacheType::Local => "local",
             CacheType::Redis => "redis",
             CacheType::LocalSemantic => "local-semantic",
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for CacheType {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        match name.as_str() {
-            "local" | "in-memory" | "memory" => Ok(CacheType::Local),
-            "redis" => Ok(CacheType::Redis),
-            "local-semantic" => Ok(CacheType::LocalSemantic),
-            "redis-semantic" => Err(de::Error::custom(
-                "cache type \"redis-semantic\" needs Redis with the search module \
-                 (RediSearch), which conclave does not use; use \"local-semantic\" \
-                 (semantic index in memory) or \"redis\" (exact matches shared by instances)",
-            )),
-            other => Err(de::Error::custom(format_args!(
-                "unknown cache type {other:?}: expected local, redis or local-semantic"
-            ))),
         }
     }
 }

@@ -371,6 +371,8 @@ const MODEL_INFO_KEYS: &[(&str, Kind)] = &[
     ("supports_function_calling", Kind::Switch),
     ("supports_parallel_function_calling", Kind::Switch),
     ("supports_responses", Kind::Switch),
+    ("rpm", Kind::Number),
+    ("tpm", Kind::Number),
 ];
 
 /// Turns strings holding a number or a switch into one, in the free-form
@@ -382,6 +384,7 @@ pub(super) fn type_free_form(config: &mut Config) {
         if let Some(info) = entry.model_info.as_mut() {
             type_keys(info, MODEL_INFO_KEYS);
         }
+        entry.gather_limits();
     }
     if let Some(composite) = config.general_settings.composite_llm.as_mut() {
         for bundle in composite.providers.values_mut() {
@@ -524,6 +527,19 @@ mod tests {
             .to_string();
         assert!(err.contains("a string of 40 characters"), "{err}");
         assert!(!err.contains(&long), "{err}");
+    }
+
+    #[test]
+    fn a_listed_drop_params_loads_unset_with_a_warning_naming_it() {
+        let loaded = load_text(&deployment("      drop_params: [tool_choice]\n")).unwrap();
+        assert_eq!(loaded.config.model_list[0].litellm_params.drop_params, None);
+        let said = loaded.warnings.join("\n");
+        assert!(
+            said.contains(
+                "test.yaml: model_list[0].litellm_params.drop_params: a list is not a switch"
+            ),
+            "{said}"
+        );
     }
 
     #[test]

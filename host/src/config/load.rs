@@ -185,6 +185,8 @@ fn load_tree(
         (&mut env_problems, &mut substituted),
     );
 
+    let listed_drop_params = unset_listed_drop_params(&mut tree);
+    let organization_lists = take_organization_lists(&mut tree);
     let mut ignored: Vec<String> = Vec::new();
     let mut config: Config = {
         let mut on_ignored = |p: serde_ignored::Path<'_>| ignored.push(format_ignored_path(&p));
@@ -195,6 +197,11 @@ fn load_tree(
             ConfigError::invalid(Path::new(&file), vec![Problem::new(path, message)])
         })?
     };
+    for (i, organizations) in organization_lists {
+        if let Some(entry) = config.model_list.get_mut(i) {
+            entry.litellm_params.organizations = organizations;
+        }
+    }
     // Free-form keys read as numbers get them even when written as strings
     // (typed fields already read them through `lenient`).
     super::lenient::type_free_form(&mut config);
@@ -223,6 +230,13 @@ fn load_tree(
             "{}: {}; left unset",
             origins.show(&file, &p.path),
             p.message
+        )
+    }));
+    warnings.extend(listed_drop_params.iter().map(|p| {
+        format!(
+            "{}: a list is not a switch, so it is left unset, as LiteLLM does; \
+             additional_drop_params lists the request fields a deployment never sends",
+            origins.show(&file, p)
         )
     }));
     // Only where conclave reads the value, as for unset references; the
@@ -412,6 +426,49 @@ fn unread_params(config: &Config) -> Vec<String> {
         }
     }
     unread
+}
+
+/// Removes each deployment's `drop_params` written as a list (meant as
+/// `additional_drop_params`; LiteLLM treats it as unset) and returns the
+/// key paths it removed.
+fn unset_listed_drop_params(tree: &mut Value) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Some(Value::Sequence(entries)) = tree.get_mut("model_list") else {
+        return removed;
+    };
+    for (i, entry) in entries.iter_mut().enumerate() {
+        if let Some(Value::Mapping(params)) = entry.get_mut("litellm_params")
+            && params.get("drop_params").is_some_and(Value::is_sequence)
+        {
+            params.remove("drop_params");
+            removed.push(format!("model_list[{i}].litellm_params.drop_params"));
+        }
+    }
+    removed
+}
+
+/// Takes each deployment's `organization` written as a list of names
+/// (LiteLLM's form for one deployment per organization) out of the tree,
+/// by entry index, for [`LitellmParams::organizations`](super::LitellmParams).
+fn take_organization_lists(tree: &mut Value) -> Vec<(usize, Vec<String>)> {
+    let mut lists = Vec::new();
+    let Some(Value::Sequence(entries)) = tree.get_mut("model_list") else {
+        return lists;
+    };
+    for (i, entry) in entries.iter_mut().enumerate() {
+        let Some(Value::Mapping(params)) = entry.get_mut("litellm_params") else {
+            continue;
+        };
+        let names: Option<Vec<String>> = params
+            .get("organization")
+            .and_then(Value::as_sequence)
+            .and_then(|list| list.iter().map(|v| v.as_str().map(str::to_owned)).collect());
+        if let Some(names) = names.filter(|n| !n.is_empty()) {
+            params.remove("organization");
+            lists.push((i, names));
+        }
+    }
+    lists
 }
 
 /// Whether `path` is `prefix` itself or a key below it.
@@ -652,6 +709,21 @@ fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) 
         if set {
             warnings.push(format!("{file}: litellm_settings.{key}: accepted; {what}"));
         }
+    }
+    if config.litellm_settings.cache == Some(true)
+        && let Some(params) = &config.litellm_settings.cache_params
+        && let (Some(written), Some(served)) = (params.kind, params.served_type())
+        && let Some(name) = written.litellm_only
+    {
+        let how = match served {
+            super::CacheType::LocalSemantic => "by the in-memory semantic index of embedding_model",
+            _ => "in memory, exact matches only",
+        };
+        warnings.push(format!(
+            "{file}: litellm_settings.cache_params.type: {name} is a LiteLLM store this \
+             gateway does not have; answers are cached {how}, bounded by max_size_mb, and \
+             not kept across restarts"
+        ));
     }
     if config.general_settings.store_prompts_in_spend_logs == Some(true) {
         warnings.push(format!(

@@ -14,6 +14,7 @@ mod include;
 pub(crate) mod lenient;
 mod load;
 mod params;
+mod repeated;
 mod schema;
 mod seconds;
 mod timezone;
@@ -26,8 +27,9 @@ pub use load::{
 };
 pub use params::{
     EXEC_PROVIDER, HTTP_PROVIDERS, MOCK_PROVIDER, declares_responses, is_request_default,
-    is_supported_provider, provider_reads,
+    is_supported_provider, provider_of_bare_name, provider_reads,
 };
+pub use repeated::fold_repeated;
 pub use schema::*;
 pub use seconds::{MAX_SECONDS, invalid_seconds, seconds};
 pub use timezone::{ResetTime, ResetZone};

@@ -107,13 +107,15 @@ const EXEC_KEYS: &[&str] = &[
 ];
 
 impl LitellmParams {
-    /// Splits `provider/model`; a bare name is taken as OpenAI's (or
-    /// `custom_llm_provider`'s), as LiteLLM does.
+    /// Splits `provider/model`; a bare name is `custom_llm_provider`'s, else
+    /// the provider LiteLLM reads it as ([`provider_of_bare_name`]).
     pub fn provider_and_model(&self) -> (&str, &str) {
         match self.model.split_once('/') {
             Some((provider, model)) => (provider, model),
             None => (
-                self.custom_llm_provider.as_deref().unwrap_or("openai"),
+                self.custom_llm_provider
+                    .as_deref()
+                    .unwrap_or_else(|| provider_of_bare_name(&self.model, self.api_base.is_some())),
                 self.model.as_str(),
             ),
         }
@@ -125,7 +127,41 @@ impl LitellmParams {
     }
 }
 
+/// The provider of a model named without a prefix, as LiteLLM reads its
+/// model families: `claude-*` is Anthropic's; without an api_base,
+/// `gemini-*` is Vertex AI's and `command-*` Cohere's (providers this
+/// gateway does not speak, so such a deployment is skipped with a warning
+/// rather than sent, with its key, to OpenAI); anything else is OpenAI's,
+/// or an OpenAI-compatible server's at the given api_base.
+pub fn provider_of_bare_name(model: &str, has_api_base: bool) -> &'static str {
+    if model.starts_with("claude") {
+        "anthropic"
+    } else if !has_api_base && model.starts_with("gemini") {
+        "vertex_ai"
+    } else if !has_api_base && model.starts_with("command") {
+        "cohere"
+    } else {
+        "openai"
+    }
+}
+
 impl ModelEntry {
+    /// Gathers the deployment's rpm and tpm where the router reads them
+    /// (litellm_params): LiteLLM reads litellm_params first, then the
+    /// entry itself, then model_info.
+    pub fn gather_limits(&mut self) {
+        let info = |key: &str| {
+            self.model_info
+                .as_ref()
+                .and_then(|i| i.get(key))
+                .and_then(serde_yaml::Value::as_u64)
+        };
+        let rpm = self.litellm_params.rpm.or(self.rpm).or_else(|| info("rpm"));
+        let tpm = self.litellm_params.tpm.or(self.tpm).or_else(|| info("tpm"));
+        self.litellm_params.rpm = rpm;
+        self.litellm_params.tpm = tpm;
+    }
+
     /// Whether this entry is a composite profile rather than a deployment.
     pub fn is_composite(&self) -> bool {
         let p = &self.litellm_params;
@@ -208,6 +244,48 @@ mod tests {
             ("openai", "gpt-4o")
         );
         assert_eq!(params("m", Some("mock")).provider(), "mock");
+    }
+
+    #[test]
+    fn a_bare_name_of_another_providers_family_is_that_providers() {
+        assert_eq!(
+            params("claude-3-5-sonnet-20240620", None).provider_and_model(),
+            ("anthropic", "claude-3-5-sonnet-20240620")
+        );
+        assert_eq!(params("gemini-1.5-flash", None).provider(), "vertex_ai");
+        assert_eq!(params("command-r-plus", None).provider(), "cohere");
+        assert_eq!(params("o3-mini", None).provider(), "openai");
+        let mut served = params("gemini-1.5-flash", None);
+        served.api_base = Some("http://127.0.0.1:8000/v1".into());
+        assert_eq!(served.provider(), "openai");
+        assert_eq!(params("claude-3", Some("openai")).provider(), "openai");
+    }
+
+    #[test]
+    fn base_url_is_read_as_api_base() {
+        let params: LitellmParams =
+            serde_yaml::from_str("{model: hosted_vllm/x, base_url: \"http://127.0.0.1:8000/v1\"}")
+                .unwrap();
+        assert_eq!(params.api_base.as_deref(), Some("http://127.0.0.1:8000/v1"));
+        assert!(params.extra.is_empty());
+    }
+
+    #[test]
+    fn rpm_and_tpm_are_read_from_the_entry_and_model_info_too() {
+        let mut entry: ModelEntry = serde_yaml::from_str(
+            "{model_name: m, litellm_params: {model: openai/x, tpm: 5}, rpm: 10, \
+             model_info: {rpm: 99, tpm: 99}}",
+        )
+        .unwrap();
+        entry.gather_limits();
+        assert_eq!(entry.litellm_params.rpm, Some(10));
+        assert_eq!(entry.litellm_params.tpm, Some(5));
+        let mut entry: ModelEntry = serde_yaml::from_str(
+            "{model_name: m, litellm_params: {model: openai/x}, model_info: {tpm: 7}}",
+        )
+        .unwrap();
+        entry.gather_limits();
+        assert_eq!(entry.litellm_params.tpm, Some(7));
     }
 
     #[test]

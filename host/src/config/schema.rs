@@ -42,6 +42,12 @@ pub struct ModelEntry {
     pub litellm_params: LitellmParams,
     /// Free-form metadata; `id` names the deployment in headers and logs.
     pub model_info: Option<BTreeMap<String, serde_yaml::Value>>,
+    /// LiteLLM's entry-level `rpm` and `tpm`, beside litellm_params (its
+    /// own example configs write them here); read as litellm_params'.
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
+    pub rpm: Option<u64>,
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
+    pub tpm: Option<u64>,
 }
 
 /// A secret string (API or master key) that never prints itself. A number
@@ -74,10 +80,16 @@ impl fmt::Debug for Secret {
 pub struct LitellmParams {
     /// `provider/model`, e.g. `openai/gpt-4o` or `mock/echo`.
     pub model: String,
+    /// Where the provider is reached (LiteLLM also reads `base_url`).
+    #[serde(alias = "base_url")]
     pub api_base: Option<String>,
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
     pub organization: Option<String>,
+    /// LiteLLM's `organization: [org-1, org-2]`: the router makes one
+    /// deployment per organization. Set by loading; not a YAML key.
+    #[serde(skip)]
+    pub organizations: Vec<String>,
     pub extra_headers: BTreeMap<String, String>,
     /// Whole-request timeout in seconds.
     #[serde(deserialize_with = "super::lenient::opt_f64")]

@@ -83,7 +83,10 @@ impl PriceBook {
                 let model = d.target.upstream_model();
                 let (price, source) = match entry.and_then(configured) {
                     Some(p) => (p, PriceSource::Configured),
-                    None => match table::lookup(provider, model) {
+                    None => match entry
+                        .and_then(|e| base_model_price(e, provider))
+                        .or_else(|| table::lookup(provider, model))
+                    {
                         Some(p) => (p, PriceSource::Table),
                         None if FREE_PROVIDERS.contains(&provider) => {
                             (Price::default(), PriceSource::Free)
@@ -186,6 +189,15 @@ fn configured(entry: &ModelEntry) -> Option<Price> {
         .or_else(|| read(&|k| entry.litellm_params.extra.get(k).and_then(number)))
 }
 
+/// The table's price for the entry's `model_info.base_model`: LiteLLM's
+/// way to price a deployment whose own name the table does not know (an
+/// Azure deployment's name, a fine-tune). Written `provider/model`, or as a
+/// model of the deployment's own provider.
+fn base_model_price(entry: &ModelEntry, provider: &str) -> Option<Price> {
+    let base = entry.model_info.as_ref()?.get("base_model")?.as_str()?;
+    table::lookup_name(base).or_else(|| table::lookup(provider, base))
+}
+
 /// A YAML number, or a string holding one (`"1.5e-6"`).
 fn number(v: &serde_yaml::Value) -> Option<f64> {
     v.as_f64()
@@ -229,8 +241,18 @@ model_list:
     litellm_params: {model: openai/x, api_base: "http://127.0.0.1:9", api_key: x, input_cost_per_token: 0.5}
   - model_name: unknown
     litellm_params: {model: openai/nothing-known, api_base: "http://127.0.0.1:9", api_key: x}
+  - model_name: based
+    litellm_params: {model: azure/my-deployment, api_base: "http://127.0.0.1:9", api_key: x, api_version: "2024-06-01"}
+    model_info: {base_model: azure/gpt-4o-mini}
+  - model_name: based-bare
+    litellm_params: {model: openai/my-fine-tune, api_base: "http://127.0.0.1:9", api_key: x}
+    model_info: {base_model: gpt-4o-mini}
 "#,
         );
+        let mini = table::lookup("openai", "gpt-4o-mini").unwrap();
+        assert_eq!(b.price(Some("based.0"), "based"), mini);
+        assert_eq!(b.price(Some("based-bare.0"), "based-bare"), mini);
+        assert_eq!(b.source("based.0"), Some(PriceSource::Table));
         assert_eq!(
             b.price(Some("priced.0"), "priced").cost(10, 5),
             0.001 * 10.0 + 0.002 * 5.0

@@ -3,6 +3,7 @@
 //! warning for every name nothing serves), and the retry and cooldown
 //! policies. Problems name their key paths; warnings also name the file.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::path::Path;
@@ -141,6 +142,11 @@ pub(super) fn deployments(
     let expanded = entries(cfg, extra).flat_map(|(path, entry)| {
         super::pass_through::expand(entry, &written)
             .into_iter()
+            .flat_map(|(entry, implied)| {
+                per_organization(entry)
+                    .into_iter()
+                    .map(move |entry| (entry, implied))
+            })
             .map(move |(entry, implied)| (path.clone(), entry, implied))
     });
     for (path, entry, implied) in expanded {
@@ -259,6 +265,33 @@ fn entries<'a>(
         )
     });
     listed.chain(implied)
+}
+
+/// `entry` once per organization when it lists several (LiteLLM's
+/// `organization: [org-1, org-2]` is a deployment of each), else as it is.
+/// A written `model_info.id` gets `:<organization>` after it.
+fn per_organization(entry: Cow<'_, ModelEntry>) -> Vec<Cow<'_, ModelEntry>> {
+    if entry.litellm_params.organizations.is_empty() {
+        return vec![entry];
+    }
+    let id = written_id(&entry);
+    entry
+        .litellm_params
+        .organizations
+        .iter()
+        .map(|org| {
+            let mut one = entry.as_ref().clone();
+            one.litellm_params.organization = Some(org.clone());
+            one.litellm_params.organizations.clear();
+            if let (Some(id), Some(info)) = (&id, &mut one.model_info) {
+                info.insert(
+                    "id".into(),
+                    serde_yaml::Value::String(format!("{id}:{org}")),
+                );
+            }
+            Cow::Owned(one)
+        })
+        .collect()
 }
 
 /// The target of the entry at `at`; `None` when it is skipped (a provider
@@ -450,6 +483,12 @@ pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut 
                 .iter()
                 .any(|(p, _)| t.starts_with(p.as_str()))
     };
+    let deployment_id = |t: &str| {
+        router
+            .groups
+            .values()
+            .any(|g| g.deployments.iter().any(|d| *d.id == *t))
+    };
     let f = &router.fallbacks;
     for (group, targets) in f
         .generic
@@ -459,19 +498,25 @@ pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut 
     {
         if composite.contains(&group.as_str()) {
             found.warn(format_args!(
-                "router_settings fallbacks for {group:?}: it is a composite model, whose \
+                "fallbacks for {group:?}: it is a composite model, whose \
                  failures the router does not fall back from; the entry is not used"
             ));
         }
         for t in targets.iter() {
             if composite.contains(&t.as_str()) {
                 found.warn(format_args!(
-                    "router_settings fallbacks for {group:?} name {t:?}, a composite model: \
+                    "fallbacks for {group:?} name {t:?}, a composite model: \
                      the router falls back only to plain model groups, so it is skipped"
+                ));
+            } else if !known(t) && deployment_id(t) {
+                found.warn(format_args!(
+                    "fallbacks for {group:?} name {t:?}, a deployment's model_info.id: \
+                     fallbacks go to model groups here, so it is skipped (give that \
+                     deployment a model_name of its own and name that)"
                 ));
             } else if !known(t) {
                 found.warn(format_args!(
-                    "router_settings fallbacks for {group:?} name {t:?}, which no model_list entry serves"
+                    "fallbacks for {group:?} name {t:?}, which no model_list entry serves"
                 ));
             }
         }
@@ -538,6 +583,36 @@ mod tests {
             Arc::new(SystemClock),
             None,
         )
+    }
+
+    #[test]
+    fn an_organization_list_is_a_deployment_per_organization() {
+        let built = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: openai/x, api_key: k, organization: [org-1, org-2]}}\n",
+        )
+        .unwrap();
+        let group = &built.router.groups["a"];
+        let ids: Vec<&str> = group.deployments.iter().map(|d| &*d.id).collect();
+        assert_eq!(ids, ["a.0", "a.1"]);
+    }
+
+    #[test]
+    fn a_fallback_to_a_deployment_id_is_said_to_be_skipped_as_one() {
+        let built = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: mock/x}, model_info: {id: a-east}}\n  - {model_name: b, litellm_params: {model: mock/y}}\nlitellm_settings: {fallbacks: [{b: [a-east, nowhere]}]}\n",
+        )
+        .unwrap();
+        let said = built.warnings.join("\n");
+        assert!(
+            said.contains(
+                "t.yaml: fallbacks for \"b\" name \"a-east\", a deployment's model_info.id"
+            ),
+            "{said}"
+        );
+        assert!(
+            said.contains("fallbacks for \"b\" name \"nowhere\", which no model_list entry serves"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! wildcard deployment per provider with a default address (`anthropic/*`,
 //! `groq/*`, ...), which the router prefers to `*` as longer patterns, and
 //! `*` itself on OpenAI. Without them every name would go to OpenAI, the
-//! prompts of other providers' models included.
+//! prompts of other providers' models included. Names without a prefix of
+//! Anthropic's family (`claude-*`) go to Anthropic, as LiteLLM reads them.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -15,6 +16,11 @@ use crate::providers::table;
 
 /// Providers whose own wildcard is left to `*` itself (OpenAI's names).
 const SERVED_BY_STAR: &[&str] = &["openai", "text-completion-openai"];
+
+/// Bare-name families the pass-through sends to another provider than
+/// OpenAI: (the names' start, the provider), as
+/// [`crate::config::provider_of_bare_name`] reads a deployment's model.
+const BARE_FAMILIES: &[(&str, &str)] = &[("claude", "anthropic")];
 
 /// Whether `entry` is LiteLLM's pass-through.
 pub(super) fn is_pass_through(entry: &ModelEntry) -> bool {
@@ -46,19 +52,36 @@ pub(super) fn expand<'a>(
         {
             continue;
         }
-        let mut implied = entry.clone();
-        implied.litellm_params.model.clone_from(&name);
-        implied.model_name = name;
-        if let (Some(base), Some(info)) = (super::build::written_id(entry), &mut implied.model_info)
-        {
-            info.insert(
-                "id".into(),
-                serde_yaml::Value::String(format!("{base}:{}", spec.name)),
-            );
+        entries.push((implied(entry, name.clone(), name, spec.name), true));
+    }
+    for (start, provider) in BARE_FAMILIES {
+        let name = format!("{start}*");
+        if !written.contains(name.as_str()) {
+            let model = format!("{provider}/{start}*");
+            entries.push((implied(entry, name, model, start), true));
         }
-        entries.push((Cow::Owned(implied), true));
     }
     entries
+}
+
+/// A copy of the pass-through `entry` serving `name` with `model`; a
+/// written `model_info.id` gets `:<suffix>` after it.
+fn implied<'a>(
+    entry: &ModelEntry,
+    name: String,
+    model: String,
+    suffix: &str,
+) -> Cow<'a, ModelEntry> {
+    let mut implied = entry.clone();
+    implied.litellm_params.model = model;
+    implied.model_name = name;
+    if let (Some(base), Some(info)) = (super::build::written_id(entry), &mut implied.model_info) {
+        info.insert(
+            "id".into(),
+            serde_yaml::Value::String(format!("{base}:{suffix}")),
+        );
+    }
+    Cow::Owned(implied)
 }
 
 #[cfg(test)]
@@ -90,6 +113,7 @@ mod tests {
             !names.contains(&"azure/*".to_owned()),
             "azure has no default address"
         );
+        assert!(names.contains(&"claude*".to_owned()), "{names:?}");
         assert_eq!(expand(&entry("*", "openai/*"), &written).len(), 1);
         assert_eq!(expand(&entry("gpt", "*"), &written).len(), 1);
     }

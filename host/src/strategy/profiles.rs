@@ -434,7 +434,7 @@ fn composer_cli_deployment(name: &str, topology: &Value, at: &str) -> Result<Mod
     Ok(ModelEntry {
         model_name: format!("{COMPOSER_CLI}/{name}"),
         litellm_params: params,
-        model_info: None,
+        ..ModelEntry::default()
     })
 }
 
@@ -641,7 +641,7 @@ impl Planner<'_> {
             self.plan.hidden.push(ModelEntry {
                 model_name: name.clone(),
                 litellm_params: params,
-                model_info: None,
+                ..ModelEntry::default()
             });
         }
         name
