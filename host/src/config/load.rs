@@ -132,7 +132,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 /// relative paths later.
 pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, ConfigError> {
     let file = path.display().to_string();
-    let mut tree: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+    let (mut tree, repeated) = super::yaml::parse(text).map_err(|e| ConfigError::Syntax {
         file: file.clone(),
         reason: e.to_string(),
     })?;
@@ -154,7 +154,14 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         ));
     }
     let origins = super::include::merge(&mut tree, path)?;
-    load_tree(tree, path, env, &origins).map_err(|e| e.placed(&origins))
+    let mut loaded = load_tree(tree, path, env, &origins).map_err(|e| e.placed(&origins))?;
+    loaded.warnings.extend(repeated.iter().map(|key| {
+        format!(
+            "{file}: {key}: written more than once; the last one is used, as LiteLLM's \
+             YAML reader does"
+        )
+    }));
+    Ok(loaded)
 }
 
 /// Reads the merged tree of the config at `path` into checked settings.

@@ -18,6 +18,7 @@ mod repeated;
 mod schema;
 mod seconds;
 mod timezone;
+mod yaml;
 
 pub use cache::{CacheMode, CacheParams, CacheScope, CacheType, CallType};
 pub use env::Env;

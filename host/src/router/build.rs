@@ -153,6 +153,13 @@ pub(super) fn deployments(
         if entry.is_composite() {
             continue;
         }
+        if entry.model_name.trim_end_matches('*').contains('*') {
+            found.warn(format_args!(
+                "{path}.model_name: {:?} has a `*` before its end, which is read as a \
+                 character of the name: only a trailing `*` is a wildcard here",
+                entry.model_name
+            ));
+        }
         let at = format!("{path}.litellm_params");
         let env = &loaded.config.env;
         // An implied provider wildcard is not warned about (a missing key
@@ -583,6 +590,22 @@ mod tests {
             Arc::new(SystemClock),
             None,
         )
+    }
+
+    #[test]
+    fn a_star_before_the_end_of_a_name_is_said_to_be_literal() {
+        let built = build(
+            "model_list:\n  - {model_name: \"claude-*-latest\", litellm_params: {model: \"mock/x\"}}\n  - {model_name: \"any/*\", litellm_params: {model: \"mock/*\"}}\n",
+        )
+        .unwrap();
+        let said = built.warnings.join("\n");
+        assert!(
+            said.contains(
+                "t.yaml: model_list[0].model_name: \"claude-*-latest\" has a `*` before its end"
+            ),
+            "{said}"
+        );
+        assert!(!said.contains("model_list[1]"), "{said}");
     }
 
     #[test]
