@@ -405,6 +405,31 @@ async fn litellms_pass_through_entry_sends_each_name_to_the_provider_its_prefix_
     );
 }
 
+/// LiteLLM's `extra_body`: its fields reach the upstream with every
+/// request, unless the client sent its own value.
+#[tokio::test]
+async fn a_deployments_extra_body_fields_join_each_request() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&format!(
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: hosted_vllm/q\n      \
+         api_base: {}\n      extra_body: {{chat_template_kwargs: {{enable_thinking: false}}, top_k: 20}}\n",
+        up.api_base("a")
+    ))
+    .await;
+    assert!(!proxy.logs().contains("extra_body"), "{}", proxy.logs());
+    let mut body = chat_body("m", "hi");
+    body["top_k"] = json!(5);
+    let (status, _, answer) = proxy.chat(&body).await;
+    assert_eq!(status, 200, "{answer}");
+    let sent = up.last_body("a").unwrap();
+    assert_eq!(
+        sent["chat_template_kwargs"],
+        json!({"enable_thinking": false})
+    );
+    assert_eq!(sent["top_k"], 5, "the client's own value wins");
+    assert!(sent.get("extra_body").is_none(), "{sent}");
+}
+
 #[tokio::test]
 async fn chat_completions_without_v1_prefix_works() {
     let up = FakeUpstream::start().await;

@@ -191,6 +191,36 @@ async fn a_cooling_fallback_does_not_hide_the_requested_groups_failure() {
     assert_eq!(up.calls("h1"), 1);
 }
 
+/// A deployment's own `cooldown_time` replaces the router's: `a` is back
+/// after its 1 s while the router says 30; `cooldown_time: 0` never cools `b`.
+#[tokio::test]
+async fn a_deployments_own_cooldown_time_replaces_the_routers() {
+    let up = FakeUpstream::start().await;
+    up.push("a", Behavior::status(500, "a down"));
+    up.push("b", Behavior::status(500, "b down"));
+    let proxy = Proxy::start(&config(
+        &[
+            deployment(&up, "g", "a", &[("cooldown_time", "1")]),
+            deployment(&up, "h", "b", &[("cooldown_time", "0")]),
+        ],
+        "num_retries: 0\nallowed_fails: 0\ncooldown_time: 30",
+    ))
+    .await;
+    let (status, _, _) = ask(&proxy, "g").await;
+    assert_eq!(status, 502);
+    let (status, _, body) = ask(&proxy, "g").await;
+    assert_eq!(status, 503, "a is cooling: {body}");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, _, body) = ask(&proxy, "g").await;
+    assert_eq!(status, 200, "a is back after its own 1 s: {body}");
+
+    let (status, _, _) = ask(&proxy, "h").await;
+    assert_eq!(status, 502);
+    let (status, _, body) = ask(&proxy, "h").await;
+    assert_eq!(status, 200, "b was never cooled: {body}");
+    assert_eq!(up.calls("b"), 2);
+}
+
 /// With allowed_fails 0 one failure would cool `a`; with cooldowns disabled
 /// the next request still reaches it.
 #[tokio::test]

@@ -196,6 +196,28 @@ async fn deployment_max_retries_overrides_num_retries() {
     assert_eq!(up.calls("a"), 1);
 }
 
+/// LiteLLM's per-deployment `num_retries` counts as the deployment's own,
+/// and wins over its `max_retries`.
+#[tokio::test]
+async fn deployment_num_retries_overrides_num_retries_and_max_retries() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(500, "down"));
+    let proxy = Proxy::start(&config(
+        &[deployment(
+            &up,
+            "g",
+            "a",
+            &[("num_retries", "1"), ("max_retries", "5")],
+        )],
+        "num_retries: 3\nallowed_fails: 1000",
+    ))
+    .await;
+    let (status, _, body) = ask(&proxy, "g").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(up.calls("a"), 2);
+    assert!(!proxy.logs().contains("num_retries: unknown key"));
+}
+
 /// A 401 is not retried by default, but `AuthenticationErrorRetries` allows
 /// it; the 401 cools `a` at once, so the retry lands on `b`.
 #[tokio::test]

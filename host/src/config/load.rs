@@ -518,6 +518,13 @@ fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
                 problems.push(Problem::new(format!("{at}.litellm_params.{key}"), why));
             }
         }
+        if let Some(why) = params.cooldown_time.and_then(|v| invalid_seconds(v, false)) {
+            problems.push(Problem::new(
+                format!("{at}.litellm_params.cooldown_time"),
+                why,
+            ));
+        }
+        check_extra_body(params.extra.get(super::EXTRA_BODY), &at, problems);
         for (j, name) in params.additional_drop_params.iter().enumerate() {
             let why = match name.trim() {
                 "" => "is empty; name a request field to leave out",
@@ -538,6 +545,26 @@ fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
                 format!("must be a positive number, got {v}"),
             ));
         }
+    }
+}
+
+/// A deployment's `extra_body`: a mapping of request fields, none of them
+/// one the gateway sets itself.
+fn check_extra_body(extra: Option<&Value>, at: &str, problems: &mut Vec<Problem>) {
+    let path = format!("{at}.litellm_params.{}", super::EXTRA_BODY);
+    match extra {
+        None => {}
+        Some(Value::Mapping(fields)) => {
+            for key in fields.keys().filter_map(Value::as_str) {
+                if super::GATEWAY_FIELDS.contains(&key) {
+                    problems.push(Problem::new(
+                        format!("{path}.{key}"),
+                        "cannot be set here: the gateway sets it on every call",
+                    ));
+                }
+            }
+        }
+        Some(_) => problems.push(Problem::new(path, "must be a mapping of request fields")),
     }
 }
 
@@ -754,6 +781,28 @@ mod tests {
 
     fn load_text(text: &str) -> Result<LoadedConfig, ConfigError> {
         load_str(text, Path::new("test.yaml"), Env::default())
+    }
+
+    #[test]
+    fn extra_body_may_not_set_what_the_gateway_sets_nor_be_a_scalar() {
+        let err = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: k, extra_body: {stream: true, top_k: 2}}\n  - model_name: b\n    litellm_params: {model: openai/b, api_key: k, extra_body: 3, cooldown_time: -1}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("model_list[0].litellm_params.extra_body.stream: cannot be set here"),
+            "{err}"
+        );
+        assert!(!err.contains("top_k"), "{err}");
+        assert!(
+            err.contains("model_list[1].litellm_params.extra_body: must be a mapping"),
+            "{err}"
+        );
+        assert!(
+            err.contains("model_list[1].litellm_params.cooldown_time: must be a non-negative"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub use load::{
     ConfigError, LoadedConfig, MASTER_KEY_VARIABLES, Problem, default_config_path, load, load_str,
 };
 pub use params::{
-    EXEC_PROVIDER, HTTP_PROVIDERS, MOCK_PROVIDER, declares_responses, is_request_default,
-    is_supported_provider, provider_of_bare_name, provider_reads,
+    EXEC_PROVIDER, EXTRA_BODY, GATEWAY_FIELDS, HTTP_PROVIDERS, MOCK_PROVIDER, declares_responses,
+    is_request_default, is_supported_provider, provider_of_bare_name, provider_reads,
 };
 pub use repeated::fold_repeated;
 pub use schema::*;

@@ -182,6 +182,14 @@ pub fn is_request_default(key: &str) -> bool {
     REQUEST_DEFAULT_KEYS.contains(&key)
 }
 
+/// LiteLLM's `extra_body`: fields added to every request body the
+/// deployment sends, as request defaults (a client's own value wins).
+pub const EXTRA_BODY: &str = "extra_body";
+
+/// Request fields `extra_body` may not set: the gateway sets them on every
+/// call, and no model answers without `messages`.
+pub const GATEWAY_FIELDS: &[&str] = &["model", "stream", "stream_options", "messages"];
+
 /// Per-token prices a deployment may set in litellm_params as well as in
 /// model_info (LiteLLM accepts both); read by the pricing, never forwarded.
 pub const PRICE_KEYS: &[&str] = &["input_cost_per_token", "output_cost_per_token"];
@@ -215,6 +223,7 @@ pub fn declares_responses(
 /// settings, the Responses switch of `openai/`).
 pub fn provider_reads(provider: &str, key: &str) -> bool {
     is_request_default(key)
+        || key == EXTRA_BODY && provider != MOCK_PROVIDER && provider != EXEC_PROVIDER
         || PRICE_KEYS.contains(&key)
         || provider == "openai" && RESPONSES_KEYS.contains(&key)
         || provider == MOCK_PROVIDER && MOCK_KEYS.contains(&key)

@@ -102,6 +102,13 @@ pub struct LitellmParams {
     pub stream_timeout: Option<f64>,
     #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub max_retries: Option<u32>,
+    /// LiteLLM's per-deployment retries; wins over `max_retries`.
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    pub num_retries: Option<u32>,
+    /// Seconds this deployment stays out of rotation once cooled down,
+    /// instead of the router's `cooldown_time` (0: it is never cooled).
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub cooldown_time: Option<f64>,
     #[serde(deserialize_with = "super::lenient::opt_u64")]
     pub rpm: Option<u64>,
     #[serde(deserialize_with = "super::lenient::opt_u64")]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::param_rules::{self, ParamRules};
 use super::table::{Dialect, ProviderSpec};
 use super::{TargetError, UpstreamCall, UpstreamError, UpstreamReply, sse};
-use crate::config::{Env, LitellmParams, Secret, is_request_default};
+use crate::config::{EXTRA_BODY, Env, LitellmParams, Secret, is_request_default};
 use crate::json_text;
 use crate::openai::{Endpoint, RawFields};
 
@@ -597,15 +597,27 @@ fn call_headers(
 /// Request fields the deployment's `litellm_params` set for every call
 /// (`temperature`, `max_tokens`, ...), as JSON.
 fn request_defaults(params: &LitellmParams) -> Result<Map<String, Value>, TargetError> {
+    let as_json = |key: &String, value: &serde_yaml::Value| {
+        serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
+            key: key.clone(),
+            source,
+        })
+    };
     let mut defaults = Map::new();
     for (key, value) in &params.extra {
         if is_request_default(key) {
-            let json =
-                serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
-                    key: key.clone(),
-                    source,
-                })?;
-            defaults.insert(key.clone(), json);
+            defaults.insert(key.clone(), as_json(key, value)?);
+        }
+    }
+    // LiteLLM's extra_body: its fields join the request defaults (the
+    // config check refuses the fields the gateway sets itself).
+    if let Some(serde_yaml::Value::Mapping(extra)) = params.extra.get(EXTRA_BODY) {
+        for (key, value) in extra {
+            if let Some(key) = key.as_str() {
+                let key = key.to_owned();
+                let json = as_json(&key, value)?;
+                defaults.entry(key).or_insert(json);
+            }
         }
     }
     Ok(defaults)

@@ -374,7 +374,10 @@ fn spec(
         weight: params.weight,
         rpm: params.rpm,
         tpm: params.tpm,
-        max_retries: params.max_retries,
+        max_retries: params.num_retries.or(params.max_retries),
+        cooldown_time: params
+            .cooldown_time
+            .and_then(|s| Duration::try_from_secs_f64(s).ok()),
         timeouts: defaults.apply(params),
         fingerprint,
     }

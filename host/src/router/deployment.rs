@@ -28,6 +28,8 @@ pub struct Deployment {
     pub tpm: Option<u64>,
     /// Overrides the router's `num_retries` when this deployment fails.
     pub max_retries: Option<u32>,
+    /// Overrides the router's `cooldown_time` for this deployment.
+    pub cooldown_time: Option<Duration>,
     pub timeouts: Timeouts,
     /// Hash of what the deployment calls (provider, model, api_base, key).
     fingerprint: String,
@@ -66,6 +68,8 @@ pub struct DeploymentSpec {
     pub tpm: Option<u64>,
     /// Overrides the router's `num_retries`.
     pub max_retries: Option<u32>,
+    /// Overrides the router's `cooldown_time` (zero: never cooled).
+    pub cooldown_time: Option<Duration>,
     /// Resolved from the entry, then router_settings and litellm_settings.
     pub timeouts: Timeouts,
     /// Hash of what it calls: with `id`, its identity across config versions.
@@ -90,6 +94,7 @@ impl Deployment {
             rpm,
             tpm,
             max_retries,
+            cooldown_time,
             timeouts,
             fingerprint,
         } = spec;
@@ -102,6 +107,7 @@ impl Deployment {
             rpm,
             tpm,
             max_retries,
+            cooldown_time,
             timeouts,
             fingerprint,
             live,

@@ -474,12 +474,19 @@ impl Router {
         class: ErrorClass,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
+        let policy = match d.cooldown_time {
+            Some(time) if time.is_zero() => return None,
+            Some(cooldown_time) => CooldownPolicy {
+                cooldown_time,
+                ..self.cooldown
+            },
+            None => self.cooldown,
+        };
         let now = self.clock.now();
         let minute = self.minute();
         let alone = self.group_size(&d.group) <= 1;
-        let cooled = d.with_health(|h| {
-            h.record_failure(&self.cooldown, class, retry_after, alone, now, minute)
-        });
+        let cooled =
+            d.with_health(|h| h.record_failure(&policy, class, retry_after, alone, now, minute));
         if let Some(time) = cooled {
             tracing::warn!(deployment = %d.id, ?class, cooldown_s = time.as_secs_f64(), "deployment cooling down");
         }

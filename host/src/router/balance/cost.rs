@@ -60,6 +60,7 @@ mod tests {
             rpm: None,
             tpm: None,
             max_retries: None,
+            cooldown_time: None,
             timeouts: Timeouts {
                 request: std::time::Duration::from_secs(1),
                 stream: std::time::Duration::from_secs(1),
