@@ -136,6 +136,32 @@ async fn default_fallbacks_serve_a_group_without_its_own_list() {
     assert_eq!(up.calls("b"), 0);
 }
 
+/// A fallback may name one deployment by its `model_info.id` (LiteLLM's
+/// fallback to a specific model id): only that deployment of its group
+/// is tried, with the group's retries.
+#[tokio::test]
+async fn a_fallback_to_a_deployment_id_calls_that_deployment_only() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::status(503, "a down"));
+    let proxy = Proxy::start(&config(
+        &[
+            deployment(&up, "ga", "a", &[]),
+            deployment(&up, "gh", "east", &[]),
+            deployment(&up, "gh", "west", &[]),
+        ],
+        "num_retries: 0\nfallbacks: [{ga: [east]}]",
+    ))
+    .await;
+    for _ in 0..4 {
+        let (status, headers, body) = ask(&proxy, "ga").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(model_id(&headers), "east");
+        assert_eq!(header(&headers, "x-conclave-fallback"), "east");
+    }
+    assert_eq!(up.calls("west"), 0);
+    assert!(!proxy.logs().contains("no model_list entry serves"));
+}
+
 /// A context-length 400 takes the context-window list, not the generic one,
 /// and is not retried on the same group.
 #[tokio::test]

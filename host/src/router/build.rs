@@ -416,6 +416,33 @@ pub(super) fn index_groups(grouped: Grouped) -> (Groups, Wildcards) {
     (groups, wildcards)
 }
 
+/// The fallback targets that name a deployment by its `model_info.id`
+/// rather than a model group (LiteLLM's fallback to a specific model id),
+/// each as a group of that one deployment, whose live state it shares.
+pub(super) fn deployment_targets(
+    groups: &Groups,
+    fallbacks: &Fallbacks,
+) -> HashMap<String, Arc<ModelGroup>> {
+    let mut targets = HashMap::new();
+    for name in fallbacks.targets() {
+        if groups.contains_key(name) || targets.contains_key(name) {
+            continue;
+        }
+        let named = groups
+            .values()
+            .flat_map(|g| &g.deployments)
+            .find(|d| *d.id == **name);
+        if let Some(deployment) = named {
+            let group = ModelGroup {
+                name: Arc::clone(&deployment.id),
+                deployments: vec![Arc::clone(deployment)],
+            };
+            targets.insert(name.clone(), Arc::new(group));
+        }
+    }
+    targets
+}
+
 /// `router_settings.model_group_alias`: alias to group name, and the
 /// aliases written `{model: <group>, hidden: true}`, which route but are
 /// not listed, as in LiteLLM.
@@ -493,12 +520,6 @@ pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut 
                 .iter()
                 .any(|(p, _)| t.starts_with(p.as_str()))
     };
-    let deployment_id = |t: &str| {
-        router
-            .groups
-            .values()
-            .any(|g| g.deployments.iter().any(|d| *d.id == *t))
-    };
     let f = &router.fallbacks;
     for (group, targets) in f
         .generic
@@ -518,13 +539,7 @@ pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut 
                     "fallbacks for {group:?} name {t:?}, a composite model: \
                      the router falls back only to plain model groups, so it is skipped"
                 ));
-            } else if !known(t) && deployment_id(t) {
-                found.warn(format_args!(
-                    "fallbacks for {group:?} name {t:?}, a deployment's model_info.id: \
-                     fallbacks go to model groups here, so it is skipped (give that \
-                     deployment a model_name of its own and name that)"
-                ));
-            } else if !known(t) {
+            } else if !known(t) && !router.deployment_targets.contains_key(t.as_str()) {
                 found.warn(format_args!(
                     "fallbacks for {group:?} name {t:?}, which no model_list entry serves"
                 ));
@@ -623,20 +638,24 @@ mod tests {
     }
 
     #[test]
-    fn a_fallback_to_a_deployment_id_is_said_to_be_skipped_as_one() {
+    fn a_fallback_may_name_a_deployment_by_its_id() {
         let built = build(
-            "model_list:\n  - {model_name: a, litellm_params: {model: mock/x}, model_info: {id: a-east}}\n  - {model_name: b, litellm_params: {model: mock/y}}\nlitellm_settings: {fallbacks: [{b: [a-east, nowhere]}]}\n",
+            "model_list:\n  - {model_name: a, litellm_params: {model: mock/x}, model_info: {id: a-east}}\n  - {model_name: a, litellm_params: {model: mock/z}}\n  - {model_name: b, litellm_params: {model: mock/y}}\nlitellm_settings: {fallbacks: [{b: [a-east, nowhere]}]}\n",
         )
         .unwrap();
+        let target = &built.router.deployment_targets["a-east"];
+        let ids: Vec<&str> = target.deployments.iter().map(|d| &*d.id).collect();
+        assert_eq!(ids, ["a-east"]);
+        assert!(Arc::ptr_eq(
+            &target.deployments[0],
+            &built.router.groups["a"].deployments[0]
+        ));
         let said = built.warnings.join("\n");
+        assert!(!said.contains("a-east"), "{said}");
         assert!(
             said.contains(
-                "t.yaml: fallbacks for \"b\" name \"a-east\", a deployment's model_info.id"
+                "t.yaml: fallbacks for \"b\" name \"nowhere\", which no model_list entry serves"
             ),
-            "{said}"
-        );
-        assert!(
-            said.contains("fallbacks for \"b\" name \"nowhere\", which no model_list entry serves"),
             "{said}"
         );
     }

@@ -34,6 +34,16 @@ pub fn table(lists: &[Option<&FallbackList>]) -> HashMap<String, Vec<String>> {
 }
 
 impl Fallbacks {
+    /// Every name some fallback list names as a target.
+    pub fn targets(&self) -> impl Iterator<Item = &String> {
+        self.generic
+            .values()
+            .chain(self.context_window.values())
+            .chain(self.content_policy.values())
+            .flatten()
+            .chain(&self.default)
+    }
+
     /// The groups to try after `group` failed with `kind`. A specific list
     /// (context window, content policy) wins when present; otherwise the
     /// generic list, then `default_fallbacks`.

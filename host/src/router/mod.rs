@@ -119,6 +119,8 @@ pub struct Router {
     max_response_bytes: usize,
     /// Groups that exist only because a composite topology names them.
     internal: HashSet<String>,
+    /// Fallback targets that name one deployment by its id.
+    deployment_targets: HashMap<String, Arc<ModelGroup>>,
     /// Some deployment serves the Responses API natively.
     native_responses: bool,
 }
@@ -198,6 +200,8 @@ impl Router {
         let (aliases, hidden_aliases) = build::aliases(rs, &mut found);
         let balancer = found.refuse_problems(&loaded.path, balancer)?;
         let (groups, wildcards) = build::index_groups(grouped);
+        let fallbacks = build::fallbacks(rs, ls);
+        let deployment_targets = build::deployment_targets(&groups, &fallbacks);
         let native_responses = groups
             .values()
             .chain(wildcards.iter().map(|(_, g)| g))
@@ -211,12 +215,13 @@ impl Router {
             balancer,
             retry: build::retry_policy(rs, ls),
             cooldown: build::cooldown_policy(rs, ls),
-            fallbacks: build::fallbacks(rs, ls),
+            fallbacks,
             origin: previous.map_or_else(|| clock.now(), |p| p.origin),
             clock,
             client,
             max_response_bytes: attempt::response_limit(&loaded.config.general_settings),
             internal: internal_groups(&loaded.config.model_list, extra),
+            deployment_targets,
             native_responses,
         };
         build::warn_unknown_fallbacks(&router, &loaded.config, &mut found);
@@ -295,7 +300,7 @@ impl Router {
                                 tracing::debug!(fallback = %name, "the caller may not use this fallback; skipped");
                                 continue;
                             }
-                            match self.resolve(name, req.ctx) {
+                            match self.resolve_fallback(name, req.ctx) {
                                 Ok((target, capture)) => {
                                     let key = (Arc::clone(&target.name), capture.clone());
                                     let tried_first =
@@ -336,6 +341,21 @@ impl Router {
             error,
             attempts,
             group,
+        })
+    }
+
+    /// A fallback target: the group [`Self::resolve`] finds, else one
+    /// deployment named by its `model_info.id`, as a group of its own.
+    fn resolve_fallback(
+        &self,
+        name: &str,
+        ctx: &CallContext,
+    ) -> Result<(Arc<ModelGroup>, Option<String>), RouteError> {
+        self.resolve(name, ctx).or_else(|missing| {
+            self.deployment_targets
+                .get(name)
+                .map(|group| (Arc::clone(group), None))
+                .ok_or(missing)
         })
     }
 
