@@ -94,6 +94,20 @@ pub struct Launch {
     pub without_serve_command: bool,
 }
 
+impl Launch {
+    /// A launch with these extra arguments and environment variables.
+    pub fn with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
 /// Replaces `path` with `contents` the way careful tools do: a temporary
 /// file in the same directory, then a rename.
 pub fn replace_atomically(path: &Path, contents: &[u8]) {
@@ -124,15 +138,11 @@ impl Proxy {
         Self::launch(
             yaml,
             Launch {
-                env: env
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
                 files: files
                     .iter()
                     .map(|(n, c)| (n.to_string(), c.as_bytes().to_vec()))
                     .collect(),
-                ..Launch::default()
+                ..Launch::with(&[], env)
             },
         )
         .await

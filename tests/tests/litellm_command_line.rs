@@ -17,13 +17,8 @@ async fn start_like_litellm(up: &FakeUpstream, args: &[&str], env: &[(&str, &str
     Proxy::launch(
         &one_model(up),
         Launch {
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
             without_serve_command: true,
-            ..Launch::default()
+            ..Launch::with(args, env)
         },
     )
     .await

@@ -49,13 +49,8 @@ async fn start(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
     Proxy::launch(
         yaml,
         Launch {
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
             files: vec![("strategy.wasm".into(), component(TAG_A))],
-            ..Launch::default()
+            ..Launch::with(args, env)
         },
     )
     .await
