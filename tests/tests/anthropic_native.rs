@@ -707,6 +707,57 @@ async fn a_messages_request_passed_through_keeps_the_gateway_settings_to_itself(
     }
 }
 
+/// The deployment's Messages defaults and its `extra_body` reach Anthropic
+/// whichever API the client speaks, and never over a client's own value.
+#[tokio::test]
+async fn a_deployments_defaults_and_extra_body_reach_anthropic_from_either_api() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(
+        &fake,
+        "      temperature: 0.3\n      extra_body: {top_k: 3, service_tier: auto}\n",
+    ))
+    .await;
+    for stream in [false, true] {
+        let r = proxy
+            .client
+            .post(proxy.url("/v1/messages"))
+            .header("x-api-key", MASTER)
+            .json(&messages_body(Some(stream)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let mut own = messages_body(Some(false));
+    own["temperature"] = json!(0.9);
+    own["top_k"] = json!(7);
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/messages"))
+        .header("x-api-key", MASTER)
+        .json(&own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = chat(
+        &proxy,
+        json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 4);
+    for call in [&calls[0], &calls[1], &calls[3]] {
+        assert_eq!(call.body["temperature"], 0.3, "{}", call.body);
+        assert_eq!(call.body["top_k"], 3, "{}", call.body);
+        assert_eq!(call.body["service_tier"], "auto", "{}", call.body);
+    }
+    assert_eq!(calls[2].body["temperature"], 0.9, "the client's own value");
+    assert_eq!(calls[2].body["top_k"], 7, "the client's own value");
+}
+
 #[tokio::test]
 async fn the_anthropic_sdk_streams_native_events_with_thinking() {
     let fake = FakeAnthropic::start().await;

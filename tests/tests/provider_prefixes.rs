@@ -131,4 +131,35 @@ async fn an_organization_list_serves_from_a_deployment_per_organization() {
     organizations.sort();
     organizations.dedup();
     assert_eq!(organizations, ["org-one", "org-two"]);
+
+    let info: serde_json::Value = proxy
+        .client
+        .get(proxy.url("/v1/model/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<(String, String)> = info["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["model_info"]["id"].as_str().unwrap().to_owned(),
+                d["litellm_params"]["organization"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("m.0".to_owned(), "org-one".to_owned()),
+            ("m.1".to_owned(), "org-two".to_owned())
+        ]
+    );
 }

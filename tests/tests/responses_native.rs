@@ -320,6 +320,41 @@ print(json.dumps({"types": types, "text": text, "id": final.id, "output_text": f
                   "input_tokens": final.usage.input_tokens}))
 "#;
 
+/// A native Responses deployment's temperature default and `extra_body`
+/// reach the upstream's body when the client sets neither.
+#[tokio::test]
+async fn a_native_deployments_defaults_and_extra_body_join_the_request() {
+    let fake = FakeNative::start().await;
+    let tail = entry(
+        "gpt-tuned",
+        "openai/gpt-up",
+        &fake.api_base("a"),
+        "      temperature: 0.2\n      extra_body: {service_tier: flex}\n",
+    );
+    let proxy = Proxy::start(&config(&fake, &tail)).await;
+    let r = send(
+        &proxy,
+        "/v1/responses",
+        MASTER,
+        &json!({"model": "gpt-tuned", "input": "hello"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", proxy.logs());
+    let r = send(
+        &proxy,
+        "/v1/responses",
+        MASTER,
+        &json!({"model": "gpt-tuned", "input": "hello", "temperature": 1.0}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let calls = fake.calls();
+    assert_eq!(calls[0].path, "/v1/responses");
+    assert_eq!(calls[0].body["temperature"], 0.2, "{}", calls[0].body);
+    assert_eq!(calls[0].body["service_tier"], "flex", "{}", calls[0].body);
+    assert_eq!(calls[1].body["temperature"], 1.0, "the client's own value");
+}
+
 #[tokio::test]
 async fn a_native_stream_reaches_the_openai_sdk_event_for_event() {
     let fake = FakeNative::start().await;

@@ -62,9 +62,9 @@ fn params_json(p: &LitellmParams) -> Value {
 /// with its `litellm_params` (no keys) and `model_info` (with the id the
 /// router gives the deployment).
 pub fn model_info_listing(config: &Config) -> Bytes {
-    let mut per_group: HashMap<&str, usize> = HashMap::new();
+    let mut per_group: HashMap<String, usize> = HashMap::new();
     let mut data = Vec::new();
-    for entry in &config.model_list {
+    for entry in config.model_list.iter().flat_map(|e| e.per_organization()) {
         let composite = entry.is_composite();
         let provider = entry.litellm_params.provider();
         if !composite && !crate::config::is_supported_provider(provider) {
@@ -87,7 +87,7 @@ pub fn model_info_listing(config: &Config) -> Bytes {
         let id = if composite {
             configured_id.unwrap_or_else(|| entry.model_name.clone())
         } else {
-            let index = per_group.entry(entry.model_name.as_str()).or_insert(0);
+            let index = per_group.entry(entry.model_name.clone()).or_insert(0);
             let id = configured_id.unwrap_or_else(|| format!("{}.{index}", entry.model_name));
             *index += 1;
             id

@@ -62,6 +62,8 @@ fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
     let mut at = 1;
     while let Some(arg) = args.get(at).map(|a| a.to_string_lossy().into_owned()) {
         match arg.as_str() {
+            // Without its value, clap says so (rather than reading `serve` as one).
+            "--log-format" if at + 1 >= args.len() => return args,
             "--log-format" => at += 2,
             "--detailed_debug" | "--detailed-debug" | "--debug" => at += 1,
             a if a.starts_with("--log-format=") => at += 1,
@@ -393,6 +395,10 @@ mod tests {
             ]
         );
         assert_eq!(read(&["conclave"]), ["conclave", "serve"]);
+        assert_eq!(
+            read(&["conclave", "--log-format"]),
+            ["conclave", "--log-format"]
+        );
         assert_eq!(
             read(&["conclave", "--debug"]),
             ["conclave", "--debug", "serve"]

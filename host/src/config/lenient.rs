@@ -384,7 +384,7 @@ pub(super) fn type_free_form(config: &mut Config) {
         if let Some(info) = entry.model_info.as_mut() {
             type_keys(info, MODEL_INFO_KEYS);
         }
-        entry.gather_limits();
+        entry.gather_settings();
     }
     if let Some(composite) = config.general_settings.composite_llm.as_mut() {
         for bundle in composite.providers.values_mut() {

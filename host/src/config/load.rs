@@ -525,6 +525,15 @@ fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
             ));
         }
         check_extra_body(params.extra.get(super::EXTRA_BODY), &at, problems);
+        for key in ["rpm", "tpm"] {
+            let written = entry.model_info.as_ref().and_then(|info| info.get(key));
+            if written.is_some_and(|v| !v.is_null() && v.as_u64().is_none()) {
+                problems.push(Problem::new(
+                    format!("{at}.model_info.{key}"),
+                    "must be a whole number of at least 0",
+                ));
+            }
+        }
         for (j, name) in params.additional_drop_params.iter().enumerate() {
             let why = match name.trim() {
                 "" => "is empty; name a request field to leave out",
@@ -553,18 +562,35 @@ fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
 fn check_extra_body(extra: Option<&Value>, at: &str, problems: &mut Vec<Problem>) {
     let path = format!("{at}.litellm_params.{}", super::EXTRA_BODY);
     match extra {
-        None => {}
+        None | Some(Value::Null) => {}
         Some(Value::Mapping(fields)) => {
-            for key in fields.keys().filter_map(Value::as_str) {
+            for (key, value) in fields {
+                let Some(key) = key.as_str() else { continue };
                 if super::GATEWAY_FIELDS.contains(&key) {
                     problems.push(Problem::new(
                         format!("{path}.{key}"),
                         "cannot be set here: the gateway sets it on every call",
                     ));
+                } else if holds_non_finite(value) {
+                    problems.push(Problem::new(
+                        format!("{path}.{key}"),
+                        "holds .inf or .nan, which JSON cannot carry",
+                    ));
                 }
             }
         }
         Some(_) => problems.push(Problem::new(path, "must be a mapping of request fields")),
+    }
+}
+
+/// Whether `value` holds a number JSON has no form for, at any depth.
+fn holds_non_finite(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64().is_some_and(|f| !f.is_finite()),
+        Value::Sequence(items) => items.iter().any(holds_non_finite),
+        Value::Mapping(map) => map.values().any(holds_non_finite),
+        Value::Tagged(tagged) => holds_non_finite(&tagged.value),
+        _ => false,
     }
 }
 
@@ -786,7 +812,7 @@ mod tests {
     #[test]
     fn extra_body_may_not_set_what_the_gateway_sets_nor_be_a_scalar() {
         let err = load_text(
-            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: k, extra_body: {stream: true, top_k: 2}}\n  - model_name: b\n    litellm_params: {model: openai/b, api_key: k, extra_body: 3, cooldown_time: -1}\n",
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: k, extra_body: {stream: true, top_k: 2, x: [.inf]}}\n    model_info: {rpm: -5}\n  - model_name: b\n    litellm_params: {model: openai/b, api_key: k, extra_body: 3, cooldown_time: -1}\n",
         )
         .unwrap_err()
         .to_string();
@@ -795,6 +821,14 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("top_k"), "{err}");
+        assert!(
+            err.contains("model_list[0].litellm_params.extra_body.x: holds .inf"),
+            "{err}"
+        );
+        assert!(
+            err.contains("model_list[0].model_info.rpm: must be a whole number"),
+            "{err}"
+        );
         assert!(
             err.contains("model_list[1].litellm_params.extra_body: must be a mapping"),
             "{err}"

@@ -146,10 +146,49 @@ pub fn provider_of_bare_name(model: &str, has_api_base: bool) -> &'static str {
 }
 
 impl ModelEntry {
-    /// Gathers the deployment's rpm and tpm where the router reads them
-    /// (litellm_params): LiteLLM reads litellm_params first, then the
-    /// entry itself, then model_info.
-    pub fn gather_limits(&mut self) {
+    /// This entry once per organization when it lists several (LiteLLM's
+    /// `organization: [org-1, org-2]` is a deployment of each), else as it
+    /// is. A written `model_info.id` gets `:<organization>` after it.
+    pub fn per_organization(&self) -> Vec<std::borrow::Cow<'_, ModelEntry>> {
+        use std::borrow::Cow;
+        if self.litellm_params.organizations.is_empty() {
+            return vec![Cow::Borrowed(self)];
+        }
+        let id = self
+            .model_info
+            .as_ref()
+            .and_then(|i| i.get("id"))
+            .and_then(|id| {
+                id.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| id.as_u64().map(|n| n.to_string()))
+            });
+        self.litellm_params
+            .organizations
+            .iter()
+            .map(|org| {
+                let mut one = self.clone();
+                one.litellm_params.organization = Some(org.clone());
+                one.litellm_params.organizations.clear();
+                if let (Some(id), Some(info)) = (&id, &mut one.model_info) {
+                    info.insert(
+                        "id".into(),
+                        serde_yaml::Value::String(format!("{id}:{org}")),
+                    );
+                }
+                Cow::Owned(one)
+            })
+            .collect()
+    }
+
+    /// Gathers settings LiteLLM reads from more than one place into the
+    /// field the router reads: `base_url` (which wins) into `api_base`, and
+    /// rpm and tpm from litellm_params, else the entry itself, else
+    /// model_info.
+    pub fn gather_settings(&mut self) {
+        if let Some(base_url) = self.litellm_params.base_url.take() {
+            self.litellm_params.api_base = Some(base_url);
+        }
         let info = |key: &str| {
             self.model_info
                 .as_ref()
@@ -271,12 +310,23 @@ mod tests {
     }
 
     #[test]
-    fn base_url_is_read_as_api_base() {
-        let params: LitellmParams =
-            serde_yaml::from_str("{model: hosted_vllm/x, base_url: \"http://127.0.0.1:8000/v1\"}")
-                .unwrap();
-        assert_eq!(params.api_base.as_deref(), Some("http://127.0.0.1:8000/v1"));
-        assert!(params.extra.is_empty());
+    fn base_url_is_read_as_api_base_and_wins_over_it() {
+        let mut entry: ModelEntry = serde_yaml::from_str(
+            "{model_name: m, litellm_params: {model: hosted_vllm/x, base_url: \"http://127.0.0.1:8000/v1\"}}",
+        )
+        .unwrap();
+        entry.gather_settings();
+        assert_eq!(
+            entry.litellm_params.api_base.as_deref(),
+            Some("http://127.0.0.1:8000/v1")
+        );
+        assert!(entry.litellm_params.extra.is_empty());
+        let mut both: ModelEntry = serde_yaml::from_str(
+            "{model_name: m, litellm_params: {model: openai/x, api_base: \"http://a/v1\", base_url: \"http://b/v1\"}}",
+        )
+        .unwrap();
+        both.gather_settings();
+        assert_eq!(both.litellm_params.api_base.as_deref(), Some("http://b/v1"));
     }
 
     #[test]
@@ -286,14 +336,14 @@ mod tests {
              model_info: {rpm: 99, tpm: 99}}",
         )
         .unwrap();
-        entry.gather_limits();
+        entry.gather_settings();
         assert_eq!(entry.litellm_params.rpm, Some(10));
         assert_eq!(entry.litellm_params.tpm, Some(5));
         let mut entry: ModelEntry = serde_yaml::from_str(
             "{model_name: m, litellm_params: {model: openai/x}, model_info: {tpm: 7}}",
         )
         .unwrap();
-        entry.gather_limits();
+        entry.gather_settings();
         assert_eq!(entry.litellm_params.tpm, Some(7));
     }
 

@@ -80,9 +80,11 @@ impl fmt::Debug for Secret {
 pub struct LitellmParams {
     /// `provider/model`, e.g. `openai/gpt-4o` or `mock/echo`.
     pub model: String,
-    /// Where the provider is reached (LiteLLM also reads `base_url`).
-    #[serde(alias = "base_url")]
+    /// Where the provider is reached.
     pub api_base: Option<String>,
+    /// LiteLLM's other name for `api_base`, which wins when both are set;
+    /// loading moves it into `api_base`.
+    pub base_url: Option<String>,
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
     pub organization: Option<String>,

@@ -14,6 +14,7 @@ use futures_util::{Stream, StreamExt, stream};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
+use super::http_adapter::add_absent;
 use super::{PayloadStream, UpstreamError, sse};
 use crate::openai::{Endpoint, RawFields, unix_now};
 use crate::translate::anthropic_upstream::{
@@ -55,14 +56,19 @@ pub struct MessagesRequest {
     pub headers: HeaderMap,
 }
 
+/// The deployment's request defaults a native Messages request takes: the
+/// fields Anthropic's API has under the same names.
+const NATIVE_DEFAULTS: &[&str] = &["temperature", "top_p", "top_k", "thinking"];
+
 /// The Messages request body for a chat request: a Messages client's own
 /// body when the request carries one ([`NATIVE_FIELD`]), sent with the
-/// client's beta header, else the client's chat fields with
-/// the deployment's defaults where it set none, translated.
+/// client's beta header and the deployment's Messages defaults where it
+/// set none, else the client's chat fields with the deployment's defaults
+/// where it set none, translated; `extra_body` joins either.
 pub fn request_body(
     endpoint: Endpoint,
     body: &RawFields,
-    defaults: &Map<String, Value>,
+    (defaults, extra_body): (&Map<String, Value>, &Map<String, Value>),
     model: &str,
     stream: bool,
 ) -> Result<MessagesRequest, UpstreamError> {
@@ -76,8 +82,15 @@ pub fn request_body(
         ));
     }
     if let Some(native) = body.value(NATIVE_FIELD)
-        && let Some(request) = anthropic_upstream::native_request(&native, model, stream)
+        && let Some(mut request) = anthropic_upstream::native_request(&native, model, stream)
     {
+        if let Some(fields) = request.as_object_mut() {
+            let native_defaults = defaults
+                .iter()
+                .filter(|(key, _)| NATIVE_DEFAULTS.contains(&key.as_str()));
+            add_absent(fields, native_defaults);
+            add_absent(fields, extra_body);
+        }
         let bytes =
             serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         let headers = client_headers(body.value(NATIVE_HEADERS_FIELD).as_ref());
@@ -93,8 +106,11 @@ pub fn request_body(
     for (key, value) in defaults {
         chat.entry(key.clone()).or_insert_with(|| value.clone());
     }
-    let request = anthropic_upstream::request_from_chat(&Value::Object(chat), model, stream)
+    let mut request = anthropic_upstream::request_from_chat(&Value::Object(chat), model, stream)
         .map_err(|e| refused(e.message, e.param))?;
+    if let Some(fields) = request.as_object_mut() {
+        add_absent(fields, extra_body);
+    }
     let bytes = serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
     Ok(MessagesRequest {
         bytes,

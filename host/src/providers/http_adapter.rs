@@ -44,6 +44,10 @@ pub struct HttpTarget {
     native_responses: bool,
     /// Request defaults from litellm_params (temperature, ...), applied when absent.
     defaults: Map<String, Value>,
+    /// LiteLLM's `extra_body`, for the bodies not written from the chat
+    /// request (native Messages and Responses ones, translated Messages
+    /// ones): the chat body gets these fields through `defaults`.
+    extra_body: Map<String, Value>,
     /// Fields renamed or left out on the way (reasoning models,
     /// `drop_params`, `additional_drop_params`); `None` for nearly every
     /// deployment.
@@ -108,6 +112,8 @@ impl HttpTarget {
         });
         let mut headers = call_headers(spec.dialect, api_key.as_ref(), params)?;
         let mut defaults = request_defaults(params)?;
+        let extra_body = extra_body(params)?;
+        add_absent(&mut defaults, &extra_body);
 
         let written = params.target_model.as_deref().unwrap_or(model);
         let (named, declared) = match spec.dialect {
@@ -155,6 +161,7 @@ impl HttpTarget {
             supports_reasoning: params.supports_reasoning.unwrap_or(false),
             native_responses,
             defaults,
+            extra_body,
             rules,
             headers,
             urls,
@@ -258,7 +265,8 @@ impl HttpTarget {
             None => (call.body, &self.defaults),
         };
         let responses = if self.native_responses && call.endpoint == Endpoint::ChatCompletions {
-            super::responses::request_body(body, model, call.stream).transpose()?
+            super::responses::request_body(body, model, call.stream, defaults, &self.extra_body)
+                .transpose()?
         } else {
             None
         };
@@ -267,8 +275,13 @@ impl HttpTarget {
         let (bytes, native) = if let Some(bytes) = responses {
             (bytes, true)
         } else if anthropic {
-            let request =
-                super::anthropic::request_body(call.endpoint, body, defaults, model, call.stream)?;
+            let request = super::anthropic::request_body(
+                call.endpoint,
+                body,
+                (defaults, &self.extra_body),
+                model,
+                call.stream,
+            )?;
             client_headers = Some(request.headers);
             (request.bytes, request.native)
         } else {
@@ -597,30 +610,48 @@ fn call_headers(
 /// Request fields the deployment's `litellm_params` set for every call
 /// (`temperature`, `max_tokens`, ...), as JSON.
 fn request_defaults(params: &LitellmParams) -> Result<Map<String, Value>, TargetError> {
-    let as_json = |key: &String, value: &serde_yaml::Value| {
-        serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
-            key: key.clone(),
-            source,
-        })
-    };
     let mut defaults = Map::new();
     for (key, value) in &params.extra {
         if is_request_default(key) {
-            defaults.insert(key.clone(), as_json(key, value)?);
-        }
-    }
-    // LiteLLM's extra_body: its fields join the request defaults (the
-    // config check refuses the fields the gateway sets itself).
-    if let Some(serde_yaml::Value::Mapping(extra)) = params.extra.get(EXTRA_BODY) {
-        for (key, value) in extra {
-            if let Some(key) = key.as_str() {
-                let key = key.to_owned();
-                let json = as_json(&key, value)?;
-                defaults.entry(key).or_insert(json);
-            }
+            let json =
+                serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
+                    key: key.clone(),
+                    source,
+                })?;
+            defaults.insert(key.clone(), json);
         }
     }
     Ok(defaults)
+}
+
+/// LiteLLM's `extra_body`: fields added to every request body the
+/// deployment sends, when the body has none of its own (the config check
+/// refuses the fields the gateway sets itself).
+fn extra_body(params: &LitellmParams) -> Result<Map<String, Value>, TargetError> {
+    let mut fields = Map::new();
+    if let Some(serde_yaml::Value::Mapping(extra)) = params.extra.get(EXTRA_BODY) {
+        for (key, value) in extra {
+            if let Some(key) = key.as_str() {
+                let json =
+                    serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
+                        key: format!("{EXTRA_BODY}.{key}"),
+                        source,
+                    })?;
+                fields.insert(key.to_owned(), json);
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// Adds to `map` each of `fields` it does not set itself.
+pub(super) fn add_absent<'a>(
+    map: &mut Map<String, Value>,
+    fields: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) {
+    for (key, value) in fields {
+        map.entry(key.clone()).or_insert_with(|| value.clone());
+    }
 }
 
 /// A chat stream's event, refused unless it is JSON: a client's SDK parses

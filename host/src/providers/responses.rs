@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
+use serde_json::{Map, Value};
 
+use super::http_adapter::add_absent;
 use super::{PayloadStream, UpstreamError, sse};
 use crate::openai::RawFields;
 use crate::translate::responses::{NATIVE_FIELD, native_request};
@@ -20,17 +22,31 @@ pub fn responses_url(base: &str) -> String {
     format!("{base}/responses")
 }
 
-/// The upstream body for a chat request carrying a Responses client's body;
-/// `None` when it carries none (the request is an ordinary chat call).
+/// The upstream body for a chat request carrying a Responses client's body,
+/// with the deployment's Responses defaults and `extra_body` where it set
+/// none; `None` when it carries none (the request is an ordinary chat call).
 pub fn request_body(
     body: &RawFields,
     model: &str,
     stream: bool,
+    defaults: &Map<String, Value>,
+    extra_body: &Map<String, Value>,
 ) -> Option<Result<Vec<u8>, UpstreamError>> {
     let native = body.value(NATIVE_FIELD)?;
-    let request = native_request(&native, model, stream)?;
+    let mut request = native_request(&native, model, stream)?;
+    if let Some(fields) = request.as_object_mut() {
+        let native_defaults = defaults
+            .iter()
+            .filter(|(key, _)| NATIVE_DEFAULTS.contains(&key.as_str()));
+        add_absent(fields, native_defaults);
+        add_absent(fields, extra_body);
+    }
     Some(serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string())))
 }
+
+/// The deployment's request defaults a native Responses request takes: the
+/// fields the Responses API has under the same names.
+const NATIVE_DEFAULTS: &[&str] = &["temperature", "top_p", "parallel_tool_calls", "user"];
 
 /// Event types that end a Responses stream.
 const TERMINAL: &[&str] = &[

@@ -143,9 +143,15 @@ pub(super) fn deployments(
         super::pass_through::expand(entry, &written)
             .into_iter()
             .flat_map(|(entry, implied)| {
-                per_organization(entry)
-                    .into_iter()
-                    .map(move |entry| (entry, implied))
+                let each = match entry {
+                    Cow::Borrowed(entry) => entry.per_organization(),
+                    Cow::Owned(entry) => entry
+                        .per_organization()
+                        .into_iter()
+                        .map(|one| Cow::Owned(one.into_owned()))
+                        .collect(),
+                };
+                each.into_iter().map(move |entry| (entry, implied))
             })
             .map(move |(entry, implied)| (path.clone(), entry, implied))
     });
@@ -272,33 +278,6 @@ fn entries<'a>(
         )
     });
     listed.chain(implied)
-}
-
-/// `entry` once per organization when it lists several (LiteLLM's
-/// `organization: [org-1, org-2]` is a deployment of each), else as it is.
-/// A written `model_info.id` gets `:<organization>` after it.
-fn per_organization(entry: Cow<'_, ModelEntry>) -> Vec<Cow<'_, ModelEntry>> {
-    if entry.litellm_params.organizations.is_empty() {
-        return vec![entry];
-    }
-    let id = written_id(&entry);
-    entry
-        .litellm_params
-        .organizations
-        .iter()
-        .map(|org| {
-            let mut one = entry.as_ref().clone();
-            one.litellm_params.organization = Some(org.clone());
-            one.litellm_params.organizations.clear();
-            if let (Some(id), Some(info)) = (&id, &mut one.model_info) {
-                info.insert(
-                    "id".into(),
-                    serde_yaml::Value::String(format!("{id}:{org}")),
-                );
-            }
-            Cow::Owned(one)
-        })
-        .collect()
 }
 
 /// The target of the entry at `at`; `None` when it is skipped (a provider
