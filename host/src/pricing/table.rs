@@ -89,6 +89,8 @@ mod tests {
         assert_eq!(lookup("openrouter", "openai/gpt-4o-mini"), Some(p));
         assert_eq!(lookup_name("openai/gpt-4o-mini"), Some(p));
         assert!(lookup("cerebras", "llama-3.3-70b").is_some());
+        let sonnet = lookup("anthropic", "claude-3-5-sonnet-20240620").unwrap();
+        assert_eq!((sonnet.input, sonnet.output), (3e-6, 15e-6));
         assert_eq!(lookup("openai", "no-such-model"), None);
     }
 }
