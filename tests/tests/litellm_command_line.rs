@@ -102,3 +102,20 @@ async fn serve_options_before_a_command_are_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("check"), "{stderr}");
 }
+
+#[tokio::test]
+async fn conclave_alone_without_a_config_lists_the_commands() {
+    let dir = TempDir::new();
+    let out = tokio::process::Command::new(conclave_e2e::conclave_bin())
+        .current_dir(dir.path())
+        .env_remove("CONCLAVE_CONFIG")
+        .env_remove("LITELLM_CONFIG")
+        .env_remove("CONFIG_FILE_PATH")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("serve"), "{stderr}");
+    assert!(stderr.contains("Usage"), "{stderr}");
+}

@@ -52,7 +52,13 @@ pub struct Cli {
 /// LiteLLM command line (`litellm --config F --port P --detailed_debug`)
 /// runs unchanged with `conclave` in its place.
 pub fn parse() -> Cli {
-    Cli::parse_from(with_default_command(std::env::args_os().collect()))
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // `conclave` alone, with no config where the default path points, asks
+    // for the commands rather than to serve nothing.
+    if args.len() == 1 && !conclave::config::default_config_path().exists() {
+        return Cli::parse_from(args);
+    }
+    Cli::parse_from(with_default_command(args))
 }
 
 /// `args` with `serve` put where the command belongs when the first
