@@ -92,6 +92,8 @@ pub struct Launch {
     /// Started as LiteLLM is: no `serve` command, and no `RUST_LOG`, so
     /// the command line and environment alone choose what is logged.
     pub without_serve_command: bool,
+    /// Started without `--config` (the arguments say what to serve).
+    pub without_config: bool,
 }
 
 impl Launch {
@@ -168,9 +170,11 @@ impl Proxy {
         } else {
             cmd.arg("serve").env("RUST_LOG", "info,conclave=debug");
         }
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--config"])
-            .arg(&config)
-            .args(&launch.args)
+        cmd.args(["--host", "127.0.0.1", "--port", "0"]);
+        if !launch.without_config {
+            cmd.arg("--config").arg(&config);
+        }
+        cmd.args(&launch.args)
             .env("CONCLAVE_CACHE_DIR", dir.path().join(".compile-cache"))
             .env_remove("CONCLAVE_NO_COMPILE_CACHE")
             .stdout(Stdio::null())

@@ -119,3 +119,38 @@ async fn conclave_alone_without_a_config_lists_the_commands() {
     assert!(stderr.contains("serve"), "{stderr}");
     assert!(stderr.contains("Usage"), "{stderr}");
 }
+
+#[tokio::test]
+async fn litellms_quick_start_serves_one_model_without_a_config() {
+    let up = FakeUpstream::start().await;
+    up.set("a", conclave_e2e::Behavior::ok("quick"));
+    let api_base = up.api_base("a");
+    let proxy = Proxy::launch(
+        "",
+        Launch {
+            without_serve_command: true,
+            without_config: true,
+            ..Launch::with(
+                &[
+                    "--model",
+                    "openai/gpt-up",
+                    "--api_base",
+                    &api_base,
+                    "--alias",
+                    "fast",
+                ],
+                &[],
+            )
+        },
+    )
+    .await;
+    let (status, _, body) = proxy.chat(&chat_body("fast", "hi")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "quick");
+    assert_eq!(up.last_body("a").unwrap()["model"], "gpt-up");
+
+    let out = run_conclave(&["--model", "openai/x", "--config", "c.yaml"], &[]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--config"), "{stderr}");
+}

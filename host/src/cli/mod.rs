@@ -135,6 +135,16 @@ pub struct ServeArgs {
     /// Config file (default: $CONCLAVE_CONFIG, $LITELLM_CONFIG, $CONFIG_FILE_PATH, ./config/conclave.yaml).
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// LiteLLM's quick start: serve this one model (`provider/model`)
+    /// without a config file.
+    #[arg(long, short, conflicts_with = "config")]
+    model: Option<String>,
+    /// The api_base of `--model`.
+    #[arg(long = "api_base", visible_alias = "api-base", requires = "model")]
+    api_base: Option<String>,
+    /// The name clients ask `--model` by (default: the model as written).
+    #[arg(long, requires = "model")]
+    alias: Option<String>,
     /// Address to listen on (default 0.0.0.0; also $HOST, as LiteLLM's image reads it).
     #[arg(long, env = "CONCLAVE_HOST")]
     host: Option<String>,
@@ -297,10 +307,14 @@ pub async fn run(command: Command) -> Result<(), String> {
 
 /// Runs the proxy with `args`.
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    conclave::server::serve(conclave::server::ServeOptions {
-        config_path: args
+    let config_path = match &args.model {
+        Some(model) => one_model_config(model, args.api_base.as_deref(), args.alias.as_deref())?,
+        None => args
             .config
             .unwrap_or_else(conclave::config::default_config_path),
+    };
+    conclave::server::serve(conclave::server::ServeOptions {
+        config_path,
         host: args.host.unwrap_or_else(|| fallback_env("HOST", "0.0.0.0")),
         port: match args.port {
             Some(port) => port,
@@ -313,6 +327,34 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
     })
     .await
+}
+
+/// Writes the config of `--model` (one deployment, named `alias` or as
+/// written) to a file of this process's own in the temporary directory,
+/// which the server then loads (and reloads) like any config.
+fn one_model_config(
+    model: &str,
+    api_base: Option<&str>,
+    alias: Option<&str>,
+) -> Result<PathBuf, String> {
+    let mut params = serde_yaml::Mapping::new();
+    params.insert("model".into(), model.into());
+    if let Some(api_base) = api_base {
+        params.insert("api_base".into(), api_base.into());
+    }
+    let mut entry = serde_yaml::Mapping::new();
+    entry.insert("model_name".into(), alias.unwrap_or(model).into());
+    entry.insert("litellm_params".into(), params.into());
+    let mut config = serde_yaml::Mapping::new();
+    config.insert(
+        "model_list".into(),
+        serde_yaml::Value::Sequence(vec![entry.into()]),
+    );
+    let text = serde_yaml::to_string(&config).map_err(|e| e.to_string())?;
+    let path = std::env::temp_dir().join(format!("conclave-model-{}.yaml", std::process::id()));
+    std::fs::write(&path, text)
+        .map_err(|e| format!("cannot write the --model config to {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// The worker count `$NUM_WORKERS` names (LiteLLM's variable), if any; a
