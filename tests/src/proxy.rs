@@ -224,6 +224,13 @@ impl Proxy {
         }
     }
 
+    /// `GET path` (no key), answered 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

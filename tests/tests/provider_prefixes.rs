@@ -132,15 +132,7 @@ async fn an_organization_list_serves_from_a_deployment_per_organization() {
     organizations.dedup();
     assert_eq!(organizations, ["org-one", "org-two"]);
 
-    let info: serde_json::Value = proxy
-        .client
-        .get(proxy.url("/v1/model/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = proxy.get_json("/v1/model/info").await;
     let listed: Vec<(String, String)> = info["data"]
         .as_array()
         .unwrap()

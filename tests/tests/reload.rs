@@ -56,14 +56,8 @@ async fn start(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
     .await
 }
 
-async fn get_json(proxy: &Proxy, path: &str) -> Value {
-    let r = proxy.client.get(proxy.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200, "GET {path}");
-    r.json().await.unwrap()
-}
-
 async fn status(proxy: &Proxy) -> Value {
-    get_json(proxy, "/admin/status").await
+    proxy.get_json("/admin/status").await
 }
 
 fn reload_count(status: &Value) -> u64 {
@@ -359,7 +353,7 @@ async fn editing_the_config_adds_and_removes_a_model_without_a_failed_request() 
         assert!(Instant::now() < deadline, "fresh never served");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let models = get_json(&proxy, "/v1/models").await.to_string();
+    let models = proxy.get_json("/v1/models").await.to_string();
     assert!(models.contains("\"fresh\""), "{models}");
 
     replace_atomically(&proxy.config_path(), config(&up, &[], ECHO).as_bytes());

@@ -26,15 +26,9 @@ fn version(up: &FakeUpstream, a_at: &str, extra: &[&str]) -> String {
     )
 }
 
-async fn get_json(proxy: &Proxy, path: &str) -> Value {
-    let r = proxy.client.get(proxy.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200, "GET {path}");
-    r.json().await.unwrap()
-}
-
 /// The ids `/health` lists as cooling down.
 async fn cooling(proxy: &Proxy) -> Vec<String> {
-    let health = get_json(proxy, "/health").await;
+    let health = proxy.get_json("/health").await;
     health["unhealthy_deployments"]
         .as_array()
         .unwrap()
@@ -44,7 +38,7 @@ async fn cooling(proxy: &Proxy) -> Vec<String> {
 }
 
 async fn reloads_ok(proxy: &Proxy) -> u64 {
-    get_json(proxy, "/admin/status").await["reloads"]["ok"]
+    proxy.get_json("/admin/status").await["reloads"]["ok"]
         .as_u64()
         .unwrap()
 }

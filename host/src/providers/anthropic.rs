@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt, stream};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
-use super::http_adapter::add_absent;
+use super::http_adapter::{add_absent, complete_native};
 use super::{PayloadStream, UpstreamError, sse};
 use crate::openai::{Endpoint, RawFields, unix_now};
 use crate::translate::anthropic_upstream::{
@@ -84,13 +84,7 @@ pub fn request_body(
     if let Some(native) = body.value(NATIVE_FIELD)
         && let Some(mut request) = anthropic_upstream::native_request(&native, model, stream)
     {
-        if let Some(fields) = request.as_object_mut() {
-            let native_defaults = defaults
-                .iter()
-                .filter(|(key, _)| NATIVE_DEFAULTS.contains(&key.as_str()));
-            add_absent(fields, native_defaults);
-            add_absent(fields, extra_body);
-        }
+        complete_native(&mut request, defaults, NATIVE_DEFAULTS, extra_body);
         let bytes =
             serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         let headers = client_headers(body.value(NATIVE_HEADERS_FIELD).as_ref());

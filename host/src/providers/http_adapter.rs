@@ -644,6 +644,25 @@ fn extra_body(params: &LitellmParams) -> Result<Map<String, Value>, TargetError>
     Ok(fields)
 }
 
+/// Completes a client's native body (Messages or Responses) with what the
+/// deployment adds where the client set nothing: its request defaults that
+/// the native API has under the same names (`native_keys`), and its
+/// `extra_body`.
+pub(super) fn complete_native(
+    request: &mut Value,
+    defaults: &Map<String, Value>,
+    native_keys: &[&str],
+    extra_body: &Map<String, Value>,
+) {
+    if let Some(fields) = request.as_object_mut() {
+        let native_defaults = defaults
+            .iter()
+            .filter(|(key, _)| native_keys.contains(&key.as_str()));
+        add_absent(fields, native_defaults);
+        add_absent(fields, extra_body);
+    }
+}
+
 /// Adds to `map` each of `fields` it does not set itself.
 pub(super) fn add_absent<'a>(
     map: &mut Map<String, Value>,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use serde_json::{Map, Value};
 
-use super::http_adapter::add_absent;
+use super::http_adapter::complete_native;
 use super::{PayloadStream, UpstreamError, sse};
 use crate::openai::RawFields;
 use crate::translate::responses::{NATIVE_FIELD, native_request};
@@ -34,13 +34,7 @@ pub fn request_body(
 ) -> Option<Result<Vec<u8>, UpstreamError>> {
     let native = body.value(NATIVE_FIELD)?;
     let mut request = native_request(&native, model, stream)?;
-    if let Some(fields) = request.as_object_mut() {
-        let native_defaults = defaults
-            .iter()
-            .filter(|(key, _)| NATIVE_DEFAULTS.contains(&key.as_str()));
-        add_absent(fields, native_defaults);
-        add_absent(fields, extra_body);
-    }
+    complete_native(&mut request, defaults, NATIVE_DEFAULTS, extra_body);
     Some(serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string())))
 }
 
