@@ -1,0 +1,167 @@
+//! `serve`'s options and how they become the server's: the config (or
+//! LiteLLM's one-model quick start), the listen address and the worker
+//! threads, each also read from the variables LiteLLM's image sets.
+
+use std::path::PathBuf;
+
+/// Options of `serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Config file (default: $CONCLAVE_CONFIG, $LITELLM_CONFIG, $CONFIG_FILE_PATH, ./config/conclave.yaml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// LiteLLM's quick start: serve this one model (`provider/model`)
+    /// without a config file.
+    #[arg(long, short, conflicts_with = "config")]
+    model: Option<String>,
+    /// The api_base of `--model`.
+    #[arg(long = "api_base", visible_alias = "api-base", requires = "model")]
+    api_base: Option<String>,
+    /// The name clients ask `--model` by (default: the model as written).
+    #[arg(long, requires = "model")]
+    alias: Option<String>,
+    /// Address to listen on (default 0.0.0.0; also $HOST, as LiteLLM's image reads it).
+    #[arg(long, env = "CONCLAVE_HOST")]
+    host: Option<String>,
+    /// Port (default 4000; also $PORT, as LiteLLM's image and most platforms set it).
+    #[arg(long, short, env = "CONCLAVE_PORT")]
+    port: Option<u16>,
+    /// Request worker threads (default: one per core; also $NUM_WORKERS).
+    /// LiteLLM's flag starts worker processes; one conclave process uses
+    /// every core through its threads.
+    #[arg(
+        long = "num_workers",
+        visible_alias = "num-workers",
+        env = "CONCLAVE_NUM_WORKERS",
+        value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS)
+    )]
+    num_workers: Option<u16>,
+    /// Reload when the config, its .env or a strategy component changes
+    /// (also general_settings.hot_reload: true). SIGHUP and POST
+    /// /admin/reload always reload.
+    #[arg(long)]
+    watch: bool,
+    /// Compile strategy components on every start instead of caching them
+    /// on disk (also CONCLAVE_NO_COMPILE_CACHE=1).
+    #[arg(long)]
+    no_compile_cache: bool,
+    /// Keep models registered through /admin/models in FILE across
+    /// restarts (loaded at start, rewritten after each change).
+    #[arg(long, value_name = "FILE")]
+    persist_admin_changes: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, open streams may go on this long before they
+    /// end with a `server_shutting_down` error event and the process exits.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = conclave::server::DEFAULT_SHUTDOWN_GRACE.as_secs(),
+        env = "CONCLAVE_SHUTDOWN_GRACE"
+    )]
+    shutdown_grace: u64,
+}
+
+/// The most worker threads `--num_workers` may ask for.
+const MAX_WORKERS: i64 = 1024;
+
+impl ServeArgs {
+    /// The worker threads asked for: `--num_workers` (or
+    /// `CONCLAVE_NUM_WORKERS`), else LiteLLM's `NUM_WORKERS`.
+    pub fn worker_threads(&self) -> Result<Option<usize>, String> {
+        match self.num_workers {
+            Some(workers) => Ok(Some(usize::from(workers))),
+            None => workers_from_env(),
+        }
+    }
+}
+
+/// Runs the proxy with `args`.
+pub async fn serve(args: ServeArgs) -> Result<(), String> {
+    let config_path = match &args.model {
+        Some(model) => one_model_config(model, args.api_base.as_deref(), args.alias.as_deref())?,
+        None => args
+            .config
+            .unwrap_or_else(conclave::config::default_config_path),
+    };
+    conclave::server::serve(conclave::server::ServeOptions {
+        config_path,
+        host: args.host.unwrap_or_else(|| fallback_env("HOST", "0.0.0.0")),
+        port: match args.port {
+            Some(port) => port,
+            None => port_from_env()?,
+        },
+        watch: args.watch,
+        no_compile_cache: args.no_compile_cache,
+        persist_admin_changes: args.persist_admin_changes,
+        extra_sinks: Vec::new(),
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+    })
+    .await
+}
+
+/// Writes the config of `--model` (one deployment, named `alias` or as
+/// written) to a file of this process's own in the temporary directory,
+/// which the server then loads (and reloads) like any config.
+fn one_model_config(
+    model: &str,
+    api_base: Option<&str>,
+    alias: Option<&str>,
+) -> Result<PathBuf, String> {
+    let mut params = serde_yaml::Mapping::new();
+    params.insert("model".into(), model.into());
+    if let Some(api_base) = api_base {
+        params.insert("api_base".into(), api_base.into());
+    }
+    let mut entry = serde_yaml::Mapping::new();
+    entry.insert("model_name".into(), alias.unwrap_or(model).into());
+    entry.insert("litellm_params".into(), params.into());
+    let mut config = serde_yaml::Mapping::new();
+    config.insert(
+        "model_list".into(),
+        serde_yaml::Value::Sequence(vec![entry.into()]),
+    );
+    let text = serde_yaml::to_string(&config).map_err(|e| e.to_string())?;
+    let path = std::env::temp_dir().join(format!("conclave-model-{}.yaml", std::process::id()));
+    std::fs::write(&path, text)
+        .map_err(|e| format!("cannot write the --model config to {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The worker count `$NUM_WORKERS` names (LiteLLM's variable), if any; a
+/// value that is not a count is an error naming it.
+fn workers_from_env() -> Result<Option<usize>, String> {
+    let Some(text) = std::env::var("NUM_WORKERS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    match text.trim().parse::<i64>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(usize::try_from(n).ok()),
+        _ => Err(format!(
+            "NUM_WORKERS={text:?} is not a worker count (1 to {MAX_WORKERS}); \
+             set --num_workers or CONCLAVE_NUM_WORKERS"
+        )),
+    }
+}
+
+/// `name` from the environment when set and not empty, else `default`.
+fn fallback_env(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The port `$PORT` names, else 4000; a `$PORT` that is not a port is an
+/// error naming it rather than a silent default.
+fn port_from_env() -> Result<u16, String> {
+    match std::env::var("PORT").ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(4000),
+        Some(text) => text.trim().parse().map_err(|_| {
+            format!(
+                "PORT={text:?} is not a port number (0 to 65535, 0 for any free port); \
+                 set --port or CONCLAVE_PORT"
+            )
+        }),
+    }
+}
