@@ -79,11 +79,7 @@ pub fn model_info_listing(config: &Config) -> Bytes {
                     .collect()
             })
             .unwrap_or_default();
-        let configured_id = info.get("id").and_then(|id| {
-            id.as_str()
-                .map(str::to_owned)
-                .or_else(|| id.as_u64().map(|n| n.to_string()))
-        });
+        let configured_id = entry.written_id();
         let id = if composite {
             configured_id.unwrap_or_else(|| entry.model_name.clone())
         } else {

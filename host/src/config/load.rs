@@ -440,13 +440,8 @@ fn unread_params(config: &Config) -> Vec<String> {
 /// key paths it removed.
 fn unset_listed_drop_params(tree: &mut Value) -> Vec<String> {
     let mut removed = Vec::new();
-    let Some(Value::Sequence(entries)) = tree.get_mut("model_list") else {
-        return removed;
-    };
-    for (i, entry) in entries.iter_mut().enumerate() {
-        if let Some(Value::Mapping(params)) = entry.get_mut("litellm_params")
-            && params.get("drop_params").is_some_and(Value::is_sequence)
-        {
+    for (i, params) in litellm_params_of(tree) {
+        if params.get("drop_params").is_some_and(Value::is_sequence) {
             params.remove("drop_params");
             removed.push(format!("model_list[{i}].litellm_params.drop_params"));
         }
@@ -454,18 +449,26 @@ fn unset_listed_drop_params(tree: &mut Value) -> Vec<String> {
     removed
 }
 
+/// Each model_list entry's `litellm_params` mapping in the tree, with the
+/// entry's index.
+fn litellm_params_of(tree: &mut Value) -> impl Iterator<Item = (usize, &mut serde_yaml::Mapping)> {
+    tree.get_mut("model_list")
+        .and_then(Value::as_sequence_mut)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, entry)| match entry.get_mut("litellm_params") {
+            Some(Value::Mapping(params)) => Some((i, params)),
+            _ => None,
+        })
+}
+
 /// Takes each deployment's `organization` written as a list of names
 /// (LiteLLM's form for one deployment per organization) out of the tree,
 /// by entry index, for [`LitellmParams::organizations`](super::LitellmParams).
 fn take_organization_lists(tree: &mut Value) -> Vec<(usize, Vec<String>)> {
     let mut lists = Vec::new();
-    let Some(Value::Sequence(entries)) = tree.get_mut("model_list") else {
-        return lists;
-    };
-    for (i, entry) in entries.iter_mut().enumerate() {
-        let Some(Value::Mapping(params)) = entry.get_mut("litellm_params") else {
-            continue;
-        };
+    for (i, params) in litellm_params_of(tree) {
         let names: Option<Vec<String>> = params
             .get("organization")
             .and_then(Value::as_sequence)

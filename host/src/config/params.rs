@@ -146,6 +146,15 @@ pub fn provider_of_bare_name(model: &str, has_api_base: bool) -> &'static str {
 }
 
 impl ModelEntry {
+    /// The entry's own `model_info.id`, a string or a number: the name its
+    /// deployment goes by in headers, logs and listings.
+    pub fn written_id(&self) -> Option<String> {
+        let id = self.model_info.as_ref()?.get("id")?;
+        id.as_str()
+            .map(str::to_owned)
+            .or_else(|| id.as_u64().map(|n| n.to_string()))
+    }
+
     /// This entry once per organization when it lists several (LiteLLM's
     /// `organization: [org-1, org-2]` is a deployment of each), else as it
     /// is. A written `model_info.id` gets `:<organization>` after it.
@@ -154,15 +163,7 @@ impl ModelEntry {
         if self.litellm_params.organizations.is_empty() {
             return vec![Cow::Borrowed(self)];
         }
-        let id = self
-            .model_info
-            .as_ref()
-            .and_then(|i| i.get("id"))
-            .and_then(|id| {
-                id.as_str()
-                    .map(str::to_owned)
-                    .or_else(|| id.as_u64().map(|n| n.to_string()))
-            });
+        let id = self.written_id();
         self.litellm_params
             .organizations
             .iter()

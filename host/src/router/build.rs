@@ -364,15 +364,9 @@ fn spec(
 
 /// `model_info.id` (a string or a number), else `<group>.<index>`.
 fn deployment_id(entry: &ModelEntry, index: usize) -> String {
-    written_id(entry).unwrap_or_else(|| format!("{}.{index}", entry.model_name))
-}
-
-/// The entry's own `model_info.id`, a string or a number.
-pub(super) fn written_id(entry: &ModelEntry) -> Option<String> {
-    let id = entry.model_info.as_ref()?.get("id")?;
-    id.as_str()
-        .map(str::to_owned)
-        .or_else(|| id.as_u64().map(|n| n.to_string()))
+    entry
+        .written_id()
+        .unwrap_or_else(|| format!("{}.{index}", entry.model_name))
 }
 
 /// Exact groups by name, and the wildcard groups longest prefix first.

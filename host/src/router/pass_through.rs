@@ -75,7 +75,7 @@ fn implied<'a>(
     let mut implied = entry.clone();
     implied.litellm_params.model = model;
     implied.model_name = name;
-    if let (Some(base), Some(info)) = (super::build::written_id(entry), &mut implied.model_info) {
+    if let (Some(base), Some(info)) = (entry.written_id(), &mut implied.model_info) {
         info.insert(
             "id".into(),
             serde_yaml::Value::String(format!("{base}:{suffix}")),
