@@ -37,6 +37,7 @@ fn params_json(p: &LitellmParams) -> Value {
     put("max_retries", json!(p.max_retries));
     put("rpm", json!(p.rpm));
     put("tpm", json!(p.tpm));
+    put("max_parallel_requests", json!(p.max_parallel_requests));
     put("weight", json!(p.weight));
     put("order", json!(p.order));
     put("target_model", json!(p.target_model));

@@ -549,6 +549,12 @@ fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
                 why,
             ));
         }
+        if params.max_parallel_requests == Some(0) {
+            problems.push(Problem::new(
+                format!("{at}.litellm_params.max_parallel_requests"),
+                "must be at least 1: 0 would hold every call to this deployment forever",
+            ));
+        }
         if let Some(v) = params.weight
             && !(v.is_finite() && v > 0.0)
         {
@@ -634,6 +640,12 @@ fn check_general(config: &Config, problems: &mut Vec<Problem>) {
                 why,
             ));
         }
+    }
+    if config.router_settings.default_max_parallel_requests == Some(0) {
+        problems.push(Problem::new(
+            "router_settings.default_max_parallel_requests",
+            "must be at least 1: 0 would hold every call forever",
+        ));
     }
     if gs.global_max_parallel_requests == Some(0) {
         problems.push(Problem::new(
@@ -1009,6 +1021,41 @@ mod tests {
         }
         assert!(
             load_text("general_settings:\n  composite_queue_timeout: 0\nmodel_list: []\n").is_ok()
+        );
+    }
+
+    #[test]
+    fn a_max_parallel_requests_of_zero_is_refused_where_it_is_written() {
+        let deployment = "model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo, max_parallel_requests: 0}\n";
+        let err = load_text(deployment).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "test.yaml: model_list[0].litellm_params.max_parallel_requests: must be at least 1"
+            ),
+            "{err}"
+        );
+        let default = "model_list: []\nrouter_settings:\n  default_max_parallel_requests: 0\n";
+        let err = load_text(default).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "test.yaml: router_settings.default_max_parallel_requests: must be at least 1"
+            ),
+            "{err}"
+        );
+        let loaded = load_text("model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo, max_parallel_requests: '3'}\n").unwrap();
+        assert_eq!(
+            loaded.config.model_list[0]
+                .litellm_params
+                .max_parallel_requests,
+            Some(3)
+        );
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .all(|w| !w.contains("max_parallel_requests")),
+            "{:?}",
+            loaded.warnings
         );
     }
 

@@ -115,6 +115,11 @@ pub struct LitellmParams {
     pub rpm: Option<u64>,
     #[serde(deserialize_with = "super::lenient::opt_u64")]
     pub tpm: Option<u64>,
+    /// Calls this deployment may have in flight at once (LiteLLM's
+    /// per-deployment semaphore): a call past it waits for a slot, so an
+    /// upstream with a concurrency quota is never sent more than it takes.
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    pub max_parallel_requests: Option<u32>,
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub weight: Option<f64>,
     #[serde(deserialize_with = "super::lenient::opt_u32")]
@@ -481,6 +486,9 @@ pub struct RouterSettings {
     pub content_policy_fallbacks: Option<FallbackList>,
     #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub max_fallbacks: Option<u32>,
+    /// `max_parallel_requests` of every deployment that sets none.
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    pub default_max_parallel_requests: Option<u32>,
     /// Alias to group, or to `{model: group, hidden: bool}`.
     pub model_group_alias: BTreeMap<String, serde_yaml::Value>,
     #[serde(deserialize_with = "super::lenient::opt_bool")]

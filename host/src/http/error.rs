@@ -227,6 +227,17 @@ impl From<RouteError> for ApiError {
                 e.retry_after = Some(retry_in);
                 e
             }
+            RouteError::DeploymentBusy { .. } => {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    message,
+                    None,
+                    Some("deployment_parallel_limit"),
+                );
+                e.retry_after = Some(Duration::from_secs(1));
+                e
+            }
             RouteError::Upstream { error, .. } => upstream_error(message, &error),
             RouteError::Unavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

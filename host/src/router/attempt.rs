@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::deployment::Deployment;
 use super::{RouteRequest, Router};
@@ -25,13 +26,16 @@ pub(super) struct Answer {
     pub upstream_time: Duration,
 }
 
+/// One call to `deployment`, holding `slot` (its call slot, when it limits
+/// its calls in flight) until the answer or its stream ends.
 pub(super) async fn attempt(
     router: &Router,
     deployment: &Arc<Deployment>,
     req: &RouteRequest<'_>,
     capture: Option<&str>,
+    slot: Option<OwnedSemaphorePermit>,
 ) -> Result<Answer, UpstreamError> {
-    let guard = deployment.enter();
+    let guard = deployment.enter(slot);
     let minute = router.minute();
     deployment.with_health(|h| h.record_request(minute));
     let model_override = capture.and_then(|c| {

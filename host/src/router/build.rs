@@ -89,13 +89,14 @@ pub(super) fn balancer(rs: &RouterSettings, found: &mut Findings) -> Option<Box<
         .ok()
 }
 
-/// Deployment timeouts where an entry sets none.
-struct DefaultTimeouts {
+/// Deployment timeouts and call limit where an entry sets none.
+struct DeploymentDefaults {
     request: Duration,
     stream: Option<Duration>,
+    max_parallel_requests: Option<u32>,
 }
 
-impl DefaultTimeouts {
+impl DeploymentDefaults {
     fn of(rs: &RouterSettings, ls: &LitellmSettings) -> Self {
         Self {
             request: rs
@@ -103,6 +104,7 @@ impl DefaultTimeouts {
                 .or(ls.request_timeout)
                 .map_or(DEFAULT_TIMEOUT, crate::config::seconds),
             stream: rs.stream_timeout.map(crate::config::seconds),
+            max_parallel_requests: rs.default_max_parallel_requests,
         }
     }
 
@@ -130,7 +132,7 @@ pub(super) fn deployments(
     found: &mut Findings,
 ) -> Grouped {
     let cfg = &loaded.config;
-    let defaults = DefaultTimeouts::of(&cfg.router_settings, &cfg.litellm_settings);
+    let defaults = DeploymentDefaults::of(&cfg.router_settings, &cfg.litellm_settings);
     let drop_params = cfg.litellm_settings.drop_params == Some(true);
     let mut grouped = Grouped::new();
     let mut first_with_id: HashMap<String, String> = HashMap::new();
@@ -341,7 +343,7 @@ fn spec(
     entry: &ModelEntry,
     target: Target,
     index: usize,
-    defaults: &DefaultTimeouts,
+    defaults: &DeploymentDefaults,
     fingerprint: String,
 ) -> DeploymentSpec {
     let params = &entry.litellm_params;
@@ -358,6 +360,9 @@ fn spec(
             .cooldown_time
             .and_then(|s| Duration::try_from_secs_f64(s).ok()),
         timeouts: defaults.apply(params),
+        max_parallel_requests: params
+            .max_parallel_requests
+            .or(defaults.max_parallel_requests),
         fingerprint,
     }
 }
@@ -742,7 +747,7 @@ mod tests {
         ] {
             d.record_latency(Duration::from_millis(40));
         }
-        let guard = first.groups["a"].deployments[0].enter();
+        let guard = first.groups["a"].deployments[0].enter(None);
         let next = rebuild(
             "model_list:\n  - {model_name: a, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:1', api_key: sk-one}}\n  - {model_name: b, litellm_params: {model: openai/x, api_base: 'http://127.0.0.1:3'}}\n  - {model_name: c, litellm_params: {model: mock/echo}}\n",
             &first,
@@ -771,6 +776,31 @@ mod tests {
             None,
             "a's key changed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_a_deployments_call_slots_while_its_cap_is_unchanged() {
+        let config = |cap: u32| {
+            format!(
+                "model_list:\n  - {{model_name: a, litellm_params: {{model: mock/echo, max_parallel_requests: {cap}}}}}\n"
+            )
+        };
+        let first = build(&config(1)).unwrap().router;
+        let slot = first.groups["a"].deployments[0]
+            .wait_for_slot(Duration::ZERO)
+            .await
+            .unwrap();
+        let _held = first.groups["a"].deployments[0].enter(slot);
+        let same = rebuild(&config(1), &first);
+        let a = &same.groups["a"].deployments[0];
+        assert!(!a.has_free_slot(), "the old version's call holds the slot");
+        assert_eq!(
+            a.wait_for_slot(Duration::from_millis(20)).await.err(),
+            Some(crate::router::deployment::NoFreeSlot { limit: 1 })
+        );
+        let raised = rebuild(&config(2), &same);
+        assert_eq!(raised.groups["a"].deployments[0].call_limit(), Some(2));
+        assert!(raised.groups["a"].deployments[0].has_free_slot());
     }
 
     #[test]

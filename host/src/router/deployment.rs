@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use super::cooldown::Health;
 use crate::providers::{Target, Timeouts};
 
@@ -31,9 +33,27 @@ pub struct Deployment {
     /// Overrides the router's `cooldown_time` for this deployment.
     pub cooldown_time: Option<Duration>,
     pub timeouts: Timeouts,
+    /// Its `max_parallel_requests`, when it has one.
+    slots: Option<Arc<CallSlots>>,
     /// Hash of what the deployment calls (provider, model, api_base, key).
     fingerprint: String,
     live: Arc<LiveState>,
+}
+
+/// A deployment's `max_parallel_requests`: one permit per call in flight,
+/// handed out in the order the calls asked for them.
+#[derive(Debug)]
+pub struct CallSlots {
+    limit: u32,
+    permits: Arc<Semaphore>,
+}
+
+/// A call to a deployment at its `max_parallel_requests` that no slot
+/// freed for within the time it could wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoFreeSlot {
+    /// The deployment's `max_parallel_requests`.
+    pub limit: u32,
 }
 
 /// The live numbers of a deployment, shared by every config version in
@@ -47,6 +67,32 @@ pub struct LiveState {
     /// The last failed call and the background health checks' findings,
     /// for `/health` and the metrics.
     checks: Mutex<super::checks::Checks>,
+    /// The call slots, kept for the next config version while its
+    /// `max_parallel_requests` stays the same, so that calls begun before a
+    /// reload still hold theirs.
+    slots: Mutex<Option<Arc<CallSlots>>>,
+}
+
+impl LiveState {
+    /// The call slots for `limit`: the ones already kept when their limit
+    /// is the same, else new ones.
+    fn slots_for(&self, limit: u32) -> Arc<CallSlots> {
+        let mut kept = match self.slots.lock() {
+            Ok(kept) => kept,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match kept.as_ref() {
+            Some(slots) if slots.limit == limit => Arc::clone(slots),
+            _ => {
+                let slots = Arc::new(CallSlots {
+                    limit,
+                    permits: Arc::new(Semaphore::new(limit as usize)),
+                });
+                *kept = Some(Arc::clone(&slots));
+                slots
+            }
+        }
+    }
 }
 
 /// What a deployment is, as read from its model_list entry; the live
@@ -72,6 +118,8 @@ pub struct DeploymentSpec {
     pub cooldown_time: Option<Duration>,
     /// Resolved from the entry, then router_settings and litellm_settings.
     pub timeouts: Timeouts,
+    /// Calls it may have in flight at once; past it, a call waits.
+    pub max_parallel_requests: Option<u32>,
     /// Hash of what it calls: with `id`, its identity across config versions.
     pub fingerprint: String,
 }
@@ -96,8 +144,10 @@ impl Deployment {
             max_retries,
             cooldown_time,
             timeouts,
+            max_parallel_requests,
             fingerprint,
         } = spec;
+        let slots = max_parallel_requests.map(|limit| live.slots_for(limit));
         Self {
             id: id.into(),
             group: group.into(),
@@ -109,6 +159,7 @@ impl Deployment {
             max_retries,
             cooldown_time,
             timeouts,
+            slots,
             fingerprint,
             live,
         }
@@ -188,20 +239,60 @@ impl Deployment {
         }
     }
 
-    /// Marks one request in flight until the guard drops.
-    pub fn enter(&self) -> InFlight {
+    /// Its `max_parallel_requests`, when it has one.
+    pub fn call_limit(&self) -> Option<u32> {
+        self.slots.as_ref().map(|s| s.limit)
+    }
+
+    /// Whether a call may start now without waiting for a slot.
+    pub fn has_free_slot(&self) -> bool {
+        self.slots
+            .as_ref()
+            .is_none_or(|s| s.permits.available_permits() > 0)
+    }
+
+    /// A slot for one call, waiting up to `within` for one to free when the
+    /// deployment is at its `max_parallel_requests`; `None` (and no wait)
+    /// when it has no such limit.
+    pub async fn wait_for_slot(
+        &self,
+        within: Duration,
+    ) -> Result<Option<OwnedSemaphorePermit>, NoFreeSlot> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        let full = NoFreeSlot { limit: slots.limit };
+        if let Ok(permit) = Arc::clone(&slots.permits).try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        match tokio::time::timeout(within, Arc::clone(&slots.permits).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            // The permits are never closed; a closed set is a full one.
+            Ok(Err(_)) | Err(_) => Err(full),
+        }
+    }
+
+    /// Marks one request in flight, holding `slot`, until the guard drops.
+    pub fn enter(&self, slot: Option<OwnedSemaphorePermit>) -> InFlight {
         self.live.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.live.clone())
+        InFlight {
+            live: self.live.clone(),
+            _slot: slot,
+        }
     }
 }
 
-/// Keeps a deployment's in-flight count up while a request (or its stream)
-/// lives; the count is the shared one, so a request that started before a
-/// reload still counts, and is still taken off, after it.
-pub struct InFlight(Arc<LiveState>);
+/// Keeps a deployment's in-flight count up, and its call slot taken, while
+/// a request (or its stream) lives; the count is the shared one, so a
+/// request that started before a reload still counts, and is still taken
+/// off, after it.
+pub struct InFlight {
+    live: Arc<LiveState>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -139,6 +139,17 @@ pub enum RouteError {
         retry_in.as_secs_f64()
     )]
     GroupRateLimited { group: String, retry_in: Duration },
+    #[error(
+        "model group {group:?}, deployment {deployment:?}: {limit} calls already in flight \
+         (its max_parallel_requests) and none ended within {:.1} s; retry shortly",
+        waited.as_secs_f64()
+    )]
+    DeploymentBusy {
+        group: String,
+        deployment: String,
+        limit: u32,
+        waited: Duration,
+    },
     #[error("model group {group:?}, deployment {deployment:?}: {error}")]
     Upstream {
         group: String,
@@ -182,6 +193,7 @@ impl RouteError {
             Self::ModelNotFound { .. }
             | Self::GroupCooling { .. }
             | Self::GroupRateLimited { .. }
+            | Self::DeploymentBusy { .. }
             | Self::Unavailable(_) => Some(FallbackKind::Generic),
         }
     }

@@ -438,14 +438,18 @@ impl Router {
             })
     }
 
-    /// Index of the deployment to call next: healthy, within limits, lowest
-    /// `order`, untried within that order if possible, then the balancer's choice.
+    /// Index of the deployment to call next: healthy, within limits, with a
+    /// free call slot if any has one, lowest `order`, untried within that
+    /// order if possible, then the balancer's choice.
     fn select(&self, group: &ModelGroup, tried: &[usize]) -> Result<usize, RouteError> {
         let now = self.clock.now();
         let minute = self.minute();
         let mut candidates: Vec<usize> = Vec::with_capacity(group.deployments.len());
         let mut soonest: Option<Instant> = None;
         let mut limited = false;
+        // At their max_parallel_requests: chosen only when every other
+        // deployment is too, and then the call waits for a slot.
+        let mut full: Vec<usize> = Vec::new();
         for (i, d) in group.deployments.iter().enumerate() {
             if let Some(until) = d.cooling_until(now) {
                 soonest = Some(soonest.map_or(until, |s| s.min(until)));
@@ -455,7 +459,14 @@ impl Router {
                 limited = true;
                 continue;
             }
+            if !d.has_free_slot() {
+                full.push(i);
+                continue;
+            }
             candidates.push(i);
+        }
+        if candidates.is_empty() {
+            candidates = full;
         }
         if candidates.is_empty() {
             return Err(if limited {

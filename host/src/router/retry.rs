@@ -12,6 +12,7 @@ use super::{ModelGroup, RouteRequest, Router};
 use crate::config::RetryPolicyConfig;
 use crate::ops::Attempt;
 use crate::providers::UpstreamError;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Longest error message an attempt record keeps.
 const MAX_ATTEMPT_ERROR_CHARS: usize = 1000;
@@ -121,6 +122,31 @@ fn retry_after_of(error: &UpstreamError) -> Option<Duration> {
     }
 }
 
+/// A call slot of `deployment` when it limits its calls in flight
+/// (`max_parallel_requests`): at the limit, the call waits for one, as
+/// LiteLLM's per-deployment semaphore makes it, for at most the time the
+/// request may take.
+async fn wait_for_slot(
+    group: &ModelGroup,
+    deployment: &Deployment,
+    req: &RouteRequest<'_>,
+    waited: &mut Duration,
+) -> Result<Option<OwnedSemaphorePermit>, RouteError> {
+    if deployment.call_limit().is_none() {
+        return Ok(None);
+    }
+    let within = req.limits.timeout.unwrap_or(deployment.timeouts.request);
+    let asked = Instant::now();
+    let slot = deployment.wait_for_slot(within).await;
+    *waited += asked.elapsed();
+    slot.map_err(|full| RouteError::DeploymentBusy {
+        group: group.name.to_string(),
+        deployment: deployment.id.to_string(),
+        limit: full.limit,
+        waited: within,
+    })
+}
+
 /// Tries deployments of `group` until one answers or the retries for the
 /// failures seen are used up. `attempts` counts every upstream call made;
 /// `waited` adds up the time failed calls and the waits before retries took.
@@ -137,11 +163,12 @@ pub(super) async fn run_group(
     let mut retries = 0u32;
     loop {
         let deployment = group.deployments[next].clone();
+        let slot = wait_for_slot(group, &deployment, req, waited).await?;
         *attempts += 1;
         let called = Instant::now();
         // Kept for the attempt's record only when attempts are recorded.
         let started = req.ctx.attempts.as_ref().map(|_| called);
-        let result = attempt(router, &deployment, req, capture).await;
+        let result = attempt(router, &deployment, req, capture, slot).await;
         let error = match result {
             Ok(answer) => {
                 record_attempt(req, started, &deployment, group, None);

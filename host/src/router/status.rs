@@ -12,7 +12,7 @@ impl RouteError {
             RouteError::ModelNotFound { .. } => 404,
             RouteError::InvalidRequest { .. } => 400,
             RouteError::GroupCooling { .. } | RouteError::Unavailable(_) => 503,
-            RouteError::GroupRateLimited { .. } => 429,
+            RouteError::GroupRateLimited { .. } | RouteError::DeploymentBusy { .. } => 429,
             RouteError::Upstream { error, .. } => upstream_status(error),
         }
     }
@@ -24,6 +24,7 @@ impl RouteError {
             RouteError::InvalidRequest { .. } => "invalid_request",
             RouteError::GroupCooling { .. } => "model_group_cooling_down",
             RouteError::GroupRateLimited { .. } => "model_group_rate_limited",
+            RouteError::DeploymentBusy { .. } => "deployment_parallel_limit",
             RouteError::Unavailable(_) => "unavailable",
             RouteError::Upstream { error, .. } if matches!(**error, UpstreamError::Timeout(_)) => {
                 "upstream_timeout"

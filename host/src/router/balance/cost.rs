@@ -65,6 +65,7 @@ mod tests {
                 request: std::time::Duration::from_secs(1),
                 stream: std::time::Duration::from_secs(1),
             },
+            max_parallel_requests: None,
             fingerprint: String::new(),
         }))
     }
