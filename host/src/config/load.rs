@@ -230,7 +230,10 @@ fn load_tree(
 
     let mut warnings: Vec<String> = ignored
         .iter()
-        .map(|p| format!("{}: unknown key, ignored", origins.show(&file, p)))
+        .map(|p| {
+            let hint = super::near_miss::hint(p);
+            format!("{}: unknown key, ignored{hint}", origins.show(&file, p))
+        })
         .collect();
     warnings.extend(optional.iter().map(|p| {
         format!(

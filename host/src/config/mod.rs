@@ -13,6 +13,7 @@ mod env;
 mod include;
 pub(crate) mod lenient;
 mod load;
+mod near_miss;
 mod params;
 mod repeated;
 mod schema;
