@@ -55,6 +55,9 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
         Endpoint::ChatCompletions => "chat",
         Endpoint::Completions => "text_completion",
         Endpoint::Embeddings => "embedding",
+        Endpoint::Moderations => "moderation",
+        Endpoint::ImageGenerations => "image_generation",
+        Endpoint::Rerank => "rerank",
     };
     for part in [
         "conclave-cache-v1",

@@ -277,6 +277,9 @@ pub fn plan(cache: Option<Arc<Cache>>, r: &Request<'_>) -> Result<Option<Plan>, 
         Endpoint::ChatCompletions => s.call_types.chat,
         Endpoint::Completions => s.call_types.text_completion,
         Endpoint::Embeddings => s.call_types.embedding,
+        // Answers the cache does not keep: a moderation verdict follows
+        // the policy of the day, images are large and meant to differ.
+        Endpoint::Moderations | Endpoint::ImageGenerations | Endpoint::Rerank => false,
     };
     if !served {
         return Ok(None);

@@ -219,7 +219,10 @@ pub fn question(endpoint: Endpoint, body: &RawFields) -> Option<String> {
             }
         }
         Endpoint::Completions => body.parse::<String>("prompt")?.ok(),
-        Endpoint::Embeddings => None,
+        Endpoint::Embeddings
+        | Endpoint::Moderations
+        | Endpoint::ImageGenerations
+        | Endpoint::Rerank => None,
     }
 }
 

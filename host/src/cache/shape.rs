@@ -18,12 +18,15 @@ pub enum Shape {
 
 impl Shape {
     /// The shape of `endpoint`'s answers; `None` for an endpoint that
-    /// never streams (embeddings).
+    /// never streams (embeddings, moderations, images, rerank).
     pub fn of(endpoint: Endpoint) -> Option<Self> {
         match endpoint {
             Endpoint::ChatCompletions => Some(Self::Chat),
             Endpoint::Completions => Some(Self::Text),
-            Endpoint::Embeddings => None,
+            Endpoint::Embeddings
+            | Endpoint::Moderations
+            | Endpoint::ImageGenerations
+            | Endpoint::Rerank => None,
         }
     }
 

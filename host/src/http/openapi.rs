@@ -24,7 +24,8 @@ pub use schemas::*;
     info(
         title = "conclave",
         description = "An OpenAI-compatible LLM gateway: chat completions, completions, \
-            embeddings, OpenAI's Responses API and Anthropic's Messages API, served by \
+            embeddings, moderations, image generations, rerank, OpenAI's Responses API and \
+            Anthropic's Messages API, served by \
             plain model groups and composite profiles through one router. Request bodies \
             are forwarded as the client sent them; the schemas name the fields the \
             gateway reads and admit every other field."
@@ -34,6 +35,9 @@ pub use schemas::*;
         routes::chat_completions,
         routes::completions,
         routes::embeddings,
+        routes::moderations,
+        routes::image_generations,
+        routes::rerank,
         responses::create,
         responses::retrieve,
         responses::delete,
@@ -115,6 +119,9 @@ pub use schemas::*;
         ChatCompletionRequest,
         CompletionRequest,
         EmbeddingRequest,
+        ModerationRequest,
+        ImageGenerationRequest,
+        RerankRequest,
         ResponsesRequest,
         MessagesRequest,
         CountTokensResponse,
@@ -143,11 +150,16 @@ pub use schemas::*;
 pub struct ApiDoc;
 
 /// Routes served under a second path: (alias, documented path). Each alias
-/// gets a copy of the documented operations with `_alias` operation ids.
+/// gets a copy of the documented operations with `_alias` operation ids
+/// (`_alias2` for a path's second alias).
 pub const ALIASES: &[(&str, &str)] = &[
     ("/chat/completions", "/v1/chat/completions"),
     ("/completions", "/v1/completions"),
     ("/embeddings", "/v1/embeddings"),
+    ("/moderations", "/v1/moderations"),
+    ("/images/generations", "/v1/images/generations"),
+    ("/rerank", "/v1/rerank"),
+    ("/v2/rerank", "/v1/rerank"),
     ("/responses", "/v1/responses"),
     ("/responses/{response_id}", "/v1/responses/{response_id}"),
     (
@@ -188,9 +200,11 @@ impl Modify for SecuritySchemes {
 pub fn document() -> Document {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    for (alias, documented) in ALIASES {
+    for (i, (alias, documented)) in ALIASES.iter().enumerate() {
+        // A path's second alias (`/v2/rerank` beside `/rerank`) gets `_alias2`.
+        let earlier = ALIASES[..i].iter().filter(|(_, d)| d == documented).count();
         if let Some(item) = doc.paths.paths.get(*documented) {
-            let copy = aliased(item.clone());
+            let copy = aliased(item.clone(), earlier + 1);
             doc.paths.paths.insert((*alias).to_owned(), copy);
         }
     }
@@ -205,8 +219,8 @@ pub fn document_json() -> Bytes {
     JSON.clone()
 }
 
-/// A copy of `item` whose operation ids stay unique.
-fn aliased(mut item: PathItem) -> PathItem {
+/// A copy of `item` for its `nth` alias, whose operation ids stay unique.
+fn aliased(mut item: PathItem, nth: usize) -> PathItem {
     for op in [
         &mut item.get,
         &mut item.post,
@@ -219,6 +233,9 @@ fn aliased(mut item: PathItem) -> PathItem {
     {
         if let Some(id) = &mut op.operation_id {
             id.push_str("_alias");
+            if nth > 1 {
+                id.push_str(&nth.to_string());
+            }
         }
     }
     item

@@ -86,6 +86,75 @@ pub async fn embeddings(
     Box::pin(model_call(state, scope, Endpoint::Embeddings, request)).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/moderations",
+    operation_id = "moderations",
+    tag = "openai",
+    summary = "Moderation: whether a text breaks a usage policy",
+    request_body = super::openapi::ModerationRequest,
+    responses(
+        (status = 200, description = "The upstream's moderation results", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid request", body = super::openapi::ErrorResponse), (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse), (status = 404, description = "Unknown model", body = super::openapi::ErrorResponse), (status = 429, description = "Rate limited; Retry-After says when to retry", body = super::openapi::ErrorResponse), (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn moderations(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    request: Request,
+) -> Response {
+    Box::pin(model_call(state, scope, Endpoint::Moderations, request)).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/images/generations",
+    operation_id = "image_generations",
+    tag = "openai",
+    summary = "Image generation",
+    request_body = super::openapi::ImageGenerationRequest,
+    responses(
+        (status = 200, description = "The upstream's images (`data` of `url` or `b64_json`)", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid request", body = super::openapi::ErrorResponse), (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse), (status = 404, description = "Unknown model", body = super::openapi::ErrorResponse), (status = 429, description = "Rate limited; Retry-After says when to retry", body = super::openapi::ErrorResponse), (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn image_generations(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    request: Request,
+) -> Response {
+    Box::pin(model_call(
+        state,
+        scope,
+        Endpoint::ImageGenerations,
+        request,
+    ))
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/rerank",
+    operation_id = "rerank",
+    tag = "openai",
+    summary = "Rerank documents by relevance to a query (Cohere's shape)",
+    request_body = super::openapi::RerankRequest,
+    responses(
+        (status = 200, description = "The upstream's `results`: each document's `index` and `relevance_score`, most relevant first", body = super::openapi::JsonObject),
+        (status = 400, description = "Invalid request", body = super::openapi::ErrorResponse), (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse), (status = 404, description = "Unknown model", body = super::openapi::ErrorResponse), (status = 429, description = "Rate limited; Retry-After says when to retry", body = super::openapi::ErrorResponse), (status = 502, description = "The upstream failed", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn rerank(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    request: Request,
+) -> Response {
+    Box::pin(model_call(state, scope, Endpoint::Rerank, request)).await
+}
+
 /// The model endpoints' common path, inside the request's span. Callers box
 /// its future: it holds the whole routing state machine (retries, the
 /// upstream call), and moving that through axum's service layers by value
@@ -197,9 +266,15 @@ async fn read_request(
             Some("messages"),
         ));
     }
-    if endpoint == Endpoint::Embeddings && req.stream {
+    if endpoint == Endpoint::Rerank && !req.rest.is_array("documents") {
         return Err(ApiError::invalid(
-            "embeddings cannot be streamed",
+            "documents is required and must be an array",
+            Some("documents"),
+        ));
+    }
+    if req.stream && !endpoint.streams() {
+        return Err(ApiError::invalid(
+            format!("{} cannot be streamed", endpoint.name()),
             Some("stream"),
         ));
     }

@@ -731,6 +731,12 @@ fn operation_name(route: &str) -> &'static str {
         "text_completion"
     } else if route.ends_with("embeddings") {
         "embeddings"
+    } else if route.ends_with("moderations") {
+        "moderation"
+    } else if route.ends_with("images/generations") {
+        "image_generation"
+    } else if route.ends_with("rerank") {
+        "rerank"
     } else {
         "other"
     }
@@ -764,6 +770,9 @@ mod tests {
         assert_eq!(operation_name("/v1/embeddings"), "embeddings");
         assert_eq!(operation_name("/v1/messages"), "chat");
         assert_eq!(operation_name("/v1/responses"), "chat");
+        assert_eq!(operation_name("/moderations"), "moderation");
+        assert_eq!(operation_name("/v1/images/generations"), "image_generation");
+        assert_eq!(operation_name("/v2/rerank"), "rerank");
         assert_eq!(status_class(499), "4xx");
         assert_eq!(status_class(200), "2xx");
         assert_eq!(status_class(503), "5xx");

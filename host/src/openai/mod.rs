@@ -464,6 +464,13 @@ pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// `/v1/moderations`: whether a text breaks a usage policy.
+    Moderations,
+    /// `/v1/images/generations`: images from a prompt.
+    ImageGenerations,
+    /// `/v1/rerank`: documents ordered by relevance to a query (Cohere's
+    /// shape, as LiteLLM serves it).
+    Rerank,
 }
 
 impl Endpoint {
@@ -473,6 +480,9 @@ impl Endpoint {
             Self::ChatCompletions => "/chat/completions",
             Self::Completions => "/completions",
             Self::Embeddings => "/embeddings",
+            Self::Moderations => "/moderations",
+            Self::ImageGenerations => "/images/generations",
+            Self::Rerank => "/rerank",
         }
     }
 
@@ -480,9 +490,27 @@ impl Endpoint {
     pub fn required_field(self) -> &'static str {
         match self {
             Self::ChatCompletions => "messages",
-            Self::Completions => "prompt",
-            Self::Embeddings => "input",
+            Self::Completions | Self::ImageGenerations => "prompt",
+            Self::Embeddings | Self::Moderations => "input",
+            Self::Rerank => "query",
         }
+    }
+
+    /// How messages name the endpoint.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat completions",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+            Self::Moderations => "moderations",
+            Self::ImageGenerations => "image generations",
+            Self::Rerank => "rerank",
+        }
+    }
+
+    /// Whether its answers may come as a stream of server-sent events.
+    pub fn streams(self) -> bool {
+        matches!(self, Self::ChatCompletions | Self::Completions)
     }
 }
 

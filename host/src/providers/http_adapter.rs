@@ -63,6 +63,9 @@ struct EndpointUrls {
     chat: reqwest::Url,
     completions: reqwest::Url,
     embeddings: reqwest::Url,
+    moderations: reqwest::Url,
+    image_generations: reqwest::Url,
+    rerank: reqwest::Url,
     /// `{api_base}/responses`, for a natively passed Responses request.
     responses: reqwest::Url,
 }
@@ -73,6 +76,9 @@ impl EndpointUrls {
             Endpoint::ChatCompletions => &self.chat,
             Endpoint::Completions => &self.completions,
             Endpoint::Embeddings => &self.embeddings,
+            Endpoint::Moderations => &self.moderations,
+            Endpoint::ImageGenerations => &self.image_generations,
+            Endpoint::Rerank => &self.rerank,
         }
     }
 }
@@ -145,6 +151,9 @@ impl HttpTarget {
             chat: url(Endpoint::ChatCompletions)?,
             completions: url(Endpoint::Completions)?,
             embeddings: url(Endpoint::Embeddings)?,
+            moderations: url(Endpoint::Moderations)?,
+            image_generations: url(Endpoint::ImageGenerations)?,
+            rerank: url(Endpoint::Rerank)?,
             responses: parse_url(&super::responses::responses_url(&base_url))?,
         });
         let native_responses = spec.name == "openai"

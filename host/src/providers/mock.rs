@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use serde_json::{Value, json};
 
-use super::{UpstreamCall, UpstreamError, UpstreamReply};
+use super::{UpstreamCall, UpstreamError, UpstreamReply, mock_answers};
 use crate::config::LitellmParams;
 use crate::openai::response::{self, Head, to_bytes, usage};
 use crate::openai::{Endpoint, RawFields, unix_now};
@@ -124,6 +124,15 @@ impl MockTarget {
                 call.body,
                 prompt_tokens,
             ))),
+            Endpoint::Moderations => Ok(UpstreamReply::Json(to_bytes(&mock_answers::moderation(
+                &id, &model, call.body,
+            )))),
+            Endpoint::ImageGenerations => Ok(UpstreamReply::Json(to_bytes(&mock_answers::images(
+                call.body, &prompt,
+            )))),
+            Endpoint::Rerank => Ok(UpstreamReply::Json(to_bytes(&mock_answers::rerank(
+                &id, call.body,
+            )))),
             _ if call.stream => Ok(UpstreamReply::Stream(self.stream(
                 call,
                 id,
@@ -249,8 +258,9 @@ fn prompt_text(endpoint: Endpoint, body: &RawFields) -> String {
                     .and_then(|m| m.get_mut("content").map(Value::take))
             })
         }),
-        Endpoint::Completions => body.value("prompt"),
-        Endpoint::Embeddings => body.value("input"),
+        Endpoint::Completions | Endpoint::ImageGenerations => body.value("prompt"),
+        Endpoint::Embeddings | Endpoint::Moderations => body.value("input"),
+        Endpoint::Rerank => body.value("query"),
     };
     match value {
         Some(Value::String(s)) => s,

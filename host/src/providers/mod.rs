@@ -9,6 +9,7 @@ pub mod exec;
 mod http_adapter;
 pub use http_adapter::encode_outbound_body;
 pub mod mock;
+mod mock_answers;
 pub mod param_rules;
 pub mod responses;
 pub mod sse;

@@ -64,6 +64,50 @@ pub struct EmbeddingRequest {
     other: HashMap<String, Value>,
 }
 
+/// `POST /v1/moderations`.
+#[derive(ToSchema)]
+pub struct ModerationRequest {
+    /// The model group that serves moderations (required here, unlike
+    /// OpenAI's API, which picks its own default).
+    #[schema(example = "omni-moderation-latest")]
+    model: String,
+    /// A string, a list of strings, or a list of text and image parts.
+    #[schema(value_type = Object)]
+    input: Value,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    other: HashMap<String, Value>,
+}
+
+/// `POST /v1/images/generations`.
+#[derive(ToSchema)]
+pub struct ImageGenerationRequest {
+    /// The model group that generates images (required here).
+    #[schema(example = "gpt-image-1")]
+    model: String,
+    prompt: String,
+    n: Option<u32>,
+    size: Option<String>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    other: HashMap<String, Value>,
+}
+
+/// `POST /v1/rerank` (Cohere's shape, as LiteLLM serves it).
+#[derive(ToSchema)]
+pub struct RerankRequest {
+    #[schema(example = "rerank-2")]
+    model: String,
+    query: String,
+    /// Strings, or objects with a `text`.
+    #[schema(value_type = Vec<Object>)]
+    documents: Vec<Value>,
+    top_n: Option<u32>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    other: HashMap<String, Value>,
+}
+
 /// `POST /v1/responses` (OpenAI's Responses API).
 #[derive(ToSchema)]
 pub struct ResponsesRequest {

@@ -69,6 +69,9 @@ fn operation(endpoint: Endpoint) -> &'static str {
         Endpoint::ChatCompletions => "chat",
         Endpoint::Completions => "text_completion",
         Endpoint::Embeddings => "embeddings",
+        Endpoint::Moderations => "moderation",
+        Endpoint::ImageGenerations => "image_generation",
+        Endpoint::Rerank => "rerank",
     }
 }
 
