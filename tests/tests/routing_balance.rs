@@ -220,6 +220,43 @@ async fn usage_based_routing_answers_429_when_every_deployment_is_at_its_rpm() {
     assert_eq!(up.calls("b"), 1);
 }
 
+/// With LiteLLM's `enable_pre_call_checks`, simple-shuffle skips a
+/// deployment that used up its rpm for the minute; once every deployment
+/// has, the group answers 429. Without the switch the same config ignores
+/// rpm (a gets about half of twenty requests).
+#[tokio::test]
+async fn pre_call_checks_keep_any_strategy_within_rpm() {
+    let up = FakeUpstream::start().await;
+    let deployments = [
+        deployment(&up, "g", "a", &[("rpm", "2")]),
+        deployment(&up, "g", "b", &[("rpm", "18")]),
+    ];
+    let proxy = Proxy::start(&config(
+        &deployments,
+        "routing_strategy: simple-shuffle\nenable_pre_call_checks: true",
+    ))
+    .await;
+    for _ in 0..20 {
+        let (status, _, body) = ask(&proxy, "g").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!((up.calls("a"), up.calls("b")), (2, 18));
+    let (status, _, body) = ask(&proxy, "g").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "model_group_rate_limited");
+
+    let up = FakeUpstream::start().await;
+    let deployments = [
+        deployment(&up, "g", "a", &[("rpm", "2"), ("weight", "1")]),
+        deployment(&up, "g", "b", &[("rpm", "18"), ("weight", "1")]),
+    ];
+    let unchecked = Proxy::start(&config(&deployments, "routing_strategy: simple-shuffle")).await;
+    for _ in 0..20 {
+        assert_eq!(ask(&unchecked, "g").await.0, 200);
+    }
+    assert!(up.calls("a") > 2, "rpm applied without pre-call checks");
+}
+
 /// Lower order takes every request while it is healthy, including right
 /// after a failure that did not cool it down.
 #[tokio::test]

@@ -82,11 +82,17 @@ impl Findings {
     }
 }
 
-/// The balancer `router_settings.routing_strategy` names.
+/// The balancer `router_settings.routing_strategy` names, leaving out
+/// deployments at their rpm/tpm when `enable_pre_call_checks` is on.
 pub(super) fn balancer(rs: &RouterSettings, found: &mut Findings) -> Option<Box<dyn Balancer>> {
-    balance::from_name(rs.routing_strategy.as_deref(), &rs.routing_strategy_args)
+    let named = balance::from_name(rs.routing_strategy.as_deref(), &rs.routing_strategy_args)
         .map_err(|message| found.problem("router_settings.routing_strategy", message))
-        .ok()
+        .ok()?;
+    Some(if rs.enable_pre_call_checks == Some(true) {
+        Box::new(balance::PreCallChecked(named))
+    } else {
+        named
+    })
 }
 
 /// Deployment timeouts and call limit where an entry sets none.

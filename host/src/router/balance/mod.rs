@@ -5,6 +5,7 @@
 mod cost;
 mod latency;
 mod least_busy;
+mod pre_call;
 mod shuffle;
 mod usage;
 
@@ -40,6 +41,8 @@ pub const STRATEGY_NAMES: &[&str] = &[
     "usage-based-routing-v2",
     "cost-based-routing",
 ];
+
+pub use pre_call::PreCallChecked;
 
 /// Builds the balancer a config names.
 pub fn from_name(

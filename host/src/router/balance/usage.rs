@@ -16,10 +16,18 @@ fn load(d: &Deployment, minute: u64) -> f64 {
     by_rpm.max(by_tpm)
 }
 
+/// Whether `d` is under its rpm and tpm (where it sets them) this minute.
+pub(super) fn within_limits(d: &Deployment, minute: u64) -> bool {
+    if d.rpm.is_none() && d.tpm.is_none() {
+        return true;
+    }
+    let (requests, tokens) = d.with_health(|h| h.usage(minute));
+    d.rpm.is_none_or(|rpm| requests < rpm) && d.tpm.is_none_or(|tpm| tokens < tpm)
+}
+
 impl Balancer for UsageBased {
     fn admits(&self, d: &Deployment, minute: u64) -> bool {
-        let (requests, tokens) = d.with_health(|h| h.usage(minute));
-        d.rpm.is_none_or(|rpm| requests < rpm) && d.tpm.is_none_or(|tpm| tokens < tpm)
+        within_limits(d, minute)
     }
 
     fn pick(&self, candidates: &[&Arc<Deployment>], minute: u64) -> usize {
