@@ -194,9 +194,19 @@ fn load_tree(
 
     let listed_drop_params = unset_listed_drop_params(&mut tree);
     let organization_lists = take_organization_lists(&mut tree);
+    // Each ignored key's path, and the hint its warning gives.
     let mut ignored: Vec<String> = Vec::new();
+    let mut hints: Vec<String> = Vec::new();
     let mut config: Config = {
-        let mut on_ignored = |p: serde_ignored::Path<'_>| ignored.push(format_ignored_path(&p));
+        let mut on_ignored = |p: serde_ignored::Path<'_>| {
+            ignored.push(format_ignored_path(&p));
+            hints.push(match &p {
+                serde_ignored::Path::Map { parent, key } => {
+                    super::near_miss::hint(&format_ignored_path(parent), key)
+                }
+                _ => String::new(),
+            });
+        };
         let de = serde_ignored::Deserializer::new(tree, &mut on_ignored);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -230,10 +240,8 @@ fn load_tree(
 
     let mut warnings: Vec<String> = ignored
         .iter()
-        .map(|p| {
-            let hint = super::near_miss::hint(p);
-            format!("{}: unknown key, ignored{hint}", origins.show(&file, p))
-        })
+        .zip(&hints)
+        .map(|(p, hint)| format!("{}: unknown key, ignored{hint}", origins.show(&file, p)))
         .collect();
     warnings.extend(optional.iter().map(|p| {
         format!(
@@ -277,6 +285,15 @@ fn load_tree(
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
     if !problems.is_empty() {
+        // A misspelt key often causes the problem (`litelm_params` leaves
+        // the model unset): the keys with a hint are said beside it.
+        problems.extend(
+            ignored
+                .iter()
+                .zip(&hints)
+                .filter(|(_, hint)| !hint.is_empty())
+                .map(|(p, hint)| Problem::new(p.clone(), format!("unknown key{hint}"))),
+        );
         return Err(ConfigError::invalid(path, problems));
     }
     config.env = env;

@@ -10,17 +10,26 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::{
-    CacheParams, Config, GeneralSettings, LitellmSettings, RouterSettings, RoutingStrategyArgs,
+    CacheParams, Config, GeneralSettings, LitellmSettings, ModelEntry, RouterSettings,
+    RoutingStrategyArgs,
 };
 
-/// The sections whose keys are known, by key path, each with the names its
-/// struct declares; the top-level sections come first.
-fn sections() -> [(&'static str, &'static [&'static str]); 6] {
+/// The sections holding settings, whose keys another section may be
+/// written for by mistake.
+const SETTINGS_SECTIONS: [&str; 3] = ["general_settings", "litellm_settings", "router_settings"];
+
+/// Longest key a hint is looked for: a longer one is no typo of a setting.
+const LONGEST_KEY: usize = 64;
+
+/// The sections whose keys are known, by key path (a list's items as
+/// `[]`), each with the names its struct declares.
+fn sections() -> [(&'static str, &'static [&'static str]); 7] {
     [
         ("general_settings", field_names::<GeneralSettings>()),
         ("litellm_settings", field_names::<LitellmSettings>()),
         ("router_settings", field_names::<RouterSettings>()),
         ("", field_names::<Config>()),
+        ("model_list[]", field_names::<ModelEntry>()),
         (
             "litellm_settings.cache_params",
             field_names::<CacheParams>(),
@@ -32,36 +41,89 @@ fn sections() -> [(&'static str, &'static [&'static str]); 6] {
     ]
 }
 
-/// The hint for the unknown key at `path` (`router_settings.num_retrys`),
-/// starting with "; ", or nothing when no known key is close to it.
-pub fn hint(path: &str) -> String {
-    let (section, key) = path.rsplit_once('.').unwrap_or(("", path));
-    let sections = sections();
-    let Some((_, own)) = sections.iter().find(|(name, _)| *name == section) else {
+/// The hint for the unknown `key` of the mapping at `section`
+/// (`router_settings`, `model_list[3]`), starting with "; ", or nothing
+/// when no known key is close to it.
+pub fn hint(section: &str, key: &str) -> String {
+    if key.len() > LONGEST_KEY {
         return String::new();
-    };
-    if let Some(meant) = nearest(key, own) {
-        return format!("; did you mean `{meant}`?");
     }
-    let elsewhere = sections
+    let section = without_indices(section);
+    let sections = sections();
+    if section.is_empty()
+        && let Some((first, rest)) = key.split_once('.')
+        && sections.iter().any(|(name, _)| *name == first)
+    {
+        return format!("; a dot does not nest keys: write {rest} under {first}");
+    }
+    let written = normalized(key);
+    let own = sections
         .iter()
-        .filter(|(name, _)| *name != section && !name.is_empty() && !name.contains('.'))
-        .find(|(_, names)| names.contains(&key));
-    match elsewhere {
-        Some((name, _)) => format!("; it belongs in {name}"),
-        None => String::new(),
+        .find(|(name, _)| *name == section)
+        .map_or(&[][..], |(_, names)| *names);
+    if let Some(same) = own.iter().find(|name| **name == written) {
+        return format!("; did you mean `{same}`?");
     }
+    if SETTINGS_SECTIONS.contains(&section.as_str()) {
+        let elsewhere = SETTINGS_SECTIONS
+            .iter()
+            .filter(|name| **name != section)
+            .find(|name| {
+                sections
+                    .iter()
+                    .any(|(s, names)| s == *name && names.contains(&written.as_str()))
+            });
+        if let Some(name) = elsewhere {
+            return format!("; it belongs in {name}");
+        }
+    }
+    nearest(&written, own.iter().copied())
+        .map_or_else(String::new, |meant| format!("; did you mean `{meant}`?"))
 }
 
-/// The name among `known` that `key` most likely misspells: the same but
-/// for case and `-` for `_`, or at most one edit away (two for longer
-/// names); `None` when nothing is that close.
-fn nearest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
-    let written = key.to_ascii_lowercase().replace('-', "_");
-    let allowed = if written.len() >= 8 { 2 } else { 1 };
+/// The hint for an unknown key of a deployment's `litellm_params`, among
+/// the keys conclave reads there.
+pub fn param_hint(key: &str) -> String {
+    if key.len() > LONGEST_KEY {
+        return String::new();
+    }
+    nearest(&normalized(key), super::params::known_param_keys())
+        .map_or_else(String::new, |meant| format!("; did you mean `{meant}`?"))
+}
+
+/// `key` as the names are written: lower case, `_` for `-`.
+fn normalized(key: &str) -> String {
+    key.to_ascii_lowercase().replace('-', "_")
+}
+
+/// `path` with every list index left out (`model_list[3]` → `model_list[]`).
+fn without_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if in_index => continue,
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The name among `known` that `written` (normalized) most likely
+/// misspells: itself, or a few edits away (none for short names, whose
+/// near neighbours are other words rather than typos).
+fn nearest<'k>(written: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    let allowed = match written.len() {
+        0..6 => 0,
+        6..10 => 1,
+        _ => 2,
+    };
     known
-        .iter()
-        .map(|name| (strsim::damerau_levenshtein(&written, name), *name))
+        .filter(|name| name.len().abs_diff(written.len()) <= allowed)
+        .map(|name| (strsim::damerau_levenshtein(written, name), name))
         .filter(|(distance, _)| *distance <= allowed)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, name)| name)
@@ -134,33 +196,67 @@ mod tests {
 
     #[test]
     fn a_near_miss_names_the_key_meant() {
+        for (section, key, meant) in [
+            ("router_settings", "routing_stratgy", "routing_strategy"),
+            ("router_settings", "Num-Retries", "num_retries"),
+            ("router_settings", "num_retrys", "num_retries"),
+            ("", "router_setting", "router_settings"),
+            ("litellm_settings.cache_params", "namspace", "namespace"),
+            ("model_list[3]", "litelm_params", "litellm_params"),
+        ] {
+            assert_eq!(
+                hint(section, key),
+                format!("; did you mean `{meant}`?"),
+                "{section}.{key}"
+            );
+        }
+        assert_eq!(param_hint("api_bse"), "; did you mean `api_base`?");
         assert_eq!(
-            hint("router_settings.routing_stratgy"),
-            "; did you mean `routing_strategy`?"
+            param_hint("max-parallel-request"),
+            "; did you mean `max_parallel_requests`?"
         );
-        assert_eq!(
-            hint("router_settings.Num-Retries"),
-            "; did you mean `num_retries`?"
-        );
-        assert_eq!(hint("router_setting"), "; did you mean `router_settings`?");
-        assert_eq!(
-            hint("litellm_settings.cache_params.namspace"),
-            "; did you mean `namespace`?"
-        );
+        assert_eq!(param_hint("temprature"), "; did you mean `temperature`?");
     }
 
     #[test]
-    fn a_key_of_another_section_names_that_section() {
+    fn a_key_of_another_settings_section_names_that_section() {
         assert_eq!(
-            hint("general_settings.routing_strategy"),
+            hint("general_settings", "routing_strategy"),
             "; it belongs in router_settings"
+        );
+        assert_eq!(
+            hint("general_settings", "routing-strategy"),
+            "; it belongs in router_settings"
+        );
+        // The exact key elsewhere wins over a near miss here (`fallbacks`).
+        assert_eq!(
+            hint("router_settings", "callbacks"),
+            "; it belongs in litellm_settings"
+        );
+        // A nested section's key is not sent to a settings section.
+        assert_eq!(hint("litellm_settings.cache_params", "redis_host"), "");
+    }
+
+    #[test]
+    fn a_dotted_key_is_told_that_dots_do_not_nest() {
+        assert_eq!(
+            hint("", "router_settings.routing_strategy"),
+            "; a dot does not nest keys: write routing_strategy under router_settings"
         );
     }
 
     #[test]
     fn a_key_close_to_nothing_gets_no_hint() {
-        assert_eq!(hint("router_settings.colour"), "");
-        assert_eq!(hint("general_settings.alerting_threshold"), "");
-        assert_eq!(hint("model_list[0].model_info.x"), "");
+        for (section, key) in [
+            ("router_settings", "colour"),
+            ("general_settings", "alerting_threshold"),
+            ("general_settings", "uid"),
+            ("litellm_settings.cache_params", "model"),
+            ("model_list[0].model_info", "x"),
+        ] {
+            assert_eq!(hint(section, key), "", "{section}.{key}");
+        }
+        assert_eq!(hint("router_settings", &"x".repeat(200_000)), "");
+        assert_eq!(param_hint(&"api_base".repeat(1000)), "");
     }
 }

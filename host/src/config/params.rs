@@ -217,6 +217,22 @@ pub fn is_supported_provider(provider: &str) -> bool {
     provider == MOCK_PROVIDER || provider == EXEC_PROVIDER || HTTP_PROVIDERS.contains(&provider)
 }
 
+/// Every litellm_params key conclave reads, for some provider.
+pub fn known_param_keys() -> impl Iterator<Item = &'static str> {
+    [
+        super::TYPED_PARAM_KEYS,
+        REQUEST_DEFAULT_KEYS,
+        MOCK_KEYS,
+        EXEC_KEYS,
+        PRICE_KEYS,
+        RESPONSES_KEYS,
+        &[EXTRA_BODY],
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+}
+
 /// Whether `key` in litellm_params is a request default conclave forwards.
 pub fn is_request_default(key: &str) -> bool {
     REQUEST_DEFAULT_KEYS.contains(&key)
@@ -273,6 +289,22 @@ pub fn provider_reads(provider: &str, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed keys listed for hints are the struct's own fields, all of
+    /// them (its Debug output names every field).
+    #[test]
+    fn the_typed_param_keys_are_the_fields_of_litellm_params() {
+        let debug = format!("{:?}", LitellmParams::default());
+        let mut fields: Vec<&str> = debug
+            .split([',', '{'])
+            .filter_map(|part| part.split_once(':').map(|(name, _)| name.trim()))
+            .filter(|name| !["organizations", "no_env_key", "extra"].contains(name))
+            .collect();
+        let mut listed = crate::config::TYPED_PARAM_KEYS.to_vec();
+        fields.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(fields, listed);
+    }
 
     fn params(model: &str, custom: Option<&str>) -> LitellmParams {
         LitellmParams {

@@ -74,6 +74,34 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The `litellm_params` keys [`LitellmParams`] reads into fields of its
+/// own (the rest land in its `extra`): what a misspelt key is compared with.
+pub const TYPED_PARAM_KEYS: &[&str] = &[
+    "model",
+    "api_base",
+    "base_url",
+    "api_key",
+    "api_version",
+    "organization",
+    "extra_headers",
+    "timeout",
+    "request_timeout",
+    "stream_timeout",
+    "max_retries",
+    "num_retries",
+    "cooldown_time",
+    "rpm",
+    "tpm",
+    "max_parallel_requests",
+    "weight",
+    "order",
+    "target_model",
+    "supports_reasoning",
+    "drop_params",
+    "additional_drop_params",
+    "custom_llm_provider",
+];
+
 /// Per-deployment parameters, LiteLLM's `litellm_params`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

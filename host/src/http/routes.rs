@@ -266,12 +266,7 @@ async fn read_request(
             Some("messages"),
         ));
     }
-    if endpoint == Endpoint::Rerank && !req.rest.is_array("documents") {
-        return Err(ApiError::invalid(
-            "documents is required and must be an array",
-            Some("documents"),
-        ));
-    }
+    check_shapes(endpoint, &req.rest)?;
     if req.stream && !endpoint.streams() {
         return Err(ApiError::invalid(
             format!("{} cannot be streamed", endpoint.name()),
@@ -279,6 +274,29 @@ async fn read_request(
         ));
     }
     Ok(req)
+}
+
+/// The shapes the newer endpoints' fields must have, checked before any
+/// call: a provider would refuse anything else, or answer it oddly.
+fn check_shapes(endpoint: Endpoint, body: &crate::openai::RawFields) -> Result<(), ApiError> {
+    let (field, ok, shape) = match endpoint {
+        Endpoint::Moderations => (
+            "input",
+            body.is_string("input") || body.is_array("input"),
+            "a string or an array",
+        ),
+        Endpoint::ImageGenerations => ("prompt", body.is_string("prompt"), "a string"),
+        Endpoint::Rerank if !body.is_string("query") => ("query", false, "a string"),
+        Endpoint::Rerank => ("documents", body.is_array("documents"), "an array"),
+        _ => return Ok(()),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        format!("{field} is required and must be {shape}"),
+        Some(field),
+    ))
 }
 
 /// The 400 for a body that is not a request: text that is not JSON, or

@@ -229,6 +229,11 @@ impl RawFields {
         self.get(key).is_some_and(|raw| raw.get().starts_with('['))
     }
 
+    /// Whether `key` holds a JSON string.
+    pub fn is_string(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|raw| raw.get().starts_with('"'))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
         self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }

@@ -128,7 +128,7 @@ impl MockTarget {
                 &id, &model, call.body,
             )))),
             Endpoint::ImageGenerations => Ok(UpstreamReply::Json(to_bytes(&mock_answers::images(
-                call.body, &prompt,
+                call.body,
             )))),
             Endpoint::Rerank => Ok(UpstreamReply::Json(to_bytes(&mock_answers::rerank(
                 &id, call.body,

@@ -24,8 +24,11 @@ const MODERATION_CATEGORIES: [&str; 13] = [
     "violence/graphic",
 ];
 
-/// Most images or rerank results one mock answer holds, whatever is asked.
+/// Most moderation or rerank results one mock answer holds.
 const MOST_ITEMS: usize = 100;
+
+/// Most images one mock answer holds (OpenAI's own limit of `n`).
+const MOST_IMAGES: usize = 10;
 
 /// A one-pixel PNG, the picture of every mock image.
 const PIXEL_PNG_BASE64: &str =
@@ -59,23 +62,24 @@ pub fn moderation(id: &str, model: &str, body: &RawFields) -> Value {
     json!({"id": format!("modr-{id}"), "model": model, "results": results})
 }
 
-/// An image answer: `n` one-pixel images (default 1), as base64 or as a
-/// `data:` URL when `response_format` is `url` (a mock has no server to
-/// keep files on).
-pub fn images(body: &RawFields, prompt: &str) -> Value {
+/// An image answer: `n` one-pixel images (default 1, at most OpenAI's 10),
+/// as base64 or as a `data:` URL when `response_format` is `url` (a mock
+/// has no server to keep files on). The prompt is not echoed: the answer
+/// stays small whatever the request.
+pub fn images(body: &RawFields) -> Value {
     let n = body
         .value("n")
         .and_then(|n| n.as_u64())
-        .map_or(1, |n| (n as usize).clamp(1, MOST_ITEMS));
+        .map_or(1, |n| (n as usize).clamp(1, MOST_IMAGES));
     let as_url = body
         .value("response_format")
         .as_ref()
         .and_then(Value::as_str)
         == Some("url");
     let image = if as_url {
-        json!({"url": format!("data:image/png;base64,{PIXEL_PNG_BASE64}"), "revised_prompt": prompt})
+        json!({"url": format!("data:image/png;base64,{PIXEL_PNG_BASE64}")})
     } else {
-        json!({"b64_json": PIXEL_PNG_BASE64, "revised_prompt": prompt})
+        json!({"b64_json": PIXEL_PNG_BASE64})
     };
     json!({"created": unix_now(), "data": vec![image; n]})
 }
@@ -188,10 +192,9 @@ mod tests {
 
     #[test]
     fn images_come_n_at_a_time_as_asked() {
-        let answer = images(
-            &body(json!({"prompt": "a cat", "n": 3, "response_format": "url"})),
-            "a cat",
-        );
+        let answer = images(&body(
+            json!({"prompt": "a cat", "n": 3, "response_format": "url"}),
+        ));
         let data = answer["data"].as_array().unwrap();
         assert_eq!(data.len(), 3);
         assert!(
@@ -200,7 +203,7 @@ mod tests {
                 .unwrap()
                 .starts_with("data:image/png;base64,")
         );
-        let many = images(&body(json!({"prompt": "a cat", "n": 1_000_000})), "a cat");
-        assert_eq!(many["data"].as_array().unwrap().len(), MOST_ITEMS);
+        let many = images(&body(json!({"prompt": "a cat", "n": 1_000_000})));
+        assert_eq!(many["data"].as_array().unwrap().len(), MOST_IMAGES);
     }
 }

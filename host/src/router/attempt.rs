@@ -5,10 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt, stream};
-use tokio::sync::OwnedSemaphorePermit;
-
-use super::deployment::Deployment;
+use super::deployment::{CallSlot, Deployment};
 use super::{RouteRequest, Router};
 use crate::config::GeneralSettings;
 use crate::observe::otel::{AttemptSpan, AttemptTarget};
@@ -16,6 +13,7 @@ use crate::ops::Reported;
 use crate::providers::{
     DEFAULT_MAX_RESPONSE_BYTES, Timeouts, UpstreamCall, UpstreamError, UpstreamReply, sse,
 };
+use futures_util::{StreamExt, stream};
 
 /// A successful call.
 pub(super) struct Answer {
@@ -33,7 +31,7 @@ pub(super) async fn attempt(
     deployment: &Arc<Deployment>,
     req: &RouteRequest<'_>,
     capture: Option<&str>,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<CallSlot>,
 ) -> Result<Answer, UpstreamError> {
     let guard = deployment.enter(slot);
     let minute = router.minute();

@@ -326,7 +326,8 @@ fn target(
     }
     for key in params.extra.keys() {
         if !provider_reads(provider, key) {
-            found.warn(format_args!("{at}.{key}: unknown key, ignored"));
+            let hint = crate::config::param_hint(key);
+            found.warn(format_args!("{at}.{key}: unknown key, ignored{hint}"));
         }
     }
     Some(target)
@@ -785,28 +786,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reload_keeps_a_deployments_call_slots_while_its_cap_is_unchanged() {
+    async fn a_reload_counts_the_calls_in_flight_against_a_changed_cap() {
         let config = |cap: u32| {
             format!(
                 "model_list:\n  - {{model_name: a, litellm_params: {{model: mock/echo, max_parallel_requests: {cap}}}}}\n"
             )
         };
-        let first = build(&config(1)).unwrap().router;
-        let slot = first.groups["a"].deployments[0]
-            .wait_for_slot(Duration::ZERO)
-            .await
-            .unwrap();
-        let _held = first.groups["a"].deployments[0].enter(slot);
-        let same = rebuild(&config(1), &first);
-        let a = &same.groups["a"].deployments[0];
-        assert!(!a.has_free_slot(), "the old version's call holds the slot");
-        assert_eq!(
-            a.wait_for_slot(Duration::from_millis(20)).await.err(),
-            Some(crate::router::deployment::NoFreeSlot { limit: 1 })
+        let take = |router: &Router| {
+            let d = Arc::clone(&router.groups["a"].deployments[0]);
+            async move {
+                let slot = d.wait_for_slot(Duration::ZERO).await?;
+                Ok::<_, crate::router::deployment::NoFreeSlot>(d.enter(slot))
+            }
+        };
+        let first = build(&config(2)).unwrap().router;
+        let (one, two) = (take(&first).await.unwrap(), take(&first).await.unwrap());
+        let lowered = rebuild(&config(1), &first);
+        let a = &lowered.groups["a"].deployments[0];
+        assert!(!a.has_free_slot());
+        drop(one);
+        assert!(
+            !a.has_free_slot(),
+            "the call still running takes the one slot"
         );
-        let raised = rebuild(&config(2), &same);
-        assert_eq!(raised.groups["a"].deployments[0].call_limit(), Some(2));
-        assert!(raised.groups["a"].deployments[0].has_free_slot());
+        drop(two);
+        assert!(a.has_free_slot());
+
+        let running = take(&lowered).await.unwrap();
+        let raised = rebuild(&config(3), &lowered);
+        let more = [take(&raised).await.unwrap(), take(&raised).await.unwrap()];
+        assert_eq!(
+            take(&raised).await.err(),
+            Some(crate::router::deployment::NoFreeSlot { limit: 3 }),
+            "three calls run: the cap of 3 is taken"
+        );
+        drop((running, more));
+        let same = rebuild(&config(3), &raised);
+        assert_eq!(same.groups["a"].deployments[0].call_limit(), Some(3));
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(take(&same).await.unwrap());
+        }
+        assert!(take(&same).await.is_err(), "every slot came back once");
     }
 
     #[test]

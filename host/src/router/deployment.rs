@@ -41,11 +41,72 @@ pub struct Deployment {
 }
 
 /// A deployment's `max_parallel_requests`: one permit per call in flight,
-/// handed out in the order the calls asked for them.
+/// handed out in the order the calls asked for them. A reload that changes
+/// the cap resizes these rather than starting afresh, so calls already in
+/// flight (and those waiting) count against the new cap.
 #[derive(Debug)]
 pub struct CallSlots {
-    limit: u32,
+    /// The cap in force.
+    limit: AtomicU32,
     permits: Arc<Semaphore>,
+    /// Permits a lowered cap has yet to take back: while it is above zero,
+    /// a call that ends keeps its permit out instead of returning it.
+    owed: AtomicU32,
+}
+
+impl CallSlots {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit: AtomicU32::new(limit),
+            permits: Arc::new(Semaphore::new(limit as usize)),
+            owed: AtomicU32::new(0),
+        }
+    }
+
+    /// Moves the cap to `limit`, counting the calls in flight against it.
+    fn resize(&self, limit: u32) {
+        let old = self.limit.swap(limit, Ordering::SeqCst);
+        if limit > old {
+            let more = limit - old;
+            let forgiven = take_up_to(&self.owed, more);
+            self.permits.add_permits((more - forgiven) as usize);
+        } else if limit < old {
+            let fewer = old - limit;
+            let taken = self.permits.forget_permits(fewer as usize) as u32;
+            self.owed.fetch_add(fewer - taken, Ordering::SeqCst);
+        }
+    }
+
+    /// Returns the permit of a call that ended, unless a lowered cap is
+    /// still owed one.
+    fn release(&self, permit: OwnedSemaphorePermit) {
+        if take_up_to(&self.owed, 1) == 1 {
+            permit.forget();
+        }
+    }
+}
+
+/// Takes up to `n` from `counter`; returns how much it took.
+fn take_up_to(counter: &AtomicU32, n: u32) -> u32 {
+    let before = counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| Some(c - c.min(n)))
+        .unwrap_or(0);
+    before.min(n)
+}
+
+/// One call's slot of a deployment with `max_parallel_requests`, given
+/// back when the call (or its stream) ends.
+pub struct CallSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<CallSlots>,
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.slots.release(permit);
+        }
+    }
 }
 
 /// A call to a deployment at its `max_parallel_requests` that no slot
@@ -67,27 +128,26 @@ pub struct LiveState {
     /// The last failed call and the background health checks' findings,
     /// for `/health` and the metrics.
     checks: Mutex<super::checks::Checks>,
-    /// The call slots, kept for the next config version while its
-    /// `max_parallel_requests` stays the same, so that calls begun before a
-    /// reload still hold theirs.
+    /// The call slots, kept for the next config versions, so that calls
+    /// begun before a reload still hold theirs.
     slots: Mutex<Option<Arc<CallSlots>>>,
 }
 
 impl LiveState {
-    /// The call slots for `limit`: the ones already kept when their limit
-    /// is the same, else new ones.
+    /// The call slots for `limit`: the ones already kept, resized to it,
+    /// else new ones.
     fn slots_for(&self, limit: u32) -> Arc<CallSlots> {
         let mut kept = match self.slots.lock() {
             Ok(kept) => kept,
             Err(poisoned) => poisoned.into_inner(),
         };
         match kept.as_ref() {
-            Some(slots) if slots.limit == limit => Arc::clone(slots),
-            _ => {
-                let slots = Arc::new(CallSlots {
-                    limit,
-                    permits: Arc::new(Semaphore::new(limit as usize)),
-                });
+            Some(slots) => {
+                slots.resize(limit);
+                Arc::clone(slots)
+            }
+            None => {
+                let slots = Arc::new(CallSlots::new(limit));
                 *kept = Some(Arc::clone(&slots));
                 slots
             }
@@ -241,7 +301,7 @@ impl Deployment {
 
     /// Its `max_parallel_requests`, when it has one.
     pub fn call_limit(&self) -> Option<u32> {
-        self.slots.as_ref().map(|s| s.limit)
+        self.slots.as_ref().map(|s| s.limit.load(Ordering::Relaxed))
     }
 
     /// Whether a call may start now without waiting for a slot.
@@ -254,26 +314,33 @@ impl Deployment {
     /// A slot for one call, waiting up to `within` for one to free when the
     /// deployment is at its `max_parallel_requests`; `None` (and no wait)
     /// when it has no such limit.
-    pub async fn wait_for_slot(
-        &self,
-        within: Duration,
-    ) -> Result<Option<OwnedSemaphorePermit>, NoFreeSlot> {
+    pub async fn wait_for_slot(&self, within: Duration) -> Result<Option<CallSlot>, NoFreeSlot> {
         let Some(slots) = &self.slots else {
             return Ok(None);
         };
-        let full = NoFreeSlot { limit: slots.limit };
-        if let Ok(permit) = Arc::clone(&slots.permits).try_acquire_owned() {
-            return Ok(Some(permit));
-        }
-        match tokio::time::timeout(within, Arc::clone(&slots.permits).acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Some(permit)),
-            // The permits are never closed; a closed set is a full one.
-            Ok(Err(_)) | Err(_) => Err(full),
-        }
+        let permit = match Arc::clone(&slots.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                match tokio::time::timeout(within, Arc::clone(&slots.permits).acquire_owned()).await
+                {
+                    Ok(Ok(permit)) => permit,
+                    // The permits are never closed; a closed set is a full one.
+                    Ok(Err(_)) | Err(_) => {
+                        return Err(NoFreeSlot {
+                            limit: slots.limit.load(Ordering::Relaxed),
+                        });
+                    }
+                }
+            }
+        };
+        Ok(Some(CallSlot {
+            permit: Some(permit),
+            slots: Arc::clone(slots),
+        }))
     }
 
     /// Marks one request in flight, holding `slot`, until the guard drops.
-    pub fn enter(&self, slot: Option<OwnedSemaphorePermit>) -> InFlight {
+    pub fn enter(&self, slot: Option<CallSlot>) -> InFlight {
         self.live.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
             live: self.live.clone(),
@@ -288,7 +355,7 @@ impl Deployment {
 /// off, after it.
 pub struct InFlight {
     live: Arc<LiveState>,
-    _slot: Option<OwnedSemaphorePermit>,
+    _slot: Option<CallSlot>,
 }
 
 impl Drop for InFlight {

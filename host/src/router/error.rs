@@ -140,8 +140,8 @@ pub enum RouteError {
     )]
     GroupRateLimited { group: String, retry_in: Duration },
     #[error(
-        "model group {group:?}, deployment {deployment:?}: {limit} calls already in flight \
-         (its max_parallel_requests) and none ended within {:.1} s; retry shortly",
+        "model group {group:?}, deployment {deployment:?}: at its max_parallel_requests \
+         ({limit} calls in flight) and none ended within {:.1} s; retry shortly",
         waited.as_secs_f64()
     )]
     DeploymentBusy {

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::attempt::{Answer, attempt, own_deadline};
-use super::deployment::Deployment;
+use super::deployment::{CallSlot, Deployment};
 use super::error::{ErrorClass, RouteError, classify};
 use super::{ModelGroup, RouteRequest, Router};
 use crate::config::RetryPolicyConfig;
 use crate::ops::Attempt;
 use crate::providers::UpstreamError;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Longest error message an attempt record keeps.
 const MAX_ATTEMPT_ERROR_CHARS: usize = 1000;
@@ -124,18 +123,20 @@ fn retry_after_of(error: &UpstreamError) -> Option<Duration> {
 
 /// A call slot of `deployment` when it limits its calls in flight
 /// (`max_parallel_requests`): at the limit, the call waits for one, as
-/// LiteLLM's per-deployment semaphore makes it, for at most the time the
-/// request may take.
+/// LiteLLM's per-deployment semaphore makes it, for at most the
+/// deployment's timeout (or the request's, when shorter).
 async fn wait_for_slot(
     group: &ModelGroup,
     deployment: &Deployment,
     req: &RouteRequest<'_>,
     waited: &mut Duration,
-) -> Result<Option<OwnedSemaphorePermit>, RouteError> {
+) -> Result<Option<CallSlot>, RouteError> {
     if deployment.call_limit().is_none() {
         return Ok(None);
     }
-    let within = req.limits.timeout.unwrap_or(deployment.timeouts.request);
+    // The request's own `timeout` shortens the wait, never lengthens it.
+    let configured = deployment.timeouts.request;
+    let within = req.limits.timeout.map_or(configured, |t| t.min(configured));
     let asked = Instant::now();
     let slot = deployment.wait_for_slot(within).await;
     *waited += asked.elapsed();
