@@ -205,8 +205,42 @@ async fn malformed_requests_are_refused_naming_the_field() {
     assert_eq!(up.recorded().len(), 0);
 }
 
-/// An Anthropic deployment serves chat only: another endpoint is the
-/// client's error, said before any call.
+/// A group mixing providers sends each endpoint to the deployments that
+/// serve it, whatever their order: chat to the Anthropic one first,
+/// moderations to the one that has them.
+#[tokio::test]
+async fn deployments_that_cannot_serve_an_endpoint_are_passed_over() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "m",
+        Behavior::raw_body("application/json", r#"{"id":"modr-1","results":[]}"#),
+    );
+    let proxy = Proxy::start(&format!(
+        "model_list:\n{}{}",
+        deployment(
+            "mixed",
+            "anthropic/claude-sonnet-4-5",
+            &up.api_base("a"),
+            &["order: 1"]
+        ),
+        deployment(
+            "mixed",
+            "openai/omni-moderation-latest",
+            &up.api_base("m"),
+            &["order: 2"]
+        ),
+    ))
+    .await;
+    let r = proxy
+        .post("/v1/moderations", &json!({"model": "mixed", "input": "x"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-conclave-attempts"], "1");
+    assert_eq!((up.calls("a"), up.calls("m")), (0, 1));
+}
+
+/// A group with no deployment that serves the endpoint (Anthropic's serve
+/// chat only) refuses it as the client's error, before any call.
 #[tokio::test]
 async fn a_deployment_that_cannot_serve_the_endpoint_says_so() {
     let up = FakeUpstream::start().await;
@@ -226,6 +260,9 @@ async fn a_deployment_that_cannot_serve_the_endpoint_says_so() {
     assert_eq!(r.status(), 400);
     let got: Value = r.json().await.unwrap();
     let message = got["error"]["message"].as_str().unwrap();
-    assert!(message.contains("/moderations"), "{message}");
+    assert!(
+        message.contains("/moderations") && message.contains("\"claude\""),
+        "{message}"
+    );
     assert_eq!(up.recorded().len(), 0);
 }

@@ -301,6 +301,17 @@ impl Target {
         }
     }
 
+    /// Whether this deployment can serve `endpoint` at all: Anthropic's API
+    /// and exec programs answer chat only.
+    pub fn serves(&self, endpoint: Endpoint) -> bool {
+        endpoint == Endpoint::ChatCompletions
+            || match self {
+                Self::Http(t) => !t.speaks_anthropic(),
+                Self::Mock(_) => true,
+                Self::Exec(_) => false,
+            }
+    }
+
     /// Whether a Responses client's request is passed through natively
     /// (an `openai/` deployment serving the Responses API).
     pub fn serves_responses(&self) -> bool {

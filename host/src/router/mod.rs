@@ -441,16 +441,26 @@ impl Router {
     /// Index of the deployment to call next: healthy, within limits, with a
     /// free call slot if any has one, lowest `order`, untried within that
     /// order if possible, then the balancer's choice.
-    fn select(&self, group: &ModelGroup, tried: &[usize]) -> Result<usize, RouteError> {
+    fn select(
+        &self,
+        group: &ModelGroup,
+        tried: &[usize],
+        endpoint: Endpoint,
+    ) -> Result<usize, RouteError> {
         let now = self.clock.now();
         let minute = self.minute();
         let mut candidates: Vec<usize> = Vec::with_capacity(group.deployments.len());
         let mut soonest: Option<Instant> = None;
         let mut limited = false;
+        let mut unserved = false;
         // At their max_parallel_requests: chosen only when every other
         // deployment is too, and then the call waits for a slot.
         let mut full: Vec<usize> = Vec::new();
         for (i, d) in group.deployments.iter().enumerate() {
+            if !d.target.serves(endpoint) {
+                unserved = true;
+                continue;
+            }
             if let Some(until) = d.cooling_until(now) {
                 soonest = Some(soonest.map_or(until, |s| s.min(until)));
                 continue;
@@ -480,6 +490,16 @@ impl Router {
                     group: group.name.to_string(),
                     retry_in: until.duration_since(now),
                     last_error: latest_failure(group),
+                }
+            } else if unserved {
+                RouteError::InvalidRequest {
+                    message: format!(
+                        "model group {:?} has no deployment that serves {} \
+                         (anthropic/ and exec/ deployments serve chat completions only)",
+                        group.name,
+                        endpoint.path()
+                    ),
+                    param: Some("model".into()),
                 }
             } else {
                 RouteError::Unavailable(format!("model group {:?} has no deployments", group.name))
