@@ -1,8 +1,9 @@
 //! What to add to "unknown key, ignored": the key the writer most likely
-//! meant, when one of the section's own keys is a near miss of it, or the
-//! section that reads it, when it was written in another one. Without the
-//! hint a misspelt setting goes unnoticed: the file loads and the setting
-//! keeps its default.
+//! meant, when one of the section's own keys (or, in `litellm_params`, one
+//! of the keys conclave reads there) is a near miss of it; the settings
+//! section that reads it, when it was written in another one; or that a
+//! dot does not nest keys. Without the hint a misspelt setting goes
+//! unnoticed: the file loads and the setting keeps its default.
 
 use std::fmt;
 
