@@ -195,17 +195,16 @@ fn load_tree(
     let listed_drop_params = unset_listed_drop_params(&mut tree);
     let organization_lists = take_organization_lists(&mut tree);
     // Each ignored key's path, and the hint its warning gives.
-    let mut ignored: Vec<String> = Vec::new();
-    let mut hints: Vec<String> = Vec::new();
+    let mut ignored: Vec<(String, String)> = Vec::new();
     let mut config: Config = {
         let mut on_ignored = |p: serde_ignored::Path<'_>| {
-            ignored.push(format_ignored_path(&p));
-            hints.push(match &p {
+            let hint = match &p {
                 serde_ignored::Path::Map { parent, key } => {
                     super::near_miss::hint(&format_ignored_path(parent), key)
                 }
                 _ => String::new(),
-            });
+            };
+            ignored.push((format_ignored_path(&p), hint));
         };
         let de = serde_ignored::Deserializer::new(tree, &mut on_ignored);
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -227,7 +226,13 @@ fn load_tree(
     // ignored keys, litellm_params nothing reads, or deployments of providers
     // that are skipped.
     let unread = unread_params(&config);
-    let read = |path: &str| !ignored.iter().chain(&unread).any(|i| is_within(path, i));
+    let read = |path: &str| {
+        !ignored
+            .iter()
+            .map(|(p, _)| p)
+            .chain(&unread)
+            .any(|i| is_within(path, i))
+    };
     env_problems.retain(|p| read(&p.path));
     // The router's Redis is optional (LiteLLM reads an unset variable there
     // as no Redis): such a key is left unset, with a warning.
@@ -240,7 +245,6 @@ fn load_tree(
 
     let mut warnings: Vec<String> = ignored
         .iter()
-        .zip(&hints)
         .map(|(p, hint)| format!("{}: unknown key, ignored{hint}", origins.show(&file, p)))
         .collect();
     warnings.extend(optional.iter().map(|p| {
@@ -290,7 +294,6 @@ fn load_tree(
         problems.extend(
             ignored
                 .iter()
-                .zip(&hints)
                 .filter(|(_, hint)| !hint.is_empty())
                 .map(|(p, hint)| Problem::new(p.clone(), format!("unknown key{hint}"))),
         );

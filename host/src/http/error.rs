@@ -194,6 +194,7 @@ fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
 impl From<RouteError> for ApiError {
     fn from(error: RouteError) -> Self {
         let message = error.to_string();
+        let code = error.code();
         match error {
             RouteError::ModelNotFound { .. } => ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -205,39 +206,27 @@ impl From<RouteError> for ApiError {
             RouteError::InvalidRequest { param, .. } => {
                 ApiError::invalid(message, param.as_deref())
             }
-            RouteError::GroupCooling { retry_in, .. } => {
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable_error",
-                    message,
-                    None,
-                    Some("model_group_cooling_down"),
-                );
-                e.retry_after = Some(retry_in);
-                e
-            }
-            RouteError::GroupRateLimited { retry_in, .. } => {
-                let mut e = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    message,
-                    None,
-                    Some("model_group_rate_limited"),
-                );
-                e.retry_after = Some(retry_in);
-                e
-            }
-            RouteError::DeploymentBusy { .. } => {
-                let mut e = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    message,
-                    None,
-                    Some("deployment_parallel_limit"),
-                );
-                e.retry_after = Some(Duration::from_secs(1));
-                e
-            }
+            RouteError::GroupCooling { retry_in, .. } => retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable_error",
+                message,
+                code,
+                retry_in,
+            ),
+            RouteError::GroupRateLimited { retry_in, .. } => retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                message,
+                code,
+                retry_in,
+            ),
+            RouteError::DeploymentBusy { .. } => retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                message,
+                code,
+                Duration::from_secs(1),
+            ),
             RouteError::Upstream { error, .. } => upstream_error(message, &error),
             RouteError::Unavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -248,6 +237,20 @@ impl From<RouteError> for ApiError {
             ),
         }
     }
+}
+
+/// A route refused for now (cooling down, at a limit), with the
+/// `Retry-After` that says when to ask again.
+fn retry_later(
+    status: StatusCode,
+    kind: &str,
+    message: String,
+    code: &str,
+    retry_after: Duration,
+) -> ApiError {
+    let mut e = ApiError::new(status, kind, message, None, Some(code));
+    e.retry_after = Some(retry_after);
+    e
 }
 
 impl From<Refusal> for ApiError {
