@@ -68,6 +68,9 @@ pub struct Gateway {
     /// A model request without `user` is refused
     /// (`general_settings.enforce_user_param`).
     pub enforce_user_param: bool,
+    /// The budget of end users with none of their own
+    /// (`litellm_settings.max_end_user_budget`, `max_end_user_budget_id`).
+    pub end_user_defaults: crate::keys::EndUserDefaults,
     /// Changes through the management and admin APIs leave audit log rows
     /// (`litellm_settings.store_audit_logs`, on unless set to false).
     pub audit_log: bool,
@@ -169,6 +172,7 @@ impl Gateway {
                     .enforce_fallback_model_access
                     .unwrap_or(false),
                 enforce_user_param: cfg.general_settings.enforce_user_param.unwrap_or(false),
+                end_user_defaults: crate::keys::EndUserDefaults::of(&cfg.litellm_settings),
                 audit_log: cfg.litellm_settings.store_audit_logs.unwrap_or(true),
                 key_generate,
                 model_names,

@@ -228,6 +228,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
                 .and_then(|s| Duration::try_from_secs_f64(s).ok())
                 .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
             &limiter,
+            keys.as_ref(),
         )),
         limiter,
         keys: keys.clone(),

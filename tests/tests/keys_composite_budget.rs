@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use conclave_e2e::{Behavior, FakeUpstream, Proxy, SseReader};
 use keys_support::{
-    CALL_COST, chat_as, close, code, composite, header, key_spend, new_key, spend_rows,
+    CALL_COST, MASTER, chat_as, chat_body_as, close, code, composite, header, key_spend, manage,
+    new_key, spend_rows,
 };
 use serde_json::json;
 
@@ -172,6 +173,28 @@ async fn a_run_stopped_by_its_callers_budget_answers_with_the_budget_error() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(code(&body), "key_budget_exceeded");
     assert_eq!(body["error"]["type"], "budget_exceeded");
+}
+
+#[tokio::test]
+async fn a_run_stops_at_its_end_users_budget_and_charges_the_end_user_every_call() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    manage(
+        &proxy,
+        "/customer/new",
+        json!({"user_id": "frugal", "max_budget": 2.5 * CALL_COST}),
+    )
+    .await;
+    let body = json!({"model": "council", "user": "frugal",
+                      "messages": [{"role": "user", "content": "6x7?"}]});
+    let (status, _, answer) = chat_body_as(&proxy, MASTER, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(code(&answer), "end_user_budget_exceeded");
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (3, 0));
+    // Refused before any model is called from now on.
+    let (status, _, answer) = chat_body_as(&proxy, MASTER, &body).await;
+    assert_eq!((status, code(&answer)), (400, "end_user_budget_exceeded"));
+    assert_eq!(member_calls(&up), 3);
 }
 
 #[tokio::test]

@@ -71,6 +71,14 @@ enum Event {
     Team {
         id: String,
     },
+    /// An end user (customer) changed.
+    EndUser {
+        id: String,
+    },
+    /// A budget changed, and with it its end users.
+    Budget {
+        id: String,
+    },
     AllKeys,
     Cooldown {
         deployment: String,
@@ -157,6 +165,8 @@ impl ChangeFeed for Bus {
             Change::Key(id) => Event::Key { id: id.clone() },
             Change::User(id) => Event::User { id: id.clone() },
             Change::Team(id) => Event::Team { id: id.clone() },
+            Change::EndUser(id) => Event::EndUser { id: id.clone() },
+            Change::Budget(id) => Event::Budget { id: id.clone() },
             Change::All => Event::AllKeys,
         });
         self.deliver(vec![publish]);
@@ -218,6 +228,8 @@ impl Targets {
             Event::Key { id } => Change::Key(id),
             Event::User { id } => Change::User(id),
             Event::Team { id } => Change::Team(id),
+            Event::EndUser { id } => Change::EndUser(id),
+            Event::Budget { id } => Change::Budget(id),
             Event::AllKeys => Change::All,
             Event::Cooldown {
                 deployment,

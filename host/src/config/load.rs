@@ -730,6 +730,24 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(key, why));
         }
     }
+    if let Some(max) = ls.max_end_user_budget
+        && !(max.is_finite() && max >= 0.0)
+    {
+        problems.push(Problem::new(
+            "litellm_settings.max_end_user_budget",
+            format!("must be a non-negative number of USD, not {max}"),
+        ));
+    }
+    if ls
+        .max_end_user_budget_id
+        .as_deref()
+        .is_some_and(|id| id.trim().is_empty())
+    {
+        problems.push(Problem::new(
+            "litellm_settings.max_end_user_budget_id",
+            "must name a budget made with /budget/new",
+        ));
+    }
 }
 
 /// Sizes in megabytes: each positive, and the in-flight bodies' total room

@@ -420,6 +420,13 @@ pub struct LitellmSettings {
     /// The most `/key/generate` may give a key; also the value of a field
     /// the body leaves out.
     pub upperbound_key_generate_params: Option<KeyGenerateBounds>,
+    /// The most an end user with no budget of its own may spend, in all
+    /// (USD).
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub max_end_user_budget: Option<f64>,
+    /// The budget (made with `/budget/new`) an end user with none of its
+    /// own is linked to when first seen.
+    pub max_end_user_budget_id: Option<String>,
 }
 
 /// `litellm_settings.default_key_generate_params`, LiteLLM's fields.

@@ -104,6 +104,7 @@ fn install_scope(
 ) -> Result<(), ApiError> {
     // Before the id is taken: a refusal's outcome is recorded under it.
     let tags = header_tags(request.headers())?;
+    let end_user = header_end_user(request.headers())?;
     // Taken out, not copied: the scope carries it from here on, and the
     // request's extensions stay few enough not to grow their table.
     let id = request
@@ -113,6 +114,7 @@ fn install_scope(
     let route = route.map_or("", MatchedPath::as_str);
     let mut ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
     ctx.tags = tags;
+    ctx.end_user = end_user;
     ctx.meter = Meter::new(
         state.ops.keys.is_some().then(|| state.ops.limiter.clone()),
         gateway.prices.clone(),
@@ -150,6 +152,28 @@ fn header_tags(headers: &HeaderMap) -> Result<Option<Arc<[String]>>, ApiError> {
     crate::openai::dedup_in_order(&mut tags);
     crate::openai::check_tags(&tags, HEADER).map_err(refused)?;
     Ok((!tags.is_empty()).then(|| tags.into()))
+}
+
+/// LiteLLM's customer headers, `x-litellm-customer-id` first, then
+/// `x-litellm-end-user-id`: they name the request's end user ahead of
+/// its body's `user`.
+fn header_end_user(headers: &HeaderMap) -> Result<Option<Arc<str>>, ApiError> {
+    const NAMES: [http::HeaderName; 2] = [
+        http::HeaderName::from_static("x-litellm-customer-id"),
+        http::HeaderName::from_static("x-litellm-end-user-id"),
+    ];
+    for name in NAMES {
+        let Some(value) = headers.get(&name) else {
+            continue;
+        };
+        let field = format!("the {name} header");
+        let refused = |message: String| ApiError::invalid(message, Some(name.as_str()));
+        let text = value
+            .to_str()
+            .map_err(|_| refused(format!("{field} must be visible ASCII")))?;
+        return crate::openai::checked_end_user(text.trim(), &field).map_err(refused);
+    }
+    Ok(None)
 }
 
 /// Who presents the request's key: the master key's holder, a virtual key

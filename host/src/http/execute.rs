@@ -64,6 +64,7 @@ pub async fn execute(
     // OpenAI's newer name for the end user counts as one.
     if gateway.enforce_user_param
         && req.end_user.is_none()
+        && ctx.end_user.is_none()
         && !req.rest.contains_key("safety_identifier")
     {
         return Err(ApiError::invalid(
@@ -81,6 +82,8 @@ pub async fn execute(
         o.stream = req.stream;
         if labelled.is_some() {
             o.tags.clone_from(&ctx.tags);
+        }
+        if ctx.end_user.is_some() {
             o.end_user.clone_from(&ctx.end_user);
         }
     });
@@ -120,6 +123,7 @@ pub async fn execute(
             composite: profile.is_some(),
             fallbacks: req.fallbacks.as_deref().unwrap_or_default(),
             access: &gateway.access_groups,
+            end_user_defaults: &gateway.end_user_defaults,
         })
         .await?;
     // What is left of a key's per-minute limits, in LiteLLM's headers.

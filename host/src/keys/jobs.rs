@@ -6,6 +6,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::end_user::EndUser;
+use super::model::Principal;
 use super::registry::Registry;
 use super::reset::ResetClock;
 use super::store::Store;
@@ -18,7 +20,12 @@ const RETENTION_BATCH: u32 = 1000;
 const RETENTION_PAUSE: Duration = Duration::from_millis(50);
 
 /// Starts the budget reset job; new periods end on `clock`.
-pub fn start_budget_resets(store: Store, registry: Registry, clock: ResetClock) {
+pub fn start_budget_resets(
+    store: Store,
+    registry: Registry<Principal>,
+    end_users: Registry<EndUser>,
+    clock: ResetClock,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RESET_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -28,6 +35,7 @@ pub fn start_budget_resets(store: Store, registry: Registry, clock: ResetClock) 
                 Ok(true) => {
                     tracing::info!("budgets reset for their new period");
                     registry.invalidate_all();
+                    end_users.invalidate_all();
                 }
                 Ok(false) => {}
                 Err(e) => tracing::warn!("cannot reset budgets: {e}"),

@@ -12,6 +12,7 @@
 //! open and the database is touched only to store Responses API answers
 //! ([`responses`]), when the first one is stored or looked up.
 
+pub mod end_user;
 mod generate_params;
 mod jobs;
 pub mod model;
@@ -28,10 +29,11 @@ mod writer;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use end_user::{EndUser, EndUserDefaults};
 pub use generate_params::{KeyGenerateParams, OverBound};
 pub use model::{
-    KeyRecord, Limits, PROXY_ADMIN_ROLE, PeriodError, Principal, SpendRow, TeamRecord, UserRecord,
-    budget_period,
+    BudgetRecord, EndUserRecord, KeyRecord, Limits, PROXY_ADMIN_ROLE, PeriodError, Principal,
+    SpendRow, TeamRecord, UserRecord, budget_period,
 };
 pub use responses::{ResponseStore, ResponsesSettings, StoredResponse};
 pub use settings::{DEFAULT_DATABASE_URL, KeysSettings, database_url};
@@ -76,6 +78,10 @@ pub enum Change {
     User(String),
     /// A team, likewise.
     Team(String),
+    /// One end user (customer).
+    EndUser(String),
+    /// A budget, whose limits are part of its end users' records.
+    Budget(String),
     /// Anything: every cached key is read again.
     All,
 }
@@ -96,7 +102,9 @@ pub struct Keys {
 
 struct Inner {
     store: Store,
-    registry: Registry,
+    registry: Registry<Principal>,
+    end_users: Registry<EndUser>,
+    budgets: Registry<BudgetRecord>,
     writer: WriterHandle,
     settings: KeysSettings,
     /// Set once when instances share state.
@@ -110,10 +118,13 @@ impl Keys {
     pub async fn open(settings: KeysSettings) -> Result<Keys, KeyError> {
         let store = Store::connect_with(&settings.database_url, settings.pool).await?;
         let registry = Registry::new(settings.cache_capacity, settings.cache_ttl);
+        let end_users = Registry::new(settings.cache_capacity, settings.cache_ttl);
+        let budgets = Registry::new(settings.cache_capacity, settings.cache_ttl);
         let writer = WriterHandle::start(store.clone(), &settings);
         jobs::start_budget_resets(
             store.clone(),
             registry.clone(),
+            end_users.clone(),
             settings.reset_clock.clone(),
         );
         if let Some(period) = settings.spend_log_retention {
@@ -123,6 +134,8 @@ impl Keys {
             inner: Arc::new(Inner {
                 store,
                 registry,
+                end_users,
+                budgets,
                 writer,
                 settings,
                 feed: OnceLock::new(),
@@ -141,6 +154,42 @@ impl Keys {
     /// [`Keys::resolve`] by the key's hash (its `token`).
     pub async fn resolve_hash(&self, token_hash: &str) -> Result<Option<Arc<Principal>>, KeyError> {
         self.inner.registry.get(token_hash, &self.inner.store).await
+    }
+
+    /// The end user `id`, from the cache or, on a miss, the store (an end
+    /// user the store has not seen yet has no record).
+    pub async fn end_user(&self, id: &str) -> Result<Arc<EndUser>, KeyError> {
+        match self.inner.end_users.get(id, &self.inner.store).await? {
+            Some(found) => Ok(found),
+            None => Ok(Arc::new(EndUser::new(id, None))),
+        }
+    }
+
+    /// A budget, from the cache or, on a miss, the store.
+    pub async fn budget(&self, id: &str) -> Result<Option<Arc<BudgetRecord>>, KeyError> {
+        self.inner.budgets.get(id, &self.inner.store).await
+    }
+
+    /// Links `end_user`, which has no budget, to the default budget
+    /// `budget`, in the background: its period starts now. An end user
+    /// linked meanwhile keeps its own.
+    pub fn link_default_budget(&self, end_user: &str, budget: &BudgetRecord) {
+        let keys = self.clone();
+        let (id, budget_id) = (end_user.to_owned(), budget.budget_id.clone());
+        let clock = &self.inner.settings.reset_clock;
+        let reset_at = budget
+            .limits
+            .budget_reset_after(std::time::SystemTime::now(), clock);
+        tokio::spawn(async move {
+            let linked = keys
+                .store()
+                .link_end_user_budget(&id, &budget_id, reset_at, std::time::SystemTime::now())
+                .await;
+            match linked {
+                Ok(()) => keys.invalidate_end_user(&id),
+                Err(e) => tracing::warn!("cannot link an end user to the default budget: {e}"),
+            }
+        });
     }
 
     /// Queues one spend-log row for the background writer. Never blocks and
@@ -172,6 +221,16 @@ impl Keys {
         self.changed(Change::Team(team_id.to_owned()));
     }
 
+    /// Forgets one cached end user.
+    pub fn invalidate_end_user(&self, id: &str) {
+        self.changed(Change::EndUser(id.to_owned()));
+    }
+
+    /// Forgets a cached budget and the end users linked to it.
+    pub fn invalidate_budget(&self, budget_id: &str) {
+        self.changed(Change::Budget(budget_id.to_owned()));
+    }
+
     fn changed(&self, change: Change) {
         self.forget(&change);
         if let Some(feed) = self.inner.feed.get() {
@@ -193,7 +252,21 @@ impl Keys {
                 let id = id.clone();
                 registry.invalidate_where(move |p| p.key.team_id.as_deref() == Some(id.as_str()));
             }
-            Change::All => registry.invalidate_all(),
+            Change::EndUser(id) => self.inner.end_users.invalidate(id),
+            Change::Budget(id) => {
+                self.inner.budgets.invalidate(id);
+                let id = id.clone();
+                self.inner.end_users.invalidate_where(move |e| {
+                    e.record
+                        .as_ref()
+                        .is_some_and(|r| r.budget_id.as_deref() == Some(id.as_str()))
+                });
+            }
+            Change::All => {
+                registry.invalidate_all();
+                self.inner.end_users.invalidate_all();
+                self.inner.budgets.invalidate_all();
+            }
         }
     }
 

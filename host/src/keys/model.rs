@@ -279,6 +279,66 @@ impl Principal {
     }
 }
 
+/// A named set of limits (LiteLLM's budget table): end users linked to it
+/// each get its limits, counted for each of them on their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRecord {
+    pub budget_id: String,
+    /// `max_budget` and `budget_duration` per end user, and the per-minute
+    /// and in-flight limits.
+    pub limits: Limits,
+    /// The spend at which LiteLLM alerts; kept and shown, never refused on.
+    pub soft_budget: Option<f64>,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+/// One end user (LiteLLM's customer): whoever a request names in its
+/// `user` field or the customer headers. A row is made the first time an
+/// end user spends, or by `/customer/new`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndUserRecord {
+    pub user_id: String,
+    pub alias: Option<String>,
+    /// A blocked end user's requests are refused.
+    pub blocked: bool,
+    /// The budget the end user is linked to, with its record when it exists.
+    pub budget_id: Option<String>,
+    pub budget: Option<BudgetRecord>,
+    /// Spend in the current budget period.
+    pub spend: f64,
+    pub budget_reset_at: Option<SystemTime>,
+    /// Shown as LiteLLM shows them; conclave does not route by them.
+    pub default_model: Option<String>,
+    pub allowed_model_region: Option<String>,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+impl EndUserRecord {
+    /// A record for an end user seen for the first time, with nothing set.
+    pub fn new(user_id: String, now: SystemTime) -> Self {
+        Self {
+            user_id,
+            alias: None,
+            blocked: false,
+            budget_id: None,
+            budget: None,
+            spend: 0.0,
+            budget_reset_at: None,
+            default_model: None,
+            allowed_model_region: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The limits that apply: its budget's, none without one.
+    pub fn limits(&self) -> Option<&Limits> {
+        self.budget.as_ref().map(|b| &b.limits)
+    }
+}
+
 /// One spend-log row: a request, or one model call a composite strategy made
 /// (linked to its request by `parent_request_id`). Written in batches by the
 /// background writer; its `spend` is added to the key's, user's and team's

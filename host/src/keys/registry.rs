@@ -1,5 +1,6 @@
-//! The registry cache: resolved principals by key hash, so a request never
-//! waits on the store once its key has been seen.
+//! The registry caches: resolved principals by key hash, and end users by
+//! their id, so a request never waits on the store once its key (or end
+//! user) has been seen.
 //!
 //! It is a `quick_cache` cache because a hit, every request's case, must
 //! cost next to nothing: one read lock on one of its shards and a flag,
@@ -13,6 +14,7 @@
 //! are cached too, for the same time, so a stream of wrong keys cannot
 //! become a stream of store reads.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,39 +26,63 @@ use super::KeyError;
 use super::model::Principal;
 use super::store::Store;
 
-/// A principal, or `None` for an unknown key.
+/// What a registry caches, and how one is read from the store by its id.
+pub trait Stored: Send + Sync + Sized + 'static {
+    /// The record with id `id`; `None` when there is none.
+    fn read(store: &Store, id: &str)
+    -> impl Future<Output = Result<Option<Self>, KeyError>> + Send;
+}
+
+impl Stored for Principal {
+    fn read(
+        store: &Store,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<Self>, KeyError>> + Send {
+        store.principal(token_hash)
+    }
+}
+
+/// A record, or `None` for an unknown id.
 ///
-/// Spend is not brought into cached principals as it is written: the limit
-/// counters count every call at once and only take a principal's recorded
+/// Spend is not brought into cached records as it is written: the limit
+/// counters count every call at once and only take a record's
 /// spend as a floor, so a record up to one time-to-live old is enough.
 /// Rewriting every busy key once a second also kept its entry from ever
 /// expiring, and a change made by another instance without Redis was then
 /// never read.
-type Entry = Option<Arc<Principal>>;
+type Entry<V> = Option<Arc<V>>;
 
 /// One cached answer of the store, and when it was read.
-#[derive(Clone)]
-struct Cached {
+struct Cached<V> {
     /// The store's answer; a failed read is kept only to hand its error to
     /// the requests that waited for that read.
-    answer: Result<Entry, Arc<KeyError>>,
+    answer: Result<Entry<V>, Arc<KeyError>>,
     loaded: Instant,
 }
 
-/// Keyed by SHA-256 digests, which no caller can aim at one shard or
-/// bucket, so a fast seeded hasher is as safe here as SipHash.
-type PrincipalCache = Cache<
+impl<V> Clone for Cached<V> {
+    fn clone(&self) -> Self {
+        Self {
+            answer: self.answer.clone(),
+            loaded: self.loaded,
+        }
+    }
+}
+
+/// Keyed by SHA-256 digests or end-user ids. A digest no caller can aim
+/// at one shard or bucket; for the ids callers choose, foldhash's seeded
+/// hasher is built to resist such collisions.
+type RecordCache<V> = Cache<
     String,
-    Cached,
+    Cached<V>,
     UnitWeighter,
     foldhash::fast::RandomState,
-    DefaultLifecycle<String, Cached>,
+    DefaultLifecycle<String, Cached<V>>,
 >;
 
-/// Principals by key hash.
-#[derive(Clone)]
-pub struct Registry {
-    cache: Arc<PrincipalCache>,
+/// Records by id: principals by key hash, end users by their id.
+pub struct Registry<V> {
+    cache: Arc<RecordCache<V>>,
     ttl: Duration,
     /// Invalidations so far. A load that overlaps one drops its entry
     /// instead of keeping it, so a change can never be undone by a read
@@ -64,8 +90,18 @@ pub struct Registry {
     invalidations: Arc<AtomicU64>,
 }
 
-impl Registry {
-    /// A cache of at most about `capacity` keys, each kept for at most `ttl`.
+impl<V> Clone for Registry<V> {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            ttl: self.ttl,
+            invalidations: self.invalidations.clone(),
+        }
+    }
+}
+
+impl<V: Stored> Registry<V> {
+    /// A cache of at most about `capacity` records, each kept for at most `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         let items = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         Self {
@@ -91,17 +127,13 @@ impl Registry {
 
     /// Whether `cached` may still be served: a successful read younger
     /// than the time-to-live.
-    fn fresh(&self, cached: &Cached) -> bool {
+    fn fresh(&self, cached: &Cached<V>) -> bool {
         cached.answer.is_ok() && cached.loaded.elapsed() < self.ttl
     }
 
-    /// The principal for `token_hash`, from the cache or (once, however
-    /// many ask at the same time) from the store.
-    pub async fn get(
-        &self,
-        token_hash: &str,
-        store: &Store,
-    ) -> Result<Option<Arc<Principal>>, KeyError> {
+    /// The record of `token_hash` (or end-user id), from the cache or
+    /// (once, however many ask at the same time) from the store.
+    pub async fn get(&self, token_hash: &str, store: &Store) -> Result<Option<Arc<V>>, KeyError> {
         // A key seen before, nearly every request's case, is one lookup
         // with no future of its own. The loading path's future is boxed so
         // that it is not part of every authenticated request's.
@@ -115,7 +147,7 @@ impl Registry {
 
     /// Reads `token_hash` through the cache, so that concurrent misses make
     /// one store read and share its answer, error included.
-    async fn load(&self, token_hash: &str, store: &Store) -> Result<Entry, KeyError> {
+    async fn load(&self, token_hash: &str, store: &Store) -> Result<Entry<V>, KeyError> {
         let asked = Instant::now();
         loop {
             let guard = match self.cache.get_value_or_guard_async(token_hash).await {
@@ -135,8 +167,7 @@ impl Registry {
                 Err(guard) => guard,
             };
             let epoch = self.epoch();
-            let answer = store
-                .principal(token_hash)
+            let answer = V::read(store, token_hash)
                 .await
                 .map(|p| p.map(Arc::new))
                 .map_err(Arc::new);
@@ -154,14 +185,14 @@ impl Registry {
         }
     }
 
-    /// Forgets one key, so its next use reads the store.
+    /// Forgets one record, so its next use reads the store.
     pub fn invalidate(&self, token_hash: &str) {
         self.bump();
         self.cache.remove(token_hash);
     }
 
-    /// Forgets every key of a user or team.
-    pub fn invalidate_where(&self, pred: impl Fn(&Principal) -> bool) {
+    /// Forgets every record `pred` picks (every key of a user or team).
+    pub fn invalidate_where(&self, pred: impl Fn(&V) -> bool) {
         self.bump();
         self.cache.retain(|_, c| match &c.answer {
             Ok(Some(p)) => !pred(p),
@@ -199,7 +230,7 @@ mod tests {
             .insert_key(&KeyRecord::for_test("alone"))
             .await
             .unwrap();
-        let registry = Registry::new(100, Duration::from_secs(60));
+        let registry = Registry::<Principal>::new(100, Duration::from_secs(60));
         let before = store.statements_run();
         registry.get("alone", &store).await.unwrap().unwrap();
         let one_read = store.statements_run() - before;
@@ -219,7 +250,7 @@ mod tests {
     async fn an_unknown_key_is_remembered_as_unknown_until_its_time_is_up() {
         let scratch = Scratch::new("registry-unknown");
         let store = store_with_key(&scratch, "known").await;
-        let registry = Registry::new(100, Duration::from_millis(200));
+        let registry = Registry::<Principal>::new(100, Duration::from_millis(200));
         assert!(registry.get("nobody", &store).await.unwrap().is_none());
         let before = store.statements_run();
         assert!(registry.get("nobody", &store).await.unwrap().is_none());
@@ -237,7 +268,7 @@ mod tests {
     async fn an_invalidated_key_is_read_from_the_store_again() {
         let scratch = Scratch::new("registry-invalidate");
         let store = store_with_key(&scratch, "changing").await;
-        let registry = Registry::new(100, Duration::from_secs(60));
+        let registry = Registry::<Principal>::new(100, Duration::from_secs(60));
         let first = registry.get("changing", &store).await.unwrap().unwrap();
         assert!(!first.key.blocked);
         let blocked = KeyRecord {
@@ -256,7 +287,7 @@ mod tests {
     async fn a_failed_store_read_is_reported_and_not_kept() {
         let scratch = Scratch::new("registry-failure");
         let store = store_with_key(&scratch, "somebody").await;
-        let registry = Registry::new(100, Duration::from_secs(60));
+        let registry = Registry::<Principal>::new(100, Duration::from_secs(60));
         close(&store).await;
         assert!(registry.get("somebody", &store).await.is_err());
         let reopened = Store::connect(&scratch.url).await.unwrap();

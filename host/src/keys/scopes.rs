@@ -4,8 +4,10 @@
 //! starts from the store's `model_spend`; a user's or team's from zero).
 
 use std::borrow::Cow;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
+use super::end_user::EndUser;
 use super::model::{KeyRecord, Limits, Principal, TeamRecord, UserRecord, budget_period};
 use crate::limits::{Budget, Level, Recorded, Scope};
 
@@ -19,7 +21,8 @@ pub struct LevelNames {
 }
 
 impl LevelNames {
-    fn new(level: Level, id: &str, label: String) -> Self {
+    /// The names of `level`'s scope for entity `id`, shown as `label`.
+    pub fn new(level: Level, id: &str, label: String) -> Self {
         Self {
             counter: counter_name(level, id),
             label,
@@ -65,6 +68,10 @@ struct LevelRecord<'a> {
     limits: &'a Limits,
     spend: f64,
     reset_at: Option<std::time::SystemTime>,
+    /// Spend per model as of the read (a key's); other levels' start at zero.
+    model_spend: Option<&'a BTreeMap<String, f64>>,
+    /// When the record was read.
+    read_at: Instant,
 }
 
 /// The scopes of a call by `principal` to `model` (the name it asked for,
@@ -72,37 +79,65 @@ struct LevelRecord<'a> {
 pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
     let mut out = Vec::with_capacity(4);
     for record in levels(principal).into_iter().flatten() {
-        let limits = record.limits;
-        if limits.is_unlimited() {
-            continue;
-        }
-        let period = period_of(limits);
-        let own = Scope {
-            level: record.level,
-            name: Cow::Borrowed(&record.names.counter),
-            label: Cow::Borrowed(&record.names.label),
-            rpm: limits.rpm_limit,
-            tpm: limits.tpm_limit,
-            parallel: limits.max_parallel_requests,
-            budget: limits.max_budget.map(|max| Budget {
-                max,
-                recorded: Recorded {
-                    spend: record.spend,
-                    reset_at: record.reset_at,
-                    period,
-                    as_of: principal.read_at,
-                },
-            }),
-        };
-        if own.rpm.is_some() || own.tpm.is_some() || own.parallel.is_some() || own.budget.is_some()
-        {
-            out.push(own);
-        }
-        if let Some(scope) = model_scope(&record, model, period, principal) {
-            out.push(scope);
-        }
+        push_level(&mut out, &record, model);
     }
     out
+}
+
+/// The scopes of a call by `end_user` to `model` under `limits` (its
+/// budget's, or the default of end users without one).
+pub fn end_user_scopes<'a>(
+    end_user: &'a EndUser,
+    limits: &'a Limits,
+    model: &str,
+) -> Vec<Scope<'a>> {
+    let stored = end_user.record.as_ref();
+    let record = LevelRecord {
+        level: Level::EndUser,
+        id: &end_user.id,
+        names: &end_user.names,
+        limits,
+        spend: stored.map_or(0.0, |r| r.spend),
+        reset_at: stored.and_then(|r| r.budget_reset_at),
+        model_spend: None,
+        read_at: end_user.read_at,
+    };
+    let mut out = Vec::new();
+    push_level(&mut out, &record, model);
+    out
+}
+
+/// Adds a level's own scope and its scope for `model`, where they limit
+/// anything.
+fn push_level<'a>(out: &mut Vec<Scope<'a>>, record: &LevelRecord<'a>, model: &str) {
+    let limits = record.limits;
+    if limits.is_unlimited() {
+        return;
+    }
+    let period = period_of(limits);
+    let own = Scope {
+        level: record.level,
+        name: Cow::Borrowed(&record.names.counter),
+        label: Cow::Borrowed(&record.names.label),
+        rpm: limits.rpm_limit,
+        tpm: limits.tpm_limit,
+        parallel: limits.max_parallel_requests,
+        budget: limits.max_budget.map(|max| Budget {
+            max,
+            recorded: Recorded {
+                spend: record.spend,
+                reset_at: record.reset_at,
+                period,
+                as_of: record.read_at,
+            },
+        }),
+    };
+    if own.rpm.is_some() || own.tpm.is_some() || own.parallel.is_some() || own.budget.is_some() {
+        out.push(own);
+    }
+    if let Some(scope) = model_scope(record, model, period) {
+        out.push(scope);
+    }
 }
 
 /// The per-model scopes of the groups a request names in its own
@@ -122,7 +157,7 @@ pub fn fallback_scopes<'a>(
     for record in levels(principal).into_iter().flatten() {
         let period = period_of(record.limits);
         for group in fallbacks.iter().filter(|g| g.as_str() != model) {
-            if let Some(scope) = model_scope(&record, group, period, principal)
+            if let Some(scope) = model_scope(&record, group, period)
                 && !out.iter().any(|s| s.name == scope.name)
             {
                 out.push(scope);
@@ -144,6 +179,8 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
             limits: &key.limits,
             spend: key.spend,
             reset_at: key.budget_reset_at,
+            model_spend: Some(&key.model_spend),
+            read_at: principal.read_at,
         }),
         principal
             .user
@@ -156,6 +193,8 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
                 limits: &u.limits,
                 spend: u.spend,
                 reset_at: u.budget_reset_at,
+                model_spend: None,
+                read_at: principal.read_at,
             }),
         principal
             .team
@@ -168,6 +207,8 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
                 limits: &t.limits,
                 spend: t.spend,
                 reset_at: t.budget_reset_at,
+                model_spend: None,
+                read_at: principal.read_at,
             }),
     ]
 }
@@ -178,9 +219,7 @@ fn model_scope(
     record: &LevelRecord<'_>,
     model: &str,
     period: Option<Duration>,
-    principal: &Principal,
 ) -> Option<Scope<'static>> {
-    let (key, read_at) = (&principal.key, principal.read_at);
     let limits = record.limits;
     let rpm = limits.model_rpm_limit.get(model).copied();
     let tpm = limits.model_tpm_limit.get(model).copied();
@@ -188,13 +227,12 @@ fn model_scope(
     if rpm.is_none() && tpm.is_none() && max.is_none() {
         return None;
     }
-    // A key's per-model spend starts from the store's; a user's or team's
-    // from zero.
-    let spend = if record.level == Level::Key {
-        key.model_spend.get(model).copied().unwrap_or(0.0)
-    } else {
-        0.0
-    };
+    // A key's per-model spend starts from the store's; other levels' from
+    // zero.
+    let spend = record
+        .model_spend
+        .and_then(|m| m.get(model).copied())
+        .unwrap_or(0.0);
     Some(Scope {
         level: Level::Model,
         name: Cow::Owned(format!(
@@ -212,7 +250,7 @@ fn model_scope(
                 spend,
                 reset_at: record.reset_at,
                 period,
-                as_of: read_at,
+                as_of: record.read_at,
             },
         }),
     })

@@ -46,6 +46,9 @@ pub enum Level {
     Team,
     /// A key's limit for one model (`model_rpm_limit`, `model_max_budget`, ...).
     Model,
+    /// The end user a request names (`user`, LiteLLM's customer), under
+    /// the budget it is linked to.
+    EndUser,
 }
 
 impl Level {
@@ -56,6 +59,7 @@ impl Level {
             Level::User => "user",
             Level::Team => "team",
             Level::Model => "model",
+            Level::EndUser => "end_user",
         }
     }
 }

@@ -355,15 +355,26 @@ fn end_user(raw: Option<&RawValue>) -> Result<Option<Arc<str>>, String> {
                 .map(Into::into),
         };
     match user {
-        Some(u) if u.len() > MAX_END_USER_BYTES => Err(format!(
-            "`user` is {} bytes long; at most {MAX_END_USER_BYTES} are allowed",
-            u.len()
-        )),
-        Some(u) if u.chars().any(char::is_control) => {
-            Err("`user` must not contain control characters".to_owned())
-        }
-        Some(u) if u.is_empty() => Ok(None),
-        u => Ok(u.map(|u| Arc::from(u.as_ref()))),
+        Some(u) => checked_end_user(&u, "`user`"),
+        None => Ok(None),
+    }
+}
+
+/// An end user's name as `field` (the body's `user` or a customer
+/// header) gives it: at most [`MAX_END_USER_BYTES`], no control
+/// characters; empty is none.
+pub fn checked_end_user(user: &str, field: &str) -> Result<Option<Arc<str>>, String> {
+    if user.len() > MAX_END_USER_BYTES {
+        Err(format!(
+            "{field} is {} bytes long; at most {MAX_END_USER_BYTES} are allowed",
+            user.len()
+        ))
+    } else if user.chars().any(char::is_control) {
+        Err(format!("{field} must not contain control characters"))
+    } else if user.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(Arc::from(user)))
     }
 }
 

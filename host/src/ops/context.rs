@@ -91,6 +91,8 @@ pub struct RequestContext {
     pub trace: Option<Arc<crate::observe::otel::RequestTrace>>,
     /// Tags from the `x-litellm-tags` header, for spend logs.
     pub tags: Option<Arc<[String]>>,
+    /// The end user LiteLLM's customer headers name, ahead of the body's.
+    pub end_user: Option<Arc<str>>,
 }
 
 impl RequestContext {
@@ -110,6 +112,7 @@ impl RequestContext {
             meter: Meter::default(),
             trace: None,
             tags: None,
+            end_user: None,
         }
     }
 }
@@ -143,7 +146,7 @@ impl CallContext {
     pub fn client(request: Arc<RequestContext>) -> Self {
         Self {
             tags: request.tags.clone(),
-            end_user: None,
+            end_user: request.end_user.clone(),
             limits: crate::openai::CallLimits::default(),
             request,
             profile: None,
@@ -198,7 +201,8 @@ impl CallContext {
         };
         Some(Self {
             tags,
-            end_user: req.end_user.clone(),
+            // A customer header names the end user ahead of the body.
+            end_user: self.end_user.clone().or_else(|| req.end_user.clone()),
             limits: req.limits,
             ..self.clone()
         })

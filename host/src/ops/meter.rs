@@ -11,9 +11,16 @@ use std::sync::{Arc, OnceLock};
 use super::admission::Refusal;
 use super::caller::Caller;
 use super::outcome::Usage;
-use crate::keys::scopes;
-use crate::limits::Limiter;
+use crate::keys::{EndUser, Limits, scopes};
+use crate::limits::{Limiter, Scope};
 use crate::pricing::PriceBook;
+
+/// The end user a request is counted for, and the limits that apply to it
+/// (its budget's, or the default's).
+struct CountedEndUser {
+    end_user: Arc<EndUser>,
+    limits: Arc<Limits>,
+}
 
 /// The pricing and limit counters a request is metered with, and its total.
 pub struct Meter {
@@ -25,6 +32,8 @@ pub struct Meter {
     /// sub-calls: a run that then fails is answered with this refusal (a
     /// 429 or a spent budget), since the caller's limit is why it failed.
     refused: OnceLock<Refusal>,
+    /// Set by admission when the request names an end user with limits.
+    end_user: OnceLock<CountedEndUser>,
 }
 
 impl Default for Meter {
@@ -52,7 +61,31 @@ impl Meter {
             prices,
             total: AtomicU64::new(0f64.to_bits()),
             refused: OnceLock::new(),
+            end_user: OnceLock::new(),
         }
+    }
+
+    /// Counts the request's calls for `end_user` too, under `limits` (a
+    /// request names one end user; the first one set stays).
+    pub fn count_end_user(&self, end_user: Arc<EndUser>, limits: Arc<Limits>) {
+        let _ = self.end_user.set(CountedEndUser { end_user, limits });
+    }
+
+    /// Every scope a call to `model` by `caller` counts in: its key's,
+    /// user's and team's, and the request's end user's.
+    pub fn scopes<'a>(&'a self, caller: &'a Caller, model: &str) -> Vec<Scope<'a>> {
+        let mut out = match caller.principal() {
+            Some(p) => scopes::scopes(p, model),
+            None => Vec::new(),
+        };
+        if let Some(counted) = self.end_user.get() {
+            out.extend(scopes::end_user_scopes(
+                &counted.end_user,
+                &counted.limits,
+                model,
+            ));
+        }
+        out
     }
 
     /// Remembers that the caller's limits refused a sub-call (the first
@@ -89,9 +122,12 @@ impl Meter {
     ) -> f64 {
         let cost = self.price(deployment, model, usage);
         self.add(cost);
-        if let (Some(limiter), Some(p)) = (&self.limiter, caller.principal()) {
-            let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
-            limiter.charge(&scopes::scopes(p, model), tokens, cost);
+        if let Some(limiter) = &self.limiter {
+            let scopes = self.scopes(caller, model);
+            if !scopes.is_empty() {
+                let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+                limiter.charge(&scopes, tokens, cost);
+            }
         }
         cost
     }

@@ -671,11 +671,10 @@ async fn admit_sub_call(
     outcome: &mut PendingOutcome,
 ) -> Result<(), Error> {
     let request = &ctx.request;
-    let (Some(limiter), Some(principal)) = (request.meter.limiter(), request.caller.principal())
-    else {
+    let Some(limiter) = request.meter.limiter() else {
         return Ok(());
     };
-    let scopes = crate::keys::scopes::scopes(principal, model);
+    let scopes = request.meter.scopes(&request.caller, model);
     if scopes.is_empty() {
         return Ok(());
     }

@@ -97,9 +97,21 @@ impl LimitsPatch {
         Ok(())
     }
 
+    /// Whether the body sets any limit (the spend is not one).
+    pub fn sets_any(&self) -> bool {
+        self.max_budget.is_some()
+            || self.budget_duration.is_some()
+            || self.rpm_limit.is_some()
+            || self.tpm_limit.is_some()
+            || self.max_parallel_requests.is_some()
+            || self.model_rpm_limit.is_some()
+            || self.model_tpm_limit.is_some()
+            || self.model_max_budget.is_some()
+    }
+
     /// Applies the patch to `limits`, checking each value; returns whether
     /// the budget period changed.
-    fn patch(&self, limits: &mut Limits) -> Result<bool, ApiError> {
+    pub fn patch(&self, limits: &mut Limits) -> Result<bool, ApiError> {
         if let Some(v) = self.max_budget {
             if v.is_some_and(|b| !b.is_finite() || b < 0.0) {
                 return Err(invalid("max_budget", "must be a non-negative number"));
@@ -243,6 +255,52 @@ pub struct TeamBody {
     /// Read on its own from the same body (see `read_with_limits`).
     #[serde(skip)]
     pub limits: LimitsPatch,
+}
+
+/// `/customer/new` and `/customer/update` (LiteLLM's end users). The
+/// budget fields beside these are the end user's budget's.
+#[derive(Debug, Default, Deserialize)]
+pub struct CustomerBody {
+    pub user_id: Option<String>,
+    #[serde(default, deserialize_with = "double")]
+    pub alias: Option<Option<String>>,
+    pub blocked: Option<bool>,
+    /// A budget made with `/budget/new` to link the end user to.
+    #[serde(default, deserialize_with = "double")]
+    pub budget_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    pub default_model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_number")]
+    pub soft_budget: Option<Option<f64>>,
+    /// Read on its own from the same body (see `read_with_limits`).
+    #[serde(skip)]
+    pub limits: LimitsPatch,
+}
+
+/// `/budget/new` and `/budget/update`.
+#[derive(Debug, Default, Deserialize)]
+pub struct BudgetBody {
+    pub budget_id: Option<String>,
+    #[serde(default, deserialize_with = "double_number")]
+    pub soft_budget: Option<Option<f64>>,
+}
+
+/// A `soft_budget` as given: non-negative.
+pub fn soft_budget(v: Option<f64>) -> Result<Option<f64>, ApiError> {
+    match v {
+        Some(s) if !s.is_finite() || s < 0.0 => {
+            Err(invalid("soft_budget", "must be a non-negative number"))
+        }
+        s => Ok(s),
+    }
+}
+
+impl Restricting for CustomerBody {
+    const UNENFORCED: &'static [Restriction] = unenforced::ON_CUSTOMERS;
+}
+
+impl Restricting for BudgetBody {
+    const UNENFORCED: &'static [Restriction] = unenforced::ON_BUDGETS;
 }
 
 impl Restricting for KeyBody {

@@ -1,5 +1,5 @@
 //! The management API in LiteLLM's paths and JSON shapes: keys, users,
-//! teams and spend. Every route needs the master key or the key of a user
+//! teams, end users (customers) and their budgets, and spend. Every route needs the master key or the key of a user
 //! whose `user_role` is `proxy_admin`; `GET /key/info` also answers a key
 //! asking about itself or its user's keys, and an `internal_user`'s key
 //! manages that user's own keys ([`key_scope`]). The routes exist only when the key store is open
@@ -8,6 +8,9 @@
 // Visible to the OpenAPI document and the application's assembly.
 pub(super) mod audit;
 mod body;
+// Visible to the OpenAPI document, which lists the handlers.
+pub(super) mod budgets;
+pub(super) mod customers;
 mod key_scope;
 // Visible to the OpenAPI document, which lists the handlers.
 pub(super) mod keys;
@@ -61,6 +64,14 @@ pub fn routes() -> Router<AppState> {
         .route("/team/model/delete", post(teams::model_delete))
         .route("/team/info", get(teams::info))
         .route("/team/list", get(teams::list))
+        .merge(customer_routes("/customer"))
+        .merge(customer_routes("/end_user"))
+        .route("/budget/new", post(budgets::new))
+        .route("/budget/update", post(budgets::update))
+        .route("/budget/info", post(budgets::info))
+        .route("/budget/list", get(budgets::list))
+        .route("/budget/settings", get(budgets::settings))
+        .route("/budget/delete", post(budgets::delete))
         .route("/spend/logs", get(spend::logs))
         .route("/spend/keys", get(spend::keys_by_spend))
         .route("/spend/users", get(spend::users_by_spend))
@@ -73,6 +84,19 @@ pub fn routes() -> Router<AppState> {
         .route("/global/spend/report", get(spend::report))
         .route("/audit", get(audit::routes::list))
         .route("/audit/{id}", get(audit::routes::entry))
+}
+
+/// The end-user routes under `prefix`: LiteLLM's `/customer/*`, and its
+/// older `/end_user/*` names for them.
+fn customer_routes(prefix: &str) -> Router<AppState> {
+    Router::new()
+        .route(&format!("{prefix}/new"), post(customers::new))
+        .route(&format!("{prefix}/update"), post(customers::update))
+        .route(&format!("{prefix}/delete"), post(customers::delete))
+        .route(&format!("{prefix}/info"), get(customers::info))
+        .route(&format!("{prefix}/list"), get(customers::list))
+        .route(&format!("{prefix}/block"), post(customers::block))
+        .route(&format!("{prefix}/unblock"), post(customers::unblock))
 }
 
 /// Who is using the management API.
@@ -247,6 +271,7 @@ pub(super) async fn set_spend(
         SpendOwner::Key => Level::Key,
         SpendOwner::User => Level::User,
         SpendOwner::Team => Level::Team,
+        SpendOwner::EndUser => Level::EndUser,
     };
     let scope = crate::keys::scopes::counter_name(level, id);
     state.ops.limiter.set_spent(&scope, spend).await.map_err(|e| {

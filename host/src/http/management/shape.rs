@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::keys::model::{KeyRecord, Limits, SpendRow, TeamRecord, UserRecord};
+use crate::keys::model::{
+    BudgetRecord, EndUserRecord, KeyRecord, Limits, SpendRow, TeamRecord, UserRecord,
+};
 use crate::keys::time::rfc3339;
 
 /// A time as the management API writes it: RFC 3339 in UTC, or null.
@@ -24,6 +26,37 @@ fn limits(out: &mut serde_json::Map<String, Value>, l: &Limits) {
     out.insert("model_rpm_limit".into(), json!(l.model_rpm_limit));
     out.insert("model_tpm_limit".into(), json!(l.model_tpm_limit));
     out.insert("model_max_budget".into(), json!(l.model_max_budget));
+}
+
+/// A budget as `/budget/*` shows it (LiteLLM's budget table); `reset_at`
+/// is an end user's own end of period, when shown with one.
+pub fn budget(b: &BudgetRecord, reset_at: Option<std::time::SystemTime>) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("budget_id".into(), json!(b.budget_id));
+    limits(&mut out, &b.limits);
+    out.insert("soft_budget".into(), json!(b.soft_budget));
+    out.insert("budget_reset_at".into(), time(reset_at));
+    out.insert("created_at".into(), time(Some(b.created_at)));
+    out.insert("updated_at".into(), time(Some(b.updated_at)));
+    Value::Object(out)
+}
+
+/// An end user as `/customer/*` shows it, with its budget as
+/// `litellm_budget_table` (null without one).
+pub fn customer(e: &EndUserRecord) -> Value {
+    json!({
+        "user_id": e.user_id,
+        "alias": e.alias,
+        "blocked": e.blocked,
+        "spend": e.spend,
+        "budget_id": e.budget_id,
+        "budget_reset_at": time(e.budget_reset_at),
+        "default_model": e.default_model,
+        "allowed_model_region": e.allowed_model_region,
+        "litellm_budget_table": e.budget.as_ref().map(|b| budget(b, e.budget_reset_at)),
+        "created_at": time(Some(e.created_at)),
+        "updated_at": time(Some(e.updated_at)),
+    })
 }
 
 /// A key (never its value: `token` is the hash).

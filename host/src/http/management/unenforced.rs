@@ -52,6 +52,24 @@ pub const ON_USERS: &[Restriction] = &[
     ),
 ];
 
+/// On `/customer/new` and `/customer/update`.
+pub const ON_CUSTOMERS: &[Restriction] = &[
+    (
+        "allowed_model_region",
+        "send the end user's requests only to deployments in that region",
+    ),
+    (
+        "object_permission",
+        "limit the MCP servers and vector stores the end user may use",
+    ),
+];
+
+/// On `/budget/new` and `/budget/update`.
+pub const ON_BUDGETS: &[Restriction] = &[(
+    "allowed_models",
+    "limit the models the budget's end users may call",
+)];
+
 /// On `/team/new` and `/team/update`.
 pub const ON_TEAMS: &[Restriction] = &[
     (

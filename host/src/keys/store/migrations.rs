@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (8, V8),
     (9, V9),
     (10, V10),
+    (11, V11),
 ];
 
 /// Versions whose statements are SQLite's own.
@@ -230,4 +231,31 @@ const V10: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)",
     "CREATE INDEX IF NOT EXISTS audit_log_object ON audit_log (object_id)",
+];
+
+/// End users and the budgets they are linked to ([`super::end_users`]).
+/// An end user's row is made the first time it spends, so its id is its
+/// key; budgets are few and read with the end user they apply to.
+const V11: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS budgets (
+        budget_id TEXT PRIMARY KEY,
+        limits TEXT NOT NULL,
+        soft_budget DOUBLE PRECISION,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS end_users (
+        user_id TEXT PRIMARY KEY,
+        alias TEXT,
+        blocked BIGINT NOT NULL DEFAULT 0,
+        budget_id TEXT,
+        spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+        budget_reset_at BIGINT,
+        default_model TEXT,
+        allowed_model_region TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS end_users_budget ON end_users (budget_id)",
+    "CREATE INDEX IF NOT EXISTS end_users_reset ON end_users (budget_reset_at)",
 ];

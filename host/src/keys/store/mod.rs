@@ -8,6 +8,7 @@
 
 mod answers;
 mod audit;
+mod end_users;
 mod migrations;
 mod models;
 mod principals;

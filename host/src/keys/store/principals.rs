@@ -167,12 +167,12 @@ pub struct ListPage {
 }
 
 impl ListPage {
-    fn offset(self) -> i64 {
+    pub(super) fn offset(self) -> i64 {
         i64::from(self.page.saturating_sub(1)) * i64::from(self.size)
     }
 }
 
-fn unique_violation(e: sqlx::Error, field: &str, what: &str) -> KeyError {
+pub(super) fn unique_violation(e: sqlx::Error, field: &str, what: &str) -> KeyError {
     let text = e.to_string().to_ascii_lowercase();
     if text.contains("unique") || text.contains("duplicate") {
         KeyError::Invalid {

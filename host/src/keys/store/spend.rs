@@ -109,6 +109,9 @@ struct Deltas<'a> {
     key_models: HashMap<(&'a str, &'a str), f64>,
     users: HashMap<&'a str, f64>,
     teams: HashMap<&'a str, f64>,
+    /// Per end user (the request's `user`), spent or not: its row is made
+    /// the first time it is seen.
+    end_users: HashMap<&'a str, f64>,
     days: HashMap<DayKey<'a>, (i64, i64, f64, i64)>,
 }
 
@@ -126,6 +129,9 @@ impl<'a> Deltas<'a> {
             }
             if let Some(t) = r.team_id.as_deref() {
                 *d.teams.entry(t).or_default() += r.spend;
+            }
+            if let Some(e) = r.end_user.as_deref() {
+                *d.end_users.entry(e).or_default() += r.spend;
             }
             // Sub-calls are counted in their own rows; the daily report
             // counts requests once, by their top-level row.
@@ -152,7 +158,7 @@ impl<'a> Deltas<'a> {
 /// from batch to batch and stays prepared in the connection's statement
 /// cache: parsing a fresh 500-row statement cost SQLite more than writing
 /// the rows.
-fn recurring_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+pub(super) fn recurring_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -174,7 +180,7 @@ fn recurring_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
 /// anonymous `?`s, because binding numbered ones looks each name up in a
 /// list as long as the statement (quadratic: a 500-row insert spent more
 /// time naming its parameters than writing its rows).
-fn placeholders(backend: Backend, rows: usize, width: usize) -> String {
+pub(super) fn placeholders(backend: Backend, rows: usize, width: usize) -> String {
     let mut out = String::with_capacity(rows * width * 6);
     for r in 0..rows {
         out.push_str(if r == 0 { "(" } else { ", (" });
@@ -216,6 +222,8 @@ impl Store {
         self.add_totals(&mut tx, "users", "user_id", &d.users)
             .await?;
         self.add_totals(&mut tx, "teams", "team_id", &d.teams)
+            .await?;
+        self.add_end_user_spend(&mut tx, &d.end_users, SystemTime::now())
             .await?;
         let mut models: Vec<_> = d
             .key_models
@@ -456,12 +464,25 @@ impl Store {
         clock: &ResetClock,
     ) -> Result<bool, KeyError> {
         let mut any = false;
-        for owner in [SpendOwner::Key, SpendOwner::User, SpendOwner::Team] {
+        for owner in [
+            SpendOwner::Key,
+            SpendOwner::User,
+            SpendOwner::Team,
+            SpendOwner::EndUser,
+        ] {
             let (table, id) = owner.table_and_id();
-            let sql = format!(
-                "SELECT {id} AS id, limits, budget_reset_at FROM {table} \
-                 WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1 LIMIT 1000"
-            );
+            // An end user's period is its budget's.
+            let sql = if owner == SpendOwner::EndUser {
+                "SELECT e.user_id AS id, COALESCE(b.limits, '{}') AS limits, e.budget_reset_at \
+                 FROM end_users e LEFT JOIN budgets b ON b.budget_id = e.budget_id \
+                 WHERE e.budget_reset_at IS NOT NULL AND e.budget_reset_at <= $1 LIMIT 1000"
+                    .to_owned()
+            } else {
+                format!(
+                    "SELECT {id} AS id, limits, budget_reset_at FROM {table} \
+                     WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1 LIMIT 1000"
+                )
+            };
             let due = sqlx::query(&sql)
                 .bind(to_ms(now))
                 .fetch_all(self.pool())
@@ -561,6 +582,7 @@ pub enum SpendOwner {
     Key,
     User,
     Team,
+    EndUser,
 }
 
 impl SpendOwner {
@@ -570,6 +592,7 @@ impl SpendOwner {
             Self::Key => ("keys", "token_hash"),
             Self::User => ("users", "user_id"),
             Self::Team => ("teams", "team_id"),
+            Self::EndUser => ("end_users", "user_id"),
         }
     }
 }

@@ -94,6 +94,7 @@ fn budget_code(level: Level) -> &'static str {
         Level::User => "user_budget_exceeded",
         Level::Team => "team_budget_exceeded",
         Level::Model => "model_budget_exceeded",
+        Level::EndUser => "end_user_budget_exceeded",
     }
 }
 

@@ -7,6 +7,7 @@
 //! To add a check: a new file here and one line in [`default_checks`].
 
 mod composite_capacity;
+mod end_user_limits;
 mod key_limits;
 mod model_access;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use super::context::CallContext;
 pub use composite_capacity::{CompositeCapacity, DEFAULT_QUEUE_TIMEOUT};
+pub use end_user_limits::{EndUserAdmission, EndUserLimits};
 pub use key_limits::{KeyAdmission, KeyLimits, rate_headers, refusal as limit_refusal};
 pub use model_access::{AccessGroups, ModelAccess, denied_by, refusal as access_refusal};
 
@@ -37,6 +39,8 @@ pub struct Candidate<'a> {
     pub fallbacks: &'a [String],
     /// The access groups of the config version serving the request.
     pub access: &'a AccessGroups,
+    /// The budget of end users with none of their own, in that version.
+    pub end_user_defaults: &'a crate::keys::EndUserDefaults,
 }
 
 /// Why a request was refused, in terms the HTTP layer maps to a status.
@@ -79,14 +83,17 @@ pub trait AdmissionCheck: Send + Sync + 'static {
 }
 
 /// The checks every request passes, in order: a virtual key's model access
-/// and limits (counted in `limiter`) before a composite waits for a slot.
+/// and limits, then its end user's (both counted in `limiter`; end users
+/// are read from `keys`), before a composite waits for a slot.
 pub fn default_checks(
     composite_queue_timeout: Duration,
     limiter: &crate::limits::Limiter,
+    keys: Option<&crate::keys::Keys>,
 ) -> Vec<Arc<dyn AdmissionCheck>> {
     vec![
         Arc::new(ModelAccess),
         Arc::new(KeyLimits::new(limiter.clone())),
+        Arc::new(EndUserLimits::new(keys.cloned(), limiter.clone())),
         Arc::new(CompositeCapacity::new(composite_queue_timeout)),
     ]
 }
@@ -140,6 +147,7 @@ impl Default for Admission {
         Self::new(default_checks(
             DEFAULT_QUEUE_TIMEOUT,
             &crate::limits::Limiter::default(),
+            None,
         ))
     }
 }

@@ -40,6 +40,9 @@ enum Kind {
     Key,
     User,
     Team,
+    /// An end user (`/customer/*`, `/end_user/*`).
+    Customer,
+    Budget,
     Model,
     Cache,
     Config,
@@ -53,6 +56,8 @@ impl Kind {
             Kind::Key => "LiteLLM_VerificationToken",
             Kind::User => "LiteLLM_UserTable",
             Kind::Team => "LiteLLM_TeamTable",
+            Kind::Customer => "LiteLLM_EndUserTable",
+            Kind::Budget => "LiteLLM_BudgetTable",
             Kind::Model => "LiteLLM_ProxyModelTable",
             Kind::Cache => "cache",
             Kind::Config => "config",
@@ -66,6 +71,8 @@ impl Kind {
             Kind::Key => Some("token_id"),
             Kind::User => Some("user_id"),
             Kind::Team => Some("team_id"),
+            Kind::Customer => Some("user_id"),
+            Kind::Budget => Some("budget_id"),
             Kind::Model => Some("model_id"),
             Kind::Cache | Kind::Config => None,
         }
@@ -86,15 +93,19 @@ fn change_of(method: &Method, path: &str) -> Option<Change> {
     }
     let change = |kind, action| Some(Change { kind, action });
     match path {
-        "/key/health" => None,
-        "/key/generate" | "/user/new" | "/team/new" | "/model/new" | "/admin/models" => {
-            change(kind_of(path)?, "created")
-        }
-        "/key/delete" | "/user/delete" | "/team/delete" | "/model/delete" => {
+        "/key/health" | "/budget/info" => None,
+        "/key/generate" | "/user/new" | "/team/new" | "/customer/new" | "/end_user/new"
+        | "/budget/new" | "/model/new" | "/admin/models" => change(kind_of(path)?, "created"),
+        "/key/delete" | "/user/delete" | "/team/delete" | "/customer/delete"
+        | "/end_user/delete" | "/budget/delete" | "/model/delete" => {
             change(kind_of(path)?, "deleted")
         }
-        "/key/block" | "/team/block" => change(kind_of(path)?, "blocked"),
-        "/key/unblock" | "/team/unblock" => change(kind_of(path)?, "unblocked"),
+        "/key/block" | "/team/block" | "/customer/block" | "/end_user/block" => {
+            change(kind_of(path)?, "blocked")
+        }
+        "/key/unblock" | "/team/unblock" | "/customer/unblock" | "/end_user/unblock" => {
+            change(kind_of(path)?, "unblocked")
+        }
         "/cache/flushall" => change(Kind::Cache, "flushed"),
         "/admin/reload" => change(Kind::Config, "reloaded"),
         _ if path.starts_with("/key/") && path.ends_with("/regenerate") => {
@@ -114,6 +125,8 @@ fn kind_of(path: &str) -> Option<Kind> {
         "key" => Some(Kind::Key),
         "user" => Some(Kind::User),
         "team" => Some(Kind::Team),
+        "customer" | "end_user" => Some(Kind::Customer),
+        "budget" => Some(Kind::Budget),
         "model" => Some(Kind::Model),
         "admin" if path.starts_with("/admin/models") => Some(Kind::Model),
         "cache" => Some(Kind::Cache),

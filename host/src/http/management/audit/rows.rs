@@ -83,6 +83,8 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
             }
         }
         Kind::Team => [strings("team_id"), strings("team_ids")].concat(),
+        Kind::Customer => [strings("user_id"), strings("user_ids")].concat(),
+        Kind::Budget => [strings("budget_id"), strings("id")].concat(),
         Kind::Model => match path.strip_prefix("/admin/models/") {
             // The id a registration by name has.
             Some(name) => vec![format!("runtime:{name}")],
@@ -114,6 +116,12 @@ pub(super) async fn snapshot(keys: &Keys, kind: Kind, id: &str) -> Option<Value>
             let team = store.team(id).await.ok()??;
             teams::shown(keys, &team).await.ok()
         }
+        Kind::Customer => store.end_user(id).await.ok()?.map(|e| shape::customer(&e)),
+        Kind::Budget => store
+            .budget(id)
+            .await
+            .ok()?
+            .map(|b| shape::budget(&b, None)),
         Kind::Model | Kind::Cache | Kind::Config => None,
     }
 }
@@ -184,7 +192,10 @@ pub(super) async fn rows(
         }
         return entries;
     }
-    let keeps_snapshots = matches!(change.kind, Kind::Key | Kind::User | Kind::Team);
+    let keeps_snapshots = matches!(
+        change.kind,
+        Kind::Key | Kind::User | Kind::Team | Kind::Customer | Kind::Budget
+    );
     let mut entries = Vec::with_capacity(targets.len());
     for (id, before) in targets.iter().zip(before) {
         if keeps_snapshots && before.is_none() {

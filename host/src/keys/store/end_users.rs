@@ -1,0 +1,413 @@
+//! End users (LiteLLM's customers) and the budgets they are linked to. An
+//! end user is read with its budget in one query, for the end-user cache;
+//! its spend is added by the spend writer, which makes its row the first
+//! time it spends ([`Store::add_end_user_spend`]).
+
+use std::time::SystemTime;
+
+use foldhash::HashMap;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::principals::{ListPage, unique_violation};
+use super::rows::{json, ms};
+use super::spend::{placeholders, recurring_chunks};
+use super::{Store, Transaction, store_error};
+use crate::keys::KeyError;
+use crate::keys::model::{BudgetRecord, EndUserRecord};
+use crate::keys::time::{from_ms, to_ms};
+
+/// An end user's columns and its budget's, as [`end_user`] reads them.
+const END_USER_SELECT: &str = "SELECT e.user_id, e.alias, e.blocked, e.budget_id, e.spend, \
+     e.budget_reset_at, e.default_model, e.allowed_model_region, e.created_at, e.updated_at, \
+     b.limits AS b_limits, b.soft_budget AS b_soft_budget, b.created_at AS b_created_at, \
+     b.updated_at AS b_updated_at \
+     FROM end_users e LEFT JOIN budgets b ON b.budget_id = e.budget_id";
+
+/// The columns of `budgets`, in the order [`budget`] reads them.
+const BUDGET_COLUMNS: &str = "budget_id, limits, soft_budget, created_at, updated_at";
+
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, KeyError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column).map_err(store_error)
+}
+
+fn opt_time(row: &AnyRow, column: &str) -> Result<Option<SystemTime>, KeyError> {
+    Ok(get::<Option<i64>>(row, column)?.map(from_ms))
+}
+
+/// A `budgets` row.
+fn budget(row: &AnyRow) -> Result<BudgetRecord, KeyError> {
+    let limits: String = get(row, "limits")?;
+    Ok(BudgetRecord {
+        budget_id: get(row, "budget_id")?,
+        limits: serde_json::from_str(&limits).unwrap_or_default(),
+        soft_budget: get(row, "soft_budget")?,
+        created_at: from_ms(get(row, "created_at")?),
+        updated_at: from_ms(get(row, "updated_at")?),
+    })
+}
+
+/// An `end_users` row joined with its budget's.
+fn end_user(row: &AnyRow) -> Result<EndUserRecord, KeyError> {
+    let budget_id: Option<String> = get(row, "budget_id")?;
+    let limits: Option<String> = get(row, "b_limits")?;
+    let budget = match (&budget_id, limits) {
+        (Some(id), Some(limits)) => Some(BudgetRecord {
+            budget_id: id.clone(),
+            limits: serde_json::from_str(&limits).unwrap_or_default(),
+            soft_budget: get(row, "b_soft_budget")?,
+            created_at: opt_time(row, "b_created_at")?.unwrap_or(SystemTime::UNIX_EPOCH),
+            updated_at: opt_time(row, "b_updated_at")?.unwrap_or(SystemTime::UNIX_EPOCH),
+        }),
+        _ => None,
+    };
+    Ok(EndUserRecord {
+        user_id: get(row, "user_id")?,
+        alias: get(row, "alias")?,
+        blocked: get::<i64>(row, "blocked")? != 0,
+        budget_id,
+        budget,
+        spend: get(row, "spend")?,
+        budget_reset_at: opt_time(row, "budget_reset_at")?,
+        default_model: get(row, "default_model")?,
+        allowed_model_region: get(row, "allowed_model_region")?,
+        created_at: from_ms(get(row, "created_at")?),
+        updated_at: from_ms(get(row, "updated_at")?),
+    })
+}
+
+impl Store {
+    /// An end user with its budget.
+    pub async fn end_user(&self, user_id: &str) -> Result<Option<EndUserRecord>, KeyError> {
+        let sql = format!("{END_USER_SELECT} WHERE e.user_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(end_user).transpose()
+    }
+
+    /// Stores a new end user; an id already in use is refused.
+    pub async fn insert_end_user(&self, e: &EndUserRecord) -> Result<(), KeyError> {
+        sqlx::query(
+            "INSERT INTO end_users (user_id, alias, blocked, budget_id, spend, budget_reset_at, \
+             default_model, allowed_model_region, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(e.user_id.clone())
+        .bind(e.alias.clone())
+        .bind(i64::from(e.blocked))
+        .bind(e.budget_id.clone())
+        .bind(e.spend)
+        .bind(ms(e.budget_reset_at))
+        .bind(e.default_model.clone())
+        .bind(e.allowed_model_region.clone())
+        .bind(to_ms(e.created_at))
+        .bind(to_ms(e.updated_at))
+        .execute(self.pool())
+        .await
+        .map_err(|err| unique_violation(err, "user_id", "a customer with this user_id"))?;
+        Ok(())
+    }
+
+    /// Writes every field of `e` except its spend; whether it existed.
+    pub async fn update_end_user(&self, e: &EndUserRecord) -> Result<bool, KeyError> {
+        let done = sqlx::query(
+            "UPDATE end_users SET alias = $2, blocked = $3, budget_id = $4, budget_reset_at = $5, \
+             default_model = $6, allowed_model_region = $7, updated_at = $8 WHERE user_id = $1",
+        )
+        .bind(e.user_id.clone())
+        .bind(e.alias.clone())
+        .bind(i64::from(e.blocked))
+        .bind(e.budget_id.clone())
+        .bind(ms(e.budget_reset_at))
+        .bind(e.default_model.clone())
+        .bind(e.allowed_model_region.clone())
+        .bind(to_ms(e.updated_at))
+        .execute(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Blocks or unblocks end users, making the rows of those not seen yet
+    /// (a block must hold before an end user's first request).
+    pub async fn set_end_users_blocked(
+        &self,
+        ids: &[String],
+        blocked: bool,
+        now: SystemTime,
+    ) -> Result<(), KeyError> {
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        for chunk in recurring_chunks(ids) {
+            let sql = format!(
+                "INSERT INTO end_users (user_id, blocked, created_at, updated_at) VALUES {} \
+                 ON CONFLICT (user_id) DO UPDATE SET blocked = excluded.blocked, \
+                 updated_at = excluded.updated_at",
+                placeholders(self.backend(), chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q
+                    .bind(id.as_str())
+                    .bind(i64::from(blocked))
+                    .bind(to_ms(now))
+                    .bind(to_ms(now));
+            }
+            q.execute(self.within(&mut tx)).await.map_err(store_error)?;
+        }
+        self.commit(tx).await
+    }
+
+    /// Deletes end users; how many existed.
+    pub async fn delete_end_users(&self, ids: &[String]) -> Result<u64, KeyError> {
+        let mut deleted = 0;
+        for id in ids {
+            let done = sqlx::query("DELETE FROM end_users WHERE user_id = $1")
+                .bind(id.as_str())
+                .execute(self.pool())
+                .await
+                .map_err(store_error)?;
+            deleted += done.rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    /// One page of end users, oldest first, and how many there are.
+    pub async fn list_end_users(
+        &self,
+        page: ListPage,
+    ) -> Result<(Vec<EndUserRecord>, u64), KeyError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM end_users")
+            .fetch_one(self.pool())
+            .await
+            .map_err(store_error)?;
+        let sql = format!("{END_USER_SELECT} ORDER BY e.created_at, e.user_id LIMIT $1 OFFSET $2");
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(page.size))
+            .bind(page.offset())
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        let found = rows.iter().map(end_user).collect::<Result<_, _>>()?;
+        Ok((found, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// Adds each end user's spend of a batch, making the rows of end users
+    /// seen for the first time.
+    pub(super) async fn add_end_user_spend(
+        &self,
+        tx: &mut Transaction,
+        deltas: &HashMap<&str, f64>,
+        now: SystemTime,
+    ) -> Result<(), KeyError> {
+        let mut entries: Vec<_> = deltas.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for chunk in recurring_chunks(&entries) {
+            let sql = format!(
+                "INSERT INTO end_users (user_id, spend, created_at, updated_at) VALUES {} \
+                 ON CONFLICT (user_id) DO UPDATE SET spend = end_users.spend + excluded.spend",
+                placeholders(self.backend(), chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, spend) in chunk {
+                q = q.bind(**id).bind(**spend).bind(to_ms(now)).bind(to_ms(now));
+            }
+            q.execute(self.within(tx)).await.map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Links an end user with no budget to `budget_id` (the default
+    /// budget), making its row if it has none; one linked meanwhile keeps
+    /// its own.
+    pub async fn link_end_user_budget(
+        &self,
+        user_id: &str,
+        budget_id: &str,
+        reset_at: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Result<(), KeyError> {
+        sqlx::query(
+            "INSERT INTO end_users (user_id, budget_id, budget_reset_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id) DO UPDATE SET \
+             budget_id = excluded.budget_id, budget_reset_at = excluded.budget_reset_at \
+             WHERE end_users.budget_id IS NULL",
+        )
+        .bind(user_id)
+        .bind(budget_id)
+        .bind(ms(reset_at))
+        .bind(to_ms(now))
+        .execute(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Moves the reset time of every end user linked to `budget_id` (after
+    /// its period changed).
+    pub async fn reschedule_end_users(
+        &self,
+        budget_id: &str,
+        reset_at: Option<SystemTime>,
+    ) -> Result<(), KeyError> {
+        sqlx::query("UPDATE end_users SET budget_reset_at = $2 WHERE budget_id = $1")
+            .bind(budget_id)
+            .bind(ms(reset_at))
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// A budget.
+    pub async fn budget(&self, budget_id: &str) -> Result<Option<BudgetRecord>, KeyError> {
+        let sql = format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE budget_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(budget_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(budget).transpose()
+    }
+
+    /// Stores a new budget; an id already in use is refused.
+    pub async fn insert_budget(&self, b: &BudgetRecord) -> Result<(), KeyError> {
+        let sql = format!("INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES ($1, $2, $3, $4, $5)");
+        sqlx::query(&sql)
+            .bind(b.budget_id.clone())
+            .bind(json(&b.limits))
+            .bind(b.soft_budget)
+            .bind(to_ms(b.created_at))
+            .bind(to_ms(b.updated_at))
+            .execute(self.pool())
+            .await
+            .map_err(|e| unique_violation(e, "budget_id", "a budget with this budget_id"))?;
+        Ok(())
+    }
+
+    /// Writes a budget's limits; whether it existed.
+    pub async fn update_budget(&self, b: &BudgetRecord) -> Result<bool, KeyError> {
+        let done = sqlx::query(
+            "UPDATE budgets SET limits = $2, soft_budget = $3, updated_at = $4 WHERE budget_id = $1",
+        )
+        .bind(b.budget_id.clone())
+        .bind(json(&b.limits))
+        .bind(b.soft_budget)
+        .bind(to_ms(b.updated_at))
+        .execute(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a budget and unlinks the end users linked to it; whether it
+    /// existed.
+    pub async fn delete_budget(&self, budget_id: &str) -> Result<bool, KeyError> {
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        sqlx::query(
+            "UPDATE end_users SET budget_id = NULL, budget_reset_at = NULL WHERE budget_id = $1",
+        )
+        .bind(budget_id)
+        .execute(self.within(&mut tx))
+        .await
+        .map_err(store_error)?;
+        let done = sqlx::query("DELETE FROM budgets WHERE budget_id = $1")
+            .bind(budget_id)
+            .execute(self.within(&mut tx))
+            .await
+            .map_err(store_error)?;
+        self.commit(tx).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// One page of budgets, oldest first, and how many there are.
+    pub async fn list_budgets(&self, page: ListPage) -> Result<(Vec<BudgetRecord>, u64), KeyError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM budgets")
+            .fetch_one(self.pool())
+            .await
+            .map_err(store_error)?;
+        let sql = format!(
+            "SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY created_at, budget_id LIMIT $1 OFFSET $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(page.size))
+            .bind(page.offset())
+            .fetch_all(self.pool())
+            .await
+            .map_err(store_error)?;
+        let found = rows.iter().map(budget).collect::<Result<_, _>>()?;
+        Ok((found, u64::try_from(total).unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::tests::scratch_store;
+    use super::*;
+    use crate::keys::Limits;
+
+    #[tokio::test]
+    async fn an_end_user_is_read_with_the_budget_it_is_linked_to() {
+        let (_scratch, store) = scratch_store("end-user-budget").await;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let tier = BudgetRecord {
+            budget_id: "tier-1".into(),
+            limits: Limits {
+                max_budget: Some(2.5),
+                ..Limits::default()
+            },
+            soft_budget: Some(2.0),
+            created_at: now,
+            updated_at: now,
+        };
+        store.insert_budget(&tier).await.unwrap();
+        let mut ada = EndUserRecord::new("ada".into(), now);
+        ada.budget_id = Some("tier-1".into());
+        store.insert_end_user(&ada).await.unwrap();
+
+        let read = store.end_user("ada").await.unwrap().unwrap();
+        assert_eq!(read.budget, Some(tier));
+        assert!(store.end_user("bob").await.unwrap().is_none());
+        let again = store.insert_end_user(&ada).await.unwrap_err();
+        assert!(again.to_string().contains("already exists"), "{again}");
+
+        assert!(store.delete_budget("tier-1").await.unwrap());
+        let unlinked = store.end_user("ada").await.unwrap().unwrap();
+        assert_eq!((unlinked.budget_id, unlinked.budget), (None, None));
+    }
+
+    #[tokio::test]
+    async fn spend_makes_the_row_of_an_end_user_seen_first_and_adds_to_a_known_one() {
+        let (_scratch, store) = scratch_store("end-user-spend").await;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        store
+            .set_end_users_blocked(&["known".into()], true, now)
+            .await
+            .unwrap();
+        let deltas: HashMap<&str, f64> = [("known", 0.25), ("new", 0.5)].into_iter().collect();
+        for _ in 0..2 {
+            let mut tx = store.pool().begin().await.unwrap();
+            store
+                .add_end_user_spend(&mut tx, &deltas, now)
+                .await
+                .unwrap();
+            store.commit(tx).await.unwrap();
+        }
+        let known = store.end_user("known").await.unwrap().unwrap();
+        assert_eq!((known.spend, known.blocked), (0.5, true));
+        let new = store.end_user("new").await.unwrap().unwrap();
+        assert_eq!((new.spend, new.blocked), (1.0, false));
+        let (all, total) = store
+            .list_end_users(ListPage { page: 1, size: 10 })
+            .await
+            .unwrap();
+        assert_eq!((all.len(), total), (2, 2));
+    }
+}
