@@ -199,6 +199,14 @@ async fn the_customer_headers_name_the_end_user_ahead_of_the_body() {
         assert_eq!(status, 403, "{header}: {body}");
         assert!(body["error"]["message"].as_str().unwrap().contains(user));
     }
+    // An empty header names nobody: the next one does.
+    let mut headers = HeaderMap::new();
+    headers.insert("x-litellm-customer-id", "".parse().unwrap());
+    headers.insert("x-litellm-end-user-id", "dan".parse().unwrap());
+    assert_eq!(
+        chat_with_headers(&proxy, headers, "someone-else").await.0,
+        403
+    );
     let mut headers = HeaderMap::new();
     headers.insert("x-litellm-customer-id", "x".repeat(300).parse().unwrap());
     let (status, body) = chat_with_headers(&proxy, headers, "someone-else").await;
@@ -363,6 +371,12 @@ async fn the_customer_routes_refuse_what_they_cannot_do_with_clear_errors() {
             "customer",
         ),
         (
+            "/customer/update",
+            json!({"user_id": "kim", "blocked": true, "alias": "K", "spend": -1}),
+            400,
+            "spend",
+        ),
+        (
             "/customer/delete",
             json!({"user_ids": ["kim", "nobody"]}),
             404,
@@ -383,9 +397,11 @@ async fn the_customer_routes_refuse_what_they_cannot_do_with_clear_errors() {
         assert_eq!(got, status, "{path} {body}: {answer}");
         assert_eq!(answer["error"]["param"], param, "{path} {body}: {answer}");
     }
-    // The failed delete deleted nothing; the older path reads the same record.
+    // The failed update changed nothing and the failed delete deleted
+    // nothing; the older path reads the same record.
     let (status, kim) = info(&proxy, "/end_user/info", "kim").await;
     assert_eq!((status, kim["alias"].as_str()), (200, Some("Kim")), "{kim}");
+    assert_eq!(kim["blocked"], false, "{kim}");
     let (status, _) = info(&proxy, "/customer/info", "nobody").await;
     assert_eq!(status, 404);
     // Only an administrator may manage end users.

@@ -285,6 +285,20 @@ fn load_tree(
              and the gateway serves anyone"
         ));
     }
+    let master_key_set = master_key_variable
+        || config
+            .general_settings
+            .master_key
+            .as_ref()
+            .is_some_and(|k| !k.expose().is_empty());
+    let ls = &config.litellm_settings;
+    if !master_key_set && (ls.max_end_user_budget.is_some() || ls.max_end_user_budget_id.is_some())
+    {
+        warnings.push(format!(
+            "{file}: litellm_settings.max_end_user_budget: end users are recorded and limited \
+             in the key store, which needs a master key; without one no end user is limited"
+        ));
+    }
     let mut problems = Vec::new();
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
@@ -1141,6 +1155,16 @@ mod tests {
             w.contains("general_settings.master_key: has no value"),
             "{w}"
         );
+    }
+
+    #[test]
+    fn end_user_budgets_without_a_master_key_warn_that_they_limit_nothing() {
+        let text = "litellm_settings:\n  max_end_user_budget: 1\nmodel_list: []\n";
+        let w = load_text(text).unwrap().warnings.join("\n");
+        assert!(w.contains("litellm_settings.max_end_user_budget"), "{w}");
+        let keyed = format!("{text}general_settings:\n  master_key: sk-k\n");
+        let w = load_text(&keyed).unwrap().warnings.join("\n");
+        assert!(!w.contains("max_end_user_budget"), "{w}");
     }
 
     #[test]

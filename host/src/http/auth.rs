@@ -171,7 +171,12 @@ fn header_end_user(headers: &HeaderMap) -> Result<Option<Arc<str>>, ApiError> {
         let text = value
             .to_str()
             .map_err(|_| refused(format!("{field} must be visible ASCII")))?;
-        return crate::openai::checked_end_user(text.trim(), &field).map_err(refused);
+        // An empty one names nobody: the next place is read.
+        if let Some(named) =
+            crate::openai::checked_end_user(text.trim(), &field).map_err(refused)?
+        {
+            return Ok(Some(named));
+        }
     }
     Ok(None)
 }

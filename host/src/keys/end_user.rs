@@ -85,11 +85,6 @@ impl EndUser {
         self.own_limits.as_ref()
     }
 
-    /// Whether it is linked to a budget (even one since deleted).
-    pub fn has_budget(&self) -> bool {
-        self.record.as_ref().is_some_and(|r| r.budget_id.is_some())
-    }
-
     /// Claims the one request of this cached read that links the end user
     /// to the default budget.
     pub fn claim_default_link(&self) -> bool {

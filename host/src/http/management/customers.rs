@@ -20,6 +20,29 @@ use super::{ApiError, AppState, admin, invalid, key_error, read_json, read_with_
 use crate::keys::store::SpendOwner;
 use crate::keys::{BudgetRecord, EndUserRecord, KeyError, Keys, Limits};
 
+/// An end user's id as the routes take it: any name a request may give
+/// (`user` or a customer header), so every end user can be managed.
+fn check_end_user_id(field: &str, id: &str) -> Result<(), ApiError> {
+    match crate::openai::checked_end_user(id, field) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(invalid(field, "must not be empty")),
+        Err(message) => Err(ApiError::invalid(message, Some(field))),
+    }
+}
+
+/// Checks every field of a body before anything is written, so a refused
+/// request changes nothing: the spend, `soft_budget` and the budget's
+/// limits (applied to a scratch copy here).
+fn check_body(b: &CustomerBody) -> Result<(Option<f64>, Option<Option<f64>>), ApiError> {
+    let spend = b.limits.spend()?;
+    let soft = b.soft_budget.map(soft_budget).transpose()?;
+    b.limits.patch(&mut Limits::default())?;
+    if let Some(Some(alias)) = &b.alias {
+        check_id("alias", alias)?;
+    }
+    Ok((spend, soft))
+}
+
 /// The end user `id`, or a 404 naming it.
 async fn existing(keys: &Keys, id: &str) -> Result<EndUserRecord, ApiError> {
     keys.store()
@@ -79,12 +102,9 @@ async fn new_budget(
     Ok(budget)
 }
 
-/// The fields of `b` other than the budget's.
-fn apply(e: &mut EndUserRecord, b: &CustomerBody) -> Result<(), ApiError> {
+/// The fields of `b` other than the budget's (checked by [`check_body`]).
+fn apply(e: &mut EndUserRecord, b: &CustomerBody) {
     if let Some(alias) = &b.alias {
-        if let Some(a) = alias {
-            check_id("alias", a)?;
-        }
         e.alias = alias.clone();
     }
     if let Some(blocked) = b.blocked {
@@ -93,7 +113,6 @@ fn apply(e: &mut EndUserRecord, b: &CustomerBody) -> Result<(), ApiError> {
     if let Some(model) = &b.default_model {
         e.default_model = model.clone();
     }
-    Ok(())
 }
 
 /// Whether the body sets a field of the end user's budget.
@@ -129,12 +148,12 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
             "is required: the id requests name the end user by",
         )
     })?;
-    check_id("user_id", &id)?;
+    check_end_user_id("user_id", &id)?;
+    let (spend, soft) = check_body(&body)?;
     let now = SystemTime::now();
     let mut record = EndUserRecord::new(id.clone(), now);
-    apply(&mut record, &body)?;
-    let soft = soft_budget(body.soft_budget.flatten())?;
-    if let Some(spend) = body.limits.spend()? {
+    apply(&mut record, &body);
+    if let Some(spend) = spend {
         record.spend = spend;
     }
     if keys
@@ -164,16 +183,22 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         ),
         None if sets_budget_fields(&body) => link(
             &mut record,
-            new_budget(&keys, &body.limits, soft, now).await?,
+            new_budget(&keys, &body.limits, soft.flatten(), now).await?,
             &keys,
             now,
         ),
         None => {}
     }
-    keys.store()
-        .insert_end_user(&record)
-        .await
-        .map_err(key_error)?;
+    if let Err(e) = keys.store().insert_end_user(&record).await {
+        // Made the same end user first: the budget made for this one
+        // would be linked to nothing.
+        if sets_budget_fields(&body)
+            && let Some(made) = &record.budget_id
+        {
+            let _ = keys.store().delete_budget(made).await;
+        }
+        return Err(key_error(e));
+    }
     // It may be cached as not seen yet, or with an earlier life's record.
     keys.invalidate_end_user(&id);
     super::forget_spend(&state, crate::limits::Level::EndUser, &[id]).await;
@@ -206,10 +231,10 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .user_id
         .clone()
         .ok_or_else(|| invalid("user_id", "is required"))?;
+    let (spend, soft) = check_body(&body)?;
     let mut record = existing(&keys, &id).await?;
     let now = SystemTime::now();
-    apply(&mut record, &body)?;
-    let soft = body.soft_budget.map(soft_budget).transpose()?;
+    apply(&mut record, &body);
     match body.budget_id.clone() {
         Some(Some(_)) if sets_budget_fields(&body) => {
             return Err(invalid(
@@ -256,14 +281,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .update_end_user(&record)
         .await
         .map_err(key_error)?;
-    super::set_spend(
-        &state,
-        &keys,
-        SpendOwner::EndUser,
-        &id,
-        body.limits.spend()?,
-    )
-    .await?;
+    super::set_spend(&state, &keys, SpendOwner::EndUser, &id, spend).await?;
     keys.invalidate_end_user(&id);
     let record = existing(&keys, &id).await?;
     Ok(Json(shape::customer(&record)).into_response())
@@ -340,7 +358,7 @@ async fn named(state: &AppState, request: Request) -> Result<Vec<String>, ApiErr
         .filter(|v| !v.is_empty())
         .ok_or_else(|| invalid("user_ids", "name at least one end user"))?;
     for id in &ids {
-        check_id("user_ids", id)?;
+        check_end_user_id("user_ids", id)?;
     }
     super::bounded_list("user_ids", ids)
 }

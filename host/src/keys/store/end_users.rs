@@ -222,9 +222,10 @@ impl Store {
         Ok(())
     }
 
-    /// Links an end user with no budget to `budget_id` (the default
-    /// budget), making its row if it has none; one linked meanwhile keeps
-    /// its own.
+    /// Links an end user with no budget (or one linked to a budget since
+    /// deleted) to `budget_id`, the default budget, making its row if it
+    /// has none; one linked to a budget meanwhile keeps it, and nothing is
+    /// linked to a budget that no longer exists.
     pub async fn link_end_user_budget(
         &self,
         user_id: &str,
@@ -234,9 +235,11 @@ impl Store {
     ) -> Result<(), KeyError> {
         sqlx::query(
             "INSERT INTO end_users (user_id, budget_id, budget_reset_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id) DO UPDATE SET \
+             SELECT $1, b.budget_id, $3, $4, $4 FROM budgets b WHERE b.budget_id = $2 \
+             ON CONFLICT (user_id) DO UPDATE SET \
              budget_id = excluded.budget_id, budget_reset_at = excluded.budget_reset_at \
-             WHERE end_users.budget_id IS NULL",
+             WHERE end_users.budget_id IS NULL OR NOT EXISTS \
+             (SELECT 1 FROM budgets o WHERE o.budget_id = end_users.budget_id)",
         )
         .bind(user_id)
         .bind(budget_id)
@@ -381,6 +384,55 @@ mod tests {
         assert!(store.delete_budget("tier-1").await.unwrap());
         let unlinked = store.end_user("ada").await.unwrap().unwrap();
         assert_eq!((unlinked.budget_id, unlinked.budget), (None, None));
+    }
+
+    #[tokio::test]
+    async fn the_default_budget_links_only_end_users_without_a_live_budget() {
+        let (_scratch, store) = scratch_store("end-user-default-link").await;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let budget = |id: &str| BudgetRecord {
+            budget_id: id.into(),
+            limits: Limits::default(),
+            soft_budget: None,
+            created_at: now,
+            updated_at: now,
+        };
+        store.insert_budget(&budget("default")).await.unwrap();
+        store.insert_budget(&budget("own")).await.unwrap();
+        let linked = |id: &str| {
+            let store = store.clone();
+            let id = id.to_owned();
+            async move { store.end_user(&id).await.unwrap().and_then(|e| e.budget_id) }
+        };
+        // A budget that does not exist links nothing.
+        store
+            .link_end_user_budget("new", "gone", None, now)
+            .await
+            .unwrap();
+        assert!(store.end_user("new").await.unwrap().is_none());
+        store
+            .link_end_user_budget("new", "default", None, now)
+            .await
+            .unwrap();
+        assert_eq!(linked("new").await.as_deref(), Some("default"));
+        // One with a budget of its own keeps it.
+        let mut own = EndUserRecord::new("owner".into(), now);
+        own.budget_id = Some("own".into());
+        store.insert_end_user(&own).await.unwrap();
+        store
+            .link_end_user_budget("owner", "default", None, now)
+            .await
+            .unwrap();
+        assert_eq!(linked("owner").await.as_deref(), Some("own"));
+        // One left linked to a budget since deleted is linked again.
+        let mut dangling = EndUserRecord::new("dangling".into(), now);
+        dangling.budget_id = Some("deleted-meanwhile".into());
+        store.insert_end_user(&dangling).await.unwrap();
+        store
+            .link_end_user_budget("dangling", "default", None, now)
+            .await
+            .unwrap();
+        assert_eq!(linked("dangling").await.as_deref(), Some("default"));
     }
 
     #[tokio::test]

@@ -11,6 +11,10 @@ use super::key_limits::refusal as limit_refusal;
 use super::{AdmissionCheck, Candidate, Decision, Refusal, Verdict};
 use crate::keys::{EndUser, EndUserDefaults, KeyError, Keys, Limits, scopes};
 use crate::limits::{Limiter, Slot};
+use crate::logging::Throttle;
+
+/// At most one warning a minute that the default budget is missing.
+static MISSING_DEFAULT: Throttle = Throttle::new(std::time::Duration::from_secs(60));
 
 /// What an admitted end user's request holds: its in-flight slots.
 pub struct EndUserAdmission {
@@ -81,8 +85,9 @@ impl EndUserLimits {
 }
 
 /// The limits that apply to `end_user`: its budget's; for one with no
-/// budget, the default budget's (linking it there, once) or the default
-/// `max_end_user_budget`; `None` when nothing limits it.
+/// budget (or one since deleted), the default budget's (linking it there,
+/// once) or the default `max_end_user_budget`; `None` when nothing limits
+/// it.
 async fn limits_of(
     keys: &Keys,
     end_user: &EndUser,
@@ -90,11 +95,6 @@ async fn limits_of(
 ) -> Result<Option<Arc<Limits>>, Refusal> {
     if let Some(own) = end_user.own_limits() {
         return Ok(Some(own.clone()));
-    }
-    if end_user.has_budget() {
-        // Linked to a budget since deleted: it has none of its own, and
-        // is not given the default.
-        return Ok(None);
     }
     if let Some(budget_id) = &defaults.budget_id {
         let budget = keys.budget(budget_id).await.map_err(store_refusal)?;
@@ -104,10 +104,13 @@ async fn limits_of(
             }
             return Ok(Some(Arc::new(budget.limits.clone())));
         }
-        tracing::warn!(
-            budget_id,
-            "litellm_settings.max_end_user_budget_id names a budget that does not exist"
-        );
+        if MISSING_DEFAULT.allow() {
+            tracing::warn!(
+                budget_id,
+                "litellm_settings.max_end_user_budget_id names a budget that does not exist \
+                 (make it with /budget/new); max_end_user_budget applies meanwhile"
+            );
+        }
     }
     Ok(defaults.limits.clone())
 }
