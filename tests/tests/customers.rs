@@ -216,6 +216,32 @@ async fn the_customer_headers_name_the_end_user_ahead_of_the_body() {
 }
 
 #[tokio::test]
+async fn metadata_and_safety_identifier_name_the_end_user_when_user_does_not() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up, "").await;
+    manage(
+        &proxy,
+        "/customer/block",
+        json!({"user_ids": ["m1", "m2", "m3"]}),
+    )
+    .await;
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    for body in [
+        json!({"model": "gpt-a", "messages": hi, "litellm_metadata": {"user": "m1"}}),
+        json!({"model": "gpt-a", "messages": hi, "metadata": {"user_id": "m2"}}),
+        json!({"model": "gpt-a", "messages": hi, "safety_identifier": "m3"}),
+    ] {
+        let (status, _, answer) = chat_body_as(&proxy, MASTER, &body).await;
+        assert_eq!((status, code(&answer)), (403, "end_user_blocked"), "{body}");
+    }
+    // `user` comes first.
+    let body = json!({"model": "gpt-a", "messages": hi, "user": "free",
+                      "metadata": {"user_id": "m2"}});
+    assert_eq!(chat_body_as(&proxy, MASTER, &body).await.0, 200);
+    assert_eq!(up.calls("gpt-a"), 1);
+}
+
+#[tokio::test]
 async fn end_users_sharing_a_budget_are_each_held_to_it() {
     let up = FakeUpstream::start().await;
     let proxy = gateway(&up, "").await;

@@ -310,7 +310,16 @@ impl<'de> Deserialize<'de> for ProxyRequest {
         ] {
             tags.extend(tag_list(raw.as_deref(), field).map_err(D::Error::custom)?);
         }
-        let end_user = end_user(rest.get("user")).map_err(D::Error::custom)?;
+        // LiteLLM's order: `user`, then `litellm_metadata.user`, then
+        // `metadata.user_id`, then OpenAI's newer `safety_identifier`.
+        let end_user = match end_user(rest.get("user"), "`user`").map_err(D::Error::custom)? {
+            Some(user) => Some(user),
+            None => match litellm.user.or(nested.user) {
+                Some(user) => Some(user),
+                None => end_user(rest.get("safety_identifier"), "`safety_identifier`")
+                    .map_err(D::Error::custom)?,
+            },
+        };
         // After the end user is read: a `user` dropped is still charged.
         for name in drops {
             rest.remove(&name);
@@ -340,9 +349,10 @@ impl<'de> Deserialize<'de> for ProxyRequest {
 /// spend-log row.
 pub const MAX_END_USER_BYTES: usize = 256;
 
-/// The request's `user`: a string of at most [`MAX_END_USER_BYTES`]
-/// without control characters (`null` or absent is none).
-fn end_user(raw: Option<&RawValue>) -> Result<Option<Arc<str>>, String> {
+/// The request's `user` (or the field `field` names): a string of at most
+/// [`MAX_END_USER_BYTES`] without control characters (`null` or absent is
+/// none).
+fn end_user(raw: Option<&RawValue>, field: &str) -> Result<Option<Arc<str>>, String> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -351,11 +361,11 @@ fn end_user(raw: Option<&RawValue>) -> Result<Option<Arc<str>>, String> {
         match serde_json::from_str::<Option<&str>>(raw.get()) {
             Ok(user) => user.map(Into::into),
             Err(_) => serde_json::from_str::<Option<String>>(raw.get())
-                .map_err(|_| "`user` must be a string".to_owned())?
+                .map_err(|_| format!("{field} must be a string"))?
                 .map(Into::into),
         };
     match user {
-        Some(u) => checked_end_user(&u, "`user`"),
+        Some(u) => checked_end_user(&u, field),
         None => Ok(None),
     }
 }
@@ -384,6 +394,8 @@ pub fn checked_end_user(user: &str, field: &str) -> Result<Option<Arc<str>>, Str
 struct MetadataControls {
     cache: Option<Box<RawValue>>,
     tags: Option<Box<RawValue>>,
+    /// The end user it names (`litellm_metadata.user`, `metadata.user_id`).
+    user: Option<Arc<str>>,
 }
 
 /// The controls inside `metadata` (or `litellm_metadata`, named by
@@ -397,16 +409,37 @@ fn read_metadata(metadata: Option<&RawValue>, field: &str) -> Result<MetadataCon
     if !text.starts_with('{') {
         return Err(format!("`{field}` must be a JSON object"));
     }
-    // Most metadata holds neither (a key written with escapes might):
-    // only then is it read.
-    if !text.contains("\"cache\"") && !text.contains("\"tags\"") && !text.contains('\\') {
+    // The key naming its end user: LiteLLM's own metadata says `user`,
+    // a client's `user_id` (Anthropic's name).
+    let (user_key, user_needle) = if field == "litellm_metadata" {
+        ("user", "\"user\"")
+    } else {
+        ("user_id", "\"user_id\"")
+    };
+    // Most metadata holds none of these (a key written with escapes
+    // might): only then is it read.
+    if !text.contains("\"cache\"")
+        && !text.contains("\"tags\"")
+        && !text.contains(user_needle)
+        && !text.contains('\\')
+    {
         return Ok(MetadataControls::default());
     }
     let mut read: RawFields =
         serde_json::from_str(text).map_err(|e| format!("`{field}` cannot be read: {e}"))?;
+    // The caller's own metadata: a value that is no usable name names no
+    // end user, and is refused only where LiteLLM's field is the gateway's.
+    let user = match read.remove(user_key) {
+        Some(raw) if field == "litellm_metadata" => {
+            end_user(Some(&raw), &format!("`{field}.{user_key}`"))?
+        }
+        Some(raw) => end_user(Some(&raw), "").ok().flatten(),
+        None => None,
+    };
     Ok(MetadataControls {
         cache: read.remove("cache").filter(|c| c.get() != "null"),
         tags: read.remove("tags"),
+        user,
     })
 }
 
@@ -596,6 +629,37 @@ mod tests {
         assert!(text.contains("nested deeper than 128 levels"), "{text}");
         let error = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
         assert!(describe_json_error(&error).contains("EOF"));
+    }
+
+    #[test]
+    fn the_end_user_is_read_in_litellms_order() {
+        let end_user = |body: serde_json::Value| {
+            serde_json::from_str::<ProxyRequest>(&body.to_string())
+                .map(|r| r.end_user.map(|u| u.to_string()))
+        };
+        let all = serde_json::json!({"model": "m", "user": "a",
+            "litellm_metadata": {"user": "b"}, "metadata": {"user_id": "c"},
+            "safety_identifier": "d"});
+        assert_eq!(end_user(all.clone()).unwrap().as_deref(), Some("a"));
+        let mut rest = all;
+        for (field, next) in [("user", "b"), ("litellm_metadata", "c"), ("metadata", "d")] {
+            rest.as_object_mut().unwrap().remove(field);
+            assert_eq!(
+                end_user(rest.clone()).unwrap().as_deref(),
+                Some(next),
+                "{rest}"
+            );
+        }
+        // The caller's own metadata naming no usable end user is no error;
+        // LiteLLM's field, and OpenAI's, must be strings.
+        let odd = serde_json::json!({"model": "m", "metadata": {"user_id": 7}});
+        assert_eq!(end_user(odd).unwrap(), None);
+        for bad in [
+            serde_json::json!({"model": "m", "litellm_metadata": {"user": 7}}),
+            serde_json::json!({"model": "m", "safety_identifier": ["x"]}),
+        ] {
+            assert!(end_user(bad).is_err());
+        }
     }
 
     #[test]
