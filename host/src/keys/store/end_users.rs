@@ -182,18 +182,30 @@ impl Store {
         &self,
         page: ListPage,
     ) -> Result<(Vec<EndUserRecord>, u64), KeyError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM end_users")
+        let sql = format!("{END_USER_SELECT} ORDER BY e.created_at, e.user_id LIMIT $1 OFFSET $2");
+        self.page_of("end_users", &sql, page, end_user).await
+    }
+
+    /// One page of `select` (ordered, `$1` and `$2` its limit and offset),
+    /// each row read by `read`, and how many rows `table` has.
+    async fn page_of<T>(
+        &self,
+        table: &'static str,
+        select: &str,
+        page: ListPage,
+        read: fn(&AnyRow) -> Result<T, KeyError>,
+    ) -> Result<(Vec<T>, u64), KeyError> {
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(self.pool())
             .await
             .map_err(store_error)?;
-        let sql = format!("{END_USER_SELECT} ORDER BY e.created_at, e.user_id LIMIT $1 OFFSET $2");
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(select)
             .bind(i64::from(page.size))
             .bind(page.offset())
             .fetch_all(self.pool())
             .await
             .map_err(store_error)?;
-        let found = rows.iter().map(end_user).collect::<Result<_, _>>()?;
+        let found = rows.iter().map(read).collect::<Result<_, _>>()?;
         Ok((found, u64::try_from(total).unwrap_or(0)))
     }
 
@@ -330,21 +342,10 @@ impl Store {
 
     /// One page of budgets, oldest first, and how many there are.
     pub async fn list_budgets(&self, page: ListPage) -> Result<(Vec<BudgetRecord>, u64), KeyError> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM budgets")
-            .fetch_one(self.pool())
-            .await
-            .map_err(store_error)?;
         let sql = format!(
             "SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY created_at, budget_id LIMIT $1 OFFSET $2"
         );
-        let rows = sqlx::query(&sql)
-            .bind(i64::from(page.size))
-            .bind(page.offset())
-            .fetch_all(self.pool())
-            .await
-            .map_err(store_error)?;
-        let found = rows.iter().map(budget).collect::<Result<_, _>>()?;
-        Ok((found, u64::try_from(total).unwrap_or(0)))
+        self.page_of("budgets", &sql, page, budget).await
     }
 }
 
