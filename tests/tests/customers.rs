@@ -446,6 +446,72 @@ async fn the_customer_routes_refuse_what_they_cannot_do_with_clear_errors() {
 }
 
 #[tokio::test]
+async fn a_proxy_admin_viewer_reads_every_record_and_changes_none() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up, "").await;
+    manage(&proxy, "/customer/new", json!({"user_id": "ann"})).await;
+    manage(&proxy, "/budget/new", json!({"budget_id": "silver"})).await;
+    let made = manage(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "vera", "user_role": "proxy_admin_viewer"}),
+    )
+    .await;
+    let viewer = made["key"].as_str().unwrap().to_owned();
+    let other = new_key(&proxy, json!({"user_id": "someone"})).await;
+    let get = |path: &'static str| {
+        let (proxy, viewer) = (&proxy, viewer.clone());
+        async move {
+            let r = proxy
+                .client
+                .get(proxy.url(path))
+                .bearer_auth(&viewer)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for path in [
+        "/customer/list",
+        "/customer/info?end_user_id=ann",
+        "/budget/list",
+        "/budget/settings?budget_id=silver",
+        "/user/list",
+        "/team/list",
+        "/key/list",
+        "/spend/logs",
+        "/global/spend/report",
+        "/audit",
+    ] {
+        let (status, body) = get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, body) = get("/key/list").await;
+    let other_hash = conclave::keys::token::hash(&other);
+    assert!(body.contains(&other_hash), "{status} {body}");
+    for (path, body) in [
+        ("/customer/new", json!({"user_id": "nope"})),
+        ("/budget/new", json!({"budget_id": "nope"})),
+        ("/customer/block", json!({"user_ids": ["ann"]})),
+        ("/key/generate", json!({})),
+        ("/user/new", json!({"user_id": "nope"})),
+    ] {
+        let r = proxy
+            .client
+            .post(proxy.url(path))
+            .bearer_auth(&viewer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let (status, ann) = info(&proxy, "/customer/info", "ann").await;
+    assert_eq!((status, ann["blocked"].as_bool()), (200, Some(false)));
+}
+
+#[tokio::test]
 async fn changes_to_end_users_and_budgets_leave_audit_rows() {
     let up = FakeUpstream::start().await;
     let proxy = gateway(&up, "").await;

@@ -16,7 +16,9 @@ use super::body::{BudgetBody, check_id, soft_budget};
 use super::customers::existing_budget;
 use super::keys::page_of;
 use super::users::new_id;
-use super::{ApiError, AppState, admin, invalid, key_error, read_json, read_with_limits, shape};
+use super::{
+    ApiError, AppState, admin, invalid, key_error, read_json, read_with_limits, reader, shape,
+};
 use crate::keys::{BudgetRecord, KeyError, Keys, Limits};
 
 /// Writes a changed budget; a changed period starts anew, now, for every
@@ -153,7 +155,7 @@ struct InfoBody {
 )]
 /// `POST /budget/info` with `{"budgets": [...]}`: those budgets, in order.
 pub async fn info(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let body: InfoBody = read_json(&state, request).await?;
     let ids = body
         .budgets
@@ -187,7 +189,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let page = page_of(&q, 100)?;
     let (found, total) = keys.store().list_budgets(page).await.map_err(key_error)?;
     let shown: Vec<_> = found.iter().map(|b| shape::budget(b, None)).collect();
@@ -255,7 +257,7 @@ pub async fn settings(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let id = q
         .get("budget_id")
         .ok_or_else(|| invalid("budget_id", "is required"))?;

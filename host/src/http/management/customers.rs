@@ -16,7 +16,9 @@ use serde_json::json;
 use super::body::{CustomerBody, LimitsPatch, check_id, soft_budget};
 use super::keys::page_of;
 use super::users::new_id;
-use super::{ApiError, AppState, admin, invalid, key_error, read_json, read_with_limits, shape};
+use super::{
+    ApiError, AppState, admin, invalid, key_error, read_json, read_with_limits, reader, shape,
+};
 use crate::keys::store::SpendOwner;
 use crate::keys::{BudgetRecord, EndUserRecord, KeyError, Keys, Limits};
 
@@ -308,7 +310,7 @@ pub async fn info(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let id = q
         .get("end_user_id")
         .or_else(|| q.get("user_id"))
@@ -337,7 +339,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let page = page_of(&q, 100)?;
     let (found, total) = keys.store().list_end_users(page).await.map_err(key_error)?;
     let shown: Vec<_> = found.iter().map(shape::customer).collect();

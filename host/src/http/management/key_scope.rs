@@ -29,7 +29,28 @@ pub(super) async fn key_manager(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(Keys, KeyScope), ApiError> {
+    scope_of(state, headers, false).await
+}
+
+/// [`key_manager`] for listing keys, which a `proxy_admin_viewer` may do
+/// for every key.
+pub(super) async fn key_lister(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Keys, KeyScope), ApiError> {
+    scope_of(state, headers, true).await
+}
+
+/// The caller's [`KeyScope`], to read keys (`reading`) or change them.
+async fn scope_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    reading: bool,
+) -> Result<(Keys, KeyScope), ApiError> {
     let (keys, manager) = authenticate(state, headers).await?;
+    if reading && manager.reads_all() {
+        return Ok((keys, KeyScope::Any));
+    }
     let owner = match &manager {
         Manager::Master | Manager::Key { admin: true, .. } => return Ok((keys, KeyScope::Any)),
         Manager::Key { principal, .. } => principal

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{KeyBody, check_id, expiry, metadata};
-use super::key_scope::{KeyScope, key_manager};
+use super::key_scope::{KeyScope, key_lister, key_manager};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
     read_with_limits, shape,
@@ -393,10 +393,10 @@ pub async fn info(
     let (keys, manager) = authenticate(&state, request.headers()).await?;
     let given = q.get("key").cloned();
     let record = match (&manager, given.as_deref()) {
-        (Manager::Key { principal, admin }, given) => {
+        (Manager::Key { principal, .. }, given) => {
             let own = &principal.key.token_hash;
             match given {
-                Some(g) if hash_of(g) != *own && !admin => {
+                Some(g) if hash_of(g) != *own && !manager.reads_all() => {
                     // A key of another user is refused whether or not it
                     // exists: the answer must not tell which keys do.
                     let same_user =
@@ -473,7 +473,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (keys, scope) = key_manager(&state, request.headers()).await?;
+    let (keys, scope) = key_lister(&state, request.headers()).await?;
     let page = page_of(&q, 10)?;
     let filter = KeyFilter {
         user_id: scope.list_user(q.get("user_id"))?,

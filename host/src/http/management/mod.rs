@@ -1,6 +1,7 @@
 //! The management API in LiteLLM's paths and JSON shapes: keys, users,
 //! teams, end users (customers) and their budgets, and spend. Every route needs the master key or the key of a user
-//! whose `user_role` is `proxy_admin`; `GET /key/info` also answers a key
+//! whose `user_role` is `proxy_admin` (or, for the routes that only read,
+//! `proxy_admin_viewer`); `GET /key/info` also answers a key
 //! asking about itself or its user's keys, and an `internal_user`'s key
 //! manages that user's own keys ([`key_scope`]). The routes exist only when the key store is open
 //! (a master key is configured); otherwise they answer 403.
@@ -110,7 +111,38 @@ pub(crate) enum Manager {
     },
 }
 
+/// The user role that may read, never change, what an administrator may
+/// (LiteLLM's `proxy_admin_viewer`).
+const VIEWER_ROLE: &str = "proxy_admin_viewer";
+
 impl Manager {
+    /// Whether the caller may read every record: an administrator, or a
+    /// `proxy_admin_viewer` user's key.
+    fn reads_all(&self) -> bool {
+        match self {
+            Manager::Master | Manager::Key { admin: true, .. } => true,
+            Manager::Key { principal, .. } => principal
+                .user
+                .as_ref()
+                .is_some_and(|u| u.user_role.as_deref() == Some(VIEWER_ROLE)),
+        }
+    }
+
+    /// Refuses anyone who may not read every record.
+    fn require_reader(&self) -> Result<(), ApiError> {
+        if self.reads_all() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "this route needs the master key or the key of a user with user_role proxy_admin \
+             or proxy_admin_viewer",
+            None,
+            Some("not_admin"),
+        ))
+    }
+
     /// Refuses anyone who is not the master key or an admin user's key.
     fn require_admin(&self) -> Result<(), ApiError> {
         match self {
@@ -181,6 +213,14 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(Keys, Ma
 async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Keys, ApiError> {
     let (keys, manager) = authenticate(state, headers).await?;
     manager.require_admin()?;
+    Ok(keys)
+}
+
+/// [`authenticate`], then [`Manager::require_reader`]: for the routes
+/// that only read.
+async fn reader(state: &AppState, headers: &HeaderMap) -> Result<Keys, ApiError> {
+    let (keys, manager) = authenticate(state, headers).await?;
+    manager.require_reader()?;
     Ok(keys)
 }
 

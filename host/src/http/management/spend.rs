@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::keys::hash_of;
-use super::{ApiError, AppState, admin, invalid, key_error, shape};
+use super::{ApiError, AppState, invalid, key_error, reader, shape};
 use crate::keys::KeyRecord;
 use crate::keys::store::{
     KeyFilter, ListOrder, ListPage, SpendBy, SpendFilter, SpendTotals, UserFilter,
@@ -147,7 +147,7 @@ pub async fn logs(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let limit = limit_of(&q, DEFAULT_LIMIT)?;
     let (start, end) = optional_window(&q)?;
     let filter = SpendFilter {
@@ -183,7 +183,7 @@ pub async fn report(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let now = SystemTime::now();
     let (start, end) = window(&q, (now - 30 * DAY, now + DAY))?;
     let rows = keys
@@ -224,7 +224,7 @@ pub async fn report(
 /// `{"spend", "max_budget"}` (conclave has no gateway-wide budget, so
 /// `max_budget` is null).
 pub async fn global(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let (start, end) = global_window();
     let rows = keys
         .store()
@@ -257,7 +257,7 @@ pub async fn global_keys(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let limit = limit_of(&q, DEFAULT_LIMIT)?;
     let (start, end) = global_window();
     let store = keys.store();
@@ -325,7 +325,7 @@ pub async fn global_models(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let limit = limit_of(&q, 10)?;
     let (start, end) = global_window();
     let top = keys
@@ -363,7 +363,7 @@ pub async fn tags(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let limit = limit_of(&q, DEFAULT_LIMIT)?;
     let now = SystemTime::now();
     let (start, end) = window(&q, (now - GLOBAL_WINDOW, now + DAY))?;
@@ -408,7 +408,7 @@ pub async fn global_tags(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     for name in ["start_date", "end_date"] {
         if q.get(name).is_none_or(|v| v.trim().is_empty()) {
             return Err(invalid(name, "is required (YYYY-MM-DD)"));
@@ -459,7 +459,7 @@ pub async fn global_teams(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let (start, end) = global_window();
     let store = keys.store();
     let totals = store
@@ -515,7 +515,7 @@ pub async fn keys_by_spend(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let limit = limit_of(&q, DEFAULT_LIMIT)?;
     let filter = KeyFilter {
         order: ListOrder::Spend,
@@ -559,7 +559,7 @@ pub async fn users_by_spend(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let limit = limit_of(&q, DEFAULT_LIMIT)?;
     let filter = UserFilter {
         user_ids: q.get("user_id").into_iter().cloned().collect(),

@@ -14,7 +14,7 @@ use super::keys::page_of;
 use super::users::{named_user, new_id, user_by_email};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json, read_object,
-    read_with_limits, shape, typed, unenforced,
+    read_with_limits, reader, shape, typed, unenforced,
 };
 use crate::keys::reset::ResetClock;
 use crate::keys::store::{KeyFilter, ListPage, Owner, SpendOwner, TeamFilter};
@@ -843,10 +843,8 @@ pub async fn info(
         .get("team_id")
         .cloned()
         .ok_or_else(|| invalid("team_id", "is required"))?;
-    if let Manager::Key {
-        principal,
-        admin: false,
-    } = &manager
+    if let Manager::Key { principal, .. } = &manager
+        && !manager.reads_all()
         && principal.key.team_id.as_deref() != Some(team_id.as_str())
     {
         return Err(ApiError::new(
@@ -901,7 +899,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let page = if q.contains_key("page") || q.contains_key("page_size") || q.contains_key("size") {
         page_of(&q, 100)?
     } else {

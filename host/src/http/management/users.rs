@@ -13,7 +13,7 @@ use super::body::{UserBody, check_id, expiry, metadata};
 use super::keys::page_of;
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
-    read_with_limits, shape,
+    read_with_limits, reader, shape,
 };
 use crate::keys::reset::ResetClock;
 use crate::keys::store::{KeyFilter, ListPage, SpendOwner, UserFilter};
@@ -367,10 +367,10 @@ pub async fn info(
     let (keys, manager) = authenticate(&state, request.headers()).await?;
     let asked = q.get("user_id").cloned();
     let user_id = match (&manager, asked) {
-        (Manager::Key { principal, admin }, asked) => {
+        (Manager::Key { principal, .. }, asked) => {
             let own = principal.key.user_id.clone();
             match asked {
-                Some(a) if *admin || own.as_deref() == Some(a.as_str()) => a,
+                Some(a) if manager.reads_all() || own.as_deref() == Some(a.as_str()) => a,
                 Some(_) => {
                     return Err(ApiError::new(
                         http::StatusCode::FORBIDDEN,
@@ -438,7 +438,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, request.headers()).await?;
+    let keys = reader(&state, request.headers()).await?;
     let page = page_of(&q, 25)?;
     let filter = UserFilter {
         user_ids: q

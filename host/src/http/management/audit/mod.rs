@@ -154,7 +154,9 @@ async fn changer(state: &AppState, headers: &HeaderMap) -> Result<Option<Changer
     };
     let (own_name, admin) = match manager {
         Manager::Master => ("master_key".to_owned(), true),
-        Manager::Key { principal, admin } => {
+        Manager::Key {
+            principal, admin, ..
+        } => {
             let key = &principal.key;
             let name = key
                 .user_id

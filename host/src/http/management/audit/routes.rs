@@ -13,7 +13,7 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::management::keys::{hash_of, page_of};
 use crate::http::management::spend::optional_window;
-use crate::http::management::{admin, invalid, key_error};
+use crate::http::management::{invalid, key_error, reader};
 use crate::keys::store::{AuditFilter, AuditRow};
 
 /// Rows a page shows when the query does not say.
@@ -61,7 +61,7 @@ fn shown(row: &AuditRow) -> Value {
         (status = 200, description = "One page of rows, newest first", body = crate::http::openapi::JsonObject),
         (status = 400, description = "A query parameter is not usable", body = crate::http::openapi::ErrorResponse),
         (status = 401, description = "Missing or wrong key", body = crate::http::openapi::ErrorResponse),
-        (status = 403, description = "Not an admin, or the key store is off (no master key)", body = crate::http::openapi::ErrorResponse)
+        (status = 403, description = "Not an admin or a viewer, or the key store is off (no master key)", body = crate::http::openapi::ErrorResponse)
     ),
     security(("bearer" = []))
 )]
@@ -72,7 +72,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, &headers).await?;
+    let keys = reader(&state, &headers).await?;
     let page = page_of(&q, DEFAULT_PAGE_SIZE)?;
     let ascending = match q.get("sort_order").map(|s| s.to_ascii_lowercase()) {
         None => false,
@@ -150,7 +150,7 @@ pub async fn list(
         (status = 200, description = "The row", body = crate::http::openapi::JsonObject),
         (status = 404, description = "No row has this id", body = crate::http::openapi::ErrorResponse),
         (status = 401, description = "Missing or wrong key", body = crate::http::openapi::ErrorResponse),
-        (status = 403, description = "Not an admin, or the key store is off (no master key)", body = crate::http::openapi::ErrorResponse)
+        (status = 403, description = "Not an admin or a viewer, or the key store is off (no master key)", body = crate::http::openapi::ErrorResponse)
     ),
     security(("bearer" = []))
 )]
@@ -160,7 +160,7 @@ pub async fn entry(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let keys = admin(&state, &headers).await?;
+    let keys = reader(&state, &headers).await?;
     let row = keys.store().audit_entry(&id).await.map_err(key_error)?;
     match row {
         Some(row) => Ok(Json(shown(&row)).into_response()),
