@@ -71,6 +71,9 @@ pub struct Gateway {
     /// The budget of end users with none of their own
     /// (`litellm_settings.max_end_user_budget`, `max_end_user_budget_id`).
     pub end_user_defaults: crate::keys::EndUserDefaults,
+    /// The headers naming a request's end user, in the order they are
+    /// read: LiteLLM's two, then the config's own.
+    pub end_user_headers: Vec<http::HeaderName>,
     /// Changes through the management and admin APIs leave audit log rows
     /// (`litellm_settings.store_audit_logs`, on unless set to false).
     pub audit_log: bool,
@@ -173,6 +176,7 @@ impl Gateway {
                     .unwrap_or(false),
                 enforce_user_param: cfg.general_settings.enforce_user_param.unwrap_or(false),
                 end_user_defaults: crate::keys::EndUserDefaults::of(&cfg.litellm_settings),
+                end_user_headers: end_user_headers(&cfg.general_settings),
                 audit_log: cfg.litellm_settings.store_audit_logs.unwrap_or(true),
                 key_generate,
                 model_names,
@@ -222,6 +226,34 @@ fn models_listing(names: &[String]) -> Bytes {
 /// One model of `/v1/models`, in OpenAI's shape.
 pub fn model_entry(id: &str, created: u64) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": "conclave"})
+}
+
+/// The headers naming a request's end user: LiteLLM's
+/// `x-litellm-customer-id` and `x-litellm-end-user-id`, then
+/// `user_header_mappings` with the `customer` role, then
+/// `user_header_name`, as LiteLLM reads them (names the config check
+/// refused are left out).
+fn end_user_headers(gs: &crate::config::GeneralSettings) -> Vec<http::HeaderName> {
+    let standard = [
+        http::HeaderName::from_static("x-litellm-customer-id"),
+        http::HeaderName::from_static("x-litellm-end-user-id"),
+    ];
+    let mapped = gs
+        .user_header_mappings
+        .iter()
+        .flatten()
+        .filter(|m| m.names_end_user())
+        .map(|m| m.header_name.as_str());
+    let configured = mapped
+        .chain(gs.user_header_name.as_deref())
+        .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok());
+    let mut out: Vec<http::HeaderName> = standard.into_iter().collect();
+    for name in configured {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 /// The master key of a config: `general_settings.master_key`, else

@@ -216,6 +216,35 @@ async fn the_customer_headers_name_the_end_user_ahead_of_the_body() {
 }
 
 #[tokio::test]
+async fn headers_the_config_names_name_the_end_user_after_litellms_own() {
+    let up = FakeUpstream::start().await;
+    let extra = "  user_header_name: X-OpenWebUI-User-Email\n  user_header_mappings:\n    \
+                 - {header_name: X-OpenWebUI-User-Id, litellm_user_role: customer}\n";
+    let proxy = gateway(&up, extra).await;
+    manage(
+        &proxy,
+        "/customer/block",
+        json!({"user_ids": ["ow-id", "ow@mail"]}),
+    )
+    .await;
+    for (header, user) in [
+        ("X-OpenWebUI-User-Id", "ow-id"),
+        ("X-OpenWebUI-User-Email", "ow@mail"),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert(header, user.parse().unwrap());
+        let (status, body) = chat_with_headers(&proxy, headers, "someone-else").await;
+        assert_eq!(status, 403, "{header}: {body}");
+    }
+    // LiteLLM's own header comes first.
+    let mut headers = HeaderMap::new();
+    headers.insert("X-OpenWebUI-User-Id", "ow-id".parse().unwrap());
+    headers.insert("x-litellm-customer-id", "free".parse().unwrap());
+    assert_eq!(chat_with_headers(&proxy, headers, "x").await.0, 200);
+    assert_eq!(up.calls("gpt-a"), 1);
+}
+
+#[tokio::test]
 async fn metadata_and_safety_identifier_name_the_end_user_when_user_does_not() {
     let up = FakeUpstream::start().await;
     let proxy = gateway(&up, "").await;

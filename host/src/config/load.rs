@@ -643,6 +643,7 @@ fn holds_non_finite(value: &Value) -> bool {
 /// The database pool, the master key, CORS origins and the parallel cap.
 fn check_general(config: &Config, problems: &mut Vec<Problem>) {
     let gs = &config.general_settings;
+    check_user_headers(gs, problems);
     // A zero wait would fail every statement: positive, unlike the others.
     if let Some(why) = gs
         .database_connection_timeout
@@ -806,6 +807,45 @@ fn check_sizes(gs: &super::schema::GeneralSettings, problems: &mut Vec<Problem>)
     }
 }
 
+/// `user_header_name` and each `user_header_mappings` entry name a valid
+/// HTTP header, and each mapping a role LiteLLM knows.
+fn check_user_headers(gs: &super::schema::GeneralSettings, problems: &mut Vec<Problem>) {
+    let named = gs
+        .user_header_name
+        .iter()
+        .map(|name| ("general_settings.user_header_name".to_owned(), name));
+    let mapped = gs
+        .user_header_mappings
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                format!("general_settings.user_header_mappings[{i}].header_name"),
+                &m.header_name,
+            )
+        });
+    for (path, name) in named.chain(mapped) {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.push(Problem::new(
+                path,
+                format!("{name:?} is not an HTTP header name"),
+            ));
+        }
+    }
+    for (i, m) in gs.user_header_mappings.iter().flatten().enumerate() {
+        if !["customer", "internal_user"].contains(&m.litellm_user_role.as_str()) {
+            problems.push(Problem::new(
+                format!("general_settings.user_header_mappings[{i}].litellm_user_role"),
+                format!(
+                    "{:?} is not a role a header may name: customer (the end user) or internal_user",
+                    m.litellm_user_role
+                ),
+            ));
+        }
+    }
+}
+
 /// LiteLLM settings that load but do nothing here (or something else):
 /// said, so nobody relies on them.
 fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) {
@@ -853,6 +893,19 @@ fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) 
             "{file}: litellm_settings.cache_params.type: {name} is a LiteLLM store this \
              gateway does not have; answers are cached {how}, bounded by max_size_mb, and \
              not kept across restarts"
+        ));
+    }
+    if config
+        .general_settings
+        .user_header_mappings
+        .iter()
+        .flatten()
+        .any(|m| !m.names_end_user())
+    {
+        warnings.push(format!(
+            "{file}: general_settings.user_header_mappings: only headers with \
+             litellm_user_role: customer are read (they name the end user); an \
+             internal_user header names no one here"
         ));
     }
     if config.general_settings.store_prompts_in_spend_logs == Some(true) {
@@ -1155,6 +1208,22 @@ mod tests {
             w.contains("general_settings.master_key: has no value"),
             "{w}"
         );
+    }
+
+    #[test]
+    fn user_headers_must_be_header_names_with_a_known_role() {
+        let bad = "model_list: []\ngeneral_settings:\n  user_header_name: \"bad header\"\n  \
+                   user_header_mappings:\n    - {header_name: x-ok, litellm_user_role: admin}\n";
+        let err = load_text(bad).unwrap_err().to_string();
+        assert!(err.contains("general_settings.user_header_name"), "{err}");
+        assert!(
+            err.contains("general_settings.user_header_mappings[0].litellm_user_role"),
+            "{err}"
+        );
+        let internal = "model_list: []\ngeneral_settings:\n  user_header_mappings:\n    \
+                        - {header_name: x-user, litellm_user_role: internal_user}\n";
+        let w = load_text(internal).unwrap().warnings.join("\n");
+        assert!(w.contains("user_header_mappings"), "{w}");
     }
 
     #[test]

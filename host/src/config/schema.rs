@@ -245,6 +245,12 @@ pub struct GeneralSettings {
     /// (`user`), so that spend is always kept per end user.
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub enforce_user_param: Option<bool>,
+    /// A header naming the request's end user (LiteLLM's older setting,
+    /// e.g. Open WebUI's `X-OpenWebUI-User-Id`).
+    pub user_header_name: Option<String>,
+    /// Headers naming who a request is for; those with
+    /// `litellm_user_role: customer` name its end user.
+    pub user_header_mappings: Option<Vec<UserHeaderMapping>>,
     /// Environment variables a runtime registration (`POST /admin/models`)
     /// may name as `os.environ/NAME`; none by default.
     pub admin_env_allowlist: Vec<String>,
@@ -427,6 +433,23 @@ pub struct LitellmSettings {
     /// The budget (made with `/budget/new`) an end user with none of its
     /// own is linked to when first seen.
     pub max_end_user_budget_id: Option<String>,
+}
+
+/// One of `general_settings.user_header_mappings`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserHeaderMapping {
+    pub header_name: String,
+    /// `customer` names the end user; LiteLLM's `internal_user` maps the
+    /// header to a user of its own, which conclave does not do.
+    pub litellm_user_role: String,
+}
+
+impl UserHeaderMapping {
+    /// Whether the header names the request's end user.
+    pub fn names_end_user(&self) -> bool {
+        self.litellm_user_role == "customer"
+    }
 }
 
 /// `litellm_settings.default_key_generate_params`, LiteLLM's fields.

@@ -104,7 +104,7 @@ fn install_scope(
 ) -> Result<(), ApiError> {
     // Before the id is taken: a refusal's outcome is recorded under it.
     let tags = header_tags(request.headers())?;
-    let end_user = header_end_user(request.headers())?;
+    let end_user = header_end_user(request.headers(), &gateway.end_user_headers)?;
     // Taken out, not copied: the scope carries it from here on, and the
     // request's extensions stay few enough not to grow their table.
     let id = request
@@ -154,16 +154,15 @@ fn header_tags(headers: &HeaderMap) -> Result<Option<Arc<[String]>>, ApiError> {
     Ok((!tags.is_empty()).then(|| tags.into()))
 }
 
-/// LiteLLM's customer headers, `x-litellm-customer-id` first, then
-/// `x-litellm-end-user-id`: they name the request's end user ahead of
-/// its body's `user`.
-fn header_end_user(headers: &HeaderMap) -> Result<Option<Arc<str>>, ApiError> {
-    const NAMES: [http::HeaderName; 2] = [
-        http::HeaderName::from_static("x-litellm-customer-id"),
-        http::HeaderName::from_static("x-litellm-end-user-id"),
-    ];
-    for name in NAMES {
-        let Some(value) = headers.get(&name) else {
+/// The end user the customer headers name (`names`, in order: LiteLLM's
+/// `x-litellm-customer-id`, `x-litellm-end-user-id`, then the config's),
+/// ahead of the body's `user`.
+fn header_end_user(
+    headers: &HeaderMap,
+    names: &[http::HeaderName],
+) -> Result<Option<Arc<str>>, ApiError> {
+    for name in names {
+        let Some(value) = headers.get(name) else {
             continue;
         };
         let field = format!("the {name} header");
