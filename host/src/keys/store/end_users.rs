@@ -6,18 +6,18 @@
 use std::time::SystemTime;
 
 use foldhash::HashMap;
-use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::principals::{ListPage, unique_violation};
-use super::rows::{json, ms};
+use super::rows::{budget, end_user, json, ms};
 use super::spend::{placeholders, recurring_chunks};
 use super::{Store, Transaction, store_error};
 use crate::keys::KeyError;
 use crate::keys::model::{BudgetRecord, EndUserRecord};
-use crate::keys::time::{from_ms, to_ms};
+use crate::keys::time::to_ms;
 
-/// An end user's columns and its budget's, as [`end_user`] reads them.
+/// An end user's columns and its budget's, as [`end_user`] reads them
+/// (the budget's under `b_`).
 const END_USER_SELECT: &str = "SELECT e.user_id, e.alias, e.blocked, e.budget_id, e.spend, \
      e.budget_reset_at, e.default_model, e.allowed_model_region, e.created_at, e.updated_at, \
      b.limits AS b_limits, b.soft_budget AS b_soft_budget, b.created_at AS b_created_at, \
@@ -26,58 +26,6 @@ const END_USER_SELECT: &str = "SELECT e.user_id, e.alias, e.blocked, e.budget_id
 
 /// The columns of `budgets`, in the order [`budget`] reads them.
 const BUDGET_COLUMNS: &str = "budget_id, limits, soft_budget, created_at, updated_at";
-
-fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, KeyError>
-where
-    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get(column).map_err(store_error)
-}
-
-fn opt_time(row: &AnyRow, column: &str) -> Result<Option<SystemTime>, KeyError> {
-    Ok(get::<Option<i64>>(row, column)?.map(from_ms))
-}
-
-/// A `budgets` row.
-fn budget(row: &AnyRow) -> Result<BudgetRecord, KeyError> {
-    let limits: String = get(row, "limits")?;
-    Ok(BudgetRecord {
-        budget_id: get(row, "budget_id")?,
-        limits: serde_json::from_str(&limits).unwrap_or_default(),
-        soft_budget: get(row, "soft_budget")?,
-        created_at: from_ms(get(row, "created_at")?),
-        updated_at: from_ms(get(row, "updated_at")?),
-    })
-}
-
-/// An `end_users` row joined with its budget's.
-fn end_user(row: &AnyRow) -> Result<EndUserRecord, KeyError> {
-    let budget_id: Option<String> = get(row, "budget_id")?;
-    let limits: Option<String> = get(row, "b_limits")?;
-    let budget = match (&budget_id, limits) {
-        (Some(id), Some(limits)) => Some(BudgetRecord {
-            budget_id: id.clone(),
-            limits: serde_json::from_str(&limits).unwrap_or_default(),
-            soft_budget: get(row, "b_soft_budget")?,
-            created_at: opt_time(row, "b_created_at")?.unwrap_or(SystemTime::UNIX_EPOCH),
-            updated_at: opt_time(row, "b_updated_at")?.unwrap_or(SystemTime::UNIX_EPOCH),
-        }),
-        _ => None,
-    };
-    Ok(EndUserRecord {
-        user_id: get(row, "user_id")?,
-        alias: get(row, "alias")?,
-        blocked: get::<i64>(row, "blocked")? != 0,
-        budget_id,
-        budget,
-        spend: get(row, "spend")?,
-        budget_reset_at: opt_time(row, "budget_reset_at")?,
-        default_model: get(row, "default_model")?,
-        allowed_model_region: get(row, "allowed_model_region")?,
-        created_at: from_ms(get(row, "created_at")?),
-        updated_at: from_ms(get(row, "updated_at")?),
-    })
-}
 
 impl Store {
     /// An end user with its budget.

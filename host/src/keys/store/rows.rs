@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::super::model::{KeyRecord, Limits, SpendRow, TeamRecord, UserRecord};
+use super::super::model::{
+    BudgetRecord, EndUserRecord, KeyRecord, Limits, SpendRow, TeamRecord, UserRecord,
+};
 use super::super::time::{from_ms, to_ms};
 use super::store_error;
 use crate::keys::KeyError;
@@ -114,6 +116,48 @@ pub fn team(row: &AnyRow) -> Result<TeamRecord, KeyError> {
         blocked: get::<i64>(row, "blocked")? != 0,
         members: Vec::new(),
         metadata: from_json(row, "metadata")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A budget's columns in `row`, each named `{prefix}limits`, ...: a
+/// `budgets` row (no prefix), or one joined to an end user's (`b_`).
+fn budget_columns(row: &AnyRow, budget_id: String, prefix: &str) -> Result<BudgetRecord, KeyError> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(BudgetRecord {
+        budget_id,
+        limits: from_json(row, &column("limits"))?,
+        soft_budget: get(row, &column("soft_budget"))?,
+        created_at: time(row, &column("created_at"))?,
+        updated_at: time(row, &column("updated_at"))?,
+    })
+}
+
+/// A `budgets` row.
+pub fn budget(row: &AnyRow) -> Result<BudgetRecord, KeyError> {
+    budget_columns(row, get(row, "budget_id")?, "")
+}
+
+/// An `end_users` row joined with its budget's columns (named `b_...`;
+/// null when it is linked to none, or to one since deleted).
+pub fn end_user(row: &AnyRow) -> Result<EndUserRecord, KeyError> {
+    let budget_id: Option<String> = get(row, "budget_id")?;
+    let joined = get::<Option<String>>(row, "b_limits")?.is_some();
+    let budget = match &budget_id {
+        Some(id) if joined => Some(budget_columns(row, id.clone(), "b_")?),
+        _ => None,
+    };
+    Ok(EndUserRecord {
+        user_id: get(row, "user_id")?,
+        alias: get(row, "alias")?,
+        blocked: get::<i64>(row, "blocked")? != 0,
+        budget_id,
+        budget,
+        spend: get(row, "spend")?,
+        budget_reset_at: opt_time(row, "budget_reset_at")?,
+        default_model: get(row, "default_model")?,
+        allowed_model_region: get(row, "allowed_model_region")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
