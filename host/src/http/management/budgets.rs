@@ -12,8 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{BudgetBody, check_id, soft_budget};
-use super::customers::existing_budget;
+use super::body::{BudgetBody, LimitsPatch, check_id, soft_budget};
 use super::keys::page_of;
 use super::users::new_id;
 use super::{
@@ -21,14 +20,59 @@ use super::{
 };
 use crate::keys::{BudgetRecord, KeyError, Keys, Limits};
 
-/// Writes a changed budget; a changed period starts anew, now, for every
-/// end user linked to it. The cached end users linked to it are dropped.
-pub(super) async fn save(
+/// The budget `id`, or a 404 naming it.
+pub(super) async fn existing_budget(keys: &Keys, id: &str) -> Result<BudgetRecord, ApiError> {
+    keys.store()
+        .budget(id)
+        .await
+        .map_err(key_error)?
+        .ok_or_else(|| {
+            key_error(KeyError::NotFound {
+                entity: "budget",
+                id: id.into(),
+            })
+        })
+}
+
+/// A new budget `budget_id` of `limits` and `soft` (checked), stored.
+pub(super) async fn create(
     keys: &Keys,
-    budget: &BudgetRecord,
-    period_changed: bool,
+    budget_id: String,
+    limits: &LimitsPatch,
+    soft: Option<f64>,
     now: SystemTime,
-) -> Result<(), ApiError> {
+) -> Result<BudgetRecord, ApiError> {
+    let mut budget = BudgetRecord {
+        budget_id,
+        limits: Limits::default(),
+        soft_budget: soft,
+        created_at: now,
+        updated_at: now,
+    };
+    limits.patch(&mut budget.limits)?;
+    keys.store()
+        .insert_budget(&budget)
+        .await
+        .map_err(key_error)?;
+    Ok(budget)
+}
+
+/// Applies `limits` and `soft` (checked; `None` leaves it) to a stored
+/// budget and writes it; a changed period starts anew, now, for every end
+/// user linked to it, and the cached end users linked to it are dropped.
+/// Returns whether the period changed.
+pub(super) async fn change(
+    keys: &Keys,
+    budget: &mut BudgetRecord,
+    limits: &LimitsPatch,
+    soft: Option<Option<f64>>,
+    now: SystemTime,
+) -> Result<bool, ApiError> {
+    let period_changed = limits.patch(&mut budget.limits)?;
+    if let Some(soft) = soft {
+        budget.soft_budget = soft;
+    }
+    budget.updated_at = now;
     if !keys
         .store()
         .update_budget(budget)
@@ -50,7 +94,7 @@ pub(super) async fn save(
             .map_err(key_error)?;
     }
     keys.invalidate_budget(&budget.budget_id);
-    Ok(())
+    Ok(period_changed)
 }
 
 #[utoipa::path(
@@ -81,19 +125,8 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         }
         None => new_id("budget")?,
     };
-    let now = SystemTime::now();
-    let mut budget = BudgetRecord {
-        budget_id,
-        limits: Limits::default(),
-        soft_budget: soft_budget(body.soft_budget.flatten())?,
-        created_at: now,
-        updated_at: now,
-    };
-    limits.patch(&mut budget.limits)?;
-    keys.store()
-        .insert_budget(&budget)
-        .await
-        .map_err(key_error)?;
+    let soft = soft_budget(body.soft_budget.flatten())?;
+    let budget = create(&keys, budget_id, &limits, soft, SystemTime::now()).await?;
     // A default budget named before it existed is cached as missing.
     keys.invalidate_budget(&budget.budget_id);
     Ok(Json(shape::budget(&budget, None)).into_response())
@@ -123,13 +156,8 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .budget_id
         .ok_or_else(|| invalid("budget_id", "is required"))?;
     let mut budget = existing_budget(&keys, &id).await?;
-    let period_changed = limits.patch(&mut budget.limits)?;
-    if let Some(soft) = body.soft_budget {
-        budget.soft_budget = soft_budget(soft)?;
-    }
-    let now = SystemTime::now();
-    budget.updated_at = now;
-    save(&keys, &budget, period_changed, now).await?;
+    let soft = body.soft_budget.map(soft_budget).transpose()?;
+    change(&keys, &mut budget, &limits, soft, SystemTime::now()).await?;
     Ok(Json(shape::budget(&budget, None)).into_response())
 }
 

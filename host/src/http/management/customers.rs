@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::{CustomerBody, LimitsPatch, check_id, soft_budget};
+use super::body::{CustomerBody, check_id, soft_budget};
+use super::budgets::{change, create, existing_budget};
 use super::keys::page_of;
 use super::users::new_id;
 use super::{
@@ -59,20 +60,6 @@ async fn existing(keys: &Keys, id: &str) -> Result<EndUserRecord, ApiError> {
         })
 }
 
-/// The budget `id`, or a 404 naming it.
-pub(super) async fn existing_budget(keys: &Keys, id: &str) -> Result<BudgetRecord, ApiError> {
-    keys.store()
-        .budget(id)
-        .await
-        .map_err(key_error)?
-        .ok_or_else(|| {
-            key_error(KeyError::NotFound {
-                entity: "budget",
-                id: id.into(),
-            })
-        })
-}
-
 /// Links `e` to `budget`: its period starts now.
 fn link(e: &mut EndUserRecord, budget: BudgetRecord, keys: &Keys, now: SystemTime) {
     e.budget_reset_at = budget
@@ -80,28 +67,6 @@ fn link(e: &mut EndUserRecord, budget: BudgetRecord, keys: &Keys, now: SystemTim
         .budget_reset_after(now, &keys.settings().reset_clock);
     e.budget_id = Some(budget.budget_id.clone());
     e.budget = Some(budget);
-}
-
-/// A new budget holding the body's budget fields, stored.
-async fn new_budget(
-    keys: &Keys,
-    limits: &LimitsPatch,
-    soft: Option<f64>,
-    now: SystemTime,
-) -> Result<BudgetRecord, ApiError> {
-    let mut budget = BudgetRecord {
-        budget_id: new_id("budget")?,
-        limits: Limits::default(),
-        soft_budget: soft,
-        created_at: now,
-        updated_at: now,
-    };
-    limits.patch(&mut budget.limits)?;
-    keys.store()
-        .insert_budget(&budget)
-        .await
-        .map_err(key_error)?;
-    Ok(budget)
 }
 
 /// The fields of `b` other than the budget's (checked by [`check_body`]).
@@ -115,6 +80,14 @@ fn apply(e: &mut EndUserRecord, b: &CustomerBody) {
     if let Some(model) = &b.default_model {
         e.default_model = model.clone();
     }
+}
+
+/// The refusal of a body naming a budget and giving budget fields too.
+fn budget_id_and_fields() -> ApiError {
+    invalid(
+        "budget_id",
+        "give either budget_id or the budget's own fields (max_budget, ...), not both",
+    )
 }
 
 /// Whether the body sets a field of the end user's budget.
@@ -171,12 +144,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         ));
     }
     match body.budget_id.clone().flatten() {
-        Some(_) if sets_budget_fields(&body) => {
-            return Err(invalid(
-                "budget_id",
-                "give either budget_id or the budget's own fields (max_budget, ...), not both",
-            ));
-        }
+        Some(_) if sets_budget_fields(&body) => return Err(budget_id_and_fields()),
         Some(budget_id) => link(
             &mut record,
             existing_budget(&keys, &budget_id).await?,
@@ -185,7 +153,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         ),
         None if sets_budget_fields(&body) => link(
             &mut record,
-            new_budget(&keys, &body.limits, soft.flatten(), now).await?,
+            create(&keys, new_id("budget")?, &body.limits, soft.flatten(), now).await?,
             &keys,
             now,
         ),
@@ -238,12 +206,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     let now = SystemTime::now();
     apply(&mut record, &body);
     match body.budget_id.clone() {
-        Some(Some(_)) if sets_budget_fields(&body) => {
-            return Err(invalid(
-                "budget_id",
-                "give either budget_id or the budget's own fields (max_budget, ...), not both",
-            ));
-        }
+        Some(Some(_)) if sets_budget_fields(&body) => return Err(budget_id_and_fields()),
         Some(Some(budget_id)) => link(
             &mut record,
             existing_budget(&keys, &budget_id).await?,
@@ -257,12 +220,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         }
         None if sets_budget_fields(&body) => match record.budget.clone() {
             Some(mut budget) => {
-                let period_changed = body.limits.patch(&mut budget.limits)?;
-                if let Some(soft) = soft {
-                    budget.soft_budget = soft;
-                }
-                budget.updated_at = now;
-                super::budgets::save(&keys, &budget, period_changed, now).await?;
+                let period_changed = change(&keys, &mut budget, &body.limits, soft, now).await?;
                 if period_changed {
                     link(&mut record, budget, &keys, now);
                 } else {
@@ -271,7 +229,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
             }
             None => link(
                 &mut record,
-                new_budget(&keys, &body.limits, soft.flatten(), now).await?,
+                create(&keys, new_id("budget")?, &body.limits, soft.flatten(), now).await?,
                 &keys,
                 now,
             ),
