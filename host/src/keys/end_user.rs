@@ -56,7 +56,7 @@ pub struct EndUser {
     pub read_at: Instant,
     /// Set once the default budget's link was asked for, so it is asked
     /// for once per cached read.
-    pub default_asked: AtomicBool,
+    default_asked: AtomicBool,
 }
 
 impl EndUser {

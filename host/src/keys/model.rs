@@ -15,6 +15,10 @@ use super::scopes::ScopeNames;
 /// (LiteLLM's `proxy_admin`).
 pub const PROXY_ADMIN_ROLE: &str = "proxy_admin";
 
+/// The user role that may read, never change, what an administrator may
+/// (LiteLLM's `proxy_admin_viewer`).
+pub const PROXY_ADMIN_VIEWER_ROLE: &str = "proxy_admin_viewer";
+
 /// The limits a key, a user or a team may set. Every limit is checked at
 /// each level where it is set; `None` (or an empty map) means no limit at
 /// that level.
@@ -276,6 +280,14 @@ impl Principal {
     /// `proxy_admin`.
     pub fn is_admin(&self) -> bool {
         self.user.as_ref().is_some_and(UserRecord::is_admin)
+    }
+
+    /// Whether this caller may read what the management API shows an
+    /// administrator: its user is a `proxy_admin_viewer`.
+    pub fn is_viewer(&self) -> bool {
+        self.user
+            .as_ref()
+            .is_some_and(|u| u.user_role.as_deref() == Some(PROXY_ADMIN_VIEWER_ROLE))
     }
 }
 

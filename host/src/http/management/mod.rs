@@ -111,20 +111,13 @@ pub(crate) enum Manager {
     },
 }
 
-/// The user role that may read, never change, what an administrator may
-/// (LiteLLM's `proxy_admin_viewer`).
-const VIEWER_ROLE: &str = "proxy_admin_viewer";
-
 impl Manager {
     /// Whether the caller may read every record: an administrator, or a
     /// `proxy_admin_viewer` user's key.
     fn reads_all(&self) -> bool {
         match self {
-            Manager::Master | Manager::Key { admin: true, .. } => true,
-            Manager::Key { principal, .. } => principal
-                .user
-                .as_ref()
-                .is_some_and(|u| u.user_role.as_deref() == Some(VIEWER_ROLE)),
+            Manager::Master => true,
+            Manager::Key { principal, admin } => *admin || principal.is_viewer(),
         }
     }
 
@@ -133,29 +126,28 @@ impl Manager {
         if self.reads_all() {
             return Ok(());
         }
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "this route needs the master key or the key of a user with user_role proxy_admin \
-             or proxy_admin_viewer",
-            None,
-            Some("not_admin"),
-        ))
+        Err(not_admin("proxy_admin or proxy_admin_viewer"))
     }
 
     /// Refuses anyone who is not the master key or an admin user's key.
     fn require_admin(&self) -> Result<(), ApiError> {
         match self {
             Manager::Master | Manager::Key { admin: true, .. } => Ok(()),
-            Manager::Key { .. } => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "this route needs the master key or the key of a user with user_role proxy_admin",
-                None,
-                Some("not_admin"),
-            )),
+            Manager::Key { .. } => Err(not_admin("proxy_admin")),
         }
     }
+}
+
+/// 403 `not_admin`: the route needs the master key or a key of a user with
+/// one of `roles`.
+fn not_admin(roles: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        format!("this route needs the master key or the key of a user with user_role {roles}"),
+        None,
+        Some("not_admin"),
+    )
 }
 
 /// Admits the key of a `proxy_admin` user (the master key is checked
