@@ -2,14 +2,16 @@
 //! before and after routing, on a realistic chat body (four messages, two
 //! tools, about 1.9 KB); what a stream pays per chunk to estimate its
 //! output when no usage comes; and what a deployment with parameter rules
-//! (a reasoning model, `drop_params`) pays to rewrite the body's fields.
+//! (a reasoning model, `drop_params`) pays to rewrite the body's fields;
+//! and what a request pays for its prompt to be held to context windows.
 //!
 //! Run: `cargo bench -p conclave-bench --bench codec`.
 
 use std::hint::black_box;
 
-use conclave::openai::ProxyRequest;
+use conclave::openai::{Endpoint, ProxyRequest};
 use conclave::providers::encode_outbound_body;
+use conclave::router::context_window::estimated_prompt_tokens;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value};
 
@@ -43,6 +45,16 @@ fn codec(c: &mut Criterion) {
         b.iter(|| {
             let r: Result<Map<String, Value>, _> = serde_json::from_slice(black_box(&body));
             black_box(r.map(|m| m.len()).unwrap_or(0))
+        })
+    });
+    // What `enable_pre_call_checks` adds to a request whose group has a
+    // known context window: the prompt's text measured.
+    group.bench_function("context_window_estimate", |b| {
+        b.iter(|| {
+            black_box(estimated_prompt_tokens(
+                Endpoint::ChatCompletions,
+                black_box(&req.rest),
+            ))
         })
     });
     group.bench_function("encode_outbound_body", |b| {

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod catalog;
 pub mod cluster;
 pub mod compile_cache;
 pub mod config;

@@ -855,14 +855,6 @@ fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) 
              composite profiles are served natively"
         ));
     }
-    if config.router_settings.enable_pre_call_checks == Some(true) {
-        warnings.push(format!(
-            "{file}: router_settings.enable_pre_call_checks: deployments at their rpm/tpm \
-             for the minute are skipped whatever the routing strategy, but none is filtered \
-             by context window before a call (context_window_fallbacks still apply when an \
-             upstream refuses a long prompt)"
-        ));
-    }
     let ls = &config.litellm_settings;
     for (key, set, what) in [
         (

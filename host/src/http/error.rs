@@ -206,6 +206,14 @@ impl From<RouteError> for ApiError {
             RouteError::InvalidRequest { param, .. } => {
                 ApiError::invalid(message, param.as_deref())
             }
+            // OpenAI's own code for a prompt too long for the model.
+            RouteError::ContextWindowExceeded { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                message,
+                Some("messages"),
+                Some(code),
+            ),
             RouteError::GroupCooling { retry_in, .. } => retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable_error",

@@ -1,14 +1,13 @@
 //! What a model call costs. Each deployment's per-token prices come from its
 //! own `model_info.input_cost_per_token` / `output_cost_per_token` (also
 //! accepted in `litellm_params`), else from the built-in table of public
-//! prices ([`table`]), else zero with one warning naming the model. A
+//! prices ([`crate::catalog`]), else zero with one warning naming the model. A
 //! [`PriceBook`] is built once per config version, so pricing a call on the
 //! response path is one hash lookup and two multiplications.
 
-pub mod table;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::catalog;
 use crate::config::{LoadedConfig, ModelEntry};
 use crate::router::Router;
 
@@ -85,7 +84,7 @@ impl PriceBook {
                     Some(p) => (p, PriceSource::Configured),
                     None => match entry
                         .and_then(|e| base_model_price(e, provider))
-                        .or_else(|| table::lookup(provider, model))
+                        .or_else(|| listed(provider, model))
                     {
                         Some(p) => (p, PriceSource::Table),
                         None if FREE_PROVIDERS.contains(&provider) => {
@@ -115,7 +114,7 @@ impl PriceBook {
         let priced = deployment.and_then(|d| self.by_deployment.get(d));
         match priced {
             Some(p) if p.source != PriceSource::Unknown => p.price,
-            Some(p) => match table::lookup_name(model) {
+            Some(p) => match listed_name(model) {
                 Some(price) => price,
                 None => {
                     if !p.warned.swap(true, Ordering::Relaxed) {
@@ -129,7 +128,7 @@ impl PriceBook {
                     Price::default()
                 }
             },
-            None => table::lookup_name(model).unwrap_or_default(),
+            None => listed_name(model).unwrap_or_default(),
         }
     }
 
@@ -145,6 +144,25 @@ impl PriceBook {
     /// Where the price of `deployment` comes from, if it is known here.
     pub fn source(&self, deployment: &str) -> Option<PriceSource> {
         self.by_deployment.get(deployment).map(|p| p.source)
+    }
+}
+
+/// The catalog's list price of `model` at `provider`.
+fn listed(provider: &str, model: &str) -> Option<Price> {
+    catalog::find(provider, model).map(Price::from)
+}
+
+/// The catalog's list price of a `provider/model` name.
+fn listed_name(name: &str) -> Option<Price> {
+    catalog::find_name(name).map(Price::from)
+}
+
+impl From<catalog::Listing> for Price {
+    fn from(listing: catalog::Listing) -> Self {
+        Self {
+            input: listing.input_cost_per_token,
+            output: listing.output_cost_per_token,
+        }
     }
 }
 
@@ -195,7 +213,7 @@ fn configured(entry: &ModelEntry) -> Option<Price> {
 /// model of the deployment's own provider.
 fn base_model_price(entry: &ModelEntry, provider: &str) -> Option<Price> {
     let base = entry.model_info.as_ref()?.get("base_model")?.as_str()?;
-    table::lookup_name(base).or_else(|| table::lookup(provider, base))
+    listed_name(base).or_else(|| listed(provider, base))
 }
 
 /// A YAML number, or a string holding one (`"1.5e-6"`).
@@ -249,7 +267,7 @@ model_list:
     model_info: {base_model: gpt-4o-mini}
 "#,
         );
-        let mini = table::lookup("openai", "gpt-4o-mini").unwrap();
+        let mini = listed("openai", "gpt-4o-mini").unwrap();
         assert_eq!(b.price(Some("based.0"), "based"), mini);
         assert_eq!(b.price(Some("based-bare.0"), "based-bare"), mini);
         assert_eq!(b.source("based.0"), Some(PriceSource::Table));

@@ -16,6 +16,7 @@ use super::deployment::{Deployment, DeploymentSpec, LiveState};
 use super::fallback::{self, Fallbacks};
 use super::retry::RetryPolicy;
 use super::{ModelGroup, Router};
+use crate::catalog;
 use crate::config::{
     AllowedFailsPolicyConfig, Config, ConfigError, Env, LitellmParams, LitellmSettings,
     LoadedConfig, ModelEntry, Problem, RouterSettings, is_supported_provider, provider_reads,
@@ -354,6 +355,7 @@ fn spec(
     fingerprint: String,
 ) -> DeploymentSpec {
     let params = &entry.litellm_params;
+    let max_input_tokens = context_window(entry, &target);
     DeploymentSpec {
         id: deployment_id(entry, index),
         group: entry.model_name.clone(),
@@ -370,8 +372,36 @@ fn spec(
         max_parallel_requests: params
             .max_parallel_requests
             .or(defaults.max_parallel_requests),
+        max_input_tokens,
         fingerprint,
     }
+}
+
+/// The longest prompt `entry`'s deployment takes, as LiteLLM's pre-call
+/// checks read it: its own `model_info.max_input_tokens`, else the
+/// catalog's listing of its `model_info.base_model`, else of the model it
+/// calls. A wildcard deployment's is not known before a request names a
+/// model, so it has none.
+fn context_window(entry: &ModelEntry, target: &Target) -> Option<u64> {
+    let info = entry.model_info.as_ref();
+    let provider = target.provider();
+    info.and_then(|i| i.get("max_input_tokens"))
+        .and_then(token_count)
+        .or_else(|| {
+            let base = info?.get("base_model")?.as_str()?;
+            catalog::find_name(base)
+                .or_else(|| catalog::find(provider, base))?
+                .max_input_tokens
+        })
+        .or_else(|| catalog::context_window(provider, target.upstream_model()))
+}
+
+/// A positive token count written as a number.
+fn token_count(value: &serde_yaml::Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_f64().filter(|f| f.is_finite()).map(|f| f as u64))
+        .filter(|n| *n > 0)
 }
 
 /// `model_info.id` (a string or a number), else `<group>.<index>`.

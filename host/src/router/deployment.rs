@@ -33,6 +33,9 @@ pub struct Deployment {
     /// Overrides the router's `cooldown_time` for this deployment.
     pub cooldown_time: Option<Duration>,
     pub timeouts: Timeouts,
+    /// The longest prompt it takes, in tokens, when known: pre-call checks
+    /// send a longer one elsewhere.
+    pub max_input_tokens: Option<u64>,
     /// Its `max_parallel_requests`, when it has one.
     slots: Option<Arc<CallSlots>>,
     /// Hash of what the deployment calls (provider, model, api_base, key).
@@ -180,6 +183,8 @@ pub struct DeploymentSpec {
     pub timeouts: Timeouts,
     /// Calls it may have in flight at once; past it, a call waits.
     pub max_parallel_requests: Option<u32>,
+    /// Its context window: `model_info.max_input_tokens`, else the catalog's.
+    pub max_input_tokens: Option<u64>,
     /// Hash of what it calls: with `id`, its identity across config versions.
     pub fingerprint: String,
 }
@@ -205,6 +210,7 @@ impl Deployment {
             cooldown_time,
             timeouts,
             max_parallel_requests,
+            max_input_tokens,
             fingerprint,
         } = spec;
         let slots = max_parallel_requests.map(|limit| live.slots_for(limit));
@@ -219,6 +225,7 @@ impl Deployment {
             max_retries,
             cooldown_time,
             timeouts,
+            max_input_tokens,
             slots,
             fingerprint,
             live,

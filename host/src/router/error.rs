@@ -140,6 +140,16 @@ pub enum RouteError {
     )]
     GroupRateLimited { group: String, retry_in: Duration },
     #[error(
+        "the prompt (about {prompt_tokens} tokens, estimated) is longer than the context window \
+         of every deployment of model group {group:?} (the largest takes {largest_window} tokens); \
+         router_settings.context_window_fallbacks name where such prompts may go"
+    )]
+    ContextWindowExceeded {
+        group: String,
+        prompt_tokens: u64,
+        largest_window: u64,
+    },
+    #[error(
         "model group {group:?}, deployment {deployment:?}: at its max_parallel_requests \
          ({limit} calls in flight) and none ended within {:.1} s; retry shortly",
         waited.as_secs_f64()
@@ -175,6 +185,7 @@ impl RouteError {
     pub fn class(&self) -> Option<ErrorClass> {
         match self {
             Self::Upstream { error, .. } => Some(classify(error)),
+            Self::ContextWindowExceeded { .. } => Some(ErrorClass::ContextWindow),
             _ => None,
         }
     }
@@ -190,6 +201,7 @@ impl RouteError {
                 ErrorClass::ContentPolicy => Some(FallbackKind::ContentPolicy),
                 _ => Some(FallbackKind::Generic),
             },
+            Self::ContextWindowExceeded { .. } => Some(FallbackKind::ContextWindow),
             Self::ModelNotFound { .. }
             | Self::GroupCooling { .. }
             | Self::GroupRateLimited { .. }

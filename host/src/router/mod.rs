@@ -11,6 +11,7 @@ pub mod balance;
 mod build;
 pub mod checks;
 pub mod clock;
+pub mod context_window;
 pub mod cooldown;
 pub mod deployment;
 pub mod error;
@@ -123,6 +124,9 @@ pub struct Router {
     deployment_targets: HashMap<String, Arc<ModelGroup>>,
     /// Some deployment serves the Responses API natively.
     native_responses: bool,
+    /// `enable_pre_call_checks`: prompts are held to the deployments'
+    /// context windows before a call.
+    fit_context_windows: bool,
 }
 
 /// Longest model name part a wildcard may capture.
@@ -223,6 +227,7 @@ impl Router {
             internal: internal_groups(&loaded.config.model_list, extra),
             deployment_targets,
             native_responses,
+            fit_context_windows: rs.enable_pre_call_checks == Some(true),
         };
         build::warn_unknown_fallbacks(&router, &loaded.config, &mut found);
         Ok(RouterBuild {
@@ -438,14 +443,24 @@ impl Router {
             })
     }
 
-    /// Index of the deployment to call next: healthy, within limits, with a
-    /// free call slot if any has one, lowest `order`, untried within that
-    /// order if possible, then the balancer's choice.
+    /// The estimated prompt length of `req` when its group's deployments'
+    /// context windows must hold it (pre-call checks on, and a window known).
+    fn prompt_to_fit(&self, group: &ModelGroup, req: &RouteRequest<'_>) -> Option<u64> {
+        self.fit_context_windows
+            .then(|| context_window::prompt_to_fit(group, req.endpoint, req.body))
+            .flatten()
+    }
+
+    /// Index of the deployment to call next: serving the endpoint, taking
+    /// a prompt of `prompt_tokens` (when it must fit), healthy, within
+    /// limits, with a free call slot if any has one, lowest `order`, untried
+    /// within that order if possible, then the balancer's choice.
     fn select(
         &self,
         group: &ModelGroup,
         tried: &[usize],
         endpoint: Endpoint,
+        prompt_tokens: Option<u64>,
     ) -> Result<usize, RouteError> {
         let now = self.clock.now();
         let minute = self.minute();
@@ -453,6 +468,10 @@ impl Router {
         let mut soonest: Option<Instant> = None;
         let mut limited = false;
         let mut unserved = false;
+        // The largest context window too small for the prompt, and whether
+        // any deployment took it.
+        let mut too_small: Option<u64> = None;
+        let mut fits = false;
         // At their max_parallel_requests: chosen only when every other
         // deployment is too, and then the call waits for a slot.
         let mut full: Vec<usize> = Vec::new();
@@ -461,6 +480,13 @@ impl Router {
                 unserved = true;
                 continue;
             }
+            if let (Some(tokens), Some(window)) = (prompt_tokens, d.max_input_tokens)
+                && tokens > window
+            {
+                too_small = too_small.max(Some(window));
+                continue;
+            }
+            fits = true;
             if let Some(until) = d.cooling_until(now) {
                 soonest = Some(soonest.map_or(until, |s| s.min(until)));
                 continue;
@@ -479,31 +505,44 @@ impl Router {
             candidates = full;
         }
         if candidates.is_empty() {
-            return Err(if limited {
-                let into_minute = now.duration_since(self.origin).as_secs_f64() % 60.0;
-                RouteError::GroupRateLimited {
-                    group: group.name.to_string(),
-                    retry_in: Duration::from_secs_f64(60.0 - into_minute),
-                }
-            } else if let Some(until) = soonest {
-                RouteError::GroupCooling {
-                    group: group.name.to_string(),
-                    retry_in: until.duration_since(now),
-                    last_error: latest_failure(group),
-                }
-            } else if unserved {
-                RouteError::InvalidRequest {
-                    message: format!(
-                        "model group {:?} has no deployment that serves {} \
+            return Err(
+                if let (false, Some(largest_window), Some(prompt_tokens)) =
+                    (fits, too_small, prompt_tokens)
+                {
+                    RouteError::ContextWindowExceeded {
+                        group: group.name.to_string(),
+                        prompt_tokens,
+                        largest_window,
+                    }
+                } else if limited {
+                    let into_minute = now.duration_since(self.origin).as_secs_f64() % 60.0;
+                    RouteError::GroupRateLimited {
+                        group: group.name.to_string(),
+                        retry_in: Duration::from_secs_f64(60.0 - into_minute),
+                    }
+                } else if let Some(until) = soonest {
+                    RouteError::GroupCooling {
+                        group: group.name.to_string(),
+                        retry_in: until.duration_since(now),
+                        last_error: latest_failure(group),
+                    }
+                } else if unserved {
+                    RouteError::InvalidRequest {
+                        message: format!(
+                            "model group {:?} has no deployment that serves {} \
                          (anthropic/ and exec/ deployments serve chat completions only)",
-                        group.name,
-                        endpoint.path()
-                    ),
-                    param: Some("model".into()),
-                }
-            } else {
-                RouteError::Unavailable(format!("model group {:?} has no deployments", group.name))
-            });
+                            group.name,
+                            endpoint.path()
+                        ),
+                        param: Some("model".into()),
+                    }
+                } else {
+                    RouteError::Unavailable(format!(
+                        "model group {:?} has no deployments",
+                        group.name
+                    ))
+                },
+            );
         }
         let best_order = candidates
             .iter()

@@ -10,7 +10,7 @@ impl RouteError {
     pub fn status(&self) -> u16 {
         match self {
             RouteError::ModelNotFound { .. } => 404,
-            RouteError::InvalidRequest { .. } => 400,
+            RouteError::InvalidRequest { .. } | RouteError::ContextWindowExceeded { .. } => 400,
             RouteError::GroupCooling { .. } | RouteError::Unavailable(_) => 503,
             RouteError::GroupRateLimited { .. } | RouteError::DeploymentBusy { .. } => 429,
             RouteError::Upstream { error, .. } => upstream_status(error),
@@ -22,6 +22,7 @@ impl RouteError {
         match self {
             RouteError::ModelNotFound { .. } => "model_not_found",
             RouteError::InvalidRequest { .. } => "invalid_request",
+            RouteError::ContextWindowExceeded { .. } => "context_length_exceeded",
             RouteError::GroupCooling { .. } => "model_group_cooling_down",
             RouteError::GroupRateLimited { .. } => "model_group_rate_limited",
             RouteError::DeploymentBusy { .. } => "deployment_parallel_limit",

@@ -66,6 +66,7 @@ mod tests {
                 stream: std::time::Duration::from_secs(1),
             },
             max_parallel_requests: None,
+            max_input_tokens: None,
             fingerprint: String::new(),
         }))
     }
