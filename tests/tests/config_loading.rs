@@ -311,9 +311,11 @@ async fn check_fails_with_file_and_key_path_for_a_wrong_type() {
     );
 }
 
+/// As LiteLLM, a key whose variable is unset is read as not written: the
+/// file loads, said aloud.
 #[tokio::test]
-async fn check_fails_naming_an_unset_env_var_and_where_it_is_used() {
-    let (ok, _, stderr, file) = check_yaml(
+async fn check_warns_naming_an_unset_env_var_and_where_it_is_used() {
+    let (ok, out, stderr, file) = check_yaml(
         "model_list:
   - model_name: m
     litellm_params:
@@ -323,10 +325,64 @@ async fn check_fails_naming_an_unset_env_var_and_where_it_is_used() {
         &[],
     )
     .await;
+    assert!(ok, "{stderr}");
+    let said = format!("{out}{stderr}");
+    assert!(
+        said.contains(&format!(
+            "{file}: model_list[0].litellm_params.api_key: environment variable CONCLAVE_E2E_NEVER_SET_KEY is not set; left unset"
+        )),
+        "{said}"
+    );
+}
+
+/// A deployment whose key and default temperature name unset variables
+/// is served without them: no key, no temperature in the body it sends.
+#[tokio::test]
+async fn a_deployment_with_unset_variables_is_served_without_those_keys() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/x
+      api_base: {}
+      api_key: os.environ/CONCLAVE_E2E_NEVER_SET_KEY_2
+      temperature: os.environ/CONCLAVE_E2E_NEVER_SET_TEMP
+      max_tokens: 77
+",
+        up.api_base("d")
+    );
+    let proxy = Proxy::start_with(&yaml, &[], &[]).await;
+    let (status, _, body) = proxy.chat(&chat_body("m", "hi")).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = up.recorded().pop().unwrap();
+    assert_eq!(sent.body["max_tokens"], 77, "{}", sent.body);
+    assert!(sent.body.get("temperature").is_none(), "{}", sent.body);
+    assert!(
+        sent.headers.get("authorization").is_none(),
+        "{:?}",
+        sent.headers
+    );
+}
+
+/// Where an unset key would send prompts elsewhere, the file is refused.
+#[tokio::test]
+async fn check_fails_naming_an_unset_env_var_in_an_api_base() {
+    let (ok, _, stderr, file) = check_yaml(
+        "model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/x
+      api_key: sk-x
+      api_base: os.environ/CONCLAVE_E2E_NEVER_SET_BASE
+",
+        &[],
+    )
+    .await;
     assert!(!ok, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{file}: model_list[0].litellm_params.api_key: environment variable CONCLAVE_E2E_NEVER_SET_KEY is not set"
+            "{file}: model_list[0].litellm_params.api_base: environment variable CONCLAVE_E2E_NEVER_SET_BASE is not set"
         )),
         "{stderr}"
     );
@@ -463,6 +519,31 @@ surprise_section:
         );
     }
     assert!(!stdout.contains("num_retries: unknown"), "{stdout}");
+}
+
+/// A key conclave reads for other providers is said to be unread by this
+/// one, not offered as its own correction.
+#[tokio::test]
+async fn a_key_of_another_provider_is_named_as_unread_by_this_one() {
+    let (ok, stdout, stderr, file) = check_yaml(
+        "model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/m
+      api_key: sk-x
+      mock_response: hello
+",
+        &[],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "{file}: model_list[0].litellm_params.mock_response: \"openai\" deployments do not read this key; ignored"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("did you mean `mock_response`"), "{stdout}");
 }
 
 #[tokio::test]

@@ -248,6 +248,45 @@ impl<'de> Visitor<'de> for SwitchVisitor {
     absent_is_unset!();
 }
 
+/// `general_settings.otel`: its settings, or LiteLLM's switch (`otel:
+/// true`, export configured by the `OTEL_*` variables), read as settings
+/// with only `enabled` set.
+pub(super) fn otel_settings<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<super::OtelSettings>, D::Error> {
+    struct OtelVisitor;
+
+    impl<'de> Visitor<'de> for OtelVisitor {
+        type Value = Option<super::OtelSettings>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a mapping of OpenTelemetry settings, or true or false")
+        }
+
+        fn visit_bool<E: de::Error>(self, enabled: bool) -> Result<Self::Value, E> {
+            Ok(Some(super::OtelSettings {
+                enabled: Some(enabled),
+                ..Default::default()
+            }))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match SwitchVisitor.visit_str(v)? {
+                Some(enabled) => self.visit_bool(enabled),
+                None => Ok(None),
+            }
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+
+        absent_is_unset!();
+    }
+
+    d.deserialize_any(OtelVisitor)
+}
+
 /// Reads a string, or a number or switch as the text YAML wrote it:
 /// LiteLLM takes `redis_password: 90210555` and `REDIS_PORT: 6379`.
 struct ScalarTextVisitor;
@@ -290,14 +329,18 @@ pub(super) fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::
 }
 
 /// A map of strings whose values may be written as numbers or switches
-/// (`environment_variables`).
+/// (`environment_variables`); a key with no value sets nothing (the loader
+/// warns about it).
 pub(super) fn scalar_text_map<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<std::collections::HashMap<String, String>, D::Error> {
     #[derive(serde::Deserialize)]
     struct Text(#[serde(deserialize_with = "scalar_text")] String);
-    let map: std::collections::HashMap<String, Text> = serde::Deserialize::deserialize(d)?;
-    Ok(map.into_iter().map(|(k, Text(v))| (k, v)).collect())
+    let map: std::collections::HashMap<String, Option<Text>> = serde::Deserialize::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|Text(v)| (k, v)))
+        .collect())
 }
 
 /// An optional float field: `30`, `0.5`, `"30"`, `" 1e-3 "`.
@@ -544,14 +587,15 @@ mod tests {
 
     #[test]
     fn an_unset_variable_in_a_number_is_reported_as_unset() {
-        let err = load_text(&deployment(
+        let loaded = load_text(&deployment(
             "      timeout: os.environ/CONCLAVE_T_LENIENT_NO_SUCH_TIMEOUT\n",
         ))
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+        assert_eq!(loaded.config.model_list[0].litellm_params.timeout, None);
+        let said = loaded.warnings.join("\n");
         assert!(
-            err.contains("model_list[0].litellm_params.timeout: environment variable CONCLAVE_T_LENIENT_NO_SUCH_TIMEOUT is not set"),
-            "{err}"
+            said.contains("model_list[0].litellm_params.timeout: environment variable CONCLAVE_T_LENIENT_NO_SUCH_TIMEOUT is not set; left unset"),
+            "{said}"
         );
     }
 

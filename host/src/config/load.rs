@@ -183,6 +183,7 @@ fn load_tree(
         return Err(ConfigError::invalid(path, credential_problems));
     }
     let env = env.with_config_vars(config_vars(&tree));
+    let unset_config_vars = empty_config_vars(&tree);
     let mut env_problems = Vec::new();
     let mut substituted = Substituted::default();
     substitute_tree(
@@ -209,13 +210,26 @@ fn load_tree(
         let de = serde_ignored::Deserializer::new(tree, &mut on_ignored);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let message = substituted.hide(&path, e.into_inner().to_string());
-            ConfigError::invalid(Path::new(&file), vec![Problem::new(path, message)])
+            // A key that cannot be left unset: its variable is the problem.
+            let problem = match env_problems.iter().find(|p| p.path == path) {
+                Some(unset) => unset.clone(),
+                None => {
+                    let message = substituted.hide(&path, e.into_inner().to_string());
+                    Problem::new(path, message)
+                }
+            };
+            ConfigError::invalid(Path::new(&file), vec![problem])
         })?
     };
     for (i, organizations) in organization_lists {
         if let Some(entry) = config.model_list.get_mut(i) {
             entry.litellm_params.organizations = organizations;
+        }
+    }
+    for entry in &mut config.model_list {
+        let params = &mut entry.litellm_params;
+        for (name, value) in std::mem::take(&mut params.headers) {
+            params.extra_headers.entry(name).or_insert(value);
         }
     }
     // Free-form keys read as numbers get them even when written as strings
@@ -234,19 +248,26 @@ fn load_tree(
             .any(|i| is_within(path, i))
     };
     env_problems.retain(|p| read(&p.path));
-    // The router's Redis is optional (LiteLLM reads an unset variable there
-    // as no Redis): such a key is left unset, with a warning.
-    let (optional, env_problems): (Vec<Problem>, Vec<Problem>) = env_problems
-        .into_iter()
-        .partition(|p| OPTIONAL_ENV_KEYS.iter().any(|k| is_within(&p.path, k)));
-    if !env_problems.is_empty() {
-        return Err(ConfigError::invalid(path, env_problems));
+    // LiteLLM reads an unset variable as a key not written: the file loads,
+    // and a deployment without its key fails when called. So here, with a
+    // warning; except where leaving a key unset would open the gateway,
+    // lose its records or send prompts elsewhere.
+    let (required, optional): (Vec<Problem>, Vec<Problem>) =
+        env_problems.into_iter().partition(|p| must_be_set(&p.path));
+    if !required.is_empty() {
+        return Err(ConfigError::invalid(path, required));
     }
 
     let mut warnings: Vec<String> = ignored
         .iter()
         .map(|(p, hint)| format!("{}: unknown key, ignored{hint}", origins.show(&file, p)))
         .collect();
+    warnings.extend(unset_config_vars.iter().map(|p| {
+        format!(
+            "{}: no value, so the variable is not set",
+            origins.show(&file, p)
+        )
+    }));
     warnings.extend(optional.iter().map(|p| {
         format!(
             "{}: {}; left unset",
@@ -322,6 +343,19 @@ fn load_tree(
     })
 }
 
+/// The key paths of `environment_variables` written with no value (a
+/// placeholder in LiteLLM's own examples): they set nothing.
+fn empty_config_vars(tree: &Value) -> Vec<String> {
+    let Some(Value::Mapping(map)) = tree.get("environment_variables") else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter(|(_, v)| v.is_null())
+        .filter_map(|(k, _)| k.as_str())
+        .map(|k| format!("environment_variables.{k}"))
+        .collect()
+}
+
 fn config_vars(tree: &Value) -> std::collections::HashMap<String, String> {
     let mut vars = std::collections::HashMap::new();
     if let Some(Value::Mapping(map)) = tree.get("environment_variables") {
@@ -386,9 +420,10 @@ fn substitute_tree(
                         .insert(path.clone(), (reference, s.clone()));
                 }
             }
+            // Read as not written, as LiteLLM reads an unset variable.
             Err(message) => {
                 problems.push(Problem::new(path.clone(), message));
-                s.clear();
+                *value = Value::Null;
             }
         },
         Value::Sequence(items) => {
@@ -439,14 +474,19 @@ fn format_ignored_path(p: &serde_ignored::Path<'_>) -> String {
     }
 }
 
-/// Keys whose unset environment variable leaves them unset instead of
-/// refusing the file.
-const OPTIONAL_ENV_KEYS: [&str; 4] = [
-    "router_settings.redis_url",
-    "router_settings.redis_host",
-    "router_settings.redis_port",
-    "router_settings.redis_password",
-];
+/// Whether the key at `path` must not be left unset when its environment
+/// variable is: the master key (the gateway would serve anyone), the
+/// database (spend would go to another one) and a deployment's `api_base`
+/// (its prompts would go to the provider's public endpoint instead).
+fn must_be_set(path: &str) -> bool {
+    [
+        "general_settings.master_key",
+        "general_settings.database_url",
+    ]
+    .contains(&path)
+        || path.ends_with(".api_base")
+        || path.ends_with(".base_url")
+}
 
 /// Key paths of `model_list` that no deployment reads: whole entries of
 /// unsupported providers (skipped with a warning when the router is built) and
@@ -1249,7 +1289,7 @@ mod tests {
         )
         .unwrap();
         let rs = &loaded.config.router_settings;
-        assert_eq!(rs.redis_host.as_deref(), Some(""));
+        assert_eq!(rs.redis_host, None);
         assert_eq!(rs.redis_port, None);
         let w = loaded.warnings.join("\n");
         assert!(
@@ -1272,29 +1312,87 @@ mod tests {
             "model_list:\n  - model_name: b\n    litellm_params:\n      model: bedrock/x\n      aws_secret_access_key: os.environ/CONCLAVE_T_NO_SUCH_AWS\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: k\n      aws_region_name: os.environ/CONCLAVE_T_NO_SUCH_REGION\n",
         );
         assert!(loaded.is_ok(), "{:?}", loaded.err());
-        let err = load_text(
-            "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      temperature: os.environ/CONCLAVE_T_NO_SUCH_TEMP\n",
+    }
+
+    #[test]
+    fn unset_env_in_a_used_key_leaves_it_unset_with_a_warning_naming_variable_and_path() {
+        let loaded = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/CONCLAVE_T_NO_SUCH_KEY\n      temperature: os.environ/CONCLAVE_T_NO_SUCH_TEMP\n      rpm: ${CONCLAVE_T_NO_SUCH_RPM}\n",
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+        let params = &loaded.config.model_list[0].litellm_params;
+        assert!(params.api_key.is_none());
+        assert!(params.rpm.is_none());
+        assert!(!params.extra.contains_key("temperature") || params.extra["temperature"].is_null());
+        let w = loaded.warnings.join("\n");
+        for (path, var) in [
+            ("api_key", "CONCLAVE_T_NO_SUCH_KEY"),
+            ("temperature", "CONCLAVE_T_NO_SUCH_TEMP"),
+            ("rpm", "CONCLAVE_T_NO_SUCH_RPM"),
+        ] {
+            assert!(
+                w.contains(&format!(
+                    "model_list[0].litellm_params.{path}: environment variable {var} is not set; left unset"
+                )),
+                "{w}"
+            );
+        }
+    }
+
+    #[test]
+    fn unset_env_where_leaving_a_key_unset_is_unsafe_refuses_the_file() {
+        for text in [
+            "general_settings:\n  master_key: os.environ/CONCLAVE_T_NO_SUCH_MASTER\nmodel_list: []\n",
+            "general_settings:\n  master_key: sk-m\n  database_url: os.environ/CONCLAVE_T_NO_SUCH_DB\nmodel_list: []\n",
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: k\n      api_base: os.environ/CONCLAVE_T_NO_SUCH_BASE\n",
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: os.environ/CONCLAVE_T_NO_SUCH_MODEL\n",
+        ] {
+            let err = load_text(text).unwrap_err().to_string();
+            assert!(err.contains("CONCLAVE_T_NO_SUCH_"), "{err}");
+            assert!(err.contains("is not set"), "{err}");
+        }
+    }
+
+    #[test]
+    fn litellms_headers_join_extra_headers_which_win_on_a_name_in_both() {
+        let loaded = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: k\n      headers: {X-One: h1, X-Both: from-headers}\n      extra_headers: {X-Both: from-extra}\n",
+        )
+        .unwrap();
+        let params = &loaded.config.model_list[0].litellm_params;
+        assert_eq!(params.extra_headers["X-One"], "h1");
+        assert_eq!(params.extra_headers["X-Both"], "from-extra");
+        assert!(params.headers.is_empty());
         assert!(
-            err.contains("model_list[0].litellm_params.temperature"),
-            "{err}"
+            !loaded.warnings.join("\n").contains("headers"),
+            "{:?}",
+            loaded.warnings
         );
     }
 
     #[test]
-    fn unset_env_in_a_used_key_names_the_variable_and_path() {
-        let err = load_text(
-            "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/CONCLAVE_T_NO_SUCH_KEY\n",
+    fn an_environment_variable_written_without_a_value_sets_nothing() {
+        let loaded = load_text(
+            "environment_variables:\n  CONCLAVE_T_EMPTY_VAR:\n  CONCLAVE_T_SET_VAR: x\nmodel_list: []\n",
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
         assert!(
-            err.contains("model_list[0].litellm_params.api_key"),
-            "{err}"
+            !loaded
+                .config
+                .environment_variables
+                .contains_key("CONCLAVE_T_EMPTY_VAR")
         );
-        assert!(err.contains("CONCLAVE_T_NO_SUCH_KEY"), "{err}");
+        assert_eq!(
+            loaded.config.env.get("CONCLAVE_T_SET_VAR").as_deref(),
+            Some("x")
+        );
+        let w = loaded.warnings.join("\n");
+        assert!(
+            w.contains(
+                "environment_variables.CONCLAVE_T_EMPTY_VAR: no value, so the variable is not set"
+            ),
+            "{w}"
+        );
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub use load::{
 pub use near_miss::param_hint;
 pub use params::{
     EXEC_PROVIDER, EXTRA_BODY, GATEWAY_FIELDS, HTTP_PROVIDERS, MOCK_PROVIDER, declares_responses,
-    is_request_default, is_supported_provider, provider_of_bare_name, provider_reads,
+    is_request_default, is_supported_provider, known_param_keys, provider_of_bare_name,
+    provider_reads,
 };
 pub use repeated::fold_repeated;
 pub use schema::*;

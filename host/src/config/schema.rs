@@ -84,6 +84,7 @@ pub const TYPED_PARAM_KEYS: &[&str] = &[
     "api_version",
     "organization",
     "extra_headers",
+    "headers",
     "timeout",
     "request_timeout",
     "stream_timeout",
@@ -121,6 +122,9 @@ pub struct LitellmParams {
     #[serde(skip)]
     pub organizations: Vec<String>,
     pub extra_headers: BTreeMap<String, String>,
+    /// LiteLLM's other name for headers sent with every call; the loader
+    /// merges them into `extra_headers` (which wins on a name in both).
+    pub headers: BTreeMap<String, String>,
     /// Whole-request timeout in seconds.
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub timeout: Option<f64>,
@@ -337,7 +341,9 @@ pub struct GeneralSettings {
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_stored_response_mb: Option<f64>,
     /// OpenTelemetry trace export over OTLP/HTTP; the standard `OTEL_*`
-    /// environment variables win over it. Read at start-up.
+    /// environment variables win over it. Read at start-up. LiteLLM's
+    /// `otel: true` reads as `{enabled: true}`.
+    #[serde(deserialize_with = "super::lenient::otel_settings")]
     pub otel: Option<OtelSettings>,
     /// Probe every deployment periodically with a one-token request
     /// (LiteLLM's name); failures show in `/health` and the metrics.

@@ -114,8 +114,9 @@ pub fn database_url(config: &Config, config_path: &Path) -> Result<String, Strin
                 .filter(|u| !u.trim().is_empty())
         })
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-    let url = resolve_url(&url, config_path)?;
-    usable_url(&url)?;
+    let url = resolve_url(&url, config_path)
+        .and_then(|url| usable_url(&url).map(|()| url))
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
     Ok(url)
 }
 

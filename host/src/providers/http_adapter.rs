@@ -617,11 +617,12 @@ fn call_headers(
 }
 
 /// Request fields the deployment's `litellm_params` set for every call
-/// (`temperature`, `max_tokens`, ...), as JSON.
+/// (`temperature`, `max_tokens`, ...), as JSON. A key with no value (or
+/// whose environment variable is unset) sets nothing, as in LiteLLM.
 fn request_defaults(params: &LitellmParams) -> Result<Map<String, Value>, TargetError> {
     let mut defaults = Map::new();
     for (key, value) in &params.extra {
-        if is_request_default(key) {
+        if is_request_default(key) && !value.is_null() {
             let json =
                 serde_json::to_value(value).map_err(|source| TargetError::InvalidDefault {
                     key: key.clone(),

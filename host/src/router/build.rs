@@ -326,7 +326,14 @@ fn target(
         ));
     }
     for key in params.extra.keys() {
-        if !provider_reads(provider, key) {
+        if provider_reads(provider, key) {
+            continue;
+        }
+        if crate::config::known_param_keys().any(|known| known == key) {
+            found.warn(format_args!(
+                "{at}.{key}: {provider:?} deployments do not read this key; ignored"
+            ));
+        } else {
             let hint = crate::config::param_hint(key);
             found.warn(format_args!("{at}.{key}: unknown key, ignored{hint}"));
         }

@@ -371,6 +371,26 @@ mod tests {
     }
 
     #[test]
+    fn litellms_otel_switch_turns_export_on_and_off() {
+        let on = config("model_list: []\ngeneral_settings:\n  otel: true\n");
+        assert!(resolve(&on, "t.yaml", &vars(&[])).unwrap().is_some());
+        let off = config("model_list: []\ngeneral_settings:\n  otel: false\n");
+        let env_on = vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")]);
+        assert!(resolve(&off, "t.yaml", &env_on).unwrap().is_none());
+        let wrong = load_str(
+            "model_list: []\ngeneral_settings:\n  otel:\n    sampler_arg: lots\n",
+            Path::new("t.yaml"),
+            Env::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            wrong.contains("general_settings.otel.sampler_arg"),
+            "{wrong}"
+        );
+    }
+
+    #[test]
     fn grpc_keeps_the_base_endpoint_and_the_environment_wins() {
         let c = config("model_list: []\ngeneral_settings:\n  otel:\n    endpoint: http://c:4317\n");
         let grpc = vars(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
