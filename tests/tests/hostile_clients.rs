@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use conclave_e2e::{FakeUpstream, Proxy, chat_body, deployment, error_object};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -110,6 +110,46 @@ async fn a_body_at_the_field_limit_is_served_and_one_more_field_is_400() {
     );
     assert_eq!(up.calls("a"), 1);
     assert_peak_rss(&proxy);
+}
+
+/// The Messages, token-count and Responses routes hold bodies to the same
+/// field limit, each answering in its own error shape.
+#[tokio::test]
+async fn the_translated_routes_refuse_a_body_past_the_field_limit() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(&up).await;
+    let mut fields = serde_json::Map::new();
+    fields.insert("model".into(), json!("m"));
+    fields.insert("max_tokens".into(), json!(5));
+    fields.insert("input".into(), json!("hi"));
+    fields.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": "hi"}]),
+    );
+    for i in 0..2_000 {
+        fields.insert(format!("k{i:05}"), json!("abcd"));
+    }
+    let body = Value::Object(fields);
+    for (path, shape) in [
+        ("/v1/messages", "anthropic"),
+        ("/v1/messages/count_tokens", "anthropic"),
+        ("/v1/responses", "openai"),
+    ] {
+        let r = proxy.post(path, &body).await;
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        let answer: Value = r.json().await.unwrap();
+        let message = if shape == "anthropic" {
+            assert_eq!(answer["type"], "error", "{path}: {answer}");
+            answer["error"]["message"].as_str().unwrap_or("").to_owned()
+        } else {
+            error_object(&answer)["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert!(message.contains("1024"), "{path}: {answer}");
+    }
+    assert_eq!(up.calls("a"), 0);
 }
 
 #[tokio::test]

@@ -171,6 +171,65 @@ async fn an_endless_stream_event_is_cut_at_the_size_limit() {
     assert_peak_rss(&proxy);
 }
 
+/// The Responses API's last event carries the whole answer, so its
+/// translated stream keeps it: one growing past `max_response_size_mb`
+/// ends with the API's own error events, and the upstream is let go. The
+/// Anthropic Messages translation ends the same way.
+#[tokio::test]
+async fn a_translated_stream_past_max_response_size_mb_ends_with_the_apis_error() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::ok(&"word ".repeat(4_000)).chunked(400, Duration::from_millis(2)),
+    );
+    let proxy = proxy(
+        &up,
+        &[("g", "a", &[])],
+        "router_settings:\n  num_retries: 0\ngeneral_settings:\n  max_response_size_mb: 0.01\n",
+    )
+    .await;
+    for (path, body, last_type) in [
+        (
+            "/v1/responses",
+            json!({"model": "g", "input": "hi", "stream": true}),
+            "response.failed",
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "g", "max_tokens": 50, "stream": true,
+                   "messages": [{"role": "user", "content": "hi"}]}),
+            "error",
+        ),
+    ] {
+        let answer = async {
+            let r = proxy.post(path, &body).await;
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        };
+        let (status, text) = tokio::time::timeout(LIMIT, answer).await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        let payloads = sse_payloads(&text);
+        let types: Vec<String> = payloads
+            .iter()
+            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .map(|v| v["type"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert!(types.iter().any(|t| t == last_type), "{path}: {types:?}");
+        assert!(
+            !types
+                .iter()
+                .any(|t| t == "response.completed" || t == "message_stop"),
+            "{path}: {types:?}"
+        );
+        assert!(text.contains("max_response_size_mb"), "{path}: {text}");
+    }
+    assert!(
+        up.wait_until(Duration::from_secs(5), |u| u.cancelled() == 2)
+            .await,
+        "the upstream streams were not let go"
+    );
+    assert_serving(&proxy).await;
+}
+
 /// A chat chunk with `content`, spread over several `data:` lines.
 const MULTI_LINE_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\n\
      data: \"choices\":[{\"index\":0,\"delta\":{\"content\":\"multi\"},\n\

@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::execute::{Answer, PayloadStream, execute};
 use super::routes::{json_response, read_body_of};
 use super::{AppState, Scope};
-use crate::openai::{Endpoint, ProxyRequest};
+use crate::openai::{Endpoint, MAX_FIELDS, ProxyRequest};
 use crate::ops::{CallContext, OutcomeHandle};
 use crate::translate::{Event, TranslateError};
 
@@ -123,15 +123,19 @@ async fn handle<D: Dialect>(
             dialect.finished(&mut answer).await;
             json_response(Bytes::from(answer.to_string()))
         }
-        Answer::Stream(payloads) => event_response(translated(payloads, dialect.stream())),
+        Answer::Stream(payloads) => {
+            let limit = gateway.router.max_response_bytes();
+            event_response(translated(payloads, dialect.stream(), limit))
+        }
     };
     super::routes::add_route_headers(&mut response, executed.headers);
     Ok(response)
 }
 
-/// The body as a JSON value, or the 400 naming what is wrong with it.
+/// The body as a JSON value, or the 400 naming what is wrong with it: not
+/// JSON, or more top-level fields than the chat route takes.
 pub(super) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::invalid(
             format!(
                 "request body is not valid JSON: {}",
@@ -139,7 +143,19 @@ pub(super) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
             ),
             None,
         )
-    })
+    })?;
+    if body
+        .as_object()
+        .is_some_and(|fields| fields.len() > MAX_FIELDS)
+    {
+        return Err(ApiError::invalid(
+            format!(
+                "the body has more than {MAX_FIELDS} top-level fields (the limit is {MAX_FIELDS})"
+            ),
+            None,
+        ));
+    }
+    Ok(body)
 }
 
 pub(super) fn invalid(error: TranslateError) -> ApiError {
@@ -177,20 +193,33 @@ fn sse(events: &[Event]) -> Bytes {
 }
 
 /// The payload stream as the dialect's SSE text: the start events at once,
-/// each payload's events as it arrives, the end (or the error) last.
+/// each payload's events as it arrives, the end (or the error) last. A
+/// translation may keep the whole answer (the Responses API's last event
+/// carries it), so an answer past `limit` bytes (`max_response_size_mb`,
+/// as for an answer read whole) ends the stream with the dialect's error
+/// and lets the upstream go.
 fn translated<T: Translator>(
     payloads: PayloadStream,
     mut translator: T,
+    limit: usize,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let start = sse(&translator.start());
-    let rest = stream::unfold(Some((payloads, translator)), |state| async move {
-        let (mut payloads, mut translator) = state?;
+    let state = (payloads, translator, 0usize);
+    let rest = stream::unfold(Some(state), move |state| async move {
+        let (mut payloads, mut translator, mut received) = state?;
         loop {
             match payloads.next().await {
                 Some(Ok(payload)) => {
+                    received = received.saturating_add(payload.len());
+                    if received > limit {
+                        let error = too_large(limit);
+                        tracing::warn!(%error, "ending a translated stream");
+                        return Some((Ok(sse(&translator.fail(&error))), None));
+                    }
                     let events = translator.push(&payload);
                     if !events.is_empty() {
-                        return Some((Ok(sse(&events)), Some((payloads, translator))));
+                        let state = (payloads, translator, received);
+                        return Some((Ok(sse(&events)), Some(state)));
                     }
                 }
                 Some(Err(error)) => {
@@ -206,6 +235,20 @@ fn translated<T: Translator>(
         }
     });
     stream::once(async move { Ok(start) }).chain(rest)
+}
+
+/// The error that ends a translated stream whose answer grew past `limit`.
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_error",
+        format!(
+            "the upstream's answer grew past {} MiB (general_settings.max_response_size_mb)",
+            limit / (1024 * 1024)
+        ),
+        None,
+        Some("response_too_large"),
+    )
 }
 
 fn event_response(

@@ -80,59 +80,6 @@ fn nested<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Box<Reported>>, 
 /// that no counter, total or stored sum it feeds can overflow.
 pub const MAX_TOKENS_PER_CALL: u64 = u32::MAX as u64;
 
-fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
-    #[derive(Deserialize)]
-    struct ReportedUsage {
-        // OpenAI's names; a prompt count here already holds any cached
-        // tokens (LiteLLM's `cache_read_input_tokens` beside it repeat them).
-        #[serde(default)]
-        prompt_tokens: Option<u64>,
-        #[serde(default)]
-        completion_tokens: Option<u64>,
-        // Anthropic's and the Responses API's names (null counts as 0).
-        // Anthropic's `input_tokens` leaves out the cache reads and writes.
-        #[serde(default)]
-        input_tokens: Option<u64>,
-        #[serde(default)]
-        output_tokens: Option<u64>,
-        #[serde(default)]
-        cache_read_input_tokens: Option<u64>,
-        #[serde(default)]
-        cache_creation_input_tokens: Option<u64>,
-    }
-    let usage: Option<ReportedUsage> = Deserialize::deserialize(d)?;
-    Ok(usage.map(|u| {
-        let n = |v: Option<u64>| v.unwrap_or(0);
-        let prompt_tokens = u.prompt_tokens.unwrap_or_else(|| {
-            n(u.input_tokens)
-                .saturating_add(n(u.cache_read_input_tokens))
-                .saturating_add(n(u.cache_creation_input_tokens))
-        });
-        Usage {
-            prompt_tokens: prompt_tokens.min(MAX_TOKENS_PER_CALL),
-            completion_tokens: u
-                .completion_tokens
-                .unwrap_or(n(u.output_tokens))
-                .min(MAX_TOKENS_PER_CALL),
-        }
-    }))
-}
-
-/// Reads what a chat/completions/embeddings JSON answer or chunk (or a
-/// native answer or event) says about itself, in one pass; `None` when it is
-/// not a JSON object.
-pub fn reported_in_body(body: &[u8]) -> Option<Reported> {
-    // An answer that is not UTF-8 in a string this does not read still
-    // gives its usage, as before.
-    crate::openai::from_json_bytes(body).ok()
-}
-
-/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk,
-/// or from a native answer or stream event ([`Reported::any_usage`]).
-pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
-    reported_in_body(body)?.any_usage()
-}
-
 /// The visitor methods of a value read leniently: a scalar, or a list or
 /// object where none is expected, reads as `$none` (nested values are
 /// skipped unread).
@@ -175,6 +122,117 @@ macro_rules! otherwise {
             Ok($none)
         }
     };
+}
+
+/// `usage` as an upstream reports it; one that is not an object reports
+/// nothing, and a count that is not a whole number is read leniently
+/// ([`count`]), so an odd usage never costs the client its answer.
+fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
+    #[derive(Deserialize)]
+    struct ReportedUsage {
+        // OpenAI's names; a prompt count here already holds any cached
+        // tokens (LiteLLM's `cache_read_input_tokens` beside it repeat them).
+        #[serde(default, deserialize_with = "count")]
+        prompt_tokens: Option<u64>,
+        #[serde(default, deserialize_with = "count")]
+        completion_tokens: Option<u64>,
+        // Anthropic's and the Responses API's names (null counts as 0).
+        // Anthropic's `input_tokens` leaves out the cache reads and writes.
+        #[serde(default, deserialize_with = "count")]
+        input_tokens: Option<u64>,
+        #[serde(default, deserialize_with = "count")]
+        output_tokens: Option<u64>,
+        #[serde(default, deserialize_with = "count")]
+        cache_read_input_tokens: Option<u64>,
+        #[serde(default, deserialize_with = "count")]
+        cache_creation_input_tokens: Option<u64>,
+    }
+    struct UsageVisitor;
+    impl<'de> Visitor<'de> for UsageVisitor {
+        type Value = Option<ReportedUsage>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a usage object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Deserialize::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+
+        otherwise!(None, scalars);
+        otherwise!(None, str);
+        otherwise!(None, seq);
+    }
+    let usage = d.deserialize_any(UsageVisitor)?;
+    Ok(usage.map(|u| {
+        let n = |v: Option<u64>| v.unwrap_or(0);
+        let prompt_tokens = u.prompt_tokens.unwrap_or_else(|| {
+            n(u.input_tokens)
+                .saturating_add(n(u.cache_read_input_tokens))
+                .saturating_add(n(u.cache_creation_input_tokens))
+        });
+        Usage {
+            prompt_tokens: prompt_tokens.min(MAX_TOKENS_PER_CALL),
+            completion_tokens: u
+                .completion_tokens
+                .unwrap_or(n(u.output_tokens))
+                .min(MAX_TOKENS_PER_CALL),
+        }
+    }))
+}
+
+/// A token count: a whole number as written, a non-negative fraction cut
+/// to its whole part; anything else (negative, text, null) is not a count.
+fn count<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct CountVisitor;
+    impl<'de> Visitor<'de> for CountVisitor {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a token count")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(u64::try_from(v).ok())
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // `as` saturates: 1e30 counts as the most there is.
+            Ok((v.is_finite() && v >= 0.0).then_some(v as u64))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        otherwise!(None, str);
+        otherwise!(None, seq);
+        otherwise!(None, map);
+    }
+    d.deserialize_any(CountVisitor)
+}
+
+/// Reads what a chat/completions/embeddings JSON answer or chunk (or a
+/// native answer or event) says about itself, in one pass; `None` when it is
+/// not a JSON object.
+pub fn reported_in_body(body: &[u8]) -> Option<Reported> {
+    // An answer that is not UTF-8 in a string this does not read still
+    // gives its usage, as before.
+    crate::openai::from_json_bytes(body).ok()
+}
+
+/// Reads `usage` from a chat/completions/embeddings JSON answer or chunk,
+/// or from a native answer or stream event ([`Reported::any_usage`]).
+pub fn usage_in_body(body: &[u8]) -> Option<Usage> {
+    reported_in_body(body)?.any_usage()
 }
 
 /// `choices` as a list; anything else (null, an object, a number) counts as
@@ -337,6 +395,32 @@ mod tests {
         assert_eq!(r.choices.count, 2);
         assert_eq!(r.choices.finish_reasons, ["stop"]);
         assert_eq!(r.usage.unwrap().completion_tokens, 2);
+    }
+
+    #[test]
+    fn odd_usage_values_are_read_leniently_and_never_lose_the_answer() {
+        let usage = |u: &str| {
+            let body = format!(r#"{{"id":"x","choices":[],"usage":{u}}}"#);
+            reported_in_body(body.as_bytes())
+                .expect("still an answer")
+                .usage
+                .map(|u| (u.prompt_tokens, u.completion_tokens))
+        };
+        assert_eq!(
+            usage(r#"{"prompt_tokens":-5,"completion_tokens":2}"#),
+            Some((0, 2))
+        );
+        assert_eq!(
+            usage(r#"{"prompt_tokens":1.5,"completion_tokens":"lots"}"#),
+            Some((1, 0))
+        );
+        assert_eq!(
+            usage(r#"{"prompt_tokens":1e30,"completion_tokens":null}"#),
+            Some((MAX_TOKENS_PER_CALL, 0))
+        );
+        assert_eq!(usage(r#""n/a""#), None);
+        assert_eq!(usage("[1,2]"), None);
+        assert_eq!(usage("7"), None);
     }
 
     #[test]

@@ -423,6 +423,12 @@ impl Router {
             .max_by(|a, b| price(a).total_cmp(&price(b)))
     }
 
+    /// The largest answer one call may bring (`max_response_size_mb`):
+    /// what a translation that keeps the whole answer may keep.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
     /// Whether any deployment serves the Responses API natively: when none
     /// does, a Responses request need not carry its own body along.
     pub fn serves_native_responses(&self) -> bool {

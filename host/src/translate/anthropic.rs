@@ -570,6 +570,12 @@ fn tool_input(arguments: &str) -> Value {
     }
 }
 
+/// Whether a tool call's arguments are a JSON object: what a streamed
+/// call may send.
+fn is_object(arguments: &str) -> bool {
+    matches!(serde_json::from_str(arguments), Ok(Value::Object(_)))
+}
+
 /// Anthropic's error `type` for an HTTP status.
 pub fn error_type(status: u16) -> &'static str {
     match status {
@@ -611,13 +617,19 @@ enum Open {
 
 /// Chat chunk payloads → Anthropic stream events. Blocks are sequential:
 /// a delta of another kind (or another tool call) stops the open block and
-/// starts the next one.
+/// starts the next one. A tool call's arguments are sent whole when its
+/// block stops, once they are known to be a JSON object (else the call's
+/// input stays `{}`, as in an answer that is not streamed): Anthropic's
+/// clients parse the pieces as they come and fail on a call whose
+/// arguments are not JSON, which some upstreams send.
 #[derive(Debug)]
 pub struct MessagesStream {
     id: String,
     model: String,
     index: u64,
     open: Option<Open>,
+    /// The open tool call's arguments so far.
+    arguments: String,
     finish_reason: Option<String>,
     usage: TokenUsage,
     calls: super::CallOrder,
@@ -631,6 +643,7 @@ impl MessagesStream {
             model: model.to_owned(),
             index: 0,
             open: None,
+            arguments: String::new(),
             finish_reason: None,
             usage: TokenUsage::default(),
             calls: super::CallOrder::default(),
@@ -723,7 +736,7 @@ impl MessagesStream {
     }
 
     /// One piece of a tool call: its block (started with its id and name
-    /// when it is not the open one), then its arguments.
+    /// when it is not the open one); its arguments are kept for the end.
     fn tool_delta(&mut self, call: super::ToolCallDelta, events: &mut Vec<Event>) {
         let (id, name) = (call.id, call.name);
         let base = self.id.trim_start_matches("msg_").to_owned();
@@ -736,11 +749,7 @@ impl MessagesStream {
                 "input": {},
             })
         });
-        if !call.arguments.is_empty() {
-            events.push(
-                self.delta(json!({"type": "input_json_delta", "partial_json": call.arguments})),
-            );
-        }
+        self.arguments.push_str(&call.arguments);
     }
 
     /// Makes `kind` the open block, starting it with `block()` if it is not.
@@ -757,13 +766,22 @@ impl MessagesStream {
     }
 
     fn stop_open(&mut self, events: &mut Vec<Event>) {
-        if self.open.take().is_some() {
-            events.push(Event::new(
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": self.index}),
-            ));
-            self.index += 1;
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        if matches!(open, Open::Tool(_)) {
+            let arguments = std::mem::take(&mut self.arguments);
+            if is_object(&arguments) {
+                events.push(
+                    self.delta(json!({"type": "input_json_delta", "partial_json": arguments})),
+                );
+            }
         }
+        events.push(Event::new(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": self.index}),
+        ));
+        self.index += 1;
     }
 
     fn delta(&self, delta: Value) -> Event {
@@ -872,6 +890,22 @@ mod tests {
         }
         events.extend(stream.finish());
         events
+    }
+
+    #[test]
+    fn arguments_that_are_not_a_json_object_are_not_streamed() {
+        let call = |i: u64, args: &str| json!([{"index": i, "id": format!("c{i}"), "function": {"name": "f", "arguments": args}}]);
+        let events = streamed(&[
+            call(0, "not json {"),
+            call(1, "[1]"),
+            call(2, "{\"ok\":"),
+            json!([{"index": 2, "function": {"arguments": "true}"}}]),
+        ]);
+        let args: Vec<String> = tool_blocks(&events)
+            .into_iter()
+            .map(|(_, _, a)| a)
+            .collect();
+        assert_eq!(args, ["", "", "{\"ok\":true}"]);
     }
 
     #[test]

@@ -223,7 +223,14 @@ proptest! {
         let events = messages_events(&pieces);
         let text = check_messages(&events);
         prop_assert_eq!(text, all_text(&pieces));
-        prop_assert_eq!(messages_tool_arguments(&events), each_calls_arguments(&pieces));
+        // A call's arguments are sent whole when they are a JSON object,
+        // else not at all (its input stays the block's `{}`).
+        let mut expected: Vec<String> = each_calls_arguments(&pieces)
+            .into_iter()
+            .map(|a| if serde_json::from_str::<serde_json::Map<String, Value>>(&a).is_ok() { a } else { String::new() })
+            .collect();
+        expected.sort();
+        prop_assert_eq!(messages_tool_arguments(&events), expected);
     }
 
     #[test]

@@ -26,8 +26,8 @@ const GATEWAY_FIELDS: &[&str] = &["cache", "caching"];
 /// `model` set to `model`, `stream` to `stream`, `store: false` (the gateway
 /// keeps the conversation, and has already put a `previous_response_id`'s
 /// items into `input`), the gateway's own fields and `background` left out,
-/// reasoning items without `encrypted_content` dropped from `input`,
-/// everything else as the client sent it.
+/// reasoning items without `encrypted_content` dropped from `input` and
+/// the other items' ids left out, everything else as the client sent it.
 pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value> {
     let mut body = native.as_object()?.clone();
     body.insert("model".into(), json!(model));
@@ -54,6 +54,15 @@ pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value
                 || (item.get("encrypted_content").is_some_and(|c| c.is_string())
                     && carried_thinking(item).is_none())
         });
+        // Nor does it know the items' ids (the gateway's, or those of
+        // answers it did not keep): an input item with an id it cannot find
+        // is refused, so the items go by their content alone. An
+        // `item_reference` is nothing but its id and is left as sent.
+        for item in input.iter_mut().filter_map(Value::as_object_mut) {
+            if item.get("type").and_then(Value::as_str) != Some("item_reference") {
+                item.remove("id");
+            }
+        }
     }
     Some(Value::Object(body))
 }
@@ -1099,9 +1108,37 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
+            .map(|i| &i["encrypted_content"])
+            .collect();
+        assert_eq!(kept, [&Value::Null, &json!("opaque")], "{sent}");
+    }
+
+    #[test]
+    fn a_native_request_sends_items_without_ids_the_upstream_did_not_keep() {
+        let client = json!({"model": "public", "input": [
+            {"type": "message", "id": "msg_gw_in0", "role": "user", "content": "hi", "status": "completed"},
+            {"type": "function_call", "id": "fc_up_1", "call_id": "call_1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "id": "fco_gw_in2", "call_id": "call_1", "output": "ok"},
+            {"type": "item_reference", "id": "msg_kept_upstream"},
+        ]});
+        let sent = native_request(&client, "upstream-model", true).unwrap();
+        let ids: Vec<&Value> = sent["input"]
+            .as_array()
+            .unwrap()
+            .iter()
             .map(|i| &i["id"])
             .collect();
-        assert_eq!(kept, [&Value::Null, &json!("rs_up_1")], "{sent}");
+        assert_eq!(
+            ids,
+            [
+                &Value::Null,
+                &Value::Null,
+                &Value::Null,
+                &json!("msg_kept_upstream")
+            ],
+            "{sent}"
+        );
+        assert_eq!(sent["input"][1]["call_id"], "call_1");
     }
 
     #[test]
