@@ -53,9 +53,12 @@ impl Settings {
                     .filter(|h| !h.is_empty())
                     .and_then(|host| {
                         redis_url_from_parts(
-                            Some(host),
-                            rs.redis_port,
-                            rs.redis_password.as_ref().map(|p| p.expose()),
+                            RedisParts {
+                                host: Some(host),
+                                port: rs.redis_port,
+                                password: rs.redis_password.as_ref().map(|p| p.expose()),
+                                ssl: None,
+                            },
                             &config.env,
                         )
                     })
@@ -69,7 +72,7 @@ impl Settings {
         };
         let url = from_router
             .or_else(from_cache)
-            .or_else(|| redis_url_from_parts(None, None, None, &config.env))?;
+            .or_else(|| redis_url_from_parts(RedisParts::default(), &config.env))?;
         Some(Self {
             url,
             namespace: rs
@@ -98,40 +101,56 @@ pub(crate) fn redis_url(p: &CacheParams, env: &Env) -> Option<String> {
         return Some(url.expose().to_owned());
     }
     redis_url_from_parts(
-        p.host.as_deref(),
-        p.port,
-        p.password.as_ref().map(|s| s.expose()),
+        RedisParts {
+            host: p.host.as_deref(),
+            port: p.port,
+            password: p.password.as_ref().map(|s| s.expose()),
+            ssl: p.ssl,
+        },
         env,
     )
 }
 
-/// The Redis URL from a host, port and password, each falling back to the
-/// environment (`REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`); without a
-/// host anywhere, `REDIS_URL`.
-pub(crate) fn redis_url_from_parts(
-    host: Option<&str>,
-    port: Option<u16>,
-    password: Option<&str>,
-    env: &Env,
-) -> Option<String> {
+/// A Redis written as its parts, any of them left to the environment.
+#[derive(Default)]
+pub(crate) struct RedisParts<'a> {
+    pub host: Option<&'a str>,
+    pub port: Option<u16>,
+    pub password: Option<&'a str>,
+    /// TLS (`rediss://`).
+    pub ssl: Option<bool>,
+}
+
+/// The Redis URL from a host, port, password and TLS switch, each falling
+/// back to the environment (`REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`,
+/// `REDIS_SSL`); without a host anywhere, `REDIS_URL`.
+pub(crate) fn redis_url_from_parts(parts: RedisParts<'_>, env: &Env) -> Option<String> {
     let env = |name: &str| env.get(name).filter(|v| !v.is_empty());
-    let host = host
+    let host = parts
+        .host
         .filter(|h| !h.is_empty())
         .map(str::to_owned)
         .or_else(|| env("REDIS_HOST"));
     let Some(host) = host else {
         return env("REDIS_URL");
     };
-    let port = port
+    let port = parts
+        .port
         .or_else(|| env("REDIS_PORT").and_then(|v| v.parse().ok()))
         .unwrap_or(6379);
-    let password = password
+    let password = parts
+        .password
         .map(str::to_owned)
         .or_else(|| env("REDIS_PASSWORD"))
         .filter(|s| !s.is_empty());
+    let ssl = parts
+        .ssl
+        .or_else(|| env("REDIS_SSL").and_then(|v| crate::config::lenient::parse_switch(&v)))
+        .unwrap_or(false);
+    let scheme = if ssl { "rediss" } else { "redis" };
     Some(match password {
-        Some(pw) => format!("redis://:{}@{host}:{port}", percent_encode(&pw)),
-        None => format!("redis://{host}:{port}"),
+        Some(pw) => format!("{scheme}://:{}@{host}:{port}", percent_encode(&pw)),
+        None => format!("{scheme}://{host}:{port}"),
     })
 }
 
@@ -176,6 +195,16 @@ mod tests {
         assert!(!format!("{s:?}").contains("p@ss"));
         assert_eq!(s.namespace, "team-a");
         assert_eq!(s.budget, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_cache_with_ssl_connects_over_tls() {
+        let s = settings(
+            "litellm_settings: {cache: true, cache_params: {type: redis, host: r.cloud, port: 6380, password: pw, ssl: true}}",
+        )
+        .unwrap();
+        assert_eq!(s.url, "rediss://:pw@r.cloud:6380");
+        assert_eq!(s.location(), "rediss://r.cloud:6380");
     }
 
     #[test]

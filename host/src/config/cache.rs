@@ -27,7 +27,12 @@ pub struct CacheParams {
     #[serde(deserialize_with = "port")]
     pub port: Option<u16>,
     pub password: Option<Secret>,
-    /// A whole Redis URL (`redis://[:password@]host:port[/db]`).
+    /// Connect over TLS (`rediss://`), as a managed Redis needs; also
+    /// `REDIS_SSL` in the environment.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub ssl: Option<bool>,
+    /// A whole Redis URL (`redis://[:password@]host:port[/db]`, or
+    /// `rediss://` over TLS).
     #[serde(rename = "REDIS_URL", alias = "redis_url", alias = "url")]
     pub redis_url: Option<Secret>,
     /// LiteLLM call types the cache serves (default: all conclave serves).
@@ -57,14 +62,40 @@ pub struct CacheParams {
         alias = "qdrant_semantic_cache_embedding_model"
     )]
     pub embedding_model: Option<String>,
+    /// LiteLLM's Redis Cluster nodes; read only to say they are not used.
+    pub redis_startup_nodes: Option<serde_yaml::Value>,
+    /// LiteLLM's Redis Sentinel nodes; read only to say they are not used.
+    pub sentinel_nodes: Option<serde_yaml::Value>,
+    /// The Sentinel's primary name, beside `sentinel_nodes`.
+    pub service_name: Option<String>,
 }
 
 impl CacheParams {
+    /// The key naming a Redis Cluster or Sentinel, which this gateway does
+    /// not connect to: such a cache is served from memory rather than from
+    /// one Redis the other keys (or the environment) may name.
+    pub fn unsupported_redis_topology(&self) -> Option<&'static str> {
+        if self
+            .redis_startup_nodes
+            .as_ref()
+            .is_some_and(|v| !v.is_null())
+        {
+            Some("redis_startup_nodes")
+        } else if self.sentinel_nodes.as_ref().is_some_and(|v| !v.is_null()) {
+            Some("sentinel_nodes")
+        } else {
+            None
+        }
+    }
+
     /// The cache that serves this config: the type written, or for one of
     /// LiteLLM's stores this gateway does not have, memory: the semantic
     /// index when an embedding model is named, else exact matches.
     pub fn served_type(&self) -> Option<CacheType> {
         let written = self.kind?;
+        if written.served == CacheType::Redis && self.unsupported_redis_topology().is_some() {
+            return Some(CacheType::Local);
+        }
         let embeds = self
             .embedding_model
             .as_deref()

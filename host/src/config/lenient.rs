@@ -202,7 +202,7 @@ impl<'de, T: Fit> Visitor<'de> for NumberVisitor<T> {
 
 /// A switch as pydantic reads one from a string (and PyYAML from a bare
 /// word: `yes`, `off`), case aside.
-fn parse_switch(text: &str) -> Option<bool> {
+pub(crate) fn parse_switch(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "y" | "t" | "1" => Some(true),
         "false" | "no" | "off" | "n" | "f" | "0" => Some(false),

@@ -927,6 +927,19 @@ fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) 
              not kept across restarts"
         ));
     }
+    if config.litellm_settings.cache == Some(true)
+        && let Some(key) = config
+            .litellm_settings
+            .cache_params
+            .as_ref()
+            .and_then(|p| p.unsupported_redis_topology())
+    {
+        warnings.push(format!(
+            "{file}: litellm_settings.cache_params.{key}: Redis Cluster and Sentinel are \
+             not supported; answers are cached in memory, exact matches only, bounded by \
+             max_size_mb, per instance and not kept across restarts"
+        ));
+    }
     if config
         .general_settings
         .user_header_mappings
@@ -1368,6 +1381,32 @@ mod tests {
             "{:?}",
             loaded.warnings
         );
+    }
+
+    #[test]
+    fn a_redis_cluster_or_sentinel_cache_is_served_from_memory_and_said_so() {
+        for (key, value) in [
+            ("redis_startup_nodes", "[{host: 127.0.0.1, port: 7001}]"),
+            ("sentinel_nodes", "[[localhost, 26379]]"),
+        ] {
+            let loaded = load_text(&format!(
+                "model_list: []\nlitellm_settings:\n  cache: true\n  cache_params: {{type: redis, host: r.local, {key}: {value}, service_name: m}}\n"
+            ))
+            .unwrap();
+            let params = loaded
+                .config
+                .litellm_settings
+                .cache_params
+                .as_ref()
+                .unwrap();
+            assert_eq!(params.served_type(), Some(crate::config::CacheType::Local));
+            let w = loaded.warnings.join("\n");
+            assert!(
+                w.contains(&format!("litellm_settings.cache_params.{key}: Redis Cluster and Sentinel are not supported")),
+                "{w}"
+            );
+            assert!(!w.contains("unknown key"), "{w}");
+        }
     }
 
     #[test]

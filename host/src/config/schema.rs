@@ -465,6 +465,8 @@ pub struct KeyGenerateDefaults {
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_budget: Option<f64>,
     pub budget_duration: Option<String>,
+    /// How long a key lives when the body sets no `duration`.
+    pub duration: Option<String>,
     pub user_id: Option<String>,
     pub team_id: Option<String>,
     #[serde(deserialize_with = "super::lenient::opt_u32")]

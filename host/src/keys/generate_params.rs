@@ -207,10 +207,15 @@ fn defaults(d: &KeyGenerateDefaults) -> Result<Map<String, Value>, Problem> {
         }
         out.insert("max_budget".into(), json!(budget));
     }
-    if let Some(period) = &d.budget_duration {
-        budget_period(period)
-            .map_err(|e| Problem::new(format!("{DEFAULTS_KEY}.budget_duration"), e.to_string()))?;
-        out.insert("budget_duration".into(), json!(period));
+    for (field, period) in [
+        ("budget_duration", &d.budget_duration),
+        ("duration", &d.duration),
+    ] {
+        if let Some(period) = period {
+            budget_period(period)
+                .map_err(|e| Problem::new(format!("{DEFAULTS_KEY}.{field}"), e.to_string()))?;
+            out.insert(field.into(), json!(period));
+        }
     }
     let texts = [("user_id", &d.user_id), ("team_id", &d.team_id)];
     for (field, value) in texts {
@@ -256,15 +261,18 @@ mod tests {
     #[test]
     fn defaults_fill_what_a_body_leaves_out_and_nothing_else() {
         let p = params(
-            "  default_key_generate_params:\n    max_budget: 5\n    models: [a]\n    budget_duration: 30d\n    metadata: {tier: free}\n",
+            "  default_key_generate_params:\n    max_budget: 5\n    models: [a]\n    budget_duration: 30d\n    duration: 7d\n    metadata: {tier: free}\n",
         )
         .unwrap();
         let mut b = body(json!({"models": [], "budget_duration": "1d", "metadata": {}}));
         p.apply(&mut b).unwrap();
         assert_eq!(
             Value::Object(b),
-            json!({"max_budget": 5.0, "models": ["a"], "budget_duration": "1d", "metadata": {"tier": "free"}})
+            json!({"max_budget": 5.0, "models": ["a"], "budget_duration": "1d", "duration": "7d", "metadata": {"tier": "free"}})
         );
+        let mut b = body(json!({"duration": "1h"}));
+        p.apply(&mut b).unwrap();
+        assert_eq!(b["duration"], "1h");
     }
 
     #[test]
