@@ -47,10 +47,11 @@ use crate::router::Router;
 /// Share of `max_size_mb` the semantic index may use; entries get the rest.
 const SEMANTIC_SHARE: u64 = 4;
 
-/// Where entries are kept.
+/// Where entries are kept. The Redis store (its client, with TLS settings)
+/// is boxed: it is several times the memory store's size.
 enum Store {
     Memory(MemoryStore),
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 /// One cache, built from one [`Settings`].
@@ -77,12 +78,12 @@ impl Cache {
         };
         let store = match &settings.backend {
             Backend::Memory => Store::Memory(MemoryStore::new(entry_bytes)),
-            Backend::Redis { url } => Store::Redis(RedisStore::new(
+            Backend::Redis { url } => Store::Redis(Box::new(RedisStore::new(
                 url,
                 &settings.namespace,
                 settings.budget,
                 settings.max_entry_bytes,
-            )?),
+            )?)),
         };
         Ok(Self {
             settings,
