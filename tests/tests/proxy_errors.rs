@@ -95,6 +95,28 @@ async fn unknown_url_is_404_in_openai_shape() {
     assert_eq!(error_object(&body)["code"], "unknown_url");
 }
 
+/// A path meant for the Messages API that no route serves answers in
+/// Anthropic's shape, which an Anthropic client reads; one behind a doubled
+/// `/v1` says where the API is.
+#[tokio::test]
+async fn an_unknown_messages_path_is_404_in_anthropic_shape() {
+    let up = FakeUpstream::start().await;
+    let proxy = one_group(&up, &[], "").await;
+    for (path, hinted) in [
+        ("/v1/messages/batches", false),
+        ("/anthropic/v1/models/x", false),
+        ("/v1/v1/messages", true),
+    ] {
+        let r = proxy.post(path, &json!({})).await;
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["type"], "error", "{path}: {body}");
+        assert_eq!(body["error"]["type"], "not_found_error", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert_eq!(message.contains("without /v1"), hinted, "{path}: {message}");
+    }
+}
+
 const MASTER: &str = "general_settings:\n  master_key: sk-master-e2e\n";
 
 #[tokio::test]

@@ -171,6 +171,17 @@ pub fn is_messages_path(path: &str) -> bool {
     path == "/v1/messages" || path == "/v1/messages/count_tokens"
 }
 
+/// Whether an unknown `path` looks meant for the Messages API (under its
+/// prefix, or its path behind another one, as `/v1/v1/messages` from an
+/// Anthropic client whose base_url ends in `/v1`): its 404 is then in
+/// Anthropic's shape, which that client reads.
+pub fn looks_like_messages_path(path: &str) -> bool {
+    path.starts_with("/anthropic/")
+        || path.starts_with("/v1/messages/")
+        || path.ends_with("/v1/messages")
+        || path.ends_with("/v1/messages/count_tokens")
+}
+
 /// `error` as an answer in Anthropic's shape, for the errors answered
 /// outside the Messages routes' own layer.
 pub fn in_anthropic_shape(error: &ApiError) -> Response {

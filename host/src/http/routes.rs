@@ -694,15 +694,29 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
 /// How long the readiness probe waits for the key store.
 const READINESS_DB_WAIT: Duration = Duration::from_secs(2);
 
+/// The 404 of a path no route serves, in the shape of the API it looks
+/// meant for.
 pub async fn not_found(request: Request) -> Response {
-    ApiError::new(
+    let path = request.uri().path();
+    let mut message = format!("no route for {} {path}", request.method());
+    let messages = super::messages::looks_like_messages_path(path);
+    if messages && !path.starts_with("/v1/messages") && !path.starts_with("/anthropic/v1/") {
+        message.push_str(
+            "; the Messages API is at /v1/messages (an Anthropic client's base_url is the \
+             gateway's address, without /v1)",
+        );
+    }
+    let error = ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
-        format!("no route for {} {}", request.method(), request.uri().path()),
+        message,
         None,
         Some("unknown_url"),
-    )
-    .into_response()
+    );
+    if messages {
+        return super::messages::in_anthropic_shape(&error);
+    }
+    error.into_response()
 }
 
 /// Whether `response` is an error answered as plain text (axum's own
