@@ -927,6 +927,17 @@ fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) 
              not kept across restarts"
         ));
     }
+    if config.router_settings.enable_tag_filtering != Some(true)
+        && let Some(i) = config
+            .model_list
+            .iter()
+            .position(|e| !e.litellm_params.tags.is_empty())
+    {
+        warnings.push(format!(
+            "{file}: model_list[{i}].litellm_params.tags: deployments' tags pick nothing \
+             unless router_settings.enable_tag_filtering is true"
+        ));
+    }
     if config.litellm_settings.cache == Some(true)
         && let Some(key) = config
             .litellm_settings
@@ -1381,6 +1392,20 @@ mod tests {
             "{:?}",
             loaded.warnings
         );
+    }
+
+    #[test]
+    fn deployment_tags_without_tag_filtering_are_said_to_pick_nothing() {
+        let text =
+            "model_list:\n  - model_name: a\n    litellm_params: {model: mock/a, tags: [free]}\n";
+        let w = load_text(text).unwrap().warnings.join("\n");
+        assert!(
+            w.contains("model_list[0].litellm_params.tags: deployments' tags pick nothing"),
+            "{w}"
+        );
+        let on = format!("{text}router_settings:\n  enable_tag_filtering: true\n");
+        let w = load_text(&on).unwrap().warnings.join("\n");
+        assert!(!w.contains("tags"), "{w}");
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub const TYPED_PARAM_KEYS: &[&str] = &[
     "organization",
     "extra_headers",
     "headers",
+    "tags",
     "timeout",
     "request_timeout",
     "stream_timeout",
@@ -125,6 +126,10 @@ pub struct LitellmParams {
     /// LiteLLM's other name for headers sent with every call; the loader
     /// merges them into `extra_headers` (which wins on a name in both).
     pub headers: BTreeMap<String, String>,
+    /// Tags a request's own must match for it to be sent here, when
+    /// `router_settings.enable_tag_filtering` is on (`default`: requests
+    /// without tags, or whose tags no deployment has).
+    pub tags: Vec<String>,
     /// Whole-request timeout in seconds.
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub timeout: Option<f64>,
@@ -559,6 +564,12 @@ pub struct RouterSettings {
     pub model_group_alias: BTreeMap<String, serde_yaml::Value>,
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub enable_pre_call_checks: Option<bool>,
+    /// Send a request with tags only to deployments whose `tags` match them.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub enable_tag_filtering: Option<bool>,
+    /// Whether one of a request's tags is enough (the default), or all must match.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub tag_filtering_match_any: Option<bool>,
     /// The Redis instances share limits, key changes and cooldowns through
     /// (LiteLLM's names; `REDIS_URL` and the cache's Redis also serve).
     pub redis_url: Option<Secret>,

@@ -206,6 +206,13 @@ impl From<RouteError> for ApiError {
             RouteError::InvalidRequest { param, .. } => {
                 ApiError::invalid(message, param.as_deref())
             }
+            RouteError::NoDeploymentForTags { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                message,
+                Some("tags"),
+                Some(code),
+            ),
             // OpenAI's own code for a prompt too long for the model.
             RouteError::ContextWindowExceeded { .. } => ApiError::new(
                 StatusCode::BAD_REQUEST,

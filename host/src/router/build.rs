@@ -380,6 +380,7 @@ fn spec(
             .max_parallel_requests
             .or(defaults.max_parallel_requests),
         max_input_tokens,
+        tags: params.tags.clone(),
         fingerprint,
     }
 }

@@ -36,6 +36,8 @@ pub struct Deployment {
     /// The longest prompt it takes, in tokens, when known: pre-call checks
     /// send a longer one elsewhere.
     pub max_input_tokens: Option<u64>,
+    /// Its `tags`, which tag filtering matches a request's against.
+    pub tags: Box<[String]>,
     /// Its `max_parallel_requests`, when it has one.
     slots: Option<Arc<CallSlots>>,
     /// Hash of what the deployment calls (provider, model, api_base, key).
@@ -185,6 +187,8 @@ pub struct DeploymentSpec {
     pub max_parallel_requests: Option<u32>,
     /// Its context window: `model_info.max_input_tokens`, else the catalog's.
     pub max_input_tokens: Option<u64>,
+    /// Its `tags`, for tag filtering.
+    pub tags: Vec<String>,
     /// Hash of what it calls: with `id`, its identity across config versions.
     pub fingerprint: String,
 }
@@ -211,6 +215,7 @@ impl Deployment {
             timeouts,
             max_parallel_requests,
             max_input_tokens,
+            tags,
             fingerprint,
         } = spec;
         let slots = max_parallel_requests.map(|limit| live.slots_for(limit));
@@ -226,6 +231,7 @@ impl Deployment {
             cooldown_time,
             timeouts,
             max_input_tokens,
+            tags: tags.into(),
             slots,
             fingerprint,
             live,

@@ -150,6 +150,11 @@ pub enum RouteError {
         largest_window: u64,
     },
     #[error(
+        "no deployment of model group {group:?} serves the request's tags {tags:?} \
+         (router_settings.enable_tag_filtering: a deployment's litellm_params.tags must match them)"
+    )]
+    NoDeploymentForTags { group: String, tags: Vec<String> },
+    #[error(
         "model group {group:?}, deployment {deployment:?}: at its max_parallel_requests \
          ({limit} calls in flight) and none ended within {:.1} s; retry shortly",
         waited.as_secs_f64()
@@ -203,6 +208,7 @@ impl RouteError {
             },
             Self::ContextWindowExceeded { .. } => Some(FallbackKind::ContextWindow),
             Self::ModelNotFound { .. }
+            | Self::NoDeploymentForTags { .. }
             | Self::GroupCooling { .. }
             | Self::GroupRateLimited { .. }
             | Self::DeploymentBusy { .. }

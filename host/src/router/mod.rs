@@ -20,6 +20,7 @@ mod pass_through;
 pub mod retry;
 pub mod states;
 mod status;
+pub mod tags;
 pub use status::upstream_status;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -127,6 +128,18 @@ pub struct Router {
     /// `enable_pre_call_checks`: prompts are held to the deployments'
     /// context windows before a call.
     fit_context_windows: bool,
+    /// `enable_tag_filtering`: how a request's tags pick deployments.
+    tag_filtering: Option<tags::TagMatch>,
+}
+
+/// What one request asks of the deployments of the group it runs on,
+/// worked out once per group: the endpoint they must serve, the prompt
+/// their context window must take, the ones its tags allow.
+pub(crate) struct Needs {
+    endpoint: Endpoint,
+    prompt_tokens: Option<u64>,
+    /// By deployment index; `None` when every deployment is allowed.
+    allowed: Option<Vec<bool>>,
 }
 
 /// Longest model name part a wildcard may capture.
@@ -228,6 +241,13 @@ impl Router {
             deployment_targets,
             native_responses,
             fit_context_windows: rs.enable_pre_call_checks == Some(true),
+            tag_filtering: (rs.enable_tag_filtering == Some(true)).then_some(
+                if rs.tag_filtering_match_any == Some(false) {
+                    tags::TagMatch::All
+                } else {
+                    tags::TagMatch::Any
+                },
+            ),
         };
         build::warn_unknown_fallbacks(&router, &loaded.config, &mut found);
         Ok(RouterBuild {
@@ -449,25 +469,47 @@ impl Router {
             })
     }
 
-    /// The estimated prompt length of `req` when its group's deployments'
-    /// context windows must hold it (pre-call checks on, and a window known).
-    fn prompt_to_fit(&self, group: &ModelGroup, req: &RouteRequest<'_>) -> Option<u64> {
-        self.fit_context_windows
+    /// What `req` asks of `group`'s deployments: the estimated prompt length
+    /// when their context windows must hold it (pre-call checks on, and a
+    /// window known), the ones its tags allow (tag filtering on); refused
+    /// when its tags allow none.
+    pub(crate) fn needs(
+        &self,
+        group: &ModelGroup,
+        req: &RouteRequest<'_>,
+    ) -> Result<Needs, RouteError> {
+        let prompt_tokens = self
+            .fit_context_windows
             .then(|| context_window::prompt_to_fit(group, req.endpoint, req.body))
-            .flatten()
+            .flatten();
+        let allowed = match self.tag_filtering {
+            Some(how) => tags::allowed(group, req.ctx.tags.as_deref().unwrap_or_default(), how)?,
+            None => None,
+        };
+        Ok(Needs {
+            endpoint: req.endpoint,
+            prompt_tokens,
+            allowed,
+        })
     }
 
-    /// Index of the deployment to call next: serving the endpoint, taking
-    /// a prompt of `prompt_tokens` (when it must fit), healthy, within
-    /// limits, with a free call slot if any has one, lowest `order`, untried
-    /// within that order if possible, then the balancer's choice.
+    /// Index of the deployment to call next: one that meets `needs`
+    /// (serves the endpoint, its tags allow, takes the prompt when it must
+    /// fit), healthy, within limits, with a free call slot if any has one,
+    /// lowest `order`, untried within that order if possible, then the
+    /// balancer's choice.
     fn select(
         &self,
         group: &ModelGroup,
         tried: &[usize],
-        endpoint: Endpoint,
-        prompt_tokens: Option<u64>,
+        needs: &Needs,
     ) -> Result<usize, RouteError> {
+        let Needs {
+            endpoint,
+            prompt_tokens,
+            allowed,
+        } = needs;
+        let (endpoint, prompt_tokens) = (*endpoint, *prompt_tokens);
         let now = self.clock.now();
         let minute = self.minute();
         let mut candidates: Vec<usize> = Vec::with_capacity(group.deployments.len());
@@ -482,6 +524,9 @@ impl Router {
         // deployment is too, and then the call waits for a slot.
         let mut full: Vec<usize> = Vec::new();
         for (i, d) in group.deployments.iter().enumerate() {
+            if allowed.as_ref().is_some_and(|a| a.get(i) != Some(&true)) {
+                continue;
+            }
             if !d.target.serves(endpoint) {
                 unserved = true;
                 continue;

@@ -160,8 +160,8 @@ pub(super) async fn run_group(
     waited: &mut Duration,
 ) -> Result<(Answer, Arc<Deployment>), RouteError> {
     let mut tried: Vec<usize> = Vec::new();
-    let prompt_tokens = router.prompt_to_fit(group, req);
-    let mut next = router.select(group, &tried, req.endpoint, prompt_tokens)?;
+    let needs = router.needs(group, req)?;
+    let mut next = router.select(group, &tried, &needs)?;
     let mut retries = 0u32;
     loop {
         let deployment = group.deployments[next].clone();
@@ -234,9 +234,7 @@ pub(super) async fn run_group(
             deployment: deployment.id.to_string(),
             error: Box::new(error),
         };
-        let candidate = router
-            .select(group, &tried, req.endpoint, prompt_tokens)
-            .ok();
+        let candidate = router.select(group, &tried, &needs).ok();
         // A bad key or unknown model is this deployment's problem: a healthy
         // sibling that has not been tried may still answer.
         let sibling_may_help = matches!(class, ErrorClass::Authentication | ErrorClass::NotFound)

@@ -10,7 +10,9 @@ impl RouteError {
     pub fn status(&self) -> u16 {
         match self {
             RouteError::ModelNotFound { .. } => 404,
-            RouteError::InvalidRequest { .. } | RouteError::ContextWindowExceeded { .. } => 400,
+            RouteError::InvalidRequest { .. }
+            | RouteError::ContextWindowExceeded { .. }
+            | RouteError::NoDeploymentForTags { .. } => 400,
             RouteError::GroupCooling { .. } | RouteError::Unavailable(_) => 503,
             RouteError::GroupRateLimited { .. } | RouteError::DeploymentBusy { .. } => 429,
             RouteError::Upstream { error, .. } => upstream_status(error),
@@ -23,6 +25,7 @@ impl RouteError {
             RouteError::ModelNotFound { .. } => "model_not_found",
             RouteError::InvalidRequest { .. } => "invalid_request",
             RouteError::ContextWindowExceeded { .. } => "context_length_exceeded",
+            RouteError::NoDeploymentForTags { .. } => "no_deployment_for_tags",
             RouteError::GroupCooling { .. } => "model_group_cooling_down",
             RouteError::GroupRateLimited { .. } => "model_group_rate_limited",
             RouteError::DeploymentBusy { .. } => "deployment_parallel_limit",

@@ -67,6 +67,7 @@ mod tests {
             },
             max_parallel_requests: None,
             max_input_tokens: None,
+            tags: Vec::new(),
             fingerprint: String::new(),
         }))
     }
