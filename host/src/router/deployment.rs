@@ -193,6 +193,38 @@ pub struct DeploymentSpec {
     pub fingerprint: String,
 }
 
+#[cfg(test)]
+impl Deployment {
+    /// A mock deployment `id` of group `g` carrying `tags`, for unit tests
+    /// of the choices the router makes among deployments.
+    pub fn for_test(id: &str, tags: &[&str]) -> Arc<Self> {
+        let params = crate::config::LitellmParams {
+            model: "mock/m".into(),
+            ..Default::default()
+        };
+        let env = crate::config::Env::default();
+        Arc::new(Self::new(DeploymentSpec {
+            id: id.into(),
+            group: "g".into(),
+            target: Target::from_params(&params, &env, false).unwrap(),
+            order: None,
+            weight: None,
+            rpm: None,
+            tpm: None,
+            max_retries: None,
+            cooldown_time: None,
+            timeouts: Timeouts {
+                request: Duration::from_secs(1),
+                stream: Duration::from_secs(1),
+            },
+            max_parallel_requests: None,
+            max_input_tokens: None,
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            fingerprint: String::new(),
+        }))
+    }
+}
+
 impl Deployment {
     /// A deployment with no history.
     pub fn new(spec: DeploymentSpec) -> Self {

@@ -69,38 +69,14 @@ mod tests {
     use super::*;
 
     fn group(tags: &[&[&str]]) -> ModelGroup {
-        use crate::config::{Env, LitellmParams};
-        use crate::providers::{Target, Timeouts};
-        use crate::router::{Deployment, DeploymentSpec};
-        use std::time::Duration;
-        let params = LitellmParams {
-            model: "mock/m".into(),
-            ..Default::default()
-        };
-        let deployment = |(i, tags): (usize, &&[&str])| {
-            std::sync::Arc::new(Deployment::new(DeploymentSpec {
-                id: format!("d{i}"),
-                group: "g".into(),
-                target: Target::from_params(&params, &Env::default(), false).unwrap(),
-                order: None,
-                weight: None,
-                rpm: None,
-                tpm: None,
-                max_retries: None,
-                cooldown_time: None,
-                timeouts: Timeouts {
-                    request: Duration::from_secs(1),
-                    stream: Duration::from_secs(1),
-                },
-                max_parallel_requests: None,
-                max_input_tokens: None,
-                tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-                fingerprint: String::new(),
-            }))
-        };
+        let deployments = tags
+            .iter()
+            .enumerate()
+            .map(|(i, tags)| crate::router::Deployment::for_test(&format!("d{i}"), tags))
+            .collect();
         ModelGroup {
             name: "g".into(),
-            deployments: tags.iter().enumerate().map(deployment).collect(),
+            deployments,
         }
     }
 

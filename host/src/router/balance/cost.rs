@@ -42,34 +42,9 @@ impl Balancer for LowestCost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Env, LitellmParams};
-    use crate::providers::{Target, Timeouts};
-    use crate::router::deployment::DeploymentSpec;
 
     fn deployment_named(id: &str) -> Arc<Deployment> {
-        let params = LitellmParams {
-            model: "mock/m".into(),
-            ..LitellmParams::default()
-        };
-        Arc::new(Deployment::new(DeploymentSpec {
-            id: id.into(),
-            group: "g".into(),
-            target: Target::from_params(&params, &Env::default(), false).unwrap(),
-            order: None,
-            weight: None,
-            rpm: None,
-            tpm: None,
-            max_retries: None,
-            cooldown_time: None,
-            timeouts: Timeouts {
-                request: std::time::Duration::from_secs(1),
-                stream: std::time::Duration::from_secs(1),
-            },
-            max_parallel_requests: None,
-            max_input_tokens: None,
-            tags: Vec::new(),
-            fingerprint: String::new(),
-        }))
+        Deployment::for_test(id, &[])
     }
 
     #[test]
