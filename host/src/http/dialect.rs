@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::execute::{Answer, PayloadStream, execute};
 use super::routes::{json_response, read_body_of};
 use super::{AppState, Scope};
-use crate::openai::{Endpoint, MAX_FIELDS, ProxyRequest};
+use crate::openai::{Endpoint, MAX_FIELDS, ProxyRequest, too_many_fields};
 use crate::ops::{CallContext, OutcomeHandle};
 use crate::translate::{Event, TranslateError};
 
@@ -148,12 +148,7 @@ pub(super) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
         .as_object()
         .is_some_and(|fields| fields.len() > MAX_FIELDS)
     {
-        return Err(ApiError::invalid(
-            format!(
-                "the body has more than {MAX_FIELDS} top-level fields (the limit is {MAX_FIELDS})"
-            ),
-            None,
-        ));
+        return Err(ApiError::invalid(too_many_fields(), None));
     }
     Ok(body)
 }

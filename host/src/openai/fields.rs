@@ -22,6 +22,12 @@ use serde_json::{Map, Value};
 /// few dozen; the cap keeps a hostile body's cost small and predictable.
 pub const MAX_FIELDS: usize = 1024;
 
+/// The refusal of a body with more than [`MAX_FIELDS`] top-level fields,
+/// worded the same on every route.
+pub fn too_many_fields() -> String {
+    format!("the body has more than {MAX_FIELDS} top-level fields (the limit is {MAX_FIELDS})")
+}
+
 /// Fields a body may have before repeated keys are looked up in an index
 /// instead of by scanning the ones read so far.
 const SCANNED_FIELDS: usize = 16;
@@ -298,9 +304,7 @@ impl<'de> Deserialize<'de> for RawFields {
                 while let Some(key) = access.next_key_seed(FieldNameSeed)? {
                     seen += 1;
                     if seen > MAX_FIELDS {
-                        return Err(A::Error::custom(format_args!(
-                            "the body has more than {MAX_FIELDS} top-level fields (the limit is {MAX_FIELDS})"
-                        )));
+                        return Err(A::Error::custom(too_many_fields()));
                     }
                     let value: Box<RawValue> = access.next_value()?;
                     if nested_too_deep(value.get()) {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use fields::{MAX_DEPTH, MAX_FIELDS, RawFields};
+pub use fields::{MAX_DEPTH, MAX_FIELDS, RawFields, too_many_fields};
 
 /// Parses JSON bytes after checking them as UTF-8 once, whole: parsed as
 /// bytes, serde_json checks every string and every raw value again, piece

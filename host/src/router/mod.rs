@@ -504,12 +504,6 @@ impl Router {
         tried: &[usize],
         needs: &Needs,
     ) -> Result<usize, RouteError> {
-        let Needs {
-            endpoint,
-            prompt_tokens,
-            allowed,
-        } = needs;
-        let (endpoint, prompt_tokens) = (*endpoint, *prompt_tokens);
         let now = self.clock.now();
         let minute = self.minute();
         let mut candidates: Vec<usize> = Vec::with_capacity(group.deployments.len());
@@ -524,14 +518,18 @@ impl Router {
         // deployment is too, and then the call waits for a slot.
         let mut full: Vec<usize> = Vec::new();
         for (i, d) in group.deployments.iter().enumerate() {
-            if allowed.as_ref().is_some_and(|a| a.get(i) != Some(&true)) {
+            if needs
+                .allowed
+                .as_ref()
+                .is_some_and(|a| a.get(i) != Some(&true))
+            {
                 continue;
             }
-            if !d.target.serves(endpoint) {
+            if !d.target.serves(needs.endpoint) {
                 unserved = true;
                 continue;
             }
-            if let (Some(tokens), Some(window)) = (prompt_tokens, d.max_input_tokens)
+            if let (Some(tokens), Some(window)) = (needs.prompt_tokens, d.max_input_tokens)
                 && tokens > window
             {
                 too_small = too_small.max(Some(window));
@@ -558,7 +556,7 @@ impl Router {
         if candidates.is_empty() {
             return Err(
                 if let (false, Some(largest_window), Some(prompt_tokens)) =
-                    (fits, too_small, prompt_tokens)
+                    (fits, too_small, needs.prompt_tokens)
                 {
                     RouteError::ContextWindowExceeded {
                         group: group.name.to_string(),
@@ -583,7 +581,7 @@ impl Router {
                             "model group {:?} has no deployment that serves {} \
                          (anthropic/ and exec/ deployments serve chat completions only)",
                             group.name,
-                            endpoint.path()
+                            needs.endpoint.path()
                         ),
                         param: Some("model".into()),
                     }
