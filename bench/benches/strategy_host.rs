@@ -61,7 +61,7 @@ fn request(model: &str) -> Result<ProxyRequest, String> {
 async fn fixture() -> Result<Fixture, String> {
     let loaded =
         load_str(CONFIG, Path::new("bench.yaml"), Env::default()).map_err(|e| e.to_string())?;
-    let client = conclave::server::http_client()?;
+    let client = conclave::server::http_client(&Default::default())?;
     let engine = SharedEngine::new(None);
     let (gateway, _warnings) =
         Gateway::build(&loaded, client, Arc::new(SystemClock), &engine, None)

@@ -30,3 +30,4 @@ pub mod router;
 pub mod server;
 pub mod strategy;
 pub mod translate;
+pub mod upstream_tls;

@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use crate::admin::Overlay;
 use crate::config;
+use crate::http::client_ip::IpAllowlist;
 use crate::http::{AppState, DEFAULT_MAX_BODIES_MB, DEFAULT_MAX_IN_FLIGHT, InFlight, Ops, app};
 use crate::ops::admission::{Admission, DEFAULT_QUEUE_TIMEOUT, default_checks};
 use crate::ops::sinks::{OutcomeSink, Outcomes, default_sinks};
 use crate::reload::{Control, ControlOptions};
 use crate::router::{Clock, SystemClock};
 use crate::strategy::SharedEngine;
+use crate::upstream_tls::UpstreamTls;
 
 pub use accept::{
     DEFAULT_CLIENT_WRITE_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
@@ -30,9 +32,12 @@ pub use accept::{
 /// The `user-agent` of every upstream call.
 pub const USER_AGENT: &str = concat!("conclave/", env!("CARGO_PKG_VERSION"));
 
-/// The one pooled HTTP client every upstream call shares.
-pub fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+/// The one pooled HTTP client every upstream call shares, with the
+/// config's upstream TLS settings (`UpstreamTls::default()` for a client of
+/// the gateway itself).
+pub fn http_client(tls: &UpstreamTls) -> Result<reqwest::Client, String> {
+    let builder = tls.configure(reqwest::Client::builder())?;
+    builder
         .pool_max_idle_per_host(1024)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
@@ -82,6 +87,8 @@ pub struct Bound {
     limits: accept::Limits,
     /// The CORS rules (`general_settings.cors_allow_origins`, read at start-up).
     cors: Option<tower_http::cors::CorsLayer>,
+    /// The addresses served (`general_settings.allowed_ips`, read at start-up).
+    allowlist: Option<Arc<IpAllowlist>>,
     /// The key store, whose queued spend is written before exit.
     keys: Option<crate::keys::Keys>,
 }
@@ -102,7 +109,7 @@ impl Bound {
         let cutoff = self.state.stream_cutoff().clone();
         accept::serve(
             self.listener,
-            app(self.state, self.cors),
+            app(self.state, self.cors, self.allowlist),
             self.limits,
             cutoff,
             shutdown,
@@ -144,8 +151,9 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         extra_sinks,
         shutdown_grace,
     } = options;
-    let client = http_client()?;
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
+    let tls = UpstreamTls::from_config(&loaded.config);
+    let client = http_client(&tls)?;
     // Process-wide limits are read once, at start-up.
     let general = loaded.config.general_settings.clone();
     let shared_state = crate::cluster::Settings::from_config(&loaded.config);
@@ -208,7 +216,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     );
     control.spawn_signal_handler();
     control.spawn_watcher();
-    crate::health::spawn(&general, control.current(), http_client()?);
+    crate::health::spawn(&general, control.current(), http_client(&tls)?);
     let observe = crate::observe::Observe::from_settings(&general, &config_path);
     let dashboard = open_dashboard(&general, observe.request_log.is_some());
     let outcomes = start_sinks(
@@ -244,7 +252,11 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
             .unwrap_or(DEFAULT_MAX_BODIES_MB),
     );
     let state = AppState::new(control, local.ip().is_loopback(), ops, in_flight);
-    let limits = connection_limits(&general, shutdown_grace);
+    let allowlist = allowlist(&general)?;
+    let limits = accept::Limits {
+        peer_addresses: allowlist.is_some(),
+        ..connection_limits(&general, shutdown_grace)
+    };
     tracing::info!(
         address = %local,
         config = %config_path.display(),
@@ -258,6 +270,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         local,
         state,
         cors: crate::http::cors::layer(general.cors_allow_origins.as_deref()),
+        allowlist,
         outcomes,
         limits,
         keys,
@@ -443,7 +456,25 @@ fn connection_limits(
             .filter(|n| *n > 0)
             .map_or(DEFAULT_MAX_CONNECTIONS, |n| n as usize),
         shutdown_grace,
+        peer_addresses: false,
     }
+}
+
+/// `general_settings.allowed_ips` (with `use_x_forwarded_for`), when set.
+/// The config check has named any entry that is not an address already.
+fn allowlist(general: &config::GeneralSettings) -> Result<Option<Arc<IpAllowlist>>, String> {
+    let Some(entries) = &general.allowed_ips else {
+        return Ok(None);
+    };
+    let xff = general.use_x_forwarded_for.unwrap_or(false);
+    let list = IpAllowlist::new(entries, xff)
+        .map_err(|(i, why)| format!("general_settings.allowed_ips[{i}]: {why}"))?;
+    tracing::info!(
+        entries = entries.len(),
+        use_x_forwarded_for = xff,
+        "serving only the addresses in general_settings.allowed_ips"
+    );
+    Ok(Some(Arc::new(list)))
 }
 
 async fn shutdown_signal() {

@@ -251,6 +251,31 @@ impl Served {
         });
         Self { addr, task }
     }
+
+    /// Binds a fresh loopback port and serves `app` on it over TLS: each
+    /// connection's handshake by `acceptor`, then HTTP/1 or HTTP/2.
+    pub async fn start_tls(app: Router, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto::Builder;
+        use hyper_util::service::TowerToHyperService;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A refused handshake is the client's answer: nothing to serve.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
 }
 
 impl Drop for Served {
@@ -263,6 +288,8 @@ impl Drop for Served {
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    /// `http` or `https`.
+    scheme: &'static str,
     _server: Served,
 }
 
@@ -270,20 +297,36 @@ impl FakeUpstream {
     /// Starts on an ephemeral port of 127.0.0.1.
     pub async fn start() -> Self {
         let shared = Arc::new(Shared::default());
-        let app = Router::new()
-            .route("/{deployment}/v1/{*rest}", post(handle))
-            .with_state(shared.clone());
-        let server = Served::start(app).await;
+        let server = Served::start(Self::app(&shared)).await;
         Self {
             addr: server.addr,
             shared,
+            scheme: "http",
             _server: server,
         }
     }
 
+    /// Starts on an ephemeral port of 127.0.0.1, served over TLS by `acceptor`.
+    pub async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        let shared = Arc::new(Shared::default());
+        let server = Served::start_tls(Self::app(&shared), acceptor).await;
+        Self {
+            addr: server.addr,
+            shared,
+            scheme: "https",
+            _server: server,
+        }
+    }
+
+    fn app(shared: &Arc<Shared>) -> Router {
+        Router::new()
+            .route("/{deployment}/v1/{*rest}", post(handle))
+            .with_state(shared.clone())
+    }
+
     /// The api_base for deployment `name`.
     pub fn api_base(&self, name: &str) -> String {
-        format!("http://{}/{name}/v1", self.addr)
+        format!("{}://{}/{name}/v1", self.scheme, self.addr)
     }
 
     /// How `name` answers when nothing is queued.

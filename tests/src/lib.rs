@@ -6,6 +6,7 @@ pub mod browser;
 pub mod fake;
 pub mod proxy;
 pub mod services;
+pub mod tls;
 
 pub use fake::{Behavior, FAKE_CALL_ID, FakeUpstream, Recorded, Served};
 pub use proxy::{Launch, Proxy, conclave_bin, replace_atomically, run_conclave};

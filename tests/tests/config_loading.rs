@@ -531,7 +531,7 @@ async fn a_key_of_another_provider_is_named_as_unread_by_this_one() {
     litellm_params:
       model: openai/m
       api_key: sk-x
-      mock_response: hello
+      mock_latency_ms: 20
 ",
         &[],
     )
@@ -539,11 +539,11 @@ async fn a_key_of_another_provider_is_named_as_unread_by_this_one() {
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains(&format!(
-            "{file}: model_list[0].litellm_params.mock_response: \"openai\" deployments do not read this key; ignored"
+            "{file}: model_list[0].litellm_params.mock_latency_ms: \"openai\" deployments do not read this key; ignored"
         )),
         "{stdout}"
     );
-    assert!(!stdout.contains("did you mean `mock_response`"), "{stdout}");
+    assert!(!stdout.contains("did you mean `mock_latency_ms`"), "{stdout}");
 }
 
 #[tokio::test]

@@ -155,3 +155,48 @@ async fn an_organization_list_serves_from_a_deployment_per_organization() {
         ]
     );
 }
+
+/// LiteLLM's `mock_response` on a deployment of a real provider (its load
+/// tests' and demos' stand-in): the deployment answers with it and never
+/// calls the provider, even one this gateway does not speak; a
+/// `litellm.<Error>` answer fails with that error, and fallbacks follow.
+#[tokio::test]
+async fn a_mock_response_answers_without_calling_the_provider() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:\n\
+         \x20 - model_name: stand-in\n    litellm_params:\n      model: openai/gpt-4o\n      api_base: {}\n      api_key: sk-unused\n      mock_response: ok from A\n\
+         \x20 - model_name: elsewhere\n    litellm_params:\n      model: bedrock/anthropic.claude-3\n      mock_response: ok from bedrock\n\
+         \x20 - model_name: limited\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: sk-unused\n      mock_response: litellm.RateLimitError\n\
+         \x20 - model_name: backup\n    litellm_params:\n      model: openai/backup\n      api_base: {}\n\
+         router_settings:\n  num_retries: 0\n  fallbacks: [{{limited: [backup]}}]\n",
+        up.api_base("stand-in"),
+        up.api_base("backup"),
+    );
+    up.set("backup", Behavior::ok("from backup"));
+    let proxy = Proxy::start(&yaml).await;
+
+    let (status, _, body) = proxy.chat(&chat_body("stand-in", "hi")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "ok from A");
+    assert_eq!(up.calls("stand-in"), 0, "the provider was not called");
+
+    let (status, _, body) = proxy.chat(&chat_body("elsewhere", "hi")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "ok from bedrock");
+
+    let (status, headers, body) = proxy.chat(&chat_body("limited", "hi")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "from backup");
+    assert_eq!(
+        headers
+            .get("x-conclave-fallback")
+            .and_then(|v| v.to_str().ok()),
+        Some("backup")
+    );
+    assert!(
+        !proxy.logs().contains("deployment skipped"),
+        "{}",
+        proxy.logs()
+    );
+}

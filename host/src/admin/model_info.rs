@@ -67,8 +67,7 @@ pub fn model_info_listing(config: &Config) -> Bytes {
     let mut data = Vec::new();
     for entry in config.model_list.iter().flat_map(|e| e.per_organization()) {
         let composite = entry.is_composite();
-        let provider = entry.litellm_params.provider();
-        if !composite && !crate::config::is_supported_provider(provider) {
+        if !composite && !entry.litellm_params.is_served() {
             continue;
         }
         let mut info: Map<String, Value> = entry
@@ -120,8 +119,7 @@ pub fn model_group_info_listing(config: &Config) -> Bytes {
     let mut groups: Vec<(String, Map<String, Value>)> = Vec::new();
     for entry in &config.model_list {
         let composite = entry.is_composite();
-        let provider = entry.litellm_params.provider();
-        if !composite && !crate::config::is_supported_provider(provider) {
+        if !composite && !entry.litellm_params.is_served() {
             continue;
         }
         let at = match groups
@@ -142,7 +140,11 @@ pub fn model_group_info_listing(config: &Config) -> Bytes {
             }
         };
         let group = &mut groups[at].1;
-        let provider = if composite { "composite" } else { provider };
+        let provider = if composite {
+            "composite"
+        } else {
+            entry.litellm_params.provider()
+        };
         if let Some(providers) = group.get_mut("providers").and_then(Value::as_array_mut)
             && !providers.iter().any(|p| p == provider)
         {

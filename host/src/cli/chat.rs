@@ -39,7 +39,7 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
 
 /// Posts the request; a non-2xx answer is an error quoting its message.
 async fn send(args: &ChatArgs) -> Result<reqwest::Response, String> {
-    let client = conclave::server::http_client()?;
+    let client = conclave::server::http_client(&Default::default())?;
     let url = format!(
         "{}/v1/chat/completions",
         args.base_url.trim_end_matches('/')

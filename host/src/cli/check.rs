@@ -14,7 +14,8 @@ use conclave::strategy::SharedEngine;
 /// warnings.
 async fn build(path: &Path) -> Result<(LoadedConfig, Gateway, Vec<String>), String> {
     let loaded = conclave::config::load(path).map_err(|e| e.to_string())?;
-    let client = conclave::server::http_client()?;
+    let tls = conclave::upstream_tls::UpstreamTls::from_config(&loaded.config);
+    let client = conclave::server::http_client(&tls)?;
     // check compiles every component afresh: no compile cache.
     let engine = SharedEngine::new(None);
     let (gateway, warnings) = Gateway::build(&loaded, client, Arc::new(SystemClock), &engine, None)

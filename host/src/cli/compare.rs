@@ -22,7 +22,7 @@ pub async fn compare(
     api_key: Option<&str>,
     prompt: &str,
 ) -> Result<(), String> {
-    let client = conclave::server::http_client()?;
+    let client = conclave::server::http_client(&Default::default())?;
     let url = format!("{}/v1/chat/completions", base_url.trim_end_matches('/'));
     let calls = models
         .iter()

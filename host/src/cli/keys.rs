@@ -182,7 +182,7 @@ async fn call(
     query: &[(&str, String)],
     body: Option<Value>,
 ) -> Result<Value, String> {
-    let client = conclave::server::http_client()?;
+    let client = conclave::server::http_client(&Default::default())?;
     let url = format!("{}{path}", conn.base_url.trim_end_matches('/'));
     let mut request = client.request(method, &url).query(query);
     if let Some(key) = conn.master_key.clone().or_else(litellm_master_key) {

@@ -363,6 +363,30 @@ pub(super) fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, 
     d.deserialize_any(SwitchVisitor)
 }
 
+/// `ssl_verify`: a switch (as [`opt_bool`] reads one), or else the path
+/// of a CA bundle.
+pub(super) fn ssl_verify<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<super::SslVerify>, D::Error> {
+    use super::SslVerify;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Switch(bool),
+        Text(String),
+    }
+    Ok(
+        match <Option<Written> as serde::Deserialize>::deserialize(d)? {
+            None => None,
+            Some(Written::Switch(verify)) => Some(SslVerify::Switch(verify)),
+            Some(Written::Text(text)) => Some(match parse_switch(&text) {
+                Some(verify) => SslVerify::Switch(verify),
+                None => SslVerify::CaBundle(text),
+            }),
+        },
+    )
+}
+
 /// A switch that is off unless set.
 pub(super) fn bool_or_false<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     opt_bool(d).map(Option::unwrap_or_default)

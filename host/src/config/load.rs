@@ -8,7 +8,7 @@ use serde_yaml::Value;
 
 use super::include::Origins;
 use super::seconds::invalid_seconds;
-use super::{Config, Env, is_supported_provider, provider_reads};
+use super::{Config, Env, provider_reads};
 
 /// A config that loaded, with what the operator should hear about it.
 #[derive(Debug, Clone)]
@@ -499,7 +499,7 @@ fn unread_params(config: &Config) -> Vec<String> {
             continue;
         }
         let provider = entry.litellm_params.provider();
-        if !is_supported_provider(provider) {
+        if !entry.litellm_params.is_served() {
             unread.push(format!("model_list[{i}]"));
             continue;
         }
@@ -715,6 +715,14 @@ fn check_general(config: &Config, problems: &mut Vec<Problem>) {
         if let Some(why) = crate::http::cors::origin_problem(origin) {
             problems.push(Problem::new(
                 format!("general_settings.cors_allow_origins[{i}]"),
+                why,
+            ));
+        }
+    }
+    for (i, entry) in gs.allowed_ips.iter().flatten().enumerate() {
+        if let Some(why) = crate::http::client_ip::entry_problem(entry) {
+            problems.push(Problem::new(
+                format!("general_settings.allowed_ips[{i}]"),
                 why,
             ));
         }
@@ -962,6 +970,29 @@ fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) 
             "{file}: general_settings.user_header_mappings: only headers with \
              litellm_user_role: customer are read (they name the end user); an \
              internal_user header names no one here"
+        ));
+    }
+    if config
+        .general_settings
+        .allowed_ips
+        .as_ref()
+        .is_some_and(Vec::is_empty)
+    {
+        warnings.push(format!(
+            "{file}: general_settings.allowed_ips: is empty, so every client is refused              (403); remove the key to serve every address"
+        ));
+    }
+    if config.general_settings.use_x_forwarded_for == Some(true)
+        && config.general_settings.allowed_ips.is_none()
+    {
+        warnings.push(format!(
+            "{file}: general_settings.use_x_forwarded_for: reads nothing without              general_settings.allowed_ips"
+        ));
+    }
+    if config.litellm_settings.ssl_security_level.is_some() {
+        warnings.push(format!(
+            "{file}: litellm_settings.ssl_security_level: accepted; it is OpenSSL's, and \
+             upstream TLS here (rustls) offers only modern protocols and ciphers"
         ));
     }
     if config.general_settings.store_prompts_in_spend_logs == Some(true) {
@@ -1237,6 +1268,28 @@ mod tests {
             "{err}"
         );
         assert!(load_text("general_settings:\n  cors_allow_origins: []\nmodel_list: []\n").is_ok());
+    }
+
+    #[test]
+    fn allowed_ips_entries_that_are_not_addresses_are_named() {
+        let err = load_text(
+            "general_settings:\n  allowed_ips: ['127.0.0.1', '10.0.0.0/8', 'office-router']\nmodel_list: []\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("test.yaml: general_settings.allowed_ips[2]: \"office-router\""),
+            "{err}"
+        );
+        let empty = load_text("general_settings:\n  allowed_ips: []\nmodel_list: []\n").unwrap();
+        assert!(
+            empty
+                .warnings
+                .iter()
+                .any(|w| w.contains("allowed_ips: is empty")),
+            "{:?}",
+            empty.warnings
+        );
     }
 
     #[test]

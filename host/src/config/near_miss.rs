@@ -88,6 +88,9 @@ pub fn param_hint(key: &str) -> String {
     if key.len() > LONGEST_KEY {
         return String::new();
     }
+    if matches!(key, "ssl_verify" | "ssl_certificate") {
+        return format!("; TLS to upstreams is set for all of them, in litellm_settings.{key}");
+    }
     nearest(&normalized(key), super::params::known_param_keys())
         .map_or_else(String::new, |meant| format!("; did you mean `{meant}`?"))
 }

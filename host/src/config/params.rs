@@ -84,9 +84,13 @@ const REQUEST_DEFAULT_KEYS: &[&str] = &[
     "thinking",
 ];
 
+/// The canned answer, which every provider's deployments read (see
+/// [`LitellmParams::mock_answer`]).
+pub const MOCK_RESPONSE: &str = "mock_response";
+
 /// litellm_params keys a mock deployment reads (canned answers, injected failures).
 const MOCK_KEYS: &[&str] = &[
-    "mock_response",
+    MOCK_RESPONSE,
     "mock_latency_ms",
     "mock_chunks",
     "mock_chunk_delay_ms",
@@ -124,6 +128,25 @@ impl LitellmParams {
     /// The provider prefix of `model`.
     pub fn provider(&self) -> &str {
         self.provider_and_model().0
+    }
+
+    /// LiteLLM's `mock_response` on a deployment of any other provider than
+    /// `mock` and `exec`: such a deployment answers with it and never calls
+    /// its provider, as LiteLLM's does (the stand-ins of load tests and
+    /// demos), whether or not this gateway speaks that provider.
+    pub fn mock_answer(&self) -> Option<&serde_yaml::Value> {
+        if matches!(self.provider(), MOCK_PROVIDER | EXEC_PROVIDER) {
+            return None;
+        }
+        self.extra
+            .get(MOCK_RESPONSE)
+            .filter(|value| !value.is_null())
+    }
+
+    /// Whether the gateway serves this deployment: its provider is one it
+    /// speaks, or it answers with a mock answer ([`Self::mock_answer`]).
+    pub fn is_served(&self) -> bool {
+        is_supported_provider(self.provider()) || self.mock_answer().is_some()
     }
 }
 
@@ -279,6 +302,7 @@ pub fn declares_responses(
 /// settings, the Responses switch of `openai/`).
 pub fn provider_reads(provider: &str, key: &str) -> bool {
     is_request_default(key)
+        || key == MOCK_RESPONSE && provider != EXEC_PROVIDER
         || key == EXTRA_BODY && provider != MOCK_PROVIDER && provider != EXEC_PROVIDER
         || PRICE_KEYS.contains(&key)
         || provider == "openai" && RESPONSES_KEYS.contains(&key)
@@ -398,7 +422,9 @@ mod tests {
         assert!(is_supported_provider("azure") && !is_supported_provider("bedrock"));
         assert!(provider_reads("openai", "temperature"));
         assert!(provider_reads("mock", "mock_response"));
-        assert!(!provider_reads("openai", "mock_response"));
+        assert!(provider_reads("openai", "mock_response"));
+        assert!(!provider_reads("openai", "mock_latency_ms"));
+        assert!(!provider_reads("exec", "mock_response"));
         assert!(provider_reads("exec", "command"));
         assert!(provider_reads("openai", "supports_responses"));
         assert!(!provider_reads("groq", "supported_endpoints"));

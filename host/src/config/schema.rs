@@ -278,6 +278,17 @@ pub struct GeneralSettings {
     /// No cookie or other ambient credential is ever allowed: a page must
     /// send a key itself. Read at start-up.
     pub cors_allow_origins: Option<Vec<String>>,
+    /// The only client addresses served (LiteLLM's name): IP addresses or
+    /// CIDR ranges; every other client is answered 403 on every route.
+    /// Unset serves every address. Read at start-up.
+    pub allowed_ips: Option<Vec<String>>,
+    /// Judges a client by the last address in its `X-Forwarded-For` (the
+    /// one the reverse proxy in front of the gateway added) rather than by
+    /// the connection's address (LiteLLM's name). Only for a gateway that is
+    /// reachable through that proxy alone: a client reaching it directly
+    /// could name any address. Read at start-up.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub use_x_forwarded_for: Option<bool>,
     /// Serves the web dashboard at `/ui` and keeps the recent requests it
     /// shows. On by default. Read at start-up.
     #[serde(deserialize_with = "super::lenient::opt_bool")]
@@ -444,6 +455,24 @@ pub struct LitellmSettings {
     /// The budget (made with `/budget/new`) an end user with none of its
     /// own is linked to when first seen.
     pub max_end_user_budget_id: Option<String>,
+    /// Upstream certificate checks: `false` turns them off; a path names
+    /// PEM CA certificates trusted besides the built-in roots
+    /// ([`crate::upstream_tls`]). Read at start-up.
+    #[serde(deserialize_with = "super::lenient::ssl_verify")]
+    pub ssl_verify: Option<SslVerify>,
+    /// A PEM file holding the client certificate and private key shown to
+    /// upstreams that ask for one. Read at start-up.
+    pub ssl_certificate: Option<String>,
+    /// OpenSSL's security level, which has no meaning for this gateway's
+    /// TLS (rustls, modern ciphers only): read to be answered with a warning.
+    pub ssl_security_level: Option<serde_yaml::Value>,
+}
+
+/// `litellm_settings.ssl_verify`: a switch, or the path of a CA bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SslVerify {
+    Switch(bool),
+    CaBundle(String),
 }
 
 /// One of `general_settings.user_header_mappings`.

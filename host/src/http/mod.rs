@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod cache_routes;
 mod cached;
+pub mod client_ip;
 pub mod cors;
 mod dashboard;
 mod dialect;
@@ -121,9 +122,9 @@ impl AppState {
     }
 }
 
-/// The whole HTTP stack as hyper serves it: the CORS gate and [`AssignId`]
-/// around the axum router (see [`app`]).
-pub type App = cors::CorsGate<AssignId<Router>>;
+/// The whole HTTP stack as hyper serves it: the CORS gate, [`AssignId`]
+/// and the address check around the axum router (see [`app`]).
+pub type App = cors::CorsGate<AssignId<client_ip::IpGate<Router>>>;
 
 /// The HTTP application. A request passes, top to bottom:
 ///
@@ -133,19 +134,25 @@ pub type App = cors::CorsGate<AssignId<Router>>;
 /// 1. [`AssignId`]: the client's `x-request-id` or a new one, echoed as
 ///    `x-conclave-request-id` on every answer; inside it, errors answered
 ///    as plain text are rewritten in the JSON error shape;
-/// 2. [`guard`], on the model routes: `in_flight` first, at most
+/// 2. [`client_ip::IpGate`]: with `allowed_ips`, a client whose address
+///    is not listed is answered 403 on every route;
+/// 3. [`guard`], on the model routes: `in_flight` first, at most
 ///    `global_max_parallel_requests` model requests at once (503 past it),
 ///    counted until their bodies end;
-/// 3. then `auth`: resolves the [`crate::ops::Caller`] and pins one gateway
+/// 4. then `auth`: resolves the [`crate::ops::Caller`] and pins one gateway
 ///    version for the whole request ([`Scope`]); probes skip both, the admin
 ///    API has its own rule;
-/// 4. the endpoint handler, which reads the body, runs the admission checks
+/// 5. the endpoint handler, which reads the body, runs the admission checks
 ///    ([`crate::ops::admission`]) once it knows the model, executes through
 ///    the router or the strategy host, and leaves one outcome for the sinks.
 ///
 /// The management and admin routes have one more layer of their own,
 /// [`management::audit::record`]: each change they make leaves audit log rows.
-pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
+pub fn app(
+    state: AppState,
+    cors: Option<tower_http::cors::CorsLayer>,
+    allowlist: Option<Arc<client_ip::IpAllowlist>>,
+) -> App {
     let models = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/chat/completions", post(routes::chat_completions))
@@ -274,6 +281,7 @@ pub fn app(state: AppState, cors: Option<tower_http::cors::CorsLayer>) -> App {
     ServiceBuilder::new()
         .layer_fn(move |inner| cors::CorsGate::new(inner, cors.clone()))
         .layer_fn(AssignId::new)
+        .layer_fn(move |inner| client_ip::IpGate::new(inner, allowlist.clone()))
         .service(routes)
 }
 

@@ -6,6 +6,11 @@
 //! `{prompt}`, `{call}`), `mock_latency_ms`, `mock_chunks`,
 //! `mock_chunk_delay_ms`, `mock_error_status`, `mock_error_count` (fail only
 //! the first N calls), `mock_error_message`, `mock_break_after_chunks`.
+//!
+//! A deployment of any other provider with a `mock_response` is one too,
+//! answering with that text, as LiteLLM's are. In both, a `mock_response`
+//! naming one of LiteLLM's errors (`litellm.RateLimitError`, ...) fails
+//! every call with that error's status, as LiteLLM's mock does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,6 +36,9 @@ pub struct MockTarget {
     error_status: Option<u16>,
     error_count: Option<u64>,
     error_message: String,
+    /// The error's `code`, for a LiteLLM error that has one (a context
+    /// window's, a content policy's), by which fallbacks choose their list.
+    error_code: Option<&'static str>,
     break_after_chunks: Option<usize>,
     calls: AtomicU64,
 }
@@ -48,8 +56,7 @@ impl MockTarget {
         };
         let template = match params.extra.get("mock_response") {
             None | Some(serde_yaml::Value::Null) => DEFAULT_TEMPLATE.to_owned(),
-            Some(serde_yaml::Value::String(s)) => s.clone(),
-            Some(_) => return Err("mock_response must be a string".into()),
+            Some(answer) => answer_text(answer)?,
         };
         let error_status = get_u64("mock_error_status")?
             .map(|s| u16::try_from(s).ok().filter(|s| (400..600).contains(s)))
@@ -63,9 +70,7 @@ impl MockTarget {
             Some(serde_yaml::Value::String(s)) => s.clone(),
             _ => "injected mock failure".to_owned(),
         };
-        Ok(Self {
-            name: name.to_owned(),
-            template,
+        let mock = Self {
             latency: Duration::from_millis(get_u64("mock_latency_ms")?.unwrap_or(0)),
             chunks: get_u64("mock_chunks")?.map(|n| n.max(1) as usize),
             chunk_delay: Duration::from_millis(get_u64("mock_chunk_delay_ms")?.unwrap_or(0)),
@@ -73,8 +78,47 @@ impl MockTarget {
             error_count: get_u64("mock_error_count")?,
             error_message,
             break_after_chunks: get_u64("mock_break_after_chunks")?.map(|n| n as usize),
+            ..Self::answering(name, template)
+        };
+        Ok(mock.failing_as_litellm_names())
+    }
+
+    /// A deployment of another provider that has a `mock_response`
+    /// ([`crate::config::LitellmParams::mock_answer`]): it answers with it,
+    /// and reads none of the mock provider's other settings.
+    pub(super) fn from_answer(name: &str, answer: &serde_yaml::Value) -> Result<Self, String> {
+        Ok(Self::answering(name, answer_text(answer)?).failing_as_litellm_names())
+    }
+
+    /// A mock answering `template` at once, every time.
+    fn answering(name: &str, template: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            template,
+            latency: Duration::ZERO,
+            chunks: None,
+            chunk_delay: Duration::ZERO,
+            error_status: None,
+            error_count: None,
+            error_message: String::new(),
+            error_code: None,
+            break_after_chunks: None,
             calls: AtomicU64::new(0),
-        })
+        }
+    }
+
+    /// When the answer names one of LiteLLM's errors, every call fails with it.
+    fn failing_as_litellm_names(mut self) -> Self {
+        if let Some((status, code)) = litellm_error(&self.template) {
+            self.error_status = Some(status);
+            self.error_code = code;
+            self.error_count = None;
+            self.error_message = format!(
+                "{}: a mock failure, as mock_response asks",
+                self.template.trim()
+            );
+        }
+        self
     }
 
     pub(super) fn name(&self) -> &str {
@@ -105,7 +149,7 @@ impl MockTarget {
             return Err(UpstreamError::Status {
                 status,
                 message: self.error_message.clone(),
-                code: None,
+                code: self.error_code.map(str::to_owned),
                 param: None,
                 retry_after: None,
             });
@@ -248,6 +292,35 @@ fn approx_tokens(text: &str) -> u64 {
 }
 
 /// The text a mock answers to: the last user message, the prompt, or the input.
+/// A `mock_response` as text: it must be a string.
+fn answer_text(answer: &serde_yaml::Value) -> Result<String, String> {
+    answer
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "mock_response must be a string".to_owned())
+}
+
+/// The status (and `code`) of the LiteLLM error `text` names, as LiteLLM's
+/// mock raises it for a `mock_response` of `litellm.<ErrorName>`.
+fn litellm_error(text: &str) -> Option<(u16, Option<&'static str>)> {
+    let name = text.trim().strip_prefix("litellm.")?;
+    Some(match name {
+        "BadRequestError" | "UnsupportedParamsError" => (400, None),
+        "ContextWindowExceededError" => (400, Some("context_length_exceeded")),
+        "ContentPolicyViolationError" => (400, Some("content_policy_violation")),
+        "AuthenticationError" => (401, None),
+        "PermissionDeniedError" => (403, None),
+        "NotFoundError" => (404, None),
+        "Timeout" => (408, None),
+        "UnprocessableEntityError" => (422, None),
+        "RateLimitError" => (429, None),
+        "InternalServerError" | "APIError" | "APIConnectionError" => (500, None),
+        "BadGatewayError" => (502, None),
+        "ServiceUnavailableError" => (503, None),
+        _ => return None,
+    })
+}
+
 fn prompt_text(endpoint: Endpoint, body: &RawFields) -> String {
     let value = match endpoint {
         Endpoint::ChatCompletions => body.value("messages").and_then(|mut messages| {

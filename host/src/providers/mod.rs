@@ -234,6 +234,14 @@ impl Target {
         drop_params_default: bool,
     ) -> Result<Self, TargetError> {
         let (provider, model) = params.provider_and_model();
+        if let Some(answer) = params.mock_answer() {
+            return MockTarget::from_answer(model, answer)
+                .map(Target::Mock)
+                .map_err(|message| TargetError::Settings {
+                    provider: MOCK_PROVIDER,
+                    message,
+                });
+        }
         match provider {
             MOCK_PROVIDER => MockTarget::from_params(model, params)
                 .map(Target::Mock)

@@ -19,7 +19,7 @@ use super::{ModelGroup, Router};
 use crate::catalog;
 use crate::config::{
     AllowedFailsPolicyConfig, Config, ConfigError, Env, LitellmParams, LitellmSettings,
-    LoadedConfig, ModelEntry, Problem, RouterSettings, is_supported_provider, provider_reads,
+    LoadedConfig, ModelEntry, Problem, RouterSettings, provider_reads,
 };
 use crate::providers::{Target, Timeouts, table};
 
@@ -302,7 +302,7 @@ fn target(
     found: &mut Findings,
 ) -> Option<Target> {
     let provider = params.provider();
-    if !is_supported_provider(provider) {
+    if !params.is_served() {
         found.warn(format_args!(
             "{at}.model: provider {provider:?} is not supported, deployment skipped \
              (supported: {}; any OpenAI-compatible server works as openai/<model> with api_base)",

@@ -22,6 +22,7 @@
 //!   [`FINAL_FLUSH`]).
 
 use std::io;
+use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time open streams get after a shutdown signal (`--shutdown-grace`).
     pub shutdown_grace: Duration,
+    /// Whether each request carries its connection's peer address
+    /// ([`crate::http::client_ip::PeerIp`]), which
+    /// `general_settings.allowed_ips` judges.
+    pub peer_addresses: bool,
 }
 
 /// Default `general_settings.header_read_timeout`.
@@ -88,9 +93,9 @@ pub async fn serve(
             permit = acquire(&permits, &mut warned) => permit,
             () = &mut shutdown => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_error(e).await;
                     continue;
@@ -104,6 +109,7 @@ pub async fn serve(
             drain: drain_rx.clone(),
             header_read_timeout: limits.header_read_timeout,
             client_write_timeout: limits.client_write_timeout,
+            peer: limits.peer_addresses.then_some(peer.ip()),
             _permit: permit,
         };
         tokio::spawn(connection.run(tcp));
@@ -201,6 +207,8 @@ struct Connection {
     drain: watch::Receiver<bool>,
     header_read_timeout: Duration,
     client_write_timeout: Duration,
+    /// The peer's address, put on each request when it is judged.
+    peer: Option<IpAddr>,
     /// Its slot under `max_connections`, freed when the connection ends.
     _permit: OwnedSemaphorePermit,
 }
@@ -216,6 +224,7 @@ impl Connection {
         let service = Watched {
             inner: TowerToHyperService::new(self.app.clone()),
             activity: activity.clone(),
+            peer: self.peer,
         };
         let mut conn = pin!(self.builder.serve_connection_with_upgrades(
             TokioIo::new(WriteTimeout::new(tcp, self.client_write_timeout)),

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, Version};
 use http_body::{Frame, SizeHint};
 
+use crate::http::client_ip::PeerIp;
+
 /// What the watchdog reads of one connection; the service and the response
 /// bodies write it.
 #[derive(Debug)]
@@ -214,6 +216,9 @@ impl Drop for OpenRequest {
 pub struct Watched<S> {
     pub inner: S,
     pub activity: Arc<Activity>,
+    /// The connection's peer address, put on each request as a
+    /// [`PeerIp`] when set.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl<S, B, R> hyper::service::Service<Request<B>> for Watched<S>
@@ -224,7 +229,10 @@ where
     type Error = S::Error;
     type Future = Answering<S::Future>;
 
-    fn call(&self, request: Request<B>) -> Self::Future {
+    fn call(&self, mut request: Request<B>) -> Self::Future {
+        if let Some(ip) = self.peer {
+            request.extensions_mut().insert(PeerIp(ip));
+        }
         let open = self.activity.opened(request.version());
         Answering {
             inner: self.inner.call(request),

@@ -708,7 +708,7 @@ impl Planner<'_> {
 /// a supported provider.
 fn provider_model(params: &LitellmParams, path: &str) -> Result<(), Problem> {
     let model = &params.model;
-    if !model.contains('/') || !crate::config::is_supported_provider(params.provider()) {
+    if !model.contains('/') || !params.is_served() {
         return Err(Problem::new(
             format!("{path}.model"),
             format!("{model:?} is not a model_list name and not a supported provider/model"),
