@@ -543,7 +543,10 @@ async fn a_key_of_another_provider_is_named_as_unread_by_this_one() {
         )),
         "{stdout}"
     );
-    assert!(!stdout.contains("did you mean `mock_latency_ms`"), "{stdout}");
+    assert!(
+        !stdout.contains("did you mean `mock_latency_ms`"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::KeyError;
 use super::end_user::EndUser;
 use super::model::Principal;
 use super::registry::Registry;
@@ -19,26 +20,39 @@ const RETENTION_BATCH: u32 = 1000;
 /// Pause between two deletion batches, so writers get the table between them.
 const RETENTION_PAUSE: Duration = Duration::from_millis(50);
 
-/// Starts the budget reset job; new periods end on `clock`.
-pub fn start_budget_resets(
-    store: Store,
-    registry: Registry<Principal>,
-    end_users: Registry<EndUser>,
-    clock: ResetClock,
-) {
+/// How due budgets are reset: the clock new periods end on, and the
+/// cached records a reset makes stale. Both the reset job and the spend
+/// writer reset: the writer does before each batch, so that a call made
+/// after a period ended is never added to the ended period's total and
+/// then zeroed with it.
+#[derive(Clone)]
+pub struct BudgetResets {
+    pub clock: ResetClock,
+    pub registry: Registry<Principal>,
+    pub end_users: Registry<EndUser>,
+}
+
+impl BudgetResets {
+    /// Resets what is due at `now` in `store`, then drops the cached records.
+    pub async fn run(&self, store: &Store, now: SystemTime) -> Result<(), KeyError> {
+        if store.reset_due_budgets(now, &self.clock).await? {
+            tracing::info!("budgets reset for their new period");
+            self.registry.invalidate_all();
+            self.end_users.invalidate_all();
+        }
+        Ok(())
+    }
+}
+
+/// Starts the budget reset job, for the periods no spend is written in.
+pub fn start_budget_resets(store: Store, resets: BudgetResets) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RESET_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match store.reset_due_budgets(SystemTime::now(), &clock).await {
-                Ok(true) => {
-                    tracing::info!("budgets reset for their new period");
-                    registry.invalidate_all();
-                    end_users.invalidate_all();
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!("cannot reset budgets: {e}"),
+            if let Err(e) = resets.run(&store, SystemTime::now()).await {
+                tracing::warn!("cannot reset budgets: {e}");
             }
         }
     });

@@ -120,13 +120,13 @@ impl Keys {
         let registry = Registry::new(settings.cache_capacity, settings.cache_ttl);
         let end_users = Registry::new(settings.cache_capacity, settings.cache_ttl);
         let budgets = Registry::new(settings.cache_capacity, settings.cache_ttl);
-        let writer = WriterHandle::start(store.clone(), &settings);
-        jobs::start_budget_resets(
-            store.clone(),
-            registry.clone(),
-            end_users.clone(),
-            settings.reset_clock.clone(),
-        );
+        let resets = jobs::BudgetResets {
+            clock: settings.reset_clock.clone(),
+            registry: registry.clone(),
+            end_users: end_users.clone(),
+        };
+        let writer = WriterHandle::start(store.clone(), &settings, Some(resets.clone()));
+        jobs::start_budget_resets(store.clone(), resets);
         if let Some(period) = settings.spend_log_retention {
             jobs::start_retention(store.clone(), period);
         }

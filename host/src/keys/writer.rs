@@ -12,10 +12,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::KeyError;
+use super::jobs::BudgetResets;
 use super::model::SpendRow;
 use super::settings::KeysSettings;
 use super::store::Store;
@@ -84,8 +86,9 @@ impl Dropped {
 }
 
 impl WriterHandle {
-    /// Starts the writer on a thread of its own (see [`run_beside`]).
-    pub fn start(store: Store, settings: &KeysSettings) -> Self {
+    /// Starts the writer on a thread of its own (see [`run_beside`]); it
+    /// resets due budgets with `resets` before each batch.
+    pub fn start(store: Store, settings: &KeysSettings, resets: Option<BudgetResets>) -> Self {
         let capacity = settings.buffer_rows.max(1);
         let (rows, rx) = mpsc::channel(capacity);
         let (flushes, flush_rx) = mpsc::channel(8);
@@ -100,6 +103,7 @@ impl WriterHandle {
             keep_logs: !settings.disable_spend_logs,
             dropped: dropped.clone(),
             failing: false,
+            resets,
         };
         run_beside(task);
         Self {
@@ -201,6 +205,7 @@ struct Task {
     keep_logs: bool,
     dropped: Arc<Dropped>,
     failing: bool,
+    resets: Option<BudgetResets>,
 }
 
 impl Task {
@@ -305,11 +310,7 @@ impl Task {
     async fn write_pending(&mut self) -> bool {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(BATCH);
-            match self
-                .store
-                .write_spend(&self.pending[..n], self.keep_logs)
-                .await
-            {
+            match self.write_batch(n).await {
                 Ok(()) => {
                     self.pending.drain(..n);
                     if self.failing {
@@ -331,6 +332,20 @@ impl Task {
         }
         true
     }
+
+    /// Writes the first `n` waiting rows, after resetting the budgets whose
+    /// period has ended: the calls of a new period then count in it. A
+    /// call that ended in an ended period's last moment, written after
+    /// the reset, counts in the new one (at most one batch interval of
+    /// calls, counted once either way and never lost).
+    async fn write_batch(&self, n: usize) -> Result<(), KeyError> {
+        if let Some(resets) = &self.resets {
+            resets.run(&self.store, SystemTime::now()).await?;
+        }
+        self.store
+            .write_spend(&self.pending[..n], self.keep_logs)
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -341,12 +356,43 @@ mod tests {
     use crate::keys::store::SpendFilter;
     use crate::keys::store::tests::scratch_store;
 
+    /// A call made after a key's budget period ended, written before the
+    /// reset job ran: it counts in the new period, and the ended period's
+    /// spend is gone (before, the job zeroed the call's spend with it).
+    #[tokio::test]
+    async fn spend_of_a_new_period_survives_the_reset_of_the_ended_one() {
+        use crate::keys::model::KeyRecord;
+        use crate::keys::registry::Registry;
+        use crate::keys::reset::ResetClock;
+        let (scratch, store) = scratch_store("writer-reset").await;
+        let mut key = KeyRecord::for_test("h1");
+        key.limits.budget_duration = Some("30s".into());
+        key.spend = 0.3;
+        key.budget_reset_at = Some(SystemTime::now() - Duration::from_secs(1));
+        store.insert_key(&key).await.unwrap();
+        let resets = BudgetResets {
+            clock: ResetClock::default(),
+            registry: Registry::new(16, Duration::from_secs(60)),
+            end_users: Registry::new(16, Duration::from_secs(60)),
+        };
+        let settings = KeysSettings::new(scratch.url.clone());
+        let writer = WriterHandle::start(store.clone(), &settings, Some(resets));
+        let mut row = SpendRow::for_test("in-the-new-period", Some("h1"));
+        row.spend = 0.1;
+        row.started_at = SystemTime::now();
+        writer.push(row);
+        assert!(writer.flush(Duration::from_secs(5)).await);
+        let stored = store.key("h1").await.unwrap().unwrap();
+        assert!((stored.spend - 0.1).abs() < 1e-9, "spend {}", stored.spend);
+        assert!(stored.budget_reset_at.unwrap() > SystemTime::now());
+    }
+
     #[tokio::test]
     async fn a_row_after_a_quiet_spell_is_written_without_a_flush() {
         let (scratch, store) = scratch_store("writer-quiet").await;
         let mut settings = KeysSettings::new(scratch.url.clone());
         settings.write_interval = Duration::from_millis(100);
-        let writer = WriterHandle::start(store.clone(), &settings);
+        let writer = WriterHandle::start(store.clone(), &settings, None);
         let everything = SpendFilter {
             limit: 10,
             ..SpendFilter::default()
