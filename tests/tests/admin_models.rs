@@ -374,6 +374,33 @@ async fn model_new_adds_deployments_to_a_group_and_model_delete_removes_one() {
 /// LiteLLM's `/model/update` changes the fields it gives of the runtime
 /// model its `model_info.id` names, keeps the others (the key too), and
 /// renames it with a new `model_name`.
+/// A config deployment's id stays its own while a runtime registration
+/// replaces its group: it comes back when that registration is deleted.
+#[tokio::test]
+async fn a_config_deployments_id_is_refused_while_its_group_is_replaced() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;
+    let (status, body) = master_post(
+        &proxy,
+        "/admin/models",
+        json!({"model_name": "echo", "api_base": up.api_base("rt1")}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, refused) = master_post(
+        &proxy,
+        "/model/new",
+        json!({"model_name": "other", "model_info": {"id": "echo.0"},
+               "litellm_params": {"model": "openai/x", "api_base": up.api_base("rt2")}}),
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["error"]["param"]),
+        (409, &json!("model_info.id")),
+        "{refused}"
+    );
+}
+
 #[tokio::test]
 async fn litellms_model_update_changes_what_it_gives_and_keeps_the_rest() {
     let up = FakeUpstream::start().await;

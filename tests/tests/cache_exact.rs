@@ -125,6 +125,27 @@ async fn an_answer_from_a_clients_own_fallback_is_not_served_to_requests_without
 }
 
 #[tokio::test]
+async fn an_answer_from_a_configured_fallback_is_not_stored_under_the_model_asked_for() {
+    let up = FakeUpstream::start().await;
+    up.set(GROUP, Behavior::status(500, "down"));
+    up.set("gpt-other", Behavior::ok("the other model's answer"));
+    let yaml = format!(
+        "model_list:\n{}router_settings:\n  num_retries: 0\n  fallbacks: [{{{GROUP}: [gpt-other]}}]\nlitellm_settings:\n  cache: true\n",
+        deployments(&up, &[(GROUP, &[]), ("gpt-other", &[])])
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let (status, headers, body) = proxy.chat(&chat_body(GROUP, "hi")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(cache_header(&headers), "miss");
+    // A request that refuses fallbacks gets its own model's answer: none.
+    let mut own_only = chat_body(GROUP, "hi");
+    own_only["disable_fallbacks"] = json!(true);
+    let (status, headers, body) = proxy.chat(&own_only).await;
+    assert_eq!(status, 502, "{body}");
+    assert_ne!(cache_header(&headers), "hit");
+}
+
+#[tokio::test]
 async fn user_and_metadata_changes_still_hit_and_cache_controls_are_not_forwarded() {
     let up = FakeUpstream::start().await;
     let proxy = start(&up, "{}").await;

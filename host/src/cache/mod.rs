@@ -97,7 +97,10 @@ impl Cache {
         match &self.store {
             Store::Memory(m) => m.get(key),
             Store::Redis(r) => match r.get(key).await {
-                Ok(found) => found.map(Arc::new),
+                Ok(found) => {
+                    r.health.succeeded();
+                    found.map(Arc::new)
+                }
                 Err(e) => {
                     r.health.failed("lookup", &e);
                     None
@@ -106,10 +109,10 @@ impl Cache {
         }
     }
 
-    /// Stores `entry` under `key` unless it is larger than `max_entry_kb`
-    /// or Redis is not connected (the answer then says `miss`, not
-    /// `stored`). A Redis write runs on its own task. Whether it was
-    /// accepted.
+    /// Stores `entry` under `key` unless it is larger than `max_entry_kb`,
+    /// Redis is not connected or down, or the writes waiting for it hold
+    /// their bound already (the answer then says `miss`, not `stored`). A
+    /// Redis write runs on its own task. Whether it was accepted.
     pub fn put(&self, key: &str, entry: Entry, ttl: Option<Duration>) -> bool {
         if entry.body.len() > self.settings.max_entry_bytes {
             return false;
@@ -118,7 +121,10 @@ impl Cache {
         match &self.store {
             Store::Memory(m) => m.put(key.to_owned(), Arc::new(entry), ttl),
             Store::Redis(r) => {
-                if !r.is_connected() {
+                if !r.is_connected()
+                    || r.health.is_down()
+                    || !r.health.reserve_write(entry.body.len())
+                {
                     return false;
                 }
                 let ttl = ttl.unwrap_or(settings::DEFAULT_REDIS_TTL);
@@ -189,9 +195,11 @@ impl RedisStore {
     ) -> impl std::future::Future<Output = ()> + Send + 'static + use<> {
         let write = self.clone();
         async move {
-            if let Err(e) = write.put(&key, &entry, ttl).await {
-                write.health.failed("write", &e);
+            match write.put(&key, &entry, ttl).await {
+                Ok(()) => write.health.succeeded(),
+                Err(e) => write.health.failed("write", &e),
             }
+            write.health.release_write(entry.body.len());
         }
     }
 }
@@ -350,6 +358,14 @@ impl Plan {
     /// Whether the answer may be stored.
     pub fn writes(&self) -> bool {
         self.write
+    }
+
+    /// Keeps this request's answer out of the cache (it came from one of
+    /// the config's fallback groups: stored under the group asked for, a
+    /// hit would name the wrong group and serve requests that disable
+    /// fallbacks).
+    pub fn forgo_write(&mut self) {
+        self.write = false;
     }
 
     /// The shape of the endpoint's answers; `None` for one that never

@@ -10,10 +10,13 @@
 //! client and never a stalled request. A lookup made while the store's
 //! first connection is being made waits for it within that budget, so a
 //! cache built at start or on a reload does not miss its first requests. Writes happen on their own task
-//! after the answer has gone.
+//! after the answer has gone. After a failed lookup or write, answers are
+//! not stored (and say `miss`) until a lookup or write succeeds again, and
+//! writes waiting for Redis hold at most [`MAX_PENDING_WRITE_BYTES`]: past
+//! it an answer is not stored, so an outage never grows memory.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -25,16 +28,23 @@ use crate::logging::Throttle;
 
 /// Budget of a write, a delete or a ping (off the answer's path).
 const WRITE_BUDGET: Duration = Duration::from_secs(2);
+/// Most bytes of entries being written at once.
+pub const MAX_PENDING_WRITE_BYTES: usize = 64 << 20;
 /// At most one "Redis unavailable" warning per this long.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// Keys deleted per `UNLINK` when flushing a namespace.
 const FLUSH_BATCH: usize = 500;
 
-/// Redis failures: counted, and warned about at most once a minute.
+/// Redis failures: counted, and warned about at most once a minute; and
+/// whether the last operation failed.
 #[derive(Debug)]
 pub struct Health {
     pub errors: AtomicU64,
     warnings: Throttle,
+    /// The last lookup or write failed: Redis is taken to be down.
+    down: AtomicBool,
+    /// Bytes of entries whose writes have not finished.
+    pending_write_bytes: AtomicUsize,
 }
 
 impl Default for Health {
@@ -42,13 +52,44 @@ impl Default for Health {
         Self {
             errors: AtomicU64::new(0),
             warnings: Throttle::new(WARN_INTERVAL),
+            down: AtomicBool::new(false),
+            pending_write_bytes: AtomicUsize::new(0),
         }
     }
 }
 
 impl Health {
+    /// A lookup or write went through: Redis is up.
+    pub fn succeeded(&self) {
+        if self.down.load(Ordering::Relaxed) {
+            self.down.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the last lookup or write failed.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` of the pending-write budget; false when they do not fit.
+    pub fn reserve_write(&self, bytes: usize) -> bool {
+        self.pending_write_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+                pending
+                    .checked_add(bytes)
+                    .filter(|total| *total <= MAX_PENDING_WRITE_BYTES)
+            })
+            .is_ok()
+    }
+
+    /// Gives back what [`Self::reserve_write`] took.
+    pub fn release_write(&self, bytes: usize) {
+        self.pending_write_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
     /// Counts one failure and warns when the last warning is old enough.
     pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.down.store(true, Ordering::Relaxed);
         let total = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
         if self.warnings.allow() {
             tracing::warn!(
@@ -214,5 +255,27 @@ mod tests {
         health.failed("lookup", &"boom");
         health.failed("lookup", &"boom");
         assert_eq!(health.errors.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_failure_marks_redis_down_until_an_operation_succeeds() {
+        let health = Health::default();
+        assert!(!health.is_down());
+        health.failed("write", &"timed out");
+        assert!(health.is_down());
+        health.succeeded();
+        assert!(!health.is_down());
+    }
+
+    #[test]
+    fn pending_writes_are_bounded_in_bytes() {
+        let health = Health::default();
+        let half = MAX_PENDING_WRITE_BYTES / 2;
+        assert!(health.reserve_write(half));
+        assert!(health.reserve_write(half));
+        assert!(!health.reserve_write(1), "the bound is full");
+        health.release_write(half);
+        assert!(health.reserve_write(1));
+        assert!(!health.reserve_write(usize::MAX), "no overflow");
     }
 }

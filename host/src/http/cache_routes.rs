@@ -183,7 +183,12 @@ async fn delete_keys(state: &AppState, keys: &[String]) -> Result<u64, ApiError>
                 Some("key"),
             ));
         }
-        if cache.remove(key).await.map_err(backend_error)? {
+        // Keys are written in lower case; one copied in upper case is the same key.
+        if cache
+            .remove(&key.to_ascii_lowercase())
+            .await
+            .map_err(backend_error)?
+        {
             deleted += 1;
         }
     }

@@ -239,6 +239,13 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         }
     };
     let meta = &routed.meta;
+    // A client's own fallbacks are part of the key; the config's are not.
+    if meta.fallback.is_some()
+        && req.fallbacks.is_none()
+        && let Some(plan) = run.cache.as_mut()
+    {
+        plan.forgo_write();
+    }
     let overhead = ctx
         .request
         .started

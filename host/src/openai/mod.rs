@@ -189,6 +189,19 @@ impl CallLimits {
     }
 }
 
+/// LiteLLM's `caching` switch as cache controls, for a request that sends
+/// no `cache` object: `false` neither reads nor writes the cache for this
+/// call, `true` uses it even when the cache is off by default.
+fn caching_switch(own: &RawFields) -> Result<Option<Box<RawValue>>, String> {
+    let controls = match own.parse::<Option<bool>>("caching") {
+        None | Some(Ok(None)) => return Ok(None),
+        Some(Ok(Some(false))) => r#"{"no-cache":true,"no-store":true}"#,
+        Some(Ok(Some(true))) => r#"{"use-cache":true}"#,
+        Some(Err(_)) => return Err("`caching` must be a boolean".to_owned()),
+    };
+    Ok(RawValue::from_string(controls.to_owned()).ok())
+}
+
 /// Most fields one request's `additional_drop_params` may name.
 pub const MAX_REQUEST_DROPS: usize = 64;
 
@@ -298,11 +311,15 @@ impl<'de> Deserialize<'de> for ProxyRequest {
         let litellm = read_metadata(own.get("litellm_metadata"), "litellm_metadata")
             .map_err(D::Error::custom)?;
         let top_tags = own.remove("tags");
-        let cache = own
+        let cache = match own
             .remove("cache")
             .filter(|raw| raw.get() != "null")
             .or(nested.cache)
-            .or(litellm.cache);
+            .or(litellm.cache)
+        {
+            Some(controls) => Some(controls),
+            None => caching_switch(&own).map_err(D::Error::custom)?,
+        };
         let mut tags = tag_list(top_tags.as_deref(), "tags").map_err(D::Error::custom)?;
         for (raw, field) in [
             (&nested.tags, "metadata.tags"),
@@ -738,6 +755,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(req.cache.as_ref().map(|c| c.get()), Some(r#"{"ttl":1}"#));
+    }
+
+    #[test]
+    fn litellms_caching_switch_becomes_cache_controls() {
+        let cache = |body: &str| {
+            serde_json::from_str::<ProxyRequest>(body)
+                .map(|r| r.cache.map(|c| c.get().to_owned()))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            cache(r#"{"model":"m","caching":false}"#)
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"no-cache":true,"no-store":true}"#)
+        );
+        assert_eq!(
+            cache(r#"{"model":"m","caching":true}"#).unwrap().as_deref(),
+            Some(r#"{"use-cache":true}"#)
+        );
+        // An explicit `cache` object says more and wins.
+        assert_eq!(
+            cache(r#"{"model":"m","caching":false,"cache":{"ttl":5}}"#)
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"ttl":5}"#)
+        );
+        assert!(
+            cache(r#"{"model":"m","caching":"no"}"#)
+                .unwrap_err()
+                .contains("`caching`")
+        );
     }
 
     #[test]

@@ -78,6 +78,10 @@ where
                     let why = match st.last.as_deref() {
                         Some(last) if ends_the_answer(last) => return None,
                         Some(_) => "the stream ended before data: [DONE]",
+                        None if st.lines.holds_unfinished_event() => {
+                            "the stream ended inside an event: its data: lines were never \
+                             followed by the blank line that ends an event"
+                        }
                         None => {
                             "the stream ended without an event: the upstream sent no data: line"
                         }
@@ -187,6 +191,12 @@ impl Lines {
     /// The next complete event with data, `None` when more bytes are
     /// needed, or an error when the event grows past the size limit. A line
     /// ends with `\n`, `\r\n` or a lone `\r`, as the SSE format says.
+    /// Whether data lines were received (ended or not) that no blank line
+    /// has ended as an event.
+    fn holds_unfinished_event(&self) -> bool {
+        self.data.len() > 0 || self.buf.starts_with(b"data:")
+    }
+
     fn next_event(&mut self) -> Result<Option<Event>, UpstreamError> {
         loop {
             let Some(pos) = memchr::memchr2(b'\n', b'\r', &self.buf[self.scanned..]) else {
@@ -491,6 +501,16 @@ mod tests {
         let unfinished = r#"data: {"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#;
         let out = collect(vec![unfinished, "\n\n"]).await;
         assert!(out[1].as_ref().unwrap_err().contains("[DONE]"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_never_ends_its_events_is_said_to_end_inside_one() {
+        let out = collect(vec!["data: {\"a\":1}\n", "data: {\"b\":2}"]).await;
+        let error = out.last().unwrap().as_ref().unwrap_err();
+        assert!(error.contains("ended inside an event"), "{out:?}");
+        let out = collect(vec![": keep-alive\n\n"]).await;
+        let error = out.last().unwrap().as_ref().unwrap_err();
+        assert!(error.contains("no data: line"), "{out:?}");
     }
 
     #[tokio::test]

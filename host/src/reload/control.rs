@@ -372,7 +372,10 @@ impl Control {
         let mut layers = self.builds.lock().await;
         let id = registration.deployment_id();
         let runtime = layers.overlay.get(&id).is_some();
-        if registration.id.is_some() && (new_only || !runtime) && self.in_service(&id) {
+        if registration.id.is_some()
+            && (new_only || !runtime)
+            && (self.in_service(&id) || self.in_config(&layers.base, &id))
+        {
             return Err(AdminError::IdTaken(id));
         }
         let mut overlay = layers.overlay.clone();
@@ -403,6 +406,26 @@ impl Control {
             .groups()
             .iter()
             .any(|g| g.deployments.iter().any(|d| *d.id == *id))
+    }
+
+    /// Whether a deployment of the config file has the id `id`, in service
+    /// or not (a runtime registration may replace its group for now; the
+    /// id comes back with it when that registration is deleted).
+    fn in_config(&self, base: &LoadedConfig, id: &str) -> bool {
+        Router::from_config(
+            base,
+            &[],
+            self.options.client.clone(),
+            self.options.clock.clone(),
+            None,
+        )
+        .is_ok_and(|built| {
+            built
+                .router
+                .groups()
+                .iter()
+                .any(|g| g.deployments.iter().any(|d| *d.id == *id))
+        })
     }
 
     /// Deletes every runtime deployment of `model_name`; a model from the

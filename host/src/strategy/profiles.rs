@@ -247,9 +247,17 @@ impl Planner<'_> {
     fn registry_entry(&mut self, name: &str, target: &str) -> Option<Provided> {
         let at = format!("{ROOT}.strategy_registry.{name}");
         if target.ends_with(".wasm") {
-            return Some(Provided::Component(Source::File(
-                self.base_dir.join(target),
-            )));
+            let path = self.base_dir.join(target);
+            // Only a profile that uses the entry compiles it; one that no
+            // profile uses yet would fail the edit that first does.
+            if !path.is_file() {
+                self.warnings.push(format!(
+                    "{}: {at}: {} is not a file; a profile that uses {name:?} will be refused",
+                    self.file,
+                    path.display()
+                ));
+            }
+            return Some(Provided::Component(Source::File(path)));
         }
         let Some(strategy) = python_strategy(name, target) else {
             self.problem(

@@ -177,7 +177,7 @@ impl KeyScope {
 }
 
 /// The first field in which `after` allows more than `before`: unblocked,
-/// a later or no expiry, more models, a higher or no limit, another budget
+/// out of its team, a later or no expiry, more models, a higher or no limit, another budget
 /// period on a budget.
 fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
     let (b, a) = (&before.limits, &after.limits);
@@ -188,6 +188,11 @@ fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
         .is_some_and(|was| after.expires.is_none_or(|now| now > was));
     [
         ("blocked", before.blocked && !after.blocked),
+        // Out of its team, a key escapes the team's budget, models and limits.
+        (
+            "team_id",
+            before.team_id.is_some() && after.team_id.is_none(),
+        ),
         ("duration", expiry_later),
         ("models", models_widened),
         ("max_budget", raised(b.max_budget, a.max_budget)),
@@ -241,4 +246,19 @@ fn not_own() -> ApiError {
         Some("user_id"),
         Some("not_own_key"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaving_its_team_loosens_a_key_and_joining_one_does_not() {
+        let mut in_team = KeyRecord::for_test("h");
+        in_team.team_id = Some("t".into());
+        let alone = KeyRecord::for_test("h");
+        assert_eq!(loosened(&in_team, &alone), Some("team_id"));
+        assert_eq!(loosened(&alone, &in_team), None);
+        assert_eq!(loosened(&in_team, &in_team), None);
+    }
 }

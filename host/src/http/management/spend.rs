@@ -27,6 +27,10 @@ const DEFAULT_LIMIT: u32 = 1000;
 /// The most rows one query returns.
 const MAX_LIMIT: u32 = 10_000;
 const DAY: Duration = Duration::from_secs(86_400);
+/// The last second of 9999-12-31, the latest time a filter reads.
+fn last_instant() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799)
+}
 /// The window of the `/global/spend` totals, as LiteLLM's views have it.
 const GLOBAL_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 
@@ -80,12 +84,18 @@ fn date(
     let Some(text) = q.get(name).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    let t = parse(text)
-        .ok_or_else(|| invalid(name, "must be a date (YYYY-MM-DD) or an RFC 3339 time"))?;
+    let t = parse(text).ok_or_else(|| {
+        invalid(
+            name,
+            "must be a date (YYYY-MM-DD) or an RFC 3339 time, from 1970 to 9999",
+        )
+    })?;
+    // The whole day of a bare end date, ending no later than 9999: a day
+    // written as 10000-01-01 would sort before every other.
     Ok(Some(if end && text.trim().len() == 10 {
-        t + DAY
+        (t + DAY).min(last_instant())
     } else {
-        t
+        t.min(last_instant())
     }))
 }
 
@@ -578,4 +588,39 @@ pub async fn users_by_spend(
         .await
         .map_err(key_error)?;
     Ok(Json(found.iter().map(shape::user).collect::<Vec<_>>()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_last_day_of_9999_ends_within_9999() {
+        let end = date(&query(&[("end_date", "9999-12-31")]), "end_date", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(day(end), "9999-12-31");
+        let start = date(&query(&[("start_date", "2026-01-01")]), "start_date", false)
+            .unwrap()
+            .unwrap();
+        assert!(start < end);
+    }
+
+    #[test]
+    fn a_date_before_1970_is_refused_naming_the_range() {
+        let refused =
+            date(&query(&[("start_date", "1969-12-31")]), "start_date", false).unwrap_err();
+        assert!(
+            refused.body.error.message.contains("from 1970 to 9999"),
+            "{}",
+            refused.body.error.message
+        );
+    }
 }

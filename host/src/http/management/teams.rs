@@ -50,6 +50,9 @@ fn apply(
     clock: &ResetClock,
 ) -> Result<(), ApiError> {
     if let Some(alias) = &b.team_alias {
+        if let Some(alias) = alias {
+            check_id("team_alias", alias)?;
+        }
         t.team_alias = alias.clone();
     }
     // `null` clears the list, as it clears the other fields.

@@ -113,6 +113,9 @@ fn apply(
         u.user_role = role.clone();
     }
     if let Some(email) = &b.user_email {
+        if let Some(email) = email {
+            check_id("user_email", email)?;
+        }
         u.user_email = email.clone();
     }
     // `null` clears the list, as it clears the other fields.

@@ -266,7 +266,15 @@ impl Store {
             .bind(to_ms(k.updated_at))
             .execute(self.pool())
             .await
-            .map_err(|e| unique_violation(e, "key_alias", "a key with this key_alias"))?;
+            .map_err(|e| {
+                // Two callers may choose the same key at once: the loser's
+                // conflict is on the key itself, not on an alias.
+                if e.to_string().contains("key_alias") {
+                    unique_violation(e, "key_alias", "a key with this key_alias")
+                } else {
+                    unique_violation(e, "key", "this key")
+                }
+            })?;
         Ok(())
     }
 
