@@ -94,29 +94,50 @@ impl UpstreamTls {
             }
         }
         if let Some((path, from)) = &self.client_identity {
-            let pem = read(path).map_err(|why| format!("{from}: {why}"))?;
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+            let unusable = || {
                 format!(
-                    "{from}: {} does not hold a PEM client certificate and its private key",
+                    "{from}: {} does not hold a PEM client certificate and its private key \
+                     (the two must match)",
                     path.display()
                 )
-            })?;
+            };
+            let pem = read(path).map_err(|why| format!("{from}: {why}"))?;
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| unusable())?;
+            // A key that does not match its certificate is found only when
+            // a client is built: tried alone, so the error names the file.
+            reqwest::Client::builder()
+                .identity(identity.clone())
+                .build()
+                .map_err(|_| unusable())?;
             builder = builder.identity(identity);
         }
         Ok(builder)
     }
 }
 
-/// The CA certificates of the PEM file at `path`: at least one.
+/// The CA certificates of the PEM file at `path`: at least one, each of
+/// which a client accepts as a root.
 fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
     let pem = read(path)?;
-    match reqwest::Certificate::from_pem_bundle(&pem) {
-        Ok(roots) if !roots.is_empty() => Ok(roots),
-        _ => Err(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        )),
-    }
+    let roots = match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(roots) if !roots.is_empty() => roots,
+        _ => {
+            return Err(format!(
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ));
+        }
+    };
+    // A block that is PEM but not a certificate is found only when a
+    // client is built: tried here, so the error names the file.
+    roots
+        .iter()
+        .fold(reqwest::Client::builder(), |b, root| {
+            b.add_root_certificate(root.clone())
+        })
+        .build()
+        .map_err(|_| format!("{} holds a certificate that cannot be read", path.display()))?;
+    Ok(roots)
 }
 
 /// The bytes of `path`, at most 16 MiB (a CA bundle is well under one).
@@ -168,6 +189,43 @@ mod tests {
             from_config(&bundle),
             [PathBuf::from("/etc/conclave/certs/ca.pem")]
         );
+    }
+
+    #[test]
+    fn ssl_verify_reads_numbers_as_switches_and_refuses_other_shapes() {
+        assert!(settings("  ssl_verify: 0\n").skip_verification);
+        assert!(!settings("  ssl_verify: 1\n").skip_verification);
+        let refused = load_str(
+            "model_list: []\nlitellm_settings:\n  ssl_verify: [1]\n",
+            Path::new("c.yaml"),
+            Env::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("litellm_settings.ssl_verify"), "{refused}");
+        assert!(refused.contains("the path of a file"), "{refused}");
+    }
+
+    #[test]
+    fn a_client_key_that_does_not_match_its_certificate_is_named() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+        let server_cert = std::fs::read_to_string(fixtures.join("upstream.pem")).unwrap();
+        let client = std::fs::read_to_string(fixtures.join("client.pem")).unwrap();
+        let client_key = &client[client.find("-----BEGIN PRIVATE KEY-----").unwrap()..];
+        let dir = std::env::temp_dir().join(format!("conclave-mtls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mismatched = dir.join("mismatched.pem");
+        std::fs::write(&mismatched, format!("{server_cert}{client_key}")).unwrap();
+        let tls = UpstreamTls {
+            client_identity: Some((mismatched, "litellm_settings.ssl_certificate")),
+            ..UpstreamTls::default()
+        };
+        let why = tls.configure(reqwest::Client::builder()).unwrap_err();
+        assert!(
+            why.starts_with("litellm_settings.ssl_certificate:") && why.contains("must match"),
+            "{why}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

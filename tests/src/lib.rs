@@ -62,6 +62,17 @@ pub fn deployments(up: &FakeUpstream, entries: &[(&str, &[&str])]) -> String {
         .collect()
 }
 
+/// A config of one deployment `m` on `up`, the master key `master` and
+/// more `general_settings` lines (indented by two spaces).
+pub fn keyed_config(up: &FakeUpstream, master: &str, general: &str) -> String {
+    let mut yaml = String::from("model_list:\n");
+    yaml.push_str(&deployments(up, &[("m", &[][..])]));
+    yaml.push_str(&format!(
+        "general_settings:\n  master_key: {master}\n{general}"
+    ));
+    yaml
+}
+
 /// One `model_list` entry (YAML, indented for a top-level `model_list:`)
 /// for an OpenAI-compatible deployment at `api_base`, with extra
 /// `litellm_params` lines such as `"timeout: 0.5"`.

@@ -7,18 +7,13 @@
 
 use std::net::IpAddr;
 
-use conclave_e2e::{FakeUpstream, Proxy, chat_body, deployments};
+use conclave_e2e::{FakeUpstream, Proxy, chat_body, keyed_config};
 use serde_json::Value;
 
 const MASTER: &str = "sk-ip-master";
 
 fn config(up: &FakeUpstream, general: &str) -> String {
-    let mut yaml = String::from("model_list:\n");
-    yaml.push_str(&deployments(up, &[("m", &[][..])]));
-    yaml.push_str(&format!(
-        "general_settings:\n  master_key: {MASTER}\n{general}"
-    ));
-    yaml
+    keyed_config(up, MASTER, general)
 }
 
 /// A client whose connections come from `source` (any 127/8 address is

@@ -4,19 +4,14 @@
 //! `Origin` get answers without CORS headers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use conclave_e2e::{FakeUpstream, Proxy, chat_body, deployments};
+use conclave_e2e::{FakeUpstream, Proxy, chat_body, keyed_config};
 use reqwest::{Method, Response};
 
 const MASTER: &str = "sk-cors-master";
 const PAGE: &str = "https://app.example";
 
 fn config(up: &FakeUpstream, general: &str) -> String {
-    let mut yaml = String::from("model_list:\n");
-    yaml.push_str(&deployments(up, &[("m", &[][..])]));
-    yaml.push_str(&format!(
-        "general_settings:\n  master_key: {MASTER}\n{general}"
-    ));
-    yaml
+    keyed_config(up, MASTER, general)
 }
 
 /// The browser's question before a keyed JSON POST from `origin`.

@@ -369,22 +369,22 @@ pub(super) fn ssl_verify<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<super::SslVerify>, D::Error> {
     use super::SslVerify;
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Written {
-        Switch(bool),
-        Text(String),
+    use serde_yaml::Value;
+    let switch_or_path = |text: &str| match parse_switch(text) {
+        Some(verify) => SslVerify::Switch(verify),
+        None => SslVerify::CaBundle(text.to_owned()),
+    };
+    match <Option<Value> as serde::Deserialize>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(verify)) => Ok(Some(SslVerify::Switch(verify))),
+        Some(Value::String(text)) => Ok(Some(switch_or_path(&text))),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 1) => {
+            Ok(Some(SslVerify::Switch(n.as_u64() == Some(1))))
+        }
+        Some(_) => Err(de::Error::custom(
+            "must be true, false, or the path of a file of PEM CA certificates",
+        )),
     }
-    Ok(
-        match <Option<Written> as serde::Deserialize>::deserialize(d)? {
-            None => None,
-            Some(Written::Switch(verify)) => Some(SslVerify::Switch(verify)),
-            Some(Written::Text(text)) => Some(match parse_switch(&text) {
-                Some(verify) => SslVerify::Switch(verify),
-                None => SslVerify::CaBundle(text),
-            }),
-        },
-    )
 }
 
 /// A switch that is off unless set.

@@ -66,10 +66,17 @@ impl IpAllowlist {
         })
     }
 
-    /// Whether `ip` is served.
+    /// Whether `ip` is served. An IPv4 client is also matched in IPv6's
+    /// mapped form, so that `::ffff:10.0.0.0/104` or `::/0` take it too.
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.nets.iter().any(|net| net.contains(&ip))
+        let mapped = match ip {
+            IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            IpAddr::V6(_) => None,
+        };
+        self.nets
+            .iter()
+            .any(|net| net.contains(&ip) || mapped.is_some_and(|m| net.contains(&m)))
     }
 
     /// The 403 for a request from an address not served; `None` when it is
@@ -88,8 +95,16 @@ impl IpAllowlist {
         if client.is_some_and(|ip| self.allows(ip)) {
             return None;
         }
-        let error = forbidden(client);
         let path = request.uri().path();
+        // Refused before a request context exists: this line is its access log.
+        tracing::info!(
+            client = %client.map_or_else(|| "unreadable".to_owned(), |ip| ip.to_canonical().to_string()),
+            method = %request.method(),
+            path,
+            status = 403,
+            "refused: the client's address is not in general_settings.allowed_ips"
+        );
+        let error = forbidden(client);
         Some(if super::messages::looks_like_messages_path(path) {
             super::messages::in_anthropic_shape(&error)
         } else {
@@ -225,6 +240,14 @@ mod tests {
     fn a_mapped_ipv4_entry_serves_the_ipv4_client() {
         let list = list(&["::ffff:127.0.0.1"], false);
         assert!(list.allows("127.0.0.1".parse().unwrap()));
+        let mapped_range = list_of(&["::ffff:10.0.0.0/104"]);
+        assert!(mapped_range.allows("10.1.2.3".parse().unwrap()));
+        assert!(!mapped_range.allows("11.1.2.3".parse().unwrap()));
+        assert!(list_of(&["::/0"]).allows("192.0.2.1".parse().unwrap()));
+    }
+
+    fn list_of(entries: &[&str]) -> IpAllowlist {
+        list(entries, false)
     }
 
     #[test]

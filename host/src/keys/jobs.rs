@@ -11,9 +11,9 @@ use super::end_user::EndUser;
 use super::model::Principal;
 use super::registry::Registry;
 use super::reset::ResetClock;
-use super::store::Store;
+use super::store::{EndedPeriods, Store};
 
-/// How often due budgets are looked for.
+/// How often due budgets are looked for (by the spend writer).
 pub const RESET_EVERY: Duration = Duration::from_secs(5);
 /// Spend-log rows deleted per statement.
 const RETENTION_BATCH: u32 = 1000;
@@ -21,10 +21,11 @@ const RETENTION_BATCH: u32 = 1000;
 const RETENTION_PAUSE: Duration = Duration::from_millis(50);
 
 /// How due budgets are reset: the clock new periods end on, and the
-/// cached records a reset makes stale. Both the reset job and the spend
-/// writer reset: the writer does before each batch, so that a call made
-/// after a period ended is never added to the ended period's total and
-/// then zeroed with it.
+/// cached records a reset makes stale. The spend writer resets, every
+/// [`RESET_EVERY`] and before each batch, so that the calls it writes fall
+/// on the right side of a boundary: one made after a period ended is
+/// never added to that period's total and zeroed with it, and one made
+/// before is not carried into the next period.
 #[derive(Clone)]
 pub struct BudgetResets {
     pub clock: ResetClock,
@@ -33,29 +34,17 @@ pub struct BudgetResets {
 }
 
 impl BudgetResets {
-    /// Resets what is due at `now` in `store`, then drops the cached records.
-    pub async fn run(&self, store: &Store, now: SystemTime) -> Result<(), KeyError> {
-        if store.reset_due_budgets(now, &self.clock).await? {
+    /// Resets what is due at `now` in `store`, then drops the cached
+    /// records; the periods it ended.
+    pub async fn run(&self, store: &Store, now: SystemTime) -> Result<EndedPeriods, KeyError> {
+        let ended = store.reset_due_budgets(now, &self.clock).await?;
+        if !ended.is_empty() {
             tracing::info!("budgets reset for their new period");
             self.registry.invalidate_all();
             self.end_users.invalidate_all();
         }
-        Ok(())
+        Ok(ended)
     }
-}
-
-/// Starts the budget reset job, for the periods no spend is written in.
-pub fn start_budget_resets(store: Store, resets: BudgetResets) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RESET_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = resets.run(&store, SystemTime::now()).await {
-                tracing::warn!("cannot reset budgets: {e}");
-            }
-        }
-    });
 }
 
 /// How often retention runs for a given period: a tenth of it, between a

@@ -125,8 +125,7 @@ impl Keys {
             registry: registry.clone(),
             end_users: end_users.clone(),
         };
-        let writer = WriterHandle::start(store.clone(), &settings, Some(resets.clone()));
-        jobs::start_budget_resets(store.clone(), resets);
+        let writer = WriterHandle::start(store.clone(), &settings, Some(resets));
         if let Some(period) = settings.spend_log_retention {
             jobs::start_retention(store.clone(), period);
         }

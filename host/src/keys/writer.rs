@@ -17,9 +17,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 use super::KeyError;
-use super::jobs::BudgetResets;
+use super::jobs::{BudgetResets, RESET_EVERY};
 use super::model::SpendRow;
 use super::settings::KeysSettings;
+use super::store::EndedPeriods;
 use super::store::Store;
 use crate::logging::Throttle;
 
@@ -104,6 +105,7 @@ impl WriterHandle {
             dropped: dropped.clone(),
             failing: false,
             resets,
+            next_reset: tokio::time::Instant::now(),
         };
         run_beside(task);
         Self {
@@ -206,6 +208,8 @@ struct Task {
     dropped: Arc<Dropped>,
     failing: bool,
     resets: Option<BudgetResets>,
+    /// When due budgets are next looked for if no batch comes first.
+    next_reset: tokio::time::Instant,
 }
 
 impl Task {
@@ -253,6 +257,10 @@ impl Task {
                         Some(row) => self.pending.push(row),
                         None => return (None, true),
                     },
+                    // Budgets end whether or not spend is written.
+                    () = tokio::time::sleep_until(self.next_reset), if self.resets.is_some() => {
+                        return (None, false);
+                    }
                 }
                 continue;
             }
@@ -308,9 +316,23 @@ impl Task {
     /// Writes the waiting rows batch by batch; stops at the first failure
     /// (the rows stay for the retry). Whether everything was written.
     async fn write_pending(&mut self) -> bool {
+        let ended = match self.reset_due().await {
+            Ok(ended) => ended,
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!("cannot reset budgets in the key store, retrying: {e}");
+                }
+                self.failing = true;
+                return false;
+            }
+        };
         while !self.pending.is_empty() {
             let n = self.pending.len().min(BATCH);
-            match self.write_batch(n).await {
+            match self
+                .store
+                .write_spend_after(&self.pending[..n], self.keep_logs, &ended)
+                .await
+            {
                 Ok(()) => {
                     self.pending.drain(..n);
                     if self.failing {
@@ -333,18 +355,15 @@ impl Task {
         true
     }
 
-    /// Writes the first `n` waiting rows, after resetting the budgets whose
-    /// period has ended: the calls of a new period then count in it. A
-    /// call that ended in an ended period's last moment, written after
-    /// the reset, counts in the new one (at most one batch interval of
-    /// calls, counted once either way and never lost).
-    async fn write_batch(&self, n: usize) -> Result<(), KeyError> {
-        if let Some(resets) = &self.resets {
-            resets.run(&self.store, SystemTime::now()).await?;
-        }
-        self.store
-            .write_spend(&self.pending[..n], self.keep_logs)
-            .await
+    /// Resets the budgets whose period has ended, before the waiting rows
+    /// are written: the rows of those periods then stay out of the new
+    /// periods' totals, and the rows of the new periods count in them.
+    async fn reset_due(&mut self) -> Result<EndedPeriods, KeyError> {
+        let Some(resets) = &self.resets else {
+            return Ok(EndedPeriods::default());
+        };
+        self.next_reset = tokio::time::Instant::now() + RESET_EVERY;
+        resets.run(&self.store, SystemTime::now()).await
     }
 }
 
@@ -356,11 +375,12 @@ mod tests {
     use crate::keys::store::SpendFilter;
     use crate::keys::store::tests::scratch_store;
 
-    /// A call made after a key's budget period ended, written before the
-    /// reset job ran: it counts in the new period, and the ended period's
-    /// spend is gone (before, the job zeroed the call's spend with it).
+    /// Calls on either side of a key's budget boundary, written together
+    /// after it: the one made after it counts in the new period (it is not
+    /// zeroed with the ended period's spend), the one made before does not
+    /// (it is not carried into the new period).
     #[tokio::test]
-    async fn spend_of_a_new_period_survives_the_reset_of_the_ended_one() {
+    async fn calls_count_in_the_period_they_were_made_in() {
         use crate::keys::model::KeyRecord;
         use crate::keys::registry::Registry;
         use crate::keys::reset::ResetClock;
@@ -368,7 +388,8 @@ mod tests {
         let mut key = KeyRecord::for_test("h1");
         key.limits.budget_duration = Some("30s".into());
         key.spend = 0.3;
-        key.budget_reset_at = Some(SystemTime::now() - Duration::from_secs(1));
+        let boundary = SystemTime::now() - Duration::from_secs(1);
+        key.budget_reset_at = Some(boundary);
         store.insert_key(&key).await.unwrap();
         let resets = BudgetResets {
             clock: ResetClock::default(),
@@ -377,10 +398,15 @@ mod tests {
         };
         let settings = KeysSettings::new(scratch.url.clone());
         let writer = WriterHandle::start(store.clone(), &settings, Some(resets));
-        let mut row = SpendRow::for_test("in-the-new-period", Some("h1"));
-        row.spend = 0.1;
-        row.started_at = SystemTime::now();
-        writer.push(row);
+        let mut before = SpendRow::for_test("in-the-ended-period", Some("h1"));
+        before.spend = 0.2;
+        before.started_at = boundary - Duration::from_millis(900);
+        before.latency_ms = 400;
+        writer.push(before);
+        let mut after = SpendRow::for_test("in-the-new-period", Some("h1"));
+        after.spend = 0.1;
+        after.started_at = SystemTime::now();
+        writer.push(after);
         assert!(writer.flush(Duration::from_secs(5)).await);
         let stored = store.key("h1").await.unwrap().unwrap();
         assert!((stored.spend - 0.1).abs() < 1e-9, "spend {}", stored.spend);

@@ -161,6 +161,7 @@ impl TargetError {
             Self::InvalidHeaderName { .. } | Self::InvalidHeaderValue { .. } => "extra_headers",
             Self::InvalidDefault { key, .. } => key,
             Self::UnsupportedProvider { .. } | Self::Settings { .. } => "model",
+            Self::MockAnswer { .. } => "mock_response",
         }
     }
 }
@@ -214,6 +215,9 @@ pub enum TargetError {
         provider: &'static str,
         message: String,
     },
+    /// Another provider's deployment has a `mock_response` that is not a string.
+    #[error("{message}")]
+    MockAnswer { message: String },
 }
 
 /// Where a deployment sends its requests.
@@ -237,10 +241,7 @@ impl Target {
         if let Some(answer) = params.mock_answer() {
             return MockTarget::from_answer(model, answer)
                 .map(Target::Mock)
-                .map_err(|message| TargetError::Settings {
-                    provider: MOCK_PROVIDER,
-                    message,
-                });
+                .map_err(|message| TargetError::MockAnswer { message });
         }
         match provider {
             MOCK_PROVIDER => MockTarget::from_params(model, params)

@@ -658,6 +658,25 @@ fn kept_until_restart(
                 .to_owned(),
         );
     }
+    let clients = |c: &LoadedConfig| {
+        let g = &c.config.general_settings;
+        (g.allowed_ips.clone(), g.use_x_forwarded_for)
+    };
+    if clients(old) != clients(new) {
+        notes.push(
+            "general_settings.allowed_ips or use_x_forwarded_for changed; the addresses \
+             served stay those read at start until a restart"
+                .to_owned(),
+        );
+    }
+    let tls = |c: &LoadedConfig| crate::upstream_tls::UpstreamTls::from_config(&c.config);
+    if tls(old) != tls(new) {
+        notes.push(
+            "the upstream TLS settings changed (litellm_settings.ssl_verify, ssl_certificate); \
+             the ones read at start stay until a restart"
+                .to_owned(),
+        );
+    }
     notes
 }
 
@@ -691,5 +710,17 @@ mod tests {
         let unkeyed = load("model_list: []\n");
         let notes = kept_until_restart(&unkeyed, &base, path);
         assert!(notes[0].contains("master key"), "{notes:?}");
+    }
+
+    #[test]
+    fn new_client_addresses_or_upstream_tls_are_said_to_wait_for_a_restart() {
+        let path = Path::new("/srv/c.yaml");
+        let base = load("model_list: []\n");
+        let narrowed = load(
+            "model_list: []\ngeneral_settings:\n  allowed_ips: ['10.0.0.0/8']\nlitellm_settings:\n  ssl_verify: false\n",
+        );
+        let notes = kept_until_restart(&base, &narrowed, path);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("allowed_ips") && notes[1].contains("ssl_verify"));
     }
 }

@@ -339,6 +339,12 @@ pub fn metadata(v: Value) -> Result<Value, ApiError> {
 
 /// An id (user, team, alias): non-empty, printable, at most 256 characters.
 pub fn check_id(field: &str, v: &str) -> Result<(), ApiError> {
+    if v.contains('\0') {
+        return Err(invalid(
+            field,
+            "must be 1 to 256 printable characters (it holds a NUL)",
+        ));
+    }
     if v.trim().is_empty() || v.chars().count() > 256 || v.chars().any(char::is_control) {
         return Err(invalid(field, "must be 1 to 256 printable characters"));
     }

@@ -16,7 +16,7 @@ use super::{Backend, Store, Transaction, store_error};
 use crate::keys::KeyError;
 use crate::keys::model::{Limits, SpendRow};
 use crate::keys::reset::ResetClock;
-use crate::keys::time::{day_number, day_text, to_ms};
+use crate::keys::time::{day_number, day_text, from_ms, to_ms};
 
 /// Most rows in one multi-row statement: far below both backends' bind limits.
 const MAX_ROWS: usize = 512;
@@ -115,23 +115,63 @@ struct Deltas<'a> {
     days: HashMap<DayKey<'a>, (i64, i64, f64, i64)>,
 }
 
+/// The budget periods a reset has just ended: whose, and the boundary
+/// each ended at. A call that ended before its owner's boundary belongs to
+/// the ended period, whose spend the reset set to zero, so it is not
+/// added to the new period's total (its spend-log row is kept).
+#[derive(Debug, Default)]
+pub struct EndedPeriods(HashMap<(SpendOwner, String), SystemTime>);
+
+impl EndedPeriods {
+    /// Whether any period ended.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether a call of `owner`'s that ended at `at` was in a period that
+    /// has just ended.
+    fn before_boundary(&self, owner: SpendOwner, id: &str, at: SystemTime) -> bool {
+        !self.0.is_empty()
+            && self
+                .0
+                .get(&(owner, id.to_owned()))
+                .is_some_and(|boundary| at < *boundary)
+    }
+}
+
 impl<'a> Deltas<'a> {
-    fn of(batch: &'a [SpendRow]) -> Self {
+    /// The batch's totals; a row of a period in `ended` counts in the
+    /// spend logs and daily report but not in its owner's total.
+    fn of(batch: &'a [SpendRow], ended: &EndedPeriods) -> Self {
         let mut d = Deltas::default();
         for r in batch {
-            if let Some(h) = r.token_hash.as_deref() {
+            let done = r.started_at + std::time::Duration::from_millis(r.latency_ms);
+            let counts = |owner: SpendOwner, id: &str| !ended.before_boundary(owner, id, done);
+            if let Some(h) = r.token_hash.as_deref()
+                && counts(SpendOwner::Key, h)
+            {
                 *d.keys.entry(h).or_default() += r.spend;
                 let model = r.budget_model.as_deref().unwrap_or(&r.model);
                 *d.key_models.entry((h, model)).or_default() += r.spend;
             }
-            if let Some(u) = r.user_id.as_deref() {
+            if let Some(u) = r.user_id.as_deref()
+                && counts(SpendOwner::User, u)
+            {
                 *d.users.entry(u).or_default() += r.spend;
             }
-            if let Some(t) = r.team_id.as_deref() {
+            if let Some(t) = r.team_id.as_deref()
+                && counts(SpendOwner::Team, t)
+            {
                 *d.teams.entry(t).or_default() += r.spend;
             }
+            // An end user is seen (its row made) whatever the period.
             if let Some(e) = r.end_user.as_deref() {
-                *d.end_users.entry(e).or_default() += r.spend;
+                let spend = if counts(SpendOwner::EndUser, e) {
+                    r.spend
+                } else {
+                    0.0
+                };
+                *d.end_users.entry(e).or_default() += spend;
             }
             // Sub-calls are counted in their own rows; the daily report
             // counts requests once, by their top-level row.
@@ -204,6 +244,18 @@ impl Store {
     /// Writes a batch of spend-log rows and adds their spend to the key,
     /// user, team, per-model and daily totals, all in one transaction.
     pub async fn write_spend(&self, batch: &[SpendRow], keep_logs: bool) -> Result<(), KeyError> {
+        self.write_spend_after(batch, keep_logs, &EndedPeriods::default())
+            .await
+    }
+
+    /// [`Self::write_spend`] just after a reset ended the periods `ended`:
+    /// a row of one of them is not added to its owner's new total.
+    pub async fn write_spend_after(
+        &self,
+        batch: &[SpendRow],
+        keep_logs: bool,
+        ended: &EndedPeriods,
+    ) -> Result<(), KeyError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -216,7 +268,7 @@ impl Store {
             }
             self.index_answers_when_due(&mut tx, batch.len()).await?;
         }
-        let d = Deltas::of(batch);
+        let d = Deltas::of(batch, ended);
         self.add_totals(&mut tx, "keys", "token_hash", &d.keys)
             .await?;
         self.add_totals(&mut tx, "users", "user_id", &d.users)
@@ -456,14 +508,15 @@ impl Store {
 
     /// Resets the spend of every key, user and team whose `budget_reset_at`
     /// has passed and moves it on to the period's next boundary after `now`
-    /// on `clock` ([`Limits::budget_reset_after`]). Returns whether
-    /// anything was reset (so cached records can be dropped).
+    /// on `clock` ([`Limits::budget_reset_after`]). Returns the periods it
+    /// ended (so cached records can be dropped, and calls of those periods
+    /// still to be written kept out of the new ones).
     pub async fn reset_due_budgets(
         &self,
         now: SystemTime,
         clock: &ResetClock,
-    ) -> Result<bool, KeyError> {
-        let mut any = false;
+    ) -> Result<EndedPeriods, KeyError> {
+        let mut ended = EndedPeriods::default();
         for owner in [
             SpendOwner::Key,
             SpendOwner::User,
@@ -494,10 +547,12 @@ impl Store {
                 let at: i64 = row.try_get("budget_reset_at").map_err(store_error)?;
                 let limits: Limits = serde_json::from_str(&limits).unwrap_or_default();
                 let next = limits.budget_reset_after(now, clock);
-                any |= self.reset_one(table, id, &id_value, at, next).await?;
+                if self.reset_one(table, id, &id_value, at, next).await? {
+                    ended.0.insert((owner, id_value), from_ms(at));
+                }
             }
         }
-        Ok(any)
+        Ok(ended)
     }
 
     /// Resets one entity if nobody else did first (its reset time is still `at`).
@@ -577,7 +632,7 @@ pub(super) fn oldest_ids(table: &str, time_column: &str) -> String {
 }
 
 /// Whose spend total a change is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpendOwner {
     Key,
     User,
