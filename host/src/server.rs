@@ -153,6 +153,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     } = options;
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
     let tls = UpstreamTls::from_config(&loaded.config);
+    tls.warn_if_unchecked();
     let client = http_client(&tls)?;
     // Process-wide limits are read once, at start-up.
     let general = loaded.config.general_settings.clone();

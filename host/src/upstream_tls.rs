@@ -67,6 +67,17 @@ impl UpstreamTls {
         }
     }
 
+    /// Says at start-up what these settings give up: with checks off, any
+    /// server can stand in for an upstream.
+    pub fn warn_if_unchecked(&self) {
+        if self.skip_verification {
+            tracing::warn!(
+                "upstream TLS certificates are not checked (ssl_verify is false): any server \
+                 can stand in for an upstream and read its prompts and keys"
+            );
+        }
+    }
+
     /// `builder` with these settings; the error names the setting whose
     /// file cannot be read or holds no usable certificate.
     pub fn configure(
@@ -74,10 +85,6 @@ impl UpstreamTls {
         mut builder: reqwest::ClientBuilder,
     ) -> Result<reqwest::ClientBuilder, String> {
         if self.skip_verification {
-            tracing::warn!(
-                "upstream TLS certificates are not checked (ssl_verify is false): any server \
-                 can stand in for an upstream and read its prompts and keys"
-            );
             builder = builder.danger_accept_invalid_certs(true);
         }
         for (path, from) in &self.extra_roots {

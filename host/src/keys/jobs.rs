@@ -1,6 +1,7 @@
-//! The store's background jobs: resetting spent budgets when their period
+//! The store's background work: resetting spent budgets when their period
 //! ends (LiteLLM's behaviour: spend goes back to zero at `budget_reset_at`,
-//! which moves on by one period), and deleting spend-log rows and stored
+//! which moves on by one period; the spend writer runs it, see
+//! [`BudgetResets`]), and jobs deleting spend-log rows and stored
 //! responses older than their retention period in small batches, so none
 //! ever holds a long lock.
 

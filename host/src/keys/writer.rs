@@ -20,8 +20,7 @@ use super::KeyError;
 use super::jobs::{BudgetResets, RESET_EVERY};
 use super::model::SpendRow;
 use super::settings::KeysSettings;
-use super::store::EndedPeriods;
-use super::store::Store;
+use super::store::{EndedPeriods, Store};
 use crate::logging::Throttle;
 
 /// Longest a row waits before its batch is written, unless
@@ -88,7 +87,8 @@ impl Dropped {
 
 impl WriterHandle {
     /// Starts the writer on a thread of its own (see [`run_beside`]); it
-    /// resets due budgets with `resets` before each batch.
+    /// resets due budgets with `resets` before each batch and every
+    /// [`RESET_EVERY`].
     pub fn start(store: Store, settings: &KeysSettings, resets: Option<BudgetResets>) -> Self {
         let capacity = settings.buffer_rows.max(1);
         let (rows, rx) = mpsc::channel(capacity);
@@ -317,7 +317,13 @@ impl Task {
     /// (the rows stay for the retry). Whether everything was written.
     async fn write_pending(&mut self) -> bool {
         let ended = match self.reset_due().await {
-            Ok(ended) => ended,
+            Ok(ended) => {
+                if self.failing && self.pending.is_empty() {
+                    tracing::info!("the key store answers again");
+                    self.failing = false;
+                }
+                ended
+            }
             Err(e) => {
                 if !self.failing {
                     tracing::warn!("cannot reset budgets in the key store, retrying: {e}");
