@@ -36,10 +36,7 @@ impl UpstreamTls {
     pub fn from_config(config: &Config) -> Self {
         let env = |name: &str| config.env.get(name).filter(|v| !v.trim().is_empty());
         let ls = &config.litellm_settings;
-        let env_verify = env("SSL_VERIFY").map(|v| match crate::config::parse_switch(&v) {
-            Some(verify) => SslVerify::Switch(verify),
-            None => SslVerify::CaBundle(v),
-        });
+        let env_verify = env("SSL_VERIFY").map(|v| SslVerify::read(&v));
         let (verify, verify_from) = match env_verify {
             Some(v) => (Some(v), "SSL_VERIFY"),
             None => (ls.ssl_verify.clone(), "litellm_settings.ssl_verify"),

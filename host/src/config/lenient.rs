@@ -370,14 +370,10 @@ pub(super) fn ssl_verify<'de, D: Deserializer<'de>>(
 ) -> Result<Option<super::SslVerify>, D::Error> {
     use super::SslVerify;
     use serde_yaml::Value;
-    let switch_or_path = |text: &str| match parse_switch(text) {
-        Some(verify) => SslVerify::Switch(verify),
-        None => SslVerify::CaBundle(text.to_owned()),
-    };
     match <Option<Value> as serde::Deserialize>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(verify)) => Ok(Some(SslVerify::Switch(verify))),
-        Some(Value::String(text)) => Ok(Some(switch_or_path(&text))),
+        Some(Value::String(text)) => Ok(Some(SslVerify::read(&text))),
         Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 1) => {
             Ok(Some(SslVerify::Switch(n.as_u64() == Some(1))))
         }

@@ -24,7 +24,6 @@ mod yaml;
 pub use cache::{CacheMode, CacheParams, CacheScope, CacheType, CallType};
 pub use env::Env;
 pub use include::Origins;
-pub(crate) use lenient::parse_switch;
 pub use load::{
     ConfigError, LoadedConfig, MASTER_KEY_VARIABLES, Problem, default_config_path, load, load_str,
 };

@@ -475,6 +475,17 @@ pub enum SslVerify {
     CaBundle(String),
 }
 
+impl SslVerify {
+    /// A written value, in the config or `SSL_VERIFY`: a switch as pydantic
+    /// reads one (`False`, `no`, `0`), else the path of a CA bundle.
+    pub fn read(text: &str) -> Self {
+        match super::lenient::parse_switch(text) {
+            Some(verify) => Self::Switch(verify),
+            None => Self::CaBundle(text.to_owned()),
+        }
+    }
+}
+
 /// One of `general_settings.user_header_mappings`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -91,14 +91,15 @@ impl IpAllowlist {
             }
         } else {
             peer
-        };
+        }
+        .map(|ip| ip.to_canonical());
         if client.is_some_and(|ip| self.allows(ip)) {
             return None;
         }
         let path = request.uri().path();
         // Refused before a request context exists: this line is its access log.
         tracing::info!(
-            client = %client.map_or_else(|| "unreadable".to_owned(), |ip| ip.to_canonical().to_string()),
+            client = %client.map_or_else(|| "unreadable".to_owned(), |ip| ip.to_string()),
             method = %request.method(),
             path,
             status = 403,
@@ -144,12 +145,7 @@ fn last_forwarded(headers: &HeaderMap) -> Forwarded {
 fn forbidden(client: Option<IpAddr>) -> ApiError {
     let which = client.map_or_else(
         || "the client's address could not be read".to_owned(),
-        |ip| {
-            format!(
-                "{} is not in general_settings.allowed_ips",
-                ip.to_canonical()
-            )
-        },
+        |ip| format!("{ip} is not in general_settings.allowed_ips"),
     );
     ApiError::new(
         StatusCode::FORBIDDEN,
@@ -238,16 +234,12 @@ mod tests {
 
     #[test]
     fn a_mapped_ipv4_entry_serves_the_ipv4_client() {
-        let list = list(&["::ffff:127.0.0.1"], false);
-        assert!(list.allows("127.0.0.1".parse().unwrap()));
-        let mapped_range = list_of(&["::ffff:10.0.0.0/104"]);
+        let mapped_address = list(&["::ffff:127.0.0.1"], false);
+        assert!(mapped_address.allows("127.0.0.1".parse().unwrap()));
+        let mapped_range = list(&["::ffff:10.0.0.0/104"], false);
         assert!(mapped_range.allows("10.1.2.3".parse().unwrap()));
         assert!(!mapped_range.allows("11.1.2.3".parse().unwrap()));
-        assert!(list_of(&["::/0"]).allows("192.0.2.1".parse().unwrap()));
-    }
-
-    fn list_of(entries: &[&str]) -> IpAllowlist {
-        list(entries, false)
+        assert!(list(&["::/0"], false).allows("192.0.2.1".parse().unwrap()));
     }
 
     #[test]
