@@ -71,6 +71,9 @@ pub struct Gateway {
     /// The budget of end users with none of their own
     /// (`litellm_settings.max_end_user_budget`, `max_end_user_budget_id`).
     pub end_user_defaults: crate::keys::EndUserDefaults,
+    /// The whole gateway's budget (`litellm_settings.max_budget`,
+    /// `budget_duration`), when one is set.
+    pub proxy_budget: Option<crate::keys::ProxyBudgetSettings>,
     /// The headers naming a request's end user, in the order they are
     /// read: LiteLLM's two, then the config's own.
     pub end_user_headers: Vec<http::HeaderName>,
@@ -142,6 +145,8 @@ impl Gateway {
             .map(Arc::new);
         let key_generate = crate::keys::KeyGenerateParams::from_config(cfg)
             .map_err(|p| BuildError::Keys(invalid(vec![p])))?;
+        let proxy_budget = crate::keys::ProxyBudgetSettings::from_config(cfg)
+            .map_err(|p| BuildError::Keys(invalid(vec![p])))?;
         let master_key = master_key(cfg);
         let body_limit = cfg
             .general_settings
@@ -176,6 +181,7 @@ impl Gateway {
                     .unwrap_or(false),
                 enforce_user_param: cfg.general_settings.enforce_user_param.unwrap_or(false),
                 end_user_defaults: crate::keys::EndUserDefaults::of(&cfg.litellm_settings),
+                proxy_budget,
                 end_user_headers: end_user_headers(&cfg.general_settings),
                 audit_log: cfg.litellm_settings.store_audit_logs.unwrap_or(true),
                 key_generate,

@@ -228,6 +228,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         keys.as_ref(),
     )?;
     let limiter = limiter(shared_state, keys.as_ref(), &control).await?;
+    let proxy_budget = start_proxy_budget(keys.as_ref(), &control).await?;
     let ops = Ops {
         observe,
         outcomes: outcomes.clone(),
@@ -238,6 +239,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
                 .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
             &limiter,
             keys.as_ref(),
+            proxy_budget,
         )),
         limiter,
         keys: keys.clone(),
@@ -413,6 +415,38 @@ const SPEND_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens the virtual-key store when the gateway has a master key (see
 /// [`crate::keys`]); an unusable store stops start-up with its reason.
+/// The whole gateway's budget record: read from the key store before the
+/// first request (and kept in step with it from then on), or counted in
+/// memory without a store, which is said once.
+async fn start_proxy_budget(
+    keys: Option<&crate::keys::Keys>,
+    control: &Arc<Control>,
+) -> Result<Arc<crate::keys::ProxyBudget>, String> {
+    let budget = Arc::new(crate::keys::ProxyBudget::default());
+    let current = control.current();
+    let first = current.load().proxy_budget.clone();
+    match (keys, first) {
+        (Some(keys), first) => {
+            if let Some(settings) = &first {
+                budget
+                    .sync(keys, settings)
+                    .await
+                    .map_err(|e| format!("litellm_settings.max_budget: {e}"))?;
+            }
+            crate::keys::proxy_budget::spawn_sync(budget.clone(), keys.clone(), move || {
+                current.load().proxy_budget.clone()
+            });
+        }
+        (None, Some(_)) => tracing::warn!(
+            "litellm_settings.max_budget: there is no key store (it opens with a master key), \
+             so the gateway's spend is counted in this process's memory from start-up and a \
+             restart starts it again from zero"
+        ),
+        (None, None) => {}
+    }
+    Ok(budget)
+}
+
 async fn open_keys(
     config: &config::Config,
     config_path: &std::path::Path,

@@ -24,6 +24,11 @@ const CHAIR: &str = "chair-oscar";
 /// member answers, then reviews the others' answers, then the chairman
 /// answers: seven calls per run.
 async fn council(up: &FakeUpstream) -> Proxy {
+    council_with(up, "").await
+}
+
+/// [`council`] with `extra` top-level config appended.
+async fn council_with(up: &FakeUpstream, extra: &str) -> Proxy {
     for m in MEMBERS {
         up.set(m, Behavior::ok(&format!("{m} says 42")));
     }
@@ -33,13 +38,8 @@ async fn council(up: &FakeUpstream) -> Proxy {
     let profile = "      council_test:\n        strategy: council\n        topology:\n          \
          chairman: {model: chair-oscar}\n          \
          council: [{model: member-kilo}, {model: member-lima}, {model: member-mike}]\n";
-    Proxy::start(&composite(
-        up,
-        &names,
-        &[("council", "council_test")],
-        profile,
-    ))
-    .await
+    let yaml = composite(up, &names, &[("council", "council_test")], profile) + extra;
+    Proxy::start(&yaml).await
 }
 
 /// A streamed request to the council as `key`, under `request_id`.
@@ -127,6 +127,22 @@ async fn a_run_stops_at_its_callers_budget_instead_of_calling_the_chairman() {
         key_spend(&proxy, &key, 3.0 * CALL_COST).await,
         3.0 * CALL_COST
     ));
+}
+
+#[tokio::test]
+async fn a_run_stops_at_the_gateways_budget_whoever_calls() {
+    let up = FakeUpstream::start().await;
+    let budget = 2.5 * CALL_COST;
+    let proxy = council_with(&up, &format!("litellm_settings:\n  max_budget: {budget}\n")).await;
+    let (status, _, body) = chat_as(&proxy, MASTER, "council").await;
+    assert_ne!(status, 200, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("litellm_settings.max_budget"), "{body}");
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (3, 0));
+    let (status, _, body) = chat_as(&proxy, MASTER, "council").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "proxy_budget_exceeded");
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (3, 0));
 }
 
 #[tokio::test]

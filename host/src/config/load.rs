@@ -320,6 +320,12 @@ fn load_tree(
              in the key store, which needs a master key; without one no end user is limited"
         ));
     }
+    if ls.budget_duration.is_some() && ls.max_budget.is_none_or(|max| max == 0.0) {
+        warnings.push(format!(
+            "{file}: litellm_settings.budget_duration: there is no max_budget for it to renew, \
+             so the gateway has no budget"
+        ));
+    }
     let mut problems = Vec::new();
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
@@ -799,6 +805,14 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
         problems.push(Problem::new(
             "litellm_settings.max_end_user_budget",
             format!("must be a non-negative number of USD, not {max}"),
+        ));
+    }
+    if let Some(max) = ls.max_budget
+        && !(max.is_finite() && max >= 0.0)
+    {
+        problems.push(Problem::new(
+            "litellm_settings.max_budget",
+            format!("must be a non-negative number of USD (0 sets no cap), not {max}"),
         ));
     }
     if ls

@@ -455,6 +455,12 @@ pub struct LitellmSettings {
     /// The budget (made with `/budget/new`) an end user with none of its
     /// own is linked to when first seen.
     pub max_end_user_budget_id: Option<String>,
+    /// The most every model call through the gateway together may spend
+    /// per `budget_duration` (USD), whoever makes them; 0 sets no cap.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub max_budget: Option<f64>,
+    /// How often the gateway's `max_budget` renews (`30d`, `1mo`, ...).
+    pub budget_duration: Option<String>,
     /// Upstream certificate checks: `false` turns them off; a path names
     /// PEM CA certificates trusted besides the built-in roots
     /// ([`crate::upstream_tls`]). Read at start-up.

@@ -115,8 +115,9 @@ fn install_scope(
     let mut ctx = RequestContext::new(id, caller, route, state.ops.outcomes.clone());
     ctx.tags = tags;
     ctx.end_user = end_user;
+    let limited = state.ops.keys.is_some() || gateway.proxy_budget.is_some();
     ctx.meter = Meter::new(
-        state.ops.keys.is_some().then(|| state.ops.limiter.clone()),
+        limited.then(|| state.ops.limiter.clone()),
         gateway.prices.clone(),
     );
     ctx.trace = crate::observe::otel::RequestTrace::start(request.headers(), request.method());

@@ -124,6 +124,7 @@ pub async fn execute(
             fallbacks: req.fallbacks.as_deref().unwrap_or_default(),
             access: &gateway.access_groups,
             end_user_defaults: &gateway.end_user_defaults,
+            proxy_budget: gateway.proxy_budget.as_ref(),
         })
         .await?;
     // What is left of a key's per-minute limits, in LiteLLM's headers.

@@ -16,6 +16,7 @@ pub mod end_user;
 mod generate_params;
 mod jobs;
 pub mod model;
+pub mod proxy_budget;
 mod registry;
 pub mod reset;
 pub mod responses;
@@ -35,6 +36,7 @@ pub use model::{
     BudgetRecord, EndUserRecord, KeyRecord, Limits, PROXY_ADMIN_ROLE, PeriodError, Principal,
     SpendRow, TeamRecord, UserRecord, budget_period,
 };
+pub use proxy_budget::{PROXY_BUDGET_USER, ProxyBudget, ProxyBudgetSettings};
 pub use responses::{ResponseStore, ResponsesSettings, StoredResponse};
 pub use settings::{DEFAULT_DATABASE_URL, KeysSettings, database_url};
 pub use store::{Backend, Store};

@@ -47,6 +47,20 @@ impl Default for ResetClock {
     }
 }
 
+impl ResetClock {
+    /// The clock `litellm_settings.timezone` and `budget_reset_time` set.
+    pub fn of(settings: &crate::config::LitellmSettings) -> Self {
+        let mut clock = Self::default();
+        if let Some(zone) = &settings.timezone {
+            clock.zone = zone.zone().clone();
+        }
+        if let Some(time) = settings.budget_reset_time {
+            clock.time_of_day = time.seconds;
+        }
+        clock
+    }
+}
+
 impl Limits {
     /// When the budget period set now ends ([`next_budget_reset`]), if
     /// there is one: when a budget is set, and at each reset.

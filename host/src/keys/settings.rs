@@ -69,13 +69,7 @@ impl KeysSettings {
         }
         let general = &config.general_settings;
         let mut settings = Self::new(database_url(config, config_path)?);
-        let litellm = &config.litellm_settings;
-        if let Some(zone) = &litellm.timezone {
-            settings.reset_clock.zone = zone.zone().clone();
-        }
-        if let Some(time) = litellm.budget_reset_time {
-            settings.reset_clock.time_of_day = time.seconds;
-        }
+        settings.reset_clock = ResetClock::of(&config.litellm_settings);
         if let Some(period) = &general.maximum_spend_logs_retention_period {
             settings.spend_log_retention = Some(budget_period(period).map_err(|e| {
                 format!(

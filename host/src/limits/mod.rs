@@ -49,6 +49,8 @@ pub enum Level {
     /// The end user a request names (`user`, LiteLLM's customer), under
     /// the budget it is linked to.
     EndUser,
+    /// The whole gateway (`litellm_settings.max_budget`), whoever calls.
+    Proxy,
 }
 
 impl Level {
@@ -60,6 +62,7 @@ impl Level {
             Level::Team => "team",
             Level::Model => "model",
             Level::EndUser => "end_user",
+            Level::Proxy => "proxy",
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Meter {
     refused: OnceLock<Refusal>,
     /// Set by admission when the request names an end user with limits.
     end_user: OnceLock<CountedEndUser>,
+    /// Set by admission when the gateway has a budget.
+    proxy: OnceLock<Scope<'static>>,
 }
 
 impl Default for Meter {
@@ -62,6 +64,7 @@ impl Meter {
             total: AtomicU64::new(0f64.to_bits()),
             refused: OnceLock::new(),
             end_user: OnceLock::new(),
+            proxy: OnceLock::new(),
         }
     }
 
@@ -71,8 +74,14 @@ impl Meter {
         let _ = self.end_user.set(CountedEndUser { end_user, limits });
     }
 
+    /// Counts the request's calls toward the gateway's budget too, in
+    /// `scope` (the first one set stays).
+    pub fn count_proxy(&self, scope: Scope<'static>) {
+        let _ = self.proxy.set(scope);
+    }
+
     /// Every scope a call to `model` by `caller` counts in: its key's,
-    /// user's and team's, and the request's end user's.
+    /// user's and team's, the request's end user's and the gateway's.
     pub fn scopes<'a>(&'a self, caller: &'a Caller, model: &str) -> Vec<Scope<'a>> {
         let mut out = match caller.principal() {
             Some(p) => scopes::scopes(p, model),
@@ -84,6 +93,9 @@ impl Meter {
                 &counted.limits,
                 model,
             ));
+        }
+        if let Some(proxy) = self.proxy.get() {
+            out.push(proxy.clone());
         }
         out
     }

@@ -231,8 +231,8 @@ pub async fn report(
     security(("bearer" = []))
 )]
 /// `GET /global/spend`: what every caller spent in the last 30 days, as
-/// `{"spend", "max_budget"}` (conclave has no gateway-wide budget, so
-/// `max_budget` is null).
+/// `{"spend", "max_budget"}` (the gateway's budget,
+/// `litellm_settings.max_budget`; null without one).
 pub async fn global(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = reader(&state, request.headers()).await?;
     let (start, end) = global_window();
@@ -242,7 +242,8 @@ pub async fn global(State(state): State<AppState>, request: Request) -> Result<R
         .await
         .map_err(key_error)?;
     let spend: f64 = rows.iter().map(|r| r.totals.spend).sum();
-    Ok(Json(json!({"spend": spend, "max_budget": null})).into_response())
+    let max_budget = state.gateway().proxy_budget.as_ref().map(|b| b.max_budget);
+    Ok(Json(json!({"spend": spend, "max_budget": max_budget})).into_response())
 }
 
 #[utoipa::path(

@@ -13,10 +13,10 @@ use sqlx::Row;
 use super::answers;
 use super::rows::{self, SPEND_COLUMNS, json};
 use super::{Backend, Store, Transaction, store_error};
-use crate::keys::KeyError;
 use crate::keys::model::{Limits, SpendRow};
 use crate::keys::reset::ResetClock;
 use crate::keys::time::{day_number, day_text, from_ms, to_ms};
+use crate::keys::{KeyError, PROXY_BUDGET_USER};
 
 /// Most rows in one multi-row statement: far below both backends' bind limits.
 const MAX_ROWS: usize = 512;
@@ -158,6 +158,13 @@ impl<'a> Deltas<'a> {
                 && counts(SpendOwner::User, u)
             {
                 *d.users.entry(u).or_default() += r.spend;
+            }
+            // Every call counts toward the gateway's budget, kept on its
+            // reserved user (no such row: nothing is updated).
+            if r.user_id.as_deref() != Some(PROXY_BUDGET_USER)
+                && counts(SpendOwner::User, PROXY_BUDGET_USER)
+            {
+                *d.users.entry(PROXY_BUDGET_USER).or_default() += r.spend;
             }
             if let Some(t) = r.team_id.as_deref()
                 && counts(SpendOwner::Team, t)

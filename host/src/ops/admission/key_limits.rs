@@ -95,6 +95,7 @@ fn budget_code(level: Level) -> &'static str {
         Level::Team => "team_budget_exceeded",
         Level::Model => "model_budget_exceeded",
         Level::EndUser => "end_user_budget_exceeded",
+        Level::Proxy => "proxy_budget_exceeded",
     }
 }
 

@@ -10,6 +10,7 @@ mod composite_capacity;
 mod end_user_limits;
 mod key_limits;
 mod model_access;
+mod proxy_budget;
 
 use std::any::Any;
 use std::future::Future;
@@ -22,6 +23,7 @@ pub use composite_capacity::{CompositeCapacity, DEFAULT_QUEUE_TIMEOUT};
 pub use end_user_limits::{EndUserAdmission, EndUserLimits};
 pub use key_limits::{KeyAdmission, KeyLimits, rate_headers, refusal as limit_refusal};
 pub use model_access::{AccessGroups, ModelAccess, denied_by, refusal as access_refusal};
+pub use proxy_budget::ProxyBudgetLimit;
 
 /// What a check sees of a request.
 pub struct Candidate<'a> {
@@ -41,6 +43,8 @@ pub struct Candidate<'a> {
     pub access: &'a AccessGroups,
     /// The budget of end users with none of their own, in that version.
     pub end_user_defaults: &'a crate::keys::EndUserDefaults,
+    /// The whole gateway's budget in that version, if it sets one.
+    pub proxy_budget: Option<&'a crate::keys::ProxyBudgetSettings>,
 }
 
 /// Why a request was refused, in terms the HTTP layer maps to a status.
@@ -82,16 +86,19 @@ pub trait AdmissionCheck: Send + Sync + 'static {
     fn check<'a>(&'a self, candidate: &'a Candidate<'a>) -> Verdict<'a>;
 }
 
-/// The checks every request passes, in order: a virtual key's model access
-/// and limits, then its end user's (both counted in `limiter`; end users
+/// The checks every request passes, in order: a virtual key's model
+/// access, the whole gateway's budget (its record in `proxy_budget`), the
+/// key's limits, then its end user's (all counted in `limiter`; end users
 /// are read from `keys`), before a composite waits for a slot.
 pub fn default_checks(
     composite_queue_timeout: Duration,
     limiter: &crate::limits::Limiter,
     keys: Option<&crate::keys::Keys>,
+    proxy_budget: Arc<crate::keys::ProxyBudget>,
 ) -> Vec<Arc<dyn AdmissionCheck>> {
     vec![
         Arc::new(ModelAccess),
+        Arc::new(ProxyBudgetLimit::new(proxy_budget, limiter.clone())),
         Arc::new(KeyLimits::new(limiter.clone())),
         Arc::new(EndUserLimits::new(keys.cloned(), limiter.clone())),
         Arc::new(CompositeCapacity::new(composite_queue_timeout)),
@@ -148,6 +155,7 @@ impl Default for Admission {
             DEFAULT_QUEUE_TIMEOUT,
             &crate::limits::Limiter::default(),
             None,
+            Arc::default(),
         ))
     }
 }
