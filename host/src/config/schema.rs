@@ -97,6 +97,8 @@ pub const TYPED_PARAM_KEYS: &[&str] = &[
     "max_parallel_requests",
     "weight",
     "order",
+    "max_budget",
+    "budget_duration",
     "target_model",
     "supports_reasoning",
     "drop_params",
@@ -161,6 +163,12 @@ pub struct LitellmParams {
     pub weight: Option<f64>,
     #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub order: Option<u32>,
+    /// USD this deployment may spend per `budget_duration`; once spent it
+    /// is passed over until its window ends (LiteLLM's deployment budget).
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub max_budget: Option<f64>,
+    /// How long each window of `max_budget` lasts (`1d`, `30d`, ...).
+    pub budget_duration: Option<String>,
     /// Upstream model name, when it differs from the one after the provider prefix.
     pub target_model: Option<String>,
     /// Injects the provider's reasoning switch when a request carries none.
@@ -616,6 +624,10 @@ pub struct RouterSettings {
     /// Whether one of a request's tags is enough (the default), or all must match.
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub tag_filtering_match_any: Option<bool>,
+    /// Spend caps per provider (`openai: {budget_limit: 100, time_period:
+    /// 1d}`): a provider whose cap is spent gets no calls until its
+    /// window ends.
+    pub provider_budget_config: Option<BTreeMap<String, ProviderBudget>>,
     /// The Redis instances share limits, key changes and cooldowns through
     /// (LiteLLM's names; `REDIS_URL` and the cache's Redis also serve).
     pub redis_url: Option<Secret>,
@@ -628,6 +640,17 @@ pub struct RouterSettings {
     /// Milliseconds a shared-limit check may wait for Redis (100).
     #[serde(deserialize_with = "super::lenient::opt_u64")]
     pub redis_timeout_ms: Option<u64>,
+}
+
+/// One provider's entry in `router_settings.provider_budget_config`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProviderBudget {
+    /// USD per window.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub budget_limit: Option<f64>,
+    /// How long a window lasts (`1d`, `30d`, `1mo`).
+    pub time_period: Option<String>,
 }
 
 /// `router_settings.routing_strategy_args`.

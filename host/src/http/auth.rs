@@ -119,6 +119,7 @@ fn install_scope(
     ctx.meter = Meter::new(
         limited.then(|| state.ops.limiter.clone()),
         gateway.prices.clone(),
+        gateway.router.spend_caps().cloned(),
     );
     ctx.trace = crate::observe::otel::RequestTrace::start(request.headers(), request.method());
     request.extensions_mut().insert(Scope {

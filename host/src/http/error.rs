@@ -235,6 +235,18 @@ impl From<RouteError> for ApiError {
                 code,
                 retry_in,
             ),
+            // LiteLLM answers a group whose budgets are spent with a 429.
+            RouteError::GroupOverBudget { retry_in, .. } => {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "budget_exceeded",
+                    message,
+                    None,
+                    Some(code),
+                );
+                e.retry_after = retry_in;
+                e
+            }
             RouteError::DeploymentBusy { .. } => retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",

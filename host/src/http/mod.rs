@@ -192,6 +192,7 @@ pub fn app(
         .route("/v1/model/info", get(routes::model_info))
         .route("/model/info", get(routes::model_info))
         .route("/model_group/info", get(routes::model_group_info))
+        .route("/provider/budgets", get(routes::provider_budgets))
         .route("/info", get(info::info))
         .route("/health", get(routes::health));
     let models = guarded(models, &state);

@@ -46,6 +46,7 @@ pub use schemas::*;
         routes::model,
         routes::model_info,
         routes::model_group_info,
+        routes::provider_budgets,
         info::info,
         routes::health,
         // Anthropic's Messages API (model-route auth, Anthropic's error shape).

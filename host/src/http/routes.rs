@@ -767,3 +767,41 @@ pub async fn method_not_allowed(request: Request) -> Response {
     }
     error.into_response()
 }
+
+#[utoipa::path(
+    get,
+    path = "/provider/budgets",
+    operation_id = "provider_budgets",
+    tag = "models",
+    summary = "Each provider's spend cap and what its window has spent",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The caps of router_settings.provider_budget_config", body = super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+    )
+)]
+/// `GET /provider/budgets`: LiteLLM's listing of provider spend caps,
+/// `{"providers": {"openai": {"budget_limit", "time_period", "spend",
+/// "budget_reset_at"}}}` (the reset is null while the window is not open).
+pub async fn provider_budgets(Extension(scope): Extension<Scope>) -> Response {
+    let now = std::time::SystemTime::now();
+    let providers: serde_json::Map<String, serde_json::Value> = scope
+        .gateway
+        .router
+        .spend_caps()
+        .into_iter()
+        .flat_map(|caps| caps.providers())
+        .map(|(name, cap)| {
+            let s = cap.state(now);
+            let reset = s.resets_at.map(crate::keys::time::rfc3339);
+            let entry = serde_json::json!({
+                "budget_limit": s.limit,
+                "time_period": s.period,
+                "spend": s.spent,
+                "budget_reset_at": reset,
+            });
+            (name.to_owned(), entry)
+        })
+        .collect();
+    Json(serde_json::json!({ "providers": providers })).into_response()
+}

@@ -14,6 +14,7 @@ use super::outcome::Usage;
 use crate::keys::{EndUser, Limits, scopes};
 use crate::limits::{Limiter, Scope};
 use crate::pricing::PriceBook;
+use crate::router::budgets::SpendCaps;
 
 /// The end user a request is counted for, and the limits that apply to it
 /// (its budget's, or the default's).
@@ -26,6 +27,8 @@ struct CountedEndUser {
 pub struct Meter {
     limiter: Option<Limiter>,
     prices: Arc<PriceBook>,
+    /// The router's provider and deployment spend caps, when any is set.
+    caps: Option<Arc<SpendCaps>>,
     /// The request's cost so far, as f64 bits (added with compare-and-swap).
     total: AtomicU64,
     /// The first time the caller's limits refused one of a composite's
@@ -42,7 +45,7 @@ impl Default for Meter {
     /// A meter that prices nothing and limits nothing (commands that do not
     /// serve, start-up validation).
     fn default() -> Self {
-        Self::new(None, Arc::default())
+        Self::new(None, Arc::default(), None)
     }
 }
 
@@ -56,11 +59,16 @@ impl std::fmt::Debug for Meter {
 
 impl Meter {
     /// A meter pricing with `prices` and charging `limiter` (when key limits
-    /// are enforced).
-    pub fn new(limiter: Option<Limiter>, prices: Arc<PriceBook>) -> Self {
+    /// are enforced) and the router's spend `caps` (when set).
+    pub fn new(
+        limiter: Option<Limiter>,
+        prices: Arc<PriceBook>,
+        caps: Option<Arc<SpendCaps>>,
+    ) -> Self {
         Self {
             limiter,
             prices,
+            caps,
             total: AtomicU64::new(0f64.to_bits()),
             refused: OnceLock::new(),
             end_user: OnceLock::new(),
@@ -134,6 +142,9 @@ impl Meter {
     ) -> f64 {
         let cost = self.price(deployment, model, usage);
         self.add(cost);
+        if let (Some(caps), Some(deployment)) = (&self.caps, deployment) {
+            caps.charge(deployment, cost);
+        }
         if let Some(limiter) = &self.limiter {
             let scopes = self.scopes(caller, model);
             if !scopes.is_empty() {

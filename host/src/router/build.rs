@@ -62,11 +62,11 @@ impl Findings {
         }
     }
 
-    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(path, message));
     }
 
-    fn warn(&mut self, message: impl Display) {
+    pub(super) fn warn(&mut self, message: impl Display) {
         self.warnings.push(format!("{}: {message}", self.file));
     }
 
@@ -200,7 +200,8 @@ pub(super) fn deployments(
         }
         let fingerprint = fingerprint(&entry.litellm_params, &target, &loaded.config.env);
         let members = members(&mut grouped, &entry.model_name);
-        let spec = spec(&entry, target, members.len(), &defaults, fingerprint);
+        let mut spec = spec(&entry, target, members.len(), &defaults, fingerprint);
+        spec.budget = deployment_budget(&at, &entry.litellm_params, found);
         match first_with_id.get(&spec.id) {
             Some(first) => found.warn(format_args!(
                 "{path}: deployment id {:?} is also {first}'s; the two share cooldowns, \
@@ -381,8 +382,30 @@ fn spec(
             .or(defaults.max_parallel_requests),
         max_input_tokens,
         tags: params.tags.clone(),
+        budget: None,
         fingerprint,
     }
+}
+
+/// A deployment's own spend cap (`max_budget` per `budget_duration` in its
+/// `litellm_params` at `at`); a duration without a cap is warned about.
+fn deployment_budget(
+    at: &str,
+    params: &LitellmParams,
+    found: &mut Findings,
+) -> Option<super::budgets::CapSpec> {
+    if params.max_budget.is_none() && params.budget_duration.is_some() {
+        found.warn(format_args!(
+            "{at}.budget_duration: there is no max_budget for it to renew, so the \
+             deployment has no budget"
+        ));
+    }
+    super::budgets::read_cap(
+        at,
+        ("max_budget", params.max_budget),
+        ("budget_duration", params.budget_duration.as_deref()),
+        found,
+    )
 }
 
 /// The longest prompt `entry`'s deployment takes, as LiteLLM's pre-call

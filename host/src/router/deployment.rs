@@ -38,6 +38,8 @@ pub struct Deployment {
     pub max_input_tokens: Option<u64>,
     /// Its `tags`, which tag filtering matches a request's against.
     pub tags: Box<[String]>,
+    /// Its own spend cap, which the router's caps count.
+    pub budget: Option<super::budgets::CapSpec>,
     /// Its `max_parallel_requests`, when it has one.
     slots: Option<Arc<CallSlots>>,
     /// Hash of what the deployment calls (provider, model, api_base, key).
@@ -189,6 +191,8 @@ pub struct DeploymentSpec {
     pub max_input_tokens: Option<u64>,
     /// Its `tags`, for tag filtering.
     pub tags: Vec<String>,
+    /// Its own spend cap (`max_budget` per `budget_duration`).
+    pub budget: Option<super::budgets::CapSpec>,
     /// Hash of what it calls: with `id`, its identity across config versions.
     pub fingerprint: String,
 }
@@ -220,6 +224,7 @@ impl Deployment {
             max_parallel_requests: None,
             max_input_tokens: None,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            budget: None,
             fingerprint: String::new(),
         }))
     }
@@ -248,6 +253,7 @@ impl Deployment {
             max_parallel_requests,
             max_input_tokens,
             tags,
+            budget,
             fingerprint,
         } = spec;
         let slots = max_parallel_requests.map(|limit| live.slots_for(limit));
@@ -264,6 +270,7 @@ impl Deployment {
             timeouts,
             max_input_tokens,
             tags: tags.into(),
+            budget,
             slots,
             fingerprint,
             live,

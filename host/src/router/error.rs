@@ -140,6 +140,18 @@ pub enum RouteError {
     )]
     GroupRateLimited { group: String, retry_in: Duration },
     #[error(
+        "no deployment of model group {group:?} may be called: the spend caps they are held to \
+         are used up ({spent}){}",
+        retry_in.map_or_else(String::new, |r| format!("; the first renews in {:.0} s", r.as_secs_f64().ceil()))
+    )]
+    GroupOverBudget {
+        group: String,
+        /// Until the first spent cap renews, when one does.
+        retry_in: Option<Duration>,
+        /// The spent caps, one clause each.
+        spent: String,
+    },
+    #[error(
         "the prompt (about {prompt_tokens} tokens, estimated) is longer than the context window \
          of every deployment of model group {group:?} (the largest takes {largest_window} tokens); \
          router_settings.context_window_fallbacks name where such prompts may go"
@@ -211,6 +223,7 @@ impl RouteError {
             | Self::NoDeploymentForTags { .. }
             | Self::GroupCooling { .. }
             | Self::GroupRateLimited { .. }
+            | Self::GroupOverBudget { .. }
             | Self::DeploymentBusy { .. }
             | Self::Unavailable(_) => Some(FallbackKind::Generic),
         }

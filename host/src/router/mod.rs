@@ -8,6 +8,7 @@
 
 mod attempt;
 pub mod balance;
+pub mod budgets;
 mod build;
 pub mod checks;
 pub mod clock;
@@ -25,7 +26,7 @@ pub use status::upstream_status;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{ConfigError, LoadedConfig, ModelEntry};
 use crate::openai::{CallLimits, Endpoint, RawFields};
@@ -130,6 +131,8 @@ pub struct Router {
     fit_context_windows: bool,
     /// `enable_tag_filtering`: how a request's tags pick deployments.
     tag_filtering: Option<tags::TagMatch>,
+    /// Provider and deployment spend caps, when any is set.
+    caps: Option<Arc<budgets::SpendCaps>>,
 }
 
 /// What one request asks of the deployments of the group it runs on,
@@ -217,6 +220,14 @@ impl Router {
         let (aliases, hidden_aliases) = build::aliases(rs, &mut found);
         let balancer = found.refuse_problems(&loaded.path, balancer)?;
         let (groups, wildcards) = build::index_groups(grouped);
+        let caps = budgets::SpendCaps::build(
+            &loaded.config,
+            &groups,
+            &wildcards,
+            previous.and_then(|p| p.caps.as_deref()),
+            &mut found,
+        );
+        found.refuse_problems(&loaded.path, Some(()))?;
         let fallbacks = build::fallbacks(rs, ls);
         let deployment_targets = build::deployment_targets(&groups, &fallbacks);
         let native_responses = groups
@@ -248,12 +259,19 @@ impl Router {
                     tags::TagMatch::Any
                 },
             ),
+            caps,
         };
         build::warn_unknown_fallbacks(&router, &loaded.config, &mut found);
         Ok(RouterBuild {
             router,
             warnings: found.warnings,
         })
+    }
+
+    /// The provider and deployment spend caps, when any is set: the meter
+    /// charges answered calls to them.
+    pub fn spend_caps(&self) -> Option<&Arc<budgets::SpendCaps>> {
+        self.caps.as_ref()
     }
 
     /// Routes one request: its group, then fallbacks, each with retries.
@@ -510,6 +528,9 @@ impl Router {
         let mut soonest: Option<Instant> = None;
         let mut limited = false;
         let mut unserved = false;
+        // Passed over for a spent cap, and when the first of them renews.
+        let mut over_budget: Option<Option<SystemTime>> = None;
+        let wall = self.caps.as_ref().map(|_| SystemTime::now());
         // The largest context window too small for the prompt, and whether
         // any deployment took it.
         let mut too_small: Option<u64> = None;
@@ -538,6 +559,12 @@ impl Router {
             fits = true;
             if let Some(until) = d.cooling_until(now) {
                 soonest = Some(soonest.map_or(until, |s| s.min(until)));
+                continue;
+            }
+            if let (Some(caps), Some(wall)) = (&self.caps, wall)
+                && let Some(renews) = caps.spent(&d.id, wall)
+            {
+                over_budget = Some(over_budget.map_or(renews, |r| r.min(renews)));
                 continue;
             }
             if !self.balancer.admits(d, minute) {
@@ -574,6 +601,21 @@ impl Router {
                         group: group.name.to_string(),
                         retry_in: until.duration_since(now),
                         last_error: latest_failure(group),
+                    }
+                } else if let (Some(renews), Some(caps), Some(wall)) =
+                    (over_budget, &self.caps, wall)
+                {
+                    RouteError::GroupOverBudget {
+                        group: group.name.to_string(),
+                        retry_in: renews.and_then(|r| r.duration_since(wall).ok()),
+                        spent: group
+                            .deployments
+                            .iter()
+                            .flat_map(|d| caps.describe_spent(&d.id, wall))
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .into_iter()
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     }
                 } else if unserved {
                     RouteError::InvalidRequest {

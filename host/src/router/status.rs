@@ -14,7 +14,9 @@ impl RouteError {
             | RouteError::ContextWindowExceeded { .. }
             | RouteError::NoDeploymentForTags { .. } => 400,
             RouteError::GroupCooling { .. } | RouteError::Unavailable(_) => 503,
-            RouteError::GroupRateLimited { .. } | RouteError::DeploymentBusy { .. } => 429,
+            RouteError::GroupRateLimited { .. }
+            | RouteError::GroupOverBudget { .. }
+            | RouteError::DeploymentBusy { .. } => 429,
             RouteError::Upstream { error, .. } => upstream_status(error),
         }
     }
@@ -28,6 +30,7 @@ impl RouteError {
             RouteError::NoDeploymentForTags { .. } => "no_deployment_for_tags",
             RouteError::GroupCooling { .. } => "model_group_cooling_down",
             RouteError::GroupRateLimited { .. } => "model_group_rate_limited",
+            RouteError::GroupOverBudget { .. } => "model_group_over_budget",
             RouteError::DeploymentBusy { .. } => "deployment_parallel_limit",
             RouteError::Unavailable(_) => "unavailable",
             RouteError::Upstream { error, .. } if matches!(**error, UpstreamError::Timeout(_)) => {
