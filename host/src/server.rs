@@ -239,12 +239,13 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
                 .unwrap_or(DEFAULT_QUEUE_TIMEOUT),
             &limiter,
             keys.as_ref(),
-            proxy_budget,
+            proxy_budget.clone(),
         )),
         limiter,
         keys: keys.clone(),
         responses,
         dashboard,
+        proxy_budget,
     };
     let in_flight = InFlight::new(
         general

@@ -189,6 +189,47 @@ async fn a_raised_budget_admits_requests_again_after_a_reload() {
 }
 
 #[tokio::test]
+async fn the_reserved_users_spend_may_be_set_but_its_budget_is_the_configs() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&budgeted(&up, CALL_COST / 2.0, "")).await;
+    assert_eq!(chat_as(&proxy, MASTER, "gpt-a").await.0, 200);
+    assert_eq!(chat_as(&proxy, MASTER, "gpt-a").await.0, 400);
+    let update = |body: Value| {
+        proxy.call(
+            reqwest::Method::POST,
+            "/user/update",
+            Some(body),
+            Some(MASTER),
+        )
+    };
+    let (status, body) =
+        update(json!({"user_id": "litellm-proxy-budget", "max_budget": 100})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "max_budget", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("litellm_settings.max_budget"),
+        "{body}"
+    );
+    let (status, body) = proxy
+        .call(
+            reqwest::Method::POST,
+            "/user/delete",
+            Some(json!({"user_ids": ["litellm-proxy-budget"]})),
+            Some(MASTER),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // Its spend set back to zero gives the gateway its budget back at once.
+    let (status, body) = update(json!({"user_id": "litellm-proxy-budget", "spend": 0})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chat_as(&proxy, MASTER, "gpt-a").await.0, 200);
+    assert_eq!(up.calls("gpt-a"), 2);
+}
+
+#[tokio::test]
 async fn without_a_key_store_the_budget_is_counted_in_memory() {
     let up = FakeUpstream::start().await;
     let max_budget = CALL_COST / 2.0;

@@ -152,6 +152,34 @@ async fn a_reload_keeps_what_an_unchanged_cap_has_spent() {
 }
 
 #[tokio::test]
+async fn a_lowered_cap_holds_against_what_its_window_has_counted() {
+    let up = FakeUpstream::start().await;
+    let capped = |cap: f64| {
+        config(
+            &[priced(
+                &up,
+                "solo",
+                "only",
+                "openai",
+                &[&format!("max_budget: {cap}"), "budget_duration: 1d"],
+            )],
+            "num_retries: 0",
+        ) + "general_settings:\n  admin_without_key_on_loopback: true\n"
+    };
+    let proxy = Proxy::start(&capped(CALL_COST * 1.5)).await;
+    assert_eq!(ask(&proxy, "solo").await.0, 200);
+    conclave_e2e::proxy::replace_atomically(
+        &proxy.config_path(),
+        capped(CALL_COST / 2.0).as_bytes(),
+    );
+    let r = proxy.post("/admin/reload", &serde_json::json!({})).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (status, _, body) = ask(&proxy, "solo").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(up.calls("only"), 1);
+}
+
+#[tokio::test]
 async fn a_cap_that_cannot_be_read_stops_the_start_naming_its_key() {
     let up = FakeUpstream::start().await;
     let dir = conclave_e2e::proxy::TempDir::new();

@@ -812,7 +812,7 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
     {
         problems.push(Problem::new(
             "litellm_settings.max_budget",
-            format!("must be a non-negative number of USD (0 sets no cap), not {max}"),
+            format!("must be a finite, non-negative number of USD (0 sets no cap), not {max}"),
         ));
     }
     if ls

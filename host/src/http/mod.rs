@@ -83,6 +83,8 @@ pub struct Ops {
     pub responses: crate::keys::ResponseStore,
     /// What the web dashboard shows; `None` when it is off (`general_settings.ui: false`).
     pub dashboard: Option<Arc<crate::dashboard::Dashboard>>,
+    /// The whole gateway's budget record (`litellm_settings.max_budget`).
+    pub proxy_budget: Arc<crate::keys::ProxyBudget>,
 }
 
 impl std::ops::Deref for AppState {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::model::{Limits, UserRecord, budget_period};
 use super::reset::{ResetClock, next_budget_reset};
+use super::store::SpendOwner;
 use super::{KeyError, Keys};
 use crate::config::{Config, Problem};
 use crate::limits::{Budget, Level, Recorded, Scope};
@@ -88,6 +89,8 @@ struct Snapshot {
     spend: f64,
     reset_at: Option<SystemTime>,
     read_at: Instant,
+    /// Read from the store (else counted in memory from start-up).
+    stored: bool,
 }
 
 /// The gateway budget's spend record, one per process: read from the
@@ -122,17 +125,23 @@ impl ProxyBudget {
     }
 
     /// The record as last read; without a store, the period the first
-    /// call started (a new `budget_duration` applies from its end on).
+    /// call started (a new `budget_duration` applies from its end on, and
+    /// one set where there was none starts the first period now).
     fn snapshot(&self, settings: &ProxyBudgetSettings) -> Snapshot {
+        let usable = |s: &Snapshot| s.stored || s.reset_at.is_some() == settings.period.is_some();
         if let Ok(held) = self.snapshot.read()
             && let Some(s) = *held
+            && usable(&s)
         {
             return s;
         }
         let Ok(mut held) = self.snapshot.write() else {
             return in_memory(settings);
         };
-        *held.get_or_insert_with(|| in_memory(settings))
+        match *held {
+            Some(s) if usable(&s) => s,
+            _ => *held.insert(in_memory(settings)),
+        }
     }
 
     /// Takes in the stored record's spend and period end, read at `read_at`.
@@ -142,13 +151,16 @@ impl ProxyBudget {
                 spend: user.spend,
                 reset_at: user.budget_reset_at,
                 read_at,
+                stored: true,
             });
         }
     }
 
     /// Brings the reserved user in line with `settings` (making it, or
-    /// setting its `max_budget` and `budget_duration`; a new duration
-    /// starts a new period) and reads its spend back.
+    /// setting its `max_budget` and `budget_duration`) and reads its spend
+    /// back. A new duration applies from the end of the current period, as
+    /// the reset job renews it; the first duration set starts a period now,
+    /// and one taken away ends the periods.
     pub async fn sync(&self, keys: &Keys, settings: &ProxyBudgetSettings) -> Result<(), KeyError> {
         let store = keys.store();
         let read_at = Instant::now();
@@ -156,12 +168,20 @@ impl ProxyBudget {
         let limits = settings.limits();
         let user = match store.user(PROXY_BUDGET_USER).await? {
             Some(mut user) if user.limits != limits => {
-                if user.limits.budget_duration != limits.budget_duration {
+                let renews = |l: &Limits| l.budget_duration.is_some();
+                let new_periods = renews(&user.limits) != renews(&limits);
+                if new_periods {
                     user.budget_reset_at = limits.budget_reset_after(now, &settings.clock);
                 }
                 user.limits = limits;
                 user.updated_at = now;
                 store.update_user(&user).await?;
+                if new_periods {
+                    store
+                        .set_spend(SpendOwner::User, PROXY_BUDGET_USER, 0.0)
+                        .await?;
+                    user.spend = 0.0;
+                }
                 user
             }
             Some(user) => user,
@@ -182,6 +202,16 @@ impl ProxyBudget {
         self.take(&user, read_at);
         Ok(())
     }
+
+    /// Reads the reserved user's record again at once: after an
+    /// administrator set its spend, so the next request sees it.
+    pub async fn refresh(&self, keys: &Keys) -> Result<(), KeyError> {
+        let read_at = Instant::now();
+        if let Some(user) = keys.store().user(PROXY_BUDGET_USER).await? {
+            self.take(&user, read_at);
+        }
+        Ok(())
+    }
 }
 
 /// A period of the in-memory count: from now to the next boundary of the
@@ -195,6 +225,7 @@ fn in_memory(settings: &ProxyBudgetSettings) -> Snapshot {
         spend: 0.0,
         reset_at,
         read_at: Instant::now(),
+        stored: false,
     }
 }
 
@@ -288,5 +319,23 @@ mod tests {
         assert!(left <= Duration::from_secs(3600), "{left:?}");
         assert_eq!(recorded.spend, 0.0);
         assert_eq!(scope.level, Level::Proxy);
+    }
+
+    #[test]
+    fn in_memory_a_new_duration_waits_for_the_period_but_a_first_one_starts_it() {
+        let budget = ProxyBudget::default();
+        let all_time = settings("  max_budget: 1\n").unwrap().unwrap();
+        let hourly = settings("  max_budget: 1\n  budget_duration: 1h\n")
+            .unwrap()
+            .unwrap();
+        let daily = settings("  max_budget: 1\n  budget_duration: 1d\n")
+            .unwrap()
+            .unwrap();
+        let reset = |s: &ProxyBudgetSettings| budget.scope(s).budget.unwrap().recorded.reset_at;
+        assert_eq!(reset(&all_time), None);
+        let first = reset(&hourly);
+        assert!(first.is_some());
+        // The current period runs on; the ledger applies the new length after it.
+        assert_eq!(reset(&daily), first);
     }
 }

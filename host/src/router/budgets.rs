@@ -87,6 +87,15 @@ impl SpendCap {
         *held = window;
     }
 
+    /// A cap of `spec` that goes on with `old`'s window.
+    fn carrying(label: String, spec: CapSpec, old: &SpendCap) -> Self {
+        let window = old.window.lock().map(|w| *w).unwrap_or_default();
+        Self {
+            window: Mutex::new(window),
+            ..Self::new(label, spec)
+        }
+    }
+
     /// The cap and its current window.
     pub fn state(&self, now: SystemTime) -> CapState {
         let window = self.window.lock().map(|w| w.at(now)).unwrap_or_default();
@@ -129,7 +138,7 @@ pub(super) fn read_cap(
     if !(limit.is_finite() && limit >= 0.0) {
         found.problem(
             format!("{path}.{limit_key}"),
-            format!("must be a non-negative number of USD, not {limit}"),
+            format!("must be a finite, non-negative number of USD, not {limit}"),
         );
         return None;
     }
@@ -179,10 +188,13 @@ impl SpendCaps {
         found: &mut Findings,
     ) -> Option<Arc<Self>> {
         let mut caps = Self::default();
-        let kept = |old: Option<&Arc<SpendCap>>, label: String, spec: CapSpec| {
-            old.filter(|c| c.limit == spec.limit && c.period == spec.period)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(SpendCap::new(label, spec)))
+        let kept = |old: Option<&Arc<SpendCap>>, label: String, spec: CapSpec| match old {
+            Some(old) if old.limit == spec.limit && old.period == spec.period => old.clone(),
+            // A new limit over the same period goes on counting its window.
+            Some(old) if old.period == spec.period => {
+                Arc::new(SpendCap::carrying(label, spec, old))
+            }
+            _ => Arc::new(SpendCap::new(label, spec)),
         };
         let configured = config
             .router_settings
@@ -225,7 +237,34 @@ impl SpendCaps {
                 caps.deployments.insert(d.id.to_string(), held);
             }
         }
+        caps.warn_about_unusual(found);
         (!caps.deployments.is_empty() || !caps.providers.is_empty()).then(|| Arc::new(caps))
+    }
+
+    /// Warns about caps that hold nothing back (a provider none of the
+    /// deployments has: a misspelt name turns its cap off) and about caps
+    /// of zero, which pass their deployments over always.
+    fn warn_about_unusual(&self, found: &mut Findings) {
+        for (provider, cap) in &self.providers {
+            let used = self
+                .deployments
+                .values()
+                .any(|held| held.iter().any(|c| Arc::ptr_eq(c, cap)));
+            if !used {
+                found.warn(format_args!(
+                    "router_settings.provider_budget_config.{provider}: no deployment has \
+                     provider {provider:?}, so this cap limits nothing (providers are the \
+                     model prefixes, lower-case: openai, azure, anthropic, ...)"
+                ));
+            }
+        }
+        let zero = self.providers.values().chain(self.own.values());
+        for cap in zero.filter(|c| c.limit == 0.0) {
+            found.warn(format_args!(
+                "{}: a budget of 0 is always spent, so its deployments get no calls",
+                cap.label
+            ));
+        }
     }
 
     /// When deployment `id`'s spent caps renew, if one is spent

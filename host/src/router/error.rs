@@ -142,7 +142,7 @@ pub enum RouteError {
     #[error(
         "no deployment of model group {group:?} may be called: the spend caps they are held to \
          are used up ({spent}){}",
-        retry_in.map_or_else(String::new, |r| format!("; the first renews in {:.0} s", r.as_secs_f64().ceil()))
+        retry_in.map_or_else(String::new, |r| format!("; the first of them renews in {:.0} s", r.as_secs_f64().ceil()))
     )]
     GroupOverBudget {
         group: String,

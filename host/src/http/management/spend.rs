@@ -241,7 +241,8 @@ pub async fn global(State(state): State<AppState>, request: Request) -> Result<R
         .spend_report(SpendBy::Model, &start, &end)
         .await
         .map_err(key_error)?;
-    let spend: f64 = rows.iter().map(|r| r.totals.spend).sum();
+    // From +0.0: an empty sum of f64 is -0.0.
+    let spend = rows.iter().fold(0.0, |sum, r| sum + r.totals.spend);
     let max_budget = state.gateway().proxy_budget.as_ref().map(|b| b.max_budget);
     Ok(Json(json!({"spend": spend, "max_budget": max_budget})).into_response())
 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::keys::reset::ResetClock;
 use crate::keys::store::{KeyFilter, ListPage, SpendOwner, UserFilter};
-use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
+use crate::keys::{KeyError, KeyRecord, Keys, Limits, PROXY_BUDGET_USER, UserRecord, token};
 
 /// The roles LiteLLM defines; `proxy_admin` may use the management API.
 const ROLES: &[&str] = &[
@@ -272,6 +272,9 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         body.user_email.clone().flatten(),
     )
     .await?;
+    if user_id == PROXY_BUDGET_USER {
+        config_owned_fields(&body.limits)?;
+    }
     let mut user = existing(&keys, &user_id).await?;
     apply(
         &mut user,
@@ -289,7 +292,37 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     )
     .await?;
     keys.invalidate_user(&user_id);
+    if user_id == PROXY_BUDGET_USER {
+        // The budget's check reads the record every few seconds: a spend
+        // set now holds from the next request.
+        state
+            .ops
+            .proxy_budget
+            .refresh(&keys)
+            .await
+            .map_err(key_error)?;
+    }
     Ok(Json(shape::with_data(shape::user(&user))).into_response())
+}
+
+/// The reserved user's budget is the config's (`litellm_settings`): an
+/// update may set its spend, not its cap or period.
+fn config_owned_fields(limits: &super::body::LimitsPatch) -> Result<(), ApiError> {
+    for (field, set) in [
+        ("max_budget", limits.max_budget.is_some()),
+        ("budget_duration", limits.budget_duration.is_some()),
+    ] {
+        if set {
+            return Err(invalid(
+                field,
+                format!(
+                    "{PROXY_BUDGET_USER} keeps the gateway's budget, which the config sets: \
+                     change litellm_settings.{field} instead (its spend may be set here)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -321,6 +354,15 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
         .filter(|v| !v.is_empty())
         .ok_or_else(|| invalid("user_ids", "name at least one user"))?;
     let ids = super::bounded_list("user_ids", ids)?;
+    if state.gateway().proxy_budget.is_some() && ids.iter().any(|id| id == PROXY_BUDGET_USER) {
+        return Err(invalid(
+            "user_ids",
+            format!(
+                "{PROXY_BUDGET_USER} keeps the gateway's spend while litellm_settings.max_budget \
+                 is set; remove the budget from the config first"
+            ),
+        ));
+    }
     let mut deleted = Vec::new();
     for id in &ids {
         let hashes = keys
