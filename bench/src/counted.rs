@@ -59,12 +59,14 @@ impl Counts {
 }
 
 /// What is counted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Shape {
     /// A streamed chat request rather than a plain one.
     pub stream: bool,
     /// With callgrind's cache and branch simulation.
     pub cache_sim: bool,
+    /// YAML appended to the config (a feature's settings), or empty.
+    pub extra_config: String,
 }
 
 /// Counts `conclave`'s cost of one chat request of `shape` (the
@@ -92,8 +94,9 @@ pub fn run(
     std::fs::write(
         &config,
         format!(
-            "model_list:\n{}",
-            suite::deployment_yaml("bench", &api_base)
+            "model_list:\n{}{}",
+            suite::deployment_yaml("bench", &api_base),
+            shape.extra_config
         ),
     )?;
     let body_file = if shape.stream {

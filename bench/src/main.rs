@@ -70,6 +70,11 @@ struct Args {
     /// `counted::STREAM_CHUNKS` chunks with no gap between them.
     #[arg(long, requires = "counted")]
     stream: bool,
+    /// With --counted, append this file's YAML to the counted config (top-level
+    /// sections, e.g. `litellm_settings:` or `router_settings:`), to count
+    /// what a feature costs when it is configured.
+    #[arg(long, requires = "counted", value_name = "FILE")]
+    with_config: Option<PathBuf>,
     /// Only serve the mock upstream for this many seconds (for profiling by
     /// hand), printing its address; measures nothing.
     #[arg(long, value_name = "SECONDS")]
@@ -237,9 +242,16 @@ fn run(args: Args) -> Result<()> {
             WARM_UP = conclave_bench::counted::WARM_UP,
             COUNTED = conclave_bench::counted::COUNTED,
         );
+        let extra_config = match &args.with_config {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                conclave_bench::fail(format!("--with-config {}: {e}", path.display()))
+            })?,
+            None => String::new(),
+        };
         let shape = conclave_bench::counted::Shape {
             stream: args.stream,
             cache_sim: args.cache_sim,
+            extra_config,
         };
         let counts = conclave_bench::counted::run(&conclave_bin, &oha, mock.addr(), &work, shape)?;
         print!("{}", conclave_bench::counted::describe(&counts));

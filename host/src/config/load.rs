@@ -322,8 +322,8 @@ fn load_tree(
     }
     if ls.budget_duration.is_some() && ls.max_budget.is_none_or(|max| max == 0.0) {
         warnings.push(format!(
-            "{file}: litellm_settings.budget_duration: there is no max_budget for it to renew, \
-             so the gateway has no budget"
+            "{file}: litellm_settings.budget_duration: max_budget is unset or 0 (which sets no \
+             cap), so there is no gateway budget for it to renew"
         ));
     }
     let mut problems = Vec::new();
