@@ -68,6 +68,17 @@ impl Drop for TempDir {
     }
 }
 
+/// `conclave check` on `yaml` (written to a fresh directory): whether it
+/// passed, and what it printed (stdout, then stderr).
+pub async fn check_config(yaml: &str) -> (bool, String) {
+    let dir = TempDir::new();
+    let path = dir.write("config.yaml", yaml).display().to_string();
+    let out = run_conclave(&["check", "--config", &path], &[]).await;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// Runs `conclave <args>` to completion with extra environment variables.
 pub async fn run_conclave(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(conclave_bin());

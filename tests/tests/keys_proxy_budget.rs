@@ -256,14 +256,8 @@ async fn a_budget_duration_that_is_not_one_is_refused_at_start_naming_it() {
         "model_list:\n{}litellm_settings:\n  max_budget: 1\n  budget_duration: fortnightly\n",
         keys_support::priced(&up, "gpt-a")
     );
-    let dir = TempDir::new();
-    let path = dir.write("config.yaml", &yaml);
-    let out =
-        conclave_e2e::proxy::run_conclave(&["check", "--config", path.to_str().unwrap()], &[])
-            .await;
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let (passed, text) = conclave_e2e::proxy::check_config(&yaml).await;
+    assert!(!passed, "{text}");
     assert!(text.contains("litellm_settings.budget_duration"), "{text}");
     assert!(text.contains("fortnightly"), "{text}");
 }

@@ -8,6 +8,7 @@
 
 mod routing_support;
 
+use conclave_e2e::proxy::check_config;
 use conclave_e2e::{FakeUpstream, Proxy};
 use routing_support::{ask, config, error_message, header, model_id};
 
@@ -182,8 +183,7 @@ async fn a_lowered_cap_holds_against_what_its_window_has_counted() {
 #[tokio::test]
 async fn a_cap_that_cannot_be_read_stops_the_start_naming_its_key() {
     let up = FakeUpstream::start().await;
-    let dir = conclave_e2e::proxy::TempDir::new();
-    for (settings, key) in [
+    let provider_caps = [
         (
             "provider_budget_config: {openai: {budget_limit: 1, time_period: fortnightly}}",
             "router_settings.provider_budget_config.openai.time_period",
@@ -192,30 +192,24 @@ async fn a_cap_that_cannot_be_read_stops_the_start_naming_its_key() {
             "provider_budget_config: {openai: {time_period: 1d}}",
             "router_settings.provider_budget_config.openai.budget_limit",
         ),
-    ] {
-        let yaml = config(&[priced(&up, "chat", "first", "openai", &[])], settings);
-        let path = dir.write("config.yaml", &yaml);
-        let out =
-            conclave_e2e::proxy::run_conclave(&["check", "--config", path.to_str().unwrap()], &[])
-                .await;
-        let text = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "{text}");
+    ];
+    let mut cases: Vec<(String, &str)> = provider_caps
+        .iter()
+        .map(|(settings, key)| {
+            let yaml = config(&[priced(&up, "chat", "first", "openai", &[])], settings);
+            (yaml, *key)
+        })
+        .collect();
+    cases.push((
+        config(
+            &[priced(&up, "chat", "first", "openai", &["max_budget: 1"])],
+            "num_retries: 0",
+        ),
+        "model_list[0].litellm_params.budget_duration",
+    ));
+    for (yaml, key) in cases {
+        let (passed, text) = check_config(&yaml).await;
+        assert!(!passed, "{text}");
         assert!(text.contains(key), "{key}: {text}");
     }
-    let yaml = config(
-        &[priced(&up, "chat", "first", "openai", &["max_budget: 1"])],
-        "num_retries: 0",
-    );
-    let path = dir.write("config.yaml", &yaml);
-    let out =
-        conclave_e2e::proxy::run_conclave(&["check", "--config", path.to_str().unwrap()], &[])
-            .await;
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("model_list[0].litellm_params.budget_duration"),
-        "{text}"
-    );
 }
