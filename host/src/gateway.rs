@@ -74,6 +74,9 @@ pub struct Gateway {
     /// The whole gateway's budget (`litellm_settings.max_budget`,
     /// `budget_duration`), when one is set.
     pub proxy_budget: Option<crate::keys::ProxyBudgetSettings>,
+    /// The status a spent budget's refusal answers with
+    /// (`litellm_settings.budget_exceeded_status_code`), when set.
+    pub budget_exceeded_status: Option<u16>,
     /// The headers naming a request's end user, in the order they are
     /// read: LiteLLM's two, then the config's own.
     pub end_user_headers: Vec<http::HeaderName>,
@@ -182,6 +185,10 @@ impl Gateway {
                 enforce_user_param: cfg.general_settings.enforce_user_param.unwrap_or(false),
                 end_user_defaults: crate::keys::EndUserDefaults::of(&cfg.litellm_settings),
                 proxy_budget,
+                budget_exceeded_status: cfg
+                    .litellm_settings
+                    .budget_exceeded_status_code
+                    .and_then(|s| u16::try_from(s).ok()),
                 end_user_headers: end_user_headers(&cfg.general_settings),
                 audit_log: cfg.litellm_settings.store_audit_logs.unwrap_or(true),
                 key_generate,

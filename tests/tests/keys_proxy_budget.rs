@@ -230,6 +230,29 @@ async fn the_reserved_users_spend_may_be_set_but_its_budget_is_the_configs() {
 }
 
 #[tokio::test]
+async fn a_spent_budget_answers_with_the_configured_status() {
+    let up = FakeUpstream::start().await;
+    let yaml = budgeted(&up, CALL_COST * 10.0, "") + "  budget_exceeded_status_code: 422\n";
+    let proxy = Proxy::start(&yaml).await;
+    // A key's budget and the gateway's: both answer with the status set.
+    let key = new_key(&proxy, json!({"max_budget": CALL_COST / 2.0})).await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &key, "gpt-a").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(code(&body), "key_budget_exceeded", "{body}");
+    assert_eq!(body["error"]["type"], "budget_exceeded", "{body}");
+    let (passed, text) = conclave_e2e::proxy::check_config(
+        &(budgeted(&up, 1.0, "") + "  budget_exceeded_status_code: 200\n"),
+    )
+    .await;
+    assert!(!passed, "{text}");
+    assert!(
+        text.contains("litellm_settings.budget_exceeded_status_code"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn without_a_key_store_the_budget_is_counted_in_memory() {
     let up = FakeUpstream::start().await;
     let max_budget = CALL_COST / 2.0;

@@ -807,6 +807,14 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
             format!("must be a non-negative number of USD, not {max}"),
         ));
     }
+    if let Some(status) = ls.budget_exceeded_status_code
+        && !(400..=599).contains(&status)
+    {
+        problems.push(Problem::new(
+            "litellm_settings.budget_exceeded_status_code",
+            format!("must be an HTTP error status, 400 to 599, not {status}"),
+        ));
+    }
     if let Some(max) = ls.max_budget
         && !(max.is_finite() && max >= 0.0)
     {

@@ -469,6 +469,10 @@ pub struct LitellmSettings {
     pub max_budget: Option<f64>,
     /// How often the gateway's `max_budget` renews (`30d`, `1mo`, ...).
     pub budget_duration: Option<String>,
+    /// The status a spent budget's refusal answers with (400 unless set;
+    /// LiteLLM's newest releases answer 422, older ones 400 or 429).
+    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    pub budget_exceeded_status_code: Option<u32>,
     /// Upstream certificate checks: `false` turns them off; a path names
     /// PEM CA certificates trusted besides the built-in roots
     /// ([`crate::upstream_tls`]). Read at start-up.

@@ -126,7 +126,8 @@ pub async fn execute(
             end_user_defaults: &gateway.end_user_defaults,
             proxy_budget: gateway.proxy_budget.as_ref(),
         })
-        .await?;
+        .await
+        .map_err(|r| refused(gateway.budget_exceeded_status, r))?;
     // What is left of a key's per-minute limits, in LiteLLM's headers.
     let rate = admitted
         .guard::<KeyAdmission>()
@@ -314,8 +315,9 @@ async fn composite(
     let answer = if req.stream {
         let (rx, abort) = strategies.execute_stream(profile, &req.model, req, ctx, outcome)?;
         let request = ctx.request.clone();
+        let budget_status = run.gateway.budget_exceeded_status;
         let mut payloads = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(move |item| item.map_err(|e| run_error(&request, e)));
+            .map(move |item| item.map_err(|e| run_error(&request, budget_status, e)));
         // A run that fails before its first event (no room for it, its
         // first call refused) answers with its own status and headers, as
         // a plain stream whose upstream refuses does, not with a 200
@@ -333,7 +335,7 @@ async fn composite(
         let answer = strategies
             .execute_answer(profile, &req.model, req, ctx, outcome)
             .await
-            .map_err(|e| run_error(&ctx.request, e))?;
+            .map_err(|e| run_error(&ctx.request, run.gateway.budget_exceeded_status, e))?;
         drop(run.admitted);
         outcome.first_token();
         outcome.finish(200, None);
@@ -380,6 +382,7 @@ fn charged_model<'a>(req: &'a ProxyRequest, meta: &'a RouteMeta) -> &'a str {
 /// sees why it was stopped, and does not retry a limit as a server fault.
 fn run_error(
     request: &crate::ops::RequestContext,
+    budget_status: Option<u16>,
     error: crate::strategy::StrategyError,
 ) -> ApiError {
     let Some(refusal) = request.meter.refusal() else {
@@ -387,6 +390,18 @@ fn run_error(
     };
     let mut refusal = refusal.clone();
     refusal.message = format!("profile {:?} stopped: {}", error.profile(), refusal.message);
+    refused(budget_status, refusal)
+}
+
+/// A refusal as the client sees it: a spent budget answers with
+/// `litellm_settings.budget_exceeded_status_code` (`budget_status`) when
+/// the config sets one.
+fn refused(budget_status: Option<u16>, mut refusal: crate::ops::admission::Refusal) -> ApiError {
+    if let Some(status) = budget_status
+        && refusal.kind == "budget_exceeded"
+    {
+        refusal.status = status;
+    }
     refusal.into()
 }
 
