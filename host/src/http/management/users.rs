@@ -272,7 +272,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         body.user_email.clone().flatten(),
     )
     .await?;
-    if user_id == PROXY_BUDGET_USER {
+    if user_id == PROXY_BUDGET_USER && state.gateway().proxy_budget.is_some() {
         config_owned_fields(&body.limits)?;
     }
     let mut user = existing(&keys, &user_id).await?;
