@@ -286,6 +286,14 @@ mod tests {
     }
 
     #[test]
+    fn the_counter_is_the_reserved_users_so_spend_corrections_reach_it() {
+        assert_eq!(
+            COUNTER,
+            crate::keys::scopes::counter_name(Level::User, PROXY_BUDGET_USER)
+        );
+    }
+
+    #[test]
     fn a_cap_of_zero_or_none_sets_no_budget() {
         assert_eq!(settings("  max_budget: 0\n").unwrap(), None);
         assert_eq!(settings("  drop_params: true\n").unwrap(), None);

@@ -218,7 +218,6 @@ impl Router {
         let carried = build::carried(previous);
         let grouped = build::deployments(loaded, extra, carried, &mut found);
         let (aliases, hidden_aliases) = build::aliases(rs, &mut found);
-        let balancer = found.refuse_problems(&loaded.path, balancer)?;
         let (groups, wildcards) = build::index_groups(grouped);
         let caps = budgets::SpendCaps::build(
             &loaded.config,
@@ -227,7 +226,7 @@ impl Router {
             previous.and_then(|p| p.caps.as_deref()),
             &mut found,
         );
-        found.refuse_problems(&loaded.path, Some(()))?;
+        let balancer = found.refuse_problems(&loaded.path, balancer)?;
         let fallbacks = build::fallbacks(rs, ls);
         let deployment_targets = build::deployment_targets(&groups, &fallbacks);
         let native_responses = groups
