@@ -117,6 +117,14 @@ impl SpendCap {
     }
 }
 
+/// The sooner of two renewals, where `None` is one that never comes.
+pub(super) fn sooner(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (one, None) | (None, one) => one,
+    }
+}
+
 /// How much a cap allows per how long, as read from the config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CapSpec {
@@ -267,14 +275,20 @@ impl SpendCaps {
         }
     }
 
-    /// When deployment `id`'s spent caps renew, if one is spent
-    /// (`Some(None)`: one does not renew on its own).
+    /// When deployment `id` may be called again, if one of its caps is
+    /// spent: once the last of its spent caps renews (`Some(None)`: one of
+    /// them never does, a cap of zero).
     pub(super) fn spent(&self, id: &str, now: SystemTime) -> Option<Option<SystemTime>> {
-        self.deployments
+        let mut spent = self
+            .deployments
             .get(id)?
             .iter()
             .filter_map(|cap| cap.spent(now))
-            .max()
+            .peekable();
+        spent.peek()?;
+        Some(spent.try_fold(SystemTime::UNIX_EPOCH, |last, renews| {
+            renews.map(|r| last.max(r))
+        }))
     }
 
     /// Counts an answered call's cost in deployment `id`'s caps.
@@ -332,6 +346,28 @@ mod tests {
         // The window opened by the first call ends one period after it.
         assert_eq!(c.spent(end), None);
         assert_eq!(c.state(end).spent, 0.0);
+    }
+
+    #[test]
+    fn a_deployment_held_by_a_cap_that_never_renews_is_never_called_again() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let timed = Arc::new(cap(1.0));
+        timed.charge(1.0, t0);
+        let caps = SpendCaps {
+            deployments: HashMap::from([
+                ("timed".to_owned(), vec![timed.clone()]),
+                ("both".to_owned(), vec![timed, Arc::new(cap(0.0))]),
+            ]),
+            ..SpendCaps::default()
+        };
+        let end = t0 + Duration::from_secs(60);
+        assert_eq!(caps.spent("timed", t0), Some(Some(end)));
+        assert_eq!(caps.spent("both", t0), Some(None));
+        assert_eq!(caps.spent("unknown", t0), None);
+        // A group waits for the deployment that renews soonest.
+        assert_eq!(sooner(None, Some(end)), Some(end));
+        assert_eq!(sooner(Some(end), Some(t0)), Some(t0));
+        assert_eq!(sooner(None, None), None);
     }
 
     #[test]

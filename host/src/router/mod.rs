@@ -563,7 +563,7 @@ impl Router {
             if let (Some(caps), Some(wall)) = (&self.caps, wall)
                 && let Some(renews) = caps.spent(&d.id, wall)
             {
-                over_budget = Some(over_budget.map_or(renews, |r| r.min(renews)));
+                over_budget = Some(over_budget.map_or(renews, |r| budgets::sooner(r, renews)));
                 continue;
             }
             if !self.balancer.admits(d, minute) {
