@@ -146,7 +146,7 @@ async fn an_answer_from_a_configured_fallback_is_not_stored_under_the_model_aske
 }
 
 #[tokio::test]
-async fn user_and_metadata_changes_still_hit_and_cache_controls_are_not_forwarded() {
+async fn metadata_changes_still_hit_and_cache_controls_are_not_forwarded() {
     let up = FakeUpstream::start().await;
     let proxy = start(&up, "{}").await;
     let mut body = chat_body(GROUP, "hi");
@@ -158,12 +158,16 @@ async fn user_and_metadata_changes_still_hit_and_cache_controls_are_not_forwarde
     let forwarded = up.last_body(GROUP).unwrap();
     assert!(forwarded.get("metadata").is_none(), "{forwarded}");
     assert_eq!(forwarded["user"], "alice");
-    body["user"] = json!("bob");
     body["metadata"] = json!({"trace": "two"});
     body["cache"] = json!({"s-maxage": 600});
     let (_, h2, _) = proxy.chat(&body).await;
     assert_eq!(cache_header(&h2), "hit");
     assert_eq!(up.calls(GROUP), 1);
+    // Another end user's question is their own, as in LiteLLM.
+    body["user"] = json!("bob");
+    let (_, h3, _) = proxy.chat(&body).await;
+    assert_eq!(cache_header(&h3), "stored");
+    assert_eq!(up.calls(GROUP), 2);
     // A miss with top-level controls: they stay out of the upstream body.
     body["messages"][0]["content"] = json!("another question");
     proxy.chat(&body).await;

@@ -3,9 +3,10 @@
 //! profile), the namespace, the caller's team or key when the scope asks for
 //! it, and a canonical form of every field that changes the answer: keys
 //! sorted at every level, no whitespace. Fields that do not change the answer
-//! (`user`, `metadata`, `stream`, `stream_options`, the cache controls and
-//! LiteLLM's transport settings) are left out, so a streamed and a plain
-//! request for the same question share one entry.
+//! (`metadata`, `stream`, `stream_options`, the cache controls and LiteLLM's
+//! transport settings) are left out, so a streamed and a plain request for
+//! the same question share one entry. The end user (`user`) counts, as in
+//! LiteLLM: one end user's answer never serves another.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -14,7 +15,6 @@ use crate::openai::{Endpoint, RawFields};
 
 /// Top-level fields that never change the answer.
 const IGNORED: &[&str] = &[
-    "user",
     "metadata",
     "stream",
     "stream_options",
@@ -437,9 +437,17 @@ mod tests {
         assert_eq!(
             base,
             key_of(
-                r#"{"messages":[],"temperature":0.2,"user":"u","metadata":{"x":1},"stream_options":{"include_usage":true}}"#
+                r#"{"messages":[],"temperature":0.2,"metadata":{"x":1},"stream_options":{"include_usage":true}}"#
             )
         );
+    }
+
+    #[test]
+    fn each_end_user_gets_their_own_key() {
+        let alice = key_of(r#"{"messages":[],"user":"alice"}"#);
+        assert_ne!(alice, key_of(r#"{"messages":[],"user":"bob"}"#));
+        assert_ne!(alice, key_of(r#"{"messages":[]}"#));
+        assert_eq!(alice, key_of(r#"{"user":"alice","messages":[]}"#));
     }
 
     #[test]
