@@ -89,6 +89,8 @@ pub struct Bound {
     cors: Option<tower_http::cors::CorsLayer>,
     /// The addresses served (`general_settings.allowed_ips`, read at start-up).
     allowlist: Option<Arc<IpAllowlist>>,
+    /// `allowed_routes`, `public_routes` and `admin_only_routes`, read at start-up.
+    route_rules: Option<Arc<crate::http::route_rules::RouteRules>>,
     /// The key store, whose queued spend is written before exit.
     keys: Option<crate::keys::Keys>,
 }
@@ -109,7 +111,7 @@ impl Bound {
         let cutoff = self.state.stream_cutoff().clone();
         accept::serve(
             self.listener,
-            app(self.state, self.cors, self.allowlist),
+            app(self.state, self.cors, self.allowlist, self.route_rules),
             self.limits,
             cutoff,
             shutdown,
@@ -257,6 +259,9 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     );
     let state = AppState::new(control, local.ip().is_loopback(), ops, in_flight);
     let allowlist = allowlist(&general)?;
+    let route_rules = crate::http::route_rules::RouteRules::from_settings(&general)
+        .map_err(|(key, why)| format!("{key}: {why}"))?
+        .map(Arc::new);
     let limits = accept::Limits {
         peer_addresses: allowlist.is_some(),
         ..connection_limits(&general, shutdown_grace)
@@ -275,6 +280,7 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         state,
         cors: crate::http::cors::layer(general.cors_allow_origins.as_deref()),
         allowlist,
+        route_rules,
         outcomes,
         limits,
         keys,

@@ -407,6 +407,48 @@ async fn an_upstream_trickling_keep_alives_without_data_ends_at_the_stream_timeo
     assert_peak_rss(&proxy);
 }
 
+#[tokio::test]
+async fn a_stream_still_going_at_max_stream_duration_ends_with_one_timeout_event() {
+    let up = FakeUpstream::start().await;
+    // 60 chunks 200 ms apart: each well within the stream timeout, 12 s in all.
+    let steady = Behavior {
+        content: "word ".repeat(60),
+        ..Behavior::default()
+    };
+    up.set("a", steady.chunked(60, Duration::from_millis(200)));
+    let sections =
+        "router_settings:\n  num_retries: 0\ngeneral_settings:\n  max_stream_duration: 2\n";
+    let proxy = proxy(&up, &[("g", "a", &["stream_timeout: 1"])], sections).await;
+    let (status, _, text, took) = send(&proxy, "g", true).await;
+    assert_eq!(status, 200, "{text}");
+    assert_valid_sse(&text);
+    let payloads = sse_payloads(&text);
+    let (last, chunks) = payloads.split_last().expect("events");
+    assert!(
+        (5..=12).contains(&chunks.len()),
+        "about 2 s of chunks: {text}"
+    );
+    assert!(sse_content(chunks).starts_with("word word "), "{text}");
+    let e = error_object(&json(last)).clone();
+    assert_eq!(e["type"], "timeout_error", "{text}");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("general_settings.max_stream_duration")),
+        "{text}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "took {took:?}"
+    );
+    assert!(
+        up.wait_until(Duration::from_secs(5), |u| u.cancelled() == 1)
+            .await,
+        "the upstream stream was not closed"
+    );
+    assert_serving(&proxy).await;
+}
+
 const HUGE_USAGE_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\
      \"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}],\
      \"usage\":{\"prompt_tokens\":18446744073709551615,\"completion_tokens\":18446744073709551615}}\n\n";

@@ -320,6 +320,19 @@ fn load_tree(
              in the key store, which needs a master key; without one no end user is limited"
         ));
     }
+    let gs = &config.general_settings;
+    if !master_key_set && (gs.public_routes.is_some() || gs.admin_only_routes.is_some()) {
+        warnings.push(format!(
+            "{file}: general_settings.public_routes / admin_only_routes: without a master key \
+             every route is served without a key, so they change nothing"
+        ));
+    }
+    if gs.allowed_routes.as_ref().is_some_and(Vec::is_empty) {
+        warnings.push(format!(
+            "{file}: general_settings.allowed_routes: is empty, so every route is refused (403); \
+             remove the key to serve every route"
+        ));
+    }
     if ls.budget_duration.is_some() && ls.max_budget.is_none_or(|max| max == 0.0) {
         warnings.push(format!(
             "{file}: litellm_settings.budget_duration: max_budget is unset or 0 (which sets no \
@@ -725,6 +738,9 @@ fn check_general(config: &Config, problems: &mut Vec<Problem>) {
             ));
         }
     }
+    if let Some((key, why)) = crate::http::route_rules::problem(gs) {
+        problems.push(Problem::new(key, why));
+    }
     for (i, entry) in gs.allowed_ips.iter().flatten().enumerate() {
         if let Some(why) = crate::http::client_ip::entry_problem(entry) {
             problems.push(Problem::new(
@@ -793,6 +809,10 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
         (
             "general_settings.request_body_timeout",
             gs.request_body_timeout,
+        ),
+        (
+            "general_settings.max_stream_duration",
+            gs.max_stream_duration,
         ),
     ] {
         if let Some(why) = value.and_then(|v| invalid_seconds(v, true)) {

@@ -241,6 +241,10 @@ pub struct GeneralSettings {
     /// backlog until one closes. 10000 when unset. Read at start-up.
     #[serde(deserialize_with = "super::lenient::opt_u32")]
     pub max_connections: Option<u32>,
+    /// Seconds an upstream stream may last from the call's start, however
+    /// steadily it sends; it then ends with a timeout error. 3600 when unset.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub max_stream_duration: Option<f64>,
     /// Seconds a client may take to send its whole request body (408 after).
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub request_body_timeout: Option<f64>,
@@ -290,6 +294,16 @@ pub struct GeneralSettings {
     /// CIDR ranges; every other client is answered 403 on every route.
     /// Unset serves every address. Read at start-up.
     pub allowed_ips: Option<Vec<String>>,
+    /// The only routes served (LiteLLM's name): paths, `/prefix/*`, or
+    /// LiteLLM's route groups; every other path is answered 403. Read at
+    /// start-up.
+    pub allowed_routes: Option<Vec<String>>,
+    /// Model routes (and `/metrics`, the API docs) served without a key
+    /// (LiteLLM's name). Read at start-up.
+    pub public_routes: Option<Vec<String>>,
+    /// Routes only the master key and `proxy_admin` users' keys may call
+    /// (LiteLLM's name). Read at start-up.
+    pub admin_only_routes: Option<Vec<String>>,
     /// Judges a client by the last address in its `X-Forwarded-For` (the
     /// one the reverse proxy in front of the gateway added) rather than by
     /// the connection's address (LiteLLM's name). Only for a gateway that is

@@ -73,7 +73,8 @@ pub async fn authenticate(
     request: &mut Request,
 ) -> Result<(), ApiError> {
     let gateway = state.gateway();
-    let caller = resolve_caller(state, &gateway, request.headers()).await?;
+    let public = is_public(request);
+    let caller = resolve_caller(state, &gateway, request.headers(), public).await?;
     install_scope(state, gateway, caller, route, request)
 }
 
@@ -86,12 +87,22 @@ pub fn authenticate_now(
     request: &mut Request,
 ) -> Option<Result<(), ApiError>> {
     let gateway = state.gateway();
-    let caller = match caller_without_lookup(state, &gateway, request.headers()) {
+    let public = is_public(request);
+    let caller = match caller_without_lookup(state, &gateway, request.headers(), public) {
         Presented::Known(Ok(caller)) => caller,
         Presented::Known(Err(refused)) => return Some(Err(refused)),
         Presented::VirtualKey(..) => return None,
     };
     Some(install_scope(state, gateway, caller, route, request))
+}
+
+/// Whether the config made the request's route public
+/// (`general_settings.public_routes`).
+fn is_public(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<super::route_rules::PublicRoute>()
+        .is_some()
 }
 
 /// Gives `request` its [`Scope`]: `caller`, served by `gateway`.
@@ -183,13 +194,15 @@ fn header_end_user(
 }
 
 /// Who presents the request's key: the master key's holder, a virtual key
-/// (when keys are enabled), or anyone when no master key is set.
+/// (when keys are enabled), or anyone when no master key is set or on a
+/// `public` route without a key.
 pub(super) async fn resolve_caller(
     state: &AppState,
     gateway: &Gateway,
     headers: &HeaderMap,
+    public: bool,
 ) -> Result<Caller, ApiError> {
-    let (keys, presented) = match caller_without_lookup(state, gateway, headers) {
+    let (keys, presented) = match caller_without_lookup(state, gateway, headers, public) {
         Presented::Known(known) => return known,
         Presented::VirtualKey(keys, presented) => (keys, presented),
     };
@@ -223,16 +236,21 @@ enum Presented<'a> {
 }
 
 /// Reads the presented key against the master key, and says whether a
-/// virtual key must be looked up to know the caller.
+/// virtual key must be looked up to know the caller. On a `public` route a
+/// request without a key is served as on an open gateway.
 fn caller_without_lookup<'a>(
     state: &'a AppState,
     gateway: &Gateway,
     headers: &'a HeaderMap,
+    public: bool,
 ) -> Presented<'a> {
     let Some(expected) = &gateway.master_key else {
         return Presented::Known(Ok(Caller::Open));
     };
     let presented = presented_key(headers);
+    if public && presented.is_none_or(str::is_empty) {
+        return Presented::Known(Ok(Caller::Open));
+    }
     if presented.is_some_and(|key| is_master(key, expected)) {
         return Presented::Known(Ok(Caller::Master));
     }

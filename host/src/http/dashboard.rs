@@ -95,7 +95,7 @@ async fn reader(state: &AppState, headers: &HeaderMap) -> Result<Reader, ApiErro
         return Err(off_or_missing("/ui/api"));
     };
     let gateway = state.gateway();
-    let caller = resolve_caller(state, &gateway, headers).await?;
+    let caller = resolve_caller(state, &gateway, headers, false).await?;
     let viewer = match &caller {
         Caller::Key(p) if !p.is_admin() => Viewer::Key(p.key.token_hash.clone()),
         _ => Viewer::All,

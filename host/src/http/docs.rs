@@ -17,6 +17,7 @@ use utoipa_swagger_ui::Config;
 use super::AppState;
 use super::auth::check_key;
 use super::error::ApiError;
+use super::route_rules::PublicRoute;
 use super::routes::json_response;
 
 /// The page at `/`: Swagger UI's own page with its files under
@@ -48,7 +49,9 @@ pub async fn require_docs_access(
     next: Next,
 ) -> Response {
     let gateway = state.gateway();
+    let listed = request.extensions().get::<PublicRoute>().is_some();
     if !gateway.public_docs
+        && !listed
         && let Some(key) = &gateway.master_key
         && let Err(e) = check_key(request.headers(), key)
     {

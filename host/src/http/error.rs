@@ -143,7 +143,7 @@ impl From<UpstreamError> for ApiError {
 
 fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
     match error {
-        UpstreamError::Timeout(_) => ApiError::new(
+        UpstreamError::Timeout(_) | UpstreamError::StreamTooLong(_) => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout_error",
             message,

@@ -1,10 +1,11 @@
 //! `GET /metrics`: the Prometheus exposition (OpenMetrics text). The master
 //! key is required when one is configured, unless
-//! `general_settings.public_metrics` is true. Counters come from the metrics
+//! `general_settings.public_metrics` is true (or `public_routes` lists it). Counters come from the metrics
 //! sink; deployment state, in-flight requests and reloads are read now.
 
 use std::collections::HashSet;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,6 +13,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use super::AppState;
 use super::auth::check_key;
 use super::error::ApiError;
+use super::route_rules::PublicRoute;
 use crate::observe::metrics::{DeploymentState, KeyStoreCounts, Live};
 
 /// The OpenMetrics text content type Prometheus asks for.
@@ -31,9 +33,14 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
     security(("bearer" = []), ())
 )]
 /// Serves the metrics.
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn metrics(
+    State(state): State<AppState>,
+    public: Option<Extension<PublicRoute>>,
+    headers: HeaderMap,
+) -> Response {
     let gateway = state.gateway();
     if !state.ops.observe.public_metrics
+        && public.is_none()
         && let Some(key) = &gateway.master_key
         && let Err(e) = check_key(&headers, key)
         && let Some(refused) = super::admin::unless_admin_key(&state, &headers, e).await

@@ -22,6 +22,7 @@ mod metrics;
 mod openapi;
 mod request_id;
 mod responses;
+pub mod route_rules;
 mod routes;
 mod sse;
 mod stream_cutoff;
@@ -126,7 +127,7 @@ impl AppState {
 
 /// The whole HTTP stack as hyper serves it: the CORS gate, [`AssignId`]
 /// and the address check around the axum router (see [`app`]).
-pub type App = cors::CorsGate<AssignId<client_ip::IpGate<Router>>>;
+pub type App = cors::CorsGate<AssignId<client_ip::IpGate<route_rules::RouteGate<Router>>>>;
 
 /// The HTTP application. A request passes, top to bottom:
 ///
@@ -138,6 +139,9 @@ pub type App = cors::CorsGate<AssignId<client_ip::IpGate<Router>>>;
 ///    as plain text are rewritten in the JSON error shape;
 /// 2. [`client_ip::IpGate`]: with `allowed_ips`, a client whose address
 ///    is not listed is answered 403 on every route;
+///    then [`route_rules::RouteGate`]: with `allowed_routes`, a path not
+///    listed is answered 403; `admin_only_routes` refuses other virtual
+///    keys; `public_routes` marks the routes served without a key;
 /// 3. [`guard`], on the model routes: `in_flight` first, at most
 ///    `global_max_parallel_requests` model requests at once (503 past it),
 ///    counted until their bodies end;
@@ -154,6 +158,7 @@ pub fn app(
     state: AppState,
     cors: Option<tower_http::cors::CorsLayer>,
     allowlist: Option<Arc<client_ip::IpAllowlist>>,
+    route_rules: Option<Arc<route_rules::RouteRules>>,
 ) -> App {
     let models = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
@@ -274,7 +279,7 @@ pub fn app(
         .fallback(routes::not_found)
         // After every route is added: it applies to the routes present.
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(state);
+        .with_state(state.clone());
     // The layer every request passes wraps the router once. Applied with
     // `Router::layer` it would wrap each route, and every request would
     // clone its route's whole stack of boxed services, level by level.
@@ -285,6 +290,9 @@ pub fn app(
         .layer_fn(move |inner| cors::CorsGate::new(inner, cors.clone()))
         .layer_fn(AssignId::new)
         .layer_fn(move |inner| client_ip::IpGate::new(inner, allowlist.clone()))
+        .layer_fn(move |inner| {
+            route_rules::RouteGate::new(inner, route_rules.clone(), state.clone())
+        })
         .service(routes)
 }
 

@@ -60,6 +60,12 @@ pub enum UpstreamError {
     },
     #[error("the upstream sent a malformed response: {0}")]
     Protocol(String),
+    /// A stream still going at `general_settings.max_stream_duration`.
+    #[error(
+        "the upstream's stream was still going after {0:?}, the longest a stream may last \
+         (general_settings.max_stream_duration)"
+    )]
+    StreamTooLong(Duration),
     /// The request cannot be put in this deployment's API (a part its
     /// provider has no counterpart for): refused before any call, as the
     /// client's matter.
@@ -101,6 +107,7 @@ impl UpstreamError {
             },
             UpstreamError::StreamBroken(m) => UpstreamError::StreamBroken(clean(m)),
             UpstreamError::Timeout(d) => UpstreamError::Timeout(d),
+            UpstreamError::StreamTooLong(d) => UpstreamError::StreamTooLong(d),
         }
     }
 }

@@ -669,6 +669,21 @@ fn kept_until_restart(
                 .to_owned(),
         );
     }
+    let routes = |c: &LoadedConfig| {
+        let g = &c.config.general_settings;
+        (
+            g.allowed_routes.clone(),
+            g.public_routes.clone(),
+            g.admin_only_routes.clone(),
+        )
+    };
+    if routes(old) != routes(new) {
+        notes.push(
+            "general_settings.allowed_routes, public_routes or admin_only_routes changed; the \
+             route rules read at start stay until a restart"
+                .to_owned(),
+        );
+    }
     let tls = |c: &LoadedConfig| crate::upstream_tls::UpstreamTls::from_config(&c.config);
     if tls(old) != tls(new) {
         notes.push(

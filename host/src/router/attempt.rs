@@ -112,7 +112,9 @@ pub(super) async fn attempt(
                 upstream_time,
             })
         }
-        UpstreamReply::Stream(mut chunks) => {
+        UpstreamReply::Stream(chunks) => {
+            let mut chunks =
+                super::stream_lifetime::bounded(chunks, started, router.max_stream_duration);
             let first = match chunks.next().await {
                 None => None,
                 Some(Err(e)) => {

@@ -66,7 +66,7 @@ impl ErrorClass {
 pub fn classify(error: &UpstreamError) -> ErrorClass {
     match error {
         UpstreamError::Connect(_) => ErrorClass::Connection,
-        UpstreamError::Timeout(_) => ErrorClass::Timeout,
+        UpstreamError::Timeout(_) | UpstreamError::StreamTooLong(_) => ErrorClass::Timeout,
         UpstreamError::Protocol(_) | UpstreamError::StreamBroken(_) => ErrorClass::InternalServer,
         UpstreamError::Unsendable { .. } => ErrorClass::BadRequest,
         UpstreamError::Status {

@@ -21,6 +21,7 @@ mod pass_through;
 pub mod retry;
 pub mod states;
 mod status;
+pub mod stream_lifetime;
 pub mod tags;
 pub use status::upstream_status;
 
@@ -120,6 +121,8 @@ pub struct Router {
     client: reqwest::Client,
     /// Largest upstream body read by one call.
     max_response_bytes: usize,
+    /// Longest an upstream stream may last (`max_stream_duration`).
+    max_stream_duration: Duration,
     /// Groups that exist only because a composite topology names them.
     internal: HashSet<String>,
     /// Fallback targets that name one deployment by its id.
@@ -247,6 +250,7 @@ impl Router {
             clock,
             client,
             max_response_bytes: attempt::response_limit(&loaded.config.general_settings),
+            max_stream_duration: stream_lifetime::limit(&loaded.config.general_settings),
             internal: internal_groups(&loaded.config.model_list, extra),
             deployment_targets,
             native_responses,

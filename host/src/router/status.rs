@@ -33,7 +33,12 @@ impl RouteError {
             RouteError::GroupOverBudget { .. } => "model_group_over_budget",
             RouteError::DeploymentBusy { .. } => "deployment_parallel_limit",
             RouteError::Unavailable(_) => "unavailable",
-            RouteError::Upstream { error, .. } if matches!(**error, UpstreamError::Timeout(_)) => {
+            RouteError::Upstream { error, .. }
+                if matches!(
+                    **error,
+                    UpstreamError::Timeout(_) | UpstreamError::StreamTooLong(_)
+                ) =>
+            {
                 "upstream_timeout"
             }
             RouteError::Upstream { .. } => "upstream_error",
@@ -45,7 +50,7 @@ impl RouteError {
 /// its status, a timeout is 504, anything else broken is 502.
 pub fn upstream_status(error: &UpstreamError) -> u16 {
     match error {
-        UpstreamError::Timeout(_) => 504,
+        UpstreamError::Timeout(_) | UpstreamError::StreamTooLong(_) => 504,
         UpstreamError::Status { status, .. } if (400..500).contains(status) => *status,
         _ => 502,
     }

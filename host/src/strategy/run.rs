@@ -480,7 +480,12 @@ fn guest_error(error: RouteError) -> Error {
     match error {
         RouteError::ModelNotFound { model } => Error::ModelNotFound(model),
         RouteError::InvalidRequest { message, .. } => Error::InvalidRequest(message),
-        RouteError::Upstream { error, .. } if matches!(*error, UpstreamError::Timeout(_)) => {
+        RouteError::Upstream { error, .. }
+            if matches!(
+                *error,
+                UpstreamError::Timeout(_) | UpstreamError::StreamTooLong(_)
+            ) =>
+        {
             Error::Timeout
         }
         other => Error::Upstream(other.to_string()),

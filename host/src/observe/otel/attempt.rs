@@ -201,7 +201,7 @@ fn error_type(error: &UpstreamError) -> String {
     match error {
         UpstreamError::Status { status, .. } => status.to_string(),
         UpstreamError::Connect(_) => "connection_error".into(),
-        UpstreamError::Timeout(_) => "timeout".into(),
+        UpstreamError::Timeout(_) | UpstreamError::StreamTooLong(_) => "timeout".into(),
         UpstreamError::Protocol(_) => "malformed_response".into(),
         UpstreamError::Unsendable { .. } => "unsendable_request".into(),
         UpstreamError::StreamBroken(_) => "stream_broken".into(),

@@ -1,0 +1,493 @@
+//! LiteLLM's route controls, from `general_settings`, read at start-up:
+//!
+//! - `allowed_routes`: the only routes served; any other path is answered
+//!   403 before its key is looked at, whoever asks (as in LiteLLM, the
+//!   probes too unless listed: `LiteLLMRoutes.public_routes` names them);
+//! - `public_routes`: routes served without a key. A request that presents
+//!   none is served as on a gateway without a master key (the public
+//!   models, no key's limits); one that presents a key is judged by it.
+//!   Only the model routes, `/metrics` and the API docs can be public: the
+//!   management and admin routes always need their keys;
+//! - `admin_only_routes`: routes the master key and `proxy_admin` users'
+//!   keys may call, and other virtual keys may not (403).
+//!
+//! An entry is a path (`/chat/completions`), a path ending in `*` (every
+//! path that starts with the rest), or one of LiteLLM's route groups
+//! (`LiteLLMRoutes.public_routes`, `llm_api_routes`, ...). Paths are
+//! compared as sent, except that a `/v1` prefix is ignored on both sides:
+//! `/chat/completions` and `/v1/chat/completions` are one route here.
+//! Without any of the three keys the gate only passes requests on.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::response::{IntoResponse, Response};
+use futures_util::future::{BoxFuture, Either, Ready, ready};
+use http::{Request, StatusCode};
+
+use super::AppState;
+use super::auth::{RESOLVE_TIMEOUT, is_master, presented_key};
+use super::error::ApiError;
+use crate::config::GeneralSettings;
+
+/// The model routes, without their `/v1` prefix.
+const MODEL_ROUTES: &[&str] = &[
+    "/chat/completions",
+    "/completions",
+    "/responses",
+    "/responses/*",
+    "/embeddings",
+    "/moderations",
+    "/images/generations",
+    "/rerank",
+    "/v2/rerank",
+    "/models",
+    "/models/*",
+    "/messages",
+    "/messages/count_tokens",
+    "/anthropic/v1/messages",
+    "/anthropic/v1/messages/count_tokens",
+];
+
+/// Routes with a key check of their own that a config may lift: the
+/// listings beside the model routes, the metrics and the API docs.
+const LIFTABLE: &[&str] = &[
+    "/model/info",
+    "/model_group/info",
+    "/provider/budgets",
+    "/info",
+    "/health",
+    "/metrics",
+    "/",
+    "/docs",
+    "/openapi.json",
+    "/swagger-ui/*",
+];
+
+/// Routes that always keep their key check: the management API, the admin
+/// API, the cache controls, the audit log and the dashboard's data.
+const NEVER_PUBLIC: &[&str] = &[
+    "/key/*",
+    "/user/*",
+    "/team/*",
+    "/customer/*",
+    "/end_user/*",
+    "/budget/*",
+    "/spend/*",
+    "/global/*",
+    "/audit",
+    "/audit/*",
+    "/admin/*",
+    "/model/new",
+    "/model/update",
+    "/model/delete",
+    "/cache/*",
+    "/ui/api/*",
+];
+
+/// LiteLLM's route groups, by name (with or without `LiteLLMRoutes.`),
+/// as the routes conclave serves under them.
+const GROUPS: &[(&str, &[&str])] = &[
+    (
+        "public_routes",
+        &[
+            "/",
+            "/docs",
+            "/openapi.json",
+            "/swagger-ui/*",
+            "/health/liveliness",
+            "/health/liveness",
+            "/health/readiness",
+            "/ui",
+            "/ui/",
+            "/ui/assets/*",
+            "/ui/api/session",
+        ],
+    ),
+    ("llm_api_routes", MODEL_ROUTES),
+    ("openai_routes", MODEL_ROUTES),
+    (
+        "anthropic_routes",
+        &[
+            "/messages",
+            "/messages/count_tokens",
+            "/anthropic/v1/messages",
+            "/anthropic/v1/messages/count_tokens",
+        ],
+    ),
+    (
+        "info_routes",
+        &[
+            "/key/info",
+            "/user/info",
+            "/team/info",
+            "/model/info",
+            "/model_group/info",
+            "/models",
+            "/models/*",
+            "/health",
+        ],
+    ),
+    (
+        "management_routes",
+        &[
+            "/key/*",
+            "/user/*",
+            "/team/*",
+            "/customer/*",
+            "/end_user/*",
+            "/budget/*",
+            "/model/new",
+            "/model/update",
+            "/model/delete",
+        ],
+    ),
+    (
+        "spend_tracking_routes",
+        &["/spend/*", "/global/spend", "/global/spend/*"],
+    ),
+];
+
+/// One route entry: a whole path or a prefix, without its `/v1`.
+#[derive(Debug, Clone, PartialEq)]
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Pattern {
+    /// A path entry (`/a/b` or `/a/*`).
+    fn path(entry: &str) -> Self {
+        match entry.strip_suffix('*') {
+            Some(prefix) => Pattern::Prefix(without_v1(prefix).to_owned()),
+            None => Pattern::Exact(without_v1(entry).to_owned()),
+        }
+    }
+
+    /// Whether `path` (already without its `/v1`) is this route.
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Pattern::Exact(route) => route == path,
+            Pattern::Prefix(prefix) => path.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// `path` without a leading `/v1` segment.
+fn without_v1(path: &str) -> &str {
+    match path.strip_prefix("/v1") {
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+/// Whether any of `routes` (path entries) matches `path`.
+fn listed(routes: &[&str], path: &str) -> bool {
+    routes.iter().any(|r| Pattern::path(r).matches(path))
+}
+
+/// The patterns of one entry: a group's routes, or the path itself.
+fn patterns(entry: &str) -> Result<Vec<Pattern>, String> {
+    let entry = entry.trim();
+    if entry.starts_with('/') {
+        return Ok(vec![Pattern::path(entry)]);
+    }
+    let name = entry.strip_prefix("LiteLLMRoutes.").unwrap_or(entry);
+    match GROUPS.iter().find(|(group, _)| *group == name) {
+        Some((_, routes)) => Ok(routes.iter().map(|r| Pattern::path(r)).collect()),
+        None => {
+            let known: Vec<String> = GROUPS
+                .iter()
+                .map(|(g, _)| format!("LiteLLMRoutes.{g}"))
+                .collect();
+            Err(format!(
+                "{entry:?} is neither a path (starting with /) nor a route group ({})",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+/// The three lists, read once.
+#[derive(Debug, Default)]
+pub struct RouteRules {
+    allowed: Option<Vec<Pattern>>,
+    public: Vec<Pattern>,
+    admin_only: Vec<Pattern>,
+}
+
+/// A model route, `/metrics` or a docs route the config made public: its
+/// key check admits a request that presents no key.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicRoute;
+
+/// Why the lists cannot be used: the key path and the reason.
+pub type RuleProblem = (String, String);
+
+impl RouteRules {
+    /// The rules of `settings`; `None` when it sets none of the three keys.
+    pub fn from_settings(settings: &GeneralSettings) -> Result<Option<Self>, RuleProblem> {
+        if settings.allowed_routes.is_none()
+            && settings.public_routes.is_none()
+            && settings.admin_only_routes.is_none()
+        {
+            return Ok(None);
+        }
+        let read =
+            |key: &str, entries: &Option<Vec<String>>| -> Result<Vec<Pattern>, RuleProblem> {
+                let mut all = Vec::new();
+                for (i, entry) in entries.iter().flatten().enumerate() {
+                    let at = || format!("general_settings.{key}[{i}]");
+                    all.extend(patterns(entry).map_err(|why| (at(), why))?);
+                    if key == "public_routes" && entry.trim().starts_with('/') {
+                        let path = without_v1(entry.trim());
+                        if !path.ends_with('*') && listed(NEVER_PUBLIC, path) {
+                            return Err((
+                                at(),
+                                format!(
+                                    "{path} always needs a key (the management and admin routes, \
+                                 the cache controls and the dashboard's data cannot be public)"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Ok(all)
+            };
+        Ok(Some(Self {
+            allowed: match &settings.allowed_routes {
+                Some(_) => Some(read("allowed_routes", &settings.allowed_routes)?),
+                None => None,
+            },
+            public: read("public_routes", &settings.public_routes)?,
+            admin_only: read("admin_only_routes", &settings.admin_only_routes)?,
+        }))
+    }
+
+    /// Whether `allowed_routes` lets `path` through.
+    fn allows(&self, path: &str) -> bool {
+        self.allowed
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| p.matches(path)))
+    }
+
+    /// Whether `path` is public: listed, and a route that can be.
+    fn is_public(&self, path: &str) -> bool {
+        self.public.iter().any(|p| p.matches(path))
+            && (listed(MODEL_ROUTES, path) || listed(LIFTABLE, path))
+    }
+
+    fn is_admin_only(&self, path: &str) -> bool {
+        self.admin_only.iter().any(|p| p.matches(path))
+    }
+}
+
+/// Checks that the three lists can be used, for `conclave check` and the
+/// loader: the key path and the reason of the first that cannot.
+pub fn problem(settings: &GeneralSettings) -> Option<RuleProblem> {
+    RouteRules::from_settings(settings).err()
+}
+
+/// The service that applies the rules around the routes.
+#[derive(Clone)]
+pub struct RouteGate<S> {
+    inner: S,
+    rules: Option<Arc<RouteRules>>,
+    state: AppState,
+}
+
+impl<S> RouteGate<S> {
+    /// Wraps `inner` (the routes); without rules it only passes requests on.
+    pub fn new(inner: S, rules: Option<Arc<RouteRules>>, state: AppState) -> Self {
+        Self {
+            inner,
+            rules,
+            state,
+        }
+    }
+}
+
+type Refused = Ready<Result<Response, Infallible>>;
+
+impl<S, B> tower::Service<Request<B>> for RouteGate<S>
+where
+    S: tower::Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        Either<S::Future, Either<Refused, BoxFuture<'static, Result<Response, Infallible>>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let Some(rules) = &self.rules else {
+            return Either::Left(self.inner.call(request));
+        };
+        let path = without_v1(request.uri().path());
+        if !rules.allows(path) {
+            let error = not_allowed(request.uri().path());
+            return Either::Right(Either::Left(ready(Ok(answer(&request, error)))));
+        }
+        let (public, admin_only) = (rules.is_public(path), rules.is_admin_only(path));
+        if public {
+            request.extensions_mut().insert(PublicRoute);
+        }
+        if !admin_only {
+            return Either::Left(self.inner.call(request));
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        let presented = presented_key(request.headers())
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned);
+        let path = request.uri().path().to_owned();
+        Either::Right(Either::Right(Box::pin(async move {
+            match non_admin_key(&state, presented.as_deref(), &path).await {
+                Some(error) => Ok(answer(&request, error)),
+                None => inner.call(request).await,
+            }
+        })))
+    }
+}
+
+/// The 403 for a request with the key of a user who is not a
+/// `proxy_admin`, on an admin-only route. A request without a key, with
+/// the master key, or with a key that is not valid goes on to the route,
+/// whose own check answers it.
+async fn non_admin_key(state: &AppState, presented: Option<&str>, path: &str) -> Option<ApiError> {
+    let presented = presented?;
+    let master = state.gateway().master_key.clone()?;
+    if is_master(presented, &master) {
+        return None;
+    }
+    let keys = state.ops.keys.as_ref()?;
+    let principal = tokio::time::timeout(RESOLVE_TIMEOUT, keys.resolve(presented))
+        .await
+        .ok()?
+        .ok()??;
+    if principal.is_admin() {
+        return None;
+    }
+    Some(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        format!(
+            "the route {path} is an admin-only route (general_settings.admin_only_routes): it \
+             needs the master key or the key of a user with user_role proxy_admin"
+        ),
+        None,
+        Some("admin_only_route"),
+    ))
+}
+
+/// The 403 for a path outside `allowed_routes`, in LiteLLM's words.
+#[cold]
+fn not_allowed(path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        format!(
+            "Access forbidden: route {path} is not allowed (it is not in general_settings.allowed_routes)"
+        ),
+        None,
+        Some("route_not_allowed"),
+    )
+}
+
+/// `error` in the API's own shape: Anthropic's on its paths.
+fn answer<B>(request: &Request<B>, error: ApiError) -> Response {
+    let path = request.uri().path();
+    tracing::info!(
+        method = %request.method(),
+        path,
+        status = error.status.as_u16(),
+        "refused by the route rules"
+    );
+    if super::messages::looks_like_messages_path(path) {
+        super::messages::in_anthropic_shape(&error)
+    } else {
+        error.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(yaml: &str) -> Result<Option<RouteRules>, RuleProblem> {
+        let settings: GeneralSettings = serde_yaml::from_str(yaml).unwrap();
+        RouteRules::from_settings(&settings)
+    }
+
+    #[test]
+    fn no_lists_no_rules() {
+        assert!(rules("{}").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_path_matches_with_or_without_its_v1_prefix() {
+        let r = rules("allowed_routes: ['/chat/completions', '/v1/embeddings']")
+            .unwrap()
+            .unwrap();
+        for path in [
+            "/chat/completions",
+            "/v1/chat/completions",
+            "/embeddings",
+            "/v1/embeddings",
+        ] {
+            assert!(r.allows(without_v1(path)), "{path}");
+        }
+        assert!(!r.allows(without_v1("/v1/completions")));
+        assert!(!r.allows(without_v1("/v1/chat/completions/x")));
+        assert!(!r.allows(without_v1("/health/liveliness")));
+    }
+
+    #[test]
+    fn groups_and_prefixes_expand() {
+        let r = rules(
+            "allowed_routes: ['LiteLLMRoutes.public_routes', '/key/*', 'spend_tracking_routes']",
+        )
+        .unwrap()
+        .unwrap();
+        for path in [
+            "/health/liveliness",
+            "/key/generate",
+            "/key/info",
+            "/global/spend/keys",
+        ] {
+            assert!(r.allows(path), "{path}");
+        }
+        assert!(!r.allows("/user/new"));
+        let e = rules("allowed_routes: ['/models', 'LiteLLMRoutes.nonsense']").unwrap_err();
+        assert_eq!(e.0, "general_settings.allowed_routes[1]");
+        assert!(e.1.contains("LiteLLMRoutes.llm_api_routes"), "{}", e.1);
+    }
+
+    #[test]
+    fn only_routes_that_can_be_public_are() {
+        let r = rules("public_routes: ['/v1/models', '/chat/*', '/*']")
+            .unwrap()
+            .unwrap();
+        assert!(r.is_public("/models"));
+        assert!(r.is_public("/chat/completions"));
+        // A wildcard does not lift the management routes' check.
+        assert!(!r.is_public("/key/generate"));
+        assert!(!r.is_public("/ui/api/requests"));
+        let e = rules("public_routes: ['/models', '/key/generate']").unwrap_err();
+        assert_eq!(e.0, "general_settings.public_routes[1]");
+        assert!(e.1.contains("/key/generate"), "{}", e.1);
+    }
+
+    #[test]
+    fn an_empty_allowed_list_allows_nothing() {
+        let r = rules("allowed_routes: []").unwrap().unwrap();
+        assert!(!r.allows("/chat/completions"));
+    }
+}
