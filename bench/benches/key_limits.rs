@@ -73,6 +73,7 @@ fn principal_of(i: usize) -> Arc<Principal> {
             tags: Vec::new(),
             created_at: now,
             updated_at: now,
+            allowed_routes: Vec::new(),
         },
         Some(UserRecord {
             user_id: format!("user-{i}"),

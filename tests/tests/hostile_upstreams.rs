@@ -449,6 +449,26 @@ async fn a_stream_still_going_at_max_stream_duration_ends_with_one_timeout_event
     assert_serving(&proxy).await;
 }
 
+#[tokio::test]
+async fn a_stream_not_started_by_max_stream_duration_is_one_504_and_not_retried() {
+    let up = FakeUpstream::start().await;
+    let late = Behavior {
+        delay: Duration::from_secs(5),
+        ..Behavior::default()
+    };
+    up.set("a", late);
+    let sections =
+        "router_settings:\n  num_retries: 2\ngeneral_settings:\n  max_stream_duration: 1\n";
+    let proxy = proxy(&up, &[("g", "a", &[])], sections).await;
+    let (status, _, text, took) = send(&proxy, "g", true).await;
+    assert_eq!(status, 504, "{text}");
+    let e = error_object(&json(&text)).clone();
+    assert_eq!(e["type"], "timeout_error", "{text}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(up.calls("a"), 1, "the request's own limit is not retried");
+    assert_serving(&proxy).await;
+}
+
 const HUGE_USAGE_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\
      \"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}],\
      \"usage\":{\"prompt_tokens\":18446744073709551615,\"completion_tokens\":18446744073709551615}}\n\n";

@@ -284,11 +284,6 @@ async fn restrictions_conclave_does_not_enforce_are_refused_by_name_and_empty_on
     for (route, body, field) in [
         (
             "/key/generate",
-            json!({"allowed_routes": ["/chat/completions"]}),
-            "allowed_routes",
-        ),
-        (
-            "/key/generate",
             json!({"guardrails": ["pii-mask"]}),
             "guardrails",
         ),

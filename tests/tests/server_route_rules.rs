@@ -171,3 +171,83 @@ async fn admin_only_routes_refuse_keys_of_users_who_are_not_admins() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_route_both_public_and_admin_only_still_needs_an_admins_key() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(
+        &up,
+        "  public_routes: ['/chat/completions']\n  admin_only_routes: ['/chat/completions']\n",
+    )
+    .await;
+    assert_eq!(
+        post(&proxy, "/v1/chat/completions", None, &chat()).await.0,
+        401
+    );
+    let (status, body) = post(&proxy, "/v1/chat/completions", Some(MASTER), &chat()).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_key_calls_only_its_own_allowed_routes() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up, "").await;
+    manage(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "dev", "user_role": "internal_user"}),
+    )
+    .await;
+    let body = json!({"user_id": "dev", "allowed_routes": ["/chat/completions", "/key/info"]});
+    let generated = manage(&proxy, "/key/generate", body).await;
+    assert_eq!(
+        generated["allowed_routes"],
+        json!(["/chat/completions", "/key/info"])
+    );
+    let key = generated["key"].as_str().unwrap().to_owned();
+
+    let (status, _, body) = chat_as(&proxy, &key, "m").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&proxy, "/key/info", Some(&key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["info"]["allowed_routes"][1], "/key/info", "{body}");
+
+    let (status, body) = get(&proxy, "/v1/models", Some(&key)).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(code(&body), "key_route_not_allowed");
+    let (status, body) = post(&proxy, "/key/generate", Some(&key), &json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(code(&body), "key_route_not_allowed");
+
+    // Cleared, every route is the key's again.
+    manage(
+        &proxy,
+        "/key/update",
+        json!({"key": key, "allowed_routes": null}),
+    )
+    .await;
+    let (status, body) = get(&proxy, "/v1/models", Some(&key)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_key_route_that_is_neither_a_path_nor_a_group_is_a_400_naming_it() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up, "").await;
+    let (status, body) = post(
+        &proxy,
+        "/key/generate",
+        Some(MASTER),
+        &json!({"allowed_routes": ["/chat/completions", "chat"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "allowed_routes", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_routes[1]"),
+        "{body}"
+    );
+}

@@ -75,6 +75,12 @@ pub async fn authenticate(
     let gateway = state.gateway();
     let public = is_public(request);
     let caller = resolve_caller(state, &gateway, request.headers(), public).await?;
+    if let Caller::Key(principal) = &caller
+        && let Some(refused) =
+            super::route_rules::key_refusal(&principal.key.allowed_routes, request.uri().path())
+    {
+        return Err(refused);
+    }
     install_scope(state, gateway, caller, route, request)
 }
 
@@ -248,7 +254,9 @@ fn caller_without_lookup<'a>(
         return Presented::Known(Ok(Caller::Open));
     };
     let presented = presented_key(headers);
-    if public && presented.is_none_or(str::is_empty) {
+    // Only a request that presents no key at all: an empty or unreadable
+    // one is a key that matches nothing.
+    if public && presented.is_none() {
         return Presented::Known(Ok(Caller::Open));
     }
     if presented.is_some_and(|key| is_master(key, expected)) {

@@ -237,13 +237,22 @@ pub fn app(
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            route_rules::key_routes,
         ));
     // Keys, users, teams and spend; their changes, like the admin API's,
     // leave audit log rows.
-    let management_routes = management::routes().route_layer(middleware::from_fn_with_state(
-        audit,
-        management::audit::record,
-    ));
+    let management_routes = management::routes()
+        .route_layer(middleware::from_fn_with_state(
+            audit,
+            management::audit::record,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            route_rules::key_routes,
+        ));
     let probes = Router::new()
         .route("/health/liveliness", get(routes::liveliness))
         .route("/health/liveness", get(routes::liveliness))

@@ -22,6 +22,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::extract::{Request as AxumRequest, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{BoxFuture, Either, Ready, ready};
 use http::{Request, StatusCode};
@@ -149,28 +151,18 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// One route entry: a whole path or a prefix, without its `/v1`.
-#[derive(Debug, Clone, PartialEq)]
-enum Pattern {
-    Exact(String),
-    Prefix(String),
-}
-
-impl Pattern {
-    /// A path entry (`/a/b` or `/a/*`).
-    fn path(entry: &str) -> Self {
-        match entry.strip_suffix('*') {
-            Some(prefix) => Pattern::Prefix(without_v1(prefix).to_owned()),
-            None => Pattern::Exact(without_v1(entry).to_owned()),
+/// Whether `route` names `path` (as sent). A whole path is compared with
+/// both sides' `/v1` prefix left out. A prefix (ending in `*`) is taken as
+/// written: it names the paths that start with it, and when it does not
+/// itself start with `/v1`, those that do once their `/v1` is left out
+/// (`/chat/*` names `/v1/chat/completions`; `/v1/*` names only `/v1/...`).
+fn route_matches(route: &str, path: &str) -> bool {
+    match route.strip_suffix('*') {
+        Some(prefix) => {
+            path.starts_with(prefix)
+                || (!prefix.starts_with("/v1") && without_v1(path).starts_with(prefix))
         }
-    }
-
-    /// Whether `path` (already without its `/v1`) is this route.
-    fn matches(&self, path: &str) -> bool {
-        match self {
-            Pattern::Exact(route) => route == path,
-            Pattern::Prefix(prefix) => path.starts_with(prefix.as_str()),
-        }
+        None => without_v1(route) == without_v1(path),
     }
 }
 
@@ -182,39 +174,78 @@ fn without_v1(path: &str) -> &str {
     }
 }
 
-/// Whether any of `routes` (path entries) matches `path`.
-fn listed(routes: &[&str], path: &str) -> bool {
-    routes.iter().any(|r| Pattern::path(r).matches(path))
+/// Whether any of `routes` (paths or prefixes) names `path`.
+fn listed<S: AsRef<str>>(routes: &[S], path: &str) -> bool {
+    routes.iter().any(|r| route_matches(r.as_ref(), path))
 }
 
-/// The patterns of one entry: a group's routes, or the path itself.
-fn patterns(entry: &str) -> Result<Vec<Pattern>, String> {
+/// The routes of a group entry (`LiteLLMRoutes.public_routes` or
+/// `public_routes`); `None` for a path or an unknown name.
+fn group(entry: &str) -> Option<&'static [&'static str]> {
+    let name = entry.strip_prefix("LiteLLMRoutes.").unwrap_or(entry);
+    GROUPS
+        .iter()
+        .find(|(group, _)| *group == name)
+        .map(|(_, routes)| *routes)
+}
+
+/// Why `entry` is neither a path nor a known group; `None` when it is one.
+pub fn entry_problem(entry: &str) -> Option<String> {
     let entry = entry.trim();
     if entry.starts_with('/') {
-        return Ok(vec![Pattern::path(entry)]);
+        return entry
+            .find('*')
+            .filter(|at| *at + 1 < entry.len())
+            .map(|_| format!("{entry:?}: a * may only end a path (as in /key/*)"));
     }
-    let name = entry.strip_prefix("LiteLLMRoutes.").unwrap_or(entry);
-    match GROUPS.iter().find(|(group, _)| *group == name) {
-        Some((_, routes)) => Ok(routes.iter().map(|r| Pattern::path(r)).collect()),
-        None => {
-            let known: Vec<String> = GROUPS
-                .iter()
-                .map(|(g, _)| format!("LiteLLMRoutes.{g}"))
-                .collect();
-            Err(format!(
-                "{entry:?} is neither a path (starting with /) nor a route group ({})",
-                known.join(", ")
-            ))
+    if group(entry).is_some() {
+        return None;
+    }
+    let known: Vec<String> = GROUPS
+        .iter()
+        .map(|(g, _)| format!("LiteLLMRoutes.{g}"))
+        .collect();
+    Some(format!(
+        "{entry:?} is neither a path (starting with /) nor a route group ({})",
+        known.join(", ")
+    ))
+}
+
+/// Whether `route` (a path or prefix) names only routes that always keep
+/// their key check.
+fn never_public(route: &str) -> bool {
+    listed(NEVER_PUBLIC, route.trim_end_matches('*'))
+}
+
+/// Whether `entries` (paths, prefixes or groups) name `path` (as sent).
+pub fn entries_allow(entries: &[String], path: &str) -> bool {
+    entries.iter().any(|entry| {
+        let entry = entry.trim();
+        match group(entry) {
+            Some(routes) => listed(routes, path),
+            None => route_matches(entry, path),
         }
+    })
+}
+
+/// The routes of one entry: a group's, or the path itself.
+fn expanded(entry: &str) -> Result<Vec<String>, String> {
+    let entry = entry.trim();
+    if let Some(why) = entry_problem(entry) {
+        return Err(why);
     }
+    Ok(match group(entry) {
+        Some(routes) => routes.iter().map(|r| (*r).to_owned()).collect(),
+        None => vec![entry.to_owned()],
+    })
 }
 
 /// The three lists, read once.
 #[derive(Debug, Default)]
 pub struct RouteRules {
-    allowed: Option<Vec<Pattern>>,
-    public: Vec<Pattern>,
-    admin_only: Vec<Pattern>,
+    allowed: Option<Vec<String>>,
+    public: Vec<String>,
+    admin_only: Vec<String>,
 }
 
 /// A model route, `/metrics` or a docs route the config made public: its
@@ -234,27 +265,26 @@ impl RouteRules {
         {
             return Ok(None);
         }
-        let read =
-            |key: &str, entries: &Option<Vec<String>>| -> Result<Vec<Pattern>, RuleProblem> {
-                let mut all = Vec::new();
-                for (i, entry) in entries.iter().flatten().enumerate() {
-                    let at = || format!("general_settings.{key}[{i}]");
-                    all.extend(patterns(entry).map_err(|why| (at(), why))?);
-                    if key == "public_routes" && entry.trim().starts_with('/') {
-                        let path = without_v1(entry.trim());
-                        if !path.ends_with('*') && listed(NEVER_PUBLIC, path) {
-                            return Err((
-                                at(),
-                                format!(
-                                    "{path} always needs a key (the management and admin routes, \
-                                 the cache controls and the dashboard's data cannot be public)"
-                                ),
-                            ));
-                        }
-                    }
+        let read = |key: &str, entries: &Option<Vec<String>>| {
+            let mut all = Vec::new();
+            for (i, entry) in entries.iter().flatten().enumerate() {
+                let at = || format!("general_settings.{key}[{i}]");
+                let routes = expanded(entry).map_err(|why| (at(), why))?;
+                if key == "public_routes"
+                    && let Some(kept) = routes.iter().find(|r| never_public(r))
+                {
+                    return Err((
+                        at(),
+                        format!(
+                            "{kept} always needs a key (the management and admin routes, the \
+                             cache controls and the dashboard's data cannot be public)"
+                        ),
+                    ));
                 }
-                Ok(all)
-            };
+                all.extend(routes);
+            }
+            Ok::<_, RuleProblem>(all)
+        };
         Ok(Some(Self {
             allowed: match &settings.allowed_routes {
                 Some(_) => Some(read("allowed_routes", &settings.allowed_routes)?),
@@ -267,19 +297,16 @@ impl RouteRules {
 
     /// Whether `allowed_routes` lets `path` through.
     fn allows(&self, path: &str) -> bool {
-        self.allowed
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|p| p.matches(path)))
+        self.allowed.as_ref().is_none_or(|list| listed(list, path))
     }
 
     /// Whether `path` is public: listed, and a route that can be.
     fn is_public(&self, path: &str) -> bool {
-        self.public.iter().any(|p| p.matches(path))
-            && (listed(MODEL_ROUTES, path) || listed(LIFTABLE, path))
+        listed(&self.public, path) && (listed(MODEL_ROUTES, path) || listed(LIFTABLE, path))
     }
 
     fn is_admin_only(&self, path: &str) -> bool {
-        self.admin_only.iter().any(|p| p.matches(path))
+        listed(&self.admin_only, path)
     }
 }
 
@@ -329,13 +356,14 @@ where
         let Some(rules) = &self.rules else {
             return Either::Left(self.inner.call(request));
         };
-        let path = without_v1(request.uri().path());
+        let path = request.uri().path();
         if !rules.allows(path) {
             let error = not_allowed(request.uri().path());
             return Either::Right(Either::Left(ready(Ok(answer(&request, error)))));
         }
-        let (public, admin_only) = (rules.is_public(path), rules.is_admin_only(path));
-        if public {
+        let admin_only = rules.is_admin_only(path);
+        // Admin-only wins: a route listed in both still needs an admin's key.
+        if !admin_only && rules.is_public(path) {
             request.extensions_mut().insert(PublicRoute);
         }
         if !admin_only {
@@ -372,7 +400,10 @@ async fn non_admin_key(state: &AppState, presented: Option<&str>, path: &str) ->
         .await
         .ok()?
         .ok()??;
-    if principal.is_admin() {
+    // A key that may not be used now is the route's own check's to refuse
+    // (401), whatever its user's role.
+    let unusable = principal.key.blocked || principal.key.is_expired(std::time::SystemTime::now());
+    if principal.is_admin() || unusable {
         return None;
     }
     Some(ApiError::new(
@@ -385,6 +416,49 @@ async fn non_admin_key(state: &AppState, presented: Option<&str>, path: &str) ->
         None,
         Some("admin_only_route"),
     ))
+}
+
+/// The 403 for a virtual key whose own `allowed_routes` does not name
+/// `path`; `None` when it does (or lists nothing).
+pub fn key_refusal(allowed_routes: &[String], path: &str) -> Option<ApiError> {
+    if allowed_routes.is_empty() || entries_allow(allowed_routes, path) {
+        return None;
+    }
+    Some(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        format!(
+            "this key may not call {path}: its allowed_routes are {}",
+            allowed_routes.join(", ")
+        ),
+        None,
+        Some("key_route_not_allowed"),
+    ))
+}
+
+/// Holds the management and admin routes to a virtual key's own
+/// `allowed_routes` (the model routes' auth does it for them). The key is
+/// looked up again here, from the key cache; a key that is not valid goes
+/// on to the route, whose own check answers it.
+pub async fn key_routes(
+    State(state): State<AppState>,
+    request: AxumRequest,
+    next: Next,
+) -> Response {
+    if let Some(keys) = &state.ops.keys
+        && let Some(presented) = presented_key(request.headers()).filter(|k| !k.is_empty())
+        && !state
+            .gateway()
+            .master_key
+            .as_ref()
+            .is_some_and(|master| is_master(presented, master))
+        && let Ok(Ok(Some(principal))) =
+            tokio::time::timeout(RESOLVE_TIMEOUT, keys.resolve(presented)).await
+        && let Some(error) = key_refusal(&principal.key.allowed_routes, request.uri().path())
+    {
+        return error.into_response();
+    }
+    next.run(request).await
 }
 
 /// The 403 for a path outside `allowed_routes`, in LiteLLM's words.
@@ -442,11 +516,11 @@ mod tests {
             "/embeddings",
             "/v1/embeddings",
         ] {
-            assert!(r.allows(without_v1(path)), "{path}");
+            assert!(r.allows(path), "{path}");
         }
-        assert!(!r.allows(without_v1("/v1/completions")));
-        assert!(!r.allows(without_v1("/v1/chat/completions/x")));
-        assert!(!r.allows(without_v1("/health/liveliness")));
+        assert!(!r.allows("/v1/completions"));
+        assert!(!r.allows("/v1/chat/completions/x"));
+        assert!(!r.allows("/health/liveliness"));
     }
 
     #[test]
@@ -483,6 +557,43 @@ mod tests {
         let e = rules("public_routes: ['/models', '/key/generate']").unwrap_err();
         assert_eq!(e.0, "general_settings.public_routes[1]");
         assert!(e.1.contains("/key/generate"), "{}", e.1);
+    }
+
+    #[test]
+    fn a_prefix_is_taken_as_written() {
+        let r = rules("allowed_routes: ['/v1/*']").unwrap().unwrap();
+        assert!(r.allows("/v1/chat/completions"));
+        assert!(!r.allows("/admin/status"));
+        assert!(!r.allows("/key/generate"));
+        let r = rules("admin_only_routes: ['/v1*', '/chat/*']")
+            .unwrap()
+            .unwrap();
+        assert!(r.is_admin_only("/v1/embeddings"));
+        assert!(r.is_admin_only("/chat/completions"));
+        assert!(!r.is_admin_only("/embeddings"));
+        let r = rules("allowed_routes: ['/chat/*']").unwrap().unwrap();
+        assert!(r.allows("/v1/chat/completions"));
+    }
+
+    #[test]
+    fn entries_that_could_never_apply_are_refused() {
+        let e = rules("allowed_routes: ['/key/*/info']").unwrap_err();
+        assert!(e.1.contains("may only end"), "{}", e.1);
+        for public in ["'/key/*'", "LiteLLMRoutes.management_routes", "info_routes"] {
+            let e = rules(&format!("public_routes: [{public}]")).unwrap_err();
+            assert_eq!(e.0, "general_settings.public_routes[0]", "{public}");
+        }
+        assert!(rules("public_routes: ['LiteLLMRoutes.llm_api_routes', '/*']").is_ok());
+    }
+
+    #[test]
+    fn a_key_is_held_to_its_own_routes() {
+        let routes = vec!["llm_api_routes".to_owned(), "/key/info".to_owned()];
+        assert!(key_refusal(&routes, "/v1/chat/completions").is_none());
+        assert!(key_refusal(&routes, "/key/info").is_none());
+        let refused = key_refusal(&routes, "/key/generate").unwrap();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert!(key_refusal(&[], "/key/generate").is_none());
     }
 
     #[test]

@@ -190,6 +190,9 @@ pub struct KeyRecord {
     pub created_at: SystemTime,
     /// When the record last changed.
     pub updated_at: SystemTime,
+    /// The routes the key may call (LiteLLM's `allowed_routes`: paths,
+    /// `/prefix/*` or route groups); empty allows every route.
+    pub allowed_routes: Vec<String>,
 }
 
 impl KeyRecord {
@@ -419,6 +422,7 @@ impl KeyRecord {
             tags: Vec::new(),
             created_at: now,
             updated_at: now,
+            allowed_routes: Vec::new(),
         }
     }
 }

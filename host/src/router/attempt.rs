@@ -64,7 +64,13 @@ pub(super) async fn attempt(
         drop_params: req.limits.drop_params,
     };
     let started = Instant::now();
-    let reply = match deployment.target.call(&router.client, call).await {
+    let reply = deployment.target.call(&router.client, call);
+    let reply = if req.stream {
+        super::stream_lifetime::started_within(reply, started, router.max_stream_duration).await
+    } else {
+        reply.await
+    };
+    let reply = match reply {
         Ok(reply) => reply,
         Err(e) => {
             span_failed(span, deployment, &e);

@@ -66,7 +66,10 @@ impl ErrorClass {
 pub fn classify(error: &UpstreamError) -> ErrorClass {
     match error {
         UpstreamError::Connect(_) => ErrorClass::Connection,
-        UpstreamError::Timeout(_) | UpstreamError::StreamTooLong(_) => ErrorClass::Timeout,
+        UpstreamError::Timeout(_) => ErrorClass::Timeout,
+        // The gateway's limit on the request: another deployment or model
+        // would run as long, so nothing is retried and nobody cools down.
+        UpstreamError::StreamTooLong(_) => ErrorClass::BadRequest,
         UpstreamError::Protocol(_) | UpstreamError::StreamBroken(_) => ErrorClass::InternalServer,
         UpstreamError::Unsendable { .. } => ErrorClass::BadRequest,
         UpstreamError::Status {

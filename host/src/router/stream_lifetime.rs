@@ -4,7 +4,9 @@
 //! an upstream connection for ever. Counted from the call's start, the
 //! stream ends with one timeout error once `general_settings.
 //! max_stream_duration` has passed (an hour when unset: long enough for the
-//! slowest model's longest answer).
+//! slowest model's longest answer). It is the request's own limit, not the
+//! deployment's failure: neither retried, nor a fallback's cause, nor a
+//! cooldown's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +17,7 @@ use futures_util::Stream;
 use tokio::time::Sleep;
 
 use crate::config::GeneralSettings;
-use crate::providers::{PayloadStream, UpstreamError};
+use crate::providers::{PayloadStream, UpstreamError, UpstreamReply};
 
 /// `general_settings.max_stream_duration` when unset.
 pub const DEFAULT_MAX_STREAM_DURATION: Duration = Duration::from_secs(3600);
@@ -27,6 +29,24 @@ pub(super) fn limit(settings: &GeneralSettings) -> Duration {
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .filter(|d| !d.is_zero())
         .unwrap_or(DEFAULT_MAX_STREAM_DURATION)
+}
+
+/// A stream call's head (connecting, sending, the status), ended with
+/// [`UpstreamError::StreamTooLong`] once `limit` has passed since `started`.
+pub(super) async fn started_within<F>(
+    head: F,
+    started: Instant,
+    limit: Duration,
+) -> Result<UpstreamReply, UpstreamError>
+where
+    F: Future<Output = Result<UpstreamReply, UpstreamError>>,
+{
+    let Some(end) = tokio::time::Instant::from_std(started).checked_add(limit) else {
+        return head.await;
+    };
+    tokio::time::timeout_at(end, head)
+        .await
+        .unwrap_or(Err(UpstreamError::StreamTooLong(limit)))
 }
 
 /// `chunks`, ended with [`UpstreamError::StreamTooLong`] once `limit` has

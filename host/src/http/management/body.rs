@@ -205,6 +205,10 @@ pub struct KeyBody {
     pub metadata: Option<Option<Value>>,
     #[serde(default, deserialize_with = "double")]
     pub tags: Option<Option<Vec<String>>>,
+    /// The routes the key may call: paths, `/prefix/*` or LiteLLM's route
+    /// groups; `null` or `[]` allows every route.
+    #[serde(default, deserialize_with = "double")]
+    pub allowed_routes: Option<Option<Vec<String>>>,
     pub blocked: Option<bool>,
     /// Read on its own from the same body (see `read_with_limits`).
     #[serde(skip)]

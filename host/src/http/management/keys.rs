@@ -92,6 +92,38 @@ async fn ensure_user(keys: &Keys, user_id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Most routes one key's `allowed_routes` may list.
+const MAX_ALLOWED_ROUTES: usize = 256;
+
+/// A 400 naming the first `allowed_routes` entry that is neither a path
+/// nor a route group, or a list past [`MAX_ALLOWED_ROUTES`].
+fn check_routes(routes: &[String]) -> Result<(), ApiError> {
+    if routes.len() > MAX_ALLOWED_ROUTES {
+        return Err(ApiError::invalid(
+            format!(
+                "allowed_routes: {} entries; a key may list at most {MAX_ALLOWED_ROUTES}",
+                routes.len()
+            ),
+            Some("allowed_routes"),
+        ));
+    }
+    for (i, entry) in routes.iter().enumerate() {
+        if entry.len() > 512 {
+            return Err(ApiError::invalid(
+                format!("allowed_routes[{i}]: longer than 512 bytes"),
+                Some("allowed_routes"),
+            ));
+        }
+        if let Some(why) = crate::http::route_rules::entry_problem(entry) {
+            return Err(ApiError::invalid(
+                format!("allowed_routes[{i}]: {why}"),
+                Some("allowed_routes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Applies a body to a key record (new or existing), checking every field.
 async fn apply(
     keys: &Keys,
@@ -104,6 +136,9 @@ async fn apply(
     if let Some(Some(tags)) = &b.tags {
         crate::openai::check_tags(tags, "tags")
             .map_err(|message| ApiError::invalid(message, Some("tags")))?;
+    }
+    if let Some(Some(routes)) = &b.allowed_routes {
+        check_routes(routes)?;
     }
     if let Some(alias) = b.key_alias {
         if let Some(a) = &alias {
@@ -138,6 +173,9 @@ async fn apply(
     }
     if let Some(tags) = b.tags {
         k.tags = tags.unwrap_or_default();
+    }
+    if let Some(routes) = b.allowed_routes {
+        k.allowed_routes = routes.unwrap_or_default();
     }
     if let Some(blocked) = b.blocked {
         k.blocked = blocked;
@@ -204,6 +242,7 @@ pub async fn generate(
         tags: Vec::new(),
         created_at: now,
         updated_at: now,
+        allowed_routes: Vec::new(),
     };
     apply(&keys, &mut record, body, now).await?;
     if keys

@@ -77,6 +77,7 @@ pub fn key(k: &KeyRecord) -> Value {
     out.insert("budget_reset_at".into(), time(k.budget_reset_at));
     out.insert("metadata".into(), k.metadata.clone());
     out.insert("tags".into(), json!(k.tags));
+    out.insert("allowed_routes".into(), json!(k.allowed_routes));
     out.insert("blocked".into(), json!(k.blocked));
     out.insert("created_at".into(), time(Some(k.created_at)));
     out.insert("updated_at".into(), time(Some(k.updated_at)));

@@ -1,5 +1,6 @@
 //! LiteLLM fields that would restrict a key, user or team in ways conclave
-//! does not enforce (guardrails, route lists, budgets per team member, ...).
+//! does not enforce (guardrails, required parameters, budgets per team
+//! member, ...).
 //! Most unknown fields are accepted and ignored, so a LiteLLM script's
 //! extras do not break it; these are refused by name instead, because
 //! ignoring them would leave a caller freer, or able to spend more, than
@@ -20,7 +21,6 @@ pub trait Restricting {
 
 /// On `/key/generate` and `/key/update`.
 pub const ON_KEYS: &[Restriction] = &[
-    ("allowed_routes", "limit the routes the key may call"),
     ("enforced_params", "require parameters in every request"),
     ("guardrails", "run guardrails on the key's requests"),
     ("permissions", "switch off what the key may otherwise do"),
@@ -152,10 +152,10 @@ mod tests {
 
     #[test]
     fn a_restriction_that_asks_for_something_is_refused_by_name() {
-        let e = refuse(&json!({"allowed_routes": ["/chat/completions"]}), ON_KEYS).unwrap_err();
-        assert_eq!(e.body.error.param.as_deref(), Some("allowed_routes"));
+        let e = refuse(&json!({"enforced_params": ["user"]}), ON_KEYS).unwrap_err();
+        assert_eq!(e.body.error.param.as_deref(), Some("enforced_params"));
         assert!(
-            e.body.error.message.contains("limit the routes"),
+            e.body.error.message.contains("require parameters"),
             "{}",
             e.body.error.message
         );

@@ -233,6 +233,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
             tags: Vec::new(),
             created_at: now,
             updated_at: now,
+            allowed_routes: Vec::new(),
         };
         keys.store().insert_key(&key).await.map_err(key_error)?;
         if let Some(o) = out.as_object_mut() {

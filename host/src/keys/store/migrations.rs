@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (9, V9),
     (10, V10),
     (11, V11),
+    (12, V12),
 ];
 
 /// Versions whose statements are SQLite's own.
@@ -259,3 +260,7 @@ const V11: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS end_users_budget ON end_users (budget_id)",
     "CREATE INDEX IF NOT EXISTS end_users_reset ON end_users (budget_reset_at)",
 ];
+
+/// The routes a key may call (LiteLLM's `allowed_routes`), as a JSON list;
+/// `NULL`, as on every earlier key, allows every route.
+const V12: &[&str] = &["ALTER TABLE keys ADD COLUMN allowed_routes TEXT"];

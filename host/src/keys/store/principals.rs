@@ -245,7 +245,7 @@ impl Store {
     pub async fn insert_key(&self, k: &KeyRecord) -> Result<(), KeyError> {
         let sql = format!(
             "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         );
         sqlx::query(&sql)
             .bind(k.token_hash.clone())
@@ -264,6 +264,7 @@ impl Store {
             .bind(json(&k.tags))
             .bind(to_ms(k.created_at))
             .bind(to_ms(k.updated_at))
+            .bind(json(&k.allowed_routes))
             .execute(self.pool())
             .await
             .map_err(|e| {
@@ -283,7 +284,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE keys SET key_alias = $2, user_id = $3, team_id = $4, models = $5, aliases = $6, \
              limits = $7, budget_reset_at = $8, expires = $9, blocked = $10, metadata = $11, \
-             tags = $12, updated_at = $13 WHERE token_hash = $1",
+             tags = $12, updated_at = $13, allowed_routes = $14 WHERE token_hash = $1",
         )
         .bind(k.token_hash.clone())
         .bind(k.key_alias.clone())
@@ -298,6 +299,7 @@ impl Store {
         .bind(json(&k.metadata))
         .bind(json(&k.tags))
         .bind(to_ms(k.updated_at))
+        .bind(json(&k.allowed_routes))
         .execute(self.pool())
         .await
         .map_err(|e| unique_violation(e, "key_alias", "a key with this key_alias"))?;

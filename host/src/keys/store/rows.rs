@@ -17,7 +17,8 @@ use crate::keys::KeyError;
 
 /// The columns of `keys`, in the order [`key`] reads them.
 pub const KEY_COLUMNS: &str = "token_hash, key_alias, key_name, user_id, team_id, models, aliases, \
-     limits, spend, budget_reset_at, expires, blocked, metadata, tags, created_at, updated_at";
+     limits, spend, budget_reset_at, expires, blocked, metadata, tags, created_at, updated_at, \
+     allowed_routes";
 
 /// The columns of `users`, in the order [`user`] reads them.
 pub const USER_COLUMNS: &str = "user_id, user_role, user_email, models, limits, spend, \
@@ -40,6 +41,14 @@ pub fn json<T: Serialize>(value: &T) -> String {
 fn from_json<T: DeserializeOwned + Default>(row: &AnyRow, column: &str) -> Result<T, KeyError> {
     let text: String = row.try_get(column).map_err(store_error)?;
     Ok(serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// A JSON column that may be `NULL` (read as the default).
+fn opt_json<T: DeserializeOwned + Default>(row: &AnyRow, column: &str) -> Result<T, KeyError> {
+    let text: Option<String> = row.try_get(column).map_err(store_error)?;
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
 }
 
 fn opt_time(row: &AnyRow, column: &str) -> Result<Option<SystemTime>, KeyError> {
@@ -84,6 +93,7 @@ pub fn key(row: &AnyRow) -> Result<KeyRecord, KeyError> {
         tags: from_json(row, "tags")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
+        allowed_routes: opt_json(row, "allowed_routes")?,
     })
 }
 
