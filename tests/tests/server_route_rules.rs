@@ -251,3 +251,46 @@ async fn a_key_route_that_is_neither_a_path_nor_a_group_is_a_400_naming_it() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_route_limited_key_cannot_mint_keys_or_widen_routes() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up, "").await;
+    manage(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "ops", "user_role": "proxy_admin", "auto_create_key": false}),
+    )
+    .await;
+    let limited = new_key(
+        &proxy,
+        json!({"user_id": "ops", "allowed_routes": ["/key/*", "/user/*", "/ui/api/*"]}),
+    )
+    .await;
+    let other = new_key(
+        &proxy,
+        json!({"user_id": "ops", "allowed_routes": ["/key/info"]}),
+    )
+    .await;
+    for (path, body) in [
+        ("/key/generate", json!({})),
+        ("/key/regenerate", json!({"key": other})),
+        ("/key/update", json!({"key": other, "allowed_routes": null})),
+        (
+            "/user/new",
+            json!({"user_id": "new-admin", "user_role": "proxy_admin"}),
+        ),
+    ] {
+        let (status, answer) = post(&proxy, path, Some(&limited), &body).await;
+        assert_eq!(status, 403, "{path}: {answer}");
+        assert_eq!(code(&answer), "route_limited_key", "{path}: {answer}");
+    }
+    // What does not mint a key or widen a list still works.
+    let rename = json!({"key": other, "key_alias": "renamed"});
+    let (status, answer) = post(&proxy, "/key/update", Some(&limited), &rename).await;
+    assert_eq!(status, 200, "{answer}");
+    // Outside its list, the dashboard's data and the metrics are refused too.
+    assert_eq!(get(&proxy, "/ui/api/overview", Some(&limited)).await.0, 200);
+    let (status, answer) = get(&proxy, "/metrics", Some(&limited)).await;
+    assert_eq!(status, 403, "{answer}");
+}

@@ -257,7 +257,11 @@ pub fn app(
         .route("/health/liveliness", get(routes::liveliness))
         .route("/health/liveness", get(routes::liveliness))
         .route("/health/readiness", get(routes::readiness))
-        .route("/metrics", get(metrics::metrics));
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            route_rules::key_routes,
+        ));
     // API docs: public unless a master key is set and `public_docs: false`.
     let docs = Router::new()
         .route("/", get(docs::index))
@@ -277,7 +281,11 @@ pub fn app(
         .route("/ui/api/overview", get(dashboard::overview))
         .route("/ui/api/requests", get(dashboard::requests))
         .route("/ui/api/requests/{id}", get(dashboard::request))
-        .route("/ui/api/models", get(dashboard::models));
+        .route("/ui/api/models", get(dashboard::models))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            route_rules::key_routes,
+        ));
     let routes = models
         .merge(anthropic)
         .merge(dashboard)

@@ -11,12 +11,17 @@
 //! - `admin_only_routes`: routes the master key and `proxy_admin` users'
 //!   keys may call, and other virtual keys may not (403).
 //!
+//! A virtual key's own `allowed_routes` ([`key_refusal`]) is held here
+//! too: by the model routes' auth, and by [`key_routes`] in front of the
+//! management and admin APIs, the probes and metrics, and the dashboard.
+//!
 //! An entry is a path (`/chat/completions`), a path ending in `*` (every
 //! path that starts with the rest), or one of LiteLLM's route groups
-//! (`LiteLLMRoutes.public_routes`, `llm_api_routes`, ...). Paths are
-//! compared as sent, except that a `/v1` prefix is ignored on both sides:
-//! `/chat/completions` and `/v1/chat/completions` are one route here.
-//! Without any of the three keys the gate only passes requests on.
+//! (`LiteLLMRoutes.public_routes`, `llm_api_routes`, ...). A whole path
+//! names the same path with or without a `/v1` prefix (`/chat/completions`
+//! and `/v1/chat/completions` are one route here); a prefix is taken as
+//! written (see [`route_matches`]). Without any of the three keys the gate
+//! only passes requests on.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -436,8 +441,9 @@ pub fn key_refusal(allowed_routes: &[String], path: &str) -> Option<ApiError> {
     ))
 }
 
-/// Holds the management and admin routes to a virtual key's own
-/// `allowed_routes` (the model routes' auth does it for them). The key is
+/// Holds the routes outside the model routes (management, admin, probes
+/// and metrics, the dashboard) to a virtual key's own `allowed_routes`
+/// (the model routes' auth does it for them). The key is
 /// looked up again here, from the key cache; a key that is not valid goes
 /// on to the route, whose own check answers it.
 pub async fn key_routes(
@@ -454,6 +460,9 @@ pub async fn key_routes(
             .is_some_and(|master| is_master(presented, master))
         && let Ok(Ok(Some(principal))) =
             tokio::time::timeout(RESOLVE_TIMEOUT, keys.resolve(presented)).await
+        // A key that may not be used now is the route's own check's to refuse.
+        && !principal.key.blocked
+        && !principal.key.is_expired(std::time::SystemTime::now())
         && let Some(error) = key_refusal(&principal.key.allowed_routes, request.uri().path())
     {
         return error.into_response();

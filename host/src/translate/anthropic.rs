@@ -580,11 +580,13 @@ fn is_object(arguments: &str) -> bool {
 pub fn error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
+        402 => "billing_error",
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",
         429 => "rate_limit_error",
         503 | 529 => "overloaded_error",
+        504 => "timeout_error",
         500.. => "api_error",
         _ => "invalid_request_error",
     }
@@ -795,6 +797,20 @@ impl MessagesStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_get_anthropics_error_types() {
+        for (status, kind) in [
+            (400, "invalid_request_error"),
+            (402, "billing_error"),
+            (429, "rate_limit_error"),
+            (502, "api_error"),
+            (504, "timeout_error"),
+            (529, "overloaded_error"),
+        ] {
+            assert_eq!(error_type(status), kind, "{status}");
+        }
+    }
 
     #[test]
     fn a_count_that_names_its_own_upstream_is_refused() {

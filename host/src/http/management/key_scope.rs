@@ -177,8 +177,8 @@ impl KeyScope {
 }
 
 /// The first field in which `after` allows more than `before`: unblocked,
-/// out of its team, a later or no expiry, more models, a higher or no limit, another budget
-/// period on a budget.
+/// out of its team, a later or no expiry, more models or routes, a higher
+/// or no limit, another budget period on a budget.
 fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
     let (b, a) = (&before.limits, &after.limits);
     let models_widened = !before.models.is_empty()
@@ -186,6 +186,12 @@ fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
     let expiry_later = before
         .expires
         .is_some_and(|was| after.expires.is_none_or(|now| now > was));
+    let routes_widened = !before.allowed_routes.is_empty()
+        && (after.allowed_routes.is_empty()
+            || !after
+                .allowed_routes
+                .iter()
+                .all(|r| before.allowed_routes.contains(r)));
     [
         ("blocked", before.blocked && !after.blocked),
         // Out of its team, a key escapes the team's budget, models and limits.
@@ -195,6 +201,7 @@ fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
         ),
         ("duration", expiry_later),
         ("models", models_widened),
+        ("allowed_routes", routes_widened),
         ("max_budget", raised(b.max_budget, a.max_budget)),
         (
             "budget_duration",
@@ -260,5 +267,18 @@ mod tests {
         assert_eq!(loosened(&in_team, &alone), Some("team_id"));
         assert_eq!(loosened(&alone, &in_team), None);
         assert_eq!(loosened(&in_team, &in_team), None);
+    }
+
+    #[test]
+    fn a_shorter_route_list_tightens_and_a_longer_or_empty_one_loosens() {
+        let mut two = KeyRecord::for_test("h");
+        two.allowed_routes = vec!["/chat/completions".into(), "/key/info".into()];
+        let mut one = KeyRecord::for_test("h");
+        one.allowed_routes = vec!["/key/info".into()];
+        let every = KeyRecord::for_test("h");
+        assert_eq!(loosened(&two, &one), None);
+        assert_eq!(loosened(&one, &two), Some("allowed_routes"));
+        assert_eq!(loosened(&one, &every), Some("allowed_routes"));
+        assert_eq!(loosened(&every, &one), None);
     }
 }

@@ -213,6 +213,7 @@ pub async fn generate(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (keys, scope) = key_manager(&state, request.headers()).await?;
+    super::refuse_route_limited(&state, request.headers(), "make keys").await?;
     let mut asked = super::read_object(&state, request).await?;
     let gateway = state.gateway();
     let rules = &gateway.key_generate;
@@ -276,8 +277,12 @@ pub async fn generate(
 /// `POST /key/update`: changes the fields the body names (`key` says which).
 pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (keys, scope) = key_manager(&state, request.headers()).await?;
+    let headers = request.headers().clone();
     let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
+    if body.allowed_routes.is_some() {
+        super::refuse_route_limited(&state, &headers, "change a key's allowed_routes").await?;
+    }
     let given = body
         .key
         .take()
@@ -683,6 +688,7 @@ pub async fn regenerate(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (keys, scope) = key_manager(&state, request.headers()).await?;
+    super::refuse_route_limited(&state, request.headers(), "regenerate keys").await?;
     let (asked, changes) = read_regenerate(&state, request).await?;
     let given = asked.key.ok_or_else(|| invalid("key", "is required"))?;
     rotate(&state, &keys, &scope, &given, asked.new_key, changes).await
@@ -730,6 +736,7 @@ pub async fn regenerate_path(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (keys, scope) = key_manager(&state, request.headers()).await?;
+    super::refuse_route_limited(&state, request.headers(), "regenerate keys").await?;
     let (asked, changes) = read_regenerate(&state, request).await?;
     rotate(&state, &keys, &scope, &given, asked.new_key, changes).await
 }

@@ -201,6 +201,33 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(Keys, Ma
     Ok((keys, Manager::Key { principal, admin }))
 }
 
+/// Refuses a virtual key held to its own `allowed_routes` when it would
+/// make a key, give one a new value or change a key's route list
+/// (`what`): any of these could hand its holder a key that calls routes
+/// beyond its own. The key cache answers the lookup.
+pub(super) async fn refuse_route_limited(
+    state: &AppState,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(), ApiError> {
+    let (_, manager) = authenticate(state, headers).await?;
+    match manager {
+        Manager::Key { principal, .. } if !principal.key.allowed_routes.is_empty() => {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!(
+                    "a key limited by its own allowed_routes may not {what}: the master key or an \
+                     unlimited administrator's key may"
+                ),
+                None,
+                Some("route_limited_key"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// [`authenticate`], then [`Manager::require_admin`].
 async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Keys, ApiError> {
     let (keys, manager) = authenticate(state, headers).await?;

@@ -151,8 +151,12 @@ fn apply(
 /// `POST /user/new`: a user and (unless `auto_create_key: false`) a key for it.
 pub async fn new(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
+    let headers = request.headers().clone();
     let (mut body, limits): (UserBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
+    if body.auto_create_key.unwrap_or(true) {
+        super::refuse_route_limited(&state, &headers, "make a user's first key").await?;
+    }
     let user_id = match &body.user_id {
         Some(id) => {
             check_id("user_id", id)?;
