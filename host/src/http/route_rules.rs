@@ -37,6 +37,7 @@ use super::AppState;
 use super::auth::{RESOLVE_TIMEOUT, is_master, presented_key};
 use super::error::ApiError;
 use crate::config::GeneralSettings;
+use crate::keys::Principal;
 
 /// The model routes, without their `/v1` prefix.
 const MODEL_ROUTES: &[&str] = &[
@@ -377,9 +378,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
-        let presented = presented_key(request.headers())
-            .filter(|k| !k.is_empty())
-            .map(str::to_owned);
+        let presented = presented_key(request.headers()).map(str::to_owned);
         let path = request.uri().path().to_owned();
         Either::Right(Either::Right(Box::pin(async move {
             match non_admin_key(&state, presented.as_deref(), &path).await {
@@ -395,20 +394,8 @@ where
 /// the master key, or with a key that is not valid goes on to the route,
 /// whose own check answers it.
 async fn non_admin_key(state: &AppState, presented: Option<&str>, path: &str) -> Option<ApiError> {
-    let presented = presented?;
-    let master = state.gateway().master_key.clone()?;
-    if is_master(presented, &master) {
-        return None;
-    }
-    let keys = state.ops.keys.as_ref()?;
-    let principal = tokio::time::timeout(RESOLVE_TIMEOUT, keys.resolve(presented))
-        .await
-        .ok()?
-        .ok()??;
-    // A key that may not be used now is the route's own check's to refuse
-    // (401), whatever its user's role.
-    let unusable = principal.key.blocked || principal.key.is_expired(std::time::SystemTime::now());
-    if principal.is_admin() || unusable {
+    let principal = usable_virtual_key(state, presented?).await?;
+    if principal.is_admin() {
         return None;
     }
     Some(ApiError::new(
@@ -421,6 +408,28 @@ async fn non_admin_key(state: &AppState, presented: Option<&str>, path: &str) ->
         None,
         Some("admin_only_route"),
     ))
+}
+
+/// The virtual key `presented` names, when it is one that may be used now
+/// (not the master key, known, neither blocked nor expired), from the key
+/// cache. Anything else is left to the route's own key check to answer.
+async fn usable_virtual_key(state: &AppState, presented: &str) -> Option<Arc<Principal>> {
+    let keys = state.ops.keys.as_ref()?;
+    if presented.is_empty()
+        || state
+            .gateway()
+            .master_key
+            .as_ref()
+            .is_some_and(|master| is_master(presented, master))
+    {
+        return None;
+    }
+    let principal = tokio::time::timeout(RESOLVE_TIMEOUT, keys.resolve(presented))
+        .await
+        .ok()?
+        .ok()??;
+    let usable = !principal.key.blocked && !principal.key.is_expired(std::time::SystemTime::now());
+    usable.then_some(principal)
 }
 
 /// The 403 for a virtual key whose own `allowed_routes` does not name
@@ -451,18 +460,8 @@ pub async fn key_routes(
     request: AxumRequest,
     next: Next,
 ) -> Response {
-    if let Some(keys) = &state.ops.keys
-        && let Some(presented) = presented_key(request.headers()).filter(|k| !k.is_empty())
-        && !state
-            .gateway()
-            .master_key
-            .as_ref()
-            .is_some_and(|master| is_master(presented, master))
-        && let Ok(Ok(Some(principal))) =
-            tokio::time::timeout(RESOLVE_TIMEOUT, keys.resolve(presented)).await
-        // A key that may not be used now is the route's own check's to refuse.
-        && !principal.key.blocked
-        && !principal.key.is_expired(std::time::SystemTime::now())
+    if let Some(presented) = presented_key(request.headers())
+        && let Some(principal) = usable_virtual_key(&state, presented).await
         && let Some(error) = key_refusal(&principal.key.allowed_routes, request.uri().path())
     {
         return error.into_response();

@@ -66,7 +66,13 @@ pub(super) async fn attempt(
     let started = Instant::now();
     let reply = deployment.target.call(&router.client, call);
     let reply = if req.stream {
-        super::stream_lifetime::started_within(reply, started, router.max_stream_duration).await
+        // Boxed: its timer would otherwise grow every routed call's future.
+        Box::pin(super::stream_lifetime::started_within(
+            reply,
+            started,
+            router.max_stream_duration,
+        ))
+        .await
     } else {
         reply.await
     };
