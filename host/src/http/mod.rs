@@ -153,13 +153,18 @@ pub type App = cors::CorsGate<AssignId<client_ip::IpGate<route_rules::RouteGate<
 ///    the router or the strategy host, and leaves one outcome for the sinks.
 ///
 /// The management and admin routes have one more layer of their own,
-/// [`management::audit::record`]: each change they make leaves audit log rows.
+/// [`management::audit::record`]: each change they make leaves audit log rows;
+/// they, the probes and the dashboard also hold a virtual key to its own
+/// `allowed_routes` ([`route_rules::key_routes`]).
 pub fn app(
     state: AppState,
     cors: Option<tower_http::cors::CorsLayer>,
     allowlist: Option<Arc<client_ip::IpAllowlist>>,
     route_rules: Option<Arc<route_rules::RouteRules>>,
 ) -> App {
+    // A virtual key's own `allowed_routes`, on the routes whose key check
+    // is not the model routes' auth (which holds a key to it itself).
+    let key_routes = || middleware::from_fn_with_state(state.clone(), route_rules::key_routes);
     let models = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/chat/completions", post(routes::chat_completions))
@@ -238,10 +243,7 @@ pub fn app(
             state.clone(),
             admin::require_admin,
         ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            route_rules::key_routes,
-        ));
+        .route_layer(key_routes());
     // Keys, users, teams and spend; their changes, like the admin API's,
     // leave audit log rows.
     let management_routes = management::routes()
@@ -249,19 +251,13 @@ pub fn app(
             audit,
             management::audit::record,
         ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            route_rules::key_routes,
-        ));
+        .route_layer(key_routes());
     let probes = Router::new()
         .route("/health/liveliness", get(routes::liveliness))
         .route("/health/liveness", get(routes::liveliness))
         .route("/health/readiness", get(routes::readiness))
         .route("/metrics", get(metrics::metrics))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            route_rules::key_routes,
-        ));
+        .route_layer(key_routes());
     // API docs: public unless a master key is set and `public_docs: false`.
     let docs = Router::new()
         .route("/", get(docs::index))
@@ -282,10 +278,7 @@ pub fn app(
         .route("/ui/api/requests", get(dashboard::requests))
         .route("/ui/api/requests/{id}", get(dashboard::request))
         .route("/ui/api/models", get(dashboard::models))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            route_rules::key_routes,
-        ));
+        .route_layer(key_routes());
     let routes = models
         .merge(anthropic)
         .merge(dashboard)
