@@ -181,17 +181,9 @@ impl KeyScope {
 /// or no limit, another budget period on a budget.
 fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
     let (b, a) = (&before.limits, &after.limits);
-    let models_widened = !before.models.is_empty()
-        && (after.models.is_empty() || !after.models.iter().all(|m| before.models.contains(m)));
     let expiry_later = before
         .expires
         .is_some_and(|was| after.expires.is_none_or(|now| now > was));
-    let routes_widened = !before.allowed_routes.is_empty()
-        && (after.allowed_routes.is_empty()
-            || !after
-                .allowed_routes
-                .iter()
-                .all(|r| before.allowed_routes.contains(r)));
     [
         ("blocked", before.blocked && !after.blocked),
         // Out of its team, a key escapes the team's budget, models and limits.
@@ -200,8 +192,11 @@ fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
             before.team_id.is_some() && after.team_id.is_none(),
         ),
         ("duration", expiry_later),
-        ("models", models_widened),
-        ("allowed_routes", routes_widened),
+        ("models", widened(&before.models, &after.models)),
+        (
+            "allowed_routes",
+            widened(&before.allowed_routes, &after.allowed_routes),
+        ),
         ("max_budget", raised(b.max_budget, a.max_budget)),
         (
             "budget_duration",
@@ -228,6 +223,12 @@ fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
     ]
     .into_iter()
     .find_map(|(field, loose)| loose.then_some(field))
+}
+
+/// Whether an allow-list (empty: everything) lets through more than it
+/// did: emptied, or given an entry it did not have.
+fn widened(before: &[String], after: &[String]) -> bool {
+    !before.is_empty() && (after.is_empty() || !after.iter().all(|x| before.contains(x)))
 }
 
 /// Whether a limit went up or away.
