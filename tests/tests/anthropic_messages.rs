@@ -52,6 +52,15 @@ elif mode == "stream_tools":
         final = stream.get_final_message()
     use = [b for b in final.content if b.type == "tool_use"][0]
     out = {"types": types, "name": use.name, "input": use.input, "stop_reason": final.stop_reason}
+elif mode == "models":
+    listed = [[m.type, m.id, m.display_name, m.created_at.year >= 2024] for m in client.models.list(limit=1)]
+    one = client.models.retrieve(model)
+    try:
+        client.models.retrieve("no-such-model")
+        missing = None
+    except anthropic.NotFoundError as e:
+        missing = e.status_code
+    out = {"listed": listed, "one": [one.type, one.id], "missing": missing}
 elif mode == "count":
     r = client.messages.count_tokens(model=model, messages=messages, system="Be brief.")
     out = {"input_tokens": r.input_tokens}
@@ -210,6 +219,34 @@ async fn the_anthropic_client_counts_tokens() {
             .len();
     assert_eq!(out["input_tokens"], chars.div_ceil(4), "{out}");
     assert_eq!(up.recorded().len(), 0);
+}
+
+/// Anthropic's clients (and Claude Code) list a gateway's models in
+/// Anthropic's shape, page by page, under either base URL.
+#[tokio::test]
+async fn the_anthropic_client_lists_and_retrieves_models() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&format!(
+        "model_list:\n{}{}general_settings:\n  master_key: {MASTER_KEY}\n",
+        conclave_e2e::deployment("claude-group", "openai/gpt-up", &up.api_base("a"), &[]),
+        conclave_e2e::deployment("claude-other", "openai/gpt-up", &up.api_base("a"), &[]),
+    ))
+    .await;
+    for base in ["", "/anthropic"] {
+        let Some(out) = sdk(&proxy, base, "models", "claude-other", MASTER_KEY).await else {
+            return;
+        };
+        assert_eq!(
+            out["listed"],
+            json!([
+                ["model", "claude-group", "claude-group", true],
+                ["model", "claude-other", "claude-other", true]
+            ]),
+            "two pages of one, in the listing's order: {out}"
+        );
+        assert_eq!(out["one"], json!(["model", "claude-other"]), "{out}");
+        assert_eq!(out["missing"], 404, "{out}");
+    }
 }
 
 #[tokio::test]

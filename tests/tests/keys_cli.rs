@@ -41,6 +41,8 @@ async fn keys_commands_create_list_update_block_and_delete_a_key() {
             "5",
             "--duration",
             "1d",
+            "--allowed-routes",
+            "/v1/chat/completions,/key/info",
         ],
     )
     .await;
@@ -49,6 +51,10 @@ async fn keys_commands_create_list_update_block_and_delete_a_key() {
     let key = made["key"].as_str().unwrap().to_owned();
     assert_eq!(made["models"], serde_json::json!(["echo", "other"]));
     assert_eq!(made["rpm_limit"], 5);
+    assert_eq!(
+        made["allowed_routes"],
+        serde_json::json!(["/v1/chat/completions", "/key/info"])
+    );
     assert!(err.contains("shown this once"), "{err}");
 
     let (ok, out, err) = cli(&base, MASTER, &["keys", "list"]).await;

@@ -104,7 +104,7 @@ async fn an_unknown_messages_path_is_404_in_anthropic_shape() {
     let proxy = one_group(&up, &[], "").await;
     for (path, hinted) in [
         ("/v1/messages/batches", false),
-        ("/anthropic/v1/models/x", false),
+        ("/anthropic/v1/files/x", false),
         ("/v1/v1/messages", true),
     ] {
         let r = proxy.post(path, &json!({})).await;
@@ -222,6 +222,7 @@ async fn upstream_429_stays_429_with_retry_after() {
     let (status, headers, body) = proxy.chat(&chat_body("m", "hi")).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(headers["retry-after"], "7");
+    assert_eq!(headers["retry-after-ms"], "7000");
     let e = error_object(&body);
     assert_eq!(e["type"], "rate_limit_error");
     assert!(
@@ -232,6 +233,22 @@ async fn upstream_429_stays_429_with_retry_after() {
         "{body}"
     );
     assert_eq!(up.calls("a"), 1);
+}
+
+/// A wait shorter than a second keeps its precision for the clients that
+/// read `retry-after-ms` (OpenAI's and Anthropic's SDKs prefer it).
+#[tokio::test]
+async fn a_sub_second_upstream_wait_reaches_the_client_in_milliseconds() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "a",
+        Behavior::status(429, "slow down").header("retry-after-ms", "300"),
+    );
+    let proxy = one_group(&up, &[], NO_RETRIES).await;
+    let (status, headers, body) = proxy.chat(&chat_body("m", "hi")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(headers["retry-after-ms"], "300");
+    assert_eq!(headers["retry-after"], "1", "whole seconds, rounded up");
 }
 
 #[tokio::test]

@@ -162,8 +162,11 @@ async fn answer(
         json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
         json!({"type": "response.completed", "response": done}),
     ];
+    // `cut` breaks off in the middle of its text.
+    let kept = if name == "cut" { 6 } else { events.len() };
     let text: String = events
         .into_iter()
+        .take(kept)
         .enumerate()
         .map(|(i, mut e)| {
             e["sequence_number"] = json!(i);
@@ -220,6 +223,12 @@ fn config(fake: &FakeNative, tail: &str) -> String {
         "gpt-down",
         "openai/gpt-up",
         &fake.api_base("down"),
+        "",
+    ));
+    yaml.push_str(&entry(
+        "gpt-cut",
+        "openai/gpt-up",
+        &fake.api_base("cut"),
         "",
     ));
     yaml.push_str(&entry(
@@ -319,6 +328,71 @@ for event in client.responses.create(model="gpt-native", input="hello", stream=T
 print(json.dumps({"types": types, "text": text, "id": final.id, "output_text": final.output_text,
                   "input_tokens": final.usage.input_tokens}))
 "#;
+
+const SDK_BROKEN_STREAM: &str = r#"
+import json, sys
+import openai
+
+base_url, key = sys.argv[1:3]
+client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=20)
+seen, ids = [], {}
+with client.responses.stream(model="gpt-cut", input="hello") as stream:
+    for event in stream:
+        seen.append([event.type, event.sequence_number])
+        if event.type in ("response.created", "response.failed"):
+            ids[event.type] = event.response.id
+        if event.type == "response.failed":
+            ids["failed_model"] = event.response.model
+            ids["failed_error"] = event.response.error.message
+        if event.type == "error":
+            ids["error"] = event.message
+print(json.dumps({"seen": seen, "ids": ids}))
+"#;
+
+/// A native stream that breaks off ends with `response.failed` for the
+/// upstream's own response, numbered after its last event: the SDK's
+/// stream helper, which checks both, reads it to the end.
+#[tokio::test]
+async fn a_broken_native_stream_fails_as_the_upstreams_response() {
+    let fake = FakeNative::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let base = proxy.url("/v1");
+    let Some(out) = sdk_support::run_script(
+        &proxy,
+        "native_broken.py",
+        SDK_BROKEN_STREAM,
+        &[&base, MASTER],
+    )
+    .await
+    else {
+        return;
+    };
+    let seen = out["seen"].as_array().unwrap();
+    let names: Vec<&str> = seen.iter().map(|e| e[0].as_str().unwrap()).collect();
+    assert_eq!(
+        names[names.len() - 2..],
+        ["response.failed", "error"],
+        "{out}"
+    );
+    for (n, event) in seen.iter().enumerate() {
+        assert_eq!(
+            event[1], n as u64,
+            "numbered on from the upstream's events: {out}"
+        );
+    }
+    let ids = &out["ids"];
+    assert_eq!(ids["response.created"], "resp_up1");
+    assert_eq!(ids["response.failed"], "resp_up1", "{out}");
+    assert_eq!(
+        ids["failed_model"], "gpt-up",
+        "the upstream's response, as created"
+    );
+    assert!(
+        ids["error"].as_str().unwrap().contains("broke off"),
+        "{out}"
+    );
+    assert_eq!(ids["failed_error"], ids["error"]);
+}
 
 /// A native Responses deployment's temperature default and `extra_body`
 /// reach the upstream's body when the client sets neither.

@@ -44,6 +44,10 @@ pub struct KeyFields {
     /// Models (or access groups) the key may call, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
+    /// The only routes the key may call (paths, `/prefix*`, or LiteLLM's
+    /// route groups), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_routes: Option<Vec<String>>,
     /// Spend allowed per budget period, in USD.
     #[arg(long)]
     pub max_budget: Option<f64>,
@@ -77,6 +81,10 @@ impl KeyFields {
         put("user_id", self.user.clone().map(Value::from));
         put("team_id", self.team.clone().map(Value::from));
         put("models", self.models.clone().map(|m| json!(m)));
+        put(
+            "allowed_routes",
+            self.allowed_routes.clone().map(|r| json!(r)),
+        );
         put("max_budget", self.max_budget.map(|v| json!(v)));
         put(
             "budget_duration",

@@ -30,6 +30,9 @@ use crate::ops::admission::Refusal;
 use crate::providers::UpstreamError;
 use crate::reload::AdminError;
 use crate::router::RouteError;
+
+/// The wait before a retry in milliseconds, beside `Retry-After`'s seconds.
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 use crate::strategy::StrategyError;
 
 /// An error on its way to the client.
@@ -431,6 +434,9 @@ impl IntoResponse for ApiError {
         if let Some(wait) = self.retry_after {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            // The SDKs prefer it: a wait under a second keeps its precision.
+            let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            headers.insert(RETRY_AFTER_MS, HeaderValue::from(millis));
         }
         for (name, value) in self.headers {
             headers.insert(name, value);

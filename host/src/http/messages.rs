@@ -164,11 +164,11 @@ async fn count_upstream(
         .await
 }
 
-/// Whether `path` is one of the Messages API's routes, whose every error
-/// leaves in Anthropic's shape (a wrong method's included).
+/// Whether `path` is one of Anthropic's routes (the Messages API's, or any
+/// under `/anthropic/`), whose every error leaves in Anthropic's shape (a
+/// wrong method's included).
 pub fn is_messages_path(path: &str) -> bool {
-    let path = path.strip_prefix("/anthropic").unwrap_or(path);
-    path == "/v1/messages" || path == "/v1/messages/count_tokens"
+    path.starts_with("/anthropic/") || path == "/v1/messages" || path == "/v1/messages/count_tokens"
 }
 
 /// Whether an unknown `path` looks meant for the Messages API (under its

@@ -2,6 +2,7 @@
 //! [`app`] assembles the whole stack in one place, top to bottom.
 
 mod admin;
+mod anthropic_models;
 mod auth;
 mod cache_routes;
 mod cached;
@@ -214,7 +215,12 @@ pub fn app(
         .route("/v1/messages", post(messages::create))
         .route("/anthropic/v1/messages", post(messages::create))
         .route("/v1/messages/count_tokens", post(messages::count))
-        .route("/anthropic/v1/messages/count_tokens", post(messages::count));
+        .route("/anthropic/v1/messages/count_tokens", post(messages::count))
+        .route("/anthropic/v1/models", get(anthropic_models::list))
+        .route(
+            "/anthropic/v1/models/{*model}",
+            get(anthropic_models::retrieve),
+        );
     let anthropic =
         guarded(anthropic, &state).route_layer(middleware::from_fn(messages::anthropic_errors));
     // One audit layer state for the admin and management routes, which

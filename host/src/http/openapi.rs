@@ -193,6 +193,8 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("/models/{model}", "/v1/models/{model}"),
     ("/model/info", "/v1/model/info"),
     ("/anthropic/v1/messages", "/v1/messages"),
+    ("/anthropic/v1/models", "/v1/models"),
+    ("/anthropic/v1/models/{model}", "/v1/models/{model}"),
     (
         "/anthropic/v1/messages/count_tokens",
         "/v1/messages/count_tokens",

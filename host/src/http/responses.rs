@@ -488,6 +488,7 @@ impl Dialect for Responses {
             previous: self.previous,
             mode: Mode::Unknown,
             held: None,
+            native_progress: NativeProgress::default(),
         }
     }
 }
@@ -539,6 +540,63 @@ struct KeptStream {
     /// A native `response.completed` (or `.incomplete`), sent at the end
     /// once it is stored.
     held: Option<Event>,
+    /// What a native stream has said so far, for its failure events.
+    native_progress: NativeProgress,
+}
+
+/// A native stream's lifecycle so far: a failure the gateway reports must
+/// name the upstream's response and continue its numbering, or clients that
+/// check a stream's identity (the `openai` SDK's stream helper) reject it.
+#[derive(Default)]
+struct NativeProgress {
+    /// The latest `response` object a lifecycle event carried.
+    response: Option<Value>,
+    /// The latest event's `sequence_number`.
+    sequence: Option<u64>,
+    /// The output items the stream has finished (`response.output_item.done`).
+    output: Vec<Value>,
+}
+
+impl NativeProgress {
+    fn saw(&mut self, name: &str, data: &Value) {
+        if let Some(n) = data["sequence_number"].as_u64() {
+            self.sequence = Some(n);
+        }
+        if data["response"].is_object() {
+            self.response = Some(data["response"].clone());
+        }
+        if name == "response.output_item.done" && data["item"].is_object() {
+            self.output.push(data["item"].clone());
+        }
+    }
+
+    /// `response.failed` and `error`, numbered after the last event, with
+    /// the items finished before the failure.
+    fn fail(&mut self, code: &str, message: &str) -> Vec<Event> {
+        let mut response = self.response.take().unwrap_or_else(|| json!({}));
+        if let Some(obj) = response.as_object_mut() {
+            obj.insert("status".into(), json!("failed"));
+            // Only finished answers are kept: a failed one is not.
+            obj.insert("store".into(), json!(false));
+            obj.insert(
+                "output".into(),
+                Value::Array(std::mem::take(&mut self.output)),
+            );
+            obj.insert("error".into(), json!({"code": code, "message": message}));
+        }
+        let next = self.sequence.map_or(0, |n| n.saturating_add(1));
+        vec![
+            Event::new(
+                "response.failed",
+                json!({"type": "response.failed", "sequence_number": next, "response": response}),
+            ),
+            Event::new(
+                "error",
+                json!({"type": "error", "sequence_number": next.saturating_add(1),
+                       "code": code, "message": message, "param": null}),
+            ),
+        ]
+    }
 }
 
 impl KeptStream {
@@ -551,6 +609,7 @@ impl KeptStream {
         if data["response"].is_object() {
             mark(&mut data["response"], self.stored, &self.previous);
         }
+        self.native_progress.saw(&name, &data);
         let event = Event { name, data };
         if is_final(&event.name) {
             self.held = Some(event);
@@ -609,6 +668,11 @@ impl Translator for KeptStream {
     }
 
     fn fail(&mut self, error: &ApiError) -> Vec<Event> {
+        if self.mode == Mode::Native {
+            return self
+                .native_progress
+                .fail(error.code_or_type(), &error.body.error.message);
+        }
         let mut events = if self.mode == Mode::Unknown {
             self.events.start()
         } else {

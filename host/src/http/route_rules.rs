@@ -56,6 +56,8 @@ const MODEL_ROUTES: &[&str] = &[
     "/messages/count_tokens",
     "/anthropic/v1/messages",
     "/anthropic/v1/messages/count_tokens",
+    "/anthropic/v1/models",
+    "/anthropic/v1/models/*",
 ];
 
 /// Routes with a key check of their own that a config may lift: the
@@ -122,6 +124,8 @@ const GROUPS: &[(&str, &[&str])] = &[
             "/messages/count_tokens",
             "/anthropic/v1/messages",
             "/anthropic/v1/messages/count_tokens",
+            "/anthropic/v1/models",
+            "/anthropic/v1/models/*",
         ],
     ),
     (

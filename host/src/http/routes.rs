@@ -426,8 +426,29 @@ pub(super) fn json_response(body: Bytes) -> Response {
         (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
     )
 )]
-pub async fn models(Extension(scope): Extension<Scope>) -> Response {
-    json_response(visible_models(&scope, &scope.gateway.models_json, "id"))
+pub async fn models(
+    scope: Extension<Scope>,
+    headers: http::HeaderMap,
+    query: Result<Query<super::anthropic_models::Page>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    if super::anthropic_models::wants_anthropic(&headers) {
+        return super::anthropic_models::list(scope, query).await;
+    }
+    Ok(json_response(visible_models(
+        &scope,
+        &scope.gateway.models_json,
+        "id",
+    )))
+}
+
+/// The entries of `/v1/models` the caller may see.
+pub(super) fn public_models(scope: &Scope) -> Vec<Value> {
+    let listing = visible_models(scope, &scope.gateway.models_json, "id");
+    let mut parsed: Value = serde_json::from_slice(&listing).unwrap_or_default();
+    match parsed["data"].take() {
+        Value::Array(data) => data,
+        _ => Vec::new(),
+    }
 }
 
 #[utoipa::path(
@@ -448,25 +469,36 @@ pub async fn models(Extension(scope): Extension<Scope>) -> Response {
 /// `/v1/models` with that id, or, for a name only a wildcard serves, an
 /// entry made for it; a key sees only the models it may use.
 pub async fn model(
-    Extension(scope): Extension<Scope>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    scope: Extension<Scope>,
+    headers: http::HeaderMap,
+    id: axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    let listing = visible_models(&scope, &scope.gateway.models_json, "id");
-    let parsed: Value = serde_json::from_slice(&listing).unwrap_or_default();
-    let found = parsed["data"]
-        .as_array()
-        .and_then(|data| data.iter().find(|m| m["id"].as_str() == Some(id.as_str())));
-    if let Some(entry) = found {
-        return Ok(Json(entry).into_response());
+    if super::anthropic_models::wants_anthropic(&headers) {
+        return super::anthropic_models::retrieve(scope, id).await;
+    }
+    Ok(Json(public_model(&scope, &id)?).into_response())
+}
+
+/// The `/v1/models` entry `id` if the caller may see it, or, for a name
+/// only a wildcard serves, an entry made for it; 404 otherwise.
+pub(super) fn public_model(scope: &Scope, id: &str) -> Result<Value, ApiError> {
+    if let Some(entry) = public_models(scope)
+        .into_iter()
+        .find(|m| m["id"].as_str() == Some(id))
+    {
+        return Ok(entry);
     }
     // A name only a wildcard serves is not listed, yet it is served.
     let allowed = scope.ctx.caller.principal().is_none_or(|p| {
-        crate::ops::admission::denied_by(p, &id, &scope.gateway.access_groups).is_none()
+        crate::ops::admission::denied_by(p, id, &scope.gateway.access_groups).is_none()
     });
-    if allowed && scope.gateway.router.serves(&id) {
-        return Ok(Json(crate::gateway::model_entry(&id, 0)).into_response());
+    if allowed && scope.gateway.router.serves(id) {
+        return Ok(crate::gateway::model_entry(id, 0));
     }
-    Err(crate::router::RouteError::ModelNotFound { model: id }.into())
+    Err(crate::router::RouteError::ModelNotFound {
+        model: id.to_owned(),
+    }
+    .into())
 }
 
 /// LiteLLM's `/model/info`: every deployment, without secrets.

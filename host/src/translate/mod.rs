@@ -43,7 +43,7 @@ pub struct Event {
 }
 
 impl Event {
-    fn new(name: &str, data: Value) -> Self {
+    pub(crate) fn new(name: &str, data: Value) -> Self {
         Self {
             name: name.to_owned(),
             data,
@@ -198,7 +198,7 @@ pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
     };
     let delta = &choice["delta"];
     out.content = non_empty(&delta["content"]);
-    out.reasoning = non_empty(&delta["reasoning_content"]);
+    out.reasoning = non_empty(reasoning_of(delta));
     out.thinking_blocks = thinking_blocks_of(delta);
     out.finish_reason = choice["finish_reason"].as_str().map(str::to_owned);
     for call in delta["tool_calls"].as_array().into_iter().flatten() {
@@ -225,6 +225,15 @@ fn thinking_blocks_of(message: &Value) -> Vec<Value> {
 
 fn non_empty(value: &Value) -> Option<String> {
     value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// A message's or delta's reasoning text: `reasoning_content`, or
+/// `reasoning`, the name vLLM, OpenRouter, Groq and Ollama give it.
+fn reasoning_of(message: &Value) -> &Value {
+    match &message["reasoning_content"] {
+        Value::String(_) => &message["reasoning_content"],
+        _ => &message["reasoning"],
+    }
 }
 
 /// A chat answer's token counts, with the parts the other APIs report on
@@ -302,7 +311,7 @@ impl ChatAnswer {
             .collect();
         Self {
             content: text_of(&message["content"]),
-            reasoning: message["reasoning_content"]
+            reasoning: reasoning_of(message)
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
@@ -427,3 +436,22 @@ fn copy(from: &Value, key: &str, to: &mut Map<String, Value>, as_key: &str) {
 mod golden;
 #[cfg(test)]
 mod properties;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasoning_is_read_under_either_name() {
+        let answer = json!({"choices": [{"message": {"content": "A", "reasoning": "R"}}]});
+        assert_eq!(ChatAnswer::read(&answer).reasoning, "R");
+        let chunk = br#"{"choices":[{"delta":{"reasoning":"r"}}]}"#;
+        assert_eq!(parse_chunk(chunk).unwrap().reasoning.as_deref(), Some("r"));
+        let both = json!({"choices": [{"message": {"reasoning_content": "C", "reasoning": "R"}}]});
+        assert_eq!(
+            ChatAnswer::read(&both).reasoning,
+            "C",
+            "OpenAI's name first"
+        );
+    }
+}
