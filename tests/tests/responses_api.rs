@@ -351,6 +351,15 @@ async fn a_stream_that_breaks_ends_with_response_failed_and_error() {
     let failed = &events[events.len() - 2].1;
     assert_eq!(failed["response"]["status"], "failed");
     assert_eq!(
+        failed["response"]["error"]["code"], "server_error",
+        "one of the codes OpenAI documents for a failed response"
+    );
+    let error = &events[events.len() - 1].1;
+    assert!(
+        error["code"].as_str().is_some_and(|c| c != "server_error"),
+        "the gateway's own code: {error}"
+    );
+    assert_eq!(
         failed["response"]["store"], false,
         "a failed answer is not kept"
     );

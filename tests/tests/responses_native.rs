@@ -344,6 +344,7 @@ with client.responses.stream(model="gpt-cut", input="hello") as stream:
         if event.type == "response.failed":
             ids["failed_model"] = event.response.model
             ids["failed_error"] = event.response.error.message
+            ids["failed_code"] = event.response.error.code
         if event.type == "error":
             ids["error"] = event.message
 print(json.dumps({"seen": seen, "ids": ids}))
@@ -392,6 +393,7 @@ async fn a_broken_native_stream_fails_as_the_upstreams_response() {
         "{out}"
     );
     assert_eq!(ids["failed_error"], ids["error"]);
+    assert_eq!(ids["failed_code"], "server_error");
 }
 
 /// A native Responses deployment's temperature default and `extra_body`

@@ -28,7 +28,7 @@ use crate::openai::unix_now;
 use crate::ops::Caller;
 use crate::translate::responses::{
     Envelope, NATIVE_FIELD, ResponsesStream, answer_from_chat, continued, conversation,
-    duplicate_item_id, request_to_chat,
+    duplicate_item_id, failed_response_error, request_to_chat,
 };
 use crate::translate::{Event, TranslateError, new_id};
 
@@ -572,7 +572,7 @@ impl NativeProgress {
 
     /// `response.failed` and `error`, numbered after the last event, with
     /// the items finished before the failure.
-    fn fail(&mut self, code: &str, message: &str) -> Vec<Event> {
+    fn fail(&mut self, status: u16, code: &str, message: &str) -> Vec<Event> {
         let mut response = self.response.take().unwrap_or_else(|| json!({}));
         if let Some(obj) = response.as_object_mut() {
             obj.insert("status".into(), json!("failed"));
@@ -582,7 +582,7 @@ impl NativeProgress {
                 "output".into(),
                 Value::Array(std::mem::take(&mut self.output)),
             );
-            obj.insert("error".into(), json!({"code": code, "message": message}));
+            obj.insert("error".into(), failed_response_error(status, message));
         }
         let next = self.sequence.map_or(0, |n| n.saturating_add(1));
         vec![
@@ -668,20 +668,17 @@ impl Translator for KeptStream {
     }
 
     fn fail(&mut self, error: &ApiError) -> Vec<Event> {
+        let (status, code) = (error.status.as_u16(), error.code_or_type());
+        let message = &error.body.error.message;
         if self.mode == Mode::Native {
-            return self
-                .native_progress
-                .fail(error.code_or_type(), &error.body.error.message);
+            return self.native_progress.fail(status, code, message);
         }
         let mut events = if self.mode == Mode::Unknown {
             self.events.start()
         } else {
             Vec::new()
         };
-        events.extend(
-            self.events
-                .fail(error.code_or_type(), &error.body.error.message),
-        );
+        events.extend(self.events.fail(status, code, message));
         events
     }
 

@@ -67,6 +67,18 @@ pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value
     Some(Value::Object(body))
 }
 
+/// A failed response's `error`: its `code` one of those OpenAI documents
+/// (clients may read it as an enum), the gateway's own code staying in the
+/// `error` event beside it.
+pub fn failed_response_error(status: u16, message: &str) -> Value {
+    let code = if status == 429 {
+        "rate_limit_exceeded"
+    } else {
+        "server_error"
+    };
+    json!({"code": code, "message": message})
+}
+
 /// A Responses request as a chat completions request (a JSON object).
 pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
     check_fields(body)?;
@@ -866,12 +878,13 @@ impl ResponsesStream {
         events
     }
 
-    /// A broken stream: `response.failed` with the error, then `error`.
-    pub fn fail(&mut self, code: &str, message: &str) -> Vec<Event> {
+    /// A broken stream (a failure answered with `status`): `response.failed`
+    /// with the error, then `error`.
+    pub fn fail(&mut self, status: u16, code: &str, message: &str) -> Vec<Event> {
         // Only finished answers are kept: a failed one must not claim it is.
         self.envelope.set_store(false);
         let ending = Ending {
-            error: json!({"code": code, "message": message}),
+            error: failed_response_error(status, message),
             ..Ending::default()
         };
         let response = self.envelope.response("failed", &self.output, &ending);
