@@ -410,6 +410,60 @@ router_settings:
     assert!(stderr.contains("simple-shuffle"), "{stderr}");
 }
 
+/// A misspelt provider is a typo to fix, not a provider to skip: the group
+/// would vanish and every client of it get a 404.
+#[tokio::test]
+async fn check_fails_for_a_misspelt_provider_naming_the_one_meant() {
+    let (ok, _, stderr, file) = check_yaml(
+        "model_list:
+  - model_name: m
+    litellm_params: {model: mock/m}
+  - model_name: claude
+    litellm_params: {model: anthropc/claude-x, api_key: k}
+",
+        &[],
+    )
+    .await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{file}: model_list[1].litellm_params.model: provider \"anthropc\" is not known; did you mean \"anthropic\"?"
+        )),
+        "{stderr}"
+    );
+}
+
+/// A composite profile whose member is a group of skipped deployments
+/// would fail every run: the config is refused, naming the node.
+#[tokio::test]
+async fn check_fails_for_a_profile_whose_model_has_only_skipped_deployments() {
+    let (ok, _, stderr, file) = check_yaml(
+        "model_list:
+  - model_name: m
+    litellm_params: {model: mock/m}
+  - model_name: claude
+    litellm_params: {model: bedrock/anthropic.claude-x}
+  - model_name: council
+    litellm_params: {model: composite/profile/council}
+general_settings:
+  composite_llm:
+    profiles:
+      council:
+        strategy: council
+        topology:
+          members: [{model: m}, {model: claude}]
+          chairman: {model: m}
+",
+        &[],
+    )
+    .await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}: general_settings.composite_llm.profiles.council.topology.members[1].model: \"claude\" names model_list entries whose provider conclave does not speak")),
+        "{stderr}"
+    );
+}
+
 /// `check` opens nothing, but refuses a key store `serve` could not open,
 /// and says which store a good config uses, without its password.
 #[tokio::test]

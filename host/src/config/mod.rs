@@ -27,7 +27,7 @@ pub use include::Origins;
 pub use load::{
     ConfigError, LoadedConfig, MASTER_KEY_VARIABLES, Problem, default_config_path, load, load_str,
 };
-pub use near_miss::param_hint;
+pub use near_miss::{param_hint, provider_hint};
 pub use params::{
     EXEC_PROVIDER, EXTRA_BODY, GATEWAY_FIELDS, HTTP_PROVIDERS, MOCK_PROVIDER, declares_responses,
     is_request_default, is_supported_provider, known_param_keys, provider_of_bare_name,

@@ -95,6 +95,23 @@ pub fn param_hint(key: &str) -> String {
         .map_or_else(String::new, |meant| format!("; did you mean `{meant}`?"))
 }
 
+/// The provider prefix `provider` most likely misspells, when it is no
+/// provider LiteLLM knows but a near miss of one (`opneai` for `openai`).
+pub fn provider_hint(provider: &str) -> Option<&'static str> {
+    use super::params::{EXEC_PROVIDER, HTTP_PROVIDERS, LITELLM_ONLY_PROVIDERS, MOCK_PROVIDER};
+    let known = || {
+        HTTP_PROVIDERS
+            .iter()
+            .chain(LITELLM_ONLY_PROVIDERS)
+            .chain(&[MOCK_PROVIDER, EXEC_PROVIDER])
+            .copied()
+    };
+    if provider.len() > LONGEST_KEY || known().any(|p| p == provider) {
+        return None;
+    }
+    nearest(&provider.to_ascii_lowercase(), known())
+}
+
 /// `key` as the names are written: lower case, `_` for `-`.
 fn normalized(key: &str) -> String {
     key.to_ascii_lowercase().replace('-', "_")
@@ -220,6 +237,11 @@ mod tests {
             "; did you mean `max_parallel_requests`?"
         );
         assert_eq!(param_hint("temprature"), "; did you mean `temperature`?");
+        assert_eq!(provider_hint("opneai"), Some("openai"));
+        assert_eq!(provider_hint("anthropc"), Some("anthropic"));
+        assert_eq!(provider_hint("bedrok"), Some("bedrock"));
+        assert_eq!(provider_hint("bedrock"), None, "LiteLLM's, not a typo");
+        assert_eq!(provider_hint("somethingelse"), None);
     }
 
     #[test]

@@ -304,6 +304,13 @@ fn target(
 ) -> Option<Target> {
     let provider = params.provider();
     if !params.is_served() {
+        if let Some(meant) = crate::config::provider_hint(provider) {
+            found.problem(
+                format!("{at}.model"),
+                format!("provider {provider:?} is not known; did you mean {meant:?}?"),
+            );
+            return None;
+        }
         found.warn(format_args!(
             "{at}.model: provider {provider:?} is not supported, deployment skipped \
              (supported: {}; any OpenAI-compatible server works as openai/<model> with api_base)",
@@ -549,8 +556,8 @@ pub(super) fn fallbacks(rs: &RouterSettings, ls: &LitellmSettings) -> Fallbacks 
     }
 }
 
-/// Warns about every fallback target that neither `router` nor a composite
-/// profile of `cfg` serves.
+/// Warns about every fallback or alias target that neither `router` nor a
+/// composite profile of `cfg` serves.
 pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut Findings) {
     let composite: Vec<&str> = cfg
         .model_list
@@ -590,6 +597,22 @@ pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut 
                     "fallbacks for {group:?} name {t:?}, which no model_list entry serves"
                 ));
             }
+        }
+    }
+    let mut aliases: Vec<_> = router.aliases.iter().collect();
+    aliases.sort();
+    for (alias, target) in aliases {
+        let served = router.groups.contains_key(target)
+            || composite.contains(&target.as_str())
+            || router
+                .wildcards
+                .iter()
+                .any(|(p, _)| target.starts_with(p.as_str()));
+        if !served {
+            found.warn(format_args!(
+                "router_settings.model_group_alias.{alias}: names {target:?}, which no \
+                 model_list entry serves; requests for {alias:?} get 404"
+            ));
         }
     }
 }
@@ -756,6 +779,20 @@ mod tests {
             "{w}"
         );
         assert!(w.contains("fallbacks for \"a\" name \"nowhere\""), "{w}");
+    }
+
+    #[test]
+    fn an_alias_to_no_group_warns_naming_it() {
+        let built = build(
+            "model_list:\n  - {model_name: a, litellm_params: {model: mock/x}}\nrouter_settings:\n  model_group_alias: {gpt-4: nosuch, fine: a}\n",
+        )
+        .unwrap();
+        let w = built.warnings.join("\n");
+        assert!(
+            w.contains("router_settings.model_group_alias.gpt-4: names \"nosuch\""),
+            "{w}"
+        );
+        assert!(!w.contains("model_group_alias.fine"), "{w}");
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl<'a> Planner<'a> {
             .config
             .model_list
             .iter()
-            .filter(|e| !e.is_composite())
+            .filter(|e| !e.is_composite() && e.litellm_params.is_served())
             .map(|e| e.model_name.as_str())
             .collect();
         let mut planner = Self {
@@ -635,12 +635,31 @@ impl Planner<'_> {
         if provider.is_none() && served {
             return Ok(model.to_owned());
         }
+        if provider.is_none() && self.skipped(model) {
+            return Err(Problem::new(
+                format!("{path}.model"),
+                format!(
+                    "{model:?} names model_list entries whose provider conclave does not \
+                     speak (each skipped, see the warnings): nothing would answer it"
+                ),
+            ));
+        }
         let params = self.node_params(model, provider, path)?;
         let name = match provider {
             Some(bundle) => format!("{model}@{bundle}"),
             None => model.to_owned(),
         };
         Ok(self.hidden(name, params))
+    }
+
+    /// Whether `model` is a model_list name all of whose entries are
+    /// skipped (none served).
+    fn skipped(&self, model: &str) -> bool {
+        self.loaded
+            .config
+            .model_list
+            .iter()
+            .any(|e| e.model_name == model && !e.is_composite())
     }
 
     /// `name`, served by a hidden deployment with `params` (added once).
