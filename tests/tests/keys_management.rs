@@ -1443,3 +1443,60 @@ async fn the_configs_defaults_and_ceilings_shape_new_keys() {
         (400, Some("max_budget"))
     );
 }
+
+/// A team member's key reads its team, but of the team's keys only those
+/// `/key/info` would show it: another member's key, its metadata and spend
+/// stay hidden.
+#[tokio::test]
+async fn a_members_team_info_lists_only_the_keys_it_may_read() {
+    let (_up, proxy) = gateway().await;
+    for user in ["alice", "bob"] {
+        let (status, made) = post(
+            &proxy,
+            "/user/new",
+            json!({"user_id": user, "user_role": "internal_user"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{made}");
+    }
+    let (status, team) = post(
+        &proxy,
+        "/team/new",
+        json!({"team_id": "shared", "members_with_roles": [
+            {"user_id": "alice", "role": "user"}, {"user_id": "bob", "role": "user"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{team}");
+    let alice = generate(&proxy, json!({"user_id": "alice", "team_id": "shared"})).await;
+    let bob = generate(
+        &proxy,
+        json!({"user_id": "bob", "team_id": "shared", "metadata": {"note": "bob's own"}}),
+    )
+    .await;
+    let (status, all) = get(&proxy, "/team/info?team_id=shared").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(
+        all["keys"].as_array().unwrap().len(),
+        2,
+        "the master key reads all: {all}"
+    );
+
+    let (status, seen) = proxy
+        .call(
+            Method::GET,
+            "/team/info?team_id=shared",
+            None,
+            Some(&key_of(&alice)),
+        )
+        .await;
+    assert_eq!(status, 200, "{seen}");
+    let listed: Vec<&str> = seen["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [sha256(&key_of(&alice))], "{seen}");
+    assert!(!seen.to_string().contains("bob's own"), "{seen}");
+    assert!(!seen.to_string().contains(&sha256(&key_of(&bob))), "{seen}");
+}

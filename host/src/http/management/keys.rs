@@ -443,10 +443,8 @@ pub async fn info(
                 Some(g) if hash_of(g) != *own && !manager.reads_all() => {
                     // A key of another user is refused whether or not it
                     // exists: the answer must not tell which keys do.
-                    let same_user =
-                        |k: &KeyRecord| k.user_id.is_some() && k.user_id == principal.key.user_id;
                     match keys.store().key(&hash_of(g)).await.map_err(key_error)? {
-                        Some(other) if same_user(&other) => other,
+                        Some(other) if may_read(&manager, &other) => other,
                         _ => {
                             return Err(ApiError::new(
                                 StatusCode::FORBIDDEN,
@@ -467,6 +465,18 @@ pub async fn info(
     };
     let shown = given.unwrap_or_else(|| record.token_hash.clone());
     Ok(Json(json!({"key": shown, "info": shape::key(&record)})).into_response())
+}
+
+/// Whether `manager` may read `record`: every key for a reader, else its
+/// own key and its user's other keys.
+pub(super) fn may_read(manager: &Manager, record: &KeyRecord) -> bool {
+    match manager {
+        Manager::Key { principal, .. } if !manager.reads_all() => {
+            record.token_hash == principal.key.token_hash
+                || (record.user_id.is_some() && record.user_id == principal.key.user_id)
+        }
+        _ => true,
+    }
 }
 
 /// Page and size from a query (`page` from 1, `size` at most 100).

@@ -835,7 +835,7 @@ pub async fn member_update(
     security(("bearer" = []))
 )]
 /// `GET /team/info?team_id=`: the team, its keys and memberships. A key of
-/// the team may read it.
+/// the team may read it, with only the keys it may read itself.
 pub async fn info(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -877,7 +877,13 @@ pub async fn info(
     Ok(Json(json!({
         "team_id": team_id,
         "team_info": shown(&keys, &team).await?,
-        "keys": owned.iter().map(shape::key).collect::<Vec<_>>(),
+        // A member's key lists only the keys it may read (its own and its
+        // user's), as `/key/info` answers.
+        "keys": owned
+            .iter()
+            .filter(|k| super::keys::may_read(&manager, k))
+            .map(shape::key)
+            .collect::<Vec<_>>(),
         "team_memberships": team.members.iter().map(|m| json!({"user_id": m, "team_id": team_id})).collect::<Vec<_>>(),
     }))
     .into_response())
