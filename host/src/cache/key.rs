@@ -25,6 +25,9 @@ const IGNORED: &[&str] = &[
     "request_timeout",
     "num_retries",
     "mock_testing_fallbacks",
+    "mock_testing_context_window_fallbacks",
+    "mock_testing_content_policy_fallbacks",
+    "guardrails",
     "drop_params",
     "additional_drop_params",
 ];

@@ -195,6 +195,7 @@ fn load_tree(
 
     let listed_drop_params = unset_listed_drop_params(&mut tree);
     let organization_lists = take_organization_lists(&mut tree);
+    let guardrails = super::guardrails::in_tree(&tree);
     // Each ignored key's path, and the hint its warning gives.
     let mut ignored: Vec<(String, String)> = Vec::new();
     let mut config: Config = {
@@ -339,7 +340,8 @@ fn load_tree(
              cap), so there is no gateway budget for it to renew"
         ));
     }
-    let mut problems = Vec::new();
+    let mut problems = guardrails;
+    problems.extend(super::guardrails::in_callbacks(&config));
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
     if !problems.is_empty() {

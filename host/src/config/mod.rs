@@ -10,6 +10,7 @@ pub mod callbacks;
 mod credentials;
 mod dotenv;
 mod env;
+mod guardrails;
 mod include;
 pub(crate) mod lenient;
 mod load;

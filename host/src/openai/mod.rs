@@ -76,10 +76,19 @@ pub const GATEWAY_FIELDS: &[&str] = &[
     "timeout",
     "request_timeout",
     "mock_testing_fallbacks",
+    "mock_testing_context_window_fallbacks",
+    "mock_testing_content_policy_fallbacks",
     "caching",
     "drop_params",
     "additional_drop_params",
+    "guardrails",
 ];
+
+/// Whether a request's raw `guardrails` names any (null, `[]` and `{}`
+/// name none).
+fn names_guardrails(raw: &str) -> bool {
+    !matches!(raw.trim(), "null" | "[]" | "{}")
+}
 
 /// LiteLLM's client-side credentials: fields with which a request would
 /// bring its own upstream key, API version or headers. The gateway calls
@@ -304,6 +313,15 @@ impl<'de> Deserialize<'de> for ProxyRequest {
                 "`{field}`: a request may not choose its own upstream address or router \
                  config; the gateway calls the deployments its config names"
             )));
+        }
+        if own
+            .get("guardrails")
+            .is_some_and(|raw| names_guardrails(raw.get()))
+        {
+            return Err(D::Error::custom(
+                "`guardrails`: this gateway runs no guardrails, and a request that names \
+                 them is refused rather than served unchecked",
+            ));
         }
         let limits = CallLimits::read(&own).map_err(D::Error::custom)?;
         let drops = request_drops(own.get("additional_drop_params")).map_err(D::Error::custom)?;
@@ -706,6 +724,25 @@ mod tests {
                 .to_string();
             assert!(error.contains(&format!("`{field}`")), "{error}");
         }
+    }
+
+    #[test]
+    fn a_request_naming_guardrails_is_refused_and_an_empty_list_is_dropped() {
+        let error = serde_json::from_str::<ProxyRequest>(
+            r#"{"model":"m","messages":[],"guardrails":["pii-mask"]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`guardrails`"), "{error}");
+        let req: ProxyRequest =
+            serde_json::from_str(r#"{"model":"m","messages":[],"guardrails":[],"mock_testing_context_window_fallbacks":true}"#)
+                .unwrap();
+        assert!(req.rest.get("guardrails").is_none());
+        assert!(
+            req.rest
+                .get("mock_testing_context_window_fallbacks")
+                .is_none()
+        );
     }
 
     #[test]

@@ -763,7 +763,7 @@ impl KeyRedactor {
     fn new(key: Option<&Secret>, extra_headers: &BTreeMap<String, String>) -> Option<Self> {
         let mut secrets: Vec<&str> = key
             .map(Secret::expose)
-            .filter(|key| key.len() >= MIN_KEY_LEN)
+            .filter(|key| key.len() >= MIN_KEY_LEN && looks_secret(key))
             .into_iter()
             .collect();
         for (name, value) in extra_headers {
@@ -821,6 +821,23 @@ fn header_secrets<'a>(name: &str, value: &'a str) -> impl Iterator<Item = &'a st
         .into_iter()
         .flatten()
         .filter(move |secret| credential && secret.len() >= MIN_HEADER_SECRET_LEN)
+}
+
+/// Whether a key is worth searching answers for: a placeholder that
+/// key-less servers are given (`none`, `EMPTY`, `fake-key`) or a short
+/// plain word (`stop`) is no secret, and replacing it would rewrite the
+/// model's text, or the answer's own fields, wherever that word occurs.
+fn looks_secret(key: &str) -> bool {
+    const PLACEHOLDERS: &[&str] = &[
+        "fake-key",
+        "not-needed",
+        "no-key",
+        "sk-no-key-required",
+        "lm-studio",
+        "placeholder",
+    ];
+    let plain_word = key.len() < 12 && key.bytes().all(|b| b.is_ascii_alphabetic());
+    !plain_word && !PLACEHOLDERS.iter().any(|p| key.eq_ignore_ascii_case(p))
 }
 
 /// `payload` with every occurrence of `key` (the needle `finder` searches
@@ -1149,6 +1166,27 @@ mod tests {
             Bytes::from_static(b"{\"c\":\"[redacted] for my shared application\"}")
         );
         assert!(KeyRedactor::new(None, &BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn placeholder_keys_leave_answers_as_written() {
+        for placeholder in [
+            "none",
+            "EMPTY",
+            "fake",
+            "stop",
+            "dummy",
+            "fake-key",
+            "not-needed",
+        ] {
+            let key = Secret::new(placeholder.to_owned());
+            assert!(
+                KeyRedactor::new(Some(&key), &BTreeMap::new()).is_none(),
+                "{placeholder}"
+            );
+        }
+        let real = Secret::new("sk-test-key".to_owned());
+        assert!(KeyRedactor::new(Some(&real), &BTreeMap::new()).is_some());
     }
 
     /// A target for `api_base`, as a config entry `openai/m` would build it.
