@@ -310,3 +310,26 @@ async fn route_headers_name_deployment_group_attempts_and_fallback() {
     assert_eq!(attempts(&headers), 1);
     assert!(headers.get("x-conclave-fallback").is_none());
 }
+
+/// A name only a wildcard serves has its own fallbacks: they are listed
+/// under the name the client sends, as LiteLLM looks them up.
+#[tokio::test]
+async fn fallbacks_listed_under_a_wildcard_served_name_are_used() {
+    let up = FakeUpstream::start().await;
+    up.set("bad", Behavior::status(500, "bad down"));
+    let wildcard = |group: &str, dep: &str| {
+        format!(
+            "  - model_name: \"{group}\"\n    litellm_params:\n      model: openai/*\n      api_base: {}\n      api_key: sk-test\n    model_info:\n      id: {dep}\n",
+            up.api_base(dep)
+        )
+    };
+    let proxy = Proxy::start(&config(
+        &[wildcard("bad/*", "bad"), wildcard("good/*", "good")],
+        "num_retries: 0\nallowed_fails: 1000\nfallbacks: [{bad/x: [good/y]}]",
+    ))
+    .await;
+    let (status, headers, body) = ask(&proxy, "bad/x").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((up.calls("bad"), up.calls("good")), (1, 1));
+    assert_eq!(header(&headers, "x-conclave-fallback"), "good/*");
+}

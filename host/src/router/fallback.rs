@@ -44,17 +44,30 @@ impl Fallbacks {
             .chain(&self.default)
     }
 
-    /// The groups to try after `group` failed with `kind`. A specific list
-    /// (context window, content policy) wins when present; otherwise the
-    /// generic list, then `default_fallbacks`.
-    pub fn after<'a>(&'a self, group: &str, kind: FallbackKind) -> &'a [String] {
-        let specific = match kind {
-            FallbackKind::ContextWindow => self.context_window.get(group),
-            FallbackKind::ContentPolicy => self.content_policy.get(group),
-            FallbackKind::Generic => None,
+    /// The groups to try after `group` failed with `kind`, for a request
+    /// that `asked` for a name of its own (one a wildcard or an alias
+    /// serves): its lists first, as LiteLLM looks them up by the name the
+    /// client sent, then the group's. For each name a specific list
+    /// (context window, content policy) wins when present, then the generic
+    /// list; with neither, `default_fallbacks`.
+    pub fn after<'a>(
+        &'a self,
+        asked: Option<&str>,
+        group: &str,
+        kind: FallbackKind,
+    ) -> &'a [String] {
+        let lists_of = |name: &str| {
+            let specific = match kind {
+                FallbackKind::ContextWindow => self.context_window.get(name),
+                FallbackKind::ContentPolicy => self.content_policy.get(name),
+                FallbackKind::Generic => None,
+            };
+            specific.or_else(|| self.generic.get(name))
         };
-        specific
-            .or_else(|| self.generic.get(group))
+        asked
+            .filter(|asked| *asked != group)
+            .and_then(lists_of)
+            .or_else(|| lists_of(group))
             .map(Vec::as_slice)
             .unwrap_or(self.default.as_slice())
     }
@@ -73,10 +86,30 @@ mod tests {
             ..Fallbacks::default()
         };
         assert_eq!(
-            f.after("a", FallbackKind::ContextWindow),
+            f.after(None, "a", FallbackKind::ContextWindow),
             ["big".to_owned()]
         );
-        assert_eq!(f.after("a", FallbackKind::ContentPolicy), ["g".to_owned()]);
-        assert_eq!(f.after("zzz", FallbackKind::Generic), ["d".to_owned()]);
+        assert_eq!(
+            f.after(None, "a", FallbackKind::ContentPolicy),
+            ["g".to_owned()]
+        );
+        assert_eq!(
+            f.after(None, "zzz", FallbackKind::Generic),
+            ["d".to_owned()]
+        );
+    }
+
+    #[test]
+    fn the_asked_names_lists_come_before_its_groups() {
+        let f = Fallbacks {
+            generic: HashMap::from([
+                ("wild/x".into(), vec!["named".into()]),
+                ("wild/*".into(), vec!["group".into()]),
+            ]),
+            ..Fallbacks::default()
+        };
+        let after = |asked| f.after(Some(asked), "wild/*", FallbackKind::Generic);
+        assert_eq!(after("wild/x"), ["named".to_owned()]);
+        assert_eq!(after("wild/y"), ["group".to_owned()]);
     }
 }

@@ -336,7 +336,12 @@ impl Router {
                         let (next, configured): (&[String], bool) =
                             match (is_primary, req.fallbacks) {
                                 (true, Some(list)) => (list, false),
-                                _ => (self.fallbacks.after(&group.name, kind), true),
+                                _ => {
+                                    // The client's name for the first group:
+                                    // fallbacks may be listed under it.
+                                    let asked = is_primary.then_some(req.model);
+                                    (self.fallbacks.after(asked, &group.name, kind), true)
+                                }
                             };
                         for name in next {
                             if fallbacks_left == 0 {
