@@ -1500,3 +1500,49 @@ async fn a_members_team_info_lists_only_the_keys_it_may_read() {
     assert!(!seen.to_string().contains("bob's own"), "{seen}");
     assert!(!seen.to_string().contains(&sha256(&key_of(&bob))), "{seen}");
 }
+
+/// An internal_user's key in one team, moved into another of the user's
+/// teams, would leave behind the first team's budget, models and limits:
+/// only an administrator moves it.
+#[tokio::test]
+async fn an_internal_user_may_not_move_its_key_to_another_team() {
+    let (_up, proxy) = gateway().await;
+    let (status, ida) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "ida", "user_role": "internal_user"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{ida}");
+    for team in ["first", "second"] {
+        let (status, made) = post(
+            &proxy,
+            "/team/new",
+            json!({"team_id": team, "max_budget": 1, "members_with_roles": [{"user_id": "ida", "role": "user"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{made}");
+    }
+    let key = key_of(&generate(&proxy, json!({"user_id": "ida", "team_id": "first"})).await);
+    let (status, refused) = proxy
+        .call(
+            Method::POST,
+            "/key/update",
+            Some(json!({"key": key, "team_id": "second"})),
+            Some(ida["key"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(error_object(&refused)["param"], "team_id", "{refused}");
+    let (status, moved) = post(
+        &proxy,
+        "/key/update",
+        json!({"key": key, "team_id": "second"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &moved["team_id"]),
+        (200, &json!("second")),
+        "{moved}"
+    );
+}

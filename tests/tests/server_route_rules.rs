@@ -272,6 +272,9 @@ async fn a_route_limited_key_cannot_mint_keys_or_widen_routes() {
         json!({"user_id": "ops", "allowed_routes": ["/key/info"]}),
     )
     .await;
+    // An unlimited key of an ordinary user: moved to the administrator, or
+    // its user made one, it would be an unlimited administrator's key.
+    let free = new_key(&proxy, json!({"user_id": "bob"})).await;
     for (path, body) in [
         ("/key/generate", json!({})),
         ("/key/regenerate", json!({"key": other})),
@@ -279,6 +282,11 @@ async fn a_route_limited_key_cannot_mint_keys_or_widen_routes() {
         (
             "/user/new",
             json!({"user_id": "new-admin", "user_role": "proxy_admin"}),
+        ),
+        ("/key/update", json!({"key": free, "user_id": "ops"})),
+        (
+            "/user/update",
+            json!({"user_id": "bob", "user_role": "proxy_admin"}),
         ),
     ] {
         let (status, answer) = post(&proxy, path, Some(&limited), &body).await;

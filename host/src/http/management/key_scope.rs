@@ -186,10 +186,11 @@ fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
         .is_some_and(|was| after.expires.is_none_or(|now| now > was));
     [
         ("blocked", before.blocked && !after.blocked),
-        // Out of its team, a key escapes the team's budget, models and limits.
+        // Out of its team, or into another, a key escapes the team's budget,
+        // models and limits.
         (
             "team_id",
-            before.team_id.is_some() && after.team_id.is_none(),
+            before.team_id.is_some() && after.team_id != before.team_id,
         ),
         ("duration", expiry_later),
         ("models", widened(&before.models, &after.models)),

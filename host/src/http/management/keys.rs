@@ -289,6 +289,14 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .ok_or_else(|| invalid("key", "is required"))?;
     let mut record = existing(&keys, &given).await?;
     scope.check(&record)?;
+    let moved = |new: &Option<Option<String>>, old: &Option<String>| {
+        new.as_ref().is_some_and(|new| new != old)
+    };
+    if moved(&body.user_id, &record.user_id) || moved(&body.team_id, &record.team_id) {
+        // A key's user gives it that user's role: moving an unlimited key
+        // to an administrator would make it one.
+        super::refuse_route_limited(&state, &headers, "move a key to another user or team").await?;
+    }
     scope.restrict(&keys, &mut body, false).await?;
     let spend = body.limits.spend()?;
     let before = record.clone();

@@ -269,8 +269,13 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
 /// LiteLLM's alternative `user_email`, says which).
 pub async fn update(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let keys = admin(&state, request.headers()).await?;
+    let headers = request.headers().clone();
     let (mut body, limits): (UserBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
+    if body.user_role.is_some() {
+        // A role reaches every key of the user, route lists or not.
+        super::refuse_route_limited(&state, &headers, "change a user's role").await?;
+    }
     let user_id = named_user(
         &keys,
         body.user_id.clone(),
