@@ -1546,3 +1546,31 @@ async fn an_internal_user_may_not_move_its_key_to_another_team() {
         "{moved}"
     );
 }
+
+/// What a client stores on a key is kept in every cached copy of it: its
+/// metadata and lists are bounded, and a body over a bound is a 400 naming
+/// the field, not a key that grows the gateway's memory.
+#[tokio::test]
+async fn oversized_metadata_and_lists_are_refused_naming_the_field() {
+    let (_up, proxy) = gateway().await;
+    let models: Vec<String> = (0..1001).map(|i| format!("m{i}")).collect();
+    for (body, field) in [
+        (
+            json!({"metadata": {"blob": "x".repeat(20 * 1024)}}),
+            "metadata",
+        ),
+        (json!({"models": models}), "models"),
+        (json!({"tags": ["t".repeat(600)]}), "tags"),
+    ] {
+        let (status, refused) = post(&proxy, "/key/generate", body).await;
+        assert_eq!(status, 400, "{field}: {refused}");
+        assert_eq!(error_object(&refused)["param"], field, "{refused}");
+    }
+    let (status, made) = post(
+        &proxy,
+        "/key/generate",
+        json!({"metadata": {"note": "x".repeat(1024)}}),
+    )
+    .await;
+    assert_eq!(status, 200, "an ordinary note is kept: {made}");
+}

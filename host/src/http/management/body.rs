@@ -137,12 +137,15 @@ impl LimitsPatch {
         }
         if let Some(v) = &self.model_rpm_limit {
             limits.model_rpm_limit = v.clone().unwrap_or_default();
+            check_entries("model_rpm_limit", limits.model_rpm_limit.keys())?;
         }
         if let Some(v) = &self.model_tpm_limit {
             limits.model_tpm_limit = v.clone().unwrap_or_default();
+            check_entries("model_tpm_limit", limits.model_tpm_limit.keys())?;
         }
         if let Some(v) = &self.model_max_budget {
             limits.model_max_budget = model_budgets(v.as_ref())?;
+            check_entries("model_max_budget", limits.model_max_budget.keys())?;
         }
         Ok(period_changed)
     }
@@ -332,13 +335,56 @@ fn default_role() -> String {
     "user".into()
 }
 
-/// `metadata` must be an object (or null, which is `{}`).
+/// The most bytes a record's `metadata` may take as JSON. A record is
+/// cached whole (up to the key cache's count) and read back with every
+/// lookup, so what a client stores in it is bounded like every other value
+/// it sets.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// The most entries of a record's list or map (`models`, `tags`,
+/// `aliases`, the per-model limits), and the longest entry.
+pub const MAX_ENTRIES: usize = 1000;
+pub const MAX_ENTRY_BYTES: usize = 512;
+
+/// `metadata` must be an object (or null, which is `{}`) of at most
+/// [`MAX_METADATA_BYTES`].
 pub fn metadata(v: Value) -> Result<Value, ApiError> {
     match v {
         Value::Null => Ok(Value::Object(Default::default())),
-        Value::Object(_) => Ok(v),
+        Value::Object(_) => {
+            let size = serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len());
+            if size > MAX_METADATA_BYTES {
+                return Err(invalid(
+                    "metadata",
+                    format!("takes {size} bytes as JSON; at most {MAX_METADATA_BYTES} are kept"),
+                ));
+            }
+            Ok(v)
+        }
         _ => Err(invalid("metadata", "must be a JSON object")),
     }
+}
+
+/// A list's (or a map's keys') entries: at most [`MAX_ENTRIES`], each at
+/// most [`MAX_ENTRY_BYTES`].
+pub fn check_entries<'a>(
+    field: &str,
+    entries: impl ExactSizeIterator<Item = &'a String>,
+) -> Result<(), ApiError> {
+    if entries.len() > MAX_ENTRIES {
+        return Err(invalid(
+            field,
+            format!("has {} entries; at most {MAX_ENTRIES}", entries.len()),
+        ));
+    }
+    for entry in entries {
+        if entry.len() > MAX_ENTRY_BYTES {
+            return Err(invalid(
+                field,
+                format!("has an entry longer than {MAX_ENTRY_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An id (user, team, alias): non-empty, printable, at most 256 characters.

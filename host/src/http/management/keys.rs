@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{KeyBody, check_id, expiry, metadata};
+use super::body::{KeyBody, check_entries, check_id, expiry, metadata};
 use super::key_scope::{KeyScope, key_lister, key_manager};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
@@ -152,9 +152,12 @@ async fn apply(
     // `null` clears a list or map, as it clears the other fields.
     if let Some(models) = b.models {
         k.models = models.unwrap_or_default();
+        check_entries("models", k.models.iter())?;
     }
     if let Some(aliases) = b.aliases {
         k.aliases = aliases.unwrap_or_default();
+        check_entries("aliases", k.aliases.keys())?;
+        check_entries("aliases", k.aliases.values())?;
     }
     if let Some(user) = b.user_id {
         if let Some(u) = &user {
@@ -173,6 +176,7 @@ async fn apply(
     }
     if let Some(tags) = b.tags {
         k.tags = tags.unwrap_or_default();
+        check_entries("tags", k.tags.iter())?;
     }
     if let Some(routes) = b.allowed_routes {
         k.allowed_routes = routes.unwrap_or_default();

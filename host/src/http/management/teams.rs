@@ -58,6 +58,7 @@ fn apply(
     // `null` clears the list, as it clears the other fields.
     if let Some(models) = &b.models {
         t.models = models.clone().unwrap_or_default();
+        super::body::check_entries("models", t.models.iter())?;
     }
     if let Some(m) = &b.metadata {
         t.metadata = metadata(m.clone().unwrap_or_default())?;

@@ -121,6 +121,7 @@ fn apply(
     // `null` clears the list, as it clears the other fields.
     if let Some(models) = &b.models {
         u.models = models.clone().unwrap_or_default();
+        super::body::check_entries("models", u.models.iter())?;
     }
     if let Some(m) = &b.metadata {
         u.metadata = metadata(m.clone().unwrap_or_default())?;
