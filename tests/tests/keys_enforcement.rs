@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use conclave_e2e::{Behavior, FakeUpstream, Proxy};
 use keys_support::{
-    CALL_COST, MASTER, chat_as, chat_body_as, code, config, header, manage, new_key,
+    CALL_COST, INPUT_PRICE, MASTER, OUTPUT_PRICE, chat_as, chat_body_as, code, config, header,
+    manage, new_key,
 };
 use serde_json::json;
 
@@ -741,4 +742,64 @@ async fn a_users_budget_holds_when_its_keys_take_turns() {
         }
     }
     assert_eq!(served, 3, "calls at 0, 1 and 2 calls' cost of a 2.5 budget");
+}
+
+/// Names a wildcard serves are the client's to vary: a key's per-model
+/// spend keeps one entry for the wildcard's group, not one per name, unless
+/// a limit names the model; a limit named by the pattern is refused.
+#[tokio::test]
+async fn per_model_spend_of_wildcard_names_is_kept_under_the_group() {
+    let up = FakeUpstream::start().await;
+    let wildcard = format!(
+        "  - model_name: \"wild/*\"\n    litellm_params:\n      model: openai/*\n      api_base: {}\n      api_key: sk-up\n    model_info:\n      input_cost_per_token: {INPUT_PRICE}\n      output_cost_per_token: {OUTPUT_PRICE}\n",
+        up.api_base("wild")
+    );
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], &wildcard)).await;
+    let refused: serde_json::Value = proxy
+        .client
+        .post(proxy.url("/key/generate"))
+        .bearer_auth(MASTER)
+        .json(&json!({"model_rpm_limit": {"wild/*": 2}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused["error"]["param"], "model_rpm_limit.wild/*",
+        "{refused}"
+    );
+    let key = new_key(
+        &proxy,
+        json!({"model_max_budget": {"wild/m0": CALL_COST * 100.0}}),
+    )
+    .await;
+    for i in 0..4 {
+        let (status, _, body) = chat_as(&proxy, &key, &format!("wild/m{i}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut spend = json!(null);
+    while tokio::time::Instant::now() < deadline {
+        let r = proxy
+            .client
+            .get(proxy.url("/key/info"))
+            .query(&[("key", key.as_str())])
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap();
+        let info: serde_json::Value = r.json().await.unwrap();
+        spend = info["info"]["model_spend"].clone();
+        if spend["wild/*"]
+            .as_f64()
+            .is_some_and(|s| s > CALL_COST * 2.5)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<&String> = spend.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["wild/*", "wild/m0"], "{spend}");
 }

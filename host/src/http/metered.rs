@@ -26,7 +26,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use crate::openai::ProxyRequest;
 use crate::ops::estimate::{self, SentText};
-use crate::ops::{CallContext, OutcomeHandle, Reported, Usage, reported_in_body};
+use crate::ops::{CallContext, Caller, OutcomeHandle, Reported, Usage, reported_in_body};
 use crate::providers::sse::Needle;
 
 /// The cost of the answer in USD (LiteLLM's `x-litellm-response-cost`).
@@ -160,11 +160,31 @@ fn charge(
     outcome.update(|o| {
         o.usage = Some(usage);
         o.cost = Some(cost);
-        if o.model != model {
-            o.budget_model = Some(model.to_owned());
+        let counted = per_model_name(&request.caller, o.model_group.as_deref(), model);
+        if o.model != counted {
+            o.budget_model = Some(counted.to_owned());
         }
     });
     cost
+}
+
+/// The name a call's spend counts under per model: `model`, but for a name
+/// a wildcard group served, which a client may vary at will, the group's
+/// (`wild/*`), unless the caller's limits name that model, so that a key
+/// keeps one entry per group rather than one per name it was sent.
+fn per_model_name<'a>(caller: &Caller, group: Option<&'a str>, model: &'a str) -> &'a str {
+    match group {
+        Some(group)
+            if group.contains('*')
+                && group != model
+                && !caller
+                    .principal()
+                    .is_some_and(|p| crate::keys::scopes::limits_model(p, model)) =>
+        {
+            group
+        }
+        _ => model,
+    }
 }
 
 /// Charges a request its prompt (estimated) when the client leaves while

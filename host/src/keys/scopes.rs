@@ -74,6 +74,17 @@ struct LevelRecord<'a> {
     read_at: Instant,
 }
 
+/// Whether a level of `principal` (its key, user or team) sets a
+/// per-model limit or budget for `model`.
+pub fn limits_model(principal: &Principal, model: &str) -> bool {
+    levels(principal).into_iter().flatten().any(|record| {
+        let l = record.limits;
+        l.model_rpm_limit.contains_key(model)
+            || l.model_tpm_limit.contains_key(model)
+            || l.model_max_budget.contains_key(model)
+    })
+}
+
 /// The scopes of a call by `principal` to `model` (the name it asked for,
 /// after the key's aliases). Levels that limit nothing are left out.
 pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {

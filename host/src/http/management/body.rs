@@ -138,16 +138,36 @@ impl LimitsPatch {
         if let Some(v) = &self.model_rpm_limit {
             limits.model_rpm_limit = v.clone().unwrap_or_default();
             check_entries("model_rpm_limit", limits.model_rpm_limit.keys())?;
+            model_limit_names("model_rpm_limit", limits.model_rpm_limit.keys())?;
         }
         if let Some(v) = &self.model_tpm_limit {
             limits.model_tpm_limit = v.clone().unwrap_or_default();
             check_entries("model_tpm_limit", limits.model_tpm_limit.keys())?;
+            model_limit_names("model_tpm_limit", limits.model_tpm_limit.keys())?;
         }
         if let Some(v) = &self.model_max_budget {
             limits.model_max_budget = model_budgets(v.as_ref())?;
             check_entries("model_max_budget", limits.model_max_budget.keys())?;
+            model_limit_names("model_max_budget", limits.model_max_budget.keys())?;
         }
         Ok(period_changed)
+    }
+}
+
+/// Refuses a per-model limit named by a wildcard pattern (`wild/*`): it
+/// is counted by the name a request asks for, which a pattern never is, so
+/// it would limit nothing while seeming to.
+fn model_limit_names<'a>(
+    field: &str,
+    mut names: impl Iterator<Item = &'a String>,
+) -> Result<(), ApiError> {
+    match names.find(|name| name.contains('*')) {
+        Some(pattern) => Err(invalid(
+            &format!("{field}.{pattern}"),
+            "names a wildcard pattern, which no request's model is: limit the model names \
+             it serves, or set the key's own limit",
+        )),
+        None => Ok(()),
     }
 }
 
