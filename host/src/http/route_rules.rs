@@ -199,6 +199,12 @@ fn group(entry: &str) -> Option<&'static [&'static str]> {
         .map(|(_, routes)| *routes)
 }
 
+/// Whether `entry` names LiteLLM's `public_routes` group.
+fn is_public_group(entry: &str) -> bool {
+    let entry = entry.trim();
+    entry.strip_prefix("LiteLLMRoutes.").unwrap_or(entry) == "public_routes"
+}
+
 /// Why `entry` is neither a path nor a known group; `None` when it is one.
 pub fn entry_problem(entry: &str) -> Option<String> {
     let entry = entry.trim();
@@ -279,7 +285,13 @@ impl RouteRules {
             let mut all = Vec::new();
             for (i, entry) in entries.iter().flatten().enumerate() {
                 let at = || format!("general_settings.{key}[{i}]");
-                let routes = expanded(entry).map_err(|why| (at(), why))?;
+                let mut routes = expanded(entry).map_err(|why| (at(), why))?;
+                // LiteLLM's own public group, as its docs list it among the
+                // public routes, lifts the key only from those of its routes
+                // that can go without one (the dashboard's session cannot).
+                if key == "public_routes" && is_public_group(entry) {
+                    routes.retain(|r| !never_public(r));
+                }
                 if key == "public_routes"
                     && let Some(kept) = routes.iter().find(|r| never_public(r))
                 {
@@ -554,6 +566,16 @@ mod tests {
         let e = rules("allowed_routes: ['/models', 'LiteLLMRoutes.nonsense']").unwrap_err();
         assert_eq!(e.0, "general_settings.allowed_routes[1]");
         assert!(e.1.contains("LiteLLMRoutes.llm_api_routes"), "{}", e.1);
+    }
+
+    #[test]
+    fn litellms_public_routes_group_lifts_only_what_can_be_public() {
+        let r = rules("public_routes: ['LiteLLMRoutes.public_routes', '/v1/models']")
+            .unwrap()
+            .unwrap();
+        assert!(r.is_public("/docs"));
+        assert!(r.is_public("/models"));
+        assert!(!r.is_public("/ui/api/session"));
     }
 
     #[test]
