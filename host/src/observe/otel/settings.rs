@@ -156,8 +156,15 @@ fn enabled(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> bool {
         || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
 }
 
-/// `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`, else `general_settings.otel.protocol`,
-/// else OTLP/HTTP; `http/json` and anything else is refused, naming the source.
+/// LiteLLM's names for the exporter, the collector and its headers, read
+/// after the standard `OTEL_EXPORTER_OTLP_*` ones.
+const LITELLM_EXPORTER: &str = "OTEL_EXPORTER";
+const LITELLM_ENDPOINT: &str = "OTEL_ENDPOINT";
+const LITELLM_HEADERS: &str = "OTEL_HEADERS";
+
+/// `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`, else LiteLLM's `OTEL_EXPORTER`,
+/// else `general_settings.otel.protocol`, else OTLP/HTTP; `http/json` and
+/// anything else is refused, naming the source.
 fn transport(
     file: Option<&str>,
     path: &str,
@@ -169,6 +176,17 @@ fn transport(
     ) {
         (Some(v), _) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL".to_owned(), v),
         (None, Some(v)) => ("OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(), v),
+        // LiteLLM's own variable, in its words.
+        (None, None) if let Some(v) = env(LITELLM_EXPORTER) => {
+            return match v.trim() {
+                "otlp_http" => Ok(Transport::HttpProtobuf),
+                "otlp_grpc" | "grpc" => Ok(Transport::Grpc),
+                _ => Err(format!(
+                    "{LITELLM_EXPORTER} = {v:?}: conclave exports traces over OTLP only \
+                     (otlp_http or otlp_grpc)"
+                )),
+            };
+        }
         (None, None) => match file {
             Some(v) => (
                 format!("{path}: general_settings.otel.protocol"),
@@ -254,7 +272,9 @@ fn endpoint(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> String {
     let traces = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-    let base = env("OTEL_EXPORTER_OTLP_ENDPOINT").or_else(|| file.map(str::to_owned));
+    let base = env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .or_else(|| env(LITELLM_ENDPOINT))
+        .or_else(|| file.map(str::to_owned));
     match transport {
         // A signal's own endpoint is taken as it is; a base URL gets the
         // traces path.
@@ -275,6 +295,7 @@ fn env_headers(env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<(String, Stri
     let Some((variable, raw)) = [
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         "OTEL_EXPORTER_OTLP_HEADERS",
+        LITELLM_HEADERS,
     ]
     .into_iter()
     .find_map(|name| env(name).map(|v| (name, v))) else {
@@ -467,6 +488,27 @@ mod tests {
         let s = resolve(&c, "t.yaml", &vars(&[])).unwrap().unwrap();
         assert_eq!(s.endpoint, DEFAULT_HTTP_ENDPOINT);
         assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn litellms_variables_name_the_exporter_collector_and_headers() {
+        let c = config("model_list: []\nlitellm_settings:\n  callbacks: [otel]\n");
+        let env = vars(&[
+            ("OTEL_EXPORTER", "otlp_http"),
+            ("OTEL_ENDPOINT", "http://collector:4318"),
+            ("OTEL_HEADERS", "api-key=abc"),
+        ]);
+        let s = resolve(&c, "t.yaml", &env).unwrap().unwrap();
+        assert_eq!(s.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(s.headers, [("api-key".to_owned(), "abc".to_owned())]);
+        let grpc = vars(&[
+            ("OTEL_EXPORTER", "otlp_grpc"),
+            ("OTEL_ENDPOINT", "http://c:4317"),
+        ]);
+        let s = resolve(&c, "t.yaml", &grpc).unwrap().unwrap();
+        assert_eq!(s.endpoint, "http://c:4317");
+        let e = resolve(&c, "t.yaml", &vars(&[("OTEL_EXPORTER", "console")])).unwrap_err();
+        assert!(e.starts_with("OTEL_EXPORTER = \"console\""), "{e}");
     }
 
     #[test]
