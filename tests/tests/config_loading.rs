@@ -433,6 +433,37 @@ async fn check_fails_for_a_misspelt_provider_naming_the_one_meant() {
     );
 }
 
+/// LiteLLM's `supported_environments`: in the environment
+/// `LITELLM_ENVIRONMENT` names, an entry listing others is not loaded; a
+/// name that is no environment is refused.
+#[tokio::test]
+async fn entries_for_other_environments_are_left_out() {
+    let yaml = "model_list:
+  - model_name: everywhere
+    litellm_params: {model: mock/a}
+  - model_name: prod-only
+    litellm_params: {model: mock/b}
+    model_info: {supported_environments: [production]}
+";
+    let (ok, stdout, stderr, file) =
+        check_yaml(yaml, &[("LITELLM_ENVIRONMENT", "development")]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\n  everywhere\n"), "{stdout}");
+    assert!(!stdout.contains("\n  prod-only\n"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{file}: model_list[1].model_info.supported_environments: does not list this environment")),
+        "{stdout}"
+    );
+    let (ok, stdout, _, _) = check_yaml(yaml, &[("LITELLM_ENVIRONMENT", "production")]).await;
+    assert!(ok && stdout.contains("\n  prod-only\n"), "{stdout}");
+    let (ok, _, stderr, _) = check_yaml(yaml, &[("LITELLM_ENVIRONMENT", "prod")]).await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("LITELLM_ENVIRONMENT: \"prod\" is not an environment"),
+        "{stderr}"
+    );
+}
+
 /// A composite profile whose member is a group of skipped deployments
 /// would fail every run: the config is refused, naming the node.
 #[tokio::test]
@@ -459,7 +490,7 @@ general_settings:
     .await;
     assert!(!ok, "{stderr}");
     assert!(
-        stderr.contains(&format!("{file}: general_settings.composite_llm.profiles.council.topology.members[1].model: \"claude\" names model_list entries whose provider conclave does not speak")),
+        stderr.contains(&format!("{file}: general_settings.composite_llm.profiles.council.topology.members[1].model: \"claude\" names model_list entries that are all skipped")),
         "{stderr}"
     );
 }

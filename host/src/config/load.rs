@@ -342,6 +342,7 @@ fn load_tree(
     }
     let mut problems = guardrails;
     problems.extend(super::guardrails::in_callbacks(&config));
+    problems.extend(environment_problems(&config, &env));
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
     if !problems.is_empty() {
@@ -474,6 +475,40 @@ fn substitute_tree(
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
+}
+
+/// LiteLLM's environments: `LITELLM_ENVIRONMENT` and every entry's
+/// `model_info.supported_environments` name one of [`super::ENVIRONMENTS`]
+/// (a misspelt one would leave a deployment out, or in, unnoticed).
+fn environment_problems(config: &Config, env: &Env) -> Vec<Problem> {
+    let known = |name: &str| super::ENVIRONMENTS.contains(&name.trim());
+    let expected = super::ENVIRONMENTS.join(", ");
+    let mut problems = Vec::new();
+    if let Some(current) = env.get(super::ENVIRONMENT_VARIABLE).filter(|v| !known(v)) {
+        problems.push(Problem::new(
+            super::ENVIRONMENT_VARIABLE,
+            format!("{current:?} is not an environment; expected one of {expected}"),
+        ));
+    }
+    for (i, entry) in config.model_list.iter().enumerate() {
+        let Some(listed) = entry
+            .model_info
+            .as_ref()
+            .and_then(|info| info.get("supported_environments"))
+        else {
+            continue;
+        };
+        let names: Option<Vec<&str>> = listed
+            .as_sequence()
+            .and_then(|list| list.iter().map(Value::as_str).collect());
+        if !names.is_some_and(|names| names.iter().all(|n| known(n))) {
+            problems.push(Problem::new(
+                format!("model_list[{i}].model_info.supported_environments"),
+                format!("must be a list of environments ({expected})"),
+            ));
+        }
+    }
+    problems
 }
 
 fn format_ignored_path(p: &serde_ignored::Path<'_>) -> String {

@@ -30,9 +30,9 @@ pub use load::{
 };
 pub use near_miss::{param_hint, provider_hint};
 pub use params::{
-    EXEC_PROVIDER, EXTRA_BODY, GATEWAY_FIELDS, HTTP_PROVIDERS, MOCK_PROVIDER, declares_responses,
-    is_request_default, is_supported_provider, known_param_keys, provider_of_bare_name,
-    provider_reads,
+    ENVIRONMENT_VARIABLE, ENVIRONMENTS, EXEC_PROVIDER, EXTRA_BODY, GATEWAY_FIELDS, HTTP_PROVIDERS,
+    MOCK_PROVIDER, declares_responses, is_request_default, is_supported_provider, known_param_keys,
+    provider_of_bare_name, provider_reads,
 };
 pub use repeated::fold_repeated;
 pub use schema::*;

@@ -244,7 +244,29 @@ pub fn provider_of_bare_name(model: &str, has_api_base: bool) -> &'static str {
     }
 }
 
+/// The variable naming the environment a gateway runs in, and the
+/// environments LiteLLM knows.
+pub const ENVIRONMENT_VARIABLE: &str = "LITELLM_ENVIRONMENT";
+pub const ENVIRONMENTS: &[&str] = &["development", "staging", "production"];
+
 impl ModelEntry {
+    /// Whether the entry is loaded in the environment `env` names: LiteLLM's
+    /// `model_info.supported_environments` lists where it is, and with
+    /// [`ENVIRONMENT_VARIABLE`] set, an entry listing others is left out.
+    /// Without the variable, or without the list, it is loaded.
+    pub fn in_environment(&self, env: &super::Env) -> bool {
+        let Some(listed) = self
+            .model_info
+            .as_ref()
+            .and_then(|info| info.get("supported_environments"))
+            .and_then(serde_yaml::Value::as_sequence)
+        else {
+            return true;
+        };
+        env.get(ENVIRONMENT_VARIABLE)
+            .is_none_or(|current| listed.iter().any(|e| e.as_str() == Some(current.trim())))
+    }
+
     /// The entry's own `model_info.id`, a string or a number: the name its
     /// deployment goes by in headers, logs and listings.
     pub fn written_id(&self) -> Option<String> {

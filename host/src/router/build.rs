@@ -175,8 +175,16 @@ pub(super) fn deployments(
                 entry.model_name
             ));
         }
-        let at = format!("{path}.litellm_params");
         let env = &loaded.config.env;
+        if !entry.in_environment(env) {
+            found.warn(format_args!(
+                "{path}.model_info.supported_environments: does not list this environment \
+                 ({}), so the deployment is not loaded",
+                crate::config::ENVIRONMENT_VARIABLE
+            ));
+            continue;
+        }
+        let at = format!("{path}.litellm_params");
         // An implied provider wildcard is not warned about (a missing key
         // fails when asked, with the provider's own refusal): the entry the
         // config wrote was.

@@ -121,7 +121,11 @@ impl<'a> Planner<'a> {
             .config
             .model_list
             .iter()
-            .filter(|e| !e.is_composite() && e.litellm_params.is_served())
+            .filter(|e| {
+                !e.is_composite()
+                    && e.litellm_params.is_served()
+                    && e.in_environment(&loaded.config.env)
+            })
             .map(|e| e.model_name.as_str())
             .collect();
         let mut planner = Self {
@@ -639,8 +643,9 @@ impl Planner<'_> {
             return Err(Problem::new(
                 format!("{path}.model"),
                 format!(
-                    "{model:?} names model_list entries whose provider conclave does not \
-                     speak (each skipped, see the warnings): nothing would answer it"
+                    "{model:?} names model_list entries that are all skipped (a provider \
+                     conclave does not speak, or another environment; see the warnings): \
+                     nothing would answer it"
                 ),
             ));
         }
