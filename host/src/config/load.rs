@@ -477,6 +477,15 @@ fn substitute_tree(
     }
 }
 
+/// How answers are cached when a Redis store the config names is not
+/// used: by the in-memory store of the kind served.
+fn memory_cache(served: super::CacheType) -> &'static str {
+    match served {
+        super::CacheType::LocalSemantic => "by the in-memory semantic index of embedding_model",
+        _ => "in memory, exact matches only",
+    }
+}
+
 /// LiteLLM's environments: `LITELLM_ENVIRONMENT` and every entry's
 /// `model_info.supported_environments` name one of [`super::ENVIRONMENTS`]
 /// (a misspelt one would leave a deployment out, or in, unnoticed).
@@ -1004,10 +1013,7 @@ fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) 
         && let (Some(written), Some(served)) = (params.kind, params.served_type())
         && let Some(name) = written.litellm_only
     {
-        let how = match served {
-            super::CacheType::LocalSemantic => "by the in-memory semantic index of embedding_model",
-            _ => "in memory, exact matches only",
-        };
+        let how = memory_cache(served);
         warnings.push(format!(
             "{file}: litellm_settings.cache_params.type: {name} is a LiteLLM store this \
              gateway does not have; answers are cached {how}, bounded by max_size_mb, and \
@@ -1026,16 +1032,16 @@ fn warn_inert_settings(config: &Config, file: &str, warnings: &mut Vec<String>) 
         ));
     }
     if config.litellm_settings.cache == Some(true)
-        && let Some(key) = config
-            .litellm_settings
-            .cache_params
-            .as_ref()
-            .and_then(|p| p.unsupported_redis_topology())
+        && let Some(params) = &config.litellm_settings.cache_params
+        && let Some(key) = params.unsupported_redis_topology()
     {
+        let how = params
+            .served_type()
+            .map_or("in memory, exact matches only", memory_cache);
         warnings.push(format!(
             "{file}: litellm_settings.cache_params.{key}: Redis Cluster and Sentinel are \
-             not supported; answers are cached in memory, exact matches only, bounded by \
-             max_size_mb, per instance and not kept across restarts"
+             not supported; answers are cached {how}, bounded by max_size_mb, per instance \
+             and not kept across restarts"
         ));
     }
     if config
@@ -1564,6 +1570,15 @@ mod tests {
             );
             assert!(!w.contains("unknown key"), "{w}");
         }
+        // A semantic cache on a cluster is served by the semantic index:
+        // both warnings say so.
+        let loaded = load_text(
+            "model_list: []\nlitellm_settings:\n  cache: true\n  cache_params: {type: redis-semantic, redis_semantic_cache_embedding_model: emb, redis_startup_nodes: [{host: h, port: 7001}]}\n",
+        )
+        .unwrap();
+        let w = loaded.warnings.join("\n");
+        assert!(!w.contains("exact matches only"), "{w}");
+        assert!(w.contains("semantic index"), "{w}");
     }
 
     #[test]
