@@ -261,7 +261,13 @@ fn load_tree(
 
     let mut warnings: Vec<String> = ignored
         .iter()
-        .map(|(p, hint)| format!("{}: unknown key, ignored{hint}", origins.show(&file, p)))
+        .map(|(p, hint)| match super::litellm_only::instead(p) {
+            Some(instead) => format!(
+                "{}: LiteLLM feature not supported, ignored: {instead}",
+                origins.show(&file, p)
+            ),
+            None => format!("{}: unknown key, ignored{hint}", origins.show(&file, p)),
+        })
         .collect();
     warnings.extend(unset_config_vars.iter().map(|p| {
         format!(
@@ -343,6 +349,7 @@ fn load_tree(
     let mut problems = guardrails;
     problems.extend(super::guardrails::in_callbacks(&config));
     problems.extend(environment_problems(&config, &env));
+    problems.extend(message_logging_problem(&config, &env));
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
     if !problems.is_empty() {
@@ -475,6 +482,30 @@ fn substitute_tree(
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
+}
+
+/// `litellm_settings.turn_off_message_logging` beside a setting that logs
+/// message content (request logs, or traces capturing it): the two cannot
+/// both hold, and keeping either silently would break the other's promise.
+fn message_logging_problem(config: &Config, env: &Env) -> Option<Problem> {
+    if config.litellm_settings.turn_off_message_logging != Some(true) {
+        return None;
+    }
+    let gs = &config.general_settings;
+    let logs = gs.request_log_dir.is_some() || env.get("CONCLAVE_REQUEST_LOG_DIR").is_some();
+    let traces = gs.otel.as_ref().and_then(|o| o.capture_message_content) == Some(true)
+        || env
+            .get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let keeper = match (logs, traces) {
+        (true, _) => "request logs (general_settings.request_log_dir, CONCLAVE_REQUEST_LOG_DIR)",
+        (false, true) => "traces that capture message content (capture_message_content)",
+        (false, false) => return None,
+    };
+    Some(Problem::new(
+        "litellm_settings.turn_off_message_logging",
+        format!("{keeper} keep message content; turn one of the two off"),
+    ))
 }
 
 /// How answers are cached when a Redis store the config names is not
@@ -1544,6 +1575,21 @@ mod tests {
         let on = format!("{text}router_settings:\n  enable_tag_filtering: true\n");
         let w = load_text(&on).unwrap().warnings.join("\n");
         assert!(!w.contains("tags"), "{w}");
+    }
+
+    #[test]
+    fn message_logging_turned_off_beside_request_logs_is_refused() {
+        let base = "model_list: []\nlitellm_settings:\n  turn_off_message_logging: true\n";
+        assert!(load_text(base).is_ok());
+        let err = load_text(&format!(
+            "{base}general_settings:\n  request_log_dir: logs\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("litellm_settings.turn_off_message_logging: request logs"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod env;
 mod guardrails;
 mod include;
 pub(crate) mod lenient;
+mod litellm_only;
 mod load;
 mod near_miss;
 mod params;

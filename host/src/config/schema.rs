@@ -498,6 +498,10 @@ pub struct LitellmSettings {
     /// OpenSSL's security level, which has no meaning for this gateway's
     /// TLS (rustls, modern ciphers only): read to be answered with a warning.
     pub ssl_security_level: Option<serde_yaml::Value>,
+    /// LiteLLM's promise that no message content is logged: the gateway
+    /// keeps content only in request logs and in traces that capture it,
+    /// and refuses a config that turns this on beside either.
+    pub turn_off_message_logging: Option<bool>,
 }
 
 /// `litellm_settings.ssl_verify`: a switch, or the path of a CA bundle.
