@@ -301,4 +301,7 @@ async fn a_route_limited_key_cannot_mint_keys_or_widen_routes() {
     assert_eq!(get(&proxy, "/ui/api/overview", Some(&limited)).await.0, 200);
     let (status, answer) = get(&proxy, "/metrics", Some(&limited)).await;
     assert_eq!(status, 403, "{answer}");
+    // The probes need no key: a key's list does not close them.
+    let (status, answer) = get(&proxy, "/health/readiness", Some(&limited)).await;
+    assert_eq!(status, 200, "{answer}");
 }

@@ -150,12 +150,21 @@ pub fn model_group_info_listing(config: &Config) -> Bytes {
         {
             providers.push(json!(provider));
         }
-        let Some(info) = &entry.model_info else {
-            continue;
-        };
+        // Prices may be written in litellm_params too (LiteLLM's custom
+        // pricing), where model_info does not set them.
+        let params = &entry.litellm_params.extra;
         for (key, default) in GROUP_FIELDS.iter().chain(&[("mode", json!("chat"))]) {
+            let written = entry
+                .model_info
+                .as_ref()
+                .and_then(|info| info.get(*key))
+                .or_else(|| {
+                    key.ends_with("_cost_per_token")
+                        .then(|| params.get(*key))
+                        .flatten()
+                });
             if group.get(*key) == Some(default)
-                && let Some(value) = info.get(*key).and_then(|v| serde_json::to_value(v).ok())
+                && let Some(value) = written.and_then(|v| serde_json::to_value(v).ok())
             {
                 group.insert((*key).into(), value);
             }
@@ -181,7 +190,7 @@ model_list:
   - model_name: smart
     litellm_params: {model: anthropic/claude, api_key: sk-other}
   - model_name: embedder
-    litellm_params: {model: openai/text-embedding-3-small}
+    litellm_params: {model: openai/text-embedding-3-small, output_cost_per_token: 0.00000002}
     model_info: {mode: embedding}
 "#,
         )
@@ -196,6 +205,10 @@ model_list:
         assert_eq!(data[0]["supports_function_calling"], false);
         assert_eq!(data[0]["input_cost_per_token"], 0.0000025);
         assert_eq!(data[1]["mode"], "embedding");
+        assert_eq!(
+            data[1]["output_cost_per_token"], 0.00000002,
+            "a price written in litellm_params"
+        );
         assert!(!listing.to_string().contains("sk-"), "{listing}");
     }
 

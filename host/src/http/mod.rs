@@ -155,7 +155,7 @@ pub type App = cors::CorsGate<AssignId<client_ip::IpGate<route_rules::RouteGate<
 ///
 /// The management and admin routes have one more layer of their own,
 /// [`management::audit::record`]: each change they make leaves audit log rows;
-/// they, the probes and the dashboard also hold a virtual key to its own
+/// they, `/metrics` and the dashboard also hold a virtual key to its own
 /// `allowed_routes` ([`route_rules::key_routes`]).
 pub fn app(
     state: AppState,
@@ -258,12 +258,14 @@ pub fn app(
             management::audit::record,
         ))
         .route_layer(key_routes());
+    // The probes need no key, so a key's route list has nothing to hold
+    // them to; the metrics do.
     let probes = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(key_routes())
         .route("/health/liveliness", get(routes::liveliness))
         .route("/health/liveness", get(routes::liveliness))
-        .route("/health/readiness", get(routes::readiness))
-        .route("/metrics", get(metrics::metrics))
-        .route_layer(key_routes());
+        .route("/health/readiness", get(routes::readiness));
     // API docs: public unless a master key is set and `public_docs: false`.
     let docs = Router::new()
         .route("/", get(docs::index))
