@@ -549,12 +549,11 @@ struct KeptStream {
 /// check a stream's identity (the `openai` SDK's stream helper) reject it.
 #[derive(Default)]
 struct NativeProgress {
-    /// The latest `response` object a lifecycle event carried.
+    /// The response as the stream opened it (`response.created` or
+    /// `.in_progress`, which carry no output yet).
     response: Option<Value>,
     /// The latest event's `sequence_number`.
     sequence: Option<u64>,
-    /// The output items the stream has finished (`response.output_item.done`).
-    output: Vec<Value>,
 }
 
 impl NativeProgress {
@@ -562,26 +561,25 @@ impl NativeProgress {
         if let Some(n) = data["sequence_number"].as_u64() {
             self.sequence = Some(n);
         }
-        if data["response"].is_object() {
+        // Only the opening events: the final one carries the whole answer,
+        // and after it there is nothing left to fail.
+        if matches!(name, "response.created" | "response.in_progress")
+            && data["response"].is_object()
+        {
             self.response = Some(data["response"].clone());
-        }
-        if name == "response.output_item.done" && data["item"].is_object() {
-            self.output.push(data["item"].clone());
         }
     }
 
-    /// `response.failed` and `error`, numbered after the last event, with
-    /// the items finished before the failure.
+    /// `response.failed` and `error`, numbered after the last event. The
+    /// items streamed before the failure reached the client as events and
+    /// are not repeated, as on the translated path.
     fn fail(&mut self, status: u16, code: &str, message: &str) -> Vec<Event> {
         let mut response = self.response.take().unwrap_or_else(|| json!({}));
         if let Some(obj) = response.as_object_mut() {
             obj.insert("status".into(), json!("failed"));
             // Only finished answers are kept: a failed one is not.
             obj.insert("store".into(), json!(false));
-            obj.insert(
-                "output".into(),
-                Value::Array(std::mem::take(&mut self.output)),
-            );
+            obj.insert("output".into(), json!([]));
             obj.insert("error".into(), failed_response_error(status, message));
         }
         let next = self.sequence.map_or(0, |n| n.saturating_add(1));
