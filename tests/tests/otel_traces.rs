@@ -621,3 +621,30 @@ async fn json_bodies_are_refused_at_start_up_with_the_variable_named() {
         "{stderr}"
     );
 }
+
+/// A LiteLLM config sets its exporter in `environment_variables` with
+/// LiteLLM's names: the spans reach that collector with its header.
+#[tokio::test]
+async fn litellms_otel_variables_in_the_config_name_the_collector_and_its_header() {
+    let up = FakeUpstream::start().await;
+    up.set("plain", Behavior::ok("PLAIN-ANSWER"));
+    let (collector, addr) = Collector::start().await;
+    let yaml = config(&up).replace(
+        "router_settings:",
+        &format!(
+            "environment_variables:\n  OTEL_EXPORTER: otlp_http\n  OTEL_ENDPOINT: http://{addr}\n  \
+             OTEL_HEADERS: x-otel-token=from-litellm-config\n  OTEL_BSP_SCHEDULE_DELAY: \"50\"\n\
+             litellm_settings:\n  callbacks: [otel]\nrouter_settings:"
+        ),
+    );
+    let proxy = Proxy::start_with(&yaml, &[], &[]).await;
+    let r = send(&proxy, chat_body("plain", "hello"), None).await;
+    assert_eq!(r.status(), 200);
+    let spans = collector.trace_of(&request_id(&r), 2).await;
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let tokens = collector.tokens.lock().unwrap().clone();
+    assert!(
+        !tokens.is_empty() && tokens.iter().all(|t| t == "from-litellm-config"),
+        "{tokens:?}"
+    );
+}

@@ -325,11 +325,12 @@ async fn fallbacks_listed_under_a_wildcard_served_name_are_used() {
     };
     let proxy = Proxy::start(&config(
         &[wildcard("bad/*", "bad"), wildcard("good/*", "good")],
-        "num_retries: 0\nallowed_fails: 1000\nfallbacks: [{bad/x: [good/y]}]",
+        "num_retries: 0\nallowed_fails: 1000\nfallbacks: [{bad/x: [bad/y]}, {bad/y: [good/z]}]",
     ))
     .await;
+    // bad/x, then bad/y (the same wildcard, another name), then good/z.
     let (status, headers, body) = ask(&proxy, "bad/x").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!((up.calls("bad"), up.calls("good")), (1, 1));
+    assert_eq!((up.calls("bad"), up.calls("good")), (2, 1));
     assert_eq!(header(&headers, "x-conclave-fallback"), "good/*");
 }

@@ -824,9 +824,10 @@ fn header_secrets<'a>(name: &str, value: &'a str) -> impl Iterator<Item = &'a st
 }
 
 /// Whether a key is worth searching answers for: a placeholder that
-/// key-less servers are given (`none`, `EMPTY`, `fake-key`) or a short
-/// plain word (`stop`) is no secret, and replacing it would rewrite the
-/// model's text, or the answer's own fields, wherever that word occurs.
+/// key-less servers are given (`none`, `EMPTY`, `fake-key`), a short plain
+/// word (`stop`) or a short number (`17000`) is no secret, and replacing it
+/// would rewrite the model's text, or the answer's own fields and numbers,
+/// wherever it occurs.
 fn looks_secret(key: &str) -> bool {
     const PLACEHOLDERS: &[&str] = &[
         "fake-key",
@@ -836,7 +837,9 @@ fn looks_secret(key: &str) -> bool {
         "lm-studio",
         "placeholder",
     ];
-    let plain_word = key.len() < 12 && key.bytes().all(|b| b.is_ascii_alphabetic());
+    let plain_word = key.len() < 12
+        && (key.bytes().all(|b| b.is_ascii_alphabetic())
+            || key.bytes().all(|b| b.is_ascii_digit()));
     !plain_word && !PLACEHOLDERS.iter().any(|p| key.eq_ignore_ascii_case(p))
 }
 
@@ -1178,6 +1181,7 @@ mod tests {
             "dummy",
             "fake-key",
             "not-needed",
+            "17000",
         ] {
             let key = Secret::new(placeholder.to_owned());
             assert!(

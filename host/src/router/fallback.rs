@@ -44,10 +44,10 @@ impl Fallbacks {
             .chain(&self.default)
     }
 
-    /// The groups to try after `group` failed with `kind`, for a request
-    /// that `asked` for a name of its own (one a wildcard or an alias
-    /// serves): its lists first, as LiteLLM looks them up by the name the
-    /// client sent, then the group's. For each name a specific list
+    /// The groups to try after `group` failed with `kind`, reached by the
+    /// name `asked` (the client's, or a fallback entry's; one a wildcard or
+    /// an alias serves may differ from the group's): its lists first, as
+    /// LiteLLM looks them up by the name asked for, then the group's. For each name a specific list
     /// (context window, content policy) wins when present, then the generic
     /// list; with neither, `default_fallbacks`.
     pub fn after<'a>(

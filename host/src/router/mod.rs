@@ -299,12 +299,14 @@ impl Router {
         // tried is that group. The fallbacks' list and queue allocate only
         // when a request falls back: most are answered by their first group.
         let mut visited: Vec<(Arc<str>, Option<String>)> = Vec::new();
-        let mut queue: VecDeque<(Arc<ModelGroup>, Option<String>)> = VecDeque::new();
-        let mut current = Some((Arc::clone(&primary), primary_capture.clone()));
+        // Each group with its wildcard capture and the name that reached it:
+        // its own fallbacks may be listed under that name.
+        let mut queue: VecDeque<(Arc<ModelGroup>, Option<String>, &str)> = VecDeque::new();
+        let mut current = Some((Arc::clone(&primary), primary_capture.clone(), req.model));
         let mut fallbacks_left = self.fallbacks.max;
         let mut last_error = None;
         let mut first = true;
-        while let Some((group, capture)) = current.take().or_else(|| queue.pop_front()) {
+        while let Some((group, capture, asked)) = current.take().or_else(|| queue.pop_front()) {
             let is_primary = std::mem::replace(&mut first, false);
             let calls_before = attempts;
             let tried = retry::run_group(
@@ -336,12 +338,7 @@ impl Router {
                         let (next, configured): (&[String], bool) =
                             match (is_primary, req.fallbacks) {
                                 (true, Some(list)) => (list, false),
-                                _ => {
-                                    // The client's name for the first group:
-                                    // fallbacks may be listed under it.
-                                    let asked = is_primary.then_some(req.model);
-                                    (self.fallbacks.after(asked, &group.name, kind), true)
-                                }
+                                _ => (self.fallbacks.after(Some(asked), &group.name, kind), true),
                             };
                         for name in next {
                             if fallbacks_left == 0 {
@@ -361,14 +358,14 @@ impl Router {
                                     }
                                     visited.push(key);
                                     fallbacks_left -= 1;
-                                    queue.push_back((target, capture));
+                                    queue.push_back((target, capture, name.as_str()));
                                 }
                                 Err(_) => {
                                     tracing::warn!(fallback = %name, "fallback group does not exist, skipped")
                                 }
                             }
                         }
-                        if let Some((next, _)) = queue.front() {
+                        if let Some((next, _, _)) = queue.front() {
                             tracing::warn!(request_id = %req.ctx.request.id, group = %group.name, fallback = %next.name, error = %error, "falling back");
                         }
                     }

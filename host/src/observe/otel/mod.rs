@@ -75,7 +75,9 @@ pub fn tracer() -> Option<&'static Tracer> {
 /// (see [`settings::resolve`]). Must run inside the Tokio runtime; called
 /// once, at start-up. An error names the variable or key that is wrong.
 pub fn install(config: &crate::config::Config, file: &str) -> Result<bool, String> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    // The process's variables, then the `.env` file beside the config and
+    // its `environment_variables`, where LiteLLM configs set them.
+    let env = |name: &str| config.env.get(name).filter(|v| !v.trim().is_empty());
     let Some(settings) = settings::resolve(config, file, &env)? else {
         return Ok(false);
     };
