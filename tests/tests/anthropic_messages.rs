@@ -59,7 +59,7 @@ elif mode == "models":
         client.models.retrieve("no-such-model")
         missing = None
     except anthropic.NotFoundError as e:
-        missing = e.status_code
+        missing = [e.status_code, e.body["error"]["type"]]
     out = {"listed": listed, "one": [one.type, one.id], "missing": missing}
 elif mode == "count":
     r = client.messages.count_tokens(model=model, messages=messages, system="Be brief.")
@@ -245,7 +245,7 @@ async fn the_anthropic_client_lists_and_retrieves_models() {
             "two pages of one, in the listing's order: {out}"
         );
         assert_eq!(out["one"], json!(["model", "claude-other"]), "{out}");
-        assert_eq!(out["missing"], 404, "{out}");
+        assert_eq!(out["missing"], json!([404, "not_found_error"]), "{out}");
     }
 }
 

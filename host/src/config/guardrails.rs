@@ -23,6 +23,10 @@ const GUARDRAIL_CALLBACKS: &[&str] = &[
     "azure_content_safety",
     "secret_detection",
     "bedrock_guardrails",
+    "banned_keywords",
+    "blocked_user_check",
+    "lakera",
+    "aporia",
 ];
 
 /// Why each guardrail setting of the raw config `tree` is refused.
@@ -39,6 +43,27 @@ pub fn in_tree(tree: &Value) -> Vec<Problem> {
     .filter(|(_, value)| value.is_some_and(names_any))
     .map(|(path, _)| refused(path, "its guardrails"))
     .collect()
+}
+
+/// Why each deployment that names guardrails of its own is refused.
+pub fn in_deployments(config: &Config) -> Vec<Problem> {
+    config
+        .model_list
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e.litellm_params
+                .extra
+                .get("guardrails")
+                .is_some_and(names_any)
+        })
+        .map(|(i, _)| {
+            refused(
+                &format!("model_list[{i}].litellm_params.guardrails"),
+                "its guardrails",
+            )
+        })
+        .collect()
 }
 
 /// Why each guardrail named in the callback lists is refused.
@@ -106,6 +131,15 @@ mod tests {
         assert_eq!(
             refused_paths(yaml),
             ["litellm_settings.guardrails", "litellm_settings.callbacks"]
+        );
+    }
+
+    #[test]
+    fn a_deployments_own_guardrails_are_refused() {
+        let yaml = "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, guardrails: [pii]}\n";
+        assert_eq!(
+            refused_paths(yaml),
+            ["model_list[0].litellm_params.guardrails"]
         );
     }
 

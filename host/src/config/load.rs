@@ -348,6 +348,7 @@ fn load_tree(
     }
     let mut problems = guardrails;
     problems.extend(super::guardrails::in_callbacks(&config));
+    problems.extend(super::guardrails::in_deployments(&config));
     problems.extend(environment_problems(&config, &env));
     problems.extend(message_logging_problem(&config, &env));
     check(&config, &file, &mut problems, &mut warnings);

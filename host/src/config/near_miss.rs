@@ -109,7 +109,14 @@ pub fn provider_hint(provider: &str) -> Option<&'static str> {
     if provider.len() > LONGEST_KEY || known().any(|p| p == provider) {
         return None;
     }
-    nearest(&provider.to_ascii_lowercase(), known())
+    // Provider names are few and far apart: one edit is a typo from four
+    // letters on (`opena`), two from eight.
+    let allowed = match provider.len() {
+        0..4 => 0,
+        4..8 => 1,
+        _ => 2,
+    };
+    nearest_within(&provider.to_ascii_lowercase(), known(), allowed)
 }
 
 /// `key` as the names are written: lower case, `_` for `-`.
@@ -142,6 +149,16 @@ fn nearest<'k>(written: &str, known: impl Iterator<Item = &'k str>) -> Option<&'
         6..10 => 1,
         _ => 2,
     };
+    nearest_within(written, known, allowed)
+}
+
+/// The name among `known` at most `allowed` edits from `written`, the
+/// nearest first.
+fn nearest_within<'k>(
+    written: &str,
+    known: impl Iterator<Item = &'k str>,
+    allowed: usize,
+) -> Option<&'k str> {
     known
         .filter(|name| name.len().abs_diff(written.len()) <= allowed)
         .map(|name| (strsim::damerau_levenshtein(written, name), name))
@@ -238,6 +255,8 @@ mod tests {
         );
         assert_eq!(param_hint("temprature"), "; did you mean `temperature`?");
         assert_eq!(provider_hint("opneai"), Some("openai"));
+        assert_eq!(provider_hint("opena"), Some("openai"));
+        assert_eq!(provider_hint("azur"), Some("azure"));
         assert_eq!(provider_hint("anthropc"), Some("anthropic"));
         assert_eq!(provider_hint("bedrok"), Some("bedrock"));
         assert_eq!(provider_hint("bedrock"), None, "LiteLLM's, not a typo");

@@ -432,7 +432,8 @@ pub async fn models(
     query: Result<Query<super::anthropic_models::Page>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     if super::anthropic_models::wants_anthropic(&headers) {
-        return super::anthropic_models::list(scope, query).await;
+        let answer = super::anthropic_models::list(scope, query).await;
+        return Ok(answer.unwrap_or_else(|e| super::messages::in_anthropic_shape(&e)));
     }
     Ok(json_response(visible_models(
         &scope,
@@ -474,7 +475,8 @@ pub async fn model(
     id: axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
     if super::anthropic_models::wants_anthropic(&headers) {
-        return super::anthropic_models::retrieve(scope, id).await;
+        let answer = super::anthropic_models::retrieve(scope, id).await;
+        return Ok(answer.unwrap_or_else(|e| super::messages::in_anthropic_shape(&e)));
     }
     Ok(Json(public_model(&scope, &id)?).into_response())
 }

@@ -82,12 +82,21 @@ pub const GATEWAY_FIELDS: &[&str] = &[
     "drop_params",
     "additional_drop_params",
     "guardrails",
+    "disable_global_guardrails",
 ];
 
 /// Whether a request's raw `guardrails` names any (null, `[]` and `{}`
 /// name none).
 fn names_guardrails(raw: &str) -> bool {
     !matches!(raw.trim(), "null" | "[]" | "{}")
+}
+
+/// Why a request naming guardrails in `field` is refused.
+fn guardrails_refused(field: &str) -> String {
+    format!(
+        "`{field}`: this gateway runs no guardrails, and a request that names them is \
+         refused rather than served unchecked"
+    )
 }
 
 /// LiteLLM's client-side credentials: fields with which a request would
@@ -318,10 +327,7 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             .get("guardrails")
             .is_some_and(|raw| names_guardrails(raw.get()))
         {
-            return Err(D::Error::custom(
-                "`guardrails`: this gateway runs no guardrails, and a request that names \
-                 them is refused rather than served unchecked",
-            ));
+            return Err(D::Error::custom(guardrails_refused("guardrails")));
         }
         let limits = CallLimits::read(&own).map_err(D::Error::custom)?;
         let drops = request_drops(own.get("additional_drop_params")).map_err(D::Error::custom)?;
@@ -456,12 +462,19 @@ fn read_metadata(metadata: Option<&RawValue>, field: &str) -> Result<MetadataCon
     if !text.contains("\"cache\"")
         && !text.contains("\"tags\"")
         && !text.contains(user_needle)
+        && !text.contains("\"guardrails\"")
         && !text.contains('\\')
     {
         return Ok(MetadataControls::default());
     }
     let mut read: RawFields =
         serde_json::from_str(text).map_err(|e| format!("`{field}` cannot be read: {e}"))?;
+    if read
+        .get("guardrails")
+        .is_some_and(|raw| names_guardrails(raw.get()))
+    {
+        return Err(guardrails_refused(&format!("{field}.guardrails")));
+    }
     // The caller's own metadata: a value that is no usable name names no
     // end user, and is refused only where LiteLLM's field is the gateway's.
     let user = match read.remove(user_key) {
@@ -743,6 +756,12 @@ mod tests {
                 .get("mock_testing_context_window_fallbacks")
                 .is_none()
         );
+        let error = serde_json::from_str::<ProxyRequest>(
+            r#"{"model":"m","messages":[],"metadata":{"guardrails":["pii"]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`metadata.guardrails`"), "{error}");
     }
 
     #[test]
