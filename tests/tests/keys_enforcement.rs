@@ -632,6 +632,34 @@ async fn a_router_alias_counts_as_the_model_it_names_for_access_and_limits() {
     assert_eq!(status, 400, "{body}");
 }
 
+/// The key's `model_spend` as `/key/info` shows it, once `model` has more
+/// than `at_least` (the spend writer batches rows), or after 10 s.
+async fn stored_model_spend(
+    proxy: &Proxy,
+    key: &str,
+    model: &str,
+    at_least: f64,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = proxy
+            .client
+            .get(proxy.url("/key/info"))
+            .query(&[("key", key)])
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap();
+        let info: serde_json::Value = r.json().await.unwrap();
+        let spend = info["info"]["model_spend"].clone();
+        let done = spend[model].as_f64().is_some_and(|s| s > at_least);
+        if done || tokio::time::Instant::now() >= deadline {
+            return spend;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn per_model_spend_is_kept_under_the_model_an_alias_names() {
     let up = FakeUpstream::start().await;
@@ -649,24 +677,7 @@ async fn per_model_spend_is_kept_under_the_model_an_alias_names() {
         assert_eq!(chat_as(&proxy, &key, asked).await.0, 200, "{asked}");
     }
     // The store's record, which a restart or another instance starts from.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut spend = json!(null);
-    while tokio::time::Instant::now() < deadline {
-        let r = proxy
-            .client
-            .get(proxy.url("/key/info"))
-            .query(&[("key", key.as_str())])
-            .bearer_auth(MASTER)
-            .send()
-            .await
-            .unwrap();
-        let info: serde_json::Value = r.json().await.unwrap();
-        spend = info["info"]["model_spend"].clone();
-        if spend["gpt-a"].as_f64().is_some_and(|s| s > CALL_COST * 2.5) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let spend = stored_model_spend(&proxy, &key, "gpt-a", CALL_COST * 2.5).await;
     let keys: Vec<&String> = spend.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["gpt-a"], "{spend}");
 }
@@ -779,27 +790,7 @@ async fn per_model_spend_of_wildcard_names_is_kept_under_the_group() {
         let (status, _, body) = chat_as(&proxy, &key, &format!("wild/m{i}")).await;
         assert_eq!(status, 200, "{body}");
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut spend = json!(null);
-    while tokio::time::Instant::now() < deadline {
-        let r = proxy
-            .client
-            .get(proxy.url("/key/info"))
-            .query(&[("key", key.as_str())])
-            .bearer_auth(MASTER)
-            .send()
-            .await
-            .unwrap();
-        let info: serde_json::Value = r.json().await.unwrap();
-        spend = info["info"]["model_spend"].clone();
-        if spend["wild/*"]
-            .as_f64()
-            .is_some_and(|s| s > CALL_COST * 2.5)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let spend = stored_model_spend(&proxy, &key, "wild/*", CALL_COST * 2.5).await;
     let names: Vec<&String> = spend.as_object().unwrap().keys().collect();
     assert_eq!(names, ["wild/*", "wild/m0"], "{spend}");
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use quick_cache::UnitWeighter;
+use quick_cache::Weighter;
 use quick_cache::sync::{Cache, DefaultLifecycle};
 
 use super::KeyError;
@@ -31,7 +31,17 @@ pub trait Stored: Send + Sync + Sized + 'static {
     /// The record with id `id`; `None` when there is none.
     fn read(store: &Store, id: &str)
     -> impl Future<Output = Result<Option<Self>, KeyError>> + Send;
+
+    /// The cache slots the record takes: one, and one more for each
+    /// [`SLOT_BYTES`] of what its callers wrote into it (metadata, lists),
+    /// so that the cache's bound holds in bytes as well as in records.
+    fn weight(&self) -> u64 {
+        1
+    }
 }
+
+/// The bytes of written data one cache slot stands for.
+pub const SLOT_BYTES: usize = 4096;
 
 impl Stored for Principal {
     fn read(
@@ -39,6 +49,34 @@ impl Stored for Principal {
         token_hash: &str,
     ) -> impl Future<Output = Result<Option<Self>, KeyError>> + Send {
         store.principal(token_hash)
+    }
+
+    fn weight(&self) -> u64 {
+        let listed = |items: &[String]| items.iter().map(String::len).sum::<usize>();
+        let metadata = |m: &serde_json::Value| {
+            if m.as_object().is_some_and(|o| o.is_empty()) {
+                0
+            } else {
+                m.to_string().len()
+            }
+        };
+        let key = &self.key;
+        let mut bytes = metadata(&key.metadata)
+            + listed(&key.models)
+            + listed(&key.tags)
+            + listed(&key.allowed_routes)
+            + key
+                .aliases
+                .iter()
+                .map(|(a, b)| a.len() + b.len())
+                .sum::<usize>();
+        if let Some(user) = &self.user {
+            bytes += metadata(&user.metadata) + listed(&user.models);
+        }
+        if let Some(team) = &self.team {
+            bytes += metadata(&team.metadata) + listed(&team.models);
+        }
+        1 + (bytes / SLOT_BYTES) as u64
     }
 }
 
@@ -58,6 +96,8 @@ struct Cached<V> {
     /// the requests that waited for that read.
     answer: Result<Entry<V>, Arc<KeyError>>,
     loaded: Instant,
+    /// [`Stored::weight`] of the record, worked out once when it is read.
+    weight: u64,
 }
 
 impl<V> Clone for Cached<V> {
@@ -65,7 +105,18 @@ impl<V> Clone for Cached<V> {
         Self {
             answer: self.answer.clone(),
             loaded: self.loaded,
+            weight: self.weight,
         }
+    }
+}
+
+/// Weighs an entry by its record's [`Stored::weight`].
+#[derive(Clone, Copy, Default)]
+struct RecordWeighter;
+
+impl<V> Weighter<String, Cached<V>> for RecordWeighter {
+    fn weight(&self, _: &String, cached: &Cached<V>) -> u64 {
+        cached.weight
     }
 }
 
@@ -75,7 +126,7 @@ impl<V> Clone for Cached<V> {
 type RecordCache<V> = Cache<
     String,
     Cached<V>,
-    UnitWeighter,
+    RecordWeighter,
     foldhash::fast::RandomState,
     DefaultLifecycle<String, Cached<V>>,
 >;
@@ -101,14 +152,15 @@ impl<V> Clone for Registry<V> {
 }
 
 impl<V: Stored> Registry<V> {
-    /// A cache of at most about `capacity` records, each kept for at most `ttl`.
+    /// A cache of at most about `capacity` records (a large record counting
+    /// as several, [`Stored::weight`]), each kept for at most `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         let items = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         Self {
             cache: Arc::new(Cache::with(
                 items,
                 capacity.max(1),
-                UnitWeighter,
+                RecordWeighter,
                 foldhash::fast::RandomState::default(),
                 DefaultLifecycle::default(),
             )),
@@ -158,6 +210,7 @@ impl<V: Stored> Registry<V> {
                 Ok(Cached {
                     answer: Err(e),
                     loaded,
+                    ..
                 }) if loaded >= asked => return Err((*e).clone()),
                 // Expired, or an earlier failure: read again.
                 Ok(_) => {
@@ -171,9 +224,14 @@ impl<V: Stored> Registry<V> {
                 .await
                 .map(|p| p.map(Arc::new))
                 .map_err(Arc::new);
+            let weight = match &answer {
+                Ok(Some(record)) => record.weight(),
+                _ => 1,
+            };
             let cached = Cached {
                 answer: answer.clone(),
                 loaded: Instant::now(),
+                weight,
             };
             let _ = guard.insert(cached);
             if answer.is_err() || self.epoch() != epoch {
@@ -220,6 +278,20 @@ mod tests {
             .await
             .unwrap();
         store
+    }
+
+    #[test]
+    fn a_key_holding_much_written_data_weighs_more() {
+        let plain = Principal::new(KeyRecord::for_test("plain"), None, None);
+        assert_eq!(plain.weight(), 1);
+        let mut heavy = KeyRecord::for_test("heavy");
+        heavy.metadata = serde_json::json!({"note": "x".repeat(10_000)});
+        heavy.models = vec!["m".repeat(500); 20];
+        let heavy = Principal::new(heavy, None, None);
+        assert_eq!(
+            heavy.weight(),
+            1 + (10_011 + 10_000) as u64 / SLOT_BYTES as u64
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
