@@ -236,6 +236,27 @@ pub fn document() -> Document {
     doc
 }
 
+/// Whether the gateway serves `path` (as a client sends it, with or
+/// without `/v1`): a documented path, `{param}` segments matching any one.
+pub fn serves(path: &str) -> bool {
+    static PATHS: LazyLock<Vec<String>> =
+        LazyLock::new(|| document().paths.paths.keys().cloned().collect());
+    let matches = |path: &str, documented: &str| {
+        let (mut a, mut b) = (path.split('/'), documented.split('/'));
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return true,
+                (Some(seg), Some(doc)) if seg == doc || doc.starts_with('{') => {}
+                _ => return false,
+            }
+        }
+    };
+    let bare = path.strip_prefix("/v1").filter(|p| p.starts_with('/'));
+    PATHS.iter().any(|documented| {
+        matches(path, documented) || bare.is_some_and(|bare| matches(bare, documented))
+    })
+}
+
 /// The document as served: built once, the same for every version of the
 /// config (it describes routes, not models).
 pub fn document_json() -> Bytes {

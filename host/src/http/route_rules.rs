@@ -292,6 +292,15 @@ impl RouteRules {
                 if key == "public_routes" && is_public_group(entry) {
                     routes.retain(|r| !never_public(r));
                 }
+                // A path the gateway does not serve (LiteLLM's docs list
+                // `/spend/calculate`) has no key check to lift.
+                if key == "public_routes"
+                    && group(entry.trim()).is_none()
+                    && !entry.trim().ends_with('*')
+                    && !super::openapi::serves(entry.trim())
+                {
+                    continue;
+                }
                 if key == "public_routes"
                     && let Some(kept) = routes.iter().find(|r| never_public(r))
                 {
@@ -576,6 +585,13 @@ mod tests {
         assert!(r.is_public("/docs"));
         assert!(r.is_public("/models"));
         assert!(!r.is_public("/ui/api/session"));
+        // LiteLLM's documented example names a route this gateway lacks.
+        let r = rules("public_routes: ['LiteLLMRoutes.public_routes', '/spend/calculate']");
+        assert!(r.is_ok(), "{r:?}");
+        assert!(
+            rules("public_routes: ['/spend/logs']").is_err(),
+            "a served one keeps its key"
+        );
     }
 
     #[test]
