@@ -158,7 +158,7 @@ impl Gateway {
 
         let model_names = public_model_names(&router, &hidden, &strategies);
         let models_json = models_listing(&model_names);
-        let model_info_json = crate::admin::model_info_listing(cfg);
+        let model_info_json = crate::admin::model_info_listing(cfg, &prices);
         let model_group_info_json = crate::admin::model_group_info_listing(cfg);
         Ok((
             Self {

@@ -845,3 +845,47 @@ async fn a_keyless_registration_with_its_own_api_base_gets_no_provider_key() {
         sent.headers.get("authorization")
     );
 }
+
+/// `/v1/model/info` gives each deployment the price it is charged at, as
+/// LiteLLM fills it in: from the price table, or from its litellm_params.
+#[tokio::test]
+async fn model_info_lists_the_price_each_deployment_is_charged_at() {
+    let up = FakeUpstream::start().await;
+    let mut yaml = String::from("model_list:\n");
+    yaml.push_str(&deployment(
+        "listed",
+        "openai/gpt-4o-mini",
+        &up.api_base("a"),
+        &[],
+    ));
+    yaml.push_str(&deployment(
+        "own",
+        "openai/private-model",
+        &up.api_base("b"),
+        &["input_cost_per_token: 0.25", "output_cost_per_token: 0.5"],
+    ));
+    let proxy = start(&yaml, &[]).await;
+    let info: Value = proxy
+        .client
+        .get(proxy.url("/v1/model/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let price = |name: &str| {
+        let entry = info["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["model_name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {info}"));
+        (
+            entry["model_info"]["input_cost_per_token"].as_f64(),
+            entry["model_info"]["output_cost_per_token"].as_f64(),
+        )
+    };
+    assert!(price("listed").0.is_some_and(|p| p > 0.0), "{info}");
+    assert_eq!(price("own"), (Some(0.25), Some(0.5)), "{info}");
+}

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::config::{Config, LitellmParams};
+use crate::pricing::PriceBook;
 
 /// Keys of `litellm_params` never shown: they may hold credentials.
 fn is_secret_key(key: &str) -> bool {
@@ -61,8 +62,9 @@ fn params_json(p: &LitellmParams) -> Value {
 
 /// The `/v1/model/info` body, in LiteLLM's shape: every model_list entry
 /// with its `litellm_params` (no keys) and `model_info` (with the id the
-/// router gives the deployment).
-pub fn model_info_listing(config: &Config) -> Bytes {
+/// router gives the deployment, and the price it is charged at, as
+/// LiteLLM fills them in from its price table).
+pub fn model_info_listing(config: &Config, prices: &PriceBook) -> Bytes {
     let mut per_group: HashMap<String, usize> = HashMap::new();
     let mut data = Vec::new();
     for entry in config.model_list.iter().flat_map(|e| e.per_organization()) {
@@ -88,6 +90,12 @@ pub fn model_info_listing(config: &Config) -> Bytes {
             *index += 1;
             id
         };
+        if let Some(price) = (!composite).then(|| prices.known(&id)).flatten() {
+            info.entry("input_cost_per_token")
+                .or_insert(json!(price.input));
+            info.entry("output_cost_per_token")
+                .or_insert(json!(price.output));
+        }
         info.insert("id".into(), json!(id));
         info.entry("db_model").or_insert(json!(false));
         data.push(json!({
@@ -233,7 +241,8 @@ model_list:
             model_list: vec![entry],
             ..Config::default()
         };
-        let text = String::from_utf8(model_info_listing(&config).to_vec()).unwrap();
+        let text =
+            String::from_utf8(model_info_listing(&config, &PriceBook::default()).to_vec()).unwrap();
         assert!(
             !text.contains("sk-hidden") && !text.contains("pw@"),
             "{text}"
@@ -256,7 +265,8 @@ model_list:
             model_list: vec![entry],
             ..Config::default()
         };
-        let text = String::from_utf8(model_info_listing(&config).to_vec()).unwrap();
+        let text =
+            String::from_utf8(model_info_listing(&config, &PriceBook::default()).to_vec()).unwrap();
         assert!(
             !text.contains("sk-hidden") && !text.contains("pw"),
             "{text}"

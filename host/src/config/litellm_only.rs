@@ -78,6 +78,15 @@ const FEATURES: &[(&str, &str)] = &[
         "spend is written by the gateway's own batch writer",
     ),
     (
+        "general_settings.max_parallel_requests",
+        "not read: set max_parallel_requests on keys or deployments, or general_settings.global_max_parallel_requests for the whole gateway",
+    ),
+    (
+        "general_settings.enable_oauth2_auth",
+        "OAuth2 tokens are not accepted; requests present the master key or a virtual key",
+    ),
+    ("mcp_servers", "MCP servers are not served"),
+    (
         "general_settings.allow_requests_on_db_unavailable",
         "a key the gateway has not cached is refused (503) while the key store cannot be reached",
     ),
