@@ -797,6 +797,16 @@ fn check_general(config: &Config, problems: &mut Vec<Problem>) {
             "must be at least 1",
         ));
     }
+    if let Some(format) = gs
+        .request_log_format
+        .as_deref()
+        .filter(|f| !matches!(*f, "text" | "jsonl"))
+    {
+        problems.push(Problem::new(
+            "general_settings.request_log_format",
+            format!("{format:?}: must be text or jsonl"),
+        ));
+    }
     if gs
         .master_key
         .as_ref()
@@ -1576,6 +1586,17 @@ mod tests {
         let on = format!("{text}router_settings:\n  enable_tag_filtering: true\n");
         let w = load_text(&on).unwrap().warnings.join("\n");
         assert!(!w.contains("tags"), "{w}");
+    }
+
+    #[test]
+    fn an_unknown_request_log_format_is_refused_naming_it() {
+        let err = load_text("model_list: []\ngeneral_settings:\n  request_log_format: json\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("general_settings.request_log_format: \"json\": must be text or jsonl"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -101,16 +101,10 @@ impl Settings {
             .clone()
             .or(env_dir)
             .filter(|d| !d.trim().is_empty())?;
+        // Any other value is refused when the config is loaded.
         let format = match general.request_log_format.as_deref() {
-            None | Some("text") => Format::Text,
             Some("jsonl") => Format::Jsonl,
-            Some(other) => {
-                tracing::warn!(
-                    format = other,
-                    "general_settings.request_log_format must be text or jsonl; using text"
-                );
-                Format::Text
-            }
+            _ => Format::Text,
         };
         let mb = general
             .request_log_max_mb
