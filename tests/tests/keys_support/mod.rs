@@ -107,12 +107,11 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// The key's recorded spend, once the spend writer has caught up with
-/// `expected` (it writes in batches); the last value read otherwise.
-pub async fn key_spend(proxy: &Proxy, key: &str, expected: f64) -> f64 {
-    let mut last = f64::NAN;
+/// The key's `/key/info` record, once `caught_up` holds for it (the spend
+/// writer writes in batches); the last one read after 10 s otherwise.
+pub async fn key_info_once(proxy: &Proxy, key: &str, caught_up: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline {
+    loop {
         let r = proxy
             .client
             .get(proxy.url("/key/info"))
@@ -122,13 +121,21 @@ pub async fn key_spend(proxy: &Proxy, key: &str, expected: f64) -> f64 {
             .await
             .unwrap();
         let info: Value = r.json().await.unwrap();
-        last = info["info"]["spend"].as_f64().unwrap_or(f64::NAN);
-        if close(last, expected) {
-            return last;
+        if caught_up(&info["info"]) || tokio::time::Instant::now() >= deadline {
+            return info["info"].clone();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    last
+}
+
+/// The key's recorded spend, once the spend writer has caught up with
+/// `expected`; the last value read otherwise.
+pub async fn key_spend(proxy: &Proxy, key: &str, expected: f64) -> f64 {
+    let info = key_info_once(proxy, key, |info| {
+        close(info["spend"].as_f64().unwrap_or(f64::NAN), expected)
+    })
+    .await;
+    info["spend"].as_f64().unwrap_or(f64::NAN)
 }
 
 /// The spend-log rows of a request and of its sub-calls, once there are
