@@ -158,7 +158,12 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
     tls.warn_if_unchecked();
     let client = http_client(&tls)?;
     // Process-wide limits are read once, at start-up.
-    let general = loaded.config.general_settings.clone();
+    let mut general = loaded.config.general_settings.clone();
+    general.public_metrics = general.public_metrics.or(loaded
+        .config
+        .litellm_settings
+        .require_auth_for_metrics_endpoint
+        .map(|required| !required));
     let shared_state = crate::cluster::Settings::from_config(&loaded.config);
     crate::observe::otel::install(&loaded.config, &config_path.display().to_string())?;
     let cache_dir = crate::compile_cache::resolve_dir(

@@ -773,6 +773,43 @@ async fn without_a_master_key_the_admin_api_answers_on_loopback_only() {
     assert!(s["config"].as_str().unwrap().ends_with("config.yaml"));
 }
 
+/// Keyless admin access is for programs on the machine: a page of another
+/// site (a cross-site form post needs no preflight) or a name rebound to
+/// loopback is refused, and the model stays as it was.
+#[tokio::test]
+async fn keyless_admin_refuses_web_pages_of_other_sites_and_foreign_names() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&config(&up, None, &[]), &[]).await;
+    let register = |headers: &'static [(&'static str, &'static str)]| {
+        let proxy = &proxy;
+        async move {
+            let mut r = proxy
+                .client
+                .post(proxy.url("/admin/models"))
+                .header("content-type", "text/plain")
+                .body(r#"{"model_name": "echo", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9/v1"}}"#);
+            for (name, value) in headers {
+                r = r.header(*name, *value);
+            }
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+        &[("host", "rebound.example:4000")][..],
+    ] {
+        let (status, body) = register(headers).await;
+        assert_eq!(status, 403, "{headers:?}: {body}");
+        assert_eq!(body["error"]["code"], "keyless_access_refused", "{body}");
+    }
+    let (status, _, _) = chat(&proxy, "echo").await;
+    assert_eq!(status, 200);
+    assert_eq!(up.calls("echo"), 1, "echo still goes to its own upstream");
+}
+
 /// A gateway whose environment holds provider keys an admin must not reach.
 async fn start_with_secrets(yaml: &str) -> Proxy {
     Proxy::launch(

@@ -192,3 +192,28 @@ async fn the_openai_sdk_reads_a_replayed_stream() {
     }
     assert_eq!(up.calls(GROUP), 1);
 }
+
+/// A Messages client's streamed and plain requests for the same question
+/// share one entry too, as chat requests do.
+#[tokio::test]
+async fn a_messages_answer_serves_the_same_question_streamed() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up).await;
+    let body = json!({
+        "model": GROUP,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "ask once, read twice"}],
+    });
+    let plain = proxy.post("/v1/messages", &body).await;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(plain.headers()["x-conclave-cache"], "stored");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = proxy.post("/v1/messages", &streamed).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-conclave-cache"], "hit");
+    let text = r.text().await.unwrap();
+    assert!(text.contains("message_stop"), "{text}");
+    assert_eq!(up.calls(GROUP), 1);
+}

@@ -313,6 +313,30 @@ async fn a_rate_limit_error_event_before_the_first_chunk_is_retried_as_a_rate_li
     assert_peak_rss(&proxy);
 }
 
+const ROLE_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
+
+/// A chunk that names only the role gives the client none of the answer:
+/// an error right after it still falls back, invisibly.
+#[tokio::test]
+async fn an_error_event_after_a_role_only_chunk_still_falls_back() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::raw_sse(&[ROLE_CHUNK, RATE_LIMIT_EVENT]));
+    up.set("b", Behavior::ok("from b"));
+    let proxy = proxy(
+        &up,
+        &[("g", "a", &[]), ("h", "b", &[])],
+        "router_settings:\n  num_retries: 0\n  fallbacks: [{g: [h]}]\n",
+    )
+    .await;
+    let (status, headers, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 200, "{text}");
+    let payloads = sse_payloads(&text);
+    assert_eq!(sse_content(&payloads), "from b", "{text}");
+    assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(headers["x-conclave-model-group"], "h");
+    assert_eq!((up.calls("a"), up.calls("b")), (1, 1));
+}
+
 #[tokio::test]
 async fn a_rate_limit_error_event_mid_stream_is_one_rate_limit_error_event() {
     let up = FakeUpstream::start().await;
@@ -529,6 +553,8 @@ async fn a_200_answer_that_is_not_a_json_object_is_a_502_and_never_cached() {
         ("text/html", &b"<html>hi</html>"[..]),
         ("application/json", &b"{\"id\":\"c\",\"choices\":["[..]),
         ("text/event-stream", &b"data: {}\n\n"[..]),
+        ("application/json", &b"[1, 2, 3]"[..]),
+        ("application/json", &b" 42"[..]),
         (
             "application/json",
             &b"{\"id\":\"c\",\"choices\":[{\"message\":{\"content\":\"\xff\xfe\"}}]}"[..],

@@ -685,6 +685,36 @@ async fn a_key_regenerated_right_after_spending_keeps_its_spend() {
     assert_eq!(code(&body), "key_budget_exceeded");
 }
 
+/// A new value is no way around a rate limit: it is counted on from what
+/// the old one used of the minute, its own limit and its per-model ones.
+#[tokio::test]
+async fn a_regenerated_key_keeps_what_it_used_of_its_rate_window() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    let key = new_key(
+        &proxy,
+        json!({"rpm_limit": 3, "model_rpm_limit": {"gpt-b": 1}}),
+    )
+    .await;
+    assert_eq!(chat_as(&proxy, &key, "gpt-a").await.0, 200);
+    assert_eq!(chat_as(&proxy, &key, "gpt-b").await.0, 200);
+    let renewed = manage(&proxy, "/key/regenerate", json!({"key": key})).await;
+    let renewed = renewed["key"].as_str().unwrap().to_owned();
+    let (status, _, body) = chat_as(&proxy, &renewed, "gpt-b").await;
+    assert_eq!(
+        status, 429,
+        "gpt-b's one request of the minute is used: {body}"
+    );
+    assert_eq!(chat_as(&proxy, &renewed, "gpt-a").await.0, 200);
+    let (status, _, body) = chat_as(&proxy, &renewed, "gpt-a").await;
+    assert_eq!(
+        status, 429,
+        "three of the minute's requests are used: {body}"
+    );
+    assert_eq!(code(&body), "rpm_limit_exceeded");
+    assert_eq!((up.calls("gpt-a"), up.calls("gpt-b")), (2, 1));
+}
+
 #[tokio::test]
 async fn a_user_deleted_and_made_again_starts_with_nothing_spent() {
     let up = FakeUpstream::start().await;
@@ -737,6 +767,37 @@ async fn a_users_budget_holds_when_its_keys_take_turns() {
         }
     }
     assert_eq!(served, 3, "calls at 0, 1 and 2 calls' cost of a 2.5 budget");
+}
+
+/// As in LiteLLM, a team's key is held to its team's budget, not to its
+/// user's personal one, whose spend it still counts toward: the user's own
+/// key is then refused.
+#[tokio::test]
+async fn a_team_key_is_held_to_its_teams_budget_not_its_users() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    manage(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "member", "max_budget": CALL_COST / 2.0}),
+    )
+    .await;
+    manage(
+        &proxy,
+        "/team/new",
+        json!({"team_id": "roomy", "max_budget": 100.0}),
+    )
+    .await;
+    let team_key = new_key(&proxy, json!({"user_id": "member", "team_id": "roomy"})).await;
+    for _ in 0..3 {
+        let (status, _, body) = chat_as(&proxy, &team_key, "gpt-a").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    keys_support::key_spend(&proxy, &team_key, CALL_COST * 3.0).await;
+    let own_key = new_key(&proxy, json!({"user_id": "member"})).await;
+    let (status, _, body) = chat_as(&proxy, &own_key, "gpt-a").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "user_budget_exceeded");
 }
 
 /// Names a wildcard serves are the client's to vary: a key's per-model

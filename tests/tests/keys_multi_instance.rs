@@ -101,6 +101,36 @@ async fn a_keys_rpm_limit_holds_across_two_instances_under_concurrent_load() {
     assert_eq!(up.calls("gpt-a"), 10, "upstream calls");
 }
 
+/// A key given a new value on one instance keeps its minute's count on the
+/// other: the shared window moves to the new value's name.
+#[tokio::test]
+async fn a_regenerated_key_keeps_its_shared_rate_window() {
+    let Some(s) = shared("a_regenerated_key_keeps_its_shared_rate_window").await else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    let yaml = config(
+        &priced(&up, "gpt-a"),
+        &s.database_url,
+        &s.redis.url,
+        &s.redis.prefix,
+        "",
+    );
+    let (a, b) = two(&yaml).await;
+    let key = new_key(&a, json!({"rpm_limit": 2})).await;
+    assert_eq!(chat_as(&a, &key, "gpt-a").await.0, 200);
+    assert_eq!(chat_as(&b, &key, "gpt-a").await.0, 200);
+    let renewed = manage(&a, "/key/regenerate", json!({"key": key})).await;
+    let renewed = renewed["key"].as_str().unwrap().to_owned();
+    let (status, _, body) = chat_as(&b, &renewed, "gpt-a").await;
+    assert_eq!(
+        status, 429,
+        "both of the minute's requests are used: {body}"
+    );
+    assert_eq!(code(&body), "rpm_limit_exceeded");
+    assert_eq!(up.calls("gpt-a"), 2);
+}
+
 #[tokio::test]
 async fn a_budget_spent_through_one_instance_is_refused_by_the_other() {
     let Some(s) = shared("a_budget_spent_through_one_instance").await else {

@@ -569,6 +569,35 @@ async fn metrics_need_the_master_key_unless_public() {
     }
 }
 
+/// LiteLLM's own switch: `require_auth_for_metrics_endpoint: false` opens
+/// the metrics when `public_metrics` is unset.
+#[tokio::test]
+async fn litellms_metrics_auth_switch_is_read() {
+    let up = FakeUpstream::start().await;
+    let scrape = |yaml: String| async move {
+        let proxy = Proxy::start(&yaml).await;
+        let r = proxy
+            .client
+            .get(proxy.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    };
+    let unset = config(&up, false).replace("  public_metrics: false\n", "");
+    let open = unset.replace(
+        "success_callback: [prometheus]\n",
+        "success_callback: [prometheus]\n  require_auth_for_metrics_endpoint: false\n",
+    );
+    assert_ne!(open, unset);
+    assert_eq!(scrape(open).await, 200);
+    let closed = unset.replace(
+        "success_callback: [prometheus]\n",
+        "success_callback: [prometheus]\n  require_auth_for_metrics_endpoint: true\n",
+    );
+    assert_eq!(scrape(closed).await, 401);
+}
+
 #[tokio::test]
 async fn unknown_callbacks_are_named_in_one_warning() {
     let up = FakeUpstream::start().await;

@@ -43,6 +43,10 @@ pub struct KeyParts<'a> {
     /// The groups the client named in its own `fallbacks`: one of them may
     /// have answered, so a request naming none must not read that answer.
     pub fallbacks: &'a [String],
+    /// The request's tags when they choose the deployment (tag filtering
+    /// on), so one tier's answer never serves another's request; empty
+    /// otherwise.
+    pub tags: &'a [String],
 }
 
 /// The key of a request: 64 lowercase hex digits. `None` when a field is
@@ -77,6 +81,15 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
     for group in parts.fallbacks {
         hasher.update(group.len().to_le_bytes());
         hasher.update(group.as_bytes());
+    }
+    // Sorted, so the order a client lists its tags in does not matter.
+    let mut tags: Vec<&str> = parts.tags.iter().map(String::as_str).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    hasher.update(tags.len().to_le_bytes());
+    for tag in tags {
+        hasher.update(tag.len().to_le_bytes());
+        hasher.update(tag.as_bytes());
     }
     let mut canonical = Vec::new();
     let mut work = Work::default();
@@ -413,6 +426,7 @@ mod tests {
                 namespace: "ns",
                 tenant: None,
                 fallbacks: &[],
+                tags: &[],
             },
             &fields,
         )
@@ -475,6 +489,7 @@ mod tests {
                     namespace,
                     tenant,
                     fallbacks: &[],
+                    tags: &[],
                 },
                 &fields,
             )
@@ -487,6 +502,7 @@ mod tests {
                 namespace: "a",
                 tenant: None,
                 fallbacks: &["other".to_owned()],
+                tags: &[],
             },
             &fields,
         );
@@ -497,6 +513,29 @@ mod tests {
         );
         assert_ne!(of("a", Some("team-1")), of("a", Some("team-2")));
         assert_ne!(of("a", Some("")), of("a", None).map(|k| k + "x"));
+    }
+
+    #[test]
+    fn tags_that_choose_the_deployment_get_their_own_keys_in_any_order() {
+        let fields: RawFields = serde_json::from_str(r#"{"messages":[]}"#).unwrap();
+        let of = |tags: &[&str]| {
+            let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+            key(
+                &KeyParts {
+                    endpoint: Endpoint::ChatCompletions,
+                    model: "g",
+                    namespace: "",
+                    tenant: None,
+                    fallbacks: &[],
+                    tags: &tags,
+                },
+                &fields,
+            )
+        };
+        assert_ne!(of(&["free"]), of(&["paid"]));
+        assert_ne!(of(&["free"]), of(&[]));
+        assert_eq!(of(&["a", "b"]), of(&["b", "a", "b"]));
+        assert_ne!(of(&["ab"]), of(&["a", "b"]));
     }
 
     /// The canonical form the key hashes, whichever path made it.

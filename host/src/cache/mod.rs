@@ -273,6 +273,9 @@ pub struct Request<'a> {
     pub model: &'a str,
     pub composite: bool,
     pub caller: &'a Caller,
+    /// The request's tags when they choose the deployment
+    /// ([`KeyParts::tags`]).
+    pub tags: &'a [String],
 }
 
 /// The cache's decision before running a request: `Ok(None)` when the
@@ -303,6 +306,7 @@ pub fn plan(cache: Option<Arc<Cache>>, r: &Request<'_>) -> Result<Option<Plan>, 
         namespace,
         tenant: tenant.as_deref(),
         fallbacks: r.req.fallbacks.as_deref().unwrap_or_default(),
+        tags: r.tags,
     };
     let Some(key) = key::key(&parts, &r.req.rest) else {
         return Ok(None);
@@ -477,6 +481,9 @@ pub struct SubCalls {
     cache: Arc<Cache>,
     namespace: String,
     tenant: Option<String>,
+    /// The composite request's tags when they choose deployments: its
+    /// sub-calls are routed by them too.
+    tags: Arc<[String]>,
     read: bool,
 }
 
@@ -501,6 +508,7 @@ impl SubCalls {
             cache: cache.clone(),
             namespace: controls.namespace.unwrap_or_else(|| s.namespace.clone()),
             tenant: tenant(s.scope, r.caller),
+            tags: r.tags.into(),
             read: !controls.no_cache,
         })
     }
@@ -514,6 +522,7 @@ impl SubCalls {
                 namespace: &self.namespace,
                 tenant: self.tenant.as_deref(),
                 fallbacks: &[],
+                tags: &self.tags,
             },
             body,
         )

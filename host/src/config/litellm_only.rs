@@ -50,6 +50,10 @@ const FEATURES: &[(&str, &str)] = &[
         "not applied: a new user gets only the fields its /user/new body sets",
     ),
     (
+        "general_settings.apply_user_budget_to_team_keys",
+        "not applied: a team's key is held to its own and its team's budgets, not its user's personal one (LiteLLM's default)",
+    ),
+    (
         "litellm_settings.max_internal_user_budget",
         "not enforced: set max_budget on each user (or key) instead",
     ),

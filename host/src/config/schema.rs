@@ -427,6 +427,10 @@ pub struct OtelSettings {
 pub struct LitellmSettings {
     #[serde(deserialize_with = "super::lenient::opt_bool")]
     pub drop_params: Option<bool>,
+    /// LiteLLM's switch for a key on `/metrics`: `false` makes it public
+    /// when `general_settings.public_metrics` is unset.
+    #[serde(deserialize_with = "super::lenient::opt_bool")]
+    pub require_auth_for_metrics_endpoint: Option<bool>,
     /// Default whole-request timeout in seconds.
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub request_timeout: Option<f64>,

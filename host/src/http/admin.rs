@@ -25,7 +25,8 @@ const MAX_MODEL_ID_BYTES: usize = 512;
 /// Why the admin API refuses a request before looking at it, if it does:
 /// with a master key, the key must be presented; without one, the API is
 /// off unless the config opts in to keyless access on a server listening on
-/// loopback only (`admin_without_key_on_loopback`).
+/// loopback only (`admin_without_key_on_loopback`), and then a web page of
+/// another site may still not use it ([`super::keyless`]).
 pub(super) fn admission(
     master_key: Option<&crate::config::Secret>,
     keyless_on_loopback: bool,
@@ -33,7 +34,9 @@ pub(super) fn admission(
 ) -> Result<(), ApiError> {
     match master_key {
         Some(key) => check_key(headers, key),
-        None if keyless_on_loopback => Ok(()),
+        None if keyless_on_loopback => {
+            super::keyless::page_refusal(headers, true).map_or(Ok(()), Err)
+        }
         None => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "permission_error",
@@ -479,6 +482,15 @@ mod tests {
         let refused = admission(None, false, &none).unwrap_err();
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert!(refused.body.error.message.contains("master key"));
+    }
+
+    #[test]
+    fn keyless_admin_refuses_a_foreign_page() {
+        let mut page = http::HeaderMap::new();
+        page.insert("host", "127.0.0.1:4000".parse().unwrap());
+        page.insert("origin", "https://evil.example".parse().unwrap());
+        let refused = admission(None, true, &page).unwrap_err();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
     }
 
     #[test]

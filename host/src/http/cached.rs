@@ -64,6 +64,10 @@ pub(super) fn plan(
         model: &model,
         composite: profile.is_some(),
         caller: &ctx.request.caller,
+        tags: match gateway.router.filters_by_tags() {
+            true => ctx.tags.as_deref().unwrap_or_default(),
+            false => &[],
+        },
     };
     let plan = crate::cache::plan(Some(cache.clone()), &request)
         .map_err(|message| ApiError::invalid(message, Some("cache")))?;

@@ -96,6 +96,13 @@ async fn reader(state: &AppState, headers: &HeaderMap) -> Result<Reader, ApiErro
     };
     let gateway = state.gateway();
     let caller = resolve_caller(state, &gateway, headers, false).await?;
+    // Without a master key, the dashboard shows everything to whoever
+    // asks: not to a page of another site the operator visits.
+    if matches!(caller, Caller::Open)
+        && let Some(refused) = super::keyless::page_refusal(headers, state.loopback_only)
+    {
+        return Err(refused);
+    }
     let viewer = match &caller {
         Caller::Key(p) if !p.is_admin() => Viewer::Key(p.key.token_hash.clone()),
         _ => Viewer::All,

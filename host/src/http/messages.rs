@@ -277,7 +277,7 @@ impl Dialect for Messages {
     fn to_chat(&self, body: &Value) -> Result<Value, TranslateError> {
         let mut chat = request_to_chat(body, self.native)?;
         if let Some(map) = chat.as_object_mut() {
-            let native = crate::openai::without_carried_settings(body);
+            let native = crate::openai::native_copy(body);
             map.insert(NATIVE_FIELD.into(), native);
             if let Some(headers) = &self.headers {
                 map.insert(NATIVE_HEADERS_FIELD.into(), headers.clone());

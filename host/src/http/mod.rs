@@ -16,6 +16,7 @@ mod execute;
 mod guard;
 mod in_flight;
 mod info;
+mod keyless;
 mod management;
 mod messages;
 mod metered;

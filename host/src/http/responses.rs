@@ -457,7 +457,7 @@ impl Dialect for Responses {
             && let Some(map) = chat.as_object_mut()
         {
             // The gateway's settings never go to the upstream.
-            let native = crate::openai::without_carried_settings(body);
+            let native = crate::openai::native_copy(body);
             map.insert(NATIVE_FIELD.into(), native);
         }
         Ok(chat)

@@ -23,13 +23,16 @@ use crate::ops::OutcomeHandle;
 /// the one before it (the finish chunk, then the usage chunk). Request logs
 /// raise it ([`crate::observe::stream_payloads_kept`]) to log the answer.
 const KEPT_PAYLOADS: usize = 2;
+/// Bytes of payloads kept beyond the last [`KEPT_PAYLOADS`]: no more than a
+/// request log writes of an answer, so a stream of large chunks holds no
+/// more memory for its log than the log keeps.
+const KEPT_BYTES: usize = crate::observe::request_log::MAX_BODY_BYTES;
 
 /// Wraps a payload stream; see the module docs.
 pub struct Tracked<S> {
     inner: S,
     outcome: OutcomeHandle,
-    last: VecDeque<Bytes>,
-    keep: usize,
+    last: Tail,
     seen_first: bool,
     cutoff: CutoffWatch,
     /// Ended by the cutoff: the shutdown error was the last item.
@@ -49,8 +52,7 @@ impl<S> Tracked<S> {
         Self {
             inner,
             outcome,
-            last: VecDeque::new(),
-            keep: crate::observe::stream_payloads_kept().max(KEPT_PAYLOADS),
+            last: Tail::new(crate::observe::stream_payloads_kept()),
             seen_first: false,
             cutoff: cutoff.watch(),
             cut: false,
@@ -74,16 +76,48 @@ impl<S> Tracked<S> {
         error
     }
 
-    fn keep(&mut self, payload: &Bytes) {
-        if self.last.len() >= self.keep {
-            self.last.pop_front();
+    fn hand_over_payloads(&mut self) {
+        let kept = self.last.take();
+        self.outcome.update(|o| o.body = kept);
+    }
+}
+
+/// The last payloads of a stream: at most `count` of them, and beyond the
+/// last [`KEPT_PAYLOADS`] at most [`KEPT_BYTES`].
+struct Tail {
+    payloads: VecDeque<Bytes>,
+    bytes: usize,
+    count: usize,
+}
+
+impl Tail {
+    fn new(count: usize) -> Self {
+        Self {
+            payloads: VecDeque::new(),
+            bytes: 0,
+            count: count.max(KEPT_PAYLOADS),
         }
-        self.last.push_back(payload.clone());
     }
 
-    fn hand_over_payloads(&mut self) {
-        let kept: Vec<Bytes> = self.last.drain(..).collect();
-        self.outcome.update(|o| o.body = kept);
+    fn push(&mut self, payload: Bytes) {
+        self.bytes += payload.len();
+        self.payloads.push_back(payload);
+        while self.payloads.len() > KEPT_PAYLOADS
+            && (self.payloads.len() > self.count || self.bytes > KEPT_BYTES)
+        {
+            if let Some(gone) = self.payloads.pop_front() {
+                self.bytes -= gone.len();
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.payloads.is_empty()
+    }
+
+    fn take(&mut self) -> Vec<Bytes> {
+        self.bytes = 0;
+        self.payloads.drain(..).collect()
     }
 }
 
@@ -117,8 +151,7 @@ where
                     self.seen_first = true;
                     self.outcome.first_token();
                 }
-                let payload = payload.clone();
-                self.keep(&payload);
+                self.last.push(payload.clone());
             }
             Poll::Ready(Some(Err(error))) => {
                 self.hand_over_payloads();
@@ -137,5 +170,32 @@ where
             }
         }
         item
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_keeps_the_last_payloads_within_count_and_bytes() {
+        let mut few = Tail::new(3);
+        for i in 0..5u8 {
+            few.push(Bytes::from(vec![i; 4]));
+        }
+        let kept = few.take();
+        assert_eq!(kept.iter().map(|p| p[0]).collect::<Vec<_>>(), [2, 3, 4]);
+
+        let big = Bytes::from(vec![0; KEPT_BYTES / 2 + 1]);
+        let mut large = Tail::new(4096);
+        for _ in 0..10 {
+            large.push(big.clone());
+        }
+        assert_eq!(
+            large.take().len(),
+            KEPT_PAYLOADS,
+            "past the byte bound, only the last two"
+        );
+        assert!(large.is_empty());
     }
 }

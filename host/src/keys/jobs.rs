@@ -12,7 +12,7 @@ use super::end_user::EndUser;
 use super::model::Principal;
 use super::registry::Registry;
 use super::reset::ResetClock;
-use super::store::{EndedPeriods, Store};
+use super::store::{EndedPeriods, SpendOwner, Store};
 
 /// How often due budgets are looked for (by the spend writer).
 pub const RESET_EVERY: Duration = Duration::from_secs(5);
@@ -36,15 +36,36 @@ pub struct BudgetResets {
 
 impl BudgetResets {
     /// Resets what is due at `now` in `store`, then drops the cached
-    /// records; the periods it ended.
+    /// records it changed; the periods it ended.
     pub async fn run(&self, store: &Store, now: SystemTime) -> Result<EndedPeriods, KeyError> {
         let ended = store.reset_due_budgets(now, &self.clock).await?;
         if !ended.is_empty() {
             tracing::info!("budgets reset for their new period");
-            self.registry.invalidate_all();
-            self.end_users.invalidate_all();
+            self.forget(&ended);
         }
         Ok(ended)
+    }
+
+    /// Drops the cached keys whose key, user or team a reset changed, and
+    /// the end users it changed; the rest stay cached, so that a reset of
+    /// one budget does not send every key back to the store at once.
+    fn forget(&self, ended: &EndedPeriods) {
+        let keys = ended.of(SpendOwner::Key);
+        let users = ended.of(SpendOwner::User);
+        let teams = ended.of(SpendOwner::Team);
+        if !(keys.is_empty() && users.is_empty() && teams.is_empty()) {
+            let named = |id: &Option<String>, ids: &std::collections::HashSet<&str>| {
+                id.as_deref().is_some_and(|id| ids.contains(id))
+            };
+            self.registry.invalidate_where(|p| {
+                keys.contains(p.key.token_hash.as_str())
+                    || named(&p.key.user_id, &users)
+                    || named(&p.key.team_id, &teams)
+            });
+        }
+        for end_user in ended.of(SpendOwner::EndUser) {
+            self.end_users.invalidate(end_user);
+        }
     }
 }
 

@@ -37,6 +37,31 @@ pub fn counter_name(level: Level, id: &str) -> String {
     format!("{}:{id}", level.name())
 }
 
+/// The counters' name of a level's scope for one model
+/// (`key-model:<hash>:<model>`).
+fn model_counter_name(level: Level, id: &str, model: &str) -> String {
+    format!("{}-model:{id}:{model}", level.name())
+}
+
+/// Every counter name a key with hash `token_hash` and `limits` is
+/// counted under: its own, and one per model its per-model limits name,
+/// in an order that depends only on `limits`.
+pub fn key_counter_names(token_hash: &str, limits: &Limits) -> Vec<String> {
+    let models: std::collections::BTreeSet<&String> = limits
+        .model_rpm_limit
+        .keys()
+        .chain(limits.model_tpm_limit.keys())
+        .chain(limits.model_max_budget.keys())
+        .collect();
+    std::iter::once(counter_name(Level::Key, token_hash))
+        .chain(
+            models
+                .into_iter()
+                .map(|model| model_counter_name(Level::Key, token_hash, model)),
+        )
+        .collect()
+}
+
 /// The names of a principal's key, user and team scopes, made once when
 /// the principal is read from the store: every request and every
 /// composite sub-call borrows them instead of formatting them again.
@@ -72,6 +97,10 @@ struct LevelRecord<'a> {
     model_spend: Option<&'a BTreeMap<String, f64>>,
     /// When the record was read.
     read_at: Instant,
+    /// Whether the level's budgets hold the call: not a user's personal
+    /// budgets for a team's key, which, as in LiteLLM, its team's budgets
+    /// hold instead (its spend still counts toward the user's).
+    budgets_apply: bool,
 }
 
 /// Whether a level of `principal` (its key, user or team) sets a
@@ -112,6 +141,7 @@ pub fn end_user_scopes<'a>(
         reset_at: stored.and_then(|r| r.budget_reset_at),
         model_spend: None,
         read_at: end_user.read_at,
+        budgets_apply: true,
     };
     let mut out = Vec::new();
     push_level(&mut out, &record, model);
@@ -133,15 +163,18 @@ fn push_level<'a>(out: &mut Vec<Scope<'a>>, record: &LevelRecord<'a>, model: &st
         rpm: limits.rpm_limit,
         tpm: limits.tpm_limit,
         parallel: limits.max_parallel_requests,
-        budget: limits.max_budget.map(|max| Budget {
-            max,
-            recorded: Recorded {
-                spend: record.spend,
-                reset_at: record.reset_at,
-                period,
-                as_of: record.read_at,
-            },
-        }),
+        budget: limits
+            .max_budget
+            .filter(|_| record.budgets_apply)
+            .map(|max| Budget {
+                max,
+                recorded: Recorded {
+                    spend: record.spend,
+                    reset_at: record.reset_at,
+                    period,
+                    as_of: record.read_at,
+                },
+            }),
     };
     if own.rpm.is_some() || own.tpm.is_some() || own.parallel.is_some() || own.budget.is_some() {
         out.push(own);
@@ -192,6 +225,7 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
             reset_at: key.budget_reset_at,
             model_spend: Some(&key.model_spend),
             read_at: principal.read_at,
+            budgets_apply: true,
         }),
         principal
             .user
@@ -206,6 +240,7 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
                 reset_at: u.budget_reset_at,
                 model_spend: None,
                 read_at: principal.read_at,
+                budgets_apply: key.team_id.is_none(),
             }),
         principal
             .team
@@ -220,6 +255,7 @@ fn levels(principal: &Principal) -> [Option<LevelRecord<'_>>; 3] {
                 reset_at: t.budget_reset_at,
                 model_spend: None,
                 read_at: principal.read_at,
+                budgets_apply: true,
             }),
     ]
 }
@@ -234,7 +270,10 @@ fn model_scope(
     let limits = record.limits;
     let rpm = limits.model_rpm_limit.get(model).copied();
     let tpm = limits.model_tpm_limit.get(model).copied();
-    let max = limits.model_max_budget.get(model);
+    let max = limits
+        .model_max_budget
+        .get(model)
+        .filter(|_| record.budgets_apply);
     if rpm.is_none() && tpm.is_none() && max.is_none() {
         return None;
     }
@@ -246,11 +285,7 @@ fn model_scope(
         .unwrap_or(0.0);
     Some(Scope {
         level: Level::Model,
-        name: Cow::Owned(format!(
-            "{}-model:{}:{model}",
-            record.level.name(),
-            record.id
-        )),
+        name: Cow::Owned(model_counter_name(record.level, record.id, model)),
         label: Cow::Owned(format!("model {model} of {}", record.names.label)),
         rpm,
         tpm,
@@ -348,5 +383,30 @@ mod tests {
         let budget = for_gpt[0].budget.unwrap();
         assert_eq!((budget.max, budget.recorded.spend), (1.0, 0.25));
         assert!(scopes(&p, "other").is_empty());
+    }
+
+    #[test]
+    fn a_team_key_is_not_held_to_its_users_personal_budget() {
+        let user_limits = Limits {
+            max_budget: Some(0.001),
+            rpm_limit: Some(5),
+            model_max_budget: BTreeMap::from([("gpt".to_owned(), 0.001)]),
+            ..Limits::default()
+        };
+        let mut p = principal(Limits::default(), user_limits);
+        let personal = scopes(&p, "gpt");
+        assert!(
+            personal
+                .iter()
+                .all(|s| s.budget.is_some() || s.rpm.is_some())
+        );
+        assert_eq!(personal.iter().filter(|s| s.budget.is_some()).count(), 2);
+        p.key.team_id = Some("t".into());
+        let team_key = scopes(&p, "gpt");
+        assert_eq!(team_key.len(), 1, "the user's rate limit still counts");
+        assert_eq!(
+            (team_key[0].rpm, team_key[0].budget.is_none()),
+            (Some(5), true)
+        );
     }
 }

@@ -170,6 +170,19 @@ impl LocalCounters {
         }
     }
 
+    /// Gives `to` the open rate window of `from`, if any: a key given a new
+    /// value keeps what it used of this minute.
+    pub fn carry_window(&self, from: &str, to: &str) {
+        let now = Instant::now();
+        let Some((closes_in, requests, tokens)) =
+            self.windows.find(from).and_then(|w| w.snapshot(now))
+        else {
+            return;
+        };
+        let (window, _) = self.windows.get(to, now, || RateWindow::new(now));
+        window.follow(now, closes_in, Some(requests), Some(tokens));
+    }
+
     /// Sets the spend of the current period of `name`, if it is counted here.
     pub fn set_spent(&self, name: &str, spend: f64) {
         if let Some(cell) = self.spend.find(name) {

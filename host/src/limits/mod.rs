@@ -341,6 +341,19 @@ impl Limiter {
         }
     }
 
+    /// Gives scope `to` what scope `from` has counted of its current rate
+    /// window (and, when shared, its spend counter): a key given a new value
+    /// is counted under a new name, and must not start its minute afresh.
+    /// A Redis that does not answer leaves the shared counters as they were,
+    /// which the error says.
+    pub async fn carry(&self, from: &str, to: &str) -> Result<(), String> {
+        self.0.local.carry_window(from, to);
+        match &self.0.shared {
+            Some(shared) => shared.carry(from, to).await,
+            None => Ok(()),
+        }
+    }
+
     /// The spend this process counted so far in the current period of
     /// `name`, if it counted any (the local counters).
     pub fn spent(&self, name: &str) -> Option<f64> {

@@ -44,6 +44,12 @@ static SET_SPENT: Script = Script::new(
     "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'sp', ARGV[1]) end return 1",
 );
 
+/// Copies a scope's counters (window and spend) to another scope's name,
+/// where they exist.
+static CARRY: Script = Script::new(
+    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('COPY', KEYS[1], KEYS[2], 'REPLACE') end return 1",
+);
+
 /// The shared counters of one instance; cheap to clone.
 #[derive(Clone)]
 pub struct SharedCounters(Arc<Inner>);
@@ -288,6 +294,21 @@ impl SharedCounters {
                 &SET_SPENT,
                 vec![self.counters_key(scope)],
                 vec![spend.to_string()],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Gives scope `to` the counters of scope `from` (see
+    /// [`super::Limiter::carry`]).
+    pub async fn carry(&self, from: &str, to: &str) -> Result<(), String> {
+        self.0
+            .link
+            .call_script(
+                &CARRY,
+                vec![self.counters_key(from), self.counters_key(to)],
+                vec![],
             )
             .await
             .map(|_| ())

@@ -120,6 +120,16 @@ impl RateWindow {
         }
     }
 
+    /// The open window's counts, for another counter to [`follow`]: when
+    /// it closes, its requests and its tokens; `None` once it has closed.
+    ///
+    /// [`follow`]: RateWindow::follow
+    pub fn snapshot(&self, now: Instant) -> Option<(Duration, u64, u64)> {
+        let s = self.0.lock().ok()?;
+        let closes_in = (s.start + WINDOW).checked_duration_since(now)?;
+        (!closes_in.is_zero()).then_some((closes_in, s.requests, s.tokens))
+    }
+
     /// Counts the tokens an answered call used.
     pub fn add_tokens(&self, now: Instant, tokens: u64) {
         if let Ok(mut s) = self.0.lock() {

@@ -15,6 +15,8 @@
 //! a log; attempt errors are the router's messages without credentials.
 
 mod record;
+
+pub use record::MAX_BODY_BYTES;
 mod redact;
 
 use std::collections::{HashMap, VecDeque};
@@ -25,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::logging::Throttle;
 use crate::ops::{Outcome, OutcomeKind, RequestId};
-use record::{MAX_BODY_BYTES, Record};
+use record::Record;
 
 /// `body` with every credential field's value replaced, as request logs
 /// write bodies (the audit log writes its values the same way).
@@ -469,21 +471,26 @@ fn render_text(o: &Outcome, subs: &[Box<str>]) -> String {
     out
 }
 
-/// Writes `body` as text within `budget` (taken from it); past it, what fits
-/// and a `[truncated]` line. `false` once the budget is spent.
+/// Writes `body` within `budget` (taken from it); past it, what fits and a
+/// `[truncated]` line. `false` once the budget is spent. JSON is written as
+/// it came; anything else (or a cut body) as one JSON string, so that a
+/// client's text can neither pass for one of the log's own sections nor
+/// send control characters to a terminal.
 fn push_body(out: &mut String, body: &[u8], budget: &mut usize) -> bool {
-    if body.len() > *budget {
-        out.push_str(&String::from_utf8_lossy(
-            body.get(..*budget).unwrap_or_default(),
-        ));
-        out.push_str("\n[truncated]\n");
-        *budget = 0;
-        return false;
+    let cut = body.len() > *budget;
+    let kept = body.get(..body.len().min(*budget)).unwrap_or_default();
+    *budget -= kept.len();
+    let text = String::from_utf8_lossy(kept);
+    if !cut && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
+        out.push_str(&text);
+    } else {
+        out.push_str(&serde_json::to_string(&*text).unwrap_or_default());
     }
-    *budget -= body.len();
-    out.push_str(&String::from_utf8_lossy(body));
     out.push('\n');
-    true
+    if cut {
+        out.push_str("[truncated]\n");
+    }
+    !cut
 }
 
 #[cfg(test)]
@@ -681,6 +688,26 @@ mod tests {
         );
         assert!(text.contains("== attempts ==\n1. m.0 (group m): 500 internal_server in 2 ms: the upstream answered 500: down\n2. m.1 (group m): 200 in 8 ms\n"), "{text}");
         assert!(!text.contains("sk-client-secret"), "{text}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_cannot_pass_for_a_section() {
+        let mut out = String::new();
+        let mut budget = MAX_BODY_BYTES;
+        let forged = b"hi\n== response ==\n{\"fake\":1}\n\x1b[31mred";
+        assert!(push_body(&mut out, forged, &mut budget));
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(!out.contains('\x1b'), "{out}");
+        let mut json = String::new();
+        push_body(&mut json, b"{\n  \"model\": \"m\"\n}", &mut budget);
+        assert_eq!(
+            json, "{\n  \"model\": \"m\"\n}\n",
+            "JSON is written as it came"
+        );
+        let mut cut = String::new();
+        let mut small = 4;
+        assert!(!push_body(&mut cut, b"abcdefgh", &mut small));
+        assert_eq!(cut, "\"abcd\"\n[truncated]\n");
     }
 
     #[test]

@@ -159,6 +159,19 @@ pub fn without_carried_settings(body: &serde_json::Value) -> serde_json::Value {
     native
 }
 
+/// The copy of a Messages or Responses client's body a chat request carries
+/// for native deployments: [`without_carried_settings`], and without
+/// `stream`, which the provider sets from the call itself. A streamed and a
+/// plain request for the same question then carry the same copy, and share
+/// a cache entry as chat requests do.
+pub fn native_copy(body: &serde_json::Value) -> serde_json::Value {
+    let mut native = without_carried_settings(body);
+    if let Some(fields) = native.as_object_mut() {
+        fields.remove("stream");
+    }
+    native
+}
+
 /// Shortest timeout a request may ask for (1 ms): below it no upstream
 /// could answer, and the call would only fail.
 pub const MIN_REQUEST_TIMEOUT_SECS: f64 = 0.001;

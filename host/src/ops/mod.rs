@@ -26,5 +26,5 @@ pub use meter::Meter;
 pub use outcome::{
     CLIENT_CLOSED, CacheStatus, Logged, Outcome, OutcomeHandle, OutcomeKind, PendingOutcome, Usage,
 };
-pub use reported::{Choices, Reported, reported_in_body, usage_in_body};
+pub use reported::{Choices, Reported, is_object_text, reported_in_body, usage_in_body};
 pub use sinks::{OutcomeSink, Outcomes};

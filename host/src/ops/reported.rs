@@ -220,6 +220,12 @@ fn count<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     d.deserialize_any(CountVisitor)
 }
 
+/// Whether JSON text `text` is an object (before it is parsed): a derived
+/// struct also takes an array, which no API answers with.
+pub fn is_object_text(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
 /// Reads what a chat/completions/embeddings JSON answer or chunk (or a
 /// native answer or event) says about itself, in one pass; `None` when it is
 /// not a JSON object.

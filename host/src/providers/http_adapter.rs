@@ -415,7 +415,7 @@ impl HttpTarget {
                 .await
                 .map_err(|e| self.transport_error(e, wait))?;
             let response = self.check_status(response).await?;
-            self.read_capped(response, ERROR_BODY_LIMIT.max(64 * 1024), wait)
+            self.read_capped(response, ERROR_BODY_LIMIT, wait)
                 .await
                 .map(|counted| self.redact_bytes(counted))
         };
@@ -467,7 +467,8 @@ impl HttpTarget {
     }
 
     /// The whole body, refused once it grows past `limit` bytes (or declares
-    /// more up front) so that an upstream cannot exhaust memory.
+    /// more up front) so that an upstream cannot exhaust memory; `limit`
+    /// is [`ERROR_BODY_LIMIT`] or the configured answer size.
     async fn read_capped(
         &self,
         response: reqwest::Response,
@@ -475,9 +476,13 @@ impl HttpTarget {
         wait: Duration,
     ) -> Result<Bytes, UpstreamError> {
         let too_large = || {
+            let which = if limit == ERROR_BODY_LIMIT {
+                "the most read of an error or token-count answer, or of a JSON answer to a stream request"
+            } else {
+                "general_settings.max_response_size_mb"
+            };
             UpstreamError::Protocol(format!(
-                "the response body is larger than the limit of {limit} bytes \
-                 (general_settings.max_response_size_mb)"
+                "the response body is larger than the limit of {limit} bytes ({which})"
             ))
         };
         if response.content_length().is_some_and(|n| n > limit as u64) {
@@ -683,9 +688,10 @@ pub(super) fn add_absent<'a>(
     }
 }
 
-/// A chat stream's event, refused unless it is JSON: a client's SDK parses
-/// every event, so text, a cut object or invalid UTF-8 ends the stream
-/// with an error here rather than breaking the client.
+/// A chat stream's event, refused unless it is a JSON object: a client's
+/// SDK parses every event as one, so text, a number, a cut object or
+/// invalid UTF-8 ends the stream with an error here rather than breaking
+/// the client.
 fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
     // Skipping a string does not check its UTF-8: that is checked first.
     let text = std::str::from_utf8(&payload).map_err(|e| {
@@ -694,7 +700,10 @@ fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
         ))
     })?;
     match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-        Ok(_) => Ok(payload),
+        Ok(_) if crate::ops::is_object_text(text) => Ok(payload),
+        Ok(_) => Err(UpstreamError::Protocol(
+            "the upstream sent a stream event that is JSON but not an object".into(),
+        )),
         Err(e) => Err(UpstreamError::Protocol(format!(
             "the upstream sent a stream event that is not JSON ({e})"
         ))),
@@ -1310,7 +1319,13 @@ mod tests {
     #[test]
     fn a_stream_event_must_be_json_in_utf8() {
         assert!(json_event(Bytes::from_static(br#"{"a":"b"}"#)).is_ok());
-        for bad in [&b"{notjson"[..], b"plain text", b"{\"a\":\"\xff\xfe\"}"] {
+        for bad in [
+            &b"{notjson"[..],
+            b"plain text",
+            b"{\"a\":\"\xff\xfe\"}",
+            b"42",
+            b"[1,2,3]",
+        ] {
             let refused = json_event(Bytes::copy_from_slice(bad));
             assert!(
                 matches!(refused, Err(UpstreamError::Protocol(_))),

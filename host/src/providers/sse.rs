@@ -35,15 +35,25 @@ where
         lines: Lines::new(max_event),
         finished: false,
         last: None,
+        idle_since_ping: None,
     };
     Box::pin(stream::unfold(state, move |mut st| async move {
         if st.finished {
             return None;
         }
-        let deadline = tokio::time::Instant::now() + idle;
+        let deadline = st
+            .idle_since_ping
+            .take()
+            .unwrap_or_else(|| tokio::time::Instant::now() + idle);
         loop {
             match st.lines.next_event() {
                 Ok(Some(Event::Done)) => return None,
+                // A keep-alive is passed on but, like a comment, does not
+                // show that the answer is still coming.
+                Ok(Some(Event::Data(data))) if is_ping(&data) => {
+                    st.idle_since_ping = Some(deadline);
+                    return Some((Ok(data), st));
+                }
                 Ok(Some(Event::Data(data))) => {
                     let item = match stream_error(&data) {
                         Some(error) => {
@@ -100,6 +110,21 @@ struct Decoder {
     /// The last payload passed on, read only if the stream ends without
     /// `[DONE]`.
     last: Option<Bytes>,
+    /// After a keep-alive event: the deadline it did not move, which the
+    /// next payload must still meet.
+    idle_since_ping: Option<tokio::time::Instant>,
+}
+
+/// Whether a payload is a keep-alive event (Anthropic's
+/// `{"type": "ping"}`): short, so longer payloads are never parsed here.
+fn is_ping(payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a str>,
+    }
+    payload.len() <= 64
+        && serde_json::from_slice::<Typed<'_>>(payload).is_ok_and(|t| t.kind == Some("ping"))
 }
 
 /// Whether a chunk ends the answer: it sets a `finish_reason` or carries
@@ -576,6 +601,35 @@ mod tests {
         );
         assert!(started.elapsed() < idle * 3, "{:?}", started.elapsed());
         assert!(payloads.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn ping_events_are_passed_on_but_do_not_hold_the_stream_open() {
+        let pings = stream::iter(0..).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Bytes::from_static(
+                b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            ))
+        });
+        let idle = Duration::from_millis(300);
+        let mut payloads = decode(pings, idle, MAX_EVENT_BYTES);
+        let started = std::time::Instant::now();
+        let mut passed = 0;
+        let ended = loop {
+            match payloads.next().await {
+                Some(Ok(_)) => passed += 1,
+                other => break other,
+            }
+        };
+        assert!(passed >= 1, "the pings reach the client");
+        assert!(
+            matches!(ended, Some(Err(UpstreamError::Timeout(_)))),
+            "{ended:?}"
+        );
+        assert!(started.elapsed() < idle * 3, "{:?}", started.elapsed());
+        assert!(!is_ping(
+            br#"{"type":"content_block_delta","delta":{"text":"ping"}}"#
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One call to one deployment: in-flight accounting, latency and usage
-//! samples, and for streams, waiting for the first chunk so that a stream that
-//! fails before it can still be retried invisibly.
+//! samples, and for streams, waiting for the first chunk with some of the
+//! answer ([`super::preamble`]) so that a stream that fails before it can
+//! still be retried invisibly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +92,7 @@ pub(super) async fn attempt(
             // does not check its UTF-8, hence the check of its own.)
             let reported = std::str::from_utf8(&body)
                 .ok()
+                .filter(|text| crate::ops::is_object_text(text))
                 .and_then(|text| serde_json::from_str::<Reported>(text).ok());
             let Some(reported) = reported else {
                 let e = UpstreamError::Protocol(
@@ -127,29 +129,40 @@ pub(super) async fn attempt(
         UpstreamReply::Stream(chunks) => {
             let mut chunks =
                 super::stream_lifetime::bounded(chunks, started, router.max_stream_duration);
-            let first = match chunks.next().await {
-                None => None,
-                Some(Err(e)) => {
-                    span_failed(span, deployment, &e);
-                    return Err(e);
-                }
-                Some(Ok(payload)) => match sse::stream_error(&payload) {
-                    // Providers that do not decode SSE themselves may still
-                    // pass an error object on as a chunk.
-                    Some(error) => {
-                        let error = redact(deployment, error);
-                        span_failed(span, deployment, &error);
-                        return Err(error);
+            // Up to the first payload with some of the answer: a failure
+            // before it has given the client nothing, and may be retried.
+            let (mut head, mut held) = (Vec::new(), 0);
+            loop {
+                match chunks.next().await {
+                    None => break,
+                    Some(Err(e)) => {
+                        span_failed(span, deployment, &e);
+                        return Err(e);
                     }
-                    None => Some(payload),
-                },
-            };
-            if let (Some(span), Some(payload)) = (&mut span, &first) {
-                span.keep(payload);
+                    Some(Ok(payload)) => {
+                        // Providers that do not decode SSE themselves may
+                        // still pass an error object on as a chunk.
+                        if let Some(error) = sse::stream_error(&payload) {
+                            let error = redact(deployment, error);
+                            span_failed(span, deployment, &error);
+                            return Err(error);
+                        }
+                        if let Some(span) = &mut span {
+                            span.keep(&payload);
+                        }
+                        held += payload.len();
+                        let opening = super::preamble::may_hold(head.len(), held)
+                            && super::preamble::is_preamble(&payload);
+                        head.push(payload);
+                        if !opening {
+                            break;
+                        }
+                    }
+                }
             }
             let upstream_time = started.elapsed();
             deployment.record_latency(upstream_time);
-            let head = stream::iter(first.map(Ok));
+            let head = stream::iter(head.into_iter().map(Ok));
             // The guard lives as long as the stream, so least-busy sees it;
             // so does the attempt's span, which ends with the stream.
             let rest = chunks.map(move |item| {

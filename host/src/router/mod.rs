@@ -18,6 +18,7 @@ pub mod deployment;
 pub mod error;
 pub mod fallback;
 mod pass_through;
+mod preamble;
 pub mod retry;
 pub mod states;
 mod status;
@@ -470,6 +471,12 @@ impl Router {
     /// what a translation that keeps the whole answer may keep.
     pub fn max_response_bytes(&self) -> usize {
         self.max_response_bytes
+    }
+
+    /// Whether a request's tags choose among a group's deployments
+    /// (`enable_tag_filtering`): then they are part of what it asks.
+    pub fn filters_by_tags(&self) -> bool {
+        self.tag_filtering.is_some()
     }
 
     /// Whether any deployment serves the Responses API natively: when none

@@ -206,10 +206,7 @@ pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
             index: call["index"].as_u64(),
             id: non_empty(&call["id"]),
             name: non_empty(&call["function"]["name"]),
-            arguments: call["function"]["arguments"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            arguments: arguments_text(&call["function"]["arguments"]),
         });
     }
     Some(out)
@@ -221,6 +218,16 @@ fn thinking_blocks_of(message: &Value) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// A tool call's `arguments` as the JSON text OpenAI sends: some servers
+/// send the object itself, which is written out rather than lost.
+fn arguments_text(arguments: &Value) -> String {
+    match arguments {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 fn non_empty(value: &Value) -> Option<String> {
@@ -302,10 +309,7 @@ impl ChatAnswer {
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),
-                    c["function"]["arguments"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
+                    arguments_text(&c["function"]["arguments"]),
                 )
             })
             .collect();
@@ -452,6 +456,21 @@ mod tests {
             ChatAnswer::read(&both).reasoning,
             "C",
             "OpenAI's name first"
+        );
+    }
+
+    #[test]
+    fn tool_arguments_sent_as_an_object_are_kept_as_text() {
+        let answer = json!({"choices": [{"message": {"tool_calls": [
+            {"id": "c", "function": {"name": "f", "arguments": {"city": "Oslo"}}}]}}]});
+        assert_eq!(
+            ChatAnswer::read(&answer).tool_calls[0].2,
+            r#"{"city":"Oslo"}"#
+        );
+        let chunk = br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":{"a":1}}}]}}]}"#;
+        assert_eq!(
+            parse_chunk(chunk).unwrap().tool_calls[0].arguments,
+            r#"{"a":1}"#
         );
     }
 }

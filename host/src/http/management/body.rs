@@ -146,11 +146,45 @@ impl LimitsPatch {
             model_limit_names("model_tpm_limit", limits.model_tpm_limit.keys())?;
         }
         if let Some(v) = &self.model_max_budget {
-            limits.model_max_budget = model_budgets(v.as_ref())?;
+            let (budgets, period) = model_budgets(v.as_ref())?;
+            limits.model_max_budget = budgets;
             check_entries("model_max_budget", limits.model_max_budget.keys())?;
             model_limit_names("model_max_budget", limits.model_max_budget.keys())?;
+            if let Some(period) = period {
+                period_changed |= shared_period(limits, period)?;
+            }
         }
         Ok(period_changed)
+    }
+}
+
+/// Per-model budgets share the key's `budget_duration`: a period written
+/// beside one (LiteLLM's `time_period`) must be that period, or becomes it
+/// when the key has neither a period nor a budget of its own it would reset.
+/// Returns whether the key's period changed.
+fn shared_period(limits: &mut Limits, (field, text): NamedPeriod) -> Result<bool, ApiError> {
+    let asked = budget_period(&text).map_err(|e| invalid(&field, e))?;
+    match &limits.budget_duration {
+        Some(own) if budget_period(own).ok() == Some(asked) => Ok(false),
+        Some(own) => Err(invalid(
+            &field,
+            format!(
+                "is {text:?}, but per-model budgets reset with the key's budget_duration \
+                 ({own:?}): give both the same period, or leave {field} out"
+            ),
+        )),
+        None if limits.max_budget.is_some() => Err(invalid(
+            &field,
+            format!(
+                "is {text:?}, but per-model budgets reset with the key's budget_duration, \
+                 which is unset while its max_budget never resets: set budget_duration: {text:?} \
+                 for both, or leave {field} out"
+            ),
+        )),
+        None => {
+            limits.budget_duration = Some(text);
+            Ok(true)
+        }
     }
 }
 
@@ -171,13 +205,45 @@ fn model_limit_names<'a>(
     }
 }
 
+/// The field of a body that wrote a budget period, and the period as
+/// written (`model_max_budget.gpt-4.time_period`, `"1d"`).
+type NamedPeriod = (String, String);
+
 /// `model_max_budget` as LiteLLM writes it: `{"model": 10.0}`,
 /// `{"model": {"max_budget": 10.0, "budget_duration": "1d"}}` or, in its
 /// newer form, `{"model": {"budget_limit": 10.0, "time_period": "1d"}}`
 /// (the key's own period applies to each here).
-fn model_budgets(v: Option<&BTreeMap<String, Value>>) -> Result<BTreeMap<String, f64>, ApiError> {
+/// Also returns the one period the entries name (`time_period` or
+/// `budget_duration`, with the field that named it first); several
+/// different ones are a 400, since the entries share the key's.
+fn model_budgets(
+    v: Option<&BTreeMap<String, Value>>,
+) -> Result<(BTreeMap<String, f64>, Option<NamedPeriod>), ApiError> {
     let mut out = BTreeMap::new();
+    let mut period: Option<NamedPeriod> = None;
     for (model, value) in v.into_iter().flatten() {
+        for name in ["time_period", "budget_duration"] {
+            let Some(given) = value.get(name).filter(|p| !p.is_null()) else {
+                continue;
+            };
+            let field = format!("model_max_budget.{model}.{name}");
+            let Some(text) = given.as_str() else {
+                return Err(invalid(&field, "must be a period such as \"30d\""));
+            };
+            match &period {
+                Some((first, seen)) if seen != text => {
+                    return Err(invalid(
+                        &field,
+                        format!(
+                            "is {text:?} where {first} is {seen:?}: per-model budgets share \
+                             the key's one budget_duration"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => period = Some((field, text.to_owned())),
+            }
+        }
         let budget = value
             .as_f64()
             .or_else(|| value.get("max_budget").and_then(Value::as_f64))
@@ -191,7 +257,7 @@ fn model_budgets(v: Option<&BTreeMap<String, Value>>) -> Result<BTreeMap<String,
             })?;
         out.insert(model.clone(), budget);
     }
-    Ok(out)
+    Ok((out, period))
 }
 
 /// When a key given `duration` now expires: never for none or
@@ -419,4 +485,55 @@ pub fn check_id(field: &str, v: &str) -> Result<(), ApiError> {
         return Err(invalid(field, "must be 1 to 256 printable characters"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patched(limits: &mut Limits, body: Value) -> Result<bool, ApiError> {
+        let patch: LimitsPatch = serde_json::from_value(body).unwrap();
+        patch.patch(limits)
+    }
+
+    #[test]
+    fn a_per_model_period_becomes_the_keys_when_it_has_none() {
+        let mut limits = Limits::default();
+        let body = serde_json::json!({"model_max_budget": {"m1": {"budget_limit": 0.5, "time_period": "1d"}}});
+        assert!(patched(&mut limits, body).unwrap());
+        assert_eq!(limits.budget_duration.as_deref(), Some("1d"));
+        assert_eq!(limits.model_max_budget.get("m1"), Some(&0.5));
+    }
+
+    #[test]
+    fn a_per_model_period_other_than_the_keys_is_refused_by_name() {
+        let mut limits = Limits {
+            budget_duration: Some("30s".into()),
+            ..Limits::default()
+        };
+        let body = serde_json::json!({"model_max_budget": {"m1": {"budget_limit": 0.5, "time_period": "30d"}}});
+        let refused = patched(&mut limits, body).unwrap_err();
+        assert_eq!(
+            refused.body.error.param.as_deref(),
+            Some("model_max_budget.m1.time_period")
+        );
+        let same = serde_json::json!({"model_max_budget": {"m1": {"budget_limit": 0.5, "time_period": "30s"}}});
+        assert!(!patched(&mut limits, same).unwrap());
+    }
+
+    #[test]
+    fn per_model_periods_must_agree_and_not_reset_a_lifetime_budget() {
+        let mut limits = Limits::default();
+        let two = serde_json::json!({"model_max_budget": {
+            "a": {"budget_limit": 1, "time_period": "1d"},
+            "b": {"budget_limit": 1, "time_period": "7d"}}});
+        assert!(patched(&mut limits, two).is_err());
+        let mut lifetime = Limits {
+            max_budget: Some(10.0),
+            ..Limits::default()
+        };
+        let body = serde_json::json!({"model_max_budget": {"m1": {"max_budget": 1, "budget_duration": "1d"}}});
+        assert!(patched(&mut lifetime, body).is_err());
+        assert_eq!(lifetime.budget_duration, None);
+    }
 }

@@ -199,9 +199,11 @@ fn loosened(before: &KeyRecord, after: &KeyRecord) -> Option<&'static str> {
             widened(&before.allowed_routes, &after.allowed_routes),
         ),
         ("max_budget", raised(b.max_budget, a.max_budget)),
+        // A period starts a budget afresh, the key's own or its per-model ones.
         (
             "budget_duration",
-            b.max_budget.is_some() && b.budget_duration != a.budget_duration,
+            (b.max_budget.is_some() || !b.model_max_budget.is_empty())
+                && b.budget_duration != a.budget_duration,
         ),
         ("rpm_limit", raised(b.rpm_limit, a.rpm_limit)),
         ("tpm_limit", raised(b.tpm_limit, a.tpm_limit)),
@@ -282,5 +284,18 @@ mod tests {
         assert_eq!(loosened(&one, &two), Some("allowed_routes"));
         assert_eq!(loosened(&one, &every), Some("allowed_routes"));
         assert_eq!(loosened(&every, &one), None);
+    }
+
+    #[test]
+    fn another_period_on_a_per_model_budget_loosens() {
+        let mut per_model = KeyRecord::for_test("h");
+        per_model.limits.model_max_budget.insert("m1".into(), 0.5);
+        let mut shorter = per_model.clone();
+        shorter.limits.budget_duration = Some("1s".into());
+        assert_eq!(loosened(&per_model, &shorter), Some("budget_duration"));
+        let unlimited = KeyRecord::for_test("h");
+        let mut periodic = unlimited.clone();
+        periodic.limits.budget_duration = Some("1s".into());
+        assert_eq!(loosened(&unlimited, &periodic), None);
     }
 }

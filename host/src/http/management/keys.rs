@@ -763,6 +763,22 @@ pub async fn regenerate_path(
     rotate(&state, &keys, &scope, &given, asked.new_key, changes).await
 }
 
+/// Counts the key's new value on from what its old one used of the
+/// current minute, so that a new value is no way around its rate limits.
+/// A Redis that does not answer leaves the new value's shared window empty,
+/// which a warning says.
+async fn carry_counters(state: &AppState, old_hash: &str, record: &KeyRecord) {
+    use crate::keys::scopes::key_counter_names;
+    let from = key_counter_names(old_hash, &record.limits);
+    let to = key_counter_names(&record.token_hash, &record.limits);
+    for (from, to) in from.iter().zip(&to) {
+        if let Err(error) = state.ops.limiter.carry(from, to).await {
+            tracing::warn!(%error, key = %record.key_name, "regenerate: the key's rate window could not be carried to its new value in Redis");
+            return;
+        }
+    }
+}
+
 /// Gives a key a new value (`chosen`, or a random one), keeping its
 /// settings and spend, then applies the body's other key fields (as
 /// LiteLLM's regenerate does).
@@ -825,6 +841,7 @@ async fn rotate(
             id: found.key_name.clone(),
         }));
     }
+    carry_counters(state, &old, &record).await;
     if let Some(spend) = carried {
         keys.store()
             .set_spend(SpendOwner::Key, &record.token_hash, spend)

@@ -134,10 +134,10 @@ impl Store {
                 .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
             Backend::Postgres => pool_options.max_connections(pool.max_connections.unwrap_or(10)),
         };
-        let pool = pool_options
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| KeyError::Store(format!("cannot open the key store: {}", redact(e))))?;
+        let pool = match pool_options.connect_with(options.clone()).await {
+            Ok(pool) => pool,
+            Err(e) => return Err(KeyError::Store(open_error(url, &options, e).await)),
+        };
         let store = Self {
             pool,
             backend,
@@ -296,6 +296,38 @@ fn migration(e: sqlx::Error) -> KeyError {
 
 /// sqlx's message without anything that could carry the database password:
 /// connection errors name the failure, never the URL.
+/// Why the store could not be opened, naming the server (never the
+/// credentials). A pool that timed out hides why each connection failed:
+/// one connection is tried on its own to learn it.
+async fn open_error(url: &str, options: &AnyConnectOptions, e: sqlx::Error) -> String {
+    let cause = match e {
+        sqlx::Error::PoolTimedOut => {
+            use sqlx::Connection;
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::AnyConnection::connect_with(options))
+                .await
+            {
+                Ok(Err(cause)) => redact(cause),
+                _ => format!("no connection within {} s", ACQUIRE_TIMEOUT.as_secs()),
+            }
+        }
+        e => redact(e),
+    };
+    let server = server_of(url)
+        .map(|s| format!(" at {s}"))
+        .unwrap_or_default();
+    format!("cannot connect to the database{server}: {cause}")
+}
+
+/// The `host[:port]` a PostgreSQL URL names, without its credentials.
+fn server_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let authority = rest.split(['/', '?']).next()?;
+    let server = authority.rsplit_once('@').map_or(authority, |(_, s)| s);
+    (!server.is_empty()).then_some(server)
+}
+
 fn redact(e: impl std::fmt::Display) -> String {
     let text = e.to_string();
     match text.find("://") {
@@ -307,6 +339,16 @@ fn redact(e: impl std::fmt::Display) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_is_named_without_credentials() {
+        assert_eq!(
+            server_of("postgres://u:secret@db.internal:6543/conclave?sslmode=require"),
+            Some("db.internal:6543")
+        );
+        assert_eq!(server_of("postgresql://localhost/x"), Some("localhost"));
+        assert_eq!(server_of("sqlite://conclave.db"), None);
+    }
 
     /// A fresh SQLite database URL in a directory of its own, removed when
     /// the guard is dropped.

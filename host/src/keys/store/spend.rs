@@ -128,6 +128,15 @@ impl EndedPeriods {
         self.0.is_empty()
     }
 
+    /// The ids of `owner`'s records whose period ended.
+    pub fn of(&self, owner: SpendOwner) -> std::collections::HashSet<&str> {
+        self.0
+            .keys()
+            .filter(|(o, _)| *o == owner)
+            .map(|(_, id)| id.as_str())
+            .collect()
+    }
+
     /// Whether a call of `owner`'s that ended at `at` was in a period that
     /// has just ended.
     fn before_boundary(&self, owner: SpendOwner, id: &str, at: SystemTime) -> bool {
