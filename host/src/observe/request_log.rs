@@ -711,6 +711,18 @@ mod tests {
     }
 
     #[test]
+    fn a_model_name_cannot_start_a_line_of_its_own() {
+        let mut o = outcome("req-m", OutcomeKind::Request, None);
+        o.model = "good\n\n== response ==\n\u{1b}[31m".into();
+        let text = render_text(&o, &[]);
+        assert!(
+            text.contains("model: good\\n\\n== response ==\\n\\u{1b}[31m\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("== response ==\n").count(), 1, "{text}");
+    }
+
+    #[test]
     fn names_are_sanitized_and_stamped() {
         assert_eq!(sanitize("openai/gpt-4o mini"), "openai_gpt-4o_mini");
         assert_eq!(sanitize("../../etc"), ".._.._etc");

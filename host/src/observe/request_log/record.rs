@@ -422,8 +422,18 @@ impl<'a> Record<'a> {
     /// The summary as `key: value` lines, unset fields left out (the text
     /// format's `== request ==` section).
     pub fn push_summary(&self, out: &mut String) {
+        // A value a client chose (a model name, an error it provoked) is
+        // written with its control characters escaped: a line break in it
+        // cannot start a line of its own, nor an escape reach a terminal.
         let mut line = |key: &str, value: &dyn std::fmt::Display| {
-            let _ = writeln!(out, "{key}: {value}");
+            let _ = write!(out, "{key}: ");
+            for c in value.to_string().chars() {
+                match c.is_control() {
+                    true => out.extend(c.escape_default()),
+                    false => out.push(c),
+                }
+            }
+            out.push('\n');
         };
         line("request_id", &self.request_id);
         if let Some(v) = self.parent_request_id {
