@@ -902,15 +902,10 @@ async fn model_info_lists_the_price_each_deployment_is_charged_at() {
         &["input_cost_per_token: 0.25", "output_cost_per_token: 0.5"],
     ));
     let proxy = start(&yaml, &[]).await;
-    let info: Value = proxy
-        .client
-        .get(proxy.url("/v1/model/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, info) = proxy
+        .call(reqwest::Method::GET, "/v1/model/info", None, None)
+        .await;
+    assert_eq!(status, 200, "{info}");
     let price = |name: &str| {
         let entry = info["data"]
             .as_array()

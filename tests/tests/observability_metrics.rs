@@ -576,13 +576,10 @@ async fn litellms_metrics_auth_switch_is_read() {
     let up = FakeUpstream::start().await;
     let scrape = |yaml: String| async move {
         let proxy = Proxy::start(&yaml).await;
-        let r = proxy
-            .client
-            .get(proxy.url("/metrics"))
-            .send()
+        proxy
+            .call(reqwest::Method::GET, "/metrics", None, None)
             .await
-            .unwrap();
-        r.status().as_u16()
+            .0
     };
     let unset = config(&up, false).replace("  public_metrics: false\n", "");
     let open = unset.replace(
