@@ -476,7 +476,11 @@ async fn open_keys(
     };
     let keys = crate::keys::Keys::open(settings)
         .await
-        .map_err(|e| format!("cannot open the key store: {e}"))?;
+        .map_err(|e| match e {
+            // Its message already names the key store.
+            crate::keys::KeyError::Store(_) => format!("cannot open the {e}"),
+            e => format!("cannot open the key store: {e}"),
+        })?;
     tracing::info!(backend = ?keys.store().backend(), "key store open");
     Ok(Some(keys))
 }

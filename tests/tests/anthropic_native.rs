@@ -24,6 +24,7 @@ use axum::routing::post;
 use conclave_e2e::Served;
 use conclave_e2e::proxy::Proxy;
 use conclave_e2e::{SseReader, sse_content};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 const UPSTREAM_KEY: &str = "sk-ant-upstream-key";
@@ -107,6 +108,9 @@ async fn answer(
     let usage: Value = serde_json::from_str(USAGE).unwrap();
     let tools = body["tools"].as_array().is_some_and(|t| !t.is_empty());
     let thinking = body["thinking"]["type"] == "enabled";
+    if body["messages"][0]["content"] == SHAPELESS {
+        return shapeless(body["stream"] == true);
+    }
     if body["stream"] == true {
         return stream(&body, usage, tools, thinking);
     }
@@ -135,6 +139,27 @@ async fn answer(
 /// The prompt that has the fake open its stream with a ping, as Anthropic
 /// may (a ping can come anywhere in a stream).
 const PING_FIRST: &str = "ping first";
+
+/// The prompt that has the fake answer with JSON that is no message: `{}`,
+/// or a stream with an array for an event after its first words.
+const SHAPELESS: &str = "shapeless";
+
+fn shapeless(streamed: bool) -> Response {
+    if !streamed {
+        return axum::Json(json!({})).into_response();
+    }
+    let text = [
+        r#"{"type":"message_start","message":{"id":"msg_s","type":"message","role":"assistant","content":[],"usage":{"input_tokens":1,"output_tokens":1}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+        "[1,2]",
+        r#"{"type":"message_stop"}"#,
+    ]
+    .iter()
+    .map(|e| format!("data: {e}\n\n"))
+    .collect::<String>();
+    ([("content-type", "text/event-stream")], text).into_response()
+}
 
 fn stream(body: &Value, usage: Value, tools: bool, thinking: bool) -> Response {
     let start = json!({"type": "message_start", "message": {"id": "msg_fake_stream", "type": "message", "role": "assistant", "model": body["model"], "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20, "output_tokens": 1}}});
@@ -884,4 +909,41 @@ async fn a_wrong_method_on_a_messages_route_answers_in_anthropics_shape() {
             "{path}: {body}"
         );
     }
+}
+
+#[tokio::test]
+async fn native_answers_that_are_no_message_fail_instead_of_passing_empty() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "router_settings:\n  num_retries: 0\n")).await;
+    let request = |stream: bool| {
+        json!({"model": "claude", "max_tokens": 64, "stream": stream,
+               "messages": [{"role": "user", "content": SHAPELESS}]})
+    };
+    let (status, answer) = proxy
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Some(request(false)),
+            Some(MASTER),
+        )
+        .await;
+    assert_eq!(status, 502, "{answer}");
+    assert_eq!(answer["type"], "error", "{answer}");
+    let r = proxy
+        .client
+        .post(proxy.url("/v1/messages"))
+        .header("x-api-key", MASTER)
+        .json(&request(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events: Vec<Value> = conclave_e2e::sse_payloads(&text)
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.last(), Some(&"error"), "{text}");
+    assert!(!types.contains(&"message_stop"), "{text}");
 }

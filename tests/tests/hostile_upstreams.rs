@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use conclave_e2e::{
     Behavior, FakeUpstream, Proxy, chat_body, deployment, error_object, sse_content, sse_payloads,
 };
+use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
@@ -571,17 +572,55 @@ async fn a_200_answer_that_is_not_a_json_object_is_a_502_and_never_cached() {
             "{text}"
         );
     }
-    up.set(
-        "a",
-        Behavior::raw_body("application/json", "{\"id\":\"c\",\"choices\":\"nope\"}"),
-    );
-    let (status, headers, text, _) = send(&proxy, "g", false).await;
-    assert_eq!(status, 200, "{text}");
-    assert_ne!(
-        headers["x-conclave-cache"], "stored",
-        "a shapeless answer is not kept"
-    );
     assert_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_200_json_object_that_is_no_answer_is_a_502_on_every_api_and_falls_back() {
+    let up = FakeUpstream::start().await;
+    up.set("ok", Behavior::ok("from the fallback"));
+    let alone = proxy(
+        &up,
+        &[("g", "a", &[])],
+        "router_settings:\n  num_retries: 0\n  disable_cooldowns: true\nlitellm_settings:\n  cache: true\n",
+    )
+    .await;
+    let messages = json!({"model": "g", "max_tokens": 50,
+                          "messages": [{"role": "user", "content": "hi"}]});
+    let responses = json!({"model": "g", "input": "hi"});
+    for body in [
+        "{}",
+        r#"{"id":"c","choices":"nope"}"#,
+        r#"{"id":"c","choices":5}"#,
+        r#"{"id":"c","choices":[]}"#,
+        r#"{"id":"c","choices":[1,2]}"#,
+    ] {
+        up.set("a", Behavior::raw_body("application/json", body));
+        let (status, headers, text, _) = send(&alone, "g", false).await;
+        assert_eq!(status, 502, "{body}: {text}");
+        assert!(text.contains("choices"), "{body}: {text}");
+        assert!(
+            !headers.contains_key("x-conclave-cache"),
+            "{body}: {headers:?}"
+        );
+        for (path, request) in [("/v1/messages", &messages), ("/v1/responses", &responses)] {
+            let (status, answer) = alone
+                .call(Method::POST, path, Some(request.clone()), None)
+                .await;
+            assert_eq!(status, 502, "{path} {body}: {answer}");
+        }
+    }
+    let falling_back = proxy(
+        &up,
+        &[("g", "a", &[])],
+        "router_settings:\n  num_retries: 0\n  fallbacks: [{g: [ok]}]\n",
+    )
+    .await;
+    let (status, answer) = falling_back
+        .call(Method::POST, "/v1/messages", Some(messages), None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["content"][0]["text"], "from the fallback");
 }
 
 #[tokio::test]

@@ -511,6 +511,11 @@ async fn metrics_need_the_master_key_unless_public() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+    // LiteLLM's scrape path, with its slash, is the same route.
+    let (status, _) = proxy
+        .call(reqwest::Method::GET, "/metrics/", None, None)
+        .await;
+    assert_eq!(status, 401);
     let wrong = proxy
         .client
         .get(proxy.url("/metrics"))
@@ -560,6 +565,10 @@ async fn metrics_need_the_master_key_unless_public() {
     assert_eq!(open.status(), 200);
     let text = open.text().await.unwrap();
     assert_valid_exposition(&text);
+    let (status, slashed) = proxy
+        .call(reqwest::Method::GET, "/metrics/", None, None)
+        .await;
+    assert_eq!(status, 200, "{slashed}");
     let m = Parsed::new(&text);
     for name in ["conclave_build_info", "conclave_in_flight_requests"] {
         assert!(

@@ -59,6 +59,13 @@ pub(super) trait Translator: Send + 'static {
     fn push(&mut self, payload: &[u8]) -> Vec<Event>;
     fn finish(&mut self) -> Vec<Event>;
     fn fail(&mut self, error: &ApiError) -> Vec<Event>;
+    /// Roughly what the closing events will hold at once, for a translation
+    /// whose last events repeat the whole answer (the Responses API's): a
+    /// stream whose close would pass the response limit ends early. None
+    /// by default.
+    fn closing_bytes(&self) -> usize {
+        0
+    }
     /// Sees the events of a cleanly finished stream before they are sent,
     /// and may keep the answer they carry; nothing by default.
     fn finished(&mut self, _events: &mut [Event]) -> impl Future<Output = ()> + Send {
@@ -212,6 +219,11 @@ fn translated<T: Translator>(
                         return Some((Ok(sse(&translator.fail(&error))), None));
                     }
                     let events = translator.push(&payload);
+                    if translator.closing_bytes() > limit {
+                        let error = too_large_to_close(limit);
+                        tracing::warn!(%error, "ending a translated stream");
+                        return Some((Ok(sse(&translator.fail(&error))), None));
+                    }
                     if !events.is_empty() {
                         let state = (payloads, translator, received);
                         return Some((Ok(sse(&events)), Some(state)));
@@ -239,6 +251,22 @@ fn too_large(limit: usize) -> ApiError {
         "upstream_error",
         format!(
             "the upstream's answer grew past {} MiB (general_settings.max_response_size_mb)",
+            limit / (1024 * 1024)
+        ),
+        None,
+        Some("response_too_large"),
+    )
+}
+
+/// The error that ends a translated stream whose closing events, which
+/// repeat its answer, would pass `limit`.
+fn too_large_to_close(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_error",
+        format!(
+            "the upstream's answer grew too long to close this stream, whose last \
+             events repeat it, within {} MiB (general_settings.max_response_size_mb)",
             limit / (1024 * 1024)
         ),
         None,

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use http::header::{HOST, ORIGIN};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::error::ApiError;
 
@@ -19,14 +19,22 @@ use super::error::ApiError;
 /// of another origin, or (with `loopback_only`) addressed to a name that
 /// is not loopback.
 pub(super) fn page_refusal(headers: &HeaderMap, loopback_only: bool) -> Option<ApiError> {
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    // A repeated header would let a check read one value while something
+    // else (a proxy, a browser's own rules) acts on another.
+    let (Some(host), Some(origin)) = (only_one(headers, HOST), only_one(headers, ORIGIN)) else {
+        return Some(refusal(
+            "the request repeats its Host or Origin header; \
+             without a key this route answers only requests that name each once",
+        ));
+    };
+    let host = host.and_then(|v| v.to_str().ok());
     if loopback_only && host.is_some_and(|h| !is_loopback_host(h)) {
         return Some(refusal(
             "the request is addressed to a name that is not loopback (its Host header); \
              without a key this route answers only requests to localhost, 127.0.0.1 or [::1]",
         ));
     }
-    let origin = headers.get(ORIGIN)?;
+    let origin = origin?;
     let site = origin
         .to_str()
         .ok()
@@ -41,6 +49,14 @@ pub(super) fn page_refusal(headers: &HeaderMap, loopback_only: bool) -> Option<A
         "a web page of another origin sent this request (its Origin header); \
          without a key this route answers only programs and the gateway's own pages",
     ))
+}
+
+/// The header's value when it appears at most once (`Some(None)` when
+/// absent); `None` when it is repeated.
+fn only_one(headers: &HeaderMap, name: HeaderName) -> Option<Option<&HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    values.next().is_none().then_some(first)
 }
 
 /// Whether `authority` (`host[:port]`, an IPv6 address in brackets) names
@@ -73,7 +89,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (name, value) in pairs {
-            h.insert(*name, value.parse().unwrap());
+            h.append(*name, value.parse().unwrap());
         }
         h
     }
@@ -132,5 +148,18 @@ mod tests {
             ("origin", "http://127.0.0.1:9"),
         ];
         assert!(page_refusal(&headers(&foreign), false).is_some());
+    }
+
+    #[test]
+    fn a_repeated_host_or_origin_is_refused() {
+        for pairs in [
+            [
+                ("origin", "http://127.0.0.1:4000"),
+                ("origin", "https://evil.example"),
+            ],
+            [("host", "127.0.0.1:4000"), ("host", "evil.example")],
+        ] {
+            assert!(page_refusal(&headers(&pairs), true).is_some(), "{pairs:?}");
+        }
     }
 }

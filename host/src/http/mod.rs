@@ -263,6 +263,7 @@ pub fn app(
     // them to; the metrics do.
     let probes = Router::new()
         .route("/metrics", get(metrics::metrics))
+        .route("/metrics/", get(metrics::metrics))
         .route_layer(key_routes())
         .route("/health/liveliness", get(routes::liveliness))
         .route("/health/liveness", get(routes::liveliness))

@@ -122,6 +122,9 @@ pub use schemas::*;
         management::spend::tags,
         management::spend::global_tags,
         management::spend::report,
+        management::activity::user_activity,
+        management::activity::team_activity,
+        management::activity::global_logs,
         // The response cache (master key).
         cache_routes::ping,
         cache_routes::flush_all,

@@ -665,6 +665,15 @@ impl Translator for KeptStream {
         }
     }
 
+    /// A native stream's events pass as they come (only its opening
+    /// response and final event are kept).
+    fn closing_bytes(&self) -> usize {
+        match self.mode {
+            Mode::Native => 0,
+            _ => self.events.closing_bytes(),
+        }
+    }
+
     fn fail(&mut self, error: &ApiError) -> Vec<Event> {
         let (status, code) = (error.status.as_u16(), error.code_or_type());
         let message = &error.body.error.message;

@@ -157,7 +157,13 @@ const GROUPS: &[(&str, &[&str])] = &[
     ),
     (
         "spend_tracking_routes",
-        &["/spend/*", "/global/spend", "/global/spend/*"],
+        &[
+            "/spend/*",
+            "/global/spend",
+            "/global/spend/*",
+            "/user/daily/activity",
+            "/team/daily/activity",
+        ],
     ),
 ];
 
@@ -172,7 +178,16 @@ fn route_matches(route: &str, path: &str) -> bool {
             path.starts_with(prefix)
                 || (!prefix.starts_with("/v1") && without_v1(path).starts_with(prefix))
         }
-        None => without_v1(route) == without_v1(path),
+        None => without_v1(without_slash(route)) == without_v1(without_slash(path)),
+    }
+}
+
+/// `path` without one trailing slash (`/metrics/`, the path LiteLLM's
+/// metrics are scraped at, is `/metrics`), the root kept.
+fn without_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => path,
     }
 }
 
@@ -551,6 +566,7 @@ mod tests {
         ] {
             assert!(r.allows(path), "{path}");
         }
+        assert!(r.allows("/v1/chat/completions/"), "one trailing slash");
         assert!(!r.allows("/v1/completions"));
         assert!(!r.allows("/v1/chat/completions/x"));
         assert!(!r.allows("/health/liveliness"));

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::outcome::Usage;
+use crate::openai::Endpoint;
 
 /// What an answer says about itself: its usage, the model that wrote it,
 /// its id and its choices.
@@ -33,14 +34,24 @@ pub struct Reported {
     pub response: Option<Box<Reported>>,
     #[serde(default, deserialize_with = "choices")]
     pub choices: Choices,
+    /// Whether `object` is `"response"`: a Responses API answer passed on
+    /// as it came.
+    #[serde(default, rename = "object", deserialize_with = "is_response")]
+    pub is_response: bool,
+    /// Whether `data` is a list (embeddings' and images' answers).
+    #[serde(default, deserialize_with = "is_list")]
+    pub data: bool,
+    /// Whether `results` is a list (moderations' and rerank's answers).
+    #[serde(default, deserialize_with = "is_list")]
+    pub results: bool,
     /// Whether it has a top-level `error` that is not null: an upstream
     /// may report a failure in a 200 body ([`crate::providers::sse::answer_error`]).
     #[serde(default, deserialize_with = "present")]
     pub error: bool,
 }
 
-/// An answer's (or chunk's) choices, read only for their number and finish
-/// reasons; their messages are skipped unread.
+/// An answer's (or chunk's) choices, read only for their number (of those
+/// that are objects) and finish reasons; their messages are skipped unread.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Choices {
     pub count: usize,
@@ -49,6 +60,27 @@ pub struct Choices {
 }
 
 impl Reported {
+    /// What a 200 JSON answer to `endpoint` lacks to be an answer at all
+    /// (`{}`, `{"choices": 5}`), named for the error: passed on, it would
+    /// reach a chat client as an answer it cannot read, and a Messages or
+    /// Responses client as an empty success. A native Anthropic `message`
+    /// or Responses `response` answers a chat-shaped call too.
+    pub fn missing_answer(&self, endpoint: Endpoint) -> Option<&'static str> {
+        let (present, wanted) = match endpoint {
+            Endpoint::ChatCompletions | Endpoint::Completions => (
+                self.choices.count > 0
+                    || self.is_response
+                    || self.kind.as_deref() == Some("message"),
+                "a non-empty `choices` list",
+            ),
+            Endpoint::Embeddings | Endpoint::ImageGenerations => (self.data, "a `data` list"),
+            Endpoint::Moderations => (self.results, "a `results` list"),
+            // Cohere's shape has `results`; some rerankers answer `data`.
+            Endpoint::Rerank => (self.results || self.data, "a `results` list"),
+        };
+        (!present).then_some(wanted)
+    }
+
     /// The usage the answer or event reports, its own or its object's.
     pub fn any_usage(&self) -> Option<Usage> {
         self.usage
@@ -122,6 +154,49 @@ macro_rules! otherwise {
             Ok($none)
         }
     };
+}
+
+/// Whether a field is a list; its items are skipped unread.
+fn is_list<'de, D: de::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct ListVisitor;
+    impl<'de> Visitor<'de> for ListVisitor {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(true)
+        }
+
+        otherwise!(false, scalars);
+        otherwise!(false, str);
+        otherwise!(false, map);
+    }
+    d.deserialize_any(ListVisitor)
+}
+
+/// Whether a field is the string `"response"`, read without a copy.
+fn is_response<'de, D: de::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct ResponseVisitor;
+    impl<'de> Visitor<'de> for ResponseVisitor {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object name")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            Ok(v == "response")
+        }
+
+        otherwise!(false, scalars);
+        otherwise!(false, seq);
+        otherwise!(false, map);
+    }
+    d.deserialize_any(ResponseVisitor)
 }
 
 /// `usage` as an upstream reports it; one that is not an object reports
@@ -254,9 +329,11 @@ fn choices<'de, D: de::Deserializer<'de>>(d: D) -> Result<Choices, D::Error> {
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Choices, A::Error> {
             let mut out = Choices::default();
-            while let Some(Choice(reason)) = seq.next_element()? {
-                out.count += 1;
-                out.finish_reasons.extend(reason);
+            while let Some(choice) = seq.next_element()? {
+                if let Choice::Object(reason) = choice {
+                    out.count += 1;
+                    out.finish_reasons.extend(reason);
+                }
             }
             Ok(out)
         }
@@ -268,8 +345,12 @@ fn choices<'de, D: de::Deserializer<'de>>(d: D) -> Result<Choices, D::Error> {
     d.deserialize_any(ChoicesVisitor)
 }
 
-/// One choice: its finish reason, when it is an object with a string one.
-struct Choice(Option<String>);
+/// One choice: an object, with its finish reason when it has a string one,
+/// or anything else, which is no choice.
+enum Choice {
+    Object(Option<String>),
+    Other,
+}
 
 impl<'de> Deserialize<'de> for Choice {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -298,12 +379,12 @@ impl<'de> Deserialize<'de> for Choice {
                         }
                     }
                 }
-                Ok(Choice(reason))
+                Ok(Choice::Object(reason))
             }
 
-            otherwise!(Choice(None), scalars);
-            otherwise!(Choice(None), str);
-            otherwise!(Choice(None), seq);
+            otherwise!(Choice::Other, scalars);
+            otherwise!(Choice::Other, str);
+            otherwise!(Choice::Other, seq);
         }
         d.deserialize_any(ChoiceVisitor)
     }
@@ -346,6 +427,37 @@ fn text<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn missing(body: &str, endpoint: Endpoint) -> Option<&'static str> {
+        reported_in_body(body.as_bytes())
+            .unwrap()
+            .missing_answer(endpoint)
+    }
+
+    #[test]
+    fn an_answer_needs_the_list_its_endpoint_answers_with() {
+        let chat = Endpoint::ChatCompletions;
+        for answer in [
+            r#"{"choices":[{"message":{"content":"hi"}}]}"#,
+            r#"{"type":"message","content":[]}"#,
+            r#"{"object":"response","output":[]}"#,
+        ] {
+            assert_eq!(missing(answer, chat), None, "{answer}");
+        }
+        for shapeless in [
+            "{}",
+            r#"{"choices":5}"#,
+            r#"{"choices":[]}"#,
+            r#"{"choices":[1,"a"]}"#,
+            r#"{"object":"chat.completion"}"#,
+        ] {
+            assert!(missing(shapeless, chat).is_some(), "{shapeless}");
+        }
+        assert_eq!(missing(r#"{"data":[]}"#, Endpoint::Embeddings), None);
+        assert!(missing(r#"{"data":{}}"#, Endpoint::Embeddings).is_some());
+        assert_eq!(missing(r#"{"results":[]}"#, Endpoint::Rerank), None);
+        assert!(missing(r#"{"choices":[{}]}"#, Endpoint::Moderations).is_some());
+    }
 
     #[test]
     fn usage_is_read_from_an_answer_or_a_usage_chunk() {

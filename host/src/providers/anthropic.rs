@@ -159,7 +159,13 @@ where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
     let done = stream::iter([Ok(Bytes::from_static(b"\n\ndata: [DONE]\n\n"))]);
-    let payloads = sse::decode(bytes.chain(done), idle, max_event);
+    let bytes = bytes.chain(done);
+    // A translated event is parsed whole in `step`, which checks it there.
+    let payloads = if native {
+        sse::decode_objects(bytes, idle, max_event)
+    } else {
+        sse::decode(bytes, idle, max_event)
+    };
     let state = Translating {
         payloads,
         translator: ChunkStream::new(unix_now()),
@@ -226,8 +232,13 @@ impl Translating {
             self.pending.push_back(payload.clone());
             return Ok(());
         }
-        let Ok(event) = serde_json::from_slice::<Value>(payload) else {
-            return Err(UpstreamError::Protocol("a stream event is not JSON".into()));
+        let event = match serde_json::from_slice::<Value>(payload) {
+            Ok(event @ Value::Object(_)) => event,
+            _ => {
+                return Err(UpstreamError::Protocol(
+                    "a stream event is not a JSON object".into(),
+                ));
+            }
         };
         match self.translator.push(&event) {
             StreamStep::Chunks(chunks) => {

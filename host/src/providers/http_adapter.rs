@@ -347,7 +347,7 @@ impl HttpTarget {
             } else if anthropic {
                 super::anthropic::stream_reply(chunks, wait, max_event, native)
             } else {
-                Box::pin(sse::decode(chunks, wait, max_event).map(|item| item.and_then(json_event)))
+                sse::decode_objects(chunks, wait, max_event)
             };
             // Chunks and an error ending the stream reach the client, so
             // they must not carry the key either.
@@ -685,28 +685,6 @@ pub(super) fn add_absent<'a>(
 ) {
     for (key, value) in fields {
         map.entry(key.clone()).or_insert_with(|| value.clone());
-    }
-}
-
-/// A chat stream's event, refused unless it is a JSON object: a client's
-/// SDK parses every event as one, so text, a number, a cut object or
-/// invalid UTF-8 ends the stream with an error here rather than breaking
-/// the client.
-fn json_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
-    // Skipping a string does not check its UTF-8: that is checked first.
-    let text = std::str::from_utf8(&payload).map_err(|e| {
-        UpstreamError::Protocol(format!(
-            "the upstream sent a stream event that is not UTF-8 ({e})"
-        ))
-    })?;
-    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-        Ok(_) if crate::ops::is_object_text(text) => Ok(payload),
-        Ok(_) => Err(UpstreamError::Protocol(
-            "the upstream sent a stream event that is JSON but not an object".into(),
-        )),
-        Err(e) => Err(UpstreamError::Protocol(format!(
-            "the upstream sent a stream event that is not JSON ({e})"
-        ))),
     }
 }
 
@@ -1314,24 +1292,6 @@ mod tests {
             error.to_string(),
             "api_base must start with http:// or https:// (its scheme is \"ftp\")"
         );
-    }
-
-    #[test]
-    fn a_stream_event_must_be_json_in_utf8() {
-        assert!(json_event(Bytes::from_static(br#"{"a":"b"}"#)).is_ok());
-        for bad in [
-            &b"{notjson"[..],
-            b"plain text",
-            b"{\"a\":\"\xff\xfe\"}",
-            b"42",
-            b"[1,2,3]",
-        ] {
-            let refused = json_event(Bytes::copy_from_slice(bad));
-            assert!(
-                matches!(refused, Err(UpstreamError::Protocol(_))),
-                "{bad:?}: {refused:?}"
-            );
-        }
     }
 
     #[test]

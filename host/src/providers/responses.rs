@@ -59,7 +59,7 @@ where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
     let done = stream::iter([Ok(Bytes::from_static(b"\n\ndata: [DONE]\n\n"))]);
-    let payloads = sse::decode(bytes.chain(done), idle, max_event);
+    let payloads = sse::decode_objects(bytes.chain(done), idle, max_event);
     Box::pin(stream::unfold(
         (payloads, false, false),
         |(mut payloads, ended, finished)| async move {

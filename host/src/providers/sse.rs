@@ -18,6 +18,37 @@ use super::{PayloadStream, UpstreamError};
 /// any line still being received), unless the response size limit is lower.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
+/// [`decode`], with every payload refused unless it is a JSON object
+/// ([`object_event`]).
+pub fn decode_objects<S>(bytes: S, idle: Duration, max_event: usize) -> PayloadStream
+where
+    S: Stream<Item = Result<Bytes, String>> + Send + 'static,
+{
+    Box::pin(decode(bytes, idle, max_event).map(|item| item.and_then(object_event)))
+}
+
+/// A stream's event, refused unless it is a JSON object: a client's
+/// SDK parses every event as one, so text, a number, a cut object or
+/// invalid UTF-8 ends the stream with an error here rather than breaking
+/// the client.
+fn object_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
+    // Skipping a string does not check its UTF-8: that is checked first.
+    let text = std::str::from_utf8(&payload).map_err(|e| {
+        UpstreamError::Protocol(format!(
+            "the upstream sent a stream event that is not UTF-8 ({e})"
+        ))
+    })?;
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) if crate::ops::is_object_text(text) => Ok(payload),
+        Ok(_) => Err(UpstreamError::Protocol(
+            "the upstream sent a stream event that is JSON but not an object".into(),
+        )),
+        Err(e) => Err(UpstreamError::Protocol(format!(
+            "the upstream sent a stream event that is not JSON ({e})"
+        ))),
+    }
+}
+
 /// Decodes a byte stream of SSE into payloads. Ends cleanly at `data: [DONE]`,
 /// or where the upstream closes the stream right after a chunk that
 /// finished the answer (a `finish_reason`, or the usage chunk after it), as
@@ -630,6 +661,24 @@ mod tests {
         assert!(!is_ping(
             br#"{"type":"content_block_delta","delta":{"text":"ping"}}"#
         ));
+    }
+
+    #[test]
+    fn a_stream_event_must_be_json_in_utf8() {
+        assert!(object_event(Bytes::from_static(br#"{"a":"b"}"#)).is_ok());
+        for bad in [
+            &b"{notjson"[..],
+            b"plain text",
+            b"{\"a\":\"\xff\xfe\"}",
+            b"42",
+            b"[1,2,3]",
+        ] {
+            let refused = object_event(Bytes::copy_from_slice(bad));
+            assert!(
+                matches!(refused, Err(UpstreamError::Protocol(_))),
+                "{bad:?}: {refused:?}"
+            );
+        }
     }
 
     #[test]

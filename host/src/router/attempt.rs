@@ -108,6 +108,13 @@ pub(super) async fn attempt(
                 span_failed(span, deployment, &error);
                 return Err(error);
             }
+            if let Some(wanted) = reported.missing_answer(req.endpoint) {
+                let e = UpstreamError::Protocol(format!(
+                    "the upstream answered 200 with a JSON object without {wanted}"
+                ));
+                span_failed(span, deployment, &e);
+                return Err(e);
+            }
             let reported = Some(reported);
             deployment.record_latency(upstream_time);
             if deployment.tpm.is_some()

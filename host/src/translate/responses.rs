@@ -785,7 +785,15 @@ pub struct ResponsesStream {
     /// open when a cut answer ends).
     item_status: &'static str,
     calls: super::CallOrder,
+    /// Bytes of text, reasoning and call arguments kept so far.
+    kept: usize,
 }
+
+/// How many times the closing events hold an answer's text at once: in
+/// `.done`, `content_part.done`, `output_item.done` and the final
+/// response, as values and as the SSE text written from them, besides the
+/// items kept for the final response (measured: about 13 for a long text).
+const CLOSING_COPIES: usize = 14;
 
 impl ResponsesStream {
     /// A translator for the answer described by `envelope`.
@@ -799,7 +807,13 @@ impl ResponsesStream {
             usage: None,
             item_status: "completed",
             calls: super::CallOrder::default(),
+            kept: 0,
         }
+    }
+
+    /// Roughly the bytes its closing events will hold at once.
+    pub fn closing_bytes(&self) -> usize {
+        self.kept.saturating_mul(CLOSING_COPIES)
     }
 
     /// `response.created` and `response.in_progress`.
@@ -912,6 +926,7 @@ impl ResponsesStream {
 
     fn reasoning_delta(&mut self, delta: &str, events: &mut Vec<Event>) {
         self.open_reasoning(events);
+        self.kept = self.kept.saturating_add(delta.len());
         if let Some(Open::Reasoning { text, .. }) = &mut self.open {
             text.push_str(delta);
         }
@@ -935,6 +950,7 @@ impl ResponsesStream {
         if let Some(Open::Message { text }) = &mut self.open {
             text.push_str(delta);
         }
+        self.kept = self.kept.saturating_add(delta.len());
         let id = self.current_id("msg");
         let data = json!({"item_id": id, "output_index": self.output.len(), "content_index": 0, "delta": delta, "logprobs": []});
         events.push(self.event("response.output_text.delta", data));
@@ -965,6 +981,7 @@ impl ResponsesStream {
         if let Some(Open::Call { arguments, .. }) = &mut self.open {
             arguments.push_str(&call.arguments);
         }
+        self.kept = self.kept.saturating_add(call.arguments.len());
         let data = json!({"item_id": self.current_id("fc"), "output_index": self.output.len(), "delta": call.arguments});
         events.push(self.event("response.function_call_arguments.delta", data));
     }
@@ -1323,5 +1340,16 @@ mod tests {
         assert_eq!(r["store"], false);
         let refused = Envelope::new(&json!({"store": false}), "resp_2", 1);
         assert!(!refused.store());
+    }
+
+    #[test]
+    fn closing_bytes_grow_with_the_text_kept() {
+        let envelope = Envelope::new(&json!({"model": "m"}), "resp_1", 0);
+        let mut stream = ResponsesStream::new(envelope);
+        assert_eq!(stream.closing_bytes(), 0);
+        stream.start();
+        stream.push(br#"{"choices":[{"index":0,"delta":{"content":"abcd"}}]}"#);
+        stream.push(br#"{"choices":[{"index":0,"delta":{"reasoning_content":"xy"}}]}"#);
+        assert_eq!(stream.closing_bytes(), 6 * CLOSING_COPIES);
     }
 }

@@ -6,6 +6,8 @@
 //! manages that user's own keys ([`key_scope`]). The routes exist only when the key store is open
 //! (a master key is configured); otherwise they answer 403.
 
+// Visible to the OpenAPI document, which lists the handlers.
+pub(super) mod activity;
 // Visible to the OpenAPI document and the application's assembly.
 pub(super) mod audit;
 mod body;
@@ -52,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/user/delete", post(users::delete))
         .route("/user/info", get(users::info))
         .route("/user/list", get(users::list))
+        .route("/user/daily/activity", get(activity::user_activity))
         .route("/team/new", post(teams::new))
         .route("/team/update", post(teams::update))
         .route("/team/delete", post(teams::delete))
@@ -65,6 +68,7 @@ pub fn routes() -> Router<AppState> {
         .route("/team/model/delete", post(teams::model_delete))
         .route("/team/info", get(teams::info))
         .route("/team/list", get(teams::list))
+        .route("/team/daily/activity", get(activity::team_activity))
         .merge(customer_routes("/customer"))
         .merge(customer_routes("/end_user"))
         .route("/budget/new", post(budgets::new))
@@ -83,6 +87,7 @@ pub fn routes() -> Router<AppState> {
         .route("/global/spend/teams", get(spend::global_teams))
         .route("/global/spend/tags", get(spend::global_tags))
         .route("/global/spend/report", get(spend::report))
+        .route("/global/spend/logs", get(activity::global_logs))
         .route("/audit", get(audit::routes::list))
         .route("/audit/{id}", get(audit::routes::entry))
 }

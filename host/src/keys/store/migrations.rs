@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (10, V10),
     (11, V11),
     (12, V12),
+    (13, V13),
 ];
 
 /// Versions whose statements are SQLite's own.
@@ -264,3 +265,7 @@ const V11: &[&str] = &[
 /// The routes a key may call (LiteLLM's `allowed_routes`), as a JSON list;
 /// `NULL`, as on every earlier key, allows every route.
 const V12: &[&str] = &["ALTER TABLE keys ADD COLUMN allowed_routes TEXT"];
+
+/// Failed calls in the daily aggregates, for LiteLLM's daily activity
+/// (`failed_requests` beside `api_requests`); earlier days count none.
+const V13: &[&str] = &["ALTER TABLE daily_spend ADD COLUMN failed BIGINT NOT NULL DEFAULT 0"];

@@ -30,7 +30,10 @@ pub use audit::{AuditFilter, AuditRow};
 
 pub use principals::{KeyFilter, ListOrder, ListPage, Owner, TeamFilter, UserFilter};
 pub use responses::ResponseRow;
-pub use spend::{EndedPeriods, ReportRow, SpendBy, SpendFilter, SpendOwner, SpendTotals, TagSpend};
+pub use spend::{
+    ActivityFilter, ActivityRow, EndedPeriods, ReportRow, SpendBy, SpendFilter, SpendOwner,
+    SpendTotals, TagSpend,
+};
 
 /// A transaction of the store's pool.
 type Transaction = sqlx::Transaction<'static, sqlx::Any>;

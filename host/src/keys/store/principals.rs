@@ -100,7 +100,16 @@ impl Conditions {
     }
 
     /// `column IN (values)`, when any are given.
-    fn any_of(&mut self, column: &str, values: &[String]) {
+    pub(super) fn any_of(&mut self, column: &str, values: &[String]) {
+        self.listed(column, "IN", values);
+    }
+
+    /// `column NOT IN (values)`, when any are given.
+    pub(super) fn none_of(&mut self, column: &str, values: &[String]) {
+        self.listed(column, "NOT IN", values);
+    }
+
+    fn listed(&mut self, column: &str, operator: &str, values: &[String]) {
         if values.is_empty() {
             return;
         }
@@ -110,7 +119,7 @@ impl Conditions {
             placeholders.push(format!("${}", self.binds.len()));
         }
         self.clauses
-            .push(format!("{column} IN ({})", placeholders.join(", ")));
+            .push(format!("{column} {operator} ({})", placeholders.join(", ")));
     }
 
     pub(super) fn sql(&self) -> String {

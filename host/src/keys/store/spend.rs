@@ -43,6 +43,38 @@ pub struct ReportRow {
     pub totals: SpendTotals,
 }
 
+/// Which daily aggregates LiteLLM's daily activity reads: days from
+/// `start` (inclusive) to `end` (exclusive), `YYYY-MM-DD`, and the
+/// filters given.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityFilter {
+    pub start: String,
+    pub end: String,
+    pub user_id: Option<String>,
+    pub token_hash: Option<String>,
+    pub model_group: Option<String>,
+    /// Any of these teams (none: every team).
+    pub team_ids: Vec<String>,
+    /// None of these teams.
+    pub excluded_team_ids: Vec<String>,
+    /// Only calls made with a team's key.
+    pub teams_only: bool,
+}
+
+/// One daily aggregate: a day and the key, user, team and model group
+/// ('' for none) whose calls it sums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityRow {
+    pub day: String,
+    pub token_hash: String,
+    pub user_id: String,
+    pub team_id: String,
+    pub model_group: String,
+    pub totals: SpendTotals,
+    /// Of `totals.requests`, those answered with an error status.
+    pub failed: u64,
+}
+
 /// The spend-log rows carrying one request tag, and what they spent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagSpend {
@@ -112,7 +144,19 @@ struct Deltas<'a> {
     /// Per end user (the request's `user`), spent or not: its row is made
     /// the first time it is seen.
     end_users: HashMap<&'a str, f64>,
-    days: HashMap<DayKey<'a>, (i64, i64, f64, i64)>,
+    days: HashMap<DayKey<'a>, DayDelta>,
+}
+
+/// What a batch adds to one daily aggregate.
+#[derive(Default)]
+struct DayDelta {
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    spend: f64,
+    /// Top-level requests (a composite's sub-calls are not counted again).
+    requests: i64,
+    /// Those of them answered with an error status.
+    failed: i64,
 }
 
 /// The budget periods a reset has just ended: whose, and the boundary
@@ -200,10 +244,14 @@ impl<'a> Deltas<'a> {
             );
             let e = d.days.entry(key).or_default();
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            e.0 = e.0.saturating_add(count(r.prompt_tokens));
-            e.1 = e.1.saturating_add(count(r.completion_tokens));
-            e.2 += r.spend;
-            e.3 += i64::from(r.parent_request_id.is_none());
+            let top_level = r.parent_request_id.is_none();
+            e.prompt_tokens = e.prompt_tokens.saturating_add(count(r.prompt_tokens));
+            e.completion_tokens = e
+                .completion_tokens
+                .saturating_add(count(r.completion_tokens));
+            e.spend += r.spend;
+            e.requests += i64::from(top_level);
+            e.failed += i64::from(top_level && r.status >= 400);
         }
         d
     }
@@ -316,26 +364,28 @@ impl Store {
         for chunk in recurring_chunks(&days) {
             let sql = format!(
                 "INSERT INTO daily_spend (day, token_hash, user_id, team_id, model_group, \
-                 prompt_tokens, completion_tokens, spend, requests) VALUES {} \
+                 prompt_tokens, completion_tokens, spend, requests, failed) VALUES {} \
                  ON CONFLICT (day, token_hash, user_id, team_id, model_group) DO UPDATE SET \
                  prompt_tokens = daily_spend.prompt_tokens + excluded.prompt_tokens, \
                  completion_tokens = daily_spend.completion_tokens + excluded.completion_tokens, \
                  spend = daily_spend.spend + excluded.spend, \
-                 requests = daily_spend.requests + excluded.requests",
-                placeholders(self.backend(), chunk.len(), 9)
+                 requests = daily_spend.requests + excluded.requests, \
+                 failed = daily_spend.failed + excluded.failed",
+                placeholders(self.backend(), chunk.len(), 10)
             );
             let mut q = sqlx::query(&sql);
-            for ((dd, h, u, t, g), (p, c, s, n)) in chunk {
+            for ((dd, h, u, t, g), e) in chunk {
                 q = q
                     .bind(day_text(*dd))
                     .bind(*h)
                     .bind(*u)
                     .bind(*t)
                     .bind(*g)
-                    .bind(*p)
-                    .bind(*c)
-                    .bind(*s)
-                    .bind(*n);
+                    .bind(e.prompt_tokens)
+                    .bind(e.completion_tokens)
+                    .bind(e.spend)
+                    .bind(e.requests)
+                    .bind(e.failed);
             }
             q.execute(self.within(&mut tx)).await.map_err(store_error)?;
         }
@@ -430,6 +480,86 @@ impl Store {
                     grouped: r.try_get("grouped").map_err(store_error)?,
                     totals: totals(r)?,
                 })
+            })
+            .collect()
+    }
+
+    /// One page of the daily aggregates `filter` matches, newest day
+    /// first, and how many match in all (LiteLLM's daily activity pages
+    /// through these rows, not through days).
+    pub async fn daily_activity(
+        &self,
+        filter: &ActivityFilter,
+        page: super::ListPage,
+    ) -> Result<(Vec<ActivityRow>, u64), KeyError> {
+        let mut on = super::principals::Conditions::default();
+        on.add("day >= {}", &filter.start);
+        on.add("day < {}", &filter.end);
+        on.equal("user_id", filter.user_id.as_ref());
+        on.equal("token_hash", filter.token_hash.as_ref());
+        on.equal("model_group", filter.model_group.as_ref());
+        on.any_of("team_id", &filter.team_ids);
+        on.none_of("team_id", &filter.excluded_team_ids);
+        if filter.teams_only {
+            on.literal("team_id <> ''".to_owned());
+        }
+        let total = on.count(self, "daily_spend").await?;
+        let sql = format!(
+            "SELECT day, token_hash, user_id, team_id, model_group, spend AS total, \
+             prompt_tokens, completion_tokens, requests, failed FROM daily_spend{} \
+             ORDER BY day DESC, model_group, token_hash, user_id, team_id{}",
+            on.sql(),
+            on.page_sql()
+        );
+        let found = on.rows(self, &sql, page).await?;
+        let text = |r: &sqlx::any::AnyRow, c: &str| r.try_get::<String, _>(c).map_err(store_error);
+        let rows = found
+            .iter()
+            .map(|r| {
+                Ok(ActivityRow {
+                    day: text(r, "day")?,
+                    token_hash: text(r, "token_hash")?,
+                    user_id: text(r, "user_id")?,
+                    team_id: text(r, "team_id")?,
+                    model_group: text(r, "model_group")?,
+                    totals: totals(r)?,
+                    failed: u64::try_from(r.try_get::<i64, _>("failed").map_err(store_error)?)
+                        .unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, KeyError>>()?;
+        Ok((rows, total))
+    }
+
+    /// Spend per day between `start` (inclusive) and `end` (exclusive)
+    /// days, of one key when `token_hash` is given, oldest first.
+    pub async fn spend_per_day(
+        &self,
+        start: &str,
+        end: &str,
+        token_hash: Option<&str>,
+    ) -> Result<Vec<(String, f64)>, KeyError> {
+        let of_key = if token_hash.is_some() {
+            " AND token_hash = $3"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT day, SUM(spend) AS total FROM daily_spend \
+             WHERE day >= $1 AND day < $2{of_key} GROUP BY day ORDER BY day"
+        );
+        let mut q = sqlx::query(&sql).bind(start).bind(end);
+        if let Some(hash) = token_hash {
+            q = q.bind(hash);
+        }
+        let found = q.fetch_all(self.pool()).await.map_err(store_error)?;
+        found
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("day").map_err(store_error)?,
+                    r.try_get("total").map_err(store_error)?,
+                ))
             })
             .collect()
     }
