@@ -167,6 +167,7 @@ fn shared_limiter() -> Option<(tokio::runtime::Runtime, Limiter)> {
         url,
         namespace: format!("conclave-bench-{}", std::process::id()),
         budget: Duration::from_secs(1),
+        source: "the benchmark",
     };
     let limiter = runtime.block_on(async {
         let cluster = conclave::cluster::Cluster::start(settings).await.ok()?;

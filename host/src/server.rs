@@ -164,7 +164,15 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         .litellm_settings
         .require_auth_for_metrics_endpoint
         .map(|required| !required));
+    if loaded.config.general_settings.database_url.is_some() {
+        crate::keys::database_url(&loaded.config, &config_path)?;
+    }
     let shared_state = crate::cluster::Settings::from_config(&loaded.config);
+    if let Some(shared) = &shared_state {
+        shared
+            .check()
+            .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    }
     crate::observe::otel::install(&loaded.config, &config_path.display().to_string())?;
     let cache_dir = crate::compile_cache::resolve_dir(
         no_compile_cache,

@@ -406,3 +406,38 @@ async fn two_instances_on_postgres_and_redis_see_each_others_changes_within_a_se
     let c = start(&yaml, Launch::default()).await;
     assert_eq!(chat(&c, Some(MASTER), "rt2").await.0, 200);
 }
+
+/// `/model/new` with an id another instance stored a moment before (and
+/// has not announced: no Redis here) is refused by the store, not written
+/// over the other's registration.
+#[tokio::test]
+async fn two_instances_cannot_both_add_a_deployment_under_one_id() {
+    let up = FakeUpstream::start().await;
+    let dir = TempDir::new();
+    let yaml = config(&up, Some(MASTER), &sqlite_url(&dir), &[]);
+    let first = start(&yaml, Launch::default()).await;
+    let second = start(&yaml, Launch::default()).await;
+    let body = |model: &str| {
+        json!({"model_name": "xid",
+               "litellm_params": {"model": model, "api_base": up.api_base("echo")},
+               "model_info": {"id": "same-id"}})
+    };
+    let (status, made) = master_post(&first, "/model/new", body("openai/first")).await;
+    assert_eq!(status, 200, "{made}");
+    let (status, refused) = master_post(&second, "/model/new", body("openai/second")).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(error_object(&refused)["param"], "model_info.id");
+    drop((first, second));
+    let again = start(&yaml, Launch::default()).await;
+    let (_, info) = again
+        .call(reqwest::Method::GET, "/model/info", None, Some(MASTER))
+        .await;
+    let models: Vec<&Value> = info["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["model_info"]["id"] == "same-id")
+        .collect();
+    assert_eq!(models.len(), 1, "{info}");
+    assert_eq!(models[0]["litellm_params"]["model"], "openai/first");
+}

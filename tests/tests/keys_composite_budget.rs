@@ -308,3 +308,48 @@ async fn a_streamed_final_answer_the_client_leaves_is_charged_what_it_sent() {
     assert!(chair["completion_tokens"].as_u64().unwrap() > 0, "{chair}");
     assert!(chair["spend"].as_f64().unwrap() > 0.0, "{chair}");
 }
+
+/// A key's per-model budget on a composite model's name holds: its runs'
+/// sub-calls count toward it, while they run and in the key's stored
+/// per-model spend.
+#[tokio::test]
+async fn a_per_model_budget_on_a_composite_name_stops_its_runs() {
+    let up = FakeUpstream::start().await;
+    let proxy = council(&up).await;
+    let budget = 2.5 * CALL_COST;
+    let key = new_key(
+        &proxy,
+        json!({"model_max_budget": {"council": {"budget_limit": budget}}}),
+    )
+    .await;
+    let (status, _, body) = chat_as(&proxy, &key, "council").await;
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("budget"),
+        "{body}"
+    );
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (3, 0));
+    let (status, _, body) = chat_as(&proxy, &key, "council").await;
+    assert_ne!(status, 200, "{body}");
+    assert_eq!(
+        (member_calls(&up), up.calls(CHAIR)),
+        (3, 0),
+        "refused before any call"
+    );
+    let info = keys_support::key_info_once(&proxy, &key, |i| {
+        i["model_spend"]["council"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0)
+    })
+    .await;
+    assert!(
+        close(
+            info["model_spend"]["council"].as_f64().unwrap(),
+            3.0 * CALL_COST
+        ),
+        "{info}"
+    );
+}

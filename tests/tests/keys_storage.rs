@@ -46,6 +46,7 @@ fn row(request_id: &str, token_hash: &str, age: Duration, spend: f64) -> SpendRo
         prompt_tokens: 5,
         completion_tokens: 7,
         spend,
+        composite_cost: 0.0,
         status: 200,
         cache_hit: false,
         started_at: SystemTime::now() - age,

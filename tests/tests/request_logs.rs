@@ -545,3 +545,37 @@ async fn jsonl_request_logs_carry_the_request_body_and_the_attempts() {
     // Its answer is logged as a plain request's is.
     assert_eq!(moa["response"]["object"], "chat.completion", "{moa}");
 }
+
+/// A client that leaves while the router retries: its access line counts
+/// the upstream calls made, not one.
+#[tokio::test]
+async fn a_request_left_during_retries_is_logged_with_the_calls_it_made() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "plain",
+        Behavior::status(500, "down").delayed(Duration::from_millis(200)),
+    );
+    let proxy = Proxy::start(&config(&up, "")).await;
+    let mut body = chat_body("plain", "hi");
+    body["num_retries"] = json!(8);
+    let left =
+        tokio::time::timeout(Duration::from_millis(900), chat(&proxy, "rl-left", body)).await;
+    assert!(left.is_err(), "the request was still retrying");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let logs = proxy.logs();
+        if let Some(line) = access_lines(&logs)
+            .into_iter()
+            .find(|l| l["request_id"] == "rl-left")
+        {
+            break line;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["status"], 499, "{line}");
+    let attempts = line["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2, "{line}");
+    assert!(attempts as usize <= up.calls("plain"), "{line}");
+    assert_eq!(line["model_group"], "plain", "{line}");
+}

@@ -227,3 +227,47 @@ async fn an_invalid_answer_pattern_is_a_config_error_with_its_path() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_sample_count_past_the_ceiling_is_a_400_naming_it_not_a_crash() {
+    let up = FakeUpstream::start().await;
+    up.set("solo", Behavior::ok("7"));
+    let proxy = start(&up, &profile("model: solo", "{samples: 2}")).await;
+    for samples in [0_u64, 1025, 1_000_000_000] {
+        let mut request = chat_body("sc", "q");
+        request["samples"] = json!(samples);
+        let (status, _, body) = proxy.chat(&request).await;
+        assert_eq!(status, 400, "{samples}: {body}");
+        let message = error_object(&body)["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("settings.samples"), "{samples}: {message}");
+    }
+    assert_eq!(up.calls("solo"), 0);
+}
+
+#[tokio::test]
+async fn model_new_refuses_a_deployment_under_a_composite_models_name() {
+    let up = FakeUpstream::start().await;
+    let mut names = SAMPLERS.to_vec();
+    names.push("solo");
+    let mut yaml = composite_config(
+        &up,
+        &names,
+        &[("sc", "sc_test")],
+        &profile("model: solo", "{samples: 2}"),
+    );
+    yaml.push_str("  admin_without_key_on_loopback: true\n");
+    let proxy = Proxy::start(&yaml).await;
+    let body = json!({"model_name": "sc",
+                      "litellm_params": {"model": "openai/x", "api_base": up.api_base("solo")}});
+    let (status, refused) = proxy
+        .call(reqwest::Method::POST, "/model/new", Some(body), None)
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        error_object(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("composite"),
+        "{refused}"
+    );
+}

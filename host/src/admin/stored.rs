@@ -104,6 +104,16 @@ impl StoredModels {
             .map_err(|e| format!("cannot store the runtime model: {e}"))
     }
 
+    /// Keeps `registration` unless its deployment id is stored already
+    /// (by another instance): whether it was kept.
+    pub async fn add(&self, registration: &Registration) -> Result<bool, String> {
+        let text = registration.to_json(true).to_string();
+        self.store
+            .insert_runtime_model(&registration.deployment_id(), &text)
+            .await
+            .map_err(|e| format!("cannot store the runtime model: {e}"))
+    }
+
     /// Deletes the registrations with these deployment ids.
     pub async fn delete(&self, deployment_ids: &[String]) -> Result<(), String> {
         for id in deployment_ids {

@@ -90,7 +90,20 @@ impl Settings {
         let backend = match kind {
             CacheType::Local | CacheType::LocalSemantic => Backend::Memory,
             CacheType::Redis => match redis_url(p, &config.env) {
-                Some(url) => Backend::Redis { url },
+                Some(url) => {
+                    if let Some(problem) = crate::cluster::url_problem(&url) {
+                        let key = if p.redis_url.is_some() {
+                            "REDIS_URL"
+                        } else {
+                            "host"
+                        };
+                        problems.push(Problem::new(
+                            format!("{PATH}.{key}"),
+                            format!("the Redis URL {problem}"),
+                        ));
+                    }
+                    Backend::Redis { url }
+                }
                 None => {
                     problems.push(Problem::new(
                         format!("{PATH}.host"),
@@ -297,6 +310,28 @@ mod tests {
             }
         );
         assert_eq!(s.redis_location().unwrap(), "redis://r.local:6380");
+    }
+
+    #[test]
+    fn litellms_db_picks_the_redis_database_and_an_unusable_url_is_named() {
+        let s = settings(
+            "litellm_settings: {cache: true, cache_params: {type: redis, host: r.local, db: 11}}",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            s.backend,
+            Backend::Redis {
+                url: "redis://r.local:6379/11".into()
+            }
+        );
+        let bad = "litellm_settings: {cache: true, cache_params: {type: redis, url: 'redis://:pw@r.local:notport/0'}}";
+        let problems = settings(bad).unwrap_err();
+        assert!(
+            problems[0].path.ends_with("cache_params.REDIS_URL"),
+            "{problems:?}"
+        );
+        assert!(!format!("{problems:?}").contains("pw"), "{problems:?}");
     }
 
     #[test]

@@ -34,7 +34,17 @@ pub async fn check(path: &Path) -> Result<(), String> {
         path,
         gateway.master_key.is_some(),
     )?;
+    // A database named but unusable fails the check even without a master
+    // key: the Responses API's store would fail on its first request.
+    if loaded.config.general_settings.database_url.is_some() {
+        conclave::keys::database_url(&loaded.config, path)?;
+    }
     let shared = conclave::cluster::Settings::from_config(&loaded.config);
+    if let Some(shared) = &shared {
+        shared
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     warnings.extend(per_instance_warning(keys.as_ref(), shared.as_ref()));
     if conclave::admin::store_model_in_db(&loaded.config) && gateway.master_key.is_none() {
         warnings.push(conclave::admin::NO_KEY_STORE.to_owned());

@@ -76,8 +76,17 @@ impl ServeArgs {
 
 /// Runs the proxy with `args`.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
-    let config_path = match &args.model {
-        Some(model) => one_model_config(model, args.api_base.as_deref(), args.alias.as_deref())?,
+    // Kept until the server stops, when its folder is removed.
+    let one_model = match &args.model {
+        Some(model) => Some(one_model_config(
+            model,
+            args.api_base.as_deref(),
+            args.alias.as_deref(),
+        )?),
+        None => None,
+    };
+    let config_path = match &one_model {
+        Some(written) => written.file.clone(),
         None => args
             .config
             .unwrap_or_else(conclave::config::default_config_path),
@@ -98,14 +107,29 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     .await
 }
 
+/// The config `--model` wrote, in a folder of its own that is removed
+/// when this is dropped.
+struct OneModelConfig {
+    folder: PathBuf,
+    file: PathBuf,
+}
+
+impl Drop for OneModelConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
 /// Writes the config of `--model` (one deployment, named `alias` or as
-/// written) to a file of this process's own in the temporary directory,
-/// which the server then loads (and reloads) like any config.
+/// written), which the server then loads (and reloads) like any config.
+/// The temporary directory is shared: the file goes in a new folder only
+/// this user can enter, made under an unguessable name (never one that
+/// exists, which could be a link to another file).
 fn one_model_config(
     model: &str,
     api_base: Option<&str>,
     alias: Option<&str>,
-) -> Result<PathBuf, String> {
+) -> Result<OneModelConfig, String> {
     let mut params = serde_yaml::Mapping::new();
     params.insert("model".into(), model.into());
     if let Some(api_base) = api_base {
@@ -120,10 +144,31 @@ fn one_model_config(
         serde_yaml::Value::Sequence(vec![entry.into()]),
     );
     let text = serde_yaml::to_string(&config).map_err(|e| e.to_string())?;
-    let path = std::env::temp_dir().join(format!("conclave-model-{}.yaml", std::process::id()));
-    std::fs::write(&path, text)
-        .map_err(|e| format!("cannot write the --model config to {}: {e}", path.display()))?;
-    Ok(path)
+    let folder = std::env::temp_dir().join(format!(
+        "conclave-model-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&folder).map_err(|e| {
+        format!(
+            "cannot make a folder for the --model config at {}: {e}",
+            folder.display()
+        )
+    })?;
+    let written = OneModelConfig {
+        file: folder.join("config.yaml"),
+        folder,
+    };
+    std::fs::write(&written.file, text).map_err(|e| {
+        format!(
+            "cannot write the --model config to {}: {e}",
+            written.file.display()
+        )
+    })?;
+    Ok(written)
 }
 
 /// The worker count `$NUM_WORKERS` names (LiteLLM's variable), if any; a

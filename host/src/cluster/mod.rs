@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use connection::{Connection, glob_escape};
 use events::Bus;
 use link::{Health, Link};
-pub use settings::Settings;
+pub use settings::{Settings, url_problem};
 
 use crate::keys::Keys;
 use crate::reload::Control;

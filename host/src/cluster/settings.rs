@@ -25,6 +25,8 @@ pub struct Settings {
     pub namespace: String,
     /// Longest wait for a limit check (`router_settings.redis_timeout_ms`).
     pub budget: Duration,
+    /// Where the URL came from, for messages about it.
+    pub source: &'static str,
 }
 
 impl std::fmt::Debug for Settings {
@@ -47,6 +49,7 @@ impl Settings {
             .as_ref()
             .map(|u| u.expose().to_owned())
             .filter(|u| !u.is_empty())
+            .map(|u| (u, "router_settings.redis_url"))
             .or_else(|| {
                 rs.redis_host
                     .as_deref()
@@ -57,11 +60,12 @@ impl Settings {
                                 host: Some(host),
                                 port: rs.redis_port,
                                 password: rs.redis_password.as_ref().map(|p| p.expose()),
-                                ssl: None,
+                                ..RedisParts::default()
                             },
                             &config.env,
                         )
                     })
+                    .map(|u| (u, "router_settings.redis_host"))
             });
         let ls = &config.litellm_settings;
         let from_cache = || {
@@ -69,10 +73,12 @@ impl Settings {
             (ls.cache == Some(true) && p.served_type() == Some(CacheType::Redis))
                 .then(|| redis_url(p, &config.env))
                 .flatten()
+                .map(|u| (u, "litellm_settings.cache_params"))
         };
-        let url = from_router
-            .or_else(from_cache)
-            .or_else(|| redis_url_from_parts(RedisParts::default(), &config.env))?;
+        let (url, source) = from_router.or_else(from_cache).or_else(|| {
+            redis_url_from_parts(RedisParts::default(), &config.env)
+                .map(|u| (u, "the environment's REDIS_URL or REDIS_HOST"))
+        })?;
         Some(Self {
             url,
             namespace: rs
@@ -84,7 +90,20 @@ impl Settings {
                 .redis_timeout_ms
                 .filter(|ms| *ms > 0)
                 .map_or(DEFAULT_BUDGET, Duration::from_millis),
+            source,
         })
+    }
+
+    /// The URL refused when the Redis client cannot use it, naming where
+    /// it came from (and never quoting it: it may hold a password).
+    pub fn check(&self) -> Result<(), String> {
+        match url_problem(&self.url) {
+            Some(problem) => Err(format!(
+                "{}: the shared state's Redis URL {problem}",
+                self.source
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Where Redis is, without its password: for `conclave check` and logs.
@@ -106,9 +125,20 @@ pub(crate) fn redis_url(p: &CacheParams, env: &Env) -> Option<String> {
             port: p.port,
             password: p.password.as_ref().map(|s| s.expose()),
             ssl: p.ssl,
+            db: p.db,
         },
         env,
     )
+}
+
+/// Why `url` is no Redis URL the client can use, without quoting it.
+pub fn url_problem(url: &str) -> Option<String> {
+    redis::Client::open(url).err().map(|e| {
+        format!(
+            "is not usable ({:?}): check its scheme (redis:// or rediss://), host, port and database",
+            e.kind()
+        )
+    })
 }
 
 /// A Redis written as its parts, any of them left to the environment.
@@ -119,6 +149,8 @@ pub(crate) struct RedisParts<'a> {
     pub password: Option<&'a str>,
     /// TLS (`rediss://`).
     pub ssl: Option<bool>,
+    /// The database number (LiteLLM's `cache_params.db`).
+    pub db: Option<u64>,
 }
 
 /// The Redis URL from a host, port, password and TLS switch, each falling
@@ -148,9 +180,10 @@ pub(crate) fn redis_url_from_parts(parts: RedisParts<'_>, env: &Env) -> Option<S
         .or_else(|| env("REDIS_SSL").and_then(|v| crate::config::lenient::parse_switch(&v)))
         .unwrap_or(false);
     let scheme = if ssl { "rediss" } else { "redis" };
+    let db = parts.db.map(|db| format!("/{db}")).unwrap_or_default();
     Some(match password {
-        Some(pw) => format!("{scheme}://:{}@{host}:{port}", percent_encode(&pw)),
-        None => format!("{scheme}://{host}:{port}"),
+        Some(pw) => format!("{scheme}://:{}@{host}:{port}{db}", percent_encode(&pw)),
+        None => format!("{scheme}://{host}:{port}{db}"),
     })
 }
 

@@ -27,6 +27,9 @@ pub struct CacheParams {
     #[serde(deserialize_with = "port")]
     pub port: Option<u16>,
     pub password: Option<Secret>,
+    /// The Redis database number (0 when unset).
+    #[serde(deserialize_with = "super::lenient::opt_u64")]
+    pub db: Option<u64>,
     /// Connect over TLS (`rediss://`), as a managed Redis needs; also
     /// `REDIS_SSL` in the environment.
     #[serde(deserialize_with = "super::lenient::opt_bool")]

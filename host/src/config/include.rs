@@ -16,10 +16,11 @@ use super::{ConfigError, Problem};
 /// The config key naming the files to include.
 const INCLUDE: &str = "include";
 
-/// Which included file each merged piece of a config came from. Empty
-/// for a config without `include:`.
+/// Which included file each merged piece of a config came from (empty
+/// for a config without `include:`), and the keys an included file
+/// wrote more than once.
 #[derive(Debug, Clone, Default)]
-pub struct Origins(Vec<Origin>);
+pub struct Origins(Vec<Origin>, Vec<String>);
 
 /// One included file's share of a section: the whole section, or the
 /// items `start..start + len` of a list section.
@@ -31,6 +32,12 @@ struct Origin {
 }
 
 impl Origins {
+    /// One warning per key an included file wrote more than once, naming
+    /// the file.
+    pub fn repeated(&self) -> &[String] {
+        &self.1
+    }
+
     /// The included file holding the key at `path` of the merged config,
     /// and the key's path within that file; `None` when the config's own
     /// file holds it.
@@ -122,17 +129,27 @@ pub fn merge(tree: &mut Value, path: &Path) -> Result<Origins, ConfigError> {
     let folder = path.parent().unwrap_or_else(|| Path::new("."));
     for (key, name) in names {
         let file = folder.join(&name);
-        let included = read(&file).map_err(|message| refuse(key, message))?;
+        let (included, repeated) = read(&file).map_err(|message| refuse(key, message))?;
+        origins.1.extend(repeated.iter().map(|key| {
+            format!(
+                "{}: {key}: written more than once; the last one is used, as LiteLLM's \
+                 YAML reader does",
+                file.display()
+            )
+        }));
         extend(sections, included, &file, &mut origins);
     }
     Ok(origins)
 }
 
-/// The sections of one included file.
-fn read(file: &Path) -> Result<Mapping, String> {
+/// The sections of one included file, and the keys it writes more than
+/// once (the last is used, as in the config's own file).
+fn read(file: &Path) -> Result<(Mapping, Vec<String>), String> {
     let shown = file.display();
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let parsed = serde_yaml::from_str::<Value>(&text).and_then(|mut tree| {
+    let mut repeated = Vec::new();
+    let parsed = super::yaml::parse(&text).and_then(|(mut tree, keys)| {
+        repeated = keys;
         tree.apply_merge()?;
         Ok(tree)
     });
@@ -147,7 +164,7 @@ fn read(file: &Path) -> Result<Mapping, String> {
             "{shown} has an include of its own; an included file cannot include others"
         ));
     }
-    Ok(sections)
+    Ok((sections, repeated))
 }
 
 /// Adds `included`'s sections (from `file`) to `sections`: lists extend

@@ -136,8 +136,16 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
         file: file.clone(),
         reason: e.to_string(),
     })?;
+    // LiteLLM refuses an empty config too; on a reload, a file caught
+    // half-written would otherwise take every model away.
     if tree.is_null() {
-        tree = Value::Mapping(Default::default());
+        return Err(ConfigError::invalid(
+            path,
+            vec![Problem::new(
+                ".",
+                "the config is empty; write at least `model_list: []`",
+            )],
+        ));
     }
     // Merge keys (`<<: *defaults`), which LiteLLM's YAML reader applies.
     tree.apply_merge().map_err(|e| ConfigError::Syntax {
@@ -161,6 +169,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<LoadedConfig, Confi
              YAML reader does"
         )
     }));
+    loaded.warnings.extend(origins.repeated().iter().cloned());
     Ok(loaded)
 }
 
@@ -351,6 +360,7 @@ fn load_tree(
     problems.extend(super::guardrails::in_deployments(&config));
     problems.extend(environment_problems(&config, &env));
     problems.extend(message_logging_problem(&config, &env));
+    problems.extend(empty_master_key_variable(&config, &env));
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
     if !problems.is_empty() {
@@ -663,6 +673,28 @@ fn is_within(path: &str, prefix: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
+/// A master key variable that is set but empty (as `export
+/// CONCLAVE_MASTER_KEY=$UNSET` leaves it) where the config names no key:
+/// refused, as an empty `master_key` is, rather than serving anyone.
+fn empty_master_key_variable(config: &Config, env: &Env) -> Option<Problem> {
+    if config.general_settings.master_key.is_some() {
+        return None;
+    }
+    let values = MASTER_KEY_VARIABLES.map(|name| (name, env.get(name)));
+    if values
+        .iter()
+        .any(|(_, v)| v.as_ref().is_some_and(|v| !v.trim().is_empty()))
+    {
+        return None;
+    }
+    let (name, _) = values.iter().find(|(_, v)| v.is_some())?;
+    Some(Problem::new(
+        *name,
+        "is set but empty: an empty master key would leave the gateway open to anyone; \
+         give it a value, or unset it to run without a key",
+    ))
+}
+
 /// Checks that need more than the types: required keys, ranges, known names.
 fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
     check_model_list(config, problems);
@@ -711,6 +743,7 @@ fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
                 ));
             }
         }
+        check_model_info(entry, &at, problems);
         for (j, name) in params.additional_drop_params.iter().enumerate() {
             let why = match name.trim() {
                 "" => "is empty; name a request field to leave out",
@@ -738,6 +771,57 @@ fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
             ));
         }
     }
+}
+
+/// The values of an entry the gateway reads from `model_info` (and its
+/// prices from `litellm_params` too) that would otherwise be passed over
+/// where they cannot be read: a price that is not a number would price
+/// calls at 0, a context window that is not one would check nothing, and
+/// access groups that are not a list would give a key nothing.
+fn check_model_info(entry: &super::ModelEntry, at: &str, problems: &mut Vec<Problem>) {
+    let info = entry.model_info.as_ref();
+    for key in super::params::PRICE_KEYS {
+        let placed = [
+            ("model_info", info.and_then(|i| i.get(*key))),
+            ("litellm_params", entry.litellm_params.extra.get(*key)),
+        ];
+        for (section, value) in placed {
+            if value.is_some_and(|v| !v.is_null() && !is_price(v)) {
+                problems.push(Problem::new(
+                    format!("{at}.{section}.{key}"),
+                    "must be a number of USD of at least 0 (e.g. 0.0000025)",
+                ));
+            }
+        }
+    }
+    if let Some(v) = info.and_then(|i| i.get("max_input_tokens"))
+        && !v.is_null()
+        && v.as_u64().is_none_or(|n| n == 0)
+    {
+        problems.push(Problem::new(
+            format!("{at}.model_info.max_input_tokens"),
+            "must be a whole number of tokens of at least 1",
+        ));
+    }
+    if let Some(v) = info.and_then(|i| i.get("access_groups"))
+        && !v.is_null()
+        && !v
+            .as_sequence()
+            .is_some_and(|groups| groups.iter().all(Value::is_string))
+    {
+        problems.push(Problem::new(
+            format!("{at}.model_info.access_groups"),
+            "must be a list of group names (e.g. [beta])",
+        ));
+    }
+}
+
+/// A price as the price book reads it: a non-negative number, or a string
+/// holding one.
+fn is_price(v: &Value) -> bool {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .is_some_and(|n: f64| n.is_finite() && n >= 0.0)
 }
 
 /// A deployment's `extra_body`: a mapping of request fields, none of them
@@ -857,11 +941,8 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
     let ls = &config.litellm_settings;
     let gs = &config.general_settings;
     for (key, value) in [
-        ("router_settings.timeout", rs.timeout),
-        ("router_settings.stream_timeout", rs.stream_timeout),
         ("router_settings.cooldown_time", rs.cooldown_time),
         ("router_settings.retry_after", rs.retry_after),
-        ("litellm_settings.request_timeout", ls.request_timeout),
         ("litellm_settings.cooldown_time", ls.cooldown_time),
         (
             "routing_strategy_args.lowest_latency_buffer",
@@ -884,8 +965,12 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(key, why));
         }
     }
-    // Waits that zero would turn into "refuse at once".
+    // Waits that zero would turn into "refuse at once" (a call given no
+    // time at all fails every attempt).
     for (key, value) in [
+        ("router_settings.timeout", rs.timeout),
+        ("router_settings.stream_timeout", rs.stream_timeout),
+        ("litellm_settings.request_timeout", ls.request_timeout),
         (
             "general_settings.proxy_batch_write_at",
             gs.proxy_batch_write_at,
@@ -1288,6 +1373,70 @@ mod tests {
         assert!(
             load_text("general_settings:\n  proxy_batch_write_at: 10\nmodel_list: []\n").is_ok()
         );
+    }
+
+    #[test]
+    fn an_empty_master_key_variable_is_refused_rather_than_leaving_the_gateway_open() {
+        let err = load_text("environment_variables:\n  LITELLM_MASTER_KEY: ''\nmodel_list: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LITELLM_MASTER_KEY: is set but empty"),
+            "{err}"
+        );
+        let keyed = "environment_variables:\n  LITELLM_MASTER_KEY: ''\n\
+                     general_settings:\n  master_key: sk-1\nmodel_list: []\n";
+        assert!(load_text(keyed).is_ok(), "the config's key is the one used");
+    }
+
+    #[test]
+    fn prices_context_windows_and_access_groups_that_cannot_be_read_are_refused() {
+        let err = load_text(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_key: k, input_cost_per_token: abc}\n    model_info: {input_cost_per_token: '0.001 ', output_cost_per_token: '$0.002', max_input_tokens: 1k, access_groups: beta}\n  - model_name: b\n    litellm_params: {model: openai/b, api_key: k}\n    model_info: {input_cost_per_token: -0.001, output_cost_per_token: .nan}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for path in [
+            "model_list[0].litellm_params.input_cost_per_token",
+            "model_list[0].model_info.output_cost_per_token",
+            "model_list[0].model_info.max_input_tokens",
+            "model_list[0].model_info.access_groups",
+            "model_list[1].model_info.input_cost_per_token",
+            "model_list[1].model_info.output_cost_per_token",
+        ] {
+            assert!(err.contains(path), "{path}: {err}");
+        }
+        assert!(
+            !err.contains("model_list[0].model_info.input_cost_per_token"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_config_is_refused() {
+        for empty in ["", "# only a comment\n", "~\n"] {
+            let err = load_text(empty).unwrap_err().to_string();
+            assert!(err.contains("the config is empty"), "{empty:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_timeout_of_zero_is_refused_where_it_is_written() {
+        for (section, key) in [
+            ("router_settings", "timeout"),
+            ("router_settings", "stream_timeout"),
+            ("litellm_settings", "request_timeout"),
+        ] {
+            let err = load_text(&format!("{section}:\n  {key}: 0\nmodel_list: []\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "{section}.{key}: must be a positive number of seconds"
+                )),
+                "{key}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub async fn execute(
     let routed = super::metered::router_aliased(gateway, req);
     let req = routed.as_ref().unwrap_or(req);
     let profile = gateway.strategies.profile_for(&req.model).cloned();
+    if profile.is_some() {
+        ctx.request.meter.count_composite(&req.model);
+    }
     if profile.is_some() && endpoint != Endpoint::ChatCompletions {
         return Err(ApiError::invalid(
             format!(
@@ -309,6 +312,7 @@ async fn composite(
         o.profile = Some(profile.plan.name.as_str().into());
         o.model_group = Some(req.model.as_str().into());
     });
+    outcome.cost_of_run(&ctx.request);
     let mut headers = HeaderMap::new();
     put(&mut headers, STRATEGY, &profile.plan.name);
     put(&mut headers, MODEL_GROUP, &req.model);

@@ -241,7 +241,13 @@ fn list_page(mut items: Vec<Value>, query: &ListQuery) -> Result<Value, ApiError
         Some(after) => items
             .iter()
             .rposition(|item| item["id"] == after.as_str())
-            .map_or(items.len(), |i| i + 1),
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    format!("no input item of this response has the id {after:?}"),
+                    Some("after"),
+                )
+            })?,
         None => 0,
     };
     let rest = items.get(start..).unwrap_or_default();

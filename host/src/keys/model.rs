@@ -387,6 +387,11 @@ pub struct SpendRow {
     pub completion_tokens: u64,
     /// Cost in USD.
     pub spend: f64,
+    /// A composite request's cost, its sub-calls' (whose own rows carry
+    /// it): counted only toward the key's per-model spend under the
+    /// composite's name, so a per-model budget on that name holds. Not a
+    /// spend-log column.
+    pub composite_cost: f64,
     /// HTTP status of the answer.
     pub status: u16,
     /// Served from the response cache.
@@ -447,6 +452,7 @@ impl SpendRow {
             prompt_tokens: 0,
             completion_tokens: 0,
             spend: 0.0,
+            composite_cost: 0.0,
             status: 200,
             cache_hit: false,
             started_at: SystemTime::UNIX_EPOCH,

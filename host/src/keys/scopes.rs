@@ -124,6 +124,17 @@ pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
     out
 }
 
+/// The per-model scopes alone of `principal`'s levels for `model`: what a
+/// composite model's sub-calls count toward besides their own models, so
+/// that a per-model budget or token limit on the composite's name holds.
+pub fn model_scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
+    levels(principal)
+        .into_iter()
+        .flatten()
+        .filter_map(|record| model_scope(&record, model, period_of(record.limits)))
+        .collect()
+}
+
 /// The scopes of a call by `end_user` to `model` under `limits` (its
 /// budget's, or the default of end users without one).
 pub fn end_user_scopes<'a>(

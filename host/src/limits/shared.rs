@@ -569,6 +569,7 @@ mod tests {
                 url: redis_url(),
                 namespace: namespace.clone(),
                 budget: Duration::from_secs(2),
+                source: "test",
             })
             .await
             .ok()?;
@@ -693,6 +694,7 @@ mod tests {
             url: relay.url.clone(),
             namespace,
             budget: Duration::from_millis(200),
+            source: "test",
         })
         .await
         .unwrap();
@@ -948,6 +950,7 @@ mod tests {
             url: "redis://127.0.0.1:1".into(),
             namespace: "conclave-unit-closed".into(),
             budget: Duration::from_millis(100),
+            source: "test",
         })
         .await
         .unwrap();

@@ -39,6 +39,9 @@ pub struct Meter {
     end_user: OnceLock<CountedEndUser>,
     /// Set by admission when the gateway has a budget.
     proxy: OnceLock<Scope<'static>>,
+    /// The composite model a request runs, whose per-model limits its
+    /// sub-calls count toward too.
+    composite: OnceLock<String>,
 }
 
 impl Default for Meter {
@@ -73,7 +76,14 @@ impl Meter {
             refused: OnceLock::new(),
             end_user: OnceLock::new(),
             proxy: OnceLock::new(),
+            composite: OnceLock::new(),
         }
+    }
+
+    /// Counts the request's calls toward the per-model limits of
+    /// `model`, the composite model it runs (the first one set stays).
+    pub fn count_composite(&self, model: &str) {
+        let _ = self.composite.set(model.to_owned());
     }
 
     /// Counts the request's calls for `end_user` too, under `limits` (a
@@ -95,6 +105,11 @@ impl Meter {
             Some(p) => scopes::scopes(p, model),
             None => Vec::new(),
         };
+        if let (Some(p), Some(composite)) = (caller.principal(), self.composite.get())
+            && composite != model
+        {
+            out.extend(scopes::model_scopes(p, composite));
+        }
         if let Some(counted) = self.end_user.get() {
             out.extend(scopes::end_user_scopes(
                 &counted.end_user,

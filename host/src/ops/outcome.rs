@@ -239,6 +239,9 @@ pub struct PendingOutcome {
     outcomes: Outcomes,
     /// The call's attempt log, taken into the outcome when it is emitted.
     attempts: Option<Arc<AttemptLog>>,
+    /// A composite request's context, whose meter's total is its cost when
+    /// it is emitted, however the run ended.
+    run_cost: Option<Arc<super::RequestContext>>,
 }
 
 impl PendingOutcome {
@@ -304,6 +307,7 @@ impl PendingOutcome {
             started,
             outcomes: request.outcomes.clone(),
             attempts: ctx.attempts.clone(),
+            run_cost: None,
         }
     }
 
@@ -338,8 +342,22 @@ impl PendingOutcome {
     fn send(&mut self) {
         if let Some(mut outcome) = self.outcome.take() {
             outcome.latency = self.started.elapsed();
+            if let Some(request) = &self.run_cost {
+                outcome.cost = Some(request.meter.total());
+            }
             if let (Some(log), Some(logged)) = (&self.attempts, &mut outcome.logged) {
                 (logged.attempts, logged.attempts_omitted) = log.take();
+                // A request the client left while the router was retrying
+                // never told its outcome how far it got: the log did.
+                let made = u32::try_from(logged.attempts.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(logged.attempts_omitted);
+                if made > outcome.attempts {
+                    outcome.attempts = made;
+                    if outcome.model_group.is_none() {
+                        outcome.model_group = logged.attempts.last().map(|a| a.group.clone());
+                    }
+                }
             }
             self.outcomes.emit(outcome);
         }
@@ -359,6 +377,14 @@ impl OutcomeHandle {
         Self(Arc::new(Mutex::new(PendingOutcome::request(
             ctx, "", false,
         ))))
+    }
+
+    /// Makes a composite request's cost, when it is emitted, what its
+    /// sub-calls were charged in all (a run that failed or was left too).
+    pub fn cost_of_run(&self, request: &Arc<super::RequestContext>) {
+        if let Ok(mut pending) = self.0.lock() {
+            pending.run_cost = Some(request.clone());
+        }
     }
 
     /// Changes the record under the lock.

@@ -39,6 +39,21 @@ fn object_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
         ))
     })?;
     match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        // Skipping a string does not pair its surrogate escapes either: an
+        // event with any is read whole, so a lone half (`\ud83d`, from a
+        // server that cut a string between the two) is refused here rather
+        // than dropped by a translation that cannot read it.
+        Ok(_) if has_surrogate_escape(&payload) => {
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(Value::Object(_)) => Ok(payload),
+                Ok(_) => Err(UpstreamError::Protocol(
+                    "the upstream sent a stream event that is JSON but not an object".into(),
+                )),
+                Err(e) => Err(UpstreamError::Protocol(format!(
+                    "the upstream sent a stream event that is not valid JSON ({e})"
+                ))),
+            }
+        }
         Ok(_) if crate::ops::is_object_text(text) => Ok(payload),
         Ok(_) => Err(UpstreamError::Protocol(
             "the upstream sent a stream event that is JSON but not an object".into(),
@@ -47,6 +62,23 @@ fn object_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
             "the upstream sent a stream event that is not JSON ({e})"
         ))),
     }
+}
+
+/// Whether `payload` holds a `\uD800`-`\uDFFF` escape (half of a
+/// surrogate pair).
+fn has_surrogate_escape(payload: &[u8]) -> bool {
+    static ESCAPE: Needle = Needle::new(b"\\u");
+    let mut rest = payload;
+    while let Some(end) = ESCAPE.end_in(rest) {
+        rest = &rest[end..];
+        if let [first, second, ..] = rest
+            && first.eq_ignore_ascii_case(&b'd')
+            && matches!(second.to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f')
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Decodes a byte stream of SSE into payloads. Ends cleanly at `data: [DONE]`,
@@ -666,8 +698,11 @@ mod tests {
     #[test]
     fn a_stream_event_must_be_json_in_utf8() {
         assert!(object_event(Bytes::from_static(br#"{"a":"b"}"#)).is_ok());
+        assert!(object_event(Bytes::from_static(br#"{"a":"\ud83d\ude00 \u00e9"}"#)).is_ok());
         for bad in [
-            &b"{notjson"[..],
+            &br#"{"a":"A\ud83d"}"#[..],
+            br#"{"a":"\uDE00B"}"#,
+            b"{notjson",
             b"plain text",
             b"{\"a\":\"\xff\xfe\"}",
             b"42",

@@ -120,6 +120,9 @@ pub enum AdminError {
 /// One admin change, as it is persisted.
 enum Edit<'a> {
     Put(&'a Registration),
+    /// A registration under an id of its own that no other may have
+    /// (LiteLLM's `/model/new`).
+    Add(&'a Registration),
     /// The deployment ids removed, all of one model name.
     Delete(&'a str, Vec<String>),
 }
@@ -127,7 +130,7 @@ enum Edit<'a> {
 impl Edit<'_> {
     fn model_name(&self) -> &str {
         match self {
-            Edit::Put(r) => &r.model_name,
+            Edit::Put(r) | Edit::Add(r) => &r.model_name,
             Edit::Delete(name, _) => name,
         }
     }
@@ -378,11 +381,29 @@ impl Control {
         {
             return Err(AdminError::IdTaken(id));
         }
+        // One more deployment of a composite model's name would never be
+        // called: the name runs its profile.
+        if new_only
+            && self
+                .gateway()
+                .strategies
+                .profile_for(&registration.model_name)
+                .is_some()
+        {
+            return Err(AdminError::Conflict(format!(
+                "model {:?} is a composite model: a deployment under its name would never be \
+                 called; register it under a name of its own",
+                registration.model_name
+            )));
+        }
         let mut overlay = layers.overlay.clone();
         let replaced = overlay.upsert(registration.clone());
-        let generation = self
-            .apply_overlay(&mut layers, overlay, Edit::Put(&registration))
-            .await?;
+        let edit = if new_only && registration.id.is_some() {
+            Edit::Add(&registration)
+        } else {
+            Edit::Put(&registration)
+        };
+        let generation = self.apply_overlay(&mut layers, overlay, edit).await?;
         tracing::info!(
             model_name = %registration.model_name,
             deployment = %registration.deployment_id(),
@@ -602,6 +623,11 @@ impl Control {
         if let Some(stored) = &self.options.stored {
             return match edit {
                 Edit::Put(registration) => stored.save(registration).await,
+                Edit::Add(registration) => match stored.add(registration).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => return Err(AdminError::IdTaken(registration.deployment_id())),
+                    Err(e) => Err(e),
+                },
                 Edit::Delete(_, ids) => stored.delete(ids).await,
             }
             .map_err(AdminError::Failed);

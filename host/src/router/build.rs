@@ -593,9 +593,18 @@ pub(super) fn warn_unknown_fallbacks(router: &Router, cfg: &Config, found: &mut 
                 "fallbacks for {group:?}: it is a composite model, whose \
                  failures the router does not fall back from; the entry is not used"
             ));
+        } else if !known(group) {
+            found.warn(format_args!(
+                "fallbacks for {group:?}: no model_list entry serves it, so the entry is not used"
+            ));
         }
         for t in targets.iter() {
-            if composite.contains(&t.as_str()) {
+            if t == group {
+                found.warn(format_args!(
+                    "fallbacks for {group:?} name the group itself, which has failed already; \
+                     it is skipped"
+                ));
+            } else if composite.contains(&t.as_str()) {
                 found.warn(format_args!(
                     "fallbacks for {group:?} name {t:?}, a composite model: \
                      the router falls back only to plain model groups, so it is skipped"

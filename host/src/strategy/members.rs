@@ -40,8 +40,9 @@ impl Members {
         }
         if !router.serves(model) {
             return Some(format!(
-                "model {model:?} is not one of this profile's models and no public model \
-                 has that name: a request may name only models its caller could call itself"
+                "model {model:?} is not one of this profile's models, and the router serves no \
+                 model of that name (a composite model cannot be another's member): a request \
+                 may name only models its caller could call itself"
             ));
         }
         let principal = caller.principal()?;

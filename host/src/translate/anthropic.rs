@@ -39,7 +39,7 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
     }
     copy(body, "stop_sequences", &mut chat, "stop");
     copy(&body["metadata"], "user_id", &mut chat, "user");
-    if let Some(effort) = thinking_effort(&body["thinking"]) {
+    if let Some(effort) = thinking_effort(&body["thinking"])? {
         chat.insert("reasoning_effort".into(), json!(effort));
     }
     if let Some(format) = output_schema(body)? {
@@ -231,14 +231,26 @@ fn assistant_to_chat(blocks: &[Value], native: bool) -> Result<Value, TranslateE
     for block in blocks {
         match block["type"].as_str() {
             Some("text") => text.push_str(required_str(block, "text", "text block", "messages")?),
-            Some("tool_use") => calls.push(json!({
-                "id": required_str(block, "id", "tool_use block", "messages")?,
-                "type": "function",
-                "function": {
-                    "name": required_str(block, "name", "tool_use block", "messages")?,
-                    "arguments": block.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
-                },
-            })),
+            Some("tool_use") => {
+                let input = match block.get("input") {
+                    None | Some(Value::Null) => "{}".to_owned(),
+                    Some(input @ Value::Object(_)) => input.to_string(),
+                    Some(_) => {
+                        return Err(TranslateError::new(
+                            "a tool_use block's input must be an object",
+                            "messages",
+                        ));
+                    }
+                };
+                calls.push(json!({
+                    "id": required_str(block, "id", "tool_use block", "messages")?,
+                    "type": "function",
+                    "function": {
+                        "name": required_str(block, "name", "tool_use block", "messages")?,
+                        "arguments": input,
+                    },
+                }));
+            }
             // A model's own reasoning is not sent back to a chat model.
             Some("thinking" | "redacted_thinking") => {}
             other => untranslatable(other, native)?,
@@ -369,11 +381,24 @@ fn document_part(block: &Value) -> Result<Value, TranslateError> {
         (Some("content"), _) => {
             let text = match &source["content"] {
                 Value::String(s) => s.clone(),
-                Value::Array(blocks) => blocks
-                    .iter()
-                    .filter_map(|b| b["text"].as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                Value::Array(blocks) => {
+                    let mut texts = Vec::with_capacity(blocks.len());
+                    for b in blocks {
+                        texts.push(
+                            b["text"]
+                                .as_str()
+                                .filter(|_| b["type"] == "text")
+                                .ok_or_else(|| {
+                                    TranslateError::new(
+                                        "a document's content source may hold only text blocks \
+                                     for a model that is not an Anthropic one",
+                                        "messages",
+                                    )
+                                })?,
+                        );
+                    }
+                    texts.join("\n")
+                }
                 _ => String::new(),
             };
             Ok(json!({"type": "text", "text": titled(text)}))
@@ -384,7 +409,7 @@ fn document_part(block: &Value) -> Result<Value, TranslateError> {
                 "filename": block["title"].as_str().unwrap_or("document.pdf"),
                 "file_data": format!(
                     "data:application/pdf;base64,{}",
-                    source["data"].as_str().unwrap_or_default()
+                    base64_data(source, "document")?
                 ),
             },
         })),
@@ -396,15 +421,32 @@ fn document_part(block: &Value) -> Result<Value, TranslateError> {
     }
 }
 
+/// A base64 source's `data`, which must be there.
+fn base64_data<'a>(source: &'a Value, what: &str) -> Result<&'a str, TranslateError> {
+    source["data"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            TranslateError::new(
+                format!("a {what}'s base64 source needs its data"),
+                "messages",
+            )
+        })
+}
+
 /// An image block's source as a chat `image_url` part (base64 becomes a data URL).
 fn image_part(source: &Value) -> Result<Value, TranslateError> {
     let url = match source["type"].as_str() {
         Some("base64") => format!(
             "data:{};base64,{}",
             source["media_type"].as_str().unwrap_or("image/png"),
-            source["data"].as_str().unwrap_or_default()
+            base64_data(source, "image")?
         ),
-        Some("url") => source["url"].as_str().unwrap_or_default().to_owned(),
+        Some("url") => source["url"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| TranslateError::new("an image's url source needs its url", "messages"))?
+            .to_owned(),
         _ => {
             return Err(TranslateError::new(
                 "image source must be of type base64 or url",
@@ -503,23 +545,35 @@ fn output_schema(body: &Value) -> Result<Option<Value>, TranslateError> {
 
 /// Extended thinking as an OpenAI reasoning effort: by budget, under 4096
 /// tokens `low`, under 16384 `medium`, else `high`; disabled is dropped.
-fn thinking_effort(thinking: &Value) -> Option<&'static str> {
+/// Enabled without a budget is refused, as Anthropic refuses it.
+fn thinking_effort(thinking: &Value) -> Result<Option<&'static str>, TranslateError> {
     if thinking["type"].as_str() != Some("enabled") {
-        return None;
+        return Ok(None);
     }
-    Some(match thinking["budget_tokens"].as_u64().unwrap_or(0) {
+    let Some(budget) = thinking["budget_tokens"].as_u64() else {
+        return Err(TranslateError::new(
+            "thinking.budget_tokens is required (a whole number of tokens) when thinking is enabled",
+            "thinking.budget_tokens",
+        ));
+    };
+    Ok(Some(match budget {
         0..4096 => "low",
         4096..16384 => "medium",
         _ => "high",
-    })
+    }))
 }
 
-/// Anthropic's `stop_reason` for a chat `finish_reason`.
-pub fn stop_reason(finish_reason: Option<&str>) -> &'static str {
+/// Anthropic's `stop_reason` for a chat `finish_reason`, for an answer
+/// that `called` a tool or `refused`. Some servers finish a tool call with
+/// `stop`: a `tool_use` block still stops for the tool, or Anthropic's
+/// clients would not run it.
+pub fn stop_reason(finish_reason: Option<&str>, called: bool, refused: bool) -> &'static str {
     match finish_reason {
         Some("length") => "max_tokens",
         Some("tool_calls" | "function_call") => "tool_use",
         Some("content_filter") => "refusal",
+        _ if refused => "refusal",
+        _ if called => "tool_use",
         _ => "end_turn",
     }
 }
@@ -534,6 +588,9 @@ pub fn answer_from_chat(chat: &Value, model: &str, id: &str) -> Value {
     }
     if !answer.content.is_empty() {
         content.push(json!({"type": "text", "text": answer.content}));
+    }
+    if !answer.refusal.is_empty() {
+        content.push(json!({"type": "text", "text": answer.refusal}));
     }
     for (index, (call_id, name, arguments)) in answer.tool_calls.iter().enumerate() {
         // An upstream that gives a call no id gets one, as in a stream: a
@@ -555,7 +612,11 @@ pub fn answer_from_chat(chat: &Value, model: &str, id: &str) -> Value {
         "role": "assistant",
         "model": chat["model"].as_str().unwrap_or(model),
         "content": content,
-        "stop_reason": stop_reason(answer.finish_reason.as_deref()),
+        "stop_reason": stop_reason(
+            answer.finish_reason.as_deref(),
+            !answer.tool_calls.is_empty(),
+            !answer.refusal.is_empty(),
+        ),
         "stop_sequence": null,
         "usage": answer.usage.anthropic(),
     })
@@ -635,6 +696,10 @@ pub struct MessagesStream {
     finish_reason: Option<String>,
     usage: TokenUsage,
     calls: super::CallOrder,
+    /// A tool call was given.
+    called: bool,
+    /// The model refused (its refusal is given as text).
+    refused: bool,
 }
 
 impl MessagesStream {
@@ -649,6 +714,8 @@ impl MessagesStream {
             finish_reason: None,
             usage: TokenUsage::default(),
             calls: super::CallOrder::default(),
+            called: false,
+            refused: false,
         }
     }
 
@@ -682,6 +749,10 @@ impl MessagesStream {
         let mut events = Vec::new();
         self.calls.hold_prose(&mut chunk);
         self.prose(chunk.reasoning, chunk.content, &mut events);
+        if let Some(refusal) = chunk.refusal {
+            self.refused = true;
+            self.prose(None, Some(refusal), &mut events);
+        }
         for call in self.calls.take(chunk.tool_calls) {
             self.tool_delta(call, &mut events);
         }
@@ -708,7 +779,10 @@ impl MessagesStream {
             "message_delta",
             json!({
                 "type": "message_delta",
-                "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
+                "delta": {
+                    "stop_reason": stop_reason(self.finish_reason.as_deref(), self.called, self.refused),
+                    "stop_sequence": null,
+                },
                 "usage": self.usage.anthropic(),
             }),
         ));
@@ -740,6 +814,7 @@ impl MessagesStream {
     /// One piece of a tool call: its block (started with its id and name
     /// when it is not the open one); its arguments are kept for the end.
     fn tool_delta(&mut self, call: super::ToolCallDelta, events: &mut Vec<Event>) {
+        self.called = true;
         let (id, name) = (call.id, call.name);
         let base = self.id.trim_start_matches("msg_").to_owned();
         let index = call.index.unwrap_or_default();
@@ -809,6 +884,31 @@ mod tests {
             (529, "overloaded_error"),
         ] {
             assert_eq!(error_type(status), kind, "{status}");
+        }
+    }
+
+    #[test]
+    fn what_a_chat_model_cannot_be_given_is_refused_not_dropped() {
+        let user = |content: Value| json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": content}]});
+        let refused = [
+            user(
+                json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png"}}]),
+            ),
+            user(json!([{"type": "image", "source": {"type": "url"}}])),
+            user(
+                json!([{"type": "document", "source": {"type": "content", "content": [
+                {"type": "text", "text": "C1"},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}}]),
+            ),
+            json!({"model": "m", "max_tokens": 10, "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": "notobj"}]},
+            ]}),
+            json!({"model": "m", "max_tokens": 10, "thinking": {"type": "enabled"},
+                   "messages": [{"role": "user", "content": "hi"}]}),
+        ];
+        for body in refused {
+            assert!(request_to_chat(&body, false).is_err(), "{body}");
         }
     }
 

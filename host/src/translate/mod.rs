@@ -61,6 +61,8 @@ impl Event {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ChunkDelta {
     pub content: Option<String>,
+    /// The model's refusal (OpenAI's `refusal`, in place of content).
+    pub refusal: Option<String>,
     pub reasoning: Option<String>,
     /// Signed thinking blocks (LiteLLM's `thinking_blocks`), as an
     /// Anthropic upstream's stream gives each when it ends.
@@ -138,7 +140,11 @@ impl CallOrder {
             let held = self.held.entry(index).or_default();
             held.index = Some(index);
             held.id = held.id.take().or(call.id);
-            held.name = held.name.take().or(call.name);
+            // A name may come in pieces too, as OpenAI's SDK joins them.
+            held.name = match (held.name.take(), call.name) {
+                (Some(first), Some(more)) => Some(first + &more),
+                (first, more) => first.or(more),
+            };
             held.arguments.push_str(&call.arguments);
             if self.open.is_none()
                 && !held.arguments.is_empty()
@@ -185,19 +191,26 @@ impl CallOrder {
     }
 }
 
-/// Reads a chunk payload; `None` for one that is not a JSON object (a
-/// translator skips it, as a chat client would).
+/// Reads a chunk payload; `None` for one that is not a JSON object. Only
+/// the first choice (index 0) is read: the translated APIs answer with
+/// one, as a translated answer that is not streamed keeps the first.
 pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
     let chunk: Value = serde_json::from_slice(payload).ok()?;
     let mut out = ChunkDelta {
         usage: usage_of(&chunk),
         ..ChunkDelta::default()
     };
-    let Some(choice) = chunk["choices"].get(0) else {
+    let first = chunk["choices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["index"].as_u64().unwrap_or(0) == 0);
+    let Some(choice) = first else {
         return Some(out);
     };
     let delta = &choice["delta"];
     out.content = non_empty(&delta["content"]);
+    out.refusal = non_empty(&delta["refusal"]);
     out.reasoning = non_empty(reasoning_of(delta));
     out.thinking_blocks = thinking_blocks_of(delta);
     out.finish_reason = choice["finish_reason"].as_str().map(str::to_owned);
@@ -286,6 +299,8 @@ pub fn usage_of(chat: &Value) -> Option<TokenUsage> {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ChatAnswer {
     pub content: String,
+    /// The model's refusal (OpenAI's `refusal`), empty when none.
+    pub refusal: String,
     pub reasoning: String,
     pub thinking_blocks: Vec<Value>,
     pub tool_calls: Vec<(String, String, String)>,
@@ -315,6 +330,7 @@ impl ChatAnswer {
             .collect();
         Self {
             content: text_of(&message["content"]),
+            refusal: message["refusal"].as_str().unwrap_or_default().to_owned(),
             reasoning: reasoning_of(message)
                 .as_str()
                 .unwrap_or_default()

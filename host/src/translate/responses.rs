@@ -134,6 +134,14 @@ fn check_fields(body: &Value) -> Result<(), TranslateError> {
     if body["model"].as_str().is_none_or(str::is_empty) {
         return Err(TranslateError::new("model must be a model name", "model"));
     }
+    // The model would answer without the conversation's earlier turns.
+    if !body["conversation"].is_null() {
+        return Err(TranslateError::new(
+            "conversation is not supported here; continue an answer with \
+             previous_response_id, or send the earlier turns in input",
+            "conversation",
+        ));
+    }
     check_kinds(
         body,
         &[
@@ -315,11 +323,7 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateEr
                     .push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
             }
         }
-        Some("function_call_output") => messages.push(json!({
-            "tool_call_id": required_text(item, "function_call_output", "call_id")?,
-            "role": "tool",
-            "content": output_text(&item["output"]),
-        })),
+        Some("function_call_output") => tool_output(messages, item)?,
         // Signed thinking the gateway gave an earlier answer goes back with
         // the assistant turn that follows it, as Anthropic needs it.
         Some("reasoning") => {
@@ -403,19 +407,7 @@ fn message_item(item: &Value) -> Result<Value, TranslateError> {
                 let text = required_text(part, kind, "text")?;
                 out.push(json!({"type": "text", "text": text}));
             }
-            Some("input_image") => {
-                if !part["image_url"].is_string() {
-                    return Err(TranslateError::new(
-                        "an input_image needs an image_url (a URL or a data: URL); \
-                         file_id images are not supported",
-                        "input",
-                    ));
-                }
-                let mut image = Map::new();
-                copy(part, "image_url", &mut image, "url");
-                copy(part, "detail", &mut image, "detail");
-                out.push(json!({"type": "image_url", "image_url": image}));
-            }
+            Some("input_image") => out.push(image_part(part)?),
             // A refusal replayed from an earlier answer is that answer's text.
             Some("refusal") => {
                 out.push(json!({"type": "text", "text": part["refusal"]}));
@@ -437,11 +429,85 @@ fn message_item(item: &Value) -> Result<Value, TranslateError> {
     Ok(json!({"role": role, "content": out}))
 }
 
-/// A function call's output as text: a string, or its text parts joined.
+/// An `input_image` part as chat's `image_url` part.
+fn image_part(part: &Value) -> Result<Value, TranslateError> {
+    if !part["image_url"].is_string() {
+        return Err(TranslateError::new(
+            "an input_image needs an image_url (a URL or a data: URL); \
+             file_id images are not supported",
+            "input",
+        ));
+    }
+    let mut image = Map::new();
+    copy(part, "image_url", &mut image, "url");
+    copy(part, "detail", &mut image, "detail");
+    Ok(json!({"type": "image_url", "image_url": image}))
+}
+
+/// A `function_call_output` as chat's tool message, and the images it
+/// holds, which a tool message cannot: they go in a user message after the
+/// turn's tool messages (as the Messages translation does).
+fn tool_output(messages: &mut Vec<Value>, item: &Value) -> Result<(), TranslateError> {
+    let call_id = required_text(item, "function_call_output", "call_id")?;
+    let mut images = Vec::new();
+    let content = match &item["output"] {
+        Value::Array(parts) => {
+            let mut texts = Vec::new();
+            for part in parts {
+                match part["type"].as_str() {
+                    Some(kind @ ("input_text" | "output_text" | "text")) => {
+                        texts.push(required_text(part, kind, "text")?);
+                    }
+                    Some("input_image") => images.push(image_part(part)?),
+                    other => {
+                        return Err(TranslateError::new(
+                            format!(
+                                "a function_call_output part of type {} is not supported \
+                                 (text and input_image are)",
+                                other.map_or("(none)".to_owned(), |o| format!("{o:?}"))
+                            ),
+                            "input",
+                        ));
+                    }
+                }
+            }
+            texts.join("\n")
+        }
+        other => output_text(other),
+    };
+    let tool = json!({"tool_call_id": call_id, "role": "tool", "content": content});
+    // An earlier output's images already follow this turn's tool messages.
+    let n = messages.len();
+    let images_held =
+        n >= 2 && messages[n - 2]["role"] == "tool" && is_image_carrier(&messages[n - 1]);
+    if images_held {
+        messages.insert(n - 1, tool);
+        if let Some(parts) = messages[n]["content"].as_array_mut() {
+            parts.extend(images);
+        }
+    } else {
+        messages.push(tool);
+        if !images.is_empty() {
+            messages.push(json!({"role": "user", "content": images}));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `message` is a user message of images alone: the one a turn's
+/// tool outputs put their images in.
+fn is_image_carrier(message: &Value) -> bool {
+    message["role"] == "user"
+        && message["content"]
+            .as_array()
+            .is_some_and(|parts| parts.iter().all(|p| p["type"] == "image_url"))
+}
+
+/// A function call's output that is not a list of parts, as text: a
+/// string as it is, any other JSON written out.
 fn output_text(output: &Value) -> String {
     match output {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
         other => other.to_string(),
     }
 }
@@ -667,7 +733,15 @@ pub fn answer_from_chat(chat: &Value, envelope: &Envelope) -> Value {
             &answer.thinking_blocks,
         ));
     }
-    if !answer.content.is_empty() || answer.tool_calls.is_empty() {
+    if !answer.refusal.is_empty() {
+        output.push(refusal_output(
+            envelope.item_id("msg", output.len()),
+            &answer.refusal,
+            "completed",
+        ));
+    }
+    let nothing_else = answer.tool_calls.is_empty() && answer.refusal.is_empty();
+    if !answer.content.is_empty() || nothing_else {
         output.push(message_output(
             envelope.item_id("msg", output.len()),
             &answer.content,
@@ -738,6 +812,18 @@ fn message_output(id: String, text: &str, status: &str) -> Value {
     })
 }
 
+fn refusal_part(refusal: &str) -> Value {
+    json!({"type": "refusal", "refusal": refusal})
+}
+
+/// A message whose content is the model's refusal, as OpenAI gives one.
+fn refusal_output(id: String, refusal: &str, status: &str) -> Value {
+    json!({
+        "type": "message", "id": id, "status": status, "role": "assistant",
+        "content": [refusal_part(refusal)],
+    })
+}
+
 fn function_call_item(
     id: String,
     call_id: &str,
@@ -759,6 +845,10 @@ enum Open {
         thinking: Vec<Value>,
     },
     Message {
+        text: String,
+    },
+    /// A message holding the model's refusal.
+    Refusal {
         text: String,
     },
     /// A function call, by its index in the chat choice.
@@ -845,6 +935,9 @@ impl ResponsesStream {
         }
         if let Some(delta) = chunk.content {
             self.text_delta(&delta, &mut events);
+        }
+        if let Some(delta) = chunk.refusal {
+            self.refusal_delta(&delta, &mut events);
         }
         for call in self.calls.take(chunk.tool_calls) {
             self.call_delta(call, &mut events);
@@ -956,6 +1049,28 @@ impl ResponsesStream {
         events.push(self.event("response.output_text.delta", data));
     }
 
+    fn refusal_delta(&mut self, delta: &str, events: &mut Vec<Event>) {
+        if !matches!(self.open, Some(Open::Refusal { .. })) {
+            self.close(events);
+            let id = self.current_id("msg");
+            let mut item = refusal_output(id.clone(), "", "in_progress");
+            item["content"] = json!([]);
+            self.added(item, events);
+            let data = json!({"item_id": id, "output_index": self.output.len(), "content_index": 0, "part": refusal_part("")});
+            events.push(self.event("response.content_part.added", data));
+            self.open = Some(Open::Refusal {
+                text: String::new(),
+            });
+        }
+        if let Some(Open::Refusal { text }) = &mut self.open {
+            text.push_str(delta);
+        }
+        self.kept = self.kept.saturating_add(delta.len());
+        let id = self.current_id("msg");
+        let data = json!({"item_id": id, "output_index": self.output.len(), "content_index": 0, "delta": delta});
+        events.push(self.event("response.refusal.delta", data));
+    }
+
     fn call_delta(&mut self, call: super::ToolCallDelta, events: &mut Vec<Event>) {
         let call_index = call.index.unwrap_or_default();
         let same = matches!(&self.open, Some(Open::Call { index, .. }) if *index == call_index);
@@ -1006,6 +1121,14 @@ impl ResponsesStream {
                 let data = json!({"item_id": id, "output_index": output_index, "content_index": 0, "part": output_text_part(&text)});
                 events.push(self.event("response.content_part.done", data));
                 message_output(id, &text, self.item_status)
+            }
+            Open::Refusal { text } => {
+                let id = self.current_id("msg");
+                let data = json!({"item_id": id, "output_index": output_index, "content_index": 0, "refusal": text});
+                events.push(self.event("response.refusal.done", data));
+                let data = json!({"item_id": id, "output_index": output_index, "content_index": 0, "part": refusal_part(&text)});
+                events.push(self.event("response.content_part.done", data));
+                refusal_output(id, &text, self.item_status)
             }
             Open::Call {
                 call_id,
@@ -1351,5 +1474,42 @@ mod tests {
         stream.push(br#"{"choices":[{"index":0,"delta":{"content":"abcd"}}]}"#);
         stream.push(br#"{"choices":[{"index":0,"delta":{"reasoning_content":"xy"}}]}"#);
         assert_eq!(stream.closing_bytes(), 6 * CLOSING_COPIES);
+    }
+
+    #[test]
+    fn a_function_call_output_keeps_its_text_parts_and_images() {
+        let body = json!({"model": "m", "input": [
+            {"role": "user", "content": "shoot"},
+            {"type": "function_call", "call_id": "c1", "name": "shot", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "shot", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": [
+                {"type": "input_text", "text": "one"}, {"type": "input_text", "text": "two"},
+                {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]},
+            {"type": "function_call_output", "call_id": "c2", "output": [
+                {"type": "input_image", "image_url": "https://example.com/b.png"}]},
+        ]});
+        let chat = request_to_chat(&body).unwrap();
+        let messages = chat["messages"].as_array().unwrap();
+        let roles: Vec<&str> = messages.iter().filter_map(|m| m["role"].as_str()).collect();
+        assert_eq!(
+            roles,
+            ["user", "assistant", "tool", "tool", "user"],
+            "{chat}"
+        );
+        assert_eq!(messages[2]["content"], "one\ntwo");
+        assert_eq!(
+            messages[4]["content"].as_array().unwrap().len(),
+            2,
+            "{chat}"
+        );
+        let file = json!({"model": "m", "input": [
+            {"type": "function_call_output", "call_id": "c1", "output": [
+                {"type": "input_file", "file_id": "f"}]}]});
+        let refused = request_to_chat(&file).unwrap_err();
+        assert!(
+            refused.message.contains("input_file"),
+            "{}",
+            refused.message
+        );
     }
 }

@@ -102,9 +102,7 @@ fn plan(t: &Topology, s: &Settings) -> Result<Plan, String> {
         }
         (false, _) => (t.candidates.clone(), false),
         (true, Some(g)) => {
-            if s.n == 0 {
-                return Err("settings.n: must be at least 1".into());
-            }
+            check_count("n", s.n)?;
             (vec![g; s.n], true)
         }
         (true, None) => {

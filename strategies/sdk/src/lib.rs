@@ -100,6 +100,22 @@ pub fn parse_json<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, Stri
     })
 }
 
+/// The most a count setting (samples, candidates, layers) may ask for:
+/// far past any run's `max_calls`, so a larger count is a mistake, refused
+/// as one rather than met with an allocation the sandbox cannot hold.
+pub const MAX_COUNT: usize = 1024;
+
+/// Refuses a count setting of 0 or past [`MAX_COUNT`], naming it.
+pub fn check_count(setting: &str, count: usize) -> Result<(), String> {
+    if (1..=MAX_COUNT).contains(&count) {
+        Ok(())
+    } else {
+        Err(format!(
+            "settings.{setting}: must be from 1 to {MAX_COUNT}, not {count}"
+        ))
+    }
+}
+
 /// Parses settings; an empty string means no settings.
 pub fn parse_settings<T: DeserializeOwned + Default>(json: &str) -> Result<T, String> {
     if json.trim().is_empty() {

@@ -99,9 +99,7 @@ fn plan(t: &Topology, s: &Settings) -> Result<Plan, String> {
     } else {
         nodes.len()
     });
-    if count == 0 {
-        return Err("settings.samples: must be at least 1".into());
-    }
+    check_count("samples", count)?;
     if s.min_samples == 0 || s.min_samples > count {
         return Err(format!(
             "settings.min_samples: must be between 1 and samples ({count})"

@@ -323,6 +323,14 @@ async fn open_error(url: &str, options: &AnyConnectOptions, e: sqlx::Error) -> S
 
 /// The `host[:port]` a PostgreSQL URL names, without its credentials.
 fn server_of(url: &str) -> Option<&str> {
+    // A SQLite file's path holds no credentials.
+    if let Some(file) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = file.split('?').next().unwrap_or_default();
+        return (!path.is_empty()).then_some(path);
+    }
     let rest = url
         .strip_prefix("postgres://")
         .or_else(|| url.strip_prefix("postgresql://"))?;
@@ -350,7 +358,10 @@ pub(super) mod tests {
             Some("db.internal:6543")
         );
         assert_eq!(server_of("postgresql://localhost/x"), Some("localhost"));
-        assert_eq!(server_of("sqlite://conclave.db"), None);
+        assert_eq!(
+            server_of("sqlite://conclave.db?mode=rwc"),
+            Some("conclave.db")
+        );
     }
 
     /// A fresh SQLite database URL in a directory of its own, removed when

@@ -42,6 +42,28 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps the registration of `deployment_id` unless one exists already
+    /// (another instance may have made it since this one looked); whether
+    /// it was kept.
+    pub async fn insert_runtime_model(
+        &self,
+        deployment_id: &str,
+        registration: &str,
+    ) -> Result<bool, KeyError> {
+        let done = sqlx::query(
+            "INSERT INTO runtime_models (deployment_id, registration, updated_at)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (deployment_id) DO NOTHING",
+        )
+        .bind(deployment_id)
+        .bind(registration)
+        .bind(to_ms(SystemTime::now()))
+        .execute(self.pool())
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Deletes the registration of `deployment_id`; whether there was one.
     pub async fn delete_runtime_model(&self, deployment_id: &str) -> Result<bool, KeyError> {
         let done = sqlx::query("DELETE FROM runtime_models WHERE deployment_id = $1")
@@ -64,6 +86,10 @@ mod tests {
         store.put_runtime_model("b", "{\"v\":1}").await.unwrap();
         store.put_runtime_model("a", "{\"v\":1}").await.unwrap();
         store.put_runtime_model("b", "{\"v\":2}").await.unwrap();
+        assert!(
+            !store.insert_runtime_model("b", "{\"v\":3}").await.unwrap(),
+            "an id stored already is kept as it is"
+        );
         assert_eq!(
             store.runtime_models().await.unwrap(),
             vec![

@@ -191,6 +191,7 @@ pub fn spend_row(row: &AnyRow) -> Result<SpendRow, KeyError> {
         prompt_tokens: count("prompt_tokens")?,
         completion_tokens: count("completion_tokens")?,
         spend: get(row, "spend")?,
+        composite_cost: 0.0,
         status: u16::try_from(get::<i64>(row, "status")?).unwrap_or(0),
         cache_hit: get::<i64>(row, "cache_hit")? != 0,
         started_at: time(row, "started_at")?,

@@ -205,7 +205,7 @@ impl<'a> Deltas<'a> {
             {
                 *d.keys.entry(h).or_default() += r.spend;
                 let model = r.budget_model.as_deref().unwrap_or(&r.model);
-                *d.key_models.entry((h, model)).or_default() += r.spend;
+                *d.key_models.entry((h, model)).or_default() += r.spend + r.composite_cost;
             }
             if let Some(u) = r.user_id.as_deref()
                 && counts(SpendOwner::User, u)

@@ -66,6 +66,11 @@ pub fn row(o: &Outcome) -> Option<SpendRow> {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
         spend,
+        composite_cost: if composite_request {
+            o.cost.unwrap_or(0.0)
+        } else {
+            0.0
+        },
         status: o.status,
         cache_hit,
         started_at: o.started_at,
