@@ -164,7 +164,9 @@ pub async fn bind(options: ServeOptions) -> Result<Bound, String> {
         .litellm_settings
         .require_auth_for_metrics_endpoint
         .map(|required| !required));
-    if loaded.config.general_settings.database_url.is_some() {
+    if loaded.config.general_settings.database_url.is_some()
+        || loaded.config.env.get("DATABASE_URL").is_some()
+    {
         crate::keys::database_url(&loaded.config, &config_path)?;
     }
     let shared_state = crate::cluster::Settings::from_config(&loaded.config);

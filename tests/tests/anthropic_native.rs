@@ -855,25 +855,36 @@ async fn a_clients_beta_header_reaches_anthropic_with_its_request() {
     assert!(chat_call[0].headers.get("anthropic-beta").is_none());
 }
 
-#[tokio::test]
-async fn a_native_stream_that_opens_with_a_ping_keeps_its_content() {
-    let fake = FakeAnthropic::start().await;
-    let proxy = Proxy::start(&config(&fake, "")).await;
+/// A streamed `/v1/messages` request with the master key, answered 200:
+/// its text and its events, parsed.
+async fn messages_stream(proxy: &Proxy, body: Value) -> (String, Vec<Value>) {
     let r = proxy
         .client
         .post(proxy.url("/v1/messages"))
         .header("x-api-key", MASTER)
-        .json(&json!({"model": "claude", "max_tokens": 64, "stream": true,
-                      "messages": [{"role": "user", "content": PING_FIRST}]}))
+        .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
-    let events: Vec<Value> = conclave_e2e::sse_payloads(&text)
+    let events = conclave_e2e::sse_payloads(&text)
         .iter()
         .map(|p| serde_json::from_str(p).unwrap())
         .collect();
+    (text, events)
+}
+
+#[tokio::test]
+async fn a_native_stream_that_opens_with_a_ping_keeps_its_content() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let (text, events) = messages_stream(
+        &proxy,
+        json!({"model": "claude", "max_tokens": 64, "stream": true,
+               "messages": [{"role": "user", "content": PING_FIRST}]}),
+    )
+    .await;
     assert_eq!(events[0]["type"], "message_start", "{text}");
     assert_eq!(events[0]["message"]["id"], "msg_fake_stream");
     let said: String = events
@@ -929,20 +940,7 @@ async fn native_answers_that_are_no_message_fail_instead_of_passing_empty() {
         .await;
     assert_eq!(status, 502, "{answer}");
     assert_eq!(answer["type"], "error", "{answer}");
-    let r = proxy
-        .client
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", MASTER)
-        .json(&request(true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
-    let events: Vec<Value> = conclave_e2e::sse_payloads(&text)
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect();
+    let (text, events) = messages_stream(&proxy, request(true)).await;
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(types.last(), Some(&"error"), "{text}");
     assert!(!types.contains(&"message_stop"), "{text}");

@@ -29,17 +29,22 @@ async fn council(up: &FakeUpstream) -> Proxy {
 
 /// [`council`] with `extra` top-level config appended.
 async fn council_with(up: &FakeUpstream, extra: &str) -> Proxy {
+    Proxy::start(&(council_config(up, &["council"]) + extra)).await
+}
+
+/// The council's config, its profile public under each of `names`.
+fn council_config(up: &FakeUpstream, names: &[&str]) -> String {
     for m in MEMBERS {
         up.set(m, Behavior::ok(&format!("{m} says 42")));
     }
     up.set(CHAIR, Behavior::ok("the council says 42"));
-    let mut names = MEMBERS.to_vec();
-    names.push(CHAIR);
+    let mut deployments = MEMBERS.to_vec();
+    deployments.push(CHAIR);
     let profile = "      council_test:\n        strategy: council\n        topology:\n          \
          chairman: {model: chair-oscar}\n          \
          council: [{model: member-kilo}, {model: member-lima}, {model: member-mike}]\n";
-    let yaml = composite(up, &names, &[("council", "council_test")], profile) + extra;
-    Proxy::start(&yaml).await
+    let public: Vec<(&str, &str)> = names.iter().map(|n| (*n, "council_test")).collect();
+    composite(up, &deployments, &public, profile)
 }
 
 /// A streamed request to the council as `key`, under `request_id`.
@@ -352,4 +357,18 @@ async fn a_per_model_budget_on_a_composite_name_stops_its_runs() {
         ),
         "{info}"
     );
+}
+
+/// A composite named as another's member is refused before the run spends
+/// anything, for any caller.
+#[tokio::test]
+async fn a_composite_named_as_a_member_is_refused_before_any_call() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&council_config(&up, &["council", "other-council"])).await;
+    let body = json!({"model": "council", "chairman_model": "other-council",
+                      "messages": [{"role": "user", "content": "6x7?"}]});
+    let (status, _, answer) = chat_body_as(&proxy, MASTER, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(code(&answer), "composite_member", "{answer}");
+    assert_eq!((member_calls(&up), up.calls(CHAIR)), (0, 0));
 }

@@ -234,7 +234,7 @@ async fn a_hidden_alias_routes_but_is_not_listed() {
     let up = FakeUpstream::start().await;
     let base = up.api_base("a");
     let proxy = Proxy::start(&format!(
-        "model_list:\n{}router_settings:\n  model_group_alias:\n    shown: alpha\n    secret: {{model: alpha, hidden: true}}\n",
+        "model_list:\n{}router_settings:\n  model_group_alias:\n    shown: alpha\n    secret: {{model: alpha, hidden: true}}\n    quiet: {{model: alpha, hidden: 'yes'}}\n",
         deployment("alpha", "openai/a1", &base, &[]),
     ))
     .await;

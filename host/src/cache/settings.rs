@@ -91,6 +91,13 @@ impl Settings {
             CacheType::Local | CacheType::LocalSemantic => Backend::Memory,
             CacheType::Redis => match redis_url(p, &config.env) {
                 Some(url) => {
+                    if p.db.is_some() && p.redis_url.is_some() {
+                        problems.push(Problem::new(
+                            format!("{PATH}.db"),
+                            "is not read beside a whole REDIS_URL: end the URL with the \
+                             database (redis://host:6379/14) instead",
+                        ));
+                    }
                     if let Some(problem) = crate::cluster::url_problem(&url) {
                         let key = if p.redis_url.is_some() {
                             "REDIS_URL"

@@ -36,7 +36,9 @@ pub async fn check(path: &Path) -> Result<(), String> {
     )?;
     // A database named but unusable fails the check even without a master
     // key: the Responses API's store would fail on its first request.
-    if loaded.config.general_settings.database_url.is_some() {
+    if loaded.config.general_settings.database_url.is_some()
+        || loaded.config.env.get("DATABASE_URL").is_some()
+    {
         conclave::keys::database_url(&loaded.config, path)?;
     }
     let shared = conclave::cluster::Settings::from_config(&loaded.config);

@@ -794,14 +794,16 @@ fn check_model_info(entry: &super::ModelEntry, at: &str, problems: &mut Vec<Prob
             }
         }
     }
-    if let Some(v) = info.and_then(|i| i.get("max_input_tokens"))
-        && !v.is_null()
-        && v.as_u64().is_none_or(|n| n == 0)
-    {
-        problems.push(Problem::new(
-            format!("{at}.model_info.max_input_tokens"),
-            "must be a whole number of tokens of at least 1",
-        ));
+    for key in ["max_input_tokens", "max_output_tokens", "max_tokens"] {
+        if let Some(v) = info.and_then(|i| i.get(key))
+            && !v.is_null()
+            && v.as_u64().is_none_or(|n| n == 0)
+        {
+            problems.push(Problem::new(
+                format!("{at}.model_info.{key}"),
+                "must be a whole number of tokens of at least 1",
+            ));
+        }
     }
     if let Some(v) = info.and_then(|i| i.get("access_groups"))
         && !v.is_null()

@@ -315,6 +315,20 @@ pub async fn model_update(
         .updated_by_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let renamed = updated.model_name != current.model_name;
+    // As for `/model/new`: that name runs its profile, never a deployment.
+    if renamed
+        && state
+            .gateway()
+            .strategies
+            .profile_for(&updated.model_name)
+            .is_some()
+    {
+        return Err(AdminError::Conflict(format!(
+            "model {:?} is a composite model: a deployment under its name would never be called",
+            updated.model_name
+        ))
+        .into());
+    }
     // A registration made by name is kept under its name: renaming it
     // makes a new one and deletes the old. A deployment keeps its id.
     if renamed && current.replaces_its_group() {

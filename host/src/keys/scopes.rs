@@ -124,14 +124,20 @@ pub fn scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
     out
 }
 
-/// The per-model scopes alone of `principal`'s levels for `model`: what a
-/// composite model's sub-calls count toward besides their own models, so
-/// that a per-model budget or token limit on the composite's name holds.
+/// The per-model budgets and token limits alone of `principal`'s levels
+/// for `model`: what a composite model's sub-calls count toward besides
+/// their own models, so that those limits on the composite's name hold.
+/// Its request limit is the client's request's, counted once at admission,
+/// not once per sub-call.
 pub fn model_scopes<'a>(principal: &'a Principal, model: &str) -> Vec<Scope<'a>> {
     levels(principal)
         .into_iter()
         .flatten()
         .filter_map(|record| model_scope(&record, model, period_of(record.limits)))
+        .filter_map(|scope| {
+            let scope = Scope { rpm: None, ..scope };
+            (scope.tpm.is_some() || scope.budget.is_some()).then_some(scope)
+        })
         .collect()
 }
 

@@ -43,6 +43,10 @@ struct Kept {
     attempts: Vec<Attempt>,
     /// Attempts past [`MAX_ATTEMPTS`], counted but not kept.
     omitted: u32,
+    /// Attempts started, finished or not, and the group of the last: what
+    /// a call the client left in the middle of one had done.
+    begun: u32,
+    last_group: Option<Arc<str>>,
 }
 
 impl AttemptLog {
@@ -55,6 +59,22 @@ impl AttemptLog {
             } else {
                 kept.omitted = kept.omitted.saturating_add(1);
             }
+        }
+    }
+
+    /// Notes an attempt on a deployment of `group` as it starts.
+    pub fn begin(&self, group: &Arc<str>) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.begun = kept.begun.saturating_add(1);
+            kept.last_group = Some(group.clone());
+        }
+    }
+
+    /// How many attempts started, and the group of the last.
+    pub fn begun(&self) -> (u32, Option<Arc<str>>) {
+        match self.kept.lock() {
+            Ok(kept) => (kept.begun, kept.last_group.clone()),
+            Err(_) => (0, None),
         }
     }
 

@@ -55,6 +55,9 @@ pub struct Reported {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Choices {
     pub count: usize,
+    /// Of them, those with an answer: a `message` object (chat) or a
+    /// `text` string (completions).
+    pub answered: usize,
     /// The reasons given as strings, in the choices' order.
     pub finish_reasons: Vec<String>,
 }
@@ -68,10 +71,10 @@ impl Reported {
     pub fn missing_answer(&self, endpoint: Endpoint) -> Option<&'static str> {
         let (present, wanted) = match endpoint {
             Endpoint::ChatCompletions | Endpoint::Completions => (
-                self.choices.count > 0
+                self.choices.answered > 0
                     || self.is_response
                     || self.kind.as_deref() == Some("message"),
-                "a non-empty `choices` list",
+                "a `choices` list with a `message` (or a completion's `text`)",
             ),
             Endpoint::Embeddings | Endpoint::ImageGenerations => (self.data, "a `data` list"),
             Endpoint::Moderations => (self.results, "a `results` list"),
@@ -330,8 +333,9 @@ fn choices<'de, D: de::Deserializer<'de>>(d: D) -> Result<Choices, D::Error> {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Choices, A::Error> {
             let mut out = Choices::default();
             while let Some(choice) = seq.next_element()? {
-                if let Choice::Object(reason) = choice {
+                if let Choice::Object { reason, answered } = choice {
                     out.count += 1;
+                    out.answered += usize::from(answered);
                     out.finish_reasons.extend(reason);
                 }
             }
@@ -348,7 +352,11 @@ fn choices<'de, D: de::Deserializer<'de>>(d: D) -> Result<Choices, D::Error> {
 /// One choice: an object, with its finish reason when it has a string one,
 /// or anything else, which is no choice.
 enum Choice {
-    Object(Option<String>),
+    Object {
+        reason: Option<String>,
+        /// It holds a `message` object or a `text` string.
+        answered: bool,
+    },
     Other,
 }
 
@@ -358,6 +366,8 @@ impl<'de> Deserialize<'de> for Choice {
         #[serde(field_identifier, rename_all = "snake_case")]
         enum Field {
             FinishReason,
+            Message,
+            Text,
             #[serde(other)]
             Other,
         }
@@ -371,15 +381,18 @@ impl<'de> Deserialize<'de> for Choice {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Choice, A::Error> {
                 let mut reason = None;
+                let mut answered = false;
                 while let Some(field) = map.next_key::<Field>()? {
                     match field {
                         Field::FinishReason => reason = map.next_value::<Text>()?.0,
+                        Field::Message => answered |= map.next_value::<Shape>()? == Shape::Object,
+                        Field::Text => answered |= map.next_value::<Shape>()? == Shape::Text,
                         Field::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
-                Ok(Choice::Object(reason))
+                Ok(Choice::Object { reason, answered })
             }
 
             otherwise!(Choice::Other, scalars);
@@ -387,6 +400,40 @@ impl<'de> Deserialize<'de> for Choice {
             otherwise!(Choice::Other, seq);
         }
         d.deserialize_any(ChoiceVisitor)
+    }
+}
+
+/// What kind of JSON value a field holds; its content is skipped unread.
+#[derive(PartialEq, Eq)]
+enum Shape {
+    Object,
+    Text,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ShapeVisitor;
+        impl<'de> Visitor<'de> for ShapeVisitor {
+            type Value = Shape;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Shape::Object)
+            }
+
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Text)
+            }
+
+            otherwise!(Shape::Other, scalars);
+            otherwise!(Shape::Other, seq);
+        }
+        d.deserialize_any(ShapeVisitor)
     }
 }
 
@@ -440,12 +487,16 @@ mod tests {
         for answer in [
             r#"{"choices":[{"message":{"content":"hi"}}]}"#,
             r#"{"type":"message","content":[]}"#,
+            r#"{"choices":[{"text":"hi"}]}"#,
+            r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#,
             r#"{"object":"response","output":[]}"#,
         ] {
             assert_eq!(missing(answer, chat), None, "{answer}");
         }
         for shapeless in [
             "{}",
+            r#"{"choices":[{"index":0,"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"index":0,"message":null}]}"#,
             r#"{"choices":5}"#,
             r#"{"choices":[]}"#,
             r#"{"choices":[1,"a"]}"#,

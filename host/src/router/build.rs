@@ -517,12 +517,31 @@ pub(super) fn aliases(
         let target = match target {
             serde_yaml::Value::String(s) => Some(s.clone()),
             serde_yaml::Value::Mapping(m) => {
-                let hides = m.get("hidden").is_some_and(|h| {
-                    h.as_bool() == Some(true)
-                        || h.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                // A switch as written elsewhere (`true`, `"yes"`, `1`).
+                let hides = m.get("hidden").and_then(|h| match h {
+                    serde_yaml::Value::Bool(b) => Some(*b),
+                    serde_yaml::Value::Number(n) => n.as_u64().map(|n| n != 0),
+                    serde_yaml::Value::String(s) => crate::config::lenient::parse_switch(s),
+                    _ => None,
                 });
-                if hides {
-                    hidden.insert(alias.clone());
+                match hides {
+                    Some(true) => {
+                        hidden.insert(alias.clone());
+                    }
+                    Some(false) => {}
+                    None if m.contains_key("hidden") => found.problem(
+                        format!("router_settings.model_group_alias.{alias}.hidden"),
+                        "must be true or false",
+                    ),
+                    None => {}
+                }
+                for key in m.keys().filter_map(|k| k.as_str()) {
+                    if !matches!(key, "model" | "hidden") {
+                        found.warn(format_args!(
+                            "router_settings.model_group_alias.{alias}.{key}: unknown key, \
+                             ignored (an alias takes model and hidden)"
+                        ));
+                    }
                 }
                 m.get("model").and_then(|v| v.as_str()).map(str::to_owned)
             }

@@ -167,6 +167,9 @@ pub(super) async fn run_group(
         let deployment = group.deployments[next].clone();
         let slot = wait_for_slot(group, &deployment, req, waited).await?;
         *attempts += 1;
+        if let Some(log) = &req.ctx.attempts {
+            log.begin(&group.name);
+        }
         let called = Instant::now();
         // Kept for the attempt's record only when attempts are recorded.
         let started = req.ctx.attempts.as_ref().map(|_| called);

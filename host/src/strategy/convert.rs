@@ -391,8 +391,12 @@ fn fault(field: &'static str, message: impl Into<String>) -> AnswerFault {
     }
 }
 
+/// The longest finish reason a strategy may answer with.
+pub const MAX_FINISH_REASON_BYTES: usize = 64;
+
 /// Checks an answer a strategy returned: its size against `max_bytes`,
-/// a finish reason, `tool-calls-json` as an OpenAI `tool_calls` array, and
+/// a finish reason (of at most [`MAX_FINISH_REASON_BYTES`]), `tool-calls-json`
+/// as an OpenAI `tool_calls` array, and
 /// a `tool_calls` finish reason backed by calls. What upstreams send and
 /// plain requests relay (duplicate call ids, long model names) passes; a
 /// long model name is left out where it would leave in a header.
@@ -404,6 +408,16 @@ pub fn check_answer(answer: &ChatResponse, max_bytes: usize) -> Result<(), Answe
         return Err(fault(
             "finish-reason",
             "must not be empty (stop, length, tool_calls, content_filter, ...)",
+        ));
+    }
+    // A reason is a word: one past this would ride in every chunk's
+    // header fields and the client's parser unbounded.
+    if answer.finish_reason.len() > MAX_FINISH_REASON_BYTES {
+        return Err(fault(
+            "finish-reason",
+            format!(
+                "must be at most {MAX_FINISH_REASON_BYTES} bytes (stop, length, tool_calls, ...)"
+            ),
         ));
     }
     let parts = [
@@ -593,6 +607,9 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_answer(&answer(None, "stop"), 1 << 20), Ok(()));
+        let long = "x".repeat(MAX_FINISH_REASON_BYTES + 1);
+        let f = check_answer(&answer(None, &long), 1 << 20).unwrap_err();
+        assert_eq!(f.field, "finish-reason");
         for bad in [
             "{}",
             "not json",

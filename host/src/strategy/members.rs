@@ -116,6 +116,23 @@ fn nodes(value: &Value, names: &mut HashSet<String>) {
     }
 }
 
+/// The first (in name order) string of `settings` that names a composite
+/// model (`is_composite`) other than the profile's own models.
+pub fn composite_named(
+    settings: &Value,
+    own: &HashSet<String>,
+    is_composite: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let mut names = HashSet::new();
+    strings(settings, &mut names);
+    let mut names: Vec<String> = names
+        .into_iter()
+        .filter(|n| !own.contains(n) && is_composite(n))
+        .collect();
+    names.sort_unstable();
+    names.into_iter().next()
+}
+
 fn strings(value: &Value, names: &mut HashSet<String>) {
     match value {
         Value::String(s) => {

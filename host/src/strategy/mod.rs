@@ -185,21 +185,43 @@ impl StrategyHost {
 
     /// The refusal of a request to `profile` whose settings (its
     /// `composite_settings` and the fields that override a setting) name a
-    /// public model `caller` may not call itself, as a `fallbacks` entry
-    /// would be refused: before the run makes any call, and before a
-    /// cached answer could reach this caller.
+    /// composite model, or a public model `caller` may not call itself, as
+    /// a `fallbacks` entry would be refused: before the run makes any call,
+    /// and before a cached answer could reach this caller.
     pub fn settings_refusal(
         &self,
         profile: &LoadedProfile,
         request: &ProxyRequest,
         caller: &crate::ops::Caller,
     ) -> Option<crate::ops::admission::Refusal> {
-        let principal = caller.principal()?;
         // A body that cannot be read is the run's own error to report.
         let mut body = request.rest.to_map().ok()?;
-        let overrides = take_overrides(profile, &mut body).ok()?;
+        let mut overrides = take_overrides(profile, &mut body).ok()?;
+        // A translated request's own body rides along for native upstreams;
+        // it names no member.
+        overrides.retain(|k, _| !crate::translate::is_native_carrier(k));
+        let overrides = Value::Object(overrides);
+        // Every caller's: a composite as a member fails when the run gets to
+        // it, after its earlier calls were paid for.
+        let is_other_composite = |n: &str| n != request.model && self.public.contains_key(n);
+        if let Some(name) =
+            members::composite_named(&overrides, &profile.own_models, is_other_composite)
+        {
+            return Some(crate::ops::admission::Refusal {
+                status: 400,
+                kind: "invalid_request_error",
+                code: "composite_member",
+                message: format!(
+                    "model {name:?} is a composite model: a composite's members must be models \
+                     the router serves, not another composite"
+                ),
+                retry_after: None,
+                headers: Vec::new(),
+            });
+        }
+        let principal = caller.principal()?;
         members::Members::new(profile.own_models.clone(), self.access_groups.clone()).refused_in(
-            &Value::Object(overrides),
+            &overrides,
             &self.router,
             principal,
         )

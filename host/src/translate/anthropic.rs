@@ -39,8 +39,14 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
     }
     copy(body, "stop_sequences", &mut chat, "stop");
     copy(&body["metadata"], "user_id", &mut chat, "user");
-    if let Some(effort) = thinking_effort(&body["thinking"])? {
-        chat.insert("reasoning_effort".into(), json!(effort));
+    // A native request's thinking is Anthropic's to judge (its newer
+    // settings included); a translated one must be one this reads.
+    match thinking_effort(&body["thinking"]) {
+        Ok(Some(effort)) => {
+            chat.insert("reasoning_effort".into(), json!(effort));
+        }
+        Err(e) if !native => return Err(e),
+        _ => {}
     }
     if let Some(format) = output_schema(body)? {
         chat.insert("response_format".into(), format);
@@ -374,10 +380,12 @@ fn document_part(block: &Value) -> Result<Value, TranslateError> {
         _ => text,
     };
     match (source["type"].as_str(), source["media_type"].as_str()) {
-        (Some("text"), _) => Ok(json!({
-            "type": "text",
-            "text": titled(source["data"].as_str().unwrap_or_default().to_owned()),
-        })),
+        (Some("text"), _) => {
+            let data = source["data"].as_str().ok_or_else(|| {
+                TranslateError::new("a document's text source needs its data", "messages")
+            })?;
+            Ok(json!({"type": "text", "text": titled(data.to_owned())}))
+        }
         (Some("content"), _) => {
             let text = match &source["content"] {
                 Value::String(s) => s.clone(),
@@ -439,7 +447,13 @@ fn image_part(source: &Value) -> Result<Value, TranslateError> {
     let url = match source["type"].as_str() {
         Some("base64") => format!(
             "data:{};base64,{}",
-            source["media_type"].as_str().unwrap_or("image/png"),
+            source["media_type"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| TranslateError::new(
+                    "an image's base64 source needs its media_type",
+                    "messages"
+                ))?,
             base64_data(source, "image")?
         ),
         Some("url") => source["url"]
@@ -547,10 +561,29 @@ fn output_schema(body: &Value) -> Result<Option<Value>, TranslateError> {
 /// tokens `low`, under 16384 `medium`, else `high`; disabled is dropped.
 /// Enabled without a budget is refused, as Anthropic refuses it.
 fn thinking_effort(thinking: &Value) -> Result<Option<&'static str>, TranslateError> {
-    if thinking["type"].as_str() != Some("enabled") {
-        return Ok(None);
+    match thinking {
+        Value::Null => return Ok(None),
+        Value::Object(_) => {}
+        _ => {
+            return Err(TranslateError::new(
+                "thinking must be an object ({type: enabled, budget_tokens} or {type: disabled})",
+                "thinking",
+            ));
+        }
     }
-    let Some(budget) = thinking["budget_tokens"].as_u64() else {
+    match thinking["type"].as_str() {
+        Some("enabled") => {}
+        Some("disabled") => return Ok(None),
+        // The model chooses how much to think.
+        Some("adaptive") => return Ok(Some("medium")),
+        _ => {
+            return Err(TranslateError::new(
+                "thinking.type must be enabled, adaptive or disabled",
+                "thinking.type",
+            ));
+        }
+    }
+    let Some(budget) = thinking["budget_tokens"].as_u64().filter(|b| *b > 0) else {
         return Err(TranslateError::new(
             "thinking.budget_tokens is required (a whole number of tokens) when thinking is enabled",
             "thinking.budget_tokens",
@@ -906,6 +939,12 @@ mod tests {
             ]}),
             json!({"model": "m", "max_tokens": 10, "thinking": {"type": "enabled"},
                    "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"model": "m", "max_tokens": 10, "thinking": {"type": "weird"},
+                   "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"model": "m", "max_tokens": 10, "thinking": "yes",
+                   "messages": [{"role": "user", "content": "hi"}]}),
+            user(json!([{"type": "document", "source": {"type": "text"}}])),
+            user(json!([{"type": "image", "source": {"type": "base64", "data": "AAAA"}}])),
         ];
         for body in refused {
             assert!(request_to_chat(&body, false).is_err(), "{body}");

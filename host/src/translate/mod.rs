@@ -311,7 +311,13 @@ pub struct ChatAnswer {
 impl ChatAnswer {
     /// Reads a `chat.completion` body.
     pub fn read(chat: &Value) -> Self {
-        let choice = &chat["choices"][0];
+        // Choice 0 by its index, as a stream's is, wherever it is listed.
+        let choice = chat["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["index"].as_u64().unwrap_or(0) == 0)
+            .unwrap_or(&Value::Null);
         let message = &choice["message"];
         let tool_calls = message["tool_calls"]
             .as_array()

@@ -733,18 +733,19 @@ pub fn answer_from_chat(chat: &Value, envelope: &Envelope) -> Value {
             &answer.thinking_blocks,
         ));
     }
-    if !answer.refusal.is_empty() {
-        output.push(refusal_output(
-            envelope.item_id("msg", output.len()),
-            &answer.refusal,
-            "completed",
-        ));
-    }
+    // Text, then a refusal, in the order a stream gives them.
     let nothing_else = answer.tool_calls.is_empty() && answer.refusal.is_empty();
     if !answer.content.is_empty() || nothing_else {
         output.push(message_output(
             envelope.item_id("msg", output.len()),
             &answer.content,
+            "completed",
+        ));
+    }
+    if !answer.refusal.is_empty() {
+        output.push(refusal_output(
+            envelope.item_id("msg", output.len()),
+            &answer.refusal,
             "completed",
         ));
     }

@@ -88,8 +88,8 @@ fn plan(t: &Topology, s: &Settings) -> Result<Plan, String> {
         } else {
             return Err("proposers: at least one proposer node is required".into());
         };
-        check_count("layers", s.layers.max(1))?;
-        vec![proposers; s.layers.max(1)]
+        check_count("layers", s.layers)?;
+        vec![proposers; s.layers]
     };
     if let Some((i, _)) = layers.iter().enumerate().find(|(_, l)| l.is_empty()) {
         return Err(format!("layers[{i}]: a layer needs at least one proposer"));
