@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Attempts kept per model call; retries and fallbacks are bounded by the
@@ -36,6 +37,9 @@ pub struct Attempt {
 #[derive(Debug, Default)]
 pub struct AttemptLog {
     kept: Mutex<Kept>,
+    /// Attempts started, finished or not: what a call the client left in
+    /// the middle of one had done (counted without the lock).
+    begun: AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -43,10 +47,6 @@ struct Kept {
     attempts: Vec<Attempt>,
     /// Attempts past [`MAX_ATTEMPTS`], counted but not kept.
     omitted: u32,
-    /// Attempts started, finished or not, and the group of the last: what
-    /// a call the client left in the middle of one had done.
-    begun: u32,
-    last_group: Option<Arc<str>>,
 }
 
 impl AttemptLog {
@@ -62,20 +62,14 @@ impl AttemptLog {
         }
     }
 
-    /// Notes an attempt on a deployment of `group` as it starts.
-    pub fn begin(&self, group: &Arc<str>) {
-        if let Ok(mut kept) = self.kept.lock() {
-            kept.begun = kept.begun.saturating_add(1);
-            kept.last_group = Some(group.clone());
-        }
+    /// Notes an attempt as it starts.
+    pub fn begin(&self) {
+        self.begun.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// How many attempts started, and the group of the last.
-    pub fn begun(&self) -> (u32, Option<Arc<str>>) {
-        match self.kept.lock() {
-            Ok(kept) => (kept.begun, kept.last_group.clone()),
-            Err(_) => (0, None),
-        }
+    /// How many attempts started.
+    pub fn begun(&self) -> u32 {
+        self.begun.load(Ordering::Relaxed)
     }
 
     /// Takes what was recorded so far (and how many attempts were not kept),

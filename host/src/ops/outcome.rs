@@ -346,15 +346,15 @@ impl PendingOutcome {
                 outcome.cost = Some(request.meter.total());
             }
             if let (Some(log), Some(logged)) = (&self.attempts, &mut outcome.logged) {
-                let (begun, last_group) = log.begun();
                 (logged.attempts, logged.attempts_omitted) = log.take();
                 // A request the client left while the router was retrying
                 // (or waiting on an attempt) never told its outcome how far
                 // it got: the log did.
+                let begun = log.begun();
                 if begun > outcome.attempts {
                     outcome.attempts = begun;
                     if outcome.model_group.is_none() {
-                        outcome.model_group = last_group;
+                        outcome.model_group = logged.attempts.last().map(|a| a.group.clone());
                     }
                 }
             }

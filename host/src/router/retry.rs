@@ -168,7 +168,7 @@ pub(super) async fn run_group(
         let slot = wait_for_slot(group, &deployment, req, waited).await?;
         *attempts += 1;
         if let Some(log) = &req.ctx.attempts {
-            log.begin(&group.name);
+            log.begin();
         }
         let called = Instant::now();
         // Kept for the attempt's record only when attempts are recorded.
