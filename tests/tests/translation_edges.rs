@@ -209,3 +209,25 @@ async fn half_a_surrogate_pair_ends_a_translated_stream_with_an_error_not_silenc
     assert!(types.contains(&json!("response.failed")), "{text}");
     assert!(!types.contains(&json!("response.completed")), "{text}");
 }
+
+#[tokio::test]
+async fn a_stream_that_ends_without_any_answer_is_a_502_on_every_api() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    for pieces in [
+        &["data: {}\n\n", "data: [DONE]\n\n"][..],
+        &["data: [DONE]\n\n"][..],
+    ] {
+        up.set("a", Behavior::raw_sse(pieces));
+        let mut chat = conclave_e2e::chat_body("g", "hi");
+        chat["stream"] = json!(true);
+        for (path, body) in [
+            ("/v1/chat/completions", chat),
+            ("/v1/messages", messages(true)),
+            ("/v1/responses", responses(true)),
+        ] {
+            let (status, text) = post(&proxy, path, &body).await;
+            assert_eq!(status, 502, "{path} {pieces:?}: {text}");
+        }
+    }
+}

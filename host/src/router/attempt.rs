@@ -141,7 +141,18 @@ pub(super) async fn attempt(
             let (mut head, mut held) = (Vec::new(), 0);
             loop {
                 match chunks.next().await {
-                    None => break,
+                    // Ended with nothing but openings: no content, no
+                    // finish reason, no usage. A client would take that
+                    // for an empty answer; it is a broken one.
+                    None => {
+                        let e = UpstreamError::Protocol(
+                            "the upstream's stream ended without any of an answer \
+                             (no content, finish reason or usage)"
+                                .into(),
+                        );
+                        span_failed(span, deployment, &e);
+                        return Err(e);
+                    }
                     Some(Err(e)) => {
                         span_failed(span, deployment, &e);
                         return Err(e);
