@@ -361,6 +361,7 @@ fn load_tree(
     problems.extend(environment_problems(&config, &env));
     problems.extend(message_logging_problem(&config, &env));
     problems.extend(empty_master_key_variable(&config, &env));
+    warnings.extend(overridden_master_key_variable(&config, &env, &file));
     check(&config, &file, &mut problems, &mut warnings);
     warnings.extend(super::callbacks::warnings(&config, &file));
     if !problems.is_empty() {
@@ -692,6 +693,19 @@ fn empty_master_key_variable(config: &Config, env: &Env) -> Option<Problem> {
         *name,
         "is set but empty: an empty master key would leave the gateway open to anyone; \
          give it a value, or unset it to run without a key",
+    ))
+}
+
+/// A master key variable holding another key than the config's, which
+/// wins: clients sent the variable's key would be refused without a word.
+fn overridden_master_key_variable(config: &Config, env: &Env, file: &str) -> Option<String> {
+    let configured = config.general_settings.master_key.as_ref()?.expose();
+    let name = MASTER_KEY_VARIABLES.iter().find(|name| {
+        env.get(name)
+            .is_some_and(|v| !v.trim().is_empty() && v != configured)
+    })?;
+    Some(format!(
+        "{file}: general_settings.master_key: is used; {name}, which holds another key, is not"
     ))
 }
 
@@ -1389,6 +1403,16 @@ mod tests {
         let keyed = "environment_variables:\n  LITELLM_MASTER_KEY: ''\n\
                      general_settings:\n  master_key: sk-1\nmodel_list: []\n";
         assert!(load_text(keyed).is_ok(), "the config's key is the one used");
+        let both = "environment_variables:\n  LITELLM_MASTER_KEY: sk-env\n\
+                    general_settings:\n  master_key: sk-file\nmodel_list: []\n";
+        let warnings = load_text(both).unwrap().warnings;
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("master_key: is used; LITELLM_MASTER_KEY")),
+            "{warnings:?}"
+        );
+        assert!(!format!("{warnings:?}").contains("sk-"), "{warnings:?}");
     }
 
     #[test]
