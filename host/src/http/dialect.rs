@@ -246,29 +246,27 @@ fn translated<T: Translator>(
 
 /// The error that ends a translated stream whose answer grew past `limit`.
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_error",
-        format!(
-            "the upstream's answer grew past {} MiB (general_settings.max_response_size_mb)",
-            limit / (1024 * 1024)
-        ),
-        None,
-        Some("response_too_large"),
-    )
+    response_too_large(format!(
+        "the upstream's answer grew past {} MiB (general_settings.max_response_size_mb)",
+        limit / (1024 * 1024)
+    ))
 }
 
 /// The error that ends a translated stream whose closing events, which
 /// repeat its answer, would pass `limit`.
 fn too_large_to_close(limit: usize) -> ApiError {
+    response_too_large(format!(
+        "the upstream's answer grew too long to close this stream, whose last \
+         events repeat it, within {} MiB (general_settings.max_response_size_mb)",
+        limit / (1024 * 1024)
+    ))
+}
+
+fn response_too_large(message: String) -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
         "upstream_error",
-        format!(
-            "the upstream's answer grew too long to close this stream, whose last \
-             events repeat it, within {} MiB (general_settings.max_response_size_mb)",
-            limit / (1024 * 1024)
-        ),
+        message,
         None,
         Some("response_too_large"),
     )

@@ -161,24 +161,7 @@ macro_rules! otherwise {
 
 /// Whether a field is a list; its items are skipped unread.
 fn is_list<'de, D: de::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    struct ListVisitor;
-    impl<'de> Visitor<'de> for ListVisitor {
-        type Value = bool;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(true)
-        }
-
-        otherwise!(false, scalars);
-        otherwise!(false, str);
-        otherwise!(false, map);
-    }
-    d.deserialize_any(ListVisitor)
+    Ok(Shape::deserialize(d)? == Shape::List)
 }
 
 /// Whether a field is the string `"response"`, read without a copy.
@@ -407,6 +390,7 @@ impl<'de> Deserialize<'de> for Choice {
 #[derive(PartialEq, Eq)]
 enum Shape {
     Object,
+    List,
     Text,
     Other,
 }
@@ -426,12 +410,16 @@ impl<'de> Deserialize<'de> for Shape {
                 Ok(Shape::Object)
             }
 
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Shape::List)
+            }
+
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
                 Ok(Shape::Text)
             }
 
             otherwise!(Shape::Other, scalars);
-            otherwise!(Shape::Other, seq);
         }
         d.deserialize_any(ShapeVisitor)
     }

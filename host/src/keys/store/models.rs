@@ -27,19 +27,13 @@ impl Store {
         deployment_id: &str,
         registration: &str,
     ) -> Result<(), KeyError> {
-        sqlx::query(
-            "INSERT INTO runtime_models (deployment_id, registration, updated_at)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (deployment_id) DO UPDATE
-             SET registration = excluded.registration, updated_at = excluded.updated_at",
+        self.write_runtime_model(
+            deployment_id,
+            registration,
+            "DO UPDATE SET registration = excluded.registration, updated_at = excluded.updated_at",
         )
-        .bind(deployment_id)
-        .bind(registration)
-        .bind(to_ms(SystemTime::now()))
-        .execute(self.pool())
         .await
-        .map_err(store_error)?;
-        Ok(())
+        .map(drop)
     }
 
     /// Keeps the registration of `deployment_id` unless one exists already
@@ -50,17 +44,29 @@ impl Store {
         deployment_id: &str,
         registration: &str,
     ) -> Result<bool, KeyError> {
-        let done = sqlx::query(
+        self.write_runtime_model(deployment_id, registration, "DO NOTHING")
+            .await
+    }
+
+    /// Writes a registration, doing `on_conflict` when its id is stored
+    /// already; whether a row was written.
+    async fn write_runtime_model(
+        &self,
+        deployment_id: &str,
+        registration: &str,
+        on_conflict: &str,
+    ) -> Result<bool, KeyError> {
+        let sql = format!(
             "INSERT INTO runtime_models (deployment_id, registration, updated_at)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (deployment_id) DO NOTHING",
-        )
-        .bind(deployment_id)
-        .bind(registration)
-        .bind(to_ms(SystemTime::now()))
-        .execute(self.pool())
-        .await
-        .map_err(store_error)?;
+             VALUES ($1, $2, $3) ON CONFLICT (deployment_id) {on_conflict}"
+        );
+        let done = sqlx::query(&sql)
+            .bind(deployment_id)
+            .bind(registration)
+            .bind(to_ms(SystemTime::now()))
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
 
