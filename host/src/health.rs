@@ -121,6 +121,7 @@ async fn check(
             ..d.timeouts
         },
         max_response_bytes: CHECK_RESPONSE_BYTES,
+        answer_room: None,
         traceparent: None,
         drop_params: false,
     };

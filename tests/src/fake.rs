@@ -60,6 +60,9 @@ pub enum RawAnswer {
     Sse(Vec<String>),
     /// `data: ` and then `a` forever: one event that never ends.
     EndlessEvent,
+    /// `data: ` and this many `a`s, then nothing more, never ending: an
+    /// event held unfinished.
+    StalledEvent(usize),
     /// A 200 body of this many bytes, sent in pieces without a length.
     LargeBody(usize),
     /// This body with this content type, byte for byte.
@@ -175,6 +178,14 @@ impl Behavior {
     pub fn endless_event() -> Self {
         Self {
             raw: Some(RawAnswer::EndlessEvent),
+            ..Self::default()
+        }
+    }
+
+    /// Streams `data: ` and `bytes` bytes of one event, then stalls.
+    pub fn stalled_event(bytes: usize) -> Self {
+        Self {
+            raw: Some(RawAnswer::StalledEvent(bytes)),
             ..Self::default()
         }
     }
@@ -550,6 +561,16 @@ fn raw_response(raw: &RawAnswer, behavior: &Behavior, completion: Completion) ->
             let tail = stream::repeat_with(move || {
                 let _keep = &completion;
                 Ok(filler.clone())
+            });
+            ("text/event-stream", Body::from_stream(head.chain(tail)))
+        }
+        RawAnswer::StalledEvent(bytes) => {
+            let mut start = b"data: ".to_vec();
+            start.resize(6 + bytes, b'a');
+            let head = stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(start)) });
+            let tail = stream::once(async move {
+                let _keep = completion;
+                std::future::pending::<Piece>().await
             });
             ("text/event-stream", Body::from_stream(head.chain(tail)))
         }

@@ -689,6 +689,36 @@ async fn persisted_registrations_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn a_persistence_file_in_a_missing_folder_is_refused_at_start() {
+    let up = FakeUpstream::start().await;
+    let state = TempDir::new();
+    let config = state.write("c.yaml", &config(&up, None, &[]));
+    let file = state
+        .path()
+        .join("no-such-folder")
+        .join("admin-models.json");
+    let out = conclave_e2e::proxy::run_conclave(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--port",
+            "0",
+            "--persist-admin-changes",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such-folder") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn the_admin_api_needs_the_master_key_when_there_is_one() {
     let up = FakeUpstream::start().await;
     let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;

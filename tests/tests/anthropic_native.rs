@@ -564,25 +564,34 @@ async fn an_overloaded_529_is_retried() {
 #[tokio::test]
 async fn count_tokens_is_asked_of_the_anthropic_upstream() {
     let fake = FakeAnthropic::start().await;
-    let proxy = Proxy::start(&config(&fake, "")).await;
-    let r = proxy
-        .client
-        .post(proxy.url("/v1/messages/count_tokens"))
-        .header("x-api-key", MASTER)
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "claude", "system": "Be brief.", "messages": [{"role": "user", "content": "hello"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", proxy.logs());
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["input_tokens"], 4242);
-    let calls = fake.calls();
-    assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].path, "/v1/messages/count_tokens");
-    assert_eq!(calls[0].headers["x-api-key"], UPSTREAM_KEY);
-    assert_eq!(calls[0].body["model"], "claude-up");
-    assert_eq!(calls[0].body["system"], "Be brief.");
+    // A wildcard group too: counted upstream under the name it rewrites to.
+    let wildcard = format!(
+        "  - model_name: \"ant/*\"\n    litellm_params:\n      model: anthropic/*\n      \
+         api_base: {}\n      api_key: {UPSTREAM_KEY}\n",
+        fake.api_base("a")
+    );
+    let proxy = Proxy::start(&config(&fake, &wildcard)).await;
+    for (model, upstream) in [("claude", "claude-up"), ("ant/claude-x", "claude-x")] {
+        let r = proxy
+            .client
+            .post(proxy.url("/v1/messages/count_tokens"))
+            .header("x-api-key", MASTER)
+            .header("anthropic-version", "2023-06-01")
+            .json(&json!({"model": model, "system": "Be brief.", "messages": [{"role": "user", "content": "hello"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", proxy.logs());
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["input_tokens"], 4242, "{model}");
+        let calls = fake.calls();
+        let last = calls.last().unwrap();
+        assert_eq!(last.path, "/v1/messages/count_tokens");
+        assert_eq!(last.headers["x-api-key"], UPSTREAM_KEY);
+        assert_eq!(last.body["model"], upstream);
+        assert_eq!(last.body["system"], "Be brief.");
+    }
+    assert_eq!(fake.calls().len(), 2);
 }
 
 const SDK_SCRIPT: &str = r#"

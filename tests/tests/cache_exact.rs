@@ -69,6 +69,26 @@ async fn the_same_request_twice_calls_the_upstream_once_and_the_hit_carries_usag
 }
 
 #[tokio::test]
+async fn an_answer_without_a_finish_reason_is_not_stored() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up, "{type: local}").await;
+    let unfinished = json!({"id": "c", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "half"},
+                     "finish_reason": null}]});
+    up.set(
+        GROUP,
+        Behavior::raw_body("application/json", unfinished.to_string()),
+    );
+    let body = chat_body(GROUP, "a question cut short");
+    for _ in 0..2 {
+        let (status, headers, answer) = proxy.chat(&body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(cache_header(&headers), "miss");
+    }
+    assert_eq!(up.calls(GROUP), 2);
+}
+
+#[tokio::test]
 async fn key_order_and_whitespace_still_hit() {
     let up = FakeUpstream::start().await;
     let proxy = start(&up, "{}").await;

@@ -216,4 +216,12 @@ async fn a_messages_answer_serves_the_same_question_streamed() {
     let text = r.text().await.unwrap();
     assert!(text.contains("message_stop"), "{text}");
     assert_eq!(up.calls(GROUP), 1);
+    // Controls in `metadata.cache` are read on this route too.
+    let mut unstored = body.clone();
+    unstored["messages"][0]["content"] = json!("ask once, keep nothing");
+    unstored["metadata"] = json!({"cache": {"no-store": true}});
+    let r = proxy.post("/v1/messages", &unstored).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-conclave-cache"], "miss");
+    assert_eq!(up.calls(GROUP), 2);
 }

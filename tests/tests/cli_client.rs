@@ -140,6 +140,14 @@ async fn serve_reads_host_and_port_from_the_environment() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("PORT=\"not-a-port\""), "{stderr}");
+    let out = run_conclave(
+        &["serve", "--config", config],
+        &[("CONCLAVE_PORT", "not-a-port")],
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CONCLAVE_PORT"), "{stderr}");
 
     let mut child = tokio::process::Command::new(conclave_e2e::proxy::conclave_bin())
         .args(["--log-format", "json", "serve", "--config", config])

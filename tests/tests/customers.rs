@@ -268,6 +268,28 @@ async fn metadata_and_safety_identifier_name_the_end_user_when_user_does_not() {
                       "metadata": {"user_id": "m2"}});
     assert_eq!(chat_body_as(&proxy, MASTER, &body).await.0, 200);
     assert_eq!(up.calls("gpt-a"), 1);
+    // The Responses and Messages APIs name the end user the same way.
+    for (path, body) in [
+        (
+            "/v1/responses",
+            json!({"model": "gpt-a", "input": "hi", "safety_identifier": "m3"}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "gpt-a", "max_tokens": 5, "messages": hi,
+                   "metadata": {"user_id": "m2"}}),
+        ),
+    ] {
+        let (status, answer) = proxy
+            .call(reqwest::Method::POST, path, Some(body), Some(MASTER))
+            .await;
+        assert_eq!(status, 403, "{path}: {answer}");
+        assert!(
+            answer.to_string().contains("is blocked"),
+            "{path}: {answer}"
+        );
+    }
+    assert_eq!(up.calls("gpt-a"), 1);
 }
 
 #[tokio::test]

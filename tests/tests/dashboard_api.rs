@@ -242,6 +242,9 @@ async fn filters_narrow_the_live_table_and_meaningless_values_are_refused() {
         ("limit=0", "limit"),
         ("limit=5000", "limit"),
         ("since=yesterday", "since"),
+        // Past any time (and past what a duration holds): refused, not a crash.
+        ("since=1e19", "since"),
+        ("since=1e300", "since"),
     ] {
         let (status, body) = get(
             &proxy,

@@ -172,6 +172,47 @@ async fn an_endless_stream_event_is_cut_at_the_size_limit() {
     assert_peak_rss(&proxy);
 }
 
+/// Answers being read share `max_response_bodies_mb`: one upstream holding
+/// an unfinished event of 3.5 MiB leaves no room for a second, which is a
+/// 503 `gateway_busy` naming the setting rather than more memory.
+#[tokio::test]
+async fn answers_read_at_once_share_max_response_bodies_mb() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::stalled_event(3 * 1024 * 1024 + 512 * 1024));
+    let proxy = proxy(
+        &up,
+        &[("g", "a", &[])],
+        "router_settings:\n  num_retries: 0\n  stream_timeout: 10\n\
+         general_settings:\n  max_response_size_mb: 4\n  max_response_bodies_mb: 4\n",
+    )
+    .await;
+    let mut body = chat_body("g", "hold");
+    body["stream"] = json!(true);
+    let holder = {
+        let request = proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&body);
+        tokio::spawn(async move { request.send().await })
+    };
+    assert!(up.wait_until(LIMIT, |u| u.calls("a") == 1).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, headers, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    let e = error_object(&json(&text)).clone();
+    assert_eq!(e["code"], "gateway_busy", "{text}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_response_bodies_mb"),
+        "{text}"
+    );
+    holder.abort();
+    assert_serving(&proxy).await;
+}
+
 /// The Responses API's last event carries the whole answer, so its
 /// translated stream keeps it: one growing past `max_response_size_mb`
 /// ends with the API's own error events, and the upstream is let go. The
@@ -355,6 +396,31 @@ async fn a_rate_limit_error_event_mid_stream_is_one_rate_limit_error_event() {
     assert_eq!(e["message"], "slow down", "{text}");
     assert_serving(&proxy).await;
     assert_peak_rss(&proxy);
+}
+
+#[tokio::test]
+async fn a_stream_event_nested_past_clients_parsers_ends_the_stream_with_an_error() {
+    let up = FakeUpstream::start().await;
+    let deep = format!(
+        "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"x\"}},\"extra\":{}{}}}]}}\n\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    up.set("a", Behavior::raw_sse(&[FIRST_CHUNK, deep.as_str()]));
+    let proxy = proxy(&up, &[("g", "a", &[])], NO_RETRIES).await;
+    let (status, _, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 200, "{text}");
+    let payloads = sse_payloads(&text);
+    assert_eq!(payloads.len(), 2, "one chunk and one error event: {text}");
+    let message = error_object(&json(&payloads[1]))["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("nested deeper than 128 levels"),
+        "{message}"
+    );
+    assert_serving(&proxy).await;
 }
 
 #[tokio::test]
@@ -550,25 +616,46 @@ async fn a_200_answer_that_is_not_a_json_object_is_a_502_and_never_cached() {
         "router_settings:\n  num_retries: 0\n  disable_cooldowns: true\nlitellm_settings:\n  cache: true\n",
     )
     .await;
-    for (content_type, body) in [
-        ("text/html", &b"<html>hi</html>"[..]),
-        ("application/json", &b"{\"id\":\"c\",\"choices\":["[..]),
-        ("text/event-stream", &b"data: {}\n\n"[..]),
-        ("application/json", &b"[1, 2, 3]"[..]),
-        ("application/json", &b" 42"[..]),
+    // Nested past what clients' parsers read (Python's json among them).
+    let deep = format!(
+        "{{\"id\":\"c\",\"choices\":[{{\"message\":{{\"content\":\"x\",\"extra\":{}{}}}}}]}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for (content_type, body, why) in [
+        ("text/html", &b"<html>hi</html>"[..], "not a JSON object"),
+        (
+            "application/json",
+            &b"{\"id\":\"c\",\"choices\":["[..],
+            "not a JSON object",
+        ),
+        (
+            "text/event-stream",
+            &b"data: {}\n\n"[..],
+            "not a JSON object",
+        ),
+        ("application/json", &b"[1, 2, 3]"[..], "not a JSON object"),
+        ("application/json", &b" 42"[..], "not a JSON object"),
+        ("application/json", &b""[..], "empty"),
         (
             "application/json",
             &b"{\"id\":\"c\",\"choices\":[{\"message\":{\"content\":\"\xff\xfe\"}}]}"[..],
+            "not UTF-8",
+        ),
+        (
+            "application/json",
+            deep.as_bytes(),
+            "nested deeper than 128 levels",
         ),
     ] {
         up.set("a", Behavior::raw_body(content_type, body));
         let (status, _, text, _) = send(&proxy, "g", false).await;
-        assert_eq!(status, 502, "{content_type} {body:?}: {text}");
+        assert_eq!(status, 502, "{content_type} {why}: {text}");
         assert!(
             json(&text)["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("not a JSON object"),
+                .contains(why),
             "{text}"
         );
     }

@@ -587,6 +587,16 @@ async fn a_key_lists_only_the_models_it_may_use() {
         listed("/v1/models", MASTER.to_owned(), "id").await,
         ["gpt-a", "gpt-b"]
     );
+    // LiteLLM's `?model_group=` narrows the group listing to one group.
+    assert_eq!(
+        listed(
+            "/model_group/info?model_group=gpt-b",
+            MASTER.to_owned(),
+            "model_group"
+        )
+        .await,
+        ["gpt-b"]
+    );
 }
 
 #[tokio::test]

@@ -484,6 +484,15 @@ async fn key_list_pages_and_returns_full_objects_on_request() {
     )
     .await;
     assert_eq!(full["keys"][0]["key_alias"], "elsewhere");
+    // A page larger than LiteLLM's lists allow is refused, not cut to 100.
+    for size in ["101", "2147483648"] {
+        let (status, err) = get(&proxy, &format!("/key/list?size={size}")).await;
+        assert_eq!(
+            (status, &error_object(&err)["param"]),
+            (400, &json!("size")),
+            "{err}"
+        );
+    }
     let (status, err) = get(&proxy, "/key/list?page=0").await;
     assert_eq!(
         (status, &error_object(&err)["param"]),

@@ -153,4 +153,13 @@ async fn litellms_quick_start_serves_one_model_without_a_config() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--config"), "{stderr}");
+
+    // A provider conclave does not speak: refused, not a gateway without models.
+    let out = run_conclave(&["--model", "bedrock/claude", "--port", "0"], &[]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--model bedrock/claude") && stderr.contains("not supported"),
+        "{stderr}"
+    );
 }

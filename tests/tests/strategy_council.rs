@@ -300,6 +300,24 @@ async fn fewer_answers_than_min_answers_fail_and_one_failure_above_it_is_survive
 }
 
 #[tokio::test]
+async fn min_answers_past_the_council_is_a_400_before_any_member_is_called() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up, &profile(WITH_REVIEWERS, "{}")).await;
+    let mut request = chat_body("council", "q");
+    request["min_answers"] = json!(4);
+    let (status, _, body) = proxy.chat(&request).await;
+    assert_eq!(status, 400, "{body}");
+    let message = error_object(&body)["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("min_answers: 4 is more than the 3 council member(s)"),
+        "{message}"
+    );
+    for m in MEMBERS {
+        assert_eq!(up.calls(m), 0, "{m}");
+    }
+}
+
+#[tokio::test]
 async fn max_council_size_keeps_only_the_first_members() {
     let up = FakeUpstream::start().await;
     for r in REVIEWERS {

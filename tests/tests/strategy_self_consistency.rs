@@ -271,3 +271,35 @@ async fn model_new_refuses_a_deployment_under_a_composite_models_name() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn a_top_level_setting_reaches_the_strategy_through_messages_and_responses() {
+    let up = FakeUpstream::start().await;
+    up.set("solo", Behavior::ok("7"));
+    let proxy = start(&up, &profile("model: solo", "{samples: 2}")).await;
+    let requests = [
+        (
+            "/v1/messages",
+            json!({"model": "sc", "max_tokens": 20, "samples": 3,
+                   "messages": [{"role": "user", "content": "q"}]}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "sc", "input": "q", "samples": 3, "store": false}),
+        ),
+    ];
+    for (path, body) in requests {
+        up.clear();
+        let (status, answer) = proxy
+            .call(reqwest::Method::POST, path, Some(body), None)
+            .await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        let sent = bodies(&up, "solo");
+        assert_eq!(
+            sent.len(),
+            3,
+            "{path}: the client's samples, not the profile's"
+        );
+        assert!(sent.iter().all(|b| b.get("samples").is_none()), "{sent:?}");
+    }
+}

@@ -1,7 +1,8 @@
 //! What a chat upstream may answer that the Messages and Responses
 //! translations must carry over, through the real binary: refusals, tool
 //! calls finished with `stop`, tool names streamed in pieces, streams with
-//! more than one choice, and half a surrogate pair in a stream event.
+//! more than one choice, and stream events they cannot read (half a
+//! surrogate pair, a number past any float).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use conclave_e2e::{Behavior, FakeUpstream, Proxy, deployment, sse_payloads};
@@ -186,28 +187,38 @@ async fn a_stream_of_two_choices_is_translated_from_the_first() {
 }
 
 #[tokio::test]
-async fn half_a_surrogate_pair_ends_a_translated_stream_with_an_error_not_silence() {
+async fn a_stream_event_a_translation_cannot_read_ends_it_with_an_error_not_silence() {
     let up = FakeUpstream::start().await;
     let proxy = gateway(&up).await;
-    let cut = [
-        chunk(json!({"index": 0, "delta": {"content": "Hello "}})),
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\\ud83d\"}}]}\n\n"
-            .to_owned(),
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\ude00B\"}}]}\n\n"
-            .to_owned(),
-        chunk(json!({"index": 0, "delta": {}, "finish_reason": "stop"})),
+    // Half a surrogate pair (a server cutting a string between the two),
+    // and a number past any float, which the event check skips unread.
+    let unreadable = [
+        vec![
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\\ud83d\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\ude00B\"}}]}\n\n",
+        ],
+        vec![
+            "data: {\"id\":\"c\",\"x\":1e999,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Z\"}}]}\n\n",
+        ],
     ];
-    up.set("a", sse(&cut));
-    let (status, text) = post(&proxy, "/v1/messages", &messages(true)).await;
-    assert_eq!(status, 200, "{text}");
-    let types: Vec<Value> = events(&text).iter().map(|e| e["type"].clone()).collect();
-    assert_eq!(types.last(), Some(&json!("error")), "{text}");
-    assert!(!types.contains(&json!("message_stop")), "{text}");
-    let (status, text) = post(&proxy, "/v1/responses", &responses(true)).await;
-    assert_eq!(status, 200, "{text}");
-    let types: Vec<Value> = events(&text).iter().map(|e| e["type"].clone()).collect();
-    assert!(types.contains(&json!("response.failed")), "{text}");
-    assert!(!types.contains(&json!("response.completed")), "{text}");
+    for pieces in unreadable {
+        let mut stream = vec![chunk(json!({"index": 0, "delta": {"content": "Hello "}}))];
+        stream.extend(pieces.iter().map(|p| (*p).to_owned()));
+        stream.push(chunk(
+            json!({"index": 0, "delta": {}, "finish_reason": "stop"}),
+        ));
+        up.set("a", sse(&stream));
+        let (status, text) = post(&proxy, "/v1/messages", &messages(true)).await;
+        assert_eq!(status, 200, "{text}");
+        let types: Vec<Value> = events(&text).iter().map(|e| e["type"].clone()).collect();
+        assert_eq!(types.last(), Some(&json!("error")), "{text}");
+        assert!(!types.contains(&json!("message_stop")), "{text}");
+        let (status, text) = post(&proxy, "/v1/responses", &responses(true)).await;
+        assert_eq!(status, 200, "{text}");
+        let types: Vec<Value> = events(&text).iter().map(|e| e["type"].clone()).collect();
+        assert!(types.contains(&json!("response.failed")), "{text}");
+        assert!(!types.contains(&json!("response.completed")), "{text}");
+    }
 }
 
 #[tokio::test]

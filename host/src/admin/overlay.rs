@@ -121,7 +121,10 @@ impl Overlay {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                check_folder(path)?;
+                return Ok(Self::default());
+            }
             Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
         };
         let value: Value = serde_json::from_str(&text)
@@ -155,6 +158,23 @@ impl Overlay {
         crate::fsutil::write_atomic(path, &text, true, true)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
+}
+
+/// Refuses a persistence file whose folder is missing (or is no folder):
+/// the gateway would start and lose the first runtime model it saves.
+fn check_folder(path: &Path) -> Result<(), String> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => return Ok(()),
+    };
+    if folder.is_dir() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: its folder {} does not exist; runtime models could not be saved there",
+        path.display(),
+        folder.display()
+    ))
 }
 
 /// Makes `fallbacks` the only fallbacks of `model_name` (none when empty).

@@ -23,8 +23,10 @@ pub struct Controls {
     pub use_cache: Option<bool>,
 }
 
+/// The controls as sent. A key none of them has is refused: a misspelt
+/// `no-stor` would otherwise store what the client asked to keep out.
 #[derive(Deserialize)]
-#[serde(expecting = "an object of cache controls")]
+#[serde(expecting = "an object of cache controls", deny_unknown_fields)]
 struct Wire {
     #[serde(default, rename = "no-cache", alias = "no_cache")]
     no_cache: Option<bool>,
@@ -77,9 +79,15 @@ impl Controls {
     }
 }
 
+/// A duration control: up to a year, as a config's durations (a longer
+/// lifetime is none Redis or the memory cache would keep either).
 fn seconds(value: Option<f64>, name: &str) -> Result<Option<Duration>, String> {
+    let most = crate::config::MAX_SECONDS;
     match value {
         None => Ok(None),
+        Some(s) if s > most => Err(format!(
+            "`cache.{name}` must be at most {most} seconds (a year)"
+        )),
         Some(s) if s >= 0.0 => Duration::try_from_secs_f64(s)
             .map(Some)
             .map_err(|_| format!("`cache.{name}` is not a usable number of seconds")),
@@ -123,5 +131,17 @@ mod tests {
         assert!(parse(r#"{"ttl":-1}"#).unwrap_err().contains("cache.ttl"));
         assert!(parse(r#""yes""#).unwrap_err().contains("`cache`"));
         assert!(parse(r#"{"no-cache":"yes"}"#).is_err());
+        // A lifetime past a year, which Redis could not take either.
+        assert!(
+            parse(r#"{"ttl":9.2e18}"#)
+                .unwrap_err()
+                .contains("cache.ttl")
+        );
+    }
+
+    #[test]
+    fn a_misspelt_control_is_refused_naming_it() {
+        let error = parse(r#"{"no-stor":true}"#).unwrap_err();
+        assert!(error.contains("no-stor"), "{error}");
     }
 }

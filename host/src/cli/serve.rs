@@ -24,7 +24,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CONCLAVE_HOST")]
     host: Option<String>,
     /// Port (default 4000; also $PORT, as LiteLLM's image and most platforms set it).
-    #[arg(long, short, env = "CONCLAVE_PORT")]
+    #[arg(long, short, env = "CONCLAVE_PORT", value_parser = port_number)]
     port: Option<u16>,
     /// Request worker threads (default: one per core; also $NUM_WORKERS).
     /// LiteLLM's flag starts worker processes; one conclave process uses
@@ -55,9 +55,26 @@ pub struct ServeArgs {
         long,
         value_name = "SECONDS",
         default_value_t = conclave::server::DEFAULT_SHUTDOWN_GRACE.as_secs(),
-        env = "CONCLAVE_SHUTDOWN_GRACE"
+        env = "CONCLAVE_SHUTDOWN_GRACE",
+        value_parser = grace_seconds
     )]
     shutdown_grace: u64,
+}
+
+/// A port from `--port` or `CONCLAVE_PORT`, its error naming both (clap's
+/// names only the flag, though the value may come from the variable).
+fn port_number(text: &str) -> Result<u16, String> {
+    text.parse()
+        .map_err(|_| "not a port from 0 to 65535 (set by --port or CONCLAVE_PORT)".to_owned())
+}
+
+/// Seconds from `--shutdown-grace` or `CONCLAVE_SHUTDOWN_GRACE`, its error
+/// naming both.
+fn grace_seconds(text: &str) -> Result<u64, String> {
+    text.parse().map_err(|_| {
+        "not a whole number of seconds (set by --shutdown-grace or CONCLAVE_SHUTDOWN_GRACE)"
+            .to_owned()
+    })
 }
 
 /// The most worker threads `--num_workers` may ask for.
@@ -134,6 +151,21 @@ fn one_model_config(
     params.insert("model".into(), model.into());
     if let Some(api_base) = api_base {
         params.insert("api_base".into(), api_base.into());
+    }
+    // A config file may list a deployment conclave skips; the one model of
+    // `--model` must be served, or the gateway would start with none.
+    let parsed = serde_yaml::from_value::<conclave::config::LitellmParams>(params.clone().into());
+    if let Ok(parsed) = parsed
+        && !parsed.is_served()
+    {
+        return Err(format!(
+            "--model {model}: provider {:?} is not supported (supported: {}; any \
+             OpenAI-compatible server works as openai/<model> with --api_base)",
+            parsed.provider(),
+            conclave::providers::table::names()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     let mut entry = serde_yaml::Mapping::new();
     entry.insert("model_name".into(), alias.unwrap_or(model).into());

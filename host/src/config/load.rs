@@ -716,6 +716,26 @@ fn check(config: &Config, file: &str, problems: &mut Vec<Problem>, warnings: &mu
     check_waits(config, problems);
     check_sizes(&config.general_settings, problems);
     warn_inert_settings(config, file, warnings);
+    warn_zero_limits(config, file, warnings);
+}
+
+/// A deployment's `rpm` or `tpm` of 0, which LiteLLM's users may write for
+/// "no limit": the router reads it as no room at all (usage-based routing
+/// never picks the deployment, and the shuffle weighs it at 0).
+fn warn_zero_limits(config: &Config, file: &str, warnings: &mut Vec<String>) {
+    for (i, entry) in config.model_list.iter().enumerate() {
+        let params = &entry.litellm_params;
+        for (key, value) in [("rpm", params.rpm), ("tpm", params.tpm)] {
+            if value == Some(0) {
+                warnings.push(format!(
+                    "{file}: model_list[{i}] ({}): {key} is 0, which leaves this deployment no \
+                     room: usage-based routing never calls it and the shuffle gives it no \
+                     weight; leave {key} out for no limit",
+                    entry.model_name
+                ));
+            }
+        }
+    }
 }
 
 /// Each `model_list` entry: its names, timeouts, dropped fields and weight.
@@ -1071,6 +1091,19 @@ fn check_sizes(gs: &super::schema::GeneralSettings, problems: &mut Vec<Problem>)
             ));
         }
     }
+    if let Some(mb) = gs.max_response_bodies_mb {
+        let one_answer = gs
+            .max_response_size_mb
+            .unwrap_or(crate::providers::DEFAULT_MAX_RESPONSE_BYTES as f64 / (1024.0 * 1024.0));
+        if !(mb.is_finite() && mb >= 1.0 && mb >= one_answer) {
+            problems.push(Problem::new(
+                "general_settings.max_response_bodies_mb",
+                format!(
+                    "must be a number of at least 1 and at least max_response_size_mb ({one_answer}), got {mb}"
+                ),
+            ));
+        }
+    }
     if let Some(mb) = gs.max_request_bodies_mb {
         let one_body = gs
             .max_request_size_mb
@@ -1278,6 +1311,23 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_rpm_or_tpm_is_named_in_a_warning() {
+        let loaded = load_text(
+            "model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, rpm: 0}\n  \
+             - model_name: n\n    litellm_params: {model: mock/n}\n    model_info: {tpm: 0}\n",
+        )
+        .unwrap();
+        let zero: Vec<_> = loaded
+            .warnings
+            .iter()
+            .filter(|w| w.contains("is 0"))
+            .collect();
+        assert_eq!(zero.len(), 2, "{:?}", loaded.warnings);
+        assert!(zero[0].contains("model_list[0] (m): rpm is 0"), "{zero:?}");
+        assert!(zero[1].contains("model_list[1] (n): tpm is 0"), "{zero:?}");
+    }
+
+    #[test]
     fn type_error_names_file_and_key_path() {
         let err = load_text(
             "model_list:\n  - model_name: a\n    litellm_params: {model: mock/a}\n  - model_name: b\n    litellm_params: {model: [1]}\n",
@@ -1371,6 +1421,13 @@ mod tests {
             "general_settings:\n  max_request_bodies_mb: 16\n  max_request_size_mb: 8\nmodel_list: []\n"
         )
         .is_ok());
+        let err = load_text("general_settings:\n  max_response_bodies_mb: 16\nmodel_list: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("general_settings.max_response_bodies_mb") && err.contains("(64)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -141,15 +141,26 @@ fn without_indices(path: &str) -> String {
 }
 
 /// The name among `known` that `written` (normalized) most likely
-/// misspells: itself, or a few edits away (none for short names, whose
-/// near neighbours are other words rather than typos).
-fn nearest<'k>(written: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+/// misspells: itself, or a few edits away (for short names, whose other
+/// near neighbours are other words rather than typos, only two neighbouring
+/// letters swapped: `rmp` for `rpm`).
+fn nearest<'k>(written: &str, mut known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
     let allowed = match written.len() {
-        0..6 => 0,
+        0..6 => return known.find(|name| *name == written || swapped(written, name)),
         6..10 => 1,
         _ => 2,
     };
     nearest_within(written, known, allowed)
+}
+
+/// Whether `a` is `b` with two neighbouring letters swapped.
+fn swapped(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let differ: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    matches!(differ[..], [i, j] if j == i + 1 && a[i] == b[j] && a[j] == b[i])
 }
 
 /// The name among `known` at most `allowed` edits from `written`, the
@@ -254,6 +265,10 @@ mod tests {
             "; did you mean `max_parallel_requests`?"
         );
         assert_eq!(param_hint("temprature"), "; did you mean `temperature`?");
+        // Short names: two neighbouring letters swapped, nothing further.
+        assert_eq!(param_hint("rmp"), "; did you mean `rpm`?");
+        assert_eq!(param_hint("tmp"), "; did you mean `tpm`?");
+        assert_eq!(param_hint("rpx"), "");
         assert_eq!(provider_hint("opneai"), Some("openai"));
         assert_eq!(provider_hint("opena"), Some("openai"));
         assert_eq!(provider_hint("azur"), Some("azure"));

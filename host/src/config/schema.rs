@@ -228,6 +228,12 @@ pub struct GeneralSettings {
     /// `Retry-After`. Read at start-up.
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub max_request_bodies_mb: Option<f64>,
+    /// MiB of upstream answers the gateway reads at once, over all calls
+    /// (1024 when unset; each answer's first 256 KiB are not counted); an
+    /// answer that would pass it fails with 503. Streams count what they
+    /// hold of an unfinished event.
+    #[serde(deserialize_with = "super::lenient::opt_f64")]
+    pub max_response_bodies_mb: Option<f64>,
     /// Seconds a client has to send a request's head (its request line and
     /// headers); the connection is closed after. 30 when unset. Read at start-up.
     #[serde(deserialize_with = "super::lenient::opt_f64")]

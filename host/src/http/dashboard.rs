@@ -232,7 +232,10 @@ async fn history(
     if filter.key.is_some() && !keyless {
         return Vec::new();
     }
-    let at = |t: f64| UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+    let at = |t: f64| {
+        UNIX_EPOCH
+            + std::time::Duration::try_from_secs_f64(t.clamp(0.0, LATEST_TIME)).unwrap_or_default()
+    };
     let store_filter = crate::keys::store::SpendFilter {
         token_hash: match viewer {
             Viewer::Key(hash) => Some(hash.clone()),
@@ -260,6 +263,10 @@ async fn history(
         .collect()
 }
 
+/// The latest time a filter may name, in Unix seconds (the last second of
+/// the year 9999): a later one is no time a request was made at.
+const LATEST_TIME: f64 = 253_402_300_799.0;
+
 /// Reads the table's filters; a value that means nothing is refused, naming it.
 fn list_query(query: &HashMap<String, String>) -> Result<(Filter, usize), ApiError> {
     let text = |name: &str| query.get(name).filter(|v| !v.is_empty()).cloned();
@@ -268,7 +275,7 @@ fn list_query(query: &HashMap<String, String>) -> Result<(Filter, usize), ApiErr
             .map(|v| {
                 v.parse::<f64>()
                     .ok()
-                    .filter(|t| t.is_finite())
+                    .filter(|t| t.is_finite() && t.abs() <= LATEST_TIME)
                     .ok_or_else(|| {
                         ApiError::invalid(
                             format!("{name} must be Unix seconds, not {v:?}"),

@@ -26,6 +26,10 @@ use crate::translate::{Event, TranslateError};
 pub(super) trait Dialect: Sized + Send + Sync {
     /// Its stream translator.
     type Stream: Translator;
+    /// The API's own top-level request fields. A request to a composite
+    /// model hands every other field to the strategy as a setting, as a
+    /// chat request's fields that are not OpenAI's are.
+    const API_FIELDS: &'static [&'static str];
     /// The dialect for the answer to `body` (ids, echoed settings), and for
     /// the client's `headers` a native upstream is sent.
     fn for_request(body: &Value, headers: &HeaderMap) -> Self;
@@ -56,7 +60,9 @@ pub(super) trait Dialect: Sized + Send + Sync {
 /// Chat chunk payloads → a dialect's events.
 pub(super) trait Translator: Send + 'static {
     fn start(&mut self) -> Vec<Event>;
-    fn push(&mut self, payload: &[u8]) -> Vec<Event>;
+    /// The events for one payload; an error for one that cannot be read,
+    /// which ends the stream with it.
+    fn push(&mut self, payload: &[u8]) -> Result<Vec<Event>, ApiError>;
     fn finish(&mut self) -> Vec<Event>;
     fn fail(&mut self, error: &ApiError) -> Vec<Event>;
     /// Roughly what the closing events will hold at once, for a translation
@@ -112,6 +118,12 @@ async fn handle<D: Dialect>(
     let body = dialect.prepare(state, scope, body).await?;
     let mut chat = dialect.to_chat(&body).map_err(invalid)?;
     carry_settings(&body, &mut chat);
+    if chat["model"]
+        .as_str()
+        .is_some_and(|model| gateway.strategies.profile_for(model).is_some())
+    {
+        carry_strategy_settings(&body, D::API_FIELDS, &mut chat);
+    }
     let req = chat_request(&chat)?;
     drop(body);
     let executed = execute(state, scope, ctx, outcome, Endpoint::ChatCompletions, &req).await?;
@@ -176,6 +188,25 @@ fn carry_settings(body: &Value, chat: &mut Value) {
             to.entry(field).or_insert_with(|| value.clone());
         }
     }
+    // Cache controls in `metadata`, as on the chat route (a top-level
+    // `cache` wins), though the API's own `metadata` is not carried.
+    if let Some(controls) = from.get("metadata").and_then(|m| m.get("cache")) {
+        to.entry("cache").or_insert_with(|| controls.clone());
+    }
+}
+
+/// Puts the fields of `body` that its API does not define (`api_fields`)
+/// onto the chat request for a composite model, whose strategy reads them
+/// as settings (`samples`, `council_models`), as on the chat route.
+fn carry_strategy_settings(body: &Value, api_fields: &[&str], chat: &mut Value) {
+    let (Some(from), Some(to)) = (body.as_object(), chat.as_object_mut()) else {
+        return;
+    };
+    for (field, value) in from {
+        if !api_fields.contains(&field.as_str()) {
+            to.entry(field.as_str()).or_insert_with(|| value.clone());
+        }
+    }
 }
 
 /// The translated chat request, checked as the chat route checks its body.
@@ -218,7 +249,13 @@ fn translated<T: Translator>(
                         tracing::warn!(%error, "ending a translated stream");
                         return Some((Ok(sse(&translator.fail(&error))), None));
                     }
-                    let events = translator.push(&payload);
+                    let events = match translator.push(&payload) {
+                        Ok(events) => events,
+                        Err(error) => {
+                            tracing::warn!(%error, "ending a translated stream");
+                            return Some((Ok(sse(&translator.fail(&error))), None));
+                        }
+                    };
                     if translator.closing_bytes() > limit {
                         let error = too_large_to_close(limit);
                         tracing::warn!(%error, "ending a translated stream");
@@ -242,6 +279,17 @@ fn translated<T: Translator>(
         }
     });
     stream::once(async move { Ok(start) }).chain(rest)
+}
+
+/// The error that ends a translated stream at an event it cannot read.
+pub(super) fn unreadable(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_error",
+        message,
+        None,
+        Some("upstream_unavailable"),
+    )
 }
 
 /// The error that ends a translated stream whose answer grew past `limit`.

@@ -163,6 +163,7 @@ fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
             )
         }
         UpstreamError::Unsendable { param, .. } => ApiError::invalid(message, param.as_deref()),
+        UpstreamError::AnswerRoomFull(_) => super::in_flight::busy(message),
         UpstreamError::Status {
             status,
             code,

@@ -264,6 +264,14 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
         o.upstream_time = Some(meta.upstream_time);
         o.overhead = Some(overhead);
     });
+    if routed
+        .reported
+        .as_ref()
+        .is_some_and(crate::ops::Reported::unfinished)
+        && let Some(plan) = run.cache.as_mut()
+    {
+        plan.forgo_write();
+    }
     let mut headers = HeaderMap::with_capacity(ANSWER_HEADERS);
     route_headers(&mut headers, meta, overhead);
     let answer = match routed.reply {

@@ -124,20 +124,12 @@ fn model_refused(scope: &Scope, body: &Value) -> Option<crate::ops::admission::R
 /// that the request is sent as the client wrote it and its translation is
 /// only the gateway's record of it.
 fn served_natively(gateway: &crate::gateway::Gateway, model: &str) -> bool {
-    group_of(gateway, model).is_some_and(|g| {
+    gateway.router.client_group(model).is_some_and(|(g, _)| {
         !g.deployments.is_empty()
             && g.deployments.iter().all(
                 |d| matches!(&d.target, crate::providers::Target::Http(t) if t.speaks_anthropic()),
             )
     })
-}
-
-/// The group a model name (or a config alias of one) is served by.
-fn group_of<'a>(
-    gateway: &'a crate::gateway::Gateway,
-    model: &str,
-) -> Option<&'a std::sync::Arc<crate::router::ModelGroup>> {
-    gateway.router.group_or_alias(model)
 }
 
 /// Anthropic's own count, when the model (or the alias naming it) is a
@@ -148,9 +140,8 @@ async fn count_upstream(
     body: &Value,
     headers: Option<&Value>,
 ) -> Option<Result<Bytes, crate::providers::UpstreamError>> {
-    let deployment = group_of(gateway, body["model"].as_str()?)?
-        .deployments
-        .first()?;
+    let (group, upstream_model) = gateway.router.client_group(body["model"].as_str()?)?;
+    let deployment = group.deployments.first()?;
     let crate::providers::Target::Http(target) = &deployment.target else {
         return None;
     };
@@ -158,6 +149,7 @@ async fn count_upstream(
         .count_tokens(
             gateway.router.client(),
             body,
+            upstream_model.as_deref(),
             headers,
             deployment.timeouts.request,
         )
@@ -250,6 +242,7 @@ struct Messages {
 
 impl Dialect for Messages {
     type Stream = MessagesEvents;
+    const API_FIELDS: &'static [&'static str] = crate::translate::anthropic::REQUEST_FIELDS;
 
     fn for_request(body: &Value, headers: &HeaderMap) -> Self {
         Self {
@@ -328,6 +321,16 @@ impl MessagesEvents {
         let name = data["type"].as_str()?.to_owned();
         Some(Event { name, data })
     }
+
+    /// A native stream's event, or the error that ends the stream at one
+    /// that cannot be read (or names no type).
+    fn native_event(payload: &[u8]) -> Result<Event, ApiError> {
+        Self::native(payload).ok_or_else(|| {
+            super::dialect::unreadable(
+                "the upstream sent a stream event that cannot be read as an Anthropic event".into(),
+            )
+        })
+    }
 }
 
 /// The model a chat chunk names, when it names one.
@@ -347,15 +350,15 @@ impl Translator for MessagesEvents {
         Vec::new()
     }
 
-    fn push(&mut self, payload: &[u8]) -> Vec<Event> {
+    fn push(&mut self, payload: &[u8]) -> Result<Vec<Event>, ApiError> {
         if self.mode == Mode::Unknown {
             match Self::native(payload) {
                 // Anthropic may send a ping anywhere; one before the
                 // message starts says nothing yet about the stream.
-                Some(event) if event.name == "ping" => return Vec::new(),
+                Some(event) if event.name == "ping" => return Ok(Vec::new()),
                 Some(event) if event.name == "message_start" => {
                     self.mode = Mode::Native;
-                    return vec![event];
+                    return Ok(vec![event]);
                 }
                 _ => {
                     self.mode = Mode::Translated;
@@ -363,14 +366,18 @@ impl Translator for MessagesEvents {
                         self.inner.answered_by(model);
                     }
                     let mut events = self.inner.start();
-                    events.extend(self.inner.push(payload));
-                    return events;
+                    events.extend(
+                        self.inner
+                            .push(payload)
+                            .map_err(super::dialect::unreadable)?,
+                    );
+                    return Ok(events);
                 }
             }
         }
         match self.mode {
-            Mode::Native => Self::native(payload).into_iter().collect(),
-            _ => self.inner.push(payload),
+            Mode::Native => Ok(vec![Self::native_event(payload)?]),
+            _ => self.inner.push(payload).map_err(super::dialect::unreadable),
         }
     }
 

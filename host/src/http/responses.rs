@@ -378,6 +378,7 @@ impl Keeper {
 
 impl Dialect for Responses {
     type Stream = KeptStream;
+    const API_FIELDS: &'static [&'static str] = crate::translate::responses::REQUEST_FIELDS;
 
     fn for_request(body: &Value, _headers: &http::HeaderMap) -> Self {
         Self {
@@ -605,10 +606,12 @@ impl NativeProgress {
 
 impl KeptStream {
     /// A native event payload as the event it came in, marked.
-    fn native(&mut self, payload: &[u8]) -> Vec<Event> {
-        let Ok(mut data) = serde_json::from_slice::<Value>(payload) else {
-            return Vec::new();
-        };
+    fn native(&mut self, payload: &[u8]) -> Result<Vec<Event>, ApiError> {
+        let mut data = serde_json::from_slice::<Value>(payload).map_err(|e| {
+            super::dialect::unreadable(format!(
+                "the upstream sent a stream event that cannot be read ({e})"
+            ))
+        })?;
         let name = data["type"].as_str().unwrap_or("message").to_owned();
         if data["response"].is_object() {
             mark(&mut data["response"], self.stored, &self.previous);
@@ -617,9 +620,9 @@ impl KeptStream {
         let event = Event { name, data };
         if is_final(&event.name) {
             self.held = Some(event);
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        vec![event]
+        Ok(vec![event])
     }
 }
 
@@ -642,20 +645,27 @@ impl Translator for KeptStream {
         Vec::new()
     }
 
-    fn push(&mut self, payload: &[u8]) -> Vec<Event> {
+    fn push(&mut self, payload: &[u8]) -> Result<Vec<Event>, ApiError> {
         if self.mode == Mode::Unknown {
             if is_native_event(payload) {
                 self.mode = Mode::Native;
             } else {
                 self.mode = Mode::Translated;
                 let mut events = self.events.start();
-                events.extend(self.events.push(payload));
-                return events;
+                events.extend(
+                    self.events
+                        .push(payload)
+                        .map_err(super::dialect::unreadable)?,
+                );
+                return Ok(events);
             }
         }
         match self.mode {
             Mode::Native => self.native(payload),
-            _ => self.events.push(payload),
+            _ => self
+                .events
+                .push(payload)
+                .map_err(super::dialect::unreadable),
         }
     }
 

@@ -567,17 +567,28 @@ fn one_deployment(listing: &Bytes, id: &str) -> Result<Bytes, ApiError> {
     tag = "models",
     summary = "Model groups with their providers, limits and prices (LiteLLM's /model_group/info)",
     security(("bearer" = []), ("api_key" = [])),
+    params(("model_group" = Option<String>, Query, description = "Only this model group")),
     responses(
         (status = 200, description = "One entry per model group the caller may use", body = super::openapi::JsonObject),
         (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
     )
 )]
-pub async fn model_group_info(Extension(scope): Extension<Scope>) -> Response {
-    json_response(visible_models(
-        &scope,
-        &scope.gateway.model_group_info_json,
-        "model_group",
-    ))
+pub async fn model_group_info(
+    Extension(scope): Extension<Scope>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let listing = visible_models(&scope, &scope.gateway.model_group_info_json, "model_group");
+    // LiteLLM's `?model_group=` narrows the listing to one group.
+    let Some(only) = query.get("model_group").filter(|g| !g.is_empty()) else {
+        return json_response(listing);
+    };
+    let Ok(mut parsed) = serde_json::from_slice::<Value>(&listing) else {
+        return json_response(listing);
+    };
+    if let Some(data) = parsed.get_mut("data").and_then(Value::as_array_mut) {
+        data.retain(|entry| entry["model_group"] == only.as_str());
+    }
+    json_response(Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default()))
 }
 
 /// A model listing (`data` entries named by `name_field`) as the caller may

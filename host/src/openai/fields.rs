@@ -343,10 +343,12 @@ impl<'de> Deserialize<'de> for RawFields {
 }
 
 /// Whether arrays and objects nest [`MAX_DEPTH`] levels or more in a valid
-/// JSON text. Nesting can never go deeper than the number of opening
-/// brackets, and counting those is a loop the compiler vectorizes, so almost
-/// every body is settled without the exact byte-by-byte scan.
-fn nested_too_deep(json: &str) -> bool {
+/// JSON text: a client's body, or an upstream's answer or stream event,
+/// which clients (Python's `json` among them) could not read either.
+/// Nesting can never go deeper than the number of opening brackets, and
+/// counting those is a loop the compiler vectorizes, so almost every text
+/// is settled without the exact byte-by-byte scan.
+pub fn nested_too_deep(json: &str) -> bool {
     opening_brackets(json.as_bytes()) >= MAX_DEPTH && nesting_depth(json) >= MAX_DEPTH
 }
 

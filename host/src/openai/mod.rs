@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use fields::{MAX_DEPTH, MAX_FIELDS, RawFields, too_many_fields};
+pub use fields::{MAX_DEPTH, MAX_FIELDS, RawFields, nested_too_deep, too_many_fields};
 
 /// Parses JSON bytes after checking them as UTF-8 once, whole: parsed as
 /// bytes, serde_json checks every string and every raw value again, piece
@@ -146,14 +146,21 @@ pub fn carried_settings() -> impl Iterator<Item = &'static str> {
         ])
 }
 
-/// `body` without the gateway's request settings ([`carried_settings`]):
-/// the copy of another API's body that a native deployment sends on as it
-/// is, where an upstream would refuse fields it does not define.
+/// `body` without the gateway's request settings ([`carried_settings`],
+/// and cache controls given as `metadata.cache`): the copy of another API's
+/// body that a native deployment sends on as it is, where an upstream would
+/// refuse fields it does not define.
 pub fn without_carried_settings(body: &serde_json::Value) -> serde_json::Value {
     let mut native = body.clone();
     if let Some(fields) = native.as_object_mut() {
         for field in carried_settings() {
             fields.remove(field);
+        }
+        if let Some(metadata) = fields
+            .get_mut("metadata")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            metadata.remove("cache");
         }
     }
     native

@@ -84,6 +84,13 @@ impl Reported {
         (!present).then_some(wanted)
     }
 
+    /// Whether a choice of the answer has no finish reason (`null`): an
+    /// answer not known to be whole, which the cache keeps out as it keeps
+    /// out a stream that ends without one.
+    pub fn unfinished(&self) -> bool {
+        self.choices.finish_reasons.len() < self.choices.count
+    }
+
     /// The usage the answer or event reports, its own or its object's.
     pub fn any_usage(&self) -> Option<Usage> {
         self.usage

@@ -154,7 +154,12 @@ pub fn json_reply(body: Bytes, native: bool) -> Result<Bytes, UpstreamError> {
 /// events' own payloads when `native`. Anthropic ends a stream with
 /// `message_stop` rather than `[DONE]`; a stream that ends without it is
 /// broken.
-pub fn stream_reply<S>(bytes: S, idle: Duration, max_event: usize, native: bool) -> PayloadStream
+pub fn stream_reply<S>(
+    bytes: S,
+    idle: Duration,
+    room: sse::EventRoom,
+    native: bool,
+) -> PayloadStream
 where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
@@ -162,9 +167,9 @@ where
     let bytes = bytes.chain(done);
     // A translated event is parsed whole in `step`, which checks it there.
     let payloads = if native {
-        sse::decode_objects(bytes, idle, max_event)
+        sse::decode_objects(bytes, idle, room)
     } else {
-        sse::decode(bytes, idle, max_event)
+        sse::decode(bytes, idle, room)
     };
     let state = Translating {
         payloads,

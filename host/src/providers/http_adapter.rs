@@ -341,13 +341,16 @@ impl HttpTarget {
             let chunks = response
                 .bytes_stream()
                 .map(|r| r.map_err(|e| e.to_string()));
-            let max_event = call.max_response_bytes.min(sse::MAX_EVENT_BYTES);
+            let room = sse::EventRoom {
+                max_event: call.max_response_bytes.min(sse::MAX_EVENT_BYTES),
+                shared: call.answer_room.cloned(),
+            };
             let payloads = if native_responses {
-                super::responses::stream_reply(chunks, wait, max_event)
+                super::responses::stream_reply(chunks, wait, room)
             } else if anthropic {
-                super::anthropic::stream_reply(chunks, wait, max_event, native)
+                super::anthropic::stream_reply(chunks, wait, room, native)
             } else {
-                sse::decode_objects(chunks, wait, max_event)
+                sse::decode_objects(chunks, wait, room)
             };
             // Chunks and an error ending the stream reach the client, so
             // they must not carry the key either.
@@ -367,7 +370,7 @@ impl HttpTarget {
                     .await
                     .map_err(|e| self.transport_error(e, wait))?;
                 let response = self.check_status(response).await?;
-                self.read_capped(response, call.max_response_bytes, wait)
+                self.read_capped(response, (call.max_response_bytes, call.answer_room), wait)
                     .await
             };
             let body = tokio::time::timeout(wait, fetch)
@@ -384,14 +387,15 @@ impl HttpTarget {
         }
     }
 
-    /// Anthropic's own token count for a Messages body (sent with this
-    /// deployment's model name, without the gateway's own settings, which
+    /// Anthropic's own token count for a Messages body (sent with `model`,
+    /// a wildcard's rewritten name, else this deployment's, without the gateway's own settings, which
     /// Anthropic refuses, and with the client's beta header,
     /// `client_headers`); `None` for a target of another dialect.
     pub async fn count_tokens(
         &self,
         client: &reqwest::Client,
         body: &Value,
+        model: Option<&str>,
         client_headers: Option<&Value>,
         wait: Duration,
     ) -> Option<Result<Bytes, UpstreamError>> {
@@ -399,7 +403,7 @@ impl HttpTarget {
             return None;
         }
         let mut body = crate::openai::without_carried_settings(body);
-        body["model"] = Value::String(self.upstream_model.clone());
+        body["model"] = Value::String(model.unwrap_or(&self.upstream_model).to_owned());
         let url = format!(
             "{}/count_tokens",
             super::anthropic::messages_url(&self.base_url)
@@ -415,7 +419,7 @@ impl HttpTarget {
                 .await
                 .map_err(|e| self.transport_error(e, wait))?;
             let response = self.check_status(response).await?;
-            self.read_capped(response, ERROR_BODY_LIMIT, wait)
+            self.read_capped(response, (ERROR_BODY_LIMIT, None), wait)
                 .await
                 .map(|counted| self.redact_bytes(counted))
         };
@@ -435,7 +439,7 @@ impl HttpTarget {
         response: reqwest::Response,
         wait: Duration,
     ) -> UpstreamError {
-        match self.read_capped(response, ERROR_BODY_LIMIT, wait).await {
+        match self.read_capped(response, (ERROR_BODY_LIMIT, None), wait).await {
             Ok(body) => sse::answer_error(&body).map_or_else(
                 || {
                     UpstreamError::Protocol(
@@ -469,10 +473,15 @@ impl HttpTarget {
     /// The whole body, refused once it grows past `limit` bytes (or declares
     /// more up front) so that an upstream cannot exhaust memory; `limit`
     /// is [`ERROR_BODY_LIMIT`] or the configured answer size.
+    /// The whole body, at most `limit` bytes, counted past its free bytes
+    /// in `room` while it is read.
     async fn read_capped(
         &self,
         response: reqwest::Response,
-        limit: usize,
+        (limit, room): (
+            usize,
+            Option<&std::sync::Arc<super::answer_room::AnswerRoom>>,
+        ),
         wait: Duration,
     ) -> Result<Bytes, UpstreamError> {
         let too_large = || {
@@ -490,12 +499,21 @@ impl HttpTarget {
         }
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
+        let mut held = None;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.transport_error(e, wait))?;
             total += chunk.len();
             if total > limit {
                 return Err(too_large());
+            }
+            if total > super::answer_room::FREE_BYTES
+                && let Some(room) = room
+            {
+                let held = held.get_or_insert_with(|| super::answer_room::Held::of(room.clone()));
+                if !held.resize(total) {
+                    return Err(UpstreamError::AnswerRoomFull(room.limit_mb()));
+                }
             }
             chunks.push(chunk);
         }

@@ -4,6 +4,7 @@
 //! Almost every provider speaks OpenAI's wire format, so one adapter serves
 //! them all from a table of prefixes ([`table`]); `mock/` answers in-process.
 
+pub mod answer_room;
 pub mod anthropic;
 pub mod exec;
 mod http_adapter;
@@ -77,6 +78,13 @@ pub enum UpstreamError {
     },
     #[error("the upstream stream broke off: {0}")]
     StreamBroken(String),
+    /// The answers being read at once fill `max_response_bodies_mb` (MiB):
+    /// this one is left unread rather than grow the gateway's memory.
+    #[error(
+        "the gateway is already reading {0} MiB of upstream answers, the most it holds at once \
+         (general_settings.max_response_bodies_mb); retry shortly"
+    )]
+    AnswerRoomFull(usize),
 }
 
 impl UpstreamError {
@@ -108,6 +116,7 @@ impl UpstreamError {
             UpstreamError::StreamBroken(m) => UpstreamError::StreamBroken(clean(m)),
             UpstreamError::Timeout(d) => UpstreamError::Timeout(d),
             UpstreamError::StreamTooLong(d) => UpstreamError::StreamTooLong(d),
+            UpstreamError::AnswerRoomFull(mb) => UpstreamError::AnswerRoomFull(mb),
         }
     }
 }
@@ -132,6 +141,9 @@ pub struct UpstreamCall<'a> {
     pub timeouts: Timeouts,
     /// Largest upstream body read (`general_settings.max_response_size_mb`).
     pub max_response_bytes: usize,
+    /// The memory every answer being read shares (`None`: not counted, for
+    /// health checks, whose answers are small and capped).
+    pub answer_room: Option<&'a std::sync::Arc<answer_room::AnswerRoom>>,
     /// W3C `traceparent` to send, when the request is traced.
     pub traceparent: Option<&'a str>,
     /// The request asks (LiteLLM's `drop_params`) that fields the model is

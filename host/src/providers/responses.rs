@@ -54,12 +54,12 @@ const TERMINAL: &[&str] = &[
 /// The Responses API ends a stream by closing it after its last event
 /// rather than with `[DONE]`: a stream that ends before a terminal event
 /// (`response.completed`, `.incomplete`, `.failed` or `error`) is broken.
-pub fn stream_reply<S>(bytes: S, idle: Duration, max_event: usize) -> PayloadStream
+pub fn stream_reply<S>(bytes: S, idle: Duration, room: sse::EventRoom) -> PayloadStream
 where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
     let done = stream::iter([Ok(Bytes::from_static(b"\n\ndata: [DONE]\n\n"))]);
-    let payloads = sse::decode_objects(bytes.chain(done), idle, max_event);
+    let payloads = sse::decode_objects(bytes.chain(done), idle, room);
     Box::pin(stream::unfold(
         (payloads, false, false),
         |(mut payloads, ended, finished)| async move {
@@ -120,7 +120,7 @@ mod tests {
         let cut = stream::iter([Ok(Bytes::from_static(
             b"event: response.created\ndata: {\"type\":\"response.created\"}\n\n",
         ))]);
-        let items: Vec<_> = stream_reply(cut, Duration::from_secs(5), 1 << 20)
+        let items: Vec<_> = stream_reply(cut, Duration::from_secs(5), (1 << 20).into())
             .collect()
             .await;
         assert_eq!(items.len(), 2);
@@ -128,7 +128,7 @@ mod tests {
         let whole = stream::iter([Ok(Bytes::from_static(
             b"data: {\"type\":\"response.created\"}\n\ndata: {\"type\":\"response.completed\"}\n\n",
         ))]);
-        let items: Vec<_> = stream_reply(whole, Duration::from_secs(5), 1 << 20)
+        let items: Vec<_> = stream_reply(whole, Duration::from_secs(5), (1 << 20).into())
             .collect()
             .await;
         assert_eq!(items.len(), 2);

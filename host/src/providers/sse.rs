@@ -20,11 +20,29 @@ pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// [`decode`], with every payload refused unless it is a JSON object
 /// ([`object_event`]).
-pub fn decode_objects<S>(bytes: S, idle: Duration, max_event: usize) -> PayloadStream
+pub fn decode_objects<S>(bytes: S, idle: Duration, room: impl Into<EventRoom>) -> PayloadStream
 where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
-    Box::pin(decode(bytes, idle, max_event).map(|item| item.and_then(object_event)))
+    Box::pin(decode(bytes, idle, room).map(|item| item.and_then(object_event)))
+}
+
+/// What a stream's decoder may hold: one event of at most `max_event`
+/// bytes, counted (past its free bytes) in the room every answer being read
+/// shares, when there is one.
+#[derive(Clone)]
+pub struct EventRoom {
+    pub max_event: usize,
+    pub shared: Option<std::sync::Arc<super::answer_room::AnswerRoom>>,
+}
+
+impl From<usize> for EventRoom {
+    fn from(max_event: usize) -> Self {
+        Self {
+            max_event,
+            shared: None,
+        }
+    }
 }
 
 /// A stream's event, refused unless it is a JSON object: a client's
@@ -54,6 +72,11 @@ fn object_event(payload: Bytes) -> Result<Bytes, UpstreamError> {
                 ))),
             }
         }
+        Ok(_) if crate::openai::nested_too_deep(text) => Err(UpstreamError::Protocol(format!(
+            "the upstream sent a stream event nested deeper than {} levels, which clients \
+             cannot read",
+            crate::openai::MAX_DEPTH
+        ))),
         Ok(_) if crate::ops::is_object_text(text) => Ok(payload),
         Ok(_) => Err(UpstreamError::Protocol(
             "the upstream sent a stream event that is JSON but not an object".into(),
@@ -89,13 +112,15 @@ fn has_surrogate_escape(payload: &[u8]) -> bool {
 /// (bytes that complete none, such as keep-alive comments or a trickle,
 /// do not count), sends an event larger than `max_event` bytes, sends an
 /// error event, or fails is ended with one error item.
-pub fn decode<S>(bytes: S, idle: Duration, max_event: usize) -> PayloadStream
+pub fn decode<S>(bytes: S, idle: Duration, room: impl Into<EventRoom>) -> PayloadStream
 where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
 {
+    let room = room.into();
     let state = Decoder {
         inner: Box::pin(bytes),
-        lines: Lines::new(max_event),
+        lines: Lines::new(room.max_event),
+        held: room.shared.map(super::answer_room::Held::of),
         finished: false,
         last: None,
         idle_since_ping: None,
@@ -141,7 +166,16 @@ where
                     st.finished = true;
                     return Some((Err(UpstreamError::Timeout(idle)), st));
                 }
-                Ok(Some(Ok(chunk))) => st.lines.push(&chunk),
+                Ok(Some(Ok(chunk))) => {
+                    st.lines.push(&chunk);
+                    if let Some(held) = &mut st.held
+                        && !held.resize(st.lines.held_bytes())
+                    {
+                        st.finished = true;
+                        let full = UpstreamError::AnswerRoomFull(held.limit_mb());
+                        return Some((Err(full), st));
+                    }
+                }
                 Ok(Some(Err(e))) => {
                     st.finished = true;
                     return Some((Err(UpstreamError::StreamBroken(e)), st));
@@ -169,6 +203,8 @@ where
 struct Decoder {
     inner: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>,
     lines: Lines,
+    /// What the bytes held in `lines` take of the shared room.
+    held: Option<super::answer_room::Held>,
     finished: bool,
     /// The last payload passed on, read only if the stream ends without
     /// `[DONE]`.
@@ -281,6 +317,11 @@ impl Lines {
     /// ends with `\n`, `\r\n` or a lone `\r`, as the SSE format says.
     /// Whether data lines were received (ended or not) that no blank line
     /// has ended as an event.
+    /// Bytes received and not yet passed on as an event.
+    fn held_bytes(&self) -> usize {
+        self.buf.len() + self.data.len()
+    }
+
     fn holds_unfinished_event(&self) -> bool {
         self.data.len() > 0 || self.buf.starts_with(b"data:")
     }

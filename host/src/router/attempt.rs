@@ -61,6 +61,7 @@ pub(super) async fn attempt(
         model_override: model_override.as_deref(),
         timeouts: shortened(deployment.timeouts, req.limits.timeout),
         max_response_bytes: router.max_response_bytes,
+        answer_room: Some(&router.answer_room),
         traceparent: span.as_ref().map(AttemptSpan::traceparent),
         drop_params: req.limits.drop_params,
     };
@@ -91,15 +92,17 @@ pub(super) async fn attempt(
             // could not read it. (Skipping a string while reading the report
             // does not check its UTF-8, hence the check of its own.)
             let reported = std::str::from_utf8(&body)
-                .ok()
-                .filter(|text| crate::ops::is_object_text(text))
-                .and_then(|text| serde_json::from_str::<Reported>(text).ok());
-            let Some(reported) = reported else {
-                let e = UpstreamError::Protocol(
-                    "the upstream answered 200 with a body that is not a JSON object".into(),
-                );
-                span_failed(span, deployment, &e);
-                return Err(e);
+                .map_err(|_| "not UTF-8")
+                .and_then(|text| answer_report(text));
+            let reported = match reported {
+                Ok(reported) => reported,
+                Err(why) => {
+                    let e = UpstreamError::Protocol(format!(
+                        "the upstream answered with a body that is {why}"
+                    ));
+                    span_failed(span, deployment, &e);
+                    return Err(e);
+                }
             };
             if reported.error
                 && let Some(error) = sse::answer_error(&body)
@@ -234,6 +237,23 @@ pub(super) fn own_deadline(
 }
 
 /// Ends a traced attempt's span with `error`, its message without credentials.
+/// What a successful JSON answer says about itself, or why it is no answer
+/// a client could read: empty (a 204, say), not a JSON object (HTML, cut
+/// JSON, text) or nested deeper than clients' parsers go.
+fn answer_report(text: &str) -> Result<Reported, &'static str> {
+    if text.trim().is_empty() {
+        return Err("empty");
+    }
+    let reported = Some(text)
+        .filter(|text| crate::ops::is_object_text(text))
+        .and_then(|text| serde_json::from_str::<Reported>(text).ok())
+        .ok_or("not a JSON object")?;
+    if crate::openai::nested_too_deep(text) {
+        return Err("JSON nested deeper than 128 levels, which clients cannot read");
+    }
+    Ok(reported)
+}
+
 fn span_failed(span: Option<AttemptSpan>, deployment: &Deployment, error: &UpstreamError) {
     if let Some(span) = span {
         span.failed(error, &deployment.target.redact(&error.to_string()));
@@ -248,6 +268,25 @@ fn redact(deployment: &Deployment, error: UpstreamError) -> UpstreamError {
 /// The largest upstream body a call reads, from
 /// `general_settings.max_response_size_mb` (64 MiB when unset; the loader
 /// refuses values that are not positive numbers).
+/// The room answers being read share, `max_response_bodies_mb` MiB: the
+/// previous router's when its size is the same, so that answers read
+/// across a reload count in one room.
+pub(super) fn answer_room(
+    settings: &GeneralSettings,
+    previous: Option<&Router>,
+) -> Arc<crate::providers::answer_room::AnswerRoom> {
+    use crate::providers::answer_room::{AnswerRoom, DEFAULT_MAX_ANSWERS_MB};
+    let room = AnswerRoom::new(
+        settings
+            .max_response_bodies_mb
+            .unwrap_or(DEFAULT_MAX_ANSWERS_MB),
+    );
+    match previous {
+        Some(p) if p.answer_room.limit_mb() == room.limit_mb() => p.answer_room.clone(),
+        _ => Arc::new(room),
+    }
+}
+
 pub(super) fn response_limit(settings: &GeneralSettings) -> usize {
     settings
         .max_response_size_mb

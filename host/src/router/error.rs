@@ -70,6 +70,9 @@ pub fn classify(error: &UpstreamError) -> ErrorClass {
         // The gateway's limit on the request: another deployment or model
         // would run as long, so nothing is retried and nobody cools down.
         UpstreamError::StreamTooLong(_) => ErrorClass::BadRequest,
+        // The gateway's own memory, full of other answers: no deployment
+        // is to blame, and another call would only add to it.
+        UpstreamError::AnswerRoomFull(_) => ErrorClass::BadRequest,
         UpstreamError::Protocol(_) | UpstreamError::StreamBroken(_) => ErrorClass::InternalServer,
         UpstreamError::Unsendable { .. } => ErrorClass::BadRequest,
         UpstreamError::Status {

@@ -122,6 +122,9 @@ pub struct Router {
     client: reqwest::Client,
     /// Largest upstream body read by one call.
     max_response_bytes: usize,
+    /// The memory every answer being read shares (`max_response_bodies_mb`),
+    /// kept across reloads that leave its size alone.
+    answer_room: Arc<crate::providers::answer_room::AnswerRoom>,
     /// Longest an upstream stream may last (`max_stream_duration`).
     max_stream_duration: Duration,
     /// Groups that exist only because a composite topology names them.
@@ -251,6 +254,7 @@ impl Router {
             clock,
             client,
             max_response_bytes: attempt::response_limit(&loaded.config.general_settings),
+            answer_room: attempt::answer_room(&loaded.config.general_settings, previous),
             max_stream_duration: stream_lifetime::limit(&loaded.config.general_settings),
             internal: internal_groups(&loaded.config.model_list, extra),
             deployment_targets,
@@ -417,23 +421,51 @@ impl Router {
         model: &str,
         ctx: &CallContext,
     ) -> Result<(Arc<ModelGroup>, Option<String>), RouteError> {
+        match self.lookup(model, ctx.is_sub_call()) {
+            Some((g, None)) => Ok((g.clone(), None)),
+            Some((g, Some(rest))) => {
+                check_capture(model, rest)?;
+                Ok((g.clone(), Some(rest.to_owned())))
+            }
+            None => Err(RouteError::ModelNotFound {
+                model: model.to_owned(),
+            }),
+        }
+    }
+
+    /// The group serving `model` (alias, exact name, then longest
+    /// wildcard) and the part a wildcard matched; internal groups only for
+    /// a strategy's sub-calls.
+    fn lookup<'a>(
+        &'a self,
+        model: &'a str,
+        sub_call: bool,
+    ) -> Option<(&'a Arc<ModelGroup>, Option<&'a str>)> {
         let name = self.aliases.get(model).map_or(model, String::as_str);
         if let Some(g) = self.groups.get(name)
-            && (ctx.is_sub_call() || !self.internal.contains(name))
+            && (sub_call || !self.internal.contains(name))
         {
-            return Ok((g.clone(), None));
+            return Some((g, None));
         }
-        for (prefix, g) in &self.wildcards {
-            if let Some(rest) = name.strip_prefix(prefix.as_str())
-                && !rest.is_empty()
-            {
-                check_capture(model, rest)?;
-                return Ok((g.clone(), Some(rest.to_owned())));
-            }
-        }
-        Err(RouteError::ModelNotFound {
-            model: model.to_owned(),
+        self.wildcards.iter().find_map(|(prefix, g)| {
+            name.strip_prefix(prefix.as_str())
+                .filter(|rest| !rest.is_empty())
+                .map(|rest| (g, Some(rest)))
         })
+    }
+
+    /// The group a client's `model` reaches, as a request would route it
+    /// (a wildcard's included), and the name its deployments call upstream
+    /// for it when a wildcard rewrote it: for questions a route asks about
+    /// a model before calling it (is it served natively? where are tokens
+    /// counted?).
+    pub fn client_group(&self, model: &str) -> Option<(Arc<ModelGroup>, Option<String>)> {
+        let (group, rest) = self.lookup(model, false)?;
+        let upstream = rest.and_then(|rest| {
+            let m = group.deployments.first()?.target.upstream_model();
+            m.contains('*').then(|| m.replace('*', rest))
+        });
+        Some((group.clone(), upstream))
     }
 
     /// The group `model` names exactly (after aliases; wildcards are not

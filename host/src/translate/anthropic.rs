@@ -11,6 +11,31 @@ use super::{
     ChatAnswer, Event, Kind, TokenUsage, TranslateError, chat_tool, check_kinds, copy, parse_chunk,
 };
 
+/// The Messages API's top-level request fields (those a composite's
+/// strategy is not handed as settings).
+pub const REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "metadata",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "service_tier",
+    "container",
+    "mcp_servers",
+    "context_management",
+    "output_format",
+    "output_config",
+    "inference_geo",
+];
+
 /// A Messages request as a chat completions request (a JSON object).
 /// `native` says the request goes to Anthropic models only, which are sent
 /// the body as it is: content and tools a chat request cannot carry are
@@ -774,11 +799,10 @@ impl MessagesStream {
         ]
     }
 
-    /// The events for one chunk payload.
-    pub fn push(&mut self, payload: &[u8]) -> Vec<Event> {
-        let Some(mut chunk) = parse_chunk(payload) else {
-            return Vec::new();
-        };
+    /// The events for one chunk payload; an error for one that cannot be
+    /// read, which ends the stream.
+    pub fn push(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+        let mut chunk = parse_chunk(payload)?;
         let mut events = Vec::new();
         self.calls.hold_prose(&mut chunk);
         self.prose(chunk.reasoning, chunk.content, &mut events);
@@ -795,7 +819,7 @@ impl MessagesStream {
         if let Some(usage) = chunk.usage {
             self.usage = usage;
         }
-        events
+        Ok(events)
     }
 
     /// The events of a clean end: the open block stopped, `message_delta`
@@ -980,7 +1004,7 @@ mod tests {
             args(1, "{\"city\":\"Rome\"}"),
             json!([{"index": 2, "id": "call_c", "function": {"name": "now", "arguments": ""}}]),
         ] {
-            events.extend(stream.push(&chunk(calls)));
+            events.extend(stream.push(&chunk(calls)).unwrap());
         }
         events.extend(stream.finish());
         let starts: Vec<(String, String)> = events
@@ -1041,7 +1065,7 @@ mod tests {
         let mut events = stream.start();
         for calls in chunks {
             let chunk = json!({"choices": [{"delta": {"tool_calls": calls}}]});
-            events.extend(stream.push(&serde_json::to_vec(&chunk).unwrap()));
+            events.extend(stream.push(&serde_json::to_vec(&chunk).unwrap()).unwrap());
         }
         events.extend(stream.finish());
         events
@@ -1102,7 +1126,7 @@ mod tests {
             json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
         ] {
             let chunk = json!({"choices": [{"delta": delta}]});
-            events.extend(stream.push(&serde_json::to_vec(&chunk).unwrap()));
+            events.extend(stream.push(&serde_json::to_vec(&chunk).unwrap()).unwrap());
         }
         events.extend(stream.finish());
         let blocks: Vec<&Value> = events

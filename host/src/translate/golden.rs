@@ -18,7 +18,7 @@ fn translate(kind: &str, input: &Value) -> Value {
             let mut t = anthropic::MessagesStream::new("msg_test", "claude-test");
             let mut events = t.start();
             for chunk in input.as_array().into_iter().flatten() {
-                events.extend(t.push(chunk.to_string().as_bytes()));
+                events.extend(t.push(chunk.to_string().as_bytes()).unwrap());
             }
             events.extend(t.finish());
             json!(
@@ -55,7 +55,7 @@ fn translate(kind: &str, input: &Value) -> Value {
             let mut t = responses::ResponsesStream::new(envelope);
             let mut events = t.start();
             for chunk in input["chunks"].as_array().into_iter().flatten() {
-                events.extend(t.push(chunk.to_string().as_bytes()));
+                events.extend(t.push(chunk.to_string().as_bytes()).unwrap());
             }
             events.extend(t.finish());
             json!(

@@ -191,11 +191,14 @@ impl CallOrder {
     }
 }
 
-/// Reads a chunk payload; `None` for one that is not a JSON object. Only
-/// the first choice (index 0) is read: the translated APIs answer with
-/// one, as a translated answer that is not streamed keeps the first.
-pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
-    let chunk: Value = serde_json::from_slice(payload).ok()?;
+/// Reads a chunk payload; an error names why one cannot be read (a number
+/// out of range, say), for the stream to end with it rather than lose the
+/// chunk's text. Only the first choice (index 0) is read: the translated
+/// APIs answer with one, as a translated answer that is not streamed keeps
+/// the first.
+pub fn parse_chunk(payload: &[u8]) -> Result<ChunkDelta, String> {
+    let chunk: Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("the upstream sent a stream event that cannot be read ({e})"))?;
     let mut out = ChunkDelta {
         usage: usage_of(&chunk),
         ..ChunkDelta::default()
@@ -206,7 +209,7 @@ pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
         .flatten()
         .find(|c| c["index"].as_u64().unwrap_or(0) == 0);
     let Some(choice) = first else {
-        return Some(out);
+        return Ok(out);
     };
     let delta = &choice["delta"];
     out.content = non_empty(&delta["content"]);
@@ -222,7 +225,7 @@ pub fn parse_chunk(payload: &[u8]) -> Option<ChunkDelta> {
             arguments: arguments_text(&call["function"]["arguments"]),
         });
     }
-    Some(out)
+    Ok(out)
 }
 
 /// A message's or delta's `thinking_blocks`, if it has any.

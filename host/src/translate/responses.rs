@@ -79,6 +79,42 @@ pub fn failed_response_error(status: u16, message: &str) -> Value {
     json!({"code": code, "message": message})
 }
 
+/// The Responses API's top-level request fields (those a composite's
+/// strategy is not handed as settings), the gateway's cache controls
+/// among them.
+pub const REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "input",
+    "instructions",
+    "max_output_tokens",
+    "max_tool_calls",
+    "temperature",
+    "top_p",
+    "top_logprobs",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "conversation",
+    "store",
+    "stream",
+    "stream_options",
+    "text",
+    "reasoning",
+    "metadata",
+    "user",
+    "truncation",
+    "include",
+    "background",
+    "service_tier",
+    "prompt",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "cache",
+    "caching",
+];
+
 /// A Responses request as a chat completions request (a JSON object).
 pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
     check_fields(body)?;
@@ -272,6 +308,7 @@ fn options_to_chat(body: &Value, chat: &mut Map<String, Value>) -> Result<(), Tr
         "temperature",
         "top_p",
         "user",
+        "safety_identifier",
         "metadata",
         "parallel_tool_calls",
     ] {
@@ -918,11 +955,10 @@ impl ResponsesStream {
         ]
     }
 
-    /// The events for one chunk payload.
-    pub fn push(&mut self, payload: &[u8]) -> Vec<Event> {
-        let Some(mut chunk) = parse_chunk(payload) else {
-            return Vec::new();
-        };
+    /// The events for one chunk payload; an error for one that cannot be
+    /// read, which ends the stream.
+    pub fn push(&mut self, payload: &[u8]) -> Result<Vec<Event>, String> {
+        let mut chunk = parse_chunk(payload)?;
         let mut events = Vec::new();
         self.calls.hold_prose(&mut chunk);
         if let Some(delta) = chunk.reasoning {
@@ -949,7 +985,7 @@ impl ResponsesStream {
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
         }
-        events
+        Ok(events)
     }
 
     /// A clean end: the open item done, then `response.completed` (or
@@ -1472,8 +1508,12 @@ mod tests {
         let mut stream = ResponsesStream::new(envelope);
         assert_eq!(stream.closing_bytes(), 0);
         stream.start();
-        stream.push(br#"{"choices":[{"index":0,"delta":{"content":"abcd"}}]}"#);
-        stream.push(br#"{"choices":[{"index":0,"delta":{"reasoning_content":"xy"}}]}"#);
+        stream
+            .push(br#"{"choices":[{"index":0,"delta":{"content":"abcd"}}]}"#)
+            .unwrap();
+        stream
+            .push(br#"{"choices":[{"index":0,"delta":{"reasoning_content":"xy"}}]}"#)
+            .unwrap();
         assert_eq!(stream.closing_bytes(), 6 * CLOSING_COPIES);
     }
 

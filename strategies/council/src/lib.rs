@@ -133,6 +133,14 @@ fn plan(t: &Topology, s: &Settings, at_run: bool) -> Result<Option<Plan>, String
     if let Some(max) = s.max_council_size {
         council.truncate(max);
     }
+    // Known before any member is called (and paid for).
+    if s.min_answers > council.len() {
+        return Err(format!(
+            "settings.min_answers: {} is more than the {} council member(s)",
+            s.min_answers,
+            council.len()
+        ));
+    }
     if let Some(r) = &t.reviewers
         && r.is_empty()
     {

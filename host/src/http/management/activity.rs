@@ -263,19 +263,7 @@ fn day_after(date: &str) -> Result<SystemTime, ApiError> {
 
 /// `page` (from 1) and `page_size` (1 to [`MAX_PAGE_SIZE`], `default`).
 fn page_of(q: &HashMap<String, String>, default: u32) -> Result<ListPage, ApiError> {
-    let number = |name: &str, default: u32, max: u32| match q.get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| invalid(name, format!("must be an integer from 1 to {max}"))),
-    };
-    Ok(ListPage {
-        page: number("page", 1, u32::MAX)?,
-        size: number("page_size", default, MAX_PAGE_SIZE)?,
-    })
+    super::keys::page_within(q, default, MAX_PAGE_SIZE)
 }
 
 /// A comma-separated list of ids, at most [`MAX_TEAMS`].

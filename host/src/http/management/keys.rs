@@ -491,30 +491,42 @@ pub(super) fn may_read(manager: &Manager, record: &KeyRecord) -> bool {
     }
 }
 
-/// Page and size from a query (`page` from 1, `size` at most 100).
+/// The most rows a page of a management list holds, as LiteLLM's lists
+/// allow (a larger size is refused, not cut).
+pub(super) const MAX_PAGE_SIZE: u32 = 100;
+
+/// Page and size from a query (`page` from 1, `size` or `page_size` from
+/// 1 to [`MAX_PAGE_SIZE`]).
 pub(super) fn page_of(
     q: &HashMap<String, String>,
     default_size: u32,
 ) -> Result<ListPage, ApiError> {
-    let num = |name: &str, default: u32| -> Result<u32, ApiError> {
+    page_within(q, default_size, MAX_PAGE_SIZE)
+}
+
+/// Page and size from a query, the size from 1 to `max_size`.
+pub(super) fn page_within(
+    q: &HashMap<String, String>,
+    default_size: u32,
+    max_size: u32,
+) -> Result<ListPage, ApiError> {
+    let num = |name: &str, default: u32, max: u32| -> Result<u32, ApiError> {
         q.get(name).map_or(Ok(default), |v| {
-            v.parse::<u32>()
+            v.trim()
+                .parse::<u32>()
                 .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| invalid(name, "must be a positive integer"))
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| invalid(name, format!("must be an integer from 1 to {max}")))
         })
     };
+    let size_name = if q.contains_key("page_size") {
+        "page_size"
+    } else {
+        "size"
+    };
     Ok(ListPage {
-        page: num("page", 1)?,
-        size: num(
-            if q.contains_key("page_size") {
-                "page_size"
-            } else {
-                "size"
-            },
-            default_size,
-        )?
-        .min(100),
+        page: num("page", 1, u32::MAX)?,
+        size: num(size_name, default_size, max_size)?,
     })
 }
 

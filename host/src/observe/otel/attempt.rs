@@ -205,6 +205,7 @@ fn error_type(error: &UpstreamError) -> String {
         UpstreamError::Protocol(_) => "malformed_response".into(),
         UpstreamError::Unsendable { .. } => "unsendable_request".into(),
         UpstreamError::StreamBroken(_) => "stream_broken".into(),
+        UpstreamError::AnswerRoomFull(_) => "gateway_busy".into(),
     }
 }
 
