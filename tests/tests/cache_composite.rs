@@ -114,6 +114,32 @@ async fn with_composite_subcalls_members_are_reused_when_the_answer_is_not_store
     assert_eq!(answer_content(&second), "the council's answer");
 }
 
+/// A sampling strategy's draws ask the same question: within one run
+/// only the first may come from the cache, or every sample would be the
+/// same stored answer and the vote a fiction.
+#[tokio::test]
+async fn samples_of_one_run_are_not_copies_of_one_cached_answer() {
+    let up = FakeUpstream::start().await;
+    up.set(MEMBERS[0], Behavior::ok("ANSWER 7"));
+    let profile = "      sc_test:\n        strategy: self-consistency\n        topology:\n          \
+        model: member-kilo\n          settings: {samples: 3}\n";
+    let mut yaml = composite_config(&up, &MEMBERS[..1], &[("vote", "sc_test")], profile);
+    yaml.push_str("litellm_settings:\n  cache: true\n  cache_params: {composite_subcalls: true}\n");
+    let proxy = Proxy::start(&yaml).await;
+    let mut body = chat_body("vote", "what is 3+4?");
+    body["cache"] = json!({"no-store": true});
+    let (status, _, first) = proxy.chat(&body).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(up.calls(MEMBERS[0]), 3, "three draws, none from the cache");
+    let (status, _, second) = proxy.chat(&body).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        up.calls(MEMBERS[0]),
+        5,
+        "the next run reads its first draw from the cache, and only that one"
+    );
+}
+
 #[tokio::test]
 async fn without_composite_subcalls_members_are_asked_again() {
     let up = FakeUpstream::start().await;

@@ -663,6 +663,90 @@ async fn a_200_answer_that_is_not_a_json_object_is_a_502_and_never_cached() {
 }
 
 #[tokio::test]
+async fn an_anthropic_token_count_a_client_cannot_read_is_a_502() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:\n{}",
+        deployment("claude", "anthropic/claude-up", &up.api_base("a"), &[])
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let deep = format!(
+        "{{\"input_tokens\":7,\"x\":{}{}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for answer in [
+        r#"{"input_tokens":-5}"#,
+        r#"{"input_tokens":1e999}"#,
+        r#"{"id":"c","choices":[]}"#,
+        deep.as_str(),
+    ] {
+        up.set("a", Behavior::raw_body("application/json", answer));
+        let body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
+        let (status, refused) = proxy
+            .call(Method::POST, "/v1/messages/count_tokens", Some(body), None)
+            .await;
+        assert_eq!(status, 502, "{answer}: {refused}");
+        assert_eq!(refused["type"], "error", "Anthropic's shape: {refused}");
+    }
+    up.set(
+        "a",
+        Behavior::raw_body("application/json", r#"{"input_tokens":7}"#),
+    );
+    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, counted) = proxy
+        .call(Method::POST, "/v1/messages/count_tokens", Some(body), None)
+        .await;
+    assert_eq!(
+        (status, &counted["input_tokens"]),
+        (200, &json!(7)),
+        "{counted}"
+    );
+}
+
+/// An answer without a usage it can be priced by is priced from an
+/// estimate, as a stream is: leaving `usage` out (or writing junk there)
+/// must not make an upstream's answers free.
+#[tokio::test]
+async fn an_answer_without_a_readable_usage_is_priced_from_an_estimate() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(
+        &up,
+        &[(
+            "g",
+            "a",
+            &[
+                "input_cost_per_token: 0.001",
+                "output_cost_per_token: 0.002",
+            ],
+        )],
+        NO_RETRIES,
+    )
+    .await;
+    let answer = |usage: &str| {
+        format!(
+            r#"{{"id":"c","object":"chat.completion","model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"a fairly long answer of some forty bytes"}},"finish_reason":"stop"}}]{usage}}}"#
+        )
+    };
+    for usage in [
+        "",
+        r#","usage":null"#,
+        r#","usage":{"prompt_tokens":-5,"completion_tokens":"x"}"#,
+        r#","usage":{"prompt_tokens":0,"completion_tokens":0}"#,
+    ] {
+        up.set("a", Behavior::raw_body("application/json", answer(usage)));
+        let (status, headers, text, _) = send(&proxy, "g", false).await;
+        assert_eq!(status, 200, "{text}");
+        let cost: f64 = headers["x-conclave-response-cost"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(cost > 0.01, "{usage:?}: priced at {cost}");
+    }
+}
+
+#[tokio::test]
 async fn a_200_json_object_that_is_no_answer_is_a_502_on_every_api_and_falls_back() {
     let up = FakeUpstream::start().await;
     up.set("ok", Behavior::ok("from the fallback"));

@@ -365,10 +365,17 @@ async fn a_per_model_budget_on_a_composite_name_stops_its_runs() {
 async fn a_composite_named_as_a_member_is_refused_before_any_call() {
     let up = FakeUpstream::start().await;
     let proxy = Proxy::start(&council_config(&up, &["council", "other-council"])).await;
-    let body = json!({"model": "council", "chairman_model": "other-council",
-                      "messages": [{"role": "user", "content": "6x7?"}]});
-    let (status, _, answer) = chat_body_as(&proxy, MASTER, &body).await;
-    assert_eq!(status, 400, "{answer}");
-    assert_eq!(code(&answer), "composite_member", "{answer}");
+    // Another composite, or the composite itself.
+    for (field, value) in [
+        ("chairman_model", json!("other-council")),
+        ("council_models", json!([MEMBERS[0], "council"])),
+    ] {
+        let mut body = json!({"model": "council",
+                              "messages": [{"role": "user", "content": "6x7?"}]});
+        body[field] = value;
+        let (status, _, answer) = chat_body_as(&proxy, MASTER, &body).await;
+        assert_eq!(status, 400, "{field}: {answer}");
+        assert_eq!(code(&answer), "composite_member", "{answer}");
+    }
     assert_eq!((member_calls(&up), up.calls(CHAIR)), (0, 0));
 }

@@ -995,6 +995,51 @@ async fn team_members_named_by_email_are_found_or_made_and_removed_by_email() {
 }
 
 #[tokio::test]
+async fn an_email_belongs_to_one_user_whatever_its_case() {
+    let (_up, proxy) = gateway().await;
+    let (status, _) = post(
+        &proxy,
+        "/user/new",
+        json!({"user_id": "ann", "user_email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    post(&proxy, "/user/new", json!({"user_id": "bob"})).await;
+    for (path, body) in [
+        ("/user/new", json!({"user_email": "ANN@example.com"})),
+        (
+            "/user/new",
+            json!({"user_id": "ann2", "user_email": "ann@example.com"}),
+        ),
+        (
+            "/user/update",
+            json!({"user_id": "bob", "user_email": "Ann@Example.com"}),
+        ),
+    ] {
+        let (status, refused) = post(&proxy, path, body).await;
+        assert_eq!(status, 400, "{path}: {refused}");
+        assert_eq!(error_object(&refused)["param"], "user_email", "{refused}");
+    }
+    // Found whatever its case.
+    let (status, updated) = post(
+        &proxy,
+        "/user/update",
+        json!({"user_email": "ANN@EXAMPLE.COM", "max_budget": 3}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["user_id"], "ann", "{updated}");
+    // A user keeps its own email.
+    let (status, kept) = post(
+        &proxy,
+        "/user/update",
+        json!({"user_id": "ann", "user_email": "ann@example.com", "max_budget": 4}),
+    )
+    .await;
+    assert_eq!(status, 200, "{kept}");
+}
+
+#[tokio::test]
 async fn a_refused_member_list_writes_nothing() {
     let (_up, proxy) = gateway().await;
     let (status, body) = post(

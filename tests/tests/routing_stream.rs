@@ -109,4 +109,14 @@ async fn a_stream_failing_mid_way_ends_with_an_error_event_and_is_not_retried() 
     assert_eq!(up.calls("a"), 1);
     assert_eq!(up.calls("b"), 0);
     assert_eq!(up.calls("c"), 0);
+    // The break is a failed call of `a` for whoever watches the deployments.
+    let metrics = proxy.metrics(None).await;
+    let failed: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("conclave_deployment_failed_calls_total{"))
+        .filter(|l| !l.ends_with(" 0"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{metrics}");
+    assert!(failed[0].contains("model_group=\"g\""), "{metrics}");
+    assert!(failed[0].ends_with(" 1"), "{metrics}");
 }

@@ -438,6 +438,40 @@ async fn a_streamed_council_answer_carries_the_trace_then_the_chairman_tokens() 
     assert!(trace.contains("chair-oscar writes the answer"), "{trace}");
 }
 
+/// A chairman's stream event that cannot be read (a number past any float)
+/// ends the client's stream with an error, never a chunk lost in silence.
+#[tokio::test]
+async fn a_streamed_chairman_event_that_cannot_be_read_ends_the_stream_with_an_error() {
+    let up = FakeUpstream::start().await;
+    let chunk = |content: &str, extra: &str| {
+        format!(
+            "data: {{\"id\":\"c\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}}}}]{extra}}}\n\n"
+        )
+    };
+    let pieces = [
+        chunk("hi ", ""),
+        chunk("Z", ",\"x\":1e999"),
+        chunk("end", ""),
+        "data: [DONE]\n\n".to_owned(),
+    ];
+    let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    up.set("chair-oscar", Behavior::raw_sse(&pieces));
+    let proxy = start(&up, &profile("", "{}")).await;
+    let mut request = chat_body("council", "q");
+    request["stream"] = json!(true);
+    let response = proxy.post("/v1/chat/completions", &request).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let payloads = conclave_e2e::sse_payloads(&text);
+    assert!(!payloads.iter().any(|p| p == "[DONE]"), "{text}");
+    let last: Value = serde_json::from_str(payloads.last().unwrap()).unwrap();
+    assert!(last["error"]["message"].is_string(), "{text}");
+    assert!(
+        !text.contains("\"end\""),
+        "nothing after the unreadable event: {text}"
+    );
+}
+
 /// A profile takes a strategy option sent at the top level (as the seed's
 /// clients send `council_models` in `extra_body`) as a setting, and no
 /// upstream receives it.

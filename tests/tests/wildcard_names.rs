@@ -66,6 +66,9 @@ async fn a_name_the_wildcard_would_refuse_is_not_listed_as_a_model() {
         }
     };
     assert_eq!(status("/v1/models/azure/gpt-4o".into()).await, 200);
+    // `/health?model=` reports on the group a wildcard serves the name by.
+    assert_eq!(status("/health?model=azure/gpt-4o".into()).await, 200);
+    assert_eq!(status("/health?model=other/gpt-4o".into()).await, 404);
     let long = format!("/v1/models/azure/{}", "m".repeat(600));
     // `%2F` keeps the client's URL from folding the `..` away before it is sent.
     for path in [

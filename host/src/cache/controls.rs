@@ -9,6 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+/// Shortest lifetime an entry may be given: Redis keeps time in
+/// milliseconds, and an entry kept for less is never read.
+const MIN_TTL: Duration = Duration::from_millis(1);
+
 /// Longest namespace a request may choose (it becomes part of every key).
 const MAX_NAMESPACE_LEN: usize = 256;
 
@@ -49,6 +53,10 @@ impl Controls {
         let Some(raw) = raw else {
             return Ok(Self::default());
         };
+        // A derived struct would also read a list (`[]`) as no controls.
+        if !crate::ops::is_object_text(raw.get()) {
+            return Err("`cache` must be an object of cache controls".into());
+        }
         let wire: Wire = serde_json::from_str(raw.get())
             .map_err(|e| format!("`cache` must be an object of cache controls: {e}"))?;
         let namespace = match wire.namespace {
@@ -65,8 +73,8 @@ impl Controls {
             // An entry kept for no time is no entry: as in the config, a
             // lifetime must be positive (`no-store` keeps an answer out).
             ttl: match seconds(wire.ttl, "ttl")? {
-                Some(ttl) if ttl.is_zero() => {
-                    return Err("`cache.ttl` must be a positive number of seconds \
+                Some(ttl) if ttl < MIN_TTL => {
+                    return Err("`cache.ttl` must be at least 0.001 seconds \
                                 (use `no-store` to keep an answer out of the cache)"
                         .into());
                 }
@@ -112,6 +120,12 @@ mod tests {
             "{error}"
         );
         assert!(parse(r#"{"s-maxage":0}"#).is_ok());
+        assert!(
+            parse(r#"{"ttl":0.0001}"#)
+                .unwrap_err()
+                .contains("cache.ttl")
+        );
+        assert!(parse("[]").unwrap_err().contains("`cache`"));
     }
 
     #[test]

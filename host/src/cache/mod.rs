@@ -485,6 +485,10 @@ pub struct SubCalls {
     /// sub-calls are routed by them too.
     tags: Arc<[String]>,
     read: bool,
+    /// The keys the run has asked for already: a run asking the same
+    /// question again (a sampling strategy's draws) wants another answer,
+    /// not a copy of the first one, so a repeat is never read here.
+    asked: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for SubCalls {
@@ -510,6 +514,7 @@ impl SubCalls {
             tenant: tenant(s.scope, r.caller),
             tags: r.tags.into(),
             read: !controls.no_cache,
+            asked: Arc::default(),
         })
     }
 
@@ -528,9 +533,13 @@ impl SubCalls {
         )
     }
 
-    /// A stored answer for `key`.
+    /// A stored answer for `key`, unless the run has asked for it before.
     pub async fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        if !self.read {
+        let first = self
+            .asked
+            .lock()
+            .is_ok_and(|mut asked| asked.insert(key.to_owned()));
+        if !self.read || !first {
             return None;
         }
         self.cache.get(key).await

@@ -130,13 +130,9 @@ async fn handle<D: Dialect>(
     let mut response = match executed.answer {
         Answer::Json(bytes) => {
             let chat: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_error",
-                    format!("the answer is not JSON and cannot be translated: {e}"),
-                    None,
-                    Some("upstream_unavailable"),
-                )
+                ApiError::upstream_unavailable(format!(
+                    "the answer is not JSON and cannot be translated: {e}"
+                ))
             })?;
             let mut answer = dialect.answer(&chat);
             dialect.finished(&mut answer).await;
@@ -279,17 +275,6 @@ fn translated<T: Translator>(
         }
     });
     stream::once(async move { Ok(start) }).chain(rest)
-}
-
-/// The error that ends a translated stream at an event it cannot read.
-pub(super) fn unreadable(message: String) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_error",
-        message,
-        None,
-        Some("upstream_unavailable"),
-    )
 }
 
 /// The error that ends a translated stream whose answer grew past `limit`.

@@ -66,6 +66,19 @@ impl ApiError {
         }
     }
 
+    /// 502 for an upstream that could not be reached or whose answer
+    /// cannot be read.
+    #[cold]
+    pub fn upstream_unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            message,
+            None,
+            Some("upstream_unavailable"),
+        )
+    }
+
     /// 400 for a request the gateway cannot use.
     #[cold]
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
@@ -154,13 +167,7 @@ fn upstream_error(message: String, error: &UpstreamError) -> ApiError {
             Some("upstream_timeout"),
         ),
         UpstreamError::Connect(_) | UpstreamError::Protocol(_) | UpstreamError::StreamBroken(_) => {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                message,
-                None,
-                Some("upstream_unavailable"),
-            )
+            ApiError::upstream_unavailable(message)
         }
         UpstreamError::Unsendable { param, .. } => ApiError::invalid(message, param.as_deref()),
         UpstreamError::AnswerRoomFull(_) => super::in_flight::busy(message),

@@ -283,7 +283,11 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
                 outcome,
                 (charged_model(req, meta), &meta.deployment),
                 &body,
-                routed.reported,
+                (
+                    routed.reported,
+                    matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
+                        .then_some(&req.rest),
+                ),
             );
             super::metered::cost_header(&mut headers, cost);
             super::cached::fill_json(run.cache.as_ref(), &body, outcome, &mut headers);

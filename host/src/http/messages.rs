@@ -101,7 +101,7 @@ pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Resp
     }
     let headers = client_headers(&parts.headers);
     if let Some(counted) = count_upstream(gateway, &body, headers.as_ref()).await {
-        return match counted {
+        return match counted.and_then(checked_count) {
             Ok(bytes) => json_response(bytes),
             Err(error) => ApiError::from(error).into_response(),
         };
@@ -109,6 +109,28 @@ pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Resp
     json_response(Bytes::from(
         json!({"input_tokens": count_tokens(&body)}).to_string(),
     ))
+}
+
+/// An upstream's token count, passed on only when a client can read it:
+/// an object whose `input_tokens` is a whole number, nested no deeper than
+/// any answer may be.
+fn checked_count(bytes: Bytes) -> Result<Bytes, crate::providers::UpstreamError> {
+    #[derive(serde::Deserialize)]
+    struct Count {
+        #[serde(rename = "input_tokens")]
+        _input_tokens: u64,
+    }
+    let readable = std::str::from_utf8(&bytes).is_ok_and(|text| {
+        !crate::openai::nested_too_deep(text) && serde_json::from_str::<Count>(text).is_ok()
+    });
+    if readable {
+        Ok(bytes)
+    } else {
+        Err(crate::providers::UpstreamError::Protocol(
+            "the upstream's token count is not an object with a whole number of input_tokens"
+                .into(),
+        ))
+    }
 }
 
 /// The refusal of a virtual key counting tokens for a model it may not use.
@@ -326,8 +348,8 @@ impl MessagesEvents {
     /// that cannot be read (or names no type).
     fn native_event(payload: &[u8]) -> Result<Event, ApiError> {
         Self::native(payload).ok_or_else(|| {
-            super::dialect::unreadable(
-                "the upstream sent a stream event that cannot be read as an Anthropic event".into(),
+            ApiError::upstream_unavailable(
+                "the upstream sent a stream event that cannot be read as an Anthropic event",
             )
         })
     }
@@ -369,7 +391,7 @@ impl Translator for MessagesEvents {
                     events.extend(
                         self.inner
                             .push(payload)
-                            .map_err(super::dialect::unreadable)?,
+                            .map_err(ApiError::upstream_unavailable)?,
                     );
                     return Ok(events);
                 }
@@ -377,7 +399,10 @@ impl Translator for MessagesEvents {
         }
         match self.mode {
             Mode::Native => Ok(vec![Self::native_event(payload)?]),
-            _ => self.inner.push(payload).map_err(super::dialect::unreadable),
+            _ => self
+                .inner
+                .push(payload)
+                .map_err(ApiError::upstream_unavailable),
         }
     }
 

@@ -111,13 +111,16 @@ pub fn with_usage(req: &ProxyRequest) -> Option<ProxyRequest> {
 /// Keeps a JSON answer on the outcome, prices and charges it, and records
 /// its model, usage and cost there; returns the cost. `reported` is what the
 /// router read of the answer (`None`: not a JSON object); the outcome notes
-/// whether it read as JSON, so that logs need not check it again.
+/// whether it read as JSON, so that logs need not check it again. An answer
+/// to `estimate_from` (a chat or completions request) that reports no usage
+/// (none, or no tokens at all) is priced from an estimate, as a stream is:
+/// an upstream leaving its usage out must not make its answers free.
 pub fn charge_json(
     ctx: &CallContext,
     outcome: &OutcomeHandle,
     (model, deployment): (&str, &str),
     body: &Bytes,
-    reported: Option<Reported>,
+    (reported, estimate_from): (Option<Reported>, Option<&crate::openai::RawFields>),
 ) -> f64 {
     let is_json = reported.is_some();
     let Reported {
@@ -137,13 +140,19 @@ pub fn charge_json(
         }
         o.answer_read = is_json;
     });
-    charge(
-        ctx,
-        outcome,
-        model,
-        Some(deployment),
-        usage.unwrap_or_default(),
-    )
+    let usage = match (usage, estimate_from) {
+        (Some(u), _) if u.prompt_tokens > 0 || u.completion_tokens > 0 => u,
+        (_, Some(request)) => {
+            let mut sent = SentText::default();
+            sent.add(body);
+            Usage {
+                prompt_tokens: estimate::prompt_tokens(request),
+                completion_tokens: sent.tokens(),
+            }
+        }
+        (usage, None) => usage.unwrap_or_default(),
+    };
+    charge(ctx, outcome, model, Some(deployment), usage)
 }
 
 fn charge(

@@ -608,7 +608,7 @@ impl KeptStream {
     /// A native event payload as the event it came in, marked.
     fn native(&mut self, payload: &[u8]) -> Result<Vec<Event>, ApiError> {
         let mut data = serde_json::from_slice::<Value>(payload).map_err(|e| {
-            super::dialect::unreadable(format!(
+            ApiError::upstream_unavailable(format!(
                 "the upstream sent a stream event that cannot be read ({e})"
             ))
         })?;
@@ -655,7 +655,7 @@ impl Translator for KeptStream {
                 events.extend(
                     self.events
                         .push(payload)
-                        .map_err(super::dialect::unreadable)?,
+                        .map_err(ApiError::upstream_unavailable)?,
                 );
                 return Ok(events);
             }
@@ -665,7 +665,7 @@ impl Translator for KeptStream {
             _ => self
                 .events
                 .push(payload)
-                .map_err(super::dialect::unreadable),
+                .map_err(ApiError::upstream_unavailable),
         }
     }
 

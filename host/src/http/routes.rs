@@ -658,8 +658,13 @@ pub async fn health(
         // LiteLLM's `?model=`: one model group's deployments. A name the
         // caller may not see reads as one that does not exist.
         Some(model) => {
-            // An alias reports on the group it names.
-            let group = scope.gateway.router.group_or_alias(model);
+            // An alias reports on the group it names, a name a wildcard
+            // serves on the wildcard's group.
+            let router = &scope.gateway.router;
+            let group = router
+                .client_group(model)
+                .map(|(group, _)| group)
+                .or_else(|| router.group_or_alias(model).cloned());
             let Some(group) = group.filter(|_| may_see(model)) else {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,

@@ -350,20 +350,20 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             return Err(D::Error::custom(guardrails_refused("guardrails")));
         }
         let limits = CallLimits::read(&own).map_err(D::Error::custom)?;
+        check_stream_options(rest.get("stream_options")).map_err(D::Error::custom)?;
         let drops = request_drops(own.get("additional_drop_params")).map_err(D::Error::custom)?;
         let nested = read_metadata(own.get("metadata"), "metadata").map_err(D::Error::custom)?;
         let litellm = read_metadata(own.get("litellm_metadata"), "litellm_metadata")
             .map_err(D::Error::custom)?;
         let top_tags = own.remove("tags");
-        let cache = match own
+        // `caching` is checked even where a `cache` object wins over it.
+        let switch = caching_switch(&own).map_err(D::Error::custom)?;
+        let cache = own
             .remove("cache")
             .filter(|raw| raw.get() != "null")
             .or(nested.cache)
             .or(litellm.cache)
-        {
-            Some(controls) => Some(controls),
-            None => caching_switch(&own).map_err(D::Error::custom)?,
-        };
+            .or(switch);
         let mut tags = tag_list(top_tags.as_deref(), "tags").map_err(D::Error::custom)?;
         for (raw, field) in [
             (&nested.tags, "metadata.tags"),
@@ -403,6 +403,28 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             end_user,
             rest,
         })
+    }
+}
+
+/// Refuses `stream_options` that is not an object, or whose
+/// `include_usage` is not a boolean, as OpenAI does: the gateway reads it
+/// to know whether the client wants the usage chunk, and would otherwise
+/// read junk as "no".
+fn check_stream_options(raw: Option<&RawValue>) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Options {
+        #[serde(default, rename = "include_usage")]
+        _include_usage: Option<bool>,
+    }
+    let refused =
+        || "`stream_options` must be an object whose `include_usage` is a boolean".to_owned();
+    match raw.map(|r| r.get()) {
+        None | Some("null") => Ok(()),
+        // A derived struct would also read a list (`[true]`).
+        Some(text) if !crate::ops::is_object_text(text) => Err(refused()),
+        Some(text) => serde_json::from_str::<Options>(text)
+            .map(|_| ())
+            .map_err(|_| refused()),
     }
 }
 
@@ -808,6 +830,20 @@ mod tests {
             Some(&["a".to_owned(), "b".to_owned()][..])
         );
         assert!(req.disable_fallbacks);
+        for junk in [r#""x""#, r#"{"include_usage":"x"}"#, "[true]"] {
+            let body = format!(r#"{{"model":"m","stream":true,"stream_options":{junk}}}"#);
+            let error = serde_json::from_str::<ProxyRequest>(&body)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("`stream_options`"), "{junk}: {error}");
+        }
+        for fine in ["null", "{}", r#"{"include_usage":true,"other":1}"#] {
+            let body = format!(r#"{{"model":"m","stream":true,"stream_options":{fine}}}"#);
+            assert!(
+                serde_json::from_str::<ProxyRequest>(&body).is_ok(),
+                "{fine}"
+            );
+        }
     }
 
     #[test]

@@ -232,6 +232,20 @@ fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, 
         otherwise!(None, seq);
     }
     let usage = d.deserialize_any(UsageVisitor)?;
+    // Counts that are all missing or unreadable (negative, text) report
+    // nothing, as a missing usage does.
+    let usage = usage.filter(|u| {
+        [
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_input_tokens,
+            u.cache_creation_input_tokens,
+        ]
+        .iter()
+        .any(Option::is_some)
+    });
     Ok(usage.map(|u| {
         let n = |v: Option<u64>| v.unwrap_or(0);
         let prompt_tokens = u.prompt_tokens.unwrap_or_else(|| {

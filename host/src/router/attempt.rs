@@ -186,6 +186,11 @@ pub(super) async fn attempt(
             let head = stream::iter(head.into_iter().map(Ok));
             // The guard lives as long as the stream, so least-busy sees it;
             // so does the attempt's span, which ends with the stream.
+            let failing = deployment.clone();
+            let own_timeout = req
+                .limits
+                .timeout
+                .is_some_and(|asked| asked < deployment.timeouts.stream);
             let rest = chunks.map(move |item| {
                 let _keep = &guard;
                 if let Some(span) = &mut span {
@@ -193,6 +198,9 @@ pub(super) async fn attempt(
                         Ok(payload) => span.keep(payload),
                         Err(e) => span.stream_failed(e, &e.to_string()),
                     }
+                }
+                if let Err(e) = &item {
+                    broke_off(&failing, e, own_timeout);
                 }
                 item
             });
@@ -236,7 +244,23 @@ pub(super) fn own_deadline(
         && req.limits.timeout.is_some_and(|asked| asked < configured)
 }
 
-/// Ends a traced attempt's span with `error`, its message without credentials.
+/// Notes a stream that broke off after its first chunk as a failed call of
+/// its deployment (in its health and metrics, as a failure before the
+/// first chunk is): the gateway's own bounds on it excepted, and the
+/// request's own shorter timeout (`own_timeout`).
+fn broke_off(deployment: &Deployment, error: &UpstreamError, own_timeout: bool) {
+    let own = match error {
+        UpstreamError::StreamTooLong(_) | UpstreamError::AnswerRoomFull(_) => true,
+        UpstreamError::Timeout(_) => own_timeout,
+        _ => false,
+    };
+    if own {
+        return;
+    }
+    let message = deployment.target.redact(&error.to_string());
+    deployment.with_checks(|c| c.record_call_failure(message));
+}
+
 /// What a successful JSON answer says about itself, or why it is no answer
 /// a client could read: empty (a 204, say), not a JSON object (HTML, cut
 /// JSON, text) or nested deeper than clients' parsers go.
@@ -254,6 +278,7 @@ fn answer_report(text: &str) -> Result<Reported, &'static str> {
     Ok(reported)
 }
 
+/// Ends a traced attempt's span with `error`, its message without credentials.
 fn span_failed(span: Option<AttemptSpan>, deployment: &Deployment, error: &UpstreamError) {
     if let Some(span) = span {
         span.failed(error, &deployment.target.redact(&error.to_string()));

@@ -237,15 +237,12 @@ pub struct ChunkDelta {
 }
 
 impl StreamAccumulator {
-    /// Folds one chunk in and returns the parts to forward.
-    pub fn push(&mut self, payload: &[u8]) -> ChunkDelta {
-        let Ok(v) = serde_json::from_slice::<Value>(payload) else {
-            return ChunkDelta {
-                content: None,
-                reasoning: None,
-                tool_calls: None,
-            };
-        };
+    /// Folds one chunk in and returns the parts to forward; an error for a
+    /// chunk that cannot be read (a number past any float), which ends the
+    /// stream rather than lose its text.
+    pub fn push(&mut self, payload: &[u8]) -> Result<ChunkDelta, String> {
+        let v = serde_json::from_slice::<Value>(payload)
+            .map_err(|e| format!("the upstream sent a stream event that cannot be read ({e})"))?;
         if let Some(m) = v["model"].as_str()
             && self.model.is_empty()
         {
@@ -282,11 +279,11 @@ impl StreamAccumulator {
                 self.merge_tool_call(call);
             }
         }
-        ChunkDelta {
+        Ok(ChunkDelta {
             content,
             reasoning,
             tool_calls,
-        }
+        })
     }
 
     /// The slot of the call with upstream index `index`, opened when new
@@ -557,8 +554,8 @@ mod tests {
     #[test]
     fn streamed_tool_calls_are_reassembled() {
         let mut acc = StreamAccumulator::default();
-        acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"get","arguments":"{\"a\""}}]}}]}"#);
-        acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}"#);
+        acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"get","arguments":"{\"a\""}}]}}]}"#).unwrap();
+        acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}"#).unwrap();
         let r = acc.finish().unwrap();
         assert_eq!(r.finish_reason, "tool_calls");
         let calls: Value = serde_json::from_str(r.tool_calls_json.as_deref().unwrap()).unwrap();
@@ -568,7 +565,7 @@ mod tests {
     #[test]
     fn an_absurd_tool_call_index_takes_one_slot() {
         let mut acc = StreamAccumulator::default();
-        acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":1000000000000,"id":"c9","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#);
+        acc.push(br#"{"choices":[{"delta":{"tool_calls":[{"index":1000000000000,"id":"c9","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#).unwrap();
         let r = acc.finish().unwrap();
         let calls: Value = serde_json::from_str(r.tool_calls_json.as_deref().unwrap()).unwrap();
         assert_eq!(calls.as_array().map(Vec::len), Some(1));
@@ -580,7 +577,7 @@ mod tests {
         let mut acc = StreamAccumulator::default();
         for i in 0..=MAX_STREAMED_TOOL_CALLS {
             let chunk = json!({"choices":[{"delta":{"tool_calls":[{"index": i * 7, "id": "c", "function": {"name": "f", "arguments": ""}}]}}]});
-            acc.push(chunk.to_string().as_bytes());
+            acc.push(chunk.to_string().as_bytes()).unwrap();
         }
         assert!(matches!(acc.finish(), Err(Error::Upstream(_))));
     }
@@ -640,8 +637,9 @@ mod tests {
         .unwrap();
         assert_eq!(answer.finish_reason, "stop");
         let mut acc = StreamAccumulator::default();
-        acc.push(br#"{"choices":[{"delta":{"content":"a"},"finish_reason":"length"}]}"#);
-        acc.push(br#"{"choices":[{"delta":{},"finish_reason":""}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#);
+        acc.push(br#"{"choices":[{"delta":{"content":"a"},"finish_reason":"length"}]}"#)
+            .unwrap();
+        acc.push(br#"{"choices":[{"delta":{},"finish_reason":""}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#).unwrap();
         assert_eq!(acc.finish().unwrap().finish_reason, "length");
     }
 }

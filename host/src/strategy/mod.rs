@@ -201,11 +201,10 @@ impl StrategyHost {
         // it names no member.
         overrides.retain(|k, _| !crate::translate::is_native_carrier(k));
         let overrides = Value::Object(overrides);
-        // Every caller's: a composite as a member fails when the run gets to
-        // it, after its earlier calls were paid for.
-        let is_other_composite = |n: &str| n != request.model && self.public.contains_key(n);
-        if let Some(name) =
-            members::composite_named(&overrides, &profile.own_models, is_other_composite)
+        // Every caller's: a composite as a member (itself included) fails
+        // when the run gets to it, after its earlier calls were paid for.
+        let is_composite = |n: &str| self.public.contains_key(n);
+        if let Some(name) = members::composite_named(&overrides, &profile.own_models, is_composite)
         {
             return Some(crate::ops::admission::Refusal {
                 status: 400,

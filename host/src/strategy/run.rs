@@ -959,7 +959,15 @@ impl RunState {
                 Ok(payload) => {
                     in_flight.outcome.first_token();
                     in_flight.sent.add(&payload);
-                    let delta = forwarded(acc.push(&payload), self.include_trace);
+                    let delta = match acc.push(&payload) {
+                        Ok(delta) => forwarded(delta, self.include_trace),
+                        Err(unreadable) => {
+                            in_flight.outcome.finish(502, Some("stream_broken"));
+                            broken = true;
+                            outcome = Err(Error::Upstream(unreadable));
+                            break;
+                        }
+                    };
                     if let Some(delta) = delta
                         && !sink.delta(delta, None).await
                     {

@@ -36,6 +36,33 @@ pub(super) async fn user_by_email(
     email: &str,
     field: &str,
 ) -> Result<Option<String>, ApiError> {
+    match users_with_email(keys, email).await?.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.user_id.clone())),
+        _ => Err(invalid(
+            field,
+            "is shared by several users: name the member by user_id",
+        )),
+    }
+}
+
+/// Refuses `email` when another user than `user_id` has it (in any case):
+/// a shared email could no longer name one member or user, as
+/// `/team/member_add` and `/user/update` name them.
+async fn check_email_free(keys: &Keys, email: &str, user_id: &str) -> Result<(), ApiError> {
+    let found = users_with_email(keys, email).await?;
+    match found.iter().find(|u| u.user_id != user_id) {
+        Some(other) => Err(invalid(
+            "user_email",
+            format!("already belongs to user {}", other.user_id),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Up to two users with `email`, in any case: enough to tell none, one and
+/// several apart.
+async fn users_with_email(keys: &Keys, email: &str) -> Result<Vec<UserRecord>, ApiError> {
     let filter = UserFilter {
         user_email: Some(email.to_owned()),
         ..UserFilter::default()
@@ -45,14 +72,7 @@ pub(super) async fn user_by_email(
         .list_users(&filter, ListPage { page: 1, size: 2 })
         .await
         .map_err(key_error)?;
-    match found.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(one.user_id.clone())),
-        _ => Err(invalid(
-            field,
-            "is shared by several users: name the member by user_id",
-        )),
-    }
+    Ok(found)
 }
 
 /// The user a request names by `user_id`, or by `user_email` alone (LiteLLM
@@ -180,6 +200,9 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         updated_at: now,
     };
     apply(&mut user, &body, now, &keys.settings().reset_clock)?;
+    if let Some(email) = &user.user_email {
+        check_email_free(&keys, email, &user_id).await?;
+    }
     let mut teams = body.teams.clone().unwrap_or_default();
     if let Some(team) = &body.team_id
         && !teams.contains(team)
@@ -293,6 +316,11 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         SystemTime::now(),
         &keys.settings().reset_clock,
     )?;
+    if let Some(Some(email)) = &body.user_email
+        && body.user_id.is_some()
+    {
+        check_email_free(&keys, email, &user_id).await?;
+    }
     keys.store().update_user(&user).await.map_err(key_error)?;
     super::set_spend(
         &state,

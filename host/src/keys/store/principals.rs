@@ -497,7 +497,10 @@ impl Store {
         let mut on = Conditions::default();
         on.any_of("user_id", &filter.user_ids);
         on.equal("user_role", filter.role.as_ref());
-        on.equal("user_email", filter.user_email.as_ref());
+        // Emails match whatever their case, as LiteLLM matches them.
+        if let Some(email) = &filter.user_email {
+            on.add("LOWER(user_email) = LOWER({})", email);
+        }
         if let Some(team) = &filter.team_id {
             on.add(
                 "user_id IN (SELECT user_id FROM memberships WHERE team_id = {})",
