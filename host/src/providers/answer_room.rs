@@ -54,7 +54,12 @@ impl Held {
     /// bytes; false, holding what it held, when the room cannot take it.
     pub fn resize(&mut self, size: usize) -> bool {
         let wanted = size.saturating_sub(FREE_BYTES);
-        if wanted <= self.bytes {
+        // Unchanged (a stream still within its free bytes, chunk after
+        // chunk): the shared counter is left untouched.
+        if wanted == self.bytes {
+            return true;
+        }
+        if wanted < self.bytes {
             self.room
                 .used
                 .fetch_sub(self.bytes - wanted, Ordering::AcqRel);
