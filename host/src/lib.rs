@@ -3,6 +3,7 @@
 //! that tests and benchmarks can use the same pieces.
 
 pub mod admin;
+pub mod byte_budget;
 pub mod cache;
 pub mod catalog;
 pub mod cluster;

@@ -427,7 +427,8 @@ async fn listen_address(host: &str, port: u16) -> Result<SocketAddr, String> {
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(|| {
             format!(
-                "invalid listen address {host}:{port}: not an IP address or a name that resolves"
+                "invalid listen address {host}:{port}: not an IP address or a name that resolves \
+                 (the host is set by --host, CONCLAVE_HOST or HOST)"
             )
         })
 }

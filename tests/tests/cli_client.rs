@@ -126,7 +126,8 @@ async fn compare_prints_one_row_per_model_and_fails_when_one_does() {
 
 /// `serve` listens where LiteLLM's `HOST` and `PORT` say when neither the
 /// flags nor `CONCLAVE_HOST`/`CONCLAVE_PORT` do, and refuses a `PORT` that
-/// is not a port.
+/// is not a port; an unusable value from a `CONCLAVE_*` variable is an
+/// error naming the variable.
 #[tokio::test]
 async fn serve_reads_host_and_port_from_the_environment() {
     use tokio::io::AsyncBufReadExt;
@@ -148,6 +149,16 @@ async fn serve_reads_host_and_port_from_the_environment() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CONCLAVE_PORT"), "{stderr}");
+    for (variable, value) in [
+        ("CONCLAVE_NUM_WORKERS", "0"),
+        ("CONCLAVE_LOG_FORMAT", "xml"),
+        ("CONCLAVE_HOST", "no such host.invalid"),
+    ] {
+        let out = run_conclave(&["serve", "--config", config], &[(variable, value)]).await;
+        assert!(!out.status.success(), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
 
     let mut child = tokio::process::Command::new(conclave_e2e::proxy::conclave_bin())
         .args(["--log-format", "json", "serve", "--config", config])

@@ -706,7 +706,8 @@ async fn an_anthropic_token_count_a_client_cannot_read_is_a_502() {
 
 /// An answer without a usage it can be priced by is priced from an
 /// estimate, as a stream is: leaving `usage` out (or writing junk there)
-/// must not make an upstream's answers free.
+/// must not make an upstream's answers free, nor a made-up count cost
+/// millions.
 #[tokio::test]
 async fn an_answer_without_a_readable_usage_is_priced_from_an_estimate() {
     let up = FakeUpstream::start().await;
@@ -733,6 +734,8 @@ async fn an_answer_without_a_readable_usage_is_priced_from_an_estimate() {
         r#","usage":null"#,
         r#","usage":{"prompt_tokens":-5,"completion_tokens":"x"}"#,
         r#","usage":{"prompt_tokens":0,"completion_tokens":0}"#,
+        r#","usage":{"prompt_tokens":3,"completion_tokens":"lots"}"#,
+        r#","usage":{"prompt_tokens":3,"completion_tokens":99999999999}"#,
     ] {
         up.set("a", Behavior::raw_body("application/json", answer(usage)));
         let (status, headers, text, _) = send(&proxy, "g", false).await;
@@ -742,7 +745,7 @@ async fn an_answer_without_a_readable_usage_is_priced_from_an_estimate() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(cost > 0.01, "{usage:?}: priced at {cost}");
+        assert!(cost > 0.01 && cost < 1.0, "{usage:?}: priced at {cost}");
     }
 }
 

@@ -104,6 +104,23 @@ async fn public_routes_serve_model_routes_without_a_key() {
     assert_eq!(get(&proxy, "/key/list", None).await.0, 401);
 }
 
+/// LiteLLM's docs make its price calculator public beside its own group.
+#[tokio::test]
+async fn litellms_documented_public_routes_lift_the_key_from_the_price_calculator() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(
+        &up,
+        "  public_routes: ['LiteLLMRoutes.public_routes', '/spend/calculate']\n",
+    )
+    .await;
+    let quote = json!({"completion_response": {"model": "m",
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}}});
+    let (status, body) = post(&proxy, "/spend/calculate", None, &quote).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["cost"].as_f64().unwrap() > 0.0, "{body}");
+    assert_eq!(get(&proxy, "/spend/logs", None).await.0, 401);
+}
+
 #[tokio::test]
 async fn a_management_route_cannot_be_made_public() {
     let up = FakeUpstream::start().await;

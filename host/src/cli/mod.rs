@@ -26,13 +26,13 @@ pub use serve::ServeArgs;
     about = "An OpenAI-compatible LLM gateway with WebAssembly composite strategies"
 )]
 pub struct Cli {
-    /// Log line format.
+    /// Log line format: pretty or json.
     #[arg(
         long,
         global = true,
-        value_enum,
         default_value = "pretty",
-        env = "CONCLAVE_LOG_FORMAT"
+        env = "CONCLAVE_LOG_FORMAT",
+        value_parser = log_format
     )]
     pub log_format: LogFormat,
     /// Log conclave's debug lines too (LiteLLM's flag; also
@@ -251,6 +251,14 @@ fn litellm_key() -> Option<String> {
     ["LITELLM_API_KEY", "LITELLM_MASTER_KEY"]
         .into_iter()
         .find_map(|name| std::env::var(name).ok().filter(|k| !k.is_empty()))
+}
+
+/// A log format from `--log-format` or `CONCLAVE_LOG_FORMAT`, its error
+/// naming both (clap's names only the flag).
+fn log_format(text: &str) -> Result<LogFormat, String> {
+    <LogFormat as clap::ValueEnum>::from_str(text, true).map_err(|_| {
+        "not a log format: pretty or json (set by --log-format or CONCLAVE_LOG_FORMAT)".to_owned()
+    })
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub struct ServeArgs {
         long = "num_workers",
         visible_alias = "num-workers",
         env = "CONCLAVE_NUM_WORKERS",
-        value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS)
+        value_parser = worker_count
     )]
     num_workers: Option<u16>,
     /// Reload when the config, its .env or a strategy component changes
@@ -79,6 +79,20 @@ fn grace_seconds(text: &str) -> Result<u64, String> {
 
 /// The most worker threads `--num_workers` may ask for.
 const MAX_WORKERS: i64 = 1024;
+
+/// A worker count from `--num_workers` or `CONCLAVE_NUM_WORKERS`, its
+/// error naming both.
+fn worker_count(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|n| (1..=MAX_WORKERS).contains(&i64::from(*n)))
+        .ok_or_else(|| {
+            format!(
+                "not a worker count from 1 to {MAX_WORKERS} \
+                 (set by --num_workers or CONCLAVE_NUM_WORKERS)"
+            )
+        })
+}
 
 impl ServeArgs {
     /// The worker threads asked for: `--num_workers` (or

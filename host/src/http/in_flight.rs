@@ -7,7 +7,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use http::StatusCode;
 use http_body::{Frame, SizeHint};
 
 use super::error::ApiError;
+use crate::byte_budget::{ByteBudget, HeldBytes};
 use crate::limits::parallel::{InFlight as SlotCounter, LocalSlot};
 
 /// Requests served at once when the config sets no limit.
@@ -40,14 +40,10 @@ pub struct InFlight {
 impl InFlight {
     /// At most `limit` requests and `bodies_mb` MiB of their bodies at once.
     pub fn new(limit: u32, bodies_mb: f64) -> Self {
-        let bytes = (bodies_mb.clamp(1.0, 1024.0 * 1024.0) * 1024.0 * 1024.0) as usize;
         Self {
             slots: Arc::default(),
             limit,
-            body_bytes: Arc::new(ByteBudget {
-                used: AtomicUsize::new(0),
-                limit: bytes,
-            }),
+            body_bytes: Arc::new(ByteBudget::of_mb(bodies_mb)),
             body_limit_mb: bodies_mb,
         }
     }
@@ -55,37 +51,6 @@ impl InFlight {
     /// Requests holding a slot now (for the in-flight gauge).
     pub fn in_use(&self) -> u32 {
         self.slots.current()
-    }
-}
-
-/// Bytes of request bodies held at once, and the most that may be.
-struct ByteBudget {
-    used: AtomicUsize,
-    limit: usize,
-}
-
-impl ByteBudget {
-    /// Counts `n` more bytes when they fit under the limit.
-    fn try_take(&self, n: usize) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&after| after <= self.limit)
-            })
-            .is_ok()
-    }
-}
-
-/// The body bytes one request has been counted for so far, given back to
-/// the budget when the request's body and its answer are both gone.
-struct HeldBytes {
-    budget: Arc<ByteBudget>,
-    bytes: AtomicUsize,
-}
-
-impl Drop for HeldBytes {
-    fn drop(&mut self) {
-        let bytes = *self.bytes.get_mut();
-        self.budget.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
@@ -123,12 +88,8 @@ pub fn admit(in_flight: &InFlight, slot: LocalSlot, request: Request) -> (Reques
     let (parts, body) = request.into_parts();
     // Bodies are counted as they arrive, and their bytes stay counted
     // until the response ends: the handler keeps what it read.
-    let held = (!http_body::Body::is_end_stream(&body)).then(|| {
-        Arc::new(HeldBytes {
-            budget: in_flight.body_bytes.clone(),
-            bytes: AtomicUsize::new(0),
-        })
-    });
+    let held = (!http_body::Body::is_end_stream(&body))
+        .then(|| Arc::new(HeldBytes::of(in_flight.body_bytes.clone())));
     let body = match &held {
         Some(held) => Body::new(CountedBody {
             inner: body,
@@ -206,12 +167,10 @@ impl http_body::Body for CountedBody {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
             && !data.is_empty()
+            && !self.held.add(data.len())
         {
-            if !self.held.budget.try_take(data.len()) {
-                let limit_mb = self.limit_mb;
-                return Poll::Ready(Some(Err(axum::Error::new(BodiesLimitReached { limit_mb }))));
-            }
-            self.held.bytes.fetch_add(data.len(), Ordering::Relaxed);
+            let limit_mb = self.limit_mb;
+            return Poll::Ready(Some(Err(axum::Error::new(BodiesLimitReached { limit_mb }))));
         }
         polled
     }

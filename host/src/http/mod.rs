@@ -205,6 +205,7 @@ pub fn app(
         .route("/models/{*model}", get(routes::model))
         .route("/v1/model/info", get(routes::model_info))
         .route("/model/info", get(routes::model_info))
+        .route("/v2/model/info", get(routes::model_info_v2))
         .route("/model_group/info", get(routes::model_group_info))
         .route("/provider/budgets", get(routes::provider_budgets))
         .route("/info", get(info::info))

@@ -64,6 +64,7 @@ const MODEL_ROUTES: &[&str] = &[
 /// listings beside the model routes, the metrics and the API docs.
 const LIFTABLE: &[&str] = &[
     "/model/info",
+    "/v2/model/info",
     "/model_group/info",
     "/provider/budgets",
     "/info",
@@ -73,12 +74,15 @@ const LIFTABLE: &[&str] = &[
     "/docs",
     "/openapi.json",
     "/swagger-ui/*",
+    // A price calculator, which LiteLLM's docs make public in their example.
+    "/spend/calculate",
 ];
 
 /// Routes that always keep their key check: the management API, the admin
 /// API, the cache controls, the audit log and the dashboard's data.
 const NEVER_PUBLIC: &[&str] = &[
     "/key/*",
+    "/v2/key/info",
     "/user/*",
     "/team/*",
     "/customer/*",
@@ -132,9 +136,12 @@ const GROUPS: &[(&str, &[&str])] = &[
         "info_routes",
         &[
             "/key/info",
+            "/v2/key/info",
             "/user/info",
+            "/user/available_roles",
             "/team/info",
             "/model/info",
+            "/v2/model/info",
             "/model_group/info",
             "/models",
             "/models/*",
@@ -145,6 +152,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         "management_routes",
         &[
             "/key/*",
+            "/v2/key/info",
             "/user/*",
             "/team/*",
             "/customer/*",
@@ -245,7 +253,8 @@ pub fn entry_problem(entry: &str) -> Option<String> {
 /// Whether `route` (a path or prefix) names only routes that always keep
 /// their key check.
 fn never_public(route: &str) -> bool {
-    listed(NEVER_PUBLIC, route.trim_end_matches('*'))
+    let route = route.trim_end_matches('*');
+    listed(NEVER_PUBLIC, route) && !LIFTABLE.contains(&route)
 }
 
 /// Whether `entries` (paths, prefixes or groups) name `path` (as sent).
@@ -601,9 +610,13 @@ mod tests {
         assert!(r.is_public("/docs"));
         assert!(r.is_public("/models"));
         assert!(!r.is_public("/ui/api/session"));
-        // LiteLLM's documented example names a route this gateway lacks.
-        let r = rules("public_routes: ['LiteLLMRoutes.public_routes', '/spend/calculate']");
-        assert!(r.is_ok(), "{r:?}");
+        // LiteLLM's documented example lifts the key from its price
+        // calculator.
+        let r = rules("public_routes: ['LiteLLMRoutes.public_routes', '/spend/calculate']")
+            .unwrap()
+            .unwrap();
+        assert!(r.is_public("/spend/calculate"));
+        assert!(!r.is_public("/spend/logs"));
         assert!(
             rules("public_routes: ['/spend/logs']").is_err(),
             "a served one keeps its key"

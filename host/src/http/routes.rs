@@ -531,6 +531,68 @@ pub async fn model_info(
     }
 }
 
+/// The most deployments one page of `/v2/model/info` holds.
+const MAX_MODEL_PAGE: u32 = 1000;
+
+/// LiteLLM's `/v2/model/info`: the `/model/info` listing in pages.
+#[utoipa::path(
+    get,
+    path = "/v2/model/info",
+    operation_id = "model_info_v2",
+    tag = "models",
+    summary = "Deployments without secrets, in pages (LiteLLM's /v2/model/info)",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("model" = Option<String>, Query, description = "Only the deployments of this model name"),
+        ("modelId" = Option<String>, Query, description = "Only the deployment with this id (its `model_info.id`)"),
+        ("search" = Option<String>, Query, description = "Only model names containing this, in any case"),
+        ("page" = Option<u32>, Query, description = "From 1"),
+        ("size" = Option<u32>, Query, description = "Deployments a page, 1 to 1000 (default 50)"),
+    ),
+    responses(
+        (status = 200, description = "`data` (the page's deployments, api keys removed), `total_count`, `current_page`, `total_pages`, `size`", body = super::openapi::JsonObject),
+        (status = 400, description = "A page or size that is not a whole number in range", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::openapi::ErrorResponse),
+    )
+)]
+pub async fn model_info_v2(
+    Extension(scope): Extension<Scope>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text()), None))?;
+    let page = super::management::keys::page_within(&query, 50, MAX_MODEL_PAGE)?;
+    let listing = visible_models(&scope, &scope.gateway.model_info_json, "model_name");
+    let mut parsed: Value = serde_json::from_slice(&listing).unwrap_or_else(|_| json!({}));
+    let search = query.get("search").map(|s| s.to_lowercase());
+    let mut data: Vec<Value> = match parsed["data"].take() {
+        Value::Array(data) => data,
+        _ => Vec::new(),
+    };
+    data.retain(|d| {
+        let name = d["model_name"].as_str().unwrap_or_default();
+        query.get("model").is_none_or(|m| m == name)
+            && query
+                .get("modelId")
+                .is_none_or(|id| d["model_info"]["id"].as_str() == Some(id))
+            && search
+                .as_ref()
+                .is_none_or(|s| name.to_lowercase().contains(s))
+    });
+    let total = data.len();
+    let size = page.size as usize;
+    let skip = (page.page as usize - 1).saturating_mul(size);
+    let shown: Vec<Value> = data.into_iter().skip(skip).take(size).collect();
+    Ok(Json(json!({
+        "data": shown,
+        "total_count": total,
+        "current_page": page.page,
+        "total_pages": total.div_ceil(size),
+        "size": page.size,
+    }))
+    .into_response())
+}
+
 /// The `/model/info` listing narrowed to the deployment with model id
 /// `id`, as LiteLLM's `?litellm_model_id=` does: how a script finds the
 /// deployment `/model/new` answered.

@@ -222,6 +222,12 @@ impl Keys {
         self.changed(Change::Team(team_id.to_owned()));
     }
 
+    /// Forgets every cached key, user, team, end user and budget: after a
+    /// change to all of them at once.
+    pub fn invalidate_all(&self) {
+        self.changed(Change::All);
+    }
+
     /// Forgets one cached end user.
     pub fn invalidate_end_user(&self, id: &str) {
         self.changed(Change::EndUser(id.to_owned()));

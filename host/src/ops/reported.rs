@@ -117,9 +117,10 @@ fn nested<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Box<Reported>>, 
     })
 }
 
-/// The most tokens one answer is counted with: an upstream reporting more
-/// (no model answers four billion tokens) is counted with this many, so
-/// that no counter, total or stored sum it feeds can overflow.
+/// The most tokens one answer is counted with: a count past it (no model
+/// answers four billion tokens) is not read as one, and the sum of a
+/// prompt's parts is cut to it, so that no counter, total or stored sum it
+/// feeds can overflow.
 pub const MAX_TOKENS_PER_CALL: u64 = u32::MAX as u64;
 
 /// The visitor methods of a value read leniently: a scalar, or a list or
@@ -193,27 +194,29 @@ fn is_response<'de, D: de::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 /// `usage` as an upstream reports it; one that is not an object reports
-/// nothing, and a count that is not a whole number is read leniently
-/// ([`count`]), so an odd usage never costs the client its answer.
+/// nothing, and so does one with a count that cannot be a token count
+/// ([`Count::Unreadable`]): the answer is then priced from an estimate, as
+/// one without usage is, rather than charged for a made-up number or for
+/// nothing. An odd usage never costs the client its answer.
 fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
     #[derive(Deserialize)]
     struct ReportedUsage {
         // OpenAI's names; a prompt count here already holds any cached
         // tokens (LiteLLM's `cache_read_input_tokens` beside it repeat them).
-        #[serde(default, deserialize_with = "count")]
-        prompt_tokens: Option<u64>,
-        #[serde(default, deserialize_with = "count")]
-        completion_tokens: Option<u64>,
+        #[serde(default)]
+        prompt_tokens: Count,
+        #[serde(default)]
+        completion_tokens: Count,
         // Anthropic's and the Responses API's names (null counts as 0).
         // Anthropic's `input_tokens` leaves out the cache reads and writes.
-        #[serde(default, deserialize_with = "count")]
-        input_tokens: Option<u64>,
-        #[serde(default, deserialize_with = "count")]
-        output_tokens: Option<u64>,
-        #[serde(default, deserialize_with = "count")]
-        cache_read_input_tokens: Option<u64>,
-        #[serde(default, deserialize_with = "count")]
-        cache_creation_input_tokens: Option<u64>,
+        #[serde(default)]
+        input_tokens: Count,
+        #[serde(default)]
+        output_tokens: Count,
+        #[serde(default)]
+        cache_read_input_tokens: Count,
+        #[serde(default)]
+        cache_creation_input_tokens: Count,
     }
     struct UsageVisitor;
     impl<'de> Visitor<'de> for UsageVisitor {
@@ -231,75 +234,96 @@ fn reported_usage<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Usage>, 
         otherwise!(None, str);
         otherwise!(None, seq);
     }
-    let usage = d.deserialize_any(UsageVisitor)?;
-    // Counts that are all missing or unreadable (negative, text) report
-    // nothing, as a missing usage does.
-    let usage = usage.filter(|u| {
-        [
-            u.prompt_tokens,
-            u.completion_tokens,
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_read_input_tokens,
-            u.cache_creation_input_tokens,
-        ]
-        .iter()
-        .any(Option::is_some)
+    let Some(u) = d.deserialize_any(UsageVisitor)? else {
+        return Ok(None);
+    };
+    let counts = [
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_input_tokens,
+        u.cache_creation_input_tokens,
+    ];
+    // A usage with no counts, or with one that is not a count, reports
+    // nothing.
+    if counts.contains(&Count::Unreadable) || counts.iter().all(|c| *c == Count::Absent) {
+        return Ok(None);
+    }
+    let n = |c: Count| match c {
+        Count::Tokens(n) => Some(n),
+        Count::Absent | Count::Unreadable => None,
+    };
+    let prompt_tokens = n(u.prompt_tokens).unwrap_or_else(|| {
+        let part = |c| n(c).unwrap_or(0);
+        part(u.input_tokens)
+            .saturating_add(part(u.cache_read_input_tokens))
+            .saturating_add(part(u.cache_creation_input_tokens))
     });
-    Ok(usage.map(|u| {
-        let n = |v: Option<u64>| v.unwrap_or(0);
-        let prompt_tokens = u.prompt_tokens.unwrap_or_else(|| {
-            n(u.input_tokens)
-                .saturating_add(n(u.cache_read_input_tokens))
-                .saturating_add(n(u.cache_creation_input_tokens))
-        });
-        Usage {
-            prompt_tokens: prompt_tokens.min(MAX_TOKENS_PER_CALL),
-            completion_tokens: u
-                .completion_tokens
-                .unwrap_or(n(u.output_tokens))
-                .min(MAX_TOKENS_PER_CALL),
-        }
+    Ok(Some(Usage {
+        prompt_tokens: prompt_tokens.min(MAX_TOKENS_PER_CALL),
+        completion_tokens: n(u.completion_tokens).or(n(u.output_tokens)).unwrap_or(0),
     }))
 }
 
-/// A token count: a whole number as written, a non-negative fraction cut
-/// to its whole part; anything else (negative, text, null) is not a count.
-fn count<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    struct CountVisitor;
-    impl<'de> Visitor<'de> for CountVisitor {
-        type Value = Option<u64>;
+/// One token count of a reported usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Count {
+    /// Missing or null.
+    #[default]
+    Absent,
+    /// A whole number up to [`MAX_TOKENS_PER_CALL`], or a non-negative
+    /// fraction cut to its whole part.
+    Tokens(u64),
+    /// Anything else: negative, text, a list, or more tokens than any
+    /// answer has.
+    Unreadable,
+}
 
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a token count")
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl<'de> Visitor<'de> for CountVisitor {
+            type Value = Count;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a token count")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(if v <= MAX_TOKENS_PER_CALL {
+                    Count::Tokens(v)
+                } else {
+                    Count::Unreadable
+                })
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                u64::try_from(v).map_or(Ok(Count::Unreadable), |v| self.visit_u64(v))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
+                if v.is_finite() && v >= 0.0 && v <= MAX_TOKENS_PER_CALL as f64 {
+                    Ok(Count::Tokens(v as u64))
+                } else {
+                    Ok(Count::Unreadable)
+                }
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Count, E> {
+                Ok(Count::Absent)
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Count, E> {
+                Ok(Count::Unreadable)
+            }
+
+            otherwise!(Count::Unreadable, str);
+            otherwise!(Count::Unreadable, seq);
+            otherwise!(Count::Unreadable, map);
         }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(u64::try_from(v).ok())
-        }
-
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            // `as` saturates: 1e30 counts as the most there is.
-            Ok((v.is_finite() && v >= 0.0).then_some(v as u64))
-        }
-
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        otherwise!(None, str);
-        otherwise!(None, seq);
-        otherwise!(None, map);
+        d.deserialize_any(CountVisitor)
     }
-    d.deserialize_any(CountVisitor)
 }
 
 /// Whether JSON text `text` is an object (before it is parsed): a derived
@@ -576,7 +600,7 @@ mod tests {
     }
 
     #[test]
-    fn odd_usage_values_are_read_leniently_and_never_lose_the_answer() {
+    fn a_usage_with_a_count_that_is_not_one_reports_nothing_and_keeps_the_answer() {
         let usage = |u: &str| {
             let body = format!(r#"{{"id":"x","choices":[],"usage":{u}}}"#);
             reported_in_body(body.as_bytes())
@@ -585,20 +609,31 @@ mod tests {
                 .map(|u| (u.prompt_tokens, u.completion_tokens))
         };
         assert_eq!(
-            usage(r#"{"prompt_tokens":-5,"completion_tokens":2}"#),
-            Some((0, 2))
+            usage(r#"{"prompt_tokens":1.5,"completion_tokens":null}"#),
+            Some((1, 0)),
+            "a fraction is cut, a null is none"
         );
         assert_eq!(
-            usage(r#"{"prompt_tokens":1.5,"completion_tokens":"lots"}"#),
-            Some((1, 0))
+            usage(&format!(
+                r#"{{"prompt_tokens":{MAX_TOKENS_PER_CALL},"completion_tokens":2}}"#
+            )),
+            Some((MAX_TOKENS_PER_CALL, 2))
         );
-        assert_eq!(
-            usage(r#"{"prompt_tokens":1e30,"completion_tokens":null}"#),
-            Some((MAX_TOKENS_PER_CALL, 0))
-        );
-        assert_eq!(usage(r#""n/a""#), None);
-        assert_eq!(usage("[1,2]"), None);
-        assert_eq!(usage("7"), None);
+        for unreadable in [
+            r#"{"prompt_tokens":-5,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":3,"completion_tokens":"lots"}"#,
+            r#"{"prompt_tokens":1e30,"completion_tokens":1}"#,
+            r#"{"prompt_tokens":4294967296,"completion_tokens":1}"#,
+            r#"{"input_tokens":3,"output_tokens":[1]}"#,
+            r#"{"prompt_tokens":true}"#,
+            r#"{"prompt_tokens":null}"#,
+            r#"{}"#,
+            r#""n/a""#,
+            "[1,2]",
+            "7",
+        ] {
+            assert_eq!(usage(unreadable), None, "{unreadable}");
+        }
     }
 
     #[test]

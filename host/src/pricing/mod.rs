@@ -132,6 +132,15 @@ impl PriceBook {
         }
     }
 
+    /// The price of a call to `deployment` (or, without one, of `model` as
+    /// the table lists it), or `None` when nothing is known: for quoting a
+    /// cost rather than charging one, so no zero stands in for a price.
+    pub fn quote(&self, deployment: Option<&str>, model: &str) -> Option<Price> {
+        deployment
+            .and_then(|d| self.known(d))
+            .or_else(|| listed_name(model))
+    }
+
     /// The price of `deployment` when one is known (configured, from the
     /// table, or free), without the warning an unknown one gives.
     pub fn known(&self, deployment: &str) -> Option<Price> {

@@ -301,7 +301,7 @@ pub(super) fn answer_room(
     previous: Option<&Router>,
 ) -> Arc<crate::providers::answer_room::AnswerRoom> {
     use crate::providers::answer_room::{AnswerRoom, DEFAULT_MAX_ANSWERS_MB};
-    let room = AnswerRoom::new(
+    let room = AnswerRoom::of_mb(
         settings
             .max_response_bodies_mb
             .unwrap_or(DEFAULT_MAX_ANSWERS_MB),

@@ -15,12 +15,19 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::{Strategy, StrategyPre};
 use super::epoch::EpochClock;
 use super::limits::MAX_MEMORY_BYTES;
-use super::memory_pool::{DEFAULT_TOTAL_BYTES, MemoryPool};
 use super::run::{CompiledStrategy, RunState};
+use crate::byte_budget::ByteBudget;
 use crate::compile_cache::{CompileCache, Vetted};
 
 /// Strategy instances that may be alive at once (one per in-flight composite request).
 pub const POOL_INSTANCES: u32 = 256;
+
+/// What all running guests may hold together: 4 GiB, 64 runs at the
+/// default `memory_mb` (most hold far less than their limit). Each run is
+/// bounded by its profile's `memory_mb`, but as many runs as the instance
+/// pool holds may run at once; growth past this is refused (the run fails
+/// with a 503 the client may retry).
+pub const GUEST_MEMORY_TOTAL_BYTES: usize = 4 << 30;
 
 /// The engine and linker every strategy shares.
 pub struct StrategyEngine {
@@ -30,7 +37,7 @@ pub struct StrategyEngine {
     /// Advances the epoch while a strategy runs.
     clock: Arc<EpochClock>,
     /// The memory every running guest holds together.
-    memory: MemoryPool,
+    memory: Arc<ByteBudget>,
     /// One compilation at a time: they are CPU-bound anyway, and it lets the
     /// cache's hit counter tell which compilation it served.
     compiling: Mutex<()>,
@@ -130,7 +137,7 @@ impl StrategyEngine {
             linker,
             cache,
             clock,
-            memory: MemoryPool::new(DEFAULT_TOTAL_BYTES),
+            memory: Arc::new(ByteBudget::new(GUEST_MEMORY_TOTAL_BYTES)),
             compiling: Mutex::new(()),
         })
     }

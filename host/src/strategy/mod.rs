@@ -17,7 +17,6 @@ mod epoch;
 pub mod error;
 pub mod limits;
 mod members;
-mod memory_pool;
 pub mod profiles;
 pub mod run;
 mod stderr_tail;

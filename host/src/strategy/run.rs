@@ -23,9 +23,9 @@ use super::epoch::{EpochClock, Ticking};
 use super::error::StrategyError;
 use super::limits::{EPOCH_TICK, Limits};
 use super::members::Members;
-use super::memory_pool::{MemoryPool, Share};
 use super::stderr_tail::StderrTail;
 use super::trace::{Trace, TraceNode};
+use crate::byte_budget::{ByteBudget, HeldBytes};
 use crate::observe::otel::{WorkflowInfo, WorkflowSpans};
 use crate::openai::Endpoint;
 use crate::openai::response::{self, Head};
@@ -58,7 +58,7 @@ pub struct CompiledStrategy {
     /// The engine's epoch clock, kept ticking by every run's store.
     pub(super) clock: Arc<EpochClock>,
     /// The engine's memory pool, which every run's memory counts against.
-    pub(super) memory: MemoryPool,
+    pub(super) memory: Arc<ByteBudget>,
 }
 
 /// Where streamed output goes: chunk payloads (JSON text) for the client.
@@ -109,7 +109,7 @@ pub struct RunState {
     cpu_exceeded: bool,
     memory_exceeded: bool,
     /// Its share of the engine's guest memory (set with its store).
-    memory: Option<Share>,
+    memory: Option<HeldBytes>,
     /// Whether growing its memory was refused because the running guests
     /// together held the pool.
     memory_pool_full: bool,
@@ -156,16 +156,22 @@ impl WasiView for RunState {
 impl ResourceLimiter for RunState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.limits.memory_bytes {
             self.memory_exceeded = true;
             return Ok(false);
         }
-        if let Some(share) = &mut self.memory
-            && !share.grow_to(desired)
+        // Growth past the memory's own maximum fails anyway: nothing to count.
+        if maximum.is_some_and(|most| desired > most) {
+            return Ok(true);
+        }
+        if let Some(share) = &self.memory
+            // What this memory grows by: a component's memories (a guest
+            // language's runtime may bring several) add up in the share.
+            && !share.add(desired.saturating_sub(current))
         {
             self.memory_pool_full = true;
             return Ok(false);
@@ -278,7 +284,7 @@ impl RunState {
 
 fn new_store(strategy: &CompiledStrategy, mut state: RunState) -> Store<RunState> {
     state.ticking = Some(strategy.clock.run_started());
-    state.memory = Some(strategy.memory.share());
+    state.memory = Some(HeldBytes::of(Arc::clone(&strategy.memory)));
     let mut store = Store::new(strategy.pre.engine(), state);
     store.limiter(|s| s as &mut dyn ResourceLimiter);
     let max_ticks = (state_ticks(&store.data().limits)).max(1);
@@ -441,7 +447,7 @@ fn explain_trap(profile: &str, state: &RunState, trap: &wasmtime::Error) -> Stra
             message: format!(
                 "the running strategies together hold the gateway's {} MiB for guest memory; \
                  try again shortly",
-                state.memory.as_ref().map_or(0, |s| s.pool_total()) >> 20
+                state.memory.as_ref().map_or(0, |s| s.budget().limit_mb())
             ),
         };
     }

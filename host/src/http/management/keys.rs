@@ -479,6 +479,79 @@ pub async fn info(
     Ok(Json(json!({"key": shown, "info": shape::key(&record)})).into_response())
 }
 
+#[derive(Deserialize)]
+struct InfoManyBody {
+    #[serde(default)]
+    keys: Option<Vec<String>>,
+    #[serde(default)]
+    key_aliases: Option<Vec<String>>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v2/key/info",
+    operation_id = "key_info_v2",
+    tag = "keys",
+    summary = "Several virtual keys' settings and spend",
+    request_body = super::super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "`key` (the keys asked for) and `info` (those the caller may read, most spent first)", body = super::super::openapi::JsonObject),
+        (status = 400, description = "Neither keys nor key_aliases, or more than 100 of them", body = super::super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse),
+        (status = 403, description = "The key store is off (no master key)", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `POST /v2/key/info` with `{"keys": [...]}` and/or `{"key_aliases":
+/// [...]}`: the info of each key the caller may read (as `/key/info`
+/// decides), most spent first. Keys that do not exist or that the caller
+/// may not read are left out alike, so the answer tells nothing of them.
+pub async fn info_many(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (keys, manager) = authenticate(&state, request.headers()).await?;
+    let body: InfoManyBody = read_json(&state, request).await?;
+    let aliases = body.key_aliases.unwrap_or_default();
+    let given = body.keys.clone().unwrap_or_default();
+    if given.is_empty() && aliases.is_empty() {
+        return Err(invalid(
+            "keys",
+            "give keys or key_aliases, a list of at least one",
+        ));
+    }
+    if given.len() + aliases.len() > MAX_PAGE_SIZE as usize {
+        return Err(invalid(
+            "keys",
+            format!("at most {MAX_PAGE_SIZE} keys and aliases together"),
+        ));
+    }
+    let mut hashes: Vec<String> = given.iter().map(|g| hash_of(g)).collect();
+    for alias in &aliases {
+        if let Some(hash) = keys
+            .store()
+            .key_hash_by_alias(alias)
+            .await
+            .map_err(key_error)?
+        {
+            hashes.push(hash);
+        }
+    }
+    hashes.sort_unstable();
+    hashes.dedup();
+    let mut found = Vec::with_capacity(hashes.len());
+    for hash in &hashes {
+        if let Some(record) = keys.store().key(hash).await.map_err(key_error)?
+            && may_read(&manager, &record)
+        {
+            found.push(record);
+        }
+    }
+    found.sort_by(|a, b| b.spend.total_cmp(&a.spend));
+    let info: Vec<Value> = found.iter().map(shape::key).collect();
+    Ok(Json(json!({"key": body.keys, "info": info})).into_response())
+}
+
 /// Whether `manager` may read `record`: every key for a reader, else its
 /// own key and its user's other keys.
 pub(super) fn may_read(manager: &Manager, record: &KeyRecord) -> bool {
@@ -505,7 +578,7 @@ pub(super) fn page_of(
 }
 
 /// Page and size from a query, the size from 1 to `max_size`.
-pub(super) fn page_within(
+pub(in crate::http) fn page_within(
     q: &HashMap<String, String>,
     default_size: u32,
     max_size: u32,

@@ -19,6 +19,8 @@ mod key_scope;
 pub(super) mod keys;
 mod shape;
 pub(super) mod spend;
+pub(super) mod spend_calculate;
+pub(super) mod spend_reset;
 pub(super) mod teams;
 mod unenforced;
 pub(super) mod users;
@@ -49,11 +51,14 @@ pub fn routes() -> Router<AppState> {
         .route("/key/unblock", post(keys::unblock))
         .route("/key/regenerate", post(keys::regenerate))
         .route("/key/{key}/regenerate", post(keys::regenerate_path))
+        .route("/key/{key}/reset_spend", post(spend_reset::reset_key))
+        .route("/v2/key/info", post(keys::info_many))
         .route("/user/new", post(users::new))
         .route("/user/update", post(users::update))
         .route("/user/delete", post(users::delete))
         .route("/user/info", get(users::info))
         .route("/user/list", get(users::list))
+        .route("/user/available_roles", get(users::available_roles))
         .route("/user/daily/activity", get(activity::user_activity))
         .route("/team/new", post(teams::new))
         .route("/team/update", post(teams::update))
@@ -88,6 +93,8 @@ pub fn routes() -> Router<AppState> {
         .route("/global/spend/tags", get(spend::global_tags))
         .route("/global/spend/report", get(spend::report))
         .route("/global/spend/logs", get(activity::global_logs))
+        .route("/global/spend/reset", post(spend_reset::reset_global))
+        .route("/spend/calculate", post(spend_calculate::calculate))
         .route("/audit", get(audit::routes::list))
         .route("/audit/{id}", get(audit::routes::entry))
 }
@@ -337,15 +344,22 @@ pub(super) async fn set_spend(
         SpendOwner::Team => Level::Team,
         SpendOwner::EndUser => Level::EndUser,
     };
-    let scope = crate::keys::scopes::counter_name(level, id);
-    state.ops.limiter.set_spent(&scope, spend).await.map_err(|e| {
+    set_counter(state, &crate::keys::scopes::counter_name(level, id), spend).await
+}
+
+/// Sets the spend of the limit counter `name` (after the store took the
+/// change); 503 when the shared counters do not take it, and sending the
+/// request again finishes the change.
+pub(super) async fn set_counter(state: &AppState, name: &str, spend: f64) -> Result<(), ApiError> {
+    state.ops.limiter.set_spent(name, spend).await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
             format!(
-                "the spend was saved, but the shared limit counters did not take it ({e}); send the update again"
+                "the spend was saved, but the shared limit counters did not take it ({e}); \
+                 send the request again"
             ),
-            Some("spend"),
+            None,
             Some("shared_state_unavailable"),
         )
     })

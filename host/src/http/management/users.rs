@@ -428,6 +428,64 @@ pub async fn delete(State(state): State<AppState>, request: Request) -> Result<R
     Ok(Json(json!({"deleted_users": deleted})).into_response())
 }
 
+/// The roles a user may be given in the management API, with what each
+/// may do, as `/user/available_roles` shows them (`team` and `customer`
+/// are LiteLLM's roles for records, not for people, and are left out as
+/// LiteLLM leaves them out).
+const ROLE_DESCRIPTIONS: &[(&str, &str, &str)] = &[
+    (
+        "proxy_admin",
+        "every management and admin route, on every record",
+        "Admin (All Permissions)",
+    ),
+    (
+        "proxy_admin_viewer",
+        "reads every key, user, team and spend record; changes nothing",
+        "Admin (View Only)",
+    ),
+    (
+        "internal_user",
+        "makes, changes and deletes their own keys; reads their own spend",
+        "Internal User (Create/Delete/View)",
+    ),
+    (
+        "internal_user_viewer",
+        "reads their own keys and spend",
+        "Internal User (View Only)",
+    ),
+];
+
+#[utoipa::path(
+    get,
+    path = "/user/available_roles",
+    operation_id = "user_available_roles",
+    tag = "users",
+    summary = "The roles a user may have",
+    responses(
+        (status = 200, description = "Each role by name, with its description and ui_label", body = super::super::openapi::JsonObject),
+        (status = 401, description = "Missing or wrong key", body = super::super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `GET /user/available_roles`: the roles `/user/new` takes for people,
+/// for admin tools that offer them in a list. Any valid key may read it.
+pub async fn available_roles(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    authenticate(&state, request.headers()).await?;
+    let roles: serde_json::Map<String, serde_json::Value> = ROLE_DESCRIPTIONS
+        .iter()
+        .map(|(role, description, label)| {
+            (
+                (*role).to_owned(),
+                json!({"description": description, "ui_label": label}),
+            )
+        })
+        .collect();
+    Ok(Json(roles).into_response())
+}
+
 #[utoipa::path(
     get,
     path = "/user/info",

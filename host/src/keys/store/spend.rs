@@ -652,6 +652,35 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets a key's spend on each model (`model_max_budget`'s counts),
+    /// so those budgets start again.
+    pub async fn clear_model_spend(&self, token_hash: &str) -> Result<(), KeyError> {
+        sqlx::query("DELETE FROM key_model_spend WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Sets the spend of every record of `owner`'s kind to zero, in one
+    /// transaction; the ids of them all, so that their live counters can
+    /// follow.
+    pub async fn reset_all_spend(&self, owner: SpendOwner) -> Result<Vec<String>, KeyError> {
+        let (table, column) = owner.table_and_id();
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        let ids: Vec<String> = sqlx::query_scalar(&format!("SELECT {column} FROM {table}"))
+            .fetch_all(self.within(&mut tx))
+            .await
+            .map_err(store_error)?;
+        sqlx::query(&format!("UPDATE {table} SET spend = 0"))
+            .execute(self.within(&mut tx))
+            .await
+            .map_err(store_error)?;
+        self.commit(tx).await?;
+        Ok(ids)
+    }
+
     /// Resets the spend of every key, user and team whose `budget_reset_at`
     /// has passed and moves it on to the period's next boundary after `now`
     /// on `clock` ([`Limits::budget_reset_after`]). Returns the periods it

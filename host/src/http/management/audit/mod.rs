@@ -108,6 +108,7 @@ fn change_of(method: &Method, path: &str) -> Option<Change> {
         }
         "/cache/flushall" => change(Kind::Cache, "flushed"),
         "/admin/reload" => change(Kind::Config, "reloaded"),
+        "/global/spend/reset" => change(Kind::Config, "spend reset"),
         _ if path.starts_with("/key/") && path.ends_with("/regenerate") => {
             change(Kind::Key, "rotated")
         }
@@ -361,6 +362,8 @@ mod tests {
             ("/key/update", Kind::Key, "updated"),
             ("/key/sk-abc/regenerate", Kind::Key, "rotated"),
             ("/key/regenerate", Kind::Key, "rotated"),
+            ("/key/sk-abc/reset_spend", Kind::Key, "updated"),
+            ("/global/spend/reset", Kind::Config, "spend reset"),
             ("/user/delete", Kind::User, "deleted"),
             ("/team/member_add", Kind::Team, "updated"),
             ("/team/block", Kind::Team, "blocked"),

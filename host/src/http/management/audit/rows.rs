@@ -53,7 +53,10 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
                 .collect();
             if let Some(given) = path
                 .strip_prefix("/key/")
-                .and_then(|rest| rest.strip_suffix("/regenerate"))
+                .and_then(|rest| {
+                    rest.strip_suffix("/regenerate")
+                        .or_else(|| rest.strip_suffix("/reset_spend"))
+                })
                 .filter(|given| !given.is_empty())
             {
                 ids.push(hash_of(given));
