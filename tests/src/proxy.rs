@@ -277,6 +277,18 @@ impl Proxy {
             .expect("request to conclave")
     }
 
+    /// POSTs `body` to `path` as JSON text written by the caller (key order,
+    /// odd escapes and malformed JSON arrive exactly as written).
+    pub async fn post_text(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request to conclave")
+    }
+
     /// Sends `method path` with an optional JSON body and bearer key,
     /// waiting at most 60 s; the status and the body as JSON (a JSON string
     /// when it is not JSON).

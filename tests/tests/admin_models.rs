@@ -455,6 +455,15 @@ async fn litellms_model_update_changes_what_it_gives_and_keeps_the_rest() {
         "{body}"
     );
 
+    // Without an id, the model name names the one runtime deployment.
+    let (status, by_name) = post(
+        "/model/update",
+        json!({"model_name": "rt-new", "litellm_params": {"timeout": 7}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{by_name}");
+    assert_eq!(by_name["litellm_params"]["timeout"], 7.0, "{by_name}");
+
     let (status, refused) = post(
         "/model/update",
         json!({"model_info": {"id": "runtime:rt-new"}, "litellm_params": {"rpm": 10}}),

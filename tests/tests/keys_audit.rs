@@ -361,6 +361,11 @@ async fn models_and_reloads_are_audited_without_their_credentials() {
     assert_eq!(rows[2]["object_id"], id);
     assert_eq!(rows[2]["updated_values"]["model_name"], "late");
     assert_eq!(rows[1]["object_id"], id);
+    assert_eq!(
+        rows[1]["before_value"]["model_name"], "late",
+        "what a delete removed is kept: {:#}",
+        rows[1]
+    );
     assert_eq!(rows[0]["table_name"], "config");
     let everything = serde_json::to_string(&rows).unwrap();
     assert!(

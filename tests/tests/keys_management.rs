@@ -435,6 +435,14 @@ async fn key_generate_answers_every_litellm_field_and_accepts_a_chosen_key() {
         (400, &json!("key")),
         "the master key is no virtual key's value: {err}"
     );
+    for unsendable in ["sk-\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}", "sk-with space-1"] {
+        let (status, err) = post(&proxy, "/key/generate", json!({"key": unsendable})).await;
+        assert_eq!(
+            (status, &error_object(&err)["param"]),
+            (400, &json!("key")),
+            "no header carries {unsendable:?}: {err}"
+        );
+    }
     let (status, err) = post(&proxy, "/key/generate", json!({"key_alias": "chosen"})).await;
     assert_eq!(
         (status, &error_object(&err)["param"]),

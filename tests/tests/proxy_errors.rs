@@ -25,14 +25,7 @@ async fn one_group(up: &FakeUpstream, extra: &[&str], sections: &str) -> Proxy {
 const NO_RETRIES: &str = "router_settings:\n  num_retries: 0\n";
 
 async fn post_raw(proxy: &Proxy, path: &str, body: &'static str) -> (u16, Value) {
-    let r = proxy
-        .client
-        .post(proxy.url(path))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = proxy.post_text(path, body).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }

@@ -115,6 +115,21 @@ async fn a_fallback_to_an_alias_of_a_group_already_tried_is_skipped() {
     assert_eq!(up.calls("b"), 2);
 }
 
+/// Fallbacks listed under an alias are the ones a request made by that
+/// alias takes, before the default list.
+#[tokio::test]
+async fn fallbacks_listed_under_the_alias_asked_for_win_over_the_default_list() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(
+        &chain_deployments(&up),
+        "num_retries: 0\nallowed_fails: 1000\nmodel_group_alias: {pb: ga}\nfallbacks: [{pb: [gc]}]\ndefault_fallbacks: [gb]",
+    ))
+    .await;
+    let (status, _, body) = ask(&proxy, "pb").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((up.calls("b1") + up.calls("b2"), up.calls("c")), (0, 1));
+}
+
 #[tokio::test]
 async fn default_fallbacks_serve_a_group_without_its_own_list() {
     let up = FakeUpstream::start().await;

@@ -242,3 +242,42 @@ async fn a_stream_that_ends_without_any_answer_is_a_502_on_every_api() {
         }
     }
 }
+
+/// Structured output follows the order of a schema's properties, and a
+/// client reads tool arguments in the order the model wrote them: both
+/// translations keep every object's keys in the order they came.
+#[tokio::test]
+async fn both_translations_keep_the_order_of_object_keys_both_ways() {
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(&up).await;
+    up.set("a", Behavior::tool_call("pick", r#"{"zeta":1,"alpha":2}"#));
+    let schema = r#"{"type":"object","properties":{"reasoning":{"type":"string"},"answer":{"type":"string"}}}"#;
+    let bodies = [
+        (
+            "/v1/messages",
+            format!(
+                r#"{{"model":"g","max_tokens":64,"messages":[{{"role":"user","content":"hi"}}],"tools":[{{"name":"pick","input_schema":{schema}}}]}}"#
+            ),
+        ),
+        (
+            "/v1/responses",
+            format!(
+                r#"{{"model":"g","input":"hi","tools":[{{"type":"function","name":"pick","parameters":{schema}}}]}}"#
+            ),
+        ),
+    ];
+    for (path, body) in bodies {
+        let r = proxy.post_text(path, body).await;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        let sent = String::from_utf8(up.recorded().last().unwrap().raw_body.to_vec()).unwrap();
+        let (reasoning, answer) = (
+            sent.find("reasoning").unwrap(),
+            sent.find("answer").unwrap(),
+        );
+        assert!(reasoning < answer, "{path}: the schema reordered: {sent}");
+        let (zeta, alpha) = (text.find("zeta").unwrap(), text.find("alpha").unwrap());
+        assert!(zeta < alpha, "{path}: the arguments reordered: {text}");
+    }
+}

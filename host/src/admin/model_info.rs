@@ -121,7 +121,8 @@ const GROUP_FIELDS: &[(&str, Value)] = &[
 
 /// LiteLLM's `/model_group/info`: one entry per public model name, with
 /// its deployments' providers and what their `model_info` says (the first
-/// deployment that sets a field gives it). Composite profiles are groups of
+/// deployment that sets a field gives it, else the built-in price table's
+/// prices and context window for its model). Composite profiles are groups of
 /// provider `composite`.
 pub fn model_group_info_listing(config: &Config) -> Bytes {
     let mut groups: Vec<(String, Map<String, Value>)> = Vec::new();
@@ -177,6 +178,23 @@ pub fn model_group_info_listing(config: &Config) -> Bytes {
                 group.insert((*key).into(), value);
             }
         }
+        // What the config leaves unsaid, from the built-in table, as
+        // LiteLLM fills it from its own.
+        let (provider, model) = entry.litellm_params.provider_and_model();
+        if let Some(listed) = (!composite)
+            .then(|| crate::catalog::find(provider, model))
+            .flatten()
+        {
+            for (key, value) in [
+                ("input_cost_per_token", json!(listed.input_cost_per_token)),
+                ("output_cost_per_token", json!(listed.output_cost_per_token)),
+                ("max_input_tokens", json!(listed.max_input_tokens)),
+            ] {
+                if group.get(key) == Some(&Value::Null) {
+                    group.insert(key.into(), value);
+                }
+            }
+        }
     }
     let data: Vec<Value> = groups.into_iter().map(|(_, g)| Value::Object(g)).collect();
     Bytes::from(serde_json::to_vec(&json!({"data": data})).unwrap_or_default())
@@ -212,6 +230,10 @@ model_list:
         assert_eq!(data[0]["supports_vision"], true);
         assert_eq!(data[0]["supports_function_calling"], false);
         assert_eq!(data[0]["input_cost_per_token"], 0.0000025);
+        assert!(
+            data[0]["output_cost_per_token"].as_f64().unwrap() > 0.0,
+            "what the config leaves out comes from the price table: {listing}"
+        );
         assert_eq!(data[1]["mode"], "embedding");
         assert_eq!(
             data[1]["output_cost_per_token"], 0.00000002,

@@ -332,6 +332,9 @@ mod tests {
                 "--num_workers",
                 "3",
                 "--detailed_debug",
+                "--telemetry",
+                "False",
+                "--run_gunicorn",
             ]
             .into_iter()
             .map(OsString::from)

@@ -49,6 +49,15 @@ pub struct ServeArgs {
     /// restarts (loaded at start, rewritten after each change).
     #[arg(long, value_name = "FILE")]
     persist_admin_changes: Option<PathBuf>,
+    /// LiteLLM's usage telemetry switch (`--telemetry False`), accepted
+    /// so LiteLLM command lines run unchanged: conclave sends no telemetry.
+    #[arg(long = "telemetry", hide = true, value_name = "BOOL", value_parser = litellm_bool)]
+    _telemetry: Option<bool>,
+    /// LiteLLM's choice of Python server (`--run_gunicorn`,
+    /// `--run_hypercorn`), accepted so LiteLLM command lines run
+    /// unchanged: conclave is its own server.
+    #[arg(long = "run_gunicorn", alias = "run_hypercorn", hide = true)]
+    _run_gunicorn: bool,
     /// On SIGINT/SIGTERM, open streams may go on this long before they
     /// end with a `server_shutting_down` error event and the process exits.
     #[arg(
@@ -75,6 +84,15 @@ fn grace_seconds(text: &str) -> Result<u64, String> {
         "not a whole number of seconds (set by --shutdown-grace or CONCLAVE_SHUTDOWN_GRACE)"
             .to_owned()
     })
+}
+
+/// A boolean as LiteLLM's command line writes it (`True`, `False`, any case).
+fn litellm_bool(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err("not a boolean: True or False".to_owned()),
+    }
 }
 
 /// The most worker threads `--num_workers` may ask for.

@@ -91,6 +91,18 @@ const FEATURES: &[(&str, &str)] = &[
     ),
     ("mcp_servers", "MCP servers are not served"),
     (
+        "router_settings.model_group_retry_policy",
+        "retries per model group are not read: router_settings.retry_policy and num_retries apply to every group",
+    ),
+    (
+        "router_settings.cache_responses",
+        "not read: answers are cached when litellm_settings.cache is true",
+    ),
+    (
+        "router_settings.default_litellm_params",
+        "not applied: write these litellm_params on each model_list entry",
+    ),
+    (
         "general_settings.allow_requests_on_db_unavailable",
         "a key the gateway has not cached is refused (503) while the key store cannot be reached",
     ),

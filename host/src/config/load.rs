@@ -796,12 +796,14 @@ fn check_model_list(config: &Config, problems: &mut Vec<Problem>) {
                 "must be at least 1: 0 would hold every call to this deployment forever",
             ));
         }
+        // A weight of 0 drains a deployment, as in LiteLLM: it is picked
+        // only when every deployment of its group weighs 0.
         if let Some(v) = params.weight
-            && !(v.is_finite() && v > 0.0)
+            && !(v.is_finite() && v >= 0.0)
         {
             problems.push(Problem::new(
                 format!("{at}.litellm_params.weight"),
-                format!("must be a positive number, got {v}"),
+                format!("must be a number of 0 or more, got {v}"),
             ));
         }
     }
@@ -1306,6 +1308,22 @@ mod tests {
         );
         assert!(
             err.contains("model_list[1].litellm_params.cooldown_time: must be a non-negative"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_zero_weight_drains_a_deployment_and_a_negative_one_is_refused() {
+        let two = |weight: &str| {
+            load_text(&format!(
+                "model_list:\n  - model_name: m\n    litellm_params: {{model: mock/a, weight: {weight}}}\n  \
+                 - model_name: m\n    litellm_params: {{model: mock/b}}\n"
+            ))
+        };
+        assert!(two("0").is_ok());
+        let err = two("-1").unwrap_err().to_string();
+        assert!(
+            err.contains("model_list[0].litellm_params.weight: must be a number of 0 or more"),
             "{err}"
         );
     }

@@ -306,10 +306,13 @@ pub async fn model_update(
 ) -> Result<Response, ApiError> {
     let control = control(&state)?;
     let body = read_json(&state, request).await?;
-    let id = model_id(
-        body.pointer("/model_info/id").or_else(|| body.get("id")),
-        "model_info.id",
-    )?;
+    // Without an id, the model name names the one runtime deployment.
+    let given = body
+        .pointer("/model_info/id")
+        .or_else(|| body.get("id"))
+        .filter(|v| !v.is_null())
+        .or_else(|| body.get("model_name"));
+    let id = model_id(given, "model_info.id")?;
     let current = one_registration(control, id)?;
     let updated = current
         .updated_by_litellm(&body)

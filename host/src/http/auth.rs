@@ -30,10 +30,12 @@ pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// header names, not text: a lookup by text parses the name first, on
 /// every authenticated request.
 const KEY_HEADERS: [HeaderName; 4] = [
-    http::header::AUTHORIZATION,
+    // LiteLLM's own header first, as LiteLLM reads it: clients send it
+    // exactly when `Authorization` carries another service's token.
     HeaderName::from_static("x-litellm-api-key"),
-    HeaderName::from_static("x-api-key"),
+    http::header::AUTHORIZATION,
     HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-api-key"),
 ];
 
 /// The key a client presented: `Authorization: Bearer`, `x-api-key`,
@@ -374,6 +376,13 @@ mod tests {
         h.insert("x-api-key", "sk-2".parse().unwrap());
         assert_eq!(presented_key(&h), Some("sk-2"));
         assert_eq!(presented_key(&HeaderMap::new()), None);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            "Bearer ya29.another-services-token".parse().unwrap(),
+        );
+        h.insert("x-litellm-api-key", "sk-3".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("sk-3"), "LiteLLM's header decides");
     }
 
     #[test]

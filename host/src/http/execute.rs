@@ -152,6 +152,7 @@ pub async fn execute(
         outcome,
         admitted,
         req,
+        asked,
         cache,
     };
     let executed = match profile {
@@ -179,6 +180,9 @@ struct Run<'a> {
     outcome: &'a OutcomeHandle,
     admitted: Admitted,
     req: &'a ProxyRequest,
+    /// The model name the client asked for, before a `model_group_alias`
+    /// named its group: fallbacks listed under it come first.
+    asked: &'a str,
     /// What the response cache does with the answer.
     cache: Option<crate::cache::Plan>,
 }
@@ -225,7 +229,9 @@ async fn plain(mut run: Run<'_>, endpoint: Endpoint) -> Result<Executed, ApiErro
     // holds it, several times per request.
     let routed = Box::pin(run.gateway.router.route_counted(RouteRequest {
         endpoint,
-        model: &req.model,
+        // The router resolves the alias itself, and looks fallbacks up
+        // under the name asked for first.
+        model: run.asked,
         stream: req.stream,
         body: &with_usage.as_ref().unwrap_or(req).rest,
         fallbacks: req.fallbacks.as_deref(),

@@ -161,6 +161,9 @@ pub struct ListQuery {
     order: Option<String>,
     /// Items after the one with this id, in the listing's order.
     after: Option<String>,
+    /// Items before the one with this id, in the listing's order: the
+    /// page that ends just before it.
+    before: Option<String>,
 }
 
 #[utoipa::path(
@@ -172,12 +175,13 @@ pub struct ListQuery {
     description = "The conversation the response answered (earlier turns of a \
         `previous_response_id` chain included), as OpenAI lists it: \
         `{object: list, data, first_id, last_id, has_more}`; `limit` (1 to 100, 20), \
-        `order` (`desc` by default, or `asc`) and `after` (an item id) page it.",
+        `order` (`desc` by default, or `asc`), `after` and `before` (item ids) page it.",
     params(
         ("response_id" = String, Path, description = "The response's id (`resp_...`)"),
         ("limit" = Option<u32>, Query, description = "Items per page, 1 to 100 (20)"),
         ("order" = Option<String>, Query, description = "`desc` (default) or `asc`"),
-        ("after" = Option<String>, Query, description = "Items after this item id")
+        ("after" = Option<String>, Query, description = "Items after this item id"),
+        ("before" = Option<String>, Query, description = "Items before this item id")
     ),
     responses(
         (status = 200, description = "A list of input items", body = super::openapi::JsonObject),
@@ -235,23 +239,34 @@ fn list_page(mut items: Vec<Value>, query: &ListQuery) -> Result<Value, ApiError
             ));
         }
     }
-    // The last item with that id: a conversation stored with a repeated id
-    // (refused now, kept before) pages forward instead of in a loop.
-    let start = match &query.after {
-        Some(after) => items
+    let position = |id: &str, param: &str| {
+        // The last item with that id: a conversation stored with a repeated
+        // id (refused now, kept before) pages forward instead of in a loop.
+        items
             .iter()
-            .rposition(|item| item["id"] == after.as_str())
-            .map(|i| i + 1)
+            .rposition(|item| item["id"] == id)
             .ok_or_else(|| {
                 ApiError::invalid(
-                    format!("no input item of this response has the id {after:?}"),
-                    Some("after"),
+                    format!("no input item of this response has the id {id:?}"),
+                    Some(param),
                 )
-            })?,
+            })
+    };
+    let start = match &query.after {
+        Some(after) => position(after, "after")? + 1,
         None => 0,
     };
-    let rest = items.get(start..).unwrap_or_default();
-    let page: Vec<Value> = rest.iter().take(limit).cloned().collect();
+    let end = match &query.before {
+        Some(before) => position(before, "before")?,
+        None => items.len(),
+    };
+    let rest = items.get(start..end.max(start)).unwrap_or_default();
+    // Paging back from `before`, the page is the items just before it.
+    let skip = match &query.before {
+        Some(_) => rest.len().saturating_sub(limit),
+        None => 0,
+    };
+    let page: Vec<Value> = rest.iter().skip(skip).take(limit).cloned().collect();
     Ok(json!({
         "object": "list",
         "data": page,
@@ -715,5 +730,47 @@ impl Translator for KeptStream {
         if let Some(event) = last {
             keeper.keep(&mut event.data["response"]).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(page: &Value) -> Vec<&str> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn input_items_page_after_and_before_an_item() {
+        let items: Vec<Value> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|id| json!({"id": id}))
+            .collect();
+        let query = |after: Option<&str>, before: Option<&str>| ListQuery {
+            limit: Some(2),
+            order: Some("asc".into()),
+            after: after.map(Into::into),
+            before: before.map(Into::into),
+        };
+        let page = list_page(items.clone(), &query(Some("a"), None)).unwrap();
+        assert_eq!(
+            (ids(&page), &page["has_more"]),
+            (vec!["b", "c"], &json!(true))
+        );
+        let page = list_page(items.clone(), &query(None, Some("d"))).unwrap();
+        assert_eq!(
+            (ids(&page), &page["has_more"]),
+            (vec!["b", "c"], &json!(true))
+        );
+        let page = list_page(items.clone(), &query(Some("a"), Some("c"))).unwrap();
+        assert_eq!((ids(&page), &page["has_more"]), (vec!["b"], &json!(false)));
+        let unknown = list_page(items, &query(None, Some("zz"))).unwrap_err();
+        assert_eq!(unknown.body.error.param.as_deref(), Some("before"));
     }
 }

@@ -317,6 +317,71 @@ mod tests {
         }
     }
 
+    /// Two changes read from one version of a key: the first write wins, and
+    /// the second, written over a row that changed since its read, writes
+    /// nothing rather than undoing the first.
+    #[tokio::test]
+    async fn a_change_read_before_another_was_written_writes_nothing() {
+        let path = std::env::temp_dir().join(format!(
+            "conclave-keys-conditional-{}.db",
+            std::process::id()
+        ));
+        let keys = Keys::open(KeysSettings::new(format!(
+            "sqlite://{}?mode=rwc",
+            path.display()
+        )))
+        .await
+        .unwrap();
+        let record = KeyRecord::for_test("raced-key-hash");
+        keys.store().insert_key(&record).await.unwrap();
+        let read = keys.store().key("raced-key-hash").await.unwrap().unwrap();
+        let blocked = KeyRecord {
+            blocked: true,
+            ..read.clone()
+        };
+        let renamed = KeyRecord {
+            key_alias: Some("renamed".into()),
+            ..read.clone()
+        };
+        let store = keys.store();
+        assert!(
+            store
+                .update_key(&blocked, Some(read.updated_at))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .update_key(&renamed, Some(read.updated_at))
+                .await
+                .unwrap()
+        );
+        let now = store.key("raced-key-hash").await.unwrap().unwrap();
+        assert!(now.blocked && now.key_alias.is_none(), "{now:?}");
+        let again = KeyRecord {
+            key_alias: Some("renamed".into()),
+            ..now.clone()
+        };
+        assert!(
+            store
+                .update_key(&again, Some(now.updated_at))
+                .await
+                .unwrap()
+        );
+
+        let orphan = KeyRecord {
+            team_id: Some("deleted-team".into()),
+            ..KeyRecord::for_test("orphan-key-hash")
+        };
+        store.insert_key(&orphan).await.unwrap();
+        assert!(
+            store.principal("orphan-key-hash").await.unwrap().is_none(),
+            "a key whose team is gone is no key"
+        );
+        drop(keys);
+        let _ = std::fs::remove_file(&path);
+    }
+
     /// A key blocked in the shared store by another instance (with no Redis
     /// to announce it) is seen once its cached record's time is up, even
     /// while its spend keeps being written: writing spend must not keep a
@@ -337,7 +402,7 @@ mod tests {
             blocked: true,
             ..record
         };
-        assert!(keys.store().update_key(&blocked).await.unwrap());
+        assert!(keys.store().update_key(&blocked, None).await.unwrap());
         let deadline = Instant::now() + Duration::from_secs(5);
         for n in 0.. {
             keys.record_spend(spend_row("busy-key-hash", n));

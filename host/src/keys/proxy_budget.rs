@@ -175,7 +175,7 @@ impl ProxyBudget {
                 }
                 user.limits = limits;
                 user.updated_at = now;
-                store.update_user(&user).await?;
+                store.update_user(&user, None).await?;
                 if new_periods {
                     store
                         .set_spend(SpendOwner::User, PROXY_BUDGET_USER, 0.0)

@@ -347,7 +347,7 @@ mod tests {
             blocked: true,
             ..KeyRecord::for_test("changing")
         };
-        assert!(store.update_key(&blocked).await.unwrap());
+        assert!(store.update_key(&blocked, None).await.unwrap());
         let cached = registry.get("changing", &store).await.unwrap().unwrap();
         assert!(!cached.key.blocked, "served from the cache until told");
         registry.invalidate("changing");

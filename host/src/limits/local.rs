@@ -138,7 +138,7 @@ impl LocalCounters {
                 SpendCell::new(budget.recorded, now)
             });
             let (spent, reset_at) = cell.current(Some(budget.recorded), now);
-            if spent >= budget.max {
+            if super::reached(spent, budget.max) {
                 return Err(Exceeded::Budget {
                     level: scope.level,
                     label: scope.label.to_string(),

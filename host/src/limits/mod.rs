@@ -67,6 +67,18 @@ impl Level {
     }
 }
 
+/// The share of a budget that sums of prices may miss it by and still
+/// count as reaching it: costs are added as floats, and ten calls of
+/// $0.05 add up to $0.49999999999999994, which must spend a $0.50 budget.
+/// A billionth is far below any call's price and far above float error.
+pub const BUDGET_TOLERANCE: f64 = 1e-9;
+
+/// Whether `spent` has reached the budget `max`, allowing for the float
+/// error of adding prices ([`BUDGET_TOLERANCE`]).
+pub fn reached(spent: f64, max: f64) -> bool {
+    spent >= max - max.abs() * BUDGET_TOLERANCE
+}
+
 /// A budget of one scope.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
@@ -364,6 +376,15 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_is_reached_by_a_sum_of_prices_that_float_error_leaves_short() {
+        let spent = (0..10).fold(0.0, |sum, _| sum + 0.05);
+        assert!(spent < 0.5, "the float sum falls short: {spent}");
+        assert!(reached(spent, 0.5));
+        assert!(!reached(0.45, 0.5));
+        assert!(reached(0.0, 0.0), "a budget of 0 admits nothing");
+    }
 
     fn scope(name: &str, level: Level) -> Scope<'_> {
         Scope {

@@ -85,6 +85,152 @@ pub const GATEWAY_FIELDS: &[&str] = &[
     "disable_global_guardrails",
 ];
 
+/// LiteLLM's own call settings, which its SDK and clients written for it
+/// send in the body and LiteLLM never passes to a model: tracing ids,
+/// per-call routing and pricing hints, cache and logging switches. This
+/// gateway's config decides all of these, so they are left out of what an
+/// upstream is sent (which would refuse them) and otherwise read for
+/// nothing.
+pub const LITELLM_CALL_SETTINGS: &[&str] = &[
+    "litellm_session_id",
+    "litellm_trace_id",
+    "litellm_call_id",
+    "litellm_parent_otel_span",
+    "no-log",
+    "ttl",
+    "stream_timeout",
+    "max_retries",
+    "cooldown_time",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "input_cost_per_second",
+    "output_cost_per_second",
+    "base_model",
+    "model_info",
+    "proxy_server_request",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "context_window_fallback_dict",
+    "max_fallbacks",
+    "fallback_depth",
+    "custom_llm_provider",
+    "hf_model_name",
+    "region_name",
+    "allowed_model_region",
+    "model_group",
+    "cache_key",
+    "preset_cache_key",
+    "caching_groups",
+    "user_continue_message",
+    "assistant_continue_message",
+    "ensure_alternating_roles",
+    "supports_system_message",
+    "logger_fn",
+    "verbose",
+];
+
+/// LiteLLM request fields that change what is answered in a way this
+/// gateway does not do: a request naming them is refused (400) rather
+/// than answered as if they were not there. `mock_response` would have
+/// LiteLLM answer without calling a model, and `prompt_id` fill in a
+/// stored prompt; served here, the first would be a real, billed call and
+/// the second an answer to another question.
+pub const LITELLM_REFUSED_FIELDS: &[(&str, &str)] = &[
+    (
+        "mock_response",
+        "this gateway does not answer with a mock in place of a model call; \
+         point a model at the `mock/` provider instead",
+    ),
+    (
+        "mock_tool_calls",
+        "this gateway does not answer with a mock in place of a model call; \
+         point a model at the `mock/` provider instead",
+    ),
+    (
+        "prompt_id",
+        "this gateway has no stored prompts; send the messages themselves",
+    ),
+    (
+        "prompt_variables",
+        "this gateway has no stored prompts; send the messages themselves",
+    ),
+];
+
+/// Whether a request field belongs to the gateway rather than the model
+/// ([`GATEWAY_FIELDS`], the client's credentials and routing, LiteLLM's
+/// call settings and refused fields, the cache controls): one `match`,
+/// as it is asked of every field of every request.
+fn gateway_owned(name: &str) -> bool {
+    matches!(
+        name,
+        // GATEWAY_FIELDS
+        "metadata"
+            | "litellm_metadata"
+            | "tags"
+            | "num_retries"
+            | "timeout"
+            | "request_timeout"
+            | "mock_testing_fallbacks"
+            | "mock_testing_context_window_fallbacks"
+            | "mock_testing_content_policy_fallbacks"
+            | "caching"
+            | "drop_params"
+            | "additional_drop_params"
+            | "guardrails"
+            | "disable_global_guardrails"
+            // CLIENT_CREDENTIAL_FIELDS and CLIENT_ROUTING_FIELDS
+            | "api_key"
+            | "api_version"
+            | "extra_headers"
+            | "headers"
+            | "api_base"
+            | "base_url"
+            | "user_config"
+            | "cache"
+            // LITELLM_REFUSED_FIELDS
+            | "mock_response"
+            | "mock_tool_calls"
+            | "prompt_id"
+            | "prompt_variables"
+            // LITELLM_CALL_SETTINGS
+            | "litellm_session_id"
+            | "litellm_trace_id"
+            | "litellm_call_id"
+            | "litellm_parent_otel_span"
+            | "no-log"
+            | "ttl"
+            | "stream_timeout"
+            | "max_retries"
+            | "cooldown_time"
+            | "input_cost_per_token"
+            | "output_cost_per_token"
+            | "input_cost_per_second"
+            | "output_cost_per_second"
+            | "base_model"
+            | "model_info"
+            | "proxy_server_request"
+            | "context_window_fallbacks"
+            | "content_policy_fallbacks"
+            | "context_window_fallback_dict"
+            | "max_fallbacks"
+            | "fallback_depth"
+            | "custom_llm_provider"
+            | "hf_model_name"
+            | "region_name"
+            | "allowed_model_region"
+            | "model_group"
+            | "cache_key"
+            | "preset_cache_key"
+            | "caching_groups"
+            | "user_continue_message"
+            | "assistant_continue_message"
+            | "ensure_alternating_roles"
+            | "supports_system_message"
+            | "logger_fn"
+            | "verbose"
+    )
+}
+
 /// Whether a request's raw `guardrails` names any (null, `[]` and `{}`
 /// name none).
 fn names_guardrails(raw: &str) -> bool {
@@ -104,7 +250,8 @@ fn guardrails_refused(field: &str) -> String {
 /// every deployment with its configured ones, so these are read for
 /// nothing and never forwarded: a client's secret must not reach a
 /// provider inside a body (which the provider refuses anyway).
-pub const CLIENT_CREDENTIAL_FIELDS: &[&str] = &["api_key", "api_version", "extra_headers"];
+pub const CLIENT_CREDENTIAL_FIELDS: &[&str] =
+    &["api_key", "api_version", "extra_headers", "headers"];
 
 /// Fields with which a request would choose its own upstream address or
 /// router config. They are refused (400), as LiteLLM refuses a client's
@@ -136,6 +283,8 @@ pub fn carried_settings() -> impl Iterator<Item = &'static str> {
         .iter()
         .chain(CLIENT_CREDENTIAL_FIELDS)
         .chain(CLIENT_ROUTING_FIELDS)
+        .chain(LITELLM_CALL_SETTINGS)
+        .chain(LITELLM_REFUSED_FIELDS.iter().map(|(f, _)| f))
         .copied()
         .filter(|f| *f != "metadata")
         .chain([
@@ -331,17 +480,18 @@ impl<'de> Deserialize<'de> for ProxyRequest {
                 return Err(D::Error::custom(problem));
             }
         }
-        let mut own = rest.split_off(|name| {
-            name == "cache"
-                || GATEWAY_FIELDS.contains(&name)
-                || CLIENT_CREDENTIAL_FIELDS.contains(&name)
-                || CLIENT_ROUTING_FIELDS.contains(&name)
-        });
+        let mut own = rest.split_off(gateway_owned);
         if let Some(field) = CLIENT_ROUTING_FIELDS.iter().find(|f| own.get(f).is_some()) {
             return Err(D::Error::custom(format!(
                 "`{field}`: a request may not choose its own upstream address or router \
                  config; the gateway calls the deployments its config names"
             )));
+        }
+        if let Some((field, why)) = LITELLM_REFUSED_FIELDS
+            .iter()
+            .find(|(f, _)| own.get(f).is_some_and(|raw| raw.get() != "null"))
+        {
+            return Err(D::Error::custom(format!("`{field}`: {why}")));
         }
         if own
             .get("guardrails")
@@ -710,6 +860,41 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_gateway_field_is_kept_from_the_model() {
+        let listed = GATEWAY_FIELDS
+            .iter()
+            .chain(CLIENT_CREDENTIAL_FIELDS)
+            .chain(CLIENT_ROUTING_FIELDS)
+            .chain(LITELLM_CALL_SETTINGS)
+            .chain(LITELLM_REFUSED_FIELDS.iter().map(|(f, _)| f));
+        for field in listed {
+            assert!(gateway_owned(field), "{field}");
+        }
+        for field in ["messages", "temperature", "tools", "user", "x_vendor"] {
+            assert!(!gateway_owned(field), "{field}");
+        }
+    }
+
+    #[test]
+    fn litellms_call_settings_are_dropped_and_its_mock_and_stored_prompts_refused() {
+        let request: ProxyRequest = serde_json::from_str(
+            r#"{"model":"m","messages":[],"litellm_trace_id":"t","no-log":true,"ttl":5,"headers":{"a":"b"}}"#,
+        )
+        .unwrap();
+        assert!(request.rest.get("messages").is_some());
+        for gone in ["litellm_trace_id", "no-log", "ttl", "headers"] {
+            assert!(request.rest.get(gone).is_none(), "{gone}");
+        }
+        for field in ["mock_response", "prompt_id"] {
+            let body = format!(r#"{{"model":"m","messages":[],"{field}":"x"}}"#);
+            let error = serde_json::from_str::<ProxyRequest>(&body).unwrap_err();
+            assert!(error.to_string().contains(field), "{error}");
+        }
+        let body = r#"{"model":"m","messages":[],"mock_response":null}"#;
+        assert!(serde_json::from_str::<ProxyRequest>(body).is_ok());
+    }
 
     #[test]
     fn a_body_nested_past_the_parsers_limit_says_so() {

@@ -710,6 +710,15 @@ fn kept_until_restart(
                 .to_owned(),
         );
     }
+    if process_settings(old) != process_settings(new) {
+        notes.push(
+            "general_settings.global_max_parallel_requests, max_request_bodies_mb, \
+             max_connections, header_read_timeout, client_write_timeout, \
+             composite_queue_timeout, cors_allow_origins, ui, ui_recent_requests or \
+             public_metrics changed; the values read at start stay until a restart"
+                .to_owned(),
+        );
+    }
     let tls = |c: &LoadedConfig| crate::upstream_tls::UpstreamTls::from_config(&c.config);
     if tls(old) != tls(new) {
         notes.push(
@@ -719,6 +728,25 @@ fn kept_until_restart(
         );
     }
     notes
+}
+
+/// The process-wide settings `serve` reads once, at start: the gateway's
+/// bounds, its connections' timeouts, the CORS rules and the dashboard.
+fn process_settings(c: &LoadedConfig) -> impl PartialEq + use<> {
+    let g = &c.config.general_settings;
+    (
+        (
+            g.global_max_parallel_requests,
+            g.max_request_bodies_mb,
+            g.max_connections,
+            g.header_read_timeout,
+            g.client_write_timeout,
+            g.composite_queue_timeout,
+        ),
+        g.cors_allow_origins.clone(),
+        (g.ui, g.ui_recent_requests, g.public_metrics),
+        c.config.litellm_settings.require_auth_for_metrics_endpoint,
+    )
 }
 
 #[cfg(test)]
@@ -763,5 +791,21 @@ mod tests {
         let notes = kept_until_restart(&base, &narrowed, path);
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].contains("allowed_ips") && notes[1].contains("ssl_verify"));
+    }
+
+    #[test]
+    fn new_process_limits_cors_or_dashboard_settings_are_said_to_wait_for_a_restart() {
+        let path = Path::new("/srv/c.yaml");
+        let base = load("model_list: []\n");
+        for changed in [
+            "  global_max_parallel_requests: 1\n",
+            "  cors_allow_origins: []\n",
+            "  ui: false\n",
+        ] {
+            let new = load(&format!("model_list: []\ngeneral_settings:\n{changed}"));
+            let notes = kept_until_restart(&base, &new, path);
+            assert_eq!(notes.len(), 1, "{changed}: {notes:?}");
+            assert!(notes[0].contains("until a restart"), "{notes:?}");
+        }
     }
 }

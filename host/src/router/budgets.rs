@@ -71,7 +71,7 @@ impl SpendCap {
     /// with no window open, a cap of zero); `None` while it has room.
     fn spent(&self, now: SystemTime) -> Option<Option<SystemTime>> {
         let window = self.window.lock().ok()?.at(now);
-        (window.spent >= self.limit).then_some(window.ends_at)
+        crate::limits::reached(window.spent, self.limit).then_some(window.ends_at)
     }
 
     /// Counts one answered call.

@@ -90,6 +90,12 @@ pub fn classify(error: &UpstreamError) -> ErrorClass {
                     "context window",
                     "maximum context",
                     "too many tokens",
+                    // Anthropic's, Bedrock's and Gemini's wordings, and
+                    // OpenAI-compatible servers' without a code.
+                    "prompt is too long",
+                    "input is too long",
+                    "exceeds the maximum number of tokens",
+                    "reduce the length of the messages",
                 ]
                 .iter()
                 .any(|p| text.contains(p))
@@ -260,6 +266,18 @@ mod tests {
             )),
             ErrorClass::ContextWindow
         );
+        for wording in [
+            "prompt is too long: 210000 tokens > 200000 maximum",
+            "Input is too long for requested model.",
+            "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+            "Please reduce the length of the messages or completion.",
+        ] {
+            assert_eq!(
+                classify(&status(400, wording)),
+                ErrorClass::ContextWindow,
+                "{wording}"
+            );
+        }
         assert_eq!(classify(&status(401, "")), ErrorClass::Authentication);
         assert_eq!(classify(&status(404, "")), ErrorClass::NotFound);
         assert_eq!(classify(&status(408, "")), ErrorClass::Timeout);

@@ -15,7 +15,7 @@ use super::body::{KeyBody, check_entries, check_id, expiry, metadata};
 use super::key_scope::{KeyScope, key_lister, key_manager};
 use super::{
     ApiError, AppState, Manager, admin, authenticate, invalid, key_error, read_json,
-    read_with_limits, shape,
+    read_with_limits, shape, written,
 };
 use crate::keys::store::{KeyFilter, ListOrder, ListPage, SpendOwner};
 use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
@@ -306,7 +306,12 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     let before = record.clone();
     apply(&keys, &mut record, body, SystemTime::now()).await?;
     scope.check_change(&before, &record, spend)?;
-    keys.store().update_key(&record).await.map_err(key_error)?;
+    written(
+        keys.store()
+            .update_key(&record, Some(before.updated_at))
+            .await,
+        "key",
+    )?;
     super::set_spend(&state, &keys, SpendOwner::Key, &record.token_hash, spend).await?;
     keys.invalidate(&record.token_hash);
     let mut out = shape::key(&record);
@@ -702,6 +707,12 @@ fn key_value(state: &AppState, chosen: Option<String>, field: &str) -> Result<St
             field,
             "a chosen key must start with sk- and have 8 to 256 characters",
         )),
+        // Only visible ASCII travels in a header as the key it is.
+        Some(v) if !v.bytes().all(|b| b.is_ascii_graphic()) => Err(invalid(
+            field,
+            "a chosen key may hold only visible ASCII characters (no spaces): \
+             clients send it in a header",
+        )),
         // It would be listed and logged as a virtual key's value.
         Some(v) if is_master(&v) => Err(invalid(field, "a chosen key may not be the master key")),
         Some(v) => Ok(v),
@@ -726,9 +737,10 @@ async fn set_blocked(
     let body: KeyOnly = read_json(&state, request).await?;
     let given = body.key.ok_or_else(|| invalid("key", "is required"))?;
     let mut record = existing(&keys, &given).await?;
+    let read_at = record.updated_at;
     record.blocked = blocked;
     record.updated_at = SystemTime::now();
-    keys.store().update_key(&record).await.map_err(key_error)?;
+    written(keys.store().update_key(&record, Some(read_at)).await, "key")?;
     keys.invalidate(&record.token_hash);
     Ok(Json(shape::key(&record)).into_response())
 }
@@ -936,7 +948,11 @@ async fn rotate(
     }
     let spend = changes.limits.spend()?;
     apply(keys, &mut record, changes, SystemTime::now()).await?;
-    keys.store().update_key(&record).await.map_err(key_error)?;
+    // The new value was written just now, and only one request gave it.
+    keys.store()
+        .update_key(&record, None)
+        .await
+        .map_err(key_error)?;
     super::set_spend(state, keys, SpendOwner::Key, &record.token_hash, spend).await?;
     keys.invalidate(&record.token_hash);
     Ok(Json(shape::generated(&record, &value)).into_response())

@@ -377,6 +377,26 @@ pub(super) async fn forget_spend(state: &AppState, level: crate::limits::Level, 
     }
 }
 
+/// The outcome of a conditional write of a `what` (see
+/// `Store::update_key`): 409 when another request changed or deleted it
+/// between this one's read and its write, so that neither change is lost
+/// without a word; the client sends its change again.
+fn written(outcome: Result<bool, KeyError>, what: &str) -> Result<(), ApiError> {
+    match outcome.map_err(key_error)? {
+        true => Ok(()),
+        false => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict_error",
+            format!(
+                "the {what} was changed by another request while this one was applied; \
+                 nothing was written: send the change again"
+            ),
+            None,
+            Some("changed_meanwhile"),
+        )),
+    }
+}
+
 /// A store error as an API error: unknown entities 404, refused values 400
 /// naming the field, an unreachable store 503.
 pub(crate) fn key_error(e: KeyError) -> ApiError {

@@ -249,13 +249,14 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .clone()
         .ok_or_else(|| invalid("team_id", "is required"))?;
     let mut team = existing(&keys, &team_id).await?;
+    let read_at = team.updated_at;
     apply(
         &mut team,
         &body,
         SystemTime::now(),
         &keys.settings().reset_clock,
     )?;
-    keys.store().update_team(&team).await.map_err(key_error)?;
+    super::written(keys.store().update_team(&team, Some(read_at)).await, "team")?;
     super::set_spend(
         &state,
         &keys,
@@ -285,9 +286,10 @@ async fn set_blocked(
         .team_id
         .ok_or_else(|| invalid("team_id", "is required"))?;
     let mut team = existing(&keys, &team_id).await?;
+    let read_at = team.updated_at;
     team.blocked = blocked;
     team.updated_at = SystemTime::now();
-    keys.store().update_team(&team).await.map_err(key_error)?;
+    super::written(keys.store().update_team(&team, Some(read_at)).await, "team")?;
     keys.invalidate_team(&team_id);
     Ok(Json(shown(&keys, &team).await?).into_response())
 }
@@ -660,6 +662,7 @@ async fn change_models(state: AppState, request: Request, add: bool) -> Result<R
         }
     }
     let mut team = existing(&keys, &team_id).await?;
+    let read_at = team.updated_at;
     if add {
         for m in models {
             if !team.models.contains(&m) {
@@ -670,7 +673,7 @@ async fn change_models(state: AppState, request: Request, add: bool) -> Result<R
         team.models.retain(|m| !models.contains(m));
     }
     team.updated_at = SystemTime::now();
-    keys.store().update_team(&team).await.map_err(key_error)?;
+    super::written(keys.store().update_team(&team, Some(read_at)).await, "team")?;
     keys.invalidate_team(&team_id);
     Ok(Json(shown(&keys, &team).await?).into_response())
 }

@@ -310,6 +310,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         config_owned_fields(&body.limits)?;
     }
     let mut user = existing(&keys, &user_id).await?;
+    let read_at = user.updated_at;
     apply(
         &mut user,
         &body,
@@ -321,7 +322,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     {
         check_email_free(&keys, email, &user_id).await?;
     }
-    keys.store().update_user(&user).await.map_err(key_error)?;
+    super::written(keys.store().update_user(&user, Some(read_at)).await, "user")?;
     super::set_spend(
         &state,
         &keys,

@@ -182,9 +182,14 @@ impl Store {
         self.backend
     }
 
-    /// Whether the database answers a trivial query now (`/health/readiness`).
+    /// Whether the database answers a query of the keys table now
+    /// (`/health/readiness`): a database that answers but has lost its
+    /// tables (dropped and made again) serves no key.
     pub async fn answers(&self) -> bool {
-        sqlx::query("SELECT 1").execute(self.pool()).await.is_ok()
+        sqlx::query("SELECT 1 FROM keys LIMIT 1")
+            .execute(self.pool())
+            .await
+            .is_ok()
     }
 
     /// Applies every migration not yet recorded, each in its own transaction.

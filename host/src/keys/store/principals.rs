@@ -194,7 +194,8 @@ pub(super) fn unique_violation(e: sqlx::Error, field: &str, what: &str) -> KeyEr
 }
 
 impl Store {
-    /// The key, its user and its team, for the registry cache.
+    /// The key, its user and its team, for the registry cache; `None` for
+    /// no such key, or one whose team no longer exists.
     pub async fn principal(&self, token_hash: &str) -> Result<Option<Principal>, KeyError> {
         let Some(key) = self.key(token_hash).await? else {
             return Ok(None);
@@ -204,7 +205,13 @@ impl Store {
             None => None,
         };
         let team = match &key.team_id {
-            Some(id) => self.team(id).await?,
+            // A key whose team is gone (deleted while the key was being
+            // made) is gone with it: served without its team, it would
+            // escape the team's models and budget.
+            Some(id) => match self.team(id).await? {
+                Some(team) => Some(team),
+                None => return Ok(None),
+            },
             None => None,
         };
         Ok(Some(Principal::new(key, user, team)))
@@ -288,30 +295,44 @@ impl Store {
         Ok(())
     }
 
-    /// Writes every field of `k` except its spend.
-    pub async fn update_key(&self, k: &KeyRecord) -> Result<bool, KeyError> {
-        let done = sqlx::query(
+    /// Writes every field of `k` except its spend. With `read_at` (the `updated_at` it
+    /// was read with), only while the row is unchanged since: false when
+    /// another change came first, or the row is gone.
+    pub async fn update_key(
+        &self,
+        k: &KeyRecord,
+        read_at: Option<SystemTime>,
+    ) -> Result<bool, KeyError> {
+        let sql = unchanged_since(
             "UPDATE keys SET key_alias = $2, user_id = $3, team_id = $4, models = $5, aliases = $6, \
              limits = $7, budget_reset_at = $8, expires = $9, blocked = $10, metadata = $11, \
              tags = $12, updated_at = $13, allowed_routes = $14 WHERE token_hash = $1",
-        )
-        .bind(k.token_hash.clone())
-        .bind(k.key_alias.clone())
-        .bind(k.user_id.clone())
-        .bind(k.team_id.clone())
-        .bind(json(&k.models))
-        .bind(json(&k.aliases))
-        .bind(json(&k.limits))
-        .bind(ms(k.budget_reset_at))
-        .bind(ms(k.expires))
-        .bind(i64::from(k.blocked))
-        .bind(json(&k.metadata))
-        .bind(json(&k.tags))
-        .bind(to_ms(k.updated_at))
-        .bind(json(&k.allowed_routes))
-        .execute(self.pool())
-        .await
-        .map_err(|e| unique_violation(e, "key_alias", "a key with this key_alias"))?;
+            15,
+            read_at,
+        );
+        let query = sqlx::query(&sql)
+            .bind(k.token_hash.clone())
+            .bind(k.key_alias.clone())
+            .bind(k.user_id.clone())
+            .bind(k.team_id.clone())
+            .bind(json(&k.models))
+            .bind(json(&k.aliases))
+            .bind(json(&k.limits))
+            .bind(ms(k.budget_reset_at))
+            .bind(ms(k.expires))
+            .bind(i64::from(k.blocked))
+            .bind(json(&k.metadata))
+            .bind(json(&k.tags))
+            .bind(written_at(k.updated_at, read_at))
+            .bind(json(&k.allowed_routes));
+        let query = match read_at {
+            Some(read) => query.bind(to_ms(read)),
+            None => query,
+        };
+        let done = query
+            .execute(self.pool())
+            .await
+            .map_err(|e| unique_violation(e, "key_alias", "a key with this key_alias"))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -439,23 +460,34 @@ impl Store {
         Ok(())
     }
 
-    /// Writes every field of `u` except its spend and teams.
-    pub async fn update_user(&self, u: &UserRecord) -> Result<bool, KeyError> {
-        let done = sqlx::query(
+    /// Writes every field of `u` except its spend and teams. With `read_at` (the `updated_at` it
+    /// was read with), only while the row is unchanged since: false when
+    /// another change came first, or the row is gone.
+    pub async fn update_user(
+        &self,
+        u: &UserRecord,
+        read_at: Option<SystemTime>,
+    ) -> Result<bool, KeyError> {
+        let sql = unchanged_since(
             "UPDATE users SET user_role = $2, user_email = $3, models = $4, limits = $5, \
              budget_reset_at = $6, metadata = $7, updated_at = $8 WHERE user_id = $1",
-        )
-        .bind(u.user_id.clone())
-        .bind(u.user_role.clone())
-        .bind(u.user_email.clone())
-        .bind(json(&u.models))
-        .bind(json(&u.limits))
-        .bind(ms(u.budget_reset_at))
-        .bind(json(&u.metadata))
-        .bind(to_ms(u.updated_at))
-        .execute(self.pool())
-        .await
-        .map_err(store_error)?;
+            9,
+            read_at,
+        );
+        let query = sqlx::query(&sql)
+            .bind(u.user_id.clone())
+            .bind(u.user_role.clone())
+            .bind(u.user_email.clone())
+            .bind(json(&u.models))
+            .bind(json(&u.limits))
+            .bind(ms(u.budget_reset_at))
+            .bind(json(&u.metadata))
+            .bind(written_at(u.updated_at, read_at));
+        let query = match read_at {
+            Some(read) => query.bind(to_ms(read)),
+            None => query,
+        };
+        let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -615,23 +647,34 @@ impl Store {
         Ok(())
     }
 
-    /// Writes every field of `t` except its spend and members.
-    pub async fn update_team(&self, t: &TeamRecord) -> Result<bool, KeyError> {
-        let done = sqlx::query(
+    /// Writes every field of `t` except its spend and members. With `read_at` (the `updated_at` it
+    /// was read with), only while the row is unchanged since: false when
+    /// another change came first, or the row is gone.
+    pub async fn update_team(
+        &self,
+        t: &TeamRecord,
+        read_at: Option<SystemTime>,
+    ) -> Result<bool, KeyError> {
+        let sql = unchanged_since(
             "UPDATE teams SET team_alias = $2, models = $3, limits = $4, budget_reset_at = $5, \
              blocked = $6, metadata = $7, updated_at = $8 WHERE team_id = $1",
-        )
-        .bind(t.team_id.clone())
-        .bind(t.team_alias.clone())
-        .bind(json(&t.models))
-        .bind(json(&t.limits))
-        .bind(ms(t.budget_reset_at))
-        .bind(i64::from(t.blocked))
-        .bind(json(&t.metadata))
-        .bind(to_ms(t.updated_at))
-        .execute(self.pool())
-        .await
-        .map_err(store_error)?;
+            9,
+            read_at,
+        );
+        let query = sqlx::query(&sql)
+            .bind(t.team_id.clone())
+            .bind(t.team_alias.clone())
+            .bind(json(&t.models))
+            .bind(json(&t.limits))
+            .bind(ms(t.budget_reset_at))
+            .bind(i64::from(t.blocked))
+            .bind(json(&t.metadata))
+            .bind(written_at(t.updated_at, read_at));
+        let query = match read_at {
+            Some(read) => query.bind(to_ms(read)),
+            None => query,
+        };
+        let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -724,4 +767,22 @@ impl Owner {
             Owner::Team => "teams",
         }
     }
+}
+
+/// `update` (an `UPDATE ... WHERE <id> = $1`) made conditional on the row's
+/// `updated_at` being `read_at`'s, bound as parameter `$n`, when one is
+/// given: a read-change-write whose row another request (or instance)
+/// changed in between writes nothing, rather than undoing that change.
+fn unchanged_since(update: &str, n: usize, read_at: Option<SystemTime>) -> String {
+    match read_at {
+        Some(_) => format!("{update} AND updated_at = ${n}"),
+        None => update.to_owned(),
+    }
+}
+
+/// The `updated_at` a conditional write stores: later than the one it
+/// read, so two changes within one millisecond still tell apart.
+fn written_at(updated_at: SystemTime, read_at: Option<SystemTime>) -> i64 {
+    let at = to_ms(updated_at);
+    read_at.map_or(at, |read| at.max(to_ms(read).saturating_add(1)))
 }

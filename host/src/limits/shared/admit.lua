@@ -78,7 +78,8 @@ for i = 1, n do
     redis.call('HSET', key, 'sp', string.format('%.17g', spent), 'rs', reset, 'rr', seen, 'pd', period)
     redis.call('PEXPIRE', key, idle)
     spent_of[i] = string.format('%.17g', spent)
-    if spent >= tonumber(max) then
+    -- The float error of summed prices (BUDGET_TOLERANCE in limits/mod.rs).
+    if spent >= tonumber(max) - math.abs(tonumber(max)) * 1e-9 then
       return {1, i, spent_of[i], reset}
     end
   end

@@ -219,6 +219,16 @@ pub async fn record(State(audit): State<Audit>, request: Request, next: Next) ->
     }
 }
 
+/// The runtime model `id` names (an id, or the name of the one runtime
+/// deployment of a model), as `/admin/models` shows it: without its key.
+/// Models from the config file are not changed through the API.
+fn runtime_model(state: &AppState, id: &str) -> Option<Value> {
+    match state.control.registrations_named(id).as_slice() {
+        [one] => Some(one.to_json(false)),
+        _ => None,
+    }
+}
+
 /// What the audit layer needs: the application, and the locks that keep
 /// two changes to one object from reading each other's values.
 #[derive(Clone)]
@@ -315,7 +325,10 @@ async fn recorded(
     let _locked = audit.locks.lock(&targets).await;
     let mut before = Vec::with_capacity(targets.len());
     for id in &targets {
-        before.push(snapshot(keys, change.kind, id).await);
+        before.push(match change.kind {
+            Kind::Model => runtime_model(state, id),
+            _ => snapshot(keys, change.kind, id).await,
+        });
     }
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))

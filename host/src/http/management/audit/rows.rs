@@ -91,9 +91,12 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
         Kind::Model => match path.strip_prefix("/admin/models/") {
             // The id a registration by name has.
             Some(name) => vec![format!("runtime:{name}")],
+            // As `/model/update` reads it: the id, else the model name.
             None => asked
                 .pointer("/model_info/id")
                 .or_else(|| asked.get("id"))
+                .filter(|v| !v.is_null())
+                .or_else(|| asked.get("model_name"))
                 .and_then(Value::as_str)
                 .map(|id| vec![id.to_owned()])
                 .unwrap_or_default(),
