@@ -157,6 +157,54 @@ async fn an_end_users_spend_is_recorded_and_its_budget_enforced_on_postgres() {
     spend_and_budget_of_an_end_user(&format!("  database_url: {url}\n")).await;
 }
 
+/// A budget written without a `soft_budget` and then one with it, on one
+/// PostgreSQL connection: the statement the first write left cached must
+/// take the second's value.
+#[tokio::test]
+async fn a_soft_budget_is_written_after_a_budget_without_one_on_postgres() {
+    let test = "a_soft_budget_is_written_after_a_budget_without_one_on_postgres";
+    let Some(url) = postgres_database(test).await else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    let proxy = gateway(
+        &up,
+        &format!("  database_url: {url}\n  database_connection_pool_limit: 1\n"),
+    )
+    .await;
+    manage(&proxy, "/budget/new", json!({"budget_id": "plain"})).await;
+    let made = manage(
+        &proxy,
+        "/budget/new",
+        json!({"budget_id": "soft", "soft_budget": 1.5}),
+    )
+    .await;
+    assert_eq!(made["soft_budget"], 1.5, "{made}");
+    let updated = manage(
+        &proxy,
+        "/budget/update",
+        json!({"budget_id": "plain", "soft_budget": 2}),
+    )
+    .await;
+    assert_eq!(updated["soft_budget"], 2.0, "{updated}");
+    manage(
+        &proxy,
+        "/budget/update",
+        json!({"budget_id": "soft", "soft_budget": null}),
+    )
+    .await;
+    let customer = manage(
+        &proxy,
+        "/customer/new",
+        json!({"user_id": "c", "soft_budget": 3.0}),
+    )
+    .await;
+    assert_eq!(
+        customer["litellm_budget_table"]["soft_budget"], 3.0,
+        "{customer}"
+    );
+}
+
 #[tokio::test]
 async fn a_blocked_end_user_is_refused_from_its_first_request_until_unblocked() {
     let up = FakeUpstream::start().await;

@@ -127,6 +127,9 @@ pub const LITELLM_CALL_SETTINGS: &[&str] = &[
     "supports_system_message",
     "logger_fn",
     "verbose",
+    "rpm",
+    "tpm",
+    "litellm_params",
 ];
 
 /// LiteLLM request fields that change what is answered in a way this
@@ -153,6 +156,19 @@ pub const LITELLM_REFUSED_FIELDS: &[(&str, &str)] = &[
     (
         "prompt_variables",
         "this gateway has no stored prompts; send the messages themselves",
+    ),
+    (
+        "prompt_version",
+        "this gateway has no stored prompts; send the messages themselves",
+    ),
+    (
+        "prompt_label",
+        "this gateway has no stored prompts; send the messages themselves",
+    ),
+    (
+        "mock_timeout",
+        "this gateway does not answer with a mock in place of a model call; \
+         point a model at the `mock/` provider instead",
     ),
 ];
 
@@ -183,15 +199,35 @@ fn gateway_owned(name: &str) -> bool {
             | "api_version"
             | "extra_headers"
             | "headers"
+            | "aws_access_key_id"
+            | "aws_secret_access_key"
+            | "aws_session_token"
+            | "aws_region_name"
+            | "aws_profile_name"
+            | "aws_role_name"
+            | "aws_web_identity_token"
+            | "azure_ad_token"
+            | "azure_username"
+            | "azure_password"
+            | "client_id"
+            | "client_secret"
+            | "tenant_id"
+            | "vertex_credentials"
+            | "vertex_project"
+            | "vertex_location"
             | "api_base"
             | "base_url"
             | "user_config"
+            | "model_list"
             | "cache"
             // LITELLM_REFUSED_FIELDS
             | "mock_response"
             | "mock_tool_calls"
             | "prompt_id"
             | "prompt_variables"
+            | "prompt_version"
+            | "prompt_label"
+            | "mock_timeout"
             // LITELLM_CALL_SETTINGS
             | "litellm_session_id"
             | "litellm_trace_id"
@@ -228,6 +264,9 @@ fn gateway_owned(name: &str) -> bool {
             | "supports_system_message"
             | "logger_fn"
             | "verbose"
+            | "rpm"
+            | "tpm"
+            | "litellm_params"
     )
 }
 
@@ -250,14 +289,35 @@ fn guardrails_refused(field: &str) -> String {
 /// every deployment with its configured ones, so these are read for
 /// nothing and never forwarded: a client's secret must not reach a
 /// provider inside a body (which the provider refuses anyway).
-pub const CLIENT_CREDENTIAL_FIELDS: &[&str] =
-    &["api_key", "api_version", "extra_headers", "headers"];
+pub const CLIENT_CREDENTIAL_FIELDS: &[&str] = &[
+    "api_key",
+    "api_version",
+    "extra_headers",
+    "headers",
+    // The cloud credentials LiteLLM takes per call.
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region_name",
+    "aws_profile_name",
+    "aws_role_name",
+    "aws_web_identity_token",
+    "azure_ad_token",
+    "azure_username",
+    "azure_password",
+    "client_id",
+    "client_secret",
+    "tenant_id",
+    "vertex_credentials",
+    "vertex_project",
+    "vertex_location",
+];
 
 /// Fields with which a request would choose its own upstream address or
 /// router config. They are refused (400), as LiteLLM refuses a client's
 /// `api_base` unless told to allow it: the gateway never sends a request,
 /// or a deployment's key, where the client says.
-pub const CLIENT_ROUTING_FIELDS: &[&str] = &["api_base", "base_url", "user_config"];
+pub const CLIENT_ROUTING_FIELDS: &[&str] = &["api_base", "base_url", "user_config", "model_list"];
 
 /// What a request may set for its own model calls, as LiteLLM clients do:
 /// a `timeout` (or `request_timeout`) in seconds that shortens the

@@ -96,6 +96,9 @@ pub fn classify(error: &UpstreamError) -> ErrorClass {
                     "input is too long",
                     "exceeds the maximum number of tokens",
                     "reduce the length of the messages",
+                    "exceed context limit",
+                    "too many input tokens",
+                    "max_new_tokens",
                 ]
                 .iter()
                 .any(|p| text.contains(p))
@@ -271,6 +274,8 @@ mod tests {
             "Input is too long for requested model.",
             "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
             "Please reduce the length of the messages or completion.",
+            "input length and `max_tokens` exceed context limit: 190000 + 20000 > 200000",
+            "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096",
         ] {
             assert_eq!(
                 classify(&status(400, wording)),

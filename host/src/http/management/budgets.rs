@@ -68,22 +68,16 @@ pub(super) async fn change(
     soft: Option<Option<f64>>,
     now: SystemTime,
 ) -> Result<bool, ApiError> {
+    let read_at = budget.updated_at;
     let period_changed = limits.patch(&mut budget.limits)?;
     if let Some(soft) = soft {
         budget.soft_budget = soft;
     }
     budget.updated_at = now;
-    if !keys
-        .store()
-        .update_budget(budget)
-        .await
-        .map_err(key_error)?
-    {
-        return Err(key_error(KeyError::NotFound {
-            entity: "budget",
-            id: budget.budget_id.clone(),
-        }));
-    }
+    super::written(
+        keys.store().update_budget(budget, Some(read_at)).await,
+        "budget",
+    )?;
     if period_changed {
         let reset_at = budget
             .limits

@@ -203,6 +203,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         .ok_or_else(|| invalid("user_id", "is required"))?;
     let (spend, soft) = check_body(&body)?;
     let mut record = existing(&keys, &id).await?;
+    let read_at = record.updated_at;
     let now = SystemTime::now();
     apply(&mut record, &body);
     match body.budget_id.clone() {
@@ -237,10 +238,10 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
         None => {}
     }
     record.updated_at = now;
-    keys.store()
-        .update_end_user(&record)
-        .await
-        .map_err(key_error)?;
+    super::written(
+        keys.store().update_end_user(&record, Some(read_at)).await,
+        "end user",
+    )?;
     super::set_spend(&state, &keys, SpendOwner::EndUser, &id, spend).await?;
     keys.invalidate_end_user(&id);
     let record = existing(&keys, &id).await?;

@@ -35,7 +35,7 @@ pub(super) fn hash_of(given: &str) -> String {
 const SPEND_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The key with this value or hash, or 404.
-async fn existing(keys: &Keys, given: &str) -> Result<KeyRecord, ApiError> {
+pub(super) async fn existing(keys: &Keys, given: &str) -> Result<KeyRecord, ApiError> {
     keys.store()
         .key(&hash_of(given))
         .await

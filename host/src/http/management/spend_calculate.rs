@@ -56,10 +56,15 @@ pub async fn calculate(
     let gateway = state.gateway();
     let bytes: Bytes =
         super::super::routes::read_body(request, gateway.body_limit, gateway.body_timeout).await?;
-    let body: CalculateBody = super::typed(
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?,
-    )?;
+    let body: CalculateBody = super::typed(serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid(
+            format!(
+                "the body is not valid JSON: {}",
+                crate::openai::describe_json_error(&e)
+            ),
+            None,
+        )
+    })?)?;
     let (model, usage) = match (body.model, body.completion_response) {
         (Some(model), _) => {
             let listed = body

@@ -12,9 +12,8 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::keys::hash_of;
+use super::keys::existing;
 use super::{ApiError, AppState, Manager, admin, authenticate, invalid, key_error, shape};
-use crate::keys::KeyError;
 use crate::keys::scopes::{counter_name, key_counter_names};
 use crate::keys::store::SpendOwner;
 use crate::limits::Level;
@@ -58,18 +57,8 @@ pub async fn reset_key(
         .as_f64()
         .filter(|v| v.is_finite())
         .ok_or_else(|| invalid("reset_to", "must be a number"))?;
-    let hash = hash_of(&given);
-    let record = keys
-        .store()
-        .key(&hash)
-        .await
-        .map_err(key_error)?
-        .ok_or_else(|| {
-            key_error(KeyError::NotFound {
-                entity: "key",
-                id: crate::keys::token::display_name(&given),
-            })
-        })?;
+    let record = existing(&keys, &given).await?;
+    let hash = record.token_hash.clone();
     if reset_to < 0.0 {
         return Err(invalid("reset_to", "must be 0 or more"));
     }

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use super::principals::{ListPage, unique_violation};
 use super::rows::{budget, end_user, json, ms};
 use super::spend::{placeholders, recurring_chunks};
-use super::{Store, Transaction, store_error};
+use super::{Store, Transaction, store_error, unchanged_since, written_at};
 use crate::keys::KeyError;
 use crate::keys::model::{BudgetRecord, EndUserRecord};
 use crate::keys::time::to_ms;
@@ -63,22 +63,33 @@ impl Store {
     }
 
     /// Writes every field of `e` except its spend; whether it existed.
-    pub async fn update_end_user(&self, e: &EndUserRecord) -> Result<bool, KeyError> {
-        let done = sqlx::query(
+    /// With `read_at`, only while the row is unchanged since it was read
+    /// (see `Store::update_key`).
+    pub async fn update_end_user(
+        &self,
+        e: &EndUserRecord,
+        read_at: Option<SystemTime>,
+    ) -> Result<bool, KeyError> {
+        let sql = unchanged_since(
             "UPDATE end_users SET alias = $2, blocked = $3, budget_id = $4, budget_reset_at = $5, \
              default_model = $6, allowed_model_region = $7, updated_at = $8 WHERE user_id = $1",
-        )
-        .bind(e.user_id.clone())
-        .bind(e.alias.clone())
-        .bind(i64::from(e.blocked))
-        .bind(e.budget_id.clone())
-        .bind(ms(e.budget_reset_at))
-        .bind(e.default_model.clone())
-        .bind(e.allowed_model_region.clone())
-        .bind(to_ms(e.updated_at))
-        .execute(self.pool())
-        .await
-        .map_err(store_error)?;
+            9,
+            read_at,
+        );
+        let query = sqlx::query(&sql)
+            .bind(e.user_id.clone())
+            .bind(e.alias.clone())
+            .bind(i64::from(e.blocked))
+            .bind(e.budget_id.clone())
+            .bind(ms(e.budget_reset_at))
+            .bind(e.default_model.clone())
+            .bind(e.allowed_model_region.clone())
+            .bind(written_at(e.updated_at, read_at));
+        let query = match read_at {
+            Some(read) => query.bind(to_ms(read)),
+            None => query,
+        };
+        let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -240,31 +251,54 @@ impl Store {
 
     /// Stores a new budget; an id already in use is refused.
     pub async fn insert_budget(&self, b: &BudgetRecord) -> Result<(), KeyError> {
-        let sql = format!("INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES ($1, $2, $3, $4, $5)");
-        sqlx::query(&sql)
+        let soft = optional_double(b.soft_budget, 5);
+        let sql = format!("INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES ($1, $2, {soft}, $3, $4)");
+        let query = sqlx::query(&sql)
             .bind(b.budget_id.clone())
             .bind(json(&b.limits))
-            .bind(b.soft_budget)
             .bind(to_ms(b.created_at))
-            .bind(to_ms(b.updated_at))
+            .bind(to_ms(b.updated_at));
+        let query = match b.soft_budget {
+            Some(v) => query.bind(v),
+            None => query,
+        };
+        query
             .execute(self.pool())
             .await
             .map_err(|e| unique_violation(e, "budget_id", "a budget with this budget_id"))?;
         Ok(())
     }
 
-    /// Writes a budget's limits; whether it existed.
-    pub async fn update_budget(&self, b: &BudgetRecord) -> Result<bool, KeyError> {
-        let done = sqlx::query(
-            "UPDATE budgets SET limits = $2, soft_budget = $3, updated_at = $4 WHERE budget_id = $1",
-        )
-        .bind(b.budget_id.clone())
-        .bind(json(&b.limits))
-        .bind(b.soft_budget)
-        .bind(to_ms(b.updated_at))
-        .execute(self.pool())
-        .await
-        .map_err(store_error)?;
+    /// Writes a budget's limits; whether it existed. With `read_at`, only
+    /// while the row is unchanged since it was read (see
+    /// `Store::update_key`).
+    pub async fn update_budget(
+        &self,
+        b: &BudgetRecord,
+        read_at: Option<SystemTime>,
+    ) -> Result<bool, KeyError> {
+        let soft = optional_double(b.soft_budget, if read_at.is_some() { 5 } else { 4 });
+        let sql = unchanged_since(
+            &format!(
+                "UPDATE budgets SET limits = $2, soft_budget = {soft}, updated_at = $3 WHERE budget_id = $1"
+            ),
+            4,
+            read_at,
+        );
+        // The condition's time is bound before the optional double.
+        let query = sqlx::query(&sql)
+            .bind(b.budget_id.clone())
+            .bind(json(&b.limits))
+            .bind(written_at(b.updated_at, read_at));
+        let query = match read_at {
+            Some(read) => query.bind(to_ms(read)),
+            None => query,
+        };
+        let query = match b.soft_budget {
+            Some(v) => query.bind(v),
+            None => query,
+        };
+        let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -294,6 +328,19 @@ impl Store {
             "SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY created_at, budget_id LIMIT $1 OFFSET $2"
         );
         self.page_of("budgets", &sql, page, budget).await
+    }
+}
+
+/// The SQL of an optional double: parameter `$n` when there is a value
+/// (bound last by the caller), else `NULL` written out. sqlx 0.8's Any
+/// driver declares a bound NULL double to PostgreSQL as a `real`, and the
+/// statement cached with that declaration then refuses a later `double
+/// precision` value on the same connection ("incorrect binary data
+/// format"): so no NULL double is ever bound.
+fn optional_double(value: Option<f64>, n: usize) -> String {
+    match value {
+        Some(_) => format!("${n}"),
+        None => "NULL".to_owned(),
     }
 }
 

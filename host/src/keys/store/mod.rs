@@ -19,12 +19,13 @@ mod spend;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 use super::KeyError;
+use crate::keys::time::to_ms;
 
 pub use audit::{AuditFilter, AuditRow};
 
@@ -350,6 +351,24 @@ fn redact(e: impl std::fmt::Display) -> String {
         Some(_) => "the database could not be reached (check database_url)".into(),
         None => text,
     }
+}
+
+/// `update` (an `UPDATE ... WHERE <id> = $1`) made conditional on the row's
+/// `updated_at` being `read_at`'s, bound as parameter `$n`, when one is
+/// given: a read-change-write whose row another request (or instance)
+/// changed in between writes nothing, rather than undoing that change.
+pub(super) fn unchanged_since(update: &str, n: usize, read_at: Option<SystemTime>) -> String {
+    match read_at {
+        Some(_) => format!("{update} AND updated_at = ${n}"),
+        None => update.to_owned(),
+    }
+}
+
+/// The `updated_at` a conditional write stores: later than the one it
+/// read, so two changes within one millisecond still tell apart.
+pub(super) fn written_at(updated_at: SystemTime, read_at: Option<SystemTime>) -> i64 {
+    let at = to_ms(updated_at);
+    read_at.map_or(at, |read| at.max(to_ms(read).saturating_add(1)))
 }
 
 #[cfg(test)]

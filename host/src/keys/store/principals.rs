@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::rows::{self, KEY_COLUMNS, TEAM_COLUMNS, USER_COLUMNS, json, ms};
-use super::{Store, store_error};
+use super::{Store, store_error, unchanged_since, written_at};
 use crate::keys::KeyError;
 use crate::keys::model::{KeyRecord, Principal, TeamRecord, UserRecord};
 use crate::keys::time::to_ms;
@@ -767,22 +767,4 @@ impl Owner {
             Owner::Team => "teams",
         }
     }
-}
-
-/// `update` (an `UPDATE ... WHERE <id> = $1`) made conditional on the row's
-/// `updated_at` being `read_at`'s, bound as parameter `$n`, when one is
-/// given: a read-change-write whose row another request (or instance)
-/// changed in between writes nothing, rather than undoing that change.
-fn unchanged_since(update: &str, n: usize, read_at: Option<SystemTime>) -> String {
-    match read_at {
-        Some(_) => format!("{update} AND updated_at = ${n}"),
-        None => update.to_owned(),
-    }
-}
-
-/// The `updated_at` a conditional write stores: later than the one it
-/// read, so two changes within one millisecond still tell apart.
-fn written_at(updated_at: SystemTime, read_at: Option<SystemTime>) -> i64 {
-    let at = to_ms(updated_at);
-    read_at.map_or(at, |read| at.max(to_ms(read).saturating_add(1)))
 }
