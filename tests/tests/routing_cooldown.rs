@@ -95,6 +95,37 @@ async fn a_401_cools_the_deployment_at_once() {
     );
 }
 
+/// An image or embedding call naming a chat model is the caller's choice
+/// of endpoint: its 404 leaves the model in rotation for everyone's chat.
+#[tokio::test]
+async fn a_404_on_another_endpoint_than_chat_cools_nothing() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(
+        &[deployment(&up, "g", "a", &[])],
+        "num_retries: 0\ncooldown_time: 30",
+    ))
+    .await;
+    for (path, body) in [
+        (
+            "/v1/images/generations",
+            serde_json::json!({"model": "g", "prompt": "a cat"}),
+        ),
+        (
+            "/v1/embeddings",
+            serde_json::json!({"model": "g", "input": "hi"}),
+        ),
+    ] {
+        up.push(
+            "a",
+            Behavior::status(404, "this model does not serve this endpoint"),
+        );
+        let r = proxy.post(path, &body).await;
+        assert!(!r.status().is_success(), "{path}: {}", r.status());
+        let (status, _, body) = ask(&proxy, "g").await;
+        assert_eq!(status, 200, "after {path}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn a_group_with_every_deployment_cooling_answers_503_with_retry_after() {
     let up = FakeUpstream::start().await;

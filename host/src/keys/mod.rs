@@ -368,6 +368,13 @@ mod tests {
                 .await
                 .unwrap()
         );
+        // A new value read before that change is not stored either.
+        let later = now.updated_at + Duration::from_secs(1);
+        let rehash =
+            |read_at| store.rehash_key("raced-key-hash", "new-hash", "sk-...new", (read_at, later));
+        assert!(!rehash(now.updated_at).await.unwrap());
+        let current = store.key("raced-key-hash").await.unwrap().unwrap();
+        assert!(rehash(current.updated_at).await.unwrap());
 
         let orphan = KeyRecord {
             team_id: Some("deleted-team".into()),

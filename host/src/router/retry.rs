@@ -10,6 +10,7 @@ use super::deployment::{CallSlot, Deployment};
 use super::error::{ErrorClass, RouteError, classify};
 use super::{ModelGroup, RouteRequest, Router};
 use crate::config::RetryPolicyConfig;
+use crate::openai::Endpoint;
 use crate::ops::Attempt;
 use crate::providers::UpstreamError;
 
@@ -212,7 +213,13 @@ pub(super) async fn run_group(
         if matches!(error, UpstreamError::Timeout(_)) && !own {
             deployment.record_latency(called.elapsed());
         }
-        if !about_one_model && !own {
+        // A 404 on another endpoint than chat (an image, embedding,
+        // moderation or rerank call naming a chat model, which any caller
+        // may send) says the deployment does not serve that endpoint, not
+        // that it is unwell for the calls it is there for.
+        let about_one_endpoint = req.endpoint != Endpoint::ChatCompletions
+            && matches!(&error, UpstreamError::Status { status: 404, .. });
+        if !about_one_model && !about_one_endpoint && !own {
             router.record_failure(&deployment, class, retry_after_of(&error));
         }
         let message = deployment.target.redact(&error.to_string());

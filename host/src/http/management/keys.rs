@@ -921,22 +921,33 @@ async fn rotate(
     // hash and lost: the new hash starts from the larger of the two.
     let carried = counted.filter(|c| *c > record.spend);
     let old = record.token_hash.clone();
+    let read_at = record.updated_at;
     record.token_hash = token::hash(&value);
     record.key_name = token::display_name(&value);
-    record.updated_at = SystemTime::now();
+    // Later than what was read, so the final write below can tell.
+    record.updated_at = SystemTime::now().max(read_at + std::time::Duration::from_millis(1));
     let rotated = keys
         .store()
-        .rehash_key(&old, &record.token_hash, &record.key_name)
+        .rehash_key(
+            &old,
+            &record.token_hash,
+            &record.key_name,
+            (read_at, record.updated_at),
+        )
         .await
         .map_err(key_error)?;
     keys.invalidate(&old);
-    // Another regenerate of the same key got there first: its new value is
-    // the key now, and this one was never stored.
     if !rotated {
-        return Err(key_error(KeyError::NotFound {
-            entity: "key",
-            id: found.key_name.clone(),
-        }));
+        // Another regenerate of the same key got there first (its new value
+        // is the key now), or another change did: this value was never
+        // stored.
+        return match keys.store().key(&old).await.map_err(key_error)? {
+            Some(_) => Err(super::changed_meanwhile("key")),
+            None => Err(key_error(KeyError::NotFound {
+                entity: "key",
+                id: found.key_name.clone(),
+            })),
+        };
     }
     carry_counters(state, &old, &record).await;
     if let Some(spend) = carried {
@@ -947,12 +958,12 @@ async fn rotate(
         record.spend = spend;
     }
     let spend = changes.limits.spend()?;
+    let rehashed_at = record.updated_at;
     apply(keys, &mut record, changes, SystemTime::now()).await?;
-    // The new value was written just now, and only one request gave it.
-    keys.store()
-        .update_key(&record, None)
-        .await
-        .map_err(key_error)?;
+    written(
+        keys.store().update_key(&record, Some(rehashed_at)).await,
+        "key",
+    )?;
     super::set_spend(state, keys, SpendOwner::Key, &record.token_hash, spend).await?;
     keys.invalidate(&record.token_hash);
     Ok(Json(shape::generated(&record, &value)).into_response())

@@ -384,17 +384,22 @@ pub(super) async fn forget_spend(state: &AppState, level: crate::limits::Level, 
 fn written(outcome: Result<bool, KeyError>, what: &str) -> Result<(), ApiError> {
     match outcome.map_err(key_error)? {
         true => Ok(()),
-        false => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict_error",
-            format!(
-                "the {what} was changed by another request while this one was applied; \
-                 nothing was written: send the change again"
-            ),
-            None,
-            Some("changed_meanwhile"),
-        )),
+        false => Err(changed_meanwhile(what)),
     }
+}
+
+/// The 409 of [`written`].
+fn changed_meanwhile(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict_error",
+        format!(
+            "the {what} was changed by another request while this one was applied; \
+             nothing was written: send the change again"
+        ),
+        None,
+        Some("changed_meanwhile"),
+    )
 }
 
 /// A store error as an API error: unknown entities 404, refused values 400

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use super::principals::{ListPage, unique_violation};
 use super::rows::{budget, end_user, json, ms};
 use super::spend::{placeholders, recurring_chunks};
-use super::{Store, Transaction, store_error, unchanged_since, written_at};
+use super::{Store, Transaction, bind_read_at, store_error, unchanged_since, written_at};
 use crate::keys::KeyError;
 use crate::keys::model::{BudgetRecord, EndUserRecord};
 use crate::keys::time::to_ms;
@@ -85,10 +85,7 @@ impl Store {
             .bind(e.default_model.clone())
             .bind(e.allowed_model_region.clone())
             .bind(written_at(e.updated_at, read_at));
-        let query = match read_at {
-            Some(read) => query.bind(to_ms(read)),
-            None => query,
-        };
+        let query = bind_read_at(query, read_at);
         let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
@@ -290,10 +287,7 @@ impl Store {
             .bind(b.budget_id.clone())
             .bind(json(&b.limits))
             .bind(written_at(b.updated_at, read_at));
-        let query = match read_at {
-            Some(read) => query.bind(to_ms(read)),
-            None => query,
-        };
+        let query = bind_read_at(query, read_at);
         let query = match b.soft_budget {
             Some(v) => query.bind(v),
             None => query,

@@ -364,6 +364,18 @@ pub(super) fn unchanged_since(update: &str, n: usize, read_at: Option<SystemTime
     }
 }
 
+/// Binds the condition of [`unchanged_since`] (the `updated_at` read),
+/// when there is one.
+pub(super) fn bind_read_at<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    read_at: Option<SystemTime>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    match read_at {
+        Some(read) => query.bind(to_ms(read)),
+        None => query,
+    }
+}
+
 /// The `updated_at` a conditional write stores: later than the one it
 /// read, so two changes within one millisecond still tell apart.
 pub(super) fn written_at(updated_at: SystemTime, read_at: Option<SystemTime>) -> i64 {

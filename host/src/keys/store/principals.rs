@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::rows::{self, KEY_COLUMNS, TEAM_COLUMNS, USER_COLUMNS, json, ms};
-use super::{Store, store_error, unchanged_since, written_at};
+use super::{Store, bind_read_at, store_error, unchanged_since, written_at};
 use crate::keys::KeyError;
 use crate::keys::model::{KeyRecord, Principal, TeamRecord, UserRecord};
 use crate::keys::time::to_ms;
@@ -325,10 +325,7 @@ impl Store {
             .bind(json(&k.tags))
             .bind(written_at(k.updated_at, read_at))
             .bind(json(&k.allowed_routes));
-        let query = match read_at {
-            Some(read) => query.bind(to_ms(read)),
-            None => query,
-        };
+        let query = bind_read_at(query, read_at);
         let done = query
             .execute(self.pool())
             .await
@@ -336,21 +333,27 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Gives a key a new value (hash and display name), keeping everything else.
+    /// Gives a key a new value (hash and display name), keeping everything
+    /// else, while it is unchanged since `read_at` (its `updated_at` as
+    /// read); `at` is the new `updated_at`, later than `read_at`. False when
+    /// another change (or another new value) came first.
     pub async fn rehash_key(
         &self,
         old_hash: &str,
         new_hash: &str,
         key_name: &str,
+        (read_at, at): (SystemTime, SystemTime),
     ) -> Result<bool, KeyError> {
         let mut tx = self.pool().begin().await.map_err(store_error)?;
         let done = sqlx::query(
-            "UPDATE keys SET token_hash = $2, key_name = $3, updated_at = $4 WHERE token_hash = $1",
+            "UPDATE keys SET token_hash = $2, key_name = $3, updated_at = $4 \
+             WHERE token_hash = $1 AND updated_at = $5",
         )
         .bind(old_hash)
         .bind(new_hash)
         .bind(key_name)
-        .bind(to_ms(SystemTime::now()))
+        .bind(to_ms(at))
+        .bind(to_ms(read_at))
         .execute(self.within(&mut tx))
         .await
         .map_err(|e| unique_violation(e, "new_key", "a key with this value"))?;
@@ -483,10 +486,7 @@ impl Store {
             .bind(ms(u.budget_reset_at))
             .bind(json(&u.metadata))
             .bind(written_at(u.updated_at, read_at));
-        let query = match read_at {
-            Some(read) => query.bind(to_ms(read)),
-            None => query,
-        };
+        let query = bind_read_at(query, read_at);
         let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
@@ -670,10 +670,7 @@ impl Store {
             .bind(i64::from(t.blocked))
             .bind(json(&t.metadata))
             .bind(written_at(t.updated_at, read_at));
-        let query = match read_at {
-            Some(read) => query.bind(to_ms(read)),
-            None => query,
-        };
+        let query = bind_read_at(query, read_at);
         let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
