@@ -543,7 +543,7 @@ const MAX_MODEL_PAGE: u32 = 1000;
     summary = "Deployments without secrets, in pages (LiteLLM's /v2/model/info)",
     security(("bearer" = []), ("api_key" = [])),
     params(
-        ("model" = Option<String>, Query, description = "Only the deployments of this model name"),
+        ("model" = Option<String>, Query, description = "Only the deployments of this model name (also `model_name`)"),
         ("modelId" = Option<String>, Query, description = "Only the deployment with this id (its `model_info.id`)"),
         ("search" = Option<String>, Query, description = "Only model names containing this, in any case"),
         ("page" = Option<u32>, Query, description = "From 1"),
@@ -569,9 +569,10 @@ pub async fn model_info_v2(
         Value::Array(data) => data,
         _ => Vec::new(),
     };
+    let model = query.get("model").or_else(|| query.get("model_name"));
     data.retain(|d| {
         let name = d["model_name"].as_str().unwrap_or_default();
-        query.get("model").is_none_or(|m| m == name)
+        model.is_none_or(|m| m == name)
             && query
                 .get("modelId")
                 .is_none_or(|id| d["model_info"]["id"].as_str() == Some(id))

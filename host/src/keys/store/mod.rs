@@ -183,14 +183,18 @@ impl Store {
         self.backend
     }
 
-    /// Whether the database answers a query of the keys table now
-    /// (`/health/readiness`): a database that answers but has lost its
-    /// tables (dropped and made again) serves no key.
+    /// Whether the database answers a query naming every table a request
+    /// reads now (`/health/readiness`): a database that answers but has
+    /// lost its tables (dropped and made again) serves no key. `LIMIT 0`
+    /// reads no row.
     pub async fn answers(&self) -> bool {
-        sqlx::query("SELECT 1 FROM keys LIMIT 1")
-            .execute(self.pool())
-            .await
-            .is_ok()
+        sqlx::query(
+            "SELECT 1 FROM keys, key_model_spend, users, teams, memberships, end_users, \
+             budgets LIMIT 0",
+        )
+        .execute(self.pool())
+        .await
+        .is_ok()
     }
 
     /// Applies every migration not yet recorded, each in its own transaction.

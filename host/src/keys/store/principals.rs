@@ -295,9 +295,10 @@ impl Store {
         Ok(())
     }
 
-    /// Writes every field of `k` except its spend. With `read_at` (the `updated_at` it
-    /// was read with), only while the row is unchanged since: false when
-    /// another change came first, or the row is gone.
+    /// Writes every field of `k` except its spend.
+    /// With `read_at` (the `updated_at` it was read with), only while the
+    /// row is unchanged since: false when another change came first, or
+    /// the row is gone.
     pub async fn update_key(
         &self,
         k: &KeyRecord,
@@ -463,9 +464,10 @@ impl Store {
         Ok(())
     }
 
-    /// Writes every field of `u` except its spend and teams. With `read_at` (the `updated_at` it
-    /// was read with), only while the row is unchanged since: false when
-    /// another change came first, or the row is gone.
+    /// Writes every field of `u` except its spend and teams.
+    /// With `read_at` (the `updated_at` it was read with), only while the
+    /// row is unchanged since: false when another change came first, or
+    /// the row is gone.
     pub async fn update_user(
         &self,
         u: &UserRecord,
@@ -627,6 +629,23 @@ impl Store {
 
     /// Stores a new team; an id already in use is refused.
     pub async fn insert_team(&self, t: &TeamRecord) -> Result<(), KeyError> {
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        // Keys left naming a team of this id that no longer exists (made
+        // while it was being deleted) must not come back to life as the
+        // new team's keys.
+        for orphans in [
+            "DELETE FROM key_model_spend WHERE token_hash IN \
+             (SELECT token_hash FROM keys WHERE team_id = $1 \
+              AND NOT EXISTS (SELECT 1 FROM teams WHERE team_id = $1))",
+            "DELETE FROM keys WHERE team_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM teams WHERE team_id = $1)",
+        ] {
+            sqlx::query(orphans)
+                .bind(t.team_id.clone())
+                .execute(self.within(&mut tx))
+                .await
+                .map_err(store_error)?;
+        }
         let sql = format!(
             "INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
@@ -641,15 +660,16 @@ impl Store {
             .bind(json(&t.metadata))
             .bind(to_ms(t.created_at))
             .bind(to_ms(t.updated_at))
-            .execute(self.pool())
+            .execute(self.within(&mut tx))
             .await
             .map_err(|e| unique_violation(e, "team_id", "a team with this team_id"))?;
-        Ok(())
+        self.commit(tx).await
     }
 
-    /// Writes every field of `t` except its spend and members. With `read_at` (the `updated_at` it
-    /// was read with), only while the row is unchanged since: false when
-    /// another change came first, or the row is gone.
+    /// Writes every field of `t` except its spend and members.
+    /// With `read_at` (the `updated_at` it was read with), only while the
+    /// row is unchanged since: false when another change came first, or
+    /// the row is gone.
     pub async fn update_team(
         &self,
         t: &TeamRecord,
