@@ -385,20 +385,7 @@ mod tests {
             store.principal("orphan-key-hash").await.unwrap().is_none(),
             "a key whose team is gone is no key"
         );
-        let at = SystemTime::now();
-        let team = TeamRecord {
-            team_id: "deleted-team".into(),
-            team_alias: None,
-            models: Vec::new(),
-            limits: Limits::default(),
-            spend: 0.0,
-            budget_reset_at: None,
-            blocked: false,
-            members: Vec::new(),
-            metadata: serde_json::json!({}),
-            created_at: at,
-            updated_at: at,
-        };
+        let team = TeamRecord::new("deleted-team".into(), SystemTime::now());
         store.insert_team(&team).await.unwrap();
         assert!(
             store.key("orphan-key-hash").await.unwrap().is_none(),

@@ -250,6 +250,26 @@ pub struct TeamRecord {
     pub updated_at: SystemTime,
 }
 
+impl TeamRecord {
+    /// A team with nothing set yet, made at `now`: `/team/new` fills in
+    /// what its body gives.
+    pub fn new(team_id: String, now: SystemTime) -> Self {
+        Self {
+            team_id,
+            team_alias: None,
+            models: Vec::new(),
+            limits: Limits::default(),
+            spend: 0.0,
+            budget_reset_at: None,
+            blocked: false,
+            members: Vec::new(),
+            metadata: serde_json::json!({}),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// Everything a request needs to know about its caller, resolved once per
 /// key (and cached) so the admission checks never reach the store.
 #[derive(Debug, Clone, PartialEq)]

@@ -200,19 +200,7 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         None => new_id("team")?,
     };
     let now = SystemTime::now();
-    let mut team = TeamRecord {
-        team_id: team_id.clone(),
-        team_alias: None,
-        models: Vec::new(),
-        limits: Limits::default(),
-        spend: 0.0,
-        budget_reset_at: None,
-        blocked: false,
-        members: Vec::new(),
-        metadata: json!({}),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut team = TeamRecord::new(team_id.clone(), now);
     apply(&mut team, &body, now, &keys.settings().reset_clock)?;
     let members = check_members(
         &keys,
