@@ -444,7 +444,13 @@ pub async fn models(
 
 /// The entries of `/v1/models` the caller may see.
 pub(super) fn public_models(scope: &Scope) -> Vec<Value> {
-    let listing = visible_models(scope, &scope.gateway.models_json, "id");
+    visible_entries(scope, &scope.gateway.models_json, "id")
+}
+
+/// The entries of `listing` (a `{"data": [...]}` body) the caller may see,
+/// each named by its `name_field`.
+fn visible_entries(scope: &Scope, listing: &Bytes, name_field: &str) -> Vec<Value> {
+    let listing = visible_models(scope, listing, name_field);
     let mut parsed: Value = serde_json::from_slice(&listing).unwrap_or_default();
     match parsed["data"].take() {
         Value::Array(data) => data,
@@ -562,13 +568,8 @@ pub async fn model_info_v2(
     let Query(query) =
         query.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text()), None))?;
     let page = super::management::keys::page_within(&query, 50, MAX_MODEL_PAGE)?;
-    let listing = visible_models(&scope, &scope.gateway.model_info_json, "model_name");
-    let mut parsed: Value = serde_json::from_slice(&listing).unwrap_or_else(|_| json!({}));
+    let mut data = visible_entries(&scope, &scope.gateway.model_info_json, "model_name");
     let search = query.get("search").map(|s| s.to_lowercase());
-    let mut data: Vec<Value> = match parsed["data"].take() {
-        Value::Array(data) => data,
-        _ => Vec::new(),
-    };
     let model = query.get("model").or_else(|| query.get("model_name"));
     data.retain(|d| {
         let name = d["model_name"].as_str().unwrap_or_default();

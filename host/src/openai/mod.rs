@@ -172,102 +172,26 @@ pub const LITELLM_REFUSED_FIELDS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Whether a request field belongs to the gateway rather than the model
-/// ([`GATEWAY_FIELDS`], the client's credentials and routing, LiteLLM's
-/// call settings and refused fields, the cache controls): one `match`,
-/// as it is asked of every field of every request.
+/// The fields that belong to the gateway rather than the model: the
+/// lists above, whose fields are never sent to a model.
+fn owned_field_names() -> impl Iterator<Item = &'static str> {
+    GATEWAY_FIELDS
+        .iter()
+        .chain(CLIENT_CREDENTIAL_FIELDS)
+        .chain(CLIENT_ROUTING_FIELDS)
+        .chain(LITELLM_CALL_SETTINGS)
+        .chain(LITELLM_REFUSED_FIELDS.iter().map(|(f, _)| f))
+        .copied()
+}
+
+/// [`owned_field_names`] and the cache controls, gathered once into one
+/// set, as it is asked of every field of every request.
+static GATEWAY_OWNED: std::sync::LazyLock<foldhash::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| owned_field_names().chain(["cache"]).collect());
+
+/// Whether a request field belongs to the gateway rather than the model.
 fn gateway_owned(name: &str) -> bool {
-    matches!(
-        name,
-        // GATEWAY_FIELDS
-        "metadata"
-            | "litellm_metadata"
-            | "tags"
-            | "num_retries"
-            | "timeout"
-            | "request_timeout"
-            | "mock_testing_fallbacks"
-            | "mock_testing_context_window_fallbacks"
-            | "mock_testing_content_policy_fallbacks"
-            | "caching"
-            | "drop_params"
-            | "additional_drop_params"
-            | "guardrails"
-            | "disable_global_guardrails"
-            // CLIENT_CREDENTIAL_FIELDS and CLIENT_ROUTING_FIELDS
-            | "api_key"
-            | "api_version"
-            | "extra_headers"
-            | "headers"
-            | "aws_access_key_id"
-            | "aws_secret_access_key"
-            | "aws_session_token"
-            | "aws_region_name"
-            | "aws_profile_name"
-            | "aws_role_name"
-            | "aws_web_identity_token"
-            | "azure_ad_token"
-            | "azure_username"
-            | "azure_password"
-            | "client_id"
-            | "client_secret"
-            | "tenant_id"
-            | "vertex_credentials"
-            | "vertex_project"
-            | "vertex_location"
-            | "api_base"
-            | "base_url"
-            | "user_config"
-            | "model_list"
-            | "cache"
-            // LITELLM_REFUSED_FIELDS
-            | "mock_response"
-            | "mock_tool_calls"
-            | "prompt_id"
-            | "prompt_variables"
-            | "prompt_version"
-            | "prompt_label"
-            | "mock_timeout"
-            // LITELLM_CALL_SETTINGS
-            | "litellm_session_id"
-            | "litellm_trace_id"
-            | "litellm_call_id"
-            | "litellm_parent_otel_span"
-            | "no-log"
-            | "ttl"
-            | "stream_timeout"
-            | "max_retries"
-            | "cooldown_time"
-            | "input_cost_per_token"
-            | "output_cost_per_token"
-            | "input_cost_per_second"
-            | "output_cost_per_second"
-            | "base_model"
-            | "model_info"
-            | "proxy_server_request"
-            | "context_window_fallbacks"
-            | "content_policy_fallbacks"
-            | "context_window_fallback_dict"
-            | "max_fallbacks"
-            | "fallback_depth"
-            | "custom_llm_provider"
-            | "hf_model_name"
-            | "region_name"
-            | "allowed_model_region"
-            | "model_group"
-            | "cache_key"
-            | "preset_cache_key"
-            | "caching_groups"
-            | "user_continue_message"
-            | "assistant_continue_message"
-            | "ensure_alternating_roles"
-            | "supports_system_message"
-            | "logger_fn"
-            | "verbose"
-            | "rpm"
-            | "tpm"
-            | "litellm_params"
-    )
+    GATEWAY_OWNED.contains(name)
 }
 
 /// Whether a request's raw `guardrails` names any (null, `[]` and `{}`
@@ -339,20 +263,12 @@ pub struct CallLimits {
 /// request takes them onto its chat request; a body passed through as it
 /// is loses them.
 pub fn carried_settings() -> impl Iterator<Item = &'static str> {
-    GATEWAY_FIELDS
-        .iter()
-        .chain(CLIENT_CREDENTIAL_FIELDS)
-        .chain(CLIENT_ROUTING_FIELDS)
-        .chain(LITELLM_CALL_SETTINGS)
-        .chain(LITELLM_REFUSED_FIELDS.iter().map(|(f, _)| f))
-        .copied()
-        .filter(|f| *f != "metadata")
-        .chain([
-            "cache",
-            "fallbacks",
-            "disable_fallbacks",
-            "composite_settings",
-        ])
+    owned_field_names().filter(|f| *f != "metadata").chain([
+        "cache",
+        "fallbacks",
+        "disable_fallbacks",
+        "composite_settings",
+    ])
 }
 
 /// `body` without the gateway's request settings ([`carried_settings`],

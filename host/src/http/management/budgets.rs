@@ -74,10 +74,7 @@ pub(super) async fn change(
         budget.soft_budget = soft;
     }
     budget.updated_at = now;
-    super::written(
-        keys.store().update_budget(budget, Some(read_at)).await,
-        "budget",
-    )?;
+    super::written(keys.store().update_budget(budget, read_at).await, "budget")?;
     if period_changed {
         let reset_at = budget
             .limits

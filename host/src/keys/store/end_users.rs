@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use super::principals::{ListPage, unique_violation};
 use super::rows::{budget, end_user, json, ms};
 use super::spend::{placeholders, recurring_chunks};
-use super::{Store, Transaction, bind_read_at, store_error, unchanged_since, written_at};
+use super::{Store, Transaction, bind_present, store_error, unchanged_since, written_at};
 use crate::keys::KeyError;
 use crate::keys::model::{BudgetRecord, EndUserRecord};
 use crate::keys::time::to_ms;
@@ -85,7 +85,7 @@ impl Store {
             .bind(e.default_model.clone())
             .bind(e.allowed_model_region.clone())
             .bind(written_at(e.updated_at, read_at));
-        let query = bind_read_at(query, read_at);
+        let query = bind_present(query, read_at.map(to_ms));
         let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
@@ -255,44 +255,35 @@ impl Store {
             .bind(json(&b.limits))
             .bind(to_ms(b.created_at))
             .bind(to_ms(b.updated_at));
-        let query = match b.soft_budget {
-            Some(v) => query.bind(v),
-            None => query,
-        };
-        query
+        bind_present(query, b.soft_budget)
             .execute(self.pool())
             .await
             .map_err(|e| unique_violation(e, "budget_id", "a budget with this budget_id"))?;
         Ok(())
     }
 
-    /// Writes a budget's limits; whether it existed. With `read_at`, only
-    /// while the row is unchanged since it was read (see
-    /// `Store::update_key`).
+    /// Writes a budget's limits, only while the row is unchanged since it
+    /// was read at `read_at` (see `Store::update_key`); false otherwise,
+    /// or when it is gone.
     pub async fn update_budget(
         &self,
         b: &BudgetRecord,
-        read_at: Option<SystemTime>,
+        read_at: SystemTime,
     ) -> Result<bool, KeyError> {
-        let soft = optional_double(b.soft_budget, if read_at.is_some() { 5 } else { 4 });
-        let sql = unchanged_since(
-            &format!(
-                "UPDATE budgets SET limits = $2, soft_budget = {soft}, updated_at = $3 WHERE budget_id = $1"
-            ),
-            4,
-            read_at,
+        let soft = optional_double(b.soft_budget, 5);
+        let sql = format!(
+            "UPDATE budgets SET limits = $2, soft_budget = {soft}, updated_at = $3 \
+             WHERE budget_id = $1 AND updated_at = $4"
         );
-        // The condition's time is bound before the optional double.
         let query = sqlx::query(&sql)
             .bind(b.budget_id.clone())
             .bind(json(&b.limits))
-            .bind(written_at(b.updated_at, read_at));
-        let query = bind_read_at(query, read_at);
-        let query = match b.soft_budget {
-            Some(v) => query.bind(v),
-            None => query,
-        };
-        let done = query.execute(self.pool()).await.map_err(store_error)?;
+            .bind(written_at(b.updated_at, Some(read_at)))
+            .bind(to_ms(read_at));
+        let done = bind_present(query, b.soft_budget)
+            .execute(self.pool())
+            .await
+            .map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -368,14 +368,18 @@ pub(super) fn unchanged_since(update: &str, n: usize, read_at: Option<SystemTime
     }
 }
 
-/// Binds the condition of [`unchanged_since`] (the `updated_at` read),
-/// when there is one.
-pub(super) fn bind_read_at<'q>(
+/// Binds `value` as the next parameter when there is one: for a
+/// parameter the statement names only then (the condition of
+/// [`unchanged_since`], an optional double written `NULL` otherwise).
+pub(super) fn bind_present<'q, T>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    read_at: Option<SystemTime>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    match read_at {
-        Some(read) => query.bind(to_ms(read)),
+    value: Option<T>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>
+where
+    T: 'q + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    match value {
+        Some(value) => query.bind(value),
         None => query,
     }
 }

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::rows::{self, KEY_COLUMNS, TEAM_COLUMNS, USER_COLUMNS, json, ms};
-use super::{Store, bind_read_at, store_error, unchanged_since, written_at};
+use super::{Store, bind_present, store_error, unchanged_since, written_at};
 use crate::keys::KeyError;
 use crate::keys::model::{KeyRecord, Principal, TeamRecord, UserRecord};
 use crate::keys::time::to_ms;
@@ -326,7 +326,7 @@ impl Store {
             .bind(json(&k.tags))
             .bind(written_at(k.updated_at, read_at))
             .bind(json(&k.allowed_routes));
-        let query = bind_read_at(query, read_at);
+        let query = bind_present(query, read_at.map(to_ms));
         let done = query
             .execute(self.pool())
             .await
@@ -488,7 +488,7 @@ impl Store {
             .bind(ms(u.budget_reset_at))
             .bind(json(&u.metadata))
             .bind(written_at(u.updated_at, read_at));
-        let query = bind_read_at(query, read_at);
+        let query = bind_present(query, read_at.map(to_ms));
         let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
@@ -690,7 +690,7 @@ impl Store {
             .bind(i64::from(t.blocked))
             .bind(json(&t.metadata))
             .bind(written_at(t.updated_at, read_at));
-        let query = bind_read_at(query, read_at);
+        let query = bind_present(query, read_at.map(to_ms));
         let done = query.execute(self.pool()).await.map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
