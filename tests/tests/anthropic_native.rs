@@ -111,6 +111,14 @@ async fn answer(
     if body["messages"][0]["content"] == SHAPELESS {
         return shapeless(body["stream"] == true);
     }
+    let json_tool = body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["name"] == "json_tool_call");
+    if json_tool {
+        return json_tool_answer(&body);
+    }
     if body["stream"] == true {
         return stream(&body, usage, tools, thinking);
     }
@@ -134,6 +142,45 @@ async fn answer(
         "usage": usage,
     }))
     .into_response()
+}
+
+/// What the fake answers through `json_tool_call` (a structured answer).
+const JSON_TOOL_INPUT: &str = r#"{"reasoning": "six sevens", "answer": 42}"#;
+
+/// An answer through the `json_tool_call` tool, after a line of prose the
+/// translation must drop, as JSON or as Messages events.
+fn json_tool_answer(body: &Value) -> Response {
+    let input: Value = serde_json::from_str(JSON_TOOL_INPUT).unwrap();
+    let usage = json!({"input_tokens": 10, "output_tokens": 7});
+    if body["stream"] != true {
+        return axum::Json(json!({
+            "id": "msg_json", "type": "message", "role": "assistant", "model": body["model"],
+            "content": [
+                {"type": "text", "text": "Here you are."},
+                {"type": "tool_use", "id": "toolu_j", "name": "json_tool_call", "input": input},
+            ],
+            "stop_reason": "tool_use", "stop_sequence": null, "usage": usage,
+        }))
+        .into_response();
+    }
+    let (head, tail) = JSON_TOOL_INPUT.split_at(15);
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_json", "type": "message", "role": "assistant", "model": body["model"], "content": [], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Here you are."}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_j", "name": "json_tool_call", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": head}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": tail}}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 7}}),
+        json!({"type": "message_stop"}),
+    ];
+    let text: String = events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect();
+    ([("content-type", "text/event-stream")], text).into_response()
 }
 
 /// The prompt that has the fake open its stream with a ping, as Anthropic
@@ -661,6 +708,96 @@ async fn the_anthropic_sdk_is_passed_through_with_cache_control_and_thinking_int
     let raw = String::from_utf8_lossy(&calls[0].raw);
     assert!(!raw.contains("conclave"), "{raw}");
     assert!(!raw.contains("reasoning_effort"), "{raw}");
+}
+
+/// The official openai SDK asking an `anthropic/` deployment for structured
+/// output: `chat.completions.parse`, a streamed `response_format` and the
+/// Responses API's `text.format`.
+const STRUCTURED_SCRIPT: &str = r#"
+import json, sys
+import openai
+from pydantic import BaseModel
+
+class Sum(BaseModel):
+    reasoning: str
+    answer: int
+
+base_url, key = sys.argv[1:3]
+client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0, timeout=20)
+messages = [{"role": "user", "content": "What is six times seven?"}]
+parsed = client.chat.completions.parse(model="claude", messages=messages, response_format=Sum)
+choice = parsed.choices[0]
+schema = {"type": "json_schema", "json_schema": {"name": "sum", "schema": Sum.model_json_schema()}}
+pieces, finish = [], None
+for chunk in client.chat.completions.create(model="claude", messages=messages, response_format=schema, stream=True):
+    for c in chunk.choices:
+        if c.delta.content:
+            pieces.append(c.delta.content)
+        finish = c.finish_reason or finish
+fmt = {"format": {"type": "json_schema", "name": "sum", "schema": Sum.model_json_schema()}}
+response = client.responses.create(model="claude", input="What is six times seven?", text=fmt)
+print(json.dumps({
+    "parsed": choice.message.parsed.model_dump(), "finish": choice.finish_reason,
+    "tool_calls": choice.message.tool_calls,
+    "streamed": json.loads("".join(pieces)), "streamed_finish": finish,
+    "responses": json.loads(response.output_text),
+}))
+"#;
+
+#[tokio::test]
+async fn a_response_format_schema_is_answered_through_a_forced_tool_on_anthropic() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let base = proxy.url("");
+    let Some(out) =
+        sdk_support::run_script(&proxy, "structured.py", STRUCTURED_SCRIPT, &[&base, MASTER]).await
+    else {
+        return;
+    };
+    let expected: Value = serde_json::from_str(JSON_TOOL_INPUT).unwrap();
+    assert_eq!(out["parsed"], expected, "{out}");
+    assert_eq!(out["finish"], "stop", "{out}");
+    assert_eq!(out["tool_calls"], Value::Null, "{out}");
+    assert_eq!(out["streamed"], expected, "{out}");
+    assert_eq!(out["streamed_finish"], "stop", "{out}");
+    assert_eq!(out["responses"], expected, "{out}");
+
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3);
+    for call in &calls {
+        let tools = call.body["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), 1, "{}", call.body);
+        assert_eq!(tools[0]["name"], "json_tool_call");
+        assert_eq!(
+            tools[0]["input_schema"]["required"],
+            json!(["reasoning", "answer"])
+        );
+        assert_eq!(
+            call.body["tool_choice"],
+            json!({"type": "tool", "name": "json_tool_call"})
+        );
+        assert!(call.body.get("response_format").is_none(), "{}", call.body);
+    }
+}
+
+#[tokio::test]
+async fn a_response_format_schema_that_is_not_an_object_is_refused_for_anthropic() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let format =
+        json!({"type": "json_schema", "json_schema": {"name": "l", "schema": {"type": "array"}}});
+    let r = chat(
+        &proxy,
+        json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "response_format": format}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["param"], "response_format.json_schema.schema.type",
+        "{body}"
+    );
+    assert!(fake.calls().is_empty());
 }
 
 /// LiteLLM's request settings a Messages client may send beside Anthropic's

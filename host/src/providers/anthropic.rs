@@ -45,13 +45,22 @@ fn refused(message: String, param: Option<String>) -> UpstreamError {
     }
 }
 
+/// How an `anthropic/` deployment's answer reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// As it came: a Messages client's own body was passed through.
+    Native,
+    /// Translated to chat; `json_tool` when the answer comes through
+    /// [`anthropic_upstream::JSON_TOOL`].
+    Chat { json_tool: bool },
+}
+
 /// The request an `anthropic/` deployment sends for one chat request.
 pub struct MessagesRequest {
     /// The Messages body.
     pub bytes: Vec<u8>,
-    /// Whether it is a Messages client's own body passed through (answered
-    /// natively).
-    pub native: bool,
+    /// How its answer reaches the client.
+    pub reply: Reply,
     /// The client's headers sent with a native body ([`client_headers`]).
     pub headers: HeaderMap,
 }
@@ -90,7 +99,7 @@ pub fn request_body(
         let headers = client_headers(body.value(NATIVE_HEADERS_FIELD).as_ref());
         return Ok(MessagesRequest {
             bytes,
-            native: true,
+            reply: Reply::Native,
             headers,
         });
     }
@@ -102,13 +111,16 @@ pub fn request_body(
     }
     let mut request = anthropic_upstream::request_from_chat(&Value::Object(chat), model, stream)
         .map_err(|e| refused(e.message, e.param))?;
-    if let Some(fields) = request.as_object_mut() {
+    if let Some(fields) = request.body.as_object_mut() {
         add_absent(fields, extra_body);
     }
-    let bytes = serde_json::to_vec(&request).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(&request.body).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
     Ok(MessagesRequest {
         bytes,
-        native: false,
+        reply: Reply::Chat {
+            json_tool: request.json_tool,
+        },
         headers: HeaderMap::new(),
     })
 }
@@ -131,12 +143,12 @@ pub fn client_headers(carried: Option<&Value>) -> HeaderMap {
     headers
 }
 
-/// A `message` body as a `chat.completion` body, or as received when
-/// `native` (a Messages client's request passed through).
-pub fn json_reply(body: Bytes, native: bool) -> Result<Bytes, UpstreamError> {
-    if native {
+/// A `message` body as a `chat.completion` body, or as received for a
+/// Messages client's request passed through.
+pub fn json_reply(body: Bytes, reply: Reply) -> Result<Bytes, UpstreamError> {
+    let Reply::Chat { json_tool } = reply else {
         return Ok(body);
-    }
+    };
     let message: Value = serde_json::from_slice(&body)
         .map_err(|e| UpstreamError::Protocol(format!("the message body is not JSON: {e}")))?;
     if message["type"] != "message" {
@@ -144,21 +156,21 @@ pub fn json_reply(body: Bytes, native: bool) -> Result<Bytes, UpstreamError> {
             "the answer is not a Messages `message` object".into(),
         ));
     }
-    let chat = anthropic_upstream::answer_to_chat(&message, unix_now());
+    let chat = anthropic_upstream::answer_to_chat(&message, unix_now(), json_tool);
     serde_json::to_vec(&chat)
         .map(Bytes::from)
         .map_err(|e| UpstreamError::Protocol(e.to_string()))
 }
 
 /// The Messages event stream in `bytes` as chat chunk payloads, or as the
-/// events' own payloads when `native`. Anthropic ends a stream with
+/// events' own payloads for a Messages client's request passed through. Anthropic ends a stream with
 /// `message_stop` rather than `[DONE]`; a stream that ends without it is
 /// broken.
 pub fn stream_reply<S>(
     bytes: S,
     idle: Duration,
     room: sse::EventRoom,
-    native: bool,
+    reply: Reply,
 ) -> PayloadStream
 where
     S: Stream<Item = Result<Bytes, String>> + Send + 'static,
@@ -166,6 +178,13 @@ where
     let done = stream::iter([Ok(Bytes::from_static(b"\n\ndata: [DONE]\n\n"))]);
     let bytes = bytes.chain(done);
     // A translated event is parsed whole in `step`, which checks it there.
+    let native = reply == Reply::Native;
+    let translator = match reply {
+        Reply::Chat { json_tool: true } => {
+            ChunkStream::new(unix_now()).answering_through_json_tool()
+        }
+        _ => ChunkStream::new(unix_now()),
+    };
     let payloads = if native {
         sse::decode_objects(bytes, idle, room)
     } else {
@@ -173,7 +192,7 @@ where
     };
     let state = Translating {
         payloads,
-        translator: ChunkStream::new(unix_now()),
+        translator,
         pending: VecDeque::new(),
         native,
         stopped: false,

@@ -281,8 +281,10 @@ impl HttpTarget {
         };
         let native_responses = responses.is_some();
         let mut client_headers = None;
-        let (bytes, native) = if let Some(bytes) = responses {
-            (bytes, true)
+        // How an `anthropic/` deployment's answer reaches the client.
+        let mut anthropic_reply = None;
+        let bytes = if let Some(bytes) = responses {
+            bytes
         } else if anthropic {
             let request = super::anthropic::request_body(
                 call.endpoint,
@@ -292,12 +294,11 @@ impl HttpTarget {
                 call.stream,
             )?;
             client_headers = Some(request.headers);
-            (request.bytes, request.native)
+            anthropic_reply = Some(request.reply);
+            request.bytes
         } else {
-            let bytes =
-                encode_outbound_body(model, call.stream, body, defaults, self.supports_reasoning)
-                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-            (bytes, false)
+            encode_outbound_body(model, call.stream, body, defaults, self.supports_reasoning)
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
         };
         let url = if native_responses {
             self.urls.responses.clone()
@@ -347,8 +348,8 @@ impl HttpTarget {
             };
             let payloads = if native_responses {
                 super::responses::stream_reply(chunks, wait, room)
-            } else if anthropic {
-                super::anthropic::stream_reply(chunks, wait, room, native)
+            } else if let Some(reply) = anthropic_reply {
+                super::anthropic::stream_reply(chunks, wait, room, reply)
             } else {
                 sse::decode_objects(chunks, wait, room)
             };
@@ -378,8 +379,8 @@ impl HttpTarget {
                 .map_err(|_| UpstreamError::Timeout(wait))??;
             // The answer reaches the client: it must not carry the key either.
             let body = self.redact_bytes(body);
-            if anthropic && !native_responses {
-                return super::anthropic::json_reply(body, native)
+            if let Some(reply) = anthropic_reply {
+                return super::anthropic::json_reply(body, reply)
                     .map(UpstreamReply::Json)
                     .map_err(|e| e.map_text(|m| self.redact(&m)));
             }

@@ -12,9 +12,11 @@
 //! `parallel_tool_calls: false`, `max_tokens` / `max_completion_tokens`,
 //! `temperature`, `top_p`, `top_k`, `stop`, `user` (as `metadata.user_id`),
 //! `thinking` (as sent), `metadata`. Mapped: `reasoning_effort` to a thinking
-//! budget when no `thinking` is given. Dropped: fields Anthropic has no
-//! counterpart for (`n`, `logprobs`, `seed`, penalties, `response_format`,
-//! `stream_options`, ...).
+//! budget when no `thinking` is given; a `response_format` JSON schema to a
+//! tool the answer is given through ([`JSON_TOOL`], as LiteLLM does), whose
+//! input comes back as the message's content. Dropped: fields Anthropic has
+//! no counterpart for (`n`, `logprobs`, `seed`, penalties, `response_format`
+//! `json_object`, `stream_options`, ...).
 
 use serde_json::{Map, Value, json};
 
@@ -54,8 +56,22 @@ pub fn native_request(native: &Value, model: &str, stream: bool) -> Option<Value
 /// `max_tokens` when the chat request sets none (Anthropic requires it).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// A chat request as a Messages request.
+#[derive(Debug)]
+pub struct MessagesBody {
+    pub body: Value,
+    /// Whether the answer comes through [`JSON_TOOL`] (the request asked
+    /// for a `response_format` schema): the answer's translation needs to
+    /// know, since a client's own tool could bear the name otherwise.
+    pub json_tool: bool,
+}
+
 /// The Messages request for chat request `chat`, sent as `model`.
-pub fn request_from_chat(chat: &Value, model: &str, stream: bool) -> Result<Value, TranslateError> {
+pub fn request_from_chat(
+    chat: &Value,
+    model: &str,
+    stream: bool,
+) -> Result<MessagesBody, TranslateError> {
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
     let (system, messages) = messages_from_chat(&chat["messages"])?;
@@ -88,15 +104,16 @@ pub fn request_from_chat(chat: &Value, model: &str, stream: bool) -> Result<Valu
         }
         _ => {}
     }
-    if let Some(tools) = chat["tools"].as_array().filter(|t| !t.is_empty()) {
-        out.insert(
-            "tools".into(),
-            Value::Array(tools.iter().map(tool).collect()),
-        );
-        if let Some(choice) = tool_choice(&chat["tool_choice"], &chat["parallel_tool_calls"]) {
-            out.insert("tool_choice".into(), choice);
-        }
-    }
+    let thinking = match &chat["thinking"] {
+        given @ Value::Object(_) => Some(given.clone()),
+        _ => wanted
+            .and_then(|w| thinking_budget(w, max_tokens))
+            .map(|budget| json!({"type": "enabled", "budget_tokens": budget})),
+    };
+    let thinks = thinking
+        .as_ref()
+        .is_some_and(|t| t["type"].as_str() != Some("disabled"));
+    let json_tool = add_tools(chat, thinks, &mut out)?;
     let mut metadata = chat["metadata"].as_object().cloned().unwrap_or_default();
     if let Some(user) = chat["user"].as_str() {
         metadata.insert("user_id".into(), json!(user));
@@ -104,18 +121,107 @@ pub fn request_from_chat(chat: &Value, model: &str, stream: bool) -> Result<Valu
     if !metadata.is_empty() {
         out.insert("metadata".into(), Value::Object(metadata));
     }
-    if chat["thinking"].is_object() {
-        out.insert("thinking".into(), chat["thinking"].clone());
-    } else if let Some(budget) = wanted.and_then(|w| thinking_budget(w, max_tokens)) {
-        out.insert(
-            "thinking".into(),
-            json!({"type": "enabled", "budget_tokens": budget}),
-        );
+    if let Some(thinking) = thinking {
+        out.insert("thinking".into(), thinking);
     }
     if stream {
         out.insert("stream".into(), json!(true));
     }
-    Ok(Value::Object(out))
+    Ok(MessagesBody {
+        body: Value::Object(out),
+        json_tool,
+    })
+}
+
+/// The tool a `response_format` JSON schema becomes (LiteLLM's name): the
+/// model answers by calling it, and its input is the answer's content.
+pub const JSON_TOOL: &str = "json_tool_call";
+
+/// What the model is told about [`JSON_TOOL`] when it is not forced to call
+/// it (thinking is on, which a forced tool refuses, or the client's own
+/// tools must stay callable).
+const JSON_TOOL_DESCRIPTION: &str = "Give your final answer by calling this tool, \
+     with the answer as its input; do not answer in plain text.";
+
+/// The client's `tools` and `tool_choice`, and the tool a `response_format`
+/// schema asks for: forced when nothing else competes with it (no thinking,
+/// no tools of the client's, no choice of the client's). Says whether that
+/// tool was added.
+fn add_tools(
+    chat: &Value,
+    thinks: bool,
+    out: &mut Map<String, Value>,
+) -> Result<bool, TranslateError> {
+    let mut tools: Vec<Value> = chat["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(tool)
+        .collect();
+    let client_tools = !tools.is_empty();
+    let json_tool = json_tool(&chat["response_format"])?;
+    if json_tool.is_some() && tools.iter().any(|t| t["name"] == JSON_TOOL) {
+        return Err(TranslateError::new(
+            format!(
+                "a tool named {JSON_TOOL} cannot be given with a response_format schema, which an Anthropic deployment answers through a tool of that name"
+            ),
+            "tools",
+        ));
+    }
+    let answers_through_tool = json_tool.is_some();
+    let mut choice = match client_tools {
+        true => tool_choice(&chat["tool_choice"], &chat["parallel_tool_calls"]),
+        false => None,
+    };
+    if let Some(mut schema_tool) = json_tool {
+        if thinks || client_tools {
+            schema_tool["description"] = json!(JSON_TOOL_DESCRIPTION);
+        } else if choice.is_none() {
+            choice = Some(json!({"type": "tool", "name": JSON_TOOL}));
+        }
+        tools.push(schema_tool);
+    }
+    if !tools.is_empty() {
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = choice {
+        out.insert("tool_choice".into(), choice);
+    }
+    Ok(answers_through_tool)
+}
+
+/// The tool a chat `response_format` of type `json_schema` becomes; `None`
+/// for `text`, for `json_object` and for a `json_schema` without a schema
+/// (Anthropic has no JSON mode without one). Anthropic's tool input is an
+/// object, so a schema of another type is refused.
+fn json_tool(format: &Value) -> Result<Option<Value>, TranslateError> {
+    if format["type"].as_str() != Some("json_schema") {
+        return Ok(None);
+    }
+    let schema = &format["json_schema"]["schema"];
+    let mut schema = match schema {
+        Value::Null => return Ok(None),
+        Value::Object(fields) => fields.clone(),
+        _ => {
+            return Err(TranslateError::new(
+                "response_format.json_schema.schema must be a JSON schema object",
+                "response_format.json_schema.schema",
+            ));
+        }
+    };
+    match schema.get("type") {
+        None => {
+            schema.insert("type".into(), json!("object"));
+        }
+        Some(kind) if kind == "object" => {}
+        Some(_) => {
+            return Err(TranslateError::new(
+                "response_format.json_schema.schema must describe an object on an anthropic/ deployment (the answer comes as a tool's input, which is one)",
+                "response_format.json_schema.schema.type",
+            ));
+        }
+    }
+    Ok(Some(json!({"name": JSON_TOOL, "input_schema": schema})))
 }
 
 /// The thinking budget a reasoning effort asks for.
@@ -386,15 +492,23 @@ pub fn usage(u: &Value) -> Value {
     })
 }
 
-/// A `message` body as a `chat.completion`.
-pub fn answer_to_chat(message: &Value, created: u64) -> Value {
+/// A `message` body as a `chat.completion`. With `json_tool` (the request
+/// asked for a [`JSON_TOOL`]), that tool's input is the content, in place of
+/// any prose beside it, and a call of it alone finishes as `stop`.
+pub fn answer_to_chat(message: &Value, created: u64, json_tool: bool) -> Value {
     let mut text = String::new();
+    let mut json_answer: Option<String> = None;
     let mut reasoning = String::new();
     let mut thinking = Vec::new();
     let mut calls = Vec::new();
     for block in message["content"].as_array().into_iter().flatten() {
         match block["type"].as_str() {
             Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
+            Some("tool_use") if json_tool && block["name"] == JSON_TOOL => {
+                json_answer
+                    .get_or_insert_default()
+                    .push_str(&block["input"].to_string());
+            }
             Some("thinking") => {
                 let piece = block["thinking"].as_str().unwrap_or("");
                 reasoning.push_str(piece);
@@ -410,6 +524,14 @@ pub fn answer_to_chat(message: &Value, created: u64) -> Value {
                 "function": {"name": block["name"], "arguments": block["input"].to_string()},
             })),
             _ => {}
+        }
+    }
+    let stop_reason = message["stop_reason"].as_str().unwrap_or("end_turn");
+    let mut finish = finish_reason(stop_reason);
+    if let Some(answer) = json_answer {
+        text = answer;
+        if calls.is_empty() && finish == "tool_calls" {
+            finish = "stop";
         }
     }
     let mut msg = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
@@ -430,7 +552,7 @@ pub fn answer_to_chat(message: &Value, created: u64) -> Value {
         "choices": [{
             "index": 0,
             "message": msg,
-            "finish_reason": finish_reason(message["stop_reason"].as_str().unwrap_or("end_turn")),
+            "finish_reason": finish,
         }],
         "usage": usage(&message["usage"]),
     })
@@ -475,6 +597,22 @@ pub struct ChunkStream {
     tools: Vec<ToolBlock>,
     /// The thinking block being streamed, given whole when it stops.
     thinking: Option<ThinkingSoFar>,
+    /// Set when the request asked for a [`JSON_TOOL`], whose input is
+    /// streamed as content.
+    json: Option<JsonAnswer>,
+}
+
+/// The answer through [`JSON_TOOL`] of a stream so far.
+#[derive(Debug, Default)]
+struct JsonAnswer {
+    /// The tool's block, once it has started.
+    block: Option<u64>,
+    /// Whether any of its input came.
+    has_input: bool,
+    /// Prose held back until the stream shows whether the answer comes
+    /// through the tool (then the prose is dropped, as LiteLLM drops it) or
+    /// not (then it is given at the end).
+    held: String,
 }
 
 /// A `thinking` block of the stream so far: its index, text and signature.
@@ -504,6 +642,13 @@ impl ChunkStream {
         }
     }
 
+    /// The same translator for a request that asked for a [`JSON_TOOL`]:
+    /// the tool's input is streamed as the content.
+    pub fn answering_through_json_tool(mut self) -> Self {
+        self.json = Some(JsonAnswer::default());
+        self
+    }
+
     /// The chat steps for one event payload (its JSON data).
     pub fn push(&mut self, event: &Value) -> StreamStep {
         let chunks = match event["type"].as_str().unwrap_or("") {
@@ -525,11 +670,20 @@ impl ChunkStream {
             "content_block_stop" => self.block_stop(event),
             "message_delta" => {
                 self.merge_usage(&event["usage"]);
-                let reason =
+                let mut reason =
                     finish_reason(event["delta"]["stop_reason"].as_str().unwrap_or("end_turn"));
+                let mut chunks = self.thinking_stop();
+                if let Some(json) = &mut self.json {
+                    let held = std::mem::take(&mut json.held);
+                    let answered = json.block.is_some();
+                    if !answered && !held.is_empty() {
+                        chunks.push(self.chunk(json!({"content": held}), None));
+                    } else if answered && self.tools.is_empty() && reason == "tool_calls" {
+                        reason = "stop";
+                    }
+                }
                 let mut last = self.chunk(json!({}), Some(reason));
                 last["usage"] = usage(&Value::Object(self.usage.clone()));
-                let mut chunks = self.thinking_stop();
                 chunks.push(last);
                 chunks
             }
@@ -559,6 +713,13 @@ impl ChunkStream {
     fn block_start(&mut self, event: &Value) -> Vec<Value> {
         let block = &event["content_block"];
         match block["type"].as_str() {
+            Some("tool_use") if block["name"] == JSON_TOOL && self.json.is_some() => {
+                if let Some(json) = &mut self.json {
+                    json.block = Some(event["index"].as_u64().unwrap_or(0));
+                    json.held.clear();
+                }
+                Vec::new()
+            }
             Some("tool_use") => {
                 let index = self.tools.len() as u64;
                 self.tools.push(ToolBlock {
@@ -576,7 +737,7 @@ impl ChunkStream {
                 )]
             }
             Some("text") if block["text"].as_str().is_some_and(|t| !t.is_empty()) => {
-                vec![self.chunk(json!({"content": block["text"]}), None)]
+                self.text(&block["text"])
             }
             Some("thinking") => {
                 self.thinking = Some(ThinkingSoFar {
@@ -596,7 +757,7 @@ impl ChunkStream {
     fn block_delta(&mut self, event: &Value) -> Vec<Value> {
         let delta = &event["delta"];
         let out = match delta["type"].as_str() {
-            Some("text_delta") => json!({"content": delta["text"]}),
+            Some("text_delta") => return self.text(&delta["text"]),
             Some("thinking_delta") => {
                 if let (Some(so_far), Some(piece)) =
                     (&mut self.thinking, delta["thinking"].as_str())
@@ -612,6 +773,16 @@ impl ChunkStream {
                     so_far.signature.push_str(piece);
                 }
                 return Vec::new();
+            }
+            Some("input_json_delta") if self.is_json_block(event) => {
+                let piece = delta["partial_json"].as_str().unwrap_or_default();
+                if piece.is_empty() {
+                    return Vec::new();
+                }
+                if let Some(json) = &mut self.json {
+                    json.has_input = true;
+                }
+                json!({"content": piece})
             }
             Some("input_json_delta") => {
                 let Some(index) = self.tool_of(event) else {
@@ -639,6 +810,16 @@ impl ChunkStream {
         if self.thinking.as_ref().is_some_and(|t| t.block == block) {
             return self.thinking_stop();
         }
+        if self.is_json_block(event) {
+            let without_input = self
+                .json
+                .as_mut()
+                .is_some_and(|j| !std::mem::replace(&mut j.has_input, true));
+            return match without_input {
+                true => vec![self.chunk(json!({"content": "{}"}), None)],
+                false => Vec::new(),
+            };
+        }
         let Some(index) = self.tool_of(event) else {
             return Vec::new();
         };
@@ -661,6 +842,26 @@ impl ChunkStream {
         };
         let blocks = json!({"thinking_blocks": [thinking_block(&done.text, &done.signature)]});
         vec![self.chunk(blocks, None)]
+    }
+
+    /// Text as a content chunk, or held back (or dropped, once the
+    /// answer came through it) while a [`JSON_TOOL`] may answer.
+    fn text(&mut self, text: &Value) -> Vec<Value> {
+        match &mut self.json {
+            Some(json) => {
+                if json.block.is_none() {
+                    json.held.push_str(text.as_str().unwrap_or(""));
+                }
+                Vec::new()
+            }
+            None => vec![self.chunk(json!({"content": text}), None)],
+        }
+    }
+
+    /// Whether the block an event names is the [`JSON_TOOL`]'s.
+    fn is_json_block(&self, event: &Value) -> bool {
+        let block = event["index"].as_u64().unwrap_or(0);
+        self.json.as_ref().and_then(|j| j.block) == Some(block)
     }
 
     /// The tool call index of the block an event names, if it is a tool's.
@@ -791,11 +992,15 @@ mod tests {
             {"type": "redacted_thinking", "data": "opaque"},
             {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}},
         ]);
-        let answer = answer_to_chat(&json!({"content": content, "stop_reason": "tool_use"}), 0);
+        let answer = answer_to_chat(
+            &json!({"content": content, "stop_reason": "tool_use"}),
+            0,
+            false,
+        );
         let message = &answer["choices"][0]["message"];
         assert_eq!(message["thinking_blocks"], json!([content[0], content[1]]));
         let chat = json!({"messages": [{"role": "user", "content": "time?"}, message]});
-        let sent = request_from_chat(&chat, "claude", false).unwrap();
+        let sent = request_from_chat(&chat, "claude", false).unwrap().body;
         assert_eq!(sent["messages"][1]["content"], content);
     }
 

@@ -67,30 +67,43 @@ fn translate(kind: &str, input: &Value) -> Value {
         }
         "anthropic_upstream_request" => {
             match anthropic_upstream::request_from_chat(input, "claude-up", false) {
-                Ok(v) => v,
+                Ok(v) => v.body,
                 Err(e) => json!({"error": e.message, "param": e.param}),
             }
         }
-        "anthropic_upstream_answer" => anthropic_upstream::answer_to_chat(input, 1_700_000_000),
-        "anthropic_upstream_stream" => {
-            let mut t = anthropic_upstream::ChunkStream::new(1_700_000_000);
-            json!(
-                input
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|event| match t.push(event) {
-                        anthropic_upstream::StreamStep::Chunks(chunks) => json!(chunks),
-                        anthropic_upstream::StreamStep::Done => json!("done"),
-                        anthropic_upstream::StreamStep::Error { kind, message } => {
-                            json!({"error": kind, "message": message})
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            )
+        "anthropic_upstream_answer" => {
+            anthropic_upstream::answer_to_chat(input, 1_700_000_000, false)
         }
+        "anthropic_upstream_json_answer" => {
+            anthropic_upstream::answer_to_chat(input, 1_700_000_000, true)
+        }
+        "anthropic_upstream_stream" => {
+            upstream_stream(anthropic_upstream::ChunkStream::new(1_700_000_000), input)
+        }
+        "anthropic_upstream_json_stream" => upstream_stream(
+            anthropic_upstream::ChunkStream::new(1_700_000_000).answering_through_json_tool(),
+            input,
+        ),
         other => panic!("unknown golden kind {other}"),
     }
+}
+
+/// The steps a Messages event stream `input` becomes through `t`.
+fn upstream_stream(mut t: anthropic_upstream::ChunkStream, input: &Value) -> Value {
+    json!(
+        input
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|event| match t.push(event) {
+                anthropic_upstream::StreamStep::Chunks(chunks) => json!(chunks),
+                anthropic_upstream::StreamStep::Done => json!("done"),
+                anthropic_upstream::StreamStep::Error { kind, message } => {
+                    json!({"error": kind, "message": message})
+                }
+            })
+            .collect::<Vec<_>>()
+    )
 }
 
 #[test]
