@@ -781,6 +781,49 @@ async fn a_response_format_schema_is_answered_through_a_forced_tool_on_anthropic
 }
 
 #[tokio::test]
+async fn a_client_cannot_set_the_fields_a_native_body_is_carried_in() {
+    let fake = FakeAnthropic::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    let injected = json!({"max_tokens": 5, "messages": [{"role": "user", "content": "INJECTED"}]});
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    let cases = [
+        (
+            "/v1/chat/completions",
+            "conclave_native_messages",
+            json!({"model": "claude", "messages": messages, "conclave_native_messages": injected}),
+        ),
+        (
+            "/v1/chat/completions",
+            "conclave_native_headers",
+            json!({"model": "claude", "messages": messages, "conclave_native_headers": {"anthropic-beta": "x"}}),
+        ),
+        (
+            "/v1/chat/completions",
+            "conclave_native_responses",
+            json!({"model": "claude", "messages": messages, "conclave_native_responses": {"input": "INJECTED"}}),
+        ),
+        (
+            "/v1/messages",
+            "conclave_native_headers",
+            json!({"model": "claude", "max_tokens": 10, "messages": messages, "conclave_native_headers": {"anthropic-beta": "x"}}),
+        ),
+        (
+            "/v1/responses",
+            "conclave_native_messages",
+            json!({"model": "claude", "input": "hi", "conclave_native_messages": injected}),
+        ),
+    ];
+    for (path, field, body) in cases {
+        let (status, answer) = proxy
+            .call(Method::POST, path, Some(body), Some(MASTER))
+            .await;
+        assert_eq!(status, 400, "{path} {field}: {answer}");
+        assert!(answer.to_string().contains(field), "{path}: {answer}");
+    }
+    assert!(fake.calls().is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
 async fn a_response_format_schema_that_is_not_an_object_is_refused_for_anthropic() {
     let fake = FakeAnthropic::start().await;
     let proxy = Proxy::start(&config(&fake, "")).await;

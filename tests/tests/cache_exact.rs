@@ -196,6 +196,67 @@ async fn metadata_changes_still_hit_and_cache_controls_are_not_forwarded() {
 }
 
 #[tokio::test]
+async fn an_end_user_named_by_a_header_or_metadata_gets_their_own_entry() {
+    let up = FakeUpstream::start().await;
+    let proxy = start(&up, "{}").await;
+    let body = chat_body(GROUP, "the same question");
+    let as_customer = |customer: &'static str| {
+        proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .header("x-litellm-customer-id", customer)
+            .json(&body)
+            .send()
+    };
+    let first = as_customer("alice").await.unwrap();
+    assert_eq!(cache_header(first.headers()), "stored");
+    let again = as_customer("alice").await.unwrap();
+    assert_eq!(cache_header(again.headers()), "hit");
+    let other = as_customer("bob").await.unwrap();
+    assert_eq!(cache_header(other.headers()), "stored");
+    let mut in_metadata = body.clone();
+    in_metadata["metadata"] = json!({"user_id": "carol"});
+    let (_, headers, _) = proxy.chat(&in_metadata).await;
+    assert_eq!(cache_header(&headers), "stored");
+    let (_, headers, _) = proxy.chat(&body).await;
+    assert_eq!(
+        cache_header(&headers),
+        "stored",
+        "no end user is one of its own"
+    );
+    assert_eq!(up.calls(GROUP), 4);
+}
+
+#[tokio::test]
+async fn a_hit_on_a_wildcard_is_counted_under_the_wildcards_pattern() {
+    let up = FakeUpstream::start().await;
+    up.set("wild", Behavior::ok("wild answer"));
+    let yaml = format!(
+        "model_list:\n  - model_name: \"wild/*\"\n    litellm_params:\n      model: \"openai/*\"\n      \
+         api_base: {}\n      api_key: sk-up\nlitellm_settings:\n  cache: true\n",
+        up.api_base("wild")
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let body = chat_body("wild/made-up-name", "hi");
+    let (_, stored, _) = proxy.chat(&body).await;
+    let (_, hit, _) = proxy.chat(&body).await;
+    assert_eq!(cache_header(&hit), "hit");
+    for headers in [&stored, &hit] {
+        assert_eq!(headers["x-conclave-model-group"], "wild/*");
+    }
+    // Outcomes reach the metrics off the response path: wait for both.
+    let both = r#"conclave_requests_total{route="/v1/chat/completions",model_group="wild/*",status_class="2xx"} 2"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut metrics = proxy.metrics(None).await;
+    while !metrics.contains(both) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        metrics = proxy.metrics(None).await;
+    }
+    assert!(metrics.contains(both), "{metrics}");
+    assert!(!metrics.contains("made-up-name"), "{metrics}");
+}
+
+#[tokio::test]
 async fn no_cache_skips_the_read_and_still_stores() {
     let up = FakeUpstream::start().await;
     let proxy = start(&up, "{}").await;

@@ -212,3 +212,41 @@ async fn malformed_and_odd_bodies_get_openai_errors_and_the_gateway_keeps_servin
     assert_serving(&proxy).await;
     assert_peak_rss(&proxy);
 }
+
+#[tokio::test]
+async fn a_404_or_405_that_leaves_a_body_unread_closes_the_connection_and_says_so() {
+    let up = FakeUpstream::start().await;
+    let proxy = proxy(&up).await;
+    let body = vec![b'x'; 100 * 1024];
+    for (path, status) in [("/v1/nope", 404), ("/health/liveliness", 405)] {
+        for _ in 0..20 {
+            let r = proxy
+                .client
+                .post(proxy.url(path))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(r.status().as_u16(), status, "{path}");
+            assert_eq!(r.headers()["connection"], "close", "{path}");
+            // The next request on this client finds a connection that works.
+            let next = proxy
+                .client
+                .get(proxy.url("/health/liveliness"))
+                .send()
+                .await
+                .expect("the next request is answered");
+            assert_eq!(next.status(), 200);
+        }
+    }
+    // Without a body there is nothing left unread, and the connection stays.
+    let r = proxy
+        .client
+        .get(proxy.url("/v1/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("connection").is_none());
+}

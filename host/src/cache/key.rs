@@ -5,8 +5,9 @@
 //! sorted at every level, no whitespace. Fields that do not change the answer
 //! (`metadata`, `stream`, `stream_options`, the cache controls and LiteLLM's
 //! transport settings) are left out, so a streamed and a plain request for
-//! the same question share one entry. The end user (`user`) counts, as in
-//! LiteLLM: one end user's answer never serves another.
+//! the same question share one entry. The end user counts (the body's
+//! `user`, as in LiteLLM, and the one a customer header or `metadata`
+//! names): one end user's answer never serves another.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -47,6 +48,9 @@ pub struct KeyParts<'a> {
     /// on), so one tier's answer never serves another's request; empty
     /// otherwise.
     pub tags: &'a [String],
+    /// The end user the request names (a customer header, the body's
+    /// `user` or `metadata`), or `None`.
+    pub end_user: Option<&'a str>,
 }
 
 /// The key of a request: 64 lowercase hex digits. `None` when a field is
@@ -72,6 +76,7 @@ pub fn key(parts: &KeyParts<'_>, body: &RawFields) -> Option<String> {
         parts.model,
         parts.namespace,
         parts.tenant.unwrap_or(""),
+        parts.end_user.unwrap_or(""),
     ] {
         hasher.update(part.len().to_le_bytes());
         hasher.update(part.as_bytes());
@@ -427,6 +432,7 @@ mod tests {
                 tenant: None,
                 fallbacks: &[],
                 tags: &[],
+                end_user: None,
             },
             &fields,
         )
@@ -490,6 +496,7 @@ mod tests {
                     tenant,
                     fallbacks: &[],
                     tags: &[],
+                    end_user: None,
                 },
                 &fields,
             )
@@ -503,6 +510,7 @@ mod tests {
                 tenant: None,
                 fallbacks: &["other".to_owned()],
                 tags: &[],
+                end_user: None,
             },
             &fields,
         );
@@ -528,6 +536,7 @@ mod tests {
                     tenant: None,
                     fallbacks: &[],
                     tags: &tags,
+                    end_user: None,
                 },
                 &fields,
             )

@@ -276,6 +276,8 @@ pub struct Request<'a> {
     /// The request's tags when they choose the deployment
     /// ([`KeyParts::tags`]).
     pub tags: &'a [String],
+    /// The end user the request names ([`KeyParts::end_user`]).
+    pub end_user: Option<&'a str>,
 }
 
 /// The cache's decision before running a request: `Ok(None)` when the
@@ -307,6 +309,7 @@ pub fn plan(cache: Option<Arc<Cache>>, r: &Request<'_>) -> Result<Option<Plan>, 
         tenant: tenant.as_deref(),
         fallbacks: r.req.fallbacks.as_deref().unwrap_or_default(),
         tags: r.tags,
+        end_user: r.end_user,
     };
     let Some(key) = key::key(&parts, &r.req.rest) else {
         return Ok(None);
@@ -484,6 +487,8 @@ pub struct SubCalls {
     /// The composite request's tags when they choose deployments: its
     /// sub-calls are routed by them too.
     tags: Arc<[String]>,
+    /// The composite request's end user: its sub-calls answer that user.
+    end_user: Option<Arc<str>>,
     read: bool,
     /// The keys the run has asked for already: a run asking the same
     /// question again (a sampling strategy's draws) wants another answer,
@@ -513,6 +518,7 @@ impl SubCalls {
             namespace: controls.namespace.unwrap_or_else(|| s.namespace.clone()),
             tenant: tenant(s.scope, r.caller),
             tags: r.tags.into(),
+            end_user: r.end_user.map(Arc::from),
             read: !controls.no_cache,
             asked: Arc::default(),
         })
@@ -528,6 +534,7 @@ impl SubCalls {
                 tenant: self.tenant.as_deref(),
                 fallbacks: &[],
                 tags: &self.tags,
+                end_user: self.end_user.as_deref(),
             },
             body,
         )

@@ -68,6 +68,7 @@ pub(super) fn plan(
             true => ctx.tags.as_deref().unwrap_or_default(),
             false => &[],
         },
+        end_user: ctx.end_user.as_deref().or(req.end_user.as_deref()),
     };
     let plan = crate::cache::plan(Some(cache.clone()), &request)
         .map_err(|message| ApiError::invalid(message, Some("cache")))?;
@@ -125,14 +126,19 @@ pub(super) async fn lookup(
         outcome.finish(200, None);
         Answer::Json(body)
     };
-    let group = keyed_model(gateway, req, None);
+    // A wildcard's group is named by its pattern, as on a miss: the names
+    // a client makes up must not each become a group in metrics and spend.
+    let group = match gateway.router.client_group(&req.model) {
+        Some((group, _)) => Arc::clone(&group.name),
+        None => Arc::from(keyed_model(gateway, req, None)),
+    };
     let reports = entry.reports();
     outcome.update(|o| {
         o.cache = CacheStatus::Hit;
         o.usage = reports.usage;
         o.response_model.clone_from(&reports.model);
         o.body_is_json = reports.json;
-        o.model_group = Some(Arc::from(group.as_str()));
+        o.model_group = Some(Arc::clone(&group));
         o.overhead = Some(ctx.request.started.elapsed());
     });
     let mut headers = HeaderMap::new();

@@ -237,6 +237,22 @@ pub(super) fn keep_request_body(
     }
 }
 
+/// Refuses a client body that holds one of the fields the gateway's own
+/// routes carry a native body in ([`crate::translate::NATIVE_CARRIERS`]):
+/// sent by a client, it would replace what the upstream is sent.
+pub(super) fn refuse_native_carriers(holds: impl Fn(&str) -> bool) -> Result<(), ApiError> {
+    match crate::translate::NATIVE_CARRIERS
+        .into_iter()
+        .find(|f| holds(f))
+    {
+        Some(field) => Err(ApiError::invalid(
+            format!("`{field}` is the gateway's own field; a request may not set it"),
+            Some(field),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Reads the body (handing it to `keep` as read, with whether it parsed)
 /// and checks what every model endpoint requires of it.
 async fn read_request(
@@ -250,6 +266,7 @@ async fn read_request(
     keep(&bytes, req.is_ok());
     let req = req.map_err(|e| body_error(&e))?;
     drop(bytes);
+    refuse_native_carriers(|field| req.rest.contains_key(field))?;
     if req.model.trim().is_empty() {
         return Err(ApiError::invalid("model must not be empty", Some("model")));
     }
@@ -808,9 +825,32 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
 /// How long the readiness probe waits for the key store.
 const READINESS_DB_WAIT: Duration = Duration::from_secs(2);
 
+/// `response` to a request whose body is left unread, with
+/// `Connection: close` on HTTP/1 when it has one: the server closes such a
+/// connection rather than read the body, and a client told nothing would
+/// send its next request into the closing socket.
+fn closing_if_body_unread(request: &Request, mut response: Response) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|n| n.as_bytes() != b"0");
+    if has_body && request.version() < axum::http::Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// The 404 of a path no route serves, in the shape of the API it looks
 /// meant for.
 pub async fn not_found(request: Request) -> Response {
+    let response = not_found_error(&request);
+    closing_if_body_unread(&request, response)
+}
+
+fn not_found_error(request: &Request) -> Response {
     let path = request.uri().path();
     let mut message = format!("no route for {} {path}", request.method());
     let messages = super::messages::looks_like_messages_path(path);
@@ -867,6 +907,7 @@ pub async fn plain_error_as_json(response: Response) -> Response {
     ApiError::new(status, kind, message, None, None).into_response()
 }
 
+/// The 405 of a route asked with a method it does not serve.
 pub async fn method_not_allowed(request: Request) -> Response {
     let path = request.uri().path();
     let error = ApiError::new(
@@ -876,10 +917,11 @@ pub async fn method_not_allowed(request: Request) -> Response {
         None,
         Some("method_not_allowed"),
     );
-    if super::messages::is_messages_path(path) {
-        return super::messages::in_anthropic_shape(&error);
-    }
-    error.into_response()
+    let response = match super::messages::is_messages_path(path) {
+        true => super::messages::in_anthropic_shape(&error),
+        false => error.into_response(),
+    };
+    closing_if_body_unread(&request, response)
 }
 
 #[utoipa::path(

@@ -21,8 +21,11 @@ const MAX_ATTEMPT_ERROR_CHARS: usize = 1000;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
 /// Longest backoff step.
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
-/// Longest wait an upstream's `retry-after` can impose before a retry; a
-/// longer hint still cools the deployment down (up to the cooldown cap).
+/// Longest wait an upstream's `retry-after` can impose before a retry. A
+/// longer hint (a quota that resets in an hour) is not waited for at all,
+/// as in LiteLLM: the retry backs off as without one, rather than hold the
+/// client for a minute per retry; the hint still cools the deployment down
+/// (up to the cooldown cap).
 pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
 
 /// How many times each error class is retried, from `num_retries`,
@@ -68,7 +71,7 @@ impl RetryPolicy {
     /// Wait before retry number `retry` (1-based). Moving to another
     /// deployment waits only the configured minimum; retrying the same one
     /// backs off exponentially with jitter, and never less than the
-    /// upstream's `retry-after`.
+    /// upstream's `retry-after` when that is at most [`RETRY_AFTER_MAX`].
     pub fn wait(
         &self,
         retry: u32,
@@ -81,7 +84,9 @@ impl RetryPolicy {
         let exp = BACKOFF_INITIAL.saturating_mul(1u32 << retry.saturating_sub(1).min(16));
         let capped = exp.min(BACKOFF_MAX);
         let jittered = capped.mul_f64(0.5 + fastrand::f64() * 0.5);
-        let hinted = upstream_retry_after.map_or(Duration::ZERO, |d| d.min(RETRY_AFTER_MAX));
+        let hinted = upstream_retry_after
+            .filter(|d| *d <= RETRY_AFTER_MAX)
+            .unwrap_or(Duration::ZERO);
         jittered.max(hinted).max(self.min_wait)
     }
 }
@@ -321,9 +326,12 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_waits_at_most_a_minute_whatever_the_hint() {
+    fn a_hint_past_a_minute_is_not_waited_for() {
         let p = RetryPolicy::default();
-        assert_eq!(p.wait(1, true, Some(Duration::MAX)), RETRY_AFTER_MAX);
-        assert_eq!(p.wait(u32::MAX, true, Some(Duration::MAX)), RETRY_AFTER_MAX);
+        assert_eq!(p.wait(1, true, Some(RETRY_AFTER_MAX)), RETRY_AFTER_MAX);
+        for hint in [RETRY_AFTER_MAX + Duration::from_secs(1), Duration::MAX] {
+            assert!(p.wait(1, true, Some(hint)) <= BACKOFF_INITIAL);
+            assert!(p.wait(u32::MAX, true, Some(hint)) <= BACKOFF_MAX);
+        }
     }
 }

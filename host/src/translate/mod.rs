@@ -366,10 +366,17 @@ fn text_of(content: &Value) -> String {
 /// a native Messages request keeps): no other upstream is sent it, and no
 /// strategy sees it.
 pub fn is_native_carrier(field: &str) -> bool {
-    field == anthropic_upstream::NATIVE_FIELD
-        || field == anthropic_upstream::NATIVE_HEADERS_FIELD
-        || field == responses::NATIVE_FIELD
+    NATIVE_CARRIERS.contains(&field)
 }
+
+/// The fields [`is_native_carrier`] names: only the gateway's own routes
+/// set them, so a client body holding one is refused (it would choose what
+/// a native upstream is sent, and with which headers).
+pub const NATIVE_CARRIERS: [&str; 3] = [
+    anthropic_upstream::NATIVE_FIELD,
+    anthropic_upstream::NATIVE_HEADERS_FIELD,
+    responses::NATIVE_FIELD,
+];
 
 /// A new id with `prefix`: unique, and unguessable from any other id.
 pub fn new_id(prefix: &str) -> String {
