@@ -335,24 +335,41 @@ async fn chat_completions_become_native_messages_calls_with_cached_usage() {
 async fn streamed_chat_is_translated_from_messages_events() {
     let fake = FakeAnthropic::start().await;
     let proxy = Proxy::start(&config(&fake, "")).await;
-    let r = chat(
-        &proxy,
-        json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let mut reader = SseReader::new(r);
-    let mut payloads = Vec::new();
-    while let Some(p) = reader.next(Duration::from_secs(10)).await {
-        payloads.push(p);
-    }
-    assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<String> = payloads[..payloads.len() - 1].to_vec();
+    let streamed = |include_usage: bool| {
+        chat(
+            &proxy,
+            json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "hi"}],
+                   "stream_options": {"include_usage": include_usage}}),
+        )
+    };
+    let chunks_of = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        let mut reader = SseReader::new(r);
+        let mut payloads = Vec::new();
+        while let Some(p) = reader.next(Duration::from_secs(10)).await {
+            payloads.push(p);
+        }
+        assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
+        payloads[..payloads.len() - 1].to_vec()
+    };
+    let chunks: Vec<String> = chunks_of(streamed(true).await).await;
     assert_eq!(sse_content(&chunks), "Hello from claude");
-    let last: Value = serde_json::from_str(&chunks[chunks.len() - 1]).unwrap();
-    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    let parsed: Vec<Value> = chunks
+        .iter()
+        .map(|c| serde_json::from_str(c).unwrap())
+        .collect();
+    let (finish, last) = (&parsed[parsed.len() - 2], &parsed[parsed.len() - 1]);
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    // The usage comes in a chunk of its own, as OpenAI sends it.
+    assert_eq!(last["choices"], json!([]));
     assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
     assert_eq!(last["usage"]["completion_tokens"], 7);
+    // Not asked for, it is not sent.
+    let chunks: Vec<String> = chunks_of(streamed(false).await).await;
+    assert!(
+        chunks.iter().all(|c| !c.contains("\"usage\"")),
+        "{chunks:?}"
+    );
     let calls = fake.calls();
     assert_native_headers(&calls[0]);
     assert_eq!(calls[0].body["stream"], true);
@@ -1042,6 +1059,43 @@ async fn a_clients_beta_header_reaches_anthropic_with_its_request() {
     }
     assert_native_headers(&chat_call[0]);
     assert!(chat_call[0].headers.get("anthropic-beta").is_none());
+}
+
+#[tokio::test]
+async fn a_clients_beta_features_join_the_ones_the_deployment_sets() {
+    let fake = FakeAnthropic::start().await;
+    let extra = "      extra_headers:\n        anthropic-beta: context-1m-2025-08-07\n";
+    let proxy = Proxy::start(&config(&fake, extra)).await;
+    for (path, stream) in PASS_THROUGH {
+        let r = proxy
+            .client
+            .post(proxy.url(path))
+            .header("x-api-key", MASTER)
+            .header(
+                "anthropic-beta",
+                "claude-code-20250219, context-1m-2025-08-07",
+            )
+            .json(&messages_body(stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
+    }
+    let r = chat(&proxy, messages_body(None)).await;
+    assert_eq!(r.status(), 200);
+    let calls = fake.calls();
+    let (passed, chat_call) = calls.split_at(PASS_THROUGH.len());
+    for call in passed {
+        assert_eq!(
+            call.headers["anthropic-beta"], "context-1m-2025-08-07,claude-code-20250219",
+            "{}",
+            call.path
+        );
+    }
+    assert_eq!(
+        chat_call[0].headers["anthropic-beta"],
+        "context-1m-2025-08-07"
+    );
 }
 
 /// A streamed `/v1/messages` request with the master key, answered 200:

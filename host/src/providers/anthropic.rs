@@ -143,6 +143,36 @@ pub fn client_headers(carried: Option<&Value>) -> HeaderMap {
     headers
 }
 
+/// Adds a Messages client's own headers to the deployment's. Both may name
+/// beta features (`anthropic-beta`, a comma-separated list): the request
+/// gets every feature either names, so that a deployment set up for one
+/// (a longer context) keeps it when a client such as Claude Code asks for
+/// others. Any other header of the client's replaces the deployment's.
+pub fn add_client_headers(headers: &mut HeaderMap, client: HeaderMap) {
+    for (name, value) in client {
+        let Some(name) = name else { continue };
+        let merged = match headers.get(&name) {
+            Some(configured) if name == "anthropic-beta" => merged_list(configured, &value),
+            _ => None,
+        };
+        headers.insert(name, merged.unwrap_or(value));
+    }
+}
+
+/// The features of two `anthropic-beta` values, each once, the
+/// configured ones first; `None` when either is not text.
+fn merged_list(configured: &HeaderValue, client: &HeaderValue) -> Option<HeaderValue> {
+    let (configured, client) = (configured.to_str().ok()?, client.to_str().ok()?);
+    let mut features: Vec<&str> = Vec::new();
+    for feature in configured.split(',').chain(client.split(',')) {
+        let feature = feature.trim();
+        if !feature.is_empty() && !features.contains(&feature) {
+            features.push(feature);
+        }
+    }
+    HeaderValue::from_str(&features.join(",")).ok()
+}
+
 /// A `message` body as a `chat.completion` body, or as received for a
 /// Messages client's request passed through.
 pub fn json_reply(body: Bytes, reply: Reply) -> Result<Bytes, UpstreamError> {
@@ -151,6 +181,12 @@ pub fn json_reply(body: Bytes, reply: Reply) -> Result<Bytes, UpstreamError> {
     };
     let message: Value = serde_json::from_slice(&body)
         .map_err(|e| UpstreamError::Protocol(format!("the message body is not JSON: {e}")))?;
+    // An error object in a 200 body is that error, as in a stream.
+    if message["type"] == "error"
+        && let Some(error) = sse::answer_error(&body)
+    {
+        return Err(error);
+    }
     if message["type"] != "message" {
         return Err(UpstreamError::Protocol(
             "the answer is not a Messages `message` object".into(),
@@ -287,6 +323,22 @@ impl Translating {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_object_in_a_200_body_is_that_error() {
+        let body =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let chat = Reply::Chat { json_tool: false };
+        match json_reply(Bytes::from_static(body), chat) {
+            Err(UpstreamError::Status {
+                status, message, ..
+            }) => {
+                assert_eq!(status, 529);
+                assert_eq!(message, "Overloaded");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn the_messages_url_adds_v1_once() {

@@ -310,7 +310,7 @@ impl HttpTarget {
         let mut request = reqwest::Request::new(http::Method::POST, url);
         *request.headers_mut() = self.headers.clone();
         if let Some(client_headers) = client_headers {
-            request.headers_mut().extend(client_headers);
+            super::anthropic::add_client_headers(request.headers_mut(), client_headers);
         }
         if let Some(traceparent) = call.traceparent
             && let Ok(value) = HeaderValue::from_str(traceparent)
@@ -410,7 +410,10 @@ impl HttpTarget {
             super::anthropic::messages_url(&self.base_url)
         );
         let mut headers = self.headers.clone();
-        headers.extend(super::anthropic::client_headers(client_headers));
+        super::anthropic::add_client_headers(
+            &mut headers,
+            super::anthropic::client_headers(client_headers),
+        );
         let fetch = async {
             let response = client
                 .post(url)

@@ -345,15 +345,23 @@ fn assistant_blocks(m: &Value, at: &str) -> Result<Vec<Value>, TranslateError> {
     blocks.extend(content_blocks(&m["content"], at)?);
     for (k, call) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
         let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
+        let field = format!("{at}.tool_calls[{k}].function.arguments");
         let input: Value = if arguments.trim().is_empty() {
             json!({})
         } else {
-            serde_json::from_str(arguments).map_err(|e| {
-                TranslateError::new(
-                    format!("{at}.tool_calls[{k}].function.arguments is not JSON: {e}"),
-                    &format!("{at}.tool_calls[{k}].function.arguments"),
-                )
-            })?
+            serde_json::from_str(arguments)
+                .map_err(|e| TranslateError::new(format!("{field} is not JSON: {e}"), &field))?
+        };
+        // A tool's input is an object to Anthropic; `null` is no arguments.
+        let input = match input {
+            Value::Object(_) => input,
+            Value::Null => json!({}),
+            _ => {
+                return Err(TranslateError::new(
+                    format!("{field} must be a JSON object (a tool's input)"),
+                    &field,
+                ));
+            }
         };
         blocks.push(json!({
             "type": "tool_use",
@@ -583,9 +591,10 @@ pub enum StreamStep {
 /// Turns Messages stream events into `chat.completion.chunk` payloads:
 /// text deltas as `content`, thinking as `reasoning_content` (and each
 /// thinking block whole, with its signature, in `thinking_blocks` when it
-/// ends), tool_use blocks as `tool_calls` (indexed in order), and the
-/// final chunk with the finish reason and the usage (input and cache
-/// tokens from `message_start`, output tokens from `message_delta`).
+/// ends), tool_use blocks as `tool_calls` (indexed in order), the final
+/// chunk with the finish reason, and then the usage in a chunk without
+/// choices (input and cache tokens from `message_start`, output tokens
+/// from `message_delta`).
 #[derive(Debug, Default)]
 pub struct ChunkStream {
     id: String,
@@ -682,9 +691,13 @@ impl ChunkStream {
                         reason = "stop";
                     }
                 }
-                let mut last = self.chunk(json!({}), Some(reason));
-                last["usage"] = usage(&Value::Object(self.usage.clone()));
-                chunks.push(last);
+                chunks.push(self.chunk(json!({}), Some(reason)));
+                // The usage in a chunk of its own, as OpenAI sends it when
+                // asked: one the client did not ask for is kept from it.
+                let mut totals = self.chunk(json!({}), None);
+                totals["choices"] = json!([]);
+                totals["usage"] = usage(&Value::Object(self.usage.clone()));
+                chunks.push(totals);
                 chunks
             }
             "message_stop" => return StreamStep::Done,

@@ -336,9 +336,12 @@ proptest! {
             .filter(|(_, c)| !c["choices"][0]["finish_reason"].is_null())
             .map(|(i, _)| i)
             .collect();
-        prop_assert_eq!(finished, vec![chunks.len() - 1]);
+        // The finish comes last but for the usage, in a chunk of its own.
+        prop_assert_eq!(finished, vec![chunks.len() - 2]);
+        let finish = &chunks[chunks.len() - 2];
+        prop_assert_eq!(&finish["choices"][0]["finish_reason"], super::anthropic_upstream::finish_reason(stop));
         let last = &chunks[chunks.len() - 1];
-        prop_assert_eq!(&last["choices"][0]["finish_reason"], super::anthropic_upstream::finish_reason(stop));
+        prop_assert_eq!(&last["choices"], &json!([]));
         prop_assert_eq!(&last["usage"]["prompt_tokens"], 5);
         prop_assert_eq!(&last["usage"]["prompt_tokens_details"]["cached_tokens"], 2);
         prop_assert_eq!(&last["usage"]["completion_tokens"], 9);
