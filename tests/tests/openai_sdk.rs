@@ -205,3 +205,60 @@ async fn openai_sdk_retrieves_a_model_and_is_told_of_an_unknown_one() {
     };
     assert_eq!(out["raised"], "NotFoundError", "{out}");
 }
+
+/// The `AzureOpenAI` client, which names the model in the path
+/// (`/openai/deployments/{model}/...`), pointed at the gateway.
+const AZURE_SCRIPT: &str = r#"
+import json, sys
+import openai
+
+endpoint, key = sys.argv[1], sys.argv[2]
+client = openai.AzureOpenAI(azure_endpoint=endpoint, api_key=key, api_version="2024-10-21", max_retries=0, timeout=10)
+chat = client.chat.completions.create(model="sdk-model", messages=[{"role": "user", "content": "hi"}])
+embedded = client.embeddings.create(model="sdk-model", input="hi")
+print(json.dumps({"content": chat.choices[0].message.content, "vectors": len(embedded.data)}))
+"#;
+
+#[tokio::test]
+async fn the_azure_client_reaches_a_model_named_in_the_deployment_path() {
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::ok("answer for azure"));
+    let proxy = proxy_for(&up).await;
+    let endpoint = proxy.url("");
+    let Some(out) =
+        sdk_support::run_script(&proxy, "azure.py", AZURE_SCRIPT, &[&endpoint, MASTER_KEY]).await
+    else {
+        return;
+    };
+    assert_eq!(out["content"], "answer for azure", "{out}");
+    assert_eq!(out["vectors"], 1, "{out}");
+    // The path names the model, whether the body names another or none.
+    for (path, body) in [
+        (
+            "/engines/sdk-model/chat/completions",
+            serde_json::json!({"messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/openai/deployments/sdk-model/chat/completions",
+            serde_json::json!({"model": "elsewhere", "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ] {
+        let (status, answer) = proxy
+            .call(reqwest::Method::POST, path, Some(body), Some(MASTER_KEY))
+            .await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert_eq!(
+            answer["choices"][0]["message"]["content"],
+            "answer for azure"
+        );
+    }
+    let (status, answer) = proxy
+        .call(
+            reqwest::Method::POST,
+            "/openai/deployments/no-such-model/chat/completions",
+            Some(serde_json::json!({"messages": []})),
+            Some(MASTER_KEY),
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
+}

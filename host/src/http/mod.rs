@@ -190,6 +190,7 @@ pub fn app(
             "/responses/{response_id}/input_items",
             get(responses::list_input_items),
         )
+        .merge(deployment_routes())
         .route("/v1/embeddings", post(routes::embeddings))
         .route("/embeddings", post(routes::embeddings))
         .route("/v1/moderations", post(routes::moderations))
@@ -315,6 +316,28 @@ pub fn app(
             route_rules::RouteGate::new(inner, route_rules.clone(), state.clone())
         })
         .service(routes)
+}
+
+/// Azure OpenAI's paths and the older engine paths, which name the model
+/// in the path (LiteLLM serves them for `AzureOpenAI` clients).
+fn deployment_routes() -> Router<AppState> {
+    let mut routes = Router::new();
+    for prefix in ["/openai/deployments", "/engines", "/v1/engines"] {
+        routes = routes
+            .route(
+                &format!("{prefix}/{{model}}/chat/completions"),
+                post(routes::deployment_chat_completions),
+            )
+            .route(
+                &format!("{prefix}/{{model}}/completions"),
+                post(routes::deployment_completions),
+            )
+            .route(
+                &format!("{prefix}/{{model}}/embeddings"),
+                post(routes::deployment_embeddings),
+            );
+    }
+    routes
 }
 
 /// The routes behind the in-flight bound and auth ([`guard`]).

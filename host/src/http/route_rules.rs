@@ -58,6 +58,9 @@ const MODEL_ROUTES: &[&str] = &[
     "/anthropic/v1/messages/count_tokens",
     "/anthropic/v1/models",
     "/anthropic/v1/models/*",
+    "/openai/deployments/*",
+    "/engines/*",
+    "/v1/engines/*",
 ];
 
 /// Routes with a key check of their own that a config may lift: the

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -166,12 +166,86 @@ async fn model_call(
     endpoint: Endpoint,
     request: Request,
 ) -> Response {
+    model_call_naming(state, scope, endpoint, request, None).await
+}
+
+/// Azure OpenAI's paths (`/openai/deployments/{model}/chat/completions`)
+/// and the older engine paths (`/engines/{model}/...`), which LiteLLM
+/// serves for Azure clients: the path names the model, over the body's.
+pub async fn deployment_chat_completions(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path(model): Path<String>,
+    request: Request,
+) -> Response {
+    let endpoint = Endpoint::ChatCompletions;
+    Box::pin(model_call_naming(
+        state,
+        scope,
+        endpoint,
+        request,
+        Some(model),
+    ))
+    .await
+}
+
+/// [`deployment_chat_completions`] for text completions.
+pub async fn deployment_completions(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path(model): Path<String>,
+    request: Request,
+) -> Response {
+    let endpoint = Endpoint::Completions;
+    Box::pin(model_call_naming(
+        state,
+        scope,
+        endpoint,
+        request,
+        Some(model),
+    ))
+    .await
+}
+
+/// [`deployment_chat_completions`] for embeddings.
+pub async fn deployment_embeddings(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path(model): Path<String>,
+    request: Request,
+) -> Response {
+    let endpoint = Endpoint::Embeddings;
+    Box::pin(model_call_naming(
+        state,
+        scope,
+        endpoint,
+        request,
+        Some(model),
+    ))
+    .await
+}
+
+/// A model call whose model `path_model` names when the path gives one.
+async fn model_call_naming(
+    state: AppState,
+    scope: Scope,
+    endpoint: Endpoint,
+    request: Request,
+    path_model: Option<String>,
+) -> Response {
     let ctx = CallContext::client(scope.ctx.clone());
     let outcome = OutcomeHandle::request(&ctx);
     let span = scope.ctx.span.clone();
-    let handled = handle(&state, &scope, &ctx, &outcome, endpoint, request)
-        .instrument(span)
-        .await;
+    let handled = handle(
+        &state,
+        &scope,
+        &ctx,
+        &outcome,
+        (endpoint, path_model),
+        request,
+    )
+    .instrument(span)
+    .await;
     handled.unwrap_or_else(|error| {
         outcome.finish(error.status.as_u16(), Some(error.code_or_type()));
         error.into_response()
@@ -185,12 +259,13 @@ async fn handle(
     scope: &Scope,
     ctx: &CallContext,
     outcome: &OutcomeHandle,
-    endpoint: Endpoint,
+    (endpoint, path_model): (Endpoint, Option<String>),
     request: Request,
 ) -> Result<Response, ApiError> {
     let gateway = &scope.gateway;
     let keep = |bytes: &Bytes, is_json| keep_request_body(ctx, outcome, bytes, is_json);
-    let req = read_request(request, endpoint, gateway, keep).await?;
+    let read = (endpoint, path_model.as_deref());
+    let req = read_request(request, read, gateway, keep).await?;
     let executed = execute(state, scope, ctx, outcome, endpoint, &req).await?;
     let mut response = match executed.answer {
         Answer::Json(body) => json_response(body),
@@ -253,15 +328,29 @@ pub(super) fn refuse_native_carriers(holds: impl Fn(&str) -> bool) -> Result<(),
     }
 }
 
+/// A JSON object body with its `model` set to `model`; any other body as
+/// it came (its parse reports what is wrong with it).
+fn with_model(bytes: Bytes, model: &str) -> Bytes {
+    let Ok(mut body) = crate::openai::from_json_bytes::<serde_json::Map<String, Value>>(&bytes)
+    else {
+        return bytes;
+    };
+    body.insert("model".into(), Value::String(model.to_owned()));
+    serde_json::to_vec(&body).map_or(bytes, Bytes::from)
+}
+
 /// Reads the body (handing it to `keep` as read, with whether it parsed)
 /// and checks what every model endpoint requires of it.
 async fn read_request(
     request: Request,
-    endpoint: Endpoint,
+    (endpoint, path_model): (Endpoint, Option<&str>),
     gateway: &crate::gateway::Gateway,
     keep: impl FnOnce(&Bytes, bool),
 ) -> Result<ProxyRequest, ApiError> {
-    let bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
+    let mut bytes = read_body(request, gateway.body_limit, gateway.body_timeout).await?;
+    if let Some(model) = path_model {
+        bytes = with_model(bytes, model);
+    }
     let req = crate::openai::from_json_bytes::<ProxyRequest>(&bytes);
     keep(&bytes, req.is_ok());
     let req = req.map_err(|e| body_error(&e))?;
