@@ -314,6 +314,7 @@ fn part_block(part: &Value, at: &str) -> Result<Value, TranslateError> {
                 .unwrap_or("");
             json!({"type": "image", "source": image_source(url)})
         }
+        Some("file") => file_block(&part["file"], at)?,
         other => {
             let kind = other.map_or_else(|| "(missing)".to_owned(), |k| format!("{k:?}"));
             return Err(TranslateError::new(
@@ -324,6 +325,43 @@ fn part_block(part: &Value, at: &str) -> Result<Value, TranslateError> {
     };
     if let Some(cache) = part.get("cache_control") {
         block["cache_control"] = cache.clone();
+    }
+    Ok(block)
+}
+
+/// A chat `file` part (a PDF or an image as a `data:` URL, or a PDF's
+/// URL) as Anthropic's `document` or `image` block, its `filename` as the
+/// document's title. An uploaded file (`file_id`) has no Messages form.
+fn file_block(file: &Value, at: &str) -> Result<Value, TranslateError> {
+    let field = format!("{at}.file.file_data");
+    let Some(data) = file["file_data"].as_str().filter(|d| !d.is_empty()) else {
+        return Err(TranslateError::new(
+            format!(
+                "{field} is required for an Anthropic upstream (a file_id names a file uploaded elsewhere)"
+            ),
+            &field,
+        ));
+    };
+    let source = image_source(data);
+    if data.starts_with("data:") && source["type"] != "base64" {
+        return Err(TranslateError::new(
+            format!("{field} must be a base64 data: URL or an https URL"),
+            &field,
+        ));
+    }
+    let media_type = source["media_type"].as_str().unwrap_or("application/pdf");
+    if media_type.starts_with("image/") {
+        return Ok(json!({"type": "image", "source": source}));
+    }
+    if media_type != "application/pdf" {
+        return Err(TranslateError::new(
+            format!("{field} holds {media_type}; an Anthropic upstream reads PDFs and images"),
+            &field,
+        ));
+    }
+    let mut block = json!({"type": "document", "source": source});
+    if let Some(name) = file["filename"].as_str() {
+        block["title"] = json!(name);
     }
     Ok(block)
 }
