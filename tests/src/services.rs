@@ -89,6 +89,28 @@ pub async fn postgres_database(test: &str) -> Option<String> {
     }
 }
 
+/// The URL of a PostgreSQL database that does not exist yet (a new name on
+/// the test server), or `None` (after printing why) when PostgreSQL cannot
+/// be reached.
+pub async fn missing_postgres_database(test: &str) -> Option<String> {
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+    let Some(addr) = host_port(&base, 5432) else {
+        unavailable(test, &format!("DATABASE_URL {base:?} has no host"));
+        return None;
+    };
+    if let Err(reason) = reachable(&addr).await {
+        unavailable(
+            test,
+            &format!("PostgreSQL at {addr} is not reachable: {reason}"),
+        );
+        return None;
+    }
+    Some(with_database(
+        &base,
+        &format!("conclave_test_new_{:016x}", fastrand_u64()),
+    ))
+}
+
 /// `url` with its database (the path) replaced by `database`.
 fn with_database(url: &str, database: &str) -> String {
     let (head, query) = url

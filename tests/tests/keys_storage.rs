@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use conclave::keys::{SpendRow, Store};
 use conclave_e2e::proxy::TempDir;
-use conclave_e2e::services::postgres_database;
+use conclave_e2e::services::{missing_postgres_database, postgres_database};
 use conclave_e2e::{Behavior, FakeUpstream};
 use keys_mgmt_support::{
     PRICE_IN, PRICE_OUT, chat_as, core_suite, eventually, generate, get, key_of, post,
@@ -474,6 +474,31 @@ async fn the_core_management_scenario_passes_on_postgres() {
         .call(reqwest::Method::GET, "/key/info", None, Some(&key))
         .await;
     assert_eq!(status, 200, "{info}");
+}
+
+#[tokio::test]
+async fn a_postgres_database_that_does_not_exist_is_created() {
+    let Some(url) =
+        missing_postgres_database("a_postgres_database_that_does_not_exist_is_created").await
+    else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    let proxy = start(&priced_config(&up, &[&format!("database_url: {url}")])).await;
+    let key = key_of(&generate(&proxy, json!({"key_alias": "fresh"})).await);
+    assert!(
+        proxy.logs().contains("created the database"),
+        "{}",
+        proxy.logs()
+    );
+    let store = Store::connect(&url).await.unwrap();
+    assert!(
+        store
+            .key(&keys_mgmt_support::sha256(&key))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]

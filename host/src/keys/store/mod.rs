@@ -138,6 +138,9 @@ impl Store {
                 .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
             Backend::Postgres => pool_options.max_connections(pool.max_connections.unwrap_or(10)),
         };
+        if backend == Backend::Postgres {
+            create_missing_database(url).await?;
+        }
         let pool = match pool_options.connect_with(options.clone()).await {
             Ok(pool) => pool,
             Err(e) => return Err(KeyError::Store(open_error(url, &options, e).await)),
@@ -305,6 +308,55 @@ pub(crate) fn store_error(e: sqlx::Error) -> KeyError {
 
 fn migration(e: sqlx::Error) -> KeyError {
     KeyError::Migration(redact(e))
+}
+
+/// Creates the PostgreSQL database `url` names when the server says it
+/// does not exist (SQLSTATE 3D000), as LiteLLM's start-up migration does:
+/// pointing a new gateway at a fresh server then just works. The database
+/// is created through the server's `postgres` database with the same
+/// credentials; one another instance created meanwhile is fine. Any other
+/// failure is left to the pool, which reports it.
+async fn create_missing_database(url: &str) -> Result<(), KeyError> {
+    use sqlx::postgres::{PgConnectOptions, PgConnection};
+    use sqlx::{ConnectOptions, Connection};
+    let Ok(options) = PgConnectOptions::from_str(url) else {
+        return Ok(());
+    };
+    let missing = match PgConnection::connect_with(&options).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Err(sqlx::Error::Database(e)) => e.code().as_deref() == Some("3D000"),
+        Err(_) => false,
+    };
+    let Some(name) = options
+        .get_database()
+        .filter(|_| missing)
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    let creating = |e: sqlx::Error| {
+        KeyError::Store(format!(
+            "the database {name:?} does not exist and cannot be created: {}",
+            redact(e)
+        ))
+    };
+    let mut admin = options
+        .database("postgres")
+        .connect()
+        .await
+        .map_err(creating)?;
+    let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    match sqlx::query(&statement).execute(&mut admin).await {
+        Ok(_) => tracing::info!(database = %name, "created the database, which did not exist"),
+        // Another instance starting at the same time created it first.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+        Err(e) => return Err(creating(e)),
+    }
+    let _ = admin.close().await;
+    Ok(())
 }
 
 /// sqlx's message without anything that could carry the database password:
