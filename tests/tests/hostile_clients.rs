@@ -250,3 +250,27 @@ async fn a_404_or_405_that_leaves_a_body_unread_closes_the_connection_and_says_s
     assert_eq!(r.status(), 404);
     assert!(r.headers().get("connection").is_none());
 }
+
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_closes_the_connection_and_says_so() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&format!(
+        "model_list:\n{}general_settings:\n  master_key: sk-hostile-master\n",
+        deployment("m", "openai/gpt-up", &up.api_base("a"), &[])
+    ))
+    .await;
+    let body = vec![b'x'; 100 * 1024];
+    for path in ["/v1/chat/completions", "/admin/reload", "/v1/messages"] {
+        let r = proxy
+            .client
+            .post(proxy.url(path))
+            .bearer_auth("sk-wrong")
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.status(), 401, "{path}");
+        assert_eq!(r.headers()["connection"], "close", "{path}");
+    }
+}

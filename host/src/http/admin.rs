@@ -64,7 +64,7 @@ pub async fn require_admin(
         Err(e) => unless_admin_key(&state, request.headers(), e).await,
     };
     match refused {
-        Some(e) => e.into_response(),
+        Some(e) => super::routes::closing_if_body_unread(&request, e.into_response()),
         None => next.run(request).await,
     }
 }

@@ -106,11 +106,12 @@ impl IpAllowlist {
             "refused: the client's address is not in general_settings.allowed_ips"
         );
         let error = forbidden(client);
-        Some(if super::messages::looks_like_messages_path(path) {
+        let response = if super::messages::looks_like_messages_path(path) {
             super::messages::in_anthropic_shape(&error)
         } else {
             error.into_response()
-        })
+        };
+        Some(super::routes::closing_if_body_unread(request, response))
     }
 }
 

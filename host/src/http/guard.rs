@@ -123,6 +123,12 @@ where
 /// none, as when they are served.
 #[cold]
 fn refusal(state: &AppState, request: &mut Request, error: ApiError) -> Response {
+    let response = refusal_noted(state, request, error);
+    super::routes::closing_if_body_unread(request, response)
+}
+
+/// [`refusal`]'s answer, its outcome left for a model call.
+fn refusal_noted(state: &AppState, request: &mut Request, error: ApiError) -> Response {
     if request.method() != http::Method::POST {
         return error.into_response();
     }

@@ -89,6 +89,9 @@ pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Resp
     if let Err(error) = check_count_request(&body) {
         return super::dialect::invalid(error).into_response();
     }
+    if let Err(error) = super::routes::refuse_native_carriers(|field| body.get(field).is_some()) {
+        return error.into_response();
+    }
     let model = body["model"].as_str().unwrap_or_default();
     if !gateway.router.serves(model) && gateway.strategies.profile_for(model).is_none() {
         let unknown = crate::router::RouteError::ModelNotFound {

@@ -516,7 +516,7 @@ pub async fn key_routes(
         && let Some(principal) = usable_virtual_key(&state, presented).await
         && let Some(error) = key_refusal(&principal.key.allowed_routes, request.uri().path())
     {
-        return error.into_response();
+        return super::routes::closing_if_body_unread(&request, error.into_response());
     }
     next.run(request).await
 }
@@ -544,11 +544,12 @@ fn answer<B>(request: &Request<B>, error: ApiError) -> Response {
         status = error.status.as_u16(),
         "refused by the route rules"
     );
-    if super::messages::looks_like_messages_path(path) {
+    let response = if super::messages::looks_like_messages_path(path) {
         super::messages::in_anthropic_shape(&error)
     } else {
         error.into_response()
-    }
+    };
+    super::routes::closing_if_body_unread(request, response)
 }
 
 #[cfg(test)]

@@ -918,7 +918,10 @@ const READINESS_DB_WAIT: Duration = Duration::from_secs(2);
 /// `Connection: close` on HTTP/1 when it has one: the server closes such a
 /// connection rather than read the body, and a client told nothing would
 /// send its next request into the closing socket.
-fn closing_if_body_unread(request: &Request, mut response: Response) -> Response {
+pub(super) fn closing_if_body_unread<B>(
+    request: &http::Request<B>,
+    mut response: Response,
+) -> Response {
     let headers = request.headers();
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
         || headers

@@ -649,6 +649,14 @@ fn read_metadata(metadata: Option<&RawValue>, field: &str) -> Result<MetadataCon
         Some(raw) if field == "litellm_metadata" => {
             end_user(Some(&raw), &format!("`{field}.{user_key}`"))?
         }
+        // A number is an end user as LiteLLM names it (`str(user_id)`).
+        Some(raw)
+            if raw
+                .get()
+                .starts_with(|c: char| c == '-' || c.is_ascii_digit()) =>
+        {
+            checked_end_user(raw.get(), "").ok().flatten()
+        }
         Some(raw) => end_user(Some(&raw), "").ok().flatten(),
         None => None,
     };
@@ -901,10 +909,13 @@ mod tests {
                 "{rest}"
             );
         }
-        // The caller's own metadata naming no usable end user is no error;
-        // LiteLLM's field, and OpenAI's, must be strings.
-        let odd = serde_json::json!({"model": "m", "metadata": {"user_id": 7}});
+        // The caller's own metadata naming no usable end user is no error,
+        // and a number there is one, written as LiteLLM writes it; LiteLLM's
+        // field, and OpenAI's, must be strings.
+        let odd = serde_json::json!({"model": "m", "metadata": {"user_id": ["x"]}});
         assert_eq!(end_user(odd).unwrap(), None);
+        let number = serde_json::json!({"model": "m", "metadata": {"user_id": 7}});
+        assert_eq!(end_user(number).unwrap().as_deref(), Some("7"));
         for bad in [
             serde_json::json!({"model": "m", "litellm_metadata": {"user": 7}}),
             serde_json::json!({"model": "m", "safety_identifier": ["x"]}),

@@ -382,13 +382,13 @@ fn assistant_blocks(m: &Value, at: &str) -> Result<Vec<Value>, TranslateError> {
     let mut blocks = thinking_blocks(&m["thinking_blocks"], at)?;
     blocks.extend(content_blocks(&m["content"], at)?);
     for (k, call) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
-        let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
         let field = format!("{at}.tool_calls[{k}].function.arguments");
-        let input: Value = if arguments.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(arguments)
-                .map_err(|e| TranslateError::new(format!("{field} is not JSON: {e}"), &field))?
+        // Arguments are JSON text; some clients send the object itself.
+        let input: Value = match &call["function"]["arguments"] {
+            Value::String(text) if text.trim().is_empty() => json!({}),
+            Value::String(text) => serde_json::from_str(text)
+                .map_err(|e| TranslateError::new(format!("{field} is not JSON: {e}"), &field))?,
+            other => other.clone(),
         };
         // A tool's input is an object to Anthropic; `null` is no arguments.
         let input = match input {

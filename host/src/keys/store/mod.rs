@@ -235,34 +235,37 @@ impl Store {
             Backend::Sqlite => "INTEGER PRIMARY KEY",
             Backend::Postgres => "BIGSERIAL PRIMARY KEY",
         };
+        // SQLite has no advisory lock: each migration takes the database's
+        // write lock as it begins (`IMMEDIATE`), so instances sharing a file
+        // and starting together apply it one at a time, and each checks
+        // again under the lock whether another already has.
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
         for (version, statements) in migrations::MIGRATIONS {
             if done.contains(version) {
                 continue;
             }
-            let mut tx = sqlx::Connection::begin(&mut *conn)
-                .await
-                .map_err(migration)?;
             let statements =
                 if migrations::SQLITE_ONLY.contains(version) && self.backend != Backend::Sqlite {
                     &[][..]
                 } else {
                     statements
                 };
-            for statement in statements {
-                let sql = statement.replace("{id}", id);
-                tx.execute(sql.as_str()).await.map_err(migration)?;
+            conn.execute(begin).await.map_err(migration)?;
+            match apply_one(conn, *version, statements, id).await {
+                Ok(applied) => {
+                    conn.execute("COMMIT").await.map_err(migration)?;
+                    if applied {
+                        tracing::info!(version, "key store schema migrated");
+                    }
+                }
+                Err(e) => {
+                    let _ = conn.execute("ROLLBACK").await;
+                    return Err(e);
+                }
             }
-            sqlx::query(
-                "INSERT INTO conclave_schema_version (version, applied_at) VALUES ($1, $2)
-                 ON CONFLICT (version) DO NOTHING",
-            )
-            .bind(*version)
-            .bind(super::time::to_ms(std::time::SystemTime::now()))
-            .execute(&mut *tx)
-            .await
-            .map_err(migration)?;
-            tx.commit().await.map_err(migration)?;
-            tracing::info!(version, "key store schema migrated");
         }
         Ok(())
     }
@@ -357,6 +360,37 @@ async fn create_missing_database(url: &str) -> Result<(), KeyError> {
     }
     let _ = admin.close().await;
     Ok(())
+}
+
+/// Applies one migration inside the transaction its caller began, unless
+/// it is recorded already (another instance applied it meanwhile); says
+/// whether it was applied here.
+async fn apply_one(
+    conn: &mut sqlx::AnyConnection,
+    version: i64,
+    statements: &[&str],
+    id: &str,
+) -> Result<bool, KeyError> {
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM conclave_schema_version WHERE version = $1")
+            .bind(version)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(migration)?;
+    if recorded > 0 {
+        return Ok(false);
+    }
+    for statement in statements {
+        let sql = statement.replace("{id}", id);
+        conn.execute(sql.as_str()).await.map_err(migration)?;
+    }
+    sqlx::query("INSERT INTO conclave_schema_version (version, applied_at) VALUES ($1, $2)")
+        .bind(version)
+        .bind(super::time::to_ms(std::time::SystemTime::now()))
+        .execute(&mut *conn)
+        .await
+        .map_err(migration)?;
+    Ok(true)
 }
 
 /// sqlx's message without anything that could carry the database password:
@@ -511,5 +545,28 @@ pub(super) mod tests {
             .await
             .unwrap();
         assert_eq!((page_size, journal.as_str()), (16384, "wal"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_starting_together_on_one_sqlite_file_migrate_it_once() {
+        for round in 0..5 {
+            let scratch = Scratch::new(&format!("store-race-{round}"));
+            let starts: Vec<_> = (0..4)
+                .map(|_| {
+                    let url = scratch.url.clone();
+                    tokio::spawn(async move { Store::connect(&url).await.map(|_| ()) })
+                })
+                .collect();
+            for start in starts {
+                let started = start.await.unwrap();
+                assert!(started.is_ok(), "round {round}: {:?}", started.err());
+            }
+            let store = Store::connect(&scratch.url).await.unwrap();
+            let versions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conclave_schema_version")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(versions as usize, migrations::MIGRATIONS.len());
+        }
     }
 }
