@@ -8,6 +8,7 @@
 
 mod keys_support;
 
+use reqwest::Method;
 use std::time::Duration;
 
 use conclave_e2e::{Behavior, FakeUpstream, Proxy, SseReader, deployment};
@@ -96,6 +97,29 @@ async fn spend_rows_are_found_by_the_answers_own_id_streamed_and_not() {
         "{rows:?}"
     );
     assert!(spend_rows(&proxy, "chatcmpl-unknown", 0).await.is_empty());
+}
+
+/// On the translated routes the client is given the route's own id
+/// (`msg_...`, `resp_...`), not the chat upstream's, and finds its spend by it.
+#[tokio::test]
+async fn spend_rows_of_a_translated_answer_are_found_by_the_id_the_client_was_given() {
+    let up = FakeUpstream::start().await;
+    let proxy = Proxy::start(&config(&up, &["gpt-a"], "")).await;
+    let key = new_key(&proxy, json!({})).await;
+    let messages = json!({"model": "gpt-a", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let responses = json!({"model": "gpt-a", "input": "hi", "store": false});
+    for (path, body, prefix) in [
+        ("/v1/messages", messages, "msg_"),
+        ("/v1/responses", responses, "resp_"),
+    ] {
+        let (status, answer) = proxy.call(Method::POST, path, Some(body), Some(&key)).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        let id = answer["id"].as_str().unwrap();
+        assert!(id.starts_with(prefix), "{answer}");
+        let rows = spend_rows(&proxy, id, 1).await;
+        assert_eq!(rows.len(), 1, "{path}: {rows:?}");
+        assert_eq!(rows[0]["response_id"], id);
+    }
 }
 
 #[tokio::test]

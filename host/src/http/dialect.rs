@@ -137,6 +137,10 @@ async fn handle<D: Dialect>(
             })?;
             let mut answer = dialect.answer(&chat);
             dialect.finished(&mut answer).await;
+            // Spend logs are looked up by the id the client was given.
+            if let Some(id) = answer["id"].as_str() {
+                outcome.update(|o| o.response_id = Some(id.to_owned()));
+            }
             json_response(Bytes::from(answer.to_string()))
         }
         Answer::Stream(payloads) => {
