@@ -51,18 +51,7 @@ pub async fn redis(test: &str) -> Option<RedisTarget> {
 /// (after printing why) when PostgreSQL cannot be reached or `psql` is
 /// missing.
 pub async fn postgres_database(test: &str) -> Option<String> {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
-    let Some(addr) = host_port(&base, 5432) else {
-        unavailable(test, &format!("DATABASE_URL {base:?} has no host"));
-        return None;
-    };
-    if let Err(reason) = reachable(&addr).await {
-        unavailable(
-            test,
-            &format!("PostgreSQL at {addr} is not reachable: {reason}"),
-        );
-        return None;
-    }
+    let base = postgres_server(test).await?;
     let name = format!("conclave_test_{:016x}", fastrand_u64());
     let created = tokio::process::Command::new("psql")
         .arg(&base)
@@ -93,6 +82,16 @@ pub async fn postgres_database(test: &str) -> Option<String> {
 /// the test server), or `None` (after printing why) when PostgreSQL cannot
 /// be reached.
 pub async fn missing_postgres_database(test: &str) -> Option<String> {
+    let base = postgres_server(test).await?;
+    Some(with_database(
+        &base,
+        &format!("conclave_test_new_{:016x}", fastrand_u64()),
+    ))
+}
+
+/// The test server's URL (`DATABASE_URL`, else the machine's own), or
+/// `None` (after printing why) when it cannot be reached.
+async fn postgres_server(test: &str) -> Option<String> {
     let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
     let Some(addr) = host_port(&base, 5432) else {
         unavailable(test, &format!("DATABASE_URL {base:?} has no host"));
@@ -105,10 +104,7 @@ pub async fn missing_postgres_database(test: &str) -> Option<String> {
         );
         return None;
     }
-    Some(with_database(
-        &base,
-        &format!("conclave_test_new_{:016x}", fastrand_u64()),
-    ))
+    Some(base)
 }
 
 /// `url` with its database (the path) replaced by `database`.

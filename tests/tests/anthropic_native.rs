@@ -1024,23 +1024,12 @@ async fn the_anthropic_sdk_streams_native_events_with_thinking() {
 async fn a_clients_beta_header_reaches_anthropic_with_its_request() {
     let fake = FakeAnthropic::start().await;
     let proxy = Proxy::start(&config(&fake, "")).await;
-    for (path, stream) in PASS_THROUGH {
-        let r = proxy
-            .client
-            .post(proxy.url(path))
-            .header("x-api-key", MASTER)
-            .header("anthropic-version", "2023-01-01")
-            .header("anthropic-beta", "context-1m-2025-08-07")
-            .header("anthropic-beta", "token-efficient-tools-2025-02-19")
-            .json(&messages_body(stream))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
-    }
-    // A chat client sends no Anthropic headers, and no beta is sent.
-    let r = chat(&proxy, messages_body(None)).await;
-    assert_eq!(r.status(), 200);
+    let headers = [
+        ("anthropic-version", "2023-01-01"),
+        ("anthropic-beta", "context-1m-2025-08-07"),
+        ("anthropic-beta", "token-efficient-tools-2025-02-19"),
+    ];
+    pass_through_then_chat(&proxy, &headers).await;
     let calls = fake.calls();
     let (passed, chat_call) = calls.split_at(PASS_THROUGH.len());
     for call in passed {
@@ -1057,6 +1046,7 @@ async fn a_clients_beta_header_reaches_anthropic_with_its_request() {
             call.path
         );
     }
+    // A chat client sends no Anthropic headers, and no beta is sent.
     assert_native_headers(&chat_call[0]);
     assert!(chat_call[0].headers.get("anthropic-beta").is_none());
 }
@@ -1066,23 +1056,11 @@ async fn a_clients_beta_features_join_the_ones_the_deployment_sets() {
     let fake = FakeAnthropic::start().await;
     let extra = "      extra_headers:\n        anthropic-beta: context-1m-2025-08-07\n";
     let proxy = Proxy::start(&config(&fake, extra)).await;
-    for (path, stream) in PASS_THROUGH {
-        let r = proxy
-            .client
-            .post(proxy.url(path))
-            .header("x-api-key", MASTER)
-            .header(
-                "anthropic-beta",
-                "claude-code-20250219, context-1m-2025-08-07",
-            )
-            .json(&messages_body(stream))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
-    }
-    let r = chat(&proxy, messages_body(None)).await;
-    assert_eq!(r.status(), 200);
+    let betas = (
+        "anthropic-beta",
+        "claude-code-20250219, context-1m-2025-08-07",
+    );
+    pass_through_then_chat(&proxy, &[betas]).await;
     let calls = fake.calls();
     let (passed, chat_call) = calls.split_at(PASS_THROUGH.len());
     for call in passed {
@@ -1096,6 +1074,24 @@ async fn a_clients_beta_features_join_the_ones_the_deployment_sets() {
         chat_call[0].headers["anthropic-beta"],
         "context-1m-2025-08-07"
     );
+}
+
+/// Sends each [`PASS_THROUGH`] request with the client's `headers`, then a
+/// chat request; each must be answered 200.
+async fn pass_through_then_chat(proxy: &Proxy, headers: &[(&str, &str)]) {
+    for (path, stream) in PASS_THROUGH {
+        let mut request = proxy
+            .client
+            .post(proxy.url(path))
+            .header("x-api-key", MASTER);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let r = request.json(&messages_body(stream)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
+    }
+    let r = chat(proxy, messages_body(None)).await;
+    assert_eq!(r.status(), 200);
 }
 
 /// A streamed `/v1/messages` request with the master key, answered 200:

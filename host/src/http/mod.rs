@@ -41,6 +41,7 @@ use tower::ServiceBuilder;
 pub use request_id::AssignId;
 
 use crate::gateway::Gateway;
+use crate::openai::Endpoint;
 use crate::ops::admission::Admission;
 use crate::ops::sinks::Outcomes;
 use crate::reload::Control;
@@ -323,19 +324,14 @@ pub fn app(
 fn deployment_routes() -> Router<AppState> {
     let mut routes = Router::new();
     for prefix in ["/openai/deployments", "/engines", "/v1/engines"] {
-        routes = routes
-            .route(
-                &format!("{prefix}/{{model}}/chat/completions"),
-                post(routes::deployment_chat_completions),
-            )
-            .route(
-                &format!("{prefix}/{{model}}/completions"),
-                post(routes::deployment_completions),
-            )
-            .route(
-                &format!("{prefix}/{{model}}/embeddings"),
-                post(routes::deployment_embeddings),
-            );
+        for endpoint in [
+            Endpoint::ChatCompletions,
+            Endpoint::Completions,
+            Endpoint::Embeddings,
+        ] {
+            let path = format!("{prefix}/{{model}}{}", endpoint.path());
+            routes = routes.route(&path, routes::deployment_route(endpoint));
+        }
     }
     routes
 }

@@ -169,60 +169,25 @@ async fn model_call(
     model_call_naming(state, scope, endpoint, request, None).await
 }
 
-/// Azure OpenAI's paths (`/openai/deployments/{model}/chat/completions`)
-/// and the older engine paths (`/engines/{model}/...`), which LiteLLM
-/// serves for Azure clients: the path names the model, over the body's.
-pub async fn deployment_chat_completions(
-    State(state): State<AppState>,
-    Extension(scope): Extension<Scope>,
-    Path(model): Path<String>,
-    request: Request,
-) -> Response {
-    let endpoint = Endpoint::ChatCompletions;
-    Box::pin(model_call_naming(
-        state,
-        scope,
-        endpoint,
-        request,
-        Some(model),
-    ))
-    .await
-}
-
-/// [`deployment_chat_completions`] for text completions.
-pub async fn deployment_completions(
-    State(state): State<AppState>,
-    Extension(scope): Extension<Scope>,
-    Path(model): Path<String>,
-    request: Request,
-) -> Response {
-    let endpoint = Endpoint::Completions;
-    Box::pin(model_call_naming(
-        state,
-        scope,
-        endpoint,
-        request,
-        Some(model),
-    ))
-    .await
-}
-
-/// [`deployment_chat_completions`] for embeddings.
-pub async fn deployment_embeddings(
-    State(state): State<AppState>,
-    Extension(scope): Extension<Scope>,
-    Path(model): Path<String>,
-    request: Request,
-) -> Response {
-    let endpoint = Endpoint::Embeddings;
-    Box::pin(model_call_naming(
-        state,
-        scope,
-        endpoint,
-        request,
-        Some(model),
-    ))
-    .await
+/// The route of Azure OpenAI's paths (`/openai/deployments/{model}/chat/completions`)
+/// and the older engine paths (`/engines/{model}/...`) for `endpoint`,
+/// which LiteLLM serves for Azure clients: the path names the model, over
+/// the body's.
+pub fn deployment_route(endpoint: Endpoint) -> axum::routing::MethodRouter<AppState> {
+    axum::routing::post(
+        move |State(state): State<AppState>,
+              Extension(scope): Extension<Scope>,
+              Path(model): Path<String>,
+              request: Request| {
+            Box::pin(model_call_naming(
+                state,
+                scope,
+                endpoint,
+                request,
+                Some(model),
+            ))
+        },
+    )
 }
 
 /// A model call whose model `path_model` names when the path gives one.
@@ -312,14 +277,13 @@ pub(super) fn keep_request_body(
     }
 }
 
-/// Refuses a client body that holds one of the fields the gateway's own
+/// Refuses a client body whose field `names` include one the gateway's own
 /// routes carry a native body in ([`crate::translate::NATIVE_CARRIERS`]):
 /// sent by a client, it would replace what the upstream is sent.
-pub(super) fn refuse_native_carriers(holds: impl Fn(&str) -> bool) -> Result<(), ApiError> {
-    match crate::translate::NATIVE_CARRIERS
-        .into_iter()
-        .find(|f| holds(f))
-    {
+pub(super) fn refuse_native_carriers<'a>(
+    mut names: impl Iterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    match names.find(|name| crate::translate::is_native_carrier(name)) {
         Some(field) => Err(ApiError::invalid(
             format!("`{field}` is the gateway's own field; a request may not set it"),
             Some(field),
@@ -355,7 +319,7 @@ async fn read_request(
     keep(&bytes, req.is_ok());
     let req = req.map_err(|e| body_error(&e))?;
     drop(bytes);
-    refuse_native_carriers(|field| req.rest.contains_key(field))?;
+    refuse_native_carriers(req.rest.iter().map(|(name, _)| name))?;
     if req.model.trim().is_empty() {
         return Err(ApiError::invalid("model must not be empty", Some("model")));
     }

@@ -366,7 +366,8 @@ fn text_of(content: &Value) -> String {
 /// a native Messages request keeps): no other upstream is sent it, and no
 /// strategy sees it.
 pub fn is_native_carrier(field: &str) -> bool {
-    NATIVE_CARRIERS.contains(&field)
+    // Every field of every request is asked: the prefix turns nearly all away.
+    field.starts_with("conclave_native_") && NATIVE_CARRIERS.contains(&field)
 }
 
 /// The fields [`is_native_carrier`] names: only the gateway's own routes
@@ -476,6 +477,15 @@ mod properties;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_native_carrier_is_told_apart_by_its_prefix() {
+        for field in NATIVE_CARRIERS {
+            assert!(is_native_carrier(field), "{field}");
+        }
+        assert!(!is_native_carrier("conclave_native_other"));
+        assert!(!is_native_carrier("messages"));
+    }
 
     #[test]
     fn reasoning_is_read_under_either_name() {
