@@ -120,6 +120,32 @@ async fn spend_rows_of_a_translated_answer_are_found_by_the_id_the_client_was_gi
         assert_eq!(rows.len(), 1, "{path}: {rows:?}");
         assert_eq!(rows[0]["response_id"], id);
     }
+    // Streamed: the id the first event gives the message or response.
+    let messages = json!({"model": "gpt-a", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let responses = json!({"model": "gpt-a", "input": "hi", "store": false, "stream": true});
+    for (path, body) in [("/v1/messages", messages), ("/v1/responses", responses)] {
+        let r = proxy
+            .client
+            .post(proxy.url(path))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let mut reader = SseReader::new(r);
+        let first: Value =
+            serde_json::from_str(&reader.next(Duration::from_secs(10)).await.unwrap()).unwrap();
+        while reader.next(Duration::from_secs(10)).await.is_some() {}
+        let id = first["message"]["id"]
+            .as_str()
+            .or_else(|| first["response"]["id"].as_str())
+            .unwrap_or_else(|| panic!("{path}: {first}"))
+            .to_owned();
+        let rows = spend_rows(&proxy, &id, 1).await;
+        assert_eq!(rows.len(), 1, "{path}: {rows:?}");
+        assert_eq!(rows[0]["response_id"], id.as_str());
+    }
 }
 
 #[tokio::test]

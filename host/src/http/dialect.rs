@@ -72,6 +72,12 @@ pub(super) trait Translator: Send + 'static {
     fn closing_bytes(&self) -> usize {
         0
     }
+    /// The id the client is given for a translated answer, once the stream
+    /// shows it is one (a native stream keeps its upstream's id): spend
+    /// logs are looked up by it.
+    fn client_id(&self) -> Option<&str> {
+        None
+    }
     /// Sees the events of a cleanly finished stream before they are sent,
     /// and may keep the answer they carry; nothing by default.
     fn finished(&mut self, _events: &mut [Event]) -> impl Future<Output = ()> + Send {
@@ -146,7 +152,8 @@ async fn handle<D: Dialect>(
         }
         Answer::Stream(payloads) => {
             let limit = gateway.router.max_response_bytes();
-            event_response(translated(payloads, dialect.stream(), limit))
+            let translating = (dialect.stream(), outcome.clone());
+            event_response(translated(payloads, translating, limit))
         }
     };
     super::routes::add_route_headers(&mut response, executed.headers);
@@ -235,13 +242,14 @@ fn sse(events: &[Event]) -> Bytes {
 /// and lets the upstream go.
 fn translated<T: Translator>(
     payloads: PayloadStream,
-    mut translator: T,
+    (mut translator, outcome): (T, OutcomeHandle),
     limit: usize,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let start = sse(&translator.start());
-    let state = (payloads, translator, 0usize);
+    // The outcome until the client's id is noted on it.
+    let state = (payloads, translator, 0usize, Some(outcome));
     let rest = stream::unfold(Some(state), move |state| async move {
-        let (mut payloads, mut translator, mut received) = state?;
+        let (mut payloads, mut translator, mut received, mut unnoted) = state?;
         loop {
             match payloads.next().await {
                 Some(Ok(payload)) => {
@@ -258,13 +266,18 @@ fn translated<T: Translator>(
                             return Some((Ok(sse(&translator.fail(&error))), None));
                         }
                     };
+                    if let Some(id) = translator.client_id()
+                        && let Some(outcome) = unnoted.take()
+                    {
+                        outcome.update(|o| o.response_id = Some(id.to_owned()));
+                    }
                     if translator.closing_bytes() > limit {
                         let error = too_large_to_close(limit);
                         tracing::warn!(%error, "ending a translated stream");
                         return Some((Ok(sse(&translator.fail(&error))), None));
                     }
                     if !events.is_empty() {
-                        let state = (payloads, translator, received);
+                        let state = (payloads, translator, received, unnoted);
                         return Some((Ok(sse(&events)), Some(state)));
                     }
                 }

@@ -376,6 +376,10 @@ impl Translator for MessagesEvents {
         Vec::new()
     }
 
+    fn client_id(&self) -> Option<&str> {
+        (self.mode == Mode::Translated).then(|| self.inner.id())
+    }
+
     fn push(&mut self, payload: &[u8]) -> Result<Vec<Event>, ApiError> {
         if self.mode == Mode::Unknown {
             match Self::native(payload) {

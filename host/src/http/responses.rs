@@ -660,6 +660,10 @@ impl Translator for KeptStream {
         Vec::new()
     }
 
+    fn client_id(&self) -> Option<&str> {
+        (self.mode == Mode::Translated).then_some(self.events.envelope.id.as_str())
+    }
+
     fn push(&mut self, payload: &[u8]) -> Result<Vec<Event>, ApiError> {
         if self.mode == Mode::Unknown {
             if is_native_event(payload) {

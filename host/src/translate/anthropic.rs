@@ -761,6 +761,11 @@ pub struct MessagesStream {
 }
 
 impl MessagesStream {
+    /// The `msg_...` id the stream's events give the message.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// A translator for the answer to a request for `model`.
     pub fn new(id: &str, model: &str) -> Self {
         Self {

@@ -903,7 +903,7 @@ enum Open {
 /// another kind (or another call) finishes the open item first.
 #[derive(Debug)]
 pub struct ResponsesStream {
-    envelope: Envelope,
+    pub envelope: Envelope,
     sequence: u64,
     output: Vec<Value>,
     open: Option<Open>,
