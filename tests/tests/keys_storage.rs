@@ -476,6 +476,18 @@ async fn the_core_management_scenario_passes_on_postgres() {
     assert_eq!(status, 200, "{info}");
 }
 
+/// The key store at `url` holds `key`.
+async fn assert_stored(url: &str, key: &str) {
+    let store = Store::connect(url).await.unwrap();
+    assert!(
+        store
+            .key(&keys_mgmt_support::sha256(key))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 #[tokio::test]
 async fn a_postgres_database_that_does_not_exist_is_created() {
     let Some(url) =
@@ -491,14 +503,7 @@ async fn a_postgres_database_that_does_not_exist_is_created() {
         "{}",
         proxy.logs()
     );
-    let store = Store::connect(&url).await.unwrap();
-    assert!(
-        store
-            .key(&keys_mgmt_support::sha256(&key))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert_stored(&url, &key).await;
 }
 
 #[tokio::test]
@@ -516,14 +521,7 @@ async fn database_url_from_the_environment_selects_postgres() {
         proxy.logs().contains("Postgres"),
         "DATABASE_URL names the store"
     );
-    let store = Store::connect(&url).await.unwrap();
-    assert!(
-        store
-            .key(&keys_mgmt_support::sha256(&key))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert_stored(&url, &key).await;
 }
 
 #[tokio::test]

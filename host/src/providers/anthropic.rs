@@ -149,13 +149,12 @@ pub fn client_headers(carried: Option<&Value>) -> HeaderMap {
 /// (a longer context) keeps it when a client such as Claude Code asks for
 /// others. Any other header of the client's replaces the deployment's.
 pub fn add_client_headers(headers: &mut HeaderMap, client: HeaderMap) {
-    for (name, value) in client {
-        let Some(name) = name else { continue };
-        let merged = match headers.get(&name) {
-            Some(configured) if name == "anthropic-beta" => merged_list(configured, &value),
+    for (name, value) in &client {
+        let merged = match headers.get(name) {
+            Some(configured) if name == "anthropic-beta" => merged_list(configured, value),
             _ => None,
         };
-        headers.insert(name, merged.unwrap_or(value));
+        headers.insert(name.clone(), merged.unwrap_or_else(|| value.clone()));
     }
 }
 

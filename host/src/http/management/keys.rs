@@ -925,7 +925,7 @@ async fn rotate(
     record.token_hash = token::hash(&value);
     record.key_name = token::display_name(&value);
     // Later than what was read, so the final write below can tell.
-    record.updated_at = SystemTime::now().max(read_at + std::time::Duration::from_millis(1));
+    record.updated_at = crate::keys::store::later_than_read(SystemTime::now(), read_at);
     let rotated = keys
         .store()
         .rehash_key(

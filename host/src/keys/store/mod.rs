@@ -138,10 +138,15 @@ impl Store {
                 .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
             Backend::Postgres => pool_options.max_connections(pool.max_connections.unwrap_or(10)),
         };
-        if backend == Backend::Postgres {
-            create_missing_database(url).await?;
-        }
-        let pool = match pool_options.connect_with(options.clone()).await {
+        let pool = match pool_options.clone().connect_with(options.clone()).await {
+            Ok(pool) => Ok(pool),
+            Err(e) if backend == Backend::Postgres && names_missing_database(&e) => {
+                create_database(url).await?;
+                pool_options.connect_with(options.clone()).await
+            }
+            Err(e) => Err(e),
+        };
+        let pool = match pool {
             Ok(pool) => pool,
             Err(e) => return Err(KeyError::Store(open_error(url, &options, e).await)),
         };
@@ -313,33 +318,23 @@ fn migration(e: sqlx::Error) -> KeyError {
     KeyError::Migration(redact(e))
 }
 
-/// Creates the PostgreSQL database `url` names when the server says it
-/// does not exist (SQLSTATE 3D000), as LiteLLM's start-up migration does:
-/// pointing a new gateway at a fresh server then just works. The database
-/// is created through the server's `postgres` database with the same
-/// credentials; one another instance created meanwhile is fine. Any other
-/// failure is left to the pool, which reports it.
-async fn create_missing_database(url: &str) -> Result<(), KeyError> {
-    use sqlx::postgres::{PgConnectOptions, PgConnection};
-    use sqlx::{ConnectOptions, Connection};
-    let Ok(options) = PgConnectOptions::from_str(url) else {
-        return Ok(());
-    };
-    let missing = match PgConnection::connect_with(&options).await {
-        Ok(conn) => {
-            let _ = conn.close().await;
-            return Ok(());
-        }
-        Err(sqlx::Error::Database(e)) => e.code().as_deref() == Some("3D000"),
-        Err(_) => false,
-    };
-    let Some(name) = options
-        .get_database()
-        .filter(|_| missing)
-        .map(str::to_owned)
-    else {
-        return Ok(());
-    };
+/// Whether a connection failed because the database it names does not
+/// exist (PostgreSQL's SQLSTATE 3D000).
+fn names_missing_database(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(e) if e.code().as_deref() == Some("3D000"))
+}
+
+/// Creates the PostgreSQL database `url` names, which the server said does
+/// not exist, as LiteLLM's start-up migration does: pointing a new gateway
+/// at a fresh server then just works. The database is created through the
+/// server's `postgres` database with the same credentials; one another
+/// instance created meanwhile is fine.
+async fn create_database(url: &str) -> Result<(), KeyError> {
+    use sqlx::ConnectOptions;
+    use sqlx::postgres::PgConnectOptions;
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| KeyError::Config(format!("database_url is not usable: {}", redact(e))))?;
+    let name = options.get_database().unwrap_or_default().to_owned();
     let creating = |e: sqlx::Error| {
         KeyError::Store(format!(
             "the database {name:?} does not exist and cannot be created: {}",
@@ -358,7 +353,7 @@ async fn create_missing_database(url: &str) -> Result<(), KeyError> {
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
         Err(e) => return Err(creating(e)),
     }
-    let _ = admin.close().await;
+    let _ = sqlx::Connection::close(admin).await;
     Ok(())
 }
 
@@ -470,11 +465,18 @@ where
     }
 }
 
-/// The `updated_at` a conditional write stores: later than the one it
-/// read, so two changes within one millisecond still tell apart.
+/// The `updated_at` a write made at `at` stores over a row it read with
+/// `read_at`: later than the one it read, so two changes within one
+/// millisecond still tell apart.
+pub fn later_than_read(at: SystemTime, read_at: SystemTime) -> SystemTime {
+    read_at
+        .checked_add(std::time::Duration::from_millis(1))
+        .map_or(at, |later| at.max(later))
+}
+
+/// The `updated_at` a conditional write stores ([`later_than_read`]).
 pub(super) fn written_at(updated_at: SystemTime, read_at: Option<SystemTime>) -> i64 {
-    let at = to_ms(updated_at);
-    read_at.map_or(at, |read| at.max(to_ms(read).saturating_add(1)))
+    to_ms(read_at.map_or(updated_at, |read| later_than_read(updated_at, read)))
 }
 
 #[cfg(test)]
