@@ -811,6 +811,64 @@ async fn an_upstream_echoing_its_key_in_a_json_answer_is_redacted() {
     assert!(text.contains("[redacted]"), "{text}");
 }
 
+/// Chat chunks whose contents are `pieces`, then a finish and `[DONE]`.
+fn content_events(pieces: &[&str]) -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    let mut events: Vec<String> = pieces
+        .iter()
+        .map(|p| chunk(json!({"content": p}), Value::Null))
+        .collect();
+    events.push(chunk(json!({}), json!("stop")));
+    events.push("data: [DONE]\n\n".into());
+    events
+}
+
+#[tokio::test]
+async fn an_upstream_streaming_its_key_in_pieces_or_escaped_is_redacted() {
+    let up = FakeUpstream::start().await;
+    let events = content_events(&["your key: s", "k-t", "est", "-k", "ey, ok"]);
+    let events: Vec<&str> = events.iter().map(String::as_str).collect();
+    up.set("a", Behavior::raw_sse(&events));
+    up.set(
+        "b",
+        Behavior::raw_body(
+            "application/json",
+            r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"key \u0073k-test-key"},"finish_reason":"stop"}]}"#,
+        ),
+    );
+    let proxy = proxy(&up, &[("g", "a", &[]), ("h", "b", &[])], NO_RETRIES).await;
+    let (status, _, text, _) = send(&proxy, "g", true).await;
+    assert_eq!(status, 200, "{text}");
+    let content: String = sse_payloads(&text)
+        .iter()
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(!content.contains("test-key"), "{content}");
+    assert!(content.ends_with("[redacted], ok"), "{content}");
+    // The Responses translation joins the pieces itself, into its final
+    // events and the stored response.
+    let responses = json!({"model": "g", "input": "hi", "stream": true});
+    let r = proxy.post("/v1/responses", &responses).await;
+    let text = r.text().await.unwrap();
+    assert!(text.contains("response.completed"), "{text}");
+    assert!(!text.contains("test-key"), "{text}");
+    let (status, _, text, _) = send(&proxy, "h", false).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        json(&text)["choices"][0]["message"]["content"],
+        "key [redacted]"
+    );
+}
+
 #[tokio::test]
 async fn an_upstream_redirect_is_not_followed() {
     let up = FakeUpstream::start().await;

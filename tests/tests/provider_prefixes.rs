@@ -200,3 +200,25 @@ async fn a_mock_response_answers_without_calling_the_provider() {
         proxy.logs()
     );
 }
+
+#[tokio::test]
+async fn a_login_in_the_api_base_is_sent_as_basic_auth() {
+    // A server behind basic auth is configured as LiteLLM users write it:
+    // the login in the URL, which never reaches the server by itself.
+    let up = FakeUpstream::start().await;
+    up.set("login", Behavior::ok("behind a login"));
+    let base = up
+        .api_base("login")
+        .replacen("://", "://team:pa55%40word@", 1);
+    let yaml = format!(
+        "model_list:\n  - model_name: local\n    litellm_params:\n      model: openai/m\n      \
+         api_base: {base}\n      api_key: sk-local\n"
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let (status, _, body) = proxy.chat(&chat_body("local", "hi")).await;
+    assert_eq!(status, 200, "{body}");
+    let call = up.recorded().pop().unwrap();
+    // base64 of "team:pa55@word"
+    assert_eq!(call.headers["authorization"], "Basic dGVhbTpwYTU1QHdvcmQ=");
+    assert!(!proxy.logs().contains("pa55"), "the login reached the log");
+}

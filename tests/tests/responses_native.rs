@@ -264,6 +264,24 @@ fn without_store(mut v: Value) -> Value {
 }
 
 #[tokio::test]
+async fn a_native_request_of_the_wrong_type_is_refused_as_a_translated_one_is() {
+    let fake = FakeNative::start().await;
+    let proxy = Proxy::start(&config(&fake, "")).await;
+    // Built-in tools only a native deployment serves, and a `stream` that is
+    // no boolean: refused by name, never read as "not streaming".
+    for (field, value) in [("stream", json!("true")), ("store", json!(1))] {
+        let mut request = json!({"model": "gpt-native", "input": "hello",
+            "tools": [{"type": "web_search"}]});
+        request[field] = value;
+        let r = send(&proxy, "/v1/responses", MASTER, &request).await;
+        assert_eq!(r.status(), 400, "{field}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["param"], field, "{body}");
+    }
+    assert!(fake.calls().is_empty());
+}
+
+#[tokio::test]
 async fn a_native_answer_keeps_unknown_fields_both_ways() {
     let fake = FakeNative::start().await;
     let proxy = Proxy::start(&config(&fake, "")).await;

@@ -465,6 +465,7 @@ impl Dialect for Responses {
             // Only native deployments can answer it: the chat fields are
             // a stub (a fallback to a translating group gets no messages).
             Err(_) if self.native_only => {
+                crate::translate::responses::check_fields(body)?;
                 let stream = body["stream"] == true;
                 let mut stub = json!({"model": body["model"], "messages": []});
                 if stream {

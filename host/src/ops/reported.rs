@@ -74,7 +74,8 @@ impl Reported {
                 self.choices.answered > 0
                     || self.is_response
                     || self.kind.as_deref() == Some("message"),
-                "a `choices` list with a `message` (or a completion's `text`)",
+                "a `choices` list with a `message` (or a completion's `text`), or, passed \
+                 through natively, an Anthropic `message` or a Responses `response`",
             ),
             Endpoint::Embeddings | Endpoint::ImageGenerations => (self.data, "a `data` list"),
             Endpoint::Moderations => (self.results, "a `results` list"),

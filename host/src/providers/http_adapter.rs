@@ -1,15 +1,16 @@
 //! The one HTTP adapter: OpenAI's wire format to any provider in the table.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::param_rules::{self, ParamRules};
+use super::redact::{KeyRedactor, StreamRedactor};
 use super::table::{Dialect, ProviderSpec};
 use super::{TargetError, UpstreamCall, UpstreamError, UpstreamReply, sse};
 use crate::config::{EXTRA_BODY, Env, LitellmParams, Secret, is_request_default};
@@ -97,7 +98,7 @@ impl HttpTarget {
         env: &Env,
         drop_params_default: bool,
     ) -> Result<Self, TargetError> {
-        let base_url = base_url(spec, params, env)?;
+        let (base_url, login) = split_login(base_url(spec, params, env)?);
         let api_key = params
             .api_key
             .clone()
@@ -117,6 +118,9 @@ impl HttpTarget {
                 .flatten()
         });
         let mut headers = call_headers(spec.dialect, api_key.as_ref(), params)?;
+        if let Some(login) = login {
+            headers.insert(http::header::AUTHORIZATION, login);
+        }
         let mut defaults = request_defaults(params)?;
         let extra_body = extra_body(params)?;
         add_absent(&mut defaults, &extra_body);
@@ -280,6 +284,9 @@ impl HttpTarget {
             None
         };
         let native_responses = responses.is_some();
+        // A chat request to a deployment that serves only completions.
+        let as_completions =
+            self.spec.completions_only && call.endpoint == Endpoint::ChatCompletions;
         let mut client_headers = None;
         // How an `anthropic/` deployment's answer reaches the client.
         let mut anthropic_reply = None;
@@ -296,12 +303,24 @@ impl HttpTarget {
             client_headers = Some(request.headers);
             anthropic_reply = Some(request.reply);
             request.bytes
+        } else if as_completions {
+            let fields = super::text_completion::request_fields(body)?;
+            encode_outbound_body(
+                model,
+                call.stream,
+                &fields,
+                defaults,
+                self.supports_reasoning,
+            )
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?
         } else {
             encode_outbound_body(model, call.stream, body, defaults, self.supports_reasoning)
                 .map_err(|e| UpstreamError::Protocol(e.to_string()))?
         };
         let url = if native_responses {
             self.urls.responses.clone()
+        } else if as_completions {
+            self.url(model, Endpoint::Completions)?
         } else {
             self.url(model, call.endpoint)?
         };
@@ -350,16 +369,21 @@ impl HttpTarget {
                 super::responses::stream_reply(chunks, wait, room)
             } else if let Some(reply) = anthropic_reply {
                 super::anthropic::stream_reply(chunks, wait, room, reply)
+            } else if as_completions {
+                super::text_completion::stream_reply(sse::decode_objects(chunks, wait, room))
             } else {
                 sse::decode_objects(chunks, wait, room)
             };
             // Chunks and an error ending the stream reach the client, so
             // they must not carry the key either.
             let payloads = match self.redactor.clone() {
-                Some(redactor) => Box::pin(payloads.map(move |item| match item {
-                    Ok(payload) => Ok(redactor.payload(payload)),
-                    Err(error) => Err(error.map_text(|m| redactor.text(&m))),
-                })),
+                Some(redactor) => {
+                    let mut redactor = StreamRedactor::new(redactor);
+                    Box::pin(payloads.map(move |item| match item {
+                        Ok(payload) => Ok(redactor.payload(payload)),
+                        Err(error) => Err(error.map_text(|m| redactor.text(&m))),
+                    }))
+                }
                 None => payloads,
             };
             Ok(UpstreamReply::Stream(payloads))
@@ -383,6 +407,9 @@ impl HttpTarget {
                 return super::anthropic::json_reply(body, reply)
                     .map(UpstreamReply::Json)
                     .map_err(|e| e.map_text(|m| self.redact(&m)));
+            }
+            if as_completions {
+                return super::text_completion::json_reply(body).map(UpstreamReply::Json);
             }
             Ok(UpstreamReply::Json(body))
         }
@@ -587,6 +614,33 @@ fn base_url(spec: &ProviderSpec, params: &LitellmParams, env: &Env) -> Result<St
     Ok(base_url)
 }
 
+/// An api_base without the login it may carry (`http://user:pass@host/v1`),
+/// and that login as `Authorization: Basic`: a URL's login never reaches
+/// the server by itself, and the HTTP client under LiteLLM sends it so
+/// (over any key's header).
+fn split_login(base_url: String) -> (String, Option<HeaderValue>) {
+    let Some((scheme, rest)) = base_url.split_once("://") else {
+        return (base_url, None);
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (base_url, None);
+    };
+    let (user, password) = rest[..at].split_once(':').unwrap_or((&rest[..at], ""));
+    let decoded = |part: &str| percent_encoding::percent_decode_str(part).collect::<Vec<u8>>();
+    let mut credentials = decoded(user);
+    credentials.push(b':');
+    credentials.extend(decoded(password));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let login = HeaderValue::from_str(&format!("Basic {encoded}"))
+        .ok()
+        .map(|mut value| {
+            value.set_sensitive(true);
+            value
+        });
+    (format!("{scheme}://{}", &rest[at + 1..]), login)
+}
+
 /// The headers every call of a deployment sends: its key in the provider's
 /// header, the organization, the configured extra headers, Anthropic's
 /// version and the JSON content type.
@@ -749,125 +803,6 @@ fn until_date(text: &str, now: jiff::Timestamp) -> Option<Duration> {
     let at = PARSER.parse_timestamp(text.trim()).ok()?;
     let wait = Duration::try_from(at.duration_since(now)).ok()?;
     (!wait.is_zero()).then(|| wait.min(RETRY_AFTER_CAP))
-}
-
-/// Searchers for a deployment's secrets, built once with the target: its
-/// key, and the credentials among its `extra_headers`. Every answer, chunk
-/// and error text is searched for them.
-struct KeyRedactor {
-    /// One searcher per secret, the longest first, so that a secret holding
-    /// another (`Bearer sk-...` and `sk-...`) is replaced whole.
-    finders: Vec<memchr::memmem::Finder<'static>>,
-}
-
-/// The shortest `api_key` searched for.
-const MIN_KEY_LEN: usize = 4;
-/// The shortest credential searched for in `extra_headers`: shorter values
-/// would replace ordinary words in answers.
-const MIN_HEADER_SECRET_LEN: usize = 8;
-
-impl KeyRedactor {
-    /// The redactor for `key` and the credentials in `extra_headers`;
-    /// `None` when there is nothing to search for.
-    fn new(key: Option<&Secret>, extra_headers: &BTreeMap<String, String>) -> Option<Self> {
-        let mut secrets: Vec<&str> = key
-            .map(Secret::expose)
-            .filter(|key| key.len() >= MIN_KEY_LEN && looks_secret(key))
-            .into_iter()
-            .collect();
-        for (name, value) in extra_headers {
-            secrets.extend(header_secrets(name, value));
-        }
-        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-        secrets.dedup();
-        let finders: Vec<_> = secrets
-            .into_iter()
-            .map(|secret| memchr::memmem::Finder::new(secret.as_bytes()).into_owned())
-            .collect();
-        (!finders.is_empty()).then_some(Self { finders })
-    }
-
-    /// `payload` with every occurrence of a secret replaced by `[redacted]`.
-    fn payload(&self, payload: Bytes) -> Bytes {
-        self.finders
-            .iter()
-            .fold(payload, |payload, finder| redact_payload(payload, finder))
-    }
-
-    /// `message` with every occurrence of a secret replaced by `[redacted]`.
-    fn text(&self, message: &str) -> String {
-        let mut text = message.to_owned();
-        for finder in &self.finders {
-            if finder.find(text.as_bytes()).is_some()
-                && let Ok(secret) = std::str::from_utf8(finder.needle())
-            {
-                text = text.replace(secret, "[redacted]");
-            }
-        }
-        text
-    }
-}
-
-/// The credentials an `extra_headers` entry carries: the value of a header
-/// whose name says it holds one (`Authorization`, `x-api-key`, `X-Auth-Token`,
-/// ...), and the token of a `<scheme> <token>` value.
-fn header_secrets<'a>(name: &str, value: &'a str) -> impl Iterator<Item = &'a str> {
-    let name = name.to_ascii_lowercase();
-    let credential = [
-        "auth",
-        "key",
-        "token",
-        "secret",
-        "password",
-        "cookie",
-        "signature",
-    ]
-    .iter()
-    .any(|word| name.contains(word));
-    let value = value.trim();
-    let token = value.split_once(' ').map(|(_, token)| token.trim());
-    [Some(value), token]
-        .into_iter()
-        .flatten()
-        .filter(move |secret| credential && secret.len() >= MIN_HEADER_SECRET_LEN)
-}
-
-/// Whether a key is worth searching answers for: a placeholder that
-/// key-less servers are given (`none`, `EMPTY`, `fake-key`), a short plain
-/// word (`stop`) or a short number (`17000`) is no secret, and replacing it
-/// would rewrite the model's text, or the answer's own fields and numbers,
-/// wherever it occurs.
-fn looks_secret(key: &str) -> bool {
-    const PLACEHOLDERS: &[&str] = &[
-        "fake-key",
-        "not-needed",
-        "no-key",
-        "sk-no-key-required",
-        "lm-studio",
-        "placeholder",
-    ];
-    let plain_word = key.len() < 12
-        && (key.bytes().all(|b| b.is_ascii_alphabetic())
-            || key.bytes().all(|b| b.is_ascii_digit()));
-    !plain_word && !PLACEHOLDERS.iter().any(|p| key.eq_ignore_ascii_case(p))
-}
-
-/// `payload` with every occurrence of `key` (the needle `finder` searches
-/// for) replaced by `[redacted]`.
-fn redact_payload(payload: Bytes, finder: &memchr::memmem::Finder<'_>) -> Bytes {
-    let key_len = finder.needle().len();
-    if key_len == 0 || finder.find(&payload).is_none() {
-        return payload;
-    }
-    let mut out = Vec::with_capacity(payload.len());
-    let mut rest: &[u8] = &payload;
-    while let Some(pos) = finder.find(rest) {
-        out.extend_from_slice(&rest[..pos]);
-        out.extend_from_slice(b"[redacted]");
-        rest = &rest[pos + key_len..];
-    }
-    out.extend_from_slice(rest);
-    Bytes::from(out)
 }
 
 /// Adds what the shared client and hyper would add to every request that
@@ -1104,6 +1039,17 @@ mod tests {
     }
 
     #[test]
+    fn a_login_in_the_api_base_leaves_the_url_as_basic_auth() {
+        let (url, login) = split_login("http://user:pa55%40word@127.0.0.1:8000/v1".into());
+        assert_eq!(url, "http://127.0.0.1:8000/v1");
+        // base64 of "user:pa55@word"
+        assert_eq!(login.unwrap(), "Basic dXNlcjpwYTU1QHdvcmQ=");
+        let (url, login) = split_login("https://api.example.com/v1?key=a@b".into());
+        assert_eq!(url, "https://api.example.com/v1?key=a@b");
+        assert!(login.is_none());
+    }
+
+    #[test]
     fn outbound_body_keeps_client_fields_and_fills_defaults() {
         let body: RawFields =
             serde_json::from_str(r#"{"messages":[],"temperature":0.1,"tools":[1]}"#).unwrap();
@@ -1139,67 +1085,6 @@ mod tests {
         let out = encode_outbound_body("m", false, &body, &Map::new(), true).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert!(v.get("thinking").is_none());
-    }
-
-    #[test]
-    fn payloads_lose_every_copy_of_the_key() {
-        let p = Bytes::from_static(br#"{"error":{"message":"k sk-1234 and sk-1234!"}}"#);
-        assert_eq!(
-            redact_payload(p, &memchr::memmem::Finder::new("sk-1234")),
-            Bytes::from_static(br#"{"error":{"message":"k [redacted] and [redacted]!"}}"#)
-        );
-        let clean = Bytes::from_static(b"{}");
-        assert_eq!(
-            redact_payload(clean.clone(), &memchr::memmem::Finder::new("sk-1234")),
-            clean
-        );
-    }
-
-    #[test]
-    fn credentials_in_extra_headers_are_redacted_beside_the_key() {
-        let headers = BTreeMap::from([
-            (
-                "Authorization".to_owned(),
-                "Bearer sk-from-a-header-456".to_owned(),
-            ),
-            ("X-Title".to_owned(), "my shared application".to_owned()),
-            ("x-api-key".to_owned(), "short".to_owned()),
-        ]);
-        let key = Secret::new("sk-1234".to_owned());
-        let redactor = KeyRedactor::new(Some(&key), &headers).unwrap();
-        assert_eq!(
-            redactor.text("sent Bearer sk-from-a-header-456, sk-from-a-header-456 and sk-1234"),
-            "sent [redacted], [redacted] and [redacted]"
-        );
-        let payload =
-            Bytes::from_static(b"{\"c\":\"sk-from-a-header-456 for my shared application\"}");
-        assert_eq!(
-            redactor.payload(payload),
-            Bytes::from_static(b"{\"c\":\"[redacted] for my shared application\"}")
-        );
-        assert!(KeyRedactor::new(None, &BTreeMap::new()).is_none());
-    }
-
-    #[test]
-    fn placeholder_keys_leave_answers_as_written() {
-        for placeholder in [
-            "none",
-            "EMPTY",
-            "fake",
-            "stop",
-            "dummy",
-            "fake-key",
-            "not-needed",
-            "17000",
-        ] {
-            let key = Secret::new(placeholder.to_owned());
-            assert!(
-                KeyRedactor::new(Some(&key), &BTreeMap::new()).is_none(),
-                "{placeholder}"
-            );
-        }
-        let real = Secret::new("sk-test-key".to_owned());
-        assert!(KeyRedactor::new(Some(&real), &BTreeMap::new()).is_some());
     }
 
     /// A target for `api_base`, as a config entry `openai/m` would build it.

@@ -12,9 +12,11 @@ pub use http_adapter::encode_outbound_body;
 pub mod mock;
 mod mock_answers;
 pub mod param_rules;
+mod redact;
 pub mod responses;
 pub mod sse;
 pub mod table;
+mod text_completion;
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -31,6 +31,9 @@ pub struct ProviderSpec {
     /// Whether the provider refuses requests without a key.
     pub key_required: bool,
     pub dialect: Dialect,
+    /// Whether it serves only OpenAI's completions endpoint, so that a chat
+    /// request is sent there as a prompt ([`super::text_completion`]).
+    pub completions_only: bool,
 }
 
 const fn spec(
@@ -47,6 +50,7 @@ const fn spec(
         bare_base_path: None,
         key_required,
         dialect: Dialect::OpenAi,
+        completions_only: false,
     }
 }
 
@@ -205,6 +209,7 @@ static PROVIDERS: &[ProviderSpec] = &[
     // and NVIDIA's hosted models.
     ProviderSpec {
         base_env: Some("OPENAI_API_BASE"),
+        completions_only: true,
         ..spec(
             "text-completion-openai",
             Some("https://api.openai.com/v1"),

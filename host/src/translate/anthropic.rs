@@ -49,7 +49,20 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
     if let Some(system) = body.get("system").filter(|s| !s.is_null()) {
         messages.push(json!({"role": "system", "content": system_text(system)?}));
     }
-    for turn in turns(body)? {
+    let turns = turns(body)?;
+    for (i, turn) in turns.iter().enumerate() {
+        // Anthropic refuses an empty turn but a last assistant one (the
+        // answer's start): in chat it would vanish without a word.
+        let last_assistant = i + 1 == turns.len() && turn["role"] == "assistant";
+        if turn["content"].as_array().is_some_and(Vec::is_empty) && !last_assistant {
+            return Err(TranslateError::new(
+                format!(
+                    "messages.{i}.content: every message needs non-empty content but the \
+                     optional final assistant message"
+                ),
+                &format!("messages.{i}.content"),
+            ));
+        }
         messages.extend(turn_to_chat(turn, native)?);
     }
     chat.insert("messages".into(), Value::Array(messages));
@@ -947,6 +960,17 @@ mod tests {
         ] {
             assert_eq!(error_type(status), kind, "{status}");
         }
+    }
+
+    #[test]
+    fn an_empty_turn_is_refused_but_a_last_assistant_one() {
+        let turns = |turns: Value| json!({"model": "m", "max_tokens": 10, "messages": turns});
+        let e =
+            request_to_chat(&turns(json!([{"role": "user", "content": []}])), false).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages.0.content"), "{e}");
+        let prefill = turns(json!([{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": []}]));
+        assert!(request_to_chat(&prefill, false).is_ok());
     }
 
     #[test]

@@ -170,7 +170,24 @@ fn add_tools(
     }
     let answers_through_tool = json_tool.is_some();
     let mut choice = match client_tools {
-        true => tool_choice(&chat["tool_choice"], &chat["parallel_tool_calls"]),
+        true => {
+            let allowed = allowed_tools(&chat["tool_choice"])?;
+            if let Some(allowed) = allowed {
+                if let Some(name) = allowed
+                    .iter()
+                    .find(|n| !tools.iter().any(|t| t["name"] == **n))
+                {
+                    return Err(TranslateError::new(
+                        format!(
+                            "tool_choice.allowed_tools names {name:?}, which no tool in `tools` is"
+                        ),
+                        "tool_choice.allowed_tools.tools",
+                    ));
+                }
+                tools.retain(|t| t["name"].as_str().is_some_and(|n| allowed.contains(&n)));
+            }
+            tool_choice(&chat["tool_choice"], &chat["parallel_tool_calls"])?
+        }
         false => None,
     };
     if let Some(mut schema_tool) = json_tool {
@@ -489,23 +506,65 @@ fn tool(t: &Value) -> Value {
 }
 
 /// `tool_choice` (and `parallel_tool_calls: false`) in Anthropic's shape.
-fn tool_choice(choice: &Value, parallel: &Value) -> Option<Value> {
+fn tool_choice(choice: &Value, parallel: &Value) -> Result<Option<Value>, TranslateError> {
     let mut out = match choice {
-        Value::String(s) if s == "required" => json!({"type": "any"}),
-        Value::String(s) if s == "none" => json!({"type": "none"}),
-        Value::Object(_) => match choice["function"]["name"].as_str() {
-            Some(name) => json!({"type": "tool", "name": name}),
-            None => json!({"type": "auto"}),
+        Value::Null => json!({"type": "auto"}),
+        Value::String(s) => match s.as_str() {
+            "auto" => json!({"type": "auto"}),
+            "required" => json!({"type": "any"}),
+            "none" => json!({"type": "none"}),
+            _ => return Err(unknown_tool_choice()),
         },
-        _ => json!({"type": "auto"}),
+        Value::Object(_) => match (choice["type"].as_str(), choice["function"]["name"].as_str()) {
+            (Some("function") | None, Some(name)) => json!({"type": "tool", "name": name}),
+            (Some("allowed_tools"), _) => match choice["allowed_tools"]["mode"].as_str() {
+                Some("required") => json!({"type": "any"}),
+                _ => json!({"type": "auto"}),
+            },
+            _ => return Err(unknown_tool_choice()),
+        },
+        _ => return Err(unknown_tool_choice()),
     };
     if parallel == &Value::Bool(false) && out["type"] != "none" {
         out["disable_parallel_tool_use"] = json!(true);
     }
     if choice.is_null() && parallel.is_null() {
-        return None;
+        return Ok(None);
     }
-    Some(out)
+    Ok(Some(out))
+}
+
+fn unknown_tool_choice() -> TranslateError {
+    TranslateError::new(
+        "tool_choice must be \"auto\", \"required\", \"none\", a function or allowed_tools \
+         for an Anthropic deployment",
+        "tool_choice",
+    )
+}
+
+/// The tool names a chat `tool_choice` of type `allowed_tools` lets the
+/// model call (Anthropic has no such choice: the other tools are not sent);
+/// `None` for any other choice. A name no tool has is refused.
+fn allowed_tools(choice: &Value) -> Result<Option<Vec<&str>>, TranslateError> {
+    if choice["type"].as_str() != Some("allowed_tools") {
+        return Ok(None);
+    }
+    let listed = choice["allowed_tools"]["tools"].as_array();
+    let names: Option<Vec<&str>> = listed.map(|tools| {
+        tools
+            .iter()
+            .filter_map(|t| t["function"]["name"].as_str().or(t["name"].as_str()))
+            .collect()
+    });
+    match names {
+        Some(names) if names.len() == listed.map_or(0, Vec::len) && !names.is_empty() => {
+            Ok(Some(names))
+        }
+        _ => Err(TranslateError::new(
+            "tool_choice.allowed_tools.tools must list the functions the model may call, each by name",
+            "tool_choice.allowed_tools.tools",
+        )),
+    }
 }
 
 /// A chat `finish_reason` for Anthropic's `stop_reason`.
@@ -1053,6 +1112,36 @@ mod tests {
         let chat = json!({"messages": [{"role": "user", "content": "time?"}, message]});
         let sent = request_from_chat(&chat, "claude", false).unwrap().body;
         assert_eq!(sent["messages"][1]["content"], content);
+    }
+
+    #[test]
+    fn allowed_tools_send_only_those_tools_and_other_choices_are_refused() {
+        let tools = json!([
+            {"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}},
+            {"type": "function", "function": {"name": "b", "parameters": {"type": "object"}}}]);
+        let chat = |choice: Value| json!({"messages": [{"role": "user", "content": "go"}], "tools": tools, "tool_choice": choice});
+        let allowed = |mode: &str, name: &str| {
+            json!({"type": "allowed_tools", "allowed_tools": {"mode": mode,
+                "tools": [{"type": "function", "function": {"name": name}}]}})
+        };
+        let sent = request_from_chat(&chat(allowed("required", "a")), "claude", false)
+            .unwrap()
+            .body;
+        assert_eq!(sent["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(sent["tools"][0]["name"], "a");
+        assert_eq!(sent["tool_choice"], json!({"type": "any"}));
+        let sent = request_from_chat(&chat(allowed("auto", "b")), "claude", false)
+            .unwrap()
+            .body;
+        assert_eq!(sent["tool_choice"], json!({"type": "auto"}));
+        for (choice, param) in [
+            (allowed("auto", "c"), "tool_choice.allowed_tools.tools"),
+            (json!({"type": "bogus"}), "tool_choice"),
+            (json!("sometimes"), "tool_choice"),
+        ] {
+            let e = request_from_chat(&chat(choice), "claude", false).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{e}");
+        }
     }
 
     #[test]

@@ -157,10 +157,11 @@ pub fn request_to_chat(body: &Value) -> Result<Value, TranslateError> {
     Ok(Value::Object(chat))
 }
 
-/// The fields OpenAI types strictly, checked before translating: a
-/// malformed request is refused naming its field, never read as something
-/// else (`"store": "no"` as storing, `"stream": "yes"` as not streaming).
-fn check_fields(body: &Value) -> Result<(), TranslateError> {
+/// The fields OpenAI types strictly, checked before translating (and before
+/// passing a request through natively): a malformed request is refused
+/// naming its field, never read as something else (`"store": "no"` as
+/// storing, `"stream": "yes"` as not streaming).
+pub fn check_fields(body: &Value) -> Result<(), TranslateError> {
     if !body.is_object() {
         return Err(TranslateError::new(
             "the body must be a JSON object",

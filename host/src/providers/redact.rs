@@ -1,0 +1,555 @@
+//! Taking a deployment's secrets (its key, and credentials among its
+//! `extra_headers`) out of everything its upstream sends back: JSON
+//! answers, error texts and stream events. An upstream that echoes a key
+//! must not hand it to the gateway's clients, whole, JSON-escaped, or in
+//! pieces spread over a stream's events.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::config::Secret;
+
+/// Searchers for a deployment's secrets, built once with the target: its
+/// key, and the credentials among its `extra_headers`. Every answer, chunk
+/// and error text is searched for them.
+pub struct KeyRedactor {
+    /// One searcher per secret, the longest first, so that a secret holding
+    /// another (`Bearer sk-...` and `sk-...`) is replaced whole.
+    finders: Vec<memchr::memmem::Finder<'static>>,
+}
+
+/// The shortest `api_key` searched for.
+const MIN_KEY_LEN: usize = 4;
+/// The shortest credential searched for in `extra_headers`: shorter values
+/// would replace ordinary words in answers.
+const MIN_HEADER_SECRET_LEN: usize = 8;
+
+impl KeyRedactor {
+    /// The redactor for `key` and the credentials in `extra_headers`;
+    /// `None` when there is nothing to search for.
+    pub fn new(key: Option<&Secret>, extra_headers: &BTreeMap<String, String>) -> Option<Self> {
+        let mut secrets: Vec<&str> = key
+            .map(Secret::expose)
+            .filter(|key| key.len() >= MIN_KEY_LEN && looks_secret(key))
+            .into_iter()
+            .collect();
+        for (name, value) in extra_headers {
+            secrets.extend(header_secrets(name, value));
+        }
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.dedup();
+        let finders: Vec<_> = secrets
+            .into_iter()
+            .map(|secret| memchr::memmem::Finder::new(secret.as_bytes()).into_owned())
+            .collect();
+        (!finders.is_empty()).then_some(Self { finders })
+    }
+
+    /// `payload` with every occurrence of a secret replaced by `[redacted]`,
+    /// also where JSON escapes spell it (`\u0073k-...`), which a client
+    /// reads as the secret itself.
+    pub fn payload(&self, payload: Bytes) -> Bytes {
+        let payload = self
+            .finders
+            .iter()
+            .fold(payload, |payload, finder| redact_payload(payload, finder));
+        if !has_escapes(&payload) {
+            return payload;
+        }
+        let Ok(mut value) = serde_json::from_slice::<Value>(&payload) else {
+            return payload;
+        };
+        if self.redact_strings(&mut value) {
+            serialized(&value).unwrap_or(payload)
+        } else {
+            payload
+        }
+    }
+
+    /// Redacts every string in `value`, as decoded; whether any changed.
+    fn redact_strings(&self, value: &mut Value) -> bool {
+        match value {
+            Value::String(text) => {
+                let clean = self.text(text);
+                let changed = clean != *text;
+                *text = clean;
+                changed
+            }
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, item| self.redact_strings(item) | changed),
+            Value::Object(map) => map
+                .values_mut()
+                .fold(false, |changed, item| self.redact_strings(item) | changed),
+            _ => false,
+        }
+    }
+
+    /// The secrets, longest first.
+    fn secrets(&self) -> impl Iterator<Item = &[u8]> {
+        self.finders.iter().map(|finder| finder.needle())
+    }
+
+    /// `message` with every occurrence of a secret replaced by `[redacted]`.
+    pub fn text(&self, message: &str) -> String {
+        let mut text = message.to_owned();
+        for finder in &self.finders {
+            if finder.find(text.as_bytes()).is_some()
+                && let Ok(secret) = std::str::from_utf8(finder.needle())
+            {
+                text = text.replace(secret, "[redacted]");
+            }
+        }
+        text
+    }
+}
+
+/// The credentials an `extra_headers` entry carries: the value of a header
+/// whose name says it holds one (`Authorization`, `x-api-key`, `X-Auth-Token`,
+/// ...), and the token of a `<scheme> <token>` value.
+fn header_secrets<'a>(name: &str, value: &'a str) -> impl Iterator<Item = &'a str> {
+    let name = name.to_ascii_lowercase();
+    let credential = [
+        "auth",
+        "key",
+        "token",
+        "secret",
+        "password",
+        "cookie",
+        "signature",
+    ]
+    .iter()
+    .any(|word| name.contains(word));
+    let value = value.trim();
+    let token = value.split_once(' ').map(|(_, token)| token.trim());
+    [Some(value), token]
+        .into_iter()
+        .flatten()
+        .filter(move |secret| credential && secret.len() >= MIN_HEADER_SECRET_LEN)
+}
+
+/// Whether a key is worth searching answers for: a placeholder that
+/// key-less servers are given (`none`, `EMPTY`, `fake-key`), a short plain
+/// word (`stop`) or a short number (`17000`) is no secret, and replacing it
+/// would rewrite the model's text, or the answer's own fields and numbers,
+/// wherever it occurs.
+fn looks_secret(key: &str) -> bool {
+    const PLACEHOLDERS: &[&str] = &[
+        "fake-key",
+        "not-needed",
+        "no-key",
+        "sk-no-key-required",
+        "lm-studio",
+        "placeholder",
+    ];
+    let plain_word = key.len() < 12
+        && (key.bytes().all(|b| b.is_ascii_alphabetic())
+            || key.bytes().all(|b| b.is_ascii_digit()));
+    !plain_word && !PLACEHOLDERS.iter().any(|p| key.eq_ignore_ascii_case(p))
+}
+
+/// `payload` with every occurrence of `key` (the needle `finder` searches
+/// for) replaced by `[redacted]`.
+fn redact_payload(payload: Bytes, finder: &memchr::memmem::Finder<'_>) -> Bytes {
+    let key_len = finder.needle().len();
+    if key_len == 0 || finder.find(&payload).is_none() {
+        return payload;
+    }
+    let mut out = Vec::with_capacity(payload.len());
+    let mut rest: &[u8] = &payload;
+    while let Some(pos) = finder.find(rest) {
+        out.extend_from_slice(&rest[..pos]);
+        out.extend_from_slice(b"[redacted]");
+        rest = &rest[pos + key_len..];
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
+/// Whether JSON text holds an escape that may spell part of a secret
+/// (`\u`, or `\/` for a secret with a slash).
+fn has_escapes(payload: &[u8]) -> bool {
+    memchr::memmem::find(payload, b"\\u").is_some()
+        || memchr::memmem::find(payload, b"\\/").is_some()
+}
+
+fn serialized(value: &Value) -> Option<Bytes> {
+    serde_json::to_vec(value).ok().map(Bytes::from)
+}
+
+/// The fields of a stream event whose text a client joins across events
+/// (chat's `content`, reasoning and tool `arguments`; Anthropic's `text`,
+/// `partial_json` and `thinking`; the Responses API's `delta`).
+const JOINED_FIELDS: &[&str] = &[
+    "content",
+    "reasoning_content",
+    "reasoning",
+    "refusal",
+    "arguments",
+    "text",
+    "partial_json",
+    "thinking",
+    "delta",
+];
+
+/// Fields that tell apart the texts one event stream carries (a choice, an
+/// Anthropic block, a Responses output item and its part).
+const INDEX_FIELDS: &[&str] = &["index", "output_index", "content_index", "summary_index"];
+
+/// The most of a secret's start a stream may show before the rest is
+/// held back: a text ending in fewer characters of it goes out as it is.
+const MOST_SHOWN: usize = 8;
+
+/// The end of one joined text that begins a secret.
+struct Pending {
+    /// That end: a proper prefix of a secret.
+    text: String,
+    /// How many of its bytes were sent; the rest is held back.
+    sent: usize,
+}
+
+/// A [`KeyRedactor`] for one stream: it also follows each joined text
+/// from event to event, so that a secret sent in pieces is caught. The
+/// end of a text that begins a secret is remembered; once it is longer
+/// than [`MOST_SHOWN`] (or half the secret), the rest is held back until
+/// the next piece shows whether it is the secret (then `[redacted]`) or
+/// not (then sent). A stream that ends while holding some drops it: it is
+/// the start of a secret. Events are parsed only when a text may begin or
+/// continue one, found by a scan of the raw bytes.
+pub struct StreamRedactor {
+    redactor: Arc<KeyRedactor>,
+    /// By the text's place in the event (its path, with its indices). At
+    /// most one entry per joined text of the stream, each shorter than a
+    /// secret: bounded by the stream's own size limit.
+    pending: Vec<(String, Pending)>,
+}
+
+impl StreamRedactor {
+    pub fn new(redactor: Arc<KeyRedactor>) -> Self {
+        Self {
+            redactor,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Error text, as [`KeyRedactor::text`].
+    pub fn text(&self, message: &str) -> String {
+        self.redactor.text(message)
+    }
+
+    /// One event's payload, redacted.
+    pub fn payload(&mut self, payload: Bytes) -> Bytes {
+        let payload = self.redactor.payload(payload);
+        if !self.may_hold_a_piece(&payload) {
+            return payload;
+        }
+        let Ok(mut value) = serde_json::from_slice::<Value>(&payload) else {
+            return payload;
+        };
+        let mut path = String::new();
+        if self.walk(&mut value, &mut path) {
+            serialized(&value).unwrap_or(payload)
+        } else {
+            payload
+        }
+    }
+
+    /// Whether a string in the raw event may end with a secret's start, or
+    /// begin with what a remembered end lacks (or hides either in escapes).
+    fn may_hold_a_piece(&self, raw: &[u8]) -> bool {
+        if has_escapes(raw) {
+            return true;
+        }
+        let ends_with_a_start = self.redactor.secrets().any(|secret| {
+            memchr::memchr_iter(secret[0], raw).any(|at| {
+                let shared = raw[at..]
+                    .iter()
+                    .zip(secret)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                shared < secret.len()
+                    && raw.get(at + shared) == Some(&b'"')
+                    && raw.get(at + shared + 1) != Some(&b':')
+            })
+        });
+        ends_with_a_start
+            || self.pending.iter().any(|(_, pending)| {
+                self.redactor.secrets().any(|secret| {
+                    secret.starts_with(pending.text.as_bytes())
+                        && memchr::memmem::find(raw, &[b'"', secret[pending.text.len()]]).is_some()
+                })
+            })
+    }
+
+    /// Follows every joined text in `value`; whether any changed.
+    fn walk(&mut self, value: &mut Value, path: &mut String) -> bool {
+        let start = path.len();
+        let mut changed = false;
+        match value {
+            Value::Object(map) => {
+                for field in INDEX_FIELDS {
+                    if let Some(n) = map.get(*field).and_then(Value::as_u64) {
+                        let _ = write!(path, "#{field}={n}");
+                    }
+                }
+                for (name, item) in map.iter_mut() {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(name);
+                    match item {
+                        Value::String(text) if JOINED_FIELDS.contains(&name.as_str()) => {
+                            if let Some(clean) = self.piece(path, text) {
+                                *text = clean;
+                                changed = true;
+                            }
+                        }
+                        Value::Object(_) | Value::Array(_) => changed |= self.walk(item, path),
+                        _ => {}
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    let index = item.get("index").and_then(Value::as_u64);
+                    let _ = write!(path, "/{}", index.unwrap_or(i as u64));
+                    changed |= self.walk(item, path);
+                    path.truncate(start);
+                }
+            }
+            _ => {}
+        }
+        path.truncate(start);
+        changed
+    }
+
+    /// The next piece of the joined text at `path` as it may be sent;
+    /// `None` when it goes out as it came.
+    fn piece(&mut self, path: &str, text: &str) -> Option<String> {
+        let known = self.pending.iter().position(|(p, _)| p == path);
+        let (mut joined, sent) = match known {
+            Some(i) => {
+                let (_, pending) = self.pending.swap_remove(i);
+                (pending.text, pending.sent)
+            }
+            None => (String::new(), 0),
+        };
+        joined.push_str(text);
+        // The secrets in the joined text, each from where it was not yet sent.
+        let mut out = String::with_capacity(text.len());
+        let mut at = sent;
+        let mut redacted_to = 0;
+        for (start, end) in secrets_in(&self.redactor, joined.as_bytes()) {
+            out.push_str(&joined[at..start.max(at)]);
+            out.push_str("[redacted]");
+            at = end;
+            redacted_to = end;
+        }
+        out.push_str(&joined[at..]);
+        if let Some((start, hold_from)) = self.secret_start_at_end(&joined, redacted_to) {
+            let held_from = if joined.len() - start >= hold_from {
+                start.max(sent)
+            } else {
+                joined.len()
+            };
+            out.truncate(out.len() - (joined.len() - held_from));
+            let pending = Pending {
+                text: joined[start..].to_owned(),
+                sent: held_from - start,
+            };
+            self.pending.push((path.to_owned(), pending));
+        }
+        (out != text).then_some(out)
+    }
+
+    /// Where `text` (from byte `from`) ends with a proper prefix of a
+    /// secret, the longest one: its start and how long it may grow before
+    /// it is held back.
+    fn secret_start_at_end(&self, text: &str, from: usize) -> Option<(usize, usize)> {
+        let bytes = &text.as_bytes()[from..];
+        self.redactor
+            .secrets()
+            .filter_map(|secret| {
+                let longest = (secret.len() - 1).min(bytes.len());
+                (1..=longest)
+                    .rev()
+                    .find(|&k| bytes.ends_with(&secret[..k]))
+                    .map(|k| (k, (secret.len() / 2).clamp(1, MOST_SHOWN)))
+            })
+            .max_by_key(|(k, _)| *k)
+            .map(|(k, hold_from)| (text.len() - k, hold_from))
+    }
+}
+
+/// Where the secrets occur in `text`, in order, without overlaps (a longer
+/// secret first where two start together).
+fn secrets_in(redactor: &KeyRedactor, text: &[u8]) -> Vec<(usize, usize)> {
+    let mut found: Vec<(usize, usize)> = redactor
+        .finders
+        .iter()
+        .flat_map(|finder| {
+            let len = finder.needle().len();
+            finder.find_iter(text).map(move |at| (at, at + len))
+        })
+        .collect();
+    found.sort_by_key(|&(start, end)| (start, std::cmp::Reverse(end)));
+    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(found.len());
+    for (start, end) in found {
+        if kept.last().is_none_or(|&(_, last_end)| start >= last_end) {
+            kept.push((start, end));
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_lose_every_copy_of_the_key() {
+        let p = Bytes::from_static(br#"{"error":{"message":"k sk-1234 and sk-1234!"}}"#);
+        assert_eq!(
+            redact_payload(p, &memchr::memmem::Finder::new("sk-1234")),
+            Bytes::from_static(br#"{"error":{"message":"k [redacted] and [redacted]!"}}"#)
+        );
+        let clean = Bytes::from_static(b"{}");
+        assert_eq!(
+            redact_payload(clean.clone(), &memchr::memmem::Finder::new("sk-1234")),
+            clean
+        );
+    }
+
+    #[test]
+    fn credentials_in_extra_headers_are_redacted_beside_the_key() {
+        let headers = BTreeMap::from([
+            (
+                "Authorization".to_owned(),
+                "Bearer sk-from-a-header-456".to_owned(),
+            ),
+            ("X-Title".to_owned(), "my shared application".to_owned()),
+            ("x-api-key".to_owned(), "short".to_owned()),
+        ]);
+        let key = Secret::new("sk-1234".to_owned());
+        let redactor = KeyRedactor::new(Some(&key), &headers).unwrap();
+        assert_eq!(
+            redactor.text("sent Bearer sk-from-a-header-456, sk-from-a-header-456 and sk-1234"),
+            "sent [redacted], [redacted] and [redacted]"
+        );
+        let payload =
+            Bytes::from_static(b"{\"c\":\"sk-from-a-header-456 for my shared application\"}");
+        assert_eq!(
+            redactor.payload(payload),
+            Bytes::from_static(b"{\"c\":\"[redacted] for my shared application\"}")
+        );
+        assert!(KeyRedactor::new(None, &BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn placeholder_keys_leave_answers_as_written() {
+        for placeholder in [
+            "none",
+            "EMPTY",
+            "fake",
+            "stop",
+            "dummy",
+            "fake-key",
+            "not-needed",
+            "17000",
+        ] {
+            let key = Secret::new(placeholder.to_owned());
+            assert!(
+                KeyRedactor::new(Some(&key), &BTreeMap::new()).is_none(),
+                "{placeholder}"
+            );
+        }
+        let real = Secret::new("sk-test-key".to_owned());
+        assert!(KeyRedactor::new(Some(&real), &BTreeMap::new()).is_some());
+    }
+
+    fn stream_redactor(key: &str) -> StreamRedactor {
+        let key = Secret::new(key.to_owned());
+        StreamRedactor::new(Arc::new(
+            KeyRedactor::new(Some(&key), &BTreeMap::new()).unwrap(),
+        ))
+    }
+
+    /// The chat chunks for `pieces` of one content, redacted; the content
+    /// a client joins from them.
+    fn joined_content(redactor: &mut StreamRedactor, pieces: &[&str]) -> String {
+        pieces
+            .iter()
+            .map(|piece| {
+                let chunk = serde_json::json!({"object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": piece}}]});
+                let out = redactor.payload(Bytes::from(chunk.to_string()));
+                let out: Value = serde_json::from_slice(&out).unwrap();
+                out["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_key_sent_in_pieces_never_reaches_the_client_past_its_start() {
+        let key = "sk-upstream-secret-0123456789";
+        for size in [1, 2, 3, 5, 7, 9, 13] {
+            let text = format!("your key is {key} ok");
+            let pieces: Vec<String> = text
+                .as_bytes()
+                .chunks(size)
+                .map(|c| String::from_utf8(c.to_vec()).unwrap())
+                .collect();
+            let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+            let joined = joined_content(&mut stream_redactor(key), &pieces);
+            assert!(!joined.contains(&key[MOST_SHOWN..]), "{size}: {joined}");
+            assert!(joined.ends_with("[redacted] ok"), "{size}: {joined}");
+        }
+    }
+
+    #[test]
+    fn text_that_only_begins_like_a_key_is_sent_whole() {
+        let key = "sk-upstream-secret-0123456789";
+        let pieces = ["it is sk", "-upstream-sec", "ond time, yes", "s"];
+        let joined = joined_content(&mut stream_redactor(key), &pieces);
+        assert_eq!(joined, pieces.concat());
+    }
+
+    #[test]
+    fn pieces_of_separate_texts_are_followed_apart() {
+        let key = "sk-upstream-secret-0123456789";
+        let mut redactor = stream_redactor(key);
+        let mut client = [String::new(), String::new()];
+        for (choice, piece) in [
+            (0, "sk-upstr"),
+            (1, "sk-"),
+            (0, "eam-secret-0123456789"),
+            (1, "no"),
+        ] {
+            let chunk =
+                serde_json::json!({"choices": [{"index": choice, "delta": {"content": piece}}]});
+            let out: Value =
+                serde_json::from_slice(&redactor.payload(Bytes::from(chunk.to_string()))).unwrap();
+            client[choice].push_str(out["choices"][0]["delta"]["content"].as_str().unwrap());
+        }
+        // Eight characters of the key are held back, so none reach choice 0.
+        assert_eq!(client, ["[redacted]", "sk-no"]);
+    }
+
+    #[test]
+    fn an_escaped_key_is_redacted_as_the_client_reads_it() {
+        let key = Secret::new("sk-abc123def456".to_owned());
+        let redactor = KeyRedactor::new(Some(&key), &BTreeMap::new()).unwrap();
+        let escaped = Bytes::from_static(br#"{"text":"k=\u0073k-abc123def456!"}"#);
+        let out: Value = serde_json::from_slice(&redactor.payload(escaped)).unwrap();
+        assert_eq!(out["text"], "k=[redacted]!");
+        let other = Bytes::from_static(br#"{"text":"caf\u00e9"}"#);
+        assert_eq!(redactor.payload(other.clone()), other);
+    }
+}
