@@ -79,6 +79,11 @@ async fn a_composite_answer_costs_the_sum_of_its_calls_with_a_row_for_each() {
         .parse()
         .unwrap();
     assert!(close(reported, 7.0 * CALL_COST), "{reported}");
+    // Scripts written for LiteLLM read the same cost under its name.
+    assert_eq!(
+        header(&headers, "x-litellm-response-cost"),
+        header(&headers, "x-conclave-response-cost")
+    );
     let id = header(&headers, "x-conclave-request-id").to_owned();
     let rows = spend_rows(&proxy, &id, 8).await;
     assert_eq!(rows.len(), 8, "{rows:?}");

@@ -1636,3 +1636,46 @@ async fn oversized_metadata_and_lists_are_refused_naming_the_field() {
     .await;
     assert_eq!(status, 200, "an ordinary note is kept: {made}");
 }
+
+#[tokio::test]
+async fn key_type_sets_the_route_group_as_litellm_does() {
+    let (_up, proxy) = gateway().await;
+    let read_only = generate(&proxy, json!({"key_type": "read_only"})).await;
+    assert_eq!(
+        read_only["allowed_routes"],
+        json!(["info_routes"]),
+        "{read_only}"
+    );
+    let key = key_of(&read_only);
+    let (status, err) = chat_as(&proxy, &key, "echo").await;
+    assert_eq!(status, 403, "a read-only key spends nothing: {err}");
+    let llm_api = generate(&proxy, json!({"key_type": "llm_api"})).await;
+    assert_eq!(llm_api["allowed_routes"], json!(["llm_api_routes"]));
+    let (status, err) = post(&proxy, "/key/generate", json!({"key_type": "bogus"})).await;
+    assert_eq!(
+        (status, &error_object(&err)["param"]),
+        (400, &json!("key_type")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_gateways_budget_user_gets_no_key_and_one_request_adds_at_most_1000_members() {
+    let (_up, proxy) = gateway().await;
+    for (route, body) in [
+        ("/key/generate", json!({"user_id": "litellm-proxy-budget"})),
+        ("/user/new", json!({"user_id": "litellm-proxy-budget"})),
+    ] {
+        let (status, err) = post(&proxy, route, body).await;
+        assert_eq!(status, 400, "{route}: {err}");
+        assert_eq!(error_object(&err)["param"], "user_id", "{err}");
+    }
+    let members: Vec<_> = (0..1001)
+        .map(|i| json!({"user_id": format!("u{i}"), "role": "user"}))
+        .collect();
+    let (status, err) = post(&proxy, "/team/new", json!({"members_with_roles": members})).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains("at most 1000"), "{err}");
+    let (_, listed) = get(&proxy, "/team/list").await;
+    assert_eq!(listed, json!([]), "a refused team was not made: {listed}");
+}

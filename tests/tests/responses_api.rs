@@ -172,6 +172,28 @@ async fn the_openai_client_creates_a_response_from_a_model_group() {
 }
 
 #[tokio::test]
+async fn the_openai_client_creates_a_response_under_the_openai_v1_path() {
+    // Azure OpenAI's v1 API and LiteLLM serve the Responses API at
+    // `/openai/v1/responses`; a client pointed there works unchanged.
+    let up = FakeUpstream::start().await;
+    up.set("a", Behavior::ok("answer for responses"));
+    let proxy = plain_proxy(&up).await;
+    let base = proxy.url("/openai/v1");
+    let Some(out) = sdk_support::run_script(
+        &proxy,
+        "responses_check.py",
+        SCRIPT,
+        &[&base, "plain", "sdk-model", MASTER_KEY],
+    )
+    .await
+    else {
+        return;
+    };
+    check_plain(&out, json!(["message"]));
+    assert_eq!(up.last_body("a").unwrap()["model"], "gpt-up");
+}
+
+#[tokio::test]
 async fn the_openai_client_round_trips_a_function_call_through_a_model_group() {
     let up = FakeUpstream::start().await;
     up.push(

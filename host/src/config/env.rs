@@ -69,6 +69,9 @@ impl Env {
     pub fn substitute(&self, value: &str) -> Result<Resolved, String> {
         if let Some(name) = value.strip_prefix("os.environ/") {
             let name = name.trim();
+            if name.is_empty() {
+                return Err("`os.environ/` names no environment variable".into());
+            }
             return self
                 .get(name)
                 .map(Resolved::text)

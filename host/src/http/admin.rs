@@ -307,13 +307,23 @@ pub async fn model_update(
     let control = control(&state)?;
     let body = read_json(&state, request).await?;
     // Without an id, the model name names the one runtime deployment.
-    let given = body
-        .pointer("/model_info/id")
-        .or_else(|| body.get("id"))
-        .filter(|v| !v.is_null())
-        .or_else(|| body.get("model_name"));
-    let id = model_id(given, "model_info.id")?;
-    let current = one_registration(control, id)?;
+    let (given, param) = [
+        ("/model_info/id", "model_info.id"),
+        ("/id", "id"),
+        ("/model_name", "model_name"),
+    ]
+    .into_iter()
+    .find_map(|(pointer, param)| {
+        body.pointer(pointer)
+            .filter(|v| !v.is_null())
+            .map(|v| (v, param))
+    })
+    .map_or((None, "model_info.id"), |(v, param)| (Some(v), param));
+    let id = model_id(given, param)?;
+    let current = one_registration(control, id).map_err(|mut e| {
+        e.body.error.param = Some(param.into());
+        e
+    })?;
     let updated = current
         .updated_by_litellm(&body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;

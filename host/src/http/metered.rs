@@ -29,10 +29,13 @@ use crate::ops::estimate::{self, SentText};
 use crate::ops::{CallContext, Caller, OutcomeHandle, Reported, Usage, reported_in_body};
 use crate::providers::sse::Needle;
 
-/// The cost of the answer in USD (LiteLLM's `x-litellm-response-cost`).
+/// The cost of the answer in USD.
 pub const RESPONSE_COST: HeaderName = HeaderName::from_static("x-conclave-response-cost");
 
-/// Puts `cost` in the cost header. A free call (no price known, or a
+/// The same, under LiteLLM's name, which scripts written for LiteLLM read.
+pub const LITELLM_RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
+
+/// Puts `cost` in the cost headers. A free call (no price known, or a
 /// cache hit) is written without formatting a float.
 pub fn cost_header(headers: &mut HeaderMap, cost: f64) {
     let value = if cost == 0.0 {
@@ -41,6 +44,7 @@ pub fn cost_header(headers: &mut HeaderMap, cost: f64) {
         HeaderValue::from_str(&cost.to_string())
     };
     if let Ok(v) = value {
+        headers.insert(LITELLM_RESPONSE_COST, v.clone());
         headers.insert(RESPONSE_COST, v);
     }
 }

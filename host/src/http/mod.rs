@@ -173,24 +173,7 @@ pub fn app(
         .route("/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/completions", post(routes::completions))
-        .route("/v1/responses", post(responses::create))
-        .route("/responses", post(responses::create))
-        .route(
-            "/v1/responses/{response_id}",
-            get(responses::retrieve).delete(responses::delete),
-        )
-        .route(
-            "/responses/{response_id}",
-            get(responses::retrieve).delete(responses::delete),
-        )
-        .route(
-            "/v1/responses/{response_id}/input_items",
-            get(responses::list_input_items),
-        )
-        .route(
-            "/responses/{response_id}/input_items",
-            get(responses::list_input_items),
-        )
+        .merge(responses_routes())
         .merge(deployment_routes())
         .route("/v1/embeddings", post(routes::embeddings))
         .route("/embeddings", post(routes::embeddings))
@@ -317,6 +300,25 @@ pub fn app(
             route_rules::RouteGate::new(inner, route_rules.clone(), state.clone())
         })
         .service(routes)
+}
+
+/// The Responses API, under OpenAI's paths and under `/openai/v1`, the
+/// path Azure OpenAI's v1 API and LiteLLM serve it at too.
+fn responses_routes() -> Router<AppState> {
+    let mut routes = Router::new();
+    for prefix in ["/v1", "", "/openai/v1"] {
+        routes = routes
+            .route(&format!("{prefix}/responses"), post(responses::create))
+            .route(
+                &format!("{prefix}/responses/{{response_id}}"),
+                get(responses::retrieve).delete(responses::delete),
+            )
+            .route(
+                &format!("{prefix}/responses/{{response_id}}/input_items"),
+                get(responses::list_input_items),
+            );
+    }
+    routes
 }
 
 /// Azure OpenAI's paths and the older engine paths, which name the model

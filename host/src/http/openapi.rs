@@ -198,6 +198,15 @@ pub const ALIASES: &[(&str, &str)] = &[
         "/responses/{response_id}/input_items",
         "/v1/responses/{response_id}/input_items",
     ),
+    ("/openai/v1/responses", "/v1/responses"),
+    (
+        "/openai/v1/responses/{response_id}",
+        "/v1/responses/{response_id}",
+    ),
+    (
+        "/openai/v1/responses/{response_id}/input_items",
+        "/v1/responses/{response_id}/input_items",
+    ),
     ("/models", "/v1/models"),
     ("/models/{model}", "/v1/models/{model}"),
     ("/model/info", "/v1/model/info"),

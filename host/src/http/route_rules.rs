@@ -45,6 +45,8 @@ const MODEL_ROUTES: &[&str] = &[
     "/completions",
     "/responses",
     "/responses/*",
+    "/openai/v1/responses",
+    "/openai/v1/responses/*",
     "/embeddings",
     "/moderations",
     "/images/generations",

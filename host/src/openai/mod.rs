@@ -408,6 +408,59 @@ fn model_name_problem(field: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The fallbacks a request's `fallbacks` names for `model`, in LiteLLM's
+/// three forms: model names (`["b"]`), objects naming one (`[{"model":
+/// "b"}]`), or lists by model group (`[{"a": ["b"]}, {"*": ["c"]}]`, the
+/// requested group's own list, else the one under `*`). `null` names none.
+fn request_fallbacks(raw: &RawValue, model: &str) -> Result<Option<Vec<String>>, String> {
+    use serde_json::Value;
+    let shape = || {
+        "`fallbacks` must be a list of model names, of {\"model\": name} objects, or of \
+         {group: [names]} objects"
+            .to_owned()
+    };
+    let Some(items) = serde_json::from_str::<Option<Vec<Value>>>(raw.get()).map_err(|_| shape())?
+    else {
+        return Ok(None);
+    };
+    let mut names = Vec::new();
+    let mut any_group = None;
+    for item in items {
+        match item {
+            Value::String(name) => names.push(name),
+            Value::Object(mut object) if object.contains_key("model") => {
+                if let Some(field) = object.keys().find(|k| *k != "model") {
+                    return Err(format!(
+                        "`fallbacks`: a fallback's own `{field}` is not supported; name the \
+                         model only, and the fallback is sent the request as it came"
+                    ));
+                }
+                match object.remove("model") {
+                    Some(Value::String(name)) => names.push(name),
+                    _ => return Err(shape()),
+                }
+            }
+            Value::Object(groups) => {
+                for (group, list) in groups {
+                    let list: Vec<String> = serde_json::from_value(list).map_err(|_| shape())?;
+                    if group == model {
+                        names.extend(list);
+                    } else if group == "*" {
+                        any_group.get_or_insert(list);
+                    }
+                }
+            }
+            _ => return Err(shape()),
+        }
+    }
+    if names.is_empty()
+        && let Some(list) = any_group
+    {
+        names = list;
+    }
+    Ok(Some(names))
+}
+
 impl<'de> Deserialize<'de> for ProxyRequest {
     /// Reads the body's fields as raw JSON and parses only the typed ones.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -434,11 +487,10 @@ impl<'de> Deserialize<'de> for ProxyRequest {
             |raw, name| typed::<bool, D::Error>(raw, name, "a boolean").map(|v| v.unwrap_or(false));
         let stream = flag(rest.remove("stream"), "stream")?;
         let disable_fallbacks = flag(rest.remove("disable_fallbacks"), "disable_fallbacks")?;
-        let fallbacks = typed::<Vec<String>, D::Error>(
-            rest.remove("fallbacks"),
-            "fallbacks",
-            "a list of model names",
-        )?;
+        let fallbacks = match rest.remove("fallbacks") {
+            None => None,
+            Some(raw) => request_fallbacks(&raw, &model).map_err(D::Error::custom)?,
+        };
         if let Some(problem) = model_name_problem("model", &model) {
             return Err(D::Error::custom(problem));
         }
@@ -976,6 +1028,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("`metadata.guardrails`"), "{error}");
+    }
+
+    #[test]
+    fn fallbacks_are_read_in_each_of_litellms_forms() {
+        let fallbacks = |list: &str| {
+            serde_json::from_str::<ProxyRequest>(&format!(r#"{{"model":"a","fallbacks":{list}}}"#))
+                .map(|r| r.fallbacks)
+                .map_err(|e| e.to_string())
+        };
+        let named = |names: &[&str]| Ok(Some(names.iter().map(|n| n.to_string()).collect()));
+        assert_eq!(fallbacks(r#"["b","c"]"#), named(&["b", "c"]));
+        assert_eq!(fallbacks(r#"[{"model":"b"}]"#), named(&["b"]));
+        assert_eq!(
+            fallbacks(r#"[{"x":["z"]},{"a":["b"]},{"*":["c"]}]"#),
+            named(&["b"])
+        );
+        assert_eq!(fallbacks(r#"[{"x":["z"]},{"*":["c"]}]"#), named(&["c"]));
+        assert_eq!(fallbacks(r#"[{"x":["z"]}]"#), named(&[]));
+        assert_eq!(fallbacks("null"), Ok(None));
+        let error = fallbacks(r#"[{"model":"b","messages":[]}]"#).unwrap_err();
+        assert!(error.contains("own `messages`"), "{error}");
+        for junk in ["[1]", r#"[{"a":"b"}]"#, r#"[{"model":1}]"#, r#""b""#] {
+            assert!(fallbacks(junk).is_err(), "{junk}");
+        }
     }
 
     #[test]

@@ -188,18 +188,22 @@ fn shared_period(limits: &mut Limits, (field, text): NamedPeriod) -> Result<bool
     }
 }
 
-/// Refuses a per-model limit named by a wildcard pattern (`wild/*`): it
+/// LiteLLM's names for sets of models in a key's `models`.
+const SPECIAL_MODEL_NAMES: &[&str] = &["all-proxy-models", "all-team-models"];
+
+/// Refuses a per-model limit named by a wildcard pattern (`wild/*`) or a
+/// set of models (`all-proxy-models`): it
 /// is counted by the name a request asks for, which a pattern never is, so
 /// it would limit nothing while seeming to.
 fn model_limit_names<'a>(
     field: &str,
     mut names: impl Iterator<Item = &'a String>,
 ) -> Result<(), ApiError> {
-    match names.find(|name| name.contains('*')) {
+    match names.find(|name| name.contains('*') || SPECIAL_MODEL_NAMES.contains(&name.as_str())) {
         Some(pattern) => Err(invalid(
             &format!("{field}.{pattern}"),
-            "names a wildcard pattern, which no request's model is: limit the model names \
-             it serves, or set the key's own limit",
+            "names a wildcard pattern or a set of models, which no request's model is: limit \
+             the model names it stands for, or set the key's own limit",
         )),
         None => Ok(()),
     }
@@ -298,6 +302,10 @@ pub struct KeyBody {
     /// groups; `null` or `[]` allows every route.
     #[serde(default, deserialize_with = "double")]
     pub allowed_routes: Option<Option<Vec<String>>>,
+    /// LiteLLM's shorthand for `allowed_routes`: `llm_api`, `management`,
+    /// `read_only` (their route groups) or `default` (as given).
+    #[serde(default, deserialize_with = "double")]
+    pub key_type: Option<Option<String>>,
     pub blocked: Option<bool>,
     /// Read on its own from the same body (see `read_with_limits`).
     #[serde(skip)]

@@ -18,7 +18,7 @@ use super::{
     read_with_limits, shape, written,
 };
 use crate::keys::store::{KeyFilter, ListOrder, ListPage, SpendOwner};
-use crate::keys::{KeyError, KeyRecord, Keys, Limits, UserRecord, token};
+use crate::keys::{KeyError, KeyRecord, Keys, Limits, PROXY_BUDGET_USER, UserRecord, token};
 
 /// The hash a key is stored under, from what a client sent: the full key
 /// (`sk-...`) or its hash (`token`, 64 hex digits).
@@ -124,6 +124,36 @@ fn check_routes(routes: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses a key for the reserved user that keeps the gateway's own spend
+/// ([`PROXY_BUDGET_USER`]): every call already counts there, so its key's
+/// calls would count twice and spend the gateway's budget at double speed.
+pub(super) fn refuse_reserved_owner(user_id: &str) -> Result<(), ApiError> {
+    if user_id == PROXY_BUDGET_USER {
+        return Err(invalid(
+            "user_id",
+            format!(
+                "{PROXY_BUDGET_USER} keeps the gateway's own spend; a key may not belong to it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The route group a LiteLLM `key_type` stands for, which replaces the
+/// body's `allowed_routes` as in LiteLLM; `None` for `default` or none.
+fn routes_of_key_type(key_type: Option<&str>) -> Result<Option<&'static str>, ApiError> {
+    match key_type {
+        None | Some("default") => Ok(None),
+        Some("llm_api") => Ok(Some("llm_api_routes")),
+        Some("management") => Ok(Some("management_routes")),
+        Some("read_only") => Ok(Some("info_routes")),
+        Some(_) => Err(ApiError::invalid(
+            "key_type must be one of default, llm_api, management, read_only",
+            Some("key_type"),
+        )),
+    }
+}
+
 /// Applies a body to a key record (new or existing), checking every field.
 async fn apply(
     keys: &Keys,
@@ -136,6 +166,10 @@ async fn apply(
     if let Some(Some(tags)) = &b.tags {
         crate::openai::check_tags(tags, "tags")
             .map_err(|message| ApiError::invalid(message, Some("tags")))?;
+    }
+    let mut b = b;
+    if let Some(group) = routes_of_key_type(b.key_type.take().flatten().as_deref())? {
+        b.allowed_routes = Some(Some(vec![group.to_owned()]));
     }
     if let Some(Some(routes)) = &b.allowed_routes {
         check_routes(routes)?;
@@ -161,6 +195,7 @@ async fn apply(
     }
     if let Some(user) = b.user_id {
         if let Some(u) = &user {
+            refuse_reserved_owner(u)?;
             ensure_user(keys, u).await?;
         }
         k.user_id = user;
@@ -284,7 +319,7 @@ pub async fn update(State(state): State<AppState>, request: Request) -> Result<R
     let headers = request.headers().clone();
     let (mut body, limits): (KeyBody, _) = read_with_limits(&state, request).await?;
     body.limits = limits;
-    if body.allowed_routes.is_some() {
+    if body.allowed_routes.is_some() || body.key_type.as_ref().is_some_and(Option::is_some) {
         super::refuse_route_limited(&state, &headers, "change a key's allowed_routes").await?;
     }
     let given = body

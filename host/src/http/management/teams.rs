@@ -91,6 +91,7 @@ async fn check_members<'a>(
     members: &'a [Member],
     current: &[String],
 ) -> Result<Vec<NewMember<'a>>, ApiError> {
+    at_most_bulk("member", members.len())?;
     let mut checked: Vec<NewMember<'a>> = Vec::with_capacity(members.len());
     for (i, m) in members.iter().enumerate() {
         let user_id = match (&m.user_id, &m.user_email) {
@@ -452,8 +453,21 @@ pub async fn member_add(
     Ok(Json(out).into_response())
 }
 
-/// Most members one `/team/bulk_member_add` adds (`all_users` included).
+/// Most members one request adds: `/team/new`, `/team/member_add`, or
+/// `/team/bulk_member_add` (`all_users` included).
 const MAX_BULK_MEMBERS: usize = 1000;
+
+/// 400 naming `field` when one request would add more than
+/// [`MAX_BULK_MEMBERS`].
+fn at_most_bulk(field: &str, asked: usize) -> Result<(), ApiError> {
+    if asked > MAX_BULK_MEMBERS {
+        return Err(invalid(
+            field,
+            format!("{asked} members asked for; one request adds at most {MAX_BULK_MEMBERS}"),
+        ));
+    }
+    Ok(())
+}
 
 #[derive(Deserialize)]
 struct BulkMemberAddBody {
@@ -506,15 +520,7 @@ pub async fn bulk_member_add(
             "name at least one member, or set all_users: true",
         ));
     }
-    if members.len() > MAX_BULK_MEMBERS {
-        return Err(invalid(
-            "members",
-            format!(
-                "{} members asked for; one request adds at most {MAX_BULK_MEMBERS}",
-                members.len()
-            ),
-        ));
-    }
+    at_most_bulk("members", members.len())?;
     let mut results = Vec::with_capacity(members.len());
     for member in &members {
         let added = async {

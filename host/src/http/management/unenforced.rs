@@ -34,6 +34,21 @@ pub const ON_KEYS: &[Restriction] = &[
         "object_permission",
         "limit the MCP servers and vector stores the key may use",
     ),
+    ("auto_rotate", "rotate the key on a schedule"),
+    ("rotation_interval", "rotate the key on a schedule"),
+    (
+        "max_budget_per_session",
+        "limit what one session of the key may spend",
+    ),
+    (
+        "allowed_passthrough_routes",
+        "limit the pass-through routes the key may call",
+    ),
+    (
+        "access_group_ids",
+        "limit the key to the models of access groups made in a database",
+    ),
+    ("router_settings", "route the key's requests its own way"),
 ];
 
 /// On `/user/new` and `/user/update`.

@@ -185,6 +185,9 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
         }
         None => new_id("user")?,
     };
+    if body.auto_create_key.unwrap_or(true) {
+        super::keys::refuse_reserved_owner(&user_id)?;
+    }
     let now = SystemTime::now();
     let mut user = UserRecord {
         user_id: user_id.clone(),
