@@ -1,7 +1,8 @@
 //! Request parsing and the outbound body: what every plain request pays
 //! before and after routing, on a realistic chat body (four messages, two
 //! tools, about 1.9 KB); what a stream pays per chunk to estimate its
-//! output when no usage comes; and what a deployment with parameter rules
+//! output when no usage comes, and to keep a deployment's key from its
+//! client; and what a deployment with parameter rules
 //! (a reasoning model, `drop_params`) pays to rewrite the body's fields;
 //! and what a request pays for its prompt to be held to context windows.
 //!
@@ -141,6 +142,39 @@ fn stream_estimate(c: &mut Criterion) {
             black_box(sent.chunks)
         })
     });
+    group.finish();
+    key_redaction(c, chunk);
+}
+
+/// What a stream of a deployment with a key pays per chunk to keep the key
+/// from its client: the scan of a chunk whose text cannot begin a key, and
+/// the parse of one whose text ends like a key's start (`" s"` for an
+/// `sk-` key), which is followed into the next chunk.
+fn key_redaction(c: &mut Criterion, plain: &[u8]) {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use conclave::providers::redact::{KeyRedactor, StreamRedactor};
+
+    let key = conclave::config::Secret::new("sk-proj-4f9a2c7e1b8d6a3f0e5c9b2d7a4f1e8c".to_owned());
+    let Some(redactor) = KeyRedactor::new(Some(&key), &Default::default(), &[]) else {
+        fatal("the key is not searched for");
+    };
+    let redactor = Arc::new(redactor);
+    let ending_like_a_key = String::from_utf8_lossy(plain).replace(" world", " this");
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Bytes(plain.len() as u64));
+    for (name, chunk) in [
+        ("key_redaction_scan", Bytes::copy_from_slice(plain)),
+        ("key_redaction_followed", Bytes::from(ending_like_a_key)),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut stream = StreamRedactor::new(redactor.clone());
+                black_box(stream.payload(black_box(chunk.clone())))
+            })
+        });
+    }
     group.finish();
 }
 

@@ -1679,3 +1679,20 @@ async fn the_gateways_budget_user_gets_no_key_and_one_request_adds_at_most_1000_
     let (_, listed) = get(&proxy, "/team/list").await;
     assert_eq!(listed, json!([]), "a refused team was not made: {listed}");
 }
+
+#[tokio::test]
+async fn a_refused_regenerate_leaves_the_key_as_it_was() {
+    let (_up, proxy) = gateway().await;
+    let made = generate(&proxy, json!({})).await;
+    let key = key_of(&made);
+    for body in [
+        json!({"key_type": "bogus"}),
+        json!({"user_id": "litellm-proxy-budget"}),
+        json!({"auto_rotate": true}),
+    ] {
+        let (status, err) = post(&proxy, &format!("/key/{key}/regenerate"), body.clone()).await;
+        assert_eq!(status, 400, "{body}: {err}");
+        let (status, answer) = chat_as(&proxy, &key, "echo").await;
+        assert_eq!(status, 200, "the key still works after {body}: {answer}");
+    }
+}

@@ -118,8 +118,8 @@ impl HttpTarget {
                 .flatten()
         });
         let mut headers = call_headers(spec.dialect, api_key.as_ref(), params)?;
-        if let Some(login) = login {
-            headers.insert(http::header::AUTHORIZATION, login);
+        if let Some(login) = &login {
+            headers.insert(http::header::AUTHORIZATION, login.header.clone());
         }
         let mut defaults = request_defaults(params)?;
         let extra_body = extra_body(params)?;
@@ -163,7 +163,9 @@ impl HttpTarget {
         let native_responses = spec.name == "openai"
             && (base_url == OPENAI_BASE || crate::config::declares_responses(&params.extra));
         add_call_defaults(&mut headers, &urls.chat);
-        let redactor = KeyRedactor::new(api_key.as_ref(), &params.extra_headers).map(Arc::new);
+        let login_secrets: Vec<&str> = login.as_ref().map_or_else(Vec::new, Login::secrets);
+        let redactor =
+            KeyRedactor::new(api_key.as_ref(), &params.extra_headers, &login_secrets).map(Arc::new);
         Ok(Self {
             spec,
             base_url,
@@ -303,19 +305,22 @@ impl HttpTarget {
             client_headers = Some(request.headers);
             anthropic_reply = Some(request.reply);
             request.bytes
-        } else if as_completions {
-            let fields = super::text_completion::request_fields(body)?;
+        } else {
+            let prompted;
+            let fields = if as_completions {
+                prompted = super::text_completion::request_fields(body)?;
+                &prompted
+            } else {
+                body
+            };
             encode_outbound_body(
                 model,
                 call.stream,
-                &fields,
+                fields,
                 defaults,
                 self.supports_reasoning,
             )
             .map_err(|e| UpstreamError::Protocol(e.to_string()))?
-        } else {
-            encode_outbound_body(model, call.stream, body, defaults, self.supports_reasoning)
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
         };
         let url = if native_responses {
             self.urls.responses.clone()
@@ -614,11 +619,25 @@ fn base_url(spec: &ProviderSpec, params: &LitellmParams, env: &Env) -> Result<St
     Ok(base_url)
 }
 
-/// An api_base without the login it may carry (`http://user:pass@host/v1`),
-/// and that login as `Authorization: Basic`: a URL's login never reaches
-/// the server by itself, and the HTTP client under LiteLLM sends it so
-/// (over any key's header).
-fn split_login(base_url: String) -> (String, Option<HeaderValue>) {
+/// The login an api_base carries (`http://user:pass@host/v1`).
+struct Login {
+    /// `Authorization: Basic`: a URL's login never reaches the server by
+    /// itself, and the HTTP client under LiteLLM sends it so (over any
+    /// key's header).
+    header: HeaderValue,
+    password: String,
+}
+
+impl Login {
+    /// What the redactor searches answers for.
+    fn secrets(&self) -> Vec<&str> {
+        let header = self.header.to_str().ok();
+        header.into_iter().chain([self.password.as_str()]).collect()
+    }
+}
+
+/// An api_base without the login it may carry, and that login.
+fn split_login(base_url: String) -> (String, Option<Login>) {
     let Some((scheme, rest)) = base_url.split_once("://") else {
         return (base_url, None);
     };
@@ -632,11 +651,12 @@ fn split_login(base_url: String) -> (String, Option<HeaderValue>) {
     credentials.push(b':');
     credentials.extend(decoded(password));
     let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let password = String::from_utf8_lossy(&decoded(password)).into_owned();
     let login = HeaderValue::from_str(&format!("Basic {encoded}"))
         .ok()
-        .map(|mut value| {
-            value.set_sensitive(true);
-            value
+        .map(|mut header| {
+            header.set_sensitive(true);
+            Login { header, password }
         });
     (format!("{scheme}://{}", &rest[at + 1..]), login)
 }
@@ -1042,8 +1062,10 @@ mod tests {
     fn a_login_in_the_api_base_leaves_the_url_as_basic_auth() {
         let (url, login) = split_login("http://user:pa55%40word@127.0.0.1:8000/v1".into());
         assert_eq!(url, "http://127.0.0.1:8000/v1");
+        let login = login.unwrap();
         // base64 of "user:pa55@word"
-        assert_eq!(login.unwrap(), "Basic dXNlcjpwYTU1QHdvcmQ=");
+        assert_eq!(login.header, "Basic dXNlcjpwYTU1QHdvcmQ=");
+        assert_eq!(login.password, "pa55@word");
         let (url, login) = split_login("https://api.example.com/v1?key=a@b".into());
         assert_eq!(url, "https://api.example.com/v1?key=a@b");
         assert!(login.is_none());

@@ -12,7 +12,7 @@ pub use http_adapter::encode_outbound_body;
 pub mod mock;
 mod mock_answers;
 pub mod param_rules;
-mod redact;
+pub mod redact;
 pub mod responses;
 pub mod sse;
 pub mod table;

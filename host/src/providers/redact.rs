@@ -31,7 +31,13 @@ const MIN_HEADER_SECRET_LEN: usize = 8;
 impl KeyRedactor {
     /// The redactor for `key` and the credentials in `extra_headers`;
     /// `None` when there is nothing to search for.
-    pub fn new(key: Option<&Secret>, extra_headers: &BTreeMap<String, String>) -> Option<Self> {
+    /// `login` holds what an api_base's login gave: its password and the
+    /// `Authorization` value it became.
+    pub fn new(
+        key: Option<&Secret>,
+        extra_headers: &BTreeMap<String, String>,
+        login: &[&str],
+    ) -> Option<Self> {
         let mut secrets: Vec<&str> = key
             .map(Secret::expose)
             .filter(|key| key.len() >= MIN_KEY_LEN && looks_secret(key))
@@ -39,6 +45,9 @@ impl KeyRedactor {
             .collect();
         for (name, value) in extra_headers {
             secrets.extend(header_secrets(name, value));
+        }
+        for secret in login {
+            secrets.extend(header_secrets("authorization", secret));
         }
         secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
         secrets.dedup();
@@ -82,9 +91,20 @@ impl KeyRedactor {
             Value::Array(items) => items
                 .iter_mut()
                 .fold(false, |changed, item| self.redact_strings(item) | changed),
-            Value::Object(map) => map
-                .values_mut()
-                .fold(false, |changed, item| self.redact_strings(item) | changed),
+            Value::Object(map) => {
+                let mut changed = map
+                    .values_mut()
+                    .fold(false, |changed, item| self.redact_strings(item) | changed);
+                // A name can spell a secret as well as a value.
+                if map.keys().any(|name| self.text(name) != *name) {
+                    *map = std::mem::take(map)
+                        .into_iter()
+                        .map(|(name, item)| (self.text(&name), item))
+                        .collect();
+                    changed = true;
+                }
+                changed
+            }
             _ => false,
         }
     }
@@ -173,32 +193,21 @@ fn redact_payload(payload: Bytes, finder: &memchr::memmem::Finder<'_>) -> Bytes 
 /// Whether JSON text holds an escape that may spell part of a secret
 /// (`\u`, or `\/` for a secret with a slash).
 fn has_escapes(payload: &[u8]) -> bool {
-    memchr::memmem::find(payload, b"\\u").is_some()
-        || memchr::memmem::find(payload, b"\\/").is_some()
+    memchr::memchr_iter(b'\\', payload).any(|at| matches!(payload.get(at + 1), Some(b'u' | b'/')))
 }
 
 fn serialized(value: &Value) -> Option<Bytes> {
     serde_json::to_vec(value).ok().map(Bytes::from)
 }
 
-/// The fields of a stream event whose text a client joins across events
-/// (chat's `content`, reasoning and tool `arguments`; Anthropic's `text`,
-/// `partial_json` and `thinking`; the Responses API's `delta`).
-const JOINED_FIELDS: &[&str] = &[
-    "content",
-    "reasoning_content",
-    "reasoning",
-    "refusal",
-    "arguments",
-    "text",
-    "partial_json",
-    "thinking",
-    "delta",
-];
-
-/// Fields that tell apart the texts one event stream carries (a choice, an
-/// Anthropic block, a Responses output item and its part).
+/// An event's own fields that tell apart the texts one stream carries (an
+/// Anthropic block, a Responses output item and its part); a list's items
+/// (chat's choices and tool calls) go by their `index`.
 const INDEX_FIELDS: &[&str] = &["index", "output_index", "content_index", "summary_index"];
+
+/// The most texts a stream's redactor remembers the end of: past it, ends
+/// that hold nothing back are forgotten, oldest first.
+const MOST_REMEMBERED: usize = 1024;
 
 /// The most of a secret's start a stream may show before the rest is
 /// held back: a text ending in fewer characters of it goes out as it is.
@@ -212,14 +221,16 @@ struct Pending {
     sent: usize,
 }
 
-/// A [`KeyRedactor`] for one stream: it also follows each joined text
-/// from event to event, so that a secret sent in pieces is caught. The
-/// end of a text that begins a secret is remembered; once it is longer
-/// than [`MOST_SHOWN`] (or half the secret), the rest is held back until
-/// the next piece shows whether it is the secret (then `[redacted]`) or
-/// not (then sent). A stream that ends while holding some drops it: it is
-/// the start of a secret. Events are parsed only when a text may begin or
-/// continue one, found by a scan of the raw bytes.
+/// A [`KeyRedactor`] for one stream: it also follows each text from event
+/// to event (every string, by its place: clients join a delta's strings,
+/// a tool call's `name` as much as its `arguments`), so that a secret sent
+/// in pieces is caught. The end of a text that begins a secret is
+/// remembered; once it is longer than [`MOST_SHOWN`] (or half the secret),
+/// the rest is held back until the next piece of that text shows whether
+/// it is the secret (then `[redacted]`) or not (then sent ahead of the
+/// piece). A stream that ends while holding some drops it: it is the start
+/// of a secret. Events are parsed only when some text is held back, or a
+/// scan of the raw bytes finds a string that may begin or continue one.
 pub struct StreamRedactor {
     redactor: Arc<KeyRedactor>,
     /// By the text's place in the event (its path, with its indices). At
@@ -250,7 +261,12 @@ impl StreamRedactor {
         let Ok(mut value) = serde_json::from_slice::<Value>(&payload) else {
             return payload;
         };
+        // An event's own indices name its texts, 0 when it gives none.
         let mut path = String::new();
+        for field in INDEX_FIELDS {
+            let n = value.get(*field).and_then(Value::as_u64).unwrap_or(0);
+            let _ = write!(path, "#{field}={n}");
+        }
         if self.walk(&mut value, &mut path) {
             serialized(&value).unwrap_or(payload)
         } else {
@@ -261,7 +277,7 @@ impl StreamRedactor {
     /// Whether a string in the raw event may end with a secret's start, or
     /// begin with what a remembered end lacks (or hides either in escapes).
     fn may_hold_a_piece(&self, raw: &[u8]) -> bool {
-        if has_escapes(raw) {
+        if has_escapes(raw) || self.pending.iter().any(|(_, p)| p.sent < p.text.len()) {
             return true;
         }
         let ends_with_a_start = self.redactor.secrets().any(|secret| {
@@ -285,32 +301,23 @@ impl StreamRedactor {
             })
     }
 
-    /// Follows every joined text in `value`; whether any changed.
+    /// Follows every text in `value`; whether any changed.
     fn walk(&mut self, value: &mut Value, path: &mut String) -> bool {
         let start = path.len();
         let mut changed = false;
         match value {
-            Value::Object(map) => {
-                for field in INDEX_FIELDS {
-                    if let Some(n) = map.get(*field).and_then(Value::as_u64) {
-                        let _ = write!(path, "#{field}={n}");
-                    }
+            Value::String(text) => {
+                if let Some(clean) = self.piece(path, text) {
+                    *text = clean;
+                    changed = true;
                 }
+            }
+            Value::Object(map) => {
                 for (name, item) in map.iter_mut() {
-                    let len = path.len();
                     path.push('/');
                     path.push_str(name);
-                    match item {
-                        Value::String(text) if JOINED_FIELDS.contains(&name.as_str()) => {
-                            if let Some(clean) = self.piece(path, text) {
-                                *text = clean;
-                                changed = true;
-                            }
-                        }
-                        Value::Object(_) | Value::Array(_) => changed |= self.walk(item, path),
-                        _ => {}
-                    }
-                    path.truncate(len);
+                    changed |= self.walk(item, path);
+                    path.truncate(start);
                 }
             }
             Value::Array(items) => {
@@ -323,7 +330,6 @@ impl StreamRedactor {
             }
             _ => {}
         }
-        path.truncate(start);
         changed
     }
 
@@ -333,7 +339,7 @@ impl StreamRedactor {
         let known = self.pending.iter().position(|(p, _)| p == path);
         let (mut joined, sent) = match known {
             Some(i) => {
-                let (_, pending) = self.pending.swap_remove(i);
+                let (_, pending) = self.pending.remove(i);
                 (pending.text, pending.sent)
             }
             None => (String::new(), 0),
@@ -361,9 +367,23 @@ impl StreamRedactor {
                 text: joined[start..].to_owned(),
                 sent: held_from - start,
             };
-            self.pending.push((path.to_owned(), pending));
+            self.remember(path, pending);
         }
         (out != text).then_some(out)
+    }
+
+    /// Remembers the end of the text at `path`, forgetting the oldest end
+    /// that holds nothing back when [`MOST_REMEMBERED`] are kept.
+    fn remember(&mut self, path: &str, pending: Pending) {
+        if self.pending.len() >= MOST_REMEMBERED
+            && let Some(oldest) = self
+                .pending
+                .iter()
+                .position(|(_, p)| p.sent == p.text.len())
+        {
+            self.pending.remove(oldest);
+        }
+        self.pending.push((path.to_owned(), pending));
     }
 
     /// Where `text` (from byte `from`) ends with a proper prefix of a
@@ -435,7 +455,7 @@ mod tests {
             ("x-api-key".to_owned(), "short".to_owned()),
         ]);
         let key = Secret::new("sk-1234".to_owned());
-        let redactor = KeyRedactor::new(Some(&key), &headers).unwrap();
+        let redactor = KeyRedactor::new(Some(&key), &headers, &[]).unwrap();
         assert_eq!(
             redactor.text("sent Bearer sk-from-a-header-456, sk-from-a-header-456 and sk-1234"),
             "sent [redacted], [redacted] and [redacted]"
@@ -446,7 +466,7 @@ mod tests {
             redactor.payload(payload),
             Bytes::from_static(b"{\"c\":\"[redacted] for my shared application\"}")
         );
-        assert!(KeyRedactor::new(None, &BTreeMap::new()).is_none());
+        assert!(KeyRedactor::new(None, &BTreeMap::new(), &[]).is_none());
     }
 
     #[test]
@@ -463,18 +483,18 @@ mod tests {
         ] {
             let key = Secret::new(placeholder.to_owned());
             assert!(
-                KeyRedactor::new(Some(&key), &BTreeMap::new()).is_none(),
+                KeyRedactor::new(Some(&key), &BTreeMap::new(), &[]).is_none(),
                 "{placeholder}"
             );
         }
         let real = Secret::new("sk-test-key".to_owned());
-        assert!(KeyRedactor::new(Some(&real), &BTreeMap::new()).is_some());
+        assert!(KeyRedactor::new(Some(&real), &BTreeMap::new(), &[]).is_some());
     }
 
     fn stream_redactor(key: &str) -> StreamRedactor {
         let key = Secret::new(key.to_owned());
         StreamRedactor::new(Arc::new(
-            KeyRedactor::new(Some(&key), &BTreeMap::new()).unwrap(),
+            KeyRedactor::new(Some(&key), &BTreeMap::new(), &[]).unwrap(),
         ))
     }
 
@@ -514,11 +534,56 @@ mod tests {
     }
 
     #[test]
-    fn text_that_only_begins_like_a_key_is_sent_whole() {
+    fn text_that_only_begins_like_a_key_is_sent_whole_and_in_order() {
         let key = "sk-upstream-secret-0123456789";
-        let pieces = ["it is sk", "-upstream-sec", "ond time, yes", "s"];
-        let joined = joined_content(&mut stream_redactor(key), &pieces);
-        assert_eq!(joined, pieces.concat());
+        for pieces in [
+            &["it is sk", "-upstream-sec", "ond time, yes", "s"][..],
+            &["export KEY=sk-upstream-", "YOUR_KEY"],
+            &["a sk-upstream-", "X ", "sunny"],
+        ] {
+            let joined = joined_content(&mut stream_redactor(key), pieces);
+            assert_eq!(joined, pieces.concat());
+        }
+    }
+
+    #[test]
+    fn a_key_is_followed_whether_or_not_chunks_name_their_index() {
+        let key = "sk-upstream-secret-0123456789";
+        let mut redactor = stream_redactor(key);
+        let mut client = String::new();
+        for (i, piece) in ["key sk-up", "stream-sec", "ret-0123", "456789 ok"]
+            .iter()
+            .enumerate()
+        {
+            let choice = match i % 2 {
+                0 => serde_json::json!({"index": 0, "delta": {"content": piece}}),
+                _ => serde_json::json!({"delta": {"content": piece}}),
+            };
+            let chunk = serde_json::json!({"choices": [choice]});
+            let out: Value =
+                serde_json::from_slice(&redactor.payload(Bytes::from(chunk.to_string()))).unwrap();
+            client.push_str(out["choices"][0]["delta"]["content"].as_str().unwrap());
+        }
+        assert_eq!(client, "key sk-up[redacted] ok");
+    }
+
+    #[test]
+    fn a_key_spread_over_a_tool_calls_name_is_caught() {
+        let key = "sk-upstream-secret-0123456789";
+        let mut redactor = stream_redactor(key);
+        let mut name = String::new();
+        for piece in ["sk-upstream", "-secret-0123", "456789"] {
+            let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "function": {"name": piece}}]}}]});
+            let out: Value =
+                serde_json::from_slice(&redactor.payload(Bytes::from(chunk.to_string()))).unwrap();
+            name.push_str(
+                out["choices"][0]["delta"]["tool_calls"][0]["function"]["name"]
+                    .as_str()
+                    .unwrap(),
+            );
+        }
+        assert_eq!(name, "[redacted]");
     }
 
     #[test]
@@ -543,12 +608,25 @@ mod tests {
     }
 
     #[test]
+    fn an_api_base_login_is_redacted_like_a_key() {
+        let login = ["pa55word-secret", "Basic dGVhbTpwYTU1d29yZC1zZWNyZXQ="];
+        let redactor = KeyRedactor::new(None, &BTreeMap::new(), &login).unwrap();
+        assert_eq!(
+            redactor.text("you sent Basic dGVhbTpwYTU1d29yZC1zZWNyZXQ=, pa55word-secret"),
+            "you sent [redacted], [redacted]"
+        );
+    }
+
+    #[test]
     fn an_escaped_key_is_redacted_as_the_client_reads_it() {
         let key = Secret::new("sk-abc123def456".to_owned());
-        let redactor = KeyRedactor::new(Some(&key), &BTreeMap::new()).unwrap();
+        let redactor = KeyRedactor::new(Some(&key), &BTreeMap::new(), &[]).unwrap();
         let escaped = Bytes::from_static(br#"{"text":"k=\u0073k-abc123def456!"}"#);
         let out: Value = serde_json::from_slice(&redactor.payload(escaped)).unwrap();
         assert_eq!(out["text"], "k=[redacted]!");
+        let named = Bytes::from_static(br#"{"input":{"\u0073k-abc123def456":1}}"#);
+        let out: Value = serde_json::from_slice(&redactor.payload(named)).unwrap();
+        assert_eq!(out["input"], serde_json::json!({"[redacted]": 1}));
         let other = Bytes::from_static(br#"{"text":"caf\u00e9"}"#);
         assert_eq!(redactor.payload(other.clone()), other);
     }

@@ -110,14 +110,16 @@ pub fn json_reply(body: Bytes) -> Result<Bytes, UpstreamError> {
         // Not an object: the router's own check names what is wrong.
         return Ok(body);
     };
-    if let Some(error) = sse::answer_error(&body) {
+    if answer.get("error").is_some_and(|e| !e.is_null())
+        && let Some(error) = sse::answer_error(&body)
+    {
         return Err(error);
     }
     as_chat(
         &mut answer,
         "chat.completion",
         |text| json!({"role": "assistant", "content": text}),
-    );
+    )?;
     to_bytes(&answer)
 }
 
@@ -137,17 +139,22 @@ pub fn stream_reply(payloads: PayloadStream) -> PayloadStream {
             } else {
                 json!({"content": text})
             }
-        });
+        })?;
         to_bytes(&chunk)
     }))
 }
 
 /// Rewrites a completion (or chunk) in place as a chat one: `object`, and
 /// each choice's `text` as the message (or delta) `message` makes of it.
-fn as_chat(answer: &mut Map<String, Value>, object: &str, message: impl Fn(Value) -> Value) {
+/// A `text` that is not a string is no completion a client could read.
+fn as_chat(
+    answer: &mut Map<String, Value>,
+    object: &str,
+    message: impl Fn(Value) -> Value,
+) -> Result<(), UpstreamError> {
     answer.insert("object".into(), Value::String(object.into()));
     let Some(Value::Array(choices)) = answer.get_mut("choices") else {
-        return;
+        return Ok(());
     };
     let field = if object == "chat.completion" {
         "message"
@@ -155,9 +162,18 @@ fn as_chat(answer: &mut Map<String, Value>, object: &str, message: impl Fn(Value
         "delta"
     };
     for choice in choices.iter_mut().filter_map(Value::as_object_mut) {
-        let text = choice.remove("text").unwrap_or(Value::Null);
+        let text = match choice.remove("text") {
+            None | Some(Value::Null) => Value::Null,
+            Some(text @ Value::String(_)) => text,
+            Some(_) => {
+                return Err(UpstreamError::Protocol(
+                    "the upstream sent a completion whose `text` is not a string".into(),
+                ));
+            }
+        };
         choice.insert(field.into(), message(text));
     }
+    Ok(())
 }
 
 fn to_bytes(value: &Map<String, Value>) -> Result<Bytes, UpstreamError> {
@@ -238,6 +254,15 @@ mod tests {
         );
         assert_eq!(out["usage"]["total_tokens"], 4);
         assert_eq!(out["id"], "cmpl-1");
+    }
+
+    #[test]
+    fn a_text_that_is_not_a_string_is_malformed() {
+        let body = json!({"choices": [{"text": 42, "index": 0, "finish_reason": "stop"}]});
+        assert!(matches!(
+            json_reply(Bytes::from(body.to_string())),
+            Err(UpstreamError::Protocol(_))
+        ));
     }
 
     #[test]

@@ -54,13 +54,28 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
         // Anthropic refuses an empty turn but a last assistant one (the
         // answer's start): in chat it would vanish without a word.
         let last_assistant = i + 1 == turns.len() && turn["role"] == "assistant";
-        if turn["content"].as_array().is_some_and(Vec::is_empty) && !last_assistant {
+        let empty = match &turn["content"] {
+            Value::Array(blocks) => blocks.is_empty(),
+            Value::String(text) => text.is_empty(),
+            _ => false,
+        };
+        if empty && !last_assistant {
             return Err(TranslateError::new(
                 format!(
                     "messages.{i}.content: every message needs non-empty content but the \
                      optional final assistant message"
                 ),
                 &format!("messages.{i}.content"),
+            ));
+        }
+        let blocks = turn["content"].as_array().map_or(&[][..], Vec::as_slice);
+        if let Some(j) = blocks
+            .iter()
+            .position(|b| b["type"] == "text" && b["text"] == "")
+        {
+            return Err(TranslateError::new(
+                format!("messages.{i}.content.{j}.text: text content blocks must be non-empty"),
+                &format!("messages.{i}.content.{j}.text"),
             ));
         }
         messages.extend(turn_to_chat(turn, native)?);
@@ -181,16 +196,16 @@ fn check_fields(body: &Value) -> Result<(), TranslateError> {
     )?;
     // `metadata.user_id` becomes the chat request's `user`: its errors must
     // name the field the client wrote.
-    if body["metadata"]
-        .get("user_id")
-        .is_some_and(|u| !u.is_null() && !u.is_string())
-    {
-        return Err(TranslateError::new(
+    match body["metadata"].get("user_id") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(user)) => crate::openai::checked_end_user(user, "metadata.user_id")
+            .map(|_| ())
+            .map_err(|message| TranslateError::new(message, "metadata.user_id")),
+        Some(_) => Err(TranslateError::new(
             "metadata.user_id must be a string",
             "metadata.user_id",
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// `system` as one string: a string, or the text of its text blocks, joined
@@ -971,6 +986,13 @@ mod tests {
         let prefill = turns(json!([{"role": "user", "content": "hi"},
             {"role": "assistant", "content": []}]));
         assert!(request_to_chat(&prefill, false).is_ok());
+        let e =
+            request_to_chat(&turns(json!([{"role": "user", "content": ""}])), false).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages.0.content"), "{e}");
+        let blank = turns(json!([{"role": "user", "content": [
+            {"type": "text", "text": "hi"}, {"type": "text", "text": ""}]}]));
+        let e = request_to_chat(&blank, false).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages.0.content.1.text"), "{e}");
     }
 
     #[test]
@@ -1300,6 +1322,11 @@ mod tests {
                           "messages": [{"role": "user", "content": "hi"}]});
         let e = request_to_chat(&body, false).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("metadata.user_id"));
+        let long = "u".repeat(crate::openai::MAX_END_USER_BYTES + 1);
+        let body = json!({"model": "m", "max_tokens": 5, "metadata": {"user_id": long},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let e = request_to_chat(&body, false).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("metadata.user_id"), "{e}");
         let body = json!({"model": "m", "max_tokens": 5, "metadata": {"user_id": "u-1"},
                           "messages": [{"role": "user", "content": "hi"}]});
         assert_eq!(request_to_chat(&body, false).unwrap()["user"], "u-1");

@@ -519,7 +519,13 @@ fn tool_choice(choice: &Value, parallel: &Value) -> Result<Option<Value>, Transl
             (Some("function") | None, Some(name)) => json!({"type": "tool", "name": name}),
             (Some("allowed_tools"), _) => match choice["allowed_tools"]["mode"].as_str() {
                 Some("required") => json!({"type": "any"}),
-                _ => json!({"type": "auto"}),
+                Some("auto") | None => json!({"type": "auto"}),
+                Some(_) => {
+                    return Err(TranslateError::new(
+                        "tool_choice.allowed_tools.mode must be \"auto\" or \"required\"",
+                        "tool_choice.allowed_tools.mode",
+                    ));
+                }
             },
             _ => return Err(unknown_tool_choice()),
         },
@@ -1137,6 +1143,11 @@ mod tests {
         for (choice, param) in [
             (allowed("auto", "c"), "tool_choice.allowed_tools.tools"),
             (json!({"type": "bogus"}), "tool_choice"),
+            (
+                json!({"type": "allowed_tools", "allowed_tools": {"mode": "wat",
+                    "tools": [{"type": "function", "function": {"name": "a"}}]}}),
+                "tool_choice.allowed_tools.mode",
+            ),
             (json!("sometimes"), "tool_choice"),
         ] {
             let e = request_from_chat(&chat(choice), "claude", false).unwrap_err();

@@ -861,6 +861,7 @@ async fn read_regenerate(
             .check(fields)
             .map_err(super::over_bound)?;
     }
+    super::unenforced::refuse(&value, super::unenforced::ON_KEYS)?;
     let asked: Regenerate = super::typed(value.clone())?;
     let mut changes: KeyBody = super::typed(value.clone())?;
     changes.limits = super::typed(value)?;
@@ -925,13 +926,11 @@ async fn rotate(
     let found = existing(keys, given).await?;
     scope.check(&found)?;
     scope.restrict(keys, &mut changes, false).await?;
-    if matches!(scope, KeyScope::OwnedBy(_)) {
-        // Checked before the key changes value: a refusal afterwards
-        // would leave its holder with a value never shown.
-        let mut preview = found.clone();
-        apply(keys, &mut preview, changes.clone(), SystemTime::now()).await?;
-        scope.check_change(&found, &preview, changes.limits.spend()?)?;
-    }
+    // Every change is checked before the key changes value: a refusal
+    // afterwards would leave its holder with a value never shown.
+    let mut preview = found.clone();
+    apply(keys, &mut preview, changes.clone(), SystemTime::now()).await?;
+    scope.check_change(&found, &preview, changes.limits.spend()?)?;
     let value = key_value(state, chosen, "new_key")?;
     // What this instance's counter has charged the key so far: a call that
     // just ended may not have reached the spend log yet.
