@@ -1685,7 +1685,9 @@ async fn a_refused_regenerate_leaves_the_key_as_it_was() {
     let (_up, proxy) = gateway().await;
     let made = generate(&proxy, json!({})).await;
     let key = key_of(&made);
+    generate(&proxy, json!({"key_alias": "taken"})).await;
     for body in [
+        json!({"key_alias": "taken"}),
         json!({"key_type": "bogus"}),
         json!({"user_id": "litellm-proxy-budget"}),
         json!({"auto_rotate": true}),

@@ -222,10 +222,10 @@ impl HttpTarget {
     }
 
     /// An answer's bytes with this deployment's key replaced, if they hold it.
-    fn redact_bytes(&self, body: Bytes) -> Bytes {
+    fn redact_bytes(&self, body: Bytes) -> Result<Bytes, UpstreamError> {
         match &self.redactor {
             Some(redactor) => redactor.payload(body),
-            None => body,
+            None => Ok(body),
         }
     }
 
@@ -385,7 +385,7 @@ impl HttpTarget {
                 Some(redactor) => {
                     let mut redactor = StreamRedactor::new(redactor);
                     Box::pin(payloads.map(move |item| match item {
-                        Ok(payload) => Ok(redactor.payload(payload)),
+                        Ok(payload) => redactor.payload(payload),
                         Err(error) => Err(error.map_text(|m| redactor.text(&m))),
                     }))
                 }
@@ -407,7 +407,7 @@ impl HttpTarget {
                 .await
                 .map_err(|_| UpstreamError::Timeout(wait))??;
             // The answer reaches the client: it must not carry the key either.
-            let body = self.redact_bytes(body);
+            let body = self.redact_bytes(body)?;
             if let Some(reply) = anthropic_reply {
                 return super::anthropic::json_reply(body, reply)
                     .map(UpstreamReply::Json)
@@ -457,7 +457,7 @@ impl HttpTarget {
             let response = self.check_status(response).await?;
             self.read_capped(response, (ERROR_BODY_LIMIT, None), wait)
                 .await
-                .map(|counted| self.redact_bytes(counted))
+                .and_then(|counted| self.redact_bytes(counted))
         };
         Some(
             tokio::time::timeout(wait, fetch)
@@ -625,14 +625,18 @@ struct Login {
     /// itself, and the HTTP client under LiteLLM sends it so (over any
     /// key's header).
     header: HeaderValue,
-    password: String,
+    /// The password, decoded and as written (percent-encoded).
+    password: [String; 2],
 }
 
 impl Login {
     /// What the redactor searches answers for.
     fn secrets(&self) -> Vec<&str> {
         let header = self.header.to_str().ok();
-        header.into_iter().chain([self.password.as_str()]).collect()
+        header
+            .into_iter()
+            .chain(self.password.iter().map(String::as_str))
+            .collect()
     }
 }
 
@@ -651,7 +655,10 @@ fn split_login(base_url: String) -> (String, Option<Login>) {
     credentials.push(b':');
     credentials.extend(decoded(password));
     let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-    let password = String::from_utf8_lossy(&decoded(password)).into_owned();
+    let password = [
+        String::from_utf8_lossy(&decoded(password)).into_owned(),
+        password.to_owned(),
+    ];
     let login = HeaderValue::from_str(&format!("Basic {encoded}"))
         .ok()
         .map(|mut header| {
@@ -1065,7 +1072,7 @@ mod tests {
         let login = login.unwrap();
         // base64 of "user:pa55@word"
         assert_eq!(login.header, "Basic dXNlcjpwYTU1QHdvcmQ=");
-        assert_eq!(login.password, "pa55@word");
+        assert_eq!(login.password, ["pa55@word", "pa55%40word"]);
         let (url, login) = split_login("https://api.example.com/v1?key=a@b".into());
         assert_eq!(url, "https://api.example.com/v1?key=a@b");
         assert!(login.is_none());

@@ -56,7 +56,7 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
         let last_assistant = i + 1 == turns.len() && turn["role"] == "assistant";
         let empty = match &turn["content"] {
             Value::Array(blocks) => blocks.is_empty(),
-            Value::String(text) => text.is_empty(),
+            Value::String(text) => text.trim().is_empty(),
             _ => false,
         };
         if empty && !last_assistant {
@@ -69,12 +69,15 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
             ));
         }
         let blocks = turn["content"].as_array().map_or(&[][..], Vec::as_slice);
-        if let Some(j) = blocks
-            .iter()
-            .position(|b| b["type"] == "text" && b["text"] == "")
+        if let Some(j) = blocks.iter().position(|b| {
+            b["type"] == "text" && b["text"].as_str().is_some_and(|t| t.trim().is_empty())
+        }) && !last_assistant
         {
             return Err(TranslateError::new(
-                format!("messages.{i}.content.{j}.text: text content blocks must be non-empty"),
+                format!(
+                    "messages.{i}.content.{j}.text: text content blocks must contain \
+                     non-whitespace text"
+                ),
                 &format!("messages.{i}.content.{j}.text"),
             ));
         }
@@ -986,8 +989,8 @@ mod tests {
         let prefill = turns(json!([{"role": "user", "content": "hi"},
             {"role": "assistant", "content": []}]));
         assert!(request_to_chat(&prefill, false).is_ok());
-        let e =
-            request_to_chat(&turns(json!([{"role": "user", "content": ""}])), false).unwrap_err();
+        let e = request_to_chat(&turns(json!([{"role": "user", "content": " \n"}])), false)
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages.0.content"), "{e}");
         let blank = turns(json!([{"role": "user", "content": [
             {"type": "text", "text": "hi"}, {"type": "text", "text": ""}]}]));

@@ -517,10 +517,10 @@ fn tool_choice(choice: &Value, parallel: &Value) -> Result<Option<Value>, Transl
         },
         Value::Object(_) => match (choice["type"].as_str(), choice["function"]["name"].as_str()) {
             (Some("function") | None, Some(name)) => json!({"type": "tool", "name": name}),
-            (Some("allowed_tools"), _) => match choice["allowed_tools"]["mode"].as_str() {
-                Some("required") => json!({"type": "any"}),
-                Some("auto") | None => json!({"type": "auto"}),
-                Some(_) => {
+            (Some("allowed_tools"), _) => match &choice["allowed_tools"]["mode"] {
+                Value::String(mode) if mode == "required" => json!({"type": "any"}),
+                Value::String(mode) if mode == "auto" => json!({"type": "auto"}),
+                _ => {
                     return Err(TranslateError::new(
                         "tool_choice.allowed_tools.mode must be \"auto\" or \"required\"",
                         "tool_choice.allowed_tools.mode",

@@ -931,6 +931,22 @@ async fn rotate(
     let mut preview = found.clone();
     apply(keys, &mut preview, changes.clone(), SystemTime::now()).await?;
     scope.check_change(&found, &preview, changes.limits.spend()?)?;
+    if let Some(alias) = preview
+        .key_alias
+        .as_deref()
+        .filter(|a| Some(*a) != found.key_alias.as_deref())
+        && keys
+            .store()
+            .key_hash_by_alias(alias)
+            .await
+            .map_err(key_error)?
+            .is_some_and(|other| other != found.token_hash)
+    {
+        return Err(invalid(
+            "key_alias",
+            "a key with this key_alias already exists",
+        ));
+    }
     let value = key_value(state, chosen, "new_key")?;
     // What this instance's counter has charged the key so far: a call that
     // just ended may not have reached the spend log yet.
