@@ -354,6 +354,9 @@ impl StreamRedactor {
         if ends_with_a_start {
             return true;
         }
+        if self.pending.is_empty() {
+            return false;
+        }
         // The bytes a remembered end would continue with, sought at the
         // start of a string: one pass over the event however many there are.
         let mut next = [false; 256];
