@@ -120,8 +120,7 @@ async fn handle<D: Dialect>(
     super::routes::keep_request_body(ctx, outcome, &bytes, body.is_ok());
     let body = body?;
     drop(bytes);
-    let names = body.as_object().into_iter().flat_map(|o| o.keys());
-    super::routes::refuse_native_carriers(names.map(String::as_str))?;
+    super::routes::refuse_native_carriers_in(&body)?;
     let mut dialect = D::for_request(&body, &parts.headers);
     let body = dialect.prepare(state, scope, body).await?;
     let mut chat = dialect.to_chat(&body).map_err(invalid)?;

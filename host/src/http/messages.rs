@@ -89,8 +89,7 @@ pub async fn count(Extension(scope): Extension<Scope>, request: Request) -> Resp
     if let Err(error) = check_count_request(&body) {
         return super::dialect::invalid(error).into_response();
     }
-    let names = body.as_object().into_iter().flat_map(|o| o.keys());
-    if let Err(error) = super::routes::refuse_native_carriers(names.map(String::as_str)) {
+    if let Err(error) = super::routes::refuse_native_carriers_in(&body) {
         return error.into_response();
     }
     let model = body["model"].as_str().unwrap_or_default();

@@ -292,6 +292,12 @@ pub(super) fn refuse_native_carriers<'a>(
     }
 }
 
+/// [`refuse_native_carriers`] over a JSON body's top-level field names.
+pub(super) fn refuse_native_carriers_in(body: &serde_json::Value) -> Result<(), ApiError> {
+    let names = body.as_object().into_iter().flat_map(|o| o.keys());
+    refuse_native_carriers(names.map(String::as_str))
+}
+
 /// A JSON object body with its `model` set to `model`; any other body as
 /// it came (its parse reports what is wrong with it).
 fn with_model(bytes: Bytes, model: &str) -> Bytes {

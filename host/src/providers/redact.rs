@@ -406,6 +406,11 @@ impl StreamRedactor {
     /// The next piece of the joined text at `path` as it may be sent;
     /// `None` when it goes out as it came.
     fn piece(&mut self, path: &str, text: &str) -> Option<String> {
+        // Whole secrets are gone already ([`KeyRedactor::payload`]): a text
+        // with nothing remembered that does not end like one goes as it is.
+        if !self.pending.contains_key(path) && self.secret_start_at_end(text, 0).is_none() {
+            return None;
+        }
         let (mut joined, sent) = match self.pending.remove(path) {
             Some(pending) => {
                 if pending.holds() {

@@ -51,35 +51,9 @@ pub fn request_to_chat(body: &Value, native: bool) -> Result<Value, TranslateErr
     }
     let turns = turns(body)?;
     for (i, turn) in turns.iter().enumerate() {
-        // Anthropic refuses an empty turn but a last assistant one (the
-        // answer's start): in chat it would vanish without a word.
         let last_assistant = i + 1 == turns.len() && turn["role"] == "assistant";
-        let empty = match &turn["content"] {
-            Value::Array(blocks) => blocks.is_empty(),
-            Value::String(text) => text.trim().is_empty(),
-            _ => false,
-        };
-        if empty && !last_assistant {
-            return Err(TranslateError::new(
-                format!(
-                    "messages.{i}.content: every message needs non-empty content but the \
-                     optional final assistant message"
-                ),
-                &format!("messages.{i}.content"),
-            ));
-        }
-        let blocks = turn["content"].as_array().map_or(&[][..], Vec::as_slice);
-        if let Some(j) = blocks.iter().position(|b| {
-            b["type"] == "text" && b["text"].as_str().is_some_and(|t| t.trim().is_empty())
-        }) && !last_assistant
-        {
-            return Err(TranslateError::new(
-                format!(
-                    "messages.{i}.content.{j}.text: text content blocks must contain \
-                     non-whitespace text"
-                ),
-                &format!("messages.{i}.content.{j}.text"),
-            ));
+        if !last_assistant {
+            refuse_empty_turn(turn, i)?;
         }
         messages.extend(turn_to_chat(turn, native)?);
     }
@@ -136,6 +110,39 @@ pub fn check_count_request(body: &Value) -> Result<(), TranslateError> {
         turn_to_chat(turn, true)?;
     }
     Ok(())
+}
+
+/// Refuses turn `i` when its content, or a text block of it, is empty or
+/// only whitespace, as Anthropic does for every turn but a last assistant
+/// one (the answer's start): in chat it would vanish without a word.
+fn refuse_empty_turn(turn: &Value, i: usize) -> Result<(), TranslateError> {
+    let empty = match &turn["content"] {
+        Value::Array(blocks) => blocks.is_empty(),
+        Value::String(text) => text.trim().is_empty(),
+        _ => false,
+    };
+    if empty {
+        return Err(TranslateError::new(
+            format!(
+                "messages.{i}.content: every message needs non-empty content but the \
+                 optional final assistant message"
+            ),
+            &format!("messages.{i}.content"),
+        ));
+    }
+    let blocks = turn["content"].as_array().map_or(&[][..], Vec::as_slice);
+    match blocks.iter().position(|b| {
+        b["type"] == "text" && b["text"].as_str().is_some_and(|t| t.trim().is_empty())
+    }) {
+        Some(j) => Err(TranslateError::new(
+            format!(
+                "messages.{i}.content.{j}.text: text content blocks must contain non-whitespace \
+                 text"
+            ),
+            &format!("messages.{i}.content.{j}.text"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The conversation: a non-empty array.

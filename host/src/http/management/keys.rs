@@ -124,6 +124,24 @@ fn check_routes(routes: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses `alias` when a key other than `own` (a token hash) holds it:
+/// checked before anything is written, so that a refusal changes nothing.
+pub(super) async fn refuse_taken_alias(
+    keys: &Keys,
+    alias: &str,
+    own: Option<&str>,
+) -> Result<(), ApiError> {
+    let holder = keys
+        .store()
+        .key_hash_by_alias(alias)
+        .await
+        .map_err(key_error)?;
+    match holder {
+        Some(holder) if Some(holder.as_str()) != own => Err(invalid("key_alias", "already exists")),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a key for the reserved user that keeps the gateway's own spend
 /// ([`PROXY_BUDGET_USER`]): every call already counts there, so its key's
 /// calls would count twice and spend the gateway's budget at double speed.
@@ -931,21 +949,13 @@ async fn rotate(
     let mut preview = found.clone();
     apply(keys, &mut preview, changes.clone(), SystemTime::now()).await?;
     scope.check_change(&found, &preview, changes.limits.spend()?)?;
+    // Only a new alias can be taken.
     if let Some(alias) = preview
         .key_alias
         .as_deref()
         .filter(|a| Some(*a) != found.key_alias.as_deref())
-        && keys
-            .store()
-            .key_hash_by_alias(alias)
-            .await
-            .map_err(key_error)?
-            .is_some_and(|other| other != found.token_hash)
     {
-        return Err(invalid(
-            "key_alias",
-            "a key with this key_alias already exists",
-        ));
+        refuse_taken_alias(keys, alias, Some(&found.token_hash)).await?;
     }
     let value = key_value(state, chosen, "new_key")?;
     // What this instance's counter has charged the key so far: a call that

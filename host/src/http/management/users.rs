@@ -214,17 +214,8 @@ pub async fn new(State(state): State<AppState>, request: Request) -> Result<Resp
     }
     if let Some(alias) = &body.key_alias {
         check_id("key_alias", alias)?;
-        // Checked before anything is written: a taken alias refuses the
-        // whole request, not only its key.
-        if keys
-            .store()
-            .key_hash_by_alias(alias)
-            .await
-            .map_err(key_error)?
-            .is_some()
-        {
-            return Err(invalid("key_alias", "already exists"));
-        }
+        // A taken alias refuses the whole request, not only its key.
+        super::keys::refuse_taken_alias(&keys, alias, None).await?;
     }
     let expires = expiry(body.duration.as_deref(), now)?;
     for team in &teams {
