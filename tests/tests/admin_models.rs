@@ -502,6 +502,64 @@ async fn litellms_model_update_changes_what_it_gives_and_keeps_the_rest() {
 }
 
 #[tokio::test]
+async fn litellms_patch_route_updates_the_runtime_model_its_path_names() {
+    let up = FakeUpstream::start().await;
+    up.set("rt1", Behavior::ok("from rt1"));
+    up.set("rt2", Behavior::ok("from rt2"));
+    let proxy = start(&config(&up, Some(MASTER), &[]), &[]).await;
+    let made = json!({"model_name": "rt", "litellm_params": {
+        "model": "openai/gpt-rt", "api_base": up.api_base("rt1"), "api_key": SECRET}});
+    let (status, made) = master_post(&proxy, "/model/new", made).await;
+    assert_eq!(status, 200, "{made}");
+    let id = made["model_id"].as_str().unwrap().to_owned();
+    let patch = |id: &str, body: Value| {
+        let path = format!("/model/{id}/update");
+        let proxy = &proxy;
+        async move {
+            proxy
+                .call(reqwest::Method::PATCH, &path, Some(body), Some(MASTER))
+                .await
+        }
+    };
+
+    let (status, updated) = patch(
+        &id,
+        json!({"litellm_params": {"api_base": up.api_base("rt2")}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["model_id"], json!(id), "{updated}");
+    let (status, body) = master_post(&proxy, "/v1/chat/completions", chat_body("rt", "x")).await;
+    assert_eq!(
+        (status, &body["choices"][0]["message"]["content"]),
+        (200, &json!("from rt2")),
+        "{body}"
+    );
+
+    let (status, refused) = patch(&id, json!({"model_info": {"id": "other"}})).await;
+    assert_eq!(
+        (status, &refused["error"]["param"]),
+        (400, &json!("model_info.id")),
+        "{refused}"
+    );
+    let (status, missing) = patch("nope", json!({"model_name": "x"})).await;
+    assert_eq!(
+        (status, &missing["error"]["param"]),
+        (404, &json!("model_id")),
+        "{missing}"
+    );
+    let (status, unauthorised) = proxy
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/model/{id}/update"),
+            Some(json!({"model_name": "x"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401, "{unauthorised}");
+}
+
+#[tokio::test]
 async fn a_registration_can_replace_a_config_model_and_set_its_fallbacks() {
     let up = FakeUpstream::start().await;
     up.set("broken", Behavior::status(500, "down"));

@@ -120,6 +120,27 @@ impl Fit for u64 {
     }
 }
 
+/// The most retries any config key may ask for. Each retry may wait out a
+/// whole timeout and a backoff, so a count in the thousands (a typo, or a
+/// model registered at runtime) would hold every failing request, and its
+/// client, for days.
+pub const MAX_CONFIG_RETRIES: u32 = 100;
+
+/// A retry count, bounded by [`MAX_CONFIG_RETRIES`].
+struct RetryCount(u32);
+
+impl Fit for RetryCount {
+    fn fit(raw: Raw) -> Result<Self, String> {
+        let max = u64::from(MAX_CONFIG_RETRIES);
+        fit_whole::<u64>(raw, max)
+            .ok()
+            .filter(|n| *n <= max)
+            .and_then(|n| u32::try_from(n).ok())
+            .map(RetryCount)
+            .ok_or_else(|| format!("must be a whole number from 0 to {max}, got {raw}"))
+    }
+}
+
 /// A whole number from 0 to `max` (the largest `T`), as in pydantic's `int`.
 fn fit_whole<T: TryFrom<i128>>(raw: Raw, max: u64) -> Result<T, String> {
     raw.as_whole()
@@ -353,6 +374,13 @@ pub(super) fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D:
     d.deserialize_any(NumberVisitor::<u32>(PhantomData))
 }
 
+/// An optional retry count (`num_retries`, `max_retries`, the
+/// `retry_policy` entries): as [`opt_u32`], at most [`MAX_CONFIG_RETRIES`].
+pub(super) fn opt_retries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    Ok(d.deserialize_any(NumberVisitor::<RetryCount>(PhantomData))?
+        .map(|RetryCount(n)| n))
+}
+
 /// An optional `u64` field: `60`, `"60"`, `60.0`.
 pub(super) fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     d.deserialize_any(NumberVisitor::<u64>(PhantomData))
@@ -569,17 +597,52 @@ mod tests {
     fn a_count_that_is_not_a_whole_non_negative_number_is_refused() {
         for bad in ["\"1.5\"", "\"-1\"", "-1", "5000000000"] {
             let err = load_text(&format!(
-                "model_list: []\nrouter_settings:\n  num_retries: {bad}\n"
+                "model_list: []\nrouter_settings:\n  allowed_fails: {bad}\n"
             ))
             .unwrap_err()
             .to_string();
             assert!(
                 err.contains(
-                    "router_settings.num_retries: must be a whole number from 0 to 4294967295"
+                    "router_settings.allowed_fails: must be a whole number from 0 to 4294967295"
                 ),
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn every_retry_count_past_the_bound_is_refused_at_its_key_path() {
+        let deployment_keys = ["num_retries", "max_retries"].map(|key| {
+            (
+                deployment(&format!("      {key}: 101\n")),
+                format!("model_list[0].litellm_params.{key}"),
+            )
+        });
+        let settings = [
+            (
+                "router_settings:\n  num_retries: 1000000\n",
+                "router_settings.num_retries",
+            ),
+            (
+                "litellm_settings:\n  num_retries: \"101\"\n",
+                "litellm_settings.num_retries",
+            ),
+            (
+                "router_settings:\n  retry_policy:\n    RateLimitErrorRetries: 500\n",
+                "router_settings.retry_policy.RateLimitErrorRetries",
+            ),
+        ]
+        .map(|(yaml, path)| (format!("model_list: []\n{yaml}"), path.to_owned()));
+        for (yaml, path) in deployment_keys.into_iter().chain(settings) {
+            let err = load_text(&yaml).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{path}: must be a whole number from 0 to 100")),
+                "{path}: {err}"
+            );
+        }
+        let at_the_bound =
+            load_text("model_list: []\nrouter_settings:\n  num_retries: 100\n").unwrap();
+        assert_eq!(at_the_bound.config.router_settings.num_retries, Some(100));
     }
 
     #[test]

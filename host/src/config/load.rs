@@ -973,6 +973,10 @@ fn check_general(config: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
+/// The longest `router_settings.retry_after`: the longest upstream
+/// `retry-after` hint a retry waits for, too.
+const MAX_RETRY_AFTER_SECS: f64 = 60.0;
+
 /// Timeouts and intervals in seconds across the sections.
 fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
     let rs = &config.router_settings;
@@ -1002,6 +1006,17 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
         if let Some(why) = value.and_then(|v| invalid_seconds(v, false)) {
             problems.push(Problem::new(key, why));
         }
+    }
+    if let Some(wait) = rs.retry_after
+        && wait > MAX_RETRY_AFTER_SECS
+    {
+        problems.push(Problem::new(
+            "router_settings.retry_after",
+            format!(
+                "must be at most {MAX_RETRY_AFTER_SECS} seconds, got {wait}: it is waited before \
+                 every retry, however long the request may take"
+            ),
+        ));
     }
     // Waits that zero would turn into "refuse at once" (a call given no
     // time at all fails every attempt).
@@ -1594,6 +1609,20 @@ mod tests {
         assert!(
             load_text("general_settings:\n  composite_queue_timeout: 0\nmodel_list: []\n").is_ok()
         );
+    }
+
+    #[test]
+    fn a_retry_after_longer_than_a_minute_is_refused() {
+        let err = load_text("model_list: []\nrouter_settings:\n  retry_after: 3600\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "test.yaml: router_settings.retry_after: must be at most 60 seconds, got 3600"
+            ),
+            "{err}"
+        );
+        assert!(load_text("model_list: []\nrouter_settings:\n  retry_after: 60\n").is_ok());
     }
 
     #[test]

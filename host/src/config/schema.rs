@@ -141,10 +141,10 @@ pub struct LitellmParams {
     /// Seconds to the first chunk of a stream, and between chunks.
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub stream_timeout: Option<f64>,
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub max_retries: Option<u32>,
     /// LiteLLM's per-deployment retries; wins over `max_retries`.
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub num_retries: Option<u32>,
     /// Seconds this deployment stays out of rotation once cooled down,
     /// instead of the router's `cooldown_time` (0: it is never cooled).
@@ -440,7 +440,7 @@ pub struct LitellmSettings {
     /// Default whole-request timeout in seconds.
     #[serde(deserialize_with = "super::lenient::opt_f64")]
     pub request_timeout: Option<f64>,
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub num_retries: Option<u32>,
     /// LiteLLM's Python custom providers; composite profiles replace them.
     pub custom_provider_map: Option<serde_yaml::Value>,
@@ -619,7 +619,7 @@ pub type FallbackList = Vec<BTreeMap<String, Vec<String>>>;
 pub struct RouterSettings {
     pub routing_strategy: Option<String>,
     pub routing_strategy_args: RoutingStrategyArgs,
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub num_retries: Option<u32>,
     pub retry_policy: Option<RetryPolicyConfig>,
     /// Minimum seconds to wait before a retry.
@@ -702,17 +702,17 @@ pub struct RoutingStrategyArgs {
 #[serde(default)]
 #[allow(non_snake_case)]
 pub struct RetryPolicyConfig {
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub BadRequestErrorRetries: Option<u32>,
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub AuthenticationErrorRetries: Option<u32>,
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub TimeoutErrorRetries: Option<u32>,
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub RateLimitErrorRetries: Option<u32>,
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub ContentPolicyViolationErrorRetries: Option<u32>,
-    #[serde(deserialize_with = "super::lenient::opt_u32")]
+    #[serde(deserialize_with = "super::lenient::opt_retries")]
     pub InternalServerErrorRetries: Option<u32>,
 }
 

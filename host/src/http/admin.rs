@@ -320,12 +320,65 @@ pub async fn model_update(
     })
     .map_or((None, "model_info.id"), |(v, param)| (Some(v), param));
     let id = model_id(given, param)?;
+    update_runtime_model(&state, control, id, param, &body).await
+}
+
+#[utoipa::path(
+    patch,
+    path = "/model/{model_id}/update",
+    operation_id = "model_patch",
+    tag = "admin",
+    summary = "Change a runtime model named in the path, in LiteLLM's shape",
+    params(("model_id" = String, Path, description = "The runtime model's id (or its name)")),
+    request_body = super::openapi::JsonObject,
+    responses(
+        (status = 200, description = "Updated", body = super::openapi::JsonObject),
+        (status = 400, description = "The body names another id, or an invalid field", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such runtime model", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The new model_name is another runtime model's, or the config file owns this model", body = super::openapi::ErrorResponse),
+        (status = 401, description = "Missing or wrong master key", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The admin API is off: no master key is configured", body = super::openapi::ErrorResponse)
+    ),
+    security(("bearer" = []))
+)]
+/// `PATCH /model/{model_id}/update`, LiteLLM's other update route: as
+/// `POST /model/update`, the id taken from the path. A body that names
+/// another id is refused rather than one of the two being picked.
+pub async fn model_patch(
+    State(state): State<AppState>,
+    Path(model_id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let control = control(&state)?;
+    let body = read_json(&state, request).await?;
+    for (pointer, param) in [("/model_info/id", "model_info.id"), ("/id", "id")] {
+        if let Some(given) = body.pointer(pointer).filter(|v| !v.is_null())
+            && given.as_str() != Some(model_id.as_str())
+        {
+            return Err(ApiError::invalid(
+                format!("`{param}` names another model than the path's {model_id:?}"),
+                Some(param),
+            ));
+        }
+    }
+    update_runtime_model(&state, control, &model_id, "model_id", &body).await
+}
+
+/// The runtime model `id` (given in `param`) changed by a LiteLLM update
+/// `body`, and the answer naming it.
+async fn update_runtime_model(
+    state: &AppState,
+    control: &Control,
+    id: &str,
+    param: &str,
+    body: &Value,
+) -> Result<Response, ApiError> {
     let current = one_registration(control, id).map_err(|mut e| {
         e.body.error.param = Some(param.into());
         e
     })?;
     let updated = current
-        .updated_by_litellm(&body)
+        .updated_by_litellm(body)
         .map_err(|e| ApiError::invalid(e.message, e.param.as_deref()))?;
     let renamed = updated.model_name != current.model_name;
     // As for `/model/new`: that name runs its profile, never a deployment.

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use tower::ServiceBuilder;
 
 pub use request_id::AssignId;
@@ -223,6 +223,7 @@ pub fn app(
         .route("/admin/models/{*model_name}", delete(admin::delete_model))
         .route("/model/new", post(admin::model_new))
         .route("/model/update", post(admin::model_update))
+        .route("/model/{model_id}/update", patch(admin::model_patch))
         .route("/model/delete", post(admin::model_delete))
         .route("/cache/ping", get(cache_routes::ping))
         .route("/cache/flushall", post(cache_routes::flush_all))

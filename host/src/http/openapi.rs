@@ -65,6 +65,7 @@ pub use schemas::*;
         admin::delete_model,
         admin::model_new,
         admin::model_update,
+        admin::model_patch,
         admin::model_delete,
         // These docs.
         docs::index,

@@ -166,6 +166,8 @@ const GROUPS: &[(&str, &[&str])] = &[
             "/model/new",
             "/model/update",
             "/model/delete",
+            // `PATCH /model/{model_id}/update`.
+            "/model/*",
         ],
     ),
     (

@@ -91,6 +91,10 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
         Kind::Model => match path.strip_prefix("/admin/models/") {
             // The id a registration by name has.
             Some(name) => vec![format!("runtime:{name}")],
+            // `PATCH /model/{model_id}/update` names it in its path.
+            None if patched_model(path).is_some() => {
+                patched_model(path).into_iter().map(str::to_owned).collect()
+            }
             // As `/model/update` reads it: the id, else the model name.
             None => asked
                 .pointer("/model_info/id")
@@ -109,6 +113,13 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
         },
         Kind::Config => vec!["config".to_owned()],
     }
+}
+
+/// The model id in the path of `PATCH /model/{model_id}/update`.
+fn patched_model(path: &str) -> Option<&str> {
+    path.strip_prefix("/model/")?
+        .strip_suffix("/update")
+        .filter(|id| !id.is_empty())
 }
 
 /// The object as the API shows it (never a key's value), when it exists
