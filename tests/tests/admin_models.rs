@@ -536,6 +536,17 @@ async fn litellms_patch_route_updates_the_runtime_model_its_path_names() {
         "{body}"
     );
 
+    let (status, audit) = proxy
+        .call(
+            reqwest::Method::GET,
+            &format!("/audit?object_id={id}&action=updated"),
+            None,
+            Some(MASTER),
+        )
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["total"], 1, "the patch leaves its audit row: {audit}");
+
     let (status, refused) = patch(&id, json!({"model_info": {"id": "other"}})).await;
     assert_eq!(
         (status, &refused["error"]["param"]),

@@ -160,12 +160,14 @@ async fn every_documented_path_is_served() {
             let concrete = path
                 .replace("{model_name}", "no-such-model")
                 .replace("{key}", "no-such-key")
-                .replace("{response_id}", "resp_none");
+                .replace("{response_id}", "resp_none")
+                .replace("{model_id}", "no-such-model");
             let url = proxy.url(&concrete);
             let request = match method.as_str() {
                 "get" => proxy.client.get(&url),
                 "post" => proxy.client.post(&url).json(&serde_json::json!({})),
                 "delete" => proxy.client.delete(&url),
+                "patch" => proxy.client.patch(&url).json(&serde_json::json!({})),
                 other => panic!("unexpected method {other} on {path}"),
             };
             let r = request.bearer_auth(KEY).send().await.unwrap();

@@ -88,23 +88,25 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
         Kind::Team => [strings("team_id"), strings("team_ids")].concat(),
         Kind::Customer => [strings("user_id"), strings("user_ids")].concat(),
         Kind::Budget => [strings("budget_id"), strings("id")].concat(),
-        Kind::Model => match path.strip_prefix("/admin/models/") {
-            // The id a registration by name has.
-            Some(name) => vec![format!("runtime:{name}")],
-            // `PATCH /model/{model_id}/update` names it in its path.
-            None if patched_model(path).is_some() => {
-                patched_model(path).into_iter().map(str::to_owned).collect()
+        Kind::Model => {
+            if let Some(name) = path.strip_prefix("/admin/models/") {
+                // The id a registration by name has.
+                vec![format!("runtime:{name}")]
+            } else if let Some(id) = patched_model(path) {
+                // `PATCH /model/{model_id}/update` names it in its path.
+                vec![id]
+            } else {
+                // As `/model/update` reads it: the id, else the model name.
+                asked
+                    .pointer("/model_info/id")
+                    .or_else(|| asked.get("id"))
+                    .filter(|v| !v.is_null())
+                    .or_else(|| asked.get("model_name"))
+                    .and_then(Value::as_str)
+                    .map(|id| vec![id.to_owned()])
+                    .unwrap_or_default()
             }
-            // As `/model/update` reads it: the id, else the model name.
-            None => asked
-                .pointer("/model_info/id")
-                .or_else(|| asked.get("id"))
-                .filter(|v| !v.is_null())
-                .or_else(|| asked.get("model_name"))
-                .and_then(Value::as_str)
-                .map(|id| vec![id.to_owned()])
-                .unwrap_or_default(),
-        },
+        }
         Kind::Cache => match path.strip_prefix("/cache/") {
             Some("flushall") => vec!["all".to_owned()],
             Some("delete") => strings("keys"),
@@ -115,11 +117,14 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
     }
 }
 
-/// The model id in the path of `PATCH /model/{model_id}/update`.
-fn patched_model(path: &str) -> Option<&str> {
-    path.strip_prefix("/model/")?
-        .strip_suffix("/update")
-        .filter(|id| !id.is_empty())
+/// The model id in the path of `PATCH /model/{model_id}/update`, decoded
+/// as the handler reads it.
+fn patched_model(path: &str) -> Option<String> {
+    let id = path.strip_prefix("/model/")?.strip_suffix("/update")?;
+    let id = percent_encoding::percent_decode_str(id)
+        .decode_utf8()
+        .ok()?;
+    (!id.is_empty()).then(|| id.into_owned())
 }
 
 /// The object as the API shows it (never a key's value), when it exists
