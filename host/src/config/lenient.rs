@@ -131,19 +131,15 @@ struct RetryCount(u32);
 
 impl Fit for RetryCount {
     fn fit(raw: Raw) -> Result<Self, String> {
-        let max = u64::from(MAX_CONFIG_RETRIES);
-        fit_whole::<u64>(raw, max)
-            .ok()
-            .filter(|n| *n <= max)
-            .and_then(|n| u32::try_from(n).ok())
-            .map(RetryCount)
-            .ok_or_else(|| format!("must be a whole number from 0 to {max}, got {raw}"))
+        fit_whole(raw, u64::from(MAX_CONFIG_RETRIES)).map(RetryCount)
     }
 }
 
-/// A whole number from 0 to `max` (the largest `T`), as in pydantic's `int`.
+/// A whole number from 0 to `max` (at most the largest `T`), as in
+/// pydantic's `int`.
 fn fit_whole<T: TryFrom<i128>>(raw: Raw, max: u64) -> Result<T, String> {
     raw.as_whole()
+        .filter(|v| (0..=i128::from(max)).contains(v))
         .and_then(|v| T::try_from(v).ok())
         .ok_or_else(|| format!("must be a whole number from 0 to {max}, got {raw}"))
 }

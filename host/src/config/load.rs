@@ -973,9 +973,10 @@ fn check_general(config: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
-/// The longest `router_settings.retry_after`: the longest upstream
-/// `retry-after` hint a retry waits for, too.
-const MAX_RETRY_AFTER_SECS: f64 = 60.0;
+/// The longest `router_settings.retry_after`, in seconds, and the longest
+/// upstream `retry-after` hint a retry waits for: either is waited before
+/// every retry, however long the request may take.
+pub const MAX_RETRY_AFTER_SECS: u64 = 60;
 
 /// Timeouts and intervals in seconds across the sections.
 fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
@@ -1008,7 +1009,7 @@ fn check_waits(config: &Config, problems: &mut Vec<Problem>) {
         }
     }
     if let Some(wait) = rs.retry_after
-        && wait > MAX_RETRY_AFTER_SECS
+        && wait > MAX_RETRY_AFTER_SECS as f64
     {
         problems.push(Problem::new(
             "router_settings.retry_after",

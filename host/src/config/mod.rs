@@ -27,7 +27,8 @@ pub use cache::{CacheMode, CacheParams, CacheScope, CacheType, CallType};
 pub use env::Env;
 pub use include::Origins;
 pub use load::{
-    ConfigError, LoadedConfig, MASTER_KEY_VARIABLES, Problem, default_config_path, load, load_str,
+    ConfigError, LoadedConfig, MASTER_KEY_VARIABLES, MAX_RETRY_AFTER_SECS, Problem,
+    default_config_path, load, load_str,
 };
 pub use near_miss::{param_hint, provider_hint};
 pub use params::{

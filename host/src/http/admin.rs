@@ -306,8 +306,18 @@ pub async fn model_update(
 ) -> Result<Response, ApiError> {
     let control = control(&state)?;
     let body = read_json(&state, request).await?;
-    // Without an id, the model name names the one runtime deployment.
-    let (given, param) = [
+    let (given, param) =
+        update_target(&body).map_or((None, "model_info.id"), |(v, param)| (Some(v), param));
+    let id = model_id(given, param)?;
+    update_runtime_model(&state, control, id, param, &body).await
+}
+
+/// What a `POST /model/update` body names its runtime model by, and the
+/// field that gave it: `model_info.id`, else `id`, else (without an id)
+/// `model_name`, which names the one runtime deployment of that name. The
+/// audit log reads the body the same way.
+pub(crate) fn update_target(body: &Value) -> Option<(&Value, &'static str)> {
+    [
         ("/model_info/id", "model_info.id"),
         ("/id", "id"),
         ("/model_name", "model_name"),
@@ -318,9 +328,6 @@ pub async fn model_update(
             .filter(|v| !v.is_null())
             .map(|v| (v, param))
     })
-    .map_or((None, "model_info.id"), |(v, param)| (Some(v), param));
-    let id = model_id(given, param)?;
-    update_runtime_model(&state, control, id, param, &body).await
 }
 
 #[utoipa::path(

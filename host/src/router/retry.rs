@@ -26,7 +26,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// as in LiteLLM: the retry backs off as without one, rather than hold the
 /// client for a minute per retry; the hint still cools the deployment down
 /// (up to the cooldown cap).
-pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(crate::config::MAX_RETRY_AFTER_SECS);
 
 /// How many times each error class is retried, from `num_retries`,
 /// `retry_policy` and `retry_after`.

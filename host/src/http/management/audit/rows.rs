@@ -96,13 +96,9 @@ async fn named_targets(keys: &Keys, kind: Kind, path: &str, asked: &Value) -> Ve
                 // `PATCH /model/{model_id}/update` names it in its path.
                 vec![id]
             } else {
-                // As `/model/update` reads it: the id, else the model name.
-                asked
-                    .pointer("/model_info/id")
-                    .or_else(|| asked.get("id"))
-                    .filter(|v| !v.is_null())
-                    .or_else(|| asked.get("model_name"))
-                    .and_then(Value::as_str)
+                // As `/model/update` reads it.
+                crate::http::admin::update_target(asked)
+                    .and_then(|(id, _)| id.as_str())
                     .map(|id| vec![id.to_owned()])
                     .unwrap_or_default()
             }
