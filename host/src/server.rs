@@ -46,11 +46,10 @@ pub fn http_client(tls: &UpstreamTls) -> Result<reqwest::Client, String> {
         // An upstream's redirect is its answer, not a place to send the
         // prompt (and its key) to: a 3xx fails the call like any error.
         .redirect(reqwest::redirect::Policy::none())
-        // Retries are the router's alone (num_retries, fallbacks,
-        // cooldowns). The client's own replay of refused HTTP/2 streams
-        // would resend behind the router's back, and it copies every
-        // request's headers to be ready to.
-        .retry(reqwest::retry::never().max_retries_per_request(0))
+        // Retries are the router's (num_retries, fallbacks, cooldowns).
+        // The client itself resends only a request an HTTP/2 upstream
+        // refused unread (REFUSED_STREAM, or a graceful GOAWAY before the
+        // stream), at most twice, which RFC 9113 deems safe.
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
