@@ -317,17 +317,19 @@ pub async fn model_update(
 /// `model_name`, which names the one runtime deployment of that name. The
 /// audit log reads the body the same way.
 pub(crate) fn update_target(body: &Value) -> Option<(&Value, &'static str)> {
-    [
-        ("/model_info/id", "model_info.id"),
-        ("/id", "id"),
-        ("/model_name", "model_name"),
-    ]
-    .into_iter()
-    .find_map(|(pointer, param)| {
-        body.pointer(pointer)
-            .filter(|v| !v.is_null())
-            .map(|v| (v, param))
-    })
+    UPDATE_ID_FIELDS
+        .into_iter()
+        .chain([("/model_name", "model_name")])
+        .find_map(|(pointer, param)| given_field(body, pointer).map(|v| (v, param)))
+}
+
+/// The fields an update body may name its runtime model's id in, first
+/// wins: a JSON pointer and the field's name for errors.
+const UPDATE_ID_FIELDS: [(&str, &str); 2] = [("/model_info/id", "model_info.id"), ("/id", "id")];
+
+/// The value at `pointer` in `body`, unless absent or null.
+fn given_field<'a>(body: &'a Value, pointer: &str) -> Option<&'a Value> {
+    body.pointer(pointer).filter(|v| !v.is_null())
 }
 
 #[utoipa::path(
@@ -358,8 +360,8 @@ pub async fn model_patch(
 ) -> Result<Response, ApiError> {
     let control = control(&state)?;
     let body = read_json(&state, request).await?;
-    for (pointer, param) in [("/model_info/id", "model_info.id"), ("/id", "id")] {
-        if let Some(given) = body.pointer(pointer).filter(|v| !v.is_null())
+    for (pointer, param) in UPDATE_ID_FIELDS {
+        if let Some(given) = given_field(&body, pointer)
             && given.as_str() != Some(model_id.as_str())
         {
             return Err(ApiError::invalid(
